@@ -1,0 +1,167 @@
+"""`layerboard` command line: summary, train, predict (headless, never imports Qt); no command opens the app."""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LayerboardError
+from .layers.base import fmt
+
+
+def _project(path):
+    from .project import Project
+    return Project.load(path)
+
+
+def cmd_summary(a):
+    from .shapes import infer
+    p = _project(a.project)
+    infos = infer(p.graph)
+    rows = []
+    for n, i in infos.items():
+        node = p.graph.nodes[n]
+        d = i.to_dict()
+        d.update(config=node.config, inputs=p.graph.inputs_of(n))
+        rows.append(d)
+    total_p, total_m = sum(i.params for i in infos.values()), sum(i.macs for i in infos.values())
+    if a.json:
+        print(json.dumps({"layers": rows, "total_params": total_p, "total_macs": total_m}))
+    else:
+        spatial = any(i.field for i in infos.values())
+        head = ["name", "type", "output shape", "params", "MACs"] + (["receptive field", "eff. stride"] if spatial else [])
+        table = [head]
+        for i in infos.values():
+            shape = fmt(i.shape) if i.shape else ("ERROR" if i.error else f"(needs {i.blocked})")
+            row = [i.name, i.type, shape, f"{i.params:,}", f"{i.macs:,}"]
+            if spatial:
+                row += [f"{i.field[0]}×{i.field[1]}" if i.field else "", f"{i.stride[0]}×{i.stride[1]}" if i.stride else ""]
+            table.append(row)
+        table.append(["total", "", "", f"{total_p:,}", f"{total_m:,}"] + ([""] * 2 if spatial else []))
+        w = [max(len(r[c]) for r in table) for c in range(len(head))]
+        for r in table:
+            print("  ".join(c.ljust(w[k]) if k < 3 else c.rjust(w[k]) for k, c in enumerate(r)).rstrip())
+        for i in infos.values():
+            if i.error:
+                print(f"error: {i.error}", file=sys.stderr)
+    return 1 if any(i.error for i in infos.values()) else 0
+
+
+class Progress:
+    """A one-line progress bar with ETA on a terminal (stderr)."""
+
+    def __init__(self, total, stream=sys.stderr):
+        self.total, self.stream, self.t0 = total, stream, time.perf_counter()
+        self.tty = stream.isatty()
+
+    def __call__(self, ev):
+        if ev.kind == "batch_end" and self.tty:
+            e = ev.epoch - 1 + ev.data["batch"] / ev.data["batches"]
+            el = time.perf_counter() - self.t0
+            eta = el / e * (self.total - e) if e else 0
+            n = int(30 * e / self.total)
+            self.stream.write(f"\r[{'#' * n}{'.' * (30 - n)}] epoch {ev.epoch}/{self.total} "
+                              f"loss {ev.data['loss']:.4f}  ETA {eta:4.0f}s ")
+        elif ev.kind == "finished" and self.tty:
+            self.stream.write("\n")
+        elif ev.kind == "finding":
+            self.stream.write(("\n" if self.tty else "") + ev.data["finding"].message + "\n")
+
+
+def cmd_train(a):
+    from .session import prepare
+    from .weights import save_npz
+    p = _project(a.project)
+    if a.epochs is not None:
+        p.training["epochs"] = a.epochs
+    if a.out and Path(a.out).suffix not in (".npz",):
+        raise LayerboardError(f"cannot write weights to {a.out}: use a .npz file name")
+    model, tr = prepare(p, seed=a.seed)
+    if a.json:
+        def line(ev):
+            if ev.kind == "epoch_end":
+                print(json.dumps({"epoch": ev.epoch, **{k: v for k, v in ev.data.items() if k != "epochs"}}), flush=True)
+        tr.subscribe(line)
+    else:
+        tr.subscribe(Progress(p.training["epochs"]))
+    res = tr.run()
+    if a.out:
+        save_npz(a.out, model)
+    if a.json:
+        print(json.dumps(res), flush=True)
+    else:
+        keys = ["train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+        print(f"{res['status']} after {res['epochs']} epochs ({res['seconds']:.1f} s): " +
+              ", ".join(f"{k} {res[k]:.4f}" for k in keys if k in res))
+        if res["message"]:
+            print(res["message"], file=sys.stderr)
+    return 1 if res["status"] == "diverged" else 0
+
+
+def cmd_predict(a):
+    from .model import Model
+    from .project import atomic_write
+    from .weights import load_into
+    p = _project(a.project)
+    model = Model(p.graph)
+    load_into(model, a.weights)
+    try:
+        x = np.load(a.input, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise LayerboardError(f"cannot read {a.input}: {e}") from None
+    y = model.predict(x.astype(np.float32))
+    import io
+    buf = io.BytesIO()
+    np.save(buf, y)
+    atomic_write(a.output, buf.getvalue())
+    print(f"wrote {len(y)} predictions of shape {fmt(y.shape[1:])} to {a.output}")
+    return 0
+
+
+def parser():
+    ap = argparse.ArgumentParser(prog="layerboard", description="Build, train and export neural networks.")
+    sub = ap.add_subparsers(dest="cmd")
+    s = sub.add_parser("summary", help="per-layer shapes, parameters, MACs")
+    s.add_argument("project")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_summary)
+    t = sub.add_parser("train", help="train a project headless")
+    t.add_argument("project")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--out", help="write trained weights (.npz)")
+    t.add_argument("--json", action="store_true", help="one JSON object per epoch, then a final one")
+    t.set_defaults(fn=cmd_train)
+    r = sub.add_parser("predict", help="run a trained model on an .npy array")
+    r.add_argument("project")
+    r.add_argument("--weights", required=True)
+    r.add_argument("--input", required=True)
+    r.add_argument("--output", required=True)
+    r.set_defaults(fn=cmd_predict)
+    return ap
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
+    if a.cmd is None:
+        try:
+            from gui.app import main as gui_main
+        except ImportError as e:
+            print(f"layerboard: the window cannot start ({e}); the commands summary|train|predict work headless",
+                  file=sys.stderr)
+            return 1
+        return gui_main()
+    try:
+        return a.fn(a)
+    except LayerboardError as e:
+        print(f"layerboard {a.cmd}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

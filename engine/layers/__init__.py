@@ -1,0 +1,15 @@
+"""Layer types; importing this package fills REGISTRY."""
+from . import activations, core, merge, regularization, reshape  # noqa: F401  (enrol layers)
+from .base import CATEGORIES, REGISTRY, Fix, Layer, Param, fmt, register
+from ..errors import ConfigError
+
+
+def create(type, name="", config=None):
+    """Instantiate a registered layer type with checked hyperparameters."""
+    cls = REGISTRY.get(type)
+    if cls is None:
+        raise ConfigError(f"unknown layer type {type!r} for '{name}'; known: {', '.join(sorted(REGISTRY))}")
+    return cls(name, **(config or {}))
+
+
+__all__ = ["CATEGORIES", "REGISTRY", "Fix", "Layer", "Param", "create", "fmt", "register"]

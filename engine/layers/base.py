@@ -1,0 +1,123 @@
+"""Layer interface (Keras-3 style, shapes exclude the batch axis) and the layer registry."""
+from dataclasses import dataclass
+from math import prod
+
+from ..errors import ShapeError
+from ..hparams import resolve
+
+REGISTRY = {}
+CATEGORIES = ("input", "core", "activation", "convolution", "pooling", "recurrent", "attention",
+              "normalization", "regularization", "merge", "reshape")
+
+
+def register(cls):
+    """Class decorator: add a layer type to the registry (and so to the shared gradient check)."""
+    assert cls.category in CATEGORIES, cls.category
+    cls.type = cls.__name__
+    REGISTRY[cls.type] = cls
+    return cls
+
+
+def fmt(shape):
+    """Shape as the user reads it: (16, 7, 7)."""
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A one-click repair: insert a layer of `type` with `config` before the failing node, or set hparams."""
+
+    action: str            # "insert_before" or "set"
+    text: str              # what the user reads, e.g. "insert a Flatten before it"
+    type: str = ""
+    config: tuple = ()     # (name, value) pairs
+
+    def to_dict(self):
+        return {"action": self.action, "text": self.text, "type": self.type, "config": dict(self.config)}
+
+
+FLATTEN_FIX = Fix("insert_before", "insert a Flatten before it", "Flatten")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A weight tensor a layer owns: shape, initializer, whether L2 decay and training touch it."""
+
+    shape: tuple
+    init: object = "zeros"   # initializer name or a constant
+    decay: bool = False
+    trainable: bool = True
+
+    @property
+    def size(self):
+        return prod(self.shape)
+
+
+class Layer:
+    """Base layer: declare hparams, compute_output_shape, params, macs; implement forward/backward."""
+
+    type = "Layer"
+    category = "core"
+    doc = ""
+    hparams = ()
+    n_inputs = 1          # fixed number of inputs; None means two or more
+    taps_doc = {}         # internal tensors exposed in self.taps for visualisation
+
+    def __init__(self, name="", **config):
+        self.name = name or self.type.lower()
+        self.config = resolve(self.hparams, config, self.where)
+        self.p, self.g, self.taps = {}, {}, {}
+        self.rng = None       # numpy Generator, set by the model (dropout, noise)
+        self.need_dx = True   # the model clears it when no input needs a gradient
+
+    @property
+    def where(self):
+        return f"{self.type} '{self.name}'"
+
+    # ---- analysis (no arrays) ----
+    def compute_output_shape(self, in_shapes):
+        """Output shape without batch axis; raise ShapeError saying what arrived and how to fix it."""
+        return in_shapes[0]
+
+    def params(self, in_shapes):
+        """Name -> Param for every tensor this layer owns."""
+        return {}
+
+    def macs(self, in_shapes):
+        """Multiply-accumulates per sample for the forward pass."""
+        return 0
+
+    def kernel_stride(self):
+        """((K_h, K_w), (S_h, S_w)) for spatial layers, None when the layer keeps positions as they are."""
+        return None
+
+    def param_count(self, in_shapes):
+        """Trainable values (the spec's parameter count; running statistics are not counted)."""
+        return sum(p.size for p in self.params(in_shapes).values() if p.trainable)
+
+    # ---- compute ----
+    def build(self, in_shapes):
+        """Remember input and output shapes before the first forward."""
+        self.in_shapes = [tuple(s) for s in in_shapes]
+        self.out_shape = self.compute_output_shape(self.in_shapes)
+
+    def forward(self, *xs, training=False):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        """Given dL/dy, write parameter gradients into self.g and return dL/dx for each input."""
+        raise NotImplementedError
+
+    def get_config(self):
+        return dict(self.config)
+
+    @classmethod
+    def samples(cls):
+        """(config, input shapes) cases used by the registry-wide gradient check."""
+        return [({}, [(3, 4)])]
+
+    def _expect_rank(self, shape, ranks, what, fix=None):
+        """Raise a ShapeError unless len(shape) is in ranks; fix is a Fix offered to the user."""
+        if len(shape) not in ranks:
+            raise ShapeError(f"{self.where} needs {what} but got {fmt(shape)}" +
+                             (f": {fix.text}" if fix else ""), fix=fix)

@@ -1,0 +1,97 @@
+"""Input and Dense layers."""
+import numpy as np
+
+from ..errors import ShapeError
+from ..hparams import HP
+from ..initializers import INITS
+from .base import FLATTEN_FIX, Layer, Param, fmt, register
+
+
+@register
+class Input(Layer):
+    category = "input"
+    doc = "Where data enters the model; shape excludes the batch axis."
+    hparams = (HP("shape", "ints", (2,), min=1, max=1 << 20, doc="Sample shape, e.g. 784 or 1,28,28"),
+               HP("standardize", "bool", False,
+                  doc="Scale to zero mean, unit variance with training-set statistics (kept with the weights)"))
+    n_inputs = 0
+
+    def compute_output_shape(self, in_shapes):
+        return tuple(self.config["shape"])
+
+    def params(self, in_shapes):
+        s = tuple(self.config["shape"])
+        if not self.config["standardize"]:
+            return {}
+        return {"mean": Param(s, "zeros", trainable=False), "std": Param(s, "ones", trainable=False)}
+
+    def adapt(self, x):
+        """Set the standardisation statistics from training inputs x (N, *shape)."""
+        if self.p:
+            sd = x.std(axis=0)
+            self.p["mean"][...] = x.mean(axis=0)
+            self.p["std"][...] = np.where(sd < 1e-8, 1.0, sd)
+
+    def forward(self, x, training=False):
+        if tuple(x.shape[1:]) != self.out_shape:
+            raise ShapeError(f"{self.where} expects samples of shape {fmt(self.out_shape)} "
+                             f"but the data has {fmt(x.shape[1:])}")
+        return (x - self.p["mean"]) / self.p["std"] if self.p else x
+
+    def backward(self, dy):
+        return ()
+
+    @classmethod
+    def samples(cls):
+        return []
+
+
+@register
+class Dense(Layer):
+    category = "core"
+    doc = "Fully connected layer y = W x + b on the last axis: (F,) → (units,), (T, F) → (T, units)."
+    hparams = (
+        HP("units", "int", 16, min=1, max=1 << 20, doc="Number of output features"),
+        HP("use_bias", "bool", True, doc="Add a learned bias b"),
+        HP("init", "choice", "glorot_uniform", choices=INITS, doc="Weight initialisation (spec §8)"),
+        HP("bias_init", "float", 0.0, min=-10.0, max=10.0,
+           doc="Initial bias; a small positive value keeps ReLU units alive at the start"),
+    )
+
+    def compute_output_shape(self, in_shapes):
+        (s,) = in_shapes
+        self._expect_rank(s, (1, 2), "a 1-D input (features) or a 2-D sequence (steps, features)",
+                          fix=FLATTEN_FIX)
+        return s[:-1] + (self.config["units"],)
+
+    def params(self, in_shapes):
+        f, u = in_shapes[0][-1], self.config["units"]
+        ps = {"W": Param((u, f), self.config["init"], decay=True)}   # (out, in) as spec §1
+        if self.config["use_bias"]:
+            ps["b"] = Param((u,), self.config["bias_init"])
+        return ps
+
+    def macs(self, in_shapes):
+        s = in_shapes[0]
+        return int(np.prod(s[:-1], dtype=np.int64)) * s[-1] * self.config["units"]
+
+    def forward(self, x, training=False):
+        self.x = x.reshape(-1, x.shape[-1])                  # (M, F)
+        y = self.x @ self.p["W"].T                           # (M, U)
+        if "b" in self.p:
+            y += self.p["b"]
+        return y.reshape(x.shape[:-1] + (y.shape[-1],))
+
+    def backward(self, dy):
+        dy2 = dy.reshape(-1, dy.shape[-1])                   # (M, U)
+        np.matmul(dy2.T, self.x, out=self.g["W"])            # (U, F)
+        if "b" in self.g:
+            np.sum(dy2, axis=0, out=self.g["b"])
+        if not self.need_dx:
+            return (None,)
+        dx = dy2 @ self.p["W"]                               # (M, F)
+        return (dx.reshape(dy.shape[:-1] + (dx.shape[-1],)),)
+
+    @classmethod
+    def samples(cls):
+        return [({"units": 3}, [(4,)]), ({"units": 2, "use_bias": False}, [(5, 3)])]

@@ -1,0 +1,105 @@
+"""Losses (spec §9, §13, §14): per-sample loss summed over outputs, averaged over the batch B."""
+import numpy as np
+from numba import njit
+
+from .errors import TrainingError
+
+
+@njit(cache=True, nogil=True)
+def _bce_logits(z, y, dz):
+    """Stable BCE from logits z: max(z,0) − z·y + log(1 + e^−|z|); dz = (σ(z) − y)/B (spec §1)."""
+    b = z.shape[0]
+    total = 0.0
+    for i in range(b):
+        for j in range(z.shape[1]):
+            v, t = z[i, j], y[i, j]
+            total += max(v, 0.0) - v * t + np.log1p(np.exp(-abs(v)))
+            p = 1.0 / (1.0 + np.exp(-v)) if v >= 0 else np.exp(v) / (1.0 + np.exp(v))
+            dz[i, j] = (p - t) / b
+    return total / b
+
+
+@njit(cache=True, nogil=True)
+def _cce_logits(z, y, dz):
+    """Softmax cross-entropy from logits with integer labels y; dz = (softmax(z) − onehot)/B."""
+    b, c = z.shape
+    total = 0.0
+    for i in range(b):
+        mx = z[i, 0]
+        for j in range(1, c):
+            mx = max(mx, z[i, j])
+        s = 0.0
+        for j in range(c):
+            s += np.exp(z[i, j] - mx)
+        lse = mx + np.log(s)
+        total += lse - z[i, y[i]]
+        for j in range(c):
+            dz[i, j] = np.exp(z[i, j] - lse) / b
+        dz[i, y[i]] -= 1.0 / b
+    return total / b
+
+
+class Loss:
+    """value_and_grad(out, y) -> (loss, dL/dout); `fuses` names the head activation taken as logits."""
+
+    name = ""
+    fuses = None
+    task = ""
+
+    def __call__(self, out, y, fused=False):
+        raise NotImplementedError
+
+
+class BCE(Loss):
+    name, fuses, task = "bce", "Sigmoid", "binary"
+    eps = 1e-7
+
+    def __call__(self, out, y, fused=False):
+        y = y.reshape(out.shape).astype(out.dtype, copy=False)
+        if fused:
+            d = np.empty_like(out)
+            return _bce_logits(out.reshape(len(out), -1), y.reshape(len(out), -1), d.reshape(len(out), -1)), d
+        p = np.clip(out, self.eps, 1 - self.eps)
+        b = len(out)
+        loss = -np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)) / b
+        return float(loss), ((p - y) / (p * (1 - p)) / b).astype(out.dtype)
+
+
+class MSE(Loss):
+    name, task = "mse", "regression"
+
+    def __call__(self, out, y, fused=False):
+        y = y.reshape(out.shape).astype(out.dtype, copy=False)
+        r = out - y
+        b = len(out)
+        return float(np.sum(r * r) / b), (2 / b) * r
+
+
+class CCE(Loss):
+    name, fuses, task = "cce", "Softmax", "multiclass"
+    eps = 1e-7
+
+    def __call__(self, out, y, fused=False):
+        if out.ndim != 2:
+            raise TrainingError(f"categorical cross-entropy needs (batch, classes) outputs, got {out.shape}")
+        y = np.asarray(y).reshape(-1).astype(np.int64)
+        if y.size and (y.min() < 0 or y.max() >= out.shape[1]):
+            raise TrainingError(f"class labels must lie in 0…{out.shape[1] - 1} for a {out.shape[1]}-unit "
+                                f"output, found {y.min()}…{y.max()}")
+        if fused:
+            d = np.empty_like(out)
+            return _cce_logits(out, y, d), d
+        b = len(out)
+        p = np.clip(out[np.arange(b), y], self.eps, 1.0)
+        d = np.zeros_like(out)
+        d[np.arange(b), y] = -1.0 / (p * b)
+        return float(-np.sum(np.log(p)) / b), d
+
+
+LOSSES = {c.name: c for c in (BCE, MSE, CCE)}
+
+
+def get(name):
+    if name not in LOSSES:
+        raise TrainingError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    return LOSSES[name]()

@@ -1,0 +1,140 @@
+"""A runnable model built from a graph: layers, one flat parameter buffer, forward and backward."""
+import zlib
+
+import numpy as np
+
+from .errors import ShapeError, TrainingError
+from .initializers import initialize
+from .layers import create
+from .layers.base import fmt
+from .shapes import errors, infer
+
+
+def stream(seed, key):
+    """A random generator for (seed, tensor name): editing one layer leaves the others' draws unchanged."""
+    return np.random.default_rng([seed, zlib.crc32(key.encode())])
+
+
+class Model:
+    """Executes a Graph. Trainable weights are views into self.theta; their gradients into self.grad."""
+
+    def __init__(self, graph, dtype=np.float32, seed=0):
+        self.graph, self.dtype = graph, np.dtype(dtype)
+        self.infos = infer(graph)
+        errs = errors(self.infos)
+        if errs:
+            raise ShapeError("; ".join(f"{m}" for _, m in errs[:3]) + (" …" if len(errs) > 3 else ""))
+        self.order = list(self.infos)
+        self.srcs = {n: graph.inputs_of(n) for n in self.order}
+        self.inputs = [n for n in self.order if graph.nodes[n].type == "Input"]
+        outs = graph.outputs()
+        if len(self.inputs) != 1 or len(outs) != 1:
+            raise ShapeError(f"a model needs exactly one Input and one output; this graph has inputs "
+                             f"{self.inputs or 'none'} and outputs {outs}")
+        self.output = outs[0]
+        self.layers = {}
+        for n in self.order:
+            node = graph.nodes[n]
+            layer = self.layers[n] = create(node.type, n, node.config)
+            layer.build([self.infos[s].shape for s in self.srcs[n]])
+        self._needs_grad()
+        self._allocate(seed)
+        self.head = self.layers[self.output]
+
+    @property
+    def input_shape(self):
+        return self.infos[self.inputs[0]].shape
+
+    @property
+    def output_shape(self):
+        return self.infos[self.output].shape
+
+    def _needs_grad(self):
+        """trains[n]: n or a node upstream owns weights; only then does a gradient need to reach n."""
+        self.trains = {}
+        for n in self.order:
+            layer = self.layers[n]
+            layer.need_dx = any(self.trains[s] for s in self.srcs[n])
+            own = any(p.trainable for p in layer.params(layer.in_shapes).values())
+            self.trains[n] = layer.need_dx or own
+
+    def _allocate(self, seed):
+        specs = [(n, k, p) for n in self.order for k, p in self.layers[n].params(self.layers[n].in_shapes).items()]
+        train = [s for s in specs if s[2].trainable]
+        size = sum(p.size for _, _, p in train)
+        self.theta = np.zeros(size, self.dtype)
+        self.grad = np.zeros(size, self.dtype)
+        self.decay = np.zeros(size, self.dtype)       # 1 where L2 weight decay applies (weights, not biases)
+        self.slices, self.shapes, self.state = {}, {}, {}
+        at = 0
+        for n, k, p in specs:
+            layer = self.layers[n]
+            value = initialize(p.init, p.shape, stream(seed, f"{n}/{k}"), self.dtype)
+            if p.trainable:
+                sl = slice(at, at + p.size)
+                at += p.size
+                self.slices[f"{n}/{k}"], self.shapes[f"{n}/{k}"] = sl, p.shape
+                layer.p[k] = self.theta[sl].reshape(p.shape)
+                layer.g[k] = self.grad[sl].reshape(p.shape)
+                layer.p[k][...] = value
+                self.decay[sl] = p.decay
+            else:
+                layer.p[k] = self.state[f"{n}/{k}"] = value
+        for n in self.order:
+            self.layers[n].rng = stream(seed, n)
+
+    # ---- compute ----
+    def forward(self, x, training=False, logits=False):
+        """Output for a batch x of shape (B, *input_shape); logits=True stops before the head activation."""
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        acts = self.acts = {}
+        stop = self.output if logits else None
+        for n in self.order:
+            if n == stop:
+                return acts[self.srcs[n][0]]
+            xs = [acts[s] for s in self.srcs[n]] or [x]
+            acts[n] = self.layers[n].forward(*xs, training=training)
+        return acts[self.output]
+
+    def backward(self, dy, logits=False):
+        """Back-propagate dL/d(output) (or d(logits) when forward ran with logits=True); fills self.grad."""
+        start = self.srcs[self.output][0] if logits else self.output
+        pend = {start: dy}
+        for n in reversed(self.order[: self.order.index(start) + 1]):
+            d = pend.pop(n, None)
+            layer = self.layers[n]
+            if d is None or not self.srcs[n]:
+                continue
+            for s, dx in zip(self.srcs[n], layer.backward(d)):
+                if self.trains[s]:
+                    pend[s] = dx if s not in pend else pend[s] + dx
+
+    def predict(self, x, batch_size=256):
+        """Evaluation-mode outputs for any number of samples."""
+        x = np.asarray(x)
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ShapeError(f"the model expects samples of shape {fmt(self.input_shape)} but got {fmt(x.shape[1:])}")
+        outs = [self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        return np.concatenate(outs) if outs else np.zeros((0,) + self.output_shape, self.dtype)
+
+    # ---- weights ----
+    def weights(self):
+        """Copies of every tensor (trainable and state) keyed 'node/param'."""
+        w = {k: self.theta[sl].reshape(self.shapes[k]).copy() for k, sl in self.slices.items()}
+        w.update({k: v.copy() for k, v in self.state.items()})
+        return w
+
+    def set_weights(self, w, where="weights"):
+        """Load tensors by 'node/param' name; every tensor must be present with the right shape."""
+        mine = self.weights()
+        missing = sorted(set(mine) - set(w))
+        extra = sorted(set(w) - set(mine))
+        if missing or extra:
+            raise TrainingError(f"{where} do not fit this model: missing {missing or 'nothing'}, "
+                                f"unexpected {extra or 'nothing'}")
+        for k, v in mine.items():
+            if tuple(w[k].shape) != v.shape:
+                raise TrainingError(f"{where}: '{k}' has shape {fmt(w[k].shape)} but the model needs {fmt(v.shape)}")
+        for k, v in w.items():
+            n, p = k.split("/")
+            self.layers[n].p[p][...] = v

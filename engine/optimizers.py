@@ -1,0 +1,138 @@
+"""Optimizers exactly as spec §2, each one compiled step over the flat parameter buffer."""
+import numpy as np
+from numba import njit
+
+from .errors import TrainingError
+from .hparams import HP, resolve
+
+LR = HP("lr", "float", 0.01, min=0.0, max=10.0, doc="Learning rate η")
+EPS = HP("eps", "float", 1e-8, min=0.0, max=1.0, doc="ε added to √G")
+
+
+@njit(cache=True, nogil=True)
+def _decayed(g, theta, mask, wd, i):
+    return g[i] + wd * mask[i] * theta[i]
+
+
+@njit(cache=True, nogil=True)
+def _sgd(theta, g, mask, wd, lr):
+    for i in range(theta.size):
+        theta[i] -= lr * _decayed(g, theta, mask, wd, i)
+
+
+@njit(cache=True, nogil=True)
+def _momentum(theta, g, mask, wd, lr, beta, v):
+    for i in range(theta.size):
+        v[i] = beta * v[i] + lr * _decayed(g, theta, mask, wd, i)
+        theta[i] -= v[i]
+
+
+@njit(cache=True, nogil=True)
+def _adagrad(theta, g, mask, wd, lr, eps, G):
+    for i in range(theta.size):
+        gi = _decayed(g, theta, mask, wd, i)
+        G[i] += gi * gi
+        theta[i] -= lr * gi / (np.sqrt(G[i]) + eps)
+
+
+@njit(cache=True, nogil=True)
+def _rmsprop(theta, g, mask, wd, lr, beta, eps, G):
+    for i in range(theta.size):
+        gi = _decayed(g, theta, mask, wd, i)
+        G[i] = beta * G[i] + (1 - beta) * gi * gi
+        theta[i] -= lr * gi / (np.sqrt(G[i]) + eps)
+
+
+@njit(cache=True, nogil=True)
+def _adam(theta, g, mask, wd, lr, b1, b2, eps, k, m, v):
+    c1, c2 = 1.0 - b1 ** k, 1.0 - b2 ** k
+    for i in range(theta.size):
+        gi = _decayed(g, theta, mask, wd, i)
+        m[i] = b1 * m[i] + (1 - b1) * gi
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi
+        theta[i] -= lr * (m[i] / c1) / (np.sqrt(v[i] / c2) + eps)
+
+
+class Optimizer:
+    """step(theta, grad, decay_mask) updates theta in place; weight_decay adds λθ to the gradient (L2)."""
+
+    name = ""
+    hparams = (LR,)
+    full_batch = False
+
+    def __init__(self, weight_decay=0.0, **config):
+        self.config = resolve(self.hparams, config, f"optimizer {self.name}")
+        self.weight_decay = float(weight_decay)
+        self.k = 0                                           # steps taken
+        self.slots = None
+
+    def step(self, theta, grad, mask):
+        if self.slots is None:
+            self.slots = [np.zeros_like(theta) for _ in range(self.n_slots)]
+        self.k += 1
+        self._step(theta, grad, mask, self.weight_decay, *self.slots)
+
+    n_slots = 0
+
+
+class GD(Optimizer):
+    """Full-batch gradient descent θ ← θ − η∇L(θ); the trainer feeds it the whole training set."""
+    name, full_batch = "gd", True
+
+    def _step(self, theta, g, mask, wd):
+        _sgd(theta, g, mask, wd, self.config["lr"])
+
+
+class SGD(GD):
+    """Mini-batch SGD θ ← θ − η(1/B)Σ∇L_i (the 1/B is in the loss)."""
+    name, full_batch = "sgd", False
+
+
+class Momentum(Optimizer):
+    """v ← βv + η∇L, θ ← θ − v."""
+    name, n_slots = "momentum", 1
+    hparams = (LR, HP("beta", "float", 0.9, min=0.0, max=0.9999, doc="Momentum β"))
+
+    def _step(self, theta, g, mask, wd, v):
+        _momentum(theta, g, mask, wd, self.config["lr"], self.config["beta"], v)
+
+
+class AdaGrad(Optimizer):
+    """G ← G + ∇L⊙∇L, θ ← θ − η∇L/(√G + ε)."""
+    name, n_slots = "adagrad", 1
+    hparams = (LR, EPS)
+
+    def _step(self, theta, g, mask, wd, G):
+        _adagrad(theta, g, mask, wd, self.config["lr"], self.config["eps"], G)
+
+
+class RMSProp(Optimizer):
+    """G ← βG + (1−β)∇L², θ ← θ − η∇L/(√G + ε)."""
+    name, n_slots = "rmsprop", 1
+    hparams = (HP("lr", "float", 0.001, min=0.0, max=10.0, doc="Learning rate η"),
+               HP("beta", "float", 0.9, min=0.0, max=0.9999, doc="Decay β of the squared-gradient average"), EPS)
+
+    def _step(self, theta, g, mask, wd, G):
+        c = self.config
+        _rmsprop(theta, g, mask, wd, c["lr"], c["beta"], c["eps"], G)
+
+
+class Adam(Optimizer):
+    """Adam with bias correction m̂ = m/(1−β₁ᵏ), v̂ = v/(1−β₂ᵏ), θ ← θ − η m̂/(√v̂ + ε)."""
+    name, n_slots = "adam", 2
+    hparams = (HP("lr", "float", 0.001, min=0.0, max=10.0, doc="Learning rate η"),
+               HP("beta1", "float", 0.9, min=0.0, max=0.9999, doc="β₁"),
+               HP("beta2", "float", 0.999, min=0.0, max=0.999999, doc="β₂"), EPS)
+
+    def _step(self, theta, g, mask, wd, m, v):
+        c = self.config
+        _adam(theta, g, mask, wd, c["lr"], c["beta1"], c["beta2"], c["eps"], self.k, m, v)
+
+
+OPTIMIZERS = {c.name: c for c in (GD, SGD, Momentum, AdaGrad, RMSProp, Adam)}
+
+
+def get(name, weight_decay=0.0, **config):
+    if name not in OPTIMIZERS:
+        raise TrainingError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](weight_decay, **config)

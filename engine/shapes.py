@@ -1,0 +1,98 @@
+"""Shape inference and per-node analysis: output shape, params, MACs, receptive field, or an error."""
+from dataclasses import dataclass
+from math import prod
+
+from .errors import LayerboardError, ShapeError
+from .layers import create
+
+
+@dataclass
+class NodeInfo:
+    """What the canvas shows for one node. shape is None when the node or an input has an error."""
+
+    name: str
+    type: str
+    shape: tuple | None = None
+    params: int = 0
+    macs: int = 0                    # per sample
+    field: tuple | None = None       # receptive field (h, w) in input pixels, spec §3
+    stride: tuple | None = None      # effective stride (h, w)
+    error: str | None = None         # this node's own problem
+    fix: object = None               # layers.Fix offered for the error
+    blocked: str | None = None       # name of an upstream node whose error hides this one's shape
+
+    @property
+    def ok(self):
+        return self.shape is not None
+
+    @property
+    def memory(self):
+        """Activation values per sample."""
+        return prod(self.shape) if self.shape else 0
+
+    def to_dict(self):
+        d = {"name": self.name, "type": self.type, "output_shape": list(self.shape) if self.shape else None,
+             "params": self.params, "macs": self.macs, "activations": self.memory}
+        if self.field is not None:
+            d["receptive_field"], d["effective_stride"] = list(self.field), list(self.stride)
+        if self.error:
+            d["error"] = self.error
+        return d
+
+
+def infer(graph):
+    """NodeInfo for every node, in topological order (dict preserves it)."""
+    order = graph.topo_order()
+    out = {}
+    for name in order:
+        node = graph.nodes[name]
+        info = out[name] = NodeInfo(name, node.type)
+        srcs = graph.inputs_of(name)
+        bad = next((s for s in srcs if not out[s].ok), None)
+        try:
+            layer = create(node.type, name, node.config)
+            missing = graph.missing_inputs(name)
+            if missing:
+                raise ShapeError(missing)
+        except LayerboardError as e:
+            info.error, info.fix = str(e), getattr(e, "fix", None)
+            continue
+        if bad:
+            info.blocked = out[bad].blocked or bad
+            continue
+        shapes = [out[s].shape for s in srcs]
+        try:
+            info.shape = tuple(layer.compute_output_shape(shapes))
+            info.params = layer.param_count(shapes)
+            info.macs = int(layer.macs(shapes))
+        except ShapeError as e:
+            info.error, info.fix = str(e), e.fix
+            continue
+        _receptive_field(info, layer, [out[s] for s in srcs])
+    return out
+
+
+def _receptive_field(info, layer, ins):
+    """Spec §3 recurrence: stride_l = stride_{l-1}·S_l, field_l = field_{l-1} + (K_l − 1)·stride_{l-1}."""
+    if len(info.shape) != 3:
+        return
+    if not ins:                                              # an image Input starts the recurrence
+        info.field, info.stride = (1, 1), (1, 1)
+        return
+    prev = [i for i in ins if i.field is not None]
+    if not prev:
+        return
+    f0 = tuple(max(i.field[d] for i in prev) for d in range(2))
+    s0 = tuple(max(i.stride[d] for i in prev) for d in range(2))
+    ks = layer.kernel_stride()
+    if ks is None:
+        info.field, info.stride = f0, s0
+    else:
+        (kh, kw), (sh, sw) = ks
+        info.stride = (s0[0] * sh, s0[1] * sw)
+        info.field = (f0[0] + (kh - 1) * s0[0], f0[1] + (kw - 1) * s0[1])
+
+
+def errors(infos):
+    """(name, message) for every node that has its own error."""
+    return [(i.name, i.error) for i in infos.values() if i.error]

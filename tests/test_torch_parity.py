@@ -1,0 +1,116 @@
+"""Every layer, loss and optimizer against PyTorch (forward and backward), where torch is installed."""
+import numpy as np
+import pytest
+
+from engine import losses, optimizers
+from engine.layers import REGISTRY
+from gradcheck import build, run
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def _t(a):
+    return torch.tensor(a, dtype=torch.float64, requires_grad=True)
+
+
+# layer type -> fn(layer, torch inputs, torch params) giving the same output as layer.forward
+TORCH = {
+    "Dense": lambda l, xs, p: F.linear(xs[0], p["W"], p.get("b")),
+    "ReLU": lambda l, xs, p: F.relu(xs[0]),
+    "Sigmoid": lambda l, xs, p: torch.sigmoid(xs[0]),
+    "Tanh": lambda l, xs, p: torch.tanh(xs[0]),
+    "Softmax": lambda l, xs, p: F.softmax(xs[0], dim=-1),
+    "Dropout": lambda l, xs, p: xs[0] * torch.tensor(l.mask),   # same mask; scaling checked below
+    "Add": lambda l, xs, p: sum(xs),
+    "Concatenate": lambda l, xs, p: torch.cat(xs, dim=l.a),
+    "Flatten": lambda l, xs, p: torch.flatten(xs[0], 1),
+    "Reshape": lambda l, xs, p: xs[0].reshape((len(xs[0]),) + l.out_shape),
+}
+
+CASES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) for c, s in cls.samples()]
+
+
+def test_every_layer_has_a_torch_reference():
+    assert sorted(t for t, _, _ in CASES if t not in TORCH) == []
+
+
+@pytest.mark.parametrize("type,config,shapes", CASES, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(CASES)])
+def test_layer_matches_torch(type, config, shapes):
+    rng = np.random.default_rng(3)
+    layer = build(type, config, shapes)
+    xs = [rng.normal(0, 1, (4,) + tuple(s)) for s in shapes]
+    y = run(layer, xs)
+    u = rng.normal(0, 1, y.shape)
+    dxs = layer.backward(u)
+    txs = [_t(x) for x in xs]
+    tp = {k: _t(v) for k, v in layer.p.items()}
+    ty = TORCH[type](layer, txs, tp)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    (ty * torch.tensor(u)).sum().backward()
+    for dx, tx in zip(dxs, txs):
+        np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for k in layer.g:
+        np.testing.assert_allclose(layer.g[k], tp[k].grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_dropout_scaling_matches_torch_statistics():
+    """Inverted dropout: kept values scaled by 1/(1−p), like torch's F.dropout."""
+    layer = build("Dropout", {"rate": 0.25}, [(1000,)])
+    y = run(layer, [np.ones((10, 1000))])
+    kept = y[y != 0]
+    np.testing.assert_allclose(kept, 1 / 0.75)
+    assert abs(kept.size / y.size - 0.75) < 0.02
+    assert np.array_equal(layer.forward(np.ones((2, 1000)), training=False), np.ones((2, 1000)))
+
+
+@pytest.mark.parametrize("name", sorted(losses.LOSSES))
+def test_loss_matches_torch(name):
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, (6, 4 if name != "bce" else 1))
+    loss = losses.get(name)
+    tz = _t(z)
+    if name == "bce":
+        y = rng.integers(0, 2, (6, 1)).astype(np.float64)
+        ref = F.binary_cross_entropy_with_logits(tz, torch.tensor(y))
+    elif name == "cce":
+        y = rng.integers(0, 4, 6)
+        ref = F.cross_entropy(tz, torch.tensor(y))
+    else:
+        y = rng.normal(0, 1, z.shape)
+        ref = F.mse_loss(tz, torch.tensor(y), reduction="sum") / len(z)   # spec §9: (1/B) Σ ||ŷ − y||²
+    val, d = loss(z, y, fused=loss.fuses is not None)
+    ref.backward()
+    assert val == pytest.approx(ref.item(), rel=1e-10)
+    np.testing.assert_allclose(d, tz.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+TORCH_OPT = {
+    "gd": lambda p, c: torch.optim.SGD(p, lr=c["lr"]),
+    "sgd": lambda p, c: torch.optim.SGD(p, lr=c["lr"]),
+    # spec's v = βv + η∇ equals torch's v = βv + ∇, θ −= ηv when η is constant
+    "momentum": lambda p, c: torch.optim.SGD(p, lr=c["lr"], momentum=c["beta"]),
+    "adagrad": lambda p, c: torch.optim.Adagrad(p, lr=c["lr"], eps=c["eps"]),
+    "rmsprop": lambda p, c: torch.optim.RMSprop(p, lr=c["lr"], alpha=c["beta"], eps=c["eps"]),
+    "adam": lambda p, c: torch.optim.Adam(p, lr=c["lr"], betas=(c["beta1"], c["beta2"]), eps=c["eps"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(optimizers.OPTIMIZERS))
+@pytest.mark.parametrize("wd", [0.0, 0.1])
+def test_optimizer_matches_torch(name, wd):
+    """Five steps on a quadratic; L2 decay on the masked (weight) entries only, as torch param groups."""
+    rng = np.random.default_rng(1)
+    theta = rng.normal(0, 1, 6)
+    mask = np.array([1, 1, 1, 1, 0, 0], float)
+    opt = optimizers.get(name, wd, lr=0.1)
+    w, b = torch.tensor(theta[:4], requires_grad=True), torch.tensor(theta[4:], requires_grad=True)
+    topt = TORCH_OPT[name]([{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0}], opt.config)
+    target = rng.normal(0, 1, 6)
+    for _ in range(5):
+        g = 2 * (theta - target)
+        opt.step(theta, g, mask)
+        topt.zero_grad()
+        ((torch.cat([w, b]) - torch.tensor(target)) ** 2).sum().backward()
+        topt.step()
+    np.testing.assert_allclose(theta, torch.cat([w, b]).detach().numpy(), rtol=1e-10, atol=1e-12)

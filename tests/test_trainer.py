@@ -1,0 +1,136 @@
+"""Training: convergence, reproducibility, events, stop/pause, early stopping, divergence, diagnostics."""
+import threading
+
+import numpy as np
+import pytest
+
+from engine.data import Dataset, kfold
+from engine.model import Model
+from engine.trainer import Trainer
+from engine.project import Project
+from engine.session import prepare
+from engine.trainer import overfitting
+from resources import path
+
+XOR = path("examples", "xor.json")
+
+
+def test_xor_seed_0_converges_and_seeds_0_to_19_mostly_do():
+    """The 2-2-1 ReLU net can get stuck (a dead hidden unit); we count honestly."""
+    ok = []
+    for seed in range(20):
+        _, tr = prepare(Project.load(XOR), seed=seed)
+        ok.append(tr.run()["train_accuracy"] == 1.0)
+    assert ok[0]
+    assert sum(ok) == 13, f"converged for seeds {[i for i, o in enumerate(ok) if o]}"
+
+
+def test_same_seed_is_bit_identical():
+    p = Project.load(path("examples", "digits-mlp.json"))
+    p.training["epochs"] = 2
+    runs = []
+    for _ in range(2):
+        m, tr = prepare(p, seed=5)
+        runs.append((tr.run()["val_loss"], m.theta.copy()))
+    assert runs[0][0] == runs[1][0] and np.array_equal(runs[0][1], runs[1][1])
+    m, tr = prepare(p, seed=6)
+    tr.run()
+    assert not np.array_equal(m.theta, runs[0][1])
+
+
+def test_events_and_stop_within_one_batch():
+    p = Project.load(path("examples", "digits-mlp.json"))
+    _, tr = prepare(p)
+    seen = []
+
+    def on(ev):
+        seen.append(ev.kind)
+        if ev.kind == "batch_end" and ev.step == 10:
+            tr.stop()
+    tr.subscribe(on)
+    res = tr.run()
+    assert res["status"] == "stopped" and tr.step == 10
+    assert seen.count("batch_end") == 10 and seen[-1] == "finished"
+
+
+def test_pause_blocks_until_resume():
+    p = Project.load(path("examples", "digits-mlp.json"))
+    p.training["epochs"] = 1
+    _, tr = prepare(p)
+    paused = threading.Event()
+
+    def on(ev):
+        if ev.kind == "batch_end" and ev.step == 3:
+            tr.pause()
+            paused.set()
+    tr.subscribe(on)
+    th = threading.Thread(target=tr.run)
+    th.start()
+    assert paused.wait(10)
+    th.join(0.3)
+    assert th.is_alive() and tr.step == 3 and tr.paused
+    tr.resume()
+    th.join(20)
+    assert not th.is_alive() and tr.step > 3
+
+
+def test_divergence_stops_with_message_and_keeps_last_good_weights():
+    p = Project.load(XOR)
+    p.training.update(optimizer="sgd", lr=10.0)
+    m, tr = prepare(p)
+    good = []
+    tr.subscribe(lambda ev: ev.kind == "batch_end" and good.append(m.theta.copy()))
+    m.layers["hidden"].p["W"][0, 0] = np.inf          # poison: the next gradient is not finite
+    res = tr.run()
+    assert res["status"] == "diverged" and "step 1" in res["message"] and "learning rate" in res["message"]
+    assert tr.step == 0 and not good
+
+
+def test_early_stopping_restores_best_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (60, 20)).astype(np.float32)
+    ds = Dataset(x, rng.integers(0, 2, 60), "binary", "noise")     # random labels: memorise, then overfit
+    p = Project.load(XOR)
+    p.graph.nodes["input"].config["shape"] = [20]
+    p.graph.nodes["hidden"].config["units"] = 64
+    p.training.update(patience=3, epochs=200, lr=0.05, batch_size=10)
+    m = Model(p.graph)
+    tr = Trainer(m, p.training, *ds.split(0.5, 0))
+    seen = {}
+    tr.subscribe(lambda ev: ev.kind == "epoch_end" and seen.setdefault(ev.epoch, m.theta.copy()))
+    res = tr.run()
+    best = int(np.argmin(tr.history["val_loss"])) + 1
+    assert res["status"] == "early_stopped" and res["epochs"] == best + 3
+    assert np.array_equal(m.theta, seen[best])
+    assert res["val_loss"] == pytest.approx(min(tr.history["val_loss"]))
+
+
+def test_overfitting_finding():
+    h = {"train_loss": [1.0, 0.8, 0.6, 0.4, 0.3], "val_loss": [1.0, 0.9, 0.95, 1.0, 1.1],
+         "train_accuracy": [0.5, 0.6, 0.8, 0.9, 0.95], "val_accuracy": [0.5, 0.6, 0.6, 0.6, 0.6]}
+    f = overfitting(h)
+    assert f.kind == "overfitting" and f.details["rising"] and f.details["growing_gap"]
+    assert "0.9" in f.message and "early stopping" in f.remedies[0]
+    healthy = {k: sorted(v, reverse=k.endswith("loss")) for k, v in h.items()}
+    healthy["val_accuracy"] = healthy["train_accuracy"]
+    assert overfitting(healthy) is None
+
+
+def test_kfold_covers_every_sample_once():
+    folds = kfold(10, 3, seed=1)
+    vals = np.concatenate([v for _, v in folds])
+    assert sorted(vals) == list(range(10)) and len(folds) == 3
+    for tr, va in folds:
+        assert not set(tr) & set(va) and len(tr) + len(va) == 10
+
+
+def test_digits_mlp_reaches_96_percent():
+    _, tr = prepare(Project.load(path("examples", "digits-mlp.json")))
+    assert tr.run()["val_accuracy"] >= 0.96
+
+
+def test_mismatched_data_is_a_clear_error():
+    p = Project.load(XOR)
+    p.dataset = {"kind": "builtin", "name": "digits"}
+    with pytest.raises(Exception, match="shape"):
+        prepare(p)
