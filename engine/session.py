@@ -1,17 +1,51 @@
-"""One training session from a project: data, split, model, trainer (shared by the CLI and the GUI)."""
-from .data import load
+"""Training sessions from a project: data, split, model, trainer; k-fold; run records (CLI and GUI)."""
+import time
+
+import numpy as np
+
+from .data import kfold, load
 from .model import Model
 from .trainer import Trainer
 
 
-def prepare(project, seed=None, dtype="float32"):
-    """(model, trainer) ready to run, with the project's dataset split and the Input adapted."""
-    cfg = dict(project.training)
-    if seed is not None:
-        cfg["seed"] = seed
-    ds = load(project.dataset, project.base)
-    train, val = ds.split(cfg["validation_split"], cfg["seed"])
+def _setup(project, train, val, cfg, dtype):
     model = Model(project.graph, dtype=dtype, seed=cfg["seed"])
     for n in model.inputs:
         model.layers[n].adapt(train.x)
     return model, Trainer(model, cfg, train, val)
+
+
+def config(project, seed=None):
+    cfg = dict(project.training)
+    if seed is not None:
+        cfg["seed"] = seed
+    return cfg
+
+
+def prepare(project, seed=None, dtype="float32", data=None):
+    """(model, trainer) ready to run, with the project's dataset split and the Input adapted."""
+    cfg = config(project, seed)
+    ds = data if data is not None else load(project.dataset, project.base)
+    train, val = ds.split(cfg["validation_split"], cfg["seed"])
+    return _setup(project, train, val, cfg, dtype)
+
+
+def folds(project, k, seed=None, dtype="float32", data=None):
+    """Yield (fold index, model, trainer) for k-fold cross-validation over the whole dataset."""
+    cfg = config(project, seed)
+    ds = data if data is not None else load(project.dataset, project.base)
+    for i, (tr, va) in enumerate(kfold(len(ds), k, cfg["seed"])):
+        yield (i,) + _setup(project, ds.subset(tr), ds.subset(va), cfg, dtype)
+
+
+def fold_summary(results, key="val_accuracy"):
+    """(mean, std) of a metric over fold results."""
+    v = np.array([r[key] for r in results if key in r], float)
+    return float(v.mean()), float(v.std())
+
+
+def record(trainer, result, label=""):
+    """A JSON-able run record (configuration, seed, curves, final metrics) to keep in project.runs."""
+    return {"label": label or time.strftime("%Y-%m-%d %H:%M:%S"), "config": dict(trainer.cfg),
+            "seed": trainer.cfg["seed"], "history": {k: list(v) for k, v in trainer.history.items()},
+            "result": {k: v for k, v in result.items() if k != "findings"}, "findings": result.get("findings", [])}

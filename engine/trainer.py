@@ -83,6 +83,7 @@ class Trainer:
         self._stop, self._go = threading.Event(), threading.Event()
         self._go.set()
         self.step = 0
+        self.augment = None    # fn(x_batch, rng) -> x_batch, applied to training batches only
 
     def _check_data(self):
         m, d = self.model, self.train
@@ -161,6 +162,8 @@ class Trainer:
                     break
                 j = idx[b * bs:(b + 1) * bs]
                 xb, yb = ds.x[j], ds.y[j]
+                if self.augment is not None:
+                    xb = self.augment(xb, self.rng)
                 out = m.forward(xb, training=True, logits=self.fused)
                 loss, d = self.loss(out, yb, self.fused)
                 m.backward(d, logits=self.fused)

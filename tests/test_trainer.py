@@ -134,3 +134,30 @@ def test_mismatched_data_is_a_clear_error():
     p.dataset = {"kind": "builtin", "name": "digits"}
     with pytest.raises(Exception, match="shape"):
         prepare(p)
+
+
+def test_kfold_session_and_run_record():
+    from engine.session import fold_summary, folds, record
+    p = Project.load(XOR)
+    p.dataset = {"kind": "builtin", "name": "moons", "n": 60}
+    p.training.update(epochs=3, batch_size=16)
+    results = []
+    for i, m, tr in folds(p, 3):
+        assert len(tr.train) == 40 and len(tr.val) == 20
+        results.append(tr.run())
+    mean, std = fold_summary(results)
+    assert 0 <= mean <= 1 and std >= 0 and mean == pytest.approx(np.mean([r["val_accuracy"] for r in results]))
+    rec = record(tr, results[-1], "fold 3")
+    assert rec["seed"] == 0 and len(rec["history"]["train_loss"]) == 3 and rec["result"]["epochs"] == 3
+    import json
+    json.dumps(rec)
+
+
+def test_augment_hook_applies_to_training_batches_only():
+    p = Project.load(XOR)
+    p.training["epochs"] = 2
+    _, tr = prepare(p)
+    calls = []
+    tr.augment = lambda xb, rng: calls.append(len(xb)) or xb
+    tr.run()
+    assert calls == [4, 4]
