@@ -1,4 +1,4 @@
-"""Built-in datasets that need no download: XOR, moons, circles, spirals, 8×8 digits."""
+"""Built-in datasets that need no download: XOR, moons, circles, spirals, 8×8 digits, 28×28 MNIST digits."""
 import numpy as np
 
 from .dataset import Dataset
@@ -49,4 +49,13 @@ def digits(flat=True, **_):
     return Dataset(x, y, "multiclass", "digits")
 
 
-BUILTINS = {"xor": xor, "moons": moons, "circles": circles, "spirals": spirals, "digits": digits}
+def mnist(flat=False, **_):
+    """10,000 real MNIST handwritten digits, 28×28 pixels scaled to [0, 1] (CC BY-SA 3.0)."""
+    from resources import path
+    with np.load(path("data", "mnist10k.npz"), allow_pickle=False) as f:
+        x, y = f["x"].astype(np.float32) / 255.0, f["y"].astype(np.int64)
+    x = x.reshape(len(x), 784) if flat else x[:, None]      # (N, 784) or (N, 1, 28, 28)
+    return Dataset(x, y, "multiclass", "mnist")
+
+
+BUILTINS = {"xor": xor, "moons": moons, "circles": circles, "spirals": spirals, "digits": digits, "mnist": mnist}
