@@ -26,6 +26,15 @@ TORCH = {
     "Concatenate": lambda l, xs, p: torch.cat(xs, dim=l.a),
     "Flatten": lambda l, xs, p: torch.flatten(xs[0], 1),
     "Reshape": lambda l, xs, p: xs[0].reshape((len(xs[0]),) + l.out_shape),
+    "Conv2D": lambda l, xs, p: F.conv2d(xs[0], p["W"], p.get("b"), stride=l.s, padding=l.pads),
+    "MaxPool2D": lambda l, xs, p: F.max_pool2d(xs[0], l.k, l.s),
+    "AveragePool2D": lambda l, xs, p: F.avg_pool2d(xs[0], l.k, l.s),
+    "GlobalAveragePool": lambda l, xs, p: F.adaptive_avg_pool2d(xs[0], 1).flatten(1),
+    # training mode (batch statistics); torch updates copies of the running stats, which get zero gradient
+    "BatchNorm": lambda l, xs, p: F.batch_norm(
+        xs[0], p["running_mean"].detach().clone(), p["running_var"].detach().clone(), p["gamma"], p["beta"],
+        training=True, momentum=l.config["momentum"], eps=l.config["eps"])
+        + 0 * (p["running_mean"].sum() + p["running_var"].sum()),
 }
 
 CASES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) for c, s in cls.samples()]

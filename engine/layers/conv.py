@@ -1,0 +1,155 @@
+"""Conv2D on NCHW tensors (spec §3, §11) and the output-size formula shared with pooling."""
+from math import isqrt, prod
+
+import numpy as np
+
+from ..errors import ConfigError, ShapeError
+from ..hparams import HP
+from ..initializers import INITS
+from . import conv_kernels as k
+from .base import Fix, Layer, Param, fmt, register
+
+
+def pair(layer, name):
+    """A 1- or 2-value 'ints' hyperparameter as (h, w)."""
+    v = layer.config[name]
+    if len(v) not in (1, 2):
+        raise ConfigError(f"{layer.where}: {name} takes one value or two (height, width), got {v!r}")
+    return (v[0], v[0]) if len(v) == 1 else tuple(v)
+
+
+def out_size(layer, axis, n, p, kk, s, fix=None):
+    """Spec §3: ⌊(n + 2p − k)/s⌋ + 1, or a ShapeError that shows the formula with the user's numbers."""
+    law = f"{axis}_out = ⌊({axis}_in + 2·P_{axis.lower()} − K_{axis.lower()})/S_{axis.lower()}⌋ + 1"
+    if s < 1:
+        raise ShapeError(f"{layer.where}: stride S_{axis.lower()} = {s} but it must be at least 1 "
+                         f"({law} divides by it)", fix=Fix("set", "set stride to 1", config=(("stride", (1,)),)))
+    o = (n + 2 * p - kk) // s + 1
+    if n + 2 * p - kk < 0:
+        raise ShapeError(f"{layer.where}: {law} = ⌊({n} + 2·{p} − {kk})/{s}⌋ + 1 = {o} is empty: the "
+                         f"{kk}-wide kernel is larger than the {n + 2 * p}-wide (padded) input"
+                         + (f"; {fix.text}" if fix else ""), fix=fix)
+    return o
+
+
+def spatial_input(layer, in_shapes):
+    """(C, H, W) of a layer that needs an image-like input, with a Reshape fix for square flat inputs."""
+    s = in_shapes[0]
+    if len(s) != 3:
+        fix = None
+        if len(s) == 1 and isqrt(s[0]) ** 2 == s[0]:
+            r = isqrt(s[0])
+            fix = Fix("insert_before", f"insert a Reshape to (1, {r}, {r}) before it", "Reshape",
+                      (("shape", (1, r, r)),))
+        raise ShapeError(f"{layer.where} needs an image-like input (channels, height, width) but got {fmt(s)}"
+                         + (f": {fix.text}" if fix else ""), fix=fix)
+    return s
+
+
+@register
+class Conv2D(Layer):
+    category = "convolution"
+    doc = "2-D convolution (C_in, H, W) → (filters, H_out, W_out), H_out = ⌊(H + 2P − K)/S⌋ + 1 (spec §3)."
+    hparams = (
+        HP("filters", "int", 8, min=1, max=4096, doc="Output channels C_out"),
+        HP("kernel_size", "ints", (3,), min=1, max=255, doc="K or K_h, K_w"),
+        HP("stride", "ints", (1,), min=0, max=255, doc="S or S_h, S_w"),
+        HP("padding", "choice", "valid", choices=("valid", "same", "explicit"),
+           doc="valid: none; same: P = (K − 1)/2 (odd kernels; keeps H, W at stride 1); explicit: use pad"),
+        HP("pad", "ints", (0,), min=0, max=255, doc="P or P_h, P_w zeros on each side when padding is explicit"),
+        HP("use_bias", "bool", True, doc="Add a learned bias per output channel"),
+        HP("init", "choice", "he_uniform", choices=INITS, doc="Weight initialisation (spec §8); He suits ReLU"),
+    )
+
+    def __init__(self, name="", **config):
+        super().__init__(name, **config)
+        self.k, self.s = pair(self, "kernel_size"), pair(self, "stride")
+        self.pad_hw = pair(self, "pad")
+
+    def padding(self):
+        """(P_h, P_w), or a ShapeError when 'same' needs a whole-number (K − 1)/2."""
+        mode = self.config["padding"]
+        if mode == "valid":
+            return 0, 0
+        if mode == "explicit":
+            return self.pad_hw
+        for axis, kk in zip("hw", self.k):
+            if kk % 2 == 0:
+                odd = tuple(v + 1 if v % 2 == 0 else v for v in self.k)
+                raise ShapeError(f"{self.where}: same padding needs P_{axis} = (K_{axis} − 1)/2 = ({kk} − 1)/2 = "
+                                 f"{(kk - 1) / 2} to be a whole number: use an odd kernel",
+                                 fix=Fix("set", f"set kernel_size to {odd[0]}×{odd[1]}",
+                                         config=(("kernel_size", odd),)))
+        return (self.k[0] - 1) // 2, (self.k[1] - 1) // 2
+
+    def compute_output_shape(self, in_shapes):
+        c, h, w = spatial_input(self, in_shapes)
+        (ph, pw), (kh, kw), (sh, sw) = self.padding(), self.k, self.s
+        fix = None if self.config["padding"] == "same" else Fix("set", "set padding to same",
+                                                                 config=(("padding", "same"),))
+        return self.config["filters"], out_size(self, "H", h, ph, kh, sh, fix), out_size(self, "W", w, pw, kw, sw, fix)
+
+    def params(self, in_shapes):
+        o, c = self.config["filters"], in_shapes[0][0]
+        ps = {"W": Param((o, c) + self.k, self.config["init"], decay=True)}   # (C_out, C_in, K_h, K_w)
+        if self.config["use_bias"]:
+            ps["b"] = Param((o,), "zeros")
+        return ps
+
+    def macs(self, in_shapes):
+        o, ho, wo = self.compute_output_shape(in_shapes)
+        return o * ho * wo * in_shapes[0][0] * prod(self.k)                    # C_out·H_out·W_out·C_in·K_h·K_w
+
+    def kernel_stride(self):
+        return self.k, self.s
+
+    def build(self, in_shapes):
+        super().build(in_shapes)
+        self.pads = self.padding()
+
+    def forward(self, x, training=False):
+        B, C, H, W = x.shape
+        (ph, pw), (kh, kw) = self.pads, self.k
+        O, HO, WO = self.out_shape
+        if ph or pw:
+            xp = k.scratch(self, "xp", (B, C, H + 2 * ph, W + 2 * pw), x.dtype, zero=True)
+            k.pad_into(x, xp, ph, pw)
+        else:
+            xp = np.ascontiguousarray(x)
+        self.xp = xp
+        b = self.p["b"] if "b" in self.p else k.scratch(self, "b0", (O,), x.dtype, zero=True)
+        acc = k.scratch(self, "acc", ((HO - 1) * xp.shape[3] + WO,), x.dtype)
+        y = k.scratch(self, "y", (B, O, HO, WO), x.dtype) if training else np.empty((B, O, HO, WO), x.dtype)
+        k.conv_fwd(xp, self.p["W"], b, y, self.s[0], self.s[1], acc)
+        return y
+
+    def backward(self, dy):
+        xp = self.xp
+        B, C, Hp, Wp = xp.shape
+        (ph, pw), O = self.pads, self.out_shape[0]
+        dy = np.ascontiguousarray(dy)
+        db = self.g["b"] if "b" in self.g else k.scratch(self, "db0", (O,), dy.dtype)
+        acc = k.scratch(self, "dacc", ((dy.shape[2] - 1) * Wp + dy.shape[3],), dy.dtype)
+        padded = bool(ph or pw)
+        dxp = k.scratch(self, "dxp", xp.shape, dy.dtype) if (self.need_dx and padded) else \
+            np.empty(xp.shape if self.need_dx else (1, 1, 1, 1), dy.dtype)
+        if self.need_dx:
+            dxp[...] = 0
+        k.conv_bwd(xp, self.p["W"], dy, self.g["W"], db, dxp, self.s[0], self.s[1], self.need_dx, acc)
+        if not self.need_dx:
+            return (None,)
+        if not padded:
+            return (dxp,)
+        dx = np.empty((B, C, Hp - 2 * ph, Wp - 2 * pw), dy.dtype)
+        k.crop_from(dxp, dx, ph, pw)
+        return (dx,)
+
+    @classmethod
+    def samples(cls):
+        return [
+            ({"filters": 2, "kernel_size": (3,)}, [(1, 5, 5)]),
+            ({"filters": 3, "kernel_size": (3, 2), "padding": "explicit", "pad": (1, 2)}, [(2, 4, 3)]),
+            ({"filters": 2, "kernel_size": (3,), "stride": (2,), "padding": "same"}, [(2, 5, 6)]),
+            ({"filters": 2, "kernel_size": (2, 3), "stride": (2, 1), "use_bias": False}, [(3, 5, 4)]),
+            ({"filters": 3, "kernel_size": (1,), "padding": "explicit", "pad": (1,)}, [(2, 3, 2)]),
+        ]

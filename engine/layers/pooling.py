@@ -1,0 +1,100 @@
+"""MaxPool2D, AveragePool2D and GlobalAveragePool on NCHW tensors."""
+import numpy as np
+
+from ..hparams import HP
+from . import conv_kernels as k
+from .base import Layer, register
+from .conv import out_size, pair, spatial_input
+
+
+class _Pool2D(Layer):
+    category = "pooling"
+    hparams = (
+        HP("kernel_size", "ints", (2,), min=1, max=255, doc="Window K or K_h, K_w"),
+        HP("stride", "ints", (2,), min=0, max=255, doc="Step S or S_h, S_w between windows"),
+    )
+
+    def __init__(self, name="", **config):
+        super().__init__(name, **config)
+        self.k, self.s = pair(self, "kernel_size"), pair(self, "stride")
+
+    def compute_output_shape(self, in_shapes):
+        c, h, w = spatial_input(self, in_shapes)
+        return c, out_size(self, "H", h, 0, self.k[0], self.s[0]), out_size(self, "W", w, 0, self.k[1], self.s[1])
+
+    def kernel_stride(self):
+        return self.k, self.s
+
+    def _out(self, x, training, key="y"):
+        shape = (len(x),) + self.out_shape
+        return k.scratch(self, key, shape, x.dtype) if training else np.empty(shape, x.dtype)
+
+    @classmethod
+    def samples(cls):
+        return [({}, [(2, 4, 6)]), ({"kernel_size": (3, 2), "stride": (2, 1)}, [(3, 7, 4)]),
+                ({"kernel_size": (3,), "stride": (2,)}, [(1, 5, 5)])]
+
+
+@register
+class MaxPool2D(_Pool2D):
+    doc = "Maximum over K_h × K_w windows moved by stride S (spec §3: K = 2, S = 2 halves H and W)."
+
+    def forward(self, x, training=False):
+        x = np.ascontiguousarray(x)
+        y = self._out(x, training)
+        self.idx = k.scratch(self, "idx", y.shape, np.int32)
+        self.xshape = x.shape
+        k.maxpool_fwd(x, y, self.idx, self.k[0], self.k[1], self.s[0], self.s[1])
+        return y
+
+    def backward(self, dy):
+        dx = np.zeros(self.xshape, dy.dtype)
+        k.maxpool_bwd(np.ascontiguousarray(dy), self.idx, dx)
+        return (dx,)
+
+
+@register
+class AveragePool2D(_Pool2D):
+    doc = "Mean over K_h × K_w windows moved by stride S."
+
+    def macs(self, in_shapes):
+        c, ho, wo = self.compute_output_shape(in_shapes)
+        return c * ho * wo * self.k[0] * self.k[1]
+
+    def forward(self, x, training=False):
+        x = np.ascontiguousarray(x)
+        y = self._out(x, training)
+        self.xshape = x.shape
+        k.avgpool_fwd(x, y, self.k[0], self.k[1], self.s[0], self.s[1])
+        return y
+
+    def backward(self, dy):
+        dx = np.zeros(self.xshape, dy.dtype)
+        k.avgpool_bwd(np.ascontiguousarray(dy), dx, self.k[0], self.k[1], self.s[0], self.s[1])
+        return (dx,)
+
+
+@register
+class GlobalAveragePool(Layer):
+    category = "pooling"
+    doc = "Mean of each channel over all positions: (C, H, W) → (C,)."
+
+    def compute_output_shape(self, in_shapes):
+        return spatial_input(self, in_shapes)[:1]
+
+    def macs(self, in_shapes):
+        return int(np.prod(in_shapes[0]))
+
+    def forward(self, x, training=False):
+        self.xshape = x.shape
+        return x.reshape(x.shape[0], x.shape[1], -1).mean(axis=2, dtype=np.float64).astype(x.dtype)  # (B, C)
+
+    def backward(self, dy):
+        B, C, H, W = self.xshape
+        dx = np.empty(self.xshape, dy.dtype)
+        dx[...] = (dy / (H * W))[:, :, None, None]                          # (B, C, 1, 1) broadcast
+        return (dx,)
+
+    @classmethod
+    def samples(cls):
+        return [({}, [(3, 4, 5)])]
