@@ -102,7 +102,7 @@ def conv_bwd(xp, w, dy, dw, db, dxp, sh, sw, need_dx, acc):
     if sh == 1 and sw == 1:
         L = (HO - 1) * Wp + WO
         xf = xp.reshape(B, C, Hp * Wp)                       # (B, C, Hp·Wp)
-        dxf = dxp.reshape(B, C, Hp * Wp)
+        dxf = dxp.reshape(dxp.shape[0], dxp.shape[1], dxp.shape[2] * dxp.shape[3])   # (1, 1, 1) without dx
         a = acc[:L]
         a[:] = 0                                             # junk columns (q ≥ W_out) stay zero
         for n in range(B):
