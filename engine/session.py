@@ -3,7 +3,7 @@ import time
 
 import numpy as np
 
-from .data import kfold, load
+from .data import augment, kfold, load
 from .model import Model
 from .trainer import Trainer
 
@@ -12,7 +12,10 @@ def _setup(project, train, val, cfg, dtype):
     model = Model(project.graph, dtype=dtype, seed=cfg["seed"])
     for n in model.inputs:
         model.layers[n].adapt(train.x)
-    return model, Trainer(model, cfg, train, val)
+    trainer = Trainer(model, cfg, train, val)
+    if project.dataset.get("augment"):
+        trainer.augment = augment.make(project.dataset["augment"])     # training batches only
+    return model, trainer
 
 
 def config(project, seed=None):

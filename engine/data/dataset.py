@@ -84,22 +84,36 @@ def kfold(n, k, seed=0):
 
 def load(ref, base=None):
     """Dataset for a project's dataset reference, e.g. {"kind": "builtin", "name": "xor"}."""
+    import inspect
     from .builtin import BUILTINS
     from .files import load_csv, load_npz
+    from .images import load_folder, load_idx
     if not isinstance(ref, dict) or "kind" not in ref:
-        raise DataError("the dataset reference needs a 'kind' (builtin, csv or npz)")
-    opts = {k: v for k, v in ref.items() if k not in ("kind", "name", "path", "standardize")}
+        raise DataError("the dataset reference needs a 'kind' (builtin, csv, npz, npy, idx or folder)")
+    opts = {k: v for k, v in ref.items() if k not in ("kind", "name", "path", "standardize", "augment")}
     kind = ref["kind"]
     if kind == "builtin":
         name = ref.get("name")
         if name not in BUILTINS:
             raise DataError(f"unknown built-in dataset {name!r}; choose one of {', '.join(BUILTINS)}")
         return BUILTINS[name](**opts)
-    if kind not in ("csv", "npz", "npy"):
-        raise DataError(f"unknown dataset kind {kind!r}; use builtin, csv or npz")
-    if "path" not in ref:
-        raise DataError(f"a {kind} dataset needs a 'path'")
-    p = Path(ref["path"]).expanduser()
-    if base is not None and not p.is_absolute():
-        p = Path(base) / p
-    return load_csv(p, **opts) if kind == "csv" else load_npz(p, **opts)
+    loaders = {"csv": load_csv, "npz": load_npz, "npy": load_npz, "idx": load_idx, "folder": load_folder}
+    if kind not in loaders:
+        raise DataError(f"unknown dataset kind {kind!r}; use builtin, {', '.join(loaders)}")
+
+    def where(key):
+        if key not in ref:
+            raise DataError(f"the {kind} dataset needs a '{key}'")
+        p = Path(ref[key]).expanduser()
+        return Path(base) / p if base is not None and not p.is_absolute() else p
+
+    fn = loaders[kind]
+    known = set(inspect.signature(fn).parameters)
+    bad = sorted(set(opts) - known)
+    if bad:
+        raise DataError(f"the {kind} dataset has no option {bad[0]!r}; it takes "
+                        f"{', '.join(sorted(known - {'path'}))}")
+    if kind == "idx":
+        opts.update(images=where("images"), labels=where("labels"))
+        return fn(**opts)
+    return fn(where("path"), **opts)
