@@ -1,0 +1,211 @@
+"""Dataset choice: built-ins, CSV / .npy / .npz / image-folder import, a preview of the first rows, target column."""
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout)
+
+from engine.data import BUILTINS, load
+from engine.errors import LayerboardError
+
+from .settings import HP, Editor
+
+PREVIEW_ROWS, PREVIEW_COLS = 12, 10
+
+
+def csv_head(path, rows=PREVIEW_ROWS):
+    """(header, first rows) of a CSV file as text, for the preview table."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        r = csv.reader(f)
+        out = []
+        for row in r:
+            if any(c.strip() for c in row):
+                out.append([c.strip() for c in row])
+            if len(out) > rows:
+                break
+    if not out:
+        raise LayerboardError(f"{path} is empty")
+    return out[0], out[1:]
+
+
+class DatasetPanel(QGroupBox):
+    """Edits project.dataset through document.set_dataset; emits loaded(dataset or None) after each change."""
+
+    loaded = Signal(object)
+
+    def __init__(self, document, parent=None):
+        super().__init__("Dataset", parent)
+        self.doc = document
+        self.cache = {}
+        self.dataset = None
+        box = QVBoxLayout(self)
+        row = QHBoxLayout()
+        self.choice = QComboBox()
+        self.choice.addItems(list(BUILTINS))
+        self.choice.setToolTip("Built-in datasets (no download)")
+        self.choice.activated.connect(lambda _i: self._set({"kind": "builtin", "name": self.choice.currentText()}))
+        row.addWidget(QLabel("Built-in"))
+        row.addWidget(self.choice, 1)
+        box.addLayout(row)
+        row = QHBoxLayout()
+        self.import_btn = QPushButton("Import file…")
+        self.import_btn.setToolTip("A CSV file with a header row, an .npz with arrays x and y, or an X .npy "
+                                   "(you then pick the Y .npy); files are never unpickled")
+        self.import_btn.clicked.connect(self._import_dialog)
+        row.addWidget(self.import_btn)
+        self.folder_btn = QPushButton("Image folder…")
+        self.folder_btn.setToolTip("A folder with one sub-folder of images per class")
+        self.folder_btn.clicked.connect(self._folder_dialog)
+        row.addWidget(self.folder_btn)
+        box.addLayout(row)
+        form = QFormLayout()
+        self.target = QComboBox()
+        self.target.setToolTip("The CSV column holding the label or target value")
+        self.target.activated.connect(self._target)
+        form.addRow("Target column", self.target)
+        self.split = Editor(HP["validation_split"])
+        self.split.committed.connect(lambda k, v: self.doc.set_training(k, v))
+        form.addRow("Validation split", self.split)
+        box.addLayout(form)
+        self.info = QLabel("")
+        self.info.setWordWrap(True)
+        box.addWidget(self.info)
+        self.table = QTableWidget()
+        self.table.setMinimumHeight(110)
+        self.table.setMaximumHeight(170)
+        self.table.verticalHeader().setDefaultSectionSize(18)
+        box.addWidget(self.table)
+        self._shown = None
+        document.changed.connect(self.refresh)
+        self.refresh()
+
+    # ---- edits ----
+    def _set(self, ref):
+        if ref != self.doc.project.dataset:
+            self.doc.set_dataset(ref)
+
+    def _rel(self, path):
+        """A path relative to the project's folder when the file lies under it."""
+        path = Path(path).resolve()
+        base = Path(self.doc.project.base).resolve()
+        try:
+            return str(path.relative_to(base))
+        except ValueError:
+            return str(path)
+
+    def import_file(self, path, y_path=None):
+        """Use a CSV, .npz, or .npy file (with its targets y_path) as the project's dataset."""
+        p = Path(path)
+        suf = p.suffix.lower()
+        if suf == ".csv":
+            self._set({"kind": "csv", "path": self._rel(p)})
+        elif suf == ".npz":
+            self._set({"kind": "npz", "path": self._rel(p)})
+        elif suf == ".npy":
+            if y_path is None:
+                raise LayerboardError(f"{p.name}: a .npy file holds the inputs only; choose the targets .npy too")
+            y = Path(y_path)
+            y = y.name if y.parent.resolve() == p.parent.resolve() else os.path.relpath(y, p.parent)
+            self._set({"kind": "npy", "path": self._rel(p), "y": y})
+        else:
+            raise LayerboardError(f"{p.name}: import a .csv, .npz or .npy file")
+
+    def _import_dialog(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Import dataset", str(self.doc.project.base),
+                                              "Data (*.csv *.npz *.npy);;All files (*)")
+        if not path:
+            return
+        y = None
+        if path.lower().endswith(".npy"):
+            y, _ = QFileDialog.getOpenFileName(self, "Targets (y) for " + Path(path).name,
+                                               str(Path(path).parent), "NumPy arrays (*.npy)")
+            if not y:
+                return
+        try:
+            self.import_file(path, y)
+        except LayerboardError as e:
+            self.info.setText(f"<span style='color:#b00'>{e}</span>")
+
+    def _folder_dialog(self):
+        path = QFileDialog.getExistingDirectory(self, "Image folder (one sub-folder per class)",
+                                                str(self.doc.project.base))
+        if path:
+            self._set({"kind": "folder", "path": self._rel(path)})
+
+    def _target(self, _i):
+        ref = dict(self.doc.project.dataset)
+        ref["target"] = self.target.currentText()
+        self._set(ref)
+
+    # ---- display ----
+    def refresh(self):
+        ref = self.doc.project.dataset
+        self.split.set_value(self.doc.project.training["validation_split"])
+        key = json.dumps(ref, sort_keys=True)
+        if key == self._shown:
+            return
+        self._shown = key
+        self.choice.setCurrentText(ref.get("name", "") if ref.get("kind") == "builtin" else "")
+        self.target.setEnabled(ref.get("kind") == "csv")
+        self.target.clear()
+        try:
+            ds = self.load(ref)
+        except LayerboardError as e:
+            self.dataset = None
+            self.info.setText(f"<span style='color:#b00'>{e}</span>")
+            self.table.clear()
+            self.table.setRowCount(0)
+            self.loaded.emit(None)
+            return
+        self.dataset = ds
+        what = {"binary": "binary classification", "multiclass": f"{ds.n_classes} classes",
+                "regression": "regression"}[ds.task]
+        self.info.setText(f"<b>{ds.name}</b>: {len(ds)} samples of shape {tuple(ds.x.shape[1:])}, {what}")
+        if ref.get("kind") == "csv":
+            self._csv_preview(ref)
+        else:
+            self._array_preview(ds)
+        self.loaded.emit(ds)
+
+    def load(self, ref):
+        key = json.dumps(ref, sort_keys=True)
+        if key not in self.cache:
+            self.cache = {key: load(ref, self.doc.project.base)}      # keep one: datasets can be large
+        return self.cache[key]
+
+    def _csv_preview(self, ref):
+        p = Path(ref["path"]).expanduser()
+        p = p if p.is_absolute() else Path(self.doc.project.base) / p
+        header, rows = csv_head(p)
+        self.target.addItems(header)
+        self.target.setCurrentText(ref.get("target", header[-1]))
+        self._fill(header, rows)
+
+    def _array_preview(self, ds):
+        x = ds.x.reshape(len(ds), -1)[:PREVIEW_ROWS]                  # (rows, features)
+        cols = min(x.shape[1], PREVIEW_COLS)
+        header = [f"x{j}" for j in range(cols)] + (["…"] if x.shape[1] > cols else []) + ["y"]
+        y = ds.y[:PREVIEW_ROWS]
+        rows = []
+        for i in range(len(x)):
+            r = [f"{v:.4g}" for v in x[i, :cols]] + (["…"] if x.shape[1] > cols else [])
+            yi = y[i]
+            r.append(ds.classes[int(yi)] if ds.task != "regression" and ds.classes else
+                     ", ".join(f"{v:.4g}" for v in np.ravel(yi)))
+            rows.append(r)
+        self._fill(header, rows)
+
+    def _fill(self, header, rows):
+        t = self.table
+        t.clear()
+        t.setColumnCount(len(header))
+        t.setRowCount(len(rows))
+        t.setHorizontalHeaderLabels(header)
+        for i, r in enumerate(rows):
+            for j, v in enumerate(r[:len(header)]):
+                t.setItem(i, j, QTableWidgetItem(v))
+        t.resizeColumnsToContents()

@@ -1,0 +1,380 @@
+"""The training dock: dataset and settings, Train / Pause / Stop, progress, live plot views, k-fold and runs."""
+import time
+from collections import defaultdict
+
+import numpy as np
+from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton,
+                               QScrollArea, QSpinBox, QSplitter, QStyle, QTabWidget, QToolButton, QVBoxLayout,
+                               QWidget)
+
+from .dataset_panel import DatasetPanel
+from .job import Job, snapshot_project
+from .runs import RunList
+from .settings import SettingsForm
+from .views import VIEWS, CompareView, CurvesView
+
+DRAIN_MS = 50
+STATUS = {"completed": "Finished", "early_stopped": "Early-stopped", "stopped": "Stopped",
+          "diverged": "Diverged"}
+
+
+class Banner(QFrame):
+    """The spec §7 diagnosis with its remedies, shown when the trainer reports a finding."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setStyleSheet("Banner { background: #fdecea; border: 1px solid #e0a39d; border-radius: 3px; }")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(6, 4, 4, 4)
+        self.label = QLabel("")
+        self.label.setWordWrap(True)
+        self.label.setTextFormat(Qt.TextFormat.RichText)
+        row.addWidget(self.label, 1)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.hide)
+        row.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_finding(self, message, remedies, fold=None):
+        where = f"Fold {fold + 1}: " if fold is not None else ""
+        items = "".join(f"<li>{r}</li>" for r in remedies)
+        self.label.setText(f"<b>{where}{message}</b><br>Remedies (spec §7):<ul style='margin:0'>{items}</ul>")
+        self.show()
+
+
+class TrainingDock(QDockWidget):
+    """Trains the document's project in a worker thread and shows it live; the window never waits for it."""
+
+    def __init__(self, document, parent=None):
+        super().__init__("Training", parent)
+        self.setObjectName("TrainingDock")
+        self.doc = document
+        self.job = None
+        self.options = {}
+        self.status = ""
+        self.result = None
+        self.kfold_summary = None
+        self._t0 = 0.0
+        self._total = 1
+        self._ctx = {}
+        self._watched = None
+        self._fold, self._epoch, self._last = 0, 0, None
+        body = QSplitter(Qt.Orientation.Horizontal)
+        body.addWidget(self._left())
+        body.addWidget(self._right())
+        body.setStretchFactor(1, 1)
+        body.setSizes([370, 730])
+        self.setWidget(body)
+        self.timer = QTimer(self)
+        self.timer.setInterval(DRAIN_MS)
+        self.timer.timeout.connect(self.drain)
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+
+    # ---- layout ----
+    def _left(self):
+        w = QWidget()
+        box = QVBoxLayout(w)
+        box.setContentsMargins(4, 4, 4, 4)
+        self.data = DatasetPanel(self.doc)
+        self.data.loaded.connect(self._data_loaded)
+        box.addWidget(self.data)
+        self.form = SettingsForm(self.doc)
+        box.addWidget(self.form)
+        box.addStretch(1)
+        if self.data.dataset is not None:
+            self._data_loaded(self.data.dataset)
+        s = QScrollArea()
+        s.setWidget(w)
+        s.setWidgetResizable(True)
+        s.setMinimumWidth(340)
+        s.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        return s
+
+    def _right(self):
+        w = QWidget()
+        box = QVBoxLayout(w)
+        box.setContentsMargins(4, 4, 4, 4)
+        row = QHBoxLayout()
+        self.train_btn = QPushButton(self._icon("SP_MediaPlay"), "Train")
+        self.train_btn.setToolTip("Train the model on the dataset with these settings")
+        self.train_btn.clicked.connect(lambda: self.start())
+        self.kfold_btn = QPushButton("Cross-validate")
+        self.kfold_btn.setToolTip("k-fold cross-validation: train k models, each validated on one fold")
+        self.kfold_btn.clicked.connect(lambda: self.start(k=self.k_spin.value()))
+        self.k_spin = QSpinBox()
+        self.k_spin.setRange(2, 20)
+        self.k_spin.setValue(5)
+        self.k_spin.setPrefix("k = ")
+        self.pause_btn = QPushButton(self._icon("SP_MediaPause"), "Pause")
+        self.pause_btn.clicked.connect(self.toggle_pause)
+        self.stop_btn = QPushButton(self._icon("SP_MediaStop"), "Stop")
+        self.stop_btn.clicked.connect(self.stop)
+        for b in (self.train_btn, self.kfold_btn, self.k_spin, self.pause_btn, self.stop_btn):
+            row.addWidget(b)
+        row.addStretch(1)
+        box.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+        box.addWidget(self.progress)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.addWidget(self.message)
+        self.banner = Banner()
+        box.addWidget(self.banner)
+        split = QSplitter(Qt.Orientation.Vertical)
+        self.tabs = QTabWidget()
+        self.views = []
+        for cls in VIEWS:
+            v = cls()
+            v.options = self.options
+            v.reprobe.connect(self._reprobe)
+            self.views.append(v)
+            self.tabs.addTab(v, cls.title)
+        split.addWidget(self.tabs)
+        self.runs = RunList(self.doc)
+        self.runs.chosen.connect(self._compare)
+        split.addWidget(self.runs)
+        split.setSizes([600, 110])
+        box.addWidget(split, 1)
+        self._buttons(False)
+        return w
+
+    def _icon(self, name):
+        return self.style().standardIcon(getattr(QStyle.StandardPixmap, name))
+
+    def _pause_label(self, paused):
+        self.pause_btn.setText("Resume" if paused else "Pause")
+        self.pause_btn.setIcon(self._icon("SP_MediaPlay" if paused else "SP_MediaPause"))
+
+    def view(self, cls):
+        """The dock's instance of a view class (e.g. dock.view(PCAView))."""
+        return next(v for v in self.views if isinstance(v, cls))
+
+    # ---- control ----
+    @property
+    def running(self):
+        return self.job is not None and self.job.alive
+
+    def start(self, k=0):
+        """Begin a run (k ≥ 2: k-fold cross-validation) in the background."""
+        if self.running:
+            return
+        p = self.doc.project
+        t = p.training
+        label = (f"Run {len(p.runs) + 1}{f' ({k}-fold)' if k >= 2 else ''}: {p.dataset.get('name') or p.dataset.get('path', '')}"
+                 f", {t['optimizer']} lr {t['lr']:g}, {time.strftime('%H:%M:%S')}")
+        probes = {cls.key: cls.compute for cls in VIEWS if cls.key}
+        self.job = Job(snapshot_project(p), k=k if k >= 2 else 0, probes=probes, options=self.options,
+                       label=label)
+        self.status, self.result, self.kfold_summary = "running", None, None
+        self._t0, self._total, self._ctx = time.perf_counter(), 1, {}
+        self.banner.hide()
+        self.message.setText("Preparing the data and the model…")
+        self.message.setStyleSheet("")
+        self.progress.setValue(0)
+        self.progress.setFormat("starting…")
+        self.doc.set_locked(True)
+        self._buttons(True)
+        self.job.start()
+        self.timer.start()
+
+    def stop(self):
+        if self.running:
+            self.job.stop()
+            self.progress.setFormat(self.progress.format() + " · stopping…")
+
+    def toggle_pause(self):
+        if not self.running:
+            return
+        if self.job.paused:
+            self.job.resume()
+            self._pause_label(False)
+        else:
+            self.job.pause()
+            self._pause_label(True)
+            self.progress.setFormat(self.progress.format() + " · paused")
+
+    def shutdown(self, timeout=10.0):
+        """Stop a running job and wait for its thread (window closing / application quitting)."""
+        if self.job is not None:
+            self.job.stop()
+            self.job.join(timeout)
+            if self.status == "running":
+                self.drain()
+        self.timer.stop()
+
+    def _buttons(self, running):
+        self.train_btn.setEnabled(not running)
+        self.kfold_btn.setEnabled(not running)
+        self.k_spin.setEnabled(not running)
+        self.pause_btn.setEnabled(running)
+        self.stop_btn.setEnabled(running)
+        self._pause_label(False)
+        self.data.setEnabled(not running)
+        self.form.setEnabled(not running)
+
+    def _reprobe(self, key):
+        if self.job is not None and not self.running:
+            self.job.probe_now(key)
+
+    def _compare(self, records):
+        cmp = self.view(CompareView)
+        cmp.show_runs(records[-2:] if len(records) > 2 else records)
+        if len(records) >= 2:
+            self.tabs.setCurrentWidget(cmp)
+
+    def _data_loaded(self, ds):
+        if ds is not None:
+            self.form.update_warnings(ds.task, ds.n_classes if ds.task != "regression" else 0)
+        else:
+            self.form.update_warnings(None, 0)
+
+    # ---- messages from the worker ----
+    def drain(self):
+        """Timer slot: apply everything the worker posted since the last tick, then redraw once."""
+        if self.job is None:
+            return
+        msgs = self.job.drain()
+        if not msgs:
+            return
+        rows = defaultdict(list)
+
+        def flush():
+            for f, r in rows.items():
+                arr = np.array(r, float)                               # (n, 4) epoch, step, loss, accuracy
+                for v in self.views:
+                    v.batches(f, arr)
+                self._last = r[-1]
+            rows.clear()
+
+        for m in msgs:
+            kind = m[0]
+            if kind == "batch":
+                rows[m[1]].append(m[2:])
+                continue
+            flush()
+            getattr(self, "_on_" + kind)(*m[1:])
+        flush()
+        for v in self.views:
+            v.refresh()
+        self._show_progress()
+
+    def _on_start(self, fold, ctx):
+        self._ctx = ctx
+        self._epoch = 0
+        self._last = None
+        self._total = max(ctx["epochs"] * ctx["per_epoch"] * ctx["folds"], 1)
+        for i, v in enumerate(self.views):
+            if fold == 0:
+                v.begin(ctx)
+                self.tabs.setTabEnabled(i, v.applies(ctx))
+            else:
+                v.fold(fold, ctx)
+        if fold == 0 and not self.tabs.isTabEnabled(self.tabs.currentIndex()):
+            self.tabs.setCurrentIndex(0)
+        self._fold = fold
+        self.message.setText(f"Training on {ctx['n_train']} samples, validating on {ctx['n_val']}"
+                             + (f" — fold {fold + 1} of {ctx['folds']}" if ctx["folds"] > 1 else "") + ".")
+
+    def _on_epoch(self, fold, epoch, step, data):
+        self._epoch = epoch
+        for v in self.views:
+            v.epoch(fold, epoch, step, data)
+
+    def _on_snapshot(self, fold, key, payload):
+        for v in self.views:
+            if v.key == key:
+                v.snapshot(fold, payload)
+
+    def _on_finding(self, fold, epoch, message, remedies):
+        self.banner.show_finding(message, remedies, fold if self._ctx.get("folds", 1) > 1 else None)
+
+    def _on_result(self, fold, result, rec):
+        self.result = result
+        for v in self.views:
+            v.finish(fold, result)
+        st = result["status"]
+        bits = [f"{STATUS.get(st, st)} after {result['epochs']} epochs ({result['steps']} steps, "
+                f"{result['seconds']:.1f} s)"]
+        for k in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
+            if k in result:
+                bits.append(f"{k.replace('_', ' ')} {result[k]:.4g}")
+        text = "; ".join(bits[:1]) + ": " + ", ".join(bits[1:])
+        if result.get("message"):
+            text += f". {result['message']}"
+        self.message.setText(text)
+        self.message.setStyleSheet("color: #b00;" if st == "diverged" else "")
+        if rec is not None:
+            self.doc.add_run(rec)
+
+    def _on_kfold(self, summary, rec):
+        self.kfold_summary = summary
+        txt = ", ".join(f"{k.replace('_', ' ')} {m:.4g} ± {s:.2g}" for k, (m, s) in summary.items())
+        self.message.setText(f"{self.job.k}-fold cross-validation: mean ± std over the folds: {txt}")
+        self.view(CurvesView).finish(0, {"summary": f"{self.job.k}-fold mean ± std: {txt}"})
+        self.doc.add_run(rec)
+
+    def _on_error(self, text):
+        self.status = "error"
+        self.message.setText(f"Training could not run: {text}")
+        self.message.setStyleSheet("color: #b00;")
+
+    def _on_done(self):
+        self.job.join(5.0)
+        self._show_progress()
+        st = self.result["status"] if self.result else "error"
+        if self.status != "error":
+            self.status = st
+        if st in ("completed", "early_stopped") and self.status != "error":
+            self.progress.setValue(self.progress.maximum())
+        self.progress.setFormat(f"{STATUS.get(self.status, self.status).lower()} · {self.progress.format()}"
+                                if self.status != "error" else "error")
+        self.doc.set_locked(False)
+        self._buttons(False)
+        self._done = True
+
+    def _show_progress(self):
+        if self.status != "running" or not self._ctx or getattr(self, "_last", None) is None:
+            return
+        c = self._ctx
+        epoch, step = self._last[0], self._last[1]
+        done = self._fold * c["epochs"] * c["per_epoch"] + step
+        frac = min(done / self._total, 1.0)
+        self.progress.setValue(int(frac * self.progress.maximum()))
+        el = time.perf_counter() - self._t0
+        eta = el / frac * (1 - frac) if frac > 0 else 0
+        fold = f"fold {self._fold + 1}/{c['folds']} · " if c["folds"] > 1 else ""
+        text = (f"{fold}epoch {int(epoch)}/{c['epochs']} · step {int(step)}/{c['epochs'] * c['per_epoch']}"
+                f" · ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        if self.job.paused:
+            text += " · paused"
+        self.progress.setFormat(text)
+
+    # ---- closing the window stops training cleanly ----
+    def event(self, e):
+        if e.type() in (QEvent.Type.ParentChange, QEvent.Type.Show):
+            win = self.window()
+            if win is not self and win is not self._watched:
+                if self._watched is not None:
+                    self._watched.removeEventFilter(self)
+                win.installEventFilter(self)
+                self._watched = win
+        return super().event(e)
+
+    def eventFilter(self, obj, e):
+        if obj is self._watched and e.type() == QEvent.Type.Close:
+            self.shutdown()
+        return False
+
+    def closeEvent(self, e):
+        if self.window() is self:
+            self.shutdown()
+        super().closeEvent(e)

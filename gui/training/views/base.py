@@ -1,0 +1,81 @@
+"""The plot-view interface: one tab per view; views with a `key` get an epoch-end snapshot from the worker."""
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+# class colours (colour-blind friendly, Okabe-Ito then Tableau)
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000",
+           "#8C564B", "#7F7F7F"]
+
+pg.setConfigOptions(antialias=False, background="w", foreground="k")
+
+
+def colour(i):
+    return PALETTE[i % len(PALETTE)]
+
+
+def brushes(y, n_classes):
+    """One brush per point for class ids y (a single colour for regression targets)."""
+    table = [pg.mkBrush(colour(i)) for i in range(max(n_classes, 1))]
+    if n_classes < 1 or y.ndim != 1:
+        return table[0]
+    return [table[int(v) % len(table)] for v in y]
+
+
+class View(QWidget):
+    """A live plot. Subclasses override what they need; all methods run on the UI thread except compute."""
+
+    title = "View"
+    key = None                      # probe key: when set, compute() runs in the worker at epoch ends
+    reprobe = Signal(str)           # an option changed: recompute this view's snapshot now
+
+    @staticmethod
+    def compute(model, probe, options):
+        """Worker thread: a small payload (numpy arrays) from the model at an epoch end, or None."""
+        return None
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.box = QVBoxLayout(self)
+        self.box.setContentsMargins(2, 2, 2, 2)
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: #555;")
+        self.ctx = {}
+        self.options = {}           # shared with the running job (the dock sets the same dict on every view)
+
+    def applies(self, ctx):
+        """Whether the view makes sense for this run (e.g. the boundary needs 2-D inputs)."""
+        return True
+
+    def begin(self, ctx):
+        """A new run (or the first fold of a k-fold run) starts; ctx describes data and model."""
+        self.ctx = ctx
+
+    def fold(self, fold, ctx):
+        """Another fold of a k-fold run starts."""
+
+    def batches(self, fold, rows):
+        """rows: (n, 4) float array of (epoch, step, loss, accuracy) for the batches since the last call."""
+
+    def epoch(self, fold, epoch, step, data):
+        """An epoch ended; data holds train/val loss and accuracy."""
+
+    def snapshot(self, fold, payload):
+        """This view's compute() result arrived."""
+
+    def finish(self, fold, result):
+        """A run (or fold) ended with the trainer's summary."""
+
+    def refresh(self):
+        """Redraw after a drain in which something changed (called at most once per timer tick)."""
+
+
+def text_block(lines):
+    return "  ·  ".join(lines)
+
+
+def finite(a):
+    a = np.asarray(a, float)
+    return a[np.isfinite(a)]

@@ -1,0 +1,114 @@
+"""Loss and accuracy curves: training per batch and per epoch, validation per epoch; k-fold folds overlaid."""
+import numpy as np
+import pyqtgraph as pg
+
+from .base import View, colour
+
+
+class Buffer:
+    """A growing float array (amortised appends) for one curve."""
+
+    def __init__(self, cols):
+        self.a = np.empty((256, cols))
+        self.n = 0
+
+    def extend(self, rows):
+        rows = np.atleast_2d(rows)
+        need = self.n + len(rows)
+        if need > len(self.a):
+            grown = np.empty((max(need, 2 * len(self.a)), self.a.shape[1]))
+            grown[:self.n] = self.a[:self.n]
+            self.a = grown
+        self.a[self.n:need] = rows
+        self.n = need
+
+    @property
+    def data(self):
+        return self.a[:self.n]
+
+
+def _plot(title, ylabel):
+    p = pg.PlotWidget(title=title)
+    p.setLabel("left", ylabel)
+    p.setLabel("bottom", "step")
+    p.showGrid(x=True, y=True, alpha=0.25)
+    p.addLegend(offset=(-10, 10), labelTextSize="8pt")
+    return p
+
+
+class CurvesView(View):
+    """Training loss/accuracy per batch (thin) and per epoch (dots), validation per epoch (dashed)."""
+
+    title = "Curves"
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.loss_plot, self.acc_plot = _plot("Loss", "loss"), _plot("Accuracy", "accuracy")
+        self.acc_plot.setXLink(self.loss_plot)
+        self.box.addWidget(self.loss_plot, 3)
+        self.box.addWidget(self.acc_plot, 2)
+        self.box.addWidget(self.note)
+        self.folds = {}
+        self._dirty = set()
+
+    def begin(self, ctx):
+        super().begin(ctx)
+        for p in (self.loss_plot, self.acc_plot):
+            p.clear()
+            p.plotItem.legend.clear()
+        self.folds, self._dirty = {}, set()
+        self.acc_plot.setVisible(ctx.get("classify", True))
+        self.note.setText("")
+        self.fold(0, ctx)
+
+    def fold(self, fold, ctx):
+        """Curves for a fold; with k folds each fold gets its own colour and the batch curves are hidden."""
+        kf = ctx.get("folds", 1) > 1
+        tc, vc = (colour(fold), colour(fold)) if kf else (colour(0), colour(1))
+        name = f"fold {fold + 1} " if kf else ""
+        f = {"batch": Buffer(4), "epoch": Buffer(6)}
+        for key, p in (("loss", self.loss_plot), ("acc", self.acc_plot)):
+            f[f"batch_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=1),
+                                       name=None if kf else "train (batch)")
+            f[f"batch_{key}"].setOpacity(0.35)
+            f[f"batch_{key}"].setDownsampling(auto=True, method="peak")
+            f[f"batch_{key}"].setClipToView(True)
+            f[f"batch_{key}"].setVisible(not kf)
+            f[f"train_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=2), symbol="o", symbolSize=4,
+                                       symbolBrush=tc, symbolPen=None, name=f"{name}train (epoch)")
+            f[f"val_{key}"] = p.plot([], [], pen=pg.mkPen(vc, width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
+                                     symbol="s", symbolSize=4, symbolBrush=vc, symbolPen=None,
+                                     name=f"{name}validation" if ctx.get("n_val") else None)
+        self.folds[fold] = f
+
+    def batches(self, fold, rows):
+        self.folds[fold]["batch"].extend(rows)
+        self._dirty.add(fold)
+
+    def epoch(self, fold, epoch, step, data):
+        g = lambda k: data.get(k, np.nan)                      # noqa: E731
+        self.folds[fold]["epoch"].extend([epoch, step, g("train_loss"), g("val_loss"),
+                                          g("train_accuracy"), g("val_accuracy")])
+        self._dirty.add(fold)
+
+    def refresh(self):
+        for fold in self._dirty:
+            f = self.folds[fold]
+            b, e = f["batch"].data, f["epoch"].data
+            f["batch_loss"].setData(b[:, 1], b[:, 2])
+            f["batch_acc"].setData(b[:, 1], b[:, 3], connect="finite")
+            for col, key in ((2, "train_loss"), (3, "val_loss"), (4, "train_acc"), (5, "val_acc")):
+                ok = np.isfinite(e[:, col])
+                f[key].setData(e[ok, 1], e[ok, col])
+        self._dirty.clear()
+
+    def finish(self, fold, result):
+        if "summary" in result:
+            self.note.setText(result["summary"])
+
+    # ---- for tests and the run list ----
+    def batch_curve(self, fold=0):
+        return self.folds[fold]["batch_loss"]
+
+    def epoch_curve(self, fold=0, key="val_loss"):
+        return self.folds[fold][key]

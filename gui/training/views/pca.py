@@ -1,0 +1,102 @@
+"""PCA projection (spec §6) of a chosen layer's activations on a fixed validation sample, coloured by class."""
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
+
+from ..projection import activations, project
+from .base import View, brushes, colour
+
+
+def default_layer(ctx):
+    """The last layer before the output with at least two features (e.g. the last hidden ReLU)."""
+    feats = ctx.get("features", {})
+    layers = ctx.get("layers", [])
+    for name in reversed(layers[:-1]):
+        if feats.get(name, 0) >= 2:
+            return name
+    return layers[0] if layers else ""
+
+
+class PCAView(View):
+    """Scatter of the first two principal components with their explained-variance ratios."""
+
+    title = "PCA"
+    key = "pca"
+
+    @staticmethod
+    def compute(model, probe, options):
+        layer = options.get("pca_layer") or model.inputs[0]
+        if layer not in model.layers:
+            return {"error": f"no layer named {layer!r} in the trained model"}
+        a = activations(model, layer, probe.x)                       # (n, d)
+        scores, evr = project(a, 2)
+        return {"layer": layer, "scores": scores, "evr": evr, "y": probe.y, "features": a.shape[1]}
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Layer:"))
+        self.layer = QComboBox()
+        self.layer.setMinimumContentsLength(10)
+        self.layer.currentTextChanged.connect(self._chose)
+        row.addWidget(self.layer, 1)
+        self.evr_label = QLabel("")
+        row.addWidget(self.evr_label, 2)
+        self.box.addLayout(row)
+        self.plot = pg.PlotWidget()
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.setLabel("bottom", "PC1")
+        self.plot.setLabel("left", "PC2")
+        self.scatter = pg.ScatterPlotItem(size=6, pen=None)
+        self.plot.addItem(self.scatter)
+        self.legend = self.plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.box.addWidget(self.plot, 1)
+        self.box.addWidget(self.note)
+        self.evr = None
+        self._last = None
+
+    def begin(self, ctx):
+        super().begin(ctx)
+        keep = self.layer.currentText()
+        self.layer.blockSignals(True)
+        self.layer.clear()
+        layers = ctx.get("layers", [])
+        self.layer.addItems(layers)
+        pick = keep if keep in layers else default_layer(ctx)
+        self.layer.setCurrentText(pick)
+        self.layer.blockSignals(False)
+        self.options["pca_layer"] = pick
+        self.scatter.clear()
+        self.legend.clear()
+        self.evr_label.setText("")
+        self.note.setText(f"{min(300, ctx.get('n_val') or ctx.get('n_train', 0))} fixed "
+                          f"{'validation' if ctx.get('n_val') else 'training'} samples; updated at epoch ends.")
+        classes = ctx.get("classes", []) if ctx.get("classify") else []
+        for i, c in enumerate(classes[:10]):
+            self.legend.addItem(pg.ScatterPlotItem(size=7, pen=None, brush=colour(i)), f"class {c}")
+
+    def _chose(self, name):
+        if name:
+            self.options["pca_layer"] = name
+            self.reprobe.emit(self.key)
+
+    def snapshot(self, fold, payload):
+        self._last = payload
+
+    def refresh(self):
+        p, self._last = self._last, None
+        if p is None:
+            return
+        if "error" in p:
+            self.note.setText(p["error"])
+            return
+        s, y = p["scores"], p["y"]
+        n_cls = len(self.ctx.get("classes", [])) if self.ctx.get("classify") else 0
+        self.scatter.setData(x=s[:, 0], y=s[:, 1], brush=brushes(y, n_cls))
+        self.evr = np.asarray(p["evr"], float)
+        shown = self.evr[:2]
+        self.evr_label.setText("explained variance: " + ", ".join(
+            f"PC{i + 1} {100 * v:.1f} %" for i, v in enumerate(shown)) +
+            f" (of {p['features']} feature{'s' if p['features'] != 1 else ''} in '{p['layer']}')")
+        self.plot.setLabel("bottom", f"PC1 ({100 * shown[0]:.1f} %)" if len(shown) else "PC1")
+        self.plot.setLabel("left", f"PC2 ({100 * shown[1]:.1f} %)" if len(shown) > 1 else "PC2")
