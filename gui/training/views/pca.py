@@ -7,10 +7,8 @@ from ..projection import activations, project
 from .base import View, brushes, colour
 
 
-def default_layer(ctx):
+def default_layer(layers, feats):
     """The last layer before the output with at least two features (e.g. the last hidden ReLU)."""
-    feats = ctx.get("features", {})
-    layers = ctx.get("layers", [])
     for name in reversed(layers[:-1]):
         if feats.get(name, 0) >= 2:
             return name
@@ -25,9 +23,9 @@ class PCAView(View):
 
     @staticmethod
     def compute(model, probe, options):
-        layer = options.get("pca_layer") or model.inputs[0]
-        if layer not in model.layers:
-            return {"error": f"no layer named {layer!r} in the trained model"}
+        layer = options.get("pca_layer")
+        if layer not in model.layers:          # not chosen yet (the UI may not have seen this run start)
+            layer = default_layer(model.order, {n: int(np.prod(model.infos[n].shape)) for n in model.order})
         a = activations(model, layer, probe.x)                       # (n, d)
         scores, evr = project(a, 2)
         return {"layer": layer, "scores": scores, "evr": evr, "y": probe.y, "features": a.shape[1]}
@@ -62,7 +60,7 @@ class PCAView(View):
         self.layer.clear()
         layers = ctx.get("layers", [])
         self.layer.addItems(layers)
-        pick = keep if keep in layers else default_layer(ctx)
+        pick = keep if keep in layers else default_layer(layers, ctx.get("features", {}))
         self.layer.setCurrentText(pick)
         self.layer.blockSignals(False)
         self.options["pca_layer"] = pick

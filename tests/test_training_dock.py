@@ -1,0 +1,245 @@
+"""Training dock: XOR from the dock, progress, Stop/Pause/Resume, errors, closing, PCA view vs an independent PCA."""
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+pg = pytest.importorskip("pyqtgraph")
+
+from PySide6.QtCore import QObject, Signal  # noqa: E402
+
+from engine.graph import Graph  # noqa: E402
+from engine.project import TRAINING, Project  # noqa: E402
+from engine.shapes import infer  # noqa: E402
+from resources import path  # noqa: E402
+
+try:
+    from gui.document import Document
+except ImportError:          # the builder's Document is not there yet: a minimal stand-in with the contract
+    Document = None
+
+HP = {h.name: h for h in TRAINING}
+
+
+class FakeDocument(QObject):
+    """The slice of gui.document.Document (see notes/DOCUMENT_CONTRACT.md) the dock uses."""
+
+    changed = Signal()
+    validated = Signal(dict)
+    locked_changed = Signal(bool)
+    dirty_changed = Signal(bool)
+
+    def __init__(self, project):
+        super().__init__()
+        self.project, self.locked, self.lock_log = project, False, []
+        self.infos = infer(project.graph)
+
+    def set_locked(self, on):
+        self.locked = on
+        self.lock_log.append(on)
+        self.locked_changed.emit(on)
+
+    def set_training(self, key, value):
+        self.project.training[key] = HP[key].check(value, "training")
+        self.changed.emit()
+
+    def set_dataset(self, ref):
+        self.project.dataset = dict(ref)
+        self.changed.emit()
+
+    def add_run(self, record):
+        self.project.runs.append(record)
+        self.changed.emit()
+
+
+def make_doc(project):
+    if Document is not None:
+        try:
+            return Document(project)
+        except TypeError:
+            pass
+    return FakeDocument(project)
+
+
+def mlp(inputs=2, hidden=8, head="Sigmoid", units=1):
+    """Input → Dense → ReLU → Dense → head."""
+    g = Graph()
+    g.add_node("Input", "input", {"shape": [inputs]})
+    g.add_node("Dense", "fc1", {"units": hidden})
+    g.add_node("ReLU", "relu")
+    g.add_node("Dense", "out", {"units": units})
+    g.add_node(head, "head")
+    for a, b in (("input", "fc1"), ("fc1", "relu"), ("relu", "out"), ("out", "head")):
+        g.connect(a, b)
+    return g
+
+
+def xor_project(epochs=200):
+    p = Project.load(path("examples", "xor.json"))
+    p.path = None
+    p.training["epochs"] = epochs
+    return p
+
+
+@pytest.fixture
+def dock_for(qtbot):
+    from gui.training import TrainingDock
+    made = []
+
+    def make(project):
+        doc = make_doc(project)
+        d = TrainingDock(doc)
+        qtbot.addWidget(d)
+        d.resize(1000, 650)
+        d.show()
+        made.append(d)
+        return doc, d
+    yield make
+    for d in made:
+        d.shutdown()
+
+
+def finish(qtbot, d, timeout=30000):
+    qtbot.waitUntil(lambda: d.status != "running", timeout=timeout)
+    assert not d.job.alive
+
+
+def steps(d):
+    t = d.job.trainer
+    return t.step if t is not None else 0
+
+
+def test_xor_from_the_dock_finishes_with_one_point_per_step(qtbot, dock_for):
+    from gui.training.views import CurvesView
+    doc, d = dock_for(xor_project(200))
+    d.train_btn.click()
+    assert doc.locked and not d.train_btn.isEnabled() and not d.form.isEnabled()
+    finish(qtbot, d)
+    assert d.status == "completed", d.message.text()
+    assert d.result["steps"] == 200 and d.result["train_accuracy"] == 1.0
+    curves = d.view(CurvesView)
+    x, y = curves.batch_curve().getData()
+    assert len(x) == 200 and np.array_equal(x, np.arange(1, 201))
+    assert np.allclose(y, d.job.trainer.batch_loss)
+    ex, ey = curves.epoch_curve(0, "train_loss").getData()
+    assert len(ex) == 200 and np.allclose(ey, d.job.trainer.history["train_loss"])
+    assert d.progress.value() == d.progress.maximum()
+    assert doc.lock_log == [True, False] and not doc.locked
+    assert len(doc.project.runs) == 1
+    rec = doc.project.runs[0]
+    assert rec["result"]["steps"] == 200 and len(rec["history"]["train_loss"]) == 200
+    assert "Finished after 200 epochs" in d.message.text()
+
+
+def test_stop_is_honoured_mid_run(qtbot, dock_for):
+    doc, d = dock_for(xor_project(1_000_000))
+    d.start()
+    qtbot.waitUntil(lambda: steps(d) > 30, timeout=20000)
+    d.stop_btn.click()
+    t0 = time.perf_counter()
+    finish(qtbot, d, 5000)
+    assert time.perf_counter() - t0 < 5
+    assert d.result["status"] == "stopped" and d.status == "stopped"
+    assert 30 < d.result["steps"] < 1_000_000
+    assert d.progress.value() < d.progress.maximum()
+    assert not doc.locked and d.train_btn.isEnabled()
+
+
+def test_pause_holds_the_step_count_and_resume_continues(qtbot, dock_for):
+    doc, d = dock_for(xor_project(1_000_000))
+    d.start()
+    qtbot.waitUntil(lambda: steps(d) > 20, timeout=20000)
+    d.pause_btn.click()
+    assert d.job.paused and d.pause_btn.text() == "Resume"
+    qtbot.wait(100)                      # the batch in flight finishes
+    held = steps(d)
+    qtbot.wait(300)
+    assert steps(d) == held and d.running
+    d.pause_btn.click()
+    assert not d.job.paused
+    qtbot.waitUntil(lambda: steps(d) > held + 10, timeout=10000)
+    d.pause_btn.click()                  # stop while paused: released and stopped within a batch
+    d.stop()
+    finish(qtbot, d, 5000)
+    assert d.result["status"] == "stopped"
+
+
+def test_closing_the_window_stops_and_joins_the_worker(qtbot, dock_for):
+    doc, d = dock_for(xor_project(1_000_000))
+    d.start()
+    qtbot.waitUntil(lambda: steps(d) > 10, timeout=20000)
+    d.close()                            # a stand-alone dock is its own window
+    assert not d.job.alive and not doc.locked
+
+
+def test_bad_data_ends_the_run_with_a_message(qtbot, dock_for, tmp_path):
+    csv = tmp_path / "three.csv"
+    csv.write_text("a,b,c,label\n" + "\n".join(f"{i},{i % 3},{i % 5},{i % 2}" for i in range(20)) + "\n")
+    p = xor_project(5)
+    p.dataset = {"kind": "csv", "path": str(csv)}
+    doc, d = dock_for(p)
+    d.start()
+    finish(qtbot, d)
+    assert d.status == "error"
+    assert "three.csv" in d.message.text() and "(3,)" in d.message.text()
+    assert not doc.locked and doc.project.runs == []
+
+
+def test_divergence_is_reported_not_raised(qtbot, dock_for):
+    p = xor_project(50)
+    p.graph = mlp(head="Dense", units=1)
+    p.graph.nodes["head"].config["units"] = 1
+    p.training.update(loss="mse", optimizer="sgd", lr=10.0)
+    doc, d = dock_for(p)
+    d.start()
+    finish(qtbot, d)
+    assert d.status == "diverged" and "diverged" in d.message.text()
+    assert "color: #b00" in d.message.styleSheet()
+
+
+def moons_project(epochs=4):
+    p = Project(mlp(2, 8), dataset={"kind": "builtin", "name": "moons", "n": 200})
+    p.training.update(loss="bce", lr=0.05, epochs=epochs, batch_size=32, validation_split=0.25)
+    return p
+
+
+def test_pca_view_matches_an_independent_pca(qtbot, dock_for):
+    from gui.training.views import PCAView
+    doc, d = dock_for(moons_project(4))
+    d.start()
+    finish(qtbot, d)
+    qtbot.waitUntil(lambda: d.view(PCAView).evr is not None, timeout=5000)
+    v = d.view(PCAView)
+    assert v.layer.currentText() == "relu"               # last hidden layer with ≥ 2 features
+    model, probe = d.job.model, d.job.probe
+    assert len(probe.x) == 50                              # a quarter of 200 held out, all shown
+    model.forward(probe.x)
+    a = model.acts["relu"].astype(np.float64)            # (50, 8)
+    c = a - a.mean(axis=0)
+    _, s, vt = np.linalg.svd(c, full_matrices=False)
+    evr = s ** 2 / np.sum(s ** 2)
+    assert np.allclose(v.evr[:len(evr)], evr, atol=1e-6)
+    assert f"PC1 {100 * evr[0]:.1f} %" in v.evr_label.text()
+    px, py = v.scatter.getData()
+    assert len(px) == 50
+    ref = c @ vt[:2].T                                     # (50, 2) scores, sign per component is arbitrary
+    for got, want in ((px, ref[:, 0]), (py, ref[:, 1])):
+        assert np.allclose(np.abs(got), np.abs(want), atol=1e-5)
+    v.layer.setCurrentText("fc1")                          # a new layer after the run: recomputed off the UI thread
+    qtbot.waitUntil(lambda: "'fc1'" in v.evr_label.text(), timeout=5000)
+
+
+def test_boundary_and_confusion_views_update(qtbot, dock_for):
+    from gui.training.job import GRID
+    from gui.training.views import BoundaryView, ConfusionView
+    doc, d = dock_for(moons_project(3))
+    d.start()
+    finish(qtbot, d)
+    qtbot.waitUntil(lambda: d.view(ConfusionView).matrix is not None, timeout=5000)
+    b = d.view(BoundaryView)
+    assert b.image.image is not None and b.image.image.shape[:2] == (GRID, GRID)
+    assert d.tabs.isTabEnabled(d.tabs.indexOf(b))
+    m = d.view(ConfusionView).matrix
+    assert m.shape == (2, 2) and m.sum() == 50
+    assert np.trace(m) / 50 == pytest.approx(d.result["val_accuracy"])
