@@ -152,22 +152,22 @@ class DatasetPanel(QGroupBox):
         self.choice.setCurrentText(ref.get("name", "") if ref.get("kind") == "builtin" else "")
         self.target.setEnabled(ref.get("kind") == "csv")
         self.target.clear()
+        self.table.clear()
+        self.table.setRowCount(0)
         try:
+            if ref.get("kind") == "csv":          # the raw rows and columns even if the data cannot be used yet
+                self._csv_preview(ref)
             ds = self.load(ref)
-        except LayerboardError as e:
+        except (LayerboardError, OSError, UnicodeDecodeError, csv.Error) as e:
             self.dataset = None
             self.info.setText(f"<span style='color:#b00'>{e}</span>")
-            self.table.clear()
-            self.table.setRowCount(0)
             self.loaded.emit(None)
             return
         self.dataset = ds
         what = {"binary": "binary classification", "multiclass": f"{ds.n_classes} classes",
                 "regression": "regression"}[ds.task]
         self.info.setText(f"<b>{ds.name}</b>: {len(ds)} samples of shape {tuple(ds.x.shape[1:])}, {what}")
-        if ref.get("kind") == "csv":
-            self._csv_preview(ref)
-        else:
+        if ref.get("kind") != "csv":
             self._array_preview(ds)
         self.loaded.emit(ds)
 
