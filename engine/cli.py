@@ -1,9 +1,8 @@
-"""`layerboard` command line: summary, train, predict (headless, never imports Qt); no command opens the app."""
+"""`layerboard` command line: summary, train, predict, export (headless, never imports Qt); no command opens the app."""
 import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -72,12 +71,12 @@ class Progress:
 
 def cmd_train(a):
     from .session import prepare
-    from .weights import save_npz
+    from .weights import format_of, save
     p = _project(a.project)
     if a.epochs is not None:
         p.training["epochs"] = a.epochs
-    if a.out and Path(a.out).suffix not in (".npz",):
-        raise LayerboardError(f"cannot write weights to {a.out}: use a .npz file name")
+    if a.out:
+        format_of(a.out)                      # a bad extension fails before training, not after
     model, tr = prepare(p, seed=a.seed)
     if a.json:
         def line(ev):
@@ -88,7 +87,7 @@ def cmd_train(a):
         tr.subscribe(Progress(p.training["epochs"]))
     res = tr.run()
     if a.out:
-        save_npz(a.out, model)
+        save(a.out, model)
     if a.json:
         print(json.dumps(res), flush=True)
     else:
@@ -120,6 +119,18 @@ def cmd_predict(a):
     return 0
 
 
+def cmd_export(a):
+    from .model import Model
+    from .weights import FORMATS, export, format_of, load_into
+    p = _project(a.project)
+    model = Model(p.graph)
+    load_into(model, a.weights)
+    fmt_ = a.format or format_of(a.output, FORMATS + ("onnx",))
+    export(model, a.output, fmt_)
+    print(f"wrote {fmt_} export of '{p.name or a.project}' to {a.output}")
+    return 0
+
+
 def parser():
     ap = argparse.ArgumentParser(prog="layerboard", description="Build, train and export neural networks.")
     sub = ap.add_subparsers(dest="cmd")
@@ -131,15 +142,21 @@ def parser():
     t.add_argument("project")
     t.add_argument("--epochs", type=int)
     t.add_argument("--seed", type=int)
-    t.add_argument("--out", help="write trained weights (.npz)")
+    t.add_argument("--out", help="write trained weights (.npz or .safetensors, by extension)")
     t.add_argument("--json", action="store_true", help="one JSON object per epoch, then a final one")
     t.set_defaults(fn=cmd_train)
     r = sub.add_parser("predict", help="run a trained model on an .npy array")
     r.add_argument("project")
-    r.add_argument("--weights", required=True)
+    r.add_argument("--weights", required=True, help="trained weights (.npz or .safetensors)")
     r.add_argument("--input", required=True)
     r.add_argument("--output", required=True)
     r.set_defaults(fn=cmd_predict)
+    e = sub.add_parser("export", help="write trained weights as .npz, .safetensors or an .onnx model")
+    e.add_argument("project")
+    e.add_argument("--weights", required=True, help="trained weights (.npz or .safetensors)")
+    e.add_argument("--format", choices=("npz", "safetensors", "onnx"), help="default: from the output's extension")
+    e.add_argument("-o", "--output", required=True)
+    e.set_defaults(fn=cmd_export)
     return ap
 
 
@@ -149,7 +166,7 @@ def main(argv=None):
         try:
             from gui.app import main as gui_main
         except ImportError as e:
-            print(f"layerboard: the window cannot start ({e}); the commands summary|train|predict work headless",
+            print(f"layerboard: the window cannot start ({e}); the commands summary|train|predict|export work headless",
                   file=sys.stderr)
             return 1
         return gui_main()

@@ -1,6 +1,7 @@
-"""Trained weights in .npz files, with the project's graph and the format version in the metadata."""
+"""Trained weights in .npz or .safetensors files, with the project's graph and the format version in the metadata."""
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -8,6 +9,7 @@ from .errors import DataError, TrainingError
 from .project import VERSION, atomic_write
 
 META = "__layerboard__"
+FORMATS = ("npz", "safetensors")           # weight files; export() also writes "onnx"
 
 
 def meta_for(model):
@@ -15,6 +17,16 @@ def meta_for(model):
             "dtype": model.dtype.name}
 
 
+def format_of(path, formats=FORMATS):
+    """The format a file name's extension names ('npz', 'safetensors', ...), or a DataError listing the choices."""
+    ext = Path(path).suffix.lower().lstrip(".")
+    if ext not in formats:
+        raise DataError(f"cannot tell the format of {path} from its extension: use "
+                        + " or ".join(f".{f}" for f in formats))
+    return ext
+
+
+# ---- .npz ----
 def save_npz(path, model):
     """Write every tensor as 'node/param' plus a JSON metadata string; atomic."""
     buf = io.BytesIO()
@@ -29,22 +41,88 @@ def load_npz(path):
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise DataError(f"cannot read weights from {path}: {e}") from None
+    except Exception as e:                  # zipfile.BadZipFile and kin: a damaged or foreign file
+        raise DataError(f"cannot read weights from {path}: not a weights .npz ({e})") from None
     meta = arrays.pop(META, None)
     try:
         meta = json.loads(str(meta)) if meta is not None else {}
     except json.JSONDecodeError:
         raise DataError(f"{path}: its Layerboard metadata is not valid JSON") from None
-    if meta.get("version", 0) > VERSION:
-        raise DataError(f"{path} was written by a newer Layerboard (version {meta['version']})")
-    return arrays, meta
+    return arrays, _checked(meta, path)
+
+
+# ---- .safetensors ----
+def save_safetensors(path, model):
+    """Write every tensor as 'node/param'; the metadata (str → str) holds format, version, dtype and graph JSON."""
+    from safetensors.numpy import save
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta_for(model).items()}
+    arrays = {k: np.ascontiguousarray(v) for k, v in model.weights().items()}
+    atomic_write(path, save(arrays, metadata=meta))
+
+
+def load_safetensors(path):
+    """(tensors, metadata) from a weights .safetensors file."""
+    from safetensors import SafetensorError, safe_open
+    try:
+        with safe_open(str(path), framework="np") as f:
+            raw = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, SafetensorError, ValueError) as e:
+        raise DataError(f"cannot read weights from {path}: {e}") from None
+    meta = dict(raw)
+    for k in ("version", "graph"):
+        if k in meta:
+            try:
+                meta[k] = json.loads(meta[k])
+            except json.JSONDecodeError:
+                raise DataError(f"{path}: its Layerboard metadata '{k}' is not valid JSON") from None
+    return arrays, _checked(meta, path)
+
+
+def _checked(meta, path):
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: its Layerboard metadata is not a JSON object")
+    v = meta.get("version", 0)
+    if not isinstance(v, int):
+        raise DataError(f"{path}: its Layerboard metadata has version {v!r}, not a whole number")
+    if v > VERSION:
+        raise DataError(f"{path} was written by a newer Layerboard (version {v})")
+    return meta
+
+
+# ---- by extension ----
+SAVERS = {"npz": save_npz, "safetensors": save_safetensors}
+LOADERS = {"npz": load_npz, "safetensors": load_safetensors}
+
+
+def save(path, model):
+    """Write model's weights in the format path's extension names (.npz or .safetensors)."""
+    SAVERS[format_of(path)](path, model)
+
+
+def load(path):
+    """(tensors, metadata) from a .npz or .safetensors weights file."""
+    return LOADERS[format_of(path)](path)
 
 
 def load_into(model, path):
     """Load a weights file into model; a shape or name mismatch raises a clear error."""
-    arrays, _ = load_npz(path)
+    arrays, _ = load(path)
     try:
         model.set_weights(arrays, where=f"the weights in {path}")
     except TrainingError as e:
         raise DataError(str(e)) from None
+
+
+def export(model, path, format=None):
+    """Write model to path as 'npz', 'safetensors' or 'onnx' (default: the format path's extension names)."""
+    format = format or format_of(path, FORMATS + ("onnx",))
+    if format == "onnx":
+        from .onnx_export import save_onnx
+        save_onnx(path, model)
+    elif format in SAVERS:
+        SAVERS[format](path, model)
+    else:
+        raise DataError(f"unknown export format {format!r}: use npz, safetensors or onnx")

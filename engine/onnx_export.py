@@ -1,0 +1,162 @@
+"""ONNX export of a model for inference: one small function per layer type in EXPORTERS."""
+import json
+
+import numpy as np
+
+from .errors import LayerboardError
+from .project import VERSION, atomic_write
+
+OPSET = 17          # ONNX operator set (Softmax over one axis needs ≥ 13, BatchNormalization inference ≥ 15)
+IR_VERSION = 8      # the IR version that goes with opset 17; onnxruntime ≥ 1.12 reads it
+BATCH = "batch"     # symbolic name of the batch axis
+
+EXPORTERS = {}      # layer type -> fn(ctx, layer, inputs) -> name of the output tensor
+
+
+def exports(*types):
+    """Decorator: register fn as the ONNX exporter of the given layer types."""
+    def deco(fn):
+        for t in types:
+            EXPORTERS[t] = fn
+        return fn
+    return deco
+
+
+class Builder:
+    """Collects ONNX nodes and initializers while the layers are exported in graph order."""
+
+    def __init__(self, helper, numpy_helper):
+        self.h, self.nh = helper, numpy_helper
+        self.nodes, self.inits = [], []
+
+    def const(self, name, value, dtype=np.float32):
+        """Add an initializer and return its name."""
+        self.inits.append(self.nh.from_array(np.ascontiguousarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op, inputs, output, **attrs):
+        """Add one node computing `output` (a tensor name) and return that name."""
+        self.nodes.append(self.h.make_node(op, list(inputs), [output], name=output, **attrs))
+        return output
+
+
+def unsupported(layer, why):
+    return LayerboardError(f"cannot export {layer.type} '{layer.name}' to ONNX: {why}")
+
+
+# ---- per-layer exporters; each names its output tensor after the layer ----
+@exports("Input")
+def _input(ctx, layer, ins):
+    x = ins[0]
+    if not layer.p:
+        return ctx.op("Identity", [x], layer.name)
+    centred = ctx.op("Sub", [x, ctx.const(f"{layer.name}/mean", layer.p["mean"])], f"{layer.name}/centred")
+    return ctx.op("Div", [centred, ctx.const(f"{layer.name}/std", layer.p["std"])], layer.name)
+
+
+@exports("Dense")
+def _dense(ctx, layer, ins):
+    W, n = layer.p["W"], layer.name                                     # (U, F)
+    if len(layer.in_shapes[0]) == 1:                                    # (B, F) → Gemm with W transposed
+        args = [ins[0], ctx.const(f"{n}/W", W)] + ([ctx.const(f"{n}/b", layer.p["b"])] if "b" in layer.p else [])
+        return ctx.op("Gemm", args, n, transB=1)
+    y = ctx.op("MatMul", [ins[0], ctx.const(f"{n}/W_t", W.T)],           # (B, T, F) @ (F, U) → (B, T, U)
+               f"{n}/matmul" if "b" in layer.p else n)
+    return ctx.op("Add", [y, ctx.const(f"{n}/b", layer.p["b"])], n) if "b" in layer.p else y
+
+
+def _elementwise(op):
+    return lambda ctx, layer, ins: ctx.op(op, ins, layer.name)
+
+
+EXPORTERS.update(ReLU=_elementwise("Relu"), Sigmoid=_elementwise("Sigmoid"), Tanh=_elementwise("Tanh"),
+                 Dropout=_elementwise("Identity"))                      # dropout is the identity at inference
+
+
+@exports("Softmax")
+def _softmax(ctx, layer, ins):
+    return ctx.op("Softmax", ins, layer.name, axis=-1)
+
+
+@exports("Add")
+def _add(ctx, layer, ins):
+    return ctx.op("Add" if len(ins) == 2 else "Sum", ins, layer.name)
+
+
+@exports("Concatenate")
+def _concat(ctx, layer, ins):
+    return ctx.op("Concat", ins, layer.name, axis=layer._axis(len(layer.in_shapes[0])) + 1)   # +1: batch axis
+
+
+@exports("Flatten", "Reshape")
+def _reshape(ctx, layer, ins):
+    shape = ctx.const(f"{layer.name}/shape", (0,) + layer.out_shape, np.int64)  # 0 copies the batch size
+    return ctx.op("Reshape", [ins[0], shape], layer.name)
+
+
+@exports("Conv2D")
+def _conv(ctx, layer, ins):
+    n, (ph, pw) = layer.name, layer.pads
+    args = [ins[0], ctx.const(f"{n}/W", layer.p["W"])] + ([ctx.const(f"{n}/b", layer.p["b"])] if "b" in layer.p else [])
+    return ctx.op("Conv", args, n, kernel_shape=list(layer.k), strides=list(layer.s), pads=[ph, pw, ph, pw])
+
+
+@exports("MaxPool2D", "AveragePool2D")
+def _pool(ctx, layer, ins):
+    op = "MaxPool" if layer.type == "MaxPool2D" else "AveragePool"
+    return ctx.op(op, ins, layer.name, kernel_shape=list(layer.k), strides=list(layer.s))   # no padding, floor
+
+
+@exports("GlobalAveragePool")
+def _gap(ctx, layer, ins):
+    y = ctx.op("GlobalAveragePool", ins, f"{layer.name}/pooled")                          # (B, C, 1, 1)
+    return ctx.op("Flatten", [y], layer.name, axis=1)                                     # (B, C)
+
+
+@exports("BatchNorm")
+def _batchnorm(ctx, layer, ins):
+    n, p = layer.name, layer.p
+    args = [ins[0]] + [ctx.const(f"{n}/{k}", p[k]) for k in ("gamma", "beta", "running_mean", "running_var")]
+    return ctx.op("BatchNormalization", args, n, epsilon=float(layer.config["eps"]))      # evaluation mode
+
+
+# ---- the whole model ----
+def problems(model):
+    """One message per layer that has no ONNX equivalent (empty when the model exports)."""
+    return [str(unsupported(model.layers[n], "Layerboard has no ONNX mapping for this layer type yet"))
+            for n in model.order if model.graph.nodes[n].type not in EXPORTERS]
+
+
+def to_onnx(model, opset=OPSET):
+    """An onnx.ModelProto computing model.predict (evaluation mode) with a symbolic batch axis."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise LayerboardError("ONNX export needs the 'onnx' package: pip install onnx") from None
+    bad = problems(model)
+    if bad:
+        raise LayerboardError(bad[0])
+    ctx = Builder(helper, numpy_helper)
+    x_name = "input"
+    while x_name in model.layers:                       # the graph input must not share a layer's tensor name
+        x_name += "_data"
+    for n in model.order:
+        layer = model.layers[n]
+        ins = [model.layers[s].name for s in model.srcs[n]] or [x_name]
+        EXPORTERS[layer.type](ctx, layer, ins)
+    x = helper.make_tensor_value_info(x_name, TensorProto.FLOAT, [BATCH, *model.input_shape])
+    y = helper.make_tensor_value_info(model.output, TensorProto.FLOAT, [BATCH, *model.output_shape])
+    graph = helper.make_graph(ctx.nodes, "layerboard", [x], [y], ctx.inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION,
+                          producer_name="layerboard", producer_version=str(VERSION),
+                          doc_string="Exported by Layerboard for inference (evaluation mode).")
+    helper.set_model_props(m, {"layerboard_format_version": str(VERSION),
+                               "layerboard_graph": json.dumps(model.graph.to_dict())})
+    onnx.checker.check_model(m)
+    return m
+
+
+def save_onnx(path, model, opset=OPSET):
+    """Write model as a checked .onnx file; atomic."""
+    atomic_write(path, to_onnx(model, opset).SerializeToString())
