@@ -1,0 +1,197 @@
+"""Undoable edits: each QUndoCommand changes the model only through the Document's primitives."""
+import copy
+
+from PySide6.QtGui import QUndoCommand
+
+MISSING = object()          # a config key that was not set (the layer's default applies)
+SET_HPARAM_ID = 1001
+
+
+class Command(QUndoCommand):
+    """apply()/revert() do the primitive work; redo()/undo() add the re-validation."""
+
+    structural = True
+
+    def __init__(self, doc, text):
+        super().__init__(text)
+        self.doc = doc
+
+    def apply(self):
+        raise NotImplementedError
+
+    def revert(self):
+        raise NotImplementedError
+
+    def redo(self):
+        self.apply()
+        self.doc._edited(self.structural)
+
+    def undo(self):
+        self.revert()
+        self.doc._edited(self.structural)
+
+
+class Compound(Command):
+    """Several commands as one undo step (paste, delete with edges, insert-fix)."""
+
+    def __init__(self, doc, text, parts):
+        super().__init__(doc, text)
+        self.parts = list(parts)
+
+    def apply(self):
+        for p in self.parts:
+            p.apply()
+
+    def revert(self):
+        for p in reversed(self.parts):
+            p.revert()
+
+
+class AddNode(Command):
+    def __init__(self, doc, type, name, config, meta):
+        super().__init__(doc, f"Add {name}")
+        self.args = (type, name, dict(config), dict(meta))
+
+    def apply(self):
+        self.doc._add(*self.args)
+
+    def revert(self):
+        self.doc._remove(self.args[1])
+
+
+class RemoveNode(Command):
+    """Removes a node and its edges; undo restores both (ports included)."""
+
+    def __init__(self, doc, name):
+        super().__init__(doc, f"Delete {name}")
+        self.name, self.node, self.edges = name, None, []
+
+    def apply(self):
+        self.node, self.edges = self.doc._remove(self.name)
+
+    def revert(self):
+        n = self.node
+        self.doc._add(n.type, n.name, n.config, n.meta)
+        for e in sorted(self.edges, key=lambda e: (e.dst, e.port)):
+            self.doc._connect(e)
+
+
+class Connect(Command):
+    def __init__(self, doc, edge):
+        super().__init__(doc, f"Connect {edge.src} → {edge.dst}")
+        self.edge = edge
+
+    def apply(self):
+        self.doc._connect(self.edge)
+
+    def revert(self):
+        self.doc._disconnect(self.edge)
+
+
+class Disconnect(Connect):
+    def __init__(self, doc, edge):
+        super().__init__(doc, edge)
+        self.setText(f"Disconnect {edge.src} → {edge.dst}")
+
+    apply, revert = Connect.revert, Connect.apply
+
+
+class MoveNodes(Command):
+    """moves: {name: (old_xy, new_xy)}; one step per drag."""
+
+    def __init__(self, doc, moves):
+        super().__init__(doc, "Move" if len(moves) != 1 else f"Move {next(iter(moves))}")
+        self.moves = dict(moves)
+
+    def apply(self):
+        for n, (_, new) in self.moves.items():
+            self.doc._move(n, new)
+
+    def revert(self):
+        for n, (old, _) in self.moves.items():
+            self.doc._move(n, old)
+
+
+class SetHparam(Command):
+    """Set one hyperparameter; consecutive edits of the same field merge into one step."""
+
+    def __init__(self, doc, name, key, old, new):
+        super().__init__(doc, f"Set {name}.{key}")
+        self.name, self.key, self.old, self.new = name, key, old, new
+
+    def apply(self):
+        self.doc._set_config(self.name, self.key, self.new)
+
+    def revert(self):
+        self.doc._set_config(self.name, self.key, self.old)
+
+    def id(self):
+        return SET_HPARAM_ID
+
+    def mergeWith(self, other):
+        if not isinstance(other, SetHparam) or (other.name, other.key) != (self.name, self.key):
+            return False
+        self.new = other.new
+        self.setObsolete(self.new == self.old)
+        return True
+
+
+class Rename(Command):
+    def __init__(self, doc, old, new):
+        super().__init__(doc, f"Rename {old} → {new}")
+        self.old, self.new = old, new
+
+    def apply(self):
+        self.doc._rename(self.old, self.new)
+
+    def revert(self):
+        self.doc._rename(self.new, self.old)
+
+
+class SetTraining(Command):
+    structural = False
+
+    def __init__(self, doc, key, old, new):
+        super().__init__(doc, f"Set training {key}")
+        self.key, self.old, self.new = key, old, new
+
+    def _put(self, v):
+        t = self.doc.project.training
+        if v is MISSING:
+            t.pop(self.key, None)
+        else:
+            t[self.key] = v
+
+    def apply(self):
+        self._put(self.new)
+
+    def revert(self):
+        self._put(self.old)
+
+
+class SetDataset(Command):
+    structural = False
+
+    def __init__(self, doc, old, new):
+        super().__init__(doc, "Change dataset")
+        self.old, self.new = old, new
+
+    def apply(self):
+        self.doc.project.dataset = dict(self.new)
+
+    def revert(self):
+        self.doc.project.dataset = dict(self.old)
+
+
+class AddRun(Command):
+    structural = False
+
+    def __init__(self, doc, record):
+        super().__init__(doc, "Record run")
+        self.record = copy.deepcopy(record)
+
+    def apply(self):
+        self.doc.project.runs.append(self.record)
+
+    def revert(self):
+        self.doc.project.runs.pop()

@@ -1,0 +1,259 @@
+"""Canvas items: a node (header, name, key hyperparameters, shape, params, error badge), its ports, edges."""
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem, QGraphicsPathItem
+
+from engine.layers import REGISTRY, fmt
+
+from .style import category_color, paint_category, theme
+
+W, H, HEAD = 168.0, 92.0, 24.0
+PORT_R = 6.0
+SKIP = {"init", "bias_init", "use_bias", "eps", "momentum", "standardize"}
+
+
+def key_hparams(type, config, limit=2):
+    """A short line of the most telling hyperparameters, e.g. "units 256" or "k 3 · s 2 · same"."""
+    parts = []
+    for h in REGISTRY[type].hparams:
+        if h.name in SKIP or h.kind in ("bool", "str"):
+            continue
+        v = config.get(h.name, h.default)
+        if h.kind == "ints":
+            v = "×".join(map(str, v))
+        elif h.kind == "float":
+            v = f"{v:g}"
+        short = {"kernel_size": "k", "stride": "s", "padding": "", "filters": "filters"}.get(h.name, h.name)
+        parts.append(f"{short} {v}".strip())
+        if len(parts) == limit + (1 if type == "Conv2D" else 0):
+            break
+    return " · ".join(parts)
+
+
+def human(n):
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e4 else f"{n:,}"
+
+
+class PortItem(QGraphicsEllipseItem):
+    """An input (index ≥ 0) or the output (index -1) of a node; `extra` marks a variadic 'one more' port."""
+
+    def __init__(self, node, index, extra=False):
+        super().__init__(-PORT_R, -PORT_R, 2 * PORT_R, 2 * PORT_R, node)
+        self.node, self.index, self.extra, self.hot = node, index, extra, False
+        self.setAcceptHoverEvents(True)
+        self.setZValue(2)
+        self.restyle()
+        self.setToolTip("output: drag to an input to connect" if index < 0 else
+                        ("drop here to add one more input" if extra else f"input {index + 1}"))
+
+    @property
+    def is_output(self):
+        return self.index < 0
+
+    def restyle(self):
+        c = category_color(self.node.category)
+        self.setPen(QPen(QColor(theme["accent"]) if self.hot else c, 2.4 if self.hot else 1.6))
+        self.setBrush(QBrush(QColor(theme["node"]) if self.extra else (c.lighter(130) if self.hot else c)))
+
+    def set_hot(self, on):
+        if on != self.hot:
+            self.hot = on
+            self.restyle()
+
+    def hoverEnterEvent(self, e):
+        self.set_hot(True)
+
+    def hoverLeaveEvent(self, e):
+        self.set_hot(False)
+
+    def paint(self, p, option, widget=None):
+        super().paint(p, option, widget)
+        if self.extra:
+            p.setPen(QPen(category_color(self.node.category), 1.4))
+            p.drawLine(QPointF(-3, 0), QPointF(3, 0))
+            p.drawLine(QPointF(0, -3), QPointF(0, 3))
+
+
+class NodeItem(QGraphicsItem):
+    """One layer on the canvas; it mirrors the Document and never edits the graph itself."""
+
+    def __init__(self, name, type, vertical=False):
+        super().__init__()
+        self.name, self.type, self.vertical = name, type, vertical
+        self.category = REGISTRY[type].category
+        self.config, self.info = {}, None
+        self.in_ports, self.out_port = [], None
+        self.setFlags(QGraphicsItem.GraphicsItemFlag.ItemIsMovable | QGraphicsItem.GraphicsItemFlag.ItemIsSelectable
+                      | QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges)
+        self.setAcceptHoverEvents(True)
+        self.setZValue(1)
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.out_port = PortItem(self, -1)
+        self.set_inputs(0)
+
+    def boundingRect(self):
+        return QRectF(-PORT_R - 2, -PORT_R - 2, W + 2 * PORT_R + 4, H + 2 * PORT_R + 4)
+
+    def shape(self):
+        p = QPainterPath()
+        p.addRoundedRect(QRectF(0, 0, W, H), 8, 8)
+        return p
+
+    # ---- mirrored state ----
+    def set_inputs(self, connected):
+        """Lay out input ports: fixed count, or connected + 1 for variadic merge layers."""
+        need = REGISTRY[self.type].n_inputs
+        count = connected + 1 if need is None else need
+        while len(self.in_ports) > count:
+            port = self.in_ports.pop()
+            sc = port.scene()
+            port.setParentItem(None)
+            if sc is not None:
+                sc.removeItem(port)
+        while len(self.in_ports) < count:
+            self.in_ports.append(PortItem(self, len(self.in_ports)))
+        for i, port in enumerate(self.in_ports):
+            extra = need is None and i == count - 1
+            if extra != port.extra:
+                port.extra = extra
+                port.setToolTip("drop here to add one more input" if extra else f"input {i + 1}")
+                port.restyle()
+            frac = (i + 1) / (count + 1)
+            port.setPos(QPointF(W * frac, 0) if self.vertical else QPointF(0, HEAD + (H - HEAD) * frac))
+        self.out_port.setPos(QPointF(W / 2, H) if self.vertical else QPointF(W, HEAD + (H - HEAD) / 2))
+
+    def set_vertical(self, on):
+        self.vertical = on
+        self.set_inputs(sum(1 for p in self.in_ports if not p.extra))
+
+    def set_state(self, config, info):
+        self.config, self.info = dict(config), info
+        tip = [f"{self.type} '{self.name}' — {REGISTRY[self.type].doc}"]
+        if info is not None and info.error:
+            tip.append(f"Error: {info.error}" + (f"\nFix: {info.fix.text}" if info.fix else ""))
+        elif info is not None and info.blocked:
+            tip.append(f"Waiting for '{info.blocked}', which has an error")
+        self.setToolTip("\n".join(tip))
+        self.update()
+
+    @property
+    def has_error(self):
+        return bool(self.info is not None and self.info.error)
+
+    def port_at(self, index):
+        return self.out_port if index < 0 else self.in_ports[min(index, len(self.in_ports) - 1)]
+
+    # ---- painting ----
+    def paint(self, p, option, widget=None):
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        c = category_color(self.category)
+        body = QRectF(0, 0, W, H)
+        sel = self.isSelected()
+        p.setPen(QPen(QColor(theme["accent"]) if sel else (QColor(theme["error"]) if self.has_error
+                                                            else c.darker(115)), 2.2 if sel else 1.2))
+        p.setBrush(QColor(theme["node"]))
+        p.drawRoundedRect(body, 8, 8)
+        head = QPainterPath()
+        head.setFillRule(Qt.FillRule.WindingFill)
+        head.addRoundedRect(QRectF(0, 0, W, HEAD), 8, 8)
+        head.addRect(QRectF(0, HEAD / 2, W, HEAD / 2))
+        p.fillPath(head.simplified(), c)
+        paint_category(p, self.category, QRectF(5, 4, 16, 16))
+        f = QFont(p.font())
+        f.setPointSizeF(8.5)
+        f.setBold(True)
+        p.setFont(f)
+        p.setPen(QColor("white"))
+        p.drawText(QRectF(26, 0, W - 56, HEAD), Qt.AlignmentFlag.AlignVCenter, self.type)
+        f.setBold(False)
+        p.setFont(f)
+        info = self.info
+        if info is not None and info.params:
+            p.drawText(QRectF(0, 0, W - 8, HEAD), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                       human(info.params))
+        text = QColor(theme["node_text"])
+        muted = QColor(theme["muted"])
+        f.setBold(True)
+        f.setPointSizeF(9)
+        p.setFont(f)
+        p.setPen(text)
+        p.drawText(QRectF(10, HEAD + 3, W - 20, 18), Qt.AlignmentFlag.AlignVCenter,
+                   p.fontMetrics().elidedText(self.name, Qt.TextElideMode.ElideRight, int(W - 20)))
+        f.setBold(False)
+        f.setPointSizeF(8)
+        p.setFont(f)
+        p.setPen(muted)
+        line = key_hparams(self.type, self.config) or REGISTRY[self.type].doc.split(";")[0]
+        p.drawText(QRectF(10, HEAD + 21, W - 20, 16), Qt.AlignmentFlag.AlignVCenter,
+                   p.fontMetrics().elidedText(line, Qt.TextElideMode.ElideRight, int(W - 20)))
+        if info is None:
+            return
+        if info.error:
+            p.setPen(QColor(theme["error"]))
+            shape = "error: " + info.error
+        elif info.blocked:
+            shape = f"needs {info.blocked}"
+        else:
+            p.setPen(text)
+            shape = "→ " + fmt(info.shape)
+        p.drawText(QRectF(10, HEAD + 40, W - 20, 18), Qt.AlignmentFlag.AlignVCenter,
+                   p.fontMetrics().elidedText(shape, Qt.TextElideMode.ElideRight, int(W - 20)))
+        if info.error:
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(theme["error"]))
+            p.drawEllipse(QPointF(W - 2, 2), 9, 9)
+            f.setBold(True)
+            p.setFont(f)
+            p.setPen(QColor("white"))
+            p.drawText(QRectF(W - 11, -7, 18, 18), Qt.AlignmentFlag.AlignCenter, "!")
+
+    def itemChange(self, change, value):
+        if change == QGraphicsItem.GraphicsItemChange.ItemPositionHasChanged and self.scene() is not None:
+            self.scene().node_geometry_changed(self.name)
+        return super().itemChange(change, value)
+
+
+class EdgeItem(QGraphicsPathItem):
+    """A connection src → dst:port drawn as a curve; highlights on hover, selectable for deletion."""
+
+    def __init__(self, edge):
+        super().__init__()
+        self.edge, self.hot = edge, False
+        self.setAcceptHoverEvents(True)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
+        self.setZValue(0)
+        self.setToolTip(f"{edge.src} → {edge.dst} (input {edge.port + 1}); select and press Delete to remove")
+        self.restyle()
+
+    def restyle(self):
+        on = self.hot or self.isSelected()
+        self.setPen(QPen(QColor(theme["edge_hover"] if on else theme["edge"]), 3.2 if on else 1.8,
+                         Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+
+    def route(self, a, b, vertical=False):
+        path = QPainterPath(a)
+        d = max(40.0, abs((b.y() - a.y()) if vertical else (b.x() - a.x())) * 0.5)
+        if vertical:
+            path.cubicTo(QPointF(a.x(), a.y() + d), QPointF(b.x(), b.y() - d), b)
+        else:
+            path.cubicTo(QPointF(a.x() + d, a.y()), QPointF(b.x() - d, b.y()), b)
+        self.setPath(path)
+
+    def shape(self):
+        from PySide6.QtGui import QPainterPathStroker
+        s = QPainterPathStroker()
+        s.setWidth(10)
+        return s.createStroke(self.path())
+
+    def hoverEnterEvent(self, e):
+        self.hot = True
+        self.restyle()
+
+    def hoverLeaveEvent(self, e):
+        self.hot = False
+        self.restyle()
+
+    def itemChange(self, change, value):
+        if change == QGraphicsItem.GraphicsItemChange.ItemSelectedHasChanged:
+            self.restyle()
+        return super().itemChange(change, value)

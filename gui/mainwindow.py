@@ -1,0 +1,341 @@
+"""The builder window: canvas in the middle, palette, inspector and summary docks, menus and toolbar."""
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox
+
+from engine.errors import LayerboardError
+from engine.project import Project
+from resources import path as resource
+
+from .autosave import Autosave
+from .document import Document
+from .inspector import Inspector
+from .layout import best_wrap, layered
+from .palette import PaletteDock
+from .scene import GraphScene
+from .style import apply_theme
+from .summary import SummaryDock
+from .templates import AdviceDialog, TemplateDialog
+from .view import GraphView
+
+try:
+    from gui.training import TrainingDock
+except ImportError:
+    TrainingDock = None
+
+NODES_MIME = "application/x-layerboard-nodes"
+MAX_RECENT = 8
+FILTER = "Layerboard projects (*.json);;All files (*)"
+
+
+def default_example():
+    """digits-cnn.json if it ships, else digits-mlp.json."""
+    for name in ("digits-cnn.json", "digits-mlp.json"):
+        if resource("examples", name).exists():
+            return resource("examples", name)
+    return None
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, doc=None, autosave_ms=60_000, autosave_dir=None, training=True):
+        super().__init__()
+        self.setObjectName("layerboard")
+        self.doc = doc or Document()
+        self.scene = GraphScene(self.doc, self)
+        self.view = GraphView(self.scene)
+        self.setCentralWidget(self.view)
+        self.palette = PaletteDock(self)
+        self.inspector = Inspector(self.doc, self)
+        self.summary = SummaryDock(self.doc, self)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.palette)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.inspector)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.summary)
+        self.training = None
+        if training and TrainingDock is not None:
+            self.training = TrainingDock(self.doc, self)
+            self.add_dock(self.training, Qt.DockWidgetArea.RightDockWidgetArea)
+            self.tabifyDockWidget(self.inspector, self.training)
+            self.inspector.raise_()
+        self.status = QLabel()
+        self.statusBar().addPermanentWidget(self.status)
+        self.autosave = Autosave(self.doc, autosave_ms, autosave_dir, self)
+        self._actions()
+        self.palette.add_requested.connect(lambda t: self.view.add_layer(t))
+        self.scene.message.connect(self.show_message)
+        self.inspector.message.connect(self.show_message)
+        self.scene.selectionChanged.connect(self._selection)
+        self.scene.node_activated.connect(lambda n: (self.inspector.show(), self.inspector.raise_()))
+        self.summary.node_clicked.connect(self._focus_node)
+        self.doc.dirty_changed.connect(self.setWindowModified)
+        self.doc.path_changed.connect(lambda p: self._title())
+        self.doc.validated.connect(self._status)
+        self.doc.locked_changed.connect(self._locked)
+        self.resize(1360, 820)
+        self.resizeDocks([self.palette, self.inspector], [190, 290], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.summary], [200], Qt.Orientation.Vertical)
+        self._title()
+        self._status(self.doc.infos)
+
+    # ---- building ----
+    def add_dock(self, widget, area=Qt.DockWidgetArea.RightDockWidgetArea):
+        """Add a QDockWidget (e.g. the training dock) and list it in the View menu."""
+        if not widget.objectName():
+            widget.setObjectName(type(widget).__name__)
+        self.addDockWidget(area, widget)
+        if hasattr(self, "view_menu"):
+            self.view_menu.addAction(widget.toggleViewAction())
+        return widget
+
+    def _act(self, menu, text, slot, keys=None, tip=None, toolbar=False):
+        a = QAction(text, self)
+        if keys is not None:
+            a.setShortcuts(keys if isinstance(keys, list) else [QKeySequence(keys)])
+        a.setStatusTip(tip or text)
+        a.triggered.connect(slot)
+        menu.addAction(a)
+        if toolbar:
+            self.toolbar.addAction(a)
+        return a
+
+    def _actions(self):
+        K, mb = QKeySequence.StandardKey, self.menuBar()
+        self.toolbar = self.addToolBar("Main")
+        self.toolbar.setObjectName("toolbar")
+        self.toolbar.setMovable(False)
+        f = mb.addMenu("&File")
+        self._act(f, "&New", self.new, K.New, toolbar=True)
+        self._act(f, "New from &template…", self.new_from_template)
+        self._act(f, "&Which model?…", self.which_model)
+        self._act(f, "&Open…", self.open_dialog, K.Open, toolbar=True)
+        self.recent_menu = f.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self._act(f, "&Save", self.save, K.Save, toolbar=True)
+        self._act(f, "Save &as…", self.save_as, K.SaveAs)
+        f.addSeparator()
+        self._act(f, "&Quit", self.close, K.Quit)
+        self.toolbar.addSeparator()
+        e = mb.addMenu("&Edit")
+        self.undo_action = self.doc.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcuts(K.Undo)
+        self.redo_action = self.doc.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence(K.Redo), QKeySequence("Ctrl+Y")])
+        for a in (self.undo_action, self.redo_action):
+            e.addAction(a)
+            self.toolbar.addAction(a)
+        e.addSeparator()
+        self._act(e, "&Copy", self.copy, K.Copy)
+        self._act(e, "&Paste", self.paste, K.Paste)
+        self._act(e, "&Delete", self.delete, [QKeySequence(K.Delete), QKeySequence("Backspace")], toolbar=True)
+        self._act(e, "Select &all", self.select_all, K.SelectAll)
+        self.toolbar.addSeparator()
+        v = self.view_menu = mb.addMenu("&View")
+        self._act(v, "Zoom &in", lambda: self.view.zoom(1.25), K.ZoomIn)
+        self._act(v, "Zoom &out", lambda: self.view.zoom(0.8), K.ZoomOut)
+        self._act(v, "Zoom to &fit", self.view.zoom_to_fit, "Ctrl+0", toolbar=True)
+        self._act(v, "Auto-layout left → right", lambda: self.auto_layout(False), "Ctrl+L", toolbar=True)
+        self._act(v, "Auto-layout top → bottom", lambda: self.auto_layout(True), "Ctrl+Shift+L")
+        self.dark_action = self._act(v, "&Dark theme", self.toggle_theme)
+        self.dark_action.setCheckable(True)
+        self.dark_action.setChecked(QSettings().value("theme", "light") == "dark")
+        v.addSeparator()
+        for d in (self.palette, self.inspector, self.summary) + ((self.training,) if self.training else ()):
+            v.addAction(d.toggleViewAction())
+        h = mb.addMenu("&Help")
+        self._act(h, "&About Layerboard", lambda: QMessageBox.about(
+            self, "Layerboard", "Build a network by connecting layers; shapes, parameters and MACs update "
+                                "as you edit. Drag layers from the palette; connect an output to an input."))
+
+    # ---- status ----
+    def _title(self):
+        p = self.doc.project.path
+        self.setWindowTitle(f"{Path(p).name if p else 'untitled'}[*] — Layerboard")
+        self.setWindowModified(self.doc.dirty)
+
+    def _status(self, infos):
+        errs = sum(1 for i in infos.values() if i.error)
+        params = sum(i.params for i in infos.values())
+        self.status.setText(f"{len(infos)} layers · {params:,} parameters · " +
+                            (f"{errs} error(s)" if errs else "no errors"))
+
+    def show_message(self, text):
+        self.statusBar().showMessage(text, 8000)
+
+    def _selection(self):
+        names = self.scene.selected_names()
+        self.inspector.show_node(names[0] if len(names) == 1 else None)
+
+    def _focus_node(self, name):
+        self.scene.select([name])
+        self.view.centerOn(self.scene.nodes[name])
+
+    def _locked(self, on):
+        self.show_message("training: the model is locked" if on else "training finished: you can edit again")
+
+    # ---- files ----
+    def maybe_save(self):
+        """Ask about unsaved changes; False if the user cancels."""
+        if not self.doc.dirty:
+            return True
+        r = QMessageBox.question(self, "Unsaved changes", "Save the changes to this project first?",
+                                 QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                                 | QMessageBox.StandardButton.Cancel)
+        if r == QMessageBox.StandardButton.Save:
+            return self.save()
+        return r == QMessageBox.StandardButton.Discard
+
+    def _replace(self, project):
+        if self.doc.locked:
+            self.show_message("stop the training run first")
+            return False
+        self.doc.load(project)
+        self.view.zoom_to_fit()
+        return True
+
+    def new(self):
+        if self.maybe_save():
+            self._replace(Project())
+
+    def open_path(self, path, template=False):
+        """Open a project; a bad file gives a dialog naming the problem and leaves the document untouched."""
+        try:
+            project = Project.load(path)
+        except LayerboardError as e:
+            QMessageBox.warning(self, "Cannot open project", str(e))
+            return False
+        if template:
+            project.path = None
+            self.fit_layout(project)
+        if not self._replace(project):
+            return False
+        if not template:
+            self._add_recent(str(Path(path).resolve()))
+        return True
+
+    def open_dialog(self):
+        if not self.maybe_save():
+            return
+        p, _ = QFileDialog.getOpenFileName(self, "Open project", str(self._dir()), FILTER)
+        if p:
+            self.open_path(p)
+
+    def save(self):
+        if self.doc.project.path is None:
+            return self.save_as()
+        return self._save_to(self.doc.project.path)
+
+    def save_as(self):
+        start = str(self.doc.project.path or self._dir() / "model.json")
+        p, _ = QFileDialog.getSaveFileName(self, "Save project", start, FILTER)
+        return self._save_to(p) if p else False
+
+    def _save_to(self, p):
+        try:
+            self.doc.save(p)
+        except LayerboardError as e:
+            QMessageBox.warning(self, "Cannot save project", str(e))
+            return False
+        self._add_recent(str(Path(p).resolve()))
+        self.show_message(f"saved {p}")
+        return True
+
+    def _dir(self):
+        recent = self.recent()
+        return Path(recent[0]).parent if recent else Path.home()
+
+    def recent(self):
+        v = QSettings().value("recent", []) or []
+        return [v] if isinstance(v, str) else list(v)
+
+    def _add_recent(self, p):
+        r = [p] + [x for x in self.recent() if x != p]
+        QSettings().setValue("recent", r[:MAX_RECENT])
+
+    def _fill_recent(self):
+        self.recent_menu.clear()
+        for p in self.recent():
+            self.recent_menu.addAction(Path(p).name, lambda p=p: self.maybe_save() and self.open_path(p)) \
+                .setStatusTip(p)
+        if not self.recent():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def new_from_template(self):
+        d = TemplateDialog(self)
+        if d.exec() and d.chosen() and self.maybe_save():
+            self.open_path(resource("examples", d.chosen()), template=True)
+
+    def which_model(self):
+        d = AdviceDialog(self)
+        if d.exec() and d.pick and self.maybe_save():
+            if self.open_path(resource("examples", d.pick), template=True):
+                self.doc.set_training("loss", d.loss)
+
+    def closeEvent(self, e):
+        if not self.maybe_save():
+            return e.ignore()
+        if self.training is not None:
+            self.training.close()
+        self.autosave.clean_exit()
+        e.accept()
+
+    # ---- edit ----
+    def _focus_is_text(self):
+        from PySide6.QtWidgets import QAbstractSpinBox, QLineEdit
+        return isinstance(QApplication.focusWidget(), (QLineEdit, QAbstractSpinBox))
+
+    def copy(self):
+        if QApplication.focusWidget() is self.summary.table:
+            return self.summary.table.copy()
+        names = self.scene.selected_names()
+        if names:
+            from PySide6.QtCore import QMimeData
+            m = QMimeData()
+            data = json.dumps(self.doc.copy_data(names)).encode()
+            m.setData(NODES_MIME, data)
+            m.setText(data.decode())
+            QApplication.clipboard().setMimeData(m)
+
+    def paste(self):
+        m = QApplication.clipboard().mimeData()
+        if m is None or not m.hasFormat(NODES_MIME):
+            return
+        names = self.scene.attempt(self.doc.paste, json.loads(bytes(m.data(NODES_MIME)).decode()))
+        if names:
+            self.scene.select(names)
+
+    def delete(self):
+        if not self._focus_is_text():
+            self.scene.delete_selected()
+
+    def select_all(self):
+        for it in self.scene.nodes.values():
+            it.setSelected(True)
+
+    def auto_layout(self, vertical):
+        self.scene.set_vertical(vertical)
+        self.scene.attempt(self.doc.move_nodes, layered(self.doc.graph, vertical))
+        self.view.zoom_to_fit()
+
+    def fit_layout(self, project):
+        """Lay a not-yet-loaded project out so it fits the canvas (long chains wrap into rows)."""
+        vp = self.view.viewport().size()
+        w, h = max(vp.width(), 600), max(vp.height(), 400)
+        pos = layered(project.graph, False, wrap=best_wrap(project.graph, False, w, h))
+        for n, (x, y) in pos.items():
+            project.graph.nodes[n].meta.update(x=x, y=y)
+
+    def toggle_theme(self):
+        name = "dark" if self.dark_action.isChecked() else "light"
+        QSettings().setValue("theme", name)
+        apply_theme(QApplication.instance(), name)
+        for it in self.scene.nodes.values():
+            it._state = None
+            for p in it.in_ports + [it.out_port]:
+                p.restyle()
+        for it in self.scene.edges.values():
+            it.restyle()
+        self.scene._on_validated(self.doc.infos)
+        self.summary.update_table(self.doc.infos)
+        self.view.viewport().update()

@@ -1,0 +1,273 @@
+"""The canvas scene: mirrors the Document (listens to its signals) and turns gestures into Document edits."""
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QColor, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QMenu, QToolTip
+
+from engine.errors import LayerboardError
+
+from .items import EdgeItem, NodeItem, PortItem
+from .style import theme
+
+
+class GraphScene(QGraphicsScene):
+    """Items for the Document's nodes and edges; user gestures call Document methods only."""
+
+    message = Signal(str)                 # status-bar text: refusals and hints
+    node_activated = Signal(str)          # double-click on a node
+
+    def __init__(self, doc, parent=None):
+        super().__init__(parent)
+        self.doc = doc
+        self.nodes, self.edges = {}, {}
+        self.vertical = False
+        self._drag = None                 # (port, temp path item) while connecting
+        self._hot = None
+        self.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.NoIndex)
+        doc.reset.connect(self.rebuild)
+        doc.node_added.connect(self._on_node_added)
+        doc.node_removed.connect(self._on_node_removed)
+        doc.node_moved.connect(self._on_node_moved)
+        doc.node_renamed.connect(self._on_node_renamed)
+        doc.edge_added.connect(self._on_edge_added)
+        doc.edge_removed.connect(self._on_edge_removed)
+        doc.validated.connect(self._on_validated)
+        self.rebuild()
+
+    # ---- mirroring ----
+    def rebuild(self):
+        self._cancel_drag()
+        for it in list(self.nodes.values()) + list(self.edges.values()):
+            self.removeItem(it)
+        self.nodes, self.edges = {}, {}
+        for name in self.doc.graph.nodes:
+            self._on_node_added(name)
+        for e in self.doc.graph.edges:
+            self._on_edge_added(e)
+        self._on_validated(self.doc.infos)
+
+    def _on_node_added(self, name):
+        node = self.doc.graph.nodes[name]
+        it = NodeItem(name, node.type, self.vertical)
+        it.setPos(*self.doc.pos(name))
+        it.set_state(node.config, self.doc.infos.get(name))
+        it._state = None
+        self.nodes[name] = it
+        self.addItem(it)
+
+    def _on_node_removed(self, name):
+        it = self.nodes.pop(name)
+        self.removeItem(it)
+
+    def _on_node_moved(self, name):
+        it = self.nodes[name]
+        x, y = self.doc.pos(name)
+        if (it.pos().x(), it.pos().y()) != (x, y):
+            it.setPos(x, y)
+
+    def _on_node_renamed(self, old, new):
+        it = self.nodes.pop(old)
+        it.name, it._state = new, None
+        self.nodes[new] = it
+
+    def _on_edge_added(self, e):
+        it = EdgeItem(e)
+        self.edges[e] = it
+        self.addItem(it)
+        self._ports_changed(e.dst)
+        self._route(it)
+
+    def _on_edge_removed(self, e):
+        self.removeItem(self.edges.pop(e))
+        if e.dst in self.nodes:
+            self._ports_changed(e.dst)
+
+    def _ports_changed(self, name):
+        used = [e.port for e in self.edges if e.dst == name]
+        self.nodes[name].set_inputs(max(used) + 1 if used else 0)
+        self.node_geometry_changed(name)
+
+    def _on_validated(self, infos):
+        for name, it in self.nodes.items():
+            node, info = self.doc.graph.nodes.get(name), infos.get(name)
+            if node is None:
+                continue
+            state = (repr(node.config), info)
+            if state != it._state:
+                it._state = state
+                it.set_state(node.config, info)
+
+    def _route(self, it):
+        e = it.edge
+        a = self.nodes[e.src].out_port.scenePos()
+        b = self.nodes[e.dst].port_at(e.port).scenePos()
+        it.route(a, b, self.vertical)
+
+    def node_geometry_changed(self, name):
+        for e, it in self.edges.items():
+            if name in (e.src, e.dst):
+                self._route(it)
+
+    def set_vertical(self, on):
+        self.vertical = on
+        for it in self.nodes.values():
+            it.set_vertical(on)
+        for it in self.edges.values():
+            self._route(it)
+
+    # ---- selection helpers ----
+    def selected_names(self):
+        return [it.name for it in self.selectedItems() if isinstance(it, NodeItem)]
+
+    def selected_edges(self):
+        return [it.edge for it in self.selectedItems() if isinstance(it, EdgeItem)]
+
+    def select(self, names):
+        self.clearSelection()
+        for n in names:
+            if n in self.nodes:
+                self.nodes[n].setSelected(True)
+
+    def delete_selected(self):
+        self.attempt(self.doc.remove_nodes, self.selected_names(), self.selected_edges())
+
+    def attempt(self, fn, *args):
+        """Run a Document edit; a refusal goes to the status bar instead of raising."""
+        try:
+            return fn(*args)
+        except LayerboardError as e:
+            self.message.emit(str(e))
+            return None
+
+    # ---- gestures ----
+    def _port_at(self, pos):
+        for it in self.items(pos):
+            if isinstance(it, PortItem):
+                return it
+        return None
+
+    def _node_at(self, pos):
+        for it in self.items(pos):
+            if isinstance(it, NodeItem):
+                return it
+            if isinstance(it, PortItem):
+                return it.node
+        return None
+
+    def mousePressEvent(self, e):
+        port = self._port_at(e.scenePos()) if e.button() == Qt.MouseButton.LeftButton else None
+        if port is None:
+            return super().mousePressEvent(e)
+        temp = QGraphicsPathItem()
+        temp.setPen(QPen(QColor(theme["accent"]), 2, Qt.PenStyle.DashLine))
+        temp.setZValue(3)
+        self.addItem(temp)
+        self._drag = (port, temp)
+        e.accept()
+
+    def mouseMoveEvent(self, e):
+        if self._drag is None:
+            return super().mouseMoveEvent(e)
+        port, temp = self._drag
+        a, b = port.scenePos(), e.scenePos()
+        if not port.is_output:
+            a, b = b, a
+        path = QPainterPath(a)
+        d = max(40.0, abs(b.x() - a.x()) * 0.5)
+        path.cubicTo(QPointF(a.x() + d, a.y()), QPointF(b.x() - d, b.y()), b)
+        temp.setPath(path)
+        target = self._port_at(e.scenePos())
+        if self._hot is not None and self._hot is not target:
+            self._hot.set_hot(False)
+        self._hot = target
+        if target is not None and target.node is not port.node:
+            target.set_hot(True)
+            ends = self._ends(port, target)
+            if ends:
+                try:
+                    self.doc.graph.check_connect(*ends)
+                    self.message.emit(f"release to connect {ends[0]} → {ends[1]}")
+                except LayerboardError as err:
+                    self.message.emit(f"cannot connect: {err}")
+
+    def _ends(self, a, b):
+        """(src, dst, port) for a drag between two ports, None if both are inputs or both outputs."""
+        if a.is_output == b.is_output:
+            return None
+        out, inp = (a, b) if a.is_output else (b, a)
+        return out.node.name, inp.node.name, (None if inp.extra else inp.index)
+
+    def mouseReleaseEvent(self, e):
+        if self._drag is None:
+            super().mouseReleaseEvent(e)
+            self.commit_moves()
+            return
+        port = self._drag[0]
+        target = self._port_at(e.scenePos())
+        node = self._node_at(e.scenePos())
+        self._cancel_drag()
+        if target is None and node is None:
+            return
+        if target is not None:
+            ends = self._ends(port, target)
+            if ends is None:
+                self._refuse("connect an output (right) to an input (left)", e)
+                return
+        elif port.is_output:
+            ends = (port.node.name, node.name, None)
+        else:
+            ends = (node.name, port.node.name, None if port.extra else port.index)
+        try:
+            self.doc.connect(*ends)
+            self.message.emit(f"connected {ends[0]} → {ends[1]}")
+        except LayerboardError as err:
+            self._refuse(f"cannot connect: {err}", e)
+
+    def _refuse(self, text, e):
+        self.message.emit(text)
+        if e.widget() is not None:
+            QToolTip.showText(e.screenPos(), text, e.widget())
+
+    def _cancel_drag(self):
+        if self._drag is not None:
+            self.removeItem(self._drag[1])
+            self._drag = None
+        if self._hot is not None:
+            self._hot.set_hot(False)
+            self._hot = None
+
+    def commit_moves(self):
+        """After a drag: one undoable move for every node the user displaced."""
+        moved = {n: (it.pos().x(), it.pos().y()) for n, it in self.nodes.items()
+                 if (it.pos().x(), it.pos().y()) != self.doc.pos(n)}
+        if moved:
+            try:
+                self.doc.move_nodes(moved)
+            except LayerboardError as err:          # locked while training: snap back
+                self.message.emit(str(err))
+                for n in moved:
+                    self._on_node_moved(n)
+
+    def mouseDoubleClickEvent(self, e):
+        node = self._node_at(e.scenePos())
+        if node is not None:
+            self.node_activated.emit(node.name)
+        super().mouseDoubleClickEvent(e)
+
+    def contextMenuEvent(self, e):
+        it = next((i for i in self.items(e.scenePos()) if isinstance(i, (NodeItem, EdgeItem, PortItem))), None)
+        if it is None:
+            return
+        menu = QMenu()
+        if isinstance(it, EdgeItem):
+            menu.addAction("Disconnect", lambda: self.attempt(self.doc.disconnect, it.edge))
+        else:
+            node = it.node if isinstance(it, PortItem) else it
+            if not node.isSelected():
+                self.select([node.name])
+            info = self.doc.infos.get(node.name)
+            if info is not None and info.fix is not None:
+                fix = info.fix
+                menu.addAction(f"Fix: {fix.text}", lambda: self.attempt(self.doc.apply_fix, node.name, fix))
+                menu.addSeparator()
+            menu.addAction("Delete", self.delete_selected)
+        menu.exec(e.screenPos())

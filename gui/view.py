@@ -1,0 +1,130 @@
+"""The canvas view: drop layers from the palette, zoom (wheel), pan (middle button or Space+drag), fit."""
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import QGraphicsView
+
+from engine.errors import LayerboardError
+
+from .items import H, W
+from .style import theme
+
+MIME = "application/x-layerboard-layer"
+
+
+class GraphView(QGraphicsView):
+    """Shows a GraphScene; a dropped palette item becomes a node at the drop point."""
+
+    zoomed = Signal(float)
+
+    def __init__(self, scene, parent=None):
+        super().__init__(scene, parent)
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
+        self.setDragMode(QGraphicsView.DragMode.RubberBandDrag)
+        self.setRubberBandSelectionMode(Qt.ItemSelectionMode.IntersectsItemShape)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setAcceptDrops(True)
+        self._pan = None
+        self._space = False
+
+    # ---- drag and drop from the palette ----
+    def dragEnterEvent(self, e):
+        if e.mimeData().hasFormat(MIME):
+            e.acceptProposedAction()
+        else:
+            e.ignore()
+
+    dragMoveEvent = dragEnterEvent
+
+    def dropEvent(self, e):
+        if not e.mimeData().hasFormat(MIME):
+            return e.ignore()
+        type = bytes(e.mimeData().data(MIME)).decode()
+        p = self.mapToScene(e.position().toPoint())
+        e.acceptProposedAction()
+        self.add_layer(type, p - QPointF(W / 2, H / 2))
+
+    def add_layer(self, type, pos=None):
+        """Add a node of `type` at pos (scene) or the view centre; select it; returns its name or None."""
+        if pos is None:
+            pos = self.mapToScene(self.viewport().rect().center()) - QPointF(W / 2, H / 2)
+        sc = self.scene()
+        name = sc.attempt(sc.doc.add_node, type, None, (round(pos.x()), round(pos.y())))
+        if name:
+            sc.select([name])
+        return name
+
+    # ---- zoom and pan ----
+    def wheelEvent(self, e):
+        if e.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            return super().wheelEvent(e)
+        self.zoom(1.0015 ** e.angleDelta().y())
+
+    def zoom(self, factor):
+        s = self.transform().m11() * factor
+        if 0.1 <= s <= 4:
+            self.scale(factor, factor)
+            self.zoomed.emit(s)
+
+    def zoom_to_fit(self):
+        r = self.scene().itemsBoundingRect()
+        if r.isEmpty():
+            return
+        self.resetTransform()
+        self.fitInView(r.adjusted(-30, -30, 30, 30), Qt.AspectRatioMode.KeepAspectRatio)
+        if self.transform().m11() > 1.25:
+            self.resetTransform()
+            self.scale(1.25, 1.25)
+            self.centerOn(r.center())
+        self.zoomed.emit(self.transform().m11())
+
+    def keyPressEvent(self, e):
+        if e.key() == Qt.Key.Key_Space and not e.isAutoRepeat():
+            self._space = True
+            self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        super().keyPressEvent(e)
+
+    def keyReleaseEvent(self, e):
+        if e.key() == Qt.Key.Key_Space and not e.isAutoRepeat():
+            self._space = False
+            self.setDragMode(QGraphicsView.DragMode.RubberBandDrag)
+        super().keyReleaseEvent(e)
+
+    def mousePressEvent(self, e):
+        if e.button() == Qt.MouseButton.MiddleButton:
+            self._pan = e.position()
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+            return e.accept()
+        super().mousePressEvent(e)
+
+    def mouseMoveEvent(self, e):
+        if self._pan is not None:
+            d = e.position() - self._pan
+            self._pan = e.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(d.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(d.y()))
+            return e.accept()
+        super().mouseMoveEvent(e)
+
+    def mouseReleaseEvent(self, e):
+        if self._pan is not None and e.button() == Qt.MouseButton.MiddleButton:
+            self._pan = None
+            self.unsetCursor()
+            return e.accept()
+        super().mouseReleaseEvent(e)
+
+    def drawBackground(self, p, rect):
+        p.fillRect(rect, QColor(theme["canvas"]))
+        step = 24
+        if self.transform().m11() < 0.45:
+            return
+        p.setPen(QPen(QColor(theme["grid"]), 0))
+        left, top = int(rect.left()) - int(rect.left()) % step, int(rect.top()) - int(rect.top()) % step
+        x = left
+        while x < rect.right():
+            p.drawLine(QPointF(x, rect.top()), QPointF(x, rect.bottom()))
+            x += step
+        y = top
+        while y < rect.bottom():
+            p.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
+            y += step
