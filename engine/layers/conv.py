@@ -107,40 +107,47 @@ class Conv2D(Layer):
         super().build(in_shapes)
         self.pads = self.padding()
 
+    def _geometry(self):
+        return self.k + self.s + self.out_shape[1:]                          # kh, kw, sh, sw, HO, WO
+
     def forward(self, x, training=False):
         B, C, H, W = x.shape
-        (ph, pw), (kh, kw) = self.pads, self.k
-        O, HO, WO = self.out_shape
+        (ph, pw), (O, HO, WO) = self.pads, self.out_shape
+        x = np.ascontiguousarray(x)
         if ph or pw:
             xp = k.scratch(self, "xp", (B, C, H + 2 * ph, W + 2 * pw), x.dtype, zero=True)
-            k.pad_into(x, xp, ph, pw)
+            k.pad_into(x, xp, ph, pw)                                        # border stays zero
         else:
-            xp = np.ascontiguousarray(x)
-        self.xp = xp
+            xp = x
+        col = self.col = k.scratch(self, "col", (C * self.k[0] * self.k[1], B * HO * WO), x.dtype)
+        k.im2col(xp, col, *self._geometry())                                # (C·K_h·K_w, B·H_out·W_out)
+        y2 = k.scratch(self, "y2", (O, B * HO * WO), x.dtype)
+        np.matmul(self.p["W"].reshape(O, -1), col, out=y2)                  # (C_out, B·H_out·W_out)
         b = self.p["b"] if "b" in self.p else k.scratch(self, "b0", (O,), x.dtype, zero=True)
-        acc = k.scratch(self, "acc", ((HO - 1) * xp.shape[3] + WO,), x.dtype)
         y = k.scratch(self, "y", (B, O, HO, WO), x.dtype) if training else np.empty((B, O, HO, WO), x.dtype)
-        k.conv_fwd(xp, self.p["W"], b, y, self.s[0], self.s[1], acc)
+        k.rows_to_nchw(y2, b, y.reshape(B, O, HO * WO))
+        self.xshape, self.xpshape = x.shape, xp.shape
         return y
 
     def backward(self, dy):
-        xp = self.xp
-        B, C, Hp, Wp = xp.shape
-        (ph, pw), O = self.pads, self.out_shape[0]
+        B, O, HO, WO = dy.shape
         dy = np.ascontiguousarray(dy)
+        dy2 = k.scratch(self, "dy2", (O, B * HO * WO), dy.dtype)
         db = self.g["b"] if "b" in self.g else k.scratch(self, "db0", (O,), dy.dtype)
-        acc = k.scratch(self, "dacc", ((dy.shape[2] - 1) * Wp + dy.shape[3],), dy.dtype)
-        padded = bool(ph or pw)
-        dxp = k.scratch(self, "dxp", xp.shape, dy.dtype) if (self.need_dx and padded) else \
-            np.empty(xp.shape if self.need_dx else (1, 1, 1, 1), dy.dtype)
-        if self.need_dx:
-            dxp[...] = 0
-        k.conv_bwd(xp, self.p["W"], dy, self.g["W"], db, dxp, self.s[0], self.s[1], self.need_dx, acc)
+        k.nchw_to_rows(dy.reshape(B, O, HO * WO), dy2, db)                  # (C_out, B·H_out·W_out)
+        np.matmul(dy2, self.col.T, out=self.g["W"].reshape(O, -1))          # (C_out, C_in·K_h·K_w)
         if not self.need_dx:
             return (None,)
-        if not padded:
-            return (dxp,)
-        dx = np.empty((B, C, Hp - 2 * ph, Wp - 2 * pw), dy.dtype)
+        dcol = k.scratch(self, "dcol", self.col.shape, dy.dtype)
+        np.matmul(self.p["W"].reshape(O, -1).T, dy2, out=dcol)             # (C_in·K_h·K_w, B·H_out·W_out)
+        (ph, pw) = self.pads
+        if not (ph or pw):
+            dx = np.empty(self.xshape, dy.dtype)
+            k.col2im(dcol, dx, *self._geometry())
+            return (dx,)
+        dxp = k.scratch(self, "dxp", self.xpshape, dy.dtype)
+        k.col2im(dcol, dxp, *self._geometry())
+        dx = np.empty(self.xshape, dy.dtype)
         k.crop_from(dxp, dx, ph, pw)
         return (dx,)
 
@@ -152,4 +159,5 @@ class Conv2D(Layer):
             ({"filters": 2, "kernel_size": (3,), "stride": (2,), "padding": "same"}, [(2, 5, 6)]),
             ({"filters": 2, "kernel_size": (2, 3), "stride": (2, 1), "use_bias": False}, [(3, 5, 4)]),
             ({"filters": 3, "kernel_size": (1,), "padding": "explicit", "pad": (1,)}, [(2, 3, 2)]),
+            ({"filters": 2, "kernel_size": (2,), "stride": (3, 2), "padding": "explicit", "pad": (2, 1)}, [(1, 4, 5)]),
         ]

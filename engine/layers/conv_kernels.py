@@ -12,7 +12,7 @@ def scratch(owner, key, shape, dtype, zero=False):
     return a
 
 
-# ---- padding ----
+# ---- convolution as one GEMM: col (C·K_h·K_w, B·H_out·W_out) holds every patch of the zero-padded input ----
 @njit(cache=True, nogil=True)
 def pad_into(x, xp, ph, pw):
     """Copy x (B, C, H, W) into the interior of xp (B, C, H + 2ph, W + 2pw); the border stays as it is (zero)."""
@@ -39,149 +39,137 @@ def crop_from(xp, x, ph, pw):
                     dst[q] = src[q]
 
 
-# ---- convolution: xp is the zero-padded input, so no bounds tests in the inner loops ----
-@njit(cache=True, nogil=True, fastmath=True)
-def conv_fwd(xp, w, b, y, sh, sw, acc):
-    """y[n,o] = b[o] + Σ_c,i,j w[o,c,i,j]·xp[n,c,r·sh+i,q·sw+j]; acc is (L,) scratch, L = (H_out−1)·W_p + W_out."""
-    B, C, Hp, Wp = xp.shape
-    O, _, KH, KW = w.shape
-    HO, WO = y.shape[2], y.shape[3]
-    if sh == 1 and sw == 1:
-        # "wide" rows: output position p = r·Wp + q reads xp.flat[p + i·Wp + j], one long loop per tap
-        L = (HO - 1) * Wp + WO
-        xf = xp.reshape(B, C, Hp * Wp)                       # (B, C, Hp·Wp)
-        a = acc[:L]
-        for n in range(B):
-            for o in range(O):
-                bo = b[o]
-                for p in range(L):
-                    a[p] = bo
-                for c in range(C):
-                    for i in range(KH):
-                        for j in range(KW):
-                            off = i * Wp + j
-                            xs = xf[n, c, off:off + L]
-                            wv = w[o, c, i, j]
-                            for p in range(L):
-                                a[p] += wv * xs[p]
-                for r in range(HO):
-                    src = a[r * Wp:r * Wp + WO]
-                    dst = y[n, o, r]
-                    for q in range(WO):
-                        dst[q] = src[q]
-        return
+@njit(cache=True, nogil=True)
+def im2col(xp, col, kh, kw, sh, sw, HO, WO):
+    """col[(c·kh + i)·kw + j, (n·HO + r)·WO + q] = xp[n, c, r·sh + i, q·sw + j]."""
+    B, C = xp.shape[:2]
+    HW = HO * WO
     span = (WO - 1) * sw + 1
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                row = col[(c * kh + i) * kw + j]
+                for n in range(B):
+                    for r in range(HO):
+                        dst = row[n * HW + r * WO:n * HW + r * WO + WO]
+                        if sw == 1:
+                            src = xp[n, c, r * sh + i, j:j + WO]
+                            for q in range(WO):
+                                dst[q] = src[q]
+                        else:
+                            src = xp[n, c, r * sh + i, j:j + span:sw]
+                            for q in range(WO):
+                                dst[q] = src[q]
+
+
+@njit(cache=True, nogil=True)
+def col2im(dcol, dxp, kh, kw, sh, sw, HO, WO):
+    """dxp = 0, then every patch gradient in dcol added back where im2col took it from."""
+    B, C = dxp.shape[:2]
+    HW = HO * WO
+    span = (WO - 1) * sw + 1
+    dxp[...] = 0
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                row = dcol[(c * kh + i) * kw + j]
+                for n in range(B):
+                    for r in range(HO):
+                        src = row[n * HW + r * WO:n * HW + r * WO + WO]
+                        if sw == 1:
+                            dst = dxp[n, c, r * sh + i, j:j + WO]
+                            for q in range(WO):
+                                dst[q] += src[q]
+                        else:
+                            dst = dxp[n, c, r * sh + i, j:j + span:sw]
+                            for q in range(WO):
+                                dst[q] += src[q]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def rows_to_nchw(y2, b, y):
+    """y[n, o] = y2[o, n·HW:(n + 1)·HW] + b[o]: GEMM rows (O, B·HW) to NCHW (B, O, HW)."""
+    B, O, HW = y.shape
     for n in range(B):
         for o in range(O):
-            y[n, o] = b[o]
-            for c in range(C):
-                for i in range(KH):
-                    for j in range(KW):
-                        wv = w[o, c, i, j]
-                        for r in range(HO):
-                            xs = xp[n, c, r * sh + i, j:j + span:sw]
-                            yr = y[n, o, r]
-                            for q in range(WO):
-                                yr[q] += wv * xs[q]
+            src = y2[o, n * HW:(n + 1) * HW]
+            dst = y[n, o]
+            bo = b[o]
+            for p in range(HW):
+                dst[p] = src[p] + bo
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def conv_bwd(xp, w, dy, dw, db, dxp, sh, sw, need_dx, acc):
-    """dw, db from dy; when need_dx, dxp (zeroed, padded like xp) += the input gradient. acc is (L,) scratch."""
-    B, C, Hp, Wp = xp.shape
-    O, _, KH, KW = w.shape
-    HO, WO = dy.shape[2], dy.shape[3]
-    dw[...] = 0
+def nchw_to_rows(dy, dy2, db):
+    """dy2[o, n·HW + p] = dy[n, o, p] and db[o] = Σ dy[:, o] (the bias gradient)."""
+    B, O, HW = dy.shape
     for o in range(O):
-        s = 0.0
-        for n in range(B):
-            for r in range(HO):
-                for q in range(WO):
-                    s += dy[n, o, r, q]
-        db[o] = s
-    if sh == 1 and sw == 1:
-        L = (HO - 1) * Wp + WO
-        xf = xp.reshape(B, C, Hp * Wp)                       # (B, C, Hp·Wp)
-        dxf = dxp.reshape(dxp.shape[0], dxp.shape[1], dxp.shape[2] * dxp.shape[3])   # (1, 1, 1) without dx
-        a = acc[:L]
-        a[:] = 0                                             # junk columns (q ≥ W_out) stay zero
-        for n in range(B):
-            for o in range(O):
-                for r in range(HO):
-                    src = dy[n, o, r]
-                    dst = a[r * Wp:r * Wp + WO]
-                    for q in range(WO):
-                        dst[q] = src[q]
-                for c in range(C):
-                    for i in range(KH):
-                        for j in range(KW):
-                            off = i * Wp + j
-                            xs = xf[n, c, off:off + L]
-                            t = 0.0
-                            for p in range(L):
-                                t += a[p] * xs[p]
-                            dw[o, c, i, j] += t
-                            if need_dx:
-                                wv = w[o, c, i, j]
-                                ds = dxf[n, c, off:off + L]
-                                for p in range(L):
-                                    ds[p] += wv * a[p]
-        return
-    span = (WO - 1) * sw + 1
+        db[o] = 0
     for n in range(B):
         for o in range(O):
-            for c in range(C):
-                for i in range(KH):
-                    for j in range(KW):
-                        wv = w[o, c, i, j]
-                        t = 0.0
-                        for r in range(HO):
-                            xs = xp[n, c, r * sh + i, j:j + span:sw]
-                            dr = dy[n, o, r]
-                            for q in range(WO):
-                                t += dr[q] * xs[q]
-                            if need_dx:
-                                ds = dxp[n, c, r * sh + i, j:j + span:sw]
-                                for q in range(WO):
-                                    ds[q] += wv * dr[q]
-                        dw[o, c, i, j] += t
+            src = dy[n, o]
+            dst = dy2[o, n * HW:(n + 1) * HW]
+            s = 0.0
+            for p in range(HW):
+                dst[p] = src[p]
+                s += src[p]
+            db[o] += s
 
 
 # ---- pooling ----
 @njit(cache=True, nogil=True)
-def maxpool_fwd(x, y, idx, kh, kw, sh, sw):
-    """y = window maxima; idx = flat position (r·W + q) of each maximum in its input plane (first one on ties)."""
+def maxpool_fwd(x, y, arg, kh, kw, sh, sw, keep):
+    """y = window maxima; when keep, arg = window cell i·kw + j of each maximum (the first one on ties)."""
     B, C, H, W = x.shape
     HO, WO = y.shape[2], y.shape[3]
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2:
+        for n in range(B):
+            for c in range(C):
+                for r in range(HO):
+                    t = x[n, c, 2 * r]
+                    u = x[n, c, 2 * r + 1]
+                    yr = y[n, c, r]
+                    ar = arg[n, c, r]
+                    for q in range(WO):
+                        v0, v1, v2, v3 = t[2 * q], t[2 * q + 1], u[2 * q], u[2 * q + 1]
+                        m01 = max(v0, v1)
+                        m23 = max(v2, v3)
+                        yr[q] = max(m01, m23)
+                        if keep:
+                            a01 = 0 if v0 >= v1 else 1
+                            a23 = 2 if v2 >= v3 else 3
+                            ar[q] = a01 if m01 >= m23 else a23
+        return
     for n in range(B):
         for c in range(C):
-            xc = x[n, c]
             for r in range(HO):
                 for q in range(WO):
                     r0, q0 = r * sh, q * sw
-                    m = xc[r0, q0]
-                    at = r0 * W + q0
+                    m = x[n, c, r0, q0]
+                    at = 0
                     for i in range(kh):
+                        row = x[n, c, r0 + i, q0:q0 + kw]
                         for j in range(kw):
-                            v = xc[r0 + i, q0 + j]
-                            if v > m:
-                                m = v
-                                at = (r0 + i) * W + q0 + j
+                            if row[j] > m:
+                                m = row[j]
+                                at = i * kw + j
                     y[n, c, r, q] = m
-                    idx[n, c, r, q] = at
+                    if keep:
+                        arg[n, c, r, q] = at
 
 
 @njit(cache=True, nogil=True)
-def maxpool_bwd(dy, idx, dx):
-    """dx (zeroed) += dy routed to each window's maximum."""
+def maxpool_bwd(dy, arg, dx, kw, sh, sw):
+    """dx = 0, then dy routed to each window's maximum."""
     B, C, HO, WO = dy.shape
-    W = dx.shape[3]
+    dx[...] = 0
     for n in range(B):
         for c in range(C):
             for r in range(HO):
                 for q in range(WO):
-                    at = idx[n, c, r, q]
-                    dx[n, c, at // W, at % W] += dy[n, c, r, q]
+                    a = arg[n, c, r, q]
+                    i = a // kw
+                    dx[n, c, r * sh + i, q * sw + a - i * kw] += dy[n, c, r, q]
 
 
 @njit(cache=True, nogil=True)

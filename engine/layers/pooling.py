@@ -42,14 +42,14 @@ class MaxPool2D(_Pool2D):
     def forward(self, x, training=False):
         x = np.ascontiguousarray(x)
         y = self._out(x, training)
-        self.idx = k.scratch(self, "idx", y.shape, np.int32)
+        self.arg = k.scratch(self, "arg", y.shape, np.uint16)              # window cell of each maximum
         self.xshape = x.shape
-        k.maxpool_fwd(x, y, self.idx, self.k[0], self.k[1], self.s[0], self.s[1])
+        k.maxpool_fwd(x, y, self.arg, self.k[0], self.k[1], self.s[0], self.s[1], training)
         return y
 
     def backward(self, dy):
-        dx = np.zeros(self.xshape, dy.dtype)
-        k.maxpool_bwd(np.ascontiguousarray(dy), self.idx, dx)
+        dx = np.empty(self.xshape, dy.dtype)
+        k.maxpool_bwd(np.ascontiguousarray(dy), self.arg, dx, self.k[1], self.s[0], self.s[1])
         return (dx,)
 
 

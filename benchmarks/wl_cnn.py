@@ -1,0 +1,104 @@
+"""Workloads c and c-infer (shared/reference/benchmark-workloads.md): one step each, engine and PyTorch."""
+import numpy as np
+
+from engine import Graph, losses, optimizers
+from engine.kernels import sq_norm
+from engine.model import Model
+
+B = 64
+
+
+def cnn_graph():
+    """Conv(1→8,3×3,pad 1)-BN-ReLU-MaxPool2 - Conv(8→16,3×3,pad 1)-BN-ReLU-MaxPool2 - Flatten - Dense 64 - Dense 10."""
+    g = Graph()
+    specs = [("x", "Input", {"shape": [1, 28, 28]}),
+             ("c1", "Conv2D", {"filters": 8, "padding": "explicit", "pad": [1]}), ("bn1", "BatchNorm", {}),
+             ("r1", "ReLU", {}), ("p1", "MaxPool2D", {}),
+             ("c2", "Conv2D", {"filters": 16, "padding": "explicit", "pad": [1]}), ("bn2", "BatchNorm", {}),
+             ("r2", "ReLU", {}), ("p2", "MaxPool2D", {}),
+             ("f", "Flatten", {}), ("d1", "Dense", {"units": 64}), ("r3", "ReLU", {}),
+             ("d2", "Dense", {"units": 10}), ("sm", "Softmax", {})]
+    prev = None
+    for name, t, c in specs:
+        g.add_node(t, name, c)
+        if prev:
+            g.connect(prev, name)
+        prev = name
+    return g
+
+
+def batch(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 1, (B, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, B)
+
+
+def engine_callables():
+    """(train step, inference forward) on the engine, exactly as engine/trainer.py steps."""
+    m = Model(cnn_graph(), dtype=np.float32, seed=0)
+    loss, opt = losses.get("cce"), optimizers.get("adam", 0.0, lr=1e-3)
+    x, y = batch()
+
+    def step():
+        out = m.forward(x, training=True, logits=True)
+        _, d = loss(out, y, True)
+        m.backward(d, logits=True)
+        sq_norm(m.grad)
+        opt.step(m.theta, m.grad, m.decay)
+
+    def infer():
+        return m.forward(x)
+
+    return step, infer
+
+
+def torch_callables():
+    try:
+        import torch
+    except ImportError:
+        return None, None
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    xn, yn = batch()
+    x, y = torch.from_numpy(xn), torch.from_numpy(yn)
+
+    def step():
+        net.train()
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+
+    def infer():
+        net.eval()
+        with torch.no_grad():
+            return torch.softmax(net(x), dim=1)
+
+    return step, infer
+
+
+def workloads():
+    es, ei = engine_callables()
+    ts, ti = torch_callables()
+    return {"c": (es, ts), "c-infer": (ei, ti)}
+
+
+if __name__ == "__main__":                                   # quick timing until benchmarks/bench.py exists
+    import time
+
+    def ms(f, reps=20, blocks=7):
+        for _ in range(5):
+            f()
+        t = []
+        for _ in range(blocks):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                f()
+            t.append((time.perf_counter() - t0) / reps * 1e3)
+        return float(np.median(t))
+
+    for name, (e, t) in workloads().items():
+        me, mt = ms(e), (ms(t) if t else float("nan"))
+        print(f"{name:8s} engine {me:7.3f} ms  torch {mt:7.3f} ms  speed ratio torch/engine {mt / me:5.2f}")
