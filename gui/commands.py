@@ -64,16 +64,16 @@ class RemoveNode(Command):
 
     def __init__(self, doc, name):
         super().__init__(doc, f"Delete {name}")
-        self.name, self.node, self.edges = name, None, []
+        self.name, self.node, self.index, self.edges = name, None, None, []
 
     def apply(self):
-        self.node, self.edges = self.doc._remove(self.name)
+        self.node, self.index, self.edges = self.doc._remove(self.name)
 
     def revert(self):
         n = self.node
-        self.doc._add(n.type, n.name, n.config, n.meta)
-        for e in sorted(self.edges, key=lambda e: (e.dst, e.port)):
-            self.doc._connect(e)
+        self.doc._add(n.type, n.name, n.config, n.meta, self.index)
+        for i, e in self.edges:                       # ascending indices restore the original edge order
+            self.doc._connect(e, i)
 
 
 class Connect(Command):
@@ -88,12 +88,16 @@ class Connect(Command):
         self.doc._disconnect(self.edge)
 
 
-class Disconnect(Connect):
+class Disconnect(Command):
     def __init__(self, doc, edge):
-        super().__init__(doc, edge)
-        self.setText(f"Disconnect {edge.src} → {edge.dst}")
+        super().__init__(doc, f"Disconnect {edge.src} → {edge.dst}")
+        self.edge, self.index = edge, None
 
-    apply, revert = Connect.revert, Connect.apply
+    def apply(self):
+        self.index = self.doc._disconnect(self.edge)
+
+    def revert(self):
+        self.doc._connect(self.edge, self.index)
 
 
 class MoveNodes(Command):

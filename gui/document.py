@@ -43,7 +43,7 @@ class Document(QObject):
         super().__init__(parent)
         self.project = project or Project()
         self.undo_stack = QUndoStack(self)
-        self.undo_stack.cleanChanged.connect(lambda clean: self.dirty_changed.emit(not clean))
+        self.undo_stack.cleanChanged.connect(self._clean_changed)
         self.locked = False
         self.infos = {}
         self.revalidate()
@@ -52,6 +52,9 @@ class Document(QObject):
     @property
     def graph(self):
         return self.project.graph
+
+    def _clean_changed(self, clean):
+        self.dirty_changed.emit(not clean)
 
     @property
     def dirty(self):
@@ -70,6 +73,11 @@ class Document(QObject):
     def pos(self, name):
         m = self.graph.nodes[name].meta
         return float(m.get("x", 0)), float(m.get("y", 0))
+
+    def _raw_pos(self, name):
+        """Position as stored (ints stay ints, so undo restores the file's exact text)."""
+        m = self.graph.nodes[name].meta
+        return m.get("x", 0), m.get("y", 0)
 
     # ---- whole-project operations (not undoable) ----
     def load(self, project):
@@ -141,7 +149,7 @@ class Document(QObject):
         self._push(C.Disconnect(self, edge))
 
     def move_nodes(self, positions):
-        moves = {n: (self.pos(n), (float(x), float(y))) for n, (x, y) in positions.items()
+        moves = {n: (self._raw_pos(n), (float(x), float(y))) for n, (x, y) in positions.items()
                  if n in self.graph.nodes and self.pos(n) != (float(x), float(y))}
         if moves:
             self._push(C.MoveNodes(self, moves))
@@ -210,7 +218,7 @@ class Document(QObject):
             raise GraphError(f"unknown fix action {fix.action!r}")
         new = self.graph.unique_name(fix.type)
         x, y = self.pos(name)
-        shift = {n: ((x0, y0), (x0 + 200, y0)) for n in self.graph._downstream(name)
+        shift = {n: (self._raw_pos(n), (x0 + 200, y0)) for n in self.graph._downstream(name)
                  for x0, y0 in [self.pos(n)]}
         cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in fix.config}
         cmds = [C.MoveNodes(self, shift), C.AddNode(self, fix.type, new, cfg, {"x": x, "y": y})]
@@ -242,24 +250,36 @@ class Document(QObject):
         self._push(C.AddRun(self, record), structural=False)
 
     # ---- primitives: called only by commands; each emits the matching signal ----
-    def _add(self, type, name, config, meta):
+    def _add(self, type, name, config, meta, index=None):
+        """Add a node (at position `index` of the node order when undoing a removal)."""
         self.graph.add_node(type, name, dict(config), dict(meta))
+        if index is not None and index < len(self.graph.nodes) - 1:
+            items = list(self.graph.nodes.items())
+            items.insert(index, items.pop())
+            self.graph.nodes = dict(items)
         self.node_added.emit(name)
 
     def _remove(self, name):
-        node, gone = self.graph.remove_node(name)
-        for e in gone:
+        """Remove a node; returns (node, its index, [(edge index, edge)]) for the undo."""
+        index = list(self.graph.nodes).index(name)
+        gone = [(i, e) for i, e in enumerate(self.graph.edges) if name in (e.src, e.dst)]
+        node, _ = self.graph.remove_node(name)
+        for _, e in gone:
             self.edge_removed.emit(e)
         self.node_removed.emit(name)
-        return node, gone
+        return node, index, gone
 
-    def _connect(self, edge):
+    def _connect(self, edge, index=None):
         self.graph.connect(edge.src, edge.dst, edge.port)
+        if index is not None:
+            self.graph.edges.insert(index, self.graph.edges.pop())
         self.edge_added.emit(edge)
 
     def _disconnect(self, edge):
+        index = self.graph.edges.index(edge)
         self.graph.disconnect(edge)
         self.edge_removed.emit(edge)
+        return index
 
     def _move(self, name, xy):
         m = self.graph.nodes[name].meta
