@@ -44,14 +44,14 @@ def unsupported(layer, why):
     return LayerboardError(f"cannot export {layer.type} '{layer.name}' to ONNX: {why}")
 
 
-# ---- per-layer exporters; each names its output tensor after the layer ----
+# ---- per-layer exporters; each returns its output tensor, named after the layer (Input: the graph input) ----
 @exports("Input")
 def _input(ctx, layer, ins):
-    x = ins[0]
+    x, n = ins[0], layer.name                                          # the graph input, named after the layer
     if not layer.p:
-        return ctx.op("Identity", [x], layer.name)
-    centred = ctx.op("Sub", [x, ctx.const(f"{layer.name}/mean", layer.p["mean"])], f"{layer.name}/centred")
-    return ctx.op("Div", [centred, ctx.const(f"{layer.name}/std", layer.p["std"])], layer.name)
+        return x
+    centred = ctx.op("Sub", [x, ctx.const(f"{n}/mean", layer.p["mean"])], f"{n}/centred")
+    return ctx.op("Div", [centred, ctx.const(f"{n}/std", layer.p["std"])], f"{n}/standardized")
 
 
 @exports("Dense")
@@ -121,13 +121,22 @@ def _batchnorm(ctx, layer, ins):
 
 
 # ---- the whole model ----
+def _version():
+    try:
+        from importlib.metadata import version
+        return version("layerboard")
+    except Exception:                                   # running from a source tree that is not installed
+        return "unknown"
+
+
+
 def problems(model):
     """One message per layer that has no ONNX equivalent (empty when the model exports)."""
     return [str(unsupported(model.layers[n], "Layerboard has no ONNX mapping for this layer type yet"))
             for n in model.order if model.graph.nodes[n].type not in EXPORTERS]
 
 
-def to_onnx(model, opset=OPSET):
+def to_onnx(model):
     """An onnx.ModelProto computing model.predict (evaluation mode) with a symbolic batch axis."""
     try:
         import onnx
@@ -138,18 +147,17 @@ def to_onnx(model, opset=OPSET):
     if bad:
         raise LayerboardError(bad[0])
     ctx = Builder(helper, numpy_helper)
-    x_name = "input"
-    while x_name in model.layers:                       # the graph input must not share a layer's tensor name
-        x_name += "_data"
+    x_name, out = model.inputs[0], {}
     for n in model.order:
-        layer = model.layers[n]
-        ins = [model.layers[s].name for s in model.srcs[n]] or [x_name]
-        EXPORTERS[layer.type](ctx, layer, ins)
+        out[n] = EXPORTERS[model.layers[n].type](ctx, model.layers[n], [out[s] for s in model.srcs[n]] or [x_name])
+    y_name = out[model.output]
+    if y_name == x_name:                                # a lone Input: ONNX wants distinct input and output names
+        y_name = ctx.op("Identity", [x_name], f"{x_name}/output")
     x = helper.make_tensor_value_info(x_name, TensorProto.FLOAT, [BATCH, *model.input_shape])
-    y = helper.make_tensor_value_info(model.output, TensorProto.FLOAT, [BATCH, *model.output_shape])
+    y = helper.make_tensor_value_info(y_name, TensorProto.FLOAT, [BATCH, *model.output_shape])
     graph = helper.make_graph(ctx.nodes, "layerboard", [x], [y], ctx.inits)
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION,
-                          producer_name="layerboard", producer_version=str(VERSION),
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
+                          producer_name="layerboard", producer_version=_version(),
                           doc_string="Exported by Layerboard for inference (evaluation mode).")
     helper.set_model_props(m, {"layerboard_format_version": str(VERSION),
                                "layerboard_graph": json.dumps(model.graph.to_dict())})
@@ -157,6 +165,6 @@ def to_onnx(model, opset=OPSET):
     return m
 
 
-def save_onnx(path, model, opset=OPSET):
+def save_onnx(path, model):
     """Write model as a checked .onnx file; atomic."""
-    atomic_write(path, to_onnx(model, opset).SerializeToString())
+    atomic_write(path, to_onnx(model).SerializeToString())

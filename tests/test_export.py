@@ -45,7 +45,8 @@ def run_onnx(model, x, tmp_path=None):
     m = to_onnx(model)
     onnx.checker.check_model(m, full_check=True)
     sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    (inp,) = sess.get_inputs()
+    (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
+    assert inp.name == model.inputs[0] and out.name == model.output              # tensors named after the nodes
     assert inp.shape[0] == "batch" and tuple(inp.shape[1:]) == model.input_shape
     return sess.run(None, {inp.name: x.astype(np.float32)})[0], m
 
@@ -183,6 +184,17 @@ def test_onnx_digits_cnn_example():
     np.testing.assert_allclose(run_onnx(model, x)[0], model.predict(x), atol=1e-4, rtol=0)
 
 
+def test_onnx_of_a_lone_standardizing_input():
+    g = Graph()
+    g.add_node("Input", "x", {"shape": [3], "standardize": True})
+    model = randomize(Model(g))
+    from engine.onnx_export import to_onnx
+    m = to_onnx(model)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(4).normal(size=(6, 3)).astype(np.float32)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], model.predict(x), atol=1e-6)
+
+
 def test_layer_without_onnx_mapping_is_a_clear_error(monkeypatch, tmp_path):
     from engine import onnx_export
     monkeypatch.delitem(onnx_export.EXPORTERS, "Tanh")
@@ -224,8 +236,14 @@ def test_cli_train_safetensors_predict_and_export_onnx(tmp_path):
 def test_cli_export_errors_are_one_line(tmp_path):
     w = tmp_path / "xor.npz"
     save(w, Model(Project.load(XOR).graph))
-    np.save(tmp_path / "x.npy", np.zeros((2, 64), np.float32))
+    np.save(tmp_path / "x.npy", np.zeros((2, 2), np.float32))
+    wide = Project.load(XOR)
+    wide.graph.nodes["hidden"].config["units"] = 3
+    wide.save(tmp_path / "wide.json")
+    predict = ("predict", str(tmp_path / "wide.json"), "--weights", str(w), "--input", str(tmp_path / "x.npy"),
+               "--output", str(tmp_path / "y.npy"))
     for args, says in ((("export", XOR, "--weights", str(w), "-o", str(tmp_path / "m.pt")), "from its extension"),
+                       (predict, "'hidden/W' has shape (2, 2) but the model needs (3, 2)"),
                        (("export", MLP, "--weights", str(w), "-o", str(tmp_path / "m.onnx")), "do not fit this model"),
                        (("train", XOR, "--out", str(tmp_path / "w.pkl")), "use .npz or .safetensors")):
         r = cli(*args)
