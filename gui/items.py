@@ -79,7 +79,7 @@ class NodeItem(QGraphicsItem):
 
     def __init__(self, name, type, vertical=False):
         super().__init__()
-        self.name, self.type, self.vertical = name, type, vertical
+        self.name, self.layer_type, self.vertical = name, type, vertical
         self.category = REGISTRY[type].category
         self.config, self.info = {}, None
         self.in_ports, self.out_port = [], None
@@ -102,7 +102,7 @@ class NodeItem(QGraphicsItem):
     # ---- mirrored state ----
     def set_inputs(self, connected):
         """Lay out input ports: fixed count, or connected + 1 for variadic merge layers."""
-        need = REGISTRY[self.type].n_inputs
+        need = REGISTRY[self.layer_type].n_inputs
         count = connected + 1 if need is None else need
         while len(self.in_ports) > count:
             port = self.in_ports.pop()
@@ -128,7 +128,7 @@ class NodeItem(QGraphicsItem):
 
     def set_state(self, config, info):
         self.config, self.info = dict(config), info
-        tip = [f"{self.type} '{self.name}' — {REGISTRY[self.type].doc}"]
+        tip = [f"{self.layer_type} '{self.name}' — {REGISTRY[self.layer_type].doc}"]
         if info is not None and info.error:
             tip.append(f"Error: {info.error}" + (f"\nFix: {info.fix.text}" if info.fix else ""))
         elif info is not None and info.blocked:
@@ -164,7 +164,7 @@ class NodeItem(QGraphicsItem):
         f.setBold(True)
         p.setFont(f)
         p.setPen(QColor("white"))
-        p.drawText(QRectF(26, 0, W - 56, HEAD), Qt.AlignmentFlag.AlignVCenter, self.type)
+        p.drawText(QRectF(26, 0, W - 56, HEAD), Qt.AlignmentFlag.AlignVCenter, self.layer_type)
         f.setBold(False)
         p.setFont(f)
         info = self.info
@@ -183,7 +183,7 @@ class NodeItem(QGraphicsItem):
         f.setPointSizeF(8)
         p.setFont(f)
         p.setPen(muted)
-        line = key_hparams(self.type, self.config) or REGISTRY[self.type].doc.split(";")[0]
+        line = key_hparams(self.layer_type, self.config) or REGISTRY[self.layer_type].doc.split(";")[0]
         p.drawText(QRectF(10, HEAD + 21, W - 20, 16), Qt.AlignmentFlag.AlignVCenter,
                    p.fontMetrics().elidedText(line, Qt.TextElideMode.ElideRight, int(W - 20)))
         if info is None:

@@ -34,7 +34,7 @@ def check_mirror(doc, scene):
     ports = 0
     for name, it in scene.nodes.items():
         node = g.nodes[name]
-        assert it.name == name and it.type == node.type
+        assert it.name == name and it.layer_type == node.type
         assert (it.pos().x(), it.pos().y()) == doc.pos(name)
         assert it.config == node.config
         assert it.info == doc.infos[name]
