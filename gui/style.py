@@ -29,7 +29,7 @@ theme = dict(THEMES["light"])       # the active colours, read by the canvas ite
 
 def stylesheet(name="light"):
     """The stylesheet with the theme's colours filled in."""
-    colours = THEMES[name]
+    colours = dict(THEMES[name], icons=path("icons").as_posix())
     text = path("styles", "layerboard.qss").read_text(encoding="utf-8")
     return re.sub(r"@(\w+)", lambda m: colours.get(m.group(1), m.group(0)), text)
 
