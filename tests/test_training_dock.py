@@ -32,12 +32,11 @@ class FakeDocument(QObject):
 
     def __init__(self, project):
         super().__init__()
-        self.project, self.locked, self.lock_log = project, False, []
+        self.project, self.locked = project, False
         self.infos = infer(project.graph)
 
     def set_locked(self, on):
         self.locked = on
-        self.lock_log.append(on)
         self.locked_changed.emit(on)
 
     def set_training(self, key, value):
@@ -54,12 +53,10 @@ class FakeDocument(QObject):
 
 
 def make_doc(project):
-    if Document is not None:
-        try:
-            return Document(project)
-        except TypeError:
-            pass
-    return FakeDocument(project)
+    doc = Document(project) if Document is not None else FakeDocument(project)
+    doc.lock_log = []
+    doc.locked_changed.connect(doc.lock_log.append)
+    return doc
 
 
 def mlp(inputs=2, hidden=8, head="Sigmoid", units=1):

@@ -14,7 +14,8 @@ from .runs import RunList
 from .settings import SettingsForm
 from .views import VIEWS, CompareView, CurvesView
 
-DRAIN_MS = 50
+DRAIN_MS = 50           # worker messages are applied this often
+PLOT_MS = 200           # the visible view is redrawn at most this often (painting is the UI's main cost)
 STATUS = {"completed": "Finished", "early_stopped": "Early-stopped", "stopped": "Stopped",
           "diverged": "Diverged"}
 
@@ -61,7 +62,7 @@ class TrainingDock(QDockWidget):
         self._total = 1
         self._ctx = {}
         self._watched = None
-        self._fold, self._epoch, self._last = 0, 0, None
+        self._fold, self._epoch, self._last, self._drawn = 0, 0, None, 0.0
         body = QSplitter(Qt.Orientation.Horizontal)
         body.addWidget(self._left())
         body.addWidget(self._right())
@@ -138,6 +139,7 @@ class TrainingDock(QDockWidget):
             v.reprobe.connect(self._reprobe)
             self.views.append(v)
             self.tabs.addTab(v, cls.title)
+        self.tabs.currentChanged.connect(lambda _i: self.redraw())
         split.addWidget(self.tabs)
         self.runs = RunList(self.doc)
         self.runs.chosen.connect(self._compare)
@@ -263,9 +265,19 @@ class TrainingDock(QDockWidget):
             flush()
             getattr(self, "_on_" + kind)(*m[1:])
         flush()
-        for v in self.views:
-            v.refresh()
         self._show_progress()
+        if self.status != "running":          # e.g. a PCA layer chosen after the run: update wherever it is
+            for v in self.views:
+                v.refresh()
+        elif time.perf_counter() - self._drawn >= PLOT_MS / 1000:
+            self.redraw()
+
+    def redraw(self):
+        """Refresh the view in front; the others catch up when their tab is shown."""
+        self._drawn = time.perf_counter()
+        v = self.tabs.currentWidget()
+        if v is not None:
+            v.refresh()
 
     def _on_start(self, fold, ctx):
         self._ctx = ctx
@@ -281,6 +293,7 @@ class TrainingDock(QDockWidget):
         if fold == 0 and not self.tabs.isTabEnabled(self.tabs.currentIndex()):
             self.tabs.setCurrentIndex(0)
         self._fold = fold
+        self.job.ready.set()
         self.message.setText(f"Training on {ctx['n_train']} samples, validating on {ctx['n_val']}"
                              + (f" — fold {fold + 1} of {ctx['folds']}" if ctx["folds"] > 1 else "") + ".")
 

@@ -15,6 +15,7 @@ from engine.session import fold_summary, folds, prepare, record
 PROBE_SAMPLES = 300      # fixed validation sample for the PCA projection (spec §6)
 EVAL_CAP = 2000          # samples used for the confusion matrix
 GRID = 80                # decision-boundary grid resolution per axis
+READY_TIMEOUT = 2.0      # seconds the worker waits for the UI to set up its views for a run
 
 
 @dataclass
@@ -71,12 +72,14 @@ class Job:
     options: dict = field(default_factory=dict)     # read by probes (e.g. the PCA layer); set from the UI
     probe_interval: float = 0.25                    # seconds between epoch-end probes (the last epoch always)
     label: str = ""
+    ui_wait: float = READY_TIMEOUT                  # 0 when nobody sets `ready` (headless use)
 
     def __post_init__(self):
         self.outbox = deque()
         self.trainer = self.model = self.probe = None
         self.results, self._histories = [], []
         self._stop = threading.Event()
+        self.ready = threading.Event()              # set by the UI once it has set up its views for a run/fold
         self._last_probe = 0.0
         self._fold = 0
         self.thread = threading.Thread(target=self._main, name="layerboard-training", daemon=True)
@@ -88,6 +91,7 @@ class Job:
     def stop(self):
         """Ends the run within one batch (a paused run is released first)."""
         self._stop.set()
+        self.ready.set()
         t = self.trainer
         if t is not None:
             t.stop()
@@ -174,6 +178,8 @@ class Job:
                                    "input_shape": model.input_shape, "layers": list(model.order),
                                    "features": {n: int(np.prod(model.infos[n].shape)) for n in model.order},
                                    "two_d": self.probe.grid is not None, "classify": trainer.classify})
+        self.ready.wait(self.ui_wait)                # let the UI build its plots before the worker takes the CPU
+        self.ready.clear()
         trainer.subscribe(self._on_event)
         self._last_probe = 0.0
         result = trainer.run()

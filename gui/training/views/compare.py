@@ -29,7 +29,6 @@ class CompareView(View):
         self.loss_plot = pg.PlotWidget(title="Loss per epoch")
         self.acc_plot = pg.PlotWidget(title="Accuracy per epoch")
         for p in (self.loss_plot, self.acc_plot):
-            p.showGrid(x=True, y=True, alpha=0.25)
             p.setLabel("bottom", "epoch")
             p.addLegend(offset=(-10, 10), labelTextSize="8pt")
         self.acc_plot.setXLink(self.loss_plot)

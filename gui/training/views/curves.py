@@ -31,7 +31,6 @@ def _plot(title, ylabel):
     p = pg.PlotWidget(title=title)
     p.setLabel("left", ylabel)
     p.setLabel("bottom", "step")
-    p.showGrid(x=True, y=True, alpha=0.25)
     p.addLegend(offset=(-10, 10), labelTextSize="8pt")
     return p
 
@@ -58,6 +57,11 @@ class CurvesView(View):
             p.plotItem.legend.clear()
         self.folds, self._dirty = {}, set()
         self.acc_plot.setVisible(ctx.get("classify", True))
+        total = ctx.get("epochs", 1) * ctx.get("per_epoch", 1)
+        self.loss_plot.setXRange(0, total, padding=0.02)       # fixed x: the axes need no re-layout per update
+        self.loss_plot.enableAutoRange(x=False, y=True)
+        self.acc_plot.setYRange(0, 1.0, padding=0.02)
+        self.acc_plot.enableAutoRange(x=False, y=False)
         self.note.setText("")
         self.fold(0, ctx)
 

@@ -42,7 +42,6 @@ class PCAView(View):
         row.addWidget(self.evr_label, 2)
         self.box.addLayout(row)
         self.plot = pg.PlotWidget()
-        self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setLabel("bottom", "PC1")
         self.plot.setLabel("left", "PC2")
         self.scatter = pg.ScatterPlotItem(size=6, pen=None)
