@@ -107,46 +107,57 @@ class Conv2D(Layer):
         super().build(in_shapes)
         self.pads = self.padding()
 
-    def _geometry(self):
-        return self.k + self.s + self.out_shape[1:]                          # kh, kw, sh, sw, HO, WO
+    def _layout(self, xpshape):
+        """(row pitch, columns per sample) of the GEMM's output: 'wide' rows of the padded input at stride 1."""
+        HO, WO = self.out_shape[1:]
+        if self.s == (1, 1):
+            return xpshape[3], (HO - 1) * xpshape[3] + WO
+        return WO, HO * WO
 
     def forward(self, x, training=False):
         B, C, H, W = x.shape
-        (ph, pw), (O, HO, WO) = self.pads, self.out_shape
+        (ph, pw), (O, HO, WO), (kh, kw) = self.pads, self.out_shape, self.k
         x = np.ascontiguousarray(x)
         if ph or pw:
             xp = k.scratch(self, "xp", (B, C, H + 2 * ph, W + 2 * pw), x.dtype, zero=True)
             k.pad_into(x, xp, ph, pw)                                        # border stays zero
         else:
             xp = x
-        col = self.col = k.scratch(self, "col", (C * self.k[0] * self.k[1], B * HO * WO), x.dtype)
-        k.im2col(xp, col, *self._geometry())                                # (C·K_h·K_w, B·H_out·W_out)
-        y2 = k.scratch(self, "y2", (O, B * HO * WO), x.dtype)
-        np.matmul(self.p["W"].reshape(O, -1), col, out=y2)                  # (C_out, B·H_out·W_out)
+        wrow, L = self._layout(xp.shape)
+        col = self.col = k.scratch(self, "col", (C * kh * kw, B * L), x.dtype)
+        if self.s == (1, 1):
+            k.im2col_wide(xp, col, kh, kw, L)                                # (C·K_h·K_w, B·L)
+        else:
+            k.im2col(xp, col, kh, kw, self.s[0], self.s[1], HO, WO)          # (C·K_h·K_w, B·H_out·W_out)
+        y2 = k.scratch(self, "y2", (O, B * L), x.dtype)
+        np.matmul(self.p["W"].reshape(O, -1), col, out=y2)                  # (C_out, B·L)
         b = self.p["b"] if "b" in self.p else k.scratch(self, "b0", (O,), x.dtype, zero=True)
         y = k.scratch(self, "y", (B, O, HO, WO), x.dtype) if training else np.empty((B, O, HO, WO), x.dtype)
-        k.rows_to_nchw(y2, b, y.reshape(B, O, HO * WO))
+        k.rows_to_nchw(y2, b, y, wrow, L)
         self.xshape, self.xpshape = x.shape, xp.shape
         return y
 
     def backward(self, dy):
         B, O, HO, WO = dy.shape
+        (ph, pw), (kh, kw) = self.pads, self.k
+        wrow, L = self._layout(self.xpshape)
         dy = np.ascontiguousarray(dy)
-        dy2 = k.scratch(self, "dy2", (O, B * HO * WO), dy.dtype)
+        dy2 = k.scratch(self, "dy2", (O, B * L), dy.dtype, zero=True)     # junk columns stay zero
         db = self.g["b"] if "b" in self.g else k.scratch(self, "db0", (O,), dy.dtype)
-        k.nchw_to_rows(dy.reshape(B, O, HO * WO), dy2, db)                  # (C_out, B·H_out·W_out)
+        k.nchw_to_rows(dy, dy2, db, wrow, L)                                # (C_out, B·L)
         np.matmul(dy2, self.col.T, out=self.g["W"].reshape(O, -1))          # (C_out, C_in·K_h·K_w)
         if not self.need_dx:
             return (None,)
         dcol = k.scratch(self, "dcol", self.col.shape, dy.dtype)
-        np.matmul(self.p["W"].reshape(O, -1).T, dy2, out=dcol)             # (C_in·K_h·K_w, B·H_out·W_out)
-        (ph, pw) = self.pads
-        if not (ph or pw):
-            dx = np.empty(self.xshape, dy.dtype)
-            k.col2im(dcol, dx, *self._geometry())
-            return (dx,)
-        dxp = k.scratch(self, "dxp", self.xpshape, dy.dtype)
-        k.col2im(dcol, dxp, *self._geometry())
+        np.matmul(self.p["W"].reshape(O, -1).T, dy2, out=dcol)             # (C_in·K_h·K_w, B·L)
+        padded = bool(ph or pw)
+        dxp = k.scratch(self, "dxp", self.xpshape, dy.dtype) if padded else np.empty(self.xshape, dy.dtype)
+        if self.s == (1, 1):
+            k.col2im_wide(dcol, dxp, kh, kw, L)
+        else:
+            k.col2im(dcol, dxp, kh, kw, self.s[0], self.s[1], HO, WO)
+        if not padded:
+            return (dxp,)
         dx = np.empty(self.xshape, dy.dtype)
         k.crop_from(dxp, dx, ph, pw)
         return (dx,)

@@ -86,33 +86,73 @@ def col2im(dcol, dxp, kh, kw, sh, sw, HO, WO):
                                 dst[q] += src[q]
 
 
+@njit(cache=True, nogil=True)
+def im2col_wide(xp, col, kh, kw, L):
+    """Stride 1: col[(c·kh + i)·kw + j, n·L + p] = xp[n, c].flat[i·Wp + j + p], L = (H_out − 1)·Wp + W_out.
+
+    Each (tap, sample) is one contiguous run; the Wp − W_out junk columns between output rows are dropped later.
+    """
+    B, C, Hp, Wp = xp.shape
+    xf = xp.reshape(B, C, Hp * Wp)                           # (B, C, Hp·Wp)
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                row = col[(c * kh + i) * kw + j]
+                off = i * Wp + j
+                for n in range(B):
+                    src = xf[n, c, off:off + L]
+                    dst = row[n * L:n * L + L]
+                    for p in range(L):
+                        dst[p] = src[p]
+
+
+@njit(cache=True, nogil=True)
+def col2im_wide(dcol, dxp, kh, kw, L):
+    """dxp = 0, then the inverse scatter of im2col_wide (junk columns of dcol must be zero)."""
+    B, C, Hp, Wp = dxp.shape
+    dxp[...] = 0
+    df = dxp.reshape(B, C, Hp * Wp)                          # (B, C, Hp·Wp)
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                row = dcol[(c * kh + i) * kw + j]
+                off = i * Wp + j
+                for n in range(B):
+                    src = row[n * L:n * L + L]
+                    dst = df[n, c, off:off + L]
+                    for p in range(L):
+                        dst[p] += src[p]
+
+
 @njit(cache=True, nogil=True, fastmath=True)
-def rows_to_nchw(y2, b, y):
-    """y[n, o] = y2[o, n·HW:(n + 1)·HW] + b[o]: GEMM rows (O, B·HW) to NCHW (B, O, HW)."""
-    B, O, HW = y.shape
+def rows_to_nchw(y2, b, y, wrow, L):
+    """y[n, o, r, q] = y2[o, n·L + r·wrow + q] + b[o]: GEMM rows to NCHW."""
+    B, O, HO, WO = y.shape
     for n in range(B):
         for o in range(O):
-            src = y2[o, n * HW:(n + 1) * HW]
-            dst = y[n, o]
             bo = b[o]
-            for p in range(HW):
-                dst[p] = src[p] + bo
+            for r in range(HO):
+                src = y2[o, n * L + r * wrow:n * L + r * wrow + WO]
+                dst = y[n, o, r]
+                for q in range(WO):
+                    dst[q] = src[q] + bo
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def nchw_to_rows(dy, dy2, db):
-    """dy2[o, n·HW + p] = dy[n, o, p] and db[o] = Σ dy[:, o] (the bias gradient)."""
-    B, O, HW = dy.shape
+def nchw_to_rows(dy, dy2, db, wrow, L):
+    """dy2[o, n·L + r·wrow + q] = dy[n, o, r, q] (other entries untouched) and db[o] = Σ dy[:, o]."""
+    B, O, HO, WO = dy.shape
     for o in range(O):
         db[o] = 0
     for n in range(B):
         for o in range(O):
-            src = dy[n, o]
-            dst = dy2[o, n * HW:(n + 1) * HW]
             s = 0.0
-            for p in range(HW):
-                dst[p] = src[p]
-                s += src[p]
+            for r in range(HO):
+                src = dy[n, o, r]
+                dst = dy2[o, n * L + r * wrow:n * L + r * wrow + WO]
+                for q in range(WO):
+                    dst[q] = src[q]
+                    s += src[q]
             db[o] += s
 
 
