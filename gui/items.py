@@ -128,13 +128,21 @@ class NodeItem(QGraphicsItem):
 
     def set_state(self, config, info):
         self.config, self.info = dict(config), info
+        self.update()
+
+    def tooltip_text(self):
+        """Type, doc, and the error with its fix (set when the pointer arrives: cheaper than on every edit)."""
+        info = self.info
         tip = [f"{self.layer_type} '{self.name}' — {REGISTRY[self.layer_type].doc}"]
         if info is not None and info.error:
             tip.append(f"Error: {info.error}" + (f"\nFix: {info.fix.text}" if info.fix else ""))
         elif info is not None and info.blocked:
             tip.append(f"Waiting for '{info.blocked}', which has an error")
-        self.setToolTip("\n".join(tip))
-        self.update()
+        return "\n".join(tip)
+
+    def hoverEnterEvent(self, e):
+        self.setToolTip(self.tooltip_text())
+        super().hoverEnterEvent(e)
 
     @property
     def has_error(self):

@@ -138,7 +138,7 @@ def test_a_shape_error_shows_on_the_right_node_and_the_fix_removes_it(canvas, qt
     doc.connect(img, fc)
     doc.connect(fc, out)
     assert scene.nodes[fc].has_error and not scene.nodes[img].has_error and not scene.nodes[out].has_error
-    assert "(1, 8, 8)" in scene.nodes[fc].toolTip() and "Flatten" in scene.nodes[fc].toolTip()
+    assert "(1, 8, 8)" in scene.nodes[fc].tooltip_text() and "Flatten" in scene.nodes[fc].tooltip_text()
     assert scene.nodes[out].info.blocked == fc
     insp = Inspector(doc)
     qtbot.addWidget(insp)

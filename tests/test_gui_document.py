@@ -12,6 +12,7 @@ from engine.errors import LayerboardError, ProjectError  # noqa: E402
 from engine.graph import GraphError  # noqa: E402
 from engine.layers import REGISTRY  # noqa: E402
 from engine.project import Project  # noqa: E402
+from engine.shapes import infer  # noqa: E402
 from gui.document import Document, LockedError  # noqa: E402
 from gui.items import EdgeItem, NodeItem, PortItem  # noqa: E402
 from gui.scene import GraphScene  # noqa: E402
@@ -43,6 +44,8 @@ def check_mirror(doc, scene):
         used = [e.port for e in g.edges if e.dst == name]
         assert len(it.in_ports) == (max(used, default=-1) + 2 if need is None else need)
     assert sum(isinstance(i, PortItem) for i in items) == ports
+    full = infer(g)                                         # incremental validation == the engine's full pass
+    assert list(doc.infos) == list(full) and doc.infos == full
     for e, it in scene.edges.items():
         assert it.edge == e
         a = scene.nodes[e.src].out_port.scenePos()

@@ -68,10 +68,10 @@ def test_opening_a_bad_file_shows_the_problem_and_keeps_the_document(window, iso
 
 def test_summary_lists_every_layer_with_totals_and_copies_as_tsv(window):
     infos = window.doc.infos
-    t = window.summary.table
-    assert t.rowCount() == len(infos) + 1
-    assert [t.item(r, 0).text() for r in range(len(infos))] == list(infos)
-    assert t.item(len(infos), 3).text() == f"{sum(i.params for i in infos.values()):,}"
+    t, m = window.summary.table, window.summary.model
+    assert m.rowCount() == len(infos) + 1
+    assert [m.index(r, 0).data() for r in range(len(infos))] == list(infos)
+    assert m.index(len(infos), 3).data() == f"{sum(i.params for i in infos.values()):,}"
     t.setFocus()
     t.clearSelection()
     QTest.keySequence(t, QKeySequence(QKeySequence.StandardKey.Copy))
