@@ -372,15 +372,15 @@ class TrainingDock(QDockWidget):
         self.progress.setFormat(text)
 
     # ---- closing the window stops training cleanly ----
-    def event(self, e):
-        if e.type() in (QEvent.Type.ParentChange, QEvent.Type.Show):
-            win = self.window()
-            if win is not self and win is not self._watched:
-                if self._watched is not None:
-                    self._watched.removeEventFilter(self)
-                win.installEventFilter(self)
-                self._watched = win
-        return super().event(e)
+    def showEvent(self, e):
+        """Watch the top-level window (the main window once docked) for its Close event."""
+        win = self.window()
+        if win is not self and win is not self._watched:
+            if self._watched is not None:
+                self._watched.removeEventFilter(self)
+            win.installEventFilter(self)
+            self._watched = win
+        super().showEvent(e)
 
     def eventFilter(self, obj, e):
         if obj is self._watched and e.type() == QEvent.Type.Close:

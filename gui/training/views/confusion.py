@@ -1,9 +1,39 @@
 """Confusion matrix on the validation set (training set without one) at each epoch end."""
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor
 
 from .base import View
+
+
+class CellLabels(pg.GraphicsObject):
+    """The counts written in the cells, painted by one item in screen pixels (cheap to update)."""
+
+    def __init__(self):
+        super().__init__()
+        self.m = None
+
+    def set(self, m):
+        self.prepareGeometryChange()
+        self.m = m
+        self.update()
+
+    def boundingRect(self):
+        n = 0 if self.m is None else len(self.m)
+        return QRectF(-0.5, -0.5, n, n)
+
+    def paint(self, p, *args):
+        if self.m is None or len(self.m) > ConfusionView.MAX_TEXT:
+            return
+        tr = p.transform()
+        p.resetTransform()
+        hi = max(int(self.m.max()), 1)
+        light, dark = QColor("white"), QColor("black")
+        for (i, j), v in np.ndenumerate(self.m):
+            c = tr.map(QPointF(j, i))                               # cell centre in pixels
+            p.setPen(light if v > 0.6 * hi else dark)
+            p.drawText(QRectF(c.x() - 40, c.y() - 10, 80, 20), Qt.AlignmentFlag.AlignCenter, str(int(v)))
 
 
 def predictions(out, n_classes):
@@ -25,7 +55,7 @@ class ConfusionView(View):
 
     title = "Confusion"
     key = "confusion"
-    MAX_TEXT = 15                        # write counts in cells up to this many classes
+    MAX_TEXT = 20                        # write counts in cells up to this many classes
 
     @staticmethod
     def compute(model, probe, options):
@@ -47,7 +77,8 @@ class ConfusionView(View):
         self.plot.addItem(self.image)
         self.box.addWidget(self.plot, 1)
         self.box.addWidget(self.note)
-        self.texts = []
+        self.labels = CellLabels()
+        self.plot.addItem(self.labels)
         self.matrix = None
         self._last = None
 
@@ -56,21 +87,13 @@ class ConfusionView(View):
 
     def begin(self, ctx):
         super().begin(ctx)
-        for t in self.texts:
-            self.plot.removeItem(t)
-        self.texts, self.matrix = [], None
+        self.matrix = None
         self.image.clear()
         classes = [str(c) for c in ctx.get("classes", [])]
         ticks = [list(enumerate(classes))]
         for ax in ("bottom", "left"):
             self.plot.getAxis(ax).setTicks(ticks)
-        n = len(classes)
-        if n <= self.MAX_TEXT:
-            for i in range(n * n):
-                t = pg.TextItem("", anchor=(0.5, 0.5), color="k")
-                t.setPos(i % n, i // n)
-                self.plot.addItem(t)
-                self.texts.append(t)
+        self.labels.set(None)
         src = "validation" if ctx.get("n_val") else "training"
         self.note.setText(f"Rows: true class; columns: predicted class ({src} set).")
 
@@ -85,11 +108,7 @@ class ConfusionView(View):
         n = len(m)
         self.image.setImage(m.T.astype(float), levels=(0, max(int(m.max()), 1)))   # (pred, true): x = predicted
         self.image.setRect(QRectF(-0.5, -0.5, n, n))
-        hi = max(int(m.max()), 1)
-        for i, t in enumerate(self.texts):
-            v = int(m[i // n, i % n])
-            t.setText(str(v))
-            t.setColor("w" if v > 0.6 * hi else "k")
+        self.labels.set(m)
         acc = np.trace(m) / max(m.sum(), 1)
         src = "validation" if self.ctx.get("n_val") else "training"
         self.note.setText(f"Rows: true class; columns: predicted class ({src} set, accuracy {100 * acc:.1f} %).")

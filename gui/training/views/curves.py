@@ -27,12 +27,15 @@ class Buffer:
         return self.a[:self.n]
 
 
-def _plot(title, ylabel):
-    p = pg.PlotWidget(title=title)
+def _plot(canvas, row, title, ylabel):
+    p = canvas.addPlot(row=row, col=0, title=title)
     p.setLabel("left", ylabel)
     p.setLabel("bottom", "step")
     p.addLegend(offset=(-10, 10), labelTextSize="8pt")
     return p
+
+
+SYMBOLS_UP_TO = 40      # epochs; beyond this the per-epoch curves are lines only (symbols cost paint time)
 
 
 class CurvesView(View):
@@ -42,20 +45,31 @@ class CurvesView(View):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.loss_plot, self.acc_plot = _plot("Loss", "loss"), _plot("Accuracy", "accuracy")
+        self.canvas = pg.GraphicsLayoutWidget()            # one scene for both plots: one paint per update
+        self.loss_plot = _plot(self.canvas, 0, "Loss", "loss")
+        self.acc_plot = _plot(self.canvas, 1, "Accuracy", "accuracy")
+        self.canvas.ci.layout.setRowStretchFactor(0, 3)
+        self.canvas.ci.layout.setRowStretchFactor(1, 2)
         self.acc_plot.setXLink(self.loss_plot)
-        self.box.addWidget(self.loss_plot, 3)
-        self.box.addWidget(self.acc_plot, 2)
+        self.box.addWidget(self.canvas, 1)
         self.box.addWidget(self.note)
         self.folds = {}
-        self._dirty = set()
+        self._dirty, self._dirty_epochs = set(), set()
+        self._items, self._sig = {}, None
 
     def begin(self, ctx):
         super().begin(ctx)
-        for p in (self.loss_plot, self.acc_plot):
-            p.clear()
-            p.plotItem.legend.clear()
-        self.folds, self._dirty = {}, set()
+        sig = (ctx.get("folds", 1), bool(ctx.get("n_val")), ctx.get("epochs", 1) <= SYMBOLS_UP_TO)
+        if sig != self._sig:                                    # new layout: new curves and legend
+            for p in (self.loss_plot, self.acc_plot):
+                p.clear()
+                p.legend.clear()
+            self._items, self._sig = {}, sig
+        else:                                                   # same layout: reuse the curves (cheap start)
+            for items in self._items.values():
+                for it in items.values():
+                    it.setData([], [])
+        self.folds, self._dirty, self._dirty_epochs = {}, set(), set()
         self.acc_plot.setVisible(ctx.get("classify", True))
         total = ctx.get("epochs", 1) * ctx.get("per_epoch", 1)
         self.loss_plot.setXRange(0, total, padding=0.02)       # fixed x: the axes need no re-layout per update
@@ -70,7 +84,13 @@ class CurvesView(View):
         kf = ctx.get("folds", 1) > 1
         tc, vc = (colour(fold), colour(fold)) if kf else (colour(0), colour(1))
         name = f"fold {fold + 1} " if kf else ""
-        f = {"batch": Buffer(4), "epoch": Buffer(6)}
+        if fold not in self._items:
+            self._items[fold] = self._make(fold, ctx, kf, tc, vc, name)
+        self.folds[fold] = {"batch": Buffer(4), "epoch": Buffer(6), **self._items[fold]}
+
+    def _make(self, fold, ctx, kf, tc, vc, name):
+        f = {}
+        sym = ctx.get("epochs", 1) <= SYMBOLS_UP_TO
         for key, p in (("loss", self.loss_plot), ("acc", self.acc_plot)):
             f[f"batch_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=1),
                                        name=None if kf else "train (batch)")
@@ -78,12 +98,12 @@ class CurvesView(View):
             f[f"batch_{key}"].setDownsampling(auto=True, method="peak")
             f[f"batch_{key}"].setClipToView(True)
             f[f"batch_{key}"].setVisible(not kf)
-            f[f"train_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=2), symbol="o", symbolSize=4,
+            f[f"train_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=2), symbol="o" if sym else None, symbolSize=4,
                                        symbolBrush=tc, symbolPen=None, name=f"{name}train (epoch)")
             f[f"val_{key}"] = p.plot([], [], pen=pg.mkPen(vc, width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
-                                     symbol="s", symbolSize=4, symbolBrush=vc, symbolPen=None,
+                                     symbol="s" if sym else None, symbolSize=4, symbolBrush=vc, symbolPen=None,
                                      name=f"{name}validation" if ctx.get("n_val") else None)
-        self.folds[fold] = f
+        return f
 
     def batches(self, fold, rows):
         self.folds[fold]["batch"].extend(rows)
@@ -93,18 +113,23 @@ class CurvesView(View):
         g = lambda k: data.get(k, np.nan)                      # noqa: E731
         self.folds[fold]["epoch"].extend([epoch, step, g("train_loss"), g("val_loss"),
                                           g("train_accuracy"), g("val_accuracy")])
-        self._dirty.add(fold)
+        self._dirty_epochs.add(fold)
 
     def refresh(self):
         for fold in self._dirty:
             f = self.folds[fold]
-            b, e = f["batch"].data, f["epoch"].data
+            b = f["batch"].data
             f["batch_loss"].setData(b[:, 1], b[:, 2])
-            f["batch_acc"].setData(b[:, 1], b[:, 3], connect="finite")
+            if self.ctx.get("classify", True):
+                f["batch_acc"].setData(b[:, 1], b[:, 3])
+        for fold in self._dirty_epochs:                         # per-epoch curves change only at epoch ends
+            f = self.folds[fold]
+            e = f["epoch"].data
             for col, key in ((2, "train_loss"), (3, "val_loss"), (4, "train_acc"), (5, "val_acc")):
                 ok = np.isfinite(e[:, col])
                 f[key].setData(e[ok, 1], e[ok, col])
         self._dirty.clear()
+        self._dirty_epochs.clear()
 
     def finish(self, fold, result):
         if "summary" in result:

@@ -51,6 +51,7 @@ class PCAView(View):
         self.box.addWidget(self.note)
         self.evr = None
         self._last = None
+        self._classes = None
 
     def begin(self, ctx):
         super().begin(ctx)
@@ -64,13 +65,15 @@ class PCAView(View):
         self.layer.blockSignals(False)
         self.options["pca_layer"] = pick
         self.scatter.clear()
-        self.legend.clear()
         self.evr_label.setText("")
         self.note.setText(f"{min(300, ctx.get('n_val') or ctx.get('n_train', 0))} fixed "
                           f"{'validation' if ctx.get('n_val') else 'training'} samples; updated at epoch ends.")
-        classes = ctx.get("classes", []) if ctx.get("classify") else []
-        for i, c in enumerate(classes[:10]):
-            self.legend.addItem(pg.ScatterPlotItem(size=7, pen=None, brush=colour(i)), f"class {c}")
+        classes = list(ctx.get("classes", []) if ctx.get("classify") else [])[:10]
+        if classes != self._classes:                           # the legend only changes with the classes
+            self.legend.clear()
+            for i, c in enumerate(classes):
+                self.legend.addItem(pg.ScatterPlotItem(size=7, pen=None, brush=colour(i)), f"class {c}")
+            self._classes = classes
 
     def _chose(self, name):
         if name:
