@@ -45,10 +45,10 @@ def main(argv=None):
     app.setApplicationName("Layerboard")
     apply_theme(app, QSettings().value("theme", "light"))
     win = MainWindow()
+    win.show()
     example = default_example()
     if example is not None:
         win.open_path(example, template=True)
-    win.show()
     offer_recovery(win)
     win.view.zoom_to_fit()
     return app.exec()

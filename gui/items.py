@@ -221,6 +221,28 @@ class NodeItem(QGraphicsItem):
         return super().itemChange(change, value)
 
 
+def around(a, b, vertical, out=24.0, r=10.0):
+    """Orthogonal path with rounded corners: out of a, across the gap midway between a and b, into b."""
+    if vertical:
+        mx = (a.x() + b.x()) / 2 if abs(a.x() - b.x()) > 2 * r else a.x() + W / 2 + 20
+        pts = [a, QPointF(a.x(), a.y() + out), QPointF(mx, a.y() + out), QPointF(mx, b.y() - out),
+               QPointF(b.x(), b.y() - out), b]
+    else:
+        my = (a.y() + b.y()) / 2 if abs(a.y() - b.y()) > 2 * r else a.y() + H / 2 + 20
+        pts = [a, QPointF(a.x() + out, a.y()), QPointF(a.x() + out, my), QPointF(b.x() - out, my),
+               QPointF(b.x() - out, b.y()), b]
+    path = QPainterPath(pts[0])
+    for i in range(1, len(pts) - 1):
+        p0, p1, p2 = pts[i - 1], pts[i], pts[i + 1]
+        d0, d1 = p1 - p0, p2 - p1
+        l0, l1 = max(abs(d0.x()) + abs(d0.y()), 1e-6), max(abs(d1.x()) + abs(d1.y()), 1e-6)
+        k0, k1 = min(r, l0 / 2) / l0, min(r, l1 / 2) / l1
+        path.lineTo(p1 - d0 * k0)
+        path.quadTo(p1, p1 + d1 * k1)
+    path.lineTo(pts[-1])
+    return path
+
+
 class EdgeItem(QGraphicsPathItem):
     """A connection src → dst:port drawn as a curve; highlights on hover, selectable for deletion."""
 
@@ -239,6 +261,10 @@ class EdgeItem(QGraphicsPathItem):
                          Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
 
     def route(self, a, b, vertical=False):
+        back = (b.y() < a.y() + 20) if vertical else (b.x() < a.x() + 20)
+        if back:                                    # a wrapped or backward edge: go around through the gap
+            self.setPath(around(a, b, vertical))
+            return
         path = QPainterPath(a)
         d = max(40.0, abs((b.y() - a.y()) if vertical else (b.x() - a.x())) * 0.5)
         if vertical:

@@ -56,9 +56,8 @@ class MainWindow(QMainWindow):
         self.training = None
         if training and TrainingDock is not None:
             self.training = TrainingDock(self.doc, self)
-            self.add_dock(self.training, Qt.DockWidgetArea.RightDockWidgetArea)
-            self.tabifyDockWidget(self.inspector, self.training)
-            self.inspector.raise_()
+            self.add_dock(self.training, Qt.DockWidgetArea.BottomDockWidgetArea)
+            self.splitDockWidget(self.summary, self.training, Qt.Orientation.Horizontal)
         self.status = QLabel()
         self.statusBar().addPermanentWidget(self.status)
         self.autosave = Autosave(self.doc, autosave_ms, autosave_dir, self)
@@ -75,7 +74,9 @@ class MainWindow(QMainWindow):
         self.doc.locked_changed.connect(self._locked)
         self.resize(1360, 820)
         self.resizeDocks([self.palette, self.inspector], [190, 290], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.summary], [200], Qt.Orientation.Vertical)
+        self.resizeDocks([self.summary], [240], Qt.Orientation.Vertical)
+        if self.training is not None:
+            self.resizeDocks([self.summary, self.training], [560, 800], Qt.Orientation.Horizontal)
         self._title()
         self._status(self.doc.infos)
 
