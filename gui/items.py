@@ -198,7 +198,12 @@ class NodeItem(QGraphicsItem):
             return
         if info.error:
             p.setPen(QColor(theme["error"]))
-            shape = "error: " + info.error
+            msg = info.error
+            for lead in (f"{self.layer_type} '{self.name}'", f"'{self.name}'"):
+                if msg.startswith(lead):
+                    msg = msg[len(lead):].lstrip(": ")
+                    break
+            shape = "⚠ " + msg
         elif info.blocked:
             shape = f"needs {info.blocked}"
         else:

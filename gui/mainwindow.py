@@ -125,7 +125,14 @@ class MainWindow(QMainWindow):
         self.redo_action.setShortcuts([QKeySequence(K.Redo), QKeySequence("Ctrl+Y")])
         for a in (self.undo_action, self.redo_action):
             e.addAction(a)
-            self.toolbar.addAction(a)
+        st = self.doc.undo_stack
+        for text, slot, sig, now in (("Undo", st.undo, st.canUndoChanged, st.canUndo()),
+                                     ("Redo", st.redo, st.canRedoChanged, st.canRedo())):
+            short = QAction(text, self)                 # the menu item says what; the button stays short
+            short.triggered.connect(slot)
+            short.setEnabled(now)
+            sig.connect(short.setEnabled)
+            self.toolbar.addAction(short)
         e.addSeparator()
         self._act(e, "&Copy", self.copy, K.Copy)
         self._act(e, "&Paste", self.paste, K.Paste)
