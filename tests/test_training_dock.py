@@ -240,3 +240,19 @@ def test_boundary_and_confusion_views_update(qtbot, dock_for):
     m = d.view(ConfusionView).matrix
     assert m.shape == (2, 2) and m.sum() == 50
     assert np.trace(m) / 50 == pytest.approx(d.result["val_accuracy"])
+
+
+def test_main_window_close_stops_training(qtbot, tmp_path):
+    mw = pytest.importorskip("gui.mainwindow")
+    win = mw.MainWindow(make_doc(xor_project(1_000_000)), autosave_dir=tmp_path)
+    qtbot.addWidget(win)
+    d = win.training
+    if d is None:
+        pytest.skip("the main window has no training dock")
+    win.show()
+    d.start()
+    qtbot.waitUntil(lambda: steps(d) > 10, timeout=20000)
+    assert win.doc.locked
+    win.close()
+    qtbot.waitUntil(lambda: not d.job.alive, timeout=5000)
+    assert d.result["status"] == "stopped" and not win.doc.locked

@@ -383,11 +383,11 @@ class TrainingDock(QDockWidget):
         super().showEvent(e)
 
     def eventFilter(self, obj, e):
-        if obj is self._watched and e.type() == QEvent.Type.Close:
-            self.shutdown()
+        if obj is self._watched and e.type() == QEvent.Type.Close:     # stop only if the close was accepted
+            QTimer.singleShot(0, lambda: None if obj.isVisible() else self.shutdown())
         return False
 
     def closeEvent(self, e):
-        if self.window() is self:
-            self.shutdown()
+        """Closing the dock (or the window that owns it) ends a run cleanly: stop, then join the worker."""
+        self.shutdown()
         super().closeEvent(e)
