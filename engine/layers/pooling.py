@@ -31,7 +31,7 @@ class _Pool2D(Layer):
 
     @classmethod
     def samples(cls):
-        return [({}, [(2, 4, 6)]), ({"kernel_size": (3, 2), "stride": (2, 1)}, [(3, 7, 4)]),
+        return [({}, [(2, 4, 6)]), ({}, [(1, 5, 3)]), ({"kernel_size": (3, 2), "stride": (2, 1)}, [(3, 7, 4)]),
                 ({"kernel_size": (3,), "stride": (2,)}, [(1, 5, 5)])]
 
 
@@ -49,7 +49,7 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, dy):
         dx = np.empty(self.xshape, dy.dtype)
-        k.maxpool_bwd(np.ascontiguousarray(dy), self.arg, dx, self.k[1], self.s[0], self.s[1])
+        k.maxpool_bwd(np.ascontiguousarray(dy), self.arg, dx, *self.k, *self.s)
         return (dx,)
 
 
