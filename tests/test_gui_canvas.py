@@ -193,3 +193,21 @@ def test_inspector_edits_are_undoable_and_invalid_values_refused(canvas, qtbot):
     assert "head" in doc.graph.nodes and "head" in scene.nodes and insp.name == "head"
     doc.undo_stack.undo()
     assert fc in scene.nodes
+
+
+def test_dragging_nodes_is_one_undo_step_and_the_scene_follows_undo(canvas):
+    doc, scene, view, _ = canvas
+    a = doc.add_node("Input", {"shape": [4]}, pos=(0, 0))
+    b = doc.add_node("Dense", pos=(300, 0))
+    doc.connect(a, b)
+    n = doc.undo_stack.count()
+    start = scene.nodes[b].sceneBoundingRect().center()
+    drag_between(view, start, start + QPointF(40, 90))
+    assert doc.undo_stack.count() == n + 1
+    x, y = doc.pos(b)
+    assert (x, y) != (300, 0) and (scene.nodes[b].pos().x(), scene.nodes[b].pos().y()) == (x, y)
+    edge = scene.edges[doc.graph.edges[0]]
+    assert edge.path().pointAtPercent(1) == scene.nodes[b].in_ports[0].scenePos()
+    doc.undo_stack.undo()
+    assert doc.pos(b) == (300, 0) and scene.nodes[b].pos() == QPointF(300, 0)
+    assert edge.path().pointAtPercent(1) == scene.nodes[b].in_ports[0].scenePos()

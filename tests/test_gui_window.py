@@ -147,3 +147,31 @@ def test_screenshot_of_the_builder(window, tmp_path):
     assert len(colours) > 20                              # not a blank grab
     if os.environ.get("LAYERBOARD_SCREENSHOT"):
         shutil.copy(f, os.environ["LAYERBOARD_SCREENSHOT"])
+
+
+def test_closing_with_unsaved_changes_asks_and_cancel_keeps_the_window(window, monkeypatch):
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: asked.append(a[1]) or QMessageBox.StandardButton.Cancel)
+    window.doc.add_node("ReLU")
+    assert not window.close() and window.isVisible() and asked == ["Unsaved changes"]
+    window.doc.undo_stack.setClean()
+    assert window.close()
+
+
+def test_main_opens_the_window_with_the_example_and_returns(isolated, qtbot, monkeypatch):
+    from PySide6.QtCore import QTimer
+    seen = []
+
+    def close_it():
+        for w in QApplication.topLevelWidgets():
+            if isinstance(w, MainWindow) and w.isVisible():
+                seen.append((w.windowTitle(), len(w.doc.graph.nodes), w.training is not None))
+                w.doc.undo_stack.setClean()
+                w.close()
+        QApplication.instance().quit()
+
+    monkeypatch.setattr(gui_app, "MainWindow", lambda: MainWindow(training=False))
+    QTimer.singleShot(300, close_it)
+    assert gui_app.main() == 0
+    assert seen and seen[0][0].startswith("untitled") and seen[0][1] == len(Project.load(default_example()).graph.nodes)
