@@ -16,7 +16,8 @@ from resources import path
 
 def write_idx(f, a, type_byte=0x08, gz=False):
     a = np.asarray(a)
-    raw = bytes([0, 0, type_byte, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.astype(a.dtype.newbyteorder(">")).tobytes()
+    head = bytes([0, 0, type_byte, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape)
+    raw = head + a.astype(a.dtype.newbyteorder(">")).tobytes()
     f.write_bytes(gzip.compress(raw) if gz else raw)
     return f
 
@@ -34,6 +35,10 @@ def test_idx_round_trip(tmp_path, gz):
     assert np.array_equal(np.round(d.x[:, 0] * 255).astype(np.uint8), img)
     assert d.y.tolist() == lab.tolist() and d.n_classes == 10
     assert load_idx(fi, fl, flat=True).x.shape == (7, 20)
+    names = [f"c{i}" for i in range(10)]
+    assert load({"kind": "idx", "images": str(fi), "labels": str(fl), "classes": names}).classes == names
+    with pytest.raises(DataError, match="label 9 but only 5 class names"):
+        load_idx(fi, fl, classes=names[:5])
 
 
 def test_idx_other_types_are_big_endian(tmp_path):
@@ -50,7 +55,8 @@ def test_idx_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match=r"png\.idx is not an IDX file: bad magic number 89504e47"):
         load_idx(tmp_path / "png.idx", lab)
     (tmp_path / "short.idx").write_bytes(img.read_bytes()[:-5])
-    with pytest.raises(DataError, match=r"short\.idx: truncated: the header promises 4×3×3 values \(52 bytes\) but the file has 47"):
+    with pytest.raises(DataError, match=r"short\.idx: truncated: the header promises 4×3×3 values \(52 bytes\) "
+                                        r"but the file has 47"):
         load_idx(tmp_path / "short.idx", lab)
     (tmp_path / "head.idx").write_bytes(img.read_bytes()[:9])
     with pytest.raises(DataError, match=r"head\.idx: truncated IDX header"):

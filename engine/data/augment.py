@@ -12,7 +12,7 @@ OPTIONS = {"shift": "largest shift in whole pixels, up/down and left/right (0: o
 
 @njit(cache=True, nogil=True, fastmath=True)
 def warp(x, cos, sin, dy, dx, flip, out):
-    """out[b] = x[b] rotated by (cos, sin) about the centre, shifted by (dy, dx), mirrored if flip[b]; bilinear, 0 outside."""
+    """out[b] = x[b] rotated (cos, sin) about the centre, shifted (dy, dx), mirrored if flip[b]; bilinear, 0 outside."""
     B, C, H, W = x.shape
     cy, cx = (H - 1) * 0.5, (W - 1) * 0.5
     for b in range(B):
@@ -46,14 +46,15 @@ def _number(cfg, key, lo, hi):
 
 
 def make(config):
-    """fn(xb, rng) -> augmented copy of xb, for Trainer.augment; config e.g. {"shift": 2, "rotate": 10, "noise": 0.05}."""
+    """fn(xb, rng) -> augmented copy of xb for Trainer.augment; config e.g. {"shift": 2, "rotate": 10}."""
     if not isinstance(config, dict):
         raise ConfigError(f"augment must be an object such as {{\"shift\": 2, \"rotate\": 10}}, got {config!r}")
     bad = sorted(set(config) - set(OPTIONS))
     if bad:
         raise ConfigError(f"augment has no option {bad[0]!r}; options: " +
                           "; ".join(f"{k}: {d}" for k, d in OPTIONS.items()))
-    shift, rotate, noise = _number(config, "shift", 0, 64), _number(config, "rotate", 0, 180), _number(config, "noise", 0, 10)
+    shift, rotate = _number(config, "shift", 0, 64), _number(config, "rotate", 0, 180)
+    noise = _number(config, "noise", 0, 10)
     if int(shift) != shift:
         raise ConfigError(f"augment: 'shift' is in whole pixels, got {shift!r}")
     flip = config.get("flip", False)

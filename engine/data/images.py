@@ -42,8 +42,11 @@ def read_idx(path):
     return np.frombuffer(raw, dt, offset=head).reshape(dims).astype(dt.newbyteorder("="))
 
 
-def load_idx(images, labels, flat=False):
-    """Images (N, H, W) and labels (N,) from IDX files, e.g. MNIST's train-images-idx3-ubyte(.gz)."""
+def load_idx(images, labels, flat=False, classes=None):
+    """Images (N, 1, H, W) and labels (N,) from IDX files, e.g. MNIST's train-images-idx3-ubyte(.gz).
+
+    classes optionally names the labels 0, 1, … (e.g. Fashion-MNIST's "T-shirt/top", "Trouser", …).
+    """
     images, labels = Path(images), Path(labels)
     x, y = read_idx(images), read_idx(labels)
     if x.ndim not in (3, 4):
@@ -56,11 +59,16 @@ def load_idx(images, labels, flat=False):
         raise DataError(f"{images} holds {len(x):,} images but {labels} holds {len(y):,} labels")
     if y.size and y.min() < 0:
         raise DataError(f"{labels}: negative label {int(y.min())}")
+    if classes is not None:
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise DataError(f"{labels}: 'classes' must be a list of names, got {classes!r}")
+        if y.size and y.max() >= len(classes):
+            raise DataError(f"{labels}: label {int(y.max())} but only {len(classes)} class names are given")
     x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)      # (N, C, H, W)
     if flat:
         x = x.reshape(len(x), -1)                                     # (N, C·H·W)
-    return Dataset(x, y, "multiclass", images.name)
+    return Dataset(x, y, "multiclass", images.name, list(classes or []))
 
 
 def _size(size):
