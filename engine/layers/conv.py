@@ -151,14 +151,14 @@ class Conv2D(Layer):
         dcol = k.scratch(self, "dcol", self.col.shape, dy.dtype)
         np.matmul(self.p["W"].reshape(O, -1).T, dy2, out=dcol)             # (C_in·K_h·K_w, B·L)
         padded = bool(ph or pw)
-        dxp = k.scratch(self, "dxp", self.xpshape, dy.dtype) if padded else np.empty(self.xshape, dy.dtype)
+        dxp = k.scratch(self, "dxp", self.xpshape, dy.dtype)                  # x.shape when unpadded
         if self.s == (1, 1):
             k.col2im_wide(dcol, dxp, kh, kw, L)
         else:
             k.col2im(dcol, dxp, kh, kw, self.s[0], self.s[1], HO, WO)
         if not padded:
             return (dxp,)
-        dx = np.empty(self.xshape, dy.dtype)
+        dx = k.scratch(self, "dx", self.xshape, dy.dtype)                    # reused: read before the next step
         k.crop_from(dxp, dx, ph, pw)
         return (dx,)
 

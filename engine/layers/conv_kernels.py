@@ -202,27 +202,16 @@ def maxpool_fwd(x, y, arg, kh, kw, sh, sw, keep):
 def maxpool_bwd(dy, arg, dx, kh, kw, sh, sw):
     """dx = dy routed to each window's maximum, zero elsewhere."""
     B, C, HO, WO = dy.shape
-    H, W = dx.shape[2], dx.shape[3]
-    if kh == 2 and kw == 2 and sh == 2 and sw == 2:          # windows tile the input: write each cell once
+    dx[...] = 0
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2:
         for n in range(B):
             for c in range(C):
                 for r in range(HO):
-                    t = dx[n, c, 2 * r]
-                    u = dx[n, c, 2 * r + 1]
                     g = dy[n, c, r]
                     a = arg[n, c, r]
                     for q in range(WO):
-                        z = g[q] * 0
-                        t[2 * q] = g[q] if a[q] == 0 else z
-                        t[2 * q + 1] = g[q] if a[q] == 1 else z
-                        u[2 * q] = g[q] if a[q] == 2 else z
-                        u[2 * q + 1] = g[q] if a[q] == 3 else z
-                    if W > 2 * WO:
-                        t[2 * WO:] = 0
-                        u[2 * WO:] = 0
-                dx[n, c, 2 * HO:] = 0
+                        dx[n, c, 2 * r + (a[q] >> 1), 2 * q + (a[q] & 1)] = g[q]
         return
-    dx[...] = 0
     for n in range(B):
         for c in range(C):
             for r in range(HO):

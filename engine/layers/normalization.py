@@ -50,7 +50,7 @@ class BatchNorm(Layer):
     def backward(self, dy):
         x3, p, g = self.x3, self.p, self.g
         dy3 = np.ascontiguousarray(dy).reshape(x3.shape)                    # (B, C, S)
-        dx = np.empty(dy.shape, dy.dtype) if self.need_dx else np.empty((1, 1, 1), dy.dtype)
+        dx = k.scratch(self, "dx", dy.shape if self.need_dx else (1, 1, 1), dy.dtype)
         dx3 = dx.reshape(x3.shape) if self.need_dx else dx
         if self.training:
             k.bn_train_bwd(x3, dy3, p["gamma"], self.mean, self.inv, dx3, g["gamma"], g["beta"], self.need_dx)

@@ -48,7 +48,7 @@ class MaxPool2D(_Pool2D):
         return y
 
     def backward(self, dy):
-        dx = np.empty(self.xshape, dy.dtype)
+        dx = k.scratch(self, "dx", self.xshape, dy.dtype)
         k.maxpool_bwd(np.ascontiguousarray(dy), self.arg, dx, *self.k, *self.s)
         return (dx,)
 
@@ -69,7 +69,8 @@ class AveragePool2D(_Pool2D):
         return y
 
     def backward(self, dy):
-        dx = np.zeros(self.xshape, dy.dtype)
+        dx = k.scratch(self, "dx", self.xshape, dy.dtype)
+        dx[...] = 0
         k.avgpool_bwd(np.ascontiguousarray(dy), dx, self.k[0], self.k[1], self.s[0], self.s[1])
         return (dx,)
 
@@ -91,7 +92,7 @@ class GlobalAveragePool(Layer):
 
     def backward(self, dy):
         B, C, H, W = self.xshape
-        dx = np.empty(self.xshape, dy.dtype)
+        dx = k.scratch(self, "dx", self.xshape, dy.dtype)
         dx[...] = (dy / (H * W))[:, :, None, None]                          # (B, C, 1, 1) broadcast
         return (dx,)
 
