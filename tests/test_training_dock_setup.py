@@ -144,7 +144,7 @@ def test_two_runs_overlay_in_compare_view(qtbot, dock_for):
     assert d.runs.list.count() == 2 and "lr 0.01" in d.runs.list.item(1).text()
     d.runs.select([0, 1])
     cmp = d.view(CompareView)
-    assert cmp.shown == doc.project.runs and d.tabs.currentWidget() is cmp
+    assert cmp.shown == doc.project.runs and d.runs.isVisibleTo(cmp)
     curves = cmp.loss_plot.listDataItems()
     assert len(curves) == 2 and all(len(c.getData()[0]) == 30 for c in curves)
     assert not np.allclose(curves[0].getData()[1], curves[1].getData()[1])

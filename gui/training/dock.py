@@ -111,26 +111,26 @@ class TrainingDock(QDockWidget):
         self.k_spin.setRange(2, 20)
         self.k_spin.setValue(5)
         self.k_spin.setPrefix("k = ")
+        self.k_spin.setMaximumWidth(80)
         self.pause_btn = QPushButton(self._icon("SP_MediaPause"), "Pause")
         self.pause_btn.clicked.connect(self.toggle_pause)
         self.stop_btn = QPushButton(self._icon("SP_MediaStop"), "Stop")
         self.stop_btn.clicked.connect(self.stop)
-        for b in (self.train_btn, self.kfold_btn, self.k_spin, self.pause_btn, self.stop_btn):
-            row.addWidget(b)
-        row.addStretch(1)
-        box.addLayout(row)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
         self.progress.setFormat("idle")
-        box.addWidget(self.progress)
+        self.progress.setMinimumWidth(240)
+        for b in (self.train_btn, self.kfold_btn, self.k_spin, self.pause_btn, self.stop_btn):
+            row.addWidget(b)
+        row.addWidget(self.progress, 1)
+        box.addLayout(row)
         self.message = QLabel("")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.addWidget(self.message)
         self.banner = Banner()
         box.addWidget(self.banner)
-        split = QSplitter(Qt.Orientation.Vertical)
         self.tabs = QTabWidget()
         self.views = []
         for cls in VIEWS:
@@ -140,12 +140,10 @@ class TrainingDock(QDockWidget):
             self.views.append(v)
             self.tabs.addTab(v, cls.title)
         self.tabs.currentChanged.connect(lambda _i: self.redraw())
-        split.addWidget(self.tabs)
+        box.addWidget(self.tabs, 1)
         self.runs = RunList(self.doc)
         self.runs.chosen.connect(self._compare)
-        split.addWidget(self.runs)
-        split.setSizes([600, 110])
-        box.addWidget(split, 1)
+        self.view(CompareView).attach_list(self.runs)
         self._buttons(False)
         return w
 
@@ -230,8 +228,6 @@ class TrainingDock(QDockWidget):
     def _compare(self, records):
         cmp = self.view(CompareView)
         cmp.show_runs(records[-2:] if len(records) > 2 else records)
-        if len(records) >= 2:
-            self.tabs.setCurrentWidget(cmp)
 
     def _data_loaded(self, ds):
         if ds is not None:

@@ -1,6 +1,7 @@
 """Overlay of the per-epoch curves of run records chosen in the run list."""
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
 from .base import View, colour
 
@@ -32,11 +33,23 @@ class CompareView(View):
             p.setLabel("bottom", "epoch")
             p.addLegend(offset=(-10, 10), labelTextSize="8pt")
         self.acc_plot.setXLink(self.loss_plot)
-        self.box.addWidget(self.loss_plot, 1)
-        self.box.addWidget(self.acc_plot, 1)
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        plots = QWidget()
+        col = QVBoxLayout(plots)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(self.loss_plot, 1)
+        col.addWidget(self.acc_plot, 1)
+        self.split.addWidget(plots)
+        self.box.addWidget(self.split, 1)
         self.box.addWidget(self.note)
         self.note.setText("Select two runs in the run list to overlay their curves.")
         self.shown = []
+
+    def attach_list(self, widget):
+        """Put the run list (the dock's RunList) to the left of the plots."""
+        self.split.insertWidget(0, widget)
+        self.split.setStretchFactor(1, 1)
+        self.split.setSizes([260, 600])
 
     def show_runs(self, records):
         """Overlay the records' histories (solid: training, dashed: validation)."""

@@ -27,11 +27,11 @@ class Buffer:
         return self.a[:self.n]
 
 
-def _plot(canvas, row, title, ylabel):
+def _plot(canvas, row, title, ylabel, corner):
     p = canvas.addPlot(row=row, col=0, title=title)
     p.setLabel("left", ylabel)
     p.setLabel("bottom", "step")
-    p.addLegend(offset=(-10, 10), labelTextSize="8pt")
+    p.addLegend(offset=corner, labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
     return p
 
 
@@ -46,16 +46,16 @@ class CurvesView(View):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.canvas = pg.GraphicsLayoutWidget()            # one scene for both plots: one paint per update
-        self.loss_plot = _plot(self.canvas, 0, "Loss", "loss")
-        self.acc_plot = _plot(self.canvas, 1, "Accuracy", "accuracy")
-        self.canvas.ci.layout.setRowStretchFactor(0, 3)
-        self.canvas.ci.layout.setRowStretchFactor(1, 2)
+        self.loss_plot = _plot(self.canvas, 0, "Loss", "loss", (-10, 10))              # top right
+        self.acc_plot = _plot(self.canvas, 1, "Accuracy", "accuracy", (-10, -10))     # bottom right
         self.acc_plot.setXLink(self.loss_plot)
+        self._side = None
         self.box.addWidget(self.canvas, 1)
         self.box.addWidget(self.note)
         self.folds = {}
         self._dirty, self._dirty_epochs = set(), set()
         self._items, self._sig = {}, None
+        self._xmax = self._total = 1
 
     def begin(self, ctx):
         super().begin(ctx)
@@ -71,8 +71,9 @@ class CurvesView(View):
                     it.setData([], [])
         self.folds, self._dirty, self._dirty_epochs = {}, set(), set()
         self.acc_plot.setVisible(ctx.get("classify", True))
-        total = ctx.get("epochs", 1) * ctx.get("per_epoch", 1)
-        self.loss_plot.setXRange(0, total, padding=0.02)       # fixed x: the axes need no re-layout per update
+        self._total = ctx.get("epochs", 1) * ctx.get("per_epoch", 1)
+        self._xmax = min(self._total, max(50, ctx.get("per_epoch", 1)))
+        self.loss_plot.setXRange(0, self._xmax, padding=0.02)  # x grows by doubling: few axis re-layouts
         self.loss_plot.enableAutoRange(x=False, y=True)
         self.acc_plot.setYRange(0, 1.0, padding=0.02)
         self.acc_plot.enableAutoRange(x=False, y=False)
@@ -105,6 +106,21 @@ class CurvesView(View):
                                      name=f"{name}validation" if ctx.get("n_val") else None)
         return f
 
+    def resizeEvent(self, e):
+        """Loss and accuracy side by side in a wide, short dock; stacked otherwise."""
+        super().resizeEvent(e)
+        side = e.size().width() > 1.8 * e.size().height()
+        if side != self._side:
+            self._side = side
+            ci = self.canvas.ci
+            ci.removeItem(self.acc_plot)
+            ci.addItem(self.acc_plot, row=0 if side else 1, col=1 if side else 0)
+            lay = ci.layout
+            lay.setRowStretchFactor(0, 3)
+            lay.setRowStretchFactor(1, 0 if side else 2)
+            lay.setColumnStretchFactor(0, 1)
+            lay.setColumnStretchFactor(1, 1 if side else 0)
+
     def batches(self, fold, rows):
         self.folds[fold]["batch"].extend(rows)
         self._dirty.add(fold)
@@ -116,6 +132,10 @@ class CurvesView(View):
         self._dirty_epochs.add(fold)
 
     def refresh(self):
+        last = max((self.folds[f]["batch"].data[-1, 1] for f in self._dirty if self.folds[f]["batch"].n), default=0)
+        if last > self._xmax:
+            self._xmax = min(self._total, max(2 * self._xmax, last))
+            self.loss_plot.setXRange(0, self._xmax, padding=0.02)
         for fold in self._dirty:
             f = self.folds[fold]
             b = f["batch"].data
