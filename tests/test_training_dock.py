@@ -223,6 +223,10 @@ def test_pca_view_matches_an_independent_pca(qtbot, dock_for):
     ref = c @ vt[:2].T                                     # (50, 2) scores, sign per component is arbitrary
     for got, want in ((px, ref[:, 0]), (py, ref[:, 1])):
         assert np.allclose(np.abs(got), np.abs(want), atol=1e-5)
+    from engine.pca import PCA                             # and exactly the engine's PCA, signs included
+    eng = PCA(2).fit(a)
+    assert np.allclose(v.evr, eng.explained_variance_ratio, atol=1e-9)
+    assert np.allclose(np.c_[px, py], eng.transform(a), atol=1e-5)
     v.layer.setCurrentText("fc1")                          # a new layer after the run: recomputed off the UI thread
     qtbot.waitUntil(lambda: "'fc1'" in v.evr_label.text(), timeout=5000)
 
@@ -256,3 +260,19 @@ def test_main_window_close_stops_training(qtbot, tmp_path):
     win.close()
     qtbot.waitUntil(lambda: not d.job.alive, timeout=5000)
     assert d.result["status"] == "stopped" and not win.doc.locked
+
+
+def test_overfitting_finding_shows_the_banner_with_remedies(qtbot, dock_for):
+    from engine.trainer import REMEDIES
+    p = Project(mlp(2, 64), dataset={"kind": "builtin", "name": "moons", "n": 40, "noise": 0.35})
+    p.training.update(loss="bce", lr=0.05, epochs=30, batch_size=8, validation_split=0.5)
+    doc, d = dock_for(p)
+    d.start()
+    finish(qtbot, d)
+    assert d.job.trainer.findings, "this small noisy set should overfit"
+    assert d.banner.isVisible()
+    text = d.banner.label.text()
+    assert "Overfitting: validation loss rose" in text and all(r in text for r in REMEDIES)
+    d.start()                                              # a new run starts without the old diagnosis
+    assert not d.banner.isVisible()
+    finish(qtbot, d)

@@ -3,8 +3,18 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
 
-from ..projection import activations, project
+from engine.pca import PCA, activations
+
 from .base import View, brushes, colour
+
+
+def project(a, k=2):
+    """(scores (n, k), explained-variance ratios of all components) of activations a (n, d), engine PCA."""
+    p = PCA(k).fit(a)
+    s = p.transform(a)                                             # (n, ≤ k)
+    if s.shape[1] < k:                                             # a one-feature layer: a flat second axis
+        s = np.c_[s, np.zeros((len(s), k - s.shape[1]))]
+    return s, p.explained_variance_ratio
 
 
 def default_layer(layers, feats):
