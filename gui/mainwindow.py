@@ -25,6 +25,10 @@ try:
     from gui.training import TrainingDock
 except ImportError:
     TrainingDock = None
+except Exception as e:  # noqa: BLE001  (a broken training dock must not take the builder down)
+    import sys
+    print(f"layerboard: the training dock is unavailable ({type(e).__name__}: {e})", file=sys.stderr)
+    TrainingDock = None
 
 NODES_MIME = "application/x-layerboard-nodes"
 MAX_RECENT = 8
@@ -323,7 +327,9 @@ class MainWindow(QMainWindow):
 
     def auto_layout(self, vertical):
         self.scene.set_vertical(vertical)
-        self.scene.attempt(self.doc.move_nodes, layered(self.doc.graph, vertical))
+        vp = self.view.viewport().size()
+        wrap = best_wrap(self.doc.graph, vertical, max(vp.width(), 400), max(vp.height(), 300))
+        self.scene.attempt(self.doc.move_nodes, layered(self.doc.graph, vertical, wrap=wrap))
         self.view.zoom_to_fit()
 
     def fit_layout(self, project):

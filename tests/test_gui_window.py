@@ -1,18 +1,16 @@
 """The main window: example loaded, title/unsaved marker, bad files, summary copy, templates, autosave, screenshot."""
 import os
 import shutil
-import time
 
 import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QCoreApplication, QSettings, QStandardPaths, Qt  # noqa: E402
+from PySide6.QtCore import QCoreApplication, QSettings, QStandardPaths  # noqa: E402
 from PySide6.QtGui import QKeySequence  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
-from engine.layers import REGISTRY  # noqa: E402
 from engine.project import Project  # noqa: E402
 from gui import app as gui_app  # noqa: E402
 from gui.mainwindow import MainWindow, default_example  # noqa: E402
@@ -175,3 +173,20 @@ def test_main_opens_the_window_with_the_example_and_returns(isolated, qtbot, mon
     QTimer.singleShot(300, close_it)
     assert gui_app.main() == 0
     assert seen and seen[0][0].startswith("untitled") and seen[0][1] == len(Project.load(default_example()).graph.nodes)
+
+
+def test_dark_theme_and_top_to_bottom_layout_render(window, tmp_path):
+    window.dark_action.setChecked(True)
+    window.toggle_theme()
+    window.auto_layout(True)
+    QApplication.processEvents()
+    img = window.view.viewport().grab().toImage()
+    img.save(str(tmp_path / "dark.png"))
+    corner = img.pixelColor(3, 3)
+    assert corner.lightness() < 80                        # the dark canvas, not the light one
+    first, second = window.doc.graph.edges[0].src, window.doc.graph.edges[0].dst
+    assert window.doc.pos(second)[1] > window.doc.pos(first)[1]     # flows downwards
+    window.dark_action.setChecked(False)
+    window.toggle_theme()
+    if os.environ.get("LAYERBOARD_SCREENSHOT_DARK"):
+        shutil.copy(tmp_path / "dark.png", os.environ["LAYERBOARD_SCREENSHOT_DARK"])
