@@ -253,21 +253,24 @@ class GraphScene(QGraphicsScene):
             self.node_activated.emit(node.name)
         super().mouseDoubleClickEvent(e)
 
-    def contextMenuEvent(self, e):
-        it = next((i for i in self.items(e.scenePos()) if isinstance(i, (NodeItem, EdgeItem, PortItem))), None)
-        if it is None:
-            return
+    def context_menu(self, it):
+        """The menu for a node, port or edge item: the node's fix (one click), delete; or disconnect."""
         menu = QMenu()
         if isinstance(it, EdgeItem):
             menu.addAction("Disconnect", lambda: self.attempt(self.doc.disconnect, it.edge))
-        else:
-            node = it.node if isinstance(it, PortItem) else it
-            if not node.isSelected():
-                self.select([node.name])
-            info = self.doc.infos.get(node.name)
-            if info is not None and info.fix is not None:
-                fix = info.fix
-                menu.addAction(f"Fix: {fix.text}", lambda: self.attempt(self.doc.apply_fix, node.name, fix))
-                menu.addSeparator()
-            menu.addAction("Delete", self.delete_selected)
-        menu.exec(e.screenPos())
+            return menu
+        node = it.node if isinstance(it, PortItem) else it
+        if not node.isSelected():
+            self.select([node.name])
+        info = self.doc.infos.get(node.name)
+        if info is not None and info.fix is not None:
+            fix = info.fix
+            menu.addAction(f"Fix: {fix.text}", lambda: self.attempt(self.doc.apply_fix, node.name, fix))
+            menu.addSeparator()
+        menu.addAction("Delete", self.delete_selected)
+        return menu
+
+    def contextMenuEvent(self, e):
+        it = next((i for i in self.items(e.scenePos()) if isinstance(i, (NodeItem, EdgeItem, PortItem))), None)
+        if it is not None:
+            self.context_menu(it).exec(e.screenPos())

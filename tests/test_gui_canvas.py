@@ -211,3 +211,22 @@ def test_dragging_nodes_is_one_undo_step_and_the_scene_follows_undo(canvas):
     doc.undo_stack.undo()
     assert doc.pos(b) == (300, 0) and scene.nodes[b].pos() == QPointF(300, 0)
     assert edge.path().pointAtPercent(1) == scene.nodes[b].in_ports[0].scenePos()
+
+
+def test_node_context_menu_offers_the_fix_and_edges_delete(canvas):
+    doc, scene, view, _ = canvas
+    img = doc.add_node("Input", {"shape": [16]}, pos=(0, 0))
+    conv = doc.add_node("Conv2D", pos=(250, 0))
+    doc.connect(img, conv)
+    menu = scene.context_menu(scene.nodes[conv])
+    fixes = [a for a in menu.actions() if a.text().startswith("Fix:")]
+    assert len(fixes) == 1 and "Reshape" in fixes[0].text()
+    fixes[0].trigger()
+    assert not doc.infos[conv].error and doc.infos[conv].shape == (8, 2, 2)
+    edge = next(e for e in doc.graph.edges if e.dst == conv)
+    scene.clearSelection()
+    scene.edges[edge].setSelected(True)
+    scene.delete_selected()
+    assert edge not in doc.graph.edges and edge not in scene.edges and doc.infos[conv].error
+    doc.undo_stack.undo()
+    assert edge in scene.edges and not doc.infos[conv].error
