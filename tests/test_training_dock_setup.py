@@ -5,10 +5,10 @@ import pytest
 pytest.importorskip("pytestqt")
 pytest.importorskip("pyqtgraph")
 
-from test_training_dock import dock_for, finish, make_doc, mlp, moons_project, xor_project  # noqa: E402,F401
+from test_training_dock import dock_for, finish, mlp, moons_project, xor_project  # noqa: E402,F401
 
 from engine.data import load  # noqa: E402
-from engine.project import TRAINING, Project  # noqa: E402
+from engine.project import TRAINING  # noqa: E402
 from engine.session import fold_summary  # noqa: E402
 
 

@@ -1,6 +1,7 @@
 """The training dock: dataset and settings, Train / Pause / Stop, progress, live plot views, k-fold and runs."""
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QEvent, Qt, QTimer
@@ -41,8 +42,7 @@ class Banner(QFrame):
 
     def show_finding(self, message, remedies, fold=None):
         where = f"Fold {fold + 1}: " if fold is not None else ""
-        items = "".join(f"<li>{r}</li>" for r in remedies)
-        self.label.setText(f"<b>{where}{message}</b><br>Remedies (spec §7):<ul style='margin:0'>{items}</ul>")
+        self.label.setText(f"<b>{where}{message}</b><br>Remedies (spec §7): {' · '.join(remedies)}")
         self.show()
 
 
@@ -168,9 +168,8 @@ class TrainingDock(QDockWidget):
         if self.running:
             return
         p = self.doc.project
-        t = p.training
-        label = (f"Run {len(p.runs) + 1}{f' ({k}-fold)' if k >= 2 else ''}: {p.dataset.get('name') or p.dataset.get('path', '')}"
-                 f", {t['optimizer']} lr {t['lr']:g}, {time.strftime('%H:%M:%S')}")
+        data = p.dataset.get("name") or Path(str(p.dataset.get("path", "data"))).name
+        label = f"Run {len(p.runs) + 1}{f' ({k}-fold)' if k >= 2 else ''}: {data}, {time.strftime('%H:%M:%S')}"
         probes = {cls.key: cls.compute for cls in VIEWS if cls.key}
         self.job = Job(snapshot_project(p), k=k if k >= 2 else 0, probes=probes, options=self.options,
                        label=label)

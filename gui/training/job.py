@@ -177,6 +177,7 @@ class Job:
                                    "n_val": len(trainer.val) if trainer.val is not None else 0,
                                    "input_shape": model.input_shape, "layers": list(model.order),
                                    "features": {n: int(np.prod(model.infos[n].shape)) for n in model.order},
+                                   "types": {n: model.graph.nodes[n].type for n in model.order},
                                    "two_d": self.probe.grid is not None, "classify": trainer.classify})
         self.ready.wait(self.ui_wait)                # let the UI build its plots before the worker takes the CPU
         self.ready.clear()

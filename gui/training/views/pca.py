@@ -17,9 +17,10 @@ def project(a, k=2):
     return s, p.explained_variance_ratio
 
 
-def default_layer(layers, feats):
-    """The last layer before the output with at least two features (e.g. the last hidden ReLU)."""
-    for name in reversed(layers[:-1]):
+def default_layer(layers, feats, types=None):
+    """The last hidden layer with at least two features (before the logits of a Sigmoid/Softmax head)."""
+    skip = 2 if len(layers) > 2 and (types or {}).get(layers[-1]) in ("Sigmoid", "Softmax") else 1
+    for name in reversed(layers[:-skip]):
         if feats.get(name, 0) >= 2:
             return name
     return layers[0] if layers else ""
@@ -35,7 +36,8 @@ class PCAView(View):
     def compute(model, probe, options):
         layer = options.get("pca_layer")
         if layer not in model.layers:          # not chosen yet (the UI may not have seen this run start)
-            layer = default_layer(model.order, {n: int(np.prod(model.infos[n].shape)) for n in model.order})
+            layer = default_layer(model.order, {n: int(np.prod(model.infos[n].shape)) for n in model.order},
+                                  {n: model.graph.nodes[n].type for n in model.order})
         a = activations(model, layer, probe.x)                       # (n, d)
         scores, evr = project(a, 2)
         return {"layer": layer, "scores": scores, "evr": evr, "y": probe.y, "features": a.shape[1]}
@@ -56,7 +58,7 @@ class PCAView(View):
         self.plot.setLabel("left", "PC2")
         self.scatter = pg.ScatterPlotItem(size=6, pen=None)
         self.plot.addItem(self.scatter)
-        self.legend = self.plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.legend = self.plot.addLegend(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
         self.box.addWidget(self.plot, 1)
         self.box.addWidget(self.note)
         self.evr = None
@@ -70,7 +72,7 @@ class PCAView(View):
         self.layer.clear()
         layers = ctx.get("layers", [])
         self.layer.addItems(layers)
-        pick = keep if keep in layers else default_layer(layers, ctx.get("features", {}))
+        pick = keep if keep in layers else default_layer(layers, ctx.get("features", {}), ctx.get("types"))
         self.layer.setCurrentText(pick)
         self.layer.blockSignals(False)
         self.options["pca_layer"] = pick
