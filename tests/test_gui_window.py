@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QCoreApplication, QSettings, QStandardPaths  # noqa: E402
+from PySide6.QtCore import QCoreApplication, QSettings, QStandardPaths, Qt  # noqa: E402
 from PySide6.QtGui import QKeySequence  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
@@ -190,3 +190,18 @@ def test_dark_theme_and_top_to_bottom_layout_render(window, tmp_path):
     window.toggle_theme()
     if os.environ.get("LAYERBOARD_SCREENSHOT_DARK"):
         shutil.copy(tmp_path / "dark.png", os.environ["LAYERBOARD_SCREENSHOT_DARK"])
+
+
+def test_double_clicking_a_palette_entry_adds_that_layer(window):
+    tree = window.palette.tree
+    item = next(tree.topLevelItem(i).child(j) for i in range(tree.topLevelItemCount())
+                for j in range(tree.topLevelItem(i).childCount()) if tree.topLevelItem(i).child(j).text(0) == "Dropout")
+    before = set(window.doc.graph.nodes)
+    tree.scrollToItem(item)
+    rect = tree.visualItemRect(item)
+    assert tree.viewport().rect().contains(rect.center())
+    QTest.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, rect.center())
+    QTest.mouseDClick(tree.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, rect.center())
+    added = set(window.doc.graph.nodes) - before
+    assert len(added) == 1 and window.doc.graph.nodes[added.pop()].type == "Dropout"
+    assert window.scene.selected_names() and window.inspector.name == window.scene.selected_names()[0]
