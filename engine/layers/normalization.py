@@ -61,4 +61,4 @@ class BatchNorm(Layer):
 
     @classmethod
     def samples(cls):
-        return [({}, [(3,)]), ({"momentum": 0.3}, [(2, 3, 4)]), ({"eps": 1e-3}, [(3, 2, 5)])]
+        return [({}, [(3,)]), ({}, [(3, 4)]), ({"momentum": 0.3}, [(2, 3, 4)]), ({"eps": 1e-3}, [(3, 2, 5)])]
