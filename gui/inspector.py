@@ -1,5 +1,6 @@
 """The inspector: edits the selected node's name and hyperparameters with widgets generated from its HPs."""
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit,
                                QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
@@ -20,6 +21,26 @@ def parse_ints(text):
         raise ValueError(f"'{text}' is not a list of whole numbers (e.g. 1, 28, 28)") from None
 
 
+class FloatBox(QDoubleSpinBox):
+    """A float spin box that shows 0.3 and 1e-05 as such (not 0.30000000) and accepts either spelling."""
+
+    def textFromValue(self, v):
+        return f"{v:.8g}"
+
+    def valueFromText(self, text):
+        try:
+            return float(text)
+        except ValueError:
+            return self.value()
+
+    def validate(self, text, pos):
+        try:
+            float(text)
+            return QValidator.State.Acceptable, text, pos
+        except ValueError:
+            return QValidator.State.Intermediate, text, pos
+
+
 def make_editor(hp, value, commit):
     """A widget for one declared HP; commit(value) is called with the new value when the user edits it."""
     k = hp.kind
@@ -31,8 +52,8 @@ def make_editor(hp, value, commit):
         w.setKeyboardTracking(False)
         w.valueChanged.connect(commit)
     elif k == "float":
-        w = QDoubleSpinBox()
-        w.setDecimals(8 if (hp.max or 1) <= 1 else 4)
+        w = FloatBox()
+        w.setDecimals(12)
         w.setRange(hp.min if hp.min is not None else -1e9, hp.max if hp.max is not None else 1e9)
         w.setStepType(QDoubleSpinBox.StepType.AdaptiveDecimalStepType)
         w.setValue(float(value))
