@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import losses, optimizers
+from . import fused, losses, optimizers
 from .errors import TrainingError
 from .kernels import sq_norm
 
@@ -84,6 +84,7 @@ class Trainer:
         self._go.set()
         self.step = 0
         self.augment = None    # fn(x_batch, rng) -> x_batch, applied to training batches only
+        self.fast = fused.compile(model, self.loss, self.fused, self.opt)   # None: per-layer steps only
 
     def _check_data(self):
         m, d = self.model, self.train
@@ -140,6 +141,24 @@ class Trainer:
     def _acc(self, out, y):
         return accuracy(out, y, "bce_logits" if self.fused and self.loss.name == "bce" else self.loss.name)
 
+    def train_step(self, xb, yb):
+        """Forward, loss, backward and, when loss and gradient are finite, the optimizer step on one batch.
+
+        Returns (loss, output or logits, squared gradient norm). Uses the fused kernel when the graph
+        allows it (the output is then a view valid until the next step), else the per-layer path."""
+        if self.fast is not None:
+            r = self.fast.step(xb, yb)
+            if r is not None:
+                return r
+        m = self.model
+        out = m.forward(xb, training=True, logits=self.fused)
+        loss, d = self.loss(out, yb, self.fused)
+        m.backward(d, logits=self.fused)
+        gn = sq_norm(m.grad)
+        if np.isfinite(loss) and np.isfinite(gn):
+            self.opt.step(m.theta, m.grad, m.decay)
+        return loss, out, gn
+
     def run(self):
         """Train until the epochs are done, stop() is called, early stopping or divergence; returns a summary."""
         with np.errstate(over="ignore", invalid="ignore"):      # divergence is detected and reported below
@@ -164,10 +183,7 @@ class Trainer:
                 xb, yb = ds.x[j], ds.y[j]
                 if self.augment is not None:
                     xb = self.augment(xb, self.rng)
-                out = m.forward(xb, training=True, logits=self.fused)
-                loss, d = self.loss(out, yb, self.fused)
-                m.backward(d, logits=self.fused)
-                gn = sq_norm(m.grad)
+                loss, out, gn = self.train_step(xb, yb)
                 if not (np.isfinite(loss) and np.isfinite(gn)):
                     status = "diverged"
                     message = (f"training diverged at epoch {epoch}, step {self.step + 1}: the "
@@ -175,7 +191,6 @@ class Trainer:
                                f"{'NaN' if np.isnan(loss if not np.isfinite(loss) else gn) else 'infinite'}; "
                                "the weights are those of the last good step. Try a smaller learning rate.")
                     break
-                self.opt.step(m.theta, m.grad, m.decay)
                 self.step += 1
                 acc = self._acc(out, yb) if self.classify else None
                 tot += loss * len(j)

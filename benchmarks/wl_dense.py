@@ -1,0 +1,78 @@
+"""Workloads a (XOR 2-2-1) and b (MLP 64-128-64-10) of shared/reference/benchmark-workloads.md: one step each."""
+import numpy as np
+
+from engine import Graph
+from engine.data import Dataset
+from engine.model import Model
+from engine.project import training_config
+from engine.trainer import Trainer
+
+# id -> (layers after the Input as (type, config), input features, batch, loss)
+SPECS = {
+    "a": ([("Dense", {"units": 2}), ("ReLU", {}), ("Dense", {"units": 1}), ("Sigmoid", {})], 2, 4, "bce"),
+    "b": ([("Dense", {"units": 128}), ("ReLU", {}), ("Dense", {"units": 64}), ("ReLU", {}),
+           ("Dense", {"units": 10}), ("Softmax", {})], 64, 64, "cce"),
+}
+
+
+def graph(layers, features):
+    """A chain Input → layers."""
+    g = Graph()
+    g.add_node("Input", "x", {"shape": [features]})
+    prev = "x"
+    for i, (t, c) in enumerate(layers):
+        g.add_node(t, f"l{i}", c)
+        g.connect(prev, f"l{i}")
+        prev = f"l{i}"
+    return g
+
+
+def batch(wl, seed=0):
+    layers, f, b, loss = SPECS[wl]
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (b, f)).astype(np.float32)
+    return x, rng.integers(0, 2 if loss == "bce" else 10, b)       # int64 class ids, as a Dataset holds them
+
+
+def engine_step(wl):
+    """Trainer.train_step on a Model built from a Graph: the code real training runs."""
+    layers, f, b, loss = SPECS[wl]
+    x, y = batch(wl)
+    m = Model(graph(layers, f), dtype=np.float32, seed=0)
+    data = Dataset(x, y, "binary" if loss == "bce" else "multiclass", f"workload {wl}",
+                   [str(i) for i in range(2 if loss == "bce" else 10)])
+    tr = Trainer(m, training_config({"loss": loss, "optimizer": "adam", "lr": 1e-3, "batch_size": b}), data)
+    return lambda: tr.train_step(x, y)
+
+
+def torch_step(wl):
+    try:
+        import torch
+    except ImportError:
+        return None
+    nn = torch.nn
+    torch.manual_seed(0)
+    layers, f, b, loss = SPECS[wl]
+    mods, prev = [], f
+    for t, c in layers[:-1]:                              # the head activation is fused into the loss
+        if t == "Dense":
+            mods.append(nn.Linear(prev, c["units"]))
+            prev = c["units"]
+        else:
+            mods.append(nn.ReLU())
+    net = nn.Sequential(*mods)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    xn, yn = batch(wl)
+    x = torch.from_numpy(xn)
+    y = torch.from_numpy(yn.astype(np.float32).reshape(-1, 1)) if loss == "bce" else torch.from_numpy(yn)
+    lossf = nn.BCEWithLogitsLoss() if loss == "bce" else nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        lossf(net(x), y).backward()
+        opt.step()
+    return step
+
+
+def workloads():
+    return {wl: (engine_step(wl), torch_step(wl)) for wl in SPECS}
