@@ -230,8 +230,13 @@ def test_project_augment_wiring_and_load_ignores_it():
     xb = tr.train.x[:5]
     assert np.array_equal(tr.augment(xb, np.random.default_rng(3)), augment.make(cfg)(xb, np.random.default_rng(3)))
     assert tr.run()["status"] == "completed"
-    _, plain = prepare(small_image_project({}))
+    m2, tr2 = prepare(small_image_project(cfg))
+    tr2.run()
+    assert np.array_equal(tr.model.theta, m2.theta)                # augmented training is seeded end to end
+    m3, plain = prepare(small_image_project({}))
     assert plain.augment is None
+    plain.run()
+    assert not np.array_equal(m3.theta, m2.theta)
     with pytest.raises(ConfigError, match="no option 'zoom'"):
         prepare(small_image_project({"zoom": 2}))
 
