@@ -97,8 +97,14 @@ def dock_for(qtbot):
         d.shutdown()
 
 
+def until(qtbot, d, cond, timeout=20000):
+    """Wait for cond(), applying the worker's messages on each poll as the dock's timer does (the tests then
+    also pass when an earlier test left the application's timers stopped, e.g. after QApplication.quit())."""
+    qtbot.waitUntil(lambda: (d.drain(), cond())[1], timeout=timeout)
+
+
 def finish(qtbot, d, timeout=30000):
-    qtbot.waitUntil(lambda: d.status != "running", timeout=timeout)
+    until(qtbot, d, lambda: d.status != "running", timeout)
     assert not d.job.alive
 
 
@@ -112,6 +118,7 @@ def test_xor_from_the_dock_finishes_with_one_point_per_step(qtbot, dock_for):
     doc, d = dock_for(xor_project(200))
     d.train_btn.click()
     assert doc.locked and not d.train_btn.isEnabled() and not d.form.isEnabled()
+    assert d.timer.isActive() and d.timer.interval() == 50           # the UI drains the worker's buffer
     finish(qtbot, d)
     assert d.status == "completed", d.message.text()
     assert d.result["steps"] == 200 and d.result["train_accuracy"] == 1.0
@@ -132,7 +139,7 @@ def test_xor_from_the_dock_finishes_with_one_point_per_step(qtbot, dock_for):
 def test_stop_is_honoured_mid_run(qtbot, dock_for):
     doc, d = dock_for(xor_project(1_000_000))
     d.start()
-    qtbot.waitUntil(lambda: steps(d) > 30, timeout=20000)
+    until(qtbot, d, lambda: steps(d) > 30, 20000)
     d.stop_btn.click()
     t0 = time.perf_counter()
     finish(qtbot, d, 5000)
@@ -146,7 +153,7 @@ def test_stop_is_honoured_mid_run(qtbot, dock_for):
 def test_pause_holds_the_step_count_and_resume_continues(qtbot, dock_for):
     doc, d = dock_for(xor_project(1_000_000))
     d.start()
-    qtbot.waitUntil(lambda: steps(d) > 20, timeout=20000)
+    until(qtbot, d, lambda: steps(d) > 20, 20000)
     d.pause_btn.click()
     assert d.job.paused and d.pause_btn.text() == "Resume"
     qtbot.wait(100)                      # the batch in flight finishes
@@ -155,7 +162,7 @@ def test_pause_holds_the_step_count_and_resume_continues(qtbot, dock_for):
     assert steps(d) == held and d.running
     d.pause_btn.click()
     assert not d.job.paused
-    qtbot.waitUntil(lambda: steps(d) > held + 10, timeout=10000)
+    until(qtbot, d, lambda: steps(d) > held + 10, 10000)
     d.pause_btn.click()                  # stop while paused: released and stopped within a batch
     d.stop()
     finish(qtbot, d, 5000)
@@ -165,7 +172,7 @@ def test_pause_holds_the_step_count_and_resume_continues(qtbot, dock_for):
 def test_closing_the_window_stops_and_joins_the_worker(qtbot, dock_for):
     doc, d = dock_for(xor_project(1_000_000))
     d.start()
-    qtbot.waitUntil(lambda: steps(d) > 10, timeout=20000)
+    until(qtbot, d, lambda: steps(d) > 10, 20000)
     d.close()                            # a stand-alone dock is its own window
     assert not d.job.alive and not doc.locked
 
@@ -206,7 +213,7 @@ def test_pca_view_matches_an_independent_pca(qtbot, dock_for):
     doc, d = dock_for(moons_project(4))
     d.start()
     finish(qtbot, d)
-    qtbot.waitUntil(lambda: d.view(PCAView).evr is not None, timeout=5000)
+    until(qtbot, d, lambda: d.view(PCAView).evr is not None, 5000)
     v = d.view(PCAView)
     assert v.layer.currentText() == "relu"               # last hidden layer with ≥ 2 features
     model, probe = d.job.model, d.job.probe
@@ -228,7 +235,7 @@ def test_pca_view_matches_an_independent_pca(qtbot, dock_for):
     assert np.allclose(v.evr, eng.explained_variance_ratio, atol=1e-9)
     assert np.allclose(np.c_[px, py], eng.transform(a), atol=1e-5)
     v.layer.setCurrentText("fc1")                          # a new layer after the run: recomputed off the UI thread
-    qtbot.waitUntil(lambda: "'fc1'" in v.evr_label.text(), timeout=5000)
+    until(qtbot, d, lambda: "'fc1'" in v.evr_label.text(), 5000)
 
 
 def test_boundary_and_confusion_views_update(qtbot, dock_for):
@@ -237,7 +244,7 @@ def test_boundary_and_confusion_views_update(qtbot, dock_for):
     doc, d = dock_for(moons_project(3))
     d.start()
     finish(qtbot, d)
-    qtbot.waitUntil(lambda: d.view(ConfusionView).matrix is not None, timeout=5000)
+    until(qtbot, d, lambda: d.view(ConfusionView).matrix is not None, 5000)
     b = d.view(BoundaryView)
     assert b.image.image is not None and b.image.image.shape[:2] == (GRID, GRID)
     assert d.tabs.isTabEnabled(d.tabs.indexOf(b))
@@ -255,10 +262,10 @@ def test_main_window_close_stops_training(qtbot, tmp_path):
         pytest.skip("the main window has no training dock")
     win.show()
     d.start()
-    qtbot.waitUntil(lambda: steps(d) > 10, timeout=20000)
+    until(qtbot, d, lambda: steps(d) > 10, 20000)
     assert win.doc.locked
     win.close()
-    qtbot.waitUntil(lambda: not d.job.alive, timeout=5000)
+    until(qtbot, d, lambda: not d.job.alive, 5000)
     assert d.result["status"] == "stopped" and not win.doc.locked
 
 
