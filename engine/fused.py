@@ -38,61 +38,56 @@ def _put(d, i, v, acc):
 
 
 @njit(cache=True, nogil=True)
-def _dense_fwd(x, W, b, y, has_b):
-    """y = x Wᵀ + b for x (M, F), W (U, F), y (M, U)."""
-    m, f = x.shape
-    u = W.shape[0]
+def _dense_fwd(acts, a, o, theta, pw, pb, m, f, u):
+    """y = x Wᵀ + b for x = acts[a:] (M, F), W = theta[pw:] (U, F), b = theta[pb:] (U,) or pb < 0, y = acts[o:] (M, U)."""
     if m * f * u >= SMALL:
-        np.dot(x, W.T, y)                                    # (M, F) @ (F, U)
+        np.dot(acts[a:a + m * f].reshape((m, f)), theta[pw:pw + u * f].reshape((u, f)).T,
+               acts[o:o + m * u].reshape((m, u)))           # (M, F) @ (F, U)
     else:
         for i in range(m):
             for j in range(u):
-                s = x[i, 0] * W[j, 0]
+                s = acts[a + i * f] * theta[pw + j * f]
                 for c in range(1, f):
-                    s += x[i, c] * W[j, c]
-                y[i, j] = s
-    if has_b:
+                    s += acts[a + i * f + c] * theta[pw + j * f + c]
+                acts[o + i * u + j] = s
+    if pb >= 0:
         for i in range(m):
             for j in range(u):
-                y[i, j] += b[j]
+                acts[o + i * u + j] += theta[pb + j]
 
 
 @njit(cache=True, nogil=True)
-def _dense_bwd(x, W, dy, dW, db, dx, has_b, flag):
-    """dW = dyᵀ x, db = Σ dy, and dx = dy W written (flag 1) or added (flag 2)."""
-    m, f = x.shape
-    u = W.shape[0]
-    big = m * f * u >= SMALL
-    if big:
-        np.dot(dy.T, x, dW)                                  # (U, M) @ (M, F)
-    else:
-        dW[:, :] = 0
-        for i in range(m):
-            for j in range(u):
-                g = dy[i, j]
-                for c in range(f):
-                    dW[j, c] += g * x[i, c]
-    if has_b:
-        for j in range(u):
-            db[j] = 0
-        for i in range(m):
-            for j in range(u):
-                db[j] += dy[i, j]
-    if flag == 0:
-        return
-    if big:
+def _dense_bwd(acts, dacts, a, o, theta, grad, pw, pb, m, f, u, flag):
+    """dW = dyᵀ x, db = Σ dy, and dx = dy W written (flag 1) or added (flag 2); same layout as _dense_fwd."""
+    if m * f * u >= SMALL:
+        x = acts[a:a + m * f].reshape((m, f))
+        dy = dacts[o:o + m * u].reshape((m, u))
+        W = theta[pw:pw + u * f].reshape((u, f))
+        np.dot(dy.T, x, grad[pw:pw + u * f].reshape((u, f)))   # (U, M) @ (M, F)
         if flag == 1:
-            np.dot(dy, W, dx)                                # (M, U) @ (U, F)
-        else:
-            dx += np.dot(dy, W)
-        return
-    if flag == 1:
-        dx[:, :] = 0
-    for i in range(m):
-        for j in range(u):
-            g = dy[i, j]
-            for c in range(f):
-                dx[i, c] += g * W[j, c]
+            np.dot(dy, W, dacts[a:a + m * f].reshape((m, f)))  # (M, U) @ (U, F)
+        elif flag == 2:
+            dacts[a:a + m * f].reshape((m, f))[:, :] += np.dot(dy, W)
+    else:
+        grad[pw:pw + u * f] = 0
+        for i in range(m):
+            for j in range(u):
+                g = dacts[o + i * u + j]
+                for c in range(f):
+                    grad[pw + j * f + c] += g * acts[a + i * f + c]
+        if flag == 1:
+            dacts[a:a + m * f] = 0
+        if flag != 0:
+            for i in range(m):
+                for j in range(u):
+                    g = dacts[o + i * u + j]
+                    for c in range(f):
+                        dacts[a + i * f + c] += g * theta[pw + j * f + c]
+    if pb >= 0:
+        grad[pb:pb + u] = 0
+        for i in range(m):
+            for j in range(u):
+                grad[pb + j] += dacts[o + i * u + j]
 
 
 @njit(cache=True, nogil=True)
@@ -160,6 +155,11 @@ def _backward(op, r, nb, acts, dacts):
 def _loss(r, nb, acts, dacts, yf, yi):
     """Loss value; writes dL/d(input) of the loss row. NaN with a negative code means a bad label."""
     op, a, c = r[0], r[1] * nb, r[4]
+    if op != CCE_LOGITS and yi.size > 0:                     # integer class ids as float targets
+        lab = r[2] * nb
+        for i in range(nb * c):
+            acts[lab + i] = yi[i]
+        yf = acts[lab:lab + nb * c]
     z = acts[a:a + nb * c].reshape((nb, c))
     dz = dacts[a:a + nb * c].reshape((nb, c))
     if op == BCE_LOGITS:
@@ -201,11 +201,7 @@ def train_step(code, nb, x, yf, yi, acts, dacts, theta, grad, decay, hp, k, s1, 
             o = r[3] * nb
             acts[o:o + r[4] * nb] = x
         elif op == DENSE:
-            m, f, u = r[4] * nb, r[5], r[6]
-            a, o, pw = r[1] * nb, r[3] * nb, r[7]
-            pb = max(r[8], 0)
-            _dense_fwd(acts[a:a + m * f].reshape((m, f)), theta[pw:pw + u * f].reshape((u, f)),
-                       theta[pb:pb + u], acts[o:o + m * u].reshape((m, u)), r[8] >= 0)
+            _dense_fwd(acts, r[1] * nb, r[3] * nb, theta, r[7], r[8], r[4] * nb, r[5], r[6])
         elif op < BCE_LOGITS:
             _forward(op, r, nb, acts)
         else:
@@ -221,12 +217,7 @@ def train_step(code, nb, x, yf, yi, acts, dacts, theta, grad, decay, hp, k, s1, 
         r = code[t]
         op = r[0]
         if op == DENSE:
-            m, f, u = r[4] * nb, r[5], r[6]
-            a, o, pw = r[1] * nb, r[3] * nb, r[7]
-            pb = max(r[8], 0)
-            _dense_bwd(acts[a:a + m * f].reshape((m, f)), theta[pw:pw + u * f].reshape((u, f)),
-                       dacts[o:o + m * u].reshape((m, u)), grad[pw:pw + u * f].reshape((u, f)),
-                       grad[pb:pb + u], dacts[a:a + m * f].reshape((m, f)), r[8] >= 0, r[9])
+            _dense_bwd(acts, dacts, r[1] * nb, r[3] * nb, theta, grad, r[7], r[8], r[4] * nb, r[5], r[6], r[9])
         elif op != INPUT:
             _backward(op, r, nb, acts, dacts)
     gn = sq_norm(grad)
@@ -314,44 +305,41 @@ class FusedStep:
                 r.append(2 if buf in written else 1)
                 written.add(buf)
         c = int(np.prod(model.infos[head].shape))
-        rows.append([lop, self.off[head], 0, 0, c] + [0] * (WIDTH - 5))
+        alloc("/labels", c)
+        rows.append([lop, self.off[head], self.off["/labels"], 0, c] + [0] * (WIDTH - 5))
         rows.append([OPT, 0, 0, 0, OPTS[opt.name]] + [0] * (WIDTH - 5))
         self.code = np.array(rows, np.int64)
         self.per_sample, self.out_size = at, c
         cfg = opt.config
         self.hp = np.array([opt.weight_decay, cfg["lr"], cfg.get("beta", cfg.get("beta1", 0.0)),
                             cfg.get("beta2", 0.0), cfg.get("eps", 0.0)], np.float64)
-        dt = model.dtype
+        self.dtype = dt = model.dtype
         self.acts = self.dacts = np.zeros(0, dt)
-        self.nb = 0
         self.none_f, self.none_i = np.zeros(0, dt), np.zeros(0, np.int64)
         self.inp = model.layers[model.inputs[0]]
-
-    def _buffers(self, nb):
-        if nb * self.per_sample > self.acts.size:
-            self.acts = np.zeros(nb * self.per_sample, self.model.dtype)
-            self.dacts = np.zeros(nb * self.per_sample, self.model.dtype)
+        self.standardize, self.in_shape = bool(self.inp.p), model.input_shape
+        self.out_off, self.out_shape = self.off[head], model.infos[head].shape
 
     def step(self, xb, yb):
         """(loss, output or logits (a view, valid until the next step), |grad|²), or None to use the per-layer path."""
-        m, dt = self.model, self.model.dtype
-        x = self.inp.forward(np.ascontiguousarray(xb, dtype=dt))        # shape check, standardisation
-        nb = len(x)
-        x = x.reshape(-1)
-        if not x.flags.writeable:
-            x = x.copy()
+        m, dt = self.model, self.dtype
+        if xb.dtype != dt or not xb.flags.c_contiguous or not xb.flags.writeable:
+            xb = np.array(xb, dtype=dt)
+        if self.standardize or xb.shape[1:] != self.in_shape:
+            xb = self.inp.forward(xb)                        # standardisation; the shape error names the Input
+        nb = xb.shape[0]
         yi, yf = self.none_i, self.none_f
-        if self.lop == CCE_LOGITS:
-            yi = np.ascontiguousarray(yb, dtype=np.int64).reshape(-1)
-            if yi.size != nb:
-                return None
+        if yb.dtype == np.int64 and yb.flags.c_contiguous and yb.flags.writeable:
+            yi = yb.reshape(-1)
+        elif self.lop == CCE_LOGITS:
+            yi = np.array(yb, dtype=np.int64).reshape(-1)
         else:
-            yf = np.ascontiguousarray(yb, dtype=dt).reshape(-1)
-            if yf.size != nb * self.out_size:
-                return None
-        if not yf.flags.writeable or not yi.flags.writeable:
-            yf, yi = yf.copy(), yi.copy()
-        self._buffers(nb)
+            yf = np.array(yb, dtype=dt).reshape(-1)
+        if yi.size + yf.size != nb * (1 if self.lop == CCE_LOGITS else self.out_size):
+            return None                                      # the per-layer loss says what does not fit
+        if nb * self.per_sample > self.acts.size:
+            self.acts = np.zeros(nb * self.per_sample, dt)
+            self.dacts = np.zeros(nb * self.per_sample, dt)
         acts = self.acts
         for layer, off, size, shape in self.drops:          # same draws as Dropout.forward
             rate = layer.config["rate"]
@@ -360,17 +348,15 @@ class FusedStep:
         opt = self.opt
         if opt.slots is None:
             opt.slots = [np.zeros_like(m.theta) for _ in range(opt.n_slots)]
-        s1 = opt.slots[0] if opt.n_slots > 0 else self.none_f
-        s2 = opt.slots[1] if opt.n_slots > 1 else self.none_f
-        status, loss, gn = train_step(self.code, nb, x, yf, yi, acts, self.dacts, m.theta, m.grad, m.decay,
-                                      self.hp, opt.k + 1, s1, s2)
+        slots = opt.slots + [self.none_f] * (2 - opt.n_slots)
+        status, loss, gn = train_step(self.code, nb, xb.reshape(-1), yf, yi, acts, self.dacts, m.theta, m.grad,
+                                      m.decay, self.hp, opt.k + 1, slots[0], slots[1])
         if status == BAD_LABEL:
             return None                                      # the per-layer loss raises the clear error
         if status == OK:
             opt.k += 1
-        o = self.off[self.out_node] * nb
-        out = acts[o:o + nb * self.out_size].reshape((nb,) + m.infos[self.out_node].shape)
-        return loss, out, gn
+        o = self.out_off * nb
+        return loss, acts[o:o + nb * self.out_size].reshape((nb,) + self.out_shape), gn
 
 
 def compile(model, loss, fused, opt):

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from math import prod
 
 from .errors import LayerboardError, ShapeError
-from .layers import create
+from .layers import REGISTRY, create
 
 
 @dataclass
@@ -40,18 +40,49 @@ class NodeInfo:
         return d
 
 
+_LAYERS, _SHAPES = {}, {}       # memo: (type, name, config) -> layer; + input shapes -> analysis or error
+
+
+def _layer(node, name):
+    """The layer for a node, reused while its type, name and hyperparameters stay the same."""
+    key = (REGISTRY.get(node.type), node.type, name, repr(node.config))
+    layer = _LAYERS.get(key)
+    if layer is None:
+        if len(_LAYERS) > 20000:
+            _LAYERS.clear()
+        layer = _LAYERS[key] = create(node.type, name, node.config)
+    return key, layer
+
+
+def _analyse(key, layer, shapes):
+    """(output shape, params, MACs, kernel_stride) for these input shapes, or the ShapeError; memoised."""
+    key = key + (tuple(shapes),)
+    r = _SHAPES.get(key)
+    if r is None:
+        if len(_SHAPES) > 20000:
+            _SHAPES.clear()
+        try:
+            r = (tuple(layer.compute_output_shape(shapes)), layer.param_count(shapes), int(layer.macs(shapes)),
+                 layer.kernel_stride())
+        except ShapeError as e:
+            r = e
+        _SHAPES[key] = r
+    return r
+
+
 def infer(graph):
     """NodeInfo for every node, in topological order (dict preserves it)."""
     order = graph.topo_order()
+    ins = graph.inputs_index()
     out = {}
     for name in order:
         node = graph.nodes[name]
         info = out[name] = NodeInfo(name, node.type)
-        srcs = graph.inputs_of(name)
+        srcs = ins[name]
         bad = next((s for s in srcs if not out[s].ok), None)
         try:
-            layer = create(node.type, name, node.config)
-            missing = graph.missing_inputs(name)
+            key, layer = _layer(node, name)
+            missing = graph.missing_inputs(name, len(srcs))
             if missing:
                 raise ShapeError(missing)
         except LayerboardError as e:
@@ -60,19 +91,21 @@ def infer(graph):
         if bad:
             info.blocked = out[bad].blocked or bad
             continue
-        shapes = [out[s].shape for s in srcs]
-        try:
-            info.shape = tuple(layer.compute_output_shape(shapes))
-            info.params = layer.param_count(shapes)
-            info.macs = int(layer.macs(shapes))
-        except ShapeError as e:
-            info.error, info.fix = str(e), e.fix
+        r = _analyse(key, layer, [out[s].shape for s in srcs])
+        if isinstance(r, ShapeError):
+            info.error, info.fix = str(r), r.fix
             continue
-        _receptive_field(info, layer, [out[s] for s in srcs])
+        info.shape, info.params, info.macs, ks = r
+        _field(info, ks, [out[s] for s in srcs])
     return out
 
 
 def _receptive_field(info, layer, ins):
+    """Receptive field and effective stride of `info` from its layer and its inputs' infos."""
+    _field(info, layer.kernel_stride(), ins)
+
+
+def _field(info, ks, ins):
     """Spec §3 recurrence: stride_l = stride_{l-1}·S_l, field_l = field_{l-1} + (K_l − 1)·stride_{l-1}."""
     if len(info.shape) != 3:
         return
@@ -84,7 +117,6 @@ def _receptive_field(info, layer, ins):
         return
     f0 = tuple(max(i.field[d] for i in prev) for d in range(2))
     s0 = tuple(max(i.stride[d] for i in prev) for d in range(2))
-    ks = layer.kernel_stride()
     if ks is None:
         info.field, info.stride = f0, s0
     else:

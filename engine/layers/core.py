@@ -1,4 +1,6 @@
 """Input and Dense layers."""
+from math import prod
+
 import numpy as np
 
 from ..errors import ShapeError
@@ -73,7 +75,7 @@ class Dense(Layer):
 
     def macs(self, in_shapes):
         s = in_shapes[0]
-        return int(np.prod(s[:-1], dtype=np.int64)) * s[-1] * self.config["units"]
+        return prod(s[:-1]) * s[-1] * self.config["units"]
 
     def forward(self, x, training=False):
         self.x = x.reshape(-1, x.shape[-1])                  # (M, F)
