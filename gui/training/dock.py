@@ -63,6 +63,7 @@ class TrainingDock(QDockWidget):
         self._ctx = {}
         self._watched = None
         self._fold, self._epoch, self._last, self._drawn = 0, 0, None, 0.0
+        self._pending = 0                     # probes asked for after a run; the timer runs until they arrive
         body = QSplitter(Qt.Orientation.Horizontal)
         body.addWidget(self._left())
         body.addWidget(self._right())
@@ -174,7 +175,7 @@ class TrainingDock(QDockWidget):
         self.job = Job(snapshot_project(p), k=k if k >= 2 else 0, probes=probes, options=self.options,
                        label=label)
         self.status, self.result, self.kfold_summary = "running", None, None
-        self._t0, self._total, self._ctx = time.perf_counter(), 1, {}
+        self._t0, self._total, self._ctx, self._pending = time.perf_counter(), 1, {}, 0
         self.banner.hide()
         self.message.setText("Preparing the data and the model…")
         self.message.setStyleSheet("")
@@ -222,7 +223,9 @@ class TrainingDock(QDockWidget):
 
     def _reprobe(self, key):
         if self.job is not None and not self.running:
+            self._pending += 1
             self.job.probe_now(key)
+            self.timer.start()
 
     def _compare(self, records):
         cmp = self.view(CompareView)
@@ -264,6 +267,8 @@ class TrainingDock(QDockWidget):
         if self.status != "running":          # e.g. a PCA layer chosen after the run: update wherever it is
             for v in self.views:
                 v.refresh()
+            if self._pending <= 0:
+                self.timer.stop()
         elif time.perf_counter() - self._drawn >= PLOT_MS / 1000:
             self.redraw()
 
@@ -298,6 +303,8 @@ class TrainingDock(QDockWidget):
             v.epoch(fold, epoch, step, data)
 
     def _on_snapshot(self, fold, key, payload):
+        if self.status != "running":
+            self._pending -= 1
         for v in self.views:
             if v.key == key:
                 v.snapshot(fold, payload)
