@@ -10,9 +10,9 @@ from engine.graph import Edge, GraphError
 from engine.hparams import resolve
 from engine.layers import REGISTRY
 from engine.project import TRAINING, Project
+from engine.shapes import infer
 
 from . import commands as C
-from .validation import Validator
 
 HP_TRAINING = {h.name: h for h in TRAINING}
 
@@ -45,7 +45,7 @@ class Document(QObject):
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self._clean_changed)
         self.locked = False
-        self.infos, self.validator = {}, Validator()
+        self.infos = {}
         self.revalidate()
 
     # ---- state ----
@@ -67,7 +67,7 @@ class Document(QObject):
             self.locked_changed.emit(on)
 
     def revalidate(self):
-        self.infos = self.validator.run(self.graph)
+        self.infos = infer(self.graph)
         self.validated.emit(self.infos)
 
     def pos(self, name):
@@ -82,7 +82,7 @@ class Document(QObject):
     # ---- whole-project operations (not undoable) ----
     def load(self, project):
         """Replace the project (after a successful Project.load): clears the undo history."""
-        self.project, self.validator = project, Validator()
+        self.project = project
         self.undo_stack.clear()
         self.undo_stack.setClean()
         self.revalidate()
