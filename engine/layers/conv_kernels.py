@@ -260,19 +260,17 @@ def bn_train_fwd(x, gamma, beta, y, mean, inv, scale, shift, rmean, rvar, moment
     B, C, S = x.shape
     N = B * S
     for c in range(C):
-        s = 0.0
+        k0 = np.float64(x[0, c, 0])                          # shift: one pass without cancellation
+        s, v = 0.0, 0.0
         for n in range(B):
             xs = x[n, c]
             for k in range(S):
-                s += xs[k]
-        m = s / N
-        v = 0.0
-        for n in range(B):
-            xs = x[n, c]
-            for k in range(S):
-                d = xs[k] - m
+                d = xs[k] - k0
+                s += d
                 v += d * d
-        var = v / N
+        m = k0 + s / N
+        var = max(v / N - (s / N) ** 2, 0.0)
+        v = var * N
         iv = 1.0 / np.sqrt(var + eps)
         mean[c], inv[c] = m, iv
         rmean[c] = (1.0 - momentum) * rmean[c] + momentum * m
