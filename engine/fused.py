@@ -29,7 +29,7 @@ class Unsupported(Exception):
 
 
 # ---- kernels ----
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _put(d, i, v, acc):
     if acc:
         d[i] += v
@@ -37,7 +37,7 @@ def _put(d, i, v, acc):
         d[i] = v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _dense_fwd(acts, a, o, theta, pw, pb, m, f, u):
     """y = x Wᵀ + b for x = acts[a:] (M, F), W = theta[pw:] (U, F), b = theta[pb:] (U,) or pb < 0, y = acts[o:] (M, U)."""
     if m * f * u >= SMALL:
@@ -56,7 +56,7 @@ def _dense_fwd(acts, a, o, theta, pw, pb, m, f, u):
                 acts[o + i * u + j] += theta[pb + j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _dense_bwd(acts, dacts, a, o, theta, grad, pw, pb, m, f, u, flag):
     """dW = dyᵀ x, db = Σ dy, and dx = dy W written (flag 1) or added (flag 2); same layout as _dense_fwd."""
     if m * f * u >= SMALL:
@@ -90,7 +90,7 @@ def _dense_bwd(acts, dacts, a, o, theta, grad, pw, pb, m, f, u, flag):
                 grad[pb + j] += dacts[o + i * u + j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward(op, r, nb, acts):
     a, b, o, n1, n2 = r[1] * nb, r[2] * nb, r[3] * nb, r[4], r[5]
     n = n1 * nb
@@ -116,7 +116,7 @@ def _forward(op, r, nb, acts):
             acts[o + i] += acts[a + i]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward(op, r, nb, acts, dacts):
     a, b, o, n1, n2, flag = r[1] * nb, r[2] * nb, r[3] * nb, r[4], r[5], r[9]
     if flag == 0:
@@ -151,7 +151,7 @@ def _backward(op, r, nb, acts, dacts):
             _put(dacts, a + i, dacts[o + i], acc)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _loss(r, nb, acts, dacts, yf, yi):
     """Loss value; writes dL/d(input) of the loss row. NaN with a negative code means a bad label."""
     op, a, c = r[0], r[1] * nb, r[4]
@@ -174,7 +174,7 @@ def _loss(r, nb, acts, dacts, yf, yi):
     return total / nb
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _optimize(r, theta, grad, decay, hp, k, s1, s2):
     code, wd, lr = r[4], hp[0], hp[1]
     if code == 0:
@@ -189,7 +189,7 @@ def _optimize(r, theta, grad, decay, hp, k, s1, s2):
         _adam(theta, grad, decay, wd, lr, hp[2], hp[3], hp[4], k, s1, s2)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def train_step(code, nb, x, yf, yi, acts, dacts, theta, grad, decay, hp, k, s1, s2):
     """One step for the instruction table `code` on a batch of nb samples; returns (status, loss, |grad|²)."""
     rows = code.shape[0]

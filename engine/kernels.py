@@ -3,7 +3,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def sigmoid(x, out):
     """Numerically stable logistic function, elementwise on flat arrays."""
     for i in range(x.size):
@@ -15,7 +15,7 @@ def sigmoid(x, out):
             out.flat[i] = e / (1.0 + e)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def softmax_rows(x, out):
     """Softmax over the last axis of a (M, C) array."""
     m, c = x.shape
@@ -32,10 +32,16 @@ def softmax_rows(x, out):
             out[i, j] /= s
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def sq_norm(a):
-    """Sum of squares (float64 accumulator); inf/nan propagate, so it also detects divergence."""
-    s = 0.0
-    for i in range(a.size):
-        s += np.float64(a[i]) * a[i]
-    return s
+    """Sum of squares (four float64 partial sums); inf/nan propagate, so it also detects divergence."""
+    s0 = s1 = s2 = s3 = 0.0
+    n4 = a.size - a.size % 4
+    for i in range(0, n4, 4):
+        s0 += np.float64(a[i]) * a[i]
+        s1 += np.float64(a[i + 1]) * a[i + 1]
+        s2 += np.float64(a[i + 2]) * a[i + 2]
+        s3 += np.float64(a[i + 3]) * a[i + 3]
+    for i in range(n4, a.size):
+        s0 += np.float64(a[i]) * a[i]
+    return (s0 + s1) + (s2 + s3)

@@ -5,7 +5,7 @@ from numba import njit
 from .errors import TrainingError
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _bce_logits(z, y, dz):
     """Stable BCE from logits z: max(z,0) − z·y + log(1 + e^−|z|); dz = (σ(z) − y)/B (spec §1)."""
     b = z.shape[0]
@@ -19,7 +19,7 @@ def _bce_logits(z, y, dz):
     return total / b
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _cce_logits(z, y, dz):
     """Softmax cross-entropy from logits with integer labels y; dz = (softmax(z) − onehot)/B."""
     b, c = z.shape

@@ -9,25 +9,25 @@ LR = HP("lr", "float", 0.01, min=0.0, max=10.0, doc="Learning rate η")
 EPS = HP("eps", "float", 1e-8, min=0.0, max=1.0, doc="ε added to √G")
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _decayed(g, theta, mask, wd, i):
     return g[i] + wd * mask[i] * theta[i]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _sgd(theta, g, mask, wd, lr):
     for i in range(theta.size):
         theta[i] -= lr * _decayed(g, theta, mask, wd, i)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _momentum(theta, g, mask, wd, lr, beta, v):
     for i in range(theta.size):
         v[i] = beta * v[i] + lr * _decayed(g, theta, mask, wd, i)
         theta[i] -= v[i]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _adagrad(theta, g, mask, wd, lr, eps, G):
     for i in range(theta.size):
         gi = _decayed(g, theta, mask, wd, i)
@@ -35,7 +35,7 @@ def _adagrad(theta, g, mask, wd, lr, eps, G):
         theta[i] -= lr * gi / (np.sqrt(G[i]) + eps)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rmsprop(theta, g, mask, wd, lr, beta, eps, G):
     for i in range(theta.size):
         gi = _decayed(g, theta, mask, wd, i)
@@ -43,7 +43,7 @@ def _rmsprop(theta, g, mask, wd, lr, beta, eps, G):
         theta[i] -= lr * gi / (np.sqrt(G[i]) + eps)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _adam(theta, g, mask, wd, lr, b1, b2, eps, k, m, v):
     c1, c2 = 1.0 - b1 ** k, 1.0 - b2 ** k
     for i in range(theta.size):
