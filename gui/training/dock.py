@@ -276,8 +276,18 @@ class TrainingDock(QDockWidget):
         """Refresh the view in front; the others catch up when their tab is shown."""
         self._drawn = time.perf_counter()
         v = self.tabs.currentWidget()
-        if v is not None:
+        if v is None:
+            return
+        gate = self.job.gate if self.running else None
+        if gate is not None:                  # the worker pauses at its next batch end while we paint
+            gate.clear()
+        try:
             v.refresh()
+            if gate is not None:
+                v.repaint()                   # paint now, not later in the event loop
+        finally:
+            if gate is not None:
+                gate.set()
 
     def _on_start(self, fold, ctx):
         self._ctx = ctx

@@ -16,6 +16,7 @@ PROBE_SAMPLES = 300      # fixed validation sample for the PCA projection (spec 
 EVAL_CAP = 2000          # samples used for the confusion matrix
 GRID = 80                # decision-boundary grid resolution per axis
 READY_TIMEOUT = 2.0      # seconds the worker waits for the UI to set up its views for a run
+GATE_TIMEOUT = 0.25      # longest the worker waits for one UI redraw
 
 
 @dataclass
@@ -80,6 +81,8 @@ class Job:
         self.results, self._histories = [], []
         self._stop = threading.Event()
         self.ready = threading.Event()              # set by the UI once it has set up its views for a run/fold
+        self.gate = threading.Event()               # cleared by the UI while it redraws: the worker waits
+        self.gate.set()                             # between batches, so the redraw need not fight for the GIL
         self._last_probe = 0.0
         self._fold = 0
         self.thread = threading.Thread(target=self._main, name="layerboard-training", daemon=True)
@@ -92,6 +95,7 @@ class Job:
         """Ends the run within one batch (a paused run is released first)."""
         self._stop.set()
         self.ready.set()
+        self.gate.set()
         t = self.trainer
         if t is not None:
             t.stop()
@@ -194,6 +198,7 @@ class Job:
     def _on_event(self, ev):
         """Trainer subscriber (worker thread): cheap appends only, probes throttled."""
         if ev.kind == "batch_end":
+            self.gate.wait(GATE_TIMEOUT)
             acc = ev.data["accuracy"]
             self._post("batch", self._fold, ev.epoch, ev.step, ev.data["loss"],
                        np.nan if acc is None else acc)

@@ -56,6 +56,7 @@ class CurvesView(View):
         self._dirty, self._dirty_epochs = set(), set()
         self._items, self._sig = {}, None
         self._xmax = self._total = 1
+        self._ymax = 0.0
 
     def begin(self, ctx):
         super().begin(ctx)
@@ -74,7 +75,8 @@ class CurvesView(View):
         self._total = ctx.get("epochs", 1) * ctx.get("per_epoch", 1)
         self._xmax = min(self._total, max(50, ctx.get("per_epoch", 1)))
         self.loss_plot.setXRange(0, self._xmax, padding=0.02)  # x grows by doubling: few axis re-layouts
-        self.loss_plot.enableAutoRange(x=False, y=True)
+        self._ymax = 0.0                                        # loss axis [0, ymax] grows in steps (same reason)
+        self.loss_plot.enableAutoRange(x=False, y=False)
         self.acc_plot.setYRange(0, 1.0, padding=0.02)
         self.acc_plot.enableAutoRange(x=False, y=False)
         self.note.setText("")
@@ -136,6 +138,13 @@ class CurvesView(View):
         if last > self._xmax:
             self._xmax = min(self._total, max(2 * self._xmax, last))
             self.loss_plot.setXRange(0, self._xmax, padding=0.02)
+        top = max((np.nanmax(self.folds[f]["batch"].data[:, 2], initial=0) for f in self._dirty
+                   if self.folds[f]["batch"].n), default=0)
+        top = max([top] + [np.nanmax(self.folds[f]["epoch"].data[:, 2:4], initial=0) for f in self._dirty_epochs
+                           if self.folds[f]["epoch"].n])
+        if np.isfinite(top) and top > self._ymax:
+            self._ymax = 1.25 * top
+            self.loss_plot.setYRange(0, self._ymax, padding=0)
         for fold in self._dirty:
             f = self.folds[fold]
             b = f["batch"].data
