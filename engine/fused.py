@@ -5,6 +5,10 @@ The per-layer path (Model.forward/backward) stays the reference; Trainer uses th
 is supported and falls back otherwise. Activations live in one flat buffer: node n of the batch holds
 acts[off[n]·B : (off[n] + size[n])·B], its gradient the same range of dacts.
 """
+import ctypes
+import glob
+import os
+
 import numpy as np
 from numba import njit
 
@@ -24,19 +28,31 @@ OK, NOT_FINITE, BAD_LABEL = 0, 1, 2
 WIDTH = 10
 
 
+_blas_done = False
+BLAS_THREADS = 1        # threads of the BLAS behind numba's np.dot (SciPy's OpenBLAS; numpy's is untouched)
+
+
+def _limit_blas_threads(n=BLAS_THREADS):
+    """Give SciPy's OpenBLAS n threads: these GEMMs are small, and spinning BLAS threads collapse on a busy
+    machine (10-100x slower when other processes hold the cores). Best effort: a no-op where not found."""
+    try:
+        import scipy
+        libs = glob.glob(os.path.join(os.path.dirname(scipy.__file__), os.pardir, "scipy.libs", "*openblas*"))
+        for path in libs:
+            lib = ctypes.CDLL(path)
+            for fn in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
+                if hasattr(lib, fn):
+                    getattr(lib, fn)(int(n))
+                    break
+    except (ImportError, OSError):
+        pass
+
+
 class Unsupported(Exception):
     """The graph, loss or optimizer has something the fused kernel does not run."""
 
 
 # ---- kernels ----
-@njit(cache=True, nogil=True, error_model="numpy")
-def _put(d, i, v, acc):
-    if acc:
-        d[i] += v
-    else:
-        d[i] = v
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
 def _dense_fwd(acts, a, o, theta, pw, pb, m, f, u):
     """y = x Wᵀ + b for x = acts[a:] (M, F), W = theta[pw:] (U, F), b = theta[pb:] (U,) or pb < 0, y = acts[o:] (M, U)."""
@@ -51,9 +67,11 @@ def _dense_fwd(acts, a, o, theta, pw, pb, m, f, u):
                     s += acts[a + i * f + c] * theta[pw + j * f + c]
                 acts[o + i * u + j] = s
     if pb >= 0:
+        b = theta[pb:pb + u]
         for i in range(m):
+            y = acts[o + i * u:o + i * u + u]
             for j in range(u):
-                acts[o + i * u + j] += theta[pb + j]
+                y[j] += b[j]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -84,71 +102,79 @@ def _dense_bwd(acts, dacts, a, o, theta, grad, pw, pb, m, f, u, flag):
                     for c in range(f):
                         dacts[a + i * f + c] += g * theta[pw + j * f + c]
     if pb >= 0:
-        grad[pb:pb + u] = 0
+        db = grad[pb:pb + u]
+        db[:] = 0
         for i in range(m):
+            dy = dacts[o + i * u:o + i * u + u]
             for j in range(u):
-                grad[pb + j] += dacts[o + i * u + j]
+                db[j] += dy[j]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward(op, r, nb, acts):
-    a, b, o, n1, n2 = r[1] * nb, r[2] * nb, r[3] * nb, r[4], r[5]
-    n = n1 * nb
+    """Forward of one elementwise/softmax/merge row (separate slices, so that the loops vectorise)."""
+    n, n2 = r[4] * nb, r[5]
+    o = r[3] * nb
+    x, y = acts[r[1] * nb:r[1] * nb + n * (n2 if op == SOFTMAX else 1)], acts[o:o + n * (n2 if op == SOFTMAX else 1)]
     if op == RELU:
         for i in range(n):
-            v = acts[a + i]
-            acts[o + i] = v if v > 0 else v * 0
+            v = x[i]
+            y[i] = v if v > 0 else v * 0
     elif op == SIGMOID:
-        sigmoid(acts[a:a + n], acts[o:o + n])
+        sigmoid(x, y)
     elif op == TANH:
         for i in range(n):
-            acts[o + i] = np.tanh(acts[a + i])
+            y[i] = np.tanh(x[i])
     elif op == SOFTMAX:
-        m = n1 * nb
-        softmax_rows(acts[a:a + m * n2].reshape((m, n2)), acts[o:o + m * n2].reshape((m, n2)))
+        softmax_rows(x.reshape((n, n2)), y.reshape((n, n2)))
     elif op == DROPOUT:
+        mask = acts[r[2] * nb:r[2] * nb + n]
         for i in range(n):
-            acts[o + i] = acts[a + i] * acts[b + i]
+            y[i] = x[i] * mask[i]
     elif op == COPY:
-        acts[o:o + n] = acts[a:a + n]
+        y[:] = x
     elif op == ADDTO:
         for i in range(n):
-            acts[o + i] += acts[a + i]
+            y[i] += x[i]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward(op, r, nb, acts, dacts):
-    a, b, o, n1, n2, flag = r[1] * nb, r[2] * nb, r[3] * nb, r[4], r[5], r[9]
+    """dL/d(input) of one row, written (flag 1) or added (flag 2) into dacts."""
+    flag = r[9]
     if flag == 0:
         return
-    acc = flag == 2
-    n = n1 * nb
+    n, n2 = r[4] * nb, r[5]
+    size = n * (n2 if op == SOFTMAX else 1)
+    a, o = r[1] * nb, r[3] * nb
+    y, dy, dx = acts[o:o + size], dacts[o:o + size], dacts[a:a + size]
+    if flag == 1 and op != SOFTMAX:
+        dx[:] = 0
     if op == RELU:
         for i in range(n):
-            g = dacts[o + i]
-            _put(dacts, a + i, g if acts[o + i] > 0 else g * 0, acc)
+            dx[i] += dy[i] if y[i] > 0 else dy[i] * 0
     elif op == SIGMOID:
         for i in range(n):
-            y = acts[o + i]
-            _put(dacts, a + i, dacts[o + i] * y * (1 - y), acc)
+            dx[i] += dy[i] * y[i] * (1 - y[i])
     elif op == TANH:
         for i in range(n):
-            y = acts[o + i]
-            _put(dacts, a + i, dacts[o + i] * (1 - y * y), acc)
+            dx[i] += dy[i] * (1 - y[i] * y[i])
     elif op == SOFTMAX:
-        for row in range(n1 * nb):
+        for row in range(n):
+            b = row * n2
             s = 0.0
-            base = row * n2
             for j in range(n2):
-                s += dacts[o + base + j] * acts[o + base + j]
+                s += dy[b + j] * y[b + j]
             for j in range(n2):
-                _put(dacts, a + base + j, acts[o + base + j] * (dacts[o + base + j] - s), acc)
+                v = y[b + j] * (dy[b + j] - s)
+                dx[b + j] = v if flag == 1 else dx[b + j] + v
     elif op == DROPOUT:
+        mask = acts[r[2] * nb:r[2] * nb + n]
         for i in range(n):
-            _put(dacts, a + i, dacts[o + i] * acts[b + i], acc)
+            dx[i] += dy[i] * mask[i]
     elif op == COPY or op == ADDTO:
         for i in range(n):
-            _put(dacts, a + i, dacts[o + i], acc)
+            dx[i] += dy[i]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -319,6 +345,10 @@ class FusedStep:
         self.inp = model.layers[model.inputs[0]]
         self.standardize, self.in_shape = bool(self.inp.p), model.input_shape
         self.out_off, self.out_shape = self.off[head], model.infos[head].shape
+        global _blas_done
+        if not _blas_done:
+            _limit_blas_threads()
+            _blas_done = True
 
     def step(self, xb, yb):
         """(loss, output or logits (a view, valid until the next step), |grad|²), or None to use the per-layer path."""
