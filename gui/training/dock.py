@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QEvent, Qt, QTimer
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton,
-                               QScrollArea, QSpinBox, QSplitter, QStyle, QTabWidget, QToolButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QApplication, QDockWidget, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
+                               QSpinBox, QSplitter, QStyle, QTabWidget, QVBoxLayout, QWidget)
 
+from .banner import Banner
 from .dataset_panel import DatasetPanel
 from .job import Job, snapshot_project
 from .runs import RunList
@@ -19,31 +19,6 @@ DRAIN_MS = 50           # worker messages are applied this often
 PLOT_MS = 200           # the visible view is redrawn at most this often (painting is the UI's main cost)
 STATUS = {"completed": "Finished", "early_stopped": "Early-stopped", "stopped": "Stopped",
           "diverged": "Diverged"}
-
-
-class Banner(QFrame):
-    """The spec §7 diagnosis with its remedies, shown when the trainer reports a finding."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setStyleSheet("Banner { background: #fdecea; border: 1px solid #e0a39d; border-radius: 3px; }")
-        row = QHBoxLayout(self)
-        row.setContentsMargins(6, 4, 4, 4)
-        self.label = QLabel("")
-        self.label.setWordWrap(True)
-        self.label.setTextFormat(Qt.TextFormat.RichText)
-        row.addWidget(self.label, 1)
-        close = QToolButton()
-        close.setText("✕")
-        close.setAutoRaise(True)
-        close.clicked.connect(self.hide)
-        row.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
-        self.hide()
-
-    def show_finding(self, message, remedies, fold=None):
-        where = f"Fold {fold + 1}: " if fold is not None else ""
-        self.label.setText(f"<b>{where}{message}</b><br>Remedies (spec §7): {' · '.join(remedies)}")
-        self.show()
 
 
 class TrainingDock(QDockWidget):
