@@ -1,6 +1,6 @@
 """Training-step speed of the engine side by side with PyTorch CPU in the same run.
 
-    python benchmarks/bench.py [--quick] [--only a,b]
+    python benchmarks/bench.py [--quick] [--only a,b] [--torch-threads 2]
 
 Workloads come from benchmarks/wl_*.py modules (each `workloads() -> {id: (engine_step, torch_step)}`,
 zero-argument callables doing one step; torch_step None without torch), as defined in
@@ -101,10 +101,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer, shorter blocks")
     ap.add_argument("--only", default="", help="comma-separated workload ids, e.g. a,b")
+    ap.add_argument("--torch-threads", type=int, default=2,
+                    help="PyTorch intra-op threads (2 as in the reference figures; 1 is fairer on a busy machine)")
     args = ap.parse_args(argv)
     try:
         import torch
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.torch_threads)
     except ImportError:
         torch = None
     for line in machine_info(torch):
