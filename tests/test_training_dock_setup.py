@@ -10,6 +10,7 @@ from test_training_dock import dock_for, finish, mlp, moons_project, xor_project
 from engine.data import load  # noqa: E402
 from engine.project import TRAINING  # noqa: E402
 from engine.session import fold_summary  # noqa: E402
+from resources import path  # noqa: E402
 
 
 @pytest.mark.parametrize("loss, head, shape, bad", [
@@ -148,3 +149,34 @@ def test_two_runs_overlay_in_compare_view(qtbot, dock_for):
     curves = cmp.loss_plot.listDataItems()
     assert len(curves) == 2 and all(len(c.getData()[0]) == 30 for c in curves)
     assert not np.allclose(curves[0].getData()[1], curves[1].getData()[1])
+
+
+def test_image_folder_import_shows_images_as_rows(qtbot, dock_for, tmp_path):
+    from PIL import Image
+    for c, shade in (("cat", 40), ("dog", 200)):
+        (tmp_path / "pics" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (4, 3), shade + i).save(tmp_path / "pics" / c / f"{i}.png")
+    doc, d = dock_for(xor_project(5))
+    d.data.import_folder(tmp_path / "pics")
+    assert doc.project.dataset["kind"] == "folder"
+    ds = d.data.dataset
+    assert ds is not None and ds.x.shape[1:] == (1, 3, 4) and ds.classes == ["cat", "dog"]
+    assert "6 samples of shape (1, 3, 4)" in d.data.info.text()
+    assert d.data.table.rowCount() == 6 and d.data.table.item(5, d.data.table.columnCount() - 1).text() == "dog"
+
+
+def test_settings_edits_are_undoable_and_the_form_follows(qtbot, dock_for):
+    doc, d = dock_for(xor_project(5))
+    if not hasattr(doc, "undo_stack"):
+        pytest.skip("needs gui.document.Document")
+    lr = d.form.editors["lr"].widget
+    lr.setText("0.125")
+    lr.editingFinished.emit()
+    assert doc.project.training["lr"] == 0.125
+    doc.undo_stack.undo()
+    assert doc.project.training["lr"] == 0.05 and lr.text() == "0.05"
+    d.data.import_file(path("examples", "xor.json").with_name("nope.npz"))   # a missing file: message, no crash
+    assert "cannot read" in d.data.info.text() and d.data.dataset is None
+    doc.undo_stack.undo()
+    assert doc.project.dataset == {"kind": "builtin", "name": "xor"} and d.data.dataset is not None

@@ -134,7 +134,11 @@ class DatasetPanel(QGroupBox):
         path = QFileDialog.getExistingDirectory(self, "Image folder (one sub-folder per class)",
                                                 str(self.doc.project.base))
         if path:
-            self._set({"kind": "folder", "path": self._rel(path)})
+            self.import_folder(path)
+
+    def import_folder(self, path):
+        """Use a folder of images, one sub-folder per class, as the project's dataset."""
+        self._set({"kind": "folder", "path": self._rel(path)})
 
     def _target(self, _i):
         ref = dict(self.doc.project.dataset)
