@@ -1,14 +1,41 @@
 """The plot-view interface: one tab per view; views with a `key` get an epoch-end snapshot from the worker."""
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QEvent, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 # class colours (colour-blind friendly, Okabe-Ito then Tableau)
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000",
            "#8C564B", "#7F7F7F"]
 
-pg.setConfigOptions(antialias=False, background="w", foreground="k")
+LIGHT = {"base": "#ffffff", "text": "#1f2430", "border": "#9aa1ad"}
+
+
+def plot_colours():
+    """Background, text and axis colours of the window's theme (gui.style), light when there is none."""
+    try:
+        from gui.style import theme
+    except ImportError:
+        return dict(LIGHT)
+    return {k: theme.get(k, v) for k, v in LIGHT.items()}
+
+
+def restyle(root):
+    """Give every plot under root the theme's colours (plots are painted by pyqtgraph, not the stylesheet)."""
+    c = plot_colours()
+    back = pg.mkColor(c["base"])
+    back.setAlpha(215)
+    for view in root.findChildren(pg.GraphicsView):
+        view.setBackground(c["base"])
+        for item in view.scene().items():
+            if isinstance(item, pg.AxisItem):
+                item.setPen(c["border"])
+                item.setTextPen(c["text"])
+            elif isinstance(item, pg.LegendItem):
+                item.setBrush(back)
+                item.setLabelTextColor(c["text"])
+            elif isinstance(item, pg.LabelItem) and not isinstance(item.parentItem(), pg.ItemSample):
+                item.setText(item.text, color=c["text"])
 
 
 def colour(i):
@@ -44,6 +71,15 @@ class View(QWidget):
         self.note.setStyleSheet("color: #555;")
         self.ctx = {}
         self.options = {}           # shared with the running job (the dock sets the same dict on every view)
+
+    def changeEvent(self, e):
+        if e.type() == QEvent.Type.StyleChange:                # the window switched theme
+            restyle(self)
+        super().changeEvent(e)
+
+    def showEvent(self, e):
+        restyle(self)
+        super().showEvent(e)
 
     def applies(self, ctx):
         """Whether the view makes sense for this run (e.g. the boundary needs 2-D inputs)."""
