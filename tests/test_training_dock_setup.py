@@ -180,3 +180,24 @@ def test_settings_edits_are_undoable_and_the_form_follows(qtbot, dock_for):
     assert "cannot read" in d.data.info.text() and d.data.dataset is None
     doc.undo_stack.undo()
     assert doc.project.dataset == {"kind": "builtin", "name": "xor"} and d.data.dataset is not None
+
+
+def test_regression_run_hides_class_views(qtbot, dock_for, tmp_path):
+    from gui.training.views import BoundaryView, ConfusionView, CurvesView, PCAView
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, size=(120, 2)).astype(np.float32)
+    np.savez(tmp_path / "r.npz", x=x, y=(x[:, 0] ** 2 + 0.5 * x[:, 1]).astype(np.float32))
+    p = xor_project(8)
+    p.graph = mlp(2, 16, head="Dense", units=8)
+    p.graph.nodes["head"].config["units"] = 1
+    p.dataset = {"kind": "npz", "path": str(tmp_path / "r.npz")}
+    p.training.update(loss="mse", lr=0.01, batch_size=16, validation_split=0.25)
+    doc, d = dock_for(p)
+    assert not d.form.warning.isVisible()                  # linear output with MSE on a regression set
+    d.start()
+    finish(qtbot, d)
+    assert d.status == "completed" and "val loss" in d.message.text()
+    tab = d.tabs.indexOf
+    assert not d.tabs.isTabEnabled(tab(d.view(ConfusionView))) and d.tabs.isTabEnabled(tab(d.view(BoundaryView)))
+    assert d.view(CurvesView).acc_plot.isVisible() is False
+    assert d.view(PCAView).evr is not None and d.view(BoundaryView).image.image is not None
