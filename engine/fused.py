@@ -7,6 +7,7 @@ acts[off[n]·B : (off[n] + size[n])·B], its gradient the same range of dacts.
 """
 import ctypes
 import glob
+import importlib.util
 import os
 
 import numpy as np
@@ -29,6 +30,7 @@ WIDTH = 10
 
 
 _blas_done = False
+_HAVE_SCIPY = importlib.util.find_spec("scipy") is not None     # numba's np.dot calls BLAS through SciPy
 BLAS_THREADS = 1        # threads of the BLAS behind numba's np.dot (SciPy's OpenBLAS; numpy's is untouched)
 
 
@@ -52,7 +54,19 @@ class Unsupported(Exception):
     """The graph, loss or optimizer has something the fused kernel does not run."""
 
 
-# ---- kernels ----
+# ---- kernels (explicit loops instead of slice assignment: far less code to compile) ----
+@njit(cache=True, nogil=True, error_model="numpy")
+def _zero(a):
+    for i in range(a.size):
+        a[i] = 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _copy(src, dst):
+    for i in range(dst.size):
+        dst[i] = src[i]
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _dense_fwd(acts, a, o, theta, pw, pb, m, f, u):
     """y = x Wᵀ + b for x = acts[a:] (M, F), W = theta[pw:] (U, F), b = theta[pb:] (U,) or pb < 0, y = acts[o:] (M, U)."""
@@ -82,19 +96,22 @@ def _dense_bwd(acts, dacts, a, o, theta, grad, pw, pb, m, f, u, flag):
         dy = dacts[o:o + m * u].reshape((m, u))
         W = theta[pw:pw + u * f].reshape((u, f))
         np.dot(dy.T, x, grad[pw:pw + u * f].reshape((u, f)))   # (U, M) @ (M, F)
-        if flag == 1:
-            np.dot(dy, W, dacts[a:a + m * f].reshape((m, f)))  # (M, U) @ (U, F)
-        elif flag == 2:
-            dacts[a:a + m * f].reshape((m, f))[:, :] += np.dot(dy, W)
+        if flag != 0:
+            dx = dacts[a:a + m * f]
+            out = dx if flag == 1 else np.empty(m * f, dx.dtype)
+            np.dot(dy, W, out.reshape((m, f)))               # (M, U) @ (U, F)
+            if flag == 2:
+                for i in range(m * f):
+                    dx[i] += out[i]
     else:
-        grad[pw:pw + u * f] = 0
+        _zero(grad[pw:pw + u * f])
         for i in range(m):
             for j in range(u):
                 g = dacts[o + i * u + j]
                 for c in range(f):
                     grad[pw + j * f + c] += g * acts[a + i * f + c]
         if flag == 1:
-            dacts[a:a + m * f] = 0
+            _zero(dacts[a:a + m * f])
         if flag != 0:
             for i in range(m):
                 for j in range(u):
@@ -103,7 +120,7 @@ def _dense_bwd(acts, dacts, a, o, theta, grad, pw, pb, m, f, u, flag):
                         dacts[a + i * f + c] += g * theta[pw + j * f + c]
     if pb >= 0:
         db = grad[pb:pb + u]
-        db[:] = 0
+        _zero(db)
         for i in range(m):
             dy = dacts[o + i * u:o + i * u + u]
             for j in range(u):
@@ -132,7 +149,7 @@ def _forward(op, r, nb, acts):
         for i in range(n):
             y[i] = x[i] * mask[i]
     elif op == COPY:
-        y[:] = x
+        _copy(x, y)
     elif op == ADDTO:
         for i in range(n):
             y[i] += x[i]
@@ -149,7 +166,7 @@ def _backward(op, r, nb, acts, dacts):
     a, o = r[1] * nb, r[3] * nb
     y, dy, dx = acts[o:o + size], dacts[o:o + size], dacts[a:a + size]
     if flag == 1 and op != SOFTMAX:
-        dx[:] = 0
+        _zero(dx)
     if op == RELU:
         for i in range(n):
             dx[i] += dy[i] if y[i] > 0 else dy[i] * 0
@@ -225,7 +242,7 @@ def train_step(code, nb, x, yf, yi, acts, dacts, theta, grad, decay, hp, k, s1, 
         op = r[0]
         if op == INPUT:
             o = r[3] * nb
-            acts[o:o + r[4] * nb] = x
+            _copy(x, acts[o:o + r[4] * nb])
         elif op == DENSE:
             _dense_fwd(acts, r[1] * nb, r[3] * nb, theta, r[7], r[8], r[4] * nb, r[5], r[6])
         elif op < BCE_LOGITS:
@@ -259,6 +276,8 @@ class FusedStep:
 
     def __init__(self, model, loss, fused, opt):
         self.model, self.loss, self.opt = model, loss, opt
+        if not _HAVE_SCIPY:
+            raise Unsupported("numba's np.dot needs SciPy")
         if model.dtype not in (np.float32, np.float64):
             raise Unsupported(f"dtype {model.dtype}")
         if opt.name not in OPTS:
