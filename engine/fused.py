@@ -69,7 +69,7 @@ def _copy(src, dst):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _dense_fwd(acts, a, o, theta, pw, pb, m, f, u):
-    """y = x Wᵀ + b for x = acts[a:] (M, F), W = theta[pw:] (U, F), b = theta[pb:] (U,) or pb < 0, y = acts[o:] (M, U)."""
+    """y = x Wᵀ + b: x = acts[a:] (M, F), W = theta[pw:] (U, F), b = theta[pb:] (U,) if pb ≥ 0, y = acts[o:] (M, U)."""
     if m * f * u >= SMALL:
         np.dot(acts[a:a + m * f].reshape((m, f)), theta[pw:pw + u * f].reshape((u, f)).T,
                acts[o:o + m * u].reshape((m, u)))           # (M, F) @ (F, U)
@@ -131,8 +131,9 @@ def _dense_bwd(acts, dacts, a, o, theta, grad, pw, pb, m, f, u, flag):
 def _forward(op, r, nb, acts):
     """Forward of one elementwise/softmax/merge row (separate slices, so that the loops vectorise)."""
     n, n2 = r[4] * nb, r[5]
-    o = r[3] * nb
-    x, y = acts[r[1] * nb:r[1] * nb + n * (n2 if op == SOFTMAX else 1)], acts[o:o + n * (n2 if op == SOFTMAX else 1)]
+    size = n * (n2 if op == SOFTMAX else 1)
+    a, o = r[1] * nb, r[3] * nb
+    x, y = acts[a:a + size], acts[o:o + size]
     if op == RELU:
         for i in range(n):
             v = x[i]
@@ -250,12 +251,12 @@ def train_step(code, nb, x, yf, yi, acts, dacts, theta, grad, decay, hp, k, s1, 
         else:
             last = t
             break
-    lr = code[last]
-    if lr[0] == CCE_LOGITS:
+    lrow = code[last]
+    if lrow[0] == CCE_LOGITS:
         for i in range(nb):
-            if yi[i] < 0 or yi[i] >= lr[4]:
+            if yi[i] < 0 or yi[i] >= lrow[4]:
                 return BAD_LABEL, np.nan, np.nan
-    loss = _loss(lr, nb, acts, dacts, yf, yi)
+    loss = _loss(lrow, nb, acts, dacts, yf, yi)
     for t in range(last - 1, -1, -1):
         r = code[t]
         op = r[0]
@@ -370,7 +371,7 @@ class FusedStep:
             _blas_done = True
 
     def step(self, xb, yb):
-        """(loss, output or logits (a view, valid until the next step), |grad|²), or None to use the per-layer path."""
+        """(loss, output or logits (a view valid until the next step), |grad|²); None: use the per-layer path."""
         m, dt = self.model, self.dtype
         if xb.dtype != dt or not xb.flags.c_contiguous or not xb.flags.writeable:
             xb = np.array(xb, dtype=dt)
