@@ -225,8 +225,10 @@ def test_pca_view_matches_an_independent_pca(qtbot, dock_for):
     evr = s ** 2 / np.sum(s ** 2)
     assert np.allclose(v.evr[:len(evr)], evr, atol=1e-6)
     assert f"PC1 {100 * evr[0]:.1f} %" in v.evr_label.text()
-    px, py = v.scatter.getData()
+    px, py = v.scatter.xy.T
     assert len(px) == 50
+    for k in (0, 1):                                       # one colour per class
+        assert len(v.scatter.items[k].getData()[0]) == np.sum(probe.y == k) > 0
     ref = c @ vt[:2].T                                     # (50, 2) scores, sign per component is arbitrary
     for got, want in ((px, ref[:, 0]), (py, ref[:, 1])):
         assert np.allclose(np.abs(got), np.abs(want), atol=1e-5)

@@ -42,12 +42,30 @@ def colour(i):
     return PALETTE[i % len(PALETTE)]
 
 
-def brushes(y, n_classes):
-    """One brush per point for class ids y (a single colour for regression targets)."""
-    table = [pg.mkBrush(colour(i)) for i in range(max(n_classes, 1))]
-    if n_classes < 1 or y.ndim != 1:
-        return table[0]
-    return [table[int(v) % len(table)] for v in y]
+class ClassScatter:
+    """Points coloured by class as one scatter item per class (one brush each: cheap to update)."""
+
+    def __init__(self, plot, size=6, pen=None):
+        self.plot, self.size, self.pen, self.items = plot, size, pen, []
+        self.xy = np.zeros((0, 2))                       # the points in the order given, for callers and tests
+
+    def set(self, x, y, labels, n_classes):
+        """Show points (x, y); labels are class ids (ignored for regression, n_classes = 0)."""
+        self.xy = np.c_[x, y]
+        groups = max(n_classes, 1)
+        while len(self.items) < groups:
+            it = pg.ScatterPlotItem(size=self.size, pen=self.pen, brush=pg.mkBrush(colour(len(self.items))))
+            self.plot.addItem(it)
+            self.items.append(it)
+        lab = labels.astype(int) if n_classes and labels.ndim == 1 else np.zeros(len(x), int)
+        for c, it in enumerate(self.items):
+            m = lab == c
+            it.setData(x=x[m], y=y[m])
+
+    def clear(self):
+        for it in self.items:
+            it.clear()
+        self.xy = np.zeros((0, 2))
 
 
 class View(QWidget):

@@ -4,7 +4,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF
 
 from ..job import GRID
-from .base import PALETTE, View, brushes
+from .base import PALETTE, ClassScatter, View
 
 RGB = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in PALETTE], float)   # (10, 3)
 
@@ -58,8 +58,7 @@ class BoundaryView(View):
         self.image = pg.ImageItem()
         self.image.setZValue(-10)
         self.plot.addItem(self.image)
-        self.points = pg.ScatterPlotItem(size=8, pen=pg.mkPen("#222", width=1))
-        self.plot.addItem(self.points)
+        self.points = ClassScatter(self.plot, size=8, pen=pg.mkPen("#222", width=1))
         self.box.addWidget(self.plot, 1)
         self.box.addWidget(self.note)
         self._last = None
@@ -87,4 +86,4 @@ class BoundaryView(View):
         self.image.setImage(np.ascontiguousarray(p["image"].transpose(1, 0, 2)), autoLevels=False)  # (x, y, 4)
         self.image.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
         n_cls = len(self.ctx.get("classes", [])) if self.ctx.get("classify") else 0
-        self.points.setData(x=p["x"][:, 0], y=p["x"][:, 1], brush=brushes(p["y"], n_cls))
+        self.points.set(p["x"][:, 0], p["x"][:, 1], p["y"], n_cls)

@@ -5,7 +5,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
 
 from engine.pca import PCA, activations
 
-from .base import View, brushes, colour
+from .base import ClassScatter, View, colour
 
 
 def project(a, k=2):
@@ -56,8 +56,7 @@ class PCAView(View):
         self.plot = pg.PlotWidget()
         self.plot.setLabel("bottom", "PC1")
         self.plot.setLabel("left", "PC2")
-        self.scatter = pg.ScatterPlotItem(size=6, pen=None)
-        self.plot.addItem(self.scatter)
+        self.scatter = ClassScatter(self.plot, size=6)
         self.legend = self.plot.addLegend(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
         self.box.addWidget(self.plot, 1)
         self.box.addWidget(self.note)
@@ -104,7 +103,7 @@ class PCAView(View):
             return
         s, y = p["scores"], p["y"]
         n_cls = len(self.ctx.get("classes", [])) if self.ctx.get("classify") else 0
-        self.scatter.setData(x=s[:, 0], y=s[:, 1], brush=brushes(y, n_cls))
+        self.scatter.set(s[:, 0], s[:, 1], y, n_cls)
         self.evr = np.asarray(p["evr"], float)
         shown = self.evr[:2]
         self.evr_label.setText("explained variance: " + ", ".join(
