@@ -18,6 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from engine.trainer import single_threaded_blas  # noqa: E402
+
 MODULES = ("wl_dense", "wl_cnn")
 
 
@@ -115,11 +117,13 @@ def main(argv=None):
     wls = collect(only)
     print(f"\n{'id':8s} {'engine ms':>10s} {'samples/s':>10s} {'torch ms':>10s} {'samples/s':>10s} {'speed ratio':>12s}")
     print("  (ratio = engine speed / PyTorch speed = torch ms / engine ms; > 1 means the engine is faster)")
-    for wl, (es, ts) in wls.items():
-        b = BATCH.get(wl, 1)
-        me, mt = ms_per_step([es, ts] if ts else [es], args.quick) + ([] if ts else [None])
-        tcol = f"{mt:10.4f} {b / mt * 1e3:10.0f} {mt / me:11.2f}×" if mt else f"{'—':>10s} {'—':>10s} {'—':>12s}"
-        print(f"{wl:8s} {me:10.4f} {b / me * 1e3:10.0f} {tcol}", flush=True)
+    print("  (the engine's BLAS runs on one thread, as in Trainer.run; PyTorch's own threads are not affected)")
+    with single_threaded_blas():
+        for wl, (es, ts) in wls.items():
+            b = BATCH.get(wl, 1)
+            me, mt = ms_per_step([es, ts] if ts else [es], args.quick) + ([] if ts else [None])
+            tcol = f"{mt:10.4f} {b / mt * 1e3:10.0f} {mt / me:11.2f}×" if mt else f"{'—':>10s} {'—':>10s} {'—':>12s}"
+            print(f"{wl:8s} {me:10.4f} {b / me * 1e3:10.0f} {tcol}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

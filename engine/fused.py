@@ -5,10 +5,7 @@ The per-layer path (Model.forward/backward) stays the reference; Trainer uses th
 is supported and falls back otherwise. Activations live in one flat buffer: node n of the batch holds
 acts[off[n]·B : (off[n] + size[n])·B], its gradient the same range of dacts.
 """
-import ctypes
-import glob
 import importlib.util
-import os
 
 import numpy as np
 from numba import njit
@@ -29,25 +26,7 @@ OK, NOT_FINITE, BAD_LABEL = 0, 1, 2
 WIDTH = 10
 
 
-_blas_done = False
 _HAVE_SCIPY = importlib.util.find_spec("scipy") is not None     # numba's np.dot calls BLAS through SciPy
-BLAS_THREADS = 1        # threads of the BLAS behind numba's np.dot (SciPy's OpenBLAS; numpy's is untouched)
-
-
-def _limit_blas_threads(n=BLAS_THREADS):
-    """Give SciPy's OpenBLAS n threads: these GEMMs are small, and spinning BLAS threads collapse on a busy
-    machine (10-100x slower when other processes hold the cores). Best effort: a no-op where not found."""
-    try:
-        import scipy
-        libs = glob.glob(os.path.join(os.path.dirname(scipy.__file__), os.pardir, "scipy.libs", "*openblas*"))
-        for path in libs:
-            lib = ctypes.CDLL(path)
-            for fn in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
-                if hasattr(lib, fn):
-                    getattr(lib, fn)(int(n))
-                    break
-    except (ImportError, OSError):
-        pass
 
 
 class Unsupported(Exception):
@@ -365,10 +344,6 @@ class FusedStep:
         self.inp = model.layers[model.inputs[0]]
         self.standardize, self.in_shape = bool(self.inp.p), model.input_shape
         self.out_off, self.out_shape = self.off[head], model.infos[head].shape
-        global _blas_done
-        if not _blas_done:
-            _limit_blas_threads()
-            _blas_done = True
 
     def step(self, xb, yb):
         """(loss, output or logits (a view valid until the next step), |grad|²); None: use the per-layer path."""

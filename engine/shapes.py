@@ -65,7 +65,7 @@ def _analyse(key, layer, shapes):
             r = (tuple(layer.compute_output_shape(shapes)), layer.param_count(shapes), int(layer.macs(shapes)),
                  layer.kernel_stride())
         except ShapeError as e:
-            r = e
+            r = e.with_traceback(None)      # keep no frames (they would pin the caller's objects)
         _SHAPES[key] = r
     return r
 

@@ -4,6 +4,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import fused, losses, optimizers
 from .errors import TrainingError
@@ -34,13 +35,18 @@ class Finding:
     remedies: tuple = ()
 
 
-def overfitting(hist, window=3, gap_min=0.05):
-    """Finding if validation loss rose over `window` epochs while training loss fell, or the gap keeps growing."""
+def overfitting(hist, window=3, gap_min=0.05, rise_min=0.05):
+    """Finding if validation loss rose over `window` epochs while training loss fell, or the gap keeps growing.
+
+    A rise counts when it is more than `rise_min` (relative) above both the value `window` epochs ago and the
+    best so far, so epoch-to-epoch noise in a flat validation curve is not reported.
+    """
     tl, vl = hist.get("train_loss", []), hist.get("val_loss", [])
     if len(vl) <= window:
         return None
     e = len(vl)
-    rising = vl[-1] > vl[-1 - window] and vl[-1] > min(vl) and tl[-1] < tl[-1 - window]
+    up = 1 + rise_min
+    rising = vl[-1] > vl[-1 - window] * up and vl[-1] > min(vl) * up and tl[-1] < tl[-1 - window]
     ta, va = hist.get("train_accuracy", []), hist.get("val_accuracy", [])
     gap = [a - b for a, b in zip(ta, va)] if va else [b - a for a, b in zip(tl, vl)]
     growing = gap[-1] > gap_min and gap[-1] > gap[-1 - window] + 0.02
@@ -54,6 +60,17 @@ def overfitting(hist, window=3, gap_min=0.05):
         parts.append(f"the train/validation gap grew from {gap[-1 - window]:.3g} to {gap[-1]:.3g}")
     return Finding("overfitting", e, "Overfitting: " + "; ".join(parts) + ".",
                    {"rising": rising, "growing_gap": growing, "gap": gap[-1]}, REMEDIES)
+
+
+def single_threaded_blas():
+    """Context with numpy's and SciPy's BLAS (the latter serves numba's np.dot) on one thread.
+
+    Training GEMMs are small: extra BLAS threads spin against the trainer, the window and other processes
+    for the same cores (a Dense 784→64 step ran 10-100× slower with 2 BLAS threads on a busy 2-core machine).
+    """
+    if fused._HAVE_SCIPY:
+        import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS now so that the limit reaches it)
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def accuracy(out, y, loss_name):
@@ -161,7 +178,7 @@ class Trainer:
 
     def run(self):
         """Train until the epochs are done, stop() is called, early stopping or divergence; returns a summary."""
-        with np.errstate(over="ignore", invalid="ignore"):      # divergence is detected and reported below
+        with np.errstate(over="ignore", invalid="ignore"), single_threaded_blas():   # divergence: reported below
             return self._run()
 
     def _run(self):

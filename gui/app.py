@@ -35,11 +35,6 @@ def offer_recovery(win):
 
 def main(argv=None):
     """Create the application and the window, load the example (or recover), run the event loop."""
-    try:
-        from gui.training.refcount_guard import install
-        install()
-    except ImportError:
-        pass
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     app.setOrganizationName("Layerboard")
     app.setApplicationName("Layerboard")

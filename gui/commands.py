@@ -1,5 +1,6 @@
 """Undoable edits: each QUndoCommand changes the model only through the Document's primitives."""
 import copy
+import weakref
 
 from PySide6.QtGui import QUndoCommand
 
@@ -14,7 +15,11 @@ class Command(QUndoCommand):
 
     def __init__(self, doc, text):
         super().__init__(text)
-        self.doc = doc
+        self._doc = weakref.ref(doc)     # no doc -> stack -> command -> doc cycle: Qt tears it down in order
+
+    @property
+    def doc(self):
+        return self._doc()
 
     def apply(self):
         raise NotImplementedError

@@ -30,7 +30,7 @@ except Exception as e:  # noqa: BLE001  (a broken training dock must not take th
     print(f"layerboard: the training dock is unavailable ({type(e).__name__}: {e})", file=sys.stderr)
     TrainingDock = None
 
-NODES_MIME = "application/x-layerboard-nodes"
+CLIP_FORMAT = "layerboard-nodes"      # copied layers travel as JSON text with this "format" key
 MAX_RECENT = 8
 FILTER = "Layerboard projects (*.json);;All files (*)"
 
@@ -301,19 +301,17 @@ class MainWindow(QMainWindow):
         if QApplication.focusWidget() is self.summary.table:
             return self.summary.table.copy()
         names = self.scene.selected_names()
-        if names:
-            from PySide6.QtCore import QMimeData
-            m = QMimeData()
-            data = json.dumps(self.doc.copy_data(names)).encode()
-            m.setData(NODES_MIME, data)
-            m.setText(data.decode())
-            QApplication.clipboard().setMimeData(m)
+        if names:       # plain text, not a Python-made QMimeData (the clipboard would free it after Python exits)
+            QApplication.clipboard().setText(json.dumps({"format": CLIP_FORMAT, **self.doc.copy_data(names)}))
 
     def paste(self):
-        m = QApplication.clipboard().mimeData()
-        if m is None or not m.hasFormat(NODES_MIME):
+        try:
+            data = json.loads(QApplication.clipboard().text())
+        except ValueError:
             return
-        names = self.scene.attempt(self.doc.paste, json.loads(bytes(m.data(NODES_MIME)).decode()))
+        if not isinstance(data, dict) or data.get("format") != CLIP_FORMAT:
+            return
+        names = self.scene.attempt(self.doc.paste, data)
         if names:
             self.scene.select(names)
 

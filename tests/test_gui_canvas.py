@@ -36,10 +36,10 @@ def drop(view, type, at):
     vp = view.viewport()
     data = mime_for(type)
     acts, btn, mod = Qt.DropAction.CopyAction, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
-    enter = QDragEnterEvent(QPointF(at), acts, data, btn, mod)
+    enter = QDragEnterEvent(at, acts, data, btn, mod)                 # Qt 6 takes a QPoint here
     QApplication.sendEvent(vp, enter)
     assert enter.isAccepted()
-    move = QDragMoveEvent(QPointF(at), acts, data, btn, mod)
+    move = QDragMoveEvent(at, acts, data, btn, mod)
     QApplication.sendEvent(vp, move)
     assert move.isAccepted()
     ev = QDropEvent(QPointF(at), acts, data, btn, mod, QEvent.Type.Drop)

@@ -114,6 +114,10 @@ def test_overfitting_finding():
     healthy = {k: sorted(v, reverse=k.endswith("loss")) for k, v in h.items()}
     healthy["val_accuracy"] = healthy["train_accuracy"]
     assert overfitting(healthy) is None
+    noisy = dict(healthy, val_loss=[0.5, 0.0412, 0.0411, 0.0411, 0.04118])     # flat within noise: no finding
+    assert overfitting(noisy) is None
+    rose = dict(noisy, val_loss=[0.5, 0.0412, 0.0411, 0.0411, 0.0435])         # 5.8 % above the best: reported
+    assert overfitting(rose).details["rising"]
 
 
 def test_kfold_covers_every_sample_once():
