@@ -1,9 +1,11 @@
 """Workloads c and c-infer (shared/reference/benchmark-workloads.md): one step each, engine and PyTorch."""
 import numpy as np
 
-from engine import Graph, losses, optimizers
-from engine.kernels import sq_norm
+from engine import Graph
+from engine.data import Dataset
 from engine.model import Model
+from engine.project import training_config
+from engine.trainer import Trainer
 
 B = 64
 
@@ -33,22 +35,12 @@ def batch(seed=0):
 
 
 def engine_callables():
-    """(train step, inference forward) on the engine, exactly as engine/trainer.py steps."""
+    """(train step, inference forward) on the engine: Trainer.train_step, the code real training runs."""
     m = Model(cnn_graph(), dtype=np.float32, seed=0)
-    loss, opt = losses.get("cce"), optimizers.get("adam", 0.0, lr=1e-3)
     x, y = batch()
-
-    def step():
-        out = m.forward(x, training=True, logits=True)
-        _, d = loss(out, y, True)
-        m.backward(d, logits=True)
-        sq_norm(m.grad)
-        opt.step(m.theta, m.grad, m.decay)
-
-    def infer():
-        return m.forward(x)
-
-    return step, infer
+    data = Dataset(x, y, "multiclass", "workload c", [str(i) for i in range(10)])
+    tr = Trainer(m, training_config({"loss": "cce", "optimizer": "adam", "lr": 1e-3, "batch_size": B}), data)
+    return (lambda: tr.train_step(x, y)), (lambda: m.forward(x))
 
 
 def torch_callables():
@@ -83,22 +75,3 @@ def workloads():
     es, ei = engine_callables()
     ts, ti = torch_callables()
     return {"c": (es, ts), "c-infer": (ei, ti)}
-
-
-if __name__ == "__main__":                                   # quick timing until benchmarks/bench.py exists
-    import time
-
-    def ms(f, reps=20, blocks=7):
-        for _ in range(5):
-            f()
-        t = []
-        for _ in range(blocks):
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                f()
-            t.append((time.perf_counter() - t0) / reps * 1e3)
-        return float(np.median(t))
-
-    for name, (e, t) in workloads().items():
-        me, mt = ms(e), (ms(t) if t else float("nan"))
-        print(f"{name:8s} engine {me:7.3f} ms  torch {mt:7.3f} ms  speed ratio torch/engine {mt / me:5.2f}")

@@ -84,17 +84,37 @@ class Model:
             self.layers[n].rng = stream(seed, n)
 
     # ---- compute ----
-    def forward(self, x, training=False, logits=False):
-        """Output for a batch x of shape (B, *input_shape); logits=True stops before the head activation."""
+    def forward(self, x, training=False, logits=False, mask=None):
+        """Output for a batch x of shape (B, *input_shape); logits=True stops before the head activation.
+
+        mask: (B, T) bool of valid steps when the Input is a (T, F) sequence of variable length; every
+        layer finds its inputs' masks in layer.in_masks and self.masks holds each node's output mask."""
         x = np.ascontiguousarray(x, dtype=self.dtype)
-        acts = self.acts = {}
+        acts, masks = self.acts, self.masks = {}, {}
         stop = self.output if logits else None
         for n in self.order:
             if n == stop:
                 return acts[self.srcs[n][0]]
-            xs = [acts[s] for s in self.srcs[n]] or [x]
-            acts[n] = self.layers[n].forward(*xs, training=training)
+            layer, srcs = self.layers[n], self.srcs[n]
+            if srcs:
+                layer.in_masks = [masks[s] for s in srcs]
+                masks[n] = layer.compute_mask(layer.in_masks)
+            else:
+                layer.in_masks, masks[n] = [], self._input_mask(mask, len(x))
+            acts[n] = layer.forward(*([acts[s] for s in srcs] or [x]), training=training)
         return acts[self.output]
+
+    def _input_mask(self, mask, batch):
+        """The Input's mask checked against its (T, F) shape, as bool."""
+        if mask is None:
+            return None
+        mask = np.asarray(mask, dtype=bool)
+        shape = self.input_shape
+        if len(shape) != 2 or mask.shape != (batch, shape[0]):
+            raise ShapeError(f"a mask must be (batch, T) = ({batch}, {shape[0] if len(shape) == 2 else 'T'}) "
+                             f"for a (T, F) sequence Input; the Input '{self.inputs[0]}' is {fmt(shape)} and "
+                             f"the mask {fmt(mask.shape)}")
+        return mask
 
     def backward(self, dy, logits=False):
         """Back-propagate dL/d(output) (or d(logits) when forward ran with logits=True); fills self.grad."""

@@ -158,6 +158,16 @@ class Trainer:
     def _acc(self, out, y):
         return accuracy(out, y, "bce_logits" if self.fused and self.loss.name == "bce" else self.loss.name)
 
+    @property
+    def batch_size(self):
+        """Samples per step: the whole training set for full-batch GD, else the configured size."""
+        n = len(self.train)
+        return n if self.opt.full_batch else min(self.cfg["batch_size"], n)
+
+    @property
+    def steps_per_epoch(self):
+        return -(-len(self.train) // self.batch_size)
+
     def train_step(self, xb, yb):
         """Forward, loss, backward and, when loss and gradient are finite, the optimizer step on one batch.
 
@@ -183,9 +193,7 @@ class Trainer:
 
     def _run(self):
         cfg, m, ds = self.cfg, self.model, self.train
-        n = len(ds)
-        bs = n if self.opt.full_batch else min(cfg["batch_size"], n)
-        per_epoch = -(-n // bs)
+        n, bs, per_epoch = len(ds), self.batch_size, self.steps_per_epoch
         best, best_theta, best_state, waited = np.inf, None, None, 0
         status, message, t0 = "completed", "", time.perf_counter()
         epoch = 0

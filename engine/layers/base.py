@@ -2,6 +2,8 @@
 from dataclasses import dataclass
 from math import prod
 
+import numpy as np
+
 from ..errors import ShapeError
 from ..hparams import resolve
 
@@ -69,6 +71,7 @@ class Layer:
         self.p, self.g, self.taps = {}, {}, {}
         self.rng = None       # numpy Generator, set by the model (dropout, noise)
         self.need_dx = True   # the model clears it when no input needs a gradient
+        self.in_masks = []    # per input: (B, T) bool of valid time steps or None, set by the model per batch
 
     @property
     def where(self):
@@ -110,6 +113,19 @@ class Layer:
 
     def get_config(self):
         return dict(self.config)
+
+    # ---- variable-length sequences ----
+    def compute_mask(self, in_masks):
+        """(B, T) bool mask of this layer's valid output steps from its inputs' masks; None: no mask.
+
+        Default: a sequence (T, F) in and out with the same T passes the masks on (ANDed across inputs);
+        a layer that changes or folds the time axis (Flatten, Reshape, pooling) ends them. Sequence
+        layers (recurrent, attention) read self.in_masks in forward and override this when needed."""
+        ms = [m for m in in_masks if m is not None]
+        t = self.out_shape[0] if len(self.out_shape) == 2 else None
+        if not ms or t is None or any(len(s) != 2 or s[0] != t for s in self.in_shapes):
+            return None
+        return np.logical_and.reduce(ms) if len(ms) > 1 else ms[0]
 
     @classmethod
     def samples(cls):

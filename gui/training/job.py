@@ -174,9 +174,8 @@ class Job:
             trainer.stop()
         self.probe = make_probe(trainer.train, trainer.val, trainer.cfg["seed"])
         n, cfg = len(trainer.train), trainer.cfg
-        per_epoch = 1 if trainer.opt.full_batch else -(-n // min(cfg["batch_size"], n))
         self._fold = fold
-        self._post("start", fold, {"folds": nfolds, "epochs": cfg["epochs"], "per_epoch": per_epoch,
+        self._post("start", fold, {"folds": nfolds, "epochs": cfg["epochs"], "per_epoch": trainer.steps_per_epoch,
                                    "task": self.probe.task, "classes": self.probe.classes, "n_train": n,
                                    "n_val": len(trainer.val) if trainer.val is not None else 0,
                                    "input_shape": model.input_shape, "layers": list(model.order),
