@@ -17,50 +17,16 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-from PySide6.QtCore import QElapsedTimer, QObject, Qt, QTimer, Signal  # noqa: E402
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from engine.project import TRAINING, Project  # noqa: E402
+from engine.project import Project  # noqa: E402
 from engine.session import prepare  # noqa: E402
-from engine.shapes import infer  # noqa: E402
+from gui.document import Document  # noqa: E402
 from resources import path  # noqa: E402
 
 TICK_MS = 5
 STARTUP_S = 1.0         # the first second of a run (data, model, views set up) is also reported apart
-
-
-class StubDocument(QObject):
-    """Used only when gui.document.Document is not available (it owns undo; the benchmark needs none)."""
-
-    changed, validated = Signal(), Signal(dict)
-    locked_changed, dirty_changed = Signal(bool), Signal(bool)
-
-    def __init__(self, project):
-        super().__init__()
-        self.project, self.locked, self.infos = project, False, infer(project.graph)
-
-    def set_locked(self, on):
-        self.locked = on
-
-    def set_training(self, key, value):
-        self.project.training[key] = {h.name: h for h in TRAINING}[key].check(value)
-        self.changed.emit()
-
-    def set_dataset(self, ref):
-        self.project.dataset = dict(ref)
-        self.changed.emit()
-
-    def add_run(self, record):
-        self.project.runs.append(record)
-        self.changed.emit()
-
-
-def document(project):
-    try:
-        from gui.document import Document
-        return Document(project)
-    except (ImportError, TypeError):
-        return StubDocument(project)
 
 
 def project(epochs):
@@ -106,7 +72,7 @@ def main():
     head = tr.run()
     headless = time.perf_counter() - t0
 
-    dock = TrainingDock(document(project(a.epochs)))
+    dock = TrainingDock(Document(project(a.epochs)))
     dock.resize(1280, 760)
     dock.show()
     app.processEvents()

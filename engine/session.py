@@ -52,3 +52,27 @@ def record(trainer, result, label=""):
     return {"label": label or time.strftime("%Y-%m-%d %H:%M:%S"), "config": dict(trainer.cfg),
             "seed": trainer.cfg["seed"], "history": {k: list(v) for k, v in trainer.history.items()},
             "result": {k: v for k, v in result.items() if k != "findings"}, "findings": result.get("findings", [])}
+
+
+def warm_up():
+    """One tiny dense and one tiny conv training step, so numba loads its context and cached kernels now.
+
+    The first kernel a process loads costs about a second (numba's typing context); a GUI calls this
+    in a background thread at start so that pressing Train does not pay for it."""
+    from .data import Dataset
+    from .graph import Graph
+    from .project import training_config
+    rng = np.random.default_rng(0)
+    for shape, layers in (((2,), [("Dense", {"units": 2}), ("ReLU", {}), ("Dense", {"units": 2})]),
+                          ((1, 6, 6), [("Conv2D", {"filters": 2}), ("BatchNorm", {}), ("ReLU", {}),
+                                       ("MaxPool2D", {}), ("Flatten", {}), ("Dense", {"units": 2})])):
+        g = Graph()
+        g.add_node("Input", "x", {"shape": list(shape)})
+        for i, (t, c) in enumerate(layers + [("Softmax", {})]):
+            g.add_node(t, f"l{i}", c)
+            g.connect(f"l{i - 1}" if i else "x", f"l{i}")
+        x, y = rng.normal(size=(4,) + shape).astype(np.float32), np.array([0, 1, 0, 1])
+        data = Dataset(x, y, "multiclass", "warm-up", ["a", "b"])
+        tr = Trainer(Model(g), training_config({"loss": "cce", "batch_size": 4}), data)
+        tr.train_step(x, y)
+        tr.model.forward(x)

@@ -1,10 +1,12 @@
 """`layerboard` with no arguments: the builder window with an example project loaded."""
 import sys
+import threading
 
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from engine.errors import LayerboardError
+from engine.session import warm_up
 
 from .mainwindow import MainWindow, default_example
 from .style import apply_theme
@@ -41,6 +43,7 @@ def main(argv=None):
     apply_theme(app, QSettings().value("theme", "light"))
     win = MainWindow()
     win.show()
+    threading.Thread(target=warm_up, name="numba warm-up", daemon=True).start()   # first Train is quick
     example = default_example()
     if example is not None:
         win.open_path(example, template=True)

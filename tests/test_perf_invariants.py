@@ -86,3 +86,14 @@ def test_inputs_index_matches_inputs_of():
     idx = g.inputs_index()
     assert idx == {n: g.inputs_of(n) for n in g.nodes} and idx["c"] == ["a", "d1"]
     assert np.all([g.missing_inputs(n) == g.missing_inputs(n, len(idx[n])) for n in g.nodes])
+
+
+def test_warm_up_loads_the_kernels_a_first_training_step_needs():
+    """In a fresh process, after session.warm_up the fused step and the conv kernels are loaded."""
+    import subprocess
+    import sys
+    code = ("from engine import fused\nfrom engine.layers import conv_kernels as c\nfrom engine.session import warm_up\n"
+            "print(len(fused.train_step.signatures), len(c.im2col_wide.signatures))\nwarm_up()\n"
+            "print(len(fused.train_step.signatures), len(c.im2col_wide.signatures))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == ["0", "0"] and int(out[2]) >= 1 and int(out[3]) >= 1

@@ -36,6 +36,7 @@ class TrainingDock(QDockWidget):
         self._t0 = 0.0
         self._total = 1
         self._ctx = {}
+        self._unbegun = []                # views still to begin for the run that is starting
         self._watched = None
         self._fold, self._epoch, self._last, self._drawn = 0, 0, None, 0.0
         self._pending = 0                     # probes asked for after a run; the timer runs until they arrive
@@ -105,9 +106,8 @@ class TrainingDock(QDockWidget):
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.addWidget(self.message)
-        self.banner = Banner()
-        box.addWidget(self.banner)
         self.tabs = QTabWidget()
+        self.banner = Banner(self.tabs)
         self.views = []
         for cls in VIEWS:
             v = cls()
@@ -217,6 +217,8 @@ class TrainingDock(QDockWidget):
         """Timer slot: apply everything the worker posted since the last tick, then redraw once."""
         if self.job is None:
             return
+        if self._unbegun:                     # one view set up per tick: no long stall at a run's start
+            self._begin_views(1)
         msgs = self.job.drain()
         if not msgs:
             return
@@ -232,6 +234,8 @@ class TrainingDock(QDockWidget):
 
         for m in msgs:
             kind = m[0]
+            if self._unbegun and kind != "start":     # the worker did not wait: every view must be ready now
+                self._begin_views()
             if kind == "batch":
                 rows[m[1]].append(m[2:])
                 continue
@@ -269,18 +273,32 @@ class TrainingDock(QDockWidget):
         self._epoch = 0
         self._last = None
         self._total = max(ctx["epochs"] * ctx["per_epoch"] * ctx["folds"], 1)
+        self._begin_views()                   # a previous fold's views, if any were still waiting
         for i, v in enumerate(self.views):
             if fold == 0:
-                v.begin(ctx)
                 self.tabs.setTabEnabled(i, v.applies(ctx))
             else:
                 v.fold(fold, ctx)
         if fold == 0 and not self.tabs.isTabEnabled(self.tabs.currentIndex()):
             self.tabs.setCurrentIndex(0)
         self._fold = fold
-        self.job.ready.set()
+        if fold == 0:                         # the view in front now, the others on the next ticks
+            front = self.tabs.currentWidget()
+            self._unbegun = [front] + [v for v in self.views if v is not front]
+            self._begin_views(1)
+        else:
+            self.job.ready.set()
         self.message.setText(f"Training on {ctx['n_train']} samples, validating on {ctx['n_val']}"
                              + (f" — fold {fold + 1} of {ctx['folds']}" if ctx["folds"] > 1 else "") + ".")
+
+    def _begin_views(self, n=None):
+        """Begin the next n (default: all) views still waiting for this run; the worker starts after the last."""
+        n = len(self._unbegun) if n is None else n
+        todo, self._unbegun = self._unbegun[:n], self._unbegun[n:]
+        for v in todo:
+            v.begin(self._ctx)
+        if todo and not self._unbegun:
+            self.job.ready.set()
 
     def _on_epoch(self, fold, epoch, step, data):
         self._epoch = epoch

@@ -109,5 +109,3 @@ class PCAView(View):
         self.evr_label.setText("explained variance: " + ", ".join(
             f"PC{i + 1} {100 * v:.1f} %" for i, v in enumerate(shown)) +
             f" (of {p['features']} feature{'s' if p['features'] != 1 else ''} in '{p['layer']}')")
-        self.plot.setLabel("bottom", f"PC1 ({100 * shown[0]:.1f} %)" if len(shown) else "PC1")
-        self.plot.setLabel("left", f"PC2 ({100 * shown[1]:.1f} %)" if len(shown) > 1 else "PC2")
