@@ -16,32 +16,23 @@ def _project(path):
 
 
 def cmd_summary(a):
-    from .shapes import infer
+    from .shapes import infer, table, totals
     p = _project(a.project)
     infos = infer(p.graph)
-    rows = []
-    for n, i in infos.items():
-        node = p.graph.nodes[n]
-        d = i.to_dict()
-        d.update(config=node.config, inputs=p.graph.inputs_of(n))
-        rows.append(d)
-    total_p, total_m = sum(i.params for i in infos.values()), sum(i.macs for i in infos.values())
+    params, macs, acts = totals(infos)
+    b = p.training.get("batch_size", 32)
     if a.json:
-        print(json.dumps({"layers": rows, "total_params": total_p, "total_macs": total_m}))
+        layers = [dict(i.to_dict(), config=p.graph.nodes[n].config, inputs=p.graph.inputs_of(n))
+                  for n, i in infos.items()]
+        print(json.dumps({"layers": layers, "total_params": params, "total_macs": macs, "total_activations": acts,
+                          "batch_size": b, "total_macs_per_batch": b * macs}))
     else:
-        spatial = any(i.field for i in infos.values())
-        head = ["name", "type", "output shape", "params", "MACs"] + (["receptive field", "eff. stride"] if spatial else [])
-        table = [head]
-        for i in infos.values():
-            shape = fmt(i.shape) if i.shape else ("ERROR" if i.error else f"(needs {i.blocked})")
-            row = [i.name, i.type, shape, f"{i.params:,}", f"{i.macs:,}"]
-            if spatial:
-                row += [f"{i.field[0]}×{i.field[1]}" if i.field else "", f"{i.stride[0]}×{i.stride[1]}" if i.stride else ""]
-            table.append(row)
-        table.append(["total", "", "", f"{total_p:,}", f"{total_m:,}"] + ([""] * 2 if spatial else []))
-        w = [max(len(r[c]) for r in table) for c in range(len(head))]
-        for r in table:
+        head, body = table(infos)
+        w = [max(len(r[c]) for r in [head] + body) for c in range(len(head))]
+        for r in [head] + body:
             print("  ".join(c.ljust(w[k]) if k < 3 else c.rjust(w[k]) for k, c in enumerate(r)).rstrip())
+        print(f"per batch of {b}: {b * macs:,} MACs; activations {b * acts:,} values "
+              f"({b * acts * 4 / 2**20:.1f} MiB in float32, forward pass)")
         for i in infos.values():
             if i.error:
                 print(f"error: {i.error}", file=sys.stderr)

@@ -4,6 +4,7 @@ from math import prod
 
 from .errors import LayerboardError, ShapeError
 from .layers import REGISTRY, create
+from .layers.base import fmt
 
 
 @dataclass
@@ -128,3 +129,27 @@ def _field(info, ks, ins):
 def errors(infos):
     """(name, message) for every node that has its own error."""
     return [(i.name, i.error) for i in infos.values() if i.error]
+
+
+def totals(infos):
+    """(params, MACs per sample, activation values per sample) summed over the graph."""
+    v = infos.values()
+    return sum(i.params for i in v), sum(i.macs for i in v), sum(i.memory for i in v)
+
+
+def table(infos):
+    """(header, rows) of the per-layer summary as text: shape, params, MACs and activations per sample,
+    receptive field and effective stride when the net has spatial layers, and a totals row."""
+    spatial = any(i.field for i in infos.values())
+    head = ["name", "type", "output shape", "params", "MACs", "activations"]
+    head += ["receptive field", "eff. stride"] if spatial else []
+    rows = []
+    for i in infos.values():
+        shape = fmt(i.shape) if i.shape else ("error" if i.error else f"needs {i.blocked}")
+        r = [i.name, i.type, shape, f"{i.params:,}", f"{i.macs:,}", f"{i.memory:,}"]
+        if spatial:
+            r += [f"{i.field[0]}×{i.field[1]}" if i.field else "", f"{i.stride[0]}×{i.stride[1]}" if i.stride else ""]
+        rows.append(r)
+    total = ["total", "", ""] + [f"{t:,}" for t in totals(infos)]
+    rows.append(total + [""] * (len(head) - len(total)))
+    return head, rows

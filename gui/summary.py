@@ -3,29 +3,13 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QKeySequence
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QDockWidget, QTableView
 
-from engine.layers import fmt
+from engine.shapes import table
 
 from .style import theme
 
 
-def rows(infos):
-    """Header and text rows (with a totals row) for the table and for copying."""
-    spatial = any(i.field for i in infos.values())
-    head = ["name", "type", "output shape", "params", "MACs"] + (["receptive field", "stride"] if spatial else [])
-    out = []
-    for i in infos.values():
-        shape = fmt(i.shape) if i.shape else ("error" if i.error else f"needs {i.blocked}")
-        r = [i.name, i.type, shape, f"{i.params:,}", f"{i.macs:,}"]
-        if spatial:
-            r += [f"{i.field[0]}×{i.field[1]}" if i.field else "", f"{i.stride[0]}×{i.stride[1]}" if i.stride else ""]
-        out.append(r)
-    total = ["total", "", "", f"{sum(i.params for i in infos.values()):,}", f"{sum(i.macs for i in infos.values()):,}"]
-    out.append(total + [""] * (len(head) - len(total)))
-    return head, out
-
-
 class SummaryModel(QAbstractTableModel):
-    """The rows of rows(infos); resetting it is cheap, the view asks only for what it shows."""
+    """The rows of engine.shapes.table(infos); resetting it is cheap, the view asks only for what it shows."""
 
     def __init__(self):
         super().__init__()
@@ -33,7 +17,7 @@ class SummaryModel(QAbstractTableModel):
 
     def set_infos(self, infos):
         self.beginResetModel()
-        self.head, self.data_ = rows(infos)
+        self.head, self.data_ = table(infos)
         self.errors = {i.name: i.error for i in infos.values() if i.error}
         self.endResetModel()
 

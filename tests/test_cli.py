@@ -23,11 +23,14 @@ def test_summary_json():
     assert fc1["params"] == 64 * 256 + 256 and fc1["macs"] == 64 * 256 and fc1["config"]["units"] == 256
     assert d["total_params"] == sum(x["params"] for x in d["layers"])
     assert d["total_macs"] == sum(x["macs"] for x in d["layers"])
+    assert fc1["activations"] == 256 and d["total_activations"] == sum(np.prod(x["output_shape"]) for x in d["layers"])
+    assert d["total_macs_per_batch"] == d["batch_size"] * d["total_macs"] and d["batch_size"] > 1
 
 
 def test_summary_table():
     r = cli("summary", XOR)
     assert r.returncode == 0 and "hidden" in r.stdout and "total" in r.stdout and "9" in r.stdout
+    assert "activations" in r.stdout.splitlines()[0] and "MACs; activations" in r.stdout.splitlines()[-1]
 
 
 def test_train_json_and_predict(tmp_path):
