@@ -89,6 +89,7 @@ class View(QWidget):
         self.note.setStyleSheet("color: #555;")
         self.ctx = {}
         self.options = {}           # shared with the running job (the dock sets the same dict on every view)
+        self._last = None           # the latest compute() payload not drawn yet
 
     def changeEvent(self, e):
         if e.type() == QEvent.Type.StyleChange:                # the window switched theme
@@ -117,7 +118,16 @@ class View(QWidget):
         """An epoch ended; data holds train/val loss and accuracy."""
 
     def snapshot(self, fold, payload):
-        """This view's compute() result arrived."""
+        """This view's compute() result arrived (kept until the next refresh takes it)."""
+        self._last = payload
+
+    def take(self):
+        """The payload that arrived since the last refresh, or None; an {"error": …} payload goes to the note."""
+        p, self._last = self._last, None
+        if p is not None and "error" in p:
+            self.note.setText(p["error"])
+            return None
+        return p
 
     def finish(self, fold, result):
         """A run (or fold) ended with the trainer's summary."""

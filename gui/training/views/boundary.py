@@ -61,7 +61,6 @@ class BoundaryView(View):
         self.points = ClassScatter(self.plot, size=8, pen=pg.mkPen("#222", width=1))
         self.box.addWidget(self.plot, 1)
         self.box.addWidget(self.note)
-        self._last = None
 
     def applies(self, ctx):
         return bool(ctx.get("two_d"))
@@ -72,15 +71,9 @@ class BoundaryView(View):
         self.points.clear()
         self.note.setText("Colour: predicted class (pale where the model is unsure); points: training data.")
 
-    def snapshot(self, fold, payload):
-        self._last = payload
-
     def refresh(self):
-        p, self._last = self._last, None
+        p = self.take()
         if p is None:
-            return
-        if "error" in p:
-            self.note.setText(p["error"])
             return
         x0, x1, y0, y1 = p["extent"]
         self.image.setImage(np.ascontiguousarray(p["image"].transpose(1, 0, 2)), autoLevels=False)  # (x, y, 4)

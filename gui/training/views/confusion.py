@@ -80,7 +80,6 @@ class ConfusionView(View):
         self.labels = CellLabels()
         self.plot.addItem(self.labels)
         self.matrix = None
-        self._last = None
 
     def applies(self, ctx):
         return bool(ctx.get("classify"))
@@ -97,11 +96,8 @@ class ConfusionView(View):
         src = "validation" if ctx.get("n_val") else "training"
         self.note.setText(f"Rows: true class; columns: predicted class ({src} set).")
 
-    def snapshot(self, fold, payload):
-        self._last = payload
-
     def refresh(self):
-        p, self._last = self._last, None
+        p = self.take()
         if p is None:
             return
         m = self.matrix = p["matrix"]

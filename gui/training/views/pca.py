@@ -61,7 +61,6 @@ class PCAView(View):
         self.box.addWidget(self.plot, 1)
         self.box.addWidget(self.note)
         self.evr = None
-        self._last = None
         self._classes = None
 
     def begin(self, ctx):
@@ -91,15 +90,9 @@ class PCAView(View):
             self.options["pca_layer"] = name
             self.reprobe.emit(self.key)
 
-    def snapshot(self, fold, payload):
-        self._last = payload
-
     def refresh(self):
-        p, self._last = self._last, None
+        p = self.take()
         if p is None:
-            return
-        if "error" in p:
-            self.note.setText(p["error"])
             return
         s, y = p["scores"], p["y"]
         n_cls = len(self.ctx.get("classes", [])) if self.ctx.get("classify") else 0
