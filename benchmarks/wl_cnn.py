@@ -20,12 +20,7 @@ def cnn_graph():
              ("r2", "ReLU", {}), ("p2", "MaxPool2D", {}),
              ("f", "Flatten", {}), ("d1", "Dense", {"units": 64}), ("r3", "ReLU", {}),
              ("d2", "Dense", {"units": 10}), ("sm", "Softmax", {})]
-    prev = None
-    for name, t, c in specs:
-        g.add_node(t, name, c)
-        if prev:
-            g.connect(prev, name)
-        prev = name
+    g.chain(*specs)
     return g
 
 

@@ -18,12 +18,7 @@ SPECS = {
 def graph(layers, features):
     """A chain Input → layers."""
     g = Graph()
-    g.add_node("Input", "x", {"shape": [features]})
-    prev = "x"
-    for i, (t, c) in enumerate(layers):
-        g.add_node(t, f"l{i}", c)
-        g.connect(prev, f"l{i}")
-        prev = f"l{i}"
+    g.chain(("x", "Input", {"shape": [features]}), *((f"l{i}", t, c) for i, (t, c) in enumerate(layers)))
     return g
 
 

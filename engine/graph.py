@@ -154,6 +154,16 @@ class Graph:
         self.edges.append(e)
         return e
 
+    def chain(self, *specs, after=None):
+        """Add (name, type, config) nodes in a row, the first fed by node `after`; returns the last name."""
+        prev = after
+        for name, t, c in specs:
+            self.add_node(t, name, c)
+            if prev:
+                self.connect(prev, name)
+            prev = name
+        return prev
+
     def disconnect(self, edge):
         if edge not in self.edges:
             raise GraphError(f"no edge {edge.src} → {edge.dst}")

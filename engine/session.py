@@ -67,10 +67,8 @@ def warm_up():
                           ((1, 6, 6), [("Conv2D", {"filters": 2}), ("BatchNorm", {}), ("ReLU", {}),
                                        ("MaxPool2D", {}), ("Flatten", {}), ("Dense", {"units": 2})])):
         g = Graph()
-        g.add_node("Input", "x", {"shape": list(shape)})
-        for i, (t, c) in enumerate(layers + [("Softmax", {})]):
-            g.add_node(t, f"l{i}", c)
-            g.connect(f"l{i - 1}" if i else "x", f"l{i}")
+        g.chain(("x", "Input", {"shape": list(shape)}),
+                *((f"l{i}", t, c) for i, (t, c) in enumerate(layers + [("Softmax", {})])))
         x, y = rng.normal(size=(4,) + shape).astype(np.float32), np.array([0, 1, 0, 1])
         data = Dataset(x, y, "multiclass", "warm-up", ["a", "b"])
         tr = Trainer(Model(g), training_config({"loss": "cce", "batch_size": 4}), data)

@@ -9,12 +9,7 @@ from gradcheck import build, numeric
 
 def net(*specs):
     g = Graph()
-    prev = None
-    for name, t, c in specs:
-        g.add_node(t, name, c)
-        if prev:
-            g.connect(prev, name)
-        prev = name
+    g.chain(*specs)
     return g
 
 

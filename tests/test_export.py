@@ -51,47 +51,36 @@ def run_onnx(model, x, tmp_path=None):
     return sess.run(None, {inp.name: x.astype(np.float32)})[0], m
 
 
-def chain(g, *specs, after=None):
-    """Add nodes in a row (name, type, config), the first fed by `after`; returns the last name."""
-    prev = after
-    for name, t, c in specs:
-        g.add_node(t, name, c)
-        if prev:
-            g.connect(prev, name)
-        prev = name
-    return prev
-
-
 def every_layer_graph():
     """One graph with every exportable layer type: two image branches, 3-way Add, Concatenate, sequences."""
     g = Graph()
-    x = chain(g, ("img", "Input", {"shape": [2, 8, 8], "standardize": True}),
+    x = g.chain(("img", "Input", {"shape": [2, 8, 8], "standardize": True}),
               ("c1", "Conv2D", {"filters": 4, "kernel_size": [3], "padding": "same"}),
               ("bn1", "BatchNorm", {}), ("r1", "ReLU", {}), ("mp", "MaxPool2D", {}))               # (4, 4, 4)
-    a = chain(g, ("c2", "Conv2D", {"filters": 3, "kernel_size": [3, 2], "stride": [1, 2], "padding": "explicit",
+    a = g.chain(("c2", "Conv2D", {"filters": 3, "kernel_size": [3, 2], "stride": [1, 2], "padding": "explicit",
                                    "pad": [2, 1], "use_bias": False}),
               ("gap", "GlobalAveragePool", {}), after=x)                                          # (3,)
-    b = chain(g, ("ap", "AveragePool2D", {"kernel_size": [2], "stride": [1]}), ("fl", "Flatten", {}),
+    b = g.chain(("ap", "AveragePool2D", {"kernel_size": [2], "stride": [1]}), ("fl", "Flatten", {}),
               ("db", "Dense", {"units": 5}), ("th", "Tanh", {}), after=x)                         # (5,)
     g.add_node("Concatenate", "cat")
     g.connect(a, "cat")
     g.connect(b, "cat")                                                                           # (8,)
-    s = chain(g, ("drop", "Dropout", {"rate": 0.4}), ("seq", "Reshape", {"shape": [2, -1]}),      # (2, 4)
+    s = g.chain(("drop", "Dropout", {"rate": 0.4}), ("seq", "Reshape", {"shape": [2, -1]}),      # (2, 4)
               ("dt", "Dense", {"units": 3}), ("sg", "Sigmoid", {}), after="cat")                  # (2, 3) MatMul+Add
-    t = chain(g, ("dt2", "Dense", {"units": 3, "use_bias": False}), after="seq")                  # (2, 3) MatMul
+    t = g.chain(("dt2", "Dense", {"units": 3, "use_bias": False}), after="seq")                  # (2, 3) MatMul
     g.add_node("Concatenate", "cat0", {"axis": 0})
     g.connect(s, "cat0")
     g.connect(t, "cat0")                                                                          # (4, 3)
-    h = chain(g, ("fl2", "Flatten", {}), ("bn2", "BatchNorm", {}), ("d1", "Dense", {"units": 6}), after="cat0")
-    k = chain(g, ("d2", "Dense", {"units": 6}), after="fl2")
-    m = chain(g, ("d3", "Dense", {"units": 6, "use_bias": False}), ("r3", "ReLU", {}), after="cat")
+    h = g.chain(("fl2", "Flatten", {}), ("bn2", "BatchNorm", {}), ("d1", "Dense", {"units": 6}), after="cat0")
+    k = g.chain(("d2", "Dense", {"units": 6}), after="fl2")
+    m = g.chain(("d3", "Dense", {"units": 6, "use_bias": False}), ("r3", "ReLU", {}), after="cat")
     g.add_node("Add", "sum3")
     for src in (h, k, m):
         g.connect(src, "sum3")
     g.add_node("Add", "add2")
     g.connect("sum3", "add2")
     g.connect(k, "add2")
-    chain(g, ("logits", "Dense", {"units": 4}), ("soft", "Softmax", {}), after="add2")
+    g.chain(("logits", "Dense", {"units": 4}), ("soft", "Softmax", {}), after="add2")
     return g
 
 

@@ -106,3 +106,11 @@ def test_interrupted_save_keeps_old_file(tmp_path, monkeypatch):
         p.save(path)
     assert path.read_bytes() == before and json.loads(before)["name"] == ""
     assert [f.name for f in tmp_path.iterdir()] == ["p.json"]
+
+
+def test_chain_adds_nodes_in_a_row_after_a_given_node():
+    g = Graph()
+    assert g.chain(("x", "Input", {"shape": [3]}), ("d", "Dense", {"units": 2})) == "d"
+    assert g.chain(("r", "ReLU", {}), ("s", "Sigmoid", {}), after="d") == "s"
+    assert [(e.src, e.dst) for e in g.edges] == [("x", "d"), ("d", "r"), ("r", "s")]
+    assert g.nodes["d"].config == {"units": 2} and g.topo_order() == ["x", "d", "r", "s"]
