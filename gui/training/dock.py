@@ -104,6 +104,8 @@ class TrainingDock(QDockWidget):
         box.addLayout(row)
         self.message = QLabel("")
         self.message.setWordWrap(True)
+        self.message.setMinimumHeight(2 * self.message.fontMetrics().lineSpacing() + 4)   # new text: no re-layout
+        self.message.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.addWidget(self.message)
         self.tabs = QTabWidget()

@@ -35,11 +35,8 @@ def _plot(canvas, row, title, ylabel, corner):
     return p
 
 
-SYMBOLS_UP_TO = 40      # epochs; beyond this the per-epoch curves are lines only (symbols cost paint time)
-
-
 class CurvesView(View):
-    """Training loss/accuracy per batch (thin) and per epoch (dots), validation per epoch (dashed)."""
+    """Training loss/accuracy per batch (thin) and per epoch (thick), validation per epoch (dashed)."""
 
     title = "Curves"
 
@@ -61,7 +58,7 @@ class CurvesView(View):
 
     def begin(self, ctx):
         super().begin(ctx)
-        sig = (ctx.get("folds", 1), bool(ctx.get("n_val")), ctx.get("epochs", 1) <= SYMBOLS_UP_TO)
+        sig = (ctx.get("folds", 1), bool(ctx.get("n_val")))
         if sig != self._sig:                                    # new layout: new curves and legend
             for p in (self.loss_plot, self.acc_plot):
                 p.clear()
@@ -94,7 +91,6 @@ class CurvesView(View):
 
     def _make(self, fold, ctx, kf, tc, vc, name):
         f = {}
-        sym = ctx.get("epochs", 1) <= SYMBOLS_UP_TO
         for key, p in (("loss", self.loss_plot), ("acc", self.acc_plot)):
             f[f"batch_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=1),
                                        name=None if kf else "train (batch)")
@@ -102,10 +98,8 @@ class CurvesView(View):
             f[f"batch_{key}"].setDownsampling(auto=True, method="peak")
             f[f"batch_{key}"].setClipToView(True)
             f[f"batch_{key}"].setVisible(not kf)
-            f[f"train_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=2), symbol="o" if sym else None, symbolSize=4,
-                                       symbolBrush=tc, symbolPen=None, name=f"{name}train (epoch)")
+            f[f"train_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=2), name=f"{name}train (epoch)")
             f[f"val_{key}"] = p.plot([], [], pen=pg.mkPen(vc, width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
-                                     symbol="s" if sym else None, symbolSize=4, symbolBrush=vc, symbolPen=None,
                                      name=f"{name}validation" if ctx.get("n_val") else None)
         return f
 

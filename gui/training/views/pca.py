@@ -57,6 +57,7 @@ class PCAView(View):
         self.plot.setLabel("bottom", "PC1")
         self.plot.setLabel("left", "PC2")
         self.scatter = ClassScatter(self.plot, size=6)
+        self.plot.enableAutoRange(x=False, y=False)            # ranges move in steps (see _fit): fewer re-layouts
         self.legend = self.plot.addLegend(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
         self.box.addWidget(self.plot, 1)
         self.box.addWidget(self.note)
@@ -97,8 +98,19 @@ class PCAView(View):
         s, y = p["scores"], p["y"]
         n_cls = len(self.ctx.get("classes", [])) if self.ctx.get("classify") else 0
         self.scatter.set(s[:, 0], s[:, 1], y, n_cls)
+        self._fit(s[:, 0], s[:, 1])
         self.evr = np.asarray(p["evr"], float)
         shown = self.evr[:2]
         self.evr_label.setText("explained variance: " + ", ".join(
             f"PC{i + 1} {100 * v:.1f} %" for i, v in enumerate(shown)) +
             f" (of {p['features']} feature{'s' if p['features'] != 1 else ''} in '{p['layer']}')")
+
+    def _fit(self, x, y):
+        """Re-range an axis only when the points leave it or fill less than half of it (15 % margins)."""
+        (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
+        for lo, hi, a0, a1, set_range in ((x.min(), x.max(), x0, x1, self.plot.setXRange),
+                                          (y.min(), y.max(), y0, y1, self.plot.setYRange)):
+            span = max(hi - lo, 1e-6)
+            if lo < a0 or hi > a1 or span < 0.5 * (a1 - a0):
+                set_range(lo - 0.15 * span, hi + 0.15 * span, padding=0)
+
