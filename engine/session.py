@@ -8,10 +8,12 @@ from .model import Model
 from .trainer import Trainer
 
 
-def _setup(project, train, val, cfg, dtype):
+def _setup(project, train, val, cfg, dtype, weights=None):
     model = Model(project.graph, dtype=dtype, seed=cfg["seed"])
     for n in model.inputs:
         model.layers[n].adapt(train.x)
+    if weights is not None:                     # start from loaded weights (Input statistics included)
+        model.set_weights(weights, where="the loaded weights")
     trainer = Trainer(model, cfg, train, val)
     if project.dataset.get("augment"):
         trainer.augment = augment.make(project.dataset["augment"])     # training batches only
@@ -25,20 +27,22 @@ def config(project, seed=None):
     return cfg
 
 
-def prepare(project, seed=None, dtype="float32", data=None):
-    """(model, trainer) ready to run, with the project's dataset split and the Input adapted."""
+def prepare(project, seed=None, dtype="float32", data=None, weights=None):
+    """(model, trainer) ready to run, with the project's dataset split and the Input adapted.
+
+    weights: {'node/param': array} to start from (e.g. engine.weights.load(path)[0]) instead of a fresh init."""
     cfg = config(project, seed)
     ds = data if data is not None else load(project.dataset, project.base)
     train, val = ds.split(cfg["validation_split"], cfg["seed"])
-    return _setup(project, train, val, cfg, dtype)
+    return _setup(project, train, val, cfg, dtype, weights)
 
 
-def folds(project, k, seed=None, dtype="float32", data=None):
+def folds(project, k, seed=None, dtype="float32", data=None, weights=None):
     """Yield (fold index, model, trainer) for k-fold cross-validation over the whole dataset."""
     cfg = config(project, seed)
     ds = data if data is not None else load(project.dataset, project.base)
     for i, (tr, va) in enumerate(kfold(len(ds), k, cfg["seed"])):
-        yield (i,) + _setup(project, ds.subset(tr), ds.subset(va), cfg, dtype)
+        yield (i,) + _setup(project, ds.subset(tr), ds.subset(va), cfg, dtype, weights)
 
 
 def fold_summary(results, key="val_accuracy"):

@@ -119,6 +119,11 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         self._act(f, "&Save", self.save, K.Save, toolbar=True)
         self._act(f, "Save &as…", self.save_as, K.SaveAs)
+        if self.training is not None:
+            f.addSeparator()
+            self._act(f, "&Load weights…", self.load_weights, tip="Start the next training run from a weights file")
+            self._act(f, "&Export weights…", self.export_weights, "Ctrl+E",
+                      tip="Write the trained model as .npz, .safetensors or .onnx")
         f.addSeparator()
         self._act(f, "&Quit", self.close, K.Quit)
         self.toolbar.addSeparator()
@@ -242,6 +247,19 @@ class MainWindow(QMainWindow):
         start = str(self.doc.project.path or self._dir() / "model.json")
         p, _ = QFileDialog.getSaveFileName(self, "Save project", start, FILTER)
         return self._save_to(p) if p else False
+
+    def load_weights(self):
+        from .training.weights import load_dialog
+        if load_dialog(self, self.training.weights, self.doc.graph, self._dir()):
+            self.training.loaded_weights(self.training.weights.name)
+            self.training.show()
+
+    def export_weights(self):
+        from .training.weights import export_dialog
+        start = self._dir() / f"{Path(self.doc.project.path or 'model').stem}.npz"
+        p = export_dialog(self, self.training.weights, start)
+        if p:
+            self.show_message(f"exported weights to {p}")
 
     def _save_to(self, p):
         try:

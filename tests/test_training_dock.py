@@ -7,53 +7,14 @@ import pytest
 pytest.importorskip("pytestqt")
 pg = pytest.importorskip("pyqtgraph")
 
-from PySide6.QtCore import QObject, Signal  # noqa: E402
-
 from engine.graph import Graph  # noqa: E402
-from engine.project import TRAINING, Project  # noqa: E402
-from engine.shapes import infer  # noqa: E402
+from engine.project import Project  # noqa: E402
+from gui.document import Document  # noqa: E402
 from resources import path  # noqa: E402
-
-try:
-    from gui.document import Document
-except ImportError:          # the builder's Document is not there yet: a minimal stand-in with the contract
-    Document = None
-
-HP = {h.name: h for h in TRAINING}
-
-
-class FakeDocument(QObject):
-    """The slice of gui.document.Document (see notes/DOCUMENT_CONTRACT.md) the dock uses."""
-
-    changed = Signal()
-    validated = Signal(dict)
-    locked_changed = Signal(bool)
-    dirty_changed = Signal(bool)
-
-    def __init__(self, project):
-        super().__init__()
-        self.project, self.locked = project, False
-        self.infos = infer(project.graph)
-
-    def set_locked(self, on):
-        self.locked = on
-        self.locked_changed.emit(on)
-
-    def set_training(self, key, value):
-        self.project.training[key] = HP[key].check(value, "training")
-        self.changed.emit()
-
-    def set_dataset(self, ref):
-        self.project.dataset = dict(ref)
-        self.changed.emit()
-
-    def add_run(self, record):
-        self.project.runs.append(record)
-        self.changed.emit()
 
 
 def make_doc(project):
-    doc = Document(project) if Document is not None else FakeDocument(project)
+    doc = Document(project)
     doc.lock_log = []
     doc.locked_changed.connect(doc.lock_log.append)
     return doc

@@ -14,6 +14,7 @@ from .job import Job, snapshot_project
 from .runs import RunList
 from .settings import SettingsForm
 from .views import VIEWS, CompareView, CurvesView
+from .weights import Weights
 
 DRAIN_MS = 50           # worker messages are applied this often
 PLOT_MS = 200           # the visible view is redrawn at most this often (painting is the UI's main cost)
@@ -49,6 +50,8 @@ class TrainingDock(QDockWidget):
         self.timer = QTimer(self)
         self.timer.setInterval(DRAIN_MS)
         self.timer.timeout.connect(self.drain)
+        self.weights = Weights()              # what Export writes; loaded weights the next runs start from
+        self.doc.validated.connect(self._graph_edited)
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
@@ -150,7 +153,7 @@ class TrainingDock(QDockWidget):
         label = f"Run {len(p.runs) + 1}{f' ({k}-fold)' if k >= 2 else ''}: {data}, {time.strftime('%H:%M:%S')}"
         probes = {cls.key: cls.compute for cls in VIEWS if cls.key}
         self.job = Job(snapshot_project(p), k=k if k >= 2 else 0, probes=probes, options=self.options,
-                       label=label)
+                       label=label, weights=self.weights.start)
         self.status, self.result, self.kfold_summary = "running", None, None
         self._t0, self._total, self._ctx, self._pending = time.perf_counter(), 1, {}, 0
         self.banner.hide()
@@ -355,11 +358,23 @@ class TrainingDock(QDockWidget):
             self.status = st
         if st in ("completed", "early_stopped") and self.status != "error":
             self.progress.setValue(self.progress.maximum())
+        if self.status != "error" and self.job.model is not None:
+            self.weights.trained(self.job.model)
         self.progress.setFormat(f"{STATUS.get(self.status, self.status).lower()} · {self.progress.format()}"
                                 if self.status != "error" else "error")
         self.doc.set_locked(False)
         self._buttons(False)
         self._done = True
+
+    def loaded_weights(self, name):
+        """Say that weights were loaded (the next runs start from them)."""
+        self.message.setStyleSheet("")
+        self.message.setText(f"Loaded weights from {name}: Export writes them; the next run starts from them.")
+
+    def _graph_edited(self, _infos):
+        if self.weights.graph_changed(self.doc.graph):
+            self.message.setText(f"The graph changed, so the next run starts from fresh weights, "
+                                 f"not from {self.weights.name}.")
 
     def _show_progress(self):
         if self.status != "running" or not self._ctx or getattr(self, "_last", None) is None:

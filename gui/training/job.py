@@ -74,6 +74,7 @@ class Job:
     probe_interval: float = 0.25                    # seconds between epoch-end probes (the last epoch always)
     label: str = ""
     ui_wait: float = READY_TIMEOUT                  # 0 when nobody sets `ready` (headless use)
+    weights: dict | None = None                     # loaded weights every run/fold starts from
 
     def __post_init__(self):
         self.outbox = deque()
@@ -143,7 +144,7 @@ class Job:
             if self.k >= 2:
                 self._kfold()
             else:
-                model, trainer = prepare(self.project)
+                model, trainer = prepare(self.project, weights=self.weights)
                 self._one(model, trainer, 0, 1)
         except LayerboardError as e:
             self._post("error", str(e))
@@ -154,7 +155,7 @@ class Job:
             self._post("done")
 
     def _kfold(self):
-        for i, model, trainer in folds(self.project, self.k):
+        for i, model, trainer in folds(self.project, self.k, weights=self.weights):
             if self._stop.is_set():
                 break
             self._one(model, trainer, i, self.k)

@@ -1,0 +1,82 @@
+"""Weights in the window: export the last trained (or loaded) model; load weights the next runs start from."""
+import json
+from pathlib import Path
+
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from engine.errors import LayerboardError
+from engine.model import Model
+from engine.weights import export, load
+
+SAVE_FILTER = "NumPy weights (*.npz);;safetensors (*.safetensors);;ONNX model (*.onnx)"
+LOAD_FILTER = "Layerboard weights (*.npz *.safetensors)"
+NOTHING = "Nothing to export yet: train the model or load weights first."
+
+
+def signature(graph):
+    """What weights depend on: node names, types, hyperparameters and edges (not canvas positions)."""
+    return json.dumps([[(n, v.type, v.config) for n, v in graph.nodes.items()],
+                       [e.to_dict() for e in graph.edges]], sort_keys=True, default=str)
+
+
+class Weights:
+    """The dock's model to export and the weights its next runs start from (None: a fresh initialisation)."""
+
+    def __init__(self):
+        self.model = None             # trained by the last run, or built from loaded weights
+        self.start = None             # {'node/param': array} loaded by the user
+        self.name, self._sig = "", None
+
+    def trained(self, model):
+        """A run finished: its model is what Export writes."""
+        self.model = model
+
+    def load(self, path, graph):
+        """Check a .npz/.safetensors file against graph (a clear error if it does not fit) and keep it."""
+        arrays, _ = load(path)
+        model = Model(graph.copy())
+        model.set_weights(arrays, where=f"the weights in {Path(path).name}")
+        self.model, self.start, self.name, self._sig = model, arrays, Path(path).name, signature(graph)
+
+    def graph_changed(self, graph):
+        """Forget loaded weights the edited graph no longer matches; True when that happened."""
+        if self.start is None or signature(graph) == self._sig:
+            return False
+        self.start = None
+        return True
+
+    def export(self, path):
+        if self.model is None:
+            raise LayerboardError(NOTHING)
+        export(self.model, path)
+
+
+def export_dialog(parent, weights, start_dir=""):
+    """Ask where, then write the model; the format follows the extension (npz, safetensors, onnx)."""
+    if weights.model is None:
+        QMessageBox.information(parent, "Export weights", NOTHING)
+        return None
+    path, chosen = QFileDialog.getSaveFileName(parent, "Export weights", str(start_dir), SAVE_FILTER)
+    if not path:
+        return None
+    if not Path(path).suffix:                           # no extension typed: the chosen filter's
+        path += "." + chosen.split("*.")[1].rstrip(")")
+    try:
+        weights.export(path)
+    except LayerboardError as e:
+        QMessageBox.warning(parent, "Cannot export weights", str(e))
+        return None
+    return path
+
+
+def load_dialog(parent, weights, graph, start_dir=""):
+    """Ask for a weights file and load it against graph; a file that does not fit is refused with the reason."""
+    path, _ = QFileDialog.getOpenFileName(parent, "Load weights", str(start_dir), LOAD_FILTER)
+    if not path:
+        return None
+    try:
+        weights.load(path, graph)
+    except LayerboardError as e:
+        QMessageBox.warning(parent, "Cannot load weights", str(e))
+        return None
+    return path
