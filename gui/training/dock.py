@@ -267,11 +267,9 @@ class TrainingDock(QDockWidget):
             gate.clear()
         try:
             v.refresh()
-            if gate is not None:
-                v.repaint()                   # paint now, not later in the event loop
         finally:
-            if gate is not None:
-                gate.set()
+            if gate is not None:              # reopen after the paint this refresh scheduled (one paint, not two)
+                QTimer.singleShot(0, gate.set)
 
     def _on_start(self, fold, ctx):
         self._ctx = ctx
