@@ -222,6 +222,7 @@ class TrainingDock(QDockWidget):
         """Timer slot: apply everything the worker posted since the last tick, then redraw once."""
         if self.job is None:
             return
+        self.job.gate.set()                   # the last redraw's paint is done (also when no 0-timer fires)
         if self._unbegun:                     # one view set up per tick: no long stall at a run's start
             self._begin_views(1)
         msgs = self.job.drain()
