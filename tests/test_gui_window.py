@@ -158,8 +158,8 @@ def test_closing_with_unsaved_changes_asks_and_cancel_keeps_the_window(window, m
 
 
 def test_main_opens_the_window_with_the_example_and_returns(isolated, qtbot, monkeypatch):
-    from PySide6.QtCore import QTimer
-    seen = []
+    from PySide6.QtCore import QEventLoop, QTimer
+    seen, loop = [], QEventLoop()
 
     def close_it():
         for w in QApplication.topLevelWidgets():
@@ -167,11 +167,19 @@ def test_main_opens_the_window_with_the_example_and_returns(isolated, qtbot, mon
                 seen.append((w.windowTitle(), len(w.doc.graph.nodes), w.training is not None))
                 w.doc.undo_stack.setClean()
                 w.close()
-        QApplication.instance().quit()
+        loop.quit()
 
+    # a local event loop instead of the application's: quitting the application would stop the timers of
+    # every later test in this process
+    monkeypatch.setattr(QApplication, "exec", lambda *a: loop.exec())
+    app = QApplication.instance()
+    app.setQuitOnLastWindowClosed(False)
     monkeypatch.setattr(gui_app, "MainWindow", lambda: MainWindow(training=False))
     QTimer.singleShot(300, close_it)
-    assert gui_app.main() == 0
+    try:
+        assert gui_app.main() == 0
+    finally:
+        app.setQuitOnLastWindowClosed(True)
     assert seen and seen[0][0].startswith("untitled") and seen[0][1] == len(Project.load(default_example()).graph.nodes)
 
 

@@ -59,8 +59,7 @@ def dock_for(qtbot):
 
 
 def until(qtbot, d, cond, timeout=20000):
-    """Wait for cond(), applying the worker's messages on each poll as the dock's timer does (the tests then
-    also pass when an earlier test left the application's timers stopped, e.g. after QApplication.quit())."""
+    """Wait for cond(), applying the worker's messages on each poll as the dock's timer does."""
     qtbot.waitUntil(lambda: (d.drain(), cond())[1], timeout=timeout)
 
 
