@@ -151,7 +151,7 @@ def test_two_runs_overlay_in_compare_view(qtbot, dock_for):
     assert not np.allclose(curves[0].getData()[1], curves[1].getData()[1])
 
 
-def test_image_folder_import_shows_images_as_rows(qtbot, dock_for, tmp_path):
+def test_image_folder_import_previews_thumbnails_and_classes(qtbot, dock_for, tmp_path):
     from PIL import Image
     for c, shade in (("cat", 40), ("dog", 200)):
         (tmp_path / "pics" / c).mkdir(parents=True)
@@ -163,7 +163,10 @@ def test_image_folder_import_shows_images_as_rows(qtbot, dock_for, tmp_path):
     ds = d.data.dataset
     assert ds is not None and ds.x.shape[1:] == (1, 3, 4) and ds.classes == ["cat", "dog"]
     assert "6 samples of shape (1, 3, 4)" in d.data.info.text()
-    assert d.data.table.rowCount() == 6 and d.data.table.item(5, d.data.table.columnCount() - 1).text() == "dog"
+    t = d.data.table
+    assert t.rowCount() == 6 and t.columnCount() == 2 and t.item(5, 1).text() == "dog"
+    px = t.item(0, 0).icon().pixmap(t.iconSize()).toImage()                 # the thumbnail, not pixel columns
+    assert not px.isNull() and px.width() > 4
 
 
 def test_settings_edits_are_undoable_and_the_form_follows(qtbot, dock_for):

@@ -5,7 +5,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout)
 
@@ -15,6 +16,7 @@ from engine.errors import LayerboardError
 from .settings import HP, Editor
 
 PREVIEW_ROWS, PREVIEW_COLS = 12, 10
+THUMB = 28              # pixels: image samples are previewed as thumbnails, not as pixel columns
 
 
 def csv_head(path, rows=PREVIEW_ROWS):
@@ -190,6 +192,8 @@ class DatasetPanel(QGroupBox):
         self._fill(header, rows)
 
     def _array_preview(self, ds):
+        if ds.x.ndim == 4 and ds.x.shape[1] in (1, 3):               # (N, C, H, W) images
+            return self._image_preview(ds)
         x = ds.x.reshape(len(ds), -1)[:PREVIEW_ROWS]                  # (rows, features)
         cols = min(x.shape[1], PREVIEW_COLS)
         header = [f"x{j}" for j in range(cols)] + (["…"] if x.shape[1] > cols else []) + ["y"]
@@ -203,6 +207,17 @@ class DatasetPanel(QGroupBox):
             rows.append(r)
         self._fill(header, rows)
 
+    def _image_preview(self, ds):
+        """One row per sample: a thumbnail and its class."""
+        n = min(len(ds), PREVIEW_ROWS)
+        self._fill(["image", "y"], [["", ds.classes[int(y)] if ds.classes else f"{float(y):.4g}"] for y in ds.y[:n]])
+        t = self.table
+        t.setIconSize(QSize(THUMB, THUMB))
+        for i in range(n):
+            t.item(i, 0).setIcon(QIcon(thumbnail(ds.x[i])))
+            t.setRowHeight(i, THUMB + 4)
+        t.setColumnWidth(0, max(THUMB + 12, t.horizontalHeader().sectionSizeHint(0)))
+
     def _fill(self, header, rows):
         t = self.table
         t.clear()
@@ -213,3 +228,17 @@ class DatasetPanel(QGroupBox):
             for j, v in enumerate(r[:len(header)]):
                 t.setItem(i, j, QTableWidgetItem(v))
         t.resizeColumnsToContents()
+
+
+def thumbnail(img):
+    """A (C, H, W) image (C = 1 or 3, any value range) as a THUMB-pixel QPixmap, contrast-stretched."""
+    a = np.asarray(img, np.float64)
+    lo, hi = a.min(), a.max()
+    a = (255 * (a - lo) / (hi - lo if hi > lo else 1)).astype(np.uint8)
+    a = np.ascontiguousarray(a.transpose(1, 2, 0))                    # (H, W, C)
+    h, w, c = a.shape
+    fmt = QImage.Format.Format_Grayscale8 if c == 1 else QImage.Format.Format_RGB888
+    q = QImage(a.data, w, h, w * c, fmt).copy()                      # copy: the array goes away
+    return QPixmap.fromImage(q).scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                                       Qt.TransformationMode.FastTransformation)
+
