@@ -62,13 +62,16 @@ class Progress:
 
 def cmd_train(a):
     from .session import prepare
-    from .weights import format_of, save
+    from .weights import FORMATS, export, format_of
     p = _project(a.project)
     if a.epochs is not None:
         p.training["epochs"] = a.epochs
-    if a.out:
-        format_of(a.out)                      # a bad extension fails before training, not after
+    out_format = format_of(a.out, FORMATS + ("onnx",)) if a.out else None     # fails before training, not after
     model, tr = prepare(p, seed=a.seed)
+    if out_format == "onnx":
+        from .onnx_export import problems
+        if problems(model):
+            raise LayerboardError(problems(model)[0])
     if a.json:
         def line(ev):
             if ev.kind == "epoch_end":
@@ -78,7 +81,7 @@ def cmd_train(a):
         tr.subscribe(Progress(p.training["epochs"]))
     res = tr.run()
     if a.out:
-        save(a.out, model)
+        export(model, a.out, out_format)
     if a.json:
         print(json.dumps(res), flush=True)
     else:
@@ -133,7 +136,7 @@ def parser():
     t.add_argument("project")
     t.add_argument("--epochs", type=int)
     t.add_argument("--seed", type=int)
-    t.add_argument("--out", help="write trained weights (.npz or .safetensors, by extension)")
+    t.add_argument("--out", help="write the trained model (.npz, .safetensors or .onnx, by extension)")
     t.add_argument("--json", action="store_true", help="one JSON object per epoch, then a final one")
     t.set_defaults(fn=cmd_train)
     r = sub.add_parser("predict", help="run a trained model on an .npy array")

@@ -100,6 +100,18 @@ class Project:
         return self.path.parent if self.path else Path.cwd()
 
 
+_UMASK = os.umask(0)          # read once at import (setting it is process-wide, so never later, from a thread)
+os.umask(_UMASK)
+
+
+def _mode(path):
+    """Permission bits for a file written at path: those of the file it replaces, else 0666 minus the umask."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
 def atomic_write(path, data):
     """Write bytes to a temporary file beside path, fsync, then rename over path."""
     path = Path(path)
@@ -109,6 +121,7 @@ def atomic_write(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _mode(path))            # mkstemp makes 0600; keep the old file's mode or the umask's
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from resources import path
 
@@ -64,3 +65,14 @@ def test_predict_with_weights_of_another_model(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((2, 64), np.float32))
     r = cli("predict", MLP, "--weights", str(w), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"))
     assert r.returncode == 2 and "do not fit this model" in r.stderr
+
+
+def test_train_out_onnx_writes_a_checked_model(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "xor.onnx"
+    r = cli("train", XOR, "--epochs", "3", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    onnx.checker.check_model(onnx.load(str(out)))
+    r = cli("train", XOR, "--epochs", "3", "--out", str(tmp_path / "xor.txt"))
+    assert r.returncode != 0 and ".onnx" in r.stderr and "Traceback" not in r.stderr
+

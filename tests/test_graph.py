@@ -114,3 +114,19 @@ def test_chain_adds_nodes_in_a_row_after_a_given_node():
     assert g.chain(("r", "ReLU", {}), ("s", "Sigmoid", {}), after="d") == "s"
     assert [(e.src, e.dst) for e in g.edges] == [("x", "d"), ("d", "r"), ("r", "s")]
     assert g.nodes["d"].config == {"units": 2} and g.topo_order() == ["x", "d", "r", "s"]
+
+
+def test_atomic_write_keeps_the_old_mode_or_follows_the_umask(tmp_path):
+    import os
+    import stat
+    from engine.project import atomic_write
+    new = tmp_path / "new.json"
+    atomic_write(new, b"{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~umask and new.read_bytes() == b"{}"
+    old = tmp_path / "old.json"
+    old.write_text("x")
+    old.chmod(0o640)
+    atomic_write(old, b"y")
+    assert stat.S_IMODE(old.stat().st_mode) == 0o640 and old.read_text() == "y"
