@@ -19,16 +19,8 @@ from .scene import GraphScene
 from .style import apply_theme
 from .summary import SummaryDock
 from .templates import AdviceDialog, TemplateDialog
+from .training import TrainingDock
 from .view import GraphView
-
-try:
-    from gui.training import TrainingDock
-except ImportError:
-    TrainingDock = None
-except Exception as e:  # noqa: BLE001  (a broken training dock must not take the builder down)
-    import sys
-    print(f"layerboard: the training dock is unavailable ({type(e).__name__}: {e})", file=sys.stderr)
-    TrainingDock = None
 
 CLIP_FORMAT = "layerboard-nodes"      # copied layers travel as JSON text with this "format" key
 MAX_RECENT = 8
@@ -58,7 +50,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.inspector)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.summary)
         self.training = None
-        if training and TrainingDock is not None:
+        if training:
             self.training = TrainingDock(self.doc, self)
             self.add_dock(self.training, Qt.DockWidgetArea.BottomDockWidgetArea)
             self.splitDockWidget(self.summary, self.training, Qt.Orientation.Horizontal)
