@@ -4,6 +4,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from ...style import theme
+
 # class colours (colour-blind friendly, Okabe-Ito then Tableau)
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000",
            "#8C564B", "#7F7F7F"]
@@ -12,11 +14,7 @@ LIGHT = {"base": "#ffffff", "text": "#1f2430", "border": "#9aa1ad"}
 
 
 def plot_colours():
-    """Background, text and axis colours of the window's theme (gui.style), light when there is none."""
-    try:
-        from gui.style import theme
-    except ImportError:
-        return dict(LIGHT)
+    """Background, text and axis colours of the window's theme (gui.style), light where it has none."""
     return {k: theme.get(k, v) for k, v in LIGHT.items()}
 
 
