@@ -30,6 +30,15 @@ class Edge:
         return {"src": self.src, "dst": self.dst, "port": self.port}
 
 
+def check_name(name):
+    """GraphError unless name can name a node: non-empty text without '/' (weights are keyed 'node/param')."""
+    if not isinstance(name, str) or not name:
+        raise GraphError(f"a node needs a non-empty text name, got {name!r}")
+    if "/" in name:
+        raise GraphError(f"the node name {name!r} contains '/', which separates node and parameter in weight "
+                         f"files ('{name.split('/')[0]}/W'); use another character, e.g. {name.replace('/', '_')!r}")
+
+
 def n_inputs(type):
     """Fixed input count of a layer type, or None for two-or-more."""
     return REGISTRY[type].n_inputs
@@ -108,10 +117,9 @@ class Graph:
         if type not in REGISTRY:
             raise GraphError(f"unknown layer type {type!r}; known: {', '.join(sorted(REGISTRY))}")
         name = name or self.unique_name(type)
+        check_name(name)
         if name in self.nodes:
             raise GraphError(f"a node named '{name}' already exists")
-        if not name or not isinstance(name, str):
-            raise GraphError("a node needs a non-empty name")
         node = Node(name, type, dict(config or {}), dict(meta or {}))
         self.nodes[name] = node
         return node
@@ -171,10 +179,9 @@ class Graph:
 
     def rename(self, old, new):
         self._need(old)
+        check_name(new)
         if new in self.nodes:
             raise GraphError(f"a node named '{new}' already exists")
-        if not new:
-            raise GraphError("a node needs a non-empty name")
         self.nodes = {(new if k == old else k): v for k, v in self.nodes.items()}
         self.nodes[new].name = new
         self.edges = [Edge(new if e.src == old else e.src, new if e.dst == old else e.dst, e.port)
@@ -208,7 +215,10 @@ class Graph:
                 raise GraphError(f"node #{i + 1} needs a text 'name' and 'type'")
             if not isinstance(n.get("config", {}), dict) or not isinstance(n.get("meta", {}), dict):
                 raise GraphError(f"node '{n['name']}': 'config' and 'meta' must be objects")
-            g.add_node(n["type"], n["name"], n.get("config"), n.get("meta"))
+            try:
+                g.add_node(n["type"], n["name"], n.get("config"), n.get("meta"))
+            except GraphError as err:
+                raise GraphError(f"node #{i + 1}: {err}") from None
         for i, e in enumerate(d.get("edges", [])):
             if not isinstance(e, dict) or not isinstance(e.get("src"), str) or not isinstance(e.get("dst"), str) \
                     or not isinstance(e.get("port", 0), int):

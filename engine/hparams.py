@@ -1,4 +1,5 @@
 """Declared hyperparameters: type, default and valid range (the GUI inspector is generated from these)."""
+import math
 from dataclasses import dataclass
 
 from .errors import ConfigError
@@ -24,6 +25,8 @@ class HP:
             if not isinstance(value, bool):
                 raise ConfigError(f"{at} must be true or false, got {value!r}")
             return value
+        if k in ("int", "float") and isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{at} must be a finite number, got {value!r}")
         if k == "int":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
                 raise ConfigError(f"{at} must be a whole number, got {value!r}")

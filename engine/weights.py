@@ -46,11 +46,13 @@ def load_npz(path):
     except Exception as e:                  # zipfile.BadZipFile and kin: a damaged or foreign file
         raise DataError(f"cannot read weights from {path}: not a weights .npz ({e})") from None
     meta = arrays.pop(META, None)
+    if meta is not None and (not isinstance(meta, np.ndarray) or meta.dtype.kind != "U" or meta.ndim != 0):
+        raise DataError(f"{path}: its Layerboard metadata '{META}' is not a text entry")
     try:
         meta = json.loads(str(meta)) if meta is not None else {}
     except json.JSONDecodeError:
         raise DataError(f"{path}: its Layerboard metadata is not valid JSON") from None
-    return arrays, _checked(meta, path)
+    return _tensors(arrays, path), _checked(meta, path)
 
 
 # ---- .safetensors ----
@@ -65,12 +67,18 @@ def save_safetensors(path, model):
 def load_safetensors(path):
     """(tensors, metadata) from a weights .safetensors file."""
     from safetensors import SafetensorError, safe_open
+    arrays, key = {}, None
     try:
         with safe_open(str(path), framework="np") as f:
             raw = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
+            for key in f.keys():
+                arrays[key] = f.get_tensor(key)
     except (OSError, SafetensorError, ValueError) as e:
         raise DataError(f"cannot read weights from {path}: {e}") from None
+    except TypeError as e:                  # a dtype numpy has no type for, e.g. BF16
+        raise DataError(f"cannot read weights from {path}: tensor '{key}' has a type numpy cannot hold "
+                        f"({e}); save the weights as float32") from None
+    arrays = _tensors(arrays, path)
     meta = dict(raw)
     for k in ("version", "graph"):
         if k in meta:
@@ -79,6 +87,18 @@ def load_safetensors(path):
             except json.JSONDecodeError:
                 raise DataError(f"{path}: its Layerboard metadata '{k}' is not valid JSON") from None
     return arrays, _checked(meta, path)
+
+
+def _tensors(arrays, path):
+    """The arrays, refused (never cast) unless each is a real-valued numeric array."""
+    for k, v in arrays.items():
+        if not isinstance(v, np.ndarray):
+            raise DataError(f"{path}: '{k}' is not an array (raw bytes in the archive)")
+        if v.dtype.kind not in "biuf":
+            kind = {"c": "complex numbers", "U": "text", "S": "bytes", "O": "objects", "V": "raw records"}
+            raise DataError(f"{path}: tensor '{k}' holds {kind.get(v.dtype.kind, v.dtype)} ({v.dtype}); "
+                            "weights must be real numbers")
+    return arrays
 
 
 def _checked(meta, path):

@@ -1,5 +1,6 @@
 """Image datasets from the user's files: IDX (MNIST, Fashion-MNIST; optionally .gz) and class folders."""
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import Dataset
+from .files import check_labels
 
 # IDX type byte -> big-endian numpy dtype (the format's header is big-endian too)
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -32,7 +34,7 @@ def read_idx(path):
     if len(raw) < head:
         raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, {nd} dimensions need {head})")
     dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", nd, 4))
-    need = head + int(np.prod(dims, dtype=np.int64)) * dt.itemsize
+    need = head + math.prod(dims) * dt.itemsize           # Python ints: a product never wraps around
     if len(raw) < need:
         raise DataError(f"{path}: truncated: the header promises {'×'.join(map(str, dims))} values "
                         f"({need:,} bytes) but the file has {len(raw):,} bytes")
@@ -57,8 +59,14 @@ def load_idx(images, labels, flat=False, classes=None):
                         f"{'×'.join(map(str, y.shape))} of {y.dtype}")
     if len(x) != len(y):
         raise DataError(f"{images} holds {len(x):,} images but {labels} holds {len(y):,} labels")
+    if x.size == 0:
+        raise DataError(f"{images} holds no images: its header gives the dimensions {'×'.join(map(str, x.shape))}")
     if y.size and y.min() < 0:
         raise DataError(f"{labels}: negative label {int(y.min())}")
+    check_labels(y, len(y), labels)
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise DataError(f"{images}, image {int(np.argmax(~np.isfinite(x.reshape(len(x), -1)).all(1)))}: "
+                        "contains NaN or infinity")
     if classes is not None:
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             raise DataError(f"{labels}: 'classes' must be a list of names, got {classes!r}")

@@ -30,8 +30,9 @@ class Sigmoid(_Activation):
     doc = "σ(x) = 1 / (1 + e^(−x)); pair with BCE for binary outputs (spec §13)."
 
     def forward(self, x, training=False):
-        self.y = np.empty_like(x)
-        k.sigmoid(x.ravel(), self.y.ravel())
+        x = np.ascontiguousarray(x)                       # the kernel runs on flat views, never on copies
+        self.y = np.empty(x.shape, x.dtype)
+        k.sigmoid(x.reshape(-1), self.y.reshape(-1))
         return self.y
 
     def backward(self, dy):

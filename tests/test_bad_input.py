@@ -1,0 +1,233 @@
+"""Malformed data, weights, settings and names: one clear DataError/ConfigError/GraphError naming the file
+and what is wrong, never another exception (issue 8, defect 9)."""
+import io
+import json
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+from engine import DataError
+from engine.errors import ConfigError
+from engine.data import load, load_idx, load_npz
+from engine.graph import Graph, GraphError
+from engine.hparams import HP
+from engine.layers import create
+from engine.model import Model
+from engine.project import Project, training_config
+from engine.shapes import infer
+from engine.weights import load_into
+from resources import path
+
+XOR = path("examples", "xor.json")
+
+
+def idx(f, dims, body=b"", type_byte=0x08):
+    f.write_bytes(bytes([0, 0, type_byte, len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + body)
+    return f
+
+
+def npz_bytes(**arrays):
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def one_line(e, name):
+    msg = str(e.value)
+    assert "\n" not in msg and name in msg, msg
+    return msg
+
+
+# ---- .npy / .npz datasets ----
+@pytest.mark.parametrize("case,match", [
+    ("empty.npz", "empty"),
+    ("empty.npy", "empty"),
+    ("truncated.npz", "damaged or not an"),
+    ("text.npz", "not an .npy or .npz file"),
+    ("crc.npz", "damaged or not an"),
+    ("array.npz", "single .npy array, not an .npz archive"),
+    ("zero.npz", "no samples"),
+    ("nan.npz", "sample 2: contains NaN or infinity"),
+    ("inf.npy", "sample 1: contains NaN or infinity"),
+    ("bigy.npy", "1,000,000,000 means 1,000,000,001 classes"),
+    ("raw.npz", "raw bytes"),
+    ("strings.npz", "must be numeric"),
+    ("complex.npz", "must be numeric"),
+    ("scalar.npz", "single number"),
+])
+def test_bad_array_files(tmp_path, case, match):
+    f = tmp_path / case
+    x, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
+    good = npz_bytes(x=x, y=y)
+    if case.startswith("empty"):
+        f.write_bytes(b"")
+    elif case == "truncated.npz":
+        f.write_bytes(good[: len(good) // 2])
+    elif case == "text.npz":
+        f.write_text("x,y\n1,2\n")
+    elif case == "crc.npz":
+        raw = bytearray(good)
+        at = raw.index(b"\x93NUMPY") + 130                 # inside the data of the first member
+        raw[at] ^= 0xFF
+        f.write_bytes(bytes(raw))
+    elif case == "array.npz":
+        np.save(tmp_path / "a.npy", x)
+        (tmp_path / "a.npy").rename(f)
+    elif case == "zero.npz":
+        f.write_bytes(npz_bytes(x=np.ones((0, 3)), y=np.zeros(0)))
+    elif case == "nan.npz":
+        x[2, 1] = np.nan
+        f.write_bytes(npz_bytes(x=x, y=y))
+    elif case == "inf.npy":
+        x[1, 0] = np.inf
+        np.save(f, x)
+        np.save(tmp_path / "Y.npy", y)
+    elif case == "bigy.npy":
+        np.save(f, x)
+        np.save(tmp_path / "Y.npy", np.array([0, 1, 0, 1e9]))
+    elif case == "raw.npz":
+        with zipfile.ZipFile(f, "w") as z:
+            z.writestr("x.npy", b"just some bytes")
+            z.writestr("y.npy", b"more bytes")
+    elif case == "strings.npz":
+        f.write_bytes(npz_bytes(x=np.array([["1", "2"]] * 4), y=y))
+    elif case == "complex.npz":
+        f.write_bytes(npz_bytes(x=x + 1j, y=y))
+    elif case == "scalar.npz":
+        f.write_bytes(npz_bytes(x=np.float32(3), y=y))
+    with pytest.raises(DataError, match=match) as e:
+        load_npz(f, y="Y.npy") if case.endswith(".npy") else load_npz(f)
+    one_line(e, "Y.npy" if case == "bigy.npy" else case)
+
+
+def test_object_array_in_y_is_reported_against_y(tmp_path):
+    np.save(tmp_path / "X.npy", np.ones((2, 3)))
+    np.save(tmp_path / "Y.npy", np.array([1, "a"], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="object arrays are never loaded") as e:
+        load({"kind": "npy", "path": "X.npy", "y": "Y.npy"}, base=tmp_path)
+    msg = one_line(e, "Y.npy")
+    assert "X.npy" not in msg
+
+
+def test_nan_target_is_refused(tmp_path):
+    np.save(tmp_path / "X.npy", np.ones((3, 2)))
+    np.save(tmp_path / "Y.npy", np.array([0.5, np.nan, 1.5]))
+    with pytest.raises(DataError, match=r"Y\.npy, sample 1: the target is NaN"):
+        load_npz(tmp_path / "X.npy", y="Y.npy")
+
+
+# ---- IDX ----
+def test_idx_dimensions_that_wrap_to_zero(tmp_path):
+    """2¹⁶·2¹⁶·2¹⁶·2¹⁶ = 2⁶⁴ is 0 in int64: the file must not pass as an empty, valid array."""
+    img = idx(tmp_path / "wrap.idx", (1 << 16,) * 4)
+    lab = idx(tmp_path / "lab.idx", (1,), b"\x00")
+    with pytest.raises(DataError, match="truncated") as e:
+        load_idx(img, lab)
+    one_line(e, "wrap.idx")
+
+
+def test_idx_with_no_images(tmp_path):
+    img, lab = idx(tmp_path / "img.idx", (0, 28, 28)), idx(tmp_path / "lab.idx", (0,))
+    with pytest.raises(DataError, match="holds no images") as e:
+        load_idx(img, lab)
+    one_line(e, "img.idx")
+
+
+def test_idx_huge_label_is_refused_before_naming_classes(tmp_path):
+    img = idx(tmp_path / "img.idx", (2, 2, 2), bytes(8))
+    lab = idx(tmp_path / "lab.idx", (2,), struct.pack(">2i", 0, 2**31 - 1), type_byte=0x0C)
+    with pytest.raises(DataError, match="2,147,483,647 means 2,147,483,648 classes") as e:
+        load_idx(img, lab)
+    one_line(e, "lab.idx")
+
+
+# ---- weights files ----
+def _model():
+    return Model(Project.load(XOR).graph)
+
+
+def _safetensors(f, dtype, data):
+    head = json.dumps({"hidden/W": {"dtype": dtype, "shape": [len(data) // 2], "data_offsets": [0, len(data)]}})
+    head = head.encode() + b" " * (-len(head) % 8)
+    f.write_bytes(struct.pack("<Q", len(head)) + head + data)
+    return f
+
+
+def test_bf16_safetensors_is_a_clear_error(tmp_path):
+    f = _safetensors(tmp_path / "w.safetensors", "BF16", bytes(8))
+    with pytest.raises(DataError, match="'hidden/W' has a type numpy cannot hold") as e:
+        load_into(_model(), f)
+    one_line(e, "w.safetensors")
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda w: w.astype(str), "holds text"),
+    (lambda w: w + 1j, "holds complex numbers"),
+])
+def test_weights_of_strings_or_complex_are_refused_not_cast(tmp_path, bad, match):
+    m = _model()
+    w = m.weights()
+    w["hidden/W"] = bad(w["hidden/W"])
+    (tmp_path / "w.npz").write_bytes(npz_bytes(**w))
+    before = m.theta.copy()
+    with pytest.raises(DataError, match=f"'hidden/W' {match}") as e:
+        load_into(m, tmp_path / "w.npz")
+    one_line(e, "w.npz")
+    assert np.array_equal(m.theta, before)
+
+
+def test_weights_npz_member_of_raw_bytes(tmp_path):
+    f = tmp_path / "w.npz"
+    with zipfile.ZipFile(f, "w") as z:
+        z.writestr("hidden/W.npy", b"\x00\x01\x02")
+    with pytest.raises(DataError, match="raw bytes") as e:
+        load_into(_model(), f)
+    one_line(e, "w.npz")
+
+
+@pytest.mark.parametrize("data", [b"", b"PK\x03\x04 truncated"])
+def test_empty_or_truncated_weights_npz(tmp_path, data):
+    (tmp_path / "w.npz").write_bytes(data)
+    with pytest.raises(DataError, match="cannot read weights") as e:
+        load_into(_model(), tmp_path / "w.npz")
+    one_line(e, "w.npz")
+
+
+# ---- settings and names ----
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), json.loads("1e999")])
+def test_non_finite_settings_are_refused(value):
+    with pytest.raises(ConfigError, match="units must be a finite number"):
+        create("Dense", "d", {"units": value})
+    with pytest.raises(ConfigError, match="lr must be a finite number"):
+        training_config({"lr": value})
+    for kind in ("int", "float"):
+        with pytest.raises(ConfigError, match="finite"):
+            HP("v", kind, 0).check(value)
+
+
+def test_project_with_units_1e999_is_one_clear_error(tmp_path):
+    d = json.loads(XOR.read_text())
+    next(n for n in d["graph"]["nodes"] if n["name"] == "hidden")["config"]["units"] = "@"
+    text = json.dumps(d).replace('"@"', "1e999")
+    (tmp_path / "p.json").write_text(text)
+    info = infer(Project.load(tmp_path / "p.json").graph)["hidden"]       # the canvas shows it on the node
+    assert info.error == "Dense 'hidden': units must be a finite number, got inf"
+
+
+def test_slash_in_node_names_is_refused():
+    g = Graph()
+    with pytest.raises(GraphError, match="contains '/'.*'hid_den'"):
+        g.add_node("Dense", "hid/den")
+    g.add_node("Dense", "hid")
+    with pytest.raises(GraphError, match="contains '/'"):
+        g.rename("hid", "a/b")
+    assert list(g.nodes) == ["hid"]
+    d = {"nodes": [{"name": "in", "type": "Input"}, {"name": "hid/den", "type": "Dense"}], "edges": []}
+    with pytest.raises(GraphError, match="node #2: the node name 'hid/den' contains '/'"):
+        Graph.from_dict(d)
+    with pytest.raises(GraphError, match="non-empty text name"):
+        g.add_node("Dense", 7)
+    with pytest.raises(GraphError, match="non-empty text name"):
+        g.rename("hid", "")
