@@ -60,6 +60,26 @@ class Progress:
             self.stream.write(("\n" if self.tty else "") + ev.data["finding"].message + "\n")
 
 
+def finite_json(v):
+    """v with every NaN or infinite float (numpy scalars and arrays too) replaced by None: valid JSON."""
+    if isinstance(v, dict):
+        return {k: finite_json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [finite_json(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return finite_json(v.tolist())
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v
+
+
+def dumps(v):
+    """One line of strict JSON (null, never NaN or Infinity)."""
+    return json.dumps(finite_json(v), allow_nan=False)
+
+
 def cmd_train(a):
     from .session import prepare
     from .weights import FORMATS, export, format_of
@@ -75,7 +95,7 @@ def cmd_train(a):
     if a.json:
         def line(ev):
             if ev.kind == "epoch_end":
-                print(json.dumps({"epoch": ev.epoch, **{k: v for k, v in ev.data.items() if k != "epochs"}}), flush=True)
+                print(dumps({"epoch": ev.epoch, **{k: v for k, v in ev.data.items() if k != "epochs"}}), flush=True)
         tr.subscribe(line)
     else:
         tr.subscribe(Progress(p.training["epochs"]))
@@ -83,11 +103,11 @@ def cmd_train(a):
     if a.out:
         export(model, a.out, out_format)
     if a.json:
-        print(json.dumps(res), flush=True)
+        print(dumps(res), flush=True)
     else:
         keys = ["train_loss", "train_accuracy", "val_loss", "val_accuracy"]
         print(f"{res['status']} after {res['epochs']} epochs ({res['seconds']:.1f} s): " +
-              ", ".join(f"{k} {res[k]:.4f}" for k in keys if k in res))
+              ", ".join(f"{k} {res[k]:.4f}" for k in keys if k in res and res[k] is not None))
         if res["message"]:
             print(res["message"], file=sys.stderr)
     return 1 if res["status"] == "diverged" else 0

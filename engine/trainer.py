@@ -196,7 +196,10 @@ class Trainer:
         n, bs, per_epoch = len(ds), self.batch_size, self.steps_per_epoch
         best, best_theta, best_state, waited = np.inf, None, None, 0
         status, message, t0 = "completed", "", time.perf_counter()
-        epoch = 0
+        # divergence: the weights before the latest step and at the last epoch end that predicted finite values
+        last, good = self._copy(), self._copy()
+        good_at = "the start of training"
+        epoch, xb, yb = 0, ds.x[:1], ds.y[:1]
         for epoch in range(1, cfg["epochs"] + 1):
             idx = self.rng.permutation(n)
             tot, correct = 0.0, 0.0
@@ -208,13 +211,13 @@ class Trainer:
                 xb, yb = ds.x[j], ds.y[j]
                 if self.augment is not None:
                     xb = self.augment(xb, self.rng)
+                self._copy(into=last)
                 loss, out, gn = self.train_step(xb, yb)
-                if not (np.isfinite(loss) and np.isfinite(gn)):
+                what = self._not_finite(loss, gn) or (not np.isfinite(sq_norm(m.theta)) and "the updated weights")
+                if what:
                     status = "diverged"
-                    message = (f"training diverged at epoch {epoch}, step {self.step + 1}: the "
-                               f"{'loss' if not np.isfinite(loss) else 'gradient'} became "
-                               f"{'NaN' if np.isnan(loss if not np.isfinite(loss) else gn) else 'infinite'}; "
-                               "the weights are those of the last good step. Try a smaller learning rate.")
+                    message = self._diverged(f"epoch {epoch}, step {self.step + 1}", what, xb, yb,
+                                             [(last, "the previous step"), (good, good_at)])
                     break
                 self.step += 1
                 acc = self._acc(out, yb) if self.classify else None
@@ -227,11 +230,18 @@ class Trainer:
                 status = status if status == "diverged" else "stopped"
                 break
             h = self.history
+            vl, va = self.evaluate(self.val) if self.val is not None and len(self.val) else (None, None)
+            if not (self._predicts_finite(xb, yb) and (vl is None or np.isfinite(vl))):
+                status = "diverged"
+                message = self._diverged(f"the end of epoch {epoch}", "the evaluation-mode outputs or loss", xb, yb,
+                                         [(last, "the step before the last"), (good, good_at)])
+                break
+            self._copy(into=good)
+            good_at = f"the end of epoch {epoch}"
             h["train_loss"].append(tot / n)
             if self.classify:
                 h["train_accuracy"].append(correct / n)
-            if self.val is not None and len(self.val):
-                vl, va = self.evaluate(self.val)
+            if vl is not None:
                 h["val_loss"].append(vl)
                 if self.classify:
                     h["val_accuracy"].append(va)
@@ -255,8 +265,59 @@ class Trainer:
             for k, v in best_state.items():
                 m.state[k][...] = v
         result = self.summary(status, message, epoch, time.perf_counter() - t0)
+        if status != "diverged" and not all(np.isfinite(result.get(k, 0.0)) for k in ("train_loss", "val_loss")):
+            message = self._diverged(f"the end of training (epoch {epoch})", "the loss over the whole data",
+                                     xb, yb, [(good, good_at)])
+            result = self.summary("diverged", message, epoch, time.perf_counter() - t0)
         self._emit("finished", epoch, **result)
         return result
+
+    # ---- divergence ----
+    def _copy(self, into=None):
+        """Copy the weights and the state (running statistics) into `into`, or into new arrays."""
+        m = self.model
+        if into is None:
+            return m.theta.copy(), {k: v.copy() for k, v in m.state.items()}
+        np.copyto(into[0], m.theta)
+        for k, v in m.state.items():
+            np.copyto(into[1][k], v)
+        return into
+
+    def _put(self, kept):
+        m = self.model
+        np.copyto(m.theta, kept[0])
+        for k, v in kept[1].items():
+            np.copyto(m.state[k], v)
+
+    @staticmethod
+    def _not_finite(loss, gn):
+        """'the loss' / 'the gradient' when that value is NaN or infinite, else None."""
+        if not np.isfinite(loss):
+            return "the loss"
+        if not np.isfinite(gn):
+            return "the gradient"
+        return None
+
+    def _predicts_finite(self, xb, yb):
+        """The weights are finite and give finite outputs and loss (evaluation mode) on up to 256 samples of xb."""
+        m = self.model
+        if not np.isfinite(sq_norm(m.theta)) or not all(np.all(np.isfinite(v)) for v in m.state.values()):
+            return False
+        out = m.forward(xb[:256], logits=self.fused)
+        return bool(np.all(np.isfinite(out)) and np.isfinite(self.loss(out, yb[:256], self.fused)[0]))
+
+    def _diverged(self, where, what, xb, yb, kept):
+        """Restore the first kept weights that predict finite values; the message says which were kept."""
+        for snap, label in kept:
+            self._put(snap)
+            if self._predicts_finite(xb, yb):
+                which = f"kept the weights of {label}, which predict finite values"
+                break
+        else:
+            which = ("no kept weights predict finite values (the model holds those of "
+                     f"{kept[-1][1]})")
+        return (f"training diverged at {where}: {what} became NaN or infinite; {which}. "
+                "Try a smaller learning rate.")
 
     def _diagnose(self, epoch):
         f = overfitting(self.history)

@@ -30,7 +30,11 @@ def test_summary_json():
 
 def test_summary_table():
     r = cli("summary", XOR)
-    assert r.returncode == 0 and "hidden" in r.stdout and "total" in r.stdout and "9" in r.stdout
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[1:-1]}
+    assert rows["hidden"][1:] == ["Dense", "(2,)", "6", "4", "2"]          # W 2·2 + b 2 = 6, MACs 2·2 = 4
+    assert rows["out"][1:] == ["Dense", "(1,)", "3", "2", "1"]             # 1·2 + 1 = 3
+    assert rows["total"][1:] == ["9", "6", "8"]
     assert "activations" in r.stdout.splitlines()[0] and "MACs; activations" in r.stdout.splitlines()[-1]
 
 
