@@ -49,6 +49,13 @@ class Loss:
     def __call__(self, out, y, fused=False):
         raise NotImplementedError
 
+    def check_head(self, head_type, head_name):
+        """TrainingError unless the output layer gives what this loss reads (probabilities for bce and cce)."""
+        if self.fuses and head_type != self.fuses:
+            what = {"bce": "binary cross-entropy", "cce": "categorical cross-entropy"}[self.name]
+            raise TrainingError(f"{what} needs probabilities from a {self.fuses} output, but the output layer "
+                                f"'{head_name}' is a {head_type}: add a {self.fuses} after '{head_name}' or use mse")
+
 
 class BCE(Loss):
     name, fuses, task = "bce", "Sigmoid", "binary"

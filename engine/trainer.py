@@ -105,6 +105,7 @@ class Trainer:
 
     def _check_data(self):
         m, d = self.model, self.train
+        self.loss.check_head(m.head.type, m.output)
         if tuple(d.x.shape[1:]) != m.input_shape:
             raise TrainingError(f"the dataset '{d.name}' has samples of shape {tuple(d.x.shape[1:])} but the "
                                 f"model's Input expects {m.input_shape}")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from engine import Graph, fused
+from engine import Graph, fused, losses, optimizers
 from engine.data import Dataset
 from engine.errors import TrainingError
 from engine.model import Model
@@ -143,8 +143,9 @@ def test_unsupported_graphs_and_losses_fall_back():
     assert np.isfinite(loss) and out.shape == (4, 2)
     linear = chain((3,), [("Dense", {"units": 2})])           # cce on a linear head: not the fused loss
     m = Model(linear)
-    tr = Trainer(m, training_config({"loss": "cce"}), dataset(8, (3,), "multiclass"))
-    assert tr.fast is None
+    with pytest.raises(TrainingError, match="add a Softmax after 'n0' or use mse"):      # and the trainer refuses it
+        Trainer(m, training_config({"loss": "cce"}), dataset(8, (3,), "multiclass"))
+    assert fused.compile(m, losses.get("cce"), False, optimizers.get("adam")) is None
 
 
 def test_bad_label_gives_the_per_layer_error():

@@ -169,3 +169,17 @@ def test_augment_hook_applies_to_training_batches_only():
     tr.augment = lambda xb, rng: calls.append(len(xb)) or xb
     tr.run()
     assert calls == [4, 4]
+
+
+@pytest.mark.parametrize("loss,head,fix", [("cce", "Dense", "add a Softmax after 'out' or use mse"),
+                                           ("bce", "ReLU", "add a Sigmoid after 'out' or use mse"),
+                                           ("cce", "Sigmoid", "add a Softmax after 'out' or use mse")])
+def test_cross_entropy_on_a_head_without_its_activation_is_refused(loss, head, fix):
+    from engine.errors import TrainingError
+    from engine.graph import Graph
+    g = Graph()
+    g.chain(("in", "Input", {"shape": [2]}), ("h", "Dense", {"units": 2 if loss == "cce" else 1}), ("out", head, {}))
+    task = "multiclass" if loss == "cce" else "binary"
+    ds = Dataset(np.zeros((4, 2), np.float32), np.array([0, 1, 0, 1]), task, "d", ["a", "b"])
+    with pytest.raises(TrainingError, match=fix):
+        Trainer(Model(g), Project().training | {"loss": loss}, ds)
