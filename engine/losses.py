@@ -3,6 +3,7 @@ import numpy as np
 from numba import njit
 
 from .errors import TrainingError
+from .kernels import softmax_rows
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -21,21 +22,22 @@ def _bce_logits(z, y, dz):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _cce_logits(z, y, dz):
-    """Softmax cross-entropy from logits with integer labels y; dz = (softmax(z) − onehot)/B."""
+    """Softmax cross-entropy from logits with integer labels y; dz = (softmax(z) − onehot)/B.
+
+    log Σ_j e^(z_j) = z_m − ln p_m for the most probable class m (p_m ≥ 1/C never underflows), so the
+    loss ln Σ_j e^(z_j) − z_y stays finite where p_y itself underflows to 0."""
     b, c = z.shape
+    softmax_rows(z, dz)                                       # (B, C) probabilities
     total = 0.0
     for i in range(b):
-        mx = z[i, 0]
+        m = 0
         for j in range(1, c):
-            mx = max(mx, z[i, j])
-        s = 0.0
+            if dz[i, j] > dz[i, m]:
+                m = j
+        total += z[i, m] - np.log(np.float64(dz[i, m])) - z[i, y[i]]
+        dz[i, y[i]] -= 1.0
         for j in range(c):
-            s += np.exp(z[i, j] - mx)
-        lse = mx + np.log(s)
-        total += lse - z[i, y[i]]
-        for j in range(c):
-            dz[i, j] = np.exp(z[i, j] - lse) / b
-        dz[i, y[i]] -= 1.0 / b
+            dz[i, j] /= b
     return total / b
 
 

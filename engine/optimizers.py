@@ -5,8 +5,12 @@ from numba import njit
 from .errors import TrainingError
 from .hparams import HP, resolve
 
-LR = HP("lr", "float", 0.01, min=0.0, max=10.0, doc="Learning rate η")
-EPS = HP("eps", "float", 1e-8, min=0.0, max=1.0, doc="ε added to √G")
+# the one declaration of each optimizer setting: the classes below and the project's training settings use them
+LR = HP("lr", "float", 0.001, min=0.0, max=10.0, doc="Learning rate η")
+BETA = HP("beta", "float", 0.9, min=0.0, max=0.9999, doc="β for momentum and RMSProp")
+BETA1 = HP("beta1", "float", 0.9, min=0.0, max=0.9999, doc="Adam β₁")
+BETA2 = HP("beta2", "float", 0.999, min=0.0, max=0.999999, doc="Adam β₂")
+EPS = HP("eps", "float", 1e-8, min=0.0, max=1.0, doc="ε in AdaGrad, RMSProp and Adam")
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -91,7 +95,7 @@ class SGD(GD):
 class Momentum(Optimizer):
     """v ← βv + η∇L, θ ← θ − v."""
     name, n_slots = "momentum", 1
-    hparams = (LR, HP("beta", "float", 0.9, min=0.0, max=0.9999, doc="Momentum β"))
+    hparams = (LR, BETA)
 
     def _step(self, theta, g, mask, wd, v):
         _momentum(theta, g, mask, wd, self.config["lr"], self.config["beta"], v)
@@ -109,8 +113,7 @@ class AdaGrad(Optimizer):
 class RMSProp(Optimizer):
     """G ← βG + (1−β)∇L², θ ← θ − η∇L/(√G + ε)."""
     name, n_slots = "rmsprop", 1
-    hparams = (HP("lr", "float", 0.001, min=0.0, max=10.0, doc="Learning rate η"),
-               HP("beta", "float", 0.9, min=0.0, max=0.9999, doc="Decay β of the squared-gradient average"), EPS)
+    hparams = (LR, BETA, EPS)
 
     def _step(self, theta, g, mask, wd, G):
         c = self.config
@@ -120,9 +123,7 @@ class RMSProp(Optimizer):
 class Adam(Optimizer):
     """Adam with bias correction m̂ = m/(1−β₁ᵏ), v̂ = v/(1−β₂ᵏ), θ ← θ − η m̂/(√v̂ + ε)."""
     name, n_slots = "adam", 2
-    hparams = (HP("lr", "float", 0.001, min=0.0, max=10.0, doc="Learning rate η"),
-               HP("beta1", "float", 0.9, min=0.0, max=0.9999, doc="β₁"),
-               HP("beta2", "float", 0.999, min=0.0, max=0.999999, doc="β₂"), EPS)
+    hparams = (LR, BETA1, BETA2, EPS)
 
     def _step(self, theta, g, mask, wd, m, v):
         c = self.config

@@ -9,6 +9,7 @@ from .errors import LayerboardError, ProjectError
 from .graph import Graph
 from .hparams import HP, resolve
 from .losses import LOSSES
+from . import optimizers
 from .optimizers import OPTIMIZERS
 
 FORMAT, VERSION = "layerboard-project", 1
@@ -16,17 +17,14 @@ FORMAT, VERSION = "layerboard-project", 1
 TRAINING = (
     HP("loss", "choice", "cce", choices=tuple(LOSSES), doc="bce: sigmoid output; cce: softmax output; mse: linear"),
     HP("optimizer", "choice", "adam", choices=tuple(OPTIMIZERS), doc="Update rule (spec §2)"),
-    HP("lr", "float", 0.001, min=0.0, max=10.0, doc="Learning rate η"),
+    optimizers.LR,
     HP("batch_size", "int", 32, min=1, max=1 << 20, doc="Mini-batch size B (ignored by gd: full batch)"),
     HP("epochs", "int", 20, min=1, max=1_000_000, doc="Passes over the training set"),
     HP("validation_split", "float", 0.2, min=0.0, max=0.9, doc="Fraction held out for validation"),
     HP("seed", "int", 0, min=0, max=2**32 - 1, doc="Seed for initialisation, shuffling and dropout"),
     HP("weight_decay", "float", 0.0, min=0.0, max=1.0, doc="L2 penalty λ on weights (not biases)"),
     HP("patience", "int", 0, min=0, max=100000, doc="Early stopping after this many epochs without improvement (0: off)"),
-    HP("beta", "float", 0.9, min=0.0, max=0.9999, doc="β for momentum and RMSProp"),
-    HP("beta1", "float", 0.9, min=0.0, max=0.9999, doc="Adam β₁"),
-    HP("beta2", "float", 0.999, min=0.0, max=0.999999, doc="Adam β₂"),
-    HP("eps", "float", 1e-8, min=0.0, max=1.0, doc="ε in AdaGrad, RMSProp and Adam"),
+    optimizers.BETA, optimizers.BETA1, optimizers.BETA2, optimizers.EPS,      # declared once, with the update rules
 )
 
 

@@ -101,11 +101,6 @@ def infer(graph):
     return out
 
 
-def _receptive_field(info, layer, ins):
-    """Receptive field and effective stride of `info` from its layer and its inputs' infos."""
-    _field(info, layer.kernel_stride(), ins)
-
-
 def _field(info, ks, ins):
     """Spec §3 recurrence: stride_l = stride_{l-1}·S_l, field_l = field_{l-1} + (K_l − 1)·stride_{l-1}."""
     if len(info.shape) != 3:

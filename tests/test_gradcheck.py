@@ -66,3 +66,10 @@ def test_mse_matches_spec_formula():
 def test_bce_fused_is_stable_for_large_logits():
     val, d = losses.get("bce")(np.array([[800.0], [-800.0]]), np.array([0.0, 1.0]), fused=True)
     assert val == pytest.approx(800.0) and np.all(np.isfinite(d))
+
+
+def test_cce_from_logits_stays_finite_when_a_probability_underflows():
+    """L = ln Σ e^(z_j) − z_y: for z = (0, 1000), y = 0 the loss is 1000, though softmax(z)_0 = e^-1000 is 0."""
+    for dt in (np.float32, np.float64):
+        val, d = losses.get("cce")(np.array([[0.0, 1000.0]], dt), np.array([0]), fused=True)
+        assert val == pytest.approx(1000.0, rel=1e-6) and np.allclose(d, [[-1.0, 1.0]])

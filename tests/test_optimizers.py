@@ -71,3 +71,13 @@ def test_initializer_variance_matches_spec(init):
     assert w.var() == pytest.approx(want, rel=0.03)
     assert abs(w.mean()) < 0.01
     assert fans((8, 3, 5, 5)) == (75, 200)
+
+
+def test_optimizer_settings_are_declared_once():
+    """The project's training settings and every optimizer share one declaration per setting (same default)."""
+    from engine.project import TRAINING
+    train = {h.name: h for h in TRAINING}
+    for cls in optimizers.OPTIMIZERS.values():
+        for h in cls.hparams:
+            assert train[h.name] is h, f"{cls.name}.{h.name}"
+    assert optimizers.get("sgd").config["lr"] == train["lr"].default == optimizers.get("adam").config["lr"]

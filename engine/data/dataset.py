@@ -66,13 +66,6 @@ class Dataset:
             tr.append(idx[n:])
         return self.subset(rng.permutation(np.concatenate(tr))), self.subset(rng.permutation(np.concatenate(va)))
 
-    def standardizer(self):
-        """(mean, std) per input feature over this set; std of constant features is 1."""
-        mu = self.x.mean(axis=0)
-        sd = self.x.std(axis=0)
-        sd[sd < 1e-8] = 1.0
-        return mu.astype(np.float32), sd.astype(np.float32)
-
 
 def kfold(n, k, seed=0):
     """k (train_idx, val_idx) pairs covering range(n) once as validation, after a seeded shuffle."""
