@@ -1,23 +1,92 @@
-"""Every registered layer and every loss: analytic gradients equal float64 central differences."""
+"""Every registered layer and every loss: analytic gradients equal float64 central differences (training and
+evaluation mode), non-contiguous and float32 inputs, backward twice, output shapes and config round-trip."""
 import numpy as np
 import pytest
 
 from engine import losses
-from engine.layers import REGISTRY
-from gradcheck import check_layer, numeric
+from engine.layers import REGISTRY, Layer, create
+from gradcheck import (cases, check_backward_twice, check_config, check_float32, check_layer, check_non_contiguous,
+                       check_shapes, declares_samples, numeric)
 
-CASES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) for c, s in cls.samples()]
+CASES = cases()
+IDS = [f"{t}-{i}" for i, (t, *_) in enumerate(CASES)]
+
+# Known defects fixed on another branch; the coordinator removes these marks when it merges that branch.
+KNOWN = {("MaxPool2D", "eval"): "fixed on branch speed"}      # backward after an eval forward: stale argmax
+
+
+def params(check):
+    """CASES as pytest params, with a strict xfail for the known (type, check) failures."""
+    out = []
+    for (t, c, s, o), i in zip(CASES, IDS):
+        why = KNOWN.get((t, check))
+        marks = [pytest.mark.xfail(strict=True, reason=why)] if why else []
+        out.append(pytest.param(t, c, s, o, id=i, marks=marks))
+    return out
 
 
 def test_every_layer_is_enrolled():
-    """Each layer type declares sample cases, except Input (it has no gradient)."""
-    missing = [t for t, cls in REGISTRY.items() if not cls.samples() and t != "Input"]
+    """Each layer type declares its own sample cases (not the base class default), except Input."""
+    missing = [t for t, cls in REGISTRY.items() if t != "Input" and not (declares_samples(cls) and cls.samples())]
     assert not missing
 
+    class Undeclared(Layer):                                  # inherits Layer.samples: must count as missing
+        pass
 
-@pytest.mark.parametrize("type,config,shapes", CASES, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(CASES)])
-def test_layer_gradients(type, config, shapes):
-    check_layer(type, config, shapes)
+    class Family(Layer):
+        @classmethod
+        def samples(cls):
+            return [({}, [(2,)])]
+
+    class Member(Family):                                     # a family's shared samples count
+        pass
+    assert not declares_samples(Undeclared) and declares_samples(Member)
+
+
+@pytest.mark.parametrize("type,config,shapes,opts", params("train"))
+def test_layer_gradients(type, config, shapes, opts):
+    check_layer(type, config, shapes, opts, training=True)
+
+
+@pytest.mark.parametrize("type,config,shapes,opts", params("eval"))
+def test_layer_gradients_in_eval_mode(type, config, shapes, opts):
+    """Evaluation-mode forward, then backward (e.g. a gradient map of a trained model)."""
+    check_layer(type, config, shapes, opts, training=False)
+
+
+@pytest.mark.parametrize("type,config,shapes,opts", params("strided"))
+def test_non_contiguous_input(type, config, shapes, opts):
+    check_non_contiguous(type, config, shapes, opts)
+
+
+@pytest.mark.parametrize("type,config,shapes,opts", params("float32"))
+def test_float32_agrees_with_float64(type, config, shapes, opts):
+    check_float32(type, config, shapes, opts)
+
+
+@pytest.mark.parametrize("type,config,shapes,opts", params("twice"))
+def test_backward_twice_gives_the_same_gradients(type, config, shapes, opts):
+    check_backward_twice(type, config, shapes, opts)
+
+
+@pytest.mark.parametrize("type,config,shapes,opts", params("shape"))
+def test_output_shape_is_compute_output_shape(type, config, shapes, opts):
+    check_shapes(type, config, shapes, opts)
+
+
+@pytest.mark.parametrize("type,config,shapes,opts", params("config"))
+def test_config_round_trip(type, config, shapes, opts):
+    check_config(type, config)
+
+
+@pytest.mark.parametrize("x", [np.asfortranarray(np.linspace(-3, 3, 24).reshape(2, 3, 4)),
+                               np.linspace(-3, 3, 24).reshape(4, 3, 2).T,
+                               np.linspace(-3, 3, 48).reshape(2, 3, 8)[:, :, ::2]])
+def test_sigmoid_of_non_contiguous_input(x):
+    """σ(x) = 1/(1 + e^(−x)) for Fortran-ordered, transposed and strided x (once the output of a copy)."""
+    s = create("Sigmoid", "s")
+    s.build([x.shape[1:]])
+    np.testing.assert_allclose(s.forward(x), 1 / (1 + np.exp(-x)), rtol=1e-12)
 
 
 def _targets(name, out, rng):
