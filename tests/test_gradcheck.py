@@ -142,3 +142,100 @@ def test_cce_from_logits_stays_finite_when_a_probability_underflows():
     for dt in (np.float32, np.float64):
         val, d = losses.get("cce")(np.array([[0.0, 1000.0]], dt), np.array([0]), fused=True)
         assert val == pytest.approx(1000.0, rel=1e-6) and np.allclose(d, [[-1.0, 1.0]])
+
+
+# ---- the checks themselves can fail: each catches a layer with one known kind of bug ----
+class _Scale(Layer):
+    """y = 2x (correct); subclasses below break one rule each."""
+
+    def forward(self, x, training=False):
+        self.shape = x.shape
+        return 2 * x
+
+    def backward(self, dy):
+        return (2 * dy,)
+
+
+class _RavelCopy(_Scale):                                     # writes into a .ravel() copy of non-contiguous x
+    def forward(self, x, training=False):
+        y = np.empty_like(x)
+        flat = y.ravel()
+        flat[...] = 2 * x.ravel()
+        return y
+
+
+class _Accumulates(Layer):                                   # y = w·x with dw accumulated: not reentrant
+    def params(self, in_shapes):
+        from engine.layers import Param
+        return {"w": Param((1,), 1.0)}
+
+    def forward(self, x, training=False):
+        self.x = x
+        return self.p["w"][0] * x
+
+    def backward(self, dy):
+        self.g["w"] += np.sum(dy * self.x)
+        return (self.p["w"][0] * dy,)
+
+
+class _StaleEval(_Scale):                                    # y = x·|x|; |x| cached by training forwards only
+    def forward(self, x, training=False):
+        if training:
+            self.a = np.abs(x)
+        return x * np.abs(x)
+
+    def backward(self, dy):
+        return (2 * dy * self.a,)
+
+
+class _WrongShape(_Scale):
+    def compute_output_shape(self, in_shapes):
+        return in_shapes[0][:-1] + (in_shapes[0][-1] + 1,)
+
+
+class _LossyConfig(_Scale):
+    from engine.hparams import HP
+    hparams = (HP("k", "int", 1, min=1),)
+
+    def get_config(self):
+        return {"k": self.config["k"] + 1}
+
+
+class _LeaksIntoPadding(_Scale):                             # y_t = Σ_{s ≥ t} x_s reads padded steps
+    def forward(self, x, training=False):
+        return np.cumsum(x[:, ::-1], axis=1)[:, ::-1]
+
+    def backward(self, dy):
+        return (np.cumsum(dy, axis=1),)
+
+
+class _MaskedCumsum(_Scale):                                  # y_t = Σ_{s ≤ t, s valid} x_s, 0 at padded steps
+    def forward(self, x, training=False):
+        m = self.in_masks[0] if self.in_masks and self.in_masks[0] is not None else np.ones(x.shape[:2], bool)
+        self.m = m[..., None]                                 # (B, T, 1)
+        return np.cumsum(x * self.m, axis=1) * self.m
+
+    def backward(self, dy):
+        return (np.cumsum((dy * self.m)[:, ::-1], axis=1)[:, ::-1] * self.m,)
+
+
+@pytest.mark.parametrize("cls,check", [
+    (_RavelCopy, lambda t: check_non_contiguous(t, {}, [(3, 4)])),
+    (_Accumulates, lambda t: check_backward_twice(t, {}, [(4,)])),
+    (_StaleEval, lambda t: check_layer(t, {}, [(4,)], training=False)),
+    (_WrongShape, lambda t: check_shapes(t, {}, [(4,)])),
+    (_LossyConfig, lambda t: check_config(t, {"k": 2})),
+    (_LeaksIntoPadding, lambda t: check_layer(t, {}, [(5, 2)], {"mask": True})),
+])
+def test_each_check_catches_its_bug(monkeypatch, cls, check):
+    name = cls.__name__
+    monkeypatch.setitem(REGISTRY, name, type(name, (cls,), {"type": name}))
+    with pytest.raises(AssertionError):
+        check(name)
+
+
+def test_masked_layer_passes_the_check(monkeypatch):
+    monkeypatch.setitem(REGISTRY, "MaskedCumsum", type("MaskedCumsum", (_MaskedCumsum,), {"type": "MaskedCumsum"}))
+    check_layer("MaskedCumsum", {}, [(5, 2)], {"mask": True})
+    check_layer("MaskedCumsum", {}, [(5, 2)], {"mask": True}, training=False)
+    check_non_contiguous("MaskedCumsum", {}, [(5, 2)], {"mask": True})
