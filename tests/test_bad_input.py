@@ -157,7 +157,8 @@ def _safetensors(f, dtype, data):
 
 def test_bf16_safetensors_is_a_clear_error(tmp_path):
     f = _safetensors(tmp_path / "w.safetensors", "BF16", bytes(8))
-    with pytest.raises(DataError, match="'hidden/W' has a type numpy cannot hold") as e:
+    # numpy has no bfloat16 unless a package (ml_dtypes, loaded by onnx) registers one: refused either way
+    with pytest.raises(DataError, match=r"'hidden/W' (has a type numpy cannot hold|holds raw records \(bfloat16\))") as e:
         load_into(_model(), f)
     one_line(e, "w.safetensors")
 
