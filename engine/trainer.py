@@ -105,6 +105,9 @@ class Trainer:
 
     def _check_data(self):
         m, d = self.model, self.train
+        if len(d) == 0:
+            raise TrainingError(f"the training set of '{d.name}' is empty (after holding out validation data): "
+                                "lower the validation split or add samples")
         self.loss.check_head(m.head.type, m.output)
         if tuple(d.x.shape[1:]) != m.input_shape:
             raise TrainingError(f"the dataset '{d.name}' has samples of shape {tuple(d.x.shape[1:])} but the "

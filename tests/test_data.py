@@ -77,3 +77,22 @@ def test_split_is_stratified_and_seeded():
     assert np.all(np.abs(np.bincount(va.y) - 0.2 * np.bincount(d.y)) <= 1)
     tr2, _ = d.split(0.2, seed=3)
     assert np.array_equal(tr.x, tr2.x)
+
+
+@pytest.mark.parametrize("ref,match", [
+    ({"name": "moons", "n": 0}, "n must be ≥ 4, got 0"),
+    ({"name": "moons", "n": "many"}, "n must be a whole number"),
+    ({"name": "spirals", "classes": 0}, "classes must be ≥ 2"),
+    ({"name": "spirals", "n": 5, "classes": 3}, "needs n ≥ 2 per class"),
+    ({"name": "circles", "noise": float("nan")}, "noise must be a finite number"),
+    ({"name": "xor", "n": 10}, "'xor' has no option 'n'"),
+])
+def test_builtin_options_are_checked(ref, match):
+    with pytest.raises(DataError, match=match):
+        load({"kind": "builtin", **ref})
+
+
+def test_builtin_options_still_apply():
+    d = load({"kind": "builtin", "name": "spirals", "n": 40, "classes": 4, "noise": 0.0})
+    assert len(d) == 40 and d.n_classes == 4
+    assert load({"kind": "builtin", "name": "digits", "flat": False}).x.shape == (1797, 1, 8, 8)

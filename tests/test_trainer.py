@@ -183,3 +183,11 @@ def test_cross_entropy_on_a_head_without_its_activation_is_refused(loss, head, f
     ds = Dataset(np.zeros((4, 2), np.float32), np.array([0, 1, 0, 1]), task, "d", ["a", "b"])
     with pytest.raises(TrainingError, match=fix):
         Trainer(Model(g), Project().training | {"loss": loss}, ds)
+
+
+def test_an_empty_training_set_is_a_clear_error():
+    from engine.errors import TrainingError
+    p = Project.load(XOR)
+    p.training["validation_split"] = 0.9                  # 4 samples, 2 per class: round(0.9·2) = 2 held out
+    with pytest.raises(TrainingError, match="training set of 'xor' is empty"):
+        prepare(p)

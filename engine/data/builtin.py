@@ -1,16 +1,47 @@
 """Built-in datasets that need no download: XOR, moons, circles, spirals, 8×8 digits, 28×28 MNIST digits."""
+import functools
+
 import numpy as np
 
+from ..errors import ConfigError, DataError
+from ..hparams import HP
 from .dataset import Dataset
 
+N = HP("n", "int", 400, min=4, max=1_000_000, doc="Number of samples")
+NOISE = HP("noise", "float", 0.1, min=0.0, max=10.0, doc="Standard deviation of the Gaussian noise")
+SEED = HP("seed", "int", 0, min=0, max=2**32 - 1, doc="Seed of the noise")
+FLAT = HP("flat", "bool", True, doc="Samples as vectors (true) or as 1-channel images (false)")
 
-def xor(**_):
+
+def options(*hps):
+    """Decorator: the dataset's options checked against their declarations (a DataError names the bad one)."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def load(**opts):
+            known = {h.name: h for h in hps}
+            bad = sorted(set(opts) - set(known))
+            if bad:
+                raise DataError(f"the built-in dataset '{fn.__name__}' has no option {bad[0]!r}; it takes "
+                                f"{', '.join(known) or 'none'}")
+            try:
+                return fn(**{h.name: h.check(opts.get(h.name, h.default), f"built-in dataset '{fn.__name__}'")
+                             for h in hps})
+            except ConfigError as e:
+                raise DataError(str(e)) from None
+        load.options = hps
+        return load
+    return wrap
+
+
+@options()
+def xor():
     """The four XOR points (spec §1's 2-2-1 example)."""
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
     return Dataset(x, np.array([0, 1, 1, 0]), "binary", "xor")
 
 
-def moons(n=400, noise=0.1, seed=0):
+@options(N, NOISE, SEED)
+def moons(n, noise, seed):
     """Two interleaving half circles."""
     rng = np.random.default_rng(seed)
     a, b = n // 2, n - n // 2
@@ -20,7 +51,9 @@ def moons(n=400, noise=0.1, seed=0):
     return Dataset(x, np.r_[np.zeros(a), np.ones(b)], "binary", "moons")
 
 
-def circles(n=400, noise=0.05, factor=0.5, seed=0):
+@options(N, HP("noise", "float", 0.05, min=0.0, max=10.0, doc=NOISE.doc),
+         HP("factor", "float", 0.5, min=0.0, max=1.0, doc="Radius of the inner circle"), SEED)
+def circles(n, noise, factor, seed):
     """A small circle inside a large one."""
     rng = np.random.default_rng(seed)
     a, b = n // 2, n - n // 2
@@ -30,8 +63,13 @@ def circles(n=400, noise=0.05, factor=0.5, seed=0):
     return Dataset(x, np.r_[np.zeros(a), np.ones(b)], "binary", "circles")
 
 
-def spirals(n=600, classes=3, noise=0.2, seed=0):
+@options(HP("n", "int", 600, min=4, max=1_000_000, doc=N.doc),
+         HP("classes", "int", 3, min=2, max=100, doc="Number of arms, one class each"),
+         HP("noise", "float", 0.2, min=0.0, max=10.0, doc=NOISE.doc), SEED)
+def spirals(n, classes, noise, seed):
     """Interleaved spiral arms, one class per arm."""
+    if n < 2 * classes:
+        raise DataError(f"the built-in dataset 'spirals' needs n ≥ 2 per class: n = {n} for {classes} classes")
     rng = np.random.default_rng(seed)
     per = n // classes
     r = np.tile(np.linspace(0.0, 1.0, per), classes)
@@ -40,7 +78,8 @@ def spirals(n=600, classes=3, noise=0.2, seed=0):
     return Dataset(np.c_[r * np.sin(t), r * np.cos(t)], c, "multiclass", "spirals")
 
 
-def digits(flat=True, **_):
+@options(FLAT)
+def digits(flat):
     """1,797 real handwritten digits, 8×8 pixels scaled to [0, 1] (UCI, CC BY 4.0)."""
     from resources import path
     with np.load(path("data", "digits8x8.npz"), allow_pickle=False) as f:
@@ -49,7 +88,8 @@ def digits(flat=True, **_):
     return Dataset(x, y, "multiclass", "digits")
 
 
-def mnist(flat=False, **_):
+@options(HP("flat", "bool", False, doc=FLAT.doc))
+def mnist(flat):
     """10,000 real MNIST handwritten digits, 28×28 pixels scaled to [0, 1] (CC BY-SA 3.0)."""
     from resources import path
     with np.load(path("data", "mnist10k.npz"), allow_pickle=False) as f:
