@@ -44,10 +44,15 @@ class MaxPool2D(_Pool2D):
         y = self._out(x, training)
         self.arg = k.scratch(self, "arg", y.shape, np.uint16)              # window cell of each maximum
         self.xshape = x.shape
+        self.x_eval = None if training else x                              # eval skips the argmax; backward redoes it
         k.maxpool_fwd(x, y, self.arg, self.k[0], self.k[1], self.s[0], self.s[1], training)
         return y
 
     def backward(self, dy):
+        if self.x_eval is not None:                                        # after an eval forward: argmax from x
+            x, self.x_eval = self.x_eval, None
+            y = k.scratch(self, "y_arg", self.arg.shape, x.dtype)
+            k.maxpool_fwd(x, y, self.arg, self.k[0], self.k[1], self.s[0], self.s[1], True)
         dx = k.scratch(self, "dx", self.xshape, dy.dtype)
         k.maxpool_bwd(np.ascontiguousarray(dy), self.arg, dx, *self.k, *self.s)
         return (dx,)
