@@ -112,6 +112,8 @@ class Conv2D(Layer):
         o, ho, wo = self.compute_output_shape(in_shapes)
         return o * ho * wo * in_shapes[0][0] * prod(self.k)                    # C_out·H_out·W_out·C_in·K_h·K_w
 
+    fused = None          # runs on the per-layer path
+
     def kernel_stride(self):
         return self.k, self.s
 

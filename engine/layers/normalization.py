@@ -16,6 +16,7 @@ class BatchNorm(Layer):
            doc="Running stat update r ← (1 − momentum)·r + momentum·batch stat (PyTorch's convention)"),
         HP("eps", "float", 1e-5, min=1e-12, max=1.0, doc="ε added to the variance"),
     )
+    fused = None
 
     def compute_output_shape(self, in_shapes):
         self._expect_rank(in_shapes[0], (1, 2, 3), "features (F,), a sequence (T, F) or an image (C, H, W)")

@@ -38,6 +38,7 @@ class _Pool2D(Layer):
 @register
 class MaxPool2D(_Pool2D):
     doc = "Maximum over K_h × K_w windows moved by stride S (spec §3: K = 2, S = 2 halves H and W)."
+    fused = None
 
     def forward(self, x, training=False):
         x = np.ascontiguousarray(x)
@@ -61,6 +62,7 @@ class MaxPool2D(_Pool2D):
 @register
 class AveragePool2D(_Pool2D):
     doc = "Mean over K_h × K_w windows moved by stride S."
+    fused = None
 
     def macs(self, in_shapes):
         c, ho, wo = self.compute_output_shape(in_shapes)
@@ -84,6 +86,7 @@ class AveragePool2D(_Pool2D):
 class GlobalAveragePool(Layer):
     category = "pooling"
     doc = "Mean of each channel over all positions: (C, H, W) → (C,)."
+    fused = None
 
     def compute_output_shape(self, in_shapes):
         return spatial_input(self, in_shapes)[:1]
