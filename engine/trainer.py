@@ -197,7 +197,8 @@ class Trainer:
 
     def run(self):
         """Train until the epochs are done, stop() is called, early stopping or divergence; returns a summary."""
-        with np.errstate(over="ignore", invalid="ignore"), thread_limits(self.threads):   # divergence: below
+        threads = 1 if self.fast is not None else self.threads   # the fused kernel's GEMMs are too small for threads
+        with np.errstate(over="ignore", invalid="ignore"), thread_limits(threads):   # divergence: reported below
             return self._run()
 
     def _run(self):
