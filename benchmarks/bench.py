@@ -60,9 +60,9 @@ def _gemm(n=512):
     return lambda: np.matmul(a, b, out=c), 2.0 * n ** 3
 
 
-def worker(side, wl, threads, quick):
+def worker(side, wl, threads, quick, root=None):
     """Print {"ms": …} for one side of one workload (or {"gflops": …} for the GEMM peak)."""
-    sys.path[:0] = [str(ROOT), str(HERE)]
+    sys.path[:0] = [str(root or ROOT), str(HERE)]
     if side == "gemm":
         with _limits(threads):
             fn, flop = _gemm()
@@ -71,7 +71,11 @@ def worker(side, wl, threads, quick):
         return
     build = discover()[wl][0 if side == "engine" else 1]
     if side == "engine":
-        from engine.trainer import thread_limits
+        try:
+            from engine.trainer import thread_limits
+        except ImportError:                                            # an older engine (--baseline)
+            from engine.trainer import single_threaded_blas as thread_limits
+            threads = ()
         step = build()
         fast = getattr(getattr(step, "trainer", None), "fast", None)
         with thread_limits(1 if fast is not None else threads):       # as Trainer.run chooses
@@ -97,13 +101,13 @@ def discover():
     return out
 
 
-def measure(side, wl, threads, quick):
+def measure(side, wl, threads, quick, root=None):
     """Run one worker process; the result, or None when it failed (the error is printed)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--wl", wl or "-",
-           "--threads", str(threads)] + (["--quick"] if quick else [])
+           "--threads", str(threads)] + (["--quick"] if quick else []) + (["--root", str(root)] if root else [])
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None) if side == "torch" and not threads else None
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT))
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(root or ROOT))
     if r.returncode != 0:
         print(f"  {side} {wl} ({threads or 'default'} threads) failed: {r.stderr.strip().splitlines()[-1:]}",
               file=sys.stderr)
@@ -157,12 +161,15 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="comma-separated workload ids, e.g. a,b")
     ap.add_argument("--json", action="store_true", help="one JSON object per workload on stdout")
     ap.add_argument("--no-torch", action="store_true", help="time the engine alone")
+    ap.add_argument("--baseline", help="also time the engine of another source tree (e.g. an export of main), "
+                    "alternating with the others")
+    ap.add_argument("--root", help=argparse.SUPPRESS)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--wl", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
-        return worker(a.worker, a.wl, a.threads, a.quick)
+        return worker(a.worker, a.wl, a.threads, a.quick, a.root)
     wls = discover()
     only = [s.strip() for s in a.only.split(",") if s.strip()]
     ids = [w for w in (only or wls) if w in wls]
@@ -171,7 +178,7 @@ def main(argv=None):
     for line in machine_info(tinfo):
         say(line)
     peak = {1: [], CORES: []}
-    res = {w: {k: [] for k in ("engine", "engine_1t", "torch", "torch_1t")} for w in ids}
+    res = {w: {k: [] for k in ("engine", "engine_1t", "torch", "torch_1t", "baseline")} for w in ids}
     sides = [("engine", "engine", CORES), ("engine_1t", "engine", 1)]
     if tinfo:
         sides = [sides[0], ("torch", "torch", 0), sides[1], ("torch_1t", "torch", 1)]
@@ -180,8 +187,8 @@ def main(argv=None):
             g = measure("gemm", None, t, a.quick)
             peak[t].append(g and g["gflops"])
         for w in ids:
-            for key, side, t in sides:
-                r = measure(side, w, t, a.quick)
+            for key, side, t in sides + ([("baseline", "engine", CORES)] if a.baseline else []):
+                r = measure(side, w, t, a.quick, a.baseline if key == "baseline" else None)
                 res[w][key].append(r and r["ms"])
         say(f"  repetition {rep + 1}/{a.reps} done (load average {os.getloadavg()[0]:.2f})")
     p1, pn = med(peak[1]), med(peak[CORES])
@@ -195,7 +202,7 @@ def main(argv=None):
     for w in ids:
         _, _, flop, b = wls[w]
         r = {k: med(v) for k, v in res[w].items()}
-        e, e1, t, t1 = r["engine"], r["engine_1t"], r["torch"], r["torch_1t"]
+        e, e1, t, t1, base = r["engine"], r["engine_1t"], r["torch"], r["torch_1t"], r["baseline"]
         out = {"id": w, "batch": b, "flop_per_step": flop, "engine_ms": e, "engine_1t_ms": e1, "torch_ms": t,
                "torch_1t_ms": t1, "engine_ms_range": rng(res[w]["engine"]), "engine_1t_ms_range":
                rng(res[w]["engine_1t"]), "torch_ms_range": rng(res[w]["torch"]),
@@ -207,6 +214,8 @@ def main(argv=None):
                "pct_peak_1t": 100 * flop / e1 / 1e6 / p1 if e1 and p1 else None,
                "ratio": t / e if t and e else None, "ratio_1t": t1 / e1 if t1 and e1 else None,
                "peak_gflops": pn, "peak_gflops_1t": p1, "cores": CORES}
+        if a.baseline:
+            out.update(baseline_ms=base, baseline_ms_range=rng(res[w]["baseline"]))
         if a.json:
             print(json.dumps(out), flush=True)
             continue
@@ -217,7 +226,8 @@ def main(argv=None):
         ratio = lambda x: f"{x:5.2f}×" if x else f"{'—':>6s}"
         print(f"{w:8s} {cell('engine'):>22s} {cell('torch'):>22s} {ratio(out['ratio'])} {cell('engine_1t'):>22s} "
               f"{cell('torch_1t'):>22s} {ratio(out['ratio_1t'])} {out['samples_per_s'] or 0:9.0f} "
-              f"{out['gflops'] or 0:7.2f} {out['pct_peak'] or 0:5.1f}%")
+              f"{out['gflops'] or 0:7.2f} {out['pct_peak'] or 0:5.1f}%"
+              + (f"   baseline {cell('baseline')} ({base / e:.2f}× the engine's time)" if base and e else ""))
     say(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
