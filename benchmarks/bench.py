@@ -74,8 +74,8 @@ def worker(side, wl, threads, quick, root=None):
         try:
             from engine.trainer import thread_limits
         except ImportError:                                            # an older engine (--baseline)
-            from engine.trainer import single_threaded_blas as thread_limits
-            threads = ()
+            from engine.trainer import single_threaded_blas
+            thread_limits = lambda n: single_threaded_blas()               # noqa: E731  (it always used one)
         step = build()
         fast = getattr(getattr(step, "trainer", None), "fast", None)
         with thread_limits(1 if fast is not None else threads):       # as Trainer.run chooses
