@@ -1,17 +1,15 @@
-"""Workloads c and c-infer (shared/reference/benchmark-workloads.md): one step each, engine and PyTorch."""
+"""Workloads c and c-infer (shared/reference/benchmark-workloads.md): one step each, engine and PyTorch.
+
+The engine and PyTorch are built by separate functions, each run in its own process by bench.py."""
 import numpy as np
 
-from engine import Graph
-from engine.data import Dataset
-from engine.model import Model
-from engine.project import training_config
-from engine.trainer import Trainer
-
 B = 64
+FLOP_TRAIN, FLOP_INFER = 120.7e6, 42.6e6        # torch's flop counter (benchmark-workloads.md)
 
 
 def cnn_graph():
     """Conv(1→8,3×3,pad 1)-BN-ReLU-MaxPool2 - Conv(8→16,3×3,pad 1)-BN-ReLU-MaxPool2 - Flatten - Dense 64 - Dense 10."""
+    from engine import Graph
     g = Graph()
     specs = [("x", "Input", {"shape": [1, 28, 28]}),
              ("c1", "Conv2D", {"filters": 8, "padding": "explicit", "pad": [1]}), ("bn1", "BatchNorm", {}),
@@ -31,23 +29,31 @@ def batch(seed=0):
 
 def engine_callables():
     """(train step, inference forward) on the engine: Trainer.train_step, the code real training runs."""
+    from engine.data import Dataset
+    from engine.model import Model
+    from engine.project import training_config
+    from engine.trainer import Trainer
     m = Model(cnn_graph(), dtype=np.float32, seed=0)
     x, y = batch()
     data = Dataset(x, y, "multiclass", "workload c", [str(i) for i in range(10)])
     tr = Trainer(m, training_config({"loss": "cce", "optimizer": "adam", "lr": 1e-3, "batch_size": B}), data)
-    return (lambda: tr.train_step(x, y)), (lambda: m.forward(x))
+    step = lambda: tr.train_step(x, y)
+    step.trainer = tr                                  # bench.py applies the trainer's thread choice
+    return step, (lambda: m.forward(x))
 
 
-def torch_callables():
-    try:
-        import torch
-    except ImportError:
-        return None, None
+def torch_net():
+    import torch
     nn = torch.nn
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def torch_step():
+    import torch
+    net = torch_net()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     xn, yn = batch()
     x, y = torch.from_numpy(xn), torch.from_numpy(yn)
@@ -57,16 +63,20 @@ def torch_callables():
         opt.zero_grad()
         torch.nn.functional.cross_entropy(net(x), y).backward()
         opt.step()
+    return step
+
+
+def torch_infer():
+    import torch
+    net = torch_net()
+    x = torch.from_numpy(batch()[0])
 
     def infer():
         net.eval()
         with torch.no_grad():
             return torch.softmax(net(x), dim=1)
+    return infer
 
-    return step, infer
 
-
-def workloads():
-    es, ei = engine_callables()
-    ts, ti = torch_callables()
-    return {"c": (es, ts), "c-infer": (ei, ti)}
+WORKLOADS = {"c": (lambda: engine_callables()[0], torch_step, FLOP_TRAIN, B),
+             "c-infer": (lambda: engine_callables()[1], torch_infer, FLOP_INFER, B)}

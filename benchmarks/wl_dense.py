@@ -1,11 +1,7 @@
-"""Workloads a (XOR 2-2-1) and b (MLP 64-128-64-10) of shared/reference/benchmark-workloads.md: one step each."""
-import numpy as np
+"""Workloads a (XOR 2-2-1) and b (MLP 64-128-64-10) of shared/reference/benchmark-workloads.md: one step each.
 
-from engine import Graph
-from engine.data import Dataset
-from engine.model import Model
-from engine.project import training_config
-from engine.trainer import Trainer
+The engine and PyTorch are built by separate functions, each run in its own process by bench.py."""
+import numpy as np
 
 # id -> (layers after the Input as (type, config), input features, batch, loss)
 SPECS = {
@@ -17,6 +13,7 @@ SPECS = {
 
 def graph(layers, features):
     """A chain Input → layers."""
+    from engine import Graph
     g = Graph()
     g.chain(("x", "Input", {"shape": [features]}), *((f"l{i}", t, c) for i, (t, c) in enumerate(layers)))
     return g
@@ -29,22 +26,38 @@ def batch(wl, seed=0):
     return x, rng.integers(0, 2 if loss == "bce" else 10, b)       # int64 class ids, as a Dataset holds them
 
 
+def flop(wl):
+    """FLOP per training step as torch's flop counter counts them: 2·MACs of every matmul, forward and backward
+    (dx is not needed for the first layer)."""
+    layers, f, b, _ = SPECS[wl]
+    total, prev, first = 0, f, True
+    for t, c in layers:
+        if t == "Dense":
+            macs = b * prev * c["units"]
+            total += 2 * macs * (2 if first else 3)
+            prev, first = c["units"], False
+    return total
+
+
 def engine_step(wl):
     """Trainer.train_step on a Model built from a Graph: the code real training runs."""
+    from engine.data import Dataset
+    from engine.model import Model
+    from engine.project import training_config
+    from engine.trainer import Trainer
     layers, f, b, loss = SPECS[wl]
     x, y = batch(wl)
     m = Model(graph(layers, f), dtype=np.float32, seed=0)
     data = Dataset(x, y, "binary" if loss == "bce" else "multiclass", f"workload {wl}",
                    [str(i) for i in range(2 if loss == "bce" else 10)])
     tr = Trainer(m, training_config({"loss": loss, "optimizer": "adam", "lr": 1e-3, "batch_size": b}), data)
-    return lambda: tr.train_step(x, y)
+    step = lambda: tr.train_step(x, y)
+    step.trainer = tr                                  # bench.py applies the trainer's thread choice
+    return step
 
 
 def torch_step(wl):
-    try:
-        import torch
-    except ImportError:
-        return None
+    import torch
     nn = torch.nn
     torch.manual_seed(0)
     layers, f, b, loss = SPECS[wl]
@@ -69,5 +82,5 @@ def torch_step(wl):
     return step
 
 
-def workloads():
-    return {wl: (engine_step(wl), torch_step(wl)) for wl in SPECS}
+WORKLOADS = {wl: (lambda wl=wl: engine_step(wl), lambda wl=wl: torch_step(wl), flop(wl), SPECS[wl][2])
+             for wl in SPECS}

@@ -1,6 +1,7 @@
 """`layerboard` command line: summary, train, predict, export (headless, never imports Qt); no command opens the app."""
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -88,6 +89,9 @@ def cmd_train(a):
         p.training["epochs"] = a.epochs
     out_format = format_of(a.out, FORMATS + ("onnx",)) if a.out else None     # fails before training, not after
     model, tr = prepare(p, seed=a.seed)
+    if a.threads is not None and a.threads < 1:
+        raise LayerboardError(f"--threads must be at least 1, got {a.threads}")
+    tr.threads = a.threads or os.cpu_count() or 1                  # headless: every core (the window keeps one free)
     if out_format == "onnx":
         from .onnx_export import problems
         if problems(model):
@@ -158,6 +162,7 @@ def parser():
     t.add_argument("--seed", type=int)
     t.add_argument("--out", help="write the trained model (.npz, .safetensors or .onnx, by extension)")
     t.add_argument("--json", action="store_true", help="one JSON object per epoch, then a final one")
+    t.add_argument("--threads", type=int, help="compute threads (default: all cores)")
     t.set_defaults(fn=cmd_train)
     r = sub.add_parser("predict", help="run a trained model on an .npy array")
     r.add_argument("project")

@@ -1,17 +1,21 @@
 """Fused training step: a graph compiled once (in Python) into an instruction table that ONE generic
 numba kernel runs as forward + loss + backward + optimizer over flat buffers (no per-graph JIT).
 
-The per-layer path (Model.forward/backward) stays the reference; Trainer uses this one when every node
-is supported and falls back otherwise. Activations live in one flat buffer: node n of the batch holds
-acts[off[n]·B : (off[n] + size[n])·B], its gradient the same range of dacts.
+Each layer class declares in its body how the fused kernel runs it: `fused(self, b)` emits its rows
+through the Builder b (or raises Unsupported for a configuration it does not cover), `fused = None`
+means never. The rows call the same kernels (engine/kernels.py) as the layer's own forward/backward,
+so there is one implementation of each layer's math. Trainer uses this path when every node is
+supported and falls back to the per-layer path otherwise. Activations live in one flat buffer: node n
+of the batch holds acts[off[n]·B : (off[n] + size[n])·B], its gradient the same range of dacts.
 """
 import importlib.util
 
 import numpy as np
 from numba import njit
 
+from . import kernels as kn
 from . import losses
-from .kernels import sigmoid, softmax_rows, sq_norm
+from .kernels import sq_norm
 from .optimizers import _adagrad, _adam, _momentum, _rmsprop, _sgd
 
 # opcodes; a row is (op, a, b, out, n1, n2, n3, p1, p2, flag) with act offsets per sample
@@ -19,9 +23,6 @@ INPUT, DENSE, RELU, SIGMOID, TANH, SOFTMAX, DROPOUT, COPY, ADDTO = range(9)
 BCE_LOGITS, CCE_LOGITS, MSE = 20, 21, 22
 OPT = 30
 OPTS = {"gd": 0, "sgd": 0, "momentum": 1, "adagrad": 2, "rmsprop": 3, "adam": 4}
-ACT_OPS = {"ReLU": RELU, "Sigmoid": SIGMOID, "Tanh": TANH}
-ALIASES = ("Flatten", "Reshape")
-SMALL = 4096            # M·F·U below this: plain loops beat a BLAS call
 OK, NOT_FINITE, BAD_LABEL = 0, 1, 2
 WIDTH = 10
 
@@ -35,143 +36,63 @@ class Unsupported(Exception):
 
 # ---- kernels (explicit loops instead of slice assignment: far less code to compile) ----
 @njit(cache=True, nogil=True, error_model="numpy")
-def _zero(a):
-    for i in range(a.size):
-        a[i] = 0
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _copy(src, dst):
-    for i in range(dst.size):
-        dst[i] = src[i]
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _dense_fwd(acts, a, o, theta, pw, pb, m, f, u):
-    """y = x Wᵀ + b: x = acts[a:] (M, F), W = theta[pw:] (U, F), b = theta[pb:] (U,) if pb ≥ 0, y = acts[o:] (M, U)."""
-    if m * f * u >= SMALL:
-        np.dot(acts[a:a + m * f].reshape((m, f)), theta[pw:pw + u * f].reshape((u, f)).T,
-               acts[o:o + m * u].reshape((m, u)))           # (M, F) @ (F, U)
-    else:
-        for i in range(m):
-            for j in range(u):
-                s = acts[a + i * f] * theta[pw + j * f]
-                for c in range(1, f):
-                    s += acts[a + i * f + c] * theta[pw + j * f + c]
-                acts[o + i * u + j] = s
-    if pb >= 0:
-        b = theta[pb:pb + u]
-        for i in range(m):
-            y = acts[o + i * u:o + i * u + u]
-            for j in range(u):
-                y[j] += b[j]
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _dense_bwd(acts, dacts, a, o, theta, grad, pw, pb, m, f, u, flag):
-    """dW = dyᵀ x, db = Σ dy, and dx = dy W written (flag 1) or added (flag 2); same layout as _dense_fwd."""
-    if m * f * u >= SMALL:
-        x = acts[a:a + m * f].reshape((m, f))
-        dy = dacts[o:o + m * u].reshape((m, u))
-        W = theta[pw:pw + u * f].reshape((u, f))
-        np.dot(dy.T, x, grad[pw:pw + u * f].reshape((u, f)))   # (U, M) @ (M, F)
-        if flag != 0:
-            dx = dacts[a:a + m * f]
-            out = dx if flag == 1 else np.empty(m * f, dx.dtype)
-            np.dot(dy, W, out.reshape((m, f)))               # (M, U) @ (U, F)
-            if flag == 2:
-                for i in range(m * f):
-                    dx[i] += out[i]
-    else:
-        _zero(grad[pw:pw + u * f])
-        for i in range(m):
-            for j in range(u):
-                g = dacts[o + i * u + j]
-                for c in range(f):
-                    grad[pw + j * f + c] += g * acts[a + i * f + c]
-        if flag == 1:
-            _zero(dacts[a:a + m * f])
-        if flag != 0:
-            for i in range(m):
-                for j in range(u):
-                    g = dacts[o + i * u + j]
-                    for c in range(f):
-                        dacts[a + i * f + c] += g * theta[pw + j * f + c]
-    if pb >= 0:
-        db = grad[pb:pb + u]
-        _zero(db)
-        for i in range(m):
-            dy = dacts[o + i * u:o + i * u + u]
-            for j in range(u):
-                db[j] += dy[j]
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _forward(op, r, nb, acts):
-    """Forward of one elementwise/softmax/merge row (separate slices, so that the loops vectorise)."""
+def _forward(op, r, nb, acts, theta):
+    """Forward of one row through the layer kernels (engine/kernels.py)."""
+    a, o = r[1] * nb, r[3] * nb
+    if op == DENSE:
+        m, f, u, pw, pb = r[4] * nb, r[5], r[6], r[7], r[8]
+        b = theta[pb:pb + u] if pb >= 0 else theta[:0]
+        kn.dense_fwd(acts[a:a + m * f].reshape((m, f)), theta[pw:pw + u * f].reshape((u, f)), b,
+                    acts[o:o + m * u].reshape((m, u)))                 # (M, F) → (M, U)
+        return
     n, n2 = r[4] * nb, r[5]
     size = n * (n2 if op == SOFTMAX else 1)
-    a, o = r[1] * nb, r[3] * nb
     x, y = acts[a:a + size], acts[o:o + size]
     if op == RELU:
-        for i in range(n):
-            v = x[i]
-            y[i] = v if v > 0 else v * 0
+        kn.relu_fwd(x, y)
     elif op == SIGMOID:
-        sigmoid(x, y)
+        kn.sigmoid(x, y)
     elif op == TANH:
-        for i in range(n):
-            y[i] = np.tanh(x[i])
+        kn.tanh_fwd(x, y)
     elif op == SOFTMAX:
-        softmax_rows(x.reshape((n, n2)), y.reshape((n, n2)))
+        kn.softmax_rows(x.reshape((n, n2)), y.reshape((n, n2)))      # (M, C)
     elif op == DROPOUT:
-        mask = acts[r[2] * nb:r[2] * nb + n]
-        for i in range(n):
-            y[i] = x[i] * mask[i]
+        kn.scale_by(x, acts[r[2] * nb:r[2] * nb + n], y, 1)
     elif op == COPY:
-        _copy(x, y)
+        kn.add_into(x, y, 1)
     elif op == ADDTO:
-        for i in range(n):
-            y[i] += x[i]
+        kn.add_into(x, y, 2)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _backward(op, r, nb, acts, dacts):
-    """dL/d(input) of one row, written (flag 1) or added (flag 2) into dacts."""
+def _backward(op, r, nb, acts, dacts, theta, grad):
+    """Parameter gradients of one row and dL/d(input) written (flag 1) or added (flag 2) into dacts."""
     flag = r[9]
+    a, o = r[1] * nb, r[3] * nb
+    if op == DENSE:
+        m, f, u, pw, pb = r[4] * nb, r[5], r[6], r[7], r[8]
+        db = grad[pb:pb + u] if pb >= 0 else grad[:0]
+        kn.dense_bwd(acts[a:a + m * f].reshape((m, f)), dacts[o:o + m * u].reshape((m, u)),
+                    theta[pw:pw + u * f].reshape((u, f)), grad[pw:pw + u * f].reshape((u, f)), db,
+                    dacts[a:a + m * f].reshape((m, f)), flag)
+        return
     if flag == 0:
         return
     n, n2 = r[4] * nb, r[5]
     size = n * (n2 if op == SOFTMAX else 1)
-    a, o = r[1] * nb, r[3] * nb
     y, dy, dx = acts[o:o + size], dacts[o:o + size], dacts[a:a + size]
-    if flag == 1 and op != SOFTMAX:
-        _zero(dx)
     if op == RELU:
-        for i in range(n):
-            dx[i] += dy[i] if y[i] > 0 else dy[i] * 0
+        kn.relu_bwd(y, dy, dx, flag)
     elif op == SIGMOID:
-        for i in range(n):
-            dx[i] += dy[i] * y[i] * (1 - y[i])
+        kn.sigmoid_bwd(y, dy, dx, flag)
     elif op == TANH:
-        for i in range(n):
-            dx[i] += dy[i] * (1 - y[i] * y[i])
+        kn.tanh_bwd(y, dy, dx, flag)
     elif op == SOFTMAX:
-        for row in range(n):
-            b = row * n2
-            s = 0.0
-            for j in range(n2):
-                s += dy[b + j] * y[b + j]
-            for j in range(n2):
-                v = y[b + j] * (dy[b + j] - s)
-                dx[b + j] = v if flag == 1 else dx[b + j] + v
+        kn.softmax_bwd(y.reshape((n, n2)), dy.reshape((n, n2)), dx.reshape((n, n2)), flag)
     elif op == DROPOUT:
-        mask = acts[r[2] * nb:r[2] * nb + n]
-        for i in range(n):
-            dx[i] += dy[i] * mask[i]
+        kn.scale_by(dy, acts[r[2] * nb:r[2] * nb + n], dx, flag)
     elif op == COPY or op == ADDTO:
-        for i in range(n):
-            dx[i] += dy[i]
+        kn.add_into(dy, dx, flag)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -189,12 +110,7 @@ def _loss(r, nb, acts, dacts, yf, yi):
         return losses._bce_logits(z, yf[:nb * c].reshape((nb, c)), dz)
     if op == CCE_LOGITS:
         return losses._cce_logits(z, yi[:nb], dz)
-    total = 0.0
-    for i in range(nb * c):
-        d = acts[a + i] - yf[i]
-        total += d * d
-        dacts[a + i] = (2.0 / nb) * d
-    return total / nb
+    return losses._mse(z, yf[:nb * c].reshape((nb, c)), dz)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -222,11 +138,9 @@ def train_step(code, nb, x, yf, yi, acts, dacts, theta, grad, decay, hp, k, s1, 
         op = r[0]
         if op == INPUT:
             o = r[3] * nb
-            _copy(x, acts[o:o + r[4] * nb])
-        elif op == DENSE:
-            _dense_fwd(acts, r[1] * nb, r[3] * nb, theta, r[7], r[8], r[4] * nb, r[5], r[6])
+            kn.add_into(x, acts[o:o + r[4] * nb], 1)
         elif op < BCE_LOGITS:
-            _forward(op, r, nb, acts)
+            _forward(op, r, nb, acts, theta)
         else:
             last = t
             break
@@ -239,10 +153,8 @@ def train_step(code, nb, x, yf, yi, acts, dacts, theta, grad, decay, hp, k, s1, 
     for t in range(last - 1, -1, -1):
         r = code[t]
         op = r[0]
-        if op == DENSE:
-            _dense_bwd(acts, dacts, r[1] * nb, r[3] * nb, theta, grad, r[7], r[8], r[4] * nb, r[5], r[6], r[9])
-        elif op != INPUT:
-            _backward(op, r, nb, acts, dacts)
+        if op != INPUT:
+            _backward(op, r, nb, acts, dacts, theta, grad)
     gn = sq_norm(grad)
     if not (np.isfinite(loss) and np.isfinite(gn)):
         return NOT_FINITE, loss, gn
@@ -251,6 +163,55 @@ def train_step(code, nb, x, yf, yi, acts, dacts, theta, grad, decay, hp, k, s1, 
 
 
 # ---- compiling a model (plain Python, once per trainer) ----
+class Builder:
+    """What a layer's `fused(self, b)` uses to emit its rows; b.node, b.layer, b.srcs describe the node."""
+
+    def __init__(self, step, model):
+        self.step, self.model, self.rows = step, model, []
+        self.at = 0
+
+    def _alloc(self, key, size):
+        self.step.off[key], self.step.size[key] = self.at, size
+        self.at += size
+        return self.step.off[key]
+
+    def size(self, n=None):
+        """Values per sample of node n's output (default: this node)."""
+        return int(np.prod(self.model.infos[n or self.node].shape))
+
+    def shape(self, n=None):
+        return self.model.infos[n or self.node].shape
+
+    def src(self, i=0):
+        """Offset of input i's buffer."""
+        return self.step.off[self.srcs[i]]
+
+    def out(self):
+        """Allocate this node's output buffer; its offset."""
+        return self._alloc(self.node, self.size())
+
+    def alias(self, i=0):
+        """This node's output is input i's buffer (Flatten, Reshape, identity Dropout)."""
+        self.step.off[self.node], self.step.size[self.node] = self.src(i), self.size()
+
+    def buffer(self, key, size):
+        """An extra per-sample buffer of this node (e.g. a dropout mask); its offset."""
+        return self._alloc(f"{self.node}/{key}", size)
+
+    def param(self, key):
+        """Offset of parameter `key` in theta, or -1 when the layer has none by that name."""
+        sl = self.model.slices.get(f"{self.node}/{key}")
+        return -1 if sl is None else sl.start
+
+    def row(self, op, a=0, b=0, o=0, n1=0, n2=0, n3=0, p1=0, p2=0, grad_of=0):
+        """Append a row; grad_of: index of the input whose gradient its backward writes (None: no input)."""
+        self.rows.append([op, a, b, o, n1, n2, n3, p1, p2, None if grad_of is None else self.srcs[grad_of]])
+
+    def before_step(self, fn):
+        """fn(acts, nb) runs in Python before each step (e.g. drawing dropout masks)."""
+        self.step.hooks.append(fn)
+
+
 class FusedStep:
     """A model + loss + optimizer as one instruction table; step(xb, yb) -> (loss, out, |grad|²) or None."""
 
@@ -269,68 +230,32 @@ class FusedStep:
         else:
             raise Unsupported(f"loss {loss.name} without its fused head")
         self.lop = lop
-        self.off, self.size, rows, self.drops = {}, {}, [], []
-        at = 0
-
-        def alloc(n, size):
-            nonlocal at
-            self.off[n], self.size[n] = at, size
-            at += size
-
-        written = set()                                      # gradient buffers a later-run row writes first
+        self.off, self.size, self.hooks = {}, {}, []
+        bld = Builder(self, model)
         for n in model.order:
             if n == stop:
                 break
-            layer, srcs, t = model.layers[n], model.srcs[n], model.graph.nodes[n].type
-            size = int(np.prod(model.infos[n].shape))
-            if t == "Input":
-                alloc(n, size)
-                rows.append([INPUT, 0, 0, self.off[n], size])
-            elif t in ALIASES or (t == "Dropout" and layer.config["rate"] == 0.0):
-                self.off[n], self.size[n] = self.off[srcs[0]], size
-            elif t == "Dense":
-                alloc(n, size)
-                f = model.infos[srcs[0]].shape[-1]
-                u = layer.config["units"]
-                sw = model.slices[f"{n}/W"].start
-                sb = model.slices[f"{n}/b"].start if "b" in layer.p else -1
-                rows.append([DENSE, self.off[srcs[0]], 0, self.off[n], size // u, f, u, sw, sb, srcs[0]])
-            elif t in ACT_OPS:
-                alloc(n, size)
-                rows.append([ACT_OPS[t], self.off[srcs[0]], 0, self.off[n], size, 0, 0, 0, 0, srcs[0]])
-            elif t == "Softmax":
-                alloc(n, size)
-                c = model.infos[n].shape[-1]
-                rows.append([SOFTMAX, self.off[srcs[0]], 0, self.off[n], size // c, c, 0, 0, 0, srcs[0]])
-            elif t == "Dropout":
-                alloc(n, size)
-                alloc(n + "/mask", size)
-                self.drops.append((layer, self.off[n + "/mask"], size, model.infos[n].shape))
-                rows.append([DROPOUT, self.off[srcs[0]], self.off[n + "/mask"], self.off[n], size, 0, 0, 0, 0,
-                             srcs[0]])
-            elif t == "Add":
-                alloc(n, size)
-                for i, s in enumerate(srcs):
-                    rows.append([COPY if i == 0 else ADDTO, self.off[s], 0, self.off[n], size, 0, 0, 0, 0, s])
-            else:
-                raise Unsupported(f"layer type {t}")
+            layer = model.layers[n]
+            if getattr(type(layer), "fused", None) is None:
+                raise Unsupported(f"layer type {layer.type}")
+            bld.node, bld.layer, bld.srcs = n, layer, model.srcs[n]
+            layer.fused(bld)
+        rows, written = bld.rows, set()                      # gradient buffers a later-run row writes first
         head = model.srcs[stop][0] if stop else model.output
         self.out_node = head
         # gradient flags, deciding in backward (reverse) order which row writes a buffer first
         for r in reversed(rows):
-            if r[0] == INPUT:
-                r += [0] * (WIDTH - len(r))
-                continue
             src = r.pop()
-            r += [0] * (WIDTH - 1 - len(r))
-            if not model.trains[src]:
+            if src is None or not model.trains[src]:
                 r.append(0)
             else:
                 buf = self.off[src]
                 r.append(2 if buf in written else 1)
                 written.add(buf)
         c = int(np.prod(model.infos[head].shape))
-        alloc("/labels", c)
+        bld.node = "/labels"
+        bld._alloc("/labels", c)
+        at = bld.at
         rows.append([lop, self.off[head], self.off["/labels"], 0, c] + [0] * (WIDTH - 5))
         rows.append([OPT, 0, 0, 0, OPTS[opt.name]] + [0] * (WIDTH - 5))
         self.code = np.array(rows, np.int64)
@@ -366,10 +291,8 @@ class FusedStep:
             self.acts = np.zeros(nb * self.per_sample, dt)
             self.dacts = np.zeros(nb * self.per_sample, dt)
         acts = self.acts
-        for layer, off, size, shape in self.drops:          # same draws as Dropout.forward
-            rate = layer.config["rate"]
-            mask = acts[off * nb:(off + size) * nb].reshape((nb,) + shape)
-            np.multiply(layer.rng.random(mask.shape, dtype=dt) >= rate, dt.type(1 / (1 - rate)), out=mask)
+        for fn in self.hooks:
+            fn(acts, nb)
         opt = self.opt
         if opt.slots is None:
             opt.slots = [np.zeros_like(m.theta) for _ in range(opt.n_slots)]

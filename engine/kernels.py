@@ -45,3 +45,134 @@ def sq_norm(a):
     for i in range(n4, a.size):
         s0 += np.float64(a[i]) * a[i]
     return (s0 + s1) + (s2 + s3)
+
+
+# ---- layer kernels shared by the per-layer path (engine/layers) and the fused training step (engine/fused.py);
+# flat C-contiguous arrays; a backward kernel writes dx (flag 1) or adds to it (flag 2) ----
+SMALL = 4096            # M·F·U below this: plain loops beat a BLAS call
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def dense_fwd(x, W, b, y):
+    """y = x Wᵀ + b for x (M, F), W (U, F), b (U,) or empty, y (M, U)."""
+    m, f = x.shape
+    u = W.shape[0]
+    if m * f * u >= SMALL:
+        np.dot(x, W.T, y)                                    # (M, F) @ (F, U)
+    else:
+        for i in range(m):
+            for j in range(u):
+                s = x[i, 0] * W[j, 0]
+                for c in range(1, f):
+                    s += x[i, c] * W[j, c]
+                y[i, j] = s
+    if b.size:
+        for i in range(m):
+            for j in range(u):
+                y[i, j] += b[j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def dense_bwd(x, dy, W, dW, db, dx, flag):
+    """dW = dyᵀ x, db = Σ dy (when b is used), dx = dy W (flag 1 write, 2 add, 0 none); shapes as dense_fwd."""
+    m, f = x.shape
+    u = W.shape[0]
+    if m * f * u >= SMALL:
+        np.dot(dy.T, x, dW)                                  # (U, M) @ (M, F)
+        if flag == 1:
+            np.dot(dy, W, dx)                                # (M, U) @ (U, F)
+        elif flag == 2:
+            t = np.dot(dy, W)
+            for i in range(m):
+                for c in range(f):
+                    dx[i, c] += t[i, c]
+    else:
+        for j in range(u):
+            for c in range(f):
+                dW[j, c] = 0
+        for i in range(m):
+            for j in range(u):
+                g = dy[i, j]
+                for c in range(f):
+                    dW[j, c] += g * x[i, c]
+        if flag == 1:
+            for i in range(m):
+                for c in range(f):
+                    dx[i, c] = 0
+        if flag != 0:
+            for i in range(m):
+                for j in range(u):
+                    g = dy[i, j]
+                    for c in range(f):
+                        dx[i, c] += g * W[j, c]
+    if db.size:
+        for j in range(u):
+            db[j] = 0
+        for i in range(m):
+            for j in range(u):
+                db[j] += dy[i, j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def relu_fwd(x, y):
+    for i in range(x.size):
+        v = x[i]
+        y[i] = v if v > 0 else v * 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def relu_bwd(y, dy, dx, flag):
+    """dx = dy where y > 0 (ReLU's output), else 0."""
+    for i in range(y.size):
+        v = dy[i] if y[i] > 0 else dy[i] * 0
+        dx[i] = v if flag == 1 else dx[i] + v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def tanh_fwd(x, y):
+    for i in range(x.size):
+        y[i] = np.tanh(x[i])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def tanh_bwd(y, dy, dx, flag):
+    """dx = dy·(1 − y²)."""
+    for i in range(y.size):
+        v = dy[i] * (1 - y[i] * y[i])
+        dx[i] = v if flag == 1 else dx[i] + v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def sigmoid_bwd(y, dy, dx, flag):
+    """dx = dy·y·(1 − y)."""
+    for i in range(y.size):
+        v = dy[i] * y[i] * (1 - y[i])
+        dx[i] = v if flag == 1 else dx[i] + v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def softmax_bwd(y, dy, dx, flag):
+    """dx = y ⊙ (dy − Σ_j dy_j y_j) per row of (M, C) arrays."""
+    m, c = y.shape
+    for r in range(m):
+        s = 0.0
+        for j in range(c):
+            s += dy[r, j] * y[r, j]
+        for j in range(c):
+            v = y[r, j] * (dy[r, j] - s)
+            dx[r, j] = v if flag == 1 else dx[r, j] + v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def scale_by(x, s, y, flag):
+    """y = x ⊙ s (flag 1) or y += x ⊙ s (flag 2): dropout's mask, forward and backward."""
+    for i in range(x.size):
+        v = x[i] * s[i]
+        y[i] = v if flag == 1 else y[i] + v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def add_into(x, y, flag):
+    """y = x (flag 1) or y += x (flag 2): Add's forward per input and backward."""
+    for i in range(x.size):
+        y[i] = x[i] if flag == 1 else y[i] + x[i]

@@ -21,6 +21,19 @@ def _bce_logits(z, y, dz):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _mse(z, y, dz):
+    """Σ (z − y)² / B over (B, K) arrays; dz = 2 (z − y) / B."""
+    b = z.shape[0]
+    total = 0.0
+    for i in range(b):
+        for j in range(z.shape[1]):
+            d = z[i, j] - y[i, j]
+            total += d * d
+            dz[i, j] = (2.0 / b) * d
+    return total / b
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _cce_logits(z, y, dz):
     """Softmax cross-entropy from logits with integer labels y; dz = (softmax(z) − onehot)/B.
 
@@ -78,10 +91,11 @@ class MSE(Loss):
     name, task = "mse", "regression"
 
     def __call__(self, out, y, fused=False):
-        y = y.reshape(out.shape).astype(out.dtype, copy=False)
-        r = out - y
         b = len(out)
-        return float(np.sum(r * r) / b), (2 / b) * r
+        z = np.ascontiguousarray(out).reshape(b, -1)                        # (B, K)
+        d = np.empty_like(z)
+        loss = _mse(z, np.ascontiguousarray(y, dtype=out.dtype).reshape(b, -1), d)
+        return float(loss), d.reshape(out.shape)
 
 
 class CCE(Loss):

@@ -116,8 +116,12 @@ def _gap(ctx, layer, ins):
 @exports("BatchNorm")
 def _batchnorm(ctx, layer, ins):
     n, p = layer.name, layer.p
-    args = [ins[0]] + [ctx.const(f"{n}/{k}", p[k]) for k in ("gamma", "beta", "running_mean", "running_var")]
-    return ctx.op("BatchNormalization", args, n, epsilon=float(layer.config["eps"]))      # evaluation mode
+    consts = [ctx.const(f"{n}/{k}", p[k]) for k in ("gamma", "beta", "running_mean", "running_var")]
+    if len(layer.in_shapes[0]) != 2:
+        return ctx.op("BatchNormalization", [ins[0]] + consts, n, epsilon=float(layer.config["eps"]))  # eval mode
+    x = ctx.op("Transpose", ins, f"{n}/BFT", perm=[0, 2, 1])                            # (B, T, F) → (B, F, T)
+    y = ctx.op("BatchNormalization", [x] + consts, f"{n}/norm", epsilon=float(layer.config["eps"]))
+    return ctx.op("Transpose", [y], n, perm=[0, 2, 1])                                   # per feature F
 
 
 # ---- the whole model ----

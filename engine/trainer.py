@@ -1,4 +1,5 @@
 """Training loop: seeded mini-batches, metrics, events, stop/pause, early stopping, diagnostics."""
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -62,15 +63,22 @@ def overfitting(hist, window=3, gap_min=0.05, rise_min=0.05):
                    {"rising": rising, "growing_gap": growing, "gap": gap[-1]}, REMEDIES)
 
 
-def single_threaded_blas():
-    """Context with numpy's and SciPy's BLAS (the latter serves numba's np.dot) on one thread.
+def thread_limits(n=None):
+    """Context with numpy's and SciPy's BLAS (the latter serves numba's np.dot) on n threads; None: all cores
+    but one, which the window keeps for itself (headless: `layerboard train --threads N`).
 
     Training GEMMs are small: extra BLAS threads spin against the trainer, the window and other processes
     for the same cores (a Dense 784→64 step ran 10-100× slower with 2 BLAS threads on a busy 2-core machine).
     """
+    n = max(1, int(n or (os.cpu_count() or 1) - 1))
     if fused._HAVE_SCIPY:
         import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS now so that the limit reaches it)
-    return threadpool_limits(limits=1, user_api="blas")
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+def single_threaded_blas():
+    """thread_limits(1): BLAS on one thread."""
+    return thread_limits(1)
 
 
 def accuracy(out, y, loss_name):
@@ -101,6 +109,7 @@ class Trainer:
         self._go.set()
         self.step = 0
         self.augment = None    # fn(x_batch, rng) -> x_batch, applied to training batches only
+        self.threads = None    # compute threads; None: all cores but one (the window's); CLI: --threads
         self.fast = fused.compile(model, self.loss, self.fused, self.opt)   # None: per-layer steps only
 
     def _check_data(self):
@@ -192,7 +201,8 @@ class Trainer:
 
     def run(self):
         """Train until the epochs are done, stop() is called, early stopping or divergence; returns a summary."""
-        with np.errstate(over="ignore", invalid="ignore"), single_threaded_blas():   # divergence: reported below
+        threads = 1 if self.fast is not None else self.threads   # the fused kernel's GEMMs are too small for threads
+        with np.errstate(over="ignore", invalid="ignore"), thread_limits(threads):   # divergence: reported below
             return self._run()
 
     def _run(self):

@@ -154,3 +154,70 @@ def test_bad_label_gives_the_per_layer_error():
     _, tr = trainer(g, {"loss": "cce"}, ds, np.float32, fast=True)
     with pytest.raises(TrainingError, match="class labels must lie in 0…1"):
         tr.train_step(ds.x[:4], np.array([0, 1, 2, 0]))
+
+
+# ---- enrolment: every registered layer declares how the fused path runs it; equality on every sample ----
+from engine.layers import REGISTRY  # noqa: E402
+
+
+def test_every_layer_declares_its_fused_support():
+    """In its own class body (a default inherited from the base class does not count)."""
+    missing = sorted(t for t, cls in REGISTRY.items() if "fused" not in cls.__dict__)
+    assert missing == [], f"declare `fused` (a method fused(self, b), or None) in: {missing}"
+    for t, cls in REGISTRY.items():
+        assert cls.__dict__["fused"] is None or callable(cls.__dict__["fused"]), t
+
+
+def _sample_graph(type, config, shapes):
+    """Input → (parallel Dense feeds for extra inputs) → layer → Flatten → Dense(3): a tiny trainable model."""
+    g = Graph()
+    g.add_node("Input", "in", {"shape": list(shapes[0])})
+    srcs = ["in"]
+    for i, s in enumerate(shapes[1:], 1):
+        assert tuple(s[:-1]) == tuple(shapes[0][:-1]), "extra inputs must differ from input 0 on the last axis only"
+        g.add_node("Dense", f"feed{i}", {"units": s[-1]})
+        g.connect("in", f"feed{i}")
+        srcs.append(f"feed{i}")
+    g.add_node(type, "layer", config)
+    for s in srcs:
+        g.connect(s, "layer")
+    g.add_node("Flatten", "flat")
+    g.add_node("Dense", "head", {"units": 3})
+    g.connect("layer", "flat")
+    g.connect("flat", "head")
+    return g
+
+
+SAMPLES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) if cls.__dict__.get("fused") is not None
+           for c, s, *o in cls.samples() if not (o and o[0])]     # masked / integer-id samples: per-layer only
+
+
+@pytest.mark.parametrize("type,config,shapes", SAMPLES, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(SAMPLES)])
+def test_fused_equals_per_layer_on_every_registry_sample(type, config, shapes):
+    g = _sample_graph(type, config, shapes)
+    ds = dataset(16, shapes[0], "regression", 3, seed=1)
+    cfg = {"loss": "mse", "optimizer": "adam", "lr": 0.01, "batch_size": 8}
+    m = Model(g, dtype=np.float64, seed=3)
+    assert Trainer(m, training_config(cfg), ds).fast is not None, f"{type} {config}: the fused path did not compile"
+    a, theta_a, _ = steps(g, cfg, ds, np.float64, fast=True, n=2, batch=8)
+    b, theta_b, _ = steps(g, cfg, ds, np.float64, fast=False, n=2, batch=8)
+    for (la, ga, oa), (lb, gb, ob) in zip(a, b):
+        np.testing.assert_allclose(la, lb, rtol=1e-6)
+        np.testing.assert_allclose(ga, gb, rtol=1e-6)
+        np.testing.assert_allclose(oa, ob, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(theta_a, theta_b, rtol=1e-6, atol=1e-9)
+
+
+def test_an_unsupported_configuration_falls_back_to_the_per_layer_path(monkeypatch):
+    from engine.layers.core import Dense
+
+    def refuse(self, b):
+        raise fused.Unsupported("not this configuration")
+    g = chain((3,), [("Dense", {"units": 2}), ("Softmax", {})])
+    ds = dataset(8, (3,), "multiclass")
+    monkeypatch.setattr(Dense, "fused", refuse)
+    m = Model(g)
+    tr = Trainer(m, training_config({"loss": "cce"}), ds)
+    assert tr.fast is None
+    loss, out, gn = tr.train_step(ds.x[:4], ds.y[:4])
+    assert np.isfinite(loss) and out.shape == (4, 2)

@@ -32,10 +32,12 @@ TORCH = {
     "AveragePool2D": lambda l, xs, p: F.avg_pool2d(xs[0], l.k, l.s),
     "GlobalAveragePool": lambda l, xs, p: F.adaptive_avg_pool2d(xs[0], 1).flatten(1),
     # training mode (batch statistics); torch updates copies of the running stats, which get zero gradient
-    "BatchNorm": lambda l, xs, p: F.batch_norm(
-        xs[0], p["running_mean"].detach().clone(), p["running_var"].detach().clone(), p["gamma"], p["beta"],
+    # a (T, F) sequence is normalised per feature: torch's channel axis 1 after moving F there
+    "BatchNorm": lambda l, xs, p: (lambda t: t.transpose(1, 2) if xs[0].ndim == 3 else t)(F.batch_norm(
+        xs[0].transpose(1, 2) if xs[0].ndim == 3 else xs[0], p["running_mean"].detach().clone(),
+        p["running_var"].detach().clone(), p["gamma"], p["beta"],
         training=True, momentum=l.config["momentum"], eps=l.config["eps"])
-        + 0 * (p["running_mean"].sum() + p["running_var"].sum()),
+        + 0 * (p["running_mean"].sum() + p["running_var"].sum())),
 }
 
 CASES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) for c, s, *o in cls.samples()

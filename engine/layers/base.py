@@ -64,6 +64,8 @@ class Layer:
     hparams = ()
     n_inputs = 1          # fixed number of inputs; None means two or more
     taps_doc = {}         # internal tensors exposed in self.taps for visualisation
+    fused = None          # how the fused training kernel runs it: fused(self, b) emits rows (engine/fused.py),
+                          # None: never (the per-layer path runs it); every registered layer declares its own
 
     def __init__(self, name="", **config):
         self.name = name or self.type.lower()

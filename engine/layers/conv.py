@@ -10,18 +10,6 @@ from . import conv_kernels as k
 from .base import Fix, Layer, Param, fmt, register
 
 
-PER_SAMPLE = True      # one GEMM per sample: small enough that OpenBLAS runs it on one thread (see _gemm)
-
-
-def _gemm(a, b, out, B):
-    """out = a @ b on (rows, B·L) matrices. Per sample, each call stays under OpenBLAS's threading threshold
-    for small layers: multithreaded BLAS stalls badly when the 2 cores are shared (trainer, GUI, torch)."""
-    if not PER_SAMPLE:
-        return np.matmul(a, b, out=out)
-    ps = lambda m: m.reshape(m.shape[0], B, -1).transpose(1, 0, 2)     # (rows, B·L) → (B, rows, L) view
-    return np.matmul(a, ps(b), out=ps(out))
-
-
 def pair(layer, name):
     """A 1- or 2-value 'ints' hyperparameter as (h, w)."""
     v = layer.config[name]
@@ -112,6 +100,8 @@ class Conv2D(Layer):
         o, ho, wo = self.compute_output_shape(in_shapes)
         return o * ho * wo * in_shapes[0][0] * prod(self.k)                    # C_out·H_out·W_out·C_in·K_h·K_w
 
+    fused = None          # runs on the per-layer path
+
     def kernel_stride(self):
         return self.k, self.s
 
@@ -142,7 +132,7 @@ class Conv2D(Layer):
         else:
             k.im2col(xp, col, kh, kw, self.s[0], self.s[1], HO, WO)          # (C·K_h·K_w, B·H_out·W_out)
         y2 = k.scratch(self, "y2", (O, B * L), x.dtype)
-        _gemm(self.p["W"].reshape(O, -1), col, y2, B)                       # (C_out, B·L)
+        np.matmul(self.p["W"].reshape(O, -1), col, out=y2)                 # (C_out, B·L): one GEMM over the batch
         b = self.p["b"] if "b" in self.p else k.scratch(self, "b0", (O,), x.dtype, zero=True)
         y = k.scratch(self, "y", (B, O, HO, WO), x.dtype) if training else np.empty((B, O, HO, WO), x.dtype)
         k.rows_to_nchw(y2, b, y, wrow, L)
@@ -158,17 +148,11 @@ class Conv2D(Layer):
         db = self.g["b"] if "b" in self.g else k.scratch(self, "db0", (O,), dy.dtype)
         k.nchw_to_rows(dy, dy2, db, wrow, L)                                # (C_out, B·L)
         dw = self.g["W"].reshape(O, -1)                                      # (C_out, C_in·K_h·K_w)
-        if PER_SAMPLE:
-            dw3 = k.scratch(self, "dw3", (B,) + dw.shape, dy.dtype)
-            np.matmul(dy2.reshape(O, B, L).transpose(1, 0, 2), self.col.reshape(-1, B, L).transpose(1, 2, 0),
-                      out=dw3)                                               # (B, C_out, C_in·K_h·K_w)
-            dw3.sum(axis=0, out=dw)
-        else:
-            np.matmul(dy2, self.col.T, out=dw)
+        np.matmul(dy2, self.col.T, out=dw)                                   # (C_out, B·L) @ (B·L, C_in·K_h·K_w)
         if not self.need_dx:
             return (None,)
         dcol = k.scratch(self, "dcol", self.col.shape, dy.dtype)
-        _gemm(self.p["W"].reshape(O, -1).T, dy2, dcol, B)                  # (C_in·K_h·K_w, B·L)
+        np.matmul(self.p["W"].reshape(O, -1).T, dy2, out=dcol)             # (C_in·K_h·K_w, B·L)
         padded = bool(ph or pw)
         dxp = k.scratch(self, "dxp", self.xpshape, dy.dtype)                  # x.shape when unpadded
         if self.s == (1, 1):

@@ -2,6 +2,9 @@
 import numpy as np
 from numba import njit
 
+# fast-math without nnan/ninf: reductions may be reordered (vectorised), but inf and NaN keep their meaning
+FAST = {"nsz", "arcp", "contract", "reassoc"}
+
 
 def scratch(owner, key, shape, dtype, zero=False):
     """A buffer kept on `owner` between steps, reallocated only when shape or dtype change."""
@@ -13,7 +16,7 @@ def scratch(owner, key, shape, dtype, zero=False):
 
 
 # ---- convolution as one GEMM: col (C·K_h·K_w, B·H_out·W_out) holds every patch of the zero-padded input ----
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def pad_into(x, xp, ph, pw):
     """Copy x (B, C, H, W) into the interior of xp (B, C, H + 2ph, W + 2pw); the border stays as it is (zero)."""
     B, C, H, W = x.shape
@@ -26,7 +29,7 @@ def pad_into(x, xp, ph, pw):
                     dst[q] = src[q]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def crop_from(xp, x, ph, pw):
     """x = interior of xp (the inverse of pad_into)."""
     B, C, H, W = x.shape
@@ -39,7 +42,7 @@ def crop_from(xp, x, ph, pw):
                     dst[q] = src[q]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def im2col(xp, col, kh, kw, sh, sw, HO, WO):
     """col[(c·kh + i)·kw + j, (n·HO + r)·WO + q] = xp[n, c, r·sh + i, q·sw + j]."""
     B, C = xp.shape[:2]
@@ -62,7 +65,7 @@ def im2col(xp, col, kh, kw, sh, sw, HO, WO):
                                 dst[q] = src[q]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def col2im(dcol, dxp, kh, kw, sh, sw, HO, WO):
     """dxp = 0, then every patch gradient in dcol added back where im2col took it from."""
     B, C = dxp.shape[:2]
@@ -86,7 +89,7 @@ def col2im(dcol, dxp, kh, kw, sh, sw, HO, WO):
                                 dst[q] += src[q]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def im2col_wide(xp, col, kh, kw, L):
     """Stride 1: col[(c·kh + i)·kw + j, n·L + p] = xp[n, c].flat[i·Wp + j + p], L = (H_out − 1)·Wp + W_out.
 
@@ -106,7 +109,7 @@ def im2col_wide(xp, col, kh, kw, L):
                         dst[p] = src[p]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def col2im_wide(dcol, dxp, kh, kw, L):
     """dxp = 0, then the inverse scatter of im2col_wide (junk columns of dcol must be zero)."""
     B, C, Hp, Wp = dxp.shape
@@ -124,7 +127,7 @@ def col2im_wide(dcol, dxp, kh, kw, L):
                         dst[p] += src[p]
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
 def rows_to_nchw(y2, b, y, wrow, L):
     """y[n, o, r, q] = y2[o, n·L + r·wrow + q] + b[o]: GEMM rows to NCHW."""
     B, O, HO, WO = y.shape
@@ -138,7 +141,7 @@ def rows_to_nchw(y2, b, y, wrow, L):
                     dst[q] = src[q] + bo
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
 def nchw_to_rows(dy, dy2, db, wrow, L):
     """dy2[o, n·L + r·wrow + q] = dy[n, o, r, q] (other entries untouched) and db[o] = Σ dy[:, o]."""
     B, O, HO, WO = dy.shape
@@ -157,7 +160,7 @@ def nchw_to_rows(dy, dy2, db, wrow, L):
 
 
 # ---- pooling ----
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def maxpool_fwd(x, y, arg, kh, kw, sh, sw, keep):
     """y = window maxima; when keep, arg = window cell i·kw + j of each maximum (the first one on ties)."""
     B, C, H, W = x.shape
@@ -198,7 +201,7 @@ def maxpool_fwd(x, y, arg, kh, kw, sh, sw, keep):
                         arg[n, c, r, q] = at
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def maxpool_bwd(dy, arg, dx, kh, kw, sh, sw):
     """dx = dy routed to each window's maximum, zero elsewhere."""
     B, C, HO, WO = dy.shape
@@ -221,7 +224,7 @@ def maxpool_bwd(dy, arg, dx, kh, kw, sh, sw):
                     dx[n, c, r * sh + i, q * sw + a - i * kw] += dy[n, c, r, q]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def avgpool_fwd(x, y, kh, kw, sh, sw):
     """y = window means."""
     B, C, H, W = x.shape
@@ -238,7 +241,7 @@ def avgpool_fwd(x, y, kh, kw, sh, sw):
                     y[n, c, r, q] = s * inv
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def avgpool_bwd(dy, dx, kh, kw, sh, sw):
     """dx (zeroed) += dy / (kh·kw) spread over each window."""
     B, C, HO, WO = dy.shape
@@ -254,11 +257,14 @@ def avgpool_bwd(dy, dx, kh, kw, sh, sw):
 
 
 # ---- batch norm on x viewed as (B, C, S): statistics per channel over B·S values ----
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
 def bn_train_fwd(x, gamma, beta, y, mean, inv, scale, shift, rmean, rvar, momentum, eps):
-    """Normalise with batch statistics (float64 sums); update running stats like torch (unbiased variance)."""
+    """Normalise with batch statistics (float64 sums); update running stats like torch (unbiased variance)
+    unless a statistic is not finite (a diverged batch leaves them unchanged). Returns whether all were finite."""
     B, C, S = x.shape
     N = B * S
+    ok = True
+    vs = np.empty(C)
     for c in range(C):
         k0 = np.float64(x[0, c, 0])                          # shift: one pass without cancellation
         s, v = 0.0, 0.0
@@ -270,17 +276,22 @@ def bn_train_fwd(x, gamma, beta, y, mean, inv, scale, shift, rmean, rvar, moment
                 v += d * d
         m = k0 + s / N
         var = max(v / N - (s / N) ** 2, 0.0)
-        v = var * N
+        if not (np.isfinite(m) and np.isfinite(var)):
+            ok = False
         iv = 1.0 / np.sqrt(var + eps)
-        mean[c], inv[c] = m, iv
-        rmean[c] = (1.0 - momentum) * rmean[c] + momentum * m
-        rvar[c] = (1.0 - momentum) * rvar[c] + momentum * (v / (N - 1) if N > 1 else var)
+        mean[c], inv[c], vs[c] = m, iv, var
         scale[c] = gamma[c] * iv
         shift[c] = beta[c] - m * gamma[c] * iv
+    if ok:
+        for c in range(C):
+            var = vs[c]
+            rmean[c] = (1.0 - momentum) * rmean[c] + momentum * mean[c]
+            rvar[c] = (1.0 - momentum) * rvar[c] + momentum * (var * N / (N - 1) if N > 1 else var)
     affine(x, scale, shift, y)
+    return ok
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
 def affine(x, scale, shift, y):
     """y[n, c] = x[n, c]·scale[c] + shift[c] on (B, C, S) arrays."""
     B, C, S = x.shape
@@ -293,7 +304,7 @@ def affine(x, scale, shift, y):
                 ys[k] = xs[k] * g + sh
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def bn_eval_coefs(gamma, beta, rmean, rvar, eps, scale, shift):
     """scale = γ/√(running var + ε), shift = β − running mean·scale."""
     for c in range(gamma.size):
@@ -302,7 +313,7 @@ def bn_eval_coefs(gamma, beta, rmean, rvar, eps, scale, shift):
         shift[c] = beta[c] - rmean[c] * g
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
 def bn_train_bwd(x, dy, gamma, mean, inv, dx, dgamma, dbeta, need_dx):
     """Gradients of batch-statistics normalisation: dγ = Σ dy·x̂, dβ = Σ dy, dx = γ·inv/N·(N·dy − dβ − x̂·dγ)."""
     B, C, S = x.shape
@@ -329,7 +340,7 @@ def bn_train_bwd(x, dy, gamma, mean, inv, dx, dgamma, dbeta, need_dx):
                     out[k] = a * ds[k] + cx * (xs[k] - m) + b0
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
 def bn_eval_bwd(x, dy, gamma, rmean, rvar, eps, dx, dgamma, dbeta, need_dx):
     """Gradients when the running statistics are constants."""
     B, C, S = x.shape

@@ -3,6 +3,8 @@ from math import prod
 
 import numpy as np
 
+from .. import fused as F
+from .. import kernels as k
 from ..errors import ShapeError
 from ..hparams import HP
 from ..initializers import INITS
@@ -43,6 +45,9 @@ class Input(Layer):
     def backward(self, dy):
         return ()
 
+    def fused(self, b):
+        b.row(F.INPUT, o=b.out(), n1=b.size(), grad_of=None)          # the batch, standardised first as forward does
+
     @classmethod
     def samples(cls):
         return []
@@ -78,21 +83,25 @@ class Dense(Layer):
         return prod(s[:-1]) * s[-1] * self.config["units"]
 
     def forward(self, x, training=False):
-        self.x = x.reshape(-1, x.shape[-1])                  # (M, F)
-        y = self.x @ self.p["W"].T                           # (M, U)
-        if "b" in self.p:
-            y += self.p["b"]
+        W = self.p["W"]
+        self.x = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=W.dtype)   # (M, F)
+        y = np.empty((len(self.x), W.shape[0]), W.dtype)                          # (M, U)
+        k.dense_fwd(self.x, W, self.p["b"] if "b" in self.p else W[0, :0], y)
         return y.reshape(x.shape[:-1] + (y.shape[-1],))
 
     def backward(self, dy):
-        dy2 = dy.reshape(-1, dy.shape[-1])                   # (M, U)
-        np.matmul(dy2.T, self.x, out=self.g["W"])            # (U, F)
-        if "b" in self.g:
-            np.sum(dy2, axis=0, out=self.g["b"])
+        W = self.p["W"]
+        dy2 = np.ascontiguousarray(dy.reshape(-1, dy.shape[-1]), dtype=W.dtype)    # (M, U)
+        dx = np.empty_like(self.x) if self.need_dx else self.x[:0, :0]             # (M, F)
+        k.dense_bwd(self.x, dy2, W, self.g["W"], self.g["b"] if "b" in self.g else W[0, :0], dx,
+                    1 if self.need_dx else 0)                                      # dW (U, F), db (U,)
         if not self.need_dx:
             return (None,)
-        dx = dy2 @ self.p["W"]                               # (M, F)
         return (dx.reshape(dy.shape[:-1] + (dx.shape[-1],)),)
+
+    def fused(self, b):
+        f, u = self.in_shapes[0][-1], self.config["units"]
+        b.row(F.DENSE, a=b.src(), o=b.out(), n1=b.size() // u, n2=f, n3=u, p1=b.param("W"), p2=b.param("b"))
 
     @classmethod
     def samples(cls):

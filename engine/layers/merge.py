@@ -1,6 +1,8 @@
 """Layers that merge several inputs: Add and Concatenate."""
 import numpy as np
 
+from .. import fused as F
+from .. import kernels as k
 from ..errors import ShapeError
 from ..hparams import HP
 from .base import Layer, fmt, register
@@ -32,13 +34,18 @@ class Add(Layer):
 
     def forward(self, *xs, training=False):
         self.n = len(xs)
-        y = xs[0].copy()
-        for x in xs[1:]:
-            y += x
+        y = np.empty(xs[0].shape, np.result_type(*xs))
+        for i, x in enumerate(xs):
+            k.add_into(np.ascontiguousarray(x, dtype=y.dtype).reshape(-1), y.reshape(-1), 1 if i == 0 else 2)
         return y
 
     def backward(self, dy):
         return (dy,) * self.n
+
+    def fused(self, b):
+        o = b.out()
+        for i in range(len(b.srcs)):                                   # y = x₀, then y += xᵢ; dxᵢ += dy
+            b.row(F.COPY if i == 0 else F.ADDTO, a=b.src(i), o=o, n1=b.size(), grad_of=i)
 
     @classmethod
     def samples(cls):
@@ -67,6 +74,8 @@ class Concatenate(Layer):
                 raise ShapeError(f"{self.where} needs inputs that agree on every axis but {a}; input 1 is "
                                  f"{fmt(s0)} and input {i} is {fmt(s)}")
         return s0[:a] + (sum(s[a] for s in in_shapes),) + s0[a + 1:]
+
+    fused = None
 
     def forward(self, *xs, training=False):
         self.a = self._axis(xs[0].ndim - 1) + 1

@@ -38,16 +38,22 @@ class _Pool2D(Layer):
 @register
 class MaxPool2D(_Pool2D):
     doc = "Maximum over K_h × K_w windows moved by stride S (spec §3: K = 2, S = 2 halves H and W)."
+    fused = None
 
     def forward(self, x, training=False):
         x = np.ascontiguousarray(x)
         y = self._out(x, training)
         self.arg = k.scratch(self, "arg", y.shape, np.uint16)              # window cell of each maximum
         self.xshape = x.shape
+        self.x_eval = None if training else x                              # eval skips the argmax; backward redoes it
         k.maxpool_fwd(x, y, self.arg, self.k[0], self.k[1], self.s[0], self.s[1], training)
         return y
 
     def backward(self, dy):
+        if self.x_eval is not None:                                        # after an eval forward: argmax from x
+            x, self.x_eval = self.x_eval, None
+            y = k.scratch(self, "y_arg", self.arg.shape, x.dtype)
+            k.maxpool_fwd(x, y, self.arg, self.k[0], self.k[1], self.s[0], self.s[1], True)
         dx = k.scratch(self, "dx", self.xshape, dy.dtype)
         k.maxpool_bwd(np.ascontiguousarray(dy), self.arg, dx, *self.k, *self.s)
         return (dx,)
@@ -56,6 +62,7 @@ class MaxPool2D(_Pool2D):
 @register
 class AveragePool2D(_Pool2D):
     doc = "Mean over K_h × K_w windows moved by stride S."
+    fused = None
 
     def macs(self, in_shapes):
         c, ho, wo = self.compute_output_shape(in_shapes)
@@ -79,6 +86,7 @@ class AveragePool2D(_Pool2D):
 class GlobalAveragePool(Layer):
     category = "pooling"
     doc = "Mean of each channel over all positions: (C, H, W) → (C,)."
+    fused = None
 
     def compute_output_shape(self, in_shapes):
         return spatial_input(self, in_shapes)[:1]

@@ -1,4 +1,8 @@
 """Dropout (inverted: scaled at training time, identity at evaluation)."""
+import numpy as np
+
+from .. import fused as F
+from .. import kernels as k
 from ..hparams import HP
 from .base import Layer, register
 
@@ -14,11 +18,31 @@ class Dropout(Layer):
         if not training or rate == 0.0:
             self.mask = None
             return x
-        self.mask = (self.rng.random(x.shape, dtype=x.dtype) >= rate) * x.dtype.type(1 / (1 - rate))
-        return x * self.mask
+        self.mask = self._draw(x.shape, x.dtype)
+        y = np.empty(x.shape, x.dtype)
+        k.scale_by(np.ascontiguousarray(x).reshape(-1), self.mask.reshape(-1), y.reshape(-1), 1)
+        return y
+
+    def _draw(self, shape, dtype, out=None):
+        """Mask of 0 and 1/(1 − rate), keeping each value with probability 1 − rate (self.rng's next draws)."""
+        rate = self.config["rate"]
+        return np.multiply(self.rng.random(shape, dtype=dtype) >= rate, dtype.type(1 / (1 - rate)), out=out)
 
     def backward(self, dy):
-        return (dy if self.mask is None else dy * self.mask,)
+        if self.mask is None:
+            return (dy,)
+        dx = np.empty(dy.shape, self.mask.dtype)
+        k.scale_by(np.ascontiguousarray(dy, dtype=dx.dtype).reshape(-1), self.mask.reshape(-1), dx.reshape(-1), 1)
+        return (dx,)
+
+    def fused(self, b):
+        if self.config["rate"] == 0.0:
+            return b.alias()
+        size, shape = b.size(), b.shape()
+        m = b.buffer("mask", size)
+        b.before_step(lambda acts, nb: self._draw((nb,) + shape, acts.dtype,
+                                                  out=acts[m * nb:(m + size) * nb].reshape((nb,) + shape)))
+        b.row(F.DROPOUT, a=b.src(), b=m, o=b.out(), n1=size)
 
     @classmethod
     def samples(cls):

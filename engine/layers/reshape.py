@@ -24,6 +24,9 @@ class Flatten(_Reshaping):
     def compute_output_shape(self, in_shapes):
         return (prod(in_shapes[0]),)
 
+    def fused(self, b):
+        b.alias()                                                      # same values, same buffer
+
     @classmethod
     def samples(cls):
         return [({}, [(2, 3, 2)])]
@@ -43,6 +46,9 @@ class Reshape(_Reshaping):
             raise ShapeError(f"{self.where} cannot reshape {fmt(in_shapes[0])} ({n} values) into "
                              f"{fmt(target)}: the number of values must stay {n}")
         return tuple(n // known if t == -1 else t for t in target)
+
+    def fused(self, b):
+        b.alias()
 
     @classmethod
     def samples(cls):
