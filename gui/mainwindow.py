@@ -61,6 +61,7 @@ class MainWindow(QMainWindow):
         self.palette.add_requested.connect(lambda t: self.view.add_layer(t))
         self.scene.message.connect(self.show_message)
         self.inspector.message.connect(self.show_message)
+        self.doc.error.connect(self.show_message)
         self.scene.selectionChanged.connect(self._selection)
         self.scene.node_activated.connect(lambda n: (self.inspector.show(), self.inspector.raise_()))
         self.summary.node_clicked.connect(self._focus_node)
