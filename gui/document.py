@@ -134,6 +134,7 @@ class Document(QObject):
     def open(self, path):
         """Load a project file; ProjectError leaves this document untouched."""
         self.load(Project.load(path))
+        clean_tmp(path)
 
     def save(self, path=None):
         """Write atomically (engine.project.atomic_write); ProjectError if it fails (the old file stays as it was)."""

@@ -36,7 +36,7 @@ def default_example():
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, doc=None, autosave_ms=60_000, autosave_dir=None, training=True):
+    def __init__(self, doc=None, autosave_ms=3000, autosave_dir=None, training=True):
         super().__init__()
         self.setObjectName("layerboard")
         self.doc = doc or Document()
