@@ -9,13 +9,17 @@ SET_HPARAM_ID = 1001
 
 
 class Command(QUndoCommand):
-    """apply()/revert() do the primitive work; redo()/undo() add the re-validation."""
+    """apply()/revert() do the primitive work; redo()/undo() add the re-validation and never raise.
+
+    An exception escaping QUndoCommand.redo/undo crashes PySide6, so a failing apply/revert is caught,
+    reported through Document.error and leaves the model as it was (the step then does nothing)."""
 
     structural = True
 
     def __init__(self, doc, text):
         super().__init__(text)
         self._doc = weakref.ref(doc)     # no doc -> stack -> command -> doc cycle: Qt tears it down in order
+        self.applied = False
 
     @property
     def doc(self):
@@ -28,12 +32,24 @@ class Command(QUndoCommand):
         raise NotImplementedError
 
     def redo(self):
-        self.apply()
-        self.doc._edited(self.structural)
+        self._run(self.apply, True)
 
     def undo(self):
-        self.revert()
-        self.doc._edited(self.structural)
+        self._run(self.revert, False)
+
+    def _run(self, fn, applied):
+        doc = self.doc
+        if doc is None or self.applied == applied:        # already in that state (an earlier step failed)
+            return
+        try:
+            fn()
+            self.applied = applied
+        except Exception as e:                            # noqa: BLE001 - nothing may escape into Qt
+            doc.error.emit(f"cannot {'redo' if applied else 'undo'} {self.text()}: {e}")
+        try:
+            doc._edited(self.structural)
+        except Exception as e:                            # noqa: BLE001
+            doc.error.emit(f"after {self.text()}: {e}")
 
 
 class Compound(Command):
@@ -44,12 +60,27 @@ class Compound(Command):
         self.parts = list(parts)
 
     def apply(self):
-        for p in self.parts:
-            p.apply()
+        """All parts or none: a failing part reverts the ones before it, then the error goes on."""
+        done = []
+        try:
+            for p in self.parts:
+                p.apply()
+                done.append(p)
+        except Exception:
+            for p in reversed(done):
+                p.revert()
+            raise
 
     def revert(self):
-        for p in reversed(self.parts):
-            p.revert()
+        done = []
+        try:
+            for p in reversed(self.parts):
+                p.revert()
+                done.append(p)
+        except Exception:
+            for p in reversed(done):
+                p.apply()
+            raise
 
 
 class AddNode(Command):
@@ -106,7 +137,9 @@ class Disconnect(Command):
 
 
 class MoveNodes(Command):
-    """moves: {name: (old_xy, new_xy)}; one step per drag."""
+    """moves: {name: (old_xy, new_xy)}; one step per drag. Not structural: allowed while training."""
+
+    structural = False
 
     def __init__(self, doc, moves):
         super().__init__(doc, "Move" if len(moves) != 1 else f"Move {next(iter(moves))}")

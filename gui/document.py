@@ -1,20 +1,58 @@
 """The Document: owns the engine Project and the undo stack and is the only writer of the graph."""
 import json
+import math
+import os
+import re
+import time
 from pathlib import Path
 
-from PySide6.QtCore import QIODevice, QObject, QSaveFile, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from engine.errors import ConfigError, LayerboardError, ProjectError
-from engine.graph import Edge, GraphError
+from engine.graph import Edge, Graph, GraphError
 from engine.hparams import resolve
 from engine.layers import REGISTRY
-from engine.project import TRAINING, Project
+from engine.project import TRAINING, Project, atomic_write
 from engine.shapes import infer
 
 from . import commands as C
 
 HP_TRAINING = {h.name: h for h in TRAINING}
+NODE_W, NODE_H = 168.0, 92.0          # a node's footprint on the canvas (gui.items.W, H)
+PASTE_STEP = (30.0, 30.0)             # each paste lands this much further down-right until it covers nothing
+TMP_AGE = 60.0                        # seconds: a hidden .NAME.*.tmp older than this is a killed save's leftover
+
+
+def check_finite(config, where):
+    """ConfigError if a number in config is NaN or infinite (JSON cannot hold it; no layer can use it)."""
+    for k, v in config.items():
+        vals = v if isinstance(v, (list, tuple)) else [v]
+        for x in vals:
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ConfigError(f"{where}: {k} must be a finite number, got {x}")
+
+
+def clean_tmp(path, age=TMP_AGE, now=None):
+    """Delete hidden .NAME.*.tmp files beside path (left by atomic writes that were killed) older than age s."""
+    path = Path(path)
+    now = time.time() if now is None else now
+    pat = re.compile(r"^\." + re.escape(path.name) + r"\..+\.tmp$")
+    gone = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return gone
+    for e in entries:
+        if not pat.match(e.name):
+            continue
+        try:
+            if e.is_file(follow_symlinks=False) and now - e.stat(follow_symlinks=False).st_mtime > age:
+                os.unlink(e.path)
+                gone.append(e.name)
+        except OSError:
+            pass
+    return gone
 
 
 class LockedError(LayerboardError):
@@ -38,6 +76,8 @@ class Document(QObject):
     edge_added = Signal(object)
     edge_removed = Signal(object)
     path_changed = Signal(object)
+    saved = Signal(object)              # after a successful save (autosave clears itself)
+    error = Signal(str)                 # a command that could not run (one line); the model is unchanged
 
     def __init__(self, project=None, parent=None):
         super().__init__(parent)
@@ -94,23 +134,23 @@ class Document(QObject):
     def open(self, path):
         """Load a project file; ProjectError leaves this document untouched."""
         self.load(Project.load(path))
+        clean_tmp(path)
 
     def save(self, path=None):
-        """Write atomically with QSaveFile; ProjectError if it fails (the old file stays as it was)."""
+        """Write atomically (engine.project.atomic_write); ProjectError if it fails (the old file stays as it was)."""
         path = Path(path or self.project.path or "")
         if not path.name:
             raise ProjectError("no file name to save to")
         data = (json.dumps(self.project.to_dict(), indent=1, ensure_ascii=False) + "\n").encode()
-        f = QSaveFile(str(path))
-        if not f.open(QIODevice.OpenModeFlag.WriteOnly):
-            raise ProjectError(f"cannot write {path}: {f.errorString()}")
-        if f.write(data) != len(data):
-            f.cancelWriting()
-        if not f.commit():
-            raise ProjectError(f"cannot save {path}: {f.errorString() or 'write failed'}; the old file is unchanged")
+        try:
+            atomic_write(path, data)
+        except OSError as e:
+            raise ProjectError(f"cannot save {path}: {e.strerror or e}; the old file is unchanged") from None
+        clean_tmp(path)
         self.project.path = path
         self.undo_stack.setClean()
         self.path_changed.emit(path)
+        self.saved.emit(path)
 
     # ---- undoable edits (raise a LayerboardError with the reason when refused) ----
     def _push(self, cmd, structural=True):
@@ -119,15 +159,32 @@ class Document(QObject):
         self.undo_stack.push(cmd)
 
     def add_node(self, type, config=None, pos=(0, 0), name=None):
-        if type not in REGISTRY:
+        if not isinstance(type, str) or type not in REGISTRY:
             raise GraphError(f"unknown layer type {type!r}")
         name = name or self.graph.unique_name(type)
+        if not isinstance(name, str) or not name.strip():
+            raise GraphError(f"a node needs a non-empty text name, got {name!r}")
         if name in self.graph.nodes:
             raise GraphError(f"a node named '{name}' already exists")
+        if config is not None and not isinstance(config, dict):
+            raise ConfigError(f"{type} '{name}': the settings must be an object, got {config!r}")
         cfg = dict(config or {})
+        check_finite(cfg, f"{type} '{name}'")
         resolve(REGISTRY[type].hparams, cfg, f"{type} '{name}'")
-        self._push(C.AddNode(self, type, name, cfg, {"x": float(pos[0]), "y": float(pos[1])}))
+        x, y = self._xy(pos, name)
+        self._push(C.AddNode(self, type, name, cfg, {"x": x, "y": y}))
         return name
+
+    @staticmethod
+    def _xy(pos, name):
+        """(x, y) as finite floats, or GraphError."""
+        try:
+            x, y = (float(v) for v in pos)
+        except (TypeError, ValueError):
+            raise GraphError(f"'{name}': a position is two numbers, got {pos!r}") from None
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise GraphError(f"'{name}': a position must be finite, got ({x}, {y})")
+        return x, y
 
     def remove_nodes(self, names, edges=()):
         names = [n for n in names if n in self.graph.nodes]
@@ -139,6 +196,8 @@ class Document(QObject):
                               [C.RemoveNode(self, n) for n in names]))
 
     def connect(self, src, dst, port=None):
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
+            raise GraphError(f"an input port is a whole number, got {port!r}")
         edge = self.graph.check_connect(src, dst, port)
         self._push(C.Connect(self, edge))
         return edge
@@ -149,17 +208,27 @@ class Document(QObject):
         self._push(C.Disconnect(self, edge))
 
     def move_nodes(self, positions):
-        moves = {n: (self._raw_pos(n), (float(x), float(y))) for n, (x, y) in positions.items()
-                 if n in self.graph.nodes and self.pos(n) != (float(x), float(y))}
+        """Move nodes (one undo step); allowed while training: a position is not part of the model."""
+        moves = {}
+        for n, p in positions.items():
+            if n not in self.graph.nodes:
+                continue
+            xy = self._xy(p, n)
+            if self.pos(n) != xy:
+                moves[n] = (self._raw_pos(n), xy)
         if moves:
-            self._push(C.MoveNodes(self, moves))
+            self._push(C.MoveNodes(self, moves), structural=False)
 
     def set_hparam(self, name, key, value):
-        node = self.graph.nodes[name]
+        node = self.graph.nodes.get(name)
+        if node is None:
+            raise GraphError(f"no node named '{name}'")
         hps = {h.name: h for h in REGISTRY[node.type].hparams}
         if key not in hps:
             raise ConfigError(f"{node.type} '{name}' has no setting {key!r}")
+        check_finite({key: value}, f"{node.type} '{name}'")
         value = hps[key].check(value, f"{node.type} '{name}'")
+        check_finite({key: value}, f"{node.type} '{name}'")
         if isinstance(value, tuple):
             value = list(value)
         old = node.config.get(key, C.MISSING)
@@ -168,7 +237,11 @@ class Document(QObject):
         self._push(C.SetHparam(self, name, key, old, value))
 
     def rename(self, old, new):
-        new = (new or "").strip()
+        if old not in self.graph.nodes:
+            raise GraphError(f"no node named '{old}'")
+        if not isinstance(new, str):
+            raise GraphError(f"a node's name is text, got {new!r}")
+        new = new.strip()
         if new == old:
             return
         if not new:
@@ -177,27 +250,81 @@ class Document(QObject):
             raise GraphError(f"a node named '{new}' already exists")
         self._push(C.Rename(self, old, new))
 
-    def paste(self, data, offset=(30, 30)):
-        """Add copied nodes ({"nodes": [...], "edges": [...]}) under fresh names; returns the new names."""
-        taken, names, cmds = set(self.graph.nodes), {}, []
-        for n in data.get("nodes", []):
-            if n.get("type") not in REGISTRY:
-                raise GraphError(f"cannot paste unknown layer type {n.get('type')!r}")
-            base, new = n["name"], n["name"]
-            i = 1
+    def paste(self, data, offset=None):
+        """Add copied nodes ({"nodes": [...], "edges": [...]}) under fresh names; returns the new names.
+
+        The whole payload is checked on a copy of the graph first (names, types, settings, every edge as
+        connect would check it): a bad payload raises GraphError/ConfigError and pushes nothing. Without
+        an offset the copy lands PASTE_STEP further on, again until it covers no node (pastes cascade)."""
+        if not isinstance(data, dict):
+            raise GraphError("cannot paste: the clipboard does not hold Layerboard layers")
+        nodes, edges = data.get("nodes", []), data.get("edges", [])
+        if not isinstance(nodes, list) or not isinstance(edges, list):
+            raise GraphError("cannot paste: 'nodes' and 'edges' must be lists")
+        g = self.graph.copy()
+        taken, names, adds = set(g.nodes), {}, []
+        for i, n in enumerate(nodes):
+            at = f"cannot paste layer #{i + 1}"
+            if not isinstance(n, dict):
+                raise GraphError(f"{at}: not an object")
+            base, t = n.get("name"), n.get("type")
+            if not isinstance(base, str) or not base.strip():
+                raise GraphError(f"{at}: its name must be non-empty text, got {base!r}")
+            if base in names:
+                raise GraphError(f"{at}: the name '{base}' appears twice")
+            if not isinstance(t, str) or t not in REGISTRY:
+                raise GraphError(f"{at} ('{base}'): unknown layer type {t!r}")
+            cfg, meta = n.get("config", {}), n.get("meta", {})
+            if not isinstance(cfg, dict) or not isinstance(meta, dict):
+                raise GraphError(f"{at} ('{base}'): 'config' and 'meta' must be objects")
+            check_finite(cfg, f"cannot paste {t} '{base}'")
+            resolve(REGISTRY[t].hparams, dict(cfg), f"cannot paste {t} '{base}'")
+            new, k = base, 1
             while new in taken:
-                new, i = f"{base.rstrip('0123456789') or base}{i}", i + 1
+                new, k = f"{base.rstrip('0123456789') or base}{k}", k + 1
             taken.add(new)
-            names[n["name"]] = new
-            m = dict(n.get("meta", {}))
-            m["x"], m["y"] = float(m.get("x", 0)) + offset[0], float(m.get("y", 0)) + offset[1]
-            cmds.append(C.AddNode(self, n["type"], new, dict(n.get("config", {})), m))
-        for e in data.get("edges", []):
-            if e["src"] in names and e["dst"] in names:
-                cmds.append(C.Connect(self, Edge(names[e["src"]], names[e["dst"]], e.get("port", 0))))
-        if cmds:
-            self._push(C.Compound(self, f"Paste {len(names)} layer(s)", cmds))
-        return list(names.values())
+            names[base] = new
+            m = dict(meta)
+            try:
+                m["x"], m["y"] = self._xy((m.get("x", 0), m.get("y", 0)), base)
+            except GraphError:
+                m["x"], m["y"] = 0.0, 0.0
+            g.add_node(t, new, dict(cfg), m)
+            adds.append((t, new, dict(cfg), m))
+        conns = []
+        for i, e in enumerate(edges):
+            at = f"cannot paste connection #{i + 1}"
+            if not isinstance(e, dict):
+                raise GraphError(f"{at}: not an object")
+            src, dst, port = e.get("src"), e.get("dst"), e.get("port", 0)
+            if src not in names or dst not in names:
+                raise GraphError(f"{at}: {src!r} → {dst!r} names a layer that is not pasted")
+            if isinstance(port, bool) or not isinstance(port, int):
+                raise GraphError(f"{at} ({src} → {dst}): the port must be a whole number, got {port!r}")
+            try:
+                conns.append(g.connect(names[src], names[dst], port))
+            except GraphError as err:
+                raise GraphError(f"{at} ({src} → {dst}): {err}") from None
+        if not adds:
+            return []
+        dx, dy = self._paste_offset(adds) if offset is None else offset
+        cmds = []
+        for t, new, cfg, m in adds:
+            m["x"], m["y"] = m["x"] + dx, m["y"] + dy
+            cmds.append(C.AddNode(self, t, new, cfg, m))
+        cmds += [C.Connect(self, e) for e in conns]
+        self._push(C.Compound(self, f"Paste {len(adds)} layer(s)", cmds))
+        return [a[1] for a in adds]
+
+    def _paste_offset(self, adds):
+        """The first multiple of PASTE_STEP at which the pasted nodes overlap no existing node."""
+        have = [self.pos(n) for n in self.graph.nodes]
+        for k in range(1, 500):
+            dx, dy = k * PASTE_STEP[0], k * PASTE_STEP[1]
+            if not any(abs(m["x"] + dx - x) < NODE_W and abs(m["y"] + dy - y) < NODE_H
+                       for _, _, _, m in adds for x, y in have):
+                return dx, dy
+        return dx, dy
 
     def copy_data(self, names):
         names = set(names)
@@ -206,7 +333,9 @@ class Document(QObject):
 
     def apply_fix(self, name, fix):
         """Carry out a layers.Fix for node `name`: insert a layer before it, or set hyperparameters."""
-        node = self.graph.nodes[name]
+        node = self.graph.nodes.get(name)
+        if node is None:
+            raise GraphError(f"no node named '{name}'")
         if fix.action == "set":
             cmds = []
             for k, v in fix.config:
@@ -235,7 +364,9 @@ class Document(QObject):
     def set_training(self, key, value):
         if key not in HP_TRAINING:
             raise ConfigError(f"training has no setting {key!r}")
+        check_finite({key: value}, "training")
         value = HP_TRAINING[key].check(value, "training")
+        check_finite({key: value}, "training")
         old = self.project.training.get(key, C.MISSING)
         if old != value:
             self._push(C.SetTraining(self, key, old, value), structural=False)

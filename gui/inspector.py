@@ -1,89 +1,65 @@
 """The inspector: edits the selected node's name and hyperparameters with widgets generated from its HPs."""
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit,
-                               QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+import re
+
+from PySide6.QtCore import QRect, QSize, Qt, Signal
+from PySide6.QtGui import QFont, QFontMetrics
+from PySide6.QtWidgets import (QDockWidget, QFormLayout, QHBoxLayout, QLabel, QLayout, QLineEdit, QPushButton, QScrollArea,
+                               QSizePolicy, QVBoxLayout, QWidget)
 
 from engine.errors import LayerboardError
 from engine.layers import REGISTRY, fmt
 
-INT_MAX = 2**31 - 1
+from .editors import HPEditor
+
+def breakable(text):
+    """Text whose long paths and identifiers (runs of > 24 characters without a space) may wrap: a
+    zero-width space after each / \\ _ . - in them, and every 24 characters if they have none."""
+    def cut(m):
+        w = re.sub(r"([/\\_.-])", "\\1\u200b", m.group(0))
+        return re.sub(r"([^\u200b]{24})(?=[^\u200b])", "\\1\u200b", w)
+    return re.sub(r"\S{25,}", cut, text)
 
 
-def parse_ints(text):
-    """'1, 28, 28' → [1, 28, 28]; ValueError with a readable message."""
-    parts = [p for p in text.replace("×", ",").replace("x", ",").replace(" ", ",").split(",") if p]
-    if not parts:
-        raise ValueError("enter one or more whole numbers, e.g. 1, 28, 28")
-    try:
-        return [int(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"'{text}' is not a list of whole numbers (e.g. 1, 28, 28)") from None
+class WrapButton(QPushButton):
+    """A push button whose text wraps onto more lines instead of widening the form."""
 
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        self.label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(10, 5, 10, 5)
+        lay.addWidget(self.label)
+        lay.setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)    # our size hints rule, not the label's
+        sp = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        sp.setHeightForWidth(True)
+        self.setSizePolicy(sp)
 
-class FloatBox(QDoubleSpinBox):
-    """A float spin box that shows 0.3 and 1e-05 as such (not 0.30000000) and accepts either spelling."""
+    def setText(self, text):
+        self._text = text
+        self.label.setText(breakable(text))
+        self.updateGeometry()
 
-    def textFromValue(self, v):
-        return f"{v:.8g}"
+    def text(self):
+        return getattr(self, "_text", "")
 
-    def valueFromText(self, text):
-        try:
-            return float(text)
-        except ValueError:
-            return self.value()
+    def hasHeightForWidth(self):
+        return True
 
-    def validate(self, text, pos):
-        try:
-            float(text)
-            return QValidator.State.Acceptable, text, pos
-        except ValueError:
-            return QValidator.State.Intermediate, text, pos
+    def heightForWidth(self, w):
+        f = QFont(self.label.font())
+        f.setBold(True)                                   # the style sheet sets the button's text bold
+        flags = int(Qt.TextFlag.TextWordWrap) | int(Qt.AlignmentFlag.AlignCenter)
+        r = QFontMetrics(f).boundingRect(QRect(0, 0, max(w - 24, 20), 100000), flags, self.label.text())
+        return r.height() + 14
 
+    def sizeHint(self):
+        return QSize(160, self.heightForWidth(self.width() if self.width() > 40 else 160))
 
-def make_editor(hp, value, commit):
-    """A widget for one declared HP; commit(value) is called with the new value when the user edits it."""
-    k = hp.kind
-    if k == "int":
-        w = QSpinBox()
-        w.setRange(int(max(hp.min, -INT_MAX)) if hp.min is not None else -INT_MAX,
-                   int(min(hp.max, INT_MAX)) if hp.max is not None else INT_MAX)
-        w.setValue(int(value))
-        w.setKeyboardTracking(False)
-        w.valueChanged.connect(commit)
-    elif k == "float":
-        w = FloatBox()
-        w.setDecimals(12)
-        w.setRange(hp.min if hp.min is not None else -1e9, hp.max if hp.max is not None else 1e9)
-        w.setStepType(QDoubleSpinBox.StepType.AdaptiveDecimalStepType)
-        w.setValue(float(value))
-        w.setKeyboardTracking(False)
-        w.valueChanged.connect(commit)
-    elif k == "bool":
-        w = QCheckBox()
-        w.setChecked(bool(value))
-        w.toggled.connect(commit)
-    elif k == "choice":
-        w = QComboBox()
-        w.addItems([str(c) for c in hp.choices])
-        w.setCurrentIndex(list(hp.choices).index(value) if value in hp.choices else 0)
-        w.currentIndexChanged.connect(lambda i: commit(hp.choices[i]))
-    elif k == "ints":
-        w = QLineEdit(", ".join(map(str, value)))
-        w.setPlaceholderText("e.g. 1, 28, 28")
-
-        def done():
-            try:
-                commit(parse_ints(w.text()))
-            except ValueError as e:
-                commit(e)
-        w.editingFinished.connect(done)
-    else:
-        w = QLineEdit(str(value))
-        w.editingFinished.connect(lambda: commit(w.text()))
-    w.setToolTip(hp.doc + (f" (from {hp.min:g} to {hp.max:g})" if hp.min is not None and hp.max is not None
-                           and k in ("int", "float") else ""))
-    return w
+    def minimumSizeHint(self):
+        return QSize(60, self.label.fontMetrics().height() + 14)
 
 
 class Inspector(QDockWidget):
@@ -97,6 +73,7 @@ class Inspector(QDockWidget):
         self.doc, self.name, self.editors = doc, None, {}
         self.area = QScrollArea()
         self.area.setWidgetResizable(True)
+        self.area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)   # everything wraps instead
         self.setWidget(self.area)
         doc.changed.connect(self.refresh)
         doc.reset.connect(lambda: self.show_node(None))
@@ -139,7 +116,9 @@ class Inspector(QDockWidget):
         self.name_edit.editingFinished.connect(self._rename)
         form.addRow("name", self.name_edit)
         for hp in cls.hparams:
-            ed = make_editor(hp, node.config.get(hp.name, hp.default), lambda v, k=hp.name: self._commit(k, v))
+            ed = HPEditor(hp, node.config.get(hp.name, hp.default))
+            ed.committed.connect(self._commit)
+            ed.refused.connect(self.message)
             self.editors[hp.name] = ed
             form.addRow(hp.name, ed)
         lay.addLayout(form)
@@ -150,7 +129,7 @@ class Inspector(QDockWidget):
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.fix_button = QPushButton()
+        self.fix_button = WrapButton()
         self.fix_button.setObjectName("fix")
         self.fix_button.clicked.connect(self.apply_fix)
         self.note = QLabel()
@@ -174,7 +153,7 @@ class Inspector(QDockWidget):
         if self.name_edit.text() != self.name and not self.name_edit.hasFocus():
             self.name_edit.setText(self.name)
         for hp in REGISTRY[node.type].hparams:
-            self._set_widget(self.editors[hp.name], hp, node.config.get(hp.name, hp.default))
+            self.editors[hp.name].set_value(node.config.get(hp.name, hp.default))
         info = self.doc.infos.get(self.name)
         if info is None:
             return
@@ -186,50 +165,28 @@ class Inspector(QDockWidget):
         else:
             self.stats.setText(f"no output shape: '{info.blocked}' upstream has an error" if info.blocked else "")
         self.error.setVisible(bool(info.error))
-        self.error.setText(f"⚠ {info.error}" if info.error else "")
+        self.error.setText(breakable(f"⚠ {info.error}") if info.error else "")
+        self.error.setToolTip(info.error or "")
         self.fix_button.setVisible(info.fix is not None)
         if info.fix is not None:
             self.fix_button.setText(f"Fix: {info.fix.text}")
 
-    @staticmethod
-    def _set_widget(w, hp, v):
-        w.blockSignals(True)
-        if hp.kind in ("int", "float"):
-            if w.value() != v:
-                w.setValue(v)
-        elif hp.kind == "bool":
-            w.setChecked(bool(v))
-        elif hp.kind == "choice":
-            w.setCurrentIndex(list(hp.choices).index(v) if v in hp.choices else 0)
-        elif hp.kind == "ints":
-            text = ", ".join(map(str, v))
-            if parse_or_none(w.text()) != list(v):
-                w.setText(text)
-            w.setProperty("invalid", False)
-            w.style().polish(w)
-        else:
-            if w.text() != v:
-                w.setText(v)
-        w.blockSignals(False)
-
     def _commit(self, key, value):
         if self.name is None:
             return
+        ed = self.editors.get(key)
         try:
-            if isinstance(value, Exception):
-                raise LayerboardError(str(value))
             self.doc.set_hparam(self.name, key, value)
             self.note.hide()
         except LayerboardError as e:
-            self.note.setText(str(e))
-            self.note.show()
             self.message.emit(str(e))
-            w = self.editors.get(key)
-            if isinstance(w, QLineEdit):
-                w.setProperty("invalid", True)
-                w.style().polish(w)
-                return                      # keep the bad text visible for correction
-            self.refresh()
+            if ed is not None:
+                ed.mark(str(e))             # red border, the reason under the field; the bad text stays
+                if not isinstance(ed.widget, QLineEdit):
+                    ed.mark(None)
+                    self.note.setText(str(e))
+                    self.note.show()
+                    self.refresh()
 
     def _rename(self):
         new = self.name_edit.text().strip()
@@ -239,7 +196,7 @@ class Inspector(QDockWidget):
             self.doc.rename(self.name, new)
             self.note.hide()
         except LayerboardError as e:
-            self.note.setText(str(e))
+            self.note.setText(breakable(str(e)))
             self.note.show()
             self.message.emit(str(e))
             self.name_edit.setText(self.name)
@@ -252,10 +209,3 @@ class Inspector(QDockWidget):
             self.doc.apply_fix(self.name, info.fix)
         except LayerboardError as e:
             self.message.emit(str(e))
-
-
-def parse_or_none(text):
-    try:
-        return parse_ints(text)
-    except ValueError:
-        return None

@@ -36,7 +36,7 @@ def default_example():
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, doc=None, autosave_ms=60_000, autosave_dir=None, training=True):
+    def __init__(self, doc=None, autosave_ms=3000, autosave_dir=None, training=True):
         super().__init__()
         self.setObjectName("layerboard")
         self.doc = doc or Document()
@@ -61,6 +61,7 @@ class MainWindow(QMainWindow):
         self.palette.add_requested.connect(lambda t: self.view.add_layer(t))
         self.scene.message.connect(self.show_message)
         self.inspector.message.connect(self.show_message)
+        self.doc.error.connect(self.show_message)
         self.scene.selectionChanged.connect(self._selection)
         self.scene.node_activated.connect(lambda n: (self.inspector.show(), self.inspector.raise_()))
         self.summary.node_clicked.connect(self._focus_node)

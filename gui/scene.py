@@ -1,11 +1,13 @@
 """The canvas scene: mirrors the Document (listens to its signals) and turns gestures into Document edits."""
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QMenu, QToolTip
 
 from engine.errors import LayerboardError
 
-from .items import EdgeItem, NodeItem, PortItem
+from .items import EdgeItem, NodeItem, NoteItem, PortItem
+
+NOTE_MS = 6000          # a refusal note stays on the canvas this long (or until the next press)
 from .style import theme
 
 
@@ -22,6 +24,10 @@ class GraphScene(QGraphicsScene):
         self.vertical = False
         self._drag = None                 # (port, temp path item) while connecting
         self._hot = None
+        self.note = None                  # the NoteItem explaining the last refusal, where it happened
+        self._note_timer = QTimer(self)
+        self._note_timer.setSingleShot(True)
+        self._note_timer.timeout.connect(self.clear_note)
         self.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.NoIndex)
         doc.reset.connect(self.rebuild)
         doc.node_added.connect(self._on_node_added)
@@ -36,6 +42,7 @@ class GraphScene(QGraphicsScene):
     # ---- mirroring ----
     def rebuild(self):
         self._cancel_drag()
+        self.clear_note()
         for it in list(self.nodes.values()) + list(self.edges.values()):
             self.removeItem(it)
         self.nodes, self.edges = {}, {}
@@ -154,6 +161,7 @@ class GraphScene(QGraphicsScene):
         return None
 
     def mousePressEvent(self, e):
+        self.clear_note()
         port = self._port_at(e.scenePos()) if e.button() == Qt.MouseButton.LeftButton else None
         if port is None:
             return super().mousePressEvent(e)
@@ -210,7 +218,7 @@ class GraphScene(QGraphicsScene):
         if target is not None:
             ends = self._ends(port, target)
             if ends is None:
-                self._refuse("connect an output (right) to an input (left)", e)
+                self._refuse("connect an output (right) to an input (left)", e, target.scenePos())
                 return
         elif port.is_output:
             ends = (port.node.name, node.name, None)
@@ -220,12 +228,27 @@ class GraphScene(QGraphicsScene):
             self.doc.connect(*ends)
             self.message.emit(f"connected {ends[0]} → {ends[1]}")
         except LayerboardError as err:
-            self._refuse(f"cannot connect: {err}", e)
+            self._refuse(f"cannot connect: {err}", e, (target or node).scenePos())
 
-    def _refuse(self, text, e):
+    def _refuse(self, text, e, at=None):
+        """Say why in the status bar, in a tooltip and in a note on the canvas beside the target."""
         self.message.emit(text)
+        self.show_note(text, at if at is not None else e.scenePos())
         if e.widget() is not None:
             QToolTip.showText(e.screenPos(), text, e.widget())
+
+    def show_note(self, text, at):
+        """Put a wrapped note at scene point `at` for NOTE_MS (replacing the previous one)."""
+        self.clear_note()
+        self.note = NoteItem(text, QPointF(at))
+        self.addItem(self.note)
+        self._note_timer.start(NOTE_MS)
+
+    def clear_note(self):
+        if self.note is not None:
+            if self.note.scene() is self:
+                self.removeItem(self.note)
+            self.note = None
 
     def _cancel_drag(self):
         if self._drag is not None:

@@ -9,8 +9,9 @@ from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine.project import Project  # noqa: E402
-from gui.document import Document  # noqa: E402
+from gui.document import Document, LockedError  # noqa: E402
 from gui.inspector import Inspector  # noqa: E402
+from gui.items import NoteItem  # noqa: E402
 from gui.palette import PaletteTree, mime_for  # noqa: E402
 from gui.scene import GraphScene  # noqa: E402
 from gui.view import MIME, GraphView  # noqa: E402
@@ -142,7 +143,9 @@ def test_a_shape_error_shows_on_the_right_node_and_the_fix_removes_it(canvas, qt
     assert scene.nodes[out].info.blocked == fc
     insp = Inspector(doc)
     qtbot.addWidget(insp)
+    insp.show()                                             # a click lands on a laid-out, visible button
     insp.show_node(fc)
+    qtbot.waitUntil(lambda: insp.fix_button.height() > 0)
     assert not insp.error.isHidden() and "(1, 8, 8)" in insp.error.text()
     assert not insp.fix_button.isHidden() and "Flatten" in insp.fix_button.text()
     QTest.mouseClick(insp.fix_button, Qt.MouseButton.LeftButton)
@@ -175,16 +178,16 @@ def test_inspector_edits_are_undoable_and_invalid_values_refused(canvas, qtbot):
     qtbot.addWidget(insp)
     insp.show_node(fc)
     n = doc.undo_stack.count()
-    insp.editors["units"].setValue(7)
-    insp.editors["units"].setValue(9)
+    insp.editors["units"].widget.setValue(7)
+    insp.editors["units"].widget.setValue(9)
     assert doc.infos[fc].shape == (9,) and doc.undo_stack.count() == n + 1
     shape = Inspector(doc)
     qtbot.addWidget(shape)
     shape.show_node(inp)
-    ed = shape.editors["shape"]
+    ed = shape.editors["shape"].widget
     ed.setText("2, two")
     ed.editingFinished.emit()
-    assert doc.graph.nodes[inp].config["shape"] == [4] and not shape.note.isHidden()
+    assert doc.graph.nodes[inp].config["shape"] == [4] and not shape.editors["shape"].reason.isHidden()
     ed.setText("2, 2")
     ed.editingFinished.emit()
     assert doc.graph.nodes[inp].config["shape"] == [2, 2]
@@ -230,3 +233,116 @@ def test_node_context_menu_offers_the_fix_and_edges_delete(canvas):
     assert edge not in doc.graph.edges and edge not in scene.edges and doc.infos[conv].error
     doc.undo_stack.undo()
     assert edge in scene.edges and not doc.infos[conv].error
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf"])
+def test_nan_in_a_float_field_is_refused_not_stored(canvas, qtbot, text):
+    doc, scene, _, _ = canvas
+    fc = doc.add_node("Dense", {"units": 3})
+    insp = Inspector(doc)
+    qtbot.addWidget(insp)
+    insp.show()
+    insp.show_node(fc)
+    ed = insp.editors["bias_init"]
+    n = doc.undo_stack.count()
+    ed.widget.setText(text)
+    ed.widget.editingFinished.emit()
+    assert "bias_init" not in doc.graph.nodes[fc].config and doc.undo_stack.count() == n
+    assert ed.invalid and ed.reason.isVisible() and "finite" in ed.reason.text()
+    ed.widget.setText("0.5")
+    ed.widget.editingFinished.emit()
+    assert doc.graph.nodes[fc].config["bias_init"] == 0.5 and not ed.reason.isVisible()
+
+
+def test_inspector_and_training_form_share_one_widget_generator():
+    from gui.editors import HPEditor
+    from gui.training.settings import Editor
+    assert issubclass(Editor, HPEditor)
+    import gui.inspector as insp
+    assert not hasattr(insp, "make_editor") and not hasattr(insp, "FloatBox")
+
+
+def test_a_refused_connection_is_explained_on_the_canvas_beside_the_target(canvas, tmp_path):
+    doc, scene, view, messages = canvas
+    a = doc.add_node("Input", {"shape": [4]}, pos=(0, 0))
+    b = doc.add_node("Dense", pos=(300, 0))
+    c = doc.add_node("Input", {"shape": [4]}, pos=(0, 200))
+    doc.connect(a, b)
+    target = scene.nodes[b].in_ports[0].scenePos()
+    drag_between(view, scene.nodes[c].out_port.scenePos(), target)
+    note = scene.note
+    assert note is not None and note.scene() is scene and "already connected" in note.text
+    r = note.sceneBoundingRect()
+    assert (r.center() - target).manhattanLength() < 300                  # beside the port, not somewhere else
+    assert r.width() <= NoteItem.WIDTH + 20                               # wrapped, not one endless line
+    view.grab().save(str(tmp_path / "refused.png"))
+    QTest.mousePress(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     view.mapFromScene(QPointF(900, 600)))                 # the next press clears it
+    assert scene.note is None and note.scene() is None
+
+
+def test_paste_offsets_the_copy_and_repeated_pastes_cascade(canvas):
+    doc, scene, _, _ = canvas
+    a = doc.add_node("Dense", pos=(0, 0))
+    b = doc.add_node("ReLU", pos=(220, 0))
+    doc.connect(a, b)
+    data = doc.copy_data([a, b])
+    seen = [doc.pos(a)]
+    for _ in range(3):
+        new = doc.paste(data)
+        first = doc.pos(new[0])
+        for n in doc.graph.nodes:                                       # the copy covers no other node
+            if n not in new:
+                for m in new:
+                    (x0, y0), (x1, y1) = doc.pos(n), doc.pos(m)
+                    assert abs(x0 - x1) >= 168 or abs(y0 - y1) >= 92, (n, m)
+        assert first not in seen and first[0] > seen[-1][0] and first[1] > seen[-1][1]
+        seen.append(first)
+        assert (scene.nodes[new[0]].pos().x(), scene.nodes[new[0]].pos().y()) == first
+
+
+def test_dragging_a_node_is_allowed_while_training_and_undoable(canvas):
+    doc, scene, view, messages = canvas
+    a = doc.add_node("Dense", pos=(0, 0))
+    doc.set_locked(True)
+    it = scene.nodes[a]
+    start = it.sceneBoundingRect().center()
+    drag_between(view, start, start + QPointF(100, 100))
+    moved = doc.pos(a)
+    assert moved != (0.0, 0.0) and (it.pos().x(), it.pos().y()) == moved and doc.locked
+    assert not any("training" in m for m in messages)
+    doc.undo_stack.undo()
+    assert doc.pos(a) == (0.0, 0.0) and (it.pos().x(), it.pos().y()) == (0.0, 0.0)
+    with pytest.raises(LockedError):                                     # structure still refused
+        doc.add_node("ReLU")
+
+
+def test_a_long_error_wraps_in_the_inspector_and_the_fix_button_stays_in_view(canvas, qtbot, tmp_path):
+    from engine.layers import Fix
+    from gui.style import apply_theme
+    apply_theme(QApplication.instance(), "light")
+    doc, _, _, _ = canvas
+    fc = doc.add_node("Dense", {"units": 3})
+    insp = Inspector(doc)
+    qtbot.addWidget(insp)
+    insp.resize(290, 700)
+    insp.show()
+    insp.show_node(fc)
+    info = doc.infos[fc]
+    info.error = ("Dense 'fc' expects a flat (features,) input but gets (16, 14, 14) from 'pool1': insert a "
+                  "Flatten layer before it; the weights in /a/very/long/path/without/any/spaces/at_all/"
+                  "weights_of_the_previous_model_trained_yesterday.npz do not fit")
+    info.fix = Fix("insert_before", "insert a Flatten layer before fc so that its (16, 14, 14) input becomes "
+                   "(3136,) features", "Flatten", ())
+    insp.refresh()
+    qtbot.waitUntil(lambda: insp.fix_button.isVisible())
+    QApplication.processEvents()
+    vp = insp.area.viewport()
+    assert insp.area.horizontalScrollBar().maximum() == 0              # nothing to scroll sideways
+    assert insp.area.widget().width() <= vp.width()
+    for w in (insp.fix_button, insp.error, insp.editors["units"]):
+        r = w.geometry()
+        assert r.right() < vp.width(), w                                # fully inside the viewport
+    assert insp.fix_button.height() > insp.fix_button.label.fontMetrics().height() * 2   # wrapped
+    assert "Flatten" in insp.fix_button.text()
+    insp.grab().save(str(tmp_path / "inspector-long-error.png"))

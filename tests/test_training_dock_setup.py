@@ -1,16 +1,12 @@
 """Training dock set-up: settings form from TRAINING, §13 pairing warnings, dataset import, k-fold, run comparison."""
 import numpy as np
 import pytest
+from test_training_dock import dock_for, finish, mlp, moons_project, xor_project  # noqa: F401
 
-pytest.importorskip("pytestqt")
-pytest.importorskip("pyqtgraph")
-
-from test_training_dock import dock_for, finish, mlp, moons_project, xor_project  # noqa: E402,F401
-
-from engine.data import load  # noqa: E402
-from engine.project import TRAINING  # noqa: E402
-from engine.session import fold_summary  # noqa: E402
-from resources import path  # noqa: E402
+from engine.data import load
+from engine.project import TRAINING
+from engine.session import fold_summary
+from resources import path
 
 
 @pytest.mark.parametrize("loss, head, shape, bad", [
@@ -46,7 +42,8 @@ def test_form_is_generated_from_training_and_edits_go_through_the_document(qtbot
     assert doc.project.training["lr"] == 0.2
     lr.setText("11")                                       # above TRAINING's max of 10
     lr.editingFinished.emit()
-    assert doc.project.training["lr"] == 0.2 and "≤ 10" in lr.toolTip() and "c00" in lr.styleSheet()
+    assert doc.project.training["lr"] == 0.2 and "≤ 10" in lr.toolTip() and f.editors["lr"].invalid
+    assert "≤ 10" in f.editors["lr"].reason.text() and f.editors["lr"].reason.isVisible()
     f.editors["epochs"].widget.setValue(42)
     assert doc.project.training["epochs"] == 42
     assert not f.opt_form.isRowVisible(f.editors["beta"])   # adam: β₁ β₂ ε, no β
@@ -171,8 +168,6 @@ def test_image_folder_import_previews_thumbnails_and_classes(qtbot, dock_for, tm
 
 def test_settings_edits_are_undoable_and_the_form_follows(qtbot, dock_for):
     doc, d = dock_for(xor_project(5))
-    if not hasattr(doc, "undo_stack"):
-        pytest.skip("needs gui.document.Document")
     lr = d.form.editors["lr"].widget
     lr.setText("0.125")
     lr.editingFinished.emit()
@@ -204,3 +199,18 @@ def test_regression_run_hides_class_views(qtbot, dock_for, tmp_path):
     assert not d.tabs.isTabEnabled(tab(d.view(ConfusionView))) and d.tabs.isTabEnabled(tab(d.view(BoundaryView)))
     assert d.view(CurvesView).acc_plot.isVisible() is False
     assert d.view(PCAView).evr is not None and d.view(BoundaryView).image.image is not None
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e999"])
+def test_nan_or_inf_learning_rate_is_refused_with_a_red_border_and_a_reason(qtbot, dock_for, text):
+    doc, d = dock_for(xor_project(5))
+    ed = d.form.editors["lr"]
+    before = doc.project.training["lr"]
+    ed.widget.setText(text)
+    ed.widget.editingFinished.emit()
+    assert doc.project.training["lr"] == before and doc.undo_stack.count() == 0
+    assert ed.invalid and "d32f2f" in ed.widget.styleSheet()
+    assert ed.reason.isVisible() and "finite" in ed.reason.text() and "\n" not in ed.reason.text()
+    ed.widget.setText("0.01")
+    ed.widget.editingFinished.emit()
+    assert doc.project.training["lr"] == 0.01 and not ed.invalid and not ed.reason.isVisible()

@@ -1,5 +1,5 @@
 """Live training in the window (issue 5): the TrainingDock and its plot views."""
 from .dock import TrainingDock
-from .views import VIEWS, View, register
+from .views import VIEWS, View
 
-__all__ = ["TrainingDock", "VIEWS", "View", "register"]
+__all__ = ["TrainingDock", "VIEWS", "View"]

@@ -1,9 +1,11 @@
 """The training dock: dataset and settings, Train / Pause / Stop, progress, live plot views, k-fold and runs."""
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtWidgets import (QApplication, QDockWidget, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
                                QSpinBox, QSplitter, QStyle, QTabWidget, QVBoxLayout, QWidget)
@@ -52,6 +54,8 @@ class TrainingDock(QDockWidget):
         self.timer.timeout.connect(self.drain)
         self.weights = Weights()              # what Export writes; loaded weights the next runs start from
         self.doc.validated.connect(self._graph_edited)
+        self._jobs = [None]                   # the current job, for _orphaned (which must not hold the dock)
+        self.destroyed.connect(partial(_orphaned, self.doc, self._jobs))
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
@@ -165,6 +169,7 @@ class TrainingDock(QDockWidget):
         self._buttons(True)
         self.job.start()
         self.timer.start()
+        self._jobs[0] = self.job
 
     def stop(self):
         if self.running:
@@ -183,13 +188,20 @@ class TrainingDock(QDockWidget):
             self.progress.setFormat(self.progress.format() + " · paused")
 
     def shutdown(self, timeout=10.0):
-        """Stop a running job and wait for its thread (window closing / application quitting)."""
+        """Stop a running job and wait for its thread (application quitting: the process ends next)."""
         if self.job is not None:
             self.job.stop()
             self.job.join(timeout)
             if self.status == "running":
                 self.drain()
         self.timer.stop()
+
+    def stop_soon(self):
+        """Ask a run to stop without waiting (the dock or its window closes): the UI never blocks on the
+        worker (a slow data load may take seconds to notice); the timer keeps draining until "done"."""
+        if self.running:
+            self.job.stop()
+            self.timer.start()
 
     def _buttons(self, running):
         self.train_btn.setEnabled(not running)
@@ -363,7 +375,6 @@ class TrainingDock(QDockWidget):
                                 if self.status != "error" else "error")
         self.doc.set_locked(False)
         self._buttons(False)
-        self._done = True
 
     def loaded_weights(self, name):
         """Say that weights were loaded (the next runs start from them)."""
@@ -405,10 +416,31 @@ class TrainingDock(QDockWidget):
 
     def eventFilter(self, obj, e):
         if obj is self._watched and e.type() == QEvent.Type.Close:     # stop only if the close was accepted
-            QTimer.singleShot(0, lambda: None if obj.isVisible() else self.shutdown())
+            QTimer.singleShot(0, lambda: None if obj.isVisible() else self.stop_soon())
         return False
 
     def closeEvent(self, e):
-        """Closing the dock (or the window that owns it) ends a run cleanly: stop, then join the worker."""
-        self.shutdown()
+        """Closing the dock (or the window that owns it) stops a run; "done" is still read when it comes."""
+        self.stop_soon()
         super().closeEvent(e)
+
+
+def _orphaned(doc, jobs, *_):
+    """The dock was deleted: if its job still runs, stop it and unlock the document when the worker ends."""
+    job = jobs[0]
+    if job is None or not shiboken6.isValid(doc):       # nothing ran, or the whole window is going away
+        return
+    if not job.alive:
+        doc.set_locked(False)
+        return
+    job.stop()
+    t = QTimer(doc)
+    t.setInterval(DRAIN_MS)
+
+    def check():
+        if not job.alive:
+            t.stop()
+            t.deleteLater()
+            doc.set_locked(False)
+    t.timeout.connect(check)
+    t.start()

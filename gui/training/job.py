@@ -86,6 +86,7 @@ class Job:
         self.gate.set()                             # between batches, so the redraw need not fight for the GIL
         self._last_probe = 0.0
         self._fold = 0
+        self.model_lock = threading.Lock()          # one user of the model's forward buffers at a time
         self.thread = threading.Thread(target=self._main, name="layerboard-training", daemon=True)
 
     # ---- control (UI thread) ----
@@ -130,10 +131,12 @@ class Job:
         return out
 
     def probe_now(self, key):
-        """Compute one probe on the finished model in a short thread; the result arrives as a 'snapshot'."""
+        """Compute one probe on the finished model in a short thread; the result arrives as a 'snapshot'.
+
+        Probes share the model's scratch buffers, so they run one after the other (model_lock)."""
         if self.model is None or key not in self.probes or self.thread.is_alive():
             return
-        threading.Thread(target=self._run_probe, args=(key,), daemon=True).start()
+        threading.Thread(target=self._run_probe, args=(key, dict(self.options)), daemon=True).start()
 
     # ---- worker ----
     def _post(self, *msg):
@@ -218,9 +221,11 @@ class Job:
         for key in self.probes:
             self._run_probe(key)
 
-    def _run_probe(self, key):
+    def _run_probe(self, key, options=None):
+        """options: as they were when the probe was asked for (the UI may change them meanwhile)."""
         try:
-            payload = self.probes[key](self.model, self.probe, self.options)
+            with self.model_lock:
+                payload = self.probes[key](self.model, self.probe, self.options if options is None else options)
         except LayerboardError as e:
             payload = {"error": str(e)}
         except Exception as e:

@@ -1,11 +1,10 @@
 """Training settings form generated from engine.project.TRAINING, and the loss/output pairing check (spec §13)."""
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QLabel, QLineEdit, QSpinBox,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
-from engine.errors import ConfigError
 from engine.optimizers import OPTIMIZERS
 from engine.project import TRAINING
+
+from ..editors import HPEditor, tip
 
 HP = {h.name: h for h in TRAINING}
 LABELS = {"loss": "Loss", "optimizer": "Optimizer", "lr": "Learning rate η", "batch_size": "Batch size",
@@ -52,74 +51,11 @@ def pairing_warnings(loss, head, out_shape, task=None, n_classes=0):
     return w
 
 
-def _tip(h):
-    rng = ""
-    if h.min is not None or h.max is not None:
-        rng = f" (range {h.min:g} … {h.max:g})" if h.max is not None else f" (≥ {h.min:g})"
-    return h.doc + rng
-
-
-class Editor(QWidget):
-    """One control for one TRAINING hyperparameter; emits committed(key, value) after a valid edit."""
-
-    committed = Signal(str, object)
+class Editor(HPEditor):
+    """One control for one TRAINING hyperparameter, labelled as in the form (the shared HP widget)."""
 
     def __init__(self, h, parent=None):
-        super().__init__(parent)
-        self.h = h
-        box = QVBoxLayout(self)
-        box.setContentsMargins(0, 0, 0, 0)
-        if h.kind == "choice":
-            w = QComboBox()
-            w.addItems([str(c) for c in h.choices])
-            w.activated.connect(lambda _i: self._commit(h.choices[w.currentIndex()]))
-        elif h.kind == "int":
-            w = QSpinBox()
-            w.setRange(int(h.min if h.min is not None else -2**31), int(min(h.max or 2**31 - 1, 2**31 - 1)))
-            w.setKeyboardTracking(False)
-            w.valueChanged.connect(lambda v: self._commit(int(v)))
-        elif h.kind == "bool":
-            w = QCheckBox()
-            w.toggled.connect(self._commit)
-        else:
-            w = QLineEdit()
-            w.editingFinished.connect(self._text)
-        w.setToolTip(_tip(h))
-        self.widget = w
-        box.addWidget(w)
-
-    def _text(self):
-        t = self.widget.text().strip()
-        try:
-            v = self.h.check(float(t))
-        except ValueError:
-            return self._bad(f"{LABELS.get(self.h.name, self.h.name)}: {t!r} is not a number")
-        except ConfigError as e:
-            return self._bad(str(e))
-        self.widget.setStyleSheet("")
-        self._commit(v)
-
-    def _bad(self, msg):
-        self.widget.setStyleSheet("border: 1px solid #c00;")
-        self.widget.setToolTip(msg)
-
-    def _commit(self, v):
-        self.committed.emit(self.h.name, v)
-
-    def set_value(self, v):
-        w = self.widget
-        w.blockSignals(True)
-        if isinstance(w, QComboBox):
-            w.setCurrentText(str(v))
-        elif isinstance(w, QSpinBox):
-            w.setValue(int(min(v, w.maximum())))
-        elif isinstance(w, QCheckBox):
-            w.setChecked(bool(v))
-        elif not w.hasFocus():
-            w.setText(f"{v:g}")
-            w.setStyleSheet("")
-            w.setToolTip(_tip(self.h))
-        w.blockSignals(False)
+        super().__init__(h, label=LABELS.get(h.name, h.name), parent=parent)
 
 
 class SettingsForm(QWidget):
@@ -166,7 +102,7 @@ class SettingsForm(QWidget):
         e = self.editors[key] = Editor(HP[key])
         e.committed.connect(self._set)
         lab = QLabel(LABELS.get(key, key))
-        lab.setToolTip(_tip(HP[key]))
+        lab.setToolTip(tip(HP[key]))
         form.addRow(lab, e)
 
     def _set(self, key, value):

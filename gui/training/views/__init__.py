@@ -8,12 +8,4 @@ from .pca import PCAView
 
 VIEWS = [CurvesView, PCAView, BoundaryView, ConfusionView, CompareView]
 
-
-def register(cls):
-    """Add a View subclass to the dock's tabs (use as a class decorator); returns cls."""
-    if cls not in VIEWS:
-        VIEWS.append(cls)
-    return cls
-
-
-__all__ = ["VIEWS", "View", "register", "BoundaryView", "CompareView", "ConfusionView", "CurvesView", "PCAView"]
+__all__ = ["VIEWS", "View", "BoundaryView", "CompareView", "ConfusionView", "CurvesView", "PCAView"]

@@ -132,12 +132,3 @@ class View(QWidget):
 
     def refresh(self):
         """Redraw after a drain in which something changed (called at most once per timer tick)."""
-
-
-def text_block(lines):
-    return "  ·  ".join(lines)
-
-
-def finite(a):
-    a = np.asarray(a, float)
-    return a[np.isfinite(a)]
