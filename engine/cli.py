@@ -109,9 +109,10 @@ def cmd_train(a):
     if a.json:
         print(dumps(res), flush=True)
     else:
-        keys = ["train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+        keys = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_rmse", "val_rmse",
+                "train_mae", "val_mae", "train_r2", "val_r2"]
         print(f"{res['status']} after {res['epochs']} epochs ({res['seconds']:.1f} s): " +
-              ", ".join(f"{k} {res[k]:.4f}" for k in keys if k in res and res[k] is not None))
+              ", ".join(f"{k} {res[k]:.4g}" for k in keys if res.get(k) is not None))
         if res["message"]:
             print(res["message"], file=sys.stderr)
     return 1 if res["status"] == "diverged" else 0

@@ -25,6 +25,8 @@ TRAINING = (
     HP("weight_decay", "float", 0.0, min=0.0, max=1.0, doc="L2 penalty λ on weights (not biases)"),
     HP("patience", "int", 0, min=0, max=100000, doc="Early stopping after this many epochs without improvement (0: off)"),
     optimizers.BETA, optimizers.BETA1, optimizers.BETA2, optimizers.EPS,      # declared once, with the update rules
+    HP("clip_norm", "float", 0.0, min=0.0, max=1e6,
+       doc="Gradient clipping by global norm c: g ← g·min(1, c/||g||) before each step (0: off)"),
 )
 
 

@@ -81,12 +81,64 @@ def single_threaded_blas():
     return thread_limits(1)
 
 
-def accuracy(out, y, loss_name):
-    """Fraction correct from outputs or logits (sigmoid > 0.5 ⇔ logit > 0)."""
+def correct(out, y, loss_name, mask=None):
+    """(number correct, number counted) from outputs or logits (sigmoid > 0.5 ⇔ logit > 0); per-step
+    outputs (B, T, C) count every valid step (mask (B, T)) against y (B, T)."""
     if loss_name == "cce":
-        return float(np.mean(np.argmax(out, axis=1) == y))
+        if out.ndim == 3:
+            hit = np.argmax(out, axis=2) == np.asarray(y).reshape(out.shape[:2])
+            if mask is not None and mask.shape == hit.shape:
+                return float(np.sum(hit & mask)), float(np.sum(mask))
+            return float(np.sum(hit)), float(hit.size)
+        return float(np.sum(np.argmax(out, axis=1) == y)), float(len(y))
     thr = 0.0 if loss_name == "bce_logits" else 0.5
-    return float(np.mean((out.reshape(len(y), -1)[:, 0] > thr) == (y > 0.5)))
+    return float(np.sum((out.reshape(len(y), -1)[:, 0] > thr) == (y > 0.5))), float(len(y))
+
+
+def accuracy(out, y, loss_name, mask=None):
+    """Fraction correct (over valid steps for per-step outputs)."""
+    c, n = correct(out, y, loss_name, mask)
+    return c / max(n, 1.0)
+
+
+def target_stats(ds):
+    """(mean, std) per target component over the training samples (valid steps of per-step targets)."""
+    y = ds.y
+    if ds.per_step:
+        y = y[ds.mask()]                                        # (valid steps, …)
+    y = y.reshape(len(y), -1).astype(np.float64)
+    sd = y.std(axis=0)
+    sd[sd < 1e-8] = 1.0
+    shape = ds.y.shape[2:] if ds.per_step else ds.y.shape[1:]
+    return y.mean(axis=0).reshape(shape), sd.reshape(shape)
+
+
+class Errors:
+    """Running sums for RMSE, MAE and R² in the targets' original units, over valid steps and components."""
+
+    def __init__(self, mean, std, ref_mean):
+        self.mean, self.std, self.ref = mean, std, ref_mean      # ref: the set's own target mean (for R²)
+        self.sse = self.sae = self.sst = self.n = 0.0
+
+    def add(self, out, y, mask=None):
+        """out: model outputs (standardised units), y: targets (original units)."""
+        pred = out.reshape(y.shape) * self.std + self.mean
+        r = (pred - y).astype(np.float64)
+        c = (y - self.ref).astype(np.float64)
+        if mask is not None and y.ndim >= 2 and y.shape[:2] == mask.shape:
+            w = mask.reshape(mask.shape + (1,) * (y.ndim - 2)).astype(np.float64)
+            k = y[0, 0].size
+            self.n += float(mask.sum()) * k
+        else:
+            w, self.n = 1.0, self.n + y.size
+        self.sse += float(np.sum(w * r * r))
+        self.sae += float(np.sum(w * np.abs(r)))
+        self.sst += float(np.sum(w * c * c))
+
+    def metrics(self, prefix):
+        n = max(self.n, 1.0)
+        r2 = 1.0 - self.sse / self.sst if self.sst > 0 else None
+        return {f"{prefix}_rmse": float(np.sqrt(self.sse / n)), f"{prefix}_mae": self.sae / n, f"{prefix}_r2": r2}
 
 
 class Trainer:
@@ -100,9 +152,15 @@ class Trainer:
         self.opt = ocls(cfg["weight_decay"], **{h.name: cfg[h.name] for h in ocls.hparams})
         self.fused = model.head.type == self.loss.fuses
         self.classify = self.loss.name in ("bce", "cce")
+        self.regress = self.loss.name == "mse" and train.task == "regression"
+        if self.regress:                    # standardised targets inside; original units in every metric
+            mean, std = target_stats(train)
+            model.data["y_mean"], model.data["y_std"] = mean.astype(model.dtype), std.astype(model.dtype)
         self.rng = np.random.default_rng(cfg["seed"])
         self.subscribers = []
-        self.history = {k: [] for k in ("train_loss", "val_loss", "train_accuracy", "val_accuracy")}
+        keys = ["train_loss", "val_loss"] + (["train_accuracy", "val_accuracy"] if self.classify else [])
+        keys += [f"{s}_{k}" for k in ("rmse", "mae", "r2") for s in ("train", "val")] if self.regress else []
+        self.history = {k: [] for k in keys}
         self.batch_loss = []
         self.findings = []
         self._stop, self._go = threading.Event(), threading.Event()
@@ -110,7 +168,10 @@ class Trainer:
         self.step = 0
         self.augment = None    # fn(x_batch, rng) -> x_batch, applied to training batches only
         self.threads = None    # compute threads; None: all cores but one (the window's); CLI: --threads
-        self.fast = fused.compile(model, self.loss, self.fused, self.opt)   # None: per-layer steps only
+        self.clip = float(cfg.get("clip_norm", 0.0))
+        # the fused kernel knows neither masks, nor input statistics, nor clipping: per-layer steps then
+        plain = train.lengths is None and "x_mean" not in model.data and self.clip <= 0
+        self.fast = fused.compile(model, self.loss, self.fused, self.opt) if plain else None
 
     def _check_data(self):
         m, d = self.model, self.train
@@ -122,13 +183,19 @@ class Trainer:
             raise TrainingError(f"the dataset '{d.name}' has samples of shape {tuple(d.x.shape[1:])} but the "
                                 f"model's Input expects {m.input_shape}")
         out = m.output_shape
-        if self.loss.name == "cce" and (len(out) != 1 or out[0] != d.n_classes):
+        if self.loss.name == "cce" and d.per_step:
+            if len(out) != 2 or out != (d.x.shape[1], d.n_classes):
+                raise TrainingError(f"'{d.name}' has one of {d.n_classes} classes per step, so the output layer "
+                                    f"'{m.output}' needs shape ({d.x.shape[1]}, {d.n_classes}), not {out}")
+        elif self.loss.name == "cce" and (len(out) != 1 or out[0] != d.n_classes):
             raise TrainingError(f"'{d.name}' has {d.n_classes} classes, so the output layer '{m.output}' needs "
                                 f"shape ({d.n_classes},) for categorical cross-entropy, not {out}")
         if self.loss.name == "bce" and (d.task != "binary" or out != (1,)):
             raise TrainingError(f"binary cross-entropy needs a binary dataset and a (1,) output; "
                                 f"'{d.name}' is {d.task} and '{m.output}' outputs {out}")
-        if self.loss.name == "mse" and d.task == "regression" and out != tuple(d.y.shape[1:]):
+        ys = tuple(d.y.shape[1:])
+        if self.loss.name == "mse" and d.task == "regression" and out != ys and not (
+                d.per_step and out[:-1] == ys[:-1] and np.prod(out[-1:]) == np.prod(ys[-1:])):
             raise TrainingError(f"'{d.name}' has targets of shape {tuple(d.y.shape[1:])} but '{m.output}' outputs {out}")
 
     # ---- control (any thread) ----
@@ -155,21 +222,47 @@ class Trainer:
             fn(ev)
 
     # ---- training ----
-    def evaluate(self, ds, batch_size=512):
-        """(mean loss, accuracy or None) in evaluation mode."""
-        m, tot, correct = self.model, 0.0, 0.0
+    def evaluate(self, ds, batch_size=512, prefix=None):
+        """(mean loss, accuracy or None) in evaluation mode; with prefix, (loss, accuracy, metrics) where
+        metrics holds {prefix}_rmse, _mae, _r2 in the targets' units for regression ({} otherwise)."""
+        m, tot, hits, count = self.model, 0.0, 0.0, 0.0
+        errs = self._errors(ds)
         for i in range(0, len(ds), batch_size):
-            xb, yb = ds.x[i:i + batch_size], ds.y[i:i + batch_size]
-            out = m.forward(xb, logits=self.fused)
-            loss, _ = self.loss(out, yb, self.fused)
+            j = slice(i, i + batch_size)
+            xb, yb, mb = ds.x[j], ds.y[j], ds.mask(j)
+            out = m.forward(xb, logits=self.fused, mask=mb)
+            loss, _ = self.loss(out, self._scaled(yb), self.fused, mb)
             tot += loss * len(xb)
             if self.classify:
-                correct += self._acc(out, yb) * len(xb)
+                c, k = self._correct(out, yb, mb)
+                hits, count = hits + c, count + k
+            if errs is not None:
+                errs.add(out, yb, mb)
         n = max(len(ds), 1)
-        return tot / n, (correct / n if self.classify else None)
+        acc = hits / max(count, 1.0) if self.classify else None
+        if prefix is None:
+            return tot / n, acc
+        return tot / n, acc, (errs.metrics(prefix) if errs is not None else {})
 
-    def _acc(self, out, y):
-        return accuracy(out, y, "bce_logits" if self.fused and self.loss.name == "bce" else self.loss.name)
+    def _errors(self, ds):
+        if not self.regress:
+            return None
+        y = ds.y[ds.mask()] if ds.per_step else ds.y
+        ref = y.reshape(len(y), -1).mean(axis=0).reshape(self.model.data["y_mean"].shape) if len(y) else 0.0
+        return Errors(self.model.data["y_mean"], self.model.data["y_std"], ref)
+
+    def _scaled(self, y):
+        """Targets in the standardised units the model trains on (regression), else as they are."""
+        if not self.regress:
+            return y
+        return ((y - self.model.data["y_mean"]) / self.model.data["y_std"]).astype(self.model.dtype)
+
+    def _correct(self, out, y, mask=None):
+        return correct(out, y, "bce_logits" if self.fused and self.loss.name == "bce" else self.loss.name, mask)
+
+    def _acc(self, out, y, mask=None):
+        c, n = self._correct(out, y, mask)
+        return c / max(n, 1.0)
 
     @property
     def batch_size(self):
@@ -181,21 +274,25 @@ class Trainer:
     def steps_per_epoch(self):
         return -(-len(self.train) // self.batch_size)
 
-    def train_step(self, xb, yb):
+    def train_step(self, xb, yb, mask=None):
         """Forward, loss, backward and, when loss and gradient are finite, the optimizer step on one batch.
 
-        Returns (loss, output or logits, squared gradient norm). Uses the fused kernel when the graph
-        allows it (the output is then a view valid until the next step), else the per-layer path."""
-        if self.fast is not None:
+        yb is in the units the model trains on (standardised for regression); mask (B, T) marks valid steps.
+        Returns (loss, output or logits, squared gradient norm before clipping). Uses the fused kernel when
+        the graph allows it (the output is then a view valid until the next step), else the per-layer path.
+        With clip_norm c > 0 the gradient g is scaled by min(1, c / ||g||) (global norm) before the step."""
+        if self.fast is not None and mask is None:
             r = self.fast.step(xb, yb)
             if r is not None:
                 return r
         m = self.model
-        out = m.forward(xb, training=True, logits=self.fused)
-        loss, d = self.loss(out, yb, self.fused)
+        out = m.forward(xb, training=True, logits=self.fused, mask=mask)
+        loss, d = self.loss(out, yb, self.fused, mask)
         m.backward(d, logits=self.fused)
         gn = sq_norm(m.grad)
         if np.isfinite(loss) and np.isfinite(gn):
+            if self.clip > 0 and gn > self.clip * self.clip:
+                m.grad *= m.dtype.type(self.clip / np.sqrt(gn))
             self.opt.step(m.theta, m.grad, m.decay)
         return loss, out, gn
 
@@ -213,30 +310,35 @@ class Trainer:
         # divergence: the weights before the latest step and at the last epoch end that predicted finite values
         last, good = self._copy(), self._copy()
         good_at = "the start of training"
-        epoch, xb, yb = 0, ds.x[:1], ds.y[:1]
+        epoch, xb, yb, mb = 0, ds.x[:1], ds.y[:1], ds.mask(slice(0, 1))
         for epoch in range(1, cfg["epochs"] + 1):
             idx = self.rng.permutation(n)
-            tot, correct = 0.0, 0.0
+            tot, hits, count = 0.0, 0.0, 0.0
+            errs = self._errors(ds)
             for b in range(per_epoch):
                 self._go.wait()
                 if self._stop.is_set():
                     break
                 j = idx[b * bs:(b + 1) * bs]
-                xb, yb = ds.x[j], ds.y[j]
+                xb, yb, mb = ds.x[j], ds.y[j], ds.mask(j)
                 if self.augment is not None:
                     xb = self.augment(xb, self.rng)
                 self._copy(into=last)
-                loss, out, gn = self.train_step(xb, yb)
+                loss, out, gn = self.train_step(xb, self._scaled(yb), mb)
                 what = self._not_finite(loss, gn) or (not np.isfinite(sq_norm(m.theta)) and "the updated weights")
                 if what:
                     status = "diverged"
-                    message = self._diverged(f"epoch {epoch}, step {self.step + 1}", what, xb, yb,
+                    message = self._diverged(f"epoch {epoch}, step {self.step + 1}", what, xb, yb, mb,
                                              [(last, "the previous step"), (good, good_at)])
                     break
                 self.step += 1
-                acc = self._acc(out, yb) if self.classify else None
+                acc = None
+                if self.classify:
+                    c, k = self._correct(out, yb, mb)
+                    hits, count, acc = hits + c, count + k, c / max(k, 1.0)
+                if errs is not None:
+                    errs.add(out, yb, mb)
                 tot += loss * len(j)
-                correct += (acc or 0.0) * len(j)
                 self.batch_loss.append(loss)
                 self._emit("batch_end", epoch, loss=loss, accuracy=acc, batch=b + 1, batches=per_epoch,
                            grad_norm=float(np.sqrt(gn)))
@@ -244,21 +346,26 @@ class Trainer:
                 status = status if status == "diverged" else "stopped"
                 break
             h = self.history
-            vl, va = self.evaluate(self.val) if self.val is not None and len(self.val) else (None, None)
-            if not (self._predicts_finite(xb, yb) and (vl is None or np.isfinite(vl))):
+            vl, va, vm = self.evaluate(self.val, prefix="val") if self.val is not None and len(self.val) else (None, None, {})
+            if not (self._predicts_finite(xb, yb, mb) and (vl is None or np.isfinite(vl))):
                 status = "diverged"
-                message = self._diverged(f"the end of epoch {epoch}", "the evaluation-mode outputs or loss", xb, yb,
+                message = self._diverged(f"the end of epoch {epoch}", "the evaluation-mode outputs or loss", xb, yb, mb,
                                          [(last, "the step before the last"), (good, good_at)])
                 break
             self._copy(into=good)
             good_at = f"the end of epoch {epoch}"
             h["train_loss"].append(tot / n)
             if self.classify:
-                h["train_accuracy"].append(correct / n)
+                h["train_accuracy"].append(hits / max(count, 1.0))
+            if errs is not None:
+                for k, v in errs.metrics("train").items():
+                    h[k].append(v)
             if vl is not None:
                 h["val_loss"].append(vl)
                 if self.classify:
                     h["val_accuracy"].append(va)
+                for k, v in vm.items():
+                    h[k].append(v)
             self._emit("epoch_end", epoch, **{k: v[-1] for k, v in h.items() if v}, epochs=cfg["epochs"],
                        elapsed=time.perf_counter() - t0)
             self._diagnose(epoch)
@@ -281,7 +388,7 @@ class Trainer:
         result = self.summary(status, message, epoch, time.perf_counter() - t0)
         if status != "diverged" and not all(np.isfinite(result.get(k, 0.0)) for k in ("train_loss", "val_loss")):
             message = self._diverged(f"the end of training (epoch {epoch})", "the loss over the whole data",
-                                     xb, yb, [(good, good_at)])
+                                     xb, yb, mb, [(good, good_at)])
             result = self.summary("diverged", message, epoch, time.perf_counter() - t0)
         self._emit("finished", epoch, **result)
         return result
@@ -312,19 +419,21 @@ class Trainer:
             return "the gradient"
         return None
 
-    def _predicts_finite(self, xb, yb):
+    def _predicts_finite(self, xb, yb, mb=None):
         """The weights are finite and give finite outputs and loss (evaluation mode) on up to 256 samples of xb."""
         m = self.model
         if not np.isfinite(sq_norm(m.theta)) or not all(np.all(np.isfinite(v)) for v in m.state.values()):
             return False
-        out = m.forward(xb[:256], logits=self.fused)
-        return bool(np.all(np.isfinite(out)) and np.isfinite(self.loss(out, yb[:256], self.fused)[0]))
+        mb = None if mb is None else mb[:256]
+        out = m.forward(xb[:256], logits=self.fused, mask=mb)
+        loss = self.loss(out, self._scaled(yb[:256]), self.fused, mb)[0]
+        return bool(np.all(np.isfinite(out)) and np.isfinite(loss))
 
-    def _diverged(self, where, what, xb, yb, kept):
+    def _diverged(self, where, what, xb, yb, mb, kept):
         """Restore the first kept weights that predict finite values; the message says which were kept."""
         for snap, label in kept:
             self._put(snap)
-            if self._predicts_finite(xb, yb):
+            if self._predicts_finite(xb, yb, mb):
                 which = f"kept the weights of {label}, which predict finite values"
                 break
         else:
@@ -346,14 +455,16 @@ class Trainer:
         """Final metrics on the full training and validation sets, in evaluation mode."""
         out = {"status": status, "message": message, "epochs": epoch if status != "stopped" else epoch - 1,
                "steps": self.step, "seconds": seconds}
-        tl, ta = self.evaluate(self.train)
+        tl, ta, tm = self.evaluate(self.train, prefix="train")
         out["train_loss"] = tl
         if self.classify:
             out["train_accuracy"] = ta
+        out.update(tm)
         if self.val is not None and len(self.val):
-            vl, va = self.evaluate(self.val)
+            vl, va, vm = self.evaluate(self.val, prefix="val")
             out["val_loss"] = vl
             if self.classify:
                 out["val_accuracy"] = va
+            out.update(vm)
         out["findings"] = [f.message for f in self.findings[-1:]]
         return out

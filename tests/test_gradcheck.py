@@ -11,18 +11,11 @@ from gradcheck import (cases, check_backward_twice, check_config, check_float32,
 CASES = cases()
 IDS = [f"{t}-{i}" for i, (t, *_) in enumerate(CASES)]
 
-# Known defects fixed on another branch; the coordinator removes these marks when it merges that branch.
-KNOWN = {("MaxPool2D", "eval"): "fixed on branch speed"}      # backward after an eval forward: stale argmax
 
 
 def params(check):
-    """CASES as pytest params, with a strict xfail for the known (type, check) failures."""
-    out = []
-    for (t, c, s, o), i in zip(CASES, IDS):
-        why = KNOWN.get((t, check))
-        marks = [pytest.mark.xfail(strict=True, reason=why)] if why else []
-        out.append(pytest.param(t, c, s, o, id=i, marks=marks))
-    return out
+    """CASES as pytest params."""
+    return [pytest.param(t, c, s, o, id=i) for (t, c, s, o), i in zip(CASES, IDS)]
 
 
 def test_every_layer_is_enrolled():
