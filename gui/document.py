@@ -6,7 +6,7 @@ from PySide6.QtCore import QIODevice, QObject, QSaveFile, Signal
 from PySide6.QtGui import QUndoStack
 
 from engine.errors import ConfigError, LayerboardError, ProjectError
-from engine.graph import Edge, GraphError
+from engine.graph import Edge, GraphError, check_name
 from engine.hparams import resolve
 from engine.layers import REGISTRY
 from engine.project import TRAINING, Project
@@ -122,6 +122,7 @@ class Document(QObject):
         if type not in REGISTRY:
             raise GraphError(f"unknown layer type {type!r}")
         name = name or self.graph.unique_name(type)
+        check_name(name)                                    # before the command: its redo must not raise
         if name in self.graph.nodes:
             raise GraphError(f"a node named '{name}' already exists")
         cfg = dict(config or {})
@@ -171,8 +172,7 @@ class Document(QObject):
         new = (new or "").strip()
         if new == old:
             return
-        if not new:
-            raise GraphError("a node needs a non-empty name")
+        check_name(new)                                     # before the command: its redo must not raise
         if new in self.graph.nodes:
             raise GraphError(f"a node named '{new}' already exists")
         self._push(C.Rename(self, old, new))
