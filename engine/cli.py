@@ -125,10 +125,8 @@ def cmd_predict(a):
     p = _project(a.project)
     model = Model(p.graph)
     load_into(model, a.weights)
-    try:
-        x = np.load(a.input, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise LayerboardError(f"cannot read {a.input}: {e}") from None
+    from .data.files import read_array
+    x = read_array(a.input)                 # a DataError names the file: empty, damaged, object or text arrays
     y = model.predict(x.astype(np.float32))
     import io
     buf = io.BytesIO()

@@ -10,7 +10,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from engine.errors import ConfigError, LayerboardError, ProjectError
-from engine.graph import Edge, Graph, GraphError
+from engine.graph import Edge, Graph, GraphError, check_name
 from engine.hparams import resolve
 from engine.layers import REGISTRY
 from engine.project import TRAINING, Project, atomic_write
@@ -162,8 +162,9 @@ class Document(QObject):
         if not isinstance(type, str) or type not in REGISTRY:
             raise GraphError(f"unknown layer type {type!r}")
         name = name or self.graph.unique_name(type)
-        if not isinstance(name, str) or not name.strip():
-            raise GraphError(f"a node needs a non-empty text name, got {name!r}")
+        if isinstance(name, str) and not name.strip():
+            name = ""
+        check_name(name)                                    # before the command: its redo must not raise
         if name in self.graph.nodes:
             raise GraphError(f"a node named '{name}' already exists")
         if config is not None and not isinstance(config, dict):
@@ -244,8 +245,7 @@ class Document(QObject):
         new = new.strip()
         if new == old:
             return
-        if not new:
-            raise GraphError("a node needs a non-empty name")
+        check_name(new)                                     # before the command: its redo must not raise
         if new in self.graph.nodes:
             raise GraphError(f"a node named '{new}' already exists")
         self._push(C.Rename(self, old, new))

@@ -80,3 +80,13 @@ def test_train_out_onnx_writes_a_checked_model(tmp_path):
     r = cli("train", XOR, "--epochs", "3", "--out", str(tmp_path / "xor.txt"))
     assert r.returncode != 0 and ".onnx" in r.stderr and "Traceback" not in r.stderr
 
+
+
+@pytest.mark.parametrize("content", [b"", b"\x93NUMPY trunc", b"plain text"])
+def test_predict_on_a_bad_input_file_is_one_line(tmp_path, content):
+    w = tmp_path / "xor.npz"
+    assert cli("train", XOR, "--epochs", "1", "--out", str(w)).returncode == 0
+    (tmp_path / "x.npy").write_bytes(content)
+    r = cli("predict", XOR, "--weights", str(w), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "x.npy" in r.stderr

@@ -98,3 +98,14 @@ def test_epoch_end_checks_evaluation_mode_outputs(tmp_path):
     assert res["epochs"] == 2 and len(tr.history["train_loss"]) == 1
     assert np.all(np.isfinite(m.theta)) and np.all(np.isfinite(m.predict(tr.train.x)))
     assert res["steps"] == 8 and not np.array_equal(m.theta, kept["theta"])
+
+
+def test_diverged_digits_mlp_keeps_weights_that_predict_finite_values():
+    from resources import path
+    p = Project.load(path("examples", "digits-mlp.json"))
+    p.training.update(optimizer="sgd", lr=10.0, epochs=2)
+    m, tr = prepare(p, seed=1)
+    res = tr.run()
+    assert res["status"] == "diverged"
+    assert np.all(np.isfinite(m.theta)) and np.all(np.isfinite(m.predict(tr.train.x)))
+    assert np.isfinite(res["train_loss"]) and np.isfinite(res["val_loss"])
