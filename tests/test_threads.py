@@ -1,0 +1,50 @@
+"""Compute threads: the window keeps one core free, `layerboard train --threads N` (default all cores)."""
+import os
+
+import pytest
+from threadpoolctl import threadpool_info
+
+from engine import cli
+from engine.trainer import Trainer, thread_limits
+from resources import path
+
+
+def _blas_threads():
+    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+
+@pytest.mark.parametrize("n,want", [(1, 1), (None, max(1, (os.cpu_count() or 1) - 1)), (os.cpu_count(), os.cpu_count())])
+def test_thread_limits_sets_blas_threads(n, want):
+    with thread_limits(n):
+        assert _blas_threads() == {want}
+
+
+def _record(monkeypatch):
+    seen = []
+    real = Trainer.run
+
+    def run(self):
+        seen.append(self.threads)
+        return real(self)
+    monkeypatch.setattr(Trainer, "run", run)
+    return seen
+
+
+def test_headless_train_uses_every_core_by_default_and_threads_when_given(monkeypatch, capsys):
+    seen = _record(monkeypatch)
+    assert cli.main(["train", str(path("examples", "xor.json")), "--epochs", "1"]) == 0
+    assert cli.main(["train", str(path("examples", "xor.json")), "--epochs", "1", "--threads", "1"]) == 0
+    assert seen == [os.cpu_count(), 1]
+
+
+def test_threads_below_one_is_refused_in_one_line(capsys):
+    assert cli.main(["train", str(path("examples", "xor.json")), "--threads", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "layerboard train: --threads must be at least 1, got 0"
+
+
+def test_a_trainer_made_for_the_window_keeps_a_core_free():
+    from engine.project import Project
+    from engine.session import prepare
+    _, tr = prepare(Project.load(path("examples", "xor.json")))
+    assert tr.threads is None                                  # thread_limits(None): all cores but one
