@@ -1,5 +1,4 @@
 """The Document: owns the engine Project and the undo stack and is the only writer of the graph."""
-import json
 import math
 import os
 import re
@@ -10,10 +9,10 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from engine.errors import ConfigError, LayerboardError, ProjectError
-from engine.graph import Edge, Graph, GraphError
+from engine.graph import Edge, GraphError
 from engine.hparams import resolve
 from engine.layers import REGISTRY
-from engine.project import TRAINING, Project, atomic_write
+from engine.project import TRAINING, Project
 from engine.shapes import infer
 
 from . import commands as C
@@ -175,13 +174,12 @@ class Document(QObject):
         return self.trained is not None and signature(self.trained.graph) == signature(self.graph)
 
     def save(self, path=None):
-        """Write atomically (engine.project.atomic_write); ProjectError if it fails (the old file stays as it was)."""
+        """Write atomically (Project.save); ProjectError if it fails (the old file stays as it was)."""
         path = Path(path or self.project.path or "")
         if not path.name:
             raise ProjectError("no file name to save to")
-        data = (json.dumps(self.project.to_dict(), indent=1, ensure_ascii=False) + "\n").encode()
         try:
-            atomic_write(path, data)
+            self.project.save(path)                   # engine.project.atomic_write: the one atomic writer
         except OSError as e:
             raise ProjectError(f"cannot save {path}: {e.strerror or e}; the old file is unchanged") from None
         clean_tmp(path)
