@@ -1,5 +1,4 @@
 """The Document: owns the engine Project and the undo stack and is the only writer of the graph."""
-import json
 import math
 import os
 import re
@@ -10,10 +9,10 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from engine.errors import ConfigError, LayerboardError, ProjectError
-from engine.graph import Edge, Graph, GraphError, check_name
+from engine.graph import Edge, GraphError, check_name
 from engine.hparams import resolve
 from engine.layers import REGISTRY
-from engine.project import TRAINING, Project, atomic_write
+from engine.project import TRAINING, Project
 from engine.shapes import infer
 
 from . import commands as C
@@ -22,6 +21,12 @@ HP_TRAINING = {h.name: h for h in TRAINING}
 NODE_W, NODE_H = 168.0, 92.0          # a node's footprint on the canvas (gui.items.W, H)
 PASTE_STEP = (30.0, 30.0)             # each paste lands this much further down-right until it covers nothing
 TMP_AGE = 60.0                        # seconds: a hidden .NAME.*.tmp older than this is a killed save's leftover
+
+
+def weights_path(path):
+    """Where the trained weights of the project file `path` are kept: NAME.weights.safetensors beside it."""
+    path = Path(path or "")
+    return path.with_name(f"{path.stem}.weights.safetensors")
 
 
 def check_finite(config, where):
@@ -82,6 +87,8 @@ class Document(QObject):
     def __init__(self, project=None, parent=None):
         super().__init__(parent)
         self.project = project or Project()
+        self.trained = None                 # engine Model of the last run or loaded weights: saved beside the file
+        self.weights_note = ""              # why the weights beside an opened file were not used ("" if fine)
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self._clean_changed)
         self.locked = False
@@ -120,9 +127,12 @@ class Document(QObject):
         return m.get("x", 0), m.get("y", 0)
 
     # ---- whole-project operations (not undoable) ----
-    def load(self, project):
-        """Replace the project (after a successful Project.load): clears the undo history."""
+    def load(self, project, trained=None):
+        """Replace the project (after a successful Project.load): clears the undo history.
+
+        trained: the Model of the weights saved with it (see open), or None."""
         self.project = project
+        self.trained = trained
         self.undo_stack.clear()
         self.undo_stack.setClean()
         self.revalidate()
@@ -132,21 +142,55 @@ class Document(QObject):
         self.changed.emit()
 
     def open(self, path):
-        """Load a project file; ProjectError leaves this document untouched."""
-        self.load(Project.load(path))
+        """Load a project file (and the trained weights saved beside it); ProjectError leaves this document untouched."""
+        p = Project.load(path)
+        self.load(p, self.read_trained(p))
         clean_tmp(path)
 
+    def read_trained(self, project):
+        """The Model of NAME.weights.safetensors beside the project if it fits the graph, else None (and a note)."""
+        from engine.model import Model
+        from engine.weights import load as load_weights
+        f = weights_path(project.path)
+        self.weights_note = ""
+        if not f.exists():
+            return None
+        try:
+            arrays, _ = load_weights(f)
+            model = Model(project.graph.copy())
+            model.set_weights(arrays, where=f"the weights in {f.name}")
+        except (LayerboardError, OSError, ValueError) as e:
+            self.weights_note = f"the trained weights {f.name} were not loaded: {e}"
+            return None
+        return model
+
+    def set_trained(self, model):
+        """The model the last run trained (or the user loaded): Save writes it beside the project."""
+        self.trained = model
+
+    def trained_fits(self):
+        """True when the kept trained model still matches the graph (same nodes, settings and edges)."""
+        from .training.weights import signature
+        return self.trained is not None and signature(self.trained.graph) == signature(self.graph)
+
     def save(self, path=None):
-        """Write atomically (engine.project.atomic_write); ProjectError if it fails (the old file stays as it was)."""
+        """Write atomically (Project.save); ProjectError if it fails (the old file stays as it was)."""
         path = Path(path or self.project.path or "")
         if not path.name:
             raise ProjectError("no file name to save to")
-        data = (json.dumps(self.project.to_dict(), indent=1, ensure_ascii=False) + "\n").encode()
         try:
-            atomic_write(path, data)
+            self.project.save(path)                   # engine.project.atomic_write: the one atomic writer
         except OSError as e:
             raise ProjectError(f"cannot save {path}: {e.strerror or e}; the old file is unchanged") from None
         clean_tmp(path)
+        if self.trained_fits():
+            from engine.weights import save as save_weights
+            w = weights_path(path)
+            try:
+                save_weights(w, self.trained)
+            except (OSError, LayerboardError) as e:
+                raise ProjectError(f"saved {path.name} but not its trained weights {w.name}: {e}") from None
+            clean_tmp(w)
         self.project.path = path
         self.undo_stack.setClean()
         self.path_changed.emit(path)

@@ -11,7 +11,7 @@ from engine.project import Project
 from resources import path as resource
 
 from .autosave import Autosave
-from .document import Document
+from .document import Document, clean_tmp
 from .inspector import Inspector
 from .layout import best_wrap, layered
 from .palette import PaletteDock
@@ -196,11 +196,11 @@ class MainWindow(QMainWindow):
             return self.save()
         return r == QMessageBox.StandardButton.Discard
 
-    def _replace(self, project):
+    def _replace(self, project, trained=None):
         if self.doc.locked:
             self.show_message("stop the training run first")
             return False
-        self.doc.load(project)
+        self.doc.load(project, trained)
         self.view.zoom_to_fit()
         return True
 
@@ -218,9 +218,10 @@ class MainWindow(QMainWindow):
         if template:
             project.path = None
             self.fit_layout(project)
-        if not self._replace(project):
+        if not self._replace(project, None if template else self.doc.read_trained(project)):
             return False
         if not template:
+            clean_tmp(path)
             self._add_recent(str(Path(path).resolve()))
         return True
 

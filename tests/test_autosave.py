@@ -34,8 +34,7 @@ def test_save_clears_the_autosave_so_recovery_never_offers_an_older_copy(qtbot, 
     doc.add_node("Dense", name="saved_edit")
     doc.save(tmp_path / "p.json")
     assert not a.file.exists() and not a.pending()
-    qtbot.wait(150)                                      # the debounce fires after the save: clean, nothing written
-    assert not a.file.exists()
+    assert not a.tick() and not a.file.exists()          # the debounce firing after the save writes nothing
     doc.add_node("ReLU", name="after")                   # dirty again: autosaved again
     qtbot.waitUntil(a.file.exists, timeout=5000)
     doc.undo_stack.undo()                                # back to the saved state: the autosave goes

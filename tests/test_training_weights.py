@@ -1,16 +1,13 @@
 """Weights in the window: File ▸ Export weights writes the trained model; File ▸ Load weights seeds the next run."""
 import numpy as np
 import pytest
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+from test_training_dock import dock_for, finish, xor_project  # noqa: F401
 
-pytest.importorskip("pytestqt")
-
-from PySide6.QtWidgets import QFileDialog, QMessageBox  # noqa: E402
-from test_training_dock import dock_for, finish, xor_project  # noqa: E402,F401
-
-from engine.errors import LayerboardError  # noqa: E402
-from engine.model import Model  # noqa: E402
-from engine.session import prepare  # noqa: E402
-from engine.weights import load_into  # noqa: E402
+from engine.errors import LayerboardError
+from engine.model import Model
+from engine.session import prepare
+from engine.weights import load_into
 
 
 def trained_xor(qtbot, dock_for, epochs=500):
@@ -84,3 +81,42 @@ def test_menu_actions_export_onnx_and_refuse_a_bad_file(qtbot, tmp_path, monkeyp
     w.load_weights()
     assert "bad.npz" in shown[-1] and w.training.weights.start is None
     w.training.shutdown()
+
+
+def test_the_trained_model_and_its_curves_come_back_when_the_project_is_reopened(qtbot, tmp_path, monkeypatch):
+    from gui.mainwindow import MainWindow
+    from gui.training.views import CurvesView
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
+    w = MainWindow(autosave_dir=tmp_path / "data")
+    qtbot.addWidget(w)
+    w.doc.load(xor_project(40))
+    w.training.start()
+    finish(qtbot, w.training)
+    f = tmp_path / "xor.json"
+    assert w._save_to(f)
+    side = tmp_path / "xor.weights.safetensors"
+    assert side.exists()
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+    want = w.training.weights.model.predict(x)
+    w.training.shutdown()
+
+    w2 = MainWindow(autosave_dir=tmp_path / "data2")                  # a new window, as after a restart
+    qtbot.addWidget(w2)
+    assert w2.open_path(f)
+    d = w2.training
+    assert d.weights.model is not None and np.array_equal(d.weights.model.predict(x), want)
+    out = tmp_path / "again.npz"
+    d.weights.export(out)                                              # Export works without training again
+    m = Model(w2.doc.graph.copy())
+    load_into(m, out)
+    assert np.array_equal(m.predict(x), want)
+    ex, ey = d.view(CurvesView).epoch_curve(0, "train_loss").getData()
+    assert len(ex) == 40 and np.allclose(ey, w2.doc.project.runs[-1]["history"]["train_loss"])
+    w2.doc.set_hparam("hidden", "units", 3)                             # the graph no longer fits the weights
+    assert w2._save_to(f) and side.exists()                            # kept, but not rewritten for another graph
+    w3 = MainWindow(autosave_dir=tmp_path / "data3")
+    qtbot.addWidget(w3)
+    assert w3.open_path(f) and w3.training.weights.model is None
+    assert "not loaded" in w3.training.message.text() and "hidden" in w3.training.message.text()
+    for win in (w2, w3):
+        win.training.shutdown()

@@ -54,6 +54,7 @@ class TrainingDock(QDockWidget):
         self.timer.timeout.connect(self.drain)
         self.weights = Weights()              # what Export writes; loaded weights the next runs start from
         self.doc.validated.connect(self._graph_edited)
+        self.doc.reset.connect(self._opened)
         self._jobs = [None]                   # the current job, for _orphaned (which must not hold the dock)
         self.destroyed.connect(partial(_orphaned, self.doc, self._jobs))
         app = QApplication.instance()
@@ -371,6 +372,7 @@ class TrainingDock(QDockWidget):
             self.progress.setValue(self.progress.maximum())
         if self.status != "error" and self.job.model is not None:
             self.weights.trained(self.job.model)
+            self.doc.set_trained(self.job.model)          # saved beside the project with the next Save
         self.progress.setFormat(f"{STATUS.get(self.status, self.status).lower()} · {self.progress.format()}"
                                 if self.status != "error" else "error")
         self.doc.set_locked(False)
@@ -380,6 +382,36 @@ class TrainingDock(QDockWidget):
         """Say that weights were loaded (the next runs start from them)."""
         self.message.setStyleSheet("")
         self.message.setText(f"Loaded weights from {name}: Export writes them; the next run starts from them.")
+        self.doc.set_trained(self.weights.model)
+
+    def _opened(self):
+        """A project was opened: its saved trained model is what Export writes; its last run's curves show."""
+        if self.running:
+            return
+        self.weights.model, self.weights.start = self.doc.trained, None
+        runs = [r for r in self.doc.project.runs if isinstance(r, dict) and isinstance(r.get("history"), dict)]
+        if runs:
+            self.show_history(runs[-1])
+        if self.doc.weights_note:
+            self.message.setText(self.doc.weights_note)
+        elif self.doc.trained is not None:
+            self.message.setText(f"Trained weights of {runs[-1].get('label', 'the last run') if runs else 'the last run'} "
+                                 "loaded with the project: Export writes them.")
+
+    def show_history(self, rec):
+        """Draw a recorded run's per-epoch curves (e.g. after reopening the project)."""
+        h, res = rec["history"], rec.get("result", {}) if isinstance(rec.get("result"), dict) else {}
+        n = len(h.get("train_loss", []))
+        if not n:
+            return
+        per = max(int(res.get("steps", n) or n) // max(int(res.get("epochs", n) or n), 1), 1)
+        curves = self.view(CurvesView)
+        curves.begin({"folds": 1, "epochs": n, "per_epoch": per, "n_val": int(bool(h.get("val_loss"))),
+                      "classify": bool(h.get("train_accuracy"))})
+        for i in range(n):
+            curves.epoch(0, i + 1, (i + 1) * per, {k: (v[i] if i < len(v) and v[i] is not None else np.nan)
+                                                   for k, v in h.items() if isinstance(v, list)})
+        curves.refresh()
 
     def _graph_edited(self, _infos):
         if self.weights.graph_changed(self.doc.graph):
