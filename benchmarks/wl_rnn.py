@@ -15,13 +15,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import Graph  # noqa: E402
-from engine.data import Dataset  # noqa: E402
-from engine.model import Model  # noqa: E402
-from engine.project import training_config  # noqa: E402
-from engine.trainer import Trainer, single_threaded_blas  # noqa: E402
-
 T, D, H, B = 50, 8, 64, 32
+FLOP = 42.4e6          # per step, as torch's flop counter counts them (shared/reference/benchmark-workloads.md)
 
 
 def batch(seed=0):
@@ -31,13 +26,20 @@ def batch(seed=0):
 
 def engine_step():
     """Trainer.train_step on a Model built from a Graph (every step full length: no mask)."""
+    from engine import Graph
+    from engine.data import Dataset
+    from engine.model import Model
+    from engine.project import training_config
+    from engine.trainer import Trainer
     x, y = batch()
     g = Graph()
     g.chain(("x", "Input", {"shape": [T, D]}), ("rnn", "RNN", {"units": H}), ("out", "Dense", {"units": 1}))
     m = Model(g, dtype=np.float32, seed=0)
     tr = Trainer(m, training_config({"loss": "mse", "optimizer": "adam", "lr": 1e-3, "batch_size": B}),
                  Dataset(x, y, "regression", "workload d"))
-    return lambda: tr.train_step(x, y)
+    step = lambda: tr.train_step(x, y)
+    step.trainer = tr                                  # bench.py applies the trainer's thread choice
+    return step
 
 
 def torch_step():
@@ -61,7 +63,11 @@ def torch_step():
     return step
 
 
+WORKLOADS = {"d": (engine_step, torch_step, FLOP, B)}     # benchmarks/bench.py (branch speed) discovers this
+
+
 def workloads():
+    """The older bench.py interface: {id: (engine step, torch step)}."""
     return {"d": (engine_step(), torch_step())}
 
 
@@ -74,8 +80,9 @@ def time_side(side, threads=None, blocks=15, block=0.2):
         fn = torch_step()
         ctx = None
     else:
+        from threadpoolctl import threadpool_limits
         fn = engine_step()
-        ctx = single_threaded_blas()
+        ctx = threadpool_limits(limits=1, user_api="blas")          # training GEMMs on one BLAS thread
         ctx.__enter__()
     for _ in range(20):
         fn()
@@ -104,9 +111,8 @@ def main():
             out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True)
             runs[key].append(float(out.stdout.split()[-1]))
     med = {k: statistics.median(v) for k, v in runs.items()}
-    flop = 42.4e6
     for k, v in med.items():
-        print(f"d {k:8s} {v:7.3f} ms/step  {B / v * 1e3:8.0f} samples/s  {flop / v / 1e6:5.1f} GFLOP/s   runs {runs[k]}")
+        print(f"d {k:8s} {v:7.3f} ms/step  {B / v * 1e3:8.0f} samples/s  {FLOP / v / 1e6:5.1f} GFLOP/s   runs {runs[k]}")
     print(f"ratio torch/engine: {med['torch'] / med['engine']:.2f}× (default threads), "
           f"{med['torch-1'] / med['engine']:.2f}× (1 thread)")
 

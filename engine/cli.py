@@ -113,6 +113,10 @@ def cmd_train(a):
                 "train_mae", "val_mae", "train_r2", "val_r2"]
         print(f"{res['status']} after {res['epochs']} epochs ({res['seconds']:.1f} s): " +
               ", ".join(f"{k} {res[k]:.4g}" for k in keys if res.get(k) is not None))
+        if res.get("baseline_val_rmse") is not None and res.get("val_rmse") is not None:
+            b, v = res["baseline_val_rmse"], res["val_rmse"]
+            print(f"validation RMSE {v:.4g} vs persistence (next = last value seen) {b:.4g}: "
+                  f"MSE {100 * (1 - (v / b) ** 2):+.1f} % better" if b > 0 else "")
         if res["message"]:
             print(res["message"], file=sys.stderr)
     return 1 if res["status"] == "diverged" else 0
@@ -125,14 +129,31 @@ def cmd_predict(a):
     p = _project(a.project)
     model = Model(p.graph)
     load_into(model, a.weights)
-    from .data.files import read_array
-    x = read_array(a.input)                 # a DataError names the file: empty, damaged, object or text arrays
-    y = model.predict(x.astype(np.float32))
+    lengths = None
+    if a.text:
+        from .data.sequences import texts_to_ids
+        try:
+            with open(a.text, encoding="utf-8") as f:
+                texts = [t.rstrip("\n") for t in f if t.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise LayerboardError(f"cannot read {a.text}: {e}") from None
+        x, lengths = texts_to_ids(texts, model.meta)
+    elif a.input:
+        from .data.files import read_array
+        x = read_array(a.input)             # a DataError names the file: empty, damaged, object or text arrays
+    else:
+        raise LayerboardError("give --input ARRAY.npy or --text FILE.txt (one text per line)")
+    y = model.predict(x.astype(np.float32), lengths=lengths)
     import io
     buf = io.BytesIO()
     np.save(buf, y)
     atomic_write(a.output, buf.getvalue())
     print(f"wrote {len(y)} predictions of shape {fmt(y.shape[1:])} to {a.output}")
+    classes = model.meta.get("classes")
+    if a.text and classes and y.ndim == 2:
+        for i, row in enumerate(y[:20]):
+            k = int(np.argmax(row)) if len(row) > 1 else int(row[0] > 0.5)
+            print(f"line {i + 1}: {classes[k]} ({float(row.max() if len(row) > 1 else row[0]):.3f})")
     return 0
 
 
@@ -166,7 +187,8 @@ def parser():
     r = sub.add_parser("predict", help="run a trained model on an .npy array")
     r.add_argument("project")
     r.add_argument("--weights", required=True, help="trained weights (.npz or .safetensors)")
-    r.add_argument("--input", required=True)
+    r.add_argument("--input", help="samples as an .npy array (raw units: the model standardises as trained)")
+    r.add_argument("--text", help="a text file, one text per line, for a model trained on text data")
     r.add_argument("--output", required=True)
     r.set_defaults(fn=cmd_predict)
     e = sub.add_parser("export", help="write trained weights as .npz, .safetensors or an .onnx model")

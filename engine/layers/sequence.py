@@ -9,7 +9,7 @@ from .base import Layer, Param, fmt, register
 @register
 class Embedding(Layer):
     category = "core"
-    fused = None          # runs on the per-layer path (masks, time loop)
+    fused = None          # not in the fused kernel: the per-layer path runs it
     doc = "Token ids (T,) → vectors (T, dim): row E[id] of a learned table; id 0 (padding) → the zero vector"
     hparams = (HP("vocab", "int", 1000, min=2, max=1 << 22, doc="Vocabulary size V (ids 0 … V−1; 0 is padding)"),
                HP("dim", "int", 16, min=1, max=1 << 14, doc="Vector size d"))
@@ -56,7 +56,7 @@ class Embedding(Layer):
 @register
 class TimePool(Layer):
     category = "pooling"
-    fused = None          # runs on the per-layer path (masks, time loop)
+    fused = None          # not in the fused kernel: the per-layer path runs it
     doc = "(T, F) → (F,): mean, max or last value over each sequence's valid steps"
     hparams = (HP("mode", "choice", "mean", choices=("mean", "max", "last"), doc="How the steps are combined"),)
 
