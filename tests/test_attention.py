@@ -236,3 +236,50 @@ def test_params_and_macs_follow_the_formulas():
         cls = REGISTRY[t]
         c, s, *_ = cls.samples()[0]
         assert set(cls(t.lower(), **c).formulas(s)) <= {"shape", "params", "macs"}
+
+
+# ---- ONNX ----
+def encoder_graph(T=7, d=8, causal=False):
+    """x (T, d) → positions → MHSA → Add → LayerNorm → Dense-GELU-Dense → Add → LayerNorm → Dense 5."""
+    from engine import Graph
+    g = Graph()
+    g.chain(("x", "Input", {"shape": [T, d]}), ("pe", "PositionalEncoding", {}),
+            ("pos", "PositionEmbedding", {"max_len": T + 3}), ("att", "MultiHeadSelfAttention", {"heads": 2, "causal": causal}))
+    g.add_node("Add", "res1")
+    g.connect("pos", "res1")
+    g.connect("att", "res1")
+    g.chain(("ln1", "LayerNorm", {}), ("ff1", "Dense", {"units": 16}), ("gelu", "GELU", {}),
+            ("ff2", "Dense", {"units": d}), after="res1")
+    g.add_node("Add", "res2")
+    g.connect("ln1", "res2")
+    g.connect("ff2", "res2")
+    g.chain(("ln2", "LayerNorm", {"eps": 1e-3}), ("att2", "MultiHeadSelfAttention", {"heads": 4, "d_k": 3}),
+            ("out", "Dense", {"units": 5}), after="res2")
+    return g
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_onnx_encoder_runs_in_onnxruntime_with_mixed_lengths(causal):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from engine.model import Model
+    from engine.onnx_export import to_onnx
+    model = Model(encoder_graph(causal=causal), seed=3)
+    rng = np.random.default_rng(0)
+    for k, v in model.weights().items():                     # non-trivial biases and norms
+        model.layers[k.split("/")[0]].p[k.split("/")[1]][...] += rng.normal(0, 0.3, v.shape)
+    x = rng.normal(0, 1, (6, 7, 8)).astype(np.float32)
+    lengths = np.array([7, 1, 4, 6, 2, 7])
+    mask = np.arange(7)[None, :] < lengths[:, None]
+    want = model.forward(x, mask=mask)
+    m = to_onnx(model)
+    onnx.checker.check_model(m, full_check=True)
+    assert {"MatMul", "Softmax", "LayerNormalization", "Erf", "Where"} <= {n.op_type for n in m.graph.node}
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["x", "lengths"]
+    got = sess.run(None, {"x": x, "lengths": lengths.astype(np.int32)})[0]
+    np.testing.assert_allclose(got[mask], want[mask], atol=1e-4, rtol=0)
+    assert np.ptp(want[mask]) > 0.5
+    x2 = np.where(mask[..., None], x, 100.0).astype(np.float32)      # padding content does not leak
+    np.testing.assert_allclose(sess.run(None, {"x": x2, "lengths": lengths.astype(np.int32)})[0][mask],
+                               want[mask], atol=1e-4, rtol=0)
