@@ -41,3 +41,35 @@ def test_short_training_reverses_and_attention_turns_anti_diagonal():
     anti, rest = np.mean(anti, 0), np.mean(rest, 0)                             # per head
     assert np.all(anti > 0.5), anti                                            # most weight on the anti-diagonal
     assert np.all(anti > 5 * rest), (anti, rest)
+
+
+def test_cli_predict_writes_attention_per_node(tmp_path):
+    import subprocess
+    import sys
+
+    from engine.model import Model
+    from engine.weights import save
+    model = Model(Project.load(EXAMPLE).graph, seed=2)
+    save(tmp_path / "w.npz", model)
+    d = reverse(n=300, seed=5)                                                  # > one predict batch of 256
+    np.save(tmp_path / "x.npy", d.x)
+    np.save(tmp_path / "L.npy", d.lengths)
+    args = [sys.executable, "-m", "engine.cli", "predict", EXAMPLE, "--weights", str(tmp_path / "w.npz"),
+            "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"),
+            "--attention", str(tmp_path / "a.npz"), "--lengths", str(tmp_path / "L.npy")]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    mask = np.arange(10)[None, :] < d.lengths[:, None]
+    with np.load(tmp_path / "a.npz") as f:
+        assert sorted(f.files) == ["attention1", "attention2"]
+        a = f["attention2"]
+    assert a.shape == (300, 2, 10, 10)
+    want_y = model.forward(d.x[256:], mask=mask[256:])
+    np.testing.assert_allclose(model.layers["attention2"].taps["attention"], a[256:], atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy")[256:], want_y, atol=1e-6)
+    for b, n in enumerate(d.lengths):
+        np.testing.assert_allclose(a[b, :, :n].sum(-1), 1.0, rtol=1e-5)
+        assert not a[b, :, :, n:].any()
+    bad = args[:-1] + [str(tmp_path / "x.npy")]                               # lengths file of the wrong kind
+    r = subprocess.run(bad, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "lengths must be 300 whole numbers" in r.stderr and "Traceback" not in r.stderr
