@@ -73,3 +73,21 @@ def test_cli_predict_writes_attention_per_node(tmp_path):
     bad = args[:-1] + [str(tmp_path / "x.npy")]                               # lengths file of the wrong kind
     r = subprocess.run(bad, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "lengths must be 300 whole numbers" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_onnx_export_of_the_example_runs_with_mixed_lengths():
+    import onnx
+    import onnxruntime as ort
+
+    from engine.model import Model
+    from engine.onnx_export import to_onnx
+    model = Model(Project.load(EXAMPLE).graph, seed=4)
+    d = reverse(n=40, seed=9)
+    mask = np.arange(10)[None, :] < d.lengths[:, None]
+    want = model.forward(d.x, mask=mask)
+    m = to_onnx(model)
+    onnx.checker.check_model(m, full_check=True)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"tokens": d.x, "lengths": d.lengths.astype(np.int32)})[0]
+    assert got.shape == (40, 10, 12)
+    np.testing.assert_allclose(got[mask], want[mask], atol=1e-4, rtol=0)
