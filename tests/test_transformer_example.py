@@ -91,3 +91,16 @@ def test_onnx_export_of_the_example_runs_with_mixed_lengths():
     got = sess.run(None, {"tokens": d.x, "lengths": d.lengths.astype(np.int32)})[0]
     assert got.shape == (40, 10, 12)
     np.testing.assert_allclose(got[mask], want[mask], atol=1e-4, rtol=0)
+
+
+def test_reviews_transformer_example_uses_the_rnn_examples_data():
+    """The transformer/RNN comparison is fair: same real reviews, same split, same training settings but lr/epochs."""
+    from engine.shapes import errors, infer
+    t = Project.load(str(path("examples", "reviews-transformer.json")))
+    r = Project.load(str(path("examples", "reviews-rnn.json")))
+    assert t.dataset == r.dataset
+    assert {k: v for k, v in t.training.items() if k not in ("lr", "epochs")} == \
+        {k: v for k, v in r.training.items() if k not in ("lr", "epochs")}
+    infos = infer(t.graph)
+    assert not errors(infos) and infos["softmax"].shape == (2,)
+    assert infos["attention"].params == 4 * 32 * 32 + 4 * 32
