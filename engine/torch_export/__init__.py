@@ -36,7 +36,9 @@ def _prepared(project, weights=None):
                         f"Input expects {model.input_shape}")
     for n in model.inputs:
         model.layers[n].adapt(train.x)
-    if weights is not None:
+    if isinstance(weights, dict):
+        model.set_weights(weights, where="the trained weights")
+    elif weights is not None:
         from ..weights import load_into
         load_into(model, weights)
     return model, train, val
@@ -86,7 +88,8 @@ def _readme(project, cls, model, train, val, weights_path):
            "@@DESC@@": project.description or "",
            "@@ACC@@": ", `train_accuracy`, `val_accuracy`" if project.training["loss"] in ("cce", "bce") else "",
            "@@PROJECT@@": str(project.path) if project.path else "PROJECT.json",
-           "@@WEIGHTS@@": f"the weights of `{Path(weights_path).name}`" if weights_path else
+           "@@WEIGHTS@@": "the trained weights" if isinstance(weights_path, dict) else
+                          f"the weights of `{Path(weights_path).name}`" if weights_path else
                           f"Layerboard's initialisation for seed {project.training['seed']}",
            "@@OPT@@": project.training["optimizer"],
            "@@AUGSAME@@": f" and the augmentation ({aug})" if aug else "",
@@ -98,7 +101,9 @@ def _readme(project, cls, model, train, val, weights_path):
 
 
 def export_project(project, out_dir, weights=None):
-    """Write the PyTorch project (FILES) to out_dir; weights: a weights file, else the seed's initialisation."""
+    """Write the PyTorch project (FILES) to out_dir.
+
+    weights: a weights file or {'node/param': array}; None: the initialisation for the project's seed."""
     model, train, val = _prepared(project, weights)
     cls = class_name(project.name)
     fused = fused_head(model, project.training["loss"])

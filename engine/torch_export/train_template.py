@@ -285,7 +285,7 @@ def train_source(project, model, class_name, decay, fused):
     config = {k: t[k] for k in ("loss", "optimizer") + OPT_KEYS[opt] +
               ("weight_decay", "batch_size", "epochs", "patience", "seed")}
     cfg = "{\n" + "".join(f"    {json.dumps(k)}: {v!r},\n" for k, v in config.items()) + "}"
-    dec = "(\n" + "".join(f"    {d!r},\n" for d in decay) + ")" if decay else "()"
+    dec = "(\n" + "".join(f"    {json.dumps(d)},\n" for d in decay) + ")" if decay else "()"
     fused = fused and loss != "mse"
     lossdoc = LOSS_SRC[(loss, fused)].split('"""')[1].rstrip(".")
     formula, call = OPTIMIZER_SRC[opt]
