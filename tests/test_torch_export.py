@@ -258,3 +258,40 @@ def test_torchrun_ddp_trains_and_the_checkpoint_comes_back(tmp_path, capsys):
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
     assert np.mean(ours.argmax(1) == yv) == pytest.approx(lines[1]["val_accuracy"], abs=1e-9)
     assert not np.allclose(ours, p0, atol=1e-3)
+
+
+def test_window_exports_a_pytorch_project_and_loads_its_checkpoint(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+    from gui.mainwindow import MainWindow
+    w = MainWindow(autosave_dir=tmp_path / "data")
+    qtbot.addWidget(w)
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: shown.append(text))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
+    p = Project.load(XOR)
+    p.path = None
+    w.doc.load(p)
+    out = tmp_path / "xor-torch"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(out))
+    assert any(a.text() == "Export &PyTorch project…" for a in w.menuBar().actions()[0].menu().actions())
+    w.export_pytorch()
+    assert not shown and sorted(f.name for f in out.iterdir()) == sorted(FILES)
+    init = Model(p.graph, seed=p.training["seed"]).weights()                   # no run yet: the seed's initialisation
+    sd = load_file(out / "weights.safetensors")
+    assert np.array_equal(sd["hidden.weight"], init["hidden/W"])
+    trained = randomize(Model(p.graph), seed=5)                                 # as if train.py had trained it
+    ck = tmp_path / "checkpoint.safetensors"
+    save_file({("module." + k if k.endswith("weight") else k): v for k, v in state_dict(trained).items()}, str(ck))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(ck), ""))
+    w.load_weights()
+    assert not shown, shown
+    got = w.training.weights.start
+    assert all(np.array_equal(got[k], v) for k, v in trained.weights().items())
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+    assert np.array_equal(w.training.weights.model.predict(x), trained.predict(x))
+    bad = tmp_path / "bad.safetensors"
+    save_file({"hidden.weight": np.zeros((2, 2), np.float32)}, str(bad))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
+    w.load_weights()
+    assert shown and "missing" in shown[-1] and "bad.safetensors" in shown[-1]
+    w.training.shutdown()
