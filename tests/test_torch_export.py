@@ -295,3 +295,24 @@ def test_window_exports_a_pytorch_project_and_loads_its_checkpoint(qtbot, tmp_pa
     w.load_weights()
     assert shown and "missing" in shown[-1] and "bad.safetensors" in shown[-1]
     w.training.shutdown()
+
+
+def test_mask_reaches_the_layers_that_read_it(tmp_path, monkeypatch):
+    """A mask-reading emitter gets forward's mask while the time axis lasts and None after a Flatten."""
+    from engine.torch_export import Emitted
+    monkeypatch.setitem(EMITTERS, "ReLU", lambda layer: Emitted("nn.ReLU()", call="{self}({x0}) if {mask} is None "
+                                                                "else {self}({x0}) * torch.as_tensor({mask})[..., None]",
+                                                                uses_mask=True))
+    g = Graph()
+    g.chain(("seq", "Input", {"shape": [3, 4]}), ("r1", "ReLU", {}), ("flat", "Flatten", {}),
+            ("d", "Dense", {"units": 2}), ("r2", "ReLU", {}))
+    model = randomize(Model(g))
+    src = model_source(model)
+    assert "def forward(self, x, mask=None):" in src
+    assert "self.r1(x) if mask is None" in src and "self.r2(x) if None is None" in src and "def forward(self, x, mask=None)" in src
+    net = torch_module(model, tmp_path)
+    x = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32)
+    mask = np.array([[1, 1, 0], [1, 0, 0]], bool)
+    with torch.no_grad():
+        y = net(torch.from_numpy(x), mask=torch.from_numpy(mask)).numpy()
+    np.testing.assert_allclose(y, model.forward(x * mask[..., None]), rtol=1e-5, atol=1e-5)

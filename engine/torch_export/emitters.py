@@ -24,7 +24,10 @@ class Emitted:
             (torch name, to_torch, from_torch) when the tensor must be rearranged.
     extra:  torch-only state under the attribute with its value (BatchNorm's num_batches_tracked).
     helpers: names of helper classes in HELPERS that model.py must define.
-    call:   forward expression; {self} is the attribute, {args} the inputs joined with ", ", {x0}, {x1}... each input.
+    call:   forward expression; {self} is the attribute, {args} the inputs joined with ", ", {x0}, {x1}... each
+            input, {mask} the (B, T) bool mask of valid steps reaching the node ("mask", or "None" where no mask
+            reaches it).
+    uses_mask: the call reads {mask}; forward then takes mask=None (variable-length sequences).
     """
 
     module: str | None
@@ -32,6 +35,7 @@ class Emitted:
     extra: dict = field(default_factory=dict)
     helpers: tuple = ()
     call: str = "{self}({args})"
+    uses_mask: bool = False
 
 
 # Small modules model.py defines when the graph needs them (torch.nn has no ready-made equivalent).
