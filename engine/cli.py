@@ -122,7 +122,10 @@ def cmd_export(a):
     p = _project(a.project)
     if a.format == "pytorch":
         from .torch_export import export_project
-        out = export_project(p, a.output, a.weights)
+        out, limits = export_project(p, a.output, a.weights)
+        if limits:
+            print(f"note: train.py cannot yet reproduce {limits}; it refuses to run (model.py and the weights "
+                  "reproduce the model's outputs)", file=sys.stderr)
         print(f"wrote a PyTorch project of '{p.name or a.project}' to {out}: python {out / 'train.py'} or "
               f"torchrun --nproc_per_node=N {out / 'train.py'}")
         return 0

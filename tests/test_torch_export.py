@@ -107,8 +107,11 @@ def test_generated_module_reproduces_the_engine(type, config, shapes, opts, tmp_
         got = net(torch.from_numpy(x), **tkw).numpy()
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    back = from_state_dict(model, state_dict(model))                           # the names map both ways
-    assert all(np.array_equal(back[k], v) for k, v in model.weights().items())
+    sd = state_dict(model)                                                     # the names map both ways
+    again = Model(g)
+    again.set_weights(from_state_dict(again, sd))
+    assert all(np.array_equal(v, sd[k]) for k, v in state_dict(again).items())
+    np.testing.assert_array_equal(again.forward(x, **kw), want)
 
 
 def test_a_layer_without_emitter_is_named_in_one_clear_error(tmp_path, monkeypatch):
@@ -170,7 +173,7 @@ def test_train_py_optimizer_takes_our_steps(name, tmp_path, monkeypatch):
     """Same weights and gradients: after a few steps the exported optimizer's weights equal the engine's."""
     p = Project.load(XOR)
     p.training.update(optimizer=name, lr=0.05, weight_decay=0.1, beta=0.8, eps=1e-3)
-    out = export_project(p, tmp_path / name)
+    out, _ = export_project(p, tmp_path / name)
     monkeypatch.syspath_prepend(str(out))
     for m in ("model", "data"):
         monkeypatch.delitem(sys.modules, m, raising=False)
@@ -183,7 +186,7 @@ def test_train_py_optimizer_takes_our_steps(name, tmp_path, monkeypatch):
     topt = train.make_optimizer(net)
     c = p.training
     opt = get_optimizer(name, c["weight_decay"], **{h.name: c[h.name] for h in OPTIMIZERS[name].hparams})
-    key = {t: k for t, k, _, _ in _names(model)[0]}                              # 'hidden.weight' -> 'hidden/W'
+    key = {t[0]: k for t, k, _, _ in _names(model)[0]}                            # 'hidden.weight' -> 'hidden/W'
     rng = np.random.default_rng(0)
     for _ in range(4):
         g = {k: rng.normal(0, 1, model.shapes[k]).astype(np.float32) for k in model.slices}
@@ -211,7 +214,7 @@ def test_import_errors_name_missing_extra_and_misshaped_tensors(tmp_path, capsys
     assert "\n" not in err and "missing fc1.bias (fc1/b)" in err and "unexpected extra.weight" in err
     bad = dict(sd, **{"fc2.weight": np.zeros((3, 3), np.float32)})
     save_file(bad, str(tmp_path / "b.safetensors"))
-    with pytest.raises(DataError, match=r"'fc2.weight' has shape \(3, 3\) but Dense 'fc2' needs W of shape \(64, 256\)"):
+    with pytest.raises(DataError, match=r"'fc2.weight' has shape \(3, 3\) but Dense 'fc2' needs \(64, 256\) for W"):
         from engine.torch_export import import_checkpoint
         import_checkpoint(p, tmp_path / "b.safetensors")
     assert not (tmp_path / "w.npz").exists()
@@ -316,3 +319,35 @@ def test_mask_reaches_the_layers_that_read_it(tmp_path, monkeypatch):
     with torch.no_grad():
         y = net(torch.from_numpy(x), mask=torch.from_numpy(mask)).numpy()
     np.testing.assert_allclose(y, model.forward(x * mask[..., None]), rtol=1e-5, atol=1e-5)
+
+
+def test_regression_keeps_target_statistics_and_train_py_says_what_it_cannot_do(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    np.savez(tmp_path / "reg.npz", x=x, y=(x @ [1.0, -2.0, 0.5] * 30 + 100).astype(np.float32))
+    p = Project()
+    p.graph.chain(("x", "Input", {"shape": [3], "standardize": True}), ("h", "Dense", {"units": 4}),
+                  ("t", "Tanh", {}), ("y", "Dense", {"units": 1}))
+    p.dataset = {"kind": "npz", "path": "reg.npz", "task": "regression"}
+    p.training.update(loss="mse", optimizer="sgd")
+    p.save(tmp_path / "reg.json")
+    out = tmp_path / "reg-torch"
+    assert cli(["export", str(tmp_path / "reg.json"), "--format", "pytorch", "-o", str(out)]) == 0
+    assert "train.py cannot yet reproduce standardised regression targets" in capsys.readouterr().err
+    assert "does not train this project" in (out / "README.md").read_text()
+    monkeypatch.syspath_prepend(str(out))
+    for m in ("model", "data"):
+        monkeypatch.delitem(sys.modules, m, raising=False)
+    net = load_module(out / "model.py", "gen_model_reg").Net()
+    sd = load_file(out / "weights.safetensors")
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+    model = Model(p.graph)
+    model.set_weights(from_state_dict(model, sd))
+    assert float(model.data["y_std"][0]) > 10                                   # the training split's statistics
+    with torch.no_grad():
+        got = net.original_units(net.eval()(torch.from_numpy(x))).numpy()
+    np.testing.assert_allclose(got, model.predict(x), rtol=1e-5, atol=1e-4)
+    train = load_module(out / "train.py", "gen_train_reg")
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    with pytest.raises(SystemExit, match="cannot train this project as Layerboard does: standardised regression"):
+        train.main()

@@ -41,7 +41,23 @@ def _prepared(project, weights=None):
     elif weights is not None:
         from ..weights import load_into
         load_into(model, weights)
+    from ..session import describe
+    from ..trainer import target_stats
+    describe(model, train)                                   # as a run starts: statistics of the training split
+    if cfg["loss"] == "mse" and train.task == "regression":
+        mean, std = target_stats(train)
+        model.data["y_mean"], model.data["y_std"] = mean.astype(model.dtype), std.astype(model.dtype)
     return model, train, val
+
+
+def limits(project, train):
+    """What train.py cannot reproduce for this project (empty: it trains as Layerboard does)."""
+    out = []
+    if train.lengths is not None:
+        out.append("variable-length sequences (masks from the data's lengths, per-step losses)")
+    if project.training["loss"] == "mse" and train.task == "regression":
+        out.append("standardised regression targets with rmse / mae / r2 in original units")
+    return "; ".join(out)
 
 
 def _npz(**arrays):
@@ -103,7 +119,8 @@ def _readme(project, cls, model, train, val, weights_path):
 def export_project(project, out_dir, weights=None):
     """Write the PyTorch project (FILES) to out_dir.
 
-    weights: a weights file or {'node/param': array}; None: the initialisation for the project's seed."""
+    weights: a weights file or {'node/param': array}; None: the initialisation for the project's seed.
+    Returns (out_dir, what train.py cannot reproduce for this project: '' when nothing)."""
     model, train, val = _prepared(project, weights)
     cls = class_name(project.name)
     fused = fused_head(model, project.training["loss"])
@@ -124,17 +141,21 @@ def export_project(project, out_dir, weights=None):
         raise LayerboardError(f"cannot create the folder {out}: {e.strerror or e}") from None
     from safetensors.numpy import save
     empty = val if val is not None else train.subset(np.arange(0))
+    extra = {} if train.lengths is None else {"lengths_train": train.lengths, "lengths_val": empty.lengths}
     files = {
         "model.py": src.encode(),
         "weights.safetensors": save(sd, metadata={"format": "pytorch-state-dict", "module": f"model.{cls}"}),
-        "train.py": train_source(project, model, cls, decay, fused).encode(),
+        "train.py": train_source(project, model, cls, decay, fused, limits(project, train)).encode(),
         "data.py": data_source(project, cls, train.task).encode(),
-        "data.npz": _npz(x_train=train.x, y_train=train.y, x_val=empty.x, y_val=empty.y),
-        "README.md": _readme(project, cls, model, train, val, weights).encode(),
+        "data.npz": _npz(x_train=train.x, y_train=train.y, x_val=empty.x, y_val=empty.y, **extra),
+        "README.md": (_readme(project, cls, model, train, val, weights) + (
+            f"\n**train.py does not train this project**: it cannot yet reproduce {limits(project, train)}, and says so "
+            "when started. `model.py` and `weights.safetensors` reproduce the model's outputs.\n"
+            if limits(project, train) else "")).encode(),
     }
     for name, data in files.items():
         atomic_write(out / name, data)
-    return out
+    return out, limits(project, train)
 
 
 def import_checkpoint(project, path):

@@ -7,10 +7,14 @@ import numpy as np
 
 from ..errors import DataError, LayerboardError
 from ..layers.base import fmt
+from ..model import DATA
 from .emitters import EMITTERS, HELPERS
 
+# data statistics of model.data (kept with the weights as __data__/k) -> their names in the module
+DATA_NAMES = {"x_mean": "input_stats.mean", "x_std": "input_stats.std", "y_mean": "y_mean", "y_std": "y_std"}
+
 # names the generated forward uses itself, and nn.Module attributes a node must not shadow
-RESERVED = {"x", "return_logits", "mask", "self", "torch", "nn", "F", "xs", "y", "input_shape", "training",
+RESERVED = {"x", "return_logits", "mask", "input_stats", "y_mean", "y_std", "original_units", "self", "torch", "nn", "F", "xs", "y", "input_shape", "training",
             "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile",
             "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward", "get_buffer",
             "get_extra_state", "get_parameter", "get_submodule", "half", "ipu", "load_state_dict", "modules", "mtia",
@@ -63,6 +67,10 @@ def class_name(title):
     return s if s and not s[0].isdigit() else "Net" + s
 
 
+def _args(shape):
+    return ", ".join(str(v) for v in shape)
+
+
 def _shape(model, n):
     return "# " + fmt(("B",) + tuple(model.infos[n].shape)).replace("'", "")
 
@@ -74,20 +82,17 @@ def fused_head(model, loss_name):
 
 
 def carries_mask(model):
-    """{node: True where a variable-length mask reaches its output}, as Layer.compute_mask passes it on.
+    """{node: True where a variable-length mask reaches its output}, by the layers' own compute_mask.
 
-    A (T, F) Input may come with a mask; a layer with (T, F)-shaped inputs and output of the same T passes it on;
-    anything that changes or folds the time axis ends it. Where a mask arrives it is the Input's own."""
-    out = {}
+    A (T, F) sequence or (T,) token Input may come with a mask; where a mask arrives it is the Input's own."""
+    masks = {}
     for n in model.order:
-        layer, srcs = model.layers[n], model.srcs[n]
-        shape = tuple(model.infos[n].shape)
+        srcs, shape = model.srcs[n], tuple(model.infos[n].shape)
         if not srcs:
-            out[n] = len(shape) == 2
+            masks[n] = np.ones((1, shape[0]), bool) if len(shape) in (1, 2) else None
         else:
-            out[n] = any(out[s] for s in srcs) and len(shape) == 2 and all(
-                len(s) == 2 and s[0] == shape[0] for s in layer.in_shapes)
-    return out
+            masks[n] = model.layers[n].compute_mask([masks[s] for s in srcs])
+    return {n: m is not None for n, m in masks.items()}
 
 
 def model_source(model, name="Net", doc="", logits=False, origin=""):
@@ -106,11 +111,23 @@ def model_source(model, name="Net", doc="", logits=False, origin=""):
     carry = carries_mask(model)
     masked = any(em[n].uses_mask and any(carry[s] for s in model.srcs[n]) for n in order)
     init, body = [], []
+    stats = "x_mean" in model.data                               # per-feature statistics of sequences
+    if stats:
+        init.append(f"        self.input_stats = Standardize({_args(model.data['x_mean'].shape)})")
+        body.append(("x = self.input_stats(x)", _shape(model, inp)))
+        arg = "x"
+    if "y_mean" in model.data:
+        k = _args(model.data["y_mean"].shape)
+        init += [f'        self.register_buffer("y_mean", torch.zeros({k}))   # target statistics: outputs are',
+                 f'        self.register_buffer("y_std", torch.ones({k}))     # standardised, see original_units']
     for i, n in enumerate(order):
         e = em[n]
         if e.module is not None:
             init.append(f"        self.{ids[n]} = {e.module}")
         args = [var[s] for s in model.srcs[n]] or [arg]
+        if stats and not model.srcs[n] and var[n] != "x":
+            body.append((f"{var[n]} = x", None))                 # a named Input after the statistics
+            continue
         if n == out and logits:
             body.append(("if return_logits:", None))
             body.append((f"    return {args[0]}", None))
@@ -123,12 +140,16 @@ def model_source(model, name="Net", doc="", logits=False, origin=""):
     body.append(("return x", None))
     width = max(len(t) for t, c in body if c) if any(c for _, c in body) else 0
     lines = [f"        {t.ljust(width)}  {c}" if c else f"        {t}" for t, c in body]
-    helpers = sorted({h for e in em.values() for h in e.helpers})
+    if "y_mean" in model.data:
+        lines += ["", "    def original_units(self, y):",
+                  '        """Outputs in the targets\' units (Layerboard trains on standardised targets)."""',
+                  "        return y * self.y_std + self.y_mean"]
+    helpers = sorted({h for e in em.values() for h in e.helpers} | ({"Standardize"} if stats else set()))
     head = ['"""' + (f"{doc}." if doc else f"{name} as a PyTorch module.") + (f"\n\nGenerated by Layerboard from {origin}." if origin else "")
             + '\nLoad the weights with\n    model.load_state_dict(safetensors.torch.load_file("weights.safetensors"))\n"""',
             "import torch", "from torch import nn", ""]
-    sig = "def forward(self, x" + (", mask=None" if masked else "") + (", return_logits=False" if logits else "") + "):"
-    fdoc = ('"""Outputs for a batch x of shape ' + fmt(("B",) + tuple(model.input_shape)).replace("'", "")
+    sig = f"def forward(self, {arg}" + (", mask=None" if masked else "") + (", return_logits=False" if logits else "") + "):"
+    fdoc = (f'"""Outputs for a batch {arg} of shape ' + fmt(("B",) + tuple(model.input_shape)).replace("'", "")
             + ("; mask: (B, T) bool of valid steps, or None" if masked else "")
             + (" (return_logits=True: the head's input, which the loss takes as logits)" if logits else "") + '."""')
     cls = [f"class {name}(nn.Module):",
@@ -143,7 +164,9 @@ def model_source(model, name="Net", doc="", logits=False, origin=""):
 
 # ---- weights ----
 def _names(model):
-    """[(torch name, 'node/param', to_torch, from_torch)] for every tensor, and {torch name: value} torch-only state."""
+    """[(torch names, 'node/param', to_torch, from_torch)] for every tensor, and {torch name: value} torch-only state.
+
+    Usually one torch tensor per tensor of ours; a bias torch splits in two (RNN's b_ih, b_hh) maps to a tuple."""
     em, ids = emitted(model), identifiers(model.order)
     pairs, extra = [], {}
     for n in model.order:
@@ -151,20 +174,29 @@ def _names(model):
             if p not in model.layers[n].p:
                 continue                                         # e.g. a Dense without bias
             t, to_t, from_t = (t, None, None) if isinstance(t, str) else t
-            pairs.append((f"{ids[n]}.{t}", f"{n}/{p}", to_t, from_t))
+            names = (t,) if isinstance(t, str) else tuple(t)
+            pairs.append((tuple(f"{ids[n]}.{x}" for x in names), f"{n}/{p}", to_t, from_t))
         extra.update({f"{ids[n]}.{k}": v for k, v in em[n].extra.items()})
-    ours = set(model.weights())
+    ours = {k for k in model.weights() if not k.startswith(DATA + "/")}
     mapped = {k for _, k, _, _ in pairs}
     if ours - mapped:
         raise LayerboardError(f"cannot export to PyTorch: the emitters do not map {', '.join(sorted(ours - mapped))}")
+    for k in model.data:                                         # data statistics kept with the weights
+        pairs.append(((DATA_NAMES[k],), f"{DATA}/{k}", None, None))
     return pairs, extra
+
+
+def _as_tuple(v, n):
+    return tuple(v) if n > 1 else (v,)
 
 
 def state_dict(model):
     """{torch name: array} for model.py's module, from the model's weights (float32; torch-only state included)."""
     pairs, extra = _names(model)
-    w = model.weights()
-    sd = {t: np.ascontiguousarray(to(w[k]) if to else w[k], dtype=np.float32) for t, k, to, _ in pairs}
+    w, sd = model.weights(), {}
+    for names, k, to, _ in pairs:
+        for t, v in zip(names, _as_tuple(to(w[k]) if to else w[k], len(names))):
+            sd[t] = np.ascontiguousarray(v, dtype=np.float32)
     sd.update({k: np.array(v) for k, v in extra.items()})
     return sd
 
@@ -172,30 +204,40 @@ def state_dict(model):
 def from_state_dict(model, tensors, where="the checkpoint"):
     """{'node/param': float32 array} from a state_dict of model.py's module (a 'module.' prefix is dropped).
 
-    One-line DataError for missing, unexpected or mis-shaped tensors."""
+    Data statistics (input_stats.*, y_mean, y_std) are taken when present. One-line DataError for missing,
+    unexpected or mis-shaped tensors."""
     pairs, extra = _names(model)
     tensors = {(k[7:] if k.startswith("module.") else k): v for k, v in tensors.items()}
-    want = {t: (k, frm) for t, k, _, frm in pairs}
-    missing = [f"{t} ({k})" for t, (k, _) in want.items() if t not in tensors]
+    have = {names[0] for names, _, _, _ in pairs}
+    for k, t in DATA_NAMES.items():                              # statistics the checkpoint brings along
+        if t in tensors and t not in have:
+            pairs.append(((t,), f"{DATA}/{k}", None, None))
+    want = {t: k for names, k, _, _ in pairs for t in names}
+    missing = [f"{t} ({k})" for t, k in want.items() if t not in tensors and not k.startswith(DATA + "/")]
     unexpected = sorted(set(tensors) - set(want) - set(extra))
     if missing or unexpected:
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
                 ([f"unexpected {', '.join(unexpected)}"] if unexpected else [])
         raise DataError(f"{where} does not fit this project's model.py: " + "; ".join(parts))
-    mine, out = model.weights(), {}
-    for t, (k, frm) in want.items():
-        v = np.asarray(tensors[t])
-        v = frm(v) if frm else v
-        if tuple(v.shape) != mine[k].shape:
-            n, p = k.split("/")
-            raise DataError(f"{where}: '{t}' has shape {fmt(tuple(v.shape))} but {model.layers[n].type} '{n}' "
-                            f"needs {p} of shape {fmt(mine[k].shape)}")
-        if v.dtype.kind != "f":
-            raise DataError(f"{where}: '{t}' holds {v.dtype} values, not floating point")
-        v = v.astype(np.float32)
-        if not np.all(np.isfinite(v)):
-            raise DataError(f"{where}: '{t}' contains NaN or infinity")
-        out[k] = v
+    shapes = {t: v.shape for t, v in state_dict(model).items()}
+    out = {}
+    for names, k, _, frm in pairs:
+        if any(t not in tensors for t in names):
+            continue                                             # data statistics the checkpoint does not hold
+        vs = []
+        for t in names:
+            v = np.asarray(tensors[t])
+            if t in shapes and tuple(v.shape) != shapes[t]:
+                n, p = k.split("/")
+                owner = f"{model.layers[n].type} '{n}'" if n in model.layers else "the model"
+                raise DataError(f"{where}: '{t}' has shape {fmt(tuple(v.shape))} but {owner} needs "
+                                f"{fmt(shapes[t])} for {p}")
+            if v.dtype.kind != "f":
+                raise DataError(f"{where}: '{t}' holds {v.dtype} values, not floating point")
+            if not np.all(np.isfinite(v)):
+                raise DataError(f"{where}: '{t}' contains NaN or infinity")
+            vs.append(v.astype(np.float32))
+        out[k] = (frm(*vs) if frm else vs[0]).astype(np.float32)
     return out
 
 

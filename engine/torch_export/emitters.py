@@ -161,3 +161,164 @@ def _batchnorm(layer):
     return Emitted(f"{cls}({s[0]}{opts})",
                    {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"},
                    extra={"num_batches_tracked": np.array(0, np.int64)})            # unused: momentum is set
+
+
+# ---- sequences: recurrent, embedding, pooling over time, attention, position ----
+HELPERS["RNN"] = '''class RNN(nn.Module):
+    """h_t = f(W h_{t−1} + U x_t + b): (B, T, D) → (B, T, H), or (B, H) the state at each sequence's last
+    valid step; padded steps (mask False) keep the state and output 0."""
+
+    def __init__(self, input_size, hidden_size, nonlinearity="tanh", return_sequences=False, learn_h0=False):
+        super().__init__()
+        self.rnn = nn.RNN(input_size, hidden_size, nonlinearity=nonlinearity, batch_first=True)
+        self.h0 = nn.Parameter(torch.zeros(hidden_size)) if learn_h0 else None
+        self.return_sequences = return_sequences
+
+    def forward(self, x, mask=None):
+        B, T, _ = x.shape
+        h0 = None if self.h0 is None else self.h0.expand(1, B, -1).contiguous()      # (1, B, H)
+        if mask is None:
+            y, h = self.rnn(x, h0)
+        else:
+            lengths = mask.sum(1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            y, h = self.rnn(packed, h0)
+            y = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=T)[0]   # (B, T, H)
+        return y if self.return_sequences else h[0]
+'''
+
+HELPERS["TimePool"] = '''class TimePool(nn.Module):
+    """(B, T, F) → (B, F): mean, max or last value over each sequence's valid steps."""
+
+    def __init__(self, mode):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x, mask=None):
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        m = mask[..., None]                                                       # (B, T, 1)
+        if self.mode == "mean":
+            return (x * m).sum(1) / m.sum(1)
+        if self.mode == "max":
+            return x.masked_fill(~m, float("-inf")).amax(1)
+        last = mask.shape[1] - 1 - mask.flip(1).int().argmax(1)                    # (B,) last valid step
+        return x[torch.arange(len(x)), last]
+'''
+
+HELPERS["MultiHeadSelfAttention"] = '''class MultiHeadSelfAttention(nn.Module):
+    """α_{t→s} = softmax_s(q_t·k_s/√d_k) over the allowed keys (valid, and s ≤ t if causal), z_t = Σ_s α_{t→s} v_s
+    per head, heads concatenated, then W_O; padded steps output 0."""
+
+    def __init__(self, d_model, heads, d_k, causal=False):
+        super().__init__()
+        self.heads, self.d_k, self.causal = heads, d_k, causal
+        self.q = nn.Linear(d_model, heads * d_k)
+        self.k = nn.Linear(d_model, heads * d_k)
+        self.v = nn.Linear(d_model, heads * d_k)
+        self.out = nn.Linear(heads * d_k, d_model)
+
+    def forward(self, x, mask=None):
+        B, T, _ = x.shape
+        q, k, v = (f(x).view(B, T, self.heads, self.d_k).transpose(1, 2) for f in (self.q, self.k, self.v))
+        s = q @ k.transpose(-2, -1) / self.d_k ** 0.5                              # (B, h, T, T)
+        allowed = torch.ones(T, T, dtype=torch.bool, device=x.device)
+        if self.causal:
+            allowed = allowed.tril()
+        if mask is not None:
+            allowed = allowed & mask[:, None, None, :] & mask[:, None, :, None]    # (B, 1, T, T)
+        none = ~allowed.any(-1, keepdim=True)                                     # rows without a key: 0
+        a = torch.softmax(s.masked_fill(~allowed, float("-inf")).masked_fill(none, 0.0), -1).masked_fill(none, 0.0)
+        z = (a @ v).transpose(1, 2).reshape(B, T, -1)                             # (B, T, h·d_k)
+        y = self.out(z)                                                           # (B, T, d_model)
+        return y if mask is None else y * mask[..., None]
+'''
+
+HELPERS["PositionalEncoding"] = '''class PositionalEncoding(nn.Module):
+    """y_t = x_t + PE_t, PE[t, 2i] = sin(t/10000^(2i/d)), PE[t, 2i+1] = cos(t/10000^(2i/d)); fixed, no weights."""
+
+    def __init__(self, steps, d):
+        super().__init__()
+        t = torch.arange(steps, dtype=torch.float64)[:, None]                      # (T, 1)
+        i = torch.arange(d)
+        a = t * 10000.0 ** (-(i // 2 * 2) / d)                                     # (T, d)
+        self.register_buffer("pe", torch.where(i % 2 == 0, torch.sin(a), torch.cos(a)).float(), persistent=False)
+
+    def forward(self, x):
+        return x + self.pe[: x.shape[1]]
+'''
+
+HELPERS["PositionEmbedding"] = '''class PositionEmbedding(nn.Module):
+    """y_t = x_t + P_t with a learned P of shape (max_len, d)."""
+
+    def __init__(self, max_len, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(max_len, d))
+
+    def forward(self, x):
+        return x + self.weight[: x.shape[1]]
+'''
+
+
+def _zero_row0(E):
+    E = np.array(E, copy=True)
+    E[0] = 0                                                    # our id 0 gives the zero vector whatever E[0] holds
+    return E
+
+
+@emits("RNN")
+def _rnn(layer):
+    c, d = layer.config, layer.in_shapes[0][-1]
+    opts = "".join([f", nonlinearity={c['activation']!r}" if c["activation"] != "tanh" else "",
+                    ", return_sequences=True" if c["return_sequences"] else "",
+                    ", learn_h0=True" if c["learn_h0"] else ""])
+    bias = (("rnn.bias_ih_l0", "rnn.bias_hh_l0"), lambda b: (b, np.zeros_like(b)), lambda bi, bh: bi + bh)
+    return Emitted(f"RNN({d}, {c['units']}{opts})",
+                   {"U": "rnn.weight_ih_l0", "W": "rnn.weight_hh_l0", "b": bias, "h0": "h0"},
+                   helpers=("RNN",), call="{self}({x0}, {mask})", uses_mask=True)
+
+
+@emits("Embedding")
+def _embedding(layer):
+    c = layer.config
+    return Emitted(f"nn.Embedding({c['vocab']}, {c['dim']}, padding_idx=0)", {"E": ("weight", _zero_row0, None)},
+                   call="{self}({x0}.long())")
+
+
+@emits("TimePool")
+def _timepool(layer):
+    return Emitted(f"TimePool({layer.config['mode']!r})", helpers=("TimePool",), call="{self}({x0}, {mask})",
+                   uses_mask=True)
+
+
+@emits("MultiHeadSelfAttention")
+def _mhsa(layer):
+    d = layer.in_shapes[0][-1]
+    c = layer.config
+    causal = ", causal=True" if c["causal"] else ""
+    names = {f"W{n}": f"{n}.weight" for n in "qkv"} | {f"b{n}": f"{n}.bias" for n in "qkv"}
+    return Emitted(f"MultiHeadSelfAttention({d}, heads={c['heads']}, d_k={layer._dk(d)}{causal})",
+                   names | {"Wo": "out.weight", "bo": "out.bias"}, helpers=("MultiHeadSelfAttention",),
+                   call="{self}({x0}, {mask})", uses_mask=True)
+
+
+@emits("LayerNorm")
+def _layernorm(layer):
+    eps = layer.config["eps"]
+    return Emitted(f"nn.LayerNorm({layer.in_shapes[0][-1]}{'' if eps == 1e-5 else f', eps={eps}'})",
+                   {"gamma": "weight", "beta": "bias"})
+
+
+emits("GELU")(lambda layer: Emitted("nn.GELU()"))                                   # exact erf form, as ours
+
+
+@emits("PositionalEncoding")
+def _posenc(layer):
+    return Emitted(f"PositionalEncoding({layer.in_shapes[0][0]}, {layer.in_shapes[0][1]})",
+                   helpers=("PositionalEncoding",))
+
+
+@emits("PositionEmbedding")
+def _posemb(layer):
+    return Emitted(f"PositionEmbedding({layer.config['max_len']}, {layer.in_shapes[0][1]})", {"P": "weight"},
+                   helpers=("PositionEmbedding",))

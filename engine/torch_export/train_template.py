@@ -108,6 +108,8 @@ CONFIG = @@CONFIG@@
 DECAY = @@DECAY@@   # parameters with L2 weight decay (weights, not biases)
 FUSED = @@FUSED@@   # the loss takes the head's input as logits: model(x, return_logits=True)
 CLASSIFY = @@CLASSIFY@@
+CLIP = @@CLIP@@   # clip_norm c: g ← g·min(1, c/||g||) over all gradients before each step (0: off)
+UNSUPPORTED = @@UNSUPPORTED@@   # what this train.py cannot do as Layerboard does (then it refuses to run)
 
 
 @@LOSS@@
@@ -163,6 +165,9 @@ def main():
     ap.add_argument("--weights", default=str(HERE / "weights.safetensors"), help="initial weights")
     ap.add_argument("--out", default=str(HERE / "checkpoint.safetensors"))
     a = ap.parse_args()
+    if UNSUPPORTED:
+        sys.exit("train.py cannot train this project as Layerboard does: " + UNSUPPORTED +
+                 "; model.py and weights.safetensors are usable for inference and fine-tuning code of your own")
 
     distributed = "RANK" in os.environ                                          # set by torchrun
     cuda = torch.cuda.is_available()
@@ -215,6 +220,9 @@ def main():
                 message = (f"training diverged at epoch {epoch}, step {step + 1}: the loss or gradient became "
                            "NaN or infinite; the weights are those of the last good step. Try a smaller learning rate.")
                 break
+            if CLIP > 0 and gn.item() > CLIP * CLIP:
+                for p in model.parameters():
+                    p.grad.mul_(CLIP / gn.sqrt().item())
             opt.step()
             step += 1
             sums += torch.stack([loss.detach().double() * len(xb), correct(out, yb).double() if CLASSIFY
@@ -278,7 +286,7 @@ SYNCBN = '''    if distributed and cuda:                                        
 '''
 
 
-def train_source(project, model, class_name, decay, fused):
+def train_source(project, model, class_name, decay, fused, unsupported=""):
     """train.py for the project: its loss, optimizer, hyperparameters and early stopping."""
     t = project.training
     loss, opt = t["loss"], t["optimizer"]
@@ -295,7 +303,8 @@ def train_source(project, model, class_name, decay, fused):
            "@@FUSED@@": repr(fused), "@@CLASSIFY@@": repr(classify), "@@LOSS@@": LOSS_SRC[(loss, fused)],
            "@@CORRECT@@": CORRECT.get((loss, fused), "torch.zeros(())"), "@@LOSSDOC@@": lossdoc,
            "@@MOMENTUM@@": ("\n" + MOMENTUM_SRC + "\n") if opt == "momentum" else "",
-           "@@OPTNAME@@": opt, "@@OPTDOC@@": formula, "@@OPTCALL@@": call, "@@SYNCBN@@": SYNCBN if has_bn else ""}
+           "@@OPTNAME@@": opt, "@@OPTDOC@@": formula, "@@OPTCALL@@": call, "@@SYNCBN@@": SYNCBN if has_bn else "",
+           "@@CLIP@@": repr(float(t.get("clip_norm", 0.0))), "@@UNSUPPORTED@@": repr(unsupported)}
     s = TRAIN
     for k, v in rep.items():
         s = s.replace(k, v)

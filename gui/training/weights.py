@@ -95,8 +95,12 @@ def export_pytorch_dialog(parent, weights, project, start_dir=""):
     m = weights.model
     w = m.weights() if m is not None and signature(m.graph) == signature(project.graph) else None
     try:
-        export_project(project, out, w)
+        _, limits = export_project(project, out, w)
     except LayerboardError as e:
         QMessageBox.warning(parent, "Cannot export a PyTorch project", str(e))
         return None
+    if limits:
+        QMessageBox.information(parent, "Export PyTorch project",
+                                f"Wrote model.py and its weights; train.py cannot yet reproduce {limits} "
+                                "and refuses to run.")
     return out
