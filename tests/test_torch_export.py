@@ -351,3 +351,20 @@ def test_regression_keeps_target_statistics_and_train_py_says_what_it_cannot_do(
     monkeypatch.setattr(sys, "argv", ["train.py"])
     with pytest.raises(SystemExit, match="cannot train this project as Layerboard does: standardised regression"):
         train.main()
+
+
+def test_per_feature_sequence_statistics_become_buffers(tmp_path):
+    g = Graph()
+    g.chain(("s", "Input", {"shape": [4, 3]}), ("d", "Dense", {"units": 2}))
+    model = randomize(Model(g))
+    rng = np.random.default_rng(3)
+    model.data["x_mean"] = rng.normal(size=3).astype(np.float32)
+    model.data["x_std"] = rng.uniform(0.5, 2, 3).astype(np.float32)
+    sd = state_dict(model)
+    assert {"input_stats.mean", "input_stats.std"} <= set(sd)
+    x = rng.normal(size=(2, 4, 3)).astype(np.float32)
+    with torch.no_grad():
+        got = torch_module(model, tmp_path)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, model.forward(x), rtol=1e-5, atol=1e-5)
+    back = from_state_dict(Model(g), sd)
+    assert np.array_equal(back["__data__/x_std"], model.data["x_std"])

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..errors import DataError, LayerboardError
 from ..project import atomic_write
-from .codegen import class_name, from_state_dict, fused_head, identifiers, is_state_dict, model_source, state_dict, unsupported
+from .codegen import (class_name, from_state_dict, fused_head, identifiers, is_state_dict, model_source, state_dict,
+                      unsupported)
 from .emitters import EMITTERS, HELPERS, Emitted, emits
 from .train_template import data_source, train_source
 
@@ -149,8 +150,8 @@ def export_project(project, out_dir, weights=None):
         "data.py": data_source(project, cls, train.task).encode(),
         "data.npz": _npz(x_train=train.x, y_train=train.y, x_val=empty.x, y_val=empty.y, **extra),
         "README.md": (_readme(project, cls, model, train, val, weights) + (
-            f"\n**train.py does not train this project**: it cannot yet reproduce {limits(project, train)}, and says so "
-            "when started. `model.py` and `weights.safetensors` reproduce the model's outputs.\n"
+            f"\n**train.py does not train this project**: it cannot yet reproduce {limits(project, train)}, "
+            "and says so when started. `model.py` and `weights.safetensors` reproduce the model's outputs.\n"
             if limits(project, train) else "")).encode(),
     }
     for name, data in files.items():

@@ -1,5 +1,6 @@
 """The text of train.py and data.py: a fixed template with the project's settings, loss and optimizer filled in."""
 import json
+import textwrap
 
 # loss -> (fused with the head, function source, accuracy expression or None); the formulas are those of engine/losses.py
 LOSS_SRC = {
@@ -77,8 +78,7 @@ TRAIN = '''"""Train @@NAME@@ with PyTorch as Layerboard trains it; one process o
     torchrun --nproc_per_node=N train.py             # N processes on this machine (gloo on CPU, nccl on CUDA)
     torchrun --nnodes=M --nproc_per_node=N --rdzv-endpoint=HOST:PORT train.py    # M machines
 
-Loss: @@LOSSDOC@@.
-Optimizer: @@OPTDOC@@.
+@@DOCS@@
 λ (L2 weight decay) applies to the weights in DECAY only, as in Layerboard; batch_size is the global batch,
 split across the processes. Prints one JSON line per epoch (like `layerboard train --json`) and writes
 checkpoint.safetensors (the model's state_dict, no 'module.' prefix) after every epoch and at the end;
@@ -120,7 +120,7 @@ def correct(out, y):
 
 @@MOMENTUM@@
 def make_optimizer(model):
-    """@@OPTNAME@@: @@OPTDOC@@."""
+    """@@OPTNAME@@ with L2 weight decay λ on DECAY only; its update rule is in the docstring at the top."""
     named = list(model.named_parameters())
     groups = [{"params": [p for n, p in named if n in DECAY], "weight_decay": CONFIG["weight_decay"]},
               {"params": [p for n, p in named if n not in DECAY], "weight_decay": 0.0}]
@@ -128,7 +128,7 @@ def make_optimizer(model):
 
 
 def evaluate(model, data, rank, world, device, batch_size=512):
-    """(mean loss, accuracy or None) in evaluation mode over the whole set, each process taking every world-th sample."""
+    """(mean loss, accuracy or None) in evaluation mode over the whole set; each process takes every world-th sample."""
     model.eval()
     x, y = data.tensors
     x, y = x[rank::world], y[rank::world]
@@ -292,7 +292,8 @@ def train_source(project, model, class_name, decay, fused, unsupported=""):
     loss, opt = t["loss"], t["optimizer"]
     config = {k: t[k] for k in ("loss", "optimizer") + OPT_KEYS[opt] +
               ("weight_decay", "batch_size", "epochs", "patience", "seed")}
-    cfg = "{\n" + "".join(f"    {json.dumps(k)}: {v!r},\n" for k, v in config.items()) + "}"
+    cfg = "{\n" + "".join(f"    {json.dumps(k)}: {json.dumps(v) if isinstance(v, str) else repr(v)},\n"
+                           for k, v in config.items()) + "}"
     dec = "(\n" + "".join(f"    {json.dumps(d)},\n" for d in decay) + ")" if decay else "()"
     fused = fused and loss != "mse"
     lossdoc = LOSS_SRC[(loss, fused)].split('"""')[1].rstrip(".")
@@ -303,6 +304,8 @@ def train_source(project, model, class_name, decay, fused, unsupported=""):
            "@@FUSED@@": repr(fused), "@@CLASSIFY@@": repr(classify), "@@LOSS@@": LOSS_SRC[(loss, fused)],
            "@@CORRECT@@": CORRECT.get((loss, fused), "torch.zeros(())"), "@@LOSSDOC@@": lossdoc,
            "@@MOMENTUM@@": ("\n" + MOMENTUM_SRC + "\n") if opt == "momentum" else "",
+           "@@DOCS@@": "\n".join(textwrap.fill(t, 110, subsequent_indent="    ")
+                                  for t in (f"Loss: {lossdoc}.", f"Optimizer ({opt}): {formula}.")),
            "@@OPTNAME@@": opt, "@@OPTDOC@@": formula, "@@OPTCALL@@": call, "@@SYNCBN@@": SYNCBN if has_bn else "",
            "@@CLIP@@": repr(float(t.get("clip_norm", 0.0))), "@@UNSUPPORTED@@": repr(unsupported)}
     s = TRAIN
