@@ -321,20 +321,21 @@ def test_mask_reaches_the_layers_that_read_it(tmp_path, monkeypatch):
     np.testing.assert_allclose(y, model.forward(x * mask[..., None]), rtol=1e-5, atol=1e-5)
 
 
-def test_regression_keeps_target_statistics_and_train_py_says_what_it_cannot_do(tmp_path, monkeypatch, capsys):
+def test_regression_trains_on_standardised_targets_and_reports_original_units(tmp_path, monkeypatch, capsys):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(60, 3)).astype(np.float32)
+    x = rng.normal(size=(80, 3)).astype(np.float32)
     np.savez(tmp_path / "reg.npz", x=x, y=(x @ [1.0, -2.0, 0.5] * 30 + 100).astype(np.float32))
     p = Project()
-    p.graph.chain(("x", "Input", {"shape": [3], "standardize": True}), ("h", "Dense", {"units": 4}),
+    p.graph.chain(("x", "Input", {"shape": [3], "standardize": True}), ("h", "Dense", {"units": 8}),
                   ("t", "Tanh", {}), ("y", "Dense", {"units": 1}))
     p.dataset = {"kind": "npz", "path": "reg.npz", "task": "regression"}
-    p.training.update(loss="mse", optimizer="sgd")
+    p.training.update(loss="mse", optimizer="adam", lr=0.01, batch_size=16, clip_norm=5.0)
     p.save(tmp_path / "reg.json")
     out = tmp_path / "reg-torch"
     assert cli(["export", str(tmp_path / "reg.json"), "--format", "pytorch", "-o", str(out)]) == 0
-    assert "train.py cannot yet reproduce standardised regression targets" in capsys.readouterr().err
-    assert "does not train this project" in (out / "README.md").read_text()
+    capsys.readouterr()
+    assert cli(["train", str(tmp_path / "reg.json"), "--epochs", "1", "--json"]) == 0
+    engine_line = json.loads(capsys.readouterr().out.splitlines()[0])
     monkeypatch.syspath_prepend(str(out))
     for m in ("model", "data"):
         monkeypatch.delitem(sys.modules, m, raising=False)
@@ -347,10 +348,20 @@ def test_regression_keeps_target_statistics_and_train_py_says_what_it_cannot_do(
     with torch.no_grad():
         got = net.original_units(net.eval()(torch.from_numpy(x))).numpy()
     np.testing.assert_allclose(got, model.predict(x), rtol=1e-5, atol=1e-4)
+    with np.load(out / "data.npz") as d:
+        xt, yt = d["x_train"], d["y_train"]
+    rmse0 = float(np.sqrt(np.mean((model.predict(xt) - yt) ** 2)))
     train = load_module(out / "train.py", "gen_train_reg")
-    monkeypatch.setattr(sys, "argv", ["train.py"])
-    with pytest.raises(SystemExit, match="cannot train this project as Layerboard does: standardised regression"):
-        train.main()
+    monkeypatch.setattr(sys, "argv", ["train.py", "--epochs", "5"])
+    assert train.main() == 0
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert list(lines[0]) == list(engine_line)                                  # the keys of `layerboard train --json`
+    final = lines[-1]
+    assert final["status"] == "completed" and final["train_rmse"] < 0.5 * rmse0
+    trained = Model(p.graph)
+    trained.set_weights(from_state_dict(trained, load_file(out / "checkpoint.safetensors")))
+    rmse = float(np.sqrt(np.mean((trained.predict(xt) - yt) ** 2)))              # the engine's units: the targets'
+    assert final["train_rmse"] == pytest.approx(rmse, rel=1e-4)
 
 
 def test_per_feature_sequence_statistics_become_buffers(tmp_path):
@@ -368,3 +379,40 @@ def test_per_feature_sequence_statistics_become_buffers(tmp_path):
     np.testing.assert_allclose(got, model.forward(x), rtol=1e-5, atol=1e-5)
     back = from_state_dict(Model(g), sd)
     assert np.array_equal(back["__data__/x_std"], model.data["x_std"])
+
+
+def test_sequences_with_lengths_train_with_masks(tmp_path, monkeypatch, capsys):
+    """Variable-length sequences: data.npz keeps the lengths, train.py feeds masks, the checkpoint predicts as ours."""
+    import engine.data as data_mod
+    from engine.data import Dataset
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5, 2)).astype(np.float32)
+    lengths = rng.integers(1, 6, 60)
+    valid = np.arange(5) < lengths[:, None]
+    y = ((x[..., 0] * valid).sum(1) > 0).astype(np.int64)
+    monkeypatch.setattr(data_mod, "load", lambda ref, base=None: Dataset(x, y, "multiclass", "seq", lengths=lengths))
+    p = Project()
+    p.graph.chain(("s", "Input", {"shape": [5, 2]}), ("rnn", "RNN", {"units": 6}), ("out", "Dense", {"units": 2}),
+                  ("p", "Softmax", {}))
+    p.training.update(loss="cce", lr=0.01, batch_size=8)
+    out, limits = export_project(p, tmp_path / "seq")
+    assert limits == "" and "def forward(self, x, mask=None, return_logits=False):" in (out / "model.py").read_text()
+    monkeypatch.syspath_prepend(str(out))
+    for m in ("model", "data"):
+        monkeypatch.delitem(sys.modules, m, raising=False)
+    train = load_module(out / "train.py", "gen_train_seq")
+    monkeypatch.setattr(sys, "argv", ["train.py", "--epochs", "2"])
+    assert train.main() == 0
+    final = json.loads(capsys.readouterr().out.splitlines()[-1])
+    with np.load(out / "data.npz") as d:
+        xv, yv, lv = d["x_val"], d["y_val"], d["lengths_val"]
+    m = Model(p.graph)
+    m.set_weights(from_state_dict(m, load_file(out / "checkpoint.safetensors")))
+    pred = m.predict(xv, lengths=lv)
+    assert final["val_accuracy"] == pytest.approx(float(np.mean(pred.argmax(1) == yv)), abs=1e-9)
+    net = sys.modules["model"].Net()
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in load_file(out / "checkpoint.safetensors").items()})
+    with torch.no_grad():
+        theirs = net.eval()(torch.from_numpy(xv), mask=torch.from_numpy(np.arange(5) < lv[:, None])).numpy()
+    np.testing.assert_allclose(theirs, pred, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(pred, m.predict(xv), atol=1e-4)                      # the lengths matter

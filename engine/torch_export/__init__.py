@@ -10,8 +10,8 @@ import numpy as np
 
 from ..errors import DataError, LayerboardError
 from ..project import atomic_write
-from .codegen import (class_name, from_state_dict, fused_head, identifiers, is_state_dict, model_source, state_dict,
-                      unsupported)
+from .codegen import (class_name, from_state_dict, fused_head, identifiers, is_state_dict, model_source, reads_mask,
+                      state_dict, unsupported)
 from .emitters import EMITTERS, HELPERS, Emitted, emits
 from .train_template import data_source, train_source
 
@@ -53,12 +53,9 @@ def _prepared(project, weights=None):
 
 def limits(project, train):
     """What train.py cannot reproduce for this project (empty: it trains as Layerboard does)."""
-    out = []
-    if train.lengths is not None:
-        out.append("variable-length sequences (masks from the data's lengths, per-step losses)")
-    if project.training["loss"] == "mse" and train.task == "regression":
-        out.append("standardised regression targets with rmse / mae / r2 in original units")
-    return "; ".join(out)
+    if train.lengths is not None and train.per_step:
+        return "per-step targets of sequences (losses and metrics over each sequence's valid steps)"
+    return ""
 
 
 def _npz(**arrays):
@@ -146,7 +143,8 @@ def export_project(project, out_dir, weights=None):
     files = {
         "model.py": src.encode(),
         "weights.safetensors": save(sd, metadata={"format": "pytorch-state-dict", "module": f"model.{cls}"}),
-        "train.py": train_source(project, model, cls, decay, fused, limits(project, train)).encode(),
+        "train.py": train_source(project, model, cls, decay, fused, limits(project, train),
+                                 reads_mask(model)).encode(),
         "data.py": data_source(project, cls, train.task).encode(),
         "data.npz": _npz(x_train=train.x, y_train=train.y, x_val=empty.x, y_val=empty.y, **extra),
         "README.md": (_readme(project, cls, model, train, val, weights) + (

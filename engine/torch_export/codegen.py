@@ -96,6 +96,12 @@ def carries_mask(model):
     return {n: m is not None for n, m in masks.items()}
 
 
+def reads_mask(model):
+    """True when a layer that reads the mask gets one: model.py's forward then takes mask=None."""
+    em, carry = emitted(model), carries_mask(model)
+    return any(em[n].uses_mask and any(carry[s] for s in model.srcs[n]) for n in model.order)
+
+
 def model_source(model, name="Net", doc="", logits=False, origin=""):
     """The text of model.py: helper modules the graph needs, then one nn.Module class mirroring the graph."""
     em, ids = emitted(model), identifiers(model.order)
@@ -110,7 +116,7 @@ def model_source(model, name="Net", doc="", logits=False, origin=""):
         var[n] = "x" if n == out or (len(cons[n]) == 1 and cons[n][0] == nxt) else ids[n]
     arg = "x" if em[inp].module is not None or var[inp] == "x" else var[inp]
     carry = carries_mask(model)
-    masked = any(em[n].uses_mask and any(carry[s] for s in model.srcs[n]) for n in order)
+    masked = reads_mask(model)
     init, body = [], []
     stats = "x_mean" in model.data                               # per-feature statistics of sequences
     if stats:

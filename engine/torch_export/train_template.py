@@ -108,6 +108,8 @@ CONFIG = @@CONFIG@@
 DECAY = @@DECAY@@   # parameters with L2 weight decay (weights, not biases)
 FUSED = @@FUSED@@   # the loss takes the head's input as logits: model(x, return_logits=True)
 CLASSIFY = @@CLASSIFY@@
+REGRESS = @@REGRESS@@   # targets standardised with the training set's statistics (model.y_mean, model.y_std)
+MASKED = @@MASKED@@   # the model reads a (B, T) mask of valid steps: model(x, mask=...)
 CLIP = @@CLIP@@   # clip_norm c: g ← g·min(1, c/||g||) over all gradients before each step (0: off)
 UNSUPPORTED = @@UNSUPPORTED@@   # what this train.py cannot do as Layerboard does (then it refuses to run)
 
@@ -127,23 +129,70 @@ def make_optimizer(model):
     return @@OPTCALL@@
 
 
-def evaluate(model, data, rank, world, device, batch_size=512):
-    """(mean loss, accuracy or None) in evaluation mode over the whole set; each process takes every world-th sample."""
+def steps_mask(x, lengths):
+    """(B, T) bool of each sequence's valid steps from its length, or None for data without lengths."""
+    return torch.arange(x.shape[1], device=x.device)[None, :] < lengths[0][:, None] if lengths else None
+
+
+def run(net, x, mask):
+    """The model's output for the loss (logits where FUSED), with the mask where the model reads one."""
+    kw = {"mask": mask} if MASKED and mask is not None else {}
+    return net(x, return_logits=True, **kw) if FUSED else net(x, **kw)
+
+
+def scaled(model, y):
+    """Targets in the units the model trains on: standardised with the training set's statistics (regression)."""
+    return (y - model.y_mean) / model.y_std if REGRESS else y
+
+
+def sums(model, out, y, loss, ref):
+    """[loss·B, correct, B, Σr², Σ|r|, Σ(y − ȳ)², values] of a batch; r = prediction − target in the targets' units."""
+    z = torch.zeros((), dtype=torch.float64, device=out.device)
+    s = [loss.detach().double() * len(y), correct(out, y).double() if CLASSIFY else z,
+         torch.tensor(float(len(y)), dtype=torch.float64, device=out.device)]
+    if REGRESS:
+        r = (model.original_units(out.detach().reshape(y.shape)) - y).double()
+        c = y.double().reshape(len(y), -1) - ref
+        s += [(r * r).sum(), r.abs().sum(), (c * c).sum(), torch.tensor(float(y.numel()), device=out.device).double()]
+    else:
+        s += [z, z, z, z]
+    return torch.stack(s)
+
+
+def metrics(prefix, t, world):
+    """{prefix_loss, prefix_accuracy or prefix_rmse/_mae/_r2} from the summed batch values t over all processes."""
+    if world > 1:
+        dist.all_reduce(t)
+    t = t.tolist()
+    n, m = max(t[2], 1.0), max(t[6], 1.0)
+    out = {f"{prefix}_loss": t[0] / n}
+    if CLASSIFY:
+        out[f"{prefix}_accuracy"] = t[1] / n
+    if REGRESS:
+        out.update({f"{prefix}_rmse": math.sqrt(t[3] / m), f"{prefix}_mae": t[4] / m,
+                    f"{prefix}_r2": 1 - t[3] / t[5] if t[5] > 0 else None})
+    return out
+
+
+def target_mean(data, device):
+    """The set's own mean target per component (the reference of R²)."""
+    y = data.tensors[1]
+    return y.double().reshape(len(y), -1).mean(0).to(device) if REGRESS and len(y) else None
+
+
+def evaluate(model, data, prefix, rank, world, device, batch_size=512):
+    """Metrics in evaluation mode over the whole set; each process takes every world-th sample."""
     model.eval()
-    x, y = data.tensors
-    x, y = x[rank::world], y[rank::world]
-    sums = torch.zeros(3, dtype=torch.float64, device=device)                  # loss·n, correct, n
+    x, y, *lengths = (t[rank::world] for t in data.tensors)
+    ref = target_mean(data, device)
+    t = torch.zeros(7, dtype=torch.float64, device=device)
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-            out = model(xb, return_logits=True) if FUSED else model(xb)
-            sums += torch.stack([loss_fn(out, yb).double() * len(xb), correct(out, yb).double() if CLASSIFY
-                                 else torch.zeros((), dtype=torch.float64, device=device),
-                                 torch.tensor(float(len(xb)), dtype=torch.float64, device=device)])
-    if world > 1:
-        dist.all_reduce(sums)
-    n = max(sums[2].item(), 1.0)
-    return sums[0].item() / n, (sums[1].item() / n if CLASSIFY else None)
+            mask = steps_mask(xb, [lengths[0][i:i + batch_size].to(device)] if lengths else [])
+            out = run(model, xb, mask)
+            t += sums(model, out, yb, loss_fn(out, scaled(model, yb)), ref)
+    return metrics(prefix, t, world)
 
 
 def save_checkpoint(model, path):
@@ -198,16 +247,17 @@ def main():
 
     best, best_state, waited = math.inf, None, 0
     status, message, step, epoch, t0 = "completed", "", 0, 0, time.perf_counter()
+    ref = target_mean(train, device)
     for epoch in range(1, a.epochs + 1):
         sampler.set_epoch(epoch)
         net.train()
-        sums = torch.zeros(3, dtype=torch.float64, device=device)              # loss·n, correct, n
-        for xb, yb in loader:
+        t = torch.zeros(7, dtype=torch.float64, device=device)
+        for xb, yb, *lengths in loader:
             if augment is not None:
                 xb = augment(xb, gen)                                          # training batches only
             xb, yb = xb.to(device), yb.to(device)
-            out = net(xb, return_logits=True) if FUSED else net(xb)
-            loss = loss_fn(out, yb)
+            out = run(net, xb, steps_mask(xb, [v.to(device) for v in lengths]))
+            loss = loss_fn(out, scaled(model, yb))
             opt.zero_grad()
             loss.backward()
             gn = sum((p.grad.double().pow(2).sum() for p in model.parameters() if p.grad is not None),
@@ -225,22 +275,14 @@ def main():
                     p.grad.mul_(CLIP / gn.sqrt().item())
             opt.step()
             step += 1
-            sums += torch.stack([loss.detach().double() * len(xb), correct(out, yb).double() if CLASSIFY
-                                 else torch.zeros((), dtype=torch.float64, device=device),
-                                 torch.tensor(float(len(xb)), dtype=torch.float64, device=device)])
+            t += sums(model, out, yb, loss, ref)
         if status == "diverged":
             break
-        if world > 1:
-            dist.all_reduce(sums)
-        n = max(sums[2].item(), 1.0)
-        line = {"epoch": epoch, "train_loss": sums[0].item() / n}
-        vl, va = evaluate(model, val, rank, world, device) if len(val) else (None, None)
-        if vl is not None:
-            line["val_loss"] = vl
-        if CLASSIFY:
-            line["train_accuracy"] = sums[1].item() / n
-            if va is not None:
-                line["val_accuracy"] = va
+        tm = metrics("train", t, world)
+        vm = evaluate(model, val, "val", rank, world, device) if len(val) else {}
+        line = {"epoch": epoch}
+        for k in ("loss", "accuracy", "rmse", "mae", "r2"):                   # the order of `layerboard train --json`
+            line.update({f"{s}_{k}": m[f"{s}_{k}"] for s, m in (("train", tm), ("val", vm)) if f"{s}_{k}" in m})
         line["elapsed"] = time.perf_counter() - t0
         if rank == 0:
             print(json.dumps({k: finite(v) for k, v in line.items()}), flush=True)
@@ -261,13 +303,9 @@ def main():
         model.load_state_dict(best_state)
     summary = {"status": status, "message": message, "epochs": epoch, "steps": step,
                "seconds": time.perf_counter() - t0}
-    summary["train_loss"], ta = evaluate(model, train, rank, world, device)
-    if CLASSIFY:
-        summary["train_accuracy"] = ta
+    summary.update(evaluate(model, train, "train", rank, world, device))
     if len(val):
-        summary["val_loss"], va = evaluate(model, val, rank, world, device)
-        if CLASSIFY:
-            summary["val_accuracy"] = va
+        summary.update(evaluate(model, val, "val", rank, world, device))
     if rank == 0:
         save_checkpoint(model, out_path)
         print(json.dumps({k: finite(v) if isinstance(v, float) else v for k, v in summary.items()}), flush=True)
@@ -286,7 +324,7 @@ SYNCBN = '''    if distributed and cuda:                                        
 '''
 
 
-def train_source(project, model, class_name, decay, fused, unsupported=""):
+def train_source(project, model, class_name, decay, fused, unsupported="", masked=False):
     """train.py for the project: its loss, optimizer, hyperparameters and early stopping."""
     t = project.training
     loss, opt = t["loss"], t["optimizer"]
@@ -300,8 +338,9 @@ def train_source(project, model, class_name, decay, fused, unsupported=""):
     formula, call = OPTIMIZER_SRC[opt]
     has_bn = any(model.layers[n].type == "BatchNorm" for n in model.order)
     classify = loss in ("cce", "bce")
+    regress = "y_mean" in model.data
     rep = {"@@NAME@@": project.name or class_name, "@@CLASS@@": class_name, "@@CONFIG@@": cfg, "@@DECAY@@": dec,
-           "@@FUSED@@": repr(fused), "@@CLASSIFY@@": repr(classify), "@@LOSS@@": LOSS_SRC[(loss, fused)],
+           "@@FUSED@@": repr(fused), "@@CLASSIFY@@": repr(classify), "@@REGRESS@@": repr(regress), "@@MASKED@@": repr(masked), "@@LOSS@@": LOSS_SRC[(loss, fused)],
            "@@CORRECT@@": CORRECT.get((loss, fused), "torch.zeros(())"), "@@LOSSDOC@@": lossdoc,
            "@@MOMENTUM@@": ("\n" + MOMENTUM_SRC + "\n") if opt == "momentum" else "",
            "@@DOCS@@": "\n".join(textwrap.fill(t, 110, subsequent_indent="    ")
@@ -331,10 +370,12 @@ AUGMENT = @@AUGMENT@@
 
 
 def load_data(path=HERE / "data.npz"):
-    """(train, validation) TensorDatasets of (x float32, y @@YTYPE@@)."""
+    """(train, validation) TensorDatasets of (x float32, y @@YTYPE@@[, lengths int64 for sequences])."""
     with np.load(path, allow_pickle=False) as f:
-        sets = [TensorDataset(torch.from_numpy(f[f"x_{s}"]), torch.from_numpy(f[f"y_{s}"])) for s in ("train", "val")]
-    return sets[0], sets[1]
+        def part(s):
+            keys = [k for k in (f"x_{s}", f"y_{s}", f"lengths_{s}") if k in f.files]
+            return TensorDataset(*(torch.from_numpy(f[k]) for k in keys))
+        return part("train"), part("val")
 @@AUGSRC@@'''
 
 AUG_SRC = '''
