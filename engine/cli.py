@@ -199,11 +199,34 @@ def cmd_export(a):
     from .model import Model
     from .weights import FORMATS, export, format_of, load_into
     p = _project(a.project)
+    if a.format == "pytorch":
+        from .torch_export import export_project
+        out, limits = export_project(p, a.output, a.weights)
+        if limits:
+            print(f"note: train.py cannot yet reproduce {limits}; it refuses to run (model.py and the weights "
+                  "reproduce the model's outputs)", file=sys.stderr)
+        print(f"wrote a PyTorch project of '{p.name or a.project}' to {out}: python {out / 'train.py'} or "
+              f"torchrun --nproc_per_node=N {out / 'train.py'}")
+        return 0
+    if not a.weights:
+        raise LayerboardError("export needs --weights (a trained .npz or .safetensors file) for this format; "
+                              "only --format pytorch starts from the project's initialisation without them")
     model = Model(p.graph)
     load_into(model, a.weights)
     fmt_ = a.format or format_of(a.output, FORMATS + ("onnx",))
     export(model, a.output, fmt_)
     print(f"wrote {fmt_} export of '{p.name or a.project}' to {a.output}")
+    return 0
+
+
+def cmd_import_weights(a):
+    from .torch_export import import_checkpoint
+    from .weights import save
+    p = _project(a.project)
+    model, w = import_checkpoint(p, getattr(a, "from"))
+    model.set_weights(w, where=f"the weights in {getattr(a, 'from')}")
+    save(a.output, model)
+    print(f"wrote {len(w)} tensors from {getattr(a, 'from')} to {a.output}")
     return 0
 
 
@@ -231,12 +254,20 @@ def parser():
     r.add_argument("--lengths", help="(N,) integer .npy: valid steps of each padded input sequence")
     r.add_argument("--attention", help="also write an .npz with each attention node's weights (N, heads, T, T)")
     r.set_defaults(fn=cmd_predict)
-    e = sub.add_parser("export", help="write trained weights as .npz, .safetensors or an .onnx model")
+    e = sub.add_parser("export", help="write trained weights as .npz, .safetensors, an .onnx model "
+                                      "or a PyTorch project folder (--format pytorch)")
     e.add_argument("project")
-    e.add_argument("--weights", required=True, help="trained weights (.npz or .safetensors)")
-    e.add_argument("--format", choices=("npz", "safetensors", "onnx"), help="default: from the output's extension")
-    e.add_argument("-o", "--output", required=True)
+    e.add_argument("--weights", help="trained weights (.npz or .safetensors); optional for --format pytorch "
+                                     "(default: the initialisation for the project's seed)")
+    e.add_argument("--format", choices=("npz", "safetensors", "onnx", "pytorch"),
+                   help="default: from the output's extension; pytorch writes model.py, weights, train.py, data")
+    e.add_argument("-o", "--output", required=True, help="output file, or folder for --format pytorch")
     e.set_defaults(fn=cmd_export)
+    i = sub.add_parser("import-weights", help="turn a PyTorch checkpoint of an exported project into weights")
+    i.add_argument("project")
+    i.add_argument("--from", required=True, help="the state_dict train.py wrote (checkpoint.safetensors)")
+    i.add_argument("-o", "--output", required=True, help="weights file to write (.npz or .safetensors)")
+    i.set_defaults(fn=cmd_import_weights)
     return ap
 
 
@@ -246,7 +277,7 @@ def main(argv=None):
         try:
             from gui.app import main as gui_main
         except ImportError as e:
-            print(f"layerboard: the window cannot start ({e}); the commands summary|train|predict|export work headless",
+            print(f"layerboard: the window cannot start ({e}); the commands summary|train|predict|export|import-weights work headless",
                   file=sys.stderr)
             return 1
         return gui_main()

@@ -117,6 +117,8 @@ class MainWindow(QMainWindow):
             self._act(f, "&Load weights…", self.load_weights, tip="Start the next training run from a weights file")
             self._act(f, "&Export weights…", self.export_weights, "Ctrl+E",
                       tip="Write the trained model as .npz, .safetensors or .onnx")
+            self._act(f, "Export &PyTorch project…", self.export_pytorch,
+                      tip="Write model.py, its weights, a DistributedDataParallel train.py and the data to a folder")
         f.addSeparator()
         self._act(f, "&Quit", self.close, K.Quit)
         self.toolbar.addSeparator()
@@ -254,6 +256,12 @@ class MainWindow(QMainWindow):
         p = export_dialog(self, self.training.weights, start)
         if p:
             self.show_message(f"exported weights to {p}")
+
+    def export_pytorch(self):
+        from .training.weights import export_pytorch_dialog
+        p = export_pytorch_dialog(self, self.training.weights, self.doc.project, self._dir())
+        if p:
+            self.show_message(f"exported a PyTorch project to {p}: python train.py or torchrun --nproc_per_node=N train.py")
 
     def _save_to(self, p):
         try:

@@ -6,10 +6,11 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from engine.errors import LayerboardError
 from engine.model import Model
+from engine.torch_export import export_project, from_state_dict, is_state_dict
 from engine.weights import export, load
 
 SAVE_FILTER = "NumPy weights (*.npz);;safetensors (*.safetensors);;ONNX model (*.onnx)"
-LOAD_FILTER = "Layerboard weights (*.npz *.safetensors)"
+LOAD_FILTER = "Layerboard weights or PyTorch checkpoints (*.npz *.safetensors)"
 NOTHING = "Nothing to export yet: train the model or load weights first."
 
 
@@ -32,9 +33,13 @@ class Weights:
         self.model = model
 
     def load(self, path, graph):
-        """Check a .npz/.safetensors file against graph (a clear error if it does not fit) and keep it."""
+        """Check a .npz/.safetensors file against graph (a clear error if it does not fit) and keep it.
+
+        A PyTorch checkpoint of the exported model.py (names like 'fc1.weight') is converted first."""
         arrays, _ = load(path)
         model = Model(graph.copy())
+        if is_state_dict(arrays):
+            arrays = from_state_dict(model, arrays, where=Path(path).name)
         model.set_weights(arrays, where=f"the weights in {Path(path).name}")
         self.model, self.start, self.name, self._sig = model, arrays, Path(path).name, signature(graph)
 
@@ -80,3 +85,22 @@ def load_dialog(parent, weights, graph, start_dir=""):
         QMessageBox.warning(parent, "Cannot load weights", str(e))
         return None
     return path
+
+
+def export_pytorch_dialog(parent, weights, project, start_dir=""):
+    """Ask for a folder, then write the PyTorch project there (trained weights when they fit the graph)."""
+    out = QFileDialog.getExistingDirectory(parent, "Export PyTorch project", str(start_dir))
+    if not out:
+        return None
+    m = weights.model
+    w = m.weights() if m is not None and signature(m.graph) == signature(project.graph) else None
+    try:
+        _, limits = export_project(project, out, w)
+    except LayerboardError as e:
+        QMessageBox.warning(parent, "Cannot export a PyTorch project", str(e))
+        return None
+    if limits:
+        QMessageBox.information(parent, "Export PyTorch project",
+                                f"Wrote model.py and its weights; train.py cannot yet reproduce {limits} "
+                                "and refuses to run.")
+    return out
