@@ -111,8 +111,11 @@ class TrainingDock(QDockWidget):
         self.message.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.addWidget(self.message)
+        self.banner = Banner(self.doc)           # a strip of its own: it never covers a plot
+        self.banner.message.connect(self.message.setText)
+        self.banner.dataset = self.data.dataset
+        box.addWidget(self.banner)
         self.tabs = QTabWidget()
-        self.banner = Banner(self.tabs)
         self.views = []
         for cls in VIEWS:
             v = cls()
@@ -212,6 +215,8 @@ class TrainingDock(QDockWidget):
         cmp.show_runs(records[-2:] if len(records) > 2 else records)
 
     def _data_loaded(self, ds):
+        if hasattr(self, "banner"):
+            self.banner.dataset = ds
         if ds is not None:
             self.form.update_warnings(ds.task, ds.n_classes if ds.task != "regression" else 0)
         else:
