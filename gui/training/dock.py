@@ -12,7 +12,7 @@ from .banner import Banner
 from .dataset_panel import DatasetPanel
 from .job import Job, snapshot_project
 from .runs import RunList
-from .settings import SettingsForm
+from .settings import HP, Editor, SettingsForm
 from .views import VIEWS, CompareView, CurvesView
 from .weights import Weights
 
@@ -103,8 +103,21 @@ class TrainingDock(QDockWidget):
         self.progress.setMinimumWidth(240)
         for b in (self.train_btn, self.kfold_btn, self.k_spin, self.pause_btn, self.stop_btn):
             row.addWidget(b)
-        row.addWidget(self.progress, 1)
+        row.addSpacing(8)
+        self.quick = {}                       # epochs and η beside Train: never hidden in the settings' scroll area
+        for key, text in (("epochs", "Epochs"), ("lr", "η")):
+            e = self.quick[key] = Editor(HP[key])
+            e.widget.setMaximumWidth(80)
+            e.committed.connect(lambda k, v: self.doc.project.training.get(k) != v and self.doc.set_training(k, v))
+            lab = QLabel(text)
+            lab.setToolTip(HP[key].doc)
+            row.addWidget(lab)
+            row.addWidget(e)
+        row.addStretch(1)
         box.addLayout(row)
+        box.addWidget(self.progress)
+        self.doc.changed.connect(self._quick_refresh)
+        self._quick_refresh()
         self.message = QLabel("")
         self.message.setWordWrap(True)
         self.message.setMinimumHeight(2 * self.message.fontMetrics().lineSpacing() + 4)   # new text: no re-layout
@@ -130,6 +143,10 @@ class TrainingDock(QDockWidget):
         self.view(CompareView).attach_list(self.runs)
         self._buttons(False)
         return w
+
+    def _quick_refresh(self):
+        for k, e in self.quick.items():
+            e.set_value(self.doc.project.training[k])
 
     def _icon(self, name):
         return self.style().standardIcon(getattr(QStyle.StandardPixmap, name))
@@ -203,6 +220,8 @@ class TrainingDock(QDockWidget):
         self._pause_label(False)
         self.data.setEnabled(not running)
         self.form.setEnabled(not running)
+        for e in self.quick.values():
+            e.setEnabled(not running)
 
     def _reprobe(self, key):
         if self.job is not None and not self.running:
@@ -364,7 +383,10 @@ class TrainingDock(QDockWidget):
             self.progress.setValue(self.progress.maximum())
         if self.status != "error" and self.job.model is not None:
             self.weights.trained(self.job.model)
-        self.progress.setFormat(f"{STATUS.get(self.status, self.status).lower()} · {self.progress.format()}"
+        r, c = self.result or {}, self._ctx or {}
+        done = (f" after {r['epochs']} of {c.get('epochs', r['epochs'])} epochs · {r.get('steps', 0)} steps"
+                if "epochs" in r else "")            # the same count as the message below; no ETA once it is over
+        self.progress.setFormat(f"{STATUS.get(self.status, self.status).lower()}{done}"
                                 if self.status != "error" else "error")
         self.doc.set_locked(False)
         self._buttons(False)

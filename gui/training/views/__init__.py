@@ -5,8 +5,9 @@ from .compare import CompareView
 from .confusion import ConfusionView
 from .curves import CurvesView
 from .pca import PCAView
+from .scatter import ScatterView
 
-VIEWS = [CurvesView, PCAView, BoundaryView, ConfusionView, CompareView]
+VIEWS = [CurvesView, ScatterView, PCAView, BoundaryView, ConfusionView, CompareView]
 
 
 def register(cls):
@@ -16,4 +17,4 @@ def register(cls):
     return cls
 
 
-__all__ = ["VIEWS", "View", "register", "BoundaryView", "CompareView", "ConfusionView", "CurvesView", "PCAView"]
+__all__ = ["VIEWS", "View", "register", "BoundaryView", "CompareView", "ConfusionView", "CurvesView", "PCAView", "ScatterView"]
