@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QHBoxLayout, QLabel, Q
                                QSpinBox, QSplitter, QStyle, QTabWidget, QVBoxLayout, QWidget)
 
 from .banner import Banner
+from .datacheck import DataCheck
 from .dataset_panel import DatasetPanel
 from .job import Job, snapshot_project
 from .runs import RunList
@@ -63,6 +64,7 @@ class TrainingDock(QDockWidget):
         box.setContentsMargins(4, 4, 4, 4)
         self.data = DatasetPanel(self.doc)
         self.data.loaded.connect(self._data_loaded)
+        self.datacheck = DataCheck(self.doc, self.data)        # dataset ↔ model mismatches as node errors
         box.addWidget(self.data)
         self.form = SettingsForm(self.doc)
         box.addWidget(self.form)
