@@ -1,4 +1,4 @@
-"""File → New from template (resources/examples/*.json) and the "Which model?" advice dialog (spec §12, §13)."""
+"""File → New from template (resources/examples/*.json) and the "Which model?" advice dialog."""
 import json
 
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QListWidget,
@@ -10,11 +10,11 @@ from resources import path
 KINDS = ("tabular", "images", "sequences", "text")
 TASKS = ("regression", "binary", "multi-class")
 
-# spec §12: the output layer and the loss go together
+# the output layer and the loss go together
 HEADS = {"regression": ("a linear output (no activation)", "mse", "MSE"),
          "binary": ("Sigmoid", "bce", "binary cross-entropy"),
          "multi-class": ("Softmax", "cce", "categorical cross-entropy")}
-# spec §13: which family suits which data
+# which family suits which data
 FAMILIES = {"tabular": "MLP (Dense layers)", "images": "CNN (Conv2D, pooling, then Dense)",
             "sequences": "RNN (recurrent layers) or a 1-D CNN", "text": "Transformer (attention) over token embeddings"}
 

@@ -360,6 +360,10 @@ class TrainingDock(QDockWidget):
             text += f". {result['message']}"
         self.message.setText(text)
         self.message.setStyleSheet("color: #b00;" if st == "diverged" else "")
+        from ..summary import LOSSES
+        loss = self.doc.project.training.get("loss")
+        self.message.setToolTip(f"{LOSSES.get(loss, loss)}; n = {self._ctx.get('n_train', '?')} training and "
+                                f"{self._ctx.get('n_val', 0)} validation samples" if loss in LOSSES else "")
         if rec is not None:
             self.doc.add_run(rec)
 
