@@ -323,6 +323,9 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Cannot open project", str(e))
             return False
         if template:
+            ref = project.dataset
+            if ref.get("path") and not Path(str(ref["path"])).expanduser().is_absolute():   # data shipped beside it
+                project.dataset = dict(ref, path=str((Path(path).resolve().parent / ref["path"]).resolve()))
             project.path = None
             self.fit_layout(project)
         if not self._replace(project):
