@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
 from engine.data import BUILTINS, load
 from engine.errors import LayerboardError
 
+from ..dirs import last_dir, remember
 from .settings import HP, Editor
 
 PREVIEW_ROWS, PREVIEW_COLS = 12, 10
@@ -136,10 +137,11 @@ class DatasetPanel(QGroupBox):
             raise LayerboardError(f"{p.name}: import a .csv, .npz or .npy file")
 
     def _import_dialog(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Import dataset", str(self.doc.project.base),
+        path, _ = QFileDialog.getOpenFileName(self, "Import dataset", str(last_dir(self.doc.project.base)),
                                               "Data (*.csv *.npz *.npy);;All files (*)")
         if not path:
             return
+        remember(path)
         y = None
         if path.lower().endswith(".npy"):
             y, _ = QFileDialog.getOpenFileName(self, "Targets (y) for " + Path(path).name,
@@ -153,8 +155,9 @@ class DatasetPanel(QGroupBox):
 
     def _folder_dialog(self):
         path = QFileDialog.getExistingDirectory(self, "Image folder (one sub-folder per class)",
-                                                str(self.doc.project.base))
+                                                str(last_dir(self.doc.project.base)))
         if path:
+            remember(path)
             self.import_folder(path)
 
     def import_folder(self, path):
