@@ -109,7 +109,8 @@ class TrainingDock(QDockWidget):
         self.quick = {}                       # epochs and η beside Train: never hidden in the settings' scroll area
         for key, text in (("epochs", "Epochs"), ("lr", "η")):
             e = self.quick[key] = Editor(HP[key])
-            e.widget.setMaximumWidth(80)
+            e.widget.setMinimumWidth(64)
+            e.widget.setMaximumWidth(90)
             e.committed.connect(lambda k, v: self.doc.project.training.get(k) != v and self.doc.set_training(k, v))
             lab = QLabel(text)
             lab.setToolTip(HP[key].doc)

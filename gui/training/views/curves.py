@@ -1,6 +1,7 @@
 """Loss and accuracy (regression: RMSE, MAE, R²) curves: training per batch and per epoch, validation per epoch."""
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QTimer
 
 from .base import View, colour, restyle
 
@@ -36,7 +37,7 @@ class Panel:
     """A plot with its legend in a grid row of its own above it, so the legend never covers a curve."""
 
     def __init__(self, title, ylabel):
-        self.legend = pg.LegendItem(colCount=2, labelTextSize="8pt")
+        self.legend = pg.LegendItem(colCount=3, labelTextSize="8pt")
         self.plot = pg.PlotItem(title=title)
         self.plot.setLabel("left", ylabel)
         self.plot.setLabel("bottom", "step")
@@ -146,14 +147,16 @@ class CurvesView(View):
             return
         self._placed = (side, shown)
         ci = self.canvas.ci
+        rows, cols = ci.layout.rowCount(), ci.layout.columnCount()    # only these: a stretch on a row makes it exist
         for p in self.panels.values():
             for it in (p.legend, p.plot):
                 if it in ci.items:
                     ci.removeItem(it)
                 it.setVisible(p.shown)
         lay = ci.layout
-        for i in range(2 * len(self.panels)):
+        for i in range(rows):
             lay.setRowStretchFactor(i, 0)
+        for i in range(cols):
             lay.setColumnStretchFactor(i, 0)
         for i, k in enumerate(shown):
             r, c = (0, i) if side else (2 * i, 0)
@@ -161,6 +164,9 @@ class CurvesView(View):
             ci.addItem(self.panels[k].plot, row=r + 1, col=c)
             lay.setRowStretchFactor(r + 1, 1)
             lay.setColumnStretchFactor(c, 1)
+        used = 2 if side else 2 * len(shown)
+        for i in range(max(rows, used)):                       # rows left empty by an earlier arrangement: no gap
+            lay.setRowSpacing(i, 0 if i >= used else (2 if i % 2 == 0 else 6))
         restyle(self)
         lay.activate()
         self.canvas.resizeEvent(None)                 # the layout fills the view again (it shrank to its hint)
@@ -171,6 +177,19 @@ class CurvesView(View):
         if side != self._side:
             self._side = side
             self._arrange(side)
+        QTimer.singleShot(0, self._fill)
+
+    def _fill(self):
+        """Lay the plots out again for the canvas's present size (the grid keeps a stale one otherwise)."""
+        shown = [p for p in self.panels.values() if p.shown]
+        width = self.canvas.width() / (len(shown) if self._side else 1)
+        for p in shown:                                          # legend columns that fit the panel's width
+            n = max(1, min(3, int(width // 112)))
+            if p.legend.columnCount != n:
+                p.legend.setColumnCount(n)
+        self.canvas.ci.layout.invalidate()
+        self.canvas.ci.layout.activate()
+        self.canvas.resizeEvent(None)
 
     def batches(self, fold, rows):
         self.folds[fold]["batch"].extend(rows)
