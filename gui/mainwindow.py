@@ -111,7 +111,7 @@ class MainWindow(QMainWindow):
         self.doc.locked_changed.connect(self._locked)
         self.resize(1360, 820)
         self.resizeDocks([self.palette, self.inspector], [190, 290], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.summary], [240 if self.training is None else 360], Qt.Orientation.Vertical)
+        self.resizeDocks([self.summary], [240 if self.training is None else 400], Qt.Orientation.Vertical)
         if self.training is not None:
             self.resizeDocks([self.summary, self.training], [560, 800], Qt.Orientation.Horizontal)
         self._title()

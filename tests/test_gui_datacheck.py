@@ -58,3 +58,12 @@ def test_output_units_and_loss_follow_the_data(qtbot, tmp_path):
     w.doc.apply_fix(dense, w.doc.infos[dense].fix)
     assert w.doc.graph.nodes[dense].config["units"] == 3
     assert not any("output unit" in (i.error or "") or "loss" in (i.error or "") for i in w.doc.infos.values())
+
+
+def test_a_sigmoid_head_on_binary_data_is_offered_bce(qtbot, tmp_path):
+    w = window(qtbot, tmp_path)
+    w.doc.set_training("loss", "cce")                       # a new project's default
+    head = w.doc.graph.outputs()[0]
+    i = w.doc.infos[head]
+    assert i.error and "Sigmoid" in i.error and i.fix.config == (("loss", "bce"),)
+    assert not any("output unit" in (x.error or "") for x in w.doc.infos.values())   # (1,) is right for BCE

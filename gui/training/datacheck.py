@@ -44,6 +44,10 @@ def mismatches(graph, infos, ds, loss):
         out.append((o, f"the dataset '{ds.name}' is a {TASKS[task][0].lower()} task but the loss is {loss}",
                     Fix("set_training", f"switch the loss to {good}", config=(("loss", good),))))
         loss = good
+    elif task == "binary" and loss == "cce" and graph.nodes[o].type == "Sigmoid":   # one sigmoid unit wants BCE
+        out.append((o, f"the dataset '{ds.name}' is binary and the output is a Sigmoid, but the loss is cce",
+                    Fix("set_training", "switch the loss to bce", config=(("loss", "bce"),))))
+        loss = "bce"
     units = {"cce": ds.n_classes, "bce": 1}.get(loss)
     if loss == "mse" and task == "regression":
         units = int(prod(ds.y.shape[1:])) if ds.y.ndim > 1 else 1

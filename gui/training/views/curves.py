@@ -121,13 +121,13 @@ class CurvesView(View):
         for key, pan in (("loss", self.panels["loss"]), ("acc", self.panels["acc"])):
             p = pan.plot
             f[f"batch_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=1))
-            pan.add(f[f"batch_{key}"], None if kf else "train (batch)")
+            pan.add(f[f"batch_{key}"], None if kf else "per batch")
             f[f"batch_{key}"].setOpacity(0.35)
             f[f"batch_{key}"].setDownsampling(auto=True, method="peak")
             f[f"batch_{key}"].setClipToView(True)
             f[f"batch_{key}"].setVisible(not kf)
             f[f"train_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=2))
-            pan.add(f[f"train_{key}"], f"{name}train (epoch)")
+            pan.add(f[f"train_{key}"], f"{name}train")
             f[f"val_{key}"] = p.plot([], [], pen=pg.mkPen(vc, width=2, style=dash))
             pan.add(f[f"val_{key}"], f"{name}validation" if val else None)
         for metric, pan, c in (("rmse", "err", 0), ("mae", "err", 2), ("r2", "r2", 0)):
@@ -184,7 +184,7 @@ class CurvesView(View):
         shown = [p for p in self.panels.values() if p.shown]
         width = self.canvas.width() / (len(shown) if self._side else 1)
         for p in shown:                                          # legend columns that fit the panel's width
-            n = max(1, min(3, int(width // 112)))
+            n = max(1, min(3, int(width // 95)))
             if p.legend.columnCount != n:
                 p.legend.setColumnCount(n)
         self.canvas.ci.layout.invalidate()
