@@ -1,4 +1,5 @@
-"""`layerboard` command line: summary, train, predict, export (headless, never imports Qt); no command opens the app."""
+"""`layerboard` command line: summary, train, predict, export (headless, never imports Qt); no command (or a
+project file) opens the app."""
 import argparse
 import json
 import os
@@ -271,16 +272,31 @@ def parser():
     return ap
 
 
+def gui(project=None):
+    """Open the window (on `project`, a path, when given); 1 with a one-line reason if it cannot start."""
+    try:
+        from gui.app import main as gui_main
+    except ImportError as e:
+        print(f"layerboard: the window cannot start ({e}); the commands summary|train|predict|export|import-weights work headless",
+              file=sys.stderr)
+        return 1
+    return gui_main(project=project)
+
+
 def main(argv=None):
-    a = parser().parse_args(argv)
-    if a.cmd is None:
-        try:
-            from gui.app import main as gui_main
-        except ImportError as e:
-            print(f"layerboard: the window cannot start ({e}); the commands summary|train|predict|export|import-weights work headless",
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = parser()
+    commands = set(ap._subparsers._group_actions[0].choices)
+    if len(argv) == 1 and argv[0] not in commands and not argv[0].startswith("-"):   # `layerboard proj.json`
+        from pathlib import Path
+        if not Path(argv[0]).is_file():
+            print(f"layerboard: {argv[0]} is neither a command ({'|'.join(sorted(commands))}) nor a project file",
                   file=sys.stderr)
-            return 1
-        return gui_main()
+            return 2
+        return gui(argv[0])
+    a = ap.parse_args(argv)
+    if a.cmd is None:
+        return gui()
     try:
         return a.fn(a)
     except LayerboardError as e:

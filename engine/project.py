@@ -16,7 +16,7 @@ FORMAT, VERSION = "layerboard-project", 1
 
 TRAINING = (
     HP("loss", "choice", "cce", choices=tuple(LOSSES), doc="bce: sigmoid output; cce: softmax output; mse: linear"),
-    HP("optimizer", "choice", "adam", choices=tuple(OPTIMIZERS), doc="Update rule (spec §2)"),
+    HP("optimizer", "choice", "adam", choices=tuple(OPTIMIZERS), doc="Update rule: sgd θ ← θ − η∇L; momentum, adagrad, rmsprop, adam adapt the step"),
     optimizers.LR,
     HP("batch_size", "int", 32, min=1, max=1 << 20, doc="Mini-batch size B (ignored by gd: full batch)"),
     HP("epochs", "int", 20, min=1, max=1_000_000, doc="Passes over the training set"),

@@ -35,19 +35,23 @@ def offer_recovery(win):
     return True
 
 
-def main(argv=None):
-    """Create the application and the window, load the example (or recover), run the event loop."""
+def main(argv=None, project=None):
+    """Create the application and the window, load `project` (a path) or the example (or recover), run the loop."""
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     app.setOrganizationName("Layerboard")
     app.setApplicationName("Layerboard")
     apply_theme(app, QSettings().value("theme", "light"))
-    win = MainWindow()
+    win = MainWindow(remember=True)
     win.show()
     threading.Thread(target=warm_up, name="numba warm-up", daemon=True).start()   # first Train is quick
-    example = default_example()
+    if project is not None:
+        if not win.open_path(project):                  # the dialog said why; the example instead
+            project = None
+    example = default_example() if project is None else None
     if example is not None:
         win.open_path(example, template=True)
-    offer_recovery(win)
+    if project is None:
+        offer_recovery(win)
     win.view.zoom_to_fit()
     return app.exec()
 

@@ -93,6 +93,7 @@ class Document(QObject):
         self.undo_stack.cleanChanged.connect(self._clean_changed)
         self.locked = False
         self.infos = {}
+        self.checks = []                    # fn(graph, infos) adding errors the graph alone cannot see (the data's)
         self.revalidate()
 
     # ---- state ----
@@ -115,6 +116,8 @@ class Document(QObject):
 
     def revalidate(self):
         self.infos = infer(self.graph)
+        for check in self.checks:
+            check(self.graph, self.infos)
         self.validated.emit(self.infos)
 
     def pos(self, name):
@@ -380,6 +383,11 @@ class Document(QObject):
         node = self.graph.nodes.get(name)
         if node is None:
             raise GraphError(f"no node named '{name}'")
+        if fix.action == "set_training":                # e.g. switch the loss to the dataset's task
+            cmds = [C.SetTraining(self, k, self.project.training.get(k, C.MISSING), HP_TRAINING[k].check(v, "training"))
+                    for k, v in fix.config]
+            self._push(C.Compound(self, fix.text, cmds), structural=False)
+            return name
         if fix.action == "set":
             cmds = []
             for k, v in fix.config:

@@ -138,6 +138,9 @@ class NodeItem(QGraphicsItem):
             tip.append(f"Error: {info.error}" + (f"\nFix: {info.fix.text}" if info.fix else ""))
         elif info is not None and info.blocked:
             tip.append(f"Waiting for '{info.blocked}', which has an error")
+        elif self.scene() is not None and hasattr(self.scene(), "doc"):     # every number with its formula
+            from .summary import formula_lines
+            tip += formula_lines(self.scene().doc.graph, self.scene().doc.infos, self.name)
         return "\n".join(tip)
 
     def hoverEnterEvent(self, e):

@@ -1,16 +1,20 @@
 """The builder window: canvas in the middle, palette, inspector and summary docks, menus and toolbar."""
 import json
+import re
+from importlib import metadata
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox
+from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QDialog, QDialogButtonBox, QDockWidget, QFileDialog,
+                               QLabel, QLineEdit, QMainWindow, QMessageBox, QTextBrowser, QVBoxLayout)
 
 from engine.errors import LayerboardError
 from engine.project import Project
 from resources import path as resource
 
 from .autosave import Autosave
+from .dirs import last_dir, remember
 from .document import Document, clean_tmp
 from .inspector import Inspector
 from .layout import best_wrap, layered
@@ -35,10 +39,47 @@ def default_example():
     return None
 
 
+def version():
+    """The installed package's version, else the one in pyproject.toml beside the sources."""
+    try:
+        return metadata.version("layerboard")
+    except metadata.PackageNotFoundError:
+        p = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        m = re.search(r'^version\s*=\s*"([^"]+)"', p.read_text(encoding="utf-8"), re.M) if p.exists() else None
+        return m.group(1) if m else "unknown"
+
+
+class UndoAnywhere(QObject):
+    """Ctrl+Z / redo reach the window's undo stack while a text or number field has focus, unless the field
+    has its own typing to undo (a field would otherwise swallow the shortcut)."""
+
+    def eventFilter(self, obj, e):
+        if e.type() == QEvent.Type.ShortcutOverride:
+            undo, redo = e.matches(QKeySequence.StandardKey.Undo), (
+                e.matches(QKeySequence.StandardKey.Redo) or QKeySequence(e.keyCombination()) == QKeySequence("Ctrl+Y"))
+            if undo or redo:
+                w = QApplication.focusWidget()
+                le = w if isinstance(w, QLineEdit) else (w.findChild(QLineEdit) if isinstance(w, QAbstractSpinBox)
+                                                         else None)
+                if le is not None and not (le.isUndoAvailable() if undo else le.isRedoAvailable()):
+                    e.ignore()
+                    return True               # not taken by the field: the window's shortcut runs
+        return False
+
+
+SHORTCUT_HELP = (("Drag from the palette / double-click", "add a layer (at a free place)"),
+                 ("Drag from an output port to an input port", "connect two layers"),
+                 ("Middle button or Space + drag", "pan the canvas"), ("Mouse wheel", "zoom the canvas"))
+
+
 class MainWindow(QMainWindow):
-    def __init__(self, doc=None, autosave_ms=3000, autosave_dir=None, training=True):
+    def __init__(self, doc=None, autosave_ms=3000, autosave_dir=None, training=True, remember=False):
         super().__init__()
         self.setObjectName("layerboard")
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowNestedDocks)
+        self.remember = remember              # window size and dock layout kept in QSettings between sessions
+        self._undo_filter = UndoAnywhere(self)
+        QApplication.instance().installEventFilter(self._undo_filter)
         self.doc = doc or Document()
         self.scene = GraphScene(self.doc, self)
         self.view = GraphView(self.scene)
@@ -71,11 +112,37 @@ class MainWindow(QMainWindow):
         self.doc.locked_changed.connect(self._locked)
         self.resize(1360, 820)
         self.resizeDocks([self.palette, self.inspector], [190, 290], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.summary], [240 if self.training is None else 360], Qt.Orientation.Vertical)
+        self.resizeDocks([self.summary], [240 if self.training is None else 400], Qt.Orientation.Vertical)
         if self.training is not None:
             self.resizeDocks([self.summary, self.training], [560, 800], Qt.Orientation.Horizontal)
         self._title()
         self._status(self.doc.infos)
+        self._default_state = self.saveState()
+        if remember:
+            self.restore_layout()
+
+    # ---- layout kept between sessions ----
+    def restore_layout(self):
+        """The window size and dock layout of the last session, if there is one."""
+        s = QSettings()
+        geo, state = s.value("window/geometry"), s.value("window/state")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        if state is not None:
+            self.restoreState(state)
+
+    def save_layout(self):
+        s = QSettings()
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+
+    def reset_layout(self):
+        """Every dock back in its default place (and shown), as in a fresh window."""
+        for d in self.findChildren(QDockWidget):
+            d.setFloating(False)
+        self.restoreState(self._default_state)
+        for d in self.findChildren(QDockWidget):
+            d.show()
 
     # ---- building ----
     def add_dock(self, widget, area=Qt.DockWidgetArea.RightDockWidgetArea):
@@ -91,7 +158,7 @@ class MainWindow(QMainWindow):
         a = QAction(text, self)
         if keys is not None:
             a.setShortcuts(keys if isinstance(keys, list) else [QKeySequence(keys)])
-        a.setStatusTip(tip or text)
+        a.setStatusTip(tip or text.replace("&", "").rstrip("…"))
         a.triggered.connect(slot)
         menu.addAction(a)
         if toolbar:
@@ -153,12 +220,53 @@ class MainWindow(QMainWindow):
         self.dark_action.setCheckable(True)
         self.dark_action.setChecked(QSettings().value("theme", "light") == "dark")
         v.addSeparator()
+        self._act(v, "&Reset layout", self.reset_layout, tip="Put every panel back in its default place")
+        v.addSeparator()
         for d in (self.palette, self.inspector, self.summary) + ((self.training,) if self.training else ()):
             v.addAction(d.toggleViewAction())
         h = mb.addMenu("&Help")
-        self._act(h, "&About Layerboard", lambda: QMessageBox.about(
-            self, "Layerboard", "Build a network by connecting layers; shapes, parameters and MACs update "
-                                "as you edit. Drag layers from the palette; connect an output to an input."))
+        self._act(h, "&Keyboard shortcuts", self.show_shortcuts, tip="Every keyboard shortcut of the window")
+        self._act(h, "&Formulas", self.show_formulas, tip="How every number the app shows is computed")
+        self._act(h, "&About Layerboard", self.about)
+
+    def about(self):
+        QMessageBox.about(self, "About Layerboard", f"<b>Layerboard {version()}</b><br>Build a network by connecting "
+                          "layers; shapes, parameters and MACs update as you edit. Drag layers from the palette; "
+                          "connect an output to an input; train on real data and export the model.")
+
+    def shortcuts(self):
+        """[(keys, what)] for every action with a shortcut, then the mouse gestures."""
+        rows, seen = [], set()
+        for a in self.findChildren(QAction):
+            keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in a.shortcuts())
+            what = a.text().replace("&", "").rstrip("…")
+            if keys and (keys, what) not in seen:
+                seen.add((keys, what))
+                rows.append((keys, what))
+        return rows + list(SHORTCUT_HELP)
+
+    def _text_dialog(self, title, html):
+        d = QDialog(self)
+        d.setWindowTitle(title)
+        lay = QVBoxLayout(d)
+        t = QTextBrowser()
+        t.setHtml(html)
+        lay.addWidget(t)
+        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        bb.rejected.connect(d.reject)
+        lay.addWidget(bb)
+        d.resize(640, 520)
+        d.show()
+        self._help_dialog = d
+        return d
+
+    def show_shortcuts(self):
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{w}</td></tr>" for k, w in self.shortcuts())
+        return self._text_dialog("Keyboard shortcuts", f"<table>{rows}</table>")
+
+    def show_formulas(self):
+        from .summary import formulas_html
+        return self._text_dialog("Formulas", formulas_html())
 
     # ---- status ----
     def _title(self):
@@ -218,6 +326,9 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Cannot open project", str(e))
             return False
         if template:
+            ref = project.dataset
+            if ref.get("path") and not Path(str(ref["path"])).expanduser().is_absolute():   # data shipped beside it
+                project.dataset = dict(ref, path=str((Path(path).resolve().parent / ref["path"]).resolve()))
             project.path = None
             self.fit_layout(project)
         if not self._replace(project, None if template else self.doc.read_trained(project)):
@@ -232,6 +343,7 @@ class MainWindow(QMainWindow):
             return
         p, _ = QFileDialog.getOpenFileName(self, "Open project", str(self._dir()), FILTER)
         if p:
+            remember(p)
             self.open_path(p)
 
     def save(self):
@@ -242,7 +354,7 @@ class MainWindow(QMainWindow):
     def save_as(self):
         start = str(self.doc.project.path or self._dir() / "model.json")
         p, _ = QFileDialog.getSaveFileName(self, "Save project", start, FILTER)
-        return self._save_to(p) if p else False
+        return self._save_to(remember(p)) if p else False
 
     def load_weights(self):
         from .training.weights import load_dialog
@@ -255,6 +367,7 @@ class MainWindow(QMainWindow):
         start = self._dir() / f"{Path(self.doc.project.path or 'model').stem}.npz"
         p = export_dialog(self, self.training.weights, start)
         if p:
+            remember(p)
             self.show_message(f"exported weights to {p}")
 
     def export_pytorch(self):
@@ -274,8 +387,9 @@ class MainWindow(QMainWindow):
         return True
 
     def _dir(self):
+        """Where file dialogs start: the folder last used in one, else the latest project's."""
         recent = self.recent()
-        return Path(recent[0]).parent if recent else Path.home()
+        return last_dir(Path(recent[0]).parent if recent else None)
 
     def recent(self):
         v = QSettings().value("recent", []) or []
@@ -309,6 +423,9 @@ class MainWindow(QMainWindow):
             return e.ignore()
         if self.training is not None:
             self.training.close()
+        if self.remember:
+            self.save_layout()
+        QApplication.instance().removeEventFilter(self._undo_filter)
         self.autosave.clean_exit()
         e.accept()
 

@@ -3,9 +3,77 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QKeySequence
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QDockWidget, QTableView
 
+from engine.errors import LayerboardError
+from engine.layers import REGISTRY, create
 from engine.shapes import table
 
 from .style import theme
+
+KEYS = ("shape", "params", "macs", "field", "stride")
+LABELS = {"shape": "Output shape", "params": "Parameters", "macs": "MACs per sample", "field": "Receptive field",
+          "stride": "Effective stride"}
+COLUMN = {"output shape": "shape", "params": "params", "MACs": "macs", "receptive field": "field",
+          "eff. stride": "stride"}
+LOSSES = {"bce": "L = −(1/n)·Σ[y·log p + (1 − y)·log(1 − p)]  (binary cross-entropy, p = sigmoid output)",
+          "cce": "L = −(1/n)·Σ log p_y  (categorical cross-entropy, p_y = softmax probability of the true class)",
+          "mse": "L = (1/n)·Σ(ŷ − y)²  (mean squared error)"}
+EVR = "EVR_k = λ_k / Σ_j λ_j  (the share of the activations' variance along principal axis k; λ: covariance eigenvalues)"
+
+
+def node_formulas(graph, infos, name):
+    """{key: one line} for a node whose shape is known: Layer.formulas plus the receptive field and stride."""
+    info, node = infos.get(name), graph.nodes.get(name)
+    if info is None or node is None or not info.ok:
+        return {}
+    ins = [infos[s] for s in graph.inputs_of(name)]
+    try:
+        layer = create(node.type, name, node.config)
+        f = dict(layer.formulas([i.shape for i in ins]))
+    except (LayerboardError, ValueError, TypeError, KeyError):
+        return {}
+    if info.field is not None:
+        ks = layer.kernel_stride()
+        prev = [i for i in ins if i.field is not None]
+        if not prev:
+            f["field"], f["stride"] = "an image Input sees one pixel: field = 1×1", "stride = 1×1"
+        elif ks is None:
+            f["field"] = f"unchanged: field = field of the input = {info.field[0]}×{info.field[1]}"
+            f["stride"] = f"unchanged: stride = {info.stride[0]}×{info.stride[1]}"
+        else:
+            (kh, kw), (sh, sw) = ks
+            f0 = tuple(max(i.field[d] for i in prev) for d in range(2))
+            s0 = tuple(max(i.stride[d] for i in prev) for d in range(2))
+            f["field"] = (f"r = r_in + (K − 1)·j_in = {f0[0]} + ({kh} − 1)·{s0[0]} = {info.field[0]} (height), "
+                          f"{f0[1]} + ({kw} − 1)·{s0[1]} = {info.field[1]} (width)")
+            f["stride"] = (f"j = j_in·S = {s0[0]}·{sh} = {info.stride[0]} (height), "
+                           f"{s0[1]}·{sw} = {info.stride[1]} (width)")
+    return f
+
+
+def formula_lines(graph, infos, name):
+    """The node's formulas as tooltip lines ("Parameters: C_out·C_in·K_h·K_w + C_out = 16·1·3·3 + 16 = 160")."""
+    f = node_formulas(graph, infos, name)
+    return [f"{LABELS[k]}: {f[k]}" for k in KEYS if k in f]
+
+
+def formulas_html():
+    """Help ▸ Formulas: every number the app shows and how it is computed, in general form."""
+    rows = [("Output shape", "Dense: (…, F_in) → (…, units).  Conv2D: H_out = ⌊(H + 2P − K)/S⌋ + 1, the same for W.  "
+             "Pooling: H_out = ⌊(H − K)/S⌋ + 1.  Flatten: C·H·W values in one axis."),
+            ("Parameters", "Dense: F_in·units + units.  Conv2D: C_out·C_in·K_h·K_w + C_out.  BatchNorm: 2·C "
+             "(γ, β; running statistics are not trained).  Activations, pooling, reshaping: 0."),
+            ("MACs per sample", "Dense: F_in·units (T·F_in·units on a sequence).  Conv2D: C_out·H_out·W_out·C_in·K_h·K_w.  "
+             "Average pooling: C·H_out·W_out·K_h·K_w.  BatchNorm: one per value."),
+            ("Receptive field", "r = r_in + (K − 1)·j_in: the input pixels one output value depends on (r = 1 at the Input)."),
+            ("Effective stride", "j = j_in·S: how far apart, in input pixels, neighbouring output values look."),
+            ("Loss", "<br>".join(LOSSES.values())),
+            ("Regression metrics", "RMSE = √(Σ(ŷ − y)²/n);  MAE = Σ|ŷ − y|/n;  R² = 1 − Σ(ŷ − y)²/Σ(y − ȳ)²"),
+            ("Explained variance ratio", EVR),
+            ("Accuracy", "correct predictions / samples (the class with the largest output; p > 0.5 for one sigmoid)")]
+    per = "".join(f"<li><b>{t}</b>: {REGISTRY[t].doc}</li>" for t in REGISTRY)
+    return ("<p>Hover a number on the canvas or in the summary to see its formula with that layer's own numbers.</p>"
+            "<table cellspacing=6>" + "".join(f"<tr><td valign=top><b>{a}</b></td><td>{b}</td></tr>" for a, b in rows) +
+            f"</table><h4>Layers</h4><ul>{per}</ul>")
 
 
 class SummaryModel(QAbstractTableModel):
@@ -14,12 +82,22 @@ class SummaryModel(QAbstractTableModel):
     def __init__(self):
         super().__init__()
         self.head, self.data_, self.errors = [], [], {}
+        self.graph, self.infos, self._formulas = None, {}, {}
 
-    def set_infos(self, infos):
+    def set_infos(self, infos, graph=None):
         self.beginResetModel()
         self.head, self.data_ = table(infos)
         self.errors = {i.name: i.error for i in infos.values() if i.error}
+        self.graph, self.infos, self._formulas = graph, infos, {}
         self.endResetModel()
+
+    def formula(self, name, column):
+        """The tooltip formula for a cell (computed when first asked for)."""
+        if self.graph is None or column not in COLUMN:
+            return None
+        if name not in self._formulas:
+            self._formulas[name] = node_formulas(self.graph, self.infos, name)
+        return self._formulas[name].get(COLUMN[column])
 
     def rowCount(self, parent=QModelIndex()):
         return 0 if parent.isValid() else len(self.data_)
@@ -48,6 +126,8 @@ class SummaryModel(QAbstractTableModel):
             return QColor(theme["error"])
         if role == Qt.ItemDataRole.ToolTipRole and not last and row[0] in self.errors:
             return self.errors[row[0]]
+        if role == Qt.ItemDataRole.ToolTipRole and not last:
+            return self.formula(row[0], self.head[c])
         return None
 
 
@@ -90,7 +170,7 @@ class SummaryDock(QDockWidget):
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.horizontalHeader().setStretchLastSection(False)
         self.table.horizontalHeader().setResizeContentsPrecision(60)
-        self.table.setToolTip("Ctrl+C copies the selected rows (or the whole table) as tab-separated text")
+        self.setToolTip("Hover a number for its formula; Ctrl+C copies the selected rows (or all) as tab-separated text")
         self.setWidget(self.table)
         self.table.clicked.connect(lambda ix: self._clicked(ix.row()))
         doc.validated.connect(self.update_table)
@@ -98,7 +178,7 @@ class SummaryDock(QDockWidget):
 
     def update_table(self, infos):
         n = self.model.rowCount()
-        self.model.set_infos(infos)
+        self.model.set_infos(infos, self.doc.graph)
         if n != self.model.rowCount():
             self.table.resizeColumnsToContents()
 

@@ -1,20 +1,21 @@
-"""File → New from template (resources/examples/*.json) and the "Which model?" advice dialog (spec §12, §13)."""
+"""File → New from template (resources/examples/*.json) and the "Which model?" advice dialog."""
 import json
 
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QListWidget,
-                               QListWidgetItem, QVBoxLayout)
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QLabel, QListView,
+                               QListWidget, QListWidgetItem, QVBoxLayout)
 
 from resources import path
 
 KINDS = ("tabular", "images", "sequences", "text")
 TASKS = ("regression", "binary", "multi-class")
 
-# spec §12: the output layer and the loss go together
+# the output layer and the loss go together
 HEADS = {"regression": ("a linear output (no activation)", "mse", "MSE"),
          "binary": ("Sigmoid", "bce", "binary cross-entropy"),
          "multi-class": ("Softmax", "cce", "categorical cross-entropy")}
-# spec §13: which family suits which data
+# which family suits which data
 FAMILIES = {"tabular": "MLP (Dense layers)", "images": "CNN (Conv2D, pooling, then Dense)",
             "sequences": "RNN (recurrent layers) or a 1-D CNN", "text": "Transformer (attention) over token embeddings"}
 
@@ -39,13 +40,13 @@ def advise(kind, task):
     if kind == "images":
         pick = next((n for n in ("digits-cnn.json", "digits-mlp.json") if n in names), None)
     elif kind == "tabular":
-        pick = ("xor.json" if task == "binary" else "digits-mlp.json")
+        pick = {"binary": "moons-mlp.json", "regression": "wave-regression.json"}.get(task, "digits-mlp.json")
         pick = pick if pick in names else None
     text = (f"<b>Model:</b> {FAMILIES[kind]}.<br><b>Output:</b> {head} with <b>{loss_name}</b> loss "
             f"({'one unit' if task != 'multi-class' else 'one unit per class'}).<br>")
     if pick:
         text += f"<b>Start from:</b> {pick}"
-        if kind == "tabular" and task == "regression":
+        if kind == "tabular" and task == "regression" and pick != "wave-regression.json":
             text += " (remove the Softmax and set the last Dense to one unit per target)"
     else:
         text += ("<b>No template ships for this yet:</b> start from an MLP (digits-mlp.json) "
@@ -54,33 +55,90 @@ def advise(kind, task):
     return pick, text, loss
 
 
+def thumbnail(graph, w=168, h=96):
+    """A small picture of the graph: one box per layer in its category colour, laid out left to right."""
+    from engine.layers import REGISTRY
+
+    from .layout import layered
+    from .style import category_color, theme
+    pm = QPixmap(w, h)
+    pm.fill(QColor(theme.get("canvas", "#fafbfc")))
+    if not graph.nodes:
+        return pm
+    pos = layered(graph, False, wrap=max(4, int(len(graph.nodes) ** 0.5 * 1.6)))
+    xs, ys = [x for x, _ in pos.values()], [y for _, y in pos.values()]
+    x0, y0 = min(xs), min(ys)
+    sx = (w - 16) / max(max(xs) - x0 + 160, 1)
+    sy = (h - 16) / max(max(ys) - y0 + 80, 1)
+    k = min(sx, sy)
+    bw, bh = 150 * k, 64 * k
+    ox, oy = (w - (max(xs) - x0 + 160) * k) / 2, (h - (max(ys) - y0 + 80) * k) / 2
+    rect = {n: QRectF(ox + (x - x0) * k, oy + (y - y0) * k, bw, bh) for n, (x, y) in pos.items()}
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.setPen(QPen(QColor(theme.get("edge", "#8a94a6")), 1.2))
+    for e in graph.edges:
+        a, b = rect[e.src], rect[e.dst]
+        p.drawLine(QPointF(a.right(), a.center().y()), QPointF(b.left(), b.center().y()))
+    p.setPen(Qt.PenStyle.NoPen)
+    for n, r in rect.items():
+        t = graph.nodes[n].type
+        p.setBrush(category_color(REGISTRY[t].category if t in REGISTRY else ""))
+        p.drawRoundedRect(r, 3, 3)
+    p.end()
+    return pm
+
+
 class TemplateDialog(QDialog):
-    """Lists the examples with their description; chosen() is the selected file name."""
+    """The template gallery: a thumbnail of each graph, its data, what it teaches and the score it reaches."""
 
     def __init__(self, parent=None):
+        from engine.project import Project
+
+        from .gallery import TASK_NAMES, gallery, reaches_text
         super().__init__(parent)
         self.setWindowTitle("New from template")
-        self.resize(520, 360)
-        lay = QVBoxLayout(self)
+        self.resize(820, 520)
+        lay = QHBoxLayout(self)
         self.list = QListWidget()
+        self.list.setViewMode(QListView.ViewMode.IconMode)
+        self.list.setIconSize(QSize(168, 96))
+        self.list.setGridSize(QSize(196, 140))
+        self.list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list.setMovement(QListView.Movement.Static)
+        self.list.setWordWrap(True)
         self.desc = QLabel()
         self.desc.setWordWrap(True)
-        self.desc.setMinimumHeight(60)
-        for fname, name, desc in templates():
-            it = QListWidgetItem(name)
-            it.setData(Qt.ItemDataRole.UserRole, fname)
-            it.setToolTip(desc)
-            it.setData(Qt.ItemDataRole.UserRole + 1, desc)
+        self.desc.setTextFormat(Qt.TextFormat.RichText)
+        self.desc.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.desc.setMinimumWidth(260)
+        self.entries = {}
+        for e in gallery():
+            try:
+                g = Project.load(path("examples", e["file"])).graph
+            except Exception:                         # a broken file is left out of the gallery, never fatal
+                continue
+            it = QListWidgetItem(QIcon(thumbnail(g)), e["name"])
+            it.setData(Qt.ItemDataRole.UserRole, e["file"])
+            card = (f"<h3>{e['name']}</h3><p><b>{e['network']}</b> · {TASK_NAMES.get(e['task'], e['task'])}</p>"
+                    f"<p><b>Data:</b> {e['data']}</p><p><b>Teaches:</b> {e['teaches']}</p>"
+                    f"<p><b>Reaches:</b> {reaches_text(e)} when trained as shipped</p><p>{e['description']}</p>")
+            it.setToolTip(card)
+            it.setData(Qt.ItemDataRole.UserRole + 1, card)
+            self.entries[e["file"]] = e
             self.list.addItem(it)
         self.list.currentItemChanged.connect(
             lambda it, _: self.desc.setText(it.data(Qt.ItemDataRole.UserRole + 1) if it else ""))
         self.list.itemDoubleClicked.connect(self.accept)
         bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        bb.button(QDialogButtonBox.StandardButton.Ok).setText("Open template")
         bb.accepted.connect(self.accept)
         bb.rejected.connect(self.reject)
-        lay.addWidget(self.list)
-        lay.addWidget(self.desc)
-        lay.addWidget(bb)
+        side = QVBoxLayout()
+        side.addWidget(self.desc, 1)
+        side.addWidget(bb)
+        lay.addWidget(self.list, 3)
+        lay.addLayout(side, 2)
         if self.list.count():
             self.list.setCurrentRow(0)
 

@@ -1,5 +1,5 @@
 """The canvas view: drop layers from the palette, zoom (wheel), pan (middle button or Space+drag), fit."""
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsView
 
@@ -43,10 +43,26 @@ class GraphView(QGraphicsView):
         e.acceptProposedAction()
         self.add_layer(type, p - QPointF(W / 2, H / 2))
 
+    def free_spot(self, near=None):
+        """Top-left corner of a node-sized place near `near` (default: the view centre) that overlaps no node."""
+        if near is None:
+            near = self.mapToScene(self.viewport().rect().center()) - QPointF(W / 2, H / 2)
+        taken = [it.sceneBoundingRect().adjusted(-GRID / 2, -GRID / 2, GRID / 2, GRID / 2)
+                 for it in self.scene().nodes.values()]
+        dx, dy = W + GRID, H + GRID
+        for ring in range(0, 40):                  # rings of candidate places around `near`, nearest first
+            cells = sorted({(i, j) for i in range(-ring, ring + 1) for j in range(-ring, ring + 1)
+                            if max(abs(i), abs(j)) == ring}, key=lambda c: (abs(c[1]), abs(c[0]), -c[0], c[1]))
+            for i, j in cells:
+                r = QRectF(near.x() + i * dx, near.y() + j * dy, W, H)
+                if not any(r.intersects(t) for t in taken):
+                    return r.topLeft()
+        return near
+
     def add_layer(self, type, pos=None):
-        """Add a node of `type` at pos (scene) or the view centre; select it; returns its name or None."""
+        """Add a node of `type` at pos (scene) or a free place near the view centre; select it; returns its name."""
         if pos is None:
-            pos = self.mapToScene(self.viewport().rect().center()) - QPointF(W / 2, H / 2)
+            pos = self.free_spot()
         sc = self.scene()
         name = sc.attempt(sc.doc.add_node, type, None, (round(pos.x()), round(pos.y())))
         if name:

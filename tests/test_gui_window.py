@@ -157,8 +157,10 @@ def test_closing_with_unsaved_changes_asks_and_cancel_keeps_the_window(window, m
     assert window.close()
 
 
-def test_main_opens_the_window_with_the_example_and_returns(isolated, qtbot, monkeypatch):
+@pytest.mark.parametrize("project", [None, "xor.json"])
+def test_main_opens_the_window_with_the_example_and_returns(isolated, qtbot, monkeypatch, project):
     from PySide6.QtCore import QEventLoop, QTimer
+    from resources import path
     seen, loop = [], QEventLoop()
 
     def close_it():
@@ -174,13 +176,16 @@ def test_main_opens_the_window_with_the_example_and_returns(isolated, qtbot, mon
     monkeypatch.setattr(QApplication, "exec", lambda *a: loop.exec())
     app = QApplication.instance()
     app.setQuitOnLastWindowClosed(False)
-    monkeypatch.setattr(gui_app, "MainWindow", lambda: MainWindow(training=False))
+    monkeypatch.setattr(gui_app, "MainWindow", lambda **k: MainWindow(training=False, **k))
     QTimer.singleShot(300, close_it)
     try:
-        assert gui_app.main() == 0
+        assert gui_app.main(project=path("examples", project) if project else None) == 0
     finally:
         app.setQuitOnLastWindowClosed(True)
-    assert seen and seen[0][0].startswith("untitled") and seen[0][1] == len(Project.load(default_example()).graph.nodes)
+    if project is None:
+        assert seen and seen[0][0].startswith("untitled") and seen[0][1] == len(Project.load(default_example()).graph.nodes)
+    else:                                                 # `layerboard xor.json`: that project, under its name
+        assert seen and seen[0][0].startswith("xor.json") and seen[0][1] == len(Project.load(path("examples", project)).graph.nodes)
 
 
 def test_dark_theme_and_top_to_bottom_layout_render(window, tmp_path):

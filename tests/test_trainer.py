@@ -9,7 +9,6 @@ from engine.model import Model
 from engine.trainer import Trainer
 from engine.project import Project
 from engine.session import prepare
-from engine.trainer import overfitting
 from resources import path
 
 XOR = path("examples", "xor.json")
@@ -103,21 +102,6 @@ def test_early_stopping_restores_best_weights():
     assert res["status"] == "early_stopped" and res["epochs"] == best + 3
     assert np.array_equal(m.theta, seen[best])
     assert res["val_loss"] == pytest.approx(min(tr.history["val_loss"]))
-
-
-def test_overfitting_finding():
-    h = {"train_loss": [1.0, 0.8, 0.6, 0.4, 0.3], "val_loss": [1.0, 0.9, 0.95, 1.0, 1.1],
-         "train_accuracy": [0.5, 0.6, 0.8, 0.9, 0.95], "val_accuracy": [0.5, 0.6, 0.6, 0.6, 0.6]}
-    f = overfitting(h)
-    assert f.kind == "overfitting" and f.details["rising"] and f.details["growing_gap"]
-    assert "0.9" in f.message and "early stopping" in f.remedies[0]
-    healthy = {k: sorted(v, reverse=k.endswith("loss")) for k, v in h.items()}
-    healthy["val_accuracy"] = healthy["train_accuracy"]
-    assert overfitting(healthy) is None
-    noisy = dict(healthy, val_loss=[0.5, 0.0412, 0.0411, 0.0411, 0.04118])     # flat within noise: no finding
-    assert overfitting(noisy) is None
-    rose = dict(noisy, val_loss=[0.5, 0.0412, 0.0411, 0.0411, 0.0435])         # 5.8 % above the best: reported
-    assert overfitting(rose).details["rising"]
 
 
 def test_kfold_covers_every_sample_once():

@@ -31,7 +31,7 @@ class _Activation(Layer):
 
 @register
 class ReLU(_Activation):
-    doc = "max(0, x); gradient 1 where x > 0 (spec §1)."
+    doc = "max(0, x); gradient 1 where x > 0."
 
     def forward(self, x, training=False):
         self.y = np.empty(x.shape, x.dtype)
@@ -48,7 +48,7 @@ class ReLU(_Activation):
 
 @register
 class Sigmoid(_Activation):
-    doc = "σ(x) = 1 / (1 + e^(−x)); pair with BCE for binary outputs (spec §13)."
+    doc = "σ(x) = 1 / (1 + e^(−x)); pair with BCE for binary outputs."
 
     def forward(self, x, training=False):
         self.y = np.empty(x.shape, x.dtype)
@@ -82,7 +82,7 @@ class Tanh(_Activation):
 
 @register
 class Softmax(_Activation):
-    doc = "Softmax over the last axis; pair with categorical cross-entropy (spec §13)."
+    doc = "Softmax over the last axis; pair with categorical cross-entropy."
 
     def forward(self, x, training=False):
         x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])   # (M, C)

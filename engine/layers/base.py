@@ -100,6 +100,28 @@ class Layer:
         """Trainable values (the spec's parameter count; running statistics are not counted)."""
         return sum(p.size for p in self.params(in_shapes).values() if p.trainable)
 
+    def formulas(self, in_shapes):
+        """{"shape", "params", "macs"}: how each number is computed, one line each with this node's numbers.
+
+        The default reads the numbers off compute_output_shape, params and macs; layers whose formula says
+        more (Dense, Conv2D, pooling, ...) override the lines they explain better."""
+        shape = tuple(self.compute_output_shape(in_shapes))
+        ins = [tuple(s) for s in in_shapes]
+        if len(ins) == 1 and ins[0] == shape:
+            f = {"shape": f"output shape = input shape = {fmt(shape)}"}
+        else:
+            f = {"shape": ", ".join(fmt(s) for s in ins) + f" → {fmt(shape)}" if ins else f"shape = {fmt(shape)}"}
+        ps = {k: p for k, p in self.params(in_shapes).items() if p.trainable}
+        if ps:
+            terms = ["·".join(map(str, p.shape)) for p in ps.values()]
+            f["params"] = (" + ".join(f"{k}" for k in ps) + " = " + " + ".join(terms) +
+                           f" = {sum(p.size for p in ps.values()):,}")
+        else:
+            f["params"] = "no trainable parameters = 0"
+        m = int(self.macs(in_shapes))
+        f["macs"] = f"MACs = {m:,}" if m else "no multiply-adds = 0"
+        return f
+
     # ---- compute ----
     def build(self, in_shapes):
         """Remember input and output shapes before the first forward."""

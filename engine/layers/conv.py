@@ -49,7 +49,7 @@ def spatial_input(layer, in_shapes):
 @register
 class Conv2D(Layer):
     category = "convolution"
-    doc = "2-D convolution (C_in, H, W) → (filters, H_out, W_out), H_out = ⌊(H + 2P − K)/S⌋ + 1 (spec §3)."
+    doc = "2-D convolution (C_in, H, W) → (filters, H_out, W_out), H_out = ⌊(H + 2P − K)/S⌋ + 1."
     hparams = (
         HP("filters", "int", 8, min=1, max=4096, doc="Output channels C_out"),
         HP("kernel_size", "ints", (3,), min=1, max=255, doc="K or K_h, K_w"),
@@ -58,7 +58,7 @@ class Conv2D(Layer):
            doc="valid: none; same: P = (K − 1)/2 (odd kernels; keeps H, W at stride 1); explicit: use pad"),
         HP("pad", "ints", (0,), min=0, max=255, doc="P or P_h, P_w zeros on each side when padding is explicit"),
         HP("use_bias", "bool", True, doc="Add a learned bias per output channel"),
-        HP("init", "choice", "he_uniform", choices=INITS, doc="Weight initialisation (spec §8); He suits ReLU"),
+        HP("init", "choice", "he_uniform", choices=INITS, doc="Weight initialisation: He variance 2/n_in suits ReLU; Glorot 2/(n_in + n_out)"),
     )
 
     def __init__(self, name="", **config):
@@ -104,6 +104,18 @@ class Conv2D(Layer):
 
     def kernel_stride(self):
         return self.k, self.s
+
+    def formulas(self, in_shapes):
+        c, h, w = in_shapes[0]
+        o, ho, wo = self.compute_output_shape(in_shapes)
+        (ph, pw), (kh, kw), (sh, sw) = self.padding(), self.k, self.s
+        shape = (f"H_out = ⌊(H + 2P − K)/S⌋ + 1 = ⌊({h} + 2·{ph} − {kh})/{sh}⌋ + 1 = {ho}; "
+                 f"W_out = ⌊({w} + 2·{pw} − {kw})/{sw}⌋ + 1 = {wo} → {fmt((o, ho, wo))}")
+        n = o * c * kh * kw
+        params = (f"C_out·C_in·K_h·K_w + C_out = {o}·{c}·{kh}·{kw} + {o} = {n + o:,}" if self.config["use_bias"]
+                  else f"C_out·C_in·K_h·K_w = {o}·{c}·{kh}·{kw} = {n:,}")
+        macs = f"C_out·H_out·W_out·C_in·K_h·K_w = {o}·{ho}·{wo}·{c}·{kh}·{kw} = {o * ho * wo * c * kh * kw:,}"
+        return {"shape": shape, "params": params, "macs": macs}
 
     def build(self, in_shapes):
         super().build(in_shapes)

@@ -60,7 +60,7 @@ class Dense(Layer):
     hparams = (
         HP("units", "int", 16, min=1, max=1 << 20, doc="Number of output features"),
         HP("use_bias", "bool", True, doc="Add a learned bias b"),
-        HP("init", "choice", "glorot_uniform", choices=INITS, doc="Weight initialisation (spec §8)"),
+        HP("init", "choice", "glorot_uniform", choices=INITS, doc="Weight initialisation: Glorot variance 2/(n_in + n_out), He variance 2/n_in"),
         HP("bias_init", "float", 0.0, min=-10.0, max=10.0,
            doc="Initial bias; a small positive value keeps ReLU units alive at the start"),
     )
@@ -81,6 +81,16 @@ class Dense(Layer):
     def macs(self, in_shapes):
         s = in_shapes[0]
         return prod(s[:-1]) * s[-1] * self.config["units"]
+
+    def formulas(self, in_shapes):
+        s, u = in_shapes[0], self.config["units"]
+        f, t = s[-1], prod(s[:-1])
+        bias = self.config["use_bias"]
+        out = {"shape": f"{fmt(s)} → (…, units) = {fmt(self.compute_output_shape(in_shapes))}",
+               "params": (f"F_in·units + units = {f}·{u} + {u} = {f * u + u:,}" if bias
+                          else f"F_in·units = {f}·{u} = {f * u:,}")}
+        out["macs"] = (f"T·F_in·units = {t}·{f}·{u} = {t * f * u:,}" if len(s) == 2 else f"F_in·units = {f}·{u} = {f * u:,}")
+        return out
 
     def forward(self, x, training=False):
         W = self.p["W"]

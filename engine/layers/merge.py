@@ -32,6 +32,13 @@ class Add(Layer):
     def macs(self, in_shapes):
         return int(np.prod(in_shapes[0])) * (len(in_shapes) - 1)
 
+    def formulas(self, in_shapes):
+        f = super().formulas(in_shapes)
+        n, size = len(in_shapes), int(np.prod(in_shapes[0]))
+        f["shape"] = f"every input is {fmt(in_shapes[0])} → {fmt(in_shapes[0])}"
+        f["macs"] = f"(inputs − 1)·values = ({n} − 1)·{size} = {(n - 1) * size:,} additions"
+        return f
+
     def forward(self, *xs, training=False):
         self.n = len(xs)
         y = np.empty(xs[0].shape, np.result_type(*xs))

@@ -3,7 +3,7 @@ import numpy as np
 
 from ..hparams import HP
 from . import conv_kernels as k
-from .base import Layer, Param, register
+from .base import Layer, Param, fmt, register
 
 
 @register
@@ -36,6 +36,13 @@ class BatchNorm(Layer):
         """x as (N, C, S), statistics per channel C over N·S values; (B, T, F) → (B·T, F, 1)."""
         x = np.ascontiguousarray(x)
         return x.reshape(-1, x.shape[2], 1) if x.ndim == 3 else x.reshape(x.shape[0], x.shape[1], -1)
+
+    def formulas(self, in_shapes):
+        s = in_shapes[0]
+        c = s[0]
+        return {"shape": f"output shape = input shape = {fmt(s)}",
+                "params": f"γ and β per channel: 2·C = 2·{c} = {2 * c:,} (running mean and variance are not trained)",
+                "macs": "one multiply-add per value = " + "·".join(map(str, s)) + f" = {int(np.prod(s)):,}"}
 
     def forward(self, x, training=False):
         x3 = self._rows(x)                                     # (N, C, S)

@@ -3,7 +3,7 @@ import numpy as np
 
 from ..hparams import HP
 from . import conv_kernels as k
-from .base import Layer, register
+from .base import Layer, fmt, register
 from .conv import out_size, pair, spatial_input
 
 
@@ -25,6 +25,17 @@ class _Pool2D(Layer):
     def kernel_stride(self):
         return self.k, self.s
 
+    def formulas(self, in_shapes):
+        c, h, w = in_shapes[0]
+        _, ho, wo = self.compute_output_shape(in_shapes)
+        (kh, kw), (sh, sw) = self.k, self.s
+        f = super().formulas(in_shapes)
+        f["shape"] = (f"H_out = ⌊(H − K)/S⌋ + 1 = ⌊({h} − {kh})/{sh}⌋ + 1 = {ho}; "
+                      f"W_out = ⌊({w} − {kw})/{sw}⌋ + 1 = {wo} → {fmt((c, ho, wo))}")
+        f["macs"] = (f"C·H_out·W_out·K_h·K_w = {c}·{ho}·{wo}·{kh}·{kw} = {c * ho * wo * kh * kw:,}"
+                     if self.macs(in_shapes) else "no multiply-adds (a maximum compares) = 0")
+        return f
+
     def _out(self, x, training, key="y"):
         shape = (len(x),) + self.out_shape
         return k.scratch(self, key, shape, x.dtype) if training else np.empty(shape, x.dtype)
@@ -37,7 +48,7 @@ class _Pool2D(Layer):
 
 @register
 class MaxPool2D(_Pool2D):
-    doc = "Maximum over K_h × K_w windows moved by stride S (spec §3: K = 2, S = 2 halves H and W)."
+    doc = "Maximum over K_h × K_w windows moved by stride S; H_out = ⌊(H − K)/S⌋ + 1 (K = 2, S = 2 halves H and W)."
     fused = None
 
     def forward(self, x, training=False):
@@ -93,6 +104,11 @@ class GlobalAveragePool(Layer):
 
     def macs(self, in_shapes):
         return int(np.prod(in_shapes[0]))
+
+    def formulas(self, in_shapes):
+        c, h, w = in_shapes[0]
+        return {"shape": f"(C, H, W) → (C,) = {fmt((c,))}", "params": "no trainable parameters = 0",
+                "macs": f"C·H·W = {c}·{h}·{w} = {c * h * w:,}"}
 
     def forward(self, x, training=False):
         self.xshape = x.shape

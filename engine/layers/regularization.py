@@ -10,7 +10,7 @@ from .base import Layer, register
 @register
 class Dropout(Layer):
     category = "regularization"
-    doc = "Zeroes a fraction `rate` of values while training and scales the rest by 1/(1−rate) (spec §7)."
+    doc = "Zeroes a fraction `rate` of values while training and scales the rest by 1/(1−rate)."
     hparams = (HP("rate", "float", 0.5, min=0.0, max=0.95, doc="Fraction of values dropped"),)
 
     def forward(self, x, training=False):

@@ -27,6 +27,11 @@ class Flatten(_Reshaping):
     def fused(self, b):
         b.alias()                                                      # same values, same buffer
 
+    def formulas(self, in_shapes):
+        s = in_shapes[0]
+        return {"shape": "·".join(map(str, s)) + f" = {prod(s):,} → {fmt((prod(s),))}",
+                "params": "no trainable parameters = 0", "macs": "no multiply-adds (a view of the same values) = 0"}
+
     @classmethod
     def samples(cls):
         return [({}, [(2, 3, 2)])]

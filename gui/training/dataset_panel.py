@@ -13,9 +13,13 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
 from engine.data import BUILTINS, load
 from engine.errors import LayerboardError
 
+from ..dirs import last_dir, remember
 from .settings import HP, Editor
 
 PREVIEW_ROWS, PREVIEW_COLS = 12, 10
+# settings that fit the built-in 2-D sets with a small MLP (the project defaults, lr 0.001 for 20 epochs, underfit)
+SUGGESTED = {"xor": {"lr": 0.05, "epochs": 500}, "moons": {"lr": 0.01, "epochs": 100},
+             "circles": {"lr": 0.01, "epochs": 150}, "spirals": {"lr": 0.01, "epochs": 400}}
 THUMB = 28              # pixels: image samples are previewed as thumbnails, not as pixel columns
 
 
@@ -49,7 +53,7 @@ class DatasetPanel(QGroupBox):
         self.choice = QComboBox()
         self.choice.addItems(list(BUILTINS))
         self.choice.setToolTip("Built-in datasets (no download)")
-        self.choice.activated.connect(lambda _i: self._set({"kind": "builtin", "name": self.choice.currentText()}))
+        self.choice.activated.connect(lambda _i: self.use_builtin(self.choice.currentText()))
         row.addWidget(QLabel("Built-in"))
         row.addWidget(self.choice, 1)
         box.addLayout(row)
@@ -86,6 +90,22 @@ class DatasetPanel(QGroupBox):
         self.refresh()
 
     # ---- edits ----
+    def use_builtin(self, name):
+        """Switch to a built-in set; a 2-D set also gets learning rate and epochs that fit it, unless the user
+        changed them (one undo step for all)."""
+        from engine.project import TRAINING
+        t, ref = self.doc.project.training, {"kind": "builtin", "name": name}
+        untouched = [{h.name: h.default for h in TRAINING if h.name in ("lr", "epochs")}] + list(SUGGESTED.values())
+        fit = SUGGESTED.get(name) if {k: t.get(k) for k in ("lr", "epochs")} in untouched else None
+        st = self.doc.undo_stack
+        st.beginMacro(f"Use the built-in dataset {name}")
+        try:
+            self._set(ref)
+            for k, v in (fit or {}).items():
+                self.doc.set_training(k, v)
+        finally:
+            st.endMacro()
+
     def _set(self, ref):
         if ref != self.doc.project.dataset:
             self.doc.set_dataset(ref)
@@ -117,10 +137,11 @@ class DatasetPanel(QGroupBox):
             raise LayerboardError(f"{p.name}: import a .csv, .npz or .npy file")
 
     def _import_dialog(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Import dataset", str(self.doc.project.base),
+        path, _ = QFileDialog.getOpenFileName(self, "Import dataset", str(last_dir(self.doc.project.base)),
                                               "Data (*.csv *.npz *.npy);;All files (*)")
         if not path:
             return
+        remember(path)
         y = None
         if path.lower().endswith(".npy"):
             y, _ = QFileDialog.getOpenFileName(self, "Targets (y) for " + Path(path).name,
@@ -134,8 +155,9 @@ class DatasetPanel(QGroupBox):
 
     def _folder_dialog(self):
         path = QFileDialog.getExistingDirectory(self, "Image folder (one sub-folder per class)",
-                                                str(self.doc.project.base))
+                                                str(last_dir(self.doc.project.base)))
         if path:
+            remember(path)
             self.import_folder(path)
 
     def import_folder(self, path):
@@ -155,7 +177,11 @@ class DatasetPanel(QGroupBox):
         if key == self._shown:
             return
         self._shown = key
-        self.choice.setCurrentText(ref.get("name", "") if ref.get("kind") == "builtin" else "")
+        if ref.get("kind") == "builtin":
+            self.choice.setCurrentText(ref.get("name", ""))
+        else:                                             # a file is active: the box must not still say "moons"
+            self.choice.setPlaceholderText(f"(using {Path(str(ref.get('path', 'a file'))).name})")
+            self.choice.setCurrentIndex(-1)
         self.target.setEnabled(ref.get("kind") == "csv")
         self.target.clear()
         self.table.clear()

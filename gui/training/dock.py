@@ -11,10 +11,11 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QHBoxLayout, QLabel, Q
                                QSpinBox, QSplitter, QStyle, QTabWidget, QVBoxLayout, QWidget)
 
 from .banner import Banner
+from .datacheck import DataCheck
 from .dataset_panel import DatasetPanel
 from .job import Job, snapshot_project
 from .runs import RunList
-from .settings import SettingsForm
+from .settings import HP, Editor, SettingsForm
 from .views import VIEWS, CompareView, CurvesView
 from .weights import Weights
 
@@ -68,6 +69,7 @@ class TrainingDock(QDockWidget):
         box.setContentsMargins(4, 4, 4, 4)
         self.data = DatasetPanel(self.doc)
         self.data.loaded.connect(self._data_loaded)
+        self.datacheck = DataCheck(self.doc, self.data)        # dataset ↔ model mismatches as node errors
         box.addWidget(self.data)
         self.form = SettingsForm(self.doc)
         box.addWidget(self.form)
@@ -108,16 +110,33 @@ class TrainingDock(QDockWidget):
         self.progress.setMinimumWidth(240)
         for b in (self.train_btn, self.kfold_btn, self.k_spin, self.pause_btn, self.stop_btn):
             row.addWidget(b)
-        row.addWidget(self.progress, 1)
+        row.addSpacing(8)
+        self.quick = {}                       # epochs and η beside Train: never hidden in the settings' scroll area
+        for key, text in (("epochs", "Epochs"), ("lr", "η")):
+            e = self.quick[key] = Editor(HP[key])
+            e.widget.setMinimumWidth(64)
+            e.widget.setMaximumWidth(90)
+            e.committed.connect(lambda k, v: self.doc.project.training.get(k) != v and self.doc.set_training(k, v))
+            lab = QLabel(text)
+            lab.setToolTip(HP[key].doc)
+            row.addWidget(lab)
+            row.addWidget(e)
+        row.addStretch(1)
         box.addLayout(row)
+        box.addWidget(self.progress)
+        self.doc.changed.connect(self._quick_refresh)
+        self._quick_refresh()
         self.message = QLabel("")
         self.message.setWordWrap(True)
         self.message.setMinimumHeight(2 * self.message.fontMetrics().lineSpacing() + 4)   # new text: no re-layout
         self.message.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.addWidget(self.message)
+        self.banner = Banner(self.doc)           # a strip of its own: it never covers a plot
+        self.banner.message.connect(self.message.setText)
+        self.banner.dataset = self.data.dataset
+        box.addWidget(self.banner)
         self.tabs = QTabWidget()
-        self.banner = Banner(self.tabs)
         self.views = []
         for cls in VIEWS:
             v = cls()
@@ -132,6 +151,10 @@ class TrainingDock(QDockWidget):
         self.view(CompareView).attach_list(self.runs)
         self._buttons(False)
         return w
+
+    def _quick_refresh(self):
+        for k, e in self.quick.items():
+            e.set_value(self.doc.project.training[k])
 
     def _icon(self, name):
         return self.style().standardIcon(getattr(QStyle.StandardPixmap, name))
@@ -213,6 +236,8 @@ class TrainingDock(QDockWidget):
         self._pause_label(False)
         self.data.setEnabled(not running)
         self.form.setEnabled(not running)
+        for e in self.quick.values():
+            e.setEnabled(not running)
 
     def _reprobe(self, key):
         if self.job is not None and not self.running:
@@ -225,6 +250,8 @@ class TrainingDock(QDockWidget):
         cmp.show_runs(records[-2:] if len(records) > 2 else records)
 
     def _data_loaded(self, ds):
+        if hasattr(self, "banner"):
+            self.banner.dataset = ds
         if ds is not None:
             self.form.update_warnings(ds.task, ds.n_classes if ds.task != "regression" else 0)
         else:
@@ -347,6 +374,10 @@ class TrainingDock(QDockWidget):
             text += f". {result['message']}"
         self.message.setText(text)
         self.message.setStyleSheet("color: #b00;" if st == "diverged" else "")
+        from ..summary import LOSSES
+        loss = self.doc.project.training.get("loss")
+        self.message.setToolTip(f"{LOSSES.get(loss, loss)}; n = {self._ctx.get('n_train', '?')} training and "
+                                f"{self._ctx.get('n_val', 0)} validation samples" if loss in LOSSES else "")
         if rec is not None:
             self.doc.add_run(rec)
 
@@ -373,7 +404,10 @@ class TrainingDock(QDockWidget):
         if self.status != "error" and self.job.model is not None:
             self.weights.trained(self.job.model)
             self.doc.set_trained(self.job.model)          # saved beside the project with the next Save
-        self.progress.setFormat(f"{STATUS.get(self.status, self.status).lower()} · {self.progress.format()}"
+        r, c = self.result or {}, self._ctx or {}
+        done = (f" after {r['epochs']} of {c.get('epochs', r['epochs'])} epochs · {r.get('steps', 0)} steps"
+                if "epochs" in r else "")            # the same count as the message below; no ETA once it is over
+        self.progress.setFormat(f"{STATUS.get(self.status, self.status).lower()}{done}"
                                 if self.status != "error" else "error")
         self.doc.set_locked(False)
         self._buttons(False)

@@ -12,7 +12,7 @@ from engine.errors import LayerboardError
 from engine.project import Project
 from engine.session import fold_summary, folds, prepare, record
 
-PROBE_SAMPLES = 300      # fixed validation sample for the PCA projection (spec §6)
+PROBE_SAMPLES = 300      # fixed validation sample for the PCA projection
 EVAL_CAP = 2000          # samples used for the confusion matrix
 GRID = 80                # decision-boundary grid resolution per axis
 READY_TIMEOUT = 2.0      # seconds the worker waits for the UI to set up its views for a run

@@ -20,6 +20,8 @@ class RunList(QWidget):
         box.addWidget(title)
         self.list = QListWidget()
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.list.setWordWrap(True)                      # whole run names, never cut
+        self.list.setTextElideMode(Qt.TextElideMode.ElideNone)
         self.list.itemSelectionChanged.connect(self._selected)
         box.addWidget(self.list)
         self._count = -1

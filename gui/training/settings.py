@@ -1,5 +1,5 @@
-"""Training settings form generated from engine.project.TRAINING, and the loss/output pairing check (spec §13)."""
-from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
+"""Training settings form generated from engine.project.TRAINING, and the loss/output pairing check."""
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget)
 
 from engine.optimizers import OPTIMIZERS
 from engine.project import TRAINING
@@ -19,7 +19,7 @@ OPT_KEYS = {"lr", "beta", "beta1", "beta2", "eps"}          # shown only for the
 
 
 def pairing_warnings(loss, head, out_shape, task=None, n_classes=0):
-    """Spec §13 mismatches between the loss, the output layer type `head`, its shape and the dataset's task."""
+    """Mismatches between the loss, the output layer type `head`, its shape and the dataset's task."""
     w = []
     act = head if head in ("Sigmoid", "Softmax") else "linear"
     if loss == "bce":
@@ -72,7 +72,7 @@ class SettingsForm(QWidget):
         self.task = QComboBox()
         for k, (label, loss, head) in TASKS.items():
             self.task.addItem(f"{label} ({head or 'linear'} + {loss.upper()})", k)
-        self.task.setToolTip("Spec §13: choosing the task sets the matching loss")
+        self.task.setToolTip("Choosing the task sets the matching loss: binary → BCE, multi-class → CCE, regression → MSE")
         self.task.activated.connect(lambda i: self._set("loss", TASKS[self.task.itemData(i)][1]))
         f.addRow("Task", self.task)
         self._row(f, "loss")
@@ -82,7 +82,7 @@ class SettingsForm(QWidget):
         self.warning.hide()
         f.addRow(self.warning)
         box.addWidget(task)
-        opt = QGroupBox("Optimizer (spec §2)")
+        opt = QGroupBox("Optimizer")
         self.opt_form = QFormLayout(opt)
         for k in ("optimizer", "lr", "beta", "beta1", "beta2", "eps"):
             self._row(self.opt_form, k)
@@ -110,7 +110,7 @@ class SettingsForm(QWidget):
             self.doc.set_training(key, value)
 
     def refresh(self):
-        """Show the project's values, the optimizer's own rows and the §13 warnings."""
+        """Show the project's values, the optimizer's own rows and the loss/output warnings."""
         t = self.doc.project.training
         for k, e in self.editors.items():
             e.set_value(t[k])

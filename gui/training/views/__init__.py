@@ -5,7 +5,8 @@ from .compare import CompareView
 from .confusion import ConfusionView
 from .curves import CurvesView
 from .pca import PCAView
+from .scatter import ScatterView
 
-VIEWS = [CurvesView, PCAView, BoundaryView, ConfusionView, CompareView]
+VIEWS = [CurvesView, ScatterView, PCAView, BoundaryView, ConfusionView, CompareView]
 
-__all__ = ["VIEWS", "View", "BoundaryView", "CompareView", "ConfusionView", "CurvesView", "PCAView"]
+__all__ = ["VIEWS", "View", "BoundaryView", "CompareView", "ConfusionView", "CurvesView", "PCAView", "ScatterView"]

@@ -1,23 +1,41 @@
 """Overlay of the per-epoch curves of run records chosen in the run list."""
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QSplitter
 
 from .base import View, colour
 
+SHORT = {"val_accuracy": "val acc", "val_loss": "val loss", "train_loss": "train loss", "val_rmse": "val RMSE",
+         "val_r2": "val R²"}
+
 
 def describe(rec):
-    """One line about a run record: label, optimizer, lr, final metrics."""
+    """One line about a run record: label, optimizer, lr, final metrics (for k-fold: mean ± std over folds only)."""
     c, r = rec.get("config", {}), rec.get("result", {})
     bits = [rec.get("label", "run"), f"{c.get('optimizer', '?')} lr {c.get('lr', '?')}"]
-    for k, short in (("val_accuracy", "val acc"), ("val_loss", "val loss"), ("train_loss", "train loss")):
-        if k in r:
-            bits.append(f"{short} {r[k]:.4g}")
-            break
-    if "summary" in rec:
+    if "summary" in rec:                      # k-fold: the last fold's own numbers would contradict the mean
+        n = len(rec.get("folds", [])) or "k"
         for k, (m, s) in rec["summary"].items():
-            bits.append(f"{k} {m:.4g} ± {s:.2g}")
+            bits.append(f"{SHORT.get(k, k.replace('_', ' '))} {m:.3g} ± {s:.2g} over {n} folds")
+        return " · ".join(bits)
+    for k in ("val_accuracy", "val_r2", "val_loss", "train_loss"):
+        if r.get(k) is not None:
+            bits.append(f"{SHORT[k]} {r[k]:.4g}")
+            break
     return " · ".join(bits)
+
+
+def panel(canvas, col, title, ylabel):
+    """A legend row above a plot (the legend never covers a curve); returns (plot, legend)."""
+    sub = canvas.addLayout(row=0, col=col)
+    legend = pg.LegendItem(colCount=2, labelTextSize="8pt")
+    sub.addItem(legend, row=0, col=0)
+    p = sub.addPlot(row=1, col=0, title=title)
+    p.setLabel("left", ylabel)
+    p.setLabel("bottom", "epoch")
+    p.setMinimumHeight(150)
+    sub.layout.setRowStretchFactor(1, 1)
+    return p, legend
 
 
 class CompareView(View):
@@ -27,21 +45,15 @@ class CompareView(View):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.loss_plot = pg.PlotWidget(title="Loss per epoch")
-        self.acc_plot = pg.PlotWidget(title="Accuracy per epoch")
-        for p in (self.loss_plot, self.acc_plot):
-            p.setLabel("bottom", "epoch")
-            p.addLegend(offset=(-10, 10), labelTextSize="8pt")
-        self.acc_plot.setXLink(self.loss_plot)
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.setMinimumHeight(200)
+        self.loss_plot, self.loss_legend = panel(self.canvas, 0, "Loss per epoch", "loss")
+        self.acc_plot, self.acc_legend = panel(self.canvas, 1, "Accuracy per epoch", "accuracy")
         self.split = QSplitter(Qt.Orientation.Horizontal)
-        plots = QWidget()
-        col = QVBoxLayout(plots)
-        col.setContentsMargins(0, 0, 0, 0)
-        col.addWidget(self.loss_plot, 1)
-        col.addWidget(self.acc_plot, 1)
-        self.split.addWidget(plots)
+        self.split.addWidget(self.canvas)
         self.box.addWidget(self.split, 1)
         self.box.addWidget(self.note)
+        self.note.setTextFormat(Qt.TextFormat.RichText)
         self.note.setText("Select two runs in the run list to overlay their curves.")
         self.shown = []
 
@@ -52,19 +64,23 @@ class CompareView(View):
         self.split.setSizes([260, 600])
 
     def show_runs(self, records):
-        """Overlay the records' histories (solid: training, dashed: validation)."""
+        """Overlay the records' histories (solid: training, dashed: validation); #i in the legend is the note's line."""
         self.shown = list(records)
-        for p in (self.loss_plot, self.acc_plot):
+        regression = bool(self.shown) and all("train_accuracy" not in r.get("history", {}) for r in self.shown)
+        akey = "rmse" if regression else "accuracy"
+        self.acc_plot.setTitle("RMSE per epoch" if regression else "Accuracy per epoch")
+        self.acc_plot.setLabel("left", "RMSE" if regression else "accuracy")
+        for p, leg in ((self.loss_plot, self.loss_legend), (self.acc_plot, self.acc_legend)):
             p.clear()
-            p.plotItem.legend.clear()
+            leg.clear()
         for i, rec in enumerate(self.shown):
             h, c = rec.get("history", {}), colour(i)
-            lab = rec.get("label", f"run {i + 1}")
-            for key, p in (("loss", self.loss_plot), ("accuracy", self.acc_plot)):
+            for key, p, leg in (("loss", self.loss_plot, self.loss_legend), (akey, self.acc_plot, self.acc_legend)):
                 for part, style in (("train", Qt.PenStyle.SolidLine), ("val", Qt.PenStyle.DashLine)):
-                    ys = h.get(f"{part}_{key}", [])
+                    ys = [float("nan") if v is None else v for v in h.get(f"{part}_{key}", [])]
                     if ys:
-                        p.plot(range(1, len(ys) + 1), ys, pen=pg.mkPen(c, width=2, style=style),
-                               name=f"{lab} {'training' if part == 'train' else 'validation'}")
-        self.note.setText("\n".join(describe(r) for r in self.shown) or
+                        it = p.plot(range(1, len(ys) + 1), ys, pen=pg.mkPen(c, width=2, style=style))
+                        leg.addItem(it, f"#{i + 1} {'training' if part == 'train' else 'validation'}")
+        self.note.setText("<br>".join(f"<span style='color:{colour(i)}'>■</span> #{i + 1} {describe(r)}"
+                                      for i, r in enumerate(self.shown)) or
                           "Select two runs in the run list to overlay their curves.")

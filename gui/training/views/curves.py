@@ -1,8 +1,14 @@
-"""Loss and accuracy curves: training per batch and per epoch, validation per epoch; k-fold folds overlaid."""
+"""Loss and accuracy (regression: RMSE, MAE, R²) curves: training per batch and per epoch, validation per epoch."""
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QTimer
 
-from .base import View, colour
+from .base import View, colour, restyle
+
+# per-epoch columns after (epoch, step): the history keys, in order
+EPOCH_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "train_rmse", "val_rmse",
+              "train_mae", "val_mae", "train_r2", "val_r2")
+COL = {k: 2 + i for i, k in enumerate(EPOCH_KEYS)}
 
 
 class Buffer:
@@ -27,12 +33,25 @@ class Buffer:
         return self.a[:self.n]
 
 
-def _plot(canvas, row, title, ylabel, corner):
-    p = canvas.addPlot(row=row, col=0, title=title)
-    p.setLabel("left", ylabel)
-    p.setLabel("bottom", "step")
-    p.addLegend(offset=corner, labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
-    return p
+class Panel:
+    """A plot with its legend in a grid row of its own above it, so the legend never covers a curve."""
+
+    def __init__(self, title, ylabel):
+        self.legend = pg.LegendItem(colCount=3, labelTextSize="8pt")
+        self.plot = pg.PlotItem(title=title)
+        self.plot.setLabel("left", ylabel)
+        self.plot.setLabel("bottom", "step")
+        for ax in ("left", "bottom"):
+            self.plot.getAxis(ax).enableAutoSIPrefix(False)      # "R² (x0.001)" helps nobody
+        self.shown = True
+
+    def add(self, item, name):
+        if name:
+            self.legend.addItem(item, name)
+
+    def clear(self):
+        self.plot.clear()
+        self.legend.clear()
 
 
 class CurvesView(View):
@@ -42,11 +61,14 @@ class CurvesView(View):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.canvas = pg.GraphicsLayoutWidget()            # one scene for both plots: one paint per update
-        self.loss_plot = _plot(self.canvas, 0, "Loss", "loss", (-10, 10))              # top right
-        self.acc_plot = _plot(self.canvas, 1, "Accuracy", "accuracy", (-10, -10))     # bottom right
-        self.acc_plot.setXLink(self.loss_plot)
-        self._side = None
+        self.canvas = pg.GraphicsLayoutWidget()            # one scene for all plots: one paint per update
+        self.panels = {"loss": Panel("Loss", "loss"), "acc": Panel("Accuracy", "accuracy"),
+                       "err": Panel("RMSE and MAE (target units)", "error"), "r2": Panel("R²", "R²")}
+        self.loss_plot, self.acc_plot = self.panels["loss"].plot, self.panels["acc"].plot
+        self.err_plot, self.r2_plot = self.panels["err"].plot, self.panels["r2"].plot
+        for k in ("acc", "err", "r2"):
+            self.panels[k].plot.setXLink(self.loss_plot)
+        self._side, self._placed = None, None
         self.box.addWidget(self.canvas, 1)
         self.box.addWidget(self.note)
         self.folds = {}
@@ -60,16 +82,18 @@ class CurvesView(View):
         super().begin(ctx)
         sig = (ctx.get("folds", 1), bool(ctx.get("n_val")))
         if sig != self._sig:                                    # new layout: new curves and legend
-            for p in (self.loss_plot, self.acc_plot):
+            for p in self.panels.values():
                 p.clear()
-                p.legend.clear()
             self._items, self._sig = {}, sig
         else:                                                   # same layout: reuse the curves (cheap start)
             for items in self._items.values():
                 for it in items.values():
                     it.setData([], [])
         self.folds, self._dirty, self._dirty_epochs = {}, set(), set()
-        self.acc_plot.setVisible(ctx.get("classify", True))
+        classify = ctx.get("classify", True)
+        self.panels["acc"].shown = classify
+        self.panels["err"].shown = self.panels["r2"].shown = False      # shown once their metrics arrive
+        self._arrange()
         self._total = ctx.get("epochs", 1) * ctx.get("per_epoch", 1)
         self._xmax = min(self._total, max(50, ctx.get("per_epoch", 1)))
         self.loss_plot.setXRange(0, self._xmax, padding=0.02)  # x grows by doubling: few axis re-layouts
@@ -77,6 +101,8 @@ class CurvesView(View):
         self.loss_plot.enableAutoRange(x=False, y=False)
         self.acc_plot.setYRange(0, 1.0, padding=0.02)
         self.acc_plot.enableAutoRange(x=False, y=False)
+        for p in (self.err_plot, self.r2_plot):
+            p.enableAutoRange(x=False, y=True)
         self.note.setText("")
         self.fold(0, ctx)
 
@@ -87,45 +113,91 @@ class CurvesView(View):
         name = f"fold {fold + 1} " if kf else ""
         if fold not in self._items:
             self._items[fold] = self._make(fold, ctx, kf, tc, vc, name)
-        self.folds[fold] = {"batch": Buffer(4), "epoch": Buffer(6), **self._items[fold]}
+        self.folds[fold] = {"batch": Buffer(4), "epoch": Buffer(2 + len(EPOCH_KEYS)), **self._items[fold]}
 
     def _make(self, fold, ctx, kf, tc, vc, name):
-        f = {}
-        for key, p in (("loss", self.loss_plot), ("acc", self.acc_plot)):
-            f[f"batch_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=1),
-                                       name=None if kf else "train (batch)")
+        f, val = {}, bool(ctx.get("n_val"))
+        dash = pg.QtCore.Qt.PenStyle.DashLine
+        for key, pan in (("loss", self.panels["loss"]), ("acc", self.panels["acc"])):
+            p = pan.plot
+            f[f"batch_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=1))
+            pan.add(f[f"batch_{key}"], None if kf else "per batch")
             f[f"batch_{key}"].setOpacity(0.35)
             f[f"batch_{key}"].setDownsampling(auto=True, method="peak")
             f[f"batch_{key}"].setClipToView(True)
             f[f"batch_{key}"].setVisible(not kf)
-            f[f"train_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=2), name=f"{name}train (epoch)")
-            f[f"val_{key}"] = p.plot([], [], pen=pg.mkPen(vc, width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
-                                     name=f"{name}validation" if ctx.get("n_val") else None)
+            f[f"train_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=2))
+            pan.add(f[f"train_{key}"], f"{name}train")
+            f[f"val_{key}"] = p.plot([], [], pen=pg.mkPen(vc, width=2, style=dash))
+            pan.add(f[f"val_{key}"], f"{name}validation" if val else None)
+        for metric, pan, c in (("rmse", "err", 0), ("mae", "err", 2), ("r2", "r2", 0)):
+            pc = colour(fold) if kf else colour(c)
+            for part, style in (("train", pg.QtCore.Qt.PenStyle.SolidLine), ("val", dash)):
+                it = f[f"{part}_{metric}"] = self.panels[pan].plot.plot([], [], pen=pg.mkPen(pc, width=2, style=style))
+                label = {"rmse": "RMSE", "mae": "MAE", "r2": "R²"}[metric]
+                if part == "train" or val:
+                    self.panels[pan].add(it, f"{name}{label} {'train' if part == 'train' else 'validation'}")
         return f
 
+    def _arrange(self, side=None):
+        """The shown panels side by side in a wide, short dock, stacked otherwise; each legend above its plot."""
+        side = self._side if side is None else side
+        shown = tuple(k for k, p in self.panels.items() if p.shown)
+        if (side, shown) == self._placed:
+            return
+        self._placed = (side, shown)
+        ci = self.canvas.ci
+        rows, cols = ci.layout.rowCount(), ci.layout.columnCount()    # only these: a stretch on a row makes it exist
+        for p in self.panels.values():
+            for it in (p.legend, p.plot):
+                if it in ci.items:
+                    ci.removeItem(it)
+                it.setVisible(p.shown)
+        lay = ci.layout
+        for i in range(rows):
+            lay.setRowStretchFactor(i, 0)
+        for i in range(cols):
+            lay.setColumnStretchFactor(i, 0)
+        for i, k in enumerate(shown):
+            r, c = (0, i) if side else (2 * i, 0)
+            ci.addItem(self.panels[k].legend, row=r, col=c)
+            ci.addItem(self.panels[k].plot, row=r + 1, col=c)
+            lay.setRowStretchFactor(r + 1, 1)
+            lay.setColumnStretchFactor(c, 1)
+        used = 2 if side else 2 * len(shown)
+        for i in range(max(rows, used)):                       # rows left empty by an earlier arrangement: no gap
+            lay.setRowSpacing(i, 0 if i >= used else (2 if i % 2 == 0 else 6))
+        restyle(self)
+        lay.activate()
+        self.canvas.resizeEvent(None)                 # the layout fills the view again (it shrank to its hint)
+
     def resizeEvent(self, e):
-        """Loss and accuracy side by side in a wide, short dock; stacked otherwise."""
         super().resizeEvent(e)
         side = e.size().width() > 1.8 * e.size().height()
         if side != self._side:
             self._side = side
-            ci = self.canvas.ci
-            ci.removeItem(self.acc_plot)
-            ci.addItem(self.acc_plot, row=0 if side else 1, col=1 if side else 0)
-            lay = ci.layout
-            lay.setRowStretchFactor(0, 3)
-            lay.setRowStretchFactor(1, 0 if side else 2)
-            lay.setColumnStretchFactor(0, 1)
-            lay.setColumnStretchFactor(1, 1 if side else 0)
+            self._arrange(side)
+        QTimer.singleShot(0, self._fill)
+
+    def _fill(self):
+        """Lay the plots out again for the canvas's present size (the grid keeps a stale one otherwise)."""
+        shown = [p for p in self.panels.values() if p.shown]
+        width = self.canvas.width() / (len(shown) if self._side else 1)
+        for p in shown:                                          # legend columns that fit the panel's width
+            n = max(1, min(3, int(width // 95)))
+            if p.legend.columnCount != n:
+                p.legend.setColumnCount(n)
+        self.canvas.ci.layout.invalidate()
+        self.canvas.ci.layout.activate()
+        self.canvas.resizeEvent(None)
 
     def batches(self, fold, rows):
         self.folds[fold]["batch"].extend(rows)
         self._dirty.add(fold)
 
     def epoch(self, fold, epoch, step, data):
-        g = lambda k: data.get(k, np.nan)                      # noqa: E731
-        self.folds[fold]["epoch"].extend([epoch, step, g("train_loss"), g("val_loss"),
-                                          g("train_accuracy"), g("val_accuracy")])
+        g = lambda k: np.nan if data.get(k) is None else data[k]       # noqa: E731  (JSON null: no value)
+        self.folds[fold]["epoch"].extend([epoch, step] + [g(k) for k in EPOCH_KEYS])
         self._dirty_epochs.add(fold)
 
     def refresh(self):
@@ -146,12 +218,19 @@ class CurvesView(View):
             f["batch_loss"].setData(b[:, 1], b[:, 2])
             if self.ctx.get("classify", True):
                 f["batch_acc"].setData(b[:, 1], b[:, 3])
+        regression = False
         for fold in self._dirty_epochs:                         # per-epoch curves change only at epoch ends
             f = self.folds[fold]
             e = f["epoch"].data
-            for col, key in ((2, "train_loss"), (3, "val_loss"), (4, "train_acc"), (5, "val_acc")):
-                ok = np.isfinite(e[:, col])
-                f[key].setData(e[ok, 1], e[ok, col])
+            for key in EPOCH_KEYS:
+                col = e[:, COL[key]]
+                ok = np.isfinite(col)
+                item = key.replace("accuracy", "acc")
+                f[item].setData(e[ok, 1], col[ok])
+                regression |= bool(ok.any()) and key.endswith(("rmse", "mae", "r2"))
+        if regression and not self.panels["err"].shown:
+            self.panels["err"].shown = self.panels["r2"].shown = True
+            self._arrange()
         self._dirty.clear()
         self._dirty_epochs.clear()
 
@@ -164,4 +243,4 @@ class CurvesView(View):
         return self.folds[fold]["batch_loss"]
 
     def epoch_curve(self, fold=0, key="val_loss"):
-        return self.folds[fold][key]
+        return self.folds[fold][key.replace("accuracy", "acc")]

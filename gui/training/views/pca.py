@@ -1,4 +1,4 @@
-"""PCA projection (spec §6) of a chosen layer's activations on a fixed validation sample, coloured by class."""
+"""PCA projection of a chosen layer's activations on a fixed validation sample, coloured by class."""
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
@@ -104,6 +104,8 @@ class PCAView(View):
         self.evr_label.setText("explained variance: " + ", ".join(
             f"PC{i + 1} {100 * v:.1f} %" for i, v in enumerate(shown)) +
             f" (of {p['features']} feature{'s' if p['features'] != 1 else ''} in '{p['layer']}')")
+        self.evr_label.setToolTip(f"EVR_k = λ_k / Σ_j λ_j (λ: eigenvalues of the covariance of the {p['features']} "
+                                  "features): " + ", ".join(f"PC{i + 1} = {v:.4g}" for i, v in enumerate(shown)))
 
     def _fit(self, x, y):
         """Re-range an axis only when the points leave it or fill less than half of it (15 % margins)."""

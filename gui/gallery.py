@@ -1,0 +1,60 @@
+"""The template gallery's data (Qt-free): each shipped example with what it teaches and the score it reaches.
+
+A template is one JSON project in resources/examples with a "gallery" object:
+{"network": "MLP", "task": "binary", "data": "…", "teaches": "…", "metric": "val_accuracy" or "val_r2",
+ "reaches": 0.95, "quick": {"epochs": 3, "samples": 1000, "min": 0.6}}
+"reaches" is what a full run as shipped attains (benchmarks/templates.py checks it); "quick" bounds the short run
+of tests/test_templates.py. Adding a template (an RNN or transformer one, say) is adding such a file.
+"""
+import json
+
+import numpy as np
+
+from resources import path
+
+TASK_NAMES = {"binary": "binary classification", "multiclass": "multi-class classification",
+              "regression": "regression"}
+METRIC_NAMES = {"val_accuracy": "validation accuracy", "train_accuracy": "training accuracy",
+                "val_r2": "validation R²"}
+
+
+def gallery():
+    """[dict(file, name, description, **gallery)] of the shipped templates that declare a gallery entry."""
+    out = []
+    for f in sorted(path("examples").glob("*.json")):
+        try:
+            d = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        g = d.get("gallery")
+        if isinstance(g, dict):
+            out.append(dict(g, file=f.name, name=d.get("name") or f.stem, description=d.get("description", "")))
+    return out
+
+
+def reaches_text(entry):
+    """"validation accuracy ≥ 0.95" for the gallery card."""
+    m = METRIC_NAMES.get(entry["metric"], entry["metric"])
+    return f"{m} {entry['reaches']:.1f}" if entry["reaches"] >= 1 else f"{m} ≥ {entry['reaches']:g}"
+
+
+def score(project, metric, epochs=None, samples=None, seed=None):
+    """Train a template project (optionally shorter / on the first `samples` rows) and return (metric value,
+    result). val_r2 is computed from Model.predict on the validation split (original units)."""
+    from engine.data import load
+    from engine.session import prepare
+    if epochs is not None:
+        project.training["epochs"] = epochs
+    ds = load(project.dataset, project.base)
+    if samples is not None and samples < len(ds):
+        pick = np.random.default_rng(0).permutation(len(ds))[:samples]
+        ds = ds.subset(np.sort(pick))
+    model, trainer = prepare(project, seed=seed, data=ds)
+    result = trainer.run()
+    if metric == "val_r2":
+        val = trainer.val if trainer.val is not None and len(trainer.val) else trainer.train
+        pred = np.asarray(model.predict(val.x), float).reshape(len(val), -1)
+        y = np.asarray(val.y, float).reshape(len(val), -1)
+        sst = float(((y - y.mean(axis=0)) ** 2).sum())
+        return 1 - float(((pred - y) ** 2).sum()) / sst, result
+    return float(result[metric]), result
