@@ -52,6 +52,8 @@ class TrainingDock(QDockWidget):
         self.timer.timeout.connect(self.drain)
         self.weights = Weights()              # what Export writes; loaded weights the next runs start from
         self.doc.validated.connect(self._graph_edited)
+        self.doc.validated.connect(self._show_tabs)
+        self._show_tabs()
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
@@ -152,8 +154,9 @@ class TrainingDock(QDockWidget):
         data = p.dataset.get("name") or Path(str(p.dataset.get("path", "data"))).name
         label = f"Run {len(p.runs) + 1}{f' ({k}-fold)' if k >= 2 else ''}: {data}, {time.strftime('%H:%M:%S')}"
         probes = {cls.key: cls.compute for cls in VIEWS if cls.key}
+        live = tuple(cls.key for cls in VIEWS if cls.key and getattr(cls, "live", False))
         self.job = Job(snapshot_project(p), k=k if k >= 2 else 0, probes=probes, options=self.options,
-                       label=label, weights=self.weights.start)
+                       label=label, weights=self.weights.start, live=live)
         self.status, self.result, self.kfold_summary = "running", None, None
         self._t0, self._total, self._ctx, self._pending = time.perf_counter(), 1, {}, 0
         self.banner.hide()
@@ -369,6 +372,14 @@ class TrainingDock(QDockWidget):
         """Say that weights were loaded (the next runs start from them)."""
         self.message.setStyleSheet("")
         self.message.setText(f"Loaded weights from {name}: Export writes them; the next run starts from them.")
+
+    def _show_tabs(self, _infos=None):
+        """Views that need a layer type (e.g. RNN, attention) have a tab only while the graph has one."""
+        types = {n.type for n in self.doc.graph.nodes.values()}
+        for i, v in enumerate(self.views):
+            need = getattr(v, "needs", ())
+            if need:
+                self.tabs.setTabVisible(i, any(t in types for t in need))
 
     def _graph_edited(self, _infos):
         if self.weights.graph_changed(self.doc.graph):

@@ -5,8 +5,12 @@ from .compare import CompareView
 from .confusion import ConfusionView
 from .curves import CurvesView
 from .pca import PCAView
+from .hidden import HiddenView
+from .gradflow import GradFlowView
+from .attention import AttentionView
 
 VIEWS = [CurvesView, PCAView, BoundaryView, ConfusionView, CompareView]
+VIEWS += [HiddenView, GradFlowView, AttentionView]              # sequence views: shown for RNN / attention models
 
 
 def register(cls):
@@ -16,4 +20,5 @@ def register(cls):
     return cls
 
 
-__all__ = ["VIEWS", "View", "register", "BoundaryView", "CompareView", "ConfusionView", "CurvesView", "PCAView"]
+__all__ = ["VIEWS", "View", "register", "BoundaryView", "CompareView", "ConfusionView", "CurvesView", "PCAView",
+           "HiddenView", "GradFlowView", "AttentionView"]
