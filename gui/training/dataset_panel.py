@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
 from engine.data import BUILTINS, load
 from engine.errors import LayerboardError
 
+from .sequence_import import SequenceImport
 from .settings import HP, Editor
 
 PREVIEW_ROWS, PREVIEW_COLS = 12, 10
@@ -81,6 +82,8 @@ class DatasetPanel(QGroupBox):
         self.table.setMaximumHeight(170)
         self.table.verticalHeader().setDefaultSectionSize(18)
         box.addWidget(self.table)
+        self.sequences = SequenceImport(self)           # series / npz-with-lengths / text import and preview
+        box.addWidget(self.sequences)
         self._shown = None
         document.changed.connect(self.refresh)
         self.refresh()
