@@ -72,10 +72,12 @@ def cmd_train(a):
         from .onnx_export import problems
         if problems(model):
             raise LayerboardError(problems(model)[0])
+    from .trainer import finite
     if a.json:
         def line(ev):
             if ev.kind == "epoch_end":
-                print(json.dumps({"epoch": ev.epoch, **{k: v for k, v in ev.data.items() if k != "epochs"}}), flush=True)
+                print(json.dumps(finite({"epoch": ev.epoch, **{k: v for k, v in ev.data.items() if k != "epochs"}}),
+                                 allow_nan=False), flush=True)
         tr.subscribe(line)
     else:
         tr.subscribe(Progress(p.training["epochs"]))
@@ -83,11 +85,12 @@ def cmd_train(a):
     if a.out:
         export(model, a.out, out_format)
     if a.json:
-        print(json.dumps(res), flush=True)
+        print(json.dumps(finite(res), allow_nan=False), flush=True)
     else:
-        keys = ["train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+        keys = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_rmse", "val_rmse",
+                "train_mae", "val_mae", "train_r2", "val_r2"]
         print(f"{res['status']} after {res['epochs']} epochs ({res['seconds']:.1f} s): " +
-              ", ".join(f"{k} {res[k]:.4f}" for k in keys if k in res))
+              ", ".join(f"{k} {res[k]:.4g}" for k in keys if res.get(k) is not None))
         if res["message"]:
             print(res["message"], file=sys.stderr)
     return 1 if res["status"] == "diverged" else 0

@@ -40,21 +40,31 @@ def _cce_logits(z, y, dz):
 
 
 class Loss:
-    """value_and_grad(out, y) -> (loss, dL/dout); `fuses` names the head activation taken as logits."""
+    """value_and_grad(out, y, fused, mask) -> (loss, dL/dout); `fuses` names the head activation taken as logits.
+
+    mask: (B, T) bool of valid steps; it applies when the output is a sequence (B, T, …) of that T
+    (sequence to sequence), and padded steps then count nowhere."""
 
     name = ""
     fuses = None
     task = ""
 
-    def __call__(self, out, y, fused=False):
+    def __call__(self, out, y, fused=False, mask=None):
         raise NotImplementedError
+
+
+def step_mask(out, mask):
+    """mask as (B, T) float when it applies to out (B, T, …), else None."""
+    if mask is None or out.ndim < 3 or out.shape[:2] != mask.shape:
+        return None
+    return mask.astype(out.dtype)
 
 
 class BCE(Loss):
     name, fuses, task = "bce", "Sigmoid", "binary"
     eps = 1e-7
 
-    def __call__(self, out, y, fused=False):
+    def __call__(self, out, y, fused=False, mask=None):
         y = y.reshape(out.shape).astype(out.dtype, copy=False)
         if fused:
             d = np.empty_like(out)
@@ -66,20 +76,28 @@ class BCE(Loss):
 
 
 class MSE(Loss):
+    """(1/B) Σ_i ||ŷ_i − y_i||²; for sequences (spec §14) (1/N) Σ_i (1/T_i) Σ_{t ≤ T_i} ||y_it − ŷ_it||²."""
+
     name, task = "mse", "regression"
 
-    def __call__(self, out, y, fused=False):
+    def __call__(self, out, y, fused=False, mask=None):
         y = y.reshape(out.shape).astype(out.dtype, copy=False)
         r = out - y
         b = len(out)
-        return float(np.sum(r * r) / b), (2 / b) * r
+        m = step_mask(out, mask)
+        if m is None:
+            return float(np.sum(r * r) / b), (2 / b) * r
+        w = (m / (m.sum(axis=1, keepdims=True) * b)).reshape(m.shape + (1,) * (out.ndim - 2))   # 1/(T_i B) or 0
+        return float(np.sum(w * r * r)), (2 * w * r).astype(out.dtype)
 
 
 class CCE(Loss):
     name, fuses, task = "cce", "Softmax", "multiclass"
     eps = 1e-7
 
-    def __call__(self, out, y, fused=False):
+    def __call__(self, out, y, fused=False, mask=None):
+        if out.ndim == 3:
+            return self._per_step(out, y, fused, mask)
         if out.ndim != 2:
             raise TrainingError(f"categorical cross-entropy needs (batch, classes) outputs, got {out.shape}")
         y = np.asarray(y).reshape(-1).astype(np.int64)
@@ -94,6 +112,28 @@ class CCE(Loss):
         d = np.zeros_like(out)
         d[np.arange(b), y] = -1.0 / (p * b)
         return float(-np.sum(np.log(p)) / b), d
+
+    def _per_step(self, out, y, fused, mask):
+        """Mean over valid steps of −ln p_{t, y_t} for (B, T, C) outputs and (B, T) class ids."""
+        b, t, c = out.shape
+        y = np.asarray(y).reshape(b, t).astype(np.int64)
+        m = step_mask(out, mask)
+        m = np.ones((b, t), out.dtype) if m is None else m
+        w = m / max(m.sum(), 1.0)                                       # (B, T): 1/(valid steps) or 0
+        yy = np.where(m > 0, y, 0)
+        if yy.size and (yy.min() < 0 or yy.max() >= c):
+            raise TrainingError(f"class labels must lie in 0…{c - 1} for a {c}-unit output, found {yy.min()}…{yy.max()}")
+        bi, ti = np.meshgrid(np.arange(b), np.arange(t), indexing="ij")
+        if fused:                                                       # out holds logits
+            mx = out.max(axis=2, keepdims=True)
+            lse = mx + np.log(np.exp(out - mx).sum(axis=2, keepdims=True))   # (B, T, 1)
+            d = np.exp(out - lse)
+            d[bi, ti, yy] -= 1.0
+            return float(np.sum(w * (lse[..., 0] - out[bi, ti, yy]))), (d * w[..., None]).astype(out.dtype)
+        p = np.clip(out[bi, ti, yy], self.eps, 1.0)
+        d = np.zeros_like(out)
+        d[bi, ti, yy] = -w / p
+        return float(-np.sum(w * np.log(p))), d
 
 
 LOSSES = {c.name: c for c in (BCE, MSE, CCE)}

@@ -15,6 +15,10 @@ def stream(seed, key):
     return np.random.default_rng([seed, zlib.crc32(key.encode())])
 
 
+DATA = "__data__"     # weight-file prefix of the data statistics (not a layer)
+DATA_KEYS = ("x_mean", "x_std", "y_mean", "y_std")
+
+
 class Model:
     """Executes a Graph. Trainable weights are views into self.theta; their gradients into self.grad."""
 
@@ -40,6 +44,8 @@ class Model:
         self._needs_grad()
         self._allocate(seed)
         self.head = self.layers[self.output]
+        self.data = {}      # DATA key -> array: input/target standardisation kept with the weights
+        self.meta = {}      # JSON-able data description saved with the weights (vocabulary, text options)
 
     @property
     def input_shape(self):
@@ -90,6 +96,8 @@ class Model:
         mask: (B, T) bool of valid steps when the Input is a (T, F) sequence of variable length; every
         layer finds its inputs' masks in layer.in_masks and self.masks holds each node's output mask."""
         x = np.ascontiguousarray(x, dtype=self.dtype)
+        if "x_mean" in self.data:                           # per-feature standardisation of sequences
+            x = ((x - self.data["x_mean"]) / self.data["x_std"]).astype(self.dtype)
         acts, masks = self.acts, self.masks = {}, {}
         stop = self.output if logits else None
         for n in self.order:
@@ -110,9 +118,9 @@ class Model:
             return None
         mask = np.asarray(mask, dtype=bool)
         shape = self.input_shape
-        if len(shape) != 2 or mask.shape != (batch, shape[0]):
-            raise ShapeError(f"a mask must be (batch, T) = ({batch}, {shape[0] if len(shape) == 2 else 'T'}) "
-                             f"for a (T, F) sequence Input; the Input '{self.inputs[0]}' is {fmt(shape)} and "
+        if len(shape) not in (1, 2) or mask.shape != (batch, shape[0]):
+            raise ShapeError(f"a mask must be (batch, T) = ({batch}, {shape[0] if len(shape) <= 2 else 'T'}) "
+                             f"for a (T, F) sequence or (T,) token Input; the Input '{self.inputs[0]}' is {fmt(shape)} and "
                              f"the mask {fmt(mask.shape)}")
         return mask
 
@@ -129,24 +137,41 @@ class Model:
                 if self.trains[s]:
                     pend[s] = dx if s not in pend else pend[s] + dx
 
-    def predict(self, x, batch_size=256):
-        """Evaluation-mode outputs for any number of samples."""
+    def predict(self, x, batch_size=256, lengths=None):
+        """Evaluation-mode outputs for any number of samples, in the targets' original units.
+
+        lengths: (N,) valid steps of each (padded) sequence, or None when every step counts."""
         x = np.asarray(x)
         if tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(f"the model expects samples of shape {fmt(self.input_shape)} but got {fmt(x.shape[1:])}")
-        outs = [self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-        return np.concatenate(outs) if outs else np.zeros((0,) + self.output_shape, self.dtype)
+        mask = None if lengths is None else np.arange(x.shape[1])[None, :] < np.asarray(lengths)[:, None]
+        outs = [self.forward(x[i:i + batch_size], mask=None if mask is None else mask[i:i + batch_size])
+                for i in range(0, len(x), batch_size)]
+        y = np.concatenate(outs) if outs else np.zeros((0,) + self.output_shape, self.dtype)
+        return self.original_units(y)
+
+    def original_units(self, y):
+        """Outputs in the targets' units (undo the trainer's target standardisation)."""
+        if "y_mean" not in self.data:
+            return y
+        return (y * self.data["y_std"] + self.data["y_mean"]).astype(self.dtype)
 
     # ---- weights ----
     def weights(self):
         """Copies of every tensor (trainable and state) keyed 'node/param'."""
         w = {k: self.theta[sl].reshape(self.shapes[k]).copy() for k, sl in self.slices.items()}
         w.update({k: v.copy() for k, v in self.state.items()})
+        w.update({f"{DATA}/{k}": v.copy() for k, v in self.data.items()})
         return w
 
     def set_weights(self, w, where="weights"):
         """Load tensors by 'node/param' name; every tensor must be present with the right shape."""
-        mine = self.weights()
+        data = {k.split("/", 1)[1]: np.asarray(v, self.dtype) for k, v in w.items() if k.startswith(DATA + "/")}
+        bad = sorted(set(data) - set(DATA_KEYS))
+        if bad:
+            raise TrainingError(f"{where}: unknown data statistic {DATA}/{bad[0]}")
+        w = {k: v for k, v in w.items() if not k.startswith(DATA + "/")}
+        mine = {k: v for k, v in self.weights().items() if not k.startswith(DATA + "/")}
         missing = sorted(set(mine) - set(w))
         extra = sorted(set(w) - set(mine))
         if missing or extra:
@@ -158,3 +183,4 @@ class Model:
         for k, v in w.items():
             n, p = k.split("/")
             self.layers[n].p[p][...] = v
+        self.data = data

@@ -27,6 +27,8 @@ TRAINING = (
     HP("beta1", "float", 0.9, min=0.0, max=0.9999, doc="Adam β₁"),
     HP("beta2", "float", 0.999, min=0.0, max=0.999999, doc="Adam β₂"),
     HP("eps", "float", 1e-8, min=0.0, max=1.0, doc="ε in AdaGrad, RMSProp and Adam"),
+    HP("clip_norm", "float", 0.0, min=0.0, max=1e6,
+       doc="Gradient clipping by global norm c: g ← g·min(1, c/||g||) before each step (0: off)"),
 )
 
 

@@ -14,10 +14,24 @@ def _setup(project, train, val, cfg, dtype, weights=None):
         model.layers[n].adapt(train.x)
     if weights is not None:                     # start from loaded weights (Input statistics included)
         model.set_weights(weights, where="the loaded weights")
+    describe(model, train)
     trainer = Trainer(model, cfg, train, val)
     if project.dataset.get("augment"):
         trainer.augment = augment.make(project.dataset["augment"])     # training batches only
     return model, trainer
+
+
+def describe(model, train):
+    """Keep what the data needs at prediction time with the model: per-feature statistics of sequences
+    (training split only), the vocabulary and text options."""
+    if train.standardize_steps:
+        model.data["x_mean"], model.data["x_std"] = (v.astype(model.dtype) for v in train.step_standardizer())
+    if train.vocab is not None:
+        model.meta["vocab"] = list(train.vocab)
+    if train.text is not None:
+        model.meta["text"] = dict(train.text)
+    if train.lengths is not None:
+        model.meta["sequence"] = True
 
 
 def config(project, seed=None):

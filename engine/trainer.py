@@ -73,12 +73,75 @@ def single_threaded_blas():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def accuracy(out, y, loss_name):
-    """Fraction correct from outputs or logits (sigmoid > 0.5 ⇔ logit > 0)."""
+def correct(out, y, loss_name, mask=None):
+    """(number correct, number counted) from outputs or logits (sigmoid > 0.5 ⇔ logit > 0); per-step
+    outputs (B, T, C) count every valid step (mask (B, T)) against y (B, T)."""
     if loss_name == "cce":
-        return float(np.mean(np.argmax(out, axis=1) == y))
+        if out.ndim == 3:
+            hit = np.argmax(out, axis=2) == np.asarray(y).reshape(out.shape[:2])
+            if mask is not None and mask.shape == hit.shape:
+                return float(np.sum(hit & mask)), float(np.sum(mask))
+            return float(np.sum(hit)), float(hit.size)
+        return float(np.sum(np.argmax(out, axis=1) == y)), float(len(y))
     thr = 0.0 if loss_name == "bce_logits" else 0.5
-    return float(np.mean((out.reshape(len(y), -1)[:, 0] > thr) == (y > 0.5)))
+    return float(np.sum((out.reshape(len(y), -1)[:, 0] > thr) == (y > 0.5))), float(len(y))
+
+
+def accuracy(out, y, loss_name, mask=None):
+    """Fraction correct (over valid steps for per-step outputs)."""
+    c, n = correct(out, y, loss_name, mask)
+    return c / max(n, 1.0)
+
+
+def target_stats(ds):
+    """(mean, std) per target component over the training samples (valid steps of per-step targets)."""
+    y = ds.y
+    if ds.per_step:
+        y = y[ds.mask()]                                        # (valid steps, …)
+    y = y.reshape(len(y), -1).astype(np.float64)
+    sd = y.std(axis=0)
+    sd[sd < 1e-8] = 1.0
+    shape = ds.y.shape[2:] if ds.per_step else ds.y.shape[1:]
+    return y.mean(axis=0).reshape(shape), sd.reshape(shape)
+
+
+class Errors:
+    """Running sums for RMSE, MAE and R² in the targets' original units, over valid steps and components."""
+
+    def __init__(self, mean, std, ref_mean):
+        self.mean, self.std, self.ref = mean, std, ref_mean      # ref: the set's own target mean (for R²)
+        self.sse = self.sae = self.sst = self.n = 0.0
+
+    def add(self, out, y, mask=None):
+        """out: model outputs (standardised units), y: targets (original units)."""
+        pred = out.reshape(y.shape) * self.std + self.mean
+        r = (pred - y).astype(np.float64)
+        c = (y - self.ref).astype(np.float64)
+        if mask is not None and y.ndim >= 2 and y.shape[:2] == mask.shape:
+            w = mask.reshape(mask.shape + (1,) * (y.ndim - 2)).astype(np.float64)
+            k = y[0, 0].size
+            self.n += float(mask.sum()) * k
+        else:
+            w, self.n = 1.0, self.n + y.size
+        self.sse += float(np.sum(w * r * r))
+        self.sae += float(np.sum(w * np.abs(r)))
+        self.sst += float(np.sum(w * c * c))
+
+    def metrics(self, prefix):
+        n = max(self.n, 1.0)
+        r2 = 1.0 - self.sse / self.sst if self.sst > 0 else None
+        return {f"{prefix}_rmse": float(np.sqrt(self.sse / n)), f"{prefix}_mae": self.sae / n, f"{prefix}_r2": r2}
+
+
+def finite(v):
+    """v with NaN/Infinity floats (also inside dicts and lists) replaced by None, for JSON."""
+    if isinstance(v, float) or isinstance(v, np.floating):
+        return float(v) if np.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [finite(x) for x in v]
+    return v
 
 
 class Trainer:
@@ -92,16 +155,25 @@ class Trainer:
         self.opt = ocls(cfg["weight_decay"], **{h.name: cfg[h.name] for h in ocls.hparams})
         self.fused = model.head.type == self.loss.fuses
         self.classify = self.loss.name in ("bce", "cce")
+        self.regress = self.loss.name == "mse" and train.task == "regression"
+        if self.regress:                    # standardised targets inside; original units in every metric
+            mean, std = target_stats(train)
+            model.data["y_mean"], model.data["y_std"] = mean.astype(model.dtype), std.astype(model.dtype)
         self.rng = np.random.default_rng(cfg["seed"])
         self.subscribers = []
-        self.history = {k: [] for k in ("train_loss", "val_loss", "train_accuracy", "val_accuracy")}
+        keys = ["train_loss", "val_loss"] + (["train_accuracy", "val_accuracy"] if self.classify else [])
+        keys += [f"{s}_{k}" for k in ("rmse", "mae", "r2") for s in ("train", "val")] if self.regress else []
+        self.history = {k: [] for k in keys}
         self.batch_loss = []
         self.findings = []
         self._stop, self._go = threading.Event(), threading.Event()
         self._go.set()
         self.step = 0
         self.augment = None    # fn(x_batch, rng) -> x_batch, applied to training batches only
-        self.fast = fused.compile(model, self.loss, self.fused, self.opt)   # None: per-layer steps only
+        self.clip = float(cfg.get("clip_norm", 0.0))
+        # the fused kernel knows neither masks, nor input statistics, nor clipping: per-layer steps then
+        plain = train.lengths is None and "x_mean" not in model.data and self.clip <= 0
+        self.fast = fused.compile(model, self.loss, self.fused, self.opt) if plain else None
 
     def _check_data(self):
         m, d = self.model, self.train
@@ -109,13 +181,19 @@ class Trainer:
             raise TrainingError(f"the dataset '{d.name}' has samples of shape {tuple(d.x.shape[1:])} but the "
                                 f"model's Input expects {m.input_shape}")
         out = m.output_shape
-        if self.loss.name == "cce" and (len(out) != 1 or out[0] != d.n_classes):
+        if self.loss.name == "cce" and d.per_step:
+            if len(out) != 2 or out != (d.x.shape[1], d.n_classes):
+                raise TrainingError(f"'{d.name}' has one of {d.n_classes} classes per step, so the output layer "
+                                    f"'{m.output}' needs shape ({d.x.shape[1]}, {d.n_classes}), not {out}")
+        elif self.loss.name == "cce" and (len(out) != 1 or out[0] != d.n_classes):
             raise TrainingError(f"'{d.name}' has {d.n_classes} classes, so the output layer '{m.output}' needs "
                                 f"shape ({d.n_classes},) for categorical cross-entropy, not {out}")
         if self.loss.name == "bce" and (d.task != "binary" or out != (1,)):
             raise TrainingError(f"binary cross-entropy needs a binary dataset and a (1,) output; "
                                 f"'{d.name}' is {d.task} and '{m.output}' outputs {out}")
-        if self.loss.name == "mse" and d.task == "regression" and out != tuple(d.y.shape[1:]):
+        ys = tuple(d.y.shape[1:])
+        if self.loss.name == "mse" and d.task == "regression" and out != ys and not (
+                d.per_step and out[:-1] == ys[:-1] and np.prod(out[-1:]) == np.prod(ys[-1:])):
             raise TrainingError(f"'{d.name}' has targets of shape {tuple(d.y.shape[1:])} but '{m.output}' outputs {out}")
 
     # ---- control (any thread) ----
@@ -142,21 +220,47 @@ class Trainer:
             fn(ev)
 
     # ---- training ----
-    def evaluate(self, ds, batch_size=512):
-        """(mean loss, accuracy or None) in evaluation mode."""
-        m, tot, correct = self.model, 0.0, 0.0
+    def evaluate(self, ds, batch_size=512, prefix=None):
+        """(mean loss, accuracy or None) in evaluation mode; with prefix, (loss, accuracy, metrics) where
+        metrics holds {prefix}_rmse, _mae, _r2 in the targets' units for regression ({} otherwise)."""
+        m, tot, hits, count = self.model, 0.0, 0.0, 0.0
+        errs = self._errors(ds)
         for i in range(0, len(ds), batch_size):
-            xb, yb = ds.x[i:i + batch_size], ds.y[i:i + batch_size]
-            out = m.forward(xb, logits=self.fused)
-            loss, _ = self.loss(out, yb, self.fused)
+            j = slice(i, i + batch_size)
+            xb, yb, mb = ds.x[j], ds.y[j], ds.mask(j)
+            out = m.forward(xb, logits=self.fused, mask=mb)
+            loss, _ = self.loss(out, self._scaled(yb), self.fused, mb)
             tot += loss * len(xb)
             if self.classify:
-                correct += self._acc(out, yb) * len(xb)
+                c, k = self._correct(out, yb, mb)
+                hits, count = hits + c, count + k
+            if errs is not None:
+                errs.add(out, yb, mb)
         n = max(len(ds), 1)
-        return tot / n, (correct / n if self.classify else None)
+        acc = hits / max(count, 1.0) if self.classify else None
+        if prefix is None:
+            return tot / n, acc
+        return tot / n, acc, (errs.metrics(prefix) if errs is not None else {})
 
-    def _acc(self, out, y):
-        return accuracy(out, y, "bce_logits" if self.fused and self.loss.name == "bce" else self.loss.name)
+    def _errors(self, ds):
+        if not self.regress:
+            return None
+        y = ds.y[ds.mask()] if ds.per_step else ds.y
+        ref = y.reshape(len(y), -1).mean(axis=0).reshape(self.model.data["y_mean"].shape) if len(y) else 0.0
+        return Errors(self.model.data["y_mean"], self.model.data["y_std"], ref)
+
+    def _scaled(self, y):
+        """Targets in the standardised units the model trains on (regression), else as they are."""
+        if not self.regress:
+            return y
+        return ((y - self.model.data["y_mean"]) / self.model.data["y_std"]).astype(self.model.dtype)
+
+    def _correct(self, out, y, mask=None):
+        return correct(out, y, "bce_logits" if self.fused and self.loss.name == "bce" else self.loss.name, mask)
+
+    def _acc(self, out, y, mask=None):
+        c, n = self._correct(out, y, mask)
+        return c / max(n, 1.0)
 
     @property
     def batch_size(self):
@@ -168,21 +272,25 @@ class Trainer:
     def steps_per_epoch(self):
         return -(-len(self.train) // self.batch_size)
 
-    def train_step(self, xb, yb):
+    def train_step(self, xb, yb, mask=None):
         """Forward, loss, backward and, when loss and gradient are finite, the optimizer step on one batch.
 
-        Returns (loss, output or logits, squared gradient norm). Uses the fused kernel when the graph
-        allows it (the output is then a view valid until the next step), else the per-layer path."""
-        if self.fast is not None:
+        yb is in the units the model trains on (standardised for regression); mask (B, T) marks valid steps.
+        Returns (loss, output or logits, squared gradient norm before clipping). Uses the fused kernel when
+        the graph allows it (the output is then a view valid until the next step), else the per-layer path.
+        With clip_norm c > 0 the gradient g is scaled by min(1, c / ||g||) (global norm) before the step."""
+        if self.fast is not None and mask is None:
             r = self.fast.step(xb, yb)
             if r is not None:
                 return r
         m = self.model
-        out = m.forward(xb, training=True, logits=self.fused)
-        loss, d = self.loss(out, yb, self.fused)
+        out = m.forward(xb, training=True, logits=self.fused, mask=mask)
+        loss, d = self.loss(out, yb, self.fused, mask)
         m.backward(d, logits=self.fused)
         gn = sq_norm(m.grad)
         if np.isfinite(loss) and np.isfinite(gn):
+            if self.clip > 0 and gn > self.clip * self.clip:
+                m.grad *= m.dtype.type(self.clip / np.sqrt(gn))
             self.opt.step(m.theta, m.grad, m.decay)
         return loss, out, gn
 
@@ -199,16 +307,17 @@ class Trainer:
         epoch = 0
         for epoch in range(1, cfg["epochs"] + 1):
             idx = self.rng.permutation(n)
-            tot, correct = 0.0, 0.0
+            tot, hits, count = 0.0, 0.0, 0.0
+            errs = self._errors(ds)
             for b in range(per_epoch):
                 self._go.wait()
                 if self._stop.is_set():
                     break
                 j = idx[b * bs:(b + 1) * bs]
-                xb, yb = ds.x[j], ds.y[j]
+                xb, yb, mb = ds.x[j], ds.y[j], ds.mask(j)
                 if self.augment is not None:
                     xb = self.augment(xb, self.rng)
-                loss, out, gn = self.train_step(xb, yb)
+                loss, out, gn = self.train_step(xb, self._scaled(yb), mb)
                 if not (np.isfinite(loss) and np.isfinite(gn)):
                     status = "diverged"
                     message = (f"training diverged at epoch {epoch}, step {self.step + 1}: the "
@@ -217,9 +326,13 @@ class Trainer:
                                "the weights are those of the last good step. Try a smaller learning rate.")
                     break
                 self.step += 1
-                acc = self._acc(out, yb) if self.classify else None
+                acc = None
+                if self.classify:
+                    c, k = self._correct(out, yb, mb)
+                    hits, count, acc = hits + c, count + k, c / max(k, 1.0)
+                if errs is not None:
+                    errs.add(out, yb, mb)
                 tot += loss * len(j)
-                correct += (acc or 0.0) * len(j)
                 self.batch_loss.append(loss)
                 self._emit("batch_end", epoch, loss=loss, accuracy=acc, batch=b + 1, batches=per_epoch,
                            grad_norm=float(np.sqrt(gn)))
@@ -229,12 +342,17 @@ class Trainer:
             h = self.history
             h["train_loss"].append(tot / n)
             if self.classify:
-                h["train_accuracy"].append(correct / n)
+                h["train_accuracy"].append(hits / max(count, 1.0))
+            if errs is not None:
+                for k, v in errs.metrics("train").items():
+                    h[k].append(v)
             if self.val is not None and len(self.val):
-                vl, va = self.evaluate(self.val)
+                vl, va, vm = self.evaluate(self.val, prefix="val")
                 h["val_loss"].append(vl)
                 if self.classify:
                     h["val_accuracy"].append(va)
+                for k, v in vm.items():
+                    h[k].append(v)
             self._emit("epoch_end", epoch, **{k: v[-1] for k, v in h.items() if v}, epochs=cfg["epochs"],
                        elapsed=time.perf_counter() - t0)
             self._diagnose(epoch)
@@ -271,14 +389,16 @@ class Trainer:
         """Final metrics on the full training and validation sets, in evaluation mode."""
         out = {"status": status, "message": message, "epochs": epoch if status != "stopped" else epoch - 1,
                "steps": self.step, "seconds": seconds}
-        tl, ta = self.evaluate(self.train)
+        tl, ta, tm = self.evaluate(self.train, prefix="train")
         out["train_loss"] = tl
         if self.classify:
             out["train_accuracy"] = ta
+        out.update(tm)
         if self.val is not None and len(self.val):
-            vl, va = self.evaluate(self.val)
+            vl, va, vm = self.evaluate(self.val, prefix="val")
             out["val_loss"] = vl
             if self.classify:
                 out["val_accuracy"] = va
+            out.update(vm)
         out["findings"] = [f.message for f in self.findings[-1:]]
         return out

@@ -13,8 +13,11 @@ FORMATS = ("npz", "safetensors")           # weight files; export() also writes 
 
 
 def meta_for(model):
-    return {"format": "layerboard-weights", "version": VERSION, "graph": model.graph.to_dict(),
+    meta = {"format": "layerboard-weights", "version": VERSION, "graph": model.graph.to_dict(),
             "dtype": model.dtype.name}
+    if model.meta:
+        meta["data"] = model.meta        # vocabulary and text options, so that predict reads raw text
+    return meta
 
 
 def format_of(path, formats=FORMATS):
@@ -72,7 +75,7 @@ def load_safetensors(path):
     except (OSError, SafetensorError, ValueError) as e:
         raise DataError(f"cannot read weights from {path}: {e}") from None
     meta = dict(raw)
-    for k in ("version", "graph"):
+    for k in ("version", "graph", "data"):
         if k in meta:
             try:
                 meta[k] = json.loads(meta[k])
@@ -109,11 +112,13 @@ def load(path):
 
 def load_into(model, path):
     """Load a weights file into model; a shape or name mismatch raises a clear error."""
-    arrays, _ = load(path)
+    arrays, meta = load(path)
     try:
         model.set_weights(arrays, where=f"the weights in {path}")
     except TrainingError as e:
         raise DataError(str(e)) from None
+    data = meta.get("data", {})
+    model.meta = dict(data) if isinstance(data, dict) else {}
 
 
 def export(model, path, format=None):

@@ -37,7 +37,23 @@ TORCH = {
         + 0 * (p["running_mean"].sum() + p["running_var"].sum()),
 }
 
-CASES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) for c, s in cls.samples()]
+def _rnn(l, xs, p):
+    """Spec §4's loop a_t = W h_{t−1} + U x_t + b, h_t = f(a_t) in torch (masked cases: tests/test_recurrent.py)."""
+    x, f = xs[0], torch.tanh if l.config["activation"] == "tanh" else torch.relu
+    h = (p["h0"] if "h0" in p else torch.zeros(l.config["units"], dtype=x.dtype)).expand(len(x), -1)
+    hs = []
+    for t in range(x.shape[1]):
+        h = f(x[:, t] @ p["U"].T + h @ p["W"].T + p["b"])
+        hs.append(h)
+    return torch.stack(hs, 1) if l.config["return_sequences"] else h
+
+
+TORCH.update(RNN=_rnn, TimePool=lambda l, xs, p: {"mean": lambda x: x.mean(1), "max": lambda x: x.amax(1),
+                                                  "last": lambda x: x[:, -1]}[l.config["mode"]](xs[0]),
+             Embedding=lambda l, xs, p: F.embedding(xs[0].long(), p["E"], padding_idx=0) * (xs[0] != 0)[..., None])
+
+CASES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) for c, s, *o in cls.samples()
+         if not (o and o[0].get("ints"))]      # integer-id samples: tests/test_recurrent.py
 
 
 def test_every_layer_has_a_torch_reference():

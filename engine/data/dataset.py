@@ -11,13 +11,23 @@ TASKS = ("binary", "multiclass", "regression")
 
 @dataclass
 class Dataset:
-    """x: (N, *shape) float32; y: (N,) int64 class ids for classification, (N, k) float32 for regression."""
+    """x: (N, *shape) float32; y: (N,) int64 class ids for classification, (N, k) float32 for regression.
+
+    Sequences: x (N, T, F) (or (N, T) token ids), `lengths` (N,) valid steps per sample; per-step targets
+    y (N, T) class ids or (N, T, k) values. `vocab`: token id -> text (0 "<pad>", 1 "<unk>").
+    `chrono`: the samples are in time order; `split` keeps the last fraction for validation.
+    `text`: how raw text becomes ids (level, max_len), so that predict works on raw text."""
 
     x: np.ndarray
     y: np.ndarray
     task: str
     name: str = ""
     classes: list = field(default_factory=list)
+    lengths: np.ndarray | None = None
+    vocab: list | None = None
+    chrono: bool = False
+    standardize_steps: bool = False     # standardise each feature over time with training statistics
+    text: dict | None = None
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -25,12 +35,23 @@ class Dataset:
         self.x = np.ascontiguousarray(self.x, dtype=np.float32)
         if len(self.x) != len(self.y):
             raise DataError(f"{self.name}: {len(self.x)} samples but {len(self.y)} targets")
+        if self.lengths is not None:
+            lg = np.asarray(self.lengths)
+            t = self.x.shape[1] if self.x.ndim >= 2 else 0
+            if lg.shape != (len(self.x),) or lg.dtype.kind not in "iu" or (lg.size and (lg.min() < 1 or lg.max() > t)):
+                raise DataError(f"{self.name}: lengths must be whole numbers 1…{t} (the padded length), one per sample")
+            self.lengths = lg.astype(np.int64)
+        per_step = self.lengths is not None and np.ndim(self.y) >= (3 if self.task == "regression" else 2)
         if self.task == "regression":
-            self.y = np.asarray(self.y, np.float32).reshape(len(self.y), -1)
+            y = np.asarray(self.y, np.float32)
+            self.y = y if per_step else y.reshape(len(y), -1)
         else:
             y = np.asarray(self.y)
-            if y.ndim != 1 or (y.size and (not np.all(np.equal(np.mod(y, 1), 0)) or y.min() < 0)):
-                raise DataError(f"{self.name}: class targets must be whole numbers ≥ 0, one per sample")
+            if per_step:
+                y = np.where(np.arange(y.shape[1]) < self.lengths[:, None], y, 0) if y.ndim == 2 else y
+            if y.ndim != (2 if per_step else 1) or (y.size and (not np.all(np.equal(np.mod(y, 1), 0)) or y.min() < 0)):
+                raise DataError(f"{self.name}: class targets must be whole numbers ≥ 0, one per sample "
+                               "(or one per step of a sequence with lengths)")
             self.y = y.astype(np.int64)
             if not self.classes:
                 self.classes = [str(i) for i in range(int(y.max()) + 1 if y.size else 0)]
@@ -44,13 +65,31 @@ class Dataset:
     def n_classes(self):
         return len(self.classes)
 
+    @property
+    def per_step(self):
+        """Targets per time step (sequence to sequence)."""
+        return self.lengths is not None and self.y.ndim >= (3 if self.task == "regression" else 2)
+
+    def mask(self, idx=slice(None)):
+        """(n, T) bool of valid steps for samples idx, or None when the data has no lengths."""
+        if self.lengths is None:
+            return None
+        return np.arange(self.x.shape[1])[None, :] < self.lengths[idx][:, None]
+
     def subset(self, idx):
-        return Dataset(self.x[idx], self.y[idx], self.task, self.name, list(self.classes))
+        return Dataset(self.x[idx], self.y[idx], self.task, self.name, list(self.classes),
+                       None if self.lengths is None else self.lengths[idx], self.vocab, self.chrono,
+                       self.standardize_steps, self.text)
 
     def split(self, val_fraction, seed=0):
-        """(train, validation) after a seeded shuffle; stratified by class for classification."""
+        """(train, validation) after a seeded shuffle (stratified by class for classification), or, for
+        data in time order (chrono), the first samples for training and the last fraction for validation."""
         if not 0 <= val_fraction < 1:
             raise DataError(f"validation fraction must be in [0, 1), got {val_fraction}")
+        if self.chrono:
+            n = int(round(val_fraction * len(self)))
+            cut = len(self) - n
+            return self.subset(np.arange(cut)), (self.subset(np.arange(cut, len(self))) if n else None)
         rng = np.random.default_rng(seed)
         if val_fraction == 0:
             return self.subset(rng.permutation(len(self))), None
@@ -65,6 +104,14 @@ class Dataset:
             va.append(idx[:n])
             tr.append(idx[n:])
         return self.subset(rng.permutation(np.concatenate(tr))), self.subset(rng.permutation(np.concatenate(va)))
+
+    def step_standardizer(self):
+        """(mean, std) per feature (F,) over every valid step of (N, T, F) sequences; std of constants is 1."""
+        m = self.mask()
+        v = self.x[m] if m is not None else self.x.reshape(-1, self.x.shape[-1])      # (valid steps, F)
+        sd = v.std(axis=0)
+        sd[sd < 1e-8] = 1.0
+        return v.mean(axis=0).astype(np.float32), sd.astype(np.float32)
 
     def standardizer(self):
         """(mean, std) per input feature over this set; std of constant features is 1."""

@@ -1,0 +1,100 @@
+"""Sequence helpers: Embedding (token ids → vectors) and TimePool (a sequence → one vector over valid steps)."""
+import numpy as np
+
+from ..errors import ShapeError
+from ..hparams import HP
+from .base import Layer, Param, fmt, register
+
+
+@register
+class Embedding(Layer):
+    category = "core"
+    doc = "Token ids (T,) → vectors (T, dim): row E[id] of a learned table; id 0 (padding) → the zero vector"
+    hparams = (HP("vocab", "int", 1000, min=2, max=1 << 22, doc="Vocabulary size V (ids 0 … V−1; 0 is padding)"),
+               HP("dim", "int", 16, min=1, max=1 << 14, doc="Vector size d"))
+
+    def compute_output_shape(self, in_shapes):
+        (s,) = in_shapes
+        self._expect_rank(s, (1,), "token ids (steps,)")
+        return (s[0], self.config["dim"])
+
+    def params(self, in_shapes):
+        return {"E": Param((self.config["vocab"], self.config["dim"]), "glorot_uniform", decay=True)}   # (V, d)
+
+    def formulas(self, in_shapes):
+        v, d = self.config["vocab"], self.config["dim"]
+        return {"shape": f"(T,) → (T, d) = {fmt(self.compute_output_shape(in_shapes))}",
+                "params": f"V·d = {v}·{d} = {v * d:,}", "macs": "0 (a table look-up)"}
+
+    def compute_mask(self, in_masks):
+        return in_masks[0]
+
+    def forward(self, x, training=False):
+        ids = np.rint(x).astype(np.int64)                            # (B, T)
+        v = self.config["vocab"]
+        if ids.size and (ids.min() < 0 or ids.max() >= v):
+            raise ShapeError(f"{self.where}: token ids must lie in 0…{v - 1}, found {ids.min()}…{ids.max()}; "
+                             f"raise its vocab to at least {ids.max() + 1}")
+        self.ids = ids
+        y = self.p["E"][ids]                                         # (B, T, d)
+        y[ids == 0] = 0
+        return y
+
+    def backward(self, dy):
+        dE = self.g["E"]
+        dE[...] = 0
+        keep = self.ids != 0                                          # padding id 0 gets no gradient
+        np.add.at(dE, self.ids[keep], dy[keep])
+        return (np.zeros(self.ids.shape, dy.dtype) if self.need_dx else None,)   # ids have no gradient
+
+    @classmethod
+    def samples(cls):
+        return [({"vocab": 7, "dim": 3}, [(5,)], {"ints": 7})]
+
+
+@register
+class TimePool(Layer):
+    category = "pooling"
+    doc = "(T, F) → (F,): mean, max or last value over each sequence's valid steps"
+    hparams = (HP("mode", "choice", "mean", choices=("mean", "max", "last"), doc="How the steps are combined"),)
+
+    def compute_output_shape(self, in_shapes):
+        (s,) = in_shapes
+        self._expect_rank(s, (2,), "a sequence (steps, features)")
+        return (s[1],)
+
+    def formulas(self, in_shapes):
+        t, f = in_shapes[0]
+        rule = {"mean": "(1/T_i) Σ_{t ≤ T_i} x_t", "max": "max_{t ≤ T_i} x_t", "last": "x_{T_i}"}[self.config["mode"]]
+        return {"shape": f"(T, F) → (F,) = ({f},), y = {rule}", "params": "0", "macs": "0"}
+
+    def forward(self, x, training=False):
+        b, t, f = x.shape
+        m = self.in_masks[0] if self.in_masks and self.in_masks[0] is not None else np.ones((b, t), bool)
+        self.m, self.shape = m, x.shape
+        mode = self.config["mode"]
+        if mode == "mean":
+            self.n = m.sum(axis=1, keepdims=True).astype(x.dtype)      # (B, 1) = T_i
+            return np.einsum("btf,bt->bf", x, m.astype(x.dtype)) / self.n
+        if mode == "max":
+            xm = np.where(m[:, :, None], x, -np.inf)
+            self.arg = np.argmax(xm, axis=1)                           # (B, F)
+            return np.take_along_axis(x, self.arg[:, None, :], axis=1)[:, 0]
+        self.arg = t - 1 - np.argmax(m[:, ::-1], axis=1)               # (B,) last valid step
+        return x[np.arange(b), self.arg]
+
+    def backward(self, dy):
+        b, t, f = self.shape
+        mode = self.config["mode"]
+        if mode == "mean":
+            return ((self.m[:, :, None] / self.n[:, :, None]) * dy[:, None, :],)
+        dx = np.zeros(self.shape, dy.dtype)
+        if mode == "max":
+            np.put_along_axis(dx, self.arg[:, None, :], dy[:, None, :], axis=1)
+        else:
+            dx[np.arange(b), self.arg] = dy
+        return (dx,)
+
+    @classmethod
+    def samples(cls):
+        return [({"mode": m}, [(4, 3)], {"mask": True}) for m in ("mean", "max", "last")]
