@@ -9,6 +9,7 @@ from .project import VERSION, atomic_write
 OPSET = 17          # ONNX operator set (Softmax over one axis needs ≥ 13, BatchNormalization inference ≥ 15)
 IR_VERSION = 8      # the IR version that goes with opset 17; onnxruntime ≥ 1.12 reads it
 BATCH = "batch"     # symbolic name of the batch axis
+LENGTHS = "lengths"  # second graph input of sequence models: (batch,) int32 valid steps (ONNX RNN's sequence_lens)
 
 EXPORTERS = {}      # layer type -> fn(ctx, layer, inputs) -> name of the output tensor
 
@@ -38,6 +39,25 @@ class Builder:
         """Add one node computing `output` (a tensor name) and return that name."""
         self.nodes.append(self.h.make_node(op, list(inputs), [output], name=output, **attrs))
         return output
+
+    extra_inputs = ()      # (name, elem_type, shape) of graph inputs besides the data, e.g. the lengths
+
+    def lengths(self):
+        """Name of the graph input LENGTHS (batch,) int32: valid steps per sequence (added on first use)."""
+        if LENGTHS not in [i[0] for i in self.extra_inputs]:
+            from onnx import TensorProto
+            self.extra_inputs = tuple(self.extra_inputs) + ((LENGTHS, TensorProto.INT32, [BATCH]),)
+        return LENGTHS
+
+    def valid_steps(self, T):
+        """(batch, T) bool tensor: step t < lengths[b] (built once per T)."""
+        name = f"{LENGTHS}/valid{T}"
+        if not any(n.output[0] == name for n in self.nodes):
+            steps = self.const(f"{LENGTHS}/steps{T}", np.arange(T), np.int32)                    # (T,)
+            lens = self.op("Unsqueeze", [self.lengths(), self.const(f"{LENGTHS}/axis1", [1], np.int64)],
+                           f"{LENGTHS}/column")                                                   # (B, 1)
+            self.op("Less", [steps, lens], name)                                                  # (B, T)
+        return name
 
 
 def unsupported(layer, why):
@@ -120,6 +140,67 @@ def _batchnorm(ctx, layer, ins):
     return ctx.op("BatchNormalization", args, n, epsilon=float(layer.config["eps"]))      # evaluation mode
 
 
+# ---- attention, normalisation over features, positions ----
+@exports("MultiHeadSelfAttention")
+def _mhsa(ctx, layer, ins):
+    """MatMul/Softmax form: A = softmax(QKᵀ/√d_k) with padded (and future, if causal) keys masked, Z = AV, W_O."""
+    n, p, (T, d) = layer.name, layer.p, layer.in_shapes[0]
+    h = layer.config["heads"]
+    dk = layer._dk(d)
+    heads = ctx.const(f"{n}/heads_shape", (0, T, h, dk), np.int64)
+
+    def proj(k, perm):                                                   # (B, T, d) → (B, h, T, d_k) or its ᵀ
+        y = ctx.op("MatMul", [ins[0], ctx.const(f"{n}/W{k}_t", p[f"W{k}"].T)], f"{n}/{k}_matmul")
+        y = ctx.op("Add", [y, ctx.const(f"{n}/b{k}", p[f"b{k}"])], f"{n}/{k}_flat")         # (B, T, h·d_k)
+        y = ctx.op("Reshape", [y, heads], f"{n}/{k}_heads")                                 # (B, T, h, d_k)
+        return ctx.op("Transpose", [y], f"{n}/{k}", perm=perm)
+
+    q = proj("q", [0, 2, 1, 3])                                          # (B, h, T, d_k)
+    kt = proj("k", [0, 2, 3, 1])                                         # (B, h, d_k, T)
+    v = proj("v", [0, 2, 1, 3])                                          # (B, h, T, d_k)
+    s = ctx.op("MatMul", [q, kt], f"{n}/qk")                             # (B, h, T, T)
+    s = ctx.op("Mul", [s, ctx.const(f"{n}/scale", 1 / np.sqrt(dk))], f"{n}/scores")
+    valid = ctx.valid_steps(T)                                           # (B, T) bool
+    keys = ctx.op("Unsqueeze", [valid, ctx.const(f"{n}/axes12", [1, 2], np.int64)], f"{n}/keys")   # (B, 1, 1, T)
+    if layer.config["causal"]:
+        past = ctx.const(f"{n}/causal", np.tril(np.ones((T, T), bool)), np.bool_)           # (T, T): s ≤ t
+        keys = ctx.op("And", [keys, past], f"{n}/allowed")                                 # (B, 1, T, T)
+    s = ctx.op("Where", [keys, s, ctx.const(f"{n}/neg", -1e30)], f"{n}/masked")
+    a = ctx.op("Softmax", [s], f"{n}/attention", axis=-1)                # (B, h, T, T)
+    z = ctx.op("MatMul", [a, v], f"{n}/context")                         # (B, h, T, d_k)
+    z = ctx.op("Transpose", [z], f"{n}/context_t", perm=[0, 2, 1, 3])    # (B, T, h, d_k)
+    z = ctx.op("Reshape", [z, ctx.const(f"{n}/concat_shape", (0, T, h * dk), np.int64)], f"{n}/concat")
+    y = ctx.op("MatMul", [z, ctx.const(f"{n}/Wo_t", p["Wo"].T)], f"{n}/o_matmul")
+    y = ctx.op("Add", [y, ctx.const(f"{n}/bo", p["bo"])], f"{n}/out")   # (B, T, d)
+    rows = ctx.op("Cast", [ctx.op("Unsqueeze", [valid, ctx.const(f"{n}/axis2", [2], np.int64)], f"{n}/rows_b")],
+                  f"{n}/rows", to=1)                                     # (B, T, 1) float: padded steps → 0
+    return ctx.op("Mul", [y, rows], n)
+
+
+@exports("LayerNorm")
+def _layernorm(ctx, layer, ins):
+    n = layer.name
+    return ctx.op("LayerNormalization", [ins[0], ctx.const(f"{n}/gamma", layer.p["gamma"]),
+                                         ctx.const(f"{n}/beta", layer.p["beta"])], n,
+                  axis=-1, epsilon=float(layer.config["eps"]))
+
+
+@exports("GELU")
+def _gelu(ctx, layer, ins):
+    n = layer.name                                                       # ½x(1 + erf(x/√2)); opset 17 has no Gelu
+    e = ctx.op("Erf", [ctx.op("Mul", [ins[0], ctx.const(f"{n}/rsqrt2", np.sqrt(0.5))], f"{n}/scaled")], f"{n}/erf")
+    e = ctx.op("Add", [e, ctx.const(f"{n}/one", 1.0)], f"{n}/one_plus")
+    return ctx.op("Mul", [ctx.op("Mul", [ins[0], e], f"{n}/x_times"), ctx.const(f"{n}/half", 0.5)], n)
+
+
+@exports("PositionalEncoding", "PositionEmbedding")
+def _position(ctx, layer, ins):
+    from .layers.position import sinusoid
+    T, d = layer.in_shapes[0]
+    table = sinusoid(T, d) if layer.type == "PositionalEncoding" else layer.p["P"][:T]
+    return ctx.op("Add", [ins[0], ctx.const(f"{layer.name}/positions", table)], layer.name)
+
+
 # ---- the whole model ----
 def _version():
     try:
@@ -155,7 +236,8 @@ def to_onnx(model):
         y_name = ctx.op("Identity", [x_name], f"{x_name}/output")
     x = helper.make_tensor_value_info(x_name, TensorProto.FLOAT, [BATCH, *model.input_shape])
     y = helper.make_tensor_value_info(y_name, TensorProto.FLOAT, [BATCH, *model.output_shape])
-    graph = helper.make_graph(ctx.nodes, "layerboard", [x], [y], ctx.inits)
+    extra = [helper.make_tensor_value_info(*i) for i in ctx.extra_inputs]
+    graph = helper.make_graph(ctx.nodes, "layerboard", [x] + extra, [y], ctx.inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
                           producer_name="layerboard", producer_version=_version(),
                           doc_string="Exported by Layerboard for inference (evaluation mode).")

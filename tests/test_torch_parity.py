@@ -35,7 +35,30 @@ TORCH = {
         xs[0], p["running_mean"].detach().clone(), p["running_var"].detach().clone(), p["gamma"], p["beta"],
         training=True, momentum=l.config["momentum"], eps=l.config["eps"])
         + 0 * (p["running_mean"].sum() + p["running_var"].sum()),
+    "MultiHeadSelfAttention": lambda l, xs, p: _mhsa(l, xs[0], p),
+    "LayerNorm": lambda l, xs, p: F.layer_norm(xs[0], xs[0].shape[-1:], p["gamma"], p["beta"], l.config["eps"]),
+    "GELU": lambda l, xs, p: F.gelu(xs[0]),
+    "PositionalEncoding": lambda l, xs, p: xs[0] + _sinusoid(*xs[0].shape[1:]),
+    "PositionEmbedding": lambda l, xs, p: xs[0] + p["P"][:xs[0].shape[1]],
 }
+
+
+def _mhsa(l, x, p):
+    """softmax(QKᵀ/√d_k)V per head, heads concatenated, then W_O (any d_k; nn.MultiheadAttention in test_attention)."""
+    B, T, d = x.shape
+    h, dk = l.config["heads"], l._dk(d)
+    q, k, v = (F.linear(x, p[f"W{n}"], p[f"b{n}"]).reshape(B, T, h, dk).transpose(1, 2) for n in "qkv")
+    s = q @ k.transpose(-1, -2) / dk ** 0.5
+    if l.config["causal"]:
+        s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
+    return F.linear((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, h * dk), p["Wo"], p["bo"])
+
+
+def _sinusoid(T, d):
+    i = torch.arange(d, dtype=torch.float64)
+    a = torch.arange(T, dtype=torch.float64)[:, None] / 10000 ** ((i - i % 2) / d)
+    return torch.where(i % 2 == 0, torch.sin(a), torch.cos(a))
+
 
 def _rnn(l, xs, p):
     """Spec §4's loop a_t = W h_{t−1} + U x_t + b, h_t = f(a_t) in torch (masked cases: tests/test_recurrent.py)."""

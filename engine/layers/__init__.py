@@ -1,5 +1,5 @@
 """Layer types; importing this package fills REGISTRY."""
-from . import activations, conv, core, merge, normalization, pooling, recurrent, regularization, reshape, sequence  # noqa: F401,E501  (enrol layers)
+from . import activations, attention, conv, core, merge, normalization, pooling, position, recurrent, regularization, reshape, sequence  # noqa: F401,E501  (enrol layers)
 from .base import CATEGORIES, REGISTRY, Fix, Layer, Param, fmt, register
 from ..errors import ConfigError
 

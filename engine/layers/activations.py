@@ -64,3 +64,34 @@ class Softmax(_Activation):
     def backward(self, dy):
         y = self.y
         return (y * (dy - np.sum(dy * y, axis=-1, keepdims=True)),)
+
+
+# ---- GELU (exact, erf form) ----
+from math import erf, exp  # noqa: E402
+
+from numba import njit  # noqa: E402
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _gelu(x, y, dydx):
+    """y = x·Φ(x) = ½x(1 + erf(x/√2)); dy/dx = Φ(x) + x·φ(x), elementwise on flat arrays."""
+    for i in range(x.size):
+        v = x.flat[i]
+        c = 0.5 * (1.0 + erf(v * 0.7071067811865476))
+        y.flat[i] = v * c
+        dydx.flat[i] = c + v * exp(-0.5 * v * v) * 0.3989422804014327     # φ(x) = e^(−x²/2)/√(2π)
+
+
+@register
+class GELU(_Activation):
+    doc = "GELU(x) = x·Φ(x) = ½x(1 + erf(x/√2)), Φ the standard normal CDF (the transformer feed-forward activation)."
+
+    def forward(self, x, training=False):
+        x = np.ascontiguousarray(x)
+        y, self.d = np.empty_like(x), np.empty_like(x)
+        _gelu(x, y, self.d)
+        return y
+
+    def backward(self, dy):
+        return (dy * self.d,)
+

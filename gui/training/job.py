@@ -65,7 +65,8 @@ def make_probe(train, val, seed):
 
 def loss_grad(trainer):
     """fn(out, y, mask) -> (loss, dL/dout): the trainer's loss on a batch (for probes that back-propagate)."""
-    return lambda out, y, mask: trainer.loss(out, y, trainer.fused)
+    scaled = getattr(trainer, "_scaled", lambda y: y)          # regression targets in the units trained on
+    return lambda out, y, mask: trainer.loss(out, scaled(y), trainer.fused, mask)
 
 
 def snapshot_project(project):

@@ -16,14 +16,17 @@ PROBE_CAP = 300
 THUMB_MAX = 24           # all-heads grid: at most this many thumbnails
 
 
-def logits_of(taps, i):
-    """(heads, T, T) q_t·k_s/√d_k of sample i when the layer exposes them (as "scores" or "q" and "k"), else None."""
+def logits_of(layer, i):
+    """(heads, T, T) q_t·k_s/√d_k of sample i from the layer's taps ("scores", or "q" and "k") or its cached
+    q and k of the last forward; None when it keeps neither."""
+    taps = layer.taps
     if "scores" in taps:
         return np.asarray(taps["scores"][i], np.float64)
-    if "q" in taps and "k" in taps:
-        q, k = np.asarray(taps["q"][i], np.float64), np.asarray(taps["k"][i], np.float64)   # (heads, T, d_k)
-        return q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])                             # (heads, T, T)
-    return None
+    q, k = taps.get("q", getattr(layer, "q", None)), taps.get("k", getattr(layer, "k", None))
+    if not isinstance(q, np.ndarray) or not isinstance(k, np.ndarray) or q.ndim != 4:
+        return None
+    q, k = np.asarray(q[i], np.float64), np.asarray(k[i], np.float64)           # (heads, T, d_k)
+    return q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])                     # (heads, T, T)
 
 
 class AttentionView(View):
@@ -41,14 +44,15 @@ class AttentionView(View):
             return None
         i = sample_index(probe, options)
         n = int(forward(model, probe, i)[0])
-        maps, logits = {}, {}
+        maps, logits, causal = {}, {}, {}
         for name in names:
-            taps = model.layers[name].taps
-            maps[name] = np.array(taps["attention"][0], np.float32)                   # (heads, T, T)
-            lg = logits_of(taps, 0)
+            layer = model.layers[name]
+            maps[name] = np.array(layer.taps["attention"][0], np.float32)             # (heads, T, T)
+            lg = logits_of(layer, 0)
             if lg is not None:
                 logits[name] = lg.astype(np.float32)
-        return {"layers": names, "maps": maps, "logits": logits, "sample": i, "length": n,
+            causal[name] = bool(layer.config.get("causal", False))
+        return {"layers": names, "maps": maps, "logits": logits, "causal": causal, "sample": i, "length": n,
                 "tokens": tokens(probe, i, n)}
 
     def __init__(self, parent=None):
@@ -100,6 +104,7 @@ class AttentionView(View):
         self.alpha = None            # (n, n) weights shown (valid queries × valid keys)
         self.logit = None            # (n, n) q_t·k_s/√d_k or None
         self.labels = None
+        self.causal = False
         self.thumbs = {}             # (layer, head) -> (ViewBox, ImageItem)
         self._grid_key = None
         self.plot.scene().sigMouseMoved.connect(self._moved)
@@ -161,6 +166,7 @@ class AttentionView(View):
         self.alpha = np.asarray(maps[h, :n, :n], np.float64)                       # (n, n) valid part
         lg = p.get("logits", {}).get(name)
         self.logit = None if lg is None else np.asarray(lg[h, :n, :n], np.float64)
+        self.causal = bool(p.get("causal", {}).get(name, False))
         self.labels = p.get("tokens")
         self.image.setImage(self.alpha.astype(np.float32), levels=(0, 1), autoLevels=False)
         self.image.setRect(0, 0, n, n)
@@ -212,16 +218,19 @@ class AttentionView(View):
         a, n = self.alpha, len(self.alpha)
         tok = (lambda i: f" '{self.labels[i]}'") if self.labels else (lambda i: "")
         head = f"query t = {t + 1}{tok(t)}, key s = {s + 1}{tok(s)}: "
+        keys = t + 1 if self.causal else n                                 # keys row t may attend to
+        if s >= keys:
+            return head + f"α_{{t→s}} = 0: a causal mask hides key s > t from query t"
         if self.logit is not None:
-            z = self.logit[t]                                              # (n,) q_t·k_u/√d_k over valid keys
+            z = self.logit[t, :keys]                                       # q_t·k_u/√d_k over the keys it sees
             m = float(z.max()) if z.max() > 60 else 0.0                    # keep exp() finite
             num, den = float(np.exp(z[s] - m)), float(np.exp(z - m).sum())
             sh = f"·e^{m:.4g}" if m else ""
             return (head + f"α_{{t→s}} = exp(q_t·k_s/√d_k) / Σ_u exp(q_t·k_u/√d_k) = exp({z[s]:.4g}) / "
-                    f"Σ_(u=1…{n}) exp(q_t·k_u/√d_k) = {num:.4g}{sh} / {den:.4g}{sh} = {a[t, s]:.4g}")
+                    f"Σ_(u=1…{keys}) exp(q_t·k_u/√d_k) = {num:.4g}{sh} / {den:.4g}{sh} = {a[t, s]:.4g}")
         best = int(np.argmax(a[t]))
         return (head + f"α_{{t→s}} = exp(q_t·k_s/√d_k) / Σ_u exp(q_t·k_u/√d_k) = {a[t, s]:.4g}; row t sums to "
-                f"{a[t].sum():.4g} over its {n} keys, largest α = {a[t, best]:.4g} at s = {best + 1}{tok(best)}")
+                f"{a[t].sum():.4g} over its {keys} keys, largest α = {a[t, best]:.4g} at s = {best + 1}{tok(best)}")
 
     def _moved(self, pos):
         if self.alpha is None or not self.plot.sceneBoundingRect().contains(pos):

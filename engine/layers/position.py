@@ -1,0 +1,84 @@
+"""Position information for sequences (T, d): a fixed sinusoidal encoding or a learned embedding, added to x."""
+import numpy as np
+
+from ..errors import ShapeError
+from ..hparams import HP
+from .base import Fix, Layer, Param, fmt, register
+
+
+def sinusoid(T, d):
+    """PE[t, 2i] = sin(t / 10000^(2i/d)), PE[t, 2i+1] = cos(t / 10000^(2i/d)); (T, d) float64."""
+    t = np.arange(T)[:, None]                                  # (T, 1)
+    w = 10000.0 ** (-(np.arange(d) // 2 * 2) / d)              # (d,) frequency of each column
+    a = t * w                                                  # (T, d)
+    return np.where(np.arange(d) % 2 == 0, np.sin(a), np.cos(a))
+
+
+class _Position(Layer):
+    category = "attention"
+
+    def compute_output_shape(self, in_shapes):
+        self._expect_rank(in_shapes[0], (2,), "a sequence (steps, features)")
+        return in_shapes[0]
+
+    def macs(self, in_shapes):
+        return int(np.prod(in_shapes[0]))                      # one add per value
+
+    def backward(self, dy):
+        return (dy,)
+
+
+@register
+class PositionalEncoding(_Position):
+    doc = ("Adds the fixed sinusoidal encoding: y_t = x_t + PE_t with PE[t, 2i] = sin(t/10000^(2i/d)), "
+           "PE[t, 2i+1] = cos(t/10000^(2i/d)); no weights.")
+
+    def formulas(self, in_shapes):
+        T, d = in_shapes[0]
+        return {"params": "0 (fixed sin/cos table)", "macs": f"T·d adds = {T}·{d} = {T * d}"}
+
+    def forward(self, x, training=False):
+        pe = getattr(self, "pe", None)
+        if pe is None or pe.shape != x.shape[1:] or pe.dtype != x.dtype:
+            self.pe = pe = sinusoid(*x.shape[1:]).astype(x.dtype)
+        return x + pe
+
+    @classmethod
+    def samples(cls):
+        return [({}, [(4, 6)]), ({}, [(3, 5)])]
+
+
+@register
+class PositionEmbedding(_Position):
+    doc = "Adds a learned vector per position: y_t = x_t + P_t, P of shape (max_len, d); T must be ≤ max_len."
+    hparams = (HP("max_len", "int", 512, min=1, max=1 << 20, doc="Longest sequence it has positions for"),)
+
+    def compute_output_shape(self, in_shapes):
+        s = super().compute_output_shape(in_shapes)
+        if s[0] > self.config["max_len"]:
+            fix = Fix("set", f"set max_len to {s[0]}", config=(("max_len", s[0]),))
+            raise ShapeError(f"{self.where} has positions for max_len = {self.config['max_len']} steps but the "
+                             f"input {fmt(s)} has {s[0]}: {fix.text}", fix=fix)
+        return s
+
+    def params(self, in_shapes):
+        return {"P": Param((self.config["max_len"], in_shapes[0][1]), "glorot_normal")}
+
+    def formulas(self, in_shapes):
+        T, d = in_shapes[0]
+        L = self.config["max_len"]
+        return {"params": f"max_len·d = {L}·{d} = {L * d}", "macs": f"T·d adds = {T}·{d} = {T * d}"}
+
+    def forward(self, x, training=False):
+        self.T = x.shape[1]
+        return x + self.p["P"][:self.T]
+
+    def backward(self, dy):
+        g = self.g["P"]
+        g[...] = 0
+        np.sum(dy, axis=0, out=g[:self.T])                    # (T, d)
+        return (dy,) if self.need_dx else (None,)
+
+    @classmethod
+    def samples(cls):
+        return [({"max_len": 6}, [(4, 3)]), ({"max_len": 3}, [(3, 2)])]
