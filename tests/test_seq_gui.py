@@ -151,6 +151,7 @@ def train_in_dock(qtbot, monkeypatch):
         d.start()
         qtbot.waitUntil(lambda: (d.drain(), d.status != "running")[1], timeout=60000)
         assert d.status == "completed", d.message.text()
+        d.qtbot_wait = lambda cond: qtbot.waitUntil(lambda: (d.drain(), cond())[1], timeout=20000)
         return d, got
     yield run
     for d in made:
@@ -218,7 +219,14 @@ def test_reverse_training_feeds_attention_maps(train_in_dock):
         assert np.all(a[:, :, n:] == 0)                                # padded key columns are 0
         assert pl["tokens"] == [probe.vocab[int(t)] for t in probe.x[pl["sample"], :n]]
     assert av.alpha.shape == (n, n) and len(av.thumbs) == 2
-    assert "exp(q_t·k_s/√d_k)" in av.cell_text(0, 1) and "=" in av.cell_text(0, 1)
+    z = av.logit                                                       # q_t·k_s/√d_k from the layer
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    assert np.allclose(e / e.sum(axis=1, keepdims=True), av.alpha, atol=1e-5)     # the formula gives the weights
+    assert f"exp({z[0, 1]:.4g})" in av.cell_text(0, 1) and f"= {av.alpha[0, 1]:.4g}" in av.cell_text(0, 1)
+    other = 1 if av.payload["sample"] != 1 else 2
+    av.sample.setValue(other)                                         # after the run: recomputed for that sample
+    d.qtbot_wait(lambda: av.payload["sample"] == other)
+    assert av.payload["maps"]["mhsa"].shape == (2, 8, 8)
 
 
 # ---- the Transformer encoder block in the palette ----

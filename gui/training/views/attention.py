@@ -42,7 +42,7 @@ class AttentionView(View):
         names = layers_of(model, TYPE)
         if not names:
             return None
-        i = sample_index(probe, options)
+        i = sample_index(probe, options, "attention_sample")
         n = int(forward(model, probe, i)[0])
         maps, logits, causal = {}, {}, {}
         for name in names:
@@ -125,11 +125,11 @@ class AttentionView(View):
         self.sample.blockSignals(True)
         self.sample.setRange(0, max(min(PROBE_CAP, ctx.get("n_val") or ctx.get("n_train", 1)) - 1, 0))
         self.sample.blockSignals(False)
-        self.options["seq_sample"] = self.sample.value()
+        self.options["attention_sample"] = self.sample.value()
         self.note.setText("Updated while training (a few times a second); click a thumbnail to show that head.")
 
     def _sample(self, i):
-        self.options["seq_sample"] = i
+        self.options["attention_sample"] = i
         self.reprobe.emit(self.key)
 
     def refresh(self):

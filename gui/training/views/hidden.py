@@ -22,7 +22,7 @@ class HiddenView(View):
         if not names:
             return None
         layer = pick(names, options.get("hidden_layer"))
-        i = sample_index(probe, options)
+        i = sample_index(probe, options, "hidden_sample")
         n = int(forward(model, probe, i)[0])
         h = np.array(model.layers[layer].taps["hidden"][0, :n], np.float32)          # (T_i, H)
         act = model.layers[layer].config.get("activation", "tanh")
@@ -76,7 +76,7 @@ class HiddenView(View):
         self.sample.blockSignals(True)
         self.sample.setRange(0, max(min(PROBE_CAP, ctx.get("n_val") or ctx.get("n_train", 1)) - 1, 0))
         self.sample.blockSignals(False)
-        self.options["seq_sample"] = self.sample.value()
+        self.options["hidden_sample"] = self.sample.value()
         self.note.setText("One validation sequence, valid steps only; updated at epoch ends.")
 
     def _chose(self, name):
@@ -85,7 +85,7 @@ class HiddenView(View):
             self.reprobe.emit(self.key)
 
     def _sample(self, i):
-        self.options["seq_sample"] = i
+        self.options["hidden_sample"] = i
         self.reprobe.emit(self.key)
 
     def refresh(self):
