@@ -107,13 +107,50 @@ def cmd_predict(a):
         x = np.load(a.input, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise LayerboardError(f"cannot read {a.input}: {e}") from None
-    y = model.predict(x.astype(np.float32))
+    lengths = _lengths(a.lengths, x) if a.lengths else None
+    if a.attention or lengths is not None:
+        y, maps = _predict_attention(model, x.astype(np.float32), lengths, a.attention)
+    else:
+        y = model.predict(x.astype(np.float32))
     import io
     buf = io.BytesIO()
     np.save(buf, y)
     atomic_write(a.output, buf.getvalue())
     print(f"wrote {len(y)} predictions of shape {fmt(y.shape[1:])} to {a.output}")
+    if a.attention:
+        buf = io.BytesIO()
+        np.savez(buf, **maps)
+        atomic_write(a.attention, buf.getvalue())
+        print(f"wrote attention weights (N, heads, T, T) of {', '.join(maps)} to {a.attention}")
     return 0
+
+
+def _lengths(path, x):
+    """(N,) int64 valid steps per input sequence from an .npy file, checked against x (N, T, …)."""
+    try:
+        lg = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise LayerboardError(f"cannot read {path}: {e}") from None
+    t = x.shape[1] if x.ndim >= 2 else 0
+    if lg.shape != (len(x),) or lg.dtype.kind not in "iu" or (lg.size and (lg.min() < 1 or lg.max() > t)):
+        raise LayerboardError(f"{path}: lengths must be {len(x)} whole numbers (one per input row) in 1…{t}; "
+                              f"got shape {fmt(lg.shape)} of {lg.dtype}")
+    return lg.astype(np.int64)
+
+
+def _predict_attention(model, x, lengths, want, batch=256):
+    """Predictions and, when `want`, each MultiHeadSelfAttention node's weights (N, heads, T, T) by node name."""
+    nodes = [n for n in model.order if model.layers[n].type == "MultiHeadSelfAttention"]
+    if want and not nodes:
+        raise LayerboardError("--attention: this model has no MultiHeadSelfAttention node")
+    ys, maps = [], {n: [] for n in nodes}
+    for i in range(0, len(x), batch):
+        ys.append(model.predict(x[i:i + batch], batch_size=batch,
+                                lengths=None if lengths is None else lengths[i:i + batch]))
+        for n in nodes:                                           # taps of the batch just run
+            maps[n].append(model.layers[n].taps["attention"].copy())
+    y = np.concatenate(ys) if ys else model.predict(x)
+    return y, {n: np.concatenate(v) for n, v in maps.items() if v}
 
 
 def cmd_export(a):
@@ -147,6 +184,8 @@ def parser():
     r.add_argument("--weights", required=True, help="trained weights (.npz or .safetensors)")
     r.add_argument("--input", required=True)
     r.add_argument("--output", required=True)
+    r.add_argument("--lengths", help="(N,) integer .npy: valid steps of each padded input sequence")
+    r.add_argument("--attention", help="also write an .npz with each attention node's weights (N, heads, T, T)")
     r.set_defaults(fn=cmd_predict)
     e = sub.add_parser("export", help="write trained weights as .npz, .safetensors or an .onnx model")
     e.add_argument("project")

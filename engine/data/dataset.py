@@ -93,7 +93,7 @@ class Dataset:
         rng = np.random.default_rng(seed)
         if val_fraction == 0:
             return self.subset(rng.permutation(len(self))), None
-        if self.task == "regression":
+        if self.task == "regression" or self.per_step:           # per-step class ids: no per-sample class
             p = rng.permutation(len(self))
             n = max(1, int(round(val_fraction * len(self))))
             return self.subset(p[n:]), self.subset(p[:n])
