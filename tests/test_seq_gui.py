@@ -295,3 +295,44 @@ def test_dropping_the_block_on_the_canvas_connects_it_to_the_selected_node(qtbot
     assert doc.graph.nodes[last].type == "LayerNorm" and len(doc.graph.nodes) == 9
     assert set(sc.selected_names()) == set(doc.graph.nodes) - {"input"}
     assert all(i.ok for i in doc.infos.values())
+
+
+# ---- the shipped examples ----
+def test_reverse_example_streams_attention_maps_of_every_layer(qtbot):
+    """A few steps of resources/examples/reverse-transformer.json: (T, T) maps, valid rows sum to 1, padding 0."""
+    from engine.session import prepare
+    from gui.training import TrainingDock
+    from gui.training.job import make_probe
+    from gui.training.views import AttentionView
+    from resources import path
+    p = Project.load(path("examples", "reverse-transformer.json"))
+    p.path = None
+    p.dataset["n"], p.training["epochs"] = 400, 2                       # 5 steps per epoch
+    _, tr = prepare(p)
+    probe = make_probe(tr.train, tr.val, tr.cfg["seed"])
+    pick = int(np.flatnonzero(probe.lengths < 10)[0])                   # a sample with padding
+    d = TrainingDock(Document(p))
+    qtbot.addWidget(d)
+    d.resize(1100, 620)
+    d.show()
+    av = d.view(AttentionView)
+    d.tabs.setCurrentWidget(av)
+    got = []
+    av.snapshot = (lambda orig: lambda f, pl: (got.append(pl), orig(f, pl)))(av.snapshot)
+    try:
+        d.start()
+        qtbot.waitUntil(lambda: (d.drain(), d.status != "running")[1], timeout=120000)
+        av.sample.setValue(pick)
+        qtbot.waitUntil(lambda: (d.drain(), got[-1]["sample"] == pick)[1], timeout=20000)
+    finally:
+        d.shutdown()
+    assert d.status == "completed", d.message.text()
+    pl = got[-1]
+    n = int(probe.lengths[pick])
+    assert pl["layers"] == ["attention1", "attention2"] and pl["length"] == n
+    for name in pl["layers"]:
+        a = pl["maps"][name]
+        assert a.shape == (2, 10, 10)
+        assert np.allclose(a[:, :n].sum(axis=-1), 1, atol=1e-5) and np.all(a[:, :, n:] == 0)
+    assert len(av.thumbs) == 4 and av.alpha.shape == (n, n)
+    assert pl["tokens"] == [probe.vocab[int(t)] for t in probe.x[pick, :n]]

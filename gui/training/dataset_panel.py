@@ -204,9 +204,9 @@ class DatasetPanel(QGroupBox):
         rows = []
         for i in range(len(x)):
             r = [f"{v:.4g}" for v in x[i, :cols]] + (["…"] if x.shape[1] > cols else [])
-            yi = y[i]
-            r.append(ds.classes[int(yi)] if ds.task != "regression" and ds.classes else
-                     ", ".join(f"{v:.4g}" for v in np.ravel(yi)))
+            yi = np.ravel(y[i])[:PREVIEW_COLS]                         # one target, or one per step (sequences)
+            r.append(" ".join(ds.classes[int(v)] for v in yi) if ds.task != "regression" and ds.classes else
+                     ", ".join(f"{v:.4g}" for v in yi))
             rows.append(r)
         self._fill(header, rows)
 
