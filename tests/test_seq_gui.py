@@ -209,6 +209,8 @@ def test_reverse_training_feeds_attention_maps(train_in_dock):
     d, got = train_in_dock(p, ds, front=AttentionView)
     av = d.view(AttentionView)
     assert not d.tabs.isTabVisible(d.views.index(d.view(HiddenView)))
+    cm = got["confusion"][-1]["matrix"]                                # a class per valid step, padding left out
+    assert cm.shape == (10, 10) and cm.sum() == d.job.probe.eval_lengths.sum()
     assert len(got["attention"]) >= 3                                  # every epoch end at least
     probe = d.job.probe
     for pl in got["attention"]:

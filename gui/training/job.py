@@ -34,6 +34,7 @@ class Probe:
     extent: tuple | None = None           # (x0, x1, y0, y1) of the boundary grid
     grid: np.ndarray | None = None        # (GRID*GRID, 2) grid points, row-major over y then x
     lengths: np.ndarray | None = None     # sequences: (n,) valid steps of the samples x
+    eval_lengths: np.ndarray | None = None    # sequences: (n,) valid steps of eval_x
     vocab: list | None = None             # token id -> text, when the data is text
     loss_grad: object = None              # fn(out, y, mask) -> (loss, dL/dout) as the trainer computes it
     logits: bool = False                  # the loss takes the head's logits (forward/backward logits=True)
@@ -47,7 +48,7 @@ def make_probe(train, val, seed):
     ev = np.sort(rng.choice(len(ref), min(EVAL_CAP, len(ref)), replace=False))
     p = Probe(train.task, list(train.classes), ref.x[pick], ref.y[pick], ref.x[ev], ref.y[ev])
     if getattr(ref, "lengths", None) is not None:
-        p.lengths = np.asarray(ref.lengths)[pick]
+        p.lengths, p.eval_lengths = np.asarray(ref.lengths)[pick], np.asarray(ref.lengths)[ev]
     p.vocab = getattr(train, "vocab", None)
     if train.x.ndim == 2 and train.x.shape[1] == 2:
         allx = train.x if ref is train else np.concatenate([train.x, val.x])

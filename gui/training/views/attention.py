@@ -106,7 +106,7 @@ class AttentionView(View):
         self.labels = None
         self.causal = False
         self.thumbs = {}             # (layer, head) -> (ViewBox, ImageItem)
-        self._grid_key = None
+        self._grid_key = self._grid_n = self._frame = None
         self.plot.scene().sigMouseMoved.connect(self._moved)
         self.grid.scene().sigMouseClicked.connect(self._clicked)
 
@@ -169,13 +169,16 @@ class AttentionView(View):
         self.causal = bool(p.get("causal", {}).get(name, False))
         self.labels = p.get("tokens")
         self.image.setImage(self.alpha.astype(np.float32), levels=(0, 1), autoLevels=False)
-        self.image.setRect(0, 0, n, n)
-        self.plot.setXRange(0, max(n, 1), padding=0)
-        self.plot.setYRange(0, max(n, 1), padding=0)
-        set_ticks(self.plot.getAxis("bottom"), self.labels, n)
-        set_ticks(self.plot.getAxis("left"), self.labels, n)
-        self.plot.setTitle(f"{name}, head {h}, sample {p['sample']} ({n} tokens)", size="9pt")
-        self._borders()
+        frame = (name, h, p["sample"], n, tuple(self.labels or ()))
+        if frame != self._frame:                    # axes, ticks and title only when they change (cheap redraws)
+            self._frame = frame
+            self.image.setRect(0, 0, n, n)
+            self.plot.setXRange(0, max(n, 1), padding=0)
+            self.plot.setYRange(0, max(n, 1), padding=0)
+            set_ticks(self.plot.getAxis("bottom"), self.labels, n)
+            set_ticks(self.plot.getAxis("left"), self.labels, n)
+            self.plot.setTitle(f"{name}, head {h}, sample {p['sample']} ({n} tokens)", size="9pt")
+            self._borders()
 
     def _draw_grid(self):
         p = self.payload
@@ -198,13 +201,16 @@ class AttentionView(View):
                 vb.addItem(img)
                 self.thumbs[(name, h)] = (vb, img)
             self.grid.ci.setSpacing(3)
-            self._grid_key = key
+            self._grid_key, self._grid_n = key, None
+            self._borders()
             self.grid.setToolTip(f"{len(p['layers'])} layer(s) × up to {heads} heads; click one to show it")
         n = int(p["length"])
+        fit = n != self._grid_n
+        self._grid_n = n
         for (name, h), (vb, img) in self.thumbs.items():
             img.setImage(np.asarray(p["maps"][name][h, :n, :n], np.float32), levels=(0, 1), autoLevels=False)
-            vb.setRange(xRange=(0, n), yRange=(0, n), padding=0.02)
-        self._borders()
+            if fit:
+                vb.setRange(xRange=(0, n), yRange=(0, n), padding=0.02)
 
     def _borders(self):
         """Outline the thumbnail shown large."""
