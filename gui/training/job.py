@@ -222,7 +222,8 @@ class Job:
             if self.live and now - self._last_live >= self.probe_interval:
                 self._last_live = now
                 for key in self.live:
-                    self._run_probe(key)
+                    if key in self.probes:
+                        self._run_probe(key)
         elif ev.kind == "epoch_end":
             self._post("epoch", self._fold, ev.epoch, ev.step, dict(ev.data))
             last = ev.epoch >= ev.data.get("epochs", 0)

@@ -56,6 +56,7 @@ class HiddenView(View):
         self.hover = QLabel("")
         self.box.addWidget(self.hover)
         self.box.addWidget(self.note)
+        self.payload = None
         self.h = None                  # the (T_i, H) states shown
         self.labels = None
         self.plot.scene().sigMouseMoved.connect(self._moved)
