@@ -201,6 +201,70 @@ def _position(ctx, layer, ins):
     return ctx.op("Add", [ins[0], ctx.const(f"{layer.name}/positions", table)], layer.name)
 
 
+# ---- sequences: a second graph input "lengths" (batch,) int32 holds each sequence's valid steps ----
+SEQUENCE_TYPES = ("RNN", "Embedding", "TimePool")
+
+
+def _step_mask(ctx, layer, t):
+    """(B, T, 1) float: 1 at valid steps from the lengths input."""
+    n = layer.name
+    steps = ctx.const(f"{n}/steps", np.arange(t)[None, :], np.int32)                          # (1, T)
+    lg = ctx.op("Unsqueeze", [ctx.lengths(), ctx.const(f"{n}/ax1", [1], np.int64)], f"{n}/lengths")  # (B, 1)
+    m = ctx.op("Cast", [ctx.op("Less", [steps, lg], f"{n}/valid")], f"{n}/mask", to=1)        # (B, T) float
+    return ctx.op("Unsqueeze", [m, ctx.const(f"{n}/ax2", [2], np.int64)], f"{n}/mask3")       # (B, T, 1)
+
+
+@exports("RNN")
+def _rnn(ctx, layer, ins):
+    """ONNX RNN (time-major): W = U [1, H, D], R = W [1, H, H], B = [b, 0] [1, 2H], sequence_lens = lengths."""
+    n, p, h = layer.name, layer.p, layer.config["units"]
+    xt = ctx.op("Transpose", ins, f"{n}/time_major", perm=[1, 0, 2])                          # (T, B, D)
+    args = [xt, ctx.const(f"{n}/W", p["U"][None]), ctx.const(f"{n}/R", p["W"][None]),
+            ctx.const(f"{n}/B", np.concatenate([p["b"], np.zeros_like(p["b"])])[None]), ctx.lengths()]
+    if "h0" in p:                                                                             # (1, B, H)
+        b = ctx.op("Gather", [ctx.op("Shape", ins, f"{n}/xshape"), ctx.const(f"{n}/i0", [0], np.int64)], f"{n}/b")
+        shape = ctx.op("Concat", [ctx.const(f"{n}/one", [1], np.int64), b, ctx.const(f"{n}/h", [h], np.int64)],
+                       f"{n}/h0shape", axis=0)
+        args.append(ctx.op("Expand", [ctx.const(f"{n}/h0", p["h0"].reshape(1, 1, h)), shape], f"{n}/h0b"))
+    act = "Tanh" if layer.config["activation"] == "tanh" else "Relu"
+    y, yh = f"{n}/Y", f"{n}/Y_h"
+    ctx.nodes.append(ctx.h.make_node("RNN", args, [y, yh], name=f"{n}/rnn", hidden_size=h, activations=[act]))
+    if layer.config["return_sequences"]:                                                     # Y (T, 1, B, H)
+        ys = ctx.op("Squeeze", [y, ctx.const(f"{n}/ax1", [1], np.int64)], f"{n}/Ys")
+        return ctx.op("Transpose", [ys], n, perm=[1, 0, 2])                                  # (B, T, H)
+    return ctx.op("Squeeze", [yh, ctx.const(f"{n}/ax0", [0], np.int64)], n)                 # (B, H)
+
+
+@exports("Embedding")
+def _embedding(ctx, layer, ins):
+    n = layer.name
+    E = layer.p["E"].copy()
+    E[0] = 0                                                                                  # padding id → 0
+    ids = ctx.op("Cast", ins, f"{n}/ids", to=7)                                               # float → int64
+    return ctx.op("Gather", [ctx.const(f"{n}/E", E), ids], n, axis=0)                       # (B, T, d)
+
+
+@exports("TimePool")
+def _timepool(ctx, layer, ins):
+    n, mode, t = layer.name, layer.config["mode"], layer.in_shapes[0][0]
+    ax = ctx.const(f"{n}/axis", [1], np.int64)
+    if mode == "max":
+        m = ctx.op("Cast", [_step_mask(ctx, layer, t)], f"{n}/maskb", to=9)                  # bool
+        low = ctx.const(f"{n}/low", np.float32(-3.0e38))
+        return ctx.op("ReduceMax", [ctx.op("Where", [m, ins[0], low], f"{n}/masked")], n, axes=[1], keepdims=0)
+    if mode == "mean":
+        m = _step_mask(ctx, layer, t)
+        s = ctx.op("ReduceSum", [ctx.op("Mul", [ins[0], m], f"{n}/masked"), ax], f"{n}/sum", keepdims=0)
+        cnt = ctx.op("ReduceSum", [m, ax], f"{n}/count", keepdims=0)                          # (B, 1)
+        return ctx.op("Div", [s, cnt], n)
+    steps = ctx.const(f"{n}/steps", np.arange(t)[None, :], np.int32)                          # last: one-hot
+    lg = ctx.op("Sub", [ctx.op("Unsqueeze", [ctx.lengths(), ctx.const(f"{n}/ax1", [1], np.int64)], f"{n}/lengths"),
+                        ctx.const(f"{n}/one", np.int32(1), np.int32)], f"{n}/lastidx")
+    hot = ctx.op("Cast", [ctx.op("Equal", [steps, lg], f"{n}/is_last")], f"{n}/hot", to=1)
+    hot = ctx.op("Unsqueeze", [hot, ctx.const(f"{n}/ax2", [2], np.int64)], f"{n}/hot3")
+    return ctx.op("ReduceSum", [ctx.op("Mul", [ins[0], hot], f"{n}/picked"), ax], n, keepdims=0)
+
+
 # ---- the whole model ----
 def _version():
     try:
@@ -229,13 +293,28 @@ def to_onnx(model):
         raise LayerboardError(bad[0])
     ctx = Builder(helper, numpy_helper)
     x_name, out = model.inputs[0], {}
+    first = x_name
+    if "x_mean" in model.data:                          # per-feature standardisation kept with the weights
+        c = ctx.op("Sub", [x_name, ctx.const("__data__/x_mean", model.data["x_mean"])], "__data__/centred")
+        first = ctx.op("Div", [c, ctx.const("__data__/x_std", model.data["x_std"])], "__data__/standardized")
     for n in model.order:
-        out[n] = EXPORTERS[model.layers[n].type](ctx, model.layers[n], [out[s] for s in model.srcs[n]] or [x_name])
+        out[n] = EXPORTERS[model.layers[n].type](ctx, model.layers[n], [out[s] for s in model.srcs[n]] or [first])
     y_name = out[model.output]
+    if "y_mean" in model.data:                          # outputs in the targets' original units, same name
+        inner = f"{y_name}/standardized_units"
+        for node in ctx.nodes:
+            if node.name == y_name:
+                node.name = inner
+            node.output[:] = [inner if o == y_name else o for o in node.output]
+            node.input[:] = [inner if i == y_name else i for i in node.input]
+        s = ctx.op("Mul", [inner, ctx.const("__data__/y_std", model.data["y_std"])], f"{y_name}/scaled")
+        y_name = ctx.op("Add", [s, ctx.const("__data__/y_mean", model.data["y_mean"])], y_name)
     if y_name == x_name:                                # a lone Input: ONNX wants distinct input and output names
         y_name = ctx.op("Identity", [x_name], f"{x_name}/output")
     x = helper.make_tensor_value_info(x_name, TensorProto.FLOAT, [BATCH, *model.input_shape])
     y = helper.make_tensor_value_info(y_name, TensorProto.FLOAT, [BATCH, *model.output_shape])
+    if any(model.layers[n].type in SEQUENCE_TYPES for n in model.order):
+        ctx.lengths()                                                   # sequence models always take lengths
     extra = [helper.make_tensor_value_info(*i) for i in ctx.extra_inputs]
     graph = helper.make_graph(ctx.nodes, "layerboard", [x] + extra, [y], ctx.inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,

@@ -187,3 +187,62 @@ def test_float32_kernel_matches_float64():
     y32 = Model(stacked(), dtype=np.float32, seed=2).forward(x, mask=lg)
     assert y32.dtype == np.float32
     np.testing.assert_allclose(y32, y64, rtol=1e-4, atol=1e-5)
+
+
+# ---- ONNX ----
+def seq_model(kind, seed=0):
+    g = Graph()
+    if kind == "text":
+        g.chain(("x", "Input", {"shape": [9]}), ("emb", "Embedding", {"vocab": 12, "dim": 4}),
+                ("r1", "RNN", {"units": 5, "return_sequences": True, "learn_h0": True}),
+                ("r2", "RNN", {"units": 4, "activation": "relu", "return_sequences": True}),
+                ("pool", "TimePool", {"mode": "mean"}), ("logits", "Dense", {"units": 3}), ("soft", "Softmax", {}))
+    elif kind in ("max", "last"):
+        g.chain(("x", "Input", {"shape": [9, 3]}), ("r1", "RNN", {"units": 5, "return_sequences": True}),
+                ("pool", "TimePool", {"mode": kind}), ("out", "Dense", {"units": 2}))
+    else:
+        g.chain(("x", "Input", {"shape": [9, 3]}), ("r1", "RNN", {"units": 6}), ("out", "Dense", {"units": 1}))
+    m = Model(g, seed=seed)
+    rng = np.random.default_rng(seed)
+    m.set_weights({k: rng.normal(0, 0.6, v.shape) for k, v in m.weights().items()})
+    return m
+
+
+@pytest.mark.parametrize("kind", ["text", "max", "last", "regression"])
+def test_onnx_runs_variable_length_batches_in_onnxruntime(kind):
+    ort = pytest.importorskip("onnxruntime")
+    from engine.onnx_export import to_onnx
+    m = seq_model(kind)
+    rng = np.random.default_rng(1)
+    lg = np.array([9, 1, 4, 7, 2], np.int32)
+    if kind == "text":
+        x = rng.integers(1, 12, (5, 9)).astype(np.float32) * lengths_mask(lg, 9)
+    else:
+        x = rng.normal(0, 1, (5, 9, 3)).astype(np.float32)
+    if kind == "regression":                     # data statistics kept with the weights: raw units in and out
+        m.data = {"x_mean": np.float32([1, -2, 3]), "x_std": np.float32([2, 0.5, 4]),
+                  "y_mean": np.float32([1e4]), "y_std": np.float32([500.0])}
+        x = x * 3 + 1
+    want = m.predict(x, lengths=lg)
+    onx = to_onnx(m)
+    ops = {n.op_type for n in onx.graph.node}
+    assert "RNN" in ops and ("Gather" in ops) == (kind == "text")
+    sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x, "lengths": lg})[0]
+    assert sess.get_outputs()[0].name == m.output
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * (1 if kind != "regression" else 500))
+    assert np.ptp(want) > 0.1
+
+
+def test_weight_files_keep_data_statistics_and_vocab(tmp_path):
+    from engine.weights import load_into, save
+    m = seq_model("text")
+    m.data = {"y_mean": np.float32([3.0]), "y_std": np.float32([2.0])}
+    m.meta = {"vocab": ["<pad>", "<unk>", "good"], "text": {"level": "word", "max_len": 9, "vocab": 12}}
+    for ext in ("npz", "safetensors"):
+        save(tmp_path / f"w.{ext}", m)
+        m2 = seq_model("text", seed=5)
+        load_into(m2, tmp_path / f"w.{ext}")
+        assert m2.meta == m.meta and np.array_equal(m2.data["y_std"], m.data["y_std"])
+        x = np.random.default_rng(0).integers(0, 12, (3, 9)).astype(np.float32)
+        np.testing.assert_array_equal(m2.predict(x, lengths=[9, 2, 5]), m.predict(x, lengths=[9, 2, 5]))
