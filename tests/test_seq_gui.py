@@ -338,3 +338,37 @@ def test_reverse_example_streams_attention_maps_of_every_layer(qtbot):
         assert np.allclose(a[:, :n].sum(axis=-1), 1, atol=1e-5) and np.all(a[:, :, n:] == 0)
     assert len(av.thumbs) == 4 and av.alpha.shape == (n, n)
     assert pl["tokens"] == [probe.vocab[int(t)] for t in probe.x[pick, :n]]
+
+
+def test_temperature_example_feeds_both_rnn_views(qtbot):
+    """A few steps of resources/examples/temperature-rnn.json: h_t (24, 64) and ‖∂L/∂h_t‖ for 24 steps."""
+    from gui.training import TrainingDock
+    from gui.training.views import GradFlowView, HiddenView
+    from resources import path
+    p = Project.load(path("examples", "temperature-rnn.json"))
+    p.training["epochs"] = 1
+    d = TrainingDock(Document(p))
+    qtbot.addWidget(d)
+    d.resize(1100, 620)
+    d.show()
+    seq = d.data.sequences                                             # the series, its window marked
+    assert seq.kind.currentData() == "series" and seq.s_window.value() == 24
+    x, y = seq.curve.getData()
+    lo, hi = seq.window.getRegion()
+    assert len(x) > 100 and hi - lo == 23 and seq.s_target.currentText() == "temp"
+    got = {}
+    for v in (d.view(HiddenView), d.view(GradFlowView)):
+        v.snapshot = (lambda orig, k: lambda f, pl: (got.setdefault(k, []).append(pl), orig(f, pl)))(v.snapshot, v.key)
+    d.tabs.setCurrentWidget(d.view(GradFlowView))
+    try:
+        d.start()
+        qtbot.waitUntil(lambda: (d.drain(), d.status != "running")[1], timeout=180000)
+    finally:
+        d.shutdown()
+    assert d.status == "completed", d.message.text()
+    h = got["hidden"][-1]["h"]
+    assert h.shape == (24, 64) and np.all(np.abs(h) <= 1) and h.std() > 0
+    g = got["gradflow"][-1]
+    assert g["norms"].shape == (24,) and np.all(g["count"] == g["sequences"])
+    assert np.all(np.isfinite(g["norms"])) and np.all(g["norms"] > 0)
+    assert d.view(HiddenView).image.image.shape == (64, 24)

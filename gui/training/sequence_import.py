@@ -1,5 +1,6 @@
 """Sequence data import for the dataset panel: a time series, variable-length sequences (.npz) or text, previewed."""
 import csv
+import gzip
 import zipfile
 from pathlib import Path
 
@@ -20,8 +21,9 @@ SHOWN_TOKENS = 60
 
 def csv_columns(path, limit=PLOT_ROWS):
     """(header, {column: float array or None when not numeric}) of a CSV's first `limit` data rows."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8-sig") as f:
+        rows = [r for _, r in zip(range(limit + 1), (r for r in csv.reader(f) if any(c.strip() for c in r)))]
     if not rows:
         raise LayerboardError(f"{path} is empty")
     header, data = [h.strip() for h in rows[0]], rows[1:limit + 1]
@@ -178,7 +180,7 @@ class SequenceImport(QGroupBox):
 
     # ---- file ----
     def _file_dialog(self):
-        filt = "NumPy archives (*.npz)" if self.kind.currentData() == "npz" else "CSV files (*.csv)"
+        filt = "NumPy archives (*.npz)" if self.kind.currentData() == "npz" else "CSV files (*.csv *.csv.gz)"
         path, _ = QFileDialog.getOpenFileName(self, KINDS[self.kind.currentData()], str(self.panel.doc.project.base),
                                               f"{filt};;All files (*)")
         if path:
@@ -200,7 +202,7 @@ class SequenceImport(QGroupBox):
             else:
                 self.header, self.cols = csv_columns(self.path)
                 self._fill_csv(kind)
-        except (LayerboardError, OSError, UnicodeDecodeError, csv.Error) as e:
+        except (LayerboardError, OSError, EOFError, UnicodeDecodeError, csv.Error) as e:
             self.file_label.setText(f"<span style='color:#b00'>{e}</span>")
             self.use_btn.setEnabled(False)
             return
@@ -282,10 +284,43 @@ class SequenceImport(QGroupBox):
                             f"{self.s_target.currentText()} {hz} row{'s' * (hz != 1)} after the window"
                             + ("" if len(y) >= w + hz else f"; the file's first rows hold no whole window"))
 
+    def show_reference(self, ref):
+        """Fill the form from the project's sequence dataset reference (e.g. an opened example) and preview it."""
+        kind = ref.get("kind")
+        if kind not in KINDS or not ref.get("path"):
+            return
+        path = Path(ref["path"]).expanduser()
+        path = path if path.is_absolute() else Path(self.panel.doc.project.base) / path
+        self.kind.blockSignals(True)
+        self.kind.setCurrentIndex(list(KINDS).index(kind))
+        self.kind.blockSignals(False)
+        self.pages.setCurrentIndex(self.kind.currentIndex())
+        self.plot.setVisible(kind == "series")
+        self.open(path)
+        if kind == "series" and self.cols:
+            self.s_target.setCurrentText(ref.get("target", ""))
+            feats = set(ref.get("features", []))
+            for i in range(self.s_features.count()):
+                it = self.s_features.item(i)
+                it.setCheckState(Qt.CheckState.Checked if it.text() in feats else Qt.CheckState.Unchecked)
+            self.s_window.setValue(int(ref.get("window", 24)))
+            self.s_horizon.setValue(int(ref.get("horizon", 1)))
+        elif kind == "npz":
+            for combo, key in ((self.n_x, "x"), (self.n_y, "y"), (self.n_len, "lengths")):
+                combo.setCurrentText(ref.get(key, key))
+        elif kind == "text" and self.header:
+            self.t_text.setCurrentText(ref.get("text", ""))
+            self.t_target.setCurrentText(ref.get("target", ""))
+            self.t_level.setCurrentText(ref.get("level", "word"))
+            self.t_len.setValue(int(ref.get("max_len", 200)))
+            self.t_vocab.setValue(int(ref.get("vocab", 20000)))
+        self.preview()
+
     def show_dataset(self, ds):
-        """After the panel loaded a dataset: the tokens of its first sample when it has a vocabulary."""
+        """After the panel loaded a dataset: its reference in the form, the tokens of a sample (vocabulary)."""
         if ds is None:
             return
+        self.show_reference(self.panel.doc.project.dataset)
         tok = sample_tokens(ds, 0)
         if tok is not None:
             n, words = tok
