@@ -66,6 +66,7 @@ class GradFlowView(View):
         self.plot.setLogMode(x=False, y=True)
         self.plot.setLabel("bottom", "time step t")
         self.plot.setLabel("left", "‖∂L/∂h_t‖")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)         # the norms themselves, not ×0.001
         self.plot.showGrid(x=False, y=True, alpha=0.25)
         self.spread = [self.plot.plot([], [], pen=pg.mkPen(colour(0), width=1)) for _ in range(8)]
         for c in self.spread:
