@@ -63,6 +63,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--example", default="digits-mlp.json", help="a project in resources/examples")
+    ap.add_argument("--views", default="Curves,PCA,Confusion", help="tabs to measure in front, comma-separated "
+                    "(e.g. Attention for reverse-transformer.json)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     app = QApplication.instance() or QApplication([])
@@ -78,7 +80,7 @@ def main():
     dock.show()
     app.processEvents()
     rows = []
-    for name in ("idle (no run)", "Curves", "PCA", "Confusion"):
+    for name in ["idle (no run)"] + a.views.split(","):
         idle = 3.0 if name.startswith("idle") else 0.0
         tab = next((i for i in range(dock.tabs.count()) if dock.tabs.tabText(i) == name), 0)
         g, secs = measure(app, dock, tab, idle)

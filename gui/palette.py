@@ -5,6 +5,7 @@ from PySide6.QtWidgets import QDockWidget, QLineEdit, QTreeWidget, QTreeWidgetIt
 
 from engine.layers import CATEGORIES, REGISTRY
 
+from .blocks import BLOCKS
 from .style import category_icon
 from .view import MIME
 
@@ -48,7 +49,19 @@ class PaletteTree(QTreeWidget):
                 it.setData(0, TYPE_ROLE, t)
                 it.setIcon(0, category_icon(cat))
                 it.setToolTip(0, f"<b>{t}</b><br>{REGISTRY[t].doc}")
+        self._blocks()
         self.expandAll()
+
+    def _blocks(self):
+        """Connected sub-graphs (e.g. a Transformer encoder block) whose layer types are all registered."""
+        ready = [b for b in BLOCKS.values() if b.available]
+        if ready:
+            group = QTreeWidgetItem(self, ["Blocks"])
+            group.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            for b in ready:
+                it = QTreeWidgetItem(group, [b.title])
+                it.setData(0, TYPE_ROLE, b.title)
+                it.setToolTip(0, f"<b>{b.title}</b><br>{b.doc}")
 
     def filter(self, text):
         text = text.strip().lower()
@@ -58,7 +71,8 @@ class PaletteTree(QTreeWidget):
             for j in range(g.childCount()):
                 it = g.child(j)
                 t = it.data(0, TYPE_ROLE)
-                hit = not text or text in t.lower() or text in REGISTRY[t].doc.lower() or text in g.text(0).lower()
+                doc = (REGISTRY[t] if t in REGISTRY else BLOCKS[t]).doc.lower()
+                hit = not text or text in t.lower() or text in doc or text in g.text(0).lower()
                 it.setHidden(not hit)
                 shown += hit
             g.setHidden(shown == 0)

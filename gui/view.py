@@ -3,6 +3,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsView
 
+from .blocks import BLOCKS, insert_block
 from .items import H, W
 from .style import theme
 
@@ -64,6 +65,13 @@ class GraphView(QGraphicsView):
         if pos is None:
             pos = self.free_spot()
         sc = self.scene()
+        if type in BLOCKS:                    # a block: one undo step, fed by the single selected node if any
+            sel = sc.selected_names()
+            names = sc.attempt(insert_block, sc.doc, type, (round(pos.x()), round(pos.y())),
+                               sel[0] if len(sel) == 1 else None)
+            if names:
+                sc.select(names)
+            return names[-1] if names else None
         name = sc.attempt(sc.doc.add_node, type, None, (round(pos.x()), round(pos.y())))
         if name:
             sc.select([name])

@@ -14,6 +14,7 @@ from engine.data import BUILTINS, load
 from engine.errors import LayerboardError
 
 from ..dirs import last_dir, remember
+from .sequence_import import SequenceImport
 from .settings import HP, Editor
 
 PREVIEW_ROWS, PREVIEW_COLS = 12, 10
@@ -85,6 +86,8 @@ class DatasetPanel(QGroupBox):
         self.table.setMaximumHeight(170)
         self.table.verticalHeader().setDefaultSectionSize(18)
         box.addWidget(self.table)
+        self.sequences = SequenceImport(self)           # series / npz-with-lengths / text import and preview
+        box.addWidget(self.sequences)
         self._shown = None
         document.changed.connect(self.refresh)
         self.refresh()
@@ -227,9 +230,9 @@ class DatasetPanel(QGroupBox):
         rows = []
         for i in range(len(x)):
             r = [f"{v:.4g}" for v in x[i, :cols]] + (["…"] if x.shape[1] > cols else [])
-            yi = y[i]
-            r.append(ds.classes[int(yi)] if ds.task != "regression" and ds.classes else
-                     ", ".join(f"{v:.4g}" for v in np.ravel(yi)))
+            yi = np.ravel(y[i])[:PREVIEW_COLS]                         # one target, or one per step (sequences)
+            r.append(" ".join(ds.classes[int(v)] for v in yi) if ds.task != "regression" and ds.classes else
+                     ", ".join(f"{v:.4g}" for v in yi))
             rows.append(r)
         self._fill(header, rows)
 

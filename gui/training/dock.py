@@ -58,6 +58,8 @@ class TrainingDock(QDockWidget):
         self.doc.reset.connect(self._opened)
         self._jobs = [None]                   # the current job, for _orphaned (which must not hold the dock)
         self.destroyed.connect(partial(_orphaned, self.doc, self._jobs))
+        self.doc.validated.connect(self._show_tabs)
+        self._show_tabs()
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
@@ -180,8 +182,9 @@ class TrainingDock(QDockWidget):
         data = p.dataset.get("name") or Path(str(p.dataset.get("path", "data"))).name
         label = f"Run {len(p.runs) + 1}{f' ({k}-fold)' if k >= 2 else ''}: {data}, {time.strftime('%H:%M:%S')}"
         probes = {cls.key: cls.compute for cls in VIEWS if cls.key}
+        live = tuple(cls.key for cls in VIEWS if cls.key and getattr(cls, "live", False))
         self.job = Job(snapshot_project(p), k=k if k >= 2 else 0, probes=probes, options=self.options,
-                       label=label, weights=self.weights.start)
+                       label=label, weights=self.weights.start, live=live)
         self.status, self.result, self.kfold_summary = "running", None, None
         self._t0, self._total, self._ctx, self._pending = time.perf_counter(), 1, {}, 0
         self.banner.hide()
@@ -446,6 +449,14 @@ class TrainingDock(QDockWidget):
             curves.epoch(0, i + 1, (i + 1) * per, {k: (v[i] if i < len(v) and v[i] is not None else np.nan)
                                                    for k, v in h.items() if isinstance(v, list)})
         curves.refresh()
+
+    def _show_tabs(self, _infos=None):
+        """Views that need a layer type (e.g. RNN, attention) have a tab only while the graph has one."""
+        types = {n.type for n in self.doc.graph.nodes.values()}
+        for i, v in enumerate(self.views):
+            need = getattr(v, "needs", ())
+            if need:
+                self.tabs.setTabVisible(i, any(t in types for t in need))
 
     def _graph_edited(self, _infos):
         if self.weights.graph_changed(self.doc.graph):

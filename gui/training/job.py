@@ -33,6 +33,11 @@ class Probe:
     points_y: np.ndarray | None = None
     extent: tuple | None = None           # (x0, x1, y0, y1) of the boundary grid
     grid: np.ndarray | None = None        # (GRID*GRID, 2) grid points, row-major over y then x
+    lengths: np.ndarray | None = None     # sequences: (n,) valid steps of the samples x
+    eval_lengths: np.ndarray | None = None    # sequences: (n,) valid steps of eval_x
+    vocab: list | None = None             # token id -> text, when the data is text
+    loss_grad: object = None              # fn(out, y, mask) -> (loss, dL/dout) as the trainer computes it
+    logits: bool = False                  # the loss takes the head's logits (forward/backward logits=True)
 
 
 def make_probe(train, val, seed):
@@ -42,6 +47,9 @@ def make_probe(train, val, seed):
     pick = np.sort(rng.choice(len(ref), min(PROBE_SAMPLES, len(ref)), replace=False))
     ev = np.sort(rng.choice(len(ref), min(EVAL_CAP, len(ref)), replace=False))
     p = Probe(train.task, list(train.classes), ref.x[pick], ref.y[pick], ref.x[ev], ref.y[ev])
+    if getattr(ref, "lengths", None) is not None:
+        p.lengths, p.eval_lengths = np.asarray(ref.lengths)[pick], np.asarray(ref.lengths)[ev]
+    p.vocab = getattr(train, "vocab", None)
     if train.x.ndim == 2 and train.x.shape[1] == 2:
         allx = train.x if ref is train else np.concatenate([train.x, val.x])
         lo, hi = allx.min(axis=0), allx.max(axis=0)
@@ -54,6 +62,12 @@ def make_probe(train, val, seed):
         cap = np.sort(rng.choice(len(train), min(1000, len(train)), replace=False))
         p.points_x, p.points_y = train.x[cap], train.y[cap]
     return p
+
+
+def loss_grad(trainer):
+    """fn(out, y, mask) -> (loss, dL/dout): the trainer's loss on a batch (for probes that back-propagate)."""
+    scaled = getattr(trainer, "_scaled", lambda y: y)          # regression targets in the units trained on
+    return lambda out, y, mask: trainer.loss(out, scaled(y), trainer.fused, mask)
 
 
 def snapshot_project(project):
@@ -72,6 +86,7 @@ class Job:
     probes: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)     # read by probes (e.g. the PCA layer); set from the UI
     probe_interval: float = 0.25                    # seconds between epoch-end probes (the last epoch always)
+    live: tuple = ()                                # probe keys also computed between batches (throttled)
     label: str = ""
     ui_wait: float = READY_TIMEOUT                  # 0 when nobody sets `ready` (headless use)
     weights: dict | None = None                     # loaded weights every run/fold starts from
@@ -84,7 +99,7 @@ class Job:
         self.ready = threading.Event()              # set by the UI once it has set up its views for a run/fold
         self.gate = threading.Event()               # cleared by the UI while it redraws: the worker waits
         self.gate.set()                             # between batches, so the redraw need not fight for the GIL
-        self._last_probe = 0.0
+        self._last_probe = self._last_live = 0.0
         self._fold = 0
         self.model_lock = threading.Lock()          # one user of the model's forward buffers at a time
         self.thread = threading.Thread(target=self._main, name="layerboard-training", daemon=True)
@@ -177,6 +192,7 @@ class Job:
         if self._stop.is_set():
             trainer.stop()
         self.probe = make_probe(trainer.train, trainer.val, trainer.cfg["seed"])
+        self.probe.loss_grad, self.probe.logits = loss_grad(trainer), trainer.fused
         n, cfg = len(trainer.train), trainer.cfg
         self._fold = fold
         self._post("start", fold, {"folds": nfolds, "epochs": cfg["epochs"], "per_epoch": trainer.steps_per_epoch,
@@ -205,6 +221,12 @@ class Job:
             acc = ev.data["accuracy"]
             self._post("batch", self._fold, ev.epoch, ev.step, ev.data["loss"],
                        np.nan if acc is None else acc)
+            now = time.perf_counter()
+            if self.live and now - self._last_live >= self.probe_interval:
+                self._last_live = now
+                for key in self.live:
+                    if key in self.probes:
+                        self._run_probe(key)
         elif ev.kind == "epoch_end":
             self._post("epoch", self._fold, ev.epoch, ev.step, dict(ev.data))
             last = ev.epoch >= ev.data.get("epochs", 0)

@@ -6,7 +6,12 @@ from .confusion import ConfusionView
 from .curves import CurvesView
 from .pca import PCAView
 from .scatter import ScatterView
+from .hidden import HiddenView
+from .gradflow import GradFlowView
+from .attention import AttentionView
 
 VIEWS = [CurvesView, ScatterView, PCAView, BoundaryView, ConfusionView, CompareView]
+VIEWS += [HiddenView, GradFlowView, AttentionView]              # sequence views: shown for RNN / attention models
 
-__all__ = ["VIEWS", "View", "BoundaryView", "CompareView", "ConfusionView", "CurvesView", "PCAView", "ScatterView"]
+__all__ = ["VIEWS", "View", "BoundaryView", "CompareView", "ConfusionView", "CurvesView", "PCAView", "ScatterView",
+           "HiddenView", "GradFlowView", "AttentionView"]

@@ -62,8 +62,12 @@ class ConfusionView(View):
         if probe.task == "regression":
             return None
         n = len(probe.classes)
-        pred = predictions(np.asarray(model.predict(probe.eval_x)), n)
-        return {"matrix": confusion(probe.eval_y, pred, n)}
+        lens = getattr(probe, "eval_lengths", None)
+        out, y = np.asarray(model.predict(probe.eval_x, lengths=lens)), probe.eval_y
+        if lens is not None and out.ndim == 3:                 # a class per step: every valid step counts
+            valid = np.arange(out.shape[1])[None, :] < lens[:, None]             # (n, T)
+            out, y = out[valid], y[valid]
+        return {"matrix": confusion(y, predictions(out, n), n)}
 
     def __init__(self, parent=None):
         super().__init__(parent)

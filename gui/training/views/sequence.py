@@ -1,0 +1,66 @@
+"""Shared pieces of the sequence views: which layers to look at, the probe's lengths, masks and tokens."""
+import numpy as np
+import pyqtgraph as pg
+
+MAX_TICKS = 40          # axis labels shown at most (every k-th token beyond that)
+
+
+def layers_of(model, type_):
+    """Names of the model's nodes of a layer type, in graph order."""
+    return [n for n in model.order if model.graph.nodes[n].type == type_]
+
+
+def pick(names, want):
+    return want if want in names else (names[0] if names else "")
+
+
+def lengths(probe, idx):
+    """(n,) int valid steps of the probe samples idx (full length when the data has no lengths)."""
+    idx = np.atleast_1d(idx)
+    lens = getattr(probe, "lengths", None)
+    if lens is None:
+        t = probe.x.shape[1] if probe.x.ndim >= 2 else 1
+        return np.full(len(idx), t, np.int64)
+    return np.asarray(lens, np.int64)[idx]
+
+
+def mask(probe, idx):
+    """(n, T) bool of valid steps for the probe samples idx, or None when the data has no lengths."""
+    if getattr(probe, "lengths", None) is None:
+        return None
+    return np.arange(probe.x.shape[1])[None, :] < lengths(probe, idx)[:, None]
+
+
+def forward(model, probe, idx):
+    """Evaluation-mode forward of the probe samples idx (their mask included); returns their lengths."""
+    idx = np.atleast_1d(idx)
+    model.forward(probe.x[idx], training=False, mask=mask(probe, idx))
+    return lengths(probe, idx)
+
+
+def tokens(probe, i, n):
+    """Text of the first n input tokens of probe sample i when the data has a vocabulary, else None."""
+    vocab = getattr(probe, "vocab", None)
+    x = probe.x[i]
+    if not vocab or x.ndim > 2 or (x.ndim == 2 and x.shape[1] != 1):
+        return None
+    ids = np.asarray(x).reshape(-1)[:n].astype(np.int64)
+    return [vocab[j] if 0 <= j < len(vocab) else "?" for j in ids]
+
+
+def sample_index(probe, options, key="seq_sample"):
+    """The chosen validation sample, clipped to the probe's samples."""
+    return int(np.clip(int(options.get(key, 0) or 0), 0, max(len(probe.x) - 1, 0)))
+
+
+def set_ticks(axis, labels, n):
+    """Tokens (or step numbers 1…n) as an axis's labels at cell centres, thinned to at most MAX_TICKS."""
+    every = max(1, -(-n // MAX_TICKS))
+    names = labels if labels is not None else [str(t + 1) for t in range(n)]
+    axis.setTicks([[(t + 0.5, str(names[t])) for t in range(0, n, every)], []])
+
+
+def image_item(cmap="viridis"):
+    img = pg.ImageItem(axisOrder="row-major")
+    img.setColorMap(pg.colormap.get(cmap))
+    return img

@@ -1,0 +1,162 @@
+"""Sequence views fed arrays of the documented tap shapes: hidden states, gradient through time, attention."""
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+pg = pytest.importorskip("pyqtgraph")
+
+from engine.graph import Graph  # noqa: E402
+from engine.model import Model  # noqa: E402
+from gui.training.job import Probe, make_probe  # noqa: E402
+from gui.training.views import VIEWS, AttentionView, GradFlowView, HiddenView  # noqa: E402
+from gui.training.views.gradflow import probe_grads  # noqa: E402
+
+
+def softmax_rows(z, n):
+    """(heads, T, T) softmax over the first n keys of each row, padded key columns 0, padded rows 0."""
+    a = np.zeros_like(z)
+    e = np.exp(z[:, :n, :n] - z[:, :n, :n].max(axis=-1, keepdims=True))
+    a[:, :n, :n] = e / e.sum(axis=-1, keepdims=True)
+    return a
+
+
+def test_views_are_registered_and_apply_only_to_their_layers():
+    assert {HiddenView, GradFlowView, AttentionView} <= set(VIEWS)
+    assert len({c.key for c in VIEWS if c.key}) == len([c for c in VIEWS if c.key])        # keys are unique
+    plain = {"types": {"input": "Input", "fc": "Dense"}}
+    rnn = {"types": {"input": "Input", "rnn": "RNN"}}
+    att = {"types": {"input": "Input", "mhsa": "MultiHeadSelfAttention"}}
+    assert not HiddenView.applies(None, plain) and HiddenView.applies(None, rnn)
+    assert GradFlowView.applies(None, rnn) and not GradFlowView.applies(None, att)
+    assert AttentionView.applies(None, att) and not AttentionView.applies(None, rnn)
+    assert AttentionView.live and not getattr(HiddenView, "live", False)
+
+
+def test_hidden_view_draws_valid_steps_with_tokens_on_the_axis(qtbot):
+    v = HiddenView()
+    qtbot.addWidget(v)
+    v.begin({"layers": ["input", "rnn1", "rnn2"], "types": {"input": "Input", "rnn1": "RNN", "rnn2": "RNN"},
+             "n_val": 50})
+    assert [v.layer.itemText(i) for i in range(v.layer.count())] == ["rnn1", "rnn2"]
+    assert v.options["hidden_layer"] == "rnn1" and v.sample.maximum() == 49
+    h = np.tanh(np.random.default_rng(0).normal(size=(7, 5))).astype(np.float32)          # (T_i, H)
+    v.snapshot(0, {"layer": "rnn1", "sample": 3, "h": h, "length": 7, "tokens": list("abcdefg"),
+                   "activation": "tanh", "y": 1})
+    v.refresh()
+    img = v.image.image
+    assert img.shape == (5, 7) and np.array_equal(img, h.T)          # rows: units, columns: steps
+    ticks = v.plot.getAxis("bottom")._tickLevels[0]
+    assert [t[1] for t in ticks] == list("abcdefg")
+    assert "7 valid steps × 5 units" in v.note.text()
+
+
+def test_gradflow_view_plots_the_mean_norm_on_a_log_axis(qtbot):
+    v = GradFlowView()
+    qtbot.addWidget(v)
+    v.begin({"layers": ["input", "rnn"], "types": {"input": "Input", "rnn": "RNN"}})
+    mean = 0.5 ** np.arange(10)[::-1]                                   # vanishing towards t = 1
+    v.snapshot(0, {"layer": "rnn", "norms": mean, "count": np.full(10, 4), "per_seq": np.tile(mean, (4, 1)),
+                   "sequences": 4})
+    v.refresh()
+    x, y = v.curve.getData()
+    assert np.array_equal(x, np.arange(1, 11))
+    assert v.plot.getPlotItem().ctrl.logYCheck.isChecked()
+    assert np.allclose(10 ** np.asarray(y) if np.max(y) <= 0 else y, mean)   # pyqtgraph stores log10 in log mode
+    assert "0.00195" in v.ratio.text()                                  # ‖∂L/∂h_1‖ / ‖∂L/∂h_10‖ = 2⁻⁹
+
+
+def attention_payload(T=6, n=4, heads=2, layers=("mhsa1", "mhsa2"), logits=True):
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(heads, T, T))
+    maps = {nm: softmax_rows(z + i, n).astype(np.float32) for i, nm in enumerate(layers)}
+    lg = {nm: (z + i).astype(np.float32) for i, nm in enumerate(layers)} if logits else {}
+    return {"layers": list(layers), "maps": maps, "logits": lg, "sample": 0, "length": n,
+            "tokens": ["w", "x", "y", "z"][:n]}, z
+
+
+def test_attention_view_heatmap_grid_and_hover_formula(qtbot):
+    v = AttentionView()
+    qtbot.addWidget(v)
+    v.resize(900, 420)
+    v.begin({"layers": ["input", "mhsa1", "mhsa2"], "n_val": 10,
+             "types": {"input": "Input", "mhsa1": "MultiHeadSelfAttention", "mhsa2": "MultiHeadSelfAttention"}})
+    p, z = attention_payload()
+    v.snapshot(0, p)
+    v.refresh()
+    assert v.image.image.shape == (4, 4)                               # valid queries × valid keys only
+    assert np.allclose(v.image.image.sum(axis=1), 1, atol=1e-5)
+    assert len(v.thumbs) == 4                                          # 2 layers × 2 heads
+    v.choose("mhsa2", 1)
+    want = softmax_rows(z + 1, 4)[1, :4, :4]
+    assert np.allclose(v.image.image, want, atol=1e-6)
+    text = v.cell_text(2, 1)
+    zz = (z + 1)[1, 2, :4]
+    assert "exp(q_t·k_s/√d_k) / Σ_u exp(q_t·k_u/√d_k)" in text
+    assert f"exp({zz[1]:.4g})" in text and f"{want[2, 1]:.4g}" in text
+    assert f"{np.exp(zz).sum():.4g}" in text and "'y'" in text and "'x'" in text
+
+
+def test_attention_hover_without_logits_shows_the_weight_and_row(qtbot):
+    v = AttentionView()
+    qtbot.addWidget(v)
+    p, _ = attention_payload(logits=False, layers=("mhsa",))
+    v.show_maps(p)
+    text = v.cell_text(0, 3)
+    assert f"{p['maps']['mhsa'][0, 0, 3]:.4g}" in text and "sums to 1" in text
+
+
+def test_attention_export_png_and_svg(qtbot, tmp_path):
+    v = AttentionView()
+    qtbot.addWidget(v)
+    v.resize(700, 400)
+    v.show()
+    v.show_maps(attention_payload()[0])
+    png = v.export_image(tmp_path / "a.png")
+    svg = v.export_image(tmp_path / "a.svg")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in svg.read_bytes()[:2000]
+    with pytest.raises(ValueError):
+        v.export_image(tmp_path / "a.bmp")
+
+
+def dense_model():
+    g = Graph()
+    g.add_node("Input", "input", {"shape": [3]})
+    g.add_node("Dense", "fc", {"units": 2})
+    g.add_node("Softmax", "head")
+    g.connect("input", "fc")
+    g.connect("fc", "head")
+    return Model(g)
+
+
+def test_probe_backward_leaves_the_optimizer_gradient_untouched():
+    from engine.losses import get
+    m = dense_model()
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.integers(0, 2, 8)
+    probe = Probe("multiclass", ["0", "1"], x, y, x, y)
+    loss, calls = get("cce"), []
+
+    def lg(out, yy, mask):
+        calls.append(out.shape)
+        return loss(out, yy, True)
+    probe.loss_grad, probe.logits = lg, True
+    m.grad[...] = 7.0
+    lens = probe_grads(m, probe, np.arange(5))
+    assert calls == [(5, 2)] and len(lens) == 5
+    assert np.all(m.grad == 7.0)                                      # restored: the next step sees no change
+    m.grad[...] = 0
+    m.backward(lg(m.forward(x[:5], logits=True), y[:5], None)[1], logits=True)
+    assert np.any(m.grad != 0)                                        # the same backward does write gradients
+
+
+def test_make_probe_carries_lengths_and_vocab():
+    from engine.data import Dataset
+    x = np.repeat(np.arange(20, dtype=np.float32)[:, None], 5, axis=1)     # row i holds i: find it again
+    ds = Dataset(x, np.arange(20) % 2, "binary", "seqs")
+    ds.lengths = np.arange(20) % 5 + 1
+    ds.vocab = ["<pad>", "<unk>", "a"]
+    p = make_probe(ds, None, 0)
+    assert p.vocab == ds.vocab
+    rows = p.x[:, 0].astype(int)
+    assert np.array_equal(p.lengths, ds.lengths[rows])
