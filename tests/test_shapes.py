@@ -1,5 +1,4 @@
 """Shape inference: shapes, parameter counts, MACs and errors that say how to fix them."""
-import pytest
 
 from engine import Graph, infer
 from engine.layers import create

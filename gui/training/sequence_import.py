@@ -282,7 +282,7 @@ class SequenceImport(QGroupBox):
         self.plot.setLabel("left", self.s_target.currentText())
         self.tokens.setText(f"window rows {a}…{a + w - 1} (shaded) → target row {t} (×), "
                             f"{self.s_target.currentText()} {hz} row{'s' * (hz != 1)} after the window"
-                            + ("" if len(y) >= w + hz else f"; the file's first rows hold no whole window"))
+                            + ("" if len(y) >= w + hz else "; the file's first rows hold no whole window"))
 
     def show_reference(self, ref):
         """Fill the form from the project's sequence dataset reference (e.g. an opened example) and preview it."""

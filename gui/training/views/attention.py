@@ -226,7 +226,7 @@ class AttentionView(View):
         head = f"query t = {t + 1}{tok(t)}, key s = {s + 1}{tok(s)}: "
         keys = t + 1 if self.causal else n                                 # keys row t may attend to
         if s >= keys:
-            return head + f"α_{{t→s}} = 0: a causal mask hides key s > t from query t"
+            return head + "α_{t→s} = 0: a causal mask hides key s > t from query t"
         if self.logit is not None:
             z = self.logit[t, :keys]                                       # q_t·k_u/√d_k over the keys it sees
             m = float(z.max()) if z.max() > 60 else 0.0                    # keep exp() finite
