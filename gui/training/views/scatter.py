@@ -2,7 +2,7 @@
 import numpy as np
 import pyqtgraph as pg
 
-from .base import View, colour, finite
+from .base import View, colour
 
 MAX_POINTS = 2000
 
@@ -62,7 +62,8 @@ class ScatterView(View):
     def show_points(self, pred, true):
         """Draw (actual, predicted) points and the diagonal; the note gives RMSE, MAE, R² with their formulas."""
         self.points.setData(x=true, y=pred)
-        both = finite(np.r_[pred, true])
+        both = np.r_[pred, true]
+        both = both[np.isfinite(both)]
         if len(both):
             lo, hi = float(both.min()), float(both.max())
             self.diag.setData([lo, hi], [lo, hi])
