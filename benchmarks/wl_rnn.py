@@ -63,12 +63,7 @@ def torch_step():
     return step
 
 
-WORKLOADS = {"d": (engine_step, torch_step, FLOP, B)}     # benchmarks/bench.py (branch speed) discovers this
-
-
-def workloads():
-    """The older bench.py interface: {id: (engine step, torch step)}."""
-    return {"d": (engine_step(), torch_step())}
+WORKLOADS = {"d": (engine_step, torch_step, FLOP, B)}     # discovered by benchmarks/bench.py
 
 
 def time_side(side, threads=None, blocks=15, block=0.2):

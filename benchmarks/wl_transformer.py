@@ -6,7 +6,7 @@ Dense(64→10); input (32, 64), batch 32, softmax cross-entropy, Adam lr 1e-3.
     python benchmarks/wl_transformer.py --side engine|torch [--threads N] [--blocks 15]
 
 runs one side alone in this process and prints its median ms/step; alternate the two sides in separate
-processes (engine, torch, engine, torch, …) for a fair ratio. bench.py also imports workloads().
+processes (engine, torch, engine, torch, …) for a fair ratio. bench.py discovers WORKLOADS.
 """
 import argparse
 import statistics
@@ -90,8 +90,8 @@ def torch_step():
     return step
 
 
-def workloads():
-    return {"e": (engine_step(), torch_step())}
+FLOP = 176.3e6         # per step, as torch's flop counter counts them (shared/reference/benchmark-workloads.md)
+WORKLOADS = {"e": (engine_step, torch_step, FLOP, B)}     # discovered by benchmarks/bench.py
 
 
 def main(argv=None):

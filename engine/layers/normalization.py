@@ -142,6 +142,7 @@ def _ln_bwd(dy, xhat, inv, gamma, dx, dgamma, dbeta, need_dx):
 
 @register
 class LayerNorm(Layer):
+    fused = None          # runs on the per-layer path
     category = "normalization"
     doc = ("Normalises each step over its features (the last axis): y = γ·(x − μ)/√(σ² + ε) + β with μ, σ² "
            "of that step alone; the same at training and evaluation.")

@@ -30,6 +30,7 @@ class _Position(Layer):
 
 @register
 class PositionalEncoding(_Position):
+    fused = None          # runs on the per-layer path
     doc = ("Adds the fixed sinusoidal encoding: y_t = x_t + PE_t with PE[t, 2i] = sin(t/10000^(2i/d)), "
            "PE[t, 2i+1] = cos(t/10000^(2i/d)); no weights.")
 
@@ -50,6 +51,7 @@ class PositionalEncoding(_Position):
 
 @register
 class PositionEmbedding(_Position):
+    fused = None          # runs on the per-layer path
     doc = "Adds a learned vector per position: y_t = x_t + P_t, P of shape (max_len, d); T must be ≤ max_len."
     hparams = (HP("max_len", "int", 512, min=1, max=1 << 20, doc="Longest sequence it has positions for"),)
 
