@@ -73,9 +73,12 @@ def inputs(in_shapes, opts, batch=3, seed=0, dtype=np.float64):
 
 
 def run(layer, xs, training=True, seed=1, masks=None):
-    """layer.forward on xs with the same random draws (dropout) on every call; a copy of the output."""
+    """layer.forward on xs with the same random draws (dropout) on every call; a copy of the output.
+
+    masks: the inputs' (B, T) masks; None keeps the layer's in_masks as they are."""
     layer.rng = np.random.default_rng(seed)
-    layer.in_masks = list(masks) if masks is not None else [None] * len(xs)
+    if masks is not None:
+        layer.in_masks = list(masks)
     return np.array(layer.forward(*xs, training=training), copy=True)
 
 
