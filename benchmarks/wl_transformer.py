@@ -7,6 +7,11 @@ Dense(64→10); input (32, 64), batch 32, softmax cross-entropy, Adam lr 1e-3.
 
 runs one side alone in this process and prints its median ms/step; alternate the two sides in separate
 processes (engine, torch, engine, torch, …) for a fair ratio. bench.py discovers WORKLOADS.
+
+Measured 2026-12-01 on the shared 2-core EPYC VM at load average 7.5-10 (so absolute figures are
+inflated), 6 alternating rounds, engine on one BLAS thread: engine 24.7-57.6 ms/step wall (CPU 10.7-16.5);
+PyTorch 1 thread 36.9-96.2 ms (CPU 20.7-22.6): 1.3-2.1× in wall time, 1.3-1.9× in CPU time;
+PyTorch at its default 2 threads 382-2119 ms (its threads spin against the load; not a meaningful figure).
 """
 import argparse
 import statistics
