@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine.trainer import single_threaded_blas  # noqa: E402
 
-MODULES = ("wl_dense", "wl_cnn")
+MODULES = ("wl_dense", "wl_cnn", "wl_transformer")
 
 
 def cpu_model():

@@ -91,6 +91,10 @@ def cmd_train(a):
                 "train_mae", "val_mae", "train_r2", "val_r2"]
         print(f"{res['status']} after {res['epochs']} epochs ({res['seconds']:.1f} s): " +
               ", ".join(f"{k} {res[k]:.4g}" for k in keys if res.get(k) is not None))
+        if res.get("baseline_val_rmse") is not None and res.get("val_rmse") is not None:
+            b, v = res["baseline_val_rmse"], res["val_rmse"]
+            print(f"validation RMSE {v:.4g} vs persistence (next = last value seen) {b:.4g}: "
+                  f"MSE {100 * (1 - (v / b) ** 2):+.1f} % better" if b > 0 else "")
         if res["message"]:
             print(res["message"], file=sys.stderr)
     return 1 if res["status"] == "diverged" else 0
@@ -103,17 +107,72 @@ def cmd_predict(a):
     p = _project(a.project)
     model = Model(p.graph)
     load_into(model, a.weights)
-    try:
-        x = np.load(a.input, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise LayerboardError(f"cannot read {a.input}: {e}") from None
-    y = model.predict(x.astype(np.float32))
+    lengths = None
+    if a.text:
+        from .data.sequences import texts_to_ids
+        try:
+            with open(a.text, encoding="utf-8") as f:
+                texts = [t.rstrip("\n") for t in f if t.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise LayerboardError(f"cannot read {a.text}: {e}") from None
+        x, lengths = texts_to_ids(texts, model.meta)
+    elif a.input:
+        try:
+            x = np.load(a.input, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise LayerboardError(f"cannot read {a.input}: {e}") from None
+    else:
+        raise LayerboardError("give --input ARRAY.npy or --text FILE.txt (one text per line)")
+    if a.lengths:
+        lengths = _lengths(a.lengths, x)
+    if a.attention:
+        y, maps = _predict_attention(model, x.astype(np.float32), lengths, a.attention)
+    else:
+        y = model.predict(x.astype(np.float32), lengths=lengths)
     import io
     buf = io.BytesIO()
     np.save(buf, y)
     atomic_write(a.output, buf.getvalue())
     print(f"wrote {len(y)} predictions of shape {fmt(y.shape[1:])} to {a.output}")
+    if a.attention:
+        buf = io.BytesIO()
+        np.savez(buf, **maps)
+        atomic_write(a.attention, buf.getvalue())
+        print(f"wrote attention weights (N, heads, T, T) of {', '.join(maps)} to {a.attention}")
+    classes = model.meta.get("classes")
+    if a.text and classes and y.ndim == 2:
+        for i, row in enumerate(y[:20]):
+            k = int(np.argmax(row)) if len(row) > 1 else int(row[0] > 0.5)
+            print(f"line {i + 1}: {classes[k]} ({float(row.max() if len(row) > 1 else row[0]):.3f})")
     return 0
+
+
+def _lengths(path, x):
+    """(N,) int64 valid steps per input sequence from an .npy file, checked against x (N, T, …)."""
+    try:
+        lg = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise LayerboardError(f"cannot read {path}: {e}") from None
+    t = x.shape[1] if x.ndim >= 2 else 0
+    if lg.shape != (len(x),) or lg.dtype.kind not in "iu" or (lg.size and (lg.min() < 1 or lg.max() > t)):
+        raise LayerboardError(f"{path}: lengths must be {len(x)} whole numbers (one per input row) in 1…{t}; "
+                              f"got shape {fmt(lg.shape)} of {lg.dtype}")
+    return lg.astype(np.int64)
+
+
+def _predict_attention(model, x, lengths, want, batch=256):
+    """Predictions and, when `want`, each MultiHeadSelfAttention node's weights (N, heads, T, T) by node name."""
+    nodes = [n for n in model.order if model.layers[n].type == "MultiHeadSelfAttention"]
+    if want and not nodes:
+        raise LayerboardError("--attention: this model has no MultiHeadSelfAttention node")
+    ys, maps = [], {n: [] for n in nodes}
+    for i in range(0, len(x), batch):
+        ys.append(model.predict(x[i:i + batch], batch_size=batch,
+                                lengths=None if lengths is None else lengths[i:i + batch]))
+        for n in nodes:                                           # taps of the batch just run
+            maps[n].append(model.layers[n].taps["attention"].copy())
+    y = np.concatenate(ys) if ys else model.predict(x)
+    return y, {n: np.concatenate(v) for n, v in maps.items() if v}
 
 
 def cmd_export(a):
@@ -168,8 +227,11 @@ def parser():
     r = sub.add_parser("predict", help="run a trained model on an .npy array")
     r.add_argument("project")
     r.add_argument("--weights", required=True, help="trained weights (.npz or .safetensors)")
-    r.add_argument("--input", required=True)
+    r.add_argument("--input", help="samples as an .npy array (raw units: the model standardises as trained)")
+    r.add_argument("--text", help="a text file, one text per line, for a model trained on text data")
     r.add_argument("--output", required=True)
+    r.add_argument("--lengths", help="(N,) integer .npy: valid steps of each padded input sequence")
+    r.add_argument("--attention", help="also write an .npz with each attention node's weights (N, heads, T, T)")
     r.set_defaults(fn=cmd_predict)
     e = sub.add_parser("export", help="write trained weights as .npz, .safetensors, an .onnx model "
                                       "or a PyTorch project folder (--format pytorch)")

@@ -193,6 +193,15 @@ def _gelu(ctx, layer, ins):
     return ctx.op("Mul", [ctx.op("Mul", [ins[0], e], f"{n}/x_times"), ctx.const(f"{n}/half", 0.5)], n)
 
 
+@exports("Embedding")
+def _embedding(ctx, layer, ins):
+    """Row E[id] by Gather on int64 ids (the ids arrive as floats); row 0 (padding) exported as zeros."""
+    n, E = layer.name, layer.p["E"].copy()
+    E[0] = 0
+    ids = ctx.op("Cast", [ins[0]], f"{n}/ids", to=7)                    # INT64
+    return ctx.op("Gather", [ctx.const(f"{n}/E", E), ids], n, axis=0)   # (B, T, d)
+
+
 @exports("PositionalEncoding", "PositionEmbedding")
 def _position(ctx, layer, ins):
     from .layers.position import sinusoid

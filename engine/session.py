@@ -30,8 +30,8 @@ def describe(model, train):
         model.meta["vocab"] = list(train.vocab)
     if train.text is not None:
         model.meta["text"] = dict(train.text)
-    if train.lengths is not None:
-        model.meta["sequence"] = True
+    if train.tokens is not None and train.task != "regression":
+        model.meta["classes"] = list(train.classes)
 
 
 def config(project, seed=None):
@@ -56,7 +56,11 @@ def folds(project, k, seed=None, dtype="float32", data=None, weights=None):
     cfg = config(project, seed)
     ds = data if data is not None else load(project.dataset, project.base)
     for i, (tr, va) in enumerate(kfold(len(ds), k, cfg["seed"])):
-        yield (i,) + _setup(project, ds.subset(tr), ds.subset(va), cfg, dtype, weights)
+        train, val = ds.subset(tr), ds.subset(va)
+        if ds.tokens is not None:                   # text: the vocabulary of the training folds only
+            from .data.sequences import refit_vocab
+            train, val = refit_vocab(train, [val])
+        yield (i,) + _setup(project, train, val, cfg, dtype, weights)
 
 
 def fold_summary(results, key="val_accuracy"):

@@ -400,5 +400,10 @@ class Trainer:
             if self.classify:
                 out["val_accuracy"] = va
             out.update(vm)
+            if self.regress and self.val.baseline is not None:      # e.g. persistence: next = the last value seen
+                r = self.val.baseline.reshape(self.val.y.shape) - self.val.y
+                m = self.val.mask() if self.val.per_step else None
+                r = r[m] if m is not None else r
+                out["baseline_val_rmse"] = float(np.sqrt(np.mean(r.astype(np.float64) ** 2)))
         out["findings"] = [f.message for f in self.findings[-1:]]
         return out

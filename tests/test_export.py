@@ -154,7 +154,7 @@ def test_onnx_matches_predict_on_trained_examples(project):
 def test_onnx_every_layer_type_matches_predict():
     from engine.onnx_export import EXPORTERS
     model = randomize(Model(every_layer_graph()))
-    attention = {"MultiHeadSelfAttention", "LayerNorm", "GELU", "PositionalEncoding", "PositionEmbedding"}
+    attention = {"MultiHeadSelfAttention", "LayerNorm", "GELU", "PositionalEncoding", "PositionEmbedding", "Embedding"}
     assert {n.type for n in model.graph.nodes.values()} == set(EXPORTERS) - attention   # + tests/test_attention.py
     x = np.random.default_rng(2).normal(1.0, 2.0, size=(17, 2, 8, 8)).astype(np.float32)
     want = model.predict(x)

@@ -59,3 +59,25 @@ def mnist(flat=False, **_):
 
 
 BUILTINS = {"xor": xor, "moons": moons, "circles": circles, "spirals": spirals, "digits": digits, "mnist": mnist}
+
+
+def reverse(n=4000, symbols=10, max_len=10, min_len=3, seed=0):
+    """Toy translation: a sequence of symbol tokens → the same tokens reversed, lengths varying in [min_len, max_len].
+
+    x (n, max_len) token ids (0 = padding, 1 = <unk> unused, symbols 2 … symbols+1), lengths (n,),
+    y (n, max_len) per-step targets: y[i, t] = x[i, L_i − 1 − t] for t < L_i."""
+    if not 1 <= min_len <= max_len:
+        from ..errors import DataError
+        raise DataError(f"reverse: need 1 ≤ min_len ≤ max_len, got min_len {min_len}, max_len {max_len}")
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(min_len, max_len + 1, n)
+    steps = np.arange(max_len)[None, :]
+    valid = steps < lengths[:, None]                                          # (n, T)
+    x = np.where(valid, rng.integers(2, symbols + 2, (n, max_len)), 0)        # (n, T)
+    src = np.clip(lengths[:, None] - 1 - steps, 0, max_len - 1)               # L − 1 − t
+    y = np.where(valid, np.take_along_axis(x, src, axis=1), 0)
+    vocab = ["<pad>", "<unk>"] + [chr(ord("a") + i) if i < 26 else f"s{i}" for i in range(symbols)]
+    return Dataset(x.astype(np.float32), y, "multiclass", "reverse", list(vocab), lengths=lengths, vocab=vocab)
+
+
+BUILTINS["reverse"] = reverse

@@ -28,6 +28,9 @@ class Dataset:
     chrono: bool = False
     standardize_steps: bool = False     # standardise each feature over time with training statistics
     text: dict | None = None
+    gap: int = 0                        # chrono: windows dropped between training and validation
+    baseline: np.ndarray | None = None  # a naive forecast per sample (persistence), same shape as y
+    tokens: list | None = None          # text: token lists, re-encoded with the training vocabulary
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -77,23 +80,37 @@ class Dataset:
         return np.arange(self.x.shape[1])[None, :] < self.lengths[idx][:, None]
 
     def subset(self, idx):
+        idx = np.asarray(idx)
         return Dataset(self.x[idx], self.y[idx], self.task, self.name, list(self.classes),
                        None if self.lengths is None else self.lengths[idx], self.vocab, self.chrono,
-                       self.standardize_steps, self.text)
+                       self.standardize_steps, self.text, self.gap,
+                       None if self.baseline is None else self.baseline[idx],
+                       None if self.tokens is None else [self.tokens[i] for i in idx])
 
     def split(self, val_fraction, seed=0):
         """(train, validation) after a seeded shuffle (stratified by class for classification), or, for
         data in time order (chrono), the first samples for training and the last fraction for validation."""
         if not 0 <= val_fraction < 1:
             raise DataError(f"validation fraction must be in [0, 1), got {val_fraction}")
-        if self.chrono:
+        if self.chrono:                  # no window straddles the split: `gap` windows between the parts
             n = int(round(val_fraction * len(self)))
             cut = len(self) - n
-            return self.subset(np.arange(cut)), (self.subset(np.arange(cut, len(self))) if n else None)
+            if n and cut - self.gap < 1:
+                raise DataError(f"{self.name}: {len(self)} windows are too few to keep {n} for validation "
+                                f"and {self.gap} between training and validation")
+            return self.subset(np.arange(cut - self.gap if n else cut)), (
+                self.subset(np.arange(cut, len(self))) if n else None)
+        tr, va = self._split(val_fraction, seed)
+        if self.tokens is not None:      # text: the vocabulary comes from the training split only
+            from .sequences import refit_vocab
+            tr, va = refit_vocab(tr, [va])
+        return tr, va
+
+    def _split(self, val_fraction, seed):
         rng = np.random.default_rng(seed)
         if val_fraction == 0:
             return self.subset(rng.permutation(len(self))), None
-        if self.task == "regression":
+        if self.task == "regression" or self.per_step:           # per-step class ids: no per-sample class
             p = rng.permutation(len(self))
             n = max(1, int(round(val_fraction * len(self))))
             return self.subset(p[n:]), self.subset(p[:n])
@@ -135,8 +152,9 @@ def load(ref, base=None):
     from .builtin import BUILTINS
     from .files import load_csv, load_npz
     from .images import load_folder, load_idx
+    from .sequences import load_sequences, load_series, load_text
     if not isinstance(ref, dict) or "kind" not in ref:
-        raise DataError("the dataset reference needs a 'kind' (builtin, csv, npz, npy, idx or folder)")
+        raise DataError("the dataset reference needs a 'kind' (builtin, csv, npz, npy, idx, folder, series or text)")
     opts = {k: v for k, v in ref.items() if k not in ("kind", "name", "path", "standardize", "augment")}
     kind = ref["kind"]
     if kind == "builtin":
@@ -144,7 +162,8 @@ def load(ref, base=None):
         if name not in BUILTINS:
             raise DataError(f"unknown built-in dataset {name!r}; choose one of {', '.join(BUILTINS)}")
         return BUILTINS[name](**opts)
-    loaders = {"csv": load_csv, "npz": load_npz, "npy": load_npz, "idx": load_idx, "folder": load_folder}
+    loaders = {"csv": load_csv, "npz": load_sequences if "lengths" in ref else load_npz, "npy": load_npz,
+               "idx": load_idx, "folder": load_folder, "series": load_series, "text": load_text}
     if kind not in loaders:
         raise DataError(f"unknown dataset kind {kind!r}; use builtin, {', '.join(loaders)}")
 

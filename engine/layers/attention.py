@@ -7,6 +7,7 @@ from numba import njit
 from ..errors import ShapeError
 from ..hparams import HP
 from .base import Fix, Layer, Param, fmt, register
+from .conv_kernels import scratch
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -146,7 +147,7 @@ class MultiHeadSelfAttention(Layer):
         W = np.concatenate([p["Wq"], p["Wk"], p["Wv"]])                 # (3D, d)
         b = np.concatenate([p["bq"], p["bk"], p["bv"]])                 # (3D,)
         self.x2 = np.ascontiguousarray(x).reshape(B * T, d)             # (B·T, d)
-        qkv = self.x2 @ W.T                                             # (B·T, 3D)
+        qkv = np.matmul(self.x2, W.T, out=scratch(self, "qkv", (B * T, 3 * D), x.dtype))   # (B·T, 3D)
         qkv += b
         self.W = W
         q, k, v = qkv.reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4)  # each (B, h, T, dk), views
@@ -154,14 +155,15 @@ class MultiHeadSelfAttention(Layer):
         m = self.in_masks[0] if self.in_masks else None
         self.valid = np.ones((B, T), np.bool_) if m is None else np.ascontiguousarray(m, dtype=np.bool_)
         self.masked = m is not None and not self.valid.all()
-        S = np.matmul(q, k.transpose(0, 1, 3, 2))                       # (B, h, T, T) = q_t·k_s
-        A = np.empty_like(S)
+        S = np.matmul(q, k.transpose(0, 1, 3, 2), out=scratch(self, "S", (B, h, T, T), x.dtype))  # q_t·k_s
+        A = np.empty_like(S)                                            # fresh: the tap outlives this step
         self.scale = 1.0 / sqrt(dk)
         masked_softmax(S, self.scale, self.valid, self.config["causal"], A)
         self.A = A
         self.taps["attention"] = A
         Z = np.matmul(A, v)                                             # (B, h, T, dk)
-        self.Zc = np.ascontiguousarray(Z.transpose(0, 2, 1, 3)).reshape(B * T, D)   # (B·T, D) heads concatenated
+        self.Zc = scratch(self, "Zc", (B * T, D), x.dtype)              # (B·T, D) heads concatenated
+        self.Zc.reshape(B, T, h, dk)[...] = Z.transpose(0, 2, 1, 3)
         y = self.Zc @ p["Wo"].T                                         # (B·T, d)
         y += p["bo"]
         if self.masked:
@@ -179,18 +181,19 @@ class MultiHeadSelfAttention(Layer):
             dy2 = dy2 * self.valid.reshape(B * T, 1)
         np.matmul(dy2.T, self.Zc, out=g["Wo"])                          # (d, D)
         np.sum(dy2, axis=0, out=g["bo"])
-        dZ = (dy2 @ p["Wo"]).reshape(B, T, h, dk).transpose(0, 2, 1, 3)  # (B, h, T, dk)
-        dqkv = np.empty((B, T, 3, h, dk), dy.dtype)
+        dZ = np.matmul(dy2, p["Wo"], out=scratch(self, "dZ", (B * T, D), dy.dtype))
+        dZ = dZ.reshape(B, T, h, dk).transpose(0, 2, 1, 3)              # (B, h, T, dk)
+        dqkv = scratch(self, "dqkv", (B, T, 3, h, dk), dy.dtype)
         dq, dk_, dv = dqkv.transpose(2, 0, 3, 1, 4)                     # each (B, h, T, dk), views
         A = self.A
-        dA = np.matmul(dZ, self.v.transpose(0, 1, 3, 2))                # (B, h, T, T)
+        dA = np.matmul(dZ, self.v.transpose(0, 1, 3, 2), out=scratch(self, "dA", (B, h, T, T), dy.dtype))
         np.matmul(A.transpose(0, 1, 3, 2), dZ, out=dv)                  # (B, h, T, dk)
-        dS = np.empty_like(dA)
+        dS = scratch(self, "dS", (B, h, T, T), dy.dtype)
         masked_softmax_bwd(A, dA, dA.dtype.type(self.scale), dS)                       # dL/d(q_t·k_s)
         np.matmul(dS, self.k, out=dq)                                   # (B, h, T, dk)
         np.matmul(dS.transpose(0, 1, 3, 2), self.q, out=dk_)            # (B, h, T, dk)
         dqkv2 = dqkv.reshape(B * T, 3 * D)                              # (B·T, 3D)
-        dW = dqkv2.T @ self.x2                                          # (3D, d)
+        dW = np.matmul(dqkv2.T, self.x2, out=scratch(self, "dW", (3 * D, d), dy.dtype))   # (3D, d)
         db = dqkv2.sum(axis=0)                                          # (3D,)
         for i, n in enumerate("qkv"):
             g[f"W{n}"][...] = dW[i * D:(i + 1) * D]
