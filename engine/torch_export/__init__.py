@@ -72,8 +72,8 @@ Exported by Layerboard@@FROM@@. @@DESC@@
     torchrun --nproc_per_node=2 train.py         # two processes with DistributedDataParallel (gloo / nccl)
 
 `--epochs N` overrides the number of epochs, `--batch-size B` the global batch. Each epoch prints one JSON
-line (`epoch`, `train_loss`, `val_loss`@@ACC@@, `elapsed`); the last line is the summary. The trained weights
-land in `checkpoint.safetensors`; bring them back into Layerboard with
+line (`epoch`, `train_loss`, `val_loss`@@ACC@@, `elapsed`); the last line is the summary.
+The trained weights land in `checkpoint.safetensors`; bring them back into Layerboard with
 
     layerboard import-weights @@PROJECT@@ --from checkpoint.safetensors -o trained.safetensors
 
@@ -89,9 +89,9 @@ or File ▸ Load weights… in the app (it reads the checkpoint directly).
 What is the same as in Layerboard: the model's outputs (checked to 1e-5), the loss, the update rule of the
 optimizer (@@OPT@@), L2 weight decay on weights only, the batch size, epochs, patience with the best weights
 restored, the validation split and the standardisation statistics@@AUGSAME@@. What differs: the order of the
-mini-batches, the dropout masks@@AUGDIFF@@ come from torch's random numbers, not numpy's; with N processes each
-takes batch/N samples per step and BatchNorm (if any) uses per-process batch statistics on CPU
-(SyncBatchNorm on CUDA).
+mini-batches@@AUGDIFF@@, which come from torch's random numbers rather than numpy's;
+with N processes each takes batch/N samples per step, and BatchNorm (if any) uses per-process batch
+statistics on CPU (SyncBatchNorm on CUDA).
 """
 
 
@@ -100,14 +100,16 @@ def _readme(project, cls, model, train, val, weights_path):
     rep = {"@@NAME@@": project.name or cls, "@@CLASS@@": cls,
            "@@FROM@@": f" from `{project.path.name}`" if project.path else "",
            "@@DESC@@": project.description or "",
-           "@@ACC@@": ", `train_accuracy`, `val_accuracy`" if project.training["loss"] in ("cce", "bce") else "",
+           "@@ACC@@": ", `train_accuracy`, `val_accuracy`" if project.training["loss"] in ("cce", "bce") else
+                      ", `train_rmse`, `val_rmse`, `train_mae`, `val_mae`, `train_r2`, `val_r2`"
+                      if "y_mean" in model.data else "",
            "@@PROJECT@@": str(project.path) if project.path else "PROJECT.json",
            "@@WEIGHTS@@": "the trained weights" if isinstance(weights_path, dict) else
                           f"the weights of `{Path(weights_path).name}`" if weights_path else
                           f"Layerboard's initialisation for seed {project.training['seed']}",
            "@@OPT@@": project.training["optimizer"],
-           "@@AUGSAME@@": f" and the augmentation ({aug})" if aug else "",
-           "@@AUGDIFF@@": " and the augmentation draws" if aug else ""}
+           "@@AUGSAME@@": f"; the augmentation too ({aug})" if aug else "",
+           "@@AUGDIFF@@": ", the dropout masks and the augmentation draws" if aug else " and the dropout masks"}
     s = README
     for k, v in rep.items():
         s = s.replace(k, v)

@@ -417,7 +417,7 @@ def data_source(project, class_name, task):
            "@@AUGDOC@@": ("Training batches are augmented as in Layerboard (augment below; the random draws "
                           "differ from Layerboard's, their distributions are the same)." if aug else
                           "The project has no augmentation (augment is None)."),
-           "@@AUGSRC@@": AUG_SRC if aug else "\naugment = None     # the project has no data augmentation\n"}
+           "@@AUGSRC@@": AUG_SRC if aug else "\n\naugment = None     # the project has no data augmentation\n"}
     s = DATA
     for k, v in rep.items():
         s = s.replace(k, v)
