@@ -64,6 +64,9 @@ class LockedError(LayerboardError):
     """The model cannot change while it trains."""
 
 
+CANVAS = 1e6          # largest |x|, |y| of a node on the canvas
+
+
 class Document(QObject):
     """Project + QUndoStack + latest shape inference; every edit is an undoable command."""
 
@@ -225,13 +228,15 @@ class Document(QObject):
 
     @staticmethod
     def _xy(pos, name):
-        """(x, y) as finite floats, or GraphError."""
+        """(x, y) as finite floats on the canvas (|x|, |y| ≤ 1e6: Qt's geometry overflows far beyond), or GraphError."""
         try:
             x, y = (float(v) for v in pos)
         except (TypeError, ValueError):
             raise GraphError(f"'{name}': a position is two numbers, got {pos!r}") from None
         if not (math.isfinite(x) and math.isfinite(y)):
             raise GraphError(f"'{name}': a position must be finite, got ({x}, {y})")
+        if max(abs(x), abs(y)) > CANVAS:
+            raise GraphError(f"'{name}': a position must lie within ±{CANVAS:,.0f} on the canvas, got ({x:.4g}, {y:.4g})")
         return x, y
 
     def remove_nodes(self, names, edges=()):

@@ -234,3 +234,15 @@ def test_connect_refusals_name_the_reason(qtbot):
     with pytest.raises(GraphError, match="cycle"):
         doc.connect(b, a)
     assert doc.undo_stack.count() == 3
+
+
+def test_a_position_far_off_the_canvas_is_refused_and_changes_nothing(qapp):
+    """1e300 is finite, but Qt's geometry overflows to NaN there (edges lose their ends)."""
+    doc = Document(example())
+    n = next(iter(doc.graph.nodes))
+    before = doc.pos(n)
+    with pytest.raises(GraphError, match="within"):
+        doc.move_nodes({n: (1e300, 0.0)})
+    with pytest.raises(GraphError, match="within"):
+        doc.add_node("Dense", pos=(0.0, -2e6))
+    assert doc.pos(n) == before and doc.undo_stack.count() == 0

@@ -39,7 +39,7 @@ class BatchNorm(Layer):
 
     def formulas(self, in_shapes):
         s = in_shapes[0]
-        c = s[0]
+        c = s[-1] if len(s) == 2 else s[0]                      # (T, F): per feature; (C, …): per channel
         return {"shape": f"output shape = input shape = {fmt(s)}",
                 "params": f"γ and β per channel: 2·C = 2·{c} = {2 * c:,} (running mean and variance are not trained)",
                 "macs": "one multiply-add per value = " + "·".join(map(str, s)) + f" = {int(np.prod(s)):,}"}
@@ -161,7 +161,8 @@ class LayerNorm(Layer):
 
     def formulas(self, in_shapes):
         f, n = in_shapes[0][-1], int(np.prod(in_shapes[0]))
-        return {"params": f"2·F (γ, β) = 2·{f} = {2 * f}", "macs": f"2·values = 2·{n} = {2 * n}"}
+        return {**super().formulas(in_shapes), "params": f"2·F (γ, β) = 2·{f} = {2 * f}",
+                "macs": f"2·values = 2·{n} = {2 * n}"}
 
     def forward(self, x, training=False):
         x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])     # (M, F)

@@ -36,7 +36,8 @@ class PositionalEncoding(_Position):
 
     def formulas(self, in_shapes):
         T, d = in_shapes[0]
-        return {"params": "0 (fixed sin/cos table)", "macs": f"T·d adds = {T}·{d} = {T * d}"}
+        return {**super().formulas(in_shapes), "params": "fixed sin/cos table, nothing trained = 0",
+                "macs": f"T·d adds = {T}·{d} = {T * d}"}
 
     def forward(self, x, training=False):
         pe = getattr(self, "pe", None)
@@ -69,7 +70,8 @@ class PositionEmbedding(_Position):
     def formulas(self, in_shapes):
         T, d = in_shapes[0]
         L = self.config["max_len"]
-        return {"params": f"max_len·d = {L}·{d} = {L * d}", "macs": f"T·d adds = {T}·{d} = {T * d}"}
+        return {**super().formulas(in_shapes), "params": f"max_len·d = {L}·{d} = {L * d}",
+                "macs": f"T·d adds = {T}·{d} = {T * d}"}
 
     def forward(self, x, training=False):
         self.T = x.shape[1]

@@ -158,9 +158,11 @@ def _batchnorm(layer):
     cls = "nn.BatchNorm2d" if len(s) == 3 else "nn.BatchNorm1d"                     # channels are axis 1 in both
     c = layer.config
     opts = "".join(f", {k}={c[k]}" for k, d in (("eps", 1e-5), ("momentum", 0.1)) if c[k] != d)
-    return Emitted(f"{cls}({s[0]}{opts})",
+    seq = len(s) == 2                                                               # (T, F): per feature F
+    return Emitted(f"{cls}({s[-1] if seq else s[0]}{opts})",
                    {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"},
-                   extra={"num_batches_tracked": np.array(0, np.int64)})            # unused: momentum is set
+                   extra={"num_batches_tracked": np.array(0, np.int64)},            # unused: momentum is set
+                   call="{self}({x0}.transpose(1, 2)).transpose(1, 2)" if seq else "{self}({args})")
 
 
 # ---- sequences: recurrent, embedding, pooling over time, attention, position ----
