@@ -28,7 +28,7 @@ def describe(rec):
 def panel(canvas, col, title, ylabel):
     """A legend row above a plot (the legend never covers a curve); returns (plot, legend)."""
     sub = canvas.addLayout(row=0, col=col)
-    legend = pg.LegendItem(colCount=2, labelTextSize="8pt")
+    legend = pg.LegendItem(colCount=4, labelTextSize="8pt")
     sub.addItem(legend, row=0, col=0)
     p = sub.addPlot(row=1, col=0, title=title)
     p.setLabel("left", ylabel)
@@ -47,8 +47,8 @@ class CompareView(View):
         super().__init__(parent)
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setMinimumHeight(200)
-        self.loss_plot, self.loss_legend = panel(self.canvas, 0, "Loss per epoch", "loss")
-        self.acc_plot, self.acc_legend = panel(self.canvas, 1, "Accuracy per epoch", "accuracy")
+        self.loss_plot, self.loss_legend = panel(self.canvas, 0, "Loss", "loss")
+        self.acc_plot, self.acc_legend = panel(self.canvas, 1, "Accuracy", "accuracy")
         self.split = QSplitter(Qt.Orientation.Horizontal)
         self.split.addWidget(self.canvas)
         self.box.addWidget(self.split, 1)
@@ -61,14 +61,14 @@ class CompareView(View):
         """Put the run list (the dock's RunList) to the left of the plots."""
         self.split.insertWidget(0, widget)
         self.split.setStretchFactor(1, 1)
-        self.split.setSizes([260, 600])
+        self.split.setSizes([180, 680])
 
     def show_runs(self, records):
         """Overlay the records' histories (solid: training, dashed: validation); #i in the legend is the note's line."""
         self.shown = list(records)
         regression = bool(self.shown) and all("train_accuracy" not in r.get("history", {}) for r in self.shown)
         akey = "rmse" if regression else "accuracy"
-        self.acc_plot.setTitle("RMSE per epoch" if regression else "Accuracy per epoch")
+        self.acc_plot.setTitle("RMSE" if regression else "Accuracy")
         self.acc_plot.setLabel("left", "RMSE" if regression else "accuracy")
         for p, leg in ((self.loss_plot, self.loss_legend), (self.acc_plot, self.acc_legend)):
             p.clear()
@@ -80,7 +80,9 @@ class CompareView(View):
                     ys = [float("nan") if v is None else v for v in h.get(f"{part}_{key}", [])]
                     if ys:
                         it = p.plot(range(1, len(ys) + 1), ys, pen=pg.mkPen(c, width=2, style=style))
-                        leg.addItem(it, f"#{i + 1} {'training' if part == 'train' else 'validation'}")
-        self.note.setText("<br>".join(f"<span style='color:{colour(i)}'>■</span> #{i + 1} {describe(r)}"
+                        if part == "train":                   # one entry per run: the note says solid / dashed
+                            leg.addItem(it, f"#{i + 1}")
+        self.note.setText(("Solid: training, dashed: validation.<br>" if self.shown else "") +
+                          "<br>".join(f"<span style='color:{colour(i)}'>■</span> #{i + 1} {describe(r)}"
                                       for i, r in enumerate(self.shown)) or
                           "Select two runs in the run list to overlay their curves.")
