@@ -63,6 +63,9 @@ def _gemm(n=512):
 def worker(side, wl, threads, quick, root=None):
     """Print {"ms": …} for one side of one workload (or {"gflops": …} for the GEMM peak)."""
     sys.path[:0] = [str(root or ROOT), str(HERE)]
+    if side == "engine":
+        import engine
+        assert Path(engine.__file__).resolve().parent.parent == Path(root or ROOT).resolve(), engine.__file__
     if side == "gemm":
         with _limits(threads):
             fn, flop = _gemm()
@@ -92,7 +95,8 @@ def worker(side, wl, threads, quick, root=None):
 # ---- workloads ----
 def discover():
     """{id: (build engine step, build torch step, FLOP per step, batch)} from every benchmarks/wl_*.py."""
-    sys.path[:0] = [str(ROOT), str(HERE)]
+    if str(HERE) not in sys.path:
+        sys.path[:0] = [str(ROOT), str(HERE)]                           # a worker has put its engine root first
     out = {}
     for f in sorted(glob.glob(str(HERE / "wl_*.py"))):
         mod = importlib.import_module(Path(f).stem)

@@ -2,7 +2,6 @@
 project file) opens the app."""
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -84,6 +83,7 @@ def dumps(v):
 
 def cmd_train(a):
     from .session import prepare
+    from .trainer import free_cores
     from .weights import FORMATS, export, format_of
     p = _project(a.project)
     if a.epochs is not None:
@@ -92,7 +92,7 @@ def cmd_train(a):
     model, tr = prepare(p, seed=a.seed)
     if a.threads is not None and a.threads < 1:
         raise LayerboardError(f"--threads must be at least 1, got {a.threads}")
-    tr.threads = a.threads or os.cpu_count() or 1                  # headless: every core (the window keeps one free)
+    tr.threads = a.threads or free_cores()                  # headless: every core other jobs leave free
     if out_format == "onnx":
         from .onnx_export import problems
         if problems(model):
@@ -244,7 +244,7 @@ def parser():
     t.add_argument("--seed", type=int)
     t.add_argument("--out", help="write the trained model (.npz, .safetensors or .onnx, by extension)")
     t.add_argument("--json", action="store_true", help="one JSON object per epoch, then a final one")
-    t.add_argument("--threads", type=int, help="compute threads (default: all cores)")
+    t.add_argument("--threads", type=int, help="compute threads (default: all cores other jobs leave free)")
     t.set_defaults(fn=cmd_train)
     r = sub.add_parser("predict", help="run a trained model on an .npy array")
     r.add_argument("project")

@@ -32,9 +32,12 @@ def _record(monkeypatch):
 
 def test_headless_train_uses_every_core_by_default_and_threads_when_given(monkeypatch, capsys):
     seen = _record(monkeypatch)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))      # an idle machine: every core
     assert cli.main(["train", str(path("examples", "xor.json")), "--epochs", "1"]) == 0
-    assert cli.main(["train", str(path("examples", "xor.json")), "--epochs", "1", "--threads", "1"]) == 0
-    assert seen == [os.cpu_count(), 1]
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 7.0, 7.0))      # busy: one thread, never 0
+    assert cli.main(["train", str(path("examples", "xor.json")), "--epochs", "1"]) == 0
+    assert cli.main(["train", str(path("examples", "xor.json")), "--epochs", "1", "--threads", "2"]) == 0
+    assert seen == [os.cpu_count(), 1, 2]
 
 
 def test_threads_below_one_is_refused_in_one_line(capsys):
