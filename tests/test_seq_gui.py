@@ -340,12 +340,17 @@ def test_reverse_example_streams_attention_maps_of_every_layer(qtbot):
     assert pl["tokens"] == [probe.vocab[int(t)] for t in probe.x[pick, :n]]
 
 
-def test_temperature_example_feeds_both_rnn_views(qtbot):
-    """A few steps of resources/examples/temperature-rnn.json: h_t (24, 64) and ‖∂L/∂h_t‖ for 24 steps."""
+def test_temperature_example_feeds_both_rnn_views(qtbot, tmp_path):
+    """A few steps of resources/examples/temperature-rnn.json (its first 600 hours): h_t (24, 64) and
+    ‖∂L/∂h_t‖ for 24 steps."""
+    import gzip
     from gui.training import TrainingDock
     from gui.training.views import GradFlowView, HiddenView
     from resources import path
     p = Project.load(path("examples", "temperature-rnn.json"))
+    with gzip.open(p.base / p.dataset["path"], "rt", encoding="utf-8") as f:
+        (tmp_path / "hours.csv").write_text("".join(f.readlines()[:601]), encoding="utf-8")
+    p.dataset = dict(p.dataset, path=str(tmp_path / "hours.csv"))
     p.training["epochs"] = 1
     d = TrainingDock(Document(p))
     qtbot.addWidget(d)
