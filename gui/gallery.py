@@ -18,18 +18,19 @@ METRIC_NAMES = {"val_accuracy": "validation accuracy", "train_accuracy": "traini
                 "val_r2": "validation R²"}
 
 
-def gallery():
-    """[dict(file, name, description, **gallery)] of the shipped templates that declare a gallery entry."""
-    out = []
+def examples():
+    """(file, project dict) of every shipped example that reads as JSON, sorted by file name."""
     for f in sorted(path("examples").glob("*.json")):
         try:
-            d = json.loads(f.read_text(encoding="utf-8"))
+            yield f, json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        g = d.get("gallery")
-        if isinstance(g, dict):
-            out.append(dict(g, file=f.name, name=d.get("name") or f.stem, description=d.get("description", "")))
-    return out
+
+
+def gallery():
+    """[dict(file, name, description, **gallery)] of the shipped templates that declare a gallery entry."""
+    return [dict(d["gallery"], file=f.name, name=d.get("name") or f.stem, description=d.get("description", ""))
+            for f, d in examples() if isinstance(d.get("gallery"), dict)]
 
 
 def reaches_text(entry):

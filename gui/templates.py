@@ -1,5 +1,4 @@
 """File → New from template (resources/examples/*.json) and the "Which model?" advice dialog."""
-import json
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
@@ -7,6 +6,8 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout
                                QListWidget, QListWidgetItem, QVBoxLayout)
 
 from resources import path
+
+from .gallery import examples
 
 KINDS = ("tabular", "images", "sequences", "text")
 TASKS = ("regression", "binary", "multi-class")
@@ -21,15 +22,8 @@ FAMILIES = {"tabular": "MLP (Dense layers)", "images": "CNN (Conv2D, pooling, th
 
 
 def templates():
-    """[(file name, name, description)] of the shipped examples, sorted by name."""
-    out = []
-    for f in sorted(path("examples").glob("*.json")):
-        try:
-            d = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        out.append((f.name, d.get("name") or f.stem, d.get("description", "")))
-    return out
+    """[(file name, name, description)] of the shipped examples, sorted by file name."""
+    return [(f.name, d.get("name") or f.stem, d.get("description", "")) for f, d in examples()]
 
 
 def advise(kind, task):
