@@ -2,12 +2,13 @@
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import fused, losses, optimizers
+from . import fused, losses, optimizers, parallel
 from .errors import TrainingError
 from .kernels import sq_norm
 
@@ -93,17 +94,21 @@ def overfitting(hist, classify=None, smooth=3, patience=4, rise=0.10, fall=0.02,
                    REMEDIES)
 
 
+@contextmanager
 def thread_limits(n=None):
-    """Context with numpy's and SciPy's BLAS (the latter serves numba's np.dot) on n threads; None: all cores
-    but one, which the window keeps for itself (headless: `layerboard train --threads N`).
+    """Context with BLAS (numpy's, and SciPy's that serves numba's np.dot) on one thread and the engine's
+    batch-parallel loops (engine.parallel) on n threads; None: all cores but one, which the window keeps for
+    itself (headless: `layerboard train --threads N`).
 
-    Training GEMMs are small: extra BLAS threads spin against the trainer, the window and other processes
-    for the same cores (a Dense 784→64 step ran 10-100× slower with 2 BLAS threads on a busy 2-core machine).
+    Training GEMMs are small: OpenBLAS threads spin against the trainer, the window and other processes for the
+    same cores (a Dense 784→64 step ran 10-100× slower with 2 BLAS threads on a busy 2-core machine, workload c's
+    convolutions 6-35× slower), so threads split the batch instead and each runs its GEMMs on one core.
     """
     n = max(1, int(n or (os.cpu_count() or 1) - 1))
     if fused._HAVE_SCIPY:
         import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS now so that the limit reaches it)
-    return threadpool_limits(limits=n, user_api="blas")
+    with threadpool_limits(limits=1, user_api="blas"), parallel.use(n):
+        yield
 
 
 def free_cores():

@@ -4,7 +4,7 @@ import os
 import pytest
 from threadpoolctl import threadpool_info
 
-from engine import cli
+from engine import cli, parallel
 from engine.trainer import Trainer, thread_limits
 from resources import path
 
@@ -14,9 +14,34 @@ def _blas_threads():
 
 
 @pytest.mark.parametrize("n,want", [(1, 1), (None, max(1, (os.cpu_count() or 1) - 1)), (os.cpu_count(), os.cpu_count())])
-def test_thread_limits_sets_blas_threads(n, want):
+def test_thread_limits_grant_batch_threads_and_keep_blas_on_one(n, want):
     with thread_limits(n):
-        assert _blas_threads() == {want}
+        assert _blas_threads() == {1}
+        assert parallel.threads() == want
+    assert parallel.threads() == 1
+
+
+def test_parallel_run_does_every_item_once_and_reraises():
+    seen = []
+    with parallel.use(2):
+        parallel.run(seen.append, range(50))
+        assert sorted(seen) == list(range(50))
+
+        def boom(i):
+            if i == 3:
+                raise ValueError("chunk 3")
+        with pytest.raises(ValueError, match="chunk 3"):
+            parallel.run(boom, range(8))
+        parallel.run(seen.append, [99])                      # the pool still works after an error
+    assert seen[-1] == 99
+
+
+@pytest.mark.parametrize("n,size", [(1, 10), (2, 10), (64, 6272), (7, 1 << 20), (64, 16)])
+def test_chunks_cover_the_batch_in_order_and_split_it(n, size):
+    cs = parallel.chunks(n, size)
+    assert [a for a, _ in cs] == sorted(a for a, _ in cs) and cs[0][0] == 0 and cs[-1][1] == n
+    assert all(b == c for (_, b), (c, _) in zip(cs, cs[1:])) and all(a < b for a, b in cs)
+    assert len(cs) >= min(n, 2)
 
 
 def _record(monkeypatch):

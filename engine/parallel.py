@@ -1,0 +1,101 @@
+"""Batch-parallel loops on worker threads: numba kernels (nogil) and numpy GEMMs release the GIL.
+
+Work is split into chunks that depend only on the batch, never on the thread count, and partial sums are
+combined in chunk order: one thread and many give bit-for-bit the same result.
+"""
+import os
+import threading
+from contextlib import contextmanager
+
+_state = threading.local()     # threads granted to the calling thread (Trainer.run, `train --threads`)
+
+
+def threads():
+    """Threads the calling thread may use for batch-parallel loops (1 unless granted with `use`)."""
+    return getattr(_state, "n", 1)
+
+
+@contextmanager
+def use(n):
+    """Within the block, batch-parallel loops of this thread run on up to n threads (the caller included)."""
+    old = threads()
+    _state.n = max(1, min(int(n), os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        _state.n = old
+
+
+def chunks(n, per_item_bytes, target=256 << 10):
+    """Boundaries [(a, b), …] splitting range(n) into runs of about `target` bytes each (at least two when n ≥ 2)."""
+    k = max(2, -(-n * per_item_bytes // target)) if n >= 2 else 1
+    k = min(k, n)
+    step = -(-n // k)
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
+class _Pool:
+    """Persistent daemon workers; run(fn, items) calls fn(item) for every item, the caller taking part."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.gos = []            # one lock per worker, released once per job it should join
+        self.job = None
+
+    def _grow(self, n):
+        while len(self.gos) < n:
+            go = threading.Lock()                  # held: the worker blocks on it until run() releases it
+            go.acquire()
+            self.gos.append(go)
+            threading.Thread(target=self._work, args=(go,), daemon=True,
+                             name=f"layerboard-compute-{len(self.gos)}").start()
+
+    def _work(self, go):
+        while True:
+            go.acquire()
+            self._drain(self.job)
+
+    @staticmethod
+    def _drain(job):
+        fn, items, state = job
+        while True:
+            with state["lock"]:
+                i = state["next"]
+                state["next"] = i + 1
+            if i >= len(items):
+                break
+            try:
+                fn(items[i])
+            except BaseException as e:          # noqa: BLE001  (re-raised in the caller)
+                state["error"] = state["error"] or e
+        with state["lock"]:
+            state["left"] -= 1
+            if state["left"] == 0:
+                state["done"].release()
+
+    def run(self, fn, items, n):
+        helpers = min(n, len(items)) - 1
+        if helpers <= 0:
+            for it in items:
+                fn(it)
+            return
+        with self.lock:                          # one parallel loop at a time (other callers wait)
+            self._grow(helpers)
+            done = threading.Lock()
+            done.acquire()                       # released by the last thread to finish
+            state = {"lock": threading.Lock(), "next": 0, "left": helpers + 1, "error": None, "done": done}
+            self.job = (fn, items, state)
+            for go in self.gos[:helpers]:
+                go.release()
+            self._drain(self.job)
+            state["done"].acquire()
+            if state["error"] is not None:
+                raise state["error"]
+
+
+_pool = _Pool()
+
+
+def run(fn, items):
+    """fn(item) for every item, on the threads granted to the caller; returns when all are done."""
+    _pool.run(fn, list(items), threads())
