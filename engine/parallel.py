@@ -26,7 +26,7 @@ def use(n):
         _state.n = old
 
 
-def chunks(n, per_item_bytes, target=256 << 10):
+def chunks(n, per_item_bytes, target=1 << 20):
     """Boundaries [(a, b), …] splitting range(n) into runs of about `target` bytes each (at least two when n ≥ 2)."""
     k = max(2, -(-n * per_item_bytes // target)) if n >= 2 else 1
     k = min(k, n)

@@ -3,6 +3,7 @@ from math import isqrt, prod
 
 import numpy as np
 
+from .. import parallel
 from ..errors import ConfigError, ShapeError
 from ..hparams import HP
 from ..initializers import INITS
@@ -132,22 +133,28 @@ class Conv2D(Layer):
         B, C, H, W = x.shape
         (ph, pw), (O, HO, WO), (kh, kw) = self.pads, self.out_shape, self.k
         x = np.ascontiguousarray(x)
-        if ph or pw:
-            xp = k.scratch(self, "xp", (B, C, H + 2 * ph, W + 2 * pw), x.dtype, zero=True)
-            k.pad_into(x, xp, ph, pw)                                        # border stays zero
-        else:
-            xp = x
+        padded = bool(ph or pw)
+        xp = k.scratch(self, "xp", (B, C, H + 2 * ph, W + 2 * pw), x.dtype, zero=True) if padded else x
         wrow, L = self._layout(xp.shape)
-        col = self.col = k.scratch(self, "col", (C * kh * kw, B * L), x.dtype)
-        if self.s == (1, 1):
-            k.im2col_wide(xp, col, kh, kw, L)                                # (C·K_h·K_w, B·L)
-        else:
-            k.im2col(xp, col, kh, kw, self.s[0], self.s[1], HO, WO)          # (C·K_h·K_w, B·H_out·W_out)
-        y2 = k.scratch(self, "y2", (O, B * L), x.dtype)
-        np.matmul(self.p["W"].reshape(O, -1), col, out=y2)                 # (C_out, B·L): one GEMM over the batch
+        W2 = self.p["W"].reshape(O, -1)                                      # (C_out, C_in·K_h·K_w)
         b = self.p["b"] if "b" in self.p else k.scratch(self, "b0", (O,), x.dtype, zero=True)
         y = k.scratch(self, "y", (B, O, HO, WO), x.dtype) if training else np.empty((B, O, HO, WO), x.dtype)
-        k.rows_to_nchw(y2, b, y, wrow, L)
+        parts = self.parts = parallel.chunks(B, C * kh * kw * L * x.itemsize)
+        cols = self.cols = [k.scratch(self, ("col", i), (C * kh * kw, (e - a) * L), x.dtype)
+                            for i, (a, e) in enumerate(parts)]
+
+        def part(i):
+            a, e = parts[i]
+            if padded:
+                k.pad_into(x[a:e], xp[a:e], ph, pw)                            # border stays zero
+            if self.s == (1, 1):
+                k.im2col_wide(xp[a:e], cols[i], kh, kw, L)                    # (C·K_h·K_w, n·L)
+            else:
+                k.im2col(xp[a:e], cols[i], kh, kw, self.s[0], self.s[1], HO, WO)
+            y2 = k.scratch(self, ("y2", i), (O, (e - a) * L), x.dtype)
+            np.matmul(W2, cols[i], out=y2)                                   # (C_out, n·L): one GEMM per chunk
+            k.rows_to_nchw(y2, b, y[a:e], wrow, L)
+        parallel.run(part, range(len(parts)))
         self.xshape, self.xpshape = x.shape, xp.shape
         return y
 
@@ -156,25 +163,32 @@ class Conv2D(Layer):
         (ph, pw), (kh, kw) = self.pads, self.k
         wrow, L = self._layout(self.xpshape)
         dy = np.ascontiguousarray(dy)
-        dy2 = k.scratch(self, "dy2", (O, B * L), dy.dtype, zero=True)     # junk columns stay zero
-        db = self.g["b"] if "b" in self.g else k.scratch(self, "db0", (O,), dy.dtype)
-        k.nchw_to_rows(dy, dy2, db, wrow, L)                                # (C_out, B·L)
-        dw = self.g["W"].reshape(O, -1)                                      # (C_out, C_in·K_h·K_w)
-        np.matmul(dy2, self.col.T, out=dw)                                   # (C_out, B·L) @ (B·L, C_in·K_h·K_w)
-        if not self.need_dx:
-            return (None,)
-        dcol = k.scratch(self, "dcol", self.col.shape, dy.dtype)
-        np.matmul(self.p["W"].reshape(O, -1).T, dy2, out=dcol)             # (C_in·K_h·K_w, B·L)
+        parts, cols, W2 = self.parts, self.cols, self.p["W"].reshape(O, -1)
+        dws = k.scratch(self, "dws", (len(parts), O, W2.shape[1]), dy.dtype)   # per-chunk partial dW
+        dbs = k.scratch(self, "dbs", (len(parts), O), dy.dtype)
         padded = bool(ph or pw)
-        dxp = k.scratch(self, "dxp", self.xpshape, dy.dtype)                  # x.shape when unpadded
-        if self.s == (1, 1):
-            k.col2im_wide(dcol, dxp, kh, kw, L)
-        else:
-            k.col2im(dcol, dxp, kh, kw, self.s[0], self.s[1], HO, WO)
-        if not padded:
-            return (dxp,)
-        dx = k.scratch(self, "dx", self.xshape, dy.dtype)                    # reused: read before the next step
-        k.crop_from(dxp, dx, ph, pw)
+        dxp = k.scratch(self, "dxp", self.xpshape, dy.dtype) if self.need_dx else None   # x.shape when unpadded
+        dx = k.scratch(self, "dx", self.xshape, dy.dtype) if self.need_dx and padded else dxp
+
+        def part(i):
+            a, e = parts[i]
+            dy2 = k.scratch(self, ("dy2", i), (O, (e - a) * L), dy.dtype, zero=True)   # junk columns stay zero
+            k.nchw_to_rows(dy[a:e], dy2, dbs[i], wrow, L)                     # (C_out, n·L)
+            np.matmul(dy2, cols[i].T, out=dws[i])                            # (C_out, n·L) @ (n·L, C_in·K_h·K_w)
+            if dxp is None:
+                return
+            dcol = k.scratch(self, ("dcol", i), cols[i].shape, dy.dtype)
+            np.matmul(W2.T, dy2, out=dcol)                                   # (C_in·K_h·K_w, n·L)
+            if self.s == (1, 1):
+                k.col2im_wide(dcol, dxp[a:e], kh, kw, L)
+            else:
+                k.col2im(dcol, dxp[a:e], kh, kw, self.s[0], self.s[1], HO, WO)
+            if padded:
+                k.crop_from(dxp[a:e], dx[a:e], ph, pw)
+        parallel.run(part, range(len(parts)))
+        k.sum_parts(dws.reshape(len(parts), -1), self.g["W"].reshape(-1))     # in chunk order: thread-independent
+        if "b" in self.g:
+            k.sum_parts(dbs, self.g["b"])
         return (dx,)
 
     @classmethod

@@ -15,7 +15,16 @@ def scratch(owner, key, shape, dtype, zero=False):
     return a
 
 
-# ---- convolution as one GEMM: col (C·K_h·K_w, B·H_out·W_out) holds every patch of the zero-padded input ----
+@njit(cache=True, nogil=True, error_model="numpy")
+def sum_parts(parts, out):
+    """out = Σ_i parts[i] (rows of a (k, n) array added in order)."""
+    out[:] = parts[0]
+    for i in range(1, parts.shape[0]):
+        for j in range(out.size):
+            out[j] += parts[i, j]
+
+
+# ---- convolution as GEMMs over batch chunks: col (C·K_h·K_w, n·H_out·W_out) holds every patch of n padded samples ----
 @njit(cache=True, nogil=True, error_model="numpy")
 def pad_into(x, xp, ph, pw):
     """Copy x (B, C, H, W) into the interior of xp (B, C, H + 2ph, W + 2pw); the border stays as it is (zero)."""
@@ -256,26 +265,38 @@ def avgpool_bwd(dy, dx, kh, kw, sh, sw):
                             dx[n, c, r * sh + i, q * sw + j] += g
 
 
-# ---- batch norm on x viewed as (B, C, S): statistics per channel over B·S values ----
+# ---- batch norm on x viewed as (B, C, S): statistics per channel over B·S values, summed per batch chunk ----
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
-def bn_train_fwd(x, gamma, beta, y, mean, inv, scale, shift, rmean, rvar, momentum, eps):
-    """Normalise with batch statistics (float64 sums); update running stats like torch (unbiased variance)
-    unless a statistic is not finite (a diverged batch leaves them unchanged). Returns whether all were finite."""
+def bn_sums(x, k0, s, v):
+    """s[c] = Σ (x[:, c] − k0[c]), v[c] = Σ (x[:, c] − k0[c])² over this chunk (float64; the shift k0 avoids
+    cancellation in one pass)."""
     B, C, S = x.shape
-    N = B * S
-    ok = True
-    vs = np.empty(C)
     for c in range(C):
-        k0 = np.float64(x[0, c, 0])                          # shift: one pass without cancellation
-        s, v = 0.0, 0.0
+        a, b, kc = 0.0, 0.0, k0[c]
         for n in range(B):
             xs = x[n, c]
             for k in range(S):
-                d = xs[k] - k0
-                s += d
-                v += d * d
-        m = k0 + s / N
-        var = max(v / N - (s / N) ** 2, 0.0)
+                d = xs[k] - kc
+                a += d
+                b += d * d
+        s[c], v[c] = a, b
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def bn_stats(s, v, k0, N, gamma, beta, mean, inv, scale, shift, rmean, rvar, momentum, eps):
+    """Batch mean and 1/√(var + ε) from the chunks' sums (added in chunk order), the affine coefficients
+    scale = γ·inv, shift = β − mean·scale, and the running stats updated like torch's (unbiased variance)
+    unless a statistic is not finite (a diverged batch leaves them unchanged). Returns whether all were finite."""
+    C = k0.size
+    ok = True
+    vs = np.empty(C)
+    for c in range(C):
+        a, b = 0.0, 0.0
+        for i in range(s.shape[0]):
+            a += s[i, c]
+            b += v[i, c]
+        m = k0[c] + a / N
+        var = max(b / N - (a / N) ** 2, 0.0)
         if not (np.isfinite(m) and np.isfinite(var)):
             ok = False
         iv = 1.0 / np.sqrt(var + eps)
@@ -284,10 +305,8 @@ def bn_train_fwd(x, gamma, beta, y, mean, inv, scale, shift, rmean, rvar, moment
         shift[c] = beta[c] - m * gamma[c] * iv
     if ok:
         for c in range(C):
-            var = vs[c]
             rmean[c] = (1.0 - momentum) * rmean[c] + momentum * mean[c]
-            rvar[c] = (1.0 - momentum) * rvar[c] + momentum * (var * N / (N - 1) if N > 1 else var)
-    affine(x, scale, shift, y)
+            rvar[c] = (1.0 - momentum) * rvar[c] + momentum * (vs[c] * N / (N - 1) if N > 1 else vs[c])
     return ok
 
 
@@ -305,60 +324,58 @@ def affine(x, scale, shift, y):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def bn_eval_coefs(gamma, beta, rmean, rvar, eps, scale, shift):
-    """scale = γ/√(running var + ε), shift = β − running mean·scale."""
+def bn_eval_coefs(gamma, beta, rmean, rvar, eps, scale, shift, mean, inv):
+    """Evaluation mode: mean = running mean, inv = 1/√(running var + ε), scale = γ·inv, shift = β − mean·scale."""
     for c in range(gamma.size):
-        g = gamma[c] / np.sqrt(np.float64(rvar[c]) + eps)
-        scale[c] = g
-        shift[c] = beta[c] - rmean[c] * g
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
-def bn_train_bwd(x, dy, gamma, mean, inv, dx, dgamma, dbeta, need_dx):
-    """Gradients of batch-statistics normalisation: dγ = Σ dy·x̂, dβ = Σ dy, dx = γ·inv/N·(N·dy − dβ − x̂·dγ)."""
-    B, C, S = x.shape
-    N = B * S
-    for c in range(C):
-        m, iv = mean[c], inv[c]
-        sg, sb = 0.0, 0.0
-        for n in range(B):
-            xs = x[n, c]
-            ds = dy[n, c]
-            for k in range(S):
-                sb += ds[k]
-                sg += ds[k] * (xs[k] - m)
-        sg *= iv
-        dgamma[c], dbeta[c] = sg, sb
-        if need_dx:
-            f = gamma[c] * iv / N
-            a, cx, b0 = f * N, -f * sg * iv, -f * sb         # dx = a·dy + cx·(x − m) + b0
-            for n in range(B):
-                xs = x[n, c]
-                ds = dy[n, c]
-                out = dx[n, c]
-                for k in range(S):
-                    out[k] = a * ds[k] + cx * (xs[k] - m) + b0
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
-def bn_eval_bwd(x, dy, gamma, rmean, rvar, eps, dx, dgamma, dbeta, need_dx):
-    """Gradients when the running statistics are constants."""
-    B, C, S = x.shape
-    for c in range(C):
         iv = 1.0 / np.sqrt(np.float64(rvar[c]) + eps)
-        m = rmean[c]
-        sg, sb = 0.0, 0.0
+        mean[c], inv[c] = rmean[c], iv
+        scale[c] = gamma[c] * iv
+        shift[c] = beta[c] - rmean[c] * gamma[c] * iv
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
+def bn_grad_sums(x, dy, mean, sg, sb):
+    """sg[c] = Σ dy·(x − mean[c]), sb[c] = Σ dy over this chunk (float64)."""
+    B, C, S = x.shape
+    for c in range(C):
+        a, b, m = 0.0, 0.0, mean[c]
         for n in range(B):
             xs = x[n, c]
             ds = dy[n, c]
             for k in range(S):
-                sb += ds[k]
-                sg += ds[k] * (xs[k] - m)
-        dgamma[c], dbeta[c] = sg * iv, sb
-        if need_dx:
-            g = gamma[c] * iv
-            for n in range(B):
-                ds = dy[n, c]
-                out = dx[n, c]
-                for k in range(S):
-                    out[k] = g * ds[k]
+                b += ds[k]
+                a += ds[k] * (xs[k] - m)
+        sg[c], sb[c] = a, b
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def bn_grads(sg, sb, gamma, inv, N, batch_stats, dgamma, dbeta, coef):
+    """dγ = inv·Σ dy·(x − m), dβ = Σ dy from the chunks' sums, and coef[:, c] = (a, cx, b0) of
+    dx = a·dy + cx·(x − m) + b0: with batch statistics a = γ·inv, cx = −γ·inv²·dγ/N, b0 = −γ·inv·dβ/N
+    (x̂ and the statistics depend on x); with running statistics (constants) dx = γ·inv·dy."""
+    for c in range(gamma.size):
+        a, b = 0.0, 0.0
+        for i in range(sg.shape[0]):
+            a += sg[i, c]
+            b += sb[i, c]
+        iv = inv[c]
+        dg = a * iv
+        dgamma[c], dbeta[c] = dg, b
+        f = gamma[c] * iv
+        coef[0, c] = f
+        coef[1, c] = -f * dg * iv / N if batch_stats else 0.0
+        coef[2, c] = -f * b / N if batch_stats else 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
+def bn_dx(x, dy, mean, coef, dx):
+    """dx = a·dy + cx·(x − m) + b0 per channel, (a, cx, b0) = coef[:, c]."""
+    B, C, S = x.shape
+    for c in range(C):
+        a, cx, b0, m = coef[0, c], coef[1, c], coef[2, c], mean[c]
+        for n in range(B):
+            xs = x[n, c]
+            ds = dy[n, c]
+            out = dx[n, c]
+            for k in range(S):
+                out[k] = a * ds[k] + cx * (xs[k] - m) + b0

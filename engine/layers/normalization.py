@@ -1,6 +1,7 @@
 """Batch normalisation over the channel axis (the first sample axis: features of (F,), channels of (C, H, W))."""
 import numpy as np
 
+from .. import parallel
 from ..hparams import HP
 from . import conv_kernels as k
 from .base import Layer, Param, fmt, register
@@ -50,20 +51,22 @@ class BatchNorm(Layer):
         self.sel = None if mask is None or mask.all() else np.asarray(mask).reshape(-1)   # (B·T,) valid steps
         if self.sel is not None:
             x3 = np.ascontiguousarray(x3[self.sel])            # (N_valid, F, 1): padded steps never count
-        C, p = x3.shape[1], self.p
-        scale = k.scratch(self, "scale", (C,), x.dtype)
-        shift = k.scratch(self, "shift", (C,), x.dtype)
+        (N, C, S), p = x3.shape, self.p
+        parts = self.parts = parallel.chunks(N, 2 * C * S * x.itemsize)
+        scale, shift = k.scratch(self, "scale", (C,), x.dtype), k.scratch(self, "shift", (C,), x.dtype)
+        self.mean, self.inv = k.scratch(self, "mean", (C,), np.float64), k.scratch(self, "inv", (C,), np.float64)
         y3 = k.scratch(self, "y", x3.shape, x.dtype) if training else np.empty(x3.shape, x.dtype)
         self.training, self.x3 = training, x3
         if training:
-            self.mean = k.scratch(self, "mean", (C,), np.float64)
-            self.inv = k.scratch(self, "inv", (C,), np.float64)
-            k.bn_train_fwd(x3, p["gamma"], p["beta"], y3, self.mean, self.inv, scale, shift,
-                           p["running_mean"], p["running_var"], self.config["momentum"], self.config["eps"])
+            k0 = x3[0, :, 0].astype(np.float64)                # (C,) shift of the one-pass sums
+            sums = k.scratch(self, "sums", (2, len(parts), C), np.float64)
+            parallel.run(lambda i: k.bn_sums(x3[slice(*parts[i])], k0, sums[0, i], sums[1, i]), range(len(parts)))
+            k.bn_stats(sums[0], sums[1], k0, N * S, p["gamma"], p["beta"], self.mean, self.inv, scale, shift,
+                       p["running_mean"], p["running_var"], self.config["momentum"], self.config["eps"])
         else:
             k.bn_eval_coefs(p["gamma"], p["beta"], p["running_mean"], p["running_var"], self.config["eps"],
-                            scale, shift)
-            k.affine(x3, scale, shift, y3)
+                            scale, shift, self.mean, self.inv)
+        parallel.run(lambda i: k.affine(x3[slice(*parts[i])], scale, shift, y3[slice(*parts[i])]), range(len(parts)))
         return y3.reshape(x.shape) if self.sel is None else self._scatter(y3, x.shape)
 
     def _scatter(self, v3, shape):
@@ -73,18 +76,20 @@ class BatchNorm(Layer):
         return out.reshape(shape)
 
     def backward(self, dy):
-        x3, p, g = self.x3, self.p, self.g
-        dy3 = self._rows(dy)
+        x3, parts, g = self.x3, self.parts, self.g
+        (N, C, S), dy3 = x3.shape, self._rows(dy)
         if self.sel is not None:
             dy3 = np.ascontiguousarray(dy3[self.sel])          # (N_valid, F, 1)
-        dx3 = k.scratch(self, "dx", x3.shape if self.need_dx else (1, 1, 1), dy.dtype)
-        if self.training:
-            k.bn_train_bwd(x3, dy3, p["gamma"], self.mean, self.inv, dx3, g["gamma"], g["beta"], self.need_dx)
-        else:
-            k.bn_eval_bwd(x3, dy3, p["gamma"], p["running_mean"], p["running_var"], self.config["eps"],
-                          dx3, g["gamma"], g["beta"], self.need_dx)
+        sums = k.scratch(self, "gsums", (2, len(parts), C), np.float64)
+        parallel.run(lambda i: k.bn_grad_sums(x3[slice(*parts[i])], dy3[slice(*parts[i])], self.mean,
+                                              sums[0, i], sums[1, i]), range(len(parts)))
+        coef = k.scratch(self, "coef", (3, C), np.float64)
+        k.bn_grads(sums[0], sums[1], self.p["gamma"], self.inv, N * S, self.training, g["gamma"], g["beta"], coef)
         if not self.need_dx:
             return (None,)
+        dx3 = k.scratch(self, "dx", x3.shape, dy.dtype)
+        parallel.run(lambda i: k.bn_dx(x3[slice(*parts[i])], dy3[slice(*parts[i])], self.mean, coef,
+                                       dx3[slice(*parts[i])]), range(len(parts)))
         return (dx3.reshape(dy.shape) if self.sel is None else self._scatter(dx3, dy.shape),)
 
     @classmethod

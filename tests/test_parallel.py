@@ -1,0 +1,43 @@
+"""Batch-parallel loops (engine.parallel): every registry sample gives bit-for-bit the same forward and
+gradients on one thread and on several, and the big layers of workload c really split their batch."""
+import numpy as np
+import pytest
+
+from engine import parallel
+from gradcheck import backward, build, cases, inputs, run, upstream
+
+BATCH = 64                 # large enough for the chunked layers to split it
+
+
+def _step(type, config, in_shapes, opts, threads, training):
+    layer = build(type, config, in_shapes, seed=0, dtype=np.float32)
+    xs, masks = inputs(in_shapes, opts, BATCH, seed=0, dtype=np.float32)
+    with parallel.use(threads):
+        y = run(layer, xs, training, masks=masks)
+        dxs = backward(layer, upstream(layer, y, masks).astype(np.float32))
+    return layer, y, dxs, {k: g.copy() for k, g in layer.g.items()}
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("case", cases(), ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
+def test_two_threads_equal_one_bit_for_bit(case, training):
+    one = _step(*case, threads=1, training=training)
+    two = _step(*case, threads=2, training=training)
+    assert np.array_equal(one[1], two[1]), "forward differs"
+    for a, b in zip(one[2], two[2]):
+        assert (a is None and b is None) or np.array_equal(a, b), "dx differs"
+    for k in one[3]:
+        assert np.array_equal(one[3][k], two[3][k]), f"d{k} differs"
+    for k in one[0].p:                                   # running statistics too
+        assert np.array_equal(one[0].p[k], two[0].p[k]), f"{k} differs"
+
+
+@pytest.mark.parametrize("type,config,shape", [
+    ("Conv2D", {"filters": 8, "padding": "explicit", "pad": [1]}, (1, 28, 28)),
+    ("Conv2D", {"filters": 16, "padding": "explicit", "pad": [1]}, (8, 14, 14)),
+    ("BatchNorm", {}, (8, 28, 28)),
+    ("BatchNorm", {}, (16, 14, 14)),
+])
+def test_workload_c_layers_split_the_batch(type, config, shape):
+    layer, *_ = _step(type, config, [shape], {}, threads=2, training=True)
+    assert len(layer.parts) > 1 and layer.parts[-1][1] == BATCH
