@@ -26,12 +26,26 @@ def use(n):
         _state.n = old
 
 
+MIN_BYTES = 256 << 10          # smaller work is not split: a parallel loop costs ~35 µs of thread wake-ups
+
+
 def chunks(n, per_item_bytes, target=1 << 20):
-    """Boundaries [(a, b), …] splitting range(n) into runs of about `target` bytes each (at least two when n ≥ 2)."""
-    k = max(2, -(-n * per_item_bytes // target)) if n >= 2 else 1
-    k = min(k, n)
+    """Boundaries [(a, b), …] splitting range(n) into runs of about `target` bytes each (at least two when n ≥ 2
+    and the work has MIN_BYTES or more; one run otherwise)."""
+    if n < 2 or n * per_item_bytes < MIN_BYTES:
+        return [(0, n)]
+    k = min(n, max(2, -(-n * per_item_bytes // target)))
     step = -(-n // k)
     return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
+def over_batch(fn, *arrays, item_bytes=None):
+    """fn(*(a[lo:hi] for a in arrays)) for chunks of the batch (axis 0 of every array), on the granted threads;
+    item_bytes: the work per sample (default: the bytes of one sample of every array)."""
+    n = len(arrays[0])
+    parts = chunks(n, item_bytes or sum(a[0].nbytes for a in arrays) if n else 0)
+    run(lambda p: fn(*(a[p[0]:p[1]] for a in arrays)), parts)
+    return parts
 
 
 class _Pool:

@@ -20,7 +20,8 @@ def _step(type, config, in_shapes, opts, threads, training):
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("case", cases(), ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
-def test_two_threads_equal_one_bit_for_bit(case, training):
+def test_two_threads_equal_one_bit_for_bit(case, training, monkeypatch):
+    monkeypatch.setattr(parallel, "MIN_BYTES", 0)          # split even the registry's small samples
     one = _step(*case, threads=1, training=training)
     two = _step(*case, threads=2, training=training)
     assert np.array_equal(one[1], two[1]), "forward differs"
@@ -37,7 +38,12 @@ def test_two_threads_equal_one_bit_for_bit(case, training):
     ("Conv2D", {"filters": 16, "padding": "explicit", "pad": [1]}, (8, 14, 14)),
     ("BatchNorm", {}, (8, 28, 28)),
     ("BatchNorm", {}, (16, 14, 14)),
+    ("ReLU", {}, (8, 28, 28)),
+    ("MaxPool2D", {}, (8, 28, 28)),
 ])
-def test_workload_c_layers_split_the_batch(type, config, shape):
-    layer, *_ = _step(type, config, [shape], {}, threads=2, training=True)
-    assert len(layer.parts) > 1 and layer.parts[-1][1] == BATCH
+def test_workload_c_layers_split_the_batch(type, config, shape, monkeypatch):
+    seen = []
+    real = parallel.run
+    monkeypatch.setattr(parallel, "run", lambda fn, items: (seen.append(list(items)), real(fn, seen[-1])))
+    _step(type, config, [shape], {}, threads=2, training=True)
+    assert seen and all(len(s) > 1 for s in seen)           # every parallel loop of the step is split

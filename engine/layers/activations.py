@@ -5,6 +5,7 @@ import numpy as np
 from numba import njit
 
 from .. import fused as F
+from .. import parallel
 from .. import kernels as k
 from .base import Layer, register
 
@@ -12,6 +13,12 @@ from .base import Layer, register
 def _flat(a, dtype=None):
     """a as a flat C-contiguous array (a copy only when a is not contiguous)."""
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+
+
+def _each(kernel, *arrays):
+    """kernel(*flat chunks) on batch chunks of same-shape arrays (on the threads granted, engine.parallel)."""
+    rows = [np.ascontiguousarray(a).reshape(len(a), a.size // max(len(a), 1)) for a in arrays]   # (B, n) each
+    parallel.over_batch(lambda *c: kernel(*(r.reshape(-1) for r in c)), *rows)
 
 
 def _elementwise(op):
@@ -35,12 +42,12 @@ class ReLU(_Activation):
 
     def forward(self, x, training=False):
         self.y = np.empty(x.shape, x.dtype)
-        k.relu_fwd(_flat(x), self.y.reshape(-1))
+        _each(k.relu_fwd, x, self.y)
         return self.y
 
     def backward(self, dy):
         dx = np.empty_like(self.y)
-        k.relu_bwd(self.y.reshape(-1), _flat(dy, self.y.dtype), dx.reshape(-1), 1)
+        _each(lambda y, d, o: k.relu_bwd(y, d, o, 1), self.y, dy.astype(self.y.dtype, copy=False), dx)
         return (dx,)
 
     fused = _elementwise(F.RELU)
@@ -52,12 +59,12 @@ class Sigmoid(_Activation):
 
     def forward(self, x, training=False):
         self.y = np.empty(x.shape, x.dtype)
-        k.sigmoid(_flat(x), self.y.reshape(-1))
+        _each(k.sigmoid, x, self.y)
         return self.y
 
     def backward(self, dy):
         dx = np.empty_like(self.y)
-        k.sigmoid_bwd(self.y.reshape(-1), _flat(dy, self.y.dtype), dx.reshape(-1), 1)
+        _each(lambda y, d, o: k.sigmoid_bwd(y, d, o, 1), self.y, dy.astype(self.y.dtype, copy=False), dx)
         return (dx,)
 
     fused = _elementwise(F.SIGMOID)
@@ -69,12 +76,12 @@ class Tanh(_Activation):
 
     def forward(self, x, training=False):
         self.y = np.empty(x.shape, x.dtype)
-        k.tanh_fwd(_flat(x), self.y.reshape(-1))
+        _each(k.tanh_fwd, x, self.y)
         return self.y
 
     def backward(self, dy):
         dx = np.empty_like(self.y)
-        k.tanh_bwd(self.y.reshape(-1), _flat(dy, self.y.dtype), dx.reshape(-1), 1)
+        _each(lambda y, d, o: k.tanh_bwd(y, d, o, 1), self.y, dy.astype(self.y.dtype, copy=False), dx)
         return (dx,)
 
     fused = _elementwise(F.TANH)

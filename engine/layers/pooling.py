@@ -1,6 +1,7 @@
 """MaxPool2D, AveragePool2D and GlobalAveragePool on NCHW tensors."""
 import numpy as np
 
+from .. import parallel
 from ..hparams import HP
 from . import conv_kernels as k
 from .base import Layer, fmt, register
@@ -57,16 +58,19 @@ class MaxPool2D(_Pool2D):
         self.arg = k.scratch(self, "arg", y.shape, np.uint16)              # window cell of each maximum
         self.xshape = x.shape
         self.x_eval = None if training else x                              # eval skips the argmax; backward redoes it
-        k.maxpool_fwd(x, y, self.arg, self.k[0], self.k[1], self.s[0], self.s[1], training)
+        self._max(x, y, training)
         return y
+
+    def _max(self, x, y, keep):
+        parallel.over_batch(lambda a, o, i: k.maxpool_fwd(a, o, i, *self.k, *self.s, keep), x, y, self.arg)
 
     def backward(self, dy):
         if self.x_eval is not None:                                        # after an eval forward: argmax from x
             x, self.x_eval = self.x_eval, None
-            y = k.scratch(self, "y_arg", self.arg.shape, x.dtype)
-            k.maxpool_fwd(x, y, self.arg, self.k[0], self.k[1], self.s[0], self.s[1], True)
+            self._max(x, k.scratch(self, "y_arg", self.arg.shape, x.dtype), True)
         dx = k.scratch(self, "dx", self.xshape, dy.dtype)
-        k.maxpool_bwd(np.ascontiguousarray(dy), self.arg, dx, *self.k, *self.s)
+        parallel.over_batch(lambda d, i, o: k.maxpool_bwd(d, i, o, *self.k, *self.s),
+                            np.ascontiguousarray(dy), self.arg, dx)
         return (dx,)
 
 
