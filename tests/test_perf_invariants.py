@@ -93,7 +93,7 @@ def test_warm_up_loads_the_kernels_a_first_training_step_needs():
     import subprocess
     import sys
     code = ("from engine import fused\nfrom engine.layers import conv_kernels as c\nfrom engine.session import warm_up\n"
-            "print(len(fused.train_step.signatures), len(c.im2col_wide.signatures))\nwarm_up()\n"
-            "print(len(fused.train_step.signatures), len(c.im2col_wide.signatures))\n")
+            "print(len(fused.train_step.signatures), len(c.conv_fwd.signatures))\nwarm_up()\n"
+            "print(len(fused.train_step.signatures), len(c.conv_fwd.signatures))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[:2] == ["0", "0"] and int(out[2]) >= 1 and int(out[3]) >= 1

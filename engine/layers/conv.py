@@ -129,67 +129,57 @@ class Conv2D(Layer):
             return xpshape[3], (HO - 1) * xpshape[3] + WO
         return WO, HO * WO
 
+    SUB = 128 << 10        # bytes of patches (im2col columns) per GEMM: they stay in the core's cache
+
     def forward(self, x, training=False):
         B, C, H, W = x.shape
-        (ph, pw), (O, HO, WO), (kh, kw) = self.pads, self.out_shape, self.k
+        (ph, pw), (O, HO, WO), (kh, kw), (sh, sw) = self.pads, self.out_shape, self.k, self.s
         x = np.ascontiguousarray(x)
         padded = bool(ph or pw)
         xp = k.scratch(self, "xp", (B, C, H + 2 * ph, W + 2 * pw), x.dtype, zero=True) if padded else x
         wrow, L = self._layout(xp.shape)
-        W2 = self.p["W"].reshape(O, -1)                                      # (C_out, C_in·K_h·K_w)
+        W2 = np.ascontiguousarray(self.p["W"].reshape(O, -1))              # (C_out, C_in·K_h·K_w)
         b = self.p["b"] if "b" in self.p else k.scratch(self, "b0", (O,), x.dtype, zero=True)
         y = k.scratch(self, "y", (B, O, HO, WO), x.dtype) if training else np.empty((B, O, HO, WO), x.dtype)
-        parts = self.parts = parallel.chunks(B, C * kh * kw * L * x.itemsize)
-        cols = self.cols = [k.scratch(self, ("col", i), (C * kh * kw, (e - a) * L), x.dtype)
-                            for i, (a, e) in enumerate(parts)]
+        R = W2.shape[1]
+        self.sub = max(1, self.SUB // (R * L * x.itemsize))                  # samples per GEMM
+        parts = self.parts = parallel.chunks(B, R * L * x.itemsize)
 
         def part(i):
             a, e = parts[i]
-            if padded:
-                k.pad_into(x[a:e], xp[a:e], ph, pw)                            # border stays zero
-            if self.s == (1, 1):
-                k.im2col_wide(xp[a:e], cols[i], kh, kw, L)                    # (C·K_h·K_w, n·L)
-            else:
-                k.im2col(xp[a:e], cols[i], kh, kw, self.s[0], self.s[1], HO, WO)
-            y2 = k.scratch(self, ("y2", i), (O, (e - a) * L), x.dtype)
-            np.matmul(W2, cols[i], out=y2)                                   # (C_out, n·L): one GEMM per chunk
-            k.rows_to_nchw(y2, b, y[a:e], wrow, L)
+            n = min(self.sub, e - a) * L
+            k.conv_fwd(x[a:e], xp[a:e], W2, b, y[a:e], k.scratch(self, ("col", i), (R * n,), x.dtype),
+                       k.scratch(self, ("y2", i), (O * n,), x.dtype), kh, kw, sh, sw, ph, pw, wrow, L, self.sub)
         parallel.run(part, range(len(parts)))
-        self.xshape, self.xpshape = x.shape, xp.shape
+        self.xp, self.xshape = xp, x.shape
         return y
 
     def backward(self, dy):
         B, O, HO, WO = dy.shape
-        (ph, pw), (kh, kw) = self.pads, self.k
-        wrow, L = self._layout(self.xpshape)
+        (ph, pw), (kh, kw), (sh, sw) = self.pads, self.k, self.s
+        xp, parts = self.xp, self.parts
+        wrow, L = self._layout(xp.shape)
         dy = np.ascontiguousarray(dy)
-        parts, cols, W2 = self.parts, self.cols, self.p["W"].reshape(O, -1)
-        dws = k.scratch(self, "dws", (len(parts), O, W2.shape[1]), dy.dtype)   # per-chunk partial dW
+        W2T = np.ascontiguousarray(self.p["W"].reshape(O, -1).T)           # (C_in·K_h·K_w, C_out)
+        R = W2T.shape[0]
+        dws = k.scratch(self, "dws", (len(parts), O, R), dy.dtype)           # per-chunk sums of dW
         dbs = k.scratch(self, "dbs", (len(parts), O), dy.dtype)
         padded = bool(ph or pw)
-        dxp = k.scratch(self, "dxp", self.xpshape, dy.dtype) if self.need_dx else None   # x.shape when unpadded
+        dxp = k.scratch(self, "dxp", xp.shape, dy.dtype) if self.need_dx else xp    # x.shape when unpadded; unused without dx
         dx = k.scratch(self, "dx", self.xshape, dy.dtype) if self.need_dx and padded else dxp
 
         def part(i):
             a, e = parts[i]
-            dy2 = k.scratch(self, ("dy2", i), (O, (e - a) * L), dy.dtype, zero=True)   # junk columns stay zero
-            k.nchw_to_rows(dy[a:e], dy2, dbs[i], wrow, L)                     # (C_out, n·L)
-            np.matmul(dy2, cols[i].T, out=dws[i])                            # (C_out, n·L) @ (n·L, C_in·K_h·K_w)
-            if dxp is None:
-                return
-            dcol = k.scratch(self, ("dcol", i), cols[i].shape, dy.dtype)
-            np.matmul(W2.T, dy2, out=dcol)                                   # (C_in·K_h·K_w, n·L)
-            if self.s == (1, 1):
-                k.col2im_wide(dcol, dxp[a:e], kh, kw, L)
-            else:
-                k.col2im(dcol, dxp[a:e], kh, kw, self.s[0], self.s[1], HO, WO)
-            if padded:
-                k.crop_from(dxp[a:e], dx[a:e], ph, pw)
+            n = min(self.sub, e - a) * L
+            k.conv_bwd(dy[a:e], xp[a:e], W2T, dws[i], dbs[i], dxp[a:e], dx[a:e],
+                       k.scratch(self, ("col", i), (R * n,), dy.dtype), k.scratch(self, ("dy2", i), (O * n,), dy.dtype),
+                       k.scratch(self, ("dw", i), (O, R), dy.dtype), kh, kw, sh, sw, ph, pw, wrow, L, self.sub,
+                       self.need_dx)
         parallel.run(part, range(len(parts)))
         k.sum_parts(dws.reshape(len(parts), -1), self.g["W"].reshape(-1))     # in chunk order: thread-independent
         if "b" in self.g:
             k.sum_parts(dbs, self.g["b"])
-        return (dx,)
+        return (dx if self.need_dx else None,)
 
     @classmethod
     def samples(cls):

@@ -2,6 +2,8 @@
 import numpy as np
 from numba import njit
 
+from ..blas import gemm
+
 # fast-math without nnan/ninf: reductions may be reordered (vectorised), but inf and NaN keep their meaning
 FAST = {"nsz", "arcp", "contract", "reassoc"}
 
@@ -166,6 +168,62 @@ def nchw_to_rows(dy, dy2, db, wrow, L):
                     dst[q] = src[q]
                     s += src[q]
             db[o] += s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def conv_fwd(x, xp, W2, b, y, colbuf, y2buf, kh, kw, sh, sw, ph, pw, wrow, L, sub):
+    """y = W ⋆ x + b for this chunk of the batch, `sub` samples at a time so that the patches stay in cache:
+    pad, im2col, one GEMM (C_out, C_in·K_h·K_w) @ (C_in·K_h·K_w, n·L), bias and NCHW layout."""
+    B, O, R = x.shape[0], W2.shape[0], W2.shape[1]
+    HO, WO = y.shape[2], y.shape[3]
+    for a in range(0, B, sub):
+        e = min(a + sub, B)
+        m = (e - a) * L
+        if ph or pw:
+            pad_into(x[a:e], xp[a:e], ph, pw)                    # border stays zero
+        col = colbuf[:R * m].reshape((R, m))                     # (C·K_h·K_w, n·L)
+        if sh == 1 and sw == 1:
+            im2col_wide(xp[a:e], col, kh, kw, L)
+        else:
+            im2col(xp[a:e], col, kh, kw, sh, sw, HO, WO)
+        y2 = y2buf[:O * m].reshape((O, m))                       # (C_out, n·L)
+        gemm(W2, col, y2)
+        rows_to_nchw(y2, b, y[a:e], wrow, L)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def conv_bwd(dy, xp, W2T, dW, db, dxp, dx, colbuf, dy2buf, dwbuf, kh, kw, sh, sw, ph, pw, wrow, L, sub, need_dx):
+    """dW, db (this chunk's sums) and, when need_dx, dx of W ⋆ x + b, `sub` samples at a time; the patches
+    are rebuilt from the padded input xp instead of being kept from the forward pass."""
+    B, O, R = dy.shape[0], W2T.shape[1], W2T.shape[0]
+    HO, WO = dy.shape[2], dy.shape[3]
+    dW[...] = 0
+    db[:] = 0
+    dbs = np.empty(O, dy.dtype)
+    for a in range(0, B, sub):
+        e = min(a + sub, B)
+        m = (e - a) * L
+        col = colbuf[:R * m].reshape((R, m))                     # (C·K_h·K_w, n·L)
+        if sh == 1 and sw == 1:
+            im2col_wide(xp[a:e], col, kh, kw, L)
+        else:
+            im2col(xp[a:e], col, kh, kw, sh, sw, HO, WO)
+        dy2 = dy2buf[:O * m].reshape((O, m))                     # (C_out, n·L)
+        dy2[...] = 0                                             # the junk columns of the wide layout stay zero
+        nchw_to_rows(dy[a:e], dy2, dbs, wrow, L)
+        gemm(dy2, col, dwbuf, True)                              # (C_out, n·L) @ (n·L, C_in·K_h·K_w)
+        for o in range(O):
+            db[o] += dbs[o]
+            for r in range(R):
+                dW[o, r] += dwbuf[o, r]
+        if need_dx:
+            gemm(W2T, dy2, col)                                  # dcol (C_in·K_h·K_w, n·L), reusing col
+            if sh == 1 and sw == 1:
+                col2im_wide(col, dxp[a:e], kh, kw, L)
+            else:
+                col2im(col, dxp[a:e], kh, kw, sh, sw, HO, WO)
+            if ph or pw:
+                crop_from(dxp[a:e], dx[a:e], ph, pw)
 
 
 # ---- pooling ----
