@@ -5,7 +5,7 @@ import numpy as np
 
 from .errors import ShapeError, TrainingError
 from .initializers import initialize
-from .layers import create
+from .layers import create, fusion
 from .layers.base import fmt
 from .shapes import errors, infer
 
@@ -44,6 +44,9 @@ class Model:
         self._needs_grad()
         self._allocate(seed)
         self.head = self.layers[self.output]
+        self.groups = fusion.groups(self)      # first node -> layers run as one pass (engine/layers/fusion.py)
+        self.inner = {v for g in self.groups.values() for v in g.nodes[:-1]}
+        self.fused_now = {}
         self.data = {}      # DATA key -> array: input/target standardisation kept with the weights
         self.meta = {}      # JSON-able data description saved with the weights (vocabulary, text options)
 
@@ -90,19 +93,28 @@ class Model:
             self.layers[n].rng = stream(seed, n)
 
     # ---- compute ----
-    def forward(self, x, training=False, logits=False, mask=None):
+    def forward(self, x, training=False, logits=False, mask=None, every=False):
         """Output for a batch x of shape (B, *input_shape); logits=True stops before the head activation.
 
         mask: (B, T) bool of valid steps when the Input is a (T, F) sequence of variable length; every
-        layer finds its inputs' masks in layer.in_masks and self.masks holds each node's output mask."""
+        layer finds its inputs' masks in layer.in_masks and self.masks holds each node's output mask.
+        self.acts holds each node's output, except inside fused groups unless every=True."""
         x = np.ascontiguousarray(x, dtype=self.dtype)
         if "x_mean" in self.data:                           # per-feature standardisation of sequences
             x = ((x - self.data["x_mean"]) / self.data["x_std"]).astype(self.dtype)
         acts, masks = self.acts, self.masks = {}, {}
         stop = self.output if logits else None
+        self.fused_now = {} if every else self.groups
         for n in self.order:
             if n == stop:
                 return acts[self.srcs[n][0]]
+            if n in self.fused_now:                       # BatchNorm → ReLU → MaxPool in one pass
+                g = self.fused_now[n]
+                masks[g.nodes[-1]] = None
+                acts[g.nodes[-1]] = g.forward(acts[self.srcs[n][0]], training=training)
+                continue
+            if self.fused_now and n in self.inner or n in acts:
+                continue
             layer, srcs = self.layers[n], self.srcs[n]
             if srcs:
                 layer.in_masks = [masks[s] for s in srcs]
@@ -128,11 +140,14 @@ class Model:
         """Back-propagate dL/d(output) (or d(logits) when forward ran with logits=True); fills self.grad."""
         start = self.srcs[self.output][0] if logits else self.output
         pend = {start: dy}
+        last = {g.nodes[-1]: (first, g) for first, g in self.fused_now.items()}
         for n in reversed(self.order[: self.order.index(start) + 1]):
             d = pend.pop(n, None)
             layer = self.layers[n]
             if d is None or not self.srcs[n]:
                 continue
+            if n in last:                                 # a fused group: its gradient goes to the first's input
+                n, layer = last[n]
             for s, dx in zip(self.srcs[n], layer.backward(d)):
                 if self.trains[s]:
                     pend[s] = dx if s not in pend else pend[s] + dx

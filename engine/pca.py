@@ -109,7 +109,7 @@ def activations(model, layer, x, batch_size=256):
         raise ShapeError(f"the model expects samples of shape {fmt(model.input_shape)} but got {fmt(x.shape[1:])}")
     parts = []
     for i in range(0, len(x), batch_size):
-        model.forward(x[i:i + batch_size])
+        model.forward(x[i:i + batch_size], every=True)
         a = model.acts[layer]
         parts.append(np.array(a, copy=True).reshape(len(a), -1))        # (batch, features)
     if not parts:

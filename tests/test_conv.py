@@ -200,5 +200,6 @@ def test_float32_model_outputs_are_not_overwritten_by_later_calls():
     b = m.forward(x[5:])
     assert a.dtype == np.float32 and not np.allclose(a, b)
     np.testing.assert_allclose(m.predict(x, batch_size=5), np.concatenate([a, b]), rtol=1e-6)
+    m.forward(x, every=True)                               # every node's output (no fused groups)
     for n in ("c1", "bn1", "p1", "c2", "a"):
         assert m.acts[n].dtype == np.float32, n

@@ -437,3 +437,46 @@ def bn_dx(x, dy, mean, coef, dx):
             out = dx[n, c]
             for k in range(S):
                 out[k] = a * ds[k] + cx * (xs[k] - m) + b0
+
+
+# ---- BatchNorm → ReLU → MaxPool 2×2/2 as one pass (engine/layers/fusion.py) ----
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
+def bn_relu_maxpool(x, scale, shift, y, arg):
+    """y = 2×2/2 max-pool of max(0, x·scale + shift) per channel; arg = the maximum's window cell (first on
+    ties), + 4 when the maximum is > 0 (ReLU passes its gradient)."""
+    B, C = x.shape[:2]
+    HO, WO = y.shape[2], y.shape[3]
+    for n in range(B):
+        for c in range(C):
+            g, s = scale[c], shift[c]
+            for r in range(HO):
+                t = x[n, c, 2 * r]
+                u = x[n, c, 2 * r + 1]
+                yr = y[n, c, r]
+                ar = arg[n, c, r]
+                for q in range(WO):
+                    v0, v1 = t[2 * q] * g + s, t[2 * q + 1] * g + s
+                    v2, v3 = u[2 * q] * g + s, u[2 * q + 1] * g + s
+                    m01 = max(v0, v1)
+                    m23 = max(v2, v3)
+                    m = max(m01, m23)
+                    yr[q] = m if m > 0 else m * 0
+                    a01 = np.uint8(v0 < v1)                            # branch-free: the data decide
+                    a23 = np.uint8(2) + np.uint8(v2 < v3)
+                    ar[q] = (a01 if m01 >= m23 else a23) + np.uint8(4) * np.uint8(m > 0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def relu_maxpool_bwd(dp, arg, dy):
+    """dy = dp at each window's maximum when it was > 0, zero elsewhere."""
+    B, C, HO, WO = dp.shape
+    dy[...] = 0
+    for n in range(B):
+        for c in range(C):
+            for r in range(HO):
+                g = dp[n, c, r]
+                a = arg[n, c, r]
+                for q in range(WO):
+                    if a[q] >= 4:                                      # ReLU passed the maximum
+                        cell = a[q] & 3
+                        dy[n, c, 2 * r + (cell >> 1), 2 * q + (cell & 1)] = g[q]

@@ -51,23 +51,31 @@ class BatchNorm(Layer):
         self.sel = None if mask is None or mask.all() else np.asarray(mask).reshape(-1)   # (B·T,) valid steps
         if self.sel is not None:
             x3 = np.ascontiguousarray(x3[self.sel])            # (N_valid, F, 1): padded steps never count
-        (N, C, S), p = x3.shape, self.p
-        parts = self.parts = parallel.chunks(N, 2 * C * S * x.itemsize)
-        scale, shift = k.scratch(self, "scale", (C,), x.dtype), k.scratch(self, "shift", (C,), x.dtype)
-        self.mean, self.inv = k.scratch(self, "mean", (C,), np.float64), k.scratch(self, "inv", (C,), np.float64)
+        scale, shift = self.coefs(x3, training)
         y3 = k.scratch(self, "y", x3.shape, x.dtype) if training else np.empty(x3.shape, x.dtype)
+        parallel.run(lambda i: k.affine(x3[slice(*self.parts[i])], scale, shift, y3[slice(*self.parts[i])]),
+                     range(len(self.parts)))
+        return y3.reshape(x.shape) if self.sel is None else self._scatter(y3, x.shape)
+
+    def coefs(self, x3, training):
+        """(scale, shift) of y = x·scale + shift for x3 (N, C, S): batch statistics (running ones updated) when
+        training, running statistics otherwise; keeps what backward needs."""
+        (N, C, S), p = x3.shape, self.p
+        self.parts = parallel.chunks(N, 2 * C * S * x3.itemsize)
+        scale, shift = k.scratch(self, "scale", (C,), x3.dtype), k.scratch(self, "shift", (C,), x3.dtype)
+        self.mean, self.inv = k.scratch(self, "mean", (C,), np.float64), k.scratch(self, "inv", (C,), np.float64)
         self.training, self.x3 = training, x3
         if training:
             k0 = x3[0, :, 0].astype(np.float64)                # (C,) shift of the one-pass sums
-            sums = k.scratch(self, "sums", (2, len(parts), C), np.float64)
-            parallel.run(lambda i: k.bn_sums(x3[slice(*parts[i])], k0, sums[0, i], sums[1, i]), range(len(parts)))
+            sums = k.scratch(self, "sums", (2, len(self.parts), C), np.float64)
+            parallel.run(lambda i: k.bn_sums(x3[slice(*self.parts[i])], k0, sums[0, i], sums[1, i]),
+                         range(len(self.parts)))
             k.bn_stats(sums[0], sums[1], k0, N * S, p["gamma"], p["beta"], self.mean, self.inv, scale, shift,
                        p["running_mean"], p["running_var"], self.config["momentum"], self.config["eps"])
         else:
             k.bn_eval_coefs(p["gamma"], p["beta"], p["running_mean"], p["running_var"], self.config["eps"],
                             scale, shift, self.mean, self.inv)
-        parallel.run(lambda i: k.affine(x3[slice(*parts[i])], scale, shift, y3[slice(*parts[i])]), range(len(parts)))
-        return y3.reshape(x.shape) if self.sel is None else self._scatter(y3, x.shape)
+        return scale, shift
 
     def _scatter(self, v3, shape):
         """(N_valid, F, 1) values back to (B, T, F), zero at padded steps."""

@@ -1,0 +1,63 @@
+"""Fused layer groups (engine/layers/fusion.py): the same forward, gradients and running statistics as the
+layers run one by one, and only where no other layer reads the inner outputs."""
+import numpy as np
+import pytest
+
+from engine import Graph
+from engine.model import Model
+
+
+def _graph(hw=(7, 6), tap_relu=False):
+    g = Graph()
+    g.chain(("x", "Input", {"shape": [2, *hw]}), ("c", "Conv2D", {"filters": 3, "padding": "same"}),
+            ("bn", "BatchNorm", {"momentum": 0.3}), ("r", "ReLU", {}), ("p", "MaxPool2D", {}),
+            ("f", "Flatten", {}), ("d", "Dense", {"units": 4}), ("sm", "Softmax", {}))
+    if tap_relu:                                          # a second reader of the ReLU's output: no fusion
+        g.chain(("p2", "MaxPool2D", {}), ("f2", "Flatten", {}), after="r")
+        g.add_node("Concatenate", "cat")
+        g.disconnect(next(e for e in g.edges if e.dst == "d"))
+        for s in ("f", "f2"):
+            g.connect(s, "cat")
+        g.connect("cat", "d")
+    return g
+
+
+def _run(m, x, u, training, every):
+    y = m.forward(x, training=training, every=every)
+    m.grad[:] = 0
+    m.backward(u)
+    return y.copy(), m.grad.copy(), {k: v.copy() for k, v in m.state.items()}
+
+
+@pytest.mark.parametrize("hw", [(7, 6), (8, 8), (5, 9)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
+def test_fused_group_equals_the_layers_one_by_one(hw, training, dtype, tol):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 2, *hw)).astype(dtype)
+    u = rng.normal(size=(5, 4)).astype(dtype)
+    fused, alone = Model(_graph(hw), dtype=dtype, seed=1), Model(_graph(hw), dtype=dtype, seed=1)
+    assert list(fused.groups) == ["bn"]
+    for step in range(2):                                 # running statistics move the same way
+        a = _run(fused, x + step, u, training, every=False)
+        b = _run(alone, x + step, u, training, every=True)
+        for p, q in zip(a[:2], b[:2]):
+            np.testing.assert_allclose(p, q, rtol=tol, atol=tol)
+        for k in a[2]:
+            np.testing.assert_allclose(a[2][k], b[2][k], rtol=tol, atol=tol, err_msg=k)
+    assert "bn" not in fused.acts and "r" not in fused.acts and "p" in fused.acts
+
+
+def test_no_group_when_another_layer_reads_the_relu():
+    m = Model(_graph(tap_relu=True))
+    assert m.groups == {}
+
+
+def test_every_keeps_each_output_for_activation_views():
+    from engine.pca import activations
+    m = Model(_graph())
+    x = np.random.default_rng(0).normal(size=(3, 2, 7, 6)).astype(np.float32)
+    assert activations(m, "r", x).shape == (3, 3 * 7 * 6)
+    m.forward(x)
+    fused = m.acts["p"].reshape(3, -1).copy()
+    np.testing.assert_allclose(activations(m, "p", x), fused, rtol=1e-6, atol=1e-7)
