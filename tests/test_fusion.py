@@ -61,3 +61,17 @@ def test_every_keeps_each_output_for_activation_views():
     m.forward(x)
     fused = m.acts["p"].reshape(3, -1).copy()
     np.testing.assert_allclose(activations(m, "p", x), fused, rtol=1e-6, atol=1e-7)
+
+
+def test_fused_group_on_two_threads_equals_one_bit_for_bit(monkeypatch):
+    from engine import parallel
+    monkeypatch.setattr(parallel, "MIN_BYTES", 0)              # split this small batch
+    rng = np.random.default_rng(0)
+    x, u = rng.normal(size=(6, 2, 7, 6)).astype(np.float32), rng.normal(size=(6, 4)).astype(np.float32)
+    out = []
+    for n in (1, 2):
+        m = Model(_graph(), seed=1)
+        with parallel.use(n):
+            out.append(_run(m, x, u, True, every=False))
+        assert len(m.layers["bn"].parts) > 1
+    assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])

@@ -480,3 +480,43 @@ def relu_maxpool_bwd(dp, arg, dy):
                     if a[q] >= 4:                                      # ReLU passed the maximum
                         cell = a[q] & 3
                         dy[n, c, 2 * r + (cell >> 1), 2 * q + (cell & 1)] = g[q]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
+def relu_maxpool_bn_sums(dp, arg, x, mean, sg, sb):
+    """bn_grad_sums for dy = dp routed to each window's maximum when it was > 0 (zero elsewhere)."""
+    B, C, HO, WO = dp.shape
+    for c in range(C):
+        a, b, m = 0.0, 0.0, mean[c]
+        for n in range(B):
+            for r in range(HO):
+                g = dp[n, c, r]
+                w = arg[n, c, r]
+                for q in range(WO):
+                    if w[q] >= 4:
+                        cell = w[q] & 3
+                        b += g[q]
+                        a += g[q] * (x[n, c, 2 * r + (cell >> 1), 2 * q + (cell & 1)] - m)
+        sg[c], sb[c] = a, b
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
+def relu_maxpool_bn_dx(dp, arg, x, mean, coef, dx):
+    """bn_dx for that dy: cx·(x − m) + b0 everywhere, plus a·dp at the windows' passed maxima."""
+    B, C, H, W = x.shape
+    HO, WO = dp.shape[2], dp.shape[3]
+    for n in range(B):
+        for c in range(C):
+            a0, cx, b0, m = coef[0, c], coef[1, c], coef[2, c], mean[c]
+            for r in range(H):
+                xs = x[n, c, r]
+                out = dx[n, c, r]
+                for q in range(W):
+                    out[q] = cx * (xs[q] - m) + b0
+            for r in range(HO):
+                g = dp[n, c, r]
+                w = arg[n, c, r]
+                for q in range(WO):
+                    if w[q] >= 4:
+                        cell = w[q] & 3
+                        dx[n, c, 2 * r + (cell >> 1), 2 * q + (cell & 1)] += a0 * g[q]

@@ -35,9 +35,26 @@ class BNReLUPool:
         return y
 
     def backward(self, dp):
-        dy = k.scratch(self, "dy", self.xshape, dp.dtype)      # dL/d(BatchNorm's output)
-        parallel.over_batch(k.relu_maxpool_bwd, np.ascontiguousarray(dp), self.arg, dy)
-        return self.bn.backward(dy)
+        """BatchNorm's gradient kernels on dy = dp routed through the pool and ReLU, without forming dy."""
+        bn, dp = self.bn, np.ascontiguousarray(dp)
+        x = bn.x3.reshape(self.xshape)                          # (B, C, H, W)
+        parts, C = bn.parts, self.xshape[1]
+        sums = k.scratch(self, "sums", (2, len(parts), C), np.float64)
+        parallel.run(lambda i: k.relu_maxpool_bn_sums(*self._at(i, dp, self.arg, x), bn.mean, sums[0, i], sums[1, i]),
+                     range(len(parts)))
+        coef = k.scratch(self, "coef", (3, C), np.float64)
+        k.bn_grads(sums[0], sums[1], bn.p["gamma"], bn.inv, x[0, 0].size * len(x), bn.training,
+                   bn.g["gamma"], bn.g["beta"], coef)
+        if not bn.need_dx:
+            return (None,)
+        dx = k.scratch(self, "dx", self.xshape, dp.dtype)
+        parallel.run(lambda i: k.relu_maxpool_bn_dx(*self._at(i, dp, self.arg, x), bn.mean, coef, dx[slice(*parts[i])]),
+                     range(len(parts)))
+        return (dx,)
+
+    def _at(self, i, *arrays):
+        a, e = self.bn.parts[i]
+        return [v[a:e] for v in arrays]
 
 
 def groups(model):
