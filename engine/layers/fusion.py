@@ -7,7 +7,8 @@ Model uses groups only where nothing else reads them (Model.forward(every=True) 
 import numpy as np
 
 from .. import parallel
-from . import conv_kernels as k
+from . import norm_kernels as k
+from .conv_kernels import scratch
 
 
 class BNReLUPool:
@@ -28,8 +29,8 @@ class BNReLUPool:
         bn.sel = None
         scale, shift = bn.coefs(x.reshape(x.shape[0], x.shape[1], -1), training)   # (B, C, H·W) statistics
         shape = (len(x),) + self.pool.out_shape
-        y = k.scratch(self, "y", shape, x.dtype) if training else np.empty(shape, x.dtype)
-        self.arg = k.scratch(self, "arg", shape, np.uint8)
+        y = scratch(self, "y", shape, x.dtype) if training else np.empty(shape, x.dtype)
+        self.arg = scratch(self, "arg", shape, np.uint8)
         parallel.over_batch(lambda a, o, g: k.bn_relu_maxpool(a, scale, shift, o, g), x, y, self.arg)
         self.xshape = x.shape
         return y
@@ -39,15 +40,15 @@ class BNReLUPool:
         bn, dp = self.bn, np.ascontiguousarray(dp)
         x = bn.x3.reshape(self.xshape)                          # (B, C, H, W)
         parts, C = bn.parts, self.xshape[1]
-        sums = k.scratch(self, "sums", (2, len(parts), C), np.float64)
+        sums = scratch(self, "sums", (2, len(parts), C), np.float64)
         parallel.run(lambda i: k.relu_maxpool_bn_sums(*self._at(i, dp, self.arg, x), bn.mean, sums[0, i], sums[1, i]),
                      range(len(parts)))
-        coef = k.scratch(self, "coef", (3, C), np.float64)
+        coef = scratch(self, "coef", (3, C), np.float64)
         k.bn_grads(sums[0], sums[1], bn.p["gamma"], bn.inv, x[0, 0].size * len(x), bn.training,
                    bn.g["gamma"], bn.g["beta"], coef)
         if not bn.need_dx:
             return (None,)
-        dx = k.scratch(self, "dx", self.xshape, dp.dtype)
+        dx = scratch(self, "dx", self.xshape, dp.dtype)
         parallel.run(lambda i: k.relu_maxpool_bn_dx(*self._at(i, dp, self.arg, x), bn.mean, coef, dx[slice(*parts[i])]),
                      range(len(parts)))
         return (dx,)

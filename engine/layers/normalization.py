@@ -3,7 +3,8 @@ import numpy as np
 
 from .. import parallel
 from ..hparams import HP
-from . import conv_kernels as k
+from . import norm_kernels as k
+from .conv_kernels import scratch
 from .base import Layer, Param, fmt, register
 
 
@@ -52,7 +53,7 @@ class BatchNorm(Layer):
         if self.sel is not None:
             x3 = np.ascontiguousarray(x3[self.sel])            # (N_valid, F, 1): padded steps never count
         scale, shift = self.coefs(x3, training)
-        y3 = k.scratch(self, "y", x3.shape, x.dtype) if training else np.empty(x3.shape, x.dtype)
+        y3 = scratch(self, "y", x3.shape, x.dtype) if training else np.empty(x3.shape, x.dtype)
         parallel.run(lambda i: k.affine(x3[slice(*self.parts[i])], scale, shift, y3[slice(*self.parts[i])]),
                      range(len(self.parts)))
         return y3.reshape(x.shape) if self.sel is None else self._scatter(y3, x.shape)
@@ -62,12 +63,12 @@ class BatchNorm(Layer):
         training, running statistics otherwise; keeps what backward needs."""
         (N, C, S), p = x3.shape, self.p
         self.parts = parallel.chunks(N, 2 * C * S * x3.itemsize)
-        scale, shift = k.scratch(self, "scale", (C,), x3.dtype), k.scratch(self, "shift", (C,), x3.dtype)
-        self.mean, self.inv = k.scratch(self, "mean", (C,), np.float64), k.scratch(self, "inv", (C,), np.float64)
+        scale, shift = scratch(self, "scale", (C,), x3.dtype), scratch(self, "shift", (C,), x3.dtype)
+        self.mean, self.inv = scratch(self, "mean", (C,), np.float64), scratch(self, "inv", (C,), np.float64)
         self.training, self.x3 = training, x3
         if training:
             k0 = x3[0, :, 0].astype(np.float64)                # (C,) shift of the one-pass sums
-            sums = k.scratch(self, "sums", (2, len(self.parts), C), np.float64)
+            sums = scratch(self, "sums", (2, len(self.parts), C), np.float64)
             parallel.run(lambda i: k.bn_sums(x3[slice(*self.parts[i])], k0, sums[0, i], sums[1, i]),
                          range(len(self.parts)))
             k.bn_stats(sums[0], sums[1], k0, N * S, p["gamma"], p["beta"], self.mean, self.inv, scale, shift,
@@ -88,14 +89,14 @@ class BatchNorm(Layer):
         (N, C, S), dy3 = x3.shape, self._rows(dy)
         if self.sel is not None:
             dy3 = np.ascontiguousarray(dy3[self.sel])          # (N_valid, F, 1)
-        sums = k.scratch(self, "gsums", (2, len(parts), C), np.float64)
+        sums = scratch(self, "gsums", (2, len(parts), C), np.float64)
         parallel.run(lambda i: k.bn_grad_sums(x3[slice(*parts[i])], dy3[slice(*parts[i])], self.mean,
                                               sums[0, i], sums[1, i]), range(len(parts)))
-        coef = k.scratch(self, "coef", (3, C), np.float64)
+        coef = scratch(self, "coef", (3, C), np.float64)
         k.bn_grads(sums[0], sums[1], self.p["gamma"], self.inv, N * S, self.training, g["gamma"], g["beta"], coef)
         if not self.need_dx:
             return (None,)
-        dx3 = k.scratch(self, "dx", x3.shape, dy.dtype)
+        dx3 = scratch(self, "dx", x3.shape, dy.dtype)
         parallel.run(lambda i: k.bn_dx(x3[slice(*parts[i])], dy3[slice(*parts[i])], self.mean, coef,
                                        dx3[slice(*parts[i])]), range(len(parts)))
         return (dx3.reshape(dy.shape) if self.sel is None else self._scatter(dx3, dy.shape),)
