@@ -2,9 +2,9 @@
 gradients on one thread and on several, and the big layers of workload c really split their batch."""
 import numpy as np
 import pytest
+from gradcheck import backward, build, cases, inputs, run, upstream
 
 from engine import parallel
-from gradcheck import backward, build, cases, inputs, run, upstream
 
 BATCH = 64                 # large enough for the chunked layers to split it
 

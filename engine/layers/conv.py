@@ -155,7 +155,7 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dy):
-        B, O, HO, WO = dy.shape
+        O = dy.shape[1]
         (ph, pw), (kh, kw), (sh, sw) = self.pads, self.k, self.s
         xp, parts = self.xp, self.parts
         wrow, L = self._layout(xp.shape)

@@ -4,8 +4,8 @@ import numpy as np
 from .. import parallel
 from ..hparams import HP
 from . import norm_kernels as k
-from .conv_kernels import scratch
 from .base import Layer, Param, fmt, register
+from .conv_kernels import scratch
 
 
 @register
