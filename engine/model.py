@@ -113,7 +113,7 @@ class Model:
                 masks[g.nodes[-1]] = None
                 acts[g.nodes[-1]] = g.forward(acts[self.srcs[n][0]], training=training)
                 continue
-            if self.fused_now and n in self.inner or n in acts:
+            if (self.fused_now and n in self.inner) or n in acts:      # inside a group, or its last node
                 continue
             layer, srcs = self.layers[n], self.srcs[n]
             if srcs:

@@ -111,5 +111,15 @@ _pool = _Pool()
 
 
 def run(fn, items):
-    """fn(item) for every item, on the threads granted to the caller; returns when all are done."""
-    _pool.run(fn, list(items), threads())
+    """fn(item) for every item, on the threads granted to the caller; returns when all are done.
+    A loop started inside another one's fn runs on its own thread (the pool is busy with the outer one)."""
+    items = list(items)
+    if getattr(_state, "busy", False):
+        for it in items:
+            fn(it)
+        return
+    _state.busy = True
+    try:
+        _pool.run(fn, items, threads())
+    finally:
+        _state.busy = False

@@ -33,6 +33,9 @@ def test_parallel_run_does_every_item_once_and_reraises():
         with pytest.raises(ValueError, match="chunk 3"):
             parallel.run(boom, range(8))
         parallel.run(seen.append, [99])                      # the pool still works after an error
+        inner = []
+        parallel.run(lambda i: parallel.run(inner.append, [i, i]), range(4))   # nested: no deadlock
+        assert sorted(inner) == [0, 0, 1, 1, 2, 2, 3, 3]
     assert seen[-1] == 99
 
 

@@ -68,7 +68,7 @@ def groups(model):
     for n in model.order:
         r = users.get(n, [])
         p = users.get(r[0], []) if len(r) == 1 else []
-        if len(p) != 1 or model.output in (n, r[0]) or len(model.srcs[r[0]]) != 1 or len(model.srcs[p[0]]) != 1:
+        if len(p) != 1 or model.output in (n, r[0], p[0]) or len(model.srcs[r[0]]) != 1 or len(model.srcs[p[0]]) != 1:
             continue
         layers = [model.layers[v] for v in (n, r[0], p[0])]
         if BNReLUPool.fits(*layers):
