@@ -4,6 +4,7 @@ from math import sqrt
 import numpy as np
 from numba import njit
 
+from .. import parallel
 from ..errors import ShapeError
 from ..hparams import HP
 from .base import Fix, Layer, Param, fmt, register
@@ -51,7 +52,7 @@ def _normalize_rows(A):
 
 def masked_softmax(S, scale, valid, causal, A):
     """A = softmax_s(scale·S) over allowed keys (see _masked_logits); rows with no allowed key are 0, never NaN."""
-    _masked_logits(S, S.dtype.type(scale), valid, causal, A)
+    _masked_logits(S, scale, valid, causal, A)
     np.exp(A, out=A)                                    # numpy's SIMD exp; exp(−inf) = 0
     _normalize_rows(A)
 
@@ -139,6 +140,11 @@ class MultiHeadSelfAttention(Layer):
         return f
 
     # ---- compute ----
+    def _chunks(self, B, T, d, D):
+        """Batch runs for engine.parallel: about 256 KiB of one step's arrays each (x, q k v, α, z, y per sample)."""
+        h = self.config["heads"]
+        return parallel.chunks(B, 4 * T * (2 * d + 4 * D + h * T)) if B else []
+
     def forward(self, x, training=False):
         B, T, d = x.shape
         h = self.config["heads"]
@@ -146,29 +152,38 @@ class MultiHeadSelfAttention(Layer):
         D = h * dk
         p = self.p
         W = np.concatenate([p["Wq"], p["Wk"], p["Wv"]])                 # (3D, d)
-        b = np.concatenate([p["bq"], p["bk"], p["bv"]])                 # (3D,)
-        self.x2 = np.ascontiguousarray(x).reshape(B * T, d)             # (B·T, d)
-        qkv = np.matmul(self.x2, W.T, out=scratch(self, "qkv", (B * T, 3 * D), x.dtype))   # (B·T, 3D)
-        qkv += b
-        self.W = W
-        q, k, v = qkv.reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4)  # each (B, h, T, dk), views
-        self.q, self.k, self.v = q, k, v
+        bias = np.concatenate([p["bq"], p["bk"], p["bv"]])              # (3D,)
+        x2 = np.ascontiguousarray(x).reshape(B * T, d)                  # (B·T, d)
+        qkv = scratch(self, "qkv", (B * T, 3 * D), x.dtype)             # (B·T, 3D) [q | k | v], heads within each
         m = self.in_masks[0] if self.in_masks else None
-        self.valid = np.ones((B, T), np.bool_) if m is None else np.ascontiguousarray(m, dtype=np.bool_)
-        self.masked = m is not None and not self.valid.all()
-        S = np.matmul(q, k.transpose(0, 1, 3, 2), out=scratch(self, "S", (B, h, T, T), x.dtype))  # q_t·k_s
-        A = np.empty_like(S)                                            # fresh: the tap outlives this step
-        self.scale = 1.0 / sqrt(dk)
-        masked_softmax(S, self.scale, self.valid, self.config["causal"], A)
-        self.A = A
+        valid = np.ones((B, T), np.bool_) if m is None else np.ascontiguousarray(m, dtype=np.bool_)   # (B, T)
+        masked = m is not None and not valid.all()
+        A = np.empty((B, h, T, T), x.dtype)                             # fresh: the tap outlives this step
+        Zc = scratch(self, "Zc", (B * T, D), x.dtype)                   # (B·T, D) heads concatenated
+        y = np.empty((B * T, d), x.dtype)                               # (B·T, d)
+        scale = x.dtype.type(1.0 / sqrt(dk))
+        causal, Wo, bo = self.config["causal"], p["Wo"], p["bo"]
+
+        S = scratch(self, "S", (B, h, T, T), x.dtype)                    # (B, h, T, T) q_t·k_s
+
+        def run(ab):                                                    # samples a … b−1
+            a, b = ab
+            r = slice(a * T, b * T)
+            np.matmul(x2[r], W.T, out=qkv[r])                           # (n·T, 3D)
+            qkv[r] += bias
+            q, k, v = qkv[r].reshape(b - a, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # each (n, h, T, dk), views
+            np.matmul(q, k.transpose(0, 1, 3, 2), out=S[a:b])           # (n, h, T, T)
+            masked_softmax(S[a:b], scale, valid[a:b], causal, A[a:b])
+            Zc[r].reshape(b - a, T, h, dk)[...] = np.matmul(A[a:b], v).transpose(0, 2, 1, 3)   # (n, T, h, dk)
+            np.matmul(Zc[r], Wo.T, out=y[r])                            # (n·T, d)
+            y[r] += bo
+            if masked:
+                y[r] *= valid[a:b].reshape(-1, 1)                       # padded steps output 0
+
+        parallel.run(run, self._chunks(B, T, d, D))
+        self.x2, self.W, self.qkv, self.valid, self.masked, self.A, self.Zc = x2, W, qkv, valid, masked, A, Zc
+        self.scale = scale
         self.taps["attention"] = A
-        Z = np.matmul(A, v)                                             # (B, h, T, dk)
-        self.Zc = scratch(self, "Zc", (B * T, D), x.dtype)              # (B·T, D) heads concatenated
-        self.Zc.reshape(B, T, h, dk)[...] = Z.transpose(0, 2, 1, 3)
-        y = self.Zc @ p["Wo"].T                                         # (B·T, d)
-        y += p["bo"]
-        if self.masked:
-            y *= self.valid.reshape(B * T, 1)                           # padded steps output 0
         return y.reshape(B, T, d)
 
     def backward(self, dy):
@@ -177,31 +192,54 @@ class MultiHeadSelfAttention(Layer):
         dk = self._dk(d)
         D = h * dk
         p, g = self.p, self.g
-        dy2 = np.ascontiguousarray(dy).reshape(B * T, d)                # (B·T, d)
-        if self.masked:
-            dy2 = dy2 * self.valid.reshape(B * T, 1)
-        np.matmul(dy2.T, self.Zc, out=g["Wo"])                          # (d, D)
-        np.sum(dy2, axis=0, out=g["bo"])
-        dZ = np.matmul(dy2, p["Wo"], out=scratch(self, "dZ", (B * T, D), dy.dtype))
-        dZ = dZ.reshape(B, T, h, dk).transpose(0, 2, 1, 3)              # (B, h, T, dk)
-        dqkv = scratch(self, "dqkv", (B, T, 3, h, dk), dy.dtype)
-        dq, dk_, dv = dqkv.transpose(2, 0, 3, 1, 4)                     # each (B, h, T, dk), views
-        A = self.A
-        dA = np.matmul(dZ, self.v.transpose(0, 1, 3, 2), out=scratch(self, "dA", (B, h, T, T), dy.dtype))
-        np.matmul(A.transpose(0, 1, 3, 2), dZ, out=dv)                  # (B, h, T, dk)
-        dS = scratch(self, "dS", (B, h, T, T), dy.dtype)
-        masked_softmax_bwd(A, dA, dA.dtype.type(self.scale), dS)                       # dL/d(q_t·k_s)
-        np.matmul(dS, self.k, out=dq)                                   # (B, h, T, dk)
-        np.matmul(dS.transpose(0, 1, 3, 2), self.q, out=dk_)            # (B, h, T, dk)
-        dqkv2 = dqkv.reshape(B * T, 3 * D)                              # (B·T, 3D)
-        dW = np.matmul(dqkv2.T, self.x2, out=scratch(self, "dW", (3 * D, d), dy.dtype))   # (3D, d)
-        db = dqkv2.sum(axis=0)                                          # (3D,)
-        for i, n in enumerate("qkv"):
-            g[f"W{n}"][...] = dW[i * D:(i + 1) * D]
-            g[f"b{n}"][...] = db[i * D:(i + 1) * D]
-        if not self.need_dx:
+        dt = self.qkv.dtype
+        dy2 = np.ascontiguousarray(dy, dtype=dt).reshape(B * T, d)     # (B·T, d)
+        chunks = self._chunks(B, T, d, D)
+        n = len(chunks)
+        gWo = scratch(self, "gWo", (n, d, D), dt)                       # per-chunk partial sums, added in chunk order
+        gbo = scratch(self, "gbo", (n, d), dt)
+        gW = scratch(self, "gW", (n, 3 * D, d), dt)
+        gb = scratch(self, "gb", (n, 3 * D), dt)
+        dZ = scratch(self, "dZ", (B * T, D), dt)                        # (B·T, D)
+        dqkv = scratch(self, "dqkv", (B * T, 3 * D), dt)                # (B·T, 3D) [dq | dk | dv]
+        dx = np.empty((B * T, d), dt) if self.need_dx else None         # (B·T, d)
+        x2, W, qkv, A, Zc, Wo, valid = self.x2, self.W, self.qkv, self.A, self.Zc, p["Wo"], self.valid
+
+        dA = scratch(self, "dA", A.shape, dt)                           # (B, h, T, T) dL/dα
+        dS = scratch(self, "dS", A.shape, dt)                           # (B, h, T, T) dL/d(q_t·k_s)
+
+        def run(i):
+            a, b = chunks[i]
+            r, n_ = slice(a * T, b * T), b - a
+            e = dy2[r]                                                  # (n·T, d)
+            if self.masked:
+                e = e * valid[a:b].reshape(-1, 1)
+            np.matmul(e.T, Zc[r], out=gWo[i])                           # (d, D)
+            np.sum(e, axis=0, out=gbo[i])
+            np.matmul(e, Wo, out=dZ[r])                                 # (n·T, D)
+            dz = dZ[r].reshape(n_, T, h, dk).transpose(0, 2, 1, 3)      # (n, h, T, dk)
+            q, k, v = qkv[r].reshape(n_, T, 3, h, dk).transpose(2, 0, 3, 1, 4)
+            dq, dk_, dv = dqkv[r].reshape(n_, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # views into dqkv
+            np.matmul(dz, v.transpose(0, 1, 3, 2), out=dA[a:b])         # (n, h, T, T)
+            dv[...] = np.matmul(A[a:b].transpose(0, 1, 3, 2), dz)       # (n, h, T, dk)
+            masked_softmax_bwd(A[a:b], dA[a:b], self.scale, dS[a:b])
+            dq[...] = np.matmul(dS[a:b], k)                             # (n, h, T, dk)
+            dk_[...] = np.matmul(dS[a:b].transpose(0, 1, 3, 2), q)      # (n, h, T, dk)
+            np.matmul(dqkv[r].T, x2[r], out=gW[i])                      # (3D, d)
+            np.sum(dqkv[r], axis=0, out=gb[i])
+            if dx is not None:
+                np.matmul(dqkv[r], W, out=dx[r])                        # (n·T, d)
+
+        parallel.run(run, range(n))
+        np.sum(gWo, axis=0, out=g["Wo"])
+        np.sum(gbo, axis=0, out=g["bo"])
+        dW, db = gW.sum(axis=0), gb.sum(axis=0)                         # (3D, d), (3D,)
+        for i, k in enumerate("qkv"):
+            g[f"W{k}"][...] = dW[i * D:(i + 1) * D]
+            g[f"b{k}"][...] = db[i * D:(i + 1) * D]
+        if dx is None:
             return (None,)
-        return ((dqkv2 @ self.W).reshape(B, T, d),)                     # (B, T, d)
+        return (dx.reshape(B, T, d),)
 
     @classmethod
     def samples(cls):
