@@ -11,30 +11,68 @@ from .base import Fix, Layer, Param, fmt, register
 from .conv_kernels import scratch
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "contract"})
 def _masked_logits(S, scale, valid, causal, A):
     """A[b,h,t,s] = scale·(S[b,h,t,s] − max_s S[b,h,t,s]) over allowed keys, −inf elsewhere.
 
     A key s is allowed for query t when valid[b,s] (and s ≤ t if causal); a padded query row
     (valid[b,t] false) or a row with no allowed key is all −inf."""
     B, H, T, _ = S.shape
+    ninf = -np.inf * scale                              # −inf in S's dtype
     for b in range(B):
+        full = not causal
+        for s in range(T):
+            full = full and valid[b, s]
         for h in range(H):
             for t in range(T):
+                row, out = S[b, h, t], A[b, h, t]
+                if full:                                # every key allowed: branch-free loops
+                    mx = row[0]
+                    for s in range(1, T):
+                        mx = max(mx, row[s])
+                    for s in range(T):
+                        out[s] = (row[s] - mx) * scale
+                    continue
                 n = t + 1 if causal else T
-                mx = -np.inf
+                mx = ninf
                 if valid[b, t]:
                     for s in range(n):
                         if valid[b, s]:
-                            mx = max(mx, S[b, h, t, s])
-                if mx == -np.inf:
-                    A[b, h, t, :] = -np.inf
+                            mx = max(mx, row[s])
+                if mx == ninf:
+                    out[:] = ninf
                     continue
                 for s in range(T):
-                    A[b, h, t, s] = (S[b, h, t, s] - mx) * scale if (s < n and valid[b, s]) else -np.inf
+                    out[s] = (row[s] - mx) * scale if (s < n and valid[b, s]) else ninf
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+_SUMS = {"reassoc", "nsz", "contract", "arcp"}      # lets row sums vectorise; NaN and ±inf still propagate
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def exp_nonpos(a, bits):
+    """a ← exp(a) in place for float32 a ≤ 0 (flat, C-contiguous): Cephes' expf, within 1 ulp of exp;
+    0 at −inf and below −87 (where exp is < 2⁻¹²⁵), NaN stays NaN; bits (int32, a's size) is scratch."""
+    f = bits.view(np.float32)
+    lo = np.float32(-87.0)
+    for i in range(a.size):
+        x = a[i]
+        xc = x if x > lo else lo
+        n = np.int32(xc * np.float32(1.44269504) - np.float32(0.5))     # round(x·log₂e) for x ≤ 0
+        nf = np.float32(n)
+        r = xc - nf * np.float32(0.693359375) + nf * np.float32(2.12194440e-4)   # x − n·ln 2, |r| ≤ ln 2 / 2
+        p = np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)
+        p = p * r + np.float32(8.3334519073e-3)
+        p = p * r + np.float32(4.1665795894e-2)
+        p = p * r + np.float32(1.6666665459e-1)
+        p = p * r + np.float32(5.0000001201e-1)
+        bits[i] = (n + np.int32(127)) << 23                              # the float 2ⁿ
+        a[i] = p * r * r + r + np.float32(1.0) if x > lo else (np.float32(0.0) if x <= lo else x)
+    for i in range(a.size):
+        a[i] *= f[i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_SUMS)
 def _normalize_rows(A):
     """Divide each row of exp-values A (B, h, T, T) by its sum; all-zero rows (nothing allowed) stay zero."""
     B, H, T, _ = A.shape
@@ -50,14 +88,19 @@ def _normalize_rows(A):
                         A[b, h, t, s] *= inv
 
 
-def masked_softmax(S, scale, valid, causal, A):
-    """A = softmax_s(scale·S) over allowed keys (see _masked_logits); rows with no allowed key are 0, never NaN."""
+def masked_softmax(S, scale, valid, causal, A, bits=None):
+    """A = softmax_s(scale·S) over allowed keys (see _masked_logits); rows with no allowed key are 0, never NaN.
+
+    bits: int32 scratch of A's size, for float32 (exp_nonpos; numpy's exp for other dtypes)."""
     _masked_logits(S, scale, valid, causal, A)
-    np.exp(A, out=A)                                    # numpy's SIMD exp; exp(−inf) = 0
+    if A.dtype == np.float32:
+        exp_nonpos(A.reshape(-1), np.empty(A.size, np.int32) if bits is None else bits.reshape(-1))
+    else:
+        np.exp(A, out=A)                                # exp(−inf) = 0
     _normalize_rows(A)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_SUMS)
 def masked_softmax_bwd(A, dA, scale, dS):
     """dS = scale · A ⊙ (dA − Σ_s dA ⊙ A) row by row (masked entries have A = 0, so dS = 0 there)."""
     B, H, T, _ = A.shape
@@ -141,9 +184,8 @@ class MultiHeadSelfAttention(Layer):
 
     # ---- compute ----
     def _chunks(self, B, T, d, D):
-        """Batch runs for engine.parallel: about 256 KiB of one step's arrays each (x, q k v, α, z, y per sample)."""
-        h = self.config["heads"]
-        return parallel.chunks(B, 4 * T * (2 * d + 4 * D + h * T)) if B else []
+        """Batch runs for engine.parallel of about 256 steps each (rows of the projections' GEMMs)."""
+        return parallel.chunks(B, T, target=256) if B else []
 
     def forward(self, x, training=False):
         B, T, d = x.shape
@@ -165,6 +207,7 @@ class MultiHeadSelfAttention(Layer):
         causal, Wo, bo = self.config["causal"], p["Wo"], p["bo"]
 
         S = scratch(self, "S", (B, h, T, T), x.dtype)                    # (B, h, T, T) q_t·k_s
+        bits = scratch(self, "bits", (B, h, T, T), np.int32)             # exp_nonpos's scratch
 
         def run(ab):                                                    # samples a … b−1
             a, b = ab
@@ -173,8 +216,8 @@ class MultiHeadSelfAttention(Layer):
             qkv[r] += bias
             q, k, v = qkv[r].reshape(b - a, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # each (n, h, T, dk), views
             np.matmul(q, k.transpose(0, 1, 3, 2), out=S[a:b])           # (n, h, T, T)
-            masked_softmax(S[a:b], scale, valid[a:b], causal, A[a:b])
-            Zc[r].reshape(b - a, T, h, dk)[...] = np.matmul(A[a:b], v).transpose(0, 2, 1, 3)   # (n, T, h, dk)
+            masked_softmax(S[a:b], scale, valid[a:b], causal, A[a:b], bits[a:b])
+            np.matmul(A[a:b], v, out=Zc[r].reshape(b - a, T, h, dk).transpose(0, 2, 1, 3))    # (n, h, T, dk) view
             np.matmul(Zc[r], Wo.T, out=y[r])                            # (n·T, d)
             y[r] += bo
             if masked:
@@ -221,10 +264,10 @@ class MultiHeadSelfAttention(Layer):
             q, k, v = qkv[r].reshape(n_, T, 3, h, dk).transpose(2, 0, 3, 1, 4)
             dq, dk_, dv = dqkv[r].reshape(n_, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # views into dqkv
             np.matmul(dz, v.transpose(0, 1, 3, 2), out=dA[a:b])         # (n, h, T, T)
-            dv[...] = np.matmul(A[a:b].transpose(0, 1, 3, 2), dz)       # (n, h, T, dk)
+            np.matmul(A[a:b].transpose(0, 1, 3, 2), dz, out=dv)       # (n, h, T, dk)
             masked_softmax_bwd(A[a:b], dA[a:b], self.scale, dS[a:b])
-            dq[...] = np.matmul(dS[a:b], k)                             # (n, h, T, dk)
-            dk_[...] = np.matmul(dS[a:b].transpose(0, 1, 3, 2), q)      # (n, h, T, dk)
+            np.matmul(dS[a:b], k, out=dq)                             # (n, h, T, dk)
+            np.matmul(dS[a:b].transpose(0, 1, 3, 2), q, out=dk_)      # (n, h, T, dk)
             np.matmul(dqkv[r].T, x2[r], out=gW[i])                      # (3D, d)
             np.sum(dqkv[r], axis=0, out=gb[i])
             if dx is not None:

@@ -171,8 +171,8 @@ class LayerNorm(Layer):
 
     @staticmethod
     def _chunks(m, f):
-        """Row runs for engine.parallel: about 256 KiB of x, x̂, y and dy each."""
-        return parallel.chunks(m, 16 * f) if m else []
+        """Row runs for engine.parallel of about 32 Ki values each."""
+        return parallel.chunks(m, f, target=1 << 15) if m else []
 
     def forward(self, x, training=False):
         x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])     # (M, F)
