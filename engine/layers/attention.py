@@ -184,8 +184,9 @@ class MultiHeadSelfAttention(Layer):
 
     # ---- compute ----
     def _chunks(self, B, T, d, D):
-        """Batch runs for engine.parallel of about 256 steps each (rows of the projections' GEMMs)."""
-        return parallel.chunks(B, T, target=256) if B else []
+        """Batch runs for engine.parallel of about 512 steps each (rows of the projections' GEMMs; numpy's
+        batched matmuls cost more per call the smaller the batch, so chunks stay large)."""
+        return parallel.chunks(B, T, target=512) if B else []
 
     def forward(self, x, training=False):
         B, T, d = x.shape
@@ -237,46 +238,42 @@ class MultiHeadSelfAttention(Layer):
         p, g = self.p, self.g
         dt = self.qkv.dtype
         dy2 = np.ascontiguousarray(dy, dtype=dt).reshape(B * T, d)     # (B·T, d)
-        chunks = self._chunks(B, T, d, D)
-        n = len(chunks)
-        gWo = scratch(self, "gWo", (n, d, D), dt)                       # per-chunk partial sums, added in chunk order
-        gbo = scratch(self, "gbo", (n, d), dt)
-        gW = scratch(self, "gW", (n, 3 * D, d), dt)
-        gb = scratch(self, "gb", (n, 3 * D), dt)
+        if self.masked:
+            dy2 = dy2 * self.valid.reshape(B * T, 1)                    # padded steps pass nothing back
         dZ = scratch(self, "dZ", (B * T, D), dt)                        # (B·T, D)
         dqkv = scratch(self, "dqkv", (B * T, 3 * D), dt)                # (B·T, 3D) [dq | dk | dv]
+        dA = scratch(self, "dA", self.A.shape, dt)                      # (B, h, T, T) dL/dα
+        dS = scratch(self, "dS", self.A.shape, dt)                      # (B, h, T, T) dL/d(q_t·k_s)
         dx = np.empty((B * T, d), dt) if self.need_dx else None         # (B·T, d)
-        x2, W, qkv, A, Zc, Wo, valid = self.x2, self.W, self.qkv, self.A, self.Zc, p["Wo"], self.valid
+        dW = scratch(self, "dW", (3 * D, d), dt)                        # (3D, d) [dW_Q | dW_K | dW_V]
+        x2, W, qkv, A, Zc, Wo = self.x2, self.W, self.qkv, self.A, self.Zc, p["Wo"]
 
-        dA = scratch(self, "dA", A.shape, dt)                           # (B, h, T, T) dL/dα
-        dS = scratch(self, "dS", A.shape, dt)                           # (B, h, T, T) dL/d(q_t·k_s)
-
-        def run(i):
-            a, b = chunks[i]
-            r, n_ = slice(a * T, b * T), b - a
-            e = dy2[r]                                                  # (n·T, d)
-            if self.masked:
-                e = e * valid[a:b].reshape(-1, 1)
-            np.matmul(e.T, Zc[r], out=gWo[i])                           # (d, D)
-            np.sum(e, axis=0, out=gbo[i])
-            np.matmul(e, Wo, out=dZ[r])                                 # (n·T, D)
-            dz = dZ[r].reshape(n_, T, h, dk).transpose(0, 2, 1, 3)      # (n, h, T, dk)
-            q, k, v = qkv[r].reshape(n_, T, 3, h, dk).transpose(2, 0, 3, 1, 4)
-            dq, dk_, dv = dqkv[r].reshape(n_, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # views into dqkv
+        def rows(ab):                                                   # samples a … b−1: dq, dk, dv, dx
+            a, b = ab
+            r, n = slice(a * T, b * T), b - a
+            np.matmul(dy2[r], Wo, out=dZ[r])                            # (n·T, D)
+            dz = dZ[r].reshape(n, T, h, dk).transpose(0, 2, 1, 3)       # (n, h, T, dk)
+            q, k, v = qkv[r].reshape(n, T, 3, h, dk).transpose(2, 0, 3, 1, 4)
+            dq, dk_, dv = dqkv[r].reshape(n, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # views into dqkv
             np.matmul(dz, v.transpose(0, 1, 3, 2), out=dA[a:b])         # (n, h, T, T)
-            np.matmul(A[a:b].transpose(0, 1, 3, 2), dz, out=dv)       # (n, h, T, dk)
+            np.matmul(A[a:b].transpose(0, 1, 3, 2), dz, out=dv)         # (n, h, T, dk)
             masked_softmax_bwd(A[a:b], dA[a:b], self.scale, dS[a:b])
-            np.matmul(dS[a:b], k, out=dq)                             # (n, h, T, dk)
-            np.matmul(dS[a:b].transpose(0, 1, 3, 2), q, out=dk_)      # (n, h, T, dk)
-            np.matmul(dqkv[r].T, x2[r], out=gW[i])                      # (3D, d)
-            np.sum(dqkv[r], axis=0, out=gb[i])
+            np.matmul(dS[a:b], k, out=dq)                               # (n, h, T, dk)
+            np.matmul(dS[a:b].transpose(0, 1, 3, 2), q, out=dk_)        # (n, h, T, dk)
             if dx is not None:
                 np.matmul(dqkv[r], W, out=dx[r])                        # (n·T, d)
 
-        parallel.run(run, range(n))
-        np.sum(gWo, axis=0, out=g["Wo"])
-        np.sum(gbo, axis=0, out=g["bo"])
-        dW, db = gW.sum(axis=0), gb.sum(axis=0)                         # (3D, d), (3D,)
+        def weights(i):                                                 # whole-batch GEMMs, split by output rows
+            if i == 0:
+                np.matmul(dy2.T, Zc, out=g["Wo"])                       # (d, D)
+                np.sum(dy2, axis=0, out=g["bo"])
+            else:
+                c = slice((i - 1) * D, i * D)                           # W_Q, W_K or W_V
+                np.matmul(dqkv[:, c].T, x2, out=dW[c])                  # (D, d)
+
+        parallel.run(rows, self._chunks(B, T, d, D))
+        parallel.run(weights, range(4))
+        db = dqkv.sum(axis=0)                                           # (3D,)
         for i, k in enumerate("qkv"):
             g[f"W{k}"][...] = dW[i * D:(i + 1) * D]
             g[f"b{k}"][...] = db[i * D:(i + 1) * D]
