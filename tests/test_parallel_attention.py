@@ -82,3 +82,12 @@ def test_exp_nonpos_is_within_two_ulp_of_exp():
     assert np.max(np.abs(y[normal] - ref[normal]) / ulp) <= 2
     assert np.all(y[(x <= -87)] == 0) and y[-2] == 0 and np.isnan(y[-1])
     assert y[x == 0].min() == 1.0
+
+
+def test_malloc_keeps_freed_arrays_on_glibc():
+    import platform
+    from engine import _malloc
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert _malloc.keep_freed_memory()                              # mallopt accepted both settings
+    else:
+        assert _malloc.keep_freed_memory() in (True, False)
