@@ -51,7 +51,7 @@ _SUMS = {"reassoc", "nsz", "contract", "arcp"}      # lets row sums vectorise; N
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def exp_nonpos(a, bits):
-    """a ← exp(a) in place for float32 a ≤ 0 (flat, C-contiguous): Cephes' expf, within 1 ulp of exp;
+    """a ← exp(a) in place for float32 a ≤ 0 (flat, C-contiguous): Cephes' expf, within 2 ulp of exp;
     0 at −inf and below −87 (where exp is < 2⁻¹²⁵), NaN stays NaN; bits (int32, a's size) is scratch."""
     f = bits.view(np.float32)
     lo = np.float32(-87.0)
@@ -227,7 +227,8 @@ class MultiHeadSelfAttention(Layer):
         parallel.run(run, self._chunks(B, T, d, D))
         self.x2, self.W, self.qkv, self.valid, self.masked, self.A, self.Zc = x2, W, qkv, valid, masked, A, Zc
         self.scale = scale
-        self.taps["attention"] = A
+        self.q, self.k, self.v = qkv.reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # (B, h, T, dk) views: the
+        self.taps["attention"] = A                                                     # attention view's q_t·k_s
         return y.reshape(B, T, d)
 
     def backward(self, dy):
