@@ -247,6 +247,7 @@ class MultiHeadSelfAttention(Layer):
         dS = scratch(self, "dS", self.A.shape, dt)                      # (B, h, T, T) dL/d(q_t·k_s)
         dx = np.empty((B * T, d), dt) if self.need_dx else None         # (B·T, d)
         dW = scratch(self, "dW", (3 * D, d), dt)                        # (3D, d) [dW_Q | dW_K | dW_V]
+        db = scratch(self, "db", (3 * D,), dt)                          # (3D,)
         x2, W, qkv, A, Zc, Wo = self.x2, self.W, self.qkv, self.A, self.Zc, p["Wo"]
 
         def rows(ab):                                                   # samples a … b−1: dq, dk, dv, dx
@@ -271,10 +272,10 @@ class MultiHeadSelfAttention(Layer):
             else:
                 c = slice((i - 1) * D, i * D)                           # W_Q, W_K or W_V
                 np.matmul(dqkv[:, c].T, x2, out=dW[c])                  # (D, d)
+                np.sum(dqkv[:, c], axis=0, out=db[c])
 
         parallel.run(rows, self._chunks(B, T, d, D))
         parallel.run(weights, range(4))
-        db = dqkv.sum(axis=0)                                           # (3D,)
         for i, k in enumerate("qkv"):
             g[f"W{k}"][...] = dW[i * D:(i + 1) * D]
             g[f"b{k}"][...] = db[i * D:(i + 1) * D]
