@@ -8,10 +8,11 @@ Dense(64→10); input (32, 64), batch 32, softmax cross-entropy, Adam lr 1e-3.
 runs one side alone in this process and prints its median ms/step; alternate the two sides in separate
 processes (engine, torch, engine, torch, …) for a fair ratio. bench.py discovers WORKLOADS.
 
-Measured 2026-12-01 on the shared 2-core EPYC VM at load average 7.5-10 (so absolute figures are
-inflated), 6 alternating rounds, engine on one BLAS thread: engine 24.7-57.6 ms/step wall (CPU 10.7-16.5);
-PyTorch 1 thread 36.9-96.2 ms (CPU 20.7-22.6): 1.3-2.1× in wall time, 1.3-1.9× in CPU time;
-PyTorch at its default 2 threads 382-2119 ms (its threads spin against the load; not a meaningful figure).
+Measured 2026-12-01 23:57 UTC with bench.py --only e --quick on the shared 2-core EPYC VM (another job on one
+core most of the time, load average 1.2-2.3): engine on 2 threads (engine.parallel batch chunks, BLAS on one thread)
+8.0 ms/step [6.7-9.3] vs PyTorch at its default 2 threads 12.2 ms [10.8-13.5]: 1.53×; engine on one core 9.1 ms
+[8.0-10.2] vs PyTorch 1 thread 15.9 ms [14.3-17.4]: 1.74×. While the other job holds a core, PyTorch's 2 threads
+spin against it (30-600 ms/step) and the engine's second thread only adds contention.
 """
 import argparse
 import statistics
@@ -59,7 +60,9 @@ def engine_step():
     m = Model(graph(), dtype=np.float32, seed=0)
     data = Dataset(x, y, "multiclass", "workload e", [str(i) for i in range(CLASSES)])
     tr = Trainer(m, training_config({"loss": "cce", "optimizer": "adam", "lr": 1e-3, "batch_size": B}), data)
-    return lambda: tr.train_step(x, y)
+    step = lambda: tr.train_step(x, y)
+    step.trainer = tr                                  # bench.py applies the trainer's thread choice
+    return step
 
 
 def torch_step():
@@ -102,7 +105,7 @@ WORKLOADS = {"e": (engine_step, torch_step, FLOP, B)}     # discovered by benchm
 def main(argv=None):
     ap = argparse.ArgumentParser(description="workload e, one side per process")
     ap.add_argument("--side", choices=("engine", "torch"), required=True)
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads or engine BLAS threads (0: default)")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads or engine threads (engine.parallel; 0: default / 1)")
     ap.add_argument("--blocks", type=int, default=15)
     a = ap.parse_args(argv)
     if a.side == "torch":
@@ -112,9 +115,10 @@ def main(argv=None):
         fn, threads = torch_step(), torch.get_num_threads()
         ctx = None
     else:
-        from threadpoolctl import threadpool_limits
+        from engine.trainer import thread_limits
         fn, threads = engine_step(), a.threads or 1
-        ctx = threadpool_limits(limits=threads, user_api="blas")       # as Trainer.run: one BLAS thread
+        ctx = thread_limits(threads)                   # as Trainer.run: BLAS on one thread, batch chunks on threads
+        ctx.__enter__()
     for _ in range(20):
         fn()
     t0, n = time.perf_counter(), 0
@@ -130,7 +134,7 @@ def main(argv=None):
         times.append((time.perf_counter() - t) / reps * 1e3)
         cpu.append((time.process_time() - c) / reps * 1e3)
     if ctx is not None:
-        ctx.unregister()
+        ctx.__exit__(None, None, None)
     ms = statistics.median(times)
     # CPU ms: this process's CPU time per step (all its threads); on a shared machine it is closer to the
     # idle-machine cost than the wall time, which includes waiting for the cores

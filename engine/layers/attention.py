@@ -4,36 +4,75 @@ from math import sqrt
 import numpy as np
 from numba import njit
 
+from .. import parallel
 from ..errors import ShapeError
 from ..hparams import HP
 from .base import Fix, Layer, Param, fmt, register
 from .conv_kernels import scratch
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"nsz", "contract"})
 def _masked_logits(S, scale, valid, causal, A):
     """A[b,h,t,s] = scale·(S[b,h,t,s] − max_s S[b,h,t,s]) over allowed keys, −inf elsewhere.
 
     A key s is allowed for query t when valid[b,s] (and s ≤ t if causal); a padded query row
     (valid[b,t] false) or a row with no allowed key is all −inf."""
     B, H, T, _ = S.shape
+    ninf = -np.inf * scale                              # −inf in S's dtype
     for b in range(B):
+        full = not causal
+        for s in range(T):
+            full = full and valid[b, s]
         for h in range(H):
             for t in range(T):
+                row, out = S[b, h, t], A[b, h, t]
+                if full:                                # every key allowed: branch-free loops
+                    mx = row[0]
+                    for s in range(1, T):
+                        mx = max(mx, row[s])
+                    for s in range(T):
+                        out[s] = (row[s] - mx) * scale
+                    continue
                 n = t + 1 if causal else T
-                mx = -np.inf
+                mx = ninf
                 if valid[b, t]:
                     for s in range(n):
                         if valid[b, s]:
-                            mx = max(mx, S[b, h, t, s])
-                if mx == -np.inf:
-                    A[b, h, t, :] = -np.inf
+                            mx = max(mx, row[s])
+                if mx == ninf:
+                    out[:] = ninf
                     continue
                 for s in range(T):
-                    A[b, h, t, s] = (S[b, h, t, s] - mx) * scale if (s < n and valid[b, s]) else -np.inf
+                    out[s] = (row[s] - mx) * scale if (s < n and valid[b, s]) else ninf
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+_SUMS = {"reassoc", "nsz", "contract", "arcp"}      # lets row sums vectorise; NaN and ±inf still propagate
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def exp_nonpos(a, bits):
+    """a ← exp(a) in place for float32 a ≤ 0 (flat, C-contiguous): Cephes' expf, within 2 ulp of exp;
+    0 at −inf and below −87 (where exp is < 2⁻¹²⁵), NaN stays NaN; bits (int32, a's size) is scratch."""
+    f = bits.view(np.float32)
+    lo = np.float32(-87.0)
+    for i in range(a.size):
+        x = a[i]
+        xc = x if x > lo else lo
+        n = np.int32(xc * np.float32(1.44269504) - np.float32(0.5))     # round(x·log₂e) for x ≤ 0
+        nf = np.float32(n)
+        r = xc - nf * np.float32(0.693359375) + nf * np.float32(2.12194440e-4)   # x − n·ln 2, |r| ≤ ln 2 / 2
+        p = np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)
+        p = p * r + np.float32(8.3334519073e-3)
+        p = p * r + np.float32(4.1665795894e-2)
+        p = p * r + np.float32(1.6666665459e-1)
+        p = p * r + np.float32(5.0000001201e-1)
+        bits[i] = (n + np.int32(127)) << 23                              # the float 2ⁿ
+        a[i] = p * r * r + r + np.float32(1.0) if x > lo else (np.float32(0.0) if x <= lo else x)
+    for i in range(a.size):
+        a[i] *= f[i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_SUMS)
 def _normalize_rows(A):
     """Divide each row of exp-values A (B, h, T, T) by its sum; all-zero rows (nothing allowed) stay zero."""
     B, H, T, _ = A.shape
@@ -49,14 +88,19 @@ def _normalize_rows(A):
                         A[b, h, t, s] *= inv
 
 
-def masked_softmax(S, scale, valid, causal, A):
-    """A = softmax_s(scale·S) over allowed keys (see _masked_logits); rows with no allowed key are 0, never NaN."""
-    _masked_logits(S, S.dtype.type(scale), valid, causal, A)
-    np.exp(A, out=A)                                    # numpy's SIMD exp; exp(−inf) = 0
+def masked_softmax(S, scale, valid, causal, A, bits=None):
+    """A = softmax_s(scale·S) over allowed keys (see _masked_logits); rows with no allowed key are 0, never NaN.
+
+    bits: int32 scratch of A's size, for float32 (exp_nonpos; numpy's exp for other dtypes)."""
+    _masked_logits(S, scale, valid, causal, A)
+    if A.dtype == np.float32:
+        exp_nonpos(A.reshape(-1), np.empty(A.size, np.int32) if bits is None else bits.reshape(-1))
+    else:
+        np.exp(A, out=A)                                # exp(−inf) = 0
     _normalize_rows(A)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_SUMS)
 def masked_softmax_bwd(A, dA, scale, dS):
     """dS = scale · A ⊙ (dA − Σ_s dA ⊙ A) row by row (masked entries have A = 0, so dS = 0 there)."""
     B, H, T, _ = A.shape
@@ -139,6 +183,11 @@ class MultiHeadSelfAttention(Layer):
         return f
 
     # ---- compute ----
+    def _chunks(self, B, T, d, D):
+        """Batch runs for engine.parallel of about 512 steps each (rows of the projections' GEMMs; numpy's
+        batched matmuls cost more per call the smaller the batch, so chunks stay large)."""
+        return parallel.chunks(B, T, target=512) if B else []
+
     def forward(self, x, training=False):
         B, T, d = x.shape
         h = self.config["heads"]
@@ -146,29 +195,40 @@ class MultiHeadSelfAttention(Layer):
         D = h * dk
         p = self.p
         W = np.concatenate([p["Wq"], p["Wk"], p["Wv"]])                 # (3D, d)
-        b = np.concatenate([p["bq"], p["bk"], p["bv"]])                 # (3D,)
-        self.x2 = np.ascontiguousarray(x).reshape(B * T, d)             # (B·T, d)
-        qkv = np.matmul(self.x2, W.T, out=scratch(self, "qkv", (B * T, 3 * D), x.dtype))   # (B·T, 3D)
-        qkv += b
-        self.W = W
-        q, k, v = qkv.reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4)  # each (B, h, T, dk), views
-        self.q, self.k, self.v = q, k, v
+        bias = np.concatenate([p["bq"], p["bk"], p["bv"]])              # (3D,)
+        x2 = np.ascontiguousarray(x).reshape(B * T, d)                  # (B·T, d)
+        qkv = scratch(self, "qkv", (B * T, 3 * D), x.dtype)             # (B·T, 3D) [q | k | v], heads within each
         m = self.in_masks[0] if self.in_masks else None
-        self.valid = np.ones((B, T), np.bool_) if m is None else np.ascontiguousarray(m, dtype=np.bool_)
-        self.masked = m is not None and not self.valid.all()
-        S = np.matmul(q, k.transpose(0, 1, 3, 2), out=scratch(self, "S", (B, h, T, T), x.dtype))  # q_t·k_s
-        A = np.empty_like(S)                                            # fresh: the tap outlives this step
-        self.scale = 1.0 / sqrt(dk)
-        masked_softmax(S, self.scale, self.valid, self.config["causal"], A)
-        self.A = A
-        self.taps["attention"] = A
-        Z = np.matmul(A, v)                                             # (B, h, T, dk)
-        self.Zc = scratch(self, "Zc", (B * T, D), x.dtype)              # (B·T, D) heads concatenated
-        self.Zc.reshape(B, T, h, dk)[...] = Z.transpose(0, 2, 1, 3)
-        y = self.Zc @ p["Wo"].T                                         # (B·T, d)
-        y += p["bo"]
-        if self.masked:
-            y *= self.valid.reshape(B * T, 1)                           # padded steps output 0
+        valid = np.ones((B, T), np.bool_) if m is None else np.ascontiguousarray(m, dtype=np.bool_)   # (B, T)
+        masked = m is not None and not valid.all()
+        A = np.empty((B, h, T, T), x.dtype)                             # fresh: the tap outlives this step
+        Zc = scratch(self, "Zc", (B * T, D), x.dtype)                   # (B·T, D) heads concatenated
+        y = np.empty((B * T, d), x.dtype)                               # (B·T, d)
+        scale = x.dtype.type(1.0 / sqrt(dk))
+        causal, Wo, bo = self.config["causal"], p["Wo"], p["bo"]
+
+        S = scratch(self, "S", (B, h, T, T), x.dtype)                    # (B, h, T, T) q_t·k_s
+        bits = scratch(self, "bits", (B, h, T, T), np.int32)             # exp_nonpos's scratch
+
+        def run(ab):                                                    # samples a … b−1
+            a, b = ab
+            r = slice(a * T, b * T)
+            np.matmul(x2[r], W.T, out=qkv[r])                           # (n·T, 3D)
+            qkv[r] += bias
+            q, k, v = qkv[r].reshape(b - a, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # each (n, h, T, dk), views
+            np.matmul(q, k.transpose(0, 1, 3, 2), out=S[a:b])           # (n, h, T, T)
+            masked_softmax(S[a:b], scale, valid[a:b], causal, A[a:b], bits[a:b])
+            np.matmul(A[a:b], v, out=Zc[r].reshape(b - a, T, h, dk).transpose(0, 2, 1, 3))    # (n, h, T, dk) view
+            np.matmul(Zc[r], Wo.T, out=y[r])                            # (n·T, d)
+            y[r] += bo
+            if masked:
+                y[r] *= valid[a:b].reshape(-1, 1)                       # padded steps output 0
+
+        parallel.run(run, self._chunks(B, T, d, D))
+        self.x2, self.W, self.qkv, self.valid, self.masked, self.A, self.Zc = x2, W, qkv, valid, masked, A, Zc
+        self.scale = scale
+        self.q, self.k, self.v = qkv.reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # (B, h, T, dk) views: the
+        self.taps["attention"] = A                                                     # attention view's q_t·k_s
         return y.reshape(B, T, d)
 
     def backward(self, dy):
@@ -177,31 +237,51 @@ class MultiHeadSelfAttention(Layer):
         dk = self._dk(d)
         D = h * dk
         p, g = self.p, self.g
-        dy2 = np.ascontiguousarray(dy).reshape(B * T, d)                # (B·T, d)
+        dt = self.qkv.dtype
+        dy2 = np.ascontiguousarray(dy, dtype=dt).reshape(B * T, d)     # (B·T, d)
         if self.masked:
-            dy2 = dy2 * self.valid.reshape(B * T, 1)
-        np.matmul(dy2.T, self.Zc, out=g["Wo"])                          # (d, D)
-        np.sum(dy2, axis=0, out=g["bo"])
-        dZ = np.matmul(dy2, p["Wo"], out=scratch(self, "dZ", (B * T, D), dy.dtype))
-        dZ = dZ.reshape(B, T, h, dk).transpose(0, 2, 1, 3)              # (B, h, T, dk)
-        dqkv = scratch(self, "dqkv", (B, T, 3, h, dk), dy.dtype)
-        dq, dk_, dv = dqkv.transpose(2, 0, 3, 1, 4)                     # each (B, h, T, dk), views
-        A = self.A
-        dA = np.matmul(dZ, self.v.transpose(0, 1, 3, 2), out=scratch(self, "dA", (B, h, T, T), dy.dtype))
-        np.matmul(A.transpose(0, 1, 3, 2), dZ, out=dv)                  # (B, h, T, dk)
-        dS = scratch(self, "dS", (B, h, T, T), dy.dtype)
-        masked_softmax_bwd(A, dA, dA.dtype.type(self.scale), dS)                       # dL/d(q_t·k_s)
-        np.matmul(dS, self.k, out=dq)                                   # (B, h, T, dk)
-        np.matmul(dS.transpose(0, 1, 3, 2), self.q, out=dk_)            # (B, h, T, dk)
-        dqkv2 = dqkv.reshape(B * T, 3 * D)                              # (B·T, 3D)
-        dW = np.matmul(dqkv2.T, self.x2, out=scratch(self, "dW", (3 * D, d), dy.dtype))   # (3D, d)
-        db = dqkv2.sum(axis=0)                                          # (3D,)
-        for i, n in enumerate("qkv"):
-            g[f"W{n}"][...] = dW[i * D:(i + 1) * D]
-            g[f"b{n}"][...] = db[i * D:(i + 1) * D]
-        if not self.need_dx:
+            dy2 = dy2 * self.valid.reshape(B * T, 1)                    # padded steps pass nothing back
+        dZ = scratch(self, "dZ", (B * T, D), dt)                        # (B·T, D)
+        dqkv = scratch(self, "dqkv", (B * T, 3 * D), dt)                # (B·T, 3D) [dq | dk | dv]
+        dA = scratch(self, "dA", self.A.shape, dt)                      # (B, h, T, T) dL/dα
+        dS = scratch(self, "dS", self.A.shape, dt)                      # (B, h, T, T) dL/d(q_t·k_s)
+        dx = np.empty((B * T, d), dt) if self.need_dx else None         # (B·T, d)
+        dW = scratch(self, "dW", (3 * D, d), dt)                        # (3D, d) [dW_Q | dW_K | dW_V]
+        db = scratch(self, "db", (3 * D,), dt)                          # (3D,)
+        x2, W, qkv, A, Zc, Wo = self.x2, self.W, self.qkv, self.A, self.Zc, p["Wo"]
+
+        def rows(ab):                                                   # samples a … b−1: dq, dk, dv, dx
+            a, b = ab
+            r, n = slice(a * T, b * T), b - a
+            np.matmul(dy2[r], Wo, out=dZ[r])                            # (n·T, D)
+            dz = dZ[r].reshape(n, T, h, dk).transpose(0, 2, 1, 3)       # (n, h, T, dk)
+            q, k, v = qkv[r].reshape(n, T, 3, h, dk).transpose(2, 0, 3, 1, 4)
+            dq, dk_, dv = dqkv[r].reshape(n, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # views into dqkv
+            np.matmul(dz, v.transpose(0, 1, 3, 2), out=dA[a:b])         # (n, h, T, T)
+            np.matmul(A[a:b].transpose(0, 1, 3, 2), dz, out=dv)         # (n, h, T, dk)
+            masked_softmax_bwd(A[a:b], dA[a:b], self.scale, dS[a:b])
+            np.matmul(dS[a:b], k, out=dq)                               # (n, h, T, dk)
+            np.matmul(dS[a:b].transpose(0, 1, 3, 2), q, out=dk_)        # (n, h, T, dk)
+            if dx is not None:
+                np.matmul(dqkv[r], W, out=dx[r])                        # (n·T, d)
+
+        def weights(i):                                                 # whole-batch GEMMs, split by output rows
+            if i == 0:
+                np.matmul(dy2.T, Zc, out=g["Wo"])                       # (d, D)
+                np.sum(dy2, axis=0, out=g["bo"])
+            else:
+                c = slice((i - 1) * D, i * D)                           # W_Q, W_K or W_V
+                np.matmul(dqkv[:, c].T, x2, out=dW[c])                  # (D, d)
+                np.sum(dqkv[:, c], axis=0, out=db[c])
+
+        parallel.run(rows, self._chunks(B, T, d, D))
+        parallel.run(weights, range(4))
+        for i, k in enumerate("qkv"):
+            g[f"W{k}"][...] = dW[i * D:(i + 1) * D]
+            g[f"b{k}"][...] = db[i * D:(i + 1) * D]
+        if dx is None:
             return (None,)
-        return ((dqkv2 @ self.W).reshape(B, T, d),)                     # (B, T, d)
+        return (dx.reshape(B, T, d),)
 
     @classmethod
     def samples(cls):

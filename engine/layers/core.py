@@ -5,10 +5,12 @@ import numpy as np
 
 from .. import fused as F
 from .. import kernels as k
+from .. import parallel
 from ..errors import ShapeError
 from ..hparams import HP
 from ..initializers import INITS
 from .base import FLATTEN_FIX, Layer, Param, fmt, register
+from .conv_kernels import scratch
 
 
 @register
@@ -92,19 +94,44 @@ class Dense(Layer):
         out["macs"] = (f"T·F_in·units = {t}·{f}·{u} = {t * f * u:,}" if len(s) == 2 else f"F_in·units = {f}·{u} = {f * u:,}")
         return out
 
+    CHUNK = 1 << 22       # multiply-adds per chunk of rows for engine.parallel (≈ 0.15 ms on one core)
+
+    def _chunks(self, m, f, u):
+        """Row runs of about CHUNK multiply-adds each; one run when the GEMM is too small for two."""
+        if m * f * u < 2 * self.CHUNK:
+            return [(0, m)]
+        return parallel.chunks(m, f * u, target=self.CHUNK)
+
     def forward(self, x, training=False):
         W = self.p["W"]
-        self.x = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=W.dtype)   # (M, F)
-        y = np.empty((len(self.x), W.shape[0]), W.dtype)                          # (M, U)
-        k.dense_fwd(self.x, W, self.p["b"] if "b" in self.p else W[0, :0], y)
+        self.x = xs = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=W.dtype)   # (M, F)
+        y = np.empty((len(xs), W.shape[0]), W.dtype)                                  # (M, U)
+        b = self.p["b"] if "b" in self.p else W[0, :0]
+        parallel.run(lambda r: k.dense_fwd(xs[r[0]:r[1]], W, b, y[r[0]:r[1]]), self._chunks(*xs.shape, len(W)))
         return y.reshape(x.shape[:-1] + (y.shape[-1],))
 
     def backward(self, dy):
-        W = self.p["W"]
+        W, g, xs = self.p["W"], self.g, self.x
         dy2 = np.ascontiguousarray(dy.reshape(-1, dy.shape[-1]), dtype=W.dtype)    # (M, U)
-        dx = np.empty_like(self.x) if self.need_dx else self.x[:0, :0]             # (M, F)
-        k.dense_bwd(self.x, dy2, W, self.g["W"], self.g["b"] if "b" in self.g else W[0, :0], dx,
-                    1 if self.need_dx else 0)                                      # dW (U, F), db (U,)
+        dx = np.empty_like(xs) if self.need_dx else xs[:0, :0]                     # (M, F)
+        chunks = self._chunks(*xs.shape, len(W))
+        if len(chunks) == 1:
+            k.dense_bwd(xs, dy2, W, g["W"], g["b"] if "b" in g else W[0, :0], dx,
+                        1 if self.need_dx else 0)                                  # dW (U, F), db (U,)
+        else:
+            u = len(W) // 2
+
+            def run(item):                                                         # dx by rows of the batch,
+                kind, a, b = item                                                  # dW by output rows
+                if kind == "dx":
+                    np.matmul(dy2[a:b], W, out=dx[a:b])                            # (n, F)
+                    return
+                np.matmul(dy2[:, a:b].T, xs, out=g["W"][a:b])                      # (b − a, F), whole batch
+                if "b" in g:
+                    np.sum(dy2[:, a:b], axis=0, out=g["b"][a:b])
+
+            parallel.run(run, [("dW", 0, u), ("dW", u, len(W))]
+                         + ([("dx", a, b) for a, b in chunks] if self.need_dx else []))
         if not self.need_dx:
             return (None,)
         return (dx.reshape(dy.shape[:-1] + (dx.shape[-1],)),)

@@ -109,8 +109,13 @@ class BatchNorm(Layer):
 # ---- layer normalisation (per step, over the last axis) ----
 from numba import njit  # noqa: E402
 
+from .. import parallel  # noqa: E402
+from .conv_kernels import scratch  # noqa: E402
 
-@njit(cache=True, nogil=True, error_model="numpy")
+_LN_MATH = {"reassoc", "nsz", "contract", "arcp"}    # lets the row sums vectorise; NaN and ±inf still propagate
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_LN_MATH)
 def _ln_fwd(x, gamma, beta, eps, y, xhat, inv):
     """Per row of x (M, F): xhat = (x − mean)/√(var + ε), y = γ·xhat + β; inv[i] = 1/√(var + ε)."""
     m, f = x.shape
@@ -131,7 +136,7 @@ def _ln_fwd(x, gamma, beta, eps, y, xhat, inv):
             y[i, j] = gamma[j] * xh + beta[j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_LN_MATH)
 def _ln_bwd(dy, xhat, inv, gamma, dx, dgamma, dbeta, need_dx):
     """dx = inv·(g − mean(g) − xhat·mean(g·xhat)) with g = γ·dy; dγ = Σ dy·xhat, dβ = Σ dy over rows."""
     m, f = dy.shape
@@ -178,19 +183,39 @@ class LayerNorm(Layer):
         return {**super().formulas(in_shapes), "params": f"2·F (γ, β) = 2·{f} = {2 * f}",
                 "macs": f"2·values = 2·{n} = {2 * n}"}
 
+    @staticmethod
+    def _chunks(m, f):
+        """Row runs for engine.parallel of about 32 Ki values each."""
+        return parallel.chunks(m, f, target=1 << 15) if m else []
+
     def forward(self, x, training=False):
         x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])     # (M, F)
         y = np.empty_like(x2)
-        self.xhat = np.empty_like(x2)
-        self.inv = np.empty(len(x2), x2.dtype)
-        _ln_fwd(x2, self.p["gamma"], self.p["beta"], self.config["eps"], y, self.xhat, self.inv)
+        xhat = self.xhat = np.empty_like(x2)
+        inv = self.inv = np.empty(len(x2), x2.dtype)
+        g, b, eps = self.p["gamma"], self.p["beta"], self.config["eps"]
+        parallel.run(lambda r: _ln_fwd(x2[r[0]:r[1]], g, b, eps, y[r[0]:r[1]], xhat[r[0]:r[1]], inv[r[0]:r[1]]),
+                     self._chunks(*x2.shape))
         return y.reshape(x.shape)
 
     def backward(self, dy):
         dy2 = np.ascontiguousarray(dy).reshape(self.xhat.shape)   # (M, F)
-        dx = np.empty_like(dy2) if self.need_dx else np.empty((1, 1), dy2.dtype)
-        _ln_bwd(dy2, self.xhat, self.inv, self.p["gamma"], dx, self.g["gamma"], self.g["beta"], self.need_dx)
-        return (dx.reshape(dy.shape) if self.need_dx else None,)
+        m, f = dy2.shape
+        need = self.need_dx
+        dx = np.empty_like(dy2) if need else np.empty((m, 1), dy2.dtype)
+        chunks = self._chunks(m, f)
+        dg = scratch(self, "dg", (len(chunks), f), self.g["gamma"].dtype)   # per-chunk partial sums of dγ, dβ
+        db = scratch(self, "db", (len(chunks), f), self.g["beta"].dtype)
+        xhat, inv, gamma = self.xhat, self.inv, self.p["gamma"]
+
+        def run(i):
+            a, b = chunks[i]
+            _ln_bwd(dy2[a:b], xhat[a:b], inv[a:b], gamma, dx[a:b], dg[i], db[i], need)
+
+        parallel.run(run, range(len(chunks)))
+        np.sum(dg, axis=0, out=self.g["gamma"])                   # in chunk order: the same on any thread count
+        np.sum(db, axis=0, out=self.g["beta"])
+        return (dx.reshape(dy.shape) if need else None,)
 
     @classmethod
     def samples(cls):
