@@ -26,15 +26,15 @@ def use(n):
         _state.n = old
 
 
-MIN_BYTES = 256 << 10          # smaller work is not split: a parallel loop costs ~35 µs of thread wake-ups
+MIN_SHARE = 0.25        # work below this share of a chunk's target is not split: a loop costs ~35 µs of wake-ups
 
 
-def chunks(n, per_item_bytes, target=1 << 20):
-    """Boundaries [(a, b), …] splitting range(n) into runs of about `target` bytes each (at least two when n ≥ 2
-    and the work has MIN_BYTES or more; one run otherwise)."""
-    if n < 2 or n * per_item_bytes < MIN_BYTES:
+def chunks(n, per_item, target=1 << 20):
+    """Boundaries [(a, b), …] splitting range(n) into runs of about `target` work each, the work of one item
+    being per_item (bytes, multiply-adds…); at least two runs when n ≥ 2 and the work is MIN_SHARE·target or more."""
+    if n < 2 or n * per_item < MIN_SHARE * target:
         return [(0, n)]
-    k = min(n, max(2, -(-n * per_item_bytes // target)))
+    k = min(n, max(2, -(-n * per_item // target)))
     step = -(-n // k)
     return [(a, min(a + step, n)) for a in range(0, n, step)]
 

@@ -65,7 +65,7 @@ def test_every_keeps_each_output_for_activation_views():
 
 def test_fused_group_on_two_threads_equals_one_bit_for_bit(monkeypatch):
     from engine import parallel
-    monkeypatch.setattr(parallel, "MIN_BYTES", 0)              # split this small batch
+    monkeypatch.setattr(parallel, "MIN_SHARE", 0)              # split this small batch
     rng = np.random.default_rng(0)
     x, u = rng.normal(size=(6, 2, 7, 6)).astype(np.float32), rng.normal(size=(6, 4)).astype(np.float32)
     out = []

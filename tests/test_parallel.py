@@ -21,7 +21,7 @@ def _step(type, config, in_shapes, opts, threads, training):
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("case", cases(), ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
 def test_two_threads_equal_one_bit_for_bit(case, training, monkeypatch):
-    monkeypatch.setattr(parallel, "MIN_BYTES", 0)          # split even the registry's small samples
+    monkeypatch.setattr(parallel, "MIN_SHARE", 0)          # split even the registry's small samples
     one = _step(*case, threads=1, training=training)
     two = _step(*case, threads=2, training=training)
     assert np.array_equal(one[1], two[1]), "forward differs"

@@ -41,9 +41,9 @@ def test_parallel_run_does_every_item_once_and_reraises():
 
 @pytest.mark.parametrize("n,size", [(1, 10), (2, 10), (64, 6272), (7, 1 << 20), (64, 16)])
 def test_chunks_cover_the_batch_in_order_and_split_it(n, size, monkeypatch):
-    if n * size < parallel.MIN_BYTES:                       # too little work to pay for waking a thread
+    if n * size < parallel.MIN_SHARE * (1 << 20):          # too little work to pay for waking a thread
         assert parallel.chunks(n, size) == [(0, n)]
-    monkeypatch.setattr(parallel, "MIN_BYTES", 0)
+    monkeypatch.setattr(parallel, "MIN_SHARE", 0)
     cs = parallel.chunks(n, size)
     assert [a for a, _ in cs] == sorted(a for a, _ in cs) and cs[0][0] == 0 and cs[-1][1] == n
     assert all(b == c for (_, b), (c, _) in zip(cs, cs[1:])) and all(a < b for a, b in cs)
