@@ -109,9 +109,6 @@ class BatchNorm(Layer):
 # ---- layer normalisation (per step, over the last axis) ----
 from numba import njit  # noqa: E402
 
-from .. import parallel  # noqa: E402
-from .conv_kernels import scratch  # noqa: E402
-
 _LN_MATH = {"reassoc", "nsz", "contract", "arcp"}    # lets the row sums vectorise; NaN and ±inf still propagate
 
 
