@@ -41,51 +41,53 @@ for _size, _addr in _ADDR.items():
 
 
 @intrinsic
-def _cblas(typingctx, tb, M, N, K, A, lda, B, ldb, C, ldc):
-    """cblas_?gemm(RowMajor, NoTrans, tb ? Trans : NoTrans, M, N, K, 1, A, lda, B, ldb, 0, C, ldc)."""
-    sig = types.void(tb, M, N, K, A, lda, B, ldb, C, ldc)
+def _cblas(typingctx, ta, tb, M, N, K, A, lda, B, ldb, C, ldc):
+    """cblas_?gemm(RowMajor, ta ? Trans : NoTrans, tb ? Trans : NoTrans, M, N, K, 1, A, lda, B, ldb, 0, C, ldc)."""
+    sig = types.void(ta, tb, M, N, K, A, lda, B, ldb, C, ldc)
     wide = A.dtype == types.float64
 
     def codegen(context, builder, signature, args):
-        tb_, M_, N_, K_, A_, lda_, B_, ldb_, C_, ldc_ = args
+        ta_, tb_, M_, N_, K_, A_, lda_, B_, ldb_, C_, ldc_ = args
         i32, i64 = ir.IntType(32), ir.IntType(64)
         ft = ir.DoubleType() if wide else ir.FloatType()
         p = ir.PointerType(ft)
         fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, ft, p, i64, p, i64, ft, p, i64])
         fn = builder.module.globals.get(SYMBOLS[8 if wide else 4]) or ir.Function(
             builder.module, fnty, SYMBOLS[8 if wide else 4])
-        data = [context.make_array(t)(context, builder, v).data for t, v in zip(signature.args[4:10:2], (A_, B_, C_))]
-        trans = builder.select(builder.icmp_signed("!=", tb_, ir.Constant(i64, 0)), ir.Constant(i32, 112),
-                               ir.Constant(i32, 111))
-        builder.call(fn, [ir.Constant(i32, 101), ir.Constant(i32, 111), trans, M_, N_, K_, ir.Constant(ft, 1.0),
+        data = [context.make_array(t)(context, builder, v).data for t, v in zip(signature.args[5:11:2], (A_, B_, C_))]
+
+        def trans(flag):
+            return builder.select(builder.icmp_signed("!=", flag, ir.Constant(i64, 0)), ir.Constant(i32, 112),
+                                  ir.Constant(i32, 111))
+        builder.call(fn, [ir.Constant(i32, 101), trans(ta_), trans(tb_), M_, N_, K_, ir.Constant(ft, 1.0),
                           data[0], lda_, data[1], ldb_, ir.Constant(ft, 0.0), data[2], ldc_])
         return context.get_dummy_value()
     return sig, codegen
 
 
 @njit(cache=True, nogil=True)
-def _loop(a, b, c, tb):
-    """The fallback: c = a @ b, or a @ bᵀ when tb."""
-    M, K = a.shape
+def _loop(a, b, c, tb=False, ta=False):
+    """The fallback: c = op(a) @ op(b), op transposing when ta / tb."""
     c[...] = 0
+    M, N = c.shape
+    K = a.shape[0] if ta else a.shape[1]
     for i in range(M):
         for k in range(K):
-            v = a[i, k]
-            if tb:
-                for j in range(c.shape[1]):
-                    c[i, j] += v * b[j, k]
-            else:
-                for j in range(c.shape[1]):
-                    c[i, j] += v * b[k, j]
+            v = a[k, i] if ta else a[i, k]
+            for j in range(N):
+                c[i, j] += v * (b[j, k] if tb else b[k, j])
 
 
 if HAVE_CBLAS:
     @njit(cache=True, nogil=True)
-    def gemm(a, b, c, tb=False):
-        """c = a @ b, or a @ bᵀ when tb; a, b, c C-contiguous 2-D arrays of one float dtype."""
-        M, K = a.shape
-        N = c.shape[1]
-        _cblas(np.int64(tb), np.int64(M), np.int64(N), np.int64(K), a, np.int64(K), b, np.int64(K if tb else N),
-               c, np.int64(N))
+    def gemm(a, b, c, tb=False, ta=False):
+        """c = op(a) @ op(b), op(v) = vᵀ when ta / tb; float arrays of one dtype (C-contiguous for BLAS)."""
+        if not (a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous):
+            _loop(a, b, c, tb, ta)
+            return
+        M, N = c.shape
+        K = a.shape[0] if ta else a.shape[1]
+        _cblas(np.int64(ta), np.int64(tb), np.int64(M), np.int64(N), np.int64(K), a, np.int64(a.shape[1]), b,
+               np.int64(b.shape[1]), c, np.int64(N))
 else:
     gemm = _loop

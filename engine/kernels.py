@@ -2,6 +2,8 @@
 import numpy as np
 from numba import njit
 
+from .blas import gemm
+
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def sigmoid(x, out):
@@ -58,7 +60,7 @@ def dense_fwd(x, W, b, y):
     m, f = x.shape
     u = W.shape[0]
     if m * f * u >= SMALL:
-        np.dot(x, W.T, y)                                    # (M, F) @ (F, U)
+        gemm(x, W, y, True)                                  # (M, F) @ (F, U)
     else:
         for i in range(m):
             for j in range(u):
@@ -78,11 +80,12 @@ def dense_bwd(x, dy, W, dW, db, dx, flag):
     m, f = x.shape
     u = W.shape[0]
     if m * f * u >= SMALL:
-        np.dot(dy.T, x, dW)                                  # (U, M) @ (M, F)
+        gemm(dy, x, dW, False, True)                         # (U, M) @ (M, F)
         if flag == 1:
-            np.dot(dy, W, dx)                                # (M, U) @ (U, F)
+            gemm(dy, W, dx)                                  # (M, U) @ (U, F)
         elif flag == 2:
-            t = np.dot(dy, W)
+            t = np.empty_like(dx)
+            gemm(dy, W, t)
             for i in range(m):
                 for c in range(f):
                     dx[i, c] += t[i, c]

@@ -171,6 +171,16 @@ def nchw_to_rows(dy, dy2, db, wrow, L):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def patches(xp, col, kh, kw, sh, sw, HO, WO, L):
+    """col filled with the patches of xp (im2col_wide at stride 1, else im2col); returns col."""
+    if sh == 1 and sw == 1:
+        im2col_wide(xp, col, kh, kw, L)
+    else:
+        im2col(xp, col, kh, kw, sh, sw, HO, WO)
+    return col
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def conv_fwd(x, xp, W2, b, y, colbuf, y2buf, kh, kw, sh, sw, ph, pw, wrow, L, sub):
     """y = W ⋆ x + b for this chunk of the batch, `sub` samples at a time so that the patches stay in cache:
     pad, im2col, one GEMM (C_out, C_in·K_h·K_w) @ (C_in·K_h·K_w, n·L), bias and NCHW layout."""
@@ -181,11 +191,7 @@ def conv_fwd(x, xp, W2, b, y, colbuf, y2buf, kh, kw, sh, sw, ph, pw, wrow, L, su
         m = (e - a) * L
         if ph or pw:
             pad_into(x[a:e], xp[a:e], ph, pw)                    # border stays zero
-        col = colbuf[:R * m].reshape((R, m))                     # (C·K_h·K_w, n·L)
-        if sh == 1 and sw == 1:
-            im2col_wide(xp[a:e], col, kh, kw, L)
-        else:
-            im2col(xp[a:e], col, kh, kw, sh, sw, HO, WO)
+        col = patches(xp[a:e], colbuf[:R * m].reshape((R, m)), kh, kw, sh, sw, HO, WO, L)   # (C·K_h·K_w, n·L)
         y2 = y2buf[:O * m].reshape((O, m))                       # (C_out, n·L)
         gemm(W2, col, y2)
         rows_to_nchw(y2, b, y[a:e], wrow, L)
@@ -203,11 +209,7 @@ def conv_bwd(dy, xp, W2T, dW, db, dxp, dx, colbuf, dy2buf, dwbuf, kh, kw, sh, sw
     for a in range(0, B, sub):
         e = min(a + sub, B)
         m = (e - a) * L
-        col = colbuf[:R * m].reshape((R, m))                     # (C·K_h·K_w, n·L)
-        if sh == 1 and sw == 1:
-            im2col_wide(xp[a:e], col, kh, kw, L)
-        else:
-            im2col(xp[a:e], col, kh, kw, sh, sw, HO, WO)
+        col = patches(xp[a:e], colbuf[:R * m].reshape((R, m)), kh, kw, sh, sw, HO, WO, L)   # (C·K_h·K_w, n·L)
         dy2 = dy2buf[:O * m].reshape((O, m))                     # (C_out, n·L)
         dy2[...] = 0                                             # the junk columns of the wide layout stay zero
         nchw_to_rows(dy[a:e], dy2, dbs, wrow, L)
