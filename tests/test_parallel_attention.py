@@ -3,10 +3,10 @@ import platform
 
 import numpy as np
 import pytest
+from gradcheck import build
 
 from engine import parallel
 from engine.layers.attention import exp_nonpos
-from gradcheck import build
 
 CASES = [("MultiHeadSelfAttention", {"heads": 4}, (32, 64), True),
          ("MultiHeadSelfAttention", {"heads": 2, "causal": True}, (16, 8), True),

@@ -10,7 +10,6 @@ from ..errors import ShapeError
 from ..hparams import HP
 from ..initializers import INITS
 from .base import FLATTEN_FIX, Layer, Param, fmt, register
-from .conv_kernels import scratch
 
 
 @register
