@@ -1,10 +1,10 @@
 """Gradient norm through time: ‖∂L/∂h_t‖ per step t of a chosen RNN layer on a validation batch (log scale)."""
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
+from PySide6.QtWidgets import QLabel
 
 from .base import View, colour
-from .sequence import layers_of, lengths, mask, pick
+from .sequence import layer_row, layers_of, lengths, mask, pick, refill
 
 BATCH = 32              # validation sequences of the backward pass
 
@@ -53,12 +53,7 @@ class GradFlowView(View):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("RNN layer:"))
-        self.layer = QComboBox()
-        self.layer.setMinimumContentsLength(8)
-        self.layer.currentTextChanged.connect(self._chose)
-        row.addWidget(self.layer, 1)
+        row, self.layer = layer_row(self, "gradflow_layer")
         self.ratio = QLabel("")
         row.addWidget(self.ratio, 2)
         self.box.addLayout(row)
@@ -82,14 +77,7 @@ class GradFlowView(View):
 
     def begin(self, ctx):
         super().begin(ctx)
-        keep = self.layer.currentText()
-        names = [n for n in ctx.get("layers", []) if ctx.get("types", {}).get(n) == "RNN"]
-        self.layer.blockSignals(True)
-        self.layer.clear()
-        self.layer.addItems(names)
-        self.layer.setCurrentText(pick(names, keep))
-        self.layer.blockSignals(False)
-        self.options["gradflow_layer"] = self.layer.currentText()
+        self.options["gradflow_layer"] = refill(self.layer, ctx)
         self.note.setText(self._formula())
 
     @staticmethod
@@ -97,11 +85,6 @@ class GradFlowView(View):
         return ("δ_t = ∂L/∂h_t = Vᵀ·∂L/∂z_t + Wᵀ·(f′(a_(t+1)) ⊙ δ_(t+1)): each step back multiplies by "
                 "Wᵀ·diag f′, so the norm shrinks (vanishing) or grows (exploding) geometrically. "
                 "Mean over valid validation sequences, updated at epoch ends.")
-
-    def _chose(self, name):
-        if name:
-            self.options["gradflow_layer"] = name
-            self.reprobe.emit(self.key)
 
     def refresh(self):
         p = self.take()

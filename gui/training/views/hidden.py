@@ -1,10 +1,10 @@
 """Hidden states over time: the heatmap h_t (time × unit) of one validation sequence for a chosen RNN layer."""
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox
+from PySide6.QtWidgets import QLabel, QSpinBox
 
 from .base import View
-from .sequence import forward, image_item, layers_of, pick, sample_index, set_ticks, tokens
+from .sequence import forward, image_item, layer_row, layers_of, pick, refill, sample_index, set_ticks, tokens
 
 PROBE_CAP = 300         # the probe's sample (job.PROBE_SAMPLES)
 
@@ -31,12 +31,7 @@ class HiddenView(View):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("RNN layer:"))
-        self.layer = QComboBox()
-        self.layer.setMinimumContentsLength(8)
-        self.layer.currentTextChanged.connect(self._chose)
-        row.addWidget(self.layer, 1)
+        row, self.layer = layer_row(self, "hidden_layer")
         row.addWidget(QLabel("Validation sample:"))
         self.sample = QSpinBox()
         self.sample.setRange(0, 0)
@@ -66,24 +61,12 @@ class HiddenView(View):
 
     def begin(self, ctx):
         super().begin(ctx)
-        keep = self.layer.currentText()
-        names = [n for n in ctx.get("layers", []) if ctx.get("types", {}).get(n) == "RNN"]
-        self.layer.blockSignals(True)
-        self.layer.clear()
-        self.layer.addItems(names)
-        self.layer.setCurrentText(pick(names, keep))
-        self.layer.blockSignals(False)
-        self.options["hidden_layer"] = self.layer.currentText()
+        self.options["hidden_layer"] = refill(self.layer, ctx)
         self.sample.blockSignals(True)
         self.sample.setRange(0, max(min(PROBE_CAP, ctx.get("n_val") or ctx.get("n_train", 1)) - 1, 0))
         self.sample.blockSignals(False)
         self.options["hidden_sample"] = self.sample.value()
         self.note.setText("One validation sequence, valid steps only; updated at epoch ends.")
-
-    def _chose(self, name):
-        if name:
-            self.options["hidden_layer"] = name
-            self.reprobe.emit(self.key)
 
     def _sample(self, i):
         self.options["hidden_sample"] = i

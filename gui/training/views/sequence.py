@@ -1,6 +1,7 @@
 """Shared pieces of the sequence views: which layers to look at, the probe's lengths, masks and tokens."""
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
 
 MAX_TICKS = 40          # axis labels shown at most (every k-th token beyond that)
 
@@ -64,3 +65,31 @@ def image_item(cmap="viridis"):
     img = pg.ImageItem(axisOrder="row-major")
     img.setColorMap(pg.colormap.get(cmap))
     return img
+
+
+def layer_row(view, option, type_="RNN"):
+    """(row, combo): "RNN layer:" and a combo that stores its choice in view.options[option] and re-probes."""
+    row = QHBoxLayout()
+    row.addWidget(QLabel(f"{type_} layer:"))
+    combo = QComboBox()
+    combo.setMinimumContentsLength(8)
+
+    def chose(name):
+        if name:
+            view.options[option] = name
+            view.reprobe.emit(view.key)
+    combo.currentTextChanged.connect(chose)
+    row.addWidget(combo, 1)
+    return row, combo
+
+
+def refill(combo, ctx, type_="RNN"):
+    """Fill combo with the run's layers of type_, keeping the current choice while it exists; returns the choice."""
+    keep = combo.currentText()
+    names = [n for n in ctx.get("layers", []) if ctx.get("types", {}).get(n) == type_]
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(names)
+    combo.setCurrentText(pick(names, keep))
+    combo.blockSignals(False)
+    return combo.currentText()
