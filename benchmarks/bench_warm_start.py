@@ -21,7 +21,7 @@ import json, sys, time
 t0 = time.perf_counter()
 from engine.project import Project
 from engine.session import prepare
-from engine.trainer import single_threaded_blas
+from engine.parallel import single_threaded_blas
 from resources import path
 t1 = time.perf_counter()
 model, tr = prepare(Project.load(path("examples", sys.argv[1])))

@@ -115,7 +115,7 @@ def main(argv=None):
         fn, threads = torch_step(), torch.get_num_threads()
         ctx = None
     else:
-        from engine.trainer import thread_limits
+        from engine.parallel import thread_limits
         fn, threads = engine_step(), a.threads or 1
         ctx = thread_limits(threads)                   # as Trainer.run: BLAS on one thread, batch chunks on threads
         ctx.__enter__()

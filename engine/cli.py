@@ -82,8 +82,8 @@ def dumps(v):
 
 
 def cmd_train(a):
+    from .parallel import free_cores
     from .session import prepare
-    from .trainer import free_cores
     from .weights import FORMATS, export, format_of
     p = _project(a.project)
     if a.epochs is not None:

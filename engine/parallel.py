@@ -3,9 +3,12 @@
 Work is split into chunks that depend only on the batch, never on the thread count, and partial sums are
 combined in chunk order: one thread and many give bit-for-bit the same result.
 """
+import importlib.util
 import os
 import threading
 from contextlib import contextmanager
+
+from threadpoolctl import threadpool_limits
 
 _state = threading.local()     # threads granted to the calling thread (Trainer.run, `train --threads`)
 
@@ -123,3 +126,39 @@ def run(fn, items):
         _pool.run(fn, items, threads())
     finally:
         _state.busy = False
+
+
+# ---- the threads a run may use ----
+@contextmanager
+def thread_limits(n=None):
+    """Context with BLAS (numpy's, and SciPy's that serves numba's np.dot) on one thread and the engine's
+    batch-parallel loops (`use`) on n threads; None: all cores but one, which the window keeps for
+    itself (headless: `layerboard train --threads N`).
+
+    Training GEMMs are small: OpenBLAS threads spin against the trainer, the window and other processes for the
+    same cores (a Dense 784→64 step ran 10-100× slower with 2 BLAS threads on a busy 2-core machine, workload c's
+    convolutions 6-35× slower), so threads split the batch instead and each runs its GEMMs on one core.
+    """
+    n = max(1, int(n or (os.cpu_count() or 1) - 1))
+    if importlib.util.find_spec("scipy") is not None:
+        import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS now so that the limit reaches it)
+    with threadpool_limits(limits=1, user_api="blas"), use(n):
+        yield
+
+
+def free_cores():
+    """Cores not busy with other work (cores − 1-minute load average, at least 1): headless training's default.
+
+    On a machine shared with other jobs, multithreaded BLAS spin-waits against them: measured on a 2-core
+    machine at load 7, two BLAS threads made a digits-cnn epoch 24× slower than one."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return max(1, min(cores, cores - int(load + 0.5)))
+
+
+def single_threaded_blas():
+    """thread_limits(1): BLAS on one thread."""
+    return thread_limits(1)

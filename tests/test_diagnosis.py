@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.trainer import overfitting
+from engine.diagnosis import overfitting
 
 CURVES = json.loads((Path(__file__).parent / "data" / "curves.json").read_text())
 

@@ -2,9 +2,9 @@
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QApplication
 
+from engine.diagnosis import REMEDIES
 from engine.graph import Graph
 from engine.project import Project
-from engine.trainer import REMEDIES
 from gui.document import Document
 from gui.style import apply_theme
 from gui.training import TrainingDock

@@ -5,7 +5,8 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from engine import cli, parallel
-from engine.trainer import Trainer, thread_limits
+from engine.parallel import thread_limits
+from engine.trainer import Trainer
 from resources import path
 
 

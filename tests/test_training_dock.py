@@ -244,7 +244,7 @@ def test_main_window_close_stops_training(qtbot, tmp_path):
 
 
 def test_overfitting_finding_shows_the_banner_with_remedies(qtbot, dock_for):
-    from engine.trainer import REMEDIES
+    from engine.diagnosis import REMEDIES
     p = Project(mlp(2, 64), dataset={"kind": "builtin", "name": "moons", "n": 40, "noise": 0.35})
     p.training.update(loss="bce", lr=0.05, epochs=30, batch_size=8, validation_split=0.5)
     doc, d = dock_for(p)
