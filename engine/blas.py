@@ -41,13 +41,14 @@ for _size, _addr in _ADDR.items():
 
 
 @intrinsic
-def _cblas(typingctx, ta, tb, M, N, K, A, lda, B, ldb, C, ldc):
-    """cblas_?gemm(RowMajor, ta ? Trans : NoTrans, tb ? Trans : NoTrans, M, N, K, 1, A, lda, B, ldb, 0, C, ldc)."""
-    sig = types.void(ta, tb, M, N, K, A, lda, B, ldb, C, ldc)
+def _cblas(typingctx, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc):
+    """cblas_?gemm(RowMajor, ta ? Trans : NoTrans, tb ? Trans : NoTrans, M, N, K, 1, A, lda, B, ldb, acc ? 1 : 0,
+    C, ldc)."""
+    sig = types.void(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc)
     wide = A.dtype == types.float64
 
     def codegen(context, builder, signature, args):
-        ta_, tb_, M_, N_, K_, A_, lda_, B_, ldb_, C_, ldc_ = args
+        ta_, tb_, M_, N_, K_, A_, lda_, B_, ldb_, C_, ldc_, acc_ = args
         i32, i64 = ir.IntType(32), ir.IntType(64)
         ft = ir.DoubleType() if wide else ir.FloatType()
         p = ir.PointerType(ft)
@@ -59,16 +60,19 @@ def _cblas(typingctx, ta, tb, M, N, K, A, lda, B, ldb, C, ldc):
         def trans(flag):
             return builder.select(builder.icmp_signed("!=", flag, ir.Constant(i64, 0)), ir.Constant(i32, 112),
                                   ir.Constant(i32, 111))
+        beta = builder.select(builder.icmp_signed("!=", acc_, ir.Constant(i64, 0)), ir.Constant(ft, 1.0),
+                              ir.Constant(ft, 0.0))
         builder.call(fn, [ir.Constant(i32, 101), trans(ta_), trans(tb_), M_, N_, K_, ir.Constant(ft, 1.0),
-                          data[0], lda_, data[1], ldb_, ir.Constant(ft, 0.0), data[2], ldc_])
+                          data[0], lda_, data[1], ldb_, beta, data[2], ldc_])
         return context.get_dummy_value()
     return sig, codegen
 
 
 @njit(cache=True, nogil=True)
-def _loop(a, b, c, tb=False, ta=False):
-    """The fallback: c = op(a) @ op(b), op transposing when ta / tb."""
-    c[...] = 0
+def _loop(a, b, c, tb=False, ta=False, acc=False):
+    """The fallback: c = op(a) @ op(b) (c += … when acc), op transposing when ta / tb."""
+    if not acc:
+        c[...] = 0
     M, N = c.shape
     K = a.shape[0] if ta else a.shape[1]
     for i in range(M):
@@ -78,16 +82,31 @@ def _loop(a, b, c, tb=False, ta=False):
                 c[i, j] += v * (b[j, k] if tb else b[k, j])
 
 
+@njit(cache=True, nogil=True)
+def _ld(a):
+    """a's leading dimension for BLAS (elements between rows), or −1 when its rows are not unit-stride."""
+    r, c = a.shape
+    if c > 1 and a.strides[1] != a.itemsize:
+        return -1
+    if r <= 1:
+        return max(c, 1)
+    ld = a.strides[0] // a.itemsize
+    return ld if ld >= max(c, 1) and a.strides[0] % a.itemsize == 0 else -1
+
+
 if HAVE_CBLAS:
     @njit(cache=True, nogil=True)
-    def gemm(a, b, c, tb=False, ta=False):
-        """c = op(a) @ op(b), op(v) = vᵀ when ta / tb; float arrays of one dtype (C-contiguous for BLAS)."""
-        if not (a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous):
-            _loop(a, b, c, tb, ta)
+    def gemm(a, b, c, tb=False, ta=False, acc=False):
+        """c = op(a) @ op(b), or c += … when acc; op(v) = vᵀ when ta / tb. Float 2-D arrays of one dtype whose
+        rows are unit-stride (C-contiguous, or row slices and column blocks of such arrays) go to BLAS, others
+        to the loop."""
+        la, lb, lc = _ld(a), _ld(b), _ld(c)
+        if la < 0 or lb < 0 or lc < 0:
+            _loop(a, b, c, tb, ta, acc)
             return
         M, N = c.shape
         K = a.shape[0] if ta else a.shape[1]
-        _cblas(np.int64(ta), np.int64(tb), np.int64(M), np.int64(N), np.int64(K), a, np.int64(a.shape[1]), b,
-               np.int64(b.shape[1]), c, np.int64(N))
+        _cblas(np.int64(ta), np.int64(tb), np.int64(M), np.int64(N), np.int64(K), a, np.int64(la), b,
+               np.int64(lb), c, np.int64(lc), np.int64(acc))
 else:
     gemm = _loop

@@ -59,61 +59,66 @@ def dense_fwd(x, W, b, y):
     """y = x Wᵀ + b for x (M, F), W (U, F), b (U,) or empty, y (M, U)."""
     m, f = x.shape
     u = W.shape[0]
+    for i in range(m):
+        for j in range(u):
+            y[i, j] = b[j] if b.size else 0
     if m * f * u >= SMALL:
-        gemm(x, W, y, True)                                  # (M, F) @ (F, U)
+        gemm(x, W, y, True, False, True)                     # y += (M, F) @ (F, U)
     else:
         for i in range(m):
             for j in range(u):
                 s = x[i, 0] * W[j, 0]
                 for c in range(1, f):
                     s += x[i, c] * W[j, c]
-                y[i, j] = s
-    if b.size:
-        for i in range(m):
-            for j in range(u):
-                y[i, j] += b[j]
+                y[i, j] += s
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def dense_bwd(x, dy, W, dW, db, dx, flag):
-    """dW = dyᵀ x, db = Σ dy (when b is used), dx = dy W (flag 1 write, 2 add, 0 none); shapes as dense_fwd."""
+def dense_dw(x, dy, dW, db):
+    """dW = dyᵀ x and db = Σ_rows dy (when db is not empty) for x (M, F), dy (M, U), dW (U, F); dy may be a
+    column block of a wider gradient (its U output rows)."""
     m, f = x.shape
-    u = W.shape[0]
+    u = dy.shape[1]
     if m * f * u >= SMALL:
         gemm(dy, x, dW, False, True)                         # (U, M) @ (M, F)
-        if flag == 1:
-            gemm(dy, W, dx)                                  # (M, U) @ (U, F)
-        elif flag == 2:
-            t = np.empty_like(dx)
-            gemm(dy, W, t)
-            for i in range(m):
-                for c in range(f):
-                    dx[i, c] += t[i, c]
     else:
-        for j in range(u):
-            for c in range(f):
-                dW[j, c] = 0
+        dW[...] = 0
         for i in range(m):
             for j in range(u):
                 g = dy[i, j]
                 for c in range(f):
                     dW[j, c] += g * x[i, c]
-        if flag == 1:
-            for i in range(m):
-                for c in range(f):
-                    dx[i, c] = 0
-        if flag != 0:
-            for i in range(m):
-                for j in range(u):
-                    g = dy[i, j]
-                    for c in range(f):
-                        dx[i, c] += g * W[j, c]
     if db.size:
-        for j in range(u):
-            db[j] = 0
+        db[:] = 0
         for i in range(m):
             for j in range(u):
                 db[j] += dy[i, j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def dense_dx(dy, W, dx, flag):
+    """dx = dy W (flag 1 writes, 2 adds, 0 does nothing) for dy (M, U), W (U, F), dx (M, F)."""
+    m, u = dy.shape
+    f = W.shape[1]
+    if flag == 0:
+        return
+    if m * f * u >= SMALL:
+        gemm(dy, W, dx, False, False, flag == 2)             # (M, U) @ (U, F)
+        return
+    if flag == 1:
+        dx[...] = 0
+    for i in range(m):
+        for j in range(u):
+            g = dy[i, j]
+            for c in range(f):
+                dx[i, c] += g * W[j, c]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def dense_bwd(x, dy, W, dW, db, dx, flag):
+    """dense_dw and dense_dx: dW = dyᵀ x, db = Σ dy (when b is used), dx = dy W (flag as dense_dx)."""
+    dense_dw(x, dy, dW, db)
+    dense_dx(dy, W, dx, flag)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -30,6 +30,8 @@ def use(n):
 
 
 MIN_SHARE = 0.25        # work below this share of a chunk's target is not split: a loop costs ~35 µs of wake-ups
+STREAM = 8 << 20        # bytes per chunk of a memory-bound pass: on the 2-core VM, two threads adding arrays of
+                        # 1 MB each were no faster than one (4 MB: 1.5×), and split ReLUs of workload e 3× slower
 
 
 def chunks(n, per_item, target=1 << 20):
@@ -42,11 +44,11 @@ def chunks(n, per_item, target=1 << 20):
     return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
-def over_batch(fn, *arrays, item_bytes=None):
+def over_batch(fn, *arrays, item_bytes=None, target=1 << 20):
     """fn(*(a[lo:hi] for a in arrays)) for chunks of the batch (axis 0 of every array), on the granted threads;
-    item_bytes: the work per sample (default: the bytes of one sample of every array)."""
+    item_bytes: the work per sample (default: the bytes of one sample of every array), target: per chunk."""
     n = len(arrays[0])
-    parts = chunks(n, item_bytes or sum(a[0].nbytes for a in arrays) if n else 0)
+    parts = chunks(n, item_bytes or sum(a[0].nbytes for a in arrays) if n else 0, target)
     run(lambda p: fn(*(a[p[0]:p[1]] for a in arrays)), parts)
     return parts
 

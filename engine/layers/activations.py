@@ -18,7 +18,7 @@ def _flat(a, dtype=None):
 def _each(kernel, *arrays):
     """kernel(*flat chunks) on batch chunks of same-shape arrays (on the threads granted, engine.parallel)."""
     rows = [np.ascontiguousarray(a).reshape(len(a), a.size // max(len(a), 1)) for a in arrays]   # (B, n) each
-    parallel.over_batch(lambda *c: kernel(*(r.reshape(-1) for r in c)), *rows)
+    parallel.over_batch(lambda *c: kernel(*(r.reshape(-1) for r in c)), *rows, target=parallel.STREAM)
 
 
 def _elementwise(op):

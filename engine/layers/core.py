@@ -113,21 +113,19 @@ class Dense(Layer):
         W, g, xs = self.p["W"], self.g, self.x
         dy2 = np.ascontiguousarray(dy.reshape(-1, dy.shape[-1]), dtype=W.dtype)    # (M, U)
         dx = np.empty_like(xs) if self.need_dx else xs[:0, :0]                     # (M, F)
+        db = g["b"] if "b" in g else W[0, :0]
         chunks = self._chunks(*xs.shape, len(W))
         if len(chunks) == 1:
-            k.dense_bwd(xs, dy2, W, g["W"], g["b"] if "b" in g else W[0, :0], dx,
-                        1 if self.need_dx else 0)                                  # dW (U, F), db (U,)
+            k.dense_bwd(xs, dy2, W, g["W"], db, dx, 1 if self.need_dx else 0)   # dW (U, F), db (U,)
         else:
             u = len(W) // 2
 
-            def run(item):                                                         # dx by rows of the batch,
-                kind, a, b = item                                                  # dW by output rows
+            def run(item):                                                     # dx by rows of the batch,
+                kind, a, b = item                                              # dW by output rows
                 if kind == "dx":
-                    np.matmul(dy2[a:b], W, out=dx[a:b])                            # (n, F)
-                    return
-                np.matmul(dy2[:, a:b].T, xs, out=g["W"][a:b])                      # (b − a, F), whole batch
-                if "b" in g:
-                    np.sum(dy2[:, a:b], axis=0, out=g["b"][a:b])
+                    k.dense_dx(dy2[a:b], W, dx[a:b], 1)                        # (n, F)
+                else:
+                    k.dense_dw(xs, dy2[:, a:b], g["W"][a:b], db[a:b])          # (b − a, F), whole batch
 
             parallel.run(run, [("dW", 0, u), ("dW", u, len(W))]
                          + ([("dx", a, b) for a, b in chunks] if self.need_dx else []))

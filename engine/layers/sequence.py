@@ -1,5 +1,6 @@
 """Sequence helpers: Embedding (token ids → vectors) and TimePool (a sequence → one vector over valid steps)."""
 import numpy as np
+from numba import njit
 
 from ..errors import ShapeError
 from ..hparams import HP
@@ -53,6 +54,29 @@ class Embedding(Layer):
         return [({"vocab": 7, "dim": 3}, [(5,)], {"ints": 7})]
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _weighted_sum(x, w, y):
+    """y[b] = Σ_t w[b, t] x[b, t] for x (B, T, F), w (B, T), y (B, F)."""
+    B, T, F = x.shape
+    for b in range(B):
+        y[b] = 0
+        for t in range(T):
+            wt = w[b, t]
+            for f in range(F):
+                y[b, f] += wt * x[b, t, f]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _spread(w, dy, dx):
+    """dx[b, t] = w[b, t] dy[b] for dy (B, F), w (B, T), dx (B, T, F): _weighted_sum's gradient."""
+    B, T, F = dx.shape
+    for b in range(B):
+        for t in range(T):
+            wt = w[b, t]
+            for f in range(F):
+                dx[b, t, f] = wt * dy[b, f]
+
+
 @register
 class TimePool(Layer):
     category = "pooling"
@@ -76,8 +100,11 @@ class TimePool(Layer):
         self.m, self.shape = m, x.shape
         mode = self.config["mode"]
         if mode == "mean":
-            self.n = m.sum(axis=1, keepdims=True).astype(x.dtype)      # (B, 1) = T_i
-            return np.einsum("btf,bt->bf", x, m.astype(x.dtype)) / self.n
+            self.w = m / np.maximum(m.sum(axis=1, keepdims=True), 1).astype(x.dtype)   # (B, T): 1/T_i on valid
+                                                                                        # steps, else 0
+            y = np.empty((b, f), x.dtype)
+            _weighted_sum(np.ascontiguousarray(x), self.w, y)
+            return y
         if mode == "max":
             xm = np.where(m[:, :, None], x, -np.inf)
             self.arg = np.argmax(xm, axis=1)                           # (B, F)
@@ -89,7 +116,9 @@ class TimePool(Layer):
         b, t, f = self.shape
         mode = self.config["mode"]
         if mode == "mean":
-            return ((self.m[:, :, None] / self.n[:, :, None]) * dy[:, None, :],)
+            dx = np.empty(self.shape, self.w.dtype)
+            _spread(self.w, np.ascontiguousarray(dy, dtype=dx.dtype), dx)
+            return (dx,)
         dx = np.zeros(self.shape, dy.dtype)
         if mode == "max":
             np.put_along_axis(dx, self.arg[:, None, :], dy[:, None, :], axis=1)
