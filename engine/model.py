@@ -108,10 +108,13 @@ class Model:
         for n in self.order:
             if n == stop:
                 return acts[self.srcs[n][0]]
-            if n in self.fused_now:                       # BatchNorm → ReLU → MaxPool in one pass
+            if n in self.fused_now:                       # a group of layers in one pass (layers/fusion.py)
                 g = self.fused_now[n]
-                masks[g.nodes[-1]] = None
-                acts[g.nodes[-1]] = g.forward(acts[self.srcs[n][0]], training=training)
+                for v in g.nodes:                         # the layers' own masks: a group changes no shape
+                    layer, srcs = self.layers[v], self.srcs[v]
+                    layer.in_masks = [masks[s] for s in srcs]
+                    masks[v] = layer.compute_mask(layer.in_masks)
+                acts[g.nodes[-1]] = g.forward(*[acts[s] for s in self.srcs[n]], training=training)
                 continue
             if (self.fused_now and n in self.inner) or n in acts:      # inside a group, or its last node
                 continue

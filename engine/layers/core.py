@@ -101,12 +101,20 @@ class Dense(Layer):
             return [(0, m)]
         return parallel.chunks(m, f * u, target=self.CHUNK)
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, relu=False):
+        """y = x Wᵀ + b, or max(0, x Wᵀ + b) on each chunk while it is in cache (fusion.DenseReLU)."""
         W = self.p["W"]
         self.x = xs = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=W.dtype)   # (M, F)
         y = np.empty((len(xs), W.shape[0]), W.dtype)                                  # (M, U)
         b = self.p["b"] if "b" in self.p else W[0, :0]
-        parallel.run(lambda r: k.dense_fwd(xs[r[0]:r[1]], W, b, y[r[0]:r[1]]), self._chunks(*xs.shape, len(W)))
+
+        def run(r):
+            yr = y[r[0]:r[1]]
+            k.dense_fwd(xs[r[0]:r[1]], W, b, yr)
+            if relu:
+                k.relu_fwd(yr.reshape(-1), yr.reshape(-1))
+
+        parallel.run(run, self._chunks(*xs.shape, len(W)))
         return y.reshape(x.shape[:-1] + (y.shape[-1],))
 
     def backward(self, dy):

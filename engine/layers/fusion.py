@@ -1,8 +1,11 @@
-"""Adjacent layers that the Model runs as one pass over memory: BatchNorm → ReLU → MaxPool2D (2×2, stride 2).
+"""Adjacent layers that the Model runs as one pass over memory: BatchNorm → ReLU → MaxPool2D (2×2, stride 2),
+Dense → ReLU and Add → LayerNorm.
 
-The group keeps each layer's math: BatchNorm's statistics and gradients are its own kernels, only the
-normalise-ReLU-pool step and its backward are one kernel each. Inner activations are not kept, so the
-Model uses groups only where nothing else reads them (Model.forward(every=True) runs every layer alone).
+A group keeps each layer's math: BatchNorm's statistics and gradients are its own kernels, only the
+normalise-ReLU-pool step and its backward are one kernel each; Dense applies the ReLU to each chunk of its
+output while it is in cache, LayerNorm adds the residual as it reads its input. Inner activations are not
+kept, so the Model uses groups only where nothing else reads them (Model.forward(every=True) runs every
+layer alone).
 """
 import numpy as np
 
@@ -13,6 +16,7 @@ from .conv_kernels import scratch
 
 class BNReLUPool:
     """BatchNorm → ReLU → MaxPool2D 2×2/2 on (C, H, W) inputs as one kernel forward and one backward."""
+    TYPES = ("BatchNorm", "ReLU", "MaxPool2D")
 
     def __init__(self, bn, relu, pool):
         self.bn, self.relu, self.pool = bn, relu, pool
@@ -20,8 +24,7 @@ class BNReLUPool:
 
     @staticmethod
     def fits(bn, relu, pool):
-        return (type(bn).__name__, type(relu).__name__, type(pool).__name__) == ("BatchNorm", "ReLU", "MaxPool2D") \
-            and len(bn.in_shapes[0]) == 3 and pool.k == (2, 2) and pool.s == (2, 2)
+        return len(bn.in_shapes[0]) == 3 and pool.k == (2, 2) and pool.s == (2, 2)
 
     def forward(self, x, training=False):
         bn = self.bn
@@ -58,19 +61,76 @@ class BNReLUPool:
         return [v[a:e] for v in arrays]
 
 
+class DenseReLU:
+    """Dense → ReLU: the ReLU runs on each row chunk of the Dense output right after its GEMM."""
+    TYPES = ("Dense", "ReLU")
+
+    def __init__(self, dense, relu):
+        self.dense, self.relu = dense, relu
+        self.nodes = (dense.name, relu.name)
+
+    @staticmethod
+    def fits(dense, relu):
+        return True
+
+    def forward(self, x, training=False):
+        self.relu.y = y = self.dense.forward(x, training, relu=True)   # ReLU's own backward reads its output
+        return y
+
+    def backward(self, dy):
+        return self.dense.backward(self.relu.backward(dy)[0])
+
+
+class AddLayerNorm:
+    """Add (two inputs) → LayerNorm: the sum is formed row by row inside LayerNorm's kernel, never stored."""
+    TYPES = ("Add", "LayerNorm")
+
+    def __init__(self, add, ln):
+        self.add, self.ln = add, ln
+        self.nodes = (add.name, ln.name)
+
+    @staticmethod
+    def fits(add, ln):
+        return len(add.in_shapes) == 2
+
+    def forward(self, a, b, training=False):
+        self.add.n = 2
+        return self.ln.forward(a, training, residual=b)
+
+    def backward(self, dy):
+        (dx,) = self.ln.backward(dy)
+        return self.add.backward(dx)                        # the sum's gradient reaches both inputs
+
+
+KINDS = (BNReLUPool, DenseReLU, AddLayerNorm)
+
+
+def _chain(model, users, n, k):
+    """The k nodes from n on where each but the last feeds only the next and each but the first has one input."""
+    chain = [n]
+    while len(chain) < k:
+        u = users.get(chain[-1], [])
+        if len(u) != 1 or len(model.srcs[u[0]]) != 1:
+            return None
+        chain.append(u[0])
+    return chain
+
+
 def groups(model):
-    """{first node: group} for every BatchNorm → ReLU → MaxPool2D chain whose inner outputs feed nothing else."""
+    """{first node: group} for every chain of KINDS whose inner outputs feed nothing else (the output excluded)."""
     users = {}
     for n in model.order:
         for s in model.srcs[n]:
             users.setdefault(s, []).append(n)
-    out = {}
+    out, taken = {}, set()
     for n in model.order:
-        r = users.get(n, [])
-        p = users.get(r[0], []) if len(r) == 1 else []
-        if len(p) != 1 or model.output in (n, r[0], p[0]) or len(model.srcs[r[0]]) != 1 or len(model.srcs[p[0]]) != 1:
-            continue
-        layers = [model.layers[v] for v in (n, r[0], p[0])]
-        if BNReLUPool.fits(*layers):
-            out[n] = BNReLUPool(*layers)
+        for kind in KINDS:
+            c = _chain(model, users, n, len(kind.TYPES))
+            if c is None or model.output in c or taken.intersection(c):
+                continue
+            layers = [model.layers[v] for v in c]
+            if tuple(type(v).__name__ for v in layers) == kind.TYPES and kind.fits(*layers):
+                out[n] = kind(*layers)
+                taken.update(c)
+                break
     return out

@@ -113,23 +113,31 @@ _LN_MATH = {"reassoc", "nsz", "contract", "arcp"}    # lets the row sums vectori
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_LN_MATH)
-def _ln_fwd(x, gamma, beta, eps, y, xhat, inv):
-    """Per row of x (M, F): xhat = (x − mean)/√(var + ε), y = γ·xhat + β; inv[i] = 1/√(var + ε)."""
+def _ln_fwd(x, r, gamma, beta, eps, y, xhat, inv):
+    """Per row of s = x + r (x alone when r is empty), x (M, F): xhat = (s − mean)/√(var + ε), y = γ·xhat + β;
+    inv[i] = 1/√(var + ε)."""
     m, f = x.shape
     for i in range(m):
+        row = xhat[i]
+        if r.size:
+            for j in range(f):
+                row[j] = x[i, j] + r[i, j]
+        else:
+            for j in range(f):
+                row[j] = x[i, j]
         mu = 0.0
         for j in range(f):
-            mu += x[i, j]
+            mu += row[j]
         mu /= f
         var = 0.0
         for j in range(f):
-            c = x[i, j] - mu
+            c = row[j] - mu
             var += c * c
-        r = 1.0 / np.sqrt(var / f + eps)
-        inv[i] = r
+        rs = 1.0 / np.sqrt(var / f + eps)
+        inv[i] = rs
         for j in range(f):
-            xh = (x[i, j] - mu) * r
-            xhat[i, j] = xh
+            xh = (row[j] - mu) * rs
+            row[j] = xh
             y[i, j] = gamma[j] * xh + beta[j]
 
 
@@ -185,14 +193,20 @@ class LayerNorm(Layer):
         """Row runs for engine.parallel, a memory-bound pass over x, y and x̂ (4-byte values)."""
         return parallel.chunks(m, 12 * f, target=parallel.STREAM) if m else []
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, residual=None):
+        """LayerNorm(x), or LayerNorm(x + residual) in the same pass (fusion.AddLayerNorm)."""
         x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])     # (M, F)
+        r2 = x2[:0, :0] if residual is None else np.ascontiguousarray(residual, dtype=x2.dtype).reshape(x2.shape)
         y = np.empty_like(x2)
         xhat = self.xhat = np.empty_like(x2)
         inv = self.inv = np.empty(len(x2), x2.dtype)
         g, b, eps = self.p["gamma"], self.p["beta"], self.config["eps"]
-        parallel.run(lambda r: _ln_fwd(x2[r[0]:r[1]], g, b, eps, y[r[0]:r[1]], xhat[r[0]:r[1]], inv[r[0]:r[1]]),
-                     self._chunks(*x2.shape))
+
+        def run(ab):
+            a, e = ab
+            _ln_fwd(x2[a:e], r2[a:e] if r2.size else r2, g, b, eps, y[a:e], xhat[a:e], inv[a:e])
+
+        parallel.run(run, self._chunks(*x2.shape))
         return y.reshape(x.shape)
 
     def backward(self, dy):
