@@ -75,3 +75,54 @@ def test_fused_group_on_two_threads_equals_one_bit_for_bit(monkeypatch):
             out.append(_run(m, x, u, True, every=False))
         assert len(m.layers["bn"].parts) > 1
     assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])
+
+
+def _block():
+    """x → MHSA → Add(x, ·) → LayerNorm → Dense → ReLU → Dense → Add → LayerNorm → TimePool → Dense → Softmax."""
+    g = Graph()
+    g.chain(("x", "Input", {"shape": [6, 8]}), ("att", "MultiHeadSelfAttention", {"heads": 2}))
+    g.add_node("Add", "res1")
+    g.connect("x", "res1")
+    g.connect("att", "res1")
+    g.chain(("ln1", "LayerNorm", {}), ("ff1", "Dense", {"units": 12}), ("relu", "ReLU", {}),
+            ("ff2", "Dense", {"units": 8}), after="res1")
+    g.add_node("Add", "res2")
+    g.connect("ln1", "res2")
+    g.connect("ff2", "res2")
+    g.chain(("ln2", "LayerNorm", {}), ("pool", "TimePool", {}), ("out", "Dense", {"units": 3}),
+            ("sm", "Softmax", {}), after="res2")
+    return g
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
+def test_dense_relu_and_add_layernorm_groups_equal_the_layers(masked, dtype, tol):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(5, 6, 8)).astype(dtype)
+    u = rng.normal(size=(5, 3)).astype(dtype)
+    mask = np.arange(6)[None, :] < np.array([6, 2, 4, 1, 5])[:, None] if masked else None
+    fused, alone = Model(_block(), dtype=dtype, seed=1), Model(_block(), dtype=dtype, seed=1)
+    kinds = {n: type(g).__name__ for n, g in fused.groups.items()}
+    assert kinds == {"res1": "AddLayerNorm", "ff1": "DenseReLU", "res2": "AddLayerNorm"}
+    out = []
+    for m, every in ((fused, False), (alone, True)):
+        y = m.forward(x, training=True, mask=mask, every=every)
+        m.grad[:] = 0
+        m.backward(u)
+        out.append((y.copy(), m.grad.copy()))
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=tol, atol=tol)
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=tol, atol=tol)
+    assert "res1" not in fused.acts and "ff1" not in fused.acts and "relu" in fused.acts and "ln1" in fused.acts
+    if masked:
+        assert fused.masks["relu"] is not None and np.array_equal(fused.masks["relu"], mask)
+
+
+def test_no_dense_relu_group_when_the_dense_output_is_read_twice():
+    g = _block()
+    g.add_node("Add", "tap")
+    g.connect("ff1", "tap")
+    g.connect("relu", "tap")
+    g.disconnect(next(e for e in g.edges if e.src == "relu" and e.dst == "ff2"))
+    g.connect("tap", "ff2")
+    m = Model(g)
+    assert "ff1" not in m.groups and "res1" in m.groups
