@@ -2,6 +2,7 @@
 import numpy as np
 from numba import njit
 
+from ..blas import gemm
 from ..hparams import HP
 from .base import Layer, Param, fmt, register
 
@@ -37,7 +38,7 @@ def _rnn_forward(xu, WT, h0, mask, act, fast, S):
             S[0, i, k] = h0[k]
     for s in range(t):
         new = S[s + 1]
-        np.dot(S[s], WT, new)                                       # (B, H) @ (H, H): W h_{t−1} for the batch
+        gemm(S[s], WT, new)                                         # (B, H) @ (H, H): W h_{t−1} for the batch
         for i in range(b):
             y, prev, a = new[i], S[s, i], xu[s, i]
             if not mask[s, i]:
@@ -92,7 +93,7 @@ def _rnn_backward(dy, last, W, S, mask, act, dA, G, g, keep):
             else:
                 for k in range(h):
                     di[k] = gti[k] if hn[k] > 0 else gti[k] * 0
-        np.dot(d, W, g)                                             # (B, H) @ (H, H): Wᵀ δ_t per row
+        gemm(d, W, g)                                               # (B, H) @ (H, H): Wᵀ δ_t per row
         for i in range(b):                                          # padded steps pass g on unchanged
             if not mask[s, i]:
                 for k in range(h):
