@@ -8,7 +8,7 @@ from ..errors import ShapeError
 from ..hparams import HP
 from .attention_kernels import attend, attend_bwd
 from .base import Fix, Layer, Param, fmt, register
-from .conv_kernels import scratch
+from .conv_kernels import scratch, sum_parts
 
 
 def _divisor_near(d, h):
@@ -134,28 +134,29 @@ class MultiHeadSelfAttention(Layer):
         dZ = scratch(self, "dZ", (B * T, D), dt)                        # (B·T, D)
         dqkv = scratch(self, "dqkv", (B * T, 3 * D), dt)                # (B·T, 3D) [dq | dk | dv]
         dx = np.empty((B * T, d), dt) if self.need_dx else None         # (B·T, d)
-        dW = scratch(self, "dW", (3 * D, d), dt)                        # (3D, d) [dW_Q | dW_K | dW_V]
-        db = scratch(self, "db", (3 * D,), dt)                          # (3D,)
+        chunks = self._chunks(B, T, d, D)
+        nw = 3 * D * d + 3 * D                                          # [dW_Q | dW_K | dW_V], [db_Q | db_K | db_V]
+        parts = scratch(self, "parts", (len(chunks), d * D + d + nw), dt)   # each chunk's weight gradients
         x2, W, qkv, A, Zc, Wo = self.x2, self.W, self.qkv, self.A, self.Zc, p["Wo"]
 
-        def rows(ab):                                                   # samples a … b−1: dq, dk, dv, dx
-            a, b = ab
+        def rows(i):                                                    # samples a … b−1: dq, dk, dv, dx and
+            a, b = chunks[i]                                            # their share of every weight gradient
             r, n = slice(a * T, b * T), b - a
             kn.dense_dx(dy2[r], Wo, dZ[r], 1)                           # (n·T, D)
             attend_bwd(qkv[r].reshape(n, T, 3 * D), A[a:b], dZ[r].reshape(n, T, D), self.scale, h,
                        dqkv[r].reshape(n, T, 3 * D))                    # (n, T, 3D)
             if dx is not None:
                 kn.dense_dx(dqkv[r], W, dx[r], 1)                       # (n·T, d)
+            o = parts[i]
+            kn.dense_dw(Zc[r], dy2[r], o[:d * D].reshape(d, D), o[d * D:d * D + d])          # (d, D), (d,)
+            kn.dense_dw(x2[r], dqkv[r], o[d * D + d:-3 * D].reshape(3 * D, d), o[-3 * D:])   # (3D, d), (3D,)
 
-        def weights(i):                                                 # whole-batch GEMMs, split by output rows
-            if i == 0:
-                kn.dense_dw(Zc, dy2, g["Wo"], g["bo"])                  # (d, D)
-            else:
-                c = slice((i - 1) * D, i * D)                           # W_Q, W_K or W_V
-                kn.dense_dw(x2, dqkv[:, c], dW[c], db[c])               # (D, d)
-
-        parallel.run(rows, self._chunks(B, T, d, D))
-        parallel.run(weights, range(4))
+        parallel.run(rows, range(len(chunks)))
+        tot = scratch(self, "tot", parts.shape[1:], dt)
+        sum_parts(parts, tot)                                           # in chunk order: any thread count alike
+        g["Wo"][...] = tot[:d * D].reshape(d, D)
+        g["bo"][...] = tot[d * D:d * D + d]
+        dW, db = tot[d * D + d:-3 * D].reshape(3 * D, d), tot[-3 * D:]
         for i, k in enumerate("qkv"):
             g[f"W{k}"][...] = dW[i * D:(i + 1) * D]
             g[f"b{k}"][...] = db[i * D:(i + 1) * D]

@@ -10,6 +10,7 @@ from ..errors import ShapeError
 from ..hparams import HP
 from ..initializers import INITS
 from .base import FLATTEN_FIX, Layer, Param, fmt, register
+from .conv_kernels import scratch, sum_parts
 
 
 @register
@@ -126,17 +127,19 @@ class Dense(Layer):
         if len(chunks) == 1:
             k.dense_bwd(xs, dy2, W, g["W"], db, dx, 1 if self.need_dx else 0)   # dW (U, F), db (U,)
         else:
-            u = len(W) // 2
+            u, f = W.shape
+            parts = scratch(self, "parts", (len(chunks), u * f + db.size), W.dtype)   # each chunk's dW, db
 
-            def run(item):                                                     # dx by rows of the batch,
-                kind, a, b = item                                              # dW by output rows
-                if kind == "dx":
-                    k.dense_dx(dy2[a:b], W, dx[a:b], 1)                        # (n, F)
-                else:
-                    k.dense_dw(xs, dy2[:, a:b], g["W"][a:b], db[a:b])          # (b − a, F), whole batch
+            def run(i):                                                        # rows a … b−1: their dx and
+                a, b = chunks[i]                                               # their share of dW, db
+                k.dense_bwd(xs[a:b], dy2[a:b], W, parts[i, :u * f].reshape(u, f), parts[i, u * f:], dx[a:b],
+                            1 if self.need_dx else 0)
 
-            parallel.run(run, [("dW", 0, u), ("dW", u, len(W))]
-                         + ([("dx", a, b) for a, b in chunks] if self.need_dx else []))
+            parallel.run(run, range(len(chunks)))
+            tot = scratch(self, "tot", parts.shape[1:], W.dtype)
+            sum_parts(parts, tot)                                              # in chunk order
+            g["W"][...] = tot[:u * f].reshape(u, f)
+            db[...] = tot[u * f:]
         if not self.need_dx:
             return (None,)
         return (dx.reshape(dy.shape[:-1] + (dx.shape[-1],)),)
