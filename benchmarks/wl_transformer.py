@@ -8,11 +8,10 @@ Dense(64→10); input (32, 64), batch 32, softmax cross-entropy, Adam lr 1e-3.
 runs one side alone in this process and prints its median ms/step; alternate the two sides in separate
 processes (engine, torch, engine, torch, …) for a fair ratio. bench.py discovers WORKLOADS.
 
-Measured 2026-12-01 23:57 UTC with bench.py --only e --quick on the shared 2-core EPYC VM (another job on one
-core most of the time, load average 1.2-2.3): engine on 2 threads (engine.parallel batch chunks, BLAS on one thread)
-8.0 ms/step [6.7-9.3] vs PyTorch at its default 2 threads 12.2 ms [10.8-13.5]: 1.53×; engine on one core 9.1 ms
-[8.0-10.2] vs PyTorch 1 thread 15.9 ms [14.3-17.4]: 1.74×. While the other job holds a core, PyTorch's 2 threads
-spin against it (30-600 ms/step) and the engine's second thread only adds contention.
+Measured 2026-12-02 02:35-03:00 UTC with bench.py --only e --reps 5 on the 2-core EPYC VM (load ≈ 1), six runs: engine
+on 2 threads 5.6-7.0 ms/step vs PyTorch at its default 2 threads 9.3-12.5 ms, ratio per run 1.48-1.81× (median
+1.61×); engine on one core 6.7-9.2 ms vs PyTorch 1 thread 11.1-15.3 ms, 1.47-1.87× (median 1.63×). The machine's
+speed drifts by ±30% over a few seconds, so single runs scatter around those medians.
 """
 import argparse
 import statistics

@@ -118,24 +118,29 @@ class Dense(Layer):
         parallel.run(run, self._chunks(*xs.shape, len(W)))
         return y.reshape(x.shape[:-1] + (y.shape[-1],))
 
-    def backward(self, dy):
+    def backward(self, dy, relu_y=None):
+        """dW, db, dx from dy; with relu_y (the output of a ReLU right after this layer, fusion.DenseReLU) from
+        dy ⊙ (relu_y > 0), formed chunk by chunk."""
         W, g, xs = self.p["W"], self.g, self.x
-        dy2 = np.ascontiguousarray(dy.reshape(-1, dy.shape[-1]), dtype=W.dtype)    # (M, U)
+        u, f = W.shape
+        dy2 = np.ascontiguousarray(dy.reshape(-1, u), dtype=W.dtype)                # (M, U)
         dx = np.empty_like(xs) if self.need_dx else xs[:0, :0]                     # (M, F)
         db = g["b"] if "b" in g else W[0, :0]
-        chunks = self._chunks(*xs.shape, len(W))
-        if len(chunks) == 1:
-            k.dense_bwd(xs, dy2, W, g["W"], db, dx, 1 if self.need_dx else 0)   # dW (U, F), db (U,)
-        else:
-            u, f = W.shape
-            parts = scratch(self, "parts", (len(chunks), u * f + db.size), W.dtype)   # each chunk's dW, db
+        ry = None if relu_y is None else np.ascontiguousarray(relu_y).reshape(dy2.shape)
+        dh = dy2 if ry is None else scratch(self, "dh", dy2.shape, W.dtype)       # (M, U) dL/d(x Wᵀ + b)
+        chunks = self._chunks(*xs.shape, u)
+        one = len(chunks) == 1
+        parts = None if one else scratch(self, "parts", (len(chunks), u * f + db.size), W.dtype)   # dW, db
 
-            def run(i):                                                        # rows a … b−1: their dx and
-                a, b = chunks[i]                                               # their share of dW, db
-                k.dense_bwd(xs[a:b], dy2[a:b], W, parts[i, :u * f].reshape(u, f), parts[i, u * f:], dx[a:b],
-                            1 if self.need_dx else 0)
+        def run(i):                                                        # rows a … b−1: their dx and
+            a, b = chunks[i]                                               # their share of dW, db
+            if ry is not None:
+                k.relu_bwd(ry[a:b].reshape(-1), dy2[a:b].reshape(-1), dh[a:b].reshape(-1), 1)
+            dW, dbi = (g["W"], db) if one else (parts[i, :u * f].reshape(u, f), parts[i, u * f:])
+            k.dense_bwd(xs[a:b], dh[a:b], W, dW, dbi, dx[a:b], 1 if self.need_dx else 0)
 
-            parallel.run(run, range(len(chunks)))
+        parallel.run(run, range(len(chunks)))
+        if not one:
             tot = scratch(self, "tot", parts.shape[1:], W.dtype)
             sum_parts(parts, tot)                                              # in chunk order
             g["W"][...] = tot[:u * f].reshape(u, f)

@@ -78,7 +78,7 @@ class DenseReLU:
         return y
 
     def backward(self, dy):
-        return self.dense.backward(self.relu.backward(dy)[0])
+        return self.dense.backward(dy, relu_y=self.relu.y)
 
 
 class AddLayerNorm:
