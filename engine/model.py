@@ -110,7 +110,7 @@ class Model:
                 return acts[self.srcs[n][0]]
             if n in self.fused_now:                       # a group of layers in one pass (layers/fusion.py)
                 g = self.fused_now[n]
-                for v in g.nodes:                         # the layers' own masks: a group changes no shape
+                for v in g.nodes:                         # each layer's mask, as when it runs alone
                     layer, srcs = self.layers[v], self.srcs[v]
                     layer.in_masks = [masks[s] for s in srcs]
                     masks[v] = layer.compute_mask(layer.in_masks)
