@@ -6,7 +6,6 @@ combined in chunk order: one thread and many give bit-for-bit the same result.
 import importlib.util
 import os
 import threading
-import time
 from contextlib import contextmanager
 
 from threadpoolctl import threadpool_limits
@@ -116,61 +115,19 @@ class _Pool:
 _pool = _Pool()
 
 
-class Site:
-    """Moving averages of how long one call site's loops take on the granted threads and on the caller alone.
-
-    The chunks, and so the results, are the same either way; only the time differs. On a machine whose other
-    cores are busy (or slow each other down), the second thread can cost more than it gains: measured on the
-    2-core VM, workload e ran 7.1 ms/step on two threads and 6.9 on one in the same run."""
-    EXPLORE = 16          # every 16th loop runs the other way, so that both averages stay current
-    RATE = 0.25           # weight of the newest time in an average
-
-    def __init__(self):
-        self.par = self.ser = None
-        self.calls = 0
-
-    def parallel(self):
-        """Whether the next loop should use the granted threads."""
-        self.calls += 1
-        if self.par is None or self.ser is None:
-            return self.par is None
-        return (self.par <= self.ser) != (self.calls % self.EXPLORE == 0)
-
-    def record(self, parallel, seconds):
-        old = self.par if parallel else self.ser
-        new = seconds if old is None else old + self.RATE * (seconds - old)
-        if parallel:
-            self.par = new
-        else:
-            self.ser = new
-
-
-_sites = {}             # (code of fn, number of items) -> Site
-
-
 def run(fn, items):
-    """fn(item) for every item, on the threads granted to the caller when that is faster at this call site
-    (Site), else on the caller alone; returns when all are done. A loop started inside another one's fn
-    runs on its own thread (the pool is busy with the outer one)."""
+    """fn(item) for every item, on the threads granted to the caller; returns when all are done.
+    A loop started inside another one's fn runs on its own thread (the pool is busy with the outer one)."""
     items = list(items)
-    if getattr(_state, "busy", False) or threads() == 1 or len(items) < 2:
+    if getattr(_state, "busy", False):
         for it in items:
             fn(it)
         return
-    key = (getattr(fn, "__code__", fn), len(items))
-    site = _sites.get(key) or _sites.setdefault(key, Site())
-    par = site.parallel()
     _state.busy = True
-    t = time.perf_counter()
     try:
-        if par:
-            _pool.run(fn, items, threads())
-        else:
-            for it in items:
-                fn(it)
+        _pool.run(fn, items, threads())
     finally:
         _state.busy = False
-    site.record(par, time.perf_counter() - t)
 
 
 # ---- the threads a run may use ----

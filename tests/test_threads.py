@@ -83,29 +83,3 @@ def test_a_trainer_made_for_the_window_keeps_a_core_free():
     from engine.session import prepare
     _, tr = prepare(Project.load(path("examples", "xor.json")))
     assert tr.threads is None                                  # thread_limits(None): all cores but one
-
-
-def test_a_call_site_uses_threads_only_while_they_are_faster():
-    site = parallel.Site()
-    assert site.parallel() is True                                # first loop: threads, to measure them
-    site.record(True, 10.0)
-    assert site.parallel() is False                               # then the caller alone
-    site.record(False, 1.0)
-    ways = [site.parallel() for _ in range(4 * parallel.Site.EXPLORE)]
-    assert ways.count(True) == 4                                  # threads are 10× slower: tried every 16th loop
-    for _ in range(40):                                           # the machine frees up: threads now 4× faster
-        site.record(True, 0.25)
-        site.record(False, 1.0)
-    ways = [site.parallel() for _ in range(4 * parallel.Site.EXPLORE)]
-    assert ways.count(False) == 4
-
-
-def test_loops_give_the_same_result_whichever_way_a_site_runs(monkeypatch):
-    out = {}
-    for way in (True, False):
-        monkeypatch.setattr(parallel.Site, "parallel", lambda self, w=way: w)
-        got = []
-        with parallel.use(2):
-            parallel.run(lambda i: got.append(i * i), range(9))
-        out[way] = sorted(got)
-    assert out[True] == out[False] == [i * i for i in range(9)]
