@@ -8,10 +8,10 @@ Dense(64→10); input (32, 64), batch 32, softmax cross-entropy, Adam lr 1e-3.
 runs one side alone in this process and prints its median ms/step; alternate the two sides in separate
 processes (engine, torch, engine, torch, …) for a fair ratio. bench.py discovers WORKLOADS.
 
-Measured 2026-12-02 02:35-03:00 UTC with bench.py --only e --reps 5 on the 2-core EPYC VM (load ≈ 1), six runs: engine
-on 2 threads 5.6-7.0 ms/step vs PyTorch at its default 2 threads 9.3-12.5 ms, ratio per run 1.48-1.81× (median
-1.61×); engine on one core 6.7-9.2 ms vs PyTorch 1 thread 11.1-15.3 ms, 1.47-1.87× (median 1.63×). The machine's
-speed drifts by ±30% over a few seconds, so single runs scatter around those medians.
+Measured 2026-12-02 02:35-03:25 UTC with bench.py --only e on the 2-core EPYC VM (load ≈ 1), eight runs: engine on
+2 threads 5.6-7.4 ms/step vs PyTorch at its default 2 threads 9.5-12.6 ms, ratio per run 1.43-2.13× (median 1.58×);
+engine on one core 6.9-8.9 ms vs PyTorch 1 thread 11.9-15.3 ms, 1.47-2.21× (median 1.76×). The machine's speed
+drifts by ±30% within seconds, so single runs scatter around those medians (benchmarks/README.md).
 """
 import argparse
 import statistics
