@@ -8,7 +8,7 @@ from ..errors import ShapeError
 from ..hparams import HP
 from .attention_kernels import attend, attend_bwd
 from .base import Fix, Layer, Param, fmt, register
-from .conv_kernels import scratch, sum_parts
+from .conv_kernels import chunk_sum, scratch
 
 
 def _divisor_near(d, h):
@@ -135,25 +135,21 @@ class MultiHeadSelfAttention(Layer):
         dqkv = scratch(self, "dqkv", (B * T, 3 * D), dt)                # (B·T, 3D) [dq | dk | dv]
         dx = np.empty((B * T, d), dt) if self.need_dx else None         # (B·T, d)
         chunks = self._chunks(B, T, d, D)
-        nw = 3 * D * d + 3 * D                                          # [dW_Q | dW_K | dW_V], [db_Q | db_K | db_V]
-        parts = scratch(self, "parts", (len(chunks), d * D + d + nw), dt)   # each chunk's weight gradients
         x2, W, qkv, A, Zc, Wo = self.x2, self.W, self.qkv, self.A, self.Zc, p["Wo"]
 
-        def rows(i):                                                    # samples a … b−1: dq, dk, dv, dx and
-            a, b = chunks[i]                                            # their share of every weight gradient
+        def rows(i, o):                                                 # samples a … b−1: dq, dk, dv, dx and
+            a, b = chunks[i]                                            # their share o of every weight gradient
             r, n = slice(a * T, b * T), b - a
             kn.dense_dx(dy2[r], Wo, dZ[r], 1)                           # (n·T, D)
             attend_bwd(qkv[r].reshape(n, T, 3 * D), A[a:b], dZ[r].reshape(n, T, D), self.scale, h,
                        dqkv[r].reshape(n, T, 3 * D))                    # (n, T, 3D)
             if dx is not None:
                 kn.dense_dx(dqkv[r], W, dx[r], 1)                       # (n·T, d)
-            o = parts[i]
             kn.dense_dw(Zc[r], dy2[r], o[:d * D].reshape(d, D), o[d * D:d * D + d])          # (d, D), (d,)
             kn.dense_dw(x2[r], dqkv[r], o[d * D + d:-3 * D].reshape(3 * D, d), o[-3 * D:])   # (3D, d), (3D,)
 
-        parallel.run(rows, range(len(chunks)))
-        tot = scratch(self, "tot", parts.shape[1:], dt)
-        sum_parts(parts, tot)                                           # in chunk order: any thread count alike
+        nw = 3 * D * d + 3 * D                                          # [dW_Q | dW_K | dW_V], [db_Q | db_K | db_V]
+        tot = chunk_sum(self, len(chunks), d * D + d + nw, dt, rows)    # [dW_O, db_O, dW_QKV, db_QKV]
         g["Wo"][...] = tot[:d * D].reshape(d, D)
         g["bo"][...] = tot[d * D:d * D + d]
         dW, db = tot[d * D + d:-3 * D].reshape(3 * D, d), tot[-3 * D:]

@@ -36,18 +36,18 @@ def exp_nonpos(a, bits):
         a[i] *= f[i]
 
 
-def _exp_row(row, bits):
-    """row ← exp(row) in place for row ≤ 0 (compiled per dtype: exp_nonpos for float32, libm's exp else)."""
+def _exp(a, bits):
+    """a ← exp(a) in place for flat a ≤ 0 (compiled per dtype: exp_nonpos for float32, libm's exp else)."""
 
 
-@overload(_exp_row)
-def _exp_row_impl(row, bits):
-    if row.dtype == types.float32:
-        return lambda row, bits: exp_nonpos(row, bits)
+@overload(_exp)
+def _exp_impl(a, bits):
+    if a.dtype == types.float32:
+        return lambda a, bits: exp_nonpos(a, bits)
 
-    def libm(row, bits):
-        for i in range(row.size):
-            row[i] = np.exp(row[i])
+    def libm(a, bits):
+        for i in range(a.size):
+            a[i] = np.exp(a[i])
     return libm
 
 
@@ -75,7 +75,7 @@ def _softmax_rows(S, scale, valid, causal, bits):
                 mx, seen = row[s], True
         for s in range(T):
             row[s] = (row[s] - mx) * scale if (seen and s < n and valid[s]) else -np.inf
-    _exp_row(S.reshape(-1), bits)                       # the whole tile at once; exp(−inf) = 0
+    _exp(S.reshape(-1), bits)                           # the whole tile at once; exp(−inf) = 0
     for t in range(T):
         row = S[t]
         tot = 0.0

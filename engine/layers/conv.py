@@ -162,23 +162,21 @@ class Conv2D(Layer):
         dy = np.ascontiguousarray(dy)
         W2T = np.ascontiguousarray(self.p["W"].reshape(O, -1).T)           # (C_in·K_h·K_w, C_out)
         R = W2T.shape[0]
-        dws = k.scratch(self, "dws", (len(parts), O, R), dy.dtype)           # per-chunk sums of dW
-        dbs = k.scratch(self, "dbs", (len(parts), O), dy.dtype)
         padded = bool(ph or pw)
         dxp = k.scratch(self, "dxp", xp.shape, dy.dtype) if self.need_dx else xp    # x.shape when unpadded; unused without dx
         dx = k.scratch(self, "dx", self.xshape, dy.dtype) if self.need_dx and padded else dxp
 
-        def part(i):
+        def part(i, o):                                                 # samples a … e−1; o: their dW, db
             a, e = parts[i]
             n = min(self.sub, e - a) * L
-            k.conv_bwd(dy[a:e], xp[a:e], W2T, dws[i], dbs[i], dxp[a:e], dx[a:e],
+            k.conv_bwd(dy[a:e], xp[a:e], W2T, o[:O * R].reshape(O, R), o[O * R:], dxp[a:e], dx[a:e],
                        k.scratch(self, ("col", i), (R * n,), dy.dtype), k.scratch(self, ("dy2", i), (O * n,), dy.dtype),
                        k.scratch(self, ("dw", i), (O, R), dy.dtype), kh, kw, sh, sw, ph, pw, wrow, L, self.sub,
                        self.need_dx)
-        parallel.run(part, range(len(parts)))
-        k.sum_parts(dws.reshape(len(parts), -1), self.g["W"].reshape(-1))     # in chunk order: thread-independent
+        tot = k.chunk_sum(self, len(parts), O * R + O, dy.dtype, part)    # in chunk order: thread-independent
+        self.g["W"].reshape(-1)[...] = tot[:O * R]
         if "b" in self.g:
-            k.sum_parts(dbs, self.g["b"])
+            self.g["b"][...] = tot[O * R:]
         return (dx if self.need_dx else None,)
 
     @classmethod

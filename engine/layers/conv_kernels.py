@@ -2,6 +2,7 @@
 import numpy as np
 from numba import njit
 
+from .. import parallel
 from ..blas import gemm
 
 # fast-math without nnan/ninf: reductions may be reordered (vectorised), but inf and NaN keep their meaning
@@ -24,6 +25,16 @@ def sum_parts(parts, out):
     for i in range(1, parts.shape[0]):
         for j in range(out.size):
             out[j] += parts[i, j]
+
+
+def chunk_sum(owner, n, size, dtype, fn):
+    """The (size,) sum of n chunks' shares: fn(i, part) writes chunk i's share into part on the granted threads,
+    and the shares are added in chunk order, so any thread count gives the same sum (buffers kept on owner)."""
+    parts = scratch(owner, "parts", (n, size), dtype)
+    parallel.run(lambda i: fn(i, parts[i]), range(n))
+    tot = scratch(owner, "tot", (size,), dtype)
+    sum_parts(parts, tot)
+    return tot
 
 
 # ---- convolution as GEMMs over batch chunks: col (C·K_h·K_w, n·H_out·W_out) holds every patch of n padded samples ----

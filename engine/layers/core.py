@@ -10,7 +10,7 @@ from ..errors import ShapeError
 from ..hparams import HP
 from ..initializers import INITS
 from .base import FLATTEN_FIX, Layer, Param, fmt, register
-from .conv_kernels import scratch, sum_parts
+from .conv_kernels import chunk_sum, scratch
 
 
 @register
@@ -129,22 +129,16 @@ class Dense(Layer):
         ry = None if relu_y is None else np.ascontiguousarray(relu_y).reshape(dy2.shape)
         dh = dy2 if ry is None else scratch(self, "dh", dy2.shape, W.dtype)       # (M, U) dL/d(x Wᵀ + b)
         chunks = self._chunks(*xs.shape, u)
-        one = len(chunks) == 1
-        parts = None if one else scratch(self, "parts", (len(chunks), u * f + db.size), W.dtype)   # dW, db
 
-        def run(i):                                                        # rows a … b−1: their dx and
-            a, b = chunks[i]                                               # their share of dW, db
+        def run(i, o):                                                     # rows a … b−1: their dx and
+            a, b = chunks[i]                                               # their share o of dW, db
             if ry is not None:
                 k.relu_bwd(ry[a:b].reshape(-1), dy2[a:b].reshape(-1), dh[a:b].reshape(-1), 1)
-            dW, dbi = (g["W"], db) if one else (parts[i, :u * f].reshape(u, f), parts[i, u * f:])
-            k.dense_bwd(xs[a:b], dh[a:b], W, dW, dbi, dx[a:b], 1 if self.need_dx else 0)
+            k.dense_bwd(xs[a:b], dh[a:b], W, o[:u * f].reshape(u, f), o[u * f:], dx[a:b], 1 if self.need_dx else 0)
 
-        parallel.run(run, range(len(chunks)))
-        if not one:
-            tot = scratch(self, "tot", parts.shape[1:], W.dtype)
-            sum_parts(parts, tot)                                              # in chunk order
-            g["W"][...] = tot[:u * f].reshape(u, f)
-            db[...] = tot[u * f:]
+        tot = chunk_sum(self, len(chunks), u * f + db.size, W.dtype, run)
+        g["W"][...] = tot[:u * f].reshape(u, f)
+        db[...] = tot[u * f:]
         if not self.need_dx:
             return (None,)
         return (dx.reshape(dy.shape[:-1] + (dx.shape[-1],)),)

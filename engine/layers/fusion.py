@@ -61,45 +61,47 @@ class BNReLUPool:
         return [v[a:e] for v in arrays]
 
 
-class DenseReLU:
-    """Dense → ReLU: the ReLU runs on each row chunk of the Dense output right after its GEMM."""
-    TYPES = ("Dense", "ReLU")
+class _Pair:
+    """Two adjacent layers run as one; TYPES names their classes, fits() any further condition."""
+    TYPES = ()
 
-    def __init__(self, dense, relu):
-        self.dense, self.relu = dense, relu
-        self.nodes = (dense.name, relu.name)
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+        self.nodes = (first.name, second.name)
 
     @staticmethod
-    def fits(dense, relu):
+    def fits(first, second):
         return True
 
+
+class DenseReLU(_Pair):
+    """Dense → ReLU: the ReLU runs on each row chunk of the Dense output right after its GEMM, and its mask on
+    each chunk of dy inside Dense's backward."""
+    TYPES = ("Dense", "ReLU")
+
     def forward(self, x, training=False):
-        self.relu.y = y = self.dense.forward(x, training, relu=True)   # ReLU's own backward reads its output
+        self.second.y = y = self.first.forward(x, training, relu=True)   # the ReLU's output, as if it ran
         return y
 
     def backward(self, dy):
-        return self.dense.backward(dy, relu_y=self.relu.y)
+        return self.first.backward(dy, relu_y=self.second.y)
 
 
-class AddLayerNorm:
+class AddLayerNorm(_Pair):
     """Add (two inputs) → LayerNorm: the sum is formed row by row inside LayerNorm's kernel, never stored."""
     TYPES = ("Add", "LayerNorm")
-
-    def __init__(self, add, ln):
-        self.add, self.ln = add, ln
-        self.nodes = (add.name, ln.name)
 
     @staticmethod
     def fits(add, ln):
         return len(add.in_shapes) == 2
 
     def forward(self, a, b, training=False):
-        self.add.n = 2
-        return self.ln.forward(a, training, residual=b)
+        self.first.n = 2
+        return self.second.forward(a, training, residual=b)
 
     def backward(self, dy):
-        (dx,) = self.ln.backward(dy)
-        return self.add.backward(dx)                        # the sum's gradient reaches both inputs
+        (dx,) = self.second.backward(dy)
+        return self.first.backward(dx)                      # the sum's gradient reaches both inputs
 
 
 KINDS = (BNReLUPool, DenseReLU, AddLayerNorm)
