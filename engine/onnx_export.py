@@ -60,6 +60,13 @@ class Builder:
         return name
 
 
+def exporter(layer):
+    """fn(ctx, layer, ins) exporting this layer: the layer's own to_onnx, else the one registered here; None."""
+    if layer.to_onnx is not None:
+        return type(layer).to_onnx
+    return EXPORTERS.get(layer.type)
+
+
 def unsupported(layer, why):
     return LayerboardError(f"cannot export {layer.type} '{layer.name}' to ONNX: {why}")
 
@@ -145,8 +152,6 @@ def _batchnorm(ctx, layer, ins):
 
 
 # ---- sequences: a second graph input "lengths" (batch,) int32 holds each sequence's valid steps ----
-SEQUENCE_TYPES = ("RNN", "Embedding", "TimePool", "MultiHeadSelfAttention")
-
 
 def _step_mask(ctx, layer, t):
     """(B, T, 1) float: 1 at valid steps from the lengths input."""
@@ -280,7 +285,7 @@ def _version():
 def problems(model):
     """One message per layer that has no ONNX equivalent (empty when the model exports)."""
     return [str(unsupported(model.layers[n], "Layerboard has no ONNX mapping for this layer type yet"))
-            for n in model.order if model.graph.nodes[n].type not in EXPORTERS]
+            for n in model.order if exporter(model.layers[n]) is None]
 
 
 def to_onnx(model):
@@ -300,7 +305,7 @@ def to_onnx(model):
         c = ctx.op("Sub", [x_name, ctx.const("__data__/x_mean", model.data["x_mean"])], "__data__/centred")
         first = ctx.op("Div", [c, ctx.const("__data__/x_std", model.data["x_std"])], "__data__/standardized")
     for n in model.order:
-        out[n] = EXPORTERS[model.layers[n].type](ctx, model.layers[n], [out[s] for s in model.srcs[n]] or [first])
+        out[n] = exporter(model.layers[n])(ctx, model.layers[n], [out[s] for s in model.srcs[n]] or [first])
     y_name = out[model.output]
     if "y_mean" in model.data:                          # outputs in the targets' original units, same name
         inner = f"{y_name}/standardized_units"
@@ -315,7 +320,7 @@ def to_onnx(model):
         y_name = ctx.op("Identity", [x_name], f"{x_name}/output")
     x = helper.make_tensor_value_info(x_name, TensorProto.FLOAT, [BATCH, *model.input_shape])
     y = helper.make_tensor_value_info(y_name, TensorProto.FLOAT, [BATCH, *model.output_shape])
-    if any(model.layers[n].type in SEQUENCE_TYPES for n in model.order):
+    if any(model.layers[n].reads_lengths for n in model.order):
         ctx.lengths()                                  # every sequence model takes its lengths, used or not
     extra = [helper.make_tensor_value_info(*i) for i in ctx.extra_inputs]
     graph = helper.make_graph(ctx.nodes, "layerboard", [x] + extra, [y], ctx.inits)

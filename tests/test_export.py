@@ -152,9 +152,11 @@ def test_onnx_matches_predict_on_trained_examples(project):
 
 
 def test_onnx_every_layer_type_matches_predict():
-    from engine.onnx_export import EXPORTERS, SEQUENCE_TYPES
+    from engine.layers import REGISTRY
+    from engine.onnx_export import EXPORTERS
     model = randomize(Model(every_layer_graph()))
-    others = set(SEQUENCE_TYPES) | {"LayerNorm", "GELU", "PositionalEncoding", "PositionEmbedding"}
+    others = {t for t in EXPORTERS if REGISTRY[t].reads_lengths} | {"LayerNorm", "GELU", "PositionalEncoding",
+                                                                     "PositionEmbedding"}
     assert {n.type for n in model.graph.nodes.values()} == set(EXPORTERS) - others   # sequence layers (a second
     # input, lengths) and (T, F) layers: tests/test_recurrent.py, tests/test_attention.py
     x = np.random.default_rng(2).normal(1.0, 2.0, size=(17, 2, 8, 8)).astype(np.float32)

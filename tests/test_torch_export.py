@@ -6,7 +6,6 @@ import os
 import py_compile
 import subprocess
 import sys
-from math import prod
 
 import numpy as np
 import pytest
@@ -18,24 +17,16 @@ from engine.layers import REGISTRY
 from engine.model import Model
 from engine.optimizers import OPTIMIZERS, get as get_optimizer
 from engine.project import Project
-from engine.torch_export import EMITTERS, FILES, export_project, from_state_dict, model_source, state_dict
+from engine.torch_export import EMITTERS, FILES, emitter, export_project, from_state_dict, model_source, state_dict
 from engine.torch_export.codegen import _names, identifiers
 from engine.weights import load_into
+from registry_models import randomize, sample_graph
 from resources import path
 
 torch = pytest.importorskip("torch")
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
 XOR, MLP, CNN = (str(path("examples", f"{n}.json")) for n in ("xor", "digits-mlp", "digits-cnn"))
-
-
-def randomize(model, seed=1):
-    """Non-trivial values for every tensor, including standardisation and running statistics."""
-    rng = np.random.default_rng(seed)
-    w = {k: (rng.uniform(0.5, 1.5, v.shape) if k.endswith(("/std", "/running_var", "/gamma"))
-             else rng.normal(0, 0.5, v.shape)) for k, v in model.weights().items()}
-    model.set_weights(w)
-    return model
 
 
 def load_module(path, name):
@@ -56,30 +47,12 @@ def torch_module(model, tmp_path, name="Net", **kw):
     return net.eval()
 
 
-def sample_graph(type, config, shapes, ints=False):
-    """Input → the layer; several inputs (or differing shapes) come from one Input through Dense (→ Reshape)."""
-    g = Graph()
-    if len(shapes) == 1 and REGISTRY[type].n_inputs == 1:
-        g.add_node("Input", "in put", {"shape": list(shapes[0]), "standardize": not ints})   # 'in put' → in_put
-        srcs = ["in put"]
-    else:
-        g.add_node("Input", "in put", {"shape": [5], "standardize": True})
-        srcs = []
-        for i, s in enumerate(shapes):
-            d = g.chain((f"d{i}", "Dense", {"units": prod(s)}), after="in put")
-            srcs.append(g.chain((f"r{i}", "Reshape", {"shape": list(s)}), after=d) if len(s) > 1 else d)
-    g.add_node(type, "layer", config)
-    for i, s in enumerate(srcs):
-        g.connect(s, "layer", i)
-    return g
-
-
 CASES = [(t, c, s, (o or [{}])[0]) for t, cls in sorted(REGISTRY.items()) for c, s, *o in cls.samples()]
 CASES += [("Input", {"standardize": True}, [(3, 4)], {}), ("Input", {"standardize": False}, [(5,)], {})]
 
 
 def test_every_layer_type_has_an_emitter():
-    assert sorted(set(REGISTRY) - set(EMITTERS)) == []
+    assert sorted(t for t, cls in REGISTRY.items() if emitter(cls.__new__(cls)) is None) == []
 
 
 @pytest.mark.parametrize("type,config,shapes,opts", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])

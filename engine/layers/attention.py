@@ -20,6 +20,7 @@ def _divisor_near(d, h):
 @register
 class MultiHeadSelfAttention(Layer):
     fused = None          # runs on the per-layer path
+    reads_lengths = True
     category = "attention"
     doc = ("Self-attention over a sequence (T, d_model): q_t = W_Q x_t, k_t = W_K x_t, v_t = W_V x_t; "
            "α_{t→s} = softmax_s(q_t·k_s/√d_k); z_t = Σ_s α_{t→s} v_s per head; heads concatenated, then W_O. "

@@ -66,6 +66,12 @@ class Layer:
     taps_doc = {}         # internal tensors exposed in self.taps for visualisation
     fused = None          # how the fused training kernel runs it: fused(self, b) emits rows (engine/fused.py),
                           # None: never (the per-layer path runs it); every registered layer declares its own
+    reads_lengths = False  # reads self.in_masks: its ONNX graph takes the (batch,) int32 `lengths` input
+
+    # ---- exporters, declared beside the layer (tests/test_enrolment.py fails for a layer without them) ----
+    to_onnx = None          # def to_onnx(self, ctx, ins) -> name of the output tensor (ctx: onnx_export.Builder)
+    to_torch = None         # def to_torch(self) -> torch_export.Emitted (the nn.Module attribute, weights, call)
+    torch_reference = None  # def torch_reference(self, xs, p, torch) -> forward in torch ops (parity, float64)
 
     def __init__(self, name="", **config):
         self.name = name or self.type.lower()

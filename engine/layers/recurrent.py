@@ -104,6 +104,7 @@ def _rnn_backward(dy, last, W, S, mask, act, dA, G, g, keep):
 class RNN(Layer):
     category = "recurrent"
     fused = None          # not in the fused kernel: the per-layer path runs it
+    reads_lengths = True
     doc = ("Recurrent layer a_t = W h_{t−1} + U x_t + b, h_t = f(a_t): (T, D) → (T, H) with return_sequences, "
            "else (H,) = the state at each sequence's last valid step; padded steps keep the state")
     hparams = (HP("units", "int", 32, min=1, max=1 << 14, doc="Hidden size H"),

@@ -11,6 +11,7 @@ from .base import Layer, Param, fmt, register
 class Embedding(Layer):
     category = "core"
     fused = None          # not in the fused kernel: the per-layer path runs it
+    reads_lengths = True
     doc = "Token ids (T,) → vectors (T, dim): row E[id] of a learned table; id 0 (padding) → the zero vector"
     hparams = (HP("vocab", "int", 1000, min=2, max=1 << 22, doc="Vocabulary size V (ids 0 … V−1; 0 is padding)"),
                HP("dim", "int", 16, min=1, max=1 << 14, doc="Vector size d"))
@@ -81,6 +82,7 @@ def _spread(w, dy, dx):
 class TimePool(Layer):
     category = "pooling"
     fused = None          # not in the fused kernel: the per-layer path runs it
+    reads_lengths = True
     doc = "(T, F) → (F,): mean, max or last value over each sequence's valid steps"
     hparams = (HP("mode", "choice", "mean", choices=("mean", "max", "last"), doc="How the steps are combined"),)
 

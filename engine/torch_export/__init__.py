@@ -10,14 +10,14 @@ import numpy as np
 
 from ..errors import DataError, LayerboardError
 from ..project import atomic_write
-from .codegen import (class_name, from_state_dict, fused_head, identifiers, is_state_dict, model_source, reads_mask,
-                      state_dict, unsupported)
+from .codegen import (class_name, emitter, from_state_dict, fused_head, identifiers, is_state_dict, model_source,
+                      reads_mask, state_dict, unsupported)
 from .emitters import EMITTERS, HELPERS, Emitted, emits
 from .train_template import data_source, train_source
 
 FILES = ("model.py", "weights.safetensors", "train.py", "data.py", "data.npz", "README.md")
 
-__all__ = ["EMITTERS", "HELPERS", "Emitted", "FILES", "class_name", "emits", "export_project", "from_state_dict",
+__all__ = ["EMITTERS", "HELPERS", "Emitted", "FILES", "class_name", "emits", "emitter", "export_project", "from_state_dict",
            "identifiers", "import_checkpoint", "is_state_dict", "model_source", "state_dict", "unsupported"]
 
 
@@ -131,7 +131,7 @@ def export_project(project, out_dir, weights=None):
     decay = []                                               # torch names of the tensors with L2 decay
     for n in model.order:
         layer = model.layers[n]
-        names = EMITTERS[layer.type](layer).params
+        names = emitter(layer)(layer).params
         decay += [f"{ids[n]}.{names[k] if isinstance(names[k], str) else names[k][0]}"
                   for k, p in layer.params(layer.in_shapes).items() if p.decay]
     out = Path(out_dir)

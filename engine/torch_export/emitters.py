@@ -28,6 +28,8 @@ class Emitted:
             input, {mask} the (B, T) bool mask of valid steps reaching the node ("mask", or "None" where no mask
             reaches it).
     uses_mask: the call reads {mask}; forward then takes mask=None (variable-length sequences).
+    sources: helper class name -> its source, for helper classes a layer ships beside itself (not in HELPERS);
+            name them in helpers too.
     """
 
     module: str | None
@@ -36,6 +38,7 @@ class Emitted:
     helpers: tuple = ()
     call: str = "{self}({args})"
     uses_mask: bool = False
+    sources: dict = field(default_factory=dict)
 
 
 # Small modules model.py defines when the graph needs them (torch.nn has no ready-made equivalent).
