@@ -288,7 +288,9 @@ def parser():
     i.add_argument("-o", "--output", required=True, help="weights file to write (.npz or .safetensors)")
     i.set_defaults(fn=cmd_import_weights)
     from .history import add_parser as runs_parser
+    from .search import add_parser as search_parser
     runs_parser(sub)
+    search_parser(sub)
     return ap
 
 
