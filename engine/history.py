@@ -122,6 +122,7 @@ class History:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)   # explicit transactions
             self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")     # WAL: a crash loses at most the last commits, never corrupts
             self.db.execute("PRAGMA foreign_keys=ON")
             self.migrate()
         except sqlite3.DatabaseError as e:
@@ -293,7 +294,8 @@ def recorder(project, trainer, path=None, seed=None):
 def add_parser(sub):
     r = sub.add_parser("runs", help="the run history: every training run with its settings and scores")
     r.add_argument("project", nargs="?", help="only this project's runs (a project file or name); "
-                                              "'export' writes the runs as CSV")
+                                              "'export' writes the runs as CSV; 'diff' compares two runs")
+    r.add_argument("ids", nargs="*", type=int, help="with diff: the two run ids")
     r.add_argument("--json", action="store_true", help="one JSON object per run, with its curves")
     r.add_argument("--csv", action="store_true", help="with export: CSV (the default)")
     r.add_argument("--db", help=f"the run database (default: ${ENV}, else the user data folder)")
@@ -311,6 +313,17 @@ def cmd_runs(a):
             atomic_write(a.output, text.encode())
         else:
             sys.stdout.write(text)
+        return 0
+    if a.project == "diff":
+        from .rundiff import diff, lines
+        if len(a.ids) != 2:
+            raise HistoryError("runs diff needs two run ids, e.g. layerboard runs diff 3 7")
+        by = {r["id"]: r for r in h.runs()}
+        for i in a.ids:
+            if i not in by:
+                raise HistoryError(f"no run {i} in {h.path}")
+        d = diff(by[a.ids[0]], by[a.ids[1]], h.graph(a.ids[0]), h.graph(a.ids[1]))
+        print(json.dumps(d) if a.json else "\n".join(lines(d)))
         return 0
     runs = h.runs(a.project)
     if a.json:

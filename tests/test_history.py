@@ -157,3 +157,22 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     assert len(runs) == 80 and all(r["status"] == "completed" and r["epochs"] == 3 for r in runs)
     writers = [h.curves(r["id"])["writer"] for r in runs]
     assert sorted(w[0] for w in writers) == [1] * 40 + [2] * 40 and all(len(set(w)) == 1 for w in writers)
+
+
+def test_diff_of_two_runs_names_nodes_settings_size_and_scores(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LAYERBOARD_RUNS", str(tmp_path / "runs.sqlite"))
+    p = Project.load(XOR)
+    h = History()
+    a = h.start(p, params=9, macs=6)
+    h.finish(a, "completed", {"val_loss": 0.5, "train_loss": 0.4})
+    hidden = next(n for n in p.graph.nodes.values() if n.type == "Dense")
+    hidden.config["units"] = 4
+    p.training["lr"] = 0.5
+    b = h.start(p, params=17, macs=12)
+    h.finish(b, "completed", {"val_loss": 0.25, "train_loss": 0.2})
+    capsys.readouterr()
+    assert cli(["runs", "diff", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert f"~ node {hidden.name}: units 2 → 4" in out and "~ lr: " in out and "→ 0.5" in out
+    assert "~ params: 9 → 17 (+8)" in out and "val_loss: 0.5 → 0.25 (-0.25)" in out
+    assert cli(["runs", "diff", str(a), "999"]) == 2
