@@ -104,9 +104,17 @@ def cmd_train(a):
         tr.subscribe(line)
     else:
         tr.subscribe(Progress(p.training["epochs"]))
-    res = tr.run()
-    if a.out:
-        export(model, a.out, out_format)
+    rec = record(p, tr, a.seed)
+    try:
+        res = tr.run()
+        if a.out:
+            export(model, a.out, out_format)
+    except BaseException as e:
+        if rec:
+            rec.failed(str(e) or type(e).__name__)
+        raise
+    if rec:
+        rec.done(res, weights=a.out)
     if a.json:
         print(dumps(res), flush=True)
     else:
@@ -121,6 +129,16 @@ def cmd_train(a):
         if res["message"]:
             print(res["message"], file=sys.stderr)
     return 1 if res["status"] == "diverged" else 0
+
+
+def record(project, trainer, seed=None):
+    """The run history's Recorder for this run, or None (history off, or its database unusable: one warning)."""
+    from .history import HistoryError, recorder
+    try:
+        return recorder(project, trainer, seed=seed)
+    except HistoryError as e:
+        print(f"layerboard: not recorded in the run history: {e}", file=sys.stderr)
+        return None
 
 
 def cmd_predict(a):
@@ -269,6 +287,10 @@ def parser():
     i.add_argument("--from", required=True, help="the state_dict train.py wrote (checkpoint.safetensors)")
     i.add_argument("-o", "--output", required=True, help="weights file to write (.npz or .safetensors)")
     i.set_defaults(fn=cmd_import_weights)
+    from .history import add_parser as runs_parser
+    from .search import add_parser as search_parser
+    runs_parser(sub)
+    search_parser(sub)
     return ap
 
 

@@ -44,11 +44,12 @@ class Project:
     description: str = ""
     runs: list = field(default_factory=list)
     path: Path | None = None
+    search: dict = field(default_factory=dict)     # search ranges, "training.lr" / "node.units" -> range (engine/search.py)
 
     def to_dict(self):
         return {"format": FORMAT, "version": VERSION, "name": self.name, "description": self.description,
                 "graph": self.graph.to_dict(), "training": dict(self.training), "dataset": dict(self.dataset),
-                "runs": list(self.runs)}
+                "runs": list(self.runs), **({"search": dict(self.search)} if self.search else {})}
 
     @classmethod
     def from_dict(cls, d, where="project"):
@@ -69,7 +70,10 @@ class Project:
         runs = d.get("runs", [])
         if not isinstance(ds, dict) or not isinstance(runs, list):
             raise ProjectError(f"{where}: 'dataset' must be an object and 'runs' a list")
-        return cls(graph, training, ds, str(d.get("name", "")), str(d.get("description", "")), runs)
+        search = d.get("search", {})
+        if not isinstance(search, dict):
+            raise ProjectError(f"{where}: 'search' must be an object of ranges")
+        return cls(graph, training, ds, str(d.get("name", "")), str(d.get("description", "")), runs, search=search)
 
     @classmethod
     def load(cls, path):
