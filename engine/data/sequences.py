@@ -15,6 +15,8 @@ from .files import at, check_labels, first_nonfinite, read_arrays
 
 TIME_NAMES = ("time", "date", "datetime", "timestamp", "time_hour")
 PAD, UNK = "<pad>", "<unk>"
+MISSING = ("", "na", "nan", "null")                 # a label cell that holds no label
+MAX_CELL = 64 << 20                                  # characters in one CSV cell (a whole book is ~1 MiB)
 
 
 def _rows(path):
@@ -25,11 +27,20 @@ def _rows(path):
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
         text = raw.decode("utf-8-sig")
-        rows = list(csv.reader(io.StringIO(text)))
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    except (UnicodeDecodeError, csv.Error, EOFError, gzip.BadGzipFile) as e:
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
         raise DataError(f"{path} is not a readable CSV text file: {e}") from None
+    reader = csv.reader(io.StringIO(text))
+    limit = csv.field_size_limit(MAX_CELL)           # the default, 128 KiB, refuses a long review or article
+    try:
+        rows = list(reader)
+    except csv.Error as e:
+        big = "larger than field limit" in str(e)
+        raise DataError(f"{path}, line {reader.line_num}: " + (f"a cell is longer than {MAX_CELL >> 20} MiB"
+                        if big else f"not readable as CSV ({e})")) from None
+    finally:
+        csv.field_size_limit(limit)
     rows = [(i, r) for i, r in enumerate(rows, 1) if any(c.strip() for c in r)]
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header row and at least one data row")
@@ -222,19 +233,27 @@ def load_text(path, text="text", target="label", level="word", max_len=200, voca
         raise DataError(f"{path}: max_len must be a whole number ≥ 1 and vocab ≥ 3")
     header, rows = _rows(path)
     ti, yi = _column(path, header, text), _column(path, header, target)
-    toks, labels = [], []
+    toks, labels, dropped = [], [], []
     for line, r in rows:
         if len(r) != len(header):
             raise DataError(f"{path}, line {line}: {len(r)} values but the header has {len(header)} columns")
+        if r[yi].strip().lower() in MISSING:
+            dropped.append(line)
+            continue
         toks.append(tokens(r[ti], level, lowercase))
         labels.append(r[yi].strip())
+    if not labels:
+        raise DataError(f"{path}: no row has a label in column {target!r}")
     classes = sorted(set(labels))
     y = np.array([classes.index(v) for v in labels])
     opts = {"level": level, "max_len": max_len, "vocab": vocab, "lowercase": lowercase}
     voc = build_vocab(toks, vocab)                                           # all texts: for a preview only
     x, lg = encode(toks, voc, max_len)
-    return Dataset(x, y, "binary" if len(classes) == 2 else "multiclass", path.name, classes, lengths=lg,
-                   vocab=voc, text=opts, tokens=toks)
+    ds = Dataset(x, y, "binary" if len(classes) == 2 else "multiclass", path.name, classes, lengths=lg,
+                 vocab=voc, text=opts, tokens=toks)
+    ds.notes = [f"{len(dropped):,} of {len(rows):,} rows have no label in column {target!r} and are left out "
+                f"(line {', '.join(map(str, dropped[:5]))}{', …' if len(dropped) > 5 else ''})"] if dropped else []
+    return ds
 
 
 def refit_vocab(train, others):
