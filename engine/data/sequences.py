@@ -152,7 +152,7 @@ def load_sequences(path, x="x", y="y", lengths="lengths", task=None):
         if bad is not None:
             steps = a.ndim > 1 and a.shape[1] == t
             pad = steps and not valid[bad[0], bad[1]]
-            raise DataError(f"{w}, {at(bad, steps)}: NaN or infinity ({count:,} samples hold some)" +
+            raise DataError(f"{w}, {at(bad, steps)}: NaN or infinity ({count:,} of {n:,} samples hold some)" +
                             (f"; it is a padded step (length {la[bad[0]]}): fill padding with 0" if pad else ""))
     vocab = None
     if xa.ndim == 2 and xa.dtype.kind in "iu":
