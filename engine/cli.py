@@ -46,9 +46,9 @@ def cmd_summary(a):
 class Progress:
     """A one-line progress bar with ETA on a terminal (stderr)."""
 
-    def __init__(self, total, stream=sys.stderr):
-        self.total, self.stream, self.t0 = total, stream, time.perf_counter()
-        self.tty = stream.isatty()
+    def __init__(self, total, stream=None):
+        self.total, self.stream, self.t0 = total, stream or sys.stderr, time.perf_counter()
+        self.tty = self.stream.isatty()
 
     def __call__(self, ev):
         if ev.kind == "batch_end" and self.tty:

@@ -4,6 +4,7 @@ import io
 import json
 import struct
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -352,3 +353,103 @@ def test_text_rows_without_a_label_are_left_out_with_a_note(tmp_path):
     f.write_text("review,label\ngood,\nbad,null\n")
     with pytest.raises(DataError, match="no row has a label in column 'label'"):
         load({"kind": "text", "path": "t.csv", "text": "review", "target": "label"}, base=tmp_path)
+
+
+# ---- outputs are checked before training or predicting starts (issue 20, item 5) ----
+def unwritable(tmp_path):
+    """A folder nobody may write in: a 0o555 folder, or /sys when running as root (root ignores modes)."""
+    import os
+    d = tmp_path / "locked"
+    d.mkdir()
+    d.chmod(0o555)
+    for cand in (d, Path("/sys")):
+        try:
+            (cand / ".probe").write_bytes(b"")
+            (cand / ".probe").unlink()
+        except OSError:
+            return cand
+    pytest.skip("no folder here refuses writes (root on a system without a read-only /sys)")
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Training, prediction and data loading fail the test if they start."""
+    monkeypatch.setattr("engine.trainer.Trainer.run", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr("engine.model.Model.predict", lambda *a, **k: pytest.fail("prediction started"))
+    monkeypatch.setattr("engine.data.dataset.load", lambda *a, **k: pytest.fail("data loading started"))
+
+
+def cli_error(capsys, argv):
+    from engine import cli
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"layerboard {argv[0]}: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+@pytest.mark.parametrize("where,want", [
+    ("missing/w.npz", "the folder {t}/missing does not exist"),
+    ("adir.npz", "{t}/adir.npz is a folder; give a file name, e.g. {t}/adir.npz/model.npz"),
+    ("afile.txt/w.npz", "{t}/afile.txt is a file, not a folder"),
+    ("locked", "cannot write in the folder"),
+])
+def test_train_out_is_checked_before_training(tmp_path, capsys, no_work, where, want):
+    (tmp_path / "adir.npz").mkdir()
+    (tmp_path / "afile.txt").write_text("mine")
+    out = unwritable(tmp_path) / "w.npz" if where == "locked" else tmp_path / where
+    err = cli_error(capsys, ["train", str(XOR), "--out", str(out)])
+    assert f"--out {out}" in err and want.format(t=tmp_path) in err
+    assert (tmp_path / "afile.txt").read_text() == "mine"
+
+
+@pytest.fixture
+def xor_weights(tmp_path):
+    from engine.weights import save
+    save(tmp_path / "w.npz", _model())
+    np.save(tmp_path / "x.npy", np.array([[0, 1], [1, 1]], np.float32))
+    return tmp_path / "w.npz"
+
+
+@pytest.mark.parametrize("flag", ["--output", "--attention"])
+def test_predict_outputs_are_checked_before_predicting(tmp_path, capsys, no_work, xor_weights, flag):
+    locked = unwritable(tmp_path)
+    outs = {"--output": tmp_path / "y.npy", "--attention": None}
+    outs[flag] = locked / "o.npz"
+    argv = ["predict", str(XOR), "--weights", str(xor_weights), "--input", str(tmp_path / "x.npy")]
+    argv += [a for k, v in outs.items() if v is not None for a in (k, str(v))]
+    err = cli_error(capsys, argv)
+    assert f"{flag} {locked / 'o.npz'}: cannot write in the folder {locked}" in err
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_export_output_is_checked_first(tmp_path, capsys, xor_weights):
+    (tmp_path / "afile").write_text("mine")
+    locked = unwritable(tmp_path)
+    err = cli_error(capsys, ["export", str(XOR), "--weights", str(xor_weights), "-o", str(locked / "m.onnx")])
+    assert f"-o {locked / 'm.onnx'}: cannot write in the folder {locked}" in err
+    err = cli_error(capsys, ["export", str(XOR), "--format", "pytorch", "-o", str(tmp_path / "afile" / "proj")])
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in err
+    err = cli_error(capsys, ["export", str(XOR), "--format", "pytorch", "-o", str(locked / "new" / "proj")])
+    assert f"cannot write in the folder {locked}" in err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_failed_final_write_keeps_the_trained_weights(tmp_path, capsys, monkeypatch):
+    """The folder was writable at the start but the write fails at the end (disk full): the weights are saved
+    in the temporary folder and the one line says where."""
+    import errno
+    import tempfile
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr("engine.weights.export", full)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    err = cli_error(capsys, ["train", str(XOR), "--epochs", "2", "--out", str(tmp_path / "w.npz")])
+    assert f"cannot write {tmp_path / 'w.npz'}: No space left on device; the trained weights are saved in " in err
+    saved = Path(err.rsplit(" ", 1)[1])
+    assert saved.parent == tmp_path / "tmp" and not (tmp_path / "w.npz").exists()
+    m = _model()
+    before = m.theta.copy()
+    load_into(m, saved)
+    assert not np.array_equal(m.theta, before)                          # trained weights, not the initial ones
