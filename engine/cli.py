@@ -192,8 +192,12 @@ def cmd_predict(a):
             raise LayerboardError(f"cannot read {a.text}: {e}") from None
         x, lengths = texts_to_ids(texts, model.meta)
     elif a.input:
-        from .data.files import read_array
+        from .data.files import at, first_nonfinite, read_array
         x = read_array(a.input)             # a DataError names the file: empty, damaged, object or text arrays
+        bad, count = first_nonfinite(x)
+        if bad is not None:
+            raise LayerboardError(f"--input {a.input}, {at(bad, x.ndim > 2)}: NaN or infinity ({count:,} of "
+                                  f"{len(x):,} samples hold some)")
     else:
         raise LayerboardError("give --input ARRAY.npy or --text FILE.txt (one text per line)")
     if a.lengths:

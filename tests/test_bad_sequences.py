@@ -199,3 +199,29 @@ def test_good_lengths_for_predict(tmp_path, capsys, trained):
                      str(tmp_path / "out.npy")]) == 0
     y = np.load(tmp_path / "out.npy")
     assert y.shape == (N, 3) and np.all(np.isfinite(y))
+
+
+def test_predict_refuses_nan_input_and_negative_token_ids_in_one_line(tmp_path, capsys, trained):
+    x = good()["x"]
+    x[4, 2, 1] = np.nan
+    np.save(tmp_path / "nan.npy", x)
+    argv = ["predict", str(trained), "--weights", str(tmp_path / "w.npz"), "--output", str(tmp_path / "o.npy")]
+    assert cli.main(argv + ["--input", str(tmp_path / "nan.npy")]) == 2
+    assert f"--input {tmp_path / 'nan.npy'}, sample 4, step 2: NaN or infinity (1 of 6 samples hold some)" in \
+        one_line(capsys, "predict")
+    g = Graph()
+    g.add_node("Input", "in", {"shape": [T]})
+    g.add_node("Embedding", "embed", {"vocab": 9, "dim": 3})
+    g.add_node("TimePool", "pool", {"mode": "mean"})
+    g.connect("in", "embed")
+    g.connect("embed", "pool")
+    Project(graph=g).save(tmp_path / "e.json")
+    save(tmp_path / "e.npz", Model(g))
+    x = ids()
+    x[1, 2] = -3
+    np.save(tmp_path / "ids.npy", x)
+    assert cli.main(["predict", str(tmp_path / "e.json"), "--weights", str(tmp_path / "e.npz"), "--input",
+                     str(tmp_path / "ids.npy"), "--output", str(tmp_path / "o.npy")]) == 2
+    err = one_line(capsys, "predict")
+    assert "found -3 at batch row 1, step 2; negative ids are an error in the data" in err and "raise" not in err
+    assert not (tmp_path / "o.npy").exists()
