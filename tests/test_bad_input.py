@@ -376,7 +376,7 @@ def no_work(monkeypatch):
     """Training, prediction and data loading fail the test if they start."""
     monkeypatch.setattr("engine.trainer.Trainer.run", lambda *a, **k: pytest.fail("training started"))
     monkeypatch.setattr("engine.model.Model.predict", lambda *a, **k: pytest.fail("prediction started"))
-    monkeypatch.setattr("engine.data.dataset.load", lambda *a, **k: pytest.fail("data loading started"))
+    monkeypatch.setattr("engine.data.load", lambda *a, **k: pytest.fail("data loading started"))
 
 
 def cli_error(capsys, argv):
