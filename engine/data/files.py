@@ -86,16 +86,21 @@ def first_nonfinite(a, elements=1 << 22):
     if a.dtype.kind != "f" or not a.size:
         return None, 0
     rows = max(1, elements // max(1, a[0].size))
-    first, count = None, 0
+    where, count = None, 0
     for i in range(0, len(a), rows):
         bad = ~np.isfinite(a[i:i + rows])
         per = bad.reshape(len(bad), -1).any(axis=1)
         if per.any():
             count += int(per.sum())
-            if first is None:
-                at = np.unravel_index(int(np.argmax(bad)), bad.shape)
-                first = (i + int(at[0]),) + tuple(int(v) for v in at[1:])
-    return first, count
+            if where is None:
+                j = first(bad)
+                where = (i + j[0],) + j[1:]
+    return where, count
+
+
+def first(bad):
+    """The index tuple of the first True in a boolean array."""
+    return tuple(int(v) for v in np.unravel_index(int(np.argmax(bad)), bad.shape))
 
 
 def at(index, steps=False):
@@ -115,20 +120,20 @@ def check_labels(y, n, where, valid=None):
     if y.dtype.kind == "f":
         bad = valid & ~np.isfinite(y)
         if bad.any():
-            raise DataError(f"{where}, {at(np.argwhere(bad)[0], steps)}: the label is NaN or infinity")
+            raise DataError(f"{where}, {at(first(bad), steps)}: the label is NaN or infinity")
         bad = valid & (y != np.round(y))
         if bad.any():
-            i = tuple(np.argwhere(bad)[0])
+            i = first(bad)
             raise DataError(f"{where}, {at(i, steps)}: the label {y[i]:g} is not a whole number; class labels "
                             f"must be 0, 1, …, C−1 (or load the targets as a regression: task 'regression')")
     bad = valid & (y < 0)
     if bad.any():
-        i = tuple(np.argwhere(bad)[0])
+        i = first(bad)
         raise DataError(f"{where}, {at(i, steps)}: the label {y[i]:g} is negative; class labels must be 0, 1, …, C−1")
     top = y[valid].max() if valid.any() else 0
     c = int(top) + 1
     if c > MAX_CLASSES or c > 10 * n:
-        i = tuple(np.argwhere(valid & (y == top))[0])
+        i = first(valid & (y == top))
         raise DataError(f"{where}, {at(i, steps)}: the label {int(top):,} means {c:,} classes for {n:,} samples "
                         f"(at most {min(MAX_CLASSES, 10 * n):,} here); class labels must be 0, 1, …, C−1, or load "
                         f"the targets as a regression (task 'regression')")

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import Dataset
-from .files import at, check_labels, first_nonfinite, read_arrays
+from .files import at, check_labels, first, first_nonfinite, read_arrays
 
 TIME_NAMES = ("time", "date", "datetime", "timestamp", "time_hour")
 PAD, UNK = "<pad>", "<unk>"
@@ -158,12 +158,12 @@ def load_sequences(path, x="x", y="y", lengths="lengths", task=None):
     if xa.ndim == 2 and xa.dtype.kind in "iu":
         bad = xa < 0
         if bad.any():
-            i = tuple(np.argwhere(bad)[0])
+            i = first(bad)
             raise DataError(f"{xw}, {at(i, True)}: token id {xa[i]} is negative; token ids are 0 (padding), "
                             f"1 (unknown), 2 … V−1")
         top = int(xa.max())
         if top >= MAX_VOCAB:
-            i = tuple(np.argwhere(xa == top)[0])
+            i = first(xa == top)
             raise DataError(f"{xw}, {at(i, True)}: token id {top:,} means a vocabulary of {top + 1:,} tokens (at "
                             f"most {MAX_VOCAB:,}); token ids are 0 (padding), 1 (unknown), 2 … V−1, without gaps")
         vocab = [PAD, UNK] + [str(i) for i in range(2, top + 1)]

@@ -41,6 +41,7 @@ def chunk_sum(owner, n, size, dtype, fn):
 # ---- convolution as GEMMs over batch chunks: col (C·K_h·K_w, n·H_out·W_out) holds every patch of n padded samples ----
 def pad_into(x, xp, ph, pw):
     """Copy x (B, C, H, W) into the interior of xp (B, C, H + 2ph, W + 2pw); the border stays as it is (zero)."""
+    _copy_into(x, xp, ph, pw)                               # in Python; numba compiles _pad_into's choice
 
 
 @overload(pad_into, jit_options={"nogil": True, "error_model": "numpy"})
