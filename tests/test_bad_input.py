@@ -338,9 +338,11 @@ def test_a_cell_beyond_the_limit_is_refused_with_its_line(tmp_path, monkeypatch)
     limit = csv.field_size_limit()
     f = tmp_path / "t.csv"
     f.write_text('review,label\nfine,pos\nalso fine,neg\n"' + "x" * ((1 << 20) + 10) + '",pos\n')
+    before = fingerprints(tmp_path)
     with pytest.raises(DataError, match=r"t\.csv, line 4: a cell is longer than 1 MiB") as e:
         load({"kind": "text", "path": "t.csv", "text": "review", "target": "label"}, base=tmp_path)
     one_line(e, "t.csv")
+    assert fingerprints(tmp_path) == before
     assert csv.field_size_limit() == limit                          # the process-wide limit is restored
 
 
