@@ -2,8 +2,11 @@
 project file) opens the app."""
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -43,9 +46,9 @@ def cmd_summary(a):
 class Progress:
     """A one-line progress bar with ETA on a terminal (stderr)."""
 
-    def __init__(self, total, stream=sys.stderr):
-        self.total, self.stream, self.t0 = total, stream, time.perf_counter()
-        self.tty = stream.isatty()
+    def __init__(self, total, stream=None):
+        self.total, self.stream, self.t0 = total, stream or sys.stderr, time.perf_counter()
+        self.tty = self.stream.isatty()
 
     def __call__(self, ev):
         if ev.kind == "batch_end" and self.tty:
@@ -81,7 +84,33 @@ def dumps(v):
     return json.dumps(finite_json(v), allow_nan=False)
 
 
+def writable(path, what, folder=False):
+    """LayerboardError unless `path` can be written (a file; with folder, a folder created if missing), tried
+    with a temporary file in its folder and removed at once: checked before any long work starts."""
+    p = Path(path).expanduser()
+    if folder:
+        d = p
+        while not d.exists() and d != d.parent:                 # export_project creates the missing folders
+            d = d.parent
+        if not d.is_dir():
+            raise LayerboardError(f"{what} {path}: {d} is a file, not a folder")
+    else:
+        d = p.parent
+        if p.is_dir():
+            raise LayerboardError(f"{what} {path} is a folder; give a file name, e.g. {p / 'model.npz'}")
+        if not d.is_dir():
+            raise LayerboardError(f"{what} {path}: the folder {d} does not exist" if not d.exists() else
+                                  f"{what} {path}: {d} is a file, not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".layerboard-check.", dir=d)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise LayerboardError(f"{what} {path}: cannot write in the folder {d}: {e.strerror or e}") from None
+
+
 def cmd_train(a):
+    from .data import load
     from .parallel import free_cores
     from .session import prepare
     from .weights import FORMATS, export, format_of
@@ -89,7 +118,12 @@ def cmd_train(a):
     if a.epochs is not None:
         p.training["epochs"] = a.epochs
     out_format = format_of(a.out, FORMATS + ("onnx",)) if a.out else None     # fails before training, not after
-    model, tr = prepare(p, seed=a.seed)
+    if a.out:
+        writable(a.out, "--out")
+    ds = load(p.dataset, p.base)
+    for note in getattr(ds, "notes", None) or []:
+        print(f"note: {note}", file=sys.stderr)
+    model, tr = prepare(p, seed=a.seed, data=ds)
     if a.threads is not None and a.threads < 1:
         raise LayerboardError(f"--threads must be at least 1, got {a.threads}")
     tr.threads = a.threads or free_cores()                  # headless: every core other jobs leave free
@@ -108,7 +142,10 @@ def cmd_train(a):
     try:
         res = tr.run()
         if a.out:
-            export(model, a.out, out_format)
+            try:
+                export(model, a.out, out_format)
+            except OSError as e:                             # e.g. the disk filled up while training
+                raise LayerboardError(f"cannot write {a.out}: {e.strerror or e}; {_rescue(model)}") from None
     except BaseException as e:
         if rec:
             rec.failed(str(e) or type(e).__name__)
@@ -141,10 +178,25 @@ def record(project, trainer, seed=None):
         return None
 
 
+def _rescue(model):
+    """Save model's weights in the temporary folder so that a failed write loses nothing; says where."""
+    from .weights import save
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="layerboard-weights-", suffix=".npz")
+        os.close(fd)
+        save(tmp, model)
+        return f"the trained weights are saved in {tmp}"
+    except OSError as e:
+        return f"the trained weights could not be saved elsewhere either ({e.strerror or e})"
+
+
 def cmd_predict(a):
     from .model import Model
     from .project import atomic_write
     from .weights import load_into
+    writable(a.output, "--output")
+    if a.attention:
+        writable(a.attention, "--attention")
     p = _project(a.project)
     model = Model(p.graph)
     load_into(model, a.weights)
@@ -158,8 +210,12 @@ def cmd_predict(a):
             raise LayerboardError(f"cannot read {a.text}: {e}") from None
         x, lengths = texts_to_ids(texts, model.meta)
     elif a.input:
-        from .data.files import read_array
+        from .data.files import at, first_nonfinite, read_array
         x = read_array(a.input)             # a DataError names the file: empty, damaged, object or text arrays
+        bad, count = first_nonfinite(x)
+        if bad is not None:
+            raise LayerboardError(f"--input {a.input}, {at(bad, x.ndim > 2)}: NaN or infinity ({count:,} of "
+                                  f"{len(x):,} samples hold some)")
     else:
         raise LayerboardError("give --input ARRAY.npy or --text FILE.txt (one text per line)")
     if a.lengths:
@@ -188,15 +244,16 @@ def cmd_predict(a):
 
 def _lengths(path, x):
     """(N,) int64 valid steps per input sequence from an .npy file, checked against x (N, T, …)."""
-    try:
-        lg = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise LayerboardError(f"cannot read {path}: {e}") from None
-    t = x.shape[1] if x.ndim >= 2 else 0
-    if lg.shape != (len(x),) or lg.dtype.kind not in "iu" or (lg.size and (lg.min() < 1 or lg.max() > t)):
-        raise LayerboardError(f"{path}: lengths must be {len(x)} whole numbers (one per input row) in 1…{t}; "
-                              f"got shape {fmt(lg.shape)} of {lg.dtype}")
-    return lg.astype(np.int64)
+    from .data.files import read_array
+    from .data.sequences import check_lengths
+    lg = read_array(path, how="--lengths takes an .npy file of one whole number per input row (numpy.save); to use "
+                              "an array of this archive, save it alone")
+    if x.ndim < 2:
+        raise LayerboardError(f"--lengths {path}: the input {fmt(x.shape[1:])} per row is not a sequence (T, …)")
+    if lg.shape != (len(x),):
+        raise LayerboardError(f"--lengths {path}: one length per input row is {len(x):,} values, got shape "
+                              f"{fmt(lg.shape)}")
+    return check_lengths(lg, x.shape[1], f"--lengths {path}")
 
 
 def _predict_attention(model, x, lengths, want, batch=256):
@@ -217,6 +274,7 @@ def _predict_attention(model, x, lengths, want, batch=256):
 def cmd_export(a):
     from .model import Model
     from .weights import FORMATS, export, format_of, load_into
+    writable(a.output, "-o", folder=a.format == "pytorch")
     p = _project(a.project)
     if a.format == "pytorch":
         from .torch_export import export_project
@@ -241,6 +299,7 @@ def cmd_export(a):
 def cmd_import_weights(a):
     from .torch_export import import_checkpoint
     from .weights import save
+    writable(a.output, "-o")
     p = _project(a.project)
     model, w = import_checkpoint(p, getattr(a, "from"))
     model.set_weights(w, where=f"the weights in {getattr(a, 'from')}")
@@ -310,7 +369,6 @@ def main(argv=None):
     ap = parser()
     commands = set(ap._subparsers._group_actions[0].choices)
     if len(argv) == 1 and argv[0] not in commands and not argv[0].startswith("-"):   # `layerboard proj.json`
-        from pathlib import Path
         if not Path(argv[0]).is_file():
             print(f"layerboard: {argv[0]} is neither a command ({'|'.join(sorted(commands))}) nor a project file",
                   file=sys.stderr)

@@ -1,5 +1,5 @@
 """Shared layer checks (as PyTorch's OpInfo / Keras' run_layer_test): every registered layer's samples, float64
-central differences in training and evaluation mode, non-contiguous and float32 inputs, backward twice,
+central differences in training and evaluation mode, non-contiguous, read-only and float32 inputs, backward twice,
 output shape and config round-trip.
 
 A sample is (config, in_shapes) or (config, in_shapes, opts); opts may hold
@@ -175,6 +175,38 @@ def check_non_contiguous(type, config, in_shapes, opts=None, batch=3, seed=0):
                     np.testing.assert_allclose(dv, d, rtol=1e-12, atol=1e-12, err_msg=f"{what}: input gradient")
             for k, g in layer.g.items():
                 np.testing.assert_allclose(g, grads[k], rtol=1e-12, atol=1e-12, err_msg=f"{what}: {k} gradient")
+
+
+def check_read_only(type, config, in_shapes, opts=None, batch=3, seed=0):
+    """Read-only inputs (x.flags.writeable = False, as batches of a memory map) give the outputs and gradients
+    of writable ones, in float64 and float32, training and evaluation mode, with and without dx (a first layer)."""
+    opts = opts or {}
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        for need_dx in (True, False):
+            layer, ref = build(type, config, in_shapes, seed, dtype), build(type, config, in_shapes, seed, dtype)
+            layer.need_dx = ref.need_dx = need_dx
+            xs, masks = inputs(in_shapes, opts, batch, seed, dtype)
+            frozen = [x.copy() for x in xs]
+            for x in frozen:
+                x.flags.writeable = False
+            for training in (True, False):
+                what = (f"{type} {config} ({'train' if training else 'eval'}, {np.dtype(dtype).name}, read-only "
+                        f"input{'' if need_dx else ', no dx'})")
+                y = run(ref, xs, training, masks=masks)
+                u = upstream(ref, y, masks).astype(dtype)
+                try:
+                    yr = run(layer, frozen, training, masks=masks)
+                    drs = backward(layer, u)
+                except Exception as e:                    # numpy: "read-only"; numba: a typing error
+                    raise AssertionError(f"{what}: {e.__class__.__name__}: {str(e).strip().splitlines()[0]}") from e
+                np.testing.assert_allclose(yr, y, rtol=tol, atol=tol, err_msg=f"{what}: output")
+                for d, dr in zip(backward(ref, u), drs):
+                    if need_dx and d is not None:
+                        np.testing.assert_allclose(dr, d, rtol=tol, atol=tol, err_msg=f"{what}: input gradient")
+                for k, g in layer.g.items():
+                    np.testing.assert_allclose(g, ref.g[k], rtol=tol, atol=tol, err_msg=f"{what}: {k} gradient")
+            for x, f in zip(xs, frozen):
+                np.testing.assert_array_equal(f, x, err_msg=f"{type} {config}: the input changed")
 
 
 def is_random(type, config, in_shapes, opts=None):

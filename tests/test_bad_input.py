@@ -4,6 +4,7 @@ import io
 import json
 import struct
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from engine import DataError
 from engine.errors import ConfigError
 from engine.data import load, load_idx, load_npz
+from engine.data.images import load_folder
 from engine.graph import Graph, GraphError
 from engine.hparams import HP
 from engine.layers import create
@@ -232,3 +234,224 @@ def test_slash_in_node_names_is_refused():
         g.add_node("Dense", 7)
     with pytest.raises(GraphError, match="non-empty text name"):
         g.rename("hid", "")
+
+
+# ---- image folders: unreadable files are skipped and reported (issue 20, item 5) ----
+def image_folder(root, per_class=4, size=(6, 5)):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray((rng.random(size) * 255).astype(np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def truncate(f):
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+
+
+def fingerprints(root):
+    return {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def folder_project(tmp_path, dataset):
+    g = Graph()
+    g.add_node("Input", "in", {"shape": [1, 6, 5]})
+    g.add_node("Flatten", "flat")
+    g.add_node("Dense", "out", {"units": 2})
+    g.add_node("Softmax", "p")
+    for a, b in (("in", "flat"), ("flat", "out"), ("out", "p")):
+        g.connect(a, b)
+    Project(graph=g, dataset=dataset, training=training_config({"epochs": 1, "loss": "cce", "batch_size": 4})
+            ).save(tmp_path / "p.json")
+    return str(tmp_path / "p.json")
+
+
+def test_image_folder_skips_unreadable_files_and_the_cli_reports_them(tmp_path, capsys):
+    root = image_folder(tmp_path / "pics")
+    truncate(root / "cat" / "3.png")
+    (root / "dog" / "0.png").write_bytes(b"")
+    (root / "dog" / "notes.png").write_text("not an image")
+    before = fingerprints(root)
+    ds = load({"kind": "folder", "path": "pics"}, base=tmp_path)
+    note = ("3 of 9 images skipped: cat/3.png: truncated; dog/0.png: not an image PIL can read; "
+            "dog/notes.png: not an image PIL can read")
+    assert len(ds) == 6 and ds.y.tolist() == [0, 0, 0, 1, 1, 1] and ds.notes == [note]
+    from engine import cli
+    assert cli.main(["train", folder_project(tmp_path, {"kind": "folder", "path": "pics"})]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {note}\n" in err and "Traceback" not in err
+    assert fingerprints(root) == before
+
+
+def test_image_folder_lists_at_most_five_skipped_files(tmp_path):
+    root = image_folder(tmp_path / "pics", per_class=8)
+    for i in range(7):
+        truncate(root / "dog" / f"{i}.png")
+    (note,) = load_folder(root).notes
+    assert note.startswith("7 of 16 images skipped: dog/0.png: truncated; dog/1.png: truncated;")
+    assert note.endswith("dog/4.png: truncated; … (2 more)") and "\n" not in note
+
+
+def test_image_folder_refused_when_a_class_is_left_empty(tmp_path, capsys):
+    root = image_folder(tmp_path / "pics", per_class=2)
+    truncate(root / "dog" / "0.png")
+    (root / "dog" / "1.png").write_bytes(b"GIF89a")
+    before = fingerprints(root)
+    with pytest.raises(DataError, match=r"class folder .*dog: none of its 2 images can be read \(dog/0\.png: "
+                                        r"truncated, …\)") as e:
+        load_folder(root)
+    one_line(e, "dog")
+    from engine import cli
+    assert cli.main(["train", folder_project(tmp_path, {"kind": "folder", "path": "pics"})]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("layerboard train: class folder") and err.count("\n") == 1
+    assert fingerprints(root) == before
+
+
+def test_readable_image_folder_has_no_notes(tmp_path):
+    assert load_folder(image_folder(tmp_path / "pics")).notes == []
+
+
+# ---- text: long cells ----
+def test_a_one_megabyte_text_cell_is_read(tmp_path):
+    text = " ".join(f"w{i % 500}" for i in range(250_000))          # ~1.2 MB of words
+    assert len(text) > 1 << 20
+    f = tmp_path / "t.csv"
+    f.write_text(f'review,label\n"{text}",pos\nshort text,neg\n"{text[:5000]}",neg\n')
+    before = f.read_bytes(), f.stat().st_mtime_ns
+    ds = load({"kind": "text", "path": "t.csv", "text": "review", "target": "label", "max_len": 50}, base=tmp_path)
+    assert ds.x.shape == (3, 50) and ds.lengths.tolist() == [50, 2, 50] and np.all(np.isfinite(ds.x))
+    assert ds.vocab[:2] == ["<pad>", "<unk>"] and ds.classes == ["neg", "pos"]
+    ds = load({"kind": "text", "path": "t.csv", "text": "review", "target": "label", "level": "char",
+               "max_len": 1_200_000}, base=tmp_path)
+    assert ds.lengths[0] == len(text) and np.all(np.isfinite(ds.x))
+    assert (f.read_bytes(), f.stat().st_mtime_ns) == before
+
+
+def test_a_cell_beyond_the_limit_is_refused_with_its_line(tmp_path, monkeypatch):
+    import csv
+    from engine.data import sequences
+    monkeypatch.setattr(sequences, "MAX_CELL", 1 << 20)
+    limit = csv.field_size_limit()
+    f = tmp_path / "t.csv"
+    f.write_text('review,label\nfine,pos\nalso fine,neg\n"' + "x" * ((1 << 20) + 10) + '",pos\n')
+    before = fingerprints(tmp_path)
+    with pytest.raises(DataError, match=r"t\.csv, line 4: a cell is longer than 1 MiB") as e:
+        load({"kind": "text", "path": "t.csv", "text": "review", "target": "label"}, base=tmp_path)
+    one_line(e, "t.csv")
+    assert fingerprints(tmp_path) == before
+    assert csv.field_size_limit() == limit                          # the process-wide limit is restored
+
+
+def test_text_rows_without_a_label_are_left_out_with_a_note(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("review,label\ngood,pos\nbad,neg\nno label,\nworse,NaN\nfine,pos\n")
+    ds = load({"kind": "text", "path": "t.csv", "text": "review", "target": "label"}, base=tmp_path)
+    assert len(ds) == 3 and ds.classes == ["neg", "pos"] and np.all(np.isfinite(ds.x))
+    assert ds.notes == ["2 of 5 rows have no label in column 'label' and are left out (line 4, 5)"]
+    f.write_text("review,label\ngood,\nbad,null\n")
+    with pytest.raises(DataError, match="no row has a label in column 'label'"):
+        load({"kind": "text", "path": "t.csv", "text": "review", "target": "label"}, base=tmp_path)
+
+
+# ---- outputs are checked before training or predicting starts (issue 20, item 5) ----
+def unwritable(tmp_path):
+    """A folder nobody may write in: a 0o555 folder, or /sys when running as root (root ignores modes)."""
+    import os
+    d = tmp_path / "locked"
+    d.mkdir()
+    d.chmod(0o555)
+    for cand in (d, Path("/sys")):
+        try:
+            (cand / ".probe").write_bytes(b"")
+            (cand / ".probe").unlink()
+        except OSError:
+            return cand
+    pytest.skip("no folder here refuses writes (root on a system without a read-only /sys)")
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Training, prediction and data loading fail the test if they start."""
+    monkeypatch.setattr("engine.trainer.Trainer.run", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr("engine.model.Model.predict", lambda *a, **k: pytest.fail("prediction started"))
+    monkeypatch.setattr("engine.data.load", lambda *a, **k: pytest.fail("data loading started"))
+
+
+def cli_error(capsys, argv):
+    from engine import cli
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"layerboard {argv[0]}: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+@pytest.mark.parametrize("where,want", [
+    ("missing/w.npz", "the folder {t}/missing does not exist"),
+    ("adir.npz", "{t}/adir.npz is a folder; give a file name, e.g. {t}/adir.npz/model.npz"),
+    ("afile.txt/w.npz", "{t}/afile.txt is a file, not a folder"),
+    ("locked", "cannot write in the folder"),
+])
+def test_train_out_is_checked_before_training(tmp_path, capsys, no_work, where, want):
+    (tmp_path / "adir.npz").mkdir()
+    (tmp_path / "afile.txt").write_text("mine")
+    out = unwritable(tmp_path) / "w.npz" if where == "locked" else tmp_path / where
+    err = cli_error(capsys, ["train", str(XOR), "--out", str(out)])
+    assert f"--out {out}" in err and want.format(t=tmp_path) in err
+    assert (tmp_path / "afile.txt").read_text() == "mine"
+
+
+@pytest.fixture
+def xor_weights(tmp_path):
+    from engine.weights import save
+    save(tmp_path / "w.npz", _model())
+    np.save(tmp_path / "x.npy", np.array([[0, 1], [1, 1]], np.float32))
+    return tmp_path / "w.npz"
+
+
+@pytest.mark.parametrize("flag", ["--output", "--attention"])
+def test_predict_outputs_are_checked_before_predicting(tmp_path, capsys, no_work, xor_weights, flag):
+    locked = unwritable(tmp_path)
+    outs = {"--output": tmp_path / "y.npy", "--attention": None}
+    outs[flag] = locked / "o.npz"
+    argv = ["predict", str(XOR), "--weights", str(xor_weights), "--input", str(tmp_path / "x.npy")]
+    argv += [a for k, v in outs.items() if v is not None for a in (k, str(v))]
+    err = cli_error(capsys, argv)
+    assert f"{flag} {locked / 'o.npz'}: cannot write in the folder {locked}" in err
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_export_output_is_checked_first(tmp_path, capsys, xor_weights):
+    (tmp_path / "afile").write_text("mine")
+    locked = unwritable(tmp_path)
+    err = cli_error(capsys, ["export", str(XOR), "--weights", str(xor_weights), "-o", str(locked / "m.onnx")])
+    assert f"-o {locked / 'm.onnx'}: cannot write in the folder {locked}" in err
+    err = cli_error(capsys, ["export", str(XOR), "--format", "pytorch", "-o", str(tmp_path / "afile" / "proj")])
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in err
+    err = cli_error(capsys, ["export", str(XOR), "--format", "pytorch", "-o", str(locked / "new" / "proj")])
+    assert f"cannot write in the folder {locked}" in err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_failed_final_write_keeps_the_trained_weights(tmp_path, capsys, monkeypatch):
+    """The folder was writable at the start but the write fails at the end (disk full): the weights are saved
+    in the temporary folder and the one line says where."""
+    import errno
+    import tempfile
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr("engine.weights.export", full)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    err = cli_error(capsys, ["train", str(XOR), "--epochs", "2", "--out", str(tmp_path / "w.npz")])
+    assert f"cannot write {tmp_path / 'w.npz'}: No space left on device; the trained weights are saved in " in err
+    saved = Path(err.rsplit(" ", 1)[1])
+    assert saved.parent == tmp_path / "tmp" and not (tmp_path / "w.npz").exists()
+    m = _model()
+    before = m.theta.copy()
+    load_into(m, saved)
+    assert not np.array_equal(m.theta, before)                          # trained weights, not the initial ones

@@ -1,12 +1,12 @@
 """Every registered layer and every loss: analytic gradients equal float64 central differences (training and
-evaluation mode), non-contiguous and float32 inputs, backward twice, output shapes and config round-trip."""
+evaluation mode), non-contiguous, read-only and float32 inputs, backward twice, output shapes and config round-trip."""
 import numpy as np
 import pytest
 
 from engine import losses
 from engine.layers import REGISTRY, Layer, create
 from gradcheck import (cases, check_backward_twice, check_config, check_float32, check_layer, check_non_contiguous,
-                       check_shapes, declares_samples, numeric)
+                       check_read_only, check_shapes, declares_samples, numeric)
 
 CASES = cases()
 IDS = [f"{t}-{i}" for i, (t, *_) in enumerate(CASES)]
@@ -50,6 +50,12 @@ def test_layer_gradients_in_eval_mode(type, config, shapes, opts):
 @pytest.mark.parametrize("type,config,shapes,opts", params("strided"))
 def test_non_contiguous_input(type, config, shapes, opts):
     check_non_contiguous(type, config, shapes, opts)
+
+
+@pytest.mark.parametrize("type,config,shapes,opts", params("read-only"))
+def test_read_only_input(type, config, shapes, opts):
+    """As batches of a read-only memory map: no layer writes into its input or needs it writable."""
+    check_read_only(type, config, shapes, opts)
 
 
 @pytest.mark.parametrize("type,config,shapes,opts", params("float32"))
@@ -181,6 +187,15 @@ class _StaleEval(_Scale):                                    # y = x·|x|; |x| c
         return (2 * dy * self.a,)
 
 
+class _InPlace(_Scale):                                      # y = relu(x) computed in x's own memory
+    def forward(self, x, training=False):
+        self.x = np.maximum(x, 0, out=x)
+        return self.x
+
+    def backward(self, dy):
+        return (dy * (self.x > 0),)
+
+
 class _WrongShape(_Scale):
     def compute_output_shape(self, in_shapes):
         return in_shapes[0][:-1] + (in_shapes[0][-1] + 1,)
@@ -216,6 +231,7 @@ class _MaskedCumsum(_Scale):                                  # y_t = Σ_{s ≤ 
     (_RavelCopy, lambda t: check_non_contiguous(t, {}, [(3, 4)])),
     (_Accumulates, lambda t: check_backward_twice(t, {}, [(4,)])),
     (_StaleEval, lambda t: check_layer(t, {}, [(4,)], training=False)),
+    (_InPlace, lambda t: check_read_only(t, {}, [(4,)])),
     (_WrongShape, lambda t: check_shapes(t, {}, [(4,)])),
     (_LossyConfig, lambda t: check_config(t, {"k": 2})),
     (_LeaksIntoPadding, lambda t: check_layer(t, {}, [(5, 2)], {"mask": True})),

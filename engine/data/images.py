@@ -92,7 +92,8 @@ def load_folder(path, size=None, mode="auto"):
     """Images in one sub-folder per class (class names = folder names), resized to size = [H, W]; (N, C, H, W).
 
     mode "L" gives 1 channel, "RGB" 3, "auto" 1 if every image is grey and 3 otherwise.
-    Without size every image must already have the size of the first one.
+    Without size every image must already have the size of the first one. Unreadable or damaged files are
+    skipped and listed in the dataset's notes; a class left without images is refused.
     """
     from PIL import Image
     path, size = Path(path), _size(size)
@@ -103,28 +104,49 @@ def load_folder(path, size=None, mode="auto"):
     classes = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise DataError(f"image folder {path} has no sub-folders; put each class's images in its own sub-folder")
-    fixed, imgs, ys = size is not None, [], []
+    fixed, imgs, ys, skipped, total = size is not None, [], [], [], 0
     for c, name in enumerate(classes):
         files = sorted(f for f in (path / name).iterdir()
                        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
         if not files:
             raise DataError(f"class folder {path / name} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        total += len(files)
+        before = len(skipped)
         for f in files:
             try:
                 with Image.open(f) as im:
-                    im = im.convert("L" if mode == "L" else "RGB")
-                    size = size or (im.height, im.width)
-                    if (im.height, im.width) != size:
-                        if not fixed:
-                            raise DataError(f"{f} is {im.width}×{im.height} pixels but the first image is "
-                                            f"{size[1]}×{size[0]}; give the folder dataset a 'size' to resize to")
-                        im = im.resize((size[1], size[0]), Image.BILINEAR)
-                    imgs.append(np.asarray(im, np.uint8).reshape(size[0], size[1], -1))   # (H, W, C)
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-                raise DataError(f"cannot read image {f}: {e}") from None
+                    im = im.convert("L" if mode == "L" else "RGB")          # decodes the whole image
+            except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+                skipped.append(f"{name}/{f.name}: {_why(e)}")
+                continue
+            size = size or (im.height, im.width)
+            if (im.height, im.width) != size:
+                if not fixed:
+                    raise DataError(f"{f} is {im.width}×{im.height} pixels but the first image is "
+                                    f"{size[1]}×{size[0]}; give the folder dataset a 'size' to resize to")
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            imgs.append(np.asarray(im, np.uint8).reshape(size[0], size[1], -1))   # (H, W, C)
             ys.append(c)
+        if len(skipped) - before == len(files):
+            raise DataError(f"class folder {path / name}: none of its {len(files):,} images can be read "
+                            f"({skipped[before]}{', …' if len(files) > 1 else ''})")
     x = np.stack(imgs)                                                # (N, H, W, C)
     if mode == "auto" and np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 1], x[..., 2]):
         x = x[..., :1]                                                # every image is grey: (N, H, W, 1)
     x = x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0           # (N, C, H, W)
-    return Dataset(x, np.array(ys), "binary" if len(classes) == 2 else "multiclass", path.name, classes)
+    ds = Dataset(x, np.array(ys), "binary" if len(classes) == 2 else "multiclass", path.name, classes)
+    ds.notes = [f"{len(skipped):,} of {total:,} images skipped: " + "; ".join(skipped[:5]) +
+                (f"; … ({len(skipped) - 5:,} more)" if len(skipped) > 5 else "")] if skipped else []
+    return ds
+
+
+def _why(e):
+    """A short reason an image file could not be read, from PIL's exception."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "truncated" in msg:
+        return "truncated"
+    if "cannot identify image file" in msg:
+        return "not an image PIL can read"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return msg[:100]

@@ -11,9 +11,12 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import Dataset
+from .files import at, check_labels, first, first_nonfinite, read_arrays
 
 TIME_NAMES = ("time", "date", "datetime", "timestamp", "time_hour")
 PAD, UNK = "<pad>", "<unk>"
+MISSING = ("", "na", "nan", "null")                 # a label cell that holds no label
+MAX_CELL = 64 << 20                                  # characters in one CSV cell (a whole book is ~1 MiB)
 
 
 def _rows(path):
@@ -24,11 +27,20 @@ def _rows(path):
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
         text = raw.decode("utf-8-sig")
-        rows = list(csv.reader(io.StringIO(text)))
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    except (UnicodeDecodeError, csv.Error, EOFError, gzip.BadGzipFile) as e:
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
         raise DataError(f"{path} is not a readable CSV text file: {e}") from None
+    reader = csv.reader(io.StringIO(text))
+    limit = csv.field_size_limit(MAX_CELL)           # the default, 128 KiB, refuses a long review or article
+    try:
+        rows = list(reader)
+    except csv.Error as e:
+        big = "larger than field limit" in str(e)
+        raise DataError(f"{path}, line {reader.line_num}: " + (f"a cell is longer than {MAX_CELL >> 20} MiB"
+                        if big else f"not readable as CSV ({e})")) from None
+    finally:
+        csv.field_size_limit(limit)
     rows = [(i, r) for i, r in enumerate(rows, 1) if any(c.strip() for c in r)]
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header row and at least one data row")
@@ -110,36 +122,75 @@ def load_series(path, target, features=None, window=24, horizon=1, time=None, pe
                    standardize_steps=True, gap=window + horizon - 1, baseline=base)
 
 
+MAX_VOCAB = 1_000_000
+
+
 def load_sequences(path, x="x", y="y", lengths="lengths", task=None):
     """Padded variable-length sequences from .npz: x (N, T_max, F) float or (N, T_max) integer token ids,
-    lengths (N,), y (N,) class ids or per-step targets (N, T_max) class ids / (N, T_max, k) values."""
+    lengths (N,), y (N,) class ids or per-step targets (N, T_max) class ids / (N, T_max, k) values.
+
+    Checked as the plain .npz is, each error naming the array and the sample (and step): lengths in 1…T_max,
+    no NaN or infinity (padded steps included: they would still reach a gradient), token ids 0…V−1, labels."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in (x, y, lengths) if k not in f.files]
-            if missing:
-                raise DataError(f"{path}: no array named {missing[0]!r}; it holds {', '.join(f.files) or 'none'}")
-            xa, ya, la = f[x], f[y], f[lengths]
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"cannot read {path}: {e}") from None
-    for name, a in ((x, xa), (y, ya), (lengths, la)):
-        if a.dtype.kind not in "biuf":
-            raise DataError(f"{path}: array {name!r} must be numeric, got {a.dtype}")
-    if xa.ndim not in (2, 3) or la.shape != (len(xa),):
-        raise DataError(f"{path}: x must be (N, T_max, F) or (N, T_max) token ids and lengths (N,); got "
-                        f"{xa.shape} and {la.shape}")
-    if la.dtype.kind == "f" and not np.all(la == np.round(la)):
-        raise DataError(f"{path}: lengths must be whole numbers")
-    la = la.astype(np.int64)
-    if task is None:
-        task = "regression" if ya.dtype.kind == "f" and not np.all(ya == np.round(ya)) else (
-            "binary" if ya.size and set(np.unique(ya)) <= {0, 1} else "multiclass")
-    if task == "regression" and ya.ndim == 2 and ya.shape[1] == xa.shape[1]:
-        ya = ya[:, :, None]                                                  # (N, T) per step → (N, T, 1)
+    xa, ya, la = read_arrays(path, [x, y, lengths], how=f"save x, y and lengths with numpy.savez({path.name!r}, "
+                                                          f"{x}=…, {y}=…, {lengths}=…)")
+    xw, yw, lw = (f"{path}, array {k!r}" for k in (x, y, lengths))
+    if xa.ndim not in (2, 3):
+        raise DataError(f"{xw}: sequences must be (N, T_max, F) values or (N, T_max) token ids, got shape "
+                        f"{'×'.join(map(str, xa.shape))}")
+    n, t = xa.shape[:2]
+    if n == 0:
+        raise DataError(f"{xw} holds no samples (its first dimension is 0)")
+    if la.shape != (n,):
+        raise DataError(f"{lw}: one length per sample is {n:,} values, got shape {'×'.join(map(str, la.shape))}")
+    if len(ya) != n:
+        raise DataError(f"{xw} holds {n:,} samples but {yw} holds {len(ya):,} targets")
+    la = check_lengths(la, t, lw)
+    valid = np.arange(t)[None, :] < la[:, None]                              # (N, T)
+    for a, w in ((xa, xw), (ya, yw)):
+        bad, count = first_nonfinite(a)
+        if bad is not None:
+            steps = a.ndim > 1 and a.shape[1] == t
+            pad = steps and not valid[bad[0], bad[1]]
+            raise DataError(f"{w}, {at(bad, steps)}: NaN or infinity ({count:,} of {n:,} samples hold some)" +
+                            (f"; it is a padded step (length {la[bad[0]]}): fill padding with 0" if pad else ""))
     vocab = None
     if xa.ndim == 2 and xa.dtype.kind in "iu":
-        vocab = [PAD, UNK] + [str(i) for i in range(2, int(xa.max()) + 1)]
+        bad = xa < 0
+        if bad.any():
+            i = first(bad)
+            raise DataError(f"{xw}, {at(i, True)}: token id {xa[i]} is negative; token ids are 0 (padding), "
+                            f"1 (unknown), 2 … V−1")
+        top = int(xa.max())
+        if top >= MAX_VOCAB:
+            i = first(xa == top)
+            raise DataError(f"{xw}, {at(i, True)}: token id {top:,} means a vocabulary of {top + 1:,} tokens (at "
+                            f"most {MAX_VOCAB:,}); token ids are 0 (padding), 1 (unknown), 2 … V−1, without gaps")
+        vocab = [PAD, UNK] + [str(i) for i in range(2, top + 1)]
+    per_step = ya.ndim >= 2 and ya.shape[1] == t
+    if task is None:
+        task = "regression" if ya.dtype.kind == "f" and not np.all(ya == np.round(ya)) else (
+            "binary" if set(np.unique(ya[valid] if per_step and ya.ndim == 2 else ya)) <= {0, 1} else "multiclass")
+    if task == "regression":
+        if ya.ndim == 2 and per_step:
+            ya = ya[:, :, None]                                              # (N, T) per step → (N, T, 1)
+    elif ya.ndim > (2 if per_step else 1):
+        raise DataError(f"{yw}: class targets are one whole number per sample (N,) or per step (N, T_max), got "
+                        f"shape {'×'.join(map(str, ya.shape))}")
+    else:
+        check_labels(ya, n, yw, valid if per_step else None)
     return Dataset(xa, ya, task, path.name, lengths=la, vocab=vocab)
+
+
+def check_lengths(la, t, where):
+    """(N,) int64 lengths, each a whole number in 1…t; DataError naming the first sample that is not."""
+    ok = np.isfinite(la) & (la == np.round(la)) & (la >= 1) & (la <= t) if la.dtype.kind == "f" else (
+        (la >= 1) & (la <= t))
+    if not ok.all():
+        i = int(np.argmin(ok))
+        raise DataError(f"{where}, sample {i}: length {la[i]:g} is not in 1…{t}; lengths must be whole numbers "
+                        f"1…{t} (the padded length T_max), one per sample")
+    return la.astype(np.int64)
 
 
 # ---- text ----
@@ -182,19 +233,27 @@ def load_text(path, text="text", target="label", level="word", max_len=200, voca
         raise DataError(f"{path}: max_len must be a whole number ≥ 1 and vocab ≥ 3")
     header, rows = _rows(path)
     ti, yi = _column(path, header, text), _column(path, header, target)
-    toks, labels = [], []
+    toks, labels, dropped = [], [], []
     for line, r in rows:
         if len(r) != len(header):
             raise DataError(f"{path}, line {line}: {len(r)} values but the header has {len(header)} columns")
+        if r[yi].strip().lower() in MISSING:
+            dropped.append(line)
+            continue
         toks.append(tokens(r[ti], level, lowercase))
         labels.append(r[yi].strip())
+    if not labels:
+        raise DataError(f"{path}: no row has a label in column {target!r}")
     classes = sorted(set(labels))
     y = np.array([classes.index(v) for v in labels])
     opts = {"level": level, "max_len": max_len, "vocab": vocab, "lowercase": lowercase}
     voc = build_vocab(toks, vocab)                                           # all texts: for a preview only
     x, lg = encode(toks, voc, max_len)
-    return Dataset(x, y, "binary" if len(classes) == 2 else "multiclass", path.name, classes, lengths=lg,
-                   vocab=voc, text=opts, tokens=toks)
+    ds = Dataset(x, y, "binary" if len(classes) == 2 else "multiclass", path.name, classes, lengths=lg,
+                 vocab=voc, text=opts, tokens=toks)
+    ds.notes = [f"{len(dropped):,} of {len(rows):,} rows have no label in column {target!r} and are left out "
+                f"(line {', '.join(map(str, dropped[:5]))}{', …' if len(dropped) > 5 else ''})"] if dropped else []
+    return ds
 
 
 def refit_vocab(train, others):

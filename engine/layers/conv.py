@@ -163,7 +163,7 @@ class Conv2D(Layer):
         W2T = np.ascontiguousarray(self.p["W"].reshape(O, -1).T)           # (C_in·K_h·K_w, C_out)
         R = W2T.shape[0]
         padded = bool(ph or pw)
-        dxp = k.scratch(self, "dxp", xp.shape, dy.dtype) if self.need_dx else xp    # x.shape when unpadded; unused without dx
+        dxp = k.scratch(self, "dxp", xp.shape if self.need_dx else (0,) * 4, dy.dtype)  # x.shape when unpadded; empty: no dx
         dx = k.scratch(self, "dx", self.xshape, dy.dtype) if self.need_dx and padded else dxp
 
         def part(i, o):                                                 # samples a … e−1; o: their dW, db

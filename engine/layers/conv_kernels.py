@@ -1,6 +1,7 @@
 """Numba kernels for convolution and pooling on NCHW arrays (float32 or float64, C-contiguous)."""
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .. import parallel
 from ..blas import gemm
@@ -38,9 +39,21 @@ def chunk_sum(owner, n, size, dtype, fn):
 
 
 # ---- convolution as GEMMs over batch chunks: col (C·K_h·K_w, n·H_out·W_out) holds every patch of n padded samples ----
-@njit(cache=True, nogil=True, error_model="numpy")
 def pad_into(x, xp, ph, pw):
     """Copy x (B, C, H, W) into the interior of xp (B, C, H + 2ph, W + 2pw); the border stays as it is (zero)."""
+    _copy_into(x, xp, ph, pw)                               # in Python; numba compiles _pad_into's choice
+
+
+@overload(pad_into, jit_options={"nogil": True, "error_model": "numpy"})
+def _pad_into(x, xp, ph, pw):
+    """A read-only xp is the unpadded input itself (a read-only batch, e.g. a memory map): nothing to copy.
+    Typed apart so that numba compiles conv_fwd for read-only inputs instead of refusing the write."""
+    if isinstance(xp, types.Array) and not xp.mutable:
+        return lambda x, xp, ph, pw: None
+    return _copy_into
+
+
+def _copy_into(x, xp, ph, pw):
     B, C, H, W = x.shape
     for n in range(B):
         for c in range(C):

@@ -124,7 +124,7 @@ class Dense(Layer):
         W, g, xs = self.p["W"], self.g, self.x
         u, f = W.shape
         dy2 = np.ascontiguousarray(dy.reshape(-1, u), dtype=W.dtype)                # (M, U)
-        dx = np.empty_like(xs) if self.need_dx else xs[:0, :0]                     # (M, F)
+        dx = np.empty_like(xs) if self.need_dx else np.empty((0, 0), xs.dtype)          # (M, F); xs may be read-only
         db = g["b"] if "b" in g else W[0, :0]
         ry = None if relu_y is None else np.ascontiguousarray(relu_y).reshape(dy2.shape)
         dh = dy2 if ry is None else scratch(self, "dh", dy2.shape, W.dtype)       # (M, U) dL/d(x Wᵀ + b)

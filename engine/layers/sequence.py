@@ -35,9 +35,14 @@ class Embedding(Layer):
     def forward(self, x, training=False):
         ids = np.rint(x).astype(np.int64)                            # (B, T)
         v = self.config["vocab"]
-        if ids.size and (ids.min() < 0 or ids.max() >= v):
-            raise ShapeError(f"{self.where}: token ids must lie in 0…{v - 1}, found {ids.min()}…{ids.max()}; "
-                             f"raise its vocab to at least {ids.max() + 1}")
+        if ids.size and ids.min() < 0:
+            b, t = np.argwhere(ids < 0)[0]
+            raise ShapeError(f"{self.where}: token ids must lie in 0…{v - 1} (0 is padding), found {ids[b, t]} "
+                             f"at batch row {b}, step {t}; negative ids are an error in the data")
+        if ids.size and ids.max() >= v:
+            b, t = np.argwhere(ids >= v)[0]
+            raise ShapeError(f"{self.where}: token ids must lie in 0…{v - 1}, found {ids[b, t]} at batch row {b}, "
+                             f"step {t}; raise its vocab to at least {ids.max() + 1}")
         self.ids = ids
         y = self.p["E"][ids]                                         # (B, T, d)
         y[ids == 0] = 0
