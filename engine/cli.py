@@ -348,8 +348,10 @@ def parser():
     i.set_defaults(fn=cmd_import_weights)
     from .history import add_parser as runs_parser
     from .search import add_parser as search_parser
+    from .onnx_import import add_parser as import_parser
     runs_parser(sub)
     search_parser(sub)
+    import_parser(sub)
     return ap
 
 

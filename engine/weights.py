@@ -120,6 +120,12 @@ SAVERS = {"npz": save_npz, "safetensors": save_safetensors}
 LOADERS = {"npz": load_npz, "safetensors": load_safetensors}
 
 
+def beside(project_path):
+    """Where a project's trained weights are kept: NAME.weights.safetensors beside NAME.json (the window loads it)."""
+    p = Path(project_path or "")
+    return p.with_name(f"{p.stem}.weights.safetensors")
+
+
 def save(path, model):
     """Write model's weights in the format path's extension names (.npz or .safetensors)."""
     SAVERS[format_of(path)](path, model)

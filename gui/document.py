@@ -25,8 +25,8 @@ TMP_AGE = 60.0                        # seconds: a hidden .NAME.*.tmp older than
 
 def weights_path(path):
     """Where the trained weights of the project file `path` are kept: NAME.weights.safetensors beside it."""
-    path = Path(path or "")
-    return path.with_name(f"{path.stem}.weights.safetensors")
+    from engine.weights import beside
+    return beside(path)
 
 
 def check_finite(config, where):
