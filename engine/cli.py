@@ -112,7 +112,7 @@ def writable(path, what, folder=False):
 def cmd_train(a):
     from .data import load
     from .parallel import free_cores
-    from .session import prepare
+    from .session import evaluate_test, prepare
     from .weights import FORMATS, export, format_of
     p = _project(a.project)
     if a.epochs is not None:
@@ -141,6 +141,8 @@ def cmd_train(a):
     rec = record(p, tr, a.seed)
     try:
         res = tr.run()
+        if res["status"] != "diverged":
+            res.update(evaluate_test(tr))                     # the held-out test split, read once, after training
         if a.out:
             try:
                 export(model, a.out, out_format)
@@ -156,7 +158,7 @@ def cmd_train(a):
         print(dumps(res), flush=True)
     else:
         keys = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_rmse", "val_rmse",
-                "train_mae", "val_mae", "train_r2", "val_r2"]
+                "train_mae", "val_mae", "train_r2", "val_r2", "test_loss", "test_accuracy", "test_rmse", "test_r2"]
         print(f"{res['status']} after {res['epochs']} epochs ({res['seconds']:.1f} s): " +
               ", ".join(f"{k} {res[k]:.4g}" for k in keys if res.get(k) is not None))
         if res.get("baseline_val_rmse") is not None and res.get("val_rmse") is not None:
@@ -188,6 +190,22 @@ def _rescue(model):
         return f"the trained weights are saved in {tmp}"
     except OSError as e:
         return f"the trained weights could not be saved elsewhere either ({e.strerror or e})"
+
+
+def cmd_evaluate(a):
+    """Metrics of trained weights on the project's held-out test split (test_split in its training settings)."""
+    from .session import evaluate_test, prepare
+    from .weights import load
+    p = _project(a.project)
+    if not p.training.get("test_split"):
+        raise LayerboardError(f"{a.project} keeps no test split: set \"test_split\" (e.g. 0.1) in its training "
+                              "settings, train, then evaluate")
+    arrays, _ = load(a.weights)
+    model, tr = prepare(p, weights=arrays)
+    res = evaluate_test(tr)
+    print(dumps(res) if a.json else ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                              for k, v in res.items()))
+    return 0
 
 
 def cmd_predict(a):
@@ -348,6 +366,11 @@ def parser():
     i.set_defaults(fn=cmd_import_weights)
     from .history import add_parser as runs_parser
     from .search import add_parser as search_parser
+    ev = sub.add_parser("evaluate", help="metrics of trained weights on the project's held-out test split")
+    ev.add_argument("project")
+    ev.add_argument("--weights", required=True, help="trained weights (.npz or .safetensors)")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(fn=cmd_evaluate)
     from .onnx_import import add_parser as import_parser
     runs_parser(sub)
     search_parser(sub)

@@ -21,6 +21,8 @@ TRAINING = (
     HP("batch_size", "int", 32, min=1, max=1 << 20, doc="Mini-batch size B (ignored by gd: full batch)"),
     HP("epochs", "int", 20, min=1, max=1_000_000, doc="Passes over the training set"),
     HP("validation_split", "float", 0.2, min=0.0, max=0.9, doc="Fraction held out for validation"),
+    HP("test_split", "float", 0.0, min=0.0, max=0.9,
+       doc="Fraction held out as a test set: only Evaluate reads it, never training or early stopping"),
     HP("seed", "int", 0, min=0, max=2**32 - 1, doc="Seed for initialisation, shuffling and dropout"),
     HP("weight_decay", "float", 0.0, min=0.0, max=1.0, doc="L2 penalty λ on weights (not biases)"),
     HP("patience", "int", 0, min=0, max=100000, doc="Early stopping after this many epochs without improvement (0: off)"),

@@ -47,8 +47,36 @@ def prepare(project, seed=None, dtype="float32", data=None, weights=None):
     weights: {'node/param': array} to start from (e.g. engine.weights.load(path)[0]) instead of a fresh init."""
     cfg = config(project, seed)
     ds = data if data is not None else load(project.dataset, project.base)
+    train, val, test = split(ds, cfg)
+    model, trainer = _setup(project, train, val, cfg, dtype, weights)
+    trainer.test = test                         # read only by evaluate_test, after training
+    return model, trainer
+
+
+def split(ds, cfg):
+    """(train, validation, test or None): the test fraction is held out first (the last samples of data in
+    time order), then validation from the rest; text re-encoded with the training split's vocabulary."""
+    test = None
+    if cfg.get("test_split"):
+        ds, test = ds.split(cfg["test_split"], cfg["seed"] + 7919)
     train, val = ds.split(cfg["validation_split"], cfg["seed"])
-    return _setup(project, train, val, cfg, dtype, weights)
+    if test is not None and train.tokens is not None:
+        from .data.sequences import refit_vocab
+        train, val, test = refit_vocab(train, [val, test])
+    return train, val, test
+
+
+def evaluate_test(trainer):
+    """{"test_loss", "test_accuracy" | "test_rmse", …} of the trained model on the held-out test split ({} when
+    the project keeps none). Training and early stopping never read this split."""
+    test = getattr(trainer, "test", None)
+    if test is None or not len(test):
+        return {}
+    loss, acc, metrics = trainer.evaluate(test, prefix="test")
+    out = {"test_loss": float(loss), "test_samples": len(test), **metrics}
+    if acc is not None:
+        out["test_accuracy"] = float(acc)
+    return out
 
 
 def folds(project, k, seed=None, dtype="float32", data=None, weights=None):
