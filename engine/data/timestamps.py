@@ -97,16 +97,19 @@ def parse(col, fmt=None, tz=None, where="", lines=None):
 
 
 def _first_bad(s, fmt):
-    """Index of the first string that no format (or fmt) reads."""
-    left = np.ones(len(s), bool)
-    for f in ([fmt] if fmt else FORMATS):
-        if f == "iso":
-            ok = pc.is_valid(pc.cast(pc.if_else(pc.match_substring_regex(
-                s, r"^\d{4}-\d\d-\d\d([T ]\d\d(:\d\d){0,2}(\.\d+)?)?$"), s, None), pa.timestamp("s")))
-        else:
-            ok = pc.is_valid(pc.strptime(s, format=f, unit="s", error_is_null=True))
-        left &= ~ok.to_numpy(zero_copy_only=False)
-    return int(np.argmax(left))
+    """Index of the first stamp that no format (or fmt) reads; else of the first one that the format of the
+    first stamp does not read (the column mixes formats)."""
+    fmts = [fmt] if fmt else FORMATS
+    reads = lambda part, fs: any(_read(part, f) is not None for f in fs)           # noqa: E731
+    first = next((f for f in fmts if _read(s.slice(0, 1), f) is not None), None)
+    for i in range(0, len(s), 4096):
+        part = s.slice(i, 4096)
+        if reads(part, [first] if first else fmts):
+            continue
+        for k in range(len(part)):
+            if not reads(part.slice(k, 1), [first] if first else fmts):
+                return i + k
+    return 0
 
 
 def _offsets(s, zoned):
