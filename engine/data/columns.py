@@ -233,6 +233,7 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
     n = int(keep.sum())
     if n == 0:
         raise DataError(f"{path}: no row has a value in the target column {target!r}")
+    every = bool(keep.all())
     lay = layout(cols, table)
     feats = [nm for _, names in lay for nm in names]
     if not feats:
@@ -243,7 +244,8 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
     for c, names in lay:
         a = table.column(c.name)
         if c.type == "number":
-            v = numbers(table, c.name, path)[keep]
+            v = numbers(table, c.name, path)
+            v = v if every else v[keep]
             x[:, j] = v
             miss = np.isnan(v)
             c.filled = int(miss.sum()) if c.strategy != "drop" else 0
@@ -265,7 +267,8 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
         j += len(names)
     if task == "regression":
         y = writer.array("y", (n, 1), np.float32)
-        y[:, 0] = numbers(table, target, path, "is not a number (the task is regression)")[keep]
+        v = numbers(table, target, path, "is not a number (the task is regression)")
+        y[:, 0] = v if every else v[keep]
         classes = []
     else:
         s = _strings_of(table.column(target)).filter(pa.array(keep))

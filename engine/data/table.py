@@ -1,5 +1,6 @@
 """Tables read with Apache Arrow (CSV, TSV, .gz, Parquet, Arrow/Feather IPC), kept parsed in the cache."""
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,8 @@ from ..errors import DataError
 from . import cache
 
 NULLS = ["", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "#N/A", "?"]
-STREAM_BYTES = 1 << 30     # CSV files larger than this are parsed block by block straight into the cache
-BLOCK = 16 << 20           # bytes per block when streaming
+STREAM_BYTES = int(os.environ.get("LAYERBOARD_STREAM_BYTES", 64 << 20))   # larger CSVs: parsed block by block
+BLOCK = 4 << 20            # bytes per block when streaming (the peak memory of a parse: a few blocks)
 
 
 def kind_of(path):
