@@ -90,8 +90,8 @@ def _strings(col, c, name, time_format, timezone):
         return                                                              # numbers with a few bad cells
     n = len(c) - col.missing
     distinct = pc.count_distinct(c).as_py()
-    words = pc.mean(pc.utf8_length(pc.drop_null(c))).as_py() or 0
-    if words >= 30 and pc.mean(pc.count_substring(pc.drop_null(c), " ")).as_py() >= 3:
+    chars = pc.mean(pc.utf8_length(pc.drop_null(c))).as_py() or 0
+    if chars >= 30 and pc.mean(pc.count_substring(pc.drop_null(c), " ")).as_py() >= 3:
         col.type = "text"
     elif distinct == n and n > 1:
         col.type, col.role = "category", "ignore"

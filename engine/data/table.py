@@ -59,6 +59,14 @@ def _open_ipc(f, path):
         raise DataError(f"{path} is not a readable Arrow/Feather file: {e}") from None
     if t.num_rows == 0:
         raise DataError(f"{path}: needs a header row and at least one data row")
+    seen = set()
+    for n in t.column_names:
+        if n in seen:
+            raise DataError(f"{path}: two columns are named {n!r}; give each column its own name")
+        seen.add(n)
+    if any(pa.types.is_dictionary(f.type) for f in t.schema):          # categorical columns: plain values
+        t = t.cast(pa.schema([pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+                              for f in t.schema]))
     return t
 
 
