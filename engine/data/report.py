@@ -47,3 +47,42 @@ def text_table(rows):
     num = [all(r[c].replace(",", "").replace(".", "").lstrip("-").isdigit() for r in rows[1:] if r[c])
            for c in range(len(w))]
     return ["  ".join(v.rjust(w[k]) if num[k] else v.ljust(w[k]) for k, v in enumerate(r)).rstrip() for r in rows]
+
+
+def column_counts(ref, base, name, bins=30, top=20):
+    """What the window plots for one column of a table dataset: {'kind': 'hist', 'edges', 'counts'} for
+    numbers, {'kind': 'bars', 'labels', 'counts'} (the top levels, then 'other') for anything else; 'missing'
+    counts empty cells. Read from the cached parsed table."""
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .table import header_check, numeric_share, read
+    p = Path(ref["path"]).expanduser()
+    p = p if p.is_absolute() or base is None else Path(base) / p
+    t = read(p, ref.get("delimiter"))
+    header_check(t, p, [name])
+    c = t.column(name)
+    missing = c.null_count
+    is_str = str(c.type) in ("string", "large_string")
+    v = None
+    if not is_str or numeric_share(c) >= 0.5:
+        try:
+            v = np.asarray(pc.cast(pc.utf8_trim_whitespace(c) if is_str else c, "float64")
+                           .to_numpy(zero_copy_only=False), np.float64)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            v = None                                               # a bad cell or a time stamp: count values
+    if v is not None:
+        ok = np.isfinite(v)
+        missing += int((~ok).sum()) - c.null_count
+        if ok.any():
+            counts, edges = np.histogram(v[ok], bins=bins)
+            return {"kind": "hist", "edges": edges, "counts": counts, "missing": missing}
+    vc = pc.value_counts(pc.drop_null(c).cast("string")).to_pylist()
+    vc.sort(key=lambda d: -d["counts"])
+    labels, counts = [d["values"] for d in vc[:top]], [d["counts"] for d in vc[:top]]
+    if len(vc) > top:
+        labels.append("other")
+        counts.append(sum(d["counts"] for d in vc[top:]))
+    return {"kind": "bars", "labels": labels, "counts": np.array(counts), "missing": missing}

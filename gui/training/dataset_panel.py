@@ -14,6 +14,7 @@ from engine.data import BUILTINS, load
 from engine.errors import LayerboardError
 
 from ..dirs import last_dir, remember
+from .columns import ColumnTable
 from .sequence_import import SequenceImport
 from .settings import HP, Editor
 
@@ -21,6 +22,7 @@ PREVIEW_ROWS, PREVIEW_COLS = 12, 10
 # settings that fit the built-in 2-D sets with a small MLP (the project defaults, lr 0.001 for 20 epochs, underfit)
 SUGGESTED = {"xor": {"lr": 0.05, "epochs": 500}, "moons": {"lr": 0.01, "epochs": 100},
              "circles": {"lr": 0.01, "epochs": 150}, "spirals": {"lr": 0.01, "epochs": 400}}
+TABLES = (".csv", ".tsv", ".parquet", ".pq", ".feather", ".arrow")     # read by the Arrow table loader
 THUMB = 28              # pixels: image samples are previewed as thumbnails, not as pixel columns
 
 
@@ -86,6 +88,9 @@ class DatasetPanel(QGroupBox):
         self.table.setMaximumHeight(170)
         self.table.verticalHeader().setDefaultSectionSize(18)
         box.addWidget(self.table)
+        self.columns = ColumnTable(document)            # a table's columns: type, role, missing values, chart
+        self.columns.hide()
+        box.addWidget(self.columns)
         self.sequences = SequenceImport(self)           # series / npz-with-lengths / text import and preview
         box.addWidget(self.sequences)
         self._shown = None
@@ -126,7 +131,7 @@ class DatasetPanel(QGroupBox):
         """Use a CSV, .npz, or .npy file (with its targets y_path) as the project's dataset."""
         p = Path(path)
         suf = p.suffix.lower()
-        if suf == ".csv":
+        if suf in TABLES or p.name.lower().endswith((".csv.gz", ".tsv.gz")):
             self._set({"kind": "csv", "path": self._rel(p)})
         elif suf == ".npz":
             self._set({"kind": "npz", "path": self._rel(p)})
@@ -137,11 +142,12 @@ class DatasetPanel(QGroupBox):
             y = y.name if y.parent.resolve() == p.parent.resolve() else os.path.relpath(y, p.parent)
             self._set({"kind": "npy", "path": self._rel(p), "y": y})
         else:
-            raise LayerboardError(f"{p.name}: import a .csv, .npz or .npy file")
+            raise LayerboardError(f"{p.name}: import a table ({', '.join(TABLES)}), an .npz or an .npy file")
 
     def _import_dialog(self):
         path, _ = QFileDialog.getOpenFileName(self, "Import dataset", str(last_dir(self.doc.project.base)),
-                                              "Data (*.csv *.npz *.npy);;All files (*)")
+                                              "Data (*.csv *.tsv *.gz *.parquet *.feather *.arrow *.npz *.npy);;"
+                                              "All files (*)")
         if not path:
             return
         remember(path)
@@ -196,9 +202,13 @@ class DatasetPanel(QGroupBox):
         except (LayerboardError, OSError, UnicodeDecodeError, csv.Error) as e:
             self.dataset = None
             self.info.setText(f"<span style='color:#b00'>{e}</span>")
+            self.columns.hide()
             self.loaded.emit(None)
             return
         self.dataset = ds
+        if ds.report:
+            self.columns.show_report(ds, ref)
+        self.columns.setVisible(bool(ds.report))
         what = {"binary": "binary classification", "multiclass": f"{ds.n_classes} classes",
                 "regression": "regression"}[ds.task]
         self.info.setText(f"<b>{ds.name}</b>: {len(ds)} samples of shape {tuple(ds.x.shape[1:])}, {what}")
@@ -215,7 +225,13 @@ class DatasetPanel(QGroupBox):
     def _csv_preview(self, ref):
         p = Path(ref["path"]).expanduser()
         p = p if p.is_absolute() else Path(self.doc.project.base) / p
-        header, rows = csv_head(p)
+        from engine.data.table import read
+        if p.suffix.lower() == ".csv":
+            header, rows = csv_head(p)
+        else:                                             # Parquet, Arrow, gzip: the parsed (cached) table
+            t = read(p, ref.get("delimiter"))
+            header = t.column_names
+            rows = [["" if v is None else str(v) for v in r.values()] for r in t.slice(0, PREVIEW_ROWS).to_pylist()]
         self.target.addItems(header)
         self.target.setCurrentText(ref.get("target", header[-1]))
         self._fill(header, rows)
