@@ -142,14 +142,14 @@ class Dataset:
         return np.arange(self.x.shape[1])[None, :] < self.lengths[idx][:, None]
 
     def subset(self, idx):
-        """Samples idx; a run of consecutive samples is a view (no copy), and so is any subset of a table
-        read through a memory map (rows gathered per batch)."""
+        """Samples idx; a run of consecutive samples is a view (no copy), and so is any subset of read-only
+        data (a memory-mapped table, series windows): Rows gathers its samples per batch."""
         idx = np.asarray(idx)
         k = slice(int(idx[0]), int(idx[-1]) + 1) if idx.size and idx[-1] - idx[0] + 1 == idx.size and (
             idx.size == 1 or np.all(np.diff(idx) == 1)) else idx
         if isinstance(self.x, Rows):
             x = self.x.take(k)
-        elif isinstance(self.x, np.memmap) and not isinstance(k, slice):
+        elif not self.x.flags.writeable and not isinstance(k, slice):     # memory maps, series windows
             x = Rows(self.x).take(k)
         else:
             x = self.x[k]

@@ -26,14 +26,6 @@ def load_csv(path, target=None, task=None, delimiter=None, columns=None, missing
     return load_table(path, target, task, columns, missing, time_format, timezone, delimiter)
 
 
-def _isnum(v):
-    try:
-        float(v)
-        return True
-    except ValueError:
-        return False
-
-
 MAX_CLASSES = 100_000
 
 
