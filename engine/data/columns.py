@@ -2,6 +2,7 @@
 
 Types: number, category, text, datetime, empty. Roles: feature, target, time, ignore. The encoded table is kept
 in the cache as .npy files and read back memory-mapped."""
+import mmap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -169,11 +170,17 @@ def guess_task(cols, table, target, path):
     return "regression"
 
 
-def _strings_of(c):
-    """A column as strings (numbers written without a trailing .0)."""
+def _integral(c):
+    """True for a float column whose values are all whole numbers (written as categories without '.0')."""
+    return bool(pa.types.is_floating(c.type) and len(c) > c.null_count
+                and pc.all(pc.equal(pc.round(pc.drop_null(c)), pc.drop_null(c))).as_py())
+
+
+def _strings_of(c, integral=None):
+    """A column as strings (whole numbers of a float column written without a trailing .0)."""
     if _is_str(c.type):
         return pc.utf8_trim_whitespace(pc.cast(c, pa.string()))
-    if pa.types.is_floating(c.type) and pc.all(pc.equal(pc.round(pc.drop_null(c)), pc.drop_null(c))).as_py():
+    if _integral(c) if integral is None else integral:
         c = pc.cast(c, pa.int64())
     return pc.cast(c, pa.string())
 
@@ -227,58 +234,74 @@ def layout(cols, table):
     return out
 
 
+CHUNK = 1 << 20      # rows encoded at a time
+
+
 def encode(table, cols, target, task, path, writer, time_format=None, timezone=None):
-    """Write x (N, F) float32 (NaN where a filled cell goes) and y to the cache entry; returns its meta."""
+    """Write x (N, F) float32 (NaN where a filled cell goes) and y to the cache entry, a block of rows at a
+    time (the pages of the mapped table and of x are let go after each block); returns the entry's meta."""
+    from .table import evict
     keep = keep_rows(cols, table, target)
     n = int(keep.sum())
     if n == 0:
         raise DataError(f"{path}: no row has a value in the target column {target!r}")
-    every = bool(keep.all())
     lay = layout(cols, table)
     feats = [nm for _, names in lay for nm in names]
     if not feats:
         raise DataError(f"{path}: no feature column is left (all are ignored, the target, time or text)")
     x = writer.array("x", (n, len(feats)), np.float32)
-    j = 0
-    impute = {}
-    for c, names in lay:
-        a = table.column(c.name)
-        if c.type == "number":
-            v = numbers(table, c.name, path)
-            v = v if every else v[keep]
-            x[:, j] = v
-            miss = np.isnan(v)
-            c.filled = int(miss.sum()) if c.strategy != "drop" else 0
-            if len(names) == 2:
-                x[:, j + 1] = miss
-                impute[j] = c.strategy
-        elif c.type == "category":
-            s = _strings_of(a).filter(pa.array(keep))
-            idx = pc.index_in(s, value_set=pa.array(c.levels)).to_numpy(zero_copy_only=False)   # NaN: missing
-            idx = np.where(np.isnan(idx), len(c.levels) - 1, idx).astype(np.int64) if c.missing else idx.astype(np.int64)
-            c.filled = int(pc.sum(pc.is_null(s)).as_py() or 0) if c.missing else 0
-            for k in range(len(c.levels)):                         # one level at a time: no (N, L) temporary
-                x[:, j + k] = idx == k
-        elif c.type == "datetime":
-            st = timestamps.parse(a.filter(pa.array(keep)), time_format, timezone, f"{path}, column {c.name!r}")
-            h = 2 * np.pi * st.hour() / 24
-            d = 2 * np.pi * ((st.wall // 86400) % 365.2425) / 365.2425
-            x[:, j:j + 4] = np.c_[np.sin(h), np.cos(h), np.sin(d), np.cos(d)]
-        j += len(names)
-    if task == "regression":
-        y = writer.array("y", (n, 1), np.float32)
-        v = numbers(table, target, path, "is not a number (the task is regression)")
-        y[:, 0] = v if every else v[keep]
-        classes = []
-    else:
-        s = _strings_of(table.column(target)).filter(pa.array(keep))
-        classes = _class_names(pc.unique(s).to_pylist())
-        if len(classes) > 100_000:
-            raise DataError(f"{path}: the target {target!r} has {len(classes):,} classes; for numbers give "
-                            f"\"task\": \"regression\"")
-        y = writer.array("y", (n,), np.int64)
-        y[:] = pc.index_in(s, value_set=pa.array(classes)).to_numpy(zero_copy_only=False)
-    fill = [stat(x[:, k], s) for k, s in impute.items()]
+    regress = task == "regression"
+    y = writer.array("y", (n, 1) if regress else (n,), np.float32 if regress else np.int64)
+    whole = {c.name: _integral(table.column(c.name)) for c, _ in lay if c.type == "category"}
+    stamps = {c.name: timestamps.parse(table.column(c.name).filter(pa.array(keep)), time_format, timezone,
+                                       f"{path}, column {c.name!r}") for c, _ in lay if c.type == "datetime"}
+    yi = _integral(table.column(target))
+    classes = [] if regress else _class_names(pc.unique(_strings_of(table.column(target), yi)).drop_null().to_pylist())
+    if len(classes) > 100_000:
+        raise DataError(f"{path}: the target {target!r} has {len(classes):,} classes; for numbers give "
+                        f"\"task\": \"regression\"")
+    impute, seen = {}, {}
+    o = 0
+    for r0 in range(0, table.num_rows, CHUNK):
+        part, k = table.slice(r0, CHUNK), keep[r0:r0 + CHUNK]
+        every, m = bool(k.all()), int(k.sum())
+        xb, j = x[o:o + m], 0
+        for c, names in lay:
+            if c.type == "number":
+                v = numbers(part, c.name, path, first=r0)
+                v = v if every else v[k]
+                xb[:, j] = v
+                miss = np.isnan(v)
+                c.filled += int(miss.sum()) if c.strategy != "drop" else 0
+                if len(names) == 2:
+                    xb[:, j + 1] = miss
+                    impute[j] = c.strategy
+                    seen.setdefault(j, []).append(v[~miss].astype(np.float32))
+            elif c.type == "category":
+                s = _strings_of(part.column(c.name), whole[c.name]).filter(pa.array(k))
+                idx = pc.index_in(s, value_set=pa.array(c.levels)).to_numpy(zero_copy_only=False)   # NaN: missing
+                idx = np.where(np.isnan(idx), len(c.levels) - 1, idx).astype(np.int64)
+                c.filled += int(s.null_count) if c.missing else 0
+                for lv in range(len(c.levels)):                     # one level at a time: no (N, L) temporary
+                    xb[:, j + lv] = idx == lv
+            elif c.type == "datetime":
+                st = stamps[c.name]
+                h = 2 * np.pi * st.hour()[o:o + m] / 24
+                d = 2 * np.pi * ((st.wall[o:o + m] // 86400) % 365.2425) / 365.2425
+                xb[:, j:j + 4] = np.c_[np.sin(h), np.cos(h), np.sin(d), np.cos(d)]
+            j += len(names)
+        if regress:
+            v = numbers(part, target, path, "is not a number (the task is regression)", first=r0)
+            y[o:o + m, 0] = v if every else v[k]
+        else:
+            s = _strings_of(part.column(target), yi).filter(pa.array(k))
+            y[o:o + m] = pc.index_in(s, value_set=pa.array(classes)).to_numpy(zero_copy_only=False)
+        o += m
+        for a in (x, y):
+            a.flush()
+            a._mmap.madvise(mmap.MADV_DONTNEED)                     # written: the page cache keeps it
+        evict()
+    fill = [stat(np.concatenate(seen[j]), how) for j, how in impute.items()]
     return {"task": task, "classes": classes, "features": feats, "impute": {str(k): s for k, s in impute.items()},
             "fill": fill, "columns": [asdict(c) for c in cols], "rows": table.num_rows}
 

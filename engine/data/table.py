@@ -1,6 +1,8 @@
 """Tables read with Apache Arrow (CSV, TSV, .gz, Parquet, Arrow/Feather IPC), kept parsed in the cache."""
 import gzip
+import mmap
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +54,16 @@ def read(path, delimiter=None):
     return _open_ipc(d / "table.arrow", path)
 
 
+_maps = weakref.WeakValueDictionary()      # file mappings that tables read by this process point into
+
+
 def _open_ipc(f, path):
     try:
-        t = ipc.open_file(pa.memory_map(str(f), "r")).read_all()
-    except (pa.ArrowInvalid, OSError) as e:
+        with open(f, "rb") as fh:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        _maps[id(mm)] = mm
+        t = ipc.open_file(pa.py_buffer(mm)).read_all()          # zero-copy: the columns live in the mapping
+    except (pa.ArrowInvalid, OSError, ValueError) as e:
         raise DataError(f"{path} is not a readable Arrow/Feather file: {e}") from None
     if t.num_rows == 0:
         raise DataError(f"{path}: needs a header row and at least one data row")
@@ -68,6 +76,16 @@ def _open_ipc(f, path):
         t = t.cast(pa.schema([pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
                               for f in t.schema]))
     return t
+
+
+def evict():
+    """Let the kernel take back the pages of mapped tables this process has read (they are read again from
+    the file when touched): a pass over a large table then holds a block's pages at a time, not the file's."""
+    for mm in list(_maps.values()):
+        try:
+            mm.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
 
 
 def _parquet(path, out):
@@ -183,16 +201,17 @@ def header_check(table, path, names):
 NUM = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
 
-def numbers(table, name, path, what="is not a number (mark the column 'category' or 'ignore' in \"columns\")"):
+def numbers(table, name, path, what="is not a number (mark the column 'category' or 'ignore' in \"columns\")",
+            first=0):
     """(N,) float64 of a column with NaN for missing cells; DataError at the first cell that is not a
-    number or is infinite."""
+    number or is infinite (table: rows from data row `first` on)."""
     c = table.column(name)
     if pa.types.is_string(c.type) or pa.types.is_large_string(c.type):
         s = pc.utf8_trim_whitespace(c)
         ok = pc.or_kleene(pc.is_null(s), pc.match_substring_regex(s, NUM)).to_numpy(zero_copy_only=False)
         if not ok.all():
             i = int(np.argmin(ok))
-            raise DataError(f"{path}, line {i + 2}, column {name!r}: {c[i].as_py().strip()!r} {what}")
+            raise DataError(f"{path}, line {first + i + 2}, column {name!r}: {c[i].as_py().strip()!r} {what}")
         c = pc.cast(s, pa.float64())
     elif pa.types.is_boolean(c.type) or pa.types.is_integer(c.type) or pa.types.is_decimal(c.type):
         c = pc.cast(c, pa.float64())
@@ -203,7 +222,7 @@ def numbers(table, name, path, what="is not a number (mark the column 'category'
     inf = np.isinf(v)
     if inf.any():
         i = int(np.argmax(inf))
-        raise DataError(f"{path}, line {i + 2}, column {name!r}: infinity is not a usable value")
+        raise DataError(f"{path}, line {first + i + 2}, column {name!r}: infinity is not a usable value")
     return v
 
 
