@@ -281,3 +281,17 @@ def test_shape_auto_takes_the_encoded_sample_shape(tmp_path, capsys):
     assert "(5,)" in capsys.readouterr().out.splitlines()[1]
     assert main(["train", project(tmp_path), "--epochs", "1"]) == 0
     assert "completed after 1 epochs" in capsys.readouterr().out
+
+
+def test_encoding_block_by_block_equals_one_block(tmp_path, monkeypatch):
+    from engine.data import columns
+    p = str(write(tmp_path, PENGUINS.replace(",Biscoe,30.5,", ",,30.5,").replace(",34.5,", ",,")))
+    ref = {"kind": "csv", "path": p, "target": "species", "columns": {"when": "feature"}, "missing": {"year": "drop"}}
+    one = load(ref)
+    monkeypatch.setattr(columns, "CHUNK", 7)
+    monkeypatch.setenv("LAYERBOARD_CACHE", str(tmp_path / "blocks"))
+    many = load(ref)
+    assert many.features == one.features and "island=missing" in one.features and "bill (was missing)" in one.features
+    np.testing.assert_array_equal(np.asarray(many.x), np.asarray(one.x))
+    np.testing.assert_array_equal(many.y, one.y)
+    assert many.report == one.report and col(one, "bill")["filled"] == 4

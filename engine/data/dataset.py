@@ -240,7 +240,8 @@ def load(ref, base=None):
     from .images import load_folder, load_idx
     from .sequences import load_sequences, load_series, load_text
     if not isinstance(ref, dict) or "kind" not in ref:
-        raise DataError("the dataset reference needs a 'kind' (builtin, csv, parquet, arrow, npz, npy, idx, folder, series or text)")
+        raise DataError("the dataset reference needs a 'kind' (builtin, csv, parquet, arrow, npz, npy, idx, folder, "
+                        "series or text)")
     opts = {k: v for k, v in ref.items() if k not in ("kind", "name", "path", "standardize", "augment")}
     kind = ref["kind"]
     if kind == "builtin":
@@ -248,8 +249,9 @@ def load(ref, base=None):
         if name not in BUILTINS:
             raise DataError(f"unknown built-in dataset {name!r}; choose one of {', '.join(BUILTINS)}")
         return BUILTINS[name](**opts)
-    loaders = {"csv": load_csv, "parquet": load_csv, "arrow": load_csv, "npz": load_sequences if "lengths" in ref else load_npz, "npy": load_npz,
-               "idx": load_idx, "folder": load_folder, "series": load_series, "text": load_text}
+    loaders = {"csv": load_csv, "parquet": load_csv, "arrow": load_csv,
+               "npz": load_sequences if "lengths" in ref else load_npz, "npy": load_npz, "idx": load_idx,
+               "folder": load_folder, "series": load_series, "text": load_text}
     if kind not in loaders:
         raise DataError(f"unknown dataset kind {kind!r}; use builtin, {', '.join(loaders)}")
 
