@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from ..errors import DataError
 from . import cache, timestamps
-from .table import header_check, numbers, numeric_share, read
+from .table import evict, header_check, numbers, numeric_share, read
 
 TYPES = ("number", "category", "text", "datetime", "empty")
 ROLES = ("feature", "target", "time", "ignore")
@@ -68,6 +68,7 @@ def infer(table, path, target, columns=None, time_format=None, timezone=None):
         else:
             col.type, col.role, col.note = "empty", "ignore", f"{t} values are not read"
         out.append(col)
+        evict()                                         # a column's pages at a time, not the table's
     by = {c.name: c for c in out}
     for name, want in columns.items():
         _override(by[name], want, path)
@@ -240,12 +241,12 @@ CHUNK = 1 << 20      # rows encoded at a time
 def encode(table, cols, target, task, path, writer, time_format=None, timezone=None):
     """Write x (N, F) float32 (NaN where a filled cell goes) and y to the cache entry, a block of rows at a
     time (the pages of the mapped table and of x are let go after each block); returns the entry's meta."""
-    from .table import evict
     keep = keep_rows(cols, table, target)
     n = int(keep.sum())
     if n == 0:
         raise DataError(f"{path}: no row has a value in the target column {target!r}")
     lay = layout(cols, table)
+    evict()
     feats = [nm for _, names in lay for nm in names]
     if not feats:
         raise DataError(f"{path}: no feature column is left (all are ignored, the target, time or text)")
@@ -349,6 +350,7 @@ def load_table(path, target=None, task=None, columns=None, missing=None, time_fo
         strategies(cols, missing, path)
         check_order(t, cols, path, time_format, timezone)
         task = task or guess_task(cols, t, target, path)
+        evict()
         w = cache.Writer(path, "table", opts)
         try:
             d = w.commit(encode(t, cols, target, task, path, w, time_format, timezone))
