@@ -64,3 +64,36 @@ def test_chart_of_the_selected_column(qtbot, tmp_path, monkeypatch):
     cols.table.setCurrentCell(row_of(cols.table, "island"), 0)
     bars = [i for i in cols.chart.getPlotItem().items if isinstance(i, pg.BarGraphItem)]
     assert list(bars[0].opts["height"]) == [15, 15]
+
+
+def test_large_file_reads_in_the_background_with_progress_and_cancel(qtbot, tmp_path, monkeypatch):
+    import threading
+
+    from engine.data import cache, table
+    from gui.training import columns, dataset_panel
+    monkeypatch.setattr(dataset_panel, "BACKGROUND_BYTES", 0)
+    monkeypatch.setattr(table, "STREAM_BYTES", 0)
+    monkeypatch.setattr(table, "BLOCK", 1 << 12)
+    gate, seen = threading.Event(), []
+    real = columns.reporting
+
+    def gated(hook):                                   # each progress step waits until the test opens the gate
+        return real(lambda what, f: (gate.wait(20), seen.append(what), hook(what, f)))
+    monkeypatch.setattr(columns, "reporting", gated)
+    doc, panel = panel_for(qtbot, tmp_path, monkeypatch)
+    assert panel.dataset is None and panel.loader.isVisible() and "Reading" in panel.info.text()
+    gate.set()
+    qtbot.waitUntil(lambda: panel.dataset is not None, timeout=20000)
+    assert panel.dataset.x.shape == (30, 5) and not panel.loader.isVisible() and panel.columns.isVisible()
+    assert "reading" in seen and "encoding" in seen
+    gate.clear()
+    big = tmp_path / "big.csv"
+    big.write_text("a,b,y\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(50_000)))
+    panel.import_file(big)
+    assert panel.dataset is None and panel.loader.isVisible()
+    panel.loader.cancel_btn.click()
+    gate.set()
+    qtbot.waitUntil(lambda: "cancelled" in panel.info.text(), timeout=20000)
+    assert panel.dataset is None and not panel.loader.isVisible()
+    assert cache.lookup(big, "parsed", {"delimiter": None}) is None                    # nothing half-written kept
+    assert [p.name for p in cache.entry(big, "parsed", {})[0].parent.iterdir()] == []

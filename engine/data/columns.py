@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from ..errors import DataError
 from . import cache, timestamps
-from .table import evict, header_check, numbers, numeric_share, read
+from .table import evict, header_check, numbers, numeric_share, progress, read
 
 TYPES = ("number", "category", "text", "datetime", "empty")
 ROLES = ("feature", "target", "time", "ignore")
@@ -264,6 +264,7 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
     impute, seen = {}, {}
     o = 0
     for r0 in range(0, table.num_rows, CHUNK):
+        progress("encoding", r0 / table.num_rows)
         part, k = table.slice(r0, CHUNK), keep[r0:r0 + CHUNK]
         every, m = bool(k.all()), int(k.sum())
         xb, j = x[o:o + m], 0

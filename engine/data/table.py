@@ -2,7 +2,9 @@
 import gzip
 import mmap
 import os
+import threading
 import weakref
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,62 @@ def read(path, delimiter=None):
         w.abort()
         raise
     return _open_ipc(d / "table.arrow", path)
+
+
+class Cancelled(DataError):
+    """Reading was cancelled (by the hook of `reporting`)."""
+
+
+_hook = threading.local()
+
+
+@contextmanager
+def reporting(fn):
+    """Within the block, this thread's reads and encodings call fn(what, fraction done); fn may raise
+    Cancelled to stop (the cache is left as it was)."""
+    old = getattr(_hook, "fn", None)
+    _hook.fn = fn
+    try:
+        yield
+    finally:
+        _hook.fn = old
+
+
+def progress(what, fraction):
+    fn = getattr(_hook, "fn", None)
+    if fn is not None:
+        fn(what, fraction)
+
+
+class _Counted:
+    """A binary file that counts the bytes read from it (progress of a streamed parse)."""
+
+    def __init__(self, path):
+        self.f, self.n, self.size = open(path, "rb"), 0, max(os.path.getsize(path), 1)
+        self.closed, self.fn, self.cancelled = False, getattr(_hook, "fn", None), None   # read on Arrow's threads
+
+    def read(self, k=-1):
+        if self.cancelled:
+            return b""
+        b = self.f.read(k)
+        self.n += len(b)
+        try:
+            if self.fn is not None:
+                self.fn("reading", min(self.n / self.size, 1.0))
+        except Cancelled as e:
+            self.cancelled = e                                  # raised again on the caller's thread
+            return b""
+        return b
+
+    def close(self):
+        self.closed = True
+        self.f.close()
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return False
 
 
 _maps = weakref.WeakValueDictionary()      # file mappings that tables read by this process point into
@@ -115,9 +173,13 @@ def _csv(path, out, delimiter):
     parse = pcsv.ParseOptions(delimiter=sep, invalid_row_handler=lambda r: bad.append(r) or "skip")
     conv = dict(null_values=NULLS, strings_can_be_null=True, quoted_strings_can_be_null=True,
                 timestamp_parsers=["never"])                # time stamps stay text: read with their own zone
-    src = (lambda: pa.CompressedInputStream(pa.OSFile(str(path)), "gzip")) if gz else (lambda: str(path))
+    small = path.stat().st_size <= STREAM_BYTES
+    counted = []
+    raw = (lambda: str(path)) if small else (lambda: pa.PythonFile(counted.append(_Counted(path)) or counted[-1],
+                                                                   mode="r"))
+    src = (lambda: pa.CompressedInputStream(pa.OSFile(str(path)) if small else raw(), "gzip")) if gz else raw
     try:
-        if path.stat().st_size <= STREAM_BYTES:
+        if small:
             t = pcsv.read_csv(src(), read_options=pcsv.ReadOptions(block_size=BLOCK), parse_options=parse,
                               convert_options=pcsv.ConvertOptions(**conv))
             t = t.cast(pa.schema([pa.field(f.name, _wide(f.type)) for f in t.schema]))
@@ -125,8 +187,11 @@ def _csv(path, out, delimiter):
             with ipc.new_file(str(out), t.schema) as w:
                 w.write_table(t, max_chunksize=1 << 20)
             return
-        _stream(path, src, out, parse, conv, bad, sep)
+        _stream(path, src, out, parse, conv, bad, sep, counted)
     except pa.ArrowInvalid as e:
+        for c in counted:                               # a cancelled read ends its file early: not a bad file
+            if c.cancelled:
+                raise c.cancelled from None
         msg = str(e)
         if "Empty CSV file" in msg:
             raise DataError(f"{path}: needs a header row and at least one data row") from None
@@ -142,7 +207,7 @@ def _wide(t):
     return t
 
 
-def _stream(path, src, out, parse, conv, bad, sep):
+def _stream(path, src, out, parse, conv, bad, sep, counted=()):
     """Block by block into the IPC file: types from the first block; a column that later holds a value its
     type cannot read is read again as text."""
     types = None
@@ -156,6 +221,9 @@ def _stream(path, src, out, parse, conv, bad, sep):
             with ipc.new_file(str(out), r.schema) as w:
                 for b in r:
                     w.write_batch(b)
+            for c in counted:
+                if c.cancelled:
+                    raise c.cancelled
             _check_rows(path, bad, sep)
             return
         except pa.ArrowInvalid as e:

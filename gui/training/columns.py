@@ -1,10 +1,16 @@
 """The column report of a table dataset as an editable table, and a chart of the selected column."""
+import threading
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtCore import QCoreApplication, Signal
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
 
+from engine.data import load
 from engine.data.columns import ROLES, STRATEGIES, TYPES
 from engine.data.report import HEAD, column_counts
+from engine.data.table import Cancelled, reporting
 from engine.errors import LayerboardError
 
 EDITABLE = {"type": TYPES, "role": ROLES, "strategy": STRATEGIES + ("0",)}
@@ -105,3 +111,70 @@ class ColumnTable(QWidget):
             self.chart.addItem(pg.BarGraphItem(x=x, height=c["counts"], width=0.8, brush="#e0913b"))
             self.chart.getAxis("bottom").setTicks([[(i, str(v)[:12]) for i, v in enumerate(c["labels"])]])
         self.caption.setText(f"{name}: {int(np.sum(c['counts'])):,} values, {c['missing']:,} missing")
+
+
+class Loader(QWidget):
+    """Reads a dataset in a background thread with a progress bar and a Cancel button; emits
+    done(key, dataset or LayerboardError) on the window's thread."""
+
+    done = Signal(str, object)
+    _progress = Signal(str, float)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.label = QLabel("")
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Stop reading this file (nothing is kept in the cache)")
+        self.cancel_btn.clicked.connect(self.cancel)
+        row.addWidget(self.label)
+        row.addWidget(self.bar, 1)
+        row.addWidget(self.cancel_btn)
+        self._progress.connect(self._show)
+        self._stop = None
+        app = QCoreApplication.instance()
+        if app is not None:                        # quitting stops a read (the thread is joined at exit)
+            app.aboutToQuit.connect(self.cancel)
+        self.hide()
+
+    def start(self, key, ref, base):
+        """Read ref in a thread (a previous read still running is cancelled)."""
+        self.cancel()
+        stop = self._stop = threading.Event()
+        self.label.setText("Reading…")
+        self.bar.setValue(0)
+        self.show()
+
+        def hook(what, fraction):
+            if stop.is_set():
+                raise Cancelled("reading cancelled")
+            try:
+                self._progress.emit(what, fraction)
+            except RuntimeError:                   # the panel is gone
+                raise Cancelled("reading cancelled") from None
+
+        def run():
+            try:
+                with reporting(hook):
+                    out = load(ref, base)
+            except LayerboardError as e:
+                out = e
+            except MemoryError:
+                out = LayerboardError("the file does not fit in memory while it is read")
+            try:
+                self.done.emit(key, out)           # the panel ignores the result of a reference it left
+            except RuntimeError:                   # the panel is gone
+                pass
+        threading.Thread(target=run, name="dataset-loader").start()
+
+    def cancel(self):
+        if self._stop is not None:
+            self._stop.set()
+        self.hide()
+
+    def _show(self, what, fraction):
+        self.label.setText({"reading": "Reading", "encoding": "Encoding"}.get(what, what))
+        self.bar.setValue(int(1000 * fraction))
