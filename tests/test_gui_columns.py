@@ -72,7 +72,7 @@ def test_large_file_reads_in_the_background_with_progress_and_cancel(qtbot, tmp_
     from engine.data import cache, table
     from gui.training import columns, dataset_panel
     monkeypatch.setattr(dataset_panel, "BACKGROUND_BYTES", 0)
-    monkeypatch.setattr(table, "STREAM_BYTES", 0)
+    monkeypatch.setattr(table, "PART", 4096)
     monkeypatch.setattr(table, "BLOCK", 1 << 12)
     gate, seen = threading.Event(), []
     real = columns.reporting

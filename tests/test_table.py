@@ -224,12 +224,12 @@ def test_other_formats_read_the_same(tmp_path):
     assert xs[0].shape == (4, 4) and xs[0][2, 0] == 2 and xs[0][2, 1] == 1
 
 
-def test_streamed_parse_equals_the_whole_file_parse(tmp_path, monkeypatch):
+def test_parse_by_parts_equals_the_whole_file_parse(tmp_path, monkeypatch):
     rows = [f"{i},{i % 3},{i % 2}" for i in range(3000)] + ["1.5,x,0"]                 # a later block: text
     p = write(tmp_path, "a,k,y\n" + "\n".join(rows) + "\n")
     ref = {"kind": "csv", "path": str(p), "target": "y", "columns": {"k": "category"}}
     whole = load(ref)
-    monkeypatch.setattr(tbl, "STREAM_BYTES", 0)
+    monkeypatch.setattr(tbl, "PART", 4096)
     monkeypatch.setattr(tbl, "BLOCK", 4096)
     monkeypatch.setenv("LAYERBOARD_CACHE", str(tmp_path / "other"))
     streamed = load(ref)

@@ -1,9 +1,9 @@
 """Tables read with Apache Arrow (CSV, TSV, .gz, Parquet, Arrow/Feather IPC), kept parsed in the cache."""
 import gzip
 import mmap
-import os
 import threading
 import weakref
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,8 +17,8 @@ from ..errors import DataError
 from . import cache
 
 NULLS = ["", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "#N/A", "?"]
-STREAM_BYTES = int(os.environ.get("LAYERBOARD_STREAM_BYTES", 64 << 20))   # larger CSVs: parsed block by block
-BLOCK = 4 << 20            # bytes per block when streaming (the peak memory of a parse: a few blocks)
+PART = 64 << 20            # bytes of a CSV parsed at a time (the peak memory of a parse is about 3 parts)
+BLOCK = 4 << 20            # Arrow's block within a part (its threads parse blocks in parallel)
 
 
 def kind_of(path):
@@ -81,37 +81,6 @@ def progress(what, fraction):
         fn(what, fraction)
 
 
-class _Counted:
-    """A binary file that counts the bytes read from it (progress of a streamed parse)."""
-
-    def __init__(self, path):
-        self.f, self.n, self.size = open(path, "rb"), 0, max(os.path.getsize(path), 1)
-        self.closed, self.fn, self.cancelled = False, getattr(_hook, "fn", None), None   # read on Arrow's threads
-
-    def read(self, k=-1):
-        if self.cancelled:
-            return b""
-        b = self.f.read(k)
-        self.n += len(b)
-        try:
-            if self.fn is not None:
-                self.fn("reading", min(self.n / self.size, 1.0))
-        except Cancelled as e:
-            self.cancelled = e                                  # raised again on the caller's thread
-            return b""
-        return b
-
-    def close(self):
-        self.closed = True
-        self.f.close()
-
-    def readable(self):
-        return True
-
-    def seekable(self):
-        return False
-
-
 _maps = weakref.WeakValueDictionary()      # file mappings that tables read by this process point into
 
 
@@ -165,74 +134,78 @@ def _delimiter(path, delimiter):
 
 
 def _csv(path, out, delimiter):
-    """Parse a CSV (plain or gzip) into an Arrow IPC file: every column a float64, string or timestamp."""
+    """Parse a CSV (plain or gzip) into an Arrow IPC file, PART bytes of it at a time (each part with Arrow's
+    threads): every column a float64 or a string. Types come from the first part; a column that later holds
+    a value its type cannot read is read again as text."""
     sep = _delimiter(path, delimiter)
-    with open(path, "rb") as f:
-        gz = f.read(2) == b"\x1f\x8b"
     bad = []
     parse = pcsv.ParseOptions(delimiter=sep, invalid_row_handler=lambda r: bad.append(r) or "skip")
     conv = dict(null_values=NULLS, strings_can_be_null=True, quoted_strings_can_be_null=True,
                 timestamp_parsers=["never"])                # time stamps stay text: read with their own zone
-    small = path.stat().st_size <= STREAM_BYTES
-    counted = []
-    raw = (lambda: str(path)) if small else (lambda: pa.PythonFile(counted.append(_Counted(path)) or counted[-1],
-                                                                   mode="r"))
-    src = (lambda: pa.CompressedInputStream(pa.OSFile(str(path)) if small else raw(), "gzip")) if gz else raw
+    types = {}
     try:
-        if small:
-            t = pcsv.read_csv(src(), read_options=pcsv.ReadOptions(block_size=BLOCK), parse_options=parse,
-                              convert_options=pcsv.ConvertOptions(**conv))
-            t = t.cast(pa.schema([pa.field(f.name, _wide(f.type)) for f in t.schema]))
-            _check_rows(path, bad, sep)
-            with ipc.new_file(str(out), t.schema) as w:
-                w.write_table(t, max_chunksize=1 << 20)
-            return
-        _stream(path, src, out, parse, conv, bad, sep, counted)
+        for _ in range(64):
+            bad.clear()
+            try:
+                _parts(path, out, parse, conv, types)
+                _check_rows(path, bad, sep)
+                return
+            except pa.ArrowInvalid as e:
+                col = _failed_column(str(e), list(types))
+                if col is None or types[col] == pa.string():
+                    raise
+                types[col] = pa.string()
+        raise DataError(f"{path}: could not settle the column types")
     except pa.ArrowInvalid as e:
-        for c in counted:                               # a cancelled read ends its file early: not a bad file
-            if c.cancelled:
-                raise c.cancelled from None
         msg = str(e)
         if "Empty CSV file" in msg:
             raise DataError(f"{path}: needs a header row and at least one data row") from None
         raise DataError(f"{path} is not a readable CSV text file: {msg.splitlines()[0]}") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"cannot read {path}: {e}") from None
 
 
+def _parts(path, out, parse, conv, types):
+    """Write the file's rows to the IPC file out, a part at a time; `types` (name: Arrow type) is filled from
+    the first part when empty."""
+    size = max(path.stat().st_size, 1)
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        f = gzip.GzipFile(fileobj=raw) if gz else raw
+        head = f.readline()
+        rest, w = b"", None
+        try:
+            while True:
+                block = f.read(PART)
+                progress("reading", min(raw.tell() / size, 1.0))
+                data = rest + block
+                cut = data.rfind(b"\n") + 1 if block else len(data)          # whole lines only
+                data, rest = data[:cut], data[cut:]
+                if data.strip():
+                    t = pcsv.read_csv(pa.BufferReader(head + data), read_options=pcsv.ReadOptions(block_size=BLOCK),
+                                      parse_options=parse,
+                                      convert_options=pcsv.ConvertOptions(column_types=types or None, **conv))
+                    if not types:
+                        types.update((fl.name, _wide(fl.type)) for fl in t.schema)
+                    t = t.cast(pa.schema([pa.field(n, types[n]) for n in t.column_names]))
+                    w = w or ipc.new_file(str(out), t.schema)
+                    w.write_table(t, max_chunksize=1 << 20)
+                if not block:
+                    break
+        finally:
+            if w is not None:
+                w.close()
+    if w is None:
+        pcsv.read_csv(pa.BufferReader(head), parse_options=parse)          # an empty file: Arrow says so
+        raise DataError(f"{path}: needs a header row and at least one data row")
+
+
 def _wide(t):
-    """Numbers as float64 (a later block may hold fractions), everything else as it was inferred."""
+    """Numbers as float64 (a later part may hold fractions), everything else as it was inferred."""
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
         return pa.float64() if not pa.types.is_null(t) else pa.string()
     return t
-
-
-def _stream(path, src, out, parse, conv, bad, sep, counted=()):
-    """Block by block into the IPC file: types from the first block; a column that later holds a value its
-    type cannot read is read again as text."""
-    types = None
-    for _ in range(64):
-        try:
-            r = pcsv.open_csv(src(), read_options=pcsv.ReadOptions(block_size=BLOCK), parse_options=parse,
-                              convert_options=pcsv.ConvertOptions(column_types=types, **conv))
-            if types is None:
-                types = {f.name: _wide(f.type) for f in r.schema}
-                continue
-            with ipc.new_file(str(out), r.schema) as w:
-                for b in r:
-                    w.write_batch(b)
-            for c in counted:
-                if c.cancelled:
-                    raise c.cancelled
-            _check_rows(path, bad, sep)
-            return
-        except pa.ArrowInvalid as e:
-            col = _failed_column(str(e), list(types or {}))
-            if col is None or types[col] == pa.string():
-                raise
-            types[col] = pa.string()
-            bad.clear()
-    raise DataError(f"{path}: could not settle the column types")
 
 
 def _failed_column(msg, names):
