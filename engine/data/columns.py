@@ -235,7 +235,7 @@ def layout(cols, table):
     return out
 
 
-CHUNK = 1 << 20      # rows encoded at a time
+CHUNK = 1 << 18      # rows encoded at a time
 
 
 def encode(table, cols, target, task, path, writer, time_format=None, timezone=None):

@@ -17,8 +17,8 @@ from ..errors import DataError
 from . import cache
 
 NULLS = ["", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "#N/A", "?"]
-PART = 64 << 20            # bytes of a CSV parsed at a time (the peak memory of a parse is about 3 parts)
-BLOCK = 4 << 20            # Arrow's block within a part (its threads parse blocks in parallel)
+PART = 8 << 20             # bytes of a CSV parsed at a time (the peak memory of a parse: a few parts)
+BLOCK = 1 << 20            # Arrow's block within a part (its threads parse the blocks in parallel)
 
 
 def kind_of(path):
