@@ -35,7 +35,10 @@ def first_rows(ds, train=None, n=5):
     if isinstance(x, Rows) and train is not None and isinstance(train.x, Rows):
         x = Rows(x.base, x.idx, train.x.fill)
     rows = np.asarray(x[:n], np.float32).reshape(min(n, len(ds)), -1)         # (n, features)
-    names = ds.features or [f"x[{i}]" for i in range(rows.shape[1])]
+    f = ds.features or []
+    if len(f) != rows.shape[1] and f and len(f) == ds.x.shape[-1]:       # sequences: every step's features
+        f = [f"step {t}: {n}" for t in range(rows.shape[1] // len(f)) for n in f]
+    names = f if len(f) == rows.shape[1] else [f"x[{i}]" for i in range(rows.shape[1])]
     return names, rows
 
 

@@ -105,7 +105,8 @@ def load_series(path, target, features=None, window=24, horizon=1, time=None, pe
         f = features.index(target)
         base = x[:, :, f:f + 1] if per_step else x[:, -1, f:f + 1]
     return Dataset(x, y, "regression", path.name, lengths=np.full(n, window), chrono=True,
-                   standardize_steps=True, gap=window + horizon - 1, baseline=base)
+                   standardize_steps=True, gap=window + horizon - 1, baseline=base,
+                   features=features + (["hour sin", "hour cos"] if hour_features else []))
 
 
 def load_sequences(path, x="x", y="y", lengths="lengths", task=None):
