@@ -185,31 +185,28 @@ def main():
     opts = vars(a)
     only = a.only.split(",")
     res = {"load": os.getloadavg()[0]}
+    def runs(f, cache, *which):
+        """The workers in order on file f with a fresh cache folder (removed afterwards)."""
+        shutil.rmtree(cache, ignore_errors=True)
+        out = [run(w, f, opts, cache) for w in which]
+        shutil.rmtree(cache, ignore_errors=True)
+        return out
+
     if "read" in only or "cache" in only:
         f = d / f"numeric-{a.rows}.csv"
         generate(f, a.rows)
         res["file_mb"] = f.stat().st_size / 2**20
-        cache = d / "cache-read"
-        shutil.rmtree(cache, ignore_errors=True)
-        res["arrow"] = run("arrow", f, opts, cache)
-        res["ours"] = run("ours", f, opts, cache)
-        if "cache" in only:
-            res["cache"] = run("cache", f, opts, cache)
-        shutil.rmtree(cache, ignore_errors=True)
+        out = runs(f, d / "cache-read", "arrow", "ours", *(["cache"] if "cache" in only else []))
+        res.update(zip(("arrow", "ours", "cache"), out))
     if "epoch" in only:
         f = d / f"numeric-{a.big_rows}.csv"
         generate(f, a.big_rows)
         res["big_file_mb"] = f.stat().st_size / 2**20
-        cache = d / "cache-epoch"
-        shutil.rmtree(cache, ignore_errors=True)
-        res["big_parse"] = run("ours", f, opts, cache)
-        res["epoch"] = run("epoch", f, opts, cache)
-        shutil.rmtree(cache, ignore_errors=True)
+        res["big_parse"], res["epoch"] = runs(f, d / "cache-epoch", "ours", "epoch")
     if "series" in only:
         f = d / f"series-{a.series_rows}.csv"
         generate_series(f, a.series_rows)
-        res["series"] = run("series", f, opts, d / "cache-series")
-        shutil.rmtree(d / "cache-series", ignore_errors=True)
+        (res["series"],) = runs(f, d / "cache-series", "series")
     if a.json:
         print(json.dumps(res))
         return
@@ -231,7 +228,7 @@ def main():
     if "epoch" in res:
         b, e = res["big_parse"], res["epoch"]
         print(f"{a.big_rows:,}-row CSV ({res['big_file_mb']:.0f} MB): first read and cache {b['seconds']:.1f} s, "
-              f"peak RssAnon {b['peak_anon_mb']:.0f} MB; one epoch (batch {a.batch}) {e['epoch_s']:.1f} s, "
+              f"peak RssAnon {b['peak_anon_mb']:.0f} MB, VmHWM {b['peak_rss_mb']:.0f} MB; one epoch (batch {a.batch}) {e['epoch_s']:.1f} s, "
               f"peak RssAnon {e['peak_anon_mb']:.0f} MB (target < 1024), peak RSS with mapped pages "
               f"{e['peak_rss_mb']:.0f} MB")
     if "series" in res:
