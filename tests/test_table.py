@@ -295,3 +295,20 @@ def test_encoding_block_by_block_equals_one_block(tmp_path, monkeypatch):
     np.testing.assert_array_equal(np.asarray(many.x), np.asarray(one.x))
     np.testing.assert_array_equal(many.y, one.y)
     assert many.report == one.report and col(one, "bill")["filled"] == 4
+
+
+def test_input_statistics_and_predictions_read_table_rows_in_blocks(tmp_path):
+    from engine.graph import Graph
+    from engine.model import Model
+    rng = np.random.default_rng(0)
+    v = rng.normal(3, 2, (300, 2))
+    p = write(tmp_path, "a,b,y\n" + "\n".join(f"{a:.5f},{b:.5f},{i % 2}" for i, (a, b) in enumerate(v)))
+    tr, _ = load({"kind": "csv", "path": str(p), "target": "y"}).split(0.2, seed=0)
+    g = Graph()
+    g.chain(("x", "Input", {"shape": [2], "standardize": True}), ("o", "Dense", {"units": 1}))
+    m = Model(g)
+    m.layers["x"].adapt(tr.x)                                                    # Rows: read in blocks
+    plain = np.asarray(tr.x)
+    np.testing.assert_allclose(m.layers["x"].p["mean"], plain.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(m.layers["x"].p["std"], plain.std(0), rtol=1e-4)
+    np.testing.assert_allclose(m.predict(tr.x, batch_size=7), m.predict(plain), rtol=1e-6)
