@@ -2,7 +2,11 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
 # the data cache (engine/data/cache.py) of the tests' own files goes to a throwaway folder, not ~/.cache
-os.environ.setdefault("LAYERBOARD_CACHE", tempfile.mkdtemp(prefix="layerboard-test-cache-"))
+if "LAYERBOARD_CACHE" not in os.environ:
+    os.environ["LAYERBOARD_CACHE"] = tempfile.mkdtemp(prefix="layerboard-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["LAYERBOARD_CACHE"], True)
