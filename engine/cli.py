@@ -22,7 +22,12 @@ def _project(path):
 def cmd_summary(a):
     from .shapes import infer, table, totals
     p = _project(a.project)
-    infos = infer(p.graph)
+    graph = p.graph
+    if any(n.type == "Input" and n.config.get("shape") == "auto" for n in graph.nodes.values()):
+        from .data import load
+        from .session import auto_shapes
+        graph = auto_shapes(graph, load(p.dataset, p.base))        # the dataset's encoded sample shape
+    infos = infer(graph)
     params, macs, acts = totals(infos)
     b = p.training.get("batch_size", 32)
     if a.json:
@@ -41,6 +46,28 @@ def cmd_summary(a):
             if i.error:
                 print(f"error: {i.error}", file=sys.stderr)
     return 1 if any(i.error for i in infos.values()) else 0
+
+
+def cmd_data(a):
+    """The dataset's column report and its first samples as the model is fed them."""
+    from .data import load
+    from .data.report import column_rows, first_rows, summary_line, text_table
+    p = _project(a.project)
+    ds = load(p.dataset, p.base)
+    for line in text_table(column_rows(ds)):
+        print(line)
+    print(summary_line(ds))
+    cfg = p.training
+    train = ds.split(cfg.get("validation_split", 0.2), cfg.get("seed", 0))[0] if len(ds) > 1 else ds
+    names, rows = first_rows(ds, train, a.rows)
+    print(f"first {len(rows)} samples as fed (file order; missing cells filled from the training rows):")
+    shown = min(len(names), a.features)
+    body = [(names[j],) + tuple(f"{v:.6g}" for v in rows[:, j]) for j in range(shown)]
+    for line in text_table([("feature",) + tuple(f"#{i}" for i in range(len(rows)))] + body):
+        print(line)
+    if shown < len(names):
+        print(f"… {len(names) - shown:,} more features (--features N shows more)")
+    return 0
 
 
 class Progress:
@@ -333,6 +360,11 @@ def parser():
     s.add_argument("project")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_summary)
+    d = sub.add_parser("data", help="the dataset's columns (types, roles, missing values) and first samples as fed")
+    d.add_argument("project")
+    d.add_argument("--rows", type=int, default=5, help="samples to show (default 5)")
+    d.add_argument("--features", type=int, default=40, help="features to show per sample (default 40)")
+    d.set_defaults(fn=cmd_data)
     t = sub.add_parser("train", help="train a project headless")
     t.add_argument("project")
     t.add_argument("--epochs", type=int)

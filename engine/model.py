@@ -158,8 +158,9 @@ class Model:
     def predict(self, x, batch_size=256, lengths=None):
         """Evaluation-mode outputs for any number of samples, in the targets' original units.
 
-        lengths: (N,) valid steps of each (padded) sequence, or None when every step counts."""
-        x = np.asarray(x)
+        lengths: (N,) valid steps of each (padded) sequence, or None when every step counts. x may be any array
+        with a shape that slices into batches (a memory map, a table's rows): it is read a batch at a time."""
+        x = x if hasattr(x, "shape") else np.asarray(x)
         if tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(f"the model expects samples of shape {fmt(self.input_shape)} but got {fmt(x.shape[1:])}")
         mask = None if lengths is None else np.arange(x.shape[1])[None, :] < np.asarray(lengths)[:, None]

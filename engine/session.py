@@ -4,12 +4,25 @@ import time
 import numpy as np
 
 from .data import augment, kfold, load
+from .data.dataset import fit
 from .model import Model
 from .trainer import Trainer
 
 
+def auto_shapes(graph, ds):
+    """The graph with each Input whose shape is "auto" given the dataset's encoded sample shape (a copy
+    when one is, else the graph itself)."""
+    auto = [n for n, v in graph.nodes.items() if v.type == "Input" and v.config.get("shape") == "auto"]
+    if not auto:
+        return graph
+    g = graph.copy()
+    for n in auto:
+        g.nodes[n].config["shape"] = [int(d) for d in ds.x.shape[1:]]
+    return g
+
+
 def _setup(project, train, val, cfg, dtype, weights=None):
-    model = Model(project.graph, dtype=dtype, seed=cfg["seed"])
+    model = Model(auto_shapes(project.graph, train), dtype=dtype, seed=cfg["seed"])
     for n in model.inputs:
         model.layers[n].adapt(train.x)
     if weights is not None:                     # start from loaded weights (Input statistics included)
@@ -84,10 +97,7 @@ def folds(project, k, seed=None, dtype="float32", data=None, weights=None):
     cfg = config(project, seed)
     ds = data if data is not None else load(project.dataset, project.base)
     for i, (tr, va) in enumerate(kfold(len(ds), k, cfg["seed"])):
-        train, val = ds.subset(tr), ds.subset(va)
-        if ds.tokens is not None:                   # text: the vocabulary of the training folds only
-            from .data.sequences import refit_vocab
-            train, val = refit_vocab(train, [val])
+        train, val = fit(ds.subset(tr), ds.subset(va))      # vocabulary, fill values: training folds only
         yield (i,) + _setup(project, train, val, cfg, dtype, weights)
 
 

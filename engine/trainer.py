@@ -168,6 +168,8 @@ class Trainer:
         metrics holds {prefix}_rmse, _mae, _r2 in the targets' units for regression ({} otherwise)."""
         m, tot, hits, count = self.model, 0.0, 0.0, 0.0
         errs = self._errors(ds)
+        if ds.x.ndim >= 3:                   # long sequences: at most 2**18 steps a batch (memory, not speed)
+            batch_size = max(1, min(batch_size, (1 << 18) // ds.x.shape[1]))
         for i in range(0, len(ds), batch_size):
             j = slice(i, i + batch_size)
             xb, yb, mb = ds.x[j], ds.y[j], ds.mask(j)

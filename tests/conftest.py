@@ -2,7 +2,17 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
-# runs recorded by tests go to a throw-away database, never the user's history
-os.environ.setdefault("LAYERBOARD_RUNS", os.path.join(tempfile.mkdtemp(prefix="layerboard-runs-"), "runs.sqlite"))
+# the data cache (engine/data/cache.py) of the tests' own files goes to a throwaway folder, not ~/.cache
+if "LAYERBOARD_CACHE" not in os.environ:
+    os.environ["LAYERBOARD_CACHE"] = tempfile.mkdtemp(prefix="layerboard-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["LAYERBOARD_CACHE"], True)
+
+# runs recorded by tests go to a throwaway database, never the user's history
+if "LAYERBOARD_RUNS" not in os.environ:
+    _runs = tempfile.mkdtemp(prefix="layerboard-runs-")
+    os.environ["LAYERBOARD_RUNS"] = os.path.join(_runs, "runs.sqlite")
+    atexit.register(shutil.rmtree, _runs, True)

@@ -71,7 +71,7 @@ def test_csv_import_preview_and_target_column(qtbot, dock_for, tmp_path):
     panel = d.data
     panel.import_file(tmp_path / "d.csv")
     assert doc.project.dataset == {"kind": "csv", "path": str((tmp_path / "d.csv").resolve())}
-    assert "line 2, column 'kind'" in panel.info.text()     # 'kind' is text: the loader names line and column
+    assert "30 samples of shape (3,)" in panel.info.text()  # x, and 'kind' a category: one-hot a, b
     t = panel.table
     assert [t.horizontalHeaderItem(j).text() for j in range(3)] == ["x", "kind", "y"]
     assert t.rowCount() == 12 and t.item(0, 1).text() == "a"

@@ -1,5 +1,5 @@
 """The Dataset type, splits, standardisation and loading from a project's dataset reference."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +7,61 @@ import numpy as np
 from ..errors import DataError
 
 TASKS = ("binary", "multiclass", "regression")
+
+
+class Rows:
+    """Rows `idx` (None: all) of a (memory-mapped) array, gathered per read; NaN cells read as `fill` (F,).
+
+    Stands in for Dataset.x over a table too large to copy: x[j] returns a float32 C-contiguous copy of only
+    the rows asked for."""
+
+    def __init__(self, base, idx=None, fill=None):
+        self.base, self.idx, self.fill = base, idx, fill
+        self.shape = (len(base) if idx is None else len(idx),) + tuple(base.shape[1:])
+        self.ndim, self.dtype = len(self.shape), np.dtype(np.float32)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def _where(self, k):
+        """Rows of base for k (int, slice or index array) of this view."""
+        if self.idx is None:
+            return k
+        return self.idx[k]
+
+    def take(self, k):
+        """A view of rows k (slice or index array) of this one."""
+        if self.idx is None and isinstance(k, slice):
+            return Rows(self.base[k], None, self.fill)
+        return Rows(self.base, self._where(k if isinstance(k, slice) else np.asarray(k)), self.fill)
+
+    def __getitem__(self, k):
+        k, rest = (k[0], k[1:]) if isinstance(k, tuple) else (k, ())
+        out = np.array(self.base[self._where(k)], dtype=np.float32)    # a copy: writable, C-contiguous
+        if self.fill is not None:
+            m = np.isnan(out)
+            if m.any():
+                out[m] = np.broadcast_to(self.fill, out.shape)[m]
+        if rest:
+            out = out[(slice(None),) + rest] if out.ndim == self.ndim else out[rest]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def __getattr__(self, name):          # other ndarray methods (tolist, mean, …) read every row: small data
+        if name.startswith("__") or name in ("base", "idx", "fill"):
+            raise AttributeError(name)
+        return getattr(np.asarray(self), name)
+
+    def column(self, j, chunk=1 << 20):
+        """(N,) float64 of encoded column j, NaN where missing (before filling), read in chunks."""
+        out = np.empty(len(self), np.float64)
+        for i in range(0, len(self), chunk):
+            r = self._where(slice(i, i + chunk))
+            out[i:i + chunk] = self.base[r, j]
+        return out
 
 
 @dataclass
@@ -31,11 +86,17 @@ class Dataset:
     gap: int = 0                        # chrono: windows dropped between training and validation
     baseline: np.ndarray | None = None  # a naive forecast per sample (persistence), same shape as y
     tokens: list | None = None          # text: token lists, re-encoded with the training vocabulary
+    features: list | None = None        # tables: the name of each encoded feature
+    report: list | None = None          # tables: one dict per column (type, role, missing, filled, dropped, …)
+    impute: dict | None = None          # tables: {feature index: 'median' | 'mean' | constant} of filled columns
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise DataError(f"{self.name}: task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        self.x = np.ascontiguousarray(self.x, dtype=np.float32)
+        x = self.x                           # read-only float32 (memory maps, series windows) stays a view
+        if not isinstance(x, Rows) and not (isinstance(x, np.ndarray) and x.dtype == np.float32
+                                            and not x.flags.writeable):
+            self.x = np.ascontiguousarray(x, dtype=np.float32)
         if len(self.x) != len(self.y):
             raise DataError(f"{self.name}: {len(self.x)} samples but {len(self.y)} targets")
         if self.lengths is not None:
@@ -52,10 +113,11 @@ class Dataset:
             y = np.asarray(self.y)
             if per_step:
                 y = np.where(np.arange(y.shape[1]) < self.lengths[:, None], y, 0) if y.ndim == 2 else y
-            if y.ndim != (2 if per_step else 1) or (y.size and (not np.all(np.equal(np.mod(y, 1), 0)) or y.min() < 0)):
+            whole = y.dtype.kind in "iu" or np.all(np.equal(np.mod(y, 1), 0))
+            if y.ndim != (2 if per_step else 1) or (y.size and (not whole or y.min() < 0)):
                 raise DataError(f"{self.name}: class targets must be whole numbers ≥ 0, one per sample "
                                "(or one per step of a sequence with lengths)")
-            self.y = y.astype(np.int64)
+            self.y = y.astype(np.int64, copy=False)
             if not self.classes:
                 self.classes = [str(i) for i in range(int(y.max()) + 1 if y.size else 0)]
             if self.task == "binary" and y.size and y.max() > 1:
@@ -80,12 +142,21 @@ class Dataset:
         return np.arange(self.x.shape[1])[None, :] < self.lengths[idx][:, None]
 
     def subset(self, idx):
+        """Samples idx; a run of consecutive samples is a view (no copy), and so is any subset of read-only
+        data (a memory-mapped table, series windows): Rows gathers its samples per batch."""
         idx = np.asarray(idx)
-        return Dataset(self.x[idx], self.y[idx], self.task, self.name, list(self.classes),
-                       None if self.lengths is None else self.lengths[idx], self.vocab, self.chrono,
-                       self.standardize_steps, self.text, self.gap,
-                       None if self.baseline is None else self.baseline[idx],
-                       None if self.tokens is None else [self.tokens[i] for i in idx])
+        k = slice(int(idx[0]), int(idx[-1]) + 1) if idx.size and idx[-1] - idx[0] + 1 == idx.size and (
+            idx.size == 1 or np.all(np.diff(idx) == 1)) else idx
+        if isinstance(self.x, Rows):
+            x = self.x.take(k)
+        elif not self.x.flags.writeable and not isinstance(k, slice):     # memory maps, series windows
+            x = Rows(self.x).take(k)
+        else:
+            x = self.x[k]
+        pick = (lambda a: None if a is None else a[k])
+        return replace(self, x=x, y=self.y[k], classes=list(self.classes), lengths=pick(self.lengths),
+                       baseline=pick(self.baseline),
+                       tokens=None if self.tokens is None else [self.tokens[i] for i in idx])
 
     def split(self, val_fraction, seed=0):
         """(train, validation) after a seeded shuffle (stratified by class for classification), or, for
@@ -98,13 +169,9 @@ class Dataset:
             if n and cut - self.gap < 1:
                 raise DataError(f"{self.name}: {len(self)} windows are too few to keep {n} for validation "
                                 f"and {self.gap} between training and validation")
-            return self.subset(np.arange(cut - self.gap if n else cut)), (
-                self.subset(np.arange(cut, len(self))) if n else None)
-        tr, va = self._split(val_fraction, seed)
-        if self.tokens is not None:      # text: the vocabulary comes from the training split only
-            from .sequences import refit_vocab
-            tr, va = refit_vocab(tr, [va])
-        return tr, va
+            return fit(self.subset(np.arange(cut - self.gap if n else cut)),
+                       self.subset(np.arange(cut, len(self))) if n else None)
+        return fit(*self._split(val_fraction, seed))
 
     def _split(self, val_fraction, seed):
         rng = np.random.default_rng(seed)
@@ -122,13 +189,39 @@ class Dataset:
             tr.append(idx[n:])
         return self.subset(rng.permutation(np.concatenate(tr))), self.subset(rng.permutation(np.concatenate(va)))
 
-    def step_standardizer(self):
-        """(mean, std) per feature (F,) over every valid step of (N, T, F) sequences; std of constants is 1."""
-        m = self.mask()
-        v = self.x[m] if m is not None else self.x.reshape(-1, self.x.shape[-1])      # (valid steps, F)
-        sd = v.std(axis=0)
+    def step_standardizer(self, chunk=1 << 22):
+        """(mean, std) per feature (F,) over every valid step of (N, T, F) sequences; std of constants is 1.
+
+        Read a few samples at a time: series windows are views, never copied whole."""
+        f = self.x.shape[-1]
+        s, ss, n = np.zeros(f), np.zeros(f), 0
+        step = max(1, chunk // max(1, int(np.prod(self.x.shape[1:]))))
+        for i in range(0, len(self), step):
+            v = np.asarray(self.x[i:i + step], np.float64)
+            m = self.mask(slice(i, i + step))
+            v = v[m] if m is not None else v.reshape(-1, f)                       # (valid steps, F)
+            s, ss, n = s + v.sum(axis=0), ss + (v * v).sum(axis=0), n + len(v)
+        mean = s / max(n, 1)
+        sd = np.sqrt(np.maximum(ss / max(n, 1) - mean * mean, 0.0))
         sd[sd < 1e-8] = 1.0
-        return v.mean(axis=0).astype(np.float32), sd.astype(np.float32)
+        return mean.astype(np.float32), sd.astype(np.float32)
+
+
+def fit(train, *others):
+    """(train, *others) with what is learned from training data only applied to all: the vocabulary of a
+    text dataset, the fill values (median or mean of training rows) of a table's missing cells."""
+    if train.tokens is not None:
+        from .sequences import refit_vocab
+        return tuple(refit_vocab(train, list(others)))
+    if train.impute and isinstance(train.x, Rows):
+        from .columns import stat
+        fill = np.full(train.x.shape[1], np.nan, np.float32)
+        for j, how in train.impute.items():
+            fill[j] = stat(train.x.column(j), how)
+        for part in (train,) + others:
+            if part is not None:
+                part.x.fill = fill
+    return (train,) + others
 
 
 def kfold(n, k, seed=0):
@@ -147,7 +240,8 @@ def load(ref, base=None):
     from .images import load_folder, load_idx
     from .sequences import load_sequences, load_series, load_text
     if not isinstance(ref, dict) or "kind" not in ref:
-        raise DataError("the dataset reference needs a 'kind' (builtin, csv, npz, npy, idx, folder, series or text)")
+        raise DataError("the dataset reference needs a 'kind' (builtin, csv, parquet, arrow, npz, npy, idx, folder, "
+                        "series or text)")
     opts = {k: v for k, v in ref.items() if k not in ("kind", "name", "path", "standardize", "augment")}
     kind = ref["kind"]
     if kind == "builtin":
@@ -155,8 +249,9 @@ def load(ref, base=None):
         if name not in BUILTINS:
             raise DataError(f"unknown built-in dataset {name!r}; choose one of {', '.join(BUILTINS)}")
         return BUILTINS[name](**opts)
-    loaders = {"csv": load_csv, "npz": load_sequences if "lengths" in ref else load_npz, "npy": load_npz,
-               "idx": load_idx, "folder": load_folder, "series": load_series, "text": load_text}
+    loaders = {"csv": load_csv, "parquet": load_csv, "arrow": load_csv,
+               "npz": load_sequences if "lengths" in ref else load_npz, "npy": load_npz, "idx": load_idx,
+               "folder": load_folder, "series": load_series, "text": load_text}
     if kind not in loaders:
         raise DataError(f"unknown dataset kind {kind!r}; use builtin, {', '.join(loaders)}")
 

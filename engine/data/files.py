@@ -1,5 +1,4 @@
-"""Loaders for the user's own files: CSV (header row) and .npy/.npz (never unpickled)."""
-import csv
+"""Loaders for the user's own files: tables (CSV, Parquet, Arrow) and .npy/.npz (never unpickled)."""
 from pathlib import Path
 
 import numpy as np
@@ -19,62 +18,12 @@ def _guess_task(values):
     return "regression"
 
 
-def load_csv(path, target=None, task=None, delimiter=","):
-    """CSV with a header row; `target` is the label column (default: the last one)."""
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f, delimiter=delimiter))
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror}") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path} is not a readable CSV text file: {e}") from None
-    rows = [(i, r) for i, r in enumerate(rows, 1) if any(c.strip() for c in r)]
-    if len(rows) < 2:
-        raise DataError(f"{path}: needs a header row and at least one data row")
-    (_, header), data = rows[0], rows[1:]
-    header = [h.strip() for h in header]
-    target = header[-1] if target is None else target
-    if target not in header:
-        raise DataError(f"{path}: no column named {target!r}; columns are {', '.join(header)}")
-    t = header.index(target)
-    xs, ys = [], []
-    for line, r in data:
-        if len(r) != len(header):
-            raise DataError(f"{path}, line {line}: {len(r)} values but the header has {len(header)} columns")
-        row = []
-        for j, v in enumerate(r):
-            if j == t:
-                continue
-            try:
-                row.append(float(v))
-            except ValueError:
-                raise DataError(f"{path}, line {line}, column {header[j]!r}: {v.strip()!r} is not a number") from None
-        xs.append(row)
-        ys.append(r[t].strip())
-    task = task or _guess_task(ys)
-    x = np.array(xs, np.float32).reshape(len(xs), -1)
-    if not np.all(np.isfinite(x)):
-        line = data[int(np.argwhere(~np.isfinite(x))[0][0])][0]
-        raise DataError(f"{path}, line {line}: contains NaN or infinity")
-    if task == "regression":
-        try:
-            y = np.array([float(v) for v in ys], np.float32)
-        except ValueError:
-            bad = next(i for i, v in enumerate(ys) if not _isnum(v))
-            raise DataError(f"{path}, line {data[bad][0]}, column {target!r}: {ys[bad]!r} is not a number") from None
-        return Dataset(x, y, task, path.name)
-    classes = sorted(set(ys), key=lambda v: (not _isnum(v), float(v) if _isnum(v) else 0, v))
-    idx = {c: i for i, c in enumerate(classes)}
-    return Dataset(x, np.array([idx[v] for v in ys]), task, path.name, classes)
-
-
-def _isnum(v):
-    try:
-        float(v)
-        return True
-    except ValueError:
-        return False
+def load_csv(path, target=None, task=None, delimiter=None, columns=None, missing=None, time_format=None,
+             timezone=None):
+    """A table (CSV/TSV/.gz, Parquet, Arrow/Feather) read with Apache Arrow; `target` is the label column
+    (default: the last one); see engine.data.columns for the column types, roles and missing values."""
+    from .columns import load_table
+    return load_table(path, target, task, columns, missing, time_format, timezone, delimiter)
 
 
 MAX_CLASSES = 100_000

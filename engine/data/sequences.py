@@ -4,7 +4,6 @@ import gzip
 import io
 import re
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -53,73 +52,73 @@ def _column(path, header, name):
     return header.index(name)
 
 
-def _stamp(v):
-    """A time stamp as a number: a plain number, or an ISO date/time."""
-    try:
-        return float(v)
-    except ValueError:
-        return datetime.fromisoformat(v.strip().replace("Z", "+00:00")).timestamp()
-
-
-def load_series(path, target, features=None, window=24, horizon=1, time=None, per_step=False, hour_features=False):
-    """Sliding windows over a CSV time series whose rows are in time order.
+def load_series(path, target, features=None, window=24, horizon=1, time=None, per_step=False, hour_features=False,
+                sort=False, time_format=None, timezone=None, delimiter=None):
+    """Sliding windows over a table (CSV/TSV/.gz, Parquet, Arrow) whose rows are in time order.
 
     Sample i = rows i … i+window−1 of `features` (window, F); target = `target` `horizon` rows after the
     window's last row (per_step: at every step of the window, (window, 1)). hour_features adds sin and cos
-    of the hour of day (2π·hour/24) of each row's time stamp as two more features. The validation split is
-    the last windows, with no window straddling it; features are standardised with training statistics."""
+    of the hour of day (2π·hour/24) of each row's time stamp, on the stamp's own clock, as two more features.
+    Rows out of time order are refused unless sort is true. The validation split is the last windows, with
+    no window straddling it; features are standardised with training statistics. Windows are views of one
+    (rows, F) array, never copies."""
+    from numpy.lib.stride_tricks import sliding_window_view
+    from . import timestamps
+    from .table import header_check, numbers, read
     path = Path(path)
-    header, rows = _rows(path)
+    t = read(path, delimiter)
+    header = t.column_names
     features = list(features) if features else [h for h in header if h.lower() not in TIME_NAMES]   # target too
-    cols = [_column(path, header, f) for f in features]
-    tc = _column(path, header, target)
+    header_check(t, path, features + [target] + ([time] if time else []))
     if not (isinstance(window, int) and window >= 1 and isinstance(horizon, int) and horizon >= 1):
         raise DataError(f"{path}: window and horizon must be whole numbers ≥ 1, got {window!r} and {horizon!r}")
-    need = window + horizon
-    if len(rows) < need:
-        raise DataError(f"{path}: {len(rows)} data rows are too few for one window: window {window} + "
+    need, rows = window + horizon, t.num_rows
+    if rows < need:
+        raise DataError(f"{path}: {rows} data rows are too few for one window: window {window} + "
                         f"horizon {horizon} needs at least {need}")
     tcol = time if time is not None else next((h for h in header if h.lower() in TIME_NAMES), None)
-    ti = _column(path, header, tcol) if tcol is not None else None
-    if hour_features and ti is None:
+    if hour_features and tcol is None:
         raise DataError(f"{path}: hour_features needs a time column ({', '.join(TIME_NAMES)} or 'time': NAME)")
-    vals = np.empty((len(rows), len(header)), np.float64)
-    hours = np.zeros(len(rows))
-    prev = None
-    for k, (line, r) in enumerate(rows):
-        if len(r) != len(header):
-            raise DataError(f"{path}, line {line}: {len(r)} values but the header has {len(header)} columns")
-        for j in set(cols) | {tc}:
-            try:
-                vals[k, j] = float(r[j])
-            except ValueError:
-                raise DataError(f"{path}, line {line}, column {header[j]!r}: {r[j].strip()!r} is not a number") from None
-            if not np.isfinite(vals[k, j]):
-                raise DataError(f"{path}, line {line}, column {header[j]!r}: NaN or infinity")
-        if ti is not None:
-            try:
-                s = _stamp(r[ti])
-            except ValueError:
-                raise DataError(f"{path}, line {line}, column {tcol!r}: {r[ti].strip()!r} is not a time stamp") from None
-            if prev is not None and s <= prev:
-                raise DataError(f"{path}, line {line}: time stamp {r[ti].strip()!r} is not after the previous row's; "
-                                f"rows must be in time order")
-            prev = s
-            hours[k] = (s % 86400) / 3600 if hour_features else 0
-    x_all, y_all = vals[:, cols].astype(np.float32), vals[:, tc].astype(np.float32)
+    order, hours = None, None
+    if tcol is not None:
+        st = timestamps.parse(t.column(tcol), time_format, timezone, f"{path}, column {tcol!r}")
+        back = timestamps.first_back(st.utc)
+        if back is not None and sort:
+            order = np.argsort(st.utc, kind="stable")
+            st.wall = st.wall[order]
+        elif back is not None:
+            v, p = (str(t.column(tcol)[i].as_py()).strip() for i in (back, back - 1))
+            raise DataError(f"{path}, line {back + 2}: time stamp {v!r} is not after the previous row's ({p!r}); "
+                            f"rows must be in time order, or give \"sort\": true")
+        hours = st.hour() if hour_features else None
+    names = list(dict.fromkeys(features + [target]))
+    vals = {}
+    for n in names:
+        v = numbers(t, n, path, "is not a number")
+        if np.isnan(v).any():
+            i = int(np.argmax(np.isnan(v)))
+            raise DataError(f"{path}, line {i + 2}, column {n!r}: the value is missing (empty, NA or NaN); "
+                            f"windows need every value")
+        vals[n] = v if order is None else v[order]
+    cols = [vals[f] for f in features]
     if hour_features:
         a = 2 * np.pi * hours / 24
-        x_all = np.concatenate([x_all, np.c_[np.sin(a), np.cos(a)].astype(np.float32)], axis=1)
-    n = len(rows) - need + 1
-    idx = np.arange(n)[:, None] + np.arange(window)[None, :]               # (N, W) row of each step
-    x = x_all[idx]                                                          # (N, W, F)
-    y = y_all[idx + horizon][:, :, None] if per_step else y_all[np.arange(n) + window + horizon - 1][:, None]
+        cols += [np.sin(a), np.cos(a)]
+    x_all = np.ascontiguousarray(np.stack(cols, axis=1), dtype=np.float32)        # (rows, F)
+    y_all = vals[target].astype(np.float32)                                       # (rows,)
+    n = rows - need + 1
+    x = sliding_window_view(x_all, (window, x_all.shape[1]))[:n, 0]               # (N, W, F) view
+    if per_step:
+        y = sliding_window_view(y_all[horizon:], window)[:n, :, None]            # (N, W, 1) view
+    else:
+        y = y_all[window + horizon - 1:][:n, None]                                # (N, 1) view
     base = None
     if target in features:                                                  # persistence: the last value seen
         f = features.index(target)
         base = x[:, :, f:f + 1] if per_step else x[:, -1, f:f + 1]
     return Dataset(x, y, "regression", path.name, lengths=np.full(n, window), chrono=True,
-                   standardize_steps=True, gap=window + horizon - 1, baseline=base)
+                   standardize_steps=True, gap=window + horizon - 1, baseline=base,
+                   features=features + (["hour sin", "hour cos"] if hour_features else []))
 
 
 MAX_VOCAB = 1_000_000

@@ -33,10 +33,19 @@ class Input(Layer):
 
     def adapt(self, x):
         """Set the standardisation statistics from training inputs x (N, *shape)."""
-        if self.p:
-            sd = x.std(axis=0)
-            self.p["mean"][...] = x.mean(axis=0)
-            self.p["std"][...] = np.where(sd < 1e-8, 1.0, sd)
+        if not self.p:
+            return
+        if isinstance(x, np.ndarray) and x.nbytes <= 1 << 27:
+            mean, sd = x.mean(axis=0), x.std(axis=0)
+        else:                                    # a memory-mapped table: a block of rows at a time
+            s = ss = 0.0
+            for i in range(0, len(x), 1 << 16):
+                b = np.asarray(x[i:i + (1 << 16)], np.float64)                 # (rows, *shape)
+                s, ss = s + b.sum(axis=0), ss + (b * b).sum(axis=0)
+            mean = s / max(len(x), 1)
+            sd = np.sqrt(np.maximum(ss / max(len(x), 1) - mean * mean, 0.0))
+        self.p["mean"][...] = mean
+        self.p["std"][...] = np.where(sd < 1e-8, 1.0, sd)
 
     def forward(self, x, training=False):
         if tuple(x.shape[1:]) != self.out_shape:

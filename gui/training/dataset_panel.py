@@ -14,13 +14,17 @@ from engine.data import BUILTINS, load
 from engine.errors import LayerboardError
 
 from ..dirs import last_dir, remember
+from .columns import ColumnTable, Loader
 from .sequence_import import SequenceImport
 from .settings import HP, Editor
 
 PREVIEW_ROWS, PREVIEW_COLS = 12, 10
+TABLE_KINDS = ("csv", "parquet", "arrow")
+BACKGROUND_BYTES = 32 << 20     # tables larger than this are read in a background thread with a progress bar
 # settings that fit the built-in 2-D sets with a small MLP (the project defaults, lr 0.001 for 20 epochs, underfit)
 SUGGESTED = {"xor": {"lr": 0.05, "epochs": 500}, "moons": {"lr": 0.01, "epochs": 100},
              "circles": {"lr": 0.01, "epochs": 150}, "spirals": {"lr": 0.01, "epochs": 400}}
+TABLES = (".csv", ".tsv", ".parquet", ".pq", ".feather", ".arrow")     # read by the Arrow table loader
 THUMB = 28              # pixels: image samples are previewed as thumbnails, not as pixel columns
 
 
@@ -86,6 +90,12 @@ class DatasetPanel(QGroupBox):
         self.table.setMaximumHeight(170)
         self.table.verticalHeader().setDefaultSectionSize(18)
         box.addWidget(self.table)
+        self.loader = Loader()                          # large files: read in the background, cancellable
+        self.loader.done.connect(self._loaded)
+        box.addWidget(self.loader)
+        self.columns = ColumnTable(document)            # a table's columns: type, role, missing values, chart
+        self.columns.hide()
+        box.addWidget(self.columns)
         self.sequences = SequenceImport(self)           # series / npz-with-lengths / text import and preview
         box.addWidget(self.sequences)
         self._shown = None
@@ -126,7 +136,7 @@ class DatasetPanel(QGroupBox):
         """Use a CSV, .npz, or .npy file (with its targets y_path) as the project's dataset."""
         p = Path(path)
         suf = p.suffix.lower()
-        if suf == ".csv":
+        if suf in TABLES or p.name.lower().endswith((".csv.gz", ".tsv.gz")):
             self._set({"kind": "csv", "path": self._rel(p)})
         elif suf == ".npz":
             self._set({"kind": "npz", "path": self._rel(p)})
@@ -137,11 +147,12 @@ class DatasetPanel(QGroupBox):
             y = y.name if y.parent.resolve() == p.parent.resolve() else os.path.relpath(y, p.parent)
             self._set({"kind": "npy", "path": self._rel(p), "y": y})
         else:
-            raise LayerboardError(f"{p.name}: import a .csv, .npz or .npy file")
+            raise LayerboardError(f"{p.name}: import a table ({', '.join(TABLES)}), an .npz or an .npy file")
 
     def _import_dialog(self):
         path, _ = QFileDialog.getOpenFileName(self, "Import dataset", str(last_dir(self.doc.project.base)),
-                                              "Data (*.csv *.npz *.npy);;All files (*)")
+                                              "Data (*.csv *.tsv *.gz *.parquet *.feather *.arrow *.npz *.npy);;"
+                                              "All files (*)")
         if not path:
             return
         remember(path)
@@ -185,24 +196,63 @@ class DatasetPanel(QGroupBox):
         else:                                             # a file is active: the box must not still say "moons"
             self.choice.setPlaceholderText(f"(using {Path(str(ref.get('path', 'a file'))).name})")
             self.choice.setCurrentIndex(-1)
-        self.target.setEnabled(ref.get("kind") == "csv")
+        self.target.setEnabled(ref.get("kind") in TABLE_KINDS)
         self.target.clear()
         self.table.clear()
         self.table.setRowCount(0)
+        self.loader.cancel()
         try:
-            if ref.get("kind") == "csv":          # the raw rows and columns even if the data cannot be used yet
-                self._csv_preview(ref)
+            big = self._large(ref)
+            if ref.get("kind") in TABLE_KINDS and not (big and not str(ref["path"]).lower().endswith(".csv")):
+                self._csv_preview(ref)            # the raw rows and columns even if the data cannot be used yet
+            if big and key not in self.cache:
+                self.info.setText(f"Reading <b>{Path(str(ref['path'])).name}</b>…")
+                self.columns.hide()
+                self.dataset = None
+                self.loaded.emit(None)
+                self.loader.start(key, ref, self.doc.project.base)
+                return
             ds = self.load(ref)
         except (LayerboardError, OSError, UnicodeDecodeError, csv.Error) as e:
-            self.dataset = None
-            self.info.setText(f"<span style='color:#b00'>{e}</span>")
-            self.loaded.emit(None)
+            self._failed(e)
             return
+        self._show(ref, ds)
+
+    def _large(self, ref):
+        """True for a table or series file large enough to be read in the background."""
+        if ref.get("kind") not in ("csv", "parquet", "arrow", "series") or "path" not in ref:
+            return False
+        p = Path(str(ref["path"])).expanduser()
+        p = p if p.is_absolute() else Path(self.doc.project.base) / p
+        return p.is_file() and p.stat().st_size > BACKGROUND_BYTES
+
+    def _loaded(self, key, result):
+        """A background read finished (or failed, or was cancelled) for the reference with this key."""
+        self.loader.hide()
+        if key != self._shown:                            # the reference changed meanwhile
+            return
+        if isinstance(result, Exception):
+            self._failed(result)
+            self._shown = None                            # Cancel, then the same reference again: read again
+            return
+        self.cache = {key: result}
+        self._show(self.doc.project.dataset, result)
+
+    def _failed(self, e):
+        self.dataset = None
+        self.info.setText(f"<span style='color:#b00'>{e}</span>")
+        self.columns.hide()
+        self.loaded.emit(None)
+
+    def _show(self, ref, ds):
         self.dataset = ds
+        if ds.report:
+            self.columns.show_report(ds, ref)
+        self.columns.setVisible(bool(ds.report))
         what = {"binary": "binary classification", "multiclass": f"{ds.n_classes} classes",
                 "regression": "regression"}[ds.task]
         self.info.setText(f"<b>{ds.name}</b>: {len(ds)} samples of shape {tuple(ds.x.shape[1:])}, {what}")
-        if ref.get("kind") != "csv":
+        if ref.get("kind") not in TABLE_KINDS:
             self._array_preview(ds)
         self.loaded.emit(ds)
 
@@ -215,7 +265,13 @@ class DatasetPanel(QGroupBox):
     def _csv_preview(self, ref):
         p = Path(ref["path"]).expanduser()
         p = p if p.is_absolute() else Path(self.doc.project.base) / p
-        header, rows = csv_head(p)
+        from engine.data.table import read
+        if p.suffix.lower() == ".csv":
+            header, rows = csv_head(p)
+        else:                                             # Parquet, Arrow, gzip: the parsed (cached) table
+            t = read(p, ref.get("delimiter"))
+            header = t.column_names
+            rows = [["" if v is None else str(v) for v in r.values()] for r in t.slice(0, PREVIEW_ROWS).to_pylist()]
         self.target.addItems(header)
         self.target.setCurrentText(ref.get("target", header[-1]))
         self._fill(header, rows)
@@ -223,7 +279,7 @@ class DatasetPanel(QGroupBox):
     def _array_preview(self, ds):
         if ds.x.ndim == 4 and ds.x.shape[1] in (1, 3):               # (N, C, H, W) images
             return self._image_preview(ds)
-        x = ds.x.reshape(len(ds), -1)[:PREVIEW_ROWS]                  # (rows, features)
+        x = np.asarray(ds.x[:PREVIEW_ROWS]).reshape(min(len(ds), PREVIEW_ROWS), -1)    # (rows, features)
         cols = min(x.shape[1], PREVIEW_COLS)
         header = [f"x{j}" for j in range(cols)] + (["…"] if x.shape[1] > cols else []) + ["y"]
         y = ds.y[:PREVIEW_ROWS]
