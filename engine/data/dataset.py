@@ -88,6 +88,7 @@ class Dataset:
     tokens: list | None = None          # text: token lists, re-encoded with the training vocabulary
     features: list | None = None        # tables: the name of each encoded feature
     report: list | None = None          # tables: one dict per column (type, role, missing, filled, dropped, …)
+    notes: list = field(default_factory=list)   # what loading skipped or left out, one line each (shown to the user)
     impute: dict | None = None          # tables: {feature index: 'median' | 'mean' | constant} of filled columns
 
     def __post_init__(self):
