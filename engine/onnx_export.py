@@ -62,8 +62,8 @@ class Builder:
 
 def exporter(layer):
     """fn(ctx, layer, ins) exporting this layer: the layer's own to_onnx, else the one registered here; None."""
-    if layer.to_onnx is not None:
-        return type(layer).to_onnx
+    if layer.to_onnx is not None:                       # the method declared beside the layer: to_onnx(self, ctx, ins)
+        return lambda ctx, lyr, ins: type(lyr).to_onnx(lyr, ctx, ins)
     return EXPORTERS.get(layer.type)
 
 
