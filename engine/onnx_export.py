@@ -122,10 +122,12 @@ def _reshape(ctx, layer, ins):
 
 
 @exports("Conv2D")
-def _conv(ctx, layer, ins):
-    n, (ph, pw) = layer.name, layer.pads
+def conv_node(ctx, layer, ins, out=None):
+    """Conv of any rank (Conv1D and Conv3D use it too): groups, dilation, symmetric padding."""
+    n = layer.name
     args = [ins[0], ctx.const(f"{n}/W", layer.p["W"])] + ([ctx.const(f"{n}/b", layer.p["b"])] if "b" in layer.p else [])
-    return ctx.op("Conv", args, n, kernel_shape=list(layer.k), strides=list(layer.s), pads=[ph, pw, ph, pw])
+    return ctx.op("Conv", args, out or n, kernel_shape=list(layer.k), strides=list(layer.s), pads=list(layer.pads) * 2,
+                  dilations=list(layer.dil), group=layer.config["groups"])
 
 
 @exports("MaxPool2D", "AveragePool2D")

@@ -87,8 +87,8 @@ HELPERS = {
 
 
 def _pair(v):
-    """(3, 3) -> "3", (3, 2) -> "(3, 2)": the form a person writes."""
-    return str(v[0]) if v[0] == v[1] else f"({v[0]}, {v[1]})"
+    """(3, 3) -> "3", (3, 2) -> "(3, 2)", (2,) -> "2": the form a person writes."""
+    return str(v[0]) if len(set(v)) == 1 else f"({', '.join(map(str, v))})"
 
 
 def _args(*xs):
@@ -131,17 +131,14 @@ def _reshape(layer):
 
 
 @emits("Conv2D")
-def _conv(layer):
-    c, o = layer.in_shapes[0][0], layer.config["filters"]
+def conv_module(layer):
+    """nn.Conv1d/2d/3d of a convolution of any rank on channels-first input (Conv1D and Conv3D use it too)."""
+    c, o, g, r = layer.channels_first(layer.in_shapes[0])[0], layer.config["filters"], layer.config["groups"], layer.rank
     parts = [f"{c}, {o}", f"kernel_size={_pair(layer.k)}"]
-    if layer.s != (1, 1):
-        parts.append(f"stride={_pair(layer.s)}")
-    pads = layer.padding()
-    if pads != (0, 0):
-        parts.append(f"padding={_pair(pads)}")
-    if not layer.config["use_bias"]:
-        parts.append("bias=False")
-    return Emitted(f"nn.Conv2d({', '.join(parts)})", {"W": "weight", "b": "bias"})   # (C_out, C_in, K_h, K_w)
+    parts += [f"{k}={_pair(v)}" for k, v, d in (("stride", layer.s, 1), ("padding", layer.pads, 0),
+                                                ("dilation", layer.dil, 1)) if tuple(v) != (d,) * r]
+    parts += ([f"groups={g}"] if g > 1 else []) + ([] if layer.config["use_bias"] else ["bias=False"])
+    return Emitted(f"nn.Conv{r}d({', '.join(parts)})", {"W": "weight", "b": "bias"})   # (C_out, C_in/g, *K)
 
 
 @emits("MaxPool2D", "AveragePool2D")
