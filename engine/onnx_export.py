@@ -131,9 +131,14 @@ def conv_node(ctx, layer, ins, out=None):
 
 
 @exports("MaxPool2D", "AveragePool2D")
-def _pool(ctx, layer, ins):
-    op = "MaxPool" if layer.type == "MaxPool2D" else "AveragePool"
-    return ctx.op(op, ins, layer.name, kernel_shape=list(layer.k), strides=list(layer.s))   # no padding, floor
+def pool_node(ctx, layer, ins, out=None):
+    """MaxPool / AveragePool of any rank (the 1-D and 3-D pools use it too): padding, ceil mode, dilations (max),
+    count_include_pad (average)."""
+    a = dict(kernel_shape=list(layer.k), strides=list(layer.s), pads=list(layer.pads) * 2,
+             ceil_mode=int(layer.config["ceil_mode"]))
+    if layer.kind == "max":
+        return ctx.op("MaxPool", ins, out or layer.name, dilations=list(layer.dil), **a)
+    return ctx.op("AveragePool", ins, out or layer.name, count_include_pad=int(layer.config["count_include_pad"]), **a)
 
 
 @exports("GlobalAveragePool")

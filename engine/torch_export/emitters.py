@@ -142,14 +142,20 @@ def conv_module(layer):
 
 
 @emits("MaxPool2D", "AveragePool2D")
-def _pool(layer):
-    cls = "nn.MaxPool2d" if layer.type == "MaxPool2D" else "nn.AvgPool2d"      # no padding, floor: as ours
-    return Emitted(f"{cls}(kernel_size={_pair(layer.k)}, stride={_pair(layer.s)})")
+def pool_module(layer):
+    """nn.MaxPool1d/2d/3d or nn.AvgPool1d/2d/3d with the pool's options (the 1-D and 3-D pools use it too)."""
+    r, c, mx = layer.rank, layer.config, layer.kind == "max"
+    parts = [f"kernel_size={_pair(layer.k)}", f"stride={_pair(layer.s)}"]
+    parts += [f"padding={_pair(layer.pads)}"] if any(layer.pads) else []
+    parts += [f"dilation={_pair(layer.dil)}"] if mx and layer.dil != (1,) * r else []
+    parts += ["ceil_mode=True"] if c["ceil_mode"] else []
+    parts += ["count_include_pad=False"] if not mx and not c["count_include_pad"] else []
+    return Emitted(f"nn.{'MaxPool' if mx else 'AvgPool'}{r}d({', '.join(parts)})")
 
 
 @emits("GlobalAveragePool")
 def _gap(layer):
-    return Emitted("nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())")           # (B, C, H, W) → (B, C)
+    return Emitted(f"nn.Sequential(nn.AdaptiveAvgPool{len(layer.in_shapes[0]) - 1}d(1), nn.Flatten())")   # (B, C, …) → (B, C)
 
 
 @emits("BatchNorm")
