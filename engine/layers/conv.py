@@ -284,9 +284,9 @@ class ConvND(Layer):
         return (None if dx is None else np.ascontiguousarray(dx).reshape((len(dy),) + self.in_shapes[0]),)
 
     # ---- exporters: the shared Conv node / nn.ConvNd of any rank ----
-    def to_onnx(self, ctx, ins):
+    def to_onnx(self, ctx, ins, out=None):
         from ..onnx_export import conv_node
-        return conv_node(ctx, self, ins)
+        return conv_node(ctx, self, ins, out)
 
     def to_torch(self):
         from ..torch_export.emitters import conv_module

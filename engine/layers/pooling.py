@@ -126,9 +126,9 @@ class PoolND(Layer):
     def backward(self, dy):
         return (self.pool_backward(dy.reshape(dy.shape[:2] + self.o3)).reshape((len(dy),) + self.in_shapes[0]),)
 
-    def to_onnx(self, ctx, ins):
+    def to_onnx(self, ctx, ins, out=None):
         from ..onnx_export import pool_node
-        return pool_node(ctx, self, ins)
+        return pool_node(ctx, self, ins, out)
 
     def to_torch(self):
         from ..torch_export.emitters import pool_module
