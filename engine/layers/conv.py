@@ -210,6 +210,7 @@ class ConvND(Layer):
         out = self._out(self.in_shapes[0])[2]
         self.o3 = (1,) * (3 - self.rank) + out                              # (D_out, H_out, W_out)
         self.geo = tuple((1,) * (3 - self.rank) + t for t in (self.k, self.s, self.dil))
+        self.depthwise = self.channels_first(self.in_shapes[0])[0] == self.config["groups"]   # C_in/g = 1: no patches
 
     def to5(self, x):
         """The input as (B, C, D, H, W) (a view)."""
@@ -241,6 +242,8 @@ class ConvND(Layer):
 
         def part(i):
             a, e = parts[i]
+            if self.depthwise:
+                return nd.dw_fwd(xp[a:e], W2, b, y[a:e], kk, s, d, self.o3)
             n = min(self.sub, e - a) * P
             nd.gconv_fwd(xp[a:e], W2, b, y[a:e], k.scratch(self, ("col", i), (R * n,), x5.dtype),
                          k.scratch(self, ("y2", i), (O * n,), x5.dtype), kk, s, d, self.o3, g, self.sub)
@@ -260,6 +263,9 @@ class ConvND(Layer):
 
         def part(i, o):                                                    # samples a … e−1; o: their dW, db
             a, e = parts[i]
+            if self.depthwise:
+                return nd.dw_bwd(dy[a:e], xp[a:e], W2, o[:O * Rg].reshape(O, Rg), o[O * Rg:], dxp[a:e], kk, s, d,
+                                 self.o3, self.need_dx)
             n = min(self.sub, e - a) * P
             nd.gconv_bwd(dy[a:e], xp[a:e], W2, o[:O * Rg].reshape(O, Rg), o[O * Rg:], dxp[a:e],
                          k.scratch(self, ("col", i), (Rg * g * n,), dy.dtype),
@@ -383,4 +389,5 @@ class Conv2D(ConvND):
             ({"filters": 2, "kernel_size": (3,), "dilation": (2,), "padding": "same"}, [(2, 6, 5)]),      # dilated
             ({"filters": 4, "kernel_size": (2, 3), "dilation": (2, 1), "groups": 2, "stride": (1, 2),
               "padding": "explicit", "pad": (1, 2)}, [(2, 5, 6)]),
+            ({"filters": 6, "kernel_size": (3,), "groups": 3, "dilation": (1, 2), "padding": "same"}, [(3, 5, 6)]),
         ]

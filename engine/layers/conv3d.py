@@ -18,6 +18,7 @@ class Conv3D(ConvND):
             ({"filters": 2, "kernel_size": (3, 1, 2), "stride": (1, 2, 1), "padding": "explicit", "pad": (1, 0, 1),
               "use_bias": False}, [(2, 3, 4, 3)]),
             ({"filters": 4, "kernel_size": (3,), "groups": 2, "padding": "same", "dilation": (1, 2, 1)}, [(2, 3, 5, 3)]),
+            ({"filters": 2, "kernel_size": (2,), "groups": 2, "padding": "explicit", "pad": (1, 0, 1)}, [(2, 3, 3, 4)]),
         ]
 
 

@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit
 
 from ..blas import gemm
-from .conv_kernels import nchw_to_rows, rows_to_nchw
+from .conv_kernels import FAST, nchw_to_rows, rows_to_nchw
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -16,7 +16,7 @@ def im2col3(xp, col, k, s, d, o):
     sd, sh, sw = s
     dd, dh, dw = d
     DO, HO, WO = o
-    P = DO * HO * WO
+    P, span = DO * HO * WO, (WO - 1) * sw + 1
     for c in range(C):
         for a in range(kd):
             for i in range(kh):
@@ -25,11 +25,11 @@ def im2col3(xp, col, k, s, d, o):
                     for n in range(B):
                         for z in range(DO):
                             for r in range(HO):
-                                src = xp[n, c, z * sd + a * dd, r * sh + i * dh]
                                 at = n * P + (z * HO + r) * WO
-                                off = j * dw
+                                src = xp[n, c, z * sd + a * dd, r * sh + i * dh, j * dw:j * dw + span:sw]
+                                dst = row[at:at + WO]                    # slices: no negative-index checks
                                 for q in range(WO):
-                                    row[at + q] = src[off + q * sw]
+                                    dst[q] = src[q]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -40,7 +40,7 @@ def col2im3(col, dxp, k, s, d, o):
     sd, sh, sw = s
     dd, dh, dw = d
     DO, HO, WO = o
-    P = DO * HO * WO
+    P, span = DO * HO * WO, (WO - 1) * sw + 1
     dxp[...] = 0
     for c in range(C):
         for a in range(kd):
@@ -50,11 +50,11 @@ def col2im3(col, dxp, k, s, d, o):
                     for n in range(B):
                         for z in range(DO):
                             for r in range(HO):
-                                dst = dxp[n, c, z * sd + a * dd, r * sh + i * dh]
                                 at = n * P + (z * HO + r) * WO
-                                off = j * dw
+                                dst = dxp[n, c, z * sd + a * dd, r * sh + i * dh, j * dw:j * dw + span:sw]
+                                src = row[at:at + WO]
                                 for q in range(WO):
-                                    dst[off + q * sw] += row[at + q]
+                                    dst[q] += src[q]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -98,6 +98,119 @@ def gconv_bwd(dy, xp, W2, dW, db, dxp, colbuf, dy2buf, k, s, d, o, groups, sub, 
             for g in range(groups):                              # dcol_g = W_gᵀ @ dy_g
                 gemm(W2[g * Og:(g + 1) * Og], dy2[g * Og:(g + 1) * Og], col[g * Rg:(g + 1) * Rg], False, True)
             col2im3(col, dxp[a:e], k, s, d, o)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _wide(o, Hp, Wp):
+    """Length of the 'wide' run of a stride-1 output over the padded input plane (rows Wp apart, planes Hp·Wp)."""
+    return (o[0] - 1) * Hp * Wp + (o[1] - 1) * Wp + o[2]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
+def dw_fwd(xp, W2, b, y, k, s, d, o):
+    """Depthwise (C_in/g = 1), without patches: y[n, o, p] = b[o] + Σ_t W2[o, t]·xp[n, o // m, window t of p],
+    m = C_out/C_in output channels per input channel; y (B, O, 1, P). At stride 1 each tap is one contiguous
+    multiply-add over the 'wide' output (junk columns between rows dropped at the end)."""
+    B, C, Dp, Hp, Wp = xp.shape
+    O = W2.shape[0]
+    kd, kh, kw = k
+    sd, sh, sw = s
+    dd, dh, dw = d
+    DO, HO, WO = o
+    one, span = sd == 1 and sh == 1 and sw == 1, (WO - 1) * sw + 1
+    L = _wide(o, Hp, Wp) if one else 1
+    acc = np.empty(L, y.dtype)
+    for n in range(B):
+        for oc in range(O):
+            xf = xp[n, oc // (O // C)].reshape(Dp * Hp * Wp)         # the input plane, flat
+            yo = y[n, oc, 0]
+            if one:
+                acc[:] = b[oc]
+            else:
+                yo[:] = b[oc]
+            for a in range(kd):
+                for i in range(kh):
+                    for j in range(kw):
+                        w = W2[oc, (a * kh + i) * kw + j]
+                        base = (a * dd * Hp + i * dh) * Wp + j * dw
+                        if one:
+                            src = xf[base:base + L]                  # slices: no negative-index checks
+                            for p in range(L):
+                                acc[p] += w * src[p]
+                            continue
+                        for z in range(DO):
+                            for r in range(HO):
+                                at, at_x = (z * HO + r) * WO, base + (z * sd * Hp + r * sh) * Wp
+                                src, dst = xf[at_x:at_x + span:sw], yo[at:at + WO]
+                                for q in range(WO):
+                                    dst[q] += w * src[q]
+            if one:
+                for z in range(DO):
+                    for r in range(HO):
+                        at, at_x = (z * HO + r) * WO, (z * Hp + r) * Wp
+                        src, dst = acc[at_x:at_x + WO], yo[at:at + WO]
+                        for q in range(WO):
+                            dst[q] = src[q]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
+def dw_bwd(dy, xp, W2, dW, db, dxp, k, s, d, o, need_dx):
+    """dW, db (this chunk's sums) and, when need_dx, dxp (zeroed first) of dw_fwd; dy (B, O, 1, P)."""
+    B, C, Dp, Hp, Wp = xp.shape
+    O = W2.shape[0]
+    kd, kh, kw = k
+    sd, sh, sw = s
+    dd, dh, dw = d
+    DO, HO, WO = o
+    one, span = sd == 1 and sh == 1 and sw == 1, (WO - 1) * sw + 1
+    L = _wide(o, Hp, Wp) if one else 1
+    gw = np.zeros(L, dy.dtype)                                       # dy in the wide layout, junk columns 0
+    dW[...] = 0
+    db[:] = 0
+    if need_dx:
+        dxp[...] = 0
+    for n in range(B):
+        for oc in range(O):
+            xf = xp[n, oc // (O // C)].reshape(Dp * Hp * Wp)
+            df = dxp[n, oc // (O // C)].reshape(Dp * Hp * Wp)
+            g = dy[n, oc, 0]
+            t = 0.0
+            for p in range(g.size):
+                t += g[p]
+            db[oc] += t
+            if one:
+                for z in range(DO):
+                    for r in range(HO):
+                        at, at_x = (z * HO + r) * WO, (z * Hp + r) * Wp
+                        src, dst = g[at:at + WO], gw[at_x:at_x + WO]
+                        for q in range(WO):
+                            dst[q] = src[q]
+            for a in range(kd):
+                for i in range(kh):
+                    for j in range(kw):
+                        tap = (a * kh + i) * kw + j
+                        w = W2[oc, tap]
+                        base = (a * dd * Hp + i * dh) * Wp + j * dw
+                        acc = 0.0
+                        if one:
+                            src, dst = xf[base:base + L], df[base:base + L]
+                            for p in range(L):
+                                acc += gw[p] * src[p]
+                            if need_dx:
+                                for p in range(L):
+                                    dst[p] += w * gw[p]
+                            dW[oc, tap] += acc
+                            continue
+                        for z in range(DO):
+                            for r in range(HO):
+                                at, at_x = (z * HO + r) * WO, base + (z * sd * Hp + r * sh) * Wp
+                                src, dst, gr = xf[at_x:at_x + span:sw], df[at_x:at_x + span:sw], g[at:at + WO]
+                                for q in range(WO):
+                                    acc += gr[q] * src[q]
+                                if need_dx:
+                                    for q in range(WO):
+                                        dst[q] += w * gr[q]
+                        dW[oc, tap] += acc
 
 
 # ---- pooling over windows that may reach past the input (padding, ceil mode): such positions are skipped ----
