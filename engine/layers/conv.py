@@ -46,7 +46,7 @@ def out_size(layer, axis, n, p, kk, s, fix=None, d=1, ceil=False):
     o = (-(-(n + 2 * p - ext) // s) if ceil else (n + 2 * p - ext) // s) + 1
     if ceil and (o - 1) * s >= n + p:
         o -= 1
-    if n + 2 * p - ext < 0:
+    if o < 1 or not ceil and n + 2 * p - ext < 0:
         nums = f"{kk}" if d == 1 else f"{d}·({kk} − 1) − 1"
         raise ShapeError(f"{layer.where}: {law} = {lo}({n} + 2·{p} − {nums})/{s}{hi} + 1 = {o} is empty: the "
                          f"{ext}-wide {'kernel' if d == 1 else 'dilated kernel'} is larger than the "
