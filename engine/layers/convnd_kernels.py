@@ -8,15 +8,18 @@ from .conv_kernels import FAST, nchw_to_rows, rows_to_nchw
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def im2col3(xp, col, k, s, d, o):
+def patches3(xp, col, k, s, d, o, back):
     """col[((c·K_d + a)·K_h + i)·K_w + j, n·P + (z·H_o + r)·W_o + q] = xp[n, c, z·s_d + a·d_d, r·s_h + i·d_h,
-    q·s_w + j·d_w] with P = D_o·H_o·W_o (xp already padded)."""
+    q·s_w + j·d_w] with P = D_o·H_o·W_o (xp already padded); back: the reverse, xp = 0 and then every patch value
+    in col added back where it was taken from."""
     B, C = xp.shape[0], xp.shape[1]
     kd, kh, kw = k
     sd, sh, sw = s
     dd, dh, dw = d
     DO, HO, WO = o
     P, span = DO * HO * WO, (WO - 1) * sw + 1
+    if back:
+        xp[...] = 0
     for c in range(C):
         for a in range(kd):
             for i in range(kh):
@@ -26,40 +29,19 @@ def im2col3(xp, col, k, s, d, o):
                         for z in range(DO):
                             for r in range(HO):
                                 at = n * P + (z * HO + r) * WO
-                                src = xp[n, c, z * sd + a * dd, r * sh + i * dh, j * dw:j * dw + span:sw]
-                                dst = row[at:at + WO]                    # slices: no negative-index checks
-                                for q in range(WO):
-                                    dst[q] = src[q]
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def col2im3(col, dxp, k, s, d, o):
-    """dxp = 0, then every patch value in col added back where im2col3 took it from."""
-    B, C = dxp.shape[0], dxp.shape[1]
-    kd, kh, kw = k
-    sd, sh, sw = s
-    dd, dh, dw = d
-    DO, HO, WO = o
-    P, span = DO * HO * WO, (WO - 1) * sw + 1
-    dxp[...] = 0
-    for c in range(C):
-        for a in range(kd):
-            for i in range(kh):
-                for j in range(kw):
-                    row = col[((c * kd + a) * kh + i) * kw + j]
-                    for n in range(B):
-                        for z in range(DO):
-                            for r in range(HO):
-                                at = n * P + (z * HO + r) * WO
-                                dst = dxp[n, c, z * sd + a * dd, r * sh + i * dh, j * dw:j * dw + span:sw]
-                                src = row[at:at + WO]
-                                for q in range(WO):
-                                    dst[q] += src[q]
+                                img = xp[n, c, z * sd + a * dd, r * sh + i * dh, j * dw:j * dw + span:sw]
+                                cols = row[at:at + WO]                   # slices: no negative-index checks
+                                if back:
+                                    for q in range(WO):
+                                        img[q] += cols[q]
+                                else:
+                                    for q in range(WO):
+                                        cols[q] = img[q]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def gconv_fwd(xp, W2, b, y, colbuf, y2buf, k, s, d, o, groups, sub):
-    """y (B, O, 1, P) = W ⋆ xp + b, `sub` samples per GEMM: im2col3, then per group g the GEMM
+    """y (B, O, 1, P) = W ⋆ xp + b, `sub` samples per GEMM: patches3, then per group g the GEMM
     (O/g, C/g·K) @ (C/g·K, n·P) on its rows of W2 (O, C/g·K) and of the patches."""
     B, O, Rg = xp.shape[0], W2.shape[0], W2.shape[1]
     Og, R, P = O // groups, groups * Rg, o[0] * o[1] * o[2]
@@ -67,7 +49,7 @@ def gconv_fwd(xp, W2, b, y, colbuf, y2buf, k, s, d, o, groups, sub):
         e = min(a + sub, B)
         m = (e - a) * P
         col = colbuf[:R * m].reshape((R, m))                     # (C·K, n·P)
-        im2col3(xp[a:e], col, k, s, d, o)
+        patches3(xp[a:e], col, k, s, d, o, False)
         y2 = y2buf[:O * m].reshape((O, m))                       # (C_out, n·P)
         for g in range(groups):
             gemm(W2[g * Og:(g + 1) * Og], col[g * Rg:(g + 1) * Rg], y2[g * Og:(g + 1) * Og])
@@ -91,13 +73,13 @@ def gconv_bwd(dy, xp, W2, dW, db, dxp, colbuf, dy2buf, k, s, d, o, groups, sub, 
         db += dbs
         col = colbuf[:R * m].reshape((R, m))                     # (C·K, n·P)
         if need_dw:
-            im2col3(xp[a:e], col, k, s, d, o)
+            patches3(xp[a:e], col, k, s, d, o, False)
             for g in range(groups):                              # dW_g += dy_g @ col_gᵀ
                 gemm(dy2[g * Og:(g + 1) * Og], col[g * Rg:(g + 1) * Rg], dW[g * Og:(g + 1) * Og], True, False, True)
         if need_dx:
             for g in range(groups):                              # dcol_g = W_gᵀ @ dy_g
                 gemm(W2[g * Og:(g + 1) * Og], dy2[g * Og:(g + 1) * Og], col[g * Rg:(g + 1) * Rg], False, True)
-            col2im3(col, dxp[a:e], k, s, d, o)
+            patches3(dxp[a:e], col, k, s, d, o, True)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
