@@ -109,7 +109,6 @@ class ConvND(Layer):
 
     category = "convolution"
     rank = 2
-    fused = None          # runs on the per-layer path
     SUB = 128 << 10       # bytes of patches (im2col columns) per GEMM: they stay in the core's cache
 
     def __init__(self, name="", **config):
@@ -308,6 +307,7 @@ class ConvND(Layer):
 class Conv2D(ConvND):
     doc = ("2-D convolution (C_in, H, W) → (filters, H_out, W_out), H_out = ⌊(H + 2P − d·(K − 1) − 1)/S⌋ + 1; "
            "groups (depthwise at g = C_in) and dilation d.")
+    fused = None          # runs on the per-layer path
     rank = 2
     hparams = conv_hparams(2)
     torch_reference = None   # tests/test_torch_parity.py's table

@@ -130,6 +130,7 @@ class Layout1D:
 class Conv1D(Layout1D, ConvND):
     doc = ("1-D convolution along time: (T, F) sequences → (T_out, filters), or (C, L) signals → (filters, L_out); "
            "L_out = ⌊(L + 2P − d·(K − 1) − 1)/S⌋ + 1, groups and dilation d.")
+    fused = None          # runs on the per-layer path
     hparams = (LAYOUT,) + conv_hparams(1)
 
     def forward(self, x, training=False):
@@ -180,6 +181,7 @@ class _Pool1D(Layout1D, PoolND):
 class MaxPool1D(_Pool1D):
     doc = ("Maximum over windows of K steps moved by S: (T, F) sequences or (C, L) signals; "
            "L_out = ⌊(L + 2P − d·(K − 1) − 1)/S⌋ + 1; padding, ceil mode, dilation as PyTorch.")
+    fused = None          # runs on the per-layer path
     kind = "max"
     hparams = (LAYOUT,) + pool_hparams("max")
 
@@ -188,5 +190,6 @@ class MaxPool1D(_Pool1D):
 class AveragePool1D(_Pool1D):
     doc = ("Mean over windows of K steps moved by S: (T, F) sequences or (C, L) signals; "
            "padding (counted or not) and ceil mode as PyTorch.")
+    fused = None          # runs on the per-layer path
     kind = "avg"
     hparams = (LAYOUT,) + pool_hparams("avg")

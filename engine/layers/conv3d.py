@@ -8,6 +8,7 @@ from .pooling import PoolND, pool_hparams
 class Conv3D(ConvND):
     doc = ("3-D convolution (C_in, D, H, W) → (filters, D_out, H_out, W_out), each axis "
            "⌊(n + 2P − d·(K − 1) − 1)/S⌋ + 1; groups and dilation d.")
+    fused = None          # runs on the per-layer path
     rank = 3
     hparams = conv_hparams(3)
 
@@ -35,6 +36,7 @@ class _Pool3D(PoolND):
 @register
 class MaxPool3D(_Pool3D):
     doc = "Maximum over K_d × K_h × K_w windows of (C, D, H, W) moved by S; padding, ceil mode, dilation as PyTorch."
+    fused = None          # runs on the per-layer path
     kind = "max"
     hparams = pool_hparams("max")
 
@@ -42,5 +44,6 @@ class MaxPool3D(_Pool3D):
 @register
 class AveragePool3D(_Pool3D):
     doc = "Mean over K_d × K_h × K_w windows of (C, D, H, W) moved by S; padding (counted or not), ceil mode as PyTorch."
+    fused = None          # runs on the per-layer path
     kind = "avg"
     hparams = pool_hparams("avg")

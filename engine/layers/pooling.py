@@ -31,7 +31,6 @@ class PoolND(Layer):
 
     category = "pooling"
     rank, kind = 2, "max"
-    fused = None
 
     def __init__(self, name="", **config):
         super().__init__(name, **config)
@@ -180,6 +179,7 @@ class _Pool2D(PoolND):
 class MaxPool2D(_Pool2D):
     doc = ("Maximum over K_h × K_w windows moved by stride S; H_out = ⌊(H + 2P − d·(K − 1) − 1)/S⌋ + 1 "
            "(K = 2, S = 2 halves H and W); padding, ceil mode and dilation as in PyTorch.")
+    fused = None          # runs on the per-layer path
     kind = "max"
     hparams = pool_hparams("max")
 
@@ -212,6 +212,7 @@ class MaxPool2D(_Pool2D):
 @register
 class AveragePool2D(_Pool2D):
     doc = "Mean over K_h × K_w windows moved by stride S; padding (counted or not) and ceil mode as in PyTorch."
+    fused = None          # runs on the per-layer path
     kind = "avg"
     hparams = pool_hparams("avg")
 
@@ -236,7 +237,6 @@ class AveragePool2D(_Pool2D):
 class _Global(Layer):
     """Channels-first (C, L), (C, H, W) or (C, D, H, W) → (C,)."""
     category = "pooling"
-    fused = None
 
     def compute_output_shape(self, in_shapes):
         s = in_shapes[0]
@@ -262,6 +262,7 @@ class _Global(Layer):
 @register
 class GlobalAveragePool(_Global):
     doc = "Mean of each channel over all positions: (C, H, W) → (C,) (also (C, L) and (C, D, H, W))."
+    fused = None          # runs on the per-layer path
 
     def macs(self, in_shapes):
         return int(np.prod(in_shapes[0]))
@@ -280,6 +281,7 @@ class GlobalAveragePool(_Global):
 @register
 class GlobalMaxPool(_Global):
     doc = "Maximum of each channel over all positions: (C, H, W) → (C,) (also (C, L) and (C, D, H, W))."
+    fused = None          # runs on the per-layer path
 
     def forward(self, x, training=False):
         self.xshape = x.shape
