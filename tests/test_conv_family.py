@@ -248,3 +248,29 @@ def test_every_new_type_is_registered_under_a_family():
            "MaxPool1D": "pooling", "AveragePool1D": "pooling", "MaxPool3D": "pooling", "AveragePool3D": "pooling",
            "GlobalMaxPool": "pooling", "Upsample2D": "reshape", "ZeroPad": "reshape"}
     assert {t: REGISTRY[t].category for t in new} == new
+
+
+def test_reviews_cnn_exports_to_pytorch_with_its_masks(tmp_path):
+    """model.py's ChannelsLast Conv1d modules and TimePool get forward's mask and reproduce predict with lengths."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+
+    from engine.torch_export import model_source, state_dict
+    model = randomize(Model(Project.load(path("examples", "reviews-cnn.json")).graph))
+    src = model_source(model, "Net")
+    assert "ChannelsLast(nn.Conv1d(32, 64, kernel_size=5, padding=2))" in src and "dilation=2" in src
+    f = tmp_path / "model.py"
+    f.write_text(src)
+    spec = importlib.util.spec_from_file_location("reviews_cnn_model", f)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    net = mod.Net()
+    net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state_dict(model).items()}, strict=True)
+    rng = np.random.default_rng(1)
+    lengths = np.array([120, 3, 50, 1])
+    x = rng.integers(2, 8000, (4, 120)).astype(np.float32)
+    x[np.arange(120) >= lengths[:, None]] = 0
+    mask = np.arange(120) < lengths[:, None]
+    with torch.no_grad():
+        got = net.eval()(torch.from_numpy(x), mask=torch.from_numpy(mask)).numpy()
+    np.testing.assert_allclose(got, model.predict(x, lengths=lengths), rtol=1e-5, atol=1e-6)
