@@ -274,3 +274,76 @@ def test_reviews_cnn_exports_to_pytorch_with_its_masks(tmp_path):
     with torch.no_grad():
         got = net.eval()(torch.from_numpy(x), mask=torch.from_numpy(mask)).numpy()
     np.testing.assert_allclose(got, model.predict(x, lengths=lengths), rtol=1e-5, atol=1e-6)
+
+
+# ---- the ONNX backend's PyTorch-converted convolution, pooling and padding cases, run by our layers ----
+def _backend_cases():
+    try:
+        import onnx
+    except ImportError:
+        return []
+    from pathlib import Path
+    root = Path(onnx.__file__).parent / "backend" / "test" / "data" / "pytorch-converted"
+    return sorted(p for p in root.glob("test_*") if any(w in p.name for w in ("Conv", "Pool", "Pad")))
+
+
+def _as_layer(model):
+    """(type, config, weights) of our layer for a one-operator ONNX model, or None when we have none."""
+    from onnx import helper, numpy_helper
+    nodes = [n for n in model.graph.node if n.op_type not in ("Unsqueeze", "Squeeze")]
+    (node,) = nodes
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    w = [numpy_helper.to_array(t) for t in model.graph.initializer]
+    unsqueezed = len(nodes) < len(model.graph.node)                          # 1-D pools run as 2-D with W = 1
+    k = a.get("kernel_shape", [])[:1] if unsqueezed else a.get("kernel_shape")
+    r = len(k or [])
+    pads = a.get("pads", [0] * 2 * r)
+    if node.op_type == "Pad":
+        if a["mode"] != b"constant" or a.get("value", 0.0) != 0.0:
+            return None                                                      # reflect / edge / non-zero constant
+        p = a["pads"]
+        return "ZeroPad", {"pad": [p[2], p[6], p[3], p[7]]}, {}
+    assert pads[:len(pads) // 2] == pads[len(pads) // 2:]                   # symmetric: ours
+    base = {"kernel_size": list(k), "stride": list(a["strides"][:r]), "pad": list(pads[:r])}
+    if node.op_type in ("Conv", "ConvTranspose"):
+        out = w[0].shape[0] if node.op_type == "Conv" else w[0].shape[1] * a["group"]   # (C_in, C_out/g, …) transposed
+        cfg = dict(base, filters=out, groups=a["group"], dilation=list(a["dilations"]), use_bias=len(w) > 1)
+        weights = {"W": w[0]} | ({"b": w[1]} if len(w) > 1 else {})
+        if node.op_type == "ConvTranspose":
+            return "ConvTranspose2D", dict(cfg, output_padding=list(a["output_padding"])), weights
+        cfg = dict(cfg, padding="explicit")
+        return f"Conv{r}D", dict(cfg, layout="signal") if r == 1 else cfg, weights
+    t = {"MaxPool": "MaxPool", "AveragePool": "AveragePool"}[node.op_type] + f"{r}D"
+    cfg = dict(base, ceil_mode=bool(a.get("ceil_mode", 0)))
+    if node.op_type == "MaxPool":
+        cfg["dilation"] = list(a.get("dilations", [1] * r))
+    else:
+        cfg["count_include_pad"] = bool(a.get("count_include_pad", 0))
+    return t, dict(cfg, layout="signal") if r == 1 else cfg, {}
+
+
+def test_onnx_backend_convolution_cases_run_on_our_layers():
+    """Every PyTorch-converted Conv / ConvTranspose / MaxPool / AveragePool / zero Pad case of the onnx package's
+    backend tests gives the shipped output with our layers; the ones without a layer are named."""
+    cases = _backend_cases()
+    if not cases:
+        pytest.skip("the onnx package (with its backend test data) is not installed")
+    import onnx
+    from onnx import numpy_helper
+    missing = []
+    for case in cases:
+        spec = _as_layer(onnx.load(str(case / "model.onnx")))
+        if spec is None:
+            missing.append(case.name)
+            continue
+        type, config, weights = spec
+        x = numpy_helper.to_array(onnx.load_tensor(str(case / "test_data_set_0" / "input_0.pb"))).astype(np.float64)
+        want = numpy_helper.to_array(onnx.load_tensor(str(case / "test_data_set_0" / "output_0.pb")))
+        layer = create(type, "n", config)
+        layer.build([x.shape[1:]])
+        layer.p = {k: v.astype(np.float64) for k, v in weights.items()}
+        got = layer.forward(x)
+        assert got.shape == want.shape, case.name
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=case.name)
+    assert sorted(missing) == ["test_ConstantPad2d", "test_ReflectionPad2d", "test_ReplicationPad2d"]
+    assert len(cases) - len(missing) >= 40
