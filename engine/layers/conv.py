@@ -1,6 +1,6 @@
 """Convolution of any rank on channels-first data (spec §3, §11): the shared ConvND (groups, dilation, im2col and
 one GEMM per group) and Conv2D, which keeps its own fast kernels for groups = 1, dilation = 1."""
-from math import gcd, isqrt, prod
+from math import isqrt, prod
 
 import numpy as np
 
