@@ -129,6 +129,31 @@ def test_sequence_and_signal_layouts_are_transposes():
     np.testing.assert_allclose(run(seq, [x]), run(sig, [x.transpose(0, 2, 1)]).transpose(0, 2, 1), rtol=1e-13)
 
 
+# ---- read-only input (memory-mapped data): the same outputs and gradients, nothing written into it ----
+FAMILY = ("Conv1D", "Conv2D", "Conv3D", "ConvTranspose2D", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AveragePool1D",
+          "AveragePool2D", "AveragePool3D", "GlobalMaxPool", "GlobalAveragePool", "Upsample2D", "ZeroPad")
+
+
+@pytest.mark.parametrize("type", FAMILY)
+def test_read_only_input_gives_the_same_results(type):
+    for config, shapes, *_ in REGISTRY[type].samples():
+        for need_dx, training in itertools.product((True, False), (True, False)):
+            a, b = build(type, config, shapes), build(type, config, shapes)
+            a.need_dx = b.need_dx = need_dx
+            x = np.random.default_rng(0).normal(size=(3,) + tuple(shapes[0]))
+            ro = x.copy()
+            ro.flags.writeable = False
+            y = run(a, [x], training)
+            np.testing.assert_allclose(run(b, [ro], training), y, rtol=1e-13, atol=1e-13)
+            u = np.random.default_rng(1).normal(size=y.shape)
+            da, db = a.backward(u.copy())[0], b.backward(u.copy())[0]
+            if need_dx:                                   # (sums may round differently in the last bit)
+                np.testing.assert_allclose(db, da, rtol=1e-13, atol=1e-13)
+            for k in a.g:
+                np.testing.assert_allclose(b.g[k], a.g[k], rtol=1e-13, atol=1e-13)
+            np.testing.assert_array_equal(ro, x)
+
+
 # ---- fast and general kernels agree ----
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_general_conv_path_equals_the_fast_one(dtype):

@@ -216,11 +216,11 @@ class ConvND(Layer):
         return x.reshape(x.shape[:2] + (1,) * (3 - self.rank) + x.shape[2:])
 
     def padded(self, x5, key="xp"):
-        """x5 copied into the interior of a zero-bordered C-contiguous buffer (x5 itself when unpadded and
-        contiguous)."""
+        """x5 copied into the interior of a zero-bordered C-contiguous buffer (x5 itself when unpadded, contiguous
+        and writable)."""
         pad3 = (0,) * (3 - self.rank) + tuple(self.pads)
         if not any(pad3):
-            return np.ascontiguousarray(x5)
+            return np.require(x5, requirements=("C", "W"))               # kernels that may write take it typed writable
         B, C, D, H, W = x5.shape
         xp = k.scratch(self, key, (B, C, D + 2 * pad3[0], H + 2 * pad3[1], W + 2 * pad3[2]), x5.dtype, zero=True)
         xp[:, :, pad3[0]:pad3[0] + D, pad3[1]:pad3[1] + H, pad3[2]:pad3[2] + W] = x5
@@ -328,7 +328,7 @@ class Conv2D(ConvND):
             return super().forward(x, training)
         B, C, H, W = x.shape
         (ph, pw), (O, HO, WO), (kh, kw), (sh, sw) = self.pads, self.out_shape, self.k, self.s
-        x = np.ascontiguousarray(x)
+        x = np.require(x, requirements=("C", "W"))                         # read-only input: a writable copy
         padded = bool(ph or pw)
         xp = k.scratch(self, "xp", (B, C, H + 2 * ph, W + 2 * pw), x.dtype, zero=True) if padded else x
         wrow, L = self._layout(xp.shape)

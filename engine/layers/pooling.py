@@ -101,7 +101,7 @@ class PoolND(Layer):
             parallel.over_batch(lambda a, o, i: nd.maxpool3(a, o, i, kk, s, d, p), x5, y, self.arg)
         else:
             inc = self.config["count_include_pad"]
-            parallel.over_batch(lambda a, o: nd.avgpool3(a, o, a, o, kk, s, p, inc, True), x5, y)
+            parallel.over_batch(lambda a, o: nd.avgpool3(a, o, o, o, kk, s, p, inc, True), x5, y)   # written: y only
         self.x5shape = x5.shape
         return y
 
@@ -116,7 +116,7 @@ class PoolND(Layer):
         else:
             kk, s, d, p = self.geo
             inc = self.config["count_include_pad"]
-            parallel.over_batch(lambda g, o: nd.avgpool3(o, g, o, g, kk, s, p, inc, False), dy5, dx)
+            parallel.over_batch(lambda g, o: nd.avgpool3(o, o, o, g, kk, s, p, inc, False), dy5, dx)  # written: dx only
         return dx
 
     def forward(self, x, training=False):
