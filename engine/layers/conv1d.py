@@ -131,7 +131,7 @@ class Conv1D(Layout1D, ConvND):
     doc = ("1-D convolution along time: (T, F) sequences → (T_out, filters), or (C, L) signals → (filters, L_out); "
            "L_out = ⌊(L + 2P − d·(K − 1) − 1)/S⌋ + 1, groups and dilation d.")
     fused = None          # runs on the per-layer path
-    hparams = (LAYOUT,) + conv_hparams(1)
+    hparams = conv_hparams(1) + (LAYOUT,)
 
     def forward(self, x, training=False):
         return self.out(self.conv_forward(self.in5(x), training))
@@ -183,7 +183,7 @@ class MaxPool1D(_Pool1D):
            "L_out = ⌊(L + 2P − d·(K − 1) − 1)/S⌋ + 1; padding, ceil mode, dilation as PyTorch.")
     fused = None          # runs on the per-layer path
     kind = "max"
-    hparams = (LAYOUT,) + pool_hparams("max")
+    hparams = pool_hparams("max") + (LAYOUT,)
 
 
 @register
@@ -192,4 +192,4 @@ class AveragePool1D(_Pool1D):
            "padding (counted or not) and ceil mode as PyTorch.")
     fused = None          # runs on the per-layer path
     kind = "avg"
-    hparams = (LAYOUT,) + pool_hparams("avg")
+    hparams = pool_hparams("avg") + (LAYOUT,)
