@@ -62,8 +62,8 @@ class Builder:
 
 def exporter(layer):
     """fn(ctx, layer, ins) exporting this layer: the layer's own to_onnx, else the one registered here; None."""
-    if layer.to_onnx is not None:
-        return type(layer).to_onnx
+    if layer.to_onnx is not None:                       # the method declared beside the layer: to_onnx(self, ctx, ins)
+        return lambda ctx, lyr, ins: type(lyr).to_onnx(lyr, ctx, ins)
     return EXPORTERS.get(layer.type)
 
 
@@ -122,16 +122,23 @@ def _reshape(ctx, layer, ins):
 
 
 @exports("Conv2D")
-def _conv(ctx, layer, ins):
-    n, (ph, pw) = layer.name, layer.pads
+def conv_node(ctx, layer, ins, out=None):
+    """Conv of any rank (Conv1D and Conv3D use it too): groups, dilation, symmetric padding."""
+    n = layer.name
     args = [ins[0], ctx.const(f"{n}/W", layer.p["W"])] + ([ctx.const(f"{n}/b", layer.p["b"])] if "b" in layer.p else [])
-    return ctx.op("Conv", args, n, kernel_shape=list(layer.k), strides=list(layer.s), pads=[ph, pw, ph, pw])
+    return ctx.op("Conv", args, out or n, kernel_shape=list(layer.k), strides=list(layer.s), pads=list(layer.pads) * 2,
+                  dilations=list(layer.dil), group=layer.config["groups"])
 
 
 @exports("MaxPool2D", "AveragePool2D")
-def _pool(ctx, layer, ins):
-    op = "MaxPool" if layer.type == "MaxPool2D" else "AveragePool"
-    return ctx.op(op, ins, layer.name, kernel_shape=list(layer.k), strides=list(layer.s))   # no padding, floor
+def pool_node(ctx, layer, ins, out=None):
+    """MaxPool / AveragePool of any rank (the 1-D and 3-D pools use it too): padding, ceil mode, dilations (max),
+    count_include_pad (average)."""
+    a = dict(kernel_shape=list(layer.k), strides=list(layer.s), pads=list(layer.pads) * 2,
+             ceil_mode=int(layer.config["ceil_mode"]))
+    if layer.kind == "max":
+        return ctx.op("MaxPool", ins, out or layer.name, dilations=list(layer.dil), **a)
+    return ctx.op("AveragePool", ins, out or layer.name, count_include_pad=int(layer.config["count_include_pad"]), **a)
 
 
 @exports("GlobalAveragePool")

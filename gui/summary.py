@@ -58,11 +58,14 @@ def formula_lines(graph, infos, name):
 
 def formulas_html():
     """Help ▸ Formulas: every number the app shows and how it is computed, in general form."""
-    rows = [("Output shape", "Dense: (…, F_in) → (…, units).  Conv2D: H_out = ⌊(H + 2P − K)/S⌋ + 1, the same for W.  "
-             "Pooling: H_out = ⌊(H − K)/S⌋ + 1.  Flatten: C·H·W values in one axis."),
-            ("Parameters", "Dense: F_in·units + units.  Conv2D: C_out·C_in·K_h·K_w + C_out.  BatchNorm: 2·C "
+    rows = [("Output shape", "Dense: (…, F_in) → (…, units).  Conv2D: H_out = ⌊(H + 2P − K)/S⌋ + 1, the same for W; "
+             "with dilation d: ⌊(H + 2P − d·(K − 1) − 1)/S⌋ + 1 (Conv1D on L, Conv3D on D, H, W).  "
+             "ConvTranspose2D: H_out = (H − 1)·S − 2P + d·(K − 1) + P_out + 1.  "
+             "Pooling: H_out = ⌊(H + 2P − d·(K − 1) − 1)/S⌋ + 1 (⌈⌉ in ceil mode).  Flatten: C·H·W values in one axis."),
+            ("Parameters", "Dense: F_in·units + units.  Conv2D: C_out·C_in·K_h·K_w + C_out; with g groups "
+             "C_out·(C_in/g)·K_h·K_w + C_out.  BatchNorm: 2·C "
              "(γ, β; running statistics are not trained).  Activations, pooling, reshaping: 0."),
-            ("MACs per sample", "Dense: F_in·units (T·F_in·units on a sequence).  Conv2D: C_out·H_out·W_out·C_in·K_h·K_w.  "
+            ("MACs per sample", "Dense: F_in·units (T·F_in·units on a sequence).  Conv2D: C_out·H_out·W_out·(C_in/g)·K_h·K_w.  "
              "Average pooling: C·H_out·W_out·K_h·K_w.  BatchNorm: one per value."),
             ("Receptive field", "r = r_in + (K − 1)·j_in: the input pixels one output value depends on (r = 1 at the Input)."),
             ("Effective stride", "j = j_in·S: how far apart, in input pixels, neighbouring output values look."),

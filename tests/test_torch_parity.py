@@ -27,10 +27,12 @@ TORCH = {
     "Concatenate": lambda l, xs, p: torch.cat(xs, dim=l.a),
     "Flatten": lambda l, xs, p: torch.flatten(xs[0], 1),
     "Reshape": lambda l, xs, p: xs[0].reshape((len(xs[0]),) + l.out_shape),
-    "Conv2D": lambda l, xs, p: F.conv2d(xs[0], p["W"], p.get("b"), stride=l.s, padding=l.pads),
-    "MaxPool2D": lambda l, xs, p: F.max_pool2d(xs[0], l.k, l.s),
-    "AveragePool2D": lambda l, xs, p: F.avg_pool2d(xs[0], l.k, l.s),
-    "GlobalAveragePool": lambda l, xs, p: F.adaptive_avg_pool2d(xs[0], 1).flatten(1),
+    "Conv2D": lambda l, xs, p: F.conv2d(xs[0], p["W"], p.get("b"), stride=l.s, padding=l.pads, dilation=l.dil,
+                                        groups=l.config["groups"]),
+    "MaxPool2D": lambda l, xs, p: F.max_pool2d(xs[0], l.k, l.s, l.pads, l.dil, ceil_mode=l.config["ceil_mode"]),
+    "AveragePool2D": lambda l, xs, p: F.avg_pool2d(xs[0], l.k, l.s, l.pads, ceil_mode=l.config["ceil_mode"],
+                                                   count_include_pad=l.config["count_include_pad"]),
+    "GlobalAveragePool": lambda l, xs, p: xs[0].flatten(2).mean(-1),
     # training mode (batch statistics); torch updates copies of the running stats, which get zero gradient
     # a (T, F) sequence is normalised per feature: torch's channel axis 1 after moving F there
     "BatchNorm": lambda l, xs, p: (lambda t: t.transpose(1, 2) if xs[0].ndim == 3 else t)(F.batch_norm(

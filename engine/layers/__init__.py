@@ -1,6 +1,7 @@
 """Layer types; importing this package fills REGISTRY."""
 from . import activations, attention, conv, core, merge, normalization, pooling, position, recurrent  # noqa: F401  (enrol layers)
 from . import regularization, reshape, sequence  # noqa: F401
+from . import conv1d, conv3d, conv_transpose, upsample  # noqa: F401  (convolution family)
 from .base import CATEGORIES, REGISTRY, Fix, Layer, Param, fmt, register
 from ..errors import ConfigError
 

@@ -1,4 +1,5 @@
-"""Conv2D on NCHW tensors (spec §3, §11) and the output-size formula shared with pooling."""
+"""Convolution of any rank on channels-first data (spec §3, §11): the shared ConvND (groups, dilation, im2col and
+one GEMM per group) and Conv2D, which keeps its own fast kernels for groups = 1, dilation = 1."""
 from math import isqrt, prod
 
 import numpy as np
@@ -8,119 +9,312 @@ from ..errors import ConfigError, ShapeError
 from ..hparams import HP
 from ..initializers import INITS
 from . import conv_kernels as k
+from . import convnd_kernels as nd
 from .base import Fix, Layer, Param, fmt, register
+
+AXES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+AXIS_NAMES = {1: "", 2: " (height, width)", 3: " (depth, height, width)"}
+
+
+def ints(layer, name, rank):
+    """A 1- or rank-value 'ints' hyperparameter as a rank-tuple."""
+    v = layer.config[name]
+    if len(v) not in (1, rank):
+        many = {2: "two", 3: "three"}.get(rank, str(rank))
+        raise ConfigError(f"{layer.where}: {name} takes one value" + (f" or {many}{AXIS_NAMES[rank]}" if rank > 1 else "")
+                          + f", got {v!r}")
+    return tuple(v) * rank if len(v) == 1 else tuple(v)
 
 
 def pair(layer, name):
     """A 1- or 2-value 'ints' hyperparameter as (h, w)."""
-    v = layer.config[name]
-    if len(v) not in (1, 2):
-        raise ConfigError(f"{layer.where}: {name} takes one value or two (height, width), got {v!r}")
-    return (v[0], v[0]) if len(v) == 1 else tuple(v)
+    return ints(layer, name, 2)
 
 
-def out_size(layer, axis, n, p, kk, s, fix=None):
-    """Spec §3: ⌊(n + 2p − k)/s⌋ + 1, or a ShapeError that shows the formula with the user's numbers."""
-    law = f"{axis}_out = ⌊({axis}_in + 2·P_{axis.lower()} − K_{axis.lower()})/S_{axis.lower()}⌋ + 1"
+def out_size(layer, axis, n, p, kk, s, fix=None, d=1, ceil=False):
+    """Spec §3: ⌊(n + 2p − d·(k − 1) − 1)/s⌋ + 1 (⌊(n + 2p − k)/s⌋ + 1 at d = 1; ⌈⌉ in ceil mode, where a last
+    window that starts past the input and its left padding is dropped, as in PyTorch), or a ShapeError that shows
+    the formula with the user's numbers."""
+    a = axis.lower()
+    lo, hi = ("⌈", "⌉") if ceil else ("⌊", "⌋")
+    span = f"K_{a}" if d == 1 else f"d_{a}·(K_{a} − 1) − 1"
+    law = f"{axis}_out = {lo}({axis}_in + 2·P_{a} − {span})/S_{a}{hi} + 1"
     if s < 1:
-        raise ShapeError(f"{layer.where}: stride S_{axis.lower()} = {s} but it must be at least 1 "
+        raise ShapeError(f"{layer.where}: stride S_{a} = {s} but it must be at least 1 "
                          f"({law} divides by it)", fix=Fix("set", "set stride to 1", config=(("stride", (1,)),)))
-    o = (n + 2 * p - kk) // s + 1
-    if n + 2 * p - kk < 0:
-        raise ShapeError(f"{layer.where}: {law} = ⌊({n} + 2·{p} − {kk})/{s}⌋ + 1 = {o} is empty: the "
-                         f"{kk}-wide kernel is larger than the {n + 2 * p}-wide (padded) input"
-                         + (f"; {fix.text}" if fix else ""), fix=fix)
+    ext = d * (kk - 1) + 1                                   # the window's extent
+    o = (-(-(n + 2 * p - ext) // s) if ceil else (n + 2 * p - ext) // s) + 1
+    if ceil and (o - 1) * s >= n + p:
+        o -= 1
+    if o < 1 or not ceil and n + 2 * p - ext < 0:
+        nums = f"{kk}" if d == 1 else f"{d}·({kk} − 1) − 1"
+        raise ShapeError(f"{layer.where}: {law} = {lo}({n} + 2·{p} − {nums})/{s}{hi} + 1 = {o} is empty: the "
+                         f"{ext}-wide {'kernel' if d == 1 else 'dilated kernel'} is larger than the "
+                         f"{n + 2 * p}-wide (padded) input" + (f"; {fix.text}" if fix else ""), fix=fix)
     return o
 
 
-def spatial_input(layer, in_shapes):
-    """(C, H, W) of a layer that needs an image-like input, with a Reshape fix for square flat inputs."""
+def size_line(axis, n, p, kk, s, d, o, ceil=False, sub=""):
+    """'H_out = ⌊(H + 2P − K)/S⌋ + 1 = ⌊(28 + 2·0 − 3)/1⌋ + 1 = 26' with this axis' numbers (sub: K_h…)."""
+    lo, hi = ("⌈", "⌉") if ceil else ("⌊", "⌋")
+    P, K, S = (f"{c}{sub}" for c in "PKS")
+    if d == 1:
+        return f"{axis}_out = {lo}({axis} + 2{P} − {K})/{S}{hi} + 1 = {lo}({n} + 2·{p} − {kk})/{s}{hi} + 1 = {o}"
+    return (f"{axis}_out = {lo}({axis} + 2{P} − d{sub}·({K} − 1) − 1)/{S}{hi} + 1 = "
+            f"{lo}({n} + 2·{p} − {d}·({kk} − 1) − 1)/{s}{hi} + 1 = {o}")
+
+
+def spatial_input(layer, in_shapes, rank=2):
+    """(C, *spatial) of a layer that needs channels-first input of this rank, with a Reshape fix where one is
+    obvious (a square flat vector for images, a vector as one channel for signals)."""
     s = in_shapes[0]
-    if len(s) != 3:
-        fix = None
-        if len(s) == 1 and isqrt(s[0]) ** 2 == s[0]:
+    if len(s) != rank + 1:
+        fix, what = None, {1: "a signal (channels, length)", 2: "an image-like input (channels, height, width)",
+                           3: "a volume (channels, depth, height, width)"}[rank]
+        if rank == 2 and len(s) == 1 and isqrt(s[0]) ** 2 == s[0]:
             r = isqrt(s[0])
             fix = Fix("insert_before", f"insert a Reshape to (1, {r}, {r}) before it", "Reshape",
                       (("shape", (1, r, r)),))
-        raise ShapeError(f"{layer.where} needs an image-like input (channels, height, width) but got {fmt(s)}"
-                         + (f": {fix.text}" if fix else ""), fix=fix)
+        elif rank == 1 and len(s) == 1:
+            fix = Fix("insert_before", f"insert a Reshape to (1, {s[0]}) before it", "Reshape", (("shape", (1, s[0])),))
+        elif rank == 3 and len(s) == 3:
+            fix = Fix("insert_before", f"insert a Reshape to {fmt((1,) + tuple(s))} before it", "Reshape",
+                      (("shape", (1,) + tuple(s)),))
+        raise ShapeError(f"{layer.where} needs {what} but got {fmt(s)}" + (f": {fix.text}" if fix else ""), fix=fix)
     return s
 
 
-@register
-class Conv2D(Layer):
-    category = "convolution"
-    doc = "2-D convolution (C_in, H, W) → (filters, H_out, W_out), H_out = ⌊(H + 2P − K)/S⌋ + 1."
-    hparams = (
+def conv_hparams(rank, init="he_uniform"):
+    """The hyperparameters every convolution declares (a kernel of any rank)."""
+    many = "K" if rank == 1 else "K or " + ", ".join(f"K_{a.lower()}" for a in AXES[rank])
+    return (
         HP("filters", "int", 8, min=1, max=4096, doc="Output channels C_out"),
-        HP("kernel_size", "ints", (3,), min=1, max=255, doc="K or K_h, K_w"),
-        HP("stride", "ints", (1,), min=0, max=255, doc="S or S_h, S_w"),
+        HP("kernel_size", "ints", (3,), min=1, max=255, doc=many),
+        HP("stride", "ints", (1,), min=0, max=255, doc=many.replace("K", "S")),
         HP("padding", "choice", "valid", choices=("valid", "same", "explicit"),
-           doc="valid: none; same: P = (K − 1)/2 (odd kernels; keeps H, W at stride 1); explicit: use pad"),
-        HP("pad", "ints", (0,), min=0, max=255, doc="P or P_h, P_w zeros on each side when padding is explicit"),
+           doc="valid: none; same: P = d·(K − 1)/2 (keeps the size at stride 1); explicit: use pad"),
+        HP("pad", "ints", (0,), min=0, max=255, doc="P zeros on each side (one value or one per axis) when padding is explicit"),
+        HP("dilation", "ints", (1,), min=1, max=255, doc="d: kernel taps d apart (d·(K − 1) + 1 wide); 1 is a plain kernel"),
+        HP("groups", "int", 1, min=1, max=4096,
+           doc="g: input and output channels split into g groups, each convolved on its own (g = C_in: depthwise)"),
         HP("use_bias", "bool", True, doc="Add a learned bias per output channel"),
-        HP("init", "choice", "he_uniform", choices=INITS, doc="Weight initialisation: He variance 2/n_in suits ReLU; Glorot 2/(n_in + n_out)"),
+        HP("init", "choice", init, choices=INITS,
+           doc="Weight initialisation: He variance 2/n_in suits ReLU; Glorot 2/(n_in + n_out)"),
     )
+
+
+class ConvND(Layer):
+    """Convolution of rank `rank` on (C, *spatial) (PyTorch's weight layout (C_out, C_in/g, *K)); subclasses set
+    rank and may map their input to channels-first (channels_first / arrange)."""
+
+    category = "convolution"
+    rank = 2
+    SUB = 128 << 10       # bytes of patches (im2col columns) per GEMM: they stay in the core's cache
 
     def __init__(self, name="", **config):
         super().__init__(name, **config)
-        self.k, self.s = pair(self, "kernel_size"), pair(self, "stride")
-        self.pad_hw = pair(self, "pad")
+        r = self.rank
+        self.k, self.s, self.dil = ints(self, "kernel_size", r), ints(self, "stride", r), ints(self, "dilation", r)
+        self.pad_n = ints(self, "pad", r)
+
+    # ---- analysis ----
+    def channels_first(self, shape):
+        """(C, *spatial) of the input (a subclass may transpose a sequence)."""
+        return spatial_input(self, [shape], self.rank)
+
+    def arrange(self, shape):
+        """The output shape from channels-first (C_out, *spatial)."""
+        return tuple(shape)
 
     def padding(self):
-        """(P_h, P_w), or a ShapeError when 'same' needs a whole-number (K − 1)/2."""
+        """P per axis, or a ShapeError when 'same' needs a whole-number d·(K − 1)/2."""
         mode = self.config["padding"]
         if mode == "valid":
-            return 0, 0
+            return (0,) * self.rank
         if mode == "explicit":
-            return self.pad_hw
-        for axis, kk in zip("hw", self.k):
-            if kk % 2 == 0:
+            return self.pad_n
+        for axis, kk, d in zip(AXES[self.rank], self.k, self.dil):
+            if d * (kk - 1) % 2:
+                a = axis.lower()
                 odd = tuple(v + 1 if v % 2 == 0 else v for v in self.k)
-                raise ShapeError(f"{self.where}: same padding needs P_{axis} = (K_{axis} − 1)/2 = ({kk} − 1)/2 = "
-                                 f"{(kk - 1) / 2} to be a whole number: use an odd kernel",
-                                 fix=Fix("set", f"set kernel_size to {odd[0]}×{odd[1]}",
-                                         config=(("kernel_size", odd),)))
-        return (self.k[0] - 1) // 2, (self.k[1] - 1) // 2
+                law = f"P_{a} = (K_{a} − 1)/2 = ({kk} − 1)/2" if d == 1 else f"P_{a} = d_{a}·(K_{a} − 1)/2 = {d}·({kk} − 1)/2"
+                raise ShapeError(f"{self.where}: same padding needs {law} = {d * (kk - 1) / 2} to be a whole number: "
+                                 f"use an odd kernel", fix=Fix("set", f"set kernel_size to {'×'.join(map(str, odd))}",
+                                                               config=(("kernel_size", odd),)))
+        return tuple(d * (kk - 1) // 2 for kk, d in zip(self.k, self.dil))
+
+    def _groups(self, c):
+        """g, or a ShapeError with the nearest g that divides both C_in and C_out."""
+        g, o = self.config["groups"], self.config["filters"]
+        if c % g or o % g:
+            ok = max(v for v in range(1, g + 1) if c % v == 0 and o % v == 0)
+            raise ShapeError(f"{self.where}: groups g = {g} must divide both C_in = {c} and C_out = {o} "
+                             f"(each group convolves C_in/g channels into C_out/g): set groups to {ok}",
+                             fix=Fix("set", f"set groups to {ok}", config=(("groups", ok),)))
+        return g
+
+    def _out(self, in_shape):
+        """(C_in, spatial, spatial_out) of this input, or a ShapeError."""
+        c, *sp = self.channels_first(in_shape)
+        self._groups(c)
+        pads = self.padding()
+        fix = None if self.config["padding"] == "same" else Fix("set", "set padding to same", config=(("padding", "same"),))
+        out = tuple(out_size(self, a, n, p, kk, s, fix, d) for a, n, p, kk, s, d in
+                    zip(AXES[self.rank], sp, pads, self.k, self.s, self.dil))
+        return c, tuple(sp), out
 
     def compute_output_shape(self, in_shapes):
-        c, h, w = spatial_input(self, in_shapes)
-        (ph, pw), (kh, kw), (sh, sw) = self.padding(), self.k, self.s
-        fix = None if self.config["padding"] == "same" else Fix("set", "set padding to same",
-                                                                 config=(("padding", "same"),))
-        return self.config["filters"], out_size(self, "H", h, ph, kh, sh, fix), out_size(self, "W", w, pw, kw, sw, fix)
+        return self.arrange((self.config["filters"],) + self._out(in_shapes[0])[2])
 
     def params(self, in_shapes):
-        o, c = self.config["filters"], in_shapes[0][0]
-        ps = {"W": Param((o, c) + self.k, self.config["init"], decay=True)}   # (C_out, C_in, K_h, K_w)
+        o, c = self.config["filters"], self.channels_first(in_shapes[0])[0]
+        ps = {"W": Param((o, c // self.config["groups"]) + self.k, self.config["init"], decay=True)}  # (C_out, C_in/g, *K)
         if self.config["use_bias"]:
             ps["b"] = Param((o,), "zeros")
         return ps
 
     def macs(self, in_shapes):
-        o, ho, wo = self.compute_output_shape(in_shapes)
-        return o * ho * wo * in_shapes[0][0] * prod(self.k)                    # C_out·H_out·W_out·C_in·K_h·K_w
-
-    fused = None          # runs on the per-layer path
+        c, _, out = self._out(in_shapes[0])
+        return self.config["filters"] * prod(out) * c // self.config["groups"] * prod(self.k)  # C_out·P_out·C_in/g·K
 
     def kernel_stride(self):
-        return self.k, self.s
+        if self.rank != 2:
+            return None
+        return tuple(d * (kk - 1) + 1 for kk, d in zip(self.k, self.dil)), self.s     # a dilated kernel's extent
 
     def formulas(self, in_shapes):
-        c, h, w = in_shapes[0]
-        o, ho, wo = self.compute_output_shape(in_shapes)
-        (ph, pw), (kh, kw), (sh, sw) = self.padding(), self.k, self.s
-        shape = (f"H_out = ⌊(H + 2P − K)/S⌋ + 1 = ⌊({h} + 2·{ph} − {kh})/{sh}⌋ + 1 = {ho}; "
-                 f"W_out = ⌊({w} + 2·{pw} − {kw})/{sw}⌋ + 1 = {wo} → {fmt((o, ho, wo))}")
-        n = o * c * kh * kw
-        params = (f"C_out·C_in·K_h·K_w + C_out = {o}·{c}·{kh}·{kw} + {o} = {n + o:,}" if self.config["use_bias"]
-                  else f"C_out·C_in·K_h·K_w = {o}·{c}·{kh}·{kw} = {n:,}")
-        macs = f"C_out·H_out·W_out·C_in·K_h·K_w = {o}·{ho}·{wo}·{c}·{kh}·{kw} = {o * ho * wo * c * kh * kw:,}"
+        c, sp, out = self._out(in_shapes[0])
+        o, g, pads, r = self.config["filters"], self.config["groups"], self.padding(), self.rank
+        subs = [""] if r == 1 else [f"_{a.lower()}" for a in AXES[r]]
+        shape = "; ".join(size_line(a, n, p, kk, s, d, m, sub=u) for a, n, p, kk, s, d, m, u in
+                          zip(AXES[r], sp, pads, self.k, self.s, self.dil, out, subs))
+        shape += f" → {fmt(self.arrange((o,) + out))}"
+        K = "·".join(f"K{u}" for u in subs)
+        kn = "·".join(map(str, self.k))
+        cin = "C_in" if g == 1 else "(C_in/g)"
+        cn = f"{c}" if g == 1 else f"({c}/{g})"
+        n = o * c // g * prod(self.k)
+        params = f"C_out·{cin}·{K} = {o}·{cn}·{kn} = {n:,}"
+        if self.config["use_bias"]:
+            params = f"C_out·{cin}·{K} + C_out = {o}·{cn}·{kn} + {o} = {n + o:,}"
+        P = "·".join(f"{a}_out" for a in AXES[r])
+        macs = (f"C_out·{P}·{cin}·{K} = {o}·{'·'.join(map(str, out))}·{cn}·{kn} = "
+                f"{o * prod(out) * c // g * prod(self.k):,}")
         return {"shape": shape, "params": params, "macs": macs}
 
+    # ---- compute on (B, C, D, H, W) ----
     def build(self, in_shapes):
         super().build(in_shapes)
         self.pads = self.padding()
+        out = self._out(self.in_shapes[0])[2]
+        self.o3 = (1,) * (3 - self.rank) + out                              # (D_out, H_out, W_out)
+        self.geo = tuple((1,) * (3 - self.rank) + t for t in (self.k, self.s, self.dil))
+        self.depthwise = self.channels_first(self.in_shapes[0])[0] == self.config["groups"]   # C_in/g = 1: no patches
+
+    def to5(self, x):
+        """The input as (B, C, D, H, W) (a view)."""
+        return x.reshape(x.shape[:2] + (1,) * (3 - self.rank) + x.shape[2:])
+
+    def padded(self, x5, key="xp"):
+        """x5 copied into the interior of a zero-bordered C-contiguous buffer (x5 itself when unpadded, contiguous
+        and writable)."""
+        pad3 = (0,) * (3 - self.rank) + tuple(self.pads)
+        if not any(pad3):
+            return np.require(x5, requirements=("C", "W"))               # kernels that may write take it typed writable
+        B, C, D, H, W = x5.shape
+        xp = k.scratch(self, key, (B, C, D + 2 * pad3[0], H + 2 * pad3[1], W + 2 * pad3[2]), x5.dtype, zero=True)
+        xp[:, :, pad3[0]:pad3[0] + D, pad3[1]:pad3[1] + H, pad3[2]:pad3[2] + W] = x5
+        return xp
+
+    def conv_forward(self, x5, training):
+        """(B, C_out, D_out, H_out, W_out) = W ⋆ x + b on channels-first x5."""
+        xp = self.padded(x5)
+        O, g = self.config["filters"], self.config["groups"]
+        W2 = np.ascontiguousarray(self.p["W"].reshape(O, -1))               # (C_out, C_in/g·K)
+        b = self.p["b"] if "b" in self.p else k.scratch(self, "b0", (O,), x5.dtype, zero=True)
+        B, P = len(xp), prod(self.o3)
+        y = k.scratch(self, "y", (B, O, 1, P), x5.dtype) if training else np.empty((B, O, 1, P), x5.dtype)
+        R = W2.shape[1] * g
+        self.sub = max(1, self.SUB // (R * P * x5.itemsize))                 # samples per GEMM
+        parts = self.parts = parallel.chunks(B, R * P * x5.itemsize)
+        kk, s, d = self.geo
+
+        def part(i):
+            a, e = parts[i]
+            if self.depthwise:
+                return nd.dw_fwd(xp[a:e], W2, b, y[a:e], kk, s, d, self.o3)
+            n = min(self.sub, e - a) * P
+            nd.gconv_fwd(xp[a:e], W2, b, y[a:e], k.scratch(self, ("col", i), (R * n,), x5.dtype),
+                         k.scratch(self, ("y2", i), (O * n,), x5.dtype), kk, s, d, self.o3, g, self.sub)
+        parallel.run(part, range(len(parts)))
+        self.xp, self.x5shape = xp, x5.shape
+        return y.reshape((B, O) + self.o3)
+
+    def conv_backward(self, dy5):
+        """dx (B, C, D, H, W) or None, with dW, db written into self.g."""
+        O, g = self.config["filters"], self.config["groups"]
+        xp, parts, B, P = self.xp, self.parts, len(dy5), prod(self.o3)
+        dy = np.ascontiguousarray(dy5).reshape(B, O, 1, P)
+        W2 = np.ascontiguousarray(self.p["W"].reshape(O, -1))               # (C_out, C_in/g·K)
+        Rg = W2.shape[1]
+        dxp = k.scratch(self, "dxp", xp.shape, dy.dtype) if self.need_dx else xp
+        kk, s, d = self.geo
+
+        def part(i, o):                                                    # samples a … e−1; o: their dW, db
+            a, e = parts[i]
+            if self.depthwise:
+                return nd.dw_bwd(dy[a:e], xp[a:e], W2, o[:O * Rg].reshape(O, Rg), o[O * Rg:], dxp[a:e], kk, s, d,
+                                 self.o3, self.need_dx)
+            n = min(self.sub, e - a) * P
+            nd.gconv_bwd(dy[a:e], xp[a:e], W2, o[:O * Rg].reshape(O, Rg), o[O * Rg:], dxp[a:e],
+                         k.scratch(self, ("col", i), (Rg * g * n,), dy.dtype),
+                         k.scratch(self, ("dy2", i), (O * n,), dy.dtype), kk, s, d, self.o3, g, self.sub,
+                         True, self.need_dx)
+        tot = k.chunk_sum(self, len(parts), O * Rg + O, dy.dtype, part)      # in chunk order: thread-independent
+        self.g["W"].reshape(-1)[...] = tot[:O * Rg]
+        if "b" in self.g:
+            self.g["b"][...] = tot[O * Rg:]
+        if not self.need_dx:
+            return None
+        _, _, D, H, W = self.x5shape
+        p = (0,) * (3 - self.rank) + tuple(self.pads)
+        return dxp[:, :, p[0]:p[0] + D, p[1]:p[1] + H, p[2]:p[2] + W]
+
+    def forward(self, x, training=False):
+        y = self.conv_forward(self.to5(x), training)
+        return y.reshape((len(x),) + self.out_shape)
+
+    def backward(self, dy):
+        dx = self.conv_backward(dy.reshape(dy.shape[:2] + self.o3))
+        return (None if dx is None else np.ascontiguousarray(dx).reshape((len(dy),) + self.in_shapes[0]),)
+
+    # ---- exporters: the shared Conv node / nn.ConvNd of any rank ----
+    def to_onnx(self, ctx, ins, out=None):
+        from ..onnx_export import conv_node
+        return conv_node(ctx, self, ins, out)
+
+    def to_torch(self):
+        from ..torch_export.emitters import conv_module
+        return conv_module(self)
+
+    def torch_reference(self, xs, p, torch):
+        f = getattr(torch.nn.functional, f"conv{self.rank}d")
+        return f(xs[0], p["W"], p.get("b"), stride=self.s, padding=self.pads, dilation=self.dil,
+                 groups=self.config["groups"])
+
+
+@register
+class Conv2D(ConvND):
+    doc = ("2-D convolution (C_in, H, W) → (filters, H_out, W_out), H_out = ⌊(H + 2P − d·(K − 1) − 1)/S⌋ + 1; "
+           "groups (depthwise at g = C_in) and dilation d.")
+    fused = None          # runs on the per-layer path
+    rank = 2
+    hparams = conv_hparams(2)
+    torch_reference = None   # tests/test_torch_parity.py's table
+
+    def build(self, in_shapes):
+        super().build(in_shapes)
+        self.fast = self.config["groups"] == 1 and self.dil == (1, 1)     # the kernels below; else ConvND's
 
     def _layout(self, xpshape):
         """(row pitch, columns per sample) of the GEMM's output: 'wide' rows of the padded input at stride 1."""
@@ -129,12 +323,12 @@ class Conv2D(Layer):
             return xpshape[3], (HO - 1) * xpshape[3] + WO
         return WO, HO * WO
 
-    SUB = 128 << 10        # bytes of patches (im2col columns) per GEMM: they stay in the core's cache
-
     def forward(self, x, training=False):
+        if not self.fast:
+            return super().forward(x, training)
         B, C, H, W = x.shape
         (ph, pw), (O, HO, WO), (kh, kw), (sh, sw) = self.pads, self.out_shape, self.k, self.s
-        x = np.ascontiguousarray(x)
+        x = np.require(x, requirements=("C", "W"))                         # read-only input: a writable copy
         padded = bool(ph or pw)
         xp = k.scratch(self, "xp", (B, C, H + 2 * ph, W + 2 * pw), x.dtype, zero=True) if padded else x
         wrow, L = self._layout(xp.shape)
@@ -155,6 +349,8 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dy):
+        if not self.fast:
+            return super().backward(dy)
         O = dy.shape[1]
         (ph, pw), (kh, kw), (sh, sw) = self.pads, self.k, self.s
         xp, parts = self.xp, self.parts
@@ -188,4 +384,10 @@ class Conv2D(Layer):
             ({"filters": 2, "kernel_size": (2, 3), "stride": (2, 1), "use_bias": False}, [(3, 5, 4)]),
             ({"filters": 3, "kernel_size": (1,), "padding": "explicit", "pad": (1,)}, [(2, 3, 2)]),
             ({"filters": 2, "kernel_size": (2,), "stride": (3, 2), "padding": "explicit", "pad": (2, 1)}, [(1, 4, 5)]),
+            ({"filters": 4, "kernel_size": (3,), "groups": 2, "padding": "same"}, [(4, 4, 5)]),           # grouped
+            ({"filters": 3, "kernel_size": (3, 2), "groups": 3, "stride": (2, 1), "use_bias": False}, [(3, 6, 4)]),  # depthwise
+            ({"filters": 2, "kernel_size": (3,), "dilation": (2,), "padding": "same"}, [(2, 6, 5)]),      # dilated
+            ({"filters": 4, "kernel_size": (2, 3), "dilation": (2, 1), "groups": 2, "stride": (1, 2),
+              "padding": "explicit", "pad": (1, 2)}, [(2, 5, 6)]),
+            ({"filters": 6, "kernel_size": (3,), "groups": 3, "dilation": (1, 2), "padding": "same"}, [(3, 5, 6)]),
         ]

@@ -24,7 +24,7 @@ class BNReLUPool:
 
     @staticmethod
     def fits(bn, relu, pool):
-        return len(bn.in_shapes[0]) == 3 and pool.k == (2, 2) and pool.s == (2, 2)
+        return len(bn.in_shapes[0]) == 3 and pool.k == (2, 2) and pool.s == (2, 2) and pool.plain()
 
     def forward(self, x, training=False):
         bn = self.bn

@@ -87,8 +87,8 @@ HELPERS = {
 
 
 def _pair(v):
-    """(3, 3) -> "3", (3, 2) -> "(3, 2)": the form a person writes."""
-    return str(v[0]) if v[0] == v[1] else f"({v[0]}, {v[1]})"
+    """(3, 3) -> "3", (3, 2) -> "(3, 2)", (2,) -> "2": the form a person writes."""
+    return str(v[0]) if len(set(v)) == 1 else f"({', '.join(map(str, v))})"
 
 
 def _args(*xs):
@@ -131,28 +131,31 @@ def _reshape(layer):
 
 
 @emits("Conv2D")
-def _conv(layer):
-    c, o = layer.in_shapes[0][0], layer.config["filters"]
+def conv_module(layer):
+    """nn.Conv1d/2d/3d of a convolution of any rank on channels-first input (Conv1D and Conv3D use it too)."""
+    c, o, g, r = layer.channels_first(layer.in_shapes[0])[0], layer.config["filters"], layer.config["groups"], layer.rank
     parts = [f"{c}, {o}", f"kernel_size={_pair(layer.k)}"]
-    if layer.s != (1, 1):
-        parts.append(f"stride={_pair(layer.s)}")
-    pads = layer.padding()
-    if pads != (0, 0):
-        parts.append(f"padding={_pair(pads)}")
-    if not layer.config["use_bias"]:
-        parts.append("bias=False")
-    return Emitted(f"nn.Conv2d({', '.join(parts)})", {"W": "weight", "b": "bias"})   # (C_out, C_in, K_h, K_w)
+    parts += [f"{k}={_pair(v)}" for k, v, d in (("stride", layer.s, 1), ("padding", layer.pads, 0),
+                                                ("dilation", layer.dil, 1)) if tuple(v) != (d,) * r]
+    parts += ([f"groups={g}"] if g > 1 else []) + ([] if layer.config["use_bias"] else ["bias=False"])
+    return Emitted(f"nn.Conv{r}d({', '.join(parts)})", {"W": "weight", "b": "bias"})   # (C_out, C_in/g, *K)
 
 
 @emits("MaxPool2D", "AveragePool2D")
-def _pool(layer):
-    cls = "nn.MaxPool2d" if layer.type == "MaxPool2D" else "nn.AvgPool2d"      # no padding, floor: as ours
-    return Emitted(f"{cls}(kernel_size={_pair(layer.k)}, stride={_pair(layer.s)})")
+def pool_module(layer):
+    """nn.MaxPool1d/2d/3d or nn.AvgPool1d/2d/3d with the pool's options (the 1-D and 3-D pools use it too)."""
+    r, c, mx = layer.rank, layer.config, layer.kind == "max"
+    parts = [f"kernel_size={_pair(layer.k)}", f"stride={_pair(layer.s)}"]
+    parts += [f"padding={_pair(layer.pads)}"] if any(layer.pads) else []
+    parts += [f"dilation={_pair(layer.dil)}"] if mx and layer.dil != (1,) * r else []
+    parts += ["ceil_mode=True"] if c["ceil_mode"] else []
+    parts += ["count_include_pad=False"] if not mx and not c["count_include_pad"] else []
+    return Emitted(f"nn.{'MaxPool' if mx else 'AvgPool'}{r}d({', '.join(parts)})")
 
 
 @emits("GlobalAveragePool")
 def _gap(layer):
-    return Emitted("nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())")           # (B, C, H, W) → (B, C)
+    return Emitted(f"nn.Sequential(nn.AdaptiveAvgPool{len(layer.in_shapes[0]) - 1}d(1), nn.Flatten())")   # (B, C, …) → (B, C)
 
 
 @emits("BatchNorm")
