@@ -1,4 +1,5 @@
-"""Single-layer RNN (spec §4): a_t = W h_{t−1} + U x_t + b, h_t = f(a_t); BPTT as the δ_t recurrence."""
+"""Recurrent layers: the shared base (masks, directions, outputs, taps, ONNX and PyTorch export) and the plain RNN
+(spec §4): a_t = W h_{t−1} + U x_t + b, h_t = f(a_t); BPTT as the δ_t recurrence. LSTM: lstm.py, GRU: gru.py."""
 import numpy as np
 from numba import njit
 
@@ -25,6 +26,18 @@ def _tanh32(v):
     p = v * (_A[0] + v2 * (_A[1] + v2 * (_A[2] + v2 * (_A[3] + v2 * (_A[4] + v2 * (_A[5] + v2 * _A[6]))))))
     q = _B[0] + v2 * (_B[1] + v2 * (_B[2] + v2 * _B[3]))
     return p / q
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def tanh_(v, fast):
+    """tanh(v): the float32 rational form when fast, else libm's."""
+    return _tanh32(v) if fast else np.tanh(v)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def sigmoid_(v, fast):
+    """σ(v) = 1/(1 + e^(−v)); fast (float32): ½ + ½·tanh(v/2) through the rational tanh."""
+    return 0.5 + 0.5 * _tanh32(0.5 * v) if fast else 1.0 / (1.0 + np.exp(-v))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -100,100 +113,333 @@ def _rnn_backward(dy, last, W, S, mask, act, dA, G, g, keep):
                     g[i, k] = keep[i, k]
 
 
-@register
-class RNN(Layer):
+
+
+def reversal(m):
+    """(T, B) step index reading each sequence's valid steps backwards (padded steps stay where they are), as
+    pack_padded_sequence's reverse direction does; its own inverse. m: (B, T) bool."""
+    b, t = m.shape
+    order = np.argsort(~m, axis=1, kind="stable")                          # (B, T): valid steps first, in order
+    rank = np.cumsum(m, axis=1) - 1                                        # (B, T): k for the k-th valid step
+    back = np.take_along_axis(order, np.clip(m.sum(1, keepdims=True) - 1 - rank, 0, t - 1), axis=1)
+    return np.ascontiguousarray(np.where(m, back, np.arange(t)).T)         # (T, B)
+
+
+class Recurrent(Layer):
+    """Shared by RNN, LSTM and GRU: (T, D) → (T, dirs·H) or (dirs·H,), masks, two directions, taps, exporters.
+
+    A subclass declares its gates (rows of its weights per unit), its initial states and
+    run(sfx, xt) -> (S, cache), run_back(sfx, xt, S, cache, dy, last) -> (dA_in, D) for one direction's
+    parameters (names ending in sfx: "" forward, "_rev" backward) on a time-major (T, B, D) input."""
+
     category = "recurrent"
     fused = None          # not in the fused kernel: the per-layer path runs it
     reads_lengths = True
-    doc = ("Recurrent layer a_t = W h_{t−1} + U x_t + b, h_t = f(a_t): (T, D) → (T, H) with return_sequences, "
-           "else (H,) = the state at each sequence's last valid step; padded steps keep the state")
-    hparams = (HP("units", "int", 32, min=1, max=1 << 14, doc="Hidden size H"),
-               HP("activation", "choice", "tanh", choices=("tanh", "relu"), doc="f in h_t = f(a_t)"),
-               HP("return_sequences", "bool", False, doc="Output h_t for every step (T, H) instead of the last (H,)"),
-               HP("learn_h0", "bool", False, doc="Learn the initial state h_0 (else h_0 = 0)"))
-    taps_doc = {"hidden": "(B, T, H) hidden states h_t after forward (0 at padded steps)",
-                "grad_hidden": "(B, T, H) ∂L/∂h_t after backward, through the δ recurrence (0 at padded steps)"}
+    n_gates = 1           # rows of the weights per unit (LSTM 4, GRU 3)
+    gate_names = ()       # names of the gates in the gates tap
+    states = ("h0",)      # initial states, learned with learn_h0
+    w_in = "U"            # the input weights (n_gates·H, D)
+    onnx_op = "RNN"
+    torch_class = "nn.RNN"
+    common = (HP("units", "int", 32, min=1, max=1 << 14, doc="Hidden size H"),
+              HP("return_sequences", "bool", False, doc="Output h_t for every step (T, H) instead of the last (H,)"),
+              HP("learn_h0", "bool", False, doc="Learn the initial state (else 0)"),
+              HP("bidirectional", "bool", False, doc="A second layer reads each sequence backwards over its valid "
+                 "steps; outputs [forward, backward] (2H)"))
+    taps_doc = {"hidden": "(B, T, dirs·H) hidden states h_t after forward (0 at padded steps)",
+                "grad_hidden": "(B, T, dirs·H) ∂L/∂h_t after backward, through the δ recurrence (0 at padded steps)"}
+
+    @property
+    def dirs(self):
+        return 2 if self.config["bidirectional"] else 1
+
+    @property
+    def suffixes(self):
+        return ("", "_rev")[:self.dirs]
 
     def compute_output_shape(self, in_shapes):
         (s,) = in_shapes
         self._expect_rank(s, (2,), "a sequence (steps, features)")
-        h = self.config["units"]
+        h = self.config["units"] * self.dirs
         return (s[0], h) if self.config["return_sequences"] else (h,)
 
     def params(self, in_shapes):
         d, h = in_shapes[0][-1], self.config["units"]
-        ps = {"U": Param((h, d), "glorot_uniform", decay=True),     # input weights (H, D)
-              "W": Param((h, h), "glorot_uniform", decay=True),     # recurrent weights (H, H)
-              "b": Param((h,), "zeros")}
-        if self.config["learn_h0"]:
-            ps["h0"] = Param((h,), "zeros")
+        ps = {}
+        for sfx in self.suffixes:
+            ps.update({k + sfx: v for k, v in self.direction_params(d, h).items()})
+            if self.config["learn_h0"]:
+                ps.update({k + sfx: Param((h,), "zeros") for k in self.states})
         return ps
 
     def macs(self, in_shapes):
         (t, d), h = in_shapes[0], self.config["units"]
-        return t * (h * d + h * h)
-
-    def formulas(self, in_shapes):
-        (t, d), h = in_shapes[0], self.config["units"]
-        out = fmt(self.compute_output_shape(in_shapes))
-        h0 = self.config["learn_h0"]
-        return {"shape": f"(T, D) → {'(T, H)' if self.config['return_sequences'] else '(H,)'} = {out}",
-                "params": f"H·D + H·H + H{' + H' if h0 else ''} = {h}·{d} + {h}·{h} + {h}{f' + {h}' if h0 else ''}"
-                          f" = {self.param_count(in_shapes):,}",
-                "macs": f"T·(H·D + H·H) = {t}·({h}·{d} + {h}·{h}) = {self.macs(in_shapes):,}"}
+        return self.dirs * t * self.n_gates * (h * d + h * h)
 
     def compute_mask(self, in_masks):
         return in_masks[0] if self.config["return_sequences"] else None
 
+    def _shape_line(self, in_shapes):
+        d2 = "2H" if self.dirs == 2 else "H"
+        return (f"(T, D) → {f'(T, {d2})' if self.config['return_sequences'] else f'({d2},)'} = "
+                f"{fmt(self.compute_output_shape(in_shapes))}")
+
+    # ---- compute ----
+    def project(self, xt, sfx, *biases):
+        """(T, B, n_gates·H): W_in x_t + the biases for every step as one GEMM."""
+        t, b, d = xt.shape
+        p = self.p
+        xw = xt.reshape(t * b, d) @ p[self.w_in + sfx].T                     # (T·B, D) @ (D, n·H)
+        for k in biases:
+            xw += p[k + sfx]
+        return xw.reshape(t, b, -1)
+
+    def state(self, name, sfx, dt):
+        """An initial state (H,): learned, or 0."""
+        v = self.p.get(name + sfx)
+        return np.zeros(self.config["units"], dt) if v is None else np.ascontiguousarray(v, dt)
+
+    def weight(self, name, dt):
+        return np.ascontiguousarray(self.p[name], dt)
+
     def forward(self, x, training=False):
         b, t, d = x.shape
-        h, p = self.config["units"], self.p
         m = self.in_masks[0] if self.in_masks and self.in_masks[0] is not None else np.ones((b, t), bool)
         self.mask = np.ascontiguousarray(m.T, dtype=np.bool_)                 # (T, B)
-        self.xt = np.ascontiguousarray(x.transpose(1, 0, 2))                  # (T, B, D) time-major
-        xu = self.xt.reshape(t * b, d) @ p["U"].T                             # (T·B, D) @ (D, H): U x_t, all steps
-        xu += p["b"]
-        h0 = p["h0"] if "h0" in p else np.zeros(h, x.dtype)
-        self.S = S = np.empty((t + 1, b, h), x.dtype)                         # states h_0 … h_T
-        _rnn_forward(xu.reshape(t, b, h), np.ascontiguousarray(p["W"].T), np.ascontiguousarray(h0, x.dtype),
-                     self.mask, self.act, x.dtype == np.float32, S)
-        Y = S[1:].transpose(1, 0, 2) * m[:, :, None]                           # (B, T, H), 0 at padded steps
-        self.taps["hidden"] = Y
-        if self.config["return_sequences"]:
-            return Y
         self.last = t - 1 - np.argmax(m[:, ::-1], axis=1)                    # (B,) last valid step
-        return S[self.last + 1, np.arange(b)]                                 # (B, H)
-
-    @property
-    def act(self):
-        return TANH if self.config["activation"] == "tanh" else RELU
+        xt = np.ascontiguousarray(x.transpose(1, 0, 2))                       # (T, B, D) time-major
+        self.perm = reversal(m) if self.dirs == 2 else None                   # (T, B)
+        self.runs, ys, hs, taps = [], [], [], {}
+        cols = np.arange(b)
+        for sfx in self.suffixes:
+            xk = xt if not sfx else xt[self.perm, cols]                       # (T, B, D) read backwards
+            S, cache = self.run(sfx, xk)                                      # S (T+1, B, H)
+            self.runs.append((xk, S, cache))
+            back = (lambda a: a) if not sfx else (lambda a: a[self.perm, cols])
+            ys.append(back(S[1:]))
+            hs.append(S[self.last + 1, cols])                                 # (B, H)
+            for k, v in cache.get("taps", {}).items():                        # (T, B, …, H), 0 at padded steps
+                taps.setdefault(k, []).append(back(v))
+        one = lambda vs: vs[0] if len(vs) == 1 else np.concatenate(vs, -1)
+        Y = one(ys).transpose(1, 0, 2) * m[:, :, None]                        # (B, T, dirs·H), 0 at padded steps
+        self.taps["hidden"] = Y
+        for k, vs in taps.items():
+            self.taps[k] = np.moveaxis(one(vs), 0, 1)                         # (B, T, …, dirs·H)
+        return Y if self.config["return_sequences"] else one(hs)
 
     def backward(self, dy):
-        xt, S, p = self.xt, self.S, self.p
-        t, b, d = xt.shape
-        h, dt = self.config["units"], xt.dtype
-        if self.config["return_sequences"]:
-            last, dyk = np.full(b, -1, np.int64), np.ascontiguousarray(dy.transpose(1, 0, 2), dtype=dt)   # (T, B, H)
+        t, b = self.mask.shape
+        h, dt, cols = self.config["units"], self.runs[0][0].dtype, np.arange(b)
+        seqs = self.config["return_sequences"]
+        if seqs:
+            last, dyt = np.full(b, -1, np.int64), dy.transpose(1, 0, 2)       # (T, B, dirs·H)
         else:
-            last, dyk = self.last.astype(np.int64), np.ascontiguousarray(dy, dtype=dt).reshape(1, b, h)
-        dA, G = np.empty((t, b, h), dt), np.empty((t, b, h), dt)
-        g, keep = np.empty((b, h), dt), np.empty((b, h), dt)
-        _rnn_backward(dyk, last, np.ascontiguousarray(p["W"]), S, self.mask, self.act, dA, G, g, keep)
-        self.taps["grad_hidden"] = G.transpose(1, 0, 2)                      # (B, T, H)
-        dA2 = dA.reshape(t * b, h)                                           # (T·B, H)
-        np.matmul(dA2.T, xt.reshape(t * b, d), out=self.g["U"])              # (H, T·B) @ (T·B, D)
-        np.matmul(dA2.T, S[:t].reshape(t * b, h), out=self.g["W"])           # Σ_t δ_t h_{t−1}ᵀ (H, H)
-        np.sum(dA2, axis=0, out=self.g["b"])
-        if "h0" in self.g:
-            np.sum(g, axis=0, out=self.g["h0"])
-        if not self.need_dx:
-            return (None,)
-        return ((dA2 @ p["U"]).reshape(t, b, d).transpose(1, 0, 2),)         # (T·B, H) @ (H, D) → (B, T, D)
+            last, dyt = self.last.astype(np.int64), dy.reshape(1, b, -1)      # (1, B, dirs·H)
+        dx, grads = None, []
+        for k, (sfx, (xk, S, cache)) in enumerate(zip(self.suffixes, self.runs)):
+            dk = dyt[..., k * h:(k + 1) * h]
+            if sfx and seqs:
+                dk = dk[self.perm, cols]
+            dA, D = self.run_back(sfx, xk, S, cache, np.ascontiguousarray(dk, dtype=dt), last)
+            d = xk.shape[2]
+            dA2 = dA.reshape(t * b, -1)                                       # (T·B, n·H)
+            np.matmul(dA2.T, xk.reshape(t * b, d), out=self.g[self.w_in + sfx])   # (n·H, T·B) @ (T·B, D)
+            if sfx:
+                D = D[self.perm, cols]
+            grads.append(D)
+            if self.need_dx:
+                dxk = (dA2 @ self.p[self.w_in + sfx]).reshape(t, b, d)        # (T·B, n·H) @ (n·H, D)
+                dx = dxk if dx is None else dx + (dxk[self.perm, cols] if sfx else dxk)
+        G = grads[0] if len(grads) == 1 else np.concatenate(grads, -1)
+        self.taps["grad_hidden"] = G.transpose(1, 0, 2)                      # (B, T, dirs·H)
+        return (None if dx is None else dx.transpose(1, 0, 2),)               # (B, T, D)
 
     @classmethod
     def samples(cls):
         return [({"units": 3}, [(4, 2)]),
                 ({"units": 3}, [(5, 2)], {"mask": True}),
-                ({"units": 4, "activation": "relu", "return_sequences": True, "learn_h0": True}, [(5, 3)],
-                 {"mask": True}),
-                ({"units": 2, "return_sequences": True}, [(3, 2)])]
+                ({"units": 3, "return_sequences": True, "learn_h0": True}, [(5, 3)], {"mask": True}),
+                ({"units": 2, "bidirectional": True}, [(5, 2)], {"mask": True}),
+                ({"units": 2, "bidirectional": True, "return_sequences": True, "learn_h0": True}, [(4, 3)],
+                 {"mask": True})]
+
+    # ---- exporters ----
+    def onnx_weights(self, sfx):
+        """(W [n·H, D], R [n·H, H], B [2·n·H]) of one direction in the ONNX operator's gate order."""
+        raise NotImplementedError
+
+    onnx_attrs = {}
+
+    def to_onnx(self, ctx, ins):
+        """ONNX RNN / LSTM / GRU (time-major), sequence_lens = lengths, direction bidirectional when set."""
+        n, h, dirs = self.name, self.config["units"], self.dirs
+        xt = ctx.op("Transpose", ins, f"{n}/time_major", perm=[1, 0, 2])                         # (T, B, D)
+        W, R, B = (np.stack(v) for v in zip(*(self.onnx_weights(s) for s in self.suffixes)))
+        args = [xt, ctx.const(f"{n}/W", W), ctx.const(f"{n}/R", R), ctx.const(f"{n}/B", B), ctx.lengths()]
+        if self.config["learn_h0"]:                                                              # (dirs, B, H)
+            b = ctx.op("Gather", [ctx.op("Shape", ins, f"{n}/xshape"), ctx.const(f"{n}/i0", [0], np.int64)], f"{n}/b")
+            shape = ctx.op("Concat", [ctx.const(f"{n}/dirs", [dirs], np.int64), b,
+                                      ctx.const(f"{n}/h", [h], np.int64)], f"{n}/h0shape", axis=0)
+            for s in self.states:
+                v = np.stack([self.p[s + sfx] for sfx in self.suffixes])[:, None]                 # (dirs, 1, H)
+                args.append(ctx.op("Expand", [ctx.const(f"{n}/{s}", v), shape], f"{n}/{s}b"))
+        y, yh = f"{n}/Y", f"{n}/Y_h"
+        ctx.nodes.append(ctx.h.make_node(self.onnx_op, args, [y, yh], name=f"{n}/{self.onnx_op.lower()}",
+                                         hidden_size=h, direction="bidirectional" if dirs == 2 else "forward",
+                                         **self.onnx_attrs))
+        if self.config["return_sequences"]:                                                      # Y (T, dirs, B, H)
+            ys = ctx.op("Transpose", [y], f"{n}/Yt", perm=[2, 0, 1, 3])                          # (B, T, dirs, H)
+            return ctx.op("Reshape", [ys, ctx.const(f"{n}/shape", [0, 0, dirs * h], np.int64)], n)
+        hs = ctx.op("Transpose", [yh], f"{n}/Y_ht", perm=[1, 0, 2])                              # (B, dirs, H)
+        return ctx.op("Reshape", [hs, ctx.const(f"{n}/shape", [0, dirs * h], np.int64)], n)     # (B, dirs·H)
+
+    def torch_names(self):
+        """Our parameter name (without direction suffix) -> its name under the torch module (l0 weights)."""
+        raise NotImplementedError
+
+    torch_opts = ""       # extra constructor arguments of the torch module
+
+    def to_torch(self):
+        from ..torch_export.emitters import Emitted
+        c, d = self.config, self.in_shapes[0][-1]
+        rnn = (f"{self.torch_class}({d}, {c['units']}{self.torch_opts}, batch_first=True"
+               f"{', bidirectional=True' if self.dirs == 2 else ''})")
+        opts = "".join([", return_sequences=True" if c["return_sequences"] else "",
+                        ", learn_h0=True" if c["learn_h0"] else ""])
+        names = {}
+        for sfx, tsfx in zip(self.suffixes, ("", "_reverse")):
+            for k, v in self.torch_names().items():
+                names[k + sfx] = (f"rnn.{v}_l0{tsfx}" if isinstance(v, str) else
+                                  (tuple(f"rnn.{t}_l0{tsfx}" for t in v[0]),) + tuple(v[1:]))
+            names.update({s + sfx: s + tsfx for s in self.states})
+        return Emitted(f"Recurrent({rnn}{opts})", names, helpers=("Recurrent",), sources={"Recurrent": TORCH_MODULE},
+                       call="{self}({x0}, {mask})", uses_mask=True)
+
+    def torch_reference(self, xs, p, torch):
+        """The gate equations step by step in torch (full-length sequences; masks: tests/test_lstm_gru.py)."""
+        x, h, outs, lasts = xs[0], self.config["units"], [], []
+        for sfx in self.suffixes:
+            xk = x.flip(1) if sfx else x
+            st = [(p[s + sfx] if s + sfx in p else torch.zeros(h, dtype=x.dtype)).expand(len(x), -1)
+                  for s in self.states]
+            hs = []
+            for t in range(x.shape[1]):
+                st = self.torch_step(xk[:, t], st, {k[:len(k) - len(sfx)] if sfx else k: v for k, v in p.items()
+                                                   if k.endswith(sfx)}, torch)
+                hs.append(st[0])
+            y = torch.stack(hs, 1)
+            outs.append(y.flip(1) if sfx else y)
+            lasts.append(st[0])
+        return torch.cat(outs, -1) if self.config["return_sequences"] else torch.cat(lasts, -1)
+
+
+TORCH_MODULE = '''class Recurrent(nn.Module):
+    """nn.RNN / nn.LSTM / nn.GRU (batch_first) on variable-length batches: (B, T, D) → (B, T, dirs·H), or the final
+    states (B, dirs·H): forward's at each sequence's last valid step, backward's at step 0. Padded steps (mask
+    False) change no state and output 0; h0 (and c0) are learned initial states when learn_h0."""
+
+    def __init__(self, rnn, return_sequences=False, learn_h0=False):
+        super().__init__()
+        self.rnn, self.return_sequences = rnn, return_sequences
+        H, sfx = rnn.hidden_size, ("", "_reverse")[:1 + rnn.bidirectional]
+        self.states = [n + s for n in (("h0", "c0") if isinstance(rnn, nn.LSTM) else ("h0",)) for s in sfx]
+        for n in self.states if learn_h0 else ():
+            setattr(self, n, nn.Parameter(torch.zeros(H)))
+        self.learn_h0 = learn_h0
+
+    def forward(self, x, mask=None):
+        B, T, _ = x.shape
+        state = None
+        if self.learn_h0:
+            dirs = 1 + self.rnn.bidirectional
+            v = [getattr(self, n).expand(B, -1) for n in self.states]
+            state = tuple(torch.stack(v[i:i + dirs]).contiguous() for i in range(0, len(v), dirs))  # (dirs, B, H)
+            state = state if len(state) > 1 else state[0]
+        if mask is not None:
+            lengths = mask.sum(1).cpu()
+            x = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        y, h = self.rnn(x, state)
+        if mask is not None:
+            y = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=T)[0]   # (B, T, dirs·H)
+        if self.return_sequences:
+            return y
+        h = h[0] if isinstance(h, tuple) else h                                        # (dirs, B, H)
+        return h.transpose(0, 1).reshape(B, -1)                                        # (B, dirs·H)
+'''
+
+
+def _split_bias(b):
+    return b, np.zeros_like(b)
+
+
+@register
+class RNN(Recurrent):
+    doc = ("Recurrent layer a_t = W h_{t−1} + U x_t + b, h_t = f(a_t): (T, D) → (T, H) with return_sequences, "
+           "else (H,) = the state at each sequence's last valid step; padded steps keep the state")
+    hparams = Recurrent.common[:1] + (HP("activation", "choice", "tanh", choices=("tanh", "relu"),
+                                         doc="f in h_t = f(a_t)"),) + Recurrent.common[1:]
+
+    def direction_params(self, d, h):
+        return {"U": Param((h, d), "glorot_uniform", decay=True),     # input weights (H, D)
+                "W": Param((h, h), "glorot_uniform", decay=True),     # recurrent weights (H, H)
+                "b": Param((h,), "zeros")}
+
+    def formulas(self, in_shapes):
+        (t, d), h = in_shapes[0], self.config["units"]
+        h0, k = self.config["learn_h0"], self.dirs
+        two, tw = ("2·(", ")") if k == 2 else ("", "")
+        return {"shape": self._shape_line(in_shapes),
+                "params": f"{two}H·D + H·H + H{' + H' if h0 else ''}{tw} = {two}{h}·{d} + {h}·{h} + {h}"
+                          f"{f' + {h}' if h0 else ''}{tw} = {self.param_count(in_shapes):,}",
+                "macs": f"{'2·' if k == 2 else ''}T·(H·D + H·H) = {'2·' if k == 2 else ''}{t}·({h}·{d} + {h}·{h})"
+                        f" = {self.macs(in_shapes):,}"}
+
+    @property
+    def act(self):
+        return TANH if self.config["activation"] == "tanh" else RELU
+
+    def run(self, sfx, xt):
+        t, b, _ = xt.shape
+        dt = xt.dtype
+        S = np.empty((t + 1, b, self.config["units"]), dt)                   # states h_0 … h_T
+        _rnn_forward(self.project(xt, sfx, "b"), np.ascontiguousarray(self.p["W" + sfx].T, dt),
+                     self.state("h0", sfx, dt), self.mask, self.act, dt == np.float32, S)
+        return S, {}
+
+    def run_back(self, sfx, xt, S, cache, dy, last):
+        t, b, _ = xt.shape
+        h, dt = self.config["units"], xt.dtype
+        dA, D = np.empty((t, b, h), dt), np.empty((t, b, h), dt)
+        g, keep = np.empty((b, h), dt), np.empty((b, h), dt)
+        _rnn_backward(dy, last, self.weight("W" + sfx, dt), S, self.mask, self.act, dA, D, g, keep)
+        dA2 = dA.reshape(t * b, h)                                           # (T·B, H)
+        np.matmul(dA2.T, S[:t].reshape(t * b, h), out=self.g["W" + sfx])     # Σ_t δ_t h_{t−1}ᵀ (H, H)
+        np.sum(dA2, axis=0, out=self.g["b" + sfx])
+        if "h0" + sfx in self.g:
+            np.sum(g, axis=0, out=self.g["h0" + sfx])
+        return dA, D
+
+    def torch_step(self, x, st, p, torch):
+        f = torch.tanh if self.config["activation"] == "tanh" else torch.relu
+        return [f(x @ p["U"].T + st[0] @ p["W"].T + p["b"])]
+
+    # ---- exporters ----
+    @property
+    def onnx_attrs(self):
+        return {"activations": ["Tanh" if self.config["activation"] == "tanh" else "Relu"] * self.dirs}
+
+    def onnx_weights(self, sfx):
+        p = self.p
+        return p["U" + sfx], p["W" + sfx], np.concatenate([p["b" + sfx], np.zeros_like(p["b" + sfx])])
+
+    @property
+    def torch_opts(self):
+        return f", nonlinearity={self.config['activation']!r}" if self.config["activation"] != "tanh" else ""
+
+    def torch_names(self):
+        return {"U": "weight_ih", "W": "weight_hh", "b": (("bias_ih", "bias_hh"), _split_bias, lambda bi, bh: bi + bh)}
+
+    @classmethod
+    def samples(cls):
+        return Recurrent.samples() + [({"units": 4, "activation": "relu", "return_sequences": True, "learn_h0": True},
+                                       [(5, 3)], {"mask": True})]

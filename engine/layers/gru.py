@@ -1,0 +1,148 @@
+"""GRU with PyTorch's gate equations and weight layout (weight_ih (3H, D), gates r, z, n; b_hn inside the reset):
+r, z = σ(W_i· x_t + b_i· + W_h· h_{t−1} + b_h·), n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t−1} + b_hn)),
+h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}."""
+import numpy as np
+from numba import njit
+
+from ..blas import gemm
+from .base import Param, register
+from .recurrent import Recurrent, sigmoid_, tanh_
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _gru_forward(xw, W, bh, h0, mask, fast, S, G, HN, A):
+    """The whole time loop, time-major. xw (T, B, 3H) = W_ih x_t + b_ih, W = W_hh (3H, H), bh = b_hh (3H,), h0 (H,),
+    mask (T, B); fast: float32 tanh. S (T+1, B, H) ← h_t (h_0 first; a padded step keeps it); G (T, B, 3H) ← r, z, n
+    and HN (T, B, H) ← W_hn h_{t−1} + b_hn (0 at padded steps); A (B, 3H) scratch."""
+    t, b, h3 = xw.shape
+    h = h3 // 3
+    for i in range(b):
+        for k in range(h):
+            S[0, i, k] = h0[k]
+    for s in range(t):
+        gemm(S[s], W, A, tb=True)                                   # (B, H) @ (H, 3H): W_hh h_{t−1}
+        for i in range(b):
+            g, hn, xi, ai, hp, y = G[s, i], HN[s, i], xw[s, i], A[i], S[s, i], S[s + 1, i]
+            if not mask[s, i]:
+                for k in range(h):
+                    y[k] = hp[k]
+                    hn[k] = 0
+                for k in range(h3):
+                    g[k] = 0
+                continue
+            for k in range(h):
+                r = sigmoid_(xi[k] + ai[k] + bh[k], fast)
+                z = sigmoid_(xi[h + k] + ai[h + k] + bh[h + k], fast)
+                v = ai[2 * h + k] + bh[2 * h + k]
+                n = tanh_(xi[2 * h + k] + r * v, fast)
+                y[k] = (1 - z) * n + z * hp[k]
+                g[k], g[h + k], g[2 * h + k], hn[k] = r, z, n, v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _gru_backward(dy, last, W, S, G, HN, mask, dAi, dAh, D, gh, keep):
+    """From t = T−1 down to 0: ∂L/∂h_t (D) back through the gates, time-major.
+
+    dy (T, B, H) upstream gradient of the outputs, or (1, B, H) for the state at step last[i] (last[i] < 0: every
+    step is an output); dAi, dAh (T, B, 3H) ← ∂L/∂ of the input-side and hidden-side pre-activations (they differ
+    in the n block by the factor r; 0 at padded steps); D (T, B, H) ← ∂L/∂h_t in total; gh (B, H) ← the gradient
+    reaching h_0; keep (B, H) scratch."""
+    t, b, h = D.shape
+    gh[...] = 0
+    for s in range(t - 1, -1, -1):
+        for i in range(b):
+            di, dh_, ds, g, hn, hp = dAi[s, i], dAh[s, i], D[s, i], G[s, i], HN[s, i], S[s, i]
+            if not mask[s, i]:                                      # identity step: gradient passes through
+                di[...] = 0
+                dh_[...] = 0
+                ds[...] = 0
+                keep[i] = gh[i]
+                continue
+            for k in range(h):
+                up = dy[s, i, k] if last[i] < 0 else (dy[0, i, k] if last[i] == s else 0)
+                d = gh[i, k] + up
+                ds[k] = d
+                r, z, n = g[k], g[h + k], g[2 * h + k]
+                dn = d * (1 - z) * (1 - n * n)
+                dr = dn * hn[k] * r * (1 - r)
+                dz = d * (hp[k] - n) * z * (1 - z)
+                di[k], di[h + k], di[2 * h + k] = dr, dz, dn
+                dh_[k], dh_[h + k], dh_[2 * h + k] = dr, dz, dn * r
+                keep[i, k] = d * z                                  # the direct path h_{t−1} → z ⊙ h_{t−1}
+        gemm(dAh[s], W, gh)                                         # (B, 3H) @ (3H, H): W_hhᵀ δ_t per row
+        for i in range(b):
+            if mask[s, i]:
+                for k in range(h):
+                    gh[i, k] += keep[i, k]
+            else:
+                gh[i] = keep[i]
+
+
+@register
+class GRU(Recurrent):
+    doc = ("Gated recurrent unit (PyTorch's equations and weights): r, z = σ(·), n = tanh(W_in x_t + b_in + "
+           "r⊙(W_hn h_{t−1} + b_hn)), h_t = (1−z)⊙n + z⊙h_{t−1}; (T, D) → (T, H) or (H,) at each sequence's last "
+           "valid step; padded steps keep the state")
+    hparams = Recurrent.common
+    n_gates = 3
+    gate_names = ("reset r", "update z", "candidate n")
+    w_in = "W_ih"
+    onnx_op = "GRU"
+    onnx_attrs = {"linear_before_reset": 1}                          # r ⊙ (W_hn h + b_hn), as PyTorch
+    torch_class = "nn.GRU"
+    taps_doc = {**Recurrent.taps_doc, "gates": "(B, T, 3, dirs·H) gate activations r, z, n per step (0 at padded steps)"}
+
+    def direction_params(self, d, h):
+        return {"W_ih": Param((3 * h, d), "glorot_uniform", decay=True),   # input weights, gates r, z, n
+                "W_hh": Param((3 * h, h), "glorot_uniform", decay=True),   # recurrent weights (3H, H)
+                "b_ih": Param((3 * h,), "zeros"), "b_hh": Param((3 * h,), "zeros")}
+
+    def formulas(self, in_shapes):
+        (t, d), h = in_shapes[0], self.config["units"]
+        k, h0 = self.dirs, self.config["learn_h0"]
+        two = "2·" if k == 2 else ""
+        return {"shape": self._shape_line(in_shapes),
+                "params": f"{two}(3·(H·(D+H) + 2H){' + H' if h0 else ''}) = {two}(3·({h}·({d}+{h}) + 2·{h})"
+                          f"{f' + {h}' if h0 else ''}) = {self.param_count(in_shapes):,}",
+                "macs": f"{two}T·3·H·(D+H) = {two}{t}·3·{h}·({d}+{h}) = {self.macs(in_shapes):,}"}
+
+    def run(self, sfx, xt):
+        t, b, _ = xt.shape
+        h, dt = self.config["units"], xt.dtype
+        S, G, HN = np.empty((t + 1, b, h), dt), np.empty((t, b, 3 * h), dt), np.empty((t, b, h), dt)
+        _gru_forward(self.project(xt, sfx, "b_ih"), self.weight("W_hh" + sfx, dt), self.weight("b_hh" + sfx, dt),
+                     self.state("h0", sfx, dt), self.mask, dt == np.float32, S, G, HN, np.empty((b, 3 * h), dt))
+        return S, {"G": G, "HN": HN, "taps": {"gates": G.reshape(t, b, 3, h)}}
+
+    def run_back(self, sfx, xt, S, cache, dy, last):
+        t, b, _ = xt.shape
+        h, dt = self.config["units"], xt.dtype
+        dAi, dAh, D = np.empty((t, b, 3 * h), dt), np.empty((t, b, 3 * h), dt), np.empty((t, b, h), dt)
+        gh, keep = np.empty((b, h), dt), np.empty((b, h), dt)
+        _gru_backward(dy, last, self.weight("W_hh" + sfx, dt), S, cache["G"], cache["HN"], self.mask,
+                      dAi, dAh, D, gh, keep)
+        dAh2 = dAh.reshape(t * b, 3 * h)                                     # (T·B, 3H)
+        np.matmul(dAh2.T, S[:t].reshape(t * b, h), out=self.g["W_hh" + sfx])  # (3H, T·B) @ (T·B, H)
+        np.sum(dAh2, axis=0, out=self.g["b_hh" + sfx])
+        np.sum(dAi.reshape(t * b, 3 * h), axis=0, out=self.g["b_ih" + sfx])
+        if "h0" + sfx in self.g:
+            np.sum(gh, axis=0, out=self.g["h0" + sfx])
+        return dAi, D
+
+    def torch_step(self, x, st, p, torch):
+        ri, zi, ni = (x @ p["W_ih"].T + p["b_ih"]).chunk(3, -1)
+        rh, zh, nh = (st[0] @ p["W_hh"].T + p["b_hh"]).chunk(3, -1)
+        r, z = torch.sigmoid(ri + rh), torch.sigmoid(zi + zh)
+        n = torch.tanh(ni + r * nh)
+        return [(1 - z) * n + z * st[0]]
+
+    # ---- exporters: ONNX orders the gates z, r, h ----
+    def onnx_weights(self, sfx):
+        h = self.config["units"]
+        order = np.concatenate([np.arange(h) + j * h for j in (1, 0, 2)])
+        p = self.p
+        return (p["W_ih" + sfx][order], p["W_hh" + sfx][order],
+                np.concatenate([p["b_ih" + sfx][order], p["b_hh" + sfx][order]]))
+
+    def torch_names(self):
+        return {"W_ih": "weight_ih", "W_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}

@@ -1,0 +1,150 @@
+"""LSTM with PyTorch's gate equations and weight layout (weight_ih (4H, D), gates i, f, g, o; two bias vectors):
+i, f, o = σ(W_i· x_t + b_i· + W_h· h_{t−1} + b_h·), g = tanh(…), c_t = f ⊙ c_{t−1} + i ⊙ g, h_t = o ⊙ tanh(c_t)."""
+import numpy as np
+from numba import njit
+
+from ..blas import gemm
+from .base import Param, register
+from .recurrent import Recurrent, sigmoid_, tanh_
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lstm_forward(xw, W, h0, c0, mask, fast, S, C, G):
+    """The whole time loop, time-major. xw (T, B, 4H) = W_ih x_t + b_ih + b_hh, W = W_hh (4H, H), h0, c0 (H,),
+    mask (T, B); fast: float32 tanh. S, C (T+1, B, H) ← h_t, c_t (h_0, c_0 first; a padded step keeps both);
+    G (T, B, 4H) ← the gates i, f, g, o (0 at padded steps)."""
+    t, b, h4 = xw.shape
+    h = h4 // 4
+    for i in range(b):
+        for k in range(h):
+            S[0, i, k] = h0[k]
+            C[0, i, k] = c0[k]
+    for s in range(t):
+        a = G[s]
+        gemm(S[s], W, a, tb=True)                                   # (B, H) @ (H, 4H): W_hh h_{t−1}
+        for i in range(b):
+            ai, xi, hn, cn, cp = a[i], xw[s, i], S[s + 1, i], C[s + 1, i], C[s, i]
+            if not mask[s, i]:
+                for k in range(h):
+                    hn[k] = S[s, i, k]
+                    cn[k] = cp[k]
+                for k in range(h4):
+                    ai[k] = 0
+                continue
+            for k in range(h):
+                ig = sigmoid_(ai[k] + xi[k], fast)
+                fg = sigmoid_(ai[h + k] + xi[h + k], fast)
+                gg = tanh_(ai[2 * h + k] + xi[2 * h + k], fast)
+                og = sigmoid_(ai[3 * h + k] + xi[3 * h + k], fast)
+                c = fg * cp[k] + ig * gg
+                cn[k] = c
+                hn[k] = og * tanh_(c, fast)
+                ai[k], ai[h + k], ai[2 * h + k], ai[3 * h + k] = ig, fg, gg, og
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lstm_backward(dy, last, W, C, G, mask, fast, dA, D, gh, gc, keep):
+    """From t = T−1 down to 0: ∂L/∂h_t (D) and ∂L/∂c_t back through the gates, time-major.
+
+    dy (T, B, H) upstream gradient of the outputs, or (1, B, H) for the state at step last[i] (last[i] < 0: every
+    step is an output); dA (T, B, 4H) ← ∂L/∂ of the gates' pre-activations (0 at padded steps); D (T, B, H) ←
+    ∂L/∂h_t in total (0 at padded steps); gh, gc (B, H) ← the gradient reaching h_0, c_0; keep (B, H) scratch."""
+    t, b, h = D.shape
+    gh[...] = 0
+    gc[...] = 0
+    for s in range(t - 1, -1, -1):
+        for i in range(b):
+            d, ds, g, cn, cp = dA[s, i], D[s, i], G[s, i], C[s + 1, i], C[s, i]
+            if not mask[s, i]:                                      # identity step: gradients pass through
+                d[...] = 0
+                ds[...] = 0
+                keep[i] = gh[i]
+                continue
+            for k in range(h):
+                up = dy[s, i, k] if last[i] < 0 else (dy[0, i, k] if last[i] == s else 0)
+                ds[k] = gh[i, k] + up
+                ig, fg, gg, og = g[k], g[h + k], g[2 * h + k], g[3 * h + k]
+                tc = tanh_(cn[k], fast)
+                dc = gc[i, k] + ds[k] * og * (1 - tc * tc)
+                d[k] = dc * gg * ig * (1 - ig)
+                d[h + k] = dc * cp[k] * fg * (1 - fg)
+                d[2 * h + k] = dc * ig * (1 - gg * gg)
+                d[3 * h + k] = ds[k] * tc * og * (1 - og)
+                gc[i, k] = dc * fg
+        gemm(dA[s], W, gh)                                          # (B, 4H) @ (4H, H): W_hhᵀ δ_t per row
+        for i in range(b):
+            if not mask[s, i]:
+                gh[i] = keep[i]
+
+
+@register
+class LSTM(Recurrent):
+    doc = ("Long short-term memory (PyTorch's equations and weights): i, f, o = σ(·), g = tanh(W_ig x_t + b_ig + "
+           "W_hg h_{t−1} + b_hg), c_t = f⊙c_{t−1} + i⊙g, h_t = o⊙tanh(c_t); (T, D) → (T, H) or (H,) at each "
+           "sequence's last valid step; padded steps keep h and c")
+    hparams = Recurrent.common
+    n_gates = 4
+    gate_names = ("input i", "forget f", "cell g", "output o")
+    states = ("h0", "c0")
+    w_in = "W_ih"
+    onnx_op = "LSTM"
+    torch_class = "nn.LSTM"
+    taps_doc = {**Recurrent.taps_doc,
+                "gates": "(B, T, 4, dirs·H) gate activations i, f, g, o per step (0 at padded steps)",
+                "cell": "(B, T, dirs·H) cell states c_t (0 at padded steps)"}
+
+    def direction_params(self, d, h):
+        return {"W_ih": Param((4 * h, d), "glorot_uniform", decay=True),   # input weights, gates i, f, g, o
+                "W_hh": Param((4 * h, h), "glorot_uniform", decay=True),   # recurrent weights (4H, H)
+                "b_ih": Param((4 * h,), "zeros"), "b_hh": Param((4 * h,), "zeros")}
+
+    def formulas(self, in_shapes):
+        (t, d), h = in_shapes[0], self.config["units"]
+        k, h0 = self.dirs, self.config["learn_h0"]
+        two = "2·" if k == 2 else ""
+        return {"shape": self._shape_line(in_shapes),
+                "params": f"{two}(4·(H·(D+H) + 2H){' + 2H' if h0 else ''}) = {two}(4·({h}·({d}+{h}) + 2·{h})"
+                          f"{f' + 2·{h}' if h0 else ''}) = {self.param_count(in_shapes):,}",
+                "macs": f"{two}T·4·H·(D+H) = {two}{t}·4·{h}·({d}+{h}) = {self.macs(in_shapes):,}"}
+
+    def run(self, sfx, xt):
+        t, b, _ = xt.shape
+        h, dt = self.config["units"], xt.dtype
+        S, C, G = np.empty((t + 1, b, h), dt), np.empty((t + 1, b, h), dt), np.empty((t, b, 4 * h), dt)
+        _lstm_forward(self.project(xt, sfx, "b_ih", "b_hh"), self.weight("W_hh" + sfx, dt),
+                      self.state("h0", sfx, dt), self.state("c0", sfx, dt), self.mask, dt == np.float32, S, C, G)
+        cell = C[1:] * self.mask[:, :, None]                                 # (T, B, H), 0 at padded steps
+        return S, {"C": C, "G": G, "taps": {"gates": G.reshape(t, b, 4, h), "cell": cell}}
+
+    def run_back(self, sfx, xt, S, cache, dy, last):
+        t, b, _ = xt.shape
+        h, dt = self.config["units"], xt.dtype
+        dA, D = np.empty((t, b, 4 * h), dt), np.empty((t, b, h), dt)
+        gh, gc, keep = np.empty((b, h), dt), np.empty((b, h), dt), np.empty((b, h), dt)
+        _lstm_backward(dy, last, self.weight("W_hh" + sfx, dt), cache["C"], cache["G"], self.mask,
+                       dt == np.float32, dA, D, gh, gc, keep)
+        dA2 = dA.reshape(t * b, 4 * h)                                       # (T·B, 4H)
+        np.matmul(dA2.T, S[:t].reshape(t * b, h), out=self.g["W_hh" + sfx])  # Σ_t δ_t h_{t−1}ᵀ (4H, H)
+        np.sum(dA2, axis=0, out=self.g["b_ih" + sfx])
+        self.g["b_hh" + sfx][...] = self.g["b_ih" + sfx]
+        if "h0" + sfx in self.g:
+            np.sum(gh, axis=0, out=self.g["h0" + sfx])
+            np.sum(gc, axis=0, out=self.g["c0" + sfx])
+        return dA, D
+
+    def torch_step(self, x, st, p, torch):
+        a = x @ p["W_ih"].T + p["b_ih"] + st[0] @ p["W_hh"].T + p["b_hh"]
+        i, f, g, o = a.chunk(4, -1)
+        c = torch.sigmoid(f) * st[1] + torch.sigmoid(i) * torch.tanh(g)
+        return [torch.sigmoid(o) * torch.tanh(c), c]
+
+    # ---- exporters: ONNX orders the gates i, o, f, c ----
+    def onnx_weights(self, sfx):
+        h = self.config["units"]
+        order = np.concatenate([np.arange(h) + j * h for j in (0, 3, 1, 2)])
+        p = self.p
+        return (p["W_ih" + sfx][order], p["W_hh" + sfx][order],
+                np.concatenate([p["b_ih" + sfx][order], p["b_hh" + sfx][order]]))
+
+    def torch_names(self):
+        return {"W_ih": "weight_ih", "W_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}
