@@ -63,7 +63,7 @@ class Builder:
 def exporter(layer):
     """fn(ctx, layer, ins) exporting this layer: the layer's own to_onnx, else the one registered here; None."""
     if layer.to_onnx is not None:
-        return type(layer).to_onnx
+        return lambda ctx, lay, ins: type(lay).to_onnx(lay, ctx, ins)     # declared as to_onnx(self, ctx, ins)
     return EXPORTERS.get(layer.type)
 
 
