@@ -99,11 +99,10 @@ class GRU(Recurrent):
 
     def formulas(self, in_shapes):
         (t, d), h = in_shapes[0], self.config["units"]
-        k, h0 = self.dirs, self.config["learn_h0"]
-        two = "2·" if k == 2 else ""
+        two = "2·" if self.dirs == 2 else ""
         return {"shape": self._shape_line(in_shapes),
-                "params": f"{two}(3·(H·(D+H) + 2H){' + H' if h0 else ''}) = {two}(3·({h}·({d}+{h}) + 2·{h})"
-                          f"{f' + {h}' if h0 else ''}) = {self.param_count(in_shapes):,}",
+                "params": self._params_line(in_shapes, "3·(H·(D+H) + 2H)", f"3·({h}·({d}+{h}) + 2·{h})", "H",
+                                            f"{h}"),
                 "macs": f"{two}T·3·H·(D+H) = {two}{t}·3·{h}·({d}+{h}) = {self.macs(in_shapes):,}"}
 
     def run(self, sfx, xt):

@@ -100,11 +100,10 @@ class LSTM(Recurrent):
 
     def formulas(self, in_shapes):
         (t, d), h = in_shapes[0], self.config["units"]
-        k, h0 = self.dirs, self.config["learn_h0"]
-        two = "2·" if k == 2 else ""
+        two = "2·" if self.dirs == 2 else ""
         return {"shape": self._shape_line(in_shapes),
-                "params": f"{two}(4·(H·(D+H) + 2H){' + 2H' if h0 else ''}) = {two}(4·({h}·({d}+{h}) + 2·{h})"
-                          f"{f' + 2·{h}' if h0 else ''}) = {self.param_count(in_shapes):,}",
+                "params": self._params_line(in_shapes, "4·(H·(D+H) + 2H)", f"4·({h}·({d}+{h}) + 2·{h})", "2H",
+                                            f"2·{h}"),
                 "macs": f"{two}T·4·H·(D+H) = {two}{t}·4·{h}·({d}+{h}) = {self.macs(in_shapes):,}"}
 
     def run(self, sfx, xt):

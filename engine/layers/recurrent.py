@@ -179,6 +179,14 @@ class Recurrent(Layer):
     def compute_mask(self, in_masks):
         return in_masks[0] if self.config["return_sequences"] else None
 
+    def _params_line(self, in_shapes, sym, num, state_sym, state_num):
+        """"2·(core + states) = 2·(numbers) = count": per direction, the core formula and the learned initial states."""
+        if self.config["learn_h0"]:
+            sym, num = f"{sym} + {state_sym}", f"{num} + {state_num}"
+        if self.dirs == 2:
+            sym, num = f"2·({sym})", f"2·({num})"
+        return f"{sym} = {num} = {self.param_count(in_shapes):,}"
+
     def _shape_line(self, in_shapes):
         d2 = "2H" if self.dirs == 2 else "H"
         return (f"(T, D) → {f'(T, {d2})' if self.config['return_sequences'] else f'({d2},)'} = "
@@ -386,13 +394,10 @@ class RNN(Recurrent):
 
     def formulas(self, in_shapes):
         (t, d), h = in_shapes[0], self.config["units"]
-        h0, k = self.config["learn_h0"], self.dirs
-        two, tw = ("2·(", ")") if k == 2 else ("", "")
+        two = "2·" if self.dirs == 2 else ""
         return {"shape": self._shape_line(in_shapes),
-                "params": f"{two}H·D + H·H + H{' + H' if h0 else ''}{tw} = {two}{h}·{d} + {h}·{h} + {h}"
-                          f"{f' + {h}' if h0 else ''}{tw} = {self.param_count(in_shapes):,}",
-                "macs": f"{'2·' if k == 2 else ''}T·(H·D + H·H) = {'2·' if k == 2 else ''}{t}·({h}·{d} + {h}·{h})"
-                        f" = {self.macs(in_shapes):,}"}
+                "params": self._params_line(in_shapes, "H·D + H·H + H", f"{h}·{d} + {h}·{h} + {h}", "H", f"{h}"),
+                "macs": f"{two}T·(H·D + H·H) = {two}{t}·({h}·{d} + {h}·{h}) = {self.macs(in_shapes):,}"}
 
     @property
     def act(self):
