@@ -160,3 +160,70 @@ def test_make_probe_carries_lengths_and_vocab():
     assert p.vocab == ds.vocab
     rows = p.x[:, 0].astype(int)
     assert np.array_equal(p.lengths, ds.lengths[rows])
+
+
+# ---- every recurrent layer type, keyed on the taps it declares ----
+def gated_model(kind, bi=False):
+    g = Graph()
+    g.chain(("input", "Input", {"shape": [7, 2]}), ("rec", kind, {"units": 3, "bidirectional": bi}),
+            ("out", "Dense", {"units": 1}))
+    return Model(g, seed=0)
+
+
+def seq_probe(n=10, t=7, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, t, 2)).astype(np.float32)
+    y = rng.normal(size=(n, 1)).astype(np.float32)
+    p = Probe("regression", [], x, y, x, y)
+    p.lengths = rng.integers(1, t + 1, n)
+    p.lengths[0] = t
+    return p
+
+
+def test_sequence_views_follow_the_declared_taps():
+    from engine.layers import REGISTRY
+    from gui.training.views import GateView
+    assert {"RNN", "LSTM", "GRU"} <= set(HiddenView.needs) and {"RNN", "LSTM", "GRU"} <= set(GradFlowView.needs)
+    assert set(GateView.needs) == {t for t, c in REGISTRY.items() if "gates" in c.taps_doc} >= {"LSTM", "GRU"}
+    assert "RNN" not in GateView.needs and GateView in VIEWS
+    for kind in ("LSTM", "GRU"):
+        ctx = {"types": {"input": "Input", "r": kind}}
+        assert HiddenView.applies(None, ctx) and GradFlowView.applies(None, ctx) and GateView.applies(None, ctx)
+    assert not GateView.applies(None, {"types": {"input": "Input", "r": "RNN"}})
+
+
+@pytest.mark.parametrize("kind,gates", [("LSTM", 4), ("GRU", 3)])
+def test_gate_view_means_over_valid_steps_and_draws_one_curve_per_gate(qtbot, kind, gates):
+    from gui.training.views import GateView
+    m, probe = gated_model(kind, bi=True), seq_probe()
+    p = GateView.compute(m, probe, {})
+    assert p["layer"] == "rec" and p["gates"] == list(m.layers["rec"].gate_names) and p["mean"].shape == (gates, 7)
+    m.forward(probe.x, mask=np.arange(7)[None, :] < probe.lengths[:, None])
+    g = m.layers["rec"].taps["gates"]                                  # (n, T, gates, 2H)
+    for t in (0, 3, 6):
+        rows = probe.lengths > t
+        np.testing.assert_allclose(p["mean"][:, t], g[rows, t].mean(axis=(0, 2)), rtol=1e-5)
+        assert p["count"][t] == rows.sum()
+    v = GateView()
+    qtbot.addWidget(v)
+    v.begin({"layers": ["input", "rec", "out"], "types": {"input": "Input", "rec": kind, "out": "Dense"}})
+    assert v.options["gates_layer"] == "rec"
+    v.snapshot(0, p)
+    v.refresh()
+    assert len(v.curves) == gates and [c.name() for c in v.curves] == p["gates"]
+    x, y = v.curves[1].getData()
+    assert np.array_equal(x, np.arange(1, 8)) and np.allclose(y, p["mean"][1])
+    assert kind in v.note.text()
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_hidden_and_gradflow_views_compute_for_gated_layers(kind):
+    from engine.losses import get
+    m, probe = gated_model(kind), seq_probe()
+    h = HiddenView.compute(m, probe, {"hidden_sample": 1})
+    n = int(probe.lengths[1])
+    assert h["layer"] == "rec" and h["h"].shape == (n, 3) and h["formula"].startswith("h_t = ")
+    loss = get("mse")
+    probe.loss_grad, probe.logits = (lambda out, y, mask: loss(out, y, False, mask)), False
+    f = GradFlowView.compute(m, probe, {})
+    assert f["layer"] == "rec" and f["norms"].shape == (7,) and np.all(np.isfinite(f["norms"]))

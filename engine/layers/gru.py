@@ -84,6 +84,7 @@ class GRU(Recurrent):
            "r⊙(W_hn h_{t−1} + b_hn)), h_t = (1−z)⊙n + z⊙h_{t−1}; (T, D) → (T, H) or (H,) at each sequence's last "
            "valid step; padded steps keep the state")
     hparams = Recurrent.common
+    state_formula = "h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_(t−1)"
     n_gates = 3
     gate_names = ("reset r", "update z", "candidate n")
     w_in = "W_ih"

@@ -83,6 +83,7 @@ class LSTM(Recurrent):
            "W_hg h_{t−1} + b_hg), c_t = f⊙c_{t−1} + i⊙g, h_t = o⊙tanh(c_t); (T, D) → (T, H) or (H,) at each "
            "sequence's last valid step; padded steps keep h and c")
     hparams = Recurrent.common
+    state_formula = "h_t = o_t ⊙ tanh(c_t), c_t = f_t ⊙ c_(t−1) + i_t ⊙ g_t"
     n_gates = 4
     gate_names = ("input i", "forget f", "cell g", "output o")
     states = ("h0", "c0")

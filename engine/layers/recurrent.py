@@ -141,6 +141,7 @@ class Recurrent(Layer):
     w_in = "U"            # the input weights (n_gates·H, D)
     onnx_op = "RNN"
     torch_class = "nn.RNN"
+    state_formula = "h_t"  # how h_t is computed, for the hidden-state view ({f}: the activation)
     common = (HP("units", "int", 32, min=1, max=1 << 14, doc="Hidden size H"),
               HP("return_sequences", "bool", False, doc="Output h_t for every step (T, H) instead of the last (H,)"),
               HP("learn_h0", "bool", False, doc="Learn the initial state (else 0)"),
@@ -384,6 +385,7 @@ def _split_bias(b):
 class RNN(Recurrent):
     doc = ("Recurrent layer a_t = W h_{t−1} + U x_t + b, h_t = f(a_t): (T, D) → (T, H) with return_sequences, "
            "else (H,) = the state at each sequence's last valid step; padded steps keep the state")
+    state_formula = "h_t = {f}(W·h_(t−1) + U·x_t + b)"
     hparams = Recurrent.common[:1] + (HP("activation", "choice", "tanh", choices=("tanh", "relu"),
                                          doc="f in h_t = f(a_t)"),) + Recurrent.common[1:]
 
