@@ -87,6 +87,36 @@ def test_matches_torch_with_packed_variable_lengths(type, config):
 
 
 @pytest.mark.parametrize("type", ["LSTM", "GRU", "RNN"])
+def test_batch_chunks_on_two_threads_match_torch_and_one_thread(type):
+    """A batch of 40 runs as independent slices on the granted threads; one thread and two give the same bits."""
+    torch = pytest.importorskip("torch")
+    from engine.parallel import use
+    rng = np.random.default_rng(8)
+    cfg = {"units": 3, "return_sequences": True, "bidirectional": True, "learn_h0": True}
+    lengths = rng.integers(1, 7, 40)
+    x, u = rng.normal(0, 1, (40, 6, 2)), rng.normal(0, 1, (40, 6, 6))
+    out = []
+    for n in (1, 2):
+        layer = build(type, cfg, [(6, 2)])
+        assert len(layer.parts(40)) > 1
+        layer.in_masks = [lengths_mask(lengths, 6)]
+        with use(n):
+            y = layer.forward(x, training=True)
+            (dx,) = layer.backward(u)
+        out.append((y, dx, {k: v.copy() for k, v in layer.g.items()}))
+    assert all(np.array_equal(a, b) for a, b in zip(out[0][:2], out[1][:2]))
+    assert all(np.array_equal(out[0][2][k], out[1][2][k]) for k in out[0][2])
+    ty, net, names, states, tx = run_torch(layer, x, lengths, torch)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    (ty * torch.tensor(u)).sum().backward()
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for ours, theirs in names.items():
+        np.testing.assert_allclose(layer.g[ours + "_rev"], getattr(net, f"{theirs}_l0_reverse").grad.numpy(),
+                                   rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.g["h0"], states["h0"].grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("type", ["LSTM", "GRU", "RNN"])
 @pytest.mark.parametrize("bi", [False, True])
 def test_padded_steps_change_nothing(type, bi):
     """Values at padded steps reach no output, state or gradient; the same sequence alone gives the same result."""

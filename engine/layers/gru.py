@@ -6,37 +6,38 @@ from numba import njit
 
 from ..blas import gemm
 from .base import Param, register
-from .recurrent import Recurrent, sigmoid_, tanh_
+from .recurrent import Recurrent, sigmoid_span, tanh_span
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _gru_forward(xw, W, bh, h0, mask, fast, S, G, HN, A):
-    """The whole time loop, time-major. xw (T, B, 3H) = W_ih x_t + b_ih, W = W_hh (3H, H), bh = b_hh (3H,), h0 (H,),
+def _gru_forward(xw, WT, bh, h0, mask, fast, S, G, HN, A):
+    """The whole time loop, time-major. xw (T, B, 3H) = W_ih x_t + b_ih, WT = W_hhᵀ (H, 3H), bh = b_hh (3H,), h0 (H,),
     mask (T, B); fast: float32 tanh. S (T+1, B, H) ← h_t (h_0 first; a padded step keeps it); G (T, B, 3H) ← r, z, n
     and HN (T, B, H) ← W_hn h_{t−1} + b_hn (0 at padded steps); A (B, 3H) scratch."""
     t, b, h3 = xw.shape
     h = h3 // 3
     for i in range(b):
-        for k in range(h):
-            S[0, i, k] = h0[k]
+        S[0, i] = h0
     for s in range(t):
-        gemm(S[s], W, A, tb=True)                                   # (B, H) @ (H, 3H): W_hh h_{t−1}
+        gemm(S[s], WT, A)                                           # (B, H) @ (H, 3H): W_hh h_{t−1}
         for i in range(b):
             g, hn, xi, ai, hp, y = G[s, i], HN[s, i], xw[s, i], A[i], S[s, i], S[s + 1, i]
             if not mask[s, i]:
-                for k in range(h):
-                    y[k] = hp[k]
-                    hn[k] = 0
-                for k in range(h3):
-                    g[k] = 0
+                y[:] = hp
+                hn[:] = 0
+                g[:] = 0
                 continue
+            for k in range(2 * h):
+                g[k] = xi[k] + ai[k] + bh[k]
+            sigmoid_span(g, 0, 2 * h, fast)                         # r, z
             for k in range(h):
-                r = sigmoid_(xi[k] + ai[k] + bh[k], fast)
-                z = sigmoid_(xi[h + k] + ai[h + k] + bh[h + k], fast)
-                v = ai[2 * h + k] + bh[2 * h + k]
-                n = tanh_(xi[2 * h + k] + r * v, fast)
-                y[k] = (1 - z) * n + z * hp[k]
-                g[k], g[h + k], g[2 * h + k], hn[k] = r, z, n, v
+                v = ai[2 * h + k] + bh[2 * h + k]                   # W_hn h_{t−1} + b_hn
+                hn[k] = v
+                g[2 * h + k] = xi[2 * h + k] + g[k] * v
+            tanh_span(g, 2 * h, h3, fast)                           # n
+            for k in range(h):
+                z = g[h + k]
+                y[k] = (1 - z) * g[2 * h + k] + z * hp[k]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -51,18 +52,21 @@ def _gru_backward(dy, last, W, S, G, HN, mask, dAi, dAh, D, gh, keep):
     gh[...] = 0
     for s in range(t - 1, -1, -1):
         for i in range(b):
-            di, dh_, ds, g, hn, hp = dAi[s, i], dAh[s, i], D[s, i], G[s, i], HN[s, i], S[s, i]
+            di, dh_, ds, g, hn, hp, ghi = dAi[s, i], dAh[s, i], D[s, i], G[s, i], HN[s, i], S[s, i], gh[i]
             if not mask[s, i]:                                      # identity step: gradient passes through
-                di[...] = 0
-                dh_[...] = 0
-                ds[...] = 0
-                keep[i] = gh[i]
+                di[:] = 0
+                dh_[:] = 0
+                ds[:] = 0
+                keep[i] = ghi
                 continue
+            if last[i] < 0 or last[i] == s:
+                up = dy[s if last[i] < 0 else 0, i]
+                for k in range(h):
+                    ds[k] = ghi[k] + up[k]
+            else:
+                ds[:] = ghi
             for k in range(h):
-                up = dy[s, i, k] if last[i] < 0 else (dy[0, i, k] if last[i] == s else 0)
-                d = gh[i, k] + up
-                ds[k] = d
-                r, z, n = g[k], g[h + k], g[2 * h + k]
+                d, r, z, n = ds[k], g[k], g[h + k], g[2 * h + k]
                 dn = d * (1 - z) * (1 - n * n)
                 dr = dn * hn[k] * r * (1 - r)
                 dz = d * (hp[k] - n) * z * (1 - z)
@@ -106,28 +110,26 @@ class GRU(Recurrent):
                                             f"{h}"),
                 "macs": f"{two}T·3·H·(D+H) = {two}{t}·3·{h}·({d}+{h}) = {self.macs(in_shapes):,}"}
 
-    def run(self, sfx, xt):
+    def run(self, sfx, xt, mask):
         t, b, _ = xt.shape
         h, dt = self.config["units"], xt.dtype
         S, G, HN = np.empty((t + 1, b, h), dt), np.empty((t, b, 3 * h), dt), np.empty((t, b, h), dt)
-        _gru_forward(self.project(xt, sfx, "b_ih"), self.weight("W_hh" + sfx, dt), self.weight("b_hh" + sfx, dt),
-                     self.state("h0", sfx, dt), self.mask, dt == np.float32, S, G, HN, np.empty((b, 3 * h), dt))
+        _gru_forward(self.project(xt, sfx, "b_ih"), np.ascontiguousarray(self.p["W_hh" + sfx].T, dt),
+                     self.weight("b_hh" + sfx, dt), self.state("h0", sfx, dt), mask, dt == np.float32, S, G, HN,
+                     np.empty((b, 3 * h), dt))
         return S, {"G": G, "HN": HN, "taps": {"gates": G.reshape(t, b, 3, h)}}
 
-    def run_back(self, sfx, xt, S, cache, dy, last):
+    def run_back(self, sfx, xt, mask, S, cache, dy, last):
         t, b, _ = xt.shape
         h, dt = self.config["units"], xt.dtype
         dAi, dAh, D = np.empty((t, b, 3 * h), dt), np.empty((t, b, 3 * h), dt), np.empty((t, b, h), dt)
         gh, keep = np.empty((b, h), dt), np.empty((b, h), dt)
-        _gru_backward(dy, last, self.weight("W_hh" + sfx, dt), S, cache["G"], cache["HN"], self.mask,
-                      dAi, dAh, D, gh, keep)
-        dAh2 = dAh.reshape(t * b, 3 * h)                                     # (T·B, 3H)
-        np.matmul(dAh2.T, S[:t].reshape(t * b, h), out=self.g["W_hh" + sfx])  # (3H, T·B) @ (T·B, H)
-        np.sum(dAh2, axis=0, out=self.g["b_hh" + sfx])
-        np.sum(dAi.reshape(t * b, 3 * h), axis=0, out=self.g["b_ih" + sfx])
-        if "h0" + sfx in self.g:
-            np.sum(gh, axis=0, out=self.g["h0" + sfx])
-        return dAi, D
+        _gru_backward(dy, last, self.weight("W_hh" + sfx, dt), S, cache["G"], cache["HN"], mask, dAi, dAh, D, gh, keep)
+        dAh2 = dAh.reshape(t * b, 3 * h)                                     # (T·b, 3H)
+        grads = {"W_hh" + sfx: dAh2.T @ S[:t].reshape(t * b, h),              # (3H, T·b) @ (T·b, H)
+                 "b_hh" + sfx: dAh2.sum(axis=0), "b_ih" + sfx: dAi.reshape(t * b, 3 * h).sum(axis=0),
+                 "h0" + sfx: gh.sum(axis=0)}
+        return dAi, D, grads
 
     def torch_step(self, x, st, p, torch):
         ri, zi, ni = (x @ p["W_ih"].T + p["b_ih"]).chunk(3, -1)

@@ -5,41 +5,42 @@ from numba import njit
 
 from ..blas import gemm
 from .base import Param, register
-from .recurrent import Recurrent, sigmoid_, tanh_
+from .recurrent import Recurrent, sigmoid_span, tanh_span
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _lstm_forward(xw, W, h0, c0, mask, fast, S, C, G):
-    """The whole time loop, time-major. xw (T, B, 4H) = W_ih x_t + b_ih + b_hh, W = W_hh (4H, H), h0, c0 (H,),
+def _lstm_forward(xw, WT, h0, c0, mask, fast, S, C, G):
+    """The whole time loop, time-major. xw (T, B, 4H) = W_ih x_t + b_ih + b_hh, WT = W_hhᵀ (H, 4H), h0, c0 (H,),
     mask (T, B); fast: float32 tanh. S, C (T+1, B, H) ← h_t, c_t (h_0, c_0 first; a padded step keeps both);
     G (T, B, 4H) ← the gates i, f, g, o (0 at padded steps)."""
     t, b, h4 = xw.shape
     h = h4 // 4
+    tc = np.empty(h, S.dtype)
     for i in range(b):
-        for k in range(h):
-            S[0, i, k] = h0[k]
-            C[0, i, k] = c0[k]
+        S[0, i] = h0
+        C[0, i] = c0
     for s in range(t):
         a = G[s]
-        gemm(S[s], W, a, tb=True)                                   # (B, H) @ (H, 4H): W_hh h_{t−1}
+        gemm(S[s], WT, a)                                           # (B, H) @ (H, 4H): W_hh h_{t−1}
         for i in range(b):
             ai, xi, hn, cn, cp = a[i], xw[s, i], S[s + 1, i], C[s + 1, i], C[s, i]
             if not mask[s, i]:
-                for k in range(h):
-                    hn[k] = S[s, i, k]
-                    cn[k] = cp[k]
-                for k in range(h4):
-                    ai[k] = 0
+                hn[:] = S[s, i]
+                cn[:] = cp
+                ai[:] = 0
                 continue
+            for k in range(h4):
+                ai[k] += xi[k]
+            sigmoid_span(ai, 0, 2 * h, fast)                        # i, f
+            tanh_span(ai, 2 * h, 3 * h, fast)                       # g
+            sigmoid_span(ai, 3 * h, h4, fast)                       # o
             for k in range(h):
-                ig = sigmoid_(ai[k] + xi[k], fast)
-                fg = sigmoid_(ai[h + k] + xi[h + k], fast)
-                gg = tanh_(ai[2 * h + k] + xi[2 * h + k], fast)
-                og = sigmoid_(ai[3 * h + k] + xi[3 * h + k], fast)
-                c = fg * cp[k] + ig * gg
+                c = ai[h + k] * cp[k] + ai[k] * ai[2 * h + k]       # c_t = f ⊙ c_{t−1} + i ⊙ g
                 cn[k] = c
-                hn[k] = og * tanh_(c, fast)
-                ai[k], ai[h + k], ai[2 * h + k], ai[3 * h + k] = ig, fg, gg, og
+                tc[k] = c
+            tanh_span(tc, 0, h, fast)
+            for k in range(h):
+                hn[k] = ai[3 * h + k] * tc[k]                       # h_t = o ⊙ tanh(c_t)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -52,25 +53,31 @@ def _lstm_backward(dy, last, W, C, G, mask, fast, dA, D, gh, gc, keep):
     t, b, h = D.shape
     gh[...] = 0
     gc[...] = 0
+    tc = np.empty(h, D.dtype)
     for s in range(t - 1, -1, -1):
         for i in range(b):
-            d, ds, g, cn, cp = dA[s, i], D[s, i], G[s, i], C[s + 1, i], C[s, i]
+            d, ds, g, cn, cp, ghi, gci = dA[s, i], D[s, i], G[s, i], C[s + 1, i], C[s, i], gh[i], gc[i]
             if not mask[s, i]:                                      # identity step: gradients pass through
-                d[...] = 0
-                ds[...] = 0
-                keep[i] = gh[i]
+                d[:] = 0
+                ds[:] = 0
+                keep[i] = ghi
                 continue
+            if last[i] < 0 or last[i] == s:
+                up = dy[s if last[i] < 0 else 0, i]
+                for k in range(h):
+                    ds[k] = ghi[k] + up[k]
+            else:
+                ds[:] = ghi
+            tc[:] = cn
+            tanh_span(tc, 0, h, fast)
             for k in range(h):
-                up = dy[s, i, k] if last[i] < 0 else (dy[0, i, k] if last[i] == s else 0)
-                ds[k] = gh[i, k] + up
                 ig, fg, gg, og = g[k], g[h + k], g[2 * h + k], g[3 * h + k]
-                tc = tanh_(cn[k], fast)
-                dc = gc[i, k] + ds[k] * og * (1 - tc * tc)
+                dc = gci[k] + ds[k] * og * (1 - tc[k] * tc[k])
                 d[k] = dc * gg * ig * (1 - ig)
                 d[h + k] = dc * cp[k] * fg * (1 - fg)
                 d[2 * h + k] = dc * ig * (1 - gg * gg)
-                d[3 * h + k] = ds[k] * tc * og * (1 - og)
-                gc[i, k] = dc * fg
+                d[3 * h + k] = ds[k] * tc[k] * og * (1 - og)
+                gci[k] = dc * fg
         gemm(dA[s], W, gh)                                          # (B, 4H) @ (4H, H): W_hhᵀ δ_t per row
         for i in range(b):
             if not mask[s, i]:
@@ -107,30 +114,27 @@ class LSTM(Recurrent):
                                             f"2·{h}"),
                 "macs": f"{two}T·4·H·(D+H) = {two}{t}·4·{h}·({d}+{h}) = {self.macs(in_shapes):,}"}
 
-    def run(self, sfx, xt):
+    def run(self, sfx, xt, mask):
         t, b, _ = xt.shape
         h, dt = self.config["units"], xt.dtype
         S, C, G = np.empty((t + 1, b, h), dt), np.empty((t + 1, b, h), dt), np.empty((t, b, 4 * h), dt)
-        _lstm_forward(self.project(xt, sfx, "b_ih", "b_hh"), self.weight("W_hh" + sfx, dt),
-                      self.state("h0", sfx, dt), self.state("c0", sfx, dt), self.mask, dt == np.float32, S, C, G)
-        cell = C[1:] * self.mask[:, :, None]                                 # (T, B, H), 0 at padded steps
+        _lstm_forward(self.project(xt, sfx, "b_ih", "b_hh"), np.ascontiguousarray(self.p["W_hh" + sfx].T, dt),
+                      self.state("h0", sfx, dt), self.state("c0", sfx, dt), mask, dt == np.float32, S, C, G)
+        cell = C[1:] * mask[:, :, None]                                      # (T, b, H), 0 at padded steps
         return S, {"C": C, "G": G, "taps": {"gates": G.reshape(t, b, 4, h), "cell": cell}}
 
-    def run_back(self, sfx, xt, S, cache, dy, last):
+    def run_back(self, sfx, xt, mask, S, cache, dy, last):
         t, b, _ = xt.shape
         h, dt = self.config["units"], xt.dtype
         dA, D = np.empty((t, b, 4 * h), dt), np.empty((t, b, h), dt)
         gh, gc, keep = np.empty((b, h), dt), np.empty((b, h), dt), np.empty((b, h), dt)
-        _lstm_backward(dy, last, self.weight("W_hh" + sfx, dt), cache["C"], cache["G"], self.mask,
-                       dt == np.float32, dA, D, gh, gc, keep)
-        dA2 = dA.reshape(t * b, 4 * h)                                       # (T·B, 4H)
-        np.matmul(dA2.T, S[:t].reshape(t * b, h), out=self.g["W_hh" + sfx])  # Σ_t δ_t h_{t−1}ᵀ (4H, H)
-        np.sum(dA2, axis=0, out=self.g["b_ih" + sfx])
-        self.g["b_hh" + sfx][...] = self.g["b_ih" + sfx]
-        if "h0" + sfx in self.g:
-            np.sum(gh, axis=0, out=self.g["h0" + sfx])
-            np.sum(gc, axis=0, out=self.g["c0" + sfx])
-        return dA, D
+        _lstm_backward(dy, last, self.weight("W_hh" + sfx, dt), cache["C"], cache["G"], mask, dt == np.float32,
+                       dA, D, gh, gc, keep)
+        dA2 = dA.reshape(t * b, 4 * h)                                       # (T·b, 4H)
+        db = dA2.sum(axis=0)
+        grads = {"W_hh" + sfx: dA2.T @ S[:t].reshape(t * b, h),               # Σ_t δ_t h_{t−1}ᵀ (4H, H)
+                 "b_ih" + sfx: db, "b_hh" + sfx: db, "h0" + sfx: gh.sum(axis=0), "c0" + sfx: gc.sum(axis=0)}
+        return dA, D, grads
 
     def torch_step(self, x, st, p, torch):
         a = x @ p["W_ih"].T + p["b_ih"] + st[0] @ p["W_hh"].T + p["b_hh"]

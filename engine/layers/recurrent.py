@@ -3,6 +3,7 @@
 import numpy as np
 from numba import njit
 
+from .. import parallel
 from ..blas import gemm
 from ..hparams import HP
 from .base import Layer, Param, fmt, register
@@ -28,16 +29,41 @@ def _tanh32(v):
     return p / q
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def tanh_(v, fast):
-    """tanh(v): the float32 rational form when fast, else libm's."""
-    return _tanh32(v) if fast else np.tanh(v)
+_A32, _B32 = np.float32(_A), np.float32(_B)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def sigmoid_(v, fast):
-    """σ(v) = 1/(1 + e^(−v)); fast (float32): ½ + ½·tanh(v/2) through the rational tanh."""
-    return 0.5 + 0.5 * _tanh32(0.5 * v) if fast else 1.0 / (1.0 + np.exp(-v))
+def _tanh_f32(v):
+    """_tanh32 in float32 arithmetic without branches, so that loops over it vectorise."""
+    c = np.float32(7.90531110763549805)
+    v = min(max(v, -c), c)
+    v2 = v * v
+    p = v * (_A32[0] + v2 * (_A32[1] + v2 * (_A32[2] + v2 * (_A32[3] + v2 * (_A32[4] + v2 * (_A32[5] + v2 * _A32[6]))))))
+    q = _B32[0] + v2 * (_B32[1] + v2 * (_B32[2] + v2 * _B32[3]))
+    return v if abs(v) < np.float32(0.0004) else p / q
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def tanh_span(a, lo, hi, fast):
+    """a[lo:hi] ← tanh(a[lo:hi]) in place: the float32 rational form when fast, else libm's."""
+    if fast:
+        for k in range(lo, hi):
+            a[k] = _tanh_f32(a[k])
+    else:
+        for k in range(lo, hi):
+            a[k] = np.tanh(a[k])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def sigmoid_span(a, lo, hi, fast):
+    """a[lo:hi] ← σ(a[lo:hi]) = 1/(1 + e^(−a)) in place; fast (float32): ½ + ½·tanh(a/2) through the rational tanh."""
+    if fast:
+        half = np.float32(0.5)
+        for k in range(lo, hi):
+            a[k] = half + half * _tanh_f32(half * a[k])
+    else:
+        for k in range(lo, hi):
+            a[k] = 1.0 / (1.0 + np.exp(-a[k]))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -218,50 +244,72 @@ class Recurrent(Layer):
         self.last = t - 1 - np.argmax(m[:, ::-1], axis=1)                    # (B,) last valid step
         xt = np.ascontiguousarray(x.transpose(1, 0, 2))                       # (T, B, D) time-major
         self.perm = reversal(m) if self.dirs == 2 else None                   # (T, B)
-        self.runs, ys, hs, taps = [], [], [], {}
         cols = np.arange(b)
-        for sfx in self.suffixes:
+        jobs = []                                                             # (direction, batch slice) pairs
+        for k, sfx in enumerate(self.suffixes):
             xk = xt if not sfx else xt[self.perm, cols]                       # (T, B, D) read backwards
-            S, cache = self.run(sfx, xk)                                      # S (T+1, B, H)
-            self.runs.append((xk, S, cache))
-            back = (lambda a: a) if not sfx else (lambda a: a[self.perm, cols])
-            ys.append(back(S[1:]))
-            hs.append(S[self.last + 1, cols])                                 # (B, H)
-            for k, v in cache.get("taps", {}).items():                        # (T, B, …, H), 0 at padded steps
-                taps.setdefault(k, []).append(back(v))
-        one = lambda vs: vs[0] if len(vs) == 1 else np.concatenate(vs, -1)
-        Y = one(ys).transpose(1, 0, 2) * m[:, :, None]                        # (B, T, dirs·H), 0 at padded steps
+            jobs += [(k, slice(lo, hi), xk) for lo, hi in self.parts(b)]
+        self.runs = [None] * len(jobs)
+
+        def go(j):
+            k, c, xk = jobs[j]
+            xc, mc = np.ascontiguousarray(xk[:, c]), np.ascontiguousarray(self.mask[:, c])
+            self.runs[j] = (k, c, xc, mc) + self.run(self.suffixes[k], xc, mc)   # S (T+1, b, H), cache
+        parallel.run(go, range(len(jobs)))
+        Y = self.gather([r[4][1:] for r in self.runs], b).transpose(1, 0, 2) * m[:, :, None]  # (B, T, dirs·H)
         self.taps["hidden"] = Y
-        for k, vs in taps.items():
-            self.taps[k] = np.moveaxis(one(vs), 0, 1)                         # (B, T, …, dirs·H)
-        return Y if self.config["return_sequences"] else one(hs)
+        for name in self.runs[0][5].get("taps", {}):                          # (T, B, …, H), 0 at padded steps
+            self.taps[name] = np.moveaxis(self.gather([r[5]["taps"][name] for r in self.runs], b), 0, 1)
+        if self.config["return_sequences"]:
+            return Y
+        last = [S[self.last[c] + 1, np.arange(c.stop - c.start)][None] for _, c, _, _, S, _ in self.runs]
+        return self.gather(last, b, steps=False)[0]                           # (B, dirs·H)
+
+    def parts(self, b):
+        """Batch slices run on the granted threads (each sequence's time loop is independent): about 32 sequences
+        each, fixed by b alone, so any thread count gives the same result."""
+        return parallel.chunks(b, 1, target=32)
+
+    def gather(self, arrays, b, steps=True):
+        """(T, B, …, dirs·H) from the runs' (T, b_chunk, …, H) arrays, in the order of self.runs; the backward
+        direction's steps back in place (steps=False: arrays without a time axis to put back)."""
+        out = []
+        for k, sfx in enumerate(self.suffixes):
+            vs = [a for a, r in zip(arrays, self.runs) if r[0] == k]
+            v = vs[0] if len(vs) == 1 else np.concatenate(vs, axis=1)
+            out.append(v[self.perm, np.arange(b)] if sfx and steps else v)
+        return out[0] if len(out) == 1 else np.concatenate(out, -1)
 
     def backward(self, dy):
         t, b = self.mask.shape
-        h, dt, cols = self.config["units"], self.runs[0][0].dtype, np.arange(b)
+        h, dt, cols = self.config["units"], self.runs[0][2].dtype, np.arange(b)
         seqs = self.config["return_sequences"]
         if seqs:
             last, dyt = np.full(b, -1, np.int64), dy.transpose(1, 0, 2)       # (T, B, dirs·H)
         else:
             last, dyt = self.last.astype(np.int64), dy.reshape(1, b, -1)      # (1, B, dirs·H)
-        dx, grads = None, []
-        for k, (sfx, (xk, S, cache)) in enumerate(zip(self.suffixes, self.runs)):
-            dk = dyt[..., k * h:(k + 1) * h]
-            if sfx and seqs:
-                dk = dk[self.perm, cols]
-            dA, D = self.run_back(sfx, xk, S, cache, np.ascontiguousarray(dk, dtype=dt), last)
-            d = xk.shape[2]
-            dA2 = dA.reshape(t * b, -1)                                       # (T·B, n·H)
-            np.matmul(dA2.T, xk.reshape(t * b, d), out=self.g[self.w_in + sfx])   # (n·H, T·B) @ (T·B, D)
-            if sfx:
-                D = D[self.perm, cols]
-            grads.append(D)
-            if self.need_dx:
-                dxk = (dA2 @ self.p[self.w_in + sfx]).reshape(t, b, d)        # (T·B, n·H) @ (n·H, D)
-                dx = dxk if dx is None else dx + (dxk[self.perm, cols] if sfx else dxk)
-        G = grads[0] if len(grads) == 1 else np.concatenate(grads, -1)
-        self.taps["grad_hidden"] = G.transpose(1, 0, 2)                      # (B, T, dirs·H)
-        return (None if dx is None else dx.transpose(1, 0, 2),)               # (B, T, D)
+        dys = [dyt[..., k * h:(k + 1) * h] for k in range(self.dirs)]
+        if seqs and self.dirs == 2:
+            dys[1] = dys[1][self.perm, cols]                                  # in the order the backward layer read
+        out = [None] * len(self.runs)
+
+        def go(j):
+            k, c, xc, mc, S, cache = self.runs[j]
+            sfx, (tc, bc, d) = self.suffixes[k], xc.shape
+            dA, D, g = self.run_back(sfx, xc, mc, S, cache, np.ascontiguousarray(dys[k][:, c], dtype=dt), last[c])
+            dA2 = dA.reshape(tc * bc, -1)                                     # (T·b, n·H)
+            g[self.w_in + sfx] = dA2.T @ xc.reshape(tc * bc, d)               # (n·H, T·b) @ (T·b, D)
+            dx = (dA2 @ self.p[self.w_in + sfx]).reshape(tc, bc, d) if self.need_dx else None   # (T·b, n·H) @ (n·H, D)
+            out[j] = (D, g, dx)
+        parallel.run(go, range(len(self.runs)))
+        for k, v in self.g.items():                                           # the runs' shares in their order
+            v[...] = sum(o[1][k] for o in out if k in o[1])
+        self.taps["grad_hidden"] = self.gather([o[0] for o in out], b).transpose(1, 0, 2)   # (B, T, dirs·H)
+        if not self.need_dx:
+            return (None,)
+        dx = self.gather([o[2] for o in out], b)                              # (T, B, dirs·D)
+        d = dx.shape[-1] // self.dirs
+        return ((dx[..., :d] + dx[..., d:] if self.dirs == 2 else dx).transpose(1, 0, 2),)   # (B, T, D)
 
     @classmethod
     def samples(cls):
@@ -405,26 +453,24 @@ class RNN(Recurrent):
     def act(self):
         return TANH if self.config["activation"] == "tanh" else RELU
 
-    def run(self, sfx, xt):
+    def run(self, sfx, xt, mask):
         t, b, _ = xt.shape
         dt = xt.dtype
         S = np.empty((t + 1, b, self.config["units"]), dt)                   # states h_0 … h_T
         _rnn_forward(self.project(xt, sfx, "b"), np.ascontiguousarray(self.p["W" + sfx].T, dt),
-                     self.state("h0", sfx, dt), self.mask, self.act, dt == np.float32, S)
+                     self.state("h0", sfx, dt), mask, self.act, dt == np.float32, S)
         return S, {}
 
-    def run_back(self, sfx, xt, S, cache, dy, last):
+    def run_back(self, sfx, xt, mask, S, cache, dy, last):
         t, b, _ = xt.shape
         h, dt = self.config["units"], xt.dtype
         dA, D = np.empty((t, b, h), dt), np.empty((t, b, h), dt)
         g, keep = np.empty((b, h), dt), np.empty((b, h), dt)
-        _rnn_backward(dy, last, self.weight("W" + sfx, dt), S, self.mask, self.act, dA, D, g, keep)
-        dA2 = dA.reshape(t * b, h)                                           # (T·B, H)
-        np.matmul(dA2.T, S[:t].reshape(t * b, h), out=self.g["W" + sfx])     # Σ_t δ_t h_{t−1}ᵀ (H, H)
-        np.sum(dA2, axis=0, out=self.g["b" + sfx])
-        if "h0" + sfx in self.g:
-            np.sum(g, axis=0, out=self.g["h0" + sfx])
-        return dA, D
+        _rnn_backward(dy, last, self.weight("W" + sfx, dt), S, mask, self.act, dA, D, g, keep)
+        dA2 = dA.reshape(t * b, h)                                           # (T·b, H)
+        grads = {"W" + sfx: dA2.T @ S[:t].reshape(t * b, h),                  # Σ_t δ_t h_{t−1}ᵀ (H, H)
+                 "b" + sfx: dA2.sum(axis=0), "h0" + sfx: g.sum(axis=0)}
+        return dA, D, grads
 
     def torch_step(self, x, st, p, torch):
         f = torch.tanh if self.config["activation"] == "tanh" else torch.relu
