@@ -227,3 +227,38 @@ def test_hidden_and_gradflow_views_compute_for_gated_layers(kind):
     probe.loss_grad, probe.logits = (lambda out, y, mask: loss(out, y, False, mask)), False
     f = GradFlowView.compute(m, probe, {})
     assert f["layer"] == "rec" and f["norms"].shape == (7,) and np.all(np.isfinite(f["norms"]))
+
+
+def test_lstm_example_feeds_the_gate_view_in_the_dock(qtbot, tmp_path):
+    """One epoch of resources/examples/temperature-lstm.json on its first 600 hours: the Gates tab is shown and
+    gets the mean of i, f, g, o over 24 steps; the RNN example has no Gates tab."""
+    import gzip
+
+    from engine.project import Project
+    from gui.document import Document
+    from gui.training import TrainingDock
+    from gui.training.views import GateView
+    from resources import path
+    p = Project.load(path("examples", "temperature-lstm.json"))
+    with gzip.open(p.base / p.dataset["path"], "rt", encoding="utf-8") as f:
+        (tmp_path / "hours.csv").write_text("".join(f.readlines()[:601]), encoding="utf-8")
+    p.dataset = dict(p.dataset, path=str(tmp_path / "hours.csv"))
+    p.training["epochs"] = 1
+    d = TrainingDock(Document(p))
+    qtbot.addWidget(d)
+    v = d.view(GateView)
+    assert d.tabs.isTabVisible(d.tabs.indexOf(v))
+    got = []
+    v.snapshot = (lambda orig: lambda f, pl: (got.append(pl), orig(f, pl)))(v.snapshot)
+    try:
+        d.start()
+        qtbot.waitUntil(lambda: (d.drain(), d.status != "running")[1], timeout=180000)
+    finally:
+        d.shutdown()
+    assert d.status == "completed", d.message.text()
+    g = got[-1]
+    assert g["layer"] == "lstm" and g["mean"].shape == (4, 24) and np.all((g["mean"][[0, 1, 3]] > 0) & (g["mean"][[0, 1, 3]] < 1))
+    assert [c.name() for c in v.curves] == ["input i", "forget f", "cell g", "output o"]
+    rnn = TrainingDock(Document(Project.load(path("examples", "temperature-rnn.json"))))
+    qtbot.addWidget(rnn)
+    assert not rnn.tabs.isTabVisible(rnn.tabs.indexOf(rnn.view(GateView)))
