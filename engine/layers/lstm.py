@@ -9,8 +9,8 @@ from .recurrent import Recurrent, sigmoid_span, tanh_span
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _lstm_forward(xw, WT, h0, c0, mask, fast, S, C, G):
-    """The whole time loop, time-major. xw (T, B, 4H) = W_ih x_t + b_ih + b_hh, WT = W_hhᵀ (H, 4H), h0, c0 (H,),
+def _lstm_forward(xw, WT, bias, h0, c0, mask, fast, S, C, G):
+    """The whole time loop, time-major. xw (T, B, 4H) = W_ih x_t, WT = W_hhᵀ (H, 4H), bias = b_ih + b_hh, h0, c0 (H,),
     mask (T, B); fast: float32 tanh. S, C (T+1, B, H) ← h_t, c_t (h_0, c_0 first; a padded step keeps both);
     G (T, B, 4H) ← the gates i, f, g, o (0 at padded steps)."""
     t, b, h4 = xw.shape
@@ -30,7 +30,7 @@ def _lstm_forward(xw, WT, h0, c0, mask, fast, S, C, G):
                 ai[:] = 0
                 continue
             for k in range(h4):
-                ai[k] += xi[k]
+                ai[k] += xi[k] + bias[k]
             sigmoid_span(ai, 0, 2 * h, fast)                        # i, f
             tanh_span(ai, 2 * h, 3 * h, fast)                       # g
             sigmoid_span(ai, 3 * h, h4, fast)                       # o
@@ -118,8 +118,9 @@ class LSTM(Recurrent):
         t, b, _ = xt.shape
         h, dt = self.config["units"], xt.dtype
         S, C, G = np.empty((t + 1, b, h), dt), np.empty((t + 1, b, h), dt), np.empty((t, b, 4 * h), dt)
-        _lstm_forward(self.project(xt, sfx, "b_ih", "b_hh"), np.ascontiguousarray(self.p["W_hh" + sfx].T, dt),
-                      self.state("h0", sfx, dt), self.state("c0", sfx, dt), mask, dt == np.float32, S, C, G)
+        _lstm_forward(self.project(xt, sfx), np.ascontiguousarray(self.p["W_hh" + sfx].T, dt),
+                      (self.p["b_ih" + sfx] + self.p["b_hh" + sfx]).astype(dt), self.state("h0", sfx, dt),
+                      self.state("c0", sfx, dt), mask, dt == np.float32, S, C, G)
         cell = C[1:] * mask[:, :, None]                                      # (T, b, H), 0 at padded steps
         return S, {"C": C, "G": G, "taps": {"gates": G.reshape(t, b, 4, h), "cell": cell}}
 

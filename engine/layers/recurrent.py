@@ -151,6 +151,31 @@ def reversal(m):
     return np.ascontiguousarray(np.where(m, back, np.arange(t)).T)         # (T, B)
 
 
+def gather(arrays, runs, perm):
+    """(T, B, …, dirs·H) from the runs' (T, b_chunk, …, H) arrays (in the order of runs: direction k, batch slice);
+    the backward direction's steps put back in place by perm (None: arrays without a time axis)."""
+    out = []
+    for k in range(max(r[0] for r in runs) + 1):
+        vs = [a for a, r in zip(arrays, runs) if r[0] == k]
+        v = vs[0] if len(vs) == 1 else np.concatenate(vs, axis=1)
+        out.append(v[perm, np.arange(perm.shape[1])] if k and perm is not None else v)
+    return out[0] if len(out) == 1 else np.concatenate(out, -1)
+
+
+class Taps(dict):
+    """Taps assembled when first read: a view reads them a few times an epoch, training steps never."""
+
+    def __getitem__(self, k):
+        v = super().__getitem__(k)
+        if callable(v):
+            v = v()
+            self[k] = v
+        return v
+
+    def get(self, k, default=None):
+        return self[k] if k in self else default
+
+
 class Recurrent(Layer):
     """Shared by RNN, LSTM and GRU: (T, D) → (T, dirs·H) or (dirs·H,), masks, two directions, taps, exporters.
 
@@ -256,29 +281,20 @@ class Recurrent(Layer):
             xc, mc = np.ascontiguousarray(xk[:, c]), np.ascontiguousarray(self.mask[:, c])
             self.runs[j] = (k, c, xc, mc) + self.run(self.suffixes[k], xc, mc)   # S (T+1, b, H), cache
         parallel.run(go, range(len(jobs)))
-        Y = self.gather([r[4][1:] for r in self.runs], b).transpose(1, 0, 2) * m[:, :, None]  # (B, T, dirs·H)
-        self.taps["hidden"] = Y
-        for name in self.runs[0][5].get("taps", {}):                          # (T, B, …, H), 0 at padded steps
-            self.taps[name] = np.moveaxis(self.gather([r[5]["taps"][name] for r in self.runs], b), 0, 1)
+        runs, perm = self.runs, self.perm
+        hidden = lambda: gather([r[4][1:] for r in runs], runs, perm).transpose(1, 0, 2) * m[:, :, None]
+        self.taps = Taps(hidden=hidden)                                       # (B, T, dirs·H), 0 at padded steps
+        for name in runs[0][5].get("taps", {}):                               # (T, B, …, H), 0 at padded steps
+            self.taps[name] = lambda name=name: np.moveaxis(gather([r[5]["taps"][name] for r in runs], runs, perm), 0, 1)
         if self.config["return_sequences"]:
-            return Y
-        last = [S[self.last[c] + 1, np.arange(c.stop - c.start)][None] for _, c, _, _, S, _ in self.runs]
-        return self.gather(last, b, steps=False)[0]                           # (B, dirs·H)
+            return self.taps["hidden"]
+        last = [S[self.last[c] + 1, np.arange(c.stop - c.start)][None] for _, c, _, _, S, _ in runs]
+        return gather(last, runs, None)[0]                                    # (B, dirs·H)
 
     def parts(self, b):
         """Batch slices run on the granted threads (each sequence's time loop is independent): about 32 sequences
         each, fixed by b alone, so any thread count gives the same result."""
         return parallel.chunks(b, 1, target=32)
-
-    def gather(self, arrays, b, steps=True):
-        """(T, B, …, dirs·H) from the runs' (T, b_chunk, …, H) arrays, in the order of self.runs; the backward
-        direction's steps back in place (steps=False: arrays without a time axis to put back)."""
-        out = []
-        for k, sfx in enumerate(self.suffixes):
-            vs = [a for a, r in zip(arrays, self.runs) if r[0] == k]
-            v = vs[0] if len(vs) == 1 else np.concatenate(vs, axis=1)
-            out.append(v[self.perm, np.arange(b)] if sfx and steps else v)
-        return out[0] if len(out) == 1 else np.concatenate(out, -1)
 
     def backward(self, dy):
         t, b = self.mask.shape
@@ -304,10 +320,11 @@ class Recurrent(Layer):
         parallel.run(go, range(len(self.runs)))
         for k, v in self.g.items():                                           # the runs' shares in their order
             v[...] = sum(o[1][k] for o in out if k in o[1])
-        self.taps["grad_hidden"] = self.gather([o[0] for o in out], b).transpose(1, 0, 2)   # (B, T, dirs·H)
+        runs, perm = self.runs, self.perm
+        self.taps["grad_hidden"] = lambda: gather([o[0] for o in out], runs, perm).transpose(1, 0, 2)   # (B, T, dirs·H)
         if not self.need_dx:
             return (None,)
-        dx = self.gather([o[2] for o in out], b)                              # (T, B, dirs·D)
+        dx = gather([o[2] for o in out], runs, perm)                          # (T, B, dirs·D)
         d = dx.shape[-1] // self.dirs
         return ((dx[..., :d] + dx[..., d:] if self.dirs == 2 else dx).transpose(1, 0, 2),)   # (B, T, D)
 
