@@ -237,3 +237,18 @@ def test_float32_training_matches_float64_and_learns():
     for _ in range(30):
         last = tr.train_step(x, y, mask=m)[0]
     assert last < 0.7 * first
+
+
+@pytest.mark.parametrize("type", ["LSTM", "GRU", "RNN"])
+def test_a_non_sequence_input_offers_a_reshape(type):
+    """An image (1, 28, 28) reads its rows as 28 steps; a vector (F,) as F steps of one feature; the fix applies."""
+    from engine.errors import ShapeError
+    from engine.shapes import infer
+    for shape, seq in (([1, 28, 28], (28, 28)), ([10], (10, 1))):
+        with pytest.raises(ShapeError) as e:
+            REGISTRY[type]("r", units=4).compute_output_shape([tuple(shape)])
+        fix = e.value.fix
+        assert fix.type == "Reshape" and dict(fix.config) == {"shape": seq} and "Reshape to" in str(e.value)
+        g = Graph()
+        g.chain(("x", "Input", {"shape": shape}), ("rs", "Reshape", {"shape": list(seq)}), ("r", type, {"units": 4}))
+        assert infer(g)["r"].shape == (4,)

@@ -6,7 +6,7 @@ from numba import njit
 from .. import parallel
 from ..blas import gemm
 from ..hparams import HP
-from .base import Layer, Param, fmt, register
+from .base import Fix, Layer, Param, fmt, register
 
 TANH, RELU = 0, 1
 # tanh for float32 as a rational function on [−7.9053, 7.9053] (Eigen's generic_fast_tanh_float, ≤ 2 ulp);
@@ -211,7 +211,11 @@ class Recurrent(Layer):
 
     def compute_output_shape(self, in_shapes):
         (s,) = in_shapes
-        self._expect_rank(s, (2,), "a sequence (steps, features)")
+        if len(s) != 2:                       # a vector: F steps of one feature; an image: its rows as steps
+            seq = (s[0], 1) if len(s) == 1 else (int(np.prod(s[:-1])), s[-1])
+            self._expect_rank(s, (2,), "a sequence (steps, features)",
+                              Fix("insert_before", f"insert a Reshape to {fmt(seq)} before it", "Reshape",
+                                  (("shape", seq),)))
         h = self.config["units"] * self.dirs
         return (s[0], h) if self.config["return_sequences"] else (h,)
 
