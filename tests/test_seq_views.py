@@ -262,3 +262,17 @@ def test_lstm_example_feeds_the_gate_view_in_the_dock(qtbot, tmp_path):
     rnn = TrainingDock(Document(Project.load(path("examples", "temperature-rnn.json"))))
     qtbot.addWidget(rnn)
     assert not rnn.tabs.isTabVisible(rnn.tabs.indexOf(rnn.view(GateView)))
+
+
+def test_palette_lists_lstm_and_gru_under_recurrent_and_finds_them(qtbot):
+    from gui.palette import TYPE_ROLE, PaletteTree
+    t = PaletteTree()
+    qtbot.addWidget(t)
+    groups = {t.topLevelItem(i).text(0): t.topLevelItem(i) for i in range(t.topLevelItemCount())}
+    rec = groups["Recurrent"]
+    kids = {rec.child(j).data(0, TYPE_ROLE): rec.child(j) for j in range(rec.childCount())}
+    assert {"RNN", "LSTM", "GRU"} <= set(kids) and "c_t = f⊙c_{t−1} + i⊙g" in kids["LSTM"].toolTip(0)
+    t.filter("lstm")
+    assert not rec.isHidden() and not kids["LSTM"].isHidden() and kids["RNN"].isHidden()
+    t.filter("gated")
+    assert not kids["GRU"].isHidden()
