@@ -1,7 +1,7 @@
 """Layer types; importing this package fills REGISTRY."""
 from . import activations, attention, conv, core, merge, normalization, pooling, position, recurrent  # noqa: F401  (enrol layers)
 from . import regularization, reshape, sequence  # noqa: F401
-from . import gru, lstm  # noqa: F401  (recurrent family beside recurrent.py)
+from . import gru, lstm, rnn  # noqa: F401  (the recurrent family; recurrent.py is its base)
 from .base import CATEGORIES, REGISTRY, Fix, Layer, Param, fmt, register
 from ..errors import ConfigError
 

@@ -5,7 +5,7 @@ import numpy as np
 from numba import njit
 
 from ..blas import gemm
-from .base import Param, register
+from .base import register
 from .recurrent import Recurrent, sigmoid_span, tanh_span
 
 
@@ -91,24 +91,11 @@ class GRU(Recurrent):
     state_formula = "h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_(t−1)"
     n_gates = 3
     gate_names = ("reset r", "update z", "candidate n")
-    w_in = "W_ih"
+    onnx_order = (1, 0, 2)         # ONNX's gate order z, r, h
     onnx_op = "GRU"
-    onnx_attrs = {"linear_before_reset": 1}                          # r ⊙ (W_hn h + b_hn), as PyTorch
+    onnx_attrs = {"linear_before_reset": 1}   # r ⊙ (W_hn h + b_hn), as PyTorch
     torch_class = "nn.GRU"
     taps_doc = {**Recurrent.taps_doc, "gates": "(B, T, 3, dirs·H) gate activations r, z, n per step (0 at padded steps)"}
-
-    def direction_params(self, d, h):
-        return {"W_ih": Param((3 * h, d), "glorot_uniform", decay=True),   # input weights, gates r, z, n
-                "W_hh": Param((3 * h, h), "glorot_uniform", decay=True),   # recurrent weights (3H, H)
-                "b_ih": Param((3 * h,), "zeros"), "b_hh": Param((3 * h,), "zeros")}
-
-    def formulas(self, in_shapes):
-        (t, d), h = in_shapes[0], self.config["units"]
-        two = "2·" if self.dirs == 2 else ""
-        return {"shape": self._shape_line(in_shapes),
-                "params": self._params_line(in_shapes, "3·(H·(D+H) + 2H)", f"3·({h}·({d}+{h}) + 2·{h})", "H",
-                                            f"{h}"),
-                "macs": f"{two}T·3·H·(D+H) = {two}{t}·3·{h}·({d}+{h}) = {self.macs(in_shapes):,}"}
 
     def run(self, sfx, xt, mask):
         t, b, _ = xt.shape
@@ -137,14 +124,3 @@ class GRU(Recurrent):
         r, z = torch.sigmoid(ri + rh), torch.sigmoid(zi + zh)
         n = torch.tanh(ni + r * nh)
         return [(1 - z) * n + z * st[0]]
-
-    # ---- exporters: ONNX orders the gates z, r, h ----
-    def onnx_weights(self, sfx):
-        h = self.config["units"]
-        order = np.concatenate([np.arange(h) + j * h for j in (1, 0, 2)])
-        p = self.p
-        return (p["W_ih" + sfx][order], p["W_hh" + sfx][order],
-                np.concatenate([p["b_ih" + sfx][order], p["b_hh" + sfx][order]]))
-
-    def torch_names(self):
-        return {"W_ih": "weight_ih", "W_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}

@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit
 
 from ..blas import gemm
-from .base import Param, register
+from .base import register
 from .recurrent import Recurrent, sigmoid_span, tanh_span
 
 
@@ -94,25 +94,12 @@ class LSTM(Recurrent):
     n_gates = 4
     gate_names = ("input i", "forget f", "cell g", "output o")
     states = ("h0", "c0")
-    w_in = "W_ih"
+    onnx_order = (0, 3, 1, 2)      # ONNX's gate order i, o, f, c
     onnx_op = "LSTM"
     torch_class = "nn.LSTM"
     taps_doc = {**Recurrent.taps_doc,
                 "gates": "(B, T, 4, dirs·H) gate activations i, f, g, o per step (0 at padded steps)",
                 "cell": "(B, T, dirs·H) cell states c_t (0 at padded steps)"}
-
-    def direction_params(self, d, h):
-        return {"W_ih": Param((4 * h, d), "glorot_uniform", decay=True),   # input weights, gates i, f, g, o
-                "W_hh": Param((4 * h, h), "glorot_uniform", decay=True),   # recurrent weights (4H, H)
-                "b_ih": Param((4 * h,), "zeros"), "b_hh": Param((4 * h,), "zeros")}
-
-    def formulas(self, in_shapes):
-        (t, d), h = in_shapes[0], self.config["units"]
-        two = "2·" if self.dirs == 2 else ""
-        return {"shape": self._shape_line(in_shapes),
-                "params": self._params_line(in_shapes, "4·(H·(D+H) + 2H)", f"4·({h}·({d}+{h}) + 2·{h})", "2H",
-                                            f"2·{h}"),
-                "macs": f"{two}T·4·H·(D+H) = {two}{t}·4·{h}·({d}+{h}) = {self.macs(in_shapes):,}"}
 
     def run(self, sfx, xt, mask):
         t, b, _ = xt.shape
@@ -142,14 +129,3 @@ class LSTM(Recurrent):
         i, f, g, o = a.chunk(4, -1)
         c = torch.sigmoid(f) * st[1] + torch.sigmoid(i) * torch.tanh(g)
         return [torch.sigmoid(o) * torch.tanh(c), c]
-
-    # ---- exporters: ONNX orders the gates i, o, f, c ----
-    def onnx_weights(self, sfx):
-        h = self.config["units"]
-        order = np.concatenate([np.arange(h) + j * h for j in (0, 3, 1, 2)])
-        p = self.p
-        return (p["W_ih" + sfx][order], p["W_hh" + sfx][order],
-                np.concatenate([p["b_ih" + sfx][order], p["b_hh" + sfx][order]]))
-
-    def torch_names(self):
-        return {"W_ih": "weight_ih", "W_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}

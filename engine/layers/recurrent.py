@@ -1,40 +1,21 @@
-"""Recurrent layers: the shared base (masks, directions, outputs, taps, ONNX and PyTorch export) and the plain RNN
-(spec §4): a_t = W h_{t−1} + U x_t + b, h_t = f(a_t); BPTT as the δ_t recurrence. LSTM: lstm.py, GRU: gru.py."""
+"""The recurrent family's shared base: masks, two directions, batch slices on the training threads, outputs, taps,
+ONNX and PyTorch export, and the float32 activations of the time loops. The layers: rnn.py, lstm.py, gru.py."""
 import numpy as np
 from numba import njit
 
 from .. import parallel
-from ..blas import gemm
 from ..hparams import HP
-from .base import Fix, Layer, Param, fmt, register
+from .base import Fix, Layer, Param, fmt
 
-TANH, RELU = 0, 1
 # tanh for float32 as a rational function on [−7.9053, 7.9053] (Eigen's generic_fast_tanh_float, ≤ 2 ulp);
-# libm's tanhf costs ~40× more and the time loop spends most of its time there otherwise
-_A = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
-      -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)
-_B = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _tanh32(v):
-    """tanh of v to float32 precision."""
-    c = 7.90531110763549805
-    v = min(max(v, -c), c)
-    if abs(v) < 0.0004:
-        return v
-    v2 = v * v
-    p = v * (_A[0] + v2 * (_A[1] + v2 * (_A[2] + v2 * (_A[3] + v2 * (_A[4] + v2 * (_A[5] + v2 * _A[6]))))))
-    q = _B[0] + v2 * (_B[1] + v2 * (_B[2] + v2 * _B[3]))
-    return p / q
-
-
-_A32, _B32 = np.float32(_A), np.float32(_B)
-
+# libm's tanhf costs ~40× more and the time loops would spend most of their time there otherwise
+_A32 = np.float32((4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
+                   -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16))
+_B32 = np.float32((4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06))
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _tanh_f32(v):
-    """_tanh32 in float32 arithmetic without branches, so that loops over it vectorise."""
+def tanh32(v):
+    """tanh of v to float32 precision, in float32 arithmetic without branches (loops over it vectorise)."""
     c = np.float32(7.90531110763549805)
     v = min(max(v, -c), c)
     v2 = v * v
@@ -48,7 +29,7 @@ def tanh_span(a, lo, hi, fast):
     """a[lo:hi] ← tanh(a[lo:hi]) in place: the float32 rational form when fast, else libm's."""
     if fast:
         for k in range(lo, hi):
-            a[k] = _tanh_f32(a[k])
+            a[k] = tanh32(a[k])
     else:
         for k in range(lo, hi):
             a[k] = np.tanh(a[k])
@@ -60,85 +41,10 @@ def sigmoid_span(a, lo, hi, fast):
     if fast:
         half = np.float32(0.5)
         for k in range(lo, hi):
-            a[k] = half + half * _tanh_f32(half * a[k])
+            a[k] = half + half * tanh32(half * a[k])
     else:
         for k in range(lo, hi):
             a[k] = 1.0 / (1.0 + np.exp(-a[k]))
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _rnn_forward(xu, WT, h0, mask, act, fast, S):
-    """The whole time loop, time-major. xu (T, B, H) = U x_t + b for every step, WT = Wᵀ (H, H), h0 (H,),
-    mask (T, B); fast: float32 tanh. S (T+1, B, H) ← the state before step 0 (h0) and after every step
-    (a padded step keeps the previous state)."""
-    t, b, h = xu.shape
-    for i in range(b):
-        for k in range(h):
-            S[0, i, k] = h0[k]
-    for s in range(t):
-        new = S[s + 1]
-        gemm(S[s], WT, new)                                         # (B, H) @ (H, H): W h_{t−1} for the batch
-        for i in range(b):
-            y, prev, a = new[i], S[s, i], xu[s, i]
-            if not mask[s, i]:
-                for k in range(h):
-                    y[k] = prev[k]
-            elif act == RELU:
-                for k in range(h):
-                    v = y[k] + a[k]
-                    y[k] = v if v > 0 else v * 0
-            elif fast:
-                for k in range(h):
-                    y[k] = _tanh32(y[k] + a[k])
-            else:
-                for k in range(h):
-                    y[k] = np.tanh(y[k] + a[k])
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _rnn_backward(dy, last, W, S, mask, act, dA, G, g, keep):
-    """δ_t = (∇_{h_t}L + Wᵀ δ_{t+1}) ⊙ f'(a_t), from t = T−1 down to 0, time-major.
-
-    dy (T, B, H) upstream gradient of the outputs, or (1, B, H) for the (H,) output at step last[i];
-    last (B,): −1 when every step is an output; dA (T, B, H) ← δ_t (0 at padded steps); G (T, B, H) ←
-    ∇_{h_t}L in total (0 at padded steps); g (B, H) ← the gradient reaching h_0; keep (B, H) scratch."""
-    t, b, h = dA.shape
-    for i in range(b):
-        for k in range(h):
-            g[i, k] = 0
-    for s in range(t - 1, -1, -1):
-        d, gt = dA[s], G[s]
-        for i in range(b):
-            di, gti, gi = d[i], gt[i], g[i]
-            if not mask[s, i]:                                      # identity step: gradient passes through
-                for k in range(h):
-                    di[k] = 0
-                    gti[k] = 0
-                    keep[i, k] = gi[k]
-                continue
-            if last[i] < 0:
-                for k in range(h):
-                    gti[k] = gi[k] + dy[s, i, k]
-            elif last[i] == s:
-                for k in range(h):
-                    gti[k] = gi[k] + dy[0, i, k]
-            else:
-                for k in range(h):
-                    gti[k] = gi[k]
-            hn = S[s + 1, i]
-            if act == TANH:
-                for k in range(h):
-                    di[k] = gti[k] * (1 - hn[k] * hn[k])
-            else:
-                for k in range(h):
-                    di[k] = gti[k] if hn[k] > 0 else gti[k] * 0
-        gemm(d, W, g)                                               # (B, H) @ (H, H): Wᵀ δ_t per row
-        for i in range(b):                                          # padded steps pass g on unchanged
-            if not mask[s, i]:
-                for k in range(h):
-                    g[i, k] = keep[i, k]
-
-
 
 
 def reversal(m):
@@ -189,7 +95,8 @@ class Recurrent(Layer):
     n_gates = 1           # rows of the weights per unit (LSTM 4, GRU 3)
     gate_names = ()       # names of the gates in the gates tap
     states = ("h0",)      # initial states, learned with learn_h0
-    w_in = "U"            # the input weights (n_gates·H, D)
+    w_in = "W_ih"         # the input weights (n_gates·H, D)
+    onnx_order = ()       # ONNX's gate order as indices of ours (LSTM: i, o, f, c; GRU: z, r, h)
     onnx_op = "RNN"
     torch_class = "nn.RNN"
     state_formula = "h_t"  # how h_t is computed, for the hidden-state view ({f}: the activation)
@@ -227,6 +134,21 @@ class Recurrent(Layer):
             if self.config["learn_h0"]:
                 ps.update({k + sfx: Param((h,), "zeros") for k in self.states})
         return ps
+
+    def direction_params(self, d, h):
+        """One direction's tensors in PyTorch's layout: the gates stacked along rows, two bias vectors."""
+        n = self.n_gates
+        return {"W_ih": Param((n * h, d), "glorot_uniform", decay=True),   # input weights (n·H, D)
+                "W_hh": Param((n * h, h), "glorot_uniform", decay=True),   # recurrent weights (n·H, H)
+                "b_ih": Param((n * h,), "zeros"), "b_hh": Param((n * h,), "zeros")}
+
+    def formulas(self, in_shapes):
+        (t, d), h, n = in_shapes[0], self.config["units"], self.n_gates
+        two, s = "2·" if self.dirs == 2 else "", len(self.states)
+        return {"shape": self._shape_line(in_shapes),
+                "params": self._params_line(in_shapes, f"{n}·(H·(D+H) + 2H)", f"{n}·({h}·({d}+{h}) + 2·{h})",
+                                            f"{s}H" if s > 1 else "H", f"{s}·{h}" if s > 1 else f"{h}"),
+                "macs": f"{two}T·{n}·H·(D+H) = {two}{t}·{n}·{h}·({d}+{h}) = {self.macs(in_shapes):,}"}
 
     def macs(self, in_shapes):
         (t, d), h = in_shapes[0], self.config["units"]
@@ -344,7 +266,10 @@ class Recurrent(Layer):
     # ---- exporters ----
     def onnx_weights(self, sfx):
         """(W [n·H, D], R [n·H, H], B [2·n·H]) of one direction in the ONNX operator's gate order."""
-        raise NotImplementedError
+        h, p = self.config["units"], self.p
+        order = np.concatenate([np.arange(h) + j * h for j in self.onnx_order])
+        return (p["W_ih" + sfx][order], p["W_hh" + sfx][order],
+                np.concatenate([p["b_ih" + sfx][order], p["b_hh" + sfx][order]]))
 
     onnx_attrs = {}
 
@@ -373,7 +298,7 @@ class Recurrent(Layer):
 
     def torch_names(self):
         """Our parameter name (without direction suffix) -> its name under the torch module (l0 weights)."""
-        raise NotImplementedError
+        return {"W_ih": "weight_ih", "W_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}
 
     torch_opts = ""       # extra constructor arguments of the torch module
 
@@ -444,76 +369,3 @@ TORCH_MODULE = '''class Recurrent(nn.Module):
         h = h[0] if isinstance(h, tuple) else h                                        # (dirs, B, H)
         return h.transpose(0, 1).reshape(B, -1)                                        # (B, dirs·H)
 '''
-
-
-def _split_bias(b):
-    return b, np.zeros_like(b)
-
-
-@register
-class RNN(Recurrent):
-    doc = ("Recurrent layer a_t = W h_{t−1} + U x_t + b, h_t = f(a_t): (T, D) → (T, H) with return_sequences, "
-           "else (H,) = the state at each sequence's last valid step; padded steps keep the state")
-    state_formula = "h_t = {f}(W·h_(t−1) + U·x_t + b)"
-    hparams = Recurrent.common[:1] + (HP("activation", "choice", "tanh", choices=("tanh", "relu"),
-                                         doc="f in h_t = f(a_t)"),) + Recurrent.common[1:]
-
-    def direction_params(self, d, h):
-        return {"U": Param((h, d), "glorot_uniform", decay=True),     # input weights (H, D)
-                "W": Param((h, h), "glorot_uniform", decay=True),     # recurrent weights (H, H)
-                "b": Param((h,), "zeros")}
-
-    def formulas(self, in_shapes):
-        (t, d), h = in_shapes[0], self.config["units"]
-        two = "2·" if self.dirs == 2 else ""
-        return {"shape": self._shape_line(in_shapes),
-                "params": self._params_line(in_shapes, "H·D + H·H + H", f"{h}·{d} + {h}·{h} + {h}", "H", f"{h}"),
-                "macs": f"{two}T·(H·D + H·H) = {two}{t}·({h}·{d} + {h}·{h}) = {self.macs(in_shapes):,}"}
-
-    @property
-    def act(self):
-        return TANH if self.config["activation"] == "tanh" else RELU
-
-    def run(self, sfx, xt, mask):
-        t, b, _ = xt.shape
-        dt = xt.dtype
-        S = np.empty((t + 1, b, self.config["units"]), dt)                   # states h_0 … h_T
-        _rnn_forward(self.project(xt, sfx, "b"), np.ascontiguousarray(self.p["W" + sfx].T, dt),
-                     self.state("h0", sfx, dt), mask, self.act, dt == np.float32, S)
-        return S, {}
-
-    def run_back(self, sfx, xt, mask, S, cache, dy, last):
-        t, b, _ = xt.shape
-        h, dt = self.config["units"], xt.dtype
-        dA, D = np.empty((t, b, h), dt), np.empty((t, b, h), dt)
-        g, keep = np.empty((b, h), dt), np.empty((b, h), dt)
-        _rnn_backward(dy, last, self.weight("W" + sfx, dt), S, mask, self.act, dA, D, g, keep)
-        dA2 = dA.reshape(t * b, h)                                           # (T·b, H)
-        grads = {"W" + sfx: dA2.T @ S[:t].reshape(t * b, h),                  # Σ_t δ_t h_{t−1}ᵀ (H, H)
-                 "b" + sfx: dA2.sum(axis=0), "h0" + sfx: g.sum(axis=0)}
-        return dA, D, grads
-
-    def torch_step(self, x, st, p, torch):
-        f = torch.tanh if self.config["activation"] == "tanh" else torch.relu
-        return [f(x @ p["U"].T + st[0] @ p["W"].T + p["b"])]
-
-    # ---- exporters ----
-    @property
-    def onnx_attrs(self):
-        return {"activations": ["Tanh" if self.config["activation"] == "tanh" else "Relu"] * self.dirs}
-
-    def onnx_weights(self, sfx):
-        p = self.p
-        return p["U" + sfx], p["W" + sfx], np.concatenate([p["b" + sfx], np.zeros_like(p["b" + sfx])])
-
-    @property
-    def torch_opts(self):
-        return f", nonlinearity={self.config['activation']!r}" if self.config["activation"] != "tanh" else ""
-
-    def torch_names(self):
-        return {"U": "weight_ih", "W": "weight_hh", "b": (("bias_ih", "bias_hh"), _split_bias, lambda bi, bh: bi + bh)}
-
-    @classmethod
-    def samples(cls):
-        return Recurrent.samples() + [({"units": 4, "activation": "relu", "return_sequences": True, "learn_h0": True},
-                                       [(5, 3)], {"mask": True})]
