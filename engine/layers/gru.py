@@ -6,7 +6,7 @@ from numba import njit
 
 from ..blas import gemm
 from .base import register
-from .recurrent import Recurrent, sigmoid_span, tanh_span
+from .recurrent import Recurrent, sigmoid_span, tanh_span, total_grad
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -59,12 +59,7 @@ def _gru_backward(dy, last, W, S, G, HN, mask, dAi, dAh, D, gh, keep):
                 ds[:] = 0
                 keep[i] = ghi
                 continue
-            if last[i] < 0 or last[i] == s:
-                up = dy[s if last[i] < 0 else 0, i]
-                for k in range(h):
-                    ds[k] = ghi[k] + up[k]
-            else:
-                ds[:] = ghi
+            total_grad(ds, ghi, dy, last, s, i)
             for k in range(h):
                 d, r, z, n = ds[k], g[k], g[h + k], g[2 * h + k]
                 dn = d * (1 - z) * (1 - n * n)

@@ -5,7 +5,7 @@ from numba import njit
 
 from ..blas import gemm
 from .base import register
-from .recurrent import Recurrent, sigmoid_span, tanh_span
+from .recurrent import Recurrent, sigmoid_span, tanh_span, total_grad
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -62,12 +62,7 @@ def _lstm_backward(dy, last, W, C, G, mask, fast, dA, D, gh, gc, keep):
                 ds[:] = 0
                 keep[i] = ghi
                 continue
-            if last[i] < 0 or last[i] == s:
-                up = dy[s if last[i] < 0 else 0, i]
-                for k in range(h):
-                    ds[k] = ghi[k] + up[k]
-            else:
-                ds[:] = ghi
+            total_grad(ds, ghi, dy, last, s, i)
             tc[:] = cn
             tanh_span(tc, 0, h, fast)
             for k in range(h):

@@ -47,6 +47,18 @@ def sigmoid_span(a, lo, hi, fast):
             a[k] = 1.0 / (1.0 + np.exp(-a[k]))
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def total_grad(ds, gh, dy, last, s, i):
+    """ds (H,) ← ∂L/∂h_s of sequence i in total: gh (H,) from step s+1 plus the output's own gradient, dy (T, B, H)
+    at every step when last[i] < 0, else dy (1, B, H) at step last[i] only."""
+    if last[i] < 0 or last[i] == s:
+        up = dy[s if last[i] < 0 else 0, i]
+        for k in range(ds.shape[0]):
+            ds[k] = gh[k] + up[k]
+    else:
+        ds[:] = gh
+
+
 def reversal(m):
     """(T, B) step index reading each sequence's valid steps backwards (padded steps stay where they are), as
     pack_padded_sequence's reverse direction does; its own inverse. m: (B, T) bool."""
