@@ -30,14 +30,14 @@ def _gru_forward(xw, WT, bh, h0, mask, fast, S, G, HN, A):
             for k in range(2 * h):
                 g[k] = xi[k] + ai[k] + bh[k]
             sigmoid_span(g, 0, 2 * h, fast)                         # r, z
+            r, z, n, an, bn, xn = g[:h], g[h:2 * h], g[2 * h:], ai[2 * h:], bh[2 * h:], xi[2 * h:]
             for k in range(h):
-                v = ai[2 * h + k] + bh[2 * h + k]                   # W_hn h_{t−1} + b_hn
+                v = an[k] + bn[k]                                   # W_hn h_{t−1} + b_hn
                 hn[k] = v
-                g[2 * h + k] = xi[2 * h + k] + g[k] * v
-            tanh_span(g, 2 * h, h3, fast)                           # n
+                n[k] = xn[k] + r[k] * v
+            tanh_span(n, 0, h, fast)
             for k in range(h):
-                z = g[h + k]
-                y[k] = (1 - z) * g[2 * h + k] + z * hp[k]
+                y[k] = (1 - z[k]) * n[k] + z[k] * hp[k]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -60,14 +60,16 @@ def _gru_backward(dy, last, W, S, G, HN, mask, dAi, dAh, D, gh, keep):
                 keep[i] = ghi
                 continue
             total_grad(ds, ghi, dy, last, s, i)
+            r, z, n, kp = g[:h], g[h:2 * h], g[2 * h:], keep[i]
+            dir_, diz, din, dhr, dhz, dhn = di[:h], di[h:2 * h], di[2 * h:], dh_[:h], dh_[h:2 * h], dh_[2 * h:]
             for k in range(h):
-                d, r, z, n = ds[k], g[k], g[h + k], g[2 * h + k]
-                dn = d * (1 - z) * (1 - n * n)
-                dr = dn * hn[k] * r * (1 - r)
-                dz = d * (hp[k] - n) * z * (1 - z)
-                di[k], di[h + k], di[2 * h + k] = dr, dz, dn
-                dh_[k], dh_[h + k], dh_[2 * h + k] = dr, dz, dn * r
-                keep[i, k] = d * z                                  # the direct path h_{t−1} → z ⊙ h_{t−1}
+                d = ds[k]
+                dn = d * (1 - z[k]) * (1 - n[k] * n[k])
+                dr = dn * hn[k] * r[k] * (1 - r[k])
+                dz = d * (hp[k] - n[k]) * z[k] * (1 - z[k])
+                dir_[k], diz[k], din[k] = dr, dz, dn
+                dhr[k], dhz[k], dhn[k] = dr, dz, dn * r[k]
+                kp[k] = d * z[k]                                    # the direct path h_{t−1} → z ⊙ h_{t−1}
         gemm(dAh[s], W, gh)                                         # (B, 3H) @ (3H, H): W_hhᵀ δ_t per row
         for i in range(b):
             if mask[s, i]:

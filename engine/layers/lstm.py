@@ -34,13 +34,14 @@ def _lstm_forward(xw, WT, bias, h0, c0, mask, fast, S, C, G):
             sigmoid_span(ai, 0, 2 * h, fast)                        # i, f
             tanh_span(ai, 2 * h, 3 * h, fast)                       # g
             sigmoid_span(ai, 3 * h, h4, fast)                       # o
+            ig, fg, gg, og = ai[:h], ai[h:2 * h], ai[2 * h:3 * h], ai[3 * h:]
             for k in range(h):
-                c = ai[h + k] * cp[k] + ai[k] * ai[2 * h + k]       # c_t = f ⊙ c_{t−1} + i ⊙ g
+                c = fg[k] * cp[k] + ig[k] * gg[k]                   # c_t = f ⊙ c_{t−1} + i ⊙ g
                 cn[k] = c
                 tc[k] = c
             tanh_span(tc, 0, h, fast)
             for k in range(h):
-                hn[k] = ai[3 * h + k] * tc[k]                       # h_t = o ⊙ tanh(c_t)
+                hn[k] = og[k] * tc[k]                               # h_t = o ⊙ tanh(c_t)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -65,14 +66,15 @@ def _lstm_backward(dy, last, W, C, G, mask, fast, dA, D, gh, gc, keep):
             total_grad(ds, ghi, dy, last, s, i)
             tc[:] = cn
             tanh_span(tc, 0, h, fast)
+            ig, fg, gg, og = g[:h], g[h:2 * h], g[2 * h:3 * h], g[3 * h:]
+            di, df, dg, do = d[:h], d[h:2 * h], d[2 * h:3 * h], d[3 * h:]
             for k in range(h):
-                ig, fg, gg, og = g[k], g[h + k], g[2 * h + k], g[3 * h + k]
-                dc = gci[k] + ds[k] * og * (1 - tc[k] * tc[k])
-                d[k] = dc * gg * ig * (1 - ig)
-                d[h + k] = dc * cp[k] * fg * (1 - fg)
-                d[2 * h + k] = dc * ig * (1 - gg * gg)
-                d[3 * h + k] = ds[k] * tc[k] * og * (1 - og)
-                gci[k] = dc * fg
+                dc = gci[k] + ds[k] * og[k] * (1 - tc[k] * tc[k])
+                di[k] = dc * gg[k] * ig[k] * (1 - ig[k])
+                df[k] = dc * cp[k] * fg[k] * (1 - fg[k])
+                dg[k] = dc * ig[k] * (1 - gg[k] * gg[k])
+                do[k] = ds[k] * tc[k] * og[k] * (1 - og[k])
+                gci[k] = dc * fg[k]
         gemm(dA[s], W, gh)                                          # (B, 4H) @ (4H, H): W_hhᵀ δ_t per row
         for i in range(b):
             if not mask[s, i]:
