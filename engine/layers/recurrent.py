@@ -99,9 +99,12 @@ class Taps(dict):
 class Recurrent(Layer):
     """Shared by RNN, LSTM and GRU: (T, D) → (T, dirs·H) or (dirs·H,), masks, two directions, taps, exporters.
 
-    A subclass declares its gates (rows of its weights per unit), its initial states and
-    run(sfx, xt) -> (S, cache), run_back(sfx, xt, S, cache, dy, last) -> (dA_in, D) for one direction's
-    parameters (names ending in sfx: "" forward, "_rev" backward) on a time-major (T, B, D) input."""
+    A subclass declares its gates (rows of its weights per unit), its initial states and, for one direction's
+    parameters (names ending in sfx: "" forward, "_rev" backward) on one batch slice, time-major:
+    run(sfx, xt (T, b, D), mask (T, b)) -> (S (T+1, b, H) states, cache; cache["taps"]: (T, b, …, H) tensors) and
+    run_back(sfx, xt, mask, S, cache, dy, last) -> (∂L/∂ of the input pre-activations (T, b, n·H), ∂L/∂h_t
+    (T, b, H), {parameter: this slice's share of its gradient}). The base runs the slices on the granted threads,
+    reads the backward direction's sequences backwards, and adds the shares in a fixed order."""
 
     category = "recurrent"
     fused = None          # not in the fused kernel: the per-layer path runs it
