@@ -276,3 +276,31 @@ def test_palette_lists_lstm_and_gru_under_recurrent_and_finds_them(qtbot):
     assert not rec.isHidden() and not kids["LSTM"].isHidden() and kids["RNN"].isHidden()
     t.filter("gated")
     assert not kids["GRU"].isHidden()
+
+
+def _tap_cases():
+    from gui.training.views import GateView
+    return sorted(set(HiddenView.needs) | set(GradFlowView.needs) | set(GateView.needs))
+
+
+@pytest.mark.parametrize("kind", _tap_cases())
+def test_every_layer_declaring_sequence_taps_feeds_its_views(kind):
+    """Registry-driven: each layer type whose taps_doc names hidden / grad_hidden / gates gets its views computed on
+    a small masked model built from its first masked sample."""
+    from engine.layers import REGISTRY
+    from engine.losses import get
+    from gui.training.views import GateView
+    cls = REGISTRY[kind]
+    cfg, shapes = next((c, s) for c, s, *o in cls.samples() if o and o[0].get("mask"))
+    cfg = dict(cfg, **({"return_sequences": False} if any(h.name == "return_sequences" for h in cls.hparams) else {}))
+    g = Graph()
+    g.chain(("input", "Input", {"shape": [7, shapes[0][1]]}), ("rec", kind, cfg), ("out", "Dense", {"units": 1}))
+    m = Model(g, seed=0)
+    probe = seq_probe()
+    probe.x = np.random.default_rng(3).normal(size=(10, 7, shapes[0][1])).astype(np.float32)
+    loss = get("mse")
+    probe.loss_grad, probe.logits = (lambda out, y, mask: loss(out, y, False, mask)), False
+    for view in (HiddenView, GradFlowView, GateView):
+        if kind in view.needs:
+            p = view.compute(m, probe, {})
+            assert p is not None and p["layer"] == "rec", view.title
