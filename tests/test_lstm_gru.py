@@ -249,6 +249,7 @@ def test_a_non_sequence_input_offers_a_reshape(type):
             REGISTRY[type]("r", units=4).compute_output_shape([tuple(shape)])
         fix = e.value.fix
         assert fix.type == "Reshape" and dict(fix.config) == {"shape": seq} and "Reshape to" in str(e.value)
+        assert ("return_sequences" in str(e.value)) == (len(shape) == 1) and "\n" not in str(e.value)
         g = Graph()
         g.chain(("x", "Input", {"shape": shape}), ("rs", "Reshape", {"shape": list(seq)}), ("r", type, {"units": 4}))
         assert infer(g)["r"].shape == (4,)

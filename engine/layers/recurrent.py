@@ -4,6 +4,7 @@ import numpy as np
 from numba import njit
 
 from .. import parallel
+from ..errors import ShapeError
 from ..hparams import HP
 from .base import Fix, Layer, Param, fmt
 
@@ -137,9 +138,10 @@ class Recurrent(Layer):
         (s,) = in_shapes
         if len(s) != 2:                       # a vector: F steps of one feature; an image: its rows as steps
             seq = (s[0], 1) if len(s) == 1 else (int(np.prod(s[:-1])), s[-1])
-            self._expect_rank(s, (2,), "a sequence (steps, features)",
-                              Fix("insert_before", f"insert a Reshape to {fmt(seq)} before it", "Reshape",
-                                  (("shape", seq),)))
+            fix = Fix("insert_before", f"insert a Reshape to {fmt(seq)} before it", "Reshape", (("shape", seq),))
+            raise ShapeError(f"{self.where} needs a sequence (steps, features) but got {fmt(s)}: {fix.text}"
+                             + (" (a recurrent layer before it gives a sequence with return_sequences)"
+                                if len(s) == 1 else ""), fix=fix)
         h = self.config["units"] * self.dirs
         return (s[0], h) if self.config["return_sequences"] else (h,)
 
