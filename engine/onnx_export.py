@@ -167,27 +167,6 @@ def _step_mask(ctx, layer, t):
     return ctx.op("Unsqueeze", [m, ctx.const(f"{n}/ax2", [2], np.int64)], f"{n}/mask3")       # (B, T, 1)
 
 
-@exports("RNN")
-def _rnn(ctx, layer, ins):
-    """ONNX RNN (time-major): W = U [1, H, D], R = W [1, H, H], B = [b, 0] [1, 2H], sequence_lens = lengths."""
-    n, p, h = layer.name, layer.p, layer.config["units"]
-    xt = ctx.op("Transpose", ins, f"{n}/time_major", perm=[1, 0, 2])                          # (T, B, D)
-    args = [xt, ctx.const(f"{n}/W", p["U"][None]), ctx.const(f"{n}/R", p["W"][None]),
-            ctx.const(f"{n}/B", np.concatenate([p["b"], np.zeros_like(p["b"])])[None]), ctx.lengths()]
-    if "h0" in p:                                                                             # (1, B, H)
-        b = ctx.op("Gather", [ctx.op("Shape", ins, f"{n}/xshape"), ctx.const(f"{n}/i0", [0], np.int64)], f"{n}/b")
-        shape = ctx.op("Concat", [ctx.const(f"{n}/one", [1], np.int64), b, ctx.const(f"{n}/h", [h], np.int64)],
-                       f"{n}/h0shape", axis=0)
-        args.append(ctx.op("Expand", [ctx.const(f"{n}/h0", p["h0"].reshape(1, 1, h)), shape], f"{n}/h0b"))
-    act = "Tanh" if layer.config["activation"] == "tanh" else "Relu"
-    y, yh = f"{n}/Y", f"{n}/Y_h"
-    ctx.nodes.append(ctx.h.make_node("RNN", args, [y, yh], name=f"{n}/rnn", hidden_size=h, activations=[act]))
-    if layer.config["return_sequences"]:                                                     # Y (T, 1, B, H)
-        ys = ctx.op("Squeeze", [y, ctx.const(f"{n}/ax1", [1], np.int64)], f"{n}/Ys")
-        return ctx.op("Transpose", [ys], n, perm=[1, 0, 2])                                  # (B, T, H)
-    return ctx.op("Squeeze", [yh, ctx.const(f"{n}/ax0", [0], np.int64)], n)                 # (B, H)
-
-
 @exports("Embedding")
 def _embedding(ctx, layer, ins):
     n = layer.name

@@ -160,3 +160,147 @@ def test_make_probe_carries_lengths_and_vocab():
     assert p.vocab == ds.vocab
     rows = p.x[:, 0].astype(int)
     assert np.array_equal(p.lengths, ds.lengths[rows])
+
+
+# ---- every recurrent layer type, keyed on the taps it declares ----
+def gated_model(kind, bi=False):
+    g = Graph()
+    g.chain(("input", "Input", {"shape": [7, 2]}), ("rec", kind, {"units": 3, "bidirectional": bi}),
+            ("out", "Dense", {"units": 1}))
+    return Model(g, seed=0)
+
+
+def seq_probe(n=10, t=7, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, t, 2)).astype(np.float32)
+    y = rng.normal(size=(n, 1)).astype(np.float32)
+    p = Probe("regression", [], x, y, x, y)
+    p.lengths = rng.integers(1, t + 1, n)
+    p.lengths[0] = t
+    return p
+
+
+def test_sequence_views_follow_the_declared_taps():
+    from engine.layers import REGISTRY
+    from gui.training.views import GateView
+    assert {"RNN", "LSTM", "GRU"} <= set(HiddenView.needs) and {"RNN", "LSTM", "GRU"} <= set(GradFlowView.needs)
+    assert set(GateView.needs) == {t for t, c in REGISTRY.items() if "gates" in c.taps_doc} >= {"LSTM", "GRU"}
+    assert "RNN" not in GateView.needs and GateView in VIEWS
+    for kind in ("LSTM", "GRU"):
+        ctx = {"types": {"input": "Input", "r": kind}}
+        assert HiddenView.applies(None, ctx) and GradFlowView.applies(None, ctx) and GateView.applies(None, ctx)
+    assert not GateView.applies(None, {"types": {"input": "Input", "r": "RNN"}})
+
+
+@pytest.mark.parametrize("kind,gates", [("LSTM", 4), ("GRU", 3)])
+def test_gate_view_means_over_valid_steps_and_draws_one_curve_per_gate(qtbot, kind, gates):
+    from gui.training.views import GateView
+    m, probe = gated_model(kind, bi=True), seq_probe()
+    p = GateView.compute(m, probe, {})
+    assert p["layer"] == "rec" and p["gates"] == list(m.layers["rec"].gate_names) and p["mean"].shape == (gates, 7)
+    m.forward(probe.x, mask=np.arange(7)[None, :] < probe.lengths[:, None])
+    g = m.layers["rec"].taps["gates"]                                  # (n, T, gates, 2H)
+    for t in (0, 3, 6):
+        rows = probe.lengths > t
+        np.testing.assert_allclose(p["mean"][:, t], g[rows, t].mean(axis=(0, 2)), rtol=1e-5)
+        assert p["count"][t] == rows.sum()
+    v = GateView()
+    qtbot.addWidget(v)
+    v.begin({"layers": ["input", "rec", "out"], "types": {"input": "Input", "rec": kind, "out": "Dense"}})
+    assert v.options["gates_layer"] == "rec"
+    v.snapshot(0, p)
+    v.refresh()
+    assert len(v.curves) == gates and [c.name() for c in v.curves] == p["gates"]
+    x, y = v.curves[1].getData()
+    assert np.array_equal(x, np.arange(1, 8)) and np.allclose(y, p["mean"][1])
+    assert kind in v.note.text()
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_hidden_and_gradflow_views_compute_for_gated_layers(kind):
+    from engine.losses import get
+    m, probe = gated_model(kind), seq_probe()
+    h = HiddenView.compute(m, probe, {"hidden_sample": 1})
+    n = int(probe.lengths[1])
+    assert h["layer"] == "rec" and h["h"].shape == (n, 3) and h["formula"].startswith("h_t = ")
+    loss = get("mse")
+    probe.loss_grad, probe.logits = (lambda out, y, mask: loss(out, y, False, mask)), False
+    f = GradFlowView.compute(m, probe, {})
+    assert f["layer"] == "rec" and f["norms"].shape == (7,) and np.all(np.isfinite(f["norms"]))
+
+
+def test_lstm_example_feeds_the_gate_view_in_the_dock(qtbot, tmp_path):
+    """One epoch of resources/examples/temperature-lstm.json on its first 600 hours: the Gates tab is shown and
+    gets the mean of i, f, g, o over 24 steps; the RNN example has no Gates tab."""
+    import gzip
+
+    from engine.project import Project
+    from gui.document import Document
+    from gui.training import TrainingDock
+    from gui.training.views import GateView
+    from resources import path
+    p = Project.load(path("examples", "temperature-lstm.json"))
+    with gzip.open(p.base / p.dataset["path"], "rt", encoding="utf-8") as f:
+        (tmp_path / "hours.csv").write_text("".join(f.readlines()[:601]), encoding="utf-8")
+    p.dataset = dict(p.dataset, path=str(tmp_path / "hours.csv"))
+    p.training["epochs"] = 1
+    d = TrainingDock(Document(p))
+    qtbot.addWidget(d)
+    v = d.view(GateView)
+    assert d.tabs.isTabVisible(d.tabs.indexOf(v))
+    got = []
+    v.snapshot = (lambda orig: lambda f, pl: (got.append(pl), orig(f, pl)))(v.snapshot)
+    try:
+        d.start()
+        qtbot.waitUntil(lambda: (d.drain(), d.status != "running")[1], timeout=180000)
+    finally:
+        d.shutdown()
+    assert d.status == "completed", d.message.text()
+    g = got[-1]
+    assert g["layer"] == "lstm" and g["mean"].shape == (4, 24) and np.all((g["mean"][[0, 1, 3]] > 0) & (g["mean"][[0, 1, 3]] < 1))
+    assert [c.name() for c in v.curves] == ["input i", "forget f", "cell g", "output o"]
+    rnn = TrainingDock(Document(Project.load(path("examples", "temperature-rnn.json"))))
+    qtbot.addWidget(rnn)
+    assert not rnn.tabs.isTabVisible(rnn.tabs.indexOf(rnn.view(GateView)))
+
+
+def test_palette_lists_lstm_and_gru_under_recurrent_and_finds_them(qtbot):
+    from gui.palette import TYPE_ROLE, PaletteTree
+    t = PaletteTree()
+    qtbot.addWidget(t)
+    groups = {t.topLevelItem(i).text(0): t.topLevelItem(i) for i in range(t.topLevelItemCount())}
+    rec = groups["Recurrent"]
+    kids = {rec.child(j).data(0, TYPE_ROLE): rec.child(j) for j in range(rec.childCount())}
+    assert {"RNN", "LSTM", "GRU"} <= set(kids) and "c_t = f⊙c_{t−1} + i⊙g" in kids["LSTM"].toolTip(0)
+    t.filter("lstm")
+    assert not rec.isHidden() and not kids["LSTM"].isHidden() and kids["RNN"].isHidden()
+    t.filter("gated")
+    assert not kids["GRU"].isHidden()
+
+
+def _tap_cases():
+    from gui.training.views import GateView
+    return sorted(set(HiddenView.needs) | set(GradFlowView.needs) | set(GateView.needs))
+
+
+@pytest.mark.parametrize("kind", _tap_cases())
+def test_every_layer_declaring_sequence_taps_feeds_its_views(kind):
+    """Registry-driven: each layer type whose taps_doc names hidden / grad_hidden / gates gets its views computed on
+    a small masked model built from its first masked sample."""
+    from engine.layers import REGISTRY
+    from engine.losses import get
+    from gui.training.views import GateView
+    cls = REGISTRY[kind]
+    cfg, shapes = next((c, s) for c, s, *o in cls.samples() if o and o[0].get("mask"))
+    cfg = dict(cfg, **({"return_sequences": False} if any(h.name == "return_sequences" for h in cls.hparams) else {}))
+    g = Graph()
+    g.chain(("input", "Input", {"shape": [7, shapes[0][1]]}), ("rec", kind, cfg), ("out", "Dense", {"units": 1}))
+    m = Model(g, seed=0)
+    probe = seq_probe()
+    probe.x = np.random.default_rng(3).normal(size=(10, 7, shapes[0][1])).astype(np.float32)
+    loss = get("mse")
+    probe.loss_grad, probe.logits = (lambda out, y, mask: loss(out, y, False, mask)), False
+    for view in (HiddenView, GradFlowView, GateView):
+        if kind in view.needs:
+            p = view.compute(m, probe, {})
+            assert p is not None and p["layer"] == "rec", view.title

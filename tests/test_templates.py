@@ -21,7 +21,7 @@ def test_the_gallery_covers_every_kind_and_task_the_app_supports():
 def test_each_template_trains_as_shipped_in_a_short_run(entry):
     q = entry["quick"]
     p = Project.load(path("examples", entry["file"]))
-    assert p.dataset.get("kind") in ("builtin", "csv", "text") and "epochs" in p.training
+    assert p.dataset.get("kind") in ("builtin", "csv", "text", "series") and "epochs" in p.training
     v, r = score(p, entry["metric"], epochs=min(q["epochs"], p.training["epochs"]), samples=q.get("samples"))
     assert r["status"] in ("completed", "early_stopped") and v >= q["min"], (entry["file"], v)
 

@@ -172,29 +172,6 @@ def _batchnorm(layer):
 
 
 # ---- sequences: recurrent, embedding, pooling over time, attention, position ----
-HELPERS["RNN"] = '''class RNN(nn.Module):
-    """h_t = f(W h_{t−1} + U x_t + b): (B, T, D) → (B, T, H), or (B, H) the state at each sequence's last
-    valid step; padded steps (mask False) keep the state and output 0."""
-
-    def __init__(self, input_size, hidden_size, nonlinearity="tanh", return_sequences=False, learn_h0=False):
-        super().__init__()
-        self.rnn = nn.RNN(input_size, hidden_size, nonlinearity=nonlinearity, batch_first=True)
-        self.h0 = nn.Parameter(torch.zeros(hidden_size)) if learn_h0 else None
-        self.return_sequences = return_sequences
-
-    def forward(self, x, mask=None):
-        B, T, _ = x.shape
-        h0 = None if self.h0 is None else self.h0.expand(1, B, -1).contiguous()      # (1, B, H)
-        if mask is None:
-            y, h = self.rnn(x, h0)
-        else:
-            lengths = mask.sum(1).cpu()
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            y, h = self.rnn(packed, h0)
-            y = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=T)[0]   # (B, T, H)
-        return y if self.return_sequences else h[0]
-'''
-
 HELPERS["TimePool"] = '''class TimePool(nn.Module):
     """(B, T, F) → (B, F): mean, max or last value over each sequence's valid steps."""
 
@@ -272,18 +249,6 @@ def _zero_row0(E):
     E = np.array(E, copy=True)
     E[0] = 0                                                    # our id 0 gives the zero vector whatever E[0] holds
     return E
-
-
-@emits("RNN")
-def _rnn(layer):
-    c, d = layer.config, layer.in_shapes[0][-1]
-    opts = "".join([f", nonlinearity={c['activation']!r}" if c["activation"] != "tanh" else "",
-                    ", return_sequences=True" if c["return_sequences"] else "",
-                    ", learn_h0=True" if c["learn_h0"] else ""])
-    bias = (("rnn.bias_ih_l0", "rnn.bias_hh_l0"), lambda b: (b, np.zeros_like(b)), lambda bi, bh: bi + bh)
-    return Emitted(f"RNN({d}, {c['units']}{opts})",
-                   {"U": "rnn.weight_ih_l0", "W": "rnn.weight_hh_l0", "b": bias, "h0": "h0"},
-                   helpers=("RNN",), call="{self}({x0}, {mask})", uses_mask=True)
 
 
 @emits("Embedding")

@@ -8,10 +8,11 @@ from .pca import PCAView
 from .scatter import ScatterView
 from .hidden import HiddenView
 from .gradflow import GradFlowView
+from .gates import GateView
 from .attention import AttentionView
 
 VIEWS = [CurvesView, ScatterView, PCAView, BoundaryView, ConfusionView, CompareView]
-VIEWS += [HiddenView, GradFlowView, AttentionView]              # sequence views: shown for RNN / attention models
+VIEWS += [HiddenView, GradFlowView, GateView, AttentionView]    # sequence views: for recurrent / attention models
 
 __all__ = ["VIEWS", "View", "BoundaryView", "CompareView", "ConfusionView", "CurvesView", "PCAView", "ScatterView",
-           "HiddenView", "GradFlowView", "AttentionView"]
+           "HiddenView", "GradFlowView", "GateView", "AttentionView"]

@@ -1,10 +1,11 @@
-"""Gradient norm through time: ‖∂L/∂h_t‖ per step t of a chosen RNN layer on a validation batch (log scale)."""
+"""Gradient norm through time: ‖∂L/∂h_t‖ per step t of a chosen recurrent layer (every layer type that declares the tap
+"grad_hidden": RNN, LSTM, GRU) on a validation batch (log scale)."""
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel
 
 from .base import View, colour
-from .sequence import layer_row, layers_of, lengths, mask, pick, refill
+from .sequence import exposing, layer_row, layers_of, lengths, mask, pick, refill
 
 BATCH = 32              # validation sequences of the backward pass
 
@@ -33,11 +34,11 @@ class GradFlowView(View):
 
     title = "Gradient through time"
     key = "gradflow"
-    needs = ("RNN",)
+    needs = exposing("grad_hidden")
 
     @staticmethod
     def compute(model, probe, options):
-        names = layers_of(model, "RNN")
+        names = layers_of(model, GradFlowView.needs)
         if not names:
             return None
         layer = pick(names, options.get("gradflow_layer"))
@@ -73,17 +74,18 @@ class GradFlowView(View):
         self.norms = None
 
     def applies(self, ctx):
-        return "RNN" in ctx.get("types", {}).values()
+        return any(t in GradFlowView.needs for t in ctx.get("types", {}).values())
 
     def begin(self, ctx):
         super().begin(ctx)
-        self.options["gradflow_layer"] = refill(self.layer, ctx)
+        self.options["gradflow_layer"] = refill(self.layer, ctx, self.needs)
         self.note.setText(self._formula())
 
     @staticmethod
     def _formula():
-        return ("δ_t = ∂L/∂h_t = Vᵀ·∂L/∂z_t + Wᵀ·(f′(a_(t+1)) ⊙ δ_(t+1)): each step back multiplies by "
-                "Wᵀ·diag f′, so the norm shrinks (vanishing) or grows (exploding) geometrically. "
+        return ("δ_t = ∂L/∂h_t = Vᵀ·∂L/∂z_t + (∂h_(t+1)/∂h_t)ᵀ·δ_(t+1): each step back multiplies by the recurrent "
+                "Jacobian (RNN: Wᵀ·diag f′), so the norm shrinks (vanishing) or grows (exploding) geometrically; "
+                "LSTM and GRU add a gated path (f ⊙ c_(t−1), z ⊙ h_(t−1)) that lets it last. "
                 "Mean over valid validation sequences, updated at epoch ends.")
 
     def refresh(self):

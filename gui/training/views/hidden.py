@@ -1,33 +1,35 @@
-"""Hidden states over time: the heatmap h_t (time × unit) of one validation sequence for a chosen RNN layer."""
+"""Hidden states over time: the heatmap h_t (time × unit) of one validation sequence for a chosen recurrent layer
+(every layer type that declares the tap "hidden": RNN, LSTM, GRU)."""
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QSpinBox
 
 from .base import View
-from .sequence import forward, image_item, layer_row, layers_of, pick, refill, sample_index, set_ticks, tokens
+from .sequence import exposing, forward, image_item, layer_row, layers_of, pick, refill, sample_index, set_ticks, tokens
 
 PROBE_CAP = 300         # the probe's sample (job.PROBE_SAMPLES)
 
 
 class HiddenView(View):
-    """ImageItem of h_t = f(W h_{t−1} + U x_t + b) for t = 1…T_i (valid steps only), one column per step."""
+    """ImageItem of h_t for t = 1…T_i (valid steps only), one column per step."""
 
     title = "Hidden states"
     key = "hidden"
-    needs = ("RNN",)
+    needs = exposing("hidden")
 
     @staticmethod
     def compute(model, probe, options):
-        names = layers_of(model, "RNN")
+        names = layers_of(model, HiddenView.needs)
         if not names:
             return None
         layer = pick(names, options.get("hidden_layer"))
         i = sample_index(probe, options, "hidden_sample")
         n = int(forward(model, probe, i)[0])
         h = np.array(model.layers[layer].taps["hidden"][0, :n], np.float32)          # (T_i, H)
-        act = model.layers[layer].config.get("activation", "tanh")
+        lay = model.layers[layer]
+        act = lay.config.get("activation", "tanh")
         return {"layer": layer, "sample": i, "h": h, "length": n, "tokens": tokens(probe, i, n),
-                "activation": act, "y": probe.y[i]}
+                "activation": act, "y": probe.y[i], "formula": getattr(lay, "state_formula", "").format(f=act)}
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -57,11 +59,11 @@ class HiddenView(View):
         self.plot.scene().sigMouseMoved.connect(self._moved)
 
     def applies(self, ctx):
-        return "RNN" in ctx.get("types", {}).values()
+        return any(t in HiddenView.needs for t in ctx.get("types", {}).values())
 
     def begin(self, ctx):
         super().begin(ctx)
-        self.options["hidden_layer"] = refill(self.layer, ctx)
+        self.options["hidden_layer"] = refill(self.layer, ctx, self.needs)
         self.sample.blockSignals(True)
         self.sample.setRange(0, max(min(PROBE_CAP, ctx.get("n_val") or ctx.get("n_train", 1)) - 1, 0))
         self.sample.blockSignals(False)
@@ -93,7 +95,7 @@ class HiddenView(View):
         set_ticks(self.plot.getAxis("bottom"), self.labels, n)
         self.plot.setLabel("bottom", "token" if self.labels else "time step t")
         self.note.setText(f"'{p['layer']}', validation sample {p['sample']}: {n} valid step{'s' * (n != 1)} × "
-                          f"{units} units, h_t = {p.get('activation', 'tanh')}(W·h_(t−1) + U·x_t + b); "
+                          f"{units} units, {p.get('formula') or 'h_t'}; "
                           "updated at epoch ends.")
 
     def _moved(self, pos):

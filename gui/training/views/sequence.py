@@ -3,12 +3,20 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
 
+from engine.layers import REGISTRY
+
 MAX_TICKS = 40          # axis labels shown at most (every k-th token beyond that)
 
 
-def layers_of(model, type_):
-    """Names of the model's nodes of a layer type, in graph order."""
-    return [n for n in model.order if model.graph.nodes[n].type == type_]
+def exposing(tap):
+    """Layer types that declare the tap (e.g. "hidden": RNN, LSTM, GRU), in registry order."""
+    return tuple(t for t, cls in REGISTRY.items() if tap in cls.taps_doc)
+
+
+def layers_of(model, types):
+    """Names of the model's nodes of a layer type (or of any of several types), in graph order."""
+    types = (types,) if isinstance(types, str) else tuple(types)
+    return [n for n in model.order if model.graph.nodes[n].type in types]
 
 
 def pick(names, want):
@@ -67,10 +75,10 @@ def image_item(cmap="viridis"):
     return img
 
 
-def layer_row(view, option, type_="RNN"):
-    """(row, combo): "RNN layer:" and a combo that stores its choice in view.options[option] and re-probes."""
+def layer_row(view, option, label="Recurrent layer:"):
+    """(row, combo): the label and a combo that stores its choice in view.options[option] and re-probes."""
     row = QHBoxLayout()
-    row.addWidget(QLabel(f"{type_} layer:"))
+    row.addWidget(QLabel(label))
     combo = QComboBox()
     combo.setMinimumContentsLength(8)
 
@@ -83,10 +91,10 @@ def layer_row(view, option, type_="RNN"):
     return row, combo
 
 
-def refill(combo, ctx, type_="RNN"):
-    """Fill combo with the run's layers of type_, keeping the current choice while it exists; returns the choice."""
+def refill(combo, ctx, types):
+    """Fill combo with the run's layers of the given types, keeping the current choice while it exists; returns it."""
     keep = combo.currentText()
-    names = [n for n in ctx.get("layers", []) if ctx.get("types", {}).get(n) == type_]
+    names = [n for n in ctx.get("layers", []) if ctx.get("types", {}).get(n) in types]
     combo.blockSignals(True)
     combo.clear()
     combo.addItems(names)
