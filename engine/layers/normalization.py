@@ -101,6 +101,37 @@ class BatchNorm(Layer):
                                        dx3[slice(*parts[i])]), range(len(parts)))
         return (dx3.reshape(dy.shape) if self.sel is None else self._scatter(dx3, dy.shape),)
 
+    def to_onnx(self, ctx, ins):
+        n, p = self.name, self.p
+        consts = [ctx.const(f"{n}/{k}", p[k]) for k in ("gamma", "beta", "running_mean", "running_var")]
+        if len(self.in_shapes[0]) != 2:
+            return ctx.op("BatchNormalization", [ins[0]] + consts, n, epsilon=float(self.config["eps"]))  # eval mode
+        x = ctx.op("Transpose", ins, f"{n}/BFT", perm=[0, 2, 1])                            # (B, T, F) → (B, F, T)
+        y = ctx.op("BatchNormalization", [x] + consts, f"{n}/norm", epsilon=float(self.config["eps"]))
+        return ctx.op("Transpose", [y], n, perm=[0, 2, 1])                                   # per feature F
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        s = self.in_shapes[0]
+        cls = "nn.BatchNorm2d" if len(s) == 3 else "nn.BatchNorm1d"                     # channels are axis 1 in both
+        c = self.config
+        opts = "".join(f", {k}={c[k]}" for k, d in (("eps", 1e-5), ("momentum", 0.1)) if c[k] != d)
+        seq = len(s) == 2                                                               # (T, F): per feature F
+        return Emitted(f"{cls}({s[-1] if seq else s[0]}{opts})",
+                       {"gamma": "weight", "beta": "bias", "running_mean": "running_mean",
+                        "running_var": "running_var"},
+                       extra={"num_batches_tracked": np.array(0, np.int64)},            # unused: momentum is set
+                       call="{self}({x0}.transpose(1, 2)).transpose(1, 2)" if seq else "{self}({args})")
+
+    def torch_reference(self, xs, p, torch):
+        """Training mode (batch statistics); torch updates copies of the running stats, which get zero gradient;
+        a (T, F) sequence is normalised per feature: torch's channel axis 1 after moving F there."""
+        x, seq = xs[0], xs[0].ndim == 3
+        y = torch.nn.functional.batch_norm(
+            x.transpose(1, 2) if seq else x, p["running_mean"].detach().clone(), p["running_var"].detach().clone(),
+            p["gamma"], p["beta"], training=True, momentum=self.config["momentum"], eps=self.config["eps"])
+        return (y.transpose(1, 2) if seq else y) + 0 * (p["running_mean"].sum() + p["running_var"].sum())
+
     @classmethod
     def samples(cls):
         return [({}, [(3,)]), ({}, [(3, 4)]), ({"momentum": 0.3}, [(2, 3, 4)]), ({"eps": 1e-3}, [(3, 2, 5)])]
@@ -227,6 +258,21 @@ class LayerNorm(Layer):
         np.sum(dg, axis=0, out=self.g["gamma"])                   # in chunk order: the same on any thread count
         np.sum(db, axis=0, out=self.g["beta"])
         return (dx.reshape(dy.shape) if need else None,)
+
+    def to_onnx(self, ctx, ins):
+        n = self.name
+        return ctx.op("LayerNormalization", [ins[0], ctx.const(f"{n}/gamma", self.p["gamma"]),
+                                             ctx.const(f"{n}/beta", self.p["beta"])], n,
+                      axis=-1, epsilon=float(self.config["eps"]))
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        eps = self.config["eps"]
+        return Emitted(f"nn.LayerNorm({self.in_shapes[0][-1]}{'' if eps == 1e-5 else f', eps={eps}'})",
+                       {"gamma": "weight", "beta": "bias"})
+
+    def torch_reference(self, xs, p, torch):
+        return torch.nn.functional.layer_norm(xs[0], xs[0].shape[-1:], p["gamma"], p["beta"], self.config["eps"])
 
     @classmethod
     def samples(cls):

@@ -1,0 +1,358 @@
+"""Elementwise activations with numbers of their own (PyTorch's definitions): GELU, LeakyReLU, ELU, SELU, SiLU,
+Softplus, Mish, Clip, and PReLU with learned slopes. One kernel computes y and dy/dx for all but PReLU."""
+from math import erf, exp, log1p, sqrt, tanh
+
+import numpy as np
+from numba import njit
+
+from ..errors import ConfigError
+from ..hparams import HP
+from .activations import _Activation, _each
+from .base import Param, fmt, register
+
+K_GELU_ERF, K_GELU_TANH, K_LEAKY, K_ELU, K_SELU, K_SILU, K_SOFTPLUS, K_MISH, K_CLIP = range(9)
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946   # torch's
+SQRT_2_PI = sqrt(2 / np.pi)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sig(v):
+    return 1.0 / (1.0 + exp(-v)) if v >= 0 else exp(v) / (1.0 + exp(v))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def pointwise(kind, a, b, x, y, d):
+    """y = f(x) and d = f′(x) elementwise on flat arrays; a, b: the activation's numbers (α, β, min, max…)."""
+    for i in range(x.size):
+        v = np.float64(x[i])
+        if kind == K_GELU_ERF:                                   # x·Φ(x); Φ′ = φ(x) = e^(−x²/2)/√(2π)
+            c = 0.5 * (1.0 + erf(v * 0.7071067811865476))
+            f, g = v * c, c + v * exp(-0.5 * v * v) * 0.3989422804014327
+        elif kind == K_GELU_TANH:                                # ½x(1 + tanh(√(2/π)(x + 0.044715x³)))
+            t = tanh(SQRT_2_PI * (v + 0.044715 * v * v * v))
+            f = 0.5 * v * (1.0 + t)
+            g = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * SQRT_2_PI * (1.0 + 3 * 0.044715 * v * v)
+        elif kind == K_LEAKY:
+            f, g = (v, 1.0) if v > 0 else (a * v, a)
+        elif kind == K_ELU or kind == K_SELU:                      # SELU = λ·ELU with α, λ fixed
+            s = 1.0 if kind == K_ELU else SELU_SCALE
+            al = a if kind == K_ELU else SELU_ALPHA
+            f, g = (s * v, s) if v > 0 else (s * al * (exp(v) - 1.0), s * al * exp(v))
+        elif kind == K_SILU:
+            s = _sig(v)
+            f, g = v * s, s * (1.0 + v * (1.0 - s))
+        elif kind == K_SOFTPLUS:                                 # ln(1 + e^(βx))/β; x where βx > threshold
+            z = a * v
+            if z > b:
+                f, g = v, 1.0
+            else:
+                f, g = (max(z, 0.0) + log1p(exp(-abs(z)))) / a, _sig(z)
+        elif kind == K_MISH:                                     # x·tanh(softplus(x))
+            t = tanh(max(v, 0.0) + log1p(exp(-abs(v))))
+            f, g = v * t, t + v * _sig(v) * (1.0 - t * t)
+        else:                                                  # CLIP: min(max(x, a), b); gradient 1 on [a, b]
+            f, g = min(max(v, a), b), 1.0 if a <= v <= b else 0.0
+        y[i] = f
+        d[i] = g
+
+
+class _Pointwise(_Activation):
+    """y = f(x) through `pointwise` with this layer's kind and numbers; keeps f′(x) for backward."""
+
+    kind = None
+
+    def numbers(self):
+        """(a, b) of the kernel."""
+        return 0.0, 0.0
+
+    def forward(self, x, training=False):
+        y, self.d = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
+        kind, (a, b) = self.kind, self.numbers()
+        _each(lambda x, y, d: pointwise(kind, a, b, x, y, d), x, y, self.d)
+        return y
+
+    def backward(self, dy):
+        return (np.multiply(dy, self.d, dtype=self.d.dtype),)
+
+
+@register
+class GELU(_Pointwise):
+    doc = ("y = x·Φ(x) = ½x(1 + erf(x/√2)), Φ the standard normal CDF (the transformer feed-forward activation); "
+           "approximate = tanh: ½x(1 + tanh(√(2/π)(x + 0.044715x³))).")
+    fused = None          # runs on the per-layer path
+    hparams = (HP("approximate", "choice", "none", choices=("none", "tanh"),
+                  doc="none: the exact erf form; tanh: the tanh approximation (GPT-2, BERT)"),)
+
+    @property
+    def kind(self):
+        return K_GELU_TANH if self.config["approximate"] == "tanh" else K_GELU_ERF
+
+    def formula(self):
+        if self.config["approximate"] == "tanh":
+            return "y = ½x(1 + tanh(√(2/π)(x + 0.044715x³)))"
+        return "y = x·Φ(x) = ½x(1 + erf(x/√2))"
+
+    def to_onnx(self, ctx, ins):
+        n, x = self.name, ins[0]                                   # opset 17 has no Gelu
+        if self.config["approximate"] == "tanh":
+            x3 = ctx.op("Mul", [ctx.op("Mul", [x, x], f"{n}/x2"), x], f"{n}/x3")
+            u = ctx.op("Add", [x, ctx.op("Mul", [x3, ctx.const(f"{n}/c", 0.044715)], f"{n}/cx3")], f"{n}/inner")
+            e = ctx.op("Tanh", [ctx.op("Mul", [u, ctx.const(f"{n}/sqrt_2_pi", SQRT_2_PI)], f"{n}/u")], f"{n}/tanh")
+        else:
+            e = ctx.op("Erf", [ctx.op("Mul", [x, ctx.const(f"{n}/rsqrt2", np.sqrt(0.5))], f"{n}/scaled")], f"{n}/erf")
+        e = ctx.op("Add", [e, ctx.const(f"{n}/one", 1.0)], f"{n}/one_plus")
+        return ctx.op("Mul", [ctx.op("Mul", [x, e], f"{n}/x_times"), ctx.const(f"{n}/half", 0.5)], n)
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        return Emitted("nn.GELU(approximate='tanh')" if self.config["approximate"] == "tanh" else "nn.GELU()")
+
+    def torch_reference(self, xs, p, torch):
+        return torch.nn.functional.gelu(xs[0], approximate=self.config["approximate"])
+
+    @classmethod
+    def samples(cls):
+        return _Activation.samples() + [({"approximate": "tanh"}, [(2, 5)]),
+                                        ({"approximate": "tanh"}, [(4, 3)], {"mask": True})]
+
+
+@register
+class LeakyReLU(_Pointwise):
+    doc = "y = x for x > 0, α·x otherwise (α = negative_slope)."
+    fused = None          # runs on the per-layer path
+    hparams = (HP("negative_slope", "float", 0.01, min=-1e6, max=1e6, doc="Slope α for x ≤ 0"),)
+    kind = K_LEAKY
+
+    def numbers(self):
+        return self.config["negative_slope"], 0.0
+
+    def formula(self):
+        return f"y = x for x > 0, {self.config['negative_slope']:g}·x otherwise"
+
+    def to_onnx(self, ctx, ins):
+        return ctx.op("LeakyRelu", ins, self.name, alpha=float(self.config["negative_slope"]))
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        return Emitted(f"nn.LeakyReLU({self.config['negative_slope']!r})")
+
+    def torch_reference(self, xs, p, torch):
+        return torch.nn.functional.leaky_relu(xs[0], self.config["negative_slope"])
+
+    @classmethod
+    def samples(cls):
+        return _Activation.samples() + [({"negative_slope": 0.2}, [(3, 2, 2)])]
+
+
+@register
+class ELU(_Pointwise):
+    doc = "y = x for x > 0, α(eˣ − 1) otherwise."
+    fused = None          # runs on the per-layer path
+    hparams = (HP("alpha", "float", 1.0, min=0.0, max=1e6, doc="α: the value approached as x → −∞ is −α"),)
+    kind = K_ELU
+
+    def numbers(self):
+        return self.config["alpha"], 0.0
+
+    def formula(self):
+        return f"y = x for x > 0, {self.config['alpha']:g}·(eˣ − 1) otherwise"
+
+    def to_onnx(self, ctx, ins):
+        return ctx.op("Elu", ins, self.name, alpha=float(self.config["alpha"]))
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        return Emitted(f"nn.ELU({self.config['alpha']!r})")
+
+    def torch_reference(self, xs, p, torch):
+        return torch.nn.functional.elu(xs[0], self.config["alpha"])
+
+    @classmethod
+    def samples(cls):
+        return _Activation.samples() + [({"alpha": 0.5}, [(6,)])]
+
+
+@register
+class SELU(_Pointwise):
+    doc = (f"y = λ·x for x > 0, λ·α(eˣ − 1) otherwise, with λ = {SELU_SCALE:.4f}…, α = {SELU_ALPHA:.4f}… "
+           "(self-normalising).")
+    fused = None          # runs on the per-layer path
+    kind = K_SELU
+    torch_module = "nn.SELU()"
+
+    def formula(self):
+        return f"y = {SELU_SCALE:.4f}·x for x > 0, {SELU_SCALE:.4f}·{SELU_ALPHA:.4f}·(eˣ − 1) otherwise"
+
+    def to_onnx(self, ctx, ins):
+        return ctx.op("Selu", ins, self.name, alpha=SELU_ALPHA, gamma=SELU_SCALE)
+
+    def torch_reference(self, xs, p, torch):
+        return torch.nn.functional.selu(xs[0])
+
+
+@register
+class SiLU(_Pointwise):
+    doc = "y = x·σ(x) = x / (1 + e^(−x)) (swish)."
+    fused = None          # runs on the per-layer path
+    kind = K_SILU
+    torch_module = "nn.SiLU()"
+
+    def to_onnx(self, ctx, ins):
+        return ctx.op("Mul", [ins[0], ctx.op("Sigmoid", ins, f"{self.name}/sigmoid")], self.name)
+
+    def torch_reference(self, xs, p, torch):
+        return torch.nn.functional.silu(xs[0])
+
+
+@register
+class Softplus(_Pointwise):
+    doc = "y = ln(1 + e^(β·x))/β, and y = x where β·x > threshold (as PyTorch)."
+    fused = None          # runs on the per-layer path
+    hparams = (HP("beta", "float", 1.0, min=1e-6, max=1e6, doc="β: sharpness (large β → ReLU)"),
+               HP("threshold", "float", 20.0, min=0.0, max=1e6, doc="Above β·x > threshold, y = x"))
+    kind = K_SOFTPLUS
+
+    def numbers(self):
+        return self.config["beta"], self.config["threshold"]
+
+    def formula(self):
+        b, t = self.config["beta"], self.config["threshold"]
+        return f"y = ln(1 + e^({b:g}·x))/{b:g}, and y = x where {b:g}·x > {t:g}"
+
+    def to_onnx(self, ctx, ins):
+        n, (b, t) = self.name, self.numbers()
+        z = ctx.op("Mul", [ins[0], ctx.const(f"{n}/beta", b)], f"{n}/bx")
+        s = ctx.op("Div", [ctx.op("Softplus", [z], f"{n}/softplus"), ctx.const(f"{n}/beta_div", b)], f"{n}/smooth")
+        big = ctx.op("Greater", [z, ctx.const(f"{n}/threshold", t)], f"{n}/linear")
+        return ctx.op("Where", [big, ins[0], s], n)
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        return Emitted(f"nn.Softplus(beta={self.config['beta']!r}, threshold={self.config['threshold']!r})")
+
+    def torch_reference(self, xs, p, torch):
+        return torch.nn.functional.softplus(xs[0], self.config["beta"], self.config["threshold"])
+
+    @classmethod
+    def samples(cls):
+        return _Activation.samples() + [({"beta": 2.0, "threshold": 1.0}, [(3, 4)])]
+
+
+@register
+class Mish(_Pointwise):
+    doc = "y = x·tanh(ln(1 + eˣ))."
+    fused = None          # runs on the per-layer path
+    kind = K_MISH
+    torch_module = "nn.Mish()"
+
+    def to_onnx(self, ctx, ins):                                   # opset 17 has no Mish
+        t = ctx.op("Tanh", [ctx.op("Softplus", ins, f"{self.name}/softplus")], f"{self.name}/tanh")
+        return ctx.op("Mul", [ins[0], t], self.name)
+
+    def torch_reference(self, xs, p, torch):
+        return torch.nn.functional.mish(xs[0])
+
+
+@register
+class Clip(_Pointwise):
+    doc = "y = min(max(x, min), max); gradient 1 for min ≤ x ≤ max, else 0 (ReLU6: min 0, max 6)."
+    fused = None          # runs on the per-layer path
+    hparams = (HP("min", "float", -1.0, min=-1e30, max=1e30, doc="Lower bound"),
+               HP("max", "float", 1.0, min=-1e30, max=1e30, doc="Upper bound"))
+    kind = K_CLIP
+
+    def __init__(self, name="", **config):
+        super().__init__(name, **config)
+        if self.config["min"] > self.config["max"]:
+            raise ConfigError(f"{self.where}: min = {self.config['min']:g} is above max = {self.config['max']:g}")
+
+    def numbers(self):
+        return self.config["min"], self.config["max"]
+
+    def formula(self):
+        return f"y = min(max(x, {self.config['min']:g}), {self.config['max']:g})"
+
+    def to_onnx(self, ctx, ins):
+        n = self.name
+        return ctx.op("Clip", [ins[0], ctx.const(f"{n}/min", self.config["min"]),
+                               ctx.const(f"{n}/max", self.config["max"])], n)
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        return Emitted(f"nn.Hardtanh({self.config['min']!r}, {self.config['max']!r})")
+
+    def torch_reference(self, xs, p, torch):
+        return torch.clamp(xs[0], self.config["min"], self.config["max"])
+
+    @classmethod
+    def samples(cls):
+        return [({}, [(5,)]), ({"min": 0.0, "max": 0.5}, [(2, 3, 4)]), ({"min": -0.5, "max": 0.3}, [(4, 3)],
+                                                                            {"mask": True})]
+
+
+@register
+class PReLU(_Activation):
+    doc = ("y = x for x > 0, a·x otherwise, with a learned slope a: one for all values or one per channel "
+           "(features of (F,) and (T, F), channels of (C, …)).")
+    hparams = (HP("per_channel", "bool", False, doc="One slope per channel/feature (else one shared slope)"),
+               HP("init", "float", 0.25, min=-1e6, max=1e6, doc="Starting slope (PyTorch: 0.25)"))
+    fused = None          # runs on the per-layer path
+
+    def _channels(self, s):
+        return s[-1] if len(s) <= 2 else s[0]                  # F of (F,), (T, F); C of (C, H, W)
+
+    def params(self, in_shapes):
+        n = self._channels(in_shapes[0]) if self.config["per_channel"] else 1
+        return {"a": Param((n,), self.config["init"])}
+
+    def formula(self):
+        return "y = x for x > 0, a·x otherwise"
+
+    def formulas(self, in_shapes):
+        f = super().formulas(in_shapes)
+        c = self._channels(in_shapes[0])
+        if self.config["per_channel"]:
+            f["params"] = f"one slope a per channel: C = {c:,}"
+        else:
+            f["params"] = "one shared slope a = 1"
+        return f
+
+    def _slopes(self, nd, a=None):
+        """The slopes shaped to broadcast against a (B, …) input of nd axes."""
+        a = self.p["a"] if a is None else a
+        return a.reshape((-1,) + (1,) * (nd - 2)) if nd > 3 else a
+
+    def forward(self, x, training=False):
+        self.x = x
+        a = self._slopes(x.ndim).astype(x.dtype, copy=False)
+        return np.where(x > 0, x, a * x)
+
+    def backward(self, dy):
+        x, a = self.x, self._slopes(self.x.ndim)
+        neg = x <= 0
+        dx = np.where(neg, a * dy, dy).astype(x.dtype, copy=False)
+        da = np.where(neg, dy * x, 0)                           # (B, …)
+        axes = tuple(i for i in range(x.ndim) if not (i == x.ndim - 1 and x.ndim <= 3 or i == 1 and x.ndim > 3))
+        self.g["a"][...] = da.sum(axis=axes if self.p["a"].size > 1 else None).reshape(self.g["a"].shape)
+        return (dx,)
+
+    def to_onnx(self, ctx, ins):
+        nd = len(self.in_shapes[0]) + 1
+        return ctx.op("PRelu", [ins[0], ctx.const(f"{self.name}/slope", self._slopes(nd))], self.name)
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        s, n = self.in_shapes[0], self.params(self.in_shapes)["a"].shape[0]
+        seq = len(s) == 2 and n > 1                             # (T, F): torch's channel axis is 1, ours F
+        return Emitted(f"nn.PReLU({n}, init={self.config['init']!r})" if n > 1 else
+                       f"nn.PReLU(init={self.config['init']!r})", {"a": "weight"},
+                       call="{self}({x0}.transpose(1, 2)).transpose(1, 2)" if seq else "{self}({args})")
+
+    def torch_reference(self, xs, p, torch):
+        x = xs[0]
+        return torch.where(x > 0, x, self._slopes(x.ndim, p["a"]) * x)
+
+    @classmethod
+    def samples(cls):
+        return [({}, [(5,)]), ({"per_channel": True}, [(4,)]), ({"per_channel": True}, [(3, 2, 2)]),
+                ({"per_channel": True}, [(4, 3)], {"mask": True}), ({}, [(2, 3, 4)])]
