@@ -30,7 +30,9 @@ class _Activation(Layer):
 
     category = "activation"
     onnx_op = None        # the ONNX operator computing it in one node, if there is one
-    torch_module = None   # the nn.Module expression mirroring it
+    onnx_attrs = {}       # config key -> that operator's attribute
+    torch_name = None     # (nn.Module, torch.nn.functional function) mirroring it, e.g. ("ReLU", "relu")
+    torch_args = ()       # config keys passed to both, in order
 
     def formula(self):
         return self.doc.split(";")[0].rstrip(".")
@@ -40,11 +42,14 @@ class _Activation(Layer):
         return {**f, "shape": f"{self.formula()} per value; {f['shape']}"}
 
     def to_onnx(self, ctx, ins):
-        return ctx.op(self.onnx_op, ins, self.name)
+        return ctx.op(self.onnx_op, ins, self.name, **{a: float(self.config[k]) for k, a in self.onnx_attrs.items()})
 
     def to_torch(self):
         from ..torch_export import Emitted
-        return Emitted(self.torch_module)
+        return Emitted(f"nn.{self.torch_name[0]}({', '.join(repr(self.config[k]) for k in self.torch_args)})")
+
+    def torch_reference(self, xs, p, torch):
+        return getattr(torch.nn.functional, self.torch_name[1])(xs[0], *(self.config[k] for k in self.torch_args))
 
     @classmethod
     def samples(cls):
@@ -73,10 +78,7 @@ class ReLU(_Stored):
     doc = "y = max(0, x); gradient 1 where x > 0."
     fwd, bwd = k.relu_fwd, k.relu_bwd
     fused = _elementwise(F.RELU)
-    onnx_op, torch_module = "Relu", "nn.ReLU()"
-
-    def torch_reference(self, xs, p, torch):
-        return torch.relu(xs[0])
+    onnx_op, torch_name = "Relu", ("ReLU", "relu")
 
 
 @register
@@ -84,10 +86,7 @@ class Sigmoid(_Stored):
     doc = "y = σ(x) = 1 / (1 + e^(−x)); pair with BCE for binary outputs."
     fwd, bwd = k.sigmoid, k.sigmoid_bwd
     fused = _elementwise(F.SIGMOID)
-    onnx_op, torch_module = "Sigmoid", "nn.Sigmoid()"
-
-    def torch_reference(self, xs, p, torch):
-        return torch.sigmoid(xs[0])
+    onnx_op, torch_name = "Sigmoid", ("Sigmoid", "sigmoid")
 
 
 @register
@@ -95,10 +94,7 @@ class Tanh(_Stored):
     doc = "y = tanh(x); zero-centred squashing to (−1, 1)."
     fwd, bwd = k.tanh_fwd, k.tanh_bwd
     fused = _elementwise(F.TANH)
-    onnx_op, torch_module = "Tanh", "nn.Tanh()"
-
-    def torch_reference(self, xs, p, torch):
-        return torch.tanh(xs[0])
+    onnx_op, torch_name = "Tanh", ("Tanh", "tanh")
 
 
 def _softmax(x):

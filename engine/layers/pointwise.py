@@ -8,7 +8,7 @@ from numba import njit
 from ..errors import ConfigError
 from ..hparams import HP
 from .activations import _Activation, _each
-from .base import Param, fmt, register
+from .base import Param, register
 
 K_GELU_ERF, K_GELU_TANH, K_LEAKY, K_ELU, K_SELU, K_SILU, K_SOFTPLUS, K_MISH, K_CLIP = range(9)
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946   # torch's
@@ -62,8 +62,8 @@ class _Pointwise(_Activation):
     kind = None
 
     def numbers(self):
-        """(a, b) of the kernel."""
-        return 0.0, 0.0
+        """(a, b) of the kernel: the values of torch_args (0 where there are fewer)."""
+        return tuple([float(self.config[k]) for k in self.torch_args] + [0.0, 0.0])[:2]
 
     def forward(self, x, training=False):
         y, self.d = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
@@ -122,22 +122,11 @@ class LeakyReLU(_Pointwise):
     fused = None          # runs on the per-layer path
     hparams = (HP("negative_slope", "float", 0.01, min=-1e6, max=1e6, doc="Slope α for x ≤ 0"),)
     kind = K_LEAKY
-
-    def numbers(self):
-        return self.config["negative_slope"], 0.0
+    onnx_op, onnx_attrs = "LeakyRelu", {"negative_slope": "alpha"}
+    torch_name, torch_args = ("LeakyReLU", "leaky_relu"), ("negative_slope",)
 
     def formula(self):
         return f"y = x for x > 0, {self.config['negative_slope']:g}·x otherwise"
-
-    def to_onnx(self, ctx, ins):
-        return ctx.op("LeakyRelu", ins, self.name, alpha=float(self.config["negative_slope"]))
-
-    def to_torch(self):
-        from ..torch_export import Emitted
-        return Emitted(f"nn.LeakyReLU({self.config['negative_slope']!r})")
-
-    def torch_reference(self, xs, p, torch):
-        return torch.nn.functional.leaky_relu(xs[0], self.config["negative_slope"])
 
     @classmethod
     def samples(cls):
@@ -150,22 +139,11 @@ class ELU(_Pointwise):
     fused = None          # runs on the per-layer path
     hparams = (HP("alpha", "float", 1.0, min=0.0, max=1e6, doc="α: the value approached as x → −∞ is −α"),)
     kind = K_ELU
-
-    def numbers(self):
-        return self.config["alpha"], 0.0
+    onnx_op, onnx_attrs = "Elu", {"alpha": "alpha"}
+    torch_name, torch_args = ("ELU", "elu"), ("alpha",)
 
     def formula(self):
         return f"y = x for x > 0, {self.config['alpha']:g}·(eˣ − 1) otherwise"
-
-    def to_onnx(self, ctx, ins):
-        return ctx.op("Elu", ins, self.name, alpha=float(self.config["alpha"]))
-
-    def to_torch(self):
-        from ..torch_export import Emitted
-        return Emitted(f"nn.ELU({self.config['alpha']!r})")
-
-    def torch_reference(self, xs, p, torch):
-        return torch.nn.functional.elu(xs[0], self.config["alpha"])
 
     @classmethod
     def samples(cls):
@@ -178,7 +156,7 @@ class SELU(_Pointwise):
            "(self-normalising).")
     fused = None          # runs on the per-layer path
     kind = K_SELU
-    torch_module = "nn.SELU()"
+    torch_name = ("SELU", "selu")
 
     def formula(self):
         return f"y = {SELU_SCALE:.4f}·x for x > 0, {SELU_SCALE:.4f}·{SELU_ALPHA:.4f}·(eˣ − 1) otherwise"
@@ -186,22 +164,16 @@ class SELU(_Pointwise):
     def to_onnx(self, ctx, ins):
         return ctx.op("Selu", ins, self.name, alpha=SELU_ALPHA, gamma=SELU_SCALE)
 
-    def torch_reference(self, xs, p, torch):
-        return torch.nn.functional.selu(xs[0])
-
 
 @register
 class SiLU(_Pointwise):
     doc = "y = x·σ(x) = x / (1 + e^(−x)) (swish)."
     fused = None          # runs on the per-layer path
     kind = K_SILU
-    torch_module = "nn.SiLU()"
+    torch_name = ("SiLU", "silu")
 
     def to_onnx(self, ctx, ins):
         return ctx.op("Mul", [ins[0], ctx.op("Sigmoid", ins, f"{self.name}/sigmoid")], self.name)
-
-    def torch_reference(self, xs, p, torch):
-        return torch.nn.functional.silu(xs[0])
 
 
 @register
@@ -211,9 +183,7 @@ class Softplus(_Pointwise):
     hparams = (HP("beta", "float", 1.0, min=1e-6, max=1e6, doc="β: sharpness (large β → ReLU)"),
                HP("threshold", "float", 20.0, min=0.0, max=1e6, doc="Above β·x > threshold, y = x"))
     kind = K_SOFTPLUS
-
-    def numbers(self):
-        return self.config["beta"], self.config["threshold"]
+    torch_name, torch_args = ("Softplus", "softplus"), ("beta", "threshold")
 
     def formula(self):
         b, t = self.config["beta"], self.config["threshold"]
@@ -226,12 +196,6 @@ class Softplus(_Pointwise):
         big = ctx.op("Greater", [z, ctx.const(f"{n}/threshold", t)], f"{n}/linear")
         return ctx.op("Where", [big, ins[0], s], n)
 
-    def to_torch(self):
-        from ..torch_export import Emitted
-        return Emitted(f"nn.Softplus(beta={self.config['beta']!r}, threshold={self.config['threshold']!r})")
-
-    def torch_reference(self, xs, p, torch):
-        return torch.nn.functional.softplus(xs[0], self.config["beta"], self.config["threshold"])
 
     @classmethod
     def samples(cls):
@@ -243,14 +207,11 @@ class Mish(_Pointwise):
     doc = "y = x·tanh(ln(1 + eˣ))."
     fused = None          # runs on the per-layer path
     kind = K_MISH
-    torch_module = "nn.Mish()"
+    torch_name = ("Mish", "mish")
 
     def to_onnx(self, ctx, ins):                                   # opset 17 has no Mish
         t = ctx.op("Tanh", [ctx.op("Softplus", ins, f"{self.name}/softplus")], f"{self.name}/tanh")
         return ctx.op("Mul", [ins[0], t], self.name)
-
-    def torch_reference(self, xs, p, torch):
-        return torch.nn.functional.mish(xs[0])
 
 
 @register
@@ -260,14 +221,12 @@ class Clip(_Pointwise):
     hparams = (HP("min", "float", -1.0, min=-1e30, max=1e30, doc="Lower bound"),
                HP("max", "float", 1.0, min=-1e30, max=1e30, doc="Upper bound"))
     kind = K_CLIP
+    torch_name, torch_args = ("Hardtanh", "hardtanh"), ("min", "max")
 
     def __init__(self, name="", **config):
         super().__init__(name, **config)
         if self.config["min"] > self.config["max"]:
             raise ConfigError(f"{self.where}: min = {self.config['min']:g} is above max = {self.config['max']:g}")
-
-    def numbers(self):
-        return self.config["min"], self.config["max"]
 
     def formula(self):
         return f"y = min(max(x, {self.config['min']:g}), {self.config['max']:g})"
@@ -277,12 +236,6 @@ class Clip(_Pointwise):
         return ctx.op("Clip", [ins[0], ctx.const(f"{n}/min", self.config["min"]),
                                ctx.const(f"{n}/max", self.config["max"])], n)
 
-    def to_torch(self):
-        from ..torch_export import Emitted
-        return Emitted(f"nn.Hardtanh({self.config['min']!r}, {self.config['max']!r})")
-
-    def torch_reference(self, xs, p, torch):
-        return torch.clamp(xs[0], self.config["min"], self.config["max"])
 
     @classmethod
     def samples(cls):
