@@ -1,59 +1,15 @@
 """Elementwise activations with numbers of their own (PyTorch's definitions): GELU, LeakyReLU, ELU, SELU, SiLU,
-Softplus, Mish, Clip, and PReLU with learned slopes. One kernel computes y and dy/dx for all but PReLU."""
-from math import erf, exp, log1p, sqrt, tanh
-
+Softplus, Mish, Clip, and PReLU with learned slopes. One kernel (engine/kernels.py
+pointwise) computes y and dy/dx for all but PReLU, on the per-layer and the fused path."""
 import numpy as np
-from numba import njit
 
+from .. import fused as F
 from ..errors import ConfigError
 from ..hparams import HP
+from ..kernels import (K_CLIP, K_ELU, K_GELU_ERF, K_GELU_TANH, K_LEAKY, K_MISH, K_SELU, K_SILU, K_SOFTPLUS,
+                       SELU_ALPHA, SELU_SCALE, SQRT_2_PI, pointwise)
 from .activations import _Activation, _each
 from .base import Param, register
-
-K_GELU_ERF, K_GELU_TANH, K_LEAKY, K_ELU, K_SELU, K_SILU, K_SOFTPLUS, K_MISH, K_CLIP = range(9)
-SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946   # torch's
-SQRT_2_PI = sqrt(2 / np.pi)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _sig(v):
-    return 1.0 / (1.0 + exp(-v)) if v >= 0 else exp(v) / (1.0 + exp(v))
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def pointwise(kind, a, b, x, y, d):
-    """y = f(x) and d = f′(x) elementwise on flat arrays; a, b: the activation's numbers (α, β, min, max…)."""
-    for i in range(x.size):
-        v = np.float64(x[i])
-        if kind == K_GELU_ERF:                                   # x·Φ(x); Φ′ = φ(x) = e^(−x²/2)/√(2π)
-            c = 0.5 * (1.0 + erf(v * 0.7071067811865476))
-            f, g = v * c, c + v * exp(-0.5 * v * v) * 0.3989422804014327
-        elif kind == K_GELU_TANH:                                # ½x(1 + tanh(√(2/π)(x + 0.044715x³)))
-            t = tanh(SQRT_2_PI * (v + 0.044715 * v * v * v))
-            f = 0.5 * v * (1.0 + t)
-            g = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * SQRT_2_PI * (1.0 + 3 * 0.044715 * v * v)
-        elif kind == K_LEAKY:
-            f, g = (v, 1.0) if v > 0 else (a * v, a)
-        elif kind == K_ELU or kind == K_SELU:                      # SELU = λ·ELU with α, λ fixed
-            s = 1.0 if kind == K_ELU else SELU_SCALE
-            al = a if kind == K_ELU else SELU_ALPHA
-            f, g = (s * v, s) if v > 0 else (s * al * (exp(v) - 1.0), s * al * exp(v))
-        elif kind == K_SILU:
-            s = _sig(v)
-            f, g = v * s, s * (1.0 + v * (1.0 - s))
-        elif kind == K_SOFTPLUS:                                 # ln(1 + e^(βx))/β; x where βx > threshold
-            z = a * v
-            if z > b:
-                f, g = v, 1.0
-            else:
-                f, g = (max(z, 0.0) + log1p(exp(-abs(z)))) / a, _sig(z)
-        elif kind == K_MISH:                                     # x·tanh(softplus(x))
-            t = tanh(max(v, 0.0) + log1p(exp(-abs(v))))
-            f, g = v * t, t + v * _sig(v) * (1.0 - t * t)
-        else:                                                  # CLIP: min(max(x, a), b); gradient 1 on [a, b]
-            f, g = min(max(v, a), b), 1.0 if a <= v <= b else 0.0
-        y[i] = f
-        d[i] = g
 
 
 class _Pointwise(_Activation):
@@ -74,12 +30,22 @@ class _Pointwise(_Activation):
     def backward(self, dy):
         return (np.multiply(dy, self.d, dtype=self.d.dtype),)
 
+    def fused(self, b):
+        """One POINTWISE row: f′(x) in a buffer, the numbers (a, b) in the first two values of another."""
+        n, (u, v) = b.size(), self.numbers()
+        d, c = b.buffer("d", n), b.buffer("numbers", 2)
+
+        def numbers(acts, nb):
+            acts[c * nb:c * nb + 2] = u, v                   # sample 0's values of the buffer
+        b.before_step(numbers)
+        b.row(F.POINTWISE, a=b.src(), b=d, o=b.out(), n1=n, n2=self.kind, p1=c)
+
 
 @register
 class GELU(_Pointwise):
+    fused = _Pointwise.fused
     doc = ("y = x·Φ(x) = ½x(1 + erf(x/√2)), Φ the standard normal CDF (the transformer feed-forward activation); "
            "approximate = tanh: ½x(1 + tanh(√(2/π)(x + 0.044715x³))).")
-    fused = None          # runs on the per-layer path
     hparams = (HP("approximate", "choice", "none", choices=("none", "tanh"),
                   doc="none: the exact erf form; tanh: the tanh approximation (GPT-2, BERT)"),)
 
@@ -118,8 +84,8 @@ class GELU(_Pointwise):
 
 @register
 class LeakyReLU(_Pointwise):
+    fused = _Pointwise.fused
     doc = "y = x for x > 0, α·x otherwise (α = negative_slope)."
-    fused = None          # runs on the per-layer path
     hparams = (HP("negative_slope", "float", 0.01, min=-1e6, max=1e6, doc="Slope α for x ≤ 0"),)
     kind = K_LEAKY
     onnx_op, onnx_attrs = "LeakyRelu", {"negative_slope": "alpha"}
@@ -135,8 +101,8 @@ class LeakyReLU(_Pointwise):
 
 @register
 class ELU(_Pointwise):
+    fused = _Pointwise.fused
     doc = "y = x for x > 0, α(eˣ − 1) otherwise."
-    fused = None          # runs on the per-layer path
     hparams = (HP("alpha", "float", 1.0, min=0.0, max=1e6, doc="α: the value approached as x → −∞ is −α"),)
     kind = K_ELU
     onnx_op, onnx_attrs = "Elu", {"alpha": "alpha"}
@@ -152,9 +118,9 @@ class ELU(_Pointwise):
 
 @register
 class SELU(_Pointwise):
+    fused = _Pointwise.fused
     doc = (f"y = λ·x for x > 0, λ·α(eˣ − 1) otherwise, with λ = {SELU_SCALE:.4f}…, α = {SELU_ALPHA:.4f}… "
            "(self-normalising).")
-    fused = None          # runs on the per-layer path
     kind = K_SELU
     torch_name = ("SELU", "selu")
 
@@ -167,8 +133,8 @@ class SELU(_Pointwise):
 
 @register
 class SiLU(_Pointwise):
+    fused = _Pointwise.fused
     doc = "y = x·σ(x) = x / (1 + e^(−x)) (swish)."
-    fused = None          # runs on the per-layer path
     kind = K_SILU
     torch_name = ("SiLU", "silu")
 
@@ -178,8 +144,8 @@ class SiLU(_Pointwise):
 
 @register
 class Softplus(_Pointwise):
+    fused = _Pointwise.fused
     doc = "y = ln(1 + e^(β·x))/β, and y = x where β·x > threshold (as PyTorch)."
-    fused = None          # runs on the per-layer path
     hparams = (HP("beta", "float", 1.0, min=1e-6, max=1e6, doc="β: sharpness (large β → ReLU)"),
                HP("threshold", "float", 20.0, min=0.0, max=1e6, doc="Above β·x > threshold, y = x"))
     kind = K_SOFTPLUS
@@ -204,8 +170,8 @@ class Softplus(_Pointwise):
 
 @register
 class Mish(_Pointwise):
+    fused = _Pointwise.fused
     doc = "y = x·tanh(ln(1 + eˣ))."
-    fused = None          # runs on the per-layer path
     kind = K_MISH
     torch_name = ("Mish", "mish")
 
@@ -216,8 +182,8 @@ class Mish(_Pointwise):
 
 @register
 class Clip(_Pointwise):
+    fused = _Pointwise.fused
     doc = "y = min(max(x, min), max); gradient 1 for min ≤ x ≤ max, else 0 (ReLU6: min 0, max 6)."
-    fused = None          # runs on the per-layer path
     hparams = (HP("min", "float", -1.0, min=-1e30, max=1e30, doc="Lower bound"),
                HP("max", "float", 1.0, min=-1e30, max=1e30, doc="Upper bound"))
     kind = K_CLIP
@@ -245,11 +211,11 @@ class Clip(_Pointwise):
 
 @register
 class PReLU(_Activation):
+    fused = None          # runs on the per-layer path
     doc = ("y = x for x > 0, a·x otherwise, with a learned slope a: one for all values or one per channel "
            "(features of (F,) and (T, F), channels of (C, …)).")
     hparams = (HP("per_channel", "bool", False, doc="One slope per channel/feature (else one shared slope)"),
                HP("init", "float", 0.25, min=-1e6, max=1e6, doc="Starting slope (PyTorch: 0.25)"))
-    fused = None          # runs on the per-layer path
 
     def _channels(self, s):
         return s[-1] if len(s) <= 2 else s[0]                  # F of (F,), (T, F); C of (C, H, W)
