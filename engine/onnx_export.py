@@ -1,4 +1,4 @@
-"""ONNX export of a model for inference: one small function per layer type in EXPORTERS."""
+"""ONNX export of a model for inference: a layer's own to_onnx, else a small function per layer type in EXPORTERS."""
 import json
 
 import numpy as np

@@ -162,7 +162,6 @@ class Softplus(_Pointwise):
         big = ctx.op("Greater", [z, ctx.const(f"{n}/threshold", t)], f"{n}/linear")
         return ctx.op("Where", [big, ins[0], s], n)
 
-
     @classmethod
     def samples(cls):
         return _Activation.samples() + [({"beta": 2.0, "threshold": 1.0}, [(3, 4)])]
