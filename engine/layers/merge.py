@@ -47,7 +47,8 @@ class _Broadcast(Layer):
             except ValueError:
                 raise ShapeError(f"{self.where}: input {i} {fmt(s)} does not broadcast with "
                                  f"{'input 1' if i == 2 else f'inputs 1–{i - 1}'} {fmt(shape)}: aligned at their last "
-                                 "axes, each pair of sizes must be equal or 1 (e.g. (T, F) with (F,))") from None
+                                 "axes, each pair of sizes must be equal or 1 (e.g. (T, F) with (F,)): make them match "
+                                 "(e.g. a Dense with matching units) or use Concatenate") from None
         return shape
 
     def macs(self, in_shapes):
