@@ -190,6 +190,7 @@ def add_into(x, y, flag):
 
 # ---- elementwise activations with numbers (engine/layers/pointwise.py): y and f′(x) in one pass ----
 K_GELU_ERF, K_GELU_TANH, K_LEAKY, K_ELU, K_SELU, K_SILU, K_SOFTPLUS, K_MISH, K_CLIP = range(9)
+K_CELU, K_SOFTSIGN, K_HARDSIGMOID, K_HARDSWISH, K_THRESHOLD, K_SHRINK = range(9, 15)
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946   # torch's
 SQRT_2_PI = sqrt(2 / np.pi)
 
@@ -229,7 +230,20 @@ def pointwise(kind, a, b, x, y, d):
         elif kind == K_MISH:                                     # x·tanh(softplus(x))
             t = tanh(max(v, 0.0) + log1p(exp(-abs(v))))
             f, g = v * t, t + v * _sig(v) * (1.0 - t * t)
-        else:                                                  # CLIP: min(max(x, a), b); gradient 1 on [a, b]
+        elif kind == K_CLIP:                                   # min(max(x, a), b); gradient 1 on [a, b]
             f, g = min(max(v, a), b), 1.0 if a <= v <= b else 0.0
+        elif kind == K_CELU:                                   # x for x > 0, α(e^(x/α) − 1) otherwise
+            f, g = (v, 1.0) if v > 0 else (a * (exp(v / a) - 1.0), exp(v / a))
+        elif kind == K_SOFTSIGN:                               # x / (1 + |x|)
+            f, g = v / (1.0 + abs(v)), 1.0 / ((1.0 + abs(v)) * (1.0 + abs(v)))
+        elif kind == K_HARDSIGMOID:                            # max(0, min(1, αx + β))
+            z = a * v + b
+            f, g = (0.0, 0.0) if z <= 0 else (1.0, 0.0) if z >= 1 else (z, a)
+        elif kind == K_HARDSWISH:                              # x·max(0, min(1, x/6 + ½))
+            f, g = (0.0, 0.0) if v <= -3 else (v, 1.0) if v >= 3 else (v * (v + 3.0) / 6.0, v / 3.0 + 0.5)
+        elif kind == K_THRESHOLD:                              # x where x > α, else 0
+            f, g = (v, 1.0) if v > a else (0.0, 0.0)
+        else:                                                  # SHRINK: x − b where x > λ = a, x + b where x < −λ
+            f, g = (v - b, 1.0) if v > a else (v + b, 1.0) if v < -a else (0.0, 0.0)
         y[i] = f
         d[i] = g

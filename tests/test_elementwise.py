@@ -38,6 +38,17 @@ FORMULAS = [   # (type, config, y(x) written from the definition, dy/dx written 
     ("GELU", {"approximate": "tanh"}, lambda v: 0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3))),
      None),
     ("Clip", {"min": -1.0, "max": 0.7}, lambda v: min(max(v, -1.0), 0.7), lambda v: 1.0 if -1 <= v <= 0.7 else 0.0),
+    ("CELU", {"alpha": 0.5}, lambda v: max(0, v) + min(0, 0.5 * (math.exp(v / 0.5) - 1)),
+     lambda v: 1.0 if v > 0 else math.exp(v / 0.5)),
+    ("Softsign", {}, lambda v: v / (1 + abs(v)), lambda v: 1 / (1 + abs(v)) ** 2),
+    ("HardSigmoid", {"alpha": 0.2, "beta": 0.4}, lambda v: max(0, min(1, 0.2 * v + 0.4)),
+     lambda v: 0.2 if 0 < 0.2 * v + 0.4 < 1 else 0.0),
+    ("Hardswish", {}, lambda v: v * max(0, min(1, v / 6 + 0.5)),
+     lambda v: 0.0 if v <= -3 else 1.0 if v >= 3 else (2 * v + 3) / 6),
+    ("ThresholdedReLU", {"threshold": 0.5}, lambda v: v if v > 0.5 else 0.0, lambda v: 1.0 if v > 0.5 else 0.0),
+    ("Hardshrink", {"lambd": 0.8}, lambda v: v if abs(v) > 0.8 else 0.0, lambda v: 1.0 if abs(v) > 0.8 else 0.0),
+    ("Softshrink", {"lambd": 0.8}, lambda v: v - 0.8 if v > 0.8 else v + 0.8 if v < -0.8 else 0.0,
+     lambda v: 1.0 if abs(v) > 0.8 else 0.0),
 ]
 
 

@@ -181,6 +181,11 @@ RULES = {
                                             abs(n.a("gamma", 1.0507) - 1.0507) < 1e-4) else "other α, γ"),
     "Softplus": lambda n: _need("Softplus"), "Mish": lambda n: _need("Mish"), "Clip": lambda n: _need("Clip"),
     "Gelu": lambda n: _need("GELU", None if n.a("approximate", "none") in ("none", "tanh") else "approximate"),
+    "Celu": lambda n: _need("CELU"), "Softsign": lambda n: _need("Softsign"),
+    "HardSigmoid": lambda n: _need("HardSigmoid"), "HardSwish": lambda n: _need("Hardswish"),
+    "ThresholdedRelu": lambda n: _need("ThresholdedReLU"),
+    "Shrink": lambda n: (_need("Softshrink") if n.a("bias", 0.0) == n.a("lambd", 0.5) else _need("Hardshrink")
+                         if n.a("bias", 0.0) == 0 else _need("Hardshrink", "a bias other than 0 or λ")),
     "PRelu": _prelu, "Softmax": _softmax, "LogSoftmax": _softmax,
     "Add": _merge("Add"), "Sum": _merge("Add"), "Sub": _merge("Subtract"), "Mul": _merge("Multiply"),
     "Concat": lambda n: _need("Concatenate", "along the batch axis" if n.a("axis") == 0 else None),
