@@ -238,3 +238,19 @@ def test_logsoftmax_output_is_log_probabilities():
     y = run(layer, [x])
     assert np.all(np.isfinite(y)) and y[0, 0] == pytest.approx(-1000.0)   # e^(−1000) underflows; its log does not
     np.testing.assert_allclose(np.exp(y[1]), np.exp(x[1]) / np.exp(x[1]).sum(), rtol=1e-14)
+
+
+def test_layernorm_over_the_last_axes():
+    """axes = 2 on (C, L): μ, σ² over each sample's C·L values; γ, β of shape (C, L) (PyTorch's normalized_shape)."""
+    x = np.random.default_rng(4).normal(2, 3, (2, 3, 4))
+    layer = build("LayerNorm", {"axes": 2}, [(3, 4)])
+    assert layer.p["gamma"].shape == (3, 4)
+    mu, var = x.mean(axis=(1, 2), keepdims=True), x.var(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(run(layer, [x]), (x - mu) / np.sqrt(var + 1e-5) * layer.p["gamma"] + layer.p["beta"],
+                               rtol=1e-12)
+    with pytest.raises(ShapeError, match=r"last axes = 3 axes but its input \(3, 4\) has 2") as e:
+        create("LayerNorm", "n", {"axes": 3}).compute_output_shape([(3, 4)])
+    assert e.value.fix.config == (("axes", 2),)
+    layer.in_masks = [np.array([[1, 1, 0], [1, 1, 1]], bool)]
+    with pytest.raises(ShapeError, match="padded steps would change the valid ones: set axes to 1"):
+        layer.forward(x, training=True)

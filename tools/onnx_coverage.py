@@ -196,8 +196,9 @@ RULES = {
     "BatchNormalization": lambda n: _need("BatchNorm", None if n.rank() in (None, 2, 4) else
                                           f"channel axis 1 of a rank-{n.rank()} input"),
     "InstanceNormalization": lambda n: _need("InstanceNorm"), "LRN": lambda n: _need("LocalResponseNorm"),
-    "LayerNormalization": lambda n: _need("LayerNorm", None if n.a("axis", -1) in (-1, (n.rank() or 0) - 1)
-                                          else "normalising over several axes"),
+    "LayerNormalization": lambda n: _need("LayerNorm", None if n.a("axis", -1) in (-1, (n.rank() or 0) - 1) else
+                                          "axes" if n.a("axis", -1) % max(n.rank() or 1, 1) > 0 else
+                                          "normalising over the batch axis"),
     "GroupNormalization": lambda n: _need("GroupNorm"),
     "Flatten": lambda n: _need("Flatten", None if n.a("axis", 1) == 1 else f"axis {n.a('axis')}"),
     "Reshape": lambda n: _need("Reshape"), "Dropout": lambda n: _need("Dropout"),
