@@ -191,7 +191,6 @@ def add_into(x, y, flag):
 # ---- elementwise activations with numbers (engine/layers/pointwise.py): y and f′(x) in one pass ----
 K_GELU_ERF, K_GELU_TANH, K_LEAKY, K_ELU, K_SELU, K_SILU, K_SOFTPLUS, K_MISH, K_CLIP = range(9)
 K_CELU, K_SOFTSIGN, K_HARDSIGMOID, K_HARDSWISH, K_THRESHOLD, K_SHRINK = range(9, 15)
-SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946   # torch's
 SQRT_2_PI = sqrt(2 / np.pi)
 
 
@@ -214,10 +213,9 @@ def pointwise(kind, a, b, x, y, d):
             g = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * SQRT_2_PI * (1.0 + 3 * 0.044715 * v * v)
         elif kind == K_LEAKY:
             f, g = (v, 1.0) if v > 0 else (a * v, a)
-        elif kind == K_ELU or kind == K_SELU:                      # SELU = λ·ELU with α, λ fixed
-            s = 1.0 if kind == K_ELU else SELU_SCALE
-            al = a if kind == K_ELU else SELU_ALPHA
-            f, g = (s * v, s) if v > 0 else (s * al * (exp(v) - 1.0), s * al * exp(v))
+        elif kind == K_ELU or kind == K_SELU:                  # SELU = λ·ELU: α = a, λ = b
+            s = 1.0 if kind == K_ELU else b
+            f, g = (s * v, s) if v > 0 else (s * a * (exp(v) - 1.0), s * a * exp(v))
         elif kind == K_SILU:
             s = _sig(v)
             f, g = v * s, s * (1.0 + v * (1.0 - s))

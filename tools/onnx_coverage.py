@@ -178,7 +178,7 @@ RULES = {
     "Relu": lambda n: _need("ReLU"), "Sigmoid": lambda n: _need("Sigmoid"), "Tanh": lambda n: _need("Tanh"),
     "LeakyRelu": lambda n: _need("LeakyReLU"), "Elu": lambda n: _need("ELU"),
     "Selu": lambda n: _need("SELU", None if (abs(n.a("alpha", 1.67326) - 1.67326) < 1e-4 and
-                                            abs(n.a("gamma", 1.0507) - 1.0507) < 1e-4) else "other α, γ"),
+                                            abs(n.a("gamma", 1.0507) - 1.0507) < 1e-4) else "scale"),
     "Softplus": lambda n: _need("Softplus"), "Mish": lambda n: _need("Mish"), "Clip": lambda n: _need("Clip"),
     "Gelu": lambda n: _need("GELU", None if n.a("approximate", "none") in ("none", "tanh") else "approximate"),
     "Celu": lambda n: _need("CELU"), "Softsign": lambda n: _need("Softsign"),

@@ -6,10 +6,12 @@ import numpy as np
 from .. import fused as F
 from ..errors import ConfigError
 from ..hparams import HP
-from ..kernels import (K_CLIP, K_ELU, K_GELU_ERF, K_GELU_TANH, K_LEAKY, K_MISH, K_SELU, K_SILU, K_SOFTPLUS,
-                       SELU_ALPHA, SELU_SCALE, SQRT_2_PI, pointwise)
+from ..kernels import (K_CLIP, K_ELU, K_GELU_ERF, K_GELU_TANH, K_LEAKY, K_MISH, K_SELU, K_SILU, K_SOFTPLUS, SQRT_2_PI,
+                       pointwise)
 from .activations import _Activation, _each
 from .base import Param, register
+
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946   # PyTorch's
 
 
 class _Pointwise(_Activation):
@@ -119,16 +121,46 @@ class ELU(_Pointwise):
 @register
 class SELU(_Pointwise):
     fused = _Pointwise.fused
-    doc = (f"y = λ·x for x > 0, λ·α(eˣ − 1) otherwise, with λ = {SELU_SCALE:.4f}…, α = {SELU_ALPHA:.4f}… "
-           "(self-normalising).")
+    doc = ("y = λ·x for x > 0, λ·α(eˣ − 1) otherwise; self-normalising with PyTorch's "
+           f"λ = {SELU_SCALE:.4f}…, α = {SELU_ALPHA:.4f}….")
+    hparams = (HP("alpha", "float", SELU_ALPHA, min=0.0, max=1e6, doc="α (self-normalising: 1.6733)"),
+               HP("scale", "float", SELU_SCALE, min=0.0, max=1e6, doc="λ (self-normalising: 1.0507)"))
     kind = K_SELU
-    torch_name = ("SELU", "selu")
+    onnx_op, onnx_attrs = "Selu", {"alpha": "alpha", "scale": "gamma"}
+    torch_args = ("alpha", "scale")
+    TORCH = '''class ScaledELU(nn.Module):
+    """scale·ELU(x; alpha): SELU with other numbers than torch's."""
+
+    def __init__(self, alpha, scale):
+        super().__init__()
+        self.alpha, self.scale = alpha, scale
+
+    def forward(self, x):
+        return self.scale * nn.functional.elu(x, self.alpha)
+'''
 
     def formula(self):
-        return f"y = {SELU_SCALE:.4f}·x for x > 0, {SELU_SCALE:.4f}·{SELU_ALPHA:.4f}·(eˣ − 1) otherwise"
+        a, s = self.config["alpha"], self.config["scale"]
+        return f"y = {s:.5g}·x for x > 0, {s:.5g}·{a:.5g}·(eˣ − 1) otherwise"
 
-    def to_onnx(self, ctx, ins):
-        return ctx.op("Selu", ins, self.name, alpha=SELU_ALPHA, gamma=SELU_SCALE)
+    def _standard(self):
+        return self.config["alpha"] == SELU_ALPHA and self.config["scale"] == SELU_SCALE
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        if self._standard():
+            return Emitted("nn.SELU()")
+        return Emitted(f"ScaledELU({self.config['alpha']!r}, {self.config['scale']!r})", helpers=("ScaledELU",),
+                       sources={"ScaledELU": self.TORCH})
+
+    def torch_reference(self, xs, p, torch):
+        if self._standard():
+            return torch.nn.functional.selu(xs[0])
+        return self.config["scale"] * torch.nn.functional.elu(xs[0], self.config["alpha"])
+
+    @classmethod
+    def samples(cls):
+        return _Activation.samples() + [({"alpha": 2.0, "scale": 3.0}, [(6,)])]
 
 
 @register
