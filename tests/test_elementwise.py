@@ -254,3 +254,13 @@ def test_layernorm_over_the_last_axes():
     layer.in_masks = [np.array([[1, 1, 0], [1, 1, 1]], bool)]
     with pytest.raises(ShapeError, match="padded steps would change the valid ones: set axes to 1"):
         layer.forward(x, training=True)
+
+
+def test_rmsnorm_is_its_formula():
+    """y = γ·x/√(mean(x²) + ε) over the last axes, no centring."""
+    x = np.random.default_rng(5).normal(1, 2, (3, 4, 5))
+    for axes in (1, 2):
+        layer = build("RMSNorm", {"axes": axes, "eps": 1e-3}, [(4, 5)])
+        ax = (2,) if axes == 1 else (1, 2)
+        want = x / np.sqrt((x * x).mean(axis=ax, keepdims=True) + 1e-3) * layer.p["gamma"]
+        np.testing.assert_allclose(run(layer, [x]), want, rtol=1e-12)

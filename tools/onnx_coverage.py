@@ -168,6 +168,14 @@ def _resize(n):
                  else f"{mode} resize of a rank-{n.rank()} tensor")
 
 
+def _last_axes(n, type):
+    """LayerNorm / RMSNorm over the axes from `axis` on: the last one, or several with the option axes."""
+    axis, r = n.a("axis", -1), n.rank()
+    if axis in (-1, (r or 0) - 1):
+        return _need(type)
+    return _need(type, "axes" if axis % max(r or 1, 1) > 0 else "normalising over the batch axis")
+
+
 def _matmul(n):
     if len(n.inputs) > 1 and n.inputs[1] in n.inits and n.rank(1) == 2:
         return _need("Dense")
@@ -196,9 +204,7 @@ RULES = {
     "BatchNormalization": lambda n: _need("BatchNorm", None if n.rank() in (None, 2, 4) else
                                           f"channel axis 1 of a rank-{n.rank()} input"),
     "InstanceNormalization": lambda n: _need("InstanceNorm"), "LRN": lambda n: _need("LocalResponseNorm"),
-    "LayerNormalization": lambda n: _need("LayerNorm", None if n.a("axis", -1) in (-1, (n.rank() or 0) - 1) else
-                                          "axes" if n.a("axis", -1) % max(n.rank() or 1, 1) > 0 else
-                                          "normalising over the batch axis"),
+    "LayerNormalization": lambda n: _last_axes(n, "LayerNorm"), "RMSNormalization": lambda n: _last_axes(n, "RMSNorm"),
     "GroupNormalization": lambda n: _need("GroupNorm"),
     "Flatten": lambda n: _need("Flatten", None if n.a("axis", 1) == 1 else f"axis {n.a('axis')}"),
     "Reshape": lambda n: _need("Reshape"), "Dropout": lambda n: _need("Dropout"),
