@@ -264,3 +264,20 @@ def test_rmsnorm_is_its_formula():
         ax = (2,) if axes == 1 else (1, 2)
         want = x / np.sqrt((x * x).mean(axis=ax, keepdims=True) + 1e-3) * layer.p["gamma"]
         np.testing.assert_allclose(run(layer, [x]), want, rtol=1e-12)
+
+
+def test_maximum_minimum_average_route_their_gradients():
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(2, 4, 3)), rng.normal(size=(2, 3))
+    dy = rng.normal(size=(2, 4, 3))
+    for type, want in (("Maximum", np.maximum), ("Minimum", np.minimum)):
+        layer = build(type, {}, [(4, 3), (3,)])
+        np.testing.assert_array_equal(run(layer, [a, b]), want(a, b[:, None]))
+        da, db = layer.backward(dy)
+        wins = want(a, b[:, None]) == a                                   # where input 1 is picked
+        np.testing.assert_array_equal(da, np.where(wins, dy, 0))
+        np.testing.assert_allclose(db, np.where(wins, 0, dy).sum(axis=1))
+    avg = build("Average", {}, [(4, 3), (3,)])
+    np.testing.assert_allclose(run(avg, [a, b]), (a + b[:, None]) / 2)
+    np.testing.assert_allclose(avg.backward(dy)[1], dy.sum(axis=1) / 2)
+    assert create("Maximum", "m").formulas([(3,), (3,), (3,)])["shape"].startswith("y = max(x1, x2, x3) per value")

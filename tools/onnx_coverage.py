@@ -120,6 +120,8 @@ def _softmax(n):
 
 def _merge(type):
     def rule(n):
+        if len(n.inputs) < 2:
+            return _need(type, "a single input")
         shapes = [s for s in n.shapes if s is not None]
         same = all(tuple(s) == tuple(shapes[0]) for s in shapes)
         return _need(type) if same or broadcasts(type) else _need(type, "broadcasting")
@@ -196,6 +198,7 @@ RULES = {
                          if n.a("bias", 0.0) == 0 else _need("Hardshrink", "a bias other than 0 or λ")),
     "PRelu": _prelu, "Softmax": _softmax, "LogSoftmax": _softmax,
     "Add": _merge("Add"), "Sum": _merge("Add"), "Sub": _merge("Subtract"), "Mul": _merge("Multiply"),
+    "Max": _merge("Maximum"), "Min": _merge("Minimum"), "Mean": _merge("Average"),
     "Concat": lambda n: _need("Concatenate", "along the batch axis" if n.a("axis") == 0 else None),
     "Gemm": lambda n: _need("Dense", "transA" if n.a("transA", 0) else None),
     "MatMul": _matmul,

@@ -60,11 +60,15 @@ class _Broadcast(Layer):
         size = int(np.prod(out))
         ins = ", ".join(fmt(s) for s in in_shapes)
         same = all(tuple(s) == out for s in in_shapes)
-        f["shape"] = (f"y = {f' {self.symbol} '.join(f'x{i + 1}' for i in range(n))} per value; "
+        f["shape"] = (f"y = {self.equation(n)} per value; "
                       + (f"every input is {fmt(out)} → {fmt(out)}" if same else
                          f"{ins} broadcast (aligned at the last axis, 1s stretched) → {fmt(out)}"))
         f["macs"] = f"(inputs − 1)·output values = ({n} − 1)·{size} = {(n - 1) * size:,}"
         return f
+
+    def equation(self, n):
+        """y's formula for n inputs, e.g. x1 + x2."""
+        return f" {self.symbol} ".join(f"x{i + 1}" for i in range(n))
 
     def compute_mask(self, in_masks):
         """The AND of the masks of the (T, F) inputs whose T is the output's (a broadcast (F,) has none)."""
