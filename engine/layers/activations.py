@@ -4,7 +4,7 @@ import numpy as np
 from .. import fused as F
 from .. import parallel
 from .. import kernels as k
-from .base import Layer, fmt, register
+from .base import Layer, register
 
 
 def _flat(a, dtype=None):
@@ -39,7 +39,8 @@ class _Activation(Layer):
 
     def formulas(self, in_shapes):
         f = super().formulas(in_shapes)
-        return {**f, "shape": f"{self.formula()} per value; {f['shape']}"}
+        where = f" over the last axis (C = {in_shapes[0][-1]})" if "over the last axis" in self.doc else " per value"
+        return {**f, "shape": f"{self.formula().replace(' over the last axis', '')}{where}; {f['shape']}"}
 
     def to_onnx(self, ctx, ins):
         return ctx.op(self.onnx_op, ins, self.name, **{a: float(self.config[k]) for k, a in self.onnx_attrs.items()})
@@ -109,11 +110,6 @@ def _softmax(x):
 class Softmax(_Activation):
     doc = "y_i = e^(x_i) / Σ_j e^(x_j) over the last axis; pair with categorical cross-entropy."
 
-    def formulas(self, in_shapes):
-        c = in_shapes[0][-1]
-        return {**Layer.formulas(self, in_shapes),
-                "shape": f"y_i = e^(x_i) / Σ_j e^(x_j) over the last axis (C = {c}); output shape = input shape"
-                         f" = {fmt(in_shapes[0])}"}
 
     def forward(self, x, training=False):
         self.y = _softmax(x)[1].reshape(x.shape)
@@ -142,15 +138,10 @@ class Softmax(_Activation):
 
 @register
 class LogSoftmax(_Activation):
-    doc = ("y_i = x_i − ln Σ_j e^(x_j) over the last axis (log-probabilities); as the output layer, categorical "
+    doc = ("y_i = x_i − ln Σ_j e^(x_j) over the last axis; log-probabilities: as the output layer, categorical "
            "cross-entropy reads its input as logits, the same loss as with Softmax.")
     fused = None          # the per-layer path; as the head the loss takes its input (the fused logits path)
 
-    def formulas(self, in_shapes):
-        c = in_shapes[0][-1]
-        return {**Layer.formulas(self, in_shapes),
-                "shape": f"y_i = x_i − ln Σ_j e^(x_j) over the last axis (C = {c}); output shape = input shape"
-                         f" = {fmt(in_shapes[0])}"}
 
     def forward(self, x, training=False):
         x2, p = _softmax(x)                                    # (M, C) each

@@ -10,7 +10,10 @@ class _Pick(_Broadcast):
     """y = the largest (smallest) input at each value; its gradient goes to that input (the first on a tie)."""
 
     pick = None           # np.argmax or np.argmin
-    onnx_op = ""
+    onnx_op = ""          # Max or Min
+
+    def equation(self, n):
+        return f"{self.onnx_op.lower()}({', '.join(f'x{i + 1}' for i in range(n))})"
 
     def forward(self, *xs, training=False):
         xs, dt = self._setup(xs)
@@ -61,9 +64,6 @@ class Maximum(_Pick):
     pick, onnx_op = np.argmax, "Max"
     TORCH = _module("Maximum", "torch.maximum(y, x)", "The largest")
 
-    def equation(self, n):
-        return f"max({', '.join(f'x{i + 1}' for i in range(n))})"
-
 
 @register
 class Minimum(_Pick):
@@ -71,9 +71,6 @@ class Minimum(_Pick):
     fused = None
     pick, onnx_op = np.argmin, "Min"
     TORCH = _module("Minimum", "torch.minimum(y, x)", "The smallest")
-
-    def equation(self, n):
-        return f"min({', '.join(f'x{i + 1}' for i in range(n))})"
 
 
 @register

@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..hparams import HP
 from .base import Fix, Layer, Param, fmt, register
-from .normalization import _ln_bwd, _ln_fwd
+from .normalization import AXES, _LastAxes, _ln_bwd, _ln_fwd
 
 
 def _divisor_near(c, g):
@@ -260,32 +260,15 @@ class LocalResponseNorm(Layer):
 
 
 @register
-class RMSNorm(Layer):
+class RMSNorm(_LastAxes):
     doc = ("Scales each sample by the root mean square of its last axes (features of (F,) and (T, F)): "
            "y = γ·x/√(mean(x²) + ε), without centring (LLaMA; PyTorch nn.RMSNorm, ONNX RMSNormalization).")
-    category = "normalization"
     fused = None          # runs on the per-layer path
-    hparams = (HP("eps", "float", 1e-6, min=1e-12, max=1.0, doc="ε added to the mean square"),
-               HP("axes", "int", 1, min=1, max=4, doc="How many trailing axes each mean square spans "
-                                                     "(γ has their shape; PyTorch's normalized_shape)"),
+    hparams = (HP("eps", "float", 1e-6, min=1e-12, max=1.0, doc="ε added to the mean square"), AXES,
                HP("affine", "bool", True, doc="Learn a scale γ per value of those axes"))
-
-    def compute_output_shape(self, in_shapes):
-        s, k = in_shapes[0], self.config["axes"]
-        self._expect_rank(s, (1, 2, 3, 4), "features (F,), a sequence (T, F) or channels (C, …)")
-        if k > len(s):
-            raise ShapeError(f"{self.where} normalises over the last axes = {k} axes but its input {fmt(s)} has "
-                             f"{len(s)}", fix=Fix("set", f"set axes to {len(s)}", config=(("axes", len(s)),)))
-        return s
-
-    def _normalized(self, s):
-        return tuple(s[len(s) - self.config["axes"]:])
 
     def params(self, in_shapes):
         return {"gamma": Param(self._normalized(in_shapes[0]), "ones")} if self.config["affine"] else {}
-
-    def macs(self, in_shapes):
-        return 2 * int(np.prod(in_shapes[0]))                  # square and scale per value
 
     def formulas(self, in_shapes):
         f, n = self._normalized(in_shapes[0]), int(np.prod(in_shapes[0]))
@@ -300,12 +283,7 @@ class RMSNorm(Layer):
         return out
 
     def forward(self, x, training=False):
-        m = self.in_masks[0] if self.in_masks else None
-        if m is not None and x.ndim == 3 and self.config["axes"] > 1 and not m.all():
-            raise ShapeError(f"{self.where} normalises over several steps of a variable-length (T, F) sequence, so "
-                             "padded steps would change the valid ones: set axes to 1")
-        f = int(np.prod(x.shape[x.ndim - self.config["axes"]:]))
-        x2 = np.ascontiguousarray(x).reshape(-1, f)            # (M, F)
+        x2 = self._rows(x)                                     # (M, F)
         self.inv = 1.0 / np.sqrt(np.mean(np.square(x2, dtype=np.float64), axis=1, keepdims=True)
                                  + self.config["eps"])         # (M, 1)
         self.xhat = (x2 * self.inv).astype(x.dtype)

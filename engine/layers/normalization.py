@@ -197,15 +197,14 @@ def _ln_bwd(dy, xhat, inv, gamma, dx, dgamma, dbeta, need_dx):
                 dx[i, j] = inv[i] * (gamma[j] * dy[i, j] - s1 - xhat[i, j] * s2)
 
 
-@register
-class LayerNorm(Layer):
-    fused = None          # runs on the per-layer path
+AXES = HP("axes", "int", 1, min=1, max=4, doc="How many trailing axes each statistic spans (γ, β have their "
+                                               "shape; PyTorch's normalized_shape)")
+
+
+class _LastAxes(Layer):
+    """Statistics over each sample's last `axes` axes (LayerNorm, RMSNorm)."""
+
     category = "normalization"
-    doc = ("Normalises each step over its features (the last axis; with axes = k the last k axes): "
-           "y = γ·(x − μ)/√(σ² + ε) + β with μ, σ² of that step alone; the same at training and evaluation.")
-    hparams = (HP("eps", "float", 1e-5, min=1e-12, max=1.0, doc="ε added to the variance"),
-               HP("axes", "int", 1, min=1, max=4, doc="How many trailing axes each mean and variance span "
-                                                     "(γ, β have their shape; PyTorch's normalized_shape)"))
 
     def compute_output_shape(self, in_shapes):
         s, k = in_shapes[0], self.config["axes"]
@@ -219,12 +218,28 @@ class LayerNorm(Layer):
         """The trailing axes each statistic spans, e.g. (F,)."""
         return tuple(s[len(s) - self.config["axes"]:])
 
+    def macs(self, in_shapes):
+        return 2 * int(np.prod(in_shapes[0]))                  # two multiply-adds per value
+
+    def _rows(self, x):
+        """x as (M, F): one row per statistic; refuses rows spanning padded steps of a masked sequence."""
+        m = self.in_masks[0] if self.in_masks else None
+        if m is not None and x.ndim == 3 and self.config["axes"] > 1 and not m.all():
+            raise ShapeError(f"{self.where} normalises over several steps of a variable-length (T, F) sequence, so "
+                             "padded steps would change the valid ones: set axes to 1")
+        return np.ascontiguousarray(x).reshape(-1, int(np.prod(x.shape[x.ndim - self.config["axes"]:])))
+
+
+@register
+class LayerNorm(_LastAxes):
+    fused = None          # runs on the per-layer path
+    doc = ("Normalises each step over its features (the last axis; with axes = k the last k axes): "
+           "y = γ·(x − μ)/√(σ² + ε) + β with μ, σ² of that step alone; the same at training and evaluation.")
+    hparams = (HP("eps", "float", 1e-5, min=1e-12, max=1.0, doc="ε added to the variance"), AXES)
+
     def params(self, in_shapes):
         f = self._normalized(in_shapes[0])
         return {"gamma": Param(f, "ones"), "beta": Param(f, "zeros")}
-
-    def macs(self, in_shapes):
-        return 2 * int(np.prod(in_shapes[0]))                  # scale and shift per value
 
     def formulas(self, in_shapes):
         f, n = self._normalized(in_shapes[0]), int(np.prod(in_shapes[0]))
@@ -236,12 +251,6 @@ class LayerNorm(Layer):
                           f"{fmt(in_shapes[0])}"),
                 "params": f"2·{size} (γ, β) = 2·{m} = {2 * m}", "macs": f"2·values = 2·{n} = {2 * n}"}
 
-    def _check_mask(self, x):
-        m = self.in_masks[0] if self.in_masks else None
-        if m is not None and x.ndim == 3 and self.config["axes"] > 1 and not m.all():
-            raise ShapeError(f"{self.where} normalises over several steps of a variable-length (T, F) sequence, so "
-                             "padded steps would change the valid ones: set axes to 1")
-
     @staticmethod
     def _chunks(m, f):
         """Row runs for engine.parallel, a memory-bound pass over x, y and x̂ (4-byte values)."""
@@ -249,9 +258,7 @@ class LayerNorm(Layer):
 
     def forward(self, x, training=False, residual=None):
         """LayerNorm(x), or LayerNorm(x + residual) in the same pass (fusion.AddLayerNorm)."""
-        self._check_mask(x)
-        f = int(np.prod(x.shape[x.ndim - self.config["axes"]:]))
-        x2 = np.ascontiguousarray(x).reshape(-1, f)               # (M, F)
+        x2 = self._rows(x)                                        # (M, F)
         r2 = x2[:0, :0] if residual is None else np.ascontiguousarray(residual, dtype=x2.dtype).reshape(x2.shape)
         y = np.empty_like(x2)
         xhat = self.xhat = np.empty_like(x2)
