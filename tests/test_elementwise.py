@@ -13,7 +13,7 @@ from engine.layers import create
 from engine.model import Model
 from engine.project import training_config
 from engine.trainer import Trainer
-from gradcheck import build, run
+from gradcheck import build, cases, inputs, run
 
 X = np.array([[-30.0, -2.5, -1.0, -1e-3, 0.0, 1e-3, 0.7, 2.0, 25.0]])
 
@@ -281,3 +281,28 @@ def test_maximum_minimum_average_route_their_gradients():
     np.testing.assert_allclose(run(avg, [a, b]), (a + b[:, None]) / 2)
     np.testing.assert_allclose(avg.backward(dy)[1], dy.sum(axis=1) / 2)
     assert create("Maximum", "m").formulas([(3,), (3,), (3,)])["shape"].startswith("y = max(x1, x2, x3) per value")
+
+
+MINE = {"ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "GELU", "LeakyReLU", "PReLU", "ELU", "SELU", "SiLU",
+        "Softplus", "Mish", "Clip", "CELU", "Softsign", "HardSigmoid", "Hardswish", "ThresholdedReLU", "Hardshrink",
+        "Softshrink", "Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average", "Concatenate", "BatchNorm",
+        "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm", "LocalResponseNorm"}
+
+
+@pytest.mark.parametrize("type,config,shapes,opts", [c for c in cases() if c[0] in MINE],
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_read_only_inputs_are_read_only(type, config, shapes, opts):
+    """Forward and backward on read-only inputs and gradients (memory-mapped data) neither fail nor write."""
+    xs, masks = inputs(shapes, opts)
+    for x in xs:
+        x.flags.writeable = False
+    kept = [x.copy() for x in xs]
+    layer = build(type, config, shapes)
+    for training in (True, False):
+        y = run(layer, xs, training, masks=masks)
+        dy = np.ones_like(y)
+        dy.flags.writeable = False
+        layer.backward(dy)
+        assert np.all(dy == 1)
+    for x, k in zip(xs, kept):
+        np.testing.assert_array_equal(x, k)
