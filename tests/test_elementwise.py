@@ -306,3 +306,9 @@ def test_read_only_inputs_are_read_only(type, config, shapes, opts):
         assert np.all(dy == 1)
     for x, k in zip(xs, kept):
         np.testing.assert_array_equal(x, k)
+
+
+def test_the_training_form_accepts_a_logsoftmax_head_for_cross_entropy():
+    from gui.training.settings import pairing_warnings
+    assert pairing_warnings("cce", "LogSoftmax", (3,), "multiclass", 3) == []
+    assert pairing_warnings("cce", "Dense", (3,), "multiclass", 3) != []
