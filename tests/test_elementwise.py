@@ -312,3 +312,16 @@ def test_the_training_form_accepts_a_logsoftmax_head_for_cross_entropy():
     from gui.training.settings import pairing_warnings
     assert pairing_warnings("cce", "LogSoftmax", (3,), "multiclass", 3) == []
     assert pairing_warnings("cce", "Dense", (3,), "multiclass", 3) != []
+
+
+def test_lp_normalize_gives_unit_norms():
+    x = np.random.default_rng(7).normal(size=(3, 4, 5))
+    for p, axis, norm in ((2, -1, lambda v, a: np.sqrt((v * v).sum(a, keepdims=True))),
+                          (1, 0, lambda v, a: np.abs(v).sum(a, keepdims=True))):
+        layer = build("LpNormalize", {"p": p, "axis": axis}, [(4, 5)])
+        a = 2 if axis == -1 else 1
+        y = run(layer, [x])
+        np.testing.assert_allclose(y, x / norm(x, a), rtol=1e-13)
+        np.testing.assert_allclose(norm(y, a), 1.0, rtol=1e-13)
+    z = build("LpNormalize", {}, [(3,)])
+    assert np.all(run(z, [np.zeros((2, 3))]) == 0)                          # ‖0‖ < ε: 0/ε, not NaN

@@ -209,6 +209,8 @@ RULES = {
     "InstanceNormalization": lambda n: _need("InstanceNorm"), "LRN": lambda n: _need("LocalResponseNorm"),
     "LayerNormalization": lambda n: _last_axes(n, "LayerNorm"), "RMSNormalization": lambda n: _last_axes(n, "RMSNorm"),
     "GroupNormalization": lambda n: _need("GroupNorm"),
+    "LpNormalization": lambda n: _need("LpNormalize", None if n.a("p", 2) in (1, 2) and n.a("axis", -1) % (n.rank() or 2)
+                                       else "normalising along the batch axis" if n.a("p", 2) in (1, 2) else "p > 2"),
     "Flatten": lambda n: _need("Flatten", None if n.a("axis", 1) == 1 else f"axis {n.a('axis')}"),
     "Reshape": lambda n: _need("Reshape"), "Dropout": lambda n: _need("Dropout"),
     "RNN": _recurrent, "LSTM": _recurrent, "GRU": _recurrent, "Pad": _pad, "Resize": _resize, "Upsample": _resize,

@@ -1,6 +1,6 @@
 """Layer types; importing this package fills REGISTRY."""
 from . import activations, activations_more, attention, conv, core, merge, normalization, pooling, position, recurrent  # noqa: F401  (enrol layers)
-from . import merge_reduce, norm_groups, pointwise, regularization, reshape, sequence  # noqa: F401
+from . import merge_reduce, norm_groups, norm_scale, pointwise, regularization, reshape, sequence  # noqa: F401
 from .base import CATEGORIES, REGISTRY, Fix, Layer, Param, fmt, register
 from ..errors import ConfigError
 

@@ -1,12 +1,11 @@
 """Per-sample normalisation over channel groups (GroupNorm, InstanceNorm) and across neighbouring channels
-(LocalResponseNorm), on channel-first inputs (C, L), (C, H, W), (C, D, H, W); RMSNorm over the last axes;
-PyTorch's definitions."""
+(LocalResponseNorm), on channel-first inputs (C, L), (C, H, W), (C, D, H, W); PyTorch's definitions."""
 import numpy as np
 
 from ..errors import ShapeError
 from ..hparams import HP
 from .base import Fix, Layer, Param, fmt, register
-from .normalization import AXES, _LastAxes, _ln_bwd, _ln_fwd
+from .normalization import _ln_bwd, _ln_fwd
 
 
 def _divisor_near(c, g):
@@ -258,67 +257,3 @@ class LocalResponseNorm(Layer):
         return [({"size": 3, "alpha": 0.5}, [(5, 4)]), ({"size": 2, "alpha": 0.3, "beta": 0.5, "k": 2.0}, [(4, 2, 3)]),
                 ({"size": 5, "alpha": 1.0}, [(3, 2, 2)]), ({"size": 4, "alpha": 0.7}, [(6, 2, 1, 2)])]
 
-
-@register
-class RMSNorm(_LastAxes):
-    doc = ("Scales each sample by the root mean square of its last axes (features of (F,) and (T, F)): "
-           "y = γ·x/√(mean(x²) + ε), without centring (LLaMA; PyTorch nn.RMSNorm, ONNX RMSNormalization).")
-    fused = None          # runs on the per-layer path
-    hparams = (HP("eps", "float", 1e-6, min=1e-12, max=1.0, doc="ε added to the mean square"), AXES,
-               HP("affine", "bool", True, doc="Learn a scale γ per value of those axes"))
-
-    def params(self, in_shapes):
-        return {"gamma": Param(self._normalized(in_shapes[0]), "ones")} if self.config["affine"] else {}
-
-    def formulas(self, in_shapes):
-        f, n = self._normalized(in_shapes[0]), int(np.prod(in_shapes[0]))
-        m = int(np.prod(f))
-        out = {**super().formulas(in_shapes),
-               "shape": (f"y = γ·x/√(mean(x²) + {self.config['eps']:g}), the mean over each sample's last "
-                         f"{len(f)} ax{'is' if len(f) == 1 else 'es'} {fmt(f)} ({m:,} values); output shape = "
-                         f"input shape = {fmt(in_shapes[0])}"),
-               "macs": f"2·values = 2·{n} = {2 * n:,}"}
-        if self.config["affine"]:
-            out["params"] = f"γ per value of {fmt(f)} = {m:,}"
-        return out
-
-    def forward(self, x, training=False):
-        x2 = self._rows(x)                                     # (M, F)
-        self.inv = 1.0 / np.sqrt(np.mean(np.square(x2, dtype=np.float64), axis=1, keepdims=True)
-                                 + self.config["eps"])         # (M, 1)
-        self.xhat = (x2 * self.inv).astype(x.dtype)
-        y = self.xhat * self.p["gamma"].reshape(-1).astype(x.dtype) if self.config["affine"] else self.xhat.copy()
-        return y.reshape(x.shape)
-
-    def backward(self, dy):
-        dy2 = np.ascontiguousarray(dy, self.xhat.dtype).reshape(self.xhat.shape)   # (M, F)
-        g = dy2
-        if self.config["affine"]:
-            self.g["gamma"].reshape(-1)[...] = np.einsum("mf,mf->f", dy2, self.xhat)
-            g = dy2 * self.p["gamma"].reshape(-1)
-        dx = self.inv * (g - self.xhat * np.mean(g * self.xhat, axis=1, keepdims=True))   # x̂ = x·inv depends on x
-        return (dx.astype(self.xhat.dtype).reshape(dy.shape),)
-
-    def to_onnx(self, ctx, ins):
-        """x / √(ReduceMean(x²) + ε) · γ (opset 17 has no RMSNormalization)."""
-        n, k = self.name, self.config["axes"]
-        ms = ctx.op("ReduceMean", [ctx.op("Mul", [ins[0], ins[0]], f"{n}/squares")], f"{n}/mean_square",
-                    axes=list(range(-k, 0)), keepdims=1)               # ReduceMean takes attribute axes in opset 17
-        r = ctx.op("Sqrt", [ctx.op("Add", [ms, ctx.const(f"{n}/eps", self.config["eps"])], f"{n}/plus_eps")], f"{n}/rms")
-        y = ctx.op("Div", [ins[0], r], f"{n}/normalized" if self.config["affine"] else n)
-        return ctx.op("Mul", [y, ctx.const(f"{n}/gamma", self.p["gamma"])], n) if self.config["affine"] else y
-
-    def to_torch(self):
-        from ..torch_export import Emitted
-        f = self._normalized(self.in_shapes[0])
-        aff = "" if self.config["affine"] else ", elementwise_affine=False"
-        return Emitted(f"nn.RMSNorm({f[0] if len(f) == 1 else f}, eps={self.config['eps']!r}{aff})", {"gamma": "weight"})
-
-    def torch_reference(self, xs, p, torch):
-        f = self._normalized(xs[0].shape[1:])
-        return torch.nn.functional.rms_norm(xs[0], f, p.get("gamma"), self.config["eps"])
-
-    @classmethod
-    def samples(cls):
-        return [({}, [(5,)]), ({"eps": 1e-3}, [(3, 4)]), ({}, [(4, 3)], {"mask": True}), ({"axes": 2}, [(3, 4)]),
-                ({"axes": 3, "affine": False}, [(2, 3, 2)])]
