@@ -286,7 +286,7 @@ def test_maximum_minimum_average_route_their_gradients():
 MINE = {"ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "GELU", "LeakyReLU", "PReLU", "ELU", "SELU", "SiLU",
         "Softplus", "Mish", "Clip", "CELU", "Softsign", "HardSigmoid", "Hardswish", "ThresholdedReLU", "Hardshrink",
         "Softshrink", "Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average", "Concatenate", "BatchNorm",
-        "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm", "LocalResponseNorm"}
+        "LayerNorm", "RMSNorm", "LpNormalize", "GroupNorm", "InstanceNorm", "LocalResponseNorm"}
 
 
 @pytest.mark.parametrize("type,config,shapes,opts", [c for c in cases() if c[0] in MINE],
