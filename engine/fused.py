@@ -19,7 +19,7 @@ from .kernels import sq_norm
 from .optimizers import _adagrad, _adam, _momentum, _rmsprop, _sgd
 
 # opcodes; a row is (op, a, b, out, n1, n2, n3, p1, p2, flag) with act offsets per sample
-INPUT, DENSE, RELU, SIGMOID, TANH, SOFTMAX, DROPOUT, COPY, ADDTO = range(9)
+INPUT, DENSE, RELU, SIGMOID, TANH, SOFTMAX, DROPOUT, COPY, ADDTO, POINTWISE = range(10)
 BCE_LOGITS, CCE_LOGITS, MSE = 20, 21, 22
 OPT = 30
 OPTS = {"gd": 0, "sgd": 0, "momentum": 1, "adagrad": 2, "rmsprop": 3, "adam": 4}
@@ -62,6 +62,9 @@ def _forward(op, r, nb, acts, theta):
         kn.add_into(x, y, 1)
     elif op == ADDTO:
         kn.add_into(x, y, 2)
+    elif op == POINTWISE:                                    # kind n2; f′(x) kept in buffer b; (a, b) at p1
+        c = r[7] * nb
+        kn.pointwise(r[5], acts[c], acts[c + 1], x, y, acts[r[2] * nb:r[2] * nb + n])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -89,7 +92,7 @@ def _backward(op, r, nb, acts, dacts, theta, grad):
         kn.tanh_bwd(y, dy, dx, flag)
     elif op == SOFTMAX:
         kn.softmax_bwd(y.reshape((n, n2)), dy.reshape((n, n2)), dx.reshape((n, n2)), flag)
-    elif op == DROPOUT:
+    elif op == DROPOUT or op == POINTWISE:                  # dx = dy ⊙ (mask or f′(x))
         kn.scale_by(dy, acts[r[2] * nb:r[2] * nb + n], dx, flag)
     elif op == COPY or op == ADDTO:
         kn.add_into(dy, dx, flag)

@@ -1,4 +1,6 @@
 """Numba kernels shared by layers, losses and optimizers (cache=True, C-contiguous, no per-graph JIT)."""
+from math import erf, exp, log1p, sqrt, tanh
+
 import numpy as np
 from numba import njit
 
@@ -184,3 +186,62 @@ def add_into(x, y, flag):
     """y = x (flag 1) or y += x (flag 2): Add's forward per input and backward."""
     for i in range(x.size):
         y[i] = x[i] if flag == 1 else y[i] + x[i]
+
+
+# ---- elementwise activations with numbers (engine/layers/pointwise.py): y and f′(x) in one pass ----
+K_GELU_ERF, K_GELU_TANH, K_LEAKY, K_ELU, K_SELU, K_SILU, K_SOFTPLUS, K_MISH, K_CLIP = range(9)
+K_CELU, K_SOFTSIGN, K_HARDSIGMOID, K_HARDSWISH, K_THRESHOLD, K_SHRINK = range(9, 15)
+SQRT_2_PI = sqrt(2 / np.pi)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sig(v):
+    return 1.0 / (1.0 + exp(-v)) if v >= 0 else exp(v) / (1.0 + exp(v))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def pointwise(kind, a, b, x, y, d):
+    """y = f(x) and d = f′(x) elementwise on flat arrays; a, b: the activation's numbers (α, β, min, max…)."""
+    for i in range(x.size):
+        v = np.float64(x[i])
+        if kind == K_GELU_ERF:                                   # x·Φ(x); Φ′ = φ(x) = e^(−x²/2)/√(2π)
+            c = 0.5 * (1.0 + erf(v * 0.7071067811865476))
+            f, g = v * c, c + v * exp(-0.5 * v * v) * 0.3989422804014327
+        elif kind == K_GELU_TANH:                                # ½x(1 + tanh(√(2/π)(x + 0.044715x³)))
+            t = tanh(SQRT_2_PI * (v + 0.044715 * v * v * v))
+            f = 0.5 * v * (1.0 + t)
+            g = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * SQRT_2_PI * (1.0 + 3 * 0.044715 * v * v)
+        elif kind == K_LEAKY:
+            f, g = (v, 1.0) if v > 0 else (a * v, a)
+        elif kind == K_ELU or kind == K_SELU:                  # SELU = λ·ELU: α = a, λ = b
+            s = 1.0 if kind == K_ELU else b
+            f, g = (s * v, s) if v > 0 else (s * a * (exp(v) - 1.0), s * a * exp(v))
+        elif kind == K_SILU:
+            s = _sig(v)
+            f, g = v * s, s * (1.0 + v * (1.0 - s))
+        elif kind == K_SOFTPLUS:                                 # ln(1 + e^(βx))/β; x where βx > threshold
+            z = a * v
+            if z > b:
+                f, g = v, 1.0
+            else:
+                f, g = (max(z, 0.0) + log1p(exp(-abs(z)))) / a, _sig(z)
+        elif kind == K_MISH:                                     # x·tanh(softplus(x))
+            t = tanh(max(v, 0.0) + log1p(exp(-abs(v))))
+            f, g = v * t, t + v * _sig(v) * (1.0 - t * t)
+        elif kind == K_CLIP:                                   # min(max(x, a), b); gradient 1 on [a, b]
+            f, g = min(max(v, a), b), 1.0 if a <= v <= b else 0.0
+        elif kind == K_CELU:                                   # x for x > 0, α(e^(x/α) − 1) otherwise
+            f, g = (v, 1.0) if v > 0 else (a * (exp(v / a) - 1.0), exp(v / a))
+        elif kind == K_SOFTSIGN:                               # x / (1 + |x|)
+            f, g = v / (1.0 + abs(v)), 1.0 / ((1.0 + abs(v)) * (1.0 + abs(v)))
+        elif kind == K_HARDSIGMOID:                            # max(0, min(1, αx + β))
+            z = a * v + b
+            f, g = (0.0, 0.0) if z <= 0 else (1.0, 0.0) if z >= 1 else (z, a)
+        elif kind == K_HARDSWISH:                              # x·max(0, min(1, x/6 + ½))
+            f, g = (0.0, 0.0) if v <= -3 else (v, 1.0) if v >= 3 else (v * (v + 3.0) / 6.0, v / 3.0 + 0.5)
+        elif kind == K_THRESHOLD:                              # x where x > α, else 0
+            f, g = (v, 1.0) if v > a else (0.0, 0.0)
+        else:                                                  # SHRINK: x − b where x > λ = a, x + b where x < −λ
+            f, g = (v - b, 1.0) if v > a else (v + b, 1.0) if v < -a else (0.0, 0.0)
+        y[i] = f
+        d[i] = g

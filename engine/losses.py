@@ -62,14 +62,19 @@ class Loss:
 
     name = ""
     fuses = None
+    logit_heads = ()      # every head type whose input the loss takes as logits (fuses and e.g. LogSoftmax)
     task = ""
+
+    def takes_logits(self, head_type):
+        """True when the loss reads the input of a `head_type` output layer as logits (the fused path)."""
+        return head_type in self.logit_heads
 
     def __call__(self, out, y, fused=False, mask=None):
         raise NotImplementedError
 
     def check_head(self, head_type, head_name):
         """TrainingError unless the output layer gives what this loss reads (probabilities for bce and cce)."""
-        if self.fuses and head_type != self.fuses:
+        if self.fuses and not self.takes_logits(head_type):
             what = {"bce": "binary cross-entropy", "cce": "categorical cross-entropy"}[self.name]
             raise TrainingError(f"{what} needs probabilities from a {self.fuses} output, but the output layer "
                                 f"'{head_name}' is a {head_type}: add a {self.fuses} after '{head_name}' or use mse")
@@ -84,6 +89,7 @@ def step_mask(out, mask):
 
 class BCE(Loss):
     name, fuses, task = "bce", "Sigmoid", "binary"
+    logit_heads = ("Sigmoid",)
     eps = 1e-7
 
     def __call__(self, out, y, fused=False, mask=None):
@@ -117,6 +123,7 @@ class MSE(Loss):
 
 class CCE(Loss):
     name, fuses, task = "cce", "Softmax", "multiclass"
+    logit_heads = ("Softmax", "LogSoftmax")     # log softmax(z)_y = z_y − ln Σ e^z: the same loss from z
     eps = 1e-7
 
     def __call__(self, out, y, fused=False, mask=None):

@@ -1,4 +1,4 @@
-"""ONNX export of a model for inference: one small function per layer type in EXPORTERS."""
+"""ONNX export of a model for inference: a layer's own to_onnx, else a small function per layer type in EXPORTERS."""
 import json
 
 import numpy as np
@@ -63,7 +63,7 @@ class Builder:
 def exporter(layer):
     """fn(ctx, layer, ins) exporting this layer: the layer's own to_onnx, else the one registered here; None."""
     if layer.to_onnx is not None:                       # the method declared beside the layer: to_onnx(self, ctx, ins)
-        return lambda ctx, lyr, ins: type(lyr).to_onnx(lyr, ctx, ins)
+        return lambda ctx, lyr, ins: lyr.to_onnx(ctx, ins)
     return EXPORTERS.get(layer.type)
 
 
@@ -96,23 +96,7 @@ def _elementwise(op):
     return lambda ctx, layer, ins: ctx.op(op, ins, layer.name)
 
 
-EXPORTERS.update(ReLU=_elementwise("Relu"), Sigmoid=_elementwise("Sigmoid"), Tanh=_elementwise("Tanh"),
-                 Dropout=_elementwise("Identity"))                      # dropout is the identity at inference
-
-
-@exports("Softmax")
-def _softmax(ctx, layer, ins):
-    return ctx.op("Softmax", ins, layer.name, axis=-1)
-
-
-@exports("Add")
-def _add(ctx, layer, ins):
-    return ctx.op("Add" if len(ins) == 2 else "Sum", ins, layer.name)
-
-
-@exports("Concatenate")
-def _concat(ctx, layer, ins):
-    return ctx.op("Concat", ins, layer.name, axis=layer._axis(len(layer.in_shapes[0])) + 1)   # +1: batch axis
+EXPORTERS.update(Dropout=_elementwise("Identity"))                      # dropout is the identity at inference
 
 
 @exports("Flatten", "Reshape")
@@ -145,17 +129,6 @@ def pool_node(ctx, layer, ins, out=None):
 def _gap(ctx, layer, ins):
     y = ctx.op("GlobalAveragePool", ins, f"{layer.name}/pooled")                          # (B, C, 1, 1)
     return ctx.op("Flatten", [y], layer.name, axis=1)                                     # (B, C)
-
-
-@exports("BatchNorm")
-def _batchnorm(ctx, layer, ins):
-    n, p = layer.name, layer.p
-    consts = [ctx.const(f"{n}/{k}", p[k]) for k in ("gamma", "beta", "running_mean", "running_var")]
-    if len(layer.in_shapes[0]) != 2:
-        return ctx.op("BatchNormalization", [ins[0]] + consts, n, epsilon=float(layer.config["eps"]))  # eval mode
-    x = ctx.op("Transpose", ins, f"{n}/BFT", perm=[0, 2, 1])                            # (B, T, F) → (B, F, T)
-    y = ctx.op("BatchNormalization", [x] + consts, f"{n}/norm", epsilon=float(layer.config["eps"]))
-    return ctx.op("Transpose", [y], n, perm=[0, 2, 1])                                   # per feature F
 
 
 # ---- sequences: a second graph input "lengths" (batch,) int32 holds each sequence's valid steps ----
@@ -232,22 +205,6 @@ def _mhsa(ctx, layer, ins):
     rows = ctx.op("Cast", [ctx.op("Unsqueeze", [valid, ctx.const(f"{n}/axis2", [2], np.int64)], f"{n}/rows_b")],
                   f"{n}/rows", to=1)                                     # (B, T, 1) float: padded steps → 0
     return ctx.op("Mul", [y, rows], n)
-
-
-@exports("LayerNorm")
-def _layernorm(ctx, layer, ins):
-    n = layer.name
-    return ctx.op("LayerNormalization", [ins[0], ctx.const(f"{n}/gamma", layer.p["gamma"]),
-                                         ctx.const(f"{n}/beta", layer.p["beta"])], n,
-                  axis=-1, epsilon=float(layer.config["eps"]))
-
-
-@exports("GELU")
-def _gelu(ctx, layer, ins):
-    n = layer.name                                                       # ½x(1 + erf(x/√2)); opset 17 has no Gelu
-    e = ctx.op("Erf", [ctx.op("Mul", [ins[0], ctx.const(f"{n}/rsqrt2", np.sqrt(0.5))], f"{n}/scaled")], f"{n}/erf")
-    e = ctx.op("Add", [e, ctx.const(f"{n}/one", 1.0)], f"{n}/one_plus")
-    return ctx.op("Mul", [ctx.op("Mul", [ins[0], e], f"{n}/x_times"), ctx.const(f"{n}/half", 0.5)], n)
 
 
 @exports("PositionalEncoding", "PositionEmbedding")

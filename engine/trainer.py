@@ -91,7 +91,7 @@ class Trainer:
         self._check_data()
         ocls = optimizers.OPTIMIZERS[cfg["optimizer"]]
         self.opt = ocls(cfg["weight_decay"], **{h.name: cfg[h.name] for h in ocls.hparams})
-        self.fused = model.head.type == self.loss.fuses
+        self.fused = self.loss.takes_logits(model.head.type)
         self.classify = self.loss.name in ("bce", "cce")
         self.regress = self.loss.name == "mse" and train.task == "regression"
         if self.regress:                    # standardised targets inside; original units in every metric

@@ -189,7 +189,8 @@ def _sample_graph(type, config, shapes):
 
 
 SAMPLES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) if cls.__dict__.get("fused") is not None
-           for c, s, *o in cls.samples() if not (o and o[0])]     # masked / integer-id samples: per-layer only
+           for c, s, *o in cls.samples() if not (o and o[0])     # masked / integer-id samples: per-layer only
+           and all(tuple(x[:-1]) == tuple(s[0][:-1]) for x in s)]  # broadcasting inputs: per-layer only
 
 
 @pytest.mark.parametrize("type,config,shapes", SAMPLES, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(SAMPLES)])

@@ -17,14 +17,8 @@ def _t(a):
 # layer type -> fn(layer, torch inputs, torch params) giving the same output as layer.forward
 TORCH = {
     "Dense": lambda l, xs, p: F.linear(xs[0], p["W"], p.get("b")),
-    "ReLU": lambda l, xs, p: F.relu(xs[0]),
-    "Sigmoid": lambda l, xs, p: torch.sigmoid(xs[0]),
-    "Tanh": lambda l, xs, p: torch.tanh(xs[0]),
-    "Softmax": lambda l, xs, p: F.softmax(xs[0], dim=-1),
     # inverted dropout x·m/(1−p) with m read off our output (which values are 0), never from the layer
     "Dropout": lambda l, xs, p: xs[0] * torch.tensor(l.kept_seen) / (1 - l.config["rate"]),
-    "Add": lambda l, xs, p: sum(xs),
-    "Concatenate": lambda l, xs, p: torch.cat(xs, dim=l.a),
     "Flatten": lambda l, xs, p: torch.flatten(xs[0], 1),
     "Reshape": lambda l, xs, p: xs[0].reshape((len(xs[0]),) + l.out_shape),
     "Conv2D": lambda l, xs, p: F.conv2d(xs[0], p["W"], p.get("b"), stride=l.s, padding=l.pads, dilation=l.dil,
@@ -33,16 +27,7 @@ TORCH = {
     "AveragePool2D": lambda l, xs, p: F.avg_pool2d(xs[0], l.k, l.s, l.pads, ceil_mode=l.config["ceil_mode"],
                                                    count_include_pad=l.config["count_include_pad"]),
     "GlobalAveragePool": lambda l, xs, p: xs[0].flatten(2).mean(-1),
-    # training mode (batch statistics); torch updates copies of the running stats, which get zero gradient
-    # a (T, F) sequence is normalised per feature: torch's channel axis 1 after moving F there
-    "BatchNorm": lambda l, xs, p: (lambda t: t.transpose(1, 2) if xs[0].ndim == 3 else t)(F.batch_norm(
-        xs[0].transpose(1, 2) if xs[0].ndim == 3 else xs[0], p["running_mean"].detach().clone(),
-        p["running_var"].detach().clone(), p["gamma"], p["beta"],
-        training=True, momentum=l.config["momentum"], eps=l.config["eps"])
-        + 0 * (p["running_mean"].sum() + p["running_var"].sum())),
     "MultiHeadSelfAttention": lambda l, xs, p: _mhsa(l, xs[0], p),
-    "LayerNorm": lambda l, xs, p: F.layer_norm(xs[0], xs[0].shape[-1:], p["gamma"], p["beta"], l.config["eps"]),
-    "GELU": lambda l, xs, p: F.gelu(xs[0]),
     "PositionalEncoding": lambda l, xs, p: xs[0] + _sinusoid(*xs[0].shape[1:]),
     "PositionEmbedding": lambda l, xs, p: xs[0] + p["P"][:xs[0].shape[1]],
 }

@@ -1,6 +1,6 @@
 """Layer types; importing this package fills REGISTRY."""
-from . import activations, attention, conv, core, merge, normalization, pooling, position, recurrent  # noqa: F401  (enrol layers)
-from . import regularization, reshape, sequence  # noqa: F401
+from . import activations, activations_more, attention, conv, core, merge, normalization, pooling, position  # noqa: F401
+from . import merge_reduce, norm_groups, norm_scale, pointwise, recurrent, regularization, reshape, sequence  # noqa: F401
 from . import conv1d, conv3d, conv_transpose, upsample  # noqa: F401  (convolution family)
 from . import gru, lstm, rnn  # noqa: F401  (the recurrent family; recurrent.py is its base)
 from .base import CATEGORIES, REGISTRY, Fix, Layer, Param, fmt, register

@@ -1,8 +1,5 @@
-"""Elementwise and softmax activations."""
-from math import erf, exp
-
+"""Elementwise and softmax activations; each declares its ONNX node, PyTorch module and torch reference."""
 import numpy as np
-from numba import njit
 
 from .. import fused as F
 from .. import parallel
@@ -29,73 +26,93 @@ def _elementwise(op):
 
 
 class _Activation(Layer):
+    """An activation without weights; `formula()` is its equation with this node's numbers."""
+
     category = "activation"
+    onnx_op = None        # the ONNX operator computing it in one node, if there is one
+    onnx_attrs = {}       # config key -> that operator's attribute
+    torch_name = None     # (nn.Module, torch.nn.functional function) mirroring it, e.g. ("ReLU", "relu")
+    torch_args = ()       # config keys passed to both, in order
+
+    def formula(self):
+        return self.doc.split(";")[0].rstrip(".")
+
+    def formulas(self, in_shapes):
+        f = super().formulas(in_shapes)
+        where = f" over the last axis (C = {in_shapes[0][-1]})" if "over the last axis" in self.doc else " per value"
+        return {**f, "shape": f"{self.formula().replace(' over the last axis', '')}{where}; {f['shape']}"}
+
+    def to_onnx(self, ctx, ins):
+        return ctx.op(self.onnx_op, ins, self.name, **{a: float(self.config[k]) for k, a in self.onnx_attrs.items()})
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        return Emitted(f"nn.{self.torch_name[0]}({', '.join(repr(self.config[k]) for k in self.torch_args)})")
+
+    def torch_reference(self, xs, p, torch):
+        return getattr(torch.nn.functional, self.torch_name[1])(xs[0], *(self.config[k] for k in self.torch_args))
 
     @classmethod
     def samples(cls):
-        return [({}, [(5,)]), ({}, [(2, 3, 4)])]
+        return [({}, [(5,)]), ({}, [(2, 3, 4)]), ({}, [(4, 3)], {"mask": True})]
 
 
-@register
-class ReLU(_Activation):
-    doc = "max(0, x); gradient 1 where x > 0."
+class _Stored(_Activation):
+    """An activation whose kernels compute y = fwd(x) and dx = bwd(y, dy) from its output alone."""
+
+    fwd = bwd = None      # kernels of engine/kernels.py: fwd(x, y), bwd(y, dy, dx, flag)
 
     def forward(self, x, training=False):
         self.y = np.empty(x.shape, x.dtype)
-        _each(k.relu_fwd, x, self.y)
+        _each(type(self).fwd, x, self.y)
         return self.y
 
     def backward(self, dy):
         dx = np.empty_like(self.y)
-        _each(lambda y, d, o: k.relu_bwd(y, d, o, 1), self.y, dy.astype(self.y.dtype, copy=False), dx)
+        bwd = type(self).bwd
+        _each(lambda y, d, o: bwd(y, d, o, 1), self.y, dy.astype(self.y.dtype, copy=False), dx)
         return (dx,)
 
+
+@register
+class ReLU(_Stored):
+    doc = "y = max(0, x); gradient 1 where x > 0."
+    fwd, bwd = k.relu_fwd, k.relu_bwd
     fused = _elementwise(F.RELU)
+    onnx_op, torch_name = "Relu", ("ReLU", "relu")
 
 
 @register
-class Sigmoid(_Activation):
-    doc = "σ(x) = 1 / (1 + e^(−x)); pair with BCE for binary outputs."
-
-    def forward(self, x, training=False):
-        self.y = np.empty(x.shape, x.dtype)
-        _each(k.sigmoid, x, self.y)
-        return self.y
-
-    def backward(self, dy):
-        dx = np.empty_like(self.y)
-        _each(lambda y, d, o: k.sigmoid_bwd(y, d, o, 1), self.y, dy.astype(self.y.dtype, copy=False), dx)
-        return (dx,)
-
+class Sigmoid(_Stored):
+    doc = "y = σ(x) = 1 / (1 + e^(−x)); pair with BCE for binary outputs."
+    fwd, bwd = k.sigmoid, k.sigmoid_bwd
     fused = _elementwise(F.SIGMOID)
+    onnx_op, torch_name = "Sigmoid", ("Sigmoid", "sigmoid")
 
 
 @register
-class Tanh(_Activation):
-    doc = "tanh(x); zero-centred squashing to (−1, 1)."
-
-    def forward(self, x, training=False):
-        self.y = np.empty(x.shape, x.dtype)
-        _each(k.tanh_fwd, x, self.y)
-        return self.y
-
-    def backward(self, dy):
-        dx = np.empty_like(self.y)
-        _each(lambda y, d, o: k.tanh_bwd(y, d, o, 1), self.y, dy.astype(self.y.dtype, copy=False), dx)
-        return (dx,)
-
+class Tanh(_Stored):
+    doc = "y = tanh(x); zero-centred squashing to (−1, 1)."
+    fwd, bwd = k.tanh_fwd, k.tanh_bwd
     fused = _elementwise(F.TANH)
+    onnx_op, torch_name = "Tanh", ("Tanh", "tanh")
+
+
+def _softmax(x):
+    """(x as (M, C), softmax of each row (M, C)) for x (…, C)."""
+    x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])   # (M, C)
+    y = np.empty_like(x2)
+    k.softmax_rows(x2, y)
+    return x2, y
 
 
 @register
 class Softmax(_Activation):
-    doc = "Softmax over the last axis; pair with categorical cross-entropy."
+    doc = "y_i = e^(x_i) / Σ_j e^(x_j) over the last axis; pair with categorical cross-entropy."
+
 
     def forward(self, x, training=False):
-        x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])   # (M, C)
-        y = np.empty_like(x2)
-        k.softmax_rows(x2, y)
-        self.y = y.reshape(x.shape)
+        self.y = _softmax(x)[1].reshape(x.shape)
         return self.y
 
     def backward(self, dy):
@@ -108,29 +125,41 @@ class Softmax(_Activation):
         c = b.shape()[-1]
         b.row(F.SOFTMAX, a=b.src(), o=b.out(), n1=b.size() // c, n2=c)
 
+    def to_onnx(self, ctx, ins):
+        return ctx.op("Softmax", ins, self.name, axis=-1)
 
-# ---- GELU (exact, erf form) ----
-@njit(cache=True, nogil=True, error_model="numpy")
-def _gelu(x, y, dydx):
-    """y = x·Φ(x) = ½x(1 + erf(x/√2)); dy/dx = Φ(x) + x·φ(x), elementwise on flat arrays."""
-    for i in range(x.size):
-        v = x.flat[i]
-        c = 0.5 * (1.0 + erf(v * 0.7071067811865476))
-        y.flat[i] = v * c
-        dydx.flat[i] = c + v * exp(-0.5 * v * v) * 0.3989422804014327     # φ(x) = e^(−x²/2)/√(2π)
+    def to_torch(self):
+        from ..torch_export import Emitted
+        return Emitted("nn.Softmax(dim=-1)")
+
+    def torch_reference(self, xs, p, torch):
+        return torch.softmax(xs[0], dim=-1)
 
 
 @register
-class GELU(_Activation):
-    fused = None          # runs on the per-layer path
-    doc = "GELU(x) = x·Φ(x) = ½x(1 + erf(x/√2)), Φ the standard normal CDF (the transformer feed-forward activation)."
+class LogSoftmax(_Activation):
+    doc = ("y_i = x_i − ln Σ_j e^(x_j) over the last axis; log-probabilities: as the output layer, categorical "
+           "cross-entropy reads its input as logits, the same loss as with Softmax.")
+    fused = None          # the per-layer path; as the head the loss takes its input (the fused logits path)
+
 
     def forward(self, x, training=False):
-        x = np.ascontiguousarray(x)
-        y, self.d = np.empty_like(x), np.empty_like(x)
-        _gelu(x, y, self.d)
-        return y
+        x2, p = _softmax(x)                                    # (M, C) each
+        m = np.argmax(x2, axis=1)[:, None]                     # ln Σ e^x = x_m − ln p_m: p_m ≥ 1/C never underflows
+        lse = np.take_along_axis(x2, m, 1) - np.log(np.take_along_axis(p, m, 1))
+        self.prob = p.reshape(x.shape)
+        return (x2 - lse).reshape(x.shape)
 
     def backward(self, dy):
-        return (dy * self.d,)
+        dy = np.asarray(dy, self.prob.dtype)
+        return (dy - self.prob * dy.sum(axis=-1, keepdims=True),)     # dx = dy − softmax(x)·Σ dy
 
+    def to_onnx(self, ctx, ins):
+        return ctx.op("LogSoftmax", ins, self.name, axis=-1)
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        return Emitted("nn.LogSoftmax(dim=-1)")
+
+    def torch_reference(self, xs, p, torch):
+        return torch.log_softmax(xs[0], dim=-1)

@@ -93,7 +93,7 @@ class AddLayerNorm(_Pair):
 
     @staticmethod
     def fits(add, ln):
-        return len(add.in_shapes) == 2
+        return len(add.in_shapes) == 2 and add.in_shapes[0] == add.in_shapes[1]     # no broadcasting
 
     def forward(self, a, b, training=False):
         self.first.n = 2

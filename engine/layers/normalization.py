@@ -1,10 +1,12 @@
-"""Batch normalisation over the channel axis (the first sample axis: features of (F,), channels of (C, H, W))."""
+"""Batch normalisation over the channel axis (features of (F,) and (T, F), channels of (C, H, W)) and layer
+normalisation over each sample's last axes."""
 import numpy as np
 
 from .. import parallel
+from ..errors import ShapeError
 from ..hparams import HP
 from . import norm_kernels as k
-from .base import Layer, Param, fmt, register
+from .base import Fix, Layer, Param, fmt, register
 from .conv_kernels import scratch
 
 
@@ -101,6 +103,37 @@ class BatchNorm(Layer):
                                        dx3[slice(*parts[i])]), range(len(parts)))
         return (dx3.reshape(dy.shape) if self.sel is None else self._scatter(dx3, dy.shape),)
 
+    def to_onnx(self, ctx, ins):
+        n, p = self.name, self.p
+        consts = [ctx.const(f"{n}/{k}", p[k]) for k in ("gamma", "beta", "running_mean", "running_var")]
+        if len(self.in_shapes[0]) != 2:
+            return ctx.op("BatchNormalization", [ins[0]] + consts, n, epsilon=float(self.config["eps"]))  # eval mode
+        x = ctx.op("Transpose", ins, f"{n}/BFT", perm=[0, 2, 1])                            # (B, T, F) → (B, F, T)
+        y = ctx.op("BatchNormalization", [x] + consts, f"{n}/norm", epsilon=float(self.config["eps"]))
+        return ctx.op("Transpose", [y], n, perm=[0, 2, 1])                                   # per feature F
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        s = self.in_shapes[0]
+        cls = "nn.BatchNorm2d" if len(s) == 3 else "nn.BatchNorm1d"                     # channels are axis 1 in both
+        c = self.config
+        opts = "".join(f", {k}={c[k]}" for k, d in (("eps", 1e-5), ("momentum", 0.1)) if c[k] != d)
+        seq = len(s) == 2                                                               # (T, F): per feature F
+        return Emitted(f"{cls}({s[-1] if seq else s[0]}{opts})",
+                       {"gamma": "weight", "beta": "bias", "running_mean": "running_mean",
+                        "running_var": "running_var"},
+                       extra={"num_batches_tracked": np.array(0, np.int64)},            # unused: momentum is set
+                       call="{self}({x0}.transpose(1, 2)).transpose(1, 2)" if seq else "{self}({args})")
+
+    def torch_reference(self, xs, p, torch):
+        """Training mode (batch statistics); torch updates copies of the running stats, which get zero gradient;
+        a (T, F) sequence is normalised per feature: torch's channel axis 1 after moving F there."""
+        x, seq = xs[0], xs[0].ndim == 3
+        y = torch.nn.functional.batch_norm(
+            x.transpose(1, 2) if seq else x, p["running_mean"].detach().clone(), p["running_var"].detach().clone(),
+            p["gamma"], p["beta"], training=True, momentum=self.config["momentum"], eps=self.config["eps"])
+        return (y.transpose(1, 2) if seq else y) + 0 * (p["running_mean"].sum() + p["running_var"].sum())
+
     @classmethod
     def samples(cls):
         return [({}, [(3,)]), ({}, [(3, 4)]), ({"momentum": 0.3}, [(2, 3, 4)]), ({"eps": 1e-3}, [(3, 2, 5)])]
@@ -164,29 +197,59 @@ def _ln_bwd(dy, xhat, inv, gamma, dx, dgamma, dbeta, need_dx):
                 dx[i, j] = inv[i] * (gamma[j] * dy[i, j] - s1 - xhat[i, j] * s2)
 
 
-@register
-class LayerNorm(Layer):
-    fused = None          # runs on the per-layer path
+AXES = HP("axes", "int", 1, min=1, max=4, doc="How many trailing axes each statistic spans (γ, β have their "
+                                               "shape; PyTorch's normalized_shape)")
+
+
+class _LastAxes(Layer):
+    """Statistics over each sample's last `axes` axes (LayerNorm, RMSNorm)."""
+
     category = "normalization"
-    doc = ("Normalises each step over its features (the last axis): y = γ·(x − μ)/√(σ² + ε) + β with μ, σ² "
-           "of that step alone; the same at training and evaluation.")
-    hparams = (HP("eps", "float", 1e-5, min=1e-12, max=1.0, doc="ε added to the variance"),)
 
     def compute_output_shape(self, in_shapes):
-        self._expect_rank(in_shapes[0], (1, 2), "features (F,) or a sequence (T, F)")
-        return in_shapes[0]
+        s, k = in_shapes[0], self.config["axes"]
+        self._expect_rank(s, (1, 2, 3, 4), "features (F,), a sequence (T, F) or channels (C, …)")
+        if k > len(s):
+            raise ShapeError(f"{self.where} normalises over the last axes = {k} axes but its input {fmt(s)} has "
+                             f"{len(s)}", fix=Fix("set", f"set axes to {len(s)}", config=(("axes", len(s)),)))
+        return s
 
-    def params(self, in_shapes):
-        f = (in_shapes[0][-1],)
-        return {"gamma": Param(f, "ones"), "beta": Param(f, "zeros")}
+    def _normalized(self, s):
+        """The trailing axes each statistic spans, e.g. (F,)."""
+        return tuple(s[len(s) - self.config["axes"]:])
 
     def macs(self, in_shapes):
-        return 2 * int(np.prod(in_shapes[0]))                  # scale and shift per value
+        return 2 * int(np.prod(in_shapes[0]))                  # two multiply-adds per value
+
+    def _rows(self, x):
+        """x as (M, F): one row per statistic; refuses rows spanning padded steps of a masked sequence."""
+        m = self.in_masks[0] if self.in_masks else None
+        if m is not None and x.ndim == 3 and self.config["axes"] > 1 and not m.all():
+            raise ShapeError(f"{self.where} normalises over several steps of a variable-length (T, F) sequence, so "
+                             "padded steps would change the valid ones: set axes to 1")
+        return np.ascontiguousarray(x).reshape(-1, int(np.prod(x.shape[x.ndim - self.config["axes"]:])))
+
+
+@register
+class LayerNorm(_LastAxes):
+    fused = None          # runs on the per-layer path
+    doc = ("Normalises each step over its features (the last axis; with axes = k the last k axes): "
+           "y = γ·(x − μ)/√(σ² + ε) + β with μ, σ² of that step alone; the same at training and evaluation.")
+    hparams = (HP("eps", "float", 1e-5, min=1e-12, max=1.0, doc="ε added to the variance"), AXES)
+
+    def params(self, in_shapes):
+        f = self._normalized(in_shapes[0])
+        return {"gamma": Param(f, "ones"), "beta": Param(f, "zeros")}
 
     def formulas(self, in_shapes):
-        f, n = in_shapes[0][-1], int(np.prod(in_shapes[0]))
-        return {**super().formulas(in_shapes), "params": f"2·F (γ, β) = 2·{f} = {2 * f}",
-                "macs": f"2·values = 2·{n} = {2 * n}"}
+        f, n = self._normalized(in_shapes[0]), int(np.prod(in_shapes[0]))
+        m = int(np.prod(f))
+        size = "F" if len(f) == 1 else "·".join(map(str, f))
+        return {**super().formulas(in_shapes),
+                "shape": (f"y = γ·(x − μ)/√(σ² + {self.config['eps']:g}) + β, μ and σ² over each sample's last "
+                          f"{len(f)} ax{'is' if len(f) == 1 else 'es'} {fmt(f)}; output shape = input shape = "
+                          f"{fmt(in_shapes[0])}"),
+                "params": f"2·{size} (γ, β) = 2·{m} = {2 * m}", "macs": f"2·values = 2·{n} = {2 * n}"}
 
     @staticmethod
     def _chunks(m, f):
@@ -195,12 +258,12 @@ class LayerNorm(Layer):
 
     def forward(self, x, training=False, residual=None):
         """LayerNorm(x), or LayerNorm(x + residual) in the same pass (fusion.AddLayerNorm)."""
-        x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])     # (M, F)
+        x2 = self._rows(x)                                        # (M, F)
         r2 = x2[:0, :0] if residual is None else np.ascontiguousarray(residual, dtype=x2.dtype).reshape(x2.shape)
         y = np.empty_like(x2)
         xhat = self.xhat = np.empty_like(x2)
         inv = self.inv = np.empty(len(x2), x2.dtype)
-        g, b, eps = self.p["gamma"], self.p["beta"], self.config["eps"]
+        g, b, eps = self.p["gamma"].reshape(-1), self.p["beta"].reshape(-1), self.config["eps"]
 
         def run(ab):
             a, e = ab
@@ -217,17 +280,34 @@ class LayerNorm(Layer):
         chunks = self._chunks(m, f)
         dg = scratch(self, "dg", (len(chunks), f), self.g["gamma"].dtype)   # per-chunk partial sums of dγ, dβ
         db = scratch(self, "db", (len(chunks), f), self.g["beta"].dtype)
-        xhat, inv, gamma = self.xhat, self.inv, self.p["gamma"]
+        xhat, inv, gamma = self.xhat, self.inv, self.p["gamma"].reshape(-1)
 
         def run(i):
             a, b = chunks[i]
             _ln_bwd(dy2[a:b], xhat[a:b], inv[a:b], gamma, dx[a:b], dg[i], db[i], need)
 
         parallel.run(run, range(len(chunks)))
-        np.sum(dg, axis=0, out=self.g["gamma"])                   # in chunk order: the same on any thread count
-        np.sum(db, axis=0, out=self.g["beta"])
+        np.sum(dg, axis=0, out=self.g["gamma"].reshape(-1))      # in chunk order: the same on any thread count
+        np.sum(db, axis=0, out=self.g["beta"].reshape(-1))
         return (dx.reshape(dy.shape) if need else None,)
+
+    def to_onnx(self, ctx, ins):
+        n = self.name
+        return ctx.op("LayerNormalization", [ins[0], ctx.const(f"{n}/gamma", self.p["gamma"]),
+                                             ctx.const(f"{n}/beta", self.p["beta"])], n,
+                      axis=-self.config["axes"], epsilon=float(self.config["eps"]))
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        eps, f = self.config["eps"], self._normalized(self.in_shapes[0])
+        return Emitted(f"nn.LayerNorm({f[0] if len(f) == 1 else f}{'' if eps == 1e-5 else f', eps={eps}'})",
+                       {"gamma": "weight", "beta": "bias"})
+
+    def torch_reference(self, xs, p, torch):
+        f = self._normalized(xs[0].shape[1:])
+        return torch.nn.functional.layer_norm(xs[0], f, p["gamma"], p["beta"], self.config["eps"])
 
     @classmethod
     def samples(cls):
-        return [({}, [(5,)]), ({"eps": 1e-3}, [(3, 4)])]
+        return [({}, [(5,)]), ({"eps": 1e-3}, [(3, 4)]), ({}, [(4, 3)], {"mask": True}),
+                ({"axes": 2}, [(3, 4)]), ({"axes": 3}, [(2, 3, 2)]), ({"axes": 2}, [(2, 2, 3, 2)])]

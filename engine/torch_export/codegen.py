@@ -84,9 +84,10 @@ def _shape(model, n):
 
 
 def fused_head(model, loss_name):
-    """True when the loss takes the head's input as logits (cce after Softmax, bce after Sigmoid), as the trainer."""
+    """True when the loss takes the head's input as logits (cce after Softmax or LogSoftmax, bce after Sigmoid), as
+    the trainer."""
     from ..losses import get
-    return model.head.type == get(loss_name).fuses
+    return get(loss_name).takes_logits(model.head.type)
 
 
 def carries_mask(model):

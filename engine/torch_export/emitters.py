@@ -54,25 +54,6 @@ HELPERS = {
     def forward(self, x):
         return (x - self.mean) / self.std
 ''',
-    "Add": '''class Add(nn.Module):
-    """Elementwise sum of two or more inputs of the same shape."""
-
-    def forward(self, *xs):
-        y = xs[0]
-        for x in xs[1:]:
-            y = y + x
-        return y
-''',
-    "Concatenate": '''class Concatenate(nn.Module):
-    """Joins the inputs along dim (dim 0 is the batch)."""
-
-    def __init__(self, dim):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, *xs):
-        return torch.cat(xs, dim=self.dim)
-''',
     "Reshape": '''class Reshape(nn.Module):
     """Reshapes each sample to shape (the batch axis stays)."""
 
@@ -111,18 +92,8 @@ def _dense(layer):
     return Emitted(f"nn.Linear({f}, {u}{bias})", {"W": "weight", "b": "bias"})   # W is (out, in) in both
 
 
-emits("ReLU")(lambda layer: Emitted("nn.ReLU()"))
-emits("Sigmoid")(lambda layer: Emitted("nn.Sigmoid()"))
-emits("Tanh")(lambda layer: Emitted("nn.Tanh()"))
-emits("Softmax")(lambda layer: Emitted("nn.Softmax(dim=-1)"))
 emits("Dropout")(lambda layer: Emitted(f"nn.Dropout({layer.config['rate']})"))   # inverted, as ours
 emits("Flatten")(lambda layer: Emitted("nn.Flatten()"))
-emits("Add")(lambda layer: Emitted("Add()", helpers=("Add",)))
-
-
-@emits("Concatenate")
-def _concat(layer):
-    return Emitted(f"Concatenate(dim={layer._axis(len(layer.in_shapes[0])) + 1})", helpers=("Concatenate",))
 
 
 @emits("Reshape")
@@ -156,19 +127,6 @@ def pool_module(layer):
 @emits("GlobalAveragePool")
 def _gap(layer):
     return Emitted(f"nn.Sequential(nn.AdaptiveAvgPool{len(layer.in_shapes[0]) - 1}d(1), nn.Flatten())")   # (B, C, …) → (B, C)
-
-
-@emits("BatchNorm")
-def _batchnorm(layer):
-    s = layer.in_shapes[0]
-    cls = "nn.BatchNorm2d" if len(s) == 3 else "nn.BatchNorm1d"                     # channels are axis 1 in both
-    c = layer.config
-    opts = "".join(f", {k}={c[k]}" for k, d in (("eps", 1e-5), ("momentum", 0.1)) if c[k] != d)
-    seq = len(s) == 2                                                               # (T, F): per feature F
-    return Emitted(f"{cls}({s[-1] if seq else s[0]}{opts})",
-                   {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"},
-                   extra={"num_batches_tracked": np.array(0, np.int64)},            # unused: momentum is set
-                   call="{self}({x0}.transpose(1, 2)).transpose(1, 2)" if seq else "{self}({args})")
 
 
 # ---- sequences: recurrent, embedding, pooling over time, attention, position ----
@@ -273,16 +231,6 @@ def _mhsa(layer):
     return Emitted(f"MultiHeadSelfAttention({d}, heads={c['heads']}, d_k={layer._dk(d)}{causal})",
                    names | {"Wo": "out.weight", "bo": "out.bias"}, helpers=("MultiHeadSelfAttention",),
                    call="{self}({x0}, {mask})", uses_mask=True)
-
-
-@emits("LayerNorm")
-def _layernorm(layer):
-    eps = layer.config["eps"]
-    return Emitted(f"nn.LayerNorm({layer.in_shapes[0][-1]}{'' if eps == 1e-5 else f', eps={eps}'})",
-                   {"gamma": "weight", "beta": "bias"})
-
-
-emits("GELU")(lambda layer: Emitted("nn.GELU()"))                                   # exact erf form, as ours
 
 
 @emits("PositionalEncoding")

@@ -21,7 +21,7 @@ OPT_KEYS = {"lr", "beta", "beta1", "beta2", "eps"}          # shown only for the
 def pairing_warnings(loss, head, out_shape, task=None, n_classes=0):
     """Mismatches between the loss, the output layer type `head`, its shape and the dataset's task."""
     w = []
-    act = head if head in ("Sigmoid", "Softmax") else "linear"
+    act = head if head in ("Sigmoid", "Softmax") else "Softmax" if head == "LogSoftmax" else "linear"   # cce: logits
     if loss == "bce":
         if act == "Softmax":
             w.append("Softmax output with binary cross-entropy: use a Sigmoid output for BCE "

@@ -1,0 +1,42 @@
+"""tools/onnx_coverage.py classifies ONNX models by the registry's layers and options."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+spec = importlib.util.spec_from_file_location("onnx_coverage", Path(__file__).parents[1] / "tools" / "onnx_coverage.py")
+cov = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cov)
+
+
+def model(op, shapes, out_shape, opset=17, **attrs):
+    ins = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, list(s)) for i, s in enumerate(shapes)]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))
+    node = helper.make_node(op, [i.name for i in ins], ["y"], **attrs)
+    return helper.make_model(helper.make_graph([node], "g", ins, [out]), opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("m,want", [
+    (model("LeakyRelu", [(3, 4)], (3, 4), alpha=0.1), ("layer", [], ["LeakyReLU"])),
+    (model("Add", [(3, 4, 5), (5,)], (3, 4, 5)), ("layer", [], ["Add"])),
+    (model("Softmax", [(3, 4, 5)], (3, 4, 5), axis=1), ("option", ["Softmax: axis 1 of a rank-3 input (not the last) "
+                                                                   "(Softmax)"], [])),
+    (model("LayerNormalization", [(2, 3, 4), (3, 4), (3, 4)], (2, 3, 4), axis=1), ("layer", [], ["LayerNorm"])),
+    (model("Hardmax", [(3, 4)], (3, 4)), ("none", ["Hardmax"], [])),
+    (model("Shrink", [(3, 4)], (3, 4), lambd=1.5, bias=1.5), ("layer", [], ["Softshrink"])),
+])
+def test_cases_map_to_layers_options_or_nothing(m, want):
+    assert cov.classify(m) == want
+
+
+def test_a_layer_or_option_the_registry_lacks_is_named(monkeypatch):
+    from engine.layers import REGISTRY
+    monkeypatch.delitem(REGISTRY, "ELU")
+    assert cov.classify(model("Elu", [(3,)], (3,))) == ("none", ["Elu: ELU"], [])
+    ln = REGISTRY["LayerNorm"]
+    monkeypatch.setattr(ln, "hparams", tuple(h for h in ln.hparams if h.name != "axes"))
+    m = model("LayerNormalization", [(2, 3, 4), (3, 4), (3, 4)], (2, 3, 4), axis=1)
+    assert cov.classify(m) == ("option", ["LayerNormalization: axes (LayerNorm)"], [])

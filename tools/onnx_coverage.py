@@ -1,0 +1,311 @@
+"""Which ONNX backend test cases Layerboard's layer registry can express: one line per case, then the counts.
+
+    python tools/onnx_coverage.py            # every case
+    python tools/onnx_coverage.py --summary  # the counts and the ops responsible only
+
+Cases: the node tests (onnx/backend/test/data/node/*/model.onnx; onnx wheels that do not ship that folder
+are read from the generators it is made from, onnx.backend.test.case.node, which takes ~20 s), without the
+`_expanded` variants (the same operator written out as its function body), and the pytorch-converted and
+pytorch-operator models. A case is
+
+  layer   every op maps to a registry layer with the needed options (Constant and Identity need none),
+  option  an op maps to a layer type that lacks an option the case uses (e.g. Conv with group > 1),
+  none    an op has no layer at all.
+
+Rules read the registry: a layer type or option (a hyperparameter name) counts once it is registered, so the
+numbers follow the code. "float" counts the cases whose graph inputs and outputs are all floating point (a
+Layerboard graph carries float tensors; string, integer and boolean cases cannot be a layer's input or output).
+"""
+import argparse
+import sys
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.layers import REGISTRY  # noqa: E402
+
+FLOATS = {1, 10, 11, 16}    # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+def has(type, option=None):
+    """The layer type is registered (and declares hyperparameter `option`)."""
+    cls = REGISTRY.get(type)
+    return cls is not None and (option is None or option in {h.name for h in cls.hparams})
+
+
+def broadcasts(type):
+    """The merge layer accepts inputs of different shapes ((4, 3) with (3,))."""
+    if type not in REGISTRY:
+        return False
+    try:
+        REGISTRY[type]("probe").compute_output_shape([(4, 3), (3,)])
+        return True
+    except Exception:
+        return False
+
+
+class Node:
+    """One ONNX node with what the rules read: attributes, input ranks and shapes, the model's opset."""
+
+    def __init__(self, node, shapes, inits, opset):
+        from onnx import helper
+        self.op, self.opset = node.op_type, opset
+        self.attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        self.shapes = [shapes.get(i) for i in node.input]
+        self.inputs, self.outputs, self.inits = list(node.input), [o for o in node.output if o], inits
+
+    def rank(self, i=0):
+        s = self.shapes[i] if i < len(self.shapes) else None
+        return None if s is None else len(s)
+
+    def a(self, name, default=None):
+        v = self.attrs.get(name, default)
+        return v.decode() if isinstance(v, bytes) else v
+
+
+def _need(type, *options):
+    """('layer', type), or ('option', type, the first missing option), or ('none', type) when type is absent."""
+    if not has(type):
+        return ("none", type)
+    for o in options:
+        if o and not has(type, o):
+            return ("option", type, o)
+    return ("layer", type)
+
+
+def _conv(n):
+    d = (n.rank() or 4) - 2
+    opts = ["groups" if (n.a("group", 1) or 1) > 1 else None,
+            "dilation" if any(v != 1 for v in (n.a("dilations") or [1])) else None]
+    pads = n.a("pads") or []
+    if pads and list(pads[:len(pads) // 2]) != list(pads[len(pads) // 2:]):
+        opts.append("asymmetric padding")
+    if n.a("auto_pad", "NOTSET") == "SAME_LOWER":
+        opts.append("same padding with the extra value before")
+    base = "ConvTranspose" if n.op == "ConvTranspose" else "Conv"
+    if base == "ConvTranspose" and any(n.a("output_padding") or []):
+        opts.append("output_padding")
+    return _need(f"{base}{d}D", *opts)
+
+
+def _pool(n):
+    d = (n.rank() or 4) - 2
+    kind = "MaxPool" if n.op == "MaxPool" else "AveragePool"
+    opts = ["padding" if any(n.a("pads") or []) or n.a("auto_pad", "NOTSET") != "NOTSET" else None,
+            "ceil_mode" if n.a("ceil_mode", 0) else None,
+            "dilation" if any(v != 1 for v in (n.a("dilations") or [1])) else None,
+            "count_include_pad" if n.a("count_include_pad", 0) else None]
+    if len(n.outputs) > 1:
+        opts.append("the indices output")
+    return _need(f"{kind}{d}D", *opts)
+
+
+def _global(n):
+    d = (n.rank() or 4) - 2
+    t = "GlobalAveragePool" if n.op == "GlobalAveragePool" else "GlobalMaxPool"
+    return _need(t) if d == 2 or _need(t)[0] == "none" else _need(t, f"{d}-D input")
+
+
+def _softmax(n):
+    t = {"Softmax": "Softmax", "LogSoftmax": "LogSoftmax"}[n.op]
+    r = n.rank()
+    axis = n.a("axis", -1 if n.opset >= 13 else 1)
+    last = r is None or axis in (-1, r - 1)
+    return _need(t) if last else _need(t, f"axis {axis} of a rank-{r} input (not the last)")
+
+
+def _merge(type):
+    def rule(n):
+        if len(n.inputs) < 2:
+            return _need(type, "a single input")
+        shapes = [s for s in n.shapes if s is not None]
+        same = all(tuple(s) == tuple(shapes[0]) for s in shapes)
+        return _need(type) if same or broadcasts(type) else _need(type, "broadcasting")
+    return rule
+
+
+def _prelu(n):
+    """One slope, or one per channel as PReLU has them: F of (F,) and (T, F), C of (C, …) as (C, 1, …)."""
+    s, x = (n.shapes[1] if len(n.shapes) > 1 else None), n.shapes[0]
+    if s is None or x is None or int(np.prod(s)) == 1:
+        return _need("PReLU")
+    ps, s = x[1:], tuple(s)
+    if n.opset < 7 and len(s) == 1 and len(x) > 2:             # before opset 7 a 1-D slope is per channel (axis 1)
+        s = s + (1,) * (len(x) - 2)
+    while s and s[0] == 1:
+        s = s[1:]
+    ours = (ps[-1],) if len(ps) <= 2 else (ps[0],) + (1,) * (len(ps) - 1)
+    return _need("PReLU", "per_channel" if s == ours else f"slopes of shape {s} for {tuple(x)}")
+
+
+def _recurrent(n):
+    t = n.op
+    d = n.a("direction", "forward")
+    opts = ["bidirectional" if d == "bidirectional" else None, "reverse" if d == "reverse" else None,
+            "clip" if n.a("clip") is not None else None, "input_forget" if n.a("input_forget", 0) else None]
+    acts = [a.decode() if isinstance(a, bytes) else a for a in (n.a("activations") or [])]
+    default = {"RNN": ["Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}[t]
+    if acts and acts[:len(default)] != default and not (t == "RNN" and acts[0] == "Relu"):
+        opts.append("activations " + "/".join(acts))
+    if t == "GRU" and not n.a("linear_before_reset", 0):
+        opts.append("linear_before_reset = 0 (PyTorch's GRU resets after the recurrent product)")
+    if t == "LSTM" and len(n.inputs) > 7 and n.inputs[7]:
+        opts.append("peepholes")
+    return _need(t, *opts)
+
+
+def _pad(n):
+    mode = n.a("mode", "constant")
+    value = n.inputs[2] if len(n.inputs) > 2 and n.inputs[2] else None
+    return _need("ZeroPad", None if mode == "constant" and value is None else f"{mode} padding or a fill value")
+
+
+def _resize(n):
+    mode = n.a("mode", "nearest")
+    return _need("Upsample2D", None if n.rank() in (None, 4) and mode in ("nearest", "linear")
+                 else f"{mode} resize of a rank-{n.rank()} tensor")
+
+
+def _last_axes(n, type):
+    """LayerNorm / RMSNorm over the axes from `axis` on: the last one, or several with the option axes."""
+    axis, r = n.a("axis", -1), n.rank()
+    if axis in (-1, (r or 0) - 1):
+        return _need(type)
+    return _need(type, "axes" if axis % max(r or 1, 1) > 0 else "normalising over the batch axis")
+
+
+def _matmul(n):
+    if len(n.inputs) > 1 and n.inputs[1] in n.inits and n.rank(1) == 2:
+        return _need("Dense")
+    return ("none", "MatMul of two tensors")
+
+
+RULES = {
+    "Relu": lambda n: _need("ReLU"), "Sigmoid": lambda n: _need("Sigmoid"), "Tanh": lambda n: _need("Tanh"),
+    "LeakyRelu": lambda n: _need("LeakyReLU"), "Elu": lambda n: _need("ELU"),
+    "Selu": lambda n: _need("SELU", None if (abs(n.a("alpha", 1.67326) - 1.67326) < 1e-4 and
+                                            abs(n.a("gamma", 1.0507) - 1.0507) < 1e-4) else "scale"),
+    "Softplus": lambda n: _need("Softplus"), "Mish": lambda n: _need("Mish"), "Clip": lambda n: _need("Clip"),
+    "Gelu": lambda n: _need("GELU", None if n.a("approximate", "none") in ("none", "tanh") else "approximate"),
+    "Celu": lambda n: _need("CELU"), "Softsign": lambda n: _need("Softsign"),
+    "HardSigmoid": lambda n: _need("HardSigmoid"), "HardSwish": lambda n: _need("Hardswish"),
+    "ThresholdedRelu": lambda n: _need("ThresholdedReLU"),
+    "Shrink": lambda n: (_need("Softshrink") if n.a("bias", 0.0) == n.a("lambd", 0.5) else _need("Hardshrink")
+                         if n.a("bias", 0.0) == 0 else _need("Hardshrink", "a bias other than 0 or λ")),
+    "PRelu": _prelu, "Softmax": _softmax, "LogSoftmax": _softmax,
+    "Add": _merge("Add"), "Sum": _merge("Add"), "Sub": _merge("Subtract"), "Mul": _merge("Multiply"),
+    "Max": _merge("Maximum"), "Min": _merge("Minimum"), "Mean": _merge("Average"),
+    "Concat": lambda n: _need("Concatenate", "along the batch axis" if n.a("axis") == 0 else None),
+    "Gemm": lambda n: _need("Dense", "transA" if n.a("transA", 0) else None),
+    "MatMul": _matmul,
+    "Conv": _conv, "ConvTranspose": _conv, "MaxPool": _pool, "AveragePool": _pool,
+    "GlobalAveragePool": _global, "GlobalMaxPool": _global,
+    "BatchNormalization": lambda n: _need("BatchNorm", None if n.rank() in (None, 2, 4) else
+                                          f"channel axis 1 of a rank-{n.rank()} input"),
+    "InstanceNormalization": lambda n: _need("InstanceNorm"), "LRN": lambda n: _need("LocalResponseNorm"),
+    "LayerNormalization": lambda n: _last_axes(n, "LayerNorm"), "RMSNormalization": lambda n: _last_axes(n, "RMSNorm"),
+    "GroupNormalization": lambda n: _need("GroupNorm"),
+    "LpNormalization": lambda n: _need("LpNormalize", None if n.a("p", 2) in (1, 2) and n.a("axis", -1) % (n.rank() or 2)
+                                       else "normalising along the batch axis" if n.a("p", 2) in (1, 2) else "p > 2"),
+    "Flatten": lambda n: _need("Flatten", None if n.a("axis", 1) == 1 else f"axis {n.a('axis')}"),
+    "Reshape": lambda n: _need("Reshape"), "Dropout": lambda n: _need("Dropout"),
+    "RNN": _recurrent, "LSTM": _recurrent, "GRU": _recurrent, "Pad": _pad, "Resize": _resize, "Upsample": _resize,
+}
+FREE = {"Constant", "Identity"}      # data and no-ops: no layer needed
+
+
+def classify(model):
+    """('layer' | 'option' | 'none', [what per op that is not plainly a layer], [layer types used])."""
+    import onnx
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        pass
+    g = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+    shapes = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        t = vi.type.tensor_type
+        if vi.type.HasField("tensor_type") and t.HasField("shape"):
+            shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
+    inits = {i.name for i in g.initializer}
+    for i in g.initializer:
+        shapes[i.name] = tuple(i.dims)
+    nodes = [n for n in g.node if n.op_type not in FREE] or list(g.node)
+    worst, why, used = "layer", [], []
+    for node in nodes:
+        rule = RULES.get(node.op_type)
+        r = rule(Node(node, shapes, inits, opset)) if rule else ("none", node.op_type)
+        if node.op_type in FREE and len(nodes) == 1:
+            r = ("none", node.op_type)
+        if r[0] == "layer":
+            used.append(r[1])
+            continue
+        why.append(f"{node.op_type}: {r[2]} ({r[1]})" if r[0] == "option" else
+                   node.op_type if r[1] == node.op_type else f"{node.op_type}: {r[1]}")
+        worst = max(worst, r[0], key=("layer", "option", "none").index)
+    return worst, why, used
+
+
+def _floaty(model):
+    g = model.graph
+    vis = list(g.input) + list(g.output)
+    return all(v.type.HasField("tensor_type") and v.type.tensor_type.elem_type in FLOATS for v in vis)
+
+
+def cases():
+    """(suite, name, ModelProto) for every case."""
+    import onnx
+    data = Path(onnx.__file__).parent / "backend" / "test" / "data"
+    node = data / "node"
+    if node.is_dir():
+        for d in sorted(node.iterdir()):
+            if (d / "model.onnx").exists() and "_expanded" not in d.name:
+                yield "node", d.name, onnx.load(str(d / "model.onnx"))
+    else:
+        from onnx.backend.test.case import node as gen
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            for c in sorted(gen.collect_testcases(None), key=lambda c: c.name):
+                if "_expanded" not in c.name:
+                    yield "node", c.name, c.model
+    for suite in ("pytorch-converted", "pytorch-operator"):
+        for d in sorted((data / suite).iterdir()):
+            if (d / "model.onnx").exists():
+                yield suite, d.name, onnx.load(str(d / "model.onnx"))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--summary", action="store_true", help="only the counts and the ops responsible")
+    args = ap.parse_args(argv)
+    counts, fcounts, blame, fblame = Counter(), Counter(), Counter(), Counter()
+    for suite, name, model in cases():
+        status, why, used = classify(model)
+        fl = _floaty(model)
+        counts[status] += 1
+        fcounts[status] += fl
+        for w in set(why):
+            blame[(status, w)] += 1
+            fblame[(status, w)] += fl
+        if not args.summary:
+            print(f"{suite}/{name}: {status}" + (f" — {'; '.join(why)}" if why else "")
+                  + (f" [{', '.join(sorted(set(used)))}]" if used else "") + ("" if fl else " (not float)"))
+    total, ftotal = sum(counts.values()), sum(fcounts.values())
+    print(f"\ncases: {total} ({ftotal} float); mapped to layers: {counts['layer']} ({fcounts['layer']} float); "
+          f"unmapped: {counts['option'] + counts['none']} ({fcounts['option'] + fcounts['none']} float) = "
+          f"no layer {counts['none']} ({fcounts['none']} float) + missing option {counts['option']} "
+          f"({fcounts['option']} float)")
+    for status in ("option", "none"):
+        print(f"\n{'missing option' if status == 'option' else 'no layer'}, cases (float cases) per op:")
+        rows = sorted(((n, w) for (s, w), n in blame.items() if s == status), key=lambda r: (-r[0], r[1]))
+        for n, w in rows:
+            print(f"  {n:4d} ({fblame[(status, w)]:3d})  {w}")
+
+
+if __name__ == "__main__":
+    main()
