@@ -1,5 +1,6 @@
 """Every registry layer is enrolled where a layer must be: samples, ONNX export (run in onnxruntime on each
-sample, with the lengths input for masked ones), a PyTorch emitter and reference, a declared fused path."""
+sample, with the lengths input for masked ones) and a PyTorch emitter (its torch reference: test_torch_parity,
+its fused path: test_fused)."""
 import numpy as np
 import pytest
 
@@ -9,10 +10,6 @@ from engine.onnx_export import exporter
 from engine.torch_export.codegen import emitter
 from gradcheck import cases, declares_samples
 from registry_models import randomize, sample_graph, sample_inputs
-
-
-def _declares(cls, attr):
-    return any(attr in c.__dict__ for c in cls.__mro__ if issubclass(c, Layer) and c is not Layer)
 
 
 def missing(cls):
@@ -25,8 +22,6 @@ def missing(cls):
         out.append("an ONNX exporter (to_onnx)")
     if emitter(layer) is None:
         out.append("a PyTorch emitter (to_torch)")
-    if not _declares(cls, "fused"):
-        out.append("fused (None: the per-layer path)")
     return out
 
 
@@ -37,8 +32,7 @@ def test_every_layer_is_enrolled():
 def test_an_unenrolled_layer_is_named():
     class Bare(Layer):
         category = "core"
-    assert missing(Bare) == ["samples()", "an ONNX exporter (to_onnx)", "a PyTorch emitter (to_torch)",
-                             "fused (None: the per-layer path)"]
+    assert missing(Bare) == ["samples()", "an ONNX exporter (to_onnx)", "a PyTorch emitter (to_torch)"]
 
 
 CASES = cases()

@@ -84,6 +84,7 @@ class GRU(Recurrent):
     doc = ("Gated recurrent unit (PyTorch's equations and weights): r, z = σ(·), n = tanh(W_in x_t + b_in + "
            "r⊙(W_hn h_{t−1} + b_hn)), h_t = (1−z)⊙n + z⊙h_{t−1}; (T, D) → (T, H) or (H,) at each sequence's last "
            "valid step; padded steps keep the state")
+    fused = None          # the per-layer path runs it (numba time loops)
     hparams = Recurrent.common
     state_formula = "h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_(t−1)"
     n_gates = 3

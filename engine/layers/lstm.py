@@ -86,6 +86,7 @@ class LSTM(Recurrent):
     doc = ("Long short-term memory (PyTorch's equations and weights): i, f, o = σ(·), g = tanh(W_ig x_t + b_ig + "
            "W_hg h_{t−1} + b_hg), c_t = f⊙c_{t−1} + i⊙g, h_t = o⊙tanh(c_t); (T, D) → (T, H) or (H,) at each "
            "sequence's last valid step; padded steps keep h and c")
+    fused = None          # the per-layer path runs it (numba time loops)
     hparams = Recurrent.common
     state_formula = "h_t = o_t ⊙ tanh(c_t), c_t = f_t ⊙ c_(t−1) + i_t ⊙ g_t"
     n_gates = 4

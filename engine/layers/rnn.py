@@ -94,6 +94,7 @@ class RNN(Recurrent):
            "else (H,) = the state at each sequence's last valid step; padded steps keep the state")
     state_formula = "h_t = {f}(W·h_(t−1) + U·x_t + b)"
     w_in = "U"
+    fused = None          # the per-layer path runs it (numba time loops)
     hparams = Recurrent.common[:1] + (HP("activation", "choice", "tanh", choices=("tanh", "relu"),
                                          doc="f in h_t = f(a_t)"),) + Recurrent.common[1:]
 
