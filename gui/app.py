@@ -1,4 +1,5 @@
 """`layerboard` with no arguments: the builder window with an example project loaded."""
+import os
 import sys
 import threading
 
@@ -9,11 +10,13 @@ from engine.errors import LayerboardError
 from engine.session import warm_up
 
 from .mainwindow import MainWindow, default_example
+from .training.job import TRAINING_THREAD
 from .style import apply_theme
 
 
 def offer_recovery(win):
-    """If the last session ended without a clean exit and left an autosave, offer to restore it."""
+    """If a session ended without a clean exit and left an autosave, offer to restore it. The file is locked
+    and kept until the answer (recovered work stays this session's autosave until it is saved)."""
     a = win.autosave
     if not a.pending():
         return False
@@ -21,13 +24,15 @@ def offer_recovery(win):
                              "Layerboard did not close normally last time. Restore the autosaved project?",
                              QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
     if r != QMessageBox.StandardButton.Yes:
-        a.discard()
+        a.release(delete=True)
         return False
     try:
         project = a.recover()
     except LayerboardError as e:
+        a.release()                                  # kept: offered again next time
         QMessageBox.warning(win, "Cannot recover", str(e))
         return False
+    a.adopt()
     win.doc.load(project)
     win.doc.undo_stack.resetClean()          # recovered work is unsaved
     win._title()
@@ -53,7 +58,13 @@ def main(argv=None, project=None):
     if project is None:
         offer_recovery(win)
     win.view.zoom_to_fit()
-    return app.exec()
+    code = app.exec()
+    if any(t.name == TRAINING_THREAD and t.is_alive() for t in threading.enumerate()):
+        # a stopped worker still inside a numba compilation (it cannot be interrupted): exit without it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

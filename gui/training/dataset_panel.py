@@ -14,13 +14,14 @@ from engine.data import BUILTINS, load
 from engine.errors import LayerboardError
 
 from ..dirs import last_dir, remember
-from .sequence_import import SequenceImport
+from .sequence_import import SequenceImport, sample_tokens
 from .settings import HP, Editor
 
 PREVIEW_ROWS, PREVIEW_COLS = 12, 10
 # settings that fit the built-in 2-D sets with a small MLP (the project defaults, lr 0.001 for 20 epochs, underfit)
 SUGGESTED = {"xor": {"lr": 0.05, "epochs": 500}, "moons": {"lr": 0.01, "epochs": 100},
              "circles": {"lr": 0.01, "epochs": 150}, "spirals": {"lr": 0.01, "epochs": 400}}
+PREVIEW_TOKENS = 12     # words of a text sample in the preview table
 THUMB = 28              # pixels: image samples are previewed as thumbnails, not as pixel columns
 
 
@@ -223,6 +224,8 @@ class DatasetPanel(QGroupBox):
     def _array_preview(self, ds):
         if ds.x.ndim == 4 and ds.x.shape[1] in (1, 3):               # (N, C, H, W) images
             return self._image_preview(ds)
+        if getattr(ds, "vocab", None):                                # text: the words, not their ids
+            return self._text_preview(ds)
         x = ds.x.reshape(len(ds), -1)[:PREVIEW_ROWS]                  # (rows, features)
         cols = min(x.shape[1], PREVIEW_COLS)
         header = [f"x{j}" for j in range(cols)] + (["…"] if x.shape[1] > cols else []) + ["y"]
@@ -235,6 +238,17 @@ class DatasetPanel(QGroupBox):
                      ", ".join(f"{v:.4g}" for v in yi))
             rows.append(r)
         self._fill(header, rows)
+
+    def _text_preview(self, ds):
+        """One row per sample: its valid tokens as text, and its label."""
+        rows = []
+        for i in range(min(len(ds), PREVIEW_ROWS)):
+            tok = sample_tokens(ds, i, limit=PREVIEW_TOKENS)
+            words = " ".join(tok[1]) + (" …" if tok[0] > len(tok[1]) else "") if tok else ""
+            yi = np.ravel(ds.y[i])[:PREVIEW_COLS]
+            rows.append([words, " ".join(ds.classes[int(v)] for v in yi) if ds.task != "regression" and ds.classes
+                         else ", ".join(f"{v:.4g}" for v in yi)])
+        self._fill(["text", "y"], rows)
 
     def _image_preview(self, ds):
         """One row per sample: a thumbnail and its class."""

@@ -21,6 +21,8 @@ from .weights import Weights
 
 DRAIN_MS = 50           # worker messages are applied this often
 PLOT_MS = 200           # the visible view is redrawn at most this often (painting is the UI's main cost)
+STOP_WAIT = 3.0         # seconds closing the window waits for a stopped run's result (a numba compilation
+                        # cannot be interrupted; the worker normally ends within one batch)
 STATUS = {"completed": "Finished", "early_stopped": "Early-stopped", "stopped": "Stopped",
           "diverged": "Diverged"}
 
@@ -140,19 +142,31 @@ class TrainingDock(QDockWidget):
         box.addWidget(self.banner)
         self.tabs = QTabWidget()
         self.views = []
+        self.runs = RunList(self.doc)
+        self.runs.chosen.connect(self._compare)
+        self._make_views()
+        self.tabs.currentChanged.connect(lambda _i: self.redraw())
+        box.addWidget(self.tabs, 1)
+        self._buttons(False)
+        return w
+
+    def _make_views(self):
+        """Fresh plot views (a new project must show nothing of the last one: layers, hover texts, options)."""
+        self.runs.setParent(None)                       # kept: it lives in the Compare view being replaced
+        old, self.views = self.views, []
+        self.options = {}
+        self.tabs.blockSignals(True)
+        self.tabs.clear()
+        for v in old:
+            v.deleteLater()
         for cls in VIEWS:
             v = cls()
             v.options = self.options
             v.reprobe.connect(self._reprobe)
             self.views.append(v)
             self.tabs.addTab(v, cls.title)
-        self.tabs.currentChanged.connect(lambda _i: self.redraw())
-        box.addWidget(self.tabs, 1)
-        self.runs = RunList(self.doc)
-        self.runs.chosen.connect(self._compare)
+        self.tabs.blockSignals(False)
         self.view(CompareView).attach_list(self.runs)
-        self._buttons(False)
-        return w
 
     def _quick_refresh(self):
         for k, e in self.quick.items():
@@ -199,12 +213,18 @@ class TrainingDock(QDockWidget):
         self._jobs[0] = self.job
 
     def stop(self):
-        if self.running:
+        """Answers at once: the worker ends at its next check; the graph can be edited meanwhile (the run
+        reads its own copy), Train waits for the worker (a numba compilation cannot be interrupted)."""
+        if self.running and not self.job.stopping:
             self.job.stop()
-            self.progress.setFormat(self.progress.format() + " · stopping…")
+            self.pause_btn.setEnabled(False)
+            self.stop_btn.setEnabled(False)
+            self._pause_label(False)
+            self.progress.setFormat(self.progress.format().replace(" · paused", "") + " · stopping…")
+            self.doc.set_locked(False)
 
     def toggle_pause(self):
-        if not self.running:
+        if not self.running or self.job.stopping:
             return
         if self.job.paused:
             self.job.resume()
@@ -214,14 +234,33 @@ class TrainingDock(QDockWidget):
             self._pause_label(True)
             self.progress.setFormat(self.progress.format() + " · paused")
 
-    def shutdown(self, timeout=10.0):
-        """Stop a running job and wait for its thread (application quitting: the process ends next)."""
+    def shutdown(self, timeout=0.5):
+        """Stop a running job and wait a moment for its thread (application quitting: the process ends next,
+        the daemon worker with it)."""
         if self.job is not None:
             self.job.stop()
             self.job.join(timeout)
             if self.status == "running":
                 self.drain()
         self.timer.stop()
+
+    def stop_for_close(self, keep, wait=STOP_WAIT):
+        """The window closes during a run: stop it; keep: wait up to `wait` s for the worker's result and record
+        it in the project, else forget the run. True when the worker ended."""
+        job = self.job
+        if not self.running:
+            return True
+        self.stop()
+        if not keep:
+            self.job = self._jobs[0] = None
+            self.timer.stop()
+            return False
+        end = time.perf_counter() + wait
+        while job.alive and time.perf_counter() < end:      # the window still paints "stopping…"
+            QApplication.processEvents()
+            job.join(0.02)
+        self.drain()                                        # the result (and "done" when it came)
+        return not job.alive
 
     def stop_soon(self):
         """Ask a run to stop without waiting (the dock or its window closes): the UI never blocks on the
@@ -422,10 +461,24 @@ class TrainingDock(QDockWidget):
         self.doc.set_trained(self.weights.model)
 
     def _opened(self):
-        """A project was opened: its saved trained model is what Export writes; its last run's curves show."""
-        if self.running:
-            return
-        self.weights.model, self.weights.start = self.doc.trained, None
+        """A project was opened (or New): every view and panel shows that project alone; its saved trained
+        model is what Export writes; its last run's curves show."""
+        if self.running:                      # a stopped run still ending belongs to the project that was closed
+            self.job.stop()
+        self.job = self._jobs[0] = None
+        self.timer.stop()
+        self.status, self.result, self.kfold_summary, self._ctx = "", None, None, {}
+        self._unbegun, self._last, self._pending, self._fold, self._epoch = [], None, 0, 0, 0
+        self._make_views()
+        self._show_tabs()
+        self.banner.hide()
+        self.message.setText("")
+        self.message.setStyleSheet("")
+        self.message.setToolTip("")
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+        self._buttons(False)
+        self.weights.model, self.weights.start, self.weights.name = self.doc.trained, None, ""
         runs = [r for r in self.doc.project.runs if isinstance(r, dict) and isinstance(r.get("history"), dict)]
         if runs:
             self.show_history(runs[-1])
@@ -441,7 +494,7 @@ class TrainingDock(QDockWidget):
         n = len(h.get("train_loss", []))
         if not n:
             return
-        per = max(int(res.get("steps", n) or n) // max(int(res.get("epochs", n) or n), 1), 1)
+        per = rec.get("steps_per_epoch") or max(int(res.get("steps", n) or n) // max(int(res.get("epochs", n) or n), 1), 1)
         curves = self.view(CurvesView)
         curves.begin({"folds": 1, "epochs": n, "per_epoch": per, "n_val": int(bool(h.get("val_loss"))),
                       "classify": bool(h.get("train_accuracy"))})
@@ -476,7 +529,9 @@ class TrainingDock(QDockWidget):
         fold = f"fold {self._fold + 1}/{c['folds']} · " if c["folds"] > 1 else ""
         text = (f"{fold}epoch {int(epoch)}/{c['epochs']} · step {int(step)}/{c['epochs'] * c['per_epoch']}"
                 f" · ETA {int(eta) // 60}:{int(eta) % 60:02d}")
-        if self.job.paused:
+        if self.job.stopping:
+            text += " · stopping…"
+        elif self.job.paused:
             text += " · paused"
         self.progress.setFormat(text)
 
