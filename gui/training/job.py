@@ -180,8 +180,7 @@ class Job:
                 self._kfold()
             else:
                 model, trainer = prepare(self.project, weights=self.weights)
-                if not self._check():               # Stop while the data loaded: nothing to run
-                    self._one(model, trainer, 0, 1)
+                self._one(model, trainer, 0, 1)     # stopped meanwhile: ends at once with a "stopped" result
         except LayerboardError as e:
             self._post("error", str(e))
         except Exception as e:                      # a bug must not take the window down: report it
