@@ -335,11 +335,11 @@ class SequenceImport(QGroupBox):
         """After the panel loaded a dataset (None: it could not): a sequence reference fills the form, unfolded,
         with the tokens of a sample (vocabulary); any other reference clears it."""
         ref = self.panel.doc.project.dataset
-        if ref.get("kind") not in KINDS:
+        if ref.get("kind") in KINDS:
+            self.show_reference(ref)
+        else:
             self.clear()
-            return
-        self.setChecked(True)
-        self.show_reference(ref)
+        self.setChecked(ref.get("kind") in KINDS)
         if ds is None:
             return
         tok = sample_tokens(ds, 0)
@@ -352,3 +352,5 @@ class SequenceImport(QGroupBox):
             lens = np.asarray(ds.lengths)
             self.tokens.setText(f"{len(lens)} sequences, lengths {lens.min()}…{lens.max()} "
                                 f"(mean {lens.mean():.1f}) of at most {ds.x.shape[1]} steps")
+        if self.tokens.text():                          # e.g. a built-in set of token sequences
+            self.setChecked(True)
