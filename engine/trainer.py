@@ -408,8 +408,8 @@ class Trainer:
         if self._stop.is_set():             # Stop answers at once: the figures of the last epoch end, no pass over the data
             out.update({k: v[-1] for k, v in self.history.items() if v})
             done = len(self.history["train_loss"])
-            out["message"] = message or (f"the figures are those of the end of epoch {done}" if done else
-                                         "stopped before the first epoch ended: no figures yet")
+            out["message"] = message or (f"The figures are those of the end of epoch {done}" if done else
+                                         "Stopped before the first epoch ended: no figures yet")
             out["findings"] = [f.message for f in self.findings[-1:]]
             return out
         ev = self.evaluate(self.train, prefix="train", stoppable=True)

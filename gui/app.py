@@ -10,7 +10,6 @@ from engine.errors import LayerboardError
 from engine.session import warm_up
 
 from .mainwindow import MainWindow, default_example
-from .training.job import TRAINING_THREAD
 from .style import apply_theme
 
 
@@ -42,6 +41,7 @@ def offer_recovery(win):
 
 def main(argv=None, project=None):
     """Create the application and the window, load `project` (a path) or the example (or recover), run the loop."""
+    own = QApplication.instance() is None          # the process is ours: it ends when the window closes
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     app.setOrganizationName("Layerboard")
     app.setApplicationName("Layerboard")
@@ -59,10 +59,9 @@ def main(argv=None, project=None):
         offer_recovery(win)
     win.view.zoom_to_fit()
     code = app.exec()
-    if any(t.name == TRAINING_THREAD and t.is_alive() for t in threading.enumerate()):
-        # a stopped worker still inside a numba compilation (it cannot be interrupted): exit without it
-        sys.stdout.flush()
-        sys.stderr.flush()
+    if own:             # everything is saved by now; the interpreter's and Qt's teardown of the window's
+        sys.stdout.flush()          # objects took seconds, and a stopped worker may still be inside a
+        sys.stderr.flush()          # numba compilation (it cannot be interrupted): exit without waiting
         os._exit(code)
     return code
 
