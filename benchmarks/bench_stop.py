@@ -1,6 +1,6 @@
 """Stop, Pause and close latency of the training dock at each moment of a run (digits-cnn by default).
 
-For each moment (the first step, mid-epoch, the epoch-end evaluation, the epoch-end probes, while paused) the
+For each moment (before the first step, inside it, mid-epoch, the epoch-end evaluation, the epoch-end probes, while paused) the
 script presses the dock's Stop (or Pause) exactly when the worker is there, and reports:
   ui ms      — until stop() returned with "stopping…" shown (the window answers);
   worker ms  — until the worker thread ended (Pause: until it waits at its pause point);
@@ -29,7 +29,7 @@ from engine.project import Project  # noqa: E402
 from gui.document import Document  # noqa: E402
 from resources import path  # noqa: E402
 
-MOMENTS = ("first-step", "mid-epoch", "evaluation", "probes", "paused")
+MOMENTS = ("first-step", "in-first-step", "mid-epoch", "evaluation", "probes", "paused")
 
 
 def project(example):
@@ -72,6 +72,11 @@ def one(app, dock, example, moment, pause=False):
     t = job.trainer
     if moment == "first-step":
         pass                                                   # pressed before the first step ran
+    elif moment == "in-first-step":                           # while the first step runs (JIT loads or compiles)
+        real_step = t.train_step
+        t.train_step = lambda *a: (reached.set(), real_step(*a))[1]
+        spin(app, reached.is_set)
+        time.sleep(0.05)
     elif moment == "mid-epoch":
         spin(app, lambda: t.step >= min(30, t.steps_per_epoch // 2))
     elif moment == "evaluation":

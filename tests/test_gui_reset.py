@@ -22,19 +22,15 @@ def win(qapp, qtbot, tmp_path, monkeypatch):
     QCoreApplication.setOrganizationName("LayerboardResetTest")
     QCoreApplication.setApplicationName("LayerboardResetTest")
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
-    monkeypatch.setattr(QDialogs, "warnings", [])
-    monkeypatch.setattr(QMessageBox, "warning", lambda _p, title, text, *a: QDialogs.warnings.append((title, text)))
     w = MainWindow(autosave_dir=tmp_path / "data")
+    w.warnings = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, title, text, *a: w.warnings.append((title, text)))
     qtbot.addWidget(w)
     w.resize(1400, 900)
     w.show()
     qtbot.waitExposed(w)
     yield w
     w.training.shutdown()
-
-
-class QDialogs:
-    warnings = []
 
 
 def example(name):
@@ -114,7 +110,7 @@ def test_a_shipped_example_opens_untitled_and_save_never_writes_into_the_package
     win.doc.set_training("epochs", 8)
     assert win.save() and len(asked) == 2 and shipped.read_bytes() == before
     assert not win._save_to(shipped) and shipped.read_bytes() == before  # Save as into the package: refused
-    assert QDialogs.warnings and "installed with Layerboard" in QDialogs.warnings[-1][1]
+    assert win.warnings and "installed with Layerboard" in win.warnings[-1][1]
 
 
 def test_a_users_copy_of_an_example_opens_under_its_name(win, tmp_path):

@@ -145,28 +145,50 @@ class TrainingDock(QDockWidget):
         self.runs = RunList(self.doc)
         self.runs.chosen.connect(self._compare)
         self._make_views()
-        self.tabs.currentChanged.connect(lambda _i: self.redraw())
+        self.tabs.currentChanged.connect(lambda i: (self._renew([i]), self.redraw()))
         box.addWidget(self.tabs, 1)
         self._buttons(False)
         return w
 
     def _make_views(self):
-        """Fresh plot views (a new project must show nothing of the last one: layers, hover texts, options)."""
-        self.runs.setParent(None)                       # kept: it lives in the Compare view being replaced
-        old, self.views = self.views, []
-        self.options = {}
-        self.tabs.blockSignals(True)
-        self.tabs.clear()
-        for v in old:
-            v.deleteLater()
+        """One tab per view class."""
+        self._stale = set()                   # tabs whose view still shows a closed project (renewed when needed)
+        self._used = set()                    # tabs whose view has shown this project's runs
         for cls in VIEWS:
-            v = cls()
-            v.options = self.options
-            v.reprobe.connect(self._reprobe)
-            self.views.append(v)
-            self.tabs.addTab(v, cls.title)
-        self.tabs.blockSignals(False)
+            self.views.append(self._new_view(cls))
+            self.tabs.addTab(self.views[-1], cls.title)
         self.view(CompareView).attach_list(self.runs)
+
+    def _new_view(self, cls):
+        v = cls()
+        v.options = self.options
+        v.reprobe.connect(self._reprobe)
+        return v
+
+    def _renew(self, stale=None):
+        """Replace the stale views (or those given) by fresh ones in their tabs: a new project shows nothing of
+        the last one (its layers, hover texts, options). Done lazily: building a view takes 50-500 ms."""
+        todo = sorted(self._stale if stale is None else set(stale) & self._stale)
+        if not todo:
+            return
+        cur = self.tabs.currentIndex()
+        self.tabs.blockSignals(True)
+        for i in todo:
+            old = self.views[i]
+            if isinstance(old, CompareView):
+                self.runs.setParent(None)     # kept: the run list lives in the Compare view being replaced
+            v = self.views[i] = self._new_view(type(old))
+            shown, enabled = self.tabs.isTabVisible(i), self.tabs.isTabEnabled(i)
+            self.tabs.removeTab(i)
+            self.tabs.insertTab(i, v, type(old).title)
+            self.tabs.setTabVisible(i, shown)
+            self.tabs.setTabEnabled(i, enabled)
+            if isinstance(v, CompareView):
+                v.attach_list(self.runs)
+            old.deleteLater()
+            self._stale.discard(i)
+        self.tabs.setCurrentIndex(cur)
+        self.tabs.blockSignals(False)
 
     def _quick_refresh(self):
         for k, e in self.quick.items():
@@ -180,8 +202,10 @@ class TrainingDock(QDockWidget):
         self.pause_btn.setIcon(self._icon("SP_MediaPlay" if paused else "SP_MediaPause"))
 
     def view(self, cls):
-        """The dock's instance of a view class (e.g. dock.view(PCAView))."""
-        return next(v for v in self.views if isinstance(v, cls))
+        """The dock's instance of a view class (e.g. dock.view(PCAView)), renewed if it showed a closed project."""
+        i = next(i for i, v in enumerate(self.views) if isinstance(v, cls))
+        self._renew([i])
+        return self.views[i]
 
     # ---- control ----
     @property
@@ -192,6 +216,8 @@ class TrainingDock(QDockWidget):
         """Begin a run (k ≥ 2: k-fold cross-validation) in the background."""
         if self.running:
             return
+        self._renew()                         # every view fresh for the run (after an Open, only those not shown)
+        self._used = set(range(len(self.views)))
         p = self.doc.project
         data = p.dataset.get("name") or Path(str(p.dataset.get("path", "data"))).name
         label = f"Run {len(p.runs) + 1}{f' ({k}-fold)' if k >= 2 else ''}: {data}, {time.strftime('%H:%M:%S')}"
@@ -289,6 +315,7 @@ class TrainingDock(QDockWidget):
 
     def _compare(self, records):
         cmp = self.view(CompareView)
+        self._used.add(self.views.index(cmp))
         cmp.show_runs(records[-2:] if len(records) > 2 else records)
 
     def _data_loaded(self, ds):
@@ -469,7 +496,9 @@ class TrainingDock(QDockWidget):
         self.timer.stop()
         self.status, self.result, self.kfold_summary, self._ctx = "", None, None, {}
         self._unbegun, self._last, self._pending, self._fold, self._epoch = [], None, 0, 0, 0
-        self._make_views()
+        self.options.clear()                  # e.g. the PCA layer of the last project
+        self._stale, self._used = self._stale | self._used, set()
+        self._renew([self.tabs.currentIndex()])           # the others when shown, asked for, or at Train
         self._show_tabs()
         self.banner.hide()
         self.message.setText("")
@@ -496,6 +525,7 @@ class TrainingDock(QDockWidget):
             return
         per = rec.get("steps_per_epoch") or max(int(res.get("steps", n) or n) // max(int(res.get("epochs", n) or n), 1), 1)
         curves = self.view(CurvesView)
+        self._used.add(self.views.index(curves))
         curves.begin({"folds": 1, "epochs": n, "per_epoch": per, "n_val": int(bool(h.get("val_loss"))),
                       "classify": bool(h.get("train_accuracy"))})
         for i in range(n):
