@@ -65,6 +65,7 @@ def test_opening_a_project_resets_every_view_and_panel(win, qtbot):
     assert d.view(CurvesView).folds[0]["batch"].n == 0 and d.view(CurvesView).folds[0]["epoch"].n == 0
     assert "old project" not in d.view(AttentionView).hover.text()
     assert d.result is None and d.job is None and d.train_btn.isEnabled()
+    assert all(d.tabs.isTabEnabled(i) for i in range(d.tabs.count()))  # none disabled by the xor run's data
 
 
 def test_a_reopened_run_shows_every_epoch_of_its_curves(win, qtbot, tmp_path):

@@ -22,6 +22,7 @@ PREVIEW_ROWS, PREVIEW_COLS = 12, 10
 SUGGESTED = {"xor": {"lr": 0.05, "epochs": 500}, "moons": {"lr": 0.01, "epochs": 100},
              "circles": {"lr": 0.01, "epochs": 150}, "spirals": {"lr": 0.01, "epochs": 400}}
 PREVIEW_TOKENS = 12     # words of a text sample in the preview table
+TEXT_COL = 220          # pixels at most for that text column
 THUMB = 28              # pixels: image samples are previewed as thumbnails, not as pixel columns
 
 
@@ -249,6 +250,7 @@ class DatasetPanel(QGroupBox):
             rows.append([words, " ".join(ds.classes[int(v)] for v in yi) if ds.task != "regression" and ds.classes
                          else ", ".join(f"{v:.4g}" for v in yi)])
         self._fill(["text", "y"], rows)
+        self.table.setColumnWidth(0, min(self.table.columnWidth(0), TEXT_COL))      # the label stays in view
 
     def _image_preview(self, ds):
         """One row per sample: a thumbnail and its class."""

@@ -498,6 +498,8 @@ class TrainingDock(QDockWidget):
         self._unbegun, self._last, self._pending, self._fold, self._epoch = [], None, 0, 0, 0
         self.options.clear()                  # e.g. the PCA layer of the last project
         self._stale, self._used = self._stale | self._used, set()
+        for i in range(len(self.views)):      # disabled by the last run's data (e.g. no regression plot)
+            self.tabs.setTabEnabled(i, True)
         self._renew([self.tabs.currentIndex()])           # the others when shown, asked for, or at Train
         self._show_tabs()
         self.banner.hide()
