@@ -490,8 +490,9 @@ class TrainingDock(QDockWidget):
     def _opened(self):
         """A project was opened (or New): every view and panel shows that project alone; its saved trained
         model is what Export writes; its last run's curves show."""
-        if self.running:                      # a stopped run still ending belongs to the project that was closed
+        if self.running:                      # a (stopped) run still ending belongs to the project that was closed
             self.job.stop()
+            self.doc.set_locked(False)
         self.job = self._jobs[0] = None
         self.timer.stop()
         self.status, self.result, self.kfold_summary, self._ctx = "", None, None, {}

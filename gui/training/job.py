@@ -17,7 +17,6 @@ EVAL_CAP = 2000          # samples used for the confusion matrix
 GRID = 80                # decision-boundary grid resolution per axis
 READY_TIMEOUT = 2.0      # seconds the worker waits for the UI to set up its views for a run
 GATE_TIMEOUT = 0.25      # longest the worker waits for one UI redraw
-TRAINING_THREAD = "layerboard-training"
 
 
 @dataclass
@@ -105,7 +104,7 @@ class Job:
         self._last_probe = self._last_live = 0.0
         self._fold = 0
         self.model_lock = threading.Lock()          # one user of the model's forward buffers at a time
-        self.thread = threading.Thread(target=self._main, name=TRAINING_THREAD, daemon=True)
+        self.thread = threading.Thread(target=self._main, name="layerboard-training", daemon=True)
 
     # ---- control (UI thread) ----
     def start(self):
