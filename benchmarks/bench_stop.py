@@ -1,7 +1,7 @@
 """Stop, Pause and close latency of the training dock at each moment of a run (digits-cnn by default).
 
-For each moment (before the first step, inside it, mid-epoch, the epoch-end evaluation, the epoch-end probes, while paused) the
-script presses the dock's Stop (or Pause) exactly when the worker is there, and reports:
+For each moment (before the first step, inside it, mid-epoch, the epoch-end evaluation, the epoch-end probes,
+while paused) the script presses the dock's Stop (or Pause) exactly when the worker is there, and reports:
   ui ms      — until stop() returned with "stopping…" shown (the window answers);
   worker ms  — until the worker thread ended (Pause: until it waits at its pause point);
   done ms    — until the dock applied the end of the run (Train enabled again).

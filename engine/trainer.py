@@ -293,7 +293,8 @@ class Trainer:
                 status = status if status == "diverged" else "stopped"
                 break
             h = self.history
-            ev = self.evaluate(self.val, prefix="val", stoppable=True) if self.val is not None and len(self.val) else (None, None, {})
+            ev = (self.evaluate(self.val, prefix="val", stoppable=True) if self.val is not None and len(self.val)
+                  else (None, None, {}))
             if ev is None:                                  # stopped during the evaluation
                 status = "stopped"
                 break
@@ -405,7 +406,7 @@ class Trainer:
         """Final metrics on the full training and validation sets, in evaluation mode."""
         out = {"status": status, "message": message, "epochs": epoch if status != "stopped" else epoch - 1,
                "steps": self.step, "seconds": seconds}
-        if self._stop.is_set():             # Stop answers at once: the figures of the last epoch end, no pass over the data
+        if self._stop.is_set():             # Stop answers at once: the last epoch end's figures, no pass over the data
             out.update({k: v[-1] for k, v in self.history.items() if v})
             done = len(self.history["train_loss"])
             out["message"] = message or (f"The figures are those of the end of epoch {done}" if done else

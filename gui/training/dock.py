@@ -526,7 +526,8 @@ class TrainingDock(QDockWidget):
         n = len(h.get("train_loss", []))
         if not n:
             return
-        per = rec.get("steps_per_epoch") or max(int(res.get("steps", n) or n) // max(int(res.get("epochs", n) or n), 1), 1)
+        per = rec.get("steps_per_epoch") or max(int(res.get("steps", n) or n) // max(int(res.get("epochs", n) or n), 1),
+                                                1)     # older records: from the totals
         curves = self.view(CurvesView)
         self._used.add(self.views.index(curves))
         curves.begin({"folds": 1, "epochs": n, "per_epoch": per, "n_val": int(bool(h.get("val_loss"))),
