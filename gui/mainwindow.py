@@ -86,6 +86,7 @@ class MainWindow(QMainWindow):
         self.setObjectName("layerboard")
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowNestedDocks)
         self.remember = remember              # window size and dock layout kept in QSettings between sessions
+        self.untitled_name = "model.json"     # what Save as proposes for an untitled project (a template's name)
         self._undo_filter = UndoAnywhere(self)
         QApplication.instance().installEventFilter(self._undo_filter)
         self.doc = doc or Document()
@@ -324,8 +325,8 @@ class MainWindow(QMainWindow):
         return True
 
     def new(self):
-        if self.maybe_save():
-            self._replace(Project())
+        if self.maybe_save() and self._replace(Project()):
+            self.untitled_name = "model.json"
 
     def open_path(self, path, template=False):
         """Open a project; a bad file gives a dialog naming the problem and leaves the document untouched.
@@ -342,6 +343,7 @@ class MainWindow(QMainWindow):
             if ref.get("path") and not Path(str(ref["path"])).expanduser().is_absolute():   # data shipped beside it
                 project.dataset = dict(ref, path=str((Path(path).resolve().parent / ref["path"]).resolve()))
             project.path = None
+            self.untitled_name = Path(path).name
             self.fit_layout(project)
         if not self._replace(project, None if template else self.doc.read_trained(project)):
             return False
@@ -364,7 +366,9 @@ class MainWindow(QMainWindow):
         return self._save_to(self.doc.project.path)
 
     def save_as(self):
-        start = str(self.doc.project.path or self._dir() / "model.json")
+        p, d = self.doc.project.path, self._dir()
+        d = Path.home() if shipped(d / "x") else d        # never propose the installed examples' folder
+        start = str(d / Path(p).name if p and shipped(p) else p or d / self.untitled_name)
         p, _ = QFileDialog.getSaveFileName(self, "Save project", start, FILTER)
         return self._save_to(remember(p)) if p else False
 

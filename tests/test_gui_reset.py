@@ -106,6 +106,7 @@ def test_a_shipped_example_opens_untitled_and_save_never_writes_into_the_package
     win.doc.set_training("epochs", 7)
     assert win.save()                                                    # Ctrl+S asks where
     assert asked and target.exists() and shipped.read_bytes() == before
+    assert asked[0].endswith("moons-mlp.json") and not asked[0].startswith(str(shipped.parent))   # its name, elsewhere
     assert json.loads(target.read_text())["training"]["epochs"] == 7
     win.doc.project.path = shipped                                       # e.g. a recovered autosave of it
     win.doc.set_training("epochs", 8)
