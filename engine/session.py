@@ -110,7 +110,8 @@ def fold_summary(results, key="val_accuracy"):
 def record(trainer, result, label=""):
     """A JSON-able run record (configuration, seed, curves, final metrics) to keep in project.runs."""
     return {"label": label or time.strftime("%Y-%m-%d %H:%M:%S"), "config": dict(trainer.cfg),
-            "seed": trainer.cfg["seed"], "history": {k: list(v) for k, v in trainer.history.items()},
+            "seed": trainer.cfg["seed"], "steps_per_epoch": trainer.steps_per_epoch,
+            "history": {k: list(v) for k, v in trainer.history.items()},
             "result": {k: v for k, v in result.items() if k != "findings"}, "findings": result.get("findings", [])}
 
 

@@ -163,14 +163,20 @@ class Trainer:
             fn(ev)
 
     # ---- training ----
-    def evaluate(self, ds, batch_size=512, prefix=None):
+    def evaluate(self, ds, batch_size=512, prefix=None, stoppable=False):
         """(mean loss, accuracy or None) in evaluation mode; with prefix, (loss, accuracy, metrics) where
-        metrics holds {prefix}_rmse, _mae, _r2 in the targets' units for regression ({} otherwise)."""
+        metrics holds {prefix}_rmse, _mae, _r2 in the targets' units for regression ({} otherwise).
+
+        stoppable: pause and stop() are honoured between batches; None when stopped (no partial figures)."""
         m, tot, hits, count = self.model, 0.0, 0.0, 0.0
         errs = self._errors(ds)
         if ds.x.ndim >= 3:                   # long sequences: at most 2**18 steps a batch (memory, not speed)
             batch_size = max(1, min(batch_size, (1 << 18) // ds.x.shape[1]))
         for i in range(0, len(ds), batch_size):
+            if stoppable:
+                self._go.wait()
+                if self._stop.is_set():
+                    return None
             j = slice(i, i + batch_size)
             xb, yb, mb = ds.x[j], ds.y[j], ds.mask(j)
             out = m.forward(xb, logits=self.fused, mask=mb)
@@ -289,7 +295,12 @@ class Trainer:
                 status = status if status == "diverged" else "stopped"
                 break
             h = self.history
-            vl, va, vm = self.evaluate(self.val, prefix="val") if self.val is not None and len(self.val) else (None, None, {})
+            ev = (self.evaluate(self.val, prefix="val", stoppable=True) if self.val is not None and len(self.val)
+                  else (None, None, {}))
+            if ev is None:                                  # stopped during the evaluation
+                status = "stopped"
+                break
+            vl, va, vm = ev
             if not (self._predicts_finite(xb, yb, mb) and (vl is None or np.isfinite(vl))):
                 status = "diverged"
                 message = self._diverged(f"the end of epoch {epoch}", "the evaluation-mode outputs or loss", xb, yb, mb,
@@ -397,13 +408,26 @@ class Trainer:
         """Final metrics on the full training and validation sets, in evaluation mode."""
         out = {"status": status, "message": message, "epochs": epoch if status != "stopped" else epoch - 1,
                "steps": self.step, "seconds": seconds}
-        tl, ta, tm = self.evaluate(self.train, prefix="train")
+        if self._stop.is_set():             # Stop answers at once: the last epoch end's figures, no pass over the data
+            out.update({k: v[-1] for k, v in self.history.items() if v})
+            done = len(self.history["train_loss"])
+            out["message"] = message or (f"The figures are those of the end of epoch {done}" if done else
+                                         "Stopped before the first epoch ended: no figures yet")
+            out["findings"] = [f.message for f in self.findings[-1:]]
+            return out
+        ev = self.evaluate(self.train, prefix="train", stoppable=True)
+        if ev is None:
+            return self.summary(status, message, epoch, seconds)
+        tl, ta, tm = ev
         out["train_loss"] = tl
         if self.classify:
             out["train_accuracy"] = ta
         out.update(tm)
         if self.val is not None and len(self.val):
-            vl, va, vm = self.evaluate(self.val, prefix="val")
+            ev = self.evaluate(self.val, prefix="val", stoppable=True)
+            if ev is None:
+                return self.summary(status, message, epoch, seconds)
+            vl, va, vm = ev
             out["val_loss"] = vl
             if self.classify:
                 out["val_accuracy"] = va

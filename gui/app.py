@@ -1,4 +1,5 @@
 """`layerboard` with no arguments: the builder window with an example project loaded."""
+import os
 import sys
 import threading
 
@@ -13,7 +14,8 @@ from .style import apply_theme
 
 
 def offer_recovery(win):
-    """If the last session ended without a clean exit and left an autosave, offer to restore it."""
+    """If a session ended without a clean exit and left an autosave, offer to restore it. The file is locked
+    and kept until the answer (recovered work stays this session's autosave until it is saved)."""
     a = win.autosave
     if not a.pending():
         return False
@@ -21,13 +23,15 @@ def offer_recovery(win):
                              "Layerboard did not close normally last time. Restore the autosaved project?",
                              QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
     if r != QMessageBox.StandardButton.Yes:
-        a.discard()
+        a.release(delete=True)
         return False
     try:
         project = a.recover()
     except LayerboardError as e:
+        a.release()                                  # kept: offered again next time
         QMessageBox.warning(win, "Cannot recover", str(e))
         return False
+    a.adopt()
     win.doc.load(project)
     win.doc.undo_stack.resetClean()          # recovered work is unsaved
     win._title()
@@ -37,6 +41,7 @@ def offer_recovery(win):
 
 def main(argv=None, project=None):
     """Create the application and the window, load `project` (a path) or the example (or recover), run the loop."""
+    own = QApplication.instance() is None          # the process is ours: it ends when the window closes
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     app.setOrganizationName("Layerboard")
     app.setApplicationName("Layerboard")
@@ -53,7 +58,12 @@ def main(argv=None, project=None):
     if project is None:
         offer_recovery(win)
     win.view.zoom_to_fit()
-    return app.exec()
+    code = app.exec()
+    if own:             # everything is saved by now; the interpreter's and Qt's teardown of the window's
+        sys.stdout.flush()          # objects took seconds, and a stopped worker may still be inside a
+        sys.stderr.flush()          # numba compilation (it cannot be interrupted): exit without waiting
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

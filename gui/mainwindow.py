@@ -39,6 +39,14 @@ def default_example():
     return None
 
 
+def shipped(path):
+    """True for a file inside the installed examples folder: it opens as an untitled copy and is never written."""
+    try:
+        return Path(path).resolve().is_relative_to(resource("examples").resolve())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def version():
     """The installed package's version, else the one in pyproject.toml beside the sources."""
     try:
@@ -78,6 +86,7 @@ class MainWindow(QMainWindow):
         self.setObjectName("layerboard")
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowNestedDocks)
         self.remember = remember              # window size and dock layout kept in QSettings between sessions
+        self.untitled_name = "model.json"     # what Save as proposes for an untitled project (a template's name)
         self._undo_filter = UndoAnywhere(self)
         QApplication.instance().installEventFilter(self._undo_filter)
         self.doc = doc or Document()
@@ -310,16 +319,20 @@ class MainWindow(QMainWindow):
         if self.doc.locked:
             self.show_message("stop the training run first")
             return False
+        self.statusBar().clearMessage()               # nothing said about the last project stays
         self.doc.load(project, trained)
         self.view.zoom_to_fit()
         return True
 
     def new(self):
-        if self.maybe_save():
-            self._replace(Project())
+        if self.maybe_save() and self._replace(Project()):
+            self.untitled_name = "model.json"
 
     def open_path(self, path, template=False):
-        """Open a project; a bad file gives a dialog naming the problem and leaves the document untouched."""
+        """Open a project; a bad file gives a dialog naming the problem and leaves the document untouched.
+
+        template (and any file of the shipped examples): an untitled copy, so Save asks where."""
+        template = template or shipped(path)
         try:
             project = Project.load(path)
         except LayerboardError as e:
@@ -330,6 +343,7 @@ class MainWindow(QMainWindow):
             if ref.get("path") and not Path(str(ref["path"])).expanduser().is_absolute():   # data shipped beside it
                 project.dataset = dict(ref, path=str((Path(path).resolve().parent / ref["path"]).resolve()))
             project.path = None
+            self.untitled_name = Path(path).name
             self.fit_layout(project)
         if not self._replace(project, None if template else self.doc.read_trained(project)):
             return False
@@ -347,12 +361,14 @@ class MainWindow(QMainWindow):
             self.open_path(p)
 
     def save(self):
-        if self.doc.project.path is None:
+        if self.doc.project.path is None or shipped(self.doc.project.path):
             return self.save_as()
         return self._save_to(self.doc.project.path)
 
     def save_as(self):
-        start = str(self.doc.project.path or self._dir() / "model.json")
+        p, d = self.doc.project.path, self._dir()
+        d = Path.home() if shipped(d / "x") else d        # never propose the installed examples' folder
+        start = str(d / Path(p).name if p and shipped(p) else p or d / self.untitled_name)
         p, _ = QFileDialog.getSaveFileName(self, "Save project", start, FILTER)
         return self._save_to(remember(p)) if p else False
 
@@ -377,6 +393,10 @@ class MainWindow(QMainWindow):
             self.show_message(f"exported a PyTorch project to {p}: python train.py or torchrun --nproc_per_node=N train.py")
 
     def _save_to(self, p):
+        if shipped(p):
+            QMessageBox.warning(self, "Cannot save project", f"{p} is one of the examples installed with Layerboard: "
+                                "save your project in another folder")
+            return False
         try:
             self.doc.save(p)
         except LayerboardError as e:
@@ -418,13 +438,30 @@ class MainWindow(QMainWindow):
             if self.open_path(resource("examples", d.pick), template=True):
                 self.doc.set_training("loss", d.loss)
 
+    def ask_training_close(self):
+        """'keep', 'discard' or 'cancel': what to do with the run that trains while the window closes."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Training is running",
+                          "A training run is in progress. Stop it and close the window?", parent=self)
+        keep = box.addButton("Stop and keep the run", QMessageBox.ButtonRole.AcceptRole)
+        discard = box.addButton("Stop and discard the run", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        box.exec()
+        return {keep: "keep", discard: "discard"}.get(box.clickedButton(), "cancel")
+
     def closeEvent(self, e):
+        t = self.training
+        if t is not None and t.running and not t.job.stopping:
+            answer = self.ask_training_close()
+            if answer == "cancel":
+                return e.ignore()
+            t.stop_for_close(keep=answer == "keep")   # a kept run is recorded in the project: Save is offered next
         if not self.maybe_save():
             return e.ignore()
-        if self.training is not None:
-            self.training.close()
         if self.remember:
-            self.save_layout()
+            self.save_layout()                        # before any dock closes: a closed dock would be saved hidden
+        if t is not None:
+            t.shutdown()
         QApplication.instance().removeEventFilter(self._undo_filter)
         self.autosave.clean_exit()
         e.accept()

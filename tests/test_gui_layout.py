@@ -127,3 +127,21 @@ def test_after_stop_the_bar_shows_no_eta_and_the_same_epoch_count(isolated, qtbo
     assert "ETA" not in fmt and d.result["status"] == "stopped"
     n = d.result["epochs"]
     assert f"after {n} of 100000 epochs" in fmt and f"after {n} epochs" in d.message.text()
+
+
+def test_the_training_panel_stays_shown_across_launches_and_reset_layout_sticks(isolated, qtbot):
+    w = make(qtbot, isolated, remember=True)                  # fresh settings: launch, Quit
+    assert w.training.isVisible()
+    w.close()
+    w2 = make(qtbot, isolated, remember=True)                 # the second launch
+    assert w2.training.isVisible() and not w2.training.isFloating()
+    w2.training.toggleViewAction().trigger()                  # the user hides it, quits, launches again
+    w2.close()
+    w3 = make(qtbot, isolated, remember=True)
+    assert not w3.training.isVisible()
+    w3.reset_layout()                                         # View ▸ Reset layout, then Quit and launch
+    assert w3.training.isVisible()
+    w3.close()
+    w4 = make(qtbot, isolated, remember=True)
+    assert all(d.isVisible() for d in (w4.training, w4.palette, w4.inspector, w4.summary))
+    assert w4.dockWidgetArea(w4.training) == Qt.DockWidgetArea.BottomDockWidgetArea

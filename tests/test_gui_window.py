@@ -115,20 +115,28 @@ def test_templates_and_advice_pair_output_and_loss(isolated, qtbot):
     assert d.pick == ("digits-cnn.json" if "digits-cnn.json" in names else "digits-mlp.json")
 
 
-def test_autosave_writes_when_dirty_and_recovery_is_offered_after_a_crash(window, tmp_path, monkeypatch):
+def test_autosave_writes_when_dirty_and_recovery_is_offered_after_a_crash(window, tmp_path, monkeypatch, qtbot):
     a = window.autosave
     assert not a.tick()                                    # clean: nothing to save
     window.doc.add_node("Dense", name="unsaved_work")
     assert a.tick() and a.file.exists()
-    assert a.pending()                                     # no clean exit since: a crash
-    w2 = MainWindow(autosave_dir=tmp_path / "data", training=False)
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    a.timer.stop()
+    a.lock.unlock()                                        # the session is killed: its lock is stale, the file stays
+    w2 = MainWindow(autosave_dir=tmp_path / "data", training=False, autosave_ms=50)
+    qtbot.addWidget(w2)
+    assert w2.open_path(default_example(), template=True)   # what launching does first: the autosave timer runs
+
+    def answer_later(*_a, **_k):                           # the user reads the question for a while
+        qtbot.wait(400)
+        return QMessageBox.StandardButton.Yes
+    monkeypatch.setattr(QMessageBox, "question", answer_later)
     assert gui_app.offer_recovery(w2)
     assert "unsaved_work" in w2.doc.graph.nodes and w2.doc.dirty
+    assert w2.autosave.file == a.file                      # the recovered work is w2's autosave now
+    qtbot.waitUntil(lambda: a.file.exists() and "unsaved_work" in a.file.read_text(), timeout=5000)
     w2.doc.undo_stack.setClean()
     w2.close()                                             # a clean exit removes the autosave
-    assert not a.file.exists() and not a.pending()
-    w2.deleteLater()
+    assert not a.file.exists() and not w2.autosave.pending()
 
 
 def test_screenshot_of_the_builder(window, tmp_path):
@@ -157,11 +165,14 @@ def test_closing_with_unsaved_changes_asks_and_cancel_keeps_the_window(window, m
     assert window.close()
 
 
-@pytest.mark.parametrize("project", [None, "xor.json"])
-def test_main_opens_the_window_with_the_example_and_returns(isolated, qtbot, monkeypatch, project):
+@pytest.mark.parametrize("project", [None, "xor.json", "mine/xor.json"])
+def test_main_opens_the_window_with_the_example_and_returns(isolated, qtbot, monkeypatch, project, tmp_path):
     from PySide6.QtCore import QEventLoop, QTimer
     from resources import path
     seen, loop = [], QEventLoop()
+    if project == "mine/xor.json":                        # the user's own copy of an example
+        (tmp_path / "mine").mkdir()
+        shutil.copy(path("examples", "xor.json"), tmp_path / "mine" / "xor.json")
 
     def close_it():
         for w in QApplication.topLevelWidgets():
@@ -179,13 +190,16 @@ def test_main_opens_the_window_with_the_example_and_returns(isolated, qtbot, mon
     monkeypatch.setattr(gui_app, "MainWindow", lambda **k: MainWindow(training=False, **k))
     QTimer.singleShot(300, close_it)
     try:
-        assert gui_app.main(project=path("examples", project) if project else None) == 0
+        mine = project and project.startswith("mine")
+        assert gui_app.main(project=(tmp_path / project if mine else path("examples", project)) if project else None) == 0
     finally:
         app.setQuitOnLastWindowClosed(True)
     if project is None:
         assert seen and seen[0][0].startswith("untitled") and seen[0][1] == len(Project.load(default_example()).graph.nodes)
-    else:                                                 # `layerboard xor.json`: that project, under its name
-        assert seen and seen[0][0].startswith("xor.json") and seen[0][1] == len(Project.load(path("examples", project)).graph.nodes)
+    elif mine:                                            # `layerboard mine/xor.json`: that project, under its name
+        assert seen and seen[0][0].startswith("xor.json") and seen[0][1] == len(Project.load(path("examples", "xor.json")).graph.nodes)
+    else:                                                 # a shipped example: an untitled copy (Save asks where)
+        assert seen and seen[0][0].startswith("untitled") and seen[0][1] == len(Project.load(path("examples", project)).graph.nodes)
 
 
 def test_dark_theme_and_top_to_bottom_layout_render(window, tmp_path):

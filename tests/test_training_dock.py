@@ -228,19 +228,54 @@ def test_boundary_and_confusion_views_update(qtbot, dock_for):
     assert np.trace(m) / 50 == pytest.approx(d.result["val_accuracy"])
 
 
-def test_main_window_close_stops_training(qtbot, tmp_path):
+@pytest.mark.parametrize("answer", ["keep", "discard", "cancel"])
+def test_closing_the_window_while_training_asks_and_stops_the_worker(qtbot, tmp_path, monkeypatch, answer):
+    from PySide6.QtWidgets import QMessageBox
     from gui.mainwindow import MainWindow
     win = MainWindow(make_doc(xor_project(1_000_000)), autosave_dir=tmp_path)
     qtbot.addWidget(win)
     d = win.training
-    assert d is not None
     win.show()
     d.start()
     until(qtbot, d, lambda: steps(d) > 10, 20000)
-    assert win.doc.locked
-    win.close()
-    until(qtbot, d, lambda: not d.job.alive, 5000)
-    assert d.result["status"] == "stopped" and not win.doc.locked
+    asked = []
+    monkeypatch.setattr(win, "ask_training_close", lambda: asked.append(1) or answer)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[1]) or QMessageBox.StandardButton.Discard)
+    job = d.job
+    closed = win.close()
+    if answer == "cancel":
+        assert not closed and win.isVisible() and job.alive and not job.stopping and win.doc.locked
+        assert asked == [1]
+        d.stop()
+        until(qtbot, d, lambda: not job.alive, 10000)
+        return
+    assert closed and not win.isVisible()
+    if answer == "keep":
+        assert not job.alive                                     # the close waited for the worker's end
+        runs = win.doc.project.runs
+        assert len(runs) == 1 and runs[0]["result"]["status"] == "stopped"
+        assert asked == [1, "Unsaved changes"]                   # the kept run is unsaved work: Save is offered
+        assert win.doc.trained is job.model
+    else:
+        assert win.doc.project.runs == [] and asked == [1]       # discarded: nothing recorded, nothing to save
+        qtbot.waitUntil(lambda: not job.alive, timeout=10000)
+    assert job.results and job.results[0]["status"] == "stopped" and not win.doc.locked
+
+
+def test_stop_answers_at_once_while_the_worker_cannot_check(qtbot, dock_for, monkeypatch):
+    """A worker busy where it cannot look at the stop flag (a numba compilation; here a slow load): the dock
+    says "stopping…", the graph is editable again, and the run ends at the worker's next check."""
+    entered, release = slow_loader(monkeypatch)
+    doc, d = dock_for(xor_project(5))
+    d.start()
+    assert entered.wait(10) and doc.locked
+    d.stop_btn.click()
+    assert "stopping…" in d.progress.format() and not d.stop_btn.isEnabled() and not d.pause_btn.isEnabled()
+    assert not doc.locked and d.running and not d.train_btn.isEnabled()      # Train waits for the worker
+    doc.add_node("Dense", name="edited_while_stopping")
+    release.set()
+    until(qtbot, d, lambda: not d.running and d.status == "stopped", 10000)
+    assert d.train_btn.isEnabled() and "stopping" not in d.progress.format()
 
 
 def test_overfitting_finding_shows_the_banner_with_remedies(qtbot, dock_for):

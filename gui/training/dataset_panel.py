@@ -15,7 +15,7 @@ from engine.errors import LayerboardError
 
 from ..dirs import last_dir, remember
 from .columns import ColumnTable, Loader
-from .sequence_import import SequenceImport
+from .sequence_import import SequenceImport, sample_tokens
 from .settings import HP, Editor
 
 PREVIEW_ROWS, PREVIEW_COLS = 12, 10
@@ -25,6 +25,8 @@ BACKGROUND_BYTES = 32 << 20     # tables larger than this are read in a backgrou
 SUGGESTED = {"xor": {"lr": 0.05, "epochs": 500}, "moons": {"lr": 0.01, "epochs": 100},
              "circles": {"lr": 0.01, "epochs": 150}, "spirals": {"lr": 0.01, "epochs": 400}}
 TABLES = (".csv", ".tsv", ".parquet", ".pq", ".feather", ".arrow")     # read by the Arrow table loader
+PREVIEW_TOKENS = 12     # words of a text sample in the preview table
+TEXT_COL = 220          # pixels at most for that text column
 THUMB = 28              # pixels: image samples are previewed as thumbnails, not as pixel columns
 
 
@@ -279,6 +281,8 @@ class DatasetPanel(QGroupBox):
     def _array_preview(self, ds):
         if ds.x.ndim == 4 and ds.x.shape[1] in (1, 3):               # (N, C, H, W) images
             return self._image_preview(ds)
+        if getattr(ds, "vocab", None):                                # text: the words, not their ids
+            return self._text_preview(ds)
         x = np.asarray(ds.x[:PREVIEW_ROWS]).reshape(min(len(ds), PREVIEW_ROWS), -1)    # (rows, features)
         cols = min(x.shape[1], PREVIEW_COLS)
         header = [f"x{j}" for j in range(cols)] + (["…"] if x.shape[1] > cols else []) + ["y"]
@@ -291,6 +295,18 @@ class DatasetPanel(QGroupBox):
                      ", ".join(f"{v:.4g}" for v in yi))
             rows.append(r)
         self._fill(header, rows)
+
+    def _text_preview(self, ds):
+        """One row per sample: its valid tokens as text, and its label."""
+        rows = []
+        for i in range(min(len(ds), PREVIEW_ROWS)):
+            tok = sample_tokens(ds, i, limit=PREVIEW_TOKENS)
+            words = " ".join(tok[1]) + (" …" if tok[0] > len(tok[1]) else "") if tok else ""
+            yi = np.ravel(ds.y[i])[:PREVIEW_COLS]
+            rows.append([words, " ".join(ds.classes[int(v)] for v in yi) if ds.task != "regression" and ds.classes
+                         else ", ".join(f"{v:.4g}" for v in yi)])
+        self._fill(["text", "y"], rows)
+        self.table.setColumnWidth(0, min(self.table.columnWidth(0), TEXT_COL))      # the label stays in view
 
     def _image_preview(self, ds):
         """One row per sample: a thumbnail and its class."""

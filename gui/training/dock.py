@@ -21,6 +21,8 @@ from .weights import Weights
 
 DRAIN_MS = 50           # worker messages are applied this often
 PLOT_MS = 200           # the visible view is redrawn at most this often (painting is the UI's main cost)
+STOP_WAIT = 3.0         # seconds closing the window waits for a stopped run's result (a numba compilation
+                        # cannot be interrupted; the worker normally ends within one batch)
 STATUS = {"completed": "Finished", "early_stopped": "Early-stopped", "stopped": "Stopped",
           "diverged": "Diverged"}
 
@@ -140,19 +142,53 @@ class TrainingDock(QDockWidget):
         box.addWidget(self.banner)
         self.tabs = QTabWidget()
         self.views = []
-        for cls in VIEWS:
-            v = cls()
-            v.options = self.options
-            v.reprobe.connect(self._reprobe)
-            self.views.append(v)
-            self.tabs.addTab(v, cls.title)
-        self.tabs.currentChanged.connect(lambda _i: self.redraw())
-        box.addWidget(self.tabs, 1)
         self.runs = RunList(self.doc)
         self.runs.chosen.connect(self._compare)
-        self.view(CompareView).attach_list(self.runs)
+        self._make_views()
+        self.tabs.currentChanged.connect(lambda i: (self._renew([i]), self.redraw()))
+        box.addWidget(self.tabs, 1)
         self._buttons(False)
         return w
+
+    def _make_views(self):
+        """One tab per view class."""
+        self._stale = set()                   # tabs whose view still shows a closed project (renewed when needed)
+        self._used = set()                    # tabs whose view has shown this project's runs
+        for cls in VIEWS:
+            self.views.append(self._new_view(cls))
+            self.tabs.addTab(self.views[-1], cls.title)
+        self.view(CompareView).attach_list(self.runs)
+
+    def _new_view(self, cls):
+        v = cls()
+        v.options = self.options
+        v.reprobe.connect(self._reprobe)
+        return v
+
+    def _renew(self, stale=None):
+        """Replace the stale views (or those given) by fresh ones in their tabs: a new project shows nothing of
+        the last one (its layers, hover texts, options). Done lazily: building a view takes 50-500 ms."""
+        todo = sorted(self._stale if stale is None else set(stale) & self._stale)
+        if not todo:
+            return
+        cur = self.tabs.currentIndex()
+        self.tabs.blockSignals(True)
+        for i in todo:
+            old = self.views[i]
+            if isinstance(old, CompareView):
+                self.runs.setParent(None)     # kept: the run list lives in the Compare view being replaced
+            v = self.views[i] = self._new_view(type(old))
+            shown, enabled = self.tabs.isTabVisible(i), self.tabs.isTabEnabled(i)
+            self.tabs.removeTab(i)
+            self.tabs.insertTab(i, v, type(old).title)
+            self.tabs.setTabVisible(i, shown)
+            self.tabs.setTabEnabled(i, enabled)
+            if isinstance(v, CompareView):
+                v.attach_list(self.runs)
+            old.deleteLater()
+            self._stale.discard(i)
+        self.tabs.setCurrentIndex(cur)
+        self.tabs.blockSignals(False)
 
     def _quick_refresh(self):
         for k, e in self.quick.items():
@@ -166,8 +202,10 @@ class TrainingDock(QDockWidget):
         self.pause_btn.setIcon(self._icon("SP_MediaPlay" if paused else "SP_MediaPause"))
 
     def view(self, cls):
-        """The dock's instance of a view class (e.g. dock.view(PCAView))."""
-        return next(v for v in self.views if isinstance(v, cls))
+        """The dock's instance of a view class (e.g. dock.view(PCAView)), renewed if it showed a closed project."""
+        i = next(i for i, v in enumerate(self.views) if isinstance(v, cls))
+        self._renew([i])
+        return self.views[i]
 
     # ---- control ----
     @property
@@ -178,6 +216,8 @@ class TrainingDock(QDockWidget):
         """Begin a run (k ≥ 2: k-fold cross-validation) in the background."""
         if self.running:
             return
+        self._renew()                         # every view fresh for the run (after an Open, only those not shown)
+        self._used = set(range(len(self.views)))
         p = self.doc.project
         data = p.dataset.get("name") or Path(str(p.dataset.get("path", "data"))).name
         label = f"Run {len(p.runs) + 1}{f' ({k}-fold)' if k >= 2 else ''}: {data}, {time.strftime('%H:%M:%S')}"
@@ -199,12 +239,18 @@ class TrainingDock(QDockWidget):
         self._jobs[0] = self.job
 
     def stop(self):
-        if self.running:
+        """Answers at once: the worker ends at its next check; the graph can be edited meanwhile (the run
+        reads its own copy), Train waits for the worker (a numba compilation cannot be interrupted)."""
+        if self.running and not self.job.stopping:
             self.job.stop()
-            self.progress.setFormat(self.progress.format() + " · stopping…")
+            self.pause_btn.setEnabled(False)
+            self.stop_btn.setEnabled(False)
+            self._pause_label(False)
+            self.progress.setFormat(self.progress.format().replace(" · paused", "") + " · stopping…")
+            self.doc.set_locked(False)
 
     def toggle_pause(self):
-        if not self.running:
+        if not self.running or self.job.stopping:
             return
         if self.job.paused:
             self.job.resume()
@@ -214,14 +260,33 @@ class TrainingDock(QDockWidget):
             self._pause_label(True)
             self.progress.setFormat(self.progress.format() + " · paused")
 
-    def shutdown(self, timeout=10.0):
-        """Stop a running job and wait for its thread (application quitting: the process ends next)."""
+    def shutdown(self, timeout=0.5):
+        """Stop a running job and wait a moment for its thread (application quitting: the process ends next,
+        the daemon worker with it)."""
         if self.job is not None:
             self.job.stop()
             self.job.join(timeout)
             if self.status == "running":
                 self.drain()
         self.timer.stop()
+
+    def stop_for_close(self, keep, wait=STOP_WAIT):
+        """The window closes during a run: stop it; keep: wait up to `wait` s for the worker's result and record
+        it in the project, else forget the run. True when the worker ended."""
+        job = self.job
+        if not self.running:
+            return True
+        self.stop()
+        if not keep:
+            self.job = self._jobs[0] = None
+            self.timer.stop()
+            return False
+        end = time.perf_counter() + wait
+        while job.alive and time.perf_counter() < end:      # the window still paints "stopping…"
+            QApplication.processEvents()
+            job.join(0.02)
+        self.drain()                                        # the result (and "done" when it came)
+        return not job.alive
 
     def stop_soon(self):
         """Ask a run to stop without waiting (the dock or its window closes): the UI never blocks on the
@@ -250,6 +315,7 @@ class TrainingDock(QDockWidget):
 
     def _compare(self, records):
         cmp = self.view(CompareView)
+        self._used.add(self.views.index(cmp))
         cmp.show_runs(records[-2:] if len(records) > 2 else records)
 
     def _data_loaded(self, ds):
@@ -422,10 +488,29 @@ class TrainingDock(QDockWidget):
         self.doc.set_trained(self.weights.model)
 
     def _opened(self):
-        """A project was opened: its saved trained model is what Export writes; its last run's curves show."""
-        if self.running:
-            return
-        self.weights.model, self.weights.start = self.doc.trained, None
+        """A project was opened (or New): every view and panel shows that project alone; its saved trained
+        model is what Export writes; its last run's curves show."""
+        if self.running:                      # a (stopped) run still ending belongs to the project that was closed
+            self.job.stop()
+            self.doc.set_locked(False)
+        self.job = self._jobs[0] = None
+        self.timer.stop()
+        self.status, self.result, self.kfold_summary, self._ctx = "", None, None, {}
+        self._unbegun, self._last, self._pending, self._fold, self._epoch = [], None, 0, 0, 0
+        self.options.clear()                  # e.g. the PCA layer of the last project
+        self._stale, self._used = self._stale | self._used, set()
+        for i in range(len(self.views)):      # disabled by the last run's data (e.g. no regression plot)
+            self.tabs.setTabEnabled(i, True)
+        self._renew([self.tabs.currentIndex()])           # the others when shown, asked for, or at Train
+        self._show_tabs()
+        self.banner.hide()
+        self.message.setText("")
+        self.message.setStyleSheet("")
+        self.message.setToolTip("")
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+        self._buttons(False)
+        self.weights.model, self.weights.start, self.weights.name = self.doc.trained, None, ""
         runs = [r for r in self.doc.project.runs if isinstance(r, dict) and isinstance(r.get("history"), dict)]
         if runs:
             self.show_history(runs[-1])
@@ -441,8 +526,10 @@ class TrainingDock(QDockWidget):
         n = len(h.get("train_loss", []))
         if not n:
             return
-        per = max(int(res.get("steps", n) or n) // max(int(res.get("epochs", n) or n), 1), 1)
+        per = rec.get("steps_per_epoch") or max(int(res.get("steps", n) or n) // max(int(res.get("epochs", n) or n), 1),
+                                                1)     # older records: from the totals
         curves = self.view(CurvesView)
+        self._used.add(self.views.index(curves))
         curves.begin({"folds": 1, "epochs": n, "per_epoch": per, "n_val": int(bool(h.get("val_loss"))),
                       "classify": bool(h.get("train_accuracy"))})
         for i in range(n):
@@ -476,7 +563,9 @@ class TrainingDock(QDockWidget):
         fold = f"fold {self._fold + 1}/{c['folds']} · " if c["folds"] > 1 else ""
         text = (f"{fold}epoch {int(epoch)}/{c['epochs']} · step {int(step)}/{c['epochs'] * c['per_epoch']}"
                 f" · ETA {int(eta) // 60}:{int(eta) % 60:02d}")
-        if self.job.paused:
+        if self.job.stopping:
+            text += " · stopping…"
+        elif self.job.paused:
             text += " · paused"
         self.progress.setFormat(text)
 

@@ -96,6 +96,8 @@ class Job:
         self.trainer = self.model = self.probe = None
         self.results, self._histories = [], []
         self._stop = threading.Event()
+        self._go = threading.Event()                # cleared while paused (also before the trainer exists)
+        self._go.set()
         self.ready = threading.Event()              # set by the UI once it has set up its views for a run/fold
         self.gate = threading.Event()               # cleared by the UI while it redraws: the worker waits
         self.gate.set()                             # between batches, so the redraw need not fight for the GIL
@@ -109,25 +111,39 @@ class Job:
         self.thread.start()
 
     def stop(self):
-        """Ends the run within one batch (a paused run is released first)."""
+        """Ends the run within one batch, evaluation batch or probe (a paused run is released first)."""
         self._stop.set()
+        self._go.set()
         self.ready.set()
         self.gate.set()
         t = self.trainer
         if t is not None:
             t.stop()
 
+    @property
+    def stopping(self):
+        return self._stop.is_set()
+
     def pause(self):
-        if self.trainer is not None:
-            self.trainer.pause()
+        """Holds the run at its next check (batch, evaluation batch, probe); also while the data still loads."""
+        if not self._stop.is_set():
+            self._go.clear()
+            if self.trainer is not None:
+                self.trainer.pause()
 
     def resume(self):
+        self._go.set()
         if self.trainer is not None:
             self.trainer.resume()
 
     @property
     def paused(self):
-        return self.trainer is not None and self.trainer.paused
+        return not self._go.is_set()
+
+    def _check(self):
+        """Worker: wait while paused; True when the run should end."""
+        self._go.wait()
+        return self._stop.is_set()
 
     @property
     def alive(self):
@@ -163,7 +179,7 @@ class Job:
                 self._kfold()
             else:
                 model, trainer = prepare(self.project, weights=self.weights)
-                self._one(model, trainer, 0, 1)
+                self._one(model, trainer, 0, 1)     # stopped meanwhile: ends at once with a "stopped" result
         except LayerboardError as e:
             self._post("error", str(e))
         except Exception as e:                      # a bug must not take the window down: report it
@@ -174,7 +190,7 @@ class Job:
 
     def _kfold(self):
         for i, model, trainer in folds(self.project, self.k, weights=self.weights):
-            if self._stop.is_set():
+            if self._check():
                 break
             self._one(model, trainer, i, self.k)
         done = [r for r in self.results if r["status"] != "stopped"]
@@ -191,6 +207,8 @@ class Job:
         self.model, self.trainer = model, trainer
         if self._stop.is_set():
             trainer.stop()
+        if not self._go.is_set():
+            trainer.pause()
         self.probe = make_probe(trainer.train, trainer.val, trainer.cfg["seed"])
         self.probe.loss_grad, self.probe.logits = loss_grad(trainer), trainer.fused
         n, cfg = len(trainer.train), trainer.cfg
@@ -207,7 +225,7 @@ class Job:
         trainer.subscribe(self._on_event)
         self._last_probe = 0.0
         result = trainer.run()
-        self._probes(force=True)
+        self._probes(force=True)                    # nothing after Stop: the views keep the last epoch's
         self.results.append(result)
         self._histories.append({k: list(v) for k, v in trainer.history.items()})
         label = self.label or time.strftime("%Y-%m-%d %H:%M:%S")
@@ -225,7 +243,7 @@ class Job:
             if self.live and now - self._last_live >= self.probe_interval:
                 self._last_live = now
                 for key in self.live:
-                    if key in self.probes:
+                    if key in self.probes and not self._check():
                         self._run_probe(key)
         elif ev.kind == "epoch_end":
             self._post("epoch", self._fold, ev.epoch, ev.step, dict(ev.data))
@@ -241,6 +259,8 @@ class Job:
             return
         self._last_probe = now
         for key in self.probes:
+            if self._check():                       # Stop and Pause answer between probes
+                return
             self._run_probe(key)
 
     def _run_probe(self, key, options=None):

@@ -316,11 +316,32 @@ class SequenceImport(QGroupBox):
             self.t_vocab.setValue(int(ref.get("vocab", 20000)))
         self.preview()
 
+    def clear(self):
+        """Nothing imported: the form forgets the last file and folds away."""
+        self.path, self.header, self.cols = None, [], {}
+        self.file_label.setText("no file chosen")
+        self.use_btn.setEnabled(False)
+        self.curve.setData([], [])
+        self.target_mark.setData([], [])
+        self.tokens.setText("")
+        for c in (self.s_target, self.n_x, self.n_y, self.n_len, self.t_text, self.t_target):
+            c.blockSignals(True)
+            c.clear()
+            c.blockSignals(False)
+        self.s_features.clear()
+        self.setChecked(False)
+
     def show_dataset(self, ds):
-        """After the panel loaded a dataset: its reference in the form, the tokens of a sample (vocabulary)."""
+        """After the panel loaded a dataset (None: it could not): a sequence reference fills the form, unfolded,
+        with the tokens of a sample (vocabulary); any other reference clears it."""
+        ref = self.panel.doc.project.dataset
+        if ref.get("kind") in KINDS:
+            self.show_reference(ref)
+        else:
+            self.clear()
+        self.setChecked(ref.get("kind") in KINDS)
         if ds is None:
             return
-        self.show_reference(self.panel.doc.project.dataset)
         tok = sample_tokens(ds, 0)
         if tok is not None:
             n, words = tok
@@ -331,3 +352,5 @@ class SequenceImport(QGroupBox):
             lens = np.asarray(ds.lengths)
             self.tokens.setText(f"{len(lens)} sequences, lengths {lens.min()}…{lens.max()} "
                                 f"(mean {lens.mean():.1f}) of at most {ds.x.shape[1]} steps")
+        if self.tokens.text():                          # e.g. a built-in set of token sequences
+            self.setChecked(True)

@@ -201,7 +201,8 @@ class CurvesView(View):
         self._dirty_epochs.add(fold)
 
     def refresh(self):
-        last = max((self.folds[f]["batch"].data[-1, 1] for f in self._dirty if self.folds[f]["batch"].n), default=0)
+        last = max((self.folds[f][k].data[-1, 1] for f in self._dirty | self._dirty_epochs
+                    for k in ("batch", "epoch") if self.folds[f][k].n), default=0)   # a reopened run has epochs only
         if last > self._xmax:
             self._xmax = min(self._total, max(2 * self._xmax, last))
             self.loss_plot.setXRange(0, self._xmax, padding=0.02)
