@@ -112,6 +112,20 @@ class RemoveNode(Command):
             self.doc._connect(e, i)
 
 
+class RemoveMany(Command):
+    """Removes nodes (with their edges) and edges in one pass; undo puts all back in one checked pass."""
+
+    def __init__(self, doc, text, names, edges):
+        super().__init__(doc, text)
+        self.names, self.edges, self.gone = list(names), list(edges), None
+
+    def apply(self):
+        self.gone = self.doc._remove_many(self.names, self.edges)
+
+    def revert(self):
+        self.doc._restore(*self.gone)
+
+
 class Connect(Command):
     def __init__(self, doc, edge):
         super().__init__(doc, f"Connect {edge.src} → {edge.dst}")

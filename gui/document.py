@@ -83,6 +83,7 @@ class Document(QObject):
     node_renamed = Signal(str, str)
     edge_added = Signal(object)
     edge_removed = Signal(object)
+    bulk = Signal(bool)                 # True before, False after many node/edge signals in a row (one edit)
     path_changed = Signal(object)
     saved = Signal(object)              # after a successful save (autosave clears itself)
     error = Signal(str)                 # a command that could not run (one line); the model is unchanged
@@ -241,12 +242,13 @@ class Document(QObject):
 
     def remove_nodes(self, names, edges=()):
         names = [n for n in names if n in self.graph.nodes]
-        edges = [e for e in edges if e in self.graph.edges and e.src not in names and e.dst not in names]
+        gone = set(names)
+        edges = [e for e in edges if self.graph.has_edge(e) and e.src not in gone and e.dst not in gone]
         if not names and not edges:
             return
-        what = f"Delete {', '.join(names)}" if names else "Disconnect"
-        self._push(C.Compound(self, what, [C.Disconnect(self, e) for e in edges] +
-                              [C.RemoveNode(self, n) for n in names]))
+        what = (f"Delete {', '.join(names)}" if len(names) <= 3 else f"Delete {len(names)} layers") if names \
+            else "Disconnect"
+        self._push(C.RemoveMany(self, what, names, edges))
 
     def connect(self, src, dst, port=None):
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
@@ -256,7 +258,7 @@ class Document(QObject):
         return edge
 
     def disconnect(self, edge):
-        if edge not in self.graph.edges:
+        if not self.graph.has_edge(edge):
             raise GraphError(f"no edge {edge.src} → {edge.dst}")
         self._push(C.Disconnect(self, edge))
 
@@ -457,13 +459,37 @@ class Document(QObject):
         self.node_removed.emit(name)
         return node, index, gone
 
+    def _remove_many(self, names, edges):
+        """Remove nodes and edges at once (Graph.remove_many); returns what _restore takes back."""
+        nodes, gone = self.graph.remove_many(names, edges)
+        self.bulk.emit(True)
+        try:
+            for _, e in gone:
+                self.edge_removed.emit(e)
+            for _, node in nodes:
+                self.node_removed.emit(node.name)
+        finally:
+            self.bulk.emit(False)
+        return nodes, gone
+
+    def _restore(self, nodes, edges):
+        self.graph.restore(nodes, edges)
+        self.bulk.emit(True)
+        try:
+            for _, node in nodes:
+                self.node_added.emit(node.name)
+            for _, e in edges:
+                self.edge_added.emit(e)
+        finally:
+            self.bulk.emit(False)
+
     def _connect(self, edge, index=None):
-        self.graph.connect(edge.src, edge.dst, edge.port)
-        if index is not None:
-            self.graph.edges.insert(index, self.graph.edges.pop())
+        self.graph.connect(edge.src, edge.dst, edge.port, index)
         self.edge_added.emit(edge)
 
     def _disconnect(self, edge):
+        if not self.graph.has_edge(edge):
+            raise GraphError(f"no edge {edge.src} → {edge.dst}")
         index = self.graph.edges.index(edge)
         self.graph.disconnect(edge)
         self.edge_removed.emit(edge)
