@@ -1,5 +1,4 @@
 """Undoable edits: each QUndoCommand changes the model only through the Document's primitives."""
-import copy
 import weakref
 
 from PySide6.QtGui import QUndoCommand
@@ -237,17 +236,3 @@ class SetDataset(Command):
 
     def revert(self):
         self.doc.project.dataset = dict(self.old)
-
-
-class AddRun(Command):
-    structural = False
-
-    def __init__(self, doc, record):
-        super().__init__(doc, "Record run")
-        self.record = copy.deepcopy(record)
-
-    def apply(self):
-        self.doc.project.runs.append(self.record)
-
-    def revert(self):
-        self.doc.project.runs.pop()

@@ -1,4 +1,5 @@
 """The Document: owns the engine Project and the undo stack and is the only writer of the graph."""
+import copy
 import math
 import os
 import re
@@ -95,6 +96,7 @@ class Document(QObject):
         self.weights_note = ""              # why the weights beside an opened file were not used ("" if fine)
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self._clean_changed)
+        self.unsaved_runs = False           # a run was recorded since the last save (runs are not undo steps)
         self.locked = False
         self.infos = {}
         self.checks = []                    # fn(graph, infos) adding errors the graph alone cannot see (the data's)
@@ -106,11 +108,11 @@ class Document(QObject):
         return self.project.graph
 
     def _clean_changed(self, clean):
-        self.dirty_changed.emit(not clean)
+        self.dirty_changed.emit(self.dirty)
 
     @property
     def dirty(self):
-        return not self.undo_stack.isClean()
+        return not self.undo_stack.isClean() or self.unsaved_runs
 
     def set_locked(self, on):
         on = bool(on)
@@ -140,6 +142,7 @@ class Document(QObject):
         trained: the Model of the weights saved with it (see open), or None."""
         self.project = project
         self.trained = trained
+        self.unsaved_runs = False
         self.undo_stack.clear()
         self.undo_stack.setClean()
         self.revalidate()
@@ -199,7 +202,9 @@ class Document(QObject):
                 raise ProjectError(f"saved {path.name} but not its trained weights {w.name}: {e}") from None
             clean_tmp(w)
         self.project.path = path
+        self.unsaved_runs = False
         self.undo_stack.setClean()
+        self.dirty_changed.emit(self.dirty)
         self.path_changed.emit(path)
         self.saved.emit(path)
 
@@ -437,7 +442,12 @@ class Document(QObject):
             self._push(C.SetDataset(self, dict(self.project.dataset), dict(ref)), structural=False)
 
     def add_run(self, record):
-        self._push(C.AddRun(self, record), structural=False)
+        """Keep a finished run in the project: saved with it, but not an undo step (a run is not an edit)."""
+        self.project.runs.append(copy.deepcopy(record))
+        was, self.unsaved_runs = self.dirty, True
+        if not was:
+            self.dirty_changed.emit(True)
+        self.changed.emit()
 
     # ---- primitives: called only by commands; each emits the matching signal ----
     def _add(self, type, name, config, meta, index=None):

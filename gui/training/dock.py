@@ -10,6 +10,8 @@ from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtWidgets import (QApplication, QDockWidget, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
                                QSpinBox, QSplitter, QStyle, QTabWidget, QVBoxLayout, QWidget)
 
+from engine.report import baseline_text, regression_text
+
 from .banner import Banner
 from .datacheck import DataCheck
 from .dataset_panel import DatasetPanel
@@ -23,6 +25,24 @@ DRAIN_MS = 50           # worker messages are applied this often
 PLOT_MS = 200           # the visible view is redrawn at most this often (painting is the UI's main cost)
 STATUS = {"completed": "Finished", "early_stopped": "Early-stopped", "stopped": "Stopped",
           "diverged": "Diverged"}
+
+
+def result_text(result, wall):
+    """The finished-run line: what ran and how long (wall time from Train to result, and the training loop's
+    own share), the metrics in the data's units for regression, the losses, and the naive baseline."""
+    st = result["status"]
+    text = (f"{STATUS.get(st, st)} after {result['epochs']} epochs ({result['steps']} steps; {wall:.1f} s from "
+            f"Train to result, of which the training loop {result['seconds']:.1f} s)")
+    reg = regression_text(result)
+    losses = [f"{k.split('_')[0].replace('val', 'validation')} {result[k]:.4g}" for k in ("train_loss", "val_loss")
+              if k in result]
+    acc = [f"{k.replace('_', ' ').replace('val ', 'validation ')} {result[k]:.4g}"
+           for k in ("train_accuracy", "val_accuracy") if k in result]
+    bits = ([reg] if reg else []) + acc + ([f"loss{' (standardised targets)' if reg else ''} " + ", ".join(losses)]
+                                           if losses else [])
+    text += ": " + "; ".join(bits) if bits else ""
+    base = baseline_text(result)
+    return text + (f". {base[:1].upper()}{base[1:]}" if base else "")
 
 
 class TrainingDock(QDockWidget):
@@ -367,12 +387,7 @@ class TrainingDock(QDockWidget):
         for v in self.views:
             v.finish(fold, result)
         st = result["status"]
-        bits = [f"{STATUS.get(st, st)} after {result['epochs']} epochs ({result['steps']} steps, "
-                f"{result['seconds']:.1f} s)"]
-        for k in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
-            if k in result:
-                bits.append(f"{k.replace('_', ' ')} {result[k]:.4g}")
-        text = "; ".join(bits[:1]) + ": " + ", ".join(bits[1:])
+        text = result_text(result, time.perf_counter() - self._t0)
         if result.get("message"):
             text += f". {result['message']}"
         self.message.setText(text)
