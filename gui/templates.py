@@ -20,6 +20,7 @@ HEADS = {"regression": ("a linear output (no activation)", "mse", "MSE"),
 FAMILIES = {"tabular": "MLP (Dense layers)", "images": "CNN (Conv2D, pooling, then Dense)",
             "sequences": "RNN (recurrent layers) or a 1-D CNN",
             "text": "token Embedding, then an RNN or a Transformer block, pooled over the words"}
+TWO = "its head is Dense(2) → Softmax with categorical cross-entropy: the same model for two classes"
 # (kind, task) -> the shipped templates to start from, best first, and what to change in them ("" = as is)
 PICKS = {
     ("images", "multi-class"): [("digits-cnn.json", ""), ("digits-mlp.json", "")],
@@ -31,7 +32,7 @@ PICKS = {
     ("sequences", "regression"): [("temperature-rnn.json", ""), ("temperature-seq2seq-rnn.json", "")],
     ("sequences", "multi-class"): [("reverse-transformer.json", "")],
     ("sequences", "binary"): [("reviews-rnn.json", "replace the Embedding by an Input of shape (T, features)")],
-    ("text", "binary"): [("reviews-rnn.json", ""), ("reviews-transformer.json", "")],
+    ("text", "binary"): [("reviews-rnn.json", TWO), ("reviews-transformer.json", TWO)],
     ("text", "multi-class"): [("reviews-transformer.json", "set the last Dense to one unit per class"),
                               ("reviews-rnn.json", "set the last Dense to one unit per class")],
     ("text", "regression"): [("reviews-rnn.json", "remove the Softmax and set the last Dense to one unit per target")],
