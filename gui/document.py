@@ -99,7 +99,10 @@ class Document(QObject):
         self.unsaved_runs = False           # a run was recorded since the last save (runs are not undo steps)
         self.locked = False
         self.infos = {}
-        self.checks = []                    # fn(graph, infos) adding errors the graph alone cannot see (the data's)
+        self.checks = []                    # fn(graph, infos) adding errors the graph alone cannot see (the data's);
+        #                                     it replaces an entry (dataclasses.replace), never edits a NodeInfo
+        self._inferred = None               # infer()'s own result, before the checks: the next one starts from it
+        self._touched = None                # node names whose analysis an edit invalidated (None: all)
         self.revalidate()
 
     # ---- state ----
@@ -120,11 +123,19 @@ class Document(QObject):
             self.locked = on
             self.locked_changed.emit(on)
 
-    def revalidate(self):
-        self.infos = infer(self.graph)
+    def revalidate(self, full=True):
+        """Shape inference + checks; after an edit (full=False) only the nodes it touched and those downstream."""
+        touched, self._touched = self._touched, set()
+        prev = None if full or touched is None else self._inferred
+        self._inferred = infer(self.graph, prev, touched)
+        self.infos = dict(self._inferred)
         for check in self.checks:
             check(self.graph, self.infos)
         self.validated.emit(self.infos)
+
+    def _touch(self, *names):
+        if self._touched is not None:
+            self._touched.update(names)
 
     def pos(self, name):
         m = self.graph.nodes[name].meta
@@ -457,6 +468,7 @@ class Document(QObject):
             items = list(self.graph.nodes.items())
             items.insert(index, items.pop())
             self.graph.nodes = dict(items)
+        self._touch(name)
         self.node_added.emit(name)
 
     def _remove(self, name):
@@ -464,6 +476,7 @@ class Document(QObject):
         index = list(self.graph.nodes).index(name)
         gone = [(i, e) for i, e in enumerate(self.graph.edges) if name in (e.src, e.dst)]
         node, _ = self.graph.remove_node(name)
+        self._touch(*(e.dst for _, e in gone))
         for _, e in gone:
             self.edge_removed.emit(e)
         self.node_removed.emit(name)
@@ -472,6 +485,7 @@ class Document(QObject):
     def _remove_many(self, names, edges):
         """Remove nodes and edges at once (Graph.remove_many); returns what _restore takes back."""
         nodes, gone = self.graph.remove_many(names, edges)
+        self._touch(*(e.dst for _, e in gone))
         self.bulk.emit(True)
         try:
             for _, e in gone:
@@ -484,6 +498,7 @@ class Document(QObject):
 
     def _restore(self, nodes, edges):
         self.graph.restore(nodes, edges)
+        self._touch(*(n.name for _, n in nodes), *(e.dst for _, e in edges))
         self.bulk.emit(True)
         try:
             for _, node in nodes:
@@ -495,6 +510,7 @@ class Document(QObject):
 
     def _connect(self, edge, index=None):
         self.graph.connect(edge.src, edge.dst, edge.port, index)
+        self._touch(edge.dst)
         self.edge_added.emit(edge)
 
     def _disconnect(self, edge):
@@ -502,6 +518,7 @@ class Document(QObject):
             raise GraphError(f"no edge {edge.src} → {edge.dst}")
         index = self.graph.edges.index(edge)
         self.graph.disconnect(edge)
+        self._touch(edge.dst)
         self.edge_removed.emit(edge)
         return index
 
@@ -516,6 +533,7 @@ class Document(QObject):
             cfg.pop(key, None)
         else:
             cfg[key] = value
+        self._touch(name)
         self.node_changed.emit(name)
 
     def _rename(self, old, new):
@@ -523,6 +541,7 @@ class Document(QObject):
         for e in olds:
             self.edge_removed.emit(e)
         self.graph.rename(old, new)
+        self._touch(new)
         self.node_renamed.emit(old, new)
         for e in self.graph.edges:
             if new in (e.src, e.dst):
@@ -531,5 +550,5 @@ class Document(QObject):
     def _edited(self, structural=True):
         """After every command's redo/undo: re-validate and tell everyone."""
         if structural:
-            self.revalidate()
+            self.revalidate(full=False)
         self.changed.emit()

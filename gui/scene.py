@@ -145,14 +145,12 @@ class GraphScene(QGraphicsScene):
         self.node_geometry_changed(name)
 
     def _on_validated(self, infos):
-        for name, it in self.nodes.items():
+        for name, it in self.nodes.items():             # an unchanged node keeps its NodeInfo object
             node, info = self.doc.graph.nodes.get(name), infos.get(name)
-            if node is None:
+            if node is None or (it._state is not None and it.info is info and it.config == node.config):
                 continue
-            state = (repr(node.config), info)
-            if state != it._state:
-                it._state = state
-                it.set_state(node.config, info)
+            it._state = True
+            it.set_state(node.config, info)
 
     def _route(self, it):
         e = it.edge

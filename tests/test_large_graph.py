@@ -131,3 +131,58 @@ def test_deleting_some_nodes_and_edges_is_one_step_and_undoes_exactly():
     assert doc.undo_stack.count() == 1 and e not in doc.graph.edges and "dense7" not in doc.graph.nodes
     doc.undo_stack.undo()
     assert doc.graph.to_dict() == before
+
+
+def test_an_edit_reanalyses_only_the_node_and_what_lies_downstream(monkeypatch):
+    from engine import shapes
+    from gui.document import Document
+    doc = Document(Project(graph=dag(300)))
+    names = list(doc.graph.nodes)
+    seen = []
+    real = shapes._layer
+    monkeypatch.setattr(shapes, "_layer", lambda node, name: seen.append(name) or real(node, name))
+    doc.set_hparam(names[-2], "units", 5)                     # near the end: itself and the last node
+    assert set(seen) == doc.graph._downstream(names[-2]) and len(seen) <= 3
+    seen.clear()
+    doc.set_hparam("dense1", "units", 6)                      # near the start: nearly everything
+    assert len(seen) >= 290
+
+
+def test_incremental_inference_matches_a_full_one_after_every_edit():
+    import random
+
+    from engine.shapes import infer
+    from gui.document import Document
+    rng = random.Random(0)
+    doc = Document(Project(graph=dag(60)))
+
+    def same():
+        full = infer(doc.graph)
+        assert list(full) == list(doc.infos)
+        for n, i in full.items():
+            j = doc.infos[n]
+            assert (i.shape, i.params, i.macs, i.error, i.blocked) == (j.shape, j.params, j.macs, j.error, j.blocked), n
+    for step in range(60):
+        names = list(doc.graph.nodes)
+        dense = [n for n in names if doc.graph.nodes[n].type == "Dense"]
+        what = rng.choice(["units", "delete", "connect", "disconnect", "rename", "add", "undo", "redo"])
+        try:
+            if what == "units" and dense:
+                doc.set_hparam(rng.choice(dense), "units", rng.choice([3, 4, 5]))
+            elif what == "delete":
+                doc.remove_nodes(rng.sample(names, min(3, len(names))))
+            elif what == "connect" and len(names) > 1:
+                doc.connect(*rng.sample(names, 2))
+            elif what == "disconnect" and doc.graph.edges:
+                doc.disconnect(rng.choice(doc.graph.edges))
+            elif what == "rename":
+                doc.rename(rng.choice(names), f"r{step}")
+            elif what == "add":
+                doc.add_node("Dense", {"units": 4})
+            elif what == "undo":
+                doc.undo_stack.undo()
+            elif what == "redo":
+                doc.undo_stack.redo()
+        except Exception as e:                                # refusals (cycles, taken ports) are fine
+            assert "Error" in type(e).__name__, e
+        same()
