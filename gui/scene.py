@@ -69,11 +69,12 @@ class GraphScene(QGraphicsScene):
             return
         if self._dirty is None:
             return
-        dirty, self._dirty = self._dirty, None
+        dirty, self._dirty = [n for n in self._dirty if n in self.nodes], None
         self.blockSignals(self._was_blocked)
         for name in dirty:
-            if name in self.nodes:
-                self._ports_changed(name)
+            self._ports_changed(name, route=False)
+        for e in {e for name in dirty for e in self.touching.get(name, ())}:     # each edge once
+            self._route(self.edges[e])
         self.selectionChanged.emit()
 
     def _on_node_added(self, name):
@@ -139,15 +140,17 @@ class GraphScene(QGraphicsScene):
         elif e.dst in self.nodes:
             self._ports_changed(e.dst)
 
-    def _ports_changed(self, name):
+    def _ports_changed(self, name, route=True):
         used = [e.port for e in self.touching.get(name, ()) if e.dst == name]
         self.nodes[name].set_inputs(max(used) + 1 if used else 0)
-        self.node_geometry_changed(name)
+        if route:
+            self.node_geometry_changed(name)
 
     def _on_validated(self, infos):
-        for name, it in self.nodes.items():             # an unchanged node keeps its NodeInfo object
+        for name, it in self.nodes.items():             # an unchanged node keeps its NodeInfo (or an equal one)
             node, info = self.doc.graph.nodes.get(name), infos.get(name)
-            if node is None or (it._state is not None and it.info is info and it.config == node.config):
+            if node is None or (it._state is not None and (it.info is info or it.info == info)
+                                and it.config == node.config):
                 continue
             it._state = True
             it.set_state(node.config, info)
