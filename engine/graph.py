@@ -182,8 +182,10 @@ class Graph:
     def has_edge(self, e):
         return e in self._outs.get(e.src, ())
 
-    def check_connect(self, src, dst, port=None):
-        """The edge src → dst:port that connect would add, or GraphError saying why it is refused."""
+    def check_connect(self, src, dst, port=None, cycle=True):
+        """The edge src → dst:port that connect would add, or GraphError saying why it is refused.
+
+        cycle=False skips the cycle walk (a caller that checks the whole graph once afterwards)."""
         self._need(src)
         self._need(dst)
         if src == dst:
@@ -204,13 +206,13 @@ class Graph:
             raise GraphError(f"'{dst}' takes {need} input(s); it has no input {port + 1}")
         if any(e.dst == dst for e in self._outs[src]):
             raise GraphError(f"'{src}' already feeds '{dst}'")
-        if self._reaches(dst, src):
+        if cycle and self._reaches(dst, src):
             raise GraphError(f"connecting '{src}' → '{dst}' would make a cycle ('{dst}' already feeds '{src}')")
         return Edge(src, dst, port)
 
-    def connect(self, src, dst, port=None, index=None):
+    def connect(self, src, dst, port=None, index=None, cycle=True):
         """Add the edge (at position `index` of `edges` when an undo puts it back)."""
-        e = self.check_connect(src, dst, port)
+        e = self.check_connect(src, dst, port, cycle)
         if index is None or index >= len(self.edges):
             self.edges.append(e)
             self._link(e)
@@ -294,8 +296,11 @@ class Graph:
         return {"nodes": [n.to_dict() for n in self.nodes.values()], "edges": [e.to_dict() for e in self.edges]}
 
     @classmethod
-    def from_dict(cls, d):
-        """Rebuild from to_dict() output; GraphError names the first bad entry."""
+    def from_dict(cls, d, _cycles=False):
+        """Rebuild from to_dict() output; GraphError names the first bad entry.
+
+        Edges are checked one by one except for cycles, checked once for the whole graph (O(V + E)); only a
+        graph that has one is read again with the per-edge walk, to name the edge that closes it."""
         g = cls()
         if not isinstance(d, dict) or not isinstance(d.get("nodes"), list) or not isinstance(d.get("edges", []), list):
             raise GraphError("graph must be an object with a 'nodes' list and an 'edges' list")
@@ -313,9 +318,14 @@ class Graph:
                     or not isinstance(e.get("port", 0), int):
                 raise GraphError(f"edge #{i + 1} needs text 'src', 'dst' and a whole-number 'port'")
             try:
-                g.connect(e["src"], e["dst"], e.get("port", 0))
+                g.connect(e["src"], e["dst"], e.get("port", 0), cycle=_cycles)
             except GraphError as err:
                 raise GraphError(f"edge #{i + 1} ({e['src']} → {e['dst']}): {err}") from None
+        if not _cycles:
+            try:
+                g.topo_order()
+            except GraphError:
+                return cls.from_dict(d, _cycles=True)
         return g
 
     def copy(self):

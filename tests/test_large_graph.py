@@ -186,3 +186,18 @@ def test_incremental_inference_matches_a_full_one_after_every_edit():
         except Exception as e:                                # refusals (cycles, taken ports) are fine
             assert "Error" in type(e).__name__, e
         same()
+
+
+def test_reading_a_graph_checks_cycles_once_and_still_names_the_closing_edge(monkeypatch):
+    d = dag(500).to_dict()
+    d["edges"].reverse()                                       # the order that made per-edge walks quadratic
+    walks = []
+    real = Graph._reaches
+    monkeypatch.setattr(Graph, "_reaches", lambda self, a, b: walks.append(a) or real(self, a, b))
+    g = Graph.from_dict(d)
+    assert walks == [] and g.to_dict()["edges"] == d["edges"]
+    bad = {"nodes": [{"name": "x", "type": "Input", "config": {"shape": [2]}}, {"name": "a", "type": "Add"},
+                     {"name": "b", "type": "Add"}],
+           "edges": [{"src": "x", "dst": "a"}, {"src": "a", "dst": "b"}, {"src": "b", "dst": "a", "port": 1}]}
+    with pytest.raises(GraphError, match=r"edge #3 \(b → a\).*cycle"):
+        Graph.from_dict(bad)

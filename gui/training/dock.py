@@ -19,6 +19,7 @@ from .job import Job, snapshot_project
 from .runs import RunList
 from .settings import HP, Editor, SettingsForm
 from .views import VIEWS, CompareView, CurvesView
+from .views.compare import SHORT
 from .weights import Weights
 
 DRAIN_MS = 50           # worker messages are applied this often
@@ -401,7 +402,7 @@ class TrainingDock(QDockWidget):
 
     def _on_kfold(self, summary, rec):
         self.kfold_summary = summary
-        txt = ", ".join(f"{k.replace('_', ' ')} {m:.4g} ± {s:.2g}" for k, (m, s) in summary.items())
+        txt = ", ".join(f"{SHORT.get(k, k.replace('_', ' '))} {m:.4g} ± {s:.2g}" for k, (m, s) in summary.items())
         self.message.setText(f"{self.job.k}-fold cross-validation: mean ± std over the folds: {txt}")
         self.view(CurvesView).finish(0, {"summary": f"{self.job.k}-fold mean ± std: {txt}"})
         self.doc.add_run(rec)
