@@ -128,3 +128,22 @@ def test_window_exports_pytorch_into_a_new_folder(qtbot, tmp_path, monkeypatch):
     assert not said, said
     assert (new / "model.py").exists() and np.any([f.suffix == ".safetensors" for f in new.iterdir()])
     w.training.shutdown()
+
+
+def test_regression_cross_validation_reports_rmse_mae_r2_over_the_folds(qtbot):
+    from engine.session import fold_summary
+    from gui.training import TrainingDock
+    p = Project.load(path("examples", "wave-regression.json"))
+    p.dataset = dict(p.dataset, path=str(path("examples", p.dataset["path"])))
+    p.path, p.training["epochs"] = None, 1
+    doc = Document(p)
+    d = TrainingDock(doc)
+    qtbot.addWidget(d)
+    d.resize(1000, 650)
+    d.show()
+    d.start(k=3)
+    qtbot.waitUntil(lambda: (d.drain(), d.status != "running")[1], timeout=90000)
+    assert len(d.job.results) == 3 and set(d.kfold_summary) >= {"val_rmse", "val_mae", "val_r2"}
+    m, s = fold_summary(d.job.results, "val_rmse")
+    assert f"val RMSE {m:.4g} ± {s:.2g}" in d.message.text()
+    d.shutdown()
