@@ -119,6 +119,9 @@ class GraphScene(QGraphicsScene):
     def _on_edge_added(self, e):
         it = self._spare.pop(("edge", e), None) or EdgeItem(e)
         it.setSelected(False)
+        if it.hot:                                  # removed while hovered
+            it.hot = False
+            it.restyle()
         self.edges[e] = it
         for n in (e.src, e.dst):
             self.touching.setdefault(n, set()).add(e)

@@ -34,6 +34,7 @@ class GraphView(QGraphicsView):
         self.lock_banner.setObjectName("lock_banner")
         self.lock_banner.setWordWrap(True)
         self.lock_banner.setContentsMargins(10, 5, 10, 5)
+        self.lock_banner.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)   # blocks still move
         self.lock_banner.hide()
         doc = getattr(scene, "doc", None)
         if doc is not None:
