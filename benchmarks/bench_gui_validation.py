@@ -1,6 +1,8 @@
-"""Re-validation + canvas update after one edit on a 200-node graph (budget: one 60 Hz frame, 16 ms).
+"""Re-validation + canvas update after one edit on a 200-node graph (budget: one 60 Hz frame, 16 ms), and
+large DAGs (1,000 / 3,000 / 5,000 nodes) in the full window: open, one edit, select all + delete, undo.
 
-Run: QT_QPA_PLATFORM=offscreen python benchmarks/bench_gui_validation.py
+Run: QT_QPA_PLATFORM=offscreen python benchmarks/bench_gui_validation.py [--large-only] [--reps=3] [sizes…]
+Large-graph targets (issue 21): 1,000-node open < 1 s, one edit < 50 ms, undo of delete-all < 300 ms.
 Prints the median over many edits of Document.set_hparam → shape inference (engine.shapes.infer, memoised
 per node) → scene items updated, for a typical edit (a conv's filters: its consumers change) and the worst
 case (the input shape: every node changes), then a typical edit in the full window (summary table,
@@ -8,6 +10,7 @@ inspector, status) including the canvas repaint. Every edit sets a value not see
 """
 import os
 import statistics
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -45,6 +48,60 @@ def big_project():
     return Project(graph=g)
 
 
+def big_dag(n):
+    """Input → Dense chain with an Add every 5th node merging the node three back: n nodes, ~1.2 n edges."""
+    g = Graph()
+    g.add_node("Input", "x", {"shape": [16]})
+    names, i = ["x"], 1
+    while len(g.nodes) < n:
+        if i % 5 == 0 and len(names) > 3:
+            a = g.add_node("Add", f"add{i}").name
+            g.connect(names[-1], a)
+            g.connect(names[-3], a)
+        else:
+            a = g.add_node("Dense", f"dense{i}", {"units": 16}).name
+            g.connect(names[-1], a)
+        names.append(a)
+        i += 1
+    for k, (x, y) in layered(g, wrap=40).items():
+        g.nodes[k].meta.update(x=x, y=y)
+    return Project(graph=g)
+
+
+def large(app, n, reps=3):
+    """Median seconds of open (file → canvas) / one edit / select all + delete / undo of n nodes in the full window."""
+    res = {"open": [], "edit": [], "edit_last": [], "delete": [], "undo": []}
+    tmp = tempfile.mkdtemp()
+    f = Path(tmp) / f"dag{n}.json"
+    big_dag(n).save(f)
+
+    def timed(key, fn):
+        t0 = time.perf_counter()
+        fn()
+        app.processEvents()
+        res[key].append(time.perf_counter() - t0)
+
+    for r in range(reps):
+        win = MainWindow(Document(), training=False, autosave_dir=tmp)     # autosave: 3 s after a burst, as used
+        win.resize(1400, 900)
+        win.show()
+        app.processEvents()
+        timed("open", lambda: win.open_path(f))            # read the file, build the canvas, show it
+        last = [m for m in win.doc.graph.nodes if m.startswith("dense")][-1]
+        for k in range(5):                  # the first layer: every node downstream is analysed again
+            timed("edit", lambda: win.doc.set_hparam("dense1", "units", 17 + k + 10 * r))
+            timed("edit_last", lambda: win.doc.set_hparam(last, "units", 17 + k + 10 * r))
+        win.select_all()
+        timed("delete", win.delete)
+        timed("undo", win.doc.undo_stack.undo)
+        assert len(win.doc.graph.nodes) == n and len(win.scene.nodes) == n
+        win.doc.undo_stack.setClean()
+        win.close()
+        win.deleteLater()
+        app.processEvents()
+    return {k: statistics.median(v) for k, v in res.items()}
+
+
 def measure(doc, after, reps=200, node="conv2d0", key="filters", value=lambda k: 9 + k):
     """Median and max ms of one edit + `after`; every edit sets a new value (engine memos cannot answer it)."""
     times = []
@@ -56,9 +113,20 @@ def measure(doc, after, reps=200, node="conv2d0", key="filters", value=lambda k:
     return statistics.median(times) * 1e3, max(times) * 1e3
 
 
-def main():
+def main(argv):
     QStandardPaths.setTestModeEnabled(True)
     app = QApplication.instance() or QApplication([])
+    sizes = [int(a) for a in argv if a.isdigit()] or [1000, 3000, 5000]
+    reps = int(next((a.split("=")[1] for a in argv if a.startswith("--reps=")), 3))
+    for n in sizes:
+        t = large(app, n, reps)
+        ok = "" if n != 1000 else "  (targets: open < 1 s {}, edit < 50 ms {}, undo < 300 ms {})".format(
+            *("OK" if ok else "OVER" for ok in (t["open"] < 1, t["edit"] < 0.05, t["undo"] < 0.3)))
+        print(f"{n:,}-node DAG, full window: open {t['open'] * 1e3:.0f} ms · one edit {t['edit'] * 1e3:.0f} ms "
+              f"(first layer; last layer {t['edit_last'] * 1e3:.0f} ms) · "
+              f"select all + delete {t['delete'] * 1e3:.0f} ms · undo {t['undo'] * 1e3:.0f} ms{ok}", flush=True)
+    if "--large-only" in argv:
+        return
     doc = Document(big_project())
     assert len(doc.graph.nodes) == 200 and not any(i.error for i in doc.infos.values())
     scene = GraphScene(doc)
@@ -89,4 +157,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

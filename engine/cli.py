@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LayerboardError
+from .report import baseline_text
 from .layers.base import fmt
 
 
@@ -141,6 +142,7 @@ def cmd_train(a):
     from .parallel import free_cores
     from .session import evaluate_test, prepare
     from .weights import FORMATS, export, format_of
+    t0 = time.perf_counter()
     p = _project(a.project)
     if a.epochs is not None:
         p.training["epochs"] = a.epochs
@@ -186,12 +188,12 @@ def cmd_train(a):
     else:
         keys = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_rmse", "val_rmse",
                 "train_mae", "val_mae", "train_r2", "val_r2", "test_loss", "test_accuracy", "test_rmse", "test_r2"]
-        print(f"{res['status']} after {res['epochs']} epochs ({res['seconds']:.1f} s): " +
+        print(f"{res['status']} after {res['epochs']} epochs ({time.perf_counter() - t0:.1f} s in all, of which the "
+              f"training loop {res['seconds']:.1f} s): " +
               ", ".join(f"{k} {res[k]:.4g}" for k in keys if res.get(k) is not None))
-        if res.get("baseline_val_rmse") is not None and res.get("val_rmse") is not None:
-            b, v = res["baseline_val_rmse"], res["val_rmse"]
-            print(f"validation RMSE {v:.4g} vs persistence (next = last value seen) {b:.4g}: "
-                  f"MSE {100 * (1 - (v / b) ** 2):+.1f} % better" if b > 0 else "")
+        base = baseline_text(res)                 # shared with the window (engine.report)
+        if base:
+            print(base)
         if res["message"]:
             print(res["message"], file=sys.stderr)
     return 1 if res["status"] == "diverged" else 0

@@ -71,12 +71,25 @@ def _analyse(key, layer, shapes):
     return r
 
 
-def infer(graph):
-    """NodeInfo for every node, in topological order (dict preserves it)."""
+def infer(graph, prev=None, changed=None):
+    """NodeInfo for every node, in topological order (dict preserves it).
+
+    Incremental: given the previous result `prev` and the names `changed` since (nodes added, reconfigured,
+    renamed, or whose inputs changed), only those and what lies downstream of them are analysed again; every
+    other node keeps its NodeInfo object from prev (so callers must not modify NodeInfo objects in place)."""
     order = graph.topo_order()
     ins = graph.inputs_index()
+    stale = None
+    if prev is not None and changed is not None:
+        stale = set()
+        for n in changed:
+            if n in graph.nodes and n not in stale:
+                stale |= graph._downstream(n)
     out = {}
     for name in order:
+        if stale is not None and name not in stale and name in prev:
+            out[name] = prev[name]
+            continue
         node = graph.nodes[name]
         info = out[name] = NodeInfo(name, node.type)
         srcs = ins[name]

@@ -1,5 +1,4 @@
 """Undoable edits: each QUndoCommand changes the model only through the Document's primitives."""
-import copy
 import weakref
 
 from PySide6.QtGui import QUndoCommand
@@ -110,6 +109,20 @@ class RemoveNode(Command):
         self.doc._add(n.type, n.name, n.config, n.meta, self.index)
         for i, e in self.edges:                       # ascending indices restore the original edge order
             self.doc._connect(e, i)
+
+
+class RemoveMany(Command):
+    """Removes nodes (with their edges) and edges in one pass; undo puts all back in one checked pass."""
+
+    def __init__(self, doc, text, names, edges):
+        super().__init__(doc, text)
+        self.names, self.edges, self.gone = list(names), list(edges), None
+
+    def apply(self):
+        self.gone = self.doc._remove_many(self.names, self.edges)
+
+    def revert(self):
+        self.doc._restore(*self.gone)
 
 
 class Connect(Command):
@@ -223,17 +236,3 @@ class SetDataset(Command):
 
     def revert(self):
         self.doc.project.dataset = dict(self.old)
-
-
-class AddRun(Command):
-    structural = False
-
-    def __init__(self, doc, record):
-        super().__init__(doc, "Record run")
-        self.record = copy.deepcopy(record)
-
-    def apply(self):
-        self.doc.project.runs.append(self.record)
-
-    def revert(self):
-        self.doc.project.runs.pop()

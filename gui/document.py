@@ -1,4 +1,5 @@
 """The Document: owns the engine Project and the undo stack and is the only writer of the graph."""
+import copy
 import math
 import os
 import re
@@ -83,6 +84,7 @@ class Document(QObject):
     node_renamed = Signal(str, str)
     edge_added = Signal(object)
     edge_removed = Signal(object)
+    bulk = Signal(bool)                 # True before, False after many node/edge signals in a row (one edit)
     path_changed = Signal(object)
     saved = Signal(object)              # after a successful save (autosave clears itself)
     error = Signal(str)                 # a command that could not run (one line); the model is unchanged
@@ -94,9 +96,13 @@ class Document(QObject):
         self.weights_note = ""              # why the weights beside an opened file were not used ("" if fine)
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self._clean_changed)
+        self.unsaved_runs = False           # a run was recorded since the last save (runs are not undo steps)
         self.locked = False
         self.infos = {}
-        self.checks = []                    # fn(graph, infos) adding errors the graph alone cannot see (the data's)
+        self.checks = []                    # fn(graph, infos) adding errors the graph alone cannot see (the data's);
+        #                                     it replaces an entry (dataclasses.replace), never edits a NodeInfo
+        self._inferred = None               # infer()'s own result, before the checks: the next one starts from it
+        self._touched = None                # node names whose analysis an edit invalidated (None: all)
         self.revalidate()
 
     # ---- state ----
@@ -105,11 +111,11 @@ class Document(QObject):
         return self.project.graph
 
     def _clean_changed(self, clean):
-        self.dirty_changed.emit(not clean)
+        self.dirty_changed.emit(self.dirty)
 
     @property
     def dirty(self):
-        return not self.undo_stack.isClean()
+        return not self.undo_stack.isClean() or self.unsaved_runs
 
     def set_locked(self, on):
         on = bool(on)
@@ -117,11 +123,19 @@ class Document(QObject):
             self.locked = on
             self.locked_changed.emit(on)
 
-    def revalidate(self):
-        self.infos = infer(self.graph)
+    def revalidate(self, full=True):
+        """Shape inference + checks; after an edit (full=False) only the nodes it touched and those downstream."""
+        touched, self._touched = self._touched, set()
+        prev = None if full or touched is None else self._inferred
+        self._inferred = infer(self.graph, prev, touched)
+        self.infos = dict(self._inferred)
         for check in self.checks:
             check(self.graph, self.infos)
         self.validated.emit(self.infos)
+
+    def _touch(self, *names):
+        if self._touched is not None:
+            self._touched.update(names)
 
     def pos(self, name):
         m = self.graph.nodes[name].meta
@@ -139,6 +153,7 @@ class Document(QObject):
         trained: the Model of the weights saved with it (see open), or None."""
         self.project = project
         self.trained = trained
+        self.unsaved_runs = False
         self.undo_stack.clear()
         self.undo_stack.setClean()
         self.revalidate()
@@ -198,7 +213,9 @@ class Document(QObject):
                 raise ProjectError(f"saved {path.name} but not its trained weights {w.name}: {e}") from None
             clean_tmp(w)
         self.project.path = path
+        self.unsaved_runs = False
         self.undo_stack.setClean()
+        self.dirty_changed.emit(self.dirty)
         self.path_changed.emit(path)
         self.saved.emit(path)
 
@@ -241,12 +258,13 @@ class Document(QObject):
 
     def remove_nodes(self, names, edges=()):
         names = [n for n in names if n in self.graph.nodes]
-        edges = [e for e in edges if e in self.graph.edges and e.src not in names and e.dst not in names]
+        gone = set(names)
+        edges = [e for e in edges if self.graph.has_edge(e) and e.src not in gone and e.dst not in gone]
         if not names and not edges:
             return
-        what = f"Delete {', '.join(names)}" if names else "Disconnect"
-        self._push(C.Compound(self, what, [C.Disconnect(self, e) for e in edges] +
-                              [C.RemoveNode(self, n) for n in names]))
+        what = (f"Delete {', '.join(names)}" if len(names) <= 3 else f"Delete {len(names)} layers") if names \
+            else "Disconnect"
+        self._push(C.RemoveMany(self, what, names, edges))
 
     def connect(self, src, dst, port=None):
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
@@ -256,7 +274,7 @@ class Document(QObject):
         return edge
 
     def disconnect(self, edge):
-        if edge not in self.graph.edges:
+        if not self.graph.has_edge(edge):
             raise GraphError(f"no edge {edge.src} → {edge.dst}")
         self._push(C.Disconnect(self, edge))
 
@@ -435,7 +453,12 @@ class Document(QObject):
             self._push(C.SetDataset(self, dict(self.project.dataset), dict(ref)), structural=False)
 
     def add_run(self, record):
-        self._push(C.AddRun(self, record), structural=False)
+        """Keep a finished run in the project: saved with it, but not an undo step (a run is not an edit)."""
+        self.project.runs.append(copy.deepcopy(record))
+        was, self.unsaved_runs = self.dirty, True
+        if not was:
+            self.dirty_changed.emit(True)
+        self.changed.emit()
 
     # ---- primitives: called only by commands; each emits the matching signal ----
     def _add(self, type, name, config, meta, index=None):
@@ -445,6 +468,7 @@ class Document(QObject):
             items = list(self.graph.nodes.items())
             items.insert(index, items.pop())
             self.graph.nodes = dict(items)
+        self._touch(name)
         self.node_added.emit(name)
 
     def _remove(self, name):
@@ -452,20 +476,49 @@ class Document(QObject):
         index = list(self.graph.nodes).index(name)
         gone = [(i, e) for i, e in enumerate(self.graph.edges) if name in (e.src, e.dst)]
         node, _ = self.graph.remove_node(name)
+        self._touch(*(e.dst for _, e in gone))
         for _, e in gone:
             self.edge_removed.emit(e)
         self.node_removed.emit(name)
         return node, index, gone
 
+    def _remove_many(self, names, edges):
+        """Remove nodes and edges at once (Graph.remove_many); returns what _restore takes back."""
+        nodes, gone = self.graph.remove_many(names, edges)
+        self._touch(*(e.dst for _, e in gone))
+        self.bulk.emit(True)
+        try:
+            for _, e in gone:
+                self.edge_removed.emit(e)
+            for _, node in nodes:
+                self.node_removed.emit(node.name)
+        finally:
+            self.bulk.emit(False)
+        return nodes, gone
+
+    def _restore(self, nodes, edges):
+        self.graph.restore(nodes, edges)
+        self._touch(*(n.name for _, n in nodes), *(e.dst for _, e in edges))
+        self.bulk.emit(True)
+        try:
+            for _, node in nodes:
+                self.node_added.emit(node.name)
+            for _, e in edges:
+                self.edge_added.emit(e)
+        finally:
+            self.bulk.emit(False)
+
     def _connect(self, edge, index=None):
-        self.graph.connect(edge.src, edge.dst, edge.port)
-        if index is not None:
-            self.graph.edges.insert(index, self.graph.edges.pop())
+        self.graph.connect(edge.src, edge.dst, edge.port, index)
+        self._touch(edge.dst)
         self.edge_added.emit(edge)
 
     def _disconnect(self, edge):
+        if not self.graph.has_edge(edge):
+            raise GraphError(f"no edge {edge.src} → {edge.dst}")
         index = self.graph.edges.index(edge)
         self.graph.disconnect(edge)
+        self._touch(edge.dst)
         self.edge_removed.emit(edge)
         return index
 
@@ -480,6 +533,7 @@ class Document(QObject):
             cfg.pop(key, None)
         else:
             cfg[key] = value
+        self._touch(name)
         self.node_changed.emit(name)
 
     def _rename(self, old, new):
@@ -487,6 +541,7 @@ class Document(QObject):
         for e in olds:
             self.edge_removed.emit(e)
         self.graph.rename(old, new)
+        self._touch(new)
         self.node_renamed.emit(old, new)
         for e in self.graph.edges:
             if new in (e.src, e.dst):
@@ -495,5 +550,5 @@ class Document(QObject):
     def _edited(self, structural=True):
         """After every command's redo/undo: re-validate and tell everyone."""
         if structural:
-            self.revalidate()
+            self.revalidate(full=False)
         self.changed.emit()

@@ -9,6 +9,7 @@ from .style import category_color, paint_category, theme
 
 W, H, HEAD = 168.0, 92.0, 24.0
 PORT_R = 6.0
+LOD_TEXT = 0.35         # below this scale a node is drawn as a plain block (text would be unreadable anyway)
 SKIP = {"init", "bias_init", "use_bias", "eps", "momentum", "standardize"}
 
 
@@ -156,12 +157,21 @@ class NodeItem(QGraphicsItem):
 
     # ---- painting ----
     def paint(self, p, option, widget=None):
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
         c = category_color(self.category)
         body = QRectF(0, 0, W, H)
         sel = self.isSelected()
-        p.setPen(QPen(QColor(theme["accent"]) if sel else (QColor(theme["error"]) if self.has_error
-                                                            else c.darker(115)), 2.2 if sel else 1.2))
+        pen = QPen(QColor(theme["accent"]) if sel else (QColor(theme["error"]) if self.has_error
+                                                         else c.darker(115)), 2.2 if sel else 1.2)
+        if option.levelOfDetailFromTransform(p.worldTransform()) < LOD_TEXT:   # text would be < 3 px: a block
+            p.setPen(pen)
+            p.setBrush(QColor(theme["node"]))
+            p.drawRect(body)
+            p.fillRect(QRectF(0, 0, W, HEAD), c)
+            if self.has_error:
+                p.fillRect(QRectF(0, HEAD, W, H - HEAD), QColor(theme["error"]))
+            return
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setPen(pen)
         p.setBrush(QColor(theme["node"]))
         p.drawRoundedRect(body, 8, 8)
         head = QPainterPath()

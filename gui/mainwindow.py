@@ -287,7 +287,8 @@ class MainWindow(QMainWindow):
         errs = sum(1 for i in infos.values() if i.error)
         params = sum(i.params for i in infos.values())
         self.status.setText(f"{len(infos)} layers · {params:,} parameters · " +
-                            (f"{errs} error(s)" if errs else "no errors"))
+                            (f"{errs} error(s)" if errs else "no errors") +
+                            (" · locked while training" if self.doc.locked else ""))
 
     def show_message(self, text):
         self.statusBar().showMessage(text, 8000)
@@ -302,6 +303,7 @@ class MainWindow(QMainWindow):
 
     def _locked(self, on):
         self.show_message("training: the model is locked" if on else "training finished: you can edit again")
+        self._status(self.doc.infos)
 
     # ---- files ----
     def maybe_save(self):

@@ -8,6 +8,7 @@ from engine.errors import LayerboardError
 from .items import EdgeItem, NodeItem, NoteItem, PortItem
 
 NOTE_MS = 6000          # a refusal note stays on the canvas this long (or until the next press)
+SPARE = 50000           # at most this many removed items are kept for reuse
 from .style import theme
 
 
@@ -21,6 +22,9 @@ class GraphScene(QGraphicsScene):
         super().__init__(parent)
         self.doc = doc
         self.nodes, self.edges = {}, {}
+        self.touching = {}                # node name -> the edges (items' keys) at either end
+        self._dirty = None                # during a bulk edit: nodes whose ports/edges to redo at its end
+        self._spare = {}                  # items of removed nodes/edges, reused when an undo brings them back
         self.vertical = False
         self._drag = None                 # (port, temp path item) while connecting
         self._hot = None
@@ -37,33 +41,68 @@ class GraphScene(QGraphicsScene):
         doc.edge_added.connect(self._on_edge_added)
         doc.edge_removed.connect(self._on_edge_removed)
         doc.validated.connect(self._on_validated)
+        doc.bulk.connect(self._on_bulk)
         self.rebuild()
 
     # ---- mirroring ----
     def rebuild(self):
         self._cancel_drag()
         self.clear_note()
+        self._on_bulk(True)
         for it in list(self.nodes.values()) + list(self.edges.values()):
             self.removeItem(it)
-        self.nodes, self.edges = {}, {}
+        self.nodes, self.edges, self.touching, self._spare = {}, {}, {}, {}
         for name in self.doc.graph.nodes:
             self._on_node_added(name)
         for e in self.doc.graph.edges:
             self._on_edge_added(e)
+        self._on_bulk(False)
         self._on_validated(self.doc.infos)
+
+    def _on_bulk(self, on):
+        """Many adds/removes in a row: lay out ports and route edges once per node at the end, and send
+        one selectionChanged instead of one per removed item."""
+        if on:
+            if self._dirty is None:
+                self._dirty = set()
+                self._was_blocked = self.blockSignals(True)
+            return
+        if self._dirty is None:
+            return
+        dirty, self._dirty = [n for n in self._dirty if n in self.nodes], None
+        self.blockSignals(self._was_blocked)
+        for name in dirty:
+            self._ports_changed(name, route=False)
+        for e in {e for name in dirty for e in self.touching.get(name, ())}:     # each edge once
+            self._route(self.edges[e])
+        self.selectionChanged.emit()
 
     def _on_node_added(self, name):
         node = self.doc.graph.nodes[name]
-        it = NodeItem(name, node.type, self.vertical)
+        it = self._spare.pop(("node", name), None)
+        if it is None or it.layer_type != node.type:
+            it = NodeItem(name, node.type, self.vertical)
+        else:
+            it.vertical = self.vertical
+            it.set_inputs(0)                        # its edges come back after it
+        it.setSelected(False)
         it.setPos(*self.doc.pos(name))
         it.set_state(node.config, self.doc.infos.get(name))
         it._state = None
         self.nodes[name] = it
+        self.touching.setdefault(name, set())
         self.addItem(it)
 
     def _on_node_removed(self, name):
         it = self.nodes.pop(name)
+        self.touching.pop(name, None)
         self.removeItem(it)
+        self._keep(("node", name), it)
+
+    def _keep(self, key, it):
+        if len(self._spare) > SPARE:
+            self._spare.clear()
+        self._spare[key] = it
 
     def _on_node_moved(self, name):
         it = self.nodes[name]
@@ -75,33 +114,49 @@ class GraphScene(QGraphicsScene):
         it = self.nodes.pop(old)
         it.name, it._state = new, None
         self.nodes[new] = it
+        self.touching[new] = self.touching.pop(old, set())
 
     def _on_edge_added(self, e):
-        it = EdgeItem(e)
+        it = self._spare.pop(("edge", e), None) or EdgeItem(e)
+        it.setSelected(False)
+        if it.hot:                                  # removed while hovered
+            it.hot = False
+            it.restyle()
         self.edges[e] = it
+        for n in (e.src, e.dst):
+            self.touching.setdefault(n, set()).add(e)
         self.addItem(it)
+        if self._dirty is not None:
+            self._dirty.update((e.src, e.dst))
+            return
         self._ports_changed(e.dst)
         self._route(it)
 
     def _on_edge_removed(self, e):
-        self.removeItem(self.edges.pop(e))
-        if e.dst in self.nodes:
+        it = self.edges.pop(e)
+        self.removeItem(it)
+        self._keep(("edge", e), it)
+        for n in (e.src, e.dst):
+            self.touching.get(n, set()).discard(e)
+        if self._dirty is not None:
+            self._dirty.add(e.dst)
+        elif e.dst in self.nodes:
             self._ports_changed(e.dst)
 
-    def _ports_changed(self, name):
-        used = [e.port for e in self.edges if e.dst == name]
+    def _ports_changed(self, name, route=True):
+        used = [e.port for e in self.touching.get(name, ()) if e.dst == name]
         self.nodes[name].set_inputs(max(used) + 1 if used else 0)
-        self.node_geometry_changed(name)
+        if route:
+            self.node_geometry_changed(name)
 
     def _on_validated(self, infos):
-        for name, it in self.nodes.items():
+        for name, it in self.nodes.items():             # an unchanged node keeps its NodeInfo (or an equal one)
             node, info = self.doc.graph.nodes.get(name), infos.get(name)
-            if node is None:
+            if node is None or (it._state is not None and (it.info is info or it.info == info)
+                                and it.config == node.config):
                 continue
-            state = (repr(node.config), info)
-            if state != it._state:
-                it._state = state
-                it.set_state(node.config, info)
+            it._state = True
+            it.set_state(node.config, info)
 
     def _route(self, it):
         e = it.edge
@@ -110,9 +165,11 @@ class GraphScene(QGraphicsScene):
         it.route(a, b, self.vertical)
 
     def node_geometry_changed(self, name):
-        for e, it in self.edges.items():
-            if name in (e.src, e.dst):
-                self._route(it)
+        if self._dirty is not None:
+            self._dirty.add(name)
+            return
+        for e in self.touching.get(name, ()):
+            self._route(self.edges[e])
 
     def set_vertical(self, on):
         self.vertical = on

@@ -18,7 +18,25 @@ HEADS = {"regression": ("a linear output (no activation)", "mse", "MSE"),
          "multi-class": ("Softmax", "cce", "categorical cross-entropy")}
 # which family suits which data
 FAMILIES = {"tabular": "MLP (Dense layers)", "images": "CNN (Conv2D, pooling, then Dense)",
-            "sequences": "RNN (recurrent layers) or a 1-D CNN", "text": "Transformer (attention) over token embeddings"}
+            "sequences": "RNN (recurrent layers) or a 1-D CNN",
+            "text": "token Embedding, then an RNN or a Transformer block, pooled over the words"}
+TWO = "its head is Dense(2) → Softmax with categorical cross-entropy: the same model for two classes"
+# (kind, task) -> the shipped templates to start from, best first, and what to change in them ("" = as is)
+PICKS = {
+    ("images", "multi-class"): [("digits-cnn.json", ""), ("digits-mlp.json", "")],
+    ("images", "binary"): [("digits-cnn.json", "set the last Dense to one unit and the Softmax to a Sigmoid")],
+    ("images", "regression"): [("digits-cnn.json", "remove the Softmax and set the last Dense to one unit per target")],
+    ("tabular", "binary"): [("moons-mlp.json", ""), ("xor.json", "")],
+    ("tabular", "regression"): [("wave-regression.json", "")],
+    ("tabular", "multi-class"): [("digits-mlp.json", "")],
+    ("sequences", "regression"): [("temperature-rnn.json", ""), ("temperature-seq2seq-rnn.json", "")],
+    ("sequences", "multi-class"): [("reverse-transformer.json", "")],
+    ("sequences", "binary"): [("reviews-rnn.json", "replace the Embedding by an Input of shape (T, features)")],
+    ("text", "binary"): [("reviews-rnn.json", TWO), ("reviews-transformer.json", TWO)],
+    ("text", "multi-class"): [("reviews-transformer.json", "set the last Dense to one unit per class"),
+                              ("reviews-rnn.json", "set the last Dense to one unit per class")],
+    ("text", "regression"): [("reviews-rnn.json", "remove the Softmax and set the last Dense to one unit per target")],
+}
 
 
 def templates():
@@ -30,22 +48,16 @@ def advise(kind, task):
     """(template file or None, advice text, loss key) for a data kind and task."""
     head, loss, loss_name = HEADS[task]
     names = {t[0] for t in templates()}
-    pick = None
-    if kind == "images":
-        pick = next((n for n in ("digits-cnn.json", "digits-mlp.json") if n in names), None)
-    elif kind == "tabular":
-        pick = {"binary": "moons-mlp.json", "regression": "wave-regression.json"}.get(task, "digits-mlp.json")
-        pick = pick if pick in names else None
+    picks = [(f, change) for f, change in PICKS.get((kind, task), []) if f in names]
     text = (f"<b>Model:</b> {FAMILIES[kind]}.<br><b>Output:</b> {head} with <b>{loss_name}</b> loss "
             f"({'one unit' if task != 'multi-class' else 'one unit per class'}).<br>")
-    if pick:
-        text += f"<b>Start from:</b> {pick}"
-        if kind == "tabular" and task == "regression" and pick != "wave-regression.json":
-            text += " (remove the Softmax and set the last Dense to one unit per target)"
-    else:
-        text += ("<b>No template ships for this yet:</b> start from an MLP (digits-mlp.json) "
-                 "and replace its hidden layers as the layers become available.")
-        pick = "digits-mlp.json" if "digits-mlp.json" in names else None
+    if not picks:
+        text += "<b>No shipped template fits this yet:</b> start from an empty canvas."
+        return None, text, loss
+    pick, change = picks[0]
+    text += f"<b>Start from:</b> {pick}" + (f" ({change})" if change else "")
+    if len(picks) > 1:
+        text += "<br><b>Or:</b> " + ", ".join(f + (f" ({c})" if c else "") for f, c in picks[1:])
     return pick, text, loss
 
 

@@ -1,7 +1,7 @@
 """The canvas view: drop layers from the palette, zoom (wheel), pan (middle button or Space+drag), fit."""
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QGraphicsView
+from PySide6.QtWidgets import QGraphicsView, QLabel
 
 from .blocks import BLOCKS, insert_block
 from .items import H, W
@@ -9,6 +9,10 @@ from .style import theme
 
 MIME = "application/x-layerboard-layer"
 GRID = 24
+
+
+LOCKED_TEXT = ("Training: the graph is locked. Stop the run to add, delete, connect or change layers "
+               "(moving blocks still works).")
 
 
 class GraphView(QGraphicsView):
@@ -26,6 +30,34 @@ class GraphView(QGraphicsView):
         self.setAcceptDrops(True)
         self._pan = None
         self._space = False
+        self.lock_banner = QLabel(LOCKED_TEXT, self)          # over the viewport, fixed while the canvas scrolls
+        self.lock_banner.setObjectName("lock_banner")
+        self.lock_banner.setWordWrap(True)
+        self.lock_banner.setContentsMargins(10, 5, 10, 5)
+        self.lock_banner.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)   # blocks still move
+        self.lock_banner.hide()
+        doc = getattr(scene, "doc", None)
+        if doc is not None:
+            doc.locked_changed.connect(self.show_locked)
+            self.show_locked(doc.locked)
+
+    def show_locked(self, on):
+        """A banner across the top of the canvas while training locks the graph."""
+        self.lock_banner.setStyleSheet(f"background: {theme['accent']}; color: {theme['accent_text']};"
+                                       "font-weight: bold;")
+        self.lock_banner.setVisible(bool(on))
+        self._place_banner()
+
+    def _place_banner(self):
+        vp = self.viewport().geometry()
+        self.lock_banner.setFixedWidth(vp.width())
+        self.lock_banner.adjustSize()
+        self.lock_banner.move(vp.left(), vp.top())
+        self.lock_banner.raise_()
+
+    def resizeEvent(self, e):
+        super().resizeEvent(e)
+        self._place_banner()
 
     # ---- drag and drop from the palette ----
     def dragEnterEvent(self, e):

@@ -38,7 +38,7 @@ def test_regression_history_fills_rmse_mae_r2_panels(qtbot):
     assert list(v.epoch_curve(0, "val_mae").getData()[1]) == REG["val_mae"]
     shown = [p for p in v.panels.values() if p.shown]
     h = v.canvas.viewport().height()
-    top = min(rect(p.legend).top() for p in shown)
+    top = rect(v.legend).top()
     assert max(rect(p.plot).bottom() for p in shown) - top > 0.8 * h            # no blank half
 
 
@@ -49,9 +49,47 @@ def test_legends_sit_beside_the_plot_area(qtbot):
     v.show()
     feed(v, {"train_loss": [1, .5, .3], "val_loss": [1, .6, .4], "train_accuracy": [.5, .7, .9],
              "val_accuracy": [.5, .6, .8]}, classify=True)
+    assert [label.text for _, label in v.legend.items] == ["per batch", "train", "validation"]
     for k in ("loss", "acc"):
-        p = v.panels[k]
-        assert p.legend.items and not rect(p.legend).intersects(rect(p.plot.vb))
+        assert not rect(v.legend).intersects(rect(v.panels[k].plot.vb))
+
+
+def feed_folds(v, hist, classify, folds):
+    v.begin({"folds": folds, "n_val": 10, "epochs": 3, "per_epoch": 2, "classify": classify})
+    for f in range(folds):
+        if f:
+            v.fold(f, v.ctx)
+        for e in range(len(hist["train_loss"])):
+            v.batches(f, np.array([[e + 1, 2 * e + 1, hist["train_loss"][e], np.nan]]))
+            v.epoch(f, e + 1, 2 * e + 2, {k: h[e] * (1 + 0.05 * f) for k, h in hist.items()})
+    v.refresh()
+    for _ in range(3):
+        QApplication.processEvents()
+
+
+def test_at_the_docks_default_size_every_plot_is_whole_and_the_legend_covers_none(qtbot, tmp_path):
+    """The Curves tab of the window's default layout is about 640 × 250: regression's three panels (R²
+    included) and a 5-fold run's plots must all fit, readable, below one short legend."""
+    cls = {"train_loss": [1, .5, .3], "val_loss": [1, .6, .4], "train_accuracy": [.5, .7, .9],
+           "val_accuracy": [.5, .6, .8]}
+    for name, hist, classify, folds in (("reg", REG, False, 1), ("kfold", cls, True, 5), ("kfold-reg", REG, False, 5)):
+        v = CurvesView()
+        qtbot.addWidget(v)
+        v.resize(640, 250)
+        v.show()
+        feed_folds(v, hist, classify, folds)
+        v.grab().save(str(tmp_path / f"{name}.png"))
+        vp = v.canvas.mapToScene(v.canvas.viewport().rect()).boundingRect()
+        shown = [p for p in v.panels.values() if p.shown]
+        assert len(shown) == (3 if not classify else 2)
+        for p in shown:
+            box = rect(p.plot.vb)
+            assert vp.contains(box), (name, p.plot.titleLabel.text, box, vp)            # nothing clipped
+            assert box.width() >= 100 and box.height() >= 60, (name, p.plot.titleLabel.text, box)
+            assert not rect(v.legend).intersects(box)
+        labels = [label.text for _, label in v.legend.items]
+        if folds > 1:
+            assert labels[:folds] == [f"fold {i + 1}" for i in range(folds)] and len(labels) <= folds + 4
 
 
 def test_compare_runs_have_room_and_kfold_reads_consistently(qtbot):

@@ -249,7 +249,7 @@ def test_window_exports_a_pytorch_project_and_loads_its_checkpoint(qtbot, tmp_pa
     p.path = None
     w.doc.load(p)
     out = tmp_path / "xor-torch"
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(out))
+    monkeypatch.setattr("gui.training.weights.ask_folder", lambda *a, **k: str(out))
     assert any(a.text() == "Export &PyTorch project…" for a in w.menuBar().actions()[0].menu().actions())
     w.export_pytorch()
     assert not shown and sorted(f.name for f in out.iterdir()) == sorted(FILES)

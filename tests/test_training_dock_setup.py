@@ -194,7 +194,8 @@ def test_regression_run_hides_class_views(qtbot, dock_for, tmp_path):
     assert not d.form.warning.isVisible()                  # linear output with MSE on a regression set
     d.start()
     finish(qtbot, d)
-    assert d.status == "completed" and "val loss" in d.message.text()
+    assert d.status == "completed" and "loss (standardised targets)" in d.message.text()
+    assert f"validation RMSE {d.result['val_rmse']:.4g}" in d.message.text()
     tab = d.tabs.indexOf
     assert not d.tabs.isTabEnabled(tab(d.view(ConfusionView))) and d.tabs.isTabEnabled(tab(d.view(BoundaryView)))
     assert d.view(CurvesView).acc_plot.isVisible() is False

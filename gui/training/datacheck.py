@@ -1,5 +1,6 @@
 """Data shapes the model: mismatches between the dataset and the Input shape, the output units and the loss,
 shown at once as errors on the nodes (each with a one-click fix) instead of when Train is pressed."""
+from dataclasses import replace
 from math import prod
 
 from engine.layers import REGISTRY
@@ -84,5 +85,5 @@ class DataCheck:
             return
         for name, msg, fix in mismatches(graph, infos, ds, self.doc.project.training.get("loss")):
             i = infos.get(name)
-            if i is not None and not i.error:
-                i.error, i.fix = msg[:1].upper() + msg[1:], fix
+            if i is not None and not i.error:                # a new entry: the inferred NodeInfo is reused later
+                infos[name] = replace(i, error=msg[:1].upper() + msg[1:], fix=fix)

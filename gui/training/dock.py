@@ -10,6 +10,8 @@ from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtWidgets import (QApplication, QDockWidget, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
                                QSpinBox, QSplitter, QStyle, QTabWidget, QVBoxLayout, QWidget)
 
+from engine.report import baseline_text, regression_text
+
 from .banner import Banner
 from .datacheck import DataCheck
 from .dataset_panel import DatasetPanel
@@ -17,6 +19,7 @@ from .job import Job, snapshot_project
 from .runs import RunList
 from .settings import HP, Editor, SettingsForm
 from .views import VIEWS, CompareView, CurvesView
+from .views.compare import SHORT
 from .weights import Weights
 
 DRAIN_MS = 50           # worker messages are applied this often
@@ -25,6 +28,24 @@ STOP_WAIT = 3.0         # seconds closing the window waits for a stopped run's r
                         # cannot be interrupted; the worker normally ends within one batch)
 STATUS = {"completed": "Finished", "early_stopped": "Early-stopped", "stopped": "Stopped",
           "diverged": "Diverged"}
+
+
+def result_text(result, wall):
+    """The finished-run line: what ran and how long (wall time from Train to result, and the training loop's
+    own share), the metrics in the data's units for regression, the losses, and the naive baseline."""
+    st = result["status"]
+    text = (f"{STATUS.get(st, st)} after {result['epochs']} epochs ({result['steps']} steps; {wall:.1f} s from "
+            f"Train to result, of which the training loop {result['seconds']:.1f} s)")
+    reg = regression_text(result)
+    losses = [f"{k.split('_')[0].replace('val', 'validation')} {result[k]:.4g}" for k in ("train_loss", "val_loss")
+              if k in result]
+    acc = [f"{k.replace('_', ' ').replace('val ', 'validation ')} {result[k]:.4g}"
+           for k in ("train_accuracy", "val_accuracy") if k in result]
+    bits = ([reg] if reg else []) + acc + ([f"loss{' (standardised targets)' if reg else ''} " + ", ".join(losses)]
+                                           if losses else [])
+    text += ": " + "; ".join(bits) if bits else ""
+    base = baseline_text(result)
+    return text + (f". {base[:1].upper()}{base[1:]}" if base else "")
 
 
 class TrainingDock(QDockWidget):
@@ -433,12 +454,7 @@ class TrainingDock(QDockWidget):
         for v in self.views:
             v.finish(fold, result)
         st = result["status"]
-        bits = [f"{STATUS.get(st, st)} after {result['epochs']} epochs ({result['steps']} steps, "
-                f"{result['seconds']:.1f} s)"]
-        for k in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
-            if k in result:
-                bits.append(f"{k.replace('_', ' ')} {result[k]:.4g}")
-        text = "; ".join(bits[:1]) + ": " + ", ".join(bits[1:])
+        text = result_text(result, time.perf_counter() - self._t0)
         if result.get("message"):
             text += f". {result['message']}"
         self.message.setText(text)
@@ -452,7 +468,7 @@ class TrainingDock(QDockWidget):
 
     def _on_kfold(self, summary, rec):
         self.kfold_summary = summary
-        txt = ", ".join(f"{k.replace('_', ' ')} {m:.4g} ± {s:.2g}" for k, (m, s) in summary.items())
+        txt = ", ".join(f"{SHORT.get(k, k.replace('_', ' '))} {m:.4g} ± {s:.2g}" for k, (m, s) in summary.items())
         self.message.setText(f"{self.job.k}-fold cross-validation: mean ± std over the folds: {txt}")
         self.view(CurvesView).finish(0, {"summary": f"{self.job.k}-fold mean ± std: {txt}"})
         self.doc.add_run(rec)

@@ -195,7 +195,7 @@ class Job:
             self._one(model, trainer, i, self.k)
         done = [r for r in self.results if r["status"] != "stopped"]
         if len(done) == self.k:
-            keys = [k for k in ("val_loss", "val_accuracy") if k in done[0]]
+            keys = [k for k in ("val_loss", "val_accuracy", "val_rmse", "val_mae", "val_r2") if done[0].get(k) is not None]
             summary = {k: fold_summary(done, k) for k in keys}
             rec = record(self.trainer, done[-1], self.label or f"{self.k}-fold cross-validation")
             rec["folds"] = [{"history": h, "result": {k: v for k, v in r.items() if k != "findings"}}

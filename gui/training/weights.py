@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QDialog, QFileDialog, QMessageBox
 
 from engine.errors import LayerboardError
 from engine.model import Model
@@ -87,9 +87,38 @@ def load_dialog(parent, weights, graph, start_dir=""):
     return path
 
 
+class FolderDialog(QFileDialog):
+    """Choose a folder, existing or new: a typed path that does not exist yet is created on accept."""
+
+    def __init__(self, parent, title, start=""):
+        super().__init__(parent, title, str(start))
+        self.setOption(QFileDialog.Option.DontUseNativeDialog)        # native dialogs refuse new folders
+        self.setFileMode(QFileDialog.FileMode.Directory)
+        self.setOption(QFileDialog.Option.ShowDirsOnly)
+        self.setLabelText(QFileDialog.DialogLabel.FileName, "Folder (created if new):")
+
+    def accept(self):
+        files = self.selectedFiles()
+        p = Path(files[0]) if files else None
+        if p is not None and not p.exists():
+            try:
+                p.mkdir(parents=True)
+            except OSError as e:
+                QMessageBox.warning(self, self.windowTitle(), f"Cannot create the folder {p}: {e.strerror or e}")
+                return
+        super().accept()
+
+
+def ask_folder(parent, title, start=""):
+    """The chosen (possibly just created) folder, or None if cancelled."""
+    d = FolderDialog(parent, title, start)
+    return d.selectedFiles()[0] if d.exec() == QDialog.DialogCode.Accepted and d.selectedFiles() else None
+
+
 def export_pytorch_dialog(parent, weights, project, start_dir=""):
-    """Ask for a folder, then write the PyTorch project there (trained weights when they fit the graph)."""
-    out = QFileDialog.getExistingDirectory(parent, "Export PyTorch project", str(start_dir))
+    """Ask for a folder (a new one is created), then write the PyTorch project there (trained weights when
+    they fit the graph)."""
+    out = ask_folder(parent, "Export PyTorch project", start_dir)
     if not out:
         return None
     m = weights.model

@@ -6,7 +6,7 @@ from PySide6.QtWidgets import QSplitter
 from .base import View, colour
 
 SHORT = {"val_accuracy": "val acc", "val_loss": "val loss", "train_loss": "train loss", "val_rmse": "val RMSE",
-         "val_r2": "val R²"}
+         "val_mae": "val MAE", "val_r2": "val R²"}
 
 
 def describe(rec):

@@ -34,36 +34,37 @@ class Buffer:
 
 
 class Panel:
-    """A plot with its legend in a grid row of its own above it, so the legend never covers a curve."""
+    """One plot of the curves view (the view's single legend, above all plots, explains every panel)."""
 
     def __init__(self, title, ylabel):
-        self.legend = pg.LegendItem(colCount=3, labelTextSize="8pt")
-        self.plot = pg.PlotItem(title=title)
+        self.plot = pg.PlotItem()
+        self.plot.setTitle(title, size="9pt")
         self.plot.setLabel("left", ylabel)
         self.plot.setLabel("bottom", "step")
         for ax in ("left", "bottom"):
             self.plot.getAxis(ax).enableAutoSIPrefix(False)      # "R² (x0.001)" helps nobody
         self.shown = True
 
-    def add(self, item, name):
-        if name:
-            self.legend.addItem(item, name)
 
-    def clear(self):
-        self.plot.clear()
-        self.legend.clear()
+DASH = pg.QtCore.Qt.PenStyle.DashLine
+GREY = "#888888"
 
 
 class CurvesView(View):
-    """Training loss/accuracy per batch (thin) and per epoch (thick), validation per epoch (dashed)."""
+    """Training loss/accuracy per batch (thin) and per epoch (thick), validation per epoch (dashed).
+
+    One legend row above the plots, in the row of its own (it never covers a curve), short enough for the
+    default dock: line style = training (solid) or validation (dashed); colour = train/validation, or with k
+    folds the fold; in the error panel RMSE is thick and MAE thin."""
 
     title = "Curves"
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.canvas = pg.GraphicsLayoutWidget()            # one scene for all plots: one paint per update
+        self.legend = pg.LegendItem(colCount=6, labelTextSize="8pt", horSpacing=12)
         self.panels = {"loss": Panel("Loss", "loss"), "acc": Panel("Accuracy", "accuracy"),
-                       "err": Panel("RMSE and MAE (target units)", "error"), "r2": Panel("R²", "R²")}
+                       "err": Panel("RMSE, MAE (target units)", "error"), "r2": Panel("R²", "R²")}
         self.loss_plot, self.acc_plot = self.panels["loss"].plot, self.panels["acc"].plot
         self.err_plot, self.r2_plot = self.panels["err"].plot, self.panels["r2"].plot
         for k in ("acc", "err", "r2"):
@@ -80,11 +81,13 @@ class CurvesView(View):
 
     def begin(self, ctx):
         super().begin(ctx)
-        sig = (ctx.get("folds", 1), bool(ctx.get("n_val")))
+        sig = (ctx.get("folds", 1), bool(ctx.get("n_val")), ctx.get("classify", True))
         if sig != self._sig:                                    # new layout: new curves and legend
             for p in self.panels.values():
-                p.clear()
+                p.plot.clear()
+            self.legend.clear()
             self._items, self._sig = {}, sig
+            self._keys(ctx)
         else:                                                   # same layout: reuse the curves (cheap start)
             for items in self._items.values():
                 for it in items.values():
@@ -106,41 +109,56 @@ class CurvesView(View):
         self.note.setText("")
         self.fold(0, ctx)
 
+    def _key(self, label, colour_, width=2, style=None, opacity=1.0):
+        it = pg.PlotDataItem([], [], pen=pg.mkPen(colour_, width=width) if style is None else
+                             pg.mkPen(colour_, width=width, style=style))
+        it.setOpacity(opacity)
+        self.legend.addItem(it, label)
+
+    def _keys(self, ctx):
+        """The legend: what colours and line styles mean for this kind of run."""
+        kf, val, regress = ctx.get("folds", 1) > 1, bool(ctx.get("n_val")), not ctx.get("classify", True)
+        if kf:
+            for f in range(ctx["folds"]):
+                self._key(f"fold {f + 1}", colour(f))
+            self._key("train", GREY)
+        else:
+            self._key("per batch", colour(0), 1, opacity=0.35)
+            self._key("train", colour(0))
+        if val:
+            self._key("validation", GREY if kf else colour(1), 2, DASH)
+        if regress:
+            self._key("RMSE", GREY, 2.5)
+            self._key("MAE", GREY, 1)
+
     def fold(self, fold, ctx):
         """Curves for a fold; with k folds each fold gets its own colour and the batch curves are hidden."""
         kf = ctx.get("folds", 1) > 1
         tc, vc = (colour(fold), colour(fold)) if kf else (colour(0), colour(1))
-        name = f"fold {fold + 1} " if kf else ""
         if fold not in self._items:
-            self._items[fold] = self._make(fold, ctx, kf, tc, vc, name)
+            self._items[fold] = self._make(kf, tc, vc)
         self.folds[fold] = {"batch": Buffer(4), "epoch": Buffer(2 + len(EPOCH_KEYS)), **self._items[fold]}
 
-    def _make(self, fold, ctx, kf, tc, vc, name):
-        f, val = {}, bool(ctx.get("n_val"))
-        dash = pg.QtCore.Qt.PenStyle.DashLine
-        for key, pan in (("loss", self.panels["loss"]), ("acc", self.panels["acc"])):
-            p = pan.plot
+    def _make(self, kf, tc, vc):
+        """The curves of one fold: train solid in tc, validation dashed in vc; RMSE thick, MAE thin."""
+        f = {}
+        for key in ("loss", "acc"):
+            p = self.panels[key].plot
             f[f"batch_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=1))
-            pan.add(f[f"batch_{key}"], None if kf else "per batch")
             f[f"batch_{key}"].setOpacity(0.35)
             f[f"batch_{key}"].setDownsampling(auto=True, method="peak")
             f[f"batch_{key}"].setClipToView(True)
             f[f"batch_{key}"].setVisible(not kf)
             f[f"train_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=2))
-            pan.add(f[f"train_{key}"], f"{name}train")
-            f[f"val_{key}"] = p.plot([], [], pen=pg.mkPen(vc, width=2, style=dash))
-            pan.add(f[f"val_{key}"], f"{name}validation" if val else None)
-        for metric, pan, c in (("rmse", "err", 0), ("mae", "err", 2), ("r2", "r2", 0)):
-            pc = colour(fold) if kf else colour(c)
-            for part, style in (("train", pg.QtCore.Qt.PenStyle.SolidLine), ("val", dash)):
-                it = f[f"{part}_{metric}"] = self.panels[pan].plot.plot([], [], pen=pg.mkPen(pc, width=2, style=style))
-                label = {"rmse": "RMSE", "mae": "MAE", "r2": "R²"}[metric]
-                if part == "train" or val:
-                    self.panels[pan].add(it, f"{name}{label} {'train' if part == 'train' else 'validation'}")
+            f[f"val_{key}"] = p.plot([], [], pen=pg.mkPen(vc, width=2, style=DASH))
+        for metric, pan, width in (("rmse", "err", 2.5), ("mae", "err", 1), ("r2", "r2", 2)):
+            for part, c, style in (("train", tc, pg.QtCore.Qt.PenStyle.SolidLine), ("val", vc, DASH)):
+                f[f"{part}_{metric}"] = self.panels[pan].plot.plot([], [], pen=pg.mkPen(c, width=width, style=style))
         return f
 
     def _arrange(self, side=None):
-        """The shown panels side by side in a wide, short dock, stacked otherwise; each legend above its plot."""
+        """The legend in the top row across the view; the shown panels below it side by side in a wide, short
+        dock, stacked otherwise."""
         side = self._side if side is None else side
         shown = tuple(k for k, p in self.panels.items() if p.shown)
         if (side, shown) == self._placed:
@@ -148,28 +166,28 @@ class CurvesView(View):
         self._placed = (side, shown)
         ci = self.canvas.ci
         rows, cols = ci.layout.rowCount(), ci.layout.columnCount()    # only these: a stretch on a row makes it exist
+        for it in [self.legend] + [p.plot for p in self.panels.values()]:
+            if it in ci.items:
+                ci.removeItem(it)
         for p in self.panels.values():
-            for it in (p.legend, p.plot):
-                if it in ci.items:
-                    ci.removeItem(it)
-                it.setVisible(p.shown)
+            p.plot.setVisible(p.shown)
         lay = ci.layout
         for i in range(rows):
             lay.setRowStretchFactor(i, 0)
         for i in range(cols):
             lay.setColumnStretchFactor(i, 0)
+        ci.addItem(self.legend, row=0, col=0, colspan=len(shown) if side else 1)
         for i, k in enumerate(shown):
-            r, c = (0, i) if side else (2 * i, 0)
-            ci.addItem(self.panels[k].legend, row=r, col=c)
-            ci.addItem(self.panels[k].plot, row=r + 1, col=c)
-            lay.setRowStretchFactor(r + 1, 1)
+            r, c = (1, i) if side else (1 + i, 0)
+            ci.addItem(self.panels[k].plot, row=r, col=c)
+            lay.setRowStretchFactor(r, 1)
             lay.setColumnStretchFactor(c, 1)
-        used = 2 if side else 2 * len(shown)
+        used = 2 if side else 1 + len(shown)
         for i in range(max(rows, used)):                       # rows left empty by an earlier arrangement: no gap
-            lay.setRowSpacing(i, 0 if i >= used else (2 if i % 2 == 0 else 6))
+            lay.setRowSpacing(i, 0 if i >= used else 2)
         restyle(self)
         lay.activate()
-        self.canvas.resizeEvent(None)                 # the layout fills the view again (it shrank to its hint)
+        self._fill()
 
     def resizeEvent(self, e):
         super().resizeEvent(e)
@@ -180,13 +198,12 @@ class CurvesView(View):
         QTimer.singleShot(0, self._fill)
 
     def _fill(self):
-        """Lay the plots out again for the canvas's present size (the grid keeps a stale one otherwise)."""
-        shown = [p for p in self.panels.values() if p.shown]
-        width = self.canvas.width() / (len(shown) if self._side else 1)
-        for p in shown:                                          # legend columns that fit the panel's width
-            n = max(1, min(3, int(width // 95)))
-            if p.legend.columnCount != n:
-                p.legend.setColumnCount(n)
+        """Lay the plots out again for the canvas's present size (the grid keeps a stale one otherwise), with
+        as many legend columns as fit its width."""
+        widest = max((40 + label.item.boundingRect().width() for _, label in self.legend.items), default=1)
+        n = max(1, min(len(self.legend.items) or 1, int((self.canvas.width() - 20) // widest)))
+        if self.legend.columnCount != n:
+            self.legend.setColumnCount(n)
         self.canvas.ci.layout.invalidate()
         self.canvas.ci.layout.activate()
         self.canvas.resizeEvent(None)
