@@ -80,6 +80,11 @@ def worker(side, wl, threads, quick, root=None):
             from engine.trainer import single_threaded_blas
             thread_limits = lambda n: single_threaded_blas()               # noqa: E731  (it always used one)
         step = build()
+        try:
+            from engine._malloc import keep_freed_memory                # as Trainer.run sets it
+            keep_freed_memory()
+        except ImportError:                                            # an older engine sets it on import
+            pass
         fast = getattr(getattr(step, "trainer", None), "fast", None)
         with thread_limits(1 if fast is not None else threads):       # as Trainer.run chooses
             ms = _time(step, quick)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import fused, losses, optimizers
+from . import _malloc, fused, losses, optimizers
 from .diagnosis import overfitting
 from .errors import TrainingError
 from .kernels import sq_norm
@@ -240,6 +240,7 @@ class Trainer:
     def run(self):
         """Train until the epochs are done, stop() is called, early stopping or divergence; returns a summary."""
         threads = 1 if self.fast is not None else self.threads   # the fused kernel's GEMMs are too small for threads
+        _malloc.keep_freed_memory()          # steps reuse freed arrays' pages (engine/_malloc.py)
         with np.errstate(over="ignore", invalid="ignore"), thread_limits(threads):   # divergence: reported below
             return self._run()
 
