@@ -104,9 +104,9 @@ def cmd_train(a):
         tr.subscribe(line)
     else:
         tr.subscribe(Progress(p.training["epochs"]))
+    if a.out:                                   # saved before the final evaluation, which may run out of memory
+        tr.subscribe(lambda ev: ev.kind == "trained" and export(model, a.out, out_format))
     res = tr.run()
-    if a.out:
-        export(model, a.out, out_format)
     if a.json:
         print(dumps(res), flush=True)
     else:
@@ -114,10 +114,8 @@ def cmd_train(a):
                 "train_mae", "val_mae", "train_r2", "val_r2"]
         print(f"{res['status']} after {res['epochs']} epochs ({res['seconds']:.1f} s): " +
               ", ".join(f"{k} {res[k]:.4g}" for k in keys if res.get(k) is not None))
-        if res.get("baseline_val_rmse") is not None and res.get("val_rmse") is not None:
-            b, v = res["baseline_val_rmse"], res["val_rmse"]
-            print(f"validation RMSE {v:.4g} vs persistence (next = last value seen) {b:.4g}: "
-                  f"MSE {100 * (1 - (v / b) ** 2):+.1f} % better" if b > 0 else "")
+        if tr.versus_baseline(res):
+            print(tr.versus_baseline(res))
         if res["message"]:
             print(res["message"], file=sys.stderr)
     return 1 if res["status"] == "diverged" else 0
@@ -181,8 +179,9 @@ def _lengths(path, x):
     return lg.astype(np.int64)
 
 
-def _predict_attention(model, x, lengths, want, batch=256):
+def _predict_attention(model, x, lengths, want):
     """Predictions and, when `want`, each MultiHeadSelfAttention node's weights (N, heads, T, T) by node name."""
+    batch = model.batch_for()
     nodes = [n for n in model.order if model.layers[n].type == "MultiHeadSelfAttention"]
     if want and not nodes:
         raise LayerboardError("--attention: this model has no MultiHeadSelfAttention node")

@@ -132,6 +132,11 @@ class RNN(Layer):
         (t, d), h = in_shapes[0], self.config["units"]
         return t * (h * d + h * h)
 
+    def work(self, in_shapes):
+        """Per sample: the time-major input T·D, U x_t for all steps T·H and the states (T + 1)·H."""
+        (t, d), h = in_shapes[0], self.config["units"]
+        return t * d + (2 * t + 1) * h
+
     def formulas(self, in_shapes):
         (t, d), h = in_shapes[0], self.config["units"]
         out = fmt(self.compute_output_shape(in_shapes))
