@@ -26,12 +26,8 @@ CORES = os.cpu_count() or 1
 
 # ---- worker side (a fresh process per measurement) ----
 def _limits(threads):
-    """BLAS (numpy, SciPy) on `threads` threads for the whole worker, as Trainer.run does."""
+    """numpy's BLAS on `threads` threads for the whole worker, as Trainer.run does."""
     from threadpoolctl import threadpool_limits
-    try:
-        import scipy.linalg.cython_blas  # noqa: F401  (SciPy's BLAS serves numba's np.dot)
-    except ImportError:
-        pass
     return threadpool_limits(limits=threads, user_api="blas")
 
 
