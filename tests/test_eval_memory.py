@@ -60,6 +60,15 @@ def test_evaluate_and_predict_batches_follow_the_memory_budget(small_budget):
     assert max(sizes) == 5 and sum(sizes) == 23
 
 
+def test_pca_activations_follow_the_memory_budget(small_budget):
+    from engine.pca import activations
+    m = Model(transformer(32), seed=0)
+    small_budget.model = m
+    sizes = recorded_batches(m)
+    a = activations(m, "att", np.ones((12, 32, 16), np.float32))
+    assert a.shape == (12, 32 * 16) and max(sizes) == 5 and sum(sizes) == 12
+
+
 def test_cli_train_writes_out_before_the_final_evaluation(tmp_path, monkeypatch):
     from engine import cli
     from engine.trainer import Trainer as T
