@@ -84,6 +84,7 @@ def dumps(v):
 def cmd_train(a):
     from .parallel import free_cores
     from .session import prepare
+    from .trainer import versus_baseline
     from .weights import FORMATS, export, format_of
     p = _project(a.project)
     if a.epochs is not None:
@@ -114,8 +115,8 @@ def cmd_train(a):
                 "train_mae", "val_mae", "train_r2", "val_r2"]
         print(f"{res['status']} after {res['epochs']} epochs ({res['seconds']:.1f} s): " +
               ", ".join(f"{k} {res[k]:.4g}" for k in keys if res.get(k) is not None))
-        if tr.versus_baseline(res):
-            print(tr.versus_baseline(res))
+        if versus_baseline(res):
+            print(versus_baseline(res))
         if res["message"]:
             print(res["message"], file=sys.stderr)
     return 1 if res["status"] == "diverged" else 0

@@ -82,6 +82,18 @@ class Errors:
         return {f"{prefix}_rmse": float(np.sqrt(self.sse / n)), f"{prefix}_mae": self.sae / n, f"{prefix}_r2": r2}
 
 
+def versus_baseline(res):
+    """A line comparing the validation RMSE of a run's summary `res` with its naïve baseline (persistence), or
+    None where that comparison means nothing (no baseline, a diverged run, non-finite or zero values)."""
+    v, b = res.get("val_rmse"), res.get("baseline_val_rmse")
+    if res.get("status") == "diverged" or v is None or b is None or not (np.isfinite(v) and np.isfinite(b)) or b <= 0:
+        return None
+    head = f"validation RMSE {v:.4g} vs persistence (next = last value seen) {b:.4g}: "
+    if v <= b:
+        return head + f"MSE {100 * (1 - (v / b) ** 2):.1f} % better"
+    return head + f"worse than persistence (MSE {(v / b) ** 2:.3g}× as large)"
+
+
 EXPLODED = 100.0       # the running training loss above EXPLODED × max(its start, 1) counts as divergence
 
 
@@ -429,18 +441,6 @@ class Trainer:
             if not any(o.kind == f.kind and o.details.get("onset") == f.details["onset"] for o in self.findings):
                 self._emit("finding", epoch, finding=f)
             self.findings.append(f)
-
-    def versus_baseline(self, res):
-        """A line comparing the validation RMSE with the naïve baseline of summary `res`, or None where that
-        comparison means nothing (no baseline, a diverged run, non-finite or zero values)."""
-        v, b = res.get("val_rmse"), res.get("baseline_val_rmse")
-        if res.get("status") == "diverged" or v is None or b is None or not (np.isfinite(v) and np.isfinite(b)) \
-                or b <= 0:
-            return None
-        head = f"validation RMSE {v:.4g} vs persistence (next = last value seen) {b:.4g}: "
-        if v <= b:
-            return head + f"MSE {100 * (1 - (v / b) ** 2):.1f} % better"
-        return head + f"worse than persistence (MSE {(v / b) ** 2:.3g}× as large)"
 
     def summary(self, status, message, epoch, seconds):
         """Final metrics on the full training and validation sets, in evaluation mode."""
