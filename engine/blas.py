@@ -131,7 +131,8 @@ def _loop(a, b, c, tb, ta, acc):
                 c[i, j] = c[i, j] + s if acc else s
         else:                                                   # rows of b, scaled and added
             if not acc:
-                c[i, :] = 0
+                for j in range(N):
+                    c[i, j] = 0
             for k in range(K):
                 v = a[k, i] if ta else a[i, k]
                 for j in range(N):
