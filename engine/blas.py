@@ -36,27 +36,38 @@ def _library_of(addr):
         return "?"
 
 
-def _find():
-    """({itemsize: address} of cblas_sgemm/cblas_dgemm in the BLAS numpy links, or {}, a description of it).
-
-    dlsym on numpy's own extension module searches the libraries it was linked with, so this finds numpy's
-    BLAS wherever it lives (a wheel's numpy.libs, a distribution's libblas/libopenblas)."""
+def _libraries():
+    """Handles to search for numpy's cblas: numpy's own extension module (on Linux and macOS dlsym on it searches
+    the libraries it links, wherever they live: a wheel's numpy.libs, a distribution's libopenblas), then the
+    BLAS libraries threadpoolctl sees inside numpy's folders (Windows wheels)."""
     try:
         core = getattr(np, "_core", None) or np.core
-        lib = ctypes.CDLL(core._multiarray_umath.__file__)
+        yield ctypes.CDLL(core._multiarray_umath.__file__)
     except (OSError, AttributeError):
-        return {}, "no BLAS found"
-    found, names = {}, []
-    for size, base in ((4, "cblas_sgemm"), (8, "cblas_dgemm")):
-        for name in (f"scipy_{base}64_", f"scipy_{base}", f"{base}64_", base):  # numpy ≥ 2 wheels, then plain
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                found[size] = ctypes.cast(fn, ctypes.c_void_p).value
-                names.append(name)
-                break
-    if len(found) != 2:
-        return {}, "no cblas in numpy's BLAS"
-    return found, f"{' '.join(names)} in {_library_of(found[4])}"
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+        for i in threadpool_info():
+            if i["user_api"] == "blas" and "numpy" in i["filepath"]:
+                yield ctypes.CDLL(i["filepath"])
+    except (OSError, ImportError):
+        pass
+
+
+def _find():
+    """({itemsize: address} of cblas_sgemm/cblas_dgemm in the BLAS numpy links, or {}, a description of it)."""
+    for lib in _libraries():
+        found, names = {}, []
+        for size, base in ((4, "cblas_sgemm"), (8, "cblas_dgemm")):
+            for name in (f"scipy_{base}64_", f"scipy_{base}", f"{base}64_", base):  # numpy ≥ 2 wheels, then plain
+                fn = getattr(lib, name, None)
+                if fn is not None:
+                    found[size] = ctypes.cast(fn, ctypes.c_void_p).value
+                    names.append(name)
+                    break
+        if len(found) == 2:
+            return found, f"{' '.join(names)} in {_library_of(found[4])}"
+    return {}, "no cblas in numpy's BLAS"
 
 
 _ADDR, _WHAT = _find()   # integers are passed as 64-bit: right for ILP64 and, on x86-64, for 32-bit BLAS too
