@@ -298,8 +298,7 @@ def test_deleting_the_dock_during_a_slow_load_still_unlocks_the_document():
         from PySide6.QtCore import QCoreApplication, QEvent
         from PySide6.QtWidgets import QApplication
         app = QApplication([])
-        from conftest import HANG_MS
-from engine import session
+        from engine import session
         from test_training_dock import make_doc, xor_project
         from gui.training import TrainingDock
         entered, release = threading.Event(), threading.Event()
