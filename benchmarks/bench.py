@@ -26,12 +26,8 @@ CORES = os.cpu_count() or 1
 
 # ---- worker side (a fresh process per measurement) ----
 def _limits(threads):
-    """BLAS (numpy, SciPy) on `threads` threads for the whole worker, as Trainer.run does."""
+    """numpy's BLAS on `threads` threads for the whole worker, as Trainer.run does."""
     from threadpoolctl import threadpool_limits
-    try:
-        import scipy.linalg.cython_blas  # noqa: F401  (SciPy's BLAS serves numba's np.dot)
-    except ImportError:
-        pass
     return threadpool_limits(limits=threads, user_api="blas")
 
 
@@ -80,6 +76,11 @@ def worker(side, wl, threads, quick, root=None):
             from engine.trainer import single_threaded_blas
             thread_limits = lambda n: single_threaded_blas()               # noqa: E731  (it always used one)
         step = build()
+        try:
+            from engine._malloc import keep_freed_memory                # as Trainer.run sets it
+            keep_freed_memory()
+        except ImportError:                                            # an older engine sets it on import
+            pass
         fast = getattr(getattr(step, "trainer", None), "fast", None)
         with thread_limits(1 if fast is not None else threads):       # as Trainer.run chooses
             ms = _time(step, quick)

@@ -7,9 +7,6 @@ if "NUMBA_CACHE_DIR" not in _os.environ and not _os.access(_os.path.dirname(_os.
     _os.environ["NUMBA_CACHE_DIR"] = _os.path.join(
         _os.environ.get("XDG_CACHE_HOME") or _os.path.join(_os.path.expanduser("~"), ".cache"), "layerboard", "numba")
 
-from . import _malloc  # noqa: E402
-_malloc.keep_freed_memory()          # training steps reuse freed arrays' pages (see engine/_malloc.py)
-
 from . import _jitcache as _jc  # noqa: E402  (before any kernel loads: drop cached kernels of changed sources)
 _jc.refresh()
 

@@ -1,9 +1,11 @@
-"""Invalidate numba's on-disk cache when any engine kernel source changes.
+"""Invalidate numba's on-disk cache when any engine kernel source or the BLAS it calls changes.
 
 numba keys a cached kernel on its own file only, but the fused training kernel inlines kernels of
 other files (optimizers, losses, kernels, layers): after an edit or a package upgrade it would load
-stale machine code. A hash of every engine file that defines @njit kernels is stamped next to each
-cache directory; on a mismatch that directory's engine entries are removed before any kernel loads.
+stale machine code. Kernels also call numpy's cblas by a symbol engine/blas.py registers only where
+numpy's BLAS has one: loaded where it is missing, such a kernel would jump to nowhere. A hash of every
+engine file that defines @njit kernels and of blas.BLAS_ID is stamped next to each cache directory;
+on a mismatch that directory's engine entries are removed before any kernel loads.
 """
 import hashlib
 import os
@@ -18,8 +20,9 @@ def sources():
     return sorted(p for p in ROOT.rglob("*.py") if "__pycache__" not in p.parts and "@njit" in p.read_text("utf-8"))
 
 
-def digest(files):
-    h = hashlib.sha256()
+def digest(files, blas_id=""):
+    """sha256 of the files' names and contents and of the BLAS the kernels call."""
+    h = hashlib.sha256(blas_id.encode() + b"\0")
     for p in files:
         h.update(str(p.relative_to(ROOT)).encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
@@ -43,8 +46,9 @@ def _cache_dir(py_file):
 
 def refresh():
     """Remove cached engine kernels compiled from other sources than the current ones."""
+    from .blas import BLAS_ID
     files = sources()
-    want = digest(files)
+    want = digest(files, BLAS_ID)
     by_dir = {}
     for p in files:
         by_dir.setdefault(p.parent, []).append(p.stem)

@@ -168,15 +168,12 @@ def cmd_train(a):
     else:
         tr.subscribe(Progress(p.training["epochs"]))
     rec = record(p, tr, a.seed)
+    if a.out:                                   # saved before the final evaluation, which may run out of memory
+        tr.subscribe(lambda ev: ev.kind == "trained" and _save(model, a.out, out_format))
     try:
         res = tr.run()
         if res["status"] != "diverged":
             res.update(evaluate_test(tr))                     # the held-out test split, read once, after training
-        if a.out:
-            try:
-                export(model, a.out, out_format)
-            except OSError as e:                             # e.g. the disk filled up while training
-                raise LayerboardError(f"cannot write {a.out}: {e.strerror or e}; {_rescue(model)}") from None
     except BaseException as e:
         if rec:
             rec.failed(str(e) or type(e).__name__)
@@ -207,6 +204,15 @@ def record(project, trainer, seed=None):
     except HistoryError as e:
         print(f"layerboard: not recorded in the run history: {e}", file=sys.stderr)
         return None
+
+
+def _save(model, path, fmt):
+    """Write the trained model; a failed write (e.g. a full disk) saves it in the temporary folder instead."""
+    from .weights import export
+    try:
+        export(model, path, fmt)
+    except OSError as e:
+        raise LayerboardError(f"cannot write {path}: {e.strerror or e}; {_rescue(model)}") from None
 
 
 def _rescue(model):
@@ -303,8 +309,9 @@ def _lengths(path, x):
     return check_lengths(lg, x.shape[1], f"--lengths {path}")
 
 
-def _predict_attention(model, x, lengths, want, batch=256):
+def _predict_attention(model, x, lengths, want):
     """Predictions and, when `want`, each MultiHeadSelfAttention node's weights (N, heads, T, T) by node name."""
+    batch = model.batch_for()
     nodes = [n for n in model.order if model.layers[n].type == "MultiHeadSelfAttention"]
     if want and not nodes:
         raise LayerboardError("--attention: this model has no MultiHeadSelfAttention node")
@@ -412,8 +419,47 @@ def parser():
     return ap
 
 
+# every library Qt's X11 platform plugin (PySide6/Qt/plugins/platforms/libqxcb.so) and the Qt libraries it loads
+# need from the system (ldd), as Debian/Ubuntu packages; README.md shows the same line
+LINUX_LIBS = ("sudo apt install libegl1 libgl1 libfontconfig1 libfreetype6 libdbus-1-3 libglib2.0-0 libx11-6 "
+              "libx11-xcb1 libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 "
+              "libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 libxcb-util1 libxcb-xfixes0 "
+              "libxcb-xkb1 libxkbcommon0 libxkbcommon-x11-0")
+
+
+def qt_problem(env=None):
+    """Why Qt's X11 platform plugin cannot start here, as one line with the fix, or None (checked before Qt loads:
+    Qt itself aborts the process, naming a library that is not the missing one)."""
+    import ctypes
+    import importlib.util
+    import os
+    from pathlib import Path
+    env = os.environ if env is None else env
+    chosen = env.get("QT_QPA_PLATFORM", "").split(":")[0]
+    wayland = env.get("XDG_SESSION_TYPE") == "wayland" and env.get("WAYLAND_DISPLAY")
+    if not sys.platform.startswith("linux") or (chosen or ("wayland" if wayland else "xcb")) != "xcb":
+        return None
+    spec = importlib.util.find_spec("PySide6")
+    plugin = Path(next(iter(spec.submodule_search_locations or []), "")) / "Qt/plugins/platforms/libqxcb.so" \
+        if spec else None
+    if plugin is None or not plugin.is_file():
+        return None
+    try:
+        ctypes.CDLL(str(plugin))                  # loads every library it needs; the error names a missing one
+    except OSError as e:
+        missing = str(e).split(": ")[0].replace(str(plugin), "libqxcb.so")
+        return f"Qt's X11 platform plugin cannot load {missing}; install the libraries it needs: {LINUX_LIBS}"
+    if not env.get("DISPLAY"):
+        return "no X display (DISPLAY is not set); start it in a desktop session"
+    return None
+
+
 def gui(project=None):
     """Open the window (on `project`, a path, when given); 1 with a one-line reason if it cannot start."""
+    problem = qt_problem()
+    if problem:
+        print(f"layerboard: the window cannot start: {problem}", file=sys.stderr)
+        return 1
     try:
         from gui.app import main as gui_main
     except ImportError as e:

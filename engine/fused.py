@@ -8,7 +8,6 @@ so there is one implementation of each layer's math. Trainer uses this path when
 supported and falls back to the per-layer path otherwise. Activations live in one flat buffer: node n
 of the batch holds acts[off[n]·B : (off[n] + size[n])·B], its gradient the same range of dacts.
 """
-import importlib.util
 
 import numpy as np
 from numba import njit
@@ -27,7 +26,6 @@ OK, NOT_FINITE, BAD_LABEL = 0, 1, 2
 WIDTH = 10
 
 
-_HAVE_SCIPY = importlib.util.find_spec("scipy") is not None     # numba's np.dot calls BLAS through SciPy
 
 
 class Unsupported(Exception):
@@ -220,8 +218,6 @@ class FusedStep:
 
     def __init__(self, model, loss, fused, opt):
         self.model, self.loss, self.opt = model, loss, opt
-        if not _HAVE_SCIPY:
-            raise Unsupported("numba's np.dot needs SciPy")
         if model.dtype not in (np.float32, np.float64):
             raise Unsupported(f"dtype {model.dtype}")
         if opt.name not in OPTS:

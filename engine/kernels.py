@@ -53,43 +53,22 @@ def sq_norm(a):
 
 # ---- layer kernels shared by the per-layer path (engine/layers) and the fused training step (engine/fused.py);
 # flat C-contiguous arrays; a backward kernel writes dx (flag 1) or adds to it (flag 2) ----
-SMALL = 4096            # M·F·U below this: plain loops beat a BLAS call
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
 def dense_fwd(x, W, b, y):
     """y = x Wᵀ + b for x (M, F), W (U, F), b (U,) or empty, y (M, U)."""
-    m, f = x.shape
-    u = W.shape[0]
+    m, u = y.shape
     for i in range(m):
         for j in range(u):
             y[i, j] = b[j] if b.size else 0
-    if m * f * u >= SMALL:
-        gemm(x, W, y, True, False, True)                     # y += (M, F) @ (F, U)
-    else:
-        for i in range(m):
-            for j in range(u):
-                s = x[i, 0] * W[j, 0]
-                for c in range(1, f):
-                    s += x[i, c] * W[j, c]
-                y[i, j] += s
+    gemm(x, W, y, True, False, True)                         # y += (M, F) @ (F, U)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def dense_dw(x, dy, dW, db):
     """dW = dyᵀ x and db = Σ_rows dy (when db is not empty) for x (M, F), dy (M, U), dW (U, F); dy may be a
     column block of a wider gradient (its U output rows)."""
-    m, f = x.shape
-    u = dy.shape[1]
-    if m * f * u >= SMALL:
-        gemm(dy, x, dW, False, True)                         # (U, M) @ (M, F)
-    else:
-        dW[...] = 0
-        for i in range(m):
-            for j in range(u):
-                g = dy[i, j]
-                for c in range(f):
-                    dW[j, c] += g * x[i, c]
+    m, u = dy.shape
+    gemm(dy, x, dW, False, True)                             # (U, M) @ (M, F)
     if db.size:
         db[:] = 0
         for i in range(m):
@@ -100,20 +79,8 @@ def dense_dw(x, dy, dW, db):
 @njit(cache=True, nogil=True, error_model="numpy")
 def dense_dx(dy, W, dx, flag):
     """dx = dy W (flag 1 writes, 2 adds, 0 does nothing) for dy (M, U), W (U, F), dx (M, F)."""
-    m, u = dy.shape
-    f = W.shape[1]
-    if flag == 0:
-        return
-    if m * f * u >= SMALL:
+    if flag != 0:
         gemm(dy, W, dx, False, False, flag == 2)             # (M, U) @ (U, F)
-        return
-    if flag == 1:
-        dx[...] = 0
-    for i in range(m):
-        for j in range(u):
-            g = dy[i, j]
-            for c in range(f):
-                dx[i, c] += g * W[j, c]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -19,6 +19,17 @@ DATA = "__data__"     # weight-file prefix of the data statistics (not a layer)
 DATA_KEYS = ("x_mean", "x_std", "y_mean", "y_std")
 
 
+def memory_budget():
+    """Bytes one evaluation or prediction batch may hold: a quarter of the available memory, at most 1 GiB."""
+    avail = 4 << 30
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(ln.split()[1]) << 10 for ln in f if ln.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):        # not Linux: assume 4 GiB are free
+        pass
+    return min(1 << 30, avail // 4)
+
+
 class Model:
     """Executes a Graph. Trainable weights are views into self.theta; their gradients into self.grad."""
 
@@ -155,11 +166,25 @@ class Model:
                 if self.trains[s]:
                     pend[s] = dx if s not in pend else pend[s] + dx
 
-    def predict(self, x, batch_size=256, lengths=None):
+    def sample_bytes(self):
+        """Bytes an evaluation-mode forward holds per sample: every node's output and each layer's work arrays
+        (attention maps: heads·T²)."""
+        vals = sum(self.infos[n].memory + self.layers[n].work(getattr(self.layers[n], "in_shapes", None) or [])
+                   for n in self.order)
+        return int(vals) * self.dtype.itemsize
+
+    def batch_for(self, most=512, budget=None):
+        """Samples per evaluation batch whose forward fits in `budget` bytes (default: memory_budget()), 1 … most."""
+        budget = memory_budget() if budget is None else budget
+        return int(max(1, min(most, budget // max(self.sample_bytes(), 1))))
+
+    def predict(self, x, batch_size=None, lengths=None):
         """Evaluation-mode outputs for any number of samples, in the targets' original units.
 
-        lengths: (N,) valid steps of each (padded) sequence, or None when every step counts. x may be any array
-        with a shape that slices into batches (a memory map, a table's rows): it is read a batch at a time."""
+        lengths: (N,) valid steps of each (padded) sequence, or None when every step counts; batch_size: samples
+        per forward (default: as many as fit in memory_budget(), at most 512). x may be any array with a shape
+        that slices into batches (a memory map, a table's rows): it is read a batch at a time."""
+        batch_size = batch_size or self.batch_for()
         x = x if hasattr(x, "shape") else np.asarray(x)
         if tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(f"the model expects samples of shape {fmt(self.input_shape)} but got {fmt(x.shape[1:])}")

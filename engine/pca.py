@@ -98,8 +98,9 @@ def pca2(data):
     return PCA2(mean, a, b, c, (lam1, lam2), v1, v2, v1 @ x, (evr1, 1 - evr1 if total > 0 else 0.0))
 
 
-def activations(model, layer, x, batch_size=256):
-    """(n, features) evaluation-mode activations of `layer` for samples x, each sample flattened.
+def activations(model, layer, x, batch_size=None):
+    """(n, features) evaluation-mode activations of `layer` for samples x, each sample flattened; batches of
+    batch_size samples (default: as many as fit in memory, Model.batch_for, at most 256).
 
     Runs model.forward, so it must not be called on a model that another thread is training at that moment."""
     if layer not in model.layers:
@@ -107,7 +108,7 @@ def activations(model, layer, x, batch_size=256):
     x = np.asarray(x)
     if tuple(x.shape[1:]) != model.input_shape:
         raise ShapeError(f"the model expects samples of shape {fmt(model.input_shape)} but got {fmt(x.shape[1:])}")
-    parts = []
+    parts, batch_size = [], batch_size or model.batch_for(256)
     for i in range(0, len(x), batch_size):
         model.forward(x[i:i + batch_size], every=True)
         a = model.acts[layer]

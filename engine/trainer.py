@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import fused, losses, optimizers
+from . import _malloc, fused, losses, optimizers
 from .diagnosis import overfitting
 from .errors import TrainingError
 from .kernels import sq_norm
@@ -82,6 +82,21 @@ class Errors:
         return {f"{prefix}_rmse": float(np.sqrt(self.sse / n)), f"{prefix}_mae": self.sae / n, f"{prefix}_r2": r2}
 
 
+def versus_baseline(res):
+    """A line comparing the validation RMSE of a run's summary `res` with its naïve baseline (persistence), or
+    None where that comparison means nothing (no baseline, a diverged run, non-finite or zero values)."""
+    v, b = res.get("val_rmse"), res.get("baseline_val_rmse")
+    if res.get("status") == "diverged" or v is None or b is None or not (np.isfinite(v) and np.isfinite(b)) or b <= 0:
+        return None
+    head = f"validation RMSE {v:.4g} vs persistence (next = last value seen) {b:.4g}: "
+    if v <= b:
+        return head + f"MSE {100 * (1 - (v / b) ** 2):.1f} % better"
+    return head + f"worse than persistence (MSE {(v / b) ** 2:.3g}× as large)"
+
+
+EXPLODED = 100.0       # the running training loss above EXPLODED × max(its start, 1) counts as divergence
+
+
 class Trainer:
     """Trains a Model on a Dataset with a project's training settings; thread-safe stop/pause."""
 
@@ -110,6 +125,7 @@ class Trainer:
         self.augment = None    # fn(x_batch, rng) -> x_batch, applied to training batches only
         self.threads = None    # compute threads; None: all cores but one (the window's); CLI: --threads
         self.clip = float(cfg.get("clip_norm", 0.0))
+        self.start = self.limit = None   # the first step's loss and the exploded-loss bound derived from it
         # the fused kernel knows neither masks, nor input statistics, nor clipping: per-layer steps then
         plain = train.lengths is None and "x_mean" not in model.data and self.clip <= 0
         self.fast = fused.compile(model, self.loss, self.fused, self.opt) if plain else None
@@ -163,12 +179,14 @@ class Trainer:
             fn(ev)
 
     # ---- training ----
-    def evaluate(self, ds, batch_size=512, prefix=None, stoppable=False):
+    def evaluate(self, ds, batch_size=None, prefix=None, stoppable=False):
         """(mean loss, accuracy or None) in evaluation mode; with prefix, (loss, accuracy, metrics) where
-        metrics holds {prefix}_rmse, _mae, _r2 in the targets' units for regression ({} otherwise).
+        metrics holds {prefix}_rmse, _mae, _r2 in the targets' units for regression ({} otherwise). Batches hold
+        as many samples as fit in memory (Model.batch_for) unless batch_size is given.
 
         stoppable: pause and stop() are honoured between batches; None when stopped (no partial figures)."""
         m, tot, hits, count = self.model, 0.0, 0.0, 0.0
+        batch_size = batch_size or m.batch_for()
         errs = self._errors(ds)
         if ds.x.ndim >= 3:                   # long sequences: at most 2**18 steps a batch (memory, not speed)
             batch_size = max(1, min(batch_size, (1 << 18) // ds.x.shape[1]))
@@ -248,6 +266,7 @@ class Trainer:
     def run(self):
         """Train until the epochs are done, stop() is called, early stopping or divergence; returns a summary."""
         threads = 1 if self.fast is not None else self.threads   # the fused kernel's GEMMs are too small for threads
+        _malloc.keep_freed_memory()          # steps reuse freed arrays' pages (engine/_malloc.py)
         with np.errstate(over="ignore", invalid="ignore"), thread_limits(threads):   # divergence: reported below
             return self._run()
 
@@ -256,9 +275,11 @@ class Trainer:
         n, bs, per_epoch = len(ds), self.batch_size, self.steps_per_epoch
         best, best_theta, best_state, waited = np.inf, None, None, 0
         status, message, t0 = "completed", "", time.perf_counter()
-        # divergence: the weights before the latest step and at the last epoch end that predicted finite values
-        last, good = self._copy(), self._copy()
+        # divergence: the weights before the latest step and the one before it, and at the last epoch end that
+        # predicted finite, not exploded values
+        last, prev, good = self._copy(), self._copy(), self._copy()
         good_at = "the start of training"
+        run_loss = None                          # the running (exponential) mean of the training loss
         epoch, xb, yb, mb = 0, ds.x[:1], ds.y[:1], ds.mask(slice(0, 1))
         for epoch in range(1, cfg["epochs"] + 1):
             idx = self.rng.permutation(n)
@@ -272,13 +293,23 @@ class Trainer:
                 xb, yb, mb = ds.x[j], ds.y[j], ds.mask(j)
                 if self.augment is not None:
                     xb = self.augment(xb, self.rng)
+                last, prev = prev, last
                 self._copy(into=last)
                 loss, out, gn = self.train_step(xb, self._scaled(yb), mb)
-                what = self._not_finite(loss, gn) or (not np.isfinite(sq_norm(m.theta)) and "the updated weights")
+                what = self._not_finite(loss, gn) or (not np.isfinite(sq_norm(m.theta)) and
+                                                      "the updated weights became NaN or infinite")
+                if not what:
+                    if run_loss is None:
+                        self.start, run_loss = float(loss), float(loss)
+                        self.limit = EXPLODED * max(self.start, 1.0)
+                    run_loss = 0.9 * run_loss + 0.1 * float(loss)
+                    what = self._bad_loss(run_loss, "the training loss (running mean)")
+                    kept = [(prev, "the step before the last"), (good, good_at)]
+                else:
+                    kept = [(last, "the previous step"), (good, good_at)]
                 if what:
                     status = "diverged"
-                    message = self._diverged(f"epoch {epoch}, step {self.step + 1}", what, xb, yb, mb,
-                                             [(last, "the previous step"), (good, good_at)])
+                    message = self._diverged(f"epoch {epoch}, step {self.step + 1}", what, xb, yb, mb, kept)
                     break
                 self.step += 1
                 acc = None
@@ -301,9 +332,12 @@ class Trainer:
                 status = "stopped"
                 break
             vl, va, vm = ev
-            if not (self._predicts_finite(xb, yb, mb) and (vl is None or np.isfinite(vl))):
+            what = self._bad_loss(tot / n, "the epoch's training loss") or self._bad_loss(vl, "the validation loss")
+            if not what and not self._predicts_well(xb, yb, mb):
+                what = "the evaluation-mode outputs or loss became NaN, infinite or exploded"
+            if what:
                 status = "diverged"
-                message = self._diverged(f"the end of epoch {epoch}", "the evaluation-mode outputs or loss", xb, yb, mb,
+                message = self._diverged(f"the end of epoch {epoch}", what, xb, yb, mb,
                                          [(last, "the step before the last"), (good, good_at)])
                 break
             self._copy(into=good)
@@ -339,10 +373,12 @@ class Trainer:
             m.theta[...] = best_theta
             for k, v in best_state.items():
                 m.state[k][...] = v
+        self._emit("trained", epoch, status=status)     # the weights are final: e.g. save them before evaluating
         result = self.summary(status, message, epoch, time.perf_counter() - t0)
-        if status != "diverged" and not all(np.isfinite(result.get(k, 0.0)) for k in ("train_loss", "val_loss")):
-            message = self._diverged(f"the end of training (epoch {epoch})", "the loss over the whole data",
-                                     xb, yb, mb, [(good, good_at)])
+        what = self._bad_loss(result["train_loss"], "the loss over the training data") or self._bad_loss(
+            result.get("val_loss"), "the loss over the validation data")
+        if status != "diverged" and what:
+            message = self._diverged(f"the end of training (epoch {epoch})", what, xb, yb, mb, [(good, good_at)])
             result = self.summary("diverged", message, epoch, time.perf_counter() - t0)
         self._emit("finished", epoch, **result)
         return result
@@ -366,35 +402,50 @@ class Trainer:
 
     @staticmethod
     def _not_finite(loss, gn):
-        """'the loss' / 'the gradient' when that value is NaN or infinite, else None."""
+        """What became NaN or infinite (the loss or the gradient), else None."""
         if not np.isfinite(loss):
-            return "the loss"
+            return "the loss became NaN or infinite"
         if not np.isfinite(gn):
-            return "the gradient"
+            return "the gradient became NaN or infinite"
         return None
 
-    def _predicts_finite(self, xb, yb, mb=None):
-        """The weights are finite and give finite outputs and loss (evaluation mode) on up to 256 samples of xb."""
-        m = self.model
+    def _bad_loss(self, loss, name):
+        """What is wrong with `name` when the loss is NaN, infinite or exploded (above self.limit), else None."""
+        if loss is None:
+            return None
+        if not np.isfinite(loss):
+            return f"{name} became NaN or infinite"
+        if self.limit is not None and loss > self.limit:
+            return (f"{name} exploded to {loss:.4g}, more than {EXPLODED:g} × max(1, the first step's loss "
+                    f"{self.start:.4g})")
+        return None
+
+    def _predicts_well(self, xb, yb, mb=None):
+        """The weights are finite and give finite outputs and a finite loss not above the exploded-loss bound
+        (evaluation mode) on up to 256 samples of the batch xb and of the training set's first samples."""
+        m, ds = self.model, self.train
         if not np.isfinite(sq_norm(m.theta)) or not all(np.all(np.isfinite(v)) for v in m.state.values()):
             return False
-        mb = None if mb is None else mb[:256]
-        out = m.forward(xb[:256], logits=self.fused, mask=mb)
-        loss = self.loss(out, self._scaled(yb[:256]), self.fused, mb)[0]
-        return bool(np.all(np.isfinite(out)) and np.isfinite(loss))
+        k = min(256, m.batch_for())
+        for x, y, mask in ((xb, yb, mb), (ds.x[:k], ds.y[:k], ds.mask(slice(0, k)))):
+            mask = None if mask is None else mask[:k]
+            out = m.forward(x[:k], logits=self.fused, mask=mask)
+            loss = self.loss(out, self._scaled(y[:k]), self.fused, mask)[0]
+            if not np.all(np.isfinite(out)) or self._bad_loss(loss, "") is not None:
+                return False
+        return True
 
     def _diverged(self, where, what, xb, yb, mb, kept):
-        """Restore the first kept weights that predict finite values; the message says which were kept."""
+        """Restore the first kept weights that predict finite, not exploded values; the message says which."""
         for snap, label in kept:
             self._put(snap)
-            if self._predicts_finite(xb, yb, mb):
+            if self._predicts_well(xb, yb, mb):
                 which = f"kept the weights of {label}, which predict finite values"
                 break
         else:
-            which = ("no kept weights predict finite values (the model holds those of "
+            which = ("no kept weights predict finite, not exploded values (the model holds those of "
                      f"{kept[-1][1]})")
-        return (f"training diverged at {where}: {what} became NaN or infinite; {which}. "
-                "Try a smaller learning rate.")
+        return f"training diverged at {where}: {what}; {which}. Try a smaller learning rate."
 
     def _diagnose(self, epoch):
         """Report overfitting once per onset (a new minimum of the validation loss starts a new one)."""

@@ -16,3 +16,7 @@ if "LAYERBOARD_RUNS" not in os.environ:
     _runs = tempfile.mkdtemp(prefix="layerboard-runs-")
     os.environ["LAYERBOARD_RUNS"] = os.path.join(_runs, "runs.sqlite")
     atexit.register(shutil.rmtree, _runs, True)
+
+# qtbot.waitUntil's limit in the GUI tests: a wait ends as soon as its condition holds, so this only stops a
+# hung test; it is no speed check (speed is measured in benchmarks/, never asserted in tests)
+HANG_MS = 600_000

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from engine.cli import dumps
 from engine.graph import Graph
@@ -109,3 +110,56 @@ def test_diverged_digits_mlp_keeps_weights_that_predict_finite_values():
     assert res["status"] == "diverged"
     assert np.all(np.isfinite(m.theta)) and np.all(np.isfinite(m.predict(tr.train.x)))
     assert np.isfinite(res["train_loss"]) and np.isfinite(res["val_loss"])
+
+
+# ---- a loss that explodes without becoming NaN (issue 21 item 3: Adam at lr 10 with clip_norm 1) ----
+def adam_at_lr_10(project, epochs=3):
+    """The shipped example at Adam η = 10 with clip_norm 1 (clipping keeps every number finite)."""
+    project.training.update(optimizer="adam", lr=10.0, clip_norm=1.0, epochs=epochs, beta1=0.9, beta2=0.999,
+                            eps=1e-8, patience=0)
+    return project
+
+
+@pytest.mark.parametrize("example", ["wave-regression", "moons-mlp"])
+def test_adam_at_lr_10_with_clipping_stops_as_exploded_and_keeps_sane_weights(example):
+    from resources import path
+    m, tr = prepare(adam_at_lr_10(Project.load(path("examples", f"{example}.json"))), seed=0)
+    res = tr.run()
+    assert res["status"] == "diverged" and "exploded" in res["message"], res
+    assert "smaller learning rate" in res["message"]
+    assert res["train_loss"] <= tr.limit and res.get("val_loss", 0) <= tr.limit      # not the exploded weights
+    assert np.all(np.isfinite(m.predict(tr.train.x)))
+
+
+def test_the_exploded_loss_bound_follows_the_first_step():
+    """A slowly rising loss is not divergence below 100 × max(1, the first loss), and is above it."""
+    from resources import path
+    m, tr = prepare(Project.load(path("examples", "xor.json")), seed=0)
+    tr.start, tr.limit = 0.5, 100.0
+    assert tr._bad_loss(99.0, "x") is None and "exploded" in tr._bad_loss(101.0, "the loss")
+    assert "NaN" in tr._bad_loss(float("nan"), "the loss") and tr._bad_loss(None, "x") is None
+
+
+def test_versus_baseline_never_prints_a_nonsense_percentage():
+    from engine.trainer import versus_baseline
+    good = {"status": "completed", "val_rmse": 1.0, "baseline_val_rmse": 2.0}
+    assert versus_baseline(good).endswith("MSE 75.0 % better")
+    worse = versus_baseline(dict(good, val_rmse=1306.0))
+    assert "worse than persistence" in worse and "%" not in worse
+    for bad in ({"status": "diverged"}, {"val_rmse": float("nan")}, {"baseline_val_rmse": 0.0},
+                {"baseline_val_rmse": None}):
+        assert versus_baseline(dict(good, **bad)) is None
+
+
+def test_cli_temperature_example_at_adam_lr_10_exits_1_without_a_percentage(tmp_path):
+    from resources import path
+    d = json.loads(path("examples", "temperature-rnn.json").read_text(encoding="utf-8"))
+    d["dataset"]["path"] = str(path("data", "ewr-weather-2013.csv.gz"))
+    d["training"].update(optimizer="adam", lr=10.0, clip_norm=1.0, epochs=2)
+    (tmp_path / "t.json").write_text(json.dumps(d), encoding="utf-8")
+    w = tmp_path / "w.npz"
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "train", str(tmp_path / "t.json"), "--out", str(w)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "diverged" in r.stdout and "exploded" in r.stderr and "%" not in r.stdout, r.stdout
+    assert w.exists() and "Traceback" not in r.stderr

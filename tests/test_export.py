@@ -4,6 +4,8 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx                  # a dependency of the package: never skipped, so the weight-file tests always run
+import onnxruntime as ort    # the test extra that runs exported models
 import pytest
 
 from engine import Graph
@@ -13,9 +15,6 @@ from engine.project import VERSION, Project
 from engine.session import prepare
 from engine.weights import export, load, load_into, save
 from resources import path
-
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
 
 XOR, MLP, CNN = (str(path("examples", f"{n}.json")) for n in ("xor", "digits-mlp", "digits-cnn"))
 

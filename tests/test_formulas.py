@@ -1,10 +1,13 @@
 """Every number explained: Layer.formulas with the node's numbers, tooltips on nodes and in the summary, Help text."""
+import re
+
 import pytest
 
 from engine.graph import Graph
 from engine.layers import REGISTRY, create
 from engine.project import Project
 from engine.shapes import infer
+from gradcheck import build
 
 
 def conv_graph():
@@ -25,16 +28,44 @@ def test_conv2d_formulas_carry_the_nodes_numbers():
     assert "2·C = 2·16 = 32" in create("BatchNorm", "b", {}).formulas([(16, 26, 26)])["params"]
 
 
+def _arithmetic(line):
+    """(value of the expression with the node's numbers, the stated result) of "… = 4·3 + 3 = 15", or None when
+    the line has no numeric expression (e.g. "no trainable parameters = 0")."""
+    parts = line.split(" = ")
+    result = int(re.match(r"[\d,]+", parts[-1]).group().replace(",", ""))
+    expr = parts[-2] if len(parts) >= 2 else ""
+    if not re.fullmatch(r"[\d,·+−²() ]+", expr) or not re.search(r"[·+−²]", expr):
+        return None
+    return eval(expr.replace(",", "").replace("·", "*").replace("−", "-").replace("²", "**2")), result
+
+
 @pytest.mark.parametrize("type", sorted(REGISTRY))
-def test_every_layers_formulas_end_in_its_own_numbers(type):
+def test_every_layers_formulas_compute_their_result_and_count_the_built_weights(type):
+    """The formula's arithmetic gives its stated result; the params result is the size of the trainable arrays
+    the layer builds, the shape its forward output's shape."""
     for c, s, *o in REGISTRY[type].samples():
         layer = create(type, "x", c)
         f = layer.formulas(s)
         assert set(f) >= {"shape", "params", "macs"}
-        assert f["params"].split(" = ")[-1].split(" ")[0] == f"{layer.param_count(s):,}"
-        assert f"{int(layer.macs(s)):,}" in f["macs"].split(" = ")[-1]
+        for k in ("params", "macs"):
+            got = _arithmetic(f[k])
+            if got is not None:
+                assert got[0] == got[1], (type, k, f[k])
+        stated = int(re.match(r"[\d,]+", f["params"].split(" = ")[-1]).group().replace(",", ""))
+        built = build(type, c, s)
+        trainable = {k for k, p in built.params(built.in_shapes).items() if p.trainable}
+        assert stated == sum(v.size for k, v in built.p.items() if k in trainable), (type, f["params"])
         out = tuple(layer.compute_output_shape(s))
         assert f["shape"].replace(" ", "").endswith(str(out).replace(" ", "")) or str(out).replace(" ", "") in f["shape"].replace(" ", "")
+
+
+def test_rnn_formulas_match_the_spec_counts():
+    """h_t = tanh(W h_{t−1} + U x_t + b): H·D + H·H + H weights (+ H for a learned h_0), T·(H·D + H·H) MACs."""
+    for T, D, H, h0 in ((4, 2, 3, False), (50, 8, 64, False), (7, 5, 6, True)):
+        f = create("RNN", "r", {"units": H, "learn_h0": h0}).formulas([(T, D)])
+        params, macs = H * D + H * H + H + (H if h0 else 0), T * (H * D + H * H)
+        assert f["params"].endswith(f"= {params:,}") and f["macs"].endswith(f"= {macs:,}"), f
+        assert _arithmetic(f["params"]) == (params, params) and _arithmetic(f["macs"]) == (macs, macs)
 
 
 def test_tooltips_on_the_node_and_in_the_summary_show_the_formulas(qtbot):

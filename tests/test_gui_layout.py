@@ -5,6 +5,7 @@ from PySide6.QtCore import QCoreApplication, QSettings, QStandardPaths, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox, QSpinBox, QTextBrowser
 
+from conftest import HANG_MS
 from engine import cli
 from gui import dirs
 from gui.mainwindow import MainWindow, default_example, version
@@ -120,9 +121,9 @@ def test_after_stop_the_bar_shows_no_eta_and_the_same_epoch_count(isolated, qtbo
     d = w.training
     d.start()
     qtbot.waitUntil(lambda: d.job.trainer is not None and d.job.trainer.step > 50 and "ETA" in d.progress.format(),
-                    timeout=30000)
+                    timeout=HANG_MS)
     d.stop()
-    qtbot.waitUntil(lambda: d.status != "running", timeout=30000)
+    qtbot.waitUntil(lambda: d.status != "running", timeout=HANG_MS)
     fmt = d.progress.format()
     assert "ETA" not in fmt and d.result["status"] == "stopped"
     n = d.result["epochs"]

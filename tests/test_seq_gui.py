@@ -5,6 +5,7 @@ import pytest
 pytest.importorskip("pytestqt")
 pg = pytest.importorskip("pyqtgraph")
 
+from conftest import HANG_MS  # noqa: E402
 from engine.data import Dataset  # noqa: E402
 from engine.project import Project  # noqa: E402
 from gui.document import Document  # noqa: E402
@@ -149,9 +150,9 @@ def train_in_dock(qtbot, monkeypatch):
         if front is not None:
             d.tabs.setCurrentWidget(d.view(front))
         d.start()
-        qtbot.waitUntil(lambda: (d.drain(), d.status != "running")[1], timeout=60000)
+        qtbot.waitUntil(lambda: (d.drain(), d.status != "running")[1], timeout=HANG_MS)
         assert d.status == "completed", d.message.text()
-        d.qtbot_wait = lambda cond: qtbot.waitUntil(lambda: (d.drain(), cond())[1], timeout=20000)
+        d.qtbot_wait = lambda cond: qtbot.waitUntil(lambda: (d.drain(), cond())[1], timeout=HANG_MS)
         return d, got
     yield run
     for d in made:
@@ -323,9 +324,9 @@ def test_reverse_example_streams_attention_maps_of_every_layer(qtbot):
     av.snapshot = (lambda orig: lambda f, pl: (got.append(pl), orig(f, pl)))(av.snapshot)
     try:
         d.start()
-        qtbot.waitUntil(lambda: (d.drain(), d.status != "running")[1], timeout=120000)
+        qtbot.waitUntil(lambda: (d.drain(), d.status != "running")[1], timeout=HANG_MS)
         av.sample.setValue(pick)
-        qtbot.waitUntil(lambda: (d.drain(), got[-1]["sample"] == pick)[1], timeout=20000)
+        qtbot.waitUntil(lambda: (d.drain(), got[-1]["sample"] == pick)[1], timeout=HANG_MS)
     finally:
         d.shutdown()
     assert d.status == "completed", d.message.text()
@@ -367,7 +368,7 @@ def test_temperature_example_feeds_both_rnn_views(qtbot, tmp_path):
     d.tabs.setCurrentWidget(d.view(GradFlowView))
     try:
         d.start()
-        qtbot.waitUntil(lambda: (d.drain(), d.status != "running")[1], timeout=180000)
+        qtbot.waitUntil(lambda: (d.drain(), d.status != "running")[1], timeout=HANG_MS)
     finally:
         d.shutdown()
     assert d.status == "completed", d.message.text()

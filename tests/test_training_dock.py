@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import HANG_MS
 from engine import session
 from engine.graph import Graph
 from engine.project import Project
@@ -65,13 +66,13 @@ def dock_for(qtbot):
         d.shutdown()
 
 
-def until(qtbot, d, cond, timeout=20000):
+def until(qtbot, d, cond):
     """Wait for cond(), applying the worker's messages on each poll as the dock's timer does."""
-    qtbot.waitUntil(lambda: (d.drain(), cond())[1], timeout=timeout)
+    qtbot.waitUntil(lambda: (d.drain(), cond())[1], timeout=HANG_MS)
 
 
-def finish(qtbot, d, timeout=30000):
-    until(qtbot, d, lambda: d.status != "running", timeout)
+def finish(qtbot, d):
+    until(qtbot, d, lambda: d.status != "running")
     assert not d.job.alive
 
 
@@ -106,9 +107,9 @@ def test_xor_from_the_dock_finishes_with_one_point_per_step(qtbot, dock_for):
 def test_stop_is_honoured_mid_run(qtbot, dock_for):
     doc, d = dock_for(xor_project(1_000_000))
     d.start()
-    until(qtbot, d, lambda: steps(d) > 30, 20000)
+    until(qtbot, d, lambda: steps(d) > 30)
     d.stop_btn.click()
-    finish(qtbot, d, 5000)
+    finish(qtbot, d)
     assert d.result["status"] == "stopped" and d.status == "stopped"
     assert 30 < d.result["steps"] < 1_000_000
     assert d.progress.value() < d.progress.maximum()
@@ -118,7 +119,7 @@ def test_stop_is_honoured_mid_run(qtbot, dock_for):
 def test_pause_holds_the_step_count_and_resume_continues(qtbot, dock_for):
     doc, d = dock_for(xor_project(1_000_000))
     d.start()
-    until(qtbot, d, lambda: steps(d) > 20, 20000)
+    until(qtbot, d, lambda: steps(d) > 20)
     go = d.job.trainer._go
     blocked, wait = threading.Event(), go.wait
 
@@ -129,25 +130,25 @@ def test_pause_holds_the_step_count_and_resume_continues(qtbot, dock_for):
     go.wait = spy
     d.pause_btn.click()
     assert d.job.paused and d.pause_btn.text() == "Resume"
-    qtbot.waitUntil(blocked.is_set, timeout=5000)
+    qtbot.waitUntil(blocked.is_set, timeout=HANG_MS)
     held = steps(d)
     until(qtbot, d, lambda: True)        # the UI goes on draining while the worker waits
     assert steps(d) == held and d.running and d.job.paused
     d.pause_btn.click()
     assert not d.job.paused
-    until(qtbot, d, lambda: steps(d) > held + 10, 10000)
+    until(qtbot, d, lambda: steps(d) > held + 10)
     d.pause_btn.click()                  # stop while paused: released and stopped within a batch
     d.stop()
-    finish(qtbot, d, 5000)
+    finish(qtbot, d)
     assert d.result["status"] == "stopped"
 
 
 def test_closing_the_window_stops_and_joins_the_worker(qtbot, dock_for):
     doc, d = dock_for(xor_project(1_000_000))
     d.start()
-    until(qtbot, d, lambda: steps(d) > 10, 20000)
+    until(qtbot, d, lambda: steps(d) > 10)
     d.close()                            # a stand-alone dock is its own window
-    until(qtbot, d, lambda: not d.job.alive and not doc.locked, 5000)
+    until(qtbot, d, lambda: not d.job.alive and not doc.locked)
     assert d.result["status"] == "stopped"
 
 
@@ -186,7 +187,7 @@ def test_pca_view_matches_an_independent_pca(qtbot, dock_for):
     doc, d = dock_for(moons_project(4))
     d.start()
     finish(qtbot, d)
-    until(qtbot, d, lambda: d.view(PCAView).evr is not None, 5000)
+    until(qtbot, d, lambda: d.view(PCAView).evr is not None)
     v = d.view(PCAView)
     assert v.layer.currentText() == "relu"               # last hidden layer with ≥ 2 features
     model, probe = d.job.model, d.job.probe
@@ -210,7 +211,7 @@ def test_pca_view_matches_an_independent_pca(qtbot, dock_for):
     assert np.allclose(v.evr, eng.explained_variance_ratio, atol=1e-9)
     assert np.allclose(np.c_[px, py], eng.transform(a), atol=1e-5)
     v.layer.setCurrentText("fc1")                          # a new layer after the run: recomputed off the UI thread
-    until(qtbot, d, lambda: "'fc1'" in v.evr_label.text(), 5000)
+    until(qtbot, d, lambda: "'fc1'" in v.evr_label.text())
 
 
 def test_boundary_and_confusion_views_update(qtbot, dock_for):
@@ -219,7 +220,7 @@ def test_boundary_and_confusion_views_update(qtbot, dock_for):
     doc, d = dock_for(moons_project(3))
     d.start()
     finish(qtbot, d)
-    until(qtbot, d, lambda: d.view(ConfusionView).matrix is not None, 5000)
+    until(qtbot, d, lambda: d.view(ConfusionView).matrix is not None)
     b = d.view(BoundaryView)
     assert b.image.image is not None and b.image.image.shape[:2] == (GRID, GRID)
     assert d.tabs.isTabEnabled(d.tabs.indexOf(b))
@@ -237,7 +238,7 @@ def test_closing_the_window_while_training_asks_and_stops_the_worker(qtbot, tmp_
     d = win.training
     win.show()
     d.start()
-    until(qtbot, d, lambda: steps(d) > 10, 20000)
+    until(qtbot, d, lambda: steps(d) > 10)
     asked = []
     monkeypatch.setattr(win, "ask_training_close", lambda: asked.append(1) or answer)
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[1]) or QMessageBox.StandardButton.Discard)
@@ -247,7 +248,7 @@ def test_closing_the_window_while_training_asks_and_stops_the_worker(qtbot, tmp_
         assert not closed and win.isVisible() and job.alive and not job.stopping and win.doc.locked
         assert asked == [1]
         d.stop()
-        until(qtbot, d, lambda: not job.alive, 10000)
+        until(qtbot, d, lambda: not job.alive)
         return
     assert closed and not win.isVisible()
     if answer == "keep":
@@ -274,7 +275,7 @@ def test_stop_answers_at_once_while_the_worker_cannot_check(qtbot, dock_for, mon
     assert not doc.locked and d.running and not d.train_btn.isEnabled()      # Train waits for the worker
     doc.add_node("Dense", name="edited_while_stopping")
     release.set()
-    until(qtbot, d, lambda: not d.running and d.status == "stopped", 10000)
+    until(qtbot, d, lambda: not d.running and d.status == "stopped")
     assert d.train_btn.isEnabled() and "stopping" not in d.progress.format()
 
 
@@ -318,8 +319,8 @@ def test_closing_the_dock_during_a_slow_load_does_not_wait_and_the_run_still_end
     d.close()
     assert joins == [] and d.job.alive and doc.locked             # closed at once; the load is still running
     release.set()
-    qtbot.waitUntil(lambda: not d.job.alive, timeout=10000)
-    qtbot.waitUntil(lambda: not doc.locked, timeout=5000)         # "done" was read by the closed dock's timer
+    qtbot.waitUntil(lambda: not d.job.alive, timeout=HANG_MS)
+    qtbot.waitUntil(lambda: not doc.locked, timeout=HANG_MS)         # "done" was read by the closed dock's timer
     assert d.status == "stopped" and d.train_btn.isEnabled()
     assert doc.lock_log == [True, False]
 

@@ -63,6 +63,11 @@ class MultiHeadSelfAttention(Layer):
         D = self.config["heads"] * self._dk(d)
         return T * 4 * d * D + 2 * T * T * D
 
+    def work(self, in_shapes):
+        """Per sample: the attention maps h·T², q, k, v and the heads' outputs 4·T·h·d_k."""
+        T, d = in_shapes[0]
+        return self.config["heads"] * T * T + 4 * T * self.config["heads"] * self._dk(d)
+
     def formulas(self, in_shapes):
         """One line each for shape, params and MACs with this node's numbers."""
         T, d = in_shapes[0]

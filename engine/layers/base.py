@@ -102,6 +102,10 @@ class Layer:
         """((K_h, K_w), (S_h, S_w)) for spatial layers, None when the layer keeps positions as they are."""
         return None
 
+    def work(self, in_shapes):
+        """Values per sample an evaluation-mode forward holds besides its output (e.g. attention maps)."""
+        return 0
+
     def param_count(self, in_shapes):
         """Trainable values (the spec's parameter count; running statistics are not counted)."""
         return sum(p.size for p in self.params(in_shapes).values() if p.trainable)

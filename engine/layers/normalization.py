@@ -10,6 +10,23 @@ from .base import Fix, Layer, Param, fmt, register
 from .conv_kernels import scratch
 
 
+SEQUENCE_BN = '''class SequenceBatchNorm(nn.Module):
+    """BatchNorm per feature of (B, T, F) sequences, its statistics over the valid steps only (mask (B, T));
+    padded steps output 0. The nn.BatchNorm1d inside becomes a SyncBatchNorm under convert_sync_batchnorm."""
+
+    def __init__(self, features, **kw):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(features, **kw)
+
+    def forward(self, x, mask=None):
+        if mask is None:
+            return self.bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)           # (B·T, F)
+        y = x.new_zeros(x.shape)                                                  # (B, T, F)
+        y[mask] = self.bn(x[mask])                                                # (N_valid, F)
+        return y
+'''
+
+
 @register
 class BatchNorm(Layer):
     category = "normalization"
@@ -114,16 +131,16 @@ class BatchNorm(Layer):
 
     def to_torch(self):
         from ..torch_export import Emitted
-        s = self.in_shapes[0]
-        cls = "nn.BatchNorm2d" if len(s) == 3 else "nn.BatchNorm1d"                     # channels are axis 1 in both
-        c = self.config
+        s, c = self.in_shapes[0], self.config
         opts = "".join(f", {k}={c[k]}" for k, d in (("eps", 1e-5), ("momentum", 0.1)) if c[k] != d)
-        seq = len(s) == 2                                                               # (T, F): per feature F
-        return Emitted(f"{cls}({s[-1] if seq else s[0]}{opts})",
-                       {"gamma": "weight", "beta": "bias", "running_mean": "running_mean",
-                        "running_var": "running_var"},
-                       extra={"num_batches_tracked": np.array(0, np.int64)},            # unused: momentum is set
-                       call="{self}({x0}.transpose(1, 2)).transpose(1, 2)" if seq else "{self}({args})")
+        names = {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"}
+        count = {"num_batches_tracked": np.array(0, np.int64)}                          # unused: momentum is set
+        if len(s) == 2:                                                                 # (T, F): per feature F
+            return Emitted(f"SequenceBatchNorm({s[-1]}{opts})", {k: f"bn.{v}" for k, v in names.items()},
+                           extra={f"bn.{k}": v for k, v in count.items()}, helpers=("SequenceBatchNorm",),
+                           sources={"SequenceBatchNorm": SEQUENCE_BN}, call="{self}({x0}, {mask})", uses_mask=True)
+        cls = "nn.BatchNorm2d" if len(s) == 3 else "nn.BatchNorm1d"                     # channels are axis 1 in both
+        return Emitted(f"{cls}({s[0]}{opts})", names, extra=count)
 
     def torch_reference(self, xs, p, torch):
         """Training mode (batch statistics); torch updates copies of the running stats, which get zero gradient;

@@ -173,6 +173,11 @@ class Recurrent(Layer):
         (t, d), h = in_shapes[0], self.config["units"]
         return self.dirs * t * self.n_gates * (h * d + h * h)
 
+    def work(self, in_shapes):
+        """Per sample: the time-major input T·D, the gate projections and the states of every direction."""
+        (t, d), h = in_shapes[0], self.config["units"]
+        return t * d + self.dirs * (t * self.n_gates * h + (t + 1) * h)
+
     def compute_mask(self, in_masks):
         return in_masks[0] if self.config["return_sequences"] else None
 
