@@ -26,7 +26,7 @@ def baseline_text(res):
     """The validation RMSE against the naive baseline the data defines (persistence for a series: next = the
     last value seen), or "" without one. Worse than the baseline is said as such, never as a negative gain."""
     b, v = res.get("baseline_val_rmse"), res.get("val_rmse")
-    if not (_ok(b) and _ok(v)) or b <= 0:
+    if res.get("status") == "diverged" or not (_ok(b) and _ok(v)) or b <= 0:
         return ""
     ratio = (v / b) ** 2                                     # MSE model / MSE baseline
     how = (f"MSE {100 * (1 - ratio):.1f} % lower" if ratio <= 1 else

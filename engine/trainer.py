@@ -82,18 +82,6 @@ class Errors:
         return {f"{prefix}_rmse": float(np.sqrt(self.sse / n)), f"{prefix}_mae": self.sae / n, f"{prefix}_r2": r2}
 
 
-def versus_baseline(res):
-    """A line comparing the validation RMSE of a run's summary `res` with its naïve baseline (persistence), or
-    None where that comparison means nothing (no baseline, a diverged run, non-finite or zero values)."""
-    v, b = res.get("val_rmse"), res.get("baseline_val_rmse")
-    if res.get("status") == "diverged" or v is None or b is None or not (np.isfinite(v) and np.isfinite(b)) or b <= 0:
-        return None
-    head = f"validation RMSE {v:.4g} vs persistence (next = last value seen) {b:.4g}: "
-    if v <= b:
-        return head + f"MSE {100 * (1 - (v / b) ** 2):.1f} % better"
-    return head + f"worse than persistence (MSE {(v / b) ** 2:.3g}× as large)"
-
-
 EXPLODED = 100.0       # the running training loss above EXPLODED × max(its start, 1) counts as divergence
 
 
@@ -375,7 +363,7 @@ class Trainer:
                 m.state[k][...] = v
         self._emit("trained", epoch, status=status)     # the weights are final: e.g. save them before evaluating
         result = self.summary(status, message, epoch, time.perf_counter() - t0)
-        what = self._bad_loss(result["train_loss"], "the loss over the training data") or self._bad_loss(
+        what = self._bad_loss(result.get("train_loss"), "the loss over the training data") or self._bad_loss(
             result.get("val_loss"), "the loss over the validation data")
         if status != "diverged" and what:
             message = self._diverged(f"the end of training (epoch {epoch})", what, xb, yb, mb, [(good, good_at)])

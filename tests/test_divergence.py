@@ -140,15 +140,15 @@ def test_the_exploded_loss_bound_follows_the_first_step():
     assert "NaN" in tr._bad_loss(float("nan"), "the loss") and tr._bad_loss(None, "x") is None
 
 
-def test_versus_baseline_never_prints_a_nonsense_percentage():
-    from engine.trainer import versus_baseline
+def test_baseline_line_never_prints_a_nonsense_percentage():
+    from engine.report import baseline_text
     good = {"status": "completed", "val_rmse": 1.0, "baseline_val_rmse": 2.0}
-    assert versus_baseline(good).endswith("MSE 75.0 % better")
-    worse = versus_baseline(dict(good, val_rmse=1306.0))
-    assert "worse than persistence" in worse and "%" not in worse
+    assert baseline_text(good).endswith("MSE 75.0 % lower")
+    worse = baseline_text(dict(good, val_rmse=1306.0))
+    assert "worse than" in worse and "%" not in worse
     for bad in ({"status": "diverged"}, {"val_rmse": float("nan")}, {"baseline_val_rmse": 0.0},
                 {"baseline_val_rmse": None}):
-        assert versus_baseline(dict(good, **bad)) is None
+        assert baseline_text(dict(good, **bad)) == ""
 
 
 def test_cli_temperature_example_at_adam_lr_10_exits_1_without_a_percentage(tmp_path):
