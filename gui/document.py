@@ -77,6 +77,7 @@ class Document(QObject):
     dirty_changed = Signal(bool)
     # fine-grained signals the scene mirrors
     reset = Signal()                    # a new project was loaded: rebuild everything
+    trained_changed = Signal()          # a run ended (or weights were loaded): self.trained is the new model
     node_added = Signal(str)
     node_removed = Signal(str)
     node_changed = Signal(str)          # config changed
@@ -188,6 +189,7 @@ class Document(QObject):
     def set_trained(self, model):
         """The model the last run trained (or the user loaded): Save writes it beside the project."""
         self.trained = model
+        self.trained_changed.emit()
 
     def trained_fits(self):
         """True when the kept trained model still matches the graph (same nodes, settings and edges)."""
@@ -435,6 +437,29 @@ class Document(QObject):
             cmds.append(C.Connect(self, Edge(new, name, 0)))
         self._push(C.Compound(self, fix.text[:1].upper() + fix.text[1:], cmds))
         return new
+
+    def apply_values(self, values, text="Apply search trial"):
+        """Set several settings as one undo step: {"training.lr": 0.01, "fc1.units": 64}; every value is checked
+        before anything changes (a ConfigError/GraphError names the first bad one)."""
+        for key, v in values.items():
+            what, _, name = key.partition(".")
+            if what == "training":
+                if name not in HP_TRAINING:
+                    raise ConfigError(f"training has no setting {name!r}")
+                HP_TRAINING[name].check(v, "training")
+            else:
+                node = self.graph.nodes.get(what)
+                hps = {h.name: h for h in REGISTRY[node.type].hparams} if node is not None else {}
+                if name not in hps:
+                    raise GraphError(f"no node '{what}' with a setting {name!r}")
+                hps[name].check(v, f"{node.type} '{what}'")
+        self.undo_stack.beginMacro(text)
+        try:
+            for key, v in values.items():
+                what, _, name = key.partition(".")
+                self.set_training(name, v) if what == "training" else self.set_hparam(what, name, v)
+        finally:
+            self.undo_stack.endMacro()
 
     def set_training(self, key, value):
         if key not in HP_TRAINING:

@@ -16,6 +16,7 @@ from resources import path as resource
 from .autosave import Autosave
 from .dirs import last_dir, remember
 from .document import Document, clean_tmp
+from .experiments import Experiments
 from .inspector import Inspector
 from .layout import best_wrap, layered
 from .palette import PaletteDock
@@ -233,6 +234,8 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         for d in (self.palette, self.inspector, self.summary) + ((self.training,) if self.training else ()):
             v.addAction(d.toggleViewAction())
+        self.experiments = Experiments(self)          # Tools: run history, search, Try it, Evaluate
+        self.experiments.install(mb)
         h = mb.addMenu("&Help")
         self._act(h, "&Keyboard shortcuts", self.show_shortcuts, tip="Every keyboard shortcut of the window")
         self._act(h, "&Formulas", self.show_formulas, tip="How every number the app shows is computed")

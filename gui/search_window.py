@@ -136,12 +136,12 @@ class SearchWindow(QWidget):
         self.start.setEnabled(True)
         self.stop_button.setEnabled(False)
         err = bytes(self.proc.readAllStandardError()).decode(errors="replace").strip().splitlines()
+        self.timer.stop()
+        self.refresh()                                     # the last trials, then what the process said
         if code == 0:
-            self.status.setText("search finished")
+            self.status.setText(f"search finished: {self.status.text()}")
         elif err:
             self.status.setText(err[-1])
-        self.refresh()
-        self.timer.stop()
 
     def watch(self):
         """Follow the study named in the form (it may be run by workers on other machines)."""

@@ -32,7 +32,7 @@ def test_search_runs_in_the_background_and_applies_a_trial(qtbot, moons, tmp_pat
     w.start.click()
     assert not w.start.isEnabled() and w.stop_button.isEnabled()       # the window keeps working meanwhile
     qtbot.waitUntil(lambda: w.start.isEnabled(), timeout=300_000)
-    assert w.status.text() == "search finished", w.status.text()
+    assert w.status.text().startswith("search finished: 4 trials"), w.status.text()
     assert w.table.rowCount() == 4 and w.best.getPlotItem().listDataItems()
     w.table.selectRow(2)
     with qtbot.waitSignal(w.apply) as got:

@@ -1,0 +1,145 @@
+"""The main window's Tools menu: the run history, the search window, the Try-it panel and Evaluate on the
+held-out test split."""
+import threading
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QDockWidget, QMessageBox
+
+from engine.errors import LayerboardError
+from engine.project import Project, training_config
+from engine.graph import Graph
+
+from .runs_window import RunsWindow
+from .search_window import SearchWindow
+from .tryit_panel import TryItPanel
+
+
+class Relay(QObject):
+    """Carries a background result to the GUI thread."""
+
+    done = Signal(object)
+
+
+class Experiments:
+    """Owns the windows of the Tools menu of one main window."""
+
+    def __init__(self, win):
+        self.win, self.doc = win, win.doc
+        self.runs = self.search = None
+        self.tryit = TryItPanel()
+        self.tryit_dock = QDockWidget("Try it", win)
+        self.tryit_dock.setObjectName("tryit")
+        self.tryit_dock.setWidget(self.tryit)
+        win.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tryit_dock)
+        self.tryit_dock.hide()
+        self.doc.trained_changed.connect(self.refresh_tryit)
+        self.doc.reset.connect(lambda: self.tryit.set_model(None))
+        self.relay = Relay()
+        self.relay.done.connect(self._evaluated)
+
+    def install(self, menubar):
+        t = menubar.addMenu("&Tools")
+        self.win._act(t, "Run &history…", self.show_runs, "Ctrl+H",
+                      tip="Every training run recorded, with its settings, curves and scores")
+        self.win._act(t, "&Search settings…", self.show_search,
+                      tip="Try settings with Optuna; Apply takes a trial's settings as one undoable step")
+        t.addAction(self.tryit_dock.toggleViewAction())
+        self.tryit_dock.toggleViewAction().setText("&Try it")
+        self.win._act(t, "&Evaluate on the test split", self.evaluate,
+                      tip="Metrics of the trained model on the held-out test split (training setting test_split)")
+        return t
+
+    # ---- run history ----
+    def show_runs(self):
+        if self.runs is None:
+            self.runs = RunsWindow()
+            self.runs.open_run.connect(self.open_run)
+        else:
+            self.runs.reload()
+        self.runs.show()
+        self.runs.raise_()
+
+    def open_run(self, run, graph):
+        """Restore a recorded run's graph, settings and dataset (and its weights file when it still exists)."""
+        try:
+            p = Project(Graph.from_dict(graph), training_config(run["training"]), dict(run["dataset"]),
+                        name=run["project"])
+        except LayerboardError as e:
+            self.win.show_message(f"run {run['id']} cannot be opened: {e}")
+            return
+        trained = None
+        if run.get("weights"):
+            from engine.model import Model
+            from engine.weights import load_into
+            try:
+                trained = Model(p.graph.copy())
+                load_into(trained, run["weights"])
+            except (LayerboardError, OSError, ValueError):
+                trained = None
+        if self.win.maybe_save() and self.win._replace(p, trained):
+            self.win.show_message(f"opened run {run['id']} of {run['project']}"
+                                  + ("" if trained is not None else " (its weights file is gone: train again)"))
+
+    # ---- search ----
+    def show_search(self):
+        p = self.doc.project
+        if p.path is None:
+            QMessageBox.information(self.win, "Search", "Save the project first: the search's worker processes "
+                                                        "read it from its file.")
+            return
+        if self.doc.dirty and not self.win.maybe_save():
+            return
+        self.search = SearchWindow(p)
+        self.search.apply.connect(self.apply_trial)
+        self.search.show()
+
+    def apply_trial(self, values):
+        try:
+            self.doc.apply_values(values)
+        except LayerboardError as e:
+            self.win.show_message(f"cannot apply the trial: {e}")
+            return
+        self.win.show_message("applied: " + ", ".join(f"{k} = {v}" for k, v in values.items()) + " (Ctrl+Z undoes it)")
+
+    # ---- try it ----
+    def refresh_tryit(self):
+        m = self.doc.trained
+        job = getattr(self.win.training, "job", None) if self.win.training is not None else None
+        val = getattr(getattr(job, "trainer", None), "val", None)
+        classes = m.meta.get("classes") if m is not None else None
+        if classes is None and val is not None and getattr(val, "classes", None):
+            classes = list(val.classes)
+        self.tryit.set_model(m, classes, val)
+
+    # ---- evaluate ----
+    def evaluate(self):
+        """Evaluate the trained model on the project's test split in a background thread."""
+        p, m = self.doc.project, self.doc.trained
+        if not p.training.get("test_split"):
+            QMessageBox.information(self.win, "Evaluate", "This project keeps no test split: set Test split in "
+                                                          "the training settings (e.g. 0.1), train, then evaluate.")
+            return
+        if m is None or not self.doc.trained_fits():
+            QMessageBox.information(self.win, "Evaluate", "Train the model first (the trained model must match "
+                                                          "the graph on the canvas).")
+            return
+        self.win.show_message("evaluating on the test split…")
+        weights = m.weights()
+
+        def work():
+            from engine.session import evaluate_test, prepare
+            try:
+                _, tr = prepare(p, weights=weights)
+                self.relay.done.emit(evaluate_test(tr))
+            except LayerboardError as e:
+                self.relay.done.emit(str(e))
+        threading.Thread(target=work, daemon=True).start()
+
+    def _evaluated(self, res):
+        if isinstance(res, str):
+            self.win.show_message(f"evaluation failed: {res}")
+            return
+        self.last_evaluation = res
+        text = ", ".join(f"{k.replace('_', ' ')} {v:.4g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+                         for k, v in res.items())
+        self.win.show_message(f"test split: {text}")
