@@ -206,9 +206,12 @@ def flash_attend(qkv, valid, causal, scale, h, Z, lse):
                         m[r] = mn
                         l[r] *= alpha
                         acc[r] *= alpha
-                        for s in range(nk):
-                            row[s] = (row[s] - mn) * scale if (full or _allowed(vb, causal, t0 + r, s0 + s)) \
-                                else -np.inf
+                        if full:                                        # branch-free: vectorises
+                            for s in range(nk):
+                                row[s] = (row[s] - mn) * scale
+                        else:
+                            for s in range(nk):
+                                row[s] = (row[s] - mn) * scale if _allowed(vb, causal, t0 + r, s0 + s) else -np.inf
                     _exp(S.reshape(-1), bits[:nq * nk])                 # e^{scale(S − m')}, 0 where not allowed
                     for r in range(nq):
                         tot = 0.0
@@ -275,10 +278,14 @@ def flash_attend_bwd(qkv, Z, dZ, lse, valid, causal, scale, h, dqkv):
                     full = _block_full(vb, causal, t0, t1, s0, s1)
                     for r in range(nq):
                         row, lt = P[r], ls[t0 + r]
-                        for s in range(nk):
-                            row[s] = min(row[s] * scale - lt, 0.0) if (
-                                full or _allowed(vb, causal, t0 + r, s0 + s)) else -np.inf
-                    _exp(P.reshape(-1), bits[:nq * nk])
+                        if full:
+                            for s in range(nk):
+                                row[s] = row[s] * scale - lt
+                        else:
+                            for s in range(nk):
+                                row[s] = row[s] * scale - lt if _allowed(vb, causal, t0 + r, s0 + s) \
+                                    else -np.inf
+                    _exp(P.reshape(-1), bits[:nq * nk])                 # ≤ 0 up to rounding (lse ≥ the row max)
                     gemm(P, dz[t0:t1], dv[s0:s1], False, True, True)    # dv += (nk, nq) @ (nq, dk)
                     gemm(dz[t0:t1], v[s0:s1], G, True)                  # dα = (nq, dk) @ (dk, nk)
                     for r in range(nq):
