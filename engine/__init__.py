@@ -10,6 +10,9 @@ if "NUMBA_CACHE_DIR" not in _os.environ and not _os.access(_os.path.dirname(_os.
 from . import _malloc  # noqa: E402
 _malloc.keep_freed_memory()          # training steps reuse freed arrays' pages (see engine/_malloc.py)
 
+from . import _scipy_blas  # noqa: E402
+_scipy_blas.preload()                # numba's first kernel load then skips importing scipy.linalg
+
 from . import _jitcache as _jc  # noqa: E402  (before any kernel loads: drop cached kernels of changed sources)
 _jc.refresh()
 

@@ -3,7 +3,6 @@
 Work is split into chunks that depend only on the batch, never on the thread count, and partial sums are
 combined in chunk order: one thread and many give bit-for-bit the same result.
 """
-import importlib.util
 import os
 import threading
 from contextlib import contextmanager
@@ -133,7 +132,7 @@ def run(fn, items):
 # ---- the threads a run may use ----
 @contextmanager
 def thread_limits(n=None):
-    """Context with BLAS (numpy's, and SciPy's that serves numba's np.dot) on one thread and the engine's
+    """Context with BLAS (numpy's, and SciPy's when it is loaded) on one thread and the engine's
     batch-parallel loops (`use`) on n threads; None: all cores but one, which the window keeps for
     itself (headless: `layerboard train --threads N`).
 
@@ -142,8 +141,8 @@ def thread_limits(n=None):
     convolutions 6-35× slower), so threads split the batch instead and each runs its GEMMs on one core.
     """
     n = max(1, int(n or (os.cpu_count() or 1) - 1))
-    if importlib.util.find_spec("scipy") is not None:
-        import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS now so that the limit reaches it)
+    # SciPy's BLAS is limited too when it is loaded; the engine's kernels no longer call it (engine.blas.gemm
+    # uses numpy's), so it is not imported here: scipy.linalg alone cost 0.3-1.3 s of a new process's first step
     with threadpool_limits(limits=1, user_api="blas"), use(n):
         yield
 
