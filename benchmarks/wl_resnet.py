@@ -7,6 +7,7 @@ then global average pool, Dense 10, softmax cross-entropy, Adam lr 1e-3. Convolu
 The engine and PyTorch are built by separate functions, each run in its own process by bench.py.
 """
 import numpy as np
+import wl_cnn
 
 B, CLASSES = 128, 10
 STAGES = ((16, 1), (32, 2), (64, 2))               # (channels, stride of the first conv)
@@ -14,8 +15,8 @@ FLOP_TRAIN, FLOP_INFER = 9.488e9, 3.200e9           # per step, torch.utils.flop
 
 
 def resnet_graph():
-    """The engine graph: names c0/bn0/r0, then per stage s: s{i}a/… conv-BN-ReLU-conv-BN, s{i}p/s{i}pb projection,
-    s{i}add, s{i}r."""
+    """The engine graph: c0, bn0, r0; per stage i: s{i}c1 s{i}bn1 s{i}r1 s{i}c2 s{i}bn2, projection s{i}p s{i}pb,
+    s{i}add, s{i}r; then gap, fc, sm."""
     from engine import Graph
     g = Graph()
 
@@ -46,17 +47,7 @@ def batch(seed=0):
 
 def engine_callables():
     """(train step, inference forward) on the engine: Trainer.train_step, the code real training runs."""
-    from engine.data import Dataset
-    from engine.model import Model
-    from engine.project import training_config
-    from engine.trainer import Trainer
-    m = Model(resnet_graph(), dtype=np.float32, seed=0)
-    x, y = batch()
-    data = Dataset(x, y, "multiclass", "workload h", [str(i) for i in range(CLASSES)])
-    tr = Trainer(m, training_config({"loss": "cce", "optimizer": "adam", "lr": 1e-3, "batch_size": B}), data)
-    step = lambda: tr.train_step(x, y)
-    step.trainer = tr                                  # bench.py applies the trainer's thread choice
-    return step, (lambda: m.forward(x))
+    return wl_cnn.engine_callables(resnet_graph, batch, "workload h")
 
 
 def torch_net():
@@ -85,30 +76,11 @@ def torch_net():
 
 
 def torch_step():
-    import torch
-    net = torch_net()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    xn, yn = batch()
-    x, y = torch.from_numpy(xn), torch.from_numpy(yn)
-
-    def step():
-        net.train()
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(x), y).backward()
-        opt.step()
-    return step
+    return wl_cnn.torch_step(torch_net, batch)
 
 
 def torch_infer():
-    import torch
-    net = torch_net()
-    x = torch.from_numpy(batch()[0])
-
-    def infer():
-        net.eval()
-        with torch.no_grad():
-            return torch.softmax(net(x), dim=1)
-    return infer
+    return wl_cnn.torch_infer(torch_net, batch)
 
 
 def flops():

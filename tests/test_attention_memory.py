@@ -99,13 +99,8 @@ def test_blocked_path_matches_torch_with_key_padding(causal):
     u = rng.normal(0, 1, (B, T, d)) * mask[..., None]                        # loss over valid steps only
     y, dx, g = _step(layer, x, u)
     assert layer.A is None
-    mha = torch.nn.MultiheadAttention(d, h, batch_first=True, dtype=torch.float64)
-    p = layer.p
-    with torch.no_grad():
-        mha.in_proj_weight.copy_(torch.tensor(np.concatenate([p["Wq"], p["Wk"], p["Wv"]])))
-        mha.in_proj_bias.copy_(torch.tensor(np.concatenate([p["bq"], p["bk"], p["bv"]])))
-        mha.out_proj.weight.copy_(torch.tensor(p["Wo"]))
-        mha.out_proj.bias.copy_(torch.tensor(p["bo"]))
+    from test_attention import _torch_mha
+    mha = _torch_mha(layer, d, h)
     tx = torch.tensor(x, requires_grad=True)
     cm = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if causal else None
     ty, tw = mha(tx, tx, tx, key_padding_mask=torch.tensor(~mask), attn_mask=cm, need_weights=True,
