@@ -1,6 +1,7 @@
 """Peak memory of self-attention training at long T, each case in a fresh process (issue 26).
 
     python benchmarks/bench_attention_memory.py [--cases long,many,mid] [--root SOURCE_TREE] [--threads 2]
+                                                [--eval-batch N]
 
 Model: x (T, 64) → MultiHeadSelfAttention (4 heads) → Add(x, ·) → LayerNorm → TimePool mean → Dense 10 → Softmax,
 float32, Adam, softmax cross-entropy, on random data. Cases:
@@ -22,7 +23,7 @@ CASES = {"long": (8192, 8, 8, False), "many": (2048, 640, 32, True), "mid": (204
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-T, N, bs, ev, threads = (int(a) for a in sys.argv[2:7])
+T, N, bs, ev, threads, ebs = (int(a) for a in sys.argv[2:8])
 
 def status(key):
     for ln in open("/proc/self/status"):
@@ -58,18 +59,20 @@ with thread_limits(threads):
     out["train_peak_mb"] = status("VmHWM")
     if ev:
         t = time.perf_counter()
-        loss, acc = tr.evaluate(data)
+        loss, acc = tr.evaluate(data, **({"batch_size": ebs} if ebs else {}))
         out["eval_s"] = time.perf_counter() - t
         out["eval_loss"] = float(loss)
+        out["eval_batch"] = ebs or "Trainer.evaluate's default"
 out["peak_mb"] = status("VmHWM")
 out["rss_anon_mb"] = status("RssAnon")
 print(json.dumps(out))
 """
 
 
-def run(case, root, threads):
+def run(case, root, threads, eval_batch=0):
     T, N, bs, ev = CASES[case]
-    r = subprocess.run([sys.executable, "-c", CHILD, str(root), str(T), str(N), str(bs), str(int(ev)), str(threads)],
+    r = subprocess.run([sys.executable, "-c", CHILD, str(root), str(T), str(N), str(bs), str(int(ev)), str(threads),
+                        str(eval_batch)],
                        cwd=str(root), capture_output=True, text=True)
     if r.returncode != 0:
         tail = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
@@ -83,10 +86,11 @@ def main(argv=None):
     ap.add_argument("--cases", default="long,many")
     ap.add_argument("--root", default=str(ROOT), help="source tree whose engine runs (default: this one)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--eval-batch", type=int, default=0, help="batch size of the evaluation (default: the trainer's)")
     a = ap.parse_args(argv)
     print(f"engine {a.root}; load average {os.getloadavg()[0]:.2f}")
     for case in a.cases.split(","):
-        r = run(case.strip(), Path(a.root), a.threads)
+        r = run(case.strip(), Path(a.root), a.threads, a.eval_batch)
         print(json.dumps(r), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
