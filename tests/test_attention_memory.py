@@ -130,6 +130,7 @@ def test_attention_maps_of_chosen_samples_only(monkeypatch):
     some = layer.attention_maps([3, 1])
     assert some.shape == (2, 2, T, T)
     np.testing.assert_allclose(some, full[[3, 1]], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(layer.attention_maps(-1)[0], full[-1], rtol=1e-12, atol=1e-15)
     n = mask[3].sum()
     np.testing.assert_allclose(some[0, :, :n].sum(-1), 1.0, rtol=1e-12)
     assert not some[0, :, n:].any() and not some[0, :, :, n:].any()

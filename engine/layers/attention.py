@@ -165,7 +165,7 @@ class MultiHeadSelfAttention(Layer):
     def attention_maps(self, samples=None):
         """(n, heads, T, T) attention weights α_{t→s} of the given samples of the last forward (all when None)."""
         B, T = self.valid.shape
-        idx = np.arange(B) if samples is None else np.atleast_1d(np.asarray(samples, np.int64))
+        idx = np.arange(B) if samples is None else np.arange(B)[np.atleast_1d(np.asarray(samples, np.int64))]
         if self.A is not None:
             return self.A[idx]
         h = self.config["heads"]
