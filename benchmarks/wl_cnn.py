@@ -27,16 +27,16 @@ def batch(seed=0):
     return rng.normal(0, 1, (B, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, B)
 
 
-def engine_callables():
+def engine_callables(graph=cnn_graph, make_batch=batch, name="workload c"):
     """(train step, inference forward) on the engine: Trainer.train_step, the code real training runs."""
     from engine.data import Dataset
     from engine.model import Model
     from engine.project import training_config
     from engine.trainer import Trainer
-    m = Model(cnn_graph(), dtype=np.float32, seed=0)
-    x, y = batch()
-    data = Dataset(x, y, "multiclass", "workload c", [str(i) for i in range(10)])
-    tr = Trainer(m, training_config({"loss": "cce", "optimizer": "adam", "lr": 1e-3, "batch_size": B}), data)
+    m = Model(graph(), dtype=np.float32, seed=0)
+    x, y = make_batch()
+    data = Dataset(x, y, "multiclass", name, [str(i) for i in range(10)])
+    tr = Trainer(m, training_config({"loss": "cce", "optimizer": "adam", "lr": 1e-3, "batch_size": len(x)}), data)
     step = lambda: tr.train_step(x, y)
     step.trainer = tr                                  # bench.py applies the trainer's thread choice
     return step, (lambda: m.forward(x))
@@ -51,11 +51,11 @@ def torch_net():
                          nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
 
 
-def torch_step():
+def torch_step(make_net=torch_net, make_batch=batch):
     import torch
-    net = torch_net()
+    net = make_net()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    xn, yn = batch()
+    xn, yn = make_batch()
     x, y = torch.from_numpy(xn), torch.from_numpy(yn)
 
     def step():
@@ -66,10 +66,10 @@ def torch_step():
     return step
 
 
-def torch_infer():
+def torch_infer(make_net=torch_net, make_batch=batch):
     import torch
-    net = torch_net()
-    x = torch.from_numpy(batch()[0])
+    net = make_net()
+    x = torch.from_numpy(make_batch()[0])
 
     def infer():
         net.eval()

@@ -320,7 +320,7 @@ def _predict_attention(model, x, lengths, want):
         ys.append(model.predict(x[i:i + batch], batch_size=batch,
                                 lengths=None if lengths is None else lengths[i:i + batch]))
         for n in nodes:                                           # taps of the batch just run
-            maps[n].append(model.layers[n].taps["attention"].copy())
+            maps[n].append(model.layers[n].attention_maps())
     y = np.concatenate(ys) if ys else model.predict(x)
     return y, {n: np.concatenate(v) for n, v in maps.items() if v}
 

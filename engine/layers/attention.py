@@ -6,9 +6,40 @@ from .. import kernels as kn
 from .. import parallel
 from ..errors import ShapeError
 from ..hparams import HP
-from .attention_kernels import attend, attend_bwd
+from .attention_kernels import attend, attend_bwd, flash_attend, flash_attend_bwd
 from .base import Fix, Layer, Param, fmt, register
 from .conv_kernels import chunk_sum, scratch
+
+
+TILE_MAX_T = 128          # up to this T a sample's (heads, T, T) weights are kept for the backward (faster there);
+                          # longer sequences run in key blocks with a running softmax, O(T) memory
+
+
+class _Later:
+    """A tap computed on its first read (see LazyTaps)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
+class LazyTaps(dict):
+    """Layer taps whose _Later values are computed when read and then kept (until the next forward)."""
+
+    def __getitem__(self, k):
+        v = dict.__getitem__(self, k)
+        if isinstance(v, _Later):
+            v = v.fn()
+            dict.__setitem__(self, k, v)
+        return v
+
+    def get(self, k, default=None):
+        return self[k] if k in self else default
+
+    def items(self):
+        return [(k, self[k]) for k in self]
+
+    def values(self):
+        return [self[k] for k in self]
 
 
 def _divisor_near(d, h):
@@ -31,7 +62,8 @@ class MultiHeadSelfAttention(Layer):
         HP("causal", "bool", False, doc="Step t attends only to steps s ≤ t (no look-ahead)"),
     )
     taps_doc = {"attention": "(B, heads, T, T) attention weights α_{t→s}: valid rows sum to 1, "
-                             "padded key columns and padded query rows are 0"}
+                             "padded key columns and padded query rows are 0; computed when first read "
+                             "(attention_maps(samples) computes only the samples asked for)"}
 
     def _dk(self, d):
         return self.config["d_k"] or d // self.config["heads"]
@@ -104,7 +136,9 @@ class MultiHeadSelfAttention(Layer):
         m = self.in_masks[0] if self.in_masks else None
         valid = np.ones((B, T), np.bool_) if m is None else np.ascontiguousarray(m, dtype=np.bool_)   # (B, T)
         masked = m is not None and not valid.all()
-        A = np.empty((B, h, T, T), x.dtype)                             # fresh: the tap outlives this step
+        tile = T <= TILE_MAX_T
+        A = np.empty((B, h, T, T), x.dtype) if tile else None           # fresh: the tap outlives this step
+        lse = None if tile else np.empty((B, h, T), x.dtype)            # (B, h, T) log Σ_s exp(scale·q_t·k_s)
         Zc = scratch(self, "Zc", (B * T, D), x.dtype)                   # (B·T, D) heads concatenated
         y = np.empty((B * T, d), x.dtype)                               # (B·T, d)
         scale = x.dtype.type(1.0 / sqrt(dk))
@@ -114,18 +148,38 @@ class MultiHeadSelfAttention(Layer):
             a, b = ab
             r = slice(a * T, b * T)
             kn.dense_fwd(x2[r], W, bias, qkv[r])                        # (n·T, 3D) = x Wᵀ + b
-            attend(qkv[r].reshape(b - a, T, 3 * D), valid[a:b], causal, scale, h, A[a:b],
-                   Zc[r].reshape(b - a, T, D))                          # A (n, h, T, T), Z (n, T, D)
+            if tile:
+                attend(qkv[r].reshape(b - a, T, 3 * D), valid[a:b], causal, scale, h, A[a:b],
+                       Zc[r].reshape(b - a, T, D))                      # A (n, h, T, T), Z (n, T, D)
+            else:
+                flash_attend(qkv[r].reshape(b - a, T, 3 * D), valid[a:b], causal, scale, h,
+                             Zc[r].reshape(b - a, T, D), lse[a:b])      # Z (n, T, D), lse (n, h, T)
             kn.dense_fwd(Zc[r], Wo, bo, y[r])                           # (n·T, d)
             if masked:
                 y[r] *= valid[a:b].reshape(-1, 1)                       # padded steps output 0
 
         parallel.run(run, self._chunks(B, T, d, D))
         self.x2, self.W, self.qkv, self.valid, self.masked, self.A, self.Zc = x2, W, qkv, valid, masked, A, Zc
-        self.scale = scale
+        self.scale, self.lse = scale, lse
         self.q, self.k, self.v = qkv.reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # (B, h, T, dk) views: the
-        self.taps["attention"] = A                                                     # attention view's q_t·k_s
+        if not isinstance(self.taps, LazyTaps):                                        # attention view's q_t·k_s
+            self.taps = LazyTaps(self.taps)
+        self.taps["attention"] = A if tile else _Later(self.attention_maps)
         return y.reshape(B, T, d)
+
+    def attention_maps(self, samples=None):
+        """(n, heads, T, T) attention weights α_{t→s} of the given samples of the last forward (all when None)."""
+        B, T = self.valid.shape
+        idx = np.arange(B) if samples is None else np.arange(B)[np.atleast_1d(np.asarray(samples, np.int64))]
+        if self.A is not None:
+            return self.A[idx]
+        h = self.config["heads"]
+        qkv = self.qkv.reshape(B, T, -1)                                 # (B, T, 3D)
+        A = np.empty((len(idx), h, T, T), qkv.dtype)
+        Z = np.empty((1, T, qkv.shape[2] // 3), qkv.dtype)              # (1, T, D), not kept
+        for i, b in enumerate(idx):
+            attend(qkv[b:b + 1], self.valid[b:b + 1], self.config["causal"], self.scale, h, A[i:i + 1], Z)
+        return A
 
     def backward(self, dy):
         B, T, d = dy.shape
@@ -147,8 +201,13 @@ class MultiHeadSelfAttention(Layer):
             a, b = chunks[i]                                            # their share o of every weight gradient
             r, n = slice(a * T, b * T), b - a
             kn.dense_dx(dy2[r], Wo, dZ[r], 1)                           # (n·T, D)
-            attend_bwd(qkv[r].reshape(n, T, 3 * D), A[a:b], dZ[r].reshape(n, T, D), self.scale, h,
-                       dqkv[r].reshape(n, T, 3 * D))                    # (n, T, 3D)
+            if A is not None:
+                attend_bwd(qkv[r].reshape(n, T, 3 * D), A[a:b], dZ[r].reshape(n, T, D), self.scale, h,
+                           dqkv[r].reshape(n, T, 3 * D))                # (n, T, 3D)
+            else:
+                flash_attend_bwd(qkv[r].reshape(n, T, 3 * D), Zc[r].reshape(n, T, D), dZ[r].reshape(n, T, D),
+                                 self.lse[a:b], self.valid[a:b], self.config["causal"], self.scale, h,
+                                 dqkv[r].reshape(n, T, 3 * D))          # (n, T, 3D)
             if dx is not None:
                 kn.dense_dx(dqkv[r], W, dx[r], 1)                       # (n·T, d)
             kn.dense_dw(Zc[r], dy2[r], o[:d * D].reshape(d, D), o[d * D:d * D + d])          # (d, D), (d,)

@@ -47,7 +47,7 @@ class AttentionView(View):
         maps, logits, causal = {}, {}, {}
         for name in names:
             layer = model.layers[name]
-            maps[name] = np.array(layer.taps["attention"][0], np.float32)             # (heads, T, T)
+            maps[name] = np.array(layer.attention_maps([0])[0], np.float32)           # (heads, T, T)
             lg = logits_of(layer, 0)
             if lg is not None:
                 logits[name] = lg.astype(np.float32)
