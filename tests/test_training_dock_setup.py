@@ -114,7 +114,7 @@ def test_kfold_overlays_folds_and_reports_mean_and_std(qtbot, dock_for):
     doc, d = dock_for(moons_project(3))
     d.k_spin.setValue(3)
     d.kfold_btn.click()
-    finish(qtbot, d, 60000)
+    finish(qtbot, d)
     assert d.status == "completed" and len(d.job.results) == 3
     mean, std = fold_summary(d.job.results, "val_accuracy")
     assert d.kfold_summary["val_accuracy"] == (mean, std)
