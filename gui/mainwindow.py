@@ -16,6 +16,7 @@ from resources import path as resource
 from .autosave import Autosave
 from .dirs import last_dir, remember
 from .document import Document, clean_tmp
+from .importer import OnnxOpener, defer, dropped_files
 from .inspector import Inspector
 from .layout import best_wrap, layered
 from .palette import PaletteDock
@@ -29,6 +30,8 @@ from .view import GraphView
 CLIP_FORMAT = "layerboard-nodes"      # copied layers travel as JSON text with this "format" key
 MAX_RECENT = 8
 FILTER = "Layerboard projects (*.json);;All files (*)"
+OPEN_FILTER = ("Layerboard projects and ONNX models (*.json *.onnx);;Layerboard projects (*.json);;"
+               "ONNX models (*.onnx);;All files (*)")
 
 
 def default_example():
@@ -107,6 +110,8 @@ class MainWindow(QMainWindow):
         self.status = QLabel()
         self.statusBar().addPermanentWidget(self.status)
         self.autosave = Autosave(self.doc, autosave_ms, autosave_dir, self)
+        self.importer = OnnxOpener(self)      # .onnx files open through it, in a thread
+        self.setAcceptDrops(True)             # a .json or .onnx file dropped on the window opens
         self._actions()
         self.palette.add_requested.connect(lambda t: self.view.add_layer(t))
         self.scene.message.connect(self.show_message)
@@ -225,6 +230,11 @@ class MainWindow(QMainWindow):
         self._act(v, "Zoom to &fit", self.view.zoom_to_fit, "Ctrl+0", toolbar=True)
         self._act(v, "Auto-layout left → right", lambda: self.auto_layout(False), "Ctrl+L", toolbar=True)
         self._act(v, "Auto-layout top → bottom", lambda: self.auto_layout(True), "Ctrl+Shift+L")
+        self._act(v, "&Find a layer…", self.view.find, K.Find, tip="Type part of a layer's name or type to go to it")
+        self.minimap_action = self._act(v, "&Minimap", lambda on: self.view.minimap.set_enabled(on),
+                                        tip="An overview in the canvas corner while the graph is larger than the view")
+        self.minimap_action.setCheckable(True)
+        self.minimap_action.setChecked(True)
         self.dark_action = self._act(v, "&Dark theme", self.toggle_theme)
         self.dark_action.setCheckable(True)
         self.dark_action.setChecked(QSettings().value("theme", "light") == "dark")
@@ -333,7 +343,10 @@ class MainWindow(QMainWindow):
     def open_path(self, path, template=False):
         """Open a project; a bad file gives a dialog naming the problem and leaves the document untouched.
 
-        template (and any file of the shipped examples): an untitled copy, so Save asks where."""
+        template (and any file of the shipped examples): an untitled copy, so Save asks where.
+        An .onnx model is imported in the background (True: the import started) and opens untitled."""
+        if Path(path).suffix.lower() == ".onnx":
+            return self.importer.start(path)
         template = template or shipped(path)
         try:
             project = Project.load(path)
@@ -357,10 +370,25 @@ class MainWindow(QMainWindow):
     def open_dialog(self):
         if not self.maybe_save():
             return
-        p, _ = QFileDialog.getOpenFileName(self, "Open project", str(self._dir()), FILTER)
+        p, _ = QFileDialog.getOpenFileName(self, "Open project", str(self._dir()), OPEN_FILTER)
         if p:
             remember(p)
             self.open_path(p)
+
+    def dragEnterEvent(self, e):
+        if dropped_files(e.mimeData()):
+            e.acceptProposedAction()
+        else:
+            e.ignore()
+
+    dragMoveEvent = dragEnterEvent
+
+    def dropEvent(self, e):
+        files = dropped_files(e.mimeData())
+        if not files:
+            return e.ignore()
+        e.acceptProposedAction()
+        defer(lambda: self.maybe_save() and self.open_path(files[0]))   # no dialog inside the drag's own loop
 
     def save(self):
         if self.doc.project.path is None or shipped(self.doc.project.path):
