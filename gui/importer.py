@@ -52,7 +52,7 @@ class OnnxOpener(QObject):
         self.busy.setRange(0, 0)        # "busy", no percentage: onnx reading has no progress to report
         self.busy.setMaximumWidth(140)
         self.busy.hide()
-        win.statusBar().addWidget(self.busy)
+        win.statusBar().insertPermanentWidget(0, self.busy)   # beside, not under, the "importing…" message
         self.finished.connect(self._finished, Qt.ConnectionType.QueuedConnection)
 
     def start(self, path):

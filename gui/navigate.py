@@ -49,6 +49,7 @@ class Minimap(QWidget):
         xs, ys = [it.pos().x() for it in items], [it.pos().y() for it in items]
         self.bounds = QRectF(min(xs), min(ys), max(xs) - min(xs) + NODE_W, max(ys) - min(ys) + NODE_H) \
             .adjusted(-40, -40, 40, 40)
+        self.place()
         dpr = self.devicePixelRatioF()
         pix = QPixmap(self.size() * dpr)
         pix.setDevicePixelRatio(dpr)
@@ -92,7 +93,17 @@ class Minimap(QWidget):
         self.update()
 
     def place(self):
+        """Bottom-right corner of the canvas, shaped like the graph, at most MAP_SIZE and a quarter of the canvas."""
         vp = self.view.viewport().geometry()
+        bw, bh = min(MAP_SIZE.width(), vp.width() * 0.28), min(MAP_SIZE.height(), vp.height() * 0.4)
+        b = self.bounds
+        if not b.isEmpty():
+            k = min((bw - 8) / b.width(), (bh - 8) / b.height())
+            bw, bh = max(b.width() * k + 8, 48), max(b.height() * k + 8, 36)
+        if (int(bw), int(bh)) != (self.width(), self.height()):
+            self.setFixedSize(int(bw), int(bh))
+            if self._pix is not None:
+                self.stale()
         self.move(vp.right() - self.width() - MAP_MARGIN, vp.bottom() - self.height() - MAP_MARGIN)
         self.raise_()
 
