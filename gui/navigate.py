@@ -1,5 +1,5 @@
 """Finding one's way in a big graph: a minimap in the canvas corner and find-a-layer (Ctrl+F)."""
-from PySide6.QtCore import QModelIndex, QPointF, QRectF, QSize, Qt, QTimer
+from PySide6.QtCore import QLineF, QModelIndex, QPointF, QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QPainter, QPen, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QCompleter, QLineEdit, QWidget
 
@@ -28,25 +28,26 @@ class Minimap(QWidget):
         self._timer.setInterval(REDRAW_MS)
         self._timer.timeout.connect(self.redraw)
         doc = view.scene().doc
-        for sig in (doc.reset, doc.node_added, doc.node_removed, doc.node_moved):
-            sig.connect(self.stale)
+        doc.reset.connect(self.stale)
+        doc.changed.connect(self.stale)   # once per edit (never per node of a bulk one), after re-validation
         for bar in (view.horizontalScrollBar(), view.verticalScrollBar()):
             bar.valueChanged.connect(self.follow)
         view.zoomed.connect(self.follow)
         self.hide()
 
     def stale(self, *_):
-        if not self._timer.isActive():
-            self._timer.start()
+        """Redraw REDRAW_MS after the last edit of a burst (never inside the edit itself)."""
+        self._timer.start()
 
     def redraw(self):
         """Paint the nodes (in their category colours) and edges once into a picture the frame is drawn over."""
         sc = self.view.scene()
-        items = list(sc.nodes.values()) if sc is not None else []
+        items = sc.nodes if sc is not None and self.enabled else {}
         if not items:
             self.bounds, self._pix = QRectF(), None
             return self.follow()
-        xs, ys = [it.pos().x() for it in items], [it.pos().y() for it in items]
+        xy = {n: (it.x(), it.y()) for n, it in items.items()}
+        xs, ys = [x for x, _ in xy.values()], [y for _, y in xy.values()]
         self.bounds = QRectF(min(xs), min(ys), max(xs) - min(xs) + NODE_W, max(ys) - min(ys) + NODE_H) \
             .adjusted(-40, -40, 40, 40)
         self.place()
@@ -54,21 +55,23 @@ class Minimap(QWidget):
         pix = QPixmap(self.size() * dpr)
         pix.setDevicePixelRatio(dpr)
         pix.fill(Qt.GlobalColor.transparent)
-        p = QPainter(pix)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
         k, ox, oy = self._scale()
+        ox, oy = ox - self.bounds.x() * k, oy - self.bounds.y() * k          # map = scene * k + (ox, oy)
+        cx, cy = ox + NODE_W / 2 * k, oy + NODE_H / 2 * k
+        at = {n: (x * k, y * k) for n, (x, y) in xy.items()}
+        p = QPainter(pix)
         p.setPen(QPen(QColor(theme["edge"]), 1))
-        half = QPointF(NODE_W / 2, NODE_H / 2)
-        for e in sc.edges:
-            a, b = sc.nodes[e.src].pos() + half, sc.nodes[e.dst].pos() + half
-            p.drawLine(QPointF(ox + (a.x() - self.bounds.x()) * k, oy + (a.y() - self.bounds.y()) * k),
-                       QPointF(ox + (b.x() - self.bounds.x()) * k, oy + (b.y() - self.bounds.y()) * k))
+        p.drawLines([QLineF(at[e.src][0] + cx, at[e.src][1] + cy, at[e.dst][0] + cx, at[e.dst][1] + cy)
+                     for e in sc.edges])
         p.setPen(Qt.PenStyle.NoPen)
         w, h = max(NODE_W * k, 2.0), max(NODE_H * k, 2.0)
-        for it in items:
-            p.setBrush(QColor(theme["error"]) if it.has_error else category_color(it.category))
-            x, y = ox + (it.pos().x() - self.bounds.x()) * k, oy + (it.pos().y() - self.bounds.y()) * k
-            p.drawRect(QRectF(x, y, w, h))
+        groups = {}
+        for n, it in items.items():
+            groups.setdefault("error" if it.has_error else it.category, []).append(
+                QRectF(at[n][0] + ox, at[n][1] + oy, w, h))
+        for cat, rects in groups.items():
+            p.setBrush(QColor(theme["error"]) if cat == "error" else category_color(cat))
+            p.drawRects(rects)
         p.end()
         self._pix = pix
         self.follow()
@@ -109,7 +112,7 @@ class Minimap(QWidget):
 
     def set_enabled(self, on):
         self.enabled = bool(on)
-        self.follow()
+        self.redraw() if on else self.follow()
 
     def to_scene(self, pos):
         k, ox, oy = self._scale()
@@ -202,6 +205,8 @@ class NodeFinder(QLineEdit):
         exact = [n for n in found if n == text.strip()]
         if exact or found:
             self.go((exact or found)[0])
+        else:
+            self.view.scene().message.emit(f"no layer's name or type contains '{text.strip()}'")
 
     def go(self, name):
         """Select layer `name`, centre it (zoomed in to a readable size if needed) and close the field."""
