@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QHeaderV
 from engine.errors import LayerboardError
 
 from .layout import choose, layered
+from .view import READABLE
 
 OPENS = (".json", ".onnx")          # what File ▸ Open and a drop on the window accept
 
@@ -64,7 +65,6 @@ class OnnxOpener(QObject):
         self.ticket += 1
         ticket, self.running = self.ticket, str(path)
         self._before = (win.doc.project, win.doc.undo_stack.index())
-        from .view import READABLE
         vp = win.view.viewport().size()
         size = (max(vp.width(), 400), max(vp.height(), 300), READABLE)
         self.busy.show()

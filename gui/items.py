@@ -285,9 +285,11 @@ class EdgeItem(QGraphicsPathItem):
         if back:                                    # a wrapped or backward edge: go around through the gap
             self.setPath(around(a, b, vertical))
             return
-        if (b.y() - a.y() > H and abs(a.x() - b.x()) < W) if vertical else (b.x() - a.x() > W and abs(a.y() - b.y()) < H):
+        skips = (b.y() - a.y() > H and abs(a.x() - b.x()) < W) if vertical else \
+            (b.x() - a.x() > W and abs(a.y() - b.y()) < H)
+        if skips:                                   # over the layers between: beside them, not under them
             lane = max(a.x(), b.x()) + W / 2 + 20 if vertical else max(a.y(), b.y()) + H / 2 + 8
-            self.setPath(around(a, b, vertical, lane=lane))  # a skip over the layers between: beside them
+            self.setPath(around(a, b, vertical, lane=lane))
             return
         path = QPainterPath(a)
         d = max(40.0, abs((b.y() - a.y()) if vertical else (b.x() - a.x())) * 0.5)

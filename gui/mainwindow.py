@@ -308,8 +308,7 @@ class MainWindow(QMainWindow):
         self.inspector.show_node(names[0] if len(names) == 1 else None)
 
     def _focus_node(self, name):
-        self.scene.select([name])
-        self.view.centerOn(self.scene.nodes[name])
+        self.view.focus_node(name)
 
     def _locked(self, on):
         self.show_message("training: the model is locked" if on else "training finished: you can edit again")
