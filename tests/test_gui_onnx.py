@@ -341,3 +341,12 @@ def test_minimap_find_and_zoom_to_fit_on_a_big_graph(window, qtbot, onnx_file, t
     finder.open()
     QTest.keyClick(finder, Qt.Key.Key_Escape)
     assert not finder.isVisible()
+
+
+def test_no_import_while_training_locks_the_model(window, qtbot, onnx_file):
+    before = window.doc.graph.to_dict()
+    window.doc.set_locked(True)
+    assert not window.open_path(onnx_file())
+    assert window.importer.running is None and "stop the training run" in window.statusBar().currentMessage()
+    window.doc.set_locked(False)
+    assert window.doc.graph.to_dict() == before
