@@ -59,12 +59,16 @@ def plan(graph):
     return depth, layers, cross
 
 
-def _bands(layers, cross, wrap):
+def _spans(layers, cross):
+    """(lo, hi): the first and last slot of each layer, as arrays."""
+    return (np.array([min(cross[n] for n in row) for row in layers]),
+            np.array([max(cross[n] for n in row) for row in layers]))
+
+
+def _bands(spans, wrap):
     """(lo, hi): slot extents of each band of `wrap` layers."""
-    lo = np.array([min(cross[n] for n in row) for row in layers])
-    hi = np.array([max(cross[n] for n in row) for row in layers])
-    starts = np.arange(0, len(layers), wrap)
-    return np.minimum.reduceat(lo, starts), np.maximum.reduceat(hi, starts)
+    starts = np.arange(0, len(spans[0]), wrap)
+    return np.minimum.reduceat(spans[0], starts), np.maximum.reduceat(spans[1], starts)
 
 
 def layered(graph, vertical=False, origin=(40.0, 40.0), wrap=None, planned=None):
@@ -77,7 +81,7 @@ def layered(graph, vertical=False, origin=(40.0, 40.0), wrap=None, planned=None)
     step_main, step_cross = _steps(vertical)
     wrap = max(1, int(wrap or len(layers)))
     off, pos = 0.0, {}
-    for b, (lo, hi) in enumerate(zip(*_bands(layers, cross, wrap))):
+    for b, (lo, hi) in enumerate(zip(*_bands(_spans(layers, cross), wrap))):
         for d in range(b * wrap, min((b + 1) * wrap, len(layers))):
             main = (d - b * wrap) * step_main
             for n in layers[d]:
@@ -88,12 +92,12 @@ def layered(graph, vertical=False, origin=(40.0, 40.0), wrap=None, planned=None)
     return pos
 
 
-def extent(layers, cross, vertical, wrap):
+def extent(spans, vertical, wrap):
     """(width, height) of the layout with `wrap` layers per row (column)."""
     step_main, step_cross = _steps(vertical)
-    wrap = max(1, min(int(wrap), len(layers)))
+    wrap = max(1, min(int(wrap), len(spans[0])))
     main = wrap * step_main - GAP_MAIN
-    lo, hi = _bands(layers, cross, wrap)
+    lo, hi = _bands(spans, wrap)
     side = float((hi - lo + 1).sum()) * step_cross + (len(lo) - 1) * GAP_MAIN - GAP_CROSS
     return (side, main) if vertical else (main, side)
 
@@ -120,9 +124,10 @@ def _fit(planned, vertical, width, height):
     if planned is None or not planned[1]:
         return None, 1.0
     _, layers, cross = planned
+    spans = _spans(layers, cross)
     best, best_scale = len(layers), 0.0
     for c in _wraps(len(layers)):
-        w, h = extent(layers, cross, vertical, c)
+        w, h = extent(spans, vertical, c)
         scale = min(width / max(w, 1.0), height / max(h, 1.0))
         if scale > best_scale + 1e-9:
             best, best_scale = c, scale
@@ -138,12 +143,13 @@ def choose(graph, width, height, readable):
     if planned is None or not planned[1]:
         return False, None, planned
     layers, options = planned[1], []
+    spans = _spans(layers, planned[2])
     for vertical in (False, True):
         wrap, scale = _fit(planned, vertical, width, height)
         if scale < readable:
             room = (height if vertical else width) / readable + GAP_MAIN
             wrap = max(1, min(len(layers), int(room // _steps(vertical)[0])))
-        w, h = extent(layers, planned[2], vertical, wrap)
+        w, h = extent(spans, vertical, wrap)
         screens = (w / width if vertical else h / height) * readable
         fits = scale >= readable
         options.append((not fits, -scale if fits else -(-len(layers) // wrap), screens, vertical, wrap))
