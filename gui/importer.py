@@ -22,17 +22,24 @@ def dropped_files(mime):
     return [u.toLocalFile() for u in mime.urls() if u.isLocalFile() and Path(u.toLocalFile()).suffix.lower() in OPENS]
 
 
+def place(graph, width, height, readable):
+    """Lay every node out for a width × height canvas shown at zoom ≥ readable (meta x, y); True if the layout
+    runs top to bottom. Qt-free."""
+    vertical, wrap, planned = choose(graph, width, height, readable)
+    for n, (x, y) in layered(graph, vertical, wrap=wrap, planned=planned).items():
+        m = graph.nodes[n].meta
+        m.pop("pos", None)                                  # the engine importer's own layout: ours replaces it
+        m["x"], m["y"] = round(x), round(y)
+    return vertical
+
+
 def load_onnx(path, width, height, readable):
     """(Project, trained Model, vertical) of an ONNX file, laid out for a width × height canvas shown at zoom
     ≥ readable. Qt-free (it runs in the import thread); ImportFailed/LayerboardError if it cannot be opened."""
     from engine.model import Model
     from engine.onnx_import import import_project
     project, weights = import_project(path)
-    vertical, wrap, planned = choose(project.graph, width, height, readable)
-    for n, (x, y) in layered(project.graph, vertical, wrap=wrap, planned=planned).items():
-        m = project.graph.nodes[n].meta
-        m.pop("pos", None)                                  # the engine's own layout: ours replaces it
-        m["x"], m["y"] = round(x), round(y)
+    vertical = place(project.graph, width, height, readable)
     model = Model(project.graph.copy())
     model.set_weights({**model.weights(), **weights}, where=f"the weights in {Path(path).name}")
     return project, model, vertical
@@ -56,6 +63,18 @@ class OnnxOpener(QObject):
         win.statusBar().insertPermanentWidget(0, self.busy)   # beside, not under, the "importing…" message
         self.finished.connect(self._finished, Qt.ConnectionType.QueuedConnection)
 
+    def canvas(self):
+        """(width, height, smallest zoom) the layout of a new graph is made for."""
+        vp = self.win.view.viewport().size()
+        return max(vp.width(), 400), max(vp.height(), 300), READABLE
+
+    def place_unplaced(self, project):
+        """Lay out a project whose nodes have no canvas position (e.g. written by `layerboard import`); returns
+        whether it runs top to bottom, or None if it had positions."""
+        if all("x" in v.meta and "y" in v.meta for v in project.graph.nodes.values()):
+            return None
+        return place(project.graph, *self.canvas())
+
     def start(self, path):
         """Begin importing `path`; the window says so and stays usable. False if it cannot start."""
         win = self.win
@@ -65,8 +84,7 @@ class OnnxOpener(QObject):
         self.ticket += 1
         ticket, self.running = self.ticket, str(path)
         self._before = (win.doc.project, win.doc.undo_stack.index())
-        vp = win.view.viewport().size()
-        size = (max(vp.width(), 400), max(vp.height(), 300), READABLE)
+        size = self.canvas()
         self.busy.show()
         win.statusBar().showMessage(f"importing {Path(path).name}…")
         threading.Thread(target=self._run, args=(ticket, str(path), size), name="onnx-import", daemon=True).start()

@@ -359,8 +359,12 @@ class MainWindow(QMainWindow):
             project.path = None
             self.untitled_name = Path(path).name
             self.fit_layout(project)
+        vertical = None if template else self.importer.place_unplaced(project)   # `layerboard import` writes none
         if not self._replace(project, None if template else self.doc.read_trained(project)):
             return False
+        if vertical is not None:
+            self.scene.set_vertical(vertical)
+            self.view.zoom_to_fit()
         if not template:
             clean_tmp(path)
             self._add_recent(str(Path(path).resolve()))

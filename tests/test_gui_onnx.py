@@ -350,3 +350,14 @@ def test_no_import_while_training_locks_the_model(window, qtbot, onnx_file):
     assert window.importer.running is None and "stop the training run" in window.statusBar().currentMessage()
     window.doc.set_locked(False)
     assert window.doc.graph.to_dict() == before
+
+
+def test_a_project_written_by_layerboard_import_opens_laid_out(window, onnx_file, tmp_path):
+    from engine.cli import main as cli
+    assert cli(["import", str(onnx_file()), "-o", str(tmp_path / "p.json")]) == 0
+    assert window.open_path(tmp_path / "p.json")
+    doc = window.doc
+    pos = {n: doc.pos(n) for n in doc.graph.nodes}
+    assert len(pos) == 65 and not overlaps(pos) and len(set(pos.values())) == 65
+    assert doc.trained is not None and doc.trained_fits() and doc.project.path == tmp_path / "p.json"
+    assert all((it.pos().x(), it.pos().y()) == doc.pos(n) for n, it in window.scene.nodes.items())
