@@ -17,9 +17,9 @@ from engine.project import TRAINING, Project
 from engine.shapes import infer
 
 from . import commands as C
+from .layout import NODE_H, NODE_W
 
 HP_TRAINING = {h.name: h for h in TRAINING}
-NODE_W, NODE_H = 168.0, 92.0          # a node's footprint on the canvas (gui.items.W, H)
 PASTE_STEP = (30.0, 30.0)             # each paste lands this much further down-right until it covers nothing
 TMP_AGE = 60.0                        # seconds: a hidden .NAME.*.tmp older than this is a killed save's leftover
 

@@ -5,9 +5,10 @@ from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem, QGraphicsPath
 
 from engine.layers import REGISTRY, fmt
 
+from .layout import NODE_H as H, NODE_W as W
 from .style import category_color, paint_category, theme
 
-W, H, HEAD = 168.0, 92.0, 24.0
+HEAD = 24.0
 PORT_R = 6.0
 LOD_TEXT = 0.35         # below this scale a node is drawn as a plain block (text would be unreadable anyway)
 SKIP = {"init", "bias_init", "use_bias", "eps", "momentum", "standardize"}
@@ -181,7 +182,7 @@ class NodeItem(QGraphicsItem):
         p.fillPath(head.simplified(), c)
         paint_category(p, self.category, QRectF(5, 4, 16, 16))
         f = QFont(p.font())
-        f.setPointSizeF(8.5)
+        f.setPointSizeF(9)
         f.setBold(True)
         p.setFont(f)
         p.setPen(QColor("white"))
@@ -195,13 +196,13 @@ class NodeItem(QGraphicsItem):
         text = QColor(theme["node_text"])
         muted = QColor(theme["muted"])
         f.setBold(True)
-        f.setPointSizeF(9)
+        f.setPointSizeF(9.5)
         p.setFont(f)
         p.setPen(text)
         p.drawText(QRectF(10, HEAD + 3, W - 20, 18), Qt.AlignmentFlag.AlignVCenter,
                    p.fontMetrics().elidedText(self.name, Qt.TextElideMode.ElideRight, int(W - 20)))
         f.setBold(False)
-        f.setPointSizeF(8)
+        f.setPointSizeF(8.5)
         p.setFont(f)
         p.setPen(muted)
         line = key_hparams(self.layer_type, self.config) or REGISTRY[self.layer_type].doc.split(";")[0]
@@ -239,14 +240,15 @@ class NodeItem(QGraphicsItem):
         return super().itemChange(change, value)
 
 
-def around(a, b, vertical, out=24.0, r=10.0):
-    """Orthogonal path with rounded corners: out of a, across the gap midway between a and b, into b."""
+def around(a, b, vertical, out=24.0, r=10.0, lane=None):
+    """Orthogonal path with rounded corners: out of a, across the gap midway between a and b (or along `lane`),
+    into b."""
     if vertical:
-        mx = (a.x() + b.x()) / 2 if abs(a.x() - b.x()) > 2 * r else a.x() + W / 2 + 20
+        mx = lane if lane is not None else (a.x() + b.x()) / 2 if abs(a.x() - b.x()) > 2 * r else a.x() + W / 2 + 20
         pts = [a, QPointF(a.x(), a.y() + out), QPointF(mx, a.y() + out), QPointF(mx, b.y() - out),
                QPointF(b.x(), b.y() - out), b]
     else:
-        my = (a.y() + b.y()) / 2 if abs(a.y() - b.y()) > 2 * r else a.y() + H / 2 + 20
+        my = lane if lane is not None else (a.y() + b.y()) / 2 if abs(a.y() - b.y()) > 2 * r else a.y() + H / 2 + 20
         pts = [a, QPointF(a.x() + out, a.y()), QPointF(a.x() + out, my), QPointF(b.x() - out, my),
                QPointF(b.x() - out, b.y()), b]
     path = QPainterPath(pts[0])
@@ -282,6 +284,12 @@ class EdgeItem(QGraphicsPathItem):
         back = (b.y() < a.y() + 20) if vertical else (b.x() < a.x() + 20)
         if back:                                    # a wrapped or backward edge: go around through the gap
             self.setPath(around(a, b, vertical))
+            return
+        skips = (b.y() - a.y() > H and abs(a.x() - b.x()) < W) if vertical else \
+            (b.x() - a.x() > W and abs(a.y() - b.y()) < H)
+        if skips:                                   # over the layers between: beside them, not under them
+            lane = max(a.x(), b.x()) + W / 2 + 20 if vertical else max(a.y(), b.y()) + H / 2 + 8
+            self.setPath(around(a, b, vertical, lane=lane))
             return
         path = QPainterPath(a)
         d = max(40.0, abs((b.y() - a.y()) if vertical else (b.x() - a.x())) * 0.5)

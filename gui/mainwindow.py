@@ -17,6 +17,7 @@ from .autosave import Autosave
 from .dirs import last_dir, remember
 from .document import Document, clean_tmp
 from .experiments import Experiments
+from .importer import OnnxOpener, defer, dropped_files
 from .inspector import Inspector
 from .layout import best_wrap, layered
 from .palette import PaletteDock
@@ -30,6 +31,8 @@ from .view import GraphView
 CLIP_FORMAT = "layerboard-nodes"      # copied layers travel as JSON text with this "format" key
 MAX_RECENT = 8
 FILTER = "Layerboard projects (*.json);;All files (*)"
+OPEN_FILTER = ("Layerboard projects and ONNX models (*.json *.onnx);;Layerboard projects (*.json);;"
+               "ONNX models (*.onnx);;All files (*)")
 
 
 def default_example():
@@ -108,6 +111,8 @@ class MainWindow(QMainWindow):
         self.status = QLabel()
         self.statusBar().addPermanentWidget(self.status)
         self.autosave = Autosave(self.doc, autosave_ms, autosave_dir, self)
+        self.importer = OnnxOpener(self)      # .onnx files open through it, in a thread
+        self.setAcceptDrops(True)             # a .json or .onnx file dropped on the window opens
         self._actions()
         self.palette.add_requested.connect(lambda t: self.view.add_layer(t))
         self.scene.message.connect(self.show_message)
@@ -226,6 +231,11 @@ class MainWindow(QMainWindow):
         self._act(v, "Zoom to &fit", self.view.zoom_to_fit, "Ctrl+0", toolbar=True)
         self._act(v, "Auto-layout left → right", lambda: self.auto_layout(False), "Ctrl+L", toolbar=True)
         self._act(v, "Auto-layout top → bottom", lambda: self.auto_layout(True), "Ctrl+Shift+L")
+        self._act(v, "&Find a layer…", self.view.find, K.Find, tip="Type part of a layer's name or type to go to it")
+        self.minimap_action = self._act(v, "&Minimap", lambda on: self.view.minimap.set_enabled(on),
+                                        tip="An overview in the canvas corner while the graph is larger than the view")
+        self.minimap_action.setCheckable(True)
+        self.minimap_action.setChecked(True)
         self.dark_action = self._act(v, "&Dark theme", self.toggle_theme)
         self.dark_action.setCheckable(True)
         self.dark_action.setChecked(QSettings().value("theme", "light") == "dark")
@@ -301,8 +311,7 @@ class MainWindow(QMainWindow):
         self.inspector.show_node(names[0] if len(names) == 1 else None)
 
     def _focus_node(self, name):
-        self.scene.select([name])
-        self.view.centerOn(self.scene.nodes[name])
+        self.view.focus_node(name)
 
     def _locked(self, on):
         self.show_message("training: the model is locked" if on else "training finished: you can edit again")
@@ -336,7 +345,10 @@ class MainWindow(QMainWindow):
     def open_path(self, path, template=False):
         """Open a project; a bad file gives a dialog naming the problem and leaves the document untouched.
 
-        template (and any file of the shipped examples): an untitled copy, so Save asks where."""
+        template (and any file of the shipped examples): an untitled copy, so Save asks where.
+        An .onnx model is imported in the background (True: the import started) and opens untitled."""
+        if Path(path).suffix.lower() == ".onnx":
+            return self.importer.start(path)
         template = template or shipped(path)
         try:
             project = Project.load(path)
@@ -350,8 +362,12 @@ class MainWindow(QMainWindow):
             project.path = None
             self.untitled_name = Path(path).name
             self.fit_layout(project)
+        vertical = None if template else self.importer.place_unplaced(project)   # `layerboard import` writes none
         if not self._replace(project, None if template else self.doc.read_trained(project)):
             return False
+        if vertical is not None:
+            self.scene.set_vertical(vertical)
+            self.view.zoom_to_fit()
         if not template:
             clean_tmp(path)
             self._add_recent(str(Path(path).resolve()))
@@ -360,10 +376,25 @@ class MainWindow(QMainWindow):
     def open_dialog(self):
         if not self.maybe_save():
             return
-        p, _ = QFileDialog.getOpenFileName(self, "Open project", str(self._dir()), FILTER)
+        p, _ = QFileDialog.getOpenFileName(self, "Open project", str(self._dir()), OPEN_FILTER)
         if p:
             remember(p)
             self.open_path(p)
+
+    def dragEnterEvent(self, e):
+        if dropped_files(e.mimeData()):
+            e.acceptProposedAction()
+        else:
+            e.ignore()
+
+    dragMoveEvent = dragEnterEvent
+
+    def dropEvent(self, e):
+        files = dropped_files(e.mimeData())
+        if not files:
+            return e.ignore()
+        e.acceptProposedAction()
+        defer(lambda: self.maybe_save() and self.open_path(files[0]))   # no dialog inside the drag's own loop
 
     def save(self):
         if self.doc.project.path is None or shipped(self.doc.project.path):

@@ -1,14 +1,17 @@
-"""The canvas view: drop layers from the palette, zoom (wheel), pan (middle button or Space+drag), fit."""
+"""The canvas view: drop layers from the palette, zoom (wheel), pan (middle button or Space+drag), fit (never
+below a readable size), a minimap and find-a-layer for big graphs."""
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsView, QLabel
 
 from .blocks import BLOCKS, insert_block
 from .items import H, W
+from .navigate import Minimap, NodeFinder
 from .style import theme
 
 MIME = "application/x-layerboard-layer"
 GRID = 24
+READABLE = 0.75         # smallest zoom "Zoom to fit" and find-a-layer use: node text stays readable (≥ 9 px)
 
 
 LOCKED_TEXT = ("Training: the graph is locked. Stop the run to add, delete, connect or change layers "
@@ -36,10 +39,13 @@ class GraphView(QGraphicsView):
         self.lock_banner.setContentsMargins(10, 5, 10, 5)
         self.lock_banner.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)   # blocks still move
         self.lock_banner.hide()
+        self.minimap = self.finder = None
         doc = getattr(scene, "doc", None)
         if doc is not None:
             doc.locked_changed.connect(self.show_locked)
             self.show_locked(doc.locked)
+            self.minimap = Minimap(self)
+            self.finder = NodeFinder(self)
 
     def show_locked(self, on):
         """A banner across the top of the canvas while training locks the graph."""
@@ -58,6 +64,21 @@ class GraphView(QGraphicsView):
     def resizeEvent(self, e):
         super().resizeEvent(e)
         self._place_banner()
+        if self.minimap is not None:
+            self.minimap.place()
+            self.minimap.follow()
+
+    def find(self):
+        """Ctrl+F: a field over the canvas that lists the layers matching what one types."""
+        self.finder.open()
+
+    def focus_node(self, name):
+        """Select layer `name` and centre it, zooming in to a readable size if the canvas is smaller."""
+        sc = self.scene()
+        sc.select([name])
+        if self.transform().m11() < READABLE:
+            self.zoom(READABLE / self.transform().m11())
+        self.centerOn(sc.nodes[name])
 
     # ---- drag and drop from the palette ----
     def dragEnterEvent(self, e):
@@ -122,16 +143,35 @@ class GraphView(QGraphicsView):
             self.zoomed.emit(s)
 
     def zoom_to_fit(self):
+        """The whole graph, at most 125 %; a graph that would be shown smaller than READABLE is shown at that
+        zoom instead, from its input on (the minimap shows the rest)."""
         r = self.scene().itemsBoundingRect()
         if r.isEmpty():
             return
         self.resetTransform()
         self.fitInView(r.adjusted(-30, -30, 30, 30), Qt.AspectRatioMode.KeepAspectRatio)
-        if self.transform().m11() > 1.25:
+        s = self.transform().m11()
+        if s > 1.25 or s < READABLE:
+            s = min(max(s, READABLE), 1.25)
             self.resetTransform()
-            self.scale(1.25, 1.25)
-            self.centerOn(r.center())
+            self.scale(s, s)
+            self.centerOn(self._start_point(r, s))
         self.zoomed.emit(self.transform().m11())
+
+    def _start_point(self, r, s):
+        """Where to centre the view at zoom s so that it shows the graph's input (top-left) corner first."""
+        sc = self.scene()
+        doc = getattr(sc, "doc", None)
+        first = next((n for n, v in doc.graph.nodes.items() if v.type == "Input" and n in sc.nodes), None) \
+            if doc is not None else None
+        at = sc.nodes[first].sceneBoundingRect() if first else QRectF(r.topLeft(), r.topLeft())
+        vw, vh = self.viewport().width() / s, self.viewport().height() / s
+
+        def axis(lo, hi, start, span):
+            if hi - lo + 60 <= span:
+                return (lo + hi) / 2
+            return min(max(start - 30 + span / 2, lo - 30 + span / 2), hi + 30 - span / 2)
+        return QPointF(axis(r.left(), r.right(), at.left(), vw), axis(r.top(), r.bottom(), at.top(), vh))
 
     def keyPressEvent(self, e):
         if e.key() == Qt.Key.Key_Space and not e.isAutoRepeat():
