@@ -1,0 +1,422 @@
+"""ONNX import handlers for images and values: convolutions (1-D, 2-D, 3-D, transposed), pooling, normalisation,
+Dense, activations (each layer declaring its ONNX operator is found by it), merges, padding, resizing."""
+import numpy as np
+
+from .layers import REGISTRY
+from .onnx_import import Unsupported, Value, _attrs, handles
+
+CONV = {1: "Conv1D", 2: "Conv2D", 3: "Conv3D"}
+POOL = {"MaxPool": {1: "MaxPool1D", 2: "MaxPool2D", 3: "MaxPool3D"},
+        "AveragePool": {1: "AveragePool1D", 2: "AveragePool2D", 3: "AveragePool3D"}}
+
+
+def _has(type, hp):
+    return type in REGISTRY and any(h.name == hp for h in REGISTRY[type].hparams)
+
+
+def _sym_pads(a, rank, what="pads"):
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+        raise Unsupported("auto_pad is not supported; export with explicit pads")
+    pads = [int(p) for p in a.get("pads", [0] * 2 * rank)]
+    if pads[:rank] != pads[rank:]:
+        raise Unsupported(f"asymmetric {what} {pads}: Layerboard pads each side of an axis alike")
+    return pads[:rank]
+
+
+def _signal(cfg, rank):
+    return {**cfg, "layout": "signal"} if rank == 1 else cfg          # ONNX (N, C, L): our Conv1D "signal" layout
+
+
+# ---- convolution ----
+@handles("Conv")
+def _conv(c, node):
+    a = _attrs(node)
+    W = c.const(node, 1, "weight")                                    # (C_out, C_in/g, *K)
+    (x,) = c.data(node)
+    rank = W.ndim - 2
+    if rank not in CONV:
+        raise Unsupported(f"{rank}-D convolution")
+    pads, stride = _sym_pads(a, rank), [int(v) for v in a.get("strides", [1] * rank)]
+    dil, groups = [int(v) for v in a.get("dilations", [1] * rank)], int(a.get("group", 1))
+    w = {"W": W}
+    if len(node.input) > 2 and node.input[2]:
+        w["b"] = c.const(node, 2, "bias")
+    if c.values[x].squeezed and rank == 2 and W.shape[2:] == (1, 1) and groups == 1:   # 1×1 conv on (C,): Dense
+        c.add(node, "Dense", {"units": int(W.shape[0]), "use_bias": "b" in w}, [x], out_shape=(int(W.shape[0]),),
+              W=W[:, :, 0, 0], **({"b": w["b"]} if "b" in w else {}))
+        c.values[node.output[0]].squeezed = True
+        return
+    x = c.full(x)
+    cfg = {"filters": int(W.shape[0]), "kernel_size": list(W.shape[2:]), "stride": stride,
+           "padding": "explicit" if any(pads) else "valid", "pad": pads, "use_bias": "b" in w,
+           "dilation": dil, "groups": groups}
+    c.add(node, CONV[rank], _signal(cfg, rank), [x], **w)
+
+
+@handles("ConvTranspose")
+def _conv_t(c, node):
+    a = _attrs(node)
+    W = c.const(node, 1, "weight")                                    # (C_in, C_out/g, K_h, K_w), as ours
+    (x,) = c.data(node)
+    if W.ndim != 4:
+        raise Unsupported(f"only 2-D transposed convolution maps to ConvTranspose2D (weight of rank {W.ndim})")
+    if "output_shape" in a:
+        raise Unsupported("output_shape is not supported; export with pads and output_padding")
+    g = int(a.get("group", 1))
+    w = {"W": W}
+    if len(node.input) > 2 and node.input[2]:
+        w["b"] = c.const(node, 2, "bias")
+    cfg = {"filters": int(W.shape[1]) * g, "kernel_size": list(W.shape[2:]), "stride": list(a.get("strides", [1, 1])),
+           "pad": _sym_pads(a, 2), "output_padding": list(a.get("output_padding", [0, 0])),
+           "dilation": list(a.get("dilations", [1, 1])), "groups": g, "use_bias": "b" in w}
+    c.add(node, "ConvTranspose2D", cfg, [c.full(x)], **w)
+
+
+# ---- pooling ----
+@handles("MaxPool", "AveragePool")
+def _pool(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    if len(node.output) > 1 and node.output[1]:
+        raise Unsupported("MaxPool's indices output has no Layerboard layer")
+    k = [int(v) for v in a["kernel_shape"]]
+    rank = len(k)
+    if rank not in (1, 2, 3):
+        raise Unsupported(f"{rank}-D pooling")
+    type = POOL[node.op_type][rank]
+    cfg = {"kernel_size": k, "stride": [int(v) for v in a.get("strides", [1] * rank)], "pad": _sym_pads(a, rank),
+           "ceil_mode": bool(a.get("ceil_mode", 0))}
+    if node.op_type == "MaxPool":
+        cfg["dilation"] = [int(v) for v in a.get("dilations", [1] * rank)]
+    else:
+        cfg["count_include_pad"] = bool(a.get("count_include_pad", 0))
+    c.add(node, type, _signal(cfg, rank), [c.full(x)])
+
+
+@handles("GlobalAveragePool", "GlobalMaxPool")
+def _global(c, node):
+    (x,) = c.data(node)
+    if c.values[x].squeezed:
+        raise Unsupported("a global pool of an already pooled (C, 1, 1) tensor")
+    c.add(node, node.op_type, {}, [x], out_shape=(c.values[x].shape[0],))
+    c.values[node.output[0]].squeezed = True
+
+
+@handles("ReduceMean", "ReduceMax")
+def _reduce(c, node):
+    """A mean (maximum) over every spatial axis of (C, …) is a global pool (PyTorch's AdaptiveAvgPool2d(1))."""
+    a = _attrs(node)
+    (x,) = c.data(node)
+    axes = a.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = c.const(node, 1, "axes").tolist()
+    s = c.values[x].shape
+    rank = len(s) + 1
+    if axes is None or len(s) < 2 or sorted(int(i) % rank for i in axes) != list(range(2, rank)):
+        raise Unsupported(f"only a reduction over all the axes after the channels of (C, …) maps to a global pool, "
+                          f"got axes {axes} of a rank-{rank} tensor")
+    c.add(node, "GlobalAveragePool" if node.op_type == "ReduceMean" else "GlobalMaxPool", {}, [x], out_shape=s[:1])
+    c.values[node.output[0]].squeezed = bool(a.get("keepdims", 1))
+
+
+# ---- normalisation ----
+@handles("BatchNormalization")
+def _bn(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)[:1]
+    g, b, m, v = (c.const(node, i, k) for i, k in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
+    x = c.full(x)
+    c.add(node, "BatchNorm", {"eps": float(a.get("epsilon", 1e-5)), "momentum": round(1 - float(a.get("momentum", 0.9)), 6)},
+          [x], out_shape=c.values[x].shape, gamma=g, beta=b, running_mean=m, running_var=v)
+
+
+@handles("InstanceNormalization")
+def _instance(c, node):
+    (x,) = c.data(node)
+    g, b = c.const(node, 1, "scale"), c.const(node, 2, "bias")
+    affine = not (np.all(g == 1) and np.all(b == 0))
+    c.add(node, "InstanceNorm", {"eps": float(_attrs(node).get("epsilon", 1e-5)), "affine": affine}, [c.full(x)],
+          **({"gamma": g, "beta": b} if affine else {}))
+
+
+@handles("LRN")
+def _lrn(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    if int(a["size"]) % 2 == 0:
+        raise Unsupported(f"an even LRN size {a['size']}: ONNX's window is PyTorch's mirrored")
+    c.add(node, "LocalResponseNorm", {"size": int(a["size"]), "alpha": float(a.get("alpha", 1e-4)),
+                                      "beta": float(a.get("beta", 0.75)), "k": float(a.get("bias", 1.0))}, [c.full(x)])
+
+
+@handles("LayerNormalization")
+def _layernorm(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    s = c.values[x].shape
+    axis = int(a.get("axis", -1)) % (len(s) + 1)
+    if axis == 0 or (len(node.output) > 1 and any(node.output[1:])):
+        raise Unsupported("normalises over the batch axis or returns its statistics")
+    g = c.const(node, 1, "scale")
+    b = c.const(node, 2, "bias") if len(node.input) > 2 and node.input[2] else np.zeros_like(g)
+    shape = s[axis - 1:]
+    c.add(node, "LayerNorm", {"eps": float(a.get("epsilon", 1e-5)), "axes": len(shape)}, [x], out_shape=s,
+          gamma=np.broadcast_to(g, shape), beta=np.broadcast_to(b, shape))
+
+
+# ---- Dense ----
+@handles("Gemm")
+def _gemm(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+        raise Unsupported("only Y = X·Bᵀ + C (or X·B + C) with alpha = beta = 1 maps to Dense")
+    B = c.const(node, 1, "weight")
+    W = B if a.get("transB", 0) else B.T                                # (U, F)
+    w = {"W": W}
+    if len(node.input) > 2 and node.input[2]:
+        w["b"] = np.broadcast_to(c.const(node, 2, "bias"), (W.shape[0],))
+    c.add(node, "Dense", {"units": int(W.shape[0]), "use_bias": "b" in w}, [x], out_shape=(int(W.shape[0]),), **w)
+
+
+@handles("MatMul")
+def _matmul(c, node):
+    if node.input[1] not in c.consts:
+        raise Unsupported("a product of two computed tensors (attention) is imported only as a whole block")
+    (x,) = c.data(node)
+    B = c.consts[node.input[1]]                                          # (F, U)
+    if B.ndim != 2:
+        raise Unsupported(f"weight of rank {B.ndim}")
+    c.add(node, "Dense", {"units": int(B.shape[1]), "use_bias": False}, [x],
+          out_shape=c.values[x].shape[:-1] + (int(B.shape[1]),), W=B.T)
+
+
+# ---- activations: every registered layer naming its one ONNX operator, with the ONNX defaults ----
+def _activations():
+    out = {}
+    for t, cls in REGISTRY.items():
+        op = cls.__dict__.get("onnx_op") or next((k.__dict__["onnx_op"] for k in cls.__mro__ if "onnx_op" in k.__dict__), None)
+        if isinstance(op, str) and op and cls.category == "activation":
+            out[op] = (t, dict(getattr(cls, "onnx_attrs", {}) or {}))
+    return out
+
+
+ACTIVATIONS = _activations()          # ONNX op -> (layer type, {config key: ONNX attribute})
+
+
+def _default(op, attr):
+    from onnx import defs, helper
+    d = defs.get_schema(op).attributes[attr].default_value
+    return helper.get_attribute_value(d)
+
+
+def _pointwise(c, node, type, cfg, **weights):
+    (x,) = c.data(node)
+    v = c.values[x]
+    c.add(node, type, cfg, [x], out_shape=v.shape, **weights)
+    c.values[node.output[0]].squeezed = v.squeezed
+
+
+@handles(*ACTIVATIONS)
+def _act(c, node):
+    type, attrs = ACTIVATIONS[node.op_type]
+    a = _attrs(node)
+    _pointwise(c, node, type, {k: float(a[o] if o in a else _default(node.op_type, o)) for k, o in attrs.items()})
+
+
+@handles("Softplus")
+def _softplus(c, node):
+    _pointwise(c, node, "Softplus", {})
+
+
+@handles("Gelu")
+def _gelu(c, node):
+    _pointwise(c, node, "GELU", {"approximate": _attrs(node).get("approximate", "none")})
+
+
+@handles("Clip")
+def _clip(c, node):
+    lo = float(c.const(node, 1, "min")) if len(node.input) > 1 and node.input[1] else -1e30
+    hi = float(c.const(node, 2, "max")) if len(node.input) > 2 and node.input[2] else 1e30
+    _pointwise(c, node, "Clip", {"min": max(lo, -1e30), "max": min(hi, 1e30)})
+
+
+@handles("PRelu")
+def _prelu(c, node):
+    (x,) = c.data(node)
+    slope, s = c.const(node, 1, "slope"), c.values[x].shape
+    a = slope.reshape(-1)
+    ours = a.reshape((-1,) + (1,) * (len(s) - 1)) if len(s) + 1 > 3 else a
+    full = (1,) + tuple(s)
+    try:
+        same = np.array_equal(np.broadcast_to(slope, full), np.broadcast_to(ours, full))
+    except ValueError:
+        same = False
+    if not same:
+        raise Unsupported(f"slopes of shape {slope.shape} are not one per channel of {full[1:]} nor one for all")
+    _pointwise(c, node, "PReLU", {"per_channel": a.size > 1}, a=a)
+
+
+@handles("Softmax", "LogSoftmax")
+def _softmax(c, node):
+    (x,) = c.data(node)
+    axis = _attrs(node).get("axis", -1)
+    if axis not in (-1, len(c.values[x].shape)):
+        raise Unsupported(f"{node.op_type} over axis {axis}; Layerboard's is over the last axis")
+    _pointwise(c, node, node.op_type, {})
+
+
+@handles("Div")
+def _div(c, node):
+    """The Erf form of GELU: x/√2 → Erf → +1 → ·x → ·½ (PyTorch's exact GELU in opsets before 20)."""
+    nodes = _erf_gelu(c, node)
+    if nodes is None:
+        raise Unsupported("a division is imported only inside the Erf form of GELU")
+    c.add(nodes[-1], "GELU", {"approximate": "none"}, [node.input[0]], out_shape=c.values[node.input[0]].shape)
+    c.done.update(id(n) for n in nodes[1:])
+
+
+def _only(c, t, op):
+    nxt = c.consumers.get(t, [])
+    return nxt[0] if len(nxt) == 1 and nxt[0].op_type == op else None
+
+
+def _scalar(c, node, value, tol=1e-4):
+    k = [t for t in node.input if t in c.consts]
+    return len(k) == 1 and c.consts[k[0]].size == 1 and abs(float(c.consts[k[0]]) - value) < tol
+
+
+def _erf_gelu(c, div):
+    x = div.input[0]
+    if x not in c.values or not _scalar(c, div, np.sqrt(2)):
+        return None
+    erf = _only(c, div.output[0], "Erf")
+    add = erf and _only(c, erf.output[0], "Add")
+    if not add or not _scalar(c, add, 1.0):
+        return None
+    m1 = _only(c, add.output[0], "Mul")
+    if m1 and x in m1.input:                                      # x·(1 + erf) then ·½
+        m2 = _only(c, m1.output[0], "Mul")
+        return [div, erf, add, m1, m2] if m2 and _scalar(c, m2, 0.5) else None
+    if m1 and _scalar(c, m1, 0.5):                                 # ½·(1 + erf) then ·x
+        m2 = _only(c, m1.output[0], "Mul")
+        return [div, erf, add, m1, m2] if m2 and x in m2.input else None
+    return None
+
+
+# ---- merges ----
+@handles("Add", "Sum", "Mul", "Sub")
+def _merge(c, node):
+    ins = c.data(node)
+    consts = [t for t in node.input if t in c.consts]
+    if len(ins) >= 2 and not consts:
+        if node.op_type == "Sub" and len(ins) != 2:
+            raise Unsupported("Sub of more than two tensors")
+        if len({c.values[t].squeezed for t in ins}) > 1:            # (C, H, W) ⊙ (C, 1, 1): unsqueeze the (C,)
+            ins = [c.full(t) for t in ins]
+        v = [c.values[t] for t in ins]
+        try:
+            shape = tuple(np.broadcast_shapes(*[u.shape for u in v]))
+        except ValueError:
+            raise Unsupported(f"shapes {[u.shape for u in v]} do not broadcast") from None
+        type = {"Mul": "Multiply", "Sub": "Subtract"}.get(node.op_type, "Add")
+        c.add(node, type, {}, ins, out_shape=shape)
+        c.values[node.output[0]].squeezed = all(u.squeezed for u in v)
+        return
+    if node.op_type == "Add" and len(ins) == 1 and len(consts) == 1:      # a bias: fold into the Dense before
+        src = c.values[ins[0]].node
+        n = c.graph.nodes[src]
+        bias = np.asarray(c.consts[consts[0]])
+        if (n.type == "Dense" and not n.config.get("use_bias") and c.readers.get(ins[0], 0) == 1
+                and bias.size == n.config["units"]):
+            n.config["use_bias"] = True
+            c.weights[f"{src}/b"] = bias.reshape(-1).astype(np.float32)
+            c.alias(node, ins[0])
+            return
+        raise Unsupported("adds a constant that is not the bias of the layer before")
+    raise Unsupported(f"{node.op_type} with a constant operand has no layer (only computed tensors merge)")
+
+
+@handles("Concat")
+def _concat(c, node):
+    ins = c.data(node)
+    if len({c.values[t].squeezed for t in ins}) > 1:
+        ins = [c.full(t) for t in ins]
+    axis = int(_attrs(node)["axis"])
+    if axis == 0:
+        raise Unsupported("concatenates along the batch axis")
+    c.add(node, "Concatenate", {"axis": axis - 1 if axis > 0 else axis}, ins)
+
+
+# ---- layout ----
+@handles("Flatten")
+def _flatten(c, node):
+    (x,) = c.data(node)
+    if _attrs(node).get("axis", 1) != 1:
+        raise Unsupported("Flatten keeps the batch axis only with axis = 1")
+    if len(c.values[x].shape) == 1:
+        c.alias(node, x)
+        return
+    c.add(node, "Flatten", {}, [x], out_shape=(int(np.prod(c.values[x].shape)),))
+
+
+def reshape_to(c, node, x, shape):
+    """The node's output is x reshaped to shape (batch kept): the same tensor, a Flatten or a Reshape layer."""
+    v = c.values[x]
+    if shape == v.shape or (v.squeezed and shape == (v.shape[0],)):
+        c.alias(node, x)
+    elif v.squeezed and shape == tuple(c.shapes.get(x, ())[1:]):
+        c.values[node.output[0]] = Value(v.node, v.shape, squeezed=True)
+    elif len(shape) == 1:
+        c.add(node, "Flatten", {}, [x], out_shape=shape) if len(v.shape) > 1 else c.alias(node, x)
+    else:
+        c.add(node, "Reshape", {"shape": list(shape)}, [x], out_shape=shape)
+
+
+@handles("Pad")
+def _pad(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    if a.get("mode", "constant") != "constant":
+        raise Unsupported(f"{a['mode']} padding; Layerboard pads with zeros")
+    if len(node.input) > 2 and node.input[2] and np.any(c.const(node, 2, "constant_value")):
+        raise Unsupported("pads with a value other than 0")
+    if len(node.input) > 3 and node.input[3]:
+        raise Unsupported("pads selected axes (the axes input)")
+    pads = [int(p) for p in c.const(node, 1, "pads")]
+    r = len(pads) // 2
+    begin, end = pads[:r], pads[r:]
+    if any(begin[:2]) or any(end[:2]) or r not in (3, 4) or min(pads) < 0:
+        raise Unsupported(f"pads {pads}: only zeros around the L of (C, L) or the H, W of (C, H, W) map to ZeroPad")
+    sides = [v for b, e in zip(begin[2:], end[2:]) for v in (b, e)]
+    c.add(node, "ZeroPad", {"pad": sides}, [c.full(x)])
+
+
+@handles("Resize", "Upsample")
+def _resize(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    s = c.values[x].shape
+    if len(s) != 3:
+        raise Unsupported(f"resizes a {len(s)}-D tensor; Upsample2D takes (C, H, W)")
+    out = c.out_shape(node)
+    sc = [o / i for o, i in zip(out[1:], s[1:])]
+    if out[0] != s[0] or any(v != int(v) or v < 1 for v in sc):
+        raise Unsupported(f"scales {sc}: Upsample2D scales H and W by whole numbers")
+    mode, ctm = a.get("mode", "nearest"), a.get("coordinate_transformation_mode", "half_pixel")
+    if node.op_type == "Upsample" or (mode == "nearest" and ctm == "asymmetric" and a.get("nearest_mode", "round_prefer_floor") == "floor"):
+        m = "nearest" if mode == "nearest" else None
+    elif mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel"):
+        m = "bilinear"
+    else:
+        m = None
+    if m is None:
+        raise Unsupported(f"mode {mode} with coordinate_transformation_mode {ctm}: Upsample2D does nearest "
+                          "(asymmetric, floor) and linear (half_pixel)")
+    c.add(node, "Upsample2D", {"scale": [int(v) for v in sc], "mode": m}, [x], out_shape=out)
+
+
+@handles("Identity", "Dropout")
+def _identity(c, node):
+    (x,) = c.data(node, views=True)[:1]
+    c.alias(node, x)
