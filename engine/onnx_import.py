@@ -151,8 +151,9 @@ def _fold(c, node):
 def _symbolic(c, node):
     """A node computing from shapes (Shape, and what follows it up to ConstantOfShape/Expand): kept symbolic,
     remembered as all zeros when it is (a recurrent node's zero initial state)."""
+    from onnx import numpy_helper
     first = node.input[0] if node.input else ""
-    zero = {"ConstantOfShape": lambda: not node.attribute or not np.any(_attrs(node).get("value", 0)),
+    zero = {"ConstantOfShape": lambda: not node.attribute or not np.any(numpy_helper.to_array(_attrs(node)["value"])),
             "Expand": lambda: first in c.consts and not np.any(c.consts[first])}.get(node.op_type)
     if zero is not None:
         z = zero()

@@ -190,17 +190,21 @@ def _gather(c, node):
         c.values[node.output[0]] = Value(_make(c, p, False), p.out_shape(False))
         return
     if (kind, axis) not in ((None, 1), ("tb", 0)) or not last or len(v.shape) != 2:
-        raise Unsupported("a Gather that is not the last step of a recurrent layer's outputs (x[:, -1])")
+        raise Unsupported("a Gather that is not the last step of a sequence's outputs (x[:, -1])")
     layer = c.graph.nodes.get(v.node)
-    if layer is None or layer.type not in ("LSTM", "GRU", "RNN") or not layer.config.get("return_sequences"):
-        raise Unsupported("takes the last step of a tensor that is not a recurrent layer's outputs")
-    if layer.config.get("bidirectional"):
-        raise Unsupported("the last step of a bidirectional layer's outputs holds the backward direction after one "
-                          "step; Layerboard's last-state output holds its final state (use h_n instead)")
-    if c.graph.consumers(v.node):
-        raise Unsupported("the recurrent layer's every step is read elsewhere too")
-    layer.config["return_sequences"] = False
-    for u in c.values.values():
-        if u.node == v.node:
-            u.stale = "was every step of a recurrent layer that now gives its last state only"
-    c.values[node.output[0]] = Value(v.node, (v.shape[1],))
+    if (layer is not None and layer.type in ("LSTM", "GRU", "RNN") and layer.config.get("return_sequences")
+            and not layer.config.get("bidirectional") and not c.graph.consumers(v.node)
+            and c.readers.get(x, 0) == 1):
+        layer.config["return_sequences"] = False                   # a one-direction layer's last step: its state
+        for u in c.values.values():
+            if u.node == v.node:
+                u.stale = "was every step of a recurrent layer that now gives its last state only"
+        c.values[node.output[0]] = Value(v.node, (v.shape[1],))
+        return
+    c.add(node, "TimePool", {"mode": "last"}, [x if kind is None else _plain(c, x)], out_shape=(v.shape[1],))
+
+
+def _plain(c, x):
+    """A time-major view as the batch-major tensor it shows (the same layer output)."""
+    c.values[x + "#bt"] = Value(c.values[x].node, c.values[x].shape)
+    return x + "#bt"
