@@ -69,7 +69,7 @@ def _recurrent(c, node):
         raise Unsupported("its input is not a (batch, steps, features) tensor made time-major by a Transpose")
     if a.get("layout", 0) != 0 or a.get("clip") is not None or a.get("input_forget", 0):
         raise Unsupported("layout = 1, clip or input_forget has no Layerboard option")
-    acts = [str(s) for s in a.get("activations", [])]
+    acts = [s.decode() if isinstance(s, bytes) else str(s) for s in a.get("activations", [])]
     dirs = 2 if a.get("direction", "forward") == "bidirectional" else 1
     if a.get("direction", "forward") == "reverse":
         raise Unsupported("direction reverse (only forward and bidirectional map)")

@@ -157,3 +157,225 @@ def test_damaged_file_is_one_line(tmp_path):
     with pytest.raises(LayerboardError) as e:
         read(f)
     assert "bad.onnx" in str(e.value) and "\n" not in str(e.value)
+
+
+# ---- real architectures written in torch.nn (torchvision is not importable here) ----
+def export(torch, net, x, f, dynamo, opset=None):
+    kw = ({"dynamo": True, "dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo else
+          {"dynamo": False, "dynamic_axes": {"x": {0: "batch"}}, "do_constant_folding": False})
+    torch.onnx.export(net, (x,), str(f), input_names=["x"], opset_version=opset or (18 if dynamo else 17), **kw)
+
+
+def check_round_trip(f, x, want_torch=None):
+    """Imported predict = onnxruntime on the file = onnxruntime on the re-export; returns the model."""
+    from engine.onnx_export import to_onnx
+    m = imported(f)
+    want = run_ort(f, x)
+    close(m.predict(x), want)
+    if want_torch is not None:
+        close(m.predict(x), want_torch)
+    s = ort.InferenceSession(to_onnx(m).SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: x if k == 0 else np.full(len(x), x.shape[1], np.int32) for k, i in enumerate(s.get_inputs())}
+    close(s.run(None, feeds)[0], want)                   # the lengths input of sequence models: full length
+    return m
+
+
+def randomize_bn(torch, net):
+    with torch.no_grad():
+        for mod in net.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.2, 0.2)
+                mod.running_var.uniform_(0.5, 2)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+def resnet18(torch, classes=10, width=64):
+    """torchvision's resnet18 layout: 7×7 stem, max pool with padding, four stages of two BasicBlocks."""
+    nn = torch.nn
+
+    class BasicBlock(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+            self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+            self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                         if stride != 1 or cin != cout else nn.Identity())
+
+        def forward(self, x):
+            y = torch.relu(self.b1(self.c1(x)))
+            return torch.relu(self.b2(self.c2(y)) + self.down(x))
+
+    stages, c = [], width
+    for i, cout in enumerate((width, 2 * width, 4 * width, 8 * width)):
+        stages += [BasicBlock(c, cout, 1 if i == 0 else 2), BasicBlock(cout, cout, 1)]
+        c = cout
+    return randomize_bn(torch, nn.Sequential(
+        nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
+        *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, classes)))
+
+
+def mobilenet_v3_small(torch, classes=10):
+    """MobileNetV3-small's first five blocks (torchvision's layout): depthwise convs, Hardswish, squeeze-excitation."""
+    nn = torch.nn
+
+    class SE(nn.Module):
+        def __init__(self, c, r):
+            super().__init__()
+            self.pool, self.fc1, self.fc2 = nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, r, 1), nn.Conv2d(r, c, 1)
+
+        def forward(self, x):
+            return x * nn.functional.hardsigmoid(self.fc2(torch.relu(self.fc1(self.pool(x)))))
+
+    class InvRes(nn.Module):
+        def __init__(self, cin, exp, cout, k, stride, se, hs):
+            super().__init__()
+            act = nn.Hardswish if hs else nn.ReLU
+            self.res = stride == 1 and cin == cout
+            layers = [nn.Conv2d(cin, exp, 1, bias=False), nn.BatchNorm2d(exp), act()] if exp != cin else []
+            layers += [nn.Conv2d(exp, exp, k, stride, k // 2, groups=exp, bias=False), nn.BatchNorm2d(exp), act()]
+            layers += [SE(exp, max(8, exp // 4))] if se else []
+            self.block = nn.Sequential(*layers, nn.Conv2d(exp, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            return self.block(x) + x if self.res else self.block(x)
+
+    return randomize_bn(torch, nn.Sequential(
+        nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish(),
+        InvRes(16, 16, 16, 3, 2, True, False), InvRes(16, 72, 24, 3, 2, False, False),
+        InvRes(24, 88, 24, 3, 1, False, False), InvRes(24, 96, 40, 5, 2, True, True),
+        InvRes(40, 240, 40, 5, 1, True, True),
+        nn.Conv2d(40, 96, 1, bias=False), nn.BatchNorm2d(96), nn.Hardswish(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(96, 64), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(64, classes)))
+
+
+EXPORTERS = [False, True]
+EXPORTER_IDS = ["torchscript-exporter", "dynamo-exporter"]
+
+
+@pytest.mark.parametrize("dynamo", EXPORTERS, ids=EXPORTER_IDS)
+def test_resnet18_imports_predicts_and_exports_again(dynamo, tmp_path):
+    torch = pytest.importorskip("torch")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    net = resnet18(torch)
+    x = torch.randn(2, 3, 64, 64)
+    export(torch, net, x, tmp_path / "r18.onnx", dynamo)
+    with torch.no_grad():
+        m = check_round_trip(tmp_path / "r18.onnx", x.numpy(), net(x).numpy())
+    types = [n.type for n in m.graph.nodes.values()]
+    assert types.count("Conv2D") == 20 and types.count("Add") == 8 and types.count("MaxPool2D") == 1
+    assert types.count("BatchNorm") == (0 if dynamo else 20)        # the dynamo exporter folds them into the convs
+    pool = next(n for n in m.graph.nodes.values() if n.type == "MaxPool2D")
+    assert list(pool.config["pad"]) == [1, 1] and list(pool.config["stride"]) == [2, 2]
+
+
+@pytest.mark.parametrize("dynamo", EXPORTERS, ids=EXPORTER_IDS)
+def test_mobilenet_v3_blocks_import_with_depthwise_convs_and_squeeze_excitation(dynamo, tmp_path):
+    torch = pytest.importorskip("torch")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(1)
+    net = mobilenet_v3_small(torch)
+    x = torch.randn(3, 3, 64, 64)
+    export(torch, net, x, tmp_path / "mnv3.onnx", dynamo)
+    with torch.no_grad():
+        m = check_round_trip(tmp_path / "mnv3.onnx", x.numpy(), net(x).numpy())
+    nodes = list(m.graph.nodes.values())
+    types = [n.type for n in nodes]
+    assert types.count("Multiply") == 3 and types.count("HardSigmoid") == 3 and types.count("Hardswish") == 7
+    assert sum(n.type == "Conv2D" and n.config["groups"] > 1 for n in nodes) == 5
+    hs = next(n for n in nodes if n.type == "HardSigmoid")                     # PyTorch's 1/6, not ONNX's 0.2
+    assert abs(hs.config["alpha"] - 1 / 6) < 1e-6
+
+
+def test_imported_resnet18_fine_tunes_and_the_trained_weights_export(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(2)
+    net = resnet18(torch, classes=4, width=16)
+    export(torch, net, torch.randn(2, 3, 64, 64), tmp_path / "r.onnx", False)
+    p, w = import_project(tmp_path / "r.onnx")
+    p.graph.chain(("probs", "Softmax", {}), after=next(n for n in p.graph.outputs()))
+    from engine.data import Dataset
+    from engine.onnx_export import to_onnx
+    from engine.project import training_config
+    from engine.trainer import Trainer
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 3, 64, 64)).astype(np.float32), rng.integers(0, 4, 16)
+    model = Model(p.graph)
+    model.set_weights({**model.weights(), **w})
+    before = model.theta.copy()
+    tr = Trainer(model, training_config({"loss": "cce", "epochs": 1, "batch_size": 8, "lr": 0.01}),
+                 Dataset(x, y, "multiclass", "random"))
+    assert tr.run()["status"] == "completed"
+    assert np.isfinite(model.theta).all() and not np.allclose(model.theta, before)
+    close(run_ort(to_onnx(model).SerializeToString(), x[:3]), model.predict(x[:3]))
+
+
+def rnn_classifier(torch, kind, bidirectional=False, layers=1, read="last_step"):
+    nn = torch.nn
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = getattr(nn, kind)(5, 8, num_layers=layers, batch_first=True, bidirectional=bidirectional)
+            self.fc = nn.Linear(16 if bidirectional else 8, 3)
+
+        def forward(self, x):
+            y, h = self.rnn(x)
+            h = h[0] if isinstance(h, tuple) else h
+            return self.fc({"last_step": lambda: y[:, -1], "h_n": lambda: h[-1], "steps": lambda: y}[read]())
+
+    return Classifier().eval()
+
+
+RNN_CASES = {"lstm": ("LSTM", False, 1, "last_step"), "lstm-bidirectional": ("LSTM", True, 1, "last_step"),
+             "lstm-h_n": ("LSTM", False, 1, "h_n"), "lstm-every-step": ("LSTM", False, 1, "steps"),
+             "gru-2-layers": ("GRU", False, 2, "last_step"), "gru-bidirectional-steps": ("GRU", True, 1, "steps"),
+             "rnn": ("RNN", False, 1, "h_n")}
+
+
+@pytest.mark.parametrize("dynamo", EXPORTERS, ids=EXPORTER_IDS)
+@pytest.mark.parametrize("case", list(RNN_CASES))
+def test_recurrent_classifiers_import_as_our_layers(case, dynamo, tmp_path):
+    torch = pytest.importorskip("torch")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    kind, bi, layers, read_ = RNN_CASES[case]
+    torch.manual_seed(3)
+    net = rnn_classifier(torch, kind, bi, layers, read_)
+    x = torch.randn(4, 6, 5)
+    export(torch, net, x, tmp_path / "rnn.onnx", dynamo)
+    if kind == "RNN" and dynamo:                       # the dynamo exporter unrolls nn.RNN into per-step MatMuls
+        with pytest.raises(ImportFailed) as e:
+            read(tmp_path / "rnn.onnx")
+        assert e.value.problems and any(op == "MatMul" for op, _, _ in e.value.problems)
+        return
+    with torch.no_grad():
+        m = check_round_trip(tmp_path / "rnn.onnx", x.numpy(), net(x).numpy())
+    rec = [n for n in m.graph.nodes.values() if n.type == kind]
+    assert len(rec) == layers and all(n.config["bidirectional"] == bi for n in rec)
+    assert rec[-1].config["return_sequences"] == (read_ == "steps" or bi)
+    assert sum(n.type == "TimePool" for n in m.graph.nodes.values()) == (bi and read_ == "last_step")
+
+
+def test_imported_lstm_fine_tunes(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(4)
+    export(torch, rnn_classifier(torch, "LSTM"), torch.randn(2, 6, 5), tmp_path / "l.onnx", False)
+    p, w = import_project(tmp_path / "l.onnx")
+    p.graph.chain(("probs", "Softmax", {}), after=next(n for n in p.graph.outputs()))
+    from engine.data import Dataset
+    from engine.project import training_config
+    from engine.trainer import Trainer
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(32, 6, 5)).astype(np.float32), rng.integers(0, 3, 32)
+    model = Model(p.graph)
+    model.set_weights({**model.weights(), **w})
+    before = model.theta.copy()
+    tr = Trainer(model, training_config({"loss": "cce", "epochs": 2, "batch_size": 8, "lr": 0.01}),
+                 Dataset(x, y, "multiclass", "random", lengths=np.full(32, 6)))
+    assert tr.run()["status"] == "completed"
+    assert np.isfinite(model.theta).all() and not np.allclose(model.theta, before)
