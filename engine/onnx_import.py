@@ -77,15 +77,28 @@ class Ctx:
 
     def add(self, node, type, config, inputs, out_shape=None, **weights):
         """A layer for an ONNX node, connected to the layers computing its inputs; returns its name."""
+        if out_shape is None:
+            try:
+                out_shape = self.out_shape(node)
+            except Unsupported:                               # shape inference stopped at a folded constant
+                out_shape = self.layer_shape(type, config, [self.values[t].shape for t in inputs])
+        shape = out_shape
         name = self.name(node.name, node.op_type)
         self.graph.add_node(type, name, config, {"onnx": node.op_type})
         for port, t in enumerate(inputs):
             self.graph.connect(self.values[t].node, name, port)
         for k, v in weights.items():
             self.weights[f"{name}/{k}"] = np.asarray(v, np.float32)
-        shape = out_shape if out_shape is not None else self.out_shape(node)
         self.values[node.output[0]] = Value(name, shape)
         return name
+
+    def layer_shape(self, type, config, in_shapes):
+        """Our layer's output shape for these inputs (when ONNX shape inference does not know it)."""
+        from .errors import LayerboardError as E
+        try:
+            return tuple(REGISTRY[type](**config).compute_output_shape([tuple(s) for s in in_shapes]))
+        except E as e:
+            raise Unsupported(str(e)) from None
 
     def out_shape(self, node, i=0):
         s = self.shapes.get(node.output[i])
@@ -220,10 +233,12 @@ def read(path_or_model):
     name = c.name(inputs[0].name, "input")
     c.graph.add_node("Input", name, {"shape": list(shape)}, {"onnx": "input"})
     c.values[inputs[0].name] = Value(name, tuple(shape))
+    from onnx import helper
+    for node in m.graph.node:                                 # constants first: patterns look ahead at them
+        if node.op_type == "Constant":
+            c.consts[node.output[0]] = numpy_helper.to_array(helper.get_attribute_value(node.attribute[0]))
     for node in m.graph.node:
         if node.op_type == "Constant":
-            from onnx import helper
-            c.consts[node.output[0]] = numpy_helper.to_array(helper.get_attribute_value(node.attribute[0]))
             continue
         if id(node) in c.done:
             continue

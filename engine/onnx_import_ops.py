@@ -229,6 +229,21 @@ def _softplus(c, node):
     _pointwise(c, node, "Softplus", {})
 
 
+@handles("Greater")
+def _softplus_threshold(c, node):
+    """PyTorch's Softplus threshold: Where(x > θ, x, softplus(x)) after the Softplus node."""
+    x, thr = node.input
+    where = _only(c, node.output[0], "Where")
+    sp = where and c.values.get(where.input[2])
+    layer = sp and c.graph.nodes[sp.node]
+    if (not layer or layer.type != "Softplus" or thr not in c.consts or list(where.input[:2]) != [node.output[0], x]
+            or c.values.get(x) is None or c.graph.inputs_of(sp.node) != [c.values[x].node]):
+        raise Unsupported("a comparison is imported only as Softplus's threshold")
+    layer.config["threshold"] = float(c.consts[thr])
+    c.values[where.output[0]] = sp
+    c.done.add(id(where))
+
+
 @handles("Gelu")
 def _gelu(c, node):
     _pointwise(c, node, "GELU", {"approximate": _attrs(node).get("approximate", "none")})
@@ -310,6 +325,8 @@ def _merge(c, node):
     ins = c.data(node)
     consts = [t for t in node.input if t in c.consts]
     if len(ins) >= 2 and not consts:
+        if len(set(ins)) < len(ins):
+            raise Unsupported(f"{node.op_type} of a tensor with itself (x·x, x + x) has no layer")
         if node.op_type == "Sub" and len(ins) != 2:
             raise Unsupported("Sub of more than two tensors")
         if len({c.values[t].squeezed for t in ins}) > 1:            # (C, H, W) ⊙ (C, 1, 1): unsqueeze the (C,)
@@ -389,7 +406,10 @@ def _pad(c, node):
     if any(begin[:2]) or any(end[:2]) or r not in (3, 4) or min(pads) < 0:
         raise Unsupported(f"pads {pads}: only zeros around the L of (C, L) or the H, W of (C, H, W) map to ZeroPad")
     sides = [v for b, e in zip(begin[2:], end[2:]) for v in (b, e)]
-    c.add(node, "ZeroPad", {"pad": sides}, [c.full(x)])
+    x = c.full(x)
+    s = c.values[x].shape
+    c.add(node, "ZeroPad", {"pad": sides}, [x], out_shape=(s[0],) + tuple(n + b + e for n, b, e in
+                                                                             zip(s[1:], begin[2:], end[2:])))
 
 
 @handles("Resize", "Upsample")

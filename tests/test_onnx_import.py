@@ -379,3 +379,74 @@ def test_imported_lstm_fine_tunes(tmp_path):
                  Dataset(x, y, "multiclass", "random", lengths=np.full(32, 6)))
     assert tr.run()["status"] == "completed"
     assert np.isfinite(model.theta).all() and not np.allclose(model.theta, before)
+
+
+def one_op_nets(torch):
+    """name -> (net, input shape without the batch axis, layer types the import must contain)."""
+    nn = torch.nn
+
+    class Lambda(nn.Module):
+        def __init__(self, fn, *mods):
+            super().__init__()
+            self.fn, self.mods = fn, nn.ModuleList(mods)
+
+        def forward(self, x):
+            return self.fn(x, *self.mods)
+
+    def img(*mods):
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), *mods)
+
+    def vec(*mods):
+        return nn.Sequential(nn.Linear(6, 8), *mods)
+
+    return {
+        "elu": (vec(nn.ELU(0.7)), (6,), {"ELU"}),
+        "selu": (vec(nn.SELU()), (6,), {"SELU"}),
+        "leaky-relu": (vec(nn.LeakyReLU(0.2)), (6,), {"LeakyReLU"}),
+        "prelu-per-channel": (img(nn.PReLU(4, init=0.3)), (3, 5, 5), {"PReLU"}),
+        "prelu-shared": (vec(nn.PReLU(init=0.1)), (6,), {"PReLU"}),
+        "softplus": (vec(nn.Softplus()), (6,), {"Softplus"}),
+        "relu6-clip": (vec(nn.ReLU6()), (6,), {"Clip"}),
+        "hardsigmoid": (vec(nn.Hardsigmoid()), (6,), {"HardSigmoid"}),
+        "hardswish": (vec(nn.Hardswish()), (6,), {"Hardswish"}),
+        "gelu-erf": (vec(nn.GELU()), (6,), {"GELU"}),
+        "logsoftmax": (vec(nn.LogSoftmax(-1)), (6,), {"LogSoftmax"}),
+        "sub-mul-broadcast": (Lambda(lambda x, c: (c(x) - nn.functional.adaptive_avg_pool2d(c(x), 1)) * torch.sigmoid(c(x)),
+                                     nn.Conv2d(3, 4, 1)), (3, 5, 5), {"Subtract", "Multiply"}),
+        "instancenorm": (img(nn.InstanceNorm2d(4, affine=True)), (3, 5, 5), {"InstanceNorm"}),
+        "instancenorm-plain": (img(nn.InstanceNorm2d(4)), (3, 5, 5), {"InstanceNorm"}),
+        "conv-transpose": (img(nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1)), (3, 5, 5),
+                           {"ConvTranspose2D"}),
+        "upsample-nearest": (img(nn.Upsample(scale_factor=2)), (3, 4, 5), {"Upsample2D"}),
+        "upsample-bilinear": (img(nn.Upsample(scale_factor=(2, 3), mode="bilinear")), (3, 4, 5), {"Upsample2D"}),
+        "zero-pad": (img(nn.ZeroPad2d((1, 2, 0, 1))), (3, 4, 5), {"ZeroPad"}),
+        "global-max-pool": (img(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(4, 2)), (3, 4, 5), {"GlobalMaxPool|MaxPool2D"}),
+        "conv1d-pools": (nn.Sequential(nn.Conv1d(3, 4, 3, padding=1), nn.MaxPool1d(2), nn.ZeroPad1d((1, 0)),
+                                       nn.AvgPool1d(3, 1, padding=1), nn.Conv1d(4, 2, 2, dilation=2)), (3, 16),
+                         {"Conv1D", "MaxPool1D", "AveragePool1D", "ZeroPad"}),
+        "conv3d-pools": (nn.Sequential(nn.Conv3d(2, 3, 3, padding=1), nn.MaxPool3d(2), nn.AvgPool3d(2, 1)),
+                         (2, 6, 6, 6), {"Conv3D", "MaxPool3D", "AveragePool3D"}),
+    }
+
+
+ONE_OP = ["elu", "selu", "leaky-relu", "prelu-per-channel", "prelu-shared", "softplus", "relu6-clip", "hardsigmoid",
+          "hardswish", "gelu-erf", "logsoftmax", "sub-mul-broadcast", "instancenorm", "instancenorm-plain",
+          "conv-transpose", "upsample-nearest", "upsample-bilinear", "zero-pad", "global-max-pool", "conv1d-pools",
+          "conv3d-pools"]
+
+
+@pytest.mark.parametrize("dynamo", EXPORTERS, ids=EXPORTER_IDS)
+@pytest.mark.parametrize("name", ONE_OP)
+def test_one_node_operators_import_as_their_layers(name, dynamo, tmp_path):
+    torch = pytest.importorskip("torch")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(5)
+    net, shape, types = one_op_nets(torch)[name]
+    net = net.eval()
+    x = torch.randn((3,) + shape)
+    export(torch, net, x, tmp_path / "op.onnx", dynamo)
+    with torch.no_grad():
+        m = check_round_trip(tmp_path / "op.onnx", x.numpy(), net(x).numpy())
+    have = {n.type for n in m.graph.nodes.values()}
+    assert all(have & set(t.split("|")) for t in types)        # a|b: either (the two exporters differ)
