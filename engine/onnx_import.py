@@ -182,6 +182,20 @@ def _has(type, hp):
     return type in REGISTRY and any(h.name == hp for h in REGISTRY[type].hparams)
 
 
+def _attention(c, b):
+    """The MultiHeadSelfAttention layer of a recognised block (engine/onnx_import_attn.py)."""
+    v = c.values.get(b.x)
+    if v is None or v.view is not None or v.stale or len(v.shape) != 2:
+        c.problems.append(("Softmax", b.name, "the attention block's input is not a (steps, features) layer output"))
+        return
+    name = c.name(b.name.rsplit("/", 1)[0] if "/" in b.name else b.name, "attention")
+    c.graph.add_node("MultiHeadSelfAttention", name, {"heads": b.heads}, {"onnx": "attention"})
+    c.graph.connect(v.node, name, 0)
+    for k, w in b.weights.items():
+        c.weights[f"{name}/{k}"] = np.asarray(w, np.float32)
+    c.values[b.y] = Value(name, v.shape)
+
+
 # ---- the whole model ----
 def _layout(graph):
     """Canvas positions: layers by longest path from the input, top to bottom (a wide graph: left to right)."""
@@ -237,22 +251,31 @@ def read(path_or_model):
     for node in m.graph.node:                                 # constants first: patterns look ahead at them
         if node.op_type == "Constant":
             c.consts[node.output[0]] = numpy_helper.to_array(helper.get_attribute_value(node.attribute[0]))
-    for node in m.graph.node:
+    data = []
+    for node in m.graph.node:                                 # pass 1: constants folded, shape computations marked
+        ins = [t for t in node.input if t]
         if node.op_type == "Constant":
             continue
-        if id(node) in c.done:
-            continue
-        ins = [t for t in node.input if t]
         if ins and all(t in c.consts for t in ins) and node.op_type not in NO_FOLD:
             try:
                 _fold(c, node)
-                continue
             except Exception as e:                             # an operator the reference evaluator lacks
                 c.problems.append((node.op_type, node.name or node.output[0], f"cannot be evaluated at import: {e}"))
-                continue
-        if node.op_type == "Shape" or (ins and all(t in c.consts or t in c.sym for t in ins)
-                                       and any(t in c.sym for t in ins)):
+        elif node.op_type == "Shape" or (ins and all(t in c.consts or t in c.sym for t in ins)
+                                         and any(t in c.sym for t in ins)):
             _symbolic(c, node)
+        else:
+            data.append(node)
+    blocks = {}
+    for b in onnx_import_attn.find(c, m, data):
+        blocks.update({id(n): b for n in b.nodes})
+    for node in data:                                         # pass 2: layers
+        if id(node) in c.done:
+            continue
+        if id(node) in blocks:
+            b = blocks[id(node)]
+            if b.y in node.output:
+                _attention(c, b)
             continue
         fn = OPS.get(node.op_type)
         try:
@@ -335,4 +358,4 @@ def cmd_import(a):
     return 0
 
 
-from . import onnx_import_ops, onnx_import_seq  # noqa: E402,F401  (register their handlers in OPS)
+from . import onnx_import_attn, onnx_import_ops, onnx_import_seq  # noqa: E402,F401  (handlers in OPS)
