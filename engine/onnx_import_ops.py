@@ -104,7 +104,8 @@ def _global(c, node):
 
 @handles("ReduceMean", "ReduceMax")
 def _reduce(c, node):
-    """A mean (maximum) over every spatial axis of (C, …) is a global pool (PyTorch's AdaptiveAvgPool2d(1))."""
+    """A mean (maximum) over every spatial axis of (C, …) is a global pool (PyTorch's AdaptiveAvgPool2d(1)); over
+    the steps of a sequence (T, F), a TimePool."""
     a = _attrs(node)
     (x,) = c.data(node)
     axes = a.get("axes")
@@ -112,6 +113,10 @@ def _reduce(c, node):
         axes = c.const(node, 1, "axes").tolist()
     s = c.values[x].shape
     rank = len(s) + 1
+    if len(s) == 2 and axes is not None and [int(i) % rank for i in axes] == [1] and not a.get("keepdims", 1):
+        mode = "mean" if node.op_type == "ReduceMean" else "max"          # over the steps of (T, F)
+        c.add(node, "TimePool", {"mode": mode}, [x], out_shape=s[1:])
+        return
     if axes is None or len(s) < 2 or sorted(int(i) % rank for i in axes) != list(range(2, rank)):
         raise Unsupported(f"only a reduction over all the axes after the channels of (C, …) maps to a global pool, "
                           f"got axes {axes} of a rank-{rank} tensor")

@@ -163,7 +163,12 @@ def test_damaged_file_is_one_line(tmp_path):
 def export(torch, net, x, f, dynamo, opset=None):
     kw = ({"dynamo": True, "dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo else
           {"dynamo": False, "dynamic_axes": {"x": {0: "batch"}}, "do_constant_folding": False})
-    torch.onnx.export(net, (x,), str(f), input_names=["x"], opset_version=opset or (18 if dynamo else 17), **kw)
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)      # attention as MatMul/Softmax, not one fused kernel
+    try:
+        torch.onnx.export(net, (x,), str(f), input_names=["x"], opset_version=opset or (18 if dynamo else 17), **kw)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
 
 
 def check_round_trip(f, x, want_torch=None):
@@ -450,3 +455,67 @@ def test_one_node_operators_import_as_their_layers(name, dynamo, tmp_path):
         m = check_round_trip(tmp_path / "op.onnx", x.numpy(), net(x).numpy())
     have = {n.type for n in m.graph.nodes.values()}
     assert all(have & set(t.split("|")) for t in types)        # a|b: either (the two exporters differ)
+
+
+def transformer_classifier(torch, classes=3):
+    """A 2-layer nn.TransformerEncoder (batch_first, d_model 32, 4 heads), mean over steps, a linear head."""
+    nn = torch.nn
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, dropout=0.0, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.fc = nn.Linear(32, classes)
+
+        def forward(self, x):
+            return self.fc(self.encoder(x).mean(1))
+
+    return Classifier().eval()
+
+
+@pytest.mark.parametrize("dynamo", EXPORTERS, ids=EXPORTER_IDS)
+def test_transformer_encoder_imports_attention_as_one_layer(dynamo, tmp_path):
+    torch = pytest.importorskip("torch")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(6)
+    net = transformer_classifier(torch)
+    x = torch.randn(3, 7, 32)
+    export(torch, net, x, tmp_path / "tr.onnx", dynamo)
+    with torch.no_grad():
+        m = check_round_trip(tmp_path / "tr.onnx", x.numpy(), net(x).numpy())
+    nodes = list(m.graph.nodes.values())
+    types = [n.type for n in nodes]
+    assert types.count("MultiHeadSelfAttention") == 2 and types.count("LayerNorm") == 4
+    assert types.count("Dense") == 5 and types.count("TimePool") == 1
+    assert all(n.config["heads"] == 4 for n in nodes if n.type == "MultiHeadSelfAttention")
+    a = next(n for n in nodes if n.type == "MultiHeadSelfAttention")       # W_q is the first third of in_proj
+    w = imported(tmp_path / "tr.onnx").layers[a.name].p
+    sa = net.encoder.layers[0].self_attn
+    np.testing.assert_allclose(w["Wq"], sa.in_proj_weight.detach().numpy()[:32], atol=1e-6)
+    np.testing.assert_allclose(w["Wo"], sa.out_proj.weight.detach().numpy(), atol=1e-6)
+
+
+def test_imported_transformer_fine_tunes_and_exports(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(7)
+    export(torch, transformer_classifier(torch), torch.randn(2, 7, 32), tmp_path / "tr.onnx", False)
+    p, w = import_project(tmp_path / "tr.onnx")
+    p.graph.chain(("probs", "Softmax", {}), after=next(n for n in p.graph.outputs()))
+    from engine.data import Dataset
+    from engine.onnx_export import to_onnx
+    from engine.project import training_config
+    from engine.trainer import Trainer
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(24, 7, 32)).astype(np.float32), rng.integers(0, 3, 24)
+    model = Model(p.graph)
+    model.set_weights({**model.weights(), **w})
+    before = model.theta.copy()
+    tr = Trainer(model, training_config({"loss": "cce", "epochs": 2, "batch_size": 8, "lr": 0.01}),
+                 Dataset(x, y, "multiclass", "random", lengths=np.full(24, 7)))
+    assert tr.run()["status"] == "completed"
+    assert np.isfinite(model.theta).all() and not np.allclose(model.theta, before)
+    s = ort.InferenceSession(to_onnx(model).SerializeToString(), providers=["CPUExecutionProvider"])
+    close(s.run(None, {"x" if s.get_inputs()[0].name == "x" else s.get_inputs()[0].name: x[:4],
+                       "lengths": np.full(4, 7, np.int32)})[0], model.predict(x[:4]))
