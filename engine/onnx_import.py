@@ -296,6 +296,8 @@ def read(path_or_model):
     if c.values[out].view is not None:
         raise ImportFailed(f"the output {out!r} is a recurrent node's raw time-major output; Layerboard outputs "
                            "(batch, steps, features) or the last state")
+    if c.values[out].squeezed and all(isinstance(d, int) for d in c.shapes.get(out, ("?",))[1:]):
+        out = c.full(out)                                     # the model's own (C, 1, 1) output, not our (C,)
     keep = _upstream(c.graph, c.values[out].node)
     for n in [n for n in c.graph.topo_order() if n not in keep]:
         c.graph.remove_node(n)

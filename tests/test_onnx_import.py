@@ -519,3 +519,53 @@ def test_imported_transformer_fine_tunes_and_exports(tmp_path):
     s = ort.InferenceSession(to_onnx(model).SerializeToString(), providers=["CPUExecutionProvider"])
     close(s.run(None, {"x" if s.get_inputs()[0].name == "x" else s.get_inputs()[0].name: x[:4],
                        "lengths": np.full(4, 7, np.int32)})[0], model.predict(x[:4]))
+
+
+def one_node_model(op, shape, opset=17, inits=(), **attrs):
+    """x (n, *shape) → op → y, with constant inputs inits [(name, array)] after x."""
+    from onnx import TensorProto, helper, numpy_helper
+    node = helper.make_node(op, ["x"] + [n for n, _ in inits], ["y"], name=f"the {op}", **attrs)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", *shape])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.asarray(v), n) for n, v in inits])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=8 if opset < 19 else 9)
+
+
+@pytest.mark.parametrize("op,shape,opset,attrs,layer,config", [
+    ("LRN", (4, 5, 5), 17, {"size": 3, "alpha": 0.01, "beta": 0.5, "bias": 2.0}, "LocalResponseNorm",
+     {"size": 3, "k": 2.0}),
+    ("Gelu", (6,), 20, {}, "GELU", {"approximate": "none"}),
+    ("Gelu", (6,), 20, {"approximate": "tanh"}, "GELU", {"approximate": "tanh"}),
+    ("HardSigmoid", (6,), 17, {}, "HardSigmoid", {"alpha": 0.2, "beta": 0.5}),      # ONNX's defaults when absent
+    ("Elu", (3, 4), 17, {}, "ELU", {"alpha": 1.0}),
+    ("GlobalMaxPool", (3, 4, 5), 17, {}, "GlobalMaxPool", {}),
+    ("InstanceNormalization", (2, 3, 4), 17, {}, "InstanceNorm", {"affine": True}),
+], ids=["lrn", "gelu-opset20", "gelu-tanh-opset20", "hardsigmoid-onnx-defaults", "elu-sequence", "global-max",
+        "instancenorm-1d"])
+def test_onnx_nodes_written_by_hand(op, shape, opset, attrs, layer, config, tmp_path):
+    inits = [("scale", np.array([0.5, 2.0])), ("bias", np.array([0.1, -0.3]))] if op == "InstanceNormalization" else []
+    f = tmp_path / "n.onnx"
+    onnx.save(one_node_model(op, shape, opset, [(n, v.astype(np.float32)) for n, v in inits], **attrs), f)
+    x = np.random.default_rng(4).normal(size=(3,) + shape).astype(np.float32)
+    m = check_round_trip(f, x)
+    node = next(n for n in m.graph.nodes.values() if n.type == layer)
+    for k, v in config.items():
+        assert node.config[k] == pytest.approx(v) if isinstance(v, float) else node.config[k] == v
+
+
+@pytest.mark.parametrize("op,shape,inits,attrs,why", [
+    ("LRN", (4, 5, 5), [], {"size": 4}, "even LRN size"),
+    ("Transpose", (3, 4), [], {"perm": [0, 2, 1]}, "not layout-only"),
+    ("Mul", (3, 4), [("k", np.float32(2.0))], {}, "constant operand"),
+    ("Pad", (2, 5), [("p", np.array([0, 0, 1, 0, 0, 2]))], {"mode": "reflect"}, "reflect padding"),
+    ("Resize", (2, 4, 4), [("roi", np.zeros(0, np.float32)), ("s", np.array([1, 1, 1.5, 1.5], np.float32))],
+     {"mode": "nearest"}, "whole numbers"),
+    ("Conv", (2, 5, 5), [("W", np.ones((3, 2, 2, 2), np.float32))], {"pads": [1, 1, 0, 0]}, "asymmetric"),
+], ids=["lrn-even", "transpose", "mul-constant", "pad-reflect", "resize-fraction", "conv-asymmetric-pads"])
+def test_nodes_without_a_layer_are_refused_with_the_reason(op, shape, inits, attrs, why, tmp_path):
+    f = tmp_path / "n.onnx"
+    onnx.save(one_node_model(op, shape, 17, inits, **attrs), f)
+    with pytest.raises(ImportFailed) as e:
+        read(f)
+    assert len(e.value.problems) == 1 and e.value.problems[0][:2] == (op, f"the {op}")
+    assert why in e.value.problems[0][2] and "\n" not in str(e.value)
