@@ -1,6 +1,7 @@
 """Open an ONNX model made elsewhere as a Layerboard project: operators become registry layers, weights come along.
 
-Handlers in OPS (engine/onnx_import_ops.py: convolution, pooling, pointwise, merges; engine/onnx_import_seq.py:
+Handlers in OPS (engine/onnx_import_ops.py: convolution, pooling, normalisation, layout; onnx_import_pointwise.py:
+activations and merges; onnx_import_attn.py: self-attention blocks; engine/onnx_import_seq.py:
 recurrent nodes and the layout-only Transpose/Squeeze/Gather around them) turn one ONNX node into one layer, fold it
 into the layer before (a MatMul's bias Add, the Flatten after a global pool) or match a pattern of several nodes
 (the Erf form of GELU). Nodes computing only from constants are evaluated at import; nodes computing from the input's
@@ -176,10 +177,6 @@ def _symbolic(c, node):
                                                        for t in node.input[:1])
     for o in node.output:
         c.sym[o] = bool(z)
-
-
-def _has(type, hp):
-    return type in REGISTRY and any(h.name == hp for h in REGISTRY[type].hparams)
 
 
 def _attention(c, b):
@@ -360,4 +357,4 @@ def cmd_import(a):
     return 0
 
 
-from . import onnx_import_attn, onnx_import_ops, onnx_import_seq  # noqa: E402,F401  (handlers in OPS)
+from . import onnx_import_attn, onnx_import_ops, onnx_import_pointwise, onnx_import_seq  # noqa: E402,F401
