@@ -10,6 +10,7 @@ import numpy as np
 from .layers import REGISTRY
 from .onnx_import import Unsupported, Value, _attrs, handles
 from .onnx_import_ops import reshape_to
+from .onnx_import_pointwise import _concat as concat
 
 ACT = {"RNN": ("Tanh",), "GRU": ("Sigmoid", "Tanh"), "LSTM": ("Sigmoid", "Tanh", "Tanh")}
 
@@ -185,11 +186,14 @@ def _gather(c, node):
     v, axis = c.values[x], int(_attrs(node).get("axis", 0))
     idx = c.const(node, 1, "indices")
     kind, p = _view(v)
-    last = idx.ndim == 0 and int(idx) in (-1, v.shape[0] - 1)
-    if kind == "Yh" and axis == 0 and idx.ndim == 0 and p.dirs == 1:
-        c.values[node.output[0]] = Value(_make(c, p, False), p.out_shape(False))
+    if kind in ("Yh", "Yh_stack") and axis == 0 and idx.ndim == 0:             # h_n[i]: one direction's state
+        rows = [(p, d) for d in range(p.dirs)] if kind == "Yh" else p
+        q, d = rows[int(idx)]
+        c.values[node.output[0]] = (Value(_make(c, q, False), q.out_shape(False)) if q.dirs == 1 else
+                                    Value(v.node, v.shape, view=("Yh_dir", (q, d))))
         return
-    if (kind, axis) not in ((None, 1), ("tb", 0)) or not last or len(v.shape) != 2:
+    last = idx.ndim == 0 and len(v.shape) == 2 and int(idx) in (-1, v.shape[0] - 1)
+    if (kind, axis) not in ((None, 1), ("tb", 0)) or not last:
         raise Unsupported("a Gather that is not the last step of a sequence's outputs (x[:, -1])")
     layer = c.graph.nodes.get(v.node)
     if (layer is not None and layer.type in ("LSTM", "GRU", "RNN") and layer.config.get("return_sequences")
@@ -208,3 +212,24 @@ def _plain(c, x):
     """A time-major view as the batch-major tensor it shows (the same layer output)."""
     c.values[x + "#bt"] = Value(c.values[x].node, c.values[x].shape)
     return x + "#bt"
+
+
+@handles("Concat")
+def _concat(c, node):
+    """h_n of stacked layers (their Y_h along axis 0) and the two directions' final states side by side."""
+    ins = c.data(node, views=True)
+    views = [_view(c.values[t]) for t in ins]
+    axis = int(_attrs(node)["axis"])
+    if all(k is None for k, _ in views):
+        return concat(c, node)
+    if axis == 0 and all(k == "Yh" for k, _ in views):
+        c.values[node.output[0]] = Value(c.values[ins[0]].node, (), view=("Yh_stack", [(p, d) for _, p in views
+                                                                                       for d in range(p.dirs)]))
+        return
+    rows = [p for k, p in views if k == "Yh_dir"]
+    if len(rows) == len(views) and axis in (-1, 1) and len({id(q) for q, _ in rows}) == 1 \
+            and [d for _, d in rows] == list(range(rows[0][0].dirs)):
+        q = rows[0][0]
+        c.values[node.output[0]] = Value(_make(c, q, False), q.out_shape(False))
+        return
+    _refuse_view(next(k for k, _ in views if k is not None))

@@ -185,6 +185,32 @@ def check_round_trip(f, x, want_torch=None):
     return m
 
 
+def from_torch(torch, net, x, path, dynamo):
+    """net exported by the chosen exporter, imported and checked by check_round_trip (also against net itself)."""
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    export(torch, net, x, path, dynamo)
+    with torch.no_grad():
+        return check_round_trip(path, x.numpy(), net(x).numpy())
+
+
+def fine_tuned(path, x, y, lengths=None, epochs=1):
+    """The imported model with a Softmax on top after a few training steps on (x, y); asserts it trained."""
+    from engine.data import Dataset
+    from engine.project import training_config
+    from engine.trainer import Trainer
+    p, w = import_project(path)
+    p.graph.chain(("probs", "Softmax", {}), after=next(n for n in p.graph.outputs()))
+    model = Model(p.graph)
+    model.set_weights({**model.weights(), **w})
+    before = model.theta.copy()
+    tr = Trainer(model, training_config({"loss": "cce", "epochs": epochs, "batch_size": 8, "lr": 0.01}),
+                 Dataset(x, y, "multiclass", "random", lengths=lengths))
+    assert tr.run()["status"] == "completed"
+    assert np.isfinite(model.theta).all() and not np.allclose(model.theta, before)
+    return model
+
+
 def randomize_bn(torch, net):
     with torch.no_grad():
         for mod in net.modules():
@@ -262,14 +288,10 @@ EXPORTER_IDS = ["torchscript-exporter", "dynamo-exporter"]
 @pytest.mark.parametrize("dynamo", EXPORTERS, ids=EXPORTER_IDS)
 def test_resnet18_imports_predicts_and_exports_again(dynamo, tmp_path):
     torch = pytest.importorskip("torch")
-    if dynamo:
-        pytest.importorskip("onnxscript")
     torch.manual_seed(0)
     net = resnet18(torch)
     x = torch.randn(2, 3, 64, 64)
-    export(torch, net, x, tmp_path / "r18.onnx", dynamo)
-    with torch.no_grad():
-        m = check_round_trip(tmp_path / "r18.onnx", x.numpy(), net(x).numpy())
+    m = from_torch(torch, net, x, tmp_path / "r18.onnx", dynamo)
     types = [n.type for n in m.graph.nodes.values()]
     assert types.count("Conv2D") == 20 and types.count("Add") == 8 and types.count("MaxPool2D") == 1
     assert types.count("BatchNorm") == (0 if dynamo else 20)        # the dynamo exporter folds them into the convs
@@ -280,14 +302,10 @@ def test_resnet18_imports_predicts_and_exports_again(dynamo, tmp_path):
 @pytest.mark.parametrize("dynamo", EXPORTERS, ids=EXPORTER_IDS)
 def test_mobilenet_v3_blocks_import_with_depthwise_convs_and_squeeze_excitation(dynamo, tmp_path):
     torch = pytest.importorskip("torch")
-    if dynamo:
-        pytest.importorskip("onnxscript")
     torch.manual_seed(1)
     net = mobilenet_v3_small(torch)
     x = torch.randn(3, 3, 64, 64)
-    export(torch, net, x, tmp_path / "mnv3.onnx", dynamo)
-    with torch.no_grad():
-        m = check_round_trip(tmp_path / "mnv3.onnx", x.numpy(), net(x).numpy())
+    m = from_torch(torch, net, x, tmp_path / "mnv3.onnx", dynamo)
     nodes = list(m.graph.nodes.values())
     types = [n.type for n in nodes]
     assert types.count("Multiply") == 3 and types.count("HardSigmoid") == 3 and types.count("Hardswish") == 7
@@ -298,24 +316,12 @@ def test_mobilenet_v3_blocks_import_with_depthwise_convs_and_squeeze_excitation(
 
 def test_imported_resnet18_fine_tunes_and_the_trained_weights_export(tmp_path):
     torch = pytest.importorskip("torch")
-    torch.manual_seed(2)
-    net = resnet18(torch, classes=4, width=16)
-    export(torch, net, torch.randn(2, 3, 64, 64), tmp_path / "r.onnx", False)
-    p, w = import_project(tmp_path / "r.onnx")
-    p.graph.chain(("probs", "Softmax", {}), after=next(n for n in p.graph.outputs()))
-    from engine.data import Dataset
     from engine.onnx_export import to_onnx
-    from engine.project import training_config
-    from engine.trainer import Trainer
+    torch.manual_seed(2)
+    export(torch, resnet18(torch, classes=4, width=16), torch.randn(2, 3, 64, 64), tmp_path / "r.onnx", False)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(16, 3, 64, 64)).astype(np.float32), rng.integers(0, 4, 16)
-    model = Model(p.graph)
-    model.set_weights({**model.weights(), **w})
-    before = model.theta.copy()
-    tr = Trainer(model, training_config({"loss": "cce", "epochs": 1, "batch_size": 8, "lr": 0.01}),
-                 Dataset(x, y, "multiclass", "random"))
-    assert tr.run()["status"] == "completed"
-    assert np.isfinite(model.theta).all() and not np.allclose(model.theta, before)
+    model = fine_tuned(tmp_path / "r.onnx", x, y)
     close(run_ort(to_onnx(model).SerializeToString(), x[:3]), model.predict(x[:3]))
 
 
@@ -331,14 +337,17 @@ def rnn_classifier(torch, kind, bidirectional=False, layers=1, read="last_step")
         def forward(self, x):
             y, h = self.rnn(x)
             h = h[0] if isinstance(h, tuple) else h
-            return self.fc({"last_step": lambda: y[:, -1], "h_n": lambda: h[-1], "steps": lambda: y}[read]())
+            last = {"last_step": lambda: y[:, -1], "h_n": lambda: h[-1], "steps": lambda: y,
+                    "h_n-pair": lambda: torch.cat([h[-2], h[-1]], -1)}                # both directions' final states
+            return self.fc(last[read]())
 
     return Classifier().eval()
 
 
 RNN_CASES = {"lstm": ("LSTM", False, 1, "last_step"), "lstm-bidirectional": ("LSTM", True, 1, "last_step"),
              "lstm-h_n": ("LSTM", False, 1, "h_n"), "lstm-every-step": ("LSTM", False, 1, "steps"),
-             "gru-2-layers": ("GRU", False, 2, "last_step"), "gru-bidirectional-steps": ("GRU", True, 1, "steps"),
+             "gru-2-layers": ("GRU", False, 2, "last_step"),
+             "lstm-2-layers-bidirectional": ("LSTM", True, 2, "h_n-pair"), "gru-bidirectional-steps": ("GRU", True, 1, "steps"),
              "rnn": ("RNN", False, 1, "h_n")}
 
 
@@ -362,7 +371,7 @@ def test_recurrent_classifiers_import_as_our_layers(case, dynamo, tmp_path):
         m = check_round_trip(tmp_path / "rnn.onnx", x.numpy(), net(x).numpy())
     rec = [n for n in m.graph.nodes.values() if n.type == kind]
     assert len(rec) == layers and all(n.config["bidirectional"] == bi for n in rec)
-    assert rec[-1].config["return_sequences"] == (read_ == "steps" or bi)
+    assert rec[-1].config["return_sequences"] == (read_ == "steps" or bi and read_ == "last_step")
     assert sum(n.type == "TimePool" for n in m.graph.nodes.values()) == (bi and read_ == "last_step")
 
 
@@ -370,20 +379,9 @@ def test_imported_lstm_fine_tunes(tmp_path):
     torch = pytest.importorskip("torch")
     torch.manual_seed(4)
     export(torch, rnn_classifier(torch, "LSTM"), torch.randn(2, 6, 5), tmp_path / "l.onnx", False)
-    p, w = import_project(tmp_path / "l.onnx")
-    p.graph.chain(("probs", "Softmax", {}), after=next(n for n in p.graph.outputs()))
-    from engine.data import Dataset
-    from engine.project import training_config
-    from engine.trainer import Trainer
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(32, 6, 5)).astype(np.float32), rng.integers(0, 3, 32)
-    model = Model(p.graph)
-    model.set_weights({**model.weights(), **w})
-    before = model.theta.copy()
-    tr = Trainer(model, training_config({"loss": "cce", "epochs": 2, "batch_size": 8, "lr": 0.01}),
-                 Dataset(x, y, "multiclass", "random", lengths=np.full(32, 6)))
-    assert tr.run()["status"] == "completed"
-    assert np.isfinite(model.theta).all() and not np.allclose(model.theta, before)
+    fine_tuned(tmp_path / "l.onnx", x, y, lengths=np.full(32, 6), epochs=2)
 
 
 def one_op_nets(torch):
@@ -444,15 +442,11 @@ ONE_OP = ["elu", "selu", "leaky-relu", "prelu-per-channel", "prelu-shared", "sof
 @pytest.mark.parametrize("name", ONE_OP)
 def test_one_node_operators_import_as_their_layers(name, dynamo, tmp_path):
     torch = pytest.importorskip("torch")
-    if dynamo:
-        pytest.importorskip("onnxscript")
     torch.manual_seed(5)
     net, shape, types = one_op_nets(torch)[name]
     net = net.eval()
     x = torch.randn((3,) + shape)
-    export(torch, net, x, tmp_path / "op.onnx", dynamo)
-    with torch.no_grad():
-        m = check_round_trip(tmp_path / "op.onnx", x.numpy(), net(x).numpy())
+    m = from_torch(torch, net, x, tmp_path / "op.onnx", dynamo)
     have = {n.type for n in m.graph.nodes.values()}
     assert all(have & set(t.split("|")) for t in types)        # a|b: either (the two exporters differ)
 
@@ -477,14 +471,10 @@ def transformer_classifier(torch, classes=3):
 @pytest.mark.parametrize("dynamo", EXPORTERS, ids=EXPORTER_IDS)
 def test_transformer_encoder_imports_attention_as_one_layer(dynamo, tmp_path):
     torch = pytest.importorskip("torch")
-    if dynamo:
-        pytest.importorskip("onnxscript")
     torch.manual_seed(6)
     net = transformer_classifier(torch)
     x = torch.randn(3, 7, 32)
-    export(torch, net, x, tmp_path / "tr.onnx", dynamo)
-    with torch.no_grad():
-        m = check_round_trip(tmp_path / "tr.onnx", x.numpy(), net(x).numpy())
+    m = from_torch(torch, net, x, tmp_path / "tr.onnx", dynamo)
     nodes = list(m.graph.nodes.values())
     types = [n.type for n in nodes]
     assert types.count("MultiHeadSelfAttention") == 2 and types.count("LayerNorm") == 4
@@ -499,26 +489,14 @@ def test_transformer_encoder_imports_attention_as_one_layer(dynamo, tmp_path):
 
 def test_imported_transformer_fine_tunes_and_exports(tmp_path):
     torch = pytest.importorskip("torch")
+    from engine.onnx_export import to_onnx
     torch.manual_seed(7)
     export(torch, transformer_classifier(torch), torch.randn(2, 7, 32), tmp_path / "tr.onnx", False)
-    p, w = import_project(tmp_path / "tr.onnx")
-    p.graph.chain(("probs", "Softmax", {}), after=next(n for n in p.graph.outputs()))
-    from engine.data import Dataset
-    from engine.onnx_export import to_onnx
-    from engine.project import training_config
-    from engine.trainer import Trainer
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(24, 7, 32)).astype(np.float32), rng.integers(0, 3, 24)
-    model = Model(p.graph)
-    model.set_weights({**model.weights(), **w})
-    before = model.theta.copy()
-    tr = Trainer(model, training_config({"loss": "cce", "epochs": 2, "batch_size": 8, "lr": 0.01}),
-                 Dataset(x, y, "multiclass", "random", lengths=np.full(24, 7)))
-    assert tr.run()["status"] == "completed"
-    assert np.isfinite(model.theta).all() and not np.allclose(model.theta, before)
+    model = fine_tuned(tmp_path / "tr.onnx", x, y, lengths=np.full(24, 7), epochs=2)
     s = ort.InferenceSession(to_onnx(model).SerializeToString(), providers=["CPUExecutionProvider"])
-    close(s.run(None, {"x" if s.get_inputs()[0].name == "x" else s.get_inputs()[0].name: x[:4],
-                       "lengths": np.full(4, 7, np.int32)})[0], model.predict(x[:4]))
+    close(s.run(None, {s.get_inputs()[0].name: x[:4], "lengths": np.full(4, 7, np.int32)})[0], model.predict(x[:4]))
 
 
 def one_node_model(op, shape, opset=17, inits=(), **attrs):
