@@ -186,7 +186,8 @@ def _attention(c, b):
         c.problems.append(("Softmax", b.name, "the attention block's input is not a (steps, features) layer output"))
         return
     name = c.name(b.name.rsplit("/", 1)[0] if "/" in b.name else b.name, "attention")
-    c.graph.add_node("MultiHeadSelfAttention", name, {"heads": b.heads}, {"onnx": "attention"})
+    c.graph.add_node("MultiHeadSelfAttention", name, {"heads": b.heads, "causal": b.causal},
+                     {"onnx": "attention"})
     c.graph.connect(v.node, name, 0)
     for k, w in b.weights.items():
         c.weights[f"{name}/{k}"] = np.asarray(w, np.float32)

@@ -5,8 +5,9 @@ constant weights (W_q, W_k, W_v, fused or not) through layout and scaling nodes 
 nodes to the out-projection (W_o, b_o) and back to (batch, steps, d_model). The exporters write the layout part in
 many ways (time-major or not, heads folded into the batch, the scale on the scores or on Q and K), so the region
 found is accepted only when it computes what our layer computes on random inputs (onnxruntime on the region
-against the layer's forward, relative error 1e-4), trying each head count (and q/k/v order of separate
-projections); otherwise its nodes go through the ordinary handlers and are listed if they cannot be imported."""
+against the layer's forward, relative error 1e-4), trying each head count, without and with the causal mask (and
+the q/k/v order of separate projections); otherwise its nodes go through the ordinary handlers and are listed
+if they cannot be imported."""
 from dataclasses import dataclass
 from itertools import permutations
 
@@ -26,6 +27,7 @@ class Block:
     x: str
     y: str
     heads: int
+    causal: bool
     weights: dict
     name: str
 
@@ -138,8 +140,8 @@ def _run_region(c, m, region_out, x, xv):
     return s.run(None, {x: xv})[0]
 
 
-def _ours(heads, w, xv):
-    layer = REGISTRY["MultiHeadSelfAttention"]("attention", heads=heads)
+def _ours(heads, causal, w, xv):
+    layer = REGISTRY["MultiHeadSelfAttention"]("attention", heads=heads, causal=causal)
     layer.build([xv.shape[1:]])
     layer.p = {k: np.ascontiguousarray(v, np.float32) for k, v in w.items()}
     return layer.forward(xv)
@@ -177,18 +179,18 @@ def find(c, m, data):
             want = _run_region(c, m, y, x, xv)
         except Exception:                                    # the region does not run on its own
             continue
-        for heads in (h for h in range(1, d + 1) if d % h == 0):
+        for heads, causal in ((h, k) for k in (False, True) for h in range(1, d + 1) if d % h == 0):
             found = None
             for qkv in orders:
                 w = {"Wo": wo[0], "bo": wo[1]}
                 for k, (W, b) in zip("qkv", qkv):
                     w[f"W{k}"], w[f"b{k}"] = W, b
-                got = _ours(heads, w, xv)
+                got = _ours(heads, causal, w, xv)
                 if got.shape == want.shape and np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max()):
                     found = w
                     break
             if found:
-                blocks.append(Block(region, x, y, heads, found, S.name or S.output[0]))
+                blocks.append(Block(region, x, y, heads, causal, found, S.name or S.output[0]))
                 taken |= {id(n) for n in region}
                 break
     return blocks

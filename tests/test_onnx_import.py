@@ -451,7 +451,7 @@ def test_one_node_operators_import_as_their_layers(name, dynamo, tmp_path):
     assert all(have & set(t.split("|")) for t in types)        # a|b: either (the two exporters differ)
 
 
-def transformer_classifier(torch, classes=3):
+def transformer_classifier(torch, classes=3, causal=False):
     """A 2-layer nn.TransformerEncoder (batch_first, d_model 32, 4 heads), mean over steps, a linear head."""
     nn = torch.nn
 
@@ -463,23 +463,28 @@ def transformer_classifier(torch, classes=3):
             self.fc = nn.Linear(32, classes)
 
         def forward(self, x):
-            return self.fc(self.encoder(x).mean(1))
+            if not causal:
+                return self.fc(self.encoder(x).mean(1))
+            mask = nn.Transformer.generate_square_subsequent_mask(x.shape[1])
+            return self.fc(self.encoder(x, mask=mask, is_causal=True).mean(1))
 
     return Classifier().eval()
 
 
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
 @pytest.mark.parametrize("dynamo", EXPORTERS, ids=EXPORTER_IDS)
-def test_transformer_encoder_imports_attention_as_one_layer(dynamo, tmp_path):
+def test_transformer_encoder_imports_attention_as_one_layer(dynamo, causal, tmp_path):
     torch = pytest.importorskip("torch")
     torch.manual_seed(6)
-    net = transformer_classifier(torch)
+    net = transformer_classifier(torch, causal=causal)
     x = torch.randn(3, 7, 32)
     m = from_torch(torch, net, x, tmp_path / "tr.onnx", dynamo)
     nodes = list(m.graph.nodes.values())
     types = [n.type for n in nodes]
     assert types.count("MultiHeadSelfAttention") == 2 and types.count("LayerNorm") == 4
     assert types.count("Dense") == 5 and types.count("TimePool") == 1
-    assert all(n.config["heads"] == 4 for n in nodes if n.type == "MultiHeadSelfAttention")
+    assert all(n.config["heads"] == 4 and n.config["causal"] == causal for n in nodes
+               if n.type == "MultiHeadSelfAttention")
     a = next(n for n in nodes if n.type == "MultiHeadSelfAttention")       # W_q is the first third of in_proj
     w = imported(tmp_path / "tr.onnx").layers[a.name].p
     sa = net.encoder.layers[0].self_attn
