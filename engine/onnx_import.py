@@ -4,7 +4,7 @@ Handlers in OPS (engine/onnx_import_ops.py: convolution, pooling, normalisation,
 activations and merges; onnx_import_attn.py: self-attention blocks; engine/onnx_import_seq.py:
 recurrent nodes and the layout-only Transpose/Squeeze/Gather around them) turn one ONNX node into one layer, fold it
 into the layer before (a MatMul's bias Add, the Flatten after a global pool) or match a pattern of several nodes
-(the Erf form of GELU). Nodes computing only from constants are evaluated at import; nodes computing from the input's
+(self-attention; an activation written as several nodes). Nodes computing only from constants are evaluated at import; nodes computing from the input's
 shape (the batch size) are kept symbolic. Whatever has no mapping is reported node by node (op, name, why).
 """
 import re
@@ -179,19 +179,18 @@ def _symbolic(c, node):
         c.sym[o] = bool(z)
 
 
-def _attention(c, b):
-    """The MultiHeadSelfAttention layer of a recognised block (engine/onnx_import_attn.py)."""
+def _block(c, b):
+    """The layer of a recognised block of nodes (self-attention, an activation written out)."""
     v = c.values.get(b.x)
-    if v is None or v.view is not None or v.stale or len(v.shape) != 2:
-        c.problems.append(("Softmax", b.name, "the attention block's input is not a (steps, features) layer output"))
+    if v is None or v.view is not None or v.stale:
+        c.problems.append((b.nodes[0].op_type, b.name, f"the {b.type} block's input is not an imported layer output"))
         return
-    name = c.name(b.name.rsplit("/", 1)[0] if "/" in b.name else b.name, "attention")
-    c.graph.add_node("MultiHeadSelfAttention", name, {"heads": b.heads, "causal": b.causal},
-                     {"onnx": "attention"})
+    name = c.name(b.name.rsplit("/", 1)[0] if "/" in b.name else b.name, b.type.lower())
+    c.graph.add_node(b.type, name, dict(b.config), {"onnx": b.type})
     c.graph.connect(v.node, name, 0)
     for k, w in b.weights.items():
         c.weights[f"{name}/{k}"] = np.asarray(w, np.float32)
-    c.values[b.y] = Value(name, v.shape)
+    c.values[b.y] = Value(name, v.shape, squeezed=v.squeezed)
 
 
 # ---- the whole model ----
@@ -265,15 +264,16 @@ def read(path_or_model):
         else:
             data.append(node)
     blocks = {}
-    for b in onnx_import_attn.find(c, m, data):
-        blocks.update({id(n): b for n in b.nodes})
+    for b in onnx_import_attn.find(c, m, data) + onnx_import_pointwise.find_pointwise(c, m, data):
+        if not any(id(n) in blocks for n in b.nodes):          # attention first; no block inside another
+            blocks.update({id(n): b for n in b.nodes})
     for node in data:                                         # pass 2: layers
         if id(node) in c.done:
             continue
         if id(node) in blocks:
             b = blocks[id(node)]
             if b.y in node.output:
-                _attention(c, b)
+                _block(c, b)
             continue
         fn = OPS.get(node.op_type)
         try:

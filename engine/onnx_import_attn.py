@@ -21,13 +21,13 @@ INSIDE = LAYOUT | {"Mul", "Div", "MatMul", "Add"}         # between the projecti
 
 @dataclass
 class Block:
-    """One recognised attention: ONNX nodes it replaces, its input and output tensors, heads, weights."""
+    """Several ONNX nodes recognised as one layer: the nodes, their input and output tensors, the layer."""
 
     nodes: list
     x: str
     y: str
-    heads: int
-    causal: bool
+    type: str
+    config: dict
     weights: dict
     name: str
 
@@ -114,7 +114,7 @@ def _region(c, S, prod, cons):
     return region, x, t, inproj, out
 
 
-def _run_region(c, m, region_out, x, xv):
+def run_region(c, m, region_out, x, xv):
     """onnxruntime on the part of model m computing region_out from x (given as xv)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -147,13 +147,23 @@ def _ours(heads, causal, w, xv):
     return layer.forward(xv)
 
 
-def find(c, m, data):
-    """Every self-attention block among the data nodes of model m (consts and symbolic tensors known)."""
-    prod = {o: n for n in data for o in n.output}
+def index(data):
+    """({tensor: node computing it}, {tensor: nodes reading it}) over the data nodes."""
     cons = {}
     for n in data:
         for t in n.input:
             cons.setdefault(t, []).append(n)
+    return {o: n for n in data for o in n.output}, cons
+
+
+def same(got, want):
+    """A candidate layer's output equals the region's (relative error 1e-4)."""
+    return got.shape == want.shape and np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
+
+
+def find(c, m, data):
+    """Every self-attention block among the data nodes of model m (consts and symbolic tensors known)."""
+    prod, cons = index(data)
     blocks, taken = [], set()
     for S in (n for n in data if n.op_type == "Softmax"):
         r = _region(c, S, prod, cons)
@@ -176,7 +186,7 @@ def find(c, m, data):
             continue
         xv = np.random.default_rng(0).normal(size=(2, T, d)).astype(np.float32)
         try:
-            want = _run_region(c, m, y, x, xv)
+            want = run_region(c, m, y, x, xv)
         except Exception:                                    # the region does not run on its own
             continue
         for heads, causal in ((h, k) for k in (False, True) for h in range(1, d + 1) if d % h == 0):
@@ -186,11 +196,12 @@ def find(c, m, data):
                 for k, (W, b) in zip("qkv", qkv):
                     w[f"W{k}"], w[f"b{k}"] = W, b
                 got = _ours(heads, causal, w, xv)
-                if got.shape == want.shape and np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max()):
+                if same(got, want):
                     found = w
                     break
             if found:
-                blocks.append(Block(region, x, y, heads, causal, found, S.name or S.output[0]))
+                blocks.append(Block(region, x, y, "MultiHeadSelfAttention", {"heads": heads, "causal": causal},
+                                    found, S.name or S.output[0]))
                 taken |= {id(n) for n in region}
                 break
     return blocks

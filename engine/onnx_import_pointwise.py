@@ -1,5 +1,6 @@
 """ONNX import handlers for values: activations (each layer declaring its one ONNX operator is found by it, with
-ONNX's attribute defaults), Softplus's threshold and GELU's Erf form as patterns, and merges of computed tensors."""
+ONNX's attribute defaults), Softplus's threshold, activations written as several elementwise nodes (GELU's Erf and
+tanh forms, x·σ(x)) and merges of computed tensors."""
 import numpy as np
 
 from .layers import REGISTRY
@@ -39,9 +40,9 @@ def _act(c, node):
     _pointwise(c, node, type, {k: float(a[o] if o in a else _default(node.op_type, o)) for k, o in attrs.items()})
 
 
-@handles("Softplus")
+@handles("Softplus", "Mish")
 def _softplus(c, node):
-    _pointwise(c, node, "Softplus", {})
+    _pointwise(c, node, node.op_type, {})
 
 
 @handles("Greater")
@@ -96,42 +97,56 @@ def _softmax(c, node):
     _pointwise(c, node, node.op_type, {})
 
 
-@handles("Div")
-def _div(c, node):
-    """The Erf form of GELU: x/√2 → Erf → +1 → ·x → ·½ (PyTorch's exact GELU in opsets before 20)."""
-    nodes = _erf_gelu(c, node)
-    if nodes is None:
-        raise Unsupported("a division is imported only inside the Erf form of GELU")
-    c.add(nodes[-1], "GELU", {"approximate": "none"}, [node.input[0]], out_shape=c.values[node.input[0]].shape)
-    c.done.update(id(n) for n in nodes[1:])
-
-
 def _only(c, t, op):
     nxt = c.consumers.get(t, [])
     return nxt[0] if len(nxt) == 1 and nxt[0].op_type == op else None
 
 
-def _scalar(c, node, value, tol=1e-4):
-    k = [t for t in node.input if t in c.consts]
-    return len(k) == 1 and c.consts[k[0]].size == 1 and abs(float(c.consts[k[0]]) - value) < tol
+# ---- activations written as several elementwise nodes (GELU's Erf and tanh forms, x·σ(x), …) ----
+ELEMENTWISE = {"Mul", "Add", "Sub", "Div", "Pow", "Tanh", "Erf", "Sigmoid", "Softplus", "Exp", "Log", "Abs",
+               "HardSigmoid", "Neg", "Sqrt"}
+CANDIDATES = [("GELU", {"approximate": "none"}), ("GELU", {"approximate": "tanh"}), ("SiLU", {}), ("Mish", {}),
+              ("Hardswish", {}), ("Softsign", {}), ("Softplus", {})]
 
 
-def _erf_gelu(c, div):
-    x = div.input[0]
-    if x not in c.values or not _scalar(c, div, np.sqrt(2)):
-        return None
-    erf = _only(c, div.output[0], "Erf")
-    add = erf and _only(c, erf.output[0], "Add")
-    if not add or not _scalar(c, add, 1.0):
-        return None
-    m1 = _only(c, add.output[0], "Mul")
-    if m1 and x in m1.input:                                      # x·(1 + erf) then ·½
-        m2 = _only(c, m1.output[0], "Mul")
-        return [div, erf, add, m1, m2] if m2 and _scalar(c, m2, 0.5) else None
-    if m1 and _scalar(c, m1, 0.5):                                 # ½·(1 + erf) then ·x
-        m2 = _only(c, m1.output[0], "Mul")
-        return [div, erf, add, m1, m2] if m2 and x in m2.input else None
-    return None
+def find_pointwise(c, m, data):
+    """Blocks of two or more elementwise nodes computing one activation of one tensor, each checked against the
+    layer on random inputs (engine/onnx_import_attn.py runs the region)."""
+    from .onnx_import_attn import Block, index, run_region, same
+    cons = index(data)[1]
+    out, taken = [], set()
+    for x in [i.name for i in m.graph.input] + [o for n in data for o in n.output]:
+        shape = c.shapes.get(x, ())
+        if len(shape) < 2 or not all(isinstance(v, int) and v > 0 for v in shape[1:]):
+            continue
+        region, inside, grew = [], {x}, True
+        while grew:                                           # every elementwise node reading only x and the region
+            grew = False
+            for n in {id(n): n for t in list(inside) for n in cons.get(t, [])}.values():
+                if (n.op_type in ELEMENTWISE and id(n) not in taken and all(n is not r for r in region)
+                        and all(t in inside or t in c.consts for t in n.input if t)):
+                    region.append(n)
+                    inside |= set(n.output)
+                    grew = True
+        sinks = [o for n in region for o in n.output
+                 if o in c.values or o == m.graph.output[0].name or any(all(k is not r for r in region)
+                                                                         for k in cons.get(o, []))]
+        if len(region) < 2 or len(sinks) != 1:
+            continue
+        xv = np.random.default_rng(0).normal(0, 2, size=(2,) + tuple(shape[1:])).astype(np.float32)
+        try:
+            want = run_region(c, m, sinks[0], x, xv)
+        except Exception:                                    # the region does not run on its own
+            continue
+        for type, cfg in CANDIDATES:
+            layer = REGISTRY[type]("candidate", **cfg)
+            layer.build([xv.shape[1:]])
+            got = layer.forward(xv)
+            if same(got, want):
+                out.append(Block(region, x, sinks[0], type, cfg, {}, region[0].name or sinks[0]))
+                taken |= {id(n) for n in region}
+                break
+    return out
 
 
 # ---- merges ----

@@ -413,6 +413,9 @@ def one_op_nets(torch):
         "hardsigmoid": (vec(nn.Hardsigmoid()), (6,), {"HardSigmoid"}),
         "hardswish": (vec(nn.Hardswish()), (6,), {"Hardswish"}),
         "gelu-erf": (vec(nn.GELU()), (6,), {"GELU"}),
+        "gelu-tanh": (vec(nn.GELU(approximate="tanh")), (6,), {"GELU"}),
+        "silu": (img(nn.SiLU()), (3, 4, 4), {"SiLU"}),
+        "mish": (vec(nn.Mish()), (6,), {"Mish"}),
         "logsoftmax": (vec(nn.LogSoftmax(-1)), (6,), {"LogSoftmax"}),
         "sub-mul-broadcast": (Lambda(lambda x, c: (c(x) - nn.functional.adaptive_avg_pool2d(c(x), 1)) * torch.sigmoid(c(x)),
                                      nn.Conv2d(3, 4, 1)), (3, 5, 5), {"Subtract", "Multiply"}),
@@ -433,7 +436,7 @@ def one_op_nets(torch):
 
 
 ONE_OP = ["elu", "selu", "leaky-relu", "prelu-per-channel", "prelu-shared", "softplus", "relu6-clip", "hardsigmoid",
-          "hardswish", "gelu-erf", "logsoftmax", "sub-mul-broadcast", "instancenorm", "instancenorm-plain",
+          "hardswish", "gelu-erf", "gelu-tanh", "silu", "mish", "logsoftmax", "sub-mul-broadcast", "instancenorm", "instancenorm-plain",
           "conv-transpose", "upsample-nearest", "upsample-bilinear", "zero-pad", "global-max-pool", "conv1d-pools",
           "conv3d-pools"]
 
@@ -521,9 +524,13 @@ def one_node_model(op, shape, opset=17, inits=(), **attrs):
     ("Gelu", (6,), 20, {"approximate": "tanh"}, "GELU", {"approximate": "tanh"}),
     ("HardSigmoid", (6,), 17, {}, "HardSigmoid", {"alpha": 0.2, "beta": 0.5}),      # ONNX's defaults when absent
     ("Elu", (3, 4), 17, {}, "ELU", {"alpha": 1.0}),
+    ("Celu", (6,), 17, {"alpha": 0.5}, "CELU", {"alpha": 0.5}),
+    ("Softsign", (6,), 17, {}, "Softsign", {}),
+    ("ThresholdedRelu", (6,), 17, {"alpha": 0.3}, "ThresholdedReLU", {"threshold": 0.3}),
     ("GlobalMaxPool", (3, 4, 5), 17, {}, "GlobalMaxPool", {}),
     ("InstanceNormalization", (2, 3, 4), 17, {}, "InstanceNorm", {"affine": True}),
-], ids=["lrn", "gelu-opset20", "gelu-tanh-opset20", "hardsigmoid-onnx-defaults", "elu-sequence", "global-max",
+], ids=["lrn", "gelu-opset20", "gelu-tanh-opset20", "hardsigmoid-onnx-defaults", "elu-sequence", "celu",
+        "softsign", "thresholded-relu", "global-max",
         "instancenorm-1d"])
 def test_onnx_nodes_written_by_hand(op, shape, opset, attrs, layer, config, tmp_path):
     inits = [("scale", np.array([0.5, 2.0])), ("bias", np.array([0.1, -0.3]))] if op == "InstanceNormalization" else []
