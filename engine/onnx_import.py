@@ -1,11 +1,12 @@
 """Open an ONNX model made elsewhere as a Layerboard project: operators become registry layers, weights come along.
 
-Handlers in OPS (engine/onnx_import_ops.py: convolution, pooling, normalisation, layout; onnx_import_pointwise.py:
-activations and merges; onnx_import_attn.py: self-attention blocks; engine/onnx_import_seq.py:
-recurrent nodes and the layout-only Transpose/Squeeze/Gather around them) turn one ONNX node into one layer, fold it
-into the layer before (a MatMul's bias Add, the Flatten after a global pool) or match a pattern of several nodes
-(self-attention; an activation written as several nodes). Nodes computing only from constants are evaluated at import; nodes computing from the input's
-shape (the batch size) are kept symbolic. Whatever has no mapping is reported node by node (op, name, why).
+Handlers in OPS turn one ONNX node into one layer or fold it into the layer before (a MatMul's bias Add, the
+Flatten after a global pool): engine/onnx_import_ops.py (convolution, pooling, normalisation, layout),
+onnx_import_pointwise.py (activations, merges), onnx_import_seq.py (recurrent nodes and the layout-only
+Transpose/Squeeze/Gather around them). Blocks of several nodes become one layer where they compute what it computes
+(onnx_import_attn.py: self-attention; an activation written as several elementwise nodes). Nodes computing only
+from constants are evaluated at import; nodes computing from the input's shape (the batch size) are kept symbolic.
+Whatever has no mapping is reported node by node (op, name, why) in one list.
 """
 import re
 from dataclasses import dataclass, field
@@ -83,14 +84,13 @@ class Ctx:
                 out_shape = self.out_shape(node)
             except Unsupported:                               # shape inference stopped at a folded constant
                 out_shape = self.layer_shape(type, config, [self.values[t].shape for t in inputs])
-        shape = out_shape
         name = self.name(node.name, node.op_type)
         self.graph.add_node(type, name, config, {"onnx": node.op_type})
         for port, t in enumerate(inputs):
             self.graph.connect(self.values[t].node, name, port)
         for k, v in weights.items():
             self.weights[f"{name}/{k}"] = np.asarray(v, np.float32)
-        self.values[node.output[0]] = Value(name, shape)
+        self.values[node.output[0]] = Value(name, out_shape)
         return name
 
     def layer_shape(self, type, config, in_shapes):

@@ -126,7 +126,8 @@ def _bn(c, node):
     (x,) = c.data(node)[:1]
     g, b, m, v = (c.const(node, i, k) for i, k in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
     x = c.full(x)
-    c.add(node, "BatchNorm", {"eps": float(a.get("epsilon", 1e-5)), "momentum": round(1 - float(a.get("momentum", 0.9)), 6)},
+    cfg = {"eps": float(a.get("epsilon", 1e-5)), "momentum": round(1 - float(a.get("momentum", 0.9)), 6)}
+    c.add(node, "BatchNorm", cfg,
           [x], out_shape=c.values[x].shape, gamma=g, beta=b, running_mean=m, running_var=v)
 
 
@@ -250,7 +251,8 @@ def _resize(c, node):
     if out[0] != s[0] or any(v != int(v) or v < 1 for v in sc):
         raise Unsupported(f"scales {sc}: Upsample2D scales H and W by whole numbers")
     mode, ctm = a.get("mode", "nearest"), a.get("coordinate_transformation_mode", "half_pixel")
-    if node.op_type == "Upsample" or (mode == "nearest" and ctm == "asymmetric" and a.get("nearest_mode", "round_prefer_floor") == "floor"):
+    floor = a.get("nearest_mode", "round_prefer_floor") == "floor"
+    if node.op_type == "Upsample" or (mode == "nearest" and ctm == "asymmetric" and floor):
         m = "nearest" if mode == "nearest" else None
     elif mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel"):
         m = "bilinear"

@@ -11,7 +11,7 @@ from .onnx_import import Unsupported, _attrs, handles
 def _activations():
     out = {}
     for t, cls in REGISTRY.items():
-        op = cls.__dict__.get("onnx_op") or next((k.__dict__["onnx_op"] for k in cls.__mro__ if "onnx_op" in k.__dict__), None)
+        op = getattr(cls, "onnx_op", None)                    # a class attribute (RNN's is a property: skipped)
         if isinstance(op, str) and op and cls.category == "activation":
             out[op] = (t, dict(getattr(cls, "onnx_attrs", {}) or {}))
     return out
