@@ -152,6 +152,19 @@ def _text(v):
     return v.decode() if isinstance(v, bytes) else v
 
 
+def reshape_to(c, node, x, shape):
+    """The node's output is x reshaped to shape (batch kept): the same tensor, a Flatten or a Reshape layer."""
+    v = c.values[x]
+    if shape == v.shape or (v.squeezed and shape == (v.shape[0],)):
+        c.alias(node, x)
+    elif v.squeezed and shape == tuple(c.shapes.get(x, ())[1:]):
+        c.values[node.output[0]] = Value(v.node, v.shape, squeezed=True)
+    elif len(shape) == 1:
+        c.add(node, "Flatten", {}, [x], out_shape=shape) if len(v.shape) > 1 else c.alias(node, x)
+    else:
+        c.add(node, "Reshape", {"shape": list(shape)}, [x], out_shape=shape)
+
+
 def _fold(c, node):
     """Evaluate a node whose inputs are all constants (weights sliced and concatenated by the exporter)."""
     from onnx.reference import ReferenceEvaluator

@@ -2,7 +2,7 @@
 Dense, Flatten/Reshape, padding, resizing. Activations and merges: engine/onnx_import_pointwise.py."""
 import numpy as np
 
-from .onnx_import import Unsupported, Value, _attrs, handles
+from .onnx_import import Unsupported, _attrs, handles
 
 CONV = {1: "Conv1D", 2: "Conv2D", 3: "Conv3D"}
 POOL = {"MaxPool": {1: "MaxPool1D", 2: "MaxPool2D", 3: "MaxPool3D"},
@@ -202,19 +202,6 @@ def _flatten(c, node):
         c.alias(node, x)
         return
     c.add(node, "Flatten", {}, [x], out_shape=(int(np.prod(c.values[x].shape)),))
-
-
-def reshape_to(c, node, x, shape):
-    """The node's output is x reshaped to shape (batch kept): the same tensor, a Flatten or a Reshape layer."""
-    v = c.values[x]
-    if shape == v.shape or (v.squeezed and shape == (v.shape[0],)):
-        c.alias(node, x)
-    elif v.squeezed and shape == tuple(c.shapes.get(x, ())[1:]):
-        c.values[node.output[0]] = Value(v.node, v.shape, squeezed=True)
-    elif len(shape) == 1:
-        c.add(node, "Flatten", {}, [x], out_shape=shape) if len(v.shape) > 1 else c.alias(node, x)
-    else:
-        c.add(node, "Reshape", {"shape": list(shape)}, [x], out_shape=shape)
 
 
 @handles("Pad")

@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .layers import REGISTRY
-from .onnx_import import Unsupported, Value, _attrs, handles
-from .onnx_import_ops import reshape_to
-from .onnx_import_pointwise import _concat as concat
+from .onnx_import import Unsupported, Value, _attrs, handles, reshape_to
 
 ACT = {"RNN": ("Tanh",), "GRU": ("Sigmoid", "Tanh"), "LSTM": ("Sigmoid", "Tanh", "Tanh")}
 
@@ -221,6 +219,7 @@ def _concat(c, node):
     views = [_view(c.values[t]) for t in ins]
     axis = int(_attrs(node)["axis"])
     if all(k is None for k, _ in views):
+        from .onnx_import_pointwise import _concat as concat              # the ordinary Concatenate
         return concat(c, node)
     if axis == 0 and all(k == "Yh" for k, _ in views):
         c.values[node.output[0]] = Value(c.values[ins[0]].node, (), view=("Yh_stack", [(p, d) for _, p in views
