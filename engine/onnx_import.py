@@ -1,7 +1,12 @@
 """Open an ONNX model made elsewhere as a Layerboard project: operators become registry layers, weights come along.
 
-Handlers in OPS turn one ONNX node into one layer (or fold it into the layer before: a MatMul's bias Add, the
-Flatten after a global pool). Whatever has no mapping is reported node by node (op, name, why) in one list.
+Handlers in OPS turn one ONNX node into one layer or fold it into the layer before (a MatMul's bias Add, the
+Flatten after a global pool): engine/onnx_import_ops.py (convolution, pooling, normalisation, layout),
+onnx_import_pointwise.py (activations, merges), onnx_import_seq.py (recurrent nodes and the layout-only
+Transpose/Squeeze/Gather around them). Blocks of several nodes become one layer where they compute what it computes
+(onnx_import_attn.py: self-attention; an activation written as several elementwise nodes). Nodes computing only
+from constants are evaluated at import; nodes computing from the input's shape (the batch size) are kept symbolic.
+Whatever has no mapping is reported node by node (op, name, why) in one list.
 """
 import re
 from dataclasses import dataclass, field
@@ -14,6 +19,7 @@ from .layers import REGISTRY
 
 OPS = {}             # ONNX op_type -> handler(ctx, node) (returns nothing; raises Unsupported)
 MIN_OPSET = 13
+NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 
 
 class Unsupported(Exception):
@@ -43,6 +49,9 @@ class Value:
     node: str
     shape: tuple
     squeezed: bool = False        # a global pool's (C, 1, 1) kept as our (C,)
+    view: object = None           # None: the layer's output as is; else how the ONNX tensor lays it out ("tb":
+                                  # time-major (T, B, F)) or a recurrent node's output still to be made a layer
+    stale: str = ""               # why this tensor no longer exists (its layer was changed afterwards)
 
 
 @dataclass
@@ -55,6 +64,9 @@ class Ctx:
     readers: dict = field(default_factory=dict)        # tensor name -> number of nodes reading it
     names: set = field(default_factory=set)
     problems: list = field(default_factory=list)
+    sym: dict = field(default_factory=dict)            # tensor name -> True when all zeros: computed from shapes only
+    consumers: dict = field(default_factory=dict)      # tensor name -> nodes reading it
+    done: set = field(default_factory=set)             # ids of nodes already imported as part of a pattern
 
     def name(self, onnx_name, op):
         """A canvas name from the ONNX node name ('/' is not allowed in ours), unique."""
@@ -67,15 +79,27 @@ class Ctx:
 
     def add(self, node, type, config, inputs, out_shape=None, **weights):
         """A layer for an ONNX node, connected to the layers computing its inputs; returns its name."""
+        if out_shape is None:
+            try:
+                out_shape = self.out_shape(node)
+            except Unsupported:                               # shape inference stopped at a folded constant
+                out_shape = self.layer_shape(type, config, [self.values[t].shape for t in inputs])
         name = self.name(node.name, node.op_type)
         self.graph.add_node(type, name, config, {"onnx": node.op_type})
         for port, t in enumerate(inputs):
             self.graph.connect(self.values[t].node, name, port)
         for k, v in weights.items():
             self.weights[f"{name}/{k}"] = np.asarray(v, np.float32)
-        shape = out_shape if out_shape is not None else self.out_shape(node)
-        self.values[node.output[0]] = Value(name, shape)
+        self.values[node.output[0]] = Value(name, out_shape)
         return name
+
+    def layer_shape(self, type, config, in_shapes):
+        """Our layer's output shape for these inputs (when ONNX shape inference does not know it)."""
+        from .errors import LayerboardError as E
+        try:
+            return tuple(REGISTRY[type](**config).compute_output_shape([tuple(s) for s in in_shapes]))
+        except E as e:
+            raise Unsupported(str(e)) from None
 
     def out_shape(self, node, i=0):
         s = self.shapes.get(node.output[i])
@@ -83,13 +107,31 @@ class Ctx:
             raise Unsupported("its output shape is not known (run onnx shape inference on the file first)")
         return tuple(s[1:])
 
-    def data(self, node):
-        """The node's tensor inputs (not constants), each already imported."""
-        ins = [t for t in node.input if t and t not in self.consts]
+    def data(self, node, views=False):
+        """The node's tensor inputs (not constants, not shape computations), each already imported."""
+        ins = [t for t in node.input if t and t not in self.consts and t not in self.sym]
         for t in ins:
             if t not in self.values:
                 raise Unsupported(f"its input {t!r} comes from a node that was not imported")
+            v = self.values[t]
+            if v.stale:
+                raise Unsupported(f"its input {t!r} {v.stale}")
+            if v.view is not None and not views:
+                raise Unsupported(f"its input {t!r} is in a layout Layerboard keeps only around recurrent "
+                                  f"layers ({v.view if isinstance(v.view, str) else 'a recurrent node output'})")
         return ins
+
+    def full(self, t):
+        """Tensor t as ONNX has it: a squeezed (C,) back to (C, 1, 1) through a Reshape layer."""
+        v = self.values[t]
+        if not v.squeezed:
+            return t
+        shape = tuple(self.shapes[t][1:])
+        name = self.name(f"{v.node}_unsqueezed", "reshape")
+        self.graph.add_node("Reshape", name, {"shape": list(shape)}, {"onnx": "Reshape"})
+        self.graph.connect(v.node, name, 0)
+        self.values[t + "#full"] = Value(name, shape)
+        return t + "#full"
 
     def const(self, node, i, what):
         if len(node.input) <= i or node.input[i] not in self.consts:
@@ -103,196 +145,65 @@ class Ctx:
 
 def _attrs(node):
     from onnx import helper
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    return {a.name: _text(helper.get_attribute_value(a)) for a in node.attribute}
 
 
-def _has(type, hp):
-    return type in REGISTRY and any(h.name == hp for h in REGISTRY[type].hparams)
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else v
 
 
-# ---- handlers ----
-@handles("Conv")
-def _conv(c, node):
-    a = _attrs(node)
-    W = c.const(node, 1, "weight")
-    (x,) = c.data(node)
-    if W.ndim != 4:
-        raise Unsupported(f"only 2-D convolution maps to Conv2D (weight of rank {W.ndim})")
-    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise Unsupported("auto_pad is not supported; export with explicit pads")
-    pads = list(a.get("pads", [0, 0, 0, 0]))
-    if pads[:2] != pads[2:]:
-        raise Unsupported(f"asymmetric pads {pads}")
-    cfg = {"filters": int(W.shape[0]), "kernel_size": list(W.shape[2:]), "stride": list(a.get("strides", [1, 1])),
-           "padding": "explicit" if any(pads) else "valid", "pad": pads[:2], "use_bias": len(node.input) > 2}
-    for key, hp, default in (("group", "groups", 1), ("dilations", "dilation", [1, 1])):
-        v = a.get(key, default)
-        if v != default and v != list(default if isinstance(default, list) else [default]):
-            if not _has("Conv2D", hp):
-                raise Unsupported(f"{key} {v} has no Conv2D option yet")
-            cfg[hp] = v if isinstance(v, int) else list(v)
-    w = {"W": W}
-    if len(node.input) > 2:
-        w["b"] = c.const(node, 2, "bias")
-    c.add(node, "Conv2D", cfg, [x], **w)
-
-
-@handles("BatchNormalization")
-def _bn(c, node):
-    a = _attrs(node)
-    (x,) = c.data(node)[:1]
-    g, b, m, v = (c.const(node, i, k) for i, k in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
-    c.add(node, "BatchNorm", {"eps": float(a.get("epsilon", 1e-5)), "momentum": round(1 - float(a.get("momentum", 0.9)), 6)},
-          [x], out_shape=c.values[x].shape, gamma=g, beta=b, running_mean=m, running_var=v)
-
-
-@handles("Relu", "Sigmoid", "Tanh")
-def _act(c, node):
-    (x,) = c.data(node)
-    c.add(node, {"Relu": "ReLU"}.get(node.op_type, node.op_type), {}, [x], out_shape=c.values[x].shape)
-
-
-@handles("Softmax")
-def _softmax(c, node):
-    (x,) = c.data(node)
-    axis = _attrs(node).get("axis", -1)
-    if axis not in (-1, len(c.values[x].shape)):
-        raise Unsupported(f"softmax over axis {axis}; Layerboard's Softmax is over the last axis")
-    c.add(node, "Softmax", {}, [x], out_shape=c.values[x].shape)
-
-
-@handles("Gemm")
-def _gemm(c, node):
-    a = _attrs(node)
-    (x,) = c.data(node)
-    if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
-        raise Unsupported("only Y = X·Bᵀ + C (or X·B + C) with alpha = beta = 1 maps to Dense")
-    B = c.const(node, 1, "weight")
-    W = B if a.get("transB", 0) else B.T                                # (U, F)
-    w = {"W": W}
-    if len(node.input) > 2:
-        w["b"] = np.broadcast_to(c.const(node, 2, "bias"), (W.shape[0],))
-    c.add(node, "Dense", {"units": int(W.shape[0]), "use_bias": "b" in w}, [x], out_shape=(int(W.shape[0]),), **w)
-
-
-@handles("MatMul")
-def _matmul(c, node):
-    (x,) = c.data(node)
-    if node.input[1] not in c.consts:
-        raise Unsupported("a product of two computed tensors (attention) is imported only as a whole block")
-    B = c.consts[node.input[1]]                                          # (F, U)
-    if B.ndim != 2:
-        raise Unsupported(f"weight of rank {B.ndim}")
-    c.add(node, "Dense", {"units": int(B.shape[1]), "use_bias": False}, [x],
-          out_shape=c.values[x].shape[:-1] + (int(B.shape[1]),), W=B.T)
-
-
-@handles("Add", "Sum")
-def _add(c, node):
-    ins = c.data(node)
-    consts = [t for t in node.input if t in c.consts]
-    if len(ins) >= 2 and not consts:
-        shapes = {c.values[t].shape for t in ins}
-        if len(shapes) != 1 and not _has("Add", "broadcast"):
-            raise Unsupported(f"adds tensors of different shapes {sorted(shapes)}")
-        c.add(node, "Add", {}, ins, out_shape=c.values[ins[0]].shape)
-        return
-    if len(ins) == 1 and len(consts) == 1:                               # a bias: fold into the Dense before
-        src = c.values[ins[0]].node
-        n = c.graph.nodes[src]
-        bias = np.asarray(c.consts[consts[0]])
-        if (n.type == "Dense" and not n.config.get("use_bias") and c.readers.get(ins[0], 0) == 1
-                and bias.size == n.config["units"]):
-            n.config["use_bias"] = True
-            c.weights[f"{src}/b"] = bias.reshape(-1).astype(np.float32)
-            c.alias(node, ins[0])
-            return
-        raise Unsupported("adds a constant that is not the bias of the layer before")
-    raise Unsupported("adds constants only")
-
-
-@handles("Flatten")
-def _flatten(c, node):
-    (x,) = c.data(node)
-    if _attrs(node).get("axis", 1) != 1:
-        raise Unsupported("Flatten keeps the batch axis only with axis = 1")
-    if len(c.values[x].shape) == 1:
+def reshape_to(c, node, x, shape):
+    """The node's output is x reshaped to shape (batch kept): the same tensor, a Flatten or a Reshape layer."""
+    v = c.values[x]
+    if shape == v.shape or (v.squeezed and shape == (v.shape[0],)):
         c.alias(node, x)
-        return
-    c.add(node, "Flatten", {}, [x], out_shape=(int(np.prod(c.values[x].shape)),))
-
-
-@handles("Reshape")
-def _reshape(c, node):
-    (x,) = c.data(node)
-    shape = c.out_shape(node)
-    if shape == c.values[x].shape or (c.values[x].squeezed and shape in ((c.values[x].shape[0],),)):
-        c.alias(node, x)
+    elif v.squeezed and shape == tuple(c.shapes.get(x, ())[1:]):
+        c.values[node.output[0]] = Value(v.node, v.shape, squeezed=True)
     elif len(shape) == 1:
-        c.add(node, "Flatten", {}, [x], out_shape=shape) if len(c.values[x].shape) > 1 else c.alias(node, x)
+        c.add(node, "Flatten", {}, [x], out_shape=shape) if len(v.shape) > 1 else c.alias(node, x)
     else:
         c.add(node, "Reshape", {"shape": list(shape)}, [x], out_shape=shape)
 
 
-@handles("MaxPool", "AveragePool")
-def _pool(c, node):
-    a = _attrs(node)
-    (x,) = c.data(node)
-    type = "MaxPool2D" if node.op_type == "MaxPool" else "AveragePool2D"
-    k = list(a["kernel_shape"])
-    if len(k) != 2:
-        raise Unsupported(f"{len(k)}-D pooling")
-    cfg = {"kernel_size": k, "stride": list(a.get("strides", [1, 1]))}
-    pads = list(a.get("pads", [0, 0, 0, 0]))
-    extra = {"padding": (pads, [0, 0, 0, 0]), "ceil_mode": (a.get("ceil_mode", 0), 0),
-             "dilation": (list(a.get("dilations", [1, 1])), [1, 1])}
-    for hp, (v, default) in extra.items():
-        if v != default:
-            if not _has(type, hp):
-                raise Unsupported(f"{hp} {v} has no {type} option yet")
-            if hp == "padding":
-                if pads[:2] != pads[2:]:
-                    raise Unsupported(f"asymmetric pads {pads}")
-                v = pads[:2]
-            cfg[hp] = v
-    if type == "AveragePool2D" and any(pads) and not a.get("count_include_pad", 0) and _has(type, "count_include_pad"):
-        cfg["count_include_pad"] = False
-    c.add(node, type, cfg, [x])
+def _fold(c, node):
+    """Evaluate a node whose inputs are all constants (weights sliced and concatenated by the exporter)."""
+    from onnx.reference import ReferenceEvaluator
+    ins = [t for t in node.input if t]
+    outs = ReferenceEvaluator(node).run(None, {t: c.consts[t] for t in ins})
+    for name, v in zip(node.output, outs):
+        if name:
+            c.consts[name] = np.asarray(v)
 
 
-@handles("GlobalAveragePool")
-def _gap(c, node):
-    (x,) = c.data(node)
-    c.add(node, "GlobalAveragePool", {}, [x], out_shape=(c.values[x].shape[0],))
-    c.values[node.output[0]].squeezed = True
+def _symbolic(c, node):
+    """A node computing from shapes (Shape, and what follows it up to ConstantOfShape/Expand): kept symbolic,
+    remembered as all zeros when it is (a recurrent node's zero initial state)."""
+    from onnx import numpy_helper
+    first = node.input[0] if node.input else ""
+    zero = {"ConstantOfShape": lambda: not node.attribute or not np.any(numpy_helper.to_array(_attrs(node)["value"])),
+            "Expand": lambda: first in c.consts and not np.any(c.consts[first])}.get(node.op_type)
+    if zero is not None:
+        z = zero()
+    else:
+        z = node.op_type in ("Slice", "Gather", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Identity",
+                             "Cast", "Concat") and all(c.sym.get(t) or (t in c.consts and not np.any(c.consts[t]))
+                                                       for t in node.input[:1])
+    for o in node.output:
+        c.sym[o] = bool(z)
 
 
-@handles("ReduceMean")
-def _reduce_mean(c, node):
-    """A mean over every spatial axis of (C, H, W) is a global average pool (PyTorch's AdaptiveAvgPool2d(1))."""
-    a = _attrs(node)
-    (x,) = c.data(node)
-    axes = a.get("axes")
-    if axes is None and len(node.input) > 1:
-        axes = c.const(node, 1, "axes").tolist()
-    rank = len(c.values[x].shape) + 1
-    if axes is None or len(c.values[x].shape) != 3 or sorted(int(i) % rank for i in axes) != [2, 3]:
-        raise Unsupported(f"only a mean over the spatial axes of (C, H, W) maps to GlobalAveragePool, got axes {axes}")
-    c.add(node, "GlobalAveragePool", {}, [x], out_shape=(c.values[x].shape[0],))
-    c.values[node.output[0]].squeezed = True
-
-
-@handles("Concat")
-def _concat(c, node):
-    ins = c.data(node)
-    axis = _attrs(node)["axis"]
-    c.add(node, "Concatenate", {"axis": axis - 1 if axis > 0 else axis}, ins)
-
-
-@handles("Identity", "Dropout")
-def _identity(c, node):
-    (x,) = c.data(node)[:1]
-    c.alias(node, x)
+def _block(c, b):
+    """The layer of a recognised block of nodes (self-attention, an activation written out)."""
+    v = c.values.get(b.x)
+    if v is None or v.view is not None or v.stale:
+        c.problems.append((b.nodes[0].op_type, b.name, f"the {b.type} block's input is not an imported layer output"))
+        return
+    name = c.name(b.name.rsplit("/", 1)[0] if "/" in b.name else b.name, b.type.lower())
+    c.graph.add_node(b.type, name, dict(b.config), {"onnx": b.type})
+    c.graph.connect(v.node, name, 0)
+    for k, w in b.weights.items():
+        c.weights[f"{name}/{k}"] = np.asarray(w, np.float32)
+    c.values[b.y] = Value(name, v.shape, squeezed=v.squeezed)
 
 
 # ---- the whole model ----
@@ -335,6 +246,7 @@ def read(path_or_model):
     for node in m.graph.node:
         for t in node.input:
             c.readers[t] = c.readers.get(t, 0) + 1
+            c.consumers.setdefault(t, []).append(node)
     inputs = [i for i in m.graph.input if i.name not in c.consts]     # zoo models list initializers as inputs
     if len(inputs) != 1 or len(m.graph.output) != 1:
         raise ImportFailed(f"Layerboard models have one input and one output; this one has {len(inputs)} inputs "
@@ -345,10 +257,36 @@ def read(path_or_model):
     name = c.name(inputs[0].name, "input")
     c.graph.add_node("Input", name, {"shape": list(shape)}, {"onnx": "input"})
     c.values[inputs[0].name] = Value(name, tuple(shape))
-    for node in m.graph.node:
+    from onnx import helper
+    for node in m.graph.node:                                 # constants first: patterns look ahead at them
         if node.op_type == "Constant":
-            from onnx import helper
             c.consts[node.output[0]] = numpy_helper.to_array(helper.get_attribute_value(node.attribute[0]))
+    data = []
+    for node in m.graph.node:                                 # pass 1: constants folded, shape computations marked
+        ins = [t for t in node.input if t]
+        if node.op_type == "Constant":
+            continue
+        if ins and all(t in c.consts for t in ins) and node.op_type not in NO_FOLD:
+            try:
+                _fold(c, node)
+            except Exception as e:                             # an operator the reference evaluator lacks
+                c.problems.append((node.op_type, node.name or node.output[0], f"cannot be evaluated at import: {e}"))
+        elif node.op_type == "Shape" or (ins and all(t in c.consts or t in c.sym for t in ins)
+                                         and any(t in c.sym for t in ins)):
+            _symbolic(c, node)
+        else:
+            data.append(node)
+    blocks = {}
+    for b in onnx_import_attn.find(c, m, data) + onnx_import_pointwise.find_pointwise(c, m, data):
+        if not any(id(n) in blocks for n in b.nodes):          # attention first; no block inside another
+            blocks.update({id(n): b for n in b.nodes})
+    for node in data:                                         # pass 2: layers
+        if id(node) in c.done:
+            continue
+        if id(node) in blocks:
+            b = blocks[id(node)]
+            if b.y in node.output:
+                _block(c, b)
             continue
         fn = OPS.get(node.op_type)
         try:
@@ -366,6 +304,11 @@ def read(path_or_model):
                            + (f"; … and {len(lines) - 5} more" if len(lines) > 5 else ""), c.problems)
     if out not in c.values:
         raise ImportFailed(f"the output {out!r} is not computed by an imported node")
+    if c.values[out].view is not None:
+        raise ImportFailed(f"the output {out!r} is a recurrent node's raw time-major output; Layerboard outputs "
+                           "(batch, steps, features) or the last state")
+    if c.values[out].squeezed and all(isinstance(d, int) for d in c.shapes.get(out, ("?",))[1:]):
+        out = c.full(out)                                     # the model's own (C, 1, 1) output, not our (C,)
     keep = _upstream(c.graph, c.values[out].node)
     for n in [n for n in c.graph.topo_order() if n not in keep]:
         c.graph.remove_node(n)
@@ -426,3 +369,6 @@ def cmd_import(a):
     save(wpath, model)
     print(f"wrote {out} ({len(p.graph.nodes)} nodes, {model.theta.size:,} values) and its weights {wpath}")
     return 0
+
+
+from . import onnx_import_attn, onnx_import_ops, onnx_import_pointwise, onnx_import_seq  # noqa: E402,F401

@@ -1,0 +1,257 @@
+"""ONNX import handlers for images and layouts: convolutions (1-D, 2-D, 3-D, transposed), pooling, normalisation,
+Dense, Flatten/Reshape, padding, resizing. Activations and merges: engine/onnx_import_pointwise.py."""
+import numpy as np
+
+from .onnx_import import Unsupported, _attrs, handles
+
+CONV = {1: "Conv1D", 2: "Conv2D", 3: "Conv3D"}
+POOL = {"MaxPool": {1: "MaxPool1D", 2: "MaxPool2D", 3: "MaxPool3D"},
+        "AveragePool": {1: "AveragePool1D", 2: "AveragePool2D", 3: "AveragePool3D"}}
+
+
+def _sym_pads(a, rank, what="pads"):
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+        raise Unsupported("auto_pad is not supported; export with explicit pads")
+    pads = [int(p) for p in a.get("pads", [0] * 2 * rank)]
+    if pads[:rank] != pads[rank:]:
+        raise Unsupported(f"asymmetric {what} {pads}: Layerboard pads each side of an axis alike")
+    return pads[:rank]
+
+
+def _signal(cfg, rank):
+    return {**cfg, "layout": "signal"} if rank == 1 else cfg          # ONNX (N, C, L): our Conv1D "signal" layout
+
+
+# ---- convolution ----
+@handles("Conv")
+def _conv(c, node):
+    a = _attrs(node)
+    W = c.const(node, 1, "weight")                                    # (C_out, C_in/g, *K)
+    (x,) = c.data(node)
+    rank = W.ndim - 2
+    if rank not in CONV:
+        raise Unsupported(f"{rank}-D convolution")
+    pads, stride = _sym_pads(a, rank), [int(v) for v in a.get("strides", [1] * rank)]
+    dil, groups = [int(v) for v in a.get("dilations", [1] * rank)], int(a.get("group", 1))
+    w = {"W": W}
+    if len(node.input) > 2 and node.input[2]:
+        w["b"] = c.const(node, 2, "bias")
+    if c.values[x].squeezed and rank == 2 and W.shape[2:] == (1, 1) and groups == 1:   # 1×1 conv on (C,): Dense
+        c.add(node, "Dense", {"units": int(W.shape[0]), "use_bias": "b" in w}, [x], out_shape=(int(W.shape[0]),),
+              W=W[:, :, 0, 0], **({"b": w["b"]} if "b" in w else {}))
+        c.values[node.output[0]].squeezed = True
+        return
+    x = c.full(x)
+    cfg = {"filters": int(W.shape[0]), "kernel_size": list(W.shape[2:]), "stride": stride,
+           "padding": "explicit" if any(pads) else "valid", "pad": pads, "use_bias": "b" in w,
+           "dilation": dil, "groups": groups}
+    c.add(node, CONV[rank], _signal(cfg, rank), [x], **w)
+
+
+@handles("ConvTranspose")
+def _conv_t(c, node):
+    a = _attrs(node)
+    W = c.const(node, 1, "weight")                                    # (C_in, C_out/g, K_h, K_w), as ours
+    (x,) = c.data(node)
+    if W.ndim != 4:
+        raise Unsupported(f"only 2-D transposed convolution maps to ConvTranspose2D (weight of rank {W.ndim})")
+    if "output_shape" in a:
+        raise Unsupported("output_shape is not supported; export with pads and output_padding")
+    g = int(a.get("group", 1))
+    w = {"W": W}
+    if len(node.input) > 2 and node.input[2]:
+        w["b"] = c.const(node, 2, "bias")
+    cfg = {"filters": int(W.shape[1]) * g, "kernel_size": list(W.shape[2:]), "stride": list(a.get("strides", [1, 1])),
+           "pad": _sym_pads(a, 2), "output_padding": list(a.get("output_padding", [0, 0])),
+           "dilation": list(a.get("dilations", [1, 1])), "groups": g, "use_bias": "b" in w}
+    c.add(node, "ConvTranspose2D", cfg, [c.full(x)], **w)
+
+
+# ---- pooling ----
+@handles("MaxPool", "AveragePool")
+def _pool(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    if len(node.output) > 1 and node.output[1]:
+        raise Unsupported("MaxPool's indices output has no Layerboard layer")
+    k = [int(v) for v in a["kernel_shape"]]
+    rank = len(k)
+    if rank not in (1, 2, 3):
+        raise Unsupported(f"{rank}-D pooling")
+    type = POOL[node.op_type][rank]
+    cfg = {"kernel_size": k, "stride": [int(v) for v in a.get("strides", [1] * rank)], "pad": _sym_pads(a, rank),
+           "ceil_mode": bool(a.get("ceil_mode", 0))}
+    if node.op_type == "MaxPool":
+        cfg["dilation"] = [int(v) for v in a.get("dilations", [1] * rank)]
+    else:
+        cfg["count_include_pad"] = bool(a.get("count_include_pad", 0))
+    c.add(node, type, _signal(cfg, rank), [c.full(x)])
+
+
+@handles("GlobalAveragePool", "GlobalMaxPool")
+def _global(c, node):
+    (x,) = c.data(node)
+    if c.values[x].squeezed:
+        raise Unsupported("a global pool of an already pooled (C, 1, 1) tensor")
+    c.add(node, node.op_type, {}, [x], out_shape=(c.values[x].shape[0],))
+    c.values[node.output[0]].squeezed = True
+
+
+@handles("ReduceMean", "ReduceMax")
+def _reduce(c, node):
+    """A mean (maximum) over every spatial axis of (C, …) is a global pool (PyTorch's AdaptiveAvgPool2d(1)); over
+    the steps of a sequence (T, F), a TimePool."""
+    a = _attrs(node)
+    (x,) = c.data(node)
+    axes = a.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = c.const(node, 1, "axes").tolist()
+    s = c.values[x].shape
+    rank = len(s) + 1
+    if len(s) == 2 and axes is not None and [int(i) % rank for i in axes] == [1] and not a.get("keepdims", 1):
+        mode = "mean" if node.op_type == "ReduceMean" else "max"          # over the steps of (T, F)
+        c.add(node, "TimePool", {"mode": mode}, [x], out_shape=s[1:])
+        return
+    if axes is None or len(s) < 2 or sorted(int(i) % rank for i in axes) != list(range(2, rank)):
+        raise Unsupported(f"only a reduction over all the axes after the channels of (C, …) maps to a global pool, "
+                          f"got axes {axes} of a rank-{rank} tensor")
+    c.add(node, "GlobalAveragePool" if node.op_type == "ReduceMean" else "GlobalMaxPool", {}, [x], out_shape=s[:1])
+    c.values[node.output[0]].squeezed = bool(a.get("keepdims", 1))
+
+
+# ---- normalisation ----
+@handles("BatchNormalization")
+def _bn(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)[:1]
+    g, b, m, v = (c.const(node, i, k) for i, k in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
+    x = c.full(x)
+    cfg = {"eps": float(a.get("epsilon", 1e-5)), "momentum": round(1 - float(a.get("momentum", 0.9)), 6)}
+    c.add(node, "BatchNorm", cfg,
+          [x], out_shape=c.values[x].shape, gamma=g, beta=b, running_mean=m, running_var=v)
+
+
+@handles("InstanceNormalization")
+def _instance(c, node):
+    (x,) = c.data(node)
+    g, b = c.const(node, 1, "scale"), c.const(node, 2, "bias")
+    affine = not (np.all(g == 1) and np.all(b == 0))
+    c.add(node, "InstanceNorm", {"eps": float(_attrs(node).get("epsilon", 1e-5)), "affine": affine}, [c.full(x)],
+          **({"gamma": g, "beta": b} if affine else {}))
+
+
+@handles("LRN")
+def _lrn(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    if int(a["size"]) % 2 == 0:
+        raise Unsupported(f"an even LRN size {a['size']}: ONNX's window is PyTorch's mirrored")
+    c.add(node, "LocalResponseNorm", {"size": int(a["size"]), "alpha": float(a.get("alpha", 1e-4)),
+                                      "beta": float(a.get("beta", 0.75)), "k": float(a.get("bias", 1.0))}, [c.full(x)])
+
+
+@handles("LayerNormalization")
+def _layernorm(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    s = c.values[x].shape
+    axis = int(a.get("axis", -1)) % (len(s) + 1)
+    if axis == 0 or (len(node.output) > 1 and any(node.output[1:])):
+        raise Unsupported("normalises over the batch axis or returns its statistics")
+    g = c.const(node, 1, "scale")
+    b = c.const(node, 2, "bias") if len(node.input) > 2 and node.input[2] else np.zeros_like(g)
+    shape = s[axis - 1:]
+    c.add(node, "LayerNorm", {"eps": float(a.get("epsilon", 1e-5)), "axes": len(shape)}, [x], out_shape=s,
+          gamma=np.broadcast_to(g, shape), beta=np.broadcast_to(b, shape))
+
+
+# ---- Dense ----
+@handles("Gemm")
+def _gemm(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+        raise Unsupported("only Y = X·Bᵀ + C (or X·B + C) with alpha = beta = 1 maps to Dense")
+    B = c.const(node, 1, "weight")
+    W = B if a.get("transB", 0) else B.T                                # (U, F)
+    w = {"W": W}
+    if len(node.input) > 2 and node.input[2]:
+        w["b"] = np.broadcast_to(c.const(node, 2, "bias"), (W.shape[0],))
+    c.add(node, "Dense", {"units": int(W.shape[0]), "use_bias": "b" in w}, [x], out_shape=(int(W.shape[0]),), **w)
+
+
+@handles("MatMul")
+def _matmul(c, node):
+    if node.input[1] not in c.consts:
+        raise Unsupported("a product of two computed tensors (attention) is imported only as a whole block")
+    (x,) = c.data(node)
+    B = c.consts[node.input[1]]                                          # (F, U)
+    if B.ndim != 2:
+        raise Unsupported(f"weight of rank {B.ndim}")
+    c.add(node, "Dense", {"units": int(B.shape[1]), "use_bias": False}, [x],
+          out_shape=c.values[x].shape[:-1] + (int(B.shape[1]),), W=B.T)
+
+
+# ---- layout ----
+@handles("Flatten")
+def _flatten(c, node):
+    (x,) = c.data(node)
+    if _attrs(node).get("axis", 1) != 1:
+        raise Unsupported("Flatten keeps the batch axis only with axis = 1")
+    if len(c.values[x].shape) == 1:
+        c.alias(node, x)
+        return
+    c.add(node, "Flatten", {}, [x], out_shape=(int(np.prod(c.values[x].shape)),))
+
+
+@handles("Pad")
+def _pad(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    if a.get("mode", "constant") != "constant":
+        raise Unsupported(f"{a['mode']} padding; Layerboard pads with zeros")
+    if len(node.input) > 2 and node.input[2] and np.any(c.const(node, 2, "constant_value")):
+        raise Unsupported("pads with a value other than 0")
+    if len(node.input) > 3 and node.input[3]:
+        raise Unsupported("pads selected axes (the axes input)")
+    pads = [int(p) for p in c.const(node, 1, "pads")]
+    r = len(pads) // 2
+    begin, end = pads[:r], pads[r:]
+    if any(begin[:2]) or any(end[:2]) or r not in (3, 4) or min(pads) < 0:
+        raise Unsupported(f"pads {pads}: only zeros around the L of (C, L) or the H, W of (C, H, W) map to ZeroPad")
+    sides = [v for b, e in zip(begin[2:], end[2:]) for v in (b, e)]
+    x = c.full(x)
+    s = c.values[x].shape
+    c.add(node, "ZeroPad", {"pad": sides}, [x], out_shape=(s[0],) + tuple(n + b + e for n, b, e in
+                                                                             zip(s[1:], begin[2:], end[2:])))
+
+
+@handles("Resize", "Upsample")
+def _resize(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    s = c.values[x].shape
+    if len(s) != 3:
+        raise Unsupported(f"resizes a {len(s)}-D tensor; Upsample2D takes (C, H, W)")
+    out = c.out_shape(node)
+    sc = [o / i for o, i in zip(out[1:], s[1:])]
+    if out[0] != s[0] or any(v != int(v) or v < 1 for v in sc):
+        raise Unsupported(f"scales {sc}: Upsample2D scales H and W by whole numbers")
+    mode, ctm = a.get("mode", "nearest"), a.get("coordinate_transformation_mode", "half_pixel")
+    floor = a.get("nearest_mode", "round_prefer_floor") == "floor"
+    if node.op_type == "Upsample" or (mode == "nearest" and ctm == "asymmetric" and floor):
+        m = "nearest" if mode == "nearest" else None
+    elif mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel"):
+        m = "bilinear"
+    else:
+        m = None
+    if m is None:
+        raise Unsupported(f"mode {mode} with coordinate_transformation_mode {ctm}: Upsample2D does nearest "
+                          "(asymmetric, floor) and linear (half_pixel)")
+    c.add(node, "Upsample2D", {"scale": [int(v) for v in sc], "mode": m}, [x], out_shape=out)
+
+
+@handles("Identity", "Dropout")
+def _identity(c, node):
+    (x,) = c.data(node, views=True)[:1]
+    c.alias(node, x)
