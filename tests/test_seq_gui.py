@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("pytestqt")
-pg = pytest.importorskip("pyqtgraph")
+import pyqtgraph as pg  # noqa: E402
 
 from conftest import HANG_MS  # noqa: E402
 from engine.data import Dataset  # noqa: E402

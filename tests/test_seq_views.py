@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("pytestqt")
-pg = pytest.importorskip("pyqtgraph")
+import pyqtgraph as pg  # noqa: E402
 
 from engine.graph import Graph  # noqa: E402
 from engine.model import Model  # noqa: E402
