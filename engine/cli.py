@@ -167,7 +167,8 @@ def cmd_train(a):
         tr.subscribe(line)
     else:
         tr.subscribe(Progress(p.training["epochs"]))
-    rec = record(p, tr, a.seed)
+    from .history import recorder
+    rec = recorder(p, tr, seed=a.seed, warn=lambda m: print(f"layerboard: {m}", file=sys.stderr))
     if a.out:                                   # saved before the final evaluation, which may run out of memory
         tr.subscribe(lambda ev: ev.kind == "trained" and _save(model, a.out, out_format))
     try:
@@ -194,16 +195,6 @@ def cmd_train(a):
         if res["message"]:
             print(res["message"], file=sys.stderr)
     return 1 if res["status"] == "diverged" else 0
-
-
-def record(project, trainer, seed=None):
-    """The run history's Recorder for this run, or None (history off, or its database unusable: one warning)."""
-    from .history import HistoryError, recorder
-    try:
-        return recorder(project, trainer, seed=seed)
-    except HistoryError as e:
-        print(f"layerboard: not recorded in the run history: {e}", file=sys.stderr)
-        return None
 
 
 def _save(model, path, fmt):

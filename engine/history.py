@@ -281,11 +281,17 @@ class Recorder:
         self.history.finish(self.run, "failed", {}, message)
 
 
-def recorder(project, trainer, path=None, seed=None):
-    """A Recorder subscribed to trainer, in the default (or given) database; None when LAYERBOARD_RUNS=off."""
+def recorder(project, trainer, path=None, seed=None, warn=None):
+    """A Recorder subscribed to trainer, in the default (or given) database; None when LAYERBOARD_RUNS=off or the
+    database is unusable (then warn(reason) is called, if given: the run goes on unrecorded)."""
     if os.environ.get(ENV) == "off":
         return None
-    rec = Recorder(History(path), project, seed=seed if seed is not None else trainer.cfg.get("seed"))
+    try:
+        rec = Recorder(History(path), project, seed=seed if seed is not None else trainer.cfg.get("seed"))
+    except HistoryError as e:
+        if warn:
+            warn(f"not recorded in the run history: {e}")
+        return None
     trainer.subscribe(rec)
     return rec
 

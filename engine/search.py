@@ -7,7 +7,6 @@ A project's search ranges live in project.search, keyed "training.<setting>" or 
   {"choices": [16, 32, 64]}                 one of these values
 """
 import math
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -294,12 +293,12 @@ def add_parser(sub):
 
 
 def cmd_search(a):
-    from .cli import _project, dumps
+    from .cli import _project, dumps, writable
     p = _project(a.project)
     if a.trials < 1 or a.jobs < 1:
         raise ConfigError("--trials and --jobs must be at least 1")
-    if a.apply and not os.access(Path(a.apply).resolve().parent, os.W_OK):
-        raise LayerboardError(f"--apply: cannot write into {Path(a.apply).resolve().parent}")
+    if a.apply:
+        writable(a.apply, "--apply")
     space = p.search or default_space(p)
     study = run(p, a.trials, a.storage, a.jobs, a.objective, a.pareto, a.study, a.epochs, space)
     out = report(study, p, space, a.objective)

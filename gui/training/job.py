@@ -64,16 +64,6 @@ def make_probe(train, val, seed):
     return p
 
 
-def history_recorder(project, trainer):
-    """A Recorder of this run in the run history, or None (history off or its database unusable: the run
-    goes on unrecorded; the CLI prints why)."""
-    from engine.history import HistoryError, recorder
-    try:
-        return recorder(project, trainer)
-    except HistoryError:
-        return None
-
-
 def loss_grad(trainer):
     """fn(out, y, mask) -> (loss, dL/dout): the trainer's loss on a batch (for probes that back-propagate)."""
     scaled = getattr(trainer, "_scaled", lambda y: y)          # regression targets in the units trained on
@@ -233,7 +223,8 @@ class Job:
         self.ready.wait(self.ui_wait)                # let the UI build its plots before the worker takes the CPU
         self.ready.clear()
         trainer.subscribe(self._on_event)
-        runlog = history_recorder(self.project, trainer)         # the run history (engine/history.py)
+        from engine.history import recorder
+        runlog = recorder(self.project, trainer)         # the run history (engine/history.py)
         self._last_probe = 0.0
         try:
             result = trainer.run()
