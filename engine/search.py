@@ -5,6 +5,7 @@ A project's search ranges live in project.search, keyed "training.<setting>" or 
   {"low": 1e-4, "high": 0.1, "log": true}   a float range (log scale when "log")
   {"low": 1, "high": 4, "int": true}        an integer range
   {"choices": [16, 32, 64]}                 one of these values
+and "repeat:<node>+<node>" for a block repeated k ∈ [low, high] times (engine/structure.py).
 """
 import math
 import os
@@ -16,6 +17,7 @@ import numpy as np
 
 from .errors import ConfigError, LayerboardError
 from .project import Project
+from .structure import check_range, is_repeat, repeat
 
 OBJECTIVES = {"val_loss": "minimize", "val_accuracy": "maximize", "val_rmse": "minimize", "val_mae": "minimize",
               "val_r2": "maximize", "train_loss": "minimize"}
@@ -36,6 +38,9 @@ def default_space(project):
 def check_space(project, space):
     """ConfigError naming the first range that names no setting or node hyperparameter or is malformed."""
     for key, r in space.items():
+        if is_repeat(key):
+            check_range(project, key, r)
+            continue
         what, _, name = key.partition(".")
         if not name:
             raise ConfigError(f"search range {key!r}: write 'training.<setting>' or '<node>.<hyperparameter>'")
@@ -50,6 +55,7 @@ def check_space(project, space):
             raise ConfigError(f"search range {key!r}: 'choices' must be a non-empty list")
         if "low" in r and not (r["low"] < r["high"] and (not r.get("log") or r["low"] > 0)):
             raise ConfigError(f"search range {key!r}: needs low < high (and low > 0 on a log scale)")
+        check_range(project, key, r)
 
 
 def suggest(trial, space):
@@ -58,7 +64,7 @@ def suggest(trial, space):
     for key, r in space.items():
         if "choices" in r:
             out[key] = trial.suggest_categorical(key, r["choices"])
-        elif r.get("int"):
+        elif r.get("int") or is_repeat(key):
             out[key] = trial.suggest_int(key, int(r["low"]), int(r["high"]), log=bool(r.get("log")))
         else:
             out[key] = trial.suggest_float(key, float(r["low"]), float(r["high"]), log=bool(r.get("log")))
@@ -70,7 +76,9 @@ def current(project, space):
     out = {}
     for key in space:
         what, _, name = key.partition(".")
-        if what == "training":
+        if is_repeat(key):
+            out[key] = 1                                   # the block as drawn, once
+        elif what == "training":
             out[key] = project.training[name]
         else:
             from .layers import REGISTRY
@@ -80,17 +88,25 @@ def current(project, space):
     return out
 
 
-def apply(project, values):
-    """A new Project with the values set (the graph and settings checked as on load)."""
+def apply(project, values, space=None):
+    """A new Project with the values set (the graph and settings checked as on load); blocks are repeated
+    after the settings are set, so that every copy carries the trial's values."""
     d = project.to_dict()
     nodes = {n["name"]: n for n in d["graph"]["nodes"]}
     for key, v in values.items():
         what, _, name = key.partition(".")
+        if is_repeat(key):
+            continue
         if what == "training":
             d["training"][name] = v
         else:
             nodes[what]["config"][name] = v
     p = Project.from_dict(d)
+    ranges = space if space is not None else project.search
+    for key, k in values.items():
+        if is_repeat(key) and k != 1:
+            names = ranges.get(key, {}).get("repeat") or key[len("repeat:"):].split("+")
+            p.graph = repeat(p.graph, names, int(k))
     p.path = project.path
     return p
 
@@ -119,7 +135,7 @@ class Objective:
         from .session import prepare
         from .shapes import infer, totals
         values = suggest(trial, self.space)
-        p = apply(self.project, values)
+        p = apply(self.project, values, self.space)
         if self.epochs:
             p.training["epochs"] = self.epochs
         model, tr = prepare(p)
@@ -304,7 +320,7 @@ def cmd_search(a):
     study = run(p, a.trials, a.storage, a.jobs, a.objective, a.pareto, a.study, a.epochs, space)
     out = report(study, p, space, a.objective)
     if a.apply and "best" in out:
-        apply(p, out["best"]["params"]).save(a.apply)
+        apply(p, out["best"]["params"], space).save(a.apply)
     if a.json:
         print(dumps(out))
         return 0
