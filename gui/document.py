@@ -266,7 +266,8 @@ class Document(QObject):
             return
         what = (f"Delete {', '.join(names)}" if len(names) <= 3 else f"Delete {len(names)} layers") if names \
             else "Disconnect"
-        self._push(C.RemoveMany(self, what, names, edges))
+        from .search_marks import dropping_ranges
+        self._push(dropping_ranges(self, C.RemoveMany(self, what, names, edges), names))
 
     def connect(self, src, dst, port=None):
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
@@ -566,6 +567,8 @@ class Document(QObject):
         for e in olds:
             self.edge_removed.emit(e)
         self.graph.rename(old, new)
+        from .search_marks import renamed
+        renamed(self.project.search, old, new)                  # search ranges follow their node
         self._touch(new)
         self.node_renamed.emit(old, new)
         for e in self.graph.edges:

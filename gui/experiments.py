@@ -10,6 +10,7 @@ from engine.project import Project, training_config
 from engine.graph import Graph
 
 from .runs_window import RunsWindow
+from .search_marks import apply_trial
 from .search_window import SearchWindow
 from .tryit_panel import TryItPanel
 
@@ -95,7 +96,7 @@ class Experiments:
 
     def apply_trial(self, values):
         try:
-            self.doc.apply_values(values)
+            apply_trial(self.doc, values, self.search.space if self.search is not None else None)
         except LayerboardError as e:
             self.win.show_message(f"cannot apply the trial: {e}")
             return
