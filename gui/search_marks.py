@@ -176,7 +176,10 @@ class RangeDialog(QDialog):
     def range(self):
         """The range the fields describe, or ConfigError naming the field."""
         hp = self.hp
-        conv = (lambda t: t) if hp is not None and hp.kind == "choice" else _number
+        if hp is not None and hp.kind == "choice":               # the choice whose text was typed
+            conv = lambda t: next((c for c in hp.choices if str(c) == t), t)    # noqa: E731
+        else:
+            conv = _number
         if self.kind.currentIndex() == 0:
             vals = [conv(t.strip()) for t in self.choices.text().split(",") if t.strip()]
             if not vals:

@@ -85,3 +85,32 @@ def test_text_and_table_cells(qtbot):
     assert d.kind == "table" and d.list.rowCount() == 2
     assert [d.list.horizontalHeaderItem(c).text() for c in range(3)] == ["sample", "age", "fare"]
     assert [d.list.item(r, 2).text() for r in range(2)] == ["4", "6"]
+
+
+def test_cli_lists_a_cells_samples(tmp_path, capsys):
+    import json
+
+    from engine.cli import main as cli
+    from engine.weights import save
+    p = Project.load(str(path("examples", "digits-mlp.json")))
+    p.training["epochs"] = 1
+    p.save(tmp_path / "digits.json")
+    model, tr = prepare(p)
+    tr.run()
+    save(tmp_path / "w.safetensors", model)
+    assert cli(["confusion", str(tmp_path / "digits.json"), "--weights", str(tmp_path / "w.safetensors"), "--json"]) == 0
+    m = np.array(json.loads(capsys.readouterr().out)["matrix"])
+    assert m.shape == (10, 10) and m.sum() == len(tr.val)
+    m0 = m.copy()
+    np.fill_diagonal(m0, 0)
+    i, j = np.unravel_index(np.argmax(m0), m0.shape) if m0.any() else (3, 3)
+    assert cli(["confusion", str(tmp_path / "digits.json"), "--weights", str(tmp_path / "w.safetensors"),
+                "--cell", str(i), str(j), "--json"]) == 0
+    c = json.loads(capsys.readouterr().out)["cell"]
+    assert c["count"] == m[i, j] == len(c["samples"])
+    s = np.array(c["samples"], int)
+    assert np.all(tr.val.y[s] == i) and np.all(cm.predictions(model.predict(tr.val.x[s]), 10) == j)
+    assert all(t == "image 8×8" for t in c["shown"])
+    assert cli(["confusion", str(tmp_path / "digits.json"), "--weights", str(tmp_path / "w.safetensors"),
+                "--cell", str(i), str(j)]) == 0
+    assert f"true {i}, predicted {j}: {m[i, j]} sample(s)" in capsys.readouterr().out

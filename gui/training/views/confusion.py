@@ -4,7 +4,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor
 
-from engine.confusion import confusion, predictions  # noqa: F401 (imported from here by older code)
+from engine.confusion import confusion, outcomes, predictions  # noqa: F401 (older code imports them here)
 
 from .base import View
 
@@ -51,12 +51,7 @@ class ConfusionView(View):
             return None
         n = len(probe.classes)
         lens = getattr(probe, "eval_lengths", None)
-        out, y = np.asarray(model.predict(probe.eval_x, lengths=lens)), probe.eval_y
-        where = None
-        if lens is not None and out.ndim == 3:                 # a class per step: every valid step counts
-            valid = np.arange(out.shape[1])[None, :] < lens[:, None]             # (n, T)
-            out, y, where = out[valid], y[valid], np.argwhere(valid)             # where: (sample, step) per row
-        pred = predictions(out, n)
+        y, pred, where = outcomes(model, probe.eval_x, probe.eval_y, lens)
         return {"matrix": confusion(y, pred, n), "y": np.asarray(y), "pred": pred, "where": where,
                 "x": probe.eval_x, "lengths": lens, "vocab": probe.vocab, "features": getattr(probe, "features", None)}
 
