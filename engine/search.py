@@ -41,8 +41,8 @@ def check_space(project, space):
         if is_repeat(key):
             check_range(project, key, r)
             continue
-        what, _, name = key.partition(".")
-        if not name:
+        what, _, name = key.rpartition(".")
+        if not what or not name:                           # node names may hold dots: the setting is after the last
             raise ConfigError(f"search range {key!r}: write 'training.<setting>' or '<node>.<hyperparameter>'")
         if what == "training":
             if name not in project.training:
@@ -75,7 +75,7 @@ def current(project, space):
     """The project's own values of the searched settings (the first trial, so the search starts from them)."""
     out = {}
     for key in space:
-        what, _, name = key.partition(".")
+        what, _, name = key.rpartition(".")
         if is_repeat(key):
             out[key] = 1                                   # the block as drawn, once
         elif what == "training":
@@ -94,7 +94,7 @@ def apply(project, values, space=None):
     d = project.to_dict()
     nodes = {n["name"]: n for n in d["graph"]["nodes"]}
     for key, v in values.items():
-        what, _, name = key.partition(".")
+        what, _, name = key.rpartition(".")
         if is_repeat(key):
             continue
         if what == "training":

@@ -39,7 +39,13 @@ def block(graph, names):
         raise GraphError(f"block {what}: exactly one of its layers may feed the rest of the graph, not "
                          f"{len(outs)} ({', '.join(sorted(outs))})")
     exit_ = next(iter(outs))
-    loose = [n for n in names if not graph._reaches(n, exit_)]
+    seen, stack = {exit_}, [exit_]                              # walk back from the exit inside the block
+    while stack:
+        for e in graph._ins[stack.pop()]:
+            if e.src in inside and e.src not in seen:
+                seen.add(e.src)
+                stack.append(e.src)
+    loose = [n for n in names if n not in seen]
     if loose:
         raise GraphError(f"block {what}: '{loose[0]}' does not lead to '{exit_}', the block's output")
     order = [n for n in graph.topo_order() if n in inside]
@@ -107,7 +113,7 @@ def check_range(project, key, r):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)) or not 1 <= lo <= hi <= 64:
             raise ConfigError(f"search range {key!r}: repeat counts are whole numbers 1 ≤ low ≤ high ≤ 64")
         return
-    what, _, name = key.partition(".")
+    what, _, name = key.rpartition(".")
     if what == "training":
         hp = {h.name: h for h in TRAINING}.get(name)
     else:

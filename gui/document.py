@@ -443,7 +443,7 @@ class Document(QObject):
         """Set several settings as one undo step: {"training.lr": 0.01, "fc1.units": 64}; every value is checked
         before anything changes (a ConfigError/GraphError names the first bad one)."""
         for key, v in values.items():
-            what, _, name = key.partition(".")
+            what, _, name = key.rpartition(".")
             if what == "training":
                 if name not in HP_TRAINING:
                     raise ConfigError(f"training has no setting {name!r}")
@@ -457,7 +457,7 @@ class Document(QObject):
         self.undo_stack.beginMacro(text)
         try:
             for key, v in values.items():
-                what, _, name = key.partition(".")
+                what, _, name = key.rpartition(".")
                 self.set_training(name, v) if what == "training" else self.set_hparam(what, name, v)
         finally:
             self.undo_stack.endMacro()

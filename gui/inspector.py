@@ -6,10 +6,9 @@ from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (QDockWidget, QFormLayout, QHBoxLayout, QLabel, QLayout, QLineEdit, QPushButton, QScrollArea,
                                QSizePolicy, QVBoxLayout, QWidget)
 
+from engine import structure
 from engine.errors import LayerboardError
 from engine.layers import REGISTRY, fmt
-
-from engine import structure
 
 from .editors import HPEditor
 from .search_marks import MARK, SEARCHABLE, BlockPanel, RangeButton, ranges_of

@@ -65,7 +65,8 @@ def mark_repeat(doc, names, low=1, high=4):
 def ranges_of(doc, name):
     """{key: range} of the ranges that name node `name` (its settings and the blocks it is part of)."""
     return {k: r for k, r in doc.project.search.items()
-            if k.startswith(name + ".") or (structure.is_repeat(k) and name in r.get("repeat", ()))}
+            if (structure.is_repeat(k) and name in r.get("repeat", ())) or
+            (not structure.is_repeat(k) and k.rpartition(".")[0] == name)}
 
 
 def dropping_ranges(doc, cmd, names):
@@ -84,7 +85,7 @@ def renamed(search_field, old, new):
             names = [new if n == old else n for n in r["repeat"]]
             del search_field[k]
             search_field[structure.repeat_key(names)] = dict(r, repeat=names)
-        elif k.startswith(old + ".") and k[len(old) + 1:] and "." not in k[len(old) + 1:]:
+        elif k.rpartition(".")[0] == old:
             search_field[new + k[len(old):]] = search_field.pop(k)
 
 
@@ -249,7 +250,8 @@ class BlockPanel(QWidget):
         self.doc, self.names = doc, list(names)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
-        head = QLabel(f"{len(self.names)} layers selected: {', '.join(self.names)}")
+        shown = ", ".join(self.names[:8]) + (", …" if len(self.names) > 8 else "")
+        head = QLabel(f"{len(self.names)} layers selected: {shown}")
         head.setWordWrap(True)
         box.addWidget(head)
         form = QFormLayout()

@@ -53,10 +53,14 @@ def test_a_transformer_encoder_block_repeats_with_its_residuals():
 
 @pytest.mark.parametrize("names, msg", [(["input", "hidden1"], "an Input cannot"),
                                         (["hidden1", "hidden2"], "exactly one layer outside"),
-                                        (["hidden9"], "no node named 'hidden9'"), ([], "select the layers")])
+                                        (["hidden9"], "no node named 'hidden9'"), ([], "select the layers"),
+                                        (["hidden2", "relu2", "dead"], "'dead' does not lead to 'relu2'")])
 def test_blocks_that_cannot_repeat_are_one_line(names, msg):
+    g = Project.load(MOONS).graph
+    g.add_node("ReLU", "dead")
+    g.connect("hidden2", "dead")                                         # a dead end inside the block
     with pytest.raises(GraphError, match=msg) as e:
-        structure.block(Project.load(MOONS).graph, names)
+        structure.block(g, names)
     assert "\n" not in str(e.value)
 
 
@@ -93,6 +97,15 @@ def test_cli_search_repeats_the_block_and_records_each_trials_graph(moons, tmp_p
     assert front and all(t["values"][1] in sizes for t in front)
     assert all(not (b["values"][0] <= a["values"][0] and b["values"][1] <= a["values"][1] and b != a)
                for a in front for b in front)                            # non-dominated in (loss, params)
+
+
+def test_node_names_with_dots_can_be_searched():
+    p = Project.load(MOONS)
+    p.graph.rename("hidden1", "layer1.0.fc")                             # as ONNX imports name nodes
+    space = {"layer1.0.fc.units": {"choices": [8, 32]}}
+    search.check_space(p, space)
+    assert search.current(p, space) == {"layer1.0.fc.units": 16}
+    assert search.apply(p, {"layer1.0.fc.units": 32}).graph.nodes["layer1.0.fc"].config["units"] == 32
 
 
 def test_apply_writes_the_repeated_graph(moons, tmp_path):
