@@ -1,7 +1,7 @@
 """The diff of two runs drawn over the canvas: added, changed and removed layers coloured, removed layers that
 are not on the canvas drawn as ghosts where they stood, a legend with Clear. View state only: nothing here
 edits the document (the scene mirrors it; this only decorates the scene's items)."""
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QEvent, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen
 from PySide6.QtWidgets import (QFrame, QGraphicsPathItem, QGraphicsSimpleTextItem, QHBoxLayout, QLabel, QPushButton,
                                QVBoxLayout)
@@ -67,6 +67,12 @@ class DiffLegend(QFrame):
         box.addWidget(self.clear_button)
         self.setFixedWidth(280)
         self.hide()
+        view.viewport().installEventFilter(self)        # follow the canvas's size
+
+    def eventFilter(self, obj, ev):
+        if ev.type() == QEvent.Type.Resize and self.isVisible():
+            self.place()
+        return False
 
     def place(self):
         vp = self.parentWidget().viewport().geometry()
@@ -126,6 +132,9 @@ class DiffOverlay:
             lines.append("Removed layers are drawn as dashed ghosts: " + ", ".join(placed))
         if missing:
             lines.append("Not on this canvas: " + ", ".join(missing))
+        if d.get("training"):
+            lines.append("Settings: " + ", ".join(f"{k} {a} → {b}" for k, (a, b) in list(d["training"].items())[:4])
+                         + (", …" if len(d["training"]) > 4 else ""))
         self.legend.extra.setText("\n".join(lines))
         self.legend.show()
         self.legend.raise_()

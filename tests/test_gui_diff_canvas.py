@@ -38,6 +38,7 @@ def two_runs():
     b = Project.load(str(path("examples", "moons-mlp.json")))
     b.graph = structure.repeat(b.graph, ["hidden2", "relu2"], 2)
     b.graph.nodes["hidden1"].config["units"] = 32
+    b.training["lr"] = 0.02
     h = History()
     for p in (a, b):
         h.finish(h.start(p, params=1, macs=1), "completed", {"val_loss": 0.3})
@@ -75,6 +76,12 @@ def test_show_on_canvas_colours_the_diff_and_clear_takes_it_away(window, qtbot, 
     assert len(ghosts) == 1 and (ghosts[0].pos().x(), ghosts[0].pos().y()) == (420, 260)
     leg = ov.legend
     assert leg.isVisible() and "2 added, 1 changed, 1 removed" in leg.extra.text() and "drop" in leg.extra.text()
+    assert "Settings: lr" in leg.extra.text() and "→ 0.02" in leg.extra.text()
+    vp = window.view.viewport().geometry()
+    assert leg.geometry().right() <= vp.right() and leg.geometry().top() >= vp.top()
+    window.resize(1100, 650)                                 # the legend follows the canvas's corner
+    qtbot.wait(50)
+    assert leg.geometry().right() <= window.view.viewport().geometry().right()
     assert window.doc.undo_stack.count() == undo and window.doc.dirty == dirty     # view state, not an edit
     window.view.zoom_to_fit()
     qtbot.wait(50)
