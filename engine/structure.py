@@ -8,7 +8,7 @@ from .errors import ConfigError
 from .graph import GraphError
 
 REPEAT = "repeat:"
-GAP = 40.0                      # canvas space between a block and its copy
+NODE_STEP = 190.0               # canvas x from one node to the next in a row (a node is 140 wide)
 
 
 def repeat_key(names):
@@ -63,7 +63,8 @@ def repeat(graph, names, k):
         return g
     inside = set(order)
     xs = [float(g.nodes[n].meta.get("x", 0)) for n in order]
-    step = max(xs) - min(xs) + 190.0 + GAP                   # one block's width on the canvas (a node is ~190)
+    span = max(xs) - min(xs)
+    step = span + (span / (len(order) - 1) if span > 0 else NODE_STEP)    # the block's width and one spacing
     after = g._downstream(exit_) - inside
     leave = [e for e in g._outs[exit_] if e.dst not in inside]
     for e in leave:
