@@ -215,8 +215,15 @@ def _lock(storage):
 
 
 def study_name(project):
+    """The project's name, its graph's hash and, when it marks ranges, theirs (Optuna refuses a study whose
+    choices change, so other ranges make another study)."""
+    import hashlib
+    import json
     from .history import graph_hash
-    return f"{project.name or 'project'}-{graph_hash(project.graph.to_dict())[:8]}"
+    base = f"{project.name or 'project'}-{graph_hash(project.graph.to_dict())[:8]}"
+    if not project.search:
+        return base
+    return base + "-" + hashlib.sha256(json.dumps(project.search, sort_keys=True).encode()).hexdigest()[:6]
 
 
 def create(project, storage=None, objective="val_loss", pareto=None, name=None, seed=0):

@@ -113,3 +113,12 @@ def test_apply_writes_the_repeated_graph(moons, tmp_path):
     q = search.apply(p, {KEY: 2})
     q.save(tmp_path / "two.json")
     assert "hidden2_r2" in Project.load(tmp_path / "two.json").graph.nodes
+
+
+def test_other_ranges_make_another_study():
+    p = Project.load(MOONS)
+    plain = search.study_name(p)
+    p.search = {"hidden1.units": {"choices": [8, 16]}}
+    a = search.study_name(p)
+    p.search = {"hidden1.units": {"choices": [8, 32]}}
+    assert len({plain, a, search.study_name(p)}) == 3 and a.startswith(plain)
