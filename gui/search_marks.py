@@ -91,6 +91,9 @@ def renamed(search_field, old, new):
 
 def apply_trial(doc, values, space=None):
     """Apply a trial's values as one undo step: settings first, then each repeated block's copies."""
+    from .document import LockedError
+    if doc.locked:
+        raise LockedError("the model is training: stop the run to apply a trial")
     space = space if space is not None else doc.project.search
     plain = {k: v for k, v in values.items() if not structure.is_repeat(k)}
     reps = {}

@@ -7,6 +7,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QDialog
 
 from engine import search
+from engine.errors import LayerboardError
 from engine.project import Project
 from gui import search_marks
 from gui.document import Document
@@ -150,6 +151,11 @@ def test_applying_a_trial_that_repeats_a_block_is_one_undo_step(qtbot, doc):
     assert all(i.ok for i in doc.infos.values())
     doc.undo_stack.undo()
     assert (set(doc.graph.nodes), set(doc.graph.edges)) == before and doc.graph.nodes["hidden1"].config["units"] == 16
+    doc.set_locked(True)                                             # while training: refused, nothing changes
+    at = doc.undo_stack.index()
+    with pytest.raises(LayerboardError, match="training"):
+        search_marks.apply_trial(doc, {"repeat:hidden2+relu2": 2})
+    assert set(doc.graph.nodes) == before[0] and doc.undo_stack.index() == at
 
 
 def test_screenshot_of_marked_ranges(qtbot, doc, insp, tmp_path):
