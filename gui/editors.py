@@ -126,9 +126,11 @@ class HPEditor(QWidget):
         if msg:
             self.refused.emit(msg)
 
-    def add_side(self, w):
-        """Put w to the right of the control (e.g. the search-range button)."""
+    def add_side(self, w, below=None):
+        """Put w to the right of the control (e.g. the search-range button), and `below` under it."""
         self.row.addWidget(w)
+        if below is not None:
+            self.layout().addWidget(below)
 
     @property
     def invalid(self):

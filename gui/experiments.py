@@ -12,6 +12,7 @@ from engine.graph import Graph
 from .diff_overlay import DiffOverlay
 from .runs_window import RunsWindow
 from .search_marks import apply_trial
+from .search_tags import SearchTags
 from .search_window import SearchWindow
 from .tryit_panel import TryItPanel
 
@@ -36,6 +37,7 @@ class Experiments:
         self.tryit_dock.hide()
         self.doc.trained_changed.connect(self.refresh_tryit)
         self.doc.reset.connect(lambda: self.tryit.set_model(None))
+        self.tags = SearchTags(win.scene)               # ⌕ under layers with marked search ranges
         self.relay = Relay()
         self.relay.done.connect(self._evaluated)
 

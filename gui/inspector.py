@@ -144,7 +144,7 @@ class Inspector(QDockWidget):
             self.labels[hp.name] = QLabel(hp.name)
             if hp.kind in SEARCHABLE:
                 self.marks[hp.name] = RangeButton(self.doc, f"{name}.{hp.name}", hp, node.config.get(hp.name, hp.default))
-                ed.add_side(self.marks[hp.name])
+                ed.add_side(self.marks[hp.name], self.marks[hp.name].note)
             form.addRow(self.labels[hp.name], ed)
         lay.addLayout(form)
         self.blocks = QLabel()

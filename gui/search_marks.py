@@ -215,7 +215,11 @@ class RangeButton(QToolButton):
         super().__init__(parent)
         self.doc, self.key, self.hp, self.value = doc, key, hp, value
         self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setText(MARK)
+        self.setCheckable(True)
         self.clicked.connect(self.edit)
+        self.note = QLabel()                             # the range, under the field (it wraps in a narrow dock)
+        self.note.setWordWrap(True)
         self.sync()
 
     @property
@@ -226,12 +230,14 @@ class RangeButton(QToolButton):
         if value is not None:
             self.value = value
         r = self.doc.project.search.get(self.key)
-        self.setCheckable(True)
         self.setChecked(r is not None)
-        self.setText(MARK if r is None else f"{MARK} {structure.describe(r)}")
         self.setToolTip("Mark as a search range (Tools → Search settings tries values in it)" if r is None else
                         f"Search range {structure.describe(r)}: click to change or unmark")
-        self.setStyleSheet("" if r is None else f"QToolButton {{ color: {theme['accent']}; font-weight: bold; }}")
+        self.setStyleSheet("" if r is None else f"QToolButton {{ background: {theme['accent']}; "
+                           f"color: {theme['accent_text']}; font-weight: bold; border-radius: 3px; }}")
+        self.note.setText("" if r is None else f"search {structure.describe(r)}")
+        self.note.setStyleSheet(f"color: {theme['accent']};")
+        self.note.setVisible(r is not None)
 
     def edit(self):
         d = RangeDialog(self.key, self.hp, self.value, self.doc.project.search.get(self.key), self)

@@ -58,10 +58,11 @@ def test_mark_unmark_undo_redo_a_nodes_setting(qtbot, doc, insp, monkeypatch):
     answer(monkeypatch, values("16, 32, 64"))
     QTest.mouseClick(b, Qt.MouseButton.LeftButton)
     assert doc.project.search == {"hidden1.units": {"choices": [16, 32, 64]}}
-    assert b.isChecked() and "{16, 32, 64}" in b.text() and insp.labels["units"].text() == "⌕ units"
+    assert b.isChecked() and b.note.text() == "search ∈ {16, 32, 64}" and not b.note.isHidden() and insp.labels["units"].text() == "⌕ units"
     assert doc.dirty and doc.undo_stack.undoText() == "Search range hidden1.units"
     doc.undo_stack.undo()
     assert doc.project.search == {} and not b.isChecked() and insp.labels["units"].text() == "units"
+    assert b.note.isHidden()
     doc.undo_stack.redo()
     assert doc.project.search["hidden1.units"] == {"choices": [16, 32, 64]} and b.isChecked()
     answer(monkeypatch, lambda d: d._unmark())                       # the dialog's Unmark button
@@ -96,7 +97,7 @@ def test_training_lr_on_a_log_scale_is_saved_and_read_by_the_search(qtbot, doc, 
     answer(monkeypatch, values("8, 16, 32"))
     insp.marks["units"].click()
     want = {"training.lr": {"low": 1e-4, "high": 0.1, "log": True}, "hidden1.units": {"choices": [8, 16, 32]}}
-    assert doc.project.search == want and "[0.0001, 0.1] log" in form.marks["lr"].text()
+    assert doc.project.search == want and form.marks["lr"].note.text() == "search ∈ [0.0001, 0.1] log"
     doc.save(tmp_path / "m.json")
     p = Project.load(tmp_path / "m.json")
     assert p.search == want
@@ -167,3 +168,25 @@ def test_screenshot_of_marked_ranges(qtbot, doc, insp, tmp_path):
     out = tmp_path / "inspector-search-ranges.png"
     assert insp.grab().save(str(out))
     assert out.stat().st_size > 1000
+
+
+def test_the_canvas_shows_marked_layers(qtbot, doc):
+    from gui.scene import GraphScene
+    from gui.search_tags import SearchTags
+    scene = GraphScene(doc)
+    t = SearchTags(scene)
+    text = lambda: {n: it.text() for n, (it, _) in t.items.items()}      # noqa: E731
+    assert text() == {}
+    search_marks.set_range(doc, "hidden1.units", {"choices": [8, 16]})
+    search_marks.mark_repeat(doc, ["hidden2", "relu2"], 1, 4)
+    assert text() == {"hidden1": "⌕ units", "hidden2": "⌕ block × 1–4", "relu2": "⌕ block × 1–4"}
+    assert t.items["hidden1"][0].parentItem() is scene.nodes["hidden1"]           # moves with its layer
+    doc.rename("hidden1", "wide")
+    assert text()["wide"] == "⌕ units" and "hidden1" not in text()
+    doc.undo_stack.undo()
+    doc.undo_stack.undo()
+    assert text() == {"hidden1": "⌕ units"}
+    doc.remove_nodes(["hidden1"])
+    assert text() == {}
+    doc.undo_stack.undo()
+    assert text() == {"hidden1": "⌕ units"} and t.items["hidden1"][0].scene() is scene

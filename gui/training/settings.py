@@ -104,7 +104,7 @@ class SettingsForm(QWidget):
         e.committed.connect(self._set)
         if HP[key].kind in SEARCHABLE and key not in NOT_SEARCHED:
             self.marks[key] = RangeButton(self.doc, f"training.{key}", HP[key], self.doc.project.training[key])
-            e.add_side(self.marks[key])
+            e.add_side(self.marks[key], self.marks[key].note)
         lab = QLabel(LABELS.get(key, key))
         lab.setToolTip(tip(HP[key]))
         form.addRow(lab, e)
