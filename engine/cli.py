@@ -398,6 +398,7 @@ def parser():
     i.set_defaults(fn=cmd_import_weights)
     from .history import add_parser as runs_parser
     from .search import add_parser as search_parser
+    from .confusion import add_parser as confusion_parser
     ev = sub.add_parser("evaluate", help="metrics of trained weights on the project's held-out test split")
     ev.add_argument("project")
     ev.add_argument("--weights", required=True, help="trained weights (.npz or .safetensors)")
@@ -406,6 +407,7 @@ def parser():
     from .onnx_import import add_parser as import_parser
     runs_parser(sub)
     search_parser(sub)
+    confusion_parser(sub)
     import_parser(sub)
     return ap
 

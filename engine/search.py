@@ -5,6 +5,7 @@ A project's search ranges live in project.search, keyed "training.<setting>" or 
   {"low": 1e-4, "high": 0.1, "log": true}   a float range (log scale when "log")
   {"low": 1, "high": 4, "int": true}        an integer range
   {"choices": [16, 32, 64]}                 one of these values
+and "repeat:<node>+<node>" for a block repeated k ∈ [low, high] times (engine/structure.py).
 """
 import math
 import time
@@ -15,6 +16,7 @@ import numpy as np
 
 from .errors import ConfigError, LayerboardError
 from .project import Project
+from .structure import check_range, is_repeat, repeat
 
 OBJECTIVES = {"val_loss": "minimize", "val_accuracy": "maximize", "val_rmse": "minimize", "val_mae": "minimize",
               "val_r2": "maximize", "train_loss": "minimize"}
@@ -35,8 +37,11 @@ def default_space(project):
 def check_space(project, space):
     """ConfigError naming the first range that names no setting or node hyperparameter or is malformed."""
     for key, r in space.items():
-        what, _, name = key.partition(".")
-        if not name:
+        if is_repeat(key):
+            check_range(project, key, r)
+            continue
+        what, _, name = key.rpartition(".")
+        if not what or not name:                           # node names may hold dots: the setting is after the last
             raise ConfigError(f"search range {key!r}: write 'training.<setting>' or '<node>.<hyperparameter>'")
         if what == "training":
             if name not in project.training:
@@ -49,6 +54,7 @@ def check_space(project, space):
             raise ConfigError(f"search range {key!r}: 'choices' must be a non-empty list")
         if "low" in r and not (r["low"] < r["high"] and (not r.get("log") or r["low"] > 0)):
             raise ConfigError(f"search range {key!r}: needs low < high (and low > 0 on a log scale)")
+        check_range(project, key, r)
 
 
 def suggest(trial, space):
@@ -57,7 +63,7 @@ def suggest(trial, space):
     for key, r in space.items():
         if "choices" in r:
             out[key] = trial.suggest_categorical(key, r["choices"])
-        elif r.get("int"):
+        elif r.get("int") or is_repeat(key):
             out[key] = trial.suggest_int(key, int(r["low"]), int(r["high"]), log=bool(r.get("log")))
         else:
             out[key] = trial.suggest_float(key, float(r["low"]), float(r["high"]), log=bool(r.get("log")))
@@ -68,8 +74,10 @@ def current(project, space):
     """The project's own values of the searched settings (the first trial, so the search starts from them)."""
     out = {}
     for key in space:
-        what, _, name = key.partition(".")
-        if what == "training":
+        what, _, name = key.rpartition(".")
+        if is_repeat(key):
+            out[key] = 1                                   # the block as drawn, once
+        elif what == "training":
             out[key] = project.training[name]
         else:
             from .layers import REGISTRY
@@ -79,17 +87,25 @@ def current(project, space):
     return out
 
 
-def apply(project, values):
-    """A new Project with the values set (the graph and settings checked as on load)."""
+def apply(project, values, space=None):
+    """A new Project with the values set (the graph and settings checked as on load); blocks are repeated
+    after the settings are set, so that every copy carries the trial's values."""
     d = project.to_dict()
     nodes = {n["name"]: n for n in d["graph"]["nodes"]}
     for key, v in values.items():
-        what, _, name = key.partition(".")
+        what, _, name = key.rpartition(".")
+        if is_repeat(key):
+            continue
         if what == "training":
             d["training"][name] = v
         else:
             nodes[what]["config"][name] = v
     p = Project.from_dict(d)
+    ranges = space if space is not None else project.search
+    for key, k in values.items():
+        if is_repeat(key) and k != 1:
+            names = ranges.get(key, {}).get("repeat") or key[len("repeat:"):].split("+")
+            p.graph = repeat(p.graph, names, int(k))
     p.path = project.path
     return p
 
@@ -118,7 +134,7 @@ class Objective:
         from .session import prepare
         from .shapes import infer, totals
         values = suggest(trial, self.space)
-        p = apply(self.project, values)
+        p = apply(self.project, values, self.space)
         if self.epochs:
             p.training["epochs"] = self.epochs
         model, tr = prepare(p)
@@ -198,8 +214,15 @@ def _lock(storage):
 
 
 def study_name(project):
+    """The project's name, its graph's hash and, when it marks ranges, theirs (Optuna refuses a study whose
+    choices change, so other ranges make another study)."""
+    import hashlib
+    import json
     from .history import graph_hash
-    return f"{project.name or 'project'}-{graph_hash(project.graph.to_dict())[:8]}"
+    base = f"{project.name or 'project'}-{graph_hash(project.graph.to_dict())[:8]}"
+    if not project.search:
+        return base
+    return base + "-" + hashlib.sha256(json.dumps(project.search, sort_keys=True).encode()).hexdigest()[:6]
 
 
 def create(project, storage=None, objective="val_loss", pareto=None, name=None, seed=0):
@@ -303,7 +326,7 @@ def cmd_search(a):
     study = run(p, a.trials, a.storage, a.jobs, a.objective, a.pareto, a.study, a.epochs, space)
     out = report(study, p, space, a.objective)
     if a.apply and "best" in out:
-        apply(p, out["best"]["params"]).save(a.apply)
+        apply(p, out["best"]["params"], space).save(a.apply)
     if a.json:
         print(dumps(out))
         return 0

@@ -266,7 +266,8 @@ class Document(QObject):
             return
         what = (f"Delete {', '.join(names)}" if len(names) <= 3 else f"Delete {len(names)} layers") if names \
             else "Disconnect"
-        self._push(C.RemoveMany(self, what, names, edges))
+        from .search_marks import dropping_ranges
+        self._push(dropping_ranges(self, C.RemoveMany(self, what, names, edges), names))
 
     def connect(self, src, dst, port=None):
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
@@ -442,7 +443,7 @@ class Document(QObject):
         """Set several settings as one undo step: {"training.lr": 0.01, "fc1.units": 64}; every value is checked
         before anything changes (a ConfigError/GraphError names the first bad one)."""
         for key, v in values.items():
-            what, _, name = key.partition(".")
+            what, _, name = key.rpartition(".")
             if what == "training":
                 if name not in HP_TRAINING:
                     raise ConfigError(f"training has no setting {name!r}")
@@ -456,7 +457,7 @@ class Document(QObject):
         self.undo_stack.beginMacro(text)
         try:
             for key, v in values.items():
-                what, _, name = key.partition(".")
+                what, _, name = key.rpartition(".")
                 self.set_training(name, v) if what == "training" else self.set_hparam(what, name, v)
         finally:
             self.undo_stack.endMacro()
@@ -566,6 +567,8 @@ class Document(QObject):
         for e in olds:
             self.edge_removed.emit(e)
         self.graph.rename(old, new)
+        from .search_marks import renamed
+        renamed(self.project.search, old, new)                  # search ranges follow their node
         self._touch(new)
         self.node_renamed.emit(old, new)
         for e in self.graph.edges:

@@ -2,7 +2,7 @@
 import math
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget
 
 from engine.errors import ConfigError
 
@@ -87,7 +87,10 @@ class HPEditor(QWidget):
         self.reason.setObjectName("error")
         self.reason.setWordWrap(True)
         self.reason.hide()
-        box.addWidget(w)
+        self.row = QHBoxLayout()                          # the control, then add_side()'s widgets
+        self.row.setContentsMargins(0, 0, 0, 0)
+        self.row.addWidget(w, 1)
+        box.addLayout(self.row)
         box.addWidget(self.reason)
         if value is not None:
             self.set_value(value)
@@ -122,6 +125,12 @@ class HPEditor(QWidget):
         self.reason.setVisible(bool(msg))
         if msg:
             self.refused.emit(msg)
+
+    def add_side(self, w, below=None):
+        """Put w to the right of the control (e.g. the search-range button), and `below` under it."""
+        self.row.addWidget(w)
+        if below is not None:
+            self.layout().addWidget(below)
 
     @property
     def invalid(self):

@@ -9,7 +9,10 @@ from engine.errors import LayerboardError
 from engine.project import Project, training_config
 from engine.graph import Graph
 
+from .diff_overlay import DiffOverlay
 from .runs_window import RunsWindow
+from .search_marks import apply_trial
+from .search_tags import SearchTags
 from .search_window import SearchWindow
 from .tryit_panel import TryItPanel
 
@@ -25,7 +28,7 @@ class Experiments:
 
     def __init__(self, win):
         self.win, self.doc = win, win.doc
-        self.runs = self.search = None
+        self.runs = self.search = self.diff = None
         self.tryit = TryItPanel()
         self.tryit_dock = QDockWidget("Try it", win)
         self.tryit_dock.setObjectName("tryit")
@@ -34,6 +37,7 @@ class Experiments:
         self.tryit_dock.hide()
         self.doc.trained_changed.connect(self.refresh_tryit)
         self.doc.reset.connect(lambda: self.tryit.set_model(None))
+        self.tags = SearchTags(win.scene)               # ⌕ under layers with marked search ranges
         self.relay = Relay()
         self.relay.done.connect(self._evaluated)
 
@@ -54,10 +58,19 @@ class Experiments:
         if self.runs is None:
             self.runs = RunsWindow()
             self.runs.open_run.connect(self.open_run)
+            self.runs.show_diff.connect(self.show_diff)
         else:
             self.runs.reload()
         self.runs.show()
         self.runs.raise_()
+
+    def show_diff(self, d, graph_a, title):
+        """Colour the run diff on the canvas (view state: the document is not edited)."""
+        if self.diff is None:
+            self.diff = DiffOverlay(self.win.scene, self.win.view)
+        self.diff.show(d, graph_a, title)
+        self.win.raise_()
+        self.win.show_message(f"{title}: coloured on the canvas (Clear in its legend)")
 
     def open_run(self, run, graph):
         """Restore a recorded run's graph, settings and dataset (and its weights file when it still exists)."""
@@ -95,7 +108,7 @@ class Experiments:
 
     def apply_trial(self, values):
         try:
-            self.doc.apply_values(values)
+            apply_trial(self.doc, values, self.search.space if self.search is not None else None)
         except LayerboardError as e:
             self.win.show_message(f"cannot apply the trial: {e}")
             return

@@ -6,10 +6,13 @@ from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (QDockWidget, QFormLayout, QHBoxLayout, QLabel, QLayout, QLineEdit, QPushButton, QScrollArea,
                                QSizePolicy, QVBoxLayout, QWidget)
 
+from engine import structure
 from engine.errors import LayerboardError
 from engine.layers import REGISTRY, fmt
 
 from .editors import HPEditor
+from .search_marks import MARK, SEARCHABLE, BlockPanel, RangeButton, ranges_of
+from .style import theme
 
 def breakable(text):
     """Text whose long paths and identifiers (runs of > 24 characters without a space) may wrap: a
@@ -85,6 +88,23 @@ class Inspector(QDockWidget):
         if self.name == old:
             self.name = new
 
+    def show_nodes(self, names):
+        """One node: its form; several: the block panel (mark them as a repeated block); none: a hint."""
+        if len(names) < 2:
+            return self.show_node(names[0] if names else None)
+        self.name, self.editors = None, {}
+        w = QWidget()
+        lay = QVBoxLayout(w)
+        lay.setContentsMargins(10, 10, 10, 10)
+        title = QLabel("Structure search")
+        title.setObjectName("heading")
+        lay.addWidget(title)
+        self.block_panel = BlockPanel(self.doc, names)
+        lay.addWidget(self.block_panel)
+        lay.addStretch()
+        w.setEnabled(not self.doc.locked)
+        self.area.setWidget(w)
+
     def show_node(self, name):
         """Build the form for node `name` (None: a hint)."""
         self.name, self.editors = name, {}
@@ -115,13 +135,21 @@ class Inspector(QDockWidget):
         self.name_edit = QLineEdit(name)
         self.name_edit.editingFinished.connect(self._rename)
         form.addRow("name", self.name_edit)
+        self.marks, self.labels = {}, {}
         for hp in cls.hparams:
             ed = HPEditor(hp, node.config.get(hp.name, hp.default))
             ed.committed.connect(self._commit)
             ed.refused.connect(self.message)
             self.editors[hp.name] = ed
-            form.addRow(hp.name, ed)
+            self.labels[hp.name] = QLabel(hp.name)
+            if hp.kind in SEARCHABLE:
+                self.marks[hp.name] = RangeButton(self.doc, f"{name}.{hp.name}", hp, node.config.get(hp.name, hp.default))
+                ed.add_side(self.marks[hp.name], self.marks[hp.name].note)
+            form.addRow(self.labels[hp.name], ed)
         lay.addLayout(form)
+        self.blocks = QLabel()
+        self.blocks.setWordWrap(True)
+        lay.addWidget(self.blocks)
         self.stats = QLabel()
         self.stats.setWordWrap(True)
         self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -154,6 +182,15 @@ class Inspector(QDockWidget):
             self.name_edit.setText(self.name)
         for hp in REGISTRY[node.type].hparams:
             self.editors[hp.name].set_value(node.config.get(hp.name, hp.default))
+            if hp.name in self.marks:
+                self.marks[hp.name].sync(node.config.get(hp.name, hp.default))
+                on = self.marks[hp.name].marked
+                self.labels[hp.name].setText(f"{MARK} {hp.name}" if on else hp.name)
+                self.labels[hp.name].setStyleSheet(f"color: {theme['accent']}; font-weight: bold;" if on else "")
+        blocks = [r for k, r in ranges_of(self.doc, self.name).items() if "repeat" in r]
+        self.blocks.setText("\n".join(f"{MARK} searched: block {'+'.join(r['repeat'])} repeated "
+                                       f"{structure.describe(r)}" for r in blocks))
+        self.blocks.setVisible(bool(blocks))
         info = self.doc.infos.get(self.name)
         if info is None:
             return

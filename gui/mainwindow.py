@@ -308,7 +308,7 @@ class MainWindow(QMainWindow):
 
     def _selection(self):
         names = self.scene.selected_names()
-        self.inspector.show_node(names[0] if len(names) == 1 else None)
+        self.inspector.show_nodes(names)
 
     def _focus_node(self, name):
         self.view.focus_node(name)

@@ -115,6 +115,7 @@ class RunsWindow(QWidget):
     """The run history of every project (or of one), from the SQLite database engine.history keeps."""
 
     open_run = Signal(dict, dict)           # (run, graph dict): the window restores graph, settings and weights
+    show_diff = Signal(dict, dict, str)     # (rundiff.diff, first run's graph, title): coloured on the canvas
 
     def __init__(self, path=None, project=None, parent=None):
         super().__init__(parent)
@@ -134,7 +135,11 @@ class RunsWindow(QWidget):
         self.open_button = QPushButton("Open run")
         self.open_button.setToolTip("Restore the selected run's graph, settings and weights in the window")
         self.open_button.clicked.connect(self._open)
-        for w in (self.search, self.status, self.count, reload, self.open_button):
+        self.canvas_button = QPushButton("Show on canvas")
+        self.canvas_button.setToolTip("Colour the layers the second selected run added, changed or removed")
+        self.canvas_button.setEnabled(False)
+        self.canvas_button.clicked.connect(self._show_diff)
+        for w in (self.search, self.status, self.count, reload, self.open_button, self.canvas_button):
             top.addWidget(w, 1 if w is self.search else 0)
         box.addLayout(top)
         split = QSplitter(Qt.Orientation.Vertical)
@@ -209,11 +214,15 @@ class RunsWindow(QWidget):
             if ys:
                 self.curves.plot(np.arange(1, len(ys) + 1), np.array([np.nan if v is None else v for v in ys], float),
                                  pen=pg.mkPen(pg.intColor(i, 12), width=2), name=f"run {r['id']}")
+        self.last_diff = None
         if len(runs) == 2:
             a, b = runs
-            self.diff.setPlainText(f"run {a['id']} → run {b['id']}\n" + "\n".join(
-                lines(diff(a, b, self.history.graph(a["id"]), self.history.graph(b["id"])))))
+            ga = self.history.graph(a["id"])
+            d = diff(a, b, ga, self.history.graph(b["id"]))
+            self.last_diff = (d, ga, f"run {a['id']} → run {b['id']}")
+            self.diff.setPlainText(f"run {a['id']} → run {b['id']}\n" + "\n".join(lines(d)))
         self.open_button.setEnabled(len(runs) == 1)
+        self.canvas_button.setEnabled(len(runs) == 2)
 
     def _parallel(self):
         """One polyline per run across the numeric settings that vary, then the score (axes scaled to 0…1)."""
@@ -240,6 +249,10 @@ class RunsWindow(QWidget):
                 self.parallel.plot(np.tile(x, cols_b.shape[1]), y, pen=pg.mkPen(colour), connect="finite")
         ax = self.parallel.getAxis("bottom")
         ax.setTicks([[(i, n + (" (log)" if i in logs else "")) for i, n in enumerate(names)]])
+
+    def _show_diff(self):
+        if getattr(self, "last_diff", None) is not None:
+            self.show_diff.emit(*self.last_diff)
 
     def _open(self):
         runs = self.selected()

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLin
                                QSplitter, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
 from engine import search
+from engine.structure import describe
 
 POLL_MS = 1000
 
@@ -58,7 +59,9 @@ class SearchWindow(QWidget):
                          ("Storage", self.storage), ("Study", self.name)):
             form.addRow(label, w)
         box.addLayout(form)
-        self.ranges = QLabel("Searching: " + ", ".join(f"{k} ∈ {_range(r)}" for k, r in self.space.items()))
+        self.ranges = QLabel(("Searching the ranges marked ⌕ in the inspector: " if project.search else
+                              "Searching default ranges (mark your own with ⌕ in the inspector): ")
+                             + ", ".join(f"{k} {describe(r)}" for k, r in self.space.items()))
         self.ranges.setWordWrap(True)
         box.addWidget(self.ranges)
         row = QHBoxLayout()
@@ -239,8 +242,3 @@ class SearchWindow(QWidget):
 def _fmt(v):
     return "–" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
 
-
-def _range(r):
-    if "choices" in r:
-        return "{" + ", ".join(map(str, r["choices"])) + "}"
-    return f"[{r['low']:g}, {r['high']:g}]" + (" log" if r.get("log") else "")

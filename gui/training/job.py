@@ -36,6 +36,7 @@ class Probe:
     lengths: np.ndarray | None = None     # sequences: (n,) valid steps of the samples x
     eval_lengths: np.ndarray | None = None    # sequences: (n,) valid steps of eval_x
     vocab: list | None = None             # token id -> text, when the data is text
+    features: list | None = None          # tables: the name of each encoded feature
     loss_grad: object = None              # fn(out, y, mask) -> (loss, dL/dout) as the trainer computes it
     logits: bool = False                  # the loss takes the head's logits (forward/backward logits=True)
 
@@ -49,7 +50,7 @@ def make_probe(train, val, seed):
     p = Probe(train.task, list(train.classes), ref.x[pick], ref.y[pick], ref.x[ev], ref.y[ev])
     if getattr(ref, "lengths", None) is not None:
         p.lengths, p.eval_lengths = np.asarray(ref.lengths)[pick], np.asarray(ref.lengths)[ev]
-    p.vocab = getattr(train, "vocab", None)
+    p.vocab, p.features = getattr(train, "vocab", None), getattr(train, "features", None)
     if train.x.ndim == 2 and train.x.shape[1] == 2:
         allx = train.x if ref is train else np.concatenate([train.x, val.x])
         lo, hi = allx.min(axis=0), allx.max(axis=0)

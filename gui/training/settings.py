@@ -5,6 +5,7 @@ from engine.optimizers import OPTIMIZERS
 from engine.project import TRAINING
 
 from ..editors import HPEditor, tip
+from ..search_marks import NOT_SEARCHED, SEARCHABLE, RangeButton
 
 HP = {h.name: h for h in TRAINING}
 LABELS = {"loss": "Loss", "optimizer": "Optimizer", "lr": "Learning rate η", "batch_size": "Batch size",
@@ -64,7 +65,7 @@ class SettingsForm(QWidget):
     def __init__(self, document, parent=None):
         super().__init__(parent)
         self.doc = document
-        self.editors = {}
+        self.editors, self.marks = {}, {}
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         task = QGroupBox("Task")
@@ -101,6 +102,9 @@ class SettingsForm(QWidget):
     def _row(self, form, key):
         e = self.editors[key] = Editor(HP[key])
         e.committed.connect(self._set)
+        if HP[key].kind in SEARCHABLE and key not in NOT_SEARCHED:
+            self.marks[key] = RangeButton(self.doc, f"training.{key}", HP[key], self.doc.project.training[key])
+            e.add_side(self.marks[key], self.marks[key].note)
         lab = QLabel(LABELS.get(key, key))
         lab.setToolTip(tip(HP[key]))
         form.addRow(lab, e)
@@ -114,6 +118,8 @@ class SettingsForm(QWidget):
         t = self.doc.project.training
         for k, e in self.editors.items():
             e.set_value(t[k])
+            if k in self.marks:
+                self.marks[k].sync(t[k])
         used = {h.name for h in OPTIMIZERS[t["optimizer"]].hparams}
         for k in OPT_KEYS:
             self.opt_form.setRowVisible(self.editors[k], k in used)

@@ -4,6 +4,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor
 
+from engine.confusion import confusion, outcomes, predictions  # noqa: F401 (older code imports them here)
+
 from .base import View
 
 
@@ -36,20 +38,6 @@ class CellLabels(pg.GraphicsObject):
             p.drawText(QRectF(c.x() - 40, c.y() - 10, 80, 20), Qt.AlignmentFlag.AlignCenter, str(int(v)))
 
 
-def predictions(out, n_classes):
-    """Class ids from evaluation-mode outputs: argmax, or sigmoid > 0.5 for a single output."""
-    out = out.reshape(len(out), -1)
-    return (out[:, 0] > 0.5).astype(np.int64) if out.shape[1] == 1 else np.argmax(out, axis=1)
-
-
-def confusion(y, pred, n):
-    """(n, n) counts: row = true class, column = predicted class."""
-    m = np.zeros((n, n), np.int64)
-    ok = (pred >= 0) & (pred < n)
-    np.add.at(m, (y[ok], pred[ok]), 1)
-    return m
-
-
 class ConfusionView(View):
     """Counts per (true, predicted) class as a heatmap with the numbers written in the cells."""
 
@@ -63,11 +51,9 @@ class ConfusionView(View):
             return None
         n = len(probe.classes)
         lens = getattr(probe, "eval_lengths", None)
-        out, y = np.asarray(model.predict(probe.eval_x, lengths=lens)), probe.eval_y
-        if lens is not None and out.ndim == 3:                 # a class per step: every valid step counts
-            valid = np.arange(out.shape[1])[None, :] < lens[:, None]             # (n, T)
-            out, y = out[valid], y[valid]
-        return {"matrix": confusion(y, predictions(out, n), n)}
+        y, pred, where = outcomes(model, probe.eval_x, probe.eval_y, lens)
+        return {"matrix": confusion(y, pred, n), "y": np.asarray(y), "pred": pred, "where": where,
+                "x": probe.eval_x, "lengths": lens, "vocab": probe.vocab, "features": getattr(probe, "features", None)}
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -83,7 +69,8 @@ class ConfusionView(View):
         self.box.addWidget(self.note)
         self.labels = CellLabels()
         self.plot.addItem(self.labels)
-        self.matrix = None
+        self.matrix, self.cells, self.dialog = None, None, None
+        self.plot.scene().sigMouseClicked.connect(self._clicked)
 
     def applies(self, ctx):
         return bool(ctx.get("classify"))
@@ -99,16 +86,40 @@ class ConfusionView(View):
         self.labels.set(None)
         src = "validation" if ctx.get("n_val") else "training"
         self.note.setText(f"Rows: true class; columns: predicted class ({src} set).")
+        self.cells = None
 
     def refresh(self):
         p = self.take()
         if p is None:
             return
         m = self.matrix = p["matrix"]
+        self.cells = p
         n = len(m)
         self.image.setImage(m.T.astype(float), levels=(0, max(int(m.max()), 1)))   # (pred, true): x = predicted
         self.image.setRect(QRectF(-0.5, -0.5, n, n))
         self.labels.set(m)
         acc = np.trace(m) / max(m.sum(), 1)
         src = "validation" if self.ctx.get("n_val") else "training"
-        self.note.setText(f"Rows: true class; columns: predicted class ({src} set, accuracy {100 * acc:.1f} %).")
+        self.note.setText(f"Rows: true class; columns: predicted class ({src} set, accuracy {100 * acc:.1f} %). "
+                          "Click a cell to list its samples.")
+
+    def _clicked(self, ev):
+        """A click on cell (true i, predicted j) lists its samples."""
+        if self.matrix is None or ev.button() != Qt.MouseButton.LeftButton:
+            return
+        pt = self.plot.getPlotItem().vb.mapSceneToView(ev.scenePos())
+        i, j = int(round(pt.y())), int(round(pt.x()))
+        if 0 <= i < len(self.matrix) and 0 <= j < len(self.matrix):
+            self.open_cell(i, j)
+
+    def open_cell(self, i, j):
+        """The dialog listing the samples of true class i predicted as j (images as images)."""
+        from .cell_samples import CellSamples
+        if self.cells is None or "pred" not in self.cells:
+            return None
+        if self.dialog is not None:
+            self.dialog.close()
+        classes = [str(c) for c in self.ctx.get("classes", [])] or [str(k) for k in range(len(self.matrix))]
+        self.dialog = CellSamples(self.cells, i, j, classes, self)
+        self.dialog.show()
+        return self.dialog
