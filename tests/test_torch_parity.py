@@ -16,17 +16,6 @@ def _t(a):
 
 # layer type -> fn(layer, torch inputs, torch params) giving the same output as layer.forward
 TORCH = {
-    "Dense": lambda l, xs, p: F.linear(xs[0], p["W"], p.get("b")),
-    # inverted dropout x·m/(1−p) with m read off our output (which values are 0), never from the layer
-    "Dropout": lambda l, xs, p: xs[0] * torch.tensor(l.kept_seen) / (1 - l.config["rate"]),
-    "Flatten": lambda l, xs, p: torch.flatten(xs[0], 1),
-    "Reshape": lambda l, xs, p: xs[0].reshape((len(xs[0]),) + l.out_shape),
-    "Conv2D": lambda l, xs, p: F.conv2d(xs[0], p["W"], p.get("b"), stride=l.s, padding=l.pads, dilation=l.dil,
-                                        groups=l.config["groups"]),
-    "MaxPool2D": lambda l, xs, p: F.max_pool2d(xs[0], l.k, l.s, l.pads, l.dil, ceil_mode=l.config["ceil_mode"]),
-    "AveragePool2D": lambda l, xs, p: F.avg_pool2d(xs[0], l.k, l.s, l.pads, ceil_mode=l.config["ceil_mode"],
-                                                   count_include_pad=l.config["count_include_pad"]),
-    "GlobalAveragePool": lambda l, xs, p: xs[0].flatten(2).mean(-1),
     "MultiHeadSelfAttention": lambda l, xs, p: _mhsa(l, xs[0], p),
     "PositionalEncoding": lambda l, xs, p: xs[0] + _sinusoid(*xs[0].shape[1:]),
     "PositionEmbedding": lambda l, xs, p: xs[0] + p["P"][:xs[0].shape[1]],
@@ -49,21 +38,6 @@ def _sinusoid(T, d):
     a = torch.arange(T, dtype=torch.float64)[:, None] / 10000 ** ((i - i % 2) / d)
     return torch.where(i % 2 == 0, torch.sin(a), torch.cos(a))
 
-
-def _rnn(l, xs, p):
-    """Spec §4's loop a_t = W h_{t−1} + U x_t + b, h_t = f(a_t) in torch (masked cases: tests/test_recurrent.py)."""
-    x, f = xs[0], torch.tanh if l.config["activation"] == "tanh" else torch.relu
-    h = (p["h0"] if "h0" in p else torch.zeros(l.config["units"], dtype=x.dtype)).expand(len(x), -1)
-    hs = []
-    for t in range(x.shape[1]):
-        h = f(x[:, t] @ p["U"].T + h @ p["W"].T + p["b"])
-        hs.append(h)
-    return torch.stack(hs, 1) if l.config["return_sequences"] else h
-
-
-TORCH.update(RNN=_rnn, TimePool=lambda l, xs, p: {"mean": lambda x: x.mean(1), "max": lambda x: x.amax(1),
-                                                  "last": lambda x: x[:, -1]}[l.config["mode"]](xs[0]),
-             Embedding=lambda l, xs, p: F.embedding(xs[0].long(), p["E"], padding_idx=0) * (xs[0] != 0)[..., None])
 
 CASES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) for c, s, *o in cls.samples()
          if not (o and o[0].get("ints"))]      # integer-id samples: tests/test_recurrent.py

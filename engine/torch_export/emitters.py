@@ -54,16 +54,6 @@ HELPERS = {
     def forward(self, x):
         return (x - self.mean) / self.std
 ''',
-    "Reshape": '''class Reshape(nn.Module):
-    """Reshapes each sample to shape (the batch axis stays)."""
-
-    def __init__(self, *shape):
-        super().__init__()
-        self.shape = shape
-
-    def forward(self, x):
-        return x.reshape(len(x), *self.shape)
-''',
 }
 
 
@@ -76,79 +66,7 @@ def _args(*xs):
     return ", ".join(str(x) for x in xs)
 
 
-# ---- per-layer emitters ----
-@emits("Input")
-def _input(layer):
-    if not layer.config["standardize"]:
-        return Emitted(None, call="{x0}")
-    return Emitted(f"Standardize({_args(*layer.out_shape)})", {"mean": "mean", "std": "std"},
-                   helpers=("Standardize",))
-
-
-@emits("Dense")
-def _dense(layer):
-    f, u = layer.in_shapes[0][-1], layer.config["units"]
-    bias = "" if layer.config["use_bias"] else ", bias=False"
-    return Emitted(f"nn.Linear({f}, {u}{bias})", {"W": "weight", "b": "bias"})   # W is (out, in) in both
-
-
-emits("Dropout")(lambda layer: Emitted(f"nn.Dropout({layer.config['rate']})"))   # inverted, as ours
-emits("Flatten")(lambda layer: Emitted("nn.Flatten()"))
-
-
-@emits("Reshape")
-def _reshape(layer):
-    return Emitted(f"Reshape({_args(*layer.out_shape)})", helpers=("Reshape",))
-
-
-@emits("Conv2D")
-def conv_module(layer):
-    """nn.Conv1d/2d/3d of a convolution of any rank on channels-first input (Conv1D and Conv3D use it too)."""
-    c, o, g, r = layer.channels_first(layer.in_shapes[0])[0], layer.config["filters"], layer.config["groups"], layer.rank
-    parts = [f"{c}, {o}", f"kernel_size={_pair(layer.k)}"]
-    parts += [f"{k}={_pair(v)}" for k, v, d in (("stride", layer.s, 1), ("padding", layer.pads, 0),
-                                                ("dilation", layer.dil, 1)) if tuple(v) != (d,) * r]
-    parts += ([f"groups={g}"] if g > 1 else []) + ([] if layer.config["use_bias"] else ["bias=False"])
-    return Emitted(f"nn.Conv{r}d({', '.join(parts)})", {"W": "weight", "b": "bias"})   # (C_out, C_in/g, *K)
-
-
-@emits("MaxPool2D", "AveragePool2D")
-def pool_module(layer):
-    """nn.MaxPool1d/2d/3d or nn.AvgPool1d/2d/3d with the pool's options (the 1-D and 3-D pools use it too)."""
-    r, c, mx = layer.rank, layer.config, layer.kind == "max"
-    parts = [f"kernel_size={_pair(layer.k)}", f"stride={_pair(layer.s)}"]
-    parts += [f"padding={_pair(layer.pads)}"] if any(layer.pads) else []
-    parts += [f"dilation={_pair(layer.dil)}"] if mx and layer.dil != (1,) * r else []
-    parts += ["ceil_mode=True"] if c["ceil_mode"] else []
-    parts += ["count_include_pad=False"] if not mx and not c["count_include_pad"] else []
-    return Emitted(f"nn.{'MaxPool' if mx else 'AvgPool'}{r}d({', '.join(parts)})")
-
-
-@emits("GlobalAveragePool")
-def _gap(layer):
-    return Emitted(f"nn.Sequential(nn.AdaptiveAvgPool{len(layer.in_shapes[0]) - 1}d(1), nn.Flatten())")   # (B, C, …) → (B, C)
-
-
-# ---- sequences: recurrent, embedding, pooling over time, attention, position ----
-HELPERS["TimePool"] = '''class TimePool(nn.Module):
-    """(B, T, F) → (B, F): mean, max or last value over each sequence's valid steps."""
-
-    def __init__(self, mode):
-        super().__init__()
-        self.mode = mode
-
-    def forward(self, x, mask=None):
-        if mask is None:
-            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        m = mask[..., None]                                                       # (B, T, 1)
-        if self.mode == "mean":
-            return (x * m).sum(1) / m.sum(1)
-        if self.mode == "max":
-            return x.masked_fill(~m, float("-inf")).amax(1)
-        last = mask.shape[1] - 1 - mask.flip(1).int().argmax(1)                    # (B,) last valid step
-        return x[torch.arange(len(x)), last]
-'''
-
+# ---- central emitters still to move into their layers: attention, positions ----
 HELPERS["MultiHeadSelfAttention"] = '''class MultiHeadSelfAttention(nn.Module):
     """α_{t→s} = softmax_s(q_t·k_s/√d_k) over the allowed keys (valid, and s ≤ t if causal), z_t = Σ_s α_{t→s} v_s
     per head, heads concatenated, then W_O; padded steps output 0."""
@@ -201,25 +119,6 @@ HELPERS["PositionEmbedding"] = '''class PositionEmbedding(nn.Module):
     def forward(self, x):
         return x + self.weight[: x.shape[1]]
 '''
-
-
-def _zero_row0(E):
-    E = np.array(E, copy=True)
-    E[0] = 0                                                    # our id 0 gives the zero vector whatever E[0] holds
-    return E
-
-
-@emits("Embedding")
-def _embedding(layer):
-    c = layer.config
-    return Emitted(f"nn.Embedding({c['vocab']}, {c['dim']}, padding_idx=0)", {"E": ("weight", _zero_row0, None)},
-                   call="{self}({x0}.long())")
-
-
-@emits("TimePool")
-def _timepool(layer):
-    return Emitted(f"TimePool({layer.config['mode']!r})", helpers=("TimePool",), call="{self}({x0}, {mask})",
-                   uses_mask=True)
 
 
 @emits("MultiHeadSelfAttention")
