@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (QDockWidget, QFormLayout, QHBoxLayout, QLabel, QL
 
 from engine.errors import LayerboardError
 from engine.layers import REGISTRY, fmt
+from engine.receptive import dims
 
 from .editors import HPEditor
 
@@ -160,7 +161,7 @@ class Inspector(QDockWidget):
         if info.ok:
             lines = [f"output {fmt(info.shape)}", f"{info.params:,} parameters", f"{info.macs:,} MACs per sample"]
             if info.field:
-                lines.append(f"receptive field {info.field[0]}×{info.field[1]}, stride {info.stride[0]}×{info.stride[1]}")
+                lines.append(f"receptive field {dims(info.field)}, stride {dims(info.stride)}")
             self.stats.setText(" · ".join(lines))
         else:
             self.stats.setText(f"no output shape: '{info.blocked}' upstream has an error" if info.blocked else "")

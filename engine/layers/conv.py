@@ -8,6 +8,7 @@ from .. import parallel
 from ..errors import ConfigError, ShapeError
 from ..hparams import HP
 from ..initializers import INITS
+from ..receptive import dilated_extent, dilated_why
 from . import conv_kernels as k
 from . import convnd_kernels as nd
 from .base import Fix, Layer, Param, fmt, register
@@ -178,9 +179,7 @@ class ConvND(Layer):
         return self.config["filters"] * prod(out) * c // self.config["groups"] * prod(self.k)  # C_out·P_out·C_in/g·K
 
     def kernel_stride(self):
-        if self.rank != 2:
-            return None
-        return tuple(d * (kk - 1) + 1 for kk, d in zip(self.k, self.dil)), self.s     # a dilated kernel's extent
+        return dilated_extent(self.k, self.dil), self.s, dilated_why(self.k, self.dil)
 
     def formulas(self, in_shapes):
         c, sp, out = self._out(in_shapes[0])

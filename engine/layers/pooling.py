@@ -7,6 +7,7 @@ import numpy as np
 from .. import parallel
 from ..errors import ShapeError
 from ..hparams import HP
+from ..receptive import dilated_extent, dilated_why
 from . import conv_kernels as k
 from . import convnd_kernels as nd
 from .base import Fix, Layer, fmt, register
@@ -68,7 +69,7 @@ class PoolND(Layer):
         return c * prod(out) * prod(self.k) if self.kind == "avg" else 0
 
     def kernel_stride(self):
-        return (tuple(d * (kk - 1) + 1 for kk, d in zip(self.k, self.dil)), self.s) if self.rank == 2 else None
+        return dilated_extent(self.k, self.dil), self.s, dilated_why(self.k, self.dil)
 
     def formulas(self, in_shapes):
         c, sp, out = self._out(in_shapes[0])
