@@ -108,14 +108,6 @@ def _mhsa(ctx, layer, ins):
     return ctx.op("Mul", [y, rows], n)
 
 
-@exports("PositionalEncoding", "PositionEmbedding")
-def _position(ctx, layer, ins):
-    from .layers.position import sinusoid
-    T, d = layer.in_shapes[0]
-    table = sinusoid(T, d) if layer.type == "PositionalEncoding" else layer.p["P"][:T]
-    return ctx.op("Add", [ins[0], ctx.const(f"{layer.name}/positions", table)], layer.name)
-
-
 # ---- the whole model ----
 def _version():
     try:

@@ -17,8 +17,6 @@ def _t(a):
 # layer type -> fn(layer, torch inputs, torch params) giving the same output as layer.forward
 TORCH = {
     "MultiHeadSelfAttention": lambda l, xs, p: _mhsa(l, xs[0], p),
-    "PositionalEncoding": lambda l, xs, p: xs[0] + _sinusoid(*xs[0].shape[1:]),
-    "PositionEmbedding": lambda l, xs, p: xs[0] + p["P"][:xs[0].shape[1]],
 }
 
 
@@ -31,12 +29,6 @@ def _mhsa(l, x, p):
     if l.config["causal"]:
         s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
     return F.linear((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, h * dk), p["Wo"], p["bo"])
-
-
-def _sinusoid(T, d):
-    i = torch.arange(d, dtype=torch.float64)
-    a = torch.arange(T, dtype=torch.float64)[:, None] / 10000 ** ((i - i % 2) / d)
-    return torch.where(i % 2 == 0, torch.sin(a), torch.cos(a))
 
 
 CASES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) for c, s, *o in cls.samples()

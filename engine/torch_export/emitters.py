@@ -95,32 +95,6 @@ HELPERS["MultiHeadSelfAttention"] = '''class MultiHeadSelfAttention(nn.Module):
         return y if mask is None else y * mask[..., None]
 '''
 
-HELPERS["PositionalEncoding"] = '''class PositionalEncoding(nn.Module):
-    """y_t = x_t + PE_t, PE[t, 2i] = sin(t/10000^(2i/d)), PE[t, 2i+1] = cos(t/10000^(2i/d)); fixed, no weights."""
-
-    def __init__(self, steps, d):
-        super().__init__()
-        t = torch.arange(steps, dtype=torch.float64)[:, None]                      # (T, 1)
-        i = torch.arange(d)
-        a = t * 10000.0 ** (-(i // 2 * 2) / d)                                     # (T, d)
-        self.register_buffer("pe", torch.where(i % 2 == 0, torch.sin(a), torch.cos(a)).float(), persistent=False)
-
-    def forward(self, x):
-        return x + self.pe[: x.shape[1]]
-'''
-
-HELPERS["PositionEmbedding"] = '''class PositionEmbedding(nn.Module):
-    """y_t = x_t + P_t with a learned P of shape (max_len, d)."""
-
-    def __init__(self, max_len, d):
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(max_len, d))
-
-    def forward(self, x):
-        return x + self.weight[: x.shape[1]]
-'''
-
-
 @emits("MultiHeadSelfAttention")
 def _mhsa(layer):
     d = layer.in_shapes[0][-1]
@@ -130,15 +104,3 @@ def _mhsa(layer):
     return Emitted(f"MultiHeadSelfAttention({d}, heads={c['heads']}, d_k={layer._dk(d)}{causal})",
                    names | {"Wo": "out.weight", "bo": "out.bias"}, helpers=("MultiHeadSelfAttention",),
                    call="{self}({x0}, {mask})", uses_mask=True)
-
-
-@emits("PositionalEncoding")
-def _posenc(layer):
-    return Emitted(f"PositionalEncoding({layer.in_shapes[0][0]}, {layer.in_shapes[0][1]})",
-                   helpers=("PositionalEncoding",))
-
-
-@emits("PositionEmbedding")
-def _posemb(layer):
-    return Emitted(f"PositionEmbedding({layer.config['max_len']}, {layer.in_shapes[0][1]})", {"P": "weight"},
-                   helpers=("PositionEmbedding",))
