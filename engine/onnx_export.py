@@ -1,4 +1,4 @@
-"""ONNX export of a model for inference: a layer's own to_onnx, else a small function per layer type in EXPORTERS."""
+"""ONNX export of a model for inference: each layer's own to_onnx(ctx, ins) adds its nodes to a Builder."""
 import json
 
 import numpy as np
@@ -10,18 +10,6 @@ OPSET = 17          # ONNX operator set (Softmax over one axis needs ≥ 13, Bat
 IR_VERSION = 8      # the IR version that goes with opset 17; onnxruntime ≥ 1.12 reads it
 BATCH = "batch"     # symbolic name of the batch axis
 LENGTHS = "lengths"  # second graph input of sequence models: (batch,) int32 valid steps (ONNX RNN's sequence_lens)
-
-EXPORTERS = {}      # layer type -> fn(ctx, layer, inputs) -> name of the output tensor
-
-
-def exports(*types):
-    """Decorator: register fn as the ONNX exporter of the given layer types."""
-    def deco(fn):
-        for t in types:
-            EXPORTERS[t] = fn
-        return fn
-    return deco
-
 
 class Builder:
     """Collects ONNX nodes and initializers while the layers are exported in graph order."""
@@ -61,51 +49,14 @@ class Builder:
 
 
 def exporter(layer):
-    """fn(ctx, layer, ins) exporting this layer: the layer's own to_onnx, else the one registered here; None."""
-    if layer.to_onnx is not None:                       # the method declared beside the layer: to_onnx(self, ctx, ins)
-        return lambda ctx, lyr, ins: lyr.to_onnx(ctx, ins)
-    return EXPORTERS.get(layer.type)
+    """fn(ctx, layer, ins) exporting this layer: the to_onnx(self, ctx, ins) declared beside it; None without one."""
+    if layer.to_onnx is None:
+        return None
+    return lambda ctx, lyr, ins: lyr.to_onnx(ctx, ins)
 
 
 def unsupported(layer, why):
     return LayerboardError(f"cannot export {layer.type} '{layer.name}' to ONNX: {why}")
-
-
-# ---- attention, normalisation over features, positions ----
-@exports("MultiHeadSelfAttention")
-def _mhsa(ctx, layer, ins):
-    """MatMul/Softmax form: A = softmax(QKᵀ/√d_k) with padded (and future, if causal) keys masked, Z = AV, W_O."""
-    n, p, (T, d) = layer.name, layer.p, layer.in_shapes[0]
-    h = layer.config["heads"]
-    dk = layer._dk(d)
-    heads = ctx.const(f"{n}/heads_shape", (0, T, h, dk), np.int64)
-
-    def proj(k, perm):                                                   # (B, T, d) → (B, h, T, d_k) or its ᵀ
-        y = ctx.op("MatMul", [ins[0], ctx.const(f"{n}/W{k}_t", p[f"W{k}"].T)], f"{n}/{k}_matmul")
-        y = ctx.op("Add", [y, ctx.const(f"{n}/b{k}", p[f"b{k}"])], f"{n}/{k}_flat")         # (B, T, h·d_k)
-        y = ctx.op("Reshape", [y, heads], f"{n}/{k}_heads")                                 # (B, T, h, d_k)
-        return ctx.op("Transpose", [y], f"{n}/{k}", perm=perm)
-
-    q = proj("q", [0, 2, 1, 3])                                          # (B, h, T, d_k)
-    kt = proj("k", [0, 2, 3, 1])                                         # (B, h, d_k, T)
-    v = proj("v", [0, 2, 1, 3])                                          # (B, h, T, d_k)
-    s = ctx.op("MatMul", [q, kt], f"{n}/qk")                             # (B, h, T, T)
-    s = ctx.op("Mul", [s, ctx.const(f"{n}/scale", 1 / np.sqrt(dk))], f"{n}/scores")
-    valid = ctx.valid_steps(T)                                           # (B, T) bool
-    keys = ctx.op("Unsqueeze", [valid, ctx.const(f"{n}/axes12", [1, 2], np.int64)], f"{n}/keys")   # (B, 1, 1, T)
-    if layer.config["causal"]:
-        past = ctx.const(f"{n}/causal", np.tril(np.ones((T, T), bool)), np.bool_)           # (T, T): s ≤ t
-        keys = ctx.op("And", [keys, past], f"{n}/allowed")                                 # (B, 1, T, T)
-    s = ctx.op("Where", [keys, s, ctx.const(f"{n}/neg", -1e30)], f"{n}/masked")
-    a = ctx.op("Softmax", [s], f"{n}/attention", axis=-1)                # (B, h, T, T)
-    z = ctx.op("MatMul", [a, v], f"{n}/context")                         # (B, h, T, d_k)
-    z = ctx.op("Transpose", [z], f"{n}/context_t", perm=[0, 2, 1, 3])    # (B, T, h, d_k)
-    z = ctx.op("Reshape", [z, ctx.const(f"{n}/concat_shape", (0, T, h * dk), np.int64)], f"{n}/concat")
-    y = ctx.op("MatMul", [z, ctx.const(f"{n}/Wo_t", p["Wo"].T)], f"{n}/o_matmul")
-    y = ctx.op("Add", [y, ctx.const(f"{n}/bo", p["bo"])], f"{n}/out")   # (B, T, d)
-    rows = ctx.op("Cast", [ctx.op("Unsqueeze", [valid, ctx.const(f"{n}/axis2", [2], np.int64)], f"{n}/rows_b")],
-                  f"{n}/rows", to=1)                                     # (B, T, 1) float: padded steps → 0
-    return ctx.op("Mul", [y, rows], n)
 
 
 # ---- the whole model ----

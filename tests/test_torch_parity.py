@@ -14,36 +14,13 @@ def _t(a):
     return torch.tensor(a, dtype=torch.float64, requires_grad=True)
 
 
-# layer type -> fn(layer, torch inputs, torch params) giving the same output as layer.forward
-TORCH = {
-    "MultiHeadSelfAttention": lambda l, xs, p: _mhsa(l, xs[0], p),
-}
-
-
-def _mhsa(l, x, p):
-    """softmax(QKᵀ/√d_k)V per head, heads concatenated, then W_O (any d_k; nn.MultiheadAttention in test_attention)."""
-    B, T, d = x.shape
-    h, dk = l.config["heads"], l._dk(d)
-    q, k, v = (F.linear(x, p[f"W{n}"], p[f"b{n}"]).reshape(B, T, h, dk).transpose(1, 2) for n in "qkv")
-    s = q @ k.transpose(-1, -2) / dk ** 0.5
-    if l.config["causal"]:
-        s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
-    return F.linear((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, h * dk), p["Wo"], p["bo"])
-
-
 CASES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) for c, s, *o in cls.samples()
          if not (o and o[0].get("ints"))]      # integer-id samples: tests/test_recurrent.py
 
 
 def reference(layer):
-    """fn(xs, p) -> the layer's forward in torch ops: its own torch_reference, else the table above."""
-    if layer.torch_reference is not None:
-        return lambda xs, p: layer.torch_reference(xs, p, torch)
-    return lambda xs, p: TORCH[layer.type](layer, xs, p)
-
-
-def test_every_layer_has_a_torch_reference():
-    assert sorted(t for t, _, _ in CASES if t not in TORCH and REGISTRY[t].torch_reference is None) == []
+    """fn(xs, p) -> the layer's forward in torch ops: the torch_reference declared beside it."""
+    return lambda xs, p: layer.torch_reference(xs, p, torch)
 
 
 @pytest.mark.parametrize("type,config,shapes", CASES, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(CASES)])
@@ -56,7 +33,6 @@ def test_layer_matches_torch(type, config, shapes):
     dxs = layer.backward(u)
     txs = [_t(x) for x in xs]
     tp = {k: _t(v) for k, v in layer.p.items()}
-    layer.kept_seen = (y != 0).astype(np.float64)
     ty = reference(layer)(txs, tp)
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
     (ty * torch.tensor(u)).sum().backward()
