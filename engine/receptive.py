@@ -31,6 +31,12 @@ def dilated_why(k, dil):
     return tuple(f"d·(K − 1) + 1 = {d}·({kk} − 1) + 1 = {d * (kk - 1) + 1}" for kk, d in zip(k, dil))
 
 
+def shown(info):
+    """True when the field says something: any image or volume, or a 1-D field a window has widened or strided
+    (a bare (T, F) sequence's field 1, stride 1 is left out of the summary and inspector)."""
+    return info.field is not None and (len(info.field) > 1 or info.field[0] > 1 or info.stride[0] != 1)
+
+
 def _positions(shape):
     """Positional axes of a sample shape: (C, L) / (T, F) → 1, (C, H, W) → 2, (C, D, H, W) → 3; else 0."""
     return len(shape) - 1 if len(shape) in (2, 3, 4) else 0

@@ -5,7 +5,7 @@ from math import prod
 from .errors import LayerboardError, ShapeError
 from .layers import REGISTRY, create
 from .layers.base import fmt
-from .receptive import dims
+from .receptive import dims, shown
 from .receptive import field as _field
 
 
@@ -132,7 +132,7 @@ def totals(infos):
 def table(infos):
     """(header, rows) of the per-layer summary as text: shape, params, MACs and activations per sample,
     receptive field and effective stride when the net has spatial layers, and a totals row."""
-    spatial = any(i.field and (max(i.field) > 1 or max(i.stride) != 1) for i in infos.values())
+    spatial = any(shown(i) for i in infos.values())
     head = ["name", "type", "output shape", "params", "MACs", "activations"]
     head += ["receptive field", "eff. stride"] if spatial else []
     rows = []

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import (QDockWidget, QFormLayout, QHBoxLayout, QLabel, QL
 
 from engine.errors import LayerboardError
 from engine.layers import REGISTRY, fmt
-from engine.receptive import dims
+from engine.receptive import dims, shown
 
 from .editors import HPEditor
 
@@ -160,7 +160,7 @@ class Inspector(QDockWidget):
             return
         if info.ok:
             lines = [f"output {fmt(info.shape)}", f"{info.params:,} parameters", f"{info.macs:,} MACs per sample"]
-            if info.field:
+            if shown(info):
                 lines.append(f"receptive field {dims(info.field)}, stride {dims(info.stride)}")
             self.stats.setText(" · ".join(lines))
         else:
