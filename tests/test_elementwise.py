@@ -189,15 +189,23 @@ def test_groups_that_do_not_divide_the_channels_offer_a_fix():
     assert e.value.fix.config == (("groups", 3),)
 
 
-@pytest.mark.parametrize("type,config", [("GroupNorm", {"groups": 2}), ("InstanceNorm", {})])
-def test_group_and_instance_norm_refuse_to_mix_padded_steps_into_valid_ones(type, config):
+@pytest.mark.parametrize("type,config", [("GroupNorm", {"groups": 2}), ("InstanceNorm", {"affine": True})])
+def test_group_and_instance_norm_of_a_padded_sequence_use_its_valid_steps_only(type, config):
+    """Each sequence normalised alone over its valid steps; padded steps change nothing and output 0."""
     layer = build(type, config, [(4, 2)])
-    layer.in_masks = [np.array([[1, 1, 0, 0], [1, 1, 1, 1]], bool)]
-    with pytest.raises(ShapeError, match="over the steps of a variable-length .* padded steps would change the valid "
-                                         "ones: use LayerNorm"):
-        layer.forward(np.zeros((2, 4, 2)), training=True)
-    layer.in_masks = [np.ones((2, 4), bool)]                                  # all steps valid: no problem
-    assert layer.forward(np.zeros((2, 4, 2))).shape == (2, 4, 2)
+    rng = np.random.default_rng(5)
+    x = rng.normal(2, 3, (2, 4, 2))
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], bool)
+    y = run(layer, [x], masks=[mask])
+    junk = x.copy()
+    junk[0, 2:] = 1e6                                                         # padded steps of sequence 0
+    np.testing.assert_array_equal(run(layer, [junk], masks=[mask]), y)
+    assert not y[0, 2:].any()
+    alone = build(type, config, [(2, 2)])
+    alone.p = layer.p
+    np.testing.assert_allclose(y[0, :2], run(alone, [x[:1, :2]])[0], rtol=1e-12)   # sequence 0 as a (2, 2) sample
+    layer.in_masks = [np.ones((2, 4), bool)]                                  # every step valid: the unmasked path
+    np.testing.assert_allclose(run(layer, [x], masks=[np.ones((2, 4), bool)])[1], y[1], rtol=1e-12)
 
 
 def test_lrn_window_is_pytorchs_for_even_sizes():

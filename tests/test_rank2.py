@@ -41,15 +41,17 @@ def test_channel_wise_layers_act_per_feature_as_torch_on_the_transposed_sequence
 
 @pytest.mark.parametrize("type,config,module", CASES, ids=[c[0] for c in CASES])
 def test_onnx_moves_the_features_to_axis_1_where_the_operator_wants_channels(type, config, module):
-    """BatchNormalization, InstanceNormalization and LRN read axis 1: the graph transposes (B, T, F) to (B, F, T)
-    and back; PRelu's slopes (F,) broadcast against the last axis as they are."""
+    """BatchNormalization and LRN read axis 1: the graph transposes (B, T, F) to (B, F, T) and back; PRelu's slopes
+    (F,) broadcast against the last axis as they are; GroupNorm and InstanceNorm sum over the valid steps (lengths)."""
     from engine import Graph
     from engine.model import Model
     from engine.onnx_export import to_onnx
     g = Graph()
     g.chain(("x", "Input", {"shape": [T, F]}), ("n", type, config))
-    ops = [n.op_type for n in to_onnx(Model(g)).graph.node]
-    assert ("Transpose" in ops) == (type != "PReLU"), ops
+    m = to_onnx(Model(g))
+    ops = [n.op_type for n in m.graph.node]
+    assert ("Transpose" in ops) == (type in ("BatchNorm", "LocalResponseNorm")), ops
+    assert ("lengths" in [i.name for i in m.graph.input]) == (type in ("GroupNorm", "InstanceNorm"))
 
 
 def test_formulas_name_the_features_of_a_sequence():

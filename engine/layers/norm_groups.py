@@ -1,11 +1,13 @@
 """Per-sample normalisation over channel groups (GroupNorm, InstanceNorm) and across neighbouring channels
 (LocalResponseNorm); PyTorch's definitions. Channels: C of (C, H, W) and (C, D, H, W), the features F of a (T, F)
 sequence (the app's rank-2 rule: steps first, features last). PyTorch and ONNX want (B, C, L): rank-2 inputs are
-transposed to (B, F, T) there (and here, around the channels-first kernels)."""
+transposed to (B, F, T) there (and here, around the channels-first kernels); GroupNorm and InstanceNorm of a
+variable-length (T, F) sequence take their statistics over the valid steps only (norm_sequence.py)."""
 import numpy as np
 
 from ..errors import ShapeError
 from ..hparams import HP
+from . import norm_sequence as seqnorm
 from .base import Fix, Layer, Param, fmt, register
 from .normalization import _ln_bwd, _ln_fwd
 
@@ -86,15 +88,16 @@ class _Groups(Layer):
         """a (B, C, …) as (B·G, C/G·S): one row per sample and group."""
         return np.ascontiguousarray(a).reshape(len(a) * self.groups(a.shape[1]), -1)
 
-    def _check_mask(self, x):
-        m = self.in_masks[0] if self.in_masks else None
-        if m is not None and x.ndim == 3 and not m.all():
-            raise ShapeError(f"{self.where} normalises each feature over the steps of a variable-length (T, F) "
-                             "sequence, so padded steps would change the valid ones: use LayerNorm (per step) or "
-                             "BatchNorm (valid steps only)")
+    @property
+    def reads_lengths(self):
+        """A (T, F) sequence's statistics run over its valid steps: ONNX takes the lengths."""
+        return len(self.in_shapes[0]) == 2
 
     def forward(self, x, training=False):
-        self._check_mask(x)
+        m = self.in_masks[0] if self.in_masks and x.ndim == 3 else None
+        self.mk = None if m is None or m.all() else np.asarray(m, bool)            # (B, T) valid steps
+        if self.mk is not None:
+            return seqnorm.forward(self, x, self.mk)
         x = cf(x)                                              # (B, T, F) → (B, F, T): channels first
         x2 = self._rows(x)                                     # (B·G, M)
         self.xhat = np.empty_like(x2)
@@ -108,6 +111,8 @@ class _Groups(Layer):
         return cf(y.reshape(x.shape))
 
     def backward(self, dy):
+        if self.mk is not None:
+            return (seqnorm.backward(self, dy),)
         dy = cf(dy)
         shape = dy.shape
         dy3 = np.ascontiguousarray(dy, self.xhat.dtype).reshape(shape[:2] + (-1,))     # (B, C, S)
@@ -124,10 +129,12 @@ class _Groups(Layer):
         return (cf(dx.reshape(shape)),)
 
     def to_onnx(self, ctx, ins):
-        """InstanceNormalization over (B, G, C/G·S) rows, then γ_c, β_c (opset 17 has no GroupNormalization)."""
+        """InstanceNormalization over (B, G, C/G·S) rows, then γ_c, β_c (opset 17 has no GroupNormalization); a (T, F)
+        sequence: statistics over its valid steps (norm_sequence.py)."""
         n, s = self.name, self.in_shapes[0]
-        x, s = cf_onnx(ctx, self, ins[0]), (s[::-1] if len(s) == 2 else s)   # (B, F, T) for a sequence
-        g, eps = self.groups(s[0]), float(self.config["eps"])
+        if len(s) == 2:
+            return seqnorm.to_onnx(self, ctx, ins)
+        x, g, eps = ins[0], self.groups(s[0]), float(self.config["eps"])
         if g == s[0] and len(s) > 1:
             y = ctx.op("InstanceNormalization", [x, ctx.const(f"{n}/one", np.ones(g)),
                                                  ctx.const(f"{n}/zero", np.zeros(g))], f"{n}/norm", epsilon=eps)
@@ -136,14 +143,11 @@ class _Groups(Layer):
             r = ctx.op("InstanceNormalization", [r, ctx.const(f"{n}/one", np.ones(g)),
                                                  ctx.const(f"{n}/zero", np.zeros(g))], f"{n}/norm_rows", epsilon=eps)
             y = ctx.op("Reshape", [r, ctx.const(f"{n}/shape", (0,) + tuple(s), np.int64)], f"{n}/norm")
-        seq = len(self.in_shapes[0]) == 2
-        if self.config["affine"]:
-            col = (-1,) + (1,) * (len(s) - 1)                           # (C, 1, …) against (B, C, …)
-            y = ctx.op("Mul", [y, ctx.const(f"{n}/gamma", self.p["gamma"].reshape(col))], f"{n}/scaled")
-            y = ctx.op("Add", [y, ctx.const(f"{n}/beta", self.p["beta"].reshape(col))], f"{n}/cf" if seq else n)
-        elif not seq:
+        if not self.config["affine"]:
             return ctx.op("Identity", [y], n)
-        return cf_onnx(ctx, self, y, back=True) if seq else y
+        col = (-1,) + (1,) * (len(s) - 1)                               # (C, 1, …) against (B, C, …)
+        y = ctx.op("Mul", [y, ctx.const(f"{n}/gamma", self.p["gamma"].reshape(col))], f"{n}/scaled")
+        return ctx.op("Add", [y, ctx.const(f"{n}/beta", self.p["beta"].reshape(col))], n)
 
     def torch_reference(self, xs, p, torch):
         x = xs[0].transpose(1, 2) if xs[0].ndim == 3 else xs[0]           # (B, F, T): torch's channels first
@@ -165,15 +169,17 @@ class GroupNorm(_Groups):
 
     def to_torch(self):
         from ..torch_export import Emitted
+        if len(self.in_shapes[0]) == 2:
+            return seqnorm.to_torch(self)                              # (T, F): valid steps only
         c = self.config
         opts = (f", eps={c['eps']}" if c["eps"] != 1e-5 else "") + ("" if c["affine"] else ", affine=False")
-        return Emitted(f"nn.GroupNorm({c['groups']}, {channels(self.in_shapes[0])}{opts})", {"gamma": "weight",
-                       "beta": "bias"}, call=cf_call(self))
+        return Emitted(f"nn.GroupNorm({c['groups']}, {self.in_shapes[0][0]}{opts})", {"gamma": "weight", "beta": "bias"})
 
     @classmethod
     def samples(cls):
         return [({"groups": 2}, [(4, 3, 2)]), ({"groups": 1}, [(3, 5)]), ({"groups": 3, "affine": False}, [(2, 6)]),
-                ({"groups": 2}, [(6,)]), ({"groups": 2, "eps": 1e-3}, [(4, 2, 2, 2)])]
+                ({"groups": 2}, [(6,)]), ({"groups": 2, "eps": 1e-3}, [(4, 2, 2, 2)]),
+                ({"groups": 2}, [(5, 4)], {"mask": True}), ({"groups": 2, "affine": False}, [(4, 6)], {"mask": True})]
 
 
 @register
@@ -199,14 +205,15 @@ class InstanceNorm(_Groups):
     def to_torch(self):
         from ..torch_export import Emitted
         s, c = self.in_shapes[0], self.config
+        if len(s) == 2:
+            return seqnorm.to_torch(self)                              # (T, F): valid steps only
         opts = (f", eps={c['eps']}" if c["eps"] != 1e-5 else "") + (", affine=True" if c["affine"] else "")
-        return Emitted(f"nn.InstanceNorm{len(s) - 1}d({channels(s)}{opts})", {"gamma": "weight", "beta": "bias"},
-                       call=cf_call(self))
+        return Emitted(f"nn.InstanceNorm{len(s) - 1}d({s[0]}{opts})", {"gamma": "weight", "beta": "bias"})
 
     @classmethod
     def samples(cls):
         return [({}, [(3, 4, 2)]), ({"affine": True}, [(2, 5)]), ({"affine": True, "eps": 1e-3}, [(2, 3, 2, 2)]),
-                ({"affine": True}, [(4, 3)])]
+                ({"affine": True}, [(4, 3)], {"mask": True})]
 
 
 def _window_sum(a, lo, hi):
