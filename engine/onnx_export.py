@@ -11,6 +11,7 @@ IR_VERSION = 8      # the IR version that goes with opset 17; onnxruntime ≥ 1.
 BATCH = "batch"     # symbolic name of the batch axis
 LENGTHS = "lengths"  # second graph input of sequence models: (batch,) int32 valid steps (ONNX RNN's sequence_lens)
 
+
 class Builder:
     """Collects ONNX nodes and initializers while the layers are exported in graph order."""
 

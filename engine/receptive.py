@@ -75,6 +75,10 @@ def field(info, layer, ks, ins):
         info.field, info.stride = f0, s0
         return
     ext, st = ks[0], ks[1]
+    if all(type(v) is int for v in s0 + tuple(st)):                   # whole strides: no Fractions (large graphs)
+        info.stride = tuple(a * s for a, s in zip(s0, st))
+        info.field = tuple(f + (e - 1) * a for f, e, a in zip(f0, ext, s0))
+        return
     info.stride = tuple(_num(a * Fraction(s)) for a, s in zip(s0, st))
     info.field = tuple(f + ceil((e - 1) * Fraction(a)) for f, e, a in zip(f0, ext, s0))
 

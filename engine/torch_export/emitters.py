@@ -2,7 +2,6 @@
 classes model.py may need besides the ones a layer ships in Emitted.sources."""
 from dataclasses import dataclass, field
 
-import numpy as np
 
 @dataclass
 class Emitted:
