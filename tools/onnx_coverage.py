@@ -99,6 +99,8 @@ def _pool(n):
     opts = ["pad" if any(pads) else None,                       # the hyperparameter of symmetric padding
             "asymmetric padding" if pads[:len(pads) // 2] != pads[len(pads) // 2:] else None,
             "auto_pad SAME" if auto.startswith("SAME") else None,
+            "padding more than half the window" if any(2 * p > d * (k - 1) + 1 for p, k, d in zip(
+                pads, 2 * list(n.a("kernel_shape") or []), 2 * list(n.a("dilations") or [1] * 8))) else None,
             "ceil_mode" if n.a("ceil_mode", 0) else None,
             "dilation" if any(v != 1 for v in (n.a("dilations") or [1])) else None,
             "count_include_pad" if n.a("count_include_pad", 0) else None]
