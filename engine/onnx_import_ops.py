@@ -120,10 +120,18 @@ def _reduce(c, node):
 
 
 # ---- normalisation ----
+def _channels_first_only(c, x):
+    """Refuse (N, C, L): Layerboard reads a rank-2 sample as (T, F), the channel-wise layers per feature F."""
+    if len(c.values[x].shape) == 2:
+        raise Unsupported("normalises channel C of an (N, C, L) tensor; Layerboard's rank-2 samples are (T, F), "
+                          "normalised per feature F")
+
+
 @handles("BatchNormalization")
 def _bn(c, node):
     a = _attrs(node)
     (x,) = c.data(node)[:1]
+    _channels_first_only(c, x)
     g, b, m, v = (c.const(node, i, k) for i, k in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
     x = c.full(x)
     cfg = {"eps": float(a.get("epsilon", 1e-5)), "momentum": round(1 - float(a.get("momentum", 0.9)), 6)}
@@ -134,6 +142,7 @@ def _bn(c, node):
 @handles("InstanceNormalization")
 def _instance(c, node):
     (x,) = c.data(node)
+    _channels_first_only(c, x)
     g, b = c.const(node, 1, "scale"), c.const(node, 2, "bias")
     affine = not (np.all(g == 1) and np.all(b == 0))
     c.add(node, "InstanceNorm", {"eps": float(_attrs(node).get("epsilon", 1e-5)), "affine": affine}, [c.full(x)],
@@ -146,6 +155,7 @@ def _lrn(c, node):
     (x,) = c.data(node)
     if int(a["size"]) % 2 == 0:
         raise Unsupported(f"an even LRN size {a['size']}: ONNX's window is PyTorch's mirrored")
+    _channels_first_only(c, x)
     c.add(node, "LocalResponseNorm", {"size": int(a["size"]), "alpha": float(a.get("alpha", 1e-4)),
                                       "beta": float(a.get("beta", 0.75)), "k": float(a.get("bias", 1.0))}, [c.full(x)])
 

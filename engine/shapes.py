@@ -5,6 +5,8 @@ from math import prod
 from .errors import LayerboardError, ShapeError
 from .layers import REGISTRY, create
 from .layers.base import fmt
+from .receptive import dims, shown
+from .receptive import field as _field
 
 
 @dataclass
@@ -16,8 +18,9 @@ class NodeInfo:
     shape: tuple | None = None
     params: int = 0
     macs: int = 0                    # per sample
-    field: tuple | None = None       # receptive field (h, w) in input pixels, spec §3
-    stride: tuple | None = None      # effective stride (h, w)
+    field: tuple | None = None       # receptive field per positional axis ((L,), (h, w), (d, h, w)), spec §3
+    stride: tuple | None = None      # effective stride per positional axis (a Fraction after upsampling)
+    axes: str | None = None          # rank-2 data: positions first ("T") or last ("L"), None while undecided
     error: str | None = None         # this node's own problem
     fix: object = None               # layers.Fix offered for the error
     blocked: str | None = None       # name of an upstream node whose error hides this one's shape
@@ -35,7 +38,8 @@ class NodeInfo:
         d = {"name": self.name, "type": self.type, "output_shape": list(self.shape) if self.shape else None,
              "params": self.params, "macs": self.macs, "activations": self.memory}
         if self.field is not None:
-            d["receptive_field"], d["effective_stride"] = list(self.field), list(self.stride)
+            d["receptive_field"] = list(self.field)
+            d["effective_stride"] = [v if isinstance(v, int) else float(v) for v in self.stride]
         if self.error:
             d["error"] = self.error
         return d
@@ -110,28 +114,8 @@ def infer(graph, prev=None, changed=None):
             info.error, info.fix = str(r), r.fix
             continue
         info.shape, info.params, info.macs, ks = r
-        _field(info, ks, [out[s] for s in srcs])
+        _field(info, layer, ks, [out[s] for s in srcs])
     return out
-
-
-def _field(info, ks, ins):
-    """Spec §3 recurrence: stride_l = stride_{l-1}·S_l, field_l = field_{l-1} + (K_l − 1)·stride_{l-1}."""
-    if len(info.shape) != 3:
-        return
-    if not ins:                                              # an image Input starts the recurrence
-        info.field, info.stride = (1, 1), (1, 1)
-        return
-    prev = [i for i in ins if i.field is not None]
-    if not prev:
-        return
-    f0 = tuple(max(i.field[d] for i in prev) for d in range(2))
-    s0 = tuple(max(i.stride[d] for i in prev) for d in range(2))
-    if ks is None:
-        info.field, info.stride = f0, s0
-    else:
-        (kh, kw), (sh, sw) = ks
-        info.stride = (s0[0] * sh, s0[1] * sw)
-        info.field = (f0[0] + (kh - 1) * s0[0], f0[1] + (kw - 1) * s0[1])
 
 
 def errors(infos):
@@ -148,7 +132,7 @@ def totals(infos):
 def table(infos):
     """(header, rows) of the per-layer summary as text: shape, params, MACs and activations per sample,
     receptive field and effective stride when the net has spatial layers, and a totals row."""
-    spatial = any(i.field for i in infos.values())
+    spatial = any(shown(i) for i in infos.values())
     head = ["name", "type", "output shape", "params", "MACs", "activations"]
     head += ["receptive field", "eff. stride"] if spatial else []
     rows = []
@@ -156,7 +140,7 @@ def table(infos):
         shape = fmt(i.shape) if i.shape else ("error" if i.error else f"needs {i.blocked}")
         r = [i.name, i.type, shape, f"{i.params:,}", f"{i.macs:,}", f"{i.memory:,}"]
         if spatial:
-            r += [f"{i.field[0]}×{i.field[1]}" if i.field else "", f"{i.stride[0]}×{i.stride[1]}" if i.stride else ""]
+            r += [dims(i.field) if i.field else "", dims(i.stride) if i.stride else ""]
         rows.append(r)
     total = ["total", "", ""] + [f"{t:,}" for t in totals(infos)]
     rows.append(total + [""] * (len(head) - len(total)))

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QDockWidget, QFormLayout, QHBoxLayout, QLabel, QL
 from engine import structure
 from engine.errors import LayerboardError
 from engine.layers import REGISTRY, fmt
+from engine.receptive import dims, shown
 
 from .editors import HPEditor
 from .search_marks import MARK, SEARCHABLE, BlockPanel, RangeButton, ranges_of
@@ -196,8 +197,8 @@ class Inspector(QDockWidget):
             return
         if info.ok:
             lines = [f"output {fmt(info.shape)}", f"{info.params:,} parameters", f"{info.macs:,} MACs per sample"]
-            if info.field:
-                lines.append(f"receptive field {info.field[0]}×{info.field[1]}, stride {info.stride[0]}×{info.stride[1]}")
+            if shown(info):
+                lines.append(f"receptive field {dims(info.field)}, stride {dims(info.stride)}")
             self.stats.setText(" · ".join(lines))
         else:
             self.stats.setText(f"no output shape: '{info.blocked}' upstream has an error" if info.blocked else "")

@@ -5,6 +5,7 @@ from PySide6.QtWidgets import QAbstractItemView, QApplication, QDockWidget, QTab
 
 from engine.errors import LayerboardError
 from engine.layers import REGISTRY, create
+from engine.receptive import explain
 from engine.shapes import table
 
 from .style import theme
@@ -31,22 +32,7 @@ def node_formulas(graph, infos, name):
         f = dict(layer.formulas([i.shape for i in ins]))
     except (LayerboardError, ValueError, TypeError, KeyError):
         return {}
-    if info.field is not None:
-        ks = layer.kernel_stride()
-        prev = [i for i in ins if i.field is not None]
-        if not prev:
-            f["field"], f["stride"] = "an image Input sees one pixel: field = 1×1", "stride = 1×1"
-        elif ks is None:
-            f["field"] = f"unchanged: field = field of the input = {info.field[0]}×{info.field[1]}"
-            f["stride"] = f"unchanged: stride = {info.stride[0]}×{info.stride[1]}"
-        else:
-            (kh, kw), (sh, sw) = ks
-            f0 = tuple(max(i.field[d] for i in prev) for d in range(2))
-            s0 = tuple(max(i.stride[d] for i in prev) for d in range(2))
-            f["field"] = (f"r = r_in + (K − 1)·j_in = {f0[0]} + ({kh} − 1)·{s0[0]} = {info.field[0]} (height), "
-                          f"{f0[1]} + ({kw} − 1)·{s0[1]} = {info.field[1]} (width)")
-            f["stride"] = (f"j = j_in·S = {s0[0]}·{sh} = {info.stride[0]} (height), "
-                           f"{s0[1]}·{sw} = {info.stride[1]} (width)")
+    f.update(explain(info, layer, layer.kernel_stride(), ins))
     return f
 
 
@@ -67,8 +53,12 @@ def formulas_html():
              "(γ, β; running statistics are not trained).  Activations, pooling, reshaping: 0."),
             ("MACs per sample", "Dense: F_in·units (T·F_in·units on a sequence).  Conv2D: C_out·H_out·W_out·(C_in/g)·K_h·K_w.  "
              "Average pooling: C·H_out·W_out·K_h·K_w.  BatchNorm: one per value."),
-            ("Receptive field", "r = r_in + (K − 1)·j_in: the input pixels one output value depends on (r = 1 at the Input)."),
-            ("Effective stride", "j = j_in·S: how far apart, in input pixels, neighbouring output values look."),
+            ("Receptive field", "r = r_in + (K − 1)·j_in: the input positions (pixels, steps) one output value depends on, "
+             "per axis (r = 1 at the Input); K = d·(K − 1) + 1 for a dilated kernel, ⌊(K − 1)·c/S⌋·d/c + 1 with "
+             "c = gcd(d, S) for a transposed one, 1 (nearest) or 2 (bilinear) for upsampling, and ⌈(K − 1)·j_in⌉ "
+             "after an upsampling."),
+            ("Effective stride", "j = j_in·S: how far apart, in input positions, neighbouring output values look "
+             "(j = j_in/S after a transposed convolution or upsampling by S)."),
             ("Loss", "<br>".join(LOSSES.values())),
             ("Regression metrics", "RMSE = √(Σ(ŷ − y)²/n);  MAE = Σ|ŷ − y|/n;  R² = 1 − Σ(ŷ − y)²/Σ(y − ȳ)²"),
             ("Explained variance ratio", EVR),

@@ -165,16 +165,20 @@ def test_a_sequence_plus_a_vector_keeps_the_sequences_mask():
 
 # ---- group normalisation ----
 def test_groupnorm_is_its_formula_and_instancenorm_is_one_channel_per_group():
+    """A (T, F) sequence is F = 6 features in 3 groups of 2, each group's statistics over its 2·T values."""
     rng = np.random.default_rng(2)
-    x = rng.normal(1, 3, (2, 6, 5))
-    g = build("GroupNorm", {"groups": 3}, [(6, 5)])
+    x = rng.normal(1, 3, (2, 5, 6))                                             # (B, T, F)
+    g = build("GroupNorm", {"groups": 3}, [(5, 6)])
     y = run(g, [x])
-    xs = x.reshape(2, 3, 10)
-    want = ((xs - xs.mean(-1, keepdims=True)) / np.sqrt(xs.var(-1, keepdims=True) + 1e-5)).reshape(x.shape)
-    np.testing.assert_allclose(y, want * g.p["gamma"][:, None] + g.p["beta"][:, None], rtol=1e-12)
-    inst = build("InstanceNorm", {}, [(6, 5)])
-    per = build("GroupNorm", {"groups": 6, "affine": False}, [(6, 5)])
+    xs = x.reshape(2, 5, 3, 2)                                                  # (B, T, group, 2 features)
+    mu, var = xs.mean(axis=(1, 3), keepdims=True), xs.var(axis=(1, 3), keepdims=True)
+    want = ((xs - mu) / np.sqrt(var + 1e-5)).reshape(x.shape)
+    np.testing.assert_allclose(y, want * g.p["gamma"] + g.p["beta"], rtol=1e-12)
+    inst = build("InstanceNorm", {}, [(5, 6)])
+    per = build("GroupNorm", {"groups": 6, "affine": False}, [(5, 6)])
     np.testing.assert_allclose(run(inst, [x]), run(per, [x]), rtol=1e-14)
+    np.testing.assert_allclose(run(inst, [x]), (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5),
+                               rtol=1e-12)                                      # each feature over its steps
     assert inst.p == {}
 
 
@@ -185,20 +189,32 @@ def test_groups_that_do_not_divide_the_channels_offer_a_fix():
     assert e.value.fix.config == (("groups", 3),)
 
 
-def test_groupnorm_refuses_to_mix_padded_steps_into_valid_ones():
-    layer = build("GroupNorm", {"groups": 2}, [(4, 3)])
-    layer.in_masks = [np.array([[1, 1, 0, 0], [1, 1, 1, 1]], bool)]
-    with pytest.raises(ShapeError, match="padded steps would change the valid ones: use LayerNorm, or InstanceNorm"):
-        layer.forward(np.zeros((2, 4, 3)), training=True)
+@pytest.mark.parametrize("type,config", [("GroupNorm", {"groups": 2}), ("InstanceNorm", {"affine": True})])
+def test_group_and_instance_norm_of_a_padded_sequence_use_its_valid_steps_only(type, config):
+    """Each sequence normalised alone over its valid steps; padded steps change nothing and output 0."""
+    layer = build(type, config, [(4, 2)])
+    rng = np.random.default_rng(5)
+    x = rng.normal(2, 3, (2, 4, 2))
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], bool)
+    y = run(layer, [x], masks=[mask])
+    junk = x.copy()
+    junk[0, 2:] = 1e6                                                         # padded steps of sequence 0
+    np.testing.assert_array_equal(run(layer, [junk], masks=[mask]), y)
+    assert not y[0, 2:].any()
+    alone = build(type, config, [(2, 2)])
+    alone.p = layer.p
+    np.testing.assert_allclose(y[0, :2], run(alone, [x[:1, :2]])[0], rtol=1e-12)   # sequence 0 as a (2, 2) sample
+    layer.in_masks = [np.ones((2, 4), bool)]                                  # every step valid: the unmasked path
+    np.testing.assert_allclose(run(layer, [x], masks=[np.ones((2, 4), bool)])[1], y[1], rtol=1e-12)
 
 
 def test_lrn_window_is_pytorchs_for_even_sizes():
     """size 2: the window of channel c is c − 1 … c (torch pads ⌊n/2⌋ before, ⌊(n − 1)/2⌋ after)."""
-    x = np.random.default_rng(3).normal(size=(1, 3, 2))
-    layer = build("LocalResponseNorm", {"size": 2, "alpha": 0.8, "beta": 0.5, "k": 1.5}, [(3, 2)])
+    x = np.random.default_rng(3).normal(size=(1, 2, 3))                            # (B, T, F): F = 3 channels
+    layer = build("LocalResponseNorm", {"size": 2, "alpha": 0.8, "beta": 0.5, "k": 1.5}, [(2, 3)])
     y = run(layer, [x])
-    sq = np.concatenate([np.zeros((1, 1, 2)), x * x], axis=1)                      # channel −1 is 0
-    want = x / (1.5 + 0.8 / 2 * (sq[:, :-1] + sq[:, 1:])) ** 0.5
+    sq = np.concatenate([np.zeros((1, 2, 1)), x * x], axis=2)                      # feature −1 is 0
+    want = x / (1.5 + 0.8 / 2 * (sq[:, :, :-1] + sq[:, :, 1:])) ** 0.5
     np.testing.assert_allclose(y, want, rtol=1e-13)
 
 

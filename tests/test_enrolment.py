@@ -1,27 +1,26 @@
-"""Every registry layer is enrolled where a layer must be: samples, ONNX export (run in onnxruntime on each
-sample, with the lengths input for masked ones) and a PyTorch emitter (its torch reference: test_torch_parity,
-its fused path: test_fused)."""
+"""Every registry layer is enrolled where a layer must be: samples, and beside itself an ONNX exporter (run in
+onnxruntime on each sample, with the lengths input for masked ones), a PyTorch emitter and its forward in torch ops
+(test_torch_parity runs it); its fused path: test_fused. No central table stands in for a missing one."""
 import numpy as np
 import pytest
 
 from engine.layers import REGISTRY, Layer
 from engine.model import Model
-from engine.onnx_export import exporter
-from engine.torch_export.codegen import emitter
 from gradcheck import cases, declares_samples
 from registry_models import randomize, sample_graph, sample_inputs
 
 
 def missing(cls):
     """What a layer type lacks of what every layer declares (empty when fully enrolled)."""
-    layer = cls.__new__(cls)
     out = []
     if not declares_samples(cls):
         out.append("samples()")
-    if exporter(layer) is None:
+    if cls.to_onnx is None:
         out.append("an ONNX exporter (to_onnx)")
-    if emitter(layer) is None:
+    if cls.to_torch is None:
         out.append("a PyTorch emitter (to_torch)")
+    if cls.torch_reference is None:
+        out.append("its forward in torch ops (torch_reference)")
     return out
 
 
@@ -32,7 +31,8 @@ def test_every_layer_is_enrolled():
 def test_an_unenrolled_layer_is_named():
     class Bare(Layer):
         category = "core"
-    assert missing(Bare) == ["samples()", "an ONNX exporter (to_onnx)", "a PyTorch emitter (to_torch)"]
+    assert missing(Bare) == ["samples()", "an ONNX exporter (to_onnx)", "a PyTorch emitter (to_torch)",
+                             "its forward in torch ops (torch_reference)"]
 
 
 CASES = cases()

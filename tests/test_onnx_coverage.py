@@ -27,6 +27,12 @@ def model(op, shapes, out_shape, opset=17, **attrs):
     (model("LayerNormalization", [(2, 3, 4), (3, 4), (3, 4)], (2, 3, 4), axis=1), ("layer", [], ["LayerNorm"])),
     (model("Hardmax", [(3, 4)], (3, 4)), ("none", ["Hardmax"], [])),
     (model("Shrink", [(3, 4)], (3, 4), lambd=1.5, bias=1.5), ("layer", [], ["Softshrink"])),
+    (model("MaxPool", [(1, 2, 6, 6)], (1, 2, 4, 4), kernel_shape=[3, 3], pads=[1, 1, 1, 1]),    # the option is `pad`
+     ("layer", [], ["MaxPool2D"])),
+    (model("AveragePool", [(1, 2, 6, 6)], (1, 2, 4, 4), kernel_shape=[3, 3], pads=[2, 2, 2, 2]),
+     ("option", ["AveragePool: padding more than half the window (AveragePool2D)"], [])),
+    (model("GlobalMaxPool", [(1, 2, 6)], (1, 2, 1)), ("layer", [], ["GlobalMaxPool"])),
+    (model("Swish", [(3, 4)], (3, 4), opset=24), ("layer", [], ["SiLU"])),
 ])
 def test_cases_map_to_layers_options_or_nothing(m, want):
     assert cov.classify(m) == want

@@ -14,70 +14,13 @@ def _t(a):
     return torch.tensor(a, dtype=torch.float64, requires_grad=True)
 
 
-# layer type -> fn(layer, torch inputs, torch params) giving the same output as layer.forward
-TORCH = {
-    "Dense": lambda l, xs, p: F.linear(xs[0], p["W"], p.get("b")),
-    # inverted dropout x·m/(1−p) with m read off our output (which values are 0), never from the layer
-    "Dropout": lambda l, xs, p: xs[0] * torch.tensor(l.kept_seen) / (1 - l.config["rate"]),
-    "Flatten": lambda l, xs, p: torch.flatten(xs[0], 1),
-    "Reshape": lambda l, xs, p: xs[0].reshape((len(xs[0]),) + l.out_shape),
-    "Conv2D": lambda l, xs, p: F.conv2d(xs[0], p["W"], p.get("b"), stride=l.s, padding=l.pads, dilation=l.dil,
-                                        groups=l.config["groups"]),
-    "MaxPool2D": lambda l, xs, p: F.max_pool2d(xs[0], l.k, l.s, l.pads, l.dil, ceil_mode=l.config["ceil_mode"]),
-    "AveragePool2D": lambda l, xs, p: F.avg_pool2d(xs[0], l.k, l.s, l.pads, ceil_mode=l.config["ceil_mode"],
-                                                   count_include_pad=l.config["count_include_pad"]),
-    "GlobalAveragePool": lambda l, xs, p: xs[0].flatten(2).mean(-1),
-    "MultiHeadSelfAttention": lambda l, xs, p: _mhsa(l, xs[0], p),
-    "PositionalEncoding": lambda l, xs, p: xs[0] + _sinusoid(*xs[0].shape[1:]),
-    "PositionEmbedding": lambda l, xs, p: xs[0] + p["P"][:xs[0].shape[1]],
-}
-
-
-def _mhsa(l, x, p):
-    """softmax(QKᵀ/√d_k)V per head, heads concatenated, then W_O (any d_k; nn.MultiheadAttention in test_attention)."""
-    B, T, d = x.shape
-    h, dk = l.config["heads"], l._dk(d)
-    q, k, v = (F.linear(x, p[f"W{n}"], p[f"b{n}"]).reshape(B, T, h, dk).transpose(1, 2) for n in "qkv")
-    s = q @ k.transpose(-1, -2) / dk ** 0.5
-    if l.config["causal"]:
-        s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
-    return F.linear((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, h * dk), p["Wo"], p["bo"])
-
-
-def _sinusoid(T, d):
-    i = torch.arange(d, dtype=torch.float64)
-    a = torch.arange(T, dtype=torch.float64)[:, None] / 10000 ** ((i - i % 2) / d)
-    return torch.where(i % 2 == 0, torch.sin(a), torch.cos(a))
-
-
-def _rnn(l, xs, p):
-    """Spec §4's loop a_t = W h_{t−1} + U x_t + b, h_t = f(a_t) in torch (masked cases: tests/test_recurrent.py)."""
-    x, f = xs[0], torch.tanh if l.config["activation"] == "tanh" else torch.relu
-    h = (p["h0"] if "h0" in p else torch.zeros(l.config["units"], dtype=x.dtype)).expand(len(x), -1)
-    hs = []
-    for t in range(x.shape[1]):
-        h = f(x[:, t] @ p["U"].T + h @ p["W"].T + p["b"])
-        hs.append(h)
-    return torch.stack(hs, 1) if l.config["return_sequences"] else h
-
-
-TORCH.update(RNN=_rnn, TimePool=lambda l, xs, p: {"mean": lambda x: x.mean(1), "max": lambda x: x.amax(1),
-                                                  "last": lambda x: x[:, -1]}[l.config["mode"]](xs[0]),
-             Embedding=lambda l, xs, p: F.embedding(xs[0].long(), p["E"], padding_idx=0) * (xs[0] != 0)[..., None])
-
 CASES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) for c, s, *o in cls.samples()
          if not (o and o[0].get("ints"))]      # integer-id samples: tests/test_recurrent.py
 
 
 def reference(layer):
-    """fn(xs, p) -> the layer's forward in torch ops: its own torch_reference, else the table above."""
-    if layer.torch_reference is not None:
-        return lambda xs, p: layer.torch_reference(xs, p, torch)
-    return lambda xs, p: TORCH[layer.type](layer, xs, p)
-
-
-def test_every_layer_has_a_torch_reference():
-    assert sorted(t for t, _, _ in CASES if t not in TORCH and REGISTRY[t].torch_reference is None) == []
+    """fn(xs, p) -> the layer's forward in torch ops: the torch_reference declared beside it."""
+    return lambda xs, p: layer.torch_reference(xs, p, torch)
 
 
 @pytest.mark.parametrize("type,config,shapes", CASES, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(CASES)])
@@ -90,7 +33,6 @@ def test_layer_matches_torch(type, config, shapes):
     dxs = layer.backward(u)
     txs = [_t(x) for x in xs]
     tp = {k: _t(v) for k, v in layer.p.items()}
-    layer.kept_seen = (y != 0).astype(np.float64)
     ty = reference(layer)(txs, tp)
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
     (ty * torch.tensor(u)).sum().backward()

@@ -95,7 +95,12 @@ def _conv(n):
 def _pool(n):
     d = (n.rank() or 4) - 2
     kind = "MaxPool" if n.op == "MaxPool" else "AveragePool"
-    opts = ["padding" if any(n.a("pads") or []) or n.a("auto_pad", "NOTSET") != "NOTSET" else None,
+    pads, auto = list(n.a("pads") or []), n.a("auto_pad", "NOTSET")
+    opts = ["pad" if any(pads) else None,                       # the hyperparameter of symmetric padding
+            "asymmetric padding" if pads[:len(pads) // 2] != pads[len(pads) // 2:] else None,
+            "auto_pad SAME" if auto.startswith("SAME") else None,
+            "padding more than half the window" if any(2 * p > d * (k - 1) + 1 for p, k, d in zip(
+                pads, 2 * list(n.a("kernel_shape") or []), 2 * list(n.a("dilations") or [1] * 8))) else None,
             "ceil_mode" if n.a("ceil_mode", 0) else None,
             "dilation" if any(v != 1 for v in (n.a("dilations") or [1])) else None,
             "count_include_pad" if n.a("count_include_pad", 0) else None]
@@ -107,7 +112,7 @@ def _pool(n):
 def _global(n):
     d = (n.rank() or 4) - 2
     t = "GlobalAveragePool" if n.op == "GlobalAveragePool" else "GlobalMaxPool"
-    return _need(t) if d == 2 or _need(t)[0] == "none" else _need(t, f"{d}-D input")
+    return _need(t) if 1 <= d <= 3 or _need(t)[0] == "none" else _need(t, f"{d}-D input")
 
 
 def _softmax(n):
@@ -191,6 +196,7 @@ RULES = {
                                             abs(n.a("gamma", 1.0507) - 1.0507) < 1e-4) else "scale"),
     "Softplus": lambda n: _need("Softplus"), "Mish": lambda n: _need("Mish"), "Clip": lambda n: _need("Clip"),
     "Gelu": lambda n: _need("GELU", None if n.a("approximate", "none") in ("none", "tanh") else "approximate"),
+    "Swish": lambda n: _need("SiLU", None if n.a("alpha", 1.0) == 1.0 else "alpha"),
     "Celu": lambda n: _need("CELU"), "Softsign": lambda n: _need("Softsign"),
     "HardSigmoid": lambda n: _need("HardSigmoid"), "HardSwish": lambda n: _need("Hardswish"),
     "ThresholdedRelu": lambda n: _need("ThresholdedReLU"),

@@ -225,9 +225,93 @@ class MultiHeadSelfAttention(Layer):
             return (None,)
         return (dx.reshape(B, T, d),)
 
+    # ---- exporters ----
+    def to_onnx(self, ctx, ins):
+        """MatMul/Softmax form: A = softmax(QKᵀ/√d_k) with padded (and future, if causal) keys masked, Z = AV, W_O."""
+        n, p, (T, d) = self.name, self.p, self.in_shapes[0]
+        h = self.config["heads"]
+        dk = self._dk(d)
+        heads = ctx.const(f"{n}/heads_shape", (0, T, h, dk), np.int64)
+
+        def proj(k, perm):                                               # (B, T, d) → (B, h, T, d_k) or its ᵀ
+            y = ctx.op("MatMul", [ins[0], ctx.const(f"{n}/W{k}_t", p[f"W{k}"].T)], f"{n}/{k}_matmul")
+            y = ctx.op("Add", [y, ctx.const(f"{n}/b{k}", p[f"b{k}"])], f"{n}/{k}_flat")     # (B, T, h·d_k)
+            y = ctx.op("Reshape", [y, heads], f"{n}/{k}_heads")                             # (B, T, h, d_k)
+            return ctx.op("Transpose", [y], f"{n}/{k}", perm=perm)
+
+        q = proj("q", [0, 2, 1, 3])                                      # (B, h, T, d_k)
+        kt = proj("k", [0, 2, 3, 1])                                     # (B, h, d_k, T)
+        v = proj("v", [0, 2, 1, 3])                                      # (B, h, T, d_k)
+        s = ctx.op("MatMul", [q, kt], f"{n}/qk")                         # (B, h, T, T)
+        s = ctx.op("Mul", [s, ctx.const(f"{n}/scale", 1 / np.sqrt(dk))], f"{n}/scores")
+        valid = ctx.valid_steps(T)                                       # (B, T) bool
+        keys = ctx.op("Unsqueeze", [valid, ctx.const(f"{n}/axes12", [1, 2], np.int64)], f"{n}/keys")   # (B, 1, 1, T)
+        if self.config["causal"]:
+            past = ctx.const(f"{n}/causal", np.tril(np.ones((T, T), bool)), np.bool_)       # (T, T): s ≤ t
+            keys = ctx.op("And", [keys, past], f"{n}/allowed")                             # (B, 1, T, T)
+        s = ctx.op("Where", [keys, s, ctx.const(f"{n}/neg", -1e30)], f"{n}/masked")
+        a = ctx.op("Softmax", [s], f"{n}/attention", axis=-1)            # (B, h, T, T)
+        z = ctx.op("MatMul", [a, v], f"{n}/context")                     # (B, h, T, d_k)
+        z = ctx.op("Transpose", [z], f"{n}/context_t", perm=[0, 2, 1, 3])                  # (B, T, h, d_k)
+        z = ctx.op("Reshape", [z, ctx.const(f"{n}/concat_shape", (0, T, h * dk), np.int64)], f"{n}/concat")
+        y = ctx.op("MatMul", [z, ctx.const(f"{n}/Wo_t", p["Wo"].T)], f"{n}/o_matmul")
+        y = ctx.op("Add", [y, ctx.const(f"{n}/bo", p["bo"])], f"{n}/out")                  # (B, T, d)
+        rows = ctx.op("Cast", [ctx.op("Unsqueeze", [valid, ctx.const(f"{n}/axis2", [2], np.int64)], f"{n}/rows_b")],
+                      f"{n}/rows", to=1)                                 # (B, T, 1) float: padded steps → 0
+        return ctx.op("Mul", [y, rows], n)
+
+    def to_torch(self):
+        from ..torch_export.emitters import Emitted
+        d, c = self.in_shapes[0][-1], self.config
+        causal = ", causal=True" if c["causal"] else ""
+        names = {f"W{n}": f"{n}.weight" for n in "qkv"} | {f"b{n}": f"{n}.bias" for n in "qkv"}
+        return Emitted(f"MultiHeadSelfAttention({d}, heads={c['heads']}, d_k={self._dk(d)}{causal})",
+                       names | {"Wo": "out.weight", "bo": "out.bias"}, helpers=("MultiHeadSelfAttention",),
+                       sources={"MultiHeadSelfAttention": TORCH_MHSA}, call="{self}({x0}, {mask})", uses_mask=True)
+
+    def torch_reference(self, xs, p, torch):
+        """softmax(QKᵀ/√d_k)V per head, heads concatenated, then W_O (nn.MultiheadAttention in test_attention)."""
+        F, x = torch.nn.functional, xs[0]
+        B, T, d = x.shape
+        h, dk = self.config["heads"], self._dk(d)
+        q, k, v = (F.linear(x, p[f"W{n}"], p[f"b{n}"]).reshape(B, T, h, dk).transpose(1, 2) for n in "qkv")
+        s = q @ k.transpose(-1, -2) / dk ** 0.5                          # (B, h, T, T)
+        if self.config["causal"]:
+            s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
+        return F.linear((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, h * dk), p["Wo"], p["bo"])
+
     @classmethod
     def samples(cls):
         return [({"heads": 2}, [(4, 6)]),
                 ({"heads": 2}, [(5, 4)], {"mask": True}),
                 ({"heads": 3, "d_k": 2, "causal": True}, [(4, 5)]),
                 ({"heads": 1, "causal": True}, [(5, 3)], {"mask": True})]
+
+
+TORCH_MHSA = '''class MultiHeadSelfAttention(nn.Module):
+    """α_{t→s} = softmax_s(q_t·k_s/√d_k) over the allowed keys (valid, and s ≤ t if causal), z_t = Σ_s α_{t→s} v_s
+    per head, heads concatenated, then W_O; padded steps output 0."""
+
+    def __init__(self, d_model, heads, d_k, causal=False):
+        super().__init__()
+        self.heads, self.d_k, self.causal = heads, d_k, causal
+        self.q = nn.Linear(d_model, heads * d_k)
+        self.k = nn.Linear(d_model, heads * d_k)
+        self.v = nn.Linear(d_model, heads * d_k)
+        self.out = nn.Linear(heads * d_k, d_model)
+
+    def forward(self, x, mask=None):
+        B, T, _ = x.shape
+        q, k, v = (f(x).view(B, T, self.heads, self.d_k).transpose(1, 2) for f in (self.q, self.k, self.v))
+        s = q @ k.transpose(-2, -1) / self.d_k ** 0.5                              # (B, h, T, T)
+        allowed = torch.ones(T, T, dtype=torch.bool, device=x.device)
+        if self.causal:
+            allowed = allowed.tril()
+        if mask is not None:
+            allowed = allowed & mask[:, None, None, :] & mask[:, None, :, None]    # (B, 1, T, T)
+        none = ~allowed.any(-1, keepdim=True)                                     # rows without a key: 0
+        a = torch.softmax(s.masked_fill(~allowed, float("-inf")).masked_fill(none, 0.0), -1).masked_fill(none, 0.0)
+        z = (a @ v).transpose(1, 2).reshape(B, T, -1)                             # (B, T, h·d_k)
+        y = self.out(z)                                                           # (B, T, d_model)
+        return y if mask is None else y * mask[..., None]
+'''

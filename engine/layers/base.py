@@ -99,7 +99,10 @@ class Layer:
         return 0
 
     def kernel_stride(self):
-        """((K_h, K_w), (S_h, S_w)) for spatial layers, None when the layer keeps positions as they are."""
+        """(E, S[, why]) per positional axis for layers that window positions, None when the layer keeps them.
+
+        E: adjacent input positions one output reads (d·(K − 1) + 1); S: step in input positions (Fraction(1, S)
+        when upsampling); why: per axis, E's formula with its numbers (or None). engine/receptive.py uses it."""
         return None
 
     def work(self, in_shapes):

@@ -8,6 +8,7 @@ from .. import parallel
 from ..errors import ConfigError, ShapeError
 from ..hparams import HP
 from ..initializers import INITS
+from ..receptive import dilated_extent, dilated_why
 from . import conv_kernels as k
 from . import convnd_kernels as nd
 from .base import Fix, Layer, Param, fmt, register
@@ -178,9 +179,7 @@ class ConvND(Layer):
         return self.config["filters"] * prod(out) * c // self.config["groups"] * prod(self.k)  # C_out·P_out·C_in/g·K
 
     def kernel_stride(self):
-        if self.rank != 2:
-            return None
-        return tuple(d * (kk - 1) + 1 for kk, d in zip(self.k, self.dil)), self.s     # a dilated kernel's extent
+        return dilated_extent(self.k, self.dil), self.s, dilated_why(self.k, self.dil)
 
     def formulas(self, in_shapes):
         c, sp, out = self._out(in_shapes[0])
@@ -288,14 +287,21 @@ class ConvND(Layer):
         dx = self.conv_backward(dy.reshape(dy.shape[:2] + self.o3))
         return (None if dx is None else np.ascontiguousarray(dx).reshape((len(dy),) + self.in_shapes[0]),)
 
-    # ---- exporters: the shared Conv node / nn.ConvNd of any rank ----
+    # ---- exporters: a Conv node / nn.ConvNd of this rank (channels first); groups, dilation, symmetric padding ----
     def to_onnx(self, ctx, ins, out=None):
-        from ..onnx_export import conv_node
-        return conv_node(ctx, self, ins, out)
+        n = self.name
+        args = [ins[0], ctx.const(f"{n}/W", self.p["W"])] + ([ctx.const(f"{n}/b", self.p["b"])] if "b" in self.p else [])
+        return ctx.op("Conv", args, out or n, kernel_shape=list(self.k), strides=list(self.s), pads=list(self.pads) * 2,
+                      dilations=list(self.dil), group=self.config["groups"])
 
     def to_torch(self):
-        from ..torch_export.emitters import conv_module
-        return conv_module(self)
+        from ..torch_export.emitters import Emitted, _pair
+        c, o, g, r = self.channels_first(self.in_shapes[0])[0], self.config["filters"], self.config["groups"], self.rank
+        parts = [f"{c}, {o}", f"kernel_size={_pair(self.k)}"]
+        parts += [f"{k}={_pair(v)}" for k, v, d in (("stride", self.s, 1), ("padding", self.pads, 0),
+                                                    ("dilation", self.dil, 1)) if tuple(v) != (d,) * r]
+        parts += ([f"groups={g}"] if g > 1 else []) + ([] if self.config["use_bias"] else ["bias=False"])
+        return Emitted(f"nn.Conv{r}d({', '.join(parts)})", {"W": "weight", "b": "bias"})   # (C_out, C_in/g, *K)
 
     def torch_reference(self, xs, p, torch):
         f = getattr(torch.nn.functional, f"conv{self.rank}d")
@@ -310,7 +316,6 @@ class Conv2D(ConvND):
     fused = None          # runs on the per-layer path
     rank = 2
     hparams = conv_hparams(2)
-    torch_reference = None   # tests/test_torch_parity.py's table
 
     def build(self, in_shapes):
         super().build(in_shapes)

@@ -1,5 +1,6 @@
 """ConvTranspose2D (the gradient of a convolution with respect to its input, run forward: learned upsampling)."""
-from math import prod
+from fractions import Fraction
+from math import gcd, prod
 
 import numpy as np
 
@@ -73,6 +74,15 @@ class ConvTranspose2D(Layer):
     def macs(self, in_shapes):
         c, hw, _ = self._out(in_shapes[0])
         return c * prod(hw) * self.config["filters"] // self.config["groups"] * prod(self.k)   # C_in·H·W·C_out/g·K_h·K_w
+
+    def kernel_stride(self):
+        """E = ⌊(K − 1)·c/S⌋·d/c + 1 inputs (c = gcd(d, S): the taps landing on whole input positions), step 1/S."""
+        ext, why = [], []
+        for kk, s, d in zip(self.k, self.s, self.dil):
+            c = gcd(d, s)
+            ext.append((kk - 1) * c // s * d // c + 1)
+            why.append(f"⌊(K − 1)·c/S⌋·d/c + 1 = ⌊({kk} − 1)·{c}/{s}⌋·{d}/{c} + 1 = {ext[-1]}, c = gcd(d, S)")
+        return tuple(ext), tuple(Fraction(1, s) for s in self.s), tuple(why)
 
     def formulas(self, in_shapes):
         c, hw, out = self._out(in_shapes[0])

@@ -59,6 +59,23 @@ class Input(Layer):
     def fused(self, b):
         b.row(F.INPUT, o=b.out(), n1=b.size(), grad_of=None)          # the batch, standardised first as forward does
 
+    def to_onnx(self, ctx, ins):
+        x, n = ins[0], self.name                                       # the graph input, named after the layer
+        if not self.p:
+            return x
+        centred = ctx.op("Sub", [x, ctx.const(f"{n}/mean", self.p["mean"])], f"{n}/centred")
+        return ctx.op("Div", [centred, ctx.const(f"{n}/std", self.p["std"])], f"{n}/standardized")
+
+    def to_torch(self):
+        from ..torch_export.emitters import Emitted, _args
+        if not self.config["standardize"]:
+            return Emitted(None, call="{x0}")
+        return Emitted(f"Standardize({_args(*self.out_shape)})", {"mean": "mean", "std": "std"},
+                       helpers=("Standardize",))
+
+    def torch_reference(self, xs, p, torch):
+        return (xs[0] - p["mean"]) / p["std"] if p else xs[0]
+
     @classmethod
     def samples(cls):
         return []
@@ -155,6 +172,24 @@ class Dense(Layer):
     def fused(self, b):
         f, u = self.in_shapes[0][-1], self.config["units"]
         b.row(F.DENSE, a=b.src(), o=b.out(), n1=b.size() // u, n2=f, n3=u, p1=b.param("W"), p2=b.param("b"))
+
+    def to_onnx(self, ctx, ins):
+        W, n, bias = self.p["W"], self.name, "b" in self.p                     # W: (U, F)
+        if len(self.in_shapes[0]) == 1:                                        # (B, F) → Gemm with W transposed
+            args = [ins[0], ctx.const(f"{n}/W", W)] + ([ctx.const(f"{n}/b", self.p["b"])] if bias else [])
+            return ctx.op("Gemm", args, n, transB=1)
+        y = ctx.op("MatMul", [ins[0], ctx.const(f"{n}/W_t", W.T)],              # (B, T, F) @ (F, U) → (B, T, U)
+                   f"{n}/matmul" if bias else n)
+        return ctx.op("Add", [y, ctx.const(f"{n}/b", self.p["b"])], n) if bias else y
+
+    def to_torch(self):
+        from ..torch_export.emitters import Emitted
+        f, u = self.in_shapes[0][-1], self.config["units"]
+        bias = "" if self.config["use_bias"] else ", bias=False"
+        return Emitted(f"nn.Linear({f}, {u}{bias})", {"W": "weight", "b": "bias"})   # W is (out, in) in both
+
+    def torch_reference(self, xs, p, torch):
+        return torch.nn.functional.linear(xs[0], p["W"], p.get("b"))
 
     @classmethod
     def samples(cls):

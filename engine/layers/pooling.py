@@ -7,6 +7,7 @@ import numpy as np
 from .. import parallel
 from ..errors import ShapeError
 from ..hparams import HP
+from ..receptive import dilated_extent, dilated_why
 from . import conv_kernels as k
 from . import convnd_kernels as nd
 from .base import Fix, Layer, fmt, register
@@ -68,7 +69,7 @@ class PoolND(Layer):
         return c * prod(out) * prod(self.k) if self.kind == "avg" else 0
 
     def kernel_stride(self):
-        return (tuple(d * (kk - 1) + 1 for kk, d in zip(self.k, self.dil)), self.s) if self.rank == 2 else None
+        return dilated_extent(self.k, self.dil), self.s, dilated_why(self.k, self.dil)
 
     def formulas(self, in_shapes):
         c, sp, out = self._out(in_shapes[0])
@@ -125,13 +126,23 @@ class PoolND(Layer):
     def backward(self, dy):
         return (self.pool_backward(dy.reshape(dy.shape[:2] + self.o3)).reshape((len(dy),) + self.in_shapes[0]),)
 
+    # ---- exporters: MaxPool / AveragePool node, nn.MaxPoolNd / nn.AvgPoolNd of this rank with the pool's options ----
     def to_onnx(self, ctx, ins, out=None):
-        from ..onnx_export import pool_node
-        return pool_node(ctx, self, ins, out)
+        a = dict(kernel_shape=list(self.k), strides=list(self.s), pads=list(self.pads) * 2,
+                 ceil_mode=int(self.config["ceil_mode"]))
+        if self.kind == "max":
+            return ctx.op("MaxPool", ins, out or self.name, dilations=list(self.dil), **a)
+        return ctx.op("AveragePool", ins, out or self.name, count_include_pad=int(self.config["count_include_pad"]), **a)
 
     def to_torch(self):
-        from ..torch_export.emitters import pool_module
-        return pool_module(self)
+        from ..torch_export.emitters import Emitted, _pair
+        r, c, mx = self.rank, self.config, self.kind == "max"
+        parts = [f"kernel_size={_pair(self.k)}", f"stride={_pair(self.s)}"]
+        parts += [f"padding={_pair(self.pads)}"] if any(self.pads) else []
+        parts += [f"dilation={_pair(self.dil)}"] if mx and self.dil != (1,) * r else []
+        parts += ["ceil_mode=True"] if c["ceil_mode"] else []
+        parts += ["count_include_pad=False"] if not mx and not c["count_include_pad"] else []
+        return Emitted(f"nn.{'MaxPool' if mx else 'AvgPool'}{r}d({', '.join(parts)})")
 
     def torch_reference(self, xs, p, torch):
         return torch_pool(self, xs[0], torch)
@@ -148,7 +159,6 @@ def torch_pool(layer, x, torch):
 
 class _Pool2D(PoolND):
     rank = 2
-    torch_reference = None        # tests/test_torch_parity.py's table
 
     def plain(self):
         """True when no padding, dilation or ceil mode changes a window: the fast 2-D kernels (and fusion) apply."""
@@ -254,6 +264,14 @@ class _Global(Layer):
                      else "no multiply-adds (a maximum compares) = 0")
         return f
 
+    def to_onnx(self, ctx, ins):
+        y = ctx.op(self.onnx_op, ins, f"{self.name}/pooled")                                 # (B, C, 1, …)
+        return ctx.op("Flatten", [y], self.name, axis=1)                                      # (B, C)
+
+    def to_torch(self):
+        from ..torch_export.emitters import Emitted
+        return Emitted(f"nn.Sequential(nn.Adaptive{self.torch_pool}{len(self.in_shapes[0]) - 1}d(1), nn.Flatten())")
+
     @classmethod
     def samples(cls):
         return [({}, [(3, 4, 5)]), ({}, [(2, 7)]), ({}, [(2, 3, 2, 4)])]
@@ -263,6 +281,7 @@ class _Global(Layer):
 class GlobalAveragePool(_Global):
     doc = "Mean of each channel over all positions: (C, H, W) → (C,) (also (C, L) and (C, D, H, W))."
     fused = None          # runs on the per-layer path
+    onnx_op, torch_pool = "GlobalAveragePool", "AvgPool"
 
     def macs(self, in_shapes):
         return int(np.prod(in_shapes[0]))
@@ -277,11 +296,15 @@ class GlobalAveragePool(_Global):
         dx.reshape(len(dy), dy.shape[1], n)[...] = (dy / n)[:, :, None]          # (B, C, 1) broadcast
         return (dx,)
 
+    def torch_reference(self, xs, p, torch):
+        return xs[0].flatten(2).mean(-1)
+
 
 @register
 class GlobalMaxPool(_Global):
     doc = "Maximum of each channel over all positions: (C, H, W) → (C,) (also (C, L) and (C, D, H, W))."
     fused = None          # runs on the per-layer path
+    onnx_op, torch_pool = "GlobalMaxPool", "MaxPool"
 
     def forward(self, x, training=False):
         self.xshape = x.shape
@@ -295,14 +318,6 @@ class GlobalMaxPool(_Global):
         d3[...] = 0
         np.put_along_axis(d3, self.arg[:, :, None], dy[:, :, None], 2)
         return (dx,)
-
-    def to_onnx(self, ctx, ins):
-        y = ctx.op("GlobalMaxPool", ins, f"{self.name}/pooled")                              # (B, C, 1, …)
-        return ctx.op("Flatten", [y], self.name, axis=1)                                      # (B, C)
-
-    def to_torch(self):
-        from ..torch_export.emitters import Emitted
-        return Emitted(f"nn.Sequential(nn.AdaptiveMaxPool{len(self.in_shapes[0]) - 1}d(1), nn.Flatten())")
 
     def torch_reference(self, xs, p, torch):
         return xs[0].flatten(2).max(-1).values

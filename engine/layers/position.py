@@ -27,6 +27,9 @@ class _Position(Layer):
     def backward(self, dy):
         return (dy,)
 
+    def to_onnx(self, ctx, ins):
+        return ctx.op("Add", [ins[0], ctx.const(f"{self.name}/positions", self.table())], self.name)
+
 
 @register
 class PositionalEncoding(_Position):
@@ -44,6 +47,21 @@ class PositionalEncoding(_Position):
         if pe is None or pe.shape != x.shape[1:] or pe.dtype != x.dtype:
             self.pe = pe = sinusoid(*x.shape[1:]).astype(x.dtype)
         return x + pe
+
+    def table(self):
+        return sinusoid(*self.in_shapes[0])
+
+    def to_torch(self):
+        from ..torch_export.emitters import Emitted
+        T, d = self.in_shapes[0]
+        return Emitted(f"PositionalEncoding({T}, {d})", helpers=("PositionalEncoding",),
+                       sources={"PositionalEncoding": TORCH_SINUSOID})
+
+    def torch_reference(self, xs, p, torch):
+        T, d = xs[0].shape[1:]
+        i = torch.arange(d, dtype=torch.float64)
+        a = torch.arange(T, dtype=torch.float64)[:, None] / 10000 ** ((i - i % 2) / d)     # (T, d): t/10000^(2i/d)
+        return xs[0] + torch.where(i % 2 == 0, torch.sin(a), torch.cos(a))
 
     @classmethod
     def samples(cls):
@@ -83,6 +101,43 @@ class PositionEmbedding(_Position):
         np.sum(dy, axis=0, out=g[:self.T])                    # (T, d)
         return (dy,) if self.need_dx else (None,)
 
+    def table(self):
+        return self.p["P"][:self.in_shapes[0][0]]
+
+    def to_torch(self):
+        from ..torch_export.emitters import Emitted
+        return Emitted(f"PositionEmbedding({self.config['max_len']}, {self.in_shapes[0][1]})", {"P": "weight"},
+                       helpers=("PositionEmbedding",), sources={"PositionEmbedding": TORCH_LEARNED})
+
+    def torch_reference(self, xs, p, torch):
+        return xs[0] + p["P"][:xs[0].shape[1]]
+
     @classmethod
     def samples(cls):
         return [({"max_len": 6}, [(4, 3)]), ({"max_len": 3}, [(3, 2)])]
+
+
+TORCH_SINUSOID = '''class PositionalEncoding(nn.Module):
+    """y_t = x_t + PE_t, PE[t, 2i] = sin(t/10000^(2i/d)), PE[t, 2i+1] = cos(t/10000^(2i/d)); fixed, no weights."""
+
+    def __init__(self, steps, d):
+        super().__init__()
+        t = torch.arange(steps, dtype=torch.float64)[:, None]                      # (T, 1)
+        i = torch.arange(d)
+        a = t * 10000.0 ** (-(i // 2 * 2) / d)                                     # (T, d)
+        self.register_buffer("pe", torch.where(i % 2 == 0, torch.sin(a), torch.cos(a)).float(), persistent=False)
+
+    def forward(self, x):
+        return x + self.pe[: x.shape[1]]
+'''
+
+TORCH_LEARNED = '''class PositionEmbedding(nn.Module):
+    """y_t = x_t + P_t with a learned P of shape (max_len, d)."""
+
+    def __init__(self, max_len, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(max_len, d))
+
+    def forward(self, x):
+        return x + self.weight[: x.shape[1]]
+'''

@@ -44,6 +44,19 @@ class Dropout(Layer):
                                                   out=acts[m * nb:(m + size) * nb].reshape((nb,) + shape)))
         b.row(F.DROPOUT, a=b.src(), b=m, o=b.out(), n1=size)
 
+    def to_onnx(self, ctx, ins):
+        return ctx.op("Identity", ins, self.name)                      # dropout is the identity at inference
+
+    def to_torch(self):
+        from ..torch_export.emitters import Emitted
+        return Emitted(f"nn.Dropout({self.config['rate']})")            # inverted, as ours
+
+    def torch_reference(self, xs, p, torch):
+        """Inverted dropout x·m/(1 − rate), m the values this layer kept (torch cannot draw our mask)."""
+        if self.mask is None:
+            return xs[0]
+        return xs[0] * torch.tensor(self.mask != 0, dtype=xs[0].dtype) / (1 - self.config["rate"])
+
     @classmethod
     def samples(cls):
         return [({"rate": 0.3}, [(6,)]), ({"rate": 0.5}, [(2, 3, 3)])]

@@ -1,6 +1,8 @@
 """Flatten and Reshape."""
 from math import prod
 
+import numpy as np
+
 from ..errors import ShapeError
 from ..hparams import HP
 from .base import Layer, fmt, register
@@ -16,6 +18,13 @@ class _Reshaping(Layer):
     def backward(self, dy):
         return (dy.reshape(self.xshape),)
 
+    def to_onnx(self, ctx, ins):
+        shape = ctx.const(f"{self.name}/shape", (0,) + self.out_shape, np.int64)   # 0 copies the batch size
+        return ctx.op("Reshape", [ins[0], shape], self.name)
+
+    def torch_reference(self, xs, p, torch):
+        return xs[0].reshape((len(xs[0]),) + self.out_shape)
+
 
 @register
 class Flatten(_Reshaping):
@@ -26,6 +35,10 @@ class Flatten(_Reshaping):
 
     def fused(self, b):
         b.alias()                                                      # same values, same buffer
+
+    def to_torch(self):
+        from ..torch_export.emitters import Emitted
+        return Emitted("nn.Flatten()")
 
     def formulas(self, in_shapes):
         s = in_shapes[0]
@@ -55,6 +68,22 @@ class Reshape(_Reshaping):
     def fused(self, b):
         b.alias()
 
+    def to_torch(self):
+        from ..torch_export.emitters import Emitted, _args
+        return Emitted(f"Reshape({_args(*self.out_shape)})", helpers=("Reshape",), sources={"Reshape": TORCH_RESHAPE})
+
     @classmethod
     def samples(cls):
         return [({"shape": (3, -1)}, [(6,)])]
+
+
+TORCH_RESHAPE = '''class Reshape(nn.Module):
+    """Reshapes each sample to shape (the batch axis stays)."""
+
+    def __init__(self, *shape):
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x):
+        return x.reshape(len(x), *self.shape)
+'''

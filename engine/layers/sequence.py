@@ -55,9 +55,31 @@ class Embedding(Layer):
         np.add.at(dE, self.ids[keep], dy[keep])
         return (np.zeros(self.ids.shape, dy.dtype) if self.need_dx else None,)   # ids have no gradient
 
+    def to_onnx(self, ctx, ins):
+        n, E = self.name, self.p["E"].copy()
+        E[0] = 0                                                                              # padding id → 0
+        ids = ctx.op("Cast", ins, f"{n}/ids", to=7)                                           # float → int64
+        return ctx.op("Gather", [ctx.const(f"{n}/E", E), ids], n, axis=0)                   # (B, T, d)
+
+    def to_torch(self):
+        from ..torch_export.emitters import Emitted
+        c = self.config
+        return Emitted(f"nn.Embedding({c['vocab']}, {c['dim']}, padding_idx=0)", {"E": ("weight", _zero_row0, None)},
+                       call="{self}({x0}.long())")
+
+    def torch_reference(self, xs, p, torch):
+        return torch.nn.functional.embedding(xs[0].long(), p["E"], padding_idx=0) * (xs[0] != 0)[..., None]
+
     @classmethod
     def samples(cls):
         return [({"vocab": 7, "dim": 3}, [(5,)], {"ints": 7})]
+
+
+def _zero_row0(E):
+    """E with row 0 zeroed: our id 0 gives the zero vector whatever E[0] holds."""
+    E = np.array(E, copy=True)
+    E[0] = 0
+    return E
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -133,6 +155,65 @@ class TimePool(Layer):
             dx[np.arange(b), self.arg] = dy
         return (dx,)
 
+    def to_onnx(self, ctx, ins):
+        n, mode, t = self.name, self.config["mode"], self.in_shapes[0][0]
+        ax = ctx.const(f"{n}/axis", [1], np.int64)
+        if mode == "max":
+            m = ctx.op("Cast", [_step_mask(ctx, n, t)], f"{n}/maskb", to=9)                  # bool
+            low = ctx.const(f"{n}/low", np.float32(-3.0e38))
+            return ctx.op("ReduceMax", [ctx.op("Where", [m, ins[0], low], f"{n}/masked")], n, axes=[1], keepdims=0)
+        if mode == "mean":
+            m = _step_mask(ctx, n, t)
+            s = ctx.op("ReduceSum", [ctx.op("Mul", [ins[0], m], f"{n}/masked"), ax], f"{n}/sum", keepdims=0)
+            cnt = ctx.op("ReduceSum", [m, ax], f"{n}/count", keepdims=0)                      # (B, 1)
+            return ctx.op("Div", [s, cnt], n)
+        steps = ctx.const(f"{n}/steps", np.arange(t)[None, :], np.int32)                      # last: one-hot
+        lg = ctx.op("Sub", [ctx.op("Unsqueeze", [ctx.lengths(), ctx.const(f"{n}/ax1", [1], np.int64)], f"{n}/lengths"),
+                            ctx.const(f"{n}/one", np.int32(1), np.int32)], f"{n}/lastidx")
+        hot = ctx.op("Cast", [ctx.op("Equal", [steps, lg], f"{n}/is_last")], f"{n}/hot", to=1)
+        hot = ctx.op("Unsqueeze", [hot, ctx.const(f"{n}/ax2", [2], np.int64)], f"{n}/hot3")
+        return ctx.op("ReduceSum", [ctx.op("Mul", [ins[0], hot], f"{n}/picked"), ax], n, keepdims=0)
+
+    def to_torch(self):
+        from ..torch_export.emitters import Emitted
+        return Emitted(f"TimePool({self.config['mode']!r})", helpers=("TimePool",), sources={"TimePool": TORCH_TIMEPOOL},
+                       call="{self}({x0}, {mask})", uses_mask=True)
+
+    def torch_reference(self, xs, p, torch):
+        x, mode = xs[0], self.config["mode"]
+        m = torch.tensor(self.m)[..., None]                                                   # (B, T, 1) valid steps
+        if mode == "mean":
+            return (x * m).sum(1) / m.sum(1)
+        if mode == "max":
+            return x.masked_fill(~m, float("-inf")).amax(1)
+        return x[torch.arange(len(x)), torch.tensor(self.m.sum(1) - 1)]                       # steps are a prefix
+
     @classmethod
     def samples(cls):
         return [({"mode": m}, [(4, 3)], {"mask": True}) for m in ("mean", "max", "last")]
+
+
+def _step_mask(ctx, n, t):
+    """(B, T, 1) float: 1 at valid steps from the lengths input."""
+    m = ctx.op("Cast", [ctx.valid_steps(t)], f"{n}/mask", to=1)                                 # (B, T) float
+    return ctx.op("Unsqueeze", [m, ctx.const(f"{n}/ax2", [2], np.int64)], f"{n}/mask3")       # (B, T, 1)
+
+
+TORCH_TIMEPOOL = '''class TimePool(nn.Module):
+    """(B, T, F) → (B, F): mean, max or last value over each sequence's valid steps."""
+
+    def __init__(self, mode):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x, mask=None):
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        m = mask[..., None]                                                       # (B, T, 1)
+        if self.mode == "mean":
+            return (x * m).sum(1) / m.sum(1)
+        if self.mode == "max":
+            return x.masked_fill(~m, float("-inf")).amax(1)
+        last = mask.shape[1] - 1 - mask.flip(1).int().argmax(1)                    # (B,) last valid step
+        return x[torch.arange(len(x)), last]
+'''

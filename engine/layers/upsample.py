@@ -1,4 +1,6 @@
 """Upsample2D (nearest, bilinear as PyTorch with align_corners=False) and ZeroPad on channels-first data."""
+from fractions import Fraction
+
 import numpy as np
 
 from ..errors import ConfigError, ShapeError
@@ -39,6 +41,12 @@ class Upsample2D(Layer):
 
     def macs(self, in_shapes):
         return 0 if self.config["mode"] == "nearest" else 4 * int(np.prod(self.compute_output_shape(in_shapes)))
+
+    def kernel_stride(self):
+        """Nearest reads 1 input, bilinear its 2 neighbours (1 at scale 1); step 1/S."""
+        e = tuple(1 if self.config["mode"] == "nearest" or s == 1 else 2 for s in self.sc)
+        why = tuple(f"{n} ({self.config['mode']} reads {'one input' if n == 1 else 'two neighbours'})" for n in e)
+        return e, tuple(Fraction(1, s) for s in self.sc), why
 
     def formulas(self, in_shapes):
         c, h, w = in_shapes[0]

@@ -1,6 +1,6 @@
 """PyTorch code export: a project as model.py + weights + a DDP train.py + its data, and checkpoints back in.
 
-Emitters (one per layer type, in emitters.py) say which nn.Module mirrors a layer and how its tensors are named;
+Each layer's to_torch() says which nn.Module mirrors it and how its tensors are named (an Emitted, emitters.py);
 a layer type without one cannot be exported and the error names it. Needs only numpy: torch runs the output.
 """
 import io
@@ -12,12 +12,12 @@ from ..errors import DataError, LayerboardError
 from ..project import atomic_write
 from .codegen import (class_name, emitter, from_state_dict, fused_head, identifiers, is_state_dict, model_source,
                       reads_mask, state_dict, unsupported)
-from .emitters import EMITTERS, HELPERS, Emitted, emits
+from .emitters import HELPERS, Emitted
 from .train_template import data_source, train_source
 
 FILES = ("model.py", "weights.safetensors", "train.py", "data.py", "data.npz", "README.md")
 
-__all__ = ["EMITTERS", "HELPERS", "Emitted", "FILES", "class_name", "emits", "emitter", "export_project", "from_state_dict",
+__all__ = ["HELPERS", "Emitted", "FILES", "class_name", "emitter", "export_project", "from_state_dict",
            "identifiers", "import_checkpoint", "is_state_dict", "model_source", "state_dict", "unsupported"]
 
 

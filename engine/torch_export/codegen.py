@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import DataError, LayerboardError
 from ..layers.base import fmt
 from ..model import DATA
-from .emitters import EMITTERS, HELPERS
+from .emitters import HELPERS
 
 # data statistics of model.data (kept with the weights as __data__/k) -> their names in the module
 DATA_NAMES = {"x_mean": "input_stats.mean", "x_std": "input_stats.std", "y_mean": "y_mean", "y_std": "y_std"}
@@ -28,10 +28,8 @@ RESERVED = {"x", "return_logits", "mask", "input_stats", "y_mean", "y_std", "ori
 
 
 def emitter(layer):
-    """fn(layer) -> Emitted: the layer's own to_torch, else the one registered in emitters.py; None."""
-    if layer.to_torch is not None:
-        return type(layer).to_torch
-    return EMITTERS.get(layer.type)
+    """fn(layer) -> Emitted: the to_torch(self) declared beside the layer; None without one."""
+    return type(layer).to_torch
 
 
 def unsupported(model):
