@@ -6,6 +6,7 @@ import numpy as np
 from .data import augment, kfold, load
 from .data.dataset import fit
 from .model import Model
+from .seq2seq import teacher_inputs
 from .trainer import Trainer
 
 
@@ -16,15 +17,16 @@ def auto_shapes(graph, ds):
     if not auto:
         return graph
     g = graph.copy()
-    for n in auto:
-        g.nodes[n].config["shape"] = [int(d) for d in ds.x.shape[1:]]
+    for n in auto:                              # the target Input of an encoder–decoder reads the targets' shape
+        src = ds.y if g.nodes[n].config.get("feed") == "target" else ds.x
+        g.nodes[n].config["shape"] = [int(d) for d in src.shape[1:]]
     return g
 
 
 def _setup(project, train, val, cfg, dtype, weights=None):
     model = Model(auto_shapes(project.graph, train), dtype=dtype, seed=cfg["seed"])
     for n in model.inputs:
-        model.layers[n].adapt(train.x)
+        model.layers[n].adapt(train.x if model.feeds[n] != "target" else teacher_inputs(train.y))
     if weights is not None:                     # start from loaded weights (Input statistics included)
         model.set_weights(weights, where="the loaded weights")
     describe(model, train)

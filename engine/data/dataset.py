@@ -90,6 +90,8 @@ class Dataset:
     report: list | None = None          # tables: one dict per column (type, role, missing, filled, dropped, …)
     notes: list = field(default_factory=list)   # what loading skipped or left out, one line each (shown to the user)
     impute: dict | None = None          # tables: {feature index: 'median' | 'mean' | constant} of filled columns
+    target_lengths: np.ndarray | None = None   # sentence pairs: valid steps of y per sample (the <end> counted)
+    target_vocab: list | None = None    # sentence pairs: target token id -> text (0 <pad>, 1 <unk>, 2 <start>, 3 <end>)
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -113,7 +115,8 @@ class Dataset:
         else:
             y = np.asarray(self.y)
             if per_step:
-                y = np.where(np.arange(y.shape[1]) < self.lengths[:, None], y, 0) if y.ndim == 2 else y
+                lg = self.lengths if self.target_lengths is None else np.asarray(self.target_lengths)
+                y = np.where(np.arange(y.shape[1]) < lg[:, None], y, 0) if y.ndim == 2 else y
             whole = y.dtype.kind in "iu" or np.all(np.equal(np.mod(y, 1), 0))
             if y.ndim != (2 if per_step else 1) or (y.size and (not whole or y.min() < 0)):
                 raise DataError(f"{self.name}: class targets must be whole numbers ≥ 0, one per sample "
@@ -156,7 +159,7 @@ class Dataset:
             x = self.x[k]
         pick = (lambda a: None if a is None else a[k])
         return replace(self, x=x, y=self.y[k], classes=list(self.classes), lengths=pick(self.lengths),
-                       baseline=pick(self.baseline),
+                       baseline=pick(self.baseline), target_lengths=pick(self.target_lengths),
                        tokens=None if self.tokens is None else [self.tokens[i] for i in idx])
 
     def split(self, val_fraction, seed=0):
