@@ -6,20 +6,25 @@ from .data.pairs import decode_targets, encode_sources
 from .errors import LayerboardError
 
 
-def translate(model, texts, k=1, max_len=None, alpha=0.0, batch=64):
-    """(decoded texts, decoded id lists, [indices of texts cut to the model's source length]) of raw source
-    texts, by greedy (k = 1) or beam-k decoding; max_len: target tokens at most (default: the longest target
-    seen in training, <end> included)."""
+def decode_ids(model, x, lengths, k=1, max_len=None, alpha=0.0, batch=64):
+    """Target id lists (without <start>/<end>) of source ids x (n, S) by greedy (k = 1) or beam-k decoding;
+    max_len: target tokens at most (default: the longest target seen in training, <end> included)."""
     from .decode import beam, greedy
     from .seq2seq import model_step
-    x, lengths, cut = encode_sources(texts, model.meta)
-    top = int(model.meta["text"]["target_max_len"])
-    max_len = top if max_len is None else max_len
+    max_len = int(model.meta["text"]["target_max_len"]) if max_len is None else max_len
     step = model_step(model)
     ids = []
-    for i in range(0, len(texts), batch):
+    for i in range(0, len(x), batch):
         src, lg = x[i:i + batch], lengths[i:i + batch]
         ids += greedy(step, src, lg, max_len) if k == 1 else beam(step, src, lg, max_len, k, alpha=alpha)
+    return ids
+
+
+def translate(model, texts, k=1, max_len=None, alpha=0.0):
+    """(decoded texts, decoded id lists, [indices of texts cut to the model's source length]) of raw source
+    texts."""
+    x, lengths, cut = encode_sources(texts, model.meta)
+    ids = decode_ids(model, x, lengths, k, max_len, alpha)
     return decode_targets(ids, model.meta), ids, cut
 
 
