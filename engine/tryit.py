@@ -106,18 +106,18 @@ def translation(model, text=None, ids=None, lengths=None, k=1, max_len=None):
     steps = out + [END] if len(out) < top else out
     return {"kind": "translation", "text": decode_targets([out], model.meta)[0],
             "source_tokens": [vocab[int(v)] for v in ids[0, :int(lengths[0])]],
-            "target_tokens": [tv[i] for i in steps], "maps": cross_maps(model, ids, lengths, steps)}
+            "target_tokens": [tv[i] for i in steps], "maps": cross_maps(model, ids, lengths, out, len(steps))}
 
 
-def cross_maps(model, ids, lengths, steps):
-    """{node: (heads, len(steps), source length)} cross-attention of one source while the decoder reads
-    <start> + steps[:-1] (engine.seq2seq.alignment), each row the weights that produced steps[t]."""
+def cross_maps(model, ids, lengths, out, t):
+    """{node: (heads, t, source length)} cross-attention of one source while the decoder reads <start> + the
+    decoded ids `out` (engine.seq2seq.alignment): row j holds the weights that produced output token j."""
     try:
         from .seq2seq import alignment
     except ImportError:                      # the model side (engine.seq2seq) is not there: no heatmap
         return {}
-    maps = alignment(model, ids, lengths, np.asarray([steps], np.int64))
-    n, t = int(lengths[0]), len(steps)
+    maps = alignment(model, ids, lengths, [list(out)])
+    n = int(lengths[0])
     out = {}
     for name, a in (maps.items() if isinstance(maps, dict) else enumerate(maps)):
         a = np.asarray(a, np.float64)

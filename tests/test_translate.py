@@ -36,7 +36,7 @@ def upper_step(model):
 
 def diagonal_alignment(model, src, src_len, out_ids):
     """{node: (B, heads, T, S)}: target step t attends to source step t."""
-    s, t = src.shape[1], np.asarray(out_ids).shape[1]
+    s, t = src.shape[1], max(len(o) for o in out_ids) + 1               # the decoded ids, then <end>
     a = np.zeros((len(src), 2, t, s))
     for i in range(t):
         a[:, :, i, min(i, s - 1)] = 1.0
