@@ -47,6 +47,8 @@ def describe(model, train):
         model.meta["text"] = dict(train.text)
     if train.tokens is not None and train.task != "regression":
         model.meta["classes"] = list(train.classes)
+    if train.target_vocab is not None:
+        model.meta["target_vocab"] = list(train.target_vocab)
 
 
 def config(project, seed=None):
@@ -75,9 +77,8 @@ def split(ds, cfg):
     if cfg.get("test_split"):
         ds, test = ds.split(cfg["test_split"], cfg["seed"] + 7919)
     train, val = ds.split(cfg["validation_split"], cfg["seed"])
-    if test is not None and train.tokens is not None:
-        from .data.sequences import refit_vocab
-        train, val, test = refit_vocab(train, [val, test])
+    if test is not None and (train.tokens is not None or train.target_vocab is not None):
+        train, val, test = fit(train, val, test)
     return train, val, test
 
 
