@@ -77,6 +77,15 @@ class Teacher:
             raise TrainingError(f"'{ds.name}' has target sequences of {T} steps over {V} tokens, so the output layer "
                                 f"'{m.output}' needs shape ({T}, {V}), not {out}")
 
+    METRICS = ("exact_match", "token_accuracy", "bleu")
+    LIMIT = 200            # validation pairs decoded per evaluation (greedy: one forward per target step)
+
+    def metrics(self, ds, prefix, limit=None):
+        """{prefix_exact_match, prefix_token_accuracy, prefix_bleu} of greedy decoding of ds's first `limit` pairs."""
+        from .text_metrics import evaluate_translation
+        r = evaluate_translation(self.model, ds, self.LIMIT if limit is None else limit)
+        return {f"{prefix}_{k}": float(r[k]) for k in self.METRICS if k in r}
+
     def batch(self, ds, idx):
         """(inputs, y, masks) of samples idx: Batch {source: x, target: teacher_inputs(y)}, the (n, T) targets and
         Batch {source: (n, S) mask, target: (n, T) mask} whose .loss is the target's."""

@@ -106,6 +106,7 @@ class Trainer:
         self.subscribers = []
         keys = ["train_loss", "val_loss"] + (["train_accuracy", "val_accuracy"] if self.classify else [])
         keys += [f"{s}_{k}" for k in ("rmse", "mae", "r2") for s in ("train", "val")] if self.regress else []
+        keys += [f"val_{k}" for k in self.s2s.METRICS] if self.s2s is not None and train.target_vocab else []
         self.history = {k: [] for k in keys}
         self.batch_loss = []
         self.findings = []
@@ -201,7 +202,10 @@ class Trainer:
         acc = hits / max(count, 1.0) if self.classify else None
         if prefix is None:
             return tot / n, acc
-        return tot / n, acc, (errs.metrics(prefix) if errs is not None else {})
+        metrics = errs.metrics(prefix) if errs is not None else {}
+        if self.s2s is not None and ds.target_vocab is not None:        # greedy decoding of a bounded sample
+            metrics.update(self.s2s.metrics(ds, prefix))
+        return tot / n, acc, metrics
 
     def _batch(self, ds, j):
         """(inputs, targets, masks) of samples j: arrays, or for an encoder–decoder seq2seq.Batch dicts."""

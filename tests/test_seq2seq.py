@@ -29,7 +29,8 @@ def pairs(n=64, S=6, T=7, V=9, seed=0, pad_s=0, pad_t=0, noise=False):
         junk = np.random.default_rng(seed + 99)
         x[:] = np.where(np.arange(S + pad_s) < L[:, None], x, junk.integers(0, V, x.shape))
     voc = [str(i) for i in range(V)]
-    ds = Dataset(x, y, "multiclass", "reverse pairs", classes=voc, lengths=L, target_lengths=L + 1, target_vocab=voc)
+    ds = Dataset(x, y, "multiclass", "reverse pairs", classes=voc, lengths=L, target_lengths=L + 1, target_vocab=voc,
+                 vocab=voc)
     if noise:                                   # targets after <end> (a loader writes 0 there) are garbage too
         ds.y[:] = np.where(np.arange(T + pad_t) < (L + 1)[:, None], ds.y, junk.integers(0, V, ds.y.shape))
     return ds
@@ -130,3 +131,18 @@ def test_a_few_epochs_learn_to_reverse():
     first = t.evaluate(ds)[0]
     r = t.run()
     assert r["status"] == "completed" and r["train_loss"] < 0.5 * first
+
+
+def test_validation_reports_exact_match_token_accuracy_and_bleu():
+    ds = pairs(n=120, S=4, T=5, V=7, seed=2)
+    tr, va = ds.split(0.25)
+    m = Model(transformer(4, 5, 7, 7, d=16, heads=2))
+    t = Trainer(m, training_config({"loss": "cce", "optimizer": "adam", "lr": 0.01, "batch_size": 16, "epochs": 2}),
+                tr, va)
+    r = t.run()
+    for k in ("val_exact_match", "val_token_accuracy", "val_bleu"):
+        assert len(t.history[k]) == 2 and k in r
+    from engine.decode import greedy
+    from engine.text_metrics import exact_match, references
+    hyps = greedy(model_step(m), va.x, va.lengths, 5)
+    assert r["val_exact_match"] == pytest.approx(exact_match(hyps, references(va)))
