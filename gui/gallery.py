@@ -16,7 +16,8 @@ from resources import path
 TASK_NAMES = {"binary": "binary classification", "multiclass": "multi-class classification",
               "regression": "regression"}
 METRIC_NAMES = {"val_accuracy": "validation accuracy", "train_accuracy": "training accuracy",
-                "val_r2": "validation R²", "val_rmse": "validation RMSE"}
+                "val_r2": "validation R²", "val_rmse": "validation RMSE",
+                "val_exact_match": "validation exact match (greedy decoding)"}
 LOWER = {"val_rmse"}                   # errors: lower is better, "reaches" is an upper bound
 
 
