@@ -236,3 +236,11 @@ def stream_error(graph, name, srcs, stream, used, shapes):
                 f"'{b}') step by step, but step t of one is not step t of the other: let the decoder read the encoder "
                 f"through a CrossAttention (queries from the decoder, keys and values from '{a}')", None)
     return None
+
+
+def streams(graph):
+    """{node: "source" | "target" | None}: which Input's steps each node's output runs over."""
+    stream, used, ins = {}, {}, graph.inputs_index()
+    for n in graph.topo_order():
+        stream[n] = stream_of(graph, n, ins[n], stream, used)
+    return stream
