@@ -70,4 +70,7 @@ def score(project, metric, epochs=None, samples=None, seed=None):
         y = np.asarray(val.y, float).reshape(len(val), -1)
         sst = float(((y - y.mean(axis=0)) ** 2).sum())
         return 1 - float(((pred - y) ** 2).sum()) / sst, result
+    if metric == "val_exact_match" and trainer.val is not None and len(trainer.val):     # every validation pair,
+        from engine.text_metrics import evaluate_translation                             # not the trainer's sample
+        return float(evaluate_translation(model, trainer.val, limit=None)["exact_match"]), result
     return float(result[metric]), result
