@@ -244,3 +244,25 @@ def streams(graph):
     for n in graph.topo_order():
         stream[n] = stream_of(graph, n, ins[n], stream, used)
     return stream
+
+
+def recurrent(S, T, src_vocab, tgt_vocab, d=32, cell="GRU"):
+    """A Graph of a recurrent encoder–decoder with attention (Luong): source ids → Embedding → `cell` (the
+    encoder's states e_s); target ids (teacher-forced) → Embedding → `cell` (the decoder's h_t, causal by
+    construction); one-head CrossAttention scores h_t against every e_s (Luong's bilinear "general" score
+    q_t·k_s = h_tᵀ W_Qᵀ W_K e_s) and returns the context c_t; ỹ_t = tanh(W_c [h_t; c_t]); softmax over tgt_vocab."""
+    from .graph import Graph
+    g = Graph()
+    g.chain(("source", "Input", {"shape": [S]}), ("src_embed", "Embedding", {"vocab": src_vocab, "dim": d}),
+            ("encoder", cell, {"units": d, "return_sequences": True}))
+    g.chain(("target", "Input", {"shape": [T], "feed": "target"}),
+            ("tgt_embed", "Embedding", {"vocab": tgt_vocab, "dim": d}),
+            ("decoder", cell, {"units": d, "return_sequences": True}),
+            ("attention", "CrossAttention", {"heads": 1}))
+    g.connect("encoder", "attention", 1)
+    g.add_node("Concatenate", "state_context")
+    g.connect("decoder", "state_context", 0)
+    g.connect("attention", "state_context", 1)
+    g.chain(("combine", "Dense", {"units": d}), ("tanh", "Tanh", {}), ("logits", "Dense", {"units": tgt_vocab}),
+            ("probs", "Softmax", {}), after="state_context")
+    return g

@@ -28,7 +28,7 @@ def pairs(n=64, S=6, T=7, V=9, seed=0, pad_s=0, pad_t=0, noise=False):
     if noise:                                   # a separate stream: the valid steps stay those of the clean data
         junk = np.random.default_rng(seed + 99)
         x[:] = np.where(np.arange(S + pad_s) < L[:, None], x, junk.integers(0, V, x.shape))
-    voc = [str(i) for i in range(V)]
+    voc = ["<pad>", "<unk>", "<start>", "<end>"] + [str(i) for i in range(4, V)]
     ds = Dataset(x, y, "multiclass", "reverse pairs", classes=voc, lengths=L, target_lengths=L + 1, target_vocab=voc,
                  vocab=voc)
     if noise:                                   # targets after <end> (a loader writes 0 there) are garbage too
@@ -168,3 +168,29 @@ def test_canvas_errors_understand_the_two_streams():
     g3.connect("enc1_ff_norm", "dec1_cross", 0)
     g3.connect("dec1_att_norm", "dec1_cross", 1)
     assert "the encoder would read the target" in infer(g3)["dec1_cross"].error
+
+
+def copy_pairs(n, S, T, V, seed):
+    """Pairs whose target is the source itself, then <end>."""
+    ds = pairs(n=n, S=S, T=T, V=V, seed=seed)
+    for i, L in enumerate(ds.lengths):
+        ds.y[i, :L] = ds.x[i, :L]
+    return ds
+
+
+@pytest.mark.parametrize("cell", ["GRU", "LSTM"])
+def test_recurrent_encoder_decoder_with_attention(cell):
+    """A GRU/LSTM encoder–decoder with Luong attention (one-head CrossAttention): padding changes nothing, the
+    step is exact, and a few epochs learn to copy (greedy exact match)."""
+    from engine.seq2seq import recurrent
+    g = recurrent(6, 7, 9, 9, d=8, cell=cell)
+    base = grads(Model(g, dtype=np.float64), pairs())
+    noisy = grads(Model(g, dtype=np.float64), pairs(noise=True))
+    np.testing.assert_allclose(noisy[1], base[1], rtol=1e-10, atol=1e-13)
+    ds = copy_pairs(600, 6, 7, 9, 1)
+    tr, va = ds.split(0.2)
+    m = Model(recurrent(6, 7, 9, 9, d=24, cell=cell))
+    t = Trainer(m, training_config({"loss": "cce", "optimizer": "adam", "lr": 0.01, "batch_size": 32, "epochs": 6}),
+                tr, va)
+    r = t.run()
+    assert r["val_exact_match"] > 0.5                    # measured 0.85 (GRU), 0.83 (LSTM)
