@@ -224,3 +224,35 @@ def test_tryit_alignment_from_the_real_cross_attention(tmp_path):
     (name, a), = r["maps"].items()
     assert name == "dec1_cross" and a.shape == (2, len(r["target_tokens"]), 4)
     np.testing.assert_allclose(a.sum(axis=-1), 1.0, rtol=1e-5)           # each row: weights over the source
+
+
+def test_dataset_panel_imports_sentence_pairs(qtbot, tmp_path):
+    """The dataset panel's sequence import builds a pairs reference (TSV columns read), undoable, and previews
+    a sample's source and target tokens."""
+    from engine.project import Project as P
+    from gui.document import Document
+    from gui.training.dataset_panel import DatasetPanel
+    p = P()
+    p.path = tmp_path / "p.json"
+    doc = Document(p)
+    w = DatasetPanel(doc)
+    qtbot.addWidget(w)
+    f = tmp_path / "d.tsv"
+    f.write_text("id\tde\ten\n1\tguten Tag\tgood day\n2\tdanke\tthanks\n", encoding="utf-8")
+    s = w.sequences
+    s.setChecked(True)
+    s.kind.setCurrentIndex([s.kind.itemData(i) for i in range(s.kind.count())].index("pairs"))
+    s.open(f)
+    assert [s.p_source.itemText(i) for i in range(s.p_source.count())] == ["id", "de", "en"]
+    s.p_source.setCurrentText("de")
+    s.p_target.setCurrentText("en")
+    s.p_tokens.setCurrentText("word")
+    ref = s.reference()
+    assert ref == {"kind": "pairs", "path": "d.tsv", "source": "de", "target": "en", "tokens": "word"}
+    old = dict(doc.project.dataset)
+    s.use()
+    assert doc.project.dataset == ref
+    qtbot.waitUntil(lambda: "→" in s.tokens.text(), timeout=60_000)
+    assert "guten · Tag → good · day · <end>" in s.tokens.text()
+    doc.undo_stack.undo()
+    assert doc.project.dataset == old
