@@ -42,6 +42,8 @@ def test_char_tokens_keep_every_character_and_tsv(tmp_path):
     assert ds.x.shape == (2, len("Montag, 7. Dezember 2026")) and ds.y.shape == (2, len("summer") + 1)
     assert "".join(ds.vocab[int(v)] for v in ds.x[1, :3]) == "été"
     assert join(split(" Montag, 7. ", "char"), "char") == "Montag, 7."
+    assert split("हिन्दी भाषा! Don't", "word", lowercase=True) == ["हिन्दी", "भाषा", "!", "don", "'", "t"]
+    assert split("a\u00a0b\tc\n", "char") == ["a", "\u00a0", "b", "\t", "c"]
 
 
 def test_vocabularies_come_from_training_rows_only(tmp_path):
