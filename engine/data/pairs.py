@@ -69,8 +69,8 @@ def load_pairs(path, source="source", target="target", tokens="char", lowercase=
         raise DataError(f"{path}: \"tokens\" must be 'char' or 'word', got {tokens!r}")
     if source == target:
         raise DataError(f"{path}: source and target are both column {source!r}; name two different columns")
-    text, sep = _text(path, delimiter)
-    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=sep), [])
+    raw, sep = _bytes(path, delimiter)
+    header = next(csv.reader(io.StringIO(raw.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")), delimiter=sep), [])
     header = [h.strip() for h in header]
     if not any(header):
         raise DataError(f"{path}: needs a header row and at least one data row")
@@ -80,12 +80,12 @@ def load_pairs(path, source="source", target="target", tokens="char", lowercase=
     for role, name in (("source", source), ("target", target)):
         if name not in header:
             raise DataError(f"{path}: no {role} column named {name!r}; columns are {', '.join(header)}")
-    src, tgt = _columns(path, text, sep, header, source, target)
+    src, tgt = _columns(path, raw, sep, source, target)
     if not len(src):
         raise DataError(f"{path}: needs a header row and at least one data row")
     opts = {"kind": "pairs", "tokens": tokens, "lowercase": bool(lowercase)}
     (x, lengths, vocab), (y, tlen, tvocab) = (
-        _encode(path, text, sep, cells, role, name, opts) for cells, role, name in
+        _encode(path, raw, sep, cells, role, name, opts) for cells, role, name in
         ((src, "source", source), (tgt, "target", target)))
     y = np.concatenate([y, np.zeros((len(y), 1), y.dtype)], axis=1)          # (N, T + 1): room for <end>
     y[np.arange(len(y)), tlen] = END
@@ -97,8 +97,9 @@ def load_pairs(path, source="source", target="target", tokens="char", lowercase=
     return train
 
 
-def _text(path, delimiter):
-    """(the file's text, the delimiter): one DataError for a missing, binary, damaged or non-UTF-8 file."""
+def _bytes(path, delimiter):
+    """(the file's UTF-8 bytes, BOM dropped; the delimiter): one DataError for a missing, binary, damaged or
+    non-UTF-8 file."""
     if not path.is_file():
         raise DataError(f"cannot read {path}: " + ("it is a folder, not a file" if path.is_dir() else "no such file"))
     try:
@@ -113,26 +114,27 @@ def _text(path, delimiter):
         raise DataError(f"{path} is empty; it needs a header row and at least one data row")
     if b"\x00" in raw[:1 << 16]:
         raise DataError(f"{path} is not a text file (it holds binary bytes; starts with {raw[:8]!r})")
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     try:
-        text = raw.decode("utf-8-sig")
+        raw.decode("utf-8")                                  # checked here, so that the error names the line
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
         raise DataError(f"{path}, line {line}: not UTF-8 text (byte {raw[e.start]:#04x}); save the file as UTF-8") \
             from None
     name = path.name.lower().removesuffix(".gz")
     sep = delimiter or ("\t" if name.endswith((".tsv", ".tab")) else ",")
-    return text.replace("\r\n", "\n"), sep
+    return raw, sep
 
 
-def _columns(path, text, sep, header, source, target):
-    """The source and target cells as two lists of str (Arrow parses; every cell read as text)."""
+def _columns(path, raw, sep, source, target):
+    """The source and target columns as Arrow string arrays (every cell read as text)."""
     from .table import _check_rows
     bad = []
     parse = pcsv.ParseOptions(delimiter=sep, invalid_row_handler=lambda r: bad.append(r) or "skip")
     conv = pcsv.ConvertOptions(column_types={source: pa.string(), target: pa.string()},
                                include_columns=[source, target], strings_can_be_null=False)
     try:
-        t = pcsv.read_csv(pa.BufferReader(text.encode()), parse_options=parse, convert_options=conv,
+        t = pcsv.read_csv(pa.BufferReader(raw), parse_options=parse, convert_options=conv,
                           read_options=pcsv.ReadOptions(block_size=1 << 20))
     except pa.ArrowInvalid as e:
         raise DataError(f"{path} is not a readable CSV text file: {str(e).splitlines()[0]}") from None
@@ -141,9 +143,9 @@ def _columns(path, text, sep, header, source, target):
     return t.column(source), t.column(target)
 
 
-def _line(text, sep, i):
+def _line(raw, sep, i):
     """The file's line number of data row i (Arrow skips empty lines; a quoted cell may span lines)."""
-    rows = csv.reader(io.StringIO(text), delimiter=sep)
+    rows = csv.reader(io.StringIO(raw.decode("utf-8"), newline=""), delimiter=sep)
     k = -1
     for r in rows:
         if r:
@@ -153,12 +155,12 @@ def _line(text, sep, i):
     return i + 2
 
 
-def _encode(path, text, sep, cells, role, name, opts):
+def _encode(path, raw, sep, cells, role, name, opts):
     """(ids (N, L) int64 padded with 0, lengths (N,), vocabulary) of one column (an Arrow string array)."""
     tokens, flat, lengths = tokenize(cells, opts["tokens"], opts["lowercase"])
     if (lengths == 0).any():
         i = int(np.argmin(lengths))
-        raise DataError(f"{path}, line {_line(text, sep, i)}: the {role} cell (column {name!r}) is empty")
+        raise DataError(f"{path}, line {_line(raw, sep, i)}: the {role} cell (column {name!r}) is empty")
     ids = np.zeros((len(lengths), int(lengths.max())), np.int64)            # (N, L)
     ids[np.arange(ids.shape[1])[None, :] < lengths[:, None]] = flat + len(SPECIALS)
     return ids, lengths, SPECIALS + tokens
