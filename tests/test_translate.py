@@ -47,6 +47,7 @@ def diagonal_alignment(model, src, src_len, out_ids):
 def stand_in(monkeypatch):
     mod = types.ModuleType("engine.seq2seq")
     mod.model_step, mod.alignment = upper_step, diagonal_alignment
+    mod.target_input = lambda model: "ids"                  # its steps bound the generated length
     monkeypatch.setitem(sys.modules, "engine.seq2seq", mod)
     return mod
 
@@ -204,6 +205,9 @@ def test_predict_end_to_end_matches_engine_greedy_and_beam_one(tmp_path, capsys)
     assert beam(step, x, lg, fresh.meta["text"]["target_max_len"], k=1) == ids
     code, out3, _ = run(capsys, "predict", str(proj), "--weights", str(w), "--text", "abc", "--beam", "3")
     assert code == 0 and len(out3.split("\n")) == 2
+    T = fresh.meta["text"]["target_max_len"]
+    code, out4, err = run(capsys, "predict", str(proj), "--weights", str(w), "--text", "abc", "--max-len", "99")
+    assert code == 0 and f"the model's target Input reads {T} steps" in err and len(out4) <= T + 1
 
 
 def test_evaluate_translation_on_a_real_model_agrees_with_decoding(tmp_path):
