@@ -291,5 +291,7 @@ def to_onnx(model):
 
 
 def save_onnx(path, model):
-    """Write model as a checked .onnx file; atomic."""
+    """Write model as a checked .onnx file; atomic. An encoder–decoder also gets <stem>_greedy.py beside it."""
     atomic_write(path, to_onnx(model).SerializeToString())
+    from .seq2seq_export import save_onnx_greedy
+    save_onnx_greedy(path, model)

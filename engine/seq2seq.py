@@ -191,3 +191,56 @@ def transformer(S, T, src_vocab, tgt_vocab, d=32, heads=4, enc=1, dec=1, ff=None
         y = block(y, f"dec{i + 1}_", cross=x)
     g.chain(("logits", "Dense", {"units": tgt_vocab}), ("probs", "Softmax", {}), after=y)
     return g
+
+
+# ---- two streams on the canvas: which Input's steps a node's output runs over (engine/shapes.py) ----
+MIXES = ("CrossAttention",)        # layer types that may read both streams (input 1: queries, input 2: keys)
+
+
+def stream_of(graph, name, srcs, stream, used):
+    """The stream ("source" or "target") node `name` runs over, from its inputs' streams (`stream`, filled in
+    topological order); `used`: {feed: first Input with it}, filled here."""
+    node = graph.nodes[name]
+    if node.type == "Input":
+        feed = node.config.get("feed", "source")
+        used.setdefault(feed, name)
+        return feed
+    return stream.get(srcs[0]) if srcs else None
+
+
+def stream_error(graph, name, srcs, stream, used, shapes):
+    """(message, Fix or None) when node `name` mixes the two streams step by step or an Input repeats a feed,
+    else None. shapes: its inputs' shapes."""
+    from .layers.base import Fix
+    node = graph.nodes[name]
+    if node.type == "Input":
+        feed = node.config.get("feed", "source")
+        first = used.get(feed)
+        if first != name:
+            other = "target" if feed == "source" else "source"
+            fix = Fix("set", f"set its feed to {other}", config=(("feed", other),)) if other not in used else None
+            return (f"Input '{name}' is fed by the {feed} like Input '{first}': an encoder–decoder has one source "
+                    f"Input (the data's x) and one target Input (the target shifted right, teacher forcing)"
+                    + (f": {fix.text}" if fix else ""), fix)
+        return None
+    ss = [stream.get(s) for s in srcs]
+    if node.type in MIXES:
+        if ss[:2] == ["source", "target"]:
+            return (f"{node.type} '{name}': its queries (input 1, from '{srcs[0]}') run over the source and its keys "
+                    f"(input 2, from '{srcs[1]}') over the target, so the encoder would read the target: connect "
+                    f"the decoder to input 1 and the encoder's output to input 2", None)
+        return None
+    if len(set(s for s in ss if s)) > 1 and all(len(s) == 2 for s in shapes):
+        a, b = (srcs[ss.index(f)] for f in ("source", "target"))
+        return (f"{node.type} '{name}' combines the source sequence (from '{a}') and the target sequence (from "
+                f"'{b}') step by step, but step t of one is not step t of the other: let the decoder read the encoder "
+                f"through a CrossAttention (queries from the decoder, keys and values from '{a}')", None)
+    return None
+
+
+def streams(graph):
+    """{node: "source" | "target" | None}: which Input's steps each node's output runs over."""
+    stream, used, ins = {}, {}, graph.inputs_index()
+    for n in graph.topo_order():
+        stream[n] = stream_of(graph, n, ins[n], stream, used)
+    return stream

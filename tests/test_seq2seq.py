@@ -146,3 +146,25 @@ def test_validation_reports_exact_match_token_accuracy_and_bleu():
     from engine.text_metrics import exact_match, references
     hyps = greedy(model_step(m), va.x, va.lengths, 5)
     assert r["val_exact_match"] == pytest.approx(exact_match(hyps, references(va)))
+
+
+def test_canvas_errors_understand_the_two_streams():
+    from engine.shapes import errors, infer
+    g = transformer(6, 7, 9, 9, d=8, heads=2)
+    assert errors(infer(g)) == []
+    g.nodes["source"].config["feed"] = "target"                          # two target Inputs: one-click fix
+    info = infer(g)["target"]
+    assert "fed by the target like Input 'source'" in info.error and info.fix.config == (("feed", "source"),)
+    g2 = transformer(6, 6, 9, 9, d=8, heads=2)            # decoder + encoder step by step (same lengths: shapes pass)
+    g2.add_node("Add", "mix")
+    g2.connect("dec1_att_norm", "mix", 0)
+    g2.connect("enc1_ff_norm", "mix", 1)
+    info = infer(g2)["mix"]
+    assert "combines the source sequence (from 'enc1_ff_norm') and the target sequence" in info.error
+    assert infer(g2)["probs"].shape == (6, 9)                           # the rest of the graph is unaffected
+    g3 = transformer(6, 7, 9, 9, d=8, heads=2)                           # cross-attention the wrong way round
+    for e in [e for e in g3.edges if e.dst == "dec1_cross"]:
+        g3.disconnect(e)
+    g3.connect("enc1_ff_norm", "dec1_cross", 0)
+    g3.connect("dec1_att_norm", "dec1_cross", 1)
+    assert "the encoder would read the target" in infer(g3)["dec1_cross"].error

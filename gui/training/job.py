@@ -36,6 +36,9 @@ class Probe:
     lengths: np.ndarray | None = None     # sequences: (n,) valid steps of the samples x
     eval_lengths: np.ndarray | None = None    # sequences: (n,) valid steps of eval_x
     vocab: list | None = None             # token id -> text, when the data is text
+    target_lengths: np.ndarray | None = None  # sentence pairs: (n,) valid target steps of the samples x (y's)
+    target_vocab: list | None = None      # sentence pairs: target token id -> text
+    eval_target_lengths: np.ndarray | None = None     # sentence pairs: (n,) valid target steps of eval_y
     loss_grad: object = None              # fn(out, y, mask) -> (loss, dL/dout) as the trainer computes it
     logits: bool = False                  # the loss takes the head's logits (forward/backward logits=True)
 
@@ -50,6 +53,9 @@ def make_probe(train, val, seed):
     if getattr(ref, "lengths", None) is not None:
         p.lengths, p.eval_lengths = np.asarray(ref.lengths)[pick], np.asarray(ref.lengths)[ev]
     p.vocab = getattr(train, "vocab", None)
+    if getattr(ref, "target_lengths", None) is not None:                 # sentence pairs: the decoder's side
+        p.target_lengths, p.target_vocab = np.asarray(ref.target_lengths)[pick], train.target_vocab
+        p.eval_target_lengths = np.asarray(ref.target_lengths)[ev]
     if train.x.ndim == 2 and train.x.shape[1] == 2:
         allx = train.x if ref is train else np.concatenate([train.x, val.x])
         lo, hi = allx.min(axis=0), allx.max(axis=0)

@@ -63,7 +63,15 @@ class ConfusionView(View):
             return None
         n = len(probe.classes)
         lens = getattr(probe, "eval_lengths", None)
-        out, y = np.asarray(model.predict(probe.eval_x, lengths=lens)), probe.eval_y
+        from engine.seq2seq import source_input, target_input, teacher_inputs
+        tgt = target_input(model)
+        if tgt is not None:                                    # an encoder–decoder: next tokens, teacher-forced
+            lens, src = probe.eval_target_lengths, source_input(model)
+            out = np.asarray(model.predict({src: probe.eval_x, tgt: teacher_inputs(probe.eval_y)},
+                                           lengths={src: probe.eval_lengths, tgt: lens}))
+        else:
+            out = np.asarray(model.predict(probe.eval_x, lengths=lens))
+        y = probe.eval_y
         if lens is not None and out.ndim == 3:                 # a class per step: every valid step counts
             valid = np.arange(out.shape[1])[None, :] < lens[:, None]             # (n, T)
             out, y = out[valid], y[valid]

@@ -41,9 +41,18 @@ def mask(probe, idx):
 
 
 def forward(model, probe, idx):
-    """Evaluation-mode forward of the probe samples idx (their mask included); returns their lengths."""
+    """Evaluation-mode forward of the probe samples idx (their mask included); returns their lengths. An
+    encoder–decoder's target Input reads the samples' targets shifted right (teacher forcing)."""
+    from engine.seq2seq import source_input, steps_mask, target_input, teacher_inputs
     idx = np.atleast_1d(idx)
-    model.forward(probe.x[idx], training=False, mask=mask(probe, idx))
+    tgt = target_input(model)
+    if tgt is not None and getattr(probe, "target_lengths", None) is not None:
+        y = np.asarray(probe.y)[idx]
+        src = source_input(model)
+        model.forward({src: probe.x[idx], tgt: teacher_inputs(y)}, training=False,
+                      mask={src: mask(probe, idx), tgt: steps_mask(probe.target_lengths[idx], y.shape[1])})
+    else:
+        model.forward(probe.x[idx], training=False, mask=mask(probe, idx))
     return lengths(probe, idx)
 
 

@@ -1,0 +1,22 @@
+"""An encoder–decoder trains in the training dock: the attention view gets cross-attention maps every probe and no
+view reports an error (views that do not apply to two inputs stay empty)."""
+import numpy as np
+
+from engine.project import Project
+from engine.seq2seq import transformer
+from gui.training.views import AttentionView
+from test_seq2seq import pairs
+from test_seq_gui import train_in_dock  # noqa: F401  (fixture)
+
+
+def test_dock_trains_an_encoder_decoder_without_view_errors(train_in_dock):  # noqa: F811
+    ds = pairs(n=160, S=5, T=6, V=8, seed=3)
+    g = transformer(5, 6, 8, 8, d=16, heads=2)
+    p = Project(g)
+    p.training.update({"loss": "cce", "epochs": 2, "batch_size": 32, "lr": 0.01, "validation_split": 0.25})
+    d, got = train_in_dock(p, ds, front=AttentionView)
+    errors = {k: pl["error"] for k, pls in got.items() for pl in pls if isinstance(pl, dict) and "error" in pl}
+    assert errors == {}
+    maps = [pl for pl in got["attention"] if pl]
+    assert maps and maps[-1]["maps"]["dec1_cross"].shape == (2, 6, 5)
+    assert d.result["val_exact_match"] >= 0.0 and "val_bleu" in d.result
