@@ -11,13 +11,19 @@ def decode_ids(model, x, lengths, k=1, max_len=None, alpha=0.0, batch=64):
     max_len: target tokens at most (default: the longest target seen in training, <end> included)."""
     from .decode import beam, greedy
     from .seq2seq import model_step
-    max_len = int(model.meta["text"]["target_max_len"]) if max_len is None else max_len
+    max_len = min(int(model.meta["text"]["target_max_len"]) if max_len is None else max_len, longest(model))
     step = model_step(model)
     ids = []
     for i in range(0, len(x), batch):
         src, lg = x[i:i + batch], lengths[i:i + batch]
         ids += greedy(step, src, lg, max_len) if k == 1 else beam(step, src, lg, max_len, k, alpha=alpha)
     return ids
+
+
+def longest(model):
+    """Target tokens the model can generate at most: the steps of its target (decoder) Input."""
+    from .seq2seq import target_input
+    return int(model.infos[target_input(model)].shape[0])
 
 
 def translate(model, texts, k=1, max_len=None, alpha=0.0):
@@ -59,6 +65,9 @@ def cmd_predict(a, project):
     texts = [a.text] if a.text is not None else _lines(a.input)
     model = Model(project.graph)
     load_into(model, a.weights)
+    if a.max_len is not None and a.max_len > longest(model):
+        print(f"--max-len {a.max_len}: the model's target Input reads {longest(model)} steps; it generates at most "
+              f"{longest(model)} tokens", file=sys.stderr)
     keep = [i for i, t in enumerate(texts) if t.strip()]
     out = [""] * len(texts)
     if keep:

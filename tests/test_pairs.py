@@ -42,6 +42,8 @@ def test_char_tokens_keep_every_character_and_tsv(tmp_path):
     assert ds.x.shape == (2, len("Montag, 7. Dezember 2026")) and ds.y.shape == (2, len("summer") + 1)
     assert "".join(ds.vocab[int(v)] for v in ds.x[1, :3]) == "été"
     assert join(split(" Montag, 7. ", "char"), "char") == "Montag, 7."
+    assert split("हिन्दी भाषा! Don't", "word", lowercase=True) == ["हिन्दी", "भाषा", "!", "don", "'", "t"]
+    assert split("a\u00a0b\tc\n", "char") == ["a", "\u00a0", "b", "\t", "c"]
 
 
 def test_vocabularies_come_from_training_rows_only(tmp_path):
@@ -92,6 +94,7 @@ BAD = [
     ("missing target column", "source,tgt\na,b\n", "p.csv", "no target column named 'target'"),
     ("empty source cell", "source,target\na,b\n,c\nd,e\n", "p.csv", r"p\.csv, line 3: the source cell \(column 'source'\) is empty"),
     ("blank target cell after a blank line", "source,target\na,b\n\nd,  \n", "p.csv", r"line 4: the target cell \(column 'target'\) is empty"),
+    ("empty cell, CRLF lines and a BOM", "\ufeffsource,target\r\na,b\r\n,c\r\n", "p.csv", r"line 3: the source cell"),
     ("wrong number of values", "source,target\na,b\nc,d,e\n", "p.csv", r"line 3: 3 values but the header has 2 columns"),
     ("duplicate column", "source,source,target\na,b,c\n", "p.csv", "two columns are named 'source'"),
     ("binary file", b"PK\x03\x04\x00\x00\x01\x02source,target", "p.csv", "not a text file"),

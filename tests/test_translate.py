@@ -47,6 +47,7 @@ def diagonal_alignment(model, src, src_len, out_ids):
 def stand_in(monkeypatch):
     mod = types.ModuleType("engine.seq2seq")
     mod.model_step, mod.alignment = upper_step, diagonal_alignment
+    mod.target_input = lambda model: "ids"                  # its steps bound the generated length
     monkeypatch.setitem(sys.modules, "engine.seq2seq", mod)
     return mod
 
@@ -158,3 +159,104 @@ def test_tryit_panel_translates_typed_text_and_data_rows(project, stand_in, qtbo
     w.grab().save(str(tmp_path / "tryit-translation.png"))
     assert (tmp_path / "tryit-translation.png").stat().st_size > 1000
     assert SPECIALS[END] in w.result["target_tokens"]
+
+
+# ---- end to end: a real encoder–decoder (engine.seq2seq) trained a few steps on pairs from a file ----
+
+def trained_pairs(tmp_path, epochs=1):
+    """(project path, weights path, model, trainer) of a small transformer trained on reversed letter strings."""
+    from engine.seq2seq import transformer
+    from engine.session import prepare
+    from engine.weights import save as save_weights
+    rng = np.random.default_rng(0)
+    rows = ["".join(rng.choice(list("abcdef"), rng.integers(2, 6))) for _ in range(120)]
+    (tmp_path / "r.csv").write_text("src,tgt\n" + "".join(f"{r},{r[::-1]}\n" for r in rows), encoding="utf-8")
+    ref = {"kind": "pairs", "path": "r.csv", "source": "src", "target": "tgt", "tokens": "char"}
+    ds = load(ref, tmp_path)
+    g = transformer(ds.x.shape[1], ds.y.shape[1], len(ds.vocab), len(ds.target_vocab), d=16, heads=2)
+    p = Project(graph=g, dataset=ref)
+    p.training.update(loss="cce", optimizer="adam", lr=0.01, batch_size=16, epochs=epochs, seed=0)
+    p.save(tmp_path / "r.json")
+    model, tr = prepare(p, seed=0)
+    tr.run()
+    save_weights(tmp_path / "r.npz", model)
+    return tmp_path / "r.json", tmp_path / "r.npz", model, tr
+
+
+def test_predict_end_to_end_matches_engine_greedy_and_beam_one(tmp_path, capsys):
+    from engine.data.pairs import decode_targets, encode_sources
+    from engine.decode import beam, greedy
+    from engine.seq2seq import model_step
+    from engine.translate import translate
+    from engine.weights import load_into
+    proj, w, model, tr = trained_pairs(tmp_path)
+    assert model.meta["target_vocab"] == tr.train.target_vocab and model.meta["vocab"] == tr.train.vocab
+    lines = ["abc", "fed", "cab", "aaf"]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, _ = run(capsys, "predict", str(proj), "--weights", str(w), "--input", str(tmp_path / "in.txt"))
+    assert code == 0
+    got = out.split("\n")[:-1]
+    fresh = Model(Project.load(proj).graph)
+    load_into(fresh, w)                                       # what predict read: the weights file alone
+    x, lg, _ = encode_sources(lines, fresh.meta)
+    step = model_step(fresh)
+    ids = greedy(step, x, lg, fresh.meta["text"]["target_max_len"])
+    assert got == decode_targets(ids, fresh.meta) == translate(model, lines)[0]
+    assert beam(step, x, lg, fresh.meta["text"]["target_max_len"], k=1) == ids
+    code, out3, _ = run(capsys, "predict", str(proj), "--weights", str(w), "--text", "abc", "--beam", "3")
+    assert code == 0 and len(out3.split("\n")) == 2
+    T = fresh.meta["text"]["target_max_len"]
+    code, out4, err = run(capsys, "predict", str(proj), "--weights", str(w), "--text", "abc", "--max-len", "99")
+    assert code == 0 and f"the model's target Input reads {T} steps" in err and len(out4) <= T + 1
+
+
+def test_evaluate_translation_on_a_real_model_agrees_with_decoding(tmp_path):
+    from engine.text_metrics import evaluate_translation, exact_match, references
+    from engine.decode import greedy
+    from engine.seq2seq import model_step
+    _, _, model, tr = trained_pairs(tmp_path)
+    val = tr.val
+    res = evaluate_translation(model, val, limit=10)
+    ids = greedy(model_step(model), np.asarray(val.x[:10]), val.lengths[:10], val.y.shape[1])
+    assert res["exact_match"] == pytest.approx(exact_match(ids, references(val, slice(0, 10))))
+    assert 0 <= res["token_accuracy"] <= 1 and 0 <= res["bleu"] <= 100
+
+
+def test_tryit_alignment_from_the_real_cross_attention(tmp_path):
+    _, _, model, tr = trained_pairs(tmp_path)
+    r = tryit.translation(model, "abcd")
+    (name, a), = r["maps"].items()
+    assert name == "dec1_cross" and a.shape == (2, len(r["target_tokens"]), 4)
+    np.testing.assert_allclose(a.sum(axis=-1), 1.0, rtol=1e-5)           # each row: weights over the source
+
+
+def test_dataset_panel_imports_sentence_pairs(qtbot, tmp_path):
+    """The dataset panel's sequence import builds a pairs reference (TSV columns read), undoable, and previews
+    a sample's source and target tokens."""
+    from engine.project import Project as P
+    from gui.document import Document
+    from gui.training.dataset_panel import DatasetPanel
+    p = P()
+    p.path = tmp_path / "p.json"
+    doc = Document(p)
+    w = DatasetPanel(doc)
+    qtbot.addWidget(w)
+    f = tmp_path / "d.tsv"
+    f.write_text("id\tde\ten\n1\tguten Tag\tgood day\n2\tdanke\tthanks\n", encoding="utf-8")
+    s = w.sequences
+    s.setChecked(True)
+    s.kind.setCurrentIndex([s.kind.itemData(i) for i in range(s.kind.count())].index("pairs"))
+    s.open(f)
+    assert [s.p_source.itemText(i) for i in range(s.p_source.count())] == ["id", "de", "en"]
+    s.p_source.setCurrentText("de")
+    s.p_target.setCurrentText("en")
+    s.p_tokens.setCurrentText("word")
+    ref = s.reference()
+    assert ref == {"kind": "pairs", "path": "d.tsv", "source": "de", "target": "en", "tokens": "word"}
+    old = dict(doc.project.dataset)
+    s.use()
+    assert doc.project.dataset == ref
+    qtbot.waitUntil(lambda: "→" in s.tokens.text(), timeout=60_000)
+    assert "guten · Tag → good · day · <end>" in s.tokens.text()
+    doc.undo_stack.undo()
+    assert doc.project.dataset == old

@@ -9,12 +9,12 @@ S and T are the longest source and target (+1) in the file.
 import csv
 import gzip
 import io
-import re
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from ..errors import DataError
@@ -23,15 +23,38 @@ from .dataset import Dataset
 SPECIALS = ["<pad>", "<unk>", "<start>", "<end>"]
 PAD, UNK, START, END = 0, 1, 2, 3
 LEVELS = ("char", "word")
-WORD = re.compile(r"\w+|[^\w\s]")           # words (any script) and single punctuation marks
+MARK = r"([^\p{L}\p{M}\p{N}_\s\p{Z}])"      # a character that is no part of a word (any script): its own token
+
+
+def tokenize(texts, level="char", lowercase=False):
+    """(distinct tokens, flat (total,) int64 index into them, lengths (n,) int64) of texts (a list or an Arrow
+    string array), computed in Arrow: characters, or words of any script and single punctuation marks; each
+    text trimmed (and lower-cased) first."""
+    a = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.string())
+    a = pc.utf8_trim_whitespace(a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a)
+    if lowercase:
+        a = pc.utf8_lower(a)
+    if level == "word":
+        words = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(pc.replace_substring_regex(a, MARK, r" \1 ")))
+        codes = pc.dictionary_encode(pc.list_flatten(words))
+        return (codes.dictionary.to_pylist(), codes.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+                pc.list_value_length(words).to_numpy(zero_copy_only=False).astype(np.int64))
+    a = a.cast(pa.large_string())                            # one UTF-8 buffer with int64 offsets
+    off = np.frombuffer(a.buffers()[1], np.int64)[a.offset:a.offset + len(a) + 1]
+    raw = a.buffers()[2].to_pybytes()[off[0]:off[-1]] if len(a) and off[-1] > off[0] else b""
+    points = np.frombuffer(raw.decode("utf-8").encode("utf-32-le"), np.uint32)       # (total characters,)
+    seen = np.zeros(0x110000, bool)                          # every Unicode code point: a table, no sort
+    seen[points] = True
+    distinct = np.flatnonzero(seen)
+    index = np.cumsum(seen, dtype=np.int64) - 1                # code point -> its place among the distinct
+    return ([chr(c) for c in distinct], index[points],
+            pc.utf8_length(a).to_numpy(zero_copy_only=False).astype(np.int64))
 
 
 def split(text, level="char", lowercase=False):
-    """Tokens of one text: its characters, or its words and punctuation marks."""
-    text = text.strip()
-    if lowercase:
-        text = text.lower()
-    return list(text) if level == "char" else WORD.findall(text)
+    """Tokens of one text, as tokenize makes them."""
+    tokens, flat, _ = tokenize([text], level, lowercase)
+    return [tokens[i] for i in flat]
 
 
 def join(tokens, level="char"):
@@ -46,8 +69,8 @@ def load_pairs(path, source="source", target="target", tokens="char", lowercase=
         raise DataError(f"{path}: \"tokens\" must be 'char' or 'word', got {tokens!r}")
     if source == target:
         raise DataError(f"{path}: source and target are both column {source!r}; name two different columns")
-    text, sep = _text(path, delimiter)
-    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=sep), [])
+    raw, sep = _bytes(path, delimiter)
+    header = next(csv.reader(io.StringIO(raw.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")), delimiter=sep), [])
     header = [h.strip() for h in header]
     if not any(header):
         raise DataError(f"{path}: needs a header row and at least one data row")
@@ -57,12 +80,12 @@ def load_pairs(path, source="source", target="target", tokens="char", lowercase=
     for role, name in (("source", source), ("target", target)):
         if name not in header:
             raise DataError(f"{path}: no {role} column named {name!r}; columns are {', '.join(header)}")
-    src, tgt = _columns(path, text, sep, header, source, target)
-    if not src:
+    src, tgt = _columns(path, raw, sep, source, target)
+    if not len(src):
         raise DataError(f"{path}: needs a header row and at least one data row")
     opts = {"kind": "pairs", "tokens": tokens, "lowercase": bool(lowercase)}
     (x, lengths, vocab), (y, tlen, tvocab) = (
-        _encode(path, text, sep, cells, role, name, opts) for cells, role, name in
+        _encode(path, raw, sep, cells, role, name, opts) for cells, role, name in
         ((src, "source", source), (tgt, "target", target)))
     y = np.concatenate([y, np.zeros((len(y), 1), y.dtype)], axis=1)          # (N, T + 1): room for <end>
     y[np.arange(len(y)), tlen] = END
@@ -74,8 +97,9 @@ def load_pairs(path, source="source", target="target", tokens="char", lowercase=
     return train
 
 
-def _text(path, delimiter):
-    """(the file's text, the delimiter): one DataError for a missing, binary, damaged or non-UTF-8 file."""
+def _bytes(path, delimiter):
+    """(the file's UTF-8 bytes, BOM dropped; the delimiter): one DataError for a missing, binary, damaged or
+    non-UTF-8 file."""
     if not path.is_file():
         raise DataError(f"cannot read {path}: " + ("it is a folder, not a file" if path.is_dir() else "no such file"))
     try:
@@ -90,37 +114,38 @@ def _text(path, delimiter):
         raise DataError(f"{path} is empty; it needs a header row and at least one data row")
     if b"\x00" in raw[:1 << 16]:
         raise DataError(f"{path} is not a text file (it holds binary bytes; starts with {raw[:8]!r})")
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     try:
-        text = raw.decode("utf-8-sig")
+        raw.decode("utf-8")                                  # checked here, so that the error names the line
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
         raise DataError(f"{path}, line {line}: not UTF-8 text (byte {raw[e.start]:#04x}); save the file as UTF-8") \
             from None
     name = path.name.lower().removesuffix(".gz")
     sep = delimiter or ("\t" if name.endswith((".tsv", ".tab")) else ",")
-    return text.replace("\r\n", "\n"), sep
+    return raw, sep
 
 
-def _columns(path, text, sep, header, source, target):
-    """The source and target cells as two lists of str (Arrow parses; every cell read as text)."""
+def _columns(path, raw, sep, source, target):
+    """The source and target columns as Arrow string arrays (every cell read as text)."""
     from .table import _check_rows
     bad = []
     parse = pcsv.ParseOptions(delimiter=sep, invalid_row_handler=lambda r: bad.append(r) or "skip")
     conv = pcsv.ConvertOptions(column_types={source: pa.string(), target: pa.string()},
                                include_columns=[source, target], strings_can_be_null=False)
     try:
-        t = pcsv.read_csv(pa.BufferReader(text.encode()), parse_options=parse, convert_options=conv,
+        t = pcsv.read_csv(pa.BufferReader(raw), parse_options=parse, convert_options=conv,
                           read_options=pcsv.ReadOptions(block_size=1 << 20))
     except pa.ArrowInvalid as e:
         raise DataError(f"{path} is not a readable CSV text file: {str(e).splitlines()[0]}") from None
     if bad:
         _check_rows(path, bad, sep)
-    return t.column(source).to_pylist(), t.column(target).to_pylist()
+    return t.column(source), t.column(target)
 
 
-def _line(text, sep, i):
+def _line(raw, sep, i):
     """The file's line number of data row i (Arrow skips empty lines; a quoted cell may span lines)."""
-    rows = csv.reader(io.StringIO(text), delimiter=sep)
+    rows = csv.reader(io.StringIO(raw.decode("utf-8"), newline=""), delimiter=sep)
     k = -1
     for r in rows:
         if r:
@@ -130,21 +155,15 @@ def _line(text, sep, i):
     return i + 2
 
 
-def _encode(path, text, sep, cells, role, name, opts):
-    """(ids (N, L) int64 padded with 0, lengths (N,), vocabulary) of one column, tokens in first-seen order."""
-    ix = {t: i for i, t in enumerate(SPECIALS)}
-    seqs = []
-    for i, c in enumerate(cells):
-        toks = split(c, opts["tokens"], opts["lowercase"])
-        if not toks:
-            raise DataError(f"{path}, line {_line(text, sep, i)}: the {role} cell (column {name!r}) is empty" +
-                            (" or holds no word" if c.strip() else ""))
-        seqs.append([ix.setdefault(t, len(ix)) for t in toks])
-    lengths = np.fromiter((len(s) for s in seqs), np.int64, len(seqs))
-    ids = np.zeros((len(seqs), int(lengths.max())), np.int64)               # (N, L)
-    ids[np.arange(ids.shape[1])[None, :] < lengths[:, None]] = np.fromiter(
-        (t for s in seqs for t in s), np.int64, int(lengths.sum()))
-    return ids, lengths, list(ix)
+def _encode(path, raw, sep, cells, role, name, opts):
+    """(ids (N, L) int64 padded with 0, lengths (N,), vocabulary) of one column (an Arrow string array)."""
+    tokens, flat, lengths = tokenize(cells, opts["tokens"], opts["lowercase"])
+    if (lengths == 0).any():
+        i = int(np.argmin(lengths))
+        raise DataError(f"{path}, line {_line(raw, sep, i)}: the {role} cell (column {name!r}) is empty")
+    ids = np.zeros((len(lengths), int(lengths.max())), np.int64)            # (N, L)
+    ids[np.arange(ids.shape[1])[None, :] < lengths[:, None]] = flat + len(SPECIALS)
+    return ids, lengths, SPECIALS + tokens
 
 
 def vocabulary(ids, lengths, vocab):
@@ -182,19 +201,16 @@ def encode_sources(texts, meta):
     if opts.get("kind") != "pairs" or not vocab or not meta.get("target_vocab"):
         raise DataError("these weights were not trained on sentence pairs: they carry no source and target "
                         "vocabularies")
-    ix = {t: i for i, t in enumerate(vocab)}
+    tokens, flat, lg = tokenize(list(texts), opts["tokens"], opts.get("lowercase", False))
+    ids = _lut(tokens, vocab)[flat] if len(flat) else flat                    # (total,) training ids
     s = int(opts["max_len"])
     x = np.zeros((len(texts), s), np.float32)
-    lengths = np.ones(len(texts), np.int64)
-    cut = []
-    for i, text in enumerate(texts):
-        ids = [ix.get(t, UNK) for t in split(text, opts["tokens"], opts.get("lowercase", False))] or [UNK]
-        if len(ids) > s:
-            cut.append(i)
-            ids = ids[:s]
-        x[i, :len(ids)] = ids
-        lengths[i] = len(ids)
-    return x, lengths, cut
+    starts = np.concatenate([[0], np.cumsum(lg)])
+    for i, n in enumerate(lg):
+        x[i, :min(n, s)] = ids[starts[i]:starts[i] + min(n, s)]
+    lengths = np.clip(lg, 1, s)
+    x[lg == 0, 0] = UNK                                                      # an empty text: one <unk>
+    return x, lengths, [int(i) for i in np.flatnonzero(lg > s)]
 
 
 def decode_targets(seqs, meta):
