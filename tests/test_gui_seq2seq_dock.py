@@ -20,3 +20,15 @@ def test_dock_trains_an_encoder_decoder_without_view_errors(train_in_dock):  # n
     maps = [pl for pl in got["attention"] if pl]
     assert maps and maps[-1]["maps"]["dec1_cross"].shape == (2, 6, 5)
     assert d.result["val_exact_match"] >= 0.0 and "val_bleu" in d.result
+
+
+def test_data_check_sets_each_input_from_its_side_of_the_pairs():
+    from engine.shapes import infer
+    from gui.training.datacheck import mismatches
+    ds = pairs(n=20, S=5, T=6, V=8)
+    g = transformer(7, 9, 8, 8, d=8, heads=2)                    # both Inputs too long for this data
+    found = {n: (msg, fix) for n, msg, fix in mismatches(g, infer(g), ds, "cce")}
+    assert "has samples of shape (5,)" in found["source"][0] and found["source"][1].config == (("shape", (5,)),)
+    assert "target sequences of shape (6,)" in found["target"][0] and found["target"][1].config == (("shape", (6,)),)
+    ok = transformer(5, 6, 8, 8, d=8, heads=2)
+    assert mismatches(ok, infer(ok), ds, "cce") == []
