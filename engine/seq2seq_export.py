@@ -45,14 +45,18 @@ The ONNX graph scores a whole target at once (teacher forcing): inputs @@SRC@@ (
 target so far (<start> = @@START@@ first, padded with 0), lengths (B,) and target_lengths (B,) valid steps; output
 (B, T, V) next-token probabilities. Greedy decoding runs it once per generated token:
 
-    python @@SCRIPT@@ 5,9,13,0,0 3          # source ids, padded to S, and the source length
+    python @@SCRIPT@@ "a source sentence"      # character-level models with their vocabularies: text in, text out
+    python @@SCRIPT@@ 5,9,13                   # any model: source ids in, target ids out
 """
 import sys
 
 import numpy as np
 import onnxruntime as ort
 
-START, END, T = @@START@@, @@END@@, @@T@@
+START, END, S, T = @@START@@, @@END@@, @@S@@, @@T@@
+VOCAB = @@VOCAB@@                  # source token id -> text (None: not saved with the weights)
+TARGET_VOCAB = @@TARGET_VOCAB@@    # target token id -> text
+CHARS, LOWER = @@CHARS@@, @@LOWER@@      # character tokens; lower-cased before encoding
 
 
 def greedy(session, src, src_lengths, max_len=T):
@@ -78,10 +82,25 @@ def greedy(session, src, src_lengths, max_len=T):
     return out
 
 
+def encode(arg):
+    """(ids (1, S), [length], is text) of "5,9,13" or, for character models with a vocabulary, of a text (cut to S)."""
+    try:
+        ids, text = [int(v) for v in arg.split(",")], None
+    except ValueError:
+        if not (CHARS and VOCAB):
+            raise SystemExit("this model takes source ids: python @@SCRIPT@@ 5,9,13")
+        text = arg.strip().lower() if LOWER else arg.strip()
+        ix = {t: i for i, t in enumerate(VOCAB)}
+        ids = [ix.get(c, 1) for c in text] or [1]                                 # 1: <unk>
+    ids = ids[:S]
+    return np.array([ids + [0] * (S - len(ids))], np.float32), [len(ids)], text is not None
+
+
 if __name__ == "__main__":
     sess = ort.InferenceSession("@@FILE@@", providers=["CPUExecutionProvider"])
-    ids = [float(v) for v in sys.argv[1].split(",")]
-    print(greedy(sess, [ids], [int(sys.argv[2])])[0])
+    src, lengths, is_text = encode(sys.argv[1])
+    out = greedy(sess, src, lengths)[0]
+    print("".join(TARGET_VOCAB[i] for i in out) if is_text else ",".join(map(str, out)))
 '''
 
 
@@ -101,9 +120,12 @@ def torch_translate(model):
 
 def onnx_greedy(model, onnx_name, script_name):
     """The greedy-decoding script for the ONNX export of an encoder–decoder."""
-    tgt = target_input(model)
-    return _fill(ONNX_GREEDY, FILE=onnx_name, SCRIPT=script_name, SRC=source_input(model), TGT=tgt,
-                 T=model.infos[tgt].shape[0], START=START, END=END)
+    tgt, src = target_input(model), source_input(model)
+    text = model.meta.get("text") or {}
+    return _fill(ONNX_GREEDY, FILE=onnx_name, SCRIPT=script_name, SRC=src, TGT=tgt, S=model.infos[src].shape[0],
+                 T=model.infos[tgt].shape[0], START=START, END=END, VOCAB=repr(model.meta.get("vocab")),
+                 TARGET_VOCAB=repr(model.meta.get("target_vocab")), CHARS=text.get("tokens") == "char",
+                 LOWER=bool(text.get("lowercase")))
 
 
 def save_onnx_greedy(path, model):

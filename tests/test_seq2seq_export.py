@@ -65,6 +65,12 @@ def test_onnx_scores_like_the_engine_and_its_greedy_script_decodes_the_same_toke
     script = _module(d / "s2s_greedy.py", "s2s_greedy")
     assert script.greedy(sess, va.x, va.lengths) == engine
     assert sum(map(len, engine)) > 0
+    import subprocess
+    import sys
+    from engine.translate import translate
+    text = translate(model, ["gfedc"])[0][0]                          # what `layerboard predict --text` writes
+    run = subprocess.run([sys.executable, "s2s_greedy.py", "gfedc"], cwd=d, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == text, run.stderr
 
 
 def test_pytorch_export_translate_reproduces_engine_greedy(trained):
