@@ -20,6 +20,13 @@ def test_dock_trains_an_encoder_decoder_without_view_errors(train_in_dock):  # n
     maps = [pl for pl in got["attention"] if pl]
     assert maps and maps[-1]["maps"]["dec1_cross"].shape == (2, 6, 5)
     assert d.result["val_exact_match"] >= 0.0 and "val_bleu" in d.result
+    from gui.training.views import CurvesView
+    cv = d.view(CurvesView)
+    d.drain()
+    cv.refresh()
+    x, y = cv.epoch_curve(0, "val_exact_match").getData()
+    assert len(x) == 2 and np.allclose(y, d.job.trainer.history["val_exact_match"])
+    assert "validation exact match" in d.message.text() and "BLEU" in d.message.text()
 
 
 def test_data_check_sets_each_input_from_its_side_of_the_pairs():

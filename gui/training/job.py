@@ -235,7 +235,8 @@ class Job:
                                    "input_shape": model.input_shape, "layers": list(model.order),
                                    "features": {n: int(np.prod(model.infos[n].shape)) for n in model.order},
                                    "types": {n: model.graph.nodes[n].type for n in model.order},
-                                   "two_d": self.probe.grid is not None, "classify": trainer.classify})
+                                   "two_d": self.probe.grid is not None, "classify": trainer.classify,
+                                   "translation": "val_exact_match" in trainer.history})
         self.ready.wait(self.ui_wait)                # let the UI build its plots before the worker takes the CPU
         self.ready.clear()
         trainer.subscribe(self._on_event)
