@@ -89,11 +89,11 @@ class TryItPanel(QWidget):
         self.text = QLineEdit(placeholderText="Type a sentence and press Enter")
         self.text.returnPressed.connect(self.predict_text)
         t.addWidget(self.text)
-        self.beam = QSpinBox(prefix="beam ", minimum=1, maximum=16)
+        self.beam = QSpinBox(prefix="beam ", minimum=1, maximum=16)               # translation: under the tabs
         self.beam.setToolTip("Translation: 1 = greedy (the most probable token at each step); k > 1 keeps the k "
                              "most probable beginnings (beam search)")
-        self.beam.valueChanged.connect(self.predict_text)
-        t.addWidget(self.beam)
+        self.beam.valueChanged.connect(lambda _k: self.predict_row(self.row.value()) if self.tabs.currentIndex() == 3
+                                       else self.predict_text())
         self.tabs.addTab(text, "Text")
         row = QWidget()
         r = QHBoxLayout(row)
@@ -104,6 +104,11 @@ class TryItPanel(QWidget):
         self.tabs.addTab(row, "Data row")
         self.tabs.currentChanged.connect(self._fit_tabs)
         box.addWidget(self.tabs)
+        under = QHBoxLayout()
+        self.beam.hide()                                      # shown for models trained on sentence pairs
+        under.addWidget(self.beam)
+        under.addStretch(1)
+        box.addLayout(under)
         self.answer = QLabel("Train a model, then try it here.")
         self.answer.setWordWrap(True)
         self.answer.setStyleSheet("font-size: 14pt;")
