@@ -248,15 +248,15 @@ def cmd_predict(a):
     from .model import Model
     from .project import atomic_write
     from .weights import load_into
-    p = _project(a.project)
-    if p.dataset.get("kind") == "pairs":                     # translation: text in, decoded text out
+    if _project(a.project).dataset.get("kind") == "pairs":          # translation: text in, decoded text out
         from .translate import cmd_predict as translate
-        return translate(a, p)
+        return translate(a, _project(a.project))
     if not a.output:
         raise LayerboardError("give --output FILE.npy for the predictions")
     writable(a.output, "--output")
     if a.attention:
         writable(a.attention, "--attention")
+    p = _project(a.project)
     model = Model(p.graph)
     load_into(model, a.weights)
     lengths = None
@@ -391,16 +391,16 @@ def parser():
     r = sub.add_parser("predict", help="run a trained model on an .npy array")
     r.add_argument("project")
     r.add_argument("--weights", required=True, help="trained weights (.npz or .safetensors)")
-    r.add_argument("--input", help="samples as an .npy array (raw units: the model standardises as trained); "
-                                    "translation projects: a text file, one source sentence per line")
-    r.add_argument("--text", help="a text file, one text per line, for a model trained on text data; "
-                                   "translation projects: the source sentence itself")
+    r.add_argument("--input", help="samples as an .npy array (raw units: the model standardises as trained)")
+    r.add_argument("--text", help="a text file, one text per line, for a model trained on text data")
     r.add_argument("--output", help="where to write (required for arrays; translations go to stdout without it)")
-    r.add_argument("--beam", type=int, help="translation: beam search of this width (default 1: greedy)")
-    r.add_argument("--max-len", type=int, help="translation: target tokens at most (default: the longest "
-                                               "target seen in training)")
     r.add_argument("--lengths", help="(N,) integer .npy: valid steps of each padded input sequence")
     r.add_argument("--attention", help="also write an .npz with each attention node's weights (N, heads, T, T)")
+    r.add_argument("--beam", type=int, help="translation (a sentence-pairs project, where --text is the source "
+                                            "sentence itself and --input a text file of sentences, one a line): "
+                                            "beam search of this width (default 1: greedy)")
+    r.add_argument("--max-len", type=int, help="translation: target tokens at most (default: the longest target "
+                                               "seen in training)")
     r.set_defaults(fn=cmd_predict)
     e = sub.add_parser("export", help="write trained weights as .npz, .safetensors, an .onnx model "
                                       "or a PyTorch project folder (--format pytorch)")

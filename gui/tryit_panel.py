@@ -4,8 +4,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSizePolicy,
+                               QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
 from engine import tryit
 from engine.errors import LayerboardError
@@ -89,11 +89,11 @@ class TryItPanel(QWidget):
         self.text = QLineEdit(placeholderText="Type a sentence and press Enter")
         self.text.returnPressed.connect(self.predict_text)
         t.addWidget(self.text)
-        self.beam = QSpinBox(prefix="beam ", minimum=1, maximum=16)
+        self.beam = QSpinBox(prefix="beam ", minimum=1, maximum=16)               # translation: under the tabs
         self.beam.setToolTip("Translation: 1 = greedy (the most probable token at each step); k > 1 keeps the k "
                              "most probable beginnings (beam search)")
-        self.beam.valueChanged.connect(self.predict_text)
-        t.addWidget(self.beam)
+        self.beam.valueChanged.connect(lambda _k: self.predict_row(self.row.value()) if self.tabs.currentIndex() == 3
+                                       else self.predict_text())
         self.tabs.addTab(text, "Text")
         row = QWidget()
         r = QHBoxLayout(row)
@@ -102,7 +102,13 @@ class TryItPanel(QWidget):
         self.row.valueChanged.connect(self.predict_row)
         r.addWidget(self.row)
         self.tabs.addTab(row, "Data row")
+        self.tabs.currentChanged.connect(self._fit_tabs)
         box.addWidget(self.tabs)
+        under = QHBoxLayout()
+        self.beam.hide()                                      # shown for models trained on sentence pairs
+        under.addWidget(self.beam)
+        under.addStretch(1)
+        box.addLayout(under)
         self.answer = QLabel("Train a model, then try it here.")
         self.answer.setWordWrap(True)
         self.answer.setStyleSheet("font-size: 14pt;")
@@ -139,6 +145,16 @@ class TryItPanel(QWidget):
         self.tabs.setTabEnabled(1, bool(image))
         self.tabs.setCurrentIndex(2 if text else (0 if image else 3))
         self.answer.setText("Draw, type or pick an input." if model is not None else "Train a model first.")
+
+    def _fit_tabs(self, current):
+        """The tab area as tall as the shown page (the drawing pad's height only while drawing)."""
+        for i in range(self.tabs.count()):
+            page = self.tabs.widget(i)
+            fit = QSizePolicy.Policy.Preferred if i == current else QSizePolicy.Policy.Ignored
+            page.setSizePolicy(fit, fit)
+            page.updateGeometry()
+        self.tabs.setMaximumHeight(self.tabs.tabBar().sizeHint().height() +
+                                   self.tabs.widget(current).sizeHint().height() + 12 if current >= 0 else 16777215)
 
     def predict_drawing(self):
         self._run(lambda: (tryit.image_sample(self.pad.pixels(), self.model.input_shape), None))

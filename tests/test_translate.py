@@ -154,6 +154,8 @@ def test_tryit_panel_translates_typed_text_and_data_rows(project, stand_in, qtbo
     w.tabs.setCurrentIndex(3)
     w.row.setValue(3)
     assert "✓" in w.answer.text() and ROWS[3].upper() in w.answer.text()
+    w.beam.setValue(2)                                         # on the Data row tab: the row again, not the text
+    assert w.result["text"] == ROWS[3].upper()
     w.show()
     qtbot.waitExposed(w)
     w.grab().save(str(tmp_path / "tryit-translation.png"))
