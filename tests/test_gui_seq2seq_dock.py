@@ -39,3 +39,17 @@ def test_data_check_sets_each_input_from_its_side_of_the_pairs():
     assert "target sequences of shape (6,)" in found["target"][0] and found["target"][1].config == (("shape", (6,)),)
     ok = transformer(5, 6, 8, 8, d=8, heads=2)
     assert mismatches(ok, infer(ok), ds, "cce") == []
+
+
+def test_dock_views_of_a_recurrent_encoder_decoder(train_in_dock):  # noqa: F811
+    """GRU encoder–decoder with attention: hidden states, gradient through time and attention views, no error."""
+    from engine.seq2seq import recurrent
+    ds = pairs(n=120, S=5, T=6, V=8, seed=4)
+    p = Project(recurrent(5, 6, 8, 8, d=12))
+    p.training.update({"loss": "cce", "epochs": 1, "batch_size": 32, "lr": 0.01, "validation_split": 0.25})
+    d, got = train_in_dock(p, ds)
+    errors = {k: pl["error"] for k, pls in got.items() for pl in pls if isinstance(pl, dict) and "error" in pl}
+    assert errors == {}
+    g = got["gradflow"][-1]
+    assert g["layer"] == "encoder" and g["norms"].shape == (5,) and np.all(np.isfinite(g["norms"]))
+    assert got["attention"][-1]["maps"]["attention"].shape == (1, 6, 5)
