@@ -185,7 +185,8 @@ def cmd_train(a):
         print(dumps(res), flush=True)
     else:
         keys = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_rmse", "val_rmse",
-                "train_mae", "val_mae", "train_r2", "val_r2", "test_loss", "test_accuracy", "test_rmse", "test_r2"]
+                "train_mae", "val_mae", "train_r2", "val_r2", "test_loss", "test_accuracy", "test_rmse", "test_r2",
+                "val_exact_match", "val_token_accuracy", "val_bleu"]
         print(f"{res['status']} after {res['epochs']} epochs ({time.perf_counter() - t0:.1f} s in all, of which the "
               f"training loop {res['seconds']:.1f} s): " +
               ", ".join(f"{k} {res[k]:.4g}" for k in keys if res.get(k) is not None))
@@ -238,6 +239,11 @@ def cmd_predict(a):
     from .model import Model
     from .project import atomic_write
     from .weights import load_into
+    if _project(a.project).dataset.get("kind") == "pairs":          # translation: text in, decoded text out
+        from .translate import cmd_predict as translate
+        return translate(a, _project(a.project))
+    if not a.output:
+        raise LayerboardError("give --output FILE.npy for the predictions")
     writable(a.output, "--output")
     if a.attention:
         writable(a.attention, "--attention")
@@ -378,9 +384,14 @@ def parser():
     r.add_argument("--weights", required=True, help="trained weights (.npz or .safetensors)")
     r.add_argument("--input", help="samples as an .npy array (raw units: the model standardises as trained)")
     r.add_argument("--text", help="a text file, one text per line, for a model trained on text data")
-    r.add_argument("--output", required=True)
+    r.add_argument("--output", help="where to write (required for arrays; translations go to stdout without it)")
     r.add_argument("--lengths", help="(N,) integer .npy: valid steps of each padded input sequence")
     r.add_argument("--attention", help="also write an .npz with each attention node's weights (N, heads, T, T)")
+    r.add_argument("--beam", type=int, help="translation (a sentence-pairs project, where --text is the source "
+                                            "sentence itself and --input a text file of sentences, one a line): "
+                                            "beam search of this width (default 1: greedy)")
+    r.add_argument("--max-len", type=int, help="translation: target tokens at most (default: the longest target "
+                                               "seen in training)")
     r.set_defaults(fn=cmd_predict)
     e = sub.add_parser("export", help="write trained weights as .npz, .safetensors, an .onnx model "
                                       "or a PyTorch project folder (--format pytorch)")

@@ -17,10 +17,19 @@ def confusion(y, pred, n):
     return m
 
 
-def outcomes(model, x, y, lengths=None):
+def outcomes(model, x, y, lengths=None, target_lengths=None):
     """(true classes, predicted classes, where) of samples x: one row per sample, or per valid step of
-    per-step sequence targets, where (rows, 2) then names each row's (sample, step); else where is None."""
-    out = np.asarray(model.predict(x, lengths=lengths))
+    per-step sequence targets, where (rows, 2) then names each row's (sample, step); else where is None.
+
+    An encoder–decoder (target_lengths given) counts its teacher-forced next tokens over valid target steps."""
+    from .seq2seq import source_input, target_input, teacher_inputs
+    tgt = target_input(model)
+    if tgt is not None:
+        src = source_input(model)
+        out = np.asarray(model.predict({src: x, tgt: teacher_inputs(y)}, lengths={src: lengths, tgt: target_lengths}))
+        lengths = target_lengths
+    else:
+        out = np.asarray(model.predict(x, lengths=lengths))
     where, y = None, np.asarray(y)
     if lengths is not None and out.ndim == 3:                  # a class per step: every valid step counts
         valid = np.arange(out.shape[1])[None, :] < np.asarray(lengths)[:, None]      # (n, T)

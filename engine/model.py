@@ -42,9 +42,10 @@ class Model:
         self.order = list(self.infos)
         self.srcs = {n: graph.inputs_of(n) for n in self.order}
         self.inputs = [n for n in self.order if graph.nodes[n].type == "Input"]
+        self.feeds = {n: graph.nodes[n].config.get("feed", "source") for n in self.inputs}
         outs = graph.outputs()
-        if len(self.inputs) != 1 or len(outs) != 1:
-            raise ShapeError(f"a model needs exactly one Input and one output; this graph has inputs "
+        if not self.inputs or len(outs) != 1:
+            raise ShapeError(f"a model needs at least one Input and exactly one output; this graph has inputs "
                              f"{self.inputs or 'none'} and outputs {outs}")
         self.output = outs[0]
         self.layers = {}
@@ -104,15 +105,29 @@ class Model:
             self.layers[n].rng = stream(seed, n)
 
     # ---- compute ----
+    def input_of(self, x, mask=None):
+        """({Input name: array}, {Input name: mask or None}) from one array / mask (the first Input's) or dicts."""
+        xs = dict(x) if isinstance(x, dict) else {self.inputs[0]: x}
+        ms = dict(mask) if isinstance(mask, dict) else {self.inputs[0]: mask}
+        missing = [n for n in self.inputs if n not in xs]
+        if missing:
+            raise ShapeError(f"the model has the Inputs {self.inputs} (feeds {self.feeds}) but got no data for "
+                             f"{missing}: pass a dict {{Input name: array}}")
+        return xs, ms
+
     def forward(self, x, training=False, logits=False, mask=None, every=False):
         """Output for a batch x of shape (B, *input_shape); logits=True stops before the head activation.
 
-        mask: (B, T) bool of valid steps when the Input is a (T, F) sequence of variable length; every
-        layer finds its inputs' masks in layer.in_masks and self.masks holds each node's output mask.
+        x: one array (a one-Input model, or the first Input) or {Input name: array}; mask: (B, T) bool of
+        valid steps when the Input is a (T, F) sequence of variable length (a dict per Input when several);
+        every layer finds its inputs' masks in layer.in_masks and self.masks holds each node's output mask.
         self.acts holds each node's output, except inside fused groups unless every=True."""
-        x = np.ascontiguousarray(x, dtype=self.dtype)
-        if "x_mean" in self.data:                           # per-feature standardisation of sequences
-            x = ((x - self.data["x_mean"]) / self.data["x_std"]).astype(self.dtype)
+        xs, ms = self.input_of(x, mask)
+        for n in self.inputs:
+            xs[n] = np.ascontiguousarray(xs[n], dtype=self.dtype)
+        first = self.inputs[0]
+        if "x_mean" in self.data:                           # per-feature standardisation of sequences (the source)
+            xs[first] = ((xs[first] - self.data["x_mean"]) / self.data["x_std"]).astype(self.dtype)
         acts, masks = self.acts, self.masks = {}, {}
         stop = self.output if logits else None
         self.fused_now = {} if every else self.groups
@@ -134,19 +149,19 @@ class Model:
                 layer.in_masks = [masks[s] for s in srcs]
                 masks[n] = layer.compute_mask(layer.in_masks)
             else:
-                layer.in_masks, masks[n] = [], self._input_mask(mask, len(x))
-            acts[n] = layer.forward(*([acts[s] for s in srcs] or [x]), training=training)
+                layer.in_masks, masks[n] = [], self._input_mask(n, ms.get(n), len(xs[n]))
+            acts[n] = layer.forward(*([acts[s] for s in srcs] or [xs[n]]), training=training)
         return acts[self.output]
 
-    def _input_mask(self, mask, batch):
-        """The Input's mask checked against its (T, F) shape, as bool."""
+    def _input_mask(self, name, mask, batch):
+        """The mask of Input `name` checked against its (T, F) shape, as bool."""
         if mask is None:
             return None
         mask = np.asarray(mask, dtype=bool)
-        shape = self.input_shape
+        shape = self.infos[name].shape
         if len(shape) not in (1, 2) or mask.shape != (batch, shape[0]):
             raise ShapeError(f"a mask must be (batch, T) = ({batch}, {shape[0] if len(shape) <= 2 else 'T'}) "
-                             f"for a (T, F) sequence or (T,) token Input; the Input '{self.inputs[0]}' is {fmt(shape)} and "
+                             f"for a (T, F) sequence or (T,) token Input; the Input '{name}' is {fmt(shape)} and "
                              f"the mask {fmt(mask.shape)}")
         return mask
 
@@ -181,16 +196,24 @@ class Model:
     def predict(self, x, batch_size=None, lengths=None):
         """Evaluation-mode outputs for any number of samples, in the targets' original units.
 
-        lengths: (N,) valid steps of each (padded) sequence, or None when every step counts; batch_size: samples
+        x: one array or {Input name: array}; lengths: (N,) valid steps of each (padded) sequence (a dict per Input
+        when several), or None when every step counts; batch_size: samples
         per forward (default: as many as fit in memory_budget(), at most 512). x may be any array with a shape
         that slices into batches (a memory map, a table's rows): it is read a batch at a time."""
         batch_size = batch_size or self.batch_for()
-        x = x if hasattr(x, "shape") else np.asarray(x)
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise ShapeError(f"the model expects samples of shape {fmt(self.input_shape)} but got {fmt(x.shape[1:])}")
-        mask = None if lengths is None else np.arange(x.shape[1])[None, :] < np.asarray(lengths)[:, None]
-        outs = [self.forward(x[i:i + batch_size], mask=None if mask is None else mask[i:i + batch_size])
-                for i in range(0, len(x), batch_size)]
+        xs, ls = self.input_of(x, lengths)
+        masks = {}
+        for n, a in xs.items():
+            a = xs[n] = a if hasattr(a, "shape") else np.asarray(a)
+            if tuple(a.shape[1:]) != self.infos[n].shape:
+                raise ShapeError(f"the model expects samples of shape {fmt(self.infos[n].shape)} for the Input "
+                                 f"'{n}' but got {fmt(a.shape[1:])}")
+            lg = ls.get(n)
+            masks[n] = None if lg is None else np.arange(a.shape[1])[None, :] < np.asarray(lg)[:, None]
+        count = len(xs[self.inputs[0]])
+        outs = [self.forward({n: a[i:i + batch_size] for n, a in xs.items()},
+                             mask={n: None if m is None else m[i:i + batch_size] for n, m in masks.items()})
+                for i in range(0, count, batch_size)]
         y = np.concatenate(outs) if outs else np.zeros((0,) + self.output_shape, self.dtype)
         return self.original_units(y)
 

@@ -10,6 +10,7 @@ OPSET = 17          # ONNX operator set (Softmax over one axis needs ≥ 13, Bat
 IR_VERSION = 8      # the IR version that goes with opset 17; onnxruntime ≥ 1.12 reads it
 BATCH = "batch"     # symbolic name of the batch axis
 LENGTHS = "lengths"  # second graph input of sequence models: (batch,) int32 valid steps (ONNX RNN's sequence_lens)
+TARGET_LENGTHS = "target_lengths"  # encoder–decoder models: (batch,) int32 valid steps of the target Input
 
 
 class Builder:
@@ -30,21 +31,28 @@ class Builder:
         return output
 
     extra_inputs = ()      # (name, elem_type, shape) of graph inputs besides the data, e.g. the lengths
+    stream = "source"      # the stream ("source" or "target" Input) the layer being exported belongs to
+    in_streams = ()        # the stream of each of its inputs
 
-    def lengths(self):
-        """Name of the graph input LENGTHS (batch,) int32: valid steps per sequence (added on first use)."""
-        if LENGTHS not in [i[0] for i in self.extra_inputs]:
+    def lengths(self, stream=None):
+        """Name of the graph input LENGTHS (batch,) int32: valid steps per sequence (added on first use);
+        TARGET_LENGTHS for the target stream of an encoder–decoder (stream: default the current layer's)."""
+        name = TARGET_LENGTHS if (stream or self.stream) == "target" else LENGTHS
+        if name not in [i[0] for i in self.extra_inputs]:
             from onnx import TensorProto
-            self.extra_inputs = tuple(self.extra_inputs) + ((LENGTHS, TensorProto.INT32, [BATCH]),)
-        return LENGTHS
+            self.extra_inputs = tuple(self.extra_inputs) + ((name, TensorProto.INT32, [BATCH]),)
+        return name
 
-    def valid_steps(self, T):
-        """(batch, T) bool tensor: step t < lengths[b] (built once per T)."""
-        name = f"{LENGTHS}/valid{T}"
-        if not any(n.output[0] == name for n in self.nodes):
-            steps = self.const(f"{LENGTHS}/steps{T}", np.arange(T), np.int32)                    # (T,)
-            lens = self.op("Unsqueeze", [self.lengths(), self.const(f"{LENGTHS}/axis1", [1], np.int64)],
-                           f"{LENGTHS}/column")                                                   # (B, 1)
+    def valid_steps(self, T, stream=None):
+        """(batch, T) bool tensor: step t < lengths[b] of the stream (built once per T and stream)."""
+        lg = self.lengths(stream)
+        name = f"{lg}/valid{T}"
+        made = {n.output[0] for n in self.nodes}
+        if name not in made:
+            steps = self.const(f"{lg}/steps{T}", np.arange(T), np.int32)                         # (T,)
+            lens = f"{lg}/column"                                                                 # (B, 1), once
+            if lens not in made:
+                self.op("Unsqueeze", [lg, self.const(f"{lg}/axis1", [1], np.int64)], lens)
             self.op("Less", [steps, lens], name)                                                  # (B, T)
         return name
 
@@ -92,8 +100,13 @@ def to_onnx(model):
     if "x_mean" in model.data:                          # per-feature standardisation kept with the weights
         c = ctx.op("Sub", [x_name, ctx.const("__data__/x_mean", model.data["x_mean"])], "__data__/centred")
         first = ctx.op("Div", [c, ctx.const("__data__/x_std", model.data["x_std"])], "__data__/standardized")
+    stream = {}                                         # node -> the stream (Input feed) its first input carries
     for n in model.order:
-        out[n] = exporter(model.layers[n])(ctx, model.layers[n], [out[s] for s in model.srcs[n]] or [first])
+        srcs = model.srcs[n]
+        stream[n] = stream[srcs[0]] if srcs else model.feeds[n]
+        ctx.stream, ctx.in_streams = stream[n], [stream[s] for s in srcs]
+        ins = [out[s] for s in srcs] or [first if n == x_name else n]
+        out[n] = exporter(model.layers[n])(ctx, model.layers[n], ins)
     y_name = out[model.output]
     if "y_mean" in model.data:                          # outputs in the targets' original units, same name
         inner = f"{y_name}/standardized_units"
@@ -106,12 +119,13 @@ def to_onnx(model):
         y_name = ctx.op("Add", [s, ctx.const("__data__/y_mean", model.data["y_mean"])], y_name)
     if y_name == x_name:                                # a lone Input: ONNX wants distinct input and output names
         y_name = ctx.op("Identity", [x_name], f"{x_name}/output")
-    x = helper.make_tensor_value_info(x_name, TensorProto.FLOAT, [BATCH, *model.input_shape])
+    xs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [BATCH, *model.infos[n].shape]) for n in model.inputs]
     y = helper.make_tensor_value_info(y_name, TensorProto.FLOAT, [BATCH, *model.output_shape])
     if any(model.layers[n].reads_lengths for n in model.order):
-        ctx.lengths()                                  # every sequence model takes its lengths, used or not
+        for f in dict.fromkeys(model.feeds.values()):
+            ctx.lengths(f)                             # every sequence model takes its lengths, used or not
     extra = [helper.make_tensor_value_info(*i) for i in ctx.extra_inputs]
-    graph = helper.make_graph(ctx.nodes, "layerboard", [x] + extra, [y], ctx.inits)
+    graph = helper.make_graph(ctx.nodes, "layerboard", xs + extra, [y], ctx.inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
                           producer_name="layerboard", producer_version=_version(),
                           doc_string="Exported by Layerboard for inference (evaluation mode).")
@@ -122,5 +136,7 @@ def to_onnx(model):
 
 
 def save_onnx(path, model):
-    """Write model as a checked .onnx file; atomic."""
+    """Write model as a checked .onnx file; atomic. An encoder–decoder also gets <stem>_greedy.py beside it."""
     atomic_write(path, to_onnx(model).SerializeToString())
+    from .seq2seq_export import save_onnx_greedy
+    save_onnx_greedy(path, model)

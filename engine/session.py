@@ -6,6 +6,7 @@ import numpy as np
 from .data import augment, kfold, load
 from .data.dataset import fit
 from .model import Model
+from .seq2seq import teacher_inputs
 from .trainer import Trainer
 
 
@@ -16,15 +17,16 @@ def auto_shapes(graph, ds):
     if not auto:
         return graph
     g = graph.copy()
-    for n in auto:
-        g.nodes[n].config["shape"] = [int(d) for d in ds.x.shape[1:]]
+    for n in auto:                              # the target Input of an encoder–decoder reads the targets' shape
+        src = ds.y if g.nodes[n].config.get("feed") == "target" else ds.x
+        g.nodes[n].config["shape"] = [int(d) for d in src.shape[1:]]
     return g
 
 
 def _setup(project, train, val, cfg, dtype, weights=None):
     model = Model(auto_shapes(project.graph, train), dtype=dtype, seed=cfg["seed"])
     for n in model.inputs:
-        model.layers[n].adapt(train.x)
+        model.layers[n].adapt(train.x if model.feeds[n] != "target" else teacher_inputs(train.y))
     if weights is not None:                     # start from loaded weights (Input statistics included)
         model.set_weights(weights, where="the loaded weights")
     describe(model, train)
@@ -45,6 +47,8 @@ def describe(model, train):
         model.meta["text"] = dict(train.text)
     if train.tokens is not None and train.task != "regression":
         model.meta["classes"] = list(train.classes)
+    if train.target_vocab is not None:
+        model.meta["target_vocab"] = list(train.target_vocab)
 
 
 def config(project, seed=None):
@@ -73,9 +77,8 @@ def split(ds, cfg):
     if cfg.get("test_split"):
         ds, test = ds.split(cfg["test_split"], cfg["seed"] + 7919)
     train, val = ds.split(cfg["validation_split"], cfg["seed"])
-    if test is not None and train.tokens is not None:
-        from .data.sequences import refit_vocab
-        train, val, test = refit_vocab(train, [val, test])
+    if test is not None and (train.tokens is not None or train.target_vocab is not None):
+        train, val, test = fit(train, val, test)
     return train, val, test
 
 

@@ -7,6 +7,7 @@ from .layers import REGISTRY, create
 from .layers.base import fmt
 from .receptive import dims, shown
 from .receptive import field as _field
+from .seq2seq import stream_error, stream_of
 
 
 @dataclass
@@ -90,7 +91,12 @@ def infer(graph, prev=None, changed=None):
             if n in graph.nodes and n not in stale:
                 stale |= graph._downstream(n)
     out = {}
+    feeds = [v.config.get("feed", "source") for v in graph.nodes.values() if v.type == "Input"]
+    two = "target" in feeds
+    stream, used = {}, {}                     # an encoder–decoder's two streams (engine/seq2seq.py)
     for name in order:
+        if two:
+            stream[name] = stream_of(graph, name, ins[name], stream, used)
         if stale is not None and name not in stale and name in prev:
             out[name] = prev[name]
             continue
@@ -114,6 +120,10 @@ def infer(graph, prev=None, changed=None):
             info.error, info.fix = str(r), r.fix
             continue
         info.shape, info.params, info.macs, ks = r
+        bad = two and stream_error(graph, name, srcs, stream, used, [out[s].shape for s in srcs])
+        if bad:
+            info.shape, (info.error, info.fix) = None, bad
+            continue
         _field(info, layer, ks, [out[s] for s in srcs])
     return out
 

@@ -10,6 +10,7 @@ from .diagnosis import overfitting
 from .errors import TrainingError
 from .kernels import sq_norm
 from .parallel import thread_limits
+from .seq2seq import Teacher, loss_mask, target_input
 
 
 @dataclass
@@ -91,6 +92,7 @@ class Trainer:
     def __init__(self, model, cfg, train, val=None):
         self.model, self.cfg, self.train, self.val = model, cfg, train, val
         self.loss = losses.get(cfg["loss"])
+        self.s2s = Teacher(model) if target_input(model) else None      # encoder–decoder: teacher forcing
         self._check_data()
         ocls = optimizers.OPTIMIZERS[cfg["optimizer"]]
         self.opt = ocls(cfg["weight_decay"], **{h.name: cfg[h.name] for h in ocls.hparams})
@@ -104,6 +106,7 @@ class Trainer:
         self.subscribers = []
         keys = ["train_loss", "val_loss"] + (["train_accuracy", "val_accuracy"] if self.classify else [])
         keys += [f"{s}_{k}" for k in ("rmse", "mae", "r2") for s in ("train", "val")] if self.regress else []
+        keys += [f"val_{k}" for k in self.s2s.METRICS] if self.s2s is not None and train.target_vocab else []
         self.history = {k: [] for k in keys}
         self.batch_loss = []
         self.findings = []
@@ -115,7 +118,7 @@ class Trainer:
         self.clip = float(cfg.get("clip_norm", 0.0))
         self.start = self.limit = None   # the first step's loss and the exploded-loss bound derived from it
         # the fused kernel knows neither masks, nor input statistics, nor clipping: per-layer steps then
-        plain = train.lengths is None and "x_mean" not in model.data and self.clip <= 0
+        plain = train.lengths is None and "x_mean" not in model.data and self.clip <= 0 and len(model.inputs) == 1
         self.fast = fused.compile(model, self.loss, self.fused, self.opt) if plain else None
 
     def _check_data(self):
@@ -124,6 +127,8 @@ class Trainer:
             raise TrainingError(f"the training set of '{d.name}' is empty (after holding out validation data): "
                                 "lower the validation split or add samples")
         self.loss.check_head(m.head.type, m.output)
+        if self.s2s is not None:
+            return self.s2s.check(d)
         if tuple(d.x.shape[1:]) != m.input_shape:
             raise TrainingError(f"the dataset '{d.name}' has samples of shape {tuple(d.x.shape[1:])} but the "
                                 f"model's Input expects {m.input_shape}")
@@ -184,12 +189,12 @@ class Trainer:
                 if self._stop.is_set():
                     return None
             j = slice(i, i + batch_size)
-            xb, yb, mb = ds.x[j], ds.y[j], ds.mask(j)
+            xb, yb, mb = self._batch(ds, j)
             out = m.forward(xb, logits=self.fused, mask=mb)
-            loss, _ = self.loss(out, self._scaled(yb), self.fused, mb)
-            tot += loss * len(xb)
+            loss, _ = self.loss(out, self._scaled(yb), self.fused, loss_mask(mb))
+            tot += loss * len(yb)
             if self.classify:
-                c, k = self._correct(out, yb, mb)
+                c, k = self._correct(out, yb, loss_mask(mb))
                 hits, count = hits + c, count + k
             if errs is not None:
                 errs.add(out, yb, mb)
@@ -197,7 +202,14 @@ class Trainer:
         acc = hits / max(count, 1.0) if self.classify else None
         if prefix is None:
             return tot / n, acc
-        return tot / n, acc, (errs.metrics(prefix) if errs is not None else {})
+        metrics = errs.metrics(prefix) if errs is not None else {}
+        if self.s2s is not None and ds.target_vocab is not None:        # greedy decoding of a bounded sample
+            metrics.update(self.s2s.metrics(ds, prefix))
+        return tot / n, acc, metrics
+
+    def _batch(self, ds, j):
+        """(inputs, targets, masks) of samples j: arrays, or for an encoder–decoder seq2seq.Batch dicts."""
+        return self.s2s.batch(ds, j) if self.s2s is not None else (ds.x[j], ds.y[j], ds.mask(j))
 
     def _errors(self, ds):
         if not self.regress:
@@ -242,7 +254,7 @@ class Trainer:
                 return r
         m = self.model
         out = m.forward(xb, training=True, logits=self.fused, mask=mask)
-        loss, d = self.loss(out, yb, self.fused, mask)
+        loss, d = self.loss(out, yb, self.fused, loss_mask(mask))
         m.backward(d, logits=self.fused)
         gn = sq_norm(m.grad)
         if np.isfinite(loss) and np.isfinite(gn):
@@ -268,7 +280,7 @@ class Trainer:
         last, prev, good = self._copy(), self._copy(), self._copy()
         good_at = "the start of training"
         run_loss = None                          # the running (exponential) mean of the training loss
-        epoch, xb, yb, mb = 0, ds.x[:1], ds.y[:1], ds.mask(slice(0, 1))
+        epoch, (xb, yb, mb) = 0, self._batch(ds, slice(0, 1))
         for epoch in range(1, cfg["epochs"] + 1):
             idx = self.rng.permutation(n)
             tot, hits, count = 0.0, 0.0, 0.0
@@ -278,7 +290,7 @@ class Trainer:
                 if self._stop.is_set():
                     break
                 j = idx[b * bs:(b + 1) * bs]
-                xb, yb, mb = ds.x[j], ds.y[j], ds.mask(j)
+                xb, yb, mb = self._batch(ds, j)
                 if self.augment is not None:
                     xb = self.augment(xb, self.rng)
                 last, prev = prev, last
@@ -302,7 +314,7 @@ class Trainer:
                 self.step += 1
                 acc = None
                 if self.classify:
-                    c, k = self._correct(out, yb, mb)
+                    c, k = self._correct(out, yb, loss_mask(mb))
                     hits, count, acc = hits + c, count + k, c / max(k, 1.0)
                 if errs is not None:
                     errs.add(out, yb, mb)
@@ -415,10 +427,10 @@ class Trainer:
         if not np.isfinite(sq_norm(m.theta)) or not all(np.all(np.isfinite(v)) for v in m.state.values()):
             return False
         k = min(256, m.batch_for())
-        for x, y, mask in ((xb, yb, mb), (ds.x[:k], ds.y[:k], ds.mask(slice(0, k)))):
+        for x, y, mask in ((xb, yb, mb), self._batch(ds, slice(0, k))):
             mask = None if mask is None else mask[:k]
             out = m.forward(x[:k], logits=self.fused, mask=mask)
-            loss = self.loss(out, self._scaled(y[:k]), self.fused, mask)[0]
+            loss = self.loss(out, self._scaled(y[:k]), self.fused, loss_mask(mask))[0]
             if not np.all(np.isfinite(out)) or self._bad_loss(loss, "") is not None:
                 return False
         return True

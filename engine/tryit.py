@@ -86,3 +86,41 @@ def predict(model, x, lengths=None, classes=None):
         return {**out, "kind": "classes", "labels": labels, "probabilities": p.astype(float).tolist(),
                 "top": int(order[0])}
     return {**out, "kind": "value", "value": y.astype(float).tolist()}
+
+
+def translation(model, text=None, ids=None, lengths=None, k=1, max_len=None):
+    """What the Try-it panel shows for one source sentence of a model trained on sentence pairs: typed text, or
+    source ids (1, S) with lengths (1,) of a data row. {"kind": "translation", "text", "source_tokens",
+    "target_tokens" (<end> last when generated), "maps": {cross-attention node: (heads, target steps, source
+    steps)}} ({} when the model's attention cannot be read)."""
+    from .data.pairs import END, decode_targets, encode_sources
+    from .translate import decode_ids
+    if ids is None:
+        if text is None or not text.strip():
+            raise DataError("type a sentence first")
+        ids, lengths, _ = encode_sources([text], model.meta)
+    ids, lengths = np.asarray(ids, np.float32)[:1], np.asarray(lengths)[:1]
+    out = decode_ids(model, ids, lengths, k, max_len)[0]
+    vocab, tv = model.meta["vocab"], model.meta["target_vocab"]
+    top = int(model.meta["text"]["target_max_len"]) if max_len is None else max_len
+    steps = out + [END] if len(out) < top else out
+    return {"kind": "translation", "text": decode_targets([out], model.meta)[0],
+            "source_tokens": [vocab[int(v)] for v in ids[0, :int(lengths[0])]],
+            "target_tokens": [tv[i] for i in steps], "maps": cross_maps(model, ids, lengths, out, len(steps))}
+
+
+def cross_maps(model, ids, lengths, out, t):
+    """{node: (heads, t, source length)} cross-attention of one source while the decoder reads <start> + the
+    decoded ids `out` (engine.seq2seq.alignment): row j holds the weights that produced output token j."""
+    try:
+        from .seq2seq import alignment
+    except ImportError:                      # the model side (engine.seq2seq) is not there: no heatmap
+        return {}
+    maps = alignment(model, ids, lengths, [list(out)])
+    n = int(lengths[0])
+    out = {}
+    for name, a in (maps.items() if isinstance(maps, dict) else enumerate(maps)):
+        a = np.asarray(a, np.float64)
+        a = a[0] if a.ndim == 4 else a                                   # (heads, T, S) of the one sample
+        out[str(name)] = a[:, :t, :n]
+    return out

@@ -16,7 +16,8 @@ from resources import path
 TASK_NAMES = {"binary": "binary classification", "multiclass": "multi-class classification",
               "regression": "regression"}
 METRIC_NAMES = {"val_accuracy": "validation accuracy", "train_accuracy": "training accuracy",
-                "val_r2": "validation R²", "val_rmse": "validation RMSE"}
+                "val_r2": "validation R²", "val_rmse": "validation RMSE",
+                "val_exact_match": "validation exact match (greedy decoding)"}
 LOWER = {"val_rmse"}                   # errors: lower is better, "reaches" is an upper bound
 
 
@@ -69,4 +70,7 @@ def score(project, metric, epochs=None, samples=None, seed=None):
         y = np.asarray(val.y, float).reshape(len(val), -1)
         sst = float(((y - y.mean(axis=0)) ** 2).sum())
         return 1 - float(((pred - y) ** 2).sum()) / sst, result
+    if metric == "val_exact_match" and trainer.val is not None and len(trainer.val):     # every validation pair,
+        from engine.text_metrics import evaluate_translation                             # not the trainer's sample
+        return float(evaluate_translation(model, trainer.val, limit=None)["exact_match"]), result
     return float(result[metric]), result

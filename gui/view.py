@@ -120,8 +120,9 @@ class GraphView(QGraphicsView):
         sc = self.scene()
         if type in BLOCKS:                    # a block: one undo step, fed by the single selected node if any
             sel = sc.selected_names()
+            two = list(sel) if len(sel) == 2 and BLOCKS[type].memory else None    # decoder: its input and the encoder
             names = sc.attempt(insert_block, sc.doc, type, (round(pos.x()), round(pos.y())),
-                               sel[0] if len(sel) == 1 else None)
+                               sel[0] if len(sel) == 1 else two)
             if names:
                 sc.select(names)
             return names[-1] if names else None

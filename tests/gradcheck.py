@@ -5,6 +5,7 @@ output shape and config round-trip.
 A sample is (config, in_shapes) or (config, in_shapes, opts); opts may hold
   "mask": True  input 0 is a (T, F) sequence: random lengths ≥ 1 per batch row set layer.in_masks, the loss
                 counts valid output steps only and dx must be exactly 0 at padded input steps;
+  "masks": True every (T, F) input gets its own random lengths (e.g. CrossAttention's queries and keys);
   "ints": V     input 0 holds integer ids in [0, V), given as floats: it gets no dx check.
 """
 import json
@@ -62,13 +63,14 @@ def inputs(in_shapes, opts, batch=3, seed=0, dtype=np.float64):
     if opts.get("ints"):
         xs[0] = rng.integers(0, opts["ints"], xs[0].shape).astype(np.float64)
     masks = [None] * len(xs)
-    if opts.get("mask"):
-        t = in_shapes[0][0]
-        lengths = rng.integers(1, t + 1, batch)
-        lengths[0] = t                                          # one full row, at least one shorter when T > 1
-        if t > 1 and batch > 1:
-            lengths[1] = min(lengths[1], t - 1)
-        masks[0] = np.arange(t) < lengths[:, None]             # (B, T)
+    for i, s in enumerate(in_shapes):
+        if (i == 0 and opts.get("mask")) or (opts.get("masks") and len(s) == 2):
+            t = s[0]
+            lengths = rng.integers(1, t + 1, batch)
+            lengths[0] = t                                      # one full row, at least one shorter when T > 1
+            if t > 1 and batch > 1:
+                lengths[1 + i % (batch - 1)] = min(lengths[1 + i % (batch - 1)], t - 1)
+            masks[i] = np.arange(t) < lengths[:, None]         # (B, T)
     return [x.astype(dtype) for x in xs], masks
 
 

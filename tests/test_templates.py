@@ -37,7 +37,7 @@ def test_every_shipped_example_is_in_the_gallery_with_its_measured_score():
 def test_each_template_trains_as_shipped_in_a_short_run(entry):
     q = entry["quick"]
     p = Project.load(path("examples", entry["file"]))
-    assert p.dataset.get("kind") in ("builtin", "csv", "text", "series") and "epochs" in p.training
+    assert p.dataset.get("kind") in ("builtin", "csv", "text", "series", "pairs") and "epochs" in p.training
     v, r = score(p, entry["metric"], epochs=min(q["epochs"], p.training["epochs"]), samples=q.get("samples"))
     assert r["status"] in ("completed", "early_stopped") and meets(entry, v, q.get("min", q.get("max"))), \
         (entry["file"], v)

@@ -71,7 +71,9 @@ class Dataset:
     Sequences: x (N, T, F) (or (N, T) token ids), `lengths` (N,) valid steps per sample; per-step targets
     y (N, T) class ids or (N, T, k) values. `vocab`: token id -> text (0 "<pad>", 1 "<unk>").
     `chrono`: the samples are in time order; `split` keeps the last fraction for validation.
-    `text`: how raw text becomes ids (level, max_len), so that predict works on raw text."""
+    `text`: how raw text becomes ids (level, max_len), so that predict works on raw text.
+    Sentence pairs (engine.data.pairs): y (N, T) target ids of another length than x, `target_lengths` (N,)
+    and `target_vocab`."""
 
     x: np.ndarray
     y: np.ndarray
@@ -90,6 +92,8 @@ class Dataset:
     report: list | None = None          # tables: one dict per column (type, role, missing, filled, dropped, …)
     notes: list = field(default_factory=list)   # what loading skipped or left out, one line each (shown to the user)
     impute: dict | None = None          # tables: {feature index: 'median' | 'mean' | constant} of filled columns
+    target_lengths: np.ndarray | None = None    # sentence pairs: valid steps of y per sample (<end> included)
+    target_vocab: list | None = None            # sentence pairs: target token id -> text
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -106,6 +110,13 @@ class Dataset:
             if lg.shape != (len(self.x),) or lg.dtype.kind not in "iu" or (lg.size and (lg.min() < 1 or lg.max() > t)):
                 raise DataError(f"{self.name}: lengths must be whole numbers 1…{t} (the padded length), one per sample")
             self.lengths = lg.astype(np.int64)
+        steps = self.lengths
+        if self.target_lengths is not None:
+            tl, t = np.asarray(self.target_lengths), np.shape(self.y)[1] if np.ndim(self.y) >= 2 else 0
+            if tl.shape != (len(self.x),) or tl.dtype.kind not in "iu" or (tl.size and (tl.min() < 1 or tl.max() > t)):
+                raise DataError(f"{self.name}: target lengths must be whole numbers 1…{t} (the padded target "
+                                "length), one per sample")
+            self.target_lengths = steps = tl.astype(np.int64)
         per_step = self.lengths is not None and np.ndim(self.y) >= (3 if self.task == "regression" else 2)
         if self.task == "regression":
             y = np.asarray(self.y, np.float32)
@@ -113,7 +124,7 @@ class Dataset:
         else:
             y = np.asarray(self.y)
             if per_step:
-                y = np.where(np.arange(y.shape[1]) < self.lengths[:, None], y, 0) if y.ndim == 2 else y
+                y = np.where(np.arange(y.shape[1]) < steps[:, None], y, 0) if y.ndim == 2 else y
             whole = y.dtype.kind in "iu" or np.all(np.equal(np.mod(y, 1), 0))
             if y.ndim != (2 if per_step else 1) or (y.size and (not whole or y.min() < 0)):
                 raise DataError(f"{self.name}: class targets must be whole numbers ≥ 0, one per sample "
@@ -156,7 +167,7 @@ class Dataset:
             x = self.x[k]
         pick = (lambda a: None if a is None else a[k])
         return replace(self, x=x, y=self.y[k], classes=list(self.classes), lengths=pick(self.lengths),
-                       baseline=pick(self.baseline),
+                       baseline=pick(self.baseline), target_lengths=pick(self.target_lengths),
                        tokens=None if self.tokens is None else [self.tokens[i] for i in idx])
 
     def split(self, val_fraction, seed=0):
@@ -211,6 +222,9 @@ class Dataset:
 def fit(train, *others):
     """(train, *others) with what is learned from training data only applied to all: the vocabulary of a
     text dataset, the fill values (median or mean of training rows) of a table's missing cells."""
+    if train.target_vocab is not None:
+        from .pairs import refit
+        return tuple(refit(train, list(others)))
     if train.tokens is not None:
         from .sequences import refit_vocab
         return tuple(refit_vocab(train, list(others)))
@@ -239,10 +253,11 @@ def load(ref, base=None):
     from .builtin import BUILTINS
     from .files import load_csv, load_npz
     from .images import load_folder, load_idx
+    from .pairs import load_pairs
     from .sequences import load_sequences, load_series, load_text
     if not isinstance(ref, dict) or "kind" not in ref:
         raise DataError("the dataset reference needs a 'kind' (builtin, csv, parquet, arrow, npz, npy, idx, folder, "
-                        "series or text)")
+                        "series, text or pairs)")
     opts = {k: v for k, v in ref.items() if k not in ("kind", "name", "path", "standardize", "augment")}
     kind = ref["kind"]
     if kind == "builtin":
@@ -252,7 +267,8 @@ def load(ref, base=None):
         return BUILTINS[name](**opts)
     loaders = {"csv": load_csv, "parquet": load_csv, "arrow": load_csv,
                "npz": load_sequences if "lengths" in ref else load_npz, "npy": load_npz, "idx": load_idx,
-               "folder": load_folder, "series": load_series, "text": load_text}
+               "folder": load_folder, "series": load_series, "text": load_text,
+               "pairs": load_pairs}
     if kind not in loaders:
         raise DataError(f"unknown dataset kind {kind!r}; use builtin, {', '.join(loaders)}")
 

@@ -9,6 +9,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from ..blas import gemm
+from ..kernels import softmax_bwd
 
 _SUMS = {"reassoc", "nsz", "contract", "arcp"}      # lets row sums vectorise; NaN and ±inf still propagate
 
@@ -52,38 +53,41 @@ def _exp_impl(a, bits):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_SUMS)
-def _softmax_rows(S, scale, valid, causal, bits):
-    """S (T, T) ← softmax_s(scale·S[t, s]) in place over the keys query t may see (valid[s], s ≤ t if causal);
-    a padded query row (not valid[t]) or one with no key allowed becomes 0, never NaN. bits: T·T int32 scratch."""
-    T = S.shape[0]
+def _softmax_rows(S, scale, valid, causal, bits, kvalid):
+    """S (T, T') ← softmax_s(scale·S[t, s]) in place over the keys query t may see (kvalid[s], s ≤ t if causal);
+    a padded query row (not valid[t]) or one with no key allowed becomes 0, never NaN. bits: T·T' int32 scratch.
+    Self-attention passes its one mask as both valid (queries) and kvalid (keys)."""
+    T, K = S.shape
     full = not causal
-    for s in range(T):
-        full = full and valid[s]
+    for s in range(K):
+        full = full and kvalid[s]
+    for t in range(T):
+        full = full and valid[t]
     for t in range(T):                                  # scale·(S − row max) over allowed keys, −inf elsewhere
         row = S[t]
         mx = row[0]                                     # in S's dtype
         if full:                                        # every key allowed: branch-free loops
-            for s in range(1, T):
+            for s in range(1, K):
                 mx = max(mx, row[s])
-            for s in range(T):
+            for s in range(K):
                 row[s] = (row[s] - mx) * scale
             continue
-        n = t + 1 if causal else T
+        n = min(t + 1, K) if causal else K
         seen = False
         for s in range(n):
-            if valid[t] and valid[s] and (not seen or row[s] > mx):
+            if valid[t] and kvalid[s] and (not seen or row[s] > mx):
                 mx, seen = row[s], True
-        for s in range(T):
-            row[s] = (row[s] - mx) * scale if (seen and s < n and valid[s]) else -np.inf
+        for s in range(K):
+            row[s] = (row[s] - mx) * scale if (seen and s < n and kvalid[s]) else -np.inf
     _exp(S.reshape(-1), bits)                           # the whole tile at once; exp(−inf) = 0
     for t in range(T):
         row = S[t]
         tot = 0.0
-        for s in range(T):
+        for s in range(K):
             tot += row[s]
         if tot > 0:                                     # else nothing was allowed: the row stays 0
             inv = 1.0 / tot
-            for s in range(T):
+            for s in range(K):
                 row[s] *= inv
 
 
@@ -102,7 +106,7 @@ def attend(qkv, valid, causal, scale, h, A, Z):
             q, k, v = qkv[b, :, c:c + dk], qkv[b, :, D + c:D + c + dk], qkv[b, :, 2 * D + c:2 * D + c + dk]
             S = A[b, j]                                                 # (T, T)
             gemm(q, k, S, True)                                         # (T, dk) @ (dk, T)
-            _softmax_rows(S, scale, valid[b], causal, bits)
+            _softmax_rows(S, scale, valid[b], causal, bits, valid[b])
             gemm(S, v, Z[b, :, c:c + dk])                               # (T, T) @ (T, dk)
 
 
@@ -294,3 +298,46 @@ def flash_attend_bwd(qkv, Z, dZ, lse, valid, causal, scale, h, dqkv):
                             G[r, s] = scale * P[r, s] * (G[r, s] - dt)
                     gemm(G, k[s0:s1], dq[t0:t1], False, False, True)    # dq += (nq, nk) @ (nk, dk)
                     gemm(G, q[t0:t1], dkk[s0:s1], False, True, True)    # dk += (nk, nq) @ (nq, dk)
+
+
+# ---- cross-attention (CrossAttention): queries from one sequence, keys and values from another ----
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_SUMS)
+def cross_attend(q, kv, qvalid, kvalid, scale, h, A, Z):
+    """A[b, j] = masked softmax(scale·q kᵀ) (T, S) and Z[b, :, head j] = A[b, j] v for every sample b and head j.
+
+    q (n, T, D), kv (n, S, 2D) = [k | v], heads of d_k = D / h columns; qvalid (n, T), kvalid (n, S); A (n, h, T, S);
+    Z (n, T, D)."""
+    n, T, D = q.shape
+    S = kv.shape[1]
+    dk = D // h
+    bits = np.empty(T * S, np.int32)
+    for b in range(n):
+        for j in range(h):
+            c = j * dk
+            qb, k, v = q[b, :, c:c + dk], kv[b, :, c:c + dk], kv[b, :, D + c:D + c + dk]
+            P = A[b, j]                                                 # (T, S)
+            gemm(qb, k, P, True)                                        # (T, dk) @ (dk, S)
+            _softmax_rows(P, scale, qvalid[b], False, bits, kvalid[b])
+            gemm(P, v, Z[b, :, c:c + dk])                               # (T, S) @ (S, dk)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_SUMS)
+def cross_attend_bwd(q, kv, A, dZ, scale, h, dq, dkv):
+    """dq (n, T, D) and dkv = [dk | dv] (n, S, 2D) from dZ (n, T, D), the gradient of cross_attend's Z.
+
+    dα = dz vᵀ, dv = αᵀ dz, dS = scale · α ⊙ (dα − Σ_s dα ⊙ α) (kernels.softmax_bwd), dq = dS k, dk = dSᵀ q."""
+    n, T, D = q.shape
+    S = kv.shape[1]
+    dk = D // h
+    G = np.empty((T, S), q.dtype)                                       # dα, then dS / scale
+    for b in range(n):
+        for j in range(h):
+            c = j * dk
+            qb, k, v = q[b, :, c:c + dk], kv[b, :, c:c + dk], kv[b, :, D + c:D + c + dk]
+            dz, a = dZ[b, :, c:c + dk], A[b, j]
+            gemm(dz, v, G, True)                                        # (T, dk) @ (dk, S)
+            gemm(a, dz, dkv[b, :, D + c:D + c + dk], False, True)       # (T, S)ᵀ @ (T, dk)
+            softmax_bwd(a, G, G, 1)                                     # α ⊙ (dα − Σ_s dα ⊙ α), row by row
+            G *= scale
+            gemm(G, k, dq[b, :, c:c + dk])                              # (T, S) @ (S, dk)
+            gemm(G, qb, dkv[b, :, c:c + dk], False, True)               # (T, S)ᵀ @ (T, dk)

@@ -19,7 +19,10 @@ class Input(Layer):
     doc = "Where data enters the model; shape excludes the batch axis."
     hparams = (HP("shape", "ints", (2,), min=1, max=1 << 20, doc="Sample shape, e.g. 784 or 1,28,28"),
                HP("standardize", "bool", False,
-                  doc="Scale to zero mean, unit variance with training-set statistics (kept with the weights)"))
+                  doc="Scale to zero mean, unit variance with training-set statistics (kept with the weights)"),
+               HP("feed", "choice", "source", choices=("source", "target"),
+                  doc="What this Input receives: the data's inputs (source) or, in an encoder–decoder, the "
+                      "target tokens shifted right by one step, starting with <start> (target: teacher forcing)"))
     n_inputs = 0
 
     def compute_output_shape(self, in_shapes):

@@ -126,6 +126,8 @@ def export_project(project, out_dir, weights=None):
     fused = fused_head(model, project.training["loss"])
     origin = f"{project.path.name}" if project.path else ""
     src = model_source(model, cls, doc=f"{project.name or cls} as a PyTorch module", logits=fused, origin=origin)
+    from ..seq2seq_export import torch_translate
+    src += torch_translate(model)                            # encoder–decoders: greedy decoding
     sd = state_dict(model)
     ids = identifiers(model.order)
     decay = []                                               # torch names of the tensors with L2 decay

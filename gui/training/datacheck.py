@@ -28,12 +28,14 @@ def mismatches(graph, infos, ds, loss):
     """[(node, message, Fix)] where the model does not fit the dataset `ds` trained with `loss`."""
     out = []
     inputs = [n for n, v in graph.nodes.items() if v.type == "Input"]
-    want = tuple(int(d) for d in ds.x.shape[1:])
-    if len(inputs) == 1:
-        n = inputs[0]
+    pairs = getattr(ds, "target_lengths", None) is not None         # sentence pairs: a source and a target Input
+    for n in inputs if len(inputs) == 1 or pairs else []:
+        target = pairs and graph.nodes[n].config.get("feed") == "target"
+        want = tuple(int(d) for d in (ds.y if target else ds.x).shape[1:])
         have = tuple(graph.nodes[n].config.get("shape", REGISTRY["Input"].hparams[0].default))
         if have != want:
-            out.append((n, f"the dataset '{ds.name}' has samples of shape {fmt(want)} but this Input is {fmt(have)}",
+            what = "target sequences" if target else "samples"
+            out.append((n, f"the dataset '{ds.name}' has {what} of shape {fmt(want)} but this Input is {fmt(have)}",
                         Fix("set", f"set the shape to {fmt(want)}", config=(("shape", want),))))
     outs = graph.outputs()
     if len(outs) != 1:

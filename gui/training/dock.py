@@ -39,8 +39,9 @@ def result_text(result, wall):
     reg = regression_text(result)
     losses = [f"{k.split('_')[0].replace('val', 'validation')} {result[k]:.4g}" for k in ("train_loss", "val_loss")
               if k in result]
-    acc = [f"{k.replace('_', ' ').replace('val ', 'validation ')} {result[k]:.4g}"
-           for k in ("train_accuracy", "val_accuracy") if k in result]
+    acc = [f"{k.replace('_', ' ').replace('val ', 'validation ').replace('bleu', 'BLEU')} {result[k]:.4g}"
+           for k in ("train_accuracy", "val_accuracy", "val_exact_match", "val_token_accuracy", "val_bleu")
+           if k in result]
     bits = ([reg] if reg else []) + acc + ([f"loss{' (standardised targets)' if reg else ''} " + ", ".join(losses)]
                                            if losses else [])
     text += ": " + "; ".join(bits) if bits else ""

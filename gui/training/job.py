@@ -37,6 +37,9 @@ class Probe:
     eval_lengths: np.ndarray | None = None    # sequences: (n,) valid steps of eval_x
     vocab: list | None = None             # token id -> text, when the data is text
     features: list | None = None          # tables: the name of each encoded feature
+    target_lengths: np.ndarray | None = None  # sentence pairs: (n,) valid target steps of the samples x (y's)
+    target_vocab: list | None = None      # sentence pairs: target token id -> text
+    eval_target_lengths: np.ndarray | None = None     # sentence pairs: (n,) valid target steps of eval_y
     loss_grad: object = None              # fn(out, y, mask) -> (loss, dL/dout) as the trainer computes it
     logits: bool = False                  # the loss takes the head's logits (forward/backward logits=True)
 
@@ -51,6 +54,9 @@ def make_probe(train, val, seed):
     if getattr(ref, "lengths", None) is not None:
         p.lengths, p.eval_lengths = np.asarray(ref.lengths)[pick], np.asarray(ref.lengths)[ev]
     p.vocab, p.features = getattr(train, "vocab", None), getattr(train, "features", None)
+    if getattr(ref, "target_lengths", None) is not None:                 # sentence pairs: the decoder's side
+        p.target_lengths, p.target_vocab = np.asarray(ref.target_lengths)[pick], train.target_vocab
+        p.eval_target_lengths = np.asarray(ref.target_lengths)[ev]
     if train.x.ndim == 2 and train.x.shape[1] == 2:
         allx = train.x if ref is train else np.concatenate([train.x, val.x])
         lo, hi = allx.min(axis=0), allx.max(axis=0)
@@ -220,7 +226,8 @@ class Job:
                                    "input_shape": model.input_shape, "layers": list(model.order),
                                    "features": {n: int(np.prod(model.infos[n].shape)) for n in model.order},
                                    "types": {n: model.graph.nodes[n].type for n in model.order},
-                                   "two_d": self.probe.grid is not None, "classify": trainer.classify})
+                                   "two_d": self.probe.grid is not None, "classify": trainer.classify,
+                                   "translation": "val_exact_match" in trainer.history})
         self.ready.wait(self.ui_wait)                # let the UI build its plots before the worker takes the CPU
         self.ready.clear()
         trainer.subscribe(self._on_event)

@@ -14,7 +14,8 @@ from engine.errors import LayerboardError
 
 from .views.base import restyle
 
-KINDS = {"series": "Time series (CSV)", "npz": "Sequences (.npz with lengths)", "text": "Text (CSV)"}
+KINDS = {"series": "Time series (CSV)", "npz": "Sequences (.npz with lengths)", "text": "Text (CSV)",
+         "pairs": "Sentence pairs (CSV/TSV), for translation"}
 PLOT_ROWS = 2000         # rows of the series drawn at most
 SHOWN_TOKENS = 60
 
@@ -22,8 +23,10 @@ SHOWN_TOKENS = 60
 def csv_columns(path, limit=PLOT_ROWS):
     """(header, {column: float array or None when not numeric}) of a CSV's first `limit` data rows."""
     opener = gzip.open if str(path).lower().endswith(".gz") else open
+    sep = "\t" if str(path).lower().removesuffix(".gz").endswith((".tsv", ".tab")) else ","
     with opener(path, "rt", newline="", encoding="utf-8-sig") as f:
-        rows = [r for _, r in zip(range(limit + 1), (r for r in csv.reader(f) if any(c.strip() for c in r)))]
+        rows = [r for _, r in zip(range(limit + 1), (r for r in csv.reader(f, delimiter=sep)
+                                                      if any(c.strip() for c in r)))]
     if not rows:
         raise LayerboardError(f"{path} is empty")
     header, data = [h.strip() for h in rows[0]], rows[1:limit + 1]
@@ -92,6 +95,7 @@ class SequenceImport(QGroupBox):
         self.pages.addWidget(self._series_page())
         self.pages.addWidget(self._npz_page())
         self.pages.addWidget(self._text_page())
+        self.pages.addWidget(self._pairs_page())
         box.addWidget(self.pages)
         self.use_btn = QPushButton("Use these sequences")
         self.use_btn.setEnabled(False)
@@ -172,6 +176,18 @@ class SequenceImport(QGroupBox):
         f.addRow("Vocabulary size", self.t_vocab)
         return w
 
+    def _pairs_page(self):
+        w = QWidget()
+        f = QFormLayout(w)
+        self.p_source, self.p_target, self.p_tokens = QComboBox(), QComboBox(), QComboBox()
+        self.p_tokens.addItems(["char", "word"])
+        self.p_tokens.setToolTip("char: every character is a token (dates, codes, short texts); word: words and "
+                                 "punctuation marks")
+        f.addRow("Source column", self.p_source)
+        f.addRow("Target column", self.p_target)
+        f.addRow("Tokens", self.p_tokens)
+        return w
+
     def _kind(self, _i=None):
         self.pages.setCurrentIndex(self.kind.currentIndex())
         self.plot.setVisible(self.kind.currentData() == "series")
@@ -180,7 +196,8 @@ class SequenceImport(QGroupBox):
 
     # ---- file ----
     def _file_dialog(self):
-        filt = "NumPy archives (*.npz)" if self.kind.currentData() == "npz" else "CSV files (*.csv *.csv.gz)"
+        filt = "NumPy archives (*.npz)" if self.kind.currentData() == "npz" else \
+            "CSV files (*.csv *.csv.gz *.tsv *.tsv.gz)"
         path, _ = QFileDialog.getOpenFileName(self, KINDS[self.kind.currentData()], str(self.panel.doc.project.base),
                                               f"{filt};;All files (*)")
         if path:
@@ -223,6 +240,11 @@ class SequenceImport(QGroupBox):
                 it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 it.setCheckState(Qt.CheckState.Checked)
                 self.s_features.addItem(it)
+        elif kind == "pairs":
+            for combo, want, j in ((self.p_source, "source", 0), (self.p_target, "target", 1)):
+                combo.clear()
+                combo.addItems(self.header)
+                combo.setCurrentText(want if want in self.header else self.header[min(j, len(self.header) - 1)])
         else:
             text = [h for h in self.header if self.cols[h] is None] or self.header
             for combo, items in ((self.t_text, self.header), (self.t_target, self.header)):
@@ -243,6 +265,9 @@ class SequenceImport(QGroupBox):
                        horizon=self.s_horizon.value())
         elif kind == "npz":
             ref.update(x=self.n_x.currentText(), y=self.n_y.currentText(), lengths=self.n_len.currentText())
+        elif kind == "pairs":
+            ref.update(source=self.p_source.currentText(), target=self.p_target.currentText(),
+                       tokens=self.p_tokens.currentText())
         else:
             ref.update(text=self.t_text.currentText(), target=self.t_target.currentText(),
                        level=self.t_level.currentText(), max_len=self.t_len.value(), vocab=self.t_vocab.value())
@@ -314,6 +339,10 @@ class SequenceImport(QGroupBox):
             self.t_level.setCurrentText(ref.get("level", "word"))
             self.t_len.setValue(int(ref.get("max_len", 200)))
             self.t_vocab.setValue(int(ref.get("vocab", 20000)))
+        elif kind == "pairs" and self.header:
+            self.p_source.setCurrentText(ref.get("source", "source"))
+            self.p_target.setCurrentText(ref.get("target", "target"))
+            self.p_tokens.setCurrentText(ref.get("tokens", "char"))
         self.preview()
 
     def clear(self):
@@ -324,7 +353,8 @@ class SequenceImport(QGroupBox):
         self.curve.setData([], [])
         self.target_mark.setData([], [])
         self.tokens.setText("")
-        for c in (self.s_target, self.n_x, self.n_y, self.n_len, self.t_text, self.t_target):
+        for c in (self.s_target, self.n_x, self.n_y, self.n_len, self.t_text, self.t_target, self.p_source,
+                  self.p_target):
             c.blockSignals(True)
             c.clear()
             c.blockSignals(False)
@@ -347,10 +377,19 @@ class SequenceImport(QGroupBox):
             n, words = tok
             more = " …" if n > len(words) else ""
             self.tokens.setText(f"sample 0 ({n} tokens, vocabulary {len(ds.vocab)}): "
-                                + " · ".join(words) + more)
+                                + " · ".join(words) + more + _target_tokens(ds))
         elif getattr(ds, "lengths", None) is not None:
             lens = np.asarray(ds.lengths)
             self.tokens.setText(f"{len(lens)} sequences, lengths {lens.min()}…{lens.max()} "
                                 f"(mean {lens.mean():.1f}) of at most {ds.x.shape[1]} steps")
         if self.tokens.text():                          # e.g. a built-in set of token sequences
             self.setChecked(True)
+
+
+def _target_tokens(ds, limit=SHOWN_TOKENS):
+    """' → tok · tok … (target vocabulary V)' of sample 0 of a sentence-pairs dataset, else ''."""
+    tv = getattr(ds, "target_vocab", None)
+    if not tv:
+        return ""
+    n = int(ds.target_lengths[0])
+    return (f" → {' · '.join(tv[int(j)] for j in ds.y[0, :min(n, limit)])} (target vocabulary {len(tv)})")

@@ -1,4 +1,5 @@
-"""Attention heatmaps, live: α_{t→s} of a chosen self-attention layer, head and validation sample, plus all heads."""
+"""Attention heatmaps, live: α_{t→s} of a chosen attention layer (self-attention, or an encoder–decoder's
+cross-attention: target tokens × source tokens), head and validation sample, plus all heads."""
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from .base import View
 from .sequence import forward, image_item, layers_of, pick, sample_index, set_ticks, tokens
 
 TYPE = "MultiHeadSelfAttention"
+TYPES = (TYPE, "CrossAttention")     # the layers whose "attention" tap the view draws
 PROBE_CAP = 300
 THUMB_MAX = 24           # all-heads grid: at most this many thumbnails
 
@@ -29,31 +31,60 @@ def logits_of(layer, i):
     return q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])                     # (heads, T, T)
 
 
+def _decoder_tokens(model, probe, i):
+    """(valid target steps, decoder input tokens <start> y₀ …, output tokens y₀ … <end>) of probe sample i of an
+    encoder–decoder (None for other models, or when the data has no target vocabulary)."""
+    from engine.seq2seq import target_input
+    tv, tl = getattr(probe, "target_vocab", None), getattr(probe, "target_lengths", None)
+    if target_input(model) is None or tl is None:
+        return None
+    n = int(tl[i])
+    ids = [int(v) for v in np.asarray(probe.y[i])[:n]]
+    word = (lambda j: tv[j] if tv and 0 <= j < len(tv) else str(j))
+    out = [word(j) for j in ids]
+    return n, [word(2)] + out[:-1], out
+
+
+def _dims(p, name):
+    """(query steps, key steps) of layer `name` in a payload: its own for decoder layers, else (length, length)."""
+    n = int(p["length"])
+    return tuple(p.get("dims", {}).get(name, (n, n)))
+
+
 class AttentionView(View):
     """ImageItem of α_{t→s} (row: query t, column: key s) and a live grid of every layer × head."""
 
     title = "Attention"
     key = "attention"
     live = True                  # also probed between batches (throttled by the job), not only at epoch ends
-    needs = (TYPE,)
+    needs = TYPES
 
     @staticmethod
     def compute(model, probe, options):
-        names = layers_of(model, TYPE)
+        names = layers_of(model, TYPES)
         if not names:
             return None
         i = sample_index(probe, options, "attention_sample")
         n = int(forward(model, probe, i)[0])
-        maps, logits, causal = {}, {}, {}
+        maps, logits, causal, dims, rows, cols = {}, {}, {}, {}, {}, {}
+        src = tokens(probe, i, n)
+        dec = _decoder_tokens(model, probe, i)          # (steps, decoder input tokens, output tokens) or None
+        from engine.seq2seq import streams
+        stream = streams(model.graph) if dec is not None else {}
         for name in names:
             layer = model.layers[name]
-            maps[name] = np.array(layer.attention_maps([0])[0], np.float32)           # (heads, T, T)
+            maps[name] = np.array(layer.attention_maps([0])[0], np.float32)           # (heads, T, T) or (heads, T, S)
             lg = logits_of(layer, 0)
             if lg is not None:
                 logits[name] = lg.astype(np.float32)
             causal[name] = bool(layer.config.get("causal", False))
+            if layer.type == "CrossAttention" and dec is not None:                    # target × source tokens
+                dims[name], rows[name], cols[name] = (dec[0], n), dec[2], src
+            elif stream.get(name) == "target":                                        # decoder self-attention
+                dims[name], rows[name], cols[name] = (dec[0], dec[0]), dec[1], dec[1]
         return {"layers": names, "maps": maps, "logits": logits, "causal": causal, "sample": i, "length": n,
-                "tokens": tokens(probe, i, n)}
+                "tokens": src, "dims": dims, "rows": rows, "cols": cols,
+                "types": {nm: model.layers[nm].type for nm in names}}
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -111,12 +142,12 @@ class AttentionView(View):
         self.grid.scene().sigMouseClicked.connect(self._clicked)
 
     def applies(self, ctx):
-        return TYPE in ctx.get("types", {}).values()
+        return any(t in TYPES for t in ctx.get("types", {}).values())
 
     def begin(self, ctx):
         super().begin(ctx)
         keep = self.layer.currentText()
-        names = [n for n in ctx.get("layers", []) if ctx.get("types", {}).get(n) == TYPE]
+        names = [n for n in ctx.get("layers", []) if ctx.get("types", {}).get(n) in TYPES]
         self.layer.blockSignals(True)
         self.layer.clear()
         self.layer.addItems(names)
@@ -162,22 +193,28 @@ class AttentionView(View):
         self.head.blockSignals(True)
         self.head.setRange(0, len(maps) - 1)
         self.head.blockSignals(False)
-        h, n = self.head.value(), int(p["length"])
-        self.alpha = np.asarray(maps[h, :n, :n], np.float64)                       # (n, n) valid part
+        h = self.head.value()
+        nq, nk = _dims(p, name)
+        self.alpha = np.asarray(maps[h, :nq, :nk], np.float64)                     # (nq, nk) valid part
         lg = p.get("logits", {}).get(name)
-        self.logit = None if lg is None else np.asarray(lg[h, :n, :n], np.float64)
+        self.logit = None if lg is None else np.asarray(lg[h, :nq, :nk], np.float64)
         self.causal = bool(p.get("causal", {}).get(name, False))
-        self.labels = p.get("tokens")
+        self.labels = p.get("rows", {}).get(name, p.get("tokens"))                 # query (row) tokens
+        self.keys = p.get("cols", {}).get(name, p.get("tokens"))                   # key (column) tokens
         self.image.setImage(self.alpha.astype(np.float32), levels=(0, 1), autoLevels=False)
-        frame = (name, h, p["sample"], n, tuple(self.labels or ()))
+        frame = (name, h, p["sample"], nq, nk, tuple(self.labels or ()), tuple(self.keys or ()))
         if frame != self._frame:                    # axes, ticks and title only when they change (cheap redraws)
             self._frame = frame
-            self.image.setRect(0, 0, n, n)
-            self.plot.setXRange(0, max(n, 1), padding=0)
-            self.plot.setYRange(0, max(n, 1), padding=0)
-            set_ticks(self.plot.getAxis("bottom"), self.labels, n)
-            set_ticks(self.plot.getAxis("left"), self.labels, n)
-            self.plot.setTitle(f"{name}, head {h}, sample {p['sample']} ({n} tokens)", size="9pt")
+            cross = p.get("types", {}).get(name) == "CrossAttention"
+            self.image.setRect(0, 0, nk, nq)
+            self.plot.setXRange(0, max(nk, 1), padding=0)
+            self.plot.setYRange(0, max(nq, 1), padding=0)
+            set_ticks(self.plot.getAxis("bottom"), self.keys, nk)
+            set_ticks(self.plot.getAxis("left"), self.labels, nq)
+            self.plot.setLabel("bottom", "source token s (key)" if cross else "key s")
+            self.plot.setLabel("left", "target token t (query)" if cross else "query t")
+            what = f"{nq} target × {nk} source tokens" if cross else f"{nq} tokens"
+            self.plot.setTitle(f"{name}, head {h}, sample {p['sample']} ({what})", size="9pt")
             self._borders()
 
     def _draw_grid(self):
@@ -204,13 +241,14 @@ class AttentionView(View):
             self._grid_key, self._grid_n = key, None
             self._borders()
             self.grid.setToolTip(f"{len(p['layers'])} layer(s) × up to {heads} heads; click one to show it")
-        n = int(p["length"])
-        fit = n != self._grid_n
-        self._grid_n = n
+        dims = {name: _dims(p, name) for name in p["layers"]}
+        fit = dims != self._grid_n
+        self._grid_n = dims
         for (name, h), (vb, img) in self.thumbs.items():
-            img.setImage(np.asarray(p["maps"][name][h, :n, :n], np.float32), levels=(0, 1), autoLevels=False)
+            nq, nk = dims[name]
+            img.setImage(np.asarray(p["maps"][name][h, :nq, :nk], np.float32), levels=(0, 1), autoLevels=False)
             if fit:
-                vb.setRange(xRange=(0, n), yRange=(0, n), padding=0.02)
+                vb.setRange(xRange=(0, nk), yRange=(0, nq), padding=0.02)
 
     def _borders(self):
         """Outline the thumbnail shown large."""
@@ -221,9 +259,10 @@ class AttentionView(View):
     # ---- interaction ----
     def cell_text(self, t, s):
         """The formula of α_{t→s} with this cell's numbers (the logits when the layer exposes q and k)."""
-        a, n = self.alpha, len(self.alpha)
+        a, n = self.alpha, self.alpha.shape[1]
         tok = (lambda i: f" '{self.labels[i]}'") if self.labels else (lambda i: "")
-        head = f"query t = {t + 1}{tok(t)}, key s = {s + 1}{tok(s)}: "
+        ktok = (lambda i: f" '{self.keys[i]}'") if getattr(self, "keys", None) else (lambda i: "")
+        head = f"query t = {t + 1}{tok(t)}, key s = {s + 1}{ktok(s)}: "
         keys = t + 1 if self.causal else n                                 # keys row t may attend to
         if s >= keys:
             return head + "α_{t→s} = 0: a causal mask hides key s > t from query t"
@@ -236,14 +275,14 @@ class AttentionView(View):
                     f"Σ_(u=1…{keys}) exp(q_t·k_u/√d_k) = {num:.4g}{sh} / {den:.4g}{sh} = {a[t, s]:.4g}")
         best = int(np.argmax(a[t]))
         return (head + f"α_{{t→s}} = exp(q_t·k_s/√d_k) / Σ_u exp(q_t·k_u/√d_k) = {a[t, s]:.4g}; row t sums to "
-                f"{a[t].sum():.4g} over its {keys} keys, largest α = {a[t, best]:.4g} at s = {best + 1}{tok(best)}")
+                f"{a[t].sum():.4g} over its {keys} keys, largest α = {a[t, best]:.4g} at s = {best + 1}{ktok(best)}")
 
     def _moved(self, pos):
         if self.alpha is None or not self.plot.sceneBoundingRect().contains(pos):
             return
         q = self.plot.getPlotItem().vb.mapSceneToView(pos)
         s, t = int(np.floor(q.x())), int(np.floor(q.y()))
-        if 0 <= t < len(self.alpha) and 0 <= s < len(self.alpha):
+        if 0 <= t < self.alpha.shape[0] and 0 <= s < self.alpha.shape[1]:
             self.hover.setText(self.cell_text(t, s))
 
     def _clicked(self, ev):

@@ -51,7 +51,8 @@ class ConfusionView(View):
             return None
         n = len(probe.classes)
         lens = getattr(probe, "eval_lengths", None)
-        y, pred, where = outcomes(model, probe.eval_x, probe.eval_y, lens)
+        y, pred, where = outcomes(model, probe.eval_x, probe.eval_y, lens,
+                                  getattr(probe, "eval_target_lengths", None))
         return {"matrix": confusion(y, pred, n), "y": np.asarray(y), "pred": pred, "where": where,
                 "x": probe.eval_x, "lengths": lens, "vocab": probe.vocab, "features": getattr(probe, "features", None)}
 

@@ -7,7 +7,7 @@ from .base import View, colour, restyle
 
 # per-epoch columns after (epoch, step): the history keys, in order
 EPOCH_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "train_rmse", "val_rmse",
-              "train_mae", "val_mae", "train_r2", "val_r2")
+              "train_mae", "val_mae", "train_r2", "val_r2", "val_exact_match")
 COL = {k: 2 + i for i, k in enumerate(EPOCH_KEYS)}
 
 
@@ -47,6 +47,7 @@ class Panel:
 
 
 DASH = pg.QtCore.Qt.PenStyle.DashLine
+DOT = pg.QtCore.Qt.PenStyle.DotLine          # encoder–decoders: validation exact match of greedy decoding
 GREY = "#888888"
 
 
@@ -81,7 +82,7 @@ class CurvesView(View):
 
     def begin(self, ctx):
         super().begin(ctx)
-        sig = (ctx.get("folds", 1), bool(ctx.get("n_val")), ctx.get("classify", True))
+        sig = (ctx.get("folds", 1), bool(ctx.get("n_val")), ctx.get("classify", True), bool(ctx.get("translation")))
         if sig != self._sig:                                    # new layout: new curves and legend
             for p in self.panels.values():
                 p.plot.clear()
@@ -130,6 +131,8 @@ class CurvesView(View):
         if regress:
             self._key("RMSE", GREY, 2.5)
             self._key("MAE", GREY, 1)
+        if ctx.get("translation"):
+            self._key("exact match (greedy)", GREY if kf else colour(1), 2, DOT)
 
     def fold(self, fold, ctx):
         """Curves for a fold; with k folds each fold gets its own colour and the batch curves are hidden."""
@@ -151,6 +154,7 @@ class CurvesView(View):
             f[f"batch_{key}"].setVisible(not kf)
             f[f"train_{key}"] = p.plot([], [], pen=pg.mkPen(tc, width=2))
             f[f"val_{key}"] = p.plot([], [], pen=pg.mkPen(vc, width=2, style=DASH))
+        f["val_exact_match"] = self.panels["acc"].plot.plot([], [], pen=pg.mkPen(vc, width=2, style=DOT))
         for metric, pan, width in (("rmse", "err", 2.5), ("mae", "err", 1), ("r2", "r2", 2)):
             for part, c, style in (("train", tc, pg.QtCore.Qt.PenStyle.SolidLine), ("val", vc, DASH)):
                 f[f"{part}_{metric}"] = self.panels[pan].plot.plot([], [], pen=pg.mkPen(c, width=width, style=style))

@@ -5,7 +5,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel
 
 from .base import View, colour
-from .sequence import exposing, layer_row, layers_of, lengths, mask, pick, refill
+from .sequence import exposing, layer_row, layers_of, lengths, model_inputs, pick, refill
 
 BATCH = 32              # validation sequences of the backward pass
 
@@ -18,11 +18,11 @@ def probe_grads(model, probe, idx):
     fn = getattr(probe, "loss_grad", None)
     if fn is None:
         raise ValueError("the gradient view needs the run's loss (probe.loss_grad)")
-    m = mask(probe, idx)
+    x, m, lm = model_inputs(model, probe, idx)
     keep = model.grad.copy()
     try:
-        out = model.forward(probe.x[idx], training=False, logits=probe.logits, mask=m)
-        _, d = fn(out, probe.y[idx], m)
+        out = model.forward(x, training=False, logits=probe.logits, mask=m)
+        _, d = fn(out, probe.y[idx], lm)
         model.backward(d, logits=probe.logits)
     finally:
         model.grad[...] = keep

@@ -34,6 +34,8 @@ class PCAView(View):
 
     @staticmethod
     def compute(model, probe, options):
+        if len(model.inputs) > 1:              # an encoder–decoder: activations of one input alone do not exist
+            return None
         layer = options.get("pca_layer")
         if layer not in model.layers:          # not chosen yet (the UI may not have seen this run start)
             layer = default_layer(model.order, {n: int(np.prod(model.infos[n].shape)) for n in model.order},

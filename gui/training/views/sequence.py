@@ -40,11 +40,25 @@ def mask(probe, idx):
     return np.arange(probe.x.shape[1])[None, :] < lengths(probe, idx)[:, None]
 
 
-def forward(model, probe, idx):
-    """Evaluation-mode forward of the probe samples idx (their mask included); returns their lengths."""
+def model_inputs(model, probe, idx):
+    """(inputs, masks, the mask a loss counts) of the probe samples idx: arrays, or for an encoder–decoder dicts
+    whose target Input reads the samples' targets shifted right (teacher forcing)."""
+    from engine.seq2seq import source_input, steps_mask, target_input, teacher_inputs
     idx = np.atleast_1d(idx)
-    model.forward(probe.x[idx], training=False, mask=mask(probe, idx))
-    return lengths(probe, idx)
+    tgt = target_input(model)
+    if tgt is None or getattr(probe, "target_lengths", None) is None:
+        m = mask(probe, idx)
+        return probe.x[idx], m, m
+    y, src = np.asarray(probe.y)[idx], source_input(model)
+    tm = steps_mask(probe.target_lengths[idx], y.shape[1])
+    return {src: probe.x[idx], tgt: teacher_inputs(y)}, {src: mask(probe, idx), tgt: tm}, tm
+
+
+def forward(model, probe, idx):
+    """Evaluation-mode forward of the probe samples idx (their masks included); returns their lengths."""
+    x, m, _ = model_inputs(model, probe, idx)
+    model.forward(x, training=False, mask=m)
+    return lengths(probe, np.atleast_1d(idx))
 
 
 def tokens(probe, i, n):
