@@ -329,9 +329,12 @@ def _upstream(graph, name):
 def import_project(path, name=None):
     """(Project, weights) for an ONNX file: the graph with its trained weights, default training settings."""
     from pathlib import Path
+    from .data.dataset import placeholder
     from .project import Project
     g, w, _ = read(path)
-    p = Project(graph=g, name=name or Path(str(path)).stem, description=f"Imported from {Path(str(path)).name}")
+    shape = next(v.config["shape"] for v in g.nodes.values() if v.type == "Input")
+    p = Project(graph=g, name=name or Path(str(path)).stem, description=f"Imported from {Path(str(path)).name}",
+                dataset=placeholder(shape))          # no data yet: the window asks for data of the Input's shape
     return p, w
 
 

@@ -361,3 +361,25 @@ def test_a_project_written_by_layerboard_import_opens_laid_out(window, onnx_file
     assert len(pos) == 65 and not overlaps(pos) and len(set(pos.values())) == 65
     assert doc.trained is not None and doc.trained_fits() and doc.project.path == tmp_path / "p.json"
     assert all((it.pos().x(), it.pos().y()) == doc.pos(n) for n, it in window.scene.nodes.items())
+
+
+def test_an_imported_model_asks_for_data_and_its_input_shows_no_error(isolated, qtbot, onnx_file, tmp_path):
+    """Not the default xor set (whose (2,) samples would mark the Input): a placeholder naming the Input's shape."""
+    w = MainWindow(autosave_dir=tmp_path / "data", training=True)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.open_path(default_example(), template=True)
+    assert w.open_path(onnx_file())
+    wait_import(qtbot, w)
+    doc = w.doc
+    assert doc.project.dataset == {"kind": "none", "input": [3, 8, 8]}
+    panel = w.training.data
+    assert panel.dataset is None
+    assert "Choose data for a (3, 8, 8) input" in panel.info.text() and "#b00" not in panel.info.text()
+    assert not any(i.error for i in doc.infos.values())
+    panel.use_builtin("moons")                              # choosing data then checks the model against it
+    qtbot.waitUntil(lambda: panel.dataset is not None, timeout=HANG_MS)
+    assert doc.infos["x"].error and "(2,)" in doc.infos["x"].error
+    doc.undo_stack.undo()
+    qtbot.waitUntil(lambda: not doc.infos["x"].error, timeout=HANG_MS)
+    assert "Choose data for a (3, 8, 8) input" in panel.info.text()
