@@ -67,6 +67,11 @@ class Ctx:
     sym: dict = field(default_factory=dict)            # tensor name -> True when all zeros: computed from shapes only
     consumers: dict = field(default_factory=dict)      # tensor name -> nodes reading it
     done: set = field(default_factory=set)             # ids of nodes already imported as part of a pattern
+    keep: bool = False                                 # keep unmapped nodes as OnnxNode layers (not --strict)
+    kept: list = field(default_factory=list)           # (op, node name, why, OnnxNode layer) of each kept node
+    runs: dict = field(default_factory=dict)           # tensor name -> the kept run (onnx_import_keep.Run) giving it
+    outputs: set = field(default_factory=set)          # the model's output tensor names
+    model: object = None                               # the ModelProto (opsets, types, functions)
 
     def name(self, onnx_name, op):
         """A canvas name from the ONNX node name ('/' is not allowed in ours), unique."""
@@ -222,9 +227,10 @@ def _layout(graph):
             graph.nodes[n].meta["pos"] = [x, y]
 
 
-def read(path_or_model):
-    """(Graph, weights {"node/param": array}, problems) of an ONNX file or ModelProto; ImportFailed on a file
-    that cannot be read or mapped (its .problems list every node without a mapping)."""
+def read(path_or_model, strict=False):
+    """(Graph, weights {"node/param": array}, kept) of an ONNX file or ModelProto; kept lists (op, node name, why,
+    OnnxNode layer) of each node without a mapping kept as it is. ImportFailed on a file that cannot be read or
+    mapped (its .problems list every node without a mapping; strict: also those that could be kept)."""
     import onnx
     from onnx import numpy_helper, shape_inference
     try:
@@ -238,7 +244,7 @@ def read(path_or_model):
         except Exception as e:
             raise ImportFailed(f"opset {opset} is older than {MIN_OPSET} and could not be converted: {e}")
     m = shape_inference.infer_shapes(m)
-    c = Ctx()
+    c = Ctx(keep=not strict, model=m, outputs={o.name for o in m.graph.output})
     c.consts = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
     for vi in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output):
         dims = vi.type.tensor_type.shape.dim
@@ -296,7 +302,11 @@ def read(path_or_model):
                 raise Unsupported(f"operator domain {node.domain!r}")
             fn(c, node)
         except Unsupported as e:
-            c.problems.append((node.op_type, node.name or node.output[0], str(e)))
+            why = c.keep and onnx_import_keep.keep(c, node, str(e))
+            if why is None:
+                continue
+            c.problems.append((node.op_type, node.name or node.output[0],
+                               f"{e}; it cannot be kept as an ONNX node either: {why}" if why else str(e)))
     out = m.graph.output[0].name
     if c.problems:
         lines = [f"{op} '{n}': {why}" for op, n, why in c.problems]
@@ -313,7 +323,8 @@ def read(path_or_model):
     for n in [n for n in c.graph.topo_order() if n not in keep]:
         c.graph.remove_node(n)
     _layout(c.graph)
-    return c.graph, {k: v for k, v in c.weights.items() if k.split("/")[0] in keep}, []
+    return (c.graph, {k: v for k, v in c.weights.items() if k.split("/")[0] in keep},
+            [k for k in c.kept if k[3] in keep])
 
 
 def _upstream(graph, name):
@@ -326,16 +337,17 @@ def _upstream(graph, name):
     return seen
 
 
-def import_project(path, name=None):
-    """(Project, weights) for an ONNX file: the graph with its trained weights, default training settings."""
+def import_project(path, name=None, strict=False):
+    """(Project, weights, kept) for an ONNX file: the graph with its trained weights, default training settings;
+    kept as read() gives it."""
     from pathlib import Path
     from .data.dataset import placeholder
     from .project import Project
-    g, w, _ = read(path)
+    g, w, kept = read(path, strict)
     shape = next(v.config["shape"] for v in g.nodes.values() if v.type == "Input")
     p = Project(graph=g, name=name or Path(str(path)).stem, description=f"Imported from {Path(str(path)).name}",
                 dataset=placeholder(shape))          # no data yet: the window asks for data of the Input's shape
-    return p, w
+    return p, w, kept
 
 
 # ---- command line: layerboard import MODEL.onnx -o PROJECT.json [--weights W] ----
@@ -345,6 +357,8 @@ def add_parser(sub):
     s.add_argument("-o", "--output", required=True, help="the project file to write (.json)")
     s.add_argument("--weights", help="where to write the weights (.npz or .safetensors; default: "
                                      "PROJECT.weights.safetensors beside the project, which the window loads)")
+    s.add_argument("--strict", action="store_true", help="refuse a model with any node Layerboard has no layer for "
+                   "(default: keep such nodes as OnnxNode layers that run in onnxruntime and are not trainable)")
     s.set_defaults(fn=cmd_import)
 
 
@@ -359,13 +373,16 @@ def cmd_import(a):
         if not os.access(f.resolve().parent, os.W_OK):
             raise LayerboardError(f"cannot write {f}: its folder {f.resolve().parent} is not writable")
     try:
-        p, w = import_project(a.model, out.stem)
+        p, w, kept = import_project(a.model, out.stem, a.strict)
     except ImportFailed as e:
         if e.problems:
             print(f"layerboard import: {len(e.problems)} node(s) of {a.model} have no Layerboard layer:")
             for op, n, why in e.problems:
                 print(f"  {op} '{n}': {why}")
         raise
+    if kept:
+        print(f"layerboard import: {len(kept)} node(s) of {a.model} have no Layerboard layer and are kept as they are:")
+        print("\n".join(onnx_import_keep.report(kept)))
     model = Model(p.graph)
     model.set_weights({**model.weights(), **w}, where=f"the weights of {a.model}")
     p.save(out)
@@ -374,4 +391,4 @@ def cmd_import(a):
     return 0
 
 
-from . import onnx_import_attn, onnx_import_ops, onnx_import_pointwise, onnx_import_seq  # noqa: E402,F401
+from . import onnx_import_attn, onnx_import_keep, onnx_import_ops, onnx_import_pointwise, onnx_import_seq  # noqa: E402,F401

@@ -32,6 +32,14 @@ def key_hparams(type, config, limit=2):
     return " · ".join(parts)
 
 
+OPAQUE = "#59606b"      # header of an OnnxNode: ONNX node(s) kept as imported, run in onnxruntime, not trainable
+
+
+def opaque_text(config):
+    """'ONNX TopK, runs in onnxruntime, not trainable': what an OnnxNode is, for its tooltip."""
+    return f"ONNX {config.get('op') or 'node'}, runs in onnxruntime, not trainable"
+
+
 def human(n):
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e4 else f"{n:,}"
 
@@ -136,6 +144,8 @@ class NodeItem(QGraphicsItem):
         """Type, doc, and the error with its fix (set when the pointer arrives: cheaper than on every edit)."""
         info = self.info
         tip = [f"{self.layer_type} '{self.name}' — {REGISTRY[self.layer_type].doc}"]
+        if self.layer_type == "OnnxNode":
+            tip[0] = f"{opaque_text(self.config)} ('{self.name}')"
         if info is not None and info.error:
             tip.append(f"Error: {info.error}" + (f"\nFix: {info.fix.text}" if info.fix else ""))
         elif info is not None and info.blocked:
@@ -158,7 +168,8 @@ class NodeItem(QGraphicsItem):
 
     # ---- painting ----
     def paint(self, p, option, widget=None):
-        c = category_color(self.category)
+        opaque = self.layer_type == "OnnxNode"
+        c = QColor(OPAQUE) if opaque else category_color(self.category)
         body = QRectF(0, 0, W, H)
         sel = self.isSelected()
         pen = QPen(QColor(theme["accent"]) if sel else (QColor(theme["error"]) if self.has_error
@@ -175,6 +186,11 @@ class NodeItem(QGraphicsItem):
         p.setPen(pen)
         p.setBrush(QColor(theme["node"]))
         p.drawRoundedRect(body, 8, 8)
+        if opaque:                                          # hatched: not a layer Layerboard computes or trains
+            hatch = QColor(c)
+            hatch.setAlpha(70)
+            p.setBrush(QBrush(hatch, Qt.BrushStyle.BDiagPattern))
+            p.drawRoundedRect(body, 8, 8)
         head = QPainterPath()
         head.setFillRule(Qt.FillRule.WindingFill)
         head.addRoundedRect(QRectF(0, 0, W, HEAD), 8, 8)
@@ -186,7 +202,9 @@ class NodeItem(QGraphicsItem):
         f.setBold(True)
         p.setFont(f)
         p.setPen(QColor("white"))
-        p.drawText(QRectF(26, 0, W - 56, HEAD), Qt.AlignmentFlag.AlignVCenter, self.layer_type)
+        title = f"ONNX {self.config.get('op', '')}" if opaque else self.layer_type
+        p.drawText(QRectF(26, 0, W - 56, HEAD), Qt.AlignmentFlag.AlignVCenter,
+                   p.fontMetrics().elidedText(title, Qt.TextElideMode.ElideRight, int(W - 56)))
         f.setBold(False)
         p.setFont(f)
         info = self.info
@@ -205,7 +223,8 @@ class NodeItem(QGraphicsItem):
         f.setPointSizeF(8.5)
         p.setFont(f)
         p.setPen(muted)
-        line = key_hparams(self.layer_type, self.config) or REGISTRY[self.layer_type].doc.split(";")[0]
+        line = "onnxruntime · not trainable" if opaque else (key_hparams(self.layer_type, self.config)
+                                                             or REGISTRY[self.layer_type].doc.split(";")[0])
         p.drawText(QRectF(10, HEAD + 21, W - 20, 16), Qt.AlignmentFlag.AlignVCenter,
                    p.fontMetrics().elidedText(line, Qt.TextElideMode.ElideRight, int(W - 20)))
         if info is None:
