@@ -545,7 +545,7 @@ def test_onnx_nodes_written_by_hand(op, shape, opset, attrs, layer, config, tmp_
 
 @pytest.mark.parametrize("op,shape,inits,attrs,why", [
     ("LRN", (4, 5, 5), [], {"size": 4}, "even LRN size"),
-    ("Transpose", (3, 4), [], {"perm": [0, 2, 1]}, "not layout-only"),
+    ("Transpose", (3, 4, 5), [], {"perm": [1, 0, 2, 3]}, "moves the batch axis"),
     ("Div", (3, 4), [("k", np.zeros(4, np.float32))], {}, "zeros"),
     ("Pad", (2, 5), [("p", np.array([0, 0, 1, 0, 0, 2]))], {"mode": "reflect"}, "reflect padding"),
     ("Resize", (2, 4, 4), [("roi", np.zeros(0, np.float32)), ("s", np.array([1, 1, 1.5, 1.5], np.float32))],

@@ -69,3 +69,24 @@ def test_asymmetric_conv_pads_are_a_zero_pad_then_the_convolution(rank, pads, st
     x = np.random.default_rng(1).normal(size=(4,) + shape).astype(np.float32)
     model = check_round_trip(f, x)
     assert [v.type for v in model.graph.nodes.values()] == ["Input", "ZeroPad", f"Conv{rank}D", "ReLU"]
+
+
+@EXPORTERS
+def test_a_transpose_that_is_not_layout_only_is_a_permute(dynamo, tmp_path):
+    """A ConvNeXt-style block: channels last for LayerNorm and the pointwise MLP, then channels first again."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(3, 4, 3, padding=1), nn.LayerNorm(4)
+            self.conv2, self.fc = nn.Conv2d(4, 5, (1, 3)), nn.Linear(5, 2)
+
+        def forward(self, x):
+            h = self.norm(self.conv(x).permute(0, 2, 3, 1))        # (B, H, W, C)
+            h = h.permute(0, 3, 1, 2).transpose(2, 3)              # (B, C, W, H)
+            return self.fc(self.conv2(h).mean((2, 3)))
+    torch.manual_seed(0)
+    m = round_trip(torch, Block(), (3, 6, 6), tmp_path, dynamo)
+    assert [v.type for v in m.graph.nodes.values()].count("Permute") >= 2
