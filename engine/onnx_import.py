@@ -148,6 +148,16 @@ class Ctx:
         self.values[node.output[0]] = self.values[src]
 
 
+def reads(node):
+    """The tensors a node reads: its inputs and what its subgraphs (If/Loop branches) take from outside them."""
+    out = [t for t in node.input if t]
+    for a in node.attribute:
+        for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+            made = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {t.name for t in g.initializer}
+            out += [t for n in g.node for t in reads(n) if t not in made]
+    return list(dict.fromkeys(out))
+
+
 def _attrs(node):
     from onnx import helper
     return {a.name: _text(helper.get_attribute_value(a)) for a in node.attribute}
@@ -269,7 +279,7 @@ def read(path_or_model, strict=False):
             c.consts[node.output[0]] = numpy_helper.to_array(helper.get_attribute_value(node.attribute[0]))
     data = []
     for node in m.graph.node:                                 # pass 1: constants folded, shape computations marked
-        ins = [t for t in node.input if t]
+        ins = reads(node)
         if node.op_type == "Constant":
             continue
         if ins and all(t in c.consts for t in ins) and node.op_type not in NO_FOLD:
@@ -283,7 +293,8 @@ def read(path_or_model, strict=False):
         else:
             data.append(node)
     blocks = {}
-    for b in onnx_import_attn.find(c, m, data) + onnx_import_pointwise.find_pointwise(c, m, data):
+    found = onnx_import_attn.find(c, m, data) + onnx_import_norm.find(c, m, data)
+    for b in found + onnx_import_pointwise.find_pointwise(c, m, data):
         if not any(id(n) in blocks for n in b.nodes):          # attention first; no block inside another
             blocks.update({id(n): b for n in b.nodes})
     for node in data:                                         # pass 2: layers
@@ -391,4 +402,5 @@ def cmd_import(a):
     return 0
 
 
-from . import onnx_import_attn, onnx_import_keep, onnx_import_ops, onnx_import_pointwise, onnx_import_seq  # noqa: E402,F401
+from . import onnx_import_attn, onnx_import_keep, onnx_import_norm, onnx_import_ops, onnx_import_pointwise  # noqa: E402,F401
+from . import onnx_import_seq  # noqa: E402,F401

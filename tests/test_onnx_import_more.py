@@ -90,3 +90,21 @@ def test_a_transpose_that_is_not_layout_only_is_a_permute(dynamo, tmp_path):
     torch.manual_seed(0)
     m = round_trip(torch, Block(), (3, 6, 6), tmp_path, dynamo)
     assert [v.type for v in m.graph.nodes.values()].count("Permute") >= 2
+
+
+@EXPORTERS
+@pytest.mark.parametrize("kind", ["groupnorm", "groupnorm-no-affine", "lrn"])
+def test_torch_multi_node_normalisations_are_one_layer(kind, dynamo, tmp_path):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    norm = {"groupnorm": lambda: nn.GroupNorm(2, 6), "groupnorm-no-affine": lambda: nn.GroupNorm(3, 6, affine=False),
+            "lrn": lambda: nn.LocalResponseNorm(3, alpha=0.1, beta=0.6, k=1.5)}[kind]()
+    if kind == "groupnorm":
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3), norm, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 2))
+    m = round_trip(torch, net, (3, 7, 7), tmp_path, dynamo)
+    want = "LocalResponseNorm" if kind == "lrn" else "GroupNorm"
+    assert [v.type for v in m.graph.nodes.values()][:3] == ["Input", "Conv2D", want]
