@@ -12,6 +12,19 @@ HEAD = 24.0
 PORT_R = 6.0
 LOD_TEXT = 0.35         # below this scale a node is drawn as a plain block (text would be unreadable anyway)
 SKIP = {"init", "bias_init", "use_bias", "eps", "momentum", "standardize"}
+MOVED = QGraphicsItem.GraphicsItemChange.ItemPositionHasChanged      # looked up once: thousands of items
+SELECTED = QGraphicsItem.GraphicsItemChange.ItemSelectedHasChanged
+NODE_FLAGS = (QGraphicsItem.GraphicsItemFlag.ItemIsMovable | QGraphicsItem.GraphicsItemFlag.ItemIsSelectable
+              | QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges)
+_STYLES = {}            # (what, colours…) -> QPen / QBrush, shared by every port and edge (until the theme changes)
+
+
+def _style(key, make):
+    """A pen or brush made once per key (ports and edges of a 5,000-node graph share a few)."""
+    v = _STYLES.get(key)
+    if v is None:
+        v = _STYLES[key] = make()
+    return v
 
 
 def key_hparams(type, config, limit=2):
@@ -53,17 +66,24 @@ class PortItem(QGraphicsEllipseItem):
         self.setAcceptHoverEvents(True)
         self.setZValue(2)
         self.restyle()
-        self.setToolTip("output: drag to an input to connect" if index < 0 else
-                        ("drop here to add one more input" if extra else f"input {index + 1}"))
 
     @property
     def is_output(self):
         return self.index < 0
 
+    def tip(self):
+        return ("output: drag to an input to connect" if self.index < 0 else
+                ("drop here to add one more input" if self.extra else f"input {self.index + 1}"))
+
     def restyle(self):
-        c = category_color(self.node.category)
-        self.setPen(QPen(QColor(theme["accent"]) if self.hot else c, 2.4 if self.hot else 1.6))
-        self.setBrush(QBrush(QColor(theme["node"]) if self.extra else (c.lighter(130) if self.hot else c)))
+        cat, hot, extra = self.node.category, self.hot, self.extra
+        key = ("port", cat, hot, extra, theme["accent"], theme["node"])
+        pen, brush = _style(key, lambda: (
+            QPen(QColor(theme["accent"]) if hot else category_color(cat), 2.4 if hot else 1.6),
+            QBrush(QColor(theme["node"]) if extra else (category_color(cat).lighter(130) if hot
+                                                       else category_color(cat)))))
+        self.setPen(pen)
+        self.setBrush(brush)
 
     def set_hot(self, on):
         if on != self.hot:
@@ -71,12 +91,15 @@ class PortItem(QGraphicsEllipseItem):
             self.restyle()
 
     def hoverEnterEvent(self, e):
+        self.setToolTip(self.tip())                         # set when the pointer arrives (cheaper than per port)
         self.set_hot(True)
 
     def hoverLeaveEvent(self, e):
         self.set_hot(False)
 
     def paint(self, p, option, widget=None):
+        if option.levelOfDetailFromTransform(p.worldTransform()) < LOD_TEXT:     # zoomed out: the node's block
+            return
         super().paint(p, option, widget)
         if self.extra:
             p.setPen(QPen(category_color(self.node.category), 1.4))
@@ -93,8 +116,7 @@ class NodeItem(QGraphicsItem):
         self.category = REGISTRY[type].category
         self.config, self.info = {}, None
         self.in_ports, self.out_port = [], None
-        self.setFlags(QGraphicsItem.GraphicsItemFlag.ItemIsMovable | QGraphicsItem.GraphicsItemFlag.ItemIsSelectable
-                      | QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges)
+        self.setFlags(NODE_FLAGS)
         self.setAcceptHoverEvents(True)
         self.setZValue(1)
         self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
@@ -126,7 +148,7 @@ class NodeItem(QGraphicsItem):
             extra = need is None and i == count - 1
             if extra != port.extra:
                 port.extra = extra
-                port.setToolTip("drop here to add one more input" if extra else f"input {i + 1}")
+                port.setToolTip(port.tip())
                 port.restyle()
             frac = (i + 1) / (count + 1)
             port.setPos(QPointF(W * frac, 0) if self.vertical else QPointF(0, HEAD + (H - HEAD) * frac))
@@ -169,18 +191,17 @@ class NodeItem(QGraphicsItem):
     # ---- painting ----
     def paint(self, p, option, widget=None):
         opaque = self.layer_type == "OnnxNode"
-        c = QColor(OPAQUE) if opaque else category_color(self.category)
+        sel, err = self.isSelected(), self.has_error
+        key = ("node", OPAQUE if opaque else self.category, sel, err, theme["accent"], theme["error"], theme["node"])
+        c, pen, fill, red = _style(key, lambda: self._colours(opaque, sel, err))
         body = QRectF(0, 0, W, H)
-        sel = self.isSelected()
-        pen = QPen(QColor(theme["accent"]) if sel else (QColor(theme["error"]) if self.has_error
-                                                         else c.darker(115)), 2.2 if sel else 1.2)
         if option.levelOfDetailFromTransform(p.worldTransform()) < LOD_TEXT:   # text would be < 3 px: a block
             p.setPen(pen)
-            p.setBrush(QColor(theme["node"]))
+            p.setBrush(fill)
             p.drawRect(body)
             p.fillRect(QRectF(0, 0, W, HEAD), c)
-            if self.has_error:
-                p.fillRect(QRectF(0, HEAD, W, H - HEAD), QColor(theme["error"]))
+            if err:
+                p.fillRect(QRectF(0, HEAD, W, H - HEAD), red)
             return
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setPen(pen)
@@ -253,10 +274,17 @@ class NodeItem(QGraphicsItem):
             p.setPen(QColor("white"))
             p.drawText(QRectF(W - 11, -7, 18, 18), Qt.AlignmentFlag.AlignCenter, "!")
 
+    def _colours(self, opaque, sel, err):
+        """(header colour, border pen, body brush, error colour) of a node in this state."""
+        c = QColor(OPAQUE) if opaque else category_color(self.category)
+        pen = QPen(QColor(theme["accent"]) if sel else (QColor(theme["error"]) if err else c.darker(115)),
+                   2.2 if sel else 1.2)
+        return c, pen, QBrush(QColor(theme["node"])), QColor(theme["error"])
+
     def itemChange(self, change, value):
-        if change == QGraphicsItem.GraphicsItemChange.ItemPositionHasChanged and self.scene() is not None:
+        if change == MOVED and self.scene() is not None:
             self.scene().node_geometry_changed(self.name)
-        return super().itemChange(change, value)
+        return value                            # what QGraphicsItem.itemChange returns (no round trip to Qt)
 
 
 def around(a, b, vertical, out=24.0, r=10.0, lane=None):
@@ -291,13 +319,13 @@ class EdgeItem(QGraphicsPathItem):
         self.setAcceptHoverEvents(True)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
         self.setZValue(0)
-        self.setToolTip(f"{edge.src} → {edge.dst} (input {edge.port + 1}); select and press Delete to remove")
         self.restyle()
 
     def restyle(self):
         on = self.hot or self.isSelected()
-        self.setPen(QPen(QColor(theme["edge_hover"] if on else theme["edge"]), 3.2 if on else 1.8,
-                         Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+        colour = theme["edge_hover"] if on else theme["edge"]
+        self.setPen(_style(("edge", colour, on), lambda: QPen(QColor(colour), 3.2 if on else 1.8,
+                                                              Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap)))
 
     def route(self, a, b, vertical=False):
         back = (b.y() < a.y() + 20) if vertical else (b.x() < a.x() + 20)
@@ -325,6 +353,8 @@ class EdgeItem(QGraphicsPathItem):
         return s.createStroke(self.path())
 
     def hoverEnterEvent(self, e):
+        e_ = self.edge
+        self.setToolTip(f"{e_.src} → {e_.dst} (input {e_.port + 1}); select and press Delete to remove")
         self.hot = True
         self.restyle()
 
@@ -333,9 +363,9 @@ class EdgeItem(QGraphicsPathItem):
         self.restyle()
 
     def itemChange(self, change, value):
-        if change == QGraphicsItem.GraphicsItemChange.ItemSelectedHasChanged:
+        if change == SELECTED:
             self.restyle()
-        return super().itemChange(change, value)
+        return value
 
 
 class NoteItem(QGraphicsItem):
