@@ -53,6 +53,8 @@ def keep(c, node, why):
         run = Run("", [node], t, tuple(c.values[src].shape))
     try:
         text, out_shape = _pack(c, run, outs[0])
+    except ValueError as e:                                   # it runs, but not as a batch-first layer
+        return str(e)
     except Exception as e:                                    # onnxruntime cannot load or run it on its own
         return f"onnxruntime cannot run it on its own ({str(e).splitlines()[0][:160]})"
     ops = " → ".join(dict.fromkeys(n.op_type for n in run.nodes))
@@ -96,9 +98,15 @@ def _pack(c, run, y):
                                  functions=list(c.model.functions))
     if out_shape is None:                                     # shape inference did not know it: one run tells
         sess = session(pack(model(None)))
-        out_shape = tuple(sess.run([y], {run.x: np.zeros((1, *run.in_shape), np.float32)})[0].shape[1:])
+        got = sess.run([y], {run.x: np.zeros((2, *run.in_shape), np.float32)})[0].shape
+        if got[:1] != (2,):
+            raise ValueError(f"its output {y!r} does not keep the batch axis first")
+        out_shape = tuple(got[1:])
     text = pack(model(out_shape))
-    session(text)                                             # loads in onnxruntime, or raises
+    got = session(text).run([y], {run.x: np.zeros((2, *run.in_shape), np.float32)})[0].shape
+    if got != (2, *out_shape):                               # runs in onnxruntime, batch first, as inferred
+        raise ValueError(f"its output {y!r} is {got} for a batch of 2, not (2, *{out_shape}): it must keep the "
+                         "batch axis first")
     return text, out_shape
 
 

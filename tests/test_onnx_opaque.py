@@ -179,3 +179,34 @@ def test_a_damaged_onnx_node_config_is_one_line():
     with pytest.raises(LayerboardError) as e:
         Model(g)
     assert "OnnxNode 'kept'" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("op,shape,inits,attrs", [
+    ("Pad", (2, 5), [("p", np.array([0, 0, 1, 0, 0, 2]))], {"mode": "reflect"}),
+    ("Resize", (2, 4, 4), [("roi", np.zeros(0, np.float32)), ("s", np.array([1, 1, 1.5, 1.5], np.float32))],
+     {"mode": "nearest"}),
+    ("Conv", (2, 5, 5, 5), [("W", np.ones((3, 2, 2, 2, 2), np.float32))], {"pads": [1, 1, 1, 0, 0, 0]}),
+], ids=["pad-reflect", "resize-fraction", "conv3d-asymmetric-pads"])
+def test_each_node_strict_refuses_is_kept_and_equals_onnxruntime(op, shape, inits, attrs, tmp_path):
+    """The operators (or settings) no layer expresses, e.g. a Resize by 1.5 (Upsample2D scales by whole numbers)."""
+    from test_onnx_import import one_node_model
+    f = tmp_path / "n.onnx"
+    onnx.save(one_node_model(op, shape, 17, inits, **attrs), f)
+    g, _, kept = read(f)
+    assert [(k[0], k[1]) for k in kept] == [(op, f"the {op}")]
+    x = np.random.default_rng(0).normal(size=(3,) + shape).astype(np.float32)
+    check_round_trip(f, x)
+
+
+@pytest.mark.parametrize("op,shape,attrs,why", [
+    ("LRN", (4, 5, 5), {"size": 4}, "onnxruntime cannot run it"),
+    ("Transpose", (3, 4, 5), {"perm": [1, 0, 2, 3]}, "keep the batch axis first"),
+], ids=["lrn-even", "transpose-batch"])
+def test_a_node_onnxruntime_or_the_batch_axis_rules_out_stays_refused(op, shape, attrs, why, tmp_path):
+    from test_onnx_import import one_node_model
+    f = tmp_path / "n.onnx"
+    onnx.save(one_node_model(op, shape, 17, [], **attrs), f)
+    with pytest.raises(ImportFailed) as e:
+        read(f)
+    (got_op, _, reason), = e.value.problems
+    assert got_op == op and "cannot be kept as an ONNX node either" in reason and why in reason
