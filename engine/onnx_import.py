@@ -398,7 +398,8 @@ def cmd_import(a):
     model.set_weights({**model.weights(), **w}, where=f"the weights of {a.model}")
     p.save(out)
     save(wpath, model)
-    print(f"wrote {out} ({len(p.graph.nodes)} nodes, {model.theta.size:,} values) and its weights {wpath}")
+    values = sum(v.size for v in model.weights().values())            # frozen weights (before a kept node) too
+    print(f"wrote {out} ({len(p.graph.nodes)} nodes, {values:,} values) and its weights {wpath}")
     return 0
 
 
