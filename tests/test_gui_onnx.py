@@ -413,3 +413,15 @@ def test_an_unmapped_node_opens_as_a_marked_onnx_node(window, qtbot, onnx_file, 
     window.view.viewport().grab().save(str(tmp_path / "onnx_node.png"))
     import shutil
     shutil.copy(tmp_path / "onnx_node.png", "/tmp/import2_onnx_node.png")
+
+
+def test_training_an_imported_model_says_which_layers_are_frozen(isolated, qtbot, onnx_file, tmp_path):
+    w = MainWindow(autosave_dir=tmp_path / "data", training=True)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.open_path(onnx_file("topk.onnx", extra="topk"))
+    wait_import(qtbot, w)
+    w.training.start()                                   # no data yet: the run ends with the placeholder's line
+    assert "layers before 'best two' are frozen: an ONNX node has no gradient" in w.training.message.text()
+    qtbot.waitUntil(lambda: not w.training.running, timeout=HANG_MS)
+    qtbot.waitUntil(lambda: "choose data for a (3, 8, 8) input" in w.training.message.text(), timeout=HANG_MS)
