@@ -123,8 +123,10 @@ class NodeItem(QGraphicsItem):
         self.out_port = PortItem(self, -1)
         self.set_inputs(0)
 
+    BOUNDS = QRectF(-PORT_R - 2, -PORT_R - 2, W + 2 * PORT_R + 4, H + 2 * PORT_R + 4)
+
     def boundingRect(self):
-        return QRectF(-PORT_R - 2, -PORT_R - 2, W + 2 * PORT_R + 4, H + 2 * PORT_R + 4)
+        return self.BOUNDS                      # asked for every node on every frame: made once
 
     def shape(self):
         p = QPainterPath()
