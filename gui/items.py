@@ -119,7 +119,8 @@ class NodeItem(QGraphicsItem):
         self.setFlags(NODE_FLAGS)
         self.setAcceptHoverEvents(True)
         self.setZValue(1)
-        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.setCacheMode(QGraphicsItem.CacheMode.NoCache)   # a pixmap cache per node was re-rendered at every
+        # zoom step and on first show: without it 5,000 nodes open and zoom faster (benchmarks/README.md)
         self.out_port = PortItem(self, -1)
         self.set_inputs(0)
 
