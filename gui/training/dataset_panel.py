@@ -252,6 +252,7 @@ class DatasetPanel(QGroupBox):
             w.clear()
         self.target.setEnabled(False)
         self.table.setRowCount(0)
+        self.table.setColumnCount(0)                     # no preview columns left from the data before
         self.loader.cancel()
         self.columns.hide()
         self.dataset = None
