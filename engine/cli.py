@@ -153,6 +153,9 @@ def cmd_train(a):
     for note in getattr(ds, "notes", None) or []:
         print(f"note: {note}", file=sys.stderr)
     model, tr = prepare(p, seed=a.seed, data=ds)
+    frozen = _frozen(model)
+    if frozen:
+        print(f"note: {frozen}", file=sys.stderr)
     if a.threads is not None and a.threads < 1:
         raise LayerboardError(f"--threads must be at least 1, got {a.threads}")
     tr.threads = a.threads or free_cores()                  # headless: every core other jobs leave free
@@ -196,6 +199,12 @@ def cmd_train(a):
         if res["message"]:
             print(res["message"], file=sys.stderr)
     return 1 if res["status"] == "diverged" else 0
+
+
+def _frozen(model):
+    """'layers before 'TopK_3' are frozen: an ONNX node has no gradient', or None."""
+    from .layers.onnx_node import frozen_note
+    return frozen_note(model.graph, {n: i.params for n, i in model.infos.items()})
 
 
 def _save(model, path, fmt):

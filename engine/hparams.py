@@ -72,8 +72,35 @@ class HP:
                 "max": self.max, "choices": list(self.choices), "doc": self.doc}
 
 
+_RESOLVED = {}      # (id of the hparams, config as a key) -> (hparams, checked config): equal layers check once
+
+
+def _key(config):
+    """A hashable, type-exact form of a config (True and 1 differ), or None."""
+    try:
+        k = tuple(sorted((n, type(v), tuple((type(x), x) for x in v) if isinstance(v, (list, tuple)) else v)
+                         for n, v in config.items()))
+        hash(k)
+        return k
+    except TypeError:                                   # a value that is not hashable: checked, not memoised
+        return None
+
+
 def resolve(hps, config, where=""):
     """Fill defaults and check every value; unknown keys are an error."""
+    key = _key(config)
+    hit = _RESOLVED.get((id(hps), key)) if key is not None else None
+    if hit is not None and hit[0] is hps:              # the entry holds hps, so its id cannot be reused meanwhile
+        return dict(hit[1])
+    out = _resolve(hps, config, where)
+    if key is not None:
+        if len(_RESOLVED) > 4096:
+            _RESOLVED.clear()
+        _RESOLVED[id(hps), key] = (hps, dict(out))
+    return out
+
+
+def _resolve(hps, config, where=""):
     known = {h.name for h in hps}
     extra = set(config) - known
     if extra:

@@ -71,17 +71,25 @@ class Model:
         return self.infos[self.output].shape
 
     def _needs_grad(self):
-        """trains[n]: n or a node upstream owns weights; only then does a gradient need to reach n."""
+        """trains[n]: n or a node upstream owns weights; only then does a gradient need to reach n. frozen: the
+        nodes before an opaque layer (an ONNX node run in onnxruntime, no gradient): their weights are state."""
+        stops = {n for n in self.order if getattr(self.layers[n], "opaque", False)}
+        self.frozen, todo = set(), [s for n in stops for s in self.srcs[n]]
+        while todo:
+            n = todo.pop()
+            if n not in self.frozen:
+                self.frozen.add(n)
+                todo += self.srcs[n]
         self.trains = {}
         for n in self.order:
             layer = self.layers[n]
-            layer.need_dx = any(self.trains[s] for s in self.srcs[n])
-            own = any(p.trainable for p in layer.params(layer.in_shapes).values())
+            layer.need_dx = n not in stops and any(self.trains[s] for s in self.srcs[n])
+            own = n not in self.frozen and any(p.trainable for p in layer.params(layer.in_shapes).values())
             self.trains[n] = layer.need_dx or own
 
     def _allocate(self, seed):
         specs = [(n, k, p) for n in self.order for k, p in self.layers[n].params(self.layers[n].in_shapes).items()]
-        train = [s for s in specs if s[2].trainable]
+        train = [s for s in specs if s[2].trainable and s[0] not in self.frozen]
         size = sum(p.size for _, _, p in train)
         self.theta = np.zeros(size, self.dtype)
         self.grad = np.zeros(size, self.dtype)
@@ -91,7 +99,7 @@ class Model:
         for n, k, p in specs:
             layer = self.layers[n]
             value = initialize(p.init, p.shape, stream(seed, f"{n}/{k}"), self.dtype)
-            if p.trainable:
+            if p.trainable and n not in self.frozen:
                 sl = slice(at, at + p.size)
                 at += p.size
                 self.slices[f"{n}/{k}"], self.shapes[f"{n}/{k}"] = sl, p.shape
@@ -140,7 +148,8 @@ class Model:
                     layer, srcs = self.layers[v], self.srcs[v]
                     layer.in_masks = [masks[s] for s in srcs]
                     masks[v] = layer.compute_mask(layer.in_masks)
-                acts[g.nodes[-1]] = g.forward(*[acts[s] for s in self.srcs[n]], training=training)
+                acts[g.nodes[-1]] = g.forward(*[acts[s] for s in self.srcs[n]],
+                                              training=training and n not in self.frozen)
                 continue
             if (self.fused_now and n in self.inner) or n in acts:      # inside a group, or its last node
                 continue
@@ -150,7 +159,7 @@ class Model:
                 masks[n] = layer.compute_mask(layer.in_masks)
             else:
                 layer.in_masks, masks[n] = [], self._input_mask(n, ms.get(n), len(xs[n]))
-            acts[n] = layer.forward(*([acts[s] for s in srcs] or [xs[n]]), training=training)
+            acts[n] = layer.forward(*([acts[s] for s in srcs] or [xs[n]]), training=training and n not in self.frozen)
         return acts[self.output]
 
     def _input_mask(self, name, mask, batch):

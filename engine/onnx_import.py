@@ -67,6 +67,11 @@ class Ctx:
     sym: dict = field(default_factory=dict)            # tensor name -> True when all zeros: computed from shapes only
     consumers: dict = field(default_factory=dict)      # tensor name -> nodes reading it
     done: set = field(default_factory=set)             # ids of nodes already imported as part of a pattern
+    keep: bool = False                                 # keep unmapped nodes as OnnxNode layers (not --strict)
+    kept: list = field(default_factory=list)           # (op, node name, why, OnnxNode layer) of each kept node
+    runs: dict = field(default_factory=dict)           # tensor name -> the kept run (onnx_import_keep.Run) giving it
+    outputs: set = field(default_factory=set)          # the model's output tensor names
+    model: object = None                               # the ModelProto (opsets, types, functions)
 
     def name(self, onnx_name, op):
         """A canvas name from the ONNX node name ('/' is not allowed in ours), unique."""
@@ -141,6 +146,16 @@ class Ctx:
     def alias(self, node, src):
         """The node's output is its input (Identity, Dropout at inference, Flatten after a global pool)."""
         self.values[node.output[0]] = self.values[src]
+
+
+def reads(node):
+    """The tensors a node reads: its inputs and what its subgraphs (If/Loop branches) take from outside them."""
+    out = [t for t in node.input if t]
+    for a in node.attribute:
+        for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+            made = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {t.name for t in g.initializer}
+            out += [t for n in g.node for t in reads(n) if t not in made]
+    return list(dict.fromkeys(out))
 
 
 def _attrs(node):
@@ -222,9 +237,10 @@ def _layout(graph):
             graph.nodes[n].meta["pos"] = [x, y]
 
 
-def read(path_or_model):
-    """(Graph, weights {"node/param": array}, problems) of an ONNX file or ModelProto; ImportFailed on a file
-    that cannot be read or mapped (its .problems list every node without a mapping)."""
+def read(path_or_model, strict=False):
+    """(Graph, weights {"node/param": array}, kept) of an ONNX file or ModelProto; kept lists (op, node name, why,
+    OnnxNode layer) of each node without a mapping kept as it is. ImportFailed on a file that cannot be read or
+    mapped (its .problems list every node without a mapping; strict: also those that could be kept)."""
     import onnx
     from onnx import numpy_helper, shape_inference
     try:
@@ -238,7 +254,7 @@ def read(path_or_model):
         except Exception as e:
             raise ImportFailed(f"opset {opset} is older than {MIN_OPSET} and could not be converted: {e}")
     m = shape_inference.infer_shapes(m)
-    c = Ctx()
+    c = Ctx(keep=not strict, model=m, outputs={o.name for o in m.graph.output})
     c.consts = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
     for vi in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output):
         dims = vi.type.tensor_type.shape.dim
@@ -263,7 +279,7 @@ def read(path_or_model):
             c.consts[node.output[0]] = numpy_helper.to_array(helper.get_attribute_value(node.attribute[0]))
     data = []
     for node in m.graph.node:                                 # pass 1: constants folded, shape computations marked
-        ins = [t for t in node.input if t]
+        ins = reads(node)
         if node.op_type == "Constant":
             continue
         if ins and all(t in c.consts for t in ins) and node.op_type not in NO_FOLD:
@@ -277,7 +293,8 @@ def read(path_or_model):
         else:
             data.append(node)
     blocks = {}
-    for b in onnx_import_attn.find(c, m, data) + onnx_import_pointwise.find_pointwise(c, m, data):
+    found = onnx_import_attn.find(c, m, data) + onnx_import_norm.find(c, m, data)
+    for b in found + onnx_import_pointwise.find_pointwise(c, m, data):
         if not any(id(n) in blocks for n in b.nodes):          # attention first; no block inside another
             blocks.update({id(n): b for n in b.nodes})
     for node in data:                                         # pass 2: layers
@@ -296,7 +313,11 @@ def read(path_or_model):
                 raise Unsupported(f"operator domain {node.domain!r}")
             fn(c, node)
         except Unsupported as e:
-            c.problems.append((node.op_type, node.name or node.output[0], str(e)))
+            why = c.keep and onnx_import_keep.keep(c, node, str(e))
+            if why is None:
+                continue
+            c.problems.append((node.op_type, node.name or node.output[0],
+                               f"{e}; it cannot be kept as an ONNX node either: {why}" if why else str(e)))
     out = m.graph.output[0].name
     if c.problems:
         lines = [f"{op} '{n}': {why}" for op, n, why in c.problems]
@@ -313,7 +334,8 @@ def read(path_or_model):
     for n in [n for n in c.graph.topo_order() if n not in keep]:
         c.graph.remove_node(n)
     _layout(c.graph)
-    return c.graph, {k: v for k, v in c.weights.items() if k.split("/")[0] in keep}, []
+    return (c.graph, {k: v for k, v in c.weights.items() if k.split("/")[0] in keep},
+            [k for k in c.kept if k[3] in keep])
 
 
 def _upstream(graph, name):
@@ -326,13 +348,17 @@ def _upstream(graph, name):
     return seen
 
 
-def import_project(path, name=None):
-    """(Project, weights) for an ONNX file: the graph with its trained weights, default training settings."""
+def import_project(path, name=None, strict=False):
+    """(Project, weights, kept) for an ONNX file: the graph with its trained weights, default training settings;
+    kept as read() gives it."""
     from pathlib import Path
+    from .data.dataset import placeholder
     from .project import Project
-    g, w, _ = read(path)
-    p = Project(graph=g, name=name or Path(str(path)).stem, description=f"Imported from {Path(str(path)).name}")
-    return p, w
+    g, w, kept = read(path, strict)
+    shape = next(v.config["shape"] for v in g.nodes.values() if v.type == "Input")
+    p = Project(graph=g, name=name or Path(str(path)).stem, description=f"Imported from {Path(str(path)).name}",
+                dataset=placeholder(shape))          # no data yet: the window asks for data of the Input's shape
+    return p, w, kept
 
 
 # ---- command line: layerboard import MODEL.onnx -o PROJECT.json [--weights W] ----
@@ -342,6 +368,8 @@ def add_parser(sub):
     s.add_argument("-o", "--output", required=True, help="the project file to write (.json)")
     s.add_argument("--weights", help="where to write the weights (.npz or .safetensors; default: "
                                      "PROJECT.weights.safetensors beside the project, which the window loads)")
+    s.add_argument("--strict", action="store_true", help="refuse a model with any node Layerboard has no layer for "
+                   "(default: keep such nodes as OnnxNode layers that run in onnxruntime and are not trainable)")
     s.set_defaults(fn=cmd_import)
 
 
@@ -356,19 +384,24 @@ def cmd_import(a):
         if not os.access(f.resolve().parent, os.W_OK):
             raise LayerboardError(f"cannot write {f}: its folder {f.resolve().parent} is not writable")
     try:
-        p, w = import_project(a.model, out.stem)
+        p, w, kept = import_project(a.model, out.stem, a.strict)
     except ImportFailed as e:
         if e.problems:
             print(f"layerboard import: {len(e.problems)} node(s) of {a.model} have no Layerboard layer:")
             for op, n, why in e.problems:
                 print(f"  {op} '{n}': {why}")
         raise
+    if kept:
+        print(f"layerboard import: {len(kept)} node(s) of {a.model} have no Layerboard layer and are kept as they are:")
+        print("\n".join(onnx_import_keep.report(kept)))
     model = Model(p.graph)
     model.set_weights({**model.weights(), **w}, where=f"the weights of {a.model}")
     p.save(out)
     save(wpath, model)
-    print(f"wrote {out} ({len(p.graph.nodes)} nodes, {model.theta.size:,} values) and its weights {wpath}")
+    values = sum(v.size for v in model.weights().values())            # frozen weights (before a kept node) too
+    print(f"wrote {out} ({len(p.graph.nodes)} nodes, {values:,} values) and its weights {wpath}")
     return 0
 
 
-from . import onnx_import_attn, onnx_import_ops, onnx_import_pointwise, onnx_import_seq  # noqa: E402,F401
+from . import onnx_import_attn, onnx_import_keep, onnx_import_norm, onnx_import_ops, onnx_import_pointwise  # noqa: E402,F401
+from . import onnx_import_seq  # noqa: E402,F401

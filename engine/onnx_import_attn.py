@@ -118,6 +118,7 @@ def run_region(c, m, region_out, x, xv):
     """onnxruntime on the part of model m computing region_out from x (given as xv)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
+    from .onnx_import import reads
     prod = {o: n for n in m.graph.node for o in n.output}
     need, stack, nodes = set(), [region_out], []
     while stack:
@@ -125,13 +126,13 @@ def run_region(c, m, region_out, x, xv):
         if t in need or t == x or t not in prod:
             continue
         need.add(t)
-        stack += [i for i in prod[t].input if i]
+        stack += reads(prod[t])
     seen = set()
     for n in m.graph.node:
         if any(o in need for o in n.output) and id(n) not in seen:
             seen.add(id(n))
             nodes.append(n)
-    used = {i for n in nodes for i in n.input}
+    used = {i for n in nodes for i in reads(n)}
     inits = [i for i in m.graph.initializer if i.name in used]
     g = helper.make_graph(nodes, "region", [helper.make_tensor_value_info(x, TensorProto.FLOAT, list(xv.shape))],
                           [helper.make_tensor_value_info(region_out, TensorProto.FLOAT, None)], inits)

@@ -18,6 +18,22 @@ def _sym_pads(a, rank, what="pads"):
     return pads[:rank]
 
 
+def _zero_pad(c, node, x, rank):
+    """Asymmetric pads of a 1-D or 2-D convolution as a ZeroPad layer before it: (the padded tensor, zero pads)."""
+    from .onnx_import import Value
+    pads = [int(p) for p in _attrs(node).get("pads", [0] * 2 * rank)]
+    if rank not in (1, 2) or min(pads) < 0:
+        raise Unsupported(f"asymmetric pads {pads} of a {rank}-D convolution: ZeroPad pads (C, L) and (C, H, W)")
+    sides = [v for i in range(rank) for v in (pads[i], pads[rank + i])]      # (before, after) per axis
+    s = c.values[x].shape
+    name = c.name(f"{node.name or 'conv'}_pad", "zeropad")
+    c.graph.add_node("ZeroPad", name, {"pad": sides}, {"onnx": "Pad"})
+    c.graph.connect(c.values[x].node, name, 0)
+    out = (s[0],) + tuple(n + sides[2 * i] + sides[2 * i + 1] for i, n in enumerate(s[1:]))
+    c.values[x + "#padded"] = Value(name, out)
+    return x + "#padded", [0] * rank
+
+
 def _signal(cfg, rank):
     return {**cfg, "layout": "signal"} if rank == 1 else cfg          # ONNX (N, C, L): our Conv1D "signal" layout
 
@@ -31,7 +47,13 @@ def _conv(c, node):
     rank = W.ndim - 2
     if rank not in CONV:
         raise Unsupported(f"{rank}-D convolution")
-    pads, stride = _sym_pads(a, rank), [int(v) for v in a.get("strides", [1] * rank)]
+    stride = [int(v) for v in a.get("strides", [1] * rank)]
+    try:
+        pads = _sym_pads(a, rank)
+    except Unsupported:
+        if a.get("auto_pad", "NOTSET") not in ("NOTSET", "") or c.values[x].squeezed:
+            raise
+        pads = None
     dil, groups = [int(v) for v in a.get("dilations", [1] * rank)], int(a.get("group", 1))
     w = {"W": W}
     if len(node.input) > 2 and node.input[2]:
@@ -42,6 +64,8 @@ def _conv(c, node):
         c.values[node.output[0]].squeezed = True
         return
     x = c.full(x)
+    if pads is None:                                                  # asymmetric: a ZeroPad, then no padding
+        x, pads = _zero_pad(c, node, x, rank)
     cfg = {"filters": int(W.shape[0]), "kernel_size": list(W.shape[2:]), "stride": stride,
            "padding": "explicit" if any(pads) else "valid", "pad": pads, "use_bias": "b" in w,
            "dilation": dil, "groups": groups}

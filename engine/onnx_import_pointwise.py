@@ -180,8 +180,50 @@ def _merge(c, node):
             c.weights[f"{src}/b"] = bias.reshape(-1).astype(np.float32)
             c.alias(node, ins[0])
             return
-        raise Unsupported("adds a constant that is not the bias of the layer before")
+    if len(ins) == 1 and len(consts) == 1 and len(node.input) == 2:
+        return _scale_shift(c, node, ins[0], node.input[0] == ins[0], np.asarray(c.consts[consts[0]], np.float32))
     raise Unsupported(f"{node.op_type} with a constant operand has no layer (only computed tensors merge)")
+
+
+@handles("Div")
+def _div(c, node):
+    ins = c.data(node)
+    if len(ins) != 1 or node.input[0] != ins[0] or node.input[1] not in c.consts:
+        raise Unsupported("divides by a computed tensor (only x / constant has a layer)")
+    _merge(c, node)
+
+
+def _scale_shift(c, node, x, first, k):
+    """x ⊕ k with a constant k as a ScaleShift layer y = x·a + b (merged into the ScaleShift before when only this
+    node reads it: (x − mean) / std is one layer)."""
+    if c.values[x].squeezed:
+        x = c.full(x)
+    shape = c.values[x].shape
+    if k.ndim == len(shape) + 1 and k.shape[0] == 1:        # ONNX broadcasting: a leading batch axis of 1
+        k = k[0]
+    if k.ndim > len(shape) or np.broadcast_shapes(k.shape, shape) != tuple(shape):
+        raise Unsupported(f"its constant of shape {k.shape} does not broadcast over {shape} without changing it")
+    op = node.op_type
+    if op == "Div" and np.any(k == 0):
+        raise Unsupported("divides by a constant holding zeros")
+    one, zero = np.ones_like(k), np.zeros_like(k)
+    a, b = {"Add": (one, k), "Sum": (one, k), "Mul": (k, zero), "Div": (1 / k, zero),
+            "Sub": (one, -k) if first else (-one, k)}[op]
+    src = c.values[x].node
+    if (c.graph.nodes[src].type == "ScaleShift" and len({id(n) for n in c.consumers.get(x, [])}) == 1
+            and x not in c.outputs):                         # fold into the one before: (x·a1 + b1)·a + b
+        a1, b1 = c.weights[f"{src}/scale"], c.weights[f"{src}/shift"]
+        a, b = a1 * a, b1 * a + b
+        out = np.broadcast_shapes(a.shape, b.shape)
+        out = out or (1,)
+        c.graph.nodes[src].config["shape"] = list(out)
+        c.weights[f"{src}/scale"] = np.ascontiguousarray(np.broadcast_to(a, out), np.float32)
+        c.weights[f"{src}/shift"] = np.ascontiguousarray(np.broadcast_to(b, out), np.float32)
+        c.alias(node, x)
+        return
+    out = np.broadcast_shapes(a.shape, b.shape) or (1,)
+    c.add(node, "ScaleShift", {"shape": list(out)}, [x], out_shape=tuple(shape),
+          scale=np.ascontiguousarray(np.broadcast_to(a, out)), shift=np.ascontiguousarray(np.broadcast_to(b, out)))
 
 
 @handles("Concat")

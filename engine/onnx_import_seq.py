@@ -138,8 +138,10 @@ def _transpose(c, node):
         c.values[out] = Value(v.node, v.shape, view=("Yh_bdh", p))
     elif kind is not None:
         _refuse_view(kind)
+    elif perm and perm[0] == 0 and sorted(perm) == list(range(len(c.values[c.full(x)].shape) + 1)):
+        c.add(node, "Permute", {"axes": [i - 1 for i in perm[1:]]}, [c.full(x)])  # not layout-only: a Permute
     else:
-        raise Unsupported(f"Transpose perm {perm} of {v.shape} is not layout-only (Layerboard has no Permute layer)")
+        raise Unsupported(f"Transpose perm {perm} of {v.shape} moves the batch axis (a Permute keeps it first)")
 
 
 @handles("Squeeze", "Unsqueeze")

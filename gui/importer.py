@@ -34,15 +34,15 @@ def place(graph, width, height, readable):
 
 
 def load_onnx(path, width, height, readable):
-    """(Project, trained Model, vertical) of an ONNX file, laid out for a width × height canvas shown at zoom
+    """(Project, trained Model, vertical, kept nodes) of an ONNX file, laid out for a width × height canvas shown at zoom
     ≥ readable. Qt-free (it runs in the import thread); ImportFailed/LayerboardError if it cannot be opened."""
     from engine.model import Model
     from engine.onnx_import import import_project
-    project, weights = import_project(path)
+    project, weights, kept = import_project(path)
     vertical = place(project.graph, width, height, readable)
     model = Model(project.graph.copy())
     model.set_weights({**model.weights(), **weights}, where=f"the weights in {Path(path).name}")
-    return project, model, vertical
+    return project, model, vertical, kept
 
 
 class OnnxOpener(QObject):
@@ -115,7 +115,7 @@ class OnnxOpener(QObject):
             self.dialog = ProblemsDialog(path, result, win)
             self.dialog.open()
             return
-        project, model, vertical = result
+        project, model, vertical, kept = result
         if (win.doc.project, win.doc.undo_stack.index()) != self._before and not win.maybe_save():
             win.show_message(f"did not open {Path(path).name}: the project was edited while it was imported")
             return
@@ -126,7 +126,7 @@ class OnnxOpener(QObject):
         win.view.zoom_to_fit()
         win._add_recent(str(Path(path).resolve()))
         win.show_message(f"imported {Path(path).name}: {len(project.graph.nodes)} layers with their weights; "
-                         "Save writes the project and its weights")
+                         + (kept_text(kept) if kept else "Save writes the project and its weights"))
 
 
 class ProblemsDialog(QDialog):
@@ -171,6 +171,12 @@ class ProblemsDialog(QDialog):
 
     def copy(self):
         QApplication.clipboard().setText("\n".join("\t".join(r) for r in self.rows()))
+
+
+def kept_text(kept):
+    """One line on the ONNX nodes kept as they are (op and name each)."""
+    names = ", ".join(f"{op} '{n}'" for op, n, _, _ in kept[:4]) + (f" and {len(kept) - 4} more" if len(kept) > 4 else "")
+    return f"{len(kept)} ONNX node(s) kept as they are ({names}): they run in onnxruntime and are not trainable"
 
 
 def defer(fn, *args):

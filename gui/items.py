@@ -12,6 +12,19 @@ HEAD = 24.0
 PORT_R = 6.0
 LOD_TEXT = 0.35         # below this scale a node is drawn as a plain block (text would be unreadable anyway)
 SKIP = {"init", "bias_init", "use_bias", "eps", "momentum", "standardize"}
+MOVED = QGraphicsItem.GraphicsItemChange.ItemPositionHasChanged      # looked up once: thousands of items
+SELECTED = QGraphicsItem.GraphicsItemChange.ItemSelectedHasChanged
+NODE_FLAGS = (QGraphicsItem.GraphicsItemFlag.ItemIsMovable | QGraphicsItem.GraphicsItemFlag.ItemIsSelectable
+              | QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges)
+_STYLES = {}            # (what, colours…) -> QPen / QBrush, shared by every port and edge (until the theme changes)
+
+
+def _style(key, make):
+    """A pen or brush made once per key (ports and edges of a 5,000-node graph share a few)."""
+    v = _STYLES.get(key)
+    if v is None:
+        v = _STYLES[key] = make()
+    return v
 
 
 def key_hparams(type, config, limit=2):
@@ -32,6 +45,14 @@ def key_hparams(type, config, limit=2):
     return " · ".join(parts)
 
 
+OPAQUE = "#59606b"      # header of an OnnxNode: ONNX node(s) kept as imported, run in onnxruntime, not trainable
+
+
+def opaque_text(config):
+    """'ONNX TopK, runs in onnxruntime, not trainable': what an OnnxNode is, for its tooltip."""
+    return f"ONNX {config.get('op') or 'node'}, runs in onnxruntime, not trainable"
+
+
 def human(n):
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e4 else f"{n:,}"
 
@@ -45,17 +66,24 @@ class PortItem(QGraphicsEllipseItem):
         self.setAcceptHoverEvents(True)
         self.setZValue(2)
         self.restyle()
-        self.setToolTip("output: drag to an input to connect" if index < 0 else
-                        ("drop here to add one more input" if extra else f"input {index + 1}"))
 
     @property
     def is_output(self):
         return self.index < 0
 
+    def tip(self):
+        return ("output: drag to an input to connect" if self.index < 0 else
+                ("drop here to add one more input" if self.extra else f"input {self.index + 1}"))
+
     def restyle(self):
-        c = category_color(self.node.category)
-        self.setPen(QPen(QColor(theme["accent"]) if self.hot else c, 2.4 if self.hot else 1.6))
-        self.setBrush(QBrush(QColor(theme["node"]) if self.extra else (c.lighter(130) if self.hot else c)))
+        cat, hot, extra = self.node.category, self.hot, self.extra
+        key = ("port", cat, hot, extra, theme["accent"], theme["node"])
+        pen, brush = _style(key, lambda: (
+            QPen(QColor(theme["accent"]) if hot else category_color(cat), 2.4 if hot else 1.6),
+            QBrush(QColor(theme["node"]) if extra else (category_color(cat).lighter(130) if hot
+                                                       else category_color(cat)))))
+        self.setPen(pen)
+        self.setBrush(brush)
 
     def set_hot(self, on):
         if on != self.hot:
@@ -63,12 +91,15 @@ class PortItem(QGraphicsEllipseItem):
             self.restyle()
 
     def hoverEnterEvent(self, e):
+        self.setToolTip(self.tip())                         # set when the pointer arrives (cheaper than per port)
         self.set_hot(True)
 
     def hoverLeaveEvent(self, e):
         self.set_hot(False)
 
     def paint(self, p, option, widget=None):
+        if option.levelOfDetailFromTransform(p.worldTransform()) < LOD_TEXT:     # zoomed out: the node's block
+            return
         super().paint(p, option, widget)
         if self.extra:
             p.setPen(QPen(category_color(self.node.category), 1.4))
@@ -85,16 +116,18 @@ class NodeItem(QGraphicsItem):
         self.category = REGISTRY[type].category
         self.config, self.info = {}, None
         self.in_ports, self.out_port = [], None
-        self.setFlags(QGraphicsItem.GraphicsItemFlag.ItemIsMovable | QGraphicsItem.GraphicsItemFlag.ItemIsSelectable
-                      | QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges)
+        self.setFlags(NODE_FLAGS)
         self.setAcceptHoverEvents(True)
         self.setZValue(1)
-        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.setCacheMode(QGraphicsItem.CacheMode.NoCache)   # a pixmap cache per node was re-rendered at every
+        # zoom step and on first show: without it 5,000 nodes open and zoom faster (benchmarks/README.md)
         self.out_port = PortItem(self, -1)
         self.set_inputs(0)
 
+    BOUNDS = QRectF(-PORT_R - 2, -PORT_R - 2, W + 2 * PORT_R + 4, H + 2 * PORT_R + 4)
+
     def boundingRect(self):
-        return QRectF(-PORT_R - 2, -PORT_R - 2, W + 2 * PORT_R + 4, H + 2 * PORT_R + 4)
+        return self.BOUNDS                      # asked for every node on every frame: made once
 
     def shape(self):
         p = QPainterPath()
@@ -118,7 +151,7 @@ class NodeItem(QGraphicsItem):
             extra = need is None and i == count - 1
             if extra != port.extra:
                 port.extra = extra
-                port.setToolTip("drop here to add one more input" if extra else f"input {i + 1}")
+                port.setToolTip(port.tip())
                 port.restyle()
             frac = (i + 1) / (count + 1)
             port.setPos(QPointF(W * frac, 0) if self.vertical else QPointF(0, HEAD + (H - HEAD) * frac))
@@ -136,6 +169,8 @@ class NodeItem(QGraphicsItem):
         """Type, doc, and the error with its fix (set when the pointer arrives: cheaper than on every edit)."""
         info = self.info
         tip = [f"{self.layer_type} '{self.name}' — {REGISTRY[self.layer_type].doc}"]
+        if self.layer_type == "OnnxNode":
+            tip[0] = f"{opaque_text(self.config)} ('{self.name}')"
         if info is not None and info.error:
             tip.append(f"Error: {info.error}" + (f"\nFix: {info.fix.text}" if info.fix else ""))
         elif info is not None and info.blocked:
@@ -158,23 +193,28 @@ class NodeItem(QGraphicsItem):
 
     # ---- painting ----
     def paint(self, p, option, widget=None):
-        c = category_color(self.category)
+        opaque = self.layer_type == "OnnxNode"
+        sel, err = self.isSelected(), self.has_error
+        key = ("node", OPAQUE if opaque else self.category, sel, err, theme["accent"], theme["error"], theme["node"])
+        c, pen, fill, red = _style(key, lambda: self._colours(opaque, sel, err))
         body = QRectF(0, 0, W, H)
-        sel = self.isSelected()
-        pen = QPen(QColor(theme["accent"]) if sel else (QColor(theme["error"]) if self.has_error
-                                                         else c.darker(115)), 2.2 if sel else 1.2)
         if option.levelOfDetailFromTransform(p.worldTransform()) < LOD_TEXT:   # text would be < 3 px: a block
             p.setPen(pen)
-            p.setBrush(QColor(theme["node"]))
+            p.setBrush(fill)
             p.drawRect(body)
             p.fillRect(QRectF(0, 0, W, HEAD), c)
-            if self.has_error:
-                p.fillRect(QRectF(0, HEAD, W, H - HEAD), QColor(theme["error"]))
+            if err:
+                p.fillRect(QRectF(0, HEAD, W, H - HEAD), red)
             return
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setPen(pen)
         p.setBrush(QColor(theme["node"]))
         p.drawRoundedRect(body, 8, 8)
+        if opaque:                                          # hatched: not a layer Layerboard computes or trains
+            hatch = QColor(c)
+            hatch.setAlpha(70)
+            p.setBrush(QBrush(hatch, Qt.BrushStyle.BDiagPattern))
+            p.drawRoundedRect(body, 8, 8)
         head = QPainterPath()
         head.setFillRule(Qt.FillRule.WindingFill)
         head.addRoundedRect(QRectF(0, 0, W, HEAD), 8, 8)
@@ -186,7 +226,9 @@ class NodeItem(QGraphicsItem):
         f.setBold(True)
         p.setFont(f)
         p.setPen(QColor("white"))
-        p.drawText(QRectF(26, 0, W - 56, HEAD), Qt.AlignmentFlag.AlignVCenter, self.layer_type)
+        title = f"ONNX {self.config.get('op', '')}" if opaque else self.layer_type
+        p.drawText(QRectF(26, 0, W - 56, HEAD), Qt.AlignmentFlag.AlignVCenter,
+                   p.fontMetrics().elidedText(title, Qt.TextElideMode.ElideRight, int(W - 56)))
         f.setBold(False)
         p.setFont(f)
         info = self.info
@@ -205,7 +247,8 @@ class NodeItem(QGraphicsItem):
         f.setPointSizeF(8.5)
         p.setFont(f)
         p.setPen(muted)
-        line = key_hparams(self.layer_type, self.config) or REGISTRY[self.layer_type].doc.split(";")[0]
+        line = "onnxruntime · not trainable" if opaque else (key_hparams(self.layer_type, self.config)
+                                                             or REGISTRY[self.layer_type].doc.split(";")[0])
         p.drawText(QRectF(10, HEAD + 21, W - 20, 16), Qt.AlignmentFlag.AlignVCenter,
                    p.fontMetrics().elidedText(line, Qt.TextElideMode.ElideRight, int(W - 20)))
         if info is None:
@@ -234,10 +277,17 @@ class NodeItem(QGraphicsItem):
             p.setPen(QColor("white"))
             p.drawText(QRectF(W - 11, -7, 18, 18), Qt.AlignmentFlag.AlignCenter, "!")
 
+    def _colours(self, opaque, sel, err):
+        """(header colour, border pen, body brush, error colour) of a node in this state."""
+        c = QColor(OPAQUE) if opaque else category_color(self.category)
+        pen = QPen(QColor(theme["accent"]) if sel else (QColor(theme["error"]) if err else c.darker(115)),
+                   2.2 if sel else 1.2)
+        return c, pen, QBrush(QColor(theme["node"])), QColor(theme["error"])
+
     def itemChange(self, change, value):
-        if change == QGraphicsItem.GraphicsItemChange.ItemPositionHasChanged and self.scene() is not None:
+        if change == MOVED and self.scene() is not None:
             self.scene().node_geometry_changed(self.name)
-        return super().itemChange(change, value)
+        return value                            # what QGraphicsItem.itemChange returns (no round trip to Qt)
 
 
 def around(a, b, vertical, out=24.0, r=10.0, lane=None):
@@ -272,13 +322,13 @@ class EdgeItem(QGraphicsPathItem):
         self.setAcceptHoverEvents(True)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
         self.setZValue(0)
-        self.setToolTip(f"{edge.src} → {edge.dst} (input {edge.port + 1}); select and press Delete to remove")
         self.restyle()
 
     def restyle(self):
         on = self.hot or self.isSelected()
-        self.setPen(QPen(QColor(theme["edge_hover"] if on else theme["edge"]), 3.2 if on else 1.8,
-                         Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+        colour = theme["edge_hover"] if on else theme["edge"]
+        self.setPen(_style(("edge", colour, on), lambda: QPen(QColor(colour), 3.2 if on else 1.8,
+                                                              Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap)))
 
     def route(self, a, b, vertical=False):
         back = (b.y() < a.y() + 20) if vertical else (b.x() < a.x() + 20)
@@ -306,6 +356,8 @@ class EdgeItem(QGraphicsPathItem):
         return s.createStroke(self.path())
 
     def hoverEnterEvent(self, e):
+        e_ = self.edge
+        self.setToolTip(f"{e_.src} → {e_.dst} (input {e_.port + 1}); select and press Delete to remove")
         self.hot = True
         self.restyle()
 
@@ -314,9 +366,9 @@ class EdgeItem(QGraphicsPathItem):
         self.restyle()
 
     def itemChange(self, change, value):
-        if change == QGraphicsItem.GraphicsItemChange.ItemSelectedHasChanged:
+        if change == SELECTED:
             self.restyle()
-        return super().itemChange(change, value)
+        return value
 
 
 class NoteItem(QGraphicsItem):

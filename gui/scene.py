@@ -1,4 +1,7 @@
 """The canvas scene: mirrors the Document (listens to its signals) and turns gestures into Document edits."""
+import gc
+from contextlib import contextmanager
+
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QMenu, QToolTip
@@ -10,6 +13,19 @@ from .items import EdgeItem, NodeItem, NoteItem, PortItem
 NOTE_MS = 6000          # a refusal note stays on the canvas this long (or until the next press)
 SPARE = 50000           # at most this many removed items are kept for reuse
 from .style import theme
+
+
+@contextmanager
+def no_gc():
+    """The garbage collector paused while thousands of items are made (its passes scan them all again and again:
+    a quarter of opening a 5,000-node graph); reference counting still frees everything."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class GraphScene(QGraphicsScene):
@@ -46,6 +62,10 @@ class GraphScene(QGraphicsScene):
 
     # ---- mirroring ----
     def rebuild(self):
+        with no_gc():                           # thousands of items at once: no collection passes midway
+            self._rebuild()
+
+    def _rebuild(self):
         self._cancel_drag()
         self.clear_note()
         self._on_bulk(True)
@@ -66,11 +86,14 @@ class GraphScene(QGraphicsScene):
             if self._dirty is None:
                 self._dirty = set()
                 self._was_blocked = self.blockSignals(True)
+                self._gc, _ = gc.isenabled(), gc.disable()      # as no_gc(), across the bulk edit
             return
         if self._dirty is None:
             return
         dirty, self._dirty = [n for n in self._dirty if n in self.nodes], None
         self.blockSignals(self._was_blocked)
+        if self._gc:
+            gc.enable()
         for name in dirty:
             self._ports_changed(name, route=False)
         for e in {e for name in dirty for e in self.touching.get(name, ())}:     # each edge once

@@ -16,6 +16,21 @@ from engine.initializers import initialize
 from engine.layers import REGISTRY, Layer, create
 
 
+# Shared checks a layer type is exempted from, with the reason; the test named there checks what it does instead.
+EXEMPT = {
+    ("OnnxNode", "gradient"): "it runs in onnxruntime and has no gradient: the Model freezes the layers before it "
+                              "(tests/test_onnx_opaque.py::test_training_updates_only_the_layers_after_the_kept_node)",
+    ("OnnxNode", "torch"): "it runs only in onnxruntime: PyTorch code export refuses it with one line naming the "
+                           "node (tests/test_onnx_opaque.py::test_cli_reports_kept_nodes_pytorch_code_export_refuses"
+                           "_and_strict_refuses)",
+}
+
+
+def exempt(type, check):
+    """The reason `type` is exempted from a shared check ("gradient", "torch"), or None."""
+    return EXEMPT.get((type, check))
+
+
 def declares_samples(cls):
     """True when cls or a family base class below Layer defines samples() (not Layer's default)."""
     return any("samples" in c.__dict__ for c in cls.__mro__ if issubclass(c, Layer) and c is not Layer)

@@ -26,7 +26,8 @@ from gui.view import READABLE  # noqa: E402
 
 def cnn_model(blocks=12, c=4, hw=8, extra=None):
     """A residual CNN as ONNX (Conv/Relu/Add blocks, global pool, Gemm): 65 layers once imported with 12 blocks.
-    extra="topk": a TopK after the Gemm, which nothing maps."""
+    extra="topk": a TopK after the Gemm, which nothing maps (kept as an OnnxNode); "outer": an Einsum of two
+    computed tensors, which cannot be kept either."""
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(0)
     nodes, inits = [], []
@@ -60,6 +61,9 @@ def cnn_model(blocks=12, c=4, hw=8, extra=None):
         nodes.append(helper.make_node("TopK", ["y", "k"], ["top", "idx"], name="best two"))
         nodes.append(helper.make_node("Einsum", ["top", "top"], ["sq"], name="square", equation="ni,ni->ni"))
         out = helper.make_tensor_value_info("sq", TensorProto.FLOAT, ["n", 2])
+    if extra == "outer":
+        nodes.append(helper.make_node("Einsum", ["y", "f"], ["o"], name="outer", equation="ni,nj->nij"))
+        out = helper.make_tensor_value_info("o", TensorProto.FLOAT, ["n", 5, c])
     g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, hw, hw])],
                           [out], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
@@ -212,16 +216,17 @@ def test_a_failed_import_lists_every_node_and_keeps_the_document(window, qtbot, 
     doc = window.doc
     doc.add_node("ReLU", name="kept")
     before, count = doc.graph.to_dict(), doc.undo_stack.count()
-    assert window.open_path(onnx_file("topk.onnx", extra="topk"))
+    assert window.open_path(onnx_file("outer.onnx", extra="outer"))
     wait_import(qtbot, window)
     d = window.importer.dialog
-    assert d is not None and d.isVisible() and "topk.onnx" in d.windowTitle()
-    assert d.rows() == [("TopK", "best two", "Layerboard has no layer for this operator yet"),
-                        ("Einsum", "square", "Layerboard has no layer for this operator yet")]
-    assert "2 node(s)" in d.label.text() and "unchanged" in d.label.text()
+    assert d is not None and d.isVisible() and "outer.onnx" in d.windowTitle()
+    why = ("Layerboard has no layer for this operator yet; it cannot be kept as an ONNX node either: it reads 2 "
+           "tensors computed by the model (a kept ONNX node reads one)")
+    assert d.rows() == [("Einsum", "outer", why)]
+    assert "1 node(s)" in d.label.text() and "unchanged" in d.label.text()
     d.copy()
     first = QApplication.clipboard().text().splitlines()[0]
-    assert first == "TopK\tbest two\tLayerboard has no layer for this operator yet"
+    assert first == f"Einsum\touter\t{why}"
     d.reject()
     assert doc.graph.to_dict() == before and doc.undo_stack.count() == count and doc.dirty
     doc.undo_stack.undo()                               # the edit before the import still undoes
@@ -361,3 +366,62 @@ def test_a_project_written_by_layerboard_import_opens_laid_out(window, onnx_file
     assert len(pos) == 65 and not overlaps(pos) and len(set(pos.values())) == 65
     assert doc.trained is not None and doc.trained_fits() and doc.project.path == tmp_path / "p.json"
     assert all((it.pos().x(), it.pos().y()) == doc.pos(n) for n, it in window.scene.nodes.items())
+
+
+def test_an_imported_model_asks_for_data_and_its_input_shows_no_error(isolated, qtbot, onnx_file, tmp_path):
+    """Not the default xor set (whose (2,) samples would mark the Input): a placeholder naming the Input's shape."""
+    w = MainWindow(autosave_dir=tmp_path / "data", training=True)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.open_path(default_example(), template=True)
+    assert w.open_path(onnx_file())
+    wait_import(qtbot, w)
+    doc = w.doc
+    assert doc.project.dataset == {"kind": "none", "input": [3, 8, 8]}
+    panel = w.training.data
+    assert panel.dataset is None
+    assert "Choose data for a (3, 8, 8) input" in panel.info.text() and "#b00" not in panel.info.text()
+    assert not any(i.error for i in doc.infos.values())
+    panel.use_builtin("moons")                              # choosing data then checks the model against it
+    qtbot.waitUntil(lambda: panel.dataset is not None, timeout=HANG_MS)
+    assert doc.infos["x"].error and "(2,)" in doc.infos["x"].error
+    doc.undo_stack.undo()
+    qtbot.waitUntil(lambda: not doc.infos["x"].error, timeout=HANG_MS)
+    assert "Choose data for a (3, 8, 8) input" in panel.info.text()
+
+
+def test_an_unmapped_node_opens_as_a_marked_onnx_node(window, qtbot, onnx_file, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    f = onnx_file("topk.onnx", extra="topk")
+    assert window.open_path(f)
+    wait_import(qtbot, window)
+    doc = window.doc
+    assert window.importer.dialog is None
+    kept = [n for n, v in doc.graph.nodes.items() if v.type == "OnnxNode"]
+    assert kept == ["best two"] and doc.graph.nodes["best two"].config["op"] == "TopK → Einsum"
+    msg = window.statusBar().currentMessage()
+    assert "1 ONNX node(s) kept as they are (TopK 'best two')" in msg or "2 ONNX node(s) kept" in msg
+    assert "not trainable" in msg
+    assert not any(i.error for i in doc.infos.values())
+    item = window.scene.nodes["best two"]
+    assert item.tooltip_text().startswith("ONNX TopK → Einsum, runs in onnxruntime, not trainable")
+    x = np.random.default_rng(1).normal(size=(3, 3, 8, 8)).astype(np.float32)
+    s = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+    want = s.run(None, {"x": x})[0]
+    assert np.abs(doc.trained.predict(x) - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
+    window.view.centerOn(item)
+    window.view.viewport().grab().save(str(tmp_path / "onnx_node.png"))
+    import shutil
+    shutil.copy(tmp_path / "onnx_node.png", "/tmp/import2_onnx_node.png")
+
+
+def test_training_an_imported_model_says_which_layers_are_frozen(isolated, qtbot, onnx_file, tmp_path):
+    w = MainWindow(autosave_dir=tmp_path / "data", training=True)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.open_path(onnx_file("topk.onnx", extra="topk"))
+    wait_import(qtbot, w)
+    w.training.start()                                   # no data yet: the run ends with the placeholder's line
+    assert "layers before 'best two' are frozen: an ONNX node has no gradient" in w.training.message.text()
+    qtbot.waitUntil(lambda: not w.training.running, timeout=HANG_MS)
+    qtbot.waitUntil(lambda: "choose data for a (3, 8, 8) input" in w.training.message.text(), timeout=HANG_MS)

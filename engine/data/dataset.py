@@ -247,6 +247,19 @@ def kfold(n, k, seed=0):
     return [(np.concatenate(folds[:i] + folds[i + 1:]), folds[i]) for i in range(k)]
 
 
+def placeholder(shape):
+    """The dataset reference of a project that has no data yet (an imported model): it names the Input's shape."""
+    return {"kind": "none", "input": [int(d) for d in shape]}
+
+
+def choose_text(ref):
+    """What a placeholder reference asks for: 'choose data for a (3, 224, 224) input'."""
+    from ..layers.base import fmt
+    shape = ref.get("input")
+    ok = isinstance(shape, list) and all(isinstance(d, int) for d in shape)
+    return f"choose data for a {fmt(shape)} input" if ok and shape else "choose data for this model"
+
+
 def load(ref, base=None):
     """Dataset for a project's dataset reference, e.g. {"kind": "builtin", "name": "xor"}."""
     import inspect
@@ -260,6 +273,8 @@ def load(ref, base=None):
                         "series, text or pairs)")
     opts = {k: v for k, v in ref.items() if k not in ("kind", "name", "path", "standardize", "augment")}
     kind = ref["kind"]
+    if kind == "none":
+        raise DataError(f"the project has no dataset yet: {choose_text(ref)}")
     if kind == "builtin":
         name = ref.get("name")
         if name not in BUILTINS:

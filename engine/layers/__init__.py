@@ -2,6 +2,7 @@
 from . import activations, activations_more, attention, conv, core, merge, normalization, pooling, position  # noqa: F401
 from . import merge_reduce, norm_groups, norm_scale, pointwise, recurrent, regularization, reshape, sequence  # noqa: F401
 from . import conv1d, conv3d, conv_transpose, upsample  # noqa: F401  (convolution family)
+from . import onnx_node, permute, scale_shift  # noqa: F401  (imported models: ONNX nodes kept, Transpose, constants)
 from . import gru, lstm, rnn  # noqa: F401  (the recurrent family; recurrent.py is its base)
 from . import cross_attention  # noqa: F401  (encoder–decoder)
 from .base import CATEGORIES, REGISTRY, Fix, Layer, Param, fmt, register

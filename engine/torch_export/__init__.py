@@ -26,12 +26,12 @@ def _prepared(project, weights=None):
     from ..data import load
     from ..model import Model
     cfg = project.training
-    ds = load(project.dataset, project.base)
-    train, val = ds.split(cfg["validation_split"], cfg["seed"])
     model = Model(project.graph, seed=cfg["seed"])
     msg = unsupported(model)
-    if msg:
+    if msg:                                                  # before the data is read
         raise LayerboardError(msg)
+    ds = load(project.dataset, project.base)
+    train, val = ds.split(cfg["validation_split"], cfg["seed"])
     if tuple(ds.x.shape[1:]) != model.input_shape:
         raise DataError(f"the dataset '{ds.name}' has samples of shape {tuple(ds.x.shape[1:])} but the model's "
                         f"Input expects {model.input_shape}")

@@ -193,6 +193,9 @@ class DatasetPanel(QGroupBox):
         if key == self._shown:
             return
         self._shown = key
+        if ref.get("kind") == "none":                     # an imported model: no data yet, not an error
+            self._choose(ref)
+            return
         if ref.get("kind") == "builtin":
             self.choice.setCurrentText(ref.get("name", ""))
         else:                                             # a file is active: the box must not still say "moons"
@@ -239,6 +242,23 @@ class DatasetPanel(QGroupBox):
             return
         self.cache = {key: result}
         self._show(self.doc.project.dataset, result)
+
+    def _choose(self, ref):
+        """The project has no data yet: say what to choose, check nothing against the model."""
+        from engine.data.dataset import choose_text
+        self.choice.setPlaceholderText("(choose data)")
+        self.choice.setCurrentIndex(-1)
+        for w in (self.target, self.table):
+            w.clear()
+        self.target.setEnabled(False)
+        self.table.setRowCount(0)
+        self.table.setColumnCount(0)                     # no preview columns left from the data before
+        self.loader.cancel()
+        self.columns.hide()
+        self.dataset = None
+        text = choose_text(ref)
+        self.info.setText(f"{text[:1].upper()}{text[1:]}: a built-in set, Import file… or Image folder…")
+        self.loaded.emit(None)
 
     def _failed(self, e):
         self.dataset = None

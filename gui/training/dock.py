@@ -10,6 +10,7 @@ from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtWidgets import (QApplication, QDockWidget, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
                                QSpinBox, QSplitter, QStyle, QTabWidget, QVBoxLayout, QWidget)
 
+from engine.layers.onnx_node import frozen_note
 from engine.report import baseline_text, regression_text
 
 from .banner import Banner
@@ -250,7 +251,8 @@ class TrainingDock(QDockWidget):
         self.status, self.result, self.kfold_summary = "running", None, None
         self._t0, self._total, self._ctx, self._pending = time.perf_counter(), 1, {}, 0
         self.banner.hide()
-        self.message.setText("Preparing the data and the model…")
+        note = frozen_note(p.graph, {n: i.params for n, i in self.doc.infos.items()})     # an ONNX node: no gradient
+        self.message.setText("Preparing the data and the model…" + (f" Note: {note}." if note else ""))
         self.message.setStyleSheet("")
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
