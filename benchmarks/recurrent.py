@@ -1,5 +1,5 @@
-"""The recurrent workloads' shared builders: Input (T, D) → RNN/LSTM(H) → last state → Dense(H→1), MSE, Adam lr 1e-3,
-batch B; one step = zero grads + forward + loss + backward + step (every step full length: no mask)."""
+"""The recurrent workloads' shared builders: Input (T, D) → RNN/LSTM(H) → last state → Dense(H→1), MSE,
+Adam lr 1e-3, batch B; one step = zero grads + forward + loss + backward + step (every step full length: no mask)."""
 import numpy as np
 
 
