@@ -204,7 +204,7 @@ class SetKey(Command):
     """Set one key of a dict field of the project (`field`) from old to new; the value `absent` removes the key."""
 
     structural = False
-    field, absent = "training", MISSING
+    field, absent = "", MISSING
 
     def __init__(self, doc, text, key, old, new):
         super().__init__(doc, text)
@@ -225,6 +225,8 @@ class SetKey(Command):
 
 
 class SetTraining(SetKey):
+    field = "training"
+
     def __init__(self, doc, key, old, new):
         super().__init__(doc, f"Set training {key}", key, old, new)
 
