@@ -26,8 +26,6 @@ OK, NOT_FINITE, BAD_LABEL = 0, 1, 2
 WIDTH = 10
 
 
-
-
 class Unsupported(Exception):
     """The graph, loss or optimizer has something the fused kernel does not run."""
 

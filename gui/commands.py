@@ -60,26 +60,23 @@ class Compound(Command):
 
     def apply(self):
         """All parts or none: a failing part reverts the ones before it, then the error goes on."""
-        done = []
-        try:
-            for p in self.parts:
-                p.apply()
-                done.append(p)
-        except Exception:
-            for p in reversed(done):
-                p.revert()
-            raise
+        _all_or_none(self.parts, "apply", "revert")
 
     def revert(self):
-        done = []
-        try:
-            for p in reversed(self.parts):
-                p.revert()
-                done.append(p)
-        except Exception:
-            for p in reversed(done):
-                p.apply()
-            raise
+        _all_or_none(reversed(self.parts), "revert", "apply")
+
+
+def _all_or_none(parts, do, undo):
+    """Call each part's `do` in order; if one fails, call `undo` on those done (last first) and re-raise."""
+    done = []
+    try:
+        for p in parts:
+            getattr(p, do)()
+            done.append(p)
+    except Exception:
+        for p in reversed(done):
+            getattr(p, undo)()
+        raise
 
 
 class AddNode(Command):
@@ -203,25 +200,35 @@ class Rename(Command):
         self.doc._rename(self.new, self.old)
 
 
-class SetTraining(Command):
-    structural = False
+class SetKey(Command):
+    """Set one key of a dict field of the project (`field`) from old to new; the value `absent` removes the key."""
 
-    def __init__(self, doc, key, old, new):
-        super().__init__(doc, f"Set training {key}")
+    structural = False
+    field, absent = "", MISSING
+
+    def __init__(self, doc, text, key, old, new):
+        super().__init__(doc, text)
         self.key, self.old, self.new = key, old, new
 
     def _put(self, v):
-        t = self.doc.project.training
-        if v is MISSING:
+        t = getattr(self.doc.project, self.field)
+        if v is self.absent:
             t.pop(self.key, None)
         else:
-            t[self.key] = v
+            t[self.key] = dict(v) if isinstance(v, dict) else v       # never the command's own dict
 
     def apply(self):
         self._put(self.new)
 
     def revert(self):
         self._put(self.old)
+
+
+class SetTraining(SetKey):
+    field = "training"
+
+    def __init__(self, doc, key, old, new):
+        super().__init__(doc, f"Set training {key}", key, old, new)
 
 
 class SetDataset(Command):

@@ -17,27 +17,14 @@ NOT_SEARCHED = {"loss", "seed", "validation_split", "test_split"}      # trainin
 MARK = "⌕"
 
 
-class SetSearchRange(C.Command):
+class SetSearchRange(C.SetKey):
     """Mark (new: a range), change or unmark (new: None) one search range of project.search."""
 
-    structural = False
+    field, absent = "search", None
 
     def __init__(self, doc, key, old, new, text=None):
-        super().__init__(doc, text or (f"Unmark search range {key}" if new is None else f"Search range {key}"))
-        self.key, self.old, self.new = key, old, new
-
-    def _put(self, r):
-        s = self.doc.project.search
-        if r is None:
-            s.pop(self.key, None)
-        else:
-            s[self.key] = dict(r)
-
-    def apply(self):
-        self._put(self.new)
-
-    def revert(self):
-        self._put(self.old)
+        super().__init__(doc, text or (f"Unmark search range {key}" if new is None else f"Search range {key}"),
+                         key, old, new)
 
 
 def set_range(doc, key, rng):

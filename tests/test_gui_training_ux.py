@@ -16,7 +16,7 @@ TEMP = {"status": "completed", "message": "", "epochs": 27, "steps": 1500, "seco
 
 
 def test_result_line_gives_units_baseline_and_what_the_time_measures():
-    from gui.training.dock import result_text
+    from gui.training.texts import result_text
     t = result_text(TEMP, 20.61)
     assert "validation RMSE 1.459, MAE 1.05, R² 0.9606" in t and "training: RMSE 2.039" in t
     assert "20.6 s from Train to result" in t and "training loop 13.0 s" in t

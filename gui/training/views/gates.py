@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QLabel
 from engine.layers import REGISTRY
 
 from .base import View, colour
-from .sequence import exposing, forward, layer_row, layers_of, pick, refill
+from .sequence import chosen, exposing, forward, layer_row, refill
 
 BATCH = 64              # validation sequences of the forward pass
 
@@ -37,10 +37,9 @@ class GateView(View):
 
     @staticmethod
     def compute(model, probe, options):
-        names = layers_of(model, GateView.needs)
-        if not names:
+        layer = chosen(model, GateView.needs, options.get("gates_layer"))
+        if not layer:
             return None
-        layer = pick(names, options.get("gates_layer"))
         idx = np.arange(min(BATCH, len(probe.x)))
         lens = forward(model, probe, idx)
         mean, count = gate_means(model.layers[layer].taps["gates"], lens)

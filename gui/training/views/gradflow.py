@@ -5,7 +5,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel
 
 from .base import View, colour
-from .sequence import exposing, layer_row, layers_of, lengths, model_inputs, pick, refill
+from .sequence import chosen, exposing, layer_row, lengths, model_inputs, refill
 
 BATCH = 32              # validation sequences of the backward pass
 
@@ -38,10 +38,9 @@ class GradFlowView(View):
 
     @staticmethod
     def compute(model, probe, options):
-        names = layers_of(model, GradFlowView.needs)
-        if not names:
+        layer = chosen(model, GradFlowView.needs, options.get("gradflow_layer"))
+        if not layer:
             return None
-        layer = pick(names, options.get("gradflow_layer"))
         idx = np.arange(min(BATCH, len(probe.x)))
         lens = probe_grads(model, probe, idx)
         g = model.layers[layer].taps["grad_hidden"]                                  # (n, T, H)

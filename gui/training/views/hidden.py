@@ -5,7 +5,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QSpinBox
 
 from .base import View
-from .sequence import exposing, forward, image_item, layer_row, layers_of, pick, refill, sample_index, set_ticks, tokens
+from .sequence import chosen, exposing, forward, image_item, layer_row, refill, sample_index, set_ticks, tokens
 
 PROBE_CAP = 300         # the probe's sample (job.PROBE_SAMPLES)
 
@@ -19,10 +19,9 @@ class HiddenView(View):
 
     @staticmethod
     def compute(model, probe, options):
-        names = layers_of(model, HiddenView.needs)
-        if not names:
+        layer = chosen(model, HiddenView.needs, options.get("hidden_layer"))
+        if not layer:
             return None
-        layer = pick(names, options.get("hidden_layer"))
         i = sample_index(probe, options, "hidden_sample")
         n = int(forward(model, probe, i)[0])
         h = np.array(model.layers[layer].taps["hidden"][0, :n], np.float32)          # (T_i, H)

@@ -23,6 +23,11 @@ def pick(names, want):
     return want if want in names else (names[0] if names else "")
 
 
+def chosen(model, types, want):
+    """The model's layer of these types named `want`, else its first one ("" when it has none)."""
+    return pick(layers_of(model, types), want)
+
+
 def lengths(probe, idx):
     """(n,) int valid steps of the probe samples idx (full length when the data has no lengths)."""
     idx = np.atleast_1d(idx)
