@@ -52,7 +52,7 @@ class Peak:
         return {"peak_rss_mb": _status("VmHWM") / 2**20, "peak_anon_mb": self.anon / 2**20}
 
 
-def _mlp(n_in, ds, epochs=1, batch=1024, stop_after=None, rnn=False):
+def _mlp(n_in, ds, epochs=1, batch=1024, stop_after=None, rnn=False, parts=None):
     from engine.graph import Graph
     from engine.model import Model
     from engine.project import training_config
@@ -63,7 +63,7 @@ def _mlp(n_in, ds, epochs=1, batch=1024, stop_after=None, rnn=False):
     else:
         g.chain(("x", "Input", {"shape": [n_in]}), ("h", "Dense", {"units": 16}), ("a", "ReLU", {}),
                 ("o", "Dense", {"units": 1}))
-    tr_ds, va_ds = ds.split(0.1 if not rnn else 0.2, 0)
+    tr_ds, va_ds = parts or ds.split(0.1 if not rnn else 0.2, 0)
     model = Model(g)
     tr = Trainer(model, training_config({"loss": "mse", "batch_size": batch, "epochs": epochs, "patience": 0,
                                          "validation_split": 0.1}), tr_ds, None if stop_after else va_ds)
@@ -71,6 +71,22 @@ def _mlp(n_in, ds, epochs=1, batch=1024, stop_after=None, rnn=False):
     if stop_after:
         tr.subscribe(lambda ev: ev.kind == "batch_end" and ev.data["batch"] >= stop_after and tr.stop())
     return tr
+
+
+def _project(path, standardize):
+    """A project file (beside the data) training a 10 → 16 → 1 MLP on the CSV with Input shape "auto"."""
+    nodes = [{"name": "x", "type": "Input", "config": {"shape": "auto", "standardize": standardize}},
+             {"name": "h", "type": "Dense", "config": {"units": 16}}, {"name": "a", "type": "ReLU", "config": {}},
+             {"name": "o", "type": "Dense", "config": {"units": 1}}]
+    edges = [{"src": a, "dst": b} for a, b in (("x", "h"), ("h", "a"), ("a", "o"))]
+    p = Path(path).with_name(f"bench-{'std' if standardize else 'raw'}.json")
+    p.write_text(json.dumps({"format": "layerboard-project", "version": 1, "graph": {"nodes": nodes, "edges": edges},
+                             "training": {"loss": "mse", "batch_size": 1024, "epochs": 1, "validation_split": 0.1},
+                             "dataset": {"kind": "csv", "path": Path(path).name, "target": "y"}}))
+    return p
+
+
+T0 = time.perf_counter()                     # the worker process's start (its imports are in the figures)
 
 
 def worker(which, path, opts):
@@ -91,13 +107,29 @@ def worker(which, path, opts):
         ds = load({"kind": "csv", "path": path, "target": "y"})
         out.update(rows=len(ds), call_s=time.perf_counter() - t1)
         if which == "cache":
-            ds.split(0.1, 0)
+            parts = ds.split(0.1, 0)
             out["to_split_s"] = time.perf_counter() - t1
-            tr = _mlp(ds.x.shape[1], ds, stop_after=1)
+            tr = _mlp(ds.x.shape[1], ds, stop_after=1, parts=parts)
             out["to_trainer_s"] = time.perf_counter() - t1
-            xb, yb = tr.train.x[:tr.batch_size], tr.train.y[:tr.batch_size]
-            tr.train_step(xb, tr._scaled(yb))
-            out["to_first_step_s"] = time.perf_counter() - t1
+            first = []
+            tr.subscribe(lambda ev: ev.kind == "batch_end" and not first and first.append(time.perf_counter()))
+            tr.run()                                    # the trainer's own epoch start (order, targets), one step
+            out["to_first_step_s"] = first[0] - t1
+    elif which.startswith("train"):          # `layerboard train` (cmd_train's steps) up to its first training step
+        from engine.cli import main as cli        # noqa: F401  (what the command imports before it starts)
+        from engine.project import Project
+        from engine.session import prepare, warm_context
+        out["imports_s"] = time.perf_counter() - T0
+        warm_context()
+        proj = Project.load(_project(path, which == "train-std"))
+        model, tr = prepare(proj)
+        out["prepared_s"] = time.perf_counter() - T0
+        first = []
+        tr.subscribe(lambda ev: ev.kind == "batch_end" and (first.append(time.perf_counter()), tr.stop()))
+        tr.threads = 1
+        tr.run()
+        out["process_to_first_step_s"] = first[0] - T0
+        out["after_imports_s"] = first[0] - T0 - out["imports_s"]
     elif which == "epoch":
         from engine.data import load
         ds = load({"kind": "csv", "path": path, "target": "y"})

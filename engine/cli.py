@@ -140,9 +140,10 @@ def writable(path, what, folder=False):
 def cmd_train(a):
     from .data import load
     from .parallel import free_cores
-    from .session import evaluate_test, prepare
+    from .session import evaluate_test, prepare, warm_context
     from .weights import FORMATS, export, format_of
     t0 = time.perf_counter()
+    warm_context()                                         # numba's set-up overlaps reading the data
     p = _project(a.project)
     if a.epochs is not None:
         p.training["epochs"] = a.epochs

@@ -1,4 +1,5 @@
 """Training sessions from a project: data, split, model, trainer; k-fold; run records (CLI and GUI)."""
+import threading
 import time
 
 import numpy as np
@@ -113,6 +114,21 @@ def record(trainer, result, label=""):
             "seed": trainer.cfg["seed"], "steps_per_epoch": trainer.steps_per_epoch,
             "history": {k: list(v) for k, v in trainer.history.items()},
             "result": {k: v for k, v in result.items() if k != "findings"}, "findings": result.get("findings", [])}
+
+
+def warm_context():
+    """Start numba's one-time set-up (its typing and target contexts: about a second of imports) in a background
+    thread, so that it overlaps reading and splitting the data; the first kernel load then finds it done.
+    Returns the thread."""
+    def run():
+        from numba.core.compiler_lock import global_compiler_lock
+        from numba.core.registry import cpu_target
+        with global_compiler_lock:                         # a kernel load in another thread waits for it
+            cpu_target.typing_context.refresh()
+            cpu_target.target_context.refresh()
+    t = threading.Thread(target=run, name="numba set-up", daemon=True)
+    t.start()
+    return t
 
 
 def warm_up():

@@ -336,14 +336,13 @@ def load_table(path, target=None, task=None, columns=None, missing=None, time_fo
                delimiter=None):
     """A Dataset from a table (CSV/TSV/.gz, Parquet, Arrow/Feather): numbers, categories (one-hot) and time
     stamps as float32 features; `target` (default: the last column) as class ids or values."""
-    from .dataset import Dataset, Rows
+    from .files import from_entry, table_options
     path = Path(path)
-    t = read(path, delimiter)
-    target = target or t.column_names[-1]
-    opts = {"target": target, "task": task, "columns": columns, "missing": missing, "time_format": time_format,
-            "timezone": timezone, "delimiter": delimiter}
+    opts = table_options(target, task, columns, missing, time_format, timezone, delimiter)
     d = cache.lookup(path, "table", opts)
     if d is None:
+        t = read(path, delimiter)
+        target = target or t.column_names[-1]
         cols = infer(t, path, target, columns, time_format, timezone)
         text = [c for c in cols if c.role == "feature" and c.type == "text"]
         if text:
@@ -354,19 +353,11 @@ def load_table(path, target=None, task=None, columns=None, missing=None, time_fo
         evict()
         w = cache.Writer(path, "table", opts)
         try:
-            d = w.commit(encode(t, cols, target, task, path, w, time_format, timezone))
+            d = w.commit(dict(encode(t, cols, target, task, path, w, time_format, timezone), target=target))
         except BaseException:
             w.abort()
             raise
-    meta = cache.meta(d)
-    impute = {int(k): v for k, v in meta["impute"].items()}
-    x = cache.array(d, "x")
-    fill = None
-    if impute:
-        fill = np.full(x.shape[1], np.nan, np.float32)
-        fill[list(impute)] = meta["fill"]
-    return Dataset(Rows(x, None, fill), cache.array(d, "y"), meta["task"], path.name, list(meta["classes"]),
-                   features=meta["features"], report=meta["columns"], impute=impute)
+    return from_entry(d, path)
 
 
 def _text(t, cols, text, target, task, path):

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .order import LARGE, choose
 
 TASKS = ("binary", "multiclass", "regression")
 
@@ -176,6 +177,8 @@ class Dataset:
 
     def _split(self, val_fraction, seed):
         rng = np.random.default_rng(seed)
+        if len(self) > LARGE:
+            return self._split_large(val_fraction, rng)
         if val_fraction == 0:
             return self.subset(rng.permutation(len(self))), None
         if self.task == "regression" or self.per_step:           # per-step class ids: no per-sample class
@@ -189,6 +192,24 @@ class Dataset:
             va.append(idx[:n])
             tr.append(idx[n:])
         return self.subset(rng.permutation(np.concatenate(tr))), self.subset(rng.permutation(np.concatenate(va)))
+
+    def _split_large(self, val_fraction, rng):
+        """Millions of samples: validation samples drawn at random without shuffling the whole index, both parts
+        in file order (the trainer shuffles every epoch); no shuffle of the whole index."""
+        n = len(self)
+        if val_fraction == 0:
+            return self.subset(np.arange(n)), None
+        if self.task == "regression" or self.per_step:
+            keep = ~choose(rng, n, max(1, int(round(val_fraction * n))))
+        else:
+            counts = np.bincount(self.y)
+            by = np.argsort(self.y, kind="stable") if np.count_nonzero(counts) > 32 else None
+            keep, at = np.ones(n, bool), 0
+            for c in np.flatnonzero(counts):
+                idx = by[at:at + counts[c]] if by is not None else np.flatnonzero(self.y == c)
+                at += counts[c]
+                keep[idx[choose(rng, len(idx), int(round(val_fraction * len(idx))))]] = False
+        return self.subset(np.flatnonzero(keep)), self.subset(np.flatnonzero(~keep))
 
     def step_standardizer(self, chunk=1 << 22):
         """(mean, std) per feature (F,) over every valid step of (N, T, F) sequences; std of constants is 1.
