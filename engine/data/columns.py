@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from ..errors import DataError
 from . import cache, timestamps
-from .table import evict, header_check, numbers, numeric_share, progress, read
+from .table import at, evict, header_check, numbers, numeric_share, progress, read
 
 TYPES = ("number", "category", "text", "datetime", "empty")
 ROLES = ("feature", "target", "time", "ignore")
@@ -254,8 +254,10 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
     regress = task == "regression"
     y = writer.array("y", (n, 1) if regress else (n,), np.float32 if regress else np.int64)
     whole = {c.name: _integral(table.column(c.name)) for c, _ in lay if c.type == "category"}
+    kept = np.flatnonzero(keep)
     stamps = {c.name: timestamps.parse(table.column(c.name).filter(pa.array(keep)), time_format, timezone,
-                                       f"{path}, column {c.name!r}") for c, _ in lay if c.type == "datetime"}
+                                       f"{path}, column {c.name!r}", lambda i: at(path, kept[i]))
+              for c, _ in lay if c.type == "datetime"}
     yi = _integral(table.column(target))
     classes = [] if regress else _class_names(pc.unique(_strings_of(table.column(target), yi)).drop_null().to_pylist())
     if len(classes) > 100_000:
@@ -324,12 +326,13 @@ def check_order(table, cols, path, time_format=None, timezone=None):
     for c in cols:
         if c.role == "time" and c.type == "datetime" and not c.missing:
             try:
-                st = timestamps.parse(table.column(c.name), time_format, timezone, f"{path}, column {c.name!r}")
+                st = timestamps.parse(table.column(c.name), time_format, timezone, f"{path}, column {c.name!r}",
+                                      lambda i: at(path, i))
             except DataError:
                 continue
             i = timestamps.first_back(st.utc)
             if i is not None:
-                c.note = f"not in time order: line {i + 2} is not after line {i + 1}"
+                c.note = f"not in time order: {at(path, i)} is not after {at(path, i - 1)}"
 
 
 def load_table(path, target=None, task=None, columns=None, missing=None, time_format=None, timezone=None,
