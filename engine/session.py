@@ -22,6 +22,25 @@ def auto_shapes(graph, ds):
     return g
 
 
+def model_for(project, weights_path):
+    """The project's Model for trained weights: an Input whose shape is "auto" takes the shape in the weights'
+    saved graph (the dataset's encoded shape at training time)."""
+    graph = project.graph
+    auto = [n for n, v in graph.nodes.items() if v.type == "Input" and v.config.get("shape") == "auto"]
+    if auto:
+        from .weights import load
+        saved = {n["name"]: n for n in load(weights_path)[1].get("graph", {}).get("nodes", [])}
+        graph = graph.copy()
+        for n in auto:
+            shape = saved.get(n, {}).get("config", {}).get("shape")
+            if not isinstance(shape, list):
+                from .errors import DataError
+                raise DataError(f"{weights_path}: the Input {n!r} has shape \"auto\" and these weights do not "
+                                f"say which shape they were trained with")
+            graph.nodes[n].config["shape"] = shape
+    return Model(graph)
+
+
 def _setup(project, train, val, cfg, dtype, weights=None):
     model = Model(auto_shapes(project.graph, train), dtype=dtype, seed=cfg["seed"])
     for n in model.inputs:
@@ -44,8 +63,11 @@ def describe(model, train):
         model.meta["vocab"] = list(train.vocab)
     if train.text is not None:
         model.meta["text"] = dict(train.text)
-    if train.tokens is not None and train.task != "regression":
+    if (train.tokens is not None or train.plan is not None) and train.task != "regression":
         model.meta["classes"] = list(train.classes)
+    if train.plan is not None:                  # a table: its column plan, so that predict reads a new file
+        from .data.plan import plan_of
+        model.meta["table"] = plan_of(train)
 
 
 def config(project, seed=None):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-VERSION = 2          # bump when the layout or the encoding of an entry changes
+VERSION = 3          # bump when the layout or the encoding of an entry changes
 
 
 def root():

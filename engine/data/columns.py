@@ -290,9 +290,7 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
                     xb[:, j + lv] = idx == lv
             elif c.type == "datetime":
                 st = stamps[c.name]
-                h = 2 * np.pi * st.hour()[o:o + m] / 24
-                d = 2 * np.pi * ((st.wall[o:o + m] // 86400) % 365.2425) / 365.2425
-                xb[:, j:j + 4] = np.c_[np.sin(h), np.cos(h), np.sin(d), np.cos(d)]
+                xb[:, j:j + 4] = time_features(st.hour()[o:o + m], st.wall[o:o + m])
             j += len(names)
         if regress:
             v = numbers(part, target, path, "is not a number (the task is regression)", first=r0)
@@ -307,7 +305,15 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
         evict()
     fill = [stat(np.concatenate(seen[j]), how) for j, how in impute.items()]
     return {"task": task, "classes": classes, "features": feats, "impute": {str(k): s for k, s in impute.items()},
-            "fill": fill, "columns": [asdict(c) for c in cols], "rows": table.num_rows}
+            "fill": fill, "columns": [asdict(c) for c in cols], "rows": table.num_rows,
+            "plan": {"target": target, "whole": whole, "time_format": time_format, "timezone": timezone}}
+
+
+def time_features(hour, wall):
+    """(m, 4): sin and cos of the hour of day and of the day of the year (wall-clock seconds)."""
+    h = 2 * np.pi * hour / 24
+    d = 2 * np.pi * ((wall // 86400) % 365.2425) / 365.2425
+    return np.c_[np.sin(h), np.cos(h), np.sin(d), np.cos(d)]
 
 
 def stat(v, how):
@@ -356,7 +362,9 @@ def load_table(path, target=None, task=None, columns=None, missing=None, time_fo
         evict()
         w = cache.Writer(path, "table", opts)
         try:
-            d = w.commit(dict(encode(t, cols, target, task, path, w, time_format, timezone), target=target))
+            meta = encode(t, cols, target, task, path, w, time_format, timezone)
+            meta["plan"]["delimiter"] = delimiter
+            d = w.commit(meta)
         except BaseException:
             w.abort()
             raise

@@ -91,6 +91,7 @@ class Dataset:
     report: list | None = None          # tables: one dict per column (type, role, missing, filled, dropped, …)
     notes: list = field(default_factory=list)   # what loading skipped or left out, one line each (shown to the user)
     impute: dict | None = None          # tables: {feature index: 'median' | 'mean' | constant} of filled columns
+    plan: dict | None = None            # tables: how a new file is encoded (target, time format and zone, …)
 
     def __post_init__(self):
         if self.task not in TASKS:

@@ -48,7 +48,7 @@ def from_entry(d, path):
         fill = np.full(x.shape[1], np.nan, np.float32)
         fill[list(impute)] = meta["fill"]
     return Dataset(Rows(x, None, fill), cache.array(d, "y"), meta["task"], path.name, list(meta["classes"]),
-                   features=meta["features"], report=meta["columns"], impute=impute)
+                   features=meta["features"], report=meta["columns"], impute=impute, plan=meta["plan"])
 
 
 MAX_CLASSES = 100_000
