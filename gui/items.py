@@ -138,6 +138,8 @@ class NodeItem(QGraphicsItem):
         tip = [f"{self.layer_type} '{self.name}' — {REGISTRY[self.layer_type].doc}"]
         if info is not None and info.error:
             tip.append(f"Error: {info.error}" + (f"\nFix: {info.fix.text}" if info.fix else ""))
+        elif info is not None and info.pending:
+            tip.append(f"Shape {info.pending}: choose a dataset to see it")
         elif info is not None and info.blocked:
             tip.append(f"Waiting for '{info.blocked}', which has an error")
         elif self.scene() is not None and hasattr(self.scene(), "doc"):     # every number with its formula
@@ -218,6 +220,8 @@ class NodeItem(QGraphicsItem):
                     msg = msg[len(lead):].lstrip(": ")
                     break
             shape = "⚠ " + msg
+        elif info.pending:
+            shape = info.pending if info.blocked is None else f"waits for {info.blocked}: {info.pending}"
         elif info.blocked:
             shape = f"needs {info.blocked}"
         else:

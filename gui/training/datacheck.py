@@ -31,8 +31,8 @@ def mismatches(graph, infos, ds, loss):
     want = tuple(int(d) for d in ds.x.shape[1:])
     if len(inputs) == 1:
         n = inputs[0]
-        have = tuple(graph.nodes[n].config.get("shape", REGISTRY["Input"].hparams[0].default))
-        if have != want:
+        have = graph.nodes[n].config.get("shape", REGISTRY["Input"].hparams[0].default)
+        if have != "auto" and tuple(have) != want:          # "auto" takes the dataset's shape
             out.append((n, f"the dataset '{ds.name}' has samples of shape {fmt(want)} but this Input is {fmt(have)}",
                         Fix("set", f"set the shape to {fmt(want)}", config=(("shape", want),))))
     outs = graph.outputs()
@@ -69,9 +69,14 @@ class DataCheck:
         self.doc, self.panel = doc, panel
         self._seen = None
         doc.checks.append(self)
-        panel.loaded.connect(lambda _ds: doc.revalidate())
+        panel.loaded.connect(self._loaded)
         doc.changed.connect(self._changed)
         doc.revalidate()
+
+    def _loaded(self, ds):
+        """A dataset was read (or none is usable): Inputs with shape "auto" take its sample shape."""
+        self.doc.auto_shape = None if ds is None else tuple(int(d) for d in ds.x.shape[1:])
+        self.doc.revalidate()
 
     def _changed(self):
         loss = self.doc.project.training.get("loss")
