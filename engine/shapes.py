@@ -166,7 +166,8 @@ def table(infos):
     head += ["receptive field", "eff. stride"] if spatial else []
     rows = []
     for i in infos.values():
-        shape = fmt(i.shape) if i.shape else ("error" if i.error else f"needs {i.blocked}")
+        shape = fmt(i.shape) if i.shape else ("error" if i.error else "auto (dataset)" if i.pending
+                                              else f"needs {i.blocked}")
         r = [i.name, i.type, shape, f"{i.params:,}", f"{i.macs:,}", f"{i.memory:,}"]
         if spatial:
             r += [f"{i.field[0]}×{i.field[1]}" if i.field else "", f"{i.stride[0]}×{i.stride[1]}" if i.stride else ""]

@@ -22,7 +22,7 @@ def key_hparams(type, config, limit=2):
             continue
         v = config.get(h.name, h.default)
         if h.kind == "ints":
-            v = "×".join(map(str, v))
+            v = v if isinstance(v, str) else "×".join(map(str, v))          # "auto": the dataset's shape
         elif h.kind == "float":
             v = f"{v:g}"
         short = {"kernel_size": "k", "stride": "s", "padding": "", "filters": "filters"}.get(h.name, h.name)
@@ -221,7 +221,7 @@ class NodeItem(QGraphicsItem):
                     break
             shape = "⚠ " + msg
         elif info.pending:
-            shape = info.pending if info.blocked is None else f"waits for {info.blocked}: {info.pending}"
+            shape = info.pending if info.blocked is None else "waits for the dataset's shape"
         elif info.blocked:
             shape = f"needs {info.blocked}"
         else:

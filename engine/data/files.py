@@ -48,7 +48,22 @@ def from_entry(d, path):
         fill = np.full(x.shape[1], np.nan, np.float32)
         fill[list(impute)] = meta["fill"]
     return Dataset(Rows(x, None, fill), cache.array(d, "y"), meta["task"], path.name, list(meta["classes"]),
-                   features=meta["features"], report=meta["columns"], impute=impute, plan=meta["plan"])
+                   features=meta["features"], report=meta["columns"], impute=impute, plan=meta["plan"],
+                   notes=table_notes(meta["columns"]))
+
+
+def table_notes(report):
+    """One line per column whose missing cells were filled or whose missing cells dropped rows."""
+    out = []
+    for c in report:
+        if c.get("dropped"):
+            out.append(f"{c['dropped']:,} rows left out: column {c['name']!r} is missing there"
+                       + (" (the target)" if c["role"] == "target" else ""))
+        if c.get("filled"):
+            how = "a 'missing' level" if c["type"] == "category" else f"the training rows' {c['strategy']}" \
+                if c["strategy"] in ("median", "mean") else f"{c['strategy']}"
+            out.append(f"column {c['name']!r}: {c['filled']:,} missing cells filled with {how}")
+    return out
 
 
 MAX_CLASSES = 100_000

@@ -87,6 +87,12 @@ class DatasetPanel(QGroupBox):
         self.info = QLabel("")
         self.info.setWordWrap(True)
         box.addWidget(self.info)
+        self.notes = QLabel("")                         # what loading skipped or filled (Dataset.notes)
+        self.notes.setWordWrap(True)
+        self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notes.setStyleSheet("color: #a15c00;")
+        self.notes.hide()
+        box.addWidget(self.notes)
         self.table = QTableWidget()
         self.table.setMinimumHeight(110)
         self.table.setMaximumHeight(170)
@@ -242,6 +248,7 @@ class DatasetPanel(QGroupBox):
 
     def _failed(self, e):
         self.dataset = None
+        self.show_notes([])
         self.info.setText(f"<span style='color:#b00'>{e}</span>")
         self.columns.hide()
         self.loaded.emit(None)
@@ -254,9 +261,16 @@ class DatasetPanel(QGroupBox):
         what = {"binary": "binary classification", "multiclass": f"{ds.n_classes} classes",
                 "regression": "regression"}[ds.task]
         self.info.setText(f"<b>{ds.name}</b>: {len(ds)} samples of shape {tuple(ds.x.shape[1:])}, {what}")
+        self.show_notes(getattr(ds, "notes", None) or [])
         if ref.get("kind") not in TABLE_KINDS:
             self._array_preview(ds)
         self.loaded.emit(ds)
+
+    def show_notes(self, notes):
+        """One line per loader note (skipped images, unlabelled rows, filled cells); hidden when there are none."""
+        self.notes.setText("\n".join(f"⚠ {n}" for n in notes))
+        self.notes.setToolTip("What reading this dataset skipped, left out or filled in")
+        self.notes.setVisible(bool(notes))
 
     def load(self, ref):
         key = json.dumps(ref, sort_keys=True)
