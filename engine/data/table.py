@@ -37,8 +37,8 @@ def read(path, delimiter=None):
     if not path.is_file():
         raise DataError(f"cannot read {path}: no such file")
     kind = kind_of(path)
-    if kind == "arrow":
-        return _open_ipc(path, path)
+    if kind == "arrow" and not _compressed(path):
+        return _open_ipc(path, path)                           # the user's file itself, memory-mapped
     opts = {"delimiter": delimiter}
     hit = cache.lookup(path, "parsed", opts)
     if hit is not None:
@@ -47,6 +47,8 @@ def read(path, delimiter=None):
     try:
         if kind == "parquet":
             _parquet(path, w.dir / "table.arrow")
+        elif kind == "arrow":                                  # compressed: decompressed into the cache
+            _decompress(path, w.dir / "table.arrow")
         else:
             _csv(path, w.dir / "table.arrow", delimiter)
         d = w.commit({"kind": kind})
@@ -113,6 +115,37 @@ def evict():
             mm.madvise(mmap.MADV_DONTNEED)
         except (OSError, ValueError):
             pass
+
+
+def _compressed(path):
+    """True when an Arrow IPC file's record batches are compressed (their columns cannot be mapped)."""
+    try:
+        with open(path, "rb") as fh:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        buf = pa.py_buffer(mm)
+        r = ipc.open_file(buf)
+        for i in range(r.num_record_batches):
+            b = r.get_batch(i)
+            for c in b.columns:
+                for x in c.buffers():
+                    if x is not None and x.size:        # a decompressed buffer lives outside the mapping
+                        return not buf.address <= x.address < buf.address + buf.size
+        return False
+    except (pa.ArrowInvalid, OSError, ValueError):
+        return False                                     # _open_ipc names the problem
+
+
+def _decompress(path, out):
+    """Write an Arrow IPC file's batches uncompressed to out, one batch in memory at a time."""
+    try:
+        with pa.memory_map(str(path)) as src:
+            r = ipc.open_file(src)
+            with ipc.new_file(str(out), r.schema) as w:
+                for i in range(r.num_record_batches):
+                    progress("reading", i / max(r.num_record_batches, 1))
+                    w.write_batch(r.get_batch(i))
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{path} is not a readable Arrow/Feather file: {e}") from None
 
 
 def _parquet(path, out):
