@@ -3,6 +3,8 @@
   read    a rows × 11 numeric CSV: `layerboard`'s table loader (parse + encode + cache) next to
           pyarrow.csv.read_csv alone; wall time and peak memory (VmHWM) of each process
   cache   a second run on the same file: loading from the cache to the end of the first training step
+  train   a second `layerboard train` on the same file (a project with Input "shape": "auto", standardised or
+          not): the process from its start to the end of its first training step, imports included
   epoch   one epoch of a small MLP (10 → 16 → 1) over a big-rows dataset read from the cache; peak RssAnon
           (memory not backed by files: memory-mapped pages are not counted), sampled every 20 ms
   series  a window-step series window over series-rows rows, an RNN trained a few batches; peak RSS
@@ -188,6 +190,7 @@ def generate_series(path, rows, seed=0):
 
 def run(which, path, opts, cache):
     env = dict(os.environ, LAYERBOARD_CACHE=str(cache), PYTHONPATH=str(ROOT))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)                 # .pyc files as an installed package has them
     r = subprocess.run([sys.executable, __file__, "--worker", which, str(path), json.dumps(opts)], env=env,
                        capture_output=True, text=True, cwd=str(ROOT))
     if r.returncode:
@@ -204,7 +207,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1024, help="epoch: batch size")
     ap.add_argument("--series-batch", type=int, default=16)
     ap.add_argument("--series-batches", type=int, default=3)
-    ap.add_argument("--only", default="read,cache,epoch,series")
+    ap.add_argument("--only", default="read,cache,train,epoch,series")
     ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "layerboard-bench-data"))
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
@@ -224,12 +227,13 @@ def main():
         shutil.rmtree(cache, ignore_errors=True)
         return out
 
-    if "read" in only or "cache" in only:
+    if "read" in only or "cache" in only or "train" in only:
         f = d / f"numeric-{a.rows}.csv"
         generate(f, a.rows)
         res["file_mb"] = f.stat().st_size / 2**20
-        out = runs(f, d / "cache-read", "arrow", "ours", *(["cache"] if "cache" in only else []))
-        res.update(zip(("arrow", "ours", "cache"), out))
+        later = [w for w in ("cache", "train-raw", "train-std") if w.split("-")[0] in only]
+        out = runs(f, d / "cache-read", "arrow", "ours", *later)
+        res.update(zip(["arrow", "ours"] + later, out))
     if "epoch" in only:
         f = d / f"numeric-{a.big_rows}.csv"
         generate(f, a.big_rows)
@@ -257,6 +261,13 @@ def main():
         print(f"second run from the cache: load {c['call_s']:.3f} s, + split {c['to_split_s']:.3f} s, + model and "
               f"trainer {c['to_trainer_s']:.3f} s, + first training step {c['to_first_step_s']:.3f} s (target < 1), "
               f"process total {c['seconds']:.2f} s, peak RssAnon {c['peak_anon_mb']:.0f} MB")
+    for w in ("train-raw", "train-std"):
+        if w in res:
+            c = res[w]
+            print(f"second `layerboard train` ({'Input standardised' if w == 'train-std' else 'raw Input'}): process "
+                  f"start to first step done {c['process_to_first_step_s']:.2f} s, of which imports "
+                  f"{c['imports_s']:.2f} s and data, split, model and first step {c['after_imports_s']:.2f} s "
+                  f"(target < 1), peak RssAnon {c['peak_anon_mb']:.0f} MB")
     if "epoch" in res:
         b, e = res["big_parse"], res["epoch"]
         print(f"{a.big_rows:,}-row CSV ({res['big_file_mb']:.0f} MB): first read and cache {b['seconds']:.1f} s, "
