@@ -87,3 +87,30 @@ def test_target_stats_per_step_counts_valid_steps_only():
     valid = np.concatenate([np.arange(n) + 10 * i for i, n in enumerate(lengths)])
     m, s = target_stats(ds, chunk=3)
     assert m.shape == (1,) and np.isclose(m[0], valid.mean()) and np.isclose(s[0], valid.std())
+
+
+def test_table_moments_from_cached_totals(tmp_path, monkeypatch):
+    """A table split's standardisation sums come from the cached totals minus the rows left out, missing
+    cells counted at the training fill value: the same as summing the rows as read."""
+    from engine.data import load
+    monkeypatch.setenv("LAYERBOARD_CACHE", str(tmp_path / "cache"))
+    _large(monkeypatch)
+    rng = np.random.default_rng(0)
+    p = tmp_path / "t.csv"
+    p.write_text("a,b,c,y\n" + "".join(
+        f"{'' if i % 13 == 0 else f'{rng.normal(100, 5):.3f}'},{rng.normal():.3f},{'xyz'[i % 3]},{rng.normal():.3f}\n"
+        for i in range(3000)))
+    ds = load({"kind": "csv", "path": str(p), "target": "y"})
+    tr, va = ds.split(0.2, seed=0)
+    for part in (tr, va, ds):
+        x = np.asarray(part.x, np.float64)                                  # the rows as the model reads them
+        s, ss = part.x.moments()
+        assert np.allclose(s, x.sum(0)) and np.allclose(ss, (x * x).sum(0))
+    from engine.graph import Graph
+    from engine.model import Model
+    g = Graph()
+    g.chain(("x", "Input", {"shape": [ds.x.shape[1]], "standardize": True}), ("o", "Dense", {"units": 1}))
+    inp = Model(g).layers["x"]
+    inp.adapt(tr.x)
+    x = np.asarray(tr.x, np.float64)
+    assert np.allclose(inp.p["mean"], x.mean(0), atol=1e-6) and np.allclose(inp.p["std"], x.std(0), rtol=1e-5)

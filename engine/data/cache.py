@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 LIMIT = 20 << 30      # bytes the cache folder may hold (unless $LAYERBOARD_CACHE_LIMIT says otherwise)
-VERSION = 3          # bump when the layout or the encoding of an entry changes
+VERSION = 4          # bump when the layout or the encoding of an entry changes
 
 
 def root():

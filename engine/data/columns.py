@@ -264,6 +264,7 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
         raise DataError(f"{path}: the target {target!r} has {len(classes):,} classes; for numbers give "
                         f"\"task\": \"regression\"")
     impute, seen = {}, {}
+    mom = np.zeros((3, len(feats)))                           # per feature: non-missing count, sum, sum of squares
     o = 0
     for r0 in range(0, table.num_rows, CHUNK):
         progress("encoding", r0 / table.num_rows)
@@ -298,6 +299,7 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
         else:
             s = _strings_of(part.column(target), yi).filter(pa.array(k))
             y[o:o + m] = pc.index_in(s, value_set=pa.array(classes)).to_numpy(zero_copy_only=False)
+        mom += moments(xb)
         o += m
         for a in (x, y):
             a.flush()
@@ -305,8 +307,21 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
         evict()
     fill = [stat(np.concatenate(seen[j]), how) for j, how in impute.items()]
     return {"task": task, "classes": classes, "features": feats, "impute": {str(k): s for k, s in impute.items()},
-            "fill": fill, "columns": [asdict(c) for c in cols], "rows": table.num_rows,
+            "fill": fill, "columns": [asdict(c) for c in cols], "rows": table.num_rows, "moments": mom.tolist(),
             "plan": {"target": target, "whole": whole, "time_format": time_format, "timezone": timezone}}
+
+
+def moments(x, elements=1 << 22):
+    """(3, F) float64: count, sum and sum of squares of the non-missing (not NaN) cells of each column of x (n, F),
+    a few million cells at a time."""
+    out = np.zeros((3, x.shape[1]))
+    step = max(1, elements // max(x.shape[1], 1))
+    for i in range(0, len(x), step):
+        b = np.asarray(x[i:i + step], np.float64)            # (rows, F)
+        ok = ~np.isnan(b)
+        b[~ok] = 0.0
+        out += np.stack([ok.sum(axis=0), b.sum(axis=0), (b * b).sum(axis=0)])
+    return out
 
 
 def time_features(hour, wall):

@@ -16,8 +16,9 @@ class Rows:
     Stands in for Dataset.x over a table too large to copy: x[j] returns a float32 C-contiguous copy of only
     the rows asked for."""
 
-    def __init__(self, base, idx=None, fill=None):
+    def __init__(self, base, idx=None, fill=None, totals=None):
         self.base, self.idx, self.fill = base, idx, fill
+        self.totals = totals            # (3, F): count, sum, sum of squares of base's non-missing cells, or None
         self.shape = (len(base) if idx is None else len(idx),) + tuple(base.shape[1:])
         self.ndim, self.dtype = len(self.shape), np.dtype(np.float32)
 
@@ -34,7 +35,7 @@ class Rows:
         """A view of rows k (slice or index array) of this one."""
         if self.idx is None and isinstance(k, slice):
             return Rows(self.base[k], None, self.fill)
-        return Rows(self.base, self._where(k if isinstance(k, slice) else np.asarray(k)), self.fill)
+        return Rows(self.base, self._where(k if isinstance(k, slice) else np.asarray(k)), self.fill, self.totals)
 
     def __getitem__(self, k):
         k, rest = (k[0], k[1:]) if isinstance(k, tuple) else (k, ())
@@ -52,9 +53,41 @@ class Rows:
         return out if dtype is None else out.astype(dtype)
 
     def __getattr__(self, name):          # other ndarray methods (tolist, mean, …) read every row: small data
-        if name.startswith("__") or name in ("base", "idx", "fill"):
+        if name.startswith("__") or name in ("base", "idx", "fill", "totals"):
             raise AttributeError(name)
         return getattr(np.asarray(self), name)
+
+    def moments(self, chunk=1 << 16):
+        """(sum, sum of squares) per feature (F,) float64 over these rows as read (missing cells as `fill`).
+        With the base's totals, a subset reads only the rows it leaves out when they are fewer (a training
+        split: its validation rows)."""
+        n = len(self.base)
+        if self.totals is not None and self.idx is None:
+            mom = self.totals
+        elif self.totals is not None:
+            out = np.ones(n, bool)
+            out[self.idx] = False
+            rest = np.flatnonzero(out)
+            mom = self.totals - self._gathered(rest, chunk) if len(rest) < len(self.idx) else \
+                self._gathered(self.idx, chunk)
+        else:
+            mom = self._gathered(self.idx if self.idx is not None else slice(None), chunk)
+        cnt, s, ss = mom
+        if self.fill is not None:
+            f = np.nan_to_num(self.fill.astype(np.float64))
+            gaps = len(self) - cnt
+            s, ss = s + gaps * f, ss + gaps * f * f
+        return s, ss
+
+    def _gathered(self, rows, chunk):
+        """(3, F) moments of base[rows] (an index array or slice), read a block of rows at a time."""
+        from .columns import moments
+        if isinstance(rows, slice):
+            return moments(self.base, chunk * self.base.shape[1])
+        out = np.zeros((3, self.base.shape[1]))
+        for i in range(0, len(rows), chunk):
+            out += moments(self.base[rows[i:i + chunk]])
+        return out
 
     def column(self, j, chunk=1 << 20):
         """(N,) float64 of encoded column j, NaN where missing (before filling), read in chunks."""

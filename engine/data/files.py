@@ -47,7 +47,8 @@ def from_entry(d, path):
     if impute:
         fill = np.full(x.shape[1], np.nan, np.float32)
         fill[list(impute)] = meta["fill"]
-    return Dataset(Rows(x, None, fill), cache.array(d, "y"), meta["task"], path.name, list(meta["classes"]),
+    return Dataset(Rows(x, None, fill, np.array(meta["moments"])), cache.array(d, "y"), meta["task"], path.name,
+                   list(meta["classes"]),
                    features=meta["features"], report=meta["columns"], impute=impute, plan=meta["plan"],
                    notes=table_notes(meta["columns"]))
 
