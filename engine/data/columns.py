@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from ..errors import DataError
 from . import cache, timestamps
+from .dataset import moments
 from .table import at, evict, header_check, numbers, numeric_share, progress, read
 
 TYPES = ("number", "category", "text", "datetime", "empty")
@@ -309,19 +310,6 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
     return {"task": task, "classes": classes, "features": feats, "impute": {str(k): s for k, s in impute.items()},
             "fill": fill, "columns": [asdict(c) for c in cols], "rows": table.num_rows, "moments": mom.tolist(),
             "plan": {"target": target, "whole": whole, "time_format": time_format, "timezone": timezone}}
-
-
-def moments(x, elements=1 << 22):
-    """(3, F) float64: count, sum and sum of squares of the non-missing (not NaN) cells of each column of x (n, F),
-    a few million cells at a time."""
-    out = np.zeros((3, x.shape[1]))
-    step = max(1, elements // max(x.shape[1], 1))
-    for i in range(0, len(x), step):
-        b = np.asarray(x[i:i + step], np.float64)            # (rows, F)
-        ok = ~np.isnan(b)
-        b[~ok] = 0.0
-        out += np.stack([ok.sum(axis=0), b.sum(axis=0), (b * b).sum(axis=0)])
-    return out
 
 
 def time_features(hour, wall):

@@ -10,6 +10,19 @@ from .order import LARGE, choose
 TASKS = ("binary", "multiclass", "regression")
 
 
+def moments(x, elements=1 << 22):
+    """(3, F) float64: count, sum and sum of squares of the non-missing (not NaN) cells of each column of x (n, F),
+    a few million cells at a time."""
+    out = np.zeros((3, x.shape[1]))
+    step = max(1, elements // max(x.shape[1], 1))
+    for i in range(0, len(x), step):
+        b = np.asarray(x[i:i + step], np.float64)            # (rows, F)
+        ok = ~np.isnan(b)
+        b[~ok] = 0.0
+        out += np.stack([ok.sum(axis=0), b.sum(axis=0), (b * b).sum(axis=0)])
+    return out
+
+
 class Rows:
     """Rows `idx` (None: all) of a (memory-mapped) array, gathered per read; NaN cells read as `fill` (F,).
 
@@ -81,7 +94,6 @@ class Rows:
 
     def _gathered(self, rows, chunk):
         """(3, F) moments of base[rows] (an index array or slice), read a block of rows at a time."""
-        from .columns import moments
         if isinstance(rows, slice):
             return moments(self.base, chunk * self.base.shape[1])
         out = np.zeros((3, self.base.shape[1]))
