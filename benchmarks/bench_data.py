@@ -105,7 +105,7 @@ def worker(which, path, opts):
         from engine.data import load
         import engine.model  # noqa: F401  (numba and the layers imported before the clock starts)
         out["rss_before_mb"] = _status("VmRSS") / 2**20
-        t1 = time.perf_counter()
+        t1, cpu1 = time.perf_counter(), time.process_time()
         ds = load({"kind": "csv", "path": path, "target": "y"})
         out.update(rows=len(ds), call_s=time.perf_counter() - t1)
         if which == "cache":
@@ -114,9 +114,11 @@ def worker(which, path, opts):
             tr = _mlp(ds.x.shape[1], ds, stop_after=1, parts=parts)
             out["to_trainer_s"] = time.perf_counter() - t1
             first = []
-            tr.subscribe(lambda ev: ev.kind == "batch_end" and not first and first.append(time.perf_counter()))
+            tr.subscribe(lambda ev: ev.kind == "batch_end" and not first and
+                         first.extend((time.perf_counter(), time.process_time())))
             tr.run()                                    # the trainer's own epoch start (order, targets), one step
             out["to_first_step_s"] = first[0] - t1
+            out["cpu_s"] = first[1] - cpu1              # CPU seconds of the process from the load call on
     elif which.startswith("train"):          # `layerboard train` (cmd_train's steps) up to its first training step
         from engine.cli import main as cli        # noqa: F401  (what the command imports before it starts)
         from engine.project import Project
@@ -127,10 +129,12 @@ def worker(which, path, opts):
         model, tr = prepare(proj)
         out["prepared_s"] = time.perf_counter() - T0
         first = []
-        tr.subscribe(lambda ev: ev.kind == "batch_end" and (first.append(time.perf_counter()), tr.stop()))
+        tr.subscribe(lambda ev: ev.kind == "batch_end" and (first.extend((time.perf_counter(), time.process_time())),
+                                                              tr.stop()))
         tr.threads = 1
         tr.run()
         out["process_to_first_step_s"] = first[0] - T0
+        out["cpu_s"] = first[1]                         # CPU seconds of the process (all its threads) until then
         out["after_imports_s"] = first[0] - T0 - out["imports_s"]
     elif which == "epoch":
         from engine.data import load
@@ -259,14 +263,15 @@ def main():
     if "cache" in res:
         c = res["cache"]
         print(f"second run from the cache: load {c['call_s']:.3f} s, + split {c['to_split_s']:.3f} s, + model and "
-              f"trainer {c['to_trainer_s']:.3f} s, + first training step {c['to_first_step_s']:.3f} s (target < 1), "
+              f"trainer {c['to_trainer_s']:.3f} s, + first training step {c['to_first_step_s']:.3f} s (target < 1; "
+              f"CPU {c['cpu_s']:.2f} s), "
               f"process total {c['seconds']:.2f} s, peak RssAnon {c['peak_anon_mb']:.0f} MB")
     for w in ("train-raw", "train-std"):
         if w in res:
             c = res[w]
             print(f"second `layerboard train` ({'Input standardised' if w == 'train-std' else 'raw Input'}): process "
-                  f"start to first step done {c['process_to_first_step_s']:.2f} s, of which imports "
-                  f"{c['imports_s']:.2f} s and data, split, model and first step {c['after_imports_s']:.2f} s "
+                  f"start to first step done {c['process_to_first_step_s']:.2f} s (CPU {c['cpu_s']:.2f} s), of which "
+                  f"imports {c['imports_s']:.2f} s and data, split, model and first step {c['after_imports_s']:.2f} s "
                   f"(target < 1), peak RssAnon {c['peak_anon_mb']:.0f} MB")
     if "epoch" in res:
         b, e = res["big_parse"], res["epoch"]
