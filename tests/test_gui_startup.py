@@ -21,3 +21,14 @@ def test_views_built_when_first_needed(qtbot):
     assert isinstance(cmp, CompareView) and d.runs.parent() is not None
     d._renew()                                                 # what Train does first: every view real
     assert not any(isinstance(v, Later) for v in d.views)
+
+
+def test_builtin_read_from_a_file_loads_in_the_background(qtbot):
+    from gui.training.dataset_panel import DatasetPanel
+    doc = Document(Project.load(path("examples", "digits-mlp.json")))
+    panel = DatasetPanel(doc)
+    qtbot.addWidget(panel)
+    with qtbot.waitSignal(panel.loaded, timeout=60000, check_params_cb=lambda ds: ds is not None):
+        panel.use_builtin("mnist")
+        assert panel.dataset is None and "Reading" in panel.info.text()      # the window did not wait
+    assert len(panel.dataset) == 10000 and "mnist" in panel.info.text()

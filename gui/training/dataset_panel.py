@@ -21,6 +21,7 @@ from .settings import HP, Editor
 PREVIEW_ROWS, PREVIEW_COLS = 12, 10
 TABLE_KINDS = ("csv", "parquet", "arrow")
 BACKGROUND_BYTES = 32 << 20     # tables larger than this are read in a background thread with a progress bar
+SLOW_BUILTINS = ("mnist",)      # built-in sets read from a file: in the background too
 # settings that fit the built-in 2-D sets with a small MLP (the project defaults, lr 0.001 for 20 epochs, underfit)
 SUGGESTED = {"xor": {"lr": 0.05, "epochs": 500}, "moons": {"lr": 0.01, "epochs": 100},
              "circles": {"lr": 0.01, "epochs": 150}, "spirals": {"lr": 0.01, "epochs": 400}}
@@ -214,7 +215,7 @@ class DatasetPanel(QGroupBox):
             if ref.get("kind") in TABLE_KINDS and not (big and not str(ref["path"]).lower().endswith(".csv")):
                 self._csv_preview(ref)            # the raw rows and columns even if the data cannot be used yet
             if big and key not in self.cache:
-                self.info.setText(f"Reading <b>{Path(str(ref['path'])).name}</b>…")
+                self.info.setText(f"Reading <b>{Path(str(ref.get('path', ref.get('name', 'data')))).name}</b>…")
                 self.columns.hide()
                 self.dataset = None
                 self.loaded.emit(None)
@@ -227,7 +228,10 @@ class DatasetPanel(QGroupBox):
         self._show(ref, ds)
 
     def _large(self, ref):
-        """True for a table or series file large enough to be read in the background."""
+        """True for a table or series file large enough to be read in the background, and for the built-in
+        sets read from a file (MNIST: half a second that the window's start-up does not wait for)."""
+        if ref.get("kind") == "builtin" and ref.get("name") in SLOW_BUILTINS:
+            return True
         if ref.get("kind") not in ("csv", "parquet", "arrow", "series") or "path" not in ref:
             return False
         p = Path(str(ref["path"])).expanduser()
