@@ -3,6 +3,8 @@
   read    a rows × 11 numeric CSV: `layerboard`'s table loader (parse + encode + cache) next to
           pyarrow.csv.read_csv alone; wall time and peak memory (VmHWM) of each process
   cache   a second run on the same file: loading from the cache to the end of the first training step
+  train   a second `layerboard train` on the same file (a project with Input "shape": "auto", standardised or
+          not): the process from its start to the end of its first training step, imports included
   epoch   one epoch of a small MLP (10 → 16 → 1) over a big-rows dataset read from the cache; peak RssAnon
           (memory not backed by files: memory-mapped pages are not counted), sampled every 20 ms
   series  a window-step series window over series-rows rows, an RNN trained a few batches; peak RSS
@@ -52,7 +54,7 @@ class Peak:
         return {"peak_rss_mb": _status("VmHWM") / 2**20, "peak_anon_mb": self.anon / 2**20}
 
 
-def _mlp(n_in, ds, epochs=1, batch=1024, stop_after=None, rnn=False):
+def _mlp(n_in, ds, epochs=1, batch=1024, stop_after=None, rnn=False, parts=None):
     from engine.graph import Graph
     from engine.model import Model
     from engine.project import training_config
@@ -63,7 +65,7 @@ def _mlp(n_in, ds, epochs=1, batch=1024, stop_after=None, rnn=False):
     else:
         g.chain(("x", "Input", {"shape": [n_in]}), ("h", "Dense", {"units": 16}), ("a", "ReLU", {}),
                 ("o", "Dense", {"units": 1}))
-    tr_ds, va_ds = ds.split(0.1 if not rnn else 0.2, 0)
+    tr_ds, va_ds = parts or ds.split(0.1 if not rnn else 0.2, 0)
     model = Model(g)
     tr = Trainer(model, training_config({"loss": "mse", "batch_size": batch, "epochs": epochs, "patience": 0,
                                          "validation_split": 0.1}), tr_ds, None if stop_after else va_ds)
@@ -71,6 +73,22 @@ def _mlp(n_in, ds, epochs=1, batch=1024, stop_after=None, rnn=False):
     if stop_after:
         tr.subscribe(lambda ev: ev.kind == "batch_end" and ev.data["batch"] >= stop_after and tr.stop())
     return tr
+
+
+def _project(path, standardize):
+    """A project file (beside the data) training a 10 → 16 → 1 MLP on the CSV with Input shape "auto"."""
+    nodes = [{"name": "x", "type": "Input", "config": {"shape": "auto", "standardize": standardize}},
+             {"name": "h", "type": "Dense", "config": {"units": 16}}, {"name": "a", "type": "ReLU", "config": {}},
+             {"name": "o", "type": "Dense", "config": {"units": 1}}]
+    edges = [{"src": a, "dst": b} for a, b in (("x", "h"), ("h", "a"), ("a", "o"))]
+    p = Path(path).with_name(f"bench-{'std' if standardize else 'raw'}.json")
+    p.write_text(json.dumps({"format": "layerboard-project", "version": 1, "graph": {"nodes": nodes, "edges": edges},
+                             "training": {"loss": "mse", "batch_size": 1024, "epochs": 1, "validation_split": 0.1},
+                             "dataset": {"kind": "csv", "path": Path(path).name, "target": "y"}}))
+    return p
+
+
+T0 = time.perf_counter()                     # the worker process's start (its imports are in the figures)
 
 
 def worker(which, path, opts):
@@ -87,17 +105,37 @@ def worker(which, path, opts):
         from engine.data import load
         import engine.model  # noqa: F401  (numba and the layers imported before the clock starts)
         out["rss_before_mb"] = _status("VmRSS") / 2**20
-        t1 = time.perf_counter()
+        t1, cpu1 = time.perf_counter(), time.process_time()
         ds = load({"kind": "csv", "path": path, "target": "y"})
         out.update(rows=len(ds), call_s=time.perf_counter() - t1)
         if which == "cache":
-            ds.split(0.1, 0)
+            parts = ds.split(0.1, 0)
             out["to_split_s"] = time.perf_counter() - t1
-            tr = _mlp(ds.x.shape[1], ds, stop_after=1)
+            tr = _mlp(ds.x.shape[1], ds, stop_after=1, parts=parts)
             out["to_trainer_s"] = time.perf_counter() - t1
-            xb, yb = tr.train.x[:tr.batch_size], tr.train.y[:tr.batch_size]
-            tr.train_step(xb, tr._scaled(yb))
-            out["to_first_step_s"] = time.perf_counter() - t1
+            first = []
+            tr.subscribe(lambda ev: ev.kind == "batch_end" and not first and
+                         first.extend((time.perf_counter(), time.process_time())))
+            tr.run()                                    # the trainer's own epoch start (order, targets), one step
+            out["to_first_step_s"] = first[0] - t1
+            out["cpu_s"] = first[1] - cpu1              # CPU seconds of the process from the load call on
+    elif which.startswith("train"):          # `layerboard train` (cmd_train's steps) up to its first training step
+        from engine.cli import main as cli        # noqa: F401  (what the command imports before it starts)
+        from engine.project import Project
+        from engine.session import prepare, warm_context
+        out["imports_s"] = time.perf_counter() - T0
+        warm_context()
+        proj = Project.load(_project(path, which == "train-std"))
+        model, tr = prepare(proj)
+        out["prepared_s"] = time.perf_counter() - T0
+        first = []
+        tr.subscribe(lambda ev: ev.kind == "batch_end" and (first.extend((time.perf_counter(), time.process_time())),
+                                                              tr.stop()))
+        tr.threads = 1
+        tr.run()
+        out["process_to_first_step_s"] = first[0] - T0
+        out["cpu_s"] = first[1]                         # CPU seconds of the process (all its threads) until then
+        out["after_imports_s"] = first[0] - T0 - out["imports_s"]
     elif which == "epoch":
         from engine.data import load
         ds = load({"kind": "csv", "path": path, "target": "y"})
@@ -156,6 +194,7 @@ def generate_series(path, rows, seed=0):
 
 def run(which, path, opts, cache):
     env = dict(os.environ, LAYERBOARD_CACHE=str(cache), PYTHONPATH=str(ROOT))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)                 # .pyc files as an installed package has them
     r = subprocess.run([sys.executable, __file__, "--worker", which, str(path), json.dumps(opts)], env=env,
                        capture_output=True, text=True, cwd=str(ROOT))
     if r.returncode:
@@ -172,7 +211,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1024, help="epoch: batch size")
     ap.add_argument("--series-batch", type=int, default=16)
     ap.add_argument("--series-batches", type=int, default=3)
-    ap.add_argument("--only", default="read,cache,epoch,series")
+    ap.add_argument("--only", default="read,cache,train,epoch,series")
     ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "layerboard-bench-data"))
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
@@ -192,12 +231,13 @@ def main():
         shutil.rmtree(cache, ignore_errors=True)
         return out
 
-    if "read" in only or "cache" in only:
+    if "read" in only or "cache" in only or "train" in only:
         f = d / f"numeric-{a.rows}.csv"
         generate(f, a.rows)
         res["file_mb"] = f.stat().st_size / 2**20
-        out = runs(f, d / "cache-read", "arrow", "ours", *(["cache"] if "cache" in only else []))
-        res.update(zip(("arrow", "ours", "cache"), out))
+        later = [w for w in ("cache", "train-raw", "train-std") if w.split("-")[0] in only]
+        out = runs(f, d / "cache-read", "arrow", "ours", *later)
+        res.update(zip(["arrow", "ours"] + later, out))
     if "epoch" in only:
         f = d / f"numeric-{a.big_rows}.csv"
         generate(f, a.big_rows)
@@ -223,8 +263,16 @@ def main():
     if "cache" in res:
         c = res["cache"]
         print(f"second run from the cache: load {c['call_s']:.3f} s, + split {c['to_split_s']:.3f} s, + model and "
-              f"trainer {c['to_trainer_s']:.3f} s, + first training step {c['to_first_step_s']:.3f} s (target < 1), "
+              f"trainer {c['to_trainer_s']:.3f} s, + first training step {c['to_first_step_s']:.3f} s (target < 1; "
+              f"CPU {c['cpu_s']:.2f} s), "
               f"process total {c['seconds']:.2f} s, peak RssAnon {c['peak_anon_mb']:.0f} MB")
+    for w in ("train-raw", "train-std"):
+        if w in res:
+            c = res[w]
+            print(f"second `layerboard train` ({'Input standardised' if w == 'train-std' else 'raw Input'}): process "
+                  f"start to first step done {c['process_to_first_step_s']:.2f} s (CPU {c['cpu_s']:.2f} s), of which "
+                  f"imports {c['imports_s']:.2f} s and data, split, model and first step {c['after_imports_s']:.2f} s "
+                  f"(target < 1), peak RssAnon {c['peak_anon_mb']:.0f} MB")
     if "epoch" in res:
         b, e = res["big_parse"], res["epoch"]
         print(f"{a.big_rows:,}-row CSV ({res['big_file_mb']:.0f} MB): first read and cache {b['seconds']:.1f} s, "

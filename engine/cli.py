@@ -140,9 +140,10 @@ def writable(path, what, folder=False):
 def cmd_train(a):
     from .data import load
     from .parallel import free_cores
-    from .session import evaluate_test, prepare
+    from .session import evaluate_test, prepare, warm_context
     from .weights import FORMATS, export, format_of
     t0 = time.perf_counter()
+    warm_context()                                         # numba's set-up overlaps reading the data
     p = _project(a.project)
     if a.epochs is not None:
         p.training["epochs"] = a.epochs
@@ -245,7 +246,8 @@ def cmd_evaluate(a):
 
 
 def cmd_predict(a):
-    from .model import Model
+    from .data.plan import is_table, predict_command
+    from .session import model_for
     from .project import atomic_write
     from .weights import load_into
     if _project(a.project).dataset.get("kind") == "pairs":          # translation: text in, decoded text out
@@ -257,7 +259,7 @@ def cmd_predict(a):
     if a.attention:
         writable(a.attention, "--attention")
     p = _project(a.project)
-    model = Model(p.graph)
+    model = model_for(p, a.weights)                       # an Input's "auto" shape: as in the weights' graph
     load_into(model, a.weights)
     lengths = None
     if a.text:
@@ -268,6 +270,8 @@ def cmd_predict(a):
         except (OSError, UnicodeDecodeError) as e:
             raise LayerboardError(f"cannot read {a.text}: {e}") from None
         x, lengths = texts_to_ids(texts, model.meta)
+    elif a.input and is_table(a.input):                  # a table encoded with the training's column plan
+        return predict_command(model, a.input, a.output)
     elif a.input:
         from .data.files import at, first_nonfinite, read_array
         x = read_array(a.input)             # a DataError names the file: empty, damaged, object or text arrays
@@ -391,7 +395,8 @@ def parser():
     r = sub.add_parser("predict", help="run a trained model on an .npy array")
     r.add_argument("project")
     r.add_argument("--weights", required=True, help="trained weights (.npz or .safetensors)")
-    r.add_argument("--input", help="samples as an .npy array (raw units: the model standardises as trained)")
+    r.add_argument("--input", help="samples as an .npy array (raw units: the model standardises as trained), or a "
+                                   "table (.csv, .parquet, .arrow …) with the training's columns: writes a CSV")
     r.add_argument("--text", help="a text file, one text per line, for a model trained on text data")
     r.add_argument("--output", help="where to write (required for arrays; translations go to stdout without it)")
     r.add_argument("--lengths", help="(N,) integer .npy: valid steps of each padded input sequence")

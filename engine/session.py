@@ -1,4 +1,5 @@
 """Training sessions from a project: data, split, model, trainer; k-fold; run records (CLI and GUI)."""
+import threading
 import time
 
 import numpy as np
@@ -23,6 +24,25 @@ def auto_shapes(graph, ds):
     return g
 
 
+def model_for(project, weights_path):
+    """The project's Model for trained weights: an Input whose shape is "auto" takes the shape in the weights'
+    saved graph (the dataset's encoded shape at training time)."""
+    graph = project.graph
+    auto = [n for n, v in graph.nodes.items() if v.type == "Input" and v.config.get("shape") == "auto"]
+    if auto:
+        from .weights import load
+        saved = {n["name"]: n for n in load(weights_path)[1].get("graph", {}).get("nodes", [])}
+        graph = graph.copy()
+        for n in auto:
+            shape = saved.get(n, {}).get("config", {}).get("shape")
+            if not isinstance(shape, list):
+                from .errors import DataError
+                raise DataError(f"{weights_path}: the Input {n!r} has shape \"auto\" and these weights do not "
+                                f"say which shape they were trained with")
+            graph.nodes[n].config["shape"] = shape
+    return Model(graph)
+
+
 def _setup(project, train, val, cfg, dtype, weights=None):
     model = Model(auto_shapes(project.graph, train), dtype=dtype, seed=cfg["seed"])
     for n in model.inputs:
@@ -45,10 +65,13 @@ def describe(model, train):
         model.meta["vocab"] = list(train.vocab)
     if train.text is not None:
         model.meta["text"] = dict(train.text)
-    if train.tokens is not None and train.task != "regression":
+    if (train.tokens is not None or train.plan is not None) and train.task != "regression":
         model.meta["classes"] = list(train.classes)
     if train.target_vocab is not None:
         model.meta["target_vocab"] = list(train.target_vocab)
+    if train.plan is not None:                  # a table: its column plan, so that predict reads a new file
+        from .data.plan import plan_of
+        model.meta["table"] = plan_of(train)
 
 
 def config(project, seed=None):
@@ -116,6 +139,21 @@ def record(trainer, result, label=""):
             "seed": trainer.cfg["seed"], "steps_per_epoch": trainer.steps_per_epoch,
             "history": {k: list(v) for k, v in trainer.history.items()},
             "result": {k: v for k, v in result.items() if k != "findings"}, "findings": result.get("findings", [])}
+
+
+def warm_context():
+    """Start numba's one-time set-up (its typing and target contexts: about a second of imports) in a background
+    thread, so that it overlaps reading and splitting the data; the first kernel load then finds it done.
+    Returns the thread."""
+    def run():
+        from numba.core.compiler_lock import global_compiler_lock
+        from numba.core.registry import cpu_target
+        with global_compiler_lock:                         # a kernel load in another thread waits for it
+            cpu_target.typing_context.refresh()
+            cpu_target.target_context.refresh()
+    t = threading.Thread(target=run, name="numba set-up", daemon=True)
+    t.start()
+    return t
 
 
 def warm_up():

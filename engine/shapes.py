@@ -1,5 +1,5 @@
 """Shape inference and per-node analysis: output shape, params, MACs, receptive field, or an error."""
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 
 from .errors import LayerboardError, ShapeError
@@ -25,6 +25,7 @@ class NodeInfo:
     error: str | None = None         # this node's own problem
     fix: object = None               # layers.Fix offered for the error
     blocked: str | None = None       # name of an upstream node whose error hides this one's shape
+    pending: str | None = None       # why the shape is not known yet, without an error (an "auto" Input)
 
     @property
     def ok(self):
@@ -76,12 +77,18 @@ def _analyse(key, layer, shapes):
     return r
 
 
-def infer(graph, prev=None, changed=None):
+AUTO = "auto: from the dataset"     # what an Input with "shape": "auto" shows until a dataset is known
+
+
+def infer(graph, prev=None, changed=None, auto=None):
     """NodeInfo for every node, in topological order (dict preserves it).
 
     Incremental: given the previous result `prev` and the names `changed` since (nodes added, reconfigured,
     renamed, or whose inputs changed), only those and what lies downstream of them are analysed again; every
-    other node keeps its NodeInfo object from prev (so callers must not modify NodeInfo objects in place)."""
+    other node keeps its NodeInfo object from prev (so callers must not modify NodeInfo objects in place).
+
+    auto: the dataset's sample shape, given to each Input whose shape is "auto" (None: no dataset yet; such an
+    Input and what lies below it are pending, not errors)."""
     order = graph.topo_order()
     ins = graph.inputs_index()
     stale = None
@@ -104,6 +111,11 @@ def infer(graph, prev=None, changed=None):
         info = out[name] = NodeInfo(name, node.type)
         srcs = ins[name]
         bad = next((s for s in srcs if not out[s].ok), None)
+        if node.type == "Input" and node.config.get("shape") == "auto":
+            if auto is None:
+                info.pending = AUTO
+                continue
+            node = replace(node, config=dict(node.config, shape=[int(d) for d in auto]))
         try:
             key, layer = _layer(node, name)
             missing = graph.missing_inputs(name, len(srcs))
@@ -114,6 +126,7 @@ def infer(graph, prev=None, changed=None):
             continue
         if bad:
             info.blocked = out[bad].blocked or bad
+            info.pending = out[bad].pending
             continue
         r = _analyse(key, layer, [out[s].shape for s in srcs])
         if isinstance(r, ShapeError):
@@ -147,7 +160,8 @@ def table(infos):
     head += ["receptive field", "eff. stride"] if spatial else []
     rows = []
     for i in infos.values():
-        shape = fmt(i.shape) if i.shape else ("error" if i.error else f"needs {i.blocked}")
+        shape = fmt(i.shape) if i.shape else ("error" if i.error else "auto (dataset)" if i.pending
+                                              else f"needs {i.blocked}")
         r = [i.name, i.type, shape, f"{i.params:,}", f"{i.macs:,}", f"{i.memory:,}"]
         if spatial:
             r += [dims(i.field) if i.field else "", dims(i.stride) if i.stride else ""]

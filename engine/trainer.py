@@ -10,6 +10,8 @@ from .diagnosis import overfitting
 from .errors import TrainingError
 from .kernels import sq_norm
 from .parallel import thread_limits
+from .data.order import order
+from .targets import target_mean, target_stats  # noqa: F401  (target_stats: used by torch_export)
 from .seq2seq import Teacher, loss_mask, target_input
 
 
@@ -41,18 +43,6 @@ def accuracy(out, y, loss_name, mask=None):
     """Fraction correct (over valid steps for per-step outputs)."""
     c, n = correct(out, y, loss_name, mask)
     return c / max(n, 1.0)
-
-
-def target_stats(ds):
-    """(mean, std) per target component over the training samples (valid steps of per-step targets)."""
-    y = ds.y
-    if ds.per_step:
-        y = y[ds.mask()]                                        # (valid steps, …)
-    y = y.reshape(len(y), -1).astype(np.float64)
-    sd = y.std(axis=0)
-    sd[sd < 1e-8] = 1.0
-    shape = ds.y.shape[2:] if ds.per_step else ds.y.shape[1:]
-    return y.mean(axis=0).reshape(shape), sd.reshape(shape)
 
 
 class Errors:
@@ -214,8 +204,7 @@ class Trainer:
     def _errors(self, ds):
         if not self.regress:
             return None
-        y = ds.y[ds.mask()] if ds.per_step else ds.y
-        ref = y.reshape(len(y), -1).mean(axis=0).reshape(self.model.data["y_mean"].shape) if len(y) else 0.0
+        ref = target_mean(ds, self.model.data["y_mean"].shape)        # read in blocks: no copy of every target
         return Errors(self.model.data["y_mean"], self.model.data["y_std"], ref)
 
     def _scaled(self, y):
@@ -282,7 +271,7 @@ class Trainer:
         run_loss = None                          # the running (exponential) mean of the training loss
         epoch, (xb, yb, mb) = 0, self._batch(ds, slice(0, 1))
         for epoch in range(1, cfg["epochs"] + 1):
-            idx = self.rng.permutation(n)
+            idx = order(self.rng, n)
             tot, hits, count = 0.0, 0.0, 0.0
             errs = self._errors(ds)
             for b in range(per_epoch):

@@ -3,7 +3,7 @@ import os
 import sys
 import threading
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from engine.errors import LayerboardError
@@ -48,7 +48,9 @@ def main(argv=None, project=None):
     apply_theme(app, QSettings().value("theme", "light"))
     win = MainWindow(remember=True)
     win.show()
-    threading.Thread(target=warm_up, name="numba warm-up", daemon=True).start()   # first Train is quick
+    # first Train is quick: numba's set-up in the background, from the first turn of the event loop (started
+    # now it would compete with building the window and loading the example for the interpreter)
+    QTimer.singleShot(0, lambda: threading.Thread(target=warm_up, name="numba warm-up", daemon=True).start())
     if project is not None:
         if not win.open_path(project):                  # the dialog said why; the example instead
             project = None

@@ -104,6 +104,7 @@ class Document(QObject):
         #                                     it replaces an entry (dataclasses.replace), never edits a NodeInfo
         self._inferred = None               # infer()'s own result, before the checks: the next one starts from it
         self._touched = None                # node names whose analysis an edit invalidated (None: all)
+        self.auto_shape = None              # the dataset's sample shape for Inputs whose shape is "auto" (None: none)
         self.revalidate()
 
     # ---- state ----
@@ -128,7 +129,7 @@ class Document(QObject):
         """Shape inference + checks; after an edit (full=False) only the nodes it touched and those downstream."""
         touched, self._touched = self._touched, set()
         prev = None if full or touched is None else self._inferred
-        self._inferred = infer(self.graph, prev, touched)
+        self._inferred = infer(self.graph, prev, touched, auto=self.auto_shape)
         self.infos = dict(self._inferred)
         for check in self.checks:
             check(self.graph, self.infos)
@@ -301,7 +302,8 @@ class Document(QObject):
         if key not in hps:
             raise ConfigError(f"{node.type} '{name}' has no setting {key!r}")
         check_finite({key: value}, f"{node.type} '{name}'")
-        value = hps[key].check(value, f"{node.type} '{name}'")
+        if not (node.type == "Input" and key == "shape" and value == "auto"):        # "auto": the dataset's shape
+            value = hps[key].check(value, f"{node.type} '{name}'")
         check_finite({key: value}, f"{node.type} '{name}'")
         if isinstance(value, tuple):
             value = list(value)

@@ -100,6 +100,8 @@ class HPEditor(QWidget):
         try:
             if self.h.kind == "float":
                 v = parse_float(t, self.h, self.label)
+            elif self.h.kind == "ints" and t.strip().lower() == "auto" and self.h.name == "shape":
+                v = "auto"                                  # an Input's shape from the dataset
             elif self.h.kind == "ints":
                 try:
                     v = list(self.h.check(parse_ints(t), ""))
@@ -157,7 +159,7 @@ class HPEditor(QWidget):
                     if _same_float(w.text(), v):
                         text = w.text()
                 elif k == "ints":
-                    text = ", ".join(map(str, v))
+                    text = "auto" if v == "auto" else ", ".join(map(str, v))
                     if parse_or_none(w.text()) == list(v):
                         text = w.text()
                 else:

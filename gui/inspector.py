@@ -201,7 +201,8 @@ class Inspector(QDockWidget):
                 lines.append(f"receptive field {dims(info.field)}, stride {dims(info.stride)}")
             self.stats.setText(" · ".join(lines))
         else:
-            self.stats.setText(f"no output shape: '{info.blocked}' upstream has an error" if info.blocked else "")
+            self.stats.setText(info.pending if info.pending else
+                               f"no output shape: '{info.blocked}' upstream has an error" if info.blocked else "")
         self.error.setVisible(bool(info.error))
         self.error.setText(breakable(f"⚠ {info.error}") if info.error else "")
         self.error.setToolTip(info.error or "")

@@ -35,7 +35,7 @@ def key_hparams(type, config, limit=2):
             continue
         v = config.get(h.name, h.default)
         if h.kind == "ints":
-            v = "×".join(map(str, v))
+            v = v if isinstance(v, str) else "×".join(map(str, v))          # "auto": the dataset's shape
         elif h.kind == "float":
             v = f"{v:g}"
         short = {"kernel_size": "k", "stride": "s", "padding": "", "filters": "filters"}.get(h.name, h.name)
@@ -173,6 +173,8 @@ class NodeItem(QGraphicsItem):
             tip[0] = f"{opaque_text(self.config)} ('{self.name}')"
         if info is not None and info.error:
             tip.append(f"Error: {info.error}" + (f"\nFix: {info.fix.text}" if info.fix else ""))
+        elif info is not None and info.pending:
+            tip.append(f"Shape {info.pending}: choose a dataset to see it")
         elif info is not None and info.blocked:
             tip.append(f"Waiting for '{info.blocked}', which has an error")
         elif self.scene() is not None and hasattr(self.scene(), "doc"):     # every number with its formula
@@ -261,6 +263,8 @@ class NodeItem(QGraphicsItem):
                     msg = msg[len(lead):].lstrip(": ")
                     break
             shape = "⚠ " + msg
+        elif info.pending:
+            shape = info.pending if info.blocked is None else "waits for the dataset's shape"
         elif info.blocked:
             shape = f"needs {info.blocked}"
         else:

@@ -58,12 +58,36 @@ def test_chart_of_the_selected_column(qtbot, tmp_path, monkeypatch):
     doc, panel = panel_for(qtbot, tmp_path, monkeypatch)
     cols = panel.columns
     cols.table.setCurrentCell(row_of(cols.table, "bill"), 0)
+    qtbot.waitUntil(lambda: cols.caption.text() == "bill: 24 values, 6 missing")   # counted in the background
     bars = [i for i in cols.chart.getPlotItem().items if isinstance(i, pg.BarGraphItem)]
     assert len(bars) == 1 and np.sum(bars[0].opts["height"]) == 24
-    assert cols.caption.text() == "bill: 24 values, 6 missing"
     cols.table.setCurrentCell(row_of(cols.table, "island"), 0)
+    qtbot.waitUntil(lambda: cols.caption.text().startswith("island: 30 values"))
     bars = [i for i in cols.chart.getPlotItem().items if isinstance(i, pg.BarGraphItem)]
     assert list(bars[0].opts["height"]) == [15, 15]
+
+
+def test_chart_counts_off_the_window_thread(qtbot, tmp_path, monkeypatch):
+    import threading
+
+    from gui.training import columns
+    doc, panel = panel_for(qtbot, tmp_path, monkeypatch)
+    cols = panel.columns
+    seen, gate = [], threading.Event()
+    real = columns.column_counts
+
+    def slow(ref, base, name):
+        seen.append(threading.current_thread() is threading.main_thread())
+        gate.wait(10)                                   # the window stays responsive meanwhile
+        return real(ref, base, name)
+    monkeypatch.setattr(columns, "column_counts", slow)
+    cols.table.setCurrentCell(row_of(cols.table, "bill"), 0)
+    assert cols.caption.text() == "bill: counting…"
+    cols.table.setCurrentCell(row_of(cols.table, "island"), 0)     # the later selection wins
+    gate.set()
+    qtbot.waitUntil(lambda: cols.caption.text().startswith("island:"))
+    qtbot.wait(100)
+    assert cols.caption.text().startswith("island:") and seen and not any(seen)
 
 
 def test_large_file_reads_in_the_background_with_progress_and_cancel(qtbot, tmp_path, monkeypatch):

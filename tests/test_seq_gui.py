@@ -142,6 +142,9 @@ def train_in_dock(qtbot, monkeypatch):
         d.show()
         made.append(d)
         got = {}
+        from gui.training.views import VIEWS
+        for cls in VIEWS:                       # views are built when first asked for: build them to patch them
+            d.view(cls)
         for v in d.views:
             if v.key:
                 v.snapshot = (lambda orig, k: lambda f, p: (got.setdefault(k, []).append(p), orig(f, p)))(

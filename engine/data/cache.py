@@ -2,7 +2,9 @@
 
 Folder: $LAYERBOARD_CACHE, else $XDG_CACHE_HOME/layerboard, else ~/.cache/layerboard; one sub-folder per
 source file, one entry per (file size, modification time, options). Entries of an older version of the file
-are removed when a new one is written. The user's files are only ever read."""
+are removed when a new one is written; when the folder grows past its limit ($LAYERBOARD_CACHE_LIMIT, e.g.
+"20G", "500M" or bytes; default 20 GiB) the least recently used entries are removed. The user's files are only
+ever read."""
 import hashlib
 import json
 import os
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-VERSION = 1          # bump when the layout or the encoding of an entry changes
+LIMIT = 20 << 30      # bytes the cache folder may hold (unless $LAYERBOARD_CACHE_LIMIT says otherwise)
+VERSION = 4          # bump when the layout or the encoding of an entry changes
 
 
 def root():
@@ -39,7 +42,14 @@ def entry(path, kind, options):
 def lookup(path, kind, options):
     """The entry's folder when it is complete (has meta.json), else None."""
     d, _ = entry(path, kind, options)
-    return d if (d / "meta.json").is_file() else None
+    m = d / "meta.json"
+    if not m.is_file():
+        return None
+    try:
+        os.utime(m)                                  # used now: the last to go when the folder is pruned
+    except OSError:
+        pass
+    return d
 
 
 class Writer:
@@ -65,10 +75,44 @@ class Writer:
             os.replace(self.dir, self.final)
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
+        prune(keep=self.final)
         return self.final
 
     def abort(self):
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def limit():
+    """The cache folder's size limit in bytes."""
+    import re
+    m = re.fullmatch(r"([\d.]+)\s*([KMGT]?)B?", os.environ.get("LAYERBOARD_CACHE_LIMIT", "").strip().upper())
+    try:
+        return int(float(m[1]) * 1024 ** " KMGT".index(m[2] or " ")) if m else LIMIT
+    except ValueError:
+        return LIMIT
+
+
+def _size(d):
+    return sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+
+
+def prune(keep=None):
+    """Remove the least recently used finished entries until the folder fits its limit (never `keep`).
+    Another process mapping a removed entry keeps reading it (the files go when it lets go of them)."""
+    try:
+        entries = [(m.stat().st_mtime, d, _size(d)) for d in root().glob("*/*") if (m := d / "meta.json").is_file()]
+    except OSError:
+        return
+    total, cap = sum(s for _, _, s in entries), limit()
+    for _, d, s in sorted(entries, key=lambda e: e[0]):
+        if total <= cap:
+            break
+        if keep is not None and d == keep:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        total -= s
+        if not any(d.parent.iterdir()):
+            shutil.rmtree(d.parent, ignore_errors=True)
 
 
 def _stale(d):

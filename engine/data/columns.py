@@ -12,7 +12,8 @@ import pyarrow.compute as pc
 
 from ..errors import DataError
 from . import cache, timestamps
-from .table import evict, header_check, numbers, numeric_share, progress, read
+from .dataset import moments
+from .table import at, evict, header_check, numbers, numeric_share, progress, read
 
 TYPES = ("number", "category", "text", "datetime", "empty")
 ROLES = ("feature", "target", "time", "ignore")
@@ -254,14 +255,17 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
     regress = task == "regression"
     y = writer.array("y", (n, 1) if regress else (n,), np.float32 if regress else np.int64)
     whole = {c.name: _integral(table.column(c.name)) for c, _ in lay if c.type == "category"}
+    kept = np.flatnonzero(keep)
     stamps = {c.name: timestamps.parse(table.column(c.name).filter(pa.array(keep)), time_format, timezone,
-                                       f"{path}, column {c.name!r}") for c, _ in lay if c.type == "datetime"}
+                                       f"{path}, column {c.name!r}", lambda i: at(path, kept[i]))
+              for c, _ in lay if c.type == "datetime"}
     yi = _integral(table.column(target))
     classes = [] if regress else _class_names(pc.unique(_strings_of(table.column(target), yi)).drop_null().to_pylist())
     if len(classes) > 100_000:
         raise DataError(f"{path}: the target {target!r} has {len(classes):,} classes; for numbers give "
                         f"\"task\": \"regression\"")
     impute, seen = {}, {}
+    mom = np.zeros((3, len(feats)))                           # per feature: non-missing count, sum, sum of squares
     o = 0
     for r0 in range(0, table.num_rows, CHUNK):
         progress("encoding", r0 / table.num_rows)
@@ -288,9 +292,7 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
                     xb[:, j + lv] = idx == lv
             elif c.type == "datetime":
                 st = stamps[c.name]
-                h = 2 * np.pi * st.hour()[o:o + m] / 24
-                d = 2 * np.pi * ((st.wall[o:o + m] // 86400) % 365.2425) / 365.2425
-                xb[:, j:j + 4] = np.c_[np.sin(h), np.cos(h), np.sin(d), np.cos(d)]
+                xb[:, j:j + 4] = time_features(st.hour()[o:o + m], st.wall[o:o + m])
             j += len(names)
         if regress:
             v = numbers(part, target, path, "is not a number (the task is regression)", first=r0)
@@ -298,6 +300,7 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
         else:
             s = _strings_of(part.column(target), yi).filter(pa.array(k))
             y[o:o + m] = pc.index_in(s, value_set=pa.array(classes)).to_numpy(zero_copy_only=False)
+        mom += moments(xb)
         o += m
         for a in (x, y):
             a.flush()
@@ -305,7 +308,15 @@ def encode(table, cols, target, task, path, writer, time_format=None, timezone=N
         evict()
     fill = [stat(np.concatenate(seen[j]), how) for j, how in impute.items()]
     return {"task": task, "classes": classes, "features": feats, "impute": {str(k): s for k, s in impute.items()},
-            "fill": fill, "columns": [asdict(c) for c in cols], "rows": table.num_rows}
+            "fill": fill, "columns": [asdict(c) for c in cols], "rows": table.num_rows, "moments": mom.tolist(),
+            "plan": {"target": target, "whole": whole, "time_format": time_format, "timezone": timezone}}
+
+
+def time_features(hour, wall):
+    """(m, 4): sin and cos of the hour of day and of the day of the year (wall-clock seconds)."""
+    h = 2 * np.pi * hour / 24
+    d = 2 * np.pi * ((wall // 86400) % 365.2425) / 365.2425
+    return np.c_[np.sin(h), np.cos(h), np.sin(d), np.cos(d)]
 
 
 def stat(v, how):
@@ -324,26 +335,26 @@ def check_order(table, cols, path, time_format=None, timezone=None):
     for c in cols:
         if c.role == "time" and c.type == "datetime" and not c.missing:
             try:
-                st = timestamps.parse(table.column(c.name), time_format, timezone, f"{path}, column {c.name!r}")
+                st = timestamps.parse(table.column(c.name), time_format, timezone, f"{path}, column {c.name!r}",
+                                      lambda i: at(path, i))
             except DataError:
                 continue
             i = timestamps.first_back(st.utc)
             if i is not None:
-                c.note = f"not in time order: line {i + 2} is not after line {i + 1}"
+                c.note = f"not in time order: {at(path, i)} is not after {at(path, i - 1)}"
 
 
 def load_table(path, target=None, task=None, columns=None, missing=None, time_format=None, timezone=None,
                delimiter=None):
     """A Dataset from a table (CSV/TSV/.gz, Parquet, Arrow/Feather): numbers, categories (one-hot) and time
     stamps as float32 features; `target` (default: the last column) as class ids or values."""
-    from .dataset import Dataset, Rows
+    from .files import from_entry, table_options
     path = Path(path)
-    t = read(path, delimiter)
-    target = target or t.column_names[-1]
-    opts = {"target": target, "task": task, "columns": columns, "missing": missing, "time_format": time_format,
-            "timezone": timezone, "delimiter": delimiter}
+    opts = table_options(target, task, columns, missing, time_format, timezone, delimiter)
     d = cache.lookup(path, "table", opts)
     if d is None:
+        t = read(path, delimiter)
+        target = target or t.column_names[-1]
         cols = infer(t, path, target, columns, time_format, timezone)
         text = [c for c in cols if c.role == "feature" and c.type == "text"]
         if text:
@@ -354,19 +365,13 @@ def load_table(path, target=None, task=None, columns=None, missing=None, time_fo
         evict()
         w = cache.Writer(path, "table", opts)
         try:
-            d = w.commit(encode(t, cols, target, task, path, w, time_format, timezone))
+            meta = encode(t, cols, target, task, path, w, time_format, timezone)
+            meta["plan"]["delimiter"] = delimiter
+            d = w.commit(meta)
         except BaseException:
             w.abort()
             raise
-    meta = cache.meta(d)
-    impute = {int(k): v for k, v in meta["impute"].items()}
-    x = cache.array(d, "x")
-    fill = None
-    if impute:
-        fill = np.full(x.shape[1], np.nan, np.float32)
-        fill[list(impute)] = meta["fill"]
-    return Dataset(Rows(x, None, fill), cache.array(d, "y"), meta["task"], path.name, list(meta["classes"]),
-                   features=meta["features"], report=meta["columns"], impute=impute)
+    return from_entry(d, path)
 
 
 def _text(t, cols, text, target, task, path):

@@ -5,8 +5,22 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .order import LARGE, choose
 
 TASKS = ("binary", "multiclass", "regression")
+
+
+def moments(x, elements=1 << 22):
+    """(3, F) float64: count, sum and sum of squares of the non-missing (not NaN) cells of each column of x (n, F),
+    a few million cells at a time."""
+    out = np.zeros((3, x.shape[1]))
+    step = max(1, elements // max(x.shape[1], 1))
+    for i in range(0, len(x), step):
+        b = np.asarray(x[i:i + step], np.float64)            # (rows, F)
+        ok = ~np.isnan(b)
+        b[~ok] = 0.0
+        out += np.stack([ok.sum(axis=0), b.sum(axis=0), (b * b).sum(axis=0)])
+    return out
 
 
 class Rows:
@@ -15,8 +29,9 @@ class Rows:
     Stands in for Dataset.x over a table too large to copy: x[j] returns a float32 C-contiguous copy of only
     the rows asked for."""
 
-    def __init__(self, base, idx=None, fill=None):
+    def __init__(self, base, idx=None, fill=None, totals=None):
         self.base, self.idx, self.fill = base, idx, fill
+        self.totals = totals            # (3, F): count, sum, sum of squares of base's non-missing cells, or None
         self.shape = (len(base) if idx is None else len(idx),) + tuple(base.shape[1:])
         self.ndim, self.dtype = len(self.shape), np.dtype(np.float32)
 
@@ -33,7 +48,7 @@ class Rows:
         """A view of rows k (slice or index array) of this one."""
         if self.idx is None and isinstance(k, slice):
             return Rows(self.base[k], None, self.fill)
-        return Rows(self.base, self._where(k if isinstance(k, slice) else np.asarray(k)), self.fill)
+        return Rows(self.base, self._where(k if isinstance(k, slice) else np.asarray(k)), self.fill, self.totals)
 
     def __getitem__(self, k):
         k, rest = (k[0], k[1:]) if isinstance(k, tuple) else (k, ())
@@ -51,9 +66,40 @@ class Rows:
         return out if dtype is None else out.astype(dtype)
 
     def __getattr__(self, name):          # other ndarray methods (tolist, mean, …) read every row: small data
-        if name.startswith("__") or name in ("base", "idx", "fill"):
+        if name.startswith("__") or name in ("base", "idx", "fill", "totals"):
             raise AttributeError(name)
         return getattr(np.asarray(self), name)
+
+    def moments(self, chunk=1 << 16):
+        """(sum, sum of squares) per feature (F,) float64 over these rows as read (missing cells as `fill`).
+        With the base's totals, a subset reads only the rows it leaves out when they are fewer (a training
+        split: its validation rows)."""
+        n = len(self.base)
+        if self.totals is not None and self.idx is None:
+            mom = self.totals
+        elif self.totals is not None:
+            out = np.ones(n, bool)
+            out[self.idx] = False
+            rest = np.flatnonzero(out)
+            mom = self.totals - self._gathered(rest, chunk) if len(rest) < len(self.idx) else \
+                self._gathered(self.idx, chunk)
+        else:
+            mom = self._gathered(self.idx if self.idx is not None else slice(None), chunk)
+        cnt, s, ss = mom
+        if self.fill is not None:
+            f = np.nan_to_num(self.fill.astype(np.float64))
+            gaps = len(self) - cnt
+            s, ss = s + gaps * f, ss + gaps * f * f
+        return s, ss
+
+    def _gathered(self, rows, chunk):
+        """(3, F) moments of base[rows] (an index array or slice), read a block of rows at a time."""
+        if isinstance(rows, slice):
+            return moments(self.base, chunk * self.base.shape[1])
+        out = np.zeros((3, self.base.shape[1]))
+        for i in range(0, len(rows), chunk):
+            out += moments(self.base[rows[i:i + chunk]])
+        return out
 
     def column(self, j, chunk=1 << 20):
         """(N,) float64 of encoded column j, NaN where missing (before filling), read in chunks."""
@@ -94,6 +140,7 @@ class Dataset:
     impute: dict | None = None          # tables: {feature index: 'median' | 'mean' | constant} of filled columns
     target_lengths: np.ndarray | None = None    # sentence pairs: valid steps of y per sample (<end> included)
     target_vocab: list | None = None            # sentence pairs: target token id -> text
+    plan: dict | None = None            # tables: how a new file is encoded (target, time format and zone, …)
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -187,6 +234,8 @@ class Dataset:
 
     def _split(self, val_fraction, seed):
         rng = np.random.default_rng(seed)
+        if len(self) > LARGE:
+            return self._split_large(val_fraction, rng)
         if val_fraction == 0:
             return self.subset(rng.permutation(len(self))), None
         if self.task == "regression" or self.per_step:           # per-step class ids: no per-sample class
@@ -200,6 +249,24 @@ class Dataset:
             va.append(idx[:n])
             tr.append(idx[n:])
         return self.subset(rng.permutation(np.concatenate(tr))), self.subset(rng.permutation(np.concatenate(va)))
+
+    def _split_large(self, val_fraction, rng):
+        """Millions of samples: validation samples drawn at random without shuffling the whole index, both parts
+        in file order (the trainer shuffles every epoch); no shuffle of the whole index."""
+        n = len(self)
+        if val_fraction == 0:
+            return self.subset(np.arange(n)), None
+        if self.task == "regression" or self.per_step:
+            keep = ~choose(rng, n, max(1, int(round(val_fraction * n))))
+        else:
+            counts = np.bincount(self.y)
+            by = np.argsort(self.y, kind="stable") if np.count_nonzero(counts) > 32 else None
+            keep, at = np.ones(n, bool), 0
+            for c in np.flatnonzero(counts):
+                idx = by[at:at + counts[c]] if by is not None else np.flatnonzero(self.y == c)
+                at += counts[c]
+                keep[idx[choose(rng, len(idx), int(round(val_fraction * len(idx))))]] = False
+        return self.subset(np.flatnonzero(keep)), self.subset(np.flatnonzero(~keep))
 
     def step_standardizer(self, chunk=1 << 22):
         """(mean, std) per feature (F,) over every valid step of (N, T, F) sequences; std of constants is 1.

@@ -22,8 +22,49 @@ def load_csv(path, target=None, task=None, delimiter=None, columns=None, missing
              timezone=None):
     """A table (CSV/TSV/.gz, Parquet, Arrow/Feather) read with Apache Arrow; `target` is the label column
     (default: the last one); see engine.data.columns for the column types, roles and missing values."""
+    from . import cache
+    d = cache.lookup(path, "table", table_options(target, task, columns, missing, time_format, timezone, delimiter))
+    if d is not None:                           # encoded before: memory-mapped, without importing pyarrow
+        return from_entry(d, Path(path))
     from .columns import load_table
     return load_table(path, target, task, columns, missing, time_format, timezone, delimiter)
+
+
+def table_options(target, task, columns, missing, time_format, timezone, delimiter):
+    """The options a table's encoded cache entry is keyed on."""
+    return {"target": target, "task": task, "columns": columns, "missing": missing, "time_format": time_format,
+            "timezone": timezone, "delimiter": delimiter}
+
+
+def from_entry(d, path):
+    """The Dataset of an encoded table's cache entry (features and targets memory-mapped)."""
+    from . import cache
+    from .dataset import Rows
+    meta = cache.meta(d)
+    impute = {int(k): v for k, v in meta["impute"].items()}
+    x = cache.array(d, "x")
+    fill = None
+    if impute:
+        fill = np.full(x.shape[1], np.nan, np.float32)
+        fill[list(impute)] = meta["fill"]
+    return Dataset(Rows(x, None, fill, np.array(meta["moments"])), cache.array(d, "y"), meta["task"], path.name,
+                   list(meta["classes"]),
+                   features=meta["features"], report=meta["columns"], impute=impute, plan=meta["plan"],
+                   notes=table_notes(meta["columns"]))
+
+
+def table_notes(report):
+    """One line per column whose missing cells were filled or whose missing cells dropped rows."""
+    out = []
+    for c in report:
+        if c.get("dropped"):
+            out.append(f"{c['dropped']:,} rows left out: column {c['name']!r} is missing there"
+                       + (" (the target)" if c["role"] == "target" else ""))
+        if c.get("filled"):
+            how = "a 'missing' level" if c["type"] == "category" else f"the training rows' {c['strategy']}" \
+                if c["strategy"] in ("median", "mean") else f"{c['strategy']}"
+            out.append(f"column {c['name']!r}: {c['filled']:,} missing cells filled with {how}")
+    return out
 
 
 MAX_CLASSES = 100_000

@@ -32,15 +32,18 @@ def _rows(path):
         raise DataError(f"{path} is not a readable CSV text file: {e}") from None
     reader = csv.reader(io.StringIO(text))
     limit = csv.field_size_limit(MAX_CELL)           # the default, 128 KiB, refuses a long review or article
+    rows, start = [], 1
     try:
-        rows = list(reader)
+        for r in reader:                             # a record starts on the line after the previous one ended
+            if any(c.strip() for c in r):
+                rows.append((start, r))
+            start = reader.line_num + 1
     except csv.Error as e:
         big = "larger than field limit" in str(e)
-        raise DataError(f"{path}, line {reader.line_num}: " + (f"a cell is longer than {MAX_CELL >> 20} MiB"
+        raise DataError(f"{path}, line {start}: " + (f"a cell is longer than {MAX_CELL >> 20} MiB"
                         if big else f"not readable as CSV ({e})")) from None
     finally:
         csv.field_size_limit(limit)
-    rows = [(i, r) for i, r in enumerate(rows, 1) if any(c.strip() for c in r)]
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header row and at least one data row")
     return [h.strip() for h in rows[0][1]], rows[1:]
@@ -53,7 +56,7 @@ def _column(path, header, name):
 
 
 def load_series(path, target, features=None, window=24, horizon=1, time=None, per_step=False, hour_features=False,
-                sort=False, time_format=None, timezone=None, delimiter=None):
+                sort=False, time_format=None, timezone=None, delimiter=None, missing=None):
     """Sliding windows over a table (CSV/TSV/.gz, Parquet, Arrow) whose rows are in time order.
 
     Sample i = rows i … i+window−1 of `features` (window, F); target = `target` `horizon` rows after the
@@ -61,10 +64,11 @@ def load_series(path, target, features=None, window=24, horizon=1, time=None, pe
     of the hour of day (2π·hour/24) of each row's time stamp, on the stamp's own clock, as two more features.
     Rows out of time order are refused unless sort is true. The validation split is the last windows, with
     no window straddling it; features are standardised with training statistics. Windows are views of one
-    (rows, F) array, never copies."""
+    (rows, F) array, never copies. Missing cells are refused (with their line) unless `missing` is 'ffill' (the
+    last value before; leading ones the first value), 'interpolate' (linear between neighbours) or a number."""
     from numpy.lib.stride_tricks import sliding_window_view
     from . import timestamps
-    from .table import header_check, numbers, read
+    from .table import at, header_check, numbers, read
     path = Path(path)
     t = read(path, delimiter)
     header = t.column_names
@@ -81,25 +85,32 @@ def load_series(path, target, features=None, window=24, horizon=1, time=None, pe
         raise DataError(f"{path}: hour_features needs a time column ({', '.join(TIME_NAMES)} or 'time': NAME)")
     order, hours = None, None
     if tcol is not None:
-        st = timestamps.parse(t.column(tcol), time_format, timezone, f"{path}, column {tcol!r}")
+        st = timestamps.parse(t.column(tcol), time_format, timezone, f"{path}, column {tcol!r}",
+                              lambda i: at(path, i, delimiter))
         back = timestamps.first_back(st.utc)
         if back is not None and sort:
             order = np.argsort(st.utc, kind="stable")
             st.wall = st.wall[order]
         elif back is not None:
             v, p = (str(t.column(tcol)[i].as_py()).strip() for i in (back, back - 1))
-            raise DataError(f"{path}, line {back + 2}: time stamp {v!r} is not after the previous row's ({p!r}); "
+            raise DataError(f"{path}, {at(path, back, delimiter)}: time stamp {v!r} is not after the previous row's ({p!r}); "
                             f"rows must be in time order, or give \"sort\": true")
         hours = st.hour() if hour_features else None
     names = list(dict.fromkeys(features + [target]))
-    vals = {}
+    vals, notes = {}, []
     for n in names:
         v = numbers(t, n, path, "is not a number")
-        if np.isnan(v).any():
-            i = int(np.argmax(np.isnan(v)))
-            raise DataError(f"{path}, line {i + 2}, column {n!r}: the value is missing (empty, NA or NaN); "
-                            f"windows need every value")
-        vals[n] = v if order is None else v[order]
+        v = v if order is None else v[order]
+        gaps = np.isnan(v)
+        if gaps.any():
+            if missing is None:
+                i = int(np.argmax(gaps)) if order is None else int(order[np.argmax(gaps)])
+                raise DataError(f"{path}, {at(path, i, delimiter)}, column {n!r}: the value is missing (empty, NA or "
+                                f"NaN); windows need every value: give \"missing\": \"ffill\", \"interpolate\" "
+                                f"or a number")
+            v = fill_gaps(v, gaps, missing, f"{path}, column {n!r}")
+            notes.append(f"column {n!r}: {int(gaps.sum()):,} missing values filled ({missing})")
+        vals[n] = v
     cols = [vals[f] for f in features]
     if hour_features:
         a = 2 * np.pi * hours / 24
@@ -118,7 +129,24 @@ def load_series(path, target, features=None, window=24, horizon=1, time=None, pe
         base = x[:, :, f:f + 1] if per_step else x[:, -1, f:f + 1]
     return Dataset(x, y, "regression", path.name, lengths=np.full(n, window), chrono=True,
                    standardize_steps=True, gap=window + horizon - 1, baseline=base,
-                   features=features + (["hour sin", "hour cos"] if hour_features else []))
+                   features=features + (["hour sin", "hour cos"] if hour_features else []), notes=notes)
+
+
+def fill_gaps(v, gaps, how, where):
+    """v (rows,) float64 with its NaN cells (gaps) filled by 'ffill', 'interpolate' or a constant."""
+    if isinstance(how, (int, float)) and not isinstance(how, bool):
+        return np.where(gaps, float(how), v)
+    if how not in ("ffill", "interpolate"):
+        raise DataError(f"{where}: unknown missing-value strategy {how!r} for a series; use 'ffill', "
+                        f"'interpolate' or a number")
+    ok = np.flatnonzero(~gaps)
+    if not ok.size:
+        raise DataError(f"{where}: every value is missing")
+    if how == "interpolate":
+        return np.interp(np.arange(len(v)), ok, v[ok])
+    last = np.maximum.accumulate(np.where(gaps, 0, np.arange(len(v))))     # index of the last value seen
+    last[:ok[0]] = ok[0]                                                    # leading gaps: the first value
+    return v[last]
 
 
 MAX_VOCAB = 1_000_000

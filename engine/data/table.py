@@ -37,8 +37,8 @@ def read(path, delimiter=None):
     if not path.is_file():
         raise DataError(f"cannot read {path}: no such file")
     kind = kind_of(path)
-    if kind == "arrow":
-        return _open_ipc(path, path)
+    if kind == "arrow" and not _compressed(path):
+        return _open_ipc(path, path)                           # the user's file itself, memory-mapped
     opts = {"delimiter": delimiter}
     hit = cache.lookup(path, "parsed", opts)
     if hit is not None:
@@ -47,6 +47,8 @@ def read(path, delimiter=None):
     try:
         if kind == "parquet":
             _parquet(path, w.dir / "table.arrow")
+        elif kind == "arrow":                                  # compressed: decompressed into the cache
+            _decompress(path, w.dir / "table.arrow")
         else:
             _csv(path, w.dir / "table.arrow", delimiter)
         d = w.commit({"kind": kind})
@@ -115,6 +117,37 @@ def evict():
             pass
 
 
+def _compressed(path):
+    """True when an Arrow IPC file's record batches are compressed (their columns cannot be mapped)."""
+    try:
+        with open(path, "rb") as fh:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        buf = pa.py_buffer(mm)
+        r = ipc.open_file(buf)
+        for i in range(r.num_record_batches):
+            b = r.get_batch(i)
+            for c in b.columns:
+                for x in c.buffers():
+                    if x is not None and x.size:        # a decompressed buffer lives outside the mapping
+                        return not buf.address <= x.address < buf.address + buf.size
+        return False
+    except (pa.ArrowInvalid, OSError, ValueError):
+        return False                                     # _open_ipc names the problem
+
+
+def _decompress(path, out):
+    """Write an Arrow IPC file's batches uncompressed to out, one batch in memory at a time."""
+    try:
+        with pa.memory_map(str(path)) as src:
+            r = ipc.open_file(src)
+            with ipc.new_file(str(out), r.schema) as w:
+                for i in range(r.num_record_batches):
+                    progress("reading", i / max(r.num_record_batches, 1))
+                    w.write_batch(r.get_batch(i))
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{path} is not a readable Arrow/Feather file: {e}") from None
+
+
 def _parquet(path, out):
     import pyarrow.parquet as pq
     try:
@@ -180,7 +213,7 @@ def _parts(path, out, parse, conv, types):
                 block = f.read(PART)
                 progress("reading", min(raw.tell() / size, 1.0))
                 data = rest + block
-                cut = data.rfind(b"\n") + 1 if block else len(data)          # whole lines only
+                cut = _record_end(data) if block else len(data)             # whole records only
                 data, rest = data[:cut], data[cut:]
                 if data.strip():
                     t = pcsv.read_csv(pa.BufferReader(head + data), read_options=pcsv.ReadOptions(block_size=BLOCK),
@@ -218,18 +251,64 @@ def _check_rows(path, bad, sep):
     """One line naming the first row with a wrong number of values (found by reading the text again)."""
     if not bad:
         return
-    import csv
-    import io
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    rows = csv.reader(io.StringIO(raw.decode("utf-8-sig", "replace")), delimiter=sep)
-    header = next(rows)
-    for line, r in enumerate(rows, 2):
-        if any(c.strip() for c in r) and len(r) != len(header):
+    for line, r in records(path, sep):
+        if line == 0:
+            header = r
+        elif len(r) != len(header):
             raise DataError(f"{path}, line {line}: {len(r)} values but the header has {len(header)} columns")
     raise DataError(f"{path}: {len(bad)} rows do not have the header's {len(header)} columns "
                     f"(first: {bad[0].text[:60]!r})")
+
+
+def _record_end(data):
+    """Bytes of data up to its last line break outside a quoted cell (a cell may hold line breaks)."""
+    cut = data.rfind(b"\n") + 1
+    while cut and data.count(b'"', 0, cut) % 2:                 # inside quotes: an earlier line break
+        cut = data.rfind(b"\n", 0, cut - 1) + 1
+    return cut
+
+
+MAX_CELL = 64 << 20          # characters in one CSV cell when the text is read again for a line number
+
+
+def records(path, sep=None):
+    """(file line where the record starts, cells) of each non-blank record of a CSV (plain or gzip), as Arrow
+    reads them: blank lines skipped, quoted cells across lines; the header is yielded with line 0."""
+    import csv
+    import io
+    path = Path(path)
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        f = gzip.GzipFile(fileobj=raw) if gz else raw
+        text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="replace", newline="")
+        reader = csv.reader(text, delimiter=_delimiter(path, sep))
+        limit = csv.field_size_limit(MAX_CELL)
+        try:
+            start, header = 1, True
+            for r in reader:
+                if r:
+                    yield (0 if header else start), r
+                    header = False
+                start = reader.line_num + 1
+        finally:
+            csv.field_size_limit(limit)
+
+
+def at(path, row, sep=None):
+    """'line N' (the file line of data row `row`, counted from 0, in a CSV) or 'row N' (Parquet, Arrow)."""
+    row = int(row)
+    if kind_of(path) != "csv":
+        return f"row {row + 1}"
+    left = row
+    try:
+        for line, _ in records(path, sep):
+            if line and left == 0:
+                return f"line {line}"
+            left -= 1 if line else 0
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error, ValueError):
+        pass
+    return f"data row {row + 1}"
 
 
 def header_check(table, path, names):
@@ -252,7 +331,7 @@ def numbers(table, name, path, what="is not a number (mark the column 'category'
         ok = pc.or_kleene(pc.is_null(s), pc.match_substring_regex(s, NUM)).to_numpy(zero_copy_only=False)
         if not ok.all():
             i = int(np.argmin(ok))
-            raise DataError(f"{path}, line {first + i + 2}, column {name!r}: {c[i].as_py().strip()!r} {what}")
+            raise DataError(f"{path}, {at(path, first + i)}, column {name!r}: {c[i].as_py().strip()!r} {what}")
         c = pc.cast(s, pa.float64())
     elif pa.types.is_boolean(c.type) or pa.types.is_integer(c.type) or pa.types.is_decimal(c.type):
         c = pc.cast(c, pa.float64())
@@ -263,7 +342,7 @@ def numbers(table, name, path, what="is not a number (mark the column 'category'
     inf = np.isinf(v)
     if inf.any():
         i = int(np.argmax(inf))
-        raise DataError(f"{path}, line {first + i + 2}, column {name!r}: infinity is not a usable value")
+        raise DataError(f"{path}, {at(path, first + i)}, column {name!r}: infinity is not a usable value")
     return v
 
 

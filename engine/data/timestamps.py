@@ -49,14 +49,15 @@ def _read(s, fmt):
     return _seconds(t)
 
 
-def parse(col, fmt=None, tz=None, where="", lines=None):
+def parse(col, fmt=None, tz=None, where="", at=None):
     """Stamps of an Arrow array (strings, numbers or timestamps) without nulls; DataError naming the first
     stamp that does not read. fmt: a strptime format such as '%d/%m/%Y %H:%M'; tz: the zone of stamps without
-    one (e.g. 'America/New_York'; Unix seconds are UTC and shown on that zone's clock)."""
+    one (e.g. 'America/New_York'; Unix seconds are UTC and shown on that zone's clock); at(i): where stamp i is in
+    the file ('line N'; default: the line of data row i under a header)."""
     col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if col.null_count:
         i = int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
-        raise DataError(f"{where}, line {_line(lines, i)}: the time stamp is missing")
+        raise DataError(f"{where}, {_line(at, i)}: the time stamp is missing")
     t = col.type
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         utc = pc.cast(col, pa.float64()).to_numpy().round().astype(np.int64)
@@ -88,7 +89,7 @@ def parse(col, fmt=None, tz=None, where="", lines=None):
         bad = _first_bad(s, fmt)
         raw = col[bad].as_py()
         tried = f"the format {fmt!r}" if fmt else "ISO 8601, M/D/Y H:M, D.M.Y, Y-M-D H:M:S or Unix seconds"
-        raise DataError(f"{where}, line {_line(lines, bad)}: {raw!r} is not a time stamp ({tried}); "
+        raise DataError(f"{where}, {_line(at, bad)}: {raw!r} is not a time stamp ({tried}); "
                         f"give \"time_format\", e.g. \"%d/%m/%Y %H:%M\"")
     wall = wall + DAY * late
     if zoned.any():
@@ -146,9 +147,9 @@ def _utc(wall, tz):
         raise DataError(f"unknown time zone {tz!r}: {e}") from None
 
 
-def _line(lines, i):
-    """The file line of data row i (header on line 1, unless `lines` maps rows to lines)."""
-    return int(lines[i]) if lines is not None else i + 2
+def _line(at, i):
+    """Where stamp i is: at(i), or the line of data row i under a header."""
+    return at(i) if at is not None else f"line {i + 2}"
 
 
 def looks_like_time(name, col):

@@ -40,6 +40,10 @@ class Input(Layer):
             return
         if isinstance(x, np.ndarray) and x.nbytes <= 1 << 27:
             mean, sd = x.mean(axis=0), x.std(axis=0)
+        elif hasattr(x, "moments"):              # a table's rows: from its cached totals where it can
+            s, ss = x.moments()
+            mean = s / max(len(x), 1)
+            sd = np.sqrt(np.maximum(ss / max(len(x), 1) - mean * mean, 0.0))
         else:                                    # a memory-mapped table: a block of rows at a time
             s = ss = 0.0
             for i in range(0, len(x), 1 << 16):

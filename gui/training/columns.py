@@ -18,11 +18,16 @@ EDITABLE = {"type": TYPES, "role": ROLES, "strategy": STRATEGIES + ("0",)}
 
 class ColumnTable(QWidget):
     """Type, role and missing-value strategy per column (each edit one undoable change of the dataset
-    reference's "columns"), the counts of the report, and a histogram or bar chart of the selected column."""
+    reference's "columns"), the counts of the report, and a histogram or bar chart of the selected column
+    (counted in a background thread: a large column never freezes the window)."""
+
+    counted = Signal(int, object)            # (request number, column counts or LayerboardError)
 
     def __init__(self, document, parent=None):
         super().__init__(parent)
         self.doc, self.report, self.ref = document, [], None
+        self._asked, self._counts = 0, {}    # the latest request; counts kept per (reference, column)
+        self.counted.connect(self._draw)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         self.table = QTableWidget()
@@ -92,16 +97,40 @@ class ColumnTable(QWidget):
         self.doc.set_dataset(ref)
 
     def plot_column(self, row):
-        """Histogram (numbers) or bar chart (levels) of the column in `row`, read from the cached table."""
+        """Histogram (numbers) or bar chart (levels) of the column in `row`, counted from the cached table in a
+        background thread (drawn when done; a later selection wins)."""
         self.chart.clear()
+        self._asked += 1
         if not 0 <= row < len(self.report) or not self.ref:
             return
-        name = self.report[row]["name"]
-        try:
-            c = column_counts(self.ref, self.doc.project.base, name)
-        except LayerboardError as e:
-            self.caption.setText(str(e))
+        name, ask, ref, base = self.report[row]["name"], self._asked, dict(self.ref), self.doc.project.base
+        key = (repr(sorted(ref.items())), name)
+        if key in self._counts:
+            return self._draw(ask, self._counts[key])
+        self.caption.setText(f"{name}: counting…")
+
+        def run():
+            try:
+                c = dict(column_counts(ref, base, name), name=name, key=key)
+            except LayerboardError as e:
+                c = e
+            except MemoryError:
+                c = LayerboardError(f"{name}: the column does not fit in memory to be counted")
+            try:
+                self.counted.emit(ask, c)
+            except RuntimeError:                   # the table is gone
+                pass
+        threading.Thread(target=run, name="column-counts", daemon=True).start()
+
+    def _draw(self, ask, c):
+        if ask != self._asked:                     # another column was selected meanwhile
             return
+        if isinstance(c, Exception):
+            self.caption.setText(str(c))
+            return
+        self._counts = {c["key"]: c}               # keep the latest: counts of a huge table's column are small
+        name = c["name"]
+        self.chart.clear()
         if c["kind"] == "hist":
             e = c["edges"]
             self.chart.addItem(pg.BarGraphItem(x0=e[:-1], x1=e[1:], height=c["counts"], brush="#5b8def"))

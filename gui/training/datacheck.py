@@ -32,8 +32,8 @@ def mismatches(graph, infos, ds, loss):
     for n in inputs if len(inputs) == 1 or pairs else []:
         target = pairs and graph.nodes[n].config.get("feed") == "target"
         want = tuple(int(d) for d in (ds.y if target else ds.x).shape[1:])
-        have = tuple(graph.nodes[n].config.get("shape", REGISTRY["Input"].hparams[0].default))
-        if have != want:
+        have = graph.nodes[n].config.get("shape", REGISTRY["Input"].hparams[0].default)
+        if have != "auto" and tuple(have) != want:          # "auto" takes the dataset's shape
             what = "target sequences" if target else "samples"
             out.append((n, f"the dataset '{ds.name}' has {what} of shape {fmt(want)} but this Input is {fmt(have)}",
                         Fix("set", f"set the shape to {fmt(want)}", config=(("shape", want),))))
@@ -71,9 +71,14 @@ class DataCheck:
         self.doc, self.panel = doc, panel
         self._seen = None
         doc.checks.append(self)
-        panel.loaded.connect(lambda _ds: doc.revalidate())
+        panel.loaded.connect(self._loaded)
         doc.changed.connect(self._changed)
         doc.revalidate()
+
+    def _loaded(self, ds):
+        """A dataset was read (or none is usable): Inputs with shape "auto" take its sample shape."""
+        self.doc.auto_shape = None if ds is None else tuple(int(d) for d in ds.x.shape[1:])
+        self.doc.revalidate()
 
     def _changed(self):
         loss = self.doc.project.training.get("loss")

@@ -21,6 +21,7 @@ from .settings import HP, Editor
 PREVIEW_ROWS, PREVIEW_COLS = 12, 10
 TABLE_KINDS = ("csv", "parquet", "arrow")
 BACKGROUND_BYTES = 32 << 20     # tables larger than this are read in a background thread with a progress bar
+SLOW_BUILTINS = ("mnist",)      # built-in sets read from a file: in the background too
 # settings that fit the built-in 2-D sets with a small MLP (the project defaults, lr 0.001 for 20 epochs, underfit)
 SUGGESTED = {"xor": {"lr": 0.05, "epochs": 500}, "moons": {"lr": 0.01, "epochs": 100},
              "circles": {"lr": 0.01, "epochs": 150}, "spirals": {"lr": 0.01, "epochs": 400}}
@@ -87,6 +88,12 @@ class DatasetPanel(QGroupBox):
         self.info = QLabel("")
         self.info.setWordWrap(True)
         box.addWidget(self.info)
+        self.notes = QLabel("")                         # what loading skipped or filled (Dataset.notes)
+        self.notes.setWordWrap(True)
+        self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notes.setStyleSheet("color: #a15c00;")
+        self.notes.hide()
+        box.addWidget(self.notes)
         self.table = QTableWidget()
         self.table.setMinimumHeight(110)
         self.table.setMaximumHeight(170)
@@ -211,7 +218,7 @@ class DatasetPanel(QGroupBox):
             if ref.get("kind") in TABLE_KINDS and not (big and not str(ref["path"]).lower().endswith(".csv")):
                 self._csv_preview(ref)            # the raw rows and columns even if the data cannot be used yet
             if big and key not in self.cache:
-                self.info.setText(f"Reading <b>{Path(str(ref['path'])).name}</b>…")
+                self.info.setText(f"Reading <b>{Path(str(ref.get('path', ref.get('name', 'data')))).name}</b>…")
                 self.columns.hide()
                 self.dataset = None
                 self.loaded.emit(None)
@@ -224,7 +231,10 @@ class DatasetPanel(QGroupBox):
         self._show(ref, ds)
 
     def _large(self, ref):
-        """True for a table or series file large enough to be read in the background."""
+        """True for a table or series file large enough to be read in the background, and for the built-in
+        sets read from a file (MNIST: half a second that the window's start-up does not wait for)."""
+        if ref.get("kind") == "builtin" and ref.get("name") in SLOW_BUILTINS:
+            return True
         if ref.get("kind") not in ("csv", "parquet", "arrow", "series") or "path" not in ref:
             return False
         p = Path(str(ref["path"])).expanduser()
@@ -262,6 +272,7 @@ class DatasetPanel(QGroupBox):
 
     def _failed(self, e):
         self.dataset = None
+        self.show_notes([])
         self.info.setText(f"<span style='color:#b00'>{e}</span>")
         self.columns.hide()
         self.loaded.emit(None)
@@ -274,9 +285,16 @@ class DatasetPanel(QGroupBox):
         what = {"binary": "binary classification", "multiclass": f"{ds.n_classes} classes",
                 "regression": "regression"}[ds.task]
         self.info.setText(f"<b>{ds.name}</b>: {len(ds)} samples of shape {tuple(ds.x.shape[1:])}, {what}")
+        self.show_notes(getattr(ds, "notes", None) or [])
         if ref.get("kind") not in TABLE_KINDS:
             self._array_preview(ds)
         self.loaded.emit(ds)
+
+    def show_notes(self, notes):
+        """One line per loader note (skipped images, unlabelled rows, filled cells); hidden when there are none."""
+        self.notes.setText("\n".join(f"⚠ {n}" for n in notes))
+        self.notes.setToolTip("What reading this dataset skipped, left out or filled in")
+        self.notes.setVisible(bool(notes))
 
     def load(self, ref):
         key = json.dumps(ref, sort_keys=True)

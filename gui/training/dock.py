@@ -22,6 +22,14 @@ from .views import VIEWS, CompareView, CurvesView
 from .weights import Weights
 
 
+class Later(QWidget):
+    """A tab's place until its view is built (the dock builds views when first shown, asked for, or at Train)."""
+
+    def __init__(self, cls):
+        super().__init__()
+        self.cls, self.key, self.needs = cls, cls.key, getattr(cls, "needs", ())
+
+
 class TrainingDock(WorkerMessages, Closing, QDockWidget):
     """Trains the document's project in a worker thread and shows it live; the window never waits for it."""
 
@@ -146,13 +154,17 @@ class TrainingDock(WorkerMessages, Closing, QDockWidget):
         return w
 
     def _make_views(self):
-        """One tab per view class."""
+        """One tab per view class; only the first view is built now, the others when first shown, asked for
+        (view()) or a run starts (building all ten took half of the window's start-up)."""
         self._stale = set()                   # tabs whose view still shows a closed project (renewed when needed)
         self._used = set()                    # tabs whose view has shown this project's runs
-        for cls in VIEWS:
-            self.views.append(self._new_view(cls))
+        for i, cls in enumerate(VIEWS):
+            self.views.append(self._new_view(cls) if i == 0 else Later(cls))
             self.tabs.addTab(self.views[-1], cls.title)
-        self.view(CompareView).attach_list(self.runs)
+            if i:
+                self._stale.add(i)
+        if isinstance(self.views[0], CompareView):
+            self.views[0].attach_list(self.runs)
 
     def _new_view(self, cls):
         v = cls()
@@ -172,10 +184,11 @@ class TrainingDock(WorkerMessages, Closing, QDockWidget):
             old = self.views[i]
             if isinstance(old, CompareView):
                 self.runs.setParent(None)     # kept: the run list lives in the Compare view being replaced
-            v = self.views[i] = self._new_view(type(old))
+            kind = getattr(old, "cls", type(old))             # a Later stands for a view not built yet
+            v = self.views[i] = self._new_view(kind)
             shown, enabled = self.tabs.isTabVisible(i), self.tabs.isTabEnabled(i)
             self.tabs.removeTab(i)
-            self.tabs.insertTab(i, v, type(old).title)
+            self.tabs.insertTab(i, v, kind.title)
             self.tabs.setTabVisible(i, shown)
             self.tabs.setTabEnabled(i, enabled)
             if isinstance(v, CompareView):
@@ -198,7 +211,7 @@ class TrainingDock(WorkerMessages, Closing, QDockWidget):
 
     def view(self, cls):
         """The dock's instance of a view class (e.g. dock.view(PCAView)), renewed if it showed a closed project."""
-        i = next(i for i, v in enumerate(self.views) if isinstance(v, cls))
+        i = next(i for i, v in enumerate(self.views) if isinstance(v, cls) or getattr(v, "cls", None) is cls)
         self._renew([i])
         return self.views[i]
 
