@@ -39,7 +39,7 @@ def recorded_batches(model):
     sizes, forward = [], model.forward
 
     def spy(x, *a, **k):
-        sizes.append(len(x))
+        sizes.append(len(next(iter(x.values())) if isinstance(x, dict) else x))    # predict passes {Input: batch}
         return forward(x, *a, **k)
     model.forward = spy
     return sizes
