@@ -367,7 +367,7 @@ class Conv2D(ConvND):
             n = min(self.sub, e - a) * L
             k.conv_bwd(dy[a:e], xp[a:e], W2T, o[:O * R].reshape(O, R), o[O * R:], dxp[a:e], dx[a:e],
                        k.scratch(self, ("col", i), (R * n,), dy.dtype), k.scratch(self, ("dy2", i), (O * n,), dy.dtype),
-                       k.scratch(self, ("dw", i), (O, R), dy.dtype), kh, kw, sh, sw, ph, pw, wrow, L, self.sub,
+                       k.scratch(self, ("dw", i), (R, O), dy.dtype), kh, kw, sh, sw, ph, pw, wrow, L, self.sub,
                        self.need_dx)
         tot = k.chunk_sum(self, len(parts), O * R + O, dy.dtype, part)    # in chunk order: thread-independent
         self.g["W"].reshape(-1)[...] = tot[:O * R]
