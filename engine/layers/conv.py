@@ -10,6 +10,7 @@ from ..hparams import HP
 from ..initializers import INITS
 from ..receptive import dilated_extent, dilated_why
 from . import conv_kernels as k
+from . import conv_shift
 from . import convnd_kernels as nd
 from .base import Fix, Layer, Param, fmt, register
 
@@ -320,6 +321,7 @@ class Conv2D(ConvND):
     def build(self, in_shapes):
         super().build(in_shapes)
         self.fast = self.config["groups"] == 1 and self.dil == (1, 1)     # the kernels below; else ConvND's
+        self.shift = self.fast and conv_shift.fits(self)                  # C_in ≥ 16: a GEMM per kernel tap
 
     def _layout(self, xpshape):
         """(row pitch, columns per sample) of the GEMM's output: 'wide' rows of the padded input at stride 1."""
@@ -331,6 +333,8 @@ class Conv2D(ConvND):
     def forward(self, x, training=False):
         if not self.fast:
             return super().forward(x, training)
+        if self.shift:
+            return conv_shift.forward(self, x, training)
         B, C, H, W = x.shape
         (ph, pw), (O, HO, WO), (kh, kw), (sh, sw) = self.pads, self.out_shape, self.k, self.s
         x = np.require(x, requirements=("C", "W"))                         # read-only input: a writable copy
@@ -356,6 +360,8 @@ class Conv2D(ConvND):
     def backward(self, dy):
         if not self.fast:
             return super().backward(dy)
+        if self.shift:
+            return conv_shift.backward(self, dy)
         O = dy.shape[1]
         (ph, pw), (kh, kw), (sh, sw) = self.pads, self.k, self.s
         xp, parts = self.xp, self.parts
@@ -372,7 +378,7 @@ class Conv2D(ConvND):
             n = min(self.sub, e - a) * L
             k.conv_bwd(dy[a:e], xp[a:e], W2T, o[:O * R].reshape(O, R), o[O * R:], dxp[a:e], dx[a:e],
                        k.scratch(self, ("col", i), (R * n,), dy.dtype), k.scratch(self, ("dy2", i), (O * n,), dy.dtype),
-                       k.scratch(self, ("dw", i), (O, R), dy.dtype), kh, kw, sh, sw, ph, pw, wrow, L, self.sub,
+                       k.scratch(self, ("dw", i), (R, O), dy.dtype), kh, kw, sh, sw, ph, pw, wrow, L, self.sub,
                        self.need_dx)
         tot = k.chunk_sum(self, len(parts), O * R + O, dy.dtype, part)    # in chunk order: thread-independent
         self.g["W"].reshape(-1)[...] = tot[:O * R]
@@ -395,4 +401,5 @@ class Conv2D(ConvND):
             ({"filters": 4, "kernel_size": (2, 3), "dilation": (2, 1), "groups": 2, "stride": (1, 2),
               "padding": "explicit", "pad": (1, 2)}, [(2, 5, 6)]),
             ({"filters": 6, "kernel_size": (3,), "groups": 3, "dilation": (1, 2), "padding": "same"}, [(3, 5, 6)]),
+            ({"filters": 2, "kernel_size": (2, 3), "stride": (2, 1), "padding": "explicit", "pad": (1,)}, [(16, 3, 4)]),  # per tap
         ]

@@ -237,11 +237,12 @@ def conv_bwd(dy, xp, W2T, dW, db, dxp, dx, colbuf, dy2buf, dwbuf, kh, kw, sh, sw
         dy2 = dy2buf[:O * m].reshape((O, m))                     # (C_out, n·L)
         dy2[...] = 0                                             # the junk columns of the wide layout stay zero
         nchw_to_rows(dy[a:e], dy2, dbs, wrow, L)
-        gemm(dy2, col, dwbuf, True)                              # (C_out, n·L) @ (n·L, C_in·K_h·K_w)
-        for o in range(O):
+        gemm(col, dy2, dwbuf, True)                              # dWᵀ (C_in·K_h·K_w, C_out) = col @ dy2ᵀ: with
+        for o in range(O):                                       # C_out as N, BLAS runs it ~2× faster than dW
             db[o] += dbs[o]
-            for r in range(R):
-                dW[o, r] += dwbuf[o, r]
+        for r in range(R):
+            for o in range(O):
+                dW[o, r] += dwbuf[r, o]
         if need_dx:
             gemm(W2T, dy2, col)                                  # dcol (C_in·K_h·K_w, n·L), reusing col
             if sh == 1 and sw == 1:
