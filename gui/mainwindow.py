@@ -224,6 +224,8 @@ class MainWindow(QMainWindow):
         self._act(e, "&Paste", self.paste, K.Paste)
         self._act(e, "&Delete", self.delete, [QKeySequence(K.Delete), QKeySequence("Backspace")], toolbar=True)
         self._act(e, "Select &all", self.select_all, K.SelectAll)
+        from .grouping_menu import install as install_blocks
+        install_blocks(self, e)                       # Group as block, Ungroup, Fold, Rename, Save to palette
         self.toolbar.addSeparator()
         v = self.view_menu = mb.addMenu("&View")
         self._act(v, "Zoom &in", lambda: self.view.zoom(1.25), K.ZoomIn)
