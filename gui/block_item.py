@@ -28,7 +28,7 @@ class BlockItem(QGraphicsItem):
                       | QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges)
         self.setAcceptHoverEvents(True)
         self.setZValue(1)
-        self.origin = QPointF()           # the members' top-left corner: where the block stands in the Document
+        self.origin = QPointF()           # its first layer's place: where the block stands in the Document
 
     def boundingRect(self):
         return QRectF(-PORT_R - 2, -PORT_R - 2, W + 2 * PORT_R + 10, H + 2 * PORT_R + 10)
@@ -209,8 +209,7 @@ class Folds:
                 it = self.items[b] = BlockItem(b)
                 sc.addItem(it)
             it.set_state(ms, ports(g, ms), summary(g, infos, ms))
-            xy = [sc.doc.pos(n) for n in ms]
-            it.origin = QPointF(min(x for x, _ in xy), min(y for _, y in xy))
+            it.origin = QPointF(*sc.doc.pos(ms[0]))         # where its first layer stands (free while folded)
             if it.pos() != it.origin:
                 it.setPos(it.origin)
         for n, it in sc.nodes.items():

@@ -213,12 +213,14 @@ class GraphScene(QGraphicsScene):
     # ---- gestures ----
     def _port_at(self, pos):
         for it in self.items(pos):
-            if isinstance(it, PortItem):
+            if isinstance(it, PortItem) and it.isVisible():
                 return it
         return None
 
     def _node_at(self, pos):
         for it in self.items(pos):
+            if not it.isVisible():                  # a layer hidden in a folded block
+                continue
             if isinstance(it, NodeItem):
                 return it
             if isinstance(it, PortItem):
@@ -370,7 +372,7 @@ class GraphScene(QGraphicsScene):
         return menu
 
     def contextMenuEvent(self, e):
-        it = next((i for i in self.items(e.scenePos())
-                   if isinstance(i, (NodeItem, EdgeItem, PortItem, BlockItem, BlockFrame))), None)
+        it = next((i for i in self.items(e.scenePos()) if i.isVisible()
+                   and isinstance(i, (NodeItem, EdgeItem, PortItem, BlockItem, BlockFrame))), None)
         if it is not None:
             self.context_menu(it).exec(e.screenPos())
