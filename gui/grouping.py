@@ -163,3 +163,12 @@ def place(graph, width, height, readable):
         m.pop("pos", None)
         m["x"], m["y"] = round(x), round(y)
     return vertical
+
+
+def fold_and_place(graph, width, height, readable):
+    """After an import: fold the graph's repeated structures (engine.blocks.fold_repeated), then lay it out as
+    `place` does; True if the layout runs top to bottom. Qt-free work (it runs in the import thread)."""
+    from engine.blocks import fold_repeated
+    from engine.shapes import infer
+    fold_repeated(graph, infer(graph))
+    return place(graph, width, height, readable)

@@ -538,8 +538,10 @@ class MainWindow(QMainWindow):
     def auto_layout(self, vertical):
         self.scene.set_vertical(vertical)
         vp = self.view.viewport().size()
-        wrap = best_wrap(self.doc.graph, vertical, max(vp.width(), 400), max(vp.height(), 300))
-        self.scene.attempt(self.doc.move_nodes, layered(self.doc.graph, vertical, wrap=wrap))
+        from engine.blocks import Quotient
+        from .grouping import positions                 # a folded block is one node of the layout
+        wrap = best_wrap(Quotient.folded(self.doc.graph), vertical, max(vp.width(), 400), max(vp.height(), 300))
+        self.scene.attempt(self.doc.move_nodes, positions(self.doc.graph, vertical, wrap=wrap))
         self.view.zoom_to_fit()
 
     def fit_layout(self, project):
