@@ -29,6 +29,11 @@ class BlockItem(QGraphicsItem):
         self.setAcceptHoverEvents(True)
         self.setZValue(1)
         self.origin = QPointF()           # its first layer's place: where the block stands in the Document
+        self.category = "block"           # the minimap's colour
+
+    @property
+    def has_error(self):
+        return bool(self.summary is not None and self.summary.errors)
 
     def boundingRect(self):
         return QRectF(-PORT_R - 2, -PORT_R - 2, W + 2 * PORT_R + 10, H + 2 * PORT_R + 10)

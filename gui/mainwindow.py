@@ -130,6 +130,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.summary], [240 if self.training is None else 400], Qt.Orientation.Vertical)
         if self.training is not None:
             self.resizeDocks([self.summary, self.training], [560, 800], Qt.Orientation.Horizontal)
+        from .modes import Modes
+        self.modes = Modes(self)                      # View ▸ Build / Train: the canvas gets the room it needs
         self._title()
         self._status(self.doc.infos)
         self._default_state = self.saveState()
