@@ -137,3 +137,20 @@ def test_a_chain_without_branches_has_no_repeated_blocks():
     g.chain(("in", "Input", {"shape": [4]}), ("a", "Dense", {"units": 4}), ("b", "ReLU", {}),
             ("c", "Dense", {"units": 4}), ("d", "ReLU", {}))
     assert repeated(g, infer(g)) == []
+
+
+def test_an_imported_resnet18_offers_its_eight_basic_blocks_folded(tmp_path):
+    torch = pytest.importorskip("torch")
+    from engine.onnx_import import import_project
+    from test_onnx_import import resnet18
+    net = resnet18(torch, width=8).eval()
+    f = tmp_path / "r18.onnx"
+    torch.onnx.export(net, (torch.randn(1, 3, 32, 32),), str(f), dynamo=False, input_names=["x"], opset_version=17)
+    g = import_project(f)[0].graph
+    names = fold_repeated(g, infer(g))
+    assert names == [f"block{k}" for k in range(1, 9)]
+    adds = [n for n, v in g.nodes.items() if v.type == "Add"]
+    assert sorted(g.nodes[a].meta["block"] for a in adds) == names          # one residual Add in each
+    downs = [b for b in names if sum(g.nodes[n].type == "Conv2D" for n in g.members(b)) == 3]
+    assert downs == ["block3", "block5", "block7"]                          # the stages' first blocks downsample
+    assert all(len(ports(g, g.members(b)).inputs) == 1 == len(ports(g, g.members(b)).outputs) for b in names)
