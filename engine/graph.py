@@ -15,7 +15,7 @@ class Node:
     name: str
     type: str
     config: dict = field(default_factory=dict)
-    meta: dict = field(default_factory=dict)     # canvas position etc.; the engine never reads it
+    meta: dict = field(default_factory=dict)     # canvas position, "block" (the group it belongs to) etc.
 
     def to_dict(self):
         return {"name": self.name, "type": self.type, "config": dict(self.config), "meta": dict(self.meta)}
@@ -55,6 +55,7 @@ class Graph:
         self.nodes = {}
         self.edges = []
         self._ins, self._outs = {}, {}
+        self.blocks = {}            # {block name: {"folded": bool}}; a node's meta["block"] says which one it is in
 
     # ---- queries ----
     def inputs_of(self, name):
@@ -291,9 +292,52 @@ class Graph:
                 stack.extend(e.dst for e in self._outs[n])
         return False
 
+    def members(self, block):
+        """Names of the nodes grouped in `block`, in node order."""
+        return [n for n, v in self.nodes.items() if v.meta.get("block") == block]
+
+    def block_names(self):
+        """{block: [members]} of every block that has members, in node order."""
+        out = {}
+        for n, v in self.nodes.items():
+            if v.meta.get("block") is not None:
+                out.setdefault(v.meta["block"], []).append(n)
+        return out
+
     # ---- serialisation ----
     def to_dict(self):
-        return {"nodes": [n.to_dict() for n in self.nodes.values()], "edges": [e.to_dict() for e in self.edges]}
+        """Nodes, edges and (when there are any) blocks: [{"name", "nodes", "folded"}]; membership lives there,
+        not in the nodes' meta."""
+        nodes = []
+        for n in self.nodes.values():
+            d = n.to_dict()
+            d["meta"].pop("block", None)
+            nodes.append(d)
+        d = {"nodes": nodes, "edges": [e.to_dict() for e in self.edges]}
+        blocks = self.block_names()
+        if blocks:
+            d["blocks"] = [{"name": b, "nodes": m, "folded": bool(self.blocks.get(b, {}).get("folded", False))}
+                           for b, m in blocks.items()]
+        return d
+
+    def _read_blocks(self, blocks):
+        """Membership and fold state from to_dict()'s "blocks" list; GraphError names the first bad entry."""
+        if not isinstance(blocks, list):
+            raise GraphError("'blocks' must be a list")
+        for i, b in enumerate(blocks):
+            if not isinstance(b, dict) or not isinstance(b.get("name"), str) or not b["name"].strip() \
+                    or not isinstance(b.get("nodes"), list):
+                raise GraphError(f"block #{i + 1} needs a text 'name' and a 'nodes' list")
+            name = b["name"]
+            if name in self.blocks:
+                raise GraphError(f"block #{i + 1}: the name '{name}' is used twice")
+            for n in b["nodes"]:
+                if not isinstance(n, str) or n not in self.nodes:
+                    raise GraphError(f"block '{name}': no node named {n!r}")
+                if self.nodes[n].meta.get("block") is not None:
+                    raise GraphError(f"block '{name}': node '{n}' is already in block '{self.nodes[n].meta['block']}'")
+                self.nodes[n].meta["block"] = name
+            self.blocks[name] = {"folded": bool(b.get("folded", False))}
 
     @classmethod
     def from_dict(cls, d, _cycles=False):
@@ -326,6 +370,9 @@ class Graph:
                 g.topo_order()
             except GraphError:
                 return cls.from_dict(d, _cycles=True)
+        for n in g.nodes.values():
+            n.meta.pop("block", None)                # membership comes from "blocks" only
+        g._read_blocks(d.get("blocks", []))
         return g
 
     def copy(self):

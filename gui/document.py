@@ -85,6 +85,7 @@ class Document(QObject):
     node_renamed = Signal(str, str)
     edge_added = Signal(object)
     edge_removed = Signal(object)
+    blocks_changed = Signal()           # a block was grouped, ungrouped, renamed, folded or unfolded (gui.grouping)
     bulk = Signal(bool)                 # True before, False after many node/edge signals in a row (one edit)
     path_changed = Signal(object)
     saved = Signal(object)              # after a successful save (autosave clears itself)
@@ -360,6 +361,7 @@ class Document(QObject):
             taken.add(new)
             names[base] = new
             m = dict(meta)
+            m.pop("block", None)                        # a pasted layer joins no block
             try:
                 m["x"], m["y"] = self._xy((m.get("x", 0), m.get("y", 0)), base)
             except GraphError:

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QHeaderV
 
 from engine.errors import LayerboardError
 
+from .grouping import fold_and_place
 from .layout import choose, layered
 from .view import READABLE
 
@@ -39,7 +40,7 @@ def load_onnx(path, width, height, readable):
     from engine.model import Model
     from engine.onnx_import import import_project
     project, weights, kept = import_project(path)
-    vertical = place(project.graph, width, height, readable)
+    vertical = fold_and_place(project.graph, width, height, readable)       # repeated blocks offered folded
     model = Model(project.graph.copy())
     model.set_weights({**model.weights(), **weights}, where=f"the weights in {Path(path).name}")
     return project, model, vertical, kept
@@ -73,7 +74,7 @@ class OnnxOpener(QObject):
         whether it runs top to bottom, or None if it had positions."""
         if all("x" in v.meta and "y" in v.meta for v in project.graph.nodes.values()):
             return None
-        return place(project.graph, *self.canvas())
+        return fold_and_place(project.graph, *self.canvas())
 
     def start(self, path):
         """Begin importing `path`; the window says so and stays usable. False if it cannot start."""

@@ -130,6 +130,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.summary], [240 if self.training is None else 400], Qt.Orientation.Vertical)
         if self.training is not None:
             self.resizeDocks([self.summary, self.training], [560, 800], Qt.Orientation.Horizontal)
+        from .modes import Modes
+        self.modes = Modes(self)                      # View ▸ Build / Train: the canvas gets the room it needs
         self._title()
         self._status(self.doc.infos)
         self._default_state = self.saveState()
@@ -224,6 +226,8 @@ class MainWindow(QMainWindow):
         self._act(e, "&Paste", self.paste, K.Paste)
         self._act(e, "&Delete", self.delete, [QKeySequence(K.Delete), QKeySequence("Backspace")], toolbar=True)
         self._act(e, "Select &all", self.select_all, K.SelectAll)
+        from .grouping_menu import install as install_blocks
+        install_blocks(self, e)                       # Group as block, Ungroup, Fold, Rename, Save to palette
         self.toolbar.addSeparator()
         v = self.view_menu = mb.addMenu("&View")
         self._act(v, "Zoom &in", lambda: self.view.zoom(1.25), K.ZoomIn)
@@ -536,8 +540,10 @@ class MainWindow(QMainWindow):
     def auto_layout(self, vertical):
         self.scene.set_vertical(vertical)
         vp = self.view.viewport().size()
-        wrap = best_wrap(self.doc.graph, vertical, max(vp.width(), 400), max(vp.height(), 300))
-        self.scene.attempt(self.doc.move_nodes, layered(self.doc.graph, vertical, wrap=wrap))
+        from engine.blocks import Quotient
+        from .grouping import positions                 # a folded block is one node of the layout
+        wrap = best_wrap(Quotient.folded(self.doc.graph), vertical, max(vp.width(), 400), max(vp.height(), 300))
+        self.scene.attempt(self.doc.move_nodes, positions(self.doc.graph, vertical, wrap=wrap))
         self.view.zoom_to_fit()
 
     def fit_layout(self, project):

@@ -42,7 +42,11 @@ class Minimap(QWidget):
     def redraw(self):
         """Paint the nodes (in their category colours) and edges once into a picture the frame is drawn over."""
         sc = self.view.scene()
-        items = sc.nodes if sc is not None and self.enabled else {}
+        folds = getattr(sc, "folds", None)
+        unit = folds.unit if folds is not None else {}    # a layer inside a folded block: drawn as the block
+        items = {n: it for n, it in sc.nodes.items() if n not in unit} if sc is not None and self.enabled else {}
+        if items and folds is not None:
+            items.update(folds.items)
         if not items:
             self.bounds, self._pix = QRectF(), None
             return self.follow()
@@ -61,8 +65,9 @@ class Minimap(QWidget):
         at = {n: (x * k, y * k) for n, (x, y) in xy.items()}
         p = QPainter(pix)
         p.setPen(QPen(QColor(theme["edge"]), 1))
-        p.drawLines([QLineF(at[e.src][0] + cx, at[e.src][1] + cy, at[e.dst][0] + cx, at[e.dst][1] + cy)
-                     for e in sc.edges])
+        ends = {(unit.get(e.src, e.src), unit.get(e.dst, e.dst)) for e in sc.edges}
+        p.drawLines([QLineF(at[a][0] + cx, at[a][1] + cy, at[b][0] + cx, at[b][1] + cy)
+                     for a, b in ends if a != b and a in at and b in at])
         p.setPen(Qt.PenStyle.NoPen)
         w, h = max(NODE_W * k, 2.0), max(NODE_H * k, 2.0)
         groups = {}

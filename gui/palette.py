@@ -5,11 +5,18 @@ from PySide6.QtWidgets import QDockWidget, QLineEdit, QTreeWidget, QTreeWidgetIt
 
 from engine.layers import CATEGORIES, REGISTRY
 
+from . import my_blocks
 from .blocks import BLOCKS
 from .style import category_icon
 from .view import MIME
 
 TYPE_ROLE = Qt.ItemDataRole.UserRole
+
+
+def my_doc(b):
+    """A saved block's tooltip: its layers in order."""
+    types = [n.get("type", "?") for n in b["nodes"]]
+    return f"{len(types)} layers: " + " → ".join(types[:8]) + (" …" if len(types) > 8 else "")
 
 
 def mime_for(type):
@@ -62,6 +69,14 @@ class PaletteTree(QTreeWidget):
                 it = QTreeWidgetItem(group, [b.title])
                 it.setData(0, TYPE_ROLE, b.title)
                 it.setToolTip(0, f"<b>{b.title}</b><br>{b.doc}")
+        mine = my_blocks.load()
+        if mine:                              # saved by the user (Save block to palette), for every project
+            group = QTreeWidgetItem(self, ["My blocks"])
+            group.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            for b in mine:
+                it = QTreeWidgetItem(group, [b["title"]])
+                it.setData(0, TYPE_ROLE, my_blocks.PREFIX + b["title"])
+                it.setToolTip(0, f"<b>{b['title']}</b><br>{my_doc(b)}")
 
     def filter(self, text):
         text = text.strip().lower()
@@ -71,7 +86,7 @@ class PaletteTree(QTreeWidget):
             for j in range(g.childCount()):
                 it = g.child(j)
                 t = it.data(0, TYPE_ROLE)
-                doc = (REGISTRY[t] if t in REGISTRY else BLOCKS[t]).doc.lower()
+                doc = (REGISTRY[t].doc if t in REGISTRY else BLOCKS[t].doc if t in BLOCKS else t).lower()
                 hit = not text or text in t.lower() or text in doc or text in g.text(0).lower()
                 it.setHidden(not hit)
                 shown += hit

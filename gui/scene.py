@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QMenu, QToolTip
 
 from engine.errors import LayerboardError
 
+from .block_item import BlockFrame, BlockItem, Folds
 from .items import EdgeItem, NodeItem, NoteItem, PortItem
 
 NOTE_MS = 6000          # a refusal note stays on the canvas this long (or until the next press)
@@ -58,6 +59,7 @@ class GraphScene(QGraphicsScene):
         doc.edge_removed.connect(self._on_edge_removed)
         doc.validated.connect(self._on_validated)
         doc.bulk.connect(self._on_bulk)
+        self.folds = Folds(self)          # blocks: folded ones drawn as one node (gui.block_item)
         self.rebuild()
 
     # ---- mirroring ----
@@ -78,6 +80,7 @@ class GraphScene(QGraphicsScene):
             self._on_edge_added(e)
         self._on_bulk(False)
         self._on_validated(self.doc.infos)
+        self.folds.refresh()
 
     def _on_bulk(self, on):
         """Many adds/removes in a row: lay out ports and route edges once per node at the end, and send
@@ -132,6 +135,7 @@ class GraphScene(QGraphicsScene):
         x, y = self.doc.pos(name)
         if (it.pos().x(), it.pos().y()) != (x, y):
             it.setPos(x, y)
+        self.folds.node_moved(name)
 
     def _on_node_renamed(self, old, new):
         it = self.nodes.pop(old)
@@ -183,8 +187,8 @@ class GraphScene(QGraphicsScene):
 
     def _route(self, it):
         e = it.edge
-        a = self.nodes[e.src].out_port.scenePos()
-        b = self.nodes[e.dst].port_at(e.port).scenePos()
+        a = self.folds.anchor(e.src) or self.nodes[e.src].out_port.scenePos()
+        b = self.folds.anchor(e.dst, e.src) or self.nodes[e.dst].port_at(e.port).scenePos()
         it.route(a, b, self.vertical)
 
     def node_geometry_changed(self, name):
@@ -203,7 +207,8 @@ class GraphScene(QGraphicsScene):
 
     # ---- selection helpers ----
     def selected_names(self):
-        return [it.name for it in self.selectedItems() if isinstance(it, NodeItem)]
+        """Selected layers, with every layer of a selected folded block."""
+        return [it.name for it in self.selectedItems() if isinstance(it, NodeItem)] + self.folds.selected()
 
     def selected_edges(self):
         return [it.edge for it in self.selectedItems() if isinstance(it, EdgeItem)]
@@ -211,7 +216,10 @@ class GraphScene(QGraphicsScene):
     def select(self, names):
         self.clearSelection()
         for n in names:
-            if n in self.nodes:
+            b = self.folds.unit.get(n)                  # a layer inside a folded block: the block
+            if b is not None and b in self.folds.items:
+                self.folds.items[b].setSelected(True)
+            elif n in self.nodes:
                 self.nodes[n].setSelected(True)
 
     def delete_selected(self):
@@ -228,12 +236,14 @@ class GraphScene(QGraphicsScene):
     # ---- gestures ----
     def _port_at(self, pos):
         for it in self.items(pos):
-            if isinstance(it, PortItem):
+            if isinstance(it, PortItem) and it.isVisible():
                 return it
         return None
 
     def _node_at(self, pos):
         for it in self.items(pos):
+            if not it.isVisible():                  # a layer hidden in a folded block
+                continue
             if isinstance(it, NodeItem):
                 return it
             if isinstance(it, PortItem):
@@ -342,6 +352,7 @@ class GraphScene(QGraphicsScene):
         """After a drag: one undoable move for every node the user displaced."""
         moved = {n: (it.pos().x(), it.pos().y()) for n, it in self.nodes.items()
                  if (it.pos().x(), it.pos().y()) != self.doc.pos(n)}
+        moved.update(self.folds.moves())
         if moved:
             try:
                 self.doc.move_nodes(moved)
@@ -349,8 +360,13 @@ class GraphScene(QGraphicsScene):
                 self.message.emit(str(err))
                 for n in moved:
                     self._on_node_moved(n)
+                self.folds.refresh()
 
     def mouseDoubleClickEvent(self, e):
+        block = next((i for i in self.items(e.scenePos()) if isinstance(i, (BlockItem, BlockFrame))), None)
+        if block is not None and self._node_at(e.scenePos()) is None:
+            from .grouping import toggle
+            return self.attempt(toggle, self.doc, block.name)
         node = self._node_at(e.scenePos())
         if node is not None:
             self.node_activated.emit(node.name)
@@ -359,6 +375,9 @@ class GraphScene(QGraphicsScene):
     def context_menu(self, it):
         """The menu for a node, port or edge item: the node's fix (one click), delete; or disconnect."""
         menu = QMenu()
+        if isinstance(it, (BlockItem, BlockFrame)):
+            from .grouping_menu import block_menu
+            return block_menu(self, menu, it.name)
         if isinstance(it, EdgeItem):
             menu.addAction("Disconnect", lambda: self.attempt(self.doc.disconnect, it.edge))
             return menu
@@ -370,10 +389,13 @@ class GraphScene(QGraphicsScene):
             fix = info.fix
             menu.addAction(f"Fix: {fix.text}", lambda: self.attempt(self.doc.apply_fix, node.name, fix))
             menu.addSeparator()
+        from .grouping_menu import node_menu
+        node_menu(self, menu, node.name)
         menu.addAction("Delete", self.delete_selected)
         return menu
 
     def contextMenuEvent(self, e):
-        it = next((i for i in self.items(e.scenePos()) if isinstance(i, (NodeItem, EdgeItem, PortItem))), None)
+        it = next((i for i in self.items(e.scenePos()) if i.isVisible()
+                   and isinstance(i, (NodeItem, EdgeItem, PortItem, BlockItem, BlockFrame))), None)
         if it is not None:
             self.context_menu(it).exec(e.screenPos())

@@ -4,6 +4,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsView, QLabel
 
+from . import my_blocks
 from .blocks import BLOCKS, insert_block
 from .items import H, W
 from .navigate import Minimap, NodeFinder
@@ -118,11 +119,12 @@ class GraphView(QGraphicsView):
         if pos is None:
             pos = self.free_spot()
         sc = self.scene()
-        if type in BLOCKS:                    # a block: one undo step, fed by the single selected node if any
+        if type in BLOCKS or type.startswith(my_blocks.PREFIX):   # one undo step, fed by the one selected node
             sel = sc.selected_names()
-            two = list(sel) if len(sel) == 2 and BLOCKS[type].memory else None    # decoder: its input and the encoder
-            names = sc.attempt(insert_block, sc.doc, type, (round(pos.x()), round(pos.y())),
-                               sel[0] if len(sel) == 1 else two)
+            at, after = (round(pos.x()), round(pos.y())), sel[0] if len(sel) == 1 else None
+            two = list(sel) if type in BLOCKS and len(sel) == 2 and BLOCKS[type].memory else None   # decoder: input, encoder
+            names = sc.attempt(insert_block, sc.doc, type, at, after or two) if type in BLOCKS else \
+                sc.attempt(my_blocks.insert, sc.doc, type[len(my_blocks.PREFIX):], at, after)
             if names:
                 sc.select(names)
             return names[-1] if names else None

@@ -109,6 +109,14 @@ def wait_import(qtbot, w):
     qtbot.waitUntil(lambda: w.importer.running is None, timeout=HANG_MS)
 
 
+def shown(doc):
+    """Positions of what the canvas shows: layers, and each folded block as one node (at its first layer)."""
+    g = doc.graph
+    fold = {b: ms for b, ms in g.block_names().items() if g.blocks[b]["folded"]}
+    hidden = {n for ms in fold.values() for n in ms}
+    return {**{n: doc.pos(n) for n in g.nodes if n not in hidden}, **{b: doc.pos(ms[0]) for b, ms in fold.items()}}
+
+
 def overlaps(pos):
     items = sorted(pos.items(), key=lambda t: t[1][0])
     bad = []
@@ -144,8 +152,9 @@ def test_open_by_the_menu_imports_in_a_thread_with_the_weights(window, qtbot, on
     s = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
     want = s.run(None, {"x": x})[0]
     assert np.abs(doc.trained.predict(x) - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
-    pos = {n: doc.pos(n) for n in doc.graph.nodes}
-    assert not overlaps(pos)
+    g = doc.graph
+    assert g.block_names() and all(g.blocks[b]["folded"] for b in g.block_names())      # residual blocks folded
+    assert not overlaps(shown(doc))
     assert all((it.pos().x(), it.pos().y()) == doc.pos(n) for n, it in window.scene.nodes.items())
     assert all("pos" not in v.meta for v in doc.graph.nodes.values())
     assert window.view.transform().m11() >= READABLE - 1e-9       # never shrunk below readable
@@ -175,7 +184,7 @@ def test_undo_and_redo_after_an_import(window, qtbot, onnx_file):
     st.redo()
     assert doc.graph.nodes[conv].config["filters"] == 7 and window.scene.vertical
     assert all((it.pos().x(), it.pos().y()) == doc.pos(n) for n, it in window.scene.nodes.items())
-    assert not overlaps({n: doc.pos(n) for n in doc.graph.nodes})
+    assert not overlaps(shown(doc))
     st.undo()
     st.undo()
     assert doc.graph.to_dict() == before
@@ -303,7 +312,8 @@ def test_the_layout_is_qt_free():
     assert out.strip() == "[]"
 
 
-def test_minimap_find_and_zoom_to_fit_on_a_big_graph(window, qtbot, onnx_file, tmp_path):
+def test_minimap_find_and_zoom_to_fit_on_a_big_graph(window, qtbot, onnx_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(importer, "fold_and_place", importer.place)    # every layer shown: a graph bigger than the view
     view = window.view
     view.zoom_to_fit()                                   # the small example: whole, no minimap
     qtbot.waitUntil(lambda: view.minimap.bounds.width() > 0, timeout=HANG_MS)
@@ -362,8 +372,8 @@ def test_a_project_written_by_layerboard_import_opens_laid_out(window, onnx_file
     assert cli(["import", str(onnx_file()), "-o", str(tmp_path / "p.json")]) == 0
     assert window.open_path(tmp_path / "p.json")
     doc = window.doc
-    pos = {n: doc.pos(n) for n in doc.graph.nodes}
-    assert len(pos) == 65 and not overlaps(pos) and len(set(pos.values())) == 65
+    pos = shown(doc)                                      # repeated residual blocks are folded
+    assert len(doc.graph.nodes) == 65 and not overlaps(pos) and len(set(pos.values())) == len(pos)
     assert doc.trained is not None and doc.trained_fits() and doc.project.path == tmp_path / "p.json"
     assert all((it.pos().x(), it.pos().y()) == doc.pos(n) for n, it in window.scene.nodes.items())
 

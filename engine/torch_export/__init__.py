@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import DataError, LayerboardError
 from ..project import atomic_write
 from .codegen import (class_name, emitter, from_state_dict, fused_head, identifiers, is_state_dict, model_source,
-                      reads_mask, state_dict, unsupported)
+                      paths, reads_mask, state_dict, unsupported)
 from .emitters import HELPERS, Emitted
 from .train_template import data_source, train_source
 
@@ -129,7 +129,7 @@ def export_project(project, out_dir, weights=None):
     from ..seq2seq_export import torch_translate
     src += torch_translate(model)                            # encoder–decoders: greedy decoding
     sd = state_dict(model)
-    ids = identifiers(model.order)
+    ids = paths(model)                                       # 'block1.conv1' inside a block's class
     decay = []                                               # torch names of the tensors with L2 decay
     for n in model.order:
         layer = model.layers[n]

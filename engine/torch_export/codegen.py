@@ -108,18 +108,101 @@ def reads_mask(model):
     return any(em[n].uses_mask and any(carry[s] for s in model.srcs[n]) for n in model.order)
 
 
+def module_blocks(model):
+    """{block: members in order} of the canvas blocks that become nn.Module classes: every member in the model,
+    no Input, not the model's output, no layer that reads a mask it gets (those stay inline)."""
+    from ..blocks import convex
+    g, em, carry = model.graph, emitted(model), carries_mask(model)
+    pos = {n: i for i, n in enumerate(model.order)}
+    out = {}
+    for b, ms in g.block_names().items():
+        if any(n not in pos or not model.srcs[n] or n == model.output
+               or (em[n].uses_mask and any(carry[s] for s in model.srcs[n])) for n in ms):
+            continue
+        if convex(g, ms):
+            out[b] = sorted(ms, key=pos.__getitem__)
+    return out
+
+
+def paths(model):
+    """{node: attribute path in model.py's module}: 'conv1', or 'block1.conv1' for a member of a block class."""
+    blocks = module_blocks(model)
+    inside = {n for ms in blocks.values() for n in ms}
+    top = identifiers([n for n in model.order if n not in inside] + list(blocks))
+    out = {n: top[n] for n in model.order if n not in inside}
+    for b, ms in blocks.items():
+        mids = identifiers(ms)
+        out.update({n: f"{top[b]}.{mids[n]}" for n in ms})
+    return out
+
+
+def _block_class(model, em, cls, block, members):
+    """The source of one block's nn.Module class, and its ports."""
+    from ..blocks import ports
+    g = model.graph
+    p = ports(g, members)
+    mids = {n: v if v not in ("x_in",) else v + "_" for n, v in identifiers(members).items()}
+    inside = set(members)
+    cons = {n: [c for c in g.consumers(n) if c in inside] for n in members}
+    first_only = len(p.inputs) == 1 and [c for c in g.consumers(p.inputs[0]) if c in inside] == [members[0]]
+    arg = {s: ("x" if first_only else "x_in" if len(p.inputs) == 1 else f"x_in{k}") for k, s in enumerate(p.inputs)}
+    var = {}
+    for i, n in enumerate(members):
+        nxt = members[i + 1] if i + 1 < len(members) else None
+        single = p.outputs == (n,) and n == members[-1]
+        var[n] = "x" if single or (n not in p.outputs and cons[n] == [nxt]) else mids[n]
+    init, body = [], []
+    for n in members:
+        e = em[n]
+        if e.module is not None:
+            init.append(f"        self.{mids[n]} = {e.module}")
+        args = [var[s] if s in inside else arg[s] for s in model.srcs[n]]
+        expr = e.call.format(self=f"self.{mids[n]}", args=", ".join(args), mask="None",
+                             **{f"x{k}": a for k, a in enumerate(args)})
+        body.append((f"{var[n]} = {expr}", _shape(model, n)))
+    body.append((f"return {', '.join(var[o] for o in p.outputs)}", None))
+    width = max(len(t) for t, c in body if c)
+    lines = [f"        {t.ljust(width)}  {c}" if c else f"        {t}" for t, c in body]
+    types = " → ".join(g.nodes[n].type for n in members[:6]) + (" → …" if len(members) > 6 else "")
+    src = [f"class {cls}(nn.Module):", f'    """Block \'{block}\' of the Layerboard canvas: {types}."""', "",
+           "    def __init__(self):", "        super().__init__()"] + (init or ["        pass"]) + [
+           "", f"    def forward(self, {', '.join(arg[s] for s in p.inputs)}):"] + lines
+    return "\n".join(src), p
+
+
 def model_source(model, name="Net", doc="", logits=False, origin=""):
     """The text of model.py: helper modules the graph needs, then one nn.Module class mirroring the graph."""
-    em, ids = emitted(model), identifiers(model.order)
-    g = model.graph
+    from ..blocks import unit_order
+    em, g = emitted(model), model.graph
+    blocks = module_blocks(model)
+    inside = {n for ms in blocks.values() for n in ms}
+    ids = identifiers([n for n in model.order if n not in inside] + list(blocks) +   # as paths(), then the
+                      [n for n in model.order if n in inside])                    # names of block outputs
     cons = {n: g.consumers(n) for n in model.order}
     order, out = model.order, model.output
     inp = model.inputs[0]
+    units = unit_order(g, blocks, order) if blocks else list(order)
+    unit_of = {n: b for b, ms in blocks.items() for n in ms}
+    seq = [u if isinstance(u, str) else u[0] for u in units]
+    nxt_unit = {u: (seq[i + 1] if i + 1 < len(seq) else None) for i, u in enumerate(seq)}
+    classes, taken = {}, {name} | set(HELPERS)
+    for b, ms in blocks.items():
+        c, k = class_name(b), 2
+        c = c if c not in taken else f"{c}Block"
+        while c in taken:
+            c, k = f"{class_name(b)}{k}", k + 1
+        taken.add(c)
+        classes[b] = (c,) + _block_class(model, em, c, b, ms)
     # where each node's output lives: 'x' when only the very next line reads it, else a variable named after it
     var = {}
-    for i, n in enumerate(order):
-        nxt = order[i + 1] if i + 1 < len(order) else None
-        var[n] = "x" if n == out or (len(cons[n]) == 1 and cons[n][0] == nxt) else ids[n]
+    for n in order:
+        me = unit_of.get(n, n)
+        if me in blocks and n not in classes[me][2].outputs:
+            continue
+        readers = {unit_of.get(c, c) for c in cons[n]}
+        single = me not in blocks or len(classes[me][2].outputs) == 1
+        var[n] = "x" if n == out or (single and readers == {nxt_unit[me]} and
+                                     (nxt_unit[me] in blocks or len(cons[n]) == 1)) else ids[n]
     arg = "x" if em[inp].module is not None or var[inp] == "x" else var[inp]
     carry = carries_mask(model)
     masked = reads_mask(model)
@@ -142,7 +225,15 @@ def model_source(model, name="Net", doc="", logits=False, origin=""):
         k = _args(model.data["y_mean"].shape)
         init += [f'        self.register_buffer("y_mean", torch.zeros({k}))   # target statistics: outputs are',
                  f'        self.register_buffer("y_std", torch.ones({k}))     # standardised, see original_units']
-    for i, n in enumerate(order):
+    for u in units:
+        if not isinstance(u, str):                              # a block: one call of its own nn.Module
+            b = u[0]
+            c, _, p = classes[b]
+            init.append(f"        self.{ids[b]} = {c}()")
+            outs = ", ".join(var[o] for o in p.outputs)
+            body.append((f"{outs} = self.{ids[b]}({', '.join(var[s] for s in p.inputs)})", _shape(model, p.outputs[0])))
+            continue
+        n = u
         e = em[n]
         if e.module is not None:
             init.append(f"        self.{ids[n]} = {e.module}")
@@ -189,7 +280,8 @@ def model_source(model, name="Net", doc="", logits=False, origin=""):
            f"    input_shape = {tuple(model.input_shape)!r}", "",
            "    def __init__(self):", "        super().__init__()"] + (init or ["        pass"]) + [
            "", f"    {sig}", f"        {fdoc}"] + lines
-    src = "\n".join(head) + "\n" + "".join(f"\n{sources[h]}\n" for h in helpers) + "\n" + "\n".join(cls) + "\n"
+    src = "\n".join(head) + "\n" + "".join(f"\n{sources[h]}\n" for h in helpers) + \
+        "".join(f"\n{c[1]}\n\n" for c in classes.values()) + "\n" + "\n".join(cls) + "\n"
     return src
 
 
@@ -198,7 +290,7 @@ def _names(model):
     """[(torch names, 'node/param', to_torch, from_torch)] for every tensor, and {torch name: value} torch-only state.
 
     Usually one torch tensor per tensor of ours; a bias torch splits in two (RNN's b_ih, b_hh) maps to a tuple."""
-    em, ids = emitted(model), identifiers(model.order)
+    em, ids = emitted(model), paths(model)
     pairs, extra = [], {}
     for n in model.order:
         for p, t in em[n].params.items():

@@ -1,0 +1,279 @@
+"""Blocks on the canvas: a folded block drawn as one node (name, layers, parameters, MACs, output shape, one port
+per edge crossing its boundary), a frame around an unfolded one, and Folds, which keeps them in step with the
+Document (members of a folded block hidden, their crossing edges drawn to the block's ports)."""
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsItem
+
+from engine.blocks import ports, summary
+from engine.layers import fmt
+
+from .items import HEAD, LOD_TEXT, PORT_R, human
+from .layout import NODE_H as H, NODE_W as W
+from .style import theme
+
+BLOCK_COLOR = "#4a5878"     # a block's header: no layer category's colour
+PAD = 14.0                  # frame margin around an unfolded block's layers
+TITLE = 22.0                # height of an unfolded block's title bar
+
+
+class BlockItem(QGraphicsItem):
+    """A folded block: moves, selects and opens (double-click) as one node; its ports only show where edges go."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name, self.members, self.summary = name, [], None
+        self.inputs, self.outputs = (), ()
+        self.setFlags(QGraphicsItem.GraphicsItemFlag.ItemIsMovable | QGraphicsItem.GraphicsItemFlag.ItemIsSelectable
+                      | QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges)
+        self.setAcceptHoverEvents(True)
+        self.setZValue(1)
+        self.origin = QPointF()           # its first layer's place: where the block stands in the Document
+        self.category = "block"           # the minimap's colour
+
+    @property
+    def has_error(self):
+        return bool(self.summary is not None and self.summary.errors)
+
+    def boundingRect(self):
+        return QRectF(-PORT_R - 2, -PORT_R - 2, W + 2 * PORT_R + 10, H + 2 * PORT_R + 10)
+
+    def shape(self):
+        p = QPainterPath()
+        p.addRoundedRect(QRectF(0, 0, W, H), 8, 8)
+        return p
+
+    def set_state(self, members, ports_, summ):
+        self.members, self.summary = list(members), summ
+        self.inputs, self.outputs = ports_.inputs, ports_.outputs
+        self.setToolTip(self.tooltip_text())
+        self.update()
+
+    def tooltip_text(self):
+        s = self.summary
+        lines = [f"Block '{self.name}': {s.layers} layers (double-click to open it)",
+                 f"Parameters: {s.params:,}  ·  MACs per sample: {s.macs:,}",
+                 "Inputs: " + (", ".join(self.inputs) or "none"),
+                 "Outputs: " + ", ".join(f"{o} {fmt(sh) if sh else '?'}" for o, sh in zip(self.outputs, s.shapes))]
+        if s.errors:
+            lines.append(f"{s.errors} layer(s) inside have an error")
+        return "\n".join(lines)
+
+    def in_anchor(self, src):
+        """Scene point of the input port fed by outside node `src`."""
+        i = self.inputs.index(src) if src in self.inputs else 0
+        return self.mapToScene(QPointF(0, HEAD + (H - HEAD) * (i + 1) / (len(self.inputs) + 1)))
+
+    def out_anchor(self, member):
+        i = self.outputs.index(member) if member in self.outputs else 0
+        return self.mapToScene(QPointF(W, HEAD + (H - HEAD) * (i + 1) / (len(self.outputs) + 1)))
+
+    def paint(self, p, option, widget=None):
+        c = QColor(BLOCK_COLOR)
+        s = self.summary
+        sel = self.isSelected()
+        err = s is not None and s.errors
+        pen = QPen(QColor(theme["accent"]) if sel else QColor(theme["error"]) if err else c.darker(115),
+                   2.2 if sel else 1.2)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        for k in (2, 1):                                      # the layers stacked behind: a block of several
+            p.setPen(QPen(c.lighter(150), 1))
+            p.setBrush(QColor(theme["node"]))
+            p.drawRoundedRect(QRectF(4 * k, 4 * k, W, H), 8, 8)
+        p.setPen(pen)
+        p.setBrush(QColor(theme["node"]))
+        p.drawRoundedRect(QRectF(0, 0, W, H), 8, 8)
+        head = QPainterPath()
+        head.setFillRule(Qt.FillRule.WindingFill)
+        head.addRoundedRect(QRectF(0, 0, W, HEAD), 8, 8)
+        head.addRect(QRectF(0, HEAD / 2, W, HEAD / 2))
+        p.fillPath(head.simplified(), c)
+        for i in range(len(self.inputs)):
+            self._port(p, QPointF(0, HEAD + (H - HEAD) * (i + 1) / (len(self.inputs) + 1)), c)
+        for i in range(len(self.outputs)):
+            self._port(p, QPointF(W, HEAD + (H - HEAD) * (i + 1) / (len(self.outputs) + 1)), c)
+        if s is None or option.levelOfDetailFromTransform(p.worldTransform()) < LOD_TEXT:
+            return
+        f = QFont(p.font())
+        f.setPointSizeF(9)
+        f.setBold(True)
+        p.setFont(f)
+        p.setPen(QColor("white"))
+        p.drawText(QRectF(8, 0, W - 60, HEAD), Qt.AlignmentFlag.AlignVCenter, f"▸ {s.layers} layers")
+        f.setBold(False)
+        p.setFont(f)
+        if s.params:
+            p.drawText(QRectF(0, 0, W - 8, HEAD), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                       human(s.params))
+        f.setBold(True)
+        f.setPointSizeF(9.5)
+        p.setFont(f)
+        p.setPen(QColor(theme["node_text"]))
+        p.drawText(QRectF(10, HEAD + 3, W - 20, 18), Qt.AlignmentFlag.AlignVCenter,
+                   p.fontMetrics().elidedText(self.name, Qt.TextElideMode.ElideRight, int(W - 20)))
+        f.setBold(False)
+        f.setPointSizeF(8.5)
+        p.setFont(f)
+        p.setPen(QColor(theme["muted"]))
+        p.drawText(QRectF(10, HEAD + 21, W - 20, 16), Qt.AlignmentFlag.AlignVCenter,
+                   p.fontMetrics().elidedText(f"{human(s.macs)} MACs · {len(self.inputs)} in · {len(self.outputs)} out",
+                                              Qt.TextElideMode.ElideRight, int(W - 20)))
+        if err:
+            p.setPen(QColor(theme["error"]))
+            text = f"⚠ {s.errors} layer(s) with an error"
+        else:
+            p.setPen(QColor(theme["node_text"]))
+            text = "→ " + " · ".join(fmt(sh) if sh else "?" for sh in s.shapes)
+        p.drawText(QRectF(10, HEAD + 40, W - 20, 18), Qt.AlignmentFlag.AlignVCenter,
+                   p.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, int(W - 20)))
+
+    @staticmethod
+    def _port(p, at, c):
+        p.setPen(QPen(c, 1.6))
+        p.setBrush(c)
+        p.drawEllipse(at, PORT_R - 1, PORT_R - 1)
+
+    def itemChange(self, change, value):
+        if change == QGraphicsItem.GraphicsItemChange.ItemPositionHasChanged and self.scene() is not None:
+            folds = getattr(self.scene(), "folds", None)
+            if folds is not None:
+                folds.route_block(self.name)
+        return super().itemChange(change, value)
+
+
+class BlockFrame(QGraphicsItem):
+    """A frame behind an unfolded block's layers, titled with its name; double-click the title to fold it."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name, self.rect = name, QRectF()
+        self.setZValue(-1)
+        self.setToolTip(f"Block '{name}': double-click the title to fold it")
+
+    def fit(self, rects):
+        r = QRectF(rects[0])
+        for x in rects[1:]:
+            r = r.united(x)
+        self.prepareGeometryChange()
+        self.rect = r.adjusted(-PAD, -PAD - TITLE, PAD, PAD)
+
+    def title_rect(self):
+        return QRectF(self.rect.left(), self.rect.top(), self.rect.width(), TITLE)
+
+    def boundingRect(self):
+        return self.rect.adjusted(-2, -2, 2, 2)
+
+    def shape(self):
+        p = QPainterPath()
+        p.addRect(self.title_rect())                   # only the title takes clicks: layers inside stay reachable
+        return p
+
+    def paint(self, p, option, widget=None):
+        c = QColor(BLOCK_COLOR)
+        fill = QColor(c)
+        fill.setAlpha(18)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setPen(QPen(c, 1.2, Qt.PenStyle.DashLine))
+        p.setBrush(fill)
+        p.drawRoundedRect(self.rect, 10, 10)
+        f = QFont(p.font())
+        f.setPointSizeF(9)
+        f.setBold(True)
+        p.setFont(f)
+        p.setPen(c)
+        p.drawText(self.title_rect().adjusted(10, 0, -10, 0), Qt.AlignmentFlag.AlignVCenter, f"▾ {self.name}")
+
+
+class Folds:
+    """Keeps the scene's blocks in step with the Document: one BlockItem per folded block, one BlockFrame per
+    unfolded one; member items of a folded block hidden."""
+
+    def __init__(self, scene):
+        self.scene = scene
+        self.items, self.frames = {}, {}
+        self.unit = {}                    # node -> folded block it is hidden in
+        doc = scene.doc
+        doc.blocks_changed.connect(self.refresh)
+        doc.changed.connect(self.refresh)
+
+    def refresh(self):
+        sc, g = self.scene, self.scene.doc.graph
+        blocks = g.block_names()
+        if not blocks and not self.items and not self.frames and not self.unit:
+            return
+        fold = {b: ms for b, ms in blocks.items() if g.blocks.get(b, {}).get("folded")}
+        was, self.unit = self.unit, {n: b for b, ms in fold.items() for n in ms}
+        for b in [b for b in self.items if b not in fold]:
+            sc.removeItem(self.items.pop(b))
+        for b in [b for b in self.frames if b not in blocks or b in fold]:
+            sc.removeItem(self.frames.pop(b))
+        infos = sc.doc.infos
+        for b, ms in fold.items():
+            it = self.items.get(b)
+            if it is None:
+                it = self.items[b] = BlockItem(b)
+                sc.addItem(it)
+            it.set_state(ms, ports(g, ms), summary(g, infos, ms))
+            it.origin = QPointF(*sc.doc.pos(ms[0]))         # where its first layer stands (free while folded)
+            if it.pos() != it.origin:
+                it.setPos(it.origin)
+        for n, it in sc.nodes.items():
+            hide = n in self.unit
+            if it.isVisible() == hide:
+                it.setVisible(not hide)
+                if hide:
+                    it.setSelected(False)
+        for b, ms in blocks.items():
+            if b in fold:
+                continue
+            fr = self.frames.get(b)
+            if fr is None:
+                fr = self.frames[b] = BlockFrame(b)
+                sc.addItem(fr)
+            fr.fit([sc.nodes[n].sceneBoundingRect() for n in ms if n in sc.nodes])
+        near = set(was) | set(self.unit)
+        for n in near:                                        # only edges at a folded (or just unfolded) layer
+            for e in sc.touching.get(n, ()):
+                a, c = self.unit.get(e.src), self.unit.get(e.dst)
+                it = sc.edges[e]
+                it.setVisible(a is None or a != c)
+                sc._route(it)
+
+    def anchor(self, name, src=None):
+        """Scene point an edge end at node `name` goes to when it is hidden in a folded block, else None;
+        src: None for the edge's source end, else the source node of an edge into `name`."""
+        b = self.unit.get(name)
+        if b is None or b not in self.items:
+            return None
+        it = self.items[b]
+        return it.out_anchor(name) if src is None else it.in_anchor(src)
+
+    def route_block(self, block):
+        """Re-route the edges that cross a folded block (while it is dragged)."""
+        sc = self.scene
+        for n in sc.doc.graph.members(block):
+            for e in sc.touching.get(n, ()):
+                sc._route(sc.edges[e])
+
+    def node_moved(self, name):
+        """A layer of an unfolded block moved: its frame follows."""
+        b = self.scene.doc.graph.nodes[name].meta.get("block") if name in self.scene.doc.graph.nodes else None
+        fr = self.frames.get(b)
+        if fr is not None:
+            sc = self.scene
+            fr.fit([sc.nodes[n].sceneBoundingRect() for n in sc.doc.graph.members(b) if n in sc.nodes])
+
+    def moves(self):
+        """{member: new (x, y)} for every folded block dragged away from where its members stand."""
+        out = {}
+        for b, it in self.items.items():
+            d = it.pos() - it.origin
+            if d.x() or d.y():
+                for n in it.members:
+                    x, y = self.scene.doc.pos(n)
+                    out[n] = (x + d.x(), y + d.y())
+        return out
+
+    def selected(self):
+        """Members of the selected folded blocks."""
+        return [n for it in self.items.values() if it.isSelected() for n in it.members]
