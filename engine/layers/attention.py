@@ -48,6 +48,16 @@ def _divisor_near(d, h):
     return min(divs, key=lambda k: (abs(k - h), k))
 
 
+def check_heads(layer, d, shape):
+    """ShapeError (with a one-click fix) unless d_model = d splits into the layer's heads (or d_k is set)."""
+    h = layer.config["heads"]
+    if not layer.config["d_k"] and d % h:
+        k = _divisor_near(d, h)
+        fix = Fix("set", f"set heads to {k}", config=(("heads", k),))
+        raise ShapeError(f"{layer.where}: d_model = {d} ({shape}) is not divisible by heads = {h}, so "
+                         f"d_k = d_model/heads is not whole: {fix.text} (or set d_k)", fix=fix)
+
+
 @register
 class MultiHeadSelfAttention(Layer):
     fused = None          # runs on the per-layer path
@@ -71,12 +81,7 @@ class MultiHeadSelfAttention(Layer):
     def compute_output_shape(self, in_shapes):
         (s,) = in_shapes
         self._expect_rank(s, (2,), "a sequence (steps, d_model)")
-        d, h = s[1], self.config["heads"]
-        if not self.config["d_k"] and d % h:
-            k = _divisor_near(d, h)
-            fix = Fix("set", f"set heads to {k}", config=(("heads", k),))
-            raise ShapeError(f"{self.where}: d_model = {d} (input {fmt(s)}) is not divisible by heads = {h}, so "
-                             f"d_k = d_model/heads is not whole: {fix.text} (or set d_k)", fix=fix)
+        check_heads(self, s[1], f"input {fmt(s)}")
         return s
 
     def params(self, in_shapes):

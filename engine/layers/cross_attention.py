@@ -5,11 +5,10 @@ import numpy as np
 
 from .. import kernels as kn
 from .. import parallel
-from ..errors import ShapeError
 from ..hparams import HP
-from .attention import _divisor_near
+from .attention import check_heads
 from .attention_kernels import cross_attend, cross_attend_bwd
-from .base import Fix, Layer, Param, fmt, register
+from .base import Layer, Param, fmt, register
 from .conv_kernels import chunk_sum, scratch
 
 
@@ -38,12 +37,7 @@ class CrossAttention(Layer):
         self._expect_rank(q, (2,), "a sequence (steps, d_model) of queries at input 1")
         self._expect_rank(e, (2,), "a sequence (steps, features) of keys and values at input 2, e.g. the encoder's "
                                    "output")
-        d, h = q[1], self.config["heads"]
-        if not self.config["d_k"] and d % h:
-            k = _divisor_near(d, h)
-            fix = Fix("set", f"set heads to {k}", config=(("heads", k),))
-            raise ShapeError(f"{self.where}: d_model = {d} (input 1 {fmt(q)}) is not divisible by heads = {h}, so "
-                             f"d_k = d_model/heads is not whole: {fix.text} (or set d_k)", fix=fix)
+        check_heads(self, q[1], f"input 1 {fmt(q)}")
         return q
 
     def compute_mask(self, in_masks):
