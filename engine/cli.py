@@ -12,7 +12,6 @@ import numpy as np
 
 from .errors import LayerboardError
 from .report import baseline_text
-from .layers.base import fmt
 
 
 def _project(path):
@@ -229,112 +228,6 @@ def _rescue(model):
         return f"the trained weights could not be saved elsewhere either ({e.strerror or e})"
 
 
-def cmd_evaluate(a):
-    """Metrics of trained weights on the project's held-out test split (test_split in its training settings)."""
-    from .session import evaluate_test, prepare
-    from .weights import load
-    p = _project(a.project)
-    if not p.training.get("test_split"):
-        raise LayerboardError(f"{a.project} keeps no test split: set \"test_split\" (e.g. 0.1) in its training "
-                              "settings, train, then evaluate")
-    arrays, _ = load(a.weights)
-    model, tr = prepare(p, weights=arrays)
-    res = evaluate_test(tr)
-    print(dumps(res) if a.json else ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                              for k, v in res.items()))
-    return 0
-
-
-def cmd_predict(a):
-    from .data.plan import is_table, predict_command
-    from .session import model_for
-    from .project import atomic_write
-    from .weights import load_into
-    if _project(a.project).dataset.get("kind") == "pairs":          # translation: text in, decoded text out
-        from .translate import cmd_predict as translate
-        return translate(a, _project(a.project))
-    if not a.output:
-        raise LayerboardError("give --output FILE.npy for the predictions")
-    writable(a.output, "--output")
-    if a.attention:
-        writable(a.attention, "--attention")
-    p = _project(a.project)
-    model = model_for(p, a.weights)                       # an Input's "auto" shape: as in the weights' graph
-    load_into(model, a.weights)
-    lengths = None
-    if a.text:
-        from .data.sequences import texts_to_ids
-        try:
-            with open(a.text, encoding="utf-8") as f:
-                texts = [t.rstrip("\n") for t in f if t.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise LayerboardError(f"cannot read {a.text}: {e}") from None
-        x, lengths = texts_to_ids(texts, model.meta)
-    elif a.input and is_table(a.input):                  # a table encoded with the training's column plan
-        return predict_command(model, a.input, a.output)
-    elif a.input:
-        from .data.files import at, first_nonfinite, read_array
-        x = read_array(a.input)             # a DataError names the file: empty, damaged, object or text arrays
-        bad, count = first_nonfinite(x)
-        if bad is not None:
-            raise LayerboardError(f"--input {a.input}, {at(bad, x.ndim > 2)}: NaN or infinity ({count:,} of "
-                                  f"{len(x):,} samples hold some)")
-    else:
-        raise LayerboardError("give --input ARRAY.npy or --text FILE.txt (one text per line)")
-    if a.lengths:
-        lengths = _lengths(a.lengths, x)
-    if a.attention:
-        y, maps = _predict_attention(model, x.astype(np.float32), lengths, a.attention)
-    else:
-        y = model.predict(x.astype(np.float32), lengths=lengths)
-    import io
-    buf = io.BytesIO()
-    np.save(buf, y)
-    atomic_write(a.output, buf.getvalue())
-    print(f"wrote {len(y)} predictions of shape {fmt(y.shape[1:])} to {a.output}")
-    if a.attention:
-        buf = io.BytesIO()
-        np.savez(buf, **maps)
-        atomic_write(a.attention, buf.getvalue())
-        print(f"wrote attention weights (N, heads, T, T) of {', '.join(maps)} to {a.attention}")
-    classes = model.meta.get("classes")
-    if a.text and classes and y.ndim == 2:
-        for i, row in enumerate(y[:20]):
-            k = int(np.argmax(row)) if len(row) > 1 else int(row[0] > 0.5)
-            print(f"line {i + 1}: {classes[k]} ({float(row.max() if len(row) > 1 else row[0]):.3f})")
-    return 0
-
-
-def _lengths(path, x):
-    """(N,) int64 valid steps per input sequence from an .npy file, checked against x (N, T, …)."""
-    from .data.files import read_array
-    from .data.sequences import check_lengths
-    lg = read_array(path, how="--lengths takes an .npy file of one whole number per input row (numpy.save); to use "
-                              "an array of this archive, save it alone")
-    if x.ndim < 2:
-        raise LayerboardError(f"--lengths {path}: the input {fmt(x.shape[1:])} per row is not a sequence (T, …)")
-    if lg.shape != (len(x),):
-        raise LayerboardError(f"--lengths {path}: one length per input row is {len(x):,} values, got shape "
-                              f"{fmt(lg.shape)}")
-    return check_lengths(lg, x.shape[1], f"--lengths {path}")
-
-
-def _predict_attention(model, x, lengths, want):
-    """Predictions and, when `want`, each MultiHeadSelfAttention node's weights (N, heads, T, T) by node name."""
-    batch = model.batch_for()
-    nodes = [n for n in model.order if model.layers[n].type == "MultiHeadSelfAttention"]
-    if want and not nodes:
-        raise LayerboardError("--attention: this model has no MultiHeadSelfAttention node")
-    ys, maps = [], {n: [] for n in nodes}
-    for i in range(0, len(x), batch):
-        ys.append(model.predict(x[i:i + batch], batch_size=batch,
-                                lengths=None if lengths is None else lengths[i:i + batch]))
-        for n in nodes:                                           # taps of the batch just run
-            maps[n].append(model.layers[n].attention_maps())
-    y = np.concatenate(ys) if ys else model.predict(x)
-    return y, {n: np.concatenate(v) for n, v in maps.items() if v}
-
-
 def cmd_export(a):
     from .model import Model
     from .weights import FORMATS, export, format_of, load_into
@@ -373,6 +266,7 @@ def cmd_import_weights(a):
 
 
 def parser():
+    from .cli_predict import cmd_evaluate, cmd_predict      # they import this module's helpers
     ap = argparse.ArgumentParser(prog="layerboard", description="Build, train and export neural networks.")
     sub = ap.add_subparsers(dest="cmd")
     s = sub.add_parser("summary", help="per-layer shapes, parameters, MACs")
