@@ -7,6 +7,7 @@ import numpy as np
 
 from . import _malloc, fused, losses, optimizers
 from .diagnosis import overfitting
+from .divergence import EXPLODED, Divergence
 from .errors import TrainingError
 from .kernels import sq_norm
 from .parallel import thread_limits
@@ -73,10 +74,9 @@ class Errors:
         return {f"{prefix}_rmse": float(np.sqrt(self.sse / n)), f"{prefix}_mae": self.sae / n, f"{prefix}_r2": r2}
 
 
-EXPLODED = 100.0       # the running training loss above EXPLODED × max(its start, 1) counts as divergence
 
 
-class Trainer:
+class Trainer(Divergence):
     """Trains a Model on a Dataset with a project's training settings; thread-safe stop/pause."""
 
     def __init__(self, model, cfg, train, val=None):
@@ -371,70 +371,6 @@ class Trainer:
             result = self.summary("diverged", message, epoch, time.perf_counter() - t0)
         self._emit("finished", epoch, **result)
         return result
-
-    # ---- divergence ----
-    def _copy(self, into=None):
-        """Copy the weights and the state (running statistics) into `into`, or into new arrays."""
-        m = self.model
-        if into is None:
-            return m.theta.copy(), {k: v.copy() for k, v in m.state.items()}
-        np.copyto(into[0], m.theta)
-        for k, v in m.state.items():
-            np.copyto(into[1][k], v)
-        return into
-
-    def _put(self, kept):
-        m = self.model
-        np.copyto(m.theta, kept[0])
-        for k, v in kept[1].items():
-            np.copyto(m.state[k], v)
-
-    @staticmethod
-    def _not_finite(loss, gn):
-        """What became NaN or infinite (the loss or the gradient), else None."""
-        if not np.isfinite(loss):
-            return "the loss became NaN or infinite"
-        if not np.isfinite(gn):
-            return "the gradient became NaN or infinite"
-        return None
-
-    def _bad_loss(self, loss, name):
-        """What is wrong with `name` when the loss is NaN, infinite or exploded (above self.limit), else None."""
-        if loss is None:
-            return None
-        if not np.isfinite(loss):
-            return f"{name} became NaN or infinite"
-        if self.limit is not None and loss > self.limit:
-            return (f"{name} exploded to {loss:.4g}, more than {EXPLODED:g} × max(1, the first step's loss "
-                    f"{self.start:.4g})")
-        return None
-
-    def _predicts_well(self, xb, yb, mb=None):
-        """The weights are finite and give finite outputs and a finite loss not above the exploded-loss bound
-        (evaluation mode) on up to 256 samples of the batch xb and of the training set's first samples."""
-        m, ds = self.model, self.train
-        if not np.isfinite(sq_norm(m.theta)) or not all(np.all(np.isfinite(v)) for v in m.state.values()):
-            return False
-        k = min(256, m.batch_for())
-        for x, y, mask in ((xb, yb, mb), self._batch(ds, slice(0, k))):
-            mask = None if mask is None else mask[:k]
-            out = m.forward(x[:k], logits=self.fused, mask=mask)
-            loss = self.loss(out, self._scaled(y[:k]), self.fused, loss_mask(mask))[0]
-            if not np.all(np.isfinite(out)) or self._bad_loss(loss, "") is not None:
-                return False
-        return True
-
-    def _diverged(self, where, what, xb, yb, mb, kept):
-        """Restore the first kept weights that predict finite, not exploded values; the message says which."""
-        for snap, label in kept:
-            self._put(snap)
-            if self._predicts_well(xb, yb, mb):
-                which = f"kept the weights of {label}, which predict finite values"
-                break
-        else:
-            which = ("no kept weights predict finite, not exploded values (the model holds those of "
-                     f"{kept[-1][1]})")
-        return f"training diverged at {where}: {what}; {which}. Try a smaller learning rate."
 
     def _diagnose(self, epoch):
         """Report overfitting once per onset (a new minimum of the validation loss starts a new one)."""
