@@ -97,11 +97,13 @@ def _lengths(path, x):
 
 
 def _predict_attention(model, x, lengths, want):
-    """Predictions and, when `want`, each MultiHeadSelfAttention node's weights (N, heads, T, T) by node name."""
+    """Predictions and, when `want`, each attention node's weights (N, heads, T, S) by node name."""
     batch = model.batch_for()
-    nodes = [n for n in model.order if model.layers[n].type == "MultiHeadSelfAttention"]
+    nodes = [n for n in model.order if "attention" in type(model.layers[n]).taps_doc]  # layers that declare the map
     if want and not nodes:
-        raise LayerboardError("--attention: this model has no MultiHeadSelfAttention node")
+        from engine.layers import REGISTRY
+        kinds = ", ".join(t for t, c in REGISTRY.items() if "attention" in c.taps_doc)
+        raise LayerboardError(f"--attention: this model has no attention layer ({kinds})")
     ys, maps = [], {n: [] for n in nodes}
     for i in range(0, len(x), batch):
         ys.append(model.predict(x[i:i + batch], batch_size=batch,

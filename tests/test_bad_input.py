@@ -455,3 +455,11 @@ def test_a_failed_final_write_keeps_the_trained_weights(tmp_path, capsys, monkey
     before = m.theta.copy()
     load_into(m, saved)
     assert not np.array_equal(m.theta, before)                          # trained weights, not the initial ones
+
+
+def test_predict_attention_on_a_model_without_attention_names_the_layers_that_have_it(tmp_path, capsys, xor_weights):
+    argv = ["predict", str(XOR), "--weights", str(xor_weights), "--input", str(tmp_path / "x.npy"),
+            "--attention", str(tmp_path / "a.npz"), "--output", str(tmp_path / "y.npy")]
+    err = cli_error(capsys, argv)
+    assert "--attention: this model has no attention layer (" in err
+    assert "MultiHeadSelfAttention" in err and "CrossAttention" in err and "Traceback" not in err

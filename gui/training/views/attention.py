@@ -10,10 +10,9 @@ from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSpinBox, QSplitter)
 
 from .base import View
-from .sequence import forward, image_item, layers_of, pick, sample_index, set_ticks, tokens
+from .sequence import exposing, forward, image_item, layers_of, pick, sample_index, set_ticks, tokens
 
-TYPE = "MultiHeadSelfAttention"
-TYPES = (TYPE, "CrossAttention")     # the layers whose "attention" tap the view draws
+TYPES = exposing("attention")     # the layers whose "attention" tap the view draws (self- and cross-attention)
 PROBE_CAP = 300
 THUMB_MAX = 24           # all-heads grid: at most this many thumbnails
 
