@@ -7,6 +7,19 @@ from ..errors import DataError
 from .dataset import Dataset
 
 
+def read_bytes(path):
+    """The file's bytes, gunzipped when they start with the gzip magic; one DataError when unreadable or damaged."""
+    import gzip
+    import zlib
+    try:
+        raw = Path(path).read_bytes()
+        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise DataError(f"{path} is a damaged .gz file: {e}") from None
+
+
 def _guess_task(values):
     """'binary', 'multiclass' or 'regression' from the target column's text values."""
     try:

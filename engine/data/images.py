@@ -1,14 +1,12 @@
 """Image datasets from the user's files: IDX (MNIST, Fashion-MNIST; optionally .gz) and class folders."""
-import gzip
 import math
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 from .dataset import Dataset
-from .files import check_labels
+from .files import check_labels, read_bytes
 
 # IDX type byte -> big-endian numpy dtype (the format's header is big-endian too)
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -18,14 +16,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 def read_idx(path):
     """The array stored in one IDX file (gzip-compressed or not), checked against its header."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise DataError(f"{path}: damaged gzip data ({e})") from None
+    raw = read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES or raw[3] == 0:
         raise DataError(f"{path} is not an IDX file: bad magic number {raw[:4].hex() or '(empty file)'} "
                         "(expected 0000 then a type byte and the number of dimensions, e.g. 00000803 for images)")

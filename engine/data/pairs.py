@@ -7,9 +7,7 @@ data is split (Dataset.split → refit). x: source ids (N, S) float32 padded wit
 S and T are the longest source and target (+1) in the file.
 """
 import csv
-import gzip
 import io
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import pyarrow.csv as pcsv
 
 from ..errors import DataError
 from .dataset import Dataset
+from .files import read_bytes
 
 SPECIALS = ["<pad>", "<unk>", "<start>", "<end>"]
 PAD, UNK, START, END = 0, 1, 2, 3
@@ -102,14 +101,7 @@ def _bytes(path, delimiter):
     non-UTF-8 file."""
     if not path.is_file():
         raise DataError(f"cannot read {path}: " + ("it is a folder, not a file" if path.is_dir() else "no such file"))
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise DataError(f"{path} is a damaged .gz file: {e}") from None
+    raw = read_bytes(path)
     if not raw.strip():
         raise DataError(f"{path} is empty; it needs a header row and at least one data row")
     if b"\x00" in raw[:1 << 16]:
