@@ -175,3 +175,17 @@ def test_an_empty_training_set_is_a_clear_error():
     p.training["validation_split"] = 0.9                  # 4 samples, 2 per class: round(0.9·2) = 2 held out
     with pytest.raises(TrainingError, match="training set of 'xor' is empty"):
         prepare(p)
+
+
+def test_kfold_of_many_rows_orders_without_a_permutation_and_keeps_folds_disjoint(monkeypatch):
+    import engine.data.order as order
+    monkeypatch.setattr(order, "LARGE", 50)                    # "many rows" = more than 50 here
+    folds = kfold(203, 4, seed=3)
+    assert isinstance(folds.perm, order.Shuffled) and len(folds) == 4
+    vals = [v for _, v in folds]
+    assert sorted(np.concatenate(vals)) == list(range(203)) and [len(v) for v in vals] == [51, 51, 51, 50]
+    for tr, va in folds:
+        assert not set(tr) & set(va) and len(tr) + len(va) == 203
+    small = kfold(10, 3, seed=1)                               # few rows: numpy's permutation, as before
+    want = np.array_split(np.random.default_rng(1).permutation(10), 3)
+    assert all(np.array_equal(v, w) for (_, v), w in zip(small, want))

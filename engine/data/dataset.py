@@ -307,11 +307,38 @@ def fit(train, *others):
 
 
 def kfold(n, k, seed=0):
-    """k (train_idx, val_idx) pairs covering range(n) once as validation, after a seeded shuffle."""
+    """k (train_idx, val_idx) pairs covering range(n) once as validation, after a seeded shuffle; each pair is
+    made when it is read, so k folds of millions of rows never sit in memory together."""
     if not 2 <= k <= n:
         raise DataError(f"k-fold needs 2 ≤ k ≤ number of samples ({n}), got k = {k}")
-    folds = np.array_split(np.random.default_rng(seed).permutation(n), k)
-    return [(np.concatenate(folds[:i] + folds[i + 1:]), folds[i]) for i in range(k)]
+    return Folds(n, k, seed)
+
+
+class Folds:
+    """The k folds of kfold: fold i's validation rows are positions [b_i, b_{i+1}) of one seeded order of range(n)
+    (numpy's permutation, or index arithmetic above order.LARGE rows); its training rows are all the others."""
+
+    def __init__(self, n, k, seed):
+        from .order import order
+        self.n, self.k = n, k
+        self.perm = order(np.random.default_rng(seed), n)
+        sizes = [n // k + (i < n % k) for i in range(k)]                    # as np.array_split
+        self.bounds = np.concatenate([[0], np.cumsum(sizes)])
+
+    def __len__(self):
+        return self.k
+
+    def __getitem__(self, i):
+        if not -self.k <= i < self.k:
+            raise IndexError(i)
+        i %= self.k
+        a, b = int(self.bounds[i]), int(self.bounds[i + 1])
+        va = self.perm[a:b]
+        if isinstance(self.perm, np.ndarray):
+            return np.concatenate([self.perm[:a], self.perm[b:]]), va
+        keep = np.ones(self.n, bool)                                       # no (n,) shuffled copy: the rest, sorted
+        keep[va] = False
+        return np.flatnonzero(keep), va
 
 
 def placeholder(shape):
