@@ -9,6 +9,7 @@ from gradcheck import build
 import engine.layers.attention as att
 from engine import parallel
 from engine.layers.attention import _Later
+from test_attention_memory import _mask, _path
 
 
 def _layer(T, S, d, de=None, heads=2, mq=None, me=None, dtype=np.float64, seed=1):
@@ -18,24 +19,11 @@ def _layer(T, S, d, de=None, heads=2, mq=None, me=None, dtype=np.float64, seed=1
     return layer
 
 
-def _mask(rng, B, T, empty_row=False):
-    lengths = rng.integers(1, T + 1, B)
-    lengths[0] = T
-    m = np.arange(T)[None, :] < lengths[:, None]                             # (B, T)
-    if empty_row:
-        m[-1] = False                                                        # a sample with no valid step
-    return m
-
-
 def _step(layer, x, e, dy):
     """(y, dx, de, {name: gradient}) of one training forward and backward, copied."""
     y = np.array(layer.forward(x, e, training=True))
     dx, de = layer.backward(dy)
     return y, np.array(dx), np.array(de), {k: v.copy() for k, v in layer.g.items()}
-
-
-def _path(monkeypatch, blocked):
-    monkeypatch.setattr(att, "TILE_MAX_T", 0 if blocked else 1 << 30)
 
 
 @pytest.mark.parametrize("T,S", [(1, 1), (1, 7), (7, 1), (7, 128), (128, 129), (129, 7), (129, 1000), (1000, 128)])
@@ -123,13 +111,8 @@ def test_blocked_path_matches_torch_with_key_padding():
     u = rng.normal(0, 1, (B, T, d))
     y, dx, de, g = _step(layer, x, e, u)
     assert layer.A is None
-    mha = torch.nn.MultiheadAttention(d, h, batch_first=True, dtype=torch.float64)
-    p = layer.p
-    with torch.no_grad():
-        mha.in_proj_weight.copy_(torch.from_numpy(np.concatenate([p["Wq"], p["Wk"], p["Wv"]])))
-        mha.in_proj_bias.copy_(torch.from_numpy(np.concatenate([p["bq"], p["bk"], p["bv"]])))
-        mha.out_proj.weight.copy_(torch.from_numpy(p["Wo"]))
-        mha.out_proj.bias.copy_(torch.from_numpy(p["bo"]))
+    from test_attention import _torch_mha
+    mha = _torch_mha(layer, d, h)
     tx, te = torch.tensor(x, requires_grad=True), torch.tensor(e, requires_grad=True)
     ty, tw = mha(tx, te, te, key_padding_mask=torch.from_numpy(~me), need_weights=True, average_attn_weights=False)
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-9, atol=1e-12)
