@@ -133,7 +133,7 @@ class CrossAttention(Layer):
         B = self.qvalid.shape[0]
         idx = np.arange(B) if samples is None else np.arange(B)[np.atleast_1d(np.asarray(samples, np.int64))]
         if self.A is not None:
-            return self.A[idx]
+            return self.A if samples is None else self.A[idx]
         T, S, h = self.qvalid.shape[1], self.kvalid.shape[1], self.config["heads"]
         q, kv = self._bufs["q"].reshape(B, T, -1), self._bufs["kv"].reshape(B, S, -1)   # (B, T, D), (B, S, 2D)
         A = np.empty((len(idx), h, T, S), q.dtype)
