@@ -157,8 +157,9 @@ class MultiHeadSelfAttention(Layer):
                 attend(qkv[r].reshape(b - a, T, 3 * D), valid[a:b], causal, scale, h, A[a:b],
                        Zc[r].reshape(b - a, T, D))                      # A (n, h, T, T), Z (n, T, D)
             else:
-                flash_attend(qkv[r].reshape(b - a, T, 3 * D), valid[a:b], causal, scale, h,
-                             Zc[r].reshape(b - a, T, D), lse[a:b])      # Z (n, T, D), lse (n, h, T)
+                qn = qkv[r].reshape(b - a, T, 3 * D)                    # (n, T, 3D)
+                flash_attend(qn[..., :D], qn[..., D:2 * D], qn[..., 2 * D:], valid[a:b], valid[a:b], causal, scale,
+                             h, Zc[r].reshape(b - a, T, D), lse[a:b])   # Z (n, T, D), lse (n, h, T)
             kn.dense_fwd(Zc[r], Wo, bo, y[r])                           # (n·T, d)
             if masked:
                 y[r] *= valid[a:b].reshape(-1, 1)                       # padded steps output 0
@@ -210,9 +211,10 @@ class MultiHeadSelfAttention(Layer):
                 attend_bwd(qkv[r].reshape(n, T, 3 * D), A[a:b], dZ[r].reshape(n, T, D), self.scale, h,
                            dqkv[r].reshape(n, T, 3 * D))                # (n, T, 3D)
             else:
-                flash_attend_bwd(qkv[r].reshape(n, T, 3 * D), Zc[r].reshape(n, T, D), dZ[r].reshape(n, T, D),
-                                 self.lse[a:b], self.valid[a:b], self.config["causal"], self.scale, h,
-                                 dqkv[r].reshape(n, T, 3 * D))          # (n, T, 3D)
+                qn, dn = qkv[r].reshape(n, T, 3 * D), dqkv[r].reshape(n, T, 3 * D)   # (n, T, 3D)
+                flash_attend_bwd(qn[..., :D], qn[..., D:2 * D], qn[..., 2 * D:], Zc[r].reshape(n, T, D),
+                                 dZ[r].reshape(n, T, D), self.lse[a:b], self.valid[a:b], self.valid[a:b],
+                                 self.config["causal"], self.scale, h, dn[..., :D], dn[..., D:2 * D], dn[..., 2 * D:])
             if dx is not None:
                 kn.dense_dx(dqkv[r], W, dx[r], 1)                       # (n·T, d)
             kn.dense_dw(Zc[r], dy2[r], o[:d * D].reshape(d, D), o[d * D:d * D + d])          # (d, D), (d,)

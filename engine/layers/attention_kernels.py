@@ -142,65 +142,70 @@ QBLOCK, KBLOCK = 128, 256          # query rows and key columns per score block 
 
 
 @njit(cache=True, nogil=True)
-def _allowed(valid, causal, t, s):
+def _allowed(qvalid, kvalid, causal, t, s):
     """Query t may see key s: both valid and, when causal, s ≤ t."""
-    return valid[t] and valid[s] and (not causal or s <= t)
+    return qvalid[t] and kvalid[s] and (not causal or s <= t)
 
 
 @njit(cache=True, nogil=True)
-def _block_full(valid, causal, t0, t1, s0, s1):
+def _block_full(qvalid, kvalid, causal, t0, t1, s0, s1):
     """Every query t0 … t1−1 may see every key s0 … s1−1 (no per-element mask needed)."""
     if causal and s1 - 1 > t0:
         return False
-    for i in range(min(t0, s0), max(t1, s1)):
-        if (t0 <= i < t1 or s0 <= i < s1) and not valid[i]:
+    for t in range(t0, t1):
+        if not qvalid[t]:
+            return False
+    for s in range(s0, s1):
+        if not kvalid[s]:
             return False
     return True
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_SUMS)
-def flash_attend(qkv, valid, causal, scale, h, Z, lse):
-    """Z as `attend` makes it, holding one QBLOCK×KBLOCK score block at a time, and lse[b, j, t] = log Σ_s exp(scale·
-    q_t·k_s) over the keys query t may see (+inf when it may see none: its row of Z is 0).
+def flash_attend(q, k, v, qvalid, kvalid, causal, scale, h, Z, lse):
+    """Z as `attend` / `cross_attend` make it, holding one QBLOCK×KBLOCK score block at a time, and lse[b, j, t] =
+    log Σ_s exp(scale·q_t·k_s) over the keys query t may see (+inf when it may see none: its row of Z is 0).
 
     Per query block: running max m, running sum l and accumulator a; for each key block S = q kᵀ,
     m' = max(m, max_s S), a ← a·e^{scale(m−m')} + e^{scale(S−m')} v, l ← l·e^{scale(m−m')} + Σ_s e^{scale(S−m')};
-    finally z = a / l. qkv (n, T, 3D), valid (n, T), Z (n, T, D), lse (n, h, T)."""
-    n, T, D3 = qkv.shape
-    D = D3 // 3
+    finally z = a / l. q (n, T, D), k and v (n, S, D) (any strides: views of [q | k | v] buffers), heads of
+    d_k = D / h columns; qvalid (n, T), kvalid (n, S); Z (n, T, D), lse (n, h, T)."""
+    n, T, D = q.shape
+    S = k.shape[1]
     dk = D // h
-    bq, bk = min(T, QBLOCK), min(T, KBLOCK)
-    buf = np.empty(bq * bk, qkv.dtype)
+    bq, bk = min(T, QBLOCK), min(S, KBLOCK)
+    buf = np.empty(bq * bk, q.dtype)
     bits = np.empty(bq * bk, np.int32)
-    acc = np.empty((bq, dk), qkv.dtype)
-    m = np.empty(bq, qkv.dtype)
+    acc = np.empty((bq, dk), q.dtype)
+    m = np.empty(bq, q.dtype)
     l = np.empty(bq, np.float64)
     for b in range(n):
-        vb = valid[b]
+        qv, kv = qvalid[b], kvalid[b]
         for j in range(h):
             c = j * dk
-            q, k, v = qkv[b, :, c:c + dk], qkv[b, :, D + c:D + c + dk], qkv[b, :, 2 * D + c:2 * D + c + dk]
+            qb, kb, vb = q[b, :, c:c + dk], k[b, :, c:c + dk], v[b, :, c:c + dk]
             for t0 in range(0, T, bq):
                 t1 = min(t0 + bq, T)
                 nq = t1 - t0
                 m[:] = -np.inf
                 l[:] = 0.0
                 acc[...] = 0
-                for s0 in range(0, t1 if causal else T, bk):
-                    s1 = min(s0 + bk, t1 if causal else T)
+                send = min(t1, S) if causal else S
+                for s0 in range(0, send, bk):
+                    s1 = min(s0 + bk, send)
                     nk = s1 - s0
-                    S = buf[:nq * nk].reshape(nq, nk)                   # (nq, nk) scores of this block
-                    gemm(q[t0:t1], k[s0:s1], S, True)                   # (nq, dk) @ (dk, nk)
-                    full = _block_full(vb, causal, t0, t1, s0, s1)
+                    P = buf[:nq * nk].reshape(nq, nk)                   # (nq, nk) scores of this block
+                    gemm(qb[t0:t1], kb[s0:s1], P, True)                 # (nq, dk) @ (dk, nk)
+                    full = _block_full(qv, kv, causal, t0, t1, s0, s1)
                     for r in range(nq):
-                        row = S[r]
+                        row = P[r]
                         mx, seen = row[0], full
                         if full:
                             for s in range(1, nk):
                                 mx = max(mx, row[s])
                         else:
                             for s in range(nk):
-                                if _allowed(vb, causal, t0 + r, s0 + s) and (not seen or row[s] > mx):
+                                if _allowed(qv, kv, causal, t0 + r, s0 + s) and (not seen or row[s] > mx):
                                     mx, seen = row[s], True
                         if not seen:                                    # nothing allowed in this block
                             row[:] = -np.inf
@@ -215,15 +220,16 @@ def flash_attend(qkv, valid, causal, scale, h, Z, lse):
                                 row[s] = (row[s] - mn) * scale
                         else:
                             for s in range(nk):
-                                row[s] = (row[s] - mn) * scale if _allowed(vb, causal, t0 + r, s0 + s) else -np.inf
-                    _exp(S.reshape(-1), bits[:nq * nk])                 # e^{scale(S − m')}, 0 where not allowed
+                                row[s] = (row[s] - mn) * scale if _allowed(qv, kv, causal, t0 + r, s0 + s) \
+                                    else -np.inf
+                    _exp(P.reshape(-1), bits[:nq * nk])                 # e^{scale(S − m')}, 0 where not allowed
                     for r in range(nq):
                         tot = 0.0
-                        row = S[r]
+                        row = P[r]
                         for s in range(nk):
                             tot += row[s]
                         l[r] += tot
-                    gemm(S, v[s0:s1], acc[:nq], False, False, True)     # acc += (nq, nk) @ (nk, dk)
+                    gemm(P, vb[s0:s1], acc[:nq], False, False, True)    # acc += (nq, nk) @ (nk, dk)
                 for r in range(nq):
                     z = Z[b, t0 + r, c:c + dk]
                     if l[r] > 0:
@@ -237,40 +243,41 @@ def flash_attend(qkv, valid, causal, scale, h, Z, lse):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_SUMS)
-def flash_attend_bwd(qkv, Z, dZ, lse, valid, causal, scale, h, dqkv):
-    """dqkv = [dq | dk | dv] as `attend_bwd` makes it, recomputing α = exp(scale·q kᵀ − lse) block by block.
+def flash_attend_bwd(q, k, v, Z, dZ, lse, qvalid, kvalid, causal, scale, h, dq, dk_, dv):
+    """dq (n, T, D), dk_ and dv (n, S, D) as `attend_bwd` makes them, recomputing α = exp(scale·q kᵀ − lse) block
+    by block (any strides: views of [dq | dk | dv] buffers).
 
     With D_t = Σ_e dz_te z_te (= Σ_s dα_ts α_ts): dv = αᵀ dz, dS = scale · α ⊙ (dz vᵀ − D), dq = dS k, dk = dSᵀ q.
     Key blocks outside, query blocks inside; shapes as flash_attend, dZ (n, T, D)."""
-    n, T, D3 = qkv.shape
-    D = D3 // 3
+    n, T, D = q.shape
+    S = k.shape[1]
     dk = D // h
-    bq, bk = min(T, QBLOCK), min(T, KBLOCK)
-    buf = np.empty(bq * bk, qkv.dtype)
-    gbuf = np.empty(bq * bk, qkv.dtype)
+    bq, bk = min(T, QBLOCK), min(S, KBLOCK)
+    buf = np.empty(bq * bk, q.dtype)
+    gbuf = np.empty(bq * bk, q.dtype)
     bits = np.empty(bq * bk, np.int32)
-    Dt = np.empty(T, qkv.dtype)
+    Dt = np.empty(T, q.dtype)
     for b in range(n):
-        vb = valid[b]
+        qv, kv = qvalid[b], kvalid[b]
         for j in range(h):
             c = j * dk
-            q, k, v = qkv[b, :, c:c + dk], qkv[b, :, D + c:D + c + dk], qkv[b, :, 2 * D + c:2 * D + c + dk]
-            dq, dkk, dv = dqkv[b, :, c:c + dk], dqkv[b, :, D + c:D + c + dk], dqkv[b, :, 2 * D + c:2 * D + c + dk]
-            dq[...] = 0
-            dkk[...] = 0
-            dv[...] = 0
+            qb, kb, vb = q[b, :, c:c + dk], k[b, :, c:c + dk], v[b, :, c:c + dk]
+            dqb, dkb, dvb = dq[b, :, c:c + dk], dk_[b, :, c:c + dk], dv[b, :, c:c + dk]
+            dqb[...] = 0
+            dkb[...] = 0
+            dvb[...] = 0
             z, dz, ls = Z[b, :, c:c + dk], dZ[b, :, c:c + dk], lse[b, j]
             for t in range(T):
                 r = 0.0
                 for e in range(dk):
                     r += dz[t, e] * z[t, e]
                 Dt[t] = r
-            for s0 in range(0, T, bk):
-                s1 = min(s0 + bk, T)
+            for s0 in range(0, S, bk):
+                s1 = min(s0 + bk, S)
                 nk = s1 - s0
                 any_key = False
                 for s in range(s0, s1):
-                    any_key = any_key or vb[s]
+                    any_key = any_key or kv[s]
                 if not any_key:                                         # no query sees these keys: dk = dv = 0
                     continue
                 for t0 in range(s0 - s0 % bq if causal else 0, T, bq):
@@ -278,8 +285,8 @@ def flash_attend_bwd(qkv, Z, dZ, lse, valid, causal, scale, h, dqkv):
                     nq = t1 - t0
                     P = buf[:nq * nk].reshape(nq, nk)                   # (nq, nk) α of this block
                     G = gbuf[:nq * nk].reshape(nq, nk)                  # dα, then dS
-                    gemm(q[t0:t1], k[s0:s1], P, True)                   # (nq, dk) @ (dk, nk)
-                    full = _block_full(vb, causal, t0, t1, s0, s1)
+                    gemm(qb[t0:t1], kb[s0:s1], P, True)                 # (nq, dk) @ (dk, nk)
+                    full = _block_full(qv, kv, causal, t0, t1, s0, s1)
                     for r in range(nq):
                         row, lt = P[r], ls[t0 + r]
                         if full:
@@ -287,17 +294,17 @@ def flash_attend_bwd(qkv, Z, dZ, lse, valid, causal, scale, h, dqkv):
                                 row[s] = row[s] * scale - lt
                         else:
                             for s in range(nk):
-                                row[s] = row[s] * scale - lt if _allowed(vb, causal, t0 + r, s0 + s) \
+                                row[s] = row[s] * scale - lt if _allowed(qv, kv, causal, t0 + r, s0 + s) \
                                     else -np.inf
                     _exp(P.reshape(-1), bits[:nq * nk])                 # ≤ 0 up to rounding (lse ≥ the row max)
-                    gemm(P, dz[t0:t1], dv[s0:s1], False, True, True)    # dv += (nk, nq) @ (nq, dk)
-                    gemm(dz[t0:t1], v[s0:s1], G, True)                  # dα = (nq, dk) @ (dk, nk)
+                    gemm(P, dz[t0:t1], dvb[s0:s1], False, True, True)   # dv += (nk, nq) @ (nq, dk)
+                    gemm(dz[t0:t1], vb[s0:s1], G, True)                 # dα = (nq, dk) @ (dk, nk)
                     for r in range(nq):
                         dt = Dt[t0 + r]
                         for s in range(nk):
                             G[r, s] = scale * P[r, s] * (G[r, s] - dt)
-                    gemm(G, k[s0:s1], dq[t0:t1], False, False, True)    # dq += (nq, nk) @ (nk, dk)
-                    gemm(G, q[t0:t1], dkk[s0:s1], False, True, True)    # dk += (nk, nq) @ (nq, dk)
+                    gemm(G, kb[s0:s1], dqb[t0:t1], False, False, True)  # dq += (nq, nk) @ (nk, dk)
+                    gemm(G, qb[t0:t1], dkb[s0:s1], False, True, True)   # dk += (nk, nq) @ (nq, dk)
 
 
 # ---- cross-attention (CrossAttention): queries from one sequence, keys and values from another ----

@@ -6,8 +6,9 @@ import numpy as np
 from .. import kernels as kn
 from .. import parallel
 from ..hparams import HP
-from .attention import check_heads
-from .attention_kernels import cross_attend, cross_attend_bwd
+from . import attention as att
+from .attention import LazyTaps, _Later, check_heads
+from .attention_kernels import cross_attend, cross_attend_bwd, flash_attend, flash_attend_bwd
 from .base import Layer, Param, fmt, register
 from .conv_kernels import chunk_sum, scratch
 
@@ -27,7 +28,9 @@ class CrossAttention(Layer):
         HP("d_k", "int", 0, min=0, max=1 << 16, doc="Width of each head; 0 = d_model / heads"),
     )
     taps_doc = {"attention": "(B, heads, T, S) cross-attention weights α_{t→s} (query step t of input 1, key step s "
-                             "of input 2): valid rows sum to 1, padded key columns and padded query rows are 0"}
+                             "of input 2): valid rows sum to 1, padded key columns and padded query rows are 0; "
+                             "above 128 steps computed when first read (attention_maps(samples) computes only the "
+                             "samples asked for)"}
 
     def _dk(self, d):
         return self.config["d_k"] or d // self.config["heads"]
@@ -90,7 +93,9 @@ class CrossAttention(Layer):
         qvalid = np.ones((B, T), np.bool_) if mq is None else np.ascontiguousarray(mq, dtype=np.bool_)   # (B, T)
         kvalid = np.ones((B, S), np.bool_) if me is None else np.ascontiguousarray(me, dtype=np.bool_)   # (B, S)
         masked = not qvalid.all()
-        A = np.empty((B, h, T, S), x.dtype)                             # fresh: the tap outlives this step
+        tile = max(T, S) <= att.TILE_MAX_T                              # else key blocks, O(T + S) memory
+        A = np.empty((B, h, T, S), x.dtype) if tile else None           # fresh: the tap outlives this step
+        lse = None if tile else np.empty((B, h, T), x.dtype)            # (B, h, T) log Σ_s exp(scale·q_t·k_s)
         Zc = scratch(self, "Zc", (B * T, D), x.dtype)                   # (B·T, D) heads concatenated
         y = np.empty((B * T, d), x.dtype)                               # (B·T, d)
         scale = x.dtype.type(1.0 / sqrt(self._dk(d)))
@@ -100,15 +105,23 @@ class CrossAttention(Layer):
             r, s = slice(a * T, b * T), slice(a * S, b * S)
             kn.dense_fwd(x2[r], p["Wq"], p["bq"], q[r])                 # (n·T, D)
             kn.dense_fwd(e2[s], Wkv, bkv, kv[s])                        # (n·S, 2D)
-            cross_attend(q[r].reshape(b - a, T, D), kv[s].reshape(b - a, S, 2 * D), qvalid[a:b], kvalid[a:b],
-                         scale, h, A[a:b], Zc[r].reshape(b - a, T, D))  # A (n, h, T, S), Z (n, T, D)
+            qn, kvn = q[r].reshape(b - a, T, D), kv[s].reshape(b - a, S, 2 * D)       # (n, T, D), (n, S, 2D)
+            if tile:
+                cross_attend(qn, kvn, qvalid[a:b], kvalid[a:b], scale, h, A[a:b],
+                             Zc[r].reshape(b - a, T, D))                # A (n, h, T, S), Z (n, T, D)
+            else:
+                flash_attend(qn, kvn[..., :D], kvn[..., D:], qvalid[a:b], kvalid[a:b], False, scale, h,
+                             Zc[r].reshape(b - a, T, D), lse[a:b])      # Z (n, T, D), lse (n, h, T)
             kn.dense_fwd(Zc[r], p["Wo"], p["bo"], y[r])                 # (n·T, d)
             if masked:
                 y[r] *= qvalid[a:b].reshape(-1, 1)                      # padded query steps output 0
 
         parallel.run(run, self._chunks(B, T + S))
         self.x2, self.e2, self.Wkv, self.qvalid, self.masked, self.A, self.scale = x2, e2, Wkv, qvalid, masked, A, scale
-        self.taps["attention"] = A
+        self.kvalid, self.lse = kvalid, lse
+        if not isinstance(self.taps, LazyTaps):
+            self.taps = LazyTaps(self.taps)
+        self.taps["attention"] = A if tile else _Later(self.attention_maps)
         return y.reshape(B, T, d)
 
     def _chunks(self, B, steps):
@@ -117,7 +130,18 @@ class CrossAttention(Layer):
 
     def attention_maps(self, samples=None):
         """(n, heads, T, S) attention weights of the given samples of the last forward (all when None)."""
-        return self.A if samples is None else self.A[np.atleast_1d(np.asarray(samples, np.int64))]
+        B = self.qvalid.shape[0]
+        idx = np.arange(B) if samples is None else np.arange(B)[np.atleast_1d(np.asarray(samples, np.int64))]
+        if self.A is not None:
+            return self.A if samples is None else self.A[idx]
+        T, S, h = self.qvalid.shape[1], self.kvalid.shape[1], self.config["heads"]
+        q, kv = self._bufs["q"].reshape(B, T, -1), self._bufs["kv"].reshape(B, S, -1)   # (B, T, D), (B, S, 2D)
+        A = np.empty((len(idx), h, T, S), q.dtype)
+        Z = np.empty((1, T, q.shape[2]), q.dtype)                       # (1, T, D), not kept
+        for i, b in enumerate(idx):
+            cross_attend(q[b:b + 1], kv[b:b + 1], self.qvalid[b:b + 1], self.kvalid[b:b + 1], self.scale, h,
+                         A[i:i + 1], Z)
+        return A
 
     def backward(self, dy):
         B, T, d = dy.shape
@@ -142,8 +166,14 @@ class CrossAttention(Layer):
             a, b = chunks[i]                                            # every weight gradient
             r, s, n = slice(a * T, b * T), slice(a * S, b * S), b - a
             kn.dense_dx(dy2[r], p["Wo"], dZ[r], 1)                      # (n·T, D)
-            cross_attend_bwd(q[r].reshape(n, T, D), kv[s].reshape(n, S, 2 * D), A[a:b], dZ[r].reshape(n, T, D),
-                             self.scale, h, dq[r].reshape(n, T, D), dkv[s].reshape(n, S, 2 * D))
+            qn, kvn, dkvn = q[r].reshape(n, T, D), kv[s].reshape(n, S, 2 * D), dkv[s].reshape(n, S, 2 * D)
+            if A is not None:
+                cross_attend_bwd(qn, kvn, A[a:b], dZ[r].reshape(n, T, D), self.scale, h, dq[r].reshape(n, T, D),
+                                 dkvn)                                  # (n, T, D), (n, S, 2D)
+            else:
+                flash_attend_bwd(qn, kvn[..., :D], kvn[..., D:], Zc[r].reshape(n, T, D), dZ[r].reshape(n, T, D),
+                                 self.lse[a:b], self.qvalid[a:b], self.kvalid[a:b], False, self.scale, h,
+                                 dq[r].reshape(n, T, D), dkvn[..., :D], dkvn[..., D:])
             if dx is not None:
                 kn.dense_dx(dq[r], p["Wq"], dx[r], 1)                   # (n·T, d)
                 kn.dense_dx(dkv[s], self.Wkv, de2[s], 1)                # (n·S, d_enc)
