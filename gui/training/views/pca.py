@@ -3,7 +3,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
 
-from engine.pca import PCA, activations
+from engine.pca import PCA, activations, pair_activations
 
 from .base import ClassScatter, View, colour
 
@@ -34,13 +34,16 @@ class PCAView(View):
 
     @staticmethod
     def compute(model, probe, options):
-        if len(model.inputs) > 1:              # an encoder–decoder: activations of one input alone do not exist
-            return None
         layer = options.get("pca_layer")
         if layer not in model.layers:          # not chosen yet (the UI may not have seen this run start)
             layer = default_layer(model.order, {n: int(np.prod(model.infos[n].shape)) for n in model.order},
                                   {n: model.graph.nodes[n].type for n in model.order})
-        a = activations(model, layer, probe.x)                       # (n, d)
+        if len(model.inputs) > 1:              # an encoder–decoder: each pair's mean over the layer's valid steps
+            if probe.target_lengths is None:
+                return None
+            a = pair_activations(model, layer, probe.x, probe.lengths, probe.y, probe.target_lengths)
+        else:
+            a = activations(model, layer, probe.x)                   # (n, d)
         scores, evr = project(a, 2)
         return {"layer": layer, "scores": scores, "evr": evr, "y": probe.y, "features": a.shape[1]}
 
