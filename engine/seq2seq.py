@@ -292,6 +292,17 @@ def streams(graph):
     return stream
 
 
+def luong_decoder(d=32, cell="GRU"):
+    """(nodes [(key, type, config)], edges [(src, dst, port)]) of a recurrent decoder with Luong attention: the
+    target embeddings feed `cell` 'decoder' (port 0; its states h_t), the encoder's states feed 'attention'
+    (a one-head CrossAttention, port 1) whose context c_t joins h_t in ỹ_t = tanh(W_c [h_t; c_t])."""
+    nodes = [("decoder", cell, {"units": d, "return_sequences": True}), ("attention", "CrossAttention", {"heads": 1}),
+             ("state_context", "Concatenate", {}), ("combine", "Dense", {"units": d}), ("tanh", "Tanh", {})]
+    edges = [("decoder", "attention", 0), ("decoder", "state_context", 0), ("attention", "state_context", 1),
+             ("state_context", "combine", 0), ("combine", "tanh", 0)]
+    return nodes, edges
+
+
 def recurrent(S, T, src_vocab, tgt_vocab, d=32, cell="GRU"):
     """A Graph of a recurrent encoder–decoder with attention (Luong): source ids → Embedding → `cell` (the
     encoder's states e_s); target ids (teacher-forced) → Embedding → `cell` (the decoder's h_t, causal by
@@ -302,13 +313,11 @@ def recurrent(S, T, src_vocab, tgt_vocab, d=32, cell="GRU"):
     g.chain(("source", "Input", {"shape": [S]}), ("src_embed", "Embedding", {"vocab": src_vocab, "dim": d}),
             ("encoder", cell, {"units": d, "return_sequences": True}))
     g.chain(("target", "Input", {"shape": [T], "feed": "target"}),
-            ("tgt_embed", "Embedding", {"vocab": tgt_vocab, "dim": d}),
-            ("decoder", cell, {"units": d, "return_sequences": True}),
-            ("attention", "CrossAttention", {"heads": 1}))
-    g.connect("encoder", "attention", 1)
-    g.add_node("Concatenate", "state_context")
-    g.connect("decoder", "state_context", 0)
-    g.connect("attention", "state_context", 1)
-    g.chain(("combine", "Dense", {"units": d}), ("tanh", "Tanh", {}), ("logits", "Dense", {"units": tgt_vocab}),
-            ("probs", "Softmax", {}), after="state_context")
+            ("tgt_embed", "Embedding", {"vocab": tgt_vocab, "dim": d}))
+    nodes, edges = luong_decoder(d, cell)
+    for key, t, cfg in nodes:
+        g.add_node(t, key, cfg)
+    for src, dst, port in [("tgt_embed", "decoder", 0)] + edges + [("encoder", "attention", 1)]:
+        g.connect(src, dst, port)
+    g.chain(("logits", "Dense", {"units": tgt_vocab}), ("probs", "Softmax", {}), after="tanh")
     return g
