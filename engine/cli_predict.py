@@ -35,7 +35,7 @@ def cmd_predict(a):
     if not a.text and not a.input:
         raise LayerboardError("give --input ARRAY.npy, --input TEXTS.txt (one text per line) or --text \"a text\"")
     p = _project(a.project)
-    texts = _texts(a, p.dataset.get("kind"))
+    texts, filed = _texts(a, p.dataset.get("kind"))
     if not a.output and texts is None:
         raise LayerboardError("give --output FILE.npy for the predictions")
     if a.output:
@@ -78,14 +78,14 @@ def cmd_predict(a):
     if texts is not None and classes and y.ndim == 2:
         for i, row in enumerate(y if not a.output else y[:20]):
             k = int(np.argmax(row)) if len(row) > 1 else int(row[0] > 0.5)
-            print(f"{'text' if a.text else 'line'} {i + 1}: {classes[k]} "
+            print(f"{'line' if filed else 'text'} {i + 1}: {classes[k]} "
                   f"({float(row.max() if len(row) > 1 else row[0]):.3f})")
     return 0
 
 
 def _texts(a, kind):
-    """The texts to classify: each --text itself, or the non-empty lines of --input FILE for a text project
-    (not an .npy/.npz array or a table); None for array inputs."""
+    """(texts to classify, read from a file): each --text itself, or the non-empty lines of --input FILE for a
+    text project (not an .npy/.npz array or a table); (None, False) for array inputs."""
     import sys
     from .data.plan import is_table
     from .translate import lines
@@ -93,11 +93,11 @@ def _texts(a, kind):
         if len(a.text) == 1 and os.path.isfile(a.text[0]):          # the form documented before 2026-12-07
             print(f"note: --text FILE is deprecated, use --input {a.text[0]} (--text is now a text itself)",
                   file=sys.stderr)
-            return [t for t in lines(a.text[0]) if t.strip()]
-        return list(a.text)
+            return [t for t in lines(a.text[0]) if t.strip()], True
+        return list(a.text), False
     if a.input and kind == "text" and not a.input.lower().endswith((".npy", ".npz")) and not is_table(a.input):
-        return [t for t in lines(a.input) if t.strip()]
-    return None
+        return [t for t in lines(a.input) if t.strip()], True
+    return None, False
 
 
 def _lengths(path, x):
