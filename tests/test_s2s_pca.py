@@ -79,4 +79,4 @@ def test_pca_view_draws_an_encoder_decoder(qtbot):
         view.snapshot(0, payload)
         view.refresh()
         assert view.scatter.xy.shape == (len(x), 2) and np.ptp(view.scatter.xy[:, 0]) > 0
-        assert f"'{layer}'" in view.evr_label.text()
+        assert f"'{layer}'" in view.evr_label.text() and "mean over valid steps" in view.evr_label.text()
