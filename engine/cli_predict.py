@@ -34,6 +34,8 @@ def cmd_predict(a):
         return translate(a, _project(a.project))
     if not a.text and not a.input:
         raise LayerboardError("give --input ARRAY.npy, --input TEXTS.txt (one text per line) or --text \"a text\"")
+    if a.text and a.input:
+        raise LayerboardError("give --text (texts themselves) or --input FILE, not both")
     p = _project(a.project)
     texts, filed = _texts(a, p.dataset.get("kind"))
     if not a.output and texts is None:

@@ -65,3 +65,5 @@ def test_texts_that_cannot_be_read_give_one_line(classifier, capsys, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "not UTF-8" in err
     code, _, err = run(capsys, "predict", proj, "--weights", w)
     assert code == 2 and "--text" in err and "--input" in err
+    code, _, err = run(capsys, "predict", proj, "--weights", w, "--text", "good", "--input", str(tmp_path / "bad.txt"))
+    assert code == 2 and "not both" in err
