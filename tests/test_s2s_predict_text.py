@@ -20,8 +20,9 @@ def classifier(tmp_path):
     ref = {"kind": "text", "path": "r.csv", "text": "review", "target": "label", "level": "word", "max_len": 5}
     ds = load(ref, tmp_path)
     g = Graph()
-    g.chain(("ids", "Input", {"shape": [5], "standardize": False}), ("emb", "Embedding", {"vocab": len(ds.vocab), "dim": 4}),
-            ("pool", "GlobalAveragePool", {}), ("fc", "Dense", {"units": 2}), ("p", "Softmax", {}))
+    g.chain(("ids", "Input", {"shape": [5], "standardize": False}),
+            ("emb", "Embedding", {"vocab": len(ds.vocab), "dim": 4}), ("pool", "GlobalAveragePool", {}),
+            ("fc", "Dense", {"units": 2}), ("p", "Softmax", {}))
     Project(graph=g, dataset=ref).save(tmp_path / "c.json")
     m = Model(g, seed=0)
     describe(m, ds)
