@@ -289,14 +289,14 @@ def parser():
     r = sub.add_parser("predict", help="run a trained model on an .npy array")
     r.add_argument("project")
     r.add_argument("--weights", required=True, help="trained weights (.npz or .safetensors)")
-    r.add_argument("--input", help="samples as an .npy array (raw units: the model standardises as trained), or a "
-                                   "table (.csv, .parquet, .arrow …) with the training's columns: writes a CSV")
-    r.add_argument("--text", help="a text file, one text per line, for a model trained on text data")
-    r.add_argument("--output", help="where to write (required for arrays; translations go to stdout without it)")
+    r.add_argument("--input", help="an .npy array (raw units), a table (.csv, .parquet, .arrow …) with the training's "
+                                   "columns (writes a CSV), or for text models a text file, one text per line")
+    r.add_argument("--text", action="append", help="a text itself (repeatable), for a model trained on text data or "
+                                                   "sentence pairs; a file of texts is --input FILE")
+    r.add_argument("--output", help="where to write (required for arrays; texts and translations print without it)")
     r.add_argument("--lengths", help="(N,) integer .npy: valid steps of each padded input sequence")
     r.add_argument("--attention", help="also write an .npz with each attention node's weights (N, heads, T, T)")
-    r.add_argument("--beam", type=int, help="translation (a sentence-pairs project, where --text is the source "
-                                            "sentence itself and --input a text file of sentences, one a line): "
+    r.add_argument("--beam", type=int, help="translation (a sentence-pairs project): "
                                             "beam search of this width (default 1: greedy)")
     r.add_argument("--max-len", type=int, help="translation: target tokens at most (default: the longest target "
                                                "seen in training)")

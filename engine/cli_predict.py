@@ -1,4 +1,6 @@
 """`layerboard evaluate` and `layerboard predict`: trained weights on the test split, new arrays, texts or tables."""
+import os
+
 import numpy as np
 
 from .cli import _project, dumps, writable
@@ -30,34 +32,33 @@ def cmd_predict(a):
     if _project(a.project).dataset.get("kind") == "pairs":          # translation: text in, decoded text out
         from .translate import cmd_predict as translate
         return translate(a, _project(a.project))
-    if not a.output:
+    if not a.text and not a.input:
+        raise LayerboardError("give --input ARRAY.npy, --input TEXTS.txt (one text per line) or --text \"a text\"")
+    if a.text and a.input:
+        raise LayerboardError("give --text (texts themselves) or --input FILE, not both")
+    p = _project(a.project)
+    texts, filed = _texts(a, p.dataset.get("kind"))
+    if not a.output and texts is None:
         raise LayerboardError("give --output FILE.npy for the predictions")
-    writable(a.output, "--output")
+    if a.output:
+        writable(a.output, "--output")
     if a.attention:
         writable(a.attention, "--attention")
-    p = _project(a.project)
     model = model_for(p, a.weights)                       # an Input's "auto" shape: as in the weights' graph
     load_into(model, a.weights)
     lengths = None
-    if a.text:
+    if texts is not None:
         from .data.sequences import texts_to_ids
-        try:
-            with open(a.text, encoding="utf-8") as f:
-                texts = [t.rstrip("\n") for t in f if t.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise LayerboardError(f"cannot read {a.text}: {e}") from None
         x, lengths = texts_to_ids(texts, model.meta)
     elif a.input and is_table(a.input):                  # a table encoded with the training's column plan
         return predict_command(model, a.input, a.output)
-    elif a.input:
+    else:
         from .data.files import at, first_nonfinite, read_array
         x = read_array(a.input)             # a DataError names the file: empty, damaged, object or text arrays
         bad, count = first_nonfinite(x)
         if bad is not None:
             raise LayerboardError(f"--input {a.input}, {at(bad, x.ndim > 2)}: NaN or infinity ({count:,} of "
                                   f"{len(x):,} samples hold some)")
-    else:
-        raise LayerboardError("give --input ARRAY.npy or --text FILE.txt (one text per line)")
     if a.lengths:
         lengths = _lengths(a.lengths, x)
     if a.attention:
@@ -65,21 +66,40 @@ def cmd_predict(a):
     else:
         y = model.predict(x.astype(np.float32), lengths=lengths)
     import io
-    buf = io.BytesIO()
-    np.save(buf, y)
-    atomic_write(a.output, buf.getvalue())
-    print(f"wrote {len(y)} predictions of shape {fmt(y.shape[1:])} to {a.output}")
+    if a.output:
+        buf = io.BytesIO()
+        np.save(buf, y)
+        atomic_write(a.output, buf.getvalue())
+        print(f"wrote {len(y)} predictions of shape {fmt(y.shape[1:])} to {a.output}")
     if a.attention:
         buf = io.BytesIO()
         np.savez(buf, **maps)
         atomic_write(a.attention, buf.getvalue())
         print(f"wrote attention weights (N, heads, T, T) of {', '.join(maps)} to {a.attention}")
     classes = model.meta.get("classes")
-    if a.text and classes and y.ndim == 2:
-        for i, row in enumerate(y[:20]):
+    if texts is not None and classes and y.ndim == 2:
+        for i, row in enumerate(y if not a.output else y[:20]):
             k = int(np.argmax(row)) if len(row) > 1 else int(row[0] > 0.5)
-            print(f"line {i + 1}: {classes[k]} ({float(row.max() if len(row) > 1 else row[0]):.3f})")
+            print(f"{'line' if filed else 'text'} {i + 1}: {classes[k]} "
+                  f"({float(row.max() if len(row) > 1 else row[0]):.3f})")
     return 0
+
+
+def _texts(a, kind):
+    """(texts to classify, read from a file): each --text itself, or the non-empty lines of --input FILE for a
+    text project (not an .npy/.npz array or a table); (None, False) for array inputs."""
+    import sys
+    from .data.plan import is_table
+    from .translate import lines
+    if a.text:
+        if len(a.text) == 1 and os.path.isfile(a.text[0]):          # the form documented before 2026-12-07
+            print(f"note: --text FILE is deprecated, use --input {a.text[0]} (--text is now a text itself)",
+                  file=sys.stderr)
+            return [t for t in lines(a.text[0]) if t.strip()], True
+        return list(a.text), False
+    if a.input and kind == "text" and not a.input.lower().endswith((".npy", ".npz")) and not is_table(a.input):
+        return [t for t in lines(a.input) if t.strip()], True
+    return None, False
 
 
 def _lengths(path, x):

@@ -2,9 +2,17 @@
 
 step(src (B, S), src_len (B,), prefix (B, t) ids) -> (B, V) log-probabilities of the next target token
 (engine.seq2seq.model_step makes one from a trained model). The prefix starts with `start`; a sequence ends at
-`end` or after max_len tokens. Results are id lists without start and end.
+`end` or after max_len tokens. Results are id lists without start and end. A step with bind(src, src_len)
+(engine.seq2seq.Step) runs its encoder once per call of greedy / beam.
 """
 import numpy as np
+
+
+def bound(step, src, src_len):
+    """run(rows, prefix) -> (len(rows), V): step on sources src[rows] (step.bind's, which encodes once, if any)."""
+    if hasattr(step, "bind"):
+        return step.bind(src, src_len)
+    return lambda rows, prefix: step(src[rows], src_len[rows], prefix)
 
 
 def greedy(step, src, src_len, max_len, start=2, end=3):
@@ -12,12 +20,13 @@ def greedy(step, src, src_len, max_len, start=2, end=3):
     src, src_len = np.asarray(src), np.asarray(src_len)
     n = len(src)
     out = [[] for _ in range(n)]
+    run = bound(step, src, src_len)
     live = np.arange(n)
     prefix = np.full((n, 1), start, np.int64)                              # (B, t) of the live sources
     for _ in range(max_len):
         if not len(live):
             break
-        nxt = np.asarray(step(src[live], src_len[live], prefix)).argmax(axis=1)     # (B,)
+        nxt = np.asarray(run(live, prefix)).argmax(axis=1)     # (B,)
         go = nxt != end
         for i, tok in zip(live[go], nxt[go]):
             out[i].append(int(tok))
@@ -35,6 +44,7 @@ def beam(step, src, src_len, max_len, k=4, start=2, end=3, alpha=0.0):
     hyps = [[((), 0.0)] for _ in range(n)]          # per source: live (tokens, summed log-probability)
     done = [[] for _ in range(n)]                   # per source: ended (normalised score, tokens)
     norm = (lambda s, length: s / max(length, 1) ** alpha)
+    run = bound(step, src, src_len)
     for t in range(max_len):
         todo = [i for i in range(n) if hyps[i]]
         if not todo:
@@ -42,7 +52,7 @@ def beam(step, src, src_len, max_len, k=4, start=2, end=3, alpha=0.0):
         rows = [(i, h) for i in todo for h in hyps[i]]
         who = np.array([i for i, _ in rows])
         prefix = np.array([(start,) + h[0] for _, h in rows], np.int64).reshape(len(rows), t + 1)   # (M, t+1)
-        lp = np.asarray(step(src[who], src_len[who], prefix), np.float64)                          # (M, V)
+        lp = np.asarray(run(who, prefix), np.float64)                          # (M, V)
         r = 0
         for i in todo:
             m = len(hyps[i])

@@ -123,13 +123,14 @@ class Model:
                              f"{missing}: pass a dict {{Input name: array}}")
         return xs, ms
 
-    def forward(self, x, training=False, logits=False, mask=None, every=False):
+    def forward(self, x, training=False, logits=False, mask=None, every=False, given=None):
         """Output for a batch x of shape (B, *input_shape); logits=True stops before the head activation.
 
         x: one array (a one-Input model, or the first Input) or {Input name: array}; mask: (B, T) bool of
         valid steps when the Input is a (T, F) sequence of variable length (a dict per Input when several);
         every layer finds its inputs' masks in layer.in_masks and self.masks holds each node's output mask.
-        self.acts holds each node's output, except inside fused groups unless every=True."""
+        self.acts holds each node's output, except inside fused groups unless every=True. given: {node: (output,
+        mask)} computed before (e.g. an encoder's, engine/seq2seq.py); those nodes do not run."""
         xs, ms = self.input_of(x, mask)
         for n in self.inputs:
             xs[n] = np.ascontiguousarray(xs[n], dtype=self.dtype)
@@ -137,11 +138,15 @@ class Model:
         if "x_mean" in self.data:                           # per-feature standardisation of sequences (the source)
             xs[first] = ((xs[first] - self.data["x_mean"]) / self.data["x_std"]).astype(self.dtype)
         acts, masks = self.acts, self.masks = {}, {}
+        for n, (a, m) in (given or {}).items():
+            acts[n], masks[n] = a, m
         stop = self.output if logits else None
         self.fused_now = {} if every else self.groups
         for n in self.order:
             if n == stop:
                 return acts[self.srcs[n][0]]
+            if n in acts:                                 # given, or the last node of a group that ran
+                continue
             if n in self.fused_now:                       # a group of layers in one pass (layers/fusion.py)
                 g = self.fused_now[n]
                 for v in g.nodes:                         # each layer's mask, as when it runs alone

@@ -116,3 +116,42 @@ def activations(model, layer, x, batch_size=None):
     if not parts:
         return np.zeros((0, int(np.prod(model.infos[layer].shape))), model.dtype)
     return np.concatenate(parts)
+
+
+def step_mean(a, mask):
+    """(B, features): each sample's output a (B, T, …) averaged over its valid steps (mask (B, T)), flattened;
+    outputs without a mask of their steps are flattened whole."""
+    if mask is None or a.ndim < 3 or a.shape[:2] != mask.shape:
+        return np.array(a, copy=True).reshape(len(a), -1)
+    m = mask.astype(np.float64)[:, :, None]                                             # (B, T, 1)
+    s = (np.asarray(a, np.float64).reshape(a.shape[0], a.shape[1], -1) * m).sum(1)      # (B, F)
+    return s / np.maximum(m.sum(1), 1.0)
+
+
+def pair_activations(model, layer, src, lengths, y, target_lengths, batch_size=None):
+    """(n, features) evaluation-mode hidden vectors of `layer` of an encoder–decoder for sources src (n, S) with
+    `lengths` and targets y (n, T) with `target_lengths`, fed as in training (teacher forcing): a sequence
+    output is the mean of its valid steps, source steps on the encoder side and target steps on the decoder
+    side (padded steps never count)."""
+    from .seq2seq import encoder_nodes, source_input, steps_mask, target_input, teacher_inputs
+    if layer not in model.layers:
+        raise LayerboardError(f"no layer named '{layer}' in the model; layers: {', '.join(model.order)}")
+    s_name, t_name = source_input(model), target_input(model)
+    src, y = np.asarray(src), np.asarray(y)
+    for name, arr in ((s_name, src), (t_name, y)):
+        if tuple(arr.shape[1:]) != tuple(model.infos[name].shape):
+            raise ShapeError(f"the Input '{name}' expects samples of shape {fmt(model.infos[name].shape)} but got "
+                             f"{fmt(arr.shape[1:])}")
+    if not len(src):
+        raise DataError("no sentence pairs to compute hidden vectors of")
+    enc = layer in encoder_nodes(model)
+    parts, batch_size = [], batch_size or model.batch_for(256)
+    for i in range(0, len(src), batch_size):
+        j = slice(i, i + batch_size)
+        masks = {s_name: steps_mask(lengths[j], src.shape[1]), t_name: steps_mask(target_lengths[j], y.shape[1])}
+        model.forward({s_name: src[j], t_name: teacher_inputs(y[j])}, mask=masks, every=True)
+        a, m = model.acts[layer], model.masks.get(layer)
+        if m is None and a.ndim >= 3:                   # a layer that drops masks still runs over its stream
+            m = masks[s_name if enc else t_name] if a.shape[1] == (src if enc else y).shape[1] else None
+        parts.append(step_mean(a, m))
+    return np.concatenate(parts)

@@ -107,8 +107,9 @@ def log_softmax(z):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def _next_logits(model, src, src_len, prefix):
-    """(B, t, V) log-probabilities of the next token after each prefix position (one evaluation forward)."""
+def _next_logits(model, src, src_len, prefix, given=None):
+    """(B, t, V) log-probabilities of the next token after each prefix position (one evaluation forward);
+    given: {node: (output, mask)} of nodes not to run (the encoder's, cached by Step.bind)."""
     src_name, tgt = source_input(model), target_input(model)
     src = np.asarray(src, np.float32)
     prefix = np.asarray(prefix)
@@ -120,17 +121,62 @@ def _next_logits(model, src, src_len, prefix):
     dec[:, :t] = prefix
     masks = {src_name: steps_mask(src_len, src.shape[1]), tgt: steps_mask(np.full(B, t), T)}
     logits = model.head.type in ("Softmax", "LogSoftmax")
-    out = model.forward({src_name: src, tgt: dec}, logits=logits, mask=masks)       # (B, T, V)
+    out = model.forward({src_name: src, tgt: dec}, logits=logits, mask=masks, given=given)     # (B, T, V)
     out = np.asarray(out[:, :t], np.float64)
     return log_softmax(out) if logits else np.log(np.maximum(out, 1e-30))
 
 
-def model_step(model):
+def encoder_nodes(model):
+    """Nodes that do not depend on the target Input (the source side: the encoder), in graph order."""
+    dec = set()
+    for n in model.order:
+        if model.feeds.get(n) == "target" or any(s in dec for s in model.srcs[n]):
+            dec.add(n)
+    return [n for n in model.order if n not in dec]
+
+
+class Step:
     """step(src (B, S), src_len (B,), prefix (B, t) ids starting with <start>) -> (B, V) log-probabilities of
-    the next target token: the whole model run on the prefix (the decoder is causal, so this is exact)."""
-    def step(src, src_len, prefix):
-        return _next_logits(model, src, src_len, prefix)[:, -1]
-    return step
+    the next target token: the whole model run on the prefix (the decoder is causal, so this is exact).
+    bind(src, src_len) runs the encoder once and gives run(rows, prefix) for sources src[rows], which re-runs
+    only the decoder side (engine/decode.py uses it)."""
+
+    def __init__(self, model):
+        self.model, self.enc = model, encoder_nodes(model)
+        dec = [n for n in model.order if n not in set(self.enc)]
+        self.feed = [n for n in self.enc if any(n in model.srcs[d] for d in dec)]   # encoder outputs the decoder reads
+
+    def __call__(self, src, src_len, prefix):
+        return _next_logits(self.model, src, src_len, prefix)[:, -1]
+
+    def encode(self, src, src_len):
+        """{node: (output, mask)} of the encoder outputs the decoder reads, for sources src (B, S)."""
+        m = self.model
+        src_name, tgt = source_input(m), target_input(m)
+        src = np.asarray(src, np.float32)
+        skip = {n: (None, None) for n in m.order if n not in set(self.enc)}
+        dummy = np.zeros((len(src), m.infos[tgt].shape[0]), np.float32)            # (B, T) not read
+        m.forward({src_name: src, tgt: dummy}, mask={src_name: steps_mask(src_len, src.shape[1])}, given=skip)
+        return {n: (m.acts[n].copy(), None if m.masks.get(n) is None else m.masks[n].copy()) for n in self.feed}
+
+    def bind(self, src, src_len):
+        """run(rows, prefix) -> (len(rows), V): the next-token log-probabilities of sources src[rows] after
+        prefix, from the encoder's outputs computed here once."""
+        cache, src, src_len = self.encode(src, src_len), np.asarray(src, np.float32), np.asarray(src_len)
+
+        def run(rows, prefix):
+            given = {n: (None, None) for n in self.enc}
+            given.update({n: (a[rows], None if mk is None else mk[rows]) for n, (a, mk) in cache.items()})
+            return _next_logits(self.model, src[rows], src_len[rows], prefix, given)[:, -1]
+        return run
+
+
+def model_step(model, cache=True):
+    """The next-token step of a trained encoder–decoder (Step; cache=False: a plain function that re-runs the
+    whole model at every token, without bind)."""
+    if cache:
+        return Step(model)
+    return lambda src, src_len, prefix: _next_logits(model, src, src_len, prefix)[:, -1]
 
 
 def cross_attention_nodes(model):
@@ -246,6 +292,17 @@ def streams(graph):
     return stream
 
 
+def luong_decoder(d=32, cell="GRU"):
+    """(nodes [(key, type, config)], edges [(src, dst, port)]) of a recurrent decoder with Luong attention: the
+    target embeddings feed `cell` 'decoder' (port 0; its states h_t), the encoder's states feed 'attention'
+    (a one-head CrossAttention, port 1) whose context c_t joins h_t in ỹ_t = tanh(W_c [h_t; c_t])."""
+    nodes = [("decoder", cell, {"units": d, "return_sequences": True}), ("attention", "CrossAttention", {"heads": 1}),
+             ("state_context", "Concatenate", {}), ("combine", "Dense", {"units": d}), ("tanh", "Tanh", {})]
+    edges = [("decoder", "attention", 0), ("decoder", "state_context", 0), ("attention", "state_context", 1),
+             ("state_context", "combine", 0), ("combine", "tanh", 0)]
+    return nodes, edges
+
+
 def recurrent(S, T, src_vocab, tgt_vocab, d=32, cell="GRU"):
     """A Graph of a recurrent encoder–decoder with attention (Luong): source ids → Embedding → `cell` (the
     encoder's states e_s); target ids (teacher-forced) → Embedding → `cell` (the decoder's h_t, causal by
@@ -256,13 +313,11 @@ def recurrent(S, T, src_vocab, tgt_vocab, d=32, cell="GRU"):
     g.chain(("source", "Input", {"shape": [S]}), ("src_embed", "Embedding", {"vocab": src_vocab, "dim": d}),
             ("encoder", cell, {"units": d, "return_sequences": True}))
     g.chain(("target", "Input", {"shape": [T], "feed": "target"}),
-            ("tgt_embed", "Embedding", {"vocab": tgt_vocab, "dim": d}),
-            ("decoder", cell, {"units": d, "return_sequences": True}),
-            ("attention", "CrossAttention", {"heads": 1}))
-    g.connect("encoder", "attention", 1)
-    g.add_node("Concatenate", "state_context")
-    g.connect("decoder", "state_context", 0)
-    g.connect("attention", "state_context", 1)
-    g.chain(("combine", "Dense", {"units": d}), ("tanh", "Tanh", {}), ("logits", "Dense", {"units": tgt_vocab}),
-            ("probs", "Softmax", {}), after="state_context")
+            ("tgt_embed", "Embedding", {"vocab": tgt_vocab, "dim": d}))
+    nodes, edges = luong_decoder(d, cell)
+    for key, t, cfg in nodes:
+        g.add_node(t, key, cfg)
+    for src, dst, port in [("tgt_embed", "decoder", 0)] + edges + [("encoder", "attention", 1)]:
+        g.connect(src, dst, port)
+    g.chain(("logits", "Dense", {"units": tgt_vocab}), ("probs", "Softmax", {}), after="tanh")
     return g

@@ -1,7 +1,9 @@
 """Greedy decoding beside the exports of an encoder–decoder: translate() in the PyTorch model.py, and a script that
 runs the exported ONNX model (teacher-forced scoring of the whole target) in a loop, one token per pass."""
+import inspect
 from pathlib import Path
 
+from .data.pairs import detokenize
 from .project import atomic_write
 from .seq2seq import END, START, source_input, target_input
 
@@ -45,10 +47,11 @@ The ONNX graph scores a whole target at once (teacher forcing): inputs @@SRC@@ (
 target so far (<start> = @@START@@ first, padded with 0), lengths (B,) and target_lengths (B,) valid steps; output
 (B, T, V) next-token probabilities. Greedy decoding runs it once per generated token:
 
-    python @@SCRIPT@@ "a source sentence"      # character-level models with their vocabularies: text in, text out
+    python @@SCRIPT@@ "a source sentence"      # models with their vocabularies (characters or words): text in, out
     python @@SCRIPT@@ 5,9,13                   # any model: source ids in, target ids out
 """
 import sys
+import unicodedata
 
 import numpy as np
 import onnxruntime as ort
@@ -56,8 +59,25 @@ import onnxruntime as ort
 START, END, S, T = @@START@@, @@END@@, @@S@@, @@T@@
 VOCAB = @@VOCAB@@                  # source token id -> text (None: not saved with the weights)
 TARGET_VOCAB = @@TARGET_VOCAB@@    # target token id -> text
-CHARS, LOWER = @@CHARS@@, @@LOWER@@      # character tokens; lower-cased before encoding
+CHARS, LOWER = @@CHARS@@, @@LOWER@@      # character tokens (else words); lower-cased before encoding
 
+
+def words(text):
+    """Word tokens as Layerboard makes them: runs of letters, marks, digits and _; any other non-space character
+    is a token of its own."""
+    out, cur = [], ""
+    for c in text:
+        if unicodedata.category(c)[0] in "LMN" or c == "_":
+            cur += c
+            continue
+        out += [cur] if cur else []
+        cur = ""
+        if not (c.isspace() or unicodedata.category(c)[0] == "Z"):
+            out.append(c)
+    return out + ([cur] if cur else [])
+
+
+@@DETOKENIZE@@
 
 def greedy(session, src, src_lengths, max_len=T):
     """Id lists (without <start> and <end>) of source ids src (B, S) with src_lengths (B,) valid steps."""
@@ -83,15 +103,15 @@ def greedy(session, src, src_lengths, max_len=T):
 
 
 def encode(arg):
-    """(ids (1, S), [length], is text) of "5,9,13" or, for character models with a vocabulary, of a text (cut to S)."""
+    """(ids (1, S), [length], is text) of "5,9,13" or, for models with a vocabulary, of a text (cut to S)."""
     try:
         ids, text = [int(v) for v in arg.split(",")], None
     except ValueError:
-        if not (CHARS and VOCAB):
+        if not VOCAB:
             raise SystemExit("this model takes source ids: python @@SCRIPT@@ 5,9,13")
         text = arg.strip().lower() if LOWER else arg.strip()
         ix = {t: i for i, t in enumerate(VOCAB)}
-        ids = [ix.get(c, 1) for c in text] or [1]                                 # 1: <unk>
+        ids = [ix.get(c, 1) for c in (text if CHARS else words(text))] or [1]      # 1: <unk>
     ids = ids[:S]
     return np.array([ids + [0] * (S - len(ids))], np.float32), [len(ids)], text is not None
 
@@ -100,7 +120,8 @@ if __name__ == "__main__":
     sess = ort.InferenceSession("@@FILE@@", providers=["CPUExecutionProvider"])
     src, lengths, is_text = encode(sys.argv[1])
     out = greedy(sess, src, lengths)[0]
-    print("".join(TARGET_VOCAB[i] for i in out) if is_text else ",".join(map(str, out)))
+    toks = [TARGET_VOCAB[i] for i in out] if is_text else []
+    print(("".join(toks) if CHARS else detokenize(toks)) if is_text else ",".join(map(str, out)))
 '''
 
 
@@ -125,7 +146,7 @@ def onnx_greedy(model, onnx_name, script_name):
     return _fill(ONNX_GREEDY, FILE=onnx_name, SCRIPT=script_name, SRC=src, TGT=tgt, S=model.infos[src].shape[0],
                  T=model.infos[tgt].shape[0], START=START, END=END, VOCAB=repr(model.meta.get("vocab")),
                  TARGET_VOCAB=repr(model.meta.get("target_vocab")), CHARS=text.get("tokens") == "char",
-                 LOWER=bool(text.get("lowercase")))
+                 LOWER=bool(text.get("lowercase")), DETOKENIZE=inspect.getsource(detokenize))
 
 
 def save_onnx_greedy(path, model):

@@ -34,19 +34,20 @@ def translate(model, texts, k=1, max_len=None, alpha=0.0):
     return decode_targets(ids, model.meta), ids, cut
 
 
-def _lines(path):
+def lines(path):
+    """The lines of a UTF-8 text file (an error line names it when it cannot be read)."""
     try:
         with open(path, encoding="utf-8-sig") as f:
             return [t.rstrip("\r\n") for t in f]
     except UnicodeDecodeError as e:
         raise LayerboardError(f"--input {path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 "
-                              "with one source sentence per line") from None
+                              "with one text per line") from None
     except OSError as e:
         raise LayerboardError(f"--input {path}: cannot read it: {e.strerror or e}") from None
 
 
 def cmd_predict(a, project):
-    """`layerboard predict PROJECT --weights W (--text LINE | --input FILE) [--output FILE] [--beam K]
+    """`layerboard predict PROJECT --weights W (--text LINE … | --input FILE) [--output FILE] [--beam K]
     [--max-len N]` for a sentence-pairs project: one decoded line per source line (an empty line stays empty)."""
     from .cli import writable
     from .model import Model
@@ -62,7 +63,7 @@ def cmd_predict(a, project):
         raise LayerboardError(f"--beam and --max-len must be whole numbers ≥ 1, got {a.beam} and {a.max_len}")
     if a.output:
         writable(a.output, "--output")
-    texts = [a.text] if a.text is not None else _lines(a.input)
+    texts = list(a.text) if a.text is not None else lines(a.input)
     model = Model(project.graph)
     load_into(model, a.weights)
     if a.max_len is not None and a.max_len > longest(model):

@@ -53,6 +53,12 @@ def _decoder(d_model):
     return nodes, edges
 
 
+def _luong(d_model):
+    """x → GRU → CrossAttention(·, encoder) → Concatenate(GRU, context) → Dense(d) → Tanh (engine.seq2seq)."""
+    from engine.seq2seq import luong_decoder
+    return luong_decoder(d_model)
+
+
 BLOCKS = {
     "Transformer encoder block": Block(
         "Transformer encoder block",
@@ -67,6 +73,13 @@ BLOCKS = {
         "y = LayerNorm(c + W₂·ReLU(W₁·c + b₁) + b₂). Select the decoder's (T, d_model) sequence and the encoder's "
         "output (two nodes) before inserting to connect both.",
         _decoder, (("self_att", 0), ("add", 0)), (("cross", 1),)),
+    "Recurrent decoder with attention": Block(
+        "Recurrent decoder with attention",
+        "A GRU over the decoder's sequence and Luong attention to the encoder's states: h_t = GRU(x_t, h_{t−1}), "
+        "a_ts = softmax_s(h_tᵀ W_Qᵀ W_K e_s), c_t = Σ_s a_ts W_V e_s, y_t = tanh(W_c [h_t; c_t] + b_c). Select the "
+        "decoder's (T, d) sequence (the target embedding) and the encoder's output (e.g. a GRU over the source "
+        "embedding, return_sequences) before inserting to connect both.",
+        _luong, (("decoder", 0),), (("attention", 1),)),
 }
 
 

@@ -249,7 +249,8 @@ def test_palette_lists_the_new_layer_types_and_the_block(qtbot):
                                           for j in range(t.topLevelItem(i).childCount())]
               for i in range(t.topLevelItemCount())}
     assert "RNN" in groups["Recurrent"] and "MultiHeadSelfAttention" in groups["Attention"]
-    assert groups["Blocks"] == ["Transformer encoder block", "Transformer decoder block"]
+    assert groups["Blocks"] == ["Transformer encoder block", "Transformer decoder block",
+                                "Recurrent decoder with attention"]
     t.filter("residual")                                               # searching finds the block by its text
     assert not t.topLevelItem(list(groups).index("Blocks")).isHidden()
 

@@ -134,7 +134,7 @@ def test_cnn_export_writes_every_file_readable_code_and_loadable_weights(tmp_pat
 @needs_torch
 def test_augmentation_warp_is_the_engines(tmp_path):
     from engine.data.augment import warp
-    from engine.torch_export.train_template import data_source
+    from engine.torch_export.data_template import data_source
     p = Project.load(CNN)
     p.dataset["augment"] = {"shift": 2, "rotate": 10, "flip": True, "noise": 0.1}
     (tmp_path / "data.py").write_text(data_source(p, "DigitsCNN", "multiclass"))

@@ -57,8 +57,20 @@ def split(text, level="char", lowercase=False):
 
 
 def join(tokens, level="char"):
-    """Text of a token list (characters joined as they are, words with spaces)."""
-    return "".join(tokens) if level == "char" else " ".join(tokens)
+    """Text of a token list (characters joined as they are, words by detokenize)."""
+    return "".join(tokens) if level == "char" else detokenize(tokens)
+
+
+def detokenize(words):
+    """Text of word tokens: one space between tokens, none before , . ; : ! ? ) ] } and none after ( [ {.
+    (Self-contained: the ONNX greedy script carries a copy of its source.)"""
+    out, prev = [], None
+    for w in words:
+        if prev is not None and w not in (",", ".", ";", ":", "!", "?", ")", "]", "}") and prev not in ("(", "[", "{"):
+            out.append(" ")
+        out.append(w)
+        prev = w
+    return "".join(out)
 
 
 def load_pairs(path, source="source", target="target", tokens="char", lowercase=False, delimiter=None):

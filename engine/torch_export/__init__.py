@@ -13,7 +13,8 @@ from ..project import atomic_write
 from .codegen import (class_name, emitter, from_state_dict, fused_head, identifiers, is_state_dict, model_source,
                       paths, reads_mask, state_dict, unsupported)
 from .emitters import HELPERS, Emitted
-from .train_template import data_source, train_source
+from .data_template import data_source
+from .train_template import train_source
 
 FILES = ("model.py", "weights.safetensors", "train.py", "data.py", "data.npz", "README.md")
 
@@ -53,7 +54,7 @@ def _prepared(project, weights=None):
 
 def limits(project, train):
     """What train.py cannot reproduce for this project (empty: it trains as Layerboard does)."""
-    if train.lengths is not None and train.per_step:
+    if train.lengths is not None and train.per_step and train.target_lengths is None:
         return "per-step targets of sequences (losses and metrics over each sequence's valid steps)"
     return ""
 
@@ -144,6 +145,8 @@ def export_project(project, out_dir, weights=None):
     from safetensors.numpy import save
     empty = val if val is not None else train.subset(np.arange(0))
     extra = {} if train.lengths is None else {"lengths_train": train.lengths, "lengths_val": empty.lengths}
+    if train.target_lengths is not None:                     # sentence pairs: the loss counts valid target steps
+        extra.update(target_lengths_train=train.target_lengths, target_lengths_val=empty.target_lengths)
     files = {
         "model.py": src.encode(),
         "weights.safetensors": save(sd, metadata={"format": "pytorch-state-dict", "module": f"model.{cls}"}),

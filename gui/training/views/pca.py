@@ -3,7 +3,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
 
-from engine.pca import PCA, activations
+from engine.pca import PCA, activations, pair_activations
 
 from .base import ClassScatter, View, colour
 
@@ -34,15 +34,19 @@ class PCAView(View):
 
     @staticmethod
     def compute(model, probe, options):
-        if len(model.inputs) > 1:              # an encoder–decoder: activations of one input alone do not exist
-            return None
         layer = options.get("pca_layer")
         if layer not in model.layers:          # not chosen yet (the UI may not have seen this run start)
             layer = default_layer(model.order, {n: int(np.prod(model.infos[n].shape)) for n in model.order},
                                   {n: model.graph.nodes[n].type for n in model.order})
-        a = activations(model, layer, probe.x)                       # (n, d)
+        if len(model.inputs) > 1:              # an encoder–decoder: each pair's mean over the layer's valid steps
+            if probe.target_lengths is None:
+                return None
+            a = pair_activations(model, layer, probe.x, probe.lengths, probe.y, probe.target_lengths)
+        else:
+            a = activations(model, layer, probe.x)                   # (n, d)
         scores, evr = project(a, 2)
-        return {"layer": layer, "scores": scores, "evr": evr, "y": probe.y, "features": a.shape[1]}
+        return {"layer": layer, "scores": scores, "evr": evr, "y": probe.y, "features": a.shape[1],
+                "pooled": len(model.inputs) > 1}
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -53,6 +57,7 @@ class PCAView(View):
         self.layer.currentTextChanged.connect(self._chose)
         row.addWidget(self.layer, 1)
         self.evr_label = QLabel("")
+        self.evr_label.setWordWrap(True)                        # long layer names never widen the view
         row.addWidget(self.evr_label, 2)
         self.box.addLayout(row)
         self.plot = pg.PlotWidget()
@@ -105,7 +110,8 @@ class PCAView(View):
         shown = self.evr[:2]
         self.evr_label.setText("explained variance: " + ", ".join(
             f"PC{i + 1} {100 * v:.1f} %" for i, v in enumerate(shown)) +
-            f" (of {p['features']} feature{'s' if p['features'] != 1 else ''} in '{p['layer']}')")
+            f" (of {p['features']} feature{'s' if p['features'] != 1 else ''} in '{p['layer']}'"
+            + (", mean over valid steps)" if p.get("pooled") else ")"))
         self.evr_label.setToolTip(f"EVR_k = λ_k / Σ_j λ_j (λ: eigenvalues of the covariance of the {p['features']} "
                                   "features): " + ", ".join(f"PC{i + 1} = {v:.4g}" for i, v in enumerate(shown)))
 
