@@ -144,5 +144,9 @@ def ready():
             for key, v in list(d.items()):
                 if type(v) is Kernel and id(v) in made:
                     d[key] = v._real
+                elif isinstance(v, type) and v.__module__ == name:      # kernels kept as class attributes
+                    for a, kv in list(vars(v).items()):
+                        if type(kv) is Kernel and id(kv) in made:
+                            setattr(v, a, kv._real)
         _kernels.clear()
         _ready = True
