@@ -7,11 +7,7 @@ if "NUMBA_CACHE_DIR" not in _os.environ and not _os.access(_os.path.dirname(_os.
     _os.environ["NUMBA_CACHE_DIR"] = _os.path.join(
         _os.environ.get("XDG_CACHE_HOME") or _os.path.join(_os.path.expanduser("~"), ".cache"), "layerboard", "numba")
 
-from . import _scipy_blas  # noqa: E402
-_scipy_blas.preload()                # numba's first kernel load then skips importing scipy.linalg
-
-from . import _jitcache as _jc  # noqa: E402  (before any kernel loads: drop cached kernels of changed sources)
-_jc.refresh()
+# numba itself is imported when the first kernel runs (engine/_jit.py: the window never needs it)
 
 from .errors import ConfigError, DataError, LayerboardError, ProjectError, ShapeError, TrainingError
 from .graph import Edge, Graph, GraphError, Node

@@ -11,10 +11,8 @@ column-major operands go to BLAS transposed, other strided ones as contiguous co
 import ctypes
 
 import numpy as np
-from llvmlite import binding, ir
-from numba import njit, types
-from numba.core.errors import TypingError
-from numba.extending import intrinsic, overload
+
+from ._jit import errors, intrinsic, njit, on_ready, overload, types
 
 SYMBOLS = {4: "layerboard_cblas_sgemm", 8: "layerboard_cblas_dgemm"}
 SMALL = 4096            # M·N·K below this: the loop beats a BLAS call
@@ -73,8 +71,15 @@ def _find():
 _ADDR, _WHAT = _find()   # integers are passed as 64-bit: right for ILP64 and, on x86-64, for 32-bit BLAS too
 HAVE_CBLAS = bool(_ADDR)
 BLAS_ID = f"numpy {np.__version__}: {_WHAT}"        # what cached kernels were compiled against
-for _size, _addr in _ADDR.items():
-    binding.add_symbol(SYMBOLS[_size], _addr)
+
+
+def _add_symbols():
+    from llvmlite import binding
+    for size, addr in _ADDR.items():
+        binding.add_symbol(SYMBOLS[size], addr)
+
+
+on_ready(_add_symbols)          # with numba, before any kernel that calls them is loaded or compiled
 
 
 @intrinsic
@@ -86,6 +91,7 @@ def _cblas(typingctx, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc):
     wide = A.dtype == types.float64
 
     def codegen(context, builder, signature, args):
+        from llvmlite import ir
         ta_, tb_, M_, N_, K_, A_, lda_, B_, ldb_, C_, ldc_, acc_ = args
         i32, i64 = ir.IntType(32), ir.IntType(64)
         ft = ir.DoubleType() if wide else ir.FloatType()
@@ -109,9 +115,10 @@ def _cblas(typingctx, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc):
 def _types_ok(a, b, c):
     """TypingError unless the numba types a, b, c are 2-D arrays of one float dtype."""
     if not all(isinstance(t, types.Array) and t.ndim == 2 for t in (a, b, c)):
-        raise TypingError(f"gemm needs 2-D arrays, got {a}, {b}, {c}")
+        raise errors.TypingError(f"gemm needs 2-D arrays, got {a}, {b}, {c}")
     if not (a.dtype == b.dtype == c.dtype and a.dtype in (types.float32, types.float64)):
-        raise TypingError(f"gemm needs float32 or float64 arrays of one dtype, got {a.dtype}, {b.dtype}, {c.dtype}")
+        raise errors.TypingError(f"gemm needs float32 or float64 arrays of one dtype, got {a.dtype}, {b.dtype}, "
+                                 f"{c.dtype}")
 
 
 def _check_types(a, b, c):

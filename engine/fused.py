@@ -10,7 +10,7 @@ of the batch holds acts[off[n]·B : (off[n] + size[n])·B], its gradient the sam
 """
 
 import numpy as np
-from numba import njit
+from ._jit import njit
 
 from . import kernels as kn
 from . import losses

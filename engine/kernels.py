@@ -2,7 +2,7 @@
 from math import erf, exp, log1p, sqrt, tanh
 
 import numpy as np
-from numba import njit
+from ._jit import njit
 
 from .blas import gemm
 

@@ -1,6 +1,6 @@
 """Losses (spec §9, §13, §14): per-sample loss summed over outputs, averaged over the batch B."""
 import numpy as np
-from numba import njit
+from ._jit import njit
 
 from .errors import TrainingError
 from .kernels import softmax_rows

@@ -1,6 +1,6 @@
 """Optimizers exactly as spec §2, each one compiled step over the flat parameter buffer."""
 import numpy as np
-from numba import njit
+from ._jit import njit
 
 from .errors import TrainingError
 from .hparams import HP, resolve

@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 
+from . import _jit
 from .data import augment, kfold, load
 from .data.dataset import fit
 from .model import Model
@@ -44,6 +45,7 @@ def model_for(project, weights_path):
 
 
 def _setup(project, train, val, cfg, dtype, weights=None):
+    _jit.ready()                                # numba and the kernels now, not inside the first step
     model = Model(auto_shapes(project.graph, train), dtype=dtype, seed=cfg["seed"])
     for n in model.inputs:
         model.layers[n].adapt(train.x if model.feeds[n] != "target" else teacher_inputs(train.y))
@@ -146,6 +148,7 @@ def warm_context():
     thread, so that it overlaps reading and splitting the data; the first kernel load then finds it done.
     Returns the thread."""
     def run():
+        _jit.ready()                                       # numba imported, the engine's kernels made
         from numba.core.compiler_lock import global_compiler_lock
         from numba.core.registry import cpu_target
         with global_compiler_lock:                         # a kernel load in another thread waits for it

@@ -10,11 +10,8 @@ from engine.project import Project, training_config
 from engine.graph import Graph
 
 from .diff_overlay import DiffOverlay
-from .runs_window import RunsWindow
 from .search_marks import apply_trial
 from .search_tags import SearchTags
-from .search_window import SearchWindow
-from .tryit_panel import TryItPanel
 
 
 class Relay(QObject):
@@ -29,14 +26,14 @@ class Experiments:
     def __init__(self, win):
         self.win, self.doc = win, win.doc
         self.runs = self.search = self.diff = None
-        self.tryit = TryItPanel()
+        self._tryit = None                              # the panel is built when its dock is first shown
         self.tryit_dock = QDockWidget("Try it", win)
         self.tryit_dock.setObjectName("tryit")
-        self.tryit_dock.setWidget(self.tryit)
         win.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tryit_dock)
         self.tryit_dock.hide()
+        self.tryit_dock.visibilityChanged.connect(lambda on: on and self.tryit)
         self.doc.trained_changed.connect(self.refresh_tryit)
-        self.doc.reset.connect(lambda: self.tryit.set_model(None))
+        self.doc.reset.connect(lambda: self._tryit is not None and self._tryit.set_model(None))
         self.tags = SearchTags(win.scene)               # ⌕ under layers with marked search ranges
         self.relay = Relay()
         self.relay.done.connect(self._evaluated)
@@ -56,6 +53,7 @@ class Experiments:
     # ---- run history ----
     def show_runs(self):
         if self.runs is None:
+            from .runs_window import RunsWindow            # pyqtgraph: imported when first needed
             self.runs = RunsWindow()
             self.runs.open_run.connect(self.open_run)
             self.runs.show_diff.connect(self.show_diff)
@@ -102,6 +100,7 @@ class Experiments:
             return
         if self.doc.dirty and not self.win.maybe_save():
             return
+        from .search_window import SearchWindow            # optuna's window: imported when first opened
         self.search = SearchWindow(p)
         self.search.apply.connect(self.apply_trial)
         self.search.show()
@@ -115,7 +114,19 @@ class Experiments:
         self.win.show_message("applied: " + ", ".join(f"{k} = {v}" for k, v in values.items()) + " (Ctrl+Z undoes it)")
 
     # ---- try it ----
+    @property
+    def tryit(self):
+        """The Try-it panel (built now if it was not yet)."""
+        if self._tryit is None:
+            from .tryit_panel import TryItPanel
+            self._tryit = TryItPanel()
+            self.tryit_dock.setWidget(self._tryit)
+            self.refresh_tryit()
+        return self._tryit
+
     def refresh_tryit(self):
+        if self._tryit is None:                          # built later with the model of that moment
+            return
         m = self.doc.trained
         job = getattr(self.win.training, "job", None) if self.win.training is not None else None
         val = getattr(getattr(job, "trainer", None), "val", None)

@@ -1,6 +1,6 @@
 """Seeded data augmentation for image batches (B, C, H, W): shifts, small rotations, flips, Gaussian noise."""
 import numpy as np
-from numba import njit
+from .._jit import njit
 
 from ..errors import ConfigError
 

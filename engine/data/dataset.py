@@ -358,10 +358,6 @@ def load(ref, base=None):
     """Dataset for a project's dataset reference, e.g. {"kind": "builtin", "name": "xor"}."""
     import inspect
     from .builtin import BUILTINS
-    from .files import load_csv, load_npz
-    from .images import load_folder, load_idx
-    from .pairs import load_pairs
-    from .sequences import load_sequences, load_series, load_text
     if not isinstance(ref, dict) or "kind" not in ref:
         raise DataError("the dataset reference needs a 'kind' (builtin, csv, parquet, arrow, npz, npy, idx, folder, "
                         "series, text or pairs)")
@@ -374,6 +370,10 @@ def load(ref, base=None):
         if name not in BUILTINS:
             raise DataError(f"unknown built-in dataset {name!r}; choose one of {', '.join(BUILTINS)}")
         return BUILTINS[name](**opts)
+    from .files import load_csv, load_npz                   # the file readers (pyarrow) only for files
+    from .images import load_folder, load_idx
+    from .pairs import load_pairs
+    from .sequences import load_sequences, load_series, load_text
     loaders = {"csv": load_csv, "parquet": load_csv, "arrow": load_csv,
                "npz": load_sequences if "lengths" in ref else load_npz, "npy": load_npz, "idx": load_idx,
                "folder": load_folder, "series": load_series, "text": load_text,

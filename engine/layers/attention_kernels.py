@@ -5,8 +5,7 @@ attention weights A and normalised there, and the backward's dL/dα becomes dL/d
 numpy's cblas on row-strided blocks of the [q | k | v] buffer (engine.blas.gemm), so no head is copied.
 """
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from .._jit import njit, overload, types
 
 from ..blas import gemm
 from ..kernels import softmax_bwd

@@ -1,7 +1,6 @@
 """Numba kernels for convolution and pooling on NCHW arrays (float32 or float64, C-contiguous)."""
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from .._jit import njit, overload, types
 
 from .. import parallel
 from ..blas import gemm

@@ -13,7 +13,7 @@ wrote and re-read C_in·K_h·K_w values per output position. Below 16 input chan
 (K = C_in), so Conv2D uses this path from MIN_CHANNELS on.
 """
 import numpy as np
-from numba import njit
+from .._jit import njit
 
 from .. import parallel
 from ..blas import gemm

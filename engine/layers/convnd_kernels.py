@@ -1,7 +1,7 @@
 """Numba kernels for convolution and pooling of any rank in one canonical form, (B, C, D, H, W) with size-1 axes
 for 1-D and 2-D data: strides, dilations and groups (float32 or float64; patches are C-contiguous buffers)."""
 import numpy as np
-from numba import njit
+from .._jit import njit
 
 from ..blas import gemm
 from .conv_kernels import FAST, nchw_to_rows, rows_to_nchw

@@ -2,7 +2,7 @@
 r, z = σ(W_i· x_t + b_i· + W_h· h_{t−1} + b_h·), n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t−1} + b_hn)),
 h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}."""
 import numpy as np
-from numba import njit
+from .._jit import njit
 
 from ..blas import gemm
 from .base import register

@@ -1,7 +1,7 @@
 """LSTM with PyTorch's gate equations and weight layout (weight_ih (4H, D), gates i, f, g, o; two bias vectors):
 i, f, o = σ(W_i· x_t + b_i· + W_h· h_{t−1} + b_h·), g = tanh(…), c_t = f ⊙ c_{t−1} + i ⊙ g, h_t = o ⊙ tanh(c_t)."""
 import numpy as np
-from numba import njit
+from .._jit import njit
 
 from ..blas import gemm
 from .base import register

@@ -1,6 +1,6 @@
 """Numba kernels for batch norm on (B, C, S) arrays and the fused BatchNorm → ReLU → MaxPool group."""
 import numpy as np
-from numba import njit
+from .._jit import njit
 
 from .conv_kernels import FAST
 

@@ -157,7 +157,7 @@ class BatchNorm(Layer):
 
 
 # ---- layer normalisation (per step, over the last axis) ----
-from numba import njit  # noqa: E402
+from .._jit import njit  # noqa: E402
 
 _LN_MATH = {"reassoc", "nsz", "contract", "arcp"}    # lets the row sums vectorise; NaN and ±inf still propagate
 

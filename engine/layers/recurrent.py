@@ -1,7 +1,7 @@
 """The recurrent family's shared base: masks, two directions, batch slices on the training threads, outputs, taps,
 ONNX and PyTorch export, and the float32 activations of the time loops. The layers: rnn.py, lstm.py, gru.py."""
 import numpy as np
-from numba import njit
+from .._jit import njit
 
 from .. import parallel
 from ..errors import ShapeError

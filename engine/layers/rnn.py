@@ -1,7 +1,7 @@
 """Single-layer RNN (spec §4): a_t = W h_{t−1} + U x_t + b, h_t = f(a_t); BPTT as the δ_t recurrence; bidirectional
 and masks through the Recurrent base."""
 import numpy as np
-from numba import njit
+from .._jit import njit
 
 from ..blas import gemm
 from ..hparams import HP

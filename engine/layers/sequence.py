@@ -1,6 +1,6 @@
 """Sequence helpers: Embedding (token ids → vectors) and TimePool (a sequence → one vector over valid steps)."""
 import numpy as np
-from numba import njit
+from .._jit import njit
 
 from ..errors import ShapeError
 from ..hparams import HP

@@ -8,12 +8,20 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QProgressBar, QPu
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from engine.data import load
-from engine.data.columns import ROLES, STRATEGIES, TYPES
 from engine.data.report import HEAD, column_counts
-from engine.data.table import Cancelled, reporting
 from engine.errors import LayerboardError
 
-EDITABLE = {"type": TYPES, "role": ROLES, "strategy": STRATEGIES + ("0",)}
+
+def reporting(hook):
+    """engine.data.table.reporting, imported when a file is read (the table reader imports pyarrow)."""
+    from engine.data.table import reporting as report
+    return report(hook)
+
+
+def editable():
+    """{report key: the choices its combo box offers} (engine.data.columns imports pyarrow: only for tables)."""
+    from engine.data.columns import ROLES, STRATEGIES, TYPES
+    return {"type": TYPES, "role": ROLES, "strategy": STRATEGIES + ("0",)}
 
 
 class ColumnTable(QWidget):
@@ -53,11 +61,12 @@ class ColumnTable(QWidget):
         t.setColumnCount(len(HEAD))
         t.setRowCount(len(self.report))
         t.setHorizontalHeaderLabels(list(HEAD))
+        choices = editable()
         for i, c in enumerate(self.report):
             for j, key in enumerate(HEAD):
                 key = "name" if key == "column" else key
-                if key in EDITABLE and not (key == "strategy" and c["role"] != "feature"):
-                    t.setCellWidget(i, j, self._combo(c["name"], key, c.get(key)))
+                if key in choices and not (key == "strategy" and c["role"] != "feature"):
+                    t.setCellWidget(i, j, self._combo(c["name"], key, c.get(key), choices[key]))
                 else:
                     v = c.get(key)
                     t.setItem(i, j, QTableWidgetItem("" if v is None else f"{v:,}" if isinstance(v, int) else str(v)))
@@ -66,10 +75,10 @@ class ColumnTable(QWidget):
             t.setCurrentCell(0, 0)
             self.plot_column(0)
 
-    def _combo(self, name, key, value):
+    def _combo(self, name, key, value, choices):
         b = QComboBox()
-        b.addItems(list(EDITABLE[key]))
-        if str(value) not in EDITABLE[key]:
+        b.addItems(list(choices))
+        if str(value) not in choices:
             b.addItem(str(value))
         b.setCurrentText(str(value))
         b.setToolTip({"type": "How the column is read: number, category (one-hot), text (word ids), datetime, empty",
@@ -81,6 +90,7 @@ class ColumnTable(QWidget):
 
     def edit(self, name, key, value):
         """Set the column's type, role or strategy in the dataset reference: one undoable step."""
+        from engine.data.columns import ROLES, STRATEGIES
         ref = dict(self.doc.project.dataset)
         cols = dict(ref.get("columns") or {})
         entry = cols.get(name, {})
@@ -178,6 +188,7 @@ class Loader(QWidget):
         self.show()
 
         def hook(what, fraction):
+            from engine.data.table import Cancelled
             if stop.is_set():
                 raise Cancelled("reading cancelled")
             try:
@@ -187,8 +198,11 @@ class Loader(QWidget):
 
         def run():
             try:
-                with reporting(hook):
+                if ref.get("kind") == "builtin":               # read without progress: no table reader needed
                     out = load(ref, base)
+                else:
+                    with reporting(hook):
+                        out = load(ref, base)
             except LayerboardError as e:
                 out = e
             except MemoryError:
