@@ -214,6 +214,8 @@ class GraphScene(QGraphicsScene):
         return [it.edge for it in self.selectedItems() if isinstance(it, EdgeItem)]
 
     def select(self, names):
+        """Select these layers with one selectionChanged (Qt sends one per item: a panel rebuilt 5,000 times)."""
+        was = self.blockSignals(True)
         self.clearSelection()
         for n in names:
             b = self.folds.unit.get(n)                  # a layer inside a folded block: the block
@@ -221,6 +223,9 @@ class GraphScene(QGraphicsScene):
                 self.folds.items[b].setSelected(True)
             elif n in self.nodes:
                 self.nodes[n].setSelected(True)
+        self.blockSignals(was)
+        if not was:
+            self.selectionChanged.emit()
 
     def delete_selected(self):
         self.attempt(self.doc.remove_nodes, self.selected_names(), self.selected_edges())
