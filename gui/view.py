@@ -6,7 +6,7 @@ from PySide6.QtWidgets import QGraphicsView, QLabel
 
 from . import my_blocks
 from .blocks import BLOCKS, insert_block
-from .items import PORT_R, H, W
+from .items import LOD_TEXT, PORT_R, H, W
 from .navigate import Minimap, NodeFinder
 from .style import theme
 
@@ -224,6 +224,14 @@ class GraphView(QGraphicsView):
             self.unsetCursor()
             return e.accept()
         super().mouseReleaseEvent(e)
+
+    def paintEvent(self, e):
+        sc, detail = self.scene(), self.transform().m11() >= LOD_TEXT
+        if hasattr(sc, "show_ports"):
+            sc.show_ports(detail)
+        if detail != bool(self.renderHints() & QPainter.RenderHint.Antialiasing):
+            self.setRenderHint(QPainter.RenderHint.Antialiasing, detail)    # zoomed out: 6,000 curves, no smoothing
+        super().paintEvent(e)
 
     def drawBackground(self, p, rect):
         """Canvas colour and a 24-px grid, painted from one cached tile (fast at any size)."""
