@@ -29,16 +29,21 @@ def chain(n):
     return Project(graph=g)
 
 
-@pytest.fixture
-def canvas(qtbot):
-    doc = Document(chain(40))
+def shown(qtbot, n, w=900, h=600):
+    """(document, scene, view) of a chain of n layers, the view shown at w × h."""
+    doc = Document(chain(n))
     scene = GraphScene(doc)
     view = GraphView(scene)
-    view.resize(900, 600)
+    view.resize(w, h)
     qtbot.addWidget(view)
     view.show()
     qtbot.waitExposed(view)
     return doc, scene, view
+
+
+@pytest.fixture
+def canvas(qtbot):
+    return shown(qtbot, 40)
 
 
 def paint(view):
@@ -102,20 +107,14 @@ def test_minimap_repaints_an_edited_node_and_redraws_after_a_new_one(canvas, qtb
 
 
 def test_zoom_to_fit_frames_every_node_from_their_positions(qtbot):
-    doc = Document(chain(6))                            # one row that fits at a readable zoom
-    scene = GraphScene(doc)
-    view = GraphView(scene)
-    view.resize(1400, 900)
-    qtbot.addWidget(view)
-    view.show()
-    qtbot.waitExposed(view)
+    doc, scene, view = shown(qtbot, 6, 1400, 900)      # one row that fits at a readable zoom
     r = view.graph_rect()
     nodes = [it.sceneBoundingRect() for it in scene.nodes.values()]
     assert all(r.adjusted(-1, -1, 1, 1).contains(b.adjusted(2, 2, -2, -2)) for b in nodes)
     view.scale(0.2, 0.2)
     view.zoom_to_fit()
-    shown = view.mapToScene(view.viewport().rect()).boundingRect()
-    assert all(shown.contains(b) for b in nodes)
+    seen = view.mapToScene(view.viewport().rect()).boundingRect()
+    assert all(seen.contains(b) for b in nodes)
     assert view.transform().m11() >= 0.75               # READABLE: never shrunk below legible
 
 
