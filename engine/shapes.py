@@ -84,8 +84,10 @@ def infer(graph, prev=None, changed=None, auto=None):
     """NodeInfo for every node, in topological order (dict preserves it).
 
     Incremental: given the previous result `prev` and the names `changed` since (nodes added, reconfigured,
-    renamed, or whose inputs changed), only those and what lies downstream of them are analysed again; every
-    other node keeps its NodeInfo object from prev (so callers must not modify NodeInfo objects in place).
+    renamed, or whose inputs changed), only those and the nodes downstream whose inputs' NodeInfo changed are
+    analysed again (an edit that keeps a layer's output shape stops there); every other node, and every node
+    analysed to an equal result, keeps its NodeInfo object from prev (so callers must not modify NodeInfo
+    objects in place).
 
     auto: the dataset's sample shape, given to each Input whose shape is "auto" (None: no dataset yet; such an
     Input and what lies below it are pending, not errors)."""
@@ -100,13 +102,18 @@ def infer(graph, prev=None, changed=None, auto=None):
     out = {}
     feeds = [v.config.get("feed", "source") for v in graph.nodes.values() if v.type == "Input"]
     two = "target" in feeds
+    if stale is not None and not two:           # a stream check may change below an unchanged node: not pruned
+        stale, redone = {n for n in changed if n in graph.nodes}, []
     stream, used = {}, {}                     # an encoder–decoder's two streams (engine/seq2seq.py)
     for name in order:
         if two:
             stream[name] = stream_of(graph, name, ins[name], stream, used)
-        if stale is not None and name not in stale and name in prev:
+        if stale is not None and name not in stale and name in prev and (two or all(
+                out[x] is prev.get(x) or out[x] == prev.get(x) for x in ins[name])):
             out[name] = prev[name]
             continue
+        if stale is not None and not two:
+            redone.append(name)
         node = graph.nodes[name]
         info = out[name] = NodeInfo(name, node.type)
         srcs = ins[name]
@@ -138,6 +145,10 @@ def infer(graph, prev=None, changed=None, auto=None):
             info.shape, (info.error, info.fix) = None, bad
             continue
         _field(info, layer, ks, [out[s] for s in srcs])
+    if stale is not None and not two:
+        for n in redone:                        # analysed again to the same result: the same object as before
+            if n in prev and out[n] == prev[n]:
+                out[n] = prev[n]
     return out
 
 

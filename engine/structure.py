@@ -27,7 +27,7 @@ def block(graph, names):
     inside = set(names)
     ins = {e.src for n in names for e in graph._ins[n] if e.src not in inside}
     outs = {e.src for n in names for e in graph._outs[n] if e.dst not in inside}
-    what = "+".join(names)
+    what = "+".join(names) if len(names) <= 6 else f"{'+'.join(names[:3])}+…+{names[-1]} ({len(names)} layers)"
     if any(graph.nodes[n].type == "Input" for n in names):
         raise GraphError(f"block {what}: an Input cannot be repeated")
     if len(ins) != 1:

@@ -1,16 +1,17 @@
 """Canvas items: a node (header, name, key hyperparameters, shape, params, error badge), its ports, edges."""
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem, QGraphicsPathItem
 
 from engine.layers import REGISTRY, fmt
 
 from .layout import NODE_H as H, NODE_W as W
+from .note_item import NoteItem  # noqa: F401  (in gui.note_item; the scene and tests import it from here)
 from .style import category_color, paint_category, theme
 
 HEAD = 24.0
 PORT_R = 6.0
-LOD_TEXT = 0.35         # below this scale a node is drawn as a plain block (text would be unreadable anyway)
+LOD_TEXT = 0.5          # below this scale a node is a plain block and has no ports (its 9-pt text would be < 6 px)
 SKIP = {"init", "bias_init", "use_bias", "eps", "momentum", "standardize"}
 MOVED = QGraphicsItem.GraphicsItemChange.ItemPositionHasChanged      # looked up once: thousands of items
 SELECTED = QGraphicsItem.GraphicsItemChange.ItemSelectedHasChanged
@@ -115,6 +116,7 @@ class NodeItem(QGraphicsItem):
         self.name, self.layer_type, self.vertical = name, type, vertical
         self.category = REGISTRY[type].category
         self.config, self.info = {}, None
+        self._texts = None                # the elided lines painted, made once per state (set_state clears it)
         self.in_ports, self.out_port = [], None
         self.setFlags(NODE_FLAGS)
         self.setAcceptHoverEvents(True)
@@ -162,7 +164,7 @@ class NodeItem(QGraphicsItem):
         self.set_inputs(sum(1 for p in self.in_ports if not p.extra))
 
     def set_state(self, config, info):
-        self.config, self.info = dict(config), info
+        self.config, self.info, self._texts = dict(config), info, None
         self.update()
 
     def tooltip_text(self):
@@ -228,9 +230,14 @@ class NodeItem(QGraphicsItem):
         f.setBold(True)
         p.setFont(f)
         p.setPen(QColor("white"))
-        title = f"ONNX {self.config.get('op', '')}" if opaque else self.layer_type
-        p.drawText(QRectF(26, 0, W - 56, HEAD), Qt.AlignmentFlag.AlignVCenter,
-                   p.fontMetrics().elidedText(title, Qt.TextElideMode.ElideRight, int(W - 56)))
+        texts = self._texts
+        if texts is None:                                   # made once per state, not on every frame
+            texts = self._texts = {}
+        title = texts.get("title")
+        if title is None:
+            title = f"ONNX {self.config.get('op', '')}" if opaque else self.layer_type
+            title = texts["title"] = p.fontMetrics().elidedText(title, Qt.TextElideMode.ElideRight, int(W - 56))
+        p.drawText(QRectF(26, 0, W - 56, HEAD), Qt.AlignmentFlag.AlignVCenter, title)
         f.setBold(False)
         p.setFont(f)
         info = self.info
@@ -243,16 +250,18 @@ class NodeItem(QGraphicsItem):
         f.setPointSizeF(9.5)
         p.setFont(f)
         p.setPen(text)
-        p.drawText(QRectF(10, HEAD + 3, W - 20, 18), Qt.AlignmentFlag.AlignVCenter,
-                   p.fontMetrics().elidedText(self.name, Qt.TextElideMode.ElideRight, int(W - 20)))
+        if "name" not in texts:
+            texts["name"] = p.fontMetrics().elidedText(self.name, Qt.TextElideMode.ElideRight, int(W - 20))
+        p.drawText(QRectF(10, HEAD + 3, W - 20, 18), Qt.AlignmentFlag.AlignVCenter, texts["name"])
         f.setBold(False)
         f.setPointSizeF(8.5)
         p.setFont(f)
         p.setPen(muted)
-        line = "onnxruntime · not trainable" if opaque else (key_hparams(self.layer_type, self.config)
-                                                             or REGISTRY[self.layer_type].doc.split(";")[0])
-        p.drawText(QRectF(10, HEAD + 21, W - 20, 16), Qt.AlignmentFlag.AlignVCenter,
-                   p.fontMetrics().elidedText(line, Qt.TextElideMode.ElideRight, int(W - 20)))
+        if "line" not in texts:
+            line = "onnxruntime · not trainable" if opaque else (key_hparams(self.layer_type, self.config)
+                                                                 or REGISTRY[self.layer_type].doc.split(";")[0])
+            texts["line"] = p.fontMetrics().elidedText(line, Qt.TextElideMode.ElideRight, int(W - 20))
+        p.drawText(QRectF(10, HEAD + 21, W - 20, 16), Qt.AlignmentFlag.AlignVCenter, texts["line"])
         if info is None:
             return
         if info.error:
@@ -270,8 +279,9 @@ class NodeItem(QGraphicsItem):
         else:
             p.setPen(text)
             shape = "→ " + fmt(info.shape)
-        p.drawText(QRectF(10, HEAD + 40, W - 20, 18), Qt.AlignmentFlag.AlignVCenter,
-                   p.fontMetrics().elidedText(shape, Qt.TextElideMode.ElideRight, int(W - 20)))
+        if "shape" not in texts:
+            texts["shape"] = p.fontMetrics().elidedText(shape, Qt.TextElideMode.ElideRight, int(W - 20))
+        p.drawText(QRectF(10, HEAD + 40, W - 20, 18), Qt.AlignmentFlag.AlignVCenter, texts["shape"])
         if info.error:
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(QColor(theme["error"]))
@@ -373,33 +383,3 @@ class EdgeItem(QGraphicsPathItem):
         if change == SELECTED:
             self.restyle()
         return value
-
-
-class NoteItem(QGraphicsItem):
-    """A short-lived note on the canvas next to where something was refused (e.g. a connection), wrapped."""
-
-    WIDTH = 260.0
-
-    def __init__(self, text, pos):
-        super().__init__()
-        self.text = text
-        self.setZValue(10)
-        self.setPos(pos + QPointF(14, 10))
-        self.font = QFont()
-        self.font.setPointSizeF(9)
-        fm = QFontMetricsF(self.font)
-        r = fm.boundingRect(QRectF(0, 0, self.WIDTH, 1000), int(Qt.TextFlag.TextWordWrap), text)
-        self.rect = QRectF(0, 0, min(self.WIDTH, r.width()) + 16, r.height() + 10)
-        self.setToolTip(text)
-
-    def boundingRect(self):
-        return self.rect.adjusted(-1, -1, 1, 1)
-
-    def paint(self, p, option, widget=None):
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.setPen(QPen(QColor(theme["error"]), 1.4))
-        p.setBrush(QBrush(QColor(theme["node"])))
-        p.drawRoundedRect(self.rect, 5, 5)
-        p.setPen(QColor(theme["node_text"]))
-        p.setFont(self.font)
-        p.drawText(self.rect.adjusted(8, 5, -8, -5), int(Qt.TextFlag.TextWordWrap), self.text)

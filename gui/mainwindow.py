@@ -534,8 +534,7 @@ class MainWindow(QMainWindow):
             self.scene.delete_selected()
 
     def select_all(self):
-        for it in self.scene.nodes.values():
-            it.setSelected(True)
+        self.scene.select(list(self.scene.nodes))          # one selectionChanged, not one per node
 
     def auto_layout(self, vertical):
         self.scene.set_vertical(vertical)

@@ -27,9 +27,14 @@ class Minimap(QWidget):
         self._timer.setSingleShot(True)
         self._timer.setInterval(REDRAW_MS)
         self._timer.timeout.connect(self.redraw)
+        self._drawn = {}                  # node -> (its rectangle in the picture, colour key) as last painted
+        self._folded = ()                 # the folded blocks the picture shows
         doc = view.scene().doc
-        doc.reset.connect(self.stale)
-        doc.changed.connect(self.stale)   # once per edit (never per node of a bulk one), after re-validation
+        for sig in (doc.reset, doc.node_added, doc.node_removed, doc.node_moved, doc.node_renamed,
+                    doc.edge_added, doc.edge_removed):
+            sig.connect(self.stale)       # the picture's layout changed: redrawn whole, once after a burst
+        doc.validated.connect(self.recolour)    # after the scene restyled its items: repaint only those
+        doc.changed.connect(self._check_folds)  # once per edit: a fold or unfold redraws the picture
         for bar in (view.horizontalScrollBar(), view.verticalScrollBar()):
             bar.valueChanged.connect(self.follow)
         view.zoomed.connect(self.follow)
@@ -39,6 +44,33 @@ class Minimap(QWidget):
         """Redraw REDRAW_MS after the last edit of a burst (never inside the edit itself)."""
         self._timer.start()
 
+    def _check_folds(self):
+        folds = getattr(self.view.scene(), "folds", None)
+        if folds is not None and tuple(folds.items) != self._folded:
+            self.stale()
+
+    def recolour(self, *_):
+        """Repaint in the picture the nodes whose colour (category, error) the last validation changed: a few
+        rectangles instead of the whole graph (an edit on 5,000 nodes)."""
+        sc = self.view.scene()
+        if self._pix is None or self._timer.isActive() or sc is None:
+            return                                          # a whole redraw is due anyway
+        p = None
+        for n in getattr(sc, "restyled", ()):
+            drawn, it = self._drawn.get(n), sc.nodes.get(n)
+            if drawn is None or it is None:
+                continue
+            key = "error" if it.has_error else it.category
+            if key == drawn[1]:
+                continue
+            if p is None:
+                p = QPainter(self._pix)
+            p.fillRect(drawn[0], QColor(theme["error"]) if key == "error" else category_color(key))
+            self._drawn[n] = (drawn[0], key)
+        if p is not None:
+            p.end()
+            self.update()
+
     def redraw(self):
         """Paint the nodes (in their category colours) and edges once into a picture the frame is drawn over."""
         sc = self.view.scene()
@@ -47,8 +79,10 @@ class Minimap(QWidget):
         items = {n: it for n, it in sc.nodes.items() if n not in unit} if sc is not None and self.enabled else {}
         if items and folds is not None:
             items.update(folds.items)
+        self._timer.stop()
+        self._folded = tuple(folds.items) if folds is not None else ()
         if not items:
-            self.bounds, self._pix = QRectF(), None
+            self.bounds, self._pix, self._drawn = QRectF(), None, {}
             return self.follow()
         xy = {n: (it.x(), it.y()) for n, it in items.items()}
         xs, ys = [x for x, _ in xy.values()], [y for _, y in xy.values()]
@@ -70,10 +104,11 @@ class Minimap(QWidget):
                      for a, b in ends if a != b and a in at and b in at])
         p.setPen(Qt.PenStyle.NoPen)
         w, h = max(NODE_W * k, 2.0), max(NODE_H * k, 2.0)
-        groups = {}
+        groups, self._drawn = {}, {}
         for n, it in items.items():
-            groups.setdefault("error" if it.has_error else it.category, []).append(
-                QRectF(at[n][0] + ox, at[n][1] + oy, w, h))
+            key, r = "error" if it.has_error else it.category, QRectF(at[n][0] + ox, at[n][1] + oy, w, h)
+            groups.setdefault(key, []).append(r)
+            self._drawn[n] = (r, key)
         for cat, rects in groups.items():
             p.setBrush(QColor(theme["error"]) if cat == "error" else category_color(cat))
             p.drawRects(rects)
