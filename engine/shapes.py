@@ -167,16 +167,24 @@ def table(infos):
     """(header, rows) of the per-layer summary as text: shape, params, MACs and activations per sample,
     receptive field and effective stride when the net has spatial layers, and a totals row."""
     spatial = any(shown(i) for i in infos.values())
-    head = ["name", "type", "output shape", "params", "MACs", "activations"]
-    head += ["receptive field", "eff. stride"] if spatial else []
-    rows = []
-    for i in infos.values():
-        shape = fmt(i.shape) if i.shape else ("error" if i.error else "auto (dataset)" if i.pending
-                                              else f"needs {i.blocked}")
-        r = [i.name, i.type, shape, f"{i.params:,}", f"{i.macs:,}", f"{i.memory:,}"]
-        if spatial:
-            r += [dims(i.field) if i.field else "", dims(i.stride) if i.stride else ""]
-        rows.append(r)
+    head = table_head(spatial)
+    rows = [table_row(i, spatial) for i in infos.values()]
     total = ["total", "", ""] + [f"{t:,}" for t in totals(infos)]
     rows.append(total + [""] * (len(head) - len(total)))
     return head, rows
+
+
+def table_head(spatial):
+    """The summary's column names (receptive field and stride only for nets with spatial layers)."""
+    return ["name", "type", "output shape", "params", "MACs", "activations"] + (
+        ["receptive field", "eff. stride"] if spatial else [])
+
+
+def table_row(i, spatial):
+    """One node's summary row as text."""
+    shape = fmt(i.shape) if i.shape else ("error" if i.error else "auto (dataset)" if i.pending
+                                          else f"needs {i.blocked}")
+    r = [i.name, i.type, shape, f"{i.params:,}", f"{i.macs:,}", f"{i.memory:,}"]
+    if spatial:
+        r += [dims(i.field) if i.field else "", dims(i.stride) if i.stride else ""]
+    return r

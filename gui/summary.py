@@ -6,7 +6,7 @@ from PySide6.QtWidgets import QAbstractItemView, QApplication, QDockWidget, QTab
 from engine.errors import LayerboardError
 from engine.layers import REGISTRY, create
 from engine.receptive import explain
-from engine.shapes import table
+from engine.shapes import shown, table_head, table_row, totals
 
 from .style import theme
 
@@ -70,19 +70,36 @@ def formulas_html():
 
 
 class SummaryModel(QAbstractTableModel):
-    """The rows of engine.shapes.table(infos); resetting it is cheap, the view asks only for what it shows."""
+    """The rows of engine.shapes.table(infos), each made when the view first asks for it (a 5,000-node graph
+    formats only the rows on screen after an edit); resetting it is cheap."""
 
     def __init__(self):
         super().__init__()
-        self.head, self.data_, self.errors = [], [], {}
-        self.graph, self.infos, self._formulas = None, {}, {}
+        self.head, self.items, self.total, self.errors = [], [], [], {}
+        self.graph, self.infos, self._formulas, self._rows, self.spatial = None, {}, {}, {}, False
 
     def set_infos(self, infos, graph=None):
         self.beginResetModel()
-        self.head, self.data_ = table(infos)
-        self.errors = {i.name: i.error for i in infos.values() if i.error}
-        self.graph, self.infos, self._formulas = graph, infos, {}
+        self.items = list(infos.values())
+        self.spatial = any(shown(i) for i in self.items)
+        self.head = table_head(self.spatial)
+        total = ["total", "", ""] + [f"{t:,}" for t in totals(infos)]
+        self.total = total + [""] * (len(self.head) - len(total))
+        self.errors = {i.name: i.error for i in self.items if i.error}
+        self.graph, self.infos, self._formulas, self._rows = graph, infos, {}, {}
         self.endResetModel()
+
+    def row(self, r):
+        """Row r as text (the last row is the totals)."""
+        if r == len(self.items):
+            return self.total
+        if r not in self._rows:
+            self._rows[r] = table_row(self.items[r], self.spatial)
+        return self._rows[r]
+
+    def name(self, r):
+        """The node name of row r (None for the totals row)."""
+        return self.items[r].name if 0 <= r < len(self.items) else None
 
     def formula(self, name, column):
         """The tooltip formula for a cell (computed when first asked for)."""
@@ -93,7 +110,7 @@ class SummaryModel(QAbstractTableModel):
         return self._formulas[name].get(COLUMN[column])
 
     def rowCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self.data_)
+        return 0 if parent.isValid() or not self.head else len(self.items) + 1
 
     def columnCount(self, parent=QModelIndex()):
         return 0 if parent.isValid() else len(self.head)
@@ -105,8 +122,8 @@ class SummaryModel(QAbstractTableModel):
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         r, c = index.row(), index.column()
-        row = self.data_[r]
-        last = r == len(self.data_) - 1
+        row = self.row(r)
+        last = r == len(self.items)
         if role == Qt.ItemDataRole.DisplayRole:
             return row[c]
         if role == Qt.ItemDataRole.TextAlignmentRole and c >= 3:
@@ -140,7 +157,7 @@ class SummaryTable(QTableView):
         m = self.model()
         rows_ = sorted({i.row() for i in self.selectedIndexes()}) if selected_only else []
         rows_ = rows_ or range(m.rowCount())
-        lines = ["\t".join(m.head)] + ["\t".join(m.data_[r]) for r in rows_]
+        lines = ["\t".join(m.head)] + ["\t".join(m.row(r)) for r in rows_]
         return "\n".join(lines) + "\n"
 
 
@@ -176,6 +193,6 @@ class SummaryDock(QDockWidget):
             self.table.resizeColumnsToContents()
 
     def _clicked(self, r):
-        name = self.model.data_[r][0] if r < len(self.model.data_) else None
+        name = self.model.name(r)
         if name in self.doc.graph.nodes:
             self.node_clicked.emit(name)

@@ -80,7 +80,7 @@ def test_tooltips_on_the_node_and_in_the_summary_show_the_formulas(qtbot):
     t2 = w.scene.nodes["conv2"].tooltip_text()                    # after a 2×2 / 2 pooling: stride 2, field 4
     assert "4 + (3 − 1)·2 = 8" in t2 and "j = j_in·S = 2·1 = 2" in t2
     m = w.summary.model
-    row = [r[0] for r in m.data_].index("conv")
+    row = [m.name(r) for r in range(m.rowCount())].index("conv")
     col = m.head.index("params")
     from PySide6.QtCore import Qt
     assert m.data(m.index(row, col), Qt.ItemDataRole.ToolTipRole).endswith("16·1·3·3 + 16 = 160")
