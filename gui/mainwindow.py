@@ -137,6 +137,7 @@ class MainWindow(QMainWindow):
         self._default_state = self.saveState()
         if remember:
             self.restore_layout()
+        self.modes.start()                            # Build unless the user last chose Train
 
     # ---- layout kept between sessions ----
     def restore_layout(self):
@@ -160,6 +161,7 @@ class MainWindow(QMainWindow):
         self.restoreState(self._default_state)
         for d in self.findChildren(QDockWidget):
             d.show()
+        self.modes.sync()
 
     # ---- building ----
     def add_dock(self, widget, area=Qt.DockWidgetArea.RightDockWidgetArea):

@@ -29,6 +29,7 @@ def win(qapp, qtbot, tmp_path, monkeypatch):
     w.resize(1400, 900)
     w.show()
     qtbot.waitExposed(w)
+    w.modes.set("train")                            # the training panel shown (the window opens in Build)
     yield w
     w.training.shutdown()
 
