@@ -63,3 +63,69 @@ def test_the_window_opens_in_build_with_the_canvas_getting_the_room(qtbot):
     w.doc.set_locked(True)                                     # a run starts: Train
     assert w.modes.mode == "train" and w.training.isVisible()
     w.doc.set_locked(False)
+
+
+# ---- 1. unfolding on a wrapped imported layout overlaps nothing ----
+def boxes(w):
+    """(name, rect) of every node the canvas shows: layers and folded blocks, each NODE_W × NODE_H."""
+    from PySide6.QtCore import QRectF
+
+    from gui.layout import NODE_H, NODE_W
+    sc = w.scene
+    shown = [(n, it.pos()) for n, it in sc.nodes.items() if it.isVisible()]
+    shown += [(b, it.pos()) for b, it in sc.folds.items.items()]
+    return [(n, QRectF(p.x(), p.y(), NODE_W, NODE_H)) for n, p in shown]
+
+
+def overlaps(w):
+    b = boxes(w)
+    return [(p, q) for i, (p, r) in enumerate(b) for q, s in b[i + 1:] if r.intersects(s)]
+
+
+@pytest.fixture(scope="module")
+def resnet_onnx(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from test_onnx_import import resnet18
+    f = tmp_path_factory.mktemp("r18") / "r18.onnx"
+    torch.onnx.export(resnet18(torch, width=8).eval(), (torch.randn(1, 3, 32, 32),), str(f), dynamo=False,
+                      input_names=["x"], opset_version=17)
+    return f
+
+
+def open_folded(w, f):
+    from gui.importer import load_onnx
+    project, model, vertical, _ = load_onnx(f, *w.importer.canvas())
+    assert w._replace(project, model)
+    w.scene.set_vertical(vertical)
+    return vertical
+
+
+@pytest.mark.parametrize("relayout", [None, False, True])
+def test_unfolding_every_block_of_an_imported_resnet_overlaps_nothing_and_undoes(win, qtbot, resnet_onnx, relayout):
+    vertical = open_folded(win, resnet_onnx)
+    if relayout is not None:                      # View ▸ Auto-layout left → right / top → bottom (wrapped)
+        win.auto_layout(relayout)
+    g, doc = win.doc.graph, win.doc
+    blocks = list(g.block_names())
+    assert len(blocks) == 8 and all(G.folded(doc, b) for b in blocks)
+    assert not overlaps(win)
+    before = {n: doc.pos(n) for n in g.nodes}
+    n0 = doc.undo_stack.count()
+    for k, b in enumerate(blocks):
+        G.set_folded(doc, b, False)
+        assert doc.undo_stack.count() == n0 + k + 1                 # one undo step each
+        assert not overlaps(win), (b, overlaps(win)[:3])
+    frames = win.scene.folds.frames
+    assert set(frames) == set(blocks)
+    for b, fr in frames.items():                                   # no frame covers another block's layer
+        assert not any(fr.rect.intersects(r) for n, r in boxes(win) if g.nodes[n].meta.get("block") != b), b
+    if relayout is None:
+        win.view.zoom_to_fit()
+        win.grab().save(str(tempfile.gettempdir() + f"/blocks2_unfolded_{'v' if vertical else 'h'}.png"))
+    for _ in blocks:
+        doc.undo_stack.undo()
+    assert {n: doc.pos(n) for n in g.nodes} == before and all(G.folded(doc, b) for b in blocks)
+    assert not overlaps(win)
+    for _ in blocks:
+        doc.undo_stack.redo()
+    assert not any(G.folded(doc, b) for b in blocks) and not overlaps(win)
