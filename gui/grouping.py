@@ -109,6 +109,16 @@ def set_folded(doc, block, fold):
         doc.undo_stack.endMacro()
 
 
+def reveal(doc, name):
+    """Unfold the folded block layer `name` hides in (one undo step), so the canvas can show and select it;
+    returns that block, or None when the layer is already shown."""
+    b = block_of(doc, name)
+    if b is None or not folded(doc, b):
+        return None
+    set_folded(doc, b, False)
+    return b
+
+
 def toggle(doc, block):
     set_folded(doc, block, not folded(doc, block))
 

@@ -129,3 +129,34 @@ def test_unfolding_every_block_of_an_imported_resnet_overlaps_nothing_and_undoes
     for _ in blocks:
         doc.undo_stack.redo()
     assert not any(G.folded(doc, b) for b in blocks) and not overlaps(win)
+
+
+# ---- 4. Ctrl+F on a layer hidden in a folded block opens the block ----
+STAGE = ["conv2", "bn2", "relu2", "pool2"]
+
+
+def test_find_a_layer_hidden_in_a_folded_block_unfolds_it_and_selects_the_layer(win, qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QAction
+    from PySide6.QtTest import QTest
+    win.open_path(default_example(), template=True)
+    doc, sc, view = win.doc, win.scene, win.view
+    G.group(doc, STAGE, "stage2")
+    assert not sc.nodes["bn2"].isVisible()
+    n = doc.undo_stack.index()
+    act = next(a for a in win.findChildren(QAction) if a.text() == "&Find a layer…")
+    assert act.shortcut().toString() == "Ctrl+F"
+    act.trigger()
+    QTest.keyClicks(view.finder, "bn2")
+    QTest.keyClick(view.finder, Qt.Key.Key_Return)
+    assert not G.folded(doc, "stage2") and "stage2" not in sc.folds.items
+    it = sc.nodes["bn2"]
+    assert it.isVisible() and it.isSelected() and sc.selected_names() == ["bn2"]
+    assert view.mapToScene(view.viewport().rect()).boundingRect().contains(it.sceneBoundingRect().center())
+    assert doc.undo_stack.index() == n + 1 and doc.undo_stack.undoText() == "Unfold stage2"
+    doc.undo_stack.undo()                                  # the block folds again
+    assert G.folded(doc, "stage2") and not sc.nodes["bn2"].isVisible()
+    act.trigger()                                          # a shown layer: nothing to open, no undo step
+    QTest.keyClicks(view.finder, "conv1")
+    QTest.keyClick(view.finder, Qt.Key.Key_Return)
+    assert sc.selected_names() == ["conv1"] and doc.undo_stack.index() == n and doc.undo_stack.canRedo()
