@@ -160,3 +160,73 @@ def test_find_a_layer_hidden_in_a_folded_block_unfolds_it_and_selects_the_layer(
     QTest.keyClicks(view.finder, "conv1")
     QTest.keyClick(view.finder, Qt.Key.Key_Return)
     assert sc.selected_names() == ["conv1"] and doc.undo_stack.index() == n and doc.undo_stack.canRedo()
+
+
+# ---- 3. a folded block's ports start and end connections ----
+def drag_between(view, a, b):
+    """Press at scene point a, move, release at scene point b (real mouse events on the viewport)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+    vp = view.viewport()
+    pa, pb = view.mapFromScene(a), view.mapFromScene(b)
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pa)
+    QTest.mouseMove(vp, (pa + pb) / 2)
+    QTest.mouseMove(vp, pb)
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pb)
+
+
+def residual(g=None):
+    """x → d0 → r0 → [d1 → a1(r0, d1) → r1] → out, and a spare Dense 'side' fed by x."""
+    g = Graph()
+    g.chain(("x", "Input", {"shape": [8]}), ("d0", "Dense", {"units": 8}), ("r0", "ReLU", {}))
+    g.chain(("d1", "Dense", {"units": 8}), after="r0")
+    g.add_node("Add", "a1")
+    g.connect("r0", "a1")
+    g.connect("d1", "a1")
+    g.chain(("r1", "ReLU", {}), ("out", "Dense", {"units": 2}), after="a1")
+    g.chain(("side", "Dense", {"units": 8}), after="x")
+    g.add_node("Dense", "free", {"units": 3})
+    for k, n in enumerate(["x", "d0", "r0", "d1", "a1", "r1", "out"]):
+        g.nodes[n].meta.update(x=40 + 240 * k, y=40)
+    g.nodes["side"].meta.update(x=40, y=400)
+    g.nodes["free"].meta.update(x=1500, y=400)
+    return g
+
+
+def test_a_folded_blocks_ports_start_and_end_connections_of_its_inner_layers(win, qtbot):
+    from gui.block_item import BlockPort
+    win.doc.load(Project(residual()))
+    doc, sc, view = win.doc, win.scene, win.view
+    G.group(doc, ["d1", "a1", "r1"], "unit")
+    view.zoom_to_fit()
+    it = sc.folds.items["unit"]
+    ports = {(p.is_output, p.node.name): p for p in it.childItems() if isinstance(p, BlockPort)}
+    assert set(ports) == {(False, "a1"), (True, "r1")}           # r0 feeds d1 and the Add: the Add can take more
+    n = doc.undo_stack.index()
+    # from the block's output port to a layer's input: the edge leaves the inner output layer
+    drag_between(view, ports[True, "r1"].scenePos(), sc.nodes["free"].in_ports[0].scenePos())
+    assert doc.graph.inputs_of("free") == ["r1"] and doc.undo_stack.index() == n + 1
+    assert doc.undo_stack.undoText().startswith("Connect") and G.folded(doc, "unit")
+    assert doc.infos["free"].shape == (3,) and not doc.infos["free"].error
+    # from a layer's output to the block's input port: the inner Add gets one more input
+    drag_between(view, sc.nodes["side"].out_port.scenePos(), ports[False, "a1"].scenePos())
+    assert doc.graph.inputs_of("a1") == ["r0", "d1", "side"] and doc.undo_stack.index() == n + 2
+    assert it.inputs == ("r0", "side")                             # a port for the new edge
+    ports = {(p.is_output, p.node.name, p.src): p for p in it.childItems() if isinstance(p, BlockPort)}
+    assert (False, "a1", "side") in ports
+    # starting at the block's input port, ending at a layer's output works too; a refusal says why
+    doc.undo_stack.undo()
+    assert doc.graph.inputs_of("a1") == ["r0", "d1"] and it.inputs == ("r0",)
+    inp = next(p for p in it.childItems() if isinstance(p, BlockPort) and not p.is_output)
+    drag_between(view, inp.scenePos(), sc.nodes["side"].out_port.scenePos())
+    assert doc.graph.inputs_of("a1") == ["r0", "d1", "side"]
+    before = doc.undo_stack.index()
+    drag_between(view, sc.nodes["out"].out_port.scenePos(), inp.scenePos() if inp.scene() else
+                 next(p for p in it.childItems() if isinstance(p, BlockPort) and not p.is_output).scenePos())
+    assert doc.undo_stack.index() == before and "cycle" in win.statusBar().currentMessage()
+    doc.undo_stack.undo()
+    doc.undo_stack.undo()
+    assert doc.graph.inputs_of("a1") == ["r0", "d1"] and doc.graph.inputs_of("free") == []
+    doc.undo_stack.redo()
+    assert doc.graph.inputs_of("free") == ["r1"]
+    win.grab().save(str(tempfile.gettempdir() + "/blocks2_ports.png"))
