@@ -230,3 +230,70 @@ def test_a_folded_blocks_ports_start_and_end_connections_of_its_inner_layers(win
     doc.undo_stack.redo()
     assert doc.graph.inputs_of("free") == ["r1"]
     win.grab().save(str(tempfile.gettempdir() + "/blocks2_ports.png"))
+
+
+# ---- 5. identical blocks are one nn.Module class in the PyTorch export ----
+def load_module(src, tmp_path, name="Net"):
+    import importlib.util
+    f = tmp_path / "model.py"
+    f.write_text(src)
+    spec = importlib.util.spec_from_file_location(f"gen_blocks2_{abs(hash(str(tmp_path)))}", f)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return getattr(mod, name)
+
+
+def test_identical_blocks_of_an_imported_resnet_are_one_pytorch_class_with_weights_per_instance(resnet_onnx, tmp_path):
+    import numpy as np
+    torch = pytest.importorskip("torch")
+    from engine.blocks import fold_repeated
+    from engine.model import Model
+    from engine.onnx_import import import_project
+    from engine.shapes import infer
+    from engine.torch_export import from_state_dict, model_source, state_dict
+    g = import_project(resnet_onnx)[0].graph
+    assert fold_repeated(g, infer(g)) == [f"block{k}" for k in range(1, 9)]
+    m = Model(g, seed=5)
+    src = model_source(m, "Net")
+    classes = [line for line in src.splitlines() if line.startswith("class ") and "(nn.Module)" in line]
+    # stage 1's two units are alike; each later stage opens with a downsampling unit, and its second unit has
+    # other channel counts than any other stage's: 7 classes for 8 blocks
+    assert len([c for c in classes if c.startswith("class Block")]) == 7
+    assert src.count("self.block1 = Block1()") == 1 and src.count("self.block2 = Block1()") == 1
+    assert "class Block2(" not in src and "Blocks 'block1', 'block2'" in src
+    sd = state_dict(m)
+    assert {"block1.c1_Conv.weight", "block2.c1_Conv.weight", "block2.c2_Conv.bias"} <= set(sd)   # per instance
+    assert not np.array_equal(sd["block1.c1_Conv.weight"], sd["block2.c1_Conv.weight"])
+    net = load_module(src, tmp_path)()
+    net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in sd.items()}, strict=True)
+    net.eval()
+    assert type(net.block1) is type(net.block2) and type(net.block3) is not type(net.block1)
+    x = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        got = net(torch.from_numpy(x)).numpy()
+    want = m.predict(x)
+    assert np.max(np.abs(got - want)) < 1e-4 * max(1.0, np.max(np.abs(want)))
+    back = from_state_dict(m, sd)                                   # the shared class's names map back
+    assert all(np.array_equal(back[k], v) for k, v in m.weights().items() if k in back)
+    assert set(back) == {k for k in m.weights() if not k.startswith("__")}
+
+
+def test_three_alike_dense_units_are_one_class_and_a_different_one_its_own():
+    from engine.model import Model
+    from engine.torch_export import model_source
+    from engine.torch_export.codegen import paths
+    from test_blocks import residual_net
+    g = residual_net(units=4, width=8)
+    g.nodes["d4"].config["units"] = 8
+    g.nodes["d4"].config["use_bias"] = False                        # unit 4 differs in a setting
+    for k in range(1, 5):
+        for n in (f"d{k}", f"a{k}", f"r{k}"):
+            g.nodes[n].meta["block"] = f"unit{k}"
+        g.blocks[f"unit{k}"] = {"folded": True}
+    m = Model(g)
+    src = model_source(m, "Net")
+    assert "class Unit1(nn.Module)" in src and "class Unit4(nn.Module)" in src
+    assert "class Unit2(" not in src and "class Unit3(" not in src
+    assert [src.count(f"self.unit{k} = Unit1()") for k in (1, 2, 3)] == [1, 1, 1]
+    p = paths(m)
+    assert p["d2"] == "unit2.dense" and p["d3"] == "unit3.dense" and p["d4"] == "unit4.d4"   # d2, d3: no common part
