@@ -11,6 +11,8 @@ from engine.project import Project
 from gui import grouping as G
 from gui.mainwindow import MainWindow, default_example
 from gui.palette import TYPE_ROLE
+from test_gui_canvas import drag_between
+from test_gui_layout import isolated  # noqa: F401  (a fixture: settings of its own)
 
 
 @pytest.fixture
@@ -50,19 +52,34 @@ def test_onnx_node_is_not_in_the_palette_but_a_project_holding_one_loads(win, tm
     assert win.doc.infos["fc"].shape == (3,)
 
 
-def test_the_window_opens_in_build_with_the_canvas_getting_the_room(qtbot):
-    w = MainWindow(autosave_dir=tempfile.mkdtemp())
-    w.maybe_save = lambda: True
-    qtbot.addWidget(w)
-    w.open_path(default_example(), template=True)
-    w.show()
-    qtbot.waitExposed(w)
+def test_a_run_switching_to_train_is_not_remembered_but_the_users_choice_is(isolated, qtbot):
+    from PySide6.QtCore import QSettings
+
+    def launch():
+        w = MainWindow(autosave_dir=isolated / "data", remember=True)
+        w.maybe_save = lambda: True
+        qtbot.addWidget(w)
+        w.show()
+        qtbot.waitExposed(w)
+        return w
+    w = launch()
     assert w.modes.mode == "build" and not w.training.isVisible()
-    qtbot.waitUntil(lambda: w.view.height() >= w.height() / 2)
+    qtbot.waitUntil(lambda: w.view.height() >= w.height() / 2)              # the canvas gets the room
     w.grab().save(str(tempfile.gettempdir() + "/blocks2_build.png"))
-    w.doc.set_locked(True)                                     # a run starts: Train
+    w.doc.set_locked(True)                                                  # a run starts: Train, this session
     assert w.modes.mode == "train" and w.training.isVisible()
     w.doc.set_locked(False)
+    assert QSettings().value("window/mode") is None                        # … not a choice to remember
+    w.close()
+    w2 = launch()                                                           # no run at launch: Build again
+    assert w2.modes.mode == "build" and not w2.training.isVisible()
+    w2.modes.actions["train"].trigger()                                     # the user's choice is kept
+    w2.close()
+    w3 = launch()
+    assert w3.modes.mode == "train" and w3.training.isVisible()
+    w4 = MainWindow(autosave_dir=isolated / "data")                         # a window that keeps no layout: Build
+    qtbot.addWidget(w4)
+    assert w4.modes.mode == "build" and w4.training.isHidden()
 
 
 # ---- 1. unfolding on a wrapped imported layout overlaps nothing ----
@@ -163,19 +180,7 @@ def test_find_a_layer_hidden_in_a_folded_block_unfolds_it_and_selects_the_layer(
 
 
 # ---- 3. a folded block's ports start and end connections ----
-def drag_between(view, a, b):
-    """Press at scene point a, move, release at scene point b (real mouse events on the viewport)."""
-    from PySide6.QtCore import Qt
-    from PySide6.QtTest import QTest
-    vp = view.viewport()
-    pa, pb = view.mapFromScene(a), view.mapFromScene(b)
-    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pa)
-    QTest.mouseMove(vp, (pa + pb) / 2)
-    QTest.mouseMove(vp, pb)
-    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pb)
-
-
-def residual(g=None):
+def residual():
     """x → d0 → r0 → [d1 → a1(r0, d1) → r1] → out, and a spare Dense 'side' fed by x."""
     g = Graph()
     g.chain(("x", "Input", {"shape": [8]}), ("d0", "Dense", {"units": 8}), ("r0", "ReLU", {}))
