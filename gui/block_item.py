@@ -3,18 +3,56 @@ per edge crossing its boundary), a frame around an unfolded one, and Folds, whic
 Document (members of a folded block hidden, their crossing edges drawn to the block's ports)."""
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsItem
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem
 
 from engine.blocks import ports, summary
 from engine.layers import fmt
 
-from .items import HEAD, LOD_TEXT, PORT_R, human
+from .items import HEAD, LOD_TEXT, PORT_R, PortItem, human
 from .layout import NODE_H as H, NODE_W as W
 from .style import theme
 
 BLOCK_COLOR = "#4a5878"     # a block's header: no layer category's colour
 PAD = 14.0                  # frame margin around an unfolded block's layers
 TITLE = 22.0                # height of an unfolded block's title bar
+
+
+class Member:
+    """What a BlockPort connects on the scene's side: the inner layer (`name`) behind the port, selected with its
+    block."""
+
+    category = "block"
+
+    def __init__(self, name, block):
+        self.name, self.block = name, block
+
+    def isSelected(self):
+        return self.block.isSelected()
+
+    def scenePos(self):
+        return self.block.scenePos()
+
+
+class BlockPort(PortItem):
+    """A folded block's port, a connection end like a layer's: the output of inner layer `member` (index -1), or
+    the input of the inner layer fed by outside node `src` (the next free input of it: `extra`)."""
+
+    def __init__(self, block, index, member, src=None):
+        super().__init__(block, index, extra=index >= 0)
+        self.node, self.src = Member(member, block), src            # the scene connects the inner layer, not the block
+
+    def tip(self):
+        if self.is_output:
+            return f"output of '{self.node.name}': drag to an input to connect it"
+        return f"input of '{self.node.name}' (fed by '{self.src}'): drop an output here to feed it too"
+
+    def restyle(self):
+        c = QColor(BLOCK_COLOR)
+        self.setPen(QPen(QColor(theme["accent"]) if self.hot else c, 2.4 if self.hot else 1.6))
+        self.setBrush(c.lighter(130) if self.hot else c)
+
+    def paint(self, p, option, widget=None):
+        QGraphicsEllipseItem.paint(self, p, option, widget)
 
 
 class BlockItem(QGraphicsItem):
@@ -24,6 +62,7 @@ class BlockItem(QGraphicsItem):
         super().__init__()
         self.name, self.members, self.summary = name, [], None
         self.inputs, self.outputs = (), ()
+        self._key = None                  # (inputs, outputs, feeds) the port items were made for
         self.setFlags(QGraphicsItem.GraphicsItemFlag.ItemIsMovable | QGraphicsItem.GraphicsItemFlag.ItemIsSelectable
                       | QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges)
         self.setAcceptHoverEvents(True)
@@ -43,11 +82,28 @@ class BlockItem(QGraphicsItem):
         p.addRoundedRect(QRectF(0, 0, W, H), 8, 8)
         return p
 
-    def set_state(self, members, ports_, summ):
+    def set_state(self, members, ports_, summ, feeds=None):
+        """feeds: {outside src: the first inner layer it feeds} (the layer an input port connects)."""
         self.members, self.summary = list(members), summ
-        self.inputs, self.outputs = ports_.inputs, ports_.outputs
+        key = (ports_.inputs, ports_.outputs, feeds or {})
+        if key != self._key:                                   # the port items only change with the ports
+            self.inputs, self.outputs, self._key = ports_.inputs, ports_.outputs, key
+            self._ports(feeds or {})
         self.setToolTip(self.tooltip_text())
         self.update()
+
+    def _ports(self, feeds):
+        """One BlockPort per port, where paint draws it (a drag from or to it connects the inner layer)."""
+        for it in self.childItems():
+            if isinstance(it, BlockPort):
+                it.setParentItem(None)
+                if it.scene() is not None:
+                    it.scene().removeItem(it)
+        for i, src in enumerate(self.inputs):
+            BlockPort(self, i, feeds.get(src, self.members[0] if self.members else ""), src).setPos(
+                QPointF(0, HEAD + (H - HEAD) * (i + 1) / (len(self.inputs) + 1)))
+        for i, o in enumerate(self.outputs):
+            BlockPort(self, -1, o).setPos(QPointF(W, HEAD + (H - HEAD) * (i + 1) / (len(self.outputs) + 1)))
 
     def tooltip_text(self):
         s = self.summary
@@ -88,10 +144,6 @@ class BlockItem(QGraphicsItem):
         head.addRoundedRect(QRectF(0, 0, W, HEAD), 8, 8)
         head.addRect(QRectF(0, HEAD / 2, W, HEAD / 2))
         p.fillPath(head.simplified(), c)
-        for i in range(len(self.inputs)):
-            self._port(p, QPointF(0, HEAD + (H - HEAD) * (i + 1) / (len(self.inputs) + 1)), c)
-        for i in range(len(self.outputs)):
-            self._port(p, QPointF(W, HEAD + (H - HEAD) * (i + 1) / (len(self.outputs) + 1)), c)
         if s is None or option.levelOfDetailFromTransform(p.worldTransform()) < LOD_TEXT:
             return
         f = QFont(p.font())
@@ -126,12 +178,6 @@ class BlockItem(QGraphicsItem):
             text = "→ " + " · ".join(fmt(sh) if sh else "?" for sh in s.shapes)
         p.drawText(QRectF(10, HEAD + 40, W - 20, 18), Qt.AlignmentFlag.AlignVCenter,
                    p.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, int(W - 20)))
-
-    @staticmethod
-    def _port(p, at, c):
-        p.setPen(QPen(c, 1.6))
-        p.setBrush(c)
-        p.drawEllipse(at, PORT_R - 1, PORT_R - 1)
 
     def itemChange(self, change, value):
         if change == QGraphicsItem.GraphicsItemChange.ItemPositionHasChanged and self.scene() is not None:
@@ -184,6 +230,19 @@ class BlockFrame(QGraphicsItem):
         p.drawText(self.title_rect().adjusted(10, 0, -10, 0), Qt.AlignmentFlag.AlignVCenter, f"▾ {self.name}")
 
 
+def feeds(graph, members):
+    """{outside node: the inner layer a folded block's input port fed by it stands for}: the first of `members` it
+    feeds that takes any number of inputs (a merge: one more can join), else the first it feeds."""
+    from engine.graph import n_inputs
+    inside, out = set(members), {}
+    for n in members:
+        for s in graph.inputs_of(n):
+            if s not in inside and (s not in out or n_inputs(graph.nodes[n].type) is None
+                                    and n_inputs(graph.nodes[out[s]].type) is not None):
+                out[s] = n
+    return out
+
+
 class Folds:
     """Keeps the scene's blocks in step with the Document: one BlockItem per folded block, one BlockFrame per
     unfolded one; member items of a folded block hidden."""
@@ -213,7 +272,7 @@ class Folds:
             if it is None:
                 it = self.items[b] = BlockItem(b)
                 sc.addItem(it)
-            it.set_state(ms, ports(g, ms), summary(g, infos, ms))
+            it.set_state(ms, ports(g, ms), summary(g, infos, ms), feeds(g, ms))
             it.origin = QPointF(*sc.doc.pos(ms[0]))         # where its first layer stands (free while folded)
             if it.pos() != it.origin:
                 it.setPos(it.origin)

@@ -109,33 +109,70 @@ def set_folded(doc, block, fold):
         doc.undo_stack.endMacro()
 
 
+def reveal(doc, name):
+    """Unfold the folded block layer `name` hides in (one undo step), so the canvas can show and select it;
+    returns that block, or None when the layer is already shown."""
+    b = block_of(doc, name)
+    if b is None or not folded(doc, b):
+        return None
+    set_folded(doc, b, False)
+    return b
+
+
 def toggle(doc, block):
     set_folded(doc, block, not folded(doc, block))
 
 
-def _shown(doc):
-    """{node: (x, y)} of the nodes the canvas shows (not inside a folded block)."""
+def _units(doc, skip):
+    """[(members, x, y)] of what the canvas shows as one box: a layer, or a folded block (other than `skip`) at its
+    first layer's place, its hidden layers moving with it."""
     g = doc.graph
-    hidden = {n for b, ms in g.block_names().items() if folded(doc, b) for n in ms}
-    return {n: doc.pos(n) for n in g.nodes if n not in hidden}
+    out, hidden = [], set()
+    for b, ms in g.block_names().items():
+        if b != skip and folded(doc, b):
+            hidden.update(ms)
+            out.append((ms, *doc.pos(ms[0])))
+    inside = set(g.members(skip))
+    return out + [([n], *doc.pos(n)) for n in g.nodes if n not in hidden and n not in inside]
 
 
 def make_room(doc, members):
-    """{node: new (x, y)} that moves the shown layers overlapping the unfolded members (and every shown layer
-    beyond them along the flow) out of their way; {} when nothing overlaps."""
-    inside = set(members)
+    """{node: new (x, y)} that makes room for the unfolded `members` (and their frame): what overlaps them moves
+    along the flow (down when the block is taller than wide, else right), with everything beyond it in the same
+    band of the layout (a wrapped column or row), so nothing overlaps and nothing new is covered; {} when
+    nothing overlaps."""
+    from .block_item import PAD, TITLE
     xy = [doc.pos(n) for n in members]
-    x0, y0 = min(x for x, _ in xy), min(y for _, y in xy)
-    x1, y1 = max(x for x, _ in xy) + NODE_W, max(y for _, y in xy) + NODE_H
-    others = {n: p for n, p in _shown(doc).items() if n not in inside}
-    hit = [(x, y) for x, y in others.values() if x < x1 and x + NODE_W > x0 and y < y1 and y + NODE_H > y0]
+    x0, y0 = min(x for x, _ in xy) - PAD, min(y for _, y in xy) - PAD - TITLE
+    x1, y1 = max(x for x, _ in xy) + NODE_W + PAD, max(y for _, y in xy) + NODE_H + PAD
+    units = _units(doc, doc.graph.nodes[members[0]].meta.get("block"))
+    hit = [u for u in units if u[1] < x1 and u[1] + NODE_W > x0 and u[2] < y1 and u[2] + NODE_H > y0]
     if not hit:
         return {}
-    if y1 - y0 > x1 - x0:                                            # a top-to-bottom layout: push what lies below
-        dy = y1 + GAP_MAIN - min(y for _, y in hit)
-        return {n: (x, y + dy) for n, (x, y) in others.items() if y >= y0}
-    dx = x1 + GAP_MAIN - min(x for x, _ in hit)
-    return {n: (x + dx, y) for n, (x, y) in others.items() if x >= x0}
+    down = y1 - y0 > x1 - x0                       # a top-to-bottom layout: push down, else right
+    a, lo, hi, end = (2, x0, x1, y1) if down else (1, y0, y1, x1)   # a: the coordinate along the push
+    b, size, across = 3 - a, (NODE_H if down else NODE_W), (NODE_W if down else NODE_H)
+    start = y0 if down else x0
+    cand = [u for u in units if u[a] + size > start]
+    spans = sorted([(u[b], u[b] + across) for u in cand] + [(lo, hi)])
+    merged = []                                    # the band: spans across the flow chained by overlaps
+    for s0, s1 in spans:
+        if merged and s0 < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], s1)
+        else:
+            merged.append([s0, s1])
+    lo, hi = next((m0, m1) for m0, m1 in merged if m0 <= lo and hi <= m1)
+    band = [u for u in cand if lo <= u[b] and u[b] + across <= hi]
+    near = [u[a] for u in band if u[b] < (x1 if down else y1) and u[b] + across > (x0 if down else y0)]
+    d = end + GAP_MAIN - min(near) if near else 0.0
+    if d <= 0:
+        return {}
+    out = {}
+    for ms, x, y in band:
+        for n in ms:
+            px, py = doc.pos(n)
+            out[n] = (px, py + d) if down else (px + d, py)
+    return out
 
 
 def positions(graph, vertical=False, wrap=None, planned=None):

@@ -1,90 +1,30 @@
 """The builder window: canvas in the middle, palette, inspector and summary docks, menus and toolbar."""
 import json
-import re
-from importlib import metadata
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, QSettings, Qt
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QDialog, QDialogButtonBox, QDockWidget, QFileDialog,
-                               QLabel, QLineEdit, QMainWindow, QMessageBox, QTextBrowser, QVBoxLayout)
-
-from engine.errors import LayerboardError
-from engine.project import Project
-from resources import path as resource
+from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox
 
 from .autosave import Autosave
-from .dirs import last_dir, remember
-from .document import Document, clean_tmp
+from .document import Document
 from .experiments import Experiments
-from .importer import OnnxOpener, defer, dropped_files
+from .importer import OnnxOpener
 from .inspector import Inspector
 from .layout import best_wrap, layered
 from .palette import PaletteDock
 from .scene import GraphScene
 from .style import apply_theme
 from .summary import SummaryDock
-from .templates import AdviceDialog, TemplateDialog
 from .training import TrainingDock
 from .view import GraphView
+from .window_files import FileActions, default_example, shipped  # noqa: F401  (default_example: tests, app)
+from .window_help import HelpActions, UndoAnywhere, version  # noqa: F401  (version: tests)
 
 CLIP_FORMAT = "layerboard-nodes"      # copied layers travel as JSON text with this "format" key
-MAX_RECENT = 8
-FILTER = "Layerboard projects (*.json);;All files (*)"
-OPEN_FILTER = ("Layerboard projects and ONNX models (*.json *.onnx);;Layerboard projects (*.json);;"
-               "ONNX models (*.onnx);;All files (*)")
 
 
-def default_example():
-    """digits-cnn.json if it ships, else digits-mlp.json."""
-    for name in ("digits-cnn.json", "digits-mlp.json"):
-        if resource("examples", name).exists():
-            return resource("examples", name)
-    return None
-
-
-def shipped(path):
-    """True for a file inside the installed examples folder: it opens as an untitled copy and is never written."""
-    try:
-        return Path(path).resolve().is_relative_to(resource("examples").resolve())
-    except (OSError, ValueError, TypeError):
-        return False
-
-
-def version():
-    """The installed package's version, else the one in pyproject.toml beside the sources."""
-    try:
-        return metadata.version("layerboard")
-    except metadata.PackageNotFoundError:
-        p = Path(__file__).resolve().parent.parent / "pyproject.toml"
-        m = re.search(r'^version\s*=\s*"([^"]+)"', p.read_text(encoding="utf-8"), re.M) if p.exists() else None
-        return m.group(1) if m else "unknown"
-
-
-class UndoAnywhere(QObject):
-    """Ctrl+Z / redo reach the window's undo stack while a text or number field has focus, unless the field
-    has its own typing to undo (a field would otherwise swallow the shortcut)."""
-
-    def eventFilter(self, obj, e):
-        if e.type() == QEvent.Type.ShortcutOverride:
-            undo, redo = e.matches(QKeySequence.StandardKey.Undo), (
-                e.matches(QKeySequence.StandardKey.Redo) or QKeySequence(e.keyCombination()) == QKeySequence("Ctrl+Y"))
-            if undo or redo:
-                w = QApplication.focusWidget()
-                le = w if isinstance(w, QLineEdit) else (w.findChild(QLineEdit) if isinstance(w, QAbstractSpinBox)
-                                                         else None)
-                if le is not None and not (le.isUndoAvailable() if undo else le.isRedoAvailable()):
-                    e.ignore()
-                    return True               # not taken by the field: the window's shortcut runs
-        return False
-
-
-SHORTCUT_HELP = (("Drag from the palette / double-click", "add a layer (at a free place)"),
-                 ("Drag from an output port to an input port", "connect two layers"),
-                 ("Middle button or Space + drag", "pan the canvas"), ("Mouse wheel", "zoom the canvas"))
-
-
-class MainWindow(QMainWindow):
+class MainWindow(FileActions, HelpActions, QMainWindow):
     def __init__(self, doc=None, autosave_ms=3000, autosave_dir=None, training=True, remember=False):
         super().__init__()
         self.setObjectName("layerboard")
@@ -137,6 +77,7 @@ class MainWindow(QMainWindow):
         self._default_state = self.saveState()
         if remember:
             self.restore_layout()
+        self.modes.start()                            # Build unless the user last chose Train
 
     # ---- layout kept between sessions ----
     def restore_layout(self):
@@ -160,6 +101,7 @@ class MainWindow(QMainWindow):
         self.restoreState(self._default_state)
         for d in self.findChildren(QDockWidget):
             d.show()
+        self.modes.sync()
 
     # ---- building ----
     def add_dock(self, widget, area=Qt.DockWidgetArea.RightDockWidgetArea):
@@ -255,45 +197,6 @@ class MainWindow(QMainWindow):
         self._act(h, "&Formulas", self.show_formulas, tip="How every number the app shows is computed")
         self._act(h, "&About Layerboard", self.about)
 
-    def about(self):
-        QMessageBox.about(self, "About Layerboard", f"<b>Layerboard {version()}</b><br>Build a network by connecting "
-                          "layers; shapes, parameters and MACs update as you edit. Drag layers from the palette; "
-                          "connect an output to an input; train on real data and export the model.")
-
-    def shortcuts(self):
-        """[(keys, what)] for every action with a shortcut, then the mouse gestures."""
-        rows, seen = [], set()
-        for a in self.findChildren(QAction):
-            keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in a.shortcuts())
-            what = a.text().replace("&", "").rstrip("…")
-            if keys and (keys, what) not in seen:
-                seen.add((keys, what))
-                rows.append((keys, what))
-        return rows + list(SHORTCUT_HELP)
-
-    def _text_dialog(self, title, html):
-        d = QDialog(self)
-        d.setWindowTitle(title)
-        lay = QVBoxLayout(d)
-        t = QTextBrowser()
-        t.setHtml(html)
-        lay.addWidget(t)
-        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        bb.rejected.connect(d.reject)
-        lay.addWidget(bb)
-        d.resize(640, 520)
-        d.show()
-        self._help_dialog = d
-        return d
-
-    def show_shortcuts(self):
-        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{w}</td></tr>" for k, w in self.shortcuts())
-        return self._text_dialog("Keyboard shortcuts", f"<table>{rows}</table>")
-
-    def show_formulas(self):
-        from .summary import formulas_html
-        return self._text_dialog("Formulas", formulas_html())
-
     # ---- status ----
     def _title(self):
         p = self.doc.project.path
@@ -320,163 +223,6 @@ class MainWindow(QMainWindow):
     def _locked(self, on):
         self.show_message("training: the model is locked" if on else "training finished: you can edit again")
         self._status(self.doc.infos)
-
-    # ---- files ----
-    def maybe_save(self):
-        """Ask about unsaved changes; False if the user cancels."""
-        if not self.doc.dirty:
-            return True
-        r = QMessageBox.question(self, "Unsaved changes", "Save the changes to this project first?",
-                                 QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-                                 | QMessageBox.StandardButton.Cancel)
-        if r == QMessageBox.StandardButton.Save:
-            return self.save()
-        return r == QMessageBox.StandardButton.Discard
-
-    def _replace(self, project, trained=None):
-        if self.doc.locked:
-            self.show_message("stop the training run first")
-            return False
-        self.statusBar().clearMessage()               # nothing said about the last project stays
-        self.doc.load(project, trained)
-        self.view.zoom_to_fit()
-        return True
-
-    def new(self):
-        if self.maybe_save() and self._replace(Project()):
-            self.untitled_name = "model.json"
-
-    def open_path(self, path, template=False):
-        """Open a project; a bad file gives a dialog naming the problem and leaves the document untouched.
-
-        template (and any file of the shipped examples): an untitled copy, so Save asks where.
-        An .onnx model is imported in the background (True: the import started) and opens untitled."""
-        if Path(path).suffix.lower() == ".onnx":
-            return self.importer.start(path)
-        template = template or shipped(path)
-        try:
-            project = Project.load(path)
-        except LayerboardError as e:
-            QMessageBox.warning(self, "Cannot open project", str(e))
-            return False
-        if template:
-            ref = project.dataset
-            if ref.get("path") and not Path(str(ref["path"])).expanduser().is_absolute():   # data shipped beside it
-                project.dataset = dict(ref, path=str((Path(path).resolve().parent / ref["path"]).resolve()))
-            project.path = None
-            self.untitled_name = Path(path).name
-            self.fit_layout(project)
-        vertical = None if template else self.importer.place_unplaced(project)   # `layerboard import` writes none
-        if not self._replace(project, None if template else self.doc.read_trained(project)):
-            return False
-        if vertical is not None:
-            self.scene.set_vertical(vertical)
-            self.view.zoom_to_fit()
-        if not template:
-            clean_tmp(path)
-            self._add_recent(str(Path(path).resolve()))
-        return True
-
-    def open_dialog(self):
-        if not self.maybe_save():
-            return
-        p, _ = QFileDialog.getOpenFileName(self, "Open project", str(self._dir()), OPEN_FILTER)
-        if p:
-            remember(p)
-            self.open_path(p)
-
-    def dragEnterEvent(self, e):
-        if dropped_files(e.mimeData()):
-            e.acceptProposedAction()
-        else:
-            e.ignore()
-
-    dragMoveEvent = dragEnterEvent
-
-    def dropEvent(self, e):
-        files = dropped_files(e.mimeData())
-        if not files:
-            return e.ignore()
-        e.acceptProposedAction()
-        defer(lambda: self.maybe_save() and self.open_path(files[0]))   # no dialog inside the drag's own loop
-
-    def save(self):
-        if self.doc.project.path is None or shipped(self.doc.project.path):
-            return self.save_as()
-        return self._save_to(self.doc.project.path)
-
-    def save_as(self):
-        p, d = self.doc.project.path, self._dir()
-        d = Path.home() if shipped(d / "x") else d        # never propose the installed examples' folder
-        start = str(d / Path(p).name if p and shipped(p) else p or d / self.untitled_name)
-        p, _ = QFileDialog.getSaveFileName(self, "Save project", start, FILTER)
-        return self._save_to(remember(p)) if p else False
-
-    def load_weights(self):
-        from .training.weights import load_dialog
-        if load_dialog(self, self.training.weights, self.doc.graph, self._dir()):
-            self.training.loaded_weights(self.training.weights.name)
-            self.training.show()
-
-    def export_weights(self):
-        from .training.weights import export_dialog
-        start = self._dir() / f"{Path(self.doc.project.path or 'model').stem}.npz"
-        p = export_dialog(self, self.training.weights, start)
-        if p:
-            remember(p)
-            self.show_message(f"exported weights to {p}")
-
-    def export_pytorch(self):
-        from .training.weights import export_pytorch_dialog
-        p = export_pytorch_dialog(self, self.training.weights, self.doc.project, self._dir())
-        if p:
-            self.show_message(f"exported a PyTorch project to {p}: python train.py or torchrun --nproc_per_node=N train.py")
-
-    def _save_to(self, p):
-        if shipped(p):
-            QMessageBox.warning(self, "Cannot save project", f"{p} is one of the examples installed with Layerboard: "
-                                "save your project in another folder")
-            return False
-        try:
-            self.doc.save(p)
-        except LayerboardError as e:
-            QMessageBox.warning(self, "Cannot save project", str(e))
-            return False
-        self._add_recent(str(Path(p).resolve()))
-        self.show_message(f"saved {p}")
-        return True
-
-    def _dir(self):
-        """Where file dialogs start: the folder last used in one, else the latest project's."""
-        recent = self.recent()
-        return last_dir(Path(recent[0]).parent if recent else None)
-
-    def recent(self):
-        v = QSettings().value("recent", []) or []
-        return [v] if isinstance(v, str) else list(v)
-
-    def _add_recent(self, p):
-        r = [p] + [x for x in self.recent() if x != p]
-        QSettings().setValue("recent", r[:MAX_RECENT])
-
-    def _fill_recent(self):
-        self.recent_menu.clear()
-        for p in self.recent():
-            self.recent_menu.addAction(Path(p).name, lambda p=p: self.maybe_save() and self.open_path(p)) \
-                .setStatusTip(p)
-        if not self.recent():
-            self.recent_menu.addAction("(none)").setEnabled(False)
-
-    def new_from_template(self):
-        d = TemplateDialog(self)
-        if d.exec() and d.chosen() and self.maybe_save():
-            self.open_path(resource("examples", d.chosen()), template=True)
-
-    def which_model(self):
-        d = AdviceDialog(self)
-        if d.exec() and d.pick and self.maybe_save():
-            if self.open_path(resource("examples", d.pick), template=True):
-                self.doc.set_training("loss", d.loss)
 
     def ask_training_close(self):
         """'keep', 'discard' or 'cancel': what to do with the run that trains while the window closes."""

@@ -41,6 +41,8 @@ class PaletteTree(QTreeWidget):
         self.clear()
         by_cat = {}
         for t, cls in REGISTRY.items():
+            if not cls.palette:                   # made only by an import (OnnxNode)
+                continue
             by_cat.setdefault(cls.category, []).append(t)
         for cat in CATEGORIES:
             if cat not in by_cat:

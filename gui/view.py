@@ -74,8 +74,11 @@ class GraphView(QGraphicsView):
         self.finder.open()
 
     def focus_node(self, name):
-        """Select layer `name` and centre it, zooming in to a readable size if the canvas is smaller."""
+        """Select layer `name` (opening the folded block it hides in) and centre it, zooming in to a readable size
+        if the canvas is smaller."""
         sc = self.scene()
+        from .grouping import reveal
+        sc.attempt(reveal, sc.doc, name)                 # a layer hidden in a folded block: the block opens
         sc.select([name])
         if self.transform().m11() < READABLE:
             self.zoom(READABLE / self.transform().m11())

@@ -130,8 +130,10 @@ def test_after_stop_the_bar_shows_no_eta_and_the_same_epoch_count(isolated, qtbo
     assert f"after {n} of 100000 epochs" in fmt and f"after {n} epochs" in d.message.text()
 
 
-def test_the_training_panel_stays_shown_across_launches_and_reset_layout_sticks(isolated, qtbot):
-    w = make(qtbot, isolated, remember=True)                  # fresh settings: launch, Quit
+def test_the_chosen_mode_and_training_panel_stay_across_launches_and_reset_layout_sticks(isolated, qtbot):
+    w = make(qtbot, isolated, remember=True)                  # fresh settings: the window opens in Build
+    assert w.modes.mode == "build" and not w.training.isVisible()
+    w.modes.actions["train"].trigger()                        # the user chooses View ▸ Train, then Quit
     assert w.training.isVisible()
     w.close()
     w2 = make(qtbot, isolated, remember=True)                 # the second launch
@@ -144,5 +146,10 @@ def test_the_training_panel_stays_shown_across_launches_and_reset_layout_sticks(
     assert w3.training.isVisible()
     w3.close()
     w4 = make(qtbot, isolated, remember=True)
+    assert w4.modes.mode == "train"
     assert all(d.isVisible() for d in (w4.training, w4.palette, w4.inspector, w4.summary))
-    assert w4.dockWidgetArea(w4.training) == Qt.DockWidgetArea.BottomDockWidgetArea
+    w4.modes.actions["build"].trigger()                       # chosen Build: the next launch opens in Build
+    w4.close()
+    w5 = make(qtbot, isolated, remember=True)
+    assert w5.modes.mode == "build" and not w5.training.isVisible() and w5.summary.isVisible()
+    assert w5.dockWidgetArea(w5.training) == Qt.DockWidgetArea.BottomDockWidgetArea

@@ -29,6 +29,7 @@ def win(qapp, qtbot, tmp_path, monkeypatch):
     w.resize(1400, 900)
     w.show()
     qtbot.waitExposed(w)
+    w.modes.set("train")                            # the training panel shown (the window opens in Build)
     yield w
     w.training.shutdown()
 
@@ -101,7 +102,7 @@ def test_a_shipped_example_opens_untitled_and_save_never_writes_into_the_package
     assert win.doc.project.path is None and win.windowTitle().startswith("untitled")
     asked = []
     target = tmp_path / "mine.json"
-    monkeypatch.setattr("gui.mainwindow.QFileDialog.getSaveFileName",
+    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getSaveFileName",
                         lambda *a, **k: (asked.append(a[2]) or str(target), ""))
     win.doc.set_training("epochs", 7)
     assert win.save()                                                    # Ctrl+S asks where

@@ -69,6 +69,7 @@ class Layer:
     reads_lengths = False  # reads self.in_masks: its ONNX graph takes the (batch,) int32 `lengths` input
 
     # ---- exporters, declared beside the layer (tests/test_enrolment.py fails for a layer without them) ----
+    palette = True          # offered in the window's palette (False: a layer only an import makes)
     to_onnx = None          # def to_onnx(self, ctx, ins) -> name of the output tensor (ctx: onnx_export.Builder)
     to_torch = None         # def to_torch(self) -> torch_export.Emitted (the nn.Module attribute, weights, call)
     torch_reference = None  # def torch_reference(self, xs, p, torch) -> forward in torch ops (parity, float64)

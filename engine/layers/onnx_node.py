@@ -84,6 +84,7 @@ class OnnxNode(Layer):
     hparams = (HP("op", "str", "", doc="The ONNX operator(s) it runs, e.g. TopK"),
                HP("onnx", "str", "", doc="The ONNX node(s) with their constants (a base64 ONNX model)"))
     opaque = True           # no gradient: the Model freezes the layers before it
+    palette = False         # made only by an import: not offered in the palette (projects holding one still load)
     fused = None            # runs in onnxruntime, never in the fused training kernel
 
     @property

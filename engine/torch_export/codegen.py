@@ -130,44 +130,11 @@ def paths(model):
     inside = {n for ms in blocks.values() for n in ms}
     top = identifiers([n for n in model.order if n not in inside] + list(blocks))
     out = {n: top[n] for n in model.order if n not in inside}
+    from .block_classes import block_classes
+    mids, _ = block_classes(model, emitted(model), blocks)
     for b, ms in blocks.items():
-        mids = identifiers(ms)
-        out.update({n: f"{top[b]}.{mids[n]}" for n in ms})
+        out.update({n: f"{top[b]}.{mids[b][n]}" for n in ms})
     return out
-
-
-def _block_class(model, em, cls, block, members):
-    """The source of one block's nn.Module class, and its ports."""
-    from ..blocks import ports
-    g = model.graph
-    p = ports(g, members)
-    mids = {n: v if v not in ("x_in",) else v + "_" for n, v in identifiers(members).items()}
-    inside = set(members)
-    cons = {n: [c for c in g.consumers(n) if c in inside] for n in members}
-    first_only = len(p.inputs) == 1 and [c for c in g.consumers(p.inputs[0]) if c in inside] == [members[0]]
-    arg = {s: ("x" if first_only else "x_in" if len(p.inputs) == 1 else f"x_in{k}") for k, s in enumerate(p.inputs)}
-    var = {}
-    for i, n in enumerate(members):
-        nxt = members[i + 1] if i + 1 < len(members) else None
-        single = p.outputs == (n,) and n == members[-1]
-        var[n] = "x" if single or (n not in p.outputs and cons[n] == [nxt]) else mids[n]
-    init, body = [], []
-    for n in members:
-        e = em[n]
-        if e.module is not None:
-            init.append(f"        self.{mids[n]} = {e.module}")
-        args = [var[s] if s in inside else arg[s] for s in model.srcs[n]]
-        expr = e.call.format(self=f"self.{mids[n]}", args=", ".join(args), mask="None",
-                             **{f"x{k}": a for k, a in enumerate(args)})
-        body.append((f"{var[n]} = {expr}", _shape(model, n)))
-    body.append((f"return {', '.join(var[o] for o in p.outputs)}", None))
-    width = max(len(t) for t, c in body if c)
-    lines = [f"        {t.ljust(width)}  {c}" if c else f"        {t}" for t, c in body]
-    types = " → ".join(g.nodes[n].type for n in members[:6]) + (" → …" if len(members) > 6 else "")
-    src = [f"class {cls}(nn.Module):", f'    """Block \'{block}\' of the Layerboard canvas: {types}."""', "",
-           "    def __init__(self):", "        super().__init__()"] + (init or ["        pass"]) + [
-           "", f"    def forward(self, {', '.join(arg[s] for s in p.inputs)}):"] + lines
-    return "\n".join(src), p
 
 
 def model_source(model, name="Net", doc="", logits=False, origin=""):
@@ -186,13 +153,21 @@ def model_source(model, name="Net", doc="", logits=False, origin=""):
     seq = [u if isinstance(u, str) else u[0] for u in units]
     nxt_unit = {u: (seq[i + 1] if i + 1 < len(seq) else None) for i, u in enumerate(seq)}
     classes, taken = {}, {name} | set(HELPERS)
+    from .block_classes import block_class, block_classes
+    mids, first = block_classes(model, em, blocks)
     for b, ms in blocks.items():
+        if first[b] != b:                                       # an identical block: one more instance of its class
+            c = classes[first[b]][0]
+            classes[b] = (c, None, block_class(model, em, c, "", ms, mids[b])[1])
+            continue
         c, k = class_name(b), 2
         c = c if c not in taken else f"{c}Block"
         while c in taken:
             c, k = f"{class_name(b)}{k}", k + 1
         taken.add(c)
-        classes[b] = (c,) + _block_class(model, em, c, b, ms)
+        same = [x for x in blocks if first[x] == b]
+        label = f"Block '{b}'" if len(same) == 1 else "Blocks " + ", ".join(f"'{x}'" for x in same)
+        classes[b] = (c,) + block_class(model, em, c, label, ms, mids[b])
     # where each node's output lives: 'x' when only the very next line reads it, else a variable named after it
     var = {}
     for n in order:
@@ -281,7 +256,7 @@ def model_source(model, name="Net", doc="", logits=False, origin=""):
            "    def __init__(self):", "        super().__init__()"] + (init or ["        pass"]) + [
            "", f"    {sig}", f"        {fdoc}"] + lines
     src = "\n".join(head) + "\n" + "".join(f"\n{sources[h]}\n" for h in helpers) + \
-        "".join(f"\n{c[1]}\n\n" for c in classes.values()) + "\n" + "\n".join(cls) + "\n"
+        "".join(f"\n{c[1]}\n\n" for c in classes.values() if c[1] is not None) + "\n" + "\n".join(cls) + "\n"
     return src
 
 
