@@ -121,11 +121,13 @@ def to_onnx(model):
         y_name = ctx.op("Identity", [x_name], f"{x_name}/output")
     xs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [BATCH, *model.infos[n].shape]) for n in model.inputs]
     y = helper.make_tensor_value_info(y_name, TensorProto.FLOAT, [BATCH, *model.output_shape])
+    more = [helper.make_tensor_value_info(out[o], TensorProto.FLOAT, [BATCH, *model.infos[o].shape])
+            for o in getattr(model, "outputs", [model.output])[1:]]       # an imported model's other outputs
     if any(model.layers[n].reads_lengths for n in model.order):
         for f in dict.fromkeys(model.feeds.values()):
             ctx.lengths(f)                             # every sequence model takes its lengths, used or not
     extra = [helper.make_tensor_value_info(*i) for i in ctx.extra_inputs]
-    graph = helper.make_graph(ctx.nodes, "layerboard", xs + extra, [y], ctx.inits)
+    graph = helper.make_graph(ctx.nodes, "layerboard", xs + extra, [y] + more, ctx.inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
                           producer_name="layerboard", producer_version=_version(),
                           doc_string="Exported by Layerboard for inference (evaluation mode).")

@@ -72,6 +72,8 @@ class Ctx:
     runs: dict = field(default_factory=dict)           # tensor name -> the kept run (onnx_import_keep.Run) giving it
     outputs: set = field(default_factory=set)          # the model's output tensor names
     model: object = None                               # the ModelProto (opsets, types, functions)
+    maskish: dict = field(default_factory=dict)        # tensor name -> the mask input it is computed from
+    mask_inputs: dict = field(default_factory=dict)    # mask input -> its Input and encoding (onnx_import_multi)
 
     def name(self, onnx_name, op):
         """A canvas name from the ONNX node name ('/' is not allowed in ours), unique."""
@@ -263,16 +265,7 @@ def read(path_or_model, strict=False):
         for t in node.input:
             c.readers[t] = c.readers.get(t, 0) + 1
             c.consumers.setdefault(t, []).append(node)
-    inputs = [i for i in m.graph.input if i.name not in c.consts]     # zoo models list initializers as inputs
-    if len(inputs) != 1 or len(m.graph.output) != 1:
-        raise ImportFailed(f"Layerboard models have one input and one output; this one has {len(inputs)} inputs "
-                           f"({', '.join(i.name for i in inputs)}) and {len(m.graph.output)} outputs")
-    shape = c.shapes[inputs[0].name][1:]
-    if any(not isinstance(d, int) or d < 1 for d in shape):
-        raise ImportFailed(f"input {inputs[0].name!r} needs fixed sizes after the batch axis, got {shape}")
-    name = c.name(inputs[0].name, "input")
-    c.graph.add_node("Input", name, {"shape": list(shape)}, {"onnx": "input"})
-    c.values[inputs[0].name] = Value(name, tuple(shape))
+    onnx_import_multi.add_inputs(c, m)                         # Input layers; lengths/padding inputs as masks
     from onnx import helper
     for node in m.graph.node:                                 # constants first: patterns look ahead at them
         if node.op_type == "Constant":
@@ -290,7 +283,7 @@ def read(path_or_model, strict=False):
         elif node.op_type == "Shape" or (ins and all(t in c.consts or t in c.sym for t in ins)
                                          and any(t in c.sym for t in ins)):
             _symbolic(c, node)
-        else:
+        elif not onnx_import_multi.masked(c, node, ins):      # nodes computing a mask are not layers
             data.append(node)
     blocks = {}
     found = onnx_import_attn.find(c, m, data) + onnx_import_norm.find(c, m, data)
@@ -311,6 +304,9 @@ def read(path_or_model, strict=False):
                 raise Unsupported("Layerboard has no layer for this operator yet")
             if node.domain not in ("", "ai.onnx"):
                 raise Unsupported(f"operator domain {node.domain!r}")
+            if any(t in c.maskish for t in node.input):
+                raise Unsupported(f"it reads the mask input {c.maskish[next(t for t in node.input if t in c.maskish)]!r}"
+                                  ", which Layerboard maps only as the key padding of an attention block")
             fn(c, node)
         except Unsupported as e:
             why = c.keep and onnx_import_keep.keep(c, node, str(e))
@@ -318,36 +314,17 @@ def read(path_or_model, strict=False):
                 continue
             c.problems.append((node.op_type, node.name or node.output[0],
                                f"{e}; it cannot be kept as an ONNX node either: {why}" if why else str(e)))
-    out = m.graph.output[0].name
     if c.problems:
         lines = [f"{op} '{n}': {why}" for op, n, why in c.problems]
         raise ImportFailed(f"{len(c.problems)} ONNX node(s) cannot be imported: " + "; ".join(lines[:5])
                            + (f"; … and {len(lines) - 5} more" if len(lines) > 5 else ""), c.problems)
-    if out not in c.values:
-        raise ImportFailed(f"the output {out!r} is not computed by an imported node")
-    if c.values[out].view is not None:
-        raise ImportFailed(f"the output {out!r} is a recurrent node's raw time-major output; Layerboard outputs "
-                           "(batch, steps, features) or the last state")
-    if c.values[out].squeezed and all(isinstance(d, int) for d in c.shapes.get(out, ("?",))[1:]):
-        out = c.full(out)                                     # the model's own (C, 1, 1) output, not our (C,)
-    keep = _upstream(c.graph, c.values[out].node)
-    for n in [n for n in c.graph.topo_order() if n not in keep]:
-        c.graph.remove_node(n)
+    keep = onnx_import_multi.outputs(c, m)                    # the graph pruned to what the outputs need
+    onnx_import_multi.note(c)                                 # each Input's mask inputs, in its meta
     _layout(c.graph)
     return (c.graph, {k: v for k, v in c.weights.items() if k.split("/")[0] in keep},
             [k for k in c.kept if k[3] in keep])
 
 
-def _upstream(graph, name):
-    seen, todo, ins = set(), [name], graph.inputs_index()
-    while todo:
-        n = todo.pop()
-        if n not in seen:
-            seen.add(n)
-            todo += ins[n]
-    return seen
-
-
 from . import onnx_import_attn, onnx_import_keep, onnx_import_norm, onnx_import_ops, onnx_import_pointwise  # noqa: E402,F401
-from . import onnx_import_seq  # noqa: E402,F401
+from . import onnx_import_multi, onnx_import_seq  # noqa: E402,F401
 from .onnx_import_cli import add_parser, cmd_import, import_project  # noqa: E402,F401

@@ -14,6 +14,7 @@ from itertools import permutations
 import numpy as np
 
 from .layers import REGISTRY
+from .onnx_import_multi import encode, example_valid
 
 LAYOUT = {"Reshape", "Transpose", "Unsqueeze", "Squeeze", "Gather", "Slice", "Split", "Identity"}
 INSIDE = LAYOUT | {"Mul", "Div", "MatMul", "Add"}         # between the projections and the attention weights
@@ -60,9 +61,12 @@ def _region(c, S, prod, cons):
     if len(nxt) != 1 or nxt[0].op_type != "MatMul" or nxt[0].input[0] != S.output[0]:
         return None
     P = nxt[0]
-    region, inproj, stack = [S, P], [], [S.input[0], P.input[1]]
+    region, inproj, stack, masks = [S, P], [], [S.input[0], P.input[1]], set()
     while stack:
         t = stack.pop()
+        if t in c.maskish:                                 # key padding computed from a mask input
+            masks.add(c.maskish[t])
+            continue
         if t in c.consts or t in c.sym or not t:
             continue
         n = prod.get(t)
@@ -78,7 +82,7 @@ def _region(c, S, prod, cons):
             return None
         stack += list(n.input)
     xs = {n.input[0] for n in inproj}
-    if not inproj or len(xs) != 1:
+    if not inproj or len(xs) != 1 or len(masks) > 1:
         return None
     x = xs.pop()
     t0 = prod.get(x)                                       # time-major: the Transpose before the projections
@@ -111,11 +115,12 @@ def _region(c, S, prod, cons):
         for o in n.output:
             if o != t and any(id(m) not in ids for m in cons.get(o, [])):
                 return None
-    return region, x, t, inproj, out
+    return region, x, t, inproj, out, next(iter(masks), None)
 
 
-def run_region(c, m, region_out, x, xv):
-    """onnxruntime on the part of model m computing region_out from x (given as xv)."""
+def run_region(c, m, region_out, x, xv, extra=None):
+    """onnxruntime on the part of model m computing region_out from x (given as xv) and the graph inputs in
+    extra {name: array} (a mask input)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
     from .onnx_import import reads
@@ -134,17 +139,22 @@ def run_region(c, m, region_out, x, xv):
             nodes.append(n)
     used = {i for n in nodes for i in reads(n)}
     inits = [i for i in m.graph.initializer if i.name in used]
-    g = helper.make_graph(nodes, "region", [helper.make_tensor_value_info(x, TensorProto.FLOAT, list(xv.shape))],
-                          [helper.make_tensor_value_info(region_out, TensorProto.FLOAT, None)], inits)
+    extra = extra or {}
+    ins = [helper.make_tensor_value_info(x, TensorProto.FLOAT, list(xv.shape))]
+    ins += [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
+            for k, v in extra.items()]
+    g = helper.make_graph(nodes, "region", ins, [helper.make_tensor_value_info(region_out, TensorProto.FLOAT, None)],
+                          inits)
     sub = helper.make_model(g, opset_imports=list(m.opset_import), ir_version=m.ir_version)
     s = ort.InferenceSession(sub.SerializeToString(), providers=["CPUExecutionProvider"])
-    return s.run(None, {x: xv})[0]
+    return s.run(None, {x: xv, **extra})[0]
 
 
-def _ours(heads, causal, w, xv):
+def _ours(heads, causal, w, xv, valid=None):
     layer = REGISTRY["MultiHeadSelfAttention"]("attention", heads=heads, causal=causal)
     layer.build([xv.shape[1:]])
     layer.p = {k: np.ascontiguousarray(v, np.float32) for k, v in w.items()}
+    layer.in_masks = [valid]
     return layer.forward(xv)
 
 
@@ -170,7 +180,7 @@ def find(c, m, data):
         r = _region(c, S, prod, cons)
         if r is None or any(id(n) in taken for n in r[0]):
             continue
-        region, x, y, inproj, out = r
+        region, x, y, inproj, out, mask = r
         shape = c.shapes.get(x, ())
         if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape[1:]):
             continue
@@ -186,23 +196,36 @@ def find(c, m, data):
         else:
             continue
         xv = np.random.default_rng(0).normal(size=(2, T, d)).astype(np.float32)
-        try:
-            want = run_region(c, m, y, x, xv)
-        except Exception:                                    # the region does not run on its own
-            continue
-        for heads, causal in ((h, k) for k in (False, True) for h in range(1, d + 1) if d % h == 0):
-            found = None
-            for qkv in orders:
-                w = {"Wo": wo[0], "bo": wo[1]}
-                for k, (W, b) in zip("qkv", qkv):
-                    w[f"W{k}"], w[f"b{k}"] = W, b
-                got = _ours(heads, causal, w, xv)
-                if same(got, want):
-                    found = w
-                    break
+        mi = c.mask_inputs.get(mask)
+        valid = example_valid(T) if mi else None
+        kinds = [None] if mi is None else [mi["kind"]] if mi["kind"] else mi["kinds"]
+        found = None
+        for kind in kinds:
+            try:
+                want = run_region(c, m, y, x, xv, mi and {mask: encode(mi, kind, valid)})
+            except Exception:                                # the region does not run on its own
+                continue
+            found = _match(d, orders, wo, xv, valid, want)
             if found:
-                blocks.append(Block(region, x, y, "MultiHeadSelfAttention", {"heads": heads, "causal": causal},
-                                    found, S.name or S.output[0]))
-                taken |= {id(n) for n in region}
                 break
+        if found:
+            if mi:
+                mi["kind"] = kind
+            heads, causal, w = found
+            blocks.append(Block(region, x, y, "MultiHeadSelfAttention", {"heads": heads, "causal": causal},
+                                w, S.name or S.output[0]))
+            taken |= {id(n) for n in region}
     return blocks
+
+
+def _match(d, orders, wo, xv, valid, want):
+    """(heads, causal, weights) of our layer computing `want` (at the valid query steps), or None."""
+    for heads, causal in ((h, k) for k in (False, True) for h in range(1, d + 1) if d % h == 0):
+        for qkv in orders:
+            w = {"Wo": wo[0], "bo": wo[1]}
+            for k, (W, b) in zip("qkv", qkv):
+                w[f"W{k}"], w[f"b{k}"] = W, b
+            got = _ours(heads, causal, w, xv, valid)
+            if same(got if valid is None else got[valid], want if valid is None else want[valid]):
+                return heads, causal, w
+    return None

@@ -2,7 +2,7 @@
 maps the operators)."""
 from .errors import LayerboardError
 from .onnx_import import ImportFailed, read
-from . import onnx_import_keep
+from . import onnx_import_keep, onnx_import_multi
 
 
 def import_project(path, name=None, strict=False):
@@ -51,6 +51,9 @@ def cmd_import(a):
     if kept:
         print(f"layerboard import: {len(kept)} node(s) of {a.model} have no Layerboard layer and are kept as they are:")
         print("\n".join(onnx_import_keep.report(kept)))
+    lines = onnx_import_multi.report(p.graph)
+    if lines:
+        print(f"layerboard import: the inputs and outputs of {a.model}:\n" + "\n".join(lines))
     model = Model(p.graph)
     model.set_weights({**model.weights(), **w}, where=f"the weights of {a.model}")
     p.save(out)
