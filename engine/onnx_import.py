@@ -72,6 +72,7 @@ class Ctx:
     runs: dict = field(default_factory=dict)           # tensor name -> the kept run (onnx_import_keep.Run) giving it
     outputs: set = field(default_factory=set)          # the model's output tensor names
     model: object = None                               # the ModelProto (opsets, types, functions)
+    worlds: dict = field(default_factory=dict)         # shape-computed tensor -> its values for batch 1 and 2
     maskish: dict = field(default_factory=dict)        # tensor name -> the mask input it is computed from
     mask_inputs: dict = field(default_factory=dict)    # mask input -> its Input and encoding (onnx_import_multi)
 
@@ -218,6 +219,13 @@ def _block(c, b):
     name = c.name(b.name.rsplit("/", 1)[0] if "/" in b.name else b.name, b.type.lower())
     c.graph.add_node(b.type, name, dict(b.config), {"onnx": b.type})
     c.graph.connect(v.node, name, 0)
+    if b.e is not None:                                       # cross-attention: keys and values from input 2
+        ve = c.values.get(b.e)
+        if ve is None or ve.view is not None or ve.stale or ve.squeezed:
+            c.graph.remove_node(name)
+            c.problems.append((b.nodes[0].op_type, b.name, f"the {b.type} block's keys input is not a layer output"))
+            return
+        c.graph.connect(ve.node, name, 1)
     for k, w in b.weights.items():
         c.weights[f"{name}/{k}"] = np.asarray(w, np.float32)
     c.values[b.y] = Value(name, v.shape, squeezed=v.squeezed)
@@ -283,6 +291,7 @@ def read(path_or_model, strict=False):
         elif node.op_type == "Shape" or (ins and all(t in c.consts or t in c.sym for t in ins)
                                          and any(t in c.sym for t in ins)):
             _symbolic(c, node)
+            onnx_import_shapes.worlds(c, node)                # a weight sliced by shape-computed bounds: constant
         elif not onnx_import_multi.masked(c, node, ins):      # nodes computing a mask are not layers
             data.append(node)
     blocks = {}
@@ -326,5 +335,5 @@ def read(path_or_model, strict=False):
 
 
 from . import onnx_import_attn, onnx_import_keep, onnx_import_norm, onnx_import_ops, onnx_import_pointwise  # noqa: E402,F401
-from . import onnx_import_multi, onnx_import_seq  # noqa: E402,F401
+from . import onnx_import_multi, onnx_import_seq, onnx_import_shapes  # noqa: E402,F401
 from .onnx_import_cli import add_parser, cmd_import, import_project  # noqa: E402,F401
