@@ -112,6 +112,7 @@ def _predict_several(model, a):
     """Several Inputs (--input an .npz with one array per Input name) or several outputs (--output an .npz with
     one array per output node); --lengths: .npy for the first Input or .npz per Input name."""
     import io
+    import zipfile
     from .data.files import at, first_nonfinite, read_array, read_arrays
     from .project import atomic_write
     if len(model.inputs) > 1:
@@ -125,16 +126,14 @@ def _predict_several(model, a):
             raise LayerboardError(f"--input {a.input}, Input '{n}', {at(bad, x.ndim > 2)}: NaN or infinity")
         xs[n] = x.astype(np.float32)
     lengths = None
-    if a.lengths:
-        import zipfile
-        names = [n for n in model.inputs if zipfile.is_zipfile(a.lengths)]
-        if names:
-            with np.load(a.lengths, allow_pickle=False) as f:
-                names = [n for n in names if n in f.files]
-            got = read_arrays(a.lengths, names) if names else []
-            lengths = {n: _lengths_of(lg, xs[n], a.lengths) for n, lg in zip(names, got)}
-        else:
-            lengths = {model.inputs[0]: _lengths(a.lengths, xs[model.inputs[0]])}
+    if a.lengths and zipfile.is_zipfile(a.lengths):            # an .npz: lengths of the Inputs it names
+        with np.load(a.lengths, allow_pickle=False) as f:
+            names = [n for n in model.inputs if n in f.files]
+        if not names:
+            raise LayerboardError(f"--lengths {a.lengths}: name its arrays after the Inputs ({', '.join(model.inputs)})")
+        lengths = {n: _lengths_of(lg, xs[n], a.lengths) for n, lg in zip(names, read_arrays(a.lengths, names))}
+    elif a.lengths:
+        lengths = {model.inputs[0]: _lengths(a.lengths, xs[model.inputs[0]])}
     ys = model.predict_all(xs, lengths=lengths)
     buf = io.BytesIO()
     if len(ys) > 1:
