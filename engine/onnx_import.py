@@ -6,7 +6,9 @@ onnx_import_pointwise.py (activations, merges), onnx_import_seq.py (recurrent no
 Transpose/Squeeze/Gather around them). Blocks of several nodes become one layer where they compute what it computes
 (onnx_import_attn.py: self-attention; an activation written as several elementwise nodes). Nodes computing only
 from constants are evaluated at import; nodes computing from the input's shape (the batch size) are kept symbolic.
-Whatever has no mapping is reported node by node (op, name, why) in one list.
+Whatever has no mapping is reported node by node (op, name, why) in one list. Several inputs and outputs, and
+mask inputs (lengths, key padding): onnx_import_multi.py; cross-attention: onnx_import_cross.py; the command:
+onnx_import_cli.py.
 """
 import re
 from dataclasses import dataclass, field
