@@ -52,6 +52,8 @@ def cmd_predict(a):
         x, lengths = texts_to_ids(texts, model.meta)
     elif a.input and is_table(a.input):                  # a table encoded with the training's column plan
         return predict_command(model, a.input, a.output)
+    elif len(model.inputs) > 1 or len(model.outputs) > 1:
+        return _predict_several(model, a)
     else:
         from .data.files import at, first_nonfinite, read_array
         x = read_array(a.input)             # a DataError names the file: empty, damaged, object or text arrays
@@ -105,15 +107,9 @@ def _texts(a, kind):
 def _lengths(path, x):
     """(N,) int64 valid steps per input sequence from an .npy file, checked against x (N, T, …)."""
     from .data.files import read_array
-    from .data.sequences import check_lengths
     lg = read_array(path, how="--lengths takes an .npy file of one whole number per input row (numpy.save); to use "
                               "an array of this archive, save it alone")
-    if x.ndim < 2:
-        raise LayerboardError(f"--lengths {path}: the input {fmt(x.shape[1:])} per row is not a sequence (T, …)")
-    if lg.shape != (len(x),):
-        raise LayerboardError(f"--lengths {path}: one length per input row is {len(x):,} values, got shape "
-                              f"{fmt(lg.shape)}")
-    return check_lengths(lg, x.shape[1], f"--lengths {path}")
+    return _lengths_of(lg, x, path)
 
 
 def _predict_attention(model, x, lengths, want):
@@ -132,3 +128,52 @@ def _predict_attention(model, x, lengths, want):
             maps[n].append(model.layers[n].attention_maps())
     y = np.concatenate(ys) if ys else model.predict(x)
     return y, {n: np.concatenate(v) for n, v in maps.items() if v}
+
+
+def _predict_several(model, a):
+    """Several Inputs (--input an .npz with one array per Input name) or several outputs (--output an .npz with
+    one array per output node); --lengths: .npy for the first Input or .npz per Input name."""
+    import io
+    import zipfile
+    from .data.files import at, first_nonfinite, read_array, read_arrays
+    from .project import atomic_write
+    if len(model.inputs) > 1:
+        xs = dict(zip(model.inputs, read_arrays(a.input, model.inputs, how=f"give an .npz with one array per Input "
+                                                f"({', '.join(model.inputs)}), made with numpy.savez")))
+    else:
+        xs = {model.inputs[0]: read_array(a.input)}
+    for n, x in xs.items():
+        bad, count = first_nonfinite(x)
+        if bad is not None:
+            raise LayerboardError(f"--input {a.input}, Input '{n}', {at(bad, x.ndim > 2)}: NaN or infinity")
+        xs[n] = x.astype(np.float32)
+    lengths = None
+    if a.lengths and zipfile.is_zipfile(a.lengths):            # an .npz: lengths of the Inputs it names
+        with np.load(a.lengths, allow_pickle=False) as f:
+            names = [n for n in model.inputs if n in f.files]
+        if not names:
+            raise LayerboardError(f"--lengths {a.lengths}: name its arrays after the Inputs ({', '.join(model.inputs)})")
+        lengths = {n: _lengths_of(lg, xs[n], a.lengths) for n, lg in zip(names, read_arrays(a.lengths, names))}
+    elif a.lengths:
+        lengths = {model.inputs[0]: _lengths(a.lengths, xs[model.inputs[0]])}
+    ys = model.predict_all(xs, lengths=lengths)
+    buf = io.BytesIO()
+    if len(ys) > 1:
+        np.savez(buf, **ys)
+    else:
+        np.save(buf, next(iter(ys.values())))
+    atomic_write(a.output, buf.getvalue())
+    print(f"wrote predictions of {', '.join(f'{o} {fmt(y.shape[1:])}' for o, y in ys.items())} for "
+          f"{len(next(iter(ys.values())))} samples to {a.output}")
+    return 0
+
+
+def _lengths_of(lg, x, path):
+    """lg checked as the (N,) valid steps of the sequences x (N, T, …)."""
+    from .data.sequences import check_lengths
+    if x.ndim < 2:
+        raise LayerboardError(f"--lengths {path}: the input {fmt(x.shape[1:])} per row is not a sequence (T, …)")
+    if lg.shape != (len(x),):
+        raise LayerboardError(f"--lengths {path}: one length per input row is {len(x):,} values, got shape "
+                              f"{fmt(lg.shape)}")
+    return check_lengths(lg, x.shape[1], f"--lengths {path}")

@@ -220,6 +220,8 @@ class FusedStep:
             raise Unsupported(f"dtype {model.dtype}")
         if opt.name not in OPTS:
             raise Unsupported(f"optimizer {opt.name}")
+        if len(getattr(model, "outputs", ())) > 1:
+            raise Unsupported("several outputs")
         if loss.name == "mse":
             lop, stop = MSE, None
         elif fused and loss.name in ("bce", "cce"):

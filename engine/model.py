@@ -19,6 +19,15 @@ DATA = "__data__"     # weight-file prefix of the data statistics (not a layer)
 DATA_KEYS = ("x_mean", "x_std", "y_mean", "y_std")
 
 
+def outputs_of(graph):
+    """The model's output nodes: the one node nobody reads, or several such nodes each marked meta["output"] = k
+    (its place among an imported model's outputs; the first is trained); [] otherwise."""
+    outs = graph.outputs()
+    if len(outs) > 1 and all(isinstance(graph.nodes[n].meta.get("output"), int) for n in outs):
+        return sorted(outs, key=lambda n: graph.nodes[n].meta["output"])
+    return outs if len(outs) == 1 else []
+
+
 def memory_budget():
     """Bytes one evaluation or prediction batch may hold: a quarter of the available memory, at most 1 GiB."""
     avail = 4 << 30
@@ -43,11 +52,12 @@ class Model:
         self.srcs = {n: graph.inputs_of(n) for n in self.order}
         self.inputs = [n for n in self.order if graph.nodes[n].type == "Input"]
         self.feeds = {n: graph.nodes[n].config.get("feed", "source") for n in self.inputs}
-        outs = graph.outputs()
-        if not self.inputs or len(outs) != 1:
+        outs = outputs_of(graph)
+        if not self.inputs or not outs:
             raise ShapeError(f"a model needs at least one Input and exactly one output; this graph has inputs "
-                             f"{self.inputs or 'none'} and outputs {outs}")
-        self.output = outs[0]
+                             f"{self.inputs or 'none'} and outputs {graph.outputs()}")
+        self.outputs = outs                 # several only when each is marked (an imported model's outputs)
+        self.output = outs[0]               # the one trained and returned by forward/predict
         self.layers = {}
         for n in self.order:
             node = graph.nodes[n]
@@ -75,6 +85,14 @@ class Model:
         nodes before an opaque layer (an ONNX node run in onnxruntime, no gradient): their weights are state."""
         stops = {n for n in self.order if getattr(self.layers[n], "opaque", False)}
         self.frozen, todo = set(), [s for n in stops for s in self.srcs[n]]
+        if len(self.outputs) > 1:               # the other outputs' own layers: kept as they are (not trained)
+            up, walk = set(), [self.output]
+            while walk:
+                n = walk.pop()
+                if n not in up:
+                    up.add(n)
+                    walk += self.srcs[n]
+            self.frozen |= {n for n in self.order if n not in up}
         while todo:
             n = todo.pop()
             if n not in self.frozen:
@@ -214,6 +232,11 @@ class Model:
         when several), or None when every step counts; batch_size: samples
         per forward (default: as many as fit in memory_budget(), at most 512). x may be any array with a shape
         that slices into batches (a memory map, a table's rows): it is read a batch at a time."""
+        return self.predict_all(x, batch_size, lengths, [self.output])[self.output]
+
+    def predict_all(self, x, batch_size=None, lengths=None, outputs=None):
+        """{output node: predictions} of each of `outputs` (default: every output of the model), as predict."""
+        outputs = outputs or self.outputs
         batch_size = batch_size or self.batch_for()
         xs, ls = self.input_of(x, lengths)
         masks = {}
@@ -225,11 +248,16 @@ class Model:
             lg = ls.get(n)
             masks[n] = None if lg is None else np.arange(a.shape[1])[None, :] < np.asarray(lg)[:, None]
         count = len(xs[self.inputs[0]])
-        outs = [self.forward({n: a[i:i + batch_size] for n, a in xs.items()},
-                             mask={n: None if m is None else m[i:i + batch_size] for n, m in masks.items()})
-                for i in range(0, count, batch_size)]
-        y = np.concatenate(outs) if outs else np.zeros((0,) + self.output_shape, self.dtype)
-        return self.original_units(y)
+        outs = {o: [] for o in outputs}
+        for i in range(0, count, batch_size):
+            self.forward({n: a[i:i + batch_size] for n, a in xs.items()},
+                         mask={n: None if m is None else m[i:i + batch_size] for n, m in masks.items()})
+            for o in outputs:
+                outs[o].append(self.acts[o])
+        ys = {o: np.concatenate(v) if v else np.zeros((0,) + self.infos[o].shape, self.dtype) for o, v in outs.items()}
+        if self.output in ys:
+            ys[self.output] = self.original_units(ys[self.output])
+        return ys
 
     def original_units(self, y):
         """Outputs in the targets' units (undo the trainer's target standardisation)."""

@@ -37,7 +37,8 @@ class Builder:
     def lengths(self, stream=None):
         """Name of the graph input LENGTHS (batch,) int32: valid steps per sequence (added on first use);
         TARGET_LENGTHS for the target stream of an encoder–decoder (stream: default the current layer's)."""
-        name = TARGET_LENGTHS if (stream or self.stream) == "target" else LENGTHS
+        s = stream or self.stream
+        name = TARGET_LENGTHS if s == "target" else LENGTHS if s == "source" else f"{s}_lengths"   # else: an Input
         if name not in [i[0] for i in self.extra_inputs]:
             from onnx import TensorProto
             self.extra_inputs = tuple(self.extra_inputs) + ((name, TensorProto.INT32, [BATCH]),)
@@ -101,9 +102,10 @@ def to_onnx(model):
         c = ctx.op("Sub", [x_name, ctx.const("__data__/x_mean", model.data["x_mean"])], "__data__/centred")
         first = ctx.op("Div", [c, ctx.const("__data__/x_std", model.data["x_std"])], "__data__/standardized")
     stream = {}                                         # node -> the stream (Input feed) its first input carries
+    feeds = {}                                          # feed -> its first Input; a later one is its own stream
     for n in model.order:
         srcs = model.srcs[n]
-        stream[n] = stream[srcs[0]] if srcs else model.feeds[n]
+        stream[n] = stream[srcs[0]] if srcs else model.feeds[n] if feeds.setdefault(model.feeds[n], n) == n else n
         ctx.stream, ctx.in_streams = stream[n], [stream[s] for s in srcs]
         ins = [out[s] for s in srcs] or [first if n == x_name else n]
         out[n] = exporter(model.layers[n])(ctx, model.layers[n], ins)
@@ -121,11 +123,13 @@ def to_onnx(model):
         y_name = ctx.op("Identity", [x_name], f"{x_name}/output")
     xs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [BATCH, *model.infos[n].shape]) for n in model.inputs]
     y = helper.make_tensor_value_info(y_name, TensorProto.FLOAT, [BATCH, *model.output_shape])
+    more = [helper.make_tensor_value_info(out[o], TensorProto.FLOAT, [BATCH, *model.infos[o].shape])
+            for o in getattr(model, "outputs", [model.output])[1:]]       # an imported model's other outputs
     if any(model.layers[n].reads_lengths for n in model.order):
-        for f in dict.fromkeys(model.feeds.values()):
+        for f in dict.fromkeys(stream[n] for n in model.inputs):
             ctx.lengths(f)                             # every sequence model takes its lengths, used or not
     extra = [helper.make_tensor_value_info(*i) for i in ctx.extra_inputs]
-    graph = helper.make_graph(ctx.nodes, "layerboard", xs + extra, [y], ctx.inits)
+    graph = helper.make_graph(ctx.nodes, "layerboard", xs + extra, [y] + more, ctx.inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
                           producer_name="layerboard", producer_version=_version(),
                           doc_string="Exported by Layerboard for inference (evaluation mode).")

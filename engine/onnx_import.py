@@ -6,7 +6,9 @@ onnx_import_pointwise.py (activations, merges), onnx_import_seq.py (recurrent no
 Transpose/Squeeze/Gather around them). Blocks of several nodes become one layer where they compute what it computes
 (onnx_import_attn.py: self-attention; an activation written as several elementwise nodes). Nodes computing only
 from constants are evaluated at import; nodes computing from the input's shape (the batch size) are kept symbolic.
-Whatever has no mapping is reported node by node (op, name, why) in one list.
+Whatever has no mapping is reported node by node (op, name, why) in one list. Several inputs and outputs, and
+mask inputs (lengths, key padding): onnx_import_multi.py; cross-attention: onnx_import_cross.py; the command:
+onnx_import_cli.py.
 """
 import re
 from dataclasses import dataclass, field
@@ -72,6 +74,9 @@ class Ctx:
     runs: dict = field(default_factory=dict)           # tensor name -> the kept run (onnx_import_keep.Run) giving it
     outputs: set = field(default_factory=set)          # the model's output tensor names
     model: object = None                               # the ModelProto (opsets, types, functions)
+    worlds: dict = field(default_factory=dict)         # shape-computed tensor -> its values for batch 1 and 2
+    maskish: dict = field(default_factory=dict)        # tensor name -> the mask input it is computed from
+    mask_inputs: dict = field(default_factory=dict)    # mask input -> its Input and encoding (onnx_import_multi)
 
     def name(self, onnx_name, op):
         """A canvas name from the ONNX node name ('/' is not allowed in ours), unique."""
@@ -216,6 +221,13 @@ def _block(c, b):
     name = c.name(b.name.rsplit("/", 1)[0] if "/" in b.name else b.name, b.type.lower())
     c.graph.add_node(b.type, name, dict(b.config), {"onnx": b.type})
     c.graph.connect(v.node, name, 0)
+    if b.e is not None:                                       # cross-attention: keys and values from input 2
+        ve = c.values.get(b.e)
+        if ve is None or ve.view is not None or ve.stale or ve.squeezed:
+            c.graph.remove_node(name)
+            c.problems.append((b.nodes[0].op_type, b.name, f"the {b.type} block's keys input is not a layer output"))
+            return
+        c.graph.connect(ve.node, name, 1)
     for k, w in b.weights.items():
         c.weights[f"{name}/{k}"] = np.asarray(w, np.float32)
     c.values[b.y] = Value(name, v.shape, squeezed=v.squeezed)
@@ -263,16 +275,7 @@ def read(path_or_model, strict=False):
         for t in node.input:
             c.readers[t] = c.readers.get(t, 0) + 1
             c.consumers.setdefault(t, []).append(node)
-    inputs = [i for i in m.graph.input if i.name not in c.consts]     # zoo models list initializers as inputs
-    if len(inputs) != 1 or len(m.graph.output) != 1:
-        raise ImportFailed(f"Layerboard models have one input and one output; this one has {len(inputs)} inputs "
-                           f"({', '.join(i.name for i in inputs)}) and {len(m.graph.output)} outputs")
-    shape = c.shapes[inputs[0].name][1:]
-    if any(not isinstance(d, int) or d < 1 for d in shape):
-        raise ImportFailed(f"input {inputs[0].name!r} needs fixed sizes after the batch axis, got {shape}")
-    name = c.name(inputs[0].name, "input")
-    c.graph.add_node("Input", name, {"shape": list(shape)}, {"onnx": "input"})
-    c.values[inputs[0].name] = Value(name, tuple(shape))
+    onnx_import_multi.add_inputs(c, m)                         # Input layers; lengths/padding inputs as masks
     from onnx import helper
     for node in m.graph.node:                                 # constants first: patterns look ahead at them
         if node.op_type == "Constant":
@@ -290,7 +293,8 @@ def read(path_or_model, strict=False):
         elif node.op_type == "Shape" or (ins and all(t in c.consts or t in c.sym for t in ins)
                                          and any(t in c.sym for t in ins)):
             _symbolic(c, node)
-        else:
+            onnx_import_shapes.worlds(c, node)                # a weight sliced by shape-computed bounds: constant
+        elif not onnx_import_multi.masked(c, node, ins):      # nodes computing a mask are not layers
             data.append(node)
     blocks = {}
     found = onnx_import_attn.find(c, m, data) + onnx_import_norm.find(c, m, data)
@@ -311,6 +315,9 @@ def read(path_or_model, strict=False):
                 raise Unsupported("Layerboard has no layer for this operator yet")
             if node.domain not in ("", "ai.onnx"):
                 raise Unsupported(f"operator domain {node.domain!r}")
+            if any(t in c.maskish for t in node.input):
+                raise Unsupported(f"it reads the mask input {c.maskish[next(t for t in node.input if t in c.maskish)]!r}"
+                                  ", which Layerboard maps only as the key padding of an attention block")
             fn(c, node)
         except Unsupported as e:
             why = c.keep and onnx_import_keep.keep(c, node, str(e))
@@ -318,90 +325,17 @@ def read(path_or_model, strict=False):
                 continue
             c.problems.append((node.op_type, node.name or node.output[0],
                                f"{e}; it cannot be kept as an ONNX node either: {why}" if why else str(e)))
-    out = m.graph.output[0].name
     if c.problems:
         lines = [f"{op} '{n}': {why}" for op, n, why in c.problems]
         raise ImportFailed(f"{len(c.problems)} ONNX node(s) cannot be imported: " + "; ".join(lines[:5])
                            + (f"; … and {len(lines) - 5} more" if len(lines) > 5 else ""), c.problems)
-    if out not in c.values:
-        raise ImportFailed(f"the output {out!r} is not computed by an imported node")
-    if c.values[out].view is not None:
-        raise ImportFailed(f"the output {out!r} is a recurrent node's raw time-major output; Layerboard outputs "
-                           "(batch, steps, features) or the last state")
-    if c.values[out].squeezed and all(isinstance(d, int) for d in c.shapes.get(out, ("?",))[1:]):
-        out = c.full(out)                                     # the model's own (C, 1, 1) output, not our (C,)
-    keep = _upstream(c.graph, c.values[out].node)
-    for n in [n for n in c.graph.topo_order() if n not in keep]:
-        c.graph.remove_node(n)
+    keep = onnx_import_multi.outputs(c, m)                    # the graph pruned to what the outputs need
+    onnx_import_multi.note(c)                                 # each Input's mask inputs, in its meta
     _layout(c.graph)
     return (c.graph, {k: v for k, v in c.weights.items() if k.split("/")[0] in keep},
             [k for k in c.kept if k[3] in keep])
 
 
-def _upstream(graph, name):
-    seen, todo, ins = set(), [name], graph.inputs_index()
-    while todo:
-        n = todo.pop()
-        if n not in seen:
-            seen.add(n)
-            todo += ins[n]
-    return seen
-
-
-def import_project(path, name=None, strict=False):
-    """(Project, weights, kept) for an ONNX file: the graph with its trained weights, default training settings;
-    kept as read() gives it."""
-    from pathlib import Path
-    from .data.dataset import placeholder
-    from .project import Project
-    g, w, kept = read(path, strict)
-    shape = next(v.config["shape"] for v in g.nodes.values() if v.type == "Input")
-    p = Project(graph=g, name=name or Path(str(path)).stem, description=f"Imported from {Path(str(path)).name}",
-                dataset=placeholder(shape))          # no data yet: the window asks for data of the Input's shape
-    return p, w, kept
-
-
-# ---- command line: layerboard import MODEL.onnx -o PROJECT.json [--weights W] ----
-def add_parser(sub):
-    s = sub.add_parser("import", help="open an ONNX model as a Layerboard project with its weights")
-    s.add_argument("model", help="an .onnx file (opset 13 or later; older ones are converted)")
-    s.add_argument("-o", "--output", required=True, help="the project file to write (.json)")
-    s.add_argument("--weights", help="where to write the weights (.npz or .safetensors; default: "
-                                     "PROJECT.weights.safetensors beside the project, which the window loads)")
-    s.add_argument("--strict", action="store_true", help="refuse a model with any node Layerboard has no layer for "
-                   "(default: keep such nodes as OnnxNode layers that run in onnxruntime and are not trainable)")
-    s.set_defaults(fn=cmd_import)
-
-
-def cmd_import(a):
-    import os
-    from pathlib import Path
-    from .model import Model
-    from .weights import beside, save
-    out = Path(a.output)
-    wpath = Path(a.weights) if a.weights else beside(out)
-    for f in (out, wpath):
-        if not os.access(f.resolve().parent, os.W_OK):
-            raise LayerboardError(f"cannot write {f}: its folder {f.resolve().parent} is not writable")
-    try:
-        p, w, kept = import_project(a.model, out.stem, a.strict)
-    except ImportFailed as e:
-        if e.problems:
-            print(f"layerboard import: {len(e.problems)} node(s) of {a.model} have no Layerboard layer:")
-            for op, n, why in e.problems:
-                print(f"  {op} '{n}': {why}")
-        raise
-    if kept:
-        print(f"layerboard import: {len(kept)} node(s) of {a.model} have no Layerboard layer and are kept as they are:")
-        print("\n".join(onnx_import_keep.report(kept)))
-    model = Model(p.graph)
-    model.set_weights({**model.weights(), **w}, where=f"the weights of {a.model}")
-    p.save(out)
-    save(wpath, model)
-    values = sum(v.size for v in model.weights().values())            # frozen weights (before a kept node) too
-    print(f"wrote {out} ({len(p.graph.nodes)} nodes, {values:,} values) and its weights {wpath}")
-    return 0
-
-
 from . import onnx_import_attn, onnx_import_keep, onnx_import_norm, onnx_import_ops, onnx_import_pointwise  # noqa: E402,F401
-from . import onnx_import_seq  # noqa: E402,F401
+from . import onnx_import_multi, onnx_import_seq, onnx_import_shapes  # noqa: E402,F401
+from .onnx_import_cli import add_parser, cmd_import, import_project  # noqa: E402,F401

@@ -30,6 +30,7 @@ class Block:
     config: dict
     weights: dict
     name: str
+    e: str = None         # a second input (cross-attention's keys and values)
 
 
 def _const_weight(c, n):
@@ -54,20 +55,32 @@ def _dense(c, n, cons):
     return W, np.zeros(W.shape[0], np.float32), None
 
 
+def split_rows(ws, parts):
+    """(W, b) pairs of `parts` equal row blocks of one projection (a fused q|k|v or k|v)."""
+    W, b = ws[:2]
+    return tuple(zip(np.split(W, parts), np.split(np.asarray(b), parts)))
+
+
 def _region(c, S, prod, cons):
-    """(nodes, x, y, in-projections, out-projection) around Softmax S, or None."""
+    """(nodes, (x, e), y, in-projections, out-projection, mask input or None) around Softmax S, or None; e: the
+    keys' and values' input of cross-attention (None: self-attention, all from x)."""
     nxt = cons.get(S.output[0], [])
     if len(nxt) != 1 or nxt[0].op_type != "MatMul" or nxt[0].input[0] != S.output[0]:
         return None
     P = nxt[0]
-    region, inproj, stack = [S, P], [], [S.input[0], P.input[1]]
+    region, inproj, stack, masks, vs = [S, P], [], [(S.input[0], False), (P.input[1], True)], set(), set()
     while stack:
-        t = stack.pop()
+        t, v = stack.pop()
+        if t in c.maskish:                                 # key padding computed from a mask input
+            masks.add(c.maskish[t])
+            continue
         if t in c.consts or t in c.sym or not t:
             continue
         n = prod.get(t)
         if n is None:
             return None
+        if _const_weight(c, n) and v:
+            vs.add(n.input[0])                             # the values' input
         if any(n is r for r in region):
             continue
         region.append(n)
@@ -76,15 +89,20 @@ def _region(c, S, prod, cons):
             continue
         if n.op_type not in INSIDE:
             return None
-        stack += list(n.input)
+        stack += [(i, v) for i in n.input]
     xs = {n.input[0] for n in inproj}
-    if not inproj or len(xs) != 1:
+    if not inproj or len(xs) > 2 or len(masks) > 1 or (len(xs) == 2 and len(vs) != 1):
         return None
-    x = xs.pop()
-    t0 = prod.get(x)                                       # time-major: the Transpose before the projections
-    if t0 is not None and t0.op_type == "Transpose" and list(t0.attribute[0].ints) == [1, 0, 2]:
-        region.append(t0)
-        x = t0.input[0]
+    e = vs.pop() if len(xs) == 2 else None
+    x = (xs - {e}).pop()
+    kv = [n for n in inproj if n.input[0] == e]            # cross-attention: the keys' and values' projections
+    ends = []
+    for x in (x, e) if e else (x,):
+        t0 = prod.get(x)                                   # time-major: the Transpose before the projections
+        if t0 is not None and t0.op_type == "Transpose" and list(t0.attribute[0].ints) == [1, 0, 2]:
+            region.append(t0)
+            x = t0.input[0]
+        ends.append(x)
     t, out = P.output[0], None
     while True:
         nxt = cons.get(t, [])
@@ -111,19 +129,21 @@ def _region(c, S, prod, cons):
         for o in n.output:
             if o != t and any(id(m) not in ids for m in cons.get(o, [])):
                 return None
-    return region, x, t, inproj, out
+    return region, (ends + [None])[:2], t, inproj, out, next(iter(masks), None), kv
 
 
-def run_region(c, m, region_out, x, xv):
-    """onnxruntime on the part of model m computing region_out from x (given as xv)."""
+def run_region(c, m, region_out, x, xv, extra=None):
+    """onnxruntime on the part of model m computing region_out from x (given as xv) and the graph inputs in
+    extra {name: array} (a mask input)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
     from .onnx_import import reads
     prod = {o: n for n in m.graph.node for o in n.output}
+    extra = extra or {}
     need, stack, nodes = set(), [region_out], []
     while stack:
         t = stack.pop()
-        if t in need or t == x or t not in prod:
+        if t in need or t == x or t in extra or t not in prod:
             continue
         need.add(t)
         stack += reads(prod[t])
@@ -134,17 +154,26 @@ def run_region(c, m, region_out, x, xv):
             nodes.append(n)
     used = {i for n in nodes for i in reads(n)}
     inits = [i for i in m.graph.initializer if i.name in used]
-    g = helper.make_graph(nodes, "region", [helper.make_tensor_value_info(x, TensorProto.FLOAT, list(xv.shape))],
-                          [helper.make_tensor_value_info(region_out, TensorProto.FLOAT, None)], inits)
+    extra = dict(extra)
+    for i in m.graph.input:                                # other graph inputs read for their shape only: zeros
+        if i.name in used and i.name != x and i.name not in extra and i.name not in c.consts:
+            shape = [d if isinstance(d, int) else len(xv) for d in c.shapes[i.name]]
+            extra[i.name] = np.zeros(shape, helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
+    ins = [helper.make_tensor_value_info(x, TensorProto.FLOAT, list(xv.shape))]
+    ins += [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
+            for k, v in extra.items()]
+    g = helper.make_graph(nodes, "region", ins, [helper.make_tensor_value_info(region_out, TensorProto.FLOAT, None)],
+                          inits)
     sub = helper.make_model(g, opset_imports=list(m.opset_import), ir_version=m.ir_version)
     s = ort.InferenceSession(sub.SerializeToString(), providers=["CPUExecutionProvider"])
-    return s.run(None, {x: xv})[0]
+    return s.run(None, {x: xv, **extra})[0]
 
 
-def _ours(heads, causal, w, xv):
+def _ours(heads, causal, w, xv, valid=None):
     layer = REGISTRY["MultiHeadSelfAttention"]("attention", heads=heads, causal=causal)
     layer.build([xv.shape[1:]])
     layer.p = {k: np.ascontiguousarray(v, np.float32) for k, v in w.items()}
+    layer.in_masks = [valid]
     return layer.forward(xv)
 
 
@@ -163,14 +192,23 @@ def same(got, want):
 
 
 def find(c, m, data):
-    """Every self-attention block among the data nodes of model m (consts and symbolic tensors known)."""
+    """Every self-attention (and cross-attention) block among the data nodes of model m (consts and symbolic
+    tensors known)."""
+    from .onnx_import_multi import encode, example_valid
     prod, cons = index(data)
     blocks, taken = [], set()
     for S in (n for n in data if n.op_type == "Softmax"):
         r = _region(c, S, prod, cons)
         if r is None or any(id(n) in taken for n in r[0]):
             continue
-        region, x, y, inproj, out = r
+        region, (x, e), y, inproj, out, mask, kv = r
+        if e is not None:
+            from .onnx_import_cross import block
+            b = block(c, m, r, cons, S)
+            if b:
+                blocks.append(b)
+                taken |= {id(n) for n in region}
+            continue
         shape = c.shapes.get(x, ())
         if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape[1:]):
             continue
@@ -180,29 +218,42 @@ def find(c, m, data):
         if any(v is None for v in ws) or wo is None or wo[0].shape != (d, d):
             continue
         if len(ws) == 1 and ws[0][0].shape == (3 * d, d):
-            orders = [tuple(zip(np.split(ws[0][0], 3), np.split(np.asarray(ws[0][1]), 3)))]
+            orders = [split_rows(ws[0], 3)]
         elif len(ws) == 3 and all(v[0].shape == (d, d) for v in ws):
             orders = [tuple((ws[i][0], ws[i][1]) for i in p) for p in permutations(range(3))]
         else:
             continue
         xv = np.random.default_rng(0).normal(size=(2, T, d)).astype(np.float32)
-        try:
-            want = run_region(c, m, y, x, xv)
-        except Exception:                                    # the region does not run on its own
-            continue
-        for heads, causal in ((h, k) for k in (False, True) for h in range(1, d + 1) if d % h == 0):
-            found = None
-            for qkv in orders:
-                w = {"Wo": wo[0], "bo": wo[1]}
-                for k, (W, b) in zip("qkv", qkv):
-                    w[f"W{k}"], w[f"b{k}"] = W, b
-                got = _ours(heads, causal, w, xv)
-                if same(got, want):
-                    found = w
-                    break
+        mi = c.mask_inputs.get(mask)
+        valid = example_valid(T) if mi else None
+        kinds = [None] if mi is None else [mi["kind"]] if mi["kind"] else mi["kinds"]
+        found = None
+        for kind in kinds:
+            try:
+                want = run_region(c, m, y, x, xv, mi and {mask: encode(mi, kind, valid)})
+            except Exception:                                # the region does not run on its own
+                continue
+            found = _match(d, orders, wo, xv, valid, want)
             if found:
-                blocks.append(Block(region, x, y, "MultiHeadSelfAttention", {"heads": heads, "causal": causal},
-                                    found, S.name or S.output[0]))
-                taken |= {id(n) for n in region}
                 break
+        if found:
+            if mi:
+                mi["kind"] = kind
+            heads, causal, w = found
+            blocks.append(Block(region, x, y, "MultiHeadSelfAttention", {"heads": heads, "causal": causal},
+                                w, S.name or S.output[0]))
+            taken |= {id(n) for n in region}
     return blocks
+
+
+def _match(d, orders, wo, xv, valid, want):
+    """(heads, causal, weights) of our layer computing `want` (at the valid query steps), or None."""
+    for heads, causal in ((h, k) for k in (False, True) for h in range(1, d + 1) if d % h == 0):
+        for qkv in orders:
+            w = {"Wo": wo[0], "bo": wo[1]}
+            for k, (W, b) in zip("qkv", qkv):
+                w[f"W{k}"], w[f"b{k}"] = W, b
+            got = _ours(heads, causal, w, xv, valid)
+            if same(got if valid is None else got[valid], want if valid is None else want[valid]):
+                return heads, causal, w
+    return None

@@ -35,6 +35,9 @@ def emitter(layer):
 def unsupported(model):
     """One message naming every layer the exporter cannot express, or None when the whole graph exports."""
     bad = [f"{model.layers[n].type} '{n}'" for n in model.order if emitter(model.layers[n]) is None]
+    if len(getattr(model, "outputs", ())) > 1:                 # an imported model with several outputs
+        return (f"cannot export to PyTorch: the model has {len(model.outputs)} outputs ({', '.join(model.outputs)}) "
+                "and the PyTorch export writes one; the ONNX export writes them all")
     if not bad:
         return None
     return (f"cannot export to PyTorch: no PyTorch equivalent for {', '.join(bad)}; "
