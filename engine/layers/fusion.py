@@ -38,23 +38,21 @@ class BNReLUPool:
         return y
 
     def _pool(self, x, scale, shift, y, keep):
-        """The forward kernel; when keep, also each window's maximum cell (arg) and x there (xm) for backward."""
+        """The forward kernel; when keep, also each window's maximum cell (arg) for backward."""
         self.arg = scratch(self, "arg", y.shape, np.uint8)
-        self.xm = scratch(self, "xm", y.shape, x.dtype)
         self.kept = keep
-        parallel.over_batch(lambda a, o, g, m: k.bn_relu_maxpool(a, scale, shift, o, g, m, keep), x, y, self.arg,
-                            self.xm)
+        parallel.over_batch(lambda a, o, g: k.bn_relu_maxpool(a, scale, shift, o, g, keep), x, y, self.arg)
 
     def backward(self, dp):
         """BatchNorm's gradient kernels on dy = dp routed through the pool and ReLU, without forming dy."""
         bn, dp = self.bn, np.ascontiguousarray(dp)
         x = bn.x3.reshape(self.xshape)                          # (B, C, H, W)
-        if not self.kept:                                       # after an evaluation-mode forward (no arg, xm)
+        if not self.kept:                                       # after an evaluation-mode forward (no arg)
             self._pool(x, *self.coefs, scratch(self, "y", dp.shape, x.dtype), True)
         parts, C = bn.parts, self.xshape[1]
         sums = scratch(self, "sums", (2, len(parts), C), np.float64)
-        parallel.run(lambda i: k.relu_maxpool_bn_sums(*self._at(i, dp, self.arg, self.xm), bn.mean, sums[0, i],
-                                                      sums[1, i]), range(len(parts)))
+        parallel.run(lambda i: k.relu_maxpool_bn_sums(*self._at(i, dp, self.arg, x), bn.mean, sums[0, i], sums[1, i]),
+                     range(len(parts)))
         coef = scratch(self, "coef", (3, C), np.float64)
         k.bn_grads(sums[0], sums[1], bn.p["gamma"], bn.inv, x[0, 0].size * len(x), bn.training,
                    bn.g["gamma"], bn.g["beta"], coef)

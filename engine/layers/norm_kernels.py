@@ -123,9 +123,9 @@ def bn_dx(x, dy, mean, coef, dx):
 
 # ---- BatchNorm → ReLU → MaxPool 2×2/2 as one pass (engine/layers/fusion.py) ----
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
-def bn_relu_maxpool(x, scale, shift, y, arg, xm, keep):
+def bn_relu_maxpool(x, scale, shift, y, arg, keep):
     """y = 2×2/2 max-pool of max(0, x·scale + shift) per channel; when keep (training), arg = the maximum's window
-    cell (first on ties), + 4 when the maximum is > 0 (ReLU passes its gradient), and xm = x at that cell."""
+    cell (first on ties), + 4 when the maximum is > 0 (ReLU passes its gradient)."""
     B, C = x.shape[:2]
     HO, WO = y.shape[2], y.shape[3]
     for n in range(B):
@@ -141,10 +141,9 @@ def bn_relu_maxpool(x, scale, shift, y, arg, xm, keep):
                         yr[q] = m if m > 0 else m * 0
                     continue
                 ar = arg[n, c, r]
-                xr = xm[n, c, r]
                 for q in range(WO):
-                    x0, x1, x2, x3 = t[2 * q], t[2 * q + 1], u[2 * q], u[2 * q + 1]
-                    v0, v1, v2, v3 = x0 * g + s, x1 * g + s, x2 * g + s, x3 * g + s
+                    v0, v1 = t[2 * q] * g + s, t[2 * q + 1] * g + s
+                    v2, v3 = u[2 * q] * g + s, u[2 * q + 1] * g + s
                     m01 = max(v0, v1)
                     m23 = max(v2, v3)
                     m = max(m01, m23)
@@ -152,33 +151,24 @@ def bn_relu_maxpool(x, scale, shift, y, arg, xm, keep):
                     a01 = np.uint8(v0 < v1)                            # branch-free: the data decide
                     a23 = np.uint8(2) + np.uint8(v2 < v3)
                     ar[q] = (a01 if m01 >= m23 else a23) + np.uint8(4) * np.uint8(m > 0)
-                    xr[q] = (x1 if v0 < v1 else x0) if m01 >= m23 else (x3 if v2 < v3 else x2)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
-def relu_maxpool_bn_sums(dp, arg, xm, mean, sg, sb):
-    """bn_grad_sums for dy = dp routed to each window's maximum when it was > 0 (zero elsewhere), from the
-    pooled arrays alone: xm = x at each window's maximum. Each row is summed in dp's dtype around the mean
-    rounded to it (m'), the rows in float64: Σ g·(x − m) = Σ g·(x − m') − (m − m')·Σ g."""
+def relu_maxpool_bn_sums(dp, arg, x, mean, sg, sb):
+    """bn_grad_sums for dy = dp routed to each window's maximum when it was > 0 (zero elsewhere)."""
     B, C, HO, WO = dp.shape
-    t = np.zeros(2, dp.dtype)                                  # t[0]: a typed 0, t[1]: m'
     for c in range(C):
-        a, b = 0.0, 0.0
-        t[1] = mean[c]
-        z, mc = t[0], t[1]
+        a, b, m = 0.0, 0.0, mean[c]
         for n in range(B):
             for r in range(HO):
                 g = dp[n, c, r]
                 w = arg[n, c, r]
-                xr = xm[n, c, r]
-                sa, sbb = z, z
                 for q in range(WO):
-                    gq = g[q] if w[q] >= 4 else z
-                    sbb += gq
-                    sa += gq * (xr[q] - mc)
-                b += sbb
-                a += sa
-        sg[c], sb[c] = a - (mean[c] - mc) * b, b
+                    if w[q] >= 4:
+                        cell = w[q] & 3
+                        b += g[q]
+                        a += g[q] * (x[n, c, 2 * r + (cell >> 1), 2 * q + (cell & 1)] - m)
+        sg[c], sb[c] = a, b
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
