@@ -7,8 +7,8 @@ import numpy as np
 from .. import parallel
 from ..errors import ShapeError
 from ..receptive import dilated_extent, dilated_why
-from . import conv_shift
 from . import conv_kernels as k
+from . import conv_shift
 from . import convnd_kernels as nd
 from .base import Fix, Layer, Param, fmt, register
 from .conv_shapes import (AXES, AXIS_NAMES, conv_hparams, ints, out_size, pair,  # noqa: F401  (re-exported)
