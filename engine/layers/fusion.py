@@ -33,15 +33,22 @@ class BNReLUPool:
         scale, shift = bn.coefs(x.reshape(x.shape[0], x.shape[1], -1), training)   # (B, C, H·W) statistics
         shape = (len(x),) + self.pool.out_shape
         y = scratch(self, "y", shape, x.dtype) if training else np.empty(shape, x.dtype)
-        self.arg = scratch(self, "arg", shape, np.uint8)
-        parallel.over_batch(lambda a, o, g: k.bn_relu_maxpool(a, scale, shift, o, g), x, y, self.arg)
-        self.xshape = x.shape
+        self._pool(x, scale, shift, y, training)
+        self.xshape, self.coefs = x.shape, (scale, shift)
         return y
+
+    def _pool(self, x, scale, shift, y, keep):
+        """The forward kernel; when keep, also each window's maximum cell (arg) for backward."""
+        self.arg = scratch(self, "arg", y.shape, np.uint8)
+        self.kept = keep
+        parallel.over_batch(lambda a, o, g: k.bn_relu_maxpool(a, scale, shift, o, g, keep), x, y, self.arg)
 
     def backward(self, dp):
         """BatchNorm's gradient kernels on dy = dp routed through the pool and ReLU, without forming dy."""
         bn, dp = self.bn, np.ascontiguousarray(dp)
         x = bn.x3.reshape(self.xshape)                          # (B, C, H, W)
+        if not self.kept:                                       # after an evaluation-mode forward (no arg)
+            self._pool(x, *self.coefs, scratch(self, "y", dp.shape, x.dtype), True)
         parts, C = bn.parts, self.xshape[1]
         sums = scratch(self, "sums", (2, len(parts), C), np.float64)
         parallel.run(lambda i: k.relu_maxpool_bn_sums(*self._at(i, dp, self.arg, x), bn.mean, sums[0, i], sums[1, i]),

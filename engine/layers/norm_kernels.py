@@ -123,9 +123,9 @@ def bn_dx(x, dy, mean, coef, dx):
 
 # ---- BatchNorm → ReLU → MaxPool 2×2/2 as one pass (engine/layers/fusion.py) ----
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
-def bn_relu_maxpool(x, scale, shift, y, arg):
-    """y = 2×2/2 max-pool of max(0, x·scale + shift) per channel; arg = the maximum's window cell (first on
-    ties), + 4 when the maximum is > 0 (ReLU passes its gradient)."""
+def bn_relu_maxpool(x, scale, shift, y, arg, keep):
+    """y = 2×2/2 max-pool of max(0, x·scale + shift) per channel; when keep (training), arg = the maximum's window
+    cell (first on ties), + 4 when the maximum is > 0 (ReLU passes its gradient)."""
     B, C = x.shape[:2]
     HO, WO = y.shape[2], y.shape[3]
     for n in range(B):
@@ -135,6 +135,11 @@ def bn_relu_maxpool(x, scale, shift, y, arg):
                 t = x[n, c, 2 * r]
                 u = x[n, c, 2 * r + 1]
                 yr = y[n, c, r]
+                if not keep:
+                    for q in range(WO):
+                        m = max(max(t[2 * q] * g + s, t[2 * q + 1] * g + s), max(u[2 * q] * g + s, u[2 * q + 1] * g + s))
+                        yr[q] = m if m > 0 else m * 0
+                    continue
                 ar = arg[n, c, r]
                 for q in range(WO):
                     v0, v1 = t[2 * q] * g + s, t[2 * q + 1] * g + s
