@@ -242,22 +242,29 @@ def _flatten(c, node):
 def _pad(c, node):
     a = _attrs(node)
     (x,) = c.data(node)
-    if a.get("mode", "constant") != "constant":
-        raise Unsupported(f"{a['mode']} padding; Layerboard pads with zeros")
-    if len(node.input) > 2 and node.input[2] and np.any(c.const(node, 2, "constant_value")):
-        raise Unsupported("pads with a value other than 0")
-    if len(node.input) > 3 and node.input[3]:
-        raise Unsupported("pads selected axes (the axes input)")
+    mode = a.get("mode", "constant")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise Unsupported(f"{mode} padding; ZeroPad pads with a constant, reflect, edge or wrap")
+    value = 0.0
+    if mode == "constant" and len(node.input) > 2 and node.input[2]:
+        value = float(np.asarray(c.const(node, 2, "constant_value")).reshape(-1)[0])
     pads = [int(p) for p in c.const(node, 1, "pads")]
+    x = c.full(x)
+    s = c.values[x].shape
+    rank = len(s) + 1
+    if len(node.input) > 3 and node.input[3]:                         # pads of the listed axes only
+        axes = [int(v) % rank for v in c.const(node, 3, "axes")]
+        full = [0] * (2 * rank)
+        for i, ax in enumerate(axes):
+            full[ax], full[rank + ax] = pads[i], pads[len(axes) + i]
+        pads = full
     r = len(pads) // 2
     begin, end = pads[:r], pads[r:]
     if any(begin[:2]) or any(end[:2]) or r not in (3, 4) or min(pads) < 0:
-        raise Unsupported(f"pads {pads}: only zeros around the L of (C, L) or the H, W of (C, H, W) map to ZeroPad")
+        raise Unsupported(f"pads {pads}: only padding around the L of (C, L) or the H, W of (C, H, W) maps to ZeroPad")
     sides = [v for b, e in zip(begin[2:], end[2:]) for v in (b, e)]
-    x = c.full(x)
-    s = c.values[x].shape
-    c.add(node, "ZeroPad", {"pad": sides}, [x], out_shape=(s[0],) + tuple(n + b + e for n, b, e in
-                                                                             zip(s[1:], begin[2:], end[2:])))
+    cfg = {"pad": sides} | ({"mode": mode} if mode != "constant" else {}) | ({"value": value} if value else {})
+    c.add(node, "ZeroPad", cfg, [x], out_shape=(s[0],) + tuple(n + b + e for n, b, e in zip(s[1:], begin[2:], end[2:])))
 
 
 @handles("Resize", "Upsample")

@@ -165,8 +165,8 @@ def _recurrent(n):
 
 def _pad(n):
     mode = n.a("mode", "constant")
-    value = n.inputs[2] if len(n.inputs) > 2 and n.inputs[2] else None
-    return _need("ZeroPad", None if mode == "constant" and value is None else f"{mode} padding or a fill value")
+    return _need("ZeroPad", "mode" if mode != "constant" else None, "value" if len(n.inputs) > 2 and n.inputs[2] else None,
+                 None if mode in ("constant", "reflect", "edge", "wrap") else f"{mode} padding")
 
 
 def _resize(n):
