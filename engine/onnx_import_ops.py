@@ -18,10 +18,21 @@ def _sym_pads(a, rank, what="pads"):
     return pads[:rank]
 
 
-def _zero_pad(c, node, x, rank):
+def _same_pads(a, spatial, k, stride, dil):
+    """The attributes with auto_pad SAME_UPPER / SAME_LOWER / VALID written out as pads (begins, then ends)."""
+    auto = a.get("auto_pad", "NOTSET") or "NOTSET"
+    if auto == "NOTSET":
+        return a
+    tot = [max((-(-n // s) - 1) * s + d * (kk - 1) + 1 - n, 0) if auto != "VALID" else 0
+           for n, kk, s, d in zip(spatial, k, stride, dil)]
+    first = [t - t // 2 if auto == "SAME_LOWER" else t // 2 for t in tot]
+    return {**{n: v for n, v in a.items() if n != "auto_pad"}, "pads": first + [t - f for t, f in zip(tot, first)]}
+
+
+def _zero_pad(c, node, x, rank, pads=None):
     """Asymmetric pads of a 1-D or 2-D convolution as a ZeroPad layer before it: (the padded tensor, zero pads)."""
     from .onnx_import import Value
-    pads = [int(p) for p in _attrs(node).get("pads", [0] * 2 * rank)]
+    pads = pads or [int(p) for p in _attrs(node).get("pads", [0] * 2 * rank)]
     if rank not in (1, 2) or min(pads) < 0:
         raise Unsupported(f"asymmetric pads {pads} of a {rank}-D convolution: ZeroPad pads (C, L) and (C, H, W)")
     sides = [v for i in range(rank) for v in (pads[i], pads[rank + i])]      # (before, after) per axis
@@ -48,13 +59,16 @@ def _conv(c, node):
     if rank not in CONV:
         raise Unsupported(f"{rank}-D convolution")
     stride = [int(v) for v in a.get("strides", [1] * rank)]
+    dil = [int(v) for v in a.get("dilations", [1] * rank)]
+    if not c.values[x].squeezed:
+        a = _same_pads(a, c.values[x].shape[1:], W.shape[2:], stride, dil)
     try:
         pads = _sym_pads(a, rank)
     except Unsupported:
         if a.get("auto_pad", "NOTSET") not in ("NOTSET", "") or c.values[x].squeezed:
             raise
         pads = None
-    dil, groups = [int(v) for v in a.get("dilations", [1] * rank)], int(a.get("group", 1))
+    groups = int(a.get("group", 1))
     w = {"W": W}
     if len(node.input) > 2 and node.input[2]:
         w["b"] = c.const(node, 2, "bias")
@@ -65,7 +79,7 @@ def _conv(c, node):
         return
     x = c.full(x)
     if pads is None:                                                  # asymmetric: a ZeroPad, then no padding
-        x, pads = _zero_pad(c, node, x, rank)
+        x, pads = _zero_pad(c, node, x, rank, [int(p) for p in a["pads"]])
     cfg = {"filters": int(W.shape[0]), "kernel_size": list(W.shape[2:]), "stride": stride,
            "padding": "explicit" if any(pads) else "valid", "pad": pads, "use_bias": "b" in w,
            "dilation": dil, "groups": groups}
@@ -103,11 +117,14 @@ def _pool(c, node):
     if rank not in (1, 2, 3):
         raise Unsupported(f"{rank}-D pooling")
     type = POOL[node.op_type][rank]
-    cfg = {"kernel_size": k, "stride": [int(v) for v in a.get("strides", [1] * rank)], "pad": _sym_pads(a, rank),
-           "ceil_mode": bool(a.get("ceil_mode", 0))}
-    if node.op_type == "MaxPool":
-        cfg["dilation"] = [int(v) for v in a.get("dilations", [1] * rank)]
-    else:
+    auto = a.get("auto_pad", "NOTSET") or "NOTSET"
+    pads = [0] * 2 * rank if auto != "NOTSET" else [int(p) for p in a.get("pads", [0] * 2 * rank)]
+    cfg = {"kernel_size": k, "stride": [int(v) for v in a.get("strides", [1] * rank)],
+           "pad": pads[:rank] if pads[:rank] == pads[rank:] else [v for i in range(rank) for v in (pads[i], pads[rank + i])],
+           "ceil_mode": bool(a.get("ceil_mode", 0)), "dilation": [int(v) for v in a.get("dilations", [1] * rank)]}
+    if auto.startswith("SAME"):
+        cfg["padding"] = auto.lower()
+    if node.op_type == "AveragePool":
         cfg["count_include_pad"] = bool(a.get("count_include_pad", 0))
     c.add(node, type, _signal(cfg, rank), [c.full(x)])
 

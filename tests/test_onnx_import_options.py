@@ -54,3 +54,41 @@ def test_pad_of_listed_axes_only(tmp_path):
     f = one_node(tmp_path, "Pad", (2, 3, 4), [np.array([1, 2, 0, 3], np.int64), "", np.array([-1, 2], np.int64)],
                  opset=18, mode="edge")
     check(f, (2, 3, 4), ["ZeroPad"])
+
+
+@pytest.mark.parametrize("op,shape,attrs", [
+    ("MaxPool", (2, 5, 5), dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")),
+    ("MaxPool", (1, 6, 7), dict(kernel_shape=[2, 3], auto_pad="SAME_LOWER")),
+    ("AveragePool", (2, 6, 6), dict(kernel_shape=[2, 2], auto_pad="SAME_LOWER")),
+    ("AveragePool", (1, 5, 7), dict(kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_UPPER", count_include_pad=1)),
+    ("MaxPool", (2, 7, 7), dict(kernel_shape=[3, 3], pads=[2, 2, 2, 2])),
+    ("AveragePool", (2, 7, 7), dict(kernel_shape=[3, 3], pads=[2, 2, 2, 2])),
+    ("AveragePool", (2, 7, 7), dict(kernel_shape=[3, 3], pads=[2, 2, 2, 2], count_include_pad=1)),
+    ("AveragePool", (1, 7, 6), dict(kernel_shape=[3, 2], pads=[2, 0, 1, 1], strides=[2, 1], count_include_pad=1)),
+    ("AveragePool", (1, 4, 4), dict(kernel_shape=[2, 2], dilations=[2, 2], ceil_mode=1)),
+    ("AveragePool", (1, 4, 4, 4), dict(kernel_shape=[2, 2, 2], dilations=[2, 2, 2], ceil_mode=1)),
+    ("AveragePool", (2, 9, 8, 9), dict(kernel_shape=[3, 2, 3], strides=[3, 2, 2], dilations=[2, 1, 2], ceil_mode=1,
+                                       count_include_pad=1)),
+    ("AveragePool", (2, 11), dict(kernel_shape=[3], strides=[2], dilations=[2], pads=[1, 2])),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_pool_same_padding_wide_pads_and_mean_dilation(op, shape, attrs, tmp_path):
+    f = one_node(tmp_path, op, shape, opset=19, **attrs)
+    rank = len(shape) - 1
+    check(f, shape, [f"{op}{rank}D"])
+
+
+def conv_node(tmp_path, shape, k, **attrs):
+    """x → Conv (4 filters, kernel k, attrs) → y."""
+    rng = np.random.default_rng(2)
+    W = rng.normal(size=(4, shape[0]) + tuple(k)).astype(np.float32)
+    return one_node(tmp_path, "Conv", shape, [W, rng.normal(size=4).astype(np.float32)], kernel_shape=list(k), **attrs)
+
+
+@pytest.mark.parametrize("shape,k,attrs,types", [
+    ((1, 5, 5), (3, 3), dict(strides=[2, 2], auto_pad="SAME_LOWER"), ["Conv2D"]),          # even: symmetric pads
+    ((2, 6, 7), (3, 2), dict(strides=[2, 1], auto_pad="SAME_LOWER"), ["ZeroPad", "Conv2D"]),
+    ((2, 6, 7), (2, 3), dict(strides=[1, 2], auto_pad="SAME_UPPER"), ["ZeroPad", "Conv2D"]),
+    ((3, 8), (4,), dict(auto_pad="SAME_LOWER"), ["ZeroPad", "Conv1D"]),
+    ((2, 6, 7), (3, 3), dict(auto_pad="VALID"), ["Conv2D"])])
+def test_conv_auto_pad_is_explicit_padding(shape, k, attrs, types, tmp_path):
+    check(conv_node(tmp_path, shape, k, **attrs), shape, types)

@@ -84,8 +84,6 @@ def _conv(n):
     pads = n.a("pads") or []
     if pads and list(pads[:len(pads) // 2]) != list(pads[len(pads) // 2:]):
         opts.append("asymmetric padding")
-    if n.a("auto_pad", "NOTSET") == "SAME_LOWER":
-        opts.append("same padding with the extra value before")
     base = "ConvTranspose" if n.op == "ConvTranspose" else "Conv"
     if base == "ConvTranspose" and any(n.a("output_padding") or []):
         opts.append("output_padding")
@@ -95,12 +93,10 @@ def _conv(n):
 def _pool(n):
     d = (n.rank() or 4) - 2
     kind = "MaxPool" if n.op == "MaxPool" else "AveragePool"
-    pads, auto = list(n.a("pads") or []), n.a("auto_pad", "NOTSET")
-    opts = ["pad" if any(pads) else None,                       # the hyperparameter of symmetric padding
-            "asymmetric padding" if pads[:len(pads) // 2] != pads[len(pads) // 2:] else None,
-            "auto_pad SAME" if auto.startswith("SAME") else None,
-            "padding more than half the window" if any(2 * p > d * (k - 1) + 1 for p, k, d in zip(
-                pads, 2 * list(n.a("kernel_shape") or []), 2 * list(n.a("dilations") or [1] * 8))) else None,
+    pads, auto, k = list(n.a("pads") or []), n.a("auto_pad", "NOTSET"), list(n.a("kernel_shape") or [])
+    opts = ["pad" if any(pads) else None,                       # symmetric, or (before, after) per axis
+            "padding" if auto.startswith("SAME") else None,    # same_upper / same_lower
+            "padding as wide as the window" if any(p >= kk for p, kk in zip(pads, 2 * k)) else None,
             "ceil_mode" if n.a("ceil_mode", 0) else None,
             "dilation" if any(v != 1 for v in (n.a("dilations") or [1])) else None,
             "count_include_pad" if n.a("count_include_pad", 0) else None]
