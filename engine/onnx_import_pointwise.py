@@ -91,10 +91,15 @@ def _prelu(c, node):
 @handles("Softmax", "LogSoftmax")
 def _softmax(c, node):
     (x,) = c.data(node)
-    axis = _attrs(node).get("axis", -1)
-    if axis not in (-1, len(c.values[x].shape)):
-        raise Unsupported(f"{node.op_type} over axis {axis}; Layerboard's is over the last axis")
-    _pointwise(c, node, node.op_type, {})
+    axis, v = _attrs(node).get("axis", -1), c.values[x]
+    r = len(v.shape) + 1                                              # with the batch axis
+    if v.squeezed:
+        if axis not in (-1, 1):
+            raise Unsupported(f"{node.op_type} over axis {axis} of a pooled (N, C, 1, 1) tensor")
+        axis = r - 1
+    if axis % r == 0:
+        raise Unsupported(f"{node.op_type} over the batch axis; a layer sees one sample at a time")
+    _pointwise(c, node, node.op_type, {} if axis % r == r - 1 else {"axis": axis % r - 1})
 
 
 def _only(c, t, op):

@@ -22,8 +22,9 @@ def model(op, shapes, out_shape, opset=17, **attrs):
 @pytest.mark.parametrize("m,want", [
     (model("LeakyRelu", [(3, 4)], (3, 4), alpha=0.1), ("layer", [], ["LeakyReLU"])),
     (model("Add", [(3, 4, 5), (5,)], (3, 4, 5)), ("layer", [], ["Add"])),
-    (model("Softmax", [(3, 4, 5)], (3, 4, 5), axis=1), ("option", ["Softmax: axis 1 of a rank-3 input (not the last) "
-                                                                   "(Softmax)"], [])),
+    (model("Softmax", [(3, 4, 5)], (3, 4, 5), axis=1), ("layer", [], ["Softmax"])),
+    (model("LogSoftmax", [(3, 4, 5)], (3, 4, 5), axis=0), ("option", ["LogSoftmax: normalising over the batch axis "
+                                                                      "(LogSoftmax)"], [])),
     (model("LayerNormalization", [(2, 3, 4), (3, 4), (3, 4)], (2, 3, 4), axis=1), ("layer", [], ["LayerNorm"])),
     (model("Hardmax", [(3, 4)], (3, 4)), ("none", ["Hardmax"], [])),
     (model("Shrink", [(3, 4)], (3, 4), lambd=1.5, bias=1.5), ("layer", [], ["Softshrink"])),

@@ -92,3 +92,19 @@ def conv_node(tmp_path, shape, k, **attrs):
     ((2, 6, 7), (3, 3), dict(auto_pad="VALID"), ["Conv2D"])])
 def test_conv_auto_pad_is_explicit_padding(shape, k, attrs, types, tmp_path):
     check(conv_node(tmp_path, shape, k, **attrs), shape, types)
+
+
+@pytest.mark.parametrize("op,shape,axis", [("Softmax", (3, 4), 1), ("LogSoftmax", (3, 4, 5), 2),
+                                           ("Softmax", (3, 4, 5), -2), ("LogSoftmax", (3, 4), -1)])
+def test_softmax_over_any_axis_but_the_batch(op, shape, axis, tmp_path):
+    m = check(one_node(tmp_path, op, shape, axis=axis), shape, [op])
+    r = len(shape) + 1
+    got = next(v for v in m.graph.nodes.values() if v.type == op).config.get("axis", -1)
+    assert got == (-1 if axis % r == r - 1 else axis % r - 1)
+
+
+def test_softmax_over_the_batch_axis_is_refused_with_the_reason(tmp_path):
+    from engine.onnx_import import ImportFailed, read
+    with pytest.raises(ImportFailed) as e:
+        read(one_node(tmp_path, "Softmax", (3, 4), axis=0), strict=True)
+    assert "batch axis" in str(e.value)

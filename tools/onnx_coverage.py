@@ -115,8 +115,11 @@ def _softmax(n):
     t = {"Softmax": "Softmax", "LogSoftmax": "LogSoftmax"}[n.op]
     r = n.rank()
     axis = n.a("axis", -1 if n.opset >= 13 else 1)
-    last = r is None or axis in (-1, r - 1)
-    return _need(t) if last else _need(t, f"axis {axis} of a rank-{r} input (not the last)")
+    if r is None or axis in (-1, r - 1):
+        return _need(t)
+    if n.opset < 13:                                          # before opset 13: over all the axes from `axis` on
+        return _need(t, f"the axes from {axis} on of a rank-{r} input (opset < 13)")
+    return _need(t, "axis" if axis % r else "normalising over the batch axis")
 
 
 def _merge(type):
