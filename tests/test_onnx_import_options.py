@@ -108,3 +108,23 @@ def test_softmax_over_the_batch_axis_is_refused_with_the_reason(tmp_path):
     with pytest.raises(ImportFailed) as e:
         read(one_node(tmp_path, "Softmax", (3, 4), axis=0), strict=True)
     assert "batch axis" in str(e.value)
+
+
+def several(tmp_path, op, shape, n_in):
+    """x → Relu, Sigmoid, Tanh of it (n_in of them) → op(…) → y."""
+    import onnx
+    from onnx import TensorProto, helper
+    acts = ["Relu", "Sigmoid", "Tanh"][:n_in]
+    nodes = [helper.make_node(a, ["x"], [f"h{i}"], name=f"a{i}") for i, a in enumerate(acts)]
+    nodes.append(helper.make_node(op, [f"h{i}" for i in range(n_in)], ["y"], name="merge"))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", *shape])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    f = tmp_path / f"{op}{n_in}.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), f)
+    return f
+
+
+@pytest.mark.parametrize("op,layer", [("Max", "Maximum"), ("Min", "Minimum"), ("Mean", "Average"), ("Sum", "Add")])
+def test_max_min_mean_sum_of_several_tensors_and_of_one(op, layer, tmp_path):
+    check(several(tmp_path, op, (3, 4), 3), (3, 4), ["ReLU", "Sigmoid", "Tanh", layer])
+    check(several(tmp_path, op, (3, 4), 1), (3, 4), ["ReLU"])            # of one tensor: that tensor

@@ -125,7 +125,7 @@ def _softmax(n):
 def _merge(type):
     def rule(n):
         if len(n.inputs) < 2:
-            return _need(type, "a single input")
+            return ("layer", "Identity")                       # of one tensor: that tensor (the importer aliases it)
         shapes = [s for s in n.shapes if s is not None]
         same = all(tuple(s) == tuple(shapes[0]) for s in shapes)
         return _need(type) if same or broadcasts(type) else _need(type, "broadcasting")
