@@ -128,3 +128,11 @@ def several(tmp_path, op, shape, n_in):
 def test_max_min_mean_sum_of_several_tensors_and_of_one(op, layer, tmp_path):
     check(several(tmp_path, op, (3, 4), 3), (3, 4), ["ReLU", "Sigmoid", "Tanh", layer])
     check(several(tmp_path, op, (3, 4), 1), (3, 4), ["ReLU"])            # of one tensor: that tensor
+
+
+def test_batch_normalization_of_volumes(tmp_path):
+    rng = np.random.default_rng(4)
+    stats = [rng.normal(size=2).astype(np.float32), rng.normal(size=2).astype(np.float32),
+             rng.normal(size=2).astype(np.float32), rng.uniform(0.5, 2, size=2).astype(np.float32)]
+    f = one_node(tmp_path, "BatchNormalization", (2, 3, 4, 2), stats, epsilon=1e-3)
+    check(f, (2, 3, 4, 2), ["BatchNorm"])

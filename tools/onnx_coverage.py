@@ -209,7 +209,7 @@ RULES = {
     "MatMul": _matmul,
     "Conv": _conv, "ConvTranspose": _conv, "MaxPool": _pool, "AveragePool": _pool,
     "GlobalAveragePool": _global, "GlobalMaxPool": _global,
-    "BatchNormalization": lambda n: _need("BatchNorm", None if n.rank() in (None, 2, 4) else
+    "BatchNormalization": lambda n: _need("BatchNorm", None if n.rank() in (None, 2, 4, 5) else
                                           f"channel axis 1 of a rank-{n.rank()} input"),
     "InstanceNormalization": lambda n: _need("InstanceNorm"), "LRN": lambda n: _need("LocalResponseNorm"),
     "LayerNormalization": lambda n: _last_axes(n, "LayerNorm"), "RMSNormalization": lambda n: _last_axes(n, "RMSNorm"),
