@@ -247,7 +247,7 @@ def _matmul(c, node):
 @handles("Flatten")
 def _flatten(c, node):
     (x,) = c.data(node)
-    if _attrs(node).get("axis", 1) != 1:
+    if _attrs(node).get("axis", 1) % (len(c.values[x].shape) + 1) != 1:           # −(rank − 1) is axis 1 too
         raise Unsupported("Flatten keeps the batch axis only with axis = 1")
     if len(c.values[x].shape) == 1:
         c.alias(node, x)

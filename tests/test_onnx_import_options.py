@@ -136,3 +136,7 @@ def test_batch_normalization_of_volumes(tmp_path):
              rng.normal(size=2).astype(np.float32), rng.uniform(0.5, 2, size=2).astype(np.float32)]
     f = one_node(tmp_path, "BatchNormalization", (2, 3, 4, 2), stats, epsilon=1e-3)
     check(f, (2, 3, 4, 2), ["BatchNorm"])
+
+
+def test_flatten_with_axis_one_counted_from_the_end(tmp_path):
+    check(one_node(tmp_path, "Flatten", (2, 3, 4), axis=-3), (2, 3, 4), ["Flatten"])

@@ -138,6 +138,8 @@ def _prelu(n):
     if s is None or x is None or int(np.prod(s)) == 1:
         return _need("PReLU")
     ps, s = x[1:], tuple(s)
+    if len(s) == len(x) and s[0] != 1:
+        return _need("PReLU", "slopes along the batch axis")
     if n.opset < 7 and len(s) == 1 and len(x) > 2:             # before opset 7 a 1-D slope is per channel (axis 1)
         s = s + (1,) * (len(x) - 2)
     while s and s[0] == 1:
@@ -205,7 +207,7 @@ RULES = {
     "Add": _merge("Add"), "Sum": _merge("Add"), "Sub": _merge("Subtract"), "Mul": _merge("Multiply"),
     "Max": _merge("Maximum"), "Min": _merge("Minimum"), "Mean": _merge("Average"),
     "Concat": lambda n: _need("Concatenate", "along the batch axis" if n.a("axis") == 0 else None),
-    "Gemm": lambda n: _need("Dense", "transA" if n.a("transA", 0) else None),
+    "Gemm": lambda n: _need("Dense", "transA: the batch axis second" if n.a("transA", 0) else None),
     "MatMul": _matmul,
     "Conv": _conv, "ConvTranspose": _conv, "MaxPool": _pool, "AveragePool": _pool,
     "GlobalAveragePool": _global, "GlobalMaxPool": _global,
@@ -216,7 +218,8 @@ RULES = {
     "GroupNormalization": lambda n: _need("GroupNorm"),
     "LpNormalization": lambda n: _need("LpNormalize", None if n.a("p", 2) in (1, 2) and n.a("axis", -1) % (n.rank() or 2)
                                        else "normalising along the batch axis" if n.a("p", 2) in (1, 2) else "p > 2"),
-    "Flatten": lambda n: _need("Flatten", None if n.a("axis", 1) == 1 else f"axis {n.a('axis')}"),
+    "Flatten": lambda n: _need("Flatten", None if n.a("axis", 1) == 1 or n.rank() and n.a("axis") % n.rank() == 1 else
+                               f"axis {n.a('axis')}: folding the batch axis into the rows"),
     "Reshape": lambda n: _need("Reshape"), "Dropout": lambda n: _need("Dropout"),
     "RNN": _recurrent, "LSTM": _recurrent, "GRU": _recurrent, "Pad": _pad, "Resize": _resize, "Upsample": _resize,
 }
