@@ -328,10 +328,8 @@ def _as_layer(model):
     r = len(k or [])
     pads = a.get("pads", [0] * 2 * r)
     if node.op_type == "Pad":
-        if a["mode"] != b"constant" or a.get("value", 0.0) != 0.0:
-            return None                                                      # reflect / edge / non-zero constant
-        p = a["pads"]
-        return "ZeroPad", {"pad": [p[2], p[6], p[3], p[7]]}, {}
+        p, mode = a["pads"], a["mode"].decode()
+        return "ZeroPad", {"pad": [p[2], p[6], p[3], p[7]], "mode": mode, "value": float(a.get("value", 0.0))}, {}
     assert pads[:len(pads) // 2] == pads[len(pads) // 2:]                   # symmetric: ours
     base = {"kernel_size": list(k), "stride": list(a["strides"][:r]), "pad": list(pads[:r])}
     if node.op_type in ("Conv", "ConvTranspose"):
@@ -352,8 +350,8 @@ def _as_layer(model):
 
 
 def test_onnx_backend_convolution_cases_run_on_our_layers():
-    """Every PyTorch-converted Conv / ConvTranspose / MaxPool / AveragePool / zero Pad case of the onnx package's
-    backend tests gives the shipped output with our layers; the ones without a layer are named."""
+    """Every PyTorch-converted Conv / ConvTranspose / MaxPool / AveragePool / Pad (constant with its value, reflect,
+    edge) case of the onnx package's backend tests gives the shipped output with our layers."""
     cases = _backend_cases()
     if not cases:
         pytest.skip("the onnx package (with its backend test data) is not installed")
@@ -374,5 +372,5 @@ def test_onnx_backend_convolution_cases_run_on_our_layers():
         got = layer.forward(x)
         assert got.shape == want.shape, case.name
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=case.name)
-    assert sorted(missing) == ["test_ConstantPad2d", "test_ReflectionPad2d", "test_ReplicationPad2d"]
+    assert missing == []
     assert len(cases) - len(missing) >= 40
