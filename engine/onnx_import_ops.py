@@ -18,10 +18,21 @@ def _sym_pads(a, rank, what="pads"):
     return pads[:rank]
 
 
-def _zero_pad(c, node, x, rank):
+def _same_pads(a, spatial, k, stride, dil):
+    """The attributes with auto_pad SAME_UPPER / SAME_LOWER / VALID written out as pads (begins, then ends)."""
+    auto = a.get("auto_pad", "NOTSET") or "NOTSET"
+    if auto == "NOTSET":
+        return a
+    tot = [max((-(-n // s) - 1) * s + d * (kk - 1) + 1 - n, 0) if auto != "VALID" else 0
+           for n, kk, s, d in zip(spatial, k, stride, dil)]
+    first = [t - t // 2 if auto == "SAME_LOWER" else t // 2 for t in tot]
+    return {**{n: v for n, v in a.items() if n != "auto_pad"}, "pads": first + [t - f for t, f in zip(tot, first)]}
+
+
+def _zero_pad(c, node, x, rank, pads=None):
     """Asymmetric pads of a 1-D or 2-D convolution as a ZeroPad layer before it: (the padded tensor, zero pads)."""
     from .onnx_import import Value
-    pads = [int(p) for p in _attrs(node).get("pads", [0] * 2 * rank)]
+    pads = pads or [int(p) for p in _attrs(node).get("pads", [0] * 2 * rank)]
     if rank not in (1, 2) or min(pads) < 0:
         raise Unsupported(f"asymmetric pads {pads} of a {rank}-D convolution: ZeroPad pads (C, L) and (C, H, W)")
     sides = [v for i in range(rank) for v in (pads[i], pads[rank + i])]      # (before, after) per axis
@@ -48,13 +59,16 @@ def _conv(c, node):
     if rank not in CONV:
         raise Unsupported(f"{rank}-D convolution")
     stride = [int(v) for v in a.get("strides", [1] * rank)]
+    dil = [int(v) for v in a.get("dilations", [1] * rank)]
+    if not c.values[x].squeezed:
+        a = _same_pads(a, c.values[x].shape[1:], W.shape[2:], stride, dil)
     try:
         pads = _sym_pads(a, rank)
     except Unsupported:
         if a.get("auto_pad", "NOTSET") not in ("NOTSET", "") or c.values[x].squeezed:
             raise
         pads = None
-    dil, groups = [int(v) for v in a.get("dilations", [1] * rank)], int(a.get("group", 1))
+    groups = int(a.get("group", 1))
     w = {"W": W}
     if len(node.input) > 2 and node.input[2]:
         w["b"] = c.const(node, 2, "bias")
@@ -65,7 +79,7 @@ def _conv(c, node):
         return
     x = c.full(x)
     if pads is None:                                                  # asymmetric: a ZeroPad, then no padding
-        x, pads = _zero_pad(c, node, x, rank)
+        x, pads = _zero_pad(c, node, x, rank, [int(p) for p in a["pads"]])
     cfg = {"filters": int(W.shape[0]), "kernel_size": list(W.shape[2:]), "stride": stride,
            "padding": "explicit" if any(pads) else "valid", "pad": pads, "use_bias": "b" in w,
            "dilation": dil, "groups": groups}
@@ -103,11 +117,14 @@ def _pool(c, node):
     if rank not in (1, 2, 3):
         raise Unsupported(f"{rank}-D pooling")
     type = POOL[node.op_type][rank]
-    cfg = {"kernel_size": k, "stride": [int(v) for v in a.get("strides", [1] * rank)], "pad": _sym_pads(a, rank),
-           "ceil_mode": bool(a.get("ceil_mode", 0))}
-    if node.op_type == "MaxPool":
-        cfg["dilation"] = [int(v) for v in a.get("dilations", [1] * rank)]
-    else:
+    auto = a.get("auto_pad", "NOTSET") or "NOTSET"
+    pads = [0] * 2 * rank if auto != "NOTSET" else [int(p) for p in a.get("pads", [0] * 2 * rank)]
+    cfg = {"kernel_size": k, "stride": [int(v) for v in a.get("strides", [1] * rank)],
+           "pad": pads[:rank] if pads[:rank] == pads[rank:] else [v for i in range(rank) for v in (pads[i], pads[rank + i])],
+           "ceil_mode": bool(a.get("ceil_mode", 0)), "dilation": [int(v) for v in a.get("dilations", [1] * rank)]}
+    if auto.startswith("SAME"):
+        cfg["padding"] = auto.lower()
+    if node.op_type == "AveragePool":
         cfg["count_include_pad"] = bool(a.get("count_include_pad", 0))
     c.add(node, type, _signal(cfg, rank), [c.full(x)])
 
@@ -230,7 +247,7 @@ def _matmul(c, node):
 @handles("Flatten")
 def _flatten(c, node):
     (x,) = c.data(node)
-    if _attrs(node).get("axis", 1) != 1:
+    if _attrs(node).get("axis", 1) % (len(c.values[x].shape) + 1) != 1:           # −(rank − 1) is axis 1 too
         raise Unsupported("Flatten keeps the batch axis only with axis = 1")
     if len(c.values[x].shape) == 1:
         c.alias(node, x)
@@ -242,22 +259,29 @@ def _flatten(c, node):
 def _pad(c, node):
     a = _attrs(node)
     (x,) = c.data(node)
-    if a.get("mode", "constant") != "constant":
-        raise Unsupported(f"{a['mode']} padding; Layerboard pads with zeros")
-    if len(node.input) > 2 and node.input[2] and np.any(c.const(node, 2, "constant_value")):
-        raise Unsupported("pads with a value other than 0")
-    if len(node.input) > 3 and node.input[3]:
-        raise Unsupported("pads selected axes (the axes input)")
+    mode = a.get("mode", "constant")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise Unsupported(f"{mode} padding; ZeroPad pads with a constant, reflect, edge or wrap")
+    value = 0.0
+    if mode == "constant" and len(node.input) > 2 and node.input[2]:
+        value = float(np.asarray(c.const(node, 2, "constant_value")).reshape(-1)[0])
     pads = [int(p) for p in c.const(node, 1, "pads")]
+    x = c.full(x)
+    s = c.values[x].shape
+    rank = len(s) + 1
+    if len(node.input) > 3 and node.input[3]:                         # pads of the listed axes only
+        axes = [int(v) % rank for v in c.const(node, 3, "axes")]
+        full = [0] * (2 * rank)
+        for i, ax in enumerate(axes):
+            full[ax], full[rank + ax] = pads[i], pads[len(axes) + i]
+        pads = full
     r = len(pads) // 2
     begin, end = pads[:r], pads[r:]
     if any(begin[:2]) or any(end[:2]) or r not in (3, 4) or min(pads) < 0:
-        raise Unsupported(f"pads {pads}: only zeros around the L of (C, L) or the H, W of (C, H, W) map to ZeroPad")
+        raise Unsupported(f"pads {pads}: only padding around the L of (C, L) or the H, W of (C, H, W) maps to ZeroPad")
     sides = [v for b, e in zip(begin[2:], end[2:]) for v in (b, e)]
-    x = c.full(x)
-    s = c.values[x].shape
-    c.add(node, "ZeroPad", {"pad": sides}, [x], out_shape=(s[0],) + tuple(n + b + e for n, b, e in
-                                                                             zip(s[1:], begin[2:], end[2:])))
+    cfg = {"pad": sides} | ({"mode": mode} if mode != "constant" else {}) | ({"value": value} if value else {})
+    c.add(node, "ZeroPad", cfg, [x], out_shape=(s[0],) + tuple(n + b + e for n, b, e in zip(s[1:], begin[2:], end[2:])))
 
 
 @handles("Resize", "Upsample")

@@ -91,10 +91,15 @@ def _prelu(c, node):
 @handles("Softmax", "LogSoftmax")
 def _softmax(c, node):
     (x,) = c.data(node)
-    axis = _attrs(node).get("axis", -1)
-    if axis not in (-1, len(c.values[x].shape)):
-        raise Unsupported(f"{node.op_type} over axis {axis}; Layerboard's is over the last axis")
-    _pointwise(c, node, node.op_type, {})
+    axis, v = _attrs(node).get("axis", -1), c.values[x]
+    r = len(v.shape) + 1                                              # with the batch axis
+    if v.squeezed:
+        if axis not in (-1, 1):
+            raise Unsupported(f"{node.op_type} over axis {axis} of a pooled (N, C, 1, 1) tensor")
+        axis = r - 1
+    if axis % r == 0:
+        raise Unsupported(f"{node.op_type} over the batch axis; a layer sees one sample at a time")
+    _pointwise(c, node, node.op_type, {} if axis % r == r - 1 else {"axis": axis % r - 1})
 
 
 def _only(c, t, op):
@@ -150,10 +155,15 @@ def find_pointwise(c, m, data):
 
 
 # ---- merges ----
-@handles("Add", "Sum", "Mul", "Sub")
+@handles("Add", "Sum", "Mul", "Sub", "Max", "Min", "Mean")
 def _merge(c, node):
     ins = c.data(node)
     consts = [t for t in node.input if t in c.consts]
+    if len(node.input) == 1 and ins:                                    # Sum / Max / Min / Mean of one tensor: itself
+        c.alias(node, ins[0])
+        return
+    if node.op_type in ("Max", "Min", "Mean") and consts:
+        raise Unsupported(f"{node.op_type} with a constant operand has no layer (only computed tensors merge)")
     if len(ins) >= 2 and not consts:
         if len(set(ins)) < len(ins):
             raise Unsupported(f"{node.op_type} of a tensor with itself (x·x, x + x) has no layer")
@@ -166,7 +176,8 @@ def _merge(c, node):
             shape = tuple(np.broadcast_shapes(*[u.shape for u in v]))
         except ValueError:
             raise Unsupported(f"shapes {[u.shape for u in v]} do not broadcast") from None
-        type = {"Mul": "Multiply", "Sub": "Subtract"}.get(node.op_type, "Add")
+        type = {"Mul": "Multiply", "Sub": "Subtract", "Max": "Maximum", "Min": "Minimum", "Mean": "Average"}.get(
+            node.op_type, "Add")
         c.add(node, type, {}, ins, out_shape=shape)
         c.values[node.output[0]].squeezed = all(u.squeezed for u in v)
         return

@@ -6,7 +6,8 @@ A sample is (config, in_shapes) or (config, in_shapes, opts); opts may hold
   "mask": True  input 0 is a (T, F) sequence: random lengths ≥ 1 per batch row set layer.in_masks, the loss
                 counts valid output steps only and dx must be exactly 0 at padded input steps;
   "masks": True every (T, F) input gets its own random lengths (e.g. CrossAttention's queries and keys);
-  "ints": V     input 0 holds integer ids in [0, V), given as floats: it gets no dx check.
+  "ints": V     input 0 holds integer ids in [0, V), given as floats: it gets no dx check;
+  "per_layer": True  the fused path declines this configuration (test_fused checks that it falls back).
 """
 import json
 

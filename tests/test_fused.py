@@ -193,6 +193,20 @@ SAMPLES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) if cls.__dict__.get(
            and all(tuple(x[:-1]) == tuple(s[0][:-1]) for x in s)]  # broadcasting inputs: per-layer only
 
 
+DECLINED = [(t, c, s) for t, cls in sorted(REGISTRY.items()) if cls.__dict__.get("fused") is not None
+            for c, s, *o in cls.samples() if o and o[0].get("per_layer")]
+
+
+@pytest.mark.parametrize("type,config,shapes", DECLINED, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(DECLINED)])
+def test_a_sample_the_fused_path_declines_trains_on_the_per_layer_path(type, config, shapes):
+    g = _sample_graph(type, config, shapes)
+    ds = dataset(16, shapes[0], "regression", 3, seed=1)
+    cfg = {"loss": "mse", "optimizer": "adam", "lr": 0.01, "batch_size": 8}
+    assert Trainer(Model(g, dtype=np.float64, seed=3), training_config(cfg), ds).fast is None
+    losses, _, _ = steps(g, cfg, ds, np.float64, fast=False, n=2, batch=8)
+    assert all(np.isfinite(v[0]) for v in losses)
+
+
 @pytest.mark.parametrize("type,config,shapes", SAMPLES, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(SAMPLES)])
 def test_fused_equals_per_layer_on_every_registry_sample(type, config, shapes):
     g = _sample_graph(type, config, shapes)

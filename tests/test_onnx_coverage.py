@@ -22,15 +22,20 @@ def model(op, shapes, out_shape, opset=17, **attrs):
 @pytest.mark.parametrize("m,want", [
     (model("LeakyRelu", [(3, 4)], (3, 4), alpha=0.1), ("layer", [], ["LeakyReLU"])),
     (model("Add", [(3, 4, 5), (5,)], (3, 4, 5)), ("layer", [], ["Add"])),
-    (model("Softmax", [(3, 4, 5)], (3, 4, 5), axis=1), ("option", ["Softmax: axis 1 of a rank-3 input (not the last) "
-                                                                   "(Softmax)"], [])),
+    (model("Softmax", [(3, 4, 5)], (3, 4, 5), axis=1), ("layer", [], ["Softmax"])),
+    (model("LogSoftmax", [(3, 4, 5)], (3, 4, 5), axis=0), ("option", ["LogSoftmax: normalising over the batch axis "
+                                                                      "(LogSoftmax)"], [])),
     (model("LayerNormalization", [(2, 3, 4), (3, 4), (3, 4)], (2, 3, 4), axis=1), ("layer", [], ["LayerNorm"])),
     (model("Hardmax", [(3, 4)], (3, 4)), ("none", ["Hardmax"], [])),
     (model("Shrink", [(3, 4)], (3, 4), lambd=1.5, bias=1.5), ("layer", [], ["Softshrink"])),
     (model("MaxPool", [(1, 2, 6, 6)], (1, 2, 4, 4), kernel_shape=[3, 3], pads=[1, 1, 1, 1]),    # the option is `pad`
      ("layer", [], ["MaxPool2D"])),
-    (model("AveragePool", [(1, 2, 6, 6)], (1, 2, 4, 4), kernel_shape=[3, 3], pads=[2, 2, 2, 2]),
-     ("option", ["AveragePool: padding more than half the window (AveragePool2D)"], [])),
+    (model("AveragePool", [(1, 2, 8, 8)], (1, 2, 10, 10), kernel_shape=[3, 3], pads=[2, 2, 2, 2]),
+     ("layer", [], ["AveragePool2D"])),
+    (model("AveragePool", [(1, 2, 6, 6)], (1, 2, 8, 8), kernel_shape=[3, 3], pads=[3, 3, 3, 3]),
+     ("option", ["AveragePool: padding as wide as the window (AveragePool2D)"], [])),
+    (model("MaxPool", [(1, 2, 6, 6)], (1, 2, 3, 3), kernel_shape=[2, 2], strides=[2, 2], auto_pad="SAME_LOWER"),
+     ("layer", [], ["MaxPool2D"])),
     (model("GlobalMaxPool", [(1, 2, 6)], (1, 2, 1)), ("layer", [], ["GlobalMaxPool"])),
     (model("Swish", [(3, 4)], (3, 4), opset=24), ("layer", [], ["SiLU"])),
 ])

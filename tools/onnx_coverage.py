@@ -84,8 +84,6 @@ def _conv(n):
     pads = n.a("pads") or []
     if pads and list(pads[:len(pads) // 2]) != list(pads[len(pads) // 2:]):
         opts.append("asymmetric padding")
-    if n.a("auto_pad", "NOTSET") == "SAME_LOWER":
-        opts.append("same padding with the extra value before")
     base = "ConvTranspose" if n.op == "ConvTranspose" else "Conv"
     if base == "ConvTranspose" and any(n.a("output_padding") or []):
         opts.append("output_padding")
@@ -95,12 +93,10 @@ def _conv(n):
 def _pool(n):
     d = (n.rank() or 4) - 2
     kind = "MaxPool" if n.op == "MaxPool" else "AveragePool"
-    pads, auto = list(n.a("pads") or []), n.a("auto_pad", "NOTSET")
-    opts = ["pad" if any(pads) else None,                       # the hyperparameter of symmetric padding
-            "asymmetric padding" if pads[:len(pads) // 2] != pads[len(pads) // 2:] else None,
-            "auto_pad SAME" if auto.startswith("SAME") else None,
-            "padding more than half the window" if any(2 * p > d * (k - 1) + 1 for p, k, d in zip(
-                pads, 2 * list(n.a("kernel_shape") or []), 2 * list(n.a("dilations") or [1] * 8))) else None,
+    pads, auto, k = list(n.a("pads") or []), n.a("auto_pad", "NOTSET"), list(n.a("kernel_shape") or [])
+    opts = ["pad" if any(pads) else None,                       # symmetric, or (before, after) per axis
+            "padding" if auto.startswith("SAME") else None,    # same_upper / same_lower
+            "padding as wide as the window" if any(p >= kk for p, kk in zip(pads, 2 * k)) else None,
             "ceil_mode" if n.a("ceil_mode", 0) else None,
             "dilation" if any(v != 1 for v in (n.a("dilations") or [1])) else None,
             "count_include_pad" if n.a("count_include_pad", 0) else None]
@@ -119,14 +115,17 @@ def _softmax(n):
     t = {"Softmax": "Softmax", "LogSoftmax": "LogSoftmax"}[n.op]
     r = n.rank()
     axis = n.a("axis", -1 if n.opset >= 13 else 1)
-    last = r is None or axis in (-1, r - 1)
-    return _need(t) if last else _need(t, f"axis {axis} of a rank-{r} input (not the last)")
+    if r is None or axis in (-1, r - 1):
+        return _need(t)
+    if n.opset < 13:                                          # before opset 13: over all the axes from `axis` on
+        return _need(t, f"the axes from {axis} on of a rank-{r} input (opset < 13)")
+    return _need(t, "axis" if axis % r else "normalising over the batch axis")
 
 
 def _merge(type):
     def rule(n):
         if len(n.inputs) < 2:
-            return _need(type, "a single input")
+            return ("layer", "Identity")                       # of one tensor: that tensor (the importer aliases it)
         shapes = [s for s in n.shapes if s is not None]
         same = all(tuple(s) == tuple(shapes[0]) for s in shapes)
         return _need(type) if same or broadcasts(type) else _need(type, "broadcasting")
@@ -139,6 +138,8 @@ def _prelu(n):
     if s is None or x is None or int(np.prod(s)) == 1:
         return _need("PReLU")
     ps, s = x[1:], tuple(s)
+    if len(s) == len(x) and s[0] != 1:
+        return _need("PReLU", "slopes along the batch axis")
     if n.opset < 7 and len(s) == 1 and len(x) > 2:             # before opset 7 a 1-D slope is per channel (axis 1)
         s = s + (1,) * (len(x) - 2)
     while s and s[0] == 1:
@@ -165,8 +166,8 @@ def _recurrent(n):
 
 def _pad(n):
     mode = n.a("mode", "constant")
-    value = n.inputs[2] if len(n.inputs) > 2 and n.inputs[2] else None
-    return _need("ZeroPad", None if mode == "constant" and value is None else f"{mode} padding or a fill value")
+    return _need("ZeroPad", "mode" if mode != "constant" else None, "value" if len(n.inputs) > 2 and n.inputs[2] else None,
+                 None if mode in ("constant", "reflect", "edge", "wrap") else f"{mode} padding")
 
 
 def _resize(n):
@@ -206,18 +207,19 @@ RULES = {
     "Add": _merge("Add"), "Sum": _merge("Add"), "Sub": _merge("Subtract"), "Mul": _merge("Multiply"),
     "Max": _merge("Maximum"), "Min": _merge("Minimum"), "Mean": _merge("Average"),
     "Concat": lambda n: _need("Concatenate", "along the batch axis" if n.a("axis") == 0 else None),
-    "Gemm": lambda n: _need("Dense", "transA" if n.a("transA", 0) else None),
+    "Gemm": lambda n: _need("Dense", "transA: the batch axis second" if n.a("transA", 0) else None),
     "MatMul": _matmul,
     "Conv": _conv, "ConvTranspose": _conv, "MaxPool": _pool, "AveragePool": _pool,
     "GlobalAveragePool": _global, "GlobalMaxPool": _global,
-    "BatchNormalization": lambda n: _need("BatchNorm", None if n.rank() in (None, 2, 4) else
+    "BatchNormalization": lambda n: _need("BatchNorm", None if n.rank() in (None, 2, 4, 5) else
                                           f"channel axis 1 of a rank-{n.rank()} input"),
     "InstanceNormalization": lambda n: _need("InstanceNorm"), "LRN": lambda n: _need("LocalResponseNorm"),
     "LayerNormalization": lambda n: _last_axes(n, "LayerNorm"), "RMSNormalization": lambda n: _last_axes(n, "RMSNorm"),
     "GroupNormalization": lambda n: _need("GroupNorm"),
     "LpNormalization": lambda n: _need("LpNormalize", None if n.a("p", 2) in (1, 2) and n.a("axis", -1) % (n.rank() or 2)
                                        else "normalising along the batch axis" if n.a("p", 2) in (1, 2) else "p > 2"),
-    "Flatten": lambda n: _need("Flatten", None if n.a("axis", 1) == 1 else f"axis {n.a('axis')}"),
+    "Flatten": lambda n: _need("Flatten", None if n.a("axis", 1) == 1 or n.rank() and n.a("axis") % n.rank() == 1 else
+                               f"axis {n.a('axis')}: folding the batch axis into the rows"),
     "Reshape": lambda n: _need("Reshape"), "Dropout": lambda n: _need("Dropout"),
     "RNN": _recurrent, "LSTM": _recurrent, "GRU": _recurrent, "Pad": _pad, "Resize": _resize, "Upsample": _resize,
 }

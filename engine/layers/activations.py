@@ -4,7 +4,9 @@ import numpy as np
 from .. import fused as F
 from .. import parallel
 from .. import kernels as k
-from .base import Layer, register
+from ..errors import ShapeError
+from ..hparams import HP
+from .base import Layer, fmt, register
 
 
 def _flat(a, dtype=None):
@@ -106,60 +108,110 @@ def _softmax(x):
     return x2, y
 
 
+class _OverAxis(_Activation):
+    """Softmax and LogSoftmax: over the last axis, or over `axis` of the sample (moved last, then back)."""
+
+    hparams = (HP("axis", "int", -1, min=-8, max=7, doc="The sample's axis (the batch excluded) it normalises over; "
+                                                         "−1: the last"),)
+
+    def _ax(self, rank):
+        a = self.config["axis"]
+        if not -rank <= a < rank:
+            raise ShapeError(f"{self.where} normalises over axis {a} but its input has only {rank} axes")
+        return a % rank
+
+    def compute_output_shape(self, in_shapes):
+        self._ax(len(in_shapes[0]))
+        return in_shapes[0]
+
+    def formulas(self, in_shapes):
+        s = in_shapes[0]
+        a = self._ax(len(s))
+        f = super().formulas(in_shapes)
+        return f if a == len(s) - 1 else {**f, "shape": f"{self.formula().replace('the last axis', f'axis {a}')} "
+                                                         f"({s[a]} values); output shape = input shape = {fmt(s)}"}
+
+    def _moved(self, a):
+        """(B, …) with the normalised axis last (a view; a itself for the last axis)."""
+        ax, r = self._ax(len(self.in_shapes[0])), len(self.in_shapes[0])
+        return a if ax == r - 1 else np.moveaxis(a, ax + 1, -1)
+
+    def _back(self, a):
+        ax, r = self._ax(len(self.in_shapes[0])), len(self.in_shapes[0])
+        return a if ax == r - 1 else np.ascontiguousarray(np.moveaxis(a, -1, ax + 1))
+
+    def _check_mask(self):
+        m = self.in_masks[0] if self.in_masks else None
+        if m is not None and len(self.in_shapes[0]) == 2 and self._ax(2) == 0 and not m.all():
+            raise ShapeError(f"{self.where} normalises over the steps of a variable-length (T, F) sequence, so "
+                             "padded steps would change the valid ones: use axis −1")
+
+    def _dim(self):
+        """The axis as torch and ONNX count it (the batch first): −1 for the last."""
+        ax, r = self._ax(len(self.in_shapes[0])), len(self.in_shapes[0])
+        return -1 if ax == r - 1 else ax + 1
+
+    def to_onnx(self, ctx, ins):
+        return ctx.op(type(self).__name__, ins, self.name, axis=self._dim())
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        return Emitted(f"nn.{type(self).__name__}(dim={self._dim()})")
+
+    @classmethod
+    def samples(cls):
+        other = {"per_layer": True}                               # the fused path runs the last axis only
+        return super().samples() + [({"axis": 0}, [(3, 4)], other), ({"axis": 1}, [(2, 3, 4)], other),
+                                    ({"axis": -3}, [(2, 3, 2)], other)]
+
+
 @register
-class Softmax(_Activation):
+class Softmax(_OverAxis):
     doc = "y_i = e^(x_i) / Σ_j e^(x_j) over the last axis; pair with categorical cross-entropy."
 
 
     def forward(self, x, training=False):
-        self.y = _softmax(x)[1].reshape(x.shape)
-        return self.y
+        self._check_mask()
+        x = self._moved(x)
+        self.y = _softmax(x)[1].reshape(x.shape)                # (B, …, C) with the normalised axis last
+        return self._back(self.y)
 
     def backward(self, dy):
         c = self.y.shape[-1]
         dx = np.empty_like(self.y)
-        k.softmax_bwd(self.y.reshape(-1, c), _flat(dy, self.y.dtype).reshape(-1, c), dx.reshape(-1, c), 1)  # (M, C)
-        return (dx,)
+        dy = _flat(self._moved(dy), self.y.dtype)
+        k.softmax_bwd(self.y.reshape(-1, c), dy.reshape(-1, c), dx.reshape(-1, c), 1)  # (M, C)
+        return (self._back(dx),)
 
     def fused(self, b):
+        if self._dim() != -1:
+            raise F.Unsupported("softmax over an axis other than the last")
         c = b.shape()[-1]
         b.row(F.SOFTMAX, a=b.src(), o=b.out(), n1=b.size() // c, n2=c)
 
-    def to_onnx(self, ctx, ins):
-        return ctx.op("Softmax", ins, self.name, axis=-1)
-
-    def to_torch(self):
-        from ..torch_export import Emitted
-        return Emitted("nn.Softmax(dim=-1)")
-
     def torch_reference(self, xs, p, torch):
-        return torch.softmax(xs[0], dim=-1)
+        return torch.softmax(xs[0], dim=self._dim())
 
 
 @register
-class LogSoftmax(_Activation):
+class LogSoftmax(_OverAxis):
     doc = ("y_i = x_i − ln Σ_j e^(x_j) over the last axis; log-probabilities: as the output layer, categorical "
            "cross-entropy reads its input as logits, the same loss as with Softmax.")
     fused = None          # the per-layer path; as the head the loss takes its input (the fused logits path)
 
 
     def forward(self, x, training=False):
+        self._check_mask()
+        x = self._moved(x)
         x2, p = _softmax(x)                                    # (M, C) each
         m = np.argmax(x2, axis=1)[:, None]                     # ln Σ e^x = x_m − ln p_m: p_m ≥ 1/C never underflows
         lse = np.take_along_axis(x2, m, 1) - np.log(np.take_along_axis(p, m, 1))
         self.prob = p.reshape(x.shape)
-        return (x2 - lse).reshape(x.shape)
+        return self._back((x2 - lse).reshape(x.shape))
 
     def backward(self, dy):
-        dy = np.asarray(dy, self.prob.dtype)
-        return (dy - self.prob * dy.sum(axis=-1, keepdims=True),)     # dx = dy − softmax(x)·Σ dy
-
-    def to_onnx(self, ctx, ins):
-        return ctx.op("LogSoftmax", ins, self.name, axis=-1)
-
-    def to_torch(self):
-        from ..torch_export import Emitted
-        return Emitted("nn.LogSoftmax(dim=-1)")
+        dy = np.asarray(self._moved(dy), self.prob.dtype)
+        return (self._back(dy - self.prob * dy.sum(axis=-1, keepdims=True)),)     # dx = dy − softmax(x)·Σ dy
 
     def torch_reference(self, xs, p, torch):
-        return torch.log_softmax(xs[0], dim=-1)
+        return torch.log_softmax(xs[0], dim=self._dim())

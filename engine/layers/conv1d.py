@@ -117,7 +117,8 @@ class Layout1D:
             return e
         from ..torch_export.emitters import Emitted
         return Emitted(f"ChannelsLast({e.module})", {k: f"inner.{v}" for k, v in e.params.items()},
-                       helpers=("ChannelsLast",), sources={"ChannelsLast": CHANNELS_LAST}, call="{self}({x0}, {mask})",
+                       helpers=("ChannelsLast",) + e.helpers, sources={"ChannelsLast": CHANNELS_LAST, **e.sources},
+                       call="{self}({x0}, {mask})",
                        uses_mask=True)
 
     def torch_reference(self, xs, p, torch):
@@ -174,7 +175,9 @@ class _Pool1D(Layout1D, PoolND):
                 ({"kernel_size": (3,), "stride": (1,), "pad": (1,)}, [(5, 2)], {"mask": True}),   # T kept
                 (dict(opt, kernel_size=(3,), stride=(2,), pad=(1,), ceil_mode=True), [(8, 2)]),
                 ({"layout": "signal", "kernel_size": (3,), "stride": (2,)}, [(2, 7)]),
-                (dict(opt, layout="signal", kernel_size=(2,), stride=(3,), pad=(1,), ceil_mode=True), [(3, 8)])]
+                (dict(opt, layout="signal", kernel_size=(2,), stride=(3,), pad=(1,), ceil_mode=True), [(3, 8)]),
+                ({"kernel_size": (3,), "stride": (2,), "dilation": (2,), "pad": (2, 1)}, [(9, 2)]),  # (before, after)
+                ({"layout": "signal", "kernel_size": (2,), "stride": (2,), "padding": "same_lower"}, [(2, 7)])]
 
 
 @register

@@ -30,7 +30,9 @@ class _Pool3D(PoolND):
     def samples(cls):
         opt = {"dilation": (1, 2, 1)} if cls.kind == "max" else {"count_include_pad": False}
         return [({}, [(2, 4, 4, 5)]),
-                (dict(opt, kernel_size=(2, 3, 2), stride=(1, 2, 2), pad=(1, 1, 0), ceil_mode=True), [(1, 3, 6, 5)])]
+                (dict(opt, kernel_size=(2, 3, 2), stride=(1, 2, 2), pad=(1, 1, 0), ceil_mode=True), [(1, 3, 6, 5)]),
+                ({"kernel_size": (2,), "stride": (1, 2, 2), "dilation": (2, 1, 2), "ceil_mode": True}, [(1, 4, 4, 5)]),
+                ({"kernel_size": (2, 3, 2), "stride": (2,), "padding": "same_upper"}, [(2, 3, 5, 4)])]
 
 
 @register

@@ -242,41 +242,45 @@ def maxpool3_bwd(dy, arg, dx):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _window(z, s, p, kk, n):
-    """(first, end, size) of a window along one axis: clipped to the input, and its size within the padded input."""
+def _window(z, s, p, pe, kk, d, n):
+    """(first, end, count in the padded input) of a window along one axis (taps d apart, first..end step d
+    inside the input); the padded input has p positions before the input and pe after it."""
     lo = z * s - p
-    hi = min(lo + kk, n + p)
-    return max(lo, 0), min(hi, n), hi - lo
+    a0 = max(0, (-lo + d - 1) // d)                       # first tap inside the input
+    a1 = min(kk, (n - lo + d - 1) // d)                   # taps before the input's end
+    ap = min(kk, (n + pe - lo + d - 1) // d)              # taps before the padded input's end
+    return lo + a0 * d, lo + max(a1, a0) * d, ap
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def avgpool3(x, y, dx, dy, k, s, p, include_pad, forward):
-    """forward: y = window means of x; else dx (zeroed first) += dy spread over the windows. The divisor counts the
-    window's positions inside the padded input (include_pad, as PyTorch's default) or inside the input only."""
+def avgpool3(x, y, dx, dy, k, s, p, pe, d, include_pad, forward):
+    """forward: y = window means of x; else dx (zeroed first) += dy spread over the windows. Windows start at
+    z·s − p with taps d apart; the divisor counts the taps inside the padded input (p before, pe after: include_pad,
+    as PyTorch's default) or inside the input only (0 when none: the mean of an empty window is 0)."""
     B, C, D, H, W = x.shape if forward else dx.shape
     DO, HO, WO = (y.shape[2], y.shape[3], y.shape[4]) if forward else (dy.shape[2], dy.shape[3], dy.shape[4])
     if not forward:
         dx[...] = 0
     for z in range(DO):
-        z0, z1, nz = _window(z, s[0], p[0], k[0], D)
+        z0, z1, nz = _window(z, s[0], p[0], pe[0], k[0], d[0], D)
         for r in range(HO):
-            r0, r1, nr = _window(r, s[1], p[1], k[1], H)
+            r0, r1, nr = _window(r, s[1], p[1], pe[1], k[1], d[1], H)
             for q in range(WO):
-                q0, q1, nq = _window(q, s[2], p[2], k[2], W)
-                cnt = nz * nr * nq if include_pad else (z1 - z0) * (r1 - r0) * (q1 - q0)
-                inv = 1.0 / cnt
+                q0, q1, nq = _window(q, s[2], p[2], pe[2], k[2], d[2], W)
+                cnt = nz * nr * nq if include_pad else ((z1 - z0) // d[0]) * ((r1 - r0) // d[1]) * ((q1 - q0) // d[2])
+                inv = 1.0 / cnt if cnt > 0 else 0.0
                 for n in range(B):
                     for c in range(C):
                         if forward:
                             t = 0.0
-                            for a in range(z0, z1):
-                                for i in range(r0, r1):
-                                    for j in range(q0, q1):
+                            for a in range(z0, z1, d[0]):
+                                for i in range(r0, r1, d[1]):
+                                    for j in range(q0, q1, d[2]):
                                         t += x[n, c, a, i, j]
                             y[n, c, z, r, q] = t * inv
                         else:
                             g = dy[n, c, z, r, q] * inv
-                            for a in range(z0, z1):
-                                for i in range(r0, r1):
-                                    for j in range(q0, q1):
+                            for a in range(z0, z1, d[0]):
+                                for i in range(r0, r1, d[1]):
+                                    for j in range(q0, q1, d[2]):
                                         dx[n, c, a, i, j] += g

@@ -31,7 +31,8 @@ SEQUENCE_BN = '''class SequenceBatchNorm(nn.Module):
 class BatchNorm(Layer):
     category = "normalization"
     doc = ("Normalises each channel with batch statistics while training and running statistics at evaluation: "
-           "features of (F,), channels of (C, H, W), features of a (T, F) sequence over batch and valid steps.")
+           "features of (F,), channels of (C, H, W) and (C, D, H, W), features of a (T, F) sequence over batch and "
+           "valid steps.")
     hparams = (
         HP("momentum", "float", 0.1, min=0.0, max=1.0,
            doc="Running stat update r ← (1 − momentum)·r + momentum·batch stat (PyTorch's convention)"),
@@ -40,7 +41,8 @@ class BatchNorm(Layer):
     fused = None
 
     def compute_output_shape(self, in_shapes):
-        self._expect_rank(in_shapes[0], (1, 2, 3), "features (F,), a sequence (T, F) or an image (C, H, W)")
+        self._expect_rank(in_shapes[0], (1, 2, 3, 4), "features (F,), a sequence (T, F), an image (C, H, W) or a "
+                          "volume (C, D, H, W)")
         return in_shapes[0]
 
     def params(self, in_shapes):
@@ -139,7 +141,7 @@ class BatchNorm(Layer):
             return Emitted(f"SequenceBatchNorm({s[-1]}{opts})", {k: f"bn.{v}" for k, v in names.items()},
                            extra={f"bn.{k}": v for k, v in count.items()}, helpers=("SequenceBatchNorm",),
                            sources={"SequenceBatchNorm": SEQUENCE_BN}, call="{self}({x0}, {mask})", uses_mask=True)
-        cls = "nn.BatchNorm2d" if len(s) == 3 else "nn.BatchNorm1d"                     # channels are axis 1 in both
+        cls = {3: "nn.BatchNorm2d", 4: "nn.BatchNorm3d"}.get(len(s), "nn.BatchNorm1d")   # channels are axis 1 in all
         return Emitted(f"{cls}({s[0]}{opts})", names, extra=count)
 
     def torch_reference(self, xs, p, torch):
@@ -153,7 +155,8 @@ class BatchNorm(Layer):
 
     @classmethod
     def samples(cls):
-        return [({}, [(3,)]), ({}, [(3, 4)]), ({"momentum": 0.3}, [(2, 3, 4)]), ({"eps": 1e-3}, [(3, 2, 5)])]
+        return [({}, [(3,)]), ({}, [(3, 4)]), ({"momentum": 0.3}, [(2, 3, 4)]), ({"eps": 1e-3}, [(3, 2, 5)]),
+                ({}, [(2, 3, 2, 2)])]
 
 
 # ---- layer normalisation (per step, over the last axis) ----

@@ -1,4 +1,5 @@
-"""Upsample2D (nearest, bilinear as PyTorch with align_corners=False) and ZeroPad on channels-first data."""
+"""Upsample2D (nearest, bilinear as PyTorch with align_corners=False) and ZeroPad (constant, reflect, edge, wrap)
+on channels-first data."""
 from fractions import Fraction
 
 import numpy as np
@@ -106,12 +107,29 @@ class Upsample2D(Layer):
                 ({"mode": "bilinear", "scale": (3, 2)}, [(1, 4, 2)])]
 
 
+PAD_MODES = ("constant", "reflect", "edge", "wrap")
+TORCH_PAD = {"constant": "Constant", "reflect": "Reflection", "edge": "Replication", "wrap": "Circular"}
+
+
+def pad_index(n, b, e, mode):
+    """(b + n + e,) input position each output position copies along one axis: reflect (no edge repeat), edge, wrap."""
+    j = np.arange(-b, n + e)
+    if mode == "reflect":
+        j = np.abs(j)
+        return np.where(j > n - 1, 2 * (n - 1) - j, j)
+    return np.clip(j, 0, n - 1) if mode == "edge" else j % n
+
+
 @register
 class ZeroPad(Layer):
     category = "reshape"
-    doc = "Adds zeros around (C, L) signals or (C, H, W) images: L + P_left + P_right, H + P_top + P_bottom, …"
+    doc = ("Pads (C, L) signals or (C, H, W) images: L + P_left + P_right, H + P_top + P_bottom, …; with zeros or a "
+           "fill value (constant), the mirror image without the edge (reflect), the edge value (edge) or the other end (wrap).")
     hparams = (HP("pad", "ints", (1,), min=0, max=255,
-                  doc="P on every side; (P_left, P_right) for (C, L); (P_h, P_w) or (top, bottom, left, right) for (C, H, W)"),)
+                  doc="P on every side; (P_left, P_right) for (C, L); (P_h, P_w) or (top, bottom, left, right) for (C, H, W)"),
+               HP("mode", "choice", "constant", choices=PAD_MODES,
+                  doc="constant (the fill value), reflect (x₁ x₀ | x₀ x₁ …), edge (x₀ x₀ | x₀ …), wrap (… x_{n−1} | x₀ …)"),
+               HP("value", "float", 0.0, doc="Fill value of constant padding"))
     fused = None
 
     def sides(self, rank):
@@ -134,7 +152,13 @@ class ZeroPad(Layer):
             if len(s) == 1:
                 spatial_input(self, in_shapes)                                 # an image's Reshape fix
             raise ShapeError(f"{self.where} needs channels first, (C, L) or (C, H, W), but got {fmt(s)}")
-        return (s[0],) + tuple(n + a + b for n, (a, b) in zip(s[1:], self.sides(len(s) - 1)))
+        sides, mode = self.sides(len(s) - 1), self.config["mode"]
+        most = {"reflect": lambda n: n - 1, "wrap": lambda n: n}.get(mode)
+        for a, n, (b, e) in zip(("L",) if len(s) == 2 else ("H", "W"), s[1:], sides):
+            if most and max(b, e) > most(n):
+                raise ShapeError(f"{self.where}: {mode} padding of {max(b, e)} on a {a} of {n} reaches past the other "
+                                 f"side; at most {most(n)} ({a} − 1 for reflect, {a} for wrap)")
+        return (s[0],) + tuple(n + a + b for n, (a, b) in zip(s[1:], sides))
 
     def formulas(self, in_shapes):
         s, out = in_shapes[0], self.compute_output_shape(in_shapes)
@@ -148,12 +172,29 @@ class ZeroPad(Layer):
         sides = self.sides(len(self.in_shapes[0]) - 1)
         return a[(slice(None), slice(None)) + tuple(slice(p, p + n) for (p, _), n in zip(sides, self.in_shapes[0][1:]))]
 
+    def _index(self):
+        """Per spatial axis, the input position each output position copies (modes other than constant)."""
+        sides, mode = self.sides(len(self.in_shapes[0]) - 1), self.config["mode"]
+        return [pad_index(n, b, e, mode) for n, (b, e) in zip(self.in_shapes[0][1:], sides)]
+
     def forward(self, x, training=False):
-        y = np.zeros((len(x),) + self.out_shape, x.dtype)
+        if self.config["mode"] != "constant":
+            for ax, idx in enumerate(self._index(), start=2):
+                x = np.take(x, idx, axis=ax)                                   # (B, C, …, n + b + e, …)
+            return np.ascontiguousarray(x)
+        y = np.full((len(x),) + self.out_shape, self.config["value"], x.dtype)
         self._inner(y)[...] = x
         return y
 
     def backward(self, dy):
+        if self.config["mode"] != "constant":
+            g, shape = dy, list(dy.shape)
+            for ax, (idx, n) in reversed(list(enumerate(zip(self._index(), self.in_shapes[0][1:]), start=2))):
+                shape[ax] = n
+                d = np.zeros(shape, dy.dtype)
+                np.add.at(d, (slice(None),) * ax + (idx,), g)                  # each copy's gradient back to its source
+                g = d
+            return (g,)
         dx = k.scratch(self, "dx", (len(dy),) + self.in_shapes[0], dy.dtype)
         dx[...] = self._inner(dy)
         return (dx,)
@@ -163,19 +204,34 @@ class ZeroPad(Layer):
         return tuple(v for side in reversed(self.sides(len(self.in_shapes[0]) - 1)) for v in side)
 
     def to_onnx(self, ctx, ins):
+        mode, n = self.config["mode"], self.name
+        if mode == "wrap":                                                     # Pad's wrap needs opset 19: gathers
+            x = ins[0]
+            for ax, idx in enumerate(self._index(), start=2):
+                x = ctx.op("Gather", [x, ctx.const(f"{n}/index{ax}", idx, np.int64)], n if ax == len(self.in_shapes[0])
+                           else f"{n}/axis{ax}", axis=ax)
+            return x
         sides = self.sides(len(self.in_shapes[0]) - 1)
         pads = [0, 0] + [a for a, _ in sides] + [0, 0] + [b for _, b in sides]        # begins of every axis, then ends
-        return ctx.op("Pad", [ins[0], ctx.const(f"{self.name}/pads", pads, np.int64)], self.name, mode="constant")
+        fill = [ctx.const(f"{n}/value", self.config["value"])] if mode == "constant" and self.config["value"] else []
+        return ctx.op("Pad", [ins[0], ctx.const(f"{n}/pads", pads, np.int64)] + fill, n, mode=mode)
 
     def to_torch(self):
         from ..torch_export.emitters import Emitted
-        r = len(self.in_shapes[0]) - 1
-        return Emitted(f"nn.ConstantPad{r}d({self._flat()}, 0.0)")
+        r, mode = len(self.in_shapes[0]) - 1, self.config["mode"]
+        value = f", {self.config['value']!r}" if mode == "constant" else ""
+        return Emitted(f"nn.{TORCH_PAD[mode]}Pad{r}d({self._flat()}{value})")
 
     def torch_reference(self, xs, p, torch):
-        return torch.nn.functional.pad(xs[0], self._flat())
+        mode = {"edge": "replicate", "wrap": "circular"}.get(self.config["mode"], self.config["mode"])
+        if mode == "constant":
+            return torch.nn.functional.pad(xs[0], self._flat(), value=self.config["value"])
+        return torch.nn.functional.pad(xs[0], self._flat(), mode=mode)
 
     @classmethod
     def samples(cls):
         return [({}, [(2, 5)]), ({"pad": (2, 0)}, [(1, 4)]), ({}, [(2, 3, 4)]), ({"pad": (1, 2)}, [(1, 3, 3)]),
-                ({"pad": (0, 1, 2, 3)}, [(2, 2, 3)])]
+                ({"pad": (0, 1, 2, 3)}, [(2, 2, 3)]), ({"pad": (1, 2), "value": -1.5}, [(2, 3, 4)]),
+                ({"pad": (2, 1), "mode": "reflect"}, [(2, 4)]), ({"pad": (1, 2, 0, 3), "mode": "reflect"}, [(2, 3, 4)]),
+                ({"pad": (2, 0), "mode": "edge"}, [(1, 3)]), ({"pad": (2, 1, 1, 2), "mode": "edge"}, [(2, 3, 4)]),
+                ({"pad": (3, 1), "mode": "wrap"}, [(2, 3)]), ({"pad": (0, 2, 3, 1), "mode": "wrap"}, [(1, 3, 4)])]
