@@ -101,8 +101,8 @@ def _conv_t(c, node):
     w = {"W": W}
     if len(node.input) > 2 and node.input[2]:
         w["b"] = c.const(node, 2, "bias")
-    cfg = {"filters": int(W.shape[1]) * g, "kernel_size": list(W.shape[2:]), "stride": list(a.get("strides", [1] * rank)),
-           "pad": _sym_pads(a, rank), "output_padding": list(a.get("output_padding", [0] * rank)),
+    cfg = {"filters": int(W.shape[1]) * g, "kernel_size": list(W.shape[2:]),
+           "stride": list(a.get("strides", [1] * rank)), "pad": _sym_pads(a, rank), "output_padding": list(a.get("output_padding", [0] * rank)),
            "dilation": list(a.get("dilations", [1] * rank)), "groups": g, "use_bias": "b" in w}
     c.add(node, CONV_T[rank], _signal(cfg, rank), [c.full(x)], **w)
 

@@ -23,7 +23,8 @@ def scatter(x, W, b, s, p, op, d, g):
         grp = c // (C // g)
         for k in product(*map(range, K)):
             at = tuple(ii * ss + kk * dd for ii, ss, kk, dd in zip(i, s, k, d))
-            y[(slice(None), slice(grp * Og, (grp + 1) * Og)) + at] += x[(slice(None), c) + i][:, None] * W[(c, slice(None)) + k]
+            xi = x[(slice(None), c) + i]                            # (B,)
+            y[(slice(None), slice(grp * Og, (grp + 1) * Og)) + at] += xi[:, None] * W[(c, slice(None)) + k]
     crop = tuple(slice(pp, f - pp) for pp, f in zip(p, full))
     y = y[(slice(None), slice(None)) + crop]
     return y if b is None else y + b.reshape((-1,) + (1,) * len(sp))
@@ -85,13 +86,15 @@ def test_formulas_with_the_nodes_numbers():
     assert f["params"] == "C_in·(C_out/g)·K_d·K_h·K_w + C_out = 2·(4/2)·2·3·2 + 4 = 52"
     assert f["macs"] == "C_in·D·H·W·(C_out/g)·K_d·K_h·K_w = 2·3·4·5·(4/2)·2·3·2 = 2,880"
     f = create("ConvTranspose1D", "t", {"filters": 3, "kernel_size": [4], "stride": [2], "pad": [1]}).formulas([(8, 5)])
-    assert f["shape"] == "L_out = (L − 1)·S − 2P + d·(K − 1) + P_out + 1 = (8 − 1)·2 − 2·1 + 1·(4 − 1) + 0 + 1 = 16 → (16, 3)"
+    assert f["shape"] == ("L_out = (L − 1)·S − 2P + d·(K − 1) + P_out + 1 = (8 − 1)·2 − 2·1 + 1·(4 − 1) + 0 + 1 = 16"
+                          " → (16, 3)")
     assert f["params"] == "C_in·C_out·K + C_out = 5·3·4 + 3 = 63"
 
 
 def test_bad_shapes_name_the_fix():
     with pytest.raises(ShapeError, match="must be smaller than the stride S = 2"):
-        create("ConvTranspose3D", "t", {"stride": [2], "output_padding": [0, 2, 0]}).compute_output_shape([(1, 2, 2, 2)])
+        layer = create("ConvTranspose3D", "t", {"stride": [2], "output_padding": [0, 2, 0]})
+        layer.compute_output_shape([(1, 2, 2, 2)])
     with pytest.raises(ShapeError, match="needs a volume") as e:
         create("ConvTranspose3D", "t", {}).compute_output_shape([(2, 3, 4)])
     assert e.value.fix.config == (("shape", (1, 2, 3, 4)),)
@@ -168,3 +171,23 @@ def test_onnx_conv_transpose_imports(x_shape, w_shape, attrs, tmp_path):
     assert _types(m) == [f"ConvTranspose{rank}D"]
     cfg = m.graph.nodes[list(m.graph.nodes)[1]].config
     assert cfg.get("layout", "signal") == "signal" and cfg["filters"] == w_shape[1] * attrs.get("group", 1)
+
+
+def test_onnx_coverage_maps_1d_and_3d_transposed_convolution():
+    import importlib.util
+    from pathlib import Path
+
+    from onnx import TensorProto, helper
+    tool = Path(__file__).parents[1] / "tools" / "onnx_coverage.py"
+    spec = importlib.util.spec_from_file_location("onnx_coverage", tool)
+    cov = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cov)
+    for x, w, y, t in [((1, 1, 3), (1, 2, 3), (1, 2, 5), "ConvTranspose1D"),
+                       ((1, 1, 3, 4, 5), (1, 2, 3, 3, 3), (1, 2, 5, 6, 7), "ConvTranspose3D")]:
+        ins = [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x)),
+               helper.make_tensor_value_info("W", TensorProto.FLOAT, list(w))]
+        r = len(x) - 2
+        node = helper.make_node("ConvTranspose", ["x", "W"], ["y"], strides=[2] * r, output_padding=[1] * r, group=1)
+        g = helper.make_graph([node], "g", ins, [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(y))])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        assert cov.classify(m) == ("layer", [], [t])

@@ -25,7 +25,8 @@ def ct_hparams(rank):
         HP("stride", "ints", (2,), min=1, max=255, doc=K.replace("K", "S") + ": each input value spreads S apart"),
         HP("pad", "ints", (0,), min=0, max=255, doc="P cropped from each side of the output along each axis"),
         HP("output_padding", "ints", (0,), min=0, max=255,
-           doc="P_out extra outputs at the end of each axis (picks among the sizes a strided convolution maps back from)"),
+           doc="P_out extra outputs at the end of each axis (picks among the sizes a strided convolution maps "
+               "back from)"),
         HP("dilation", "ints", (1,), min=1, max=255, doc="d: kernel taps d apart"),
         HP("groups", "int", 1, min=1, max=4096, doc="g: channels split into g independent groups"),
         HP("use_bias", "bool", True, doc="Add a learned bias per output channel"),
@@ -125,7 +126,7 @@ class ConvTransposeND(Layer):
         full = [(n - 1) * s + d * (kk - 1) + 1 + op for n, s, d, kk, op in zip(sp, self.s, self.dil, self.k, self.opad)]
         self.full = one + tuple(full)                                          # (D_full, H_full, W_full) before cropping
         self.geo = tuple(one + t for t in (self.k, self.s, self.dil))
-        self.o3 = one + sp                                                     # the input is the equivalent conv's output
+        self.o3 = one + sp                                                     # the input: the equivalent conv's output
         self.out3 = one + out                                                  # (D_out, H_out, W_out)
 
     def _crop(self, a):
@@ -218,7 +219,8 @@ class ConvTransposeND(Layer):
 
     def to_torch(self):
         from ..torch_export.emitters import Emitted
-        return Emitted(f"nn.ConvTranspose{self.rank}d({self._torch_args()})", {"W": "weight", "b": "bias"})  # (C_in, C_out/g, *K)
+        return Emitted(f"nn.ConvTranspose{self.rank}d({self._torch_args()})",
+                       {"W": "weight", "b": "bias"})                           # (C_in, C_out/g, *K)
 
     def torch_reference(self, xs, p, torch):
         f = getattr(torch.nn.functional, f"conv_transpose{self.rank}d")
@@ -284,9 +286,10 @@ class ConvTranspose3D(ConvTransposeND):
     def samples(cls):
         return [
             ({"filters": 2}, [(2, 2, 3, 2)]),
-            ({"filters": 2, "kernel_size": (3, 2, 3), "stride": (2, 1, 2), "pad": (1, 0, 1), "output_padding": (1, 0, 0),
-              "use_bias": False}, [(1, 2, 3, 2)]),
-            ({"filters": 4, "kernel_size": (2,), "stride": (1, 2, 1), "groups": 2, "dilation": (2, 1, 1)}, [(2, 2, 2, 3)]),
+            ({"filters": 2, "kernel_size": (3, 2, 3), "stride": (2, 1, 2), "pad": (1, 0, 1),
+              "output_padding": (1, 0, 0), "use_bias": False}, [(1, 2, 3, 2)]),
+            ({"filters": 4, "kernel_size": (2,), "stride": (1, 2, 1), "groups": 2, "dilation": (2, 1, 1)},
+             [(2, 2, 2, 3)]),
             ({"filters": 2, "kernel_size": (2, 3, 2), "stride": (3, 1, 2), "dilation": (2, 1, 3), "pad": (1, 1, 0),
               "output_padding": (1, 0, 1)}, [(1, 2, 3, 2)]),
         ]
