@@ -41,7 +41,6 @@ class ConvTransposeND(Layer):
 
     category = "convolution"
     rank = 2
-    fused = None
     SUB = 128 << 10
 
     def __init__(self, name="", **config):
@@ -231,6 +230,7 @@ class ConvTransposeND(Layer):
 class ConvTranspose2D(ConvTransposeND):
     doc = ("Transposed 2-D convolution (C_in, H, W) → (filters, H_out, W_out), "
            "H_out = (H − 1)·S − 2P + d·(K − 1) + P_out + 1 (K = 2, S = 2 doubles H and W); PyTorch's weight layout.")
+    fused = None          # runs on the per-layer path
     rank = 2
     hparams = ct_hparams(2)
 
@@ -249,6 +249,7 @@ class ConvTranspose2D(ConvTransposeND):
 class ConvTranspose1D(Layout1D, ConvTransposeND):
     doc = ("Transposed 1-D convolution along time: (T, F) sequences → (T_out, filters), or (C, L) signals → "
            "(filters, L_out); L_out = (L − 1)·S − 2P + d·(K − 1) + P_out + 1 (K = 2, S = 2 doubles L).")
+    fused = None          # runs on the per-layer path
     rank = 1
     hparams = ct_hparams(1) + (LAYOUT,)
 
@@ -279,6 +280,7 @@ class ConvTranspose1D(Layout1D, ConvTransposeND):
 class ConvTranspose3D(ConvTransposeND):
     doc = ("Transposed 3-D convolution (C_in, D, H, W) → (filters, D_out, H_out, W_out), each axis "
            "(n − 1)·S − 2P + d·(K − 1) + P_out + 1 (K = 2, S = 2 doubles D, H and W); PyTorch's weight layout.")
+    fused = None          # runs on the per-layer path
     rank = 3
     hparams = ct_hparams(3)
 
