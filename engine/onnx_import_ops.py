@@ -5,6 +5,7 @@ import numpy as np
 from .onnx_import import Unsupported, _attrs, handles
 
 CONV = {1: "Conv1D", 2: "Conv2D", 3: "Conv3D"}
+CONV_T = {1: "ConvTranspose1D", 2: "ConvTranspose2D", 3: "ConvTranspose3D"}
 POOL = {"MaxPool": {1: "MaxPool1D", 2: "MaxPool2D", 3: "MaxPool3D"},
         "AveragePool": {1: "AveragePool1D", 2: "AveragePool2D", 3: "AveragePool3D"}}
 
@@ -89,20 +90,21 @@ def _conv(c, node):
 @handles("ConvTranspose")
 def _conv_t(c, node):
     a = _attrs(node)
-    W = c.const(node, 1, "weight")                                    # (C_in, C_out/g, K_h, K_w), as ours
+    W = c.const(node, 1, "weight")                                    # (C_in, C_out/g, *K), as ours
     (x,) = c.data(node)
-    if W.ndim != 4:
-        raise Unsupported(f"only 2-D transposed convolution maps to ConvTranspose2D (weight of rank {W.ndim})")
+    rank = W.ndim - 2
+    if rank not in CONV_T:
+        raise Unsupported(f"{rank}-D transposed convolution")
     if "output_shape" in a:
         raise Unsupported("output_shape is not supported; export with pads and output_padding")
     g = int(a.get("group", 1))
     w = {"W": W}
     if len(node.input) > 2 and node.input[2]:
         w["b"] = c.const(node, 2, "bias")
-    cfg = {"filters": int(W.shape[1]) * g, "kernel_size": list(W.shape[2:]), "stride": list(a.get("strides", [1, 1])),
-           "pad": _sym_pads(a, 2), "output_padding": list(a.get("output_padding", [0, 0])),
-           "dilation": list(a.get("dilations", [1, 1])), "groups": g, "use_bias": "b" in w}
-    c.add(node, "ConvTranspose2D", cfg, [c.full(x)], **w)
+    cfg = {"filters": int(W.shape[1]) * g, "kernel_size": list(W.shape[2:]),
+           "stride": list(a.get("strides", [1] * rank)), "pad": _sym_pads(a, rank), "output_padding": list(a.get("output_padding", [0] * rank)),
+           "dilation": list(a.get("dilations", [1] * rank)), "groups": g, "use_bias": "b" in w}
+    c.add(node, CONV_T[rank], _signal(cfg, rank), [c.full(x)], **w)
 
 
 # ---- pooling ----

@@ -46,7 +46,8 @@ def formulas_html():
     """Help ▸ Formulas: every number the app shows and how it is computed, in general form."""
     rows = [("Output shape", "Dense: (…, F_in) → (…, units).  Conv2D: H_out = ⌊(H + 2P − K)/S⌋ + 1, the same for W; "
              "with dilation d: ⌊(H + 2P − d·(K − 1) − 1)/S⌋ + 1 (Conv1D on L, Conv3D on D, H, W).  "
-             "ConvTranspose2D: H_out = (H − 1)·S − 2P + d·(K − 1) + P_out + 1.  "
+             "ConvTranspose2D: H_out = (H − 1)·S − 2P + d·(K − 1) + P_out + 1 (ConvTranspose1D on L, ConvTranspose3D on "
+             "D, H, W).  "
              "Pooling: H_out = ⌊(H + 2P − d·(K − 1) − 1)/S⌋ + 1 (⌈⌉ in ceil mode).  Flatten: C·H·W values in one axis."),
             ("Parameters", "Dense: F_in·units + units.  Conv2D: C_out·C_in·K_h·K_w + C_out; with g groups "
              "C_out·(C_in/g)·K_h·K_w + C_out.  BatchNorm: 2·C "

@@ -130,8 +130,9 @@ def test_sequence_and_signal_layouts_are_transposes():
 
 
 # ---- read-only input (memory-mapped data): the same outputs and gradients, nothing written into it ----
-FAMILY = ("Conv1D", "Conv2D", "Conv3D", "ConvTranspose2D", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AveragePool1D",
-          "AveragePool2D", "AveragePool3D", "GlobalMaxPool", "GlobalAveragePool", "Upsample2D", "ZeroPad")
+FAMILY = ("Conv1D", "Conv2D", "Conv3D", "ConvTranspose1D", "ConvTranspose2D", "ConvTranspose3D", "MaxPool1D",
+          "MaxPool2D", "MaxPool3D", "AveragePool1D", "AveragePool2D", "AveragePool3D", "GlobalMaxPool",
+          "GlobalAveragePool", "Upsample2D", "ZeroPad")
 
 
 @pytest.mark.parametrize("type", FAMILY)
@@ -243,7 +244,8 @@ def test_new_layers_sit_under_their_family_in_the_palette(qtbot, tmp_path):
     groups = {tree.topLevelItem(i).text(0): [tree.topLevelItem(i).child(j).text(0)
                                              for j in range(tree.topLevelItem(i).childCount())]
               for i in range(tree.topLevelItemCount())}
-    assert {"Conv1D", "Conv2D", "Conv3D", "ConvTranspose2D"} <= set(groups["Convolution"])
+    assert {"Conv1D", "Conv2D", "Conv3D", "ConvTranspose1D", "ConvTranspose2D", "ConvTranspose3D"} <= set(
+        groups["Convolution"])
     assert {"MaxPool1D", "AveragePool1D", "MaxPool3D", "AveragePool3D", "GlobalMaxPool"} <= set(groups["Pooling"])
     assert {"Upsample2D", "ZeroPad"} <= set(groups["Reshape"])
     tree.resize(260, 900)
@@ -274,6 +276,7 @@ def test_examples_analyse_and_export_to_onnx_like_predict(name):
 
 def test_every_new_type_is_registered_under_a_family():
     new = {"Conv1D": "convolution", "Conv3D": "convolution", "ConvTranspose2D": "convolution",
+           "ConvTranspose1D": "convolution", "ConvTranspose3D": "convolution",
            "MaxPool1D": "pooling", "AveragePool1D": "pooling", "MaxPool3D": "pooling", "AveragePool3D": "pooling",
            "GlobalMaxPool": "pooling", "Upsample2D": "reshape", "ZeroPad": "reshape"}
     assert {t: REGISTRY[t].category for t in new} == new

@@ -1,4 +1,5 @@
-"""ConvTranspose2D (the gradient of a convolution with respect to its input, run forward: learned upsampling)."""
+"""ConvTranspose1D, 2D and 3D (the gradient of a convolution with respect to its input, run forward: learned
+upsampling), one implementation on the rank-3 kernels with size-1 axes for 1-D and 2-D data."""
 from fractions import Fraction
 from math import gcd, prod
 
@@ -11,44 +12,60 @@ from ..initializers import INITS
 from . import conv_kernels as k
 from . import convnd_kernels as nd
 from .base import Fix, Layer, Param, fmt, register
-from .conv import ints, spatial_input
+from .conv1d import LAYOUT, Layout1D
+from .conv_shapes import AXES, ints, spatial_input
 
 
-@register
-class ConvTranspose2D(Layer):
-    category = "convolution"
-    doc = ("Transposed 2-D convolution (C_in, H, W) → (filters, H_out, W_out), "
-           "H_out = (H − 1)·S − 2P + d·(K − 1) + P_out + 1 (K = 2, S = 2 doubles H and W); PyTorch's weight layout.")
-    hparams = (
+def ct_hparams(rank):
+    """The hyperparameters of a rank-`rank` transposed convolution."""
+    K = {1: "K", 2: "K or K_h, K_w", 3: "K or K_d, K_h, K_w"}[rank]
+    return (
         HP("filters", "int", 8, min=1, max=4096, doc="Output channels C_out"),
-        HP("kernel_size", "ints", (2,), min=1, max=255, doc="K or K_h, K_w"),
-        HP("stride", "ints", (2,), min=1, max=255, doc="S or S_h, S_w: each input value spreads S apart"),
-        HP("pad", "ints", (0,), min=0, max=255, doc="P rows and columns cropped from each side of the output"),
+        HP("kernel_size", "ints", (2,), min=1, max=255, doc=K),
+        HP("stride", "ints", (2,), min=1, max=255, doc=K.replace("K", "S") + ": each input value spreads S apart"),
+        HP("pad", "ints", (0,), min=0, max=255, doc="P cropped from each side of the output along each axis"),
         HP("output_padding", "ints", (0,), min=0, max=255,
-           doc="P_out extra rows/columns at the bottom/right (picks among the sizes a strided convolution maps back from)"),
+           doc="P_out extra outputs at the end of each axis (picks among the sizes a strided convolution maps "
+               "back from)"),
         HP("dilation", "ints", (1,), min=1, max=255, doc="d: kernel taps d apart"),
         HP("groups", "int", 1, min=1, max=4096, doc="g: channels split into g independent groups"),
         HP("use_bias", "bool", True, doc="Add a learned bias per output channel"),
         HP("init", "choice", "he_uniform", choices=INITS,
-           doc="Weight initialisation (fans counted as PyTorch does for (C_in, C_out/g, K_h, K_w))"),
+           doc="Weight initialisation (fans counted as PyTorch does for (C_in, C_out/g, *K))"),
     )
-    fused = None
+
+
+class ConvTransposeND(Layer):
+    """Transposed convolution of rank `rank` on (C_in, *spatial) (PyTorch's weight layout (C_in, C_out/g, *K));
+    subclasses set rank and may map their input to channels-first (channels_first / arrange)."""
+
+    category = "convolution"
+    rank = 2
     SUB = 128 << 10
 
     def __init__(self, name="", **config):
         super().__init__(name, **config)
-        self.k, self.s, self.dil = ints(self, "kernel_size", 2), ints(self, "stride", 2), ints(self, "dilation", 2)
-        self.pads, self.opad = ints(self, "pad", 2), ints(self, "output_padding", 2)
+        r = self.rank
+        self.k, self.s, self.dil = ints(self, "kernel_size", r), ints(self, "stride", r), ints(self, "dilation", r)
+        self.pads, self.opad = ints(self, "pad", r), ints(self, "output_padding", r)
+
+    def channels_first(self, shape):
+        """(C, *spatial) of the input (a subclass may transpose a sequence)."""
+        return spatial_input(self, [shape], self.rank)
+
+    def arrange(self, shape):
+        """The output shape from channels-first (C_out, *spatial)."""
+        return tuple(shape)
 
     def _out(self, in_shape):
-        c, h, w = spatial_input(self, [in_shape])
+        c, *sp = self.channels_first(in_shape)
         g, o = self.config["groups"], self.config["filters"]
         if c % g or o % g:
             ok = max(v for v in range(1, g + 1) if c % v == 0 and o % v == 0)
             raise ShapeError(f"{self.where}: groups g = {g} must divide both C_in = {c} and C_out = {o}: set groups to "
                              f"{ok}", fix=Fix("set", f"set groups to {ok}", config=(("groups", ok),)))
         out = []
-        for a, n, kk, s, p, op, d in zip("HW", (h, w), self.k, self.s, self.pads, self.opad, self.dil):
+        for a, n, kk, s, p, op, d in zip(AXES[self.rank], sp, self.k, self.s, self.pads, self.opad, self.dil):
             if op >= max(s, d):
                 raise ShapeError(f"{self.where}: output_padding P_out = {op} must be smaller than the stride S = {s} "
                                  f"or the dilation d = {d}: set output_padding to 0",
@@ -59,21 +76,21 @@ class ConvTranspose2D(Layer):
                                  f"2·{p} + {d}·({kk} − 1) + {op} + 1 = {m} is empty: the padding P crops everything; "
                                  f"set pad to 0", fix=Fix("set", "set pad to 0", config=(("pad", (0,)),)))
             out.append(m)
-        return c, (h, w), tuple(out)
+        return c, tuple(sp), tuple(out)
 
     def compute_output_shape(self, in_shapes):
-        return (self.config["filters"],) + self._out(in_shapes[0])[2]
+        return self.arrange((self.config["filters"],) + self._out(in_shapes[0])[2])
 
     def params(self, in_shapes):
-        c, o = in_shapes[0][0], self.config["filters"]
-        ps = {"W": Param((c, o // self.config["groups"]) + self.k, self.config["init"], decay=True)}  # (C_in, C_out/g, K_h, K_w)
+        c, o = self.channels_first(in_shapes[0])[0], self.config["filters"]
+        ps = {"W": Param((c, o // self.config["groups"]) + self.k, self.config["init"], decay=True)}  # (C_in, C_out/g, *K)
         if self.config["use_bias"]:
             ps["b"] = Param((o,), "zeros")
         return ps
 
     def macs(self, in_shapes):
-        c, hw, _ = self._out(in_shapes[0])
-        return c * prod(hw) * self.config["filters"] // self.config["groups"] * prod(self.k)   # C_in·H·W·C_out/g·K_h·K_w
+        c, sp, _ = self._out(in_shapes[0])
+        return c * prod(sp) * self.config["filters"] // self.config["groups"] * prod(self.k)   # C_in·P_in·C_out/g·K
 
     def kernel_stride(self):
         """E = ⌊(K − 1)·c/S⌋·d/c + 1 inputs (c = gcd(d, S): the taps landing on whole input positions), step 1/S."""
@@ -85,31 +102,36 @@ class ConvTranspose2D(Layer):
         return tuple(ext), tuple(Fraction(1, s) for s in self.s), tuple(why)
 
     def formulas(self, in_shapes):
-        c, hw, out = self._out(in_shapes[0])
-        o, g = self.config["filters"], self.config["groups"]
+        c, sp, out = self._out(in_shapes[0])
+        o, g, axes = self.config["filters"], self.config["groups"], AXES[self.rank]
         shape = "; ".join(f"{a}_out = ({a} − 1)·S − 2P + d·(K − 1) + P_out + 1 = ({n} − 1)·{s} − 2·{p} + {d}·({kk} − 1)"
                           f" + {op} + 1 = {m}" for a, n, s, p, d, kk, op, m in
-                          zip("HW", hw, self.s, self.pads, self.dil, self.k, self.opad, out))
+                          zip(axes, sp, self.s, self.pads, self.dil, self.k, self.opad, out))
         co, con = ("C_out", f"{o}") if g == 1 else ("(C_out/g)", f"({o}/{g})")
+        K = "K" if self.rank == 1 else "·".join(f"K_{a.lower()}" for a in axes)
         kn, n = "·".join(map(str, self.k)), c * o // g * prod(self.k)
-        params = f"C_in·{co}·K_h·K_w = {c}·{con}·{kn} = {n:,}"
+        params = f"C_in·{co}·{K} = {c}·{con}·{kn} = {n:,}"
         if self.config["use_bias"]:
-            params = f"C_in·{co}·K_h·K_w + C_out = {c}·{con}·{kn} + {o} = {n + o:,}"
-        macs = f"C_in·H·W·{co}·K_h·K_w = {c}·{hw[0]}·{hw[1]}·{con}·{kn} = {self.macs(in_shapes):,}"
-        return {"shape": f"{shape} → {fmt((o,) + out)}", "params": params, "macs": macs}
+            params = f"C_in·{co}·{K} + C_out = {c}·{con}·{kn} + {o} = {n + o:,}"
+        macs = (f"C_in·{'·'.join(axes)}·{co}·{K} = {c}·{'·'.join(map(str, sp))}·{con}·{kn} = "
+                f"{self.macs(in_shapes):,}")
+        return {"shape": f"{shape} → {fmt(self.arrange((o,) + out))}", "params": params, "macs": macs}
 
-    # ---- compute: the forward is a convolution's input gradient, the backward a convolution ----
+    # ---- compute on (B, C, D, H, W): the forward is a convolution's input gradient, the backward a convolution ----
     def build(self, in_shapes):
         super().build(in_shapes)
-        c, (h, w), _ = self._out(self.in_shapes[0])
-        full = [(n - 1) * s + d * (kk - 1) + 1 + op for n, s, d, kk, op in zip((h, w), self.s, self.dil, self.k, self.opad)]
-        self.full = (1,) + tuple(full)                                         # (1, H_full, W_full) before cropping
-        self.geo = ((1,) + self.k, (1,) + self.s, (1,) + self.dil)
-        self.o3 = (1, h, w)                                                    # the input is the equivalent conv's output
+        _, sp, out = self._out(self.in_shapes[0])
+        one = (1,) * (3 - self.rank)
+        full = [(n - 1) * s + d * (kk - 1) + 1 + op for n, s, d, kk, op in zip(sp, self.s, self.dil, self.k, self.opad)]
+        self.full = one + tuple(full)                                          # (D_full, H_full, W_full) before cropping
+        self.geo = tuple(one + t for t in (self.k, self.s, self.dil))
+        self.o3 = one + sp                                                     # the input: the equivalent conv's output
+        self.out3 = one + out                                                  # (D_out, H_out, W_out)
 
     def _crop(self, a):
-        (p, q), (H, W) = self.pads, self.out_shape[1:]
-        return a[:, :, 0, p:p + H, q:q + W]
+        """The (B, C_out, D_out, H_out, W_out) view of the full output a (B, C_out, D_full, H_full, W_full)."""
+        (p, q, r), (D, H, W) = (0,) * (3 - self.rank) + self.pads, self.out3
+        return a[:, :, p:p + D, q:q + H, r:r + W]
 
     def _run(self, fn, B, per_item):
         parts = parallel.chunks(B, per_item)
@@ -117,10 +139,15 @@ class ConvTranspose2D(Layer):
         return parts
 
     def forward(self, x, training=False):
+        B = len(x)
+        return self.ct_forward(x, training).reshape((B,) + self.out_shape)
+
+    def ct_forward(self, x, training):
+        """(B, C_out, D_out, H_out, W_out) from the channels-first input x (B, C_in, *spatial)."""
         B, C = x.shape[:2]
         O, g = self.config["filters"], self.config["groups"]
-        x4 = np.ascontiguousarray(x).reshape(B, C, 1, -1)                      # (B, C_in, 1, H·W)
-        W2 = np.ascontiguousarray(self.p["W"].reshape(C, -1))                  # (C_in, C_out/g·K_h·K_w)
+        x4 = np.ascontiguousarray(x).reshape(B, C, 1, -1)                      # (B, C_in, 1, D·H·W)
+        W2 = np.ascontiguousarray(self.p["W"].reshape(C, -1))                  # (C_in, C_out/g·K)
         buf = k.scratch(self, "full", (B, O) + self.full, x.dtype)
         R, P = W2.shape[1] * g, x4.shape[3]
         self.sub = max(1, self.SUB // (R * P * x.itemsize))
@@ -131,18 +158,24 @@ class ConvTranspose2D(Layer):
             nd.gconv_bwd(x4[a:e], buf[a:e], W2, none2, none1, buf[a:e], k.scratch(self, ("col", i), (R * n,), x.dtype),
                          k.scratch(self, ("x2", i), (C * n,), x.dtype), *self.geo, self.o3, g, self.sub, False, True)
         self._run(part, B, R * P * x.itemsize)
-        y = k.scratch(self, "y", (B,) + self.out_shape, x.dtype) if training else np.empty((B,) + self.out_shape, x.dtype)
+        shape = (B, O) + self.out3
+        y = k.scratch(self, "y", shape, x.dtype) if training else np.empty(shape, x.dtype)
         y[...] = self._crop(buf)
         if "b" in self.p:
-            y += self.p["b"][:, None, None]
+            y += self.p["b"][:, None, None, None]
         self.x4 = x4
         return y
 
     def backward(self, dy):
+        dx = self.ct_backward(dy.reshape(dy.shape[:2] + self.out3))
+        return (None if dx is None else dx.reshape((len(dy),) + self.in_shapes[0]),)
+
+    def ct_backward(self, dy):
+        """dL/dx (B, C_in, 1, D·H·W) or None from dy (B, C_out, D_out, H_out, W_out); sets dW and db."""
         B, O = dy.shape[:2]
         x4, g = self.x4, self.config["groups"]
         C = x4.shape[1]
-        W2 = np.ascontiguousarray(self.p["W"].reshape(C, -1))                  # (C_in, C_out/g·K_h·K_w)
+        W2 = np.ascontiguousarray(self.p["W"].reshape(C, -1))                  # (C_in, C_out/g·K)
         Rg, P = W2.shape[1], x4.shape[3]
         dyp = k.scratch(self, "dyp", (B, O) + self.full, dy.dtype, zero=True)
         self._crop(dyp)[...] = dy                                              # the cropped border stays zero
@@ -162,33 +195,44 @@ class ConvTranspose2D(Layer):
         tot = k.chunk_sum(self, len(parts), C * Rg, dy.dtype, part)           # in chunk order: thread-independent
         self.g["W"].reshape(-1)[...] = tot
         if "b" in self.g:
-            self.g["b"][...] = dy.sum(axis=(0, 2, 3))
-        return (None if dx is None else dx.reshape((B,) + self.in_shapes[0]),)
+            self.g["b"][...] = dy.sum(axis=(0, 2, 3, 4))
+        return dx
 
-    # ---- exporters ----
+    # ---- exporters: a ConvTranspose node / nn.ConvTransposeNd of this rank (channels first) ----
     def _torch_args(self):
         from ..torch_export.emitters import _pair
-        c, o, g = self.in_shapes[0][0], self.config["filters"], self.config["groups"]
+        c, o, g, r = self.channels_first(self.in_shapes[0])[0], self.config["filters"], self.config["groups"], self.rank
         parts = [f"{c}, {o}", f"kernel_size={_pair(self.k)}"]
         parts += [f"{n}={_pair(v)}" for n, v, d in (("stride", self.s, 1), ("padding", self.pads, 0),
-                                                    ("output_padding", self.opad, 0)) if v != (d, d)]
+                                                    ("output_padding", self.opad, 0)) if v != (d,) * r]
         parts += ([f"groups={g}"] if g > 1 else []) + ([] if self.config["use_bias"] else ["bias=False"])
-        parts += [f"dilation={_pair(self.dil)}"] if self.dil != (1, 1) else []
+        parts += [f"dilation={_pair(self.dil)}"] if self.dil != (1,) * r else []
         return ", ".join(parts)
 
-    def to_onnx(self, ctx, ins):
+    def to_onnx(self, ctx, ins, out=None):
         n = self.name
         args = [ins[0], ctx.const(f"{n}/W", self.p["W"])] + ([ctx.const(f"{n}/b", self.p["b"])] if "b" in self.p else [])
-        return ctx.op("ConvTranspose", args, n, kernel_shape=list(self.k), strides=list(self.s), pads=list(self.pads) * 2,
-                      output_padding=list(self.opad), dilations=list(self.dil), group=self.config["groups"])
+        return ctx.op("ConvTranspose", args, out or n, kernel_shape=list(self.k), strides=list(self.s),
+                      pads=list(self.pads) * 2, output_padding=list(self.opad), dilations=list(self.dil),
+                      group=self.config["groups"])
 
     def to_torch(self):
         from ..torch_export.emitters import Emitted
-        return Emitted(f"nn.ConvTranspose2d({self._torch_args()})", {"W": "weight", "b": "bias"})  # (C_in, C_out/g, K_h, K_w)
+        return Emitted(f"nn.ConvTranspose{self.rank}d({self._torch_args()})",
+                       {"W": "weight", "b": "bias"})                           # (C_in, C_out/g, *K)
 
     def torch_reference(self, xs, p, torch):
-        return torch.nn.functional.conv_transpose2d(xs[0], p["W"], p.get("b"), self.s, self.pads, self.opad,
-                                                    self.config["groups"], self.dil)
+        f = getattr(torch.nn.functional, f"conv_transpose{self.rank}d")
+        return f(xs[0], p["W"], p.get("b"), self.s, self.pads, self.opad, self.config["groups"], self.dil)
+
+
+@register
+class ConvTranspose2D(ConvTransposeND):
+    doc = ("Transposed 2-D convolution (C_in, H, W) → (filters, H_out, W_out), "
+           "H_out = (H − 1)·S − 2P + d·(K − 1) + P_out + 1 (K = 2, S = 2 doubles H and W); PyTorch's weight layout.")
+    fused = None          # runs on the per-layer path
+    rank = 2
+    hparams = ct_hparams(2)
 
     @classmethod
     def samples(cls):
@@ -198,4 +242,56 @@ class ConvTranspose2D(Layer):
             ({"filters": 4, "kernel_size": (3, 2), "stride": (1, 2), "groups": 2, "use_bias": False}, [(2, 4, 3)]),
             ({"filters": 2, "kernel_size": (2, 3), "stride": (3, 1), "dilation": (2, 1), "pad": (1, 1),
               "output_padding": (1, 0)}, [(1, 3, 4)]),
+        ]
+
+
+@register
+class ConvTranspose1D(Layout1D, ConvTransposeND):
+    doc = ("Transposed 1-D convolution along time: (T, F) sequences → (T_out, filters), or (C, L) signals → "
+           "(filters, L_out); L_out = (L − 1)·S − 2P + d·(K − 1) + P_out + 1 (K = 2, S = 2 doubles L).")
+    fused = None          # runs on the per-layer path
+    rank = 1
+    hparams = ct_hparams(1) + (LAYOUT,)
+
+    def forward(self, x, training=False):
+        return self.out(self.ct_forward(self.in5(x), training))
+
+    def backward(self, dy):
+        dx = self.ct_backward(self.grad5(dy))                                  # (B, C_in, 1, L)
+        return (None if dx is None else self.grad_out(dx.reshape(dx.shape[:2] + (1, 1, -1))),)
+
+    def torch_channels_first(self, x, p, torch):
+        return ConvTransposeND.torch_reference(self, [x], p, torch)
+
+    @classmethod
+    def samples(cls):
+        return [
+            ({"filters": 3, "kernel_size": (3,), "stride": (1,), "pad": (1,)}, [(6, 2)], {"mask": True}),  # T kept
+            ({"filters": 2, "kernel_size": (3,), "stride": (2,), "pad": (1,), "output_padding": (1,)}, [(5, 3)],
+             {"mask": True}),                                                                  # T changes: mask ends
+            ({"filters": 4, "kernel_size": (2,), "groups": 2, "use_bias": False}, [(4, 4)]),
+            ({"layout": "signal", "filters": 4, "kernel_size": (3,), "stride": (3,), "groups": 2, "dilation": (2,),
+              "output_padding": (1,)}, [(4, 5)]),
+            ({"layout": "signal", "filters": 3, "kernel_size": (4,), "stride": (2,), "pad": (2,)}, [(2, 6)]),
+        ]
+
+
+@register
+class ConvTranspose3D(ConvTransposeND):
+    doc = ("Transposed 3-D convolution (C_in, D, H, W) → (filters, D_out, H_out, W_out), each axis "
+           "(n − 1)·S − 2P + d·(K − 1) + P_out + 1 (K = 2, S = 2 doubles D, H and W); PyTorch's weight layout.")
+    fused = None          # runs on the per-layer path
+    rank = 3
+    hparams = ct_hparams(3)
+
+    @classmethod
+    def samples(cls):
+        return [
+            ({"filters": 2}, [(2, 2, 3, 2)]),
+            ({"filters": 2, "kernel_size": (3, 2, 3), "stride": (2, 1, 2), "pad": (1, 0, 1),
+              "output_padding": (1, 0, 0), "use_bias": False}, [(1, 2, 3, 2)]),
+            ({"filters": 4, "kernel_size": (2,), "stride": (1, 2, 1), "groups": 2, "dilation": (2, 1, 1)},
+             [(2, 2, 2, 3)]),
+            ({"filters": 2, "kernel_size": (2, 3, 2), "stride": (3, 1, 2), "dilation": (2, 1, 3), "pad": (1, 1, 0),
+              "output_padding": (1, 0, 1)}, [(1, 2, 3, 2)]),
         ]
