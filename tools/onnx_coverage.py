@@ -87,6 +87,8 @@ def _conv(n):
     base = "ConvTranspose" if n.op == "ConvTranspose" else "Conv"
     if base == "ConvTranspose" and any(n.a("output_padding") or []):
         opts.append("output_padding")
+    if base == "ConvTranspose" and (n.a("output_shape") or str(n.a("auto_pad", "NOTSET")).startswith("SAME")):
+        opts.append("output_shape: padding from a requested output size")     # the importer refuses these
     return _need(f"{base}{d}D", *opts)
 
 
