@@ -151,7 +151,7 @@ def _prelu(n):
 def _recurrent(n):
     t = n.op
     d = n.a("direction", "forward")
-    opts = ["bidirectional" if d == "bidirectional" else None, "reverse" if d == "reverse" else None,
+    opts = ["bidirectional" if d == "bidirectional" else None, "direction" if d == "reverse" else None,
             "clip" if n.a("clip") is not None else None, "input_forget" if n.a("input_forget", 0) else None]
     acts = [a.decode() if isinstance(a, bytes) else a for a in (n.a("activations") or [])]
     default = {"RNN": ["Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}[t]
