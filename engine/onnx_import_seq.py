@@ -73,8 +73,6 @@ def _recurrent(c, node):
     relu = op == "RNN" and acts and all(s == "Relu" for s in acts)
     if acts and not relu and acts != list(ACT[op]) * dirs:
         raise Unsupported(f"activations {acts}")
-    if op == "GRU" and not a.get("linear_before_reset", 0):
-        raise Unsupported("linear_before_reset = 0: Layerboard's GRU (as PyTorch's) applies r after W_hn·h")
     opt = list(node.input) + [""] * 8
     if opt[4] and opt[4] not in c.sym:
         raise Unsupported("sequence_lens is computed from the data; Layerboard's masks come from the data's lengths")
@@ -98,6 +96,8 @@ def _recurrent(c, node):
                   "b_ih" + sfx: _ours(wb, order, h), "b_hh" + sfx: _ours(rb, order, h)})
     if op == "RNN":
         cfg["activation"] = "relu" if relu else "tanh"
+    if op == "GRU":
+        cfg["linear_before_reset"] = bool(a.get("linear_before_reset", 0))
     p = Pending(node, op, cfg, w, x, v.shape)
     for i, kind in enumerate(("Y", "Yh", "Yc")):
         if len(node.output) > i and node.output[i]:

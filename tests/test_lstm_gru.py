@@ -268,3 +268,37 @@ def test_a_non_sequence_input_offers_a_reshape(type):
         g = Graph()
         g.chain(("x", "Input", {"shape": shape}), ("rs", "Reshape", {"shape": list(seq)}), ("r", type, {"units": 4}))
         assert infer(g)["r"].shape == (4,)
+
+
+@pytest.mark.parametrize("config", [{"return_sequences": True, "learn_h0": True}, {"bidirectional": True},
+                                    {"direction": "reverse", "return_sequences": True}])
+def test_gru_linear_before_reset_0_matches_its_torch_module_on_variable_lengths(config):
+    """ONNX's GRU form (r ⊙ h before W_hn) against the exported GRUResetFirst module: outputs and every gradient."""
+    torch = pytest.importorskip("torch")
+    from engine.layers.recurrent_torch import FLIP_VALID, GRU_RESET_FIRST
+    scope = {"torch": torch, "nn": torch.nn}
+    exec(FLIP_VALID + GRU_RESET_FIRST, scope)
+    rng = np.random.default_rng(3)
+    layer = build("GRU", {"units": 3, "linear_before_reset": False, **config}, [(6, 2)])
+    x, m = rng.normal(0, 1, (5, 6, 2)), lengths_mask(LENGTHS, 6)
+    layer.in_masks = [m]
+    y = layer.forward(x, training=True)
+    u = rng.normal(0, 1, y.shape)
+    (dx,) = layer.backward(u)
+    em = layer.to_torch()
+    net = eval(em.module, scope).double()
+    with torch.no_grad():
+        for ours, theirs in em.params.items():
+            getattr(net, theirs).copy_(torch.tensor(layer.p[ours]))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = net(tx, torch.tensor(m))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    (ty * torch.tensor(u)).sum().backward()
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for ours, theirs in em.params.items():
+        np.testing.assert_allclose(layer.g[ours], getattr(net, theirs).grad.numpy(), rtol=1e-10, atol=1e-12,
+                                   err_msg=ours)
+    assert set(em.params) == set(layer.p)
+    nn_gru = build("GRU", {"units": 3, **config}, [(6, 2)])                  # the PyTorch form differs
+    nn_gru.p, nn_gru.in_masks = layer.p, [m]
+    assert not np.allclose(nn_gru.forward(x), y, atol=1e-6)

@@ -1,5 +1,5 @@
-"""ONNX recurrent nodes with direction = reverse: hand-written RNN / LSTM / GRU models imported as our layers with
-direction reverse, compared with onnxruntime on the file and on the re-export."""
+"""ONNX recurrent nodes with direction = reverse and GRU with linear_before_reset = 0: hand-written RNN / LSTM / GRU
+models imported as our layers with those options, compared with onnxruntime on the file and on the re-export."""
 import numpy as np
 import pytest
 
@@ -10,20 +10,24 @@ pytest.importorskip("onnxruntime")
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 
 
-def reverse_model(tmp_path, op, read, t=5, f=3, h=4, seed=0):
-    """x (n, T, F) → Transpose → op(direction=reverse) → Y_h[0] (read "last"), Y[:, 0] as (n, T, H) ("steps") or
-    the last step of Y ("last_step"), saved as an ONNX file."""
+def reverse_model(tmp_path, op, read, t=5, f=3, h=4, seed=0, direction="reverse", lbr=1):
+    """x (n, T, F) → Transpose → op(direction) → Y_h[0] (read "last"), Y[:, 0] as (n, T, H) ("steps"), the last step
+    of Y ("last_step") or both directions' Y_h side by side ("pair"), saved as an ONNX file."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(seed)
-    n = GATES[op]
+    n, dirs = GATES[op], 2 if direction == "bidirectional" else 1
     inits = [numpy_helper.from_array(rng.normal(0, 0.5, s).astype(np.float32), k)
-             for k, s in (("W", (1, n * h, f)), ("R", (1, n * h, h)), ("B", (1, 2 * n * h)))]
-    inits += [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in (("ax0", [0]), ("ax1", [1]), ("i", -1))]
-    attrs = {"linear_before_reset": 1} if op == "GRU" else {}
+             for k, s in (("W", (dirs, n * h, f)), ("R", (dirs, n * h, h)), ("B", (dirs, 2 * n * h)))]
+    inits += [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in (("ax0", [0]), ("ax1", [1]), ("i", -1),
+                                                                              ("pair", [0, 2 * h]))]
+    attrs = {"linear_before_reset": lbr} if op == "GRU" else {}
     nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
-             helper.make_node(op, ["xt", "W", "R", "B"], ["Y", "Yh"], hidden_size=h, direction="reverse", **attrs)]
-    if read == "last":
+             helper.make_node(op, ["xt", "W", "R", "B"], ["Y", "Yh"], hidden_size=h, direction=direction, **attrs)]
+    if read == "pair":
+        nodes += [helper.make_node("Transpose", ["Yh"], ["Yhb"], perm=[1, 0, 2]),               # (n, 2, H)
+                  helper.make_node("Reshape", ["Yhb", "pair"], ["y"])]                         # (n, 2H)
+    elif read == "last":
         nodes.append(helper.make_node("Squeeze", ["Yh", "ax0"], ["y"]))                      # (n, H)
     else:
         nodes += [helper.make_node("Squeeze", ["Y", "ax1"], ["Ys"]),                         # (T, n, H)
@@ -47,3 +51,13 @@ def test_reverse_recurrent_nodes_import_as_reverse_layers(op, read, tmp_path):
     assert layer.config["return_sequences"] == (read != "last")
     types = [v.type for v in m.graph.nodes.values()]
     assert "OnnxNode" not in types and ("TimePool" in types) == (read == "last_step")
+
+
+@pytest.mark.parametrize("direction,read", [("forward", "last"), ("forward", "steps"), ("reverse", "last"),
+                                            ("bidirectional", "pair")])
+def test_gru_with_linear_before_reset_0_imports_as_that_option(direction, read, tmp_path):
+    x = np.random.default_rng(2).normal(size=(3, 5, 3)).astype(np.float32)
+    m = check_round_trip(reverse_model(tmp_path, "GRU", read, direction=direction, lbr=0), x)
+    (layer,) = [v for v in m.graph.nodes.values() if v.type == "GRU"]
+    assert not layer.config["linear_before_reset"] and layer.config["bidirectional"] == (direction == "bidirectional")
+    assert layer.config["direction"] == ("reverse" if direction == "reverse" else "forward")

@@ -158,7 +158,7 @@ def _recurrent(n):
     if acts and acts[:len(default)] != default and not (t == "RNN" and acts[0] == "Relu"):
         opts.append("activations " + "/".join(acts))
     if t == "GRU" and not n.a("linear_before_reset", 0):
-        opts.append("linear_before_reset = 0 (PyTorch's GRU resets after the recurrent product)")
+        opts.append("linear_before_reset")
     if t == "LSTM" and len(n.inputs) > 7 and n.inputs[7]:
         opts.append("peepholes")
     return _need(t, *opts)

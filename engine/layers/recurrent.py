@@ -7,7 +7,7 @@ from .. import parallel
 from ..errors import ShapeError
 from ..hparams import HP
 from .base import Fix, Layer, Param, fmt
-from .recurrent_torch import TORCH_MODULE
+from .recurrent_torch import FLIP_VALID, TORCH_MODULE
 
 # tanh for float32 as a rational function on [−7.9053, 7.9053] (Eigen's generic_fast_tanh_float, ≤ 2 ulp);
 # libm's tanhf costs ~40× more and the time loops would spend most of their time there otherwise
@@ -356,7 +356,8 @@ class Recurrent(Layer):
                 names[k + sfx] = (f"rnn.{v}_l0{tsfx}" if isinstance(v, str) else
                                   (tuple(f"rnn.{t}_l0{tsfx}" for t in v[0]),) + tuple(v[1:]))
             names.update({s + sfx: s + tsfx for s in self.states})
-        return Emitted(f"Recurrent({rnn}{opts})", names, helpers=("Recurrent",), sources={"Recurrent": TORCH_MODULE},
+        return Emitted(f"Recurrent({rnn}{opts})", names, helpers=("Recurrent", "flip_valid"),
+                       sources={"Recurrent": TORCH_MODULE, "flip_valid": FLIP_VALID},
                        call="{self}({x0}, {mask})", uses_mask=True)
 
     def torch_reference(self, xs, p, torch):
