@@ -356,7 +356,8 @@ class Recurrent(Layer):
                 names[k + sfx] = (f"rnn.{v}_l0{tsfx}" if isinstance(v, str) else
                                   (tuple(f"rnn.{t}_l0{tsfx}" for t in v[0]),) + tuple(v[1:]))
             names.update({s + sfx: s + tsfx for s in self.states})
-        return Emitted(f"Recurrent({rnn}{opts})", names, helpers=("Recurrent", "flip_valid"),
+        flip = ("flip_valid",) if self.backs == (True,) else ()             # reverse: valid steps flipped around rnn
+        return Emitted(f"Recurrent({rnn}{opts})", names, helpers=("Recurrent",) + flip,
                        sources={"Recurrent": TORCH_MODULE, "flip_valid": FLIP_VALID},
                        call="{self}({x0}, {mask})", uses_mask=True)
 
