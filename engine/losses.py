@@ -72,12 +72,17 @@ class Loss:
     def __call__(self, out, y, fused=False, mask=None):
         raise NotImplementedError
 
-    def check_head(self, head_type, head_name):
-        """TrainingError unless the output layer gives what this loss reads (probabilities for bce and cce)."""
+    def check_head(self, head_type, head_name, head=None):
+        """TrainingError unless the output layer gives what this loss reads (probabilities for bce and cce; a
+        Softmax / LogSoftmax head `head` over the last axis, where the loss reads the classes)."""
+        what = {"bce": "binary cross-entropy", "cce": "categorical cross-entropy"}.get(self.name)
         if self.fuses and not self.takes_logits(head_type):
-            what = {"bce": "binary cross-entropy", "cce": "categorical cross-entropy"}[self.name]
             raise TrainingError(f"{what} needs probabilities from a {self.fuses} output, but the output layer "
                                 f"'{head_name}' is a {head_type}: add a {self.fuses} after '{head_name}' or use mse")
+        if self.fuses and head is not None and hasattr(head, "_dim") and head._dim() != -1:
+            raise TrainingError(f"{what} reads the classes along the last axis, but the output layer '{head_name}' "
+                                f"({head_type}) normalises over axis {head.config['axis']}: set its axis to −1 "
+                                "or use mse")
 
 
 def step_mask(out, mask):

@@ -70,13 +70,9 @@ def _recurrent(c, node):
         raise Unsupported("layout = 1, clip or input_forget has no Layerboard option")
     acts = [s.decode() if isinstance(s, bytes) else str(s) for s in a.get("activations", [])]
     dirs = 2 if a.get("direction", "forward") == "bidirectional" else 1
-    if a.get("direction", "forward") == "reverse":
-        raise Unsupported("direction reverse (only forward and bidirectional map)")
     relu = op == "RNN" and acts and all(s == "Relu" for s in acts)
     if acts and not relu and acts != list(ACT[op]) * dirs:
         raise Unsupported(f"activations {acts}")
-    if op == "GRU" and not a.get("linear_before_reset", 0):
-        raise Unsupported("linear_before_reset = 0: Layerboard's GRU (as PyTorch's) applies r after W_hn·h")
     opt = list(node.input) + [""] * 8
     if opt[4] and opt[4] not in c.sym:
         raise Unsupported("sequence_lens is computed from the data; Layerboard's masks come from the data's lengths")
@@ -87,7 +83,8 @@ def _recurrent(c, node):
         raise Unsupported("peephole weights P have no Layerboard option")
     W, R, B = (c.const(node, i, k) for i, k in ((1, "W"), (2, "R"), (3, "B")))
     h = int(a["hidden_size"])
-    cfg = {"units": h, "bidirectional": dirs == 2, "learn_h0": False}
+    cfg = {"units": h, "bidirectional": dirs == 2, "learn_h0": False,
+           "direction": "reverse" if a.get("direction") == "reverse" else "forward"}
     w = {}
     for d, sfx in enumerate(("", "_rev")[:dirs]):
         wb, rb = np.split(B[d], 2)
@@ -99,6 +96,8 @@ def _recurrent(c, node):
                   "b_ih" + sfx: _ours(wb, order, h), "b_hh" + sfx: _ours(rb, order, h)})
     if op == "RNN":
         cfg["activation"] = "relu" if relu else "tanh"
+    if op == "GRU":
+        cfg["linear_before_reset"] = bool(a.get("linear_before_reset", 0))
     p = Pending(node, op, cfg, w, x, v.shape)
     for i, kind in enumerate(("Y", "Yh", "Yc")):
         if len(node.output) > i and node.output[i]:
@@ -181,7 +180,7 @@ def _reshape(c, node):
 
 @handles("Gather")
 def _gather(c, node):
-    """x[:, -1] of a recurrent layer's steps (its last state) or h_n[-1] of a one-direction node."""
+    """x[:, -1] of a recurrent layer's steps (a forward layer's last state) or h_n[-1] of a one-direction node."""
     (x,) = c.data(node, views=True)
     v, axis = c.values[x], int(_attrs(node).get("axis", 0))
     idx = c.const(node, 1, "indices")
@@ -197,7 +196,8 @@ def _gather(c, node):
         raise Unsupported("a Gather that is not the last step of a sequence's outputs (x[:, -1])")
     layer = c.graph.nodes.get(v.node)
     if (layer is not None and layer.type in ("LSTM", "GRU", "RNN") and layer.config.get("return_sequences")
-            and not layer.config.get("bidirectional") and not c.graph.consumers(v.node)
+            and not layer.config.get("bidirectional") and layer.config.get("direction") != "reverse"
+            and not c.graph.consumers(v.node)
             and c.readers.get(x, 0) == 1):
         layer.config["return_sequences"] = False                   # a one-direction layer's last step: its state
         for u in c.values.values():

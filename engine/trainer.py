@@ -116,7 +116,7 @@ class Trainer(Divergence):
         if len(d) == 0:
             raise TrainingError(f"the training set of '{d.name}' is empty (after holding out validation data): "
                                 "lower the validation split or add samples")
-        self.loss.check_head(m.head.type, m.output)
+        self.loss.check_head(m.head.type, m.output, m.head)
         if self.s2s is not None:
             return self.s2s.check(d)
         if tuple(d.x.shape[1:]) != m.input_shape:

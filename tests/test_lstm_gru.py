@@ -36,17 +36,21 @@ def torch_twin(layer, torch):
 
 
 def run_torch(layer, x, lengths, torch):
-    """(output as our layer returns it, net, names, state leaves, x leaf) on a packed batch."""
+    """(output as our layer returns it, net, names, state leaves, x leaf) on a packed batch; direction reverse: the
+    forward net on each sequence's valid steps flipped (PyTorch has no reverse-only layer), its steps flipped back."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
     net, names, states = torch_twin(layer, torch)
     b, t, _ = x.shape
     tx = torch.tensor(x, requires_grad=True)
+    rev = layer.config.get("direction") == "reverse"
+    flip = torch.tensor(reversal(lengths_mask(lengths, t)).T)                # (B, T)
+    flipped = lambda v: v.gather(1, flip[..., None].expand(v.shape)) if rev else v
     init = tuple(torch.stack([states[s + sfx] for sfx in layer.suffixes])[:, None].expand(-1, b, -1).contiguous()
                  for s in layer.states)                                        # (dirs, B, H) each
-    packed = pack_padded_sequence(tx, torch.tensor(lengths), batch_first=True, enforce_sorted=False)
+    packed = pack_padded_sequence(flipped(tx), torch.tensor(lengths), batch_first=True, enforce_sorted=False)
     out, hn = net(packed, init if len(init) > 1 else init[0])
     if layer.config["return_sequences"]:
-        y = pad_packed_sequence(out, batch_first=True, total_length=t)[0]     # (B, T, dirs·H)
+        y = flipped(pad_packed_sequence(out, batch_first=True, total_length=t)[0])   # (B, T, dirs·H)
     else:
         hn = hn[0] if isinstance(hn, tuple) else hn                           # (dirs, B, H)
         y = hn.transpose(0, 1).reshape(b, -1)
@@ -57,6 +61,8 @@ CONFIGS = [(t, {"units": 4, "return_sequences": seqs, "learn_h0": True, "bidirec
            for t in ("LSTM", "GRU", "RNN") for seqs in (False, True) for bi in (False, True)]
 CONFIGS += [("RNN", {"units": 3, "activation": "relu", "return_sequences": True, "bidirectional": True}),
             ("LSTM", {"units": 3})]
+CONFIGS += [(t, {"units": 3, "return_sequences": seqs, "learn_h0": True, "direction": "reverse"})
+            for t in ("LSTM", "GRU", "RNN") for seqs in (False, True)]
 
 
 @pytest.mark.parametrize("type,config", CONFIGS, ids=[f"{t}-{i}" for i, (t, _) in enumerate(CONFIGS)])
@@ -117,11 +123,11 @@ def test_batch_chunks_on_two_threads_match_torch_and_one_thread(type):
 
 
 @pytest.mark.parametrize("type", ["LSTM", "GRU", "RNN"])
-@pytest.mark.parametrize("bi", [False, True])
-def test_padded_steps_change_nothing(type, bi):
+@pytest.mark.parametrize("bi,direction", [(False, "forward"), (True, "forward"), (False, "reverse")])
+def test_padded_steps_change_nothing(type, bi, direction):
     """Values at padded steps reach no output, state or gradient; the same sequence alone gives the same result."""
     rng = np.random.default_rng(1)
-    cfg = {"units": 3, "return_sequences": True, "bidirectional": bi, "learn_h0": True}
+    cfg = {"units": 3, "return_sequences": True, "bidirectional": bi, "learn_h0": True, "direction": direction}
     layer = build(type, cfg, [(6, 2)])
     x = rng.normal(0, 1, (5, 6, 2))
     m = lengths_mask(LENGTHS, 6)
@@ -192,14 +198,16 @@ def test_params_macs_and_formulas():
 
 
 @pytest.mark.parametrize("type", ["LSTM", "GRU", "RNN"])
-def test_onnx_runs_mixed_length_batches_in_onnxruntime(type):
-    """Two stacked layers (bidirectional sequences, then the final states), lengths 1…T in one batch."""
+@pytest.mark.parametrize("direction", ["bidirectional", "reverse"])
+def test_onnx_runs_mixed_length_batches_in_onnxruntime(type, direction):
+    """Two stacked layers (bidirectional or reverse sequences, then the final states), lengths 1…T in one batch."""
     ort = pytest.importorskip("onnxruntime")
     from engine.onnx_export import to_onnx
+    d = {"bidirectional": True} if direction == "bidirectional" else {"direction": "reverse"}
     g = Graph()
     g.chain(("x", "Input", {"shape": [9, 3]}),
-            ("r1", type, {"units": 5, "return_sequences": True, "bidirectional": True, "learn_h0": True}),
-            ("r2", type, {"units": 4, "bidirectional": True}), ("out", "Dense", {"units": 2}))
+            ("r1", type, {"units": 5, "return_sequences": True, "learn_h0": True, **d}),
+            ("r2", type, {"units": 4, **d}), ("out", "Dense", {"units": 2}))
     m = Model(g, seed=0)
     rng = np.random.default_rng(0)
     m.set_weights({k: rng.normal(0, 0.6, v.shape) for k, v in m.weights().items()})
@@ -212,6 +220,13 @@ def test_onnx_runs_mixed_length_batches_in_onnxruntime(type):
     got = sess.run(None, {"x": x, "lengths": lg})[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert not np.allclose(want, m.predict(x), atol=1e-3)                  # the lengths matter
+
+
+def test_reverse_with_bidirectional_is_refused_in_one_line():
+    from engine.errors import ShapeError
+    layer = REGISTRY["GRU"]("g", units=3, bidirectional=True, direction="reverse")
+    with pytest.raises(ShapeError, match="g.*direction reverse and bidirectional"):
+        layer.compute_output_shape([(5, 2)])
 
 
 def test_float32_training_matches_float64_and_learns():
@@ -253,3 +268,37 @@ def test_a_non_sequence_input_offers_a_reshape(type):
         g = Graph()
         g.chain(("x", "Input", {"shape": shape}), ("rs", "Reshape", {"shape": list(seq)}), ("r", type, {"units": 4}))
         assert infer(g)["r"].shape == (4,)
+
+
+@pytest.mark.parametrize("config", [{"return_sequences": True, "learn_h0": True}, {"bidirectional": True},
+                                    {"direction": "reverse", "return_sequences": True}])
+def test_gru_linear_before_reset_0_matches_its_torch_module_on_variable_lengths(config):
+    """ONNX's GRU form (r ⊙ h before W_hn) against the exported GRUResetFirst module: outputs and every gradient."""
+    torch = pytest.importorskip("torch")
+    from engine.layers.recurrent_torch import FLIP_VALID, GRU_RESET_FIRST
+    scope = {"torch": torch, "nn": torch.nn}
+    exec(FLIP_VALID + GRU_RESET_FIRST, scope)
+    rng = np.random.default_rng(3)
+    layer = build("GRU", {"units": 3, "linear_before_reset": False, **config}, [(6, 2)])
+    x, m = rng.normal(0, 1, (5, 6, 2)), lengths_mask(LENGTHS, 6)
+    layer.in_masks = [m]
+    y = layer.forward(x, training=True)
+    u = rng.normal(0, 1, y.shape)
+    (dx,) = layer.backward(u)
+    em = layer.to_torch()
+    net = eval(em.module, scope).double()
+    with torch.no_grad():
+        for ours, theirs in em.params.items():
+            getattr(net, theirs).copy_(torch.tensor(layer.p[ours]))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = net(tx, torch.tensor(m))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    (ty * torch.tensor(u)).sum().backward()
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for ours, theirs in em.params.items():
+        np.testing.assert_allclose(layer.g[ours], getattr(net, theirs).grad.numpy(), rtol=1e-10, atol=1e-12,
+                                   err_msg=ours)
+    assert set(em.params) == set(layer.p)
+    nn_gru = build("GRU", {"units": 3, **config}, [(6, 2)])                  # the PyTorch form differs
+    nn_gru.p, nn_gru.in_masks = layer.p, [m]
+    assert not np.allclose(nn_gru.forward(x), y, atol=1e-6)

@@ -153,14 +153,14 @@ def _prelu(n):
 def _recurrent(n):
     t = n.op
     d = n.a("direction", "forward")
-    opts = ["bidirectional" if d == "bidirectional" else None, "reverse" if d == "reverse" else None,
+    opts = ["bidirectional" if d == "bidirectional" else None, "direction" if d == "reverse" else None,
             "clip" if n.a("clip") is not None else None, "input_forget" if n.a("input_forget", 0) else None]
     acts = [a.decode() if isinstance(a, bytes) else a for a in (n.a("activations") or [])]
     default = {"RNN": ["Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}[t]
     if acts and acts[:len(default)] != default and not (t == "RNN" and acts[0] == "Relu"):
         opts.append("activations " + "/".join(acts))
     if t == "GRU" and not n.a("linear_before_reset", 0):
-        opts.append("linear_before_reset = 0 (PyTorch's GRU resets after the recurrent product)")
+        opts.append("linear_before_reset")
     if t == "LSTM" and len(n.inputs) > 7 and n.inputs[7]:
         opts.append("peepholes")
     return _need(t, *opts)

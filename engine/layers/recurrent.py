@@ -7,6 +7,7 @@ from .. import parallel
 from ..errors import ShapeError
 from ..hparams import HP
 from .base import Fix, Layer, Param, fmt
+from .recurrent_torch import FLIP_VALID, TORCH_MODULE
 
 # tanh for float32 as a rational function on [−7.9053, 7.9053] (Eigen's generic_fast_tanh_float, ≤ 2 ulp);
 # libm's tanhf costs ~40× more and the time loops would spend most of their time there otherwise
@@ -72,14 +73,15 @@ def reversal(m):
     return np.ascontiguousarray(np.where(m, back, np.arange(t)).T)         # (T, B)
 
 
-def gather(arrays, runs, perm):
+def gather(arrays, runs, perms):
     """(T, B, …, dirs·H) from the runs' (T, b_chunk, …, H) arrays (in the order of runs: direction k, batch slice);
-    the backward direction's steps put back in place by perm (None: arrays without a time axis)."""
+    a backwards direction's steps put back in place by its perms[k] (perms None: arrays without a time axis)."""
     out = []
     for k in range(max(r[0] for r in runs) + 1):
         vs = [a for a, r in zip(arrays, runs) if r[0] == k]
         v = vs[0] if len(vs) == 1 else np.concatenate(vs, axis=1)
-        out.append(v[perm, np.arange(perm.shape[1])] if k and perm is not None else v)
+        perm = None if perms is None else perms[k]
+        out.append(v if perm is None else v[perm, np.arange(perm.shape[1])])
     return out[0] if len(out) == 1 else np.concatenate(out, -1)
 
 
@@ -122,7 +124,9 @@ class Recurrent(Layer):
               HP("return_sequences", "bool", False, doc="Output h_t for every step (T, H) instead of the last (H,)"),
               HP("learn_h0", "bool", False, doc="Learn the initial state (else 0)"),
               HP("bidirectional", "bool", False, doc="A second layer reads each sequence backwards over its valid "
-                 "steps; outputs [forward, backward] (2H)"))
+                 "steps; outputs [forward, backward] (2H)"),
+              HP("direction", "choice", "forward", choices=("forward", "reverse"),
+                 doc="reverse: read each sequence from its last valid step back to its first (ONNX direction=reverse)"))
     taps_doc = {"hidden": "(B, T, dirs·H) hidden states h_t after forward (0 at padded steps)",
                 "grad_hidden": "(B, T, dirs·H) ∂L/∂h_t after backward, through the δ recurrence (0 at padded steps)"}
 
@@ -131,11 +135,19 @@ class Recurrent(Layer):
         return 2 if self.config["bidirectional"] else 1
 
     @property
+    def backs(self):
+        """Per direction: whether it reads each sequence backwards over its valid steps."""
+        return (False, True) if self.dirs == 2 else (self.config["direction"] == "reverse",)
+
+    @property
     def suffixes(self):
         return ("", "_rev")[:self.dirs]
 
     def compute_output_shape(self, in_shapes):
         (s,) = in_shapes
+        if self.dirs == 2 and self.config["direction"] == "reverse":
+            raise ShapeError(f"{self.where}: direction reverse and bidirectional together; bidirectional already "
+                             "reads backwards in its second half: set direction to forward")
         if len(s) != 2:                       # a vector: F steps of one feature; an image: its rows as steps
             seq = (s[0], 1) if len(s) == 1 else (int(np.prod(s[:-1])), s[-1])
             fix = Fix("insert_before", f"insert a Reshape to {fmt(seq)} before it", "Reshape", (("shape", seq),))
@@ -218,11 +230,12 @@ class Recurrent(Layer):
         self.mask = np.ascontiguousarray(m.T, dtype=np.bool_)                 # (T, B)
         self.last = t - 1 - np.argmax(m[:, ::-1], axis=1)                    # (B,) last valid step
         xt = np.ascontiguousarray(x.transpose(1, 0, 2))                       # (T, B, D) time-major
-        self.perm = reversal(m) if self.dirs == 2 else None                   # (T, B)
+        self.perm = reversal(m) if any(self.backs) else None                 # (T, B)
+        self.perms = [self.perm if bk else None for bk in self.backs]
         cols = np.arange(b)
         jobs = []                                                             # (direction, batch slice) pairs
-        for k, sfx in enumerate(self.suffixes):
-            xk = xt if not sfx else xt[self.perm, cols]                       # (T, B, D) read backwards
+        for k, bk in enumerate(self.backs):
+            xk = xt[self.perm, cols] if bk else xt                            # (T, B, D) read backwards when bk
             jobs += [(k, slice(lo, hi), xk) for lo, hi in self.parts(b)]
         self.runs = [None] * len(jobs)
 
@@ -231,7 +244,7 @@ class Recurrent(Layer):
             xc, mc = np.ascontiguousarray(xk[:, c]), np.ascontiguousarray(self.mask[:, c])
             self.runs[j] = (k, c, xc, mc) + self.run(self.suffixes[k], xc, mc)   # S (T+1, b, H), cache
         parallel.run(go, range(len(jobs)))
-        runs, perm = self.runs, self.perm
+        runs, perm = self.runs, self.perms
         hidden = lambda: gather([r[4][1:] for r in runs], runs, perm).transpose(1, 0, 2) * m[:, :, None]
         self.taps = Taps(hidden=hidden)                                       # (B, T, dirs·H), 0 at padded steps
         for name in runs[0][5].get("taps", {}):                               # (T, B, …, H), 0 at padded steps
@@ -255,8 +268,8 @@ class Recurrent(Layer):
         else:
             last, dyt = self.last.astype(np.int64), dy.reshape(1, b, -1)      # (1, B, dirs·H)
         dys = [dyt[..., k * h:(k + 1) * h] for k in range(self.dirs)]
-        if seqs and self.dirs == 2:
-            dys[1] = dys[1][self.perm, cols]                                  # in the order the backward layer read
+        if seqs:                                                              # in the order a backwards layer read
+            dys = [v[self.perm, cols] if bk else v for v, bk in zip(dys, self.backs)]
         out = [None] * len(self.runs)
 
         def go(j):
@@ -270,7 +283,7 @@ class Recurrent(Layer):
         parallel.run(go, range(len(self.runs)))
         for k, v in self.g.items():                                           # the runs' shares in their order
             v[...] = sum(o[1][k] for o in out if k in o[1])
-        runs, perm = self.runs, self.perm
+        runs, perm = self.runs, self.perms
         self.taps["grad_hidden"] = lambda: gather([o[0] for o in out], runs, perm).transpose(1, 0, 2)   # (B, T, dirs·H)
         if not self.need_dx:
             return (None,)
@@ -285,6 +298,9 @@ class Recurrent(Layer):
                 ({"units": 3, "return_sequences": True, "learn_h0": True}, [(5, 3)], {"mask": True}),
                 ({"units": 2, "bidirectional": True}, [(5, 2)], {"mask": True}),
                 ({"units": 2, "bidirectional": True, "return_sequences": True, "learn_h0": True}, [(4, 3)],
+                 {"mask": True}),
+                ({"units": 3, "direction": "reverse"}, [(5, 2)], {"mask": True}),
+                ({"units": 2, "direction": "reverse", "return_sequences": True, "learn_h0": True}, [(4, 3)],
                  {"mask": True})]
 
     # ---- exporters ----
@@ -312,7 +328,8 @@ class Recurrent(Layer):
                 args.append(ctx.op("Expand", [ctx.const(f"{n}/{s}", v), shape], f"{n}/{s}b"))
         y, yh = f"{n}/Y", f"{n}/Y_h"
         ctx.nodes.append(ctx.h.make_node(self.onnx_op, args, [y, yh], name=f"{n}/{self.onnx_op.lower()}",
-                                         hidden_size=h, direction="bidirectional" if dirs == 2 else "forward",
+                                         hidden_size=h, direction="bidirectional" if dirs == 2 else
+                                         self.config["direction"],
                                          **self.onnx_attrs))
         if self.config["return_sequences"]:                                                      # Y (T, dirs, B, H)
             ys = ctx.op("Transpose", [y], f"{n}/Yt", perm=[2, 0, 1, 3])                          # (B, T, dirs, H)
@@ -332,21 +349,23 @@ class Recurrent(Layer):
         rnn = (f"{self.torch_class}({d}, {c['units']}{self.torch_opts}, batch_first=True"
                f"{', bidirectional=True' if self.dirs == 2 else ''})")
         opts = "".join([", return_sequences=True" if c["return_sequences"] else "",
-                        ", learn_h0=True" if c["learn_h0"] else ""])
+                        ", learn_h0=True" if c["learn_h0"] else "", ", reverse=True" if self.backs == (True,) else ""])
         names = {}
         for sfx, tsfx in zip(self.suffixes, ("", "_reverse")):
             for k, v in self.torch_names().items():
                 names[k + sfx] = (f"rnn.{v}_l0{tsfx}" if isinstance(v, str) else
                                   (tuple(f"rnn.{t}_l0{tsfx}" for t in v[0]),) + tuple(v[1:]))
             names.update({s + sfx: s + tsfx for s in self.states})
-        return Emitted(f"Recurrent({rnn}{opts})", names, helpers=("Recurrent",), sources={"Recurrent": TORCH_MODULE},
+        flip = ("flip_valid",) if self.backs == (True,) else ()             # reverse: valid steps flipped around rnn
+        return Emitted(f"Recurrent({rnn}{opts})", names, helpers=("Recurrent",) + flip,
+                       sources={"Recurrent": TORCH_MODULE, "flip_valid": FLIP_VALID},
                        call="{self}({x0}, {mask})", uses_mask=True)
 
     def torch_reference(self, xs, p, torch):
         """The gate equations step by step in torch (full-length sequences; masks: tests/test_lstm_gru.py)."""
         x, h, outs, lasts = xs[0], self.config["units"], [], []
-        for sfx in self.suffixes:
-            xk = x.flip(1) if sfx else x
+        for sfx, bk in zip(self.suffixes, self.backs):
+            xk = x.flip(1) if bk else x
             st = [(p[s + sfx] if s + sfx in p else torch.zeros(h, dtype=x.dtype)).expand(len(x), -1)
                   for s in self.states]
             hs = []
@@ -355,41 +374,6 @@ class Recurrent(Layer):
                                                    if k.endswith(sfx)}, torch)
                 hs.append(st[0])
             y = torch.stack(hs, 1)
-            outs.append(y.flip(1) if sfx else y)
+            outs.append(y.flip(1) if bk else y)
             lasts.append(st[0])
         return torch.cat(outs, -1) if self.config["return_sequences"] else torch.cat(lasts, -1)
-
-
-TORCH_MODULE = '''class Recurrent(nn.Module):
-    """nn.RNN / nn.LSTM / nn.GRU (batch_first) on variable-length batches: (B, T, D) → (B, T, dirs·H), or the final
-    states (B, dirs·H): forward's at each sequence's last valid step, backward's at step 0. Padded steps (mask
-    False) change no state and output 0; h0 (and c0) are learned initial states when learn_h0."""
-
-    def __init__(self, rnn, return_sequences=False, learn_h0=False):
-        super().__init__()
-        self.rnn, self.return_sequences = rnn, return_sequences
-        H, sfx = rnn.hidden_size, ("", "_reverse")[:1 + rnn.bidirectional]
-        self.states = [n + s for n in (("h0", "c0") if isinstance(rnn, nn.LSTM) else ("h0",)) for s in sfx]
-        for n in self.states if learn_h0 else ():
-            setattr(self, n, nn.Parameter(torch.zeros(H)))
-        self.learn_h0 = learn_h0
-
-    def forward(self, x, mask=None):
-        B, T, _ = x.shape
-        state = None
-        if self.learn_h0:
-            dirs = 1 + self.rnn.bidirectional
-            v = [getattr(self, n).expand(B, -1) for n in self.states]
-            state = tuple(torch.stack(v[i:i + dirs]).contiguous() for i in range(0, len(v), dirs))  # (dirs, B, H)
-            state = state if len(state) > 1 else state[0]
-        if mask is not None:
-            lengths = mask.sum(1).cpu()
-            x = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        y, h = self.rnn(x, state)
-        if mask is not None:
-            y = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=T)[0]   # (B, T, dirs·H)
-        if self.return_sequences:
-            return y
-        h = h[0] if isinstance(h, tuple) else h                                        # (dirs, B, H)
-        return h.transpose(0, 1).reshape(B, -1)                                        # (B, dirs·H)
-'''
