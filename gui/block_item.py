@@ -58,7 +58,8 @@ class BlockPort(PortItem):
 
     def restyle(self):
         c = QColor(BLOCK_COLOR)
-        self.setPen(QPen(QColor(theme["accent"]) if self.hot else c, 2.4 if self.hot else 1.6))
+        rim = c.lighter(170) if QColor(theme["node"]).lightness() < 128 else c    # seen on a dark node too
+        self.setPen(QPen(QColor(theme["accent"]) if self.hot else rim, 2.4 if self.hot else 1.6))
         self.setBrush(c.lighter(130) if self.hot else QColor(theme["node"]) if self.free else c)
 
     def paint(self, p, option, widget=None):
@@ -122,6 +123,8 @@ class BlockItem(QGraphicsItem):
         lines = [f"Block '{self.name}': {s.layers} layers (double-click to open it)",
                  f"Parameters: {s.params:,}  ·  MACs per sample: {s.macs:,}",
                  "Inputs: " + (", ".join(self.inputs) or "none"),
+                 *(["Not connected: " + ", ".join(m if p is None else f"{m} input {p + 1}" for m, p in self.free)]
+                   if self.free else []),
                  "Outputs: " + ", ".join(f"{o} {fmt(sh) if sh else '?'}" for o, sh in zip(self.outputs, s.shapes))]
         if s.errors:
             lines.append(f"{s.errors} layer(s) inside have an error")
@@ -217,7 +220,7 @@ class BlockItem(QGraphicsItem):
         p.setFont(f)
         p.setPen(QColor(theme["muted"]))
         p.drawText(QRectF(10, HEAD + 21, W - 20, 16), Qt.AlignmentFlag.AlignVCenter,
-                   p.fontMetrics().elidedText(f"{human(s.macs)} MACs · {len(self.inputs)} in · {len(self.outputs)} out",
+                   p.fontMetrics().elidedText(f"{human(s.macs)} MACs · {len(self.inputs) + len(self.free)} in · {len(self.outputs)} out",
                                               Qt.TextElideMode.ElideRight, int(W - 20)))
         if err:
             p.setPen(QColor(theme["error"]))

@@ -172,11 +172,14 @@ def test_block_ports_take_the_new_themes_colours_without_a_hover(isolated, win):
     it = load(win, ["a", "b"])
     free = ports(it)[False, "a", None]
     assert free.brush().color() == QColor(THEMES["light"]["node"])
+    light_rim = ports(it)[True, "b", None].pen().color()
     try:
         win.dark_action.setChecked(True)
         win.toggle_theme()
         free = ports(it)[False, "a", None]
         assert not free.hot and free.brush().color() == QColor(THEMES["dark"]["node"])
+        rim = ports(it)[True, "b", None].pen().color()
+        assert rim.lightness() > light_rim.lightness() + 40                  # a lighter rim on dark nodes
         free.set_hot(True)
         assert free.pen().color() == QColor(THEMES["dark"]["accent"])
         free.set_hot(False)
@@ -186,3 +189,11 @@ def test_block_ports_take_the_new_themes_colours_without_a_hover(isolated, win):
         win.toggle_theme()
     assert ports(it)[False, "a", None].brush().color() == QColor(THEMES["light"]["node"])
 
+
+
+def test_a_blocks_summary_counts_its_free_inputs_and_names_them(win):
+    it = load(win, ["a", "b", "c"])
+    tip = it.toolTip()
+    assert "Not connected: a input 1, c input 1" in tip and "Inputs: none" in tip
+    win.doc.connect("d0", "a")
+    assert "Not connected: c input 1" in it.toolTip() and "Inputs: d0" in it.toolTip()
