@@ -1,6 +1,7 @@
 """Blocks on the canvas: a folded block drawn as one node (name, layers, parameters, MACs, output shape, one port
-per edge crossing its boundary and one per inner input nothing feeds yet), a frame around an unfolded one, and Folds, which keeps them in step with the
-Document (members of a folded block hidden, their crossing edges drawn to the block's ports)."""
+per edge crossing its boundary and one per inner input nothing feeds yet), a frame around an unfolded one, and
+Folds, which keeps them in step with the Document (members of a folded block hidden, their crossing edges drawn to
+the block's ports)."""
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem
@@ -220,7 +221,8 @@ class BlockItem(QGraphicsItem):
         p.setFont(f)
         p.setPen(QColor(theme["muted"]))
         p.drawText(QRectF(10, HEAD + 21, W - 20, 16), Qt.AlignmentFlag.AlignVCenter,
-                   p.fontMetrics().elidedText(f"{human(s.macs)} MACs · {len(self.inputs) + len(self.free)} in · {len(self.outputs)} out",
+                   p.fontMetrics().elidedText(f"{human(s.macs)} MACs · {len(self.inputs) + len(self.free)} in · "
+                                              f"{len(self.outputs)} out",
                                               Qt.TextElideMode.ElideRight, int(W - 20)))
         if err:
             p.setPen(QColor(theme["error"]))

@@ -3,7 +3,6 @@ goes to its one input (or says why not), a block port's right-click menu is the 
 theme switch."""
 import tempfile
 
-import pytest
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QColor, QContextMenuEvent
 from PySide6.QtWidgets import QApplication
@@ -13,21 +12,10 @@ from engine.project import Project
 from gui import grouping as G
 from gui.block_item import BlockPort
 from gui.layout import NODE_H, NODE_W
-from gui.mainwindow import MainWindow
 from gui.style import THEMES
+from test_gui_blocks2 import win  # noqa: F401  (a fixture: the main window, shown)
 from test_gui_canvas import drag_between
 from test_gui_layout import isolated  # noqa: F401  (a fixture: settings of its own)
-
-
-@pytest.fixture
-def win(qtbot):
-    w = MainWindow(autosave_dir=tempfile.mkdtemp(), training=False)
-    w.maybe_save = lambda: True                 # no "save changes?" dialog in a test
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
 
 
 def chains():
