@@ -31,13 +31,13 @@ def ports(graph, members):
 
 def free_inputs(graph, members):
     """((member, input index), …) of the group's inputs nothing feeds yet, which only an outside node can feed: each
-    unconnected input of a fixed-arity member; (member, None) for a merge member with no input at all."""
+    unconnected input of a fixed-arity member; (member, None) for a merge member short of its two inputs."""
     out = []
     for n in members:
         need = n_inputs(graph.nodes[n].type)
         taken = {e.port for e in graph._ins.get(n, ())}
         if need is None:
-            if not taken:
+            if len(taken) < 2:
                 out.append((n, None))
         else:
             out.extend((n, p) for p in range(need) if p not in taken)

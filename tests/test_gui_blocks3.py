@@ -75,9 +75,10 @@ def test_free_ports_are_one_per_open_input_and_none_where_the_layer_is_fed():
     g.add_node("Add", "m")
     g.add_node("Concatenate", "cat")
     g.connect("b", "cat")
-    assert free_inputs(g, ["a", "b", "c", "m", "cat"]) == (("a", 0), ("c", 0), ("m", None))
+    assert free_inputs(g, ["a", "b", "c", "m", "cat"]) == (("a", 0), ("c", 0), ("m", None), ("cat", None))
     g.connect("d0", "a")
-    assert free_inputs(g, ["a", "b"]) == ()
+    g.connect("c", "cat")
+    assert free_inputs(g, ["a", "b"]) == () and free_inputs(g, ["b", "c", "cat"]) == (("c", 0),)
     assert free_inputs(g, ["x", "d0"]) == ()                              # an Input takes nothing
 
 
