@@ -2,7 +2,7 @@
 and the ONNX export never see them); a block's ports are the edges that cross its boundary."""
 from dataclasses import dataclass
 
-from .graph import GraphError, check_name
+from .graph import GraphError, check_name, n_inputs
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,21 @@ def ports(graph, members):
         if not cons or any(c not in inside for c in cons):
             outs.append(n)
     return Ports(tuple(ins), tuple(outs))
+
+
+def free_inputs(graph, members):
+    """((member, input index), …) of the group's inputs nothing feeds yet, which only an outside node can feed: each
+    unconnected input of a fixed-arity member; (member, None) for a merge member short of its two inputs."""
+    out = []
+    for n in members:
+        need = n_inputs(graph.nodes[n].type)
+        taken = {e.port for e in graph._ins.get(n, ())}
+        if need is None:
+            if len(taken) < 2:
+                out.append((n, None))
+        else:
+            out.extend((n, p) for p in range(need) if p not in taken)
+    return tuple(out)
 
 
 def convex(graph, members):

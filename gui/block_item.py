@@ -1,11 +1,13 @@
 """Blocks on the canvas: a folded block drawn as one node (name, layers, parameters, MACs, output shape, one port
-per edge crossing its boundary), a frame around an unfolded one, and Folds, which keeps them in step with the
-Document (members of a folded block hidden, their crossing edges drawn to the block's ports)."""
+per edge crossing its boundary and one per inner input nothing feeds yet), a frame around an unfolded one, and
+Folds, which keeps them in step with the Document (members of a folded block hidden, their crossing edges drawn to
+the block's ports)."""
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem
 
-from engine.blocks import ports, summary
+from engine.blocks import free_inputs, ports, summary
+from engine.errors import LayerboardError
 from engine.layers import fmt
 
 from .items import HEAD, LOD_TEXT, PORT_R, PortItem, human
@@ -34,22 +36,32 @@ class Member:
 
 
 class BlockPort(PortItem):
-    """A folded block's port, a connection end like a layer's: the output of inner layer `member` (index -1), or
-    the input of the inner layer fed by outside node `src` (the next free input of it: `extra`)."""
+    """A folded block's port, a connection end like a layer's: the output of inner layer `member` (index -1), the
+    input of the inner layer fed by outside node `src` (the next free input of it: `extra`), or, with src None, a
+    free input of an inner layer: its input `index` (or its next one: `extra`), drawn hollow."""
 
-    def __init__(self, block, index, member, src=None):
-        super().__init__(block, index, extra=index >= 0)
+    def __init__(self, block, index, member, src=None, extra=None):
+        self.free = index >= 0 and src is None
+        super().__init__(block, index, extra=index >= 0 if extra is None else extra)
         self.node, self.src = Member(member, block), src            # the scene connects the inner layer, not the block
 
     def tip(self):
         if self.is_output:
             return f"output of '{self.node.name}': drag to an input to connect it"
+        if self.free:
+            what = "an input" if self.extra else f"input {self.index + 1}"
+            return f"{what} of '{self.node.name}', not connected: drop an output here to feed it"
         return f"input of '{self.node.name}' (fed by '{self.src}'): drop an output here to feed it too"
+
+    def end(self):
+        """(inner layer, input index or None) a connection into this input port makes."""
+        return self.node.name, None if self.extra else self.index
 
     def restyle(self):
         c = QColor(BLOCK_COLOR)
-        self.setPen(QPen(QColor(theme["accent"]) if self.hot else c, 2.4 if self.hot else 1.6))
-        self.setBrush(c.lighter(130) if self.hot else c)
+        rim = c.lighter(170) if QColor(theme["node"]).lightness() < 128 else c    # seen on a dark node too
+        self.setPen(QPen(QColor(theme["accent"]) if self.hot else rim, 2.4 if self.hot else 1.6))
+        self.setBrush(c.lighter(130) if self.hot else QColor(theme["node"]) if self.free else c)
 
     def paint(self, p, option, widget=None):
         QGraphicsEllipseItem.paint(self, p, option, widget)
@@ -61,8 +73,8 @@ class BlockItem(QGraphicsItem):
     def __init__(self, name):
         super().__init__()
         self.name, self.members, self.summary = name, [], None
-        self.inputs, self.outputs = (), ()
-        self._key = None                  # (inputs, outputs, feeds) the port items were made for
+        self.inputs, self.outputs, self.free = (), (), ()
+        self._key = None                  # (inputs, outputs, feeds, free) the port items were made for
         self.setFlags(QGraphicsItem.GraphicsItemFlag.ItemIsMovable | QGraphicsItem.GraphicsItemFlag.ItemIsSelectable
                       | QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges)
         self.setAcceptHoverEvents(True)
@@ -82,12 +94,13 @@ class BlockItem(QGraphicsItem):
         p.addRoundedRect(QRectF(0, 0, W, H), 8, 8)
         return p
 
-    def set_state(self, members, ports_, summ, feeds=None):
-        """feeds: {outside src: the first inner layer it feeds} (the layer an input port connects)."""
+    def set_state(self, members, ports_, summ, feeds=None, free=()):
+        """feeds: {outside src: the first inner layer it feeds} (the layer an input port connects); free: the inner
+        inputs nothing feeds ((layer, index or None), engine.blocks.free_inputs), one hollow port each."""
         self.members, self.summary = list(members), summ
-        key = (ports_.inputs, ports_.outputs, feeds or {})
+        key = (ports_.inputs, ports_.outputs, feeds or {}, tuple(free))
         if key != self._key:                                   # the port items only change with the ports
-            self.inputs, self.outputs, self._key = ports_.inputs, ports_.outputs, key
+            self.inputs, self.outputs, self.free, self._key = ports_.inputs, ports_.outputs, tuple(free), key
             self._ports(feeds or {})
         self.setToolTip(self.tooltip_text())
         self.update()
@@ -100,8 +113,9 @@ class BlockItem(QGraphicsItem):
                 if it.scene() is not None:
                     it.scene().removeItem(it)
         for i, src in enumerate(self.inputs):
-            BlockPort(self, i, feeds.get(src, self.members[0] if self.members else ""), src).setPos(
-                QPointF(0, HEAD + (H - HEAD) * (i + 1) / (len(self.inputs) + 1)))
+            BlockPort(self, i, feeds.get(src, self.members[0] if self.members else ""), src).setPos(self._in_at(i))
+        for i, (m, p) in enumerate(self.free):
+            BlockPort(self, 0 if p is None else p, m, extra=p is None).setPos(self._in_at(len(self.inputs) + i))
         for i, o in enumerate(self.outputs):
             BlockPort(self, -1, o).setPos(QPointF(W, HEAD + (H - HEAD) * (i + 1) / (len(self.outputs) + 1)))
 
@@ -110,15 +124,54 @@ class BlockItem(QGraphicsItem):
         lines = [f"Block '{self.name}': {s.layers} layers (double-click to open it)",
                  f"Parameters: {s.params:,}  ·  MACs per sample: {s.macs:,}",
                  "Inputs: " + (", ".join(self.inputs) or "none"),
+                 *(["Not connected: " + ", ".join(m if p is None else f"{m} input {p + 1}" for m, p in self.free)]
+                   if self.free else []),
                  "Outputs: " + ", ".join(f"{o} {fmt(sh) if sh else '?'}" for o, sh in zip(self.outputs, s.shapes))]
         if s.errors:
             lines.append(f"{s.errors} layer(s) inside have an error")
         return "\n".join(lines)
 
+    def _in_at(self, i):
+        """Where input port i stands: the crossing inputs first, then the free ones."""
+        return QPointF(0, HEAD + (H - HEAD) * (i + 1) / (len(self.inputs) + len(self.free) + 1))
+
     def in_anchor(self, src):
         """Scene point of the input port fed by outside node `src`."""
-        i = self.inputs.index(src) if src in self.inputs else 0
-        return self.mapToScene(QPointF(0, HEAD + (H - HEAD) * (i + 1) / (len(self.inputs) + 1)))
+        return self.mapToScene(self._in_at(self.inputs.index(src) if src in self.inputs else 0))
+
+    def port_items(self):
+        return [it for it in self.childItems() if isinstance(it, BlockPort)]
+
+    def restyle(self):
+        """After a theme switch: the ports' colours (the body reads the theme when it paints)."""
+        for it in self.port_items():
+            it.restyle()
+        self.update()
+
+    def drop_ends(self, graph, port):
+        """(src, dst, input) a connection drag from `port` dropped on the block's body makes: into its one input
+        that takes it (or from its one output, for a drag from an input); else a one-line refusal (a str)."""
+        mine = self.port_items()
+        if port.is_output:
+            ends = list(dict.fromkeys((port.node.name, *p.end()) for p in mine if not p.is_output))
+        else:
+            ends = [(p.node.name, port.node.name, None if port.extra else port.index) for p in mine if p.is_output]
+        ok = []
+        for e in ends:
+            try:
+                graph.check_connect(*e)
+                ok.append(e)
+            except LayerboardError as err:
+                why = str(err)
+        if len(ok) == 1 or len(ends) == 1:
+            return (ok or ends)[0]                              # one way in: connect says why if it cannot
+        if not ok:
+            side = "input" if port.is_output else "output"
+            return (f"cannot connect: block '{self.name}' has no {side} that takes it"
+                    + (f" ({why})" if ends else "") + "; open the block (double-click) to connect a layer inside")
+        names = ", ".join((d if i is None else f"{d} input {i + 1}") if port.is_output else s for s, d, i in ok)
+        return (f"block '{self.name}' has {len(ok)} {'inputs' if port.is_output else 'outputs'} that could take it "
+                f"({names}): drop on one of its ports")
 
     def out_anchor(self, member):
         i = self.outputs.index(member) if member in self.outputs else 0
@@ -168,7 +221,8 @@ class BlockItem(QGraphicsItem):
         p.setFont(f)
         p.setPen(QColor(theme["muted"]))
         p.drawText(QRectF(10, HEAD + 21, W - 20, 16), Qt.AlignmentFlag.AlignVCenter,
-                   p.fontMetrics().elidedText(f"{human(s.macs)} MACs · {len(self.inputs)} in · {len(self.outputs)} out",
+                   p.fontMetrics().elidedText(f"{human(s.macs)} MACs · {len(self.inputs) + len(self.free)} in · "
+                                              f"{len(self.outputs)} out",
                                               Qt.TextElideMode.ElideRight, int(W - 20)))
         if err:
             p.setPen(QColor(theme["error"]))
@@ -272,7 +326,7 @@ class Folds:
             if it is None:
                 it = self.items[b] = BlockItem(b)
                 sc.addItem(it)
-            it.set_state(ms, ports(g, ms), summary(g, infos, ms), feeds(g, ms))
+            it.set_state(ms, ports(g, ms), summary(g, infos, ms), feeds(g, ms), free_inputs(g, ms))
             it.origin = QPointF(*sc.doc.pos(ms[0]))         # where its first layer stands (free while folded)
             if it.pos() != it.origin:
                 it.setPos(it.origin)
@@ -332,6 +386,15 @@ class Folds:
                     x, y = self.scene.doc.pos(n)
                     out[n] = (x + d.x(), y + d.y())
         return out
+
+    def at(self, pos):
+        """The folded block under scene point `pos`, or None."""
+        return next((it for it in self.scene.items(pos) if isinstance(it, BlockItem)), None)
+
+    def restyle(self):
+        """After a theme switch: every folded block's ports."""
+        for it in self.items.values():
+            it.restyle()
 
     def selected(self):
         """Members of the selected folded blocks."""

@@ -309,6 +309,7 @@ class MainWindow(FileActions, HelpActions, QMainWindow):
                 p.restyle()
         for it in self.scene.edges.values():
             it.restyle()
+        self.scene.folds.restyle()
         self.scene._on_validated(self.doc.infos)
         self.summary.update_table(self.doc.infos)
         self.view.viewport().update()

@@ -323,9 +323,15 @@ class GraphScene(SceneMenus, QGraphicsScene):
         target = self._port_at(e.scenePos())
         node = self._node_at(e.scenePos())
         self._cancel_drag()
-        if target is None and node is None:
-            return
-        if target is not None:
+        block = None
+        if target is None and node is None:           # on a folded block's body: its one input (output), else why not
+            block = self.folds.at(e.scenePos())
+            if block is None or block is port.parentItem():
+                return
+            ends = block.drop_ends(self.doc.graph, port)
+            if isinstance(ends, str):
+                return self._refuse(ends, e, block.scenePos())
+        elif target is not None:
             ends = self._ends(port, target)
             if ends is None:
                 self._refuse("connect an output (right) to an input (left)", e, target.scenePos())
@@ -338,7 +344,7 @@ class GraphScene(SceneMenus, QGraphicsScene):
             self.doc.connect(*ends)
             self.message.emit(f"connected {ends[0]} → {ends[1]}")
         except LayerboardError as err:
-            self._refuse(f"cannot connect: {err}", e, (target or node).scenePos())
+            self._refuse(f"cannot connect: {err}", e, (target or node or block).scenePos())
 
     def _refuse(self, text, e, at=None):
         """Say why in the status bar, in a tooltip and in a note on the canvas beside the target."""

@@ -1,7 +1,7 @@
 """The canvas's context menus: a node's fix and Delete, an edge's Disconnect, a block's menu (GraphScene's)."""
 from PySide6.QtWidgets import QMenu
 
-from .block_item import BlockFrame, BlockItem
+from .block_item import BlockFrame, BlockItem, BlockPort
 from .items import EdgeItem, NodeItem, PortItem
 
 
@@ -11,6 +11,8 @@ class SceneMenus:
     def context_menu(self, it):
         """The menu for a node, port or edge item: the node's fix (one click), delete; or disconnect."""
         menu = QMenu()
+        if isinstance(it, BlockPort):                  # a folded block's port: the block's menu, not its layer's
+            it = it.parentItem()
         if isinstance(it, (BlockItem, BlockFrame)):
             from .grouping_menu import block_menu
             return block_menu(self, menu, it.name)
