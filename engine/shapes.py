@@ -80,6 +80,11 @@ def _analyse(key, layer, shapes):
 AUTO = "auto: from the dataset"     # what an Input with "shape": "auto" shows until a dataset is known
 
 
+class Infos(dict):
+    """infer's result: NodeInfo by node name; `two`: the graph had an encoder–decoder's two streams."""
+    two = True
+
+
 def infer(graph, prev=None, changed=None, auto=None):
     """NodeInfo for every node, in topological order (dict preserves it).
 
@@ -87,7 +92,8 @@ def infer(graph, prev=None, changed=None, auto=None):
     renamed, or whose inputs changed), only those and the nodes downstream whose inputs' NodeInfo changed are
     analysed again (an edit that keeps a layer's output shape stops there); every other node, and every node
     analysed to an equal result, keeps its NodeInfo object from prev (so callers must not modify NodeInfo
-    objects in place).
+    objects in place). An encoder–decoder's graph (and the first graph after one) is analysed whole: whether an
+    Input repeats a feed depends on every other Input.
 
     auto: the dataset's sample shape, given to each Input whose shape is "auto" (None: no dataset yet; such an
     Input and what lies below it are pending, not errors)."""
@@ -99,9 +105,11 @@ def infer(graph, prev=None, changed=None, auto=None):
         for n in changed:
             if n in graph.nodes and n not in stale:
                 stale |= graph._downstream(n)
-    out = {}
+    out = Infos()
     feeds = [v.config.get("feed", "source") for v in graph.nodes.values() if v.type == "Input"]
-    two = "target" in feeds
+    out.two = two = "target" in feeds
+    if two or getattr(prev, "two", True):       # an Input's stream check reads every other Input: all analysed
+        stale = None
     if stale is not None and not two:           # a stream check may change below an unchanged node: not pruned
         stale, redone = {n for n in changed if n in graph.nodes}, []
     stream, used = {}, {}                     # an encoder–decoder's two streams (engine/seq2seq.py)

@@ -204,3 +204,22 @@ def test_reading_a_graph_checks_cycles_once_and_still_names_the_closing_edge(mon
            "edges": [{"src": "x", "dst": "a"}, {"src": "a", "dst": "b"}, {"src": "b", "dst": "a", "port": 1}]}
     with pytest.raises(GraphError, match=r"edge #3 \(b → a\).*cycle"):
         Graph.from_dict(bad)
+
+
+def test_changing_one_inputs_feed_rechecks_every_other_input_as_a_full_analysis_does():
+    """An Input repeating another's feed is an error on the later one, which the edit did not touch."""
+    from engine.shapes import infer
+    from gui.document import Document
+    g = Graph()
+    for name in ("src", "tgt", "extra"):
+        g.add_node("Input", name, {"shape": [5, 3], "feed": "source"})
+    doc = Document(Project(graph=g))
+    steps = [("tgt", "target"), ("extra", "target"), ("tgt", "source"), ("extra", "source"), ("src", "target")]
+    for name, feed in steps:
+        doc.set_hparam(name, "feed", feed)
+        full = infer(doc.graph)
+        assert {n: i.error for n, i in doc.infos.items()} == {n: i.error for n, i in full.items()}, (name, feed)
+    assert any(i.error for i in doc.infos.values())                       # two source Inputs left: one is refused
+    for _ in steps:
+        doc.undo_stack.undo()
+        assert {n: i.error for n, i in doc.infos.items()} == {n: i.error for n, i in infer(doc.graph).items()}
