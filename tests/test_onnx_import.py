@@ -248,37 +248,46 @@ def resnet18(torch, classes=10, width=64):
 
 
 def mobilenet_v3_small(torch, classes=10):
-    """MobileNetV3-small's first five blocks (torchvision's layout): depthwise convs, Hardswish, squeeze-excitation."""
+    """torchvision's mobilenet_v3_small, written out (torchvision is not importable beside this torch): its 11
+    inverted-residual blocks with depthwise convs, Hardswish and squeeze-excitation, the 576-channel last conv and
+    the 1,024-unit classifier."""
     nn = torch.nn
 
+    def divisible(v):                                   # torchvision's _make_divisible(v, 8)
+        n = max(8, int(v + 4) // 8 * 8)
+        return n + 8 if n < 0.9 * v else n
+
     class SE(nn.Module):
-        def __init__(self, c, r):
+        def __init__(self, c):
             super().__init__()
+            r = divisible(c // 4)
             self.pool, self.fc1, self.fc2 = nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, r, 1), nn.Conv2d(r, c, 1)
 
         def forward(self, x):
             return x * nn.functional.hardsigmoid(self.fc2(torch.relu(self.fc1(self.pool(x)))))
 
     class InvRes(nn.Module):
-        def __init__(self, cin, exp, cout, k, stride, se, hs):
+        def __init__(self, cin, k, exp, cout, se, hs, stride):
             super().__init__()
             act = nn.Hardswish if hs else nn.ReLU
             self.res = stride == 1 and cin == cout
             layers = [nn.Conv2d(cin, exp, 1, bias=False), nn.BatchNorm2d(exp), act()] if exp != cin else []
             layers += [nn.Conv2d(exp, exp, k, stride, k // 2, groups=exp, bias=False), nn.BatchNorm2d(exp), act()]
-            layers += [SE(exp, max(8, exp // 4))] if se else []
+            layers += [SE(exp)] if se else []
             self.block = nn.Sequential(*layers, nn.Conv2d(exp, cout, 1, bias=False), nn.BatchNorm2d(cout))
 
         def forward(self, x):
             return self.block(x) + x if self.res else self.block(x)
 
+    setting = [(16, 3, 16, 16, True, False, 2), (16, 3, 72, 24, False, False, 2), (24, 3, 88, 24, False, False, 1),
+               (24, 5, 96, 40, True, True, 2), (40, 5, 240, 40, True, True, 1), (40, 5, 240, 40, True, True, 1),
+               (40, 5, 120, 48, True, True, 1), (48, 5, 144, 48, True, True, 1), (48, 5, 288, 96, True, True, 2),
+               (96, 5, 576, 96, True, True, 1), (96, 5, 576, 96, True, True, 1)]     # torchvision's "small" table
     return randomize_bn(torch, nn.Sequential(
         nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish(),
-        InvRes(16, 16, 16, 3, 2, True, False), InvRes(16, 72, 24, 3, 2, False, False),
-        InvRes(24, 88, 24, 3, 1, False, False), InvRes(24, 96, 40, 5, 2, True, True),
-        InvRes(40, 240, 40, 5, 1, True, True),
-        nn.Conv2d(40, 96, 1, bias=False), nn.BatchNorm2d(96), nn.Hardswish(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(96, 64), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(64, classes)))
+        *(InvRes(*row) for row in setting),
+        nn.Conv2d(96, 576, 1, bias=False), nn.BatchNorm2d(576), nn.Hardswish(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(576, 1024), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(1024, classes)))
 
 
 EXPORTERS = [False, True]
@@ -300,7 +309,7 @@ def test_resnet18_imports_predicts_and_exports_again(dynamo, tmp_path):
 
 
 @pytest.mark.parametrize("dynamo", EXPORTERS, ids=EXPORTER_IDS)
-def test_mobilenet_v3_blocks_import_with_depthwise_convs_and_squeeze_excitation(dynamo, tmp_path):
+def test_mobilenet_v3_small_imports_with_depthwise_convs_and_squeeze_excitation(dynamo, tmp_path):
     torch = pytest.importorskip("torch")
     torch.manual_seed(1)
     net = mobilenet_v3_small(torch)
@@ -308,8 +317,8 @@ def test_mobilenet_v3_blocks_import_with_depthwise_convs_and_squeeze_excitation(
     m = from_torch(torch, net, x, tmp_path / "mnv3.onnx", dynamo)
     nodes = list(m.graph.nodes.values())
     types = [n.type for n in nodes]
-    assert types.count("Multiply") == 3 and types.count("HardSigmoid") == 3 and types.count("Hardswish") == 7
-    assert sum(n.type == "Conv2D" and n.config["groups"] > 1 for n in nodes) == 5
+    assert types.count("Multiply") == 9 and types.count("HardSigmoid") == 9 and types.count("Hardswish") == 19
+    assert sum(n.type == "Conv2D" and n.config["groups"] > 1 for n in nodes) == 11
     hs = next(n for n in nodes if n.type == "HardSigmoid")                     # PyTorch's 1/6, not ONNX's 0.2
     assert abs(hs.config["alpha"] - 1 / 6) < 1e-6
 
