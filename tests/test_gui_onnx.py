@@ -395,6 +395,8 @@ def test_an_imported_model_asks_for_data_and_its_input_shows_no_error(isolated, 
     assert panel.dataset is None
     assert "Choose data for a (3, 8, 8) input" in panel.info.text() and "#b00" not in panel.info.text()
     assert not any(i.error for i in doc.infos.values())
+    msg = w.training.message.text()                         # imported weights: no run made them
+    assert "no run recorded yet" in msg and "last run" not in msg
     panel.use_builtin("moons")                              # choosing data then checks the model against it
     qtbot.waitUntil(lambda: panel.dataset is not None, timeout=HANG_MS)
     assert doc.infos["x"].error and "(2,)" in doc.infos["x"].error

@@ -335,9 +335,11 @@ class TrainingDock(WorkerMessages, Closing, QDockWidget):
             self.show_history(runs[-1])
         if self.doc.weights_note:
             self.message.setText(self.doc.weights_note)
-        elif self.doc.trained is not None:
-            self.message.setText(f"Trained weights of {runs[-1].get('label', 'the last run') if runs else 'the last run'} "
-                                 "loaded with the project: Export writes them.")
+        elif self.doc.trained is not None and runs:
+            self.message.setText(f"Trained weights of {runs[-1].get('label', 'the last run')} loaded with the project: "
+                                 "Export writes them.")
+        elif self.doc.trained is not None:                  # an imported model's weights: no run made them
+            self.message.setText("The project's weights are loaded (no run recorded yet): Export writes them.")
 
     def show_history(self, rec):
         """Draw a recorded run's per-epoch curves (e.g. after reopening the project)."""
