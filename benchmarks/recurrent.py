@@ -15,17 +15,12 @@ def recurrent(kind, T, D, H, B, wl):
         from engine import Graph
         from engine.data import Dataset
         from engine.model import Model
-        from engine.project import training_config
-        from engine.trainer import Trainer
+        from steps import adam_step
         x, y = batch()
         g = Graph()
         g.chain(("x", "Input", {"shape": [T, D]}), (kind.lower(), kind, {"units": H}), ("out", "Dense", {"units": 1}))
         m = Model(g, dtype=np.float32, seed=0)
-        tr = Trainer(m, training_config({"loss": "mse", "optimizer": "adam", "lr": 1e-3, "batch_size": B}),
-                     Dataset(x, y, "regression", f"workload {wl}"))
-        step = lambda: tr.train_step(x, y)
-        step.trainer = tr                                  # bench.py applies the trainer's thread choice
-        return step
+        return adam_step(m, Dataset(x, y, "regression", f"workload {wl}"), "mse", B, (x, y))
 
     def torch_step():
         try:

@@ -31,15 +31,11 @@ def engine_callables(graph=cnn_graph, make_batch=batch, name="workload c"):
     """(train step, inference forward) on the engine: Trainer.train_step, the code real training runs."""
     from engine.data import Dataset
     from engine.model import Model
-    from engine.project import training_config
-    from engine.trainer import Trainer
+    from steps import adam_step
     m = Model(graph(), dtype=np.float32, seed=0)
     x, y = make_batch()
     data = Dataset(x, y, "multiclass", name, [str(i) for i in range(10)])
-    tr = Trainer(m, training_config({"loss": "cce", "optimizer": "adam", "lr": 1e-3, "batch_size": len(x)}), data)
-    step = lambda: tr.train_step(x, y)
-    step.trainer = tr                                  # bench.py applies the trainer's thread choice
-    return step, (lambda: m.forward(x))
+    return adam_step(m, data, "cce", len(x), (x, y)), (lambda: m.forward(x))
 
 
 def torch_net():

@@ -43,17 +43,13 @@ def engine_step(wl):
     """Trainer.train_step on a Model built from a Graph: the code real training runs."""
     from engine.data import Dataset
     from engine.model import Model
-    from engine.project import training_config
-    from engine.trainer import Trainer
+    from steps import adam_step
     layers, f, b, loss = SPECS[wl]
     x, y = batch(wl)
     m = Model(graph(layers, f), dtype=np.float32, seed=0)
     data = Dataset(x, y, "binary" if loss == "bce" else "multiclass", f"workload {wl}",
                    [str(i) for i in range(2 if loss == "bce" else 10)])
-    tr = Trainer(m, training_config({"loss": loss, "optimizer": "adam", "lr": 1e-3, "batch_size": b}), data)
-    step = lambda: tr.train_step(x, y)
-    step.trainer = tr                                  # bench.py applies the trainer's thread choice
-    return step
+    return adam_step(m, data, loss, b, (x, y))
 
 
 def torch_step(wl):

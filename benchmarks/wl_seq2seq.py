@@ -32,19 +32,14 @@ def engine_step():
     """Trainer.train_step on the Model of engine.seq2seq.transformer: the code real training runs."""
     from engine.data import Dataset
     from engine.model import Model
-    from engine.project import training_config
     from engine.seq2seq import transformer
-    from engine.trainer import Trainer
+    from steps import adam_step
     x, y = batch()
     m = Model(transformer(S, T, V, V, d=D, heads=HEADS, enc=BLOCKS, dec=BLOCKS, ff=FF), dtype=np.float32, seed=0)
     voc = [str(i) for i in range(V)]
     data = Dataset(x, y, "multiclass", "workload g", voc, lengths=np.full(B, S), target_lengths=np.full(B, T),
                    target_vocab=voc, vocab=voc)
-    tr = Trainer(m, training_config({"loss": "cce", "optimizer": "adam", "lr": 1e-3, "batch_size": B}), data)
-    xb, yb, mb = tr._batch(data, np.arange(B))                      # teacher-forced inputs, every step valid
-    step = lambda: tr.train_step(xb, yb, mb)
-    step.trainer = tr                                  # bench.py applies the trainer's thread choice
-    return step
+    return adam_step(m, data, "cce", B)                 # the trainer's teacher-forced batch, every step valid
 
 
 def torch_step():

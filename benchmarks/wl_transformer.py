@@ -53,15 +53,11 @@ def engine_step():
     """Trainer.train_step on a Model built from the graph: the code real training runs."""
     from engine.data import Dataset
     from engine.model import Model
-    from engine.project import training_config
-    from engine.trainer import Trainer
+    from steps import adam_step
     x, y = batch()
     m = Model(graph(), dtype=np.float32, seed=0)
     data = Dataset(x, y, "multiclass", "workload e", [str(i) for i in range(CLASSES)])
-    tr = Trainer(m, training_config({"loss": "cce", "optimizer": "adam", "lr": 1e-3, "batch_size": B}), data)
-    step = lambda: tr.train_step(x, y)
-    step.trainer = tr                                  # bench.py applies the trainer's thread choice
-    return step
+    return adam_step(m, data, "cce", B, (x, y))
 
 
 def torch_step():
