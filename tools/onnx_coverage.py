@@ -2,6 +2,8 @@
 
     python tools/onnx_coverage.py            # every case
     python tools/onnx_coverage.py --summary  # the counts and the ops responsible only
+    python tools/onnx_coverage.py --summary --data DIR   # the cases an older wheel ships, unpacked in DIR
+                                             # (DIR/node, DIR/pytorch-converted, DIR/pytorch-operator)
 
 Cases: the node tests (onnx/backend/test/data/node/*/model.onnx; onnx wheels that do not ship that folder
 are read from the generators it is made from, onnx.backend.test.case.node, which takes ~20 s), without the
@@ -267,10 +269,10 @@ def _floaty(model):
     return all(v.type.HasField("tensor_type") and v.type.tensor_type.elem_type in FLOATS for v in vis)
 
 
-def cases():
-    """(suite, name, ModelProto) for every case."""
+def cases(data=None):
+    """(suite, name, ModelProto) for every case, from `data` (a backend/test/data folder) or the installed wheel."""
     import onnx
-    data = Path(onnx.__file__).parent / "backend" / "test" / "data"
+    data = Path(data) if data else Path(onnx.__file__).parent / "backend" / "test" / "data"
     node = data / "node"
     if node.is_dir():
         for d in sorted(node.iterdir()):
@@ -284,7 +286,7 @@ def cases():
                 if "_expanded" not in c.name:
                     yield "node", c.name, c.model
     for suite in ("pytorch-converted", "pytorch-operator"):
-        for d in sorted((data / suite).iterdir()):
+        for d in sorted((data / suite).iterdir()) if (data / suite).is_dir() else ():
             if (d / "model.onnx").exists():
                 yield suite, d.name, onnx.load(str(d / "model.onnx"))
 
@@ -292,9 +294,10 @@ def cases():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--summary", action="store_true", help="only the counts and the ops responsible")
+    ap.add_argument("--data", help="a backend/test/data folder (e.g. from an older onnx wheel) instead of the installed one")
     args = ap.parse_args(argv)
     counts, fcounts, blame, fblame = Counter(), Counter(), Counter(), Counter()
-    for suite, name, model in cases():
+    for suite, name, model in cases(args.data):
         status, why, used = classify(model)
         fl = _floaty(model)
         counts[status] += 1
