@@ -224,6 +224,7 @@ RULES = {
                                f"axis {n.a('axis')}: folding the batch axis into the rows"),
     "Reshape": lambda n: _need("Reshape"), "Dropout": lambda n: _need("Dropout"),
     "RNN": _recurrent, "LSTM": _recurrent, "GRU": _recurrent, "Pad": _pad, "Resize": _resize, "Upsample": _resize,
+    "GridSample": lambda n: _need("GridSample", None if n.rank() in (None, 4) else "volumetric (5-D) sampling"),
 }
 FREE = {"Constant", "Identity"}      # data and no-ops: no layer needed
 
