@@ -2,7 +2,6 @@
 gradients), float64 central differences with grid points away from the kinks, ONNX export run in onnxruntime,
 import of the ONNX backend GridSample cases, a spatial transformer that trains, and the one-line shape errors."""
 import itertools
-import warnings
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from engine.errors import ShapeError
 from engine.layers import create
 from engine.model import Model
 from gradcheck import numeric
+from onnx_node_cases import ATOL, RTOL, node_cases
 
 COMBOS = list(itertools.product(("bilinear", "nearest", "bicubic"), ("zeros", "border", "reflection"), (False, True)))
 IDS = [f"{m}-{p}-{'align' if a else 'edges'}" for m, p, a in COMBOS]
@@ -111,10 +111,7 @@ def test_onnx_export_runs_in_onnxruntime_like_the_engine(mode, padding, align):
 
 
 def backend_cases():
-    from onnx.backend.test.case import node as gen
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return [c for c in gen.collect_testcases("GridSample") if "_expanded" not in c.name]
+    return node_cases("gridsample")
 
 
 def ort_session(model):
@@ -129,25 +126,24 @@ def test_onnx_backend_gridsample_cases_import_and_give_their_expected_outputs():
     pytest.importorskip("onnx")
     from engine.onnx_import import ImportFailed, read
     done, refused = [], []
-    for case in backend_cases():
-        (x, grid), (want,) = case.data_sets[0]
+    for name, model, (x, grid), (want,) in backend_cases():
         if x.ndim == 5:
             with pytest.raises(ImportFailed) as e:
-                read(case.model, strict=True)
+                read(model, strict=True)
             assert "\n" not in str(e.value) and "volumetric" in str(e.value)
-            refused.append(case.name)
+            refused.append(name)
             continue
-        g, w, kept = read(case.model, strict=True)
+        g, w, kept = read(model, strict=True)
         assert not kept and [n.type for n in g.nodes.values()].count("GridSample") == 1
         m = Model(g)
-        ins = [i.name for i in case.model.graph.input]
+        ins = [i.name for i in model.graph.input]
         got = m.predict({m.inputs[0]: x, m.inputs[1]: grid}) if m.inputs == ins else None
         assert got is not None, (m.inputs, ins)
-        np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol, err_msg=case.name)  # 4 decimals given
-        ort = ort_session(case.model)
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=name)     # written with 4 decimals
+        ort = ort_session(model)
         np.testing.assert_allclose(got, ort.run(None, dict(zip(ins, (x, grid))))[0], rtol=1e-5, atol=1e-6,
-                                   err_msg=case.name)
-        done.append(case.name)
+                                   err_msg=name)
+        done.append(name)
     assert len(done) == 14 and len(refused) == 4
 
 
@@ -187,3 +183,48 @@ def test_shape_errors_name_what_arrived_in_one_line():
         assert words in str(e.value) and "GridSample 'warp'" in str(e.value) and "\n" not in str(e.value)
     f = create("GridSample", "g", {"mode": "bicubic"}).formulas([(3, 8, 8), (4, 5, 2)])
     assert f["macs"] == "taps·C·H_out·W_out = 16·3·4·5 = 960" and f["shape"].endswith("(3, 4, 5)")
+
+
+def test_palette_family_and_node_tooltip_show_the_formulas(qtbot, tmp_path):
+    """In the palette under Reshape; hovering the node shows its shape, parameter and MAC lines with its numbers."""
+    pytest.importorskip("PySide6")
+    from engine.project import Project
+    from gui.mainwindow import MainWindow
+    from gui.palette import PaletteTree
+    tree = PaletteTree()
+    family = {tree.topLevelItem(i).child(j).text(0): tree.topLevelItem(i).text(0)
+              for i in range(tree.topLevelItemCount()) for j in range(tree.topLevelItem(i).childCount())}
+    assert family["GridSample"].lower() == "reshape"
+    w = MainWindow(training=False)
+    qtbot.addWidget(w)
+    w.doc.load(Project(two_input_model("bicubic", "border", False).graph))
+    tip = w.scene.nodes["sample"].tooltip_text()
+    assert "taps·C·H_out·W_out = 16·2·3·4 = 384" in tip and "(2, 3, 4)" in tip and "= 0" in tip
+    w.resize(1000, 700)
+    w.grab().save(str(tmp_path / "grid_sample.png"))
+
+
+def test_the_receptive_field_ends_at_a_grid_sample():
+    """An output pixel reads wherever its grid point lies: no field is claimed after GridSample (the conv before it
+    has one)."""
+    from engine.shapes import infer
+    g = Graph()
+    g.add_node("Input", "img", {"shape": [2, 5, 4]})
+    g.add_node("Input", "grid", {"shape": [3, 4, 2]})
+    g.chain(("conv", "Conv2D", {"filters": 2, "kernel_size": [3]}), after="img")
+    g.add_node("GridSample", "sample", {})
+    g.connect("conv", "sample", 0)
+    g.connect("grid", "sample", 1)
+    infos = infer(g)
+    assert infos["conv"].field == (3, 3) and infos["sample"].field is None
+
+
+def test_onnx_coverage_counts_the_4d_backend_cases_as_mapped_and_volumetric_ones_as_an_option():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("onnx_coverage", Path(__file__).parents[1] / "tools" / "onnx_coverage.py")
+    cov = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cov)
+    got = {name: cov.classify(model)[0] for name, model, _, _ in backend_cases()}
+    assert sorted(n for n, s in got.items() if s == "option") == sorted(n for n in got if "volumetric" in n)
+    assert sum(s == "layer" for s in got.values()) == 14

@@ -1,7 +1,6 @@
 """RotaryEmbedding: against a torch reference written here (rotate_half; complex products for interleaved pairs) and
 ONNX's own definition (onnx.reference and onnxruntime's opset-23 RotaryEmbedding with the standard table), float64
 central differences with masks, the rotation's properties, ONNX export and import, and the one-line shape errors."""
-import warnings
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from engine.layers import create
 from engine.layers.rotary import angles
 from engine.model import Model
 from gradcheck import check_layer
+from onnx_node_cases import node_cases
 
 CONFIGS = [({}, (6, 8)), ({"heads": 2}, (5, 8)), ({"heads": 2, "interleaved": True}, (5, 8)),
            ({"heads": 2, "rotary_dim": 2}, (4, 12)), ({"heads": 3, "rotary_dim": 4, "interleaved": True}, (7, 18)),
@@ -202,16 +202,13 @@ def test_import_refuses_other_caches_and_layouts_in_one_line():
 
 def test_onnx_backend_rotary_cases_are_refused_in_one_line():
     """All 8 backend cases feed random cos/sin caches as graph inputs: no table a layer computes."""
-    from onnx.backend.test.case import node as gen
     from engine.onnx_import import ImportFailed, read
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cases = [c for c in gen.collect_testcases("RotaryEmbedding") if "_expanded" not in c.name]
+    cases = node_cases("rotaryembedding")
     assert len(cases) == 8
-    for case in cases:
+    for name, model, _, _ in cases:
         with pytest.raises(ImportFailed) as e:
-            read(case.model, strict=True)
-        assert "RotaryEmbedding" in str(e.value) and "\n" not in str(e.value), case.name
+            read(model, strict=True)
+        assert "RotaryEmbedding" in str(e.value) and "\n" not in str(e.value), name
 
 
 def test_shape_errors_and_formulas():
@@ -225,3 +222,35 @@ def test_shape_errors_and_formulas():
     f = create("RotaryEmbedding", "r", {"heads": 4, "rotary_dim": 8}).formulas([(10, 64)])
     assert f["macs"] == "2·T·heads·rotary_dim = 2·10·4·8 = 640" and f["params"].endswith("= 0")
     assert f["shape"].endswith("(10, 4·16) = (10, 64)")
+
+
+def test_palette_family_and_node_tooltip_show_the_formulas(qtbot):
+    """In the palette under Attention; hovering the node shows its shape, parameter and MAC lines with its numbers."""
+    pytest.importorskip("PySide6")
+    from engine.project import Project
+    from gui.mainwindow import MainWindow
+    from gui.palette import PaletteTree
+    tree = PaletteTree()
+    family = {tree.topLevelItem(i).child(j).text(0): tree.topLevelItem(i).text(0)
+              for i in range(tree.topLevelItemCount()) for j in range(tree.topLevelItem(i).childCount())}
+    assert family["RotaryEmbedding"].lower() == "attention"
+    w = MainWindow(training=False)
+    qtbot.addWidget(w)
+    w.doc.load(Project(sequence_model({"heads": 2, "rotary_dim": 2}, (4, 12)).graph))
+    tip = w.scene.nodes["rope"].tooltip_text()
+    assert "2·T·heads·rotary_dim = 2·4·2·2 = 32" in tip and "(4, 2·6) = (4, 12)" in tip
+
+
+def test_onnx_coverage_maps_a_table_node_and_names_what_the_backend_cases_miss():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("onnx_coverage", Path(__file__).parents[1] / "tools" / "onnx_coverage.py")
+    cov = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cov)
+    a = angles(4, 8, 10000.0)
+    assert cov.classify(onnx_rope_model(4, 8, 1, 8, False, np.cos(a), np.sin(a), np.arange(4)[None])) == \
+        ("layer", [], ["RotaryEmbedding"])
+    why = {name: cov.classify(model) for name, model, _, _ in node_cases("rotaryembedding")}
+    assert all(s == "option" for s, _, _ in why.values())
+    assert why["test_rotary_embedding_3d_input"][1] == ["RotaryEmbedding: cos/sin caches that are graph inputs (the "
+                                                        "layer computes the standard table) (RotaryEmbedding)"]

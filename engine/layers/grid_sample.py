@@ -107,6 +107,7 @@ class GridSample(Layer):
                   doc="±1 are the centres of the corner pixels (else their outer edges)"))
     n_inputs = 2
     fused = None          # runs on the per-layer path
+    mixes_positions = True  # an output pixel reads wherever the grid points: no receptive field (engine/receptive.py)
     TORCH = '''class GridSample(nn.Module):
     """Image (B, C, H, W) read at grid (B, H_out, W_out, 2) points in [-1, 1] (nn.functional.grid_sample)."""
 
