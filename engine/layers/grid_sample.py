@@ -162,10 +162,11 @@ class GridSample(Layer):
         d = dy.reshape(B, C, -1)                                                     # (B, C, P)
         if not self.need_dx:
             return None, None
-        rows = (np.arange(B * C) * H * W).reshape(B, C, 1)
-        idx = np.concatenate([np.broadcast_to(rows + i[:, None], d.shape).ravel() for i, *_ in self.t])
-        val = np.concatenate([(d * w[:, None]).ravel() for _, w, _, _ in self.t])
-        dx = np.bincount(idx, val, minlength=B * C * H * W).astype(xf.dtype).reshape(B, C, H, W)
+        rows = (np.arange(B * C) * H * W).reshape(B, C, 1)                         # each (b, c) image's offset
+        dx = np.zeros(B * C * H * W)
+        for i, w, _, _ in self.t:                                                    # dx[tap] += w·dy, per tap
+            dx += np.bincount((rows + i[:, None]).ravel(), (d * w[:, None]).ravel(), minlength=dx.size)
+        dx = dx.astype(xf.dtype).reshape(B, C, H, W)
         gx, gy = np.zeros(d.shape[::2], xf.dtype), np.zeros(d.shape[::2], xf.dtype)   # (B, P)
         if self.config["mode"] != "nearest":
             for i, _, dwx, dwy in self.t:
