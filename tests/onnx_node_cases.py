@@ -35,3 +35,13 @@ def node_cases(module):
     finally:
         mod.expect = real
     return out
+
+
+def coverage_tool():
+    """tools/onnx_coverage.py as a module (it classifies a case: layer, option or none)."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("onnx_coverage", Path(__file__).parents[1] / "tools" / "onnx_coverage.py")
+    cov = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cov)
+    return cov

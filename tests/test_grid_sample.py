@@ -11,7 +11,7 @@ from engine.errors import ShapeError
 from engine.layers import create
 from engine.model import Model
 from gradcheck import numeric
-from onnx_node_cases import ATOL, RTOL, node_cases
+from onnx_node_cases import ATOL, RTOL, coverage_tool, node_cases
 
 COMBOS = list(itertools.product(("bilinear", "nearest", "bicubic"), ("zeros", "border", "reflection"), (False, True)))
 IDS = [f"{m}-{p}-{'align' if a else 'edges'}" for m, p, a in COMBOS]
@@ -185,23 +185,13 @@ def test_shape_errors_name_what_arrived_in_one_line():
     assert f["macs"] == "taps·C·H_out·W_out = 16·3·4·5 = 960" and f["shape"].endswith("(3, 4, 5)")
 
 
-def test_palette_family_and_node_tooltip_show_the_formulas(qtbot, tmp_path):
+def test_palette_family_and_node_tooltip_show_the_formulas(qtbot):
     """In the palette under Reshape; hovering the node shows its shape, parameter and MAC lines with its numbers."""
     pytest.importorskip("PySide6")
-    from engine.project import Project
-    from gui.mainwindow import MainWindow
-    from gui.palette import PaletteTree
-    tree = PaletteTree()
-    family = {tree.topLevelItem(i).child(j).text(0): tree.topLevelItem(i).text(0)
-              for i in range(tree.topLevelItemCount()) for j in range(tree.topLevelItem(i).childCount())}
-    assert family["GridSample"].lower() == "reshape"
-    w = MainWindow(training=False)
-    qtbot.addWidget(w)
-    w.doc.load(Project(two_input_model("bicubic", "border", False).graph))
-    tip = w.scene.nodes["sample"].tooltip_text()
+    from gui_layer_info import family_and_tooltip
+    family, tip = family_and_tooltip(qtbot, two_input_model("bicubic", "border", False).graph, "sample")
+    assert family.lower() == "reshape"
     assert "taps·C·H_out·W_out = 16·2·3·4 = 384" in tip and "(2, 3, 4)" in tip and "= 0" in tip
-    w.resize(1000, 700)
-    w.grab().save(str(tmp_path / "grid_sample.png"))
 
 
 def test_the_receptive_field_ends_at_a_grid_sample():
@@ -220,11 +210,7 @@ def test_the_receptive_field_ends_at_a_grid_sample():
 
 
 def test_onnx_coverage_counts_the_4d_backend_cases_as_mapped_and_volumetric_ones_as_an_option():
-    import importlib.util
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location("onnx_coverage", Path(__file__).parents[1] / "tools" / "onnx_coverage.py")
-    cov = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cov)
+    cov = coverage_tool()
     got = {name: cov.classify(model)[0] for name, model, _, _ in backend_cases()}
     assert sorted(n for n, s in got.items() if s == "option") == sorted(n for n in got if "volumetric" in n)
     assert sum(s == "layer" for s in got.values()) == 14

@@ -11,7 +11,7 @@ from engine.layers import create
 from engine.layers.rotary import angles
 from engine.model import Model
 from gradcheck import check_layer
-from onnx_node_cases import node_cases
+from onnx_node_cases import coverage_tool, node_cases
 
 CONFIGS = [({}, (6, 8)), ({"heads": 2}, (5, 8)), ({"heads": 2, "interleaved": True}, (5, 8)),
            ({"heads": 2, "rotary_dim": 2}, (4, 12)), ({"heads": 3, "rotary_dim": 4, "interleaved": True}, (7, 18)),
@@ -227,26 +227,14 @@ def test_shape_errors_and_formulas():
 def test_palette_family_and_node_tooltip_show_the_formulas(qtbot):
     """In the palette under Attention; hovering the node shows its shape, parameter and MAC lines with its numbers."""
     pytest.importorskip("PySide6")
-    from engine.project import Project
-    from gui.mainwindow import MainWindow
-    from gui.palette import PaletteTree
-    tree = PaletteTree()
-    family = {tree.topLevelItem(i).child(j).text(0): tree.topLevelItem(i).text(0)
-              for i in range(tree.topLevelItemCount()) for j in range(tree.topLevelItem(i).childCount())}
-    assert family["RotaryEmbedding"].lower() == "attention"
-    w = MainWindow(training=False)
-    qtbot.addWidget(w)
-    w.doc.load(Project(sequence_model({"heads": 2, "rotary_dim": 2}, (4, 12)).graph))
-    tip = w.scene.nodes["rope"].tooltip_text()
+    from gui_layer_info import family_and_tooltip
+    family, tip = family_and_tooltip(qtbot, sequence_model({"heads": 2, "rotary_dim": 2}, (4, 12)).graph, "rope")
+    assert family.lower() == "attention"
     assert "2·T·heads·rotary_dim = 2·4·2·2 = 32" in tip and "(4, 2·6) = (4, 12)" in tip
 
 
 def test_onnx_coverage_maps_a_table_node_and_names_what_the_backend_cases_miss():
-    import importlib.util
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location("onnx_coverage", Path(__file__).parents[1] / "tools" / "onnx_coverage.py")
-    cov = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cov)
+    cov = coverage_tool()
     a = angles(4, 8, 10000.0)
     assert cov.classify(onnx_rope_model(4, 8, 1, 8, False, np.cos(a), np.sin(a), np.arange(4)[None])) == \
         ("layer", [], ["RotaryEmbedding"])
