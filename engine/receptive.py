@@ -63,7 +63,8 @@ def field(info, layer, ks, ins):
     if layer.type == "Embedding" and n == 1:                # token ids (T,) → (T, d): one id per position
         info.field, info.stride, info.axes = (1,), (1,), "T"
         return
-    if not n or not prev or len(prev) < len(ins) or layer.category in MIXING or layer.type == "Reshape":
+    if (not n or not prev or len(prev) < len(ins) or layer.category in MIXING or layer.type == "Reshape"
+            or getattr(layer, "mixes_positions", False)):        # GridSample: reads wherever its grid points
         return
     want, have = _layout(layer, ins[0].shape), {i.axes for i in prev} - {None}
     if len(have) > 1 or (want and have and want not in have):

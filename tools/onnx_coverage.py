@@ -226,6 +226,13 @@ RULES = {
                                f"axis {n.a('axis')}: folding the batch axis into the rows"),
     "Reshape": lambda n: _need("Reshape"), "Dropout": lambda n: _need("Dropout"),
     "RNN": _recurrent, "LSTM": _recurrent, "GRU": _recurrent, "Pad": _pad, "Resize": _resize, "Upsample": _resize,
+    "GridSample": lambda n: _need("GridSample", None if n.rank() in (None, 4) else "volumetric (5-D) sampling"),
+    "RotaryEmbedding": lambda n: _need(
+        "RotaryEmbedding", "4-D (batch, heads, steps, head size) input" if n.rank() == 4 else None,
+        None if all(len(n.inputs) > i and n.inputs[i] in n.inits for i in (1, 2)) else "cos/sin caches that are "
+        "graph inputs (the layer computes the standard table)",
+        "position_ids that are a graph input" if len(n.inputs) > 3 and n.inputs[3] and n.inputs[3] not in n.inits
+        else None),
 }
 FREE = {"Constant", "Identity"}      # data and no-ops: no layer needed
 
