@@ -227,6 +227,10 @@ RULES = {
     "Reshape": lambda n: _need("Reshape"), "Dropout": lambda n: _need("Dropout"),
     "RNN": _recurrent, "LSTM": _recurrent, "GRU": _recurrent, "Pad": _pad, "Resize": _resize, "Upsample": _resize,
 }
+# mathops: Math's unary functions (engine/layers/unary.py), by their ONNX operator
+RULES.update({op: (lambda n: _need("Math")) for op in (
+    "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh",
+    "Asinh", "Acosh", "Atanh", "Erf", "Floor", "Ceil", "Round", "Sign")})
 FREE = {"Constant", "Identity"}      # data and no-ops: no layer needed
 
 
