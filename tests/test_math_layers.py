@@ -108,3 +108,88 @@ def test_coverage_counts_the_math_operators(op):
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     assert cov.classify(m) == ("layer", [], ["Math"])
+
+
+# ---- Reduce ----
+def reduce_layer(op, axes, shape, keepdims=False):
+    layer = create("Reduce", "r", {"op": op, "axes": axes, "keepdims": keepdims})
+    layer.build([shape])
+    return layer
+
+
+@pytest.mark.parametrize("op,fn", [
+    ("mean", lambda x, a: x.mean(a)), ("sum", lambda x, a: x.sum(a)), ("max", lambda x, a: x.max(a)),
+    ("min", lambda x, a: x.min(a)), ("prod", lambda x, a: x.prod(a)), ("l1", lambda x, a: np.abs(x).sum(a)),
+    ("l2", lambda x, a: np.sqrt((x ** 2).sum(a))), ("logsumexp", lambda x, a: np.log(np.exp(x).sum(a))),
+    ("logsum", lambda x, a: np.log(x.sum(a))), ("sumsquare", lambda x, a: (x ** 2).sum(a))])
+def test_reduce_equals_its_formula(op, fn):
+    x = np.random.default_rng(1).uniform(0.2, 2.0, (3, 2, 4, 5))
+    layer = reduce_layer(op, [0, -1], (2, 4, 5))
+    np.testing.assert_allclose(layer.forward(x), fn(x, (1, 3)), rtol=1e-12)
+    assert layer.forward(x).shape == (3, 4) and reduce_layer(op, [0, -1], (2, 4, 5), True).forward(x).shape == (3, 1, 4, 1)
+
+
+def test_reduce_max_shares_ties_and_prod_of_zeros_as_torch():
+    torch = pytest.importorskip("torch")
+    x = np.array([[[1.0, 3.0, 3.0, -1.0], [0.0, 0.0, 2.0, 0.0]], [[0.0, 0.0, 0.0, 0.0], [5.0, 0.0, 2.0, 1.0]]])
+    for op, fn in (("max", lambda t: torch.amax(t, 2)), ("min", lambda t: torch.amin(t, 2)),
+                   ("prod", lambda t: torch.prod(t, 2))):
+        layer = reduce_layer(op, [1], (2, 4))
+        u = np.arange(1.0, 5.0).reshape(2, 2)
+        y, dx = layer.forward(x), layer.backward(u)[0]
+        t = torch.tensor(x, requires_grad=True)
+        ty = fn(t)
+        (ty * torch.tensor(u)).sum().backward()
+        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-14)
+        np.testing.assert_allclose(dx, t.grad.numpy(), rtol=1e-14, err_msg=op)
+    assert reduce_layer("max", [1], (2, 4)).backward is not None and dx[0, 1, 2] == 0
+
+
+def test_reduce_refuses_steps_of_variable_length_sequences_in_one_line():
+    from engine.errors import ShapeError
+    x, m = np.ones((2, 4, 3)), np.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool)
+    for axes, keep, what in (([0], True, "use TimePool"), ([1], False, "set keepdims")):
+        layer = reduce_layer("mean", axes, (4, 3), keep)
+        layer.in_masks = [m]
+        with pytest.raises(ShapeError, match=what):
+            layer.forward(x)
+        layer.in_masks = [np.ones((2, 4), bool)]                 # every step valid: it reduces
+        assert layer.forward(x).shape[0] == 2
+    with pytest.raises(ShapeError, match="reduces axes \\[2\\] but its input has 2 axes"):
+        reduce_layer("sum", [2], (4, 3))
+
+
+def test_reduce_hover_formula():
+    f = create("Reduce", "r", {"op": "logsumexp", "axes": [1, 2]}).formulas([(3, 4, 5)])
+    assert f["shape"] == ("y = ln Σ eˣ over axes 1, 2 (n = 20 values each), dy/dx = eˣ / Σ eˣ (softmax); "
+                          "(3, 4, 5) → (3,)")
+
+
+@pytest.mark.parametrize("op,shape,axes,keepdims,opset", [
+    ("ReduceSum", (3, 4), [2], 1, 13), ("ReduceL2", (3, 4), [-1], 0, 17), ("ReduceMax", (2, 3, 4), [1, 3], 0, 18),
+    ("ReduceMean", (2, 3, 4), [1], 1, 18), ("ReduceLogSumExp", (3, 4), [1], 0, 11), ("ReduceProd", (2, 3), [2], 1, 17),
+    ("ReduceMin", (2, 3, 4), [2], 0, 17), ("ReduceL1", (3, 4), [1], 1, 17), ("ReduceSumSquare", (3, 2), [1], 0, 17),
+    ("ReduceLogSum", (3, 4), [2], 0, 17)])
+def test_reduce_operators_import_as_reduce(op, shape, axes, keepdims, opset, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from test_onnx_import import check_round_trip
+    from test_onnx_import_options import one_node
+    as_input = op == "ReduceSum" and opset >= 13 or opset >= 18
+    ins = [np.array(axes, np.int64)] if as_input else []
+    f = one_node(tmp_path, op, shape, ins, opset=opset, keepdims=keepdims, **({} if as_input else {"axes": axes}))
+    x = np.random.default_rng(0).uniform(0.2, 2.0, (3,) + shape).astype(np.float32)
+    m = check_round_trip(f, x)
+    (layer,) = list(m.graph.nodes.values())[1:]
+    want_axes = tuple(sorted((a % (len(shape) + 1)) - 1 for a in axes))
+    assert (layer.type, tuple(layer.config["axes"]), layer.config["keepdims"]) == ("Reduce", want_axes, bool(keepdims))
+
+
+@pytest.mark.parametrize("axes,keepdims,why", [
+    ([0, 1], 1, "over the batch axis"), (None, 1, "every axis, the batch axis too"),
+    ([1, 2], 0, "one number per sample")])
+def test_reduce_import_refuses_the_batch_axis_in_one_line(axes, keepdims, why, tmp_path):
+    from engine.onnx_import import ImportFailed, read
+    from test_onnx_import_options import one_node
+    f = one_node(tmp_path, "ReduceL1", (3, 4), opset=17, keepdims=keepdims, **({"axes": axes} if axes else {}))
+    with pytest.raises(ImportFailed, match=why):
+        read(f, strict=True)

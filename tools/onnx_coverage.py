@@ -231,6 +231,26 @@ RULES = {
 RULES.update({op: (lambda n: _need("Math")) for op in (
     "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh",
     "Asinh", "Acosh", "Atanh", "Erf", "Floor", "Ceil", "Round", "Sign")})
+
+
+def _reduce(n):
+    """Reduce over constant axes that exclude the batch axis (ReduceMean/ReduceMax of (C, …): a global pool too)."""
+    from onnx import numpy_helper
+    axes, r = n.a("axes"), n.rank()
+    if axes is None and len(n.inputs) > 1 and n.inputs[1]:
+        if n.inputs[1] not in n.inits:
+            return _need("Reduce", "axes computed at run time (a graph input)")
+        axes = numpy_helper.to_array(n.inits[n.inputs[1]]).reshape(-1).tolist()
+    if not axes:
+        return ("layer", "Identity") if n.a("noop_with_empty_axes", 0) else _need("Reduce", "reducing over the batch axis")
+    ax = {a % r for a in axes} if r else set()
+    if 0 in ax:
+        return _need("Reduce", "reducing over the batch axis")
+    return _need("Reduce", "(N,): one number per sample" if r and not n.a("keepdims", 1) and len(ax) == r - 1 else None)
+
+
+RULES.update({op: _reduce for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                                     "ReduceL2", "ReduceLogSumExp", "ReduceLogSum", "ReduceSumSquare")})
 FREE = {"Constant", "Identity"}      # data and no-ops: no layer needed
 
 
@@ -248,7 +268,7 @@ def classify(model):
         t = vi.type.tensor_type
         if vi.type.HasField("tensor_type") and t.HasField("shape"):
             shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
-    inits = {i.name for i in g.initializer}
+    inits = {i.name: i for i in g.initializer}
     for i in g.initializer:
         shapes[i.name] = tuple(i.dims)
     nodes = [n for n in g.node if n.op_type not in FREE] or list(g.node)
