@@ -1,5 +1,7 @@
-"""ONNX import handlers of engine/layers/unary.py (Math: Abs, Neg, Exp, Log, …, Sign), reduce.py (ReduceX over
-feature axes) and the two-input Div (Divide)."""
+"""ONNX import handlers of engine/layers/unary.py (Math: Abs, Neg, Exp, Log, …, Sign; Power: Pow with a constant
+exponent) and reduce.py (ReduceX over feature axes). Div of two tensors (Divide): engine/onnx_import_pointwise.py."""
+import numpy as np
+
 from .layers.reduce import OPS as REDUCE
 from .layers.unary import FUNCTIONS
 from .onnx_import import OPS, Unsupported, _attrs, handles
@@ -11,6 +13,17 @@ MATH_OPS = {op: f for f, (op, *_) in FUNCTIONS.items()}     # ONNX op -> Math's 
 @handles(*MATH_OPS)
 def _math(c, node):
     _pointwise(c, node, "Math", {"function": MATH_OPS[node.op_type]})
+
+
+@handles("Pow")
+def _pow(c, node):
+    ins = c.data(node)
+    if len(ins) != 1 or node.input[0] != ins[0]:
+        raise Unsupported("raises to a computed exponent (only x to a constant power has a layer, Power)")
+    p = np.asarray(c.const(node, 1, "exponent"))
+    if p.size != 1:
+        raise Unsupported(f"an exponent of shape {p.shape}: Power takes one constant exponent for every value")
+    _pointwise(c, node, "Power", {"exponent": float(p.reshape(-1)[0])})
 
 
 # ---- ReduceX over feature axes: a Reduce layer (ReduceMean/ReduceMax over all of (C, …)'s spatial axes or a

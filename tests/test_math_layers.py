@@ -193,3 +193,80 @@ def test_reduce_import_refuses_the_batch_axis_in_one_line(axes, keepdims, why, t
     f = one_node(tmp_path, "ReduceL1", (3, 4), opset=17, keepdims=keepdims, **({"axes": axes} if axes else {}))
     with pytest.raises(ImportFailed, match=why):
         read(f, strict=True)
+
+
+# ---- Divide, Power, Squeeze / Unsqueeze ----
+def test_divide_equals_the_quotient_and_its_gradients():
+    layer = create("Divide", "d")
+    layer.build([(2, 3), (2, 1)])
+    a, b = np.arange(1.0, 7.0).reshape(1, 2, 3), np.array([[[2.0], [-4.0]]])
+    np.testing.assert_array_equal(layer.forward(a, b), a / b)
+    da, db = layer.backward(np.ones((1, 2, 3)))
+    np.testing.assert_array_equal(da, np.broadcast_to(1 / b, a.shape))
+    np.testing.assert_allclose(db, (-a / b ** 2).sum(-1, keepdims=True), rtol=1e-15)  # summed where x₂ broadcast
+
+
+def two_inputs(tmp_path, op, shape_a, shape_b):
+    import onnx
+    from onnx import TensorProto, helper
+    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n", *s]) for n, s in (("a", shape_a), ("b", shape_b))]
+    g = helper.make_graph([helper.make_node(op, ["a", "b"], ["y"], name="div")], "g", ins,
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    f = tmp_path / "div.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), f)
+    return f
+
+
+def test_div_of_two_tensors_imports_as_divide_and_of_a_constant_as_scale_shift(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from engine.model import Model
+    from engine.onnx_import import read
+    from test_onnx_import_options import check, one_node
+    f = two_inputs(tmp_path, "Div", (2, 3), (2, 1))
+    g, w, _ = read(f, strict=True)
+    assert [n.type for n in g.nodes.values()] == ["Input", "Input", "Divide"]
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 2, 3)).astype(np.float32), rng.uniform(0.5, 2, (3, 2, 1)).astype(np.float32)
+    want = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).run(None, {"a": a, "b": b})[0]
+    names = [n for n, v in g.nodes.items() if v.type == "Input"]
+    np.testing.assert_allclose(Model(g).predict(dict(zip(names, (a, b)))), want, rtol=1e-6)
+    check(one_node(tmp_path, "Div", (2, 3), [np.array([2.0, 4.0, 8.0], np.float32)]), (2, 3), ["ScaleShift"])
+
+
+@pytest.mark.parametrize("p", [2.0, 3.0, 0.5, -1.0])
+def test_pow_with_a_constant_exponent_imports_as_power(p, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from test_onnx_import import check_round_trip
+    from test_onnx_import_options import one_node
+    x = np.random.default_rng(0).uniform(0.2, 2.0, (3, 4)).astype(np.float32)
+    m = check_round_trip(one_node(tmp_path, "Pow", (4,), [np.array(p, np.float32)]), x)
+    assert [(n.type, n.config) for n in m.graph.nodes.values()][1:] == [("Power", {"exponent": p})]
+    layer = create("Power", "p", {"exponent": p})
+    layer.build([(4,)])
+    np.testing.assert_allclose(layer.forward(x.astype(float)), x.astype(float) ** p, rtol=1e-14)
+    np.testing.assert_allclose(layer.backward(np.ones((3, 4)))[0], p * x.astype(float) ** (p - 1), rtol=1e-14)
+
+
+def _node_model(op, shapes, out_shape, inits=(), **attrs):
+    from onnx import TensorProto, helper, numpy_helper
+    ins = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, list(s)) for i, s in enumerate(shapes)]
+    names = [i.name for i in ins] + [f"c{i}" for i in range(len(inits))]
+    g = helper.make_graph([helper.make_node(op, names, ["y"], **attrs)], "g", ins,
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))],
+                          [numpy_helper.from_array(np.asarray(v), f"c{i}") for i, v in enumerate(inits)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("m,want", [
+    (_node_model("Div", [(3, 4), (3, 1)], (3, 4)), ("layer", [], ["Divide"])),
+    (_node_model("Pow", [(3, 4)], (3, 4), [np.array(2.0, np.float32)]), ("layer", [], ["Power"])),
+    (_node_model("Pow", [(3, 4), (3, 4)], (3, 4)), ("option", ["Pow: a computed exponent (a graph input) (Power)"], [])),
+    (_node_model("Unsqueeze", [(3, 4)], (3, 1, 4), [np.array([1], np.int64)]), ("layer", [], ["Reshape"])),
+    (_node_model("Squeeze", [(1, 3, 4)], (3, 4), [np.array([0], np.int64)]),
+     ("option", ["Squeeze: squeezing or inserting the batch axis (Reshape)"], [])),
+    (_node_model("ReduceL2", [(3, 4, 5)], (3, 5), axes=[1], keepdims=0), ("layer", [], ["Reduce"])),
+    (_node_model("ReduceSum", [(3, 4, 5)], (3, 1, 1), [np.array([-1, 1], np.int64)]), ("layer", [], ["Reduce"])),
+    (_node_model("ReduceMax", [(3, 4)], (1, 4), axes=[0]), ("option", ["ReduceMax: reducing over the batch axis "
+                                                                       "(Reduce)"], []))])
+def test_coverage_rules_of_divide_power_reshape_and_reduce(m, want):
+    assert cov.classify(m) == want

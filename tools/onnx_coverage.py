@@ -251,6 +251,35 @@ def _reduce(n):
 
 RULES.update({op: _reduce for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
                                      "ReduceL2", "ReduceLogSumExp", "ReduceLogSum", "ReduceSumSquare")})
+
+
+def _const_axes(n):
+    """The axes attribute or constant second input; 'input' when a graph input gives them; None when absent."""
+    from onnx import numpy_helper
+    if n.a("axes") is not None or len(n.inputs) < 2 or not n.inputs[1]:
+        return n.a("axes")
+    return numpy_helper.to_array(n.inits[n.inputs[1]]).reshape(-1).tolist() if n.inputs[1] in n.inits else "input"
+
+
+def _squeeze(n):
+    """Squeeze / Unsqueeze as a Reshape (engine/onnx_import_seq.py) when the batch axis stays first."""
+    axes, r, s = _const_axes(n), n.rank(), n.shapes[0]
+    if axes == "input":
+        return _need("Reshape", "axes computed at run time (a graph input)")
+    if axes is None or r is None:
+        return _need("Reshape", "squeezing the batch axis" if n.op == "Squeeze" and s and s[0] == 1 else None)
+    out_r = r + len(axes) if n.op == "Unsqueeze" else r
+    return _need("Reshape", "squeezing or inserting the batch axis" if any(a % out_r == 0 for a in axes) else None)
+
+
+def _pow(n):
+    """Power: x to one constant exponent."""
+    if len(n.inputs) < 2 or n.inputs[1] not in n.inits:
+        return _need("Power", "a computed exponent (a graph input)")
+    return _need("Power", None if int(np.prod(n.shapes[1] or (1,))) == 1 else "an exponent per value")
+
+
+RULES.update({"Div": _merge("Divide"), "Pow": _pow, "Squeeze": _squeeze, "Unsqueeze": _squeeze})
 FREE = {"Constant", "Identity"}      # data and no-ops: no layer needed
 
 

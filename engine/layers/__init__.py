@@ -5,7 +5,7 @@ from . import conv1d, conv3d, conv_transpose, upsample  # noqa: F401  (convoluti
 from . import onnx_node, permute, scale_shift  # noqa: F401  (imported models: ONNX nodes kept, Transpose, constants)
 from . import gru, lstm, rnn  # noqa: F401  (the recurrent family; recurrent.py is its base)
 from . import cross_attention  # noqa: F401  (encoder–decoder)
-from . import reduce, unary  # noqa: F401  (Reduce over axes; Math: unary functions per value)
+from . import divide, reduce, unary  # noqa: F401  (Divide; Reduce over axes; Math: unary functions per value)
 from .base import CATEGORIES, REGISTRY, Fix, Layer, Param, fmt, register
 from ..errors import ConfigError
 

@@ -1,6 +1,8 @@
 """Math: one unary function per value (ONNX's Abs, Neg, Exp, Log, Sqrt, Reciprocal, the trigonometric and hyperbolic
 functions and their inverses, Erf, Floor, Ceil, Round, Sign), through the pointwise kernel (engine/kernels.py) on
-the per-layer and the fused path."""
+the per-layer and the fused path; Power: x to a constant exponent (ONNX Pow)."""
+import numpy as np
+
 from ..hparams import HP
 from ..kernels import K_MATH, MATH
 from .activations import _Activation
@@ -85,3 +87,55 @@ class Math(_Pointwise):
             out.append(({"function": f}, [(4, 3) if i % 2 else (2, 3)], opts))
         return out + [({"function": "reciprocal"}, [(5,)], {"domain": (-3.0, -0.3)}),
                       ({"function": "exp"}, [(2, 2, 3)]), ({"function": "round"}, [(2, 2, 3)])]
+
+
+TORCH_POWER = '''class Power(nn.Module):
+    """y = x ** exponent per value."""
+
+    def __init__(self, exponent):
+        super().__init__()
+        self.exponent = exponent
+
+    def forward(self, x):
+        return torch.pow(x, self.exponent)
+'''
+
+
+@register
+class Power(_Activation):
+    fused = None          # runs on the per-layer path
+    doc = "y = xᵖ per value for a constant exponent p (dy/dx = p·xᵖ⁻¹); a negative x and a non-integer p give NaN."
+    hparams = (HP("exponent", "float", 2.0, min=-1e6, max=1e6, doc="p: the constant exponent"),)
+
+    def formula(self):
+        return f"y = x^{self.config['exponent']:g}"
+
+    def formulas(self, in_shapes):
+        f, p = super().formulas(in_shapes), self.config["exponent"]
+        return {**f, "shape": f"{f['shape']}; dy/dx = {p:g}·x^{p - 1:g}"}
+
+    def forward(self, x, training=False):
+        self.x = x
+        return np.power(x, self.config["exponent"])                  # float32 stays float32
+
+    def backward(self, dy):
+        p = self.config["exponent"]
+        if p == 0:                                                    # y = 1: no gradient, as torch.pow
+            return (np.zeros(self.x.shape, self.x.dtype),)
+        return (np.multiply(dy, p * np.power(self.x, p - 1), dtype=self.x.dtype),)
+
+    def to_onnx(self, ctx, ins):
+        return ctx.op("Pow", [ins[0], ctx.const(f"{self.name}/exponent", self.config["exponent"])], self.name)
+
+    def to_torch(self):
+        from ..torch_export import Emitted
+        return Emitted(f"Power({self.config['exponent']!r})", helpers=("Power",), sources={"Power": TORCH_POWER})
+
+    def torch_reference(self, xs, p, torch):
+        return torch.pow(xs[0], self.config["exponent"])
+
+    @classmethod
+    def samples(cls):
+        pos = {"domain": (0.2, 2.0)}
+        return [({}, [(2, 3)]), ({"exponent": 3.0}, [(4, 3)], {"mask": True}), ({"exponent": 1.5}, [(2, 3)], pos),
+                ({"exponent": -1.0}, [(5,)], pos), ({"exponent": 0.5}, [(2, 2, 3)], pos), ({"exponent": 0.0}, [(4,)])]
