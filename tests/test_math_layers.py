@@ -270,3 +270,12 @@ def _node_model(op, shapes, out_shape, inits=(), **attrs):
                                                                        "(Reduce)"], []))])
 def test_coverage_rules_of_divide_power_reshape_and_reduce(m, want):
     assert cov.classify(m) == want
+
+
+@pytest.mark.parametrize("op,shape,axes,want", [("Unsqueeze", (3, 4), [1], ["Reshape"]),
+                                                ("Unsqueeze", (3, 4), [-1], ["Reshape"]),
+                                                ("Squeeze", (3, 1, 4), [2], ["Reshape"])])
+def test_squeeze_and_unsqueeze_keeping_the_batch_axis_import_as_reshape(op, shape, axes, want, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from test_onnx_import_options import check, one_node
+    check(one_node(tmp_path, op, shape, [np.array(axes, np.int64)]), shape, want)

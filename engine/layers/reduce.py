@@ -60,9 +60,9 @@ TORCH = '''class Reduce(nn.Module):
 class Reduce(Layer):
     category = "pooling"
     fused = None          # runs on the per-layer path
-    doc = ("One number per kept position from the values along `axes` (the batch axis excluded): mean, sum, max, "
-           "min, prod, L1 = Σ|x|, L2 = √(Σx²), logsumexp = ln Σeˣ, logsum = ln Σx, sumsquare = Σx²; keepdims keeps "
-           "the reduced axes as 1s.")
+    doc = ("A global pool over any of the sample's `axes` (the batch axis excluded), one number per kept position: "
+           "mean, sum, max, min, prod, L1 = Σ|x|, L2 = √(Σx²), logsumexp = ln Σeˣ, logsum = ln Σx, sumsquare = Σx²; "
+           "keepdims keeps the reduced axes as 1s.")
     hparams = (HP("op", "choice", "mean", choices=tuple(OPS), doc="How the values along the axes are combined"),
                HP("axes", "ints", (-1,), min=-8, max=7, doc="The sample's axes reduced (−1: the last), e.g. 0 or 1,2"),
                HP("keepdims", "bool", False, doc="Keep the reduced axes with size 1"))
