@@ -242,7 +242,8 @@ def _reduce(n):
             return _need("Reduce", "axes computed at run time (a graph input)")
         axes = numpy_helper.to_array(n.inits[n.inputs[1]]).reshape(-1).tolist()
     if not axes:
-        return ("layer", "Identity") if n.a("noop_with_empty_axes", 0) else _need("Reduce", "reducing over the batch axis")
+        return (("layer", "Identity") if n.a("noop_with_empty_axes", 0) else
+                _need("Reduce", "reducing over the batch axis"))
     ax = {a % r for a in axes} if r else set()
     if 0 in ax:
         return _need("Reduce", "reducing over the batch axis")

@@ -116,7 +116,8 @@ class Reduce(Layer):
         op, ax = self.config["op"], tuple(a + 1 for a in self._axes(x.ndim - 1))
         self.x, self.ax = x, ax
         if op in ("mean", "sum", "max", "min", "prod"):
-            y = {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min, "prod": np.prod}[op](x, ax, keepdims=True)
+            fn = {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min, "prod": np.prod}[op]
+            y = fn(x, ax, keepdims=True)
         elif op == "l1":
             y = np.abs(x).sum(ax, keepdims=True)
         elif op in ("l2", "sumsquare"):
