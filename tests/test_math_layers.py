@@ -282,3 +282,22 @@ def test_squeeze_and_unsqueeze_keeping_the_batch_axis_import_as_reshape(op, shap
     pytest.importorskip("onnxruntime")
     from test_onnx_import_options import check, one_node
     check(one_node(tmp_path, op, shape, [np.array(axes, np.int64)]), shape, want)
+
+
+@pytest.mark.parametrize("type,config,ops", [
+    ("Math", {"function": "acosh"}, ["Acosh"]), ("Math", {"function": "round"}, ["Round"]),
+    ("Power", {"exponent": 1.5}, ["Pow"]), ("Reduce", {"op": "l2", "axes": [0]}, ["ReduceL2"]),
+    ("Reduce", {"op": "sum", "axes": [0, 1]}, ["ReduceSum", "Flatten"])])
+def test_export_is_the_one_onnx_operator(type, config, ops):
+    from engine import Graph
+    from engine.model import Model
+    from engine.onnx_export import to_onnx
+    g = Graph()
+    g.chain(("x", "Input", {"shape": [3, 4], "standardize": False}), ("f", type, config))
+    assert [n.op_type for n in to_onnx(Model(g)).graph.node] == ops
+
+
+def test_coverage_of_a_constant_divided_by_a_tensor_is_no_layer():
+    m = _node_model("Div", [(3, 4)], (3, 4), [np.array(2.0, np.float32)])
+    m.graph.node[0].input[:] = ["c0", "x0"]
+    assert cov.classify(m)[0] == "none"

@@ -280,7 +280,14 @@ def _pow(n):
     return _need("Power", None if int(np.prod(n.shapes[1] or (1,))) == 1 else "an exponent per value")
 
 
-RULES.update({"Div": _merge("Divide"), "Pow": _pow, "Squeeze": _squeeze, "Unsqueeze": _squeeze})
+def _div(n):
+    """Divide of two tensors; x / constant is a ScaleShift; a constant / x has no layer."""
+    if len(n.inputs) == 2 and n.inputs[0] in n.inits and n.inputs[1] not in n.inits:
+        return ("none", "a constant divided by a tensor")
+    return _merge("Divide")(n)
+
+
+RULES.update({"Div": _div, "Pow": _pow, "Squeeze": _squeeze, "Unsqueeze": _squeeze})
 FREE = {"Constant", "Identity"}      # data and no-ops: no layer needed
 
 
