@@ -21,7 +21,7 @@ def _pow(c, node):
     if len(ins) != 1 or node.input[0] != ins[0]:
         raise Unsupported("raises to a computed exponent (only x to a constant power has a layer, Power)")
     p = np.asarray(c.const(node, 1, "exponent"))
-    if p.size != 1:
+    if p.size != 1 or p.ndim > len(c.values[ins[0]].shape) + 1:
         raise Unsupported(f"an exponent of shape {p.shape}: Power takes one constant exponent for every value")
     _pointwise(c, node, "Power", {"exponent": float(p.reshape(-1)[0])})
 
