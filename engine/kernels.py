@@ -1,5 +1,5 @@
 """Numba kernels shared by layers, losses and optimizers (cache=True, C-contiguous, no per-graph JIT)."""
-from math import erf, exp, log1p, sqrt, tanh
+from math import acos, acosh, asin, asinh, atan, atanh, cos, cosh, erf, exp, log, log1p, sin, sinh, sqrt, tan, tanh
 
 import numpy as np
 from ._jit import njit
@@ -159,11 +159,70 @@ def add_into(x, y, flag):
 K_GELU_ERF, K_GELU_TANH, K_LEAKY, K_ELU, K_SELU, K_SILU, K_SOFTPLUS, K_MISH, K_CLIP = range(9)
 K_CELU, K_SOFTSIGN, K_HARDSIGMOID, K_HARDSWISH, K_THRESHOLD, K_SHRINK = range(9, 15)
 SQRT_2_PI = sqrt(2 / np.pi)
+# the unary functions of the Math layer (engine/layers/unary.py): kind K_MATH + i computes MATH[i]
+MATH = ("abs", "neg", "exp", "log", "sqrt", "reciprocal", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh",
+        "asinh", "acosh", "atanh", "erf", "floor", "ceil", "round", "sign")
+K_MATH = 15
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _sig(v):
     return 1.0 / (1.0 + exp(-v)) if v >= 0 else exp(v) / (1.0 + exp(v))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _math(i, v):
+    """(f(v), f′(v)) of the unary function MATH[i]; floor, ceil, round and sign have f′ = 0."""
+    if i == 0:
+        return abs(v), (1.0 if v > 0 else -1.0 if v < 0 else 0.0)
+    if i == 1:
+        return -v, -1.0
+    if i == 2:
+        e = exp(v)
+        return e, e
+    if i == 3:
+        return (log(v) if v > 0 else -np.inf if v == 0 else np.nan), 1.0 / v
+    if i == 4:
+        r = sqrt(v) if v >= 0 else np.nan
+        return r, 0.5 / r
+    if i == 5:
+        r = 1.0 / v
+        return r, -r * r
+    if i == 6:
+        return sin(v), cos(v)
+    if i == 7:
+        return cos(v), -sin(v)
+    if i == 8:
+        t = tan(v)
+        return t, 1.0 + t * t
+    if i == 9 or i == 10:                                     # asin, acos: ±1/√(1 − x²)
+        if not -1.0 <= v <= 1.0:
+            return np.nan, np.nan
+        d = 1.0 / sqrt((1.0 - v) * (1.0 + v))
+        return (asin(v), d) if i == 9 else (acos(v), -d)
+    if i == 11:
+        return atan(v), 1.0 / (1.0 + v * v)
+    if i == 12:
+        return sinh(v), cosh(v)
+    if i == 13:
+        return cosh(v), sinh(v)
+    if i == 14:
+        return asinh(v), 1.0 / sqrt(v * v + 1.0)
+    if i == 15:
+        return (acosh(v), 1.0 / sqrt((v - 1.0) * (v + 1.0))) if v >= 1.0 else (np.nan, np.nan)
+    if i == 16:
+        if not -1.0 <= v <= 1.0:
+            return np.nan, np.nan
+        return (atanh(v) if abs(v) < 1.0 else np.sign(v) * np.inf), 1.0 / ((1.0 - v) * (1.0 + v))
+    if i == 17:
+        return erf(v), 1.1283791670955126 * exp(-v * v)       # 2/√π·e^(−x²)
+    if i == 18:
+        return np.floor(v), 0.0
+    if i == 19:
+        return np.ceil(v), 0.0
+    if i == 20:
+        return np.rint(v), 0.0                                 # halves to even, as ONNX Round and torch.round
+    return (1.0 if v > 0 else -1.0 if v < 0 else 0.0 if v == 0 else np.nan), 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -208,6 +267,8 @@ def pointwise(kind, a, b, x, y, d):
             f, g = (0.0, 0.0) if v <= -3 else (v, 1.0) if v >= 3 else (v * (v + 3.0) / 6.0, v / 3.0 + 0.5)
         elif kind == K_THRESHOLD:                              # x where x > α, else 0
             f, g = (v, 1.0) if v > a else (0.0, 0.0)
+        elif kind >= K_MATH:
+            f, g = _math(kind - K_MATH, v)
         else:                                                  # SHRINK: x − b where x > λ = a, x + b where x < −λ
             f, g = (v - b, 1.0) if v > a else (v + b, 1.0) if v < -a else (0.0, 0.0)
         y[i] = f

@@ -176,7 +176,8 @@ def _merge(c, node):
             shape = tuple(np.broadcast_shapes(*[u.shape for u in v]))
         except ValueError:
             raise Unsupported(f"shapes {[u.shape for u in v]} do not broadcast") from None
-        type = {"Mul": "Multiply", "Sub": "Subtract", "Max": "Maximum", "Min": "Minimum", "Mean": "Average"}.get(
+        type = {"Mul": "Multiply", "Sub": "Subtract", "Max": "Maximum", "Min": "Minimum", "Mean": "Average",
+                "Div": "Divide"}.get(
             node.op_type, "Add")
         c.add(node, type, {}, ins, out_shape=shape)
         c.values[node.output[0]].squeezed = all(u.squeezed for u in v)
@@ -199,6 +200,8 @@ def _merge(c, node):
 @handles("Div")
 def _div(c, node):
     ins = c.data(node)
+    if len(ins) == 2:                                                  # two computed tensors: Divide
+        return _merge(c, node)
     if len(ins) != 1 or node.input[0] != ins[0] or node.input[1] not in c.consts:
         raise Unsupported("divides by a computed tensor (only x / constant has a layer)")
     _merge(c, node)

@@ -7,6 +7,7 @@ A sample is (config, in_shapes) or (config, in_shapes, opts); opts may hold
                 counts valid output steps only and dx must be exactly 0 at padded input steps;
   "masks": True every (T, F) input gets its own random lengths (e.g. CrossAttention's queries and keys);
   "ints": V     input 0 holds integer ids in [0, V), given as floats: it gets no dx check;
+  "domain": (lo, hi)  every input is drawn uniformly from [lo, hi] (a function's domain: Math's log, asin, …);
   "per_layer": True  the fused path declines this configuration (test_fused checks that it falls back).
 """
 import json
@@ -76,6 +77,8 @@ def inputs(in_shapes, opts, batch=3, seed=0, dtype=np.float64):
     """(xs, input masks): random inputs for a sample (ids for "ints", lengths for "mask")."""
     rng = np.random.default_rng(seed)
     xs = [rng.normal(0, 1, (batch,) + tuple(s)) for s in in_shapes]
+    if opts.get("domain"):
+        xs = [rng.uniform(*opts["domain"], x.shape) for x in xs]
     if opts.get("ints"):
         xs[0] = rng.integers(0, opts["ints"], xs[0].shape).astype(np.float64)
     masks = [None] * len(xs)

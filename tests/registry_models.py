@@ -7,11 +7,12 @@ from engine import Graph
 from engine.layers import REGISTRY
 
 
-def sample_graph(type, config, shapes, ints=False):
-    """Input → the layer; several inputs (or differing shapes) come from one Input through Dense (→ Reshape)."""
+def sample_graph(type, config, shapes, ints=False, domain=None):
+    """Input → the layer; several inputs (or differing shapes) come from one Input through Dense (→ Reshape).
+    ints / domain: the input is fed as it is (ids; values inside a function's domain), not standardised."""
     g = Graph()
     if len(shapes) == 1 and REGISTRY[type].n_inputs == 1:
-        g.add_node("Input", "in put", {"shape": list(shapes[0]), "standardize": not ints})   # 'in put' → in_put
+        g.add_node("Input", "in put", {"shape": list(shapes[0]), "standardize": not (ints or domain)})   # 'in put' → in_put
         srcs = ["in put"]
     else:
         g.add_node("Input", "in put", {"shape": [5], "standardize": True})
@@ -40,6 +41,8 @@ def sample_inputs(model, opts, B=4, seed=2):
     x = rng.normal(0, 1, (B,) + model.input_shape).astype(np.float32)
     if "ints" in opts:
         x = rng.integers(0, opts["ints"], x.shape).astype(np.float32)
+    if opts.get("domain"):
+        x = rng.uniform(*opts["domain"], x.shape).astype(np.float32)
     lengths = None
     if opts.get("mask"):
         T = model.input_shape[0]

@@ -42,7 +42,7 @@ CASES = cases()
 def test_onnx_export_of_each_sample_runs_like_the_engine(type, config, shapes, opts):
     ort = pytest.importorskip("onnxruntime")
     from engine.onnx_export import to_onnx
-    model = randomize(Model(sample_graph(type, config, shapes, ints="ints" in opts)))
+    model = randomize(Model(sample_graph(type, config, shapes, ints="ints" in opts, domain=opts.get("domain"))))
     x, lengths = sample_inputs(model, opts)
     want = model.predict(x, lengths=lengths)
     m = to_onnx(model)

@@ -69,13 +69,15 @@ def test_generated_module_reproduces_the_engine(type, config, shapes, opts, tmp_
         g = Graph()
         g.add_node("Input", "in put", {"shape": list(shapes[0]), **config})
     else:
-        g = sample_graph(type, config, shapes, ints="ints" in opts)
+        g = sample_graph(type, config, shapes, ints="ints" in opts, domain=opts.get("domain"))
     model = randomize(Model(g))
     rng = np.random.default_rng(2)
     B = 4
     x = rng.normal(0, 1, (B,) + model.input_shape).astype(np.float32)
     if "ints" in opts:
         x = rng.integers(0, opts["ints"], x.shape).astype(np.float32)
+    if opts.get("domain"):
+        x = rng.uniform(*opts["domain"], x.shape).astype(np.float32)
     kw = {}
     if opts.get("mask"):
         T = model.input_shape[0]

@@ -18,7 +18,7 @@ def _t(a):
     return torch.tensor(a, dtype=torch.float64, requires_grad=True)
 
 
-CASES = [(t, c, s) for t, cls in sorted(REGISTRY.items()) for c, s, *o in cls.samples()
+CASES = [(t, c, s, (o or [{}])[0].get("domain")) for t, cls in sorted(REGISTRY.items()) for c, s, *o in cls.samples()
          if not (o and o[0].get("ints"))       # integer-id samples: tests/test_recurrent.py
          and not exempt(t, "torch")]           # exempted, with the reason: tests/gradcheck.py EXEMPT
 
@@ -28,12 +28,12 @@ def reference(layer):
     return lambda xs, p: layer.torch_reference(xs, p, torch)
 
 
-@pytest.mark.parametrize("type,config,shapes", CASES, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(CASES)])
+@pytest.mark.parametrize("type,config,shapes,domain", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 @needs_torch
-def test_layer_matches_torch(type, config, shapes):
+def test_layer_matches_torch(type, config, shapes, domain):
     rng = np.random.default_rng(3)
     layer = build(type, config, shapes)
-    xs = [rng.normal(0, 1, (4,) + tuple(s)) for s in shapes]
+    xs = [rng.normal(0, 1, (4,) + tuple(s)) if domain is None else rng.uniform(*domain, (4,) + tuple(s)) for s in shapes]
     y = run(layer, xs)
     u = rng.normal(0, 1, y.shape)
     dxs = layer.backward(u)

@@ -234,6 +234,67 @@ RULES = {
         "position_ids that are a graph input" if len(n.inputs) > 3 and n.inputs[3] and n.inputs[3] not in n.inits
         else None),
 }
+# mathops: Math's unary functions (engine/layers/unary.py), by their ONNX operator
+RULES.update({op: (lambda n: _need("Math")) for op in (
+    "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh",
+    "Asinh", "Acosh", "Atanh", "Erf", "Floor", "Ceil", "Round", "Sign")})
+
+
+def _reduce(n):
+    """Reduce over constant axes that exclude the batch axis (ReduceMean/ReduceMax of (C, …): a global pool too)."""
+    from onnx import numpy_helper
+    axes, r = n.a("axes"), n.rank()
+    if axes is None and len(n.inputs) > 1 and n.inputs[1]:
+        if n.inputs[1] not in n.inits:
+            return _need("Reduce", "axes computed at run time (a graph input)")
+        axes = numpy_helper.to_array(n.inits[n.inputs[1]]).reshape(-1).tolist()
+    if not axes:
+        return (("layer", "Identity") if n.a("noop_with_empty_axes", 0) else
+                _need("Reduce", "reducing over the batch axis"))
+    ax = {a % r for a in axes} if r else set()
+    if 0 in ax:
+        return _need("Reduce", "reducing over the batch axis")
+    return _need("Reduce", "(N,): one number per sample" if r and not n.a("keepdims", 1) and len(ax) == r - 1 else None)
+
+
+RULES.update({op: _reduce for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                                     "ReduceL2", "ReduceLogSumExp", "ReduceLogSum", "ReduceSumSquare")})
+
+
+def _const_axes(n):
+    """The axes attribute or constant second input; 'input' when a graph input gives them; None when absent."""
+    from onnx import numpy_helper
+    if n.a("axes") is not None or len(n.inputs) < 2 or not n.inputs[1]:
+        return n.a("axes")
+    return numpy_helper.to_array(n.inits[n.inputs[1]]).reshape(-1).tolist() if n.inputs[1] in n.inits else "input"
+
+
+def _squeeze(n):
+    """Squeeze / Unsqueeze as a Reshape (engine/onnx_import_seq.py) when the batch axis stays first."""
+    axes, r, s = _const_axes(n), n.rank(), n.shapes[0]
+    if axes == "input":
+        return _need("Reshape", "axes computed at run time (a graph input)")
+    if axes is None or r is None:
+        return _need("Reshape", "squeezing the batch axis" if n.op == "Squeeze" and s and s[0] == 1 else None)
+    out_r = r + len(axes) if n.op == "Unsqueeze" else r
+    return _need("Reshape", "squeezing or inserting the batch axis" if any(a % out_r == 0 for a in axes) else None)
+
+
+def _pow(n):
+    """Power: x to one constant exponent."""
+    if len(n.inputs) < 2 or n.inputs[1] not in n.inits:
+        return _need("Power", "a computed exponent (a graph input)")
+    return _need("Power", None if int(np.prod(n.shapes[1] or (1,))) == 1 else "an exponent per value")
+
+
+def _div(n):
+    """Divide of two tensors; x / constant is a ScaleShift; a constant / x has no layer."""
+    if len(n.inputs) == 2 and n.inputs[0] in n.inits and n.inputs[1] not in n.inits:
+        return ("none", "a constant divided by a tensor")
+    return _merge("Divide")(n)
+
+
+RULES.update({"Div": _div, "Pow": _pow, "Squeeze": _squeeze, "Unsqueeze": _squeeze})
 FREE = {"Constant", "Identity"}      # data and no-ops: no layer needed
 
 
@@ -251,7 +312,7 @@ def classify(model):
         t = vi.type.tensor_type
         if vi.type.HasField("tensor_type") and t.HasField("shape"):
             shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
-    inits = {i.name for i in g.initializer}
+    inits = {i.name: i for i in g.initializer}
     for i in g.initializer:
         shapes[i.name] = tuple(i.dims)
     nodes = [n for n in g.node if n.op_type not in FREE] or list(g.node)
