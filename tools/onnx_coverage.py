@@ -192,6 +192,18 @@ def _matmul(n):
     return ("none", "MatMul of two tensors")
 
 
+def _attention(n):
+    """ONNX Attention as ScaledDotProductAttention (engine/onnx_import_attention.py refuses the same things)."""
+    ins = n.inputs + [""] * 7
+    return _need("ScaledDotProductAttention",
+                 "a KV cache (past_key/past_value)" if ins[4] or ins[5] else None,
+                 "qk_matmul_output_mode" if n.a("qk_matmul_output_mode", 0) else None,
+                 "the outputs besides Y" if len(n.outputs) > 1 else None,
+                 "a sliding window" if n.a("left_window_size", -1) != -1 or n.a("right_window_size", -1) != -1 else None,
+                 "nonpad_kv_seqlen" if ins[6] else None,
+                 "attn_mask: a mask or bias per query and key step" if ins[3] else None)
+
+
 RULES = {
     "Relu": lambda n: _need("ReLU"), "Sigmoid": lambda n: _need("Sigmoid"), "Tanh": lambda n: _need("Tanh"),
     "LeakyRelu": lambda n: _need("LeakyReLU"), "Elu": lambda n: _need("ELU"),
@@ -224,6 +236,7 @@ RULES = {
                                f"axis {n.a('axis')}: folding the batch axis into the rows"),
     "Reshape": lambda n: _need("Reshape"), "Dropout": lambda n: _need("Dropout"),
     "RNN": _recurrent, "LSTM": _recurrent, "GRU": _recurrent, "Pad": _pad, "Resize": _resize, "Upsample": _resize,
+    "Attention": _attention,
 }
 FREE = {"Constant", "Identity"}      # data and no-ops: no layer needed
 

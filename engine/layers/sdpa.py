@@ -192,7 +192,7 @@ class ScaledDotProductAttention(Layer):
             s = ctx.op("Mul", [ctx.op("Tanh", [s], f"{n}/cap_tanh"), ctx.const(f"{n}/cap", c)], f"{n}/capped")
         neg = ctx.const(f"{n}/neg", -1e30)
         if self.config["causal"]:
-            s = ctx.op("Where", [ctx.const(f"{n}/causal", np.tril(np.ones((T, S), bool))), s, neg], f"{n}/causal_s")
+            s = ctx.op("Where", [ctx.const(f"{n}/causal", np.tril(np.ones((T, S), bool)), bool), s, neg], f"{n}/causal_s")
         keys = ctx.op("Unsqueeze", [ctx.valid_steps(S, ks), ctx.const(f"{n}/axes123", [1, 2, 3], np.int64)],
                       f"{n}/keys")                                       # (B, 1, 1, 1, S)
         s = ctx.op("Where", [keys, s, neg], f"{n}/masked")

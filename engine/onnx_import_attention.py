@@ -1,0 +1,89 @@
+"""ONNX's Attention operator (opset 23) as one ScaledDotProductAttention layer.
+
+The 3-D form (batch, steps, heads·head size) with q_num_heads / kv_num_heads maps as it is; the 4-D form
+(batch, heads, steps, head size) through a Permute and a Reshape per input to (steps, heads·head size) and back.
+is_causal, scale and softcap become the layer's options. What the layer cannot compute is refused with one line
+naming the input or attribute: a KV cache (past_key / past_value), the extra outputs (present_key, present_value,
+qk_matmul_output), an attn_mask (a per-query mask or additive bias), nonpad_kv_seqlen and a sliding window."""
+from .onnx_import import Unsupported, Value, _attrs, handles
+
+INPUTS = ("Q", "K", "V", "attn_mask", "past_key", "past_value", "nonpad_kv_seqlen")
+WHY = {"attn_mask": "a mask or bias per query and key step, which ScaledDotProductAttention cannot hold (it masks "
+                    "padded key steps, from the lengths or padding mask of the key sequence, and causal steps only)",
+       "past_key": "a KV cache (past_key/past_value) is not supported: the layer attends within the given keys only",
+       "past_value": "a KV cache (past_key/past_value) is not supported: the layer attends within the given keys only",
+       "nonpad_kv_seqlen": "per-sample key lengths given as a tensor (an external KV cache) are not supported"}
+
+
+def _refusals(node, a):
+    """The first thing of the node the layer cannot compute (one line), or None."""
+    ins = dict(zip(INPUTS, list(node.input) + [""] * 7))
+    for name in ("past_key", "past_value"):
+        if ins[name]:
+            return f"input {name} ({ins[name]!r}): {WHY[name]}"
+    if a.get("qk_matmul_output_mode", 0):
+        return f"attribute qk_matmul_output_mode = {a['qk_matmul_output_mode']} is not supported (only 0)"
+    extra = [o for o in node.output[1:] if o]
+    if extra:
+        return (f"its outputs {', '.join(repr(o) for o in extra)} (present_key, present_value, qk_matmul_output) are "
+                "not supported: only Y imports")
+    for w in ("left_window_size", "right_window_size"):
+        if a.get(w, -1) != -1:
+            return f"attribute {w} = {a[w]}: a sliding window is not supported"
+    for name in ("nonpad_kv_seqlen", "attn_mask"):
+        if ins[name]:
+            return f"input {name} ({ins[name]!r}): {WHY[name]}"
+    if a.get("scale") is not None and a["scale"] <= 0:
+        return f"attribute scale = {a['scale']} is not positive"
+    return None
+
+
+def _to_steps(c, node, t, tag):
+    """A 4-D input (heads, steps, d) as (steps, heads·d) through Permute and Reshape layers; its tensor name."""
+    v = c.values[t]
+    hh, s, d = v.shape
+    p = c.name(f"{node.name or 'attention'}_{tag}_steps", "permute")
+    c.graph.add_node("Permute", p, {"axes": [1, 0, 2]}, {"onnx": "Transpose"})
+    c.graph.connect(v.node, p, 0)
+    r = c.name(f"{node.name or 'attention'}_{tag}_concat", "reshape")
+    c.graph.add_node("Reshape", r, {"shape": [s, hh * d]}, {"onnx": "Reshape"})
+    c.graph.connect(p, r, 0)
+    c.values[f"{t}#steps"] = Value(r, (s, hh * d))
+    return f"{t}#steps"
+
+
+@handles("Attention")
+def _attention(c, node):
+    a = _attrs(node)
+    why = _refusals(node, a)
+    if why:
+        raise Unsupported(why)
+    q, k, v = node.input[:3]
+    if any(t in c.consts for t in (q, k, v)):
+        raise Unsupported("its Q, K or V is a constant: ScaledDotProductAttention attends over layer outputs")
+    c.data(node)                                                       # Q, K, V are imported layer outputs
+    shapes = [c.values[t].shape for t in (q, k, v)]
+    cfg = {"causal": bool(a.get("is_causal", 0)), "scale": float(a.get("scale") or 0.0),
+           "softcap": float(a.get("softcap") or 0.0)}
+    if all(len(s) == 2 for s in shapes):                               # (batch, steps, heads·head size)
+        if "q_num_heads" not in a or "kv_num_heads" not in a:
+            raise Unsupported("3-D inputs need attributes q_num_heads and kv_num_heads")
+        cfg.update(heads=int(a["q_num_heads"]), kv_heads=int(a["kv_num_heads"]))
+        c.add(node, "ScaledDotProductAttention", cfg, [q, k, v])
+        return
+    if not all(len(s) == 3 for s in shapes):
+        raise Unsupported(f"Q, K and V must all be 3-D or all 4-D, got shapes {', '.join(map(str, shapes))} "
+                          "(without the batch axis)")
+    (h, T, _), (hkv, _, _), (_, _, dv) = shapes                        # (heads, steps, head size) each
+    cfg.update(heads=h, kv_heads=hkv)
+    ins = [_to_steps(c, node, t, tag) for t, tag in ((q, "q"), (k, "k"), (v, "v"))]
+    out = c.layer_shape("ScaledDotProductAttention", cfg, [c.values[t].shape for t in ins])
+    base = node.name or "attention"
+    n = c.add(node, "ScaledDotProductAttention", cfg, ins, out_shape=out)          # (T, h·d_v)
+    r = c.name(f"{base}_heads", "reshape")
+    c.graph.add_node("Reshape", r, {"shape": [T, h, dv]}, {"onnx": "Reshape"})   # (T, h, d_v)
+    c.graph.connect(n, r, 0)
+    p = c.name(f"{base}_out", "permute")
+    c.graph.add_node("Permute", p, {"axes": [1, 0, 2]}, {"onnx": "Transpose"})    # (h, T, d_v)
+    c.graph.connect(r, p, 0)
+    c.values[node.output[0]] = Value(p, (h, T, dv))
