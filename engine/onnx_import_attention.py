@@ -38,8 +38,28 @@ def _refusals(node, a):
     return None
 
 
+def _split_from(c, t):
+    """The tensor of shape (steps, heads·d) a 4-D input (heads, steps, d) was split from by a Reshape to
+    (steps, heads, d) and a Permute 1,0,2 (as exporters write multi-head attention), or None."""
+    g, v = c.graph, c.values[t]
+    node = g.nodes[v.node]
+    if node.type != "Permute" or list(node.config.get("axes", ())) != [1, 0, 2] or len(g.inputs_of(v.node)) != 1:
+        return None
+    r = g.inputs_of(v.node)[0]
+    h, s, d = v.shape
+    if g.nodes[r].type != "Reshape" or list(g.nodes[r].config.get("shape", ())) != [s, h, d]:
+        return None
+    src = g.inputs_of(r)[0]
+    return next((n for n, w in c.values.items() if w.node == src and w.shape == (s, h * d) and w.view is None
+                 and not w.squeezed and not w.stale), None)
+
+
 def _to_steps(c, node, t, tag):
-    """A 4-D input (heads, steps, d) as (steps, heads·d) through Permute and Reshape layers; its tensor name."""
+    """A 4-D input (heads, steps, d) as (steps, heads·d): the tensor it was split from, else through Permute and
+    Reshape layers; its tensor name."""
+    src = _split_from(c, t)
+    if src is not None:
+        return src
     v = c.values[t]
     hh, s, d = v.shape
     p = c.name(f"{node.name or 'attention'}_{tag}_steps", "permute")
@@ -50,6 +70,20 @@ def _to_steps(c, node, t, tag):
     c.graph.connect(p, r, 0)
     c.values[f"{t}#steps"] = Value(r, (s, hh * d))
     return f"{t}#steps"
+
+
+def _merged_after(c, y, T, h, dv):
+    """The Transpose 0,2,1,3 and Reshape to (batch, T, h·d_v) that alone read output y (heads merged back, as
+    exporters write it), or None."""
+    one = (lambda t: c.consumers.get(t, [None])[0] if len(c.consumers.get(t, ())) == 1 and t not in c.outputs
+           else None)
+    tr = one(y)
+    if tr is None or tr.op_type != "Transpose" or [int(i) for i in _attrs(tr).get("perm", [])] != [0, 2, 1, 3]:
+        return None
+    rs = one(tr.output[0])
+    if rs is None or rs.op_type != "Reshape" or tuple(c.shapes.get(rs.output[0], ())[1:]) != (T, h * dv):
+        return None
+    return tr, rs
 
 
 @handles("Attention")
@@ -80,6 +114,11 @@ def _attention(c, node):
     out = c.layer_shape("ScaledDotProductAttention", cfg, [c.values[t].shape for t in ins])
     base = node.name or "attention"
     n = c.add(node, "ScaledDotProductAttention", cfg, ins, out_shape=out)          # (T, h·d_v)
+    after = _merged_after(c, node.output[0], T, h, dv)
+    if after is not None:                                              # the heads merged again right after: done
+        c.done.update(id(x) for x in after)
+        c.values[after[1].output[0]] = Value(n, out)
+        return
     r = c.name(f"{base}_heads", "reshape")
     c.graph.add_node("Reshape", r, {"shape": [T, h, dv]}, {"onnx": "Reshape"})   # (T, h, d_v)
     c.graph.connect(n, r, 0)
