@@ -89,6 +89,29 @@ def test_padded_key_values_change_nothing():
     np.testing.assert_array_equal(run(layer, xs, masks=[None, mk, mk]), y)
 
 
+@pytest.mark.parametrize("config", [{"heads": 2}, {"heads": 4, "kv_heads": 2, "causal": True}])
+def test_long_sequences_in_key_blocks_equal_the_tiles(config, monkeypatch):
+    """Beyond TILE_MAX_T steps the layer runs in key blocks (O(T + S) memory; grouped heads repeated): output,
+    gradients and the attention tap (computed when read) equal the whole-tile path, masks included."""
+    from engine.layers import attention as att
+    kv = (24, 8 // config["heads"] * config.get("kv_heads", config["heads"]))      # d_v = d_k: key blocks apply
+    shapes = [(20, 8), kv, kv]
+    rng = np.random.default_rng(5)
+    xs = [rng.normal(0, 1, (3,) + s) for s in shapes]
+    mq, mk = np.arange(20) < np.array([[20], [7], [1]]), np.arange(24) < np.array([[24], [3], [11]])
+    u = rng.normal(0, 1, (3, 20, 8)) * mq[..., None]
+    got = {}
+    for tile_max in (128, 16):                           # whole tiles, then key blocks (max(T, S) > 16)
+        monkeypatch.setattr(att, "TILE_MAX_T", tile_max)
+        layer = build(T, config, shapes)
+        y = run(layer, xs, masks=[mq, mk, mk])
+        assert (layer.A is None) == (tile_max == 16)
+        got[tile_max] = (y, *[d.copy() for d in layer.backward(u)], np.array(layer.taps["attention"]),
+                         layer.attention_maps([2, 0]))
+    for a, b in zip(got[128], got[16]):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
 def self_attention_graph(Tn=6, F=4):
     """x → three Dense (q, k, v) → ScaledDotProductAttention → Dense 3: self-attention written with the layer."""
     g = Graph()

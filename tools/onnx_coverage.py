@@ -199,7 +199,8 @@ def _attention(n):
                  "a KV cache (past_key/past_value)" if ins[4] or ins[5] else None,
                  "qk_matmul_output_mode" if n.a("qk_matmul_output_mode", 0) else None,
                  "the outputs besides Y" if len(n.outputs) > 1 else None,
-                 "a sliding window" if n.a("left_window_size", -1) != -1 or n.a("right_window_size", -1) != -1 else None,
+                 "a sliding window" if -1 != n.a("left_window_size", -1) or -1 != n.a("right_window_size", -1)
+                 else None,
                  "nonpad_kv_seqlen" if ins[6] else None,
                  "attn_mask: a mask or bias per query and key step" if ins[3] else None)
 

@@ -8,7 +8,9 @@ import numpy as np
 from .. import parallel
 from ..errors import ShapeError
 from ..hparams import HP
-from .attention import LazyTaps
+from . import attention as att
+from .attention import LazyTaps, _Later
+from .attention_kernels import flash_attend, flash_attend_bwd
 from .base import Layer, fmt, register
 from .sdpa_kernels import sdpa_attend, sdpa_attend_bwd
 
@@ -113,10 +115,25 @@ class ScaledDotProductAttention(Layer):
         for m in (mk, mv):
             if m is not None:
                 kvalid &= np.asarray(m, dtype=np.bool_)
-        A = np.empty((B, h, T, S), dt)                                  # fresh: the tap outlives this step
-        Z = np.empty((B, T, h * dv), dt)                                # (B, T, h·d_v)
         scale, cap = dt.type(self._scale(dk)), dt.type(self.config["softcap"])
         causal = self.config["causal"]
+        Z = np.empty((B, T, h * dv), dt)                                # (B, T, h·d_v)
+        self.qkv, self.valid, self.scale_ = (q, k, v), (qvalid, kvalid), scale
+        if not isinstance(self.taps, LazyTaps):
+            self.taps = LazyTaps(self.taps)
+        if max(T, S) > att.TILE_MAX_T and not cap and dk == dv:        # key blocks, O(T + S) memory
+            kx, vx = self._grouped(k), self._grouped(v)                 # (B, S, h·d_k): a key/value head per head
+            lse = np.empty((B, h, T), dt)                               # (B, h, T) log Σ_s exp(scale·q_t·k_s)
+
+            def run(ab):                                                # samples a … b−1
+                a, b = ab
+                flash_attend(q[a:b], kx[a:b], vx[a:b], qvalid[a:b], kvalid[a:b], causal, scale, h, Z[a:b], lse[a:b])
+
+            parallel.run(run, self._chunks(B, T, S))
+            self.A, self.flash = None, (kx, vx, Z.copy(), lse)         # Z kept: the output may be changed later
+            self.taps["attention"] = _Later(self.attention_maps)
+            return Z
+        A = np.empty((B, h, T, S), dt)                                  # fresh: the tap outlives this step
 
         def run(ab):                                                    # samples a … b−1
             a, b = ab
@@ -124,19 +141,36 @@ class ScaledDotProductAttention(Layer):
                         Z[a:b])
 
         parallel.run(run, self._chunks(B, T, S))
-        self.qkv, self.A, self.scale_ = (q, k, v), A, scale
-        if not isinstance(self.taps, LazyTaps):
-            self.taps = LazyTaps(self.taps)
+        self.A, self.flash = A, None
         self.taps["attention"] = A
         return Z
+
+    def _grouped(self, x):
+        """(B, S, h_kv·d) → (B, S, h·d): key/value head c repeated for its h/h_kv query heads (x itself when 1)."""
+        h, hkv = self._heads()
+        B, S, D = x.shape
+        if h == hkv:
+            return x
+        return np.repeat(x.reshape(B, S, hkv, D // hkv), h // hkv, axis=2).reshape(B, S, h * (D // hkv))
 
     def _chunks(self, B, T, S):
         """Batch runs for engine.parallel of about 64k attention weights each."""
         return parallel.chunks(B, self.config["heads"] * T * S, target=1 << 16) if B else []
 
     def attention_maps(self, samples=None):
-        """(n, heads, T, S) attention weights of the given samples of the last forward (all when None)."""
-        return self.A if samples is None else self.A[np.atleast_1d(np.asarray(samples, np.int64))]
+        """(n, heads, T, S) attention weights of the given samples of the last forward (all when None); after a
+        forward in key blocks, computed for those samples only."""
+        q, k, v = self.qkv
+        idx = np.arange(len(q)) if samples is None else np.arange(len(q))[np.atleast_1d(np.asarray(samples, np.int64))]
+        if self.A is not None:
+            return self.A if samples is None else self.A[idx]
+        (qvalid, kvalid), (h, hkv) = self.valid, self._heads()
+        A = np.empty((len(idx), h, q.shape[1], k.shape[1]), q.dtype)
+        Z = np.empty((1, q.shape[1], h * (v.shape[2] // hkv)), q.dtype)  # (1, T, h·d_v), not kept
+        for i, b in enumerate(idx):
+            sdpa_attend(q[b:b + 1], k[b:b + 1], v[b:b + 1], qvalid[b:b + 1], kvalid[b:b + 1], self.config["causal"],
+                        self.scale_, q.dtype.type(0), h, hkv, A[i:i + 1], Z)
+        return A
 
     def backward(self, dy):
         if not self.need_dx:                                            # no weights: nothing else to compute
@@ -146,6 +180,21 @@ class ScaledDotProductAttention(Layer):
         h, hkv = self._heads()
         dZ = _c(dy, q.dtype)                                            # (B, T, h·d_v)
         dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+        if self.flash is not None:
+            (qvalid, kvalid), (kx, vx, Z, lse) = self.valid, self.flash
+            dkx, dvx = (np.empty_like(kx), np.empty_like(vx)) if h != hkv else (dk, dv)
+
+            def run(ab):
+                a, b = ab
+                flash_attend_bwd(q[a:b], kx[a:b], vx[a:b], Z[a:b], dZ[a:b], lse[a:b], qvalid[a:b], kvalid[a:b],
+                                 self.config["causal"], self.scale_, h, dq[a:b], dkx[a:b], dvx[a:b])
+
+            parallel.run(run, self._chunks(B, T, k.shape[1]))
+            if h != hkv:                                                # a key/value head sums its query heads'
+                S, g = k.shape[1], h // hkv
+                dk[...] = dkx.reshape(B, S, hkv, g, -1).sum(3).reshape(k.shape)     # (B, S, h_kv·d_k)
+                dv[...] = dvx.reshape(B, S, hkv, g, -1).sum(3).reshape(v.shape)
+            return dq, dk, dv
         cap = q.dtype.type(self.config["softcap"])
 
         def run(ab):
@@ -192,7 +241,8 @@ class ScaledDotProductAttention(Layer):
             s = ctx.op("Mul", [ctx.op("Tanh", [s], f"{n}/cap_tanh"), ctx.const(f"{n}/cap", c)], f"{n}/capped")
         neg = ctx.const(f"{n}/neg", -1e30)
         if self.config["causal"]:
-            s = ctx.op("Where", [ctx.const(f"{n}/causal", np.tril(np.ones((T, S), bool)), bool), s, neg], f"{n}/causal_s")
+            tri = ctx.const(f"{n}/causal", np.tril(np.ones((T, S), bool)), bool)                   # (T, S): s ≤ t
+            s = ctx.op("Where", [tri, s, neg], f"{n}/causal_s")
         keys = ctx.op("Unsqueeze", [ctx.valid_steps(S, ks), ctx.const(f"{n}/axes123", [1, 2, 3], np.int64)],
                       f"{n}/keys")                                       # (B, 1, 1, 1, S)
         s = ctx.op("Where", [keys, s, neg], f"{n}/masked")
