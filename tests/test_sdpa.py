@@ -137,6 +137,29 @@ def test_predict_attention_finds_the_layer_and_its_maps_have_the_padding():
     assert np.all(A[1, :, :, 3:] == 0) and np.all(A[1, :, 3:, :] == 0) and np.all(np.triu(A[0, 0], 1) == 0)
 
 
+def test_attention_view_draws_the_layer_with_its_padding_and_causal_mask(qtbot, tmp_path):
+    from gui.training.job import Probe
+    from gui.training.views import AttentionView
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(6, 7, 2)).astype(np.float32)
+    probe = Probe("regression", [], x, x[:, :1, 0], x, x[:, :1, 0])
+    probe.lengths = np.array([7, 4, 2, 7, 5, 3])
+    model = Model(self_attention_graph(7, 2), seed=0)
+    p = AttentionView.compute(model, probe, {"attention_sample": 1})
+    assert p["layers"] == ["att"] and p["causal"]["att"] and p["length"] == 4
+    A = p["maps"]["att"]                                                  # (heads, T, S)
+    assert A.shape == (2, 7, 7) and np.all(A[:, :, 4:] == 0) and np.all(A[:, 4:] == 0)
+    assert np.all(np.triu(A[0], 1) == 0) and np.allclose(A[:, :4].sum(-1), 1, rtol=1e-5)
+    v = AttentionView()
+    qtbot.addWidget(v)
+    v.resize(800, 400)
+    v.begin({"layers": p["layers"], "types": p["types"], "n_val": len(x)})
+    v.show_maps(p)
+    v.choose("att", 1)
+    assert v.alpha.shape == (4, 4)
+    v.grab().save(str(tmp_path / "sdpa_attention.png"))
+
+
 def test_onnx_export_with_lengths_matches_predict():
     ort = pytest.importorskip("onnxruntime")
     from engine.onnx_export import to_onnx
