@@ -315,7 +315,7 @@ def read(path_or_model, strict=False):
                 raise Unsupported("Layerboard has no layer for this operator yet")
             if node.domain not in ("", "ai.onnx"):
                 raise Unsupported(f"operator domain {node.domain!r}")
-            if any(t in c.maskish for t in node.input):
+            if any(t in c.maskish for t in node.input) and not getattr(fn, "reads_masks", False):
                 raise Unsupported(f"it reads the mask input {c.maskish[next(t for t in node.input if t in c.maskish)]!r}"
                                   ", which Layerboard maps only as the key padding of an attention block")
             fn(c, node)

@@ -272,3 +272,53 @@ def test_torch_sdpa_exported_at_opset_23_imports_as_one_layer(tmp_path):
     feed = {n: rng.normal(0, 1, a.shape).astype(np.float32) for n, a in zip("qkv", args)}
     want = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).run(None, feed)[0]
     np.testing.assert_allclose(m.predict(feed), want, rtol=1e-5, atol=1e-5)
+
+
+def _export_masked(torch, tmp_path, mask_of_queries=False):
+    """F.scaled_dot_product_attention with attn_mask = a boolean (B, steps) input (True = valid) broadcast as key
+    padding (B, 1, 1, S), or over the query steps (B, 1, T, 1), exported at opset 23."""
+    F = torch.nn.functional
+
+    class Net(torch.nn.Module):
+        def forward(self, q, k, v, valid):
+            B, Tq, S = q.shape[0], q.shape[1], k.shape[1]
+            q, k, v = (x.reshape(B, x.shape[1], 2, 4).transpose(1, 2) for x in (q, k, v))
+            m = valid[:, None, :, None] if mask_of_queries else valid[:, None, None, :]
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=m).transpose(1, 2).reshape(B, Tq, -1)
+
+    names = ["q", "k", "v", "query_valid" if mask_of_queries else "key_valid"]
+    args = (torch.randn(2, 6, 8), torch.randn(2, 6, 8), torch.randn(2, 6, 8), torch.ones(2, 6, dtype=torch.bool))
+    f = tmp_path / "masked.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net(), args, str(f), dynamo=True, opset_version=23, input_names=names)
+    return Net(), f
+
+
+def test_a_key_padding_attn_mask_becomes_the_key_inputs_mask(tmp_path):
+    """torch's attn_mask=key_valid[:, None, None, :] (a boolean graph input, True = attend) imports as the mask of
+    Input 'k': predict with the keys' lengths equals the torch module with that mask."""
+    torch = _torch()
+    pytest.importorskip("onnxscript")
+    net, f = _export_masked(torch, tmp_path)
+    g, w, _ = read(f, strict=True)
+    assert sorted(node.type for node in g.nodes.values()) == ["Input"] * 3 + [T]
+    assert g.nodes["k"].meta["onnx_masks"] == {"key_valid": "valid"}
+    m = Model(g)
+    rng = np.random.default_rng(7)
+    feed = {n: rng.normal(0, 1, (3, 6, 8)).astype(np.float32) for n in "qkv"}
+    lengths = np.array([6, 2, 4])
+    got = m.predict(feed, lengths={"k": lengths})
+    with torch.no_grad():
+        want = net(*(torch.from_numpy(feed[n]) for n in "qkv"), torch.from_numpy(np.arange(6) < lengths[:, None]))
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_an_attn_mask_over_the_queries_is_refused_in_one_line(tmp_path):
+    torch = _torch()
+    pytest.importorskip("onnxscript")
+    _, f = _export_masked(torch, tmp_path, mask_of_queries=True)
+    with pytest.raises(ImportFailed) as e:
+        read(f, strict=True)
+    assert "Attention 'node_scaled_dot_product_attention': input attn_mask" in str(e.value), str(e.value)
+

@@ -193,7 +193,8 @@ def _matmul(n):
 
 
 def _attention(n):
-    """ONNX Attention as ScaledDotProductAttention (engine/onnx_import_attention.py refuses the same things)."""
+    """ONNX Attention as ScaledDotProductAttention (engine/onnx_import_attention.py refuses the same things; an
+    attn_mask imports only as the key padding computed from a mask input, which no backend case has)."""
     ins = n.inputs + [""] * 7
     return _need("ScaledDotProductAttention",
                  "a KV cache (past_key/past_value)" if ins[4] or ins[5] else None,
