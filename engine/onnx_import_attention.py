@@ -93,6 +93,7 @@ def _key_padding(c, node, mask, key, shapes):
     """Accept attn_mask `mask` when it is the key padding of the key Input: computed by the nodes after a mask
     input of that Input alone, and for example lengths equal to valid keys (bool) or 0 / −∞ (float) broadcast over
     heads and queries; the mask input's meaning (valid or padding) is then fixed. Else Unsupported."""
+    from onnx import helper
     from onnx.reference import ReferenceEvaluator
 
     from .onnx_import import reads
@@ -116,7 +117,6 @@ def _key_padding(c, node, mask, key, shapes):
     for kind in [mi["kind"]] if mi["kind"] else mi["kinds"]:
         try:
             feeds = {src: encode(mi, kind, valid)} | {t: c.consts[t] for t in used if t in c.consts}
-            from onnx import helper
             g = helper.make_graph(nodes, "mask", [helper.make_tensor_value_info(src, 0, None)],
                                   [helper.make_tensor_value_info(mask, 0, None)])
             r = np.asarray(ReferenceEvaluator(helper.make_model(g, opset_imports=c.model.opset_import)).run(

@@ -41,7 +41,8 @@ class ScaledDotProductAttention(Layer):
         HP("softcap", "float", 0.0, min=0.0, max=1e6, doc="c: scores become c·tanh(scale·q·k/c); 0 = off"),
     )
     taps_doc = {"attention": "(B, heads, T, S) attention weights α_{t→s} (query step t of input 1, key step s of "
-                             "input 2): valid rows sum to 1, padded key columns and padded query rows are 0"}
+                             "input 2): valid rows sum to 1, padded key columns and padded query rows are 0; "
+                             "after a forward in key blocks (beyond 128 steps) computed when first read"}
 
     def _heads(self):
         h = self.config["heads"]
