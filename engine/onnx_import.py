@@ -315,7 +315,7 @@ def read(path_or_model, strict=False):
                 raise Unsupported("Layerboard has no layer for this operator yet")
             if node.domain not in ("", "ai.onnx"):
                 raise Unsupported(f"operator domain {node.domain!r}")
-            if any(t in c.maskish for t in node.input):
+            if any(t in c.maskish for t in node.input) and not getattr(fn, "reads_masks", False):
                 raise Unsupported(f"it reads the mask input {c.maskish[next(t for t in node.input if t in c.maskish)]!r}"
                                   ", which Layerboard maps only as the key padding of an attention block")
             fn(c, node)
@@ -337,7 +337,7 @@ def read(path_or_model, strict=False):
 
 
 from . import onnx_import_attn, onnx_import_keep, onnx_import_norm, onnx_import_ops, onnx_import_pointwise  # noqa: E402,F401
-from . import onnx_import_multi, onnx_import_seq, onnx_import_shapes  # noqa: E402,F401
 from . import onnx_import_sample  # noqa: E402,F401  (GridSample, RotaryEmbedding)
 from . import onnx_import_math  # noqa: E402,F401  (Math, Reduce, Divide)
+from . import onnx_import_attention, onnx_import_multi, onnx_import_seq, onnx_import_shapes  # noqa: E402,F401
 from .onnx_import_cli import add_parser, cmd_import, import_project  # noqa: E402,F401

@@ -194,6 +194,20 @@ def _matmul(n):
     return ("none", "MatMul of two tensors")
 
 
+def _attention(n):
+    """ONNX Attention as ScaledDotProductAttention (engine/onnx_import_attention.py refuses the same things; an
+    attn_mask imports only as the key padding computed from a mask input, which no backend case has)."""
+    ins = n.inputs + [""] * 7
+    return _need("ScaledDotProductAttention",
+                 "a KV cache (past_key/past_value)" if ins[4] or ins[5] else None,
+                 "qk_matmul_output_mode" if n.a("qk_matmul_output_mode", 0) else None,
+                 "the outputs besides Y" if len(n.outputs) > 1 else None,
+                 "a sliding window" if -1 != n.a("left_window_size", -1) or -1 != n.a("right_window_size", -1)
+                 else None,
+                 "nonpad_kv_seqlen" if ins[6] else None,
+                 "attn_mask: a mask or bias per query and key step" if ins[3] else None)
+
+
 RULES = {
     "Relu": lambda n: _need("ReLU"), "Sigmoid": lambda n: _need("Sigmoid"), "Tanh": lambda n: _need("Tanh"),
     "LeakyRelu": lambda n: _need("LeakyReLU"), "Elu": lambda n: _need("ELU"),
@@ -233,6 +247,7 @@ RULES = {
         "graph inputs (the layer computes the standard table)",
         "position_ids that are a graph input" if len(n.inputs) > 3 and n.inputs[3] and n.inputs[3] not in n.inits
         else None),
+    "Attention": _attention,
 }
 # mathops: Math's unary functions (engine/layers/unary.py), by their ONNX operator
 RULES.update({op: (lambda n: _need("Math")) for op in (

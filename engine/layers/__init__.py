@@ -7,6 +7,7 @@ from . import gru, lstm, rnn  # noqa: F401  (the recurrent family; recurrent.py 
 from . import cross_attention  # noqa: F401  (encoder–decoder)
 from . import grid_sample, rotary  # noqa: F401  (spatial transformer sampling, rotary position embedding)
 from . import divide, reduce, unary  # noqa: F401  (Divide; Reduce over axes; Math: unary functions per value)
+from . import sdpa  # noqa: F401  (attention of given queries, keys and values: ONNX Attention)
 from .base import CATEGORIES, REGISTRY, Fix, Layer, Param, fmt, register
 from ..errors import ConfigError
 
