@@ -2,6 +2,7 @@
 Dense, Flatten/Reshape, padding, resizing. Activations and merges: engine/onnx_import_pointwise.py."""
 import numpy as np
 
+from .layers.resize import COORDS
 from .onnx_import import Unsupported, _attrs, handles
 
 CONV = {1: "Conv1D", 2: "Conv2D", 3: "Conv3D"}
@@ -294,21 +295,38 @@ def _resize(c, node):
     if len(s) != 3:
         raise Unsupported(f"resizes a {len(s)}-D tensor; Upsample2D takes (C, H, W)")
     out = c.out_shape(node)
-    sc = [o / i for o, i in zip(out[1:], s[1:])]
-    if out[0] != s[0] or any(v != int(v) or v < 1 for v in sc):
-        raise Unsupported(f"scales {sc}: Upsample2D scales H and W by whole numbers")
     mode, ctm = a.get("mode", "nearest"), a.get("coordinate_transformation_mode", "half_pixel")
+    if out[0] != s[0] or "axes" in a or a.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise Unsupported("resizes the channels, or only some axes: Upsample2D resizes H and W")
+    sizes = node.op_type == "Resize" and len(node.input) > 3 and bool(node.input[3])
+    if node.op_type == "Resize" and not sizes and not (len(node.input) > 2 and node.input[2]):
+        raise Unsupported("neither scales nor sizes are given")
+    sc = None if sizes else [float(v) for v in c.const(node, 2 if node.op_type == "Resize" else 1, "scales")]
+    if sc is not None and sc[:2] != [1.0, 1.0]:
+        raise Unsupported(f"scales {sc} resize the batch or channel axis")
+    sc = sc and sc[2:]
+    if sizes:
+        cfg = {"size": list(out[1:])}
+    elif all(v == int(v) and v >= 1 for v in sc):
+        cfg = {"scale": [int(v) for v in sc]}
+    elif sc[0] == sc[1]:
+        cfg = {"scale_factor": sc[0]}
+    else:
+        raise Unsupported(f"scales {sc}: Upsample2D takes whole-number scales, a size, or one fractional scale")
     floor = a.get("nearest_mode", "round_prefer_floor") == "floor"
     if node.op_type == "Upsample" or (mode == "nearest" and ctm == "asymmetric" and floor):
         m = "nearest" if mode == "nearest" else None
-    elif mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel"):
-        m = "bilinear"
+    elif mode in ("linear", "cubic") and ctm in COORDS:
+        m = "bilinear" if mode == "linear" else "bicubic"
+        cfg.update(coordinate_transformation_mode=ctm, antialias=bool(a.get("antialias", 0)))
+        if m == "bicubic":
+            cfg.update(cubic_coeff_a=float(a.get("cubic_coeff_a", -0.75)), exclude_outside=bool(a.get("exclude_outside", 0)))
     else:
         m = None
     if m is None:
         raise Unsupported(f"mode {mode} with coordinate_transformation_mode {ctm}: Upsample2D does nearest "
-                          "(asymmetric, floor) and linear (half_pixel)")
-    c.add(node, "Upsample2D", {"scale": [int(v) for v in sc], "mode": m}, [x], out_shape=out)
+                          f"(asymmetric, floor), linear and cubic ({', '.join(COORDS)})")
+    c.add(node, "Upsample2D", {**cfg, "mode": m}, [x], out_shape=out)
 
 
 @handles("Identity", "Dropout")

@@ -38,6 +38,11 @@ def model(op, shapes, out_shape, opset=17, **attrs):
      ("layer", [], ["MaxPool2D"])),
     (model("GlobalMaxPool", [(1, 2, 6)], (1, 2, 1)), ("layer", [], ["GlobalMaxPool"])),
     (model("Swish", [(3, 4)], (3, 4), opset=24), ("layer", [], ["SiLU"])),
+    (model("Resize", [(1, 2, 4, 4)], (1, 2, 8, 8), opset=19, mode="cubic", cubic_coeff_a=-0.5, exclude_outside=1,
+           coordinate_transformation_mode="asymmetric"), ("layer", [], ["Upsample2D"])),
+    (model("Resize", [(1, 2, 4, 4)], (1, 2, 8, 8), opset=19, mode="linear",
+           coordinate_transformation_mode="tf_crop_and_resize"),
+     ("option", ["Resize: coordinate_transformation_mode tf_crop_and_resize (Upsample2D)"], [])),
 ])
 def test_cases_map_to_layers_options_or_nothing(m, want):
     assert cov.classify(m) == want

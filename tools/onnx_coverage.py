@@ -173,9 +173,18 @@ def _pad(n):
 
 
 def _resize(n):
-    mode = n.a("mode", "nearest")
-    return _need("Upsample2D", None if n.rank() in (None, 4) and mode in ("nearest", "linear")
-                 else f"{mode} resize of a rank-{n.rank()} tensor")
+    mode, r = n.a("mode", "nearest"), n.rank()
+    if r not in (None, 4) or mode not in ("nearest", "linear", "cubic"):
+        return _need("Upsample2D", f"{mode} resize of a rank-{r} tensor")
+    if mode == "nearest":
+        return _need("Upsample2D")
+    ctm = n.a("coordinate_transformation_mode", "half_pixel")
+    hp = {h.name: h for h in REGISTRY["Upsample2D"].hparams} if has("Upsample2D") else {}
+    ok = "coordinate_transformation_mode" in hp and ctm in hp["coordinate_transformation_mode"].choices
+    return _need("Upsample2D", None if mode == "linear" or "bicubic" in hp["mode"].choices else "cubic resize",
+                 None if ok or ctm == "half_pixel" else f"coordinate_transformation_mode {ctm}",
+                 "cubic_coeff_a" if n.a("cubic_coeff_a", -0.75) != -0.75 else None,
+                 "exclude_outside" if n.a("exclude_outside", 0) else None, "antialias" if n.a("antialias", 0) else None)
 
 
 def _last_axes(n, type):

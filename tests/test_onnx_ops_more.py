@@ -1,0 +1,171 @@
+"""ONNX backend cases of issue 22's last operators and options: cubic Resize (Upsample2D bicubic), ConvTranspose
+output_shape, LpPool, Hardmax, MatMul of two tensors. Each backend case is imported with its parameter inputs
+(scales, sizes) as constants and compared with the outputs shipped with it."""
+import warnings
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from engine.layers import create
+from engine.layers.resize import resize_matrix
+from engine.model import Model
+from engine.onnx_import import read
+from gradcheck import build, run
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@lru_cache(maxsize=1)
+def backend_cases():
+    """name -> onnx.backend.test.case.node TestCase (the node tests' generators; ~15 s once)."""
+    from onnx.backend.test.case import node as gen
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return {c.name: c for c in gen.collect_testcases(None)}
+
+
+def frozen(name, data=1):
+    """(model with inputs after the first `data` as initializers, data inputs, expected output) of a backend case."""
+    from onnx import ModelProto, numpy_helper
+    c = backend_cases()[name]
+    m = ModelProto()
+    m.CopyFrom(c.model)
+    ins, outs = c.data_sets[0]
+    g = m.graph
+    params = list(g.input)[data:]
+    for vi, v in zip(params, ins[data:]):
+        g.initializer.append(numpy_helper.from_array(np.asarray(v), vi.name))
+        g.input.remove(vi)
+    return m, [np.asarray(v) for v in ins[:data]], np.asarray(outs[0])
+
+
+def imported(m):
+    g, w, _ = read(m)
+    model = Model(g)
+    model.set_weights({**model.weights(), **w})
+    return model
+
+
+def ort_run(m, xs):
+    s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, {i.name: x for i, x in zip(s.get_inputs(), xs)})[0]
+
+
+def layer_types(model):
+    return [n.type for n in model.graph.nodes.values() if n.type != "Input"]
+
+
+# ---- cubic Resize ----
+CUBIC = ["test_resize_upsample_scales_cubic", "test_resize_upsample_scales_cubic_A_n0p5_exclude_outside",
+         "test_resize_upsample_scales_cubic_align_corners", "test_resize_upsample_scales_cubic_asymmetric",
+         "test_resize_upsample_sizes_cubic", "test_resize_downsample_scales_cubic",
+         "test_resize_downsample_scales_cubic_A_n0p5_exclude_outside", "test_resize_downsample_scales_cubic_align_corners",
+         "test_resize_downsample_scales_cubic_antialias", "test_resize_downsample_sizes_cubic",
+         "test_resize_downsample_sizes_cubic_antialias"]
+# ONNX's reference evaluator (which made the expected outputs) divides by the fractional length 0.8·4 − 1 under
+# align_corners; onnxruntime and PyTorch by the output's whole length − 1, as Upsample2D does: compared with onnxruntime.
+BY_ORT = {"test_resize_downsample_scales_cubic_align_corners"}
+
+
+@pytest.mark.parametrize("name", CUBIC)
+def test_cubic_backend_cases_import_and_equal_their_outputs(name):
+    from engine.onnx_export import to_onnx
+    m, (x,), want = frozen(name)
+    if name in BY_ORT:
+        assert np.abs(ort_run(m, [x]) - want).max() > 0.5          # the two definitions really differ here
+        want = ort_run(m, [x])
+    model = imported(m)
+    assert layer_types(model) == ["Upsample2D"]
+    got = model.predict(x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ort_run(to_onnx(model), [x]), want, rtol=1e-5, atol=1e-5)   # exported again
+
+
+@pytest.mark.parametrize("name", ["test_resize_upsample_scales_linear", "test_resize_downsample_scales_linear",
+                                  "test_resize_upsample_scales_linear_align_corners",
+                                  "test_resize_downsample_sizes_linear_pytorch_half_pixel",
+                                  "test_resize_downsample_scales_linear_antialias",
+                                  "test_resize_downsample_sizes_linear_antialias"])
+def test_linear_backend_cases_with_fractional_scales_sizes_and_antialias_import(name):
+    m, (x,), want = frozen(name)
+    model = imported(m)
+    assert layer_types(model) == ["Upsample2D"]
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_cubic_kernel_is_keys_formula_and_weights_sum_to_one():
+    A = resize_matrix(6, 12, 2.0, "bicubic")                          # half_pixel: x = (i + ½)/2 − ½
+    x, a = 0.25, -0.75                                                # output 1 reads x = 0.25: taps −1, 0, 1, 2
+    w = [a * 1.25 ** 3 - 5 * a * 1.25 ** 2 + 8 * a * 1.25 - 4 * a, (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1,
+         (a + 2) * 0.75 ** 3 - (a + 3) * 0.75 ** 2 + 1, a * 1.75 ** 3 - 5 * a * 1.75 ** 2 + 8 * a * 1.75 - 4 * a]
+    np.testing.assert_allclose(A[1, :3], [w[0] + w[1], w[2], w[3]], rtol=1e-14)   # tap −1 takes the edge value
+    np.testing.assert_allclose(A.sum(axis=1), 1.0, rtol=1e-14)
+    E = resize_matrix(6, 12, 2.0, "bicubic", exclude_outside=True)
+    np.testing.assert_allclose(E[1, :3], np.array(w[1:]) / sum(w[1:]), rtol=1e-14)
+
+
+TORCH_CASES = [({"mode": "bicubic"}, (2, 5, 4)), ({"mode": "bicubic", "scale": (3, 2)}, (1, 3, 4)),
+               ({"mode": "bicubic", "coordinate_transformation_mode": "align_corners"}, (2, 4, 3)),
+               ({"mode": "bicubic", "size": (7, 3)}, (1, 4, 5)), ({"mode": "bicubic", "scale_factor": 0.6}, (2, 7, 6)),
+               ({"mode": "bicubic", "scale_factor": 1.5, "coordinate_transformation_mode": "align_corners"}, (1, 4, 5)),
+               ({"mode": "bicubic", "coordinate_transformation_mode": "pytorch_half_pixel", "size": (2, 9)}, (1, 5, 4)),
+               ({"mode": "bilinear", "coordinate_transformation_mode": "align_corners", "scale_factor": 2.5}, (1, 3, 4))]
+
+
+@pytest.mark.parametrize("config,shape", TORCH_CASES)
+def test_bicubic_and_bilinear_equal_torch_interpolate_in_float64(config, shape):
+    torch = pytest.importorskip("torch")
+    layer = build("Upsample2D", config, [shape])
+    x = np.random.default_rng(0).normal(size=(3,) + shape)
+    y = run(layer, [x])
+    u = np.random.default_rng(1).normal(size=y.shape)
+    (dx,) = layer.backward(u)
+    mode = config["mode"]
+    ac = config.get("coordinate_transformation_mode") == "align_corners"
+    kw = {"size": config["size"]} if "size" in config else {"scale_factor": config.get("scale_factor") or
+                                                             tuple(float(v) for v in config.get("scale", (2, 2)))}
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.interpolate(tx, mode=mode, align_corners=ac, **kw)
+    (ty * torch.tensor(u)).sum().backward()
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("config", [{"cubic_coeff_a": -0.5, "exclude_outside": True},
+                                    {"coordinate_transformation_mode": "asymmetric", "scale_factor": 1.5},
+                                    {"antialias": True, "size": (2, 3)}, {"antialias": True, "scale_factor": 0.4,
+                                                                          "exclude_outside": True}])
+def test_options_torch_lacks_equal_onnx_reference_resize(config):
+    """cubic_coeff_a, exclude_outside, asymmetric, antialias: against ONNX's reference evaluator of Resize."""
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+    shape = (2, 6, 7)
+    layer = build("Upsample2D", {"mode": "bicubic", **config}, [shape])
+    x = np.random.default_rng(0).normal(size=(2,) + shape)
+    y = run(layer, [x], training=False)
+    cfg = layer.config
+    attrs = dict(mode="cubic", cubic_coeff_a=cfg["cubic_coeff_a"], exclude_outside=int(cfg["exclude_outside"]),
+                 coordinate_transformation_mode=cfg["coordinate_transformation_mode"], antialias=int(cfg["antialias"]))
+    if layer.size:
+        ins, feed = ["x", "", "", "sizes"], {"sizes": np.array((2,) + shape[:1] + layer.size, np.int64)}
+    else:
+        sh, sw = (cfg["scale_factor"],) * 2 if cfg["scale_factor"] else layer.sc
+        ins, feed = ["x", "", "scales"], {"scales": np.array([1, 1, sh, sw], np.float32)}
+    node = helper.make_node("Resize", ins, ["y"], **attrs)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, None)],
+                          [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)])
+    ref = ReferenceEvaluator(helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)]))
+    want = ref.run(None, {"x": x, **feed})[0]
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)      # the reference divides by float32 scales
+
+
+def test_bicubic_formulas_and_bad_settings():
+    f = create("Upsample2D", "u", {"mode": "bicubic", "size": (5, 7)}).formulas([(2, 3, 4)])
+    assert f["shape"].endswith("(2, 5, 7)") and "1.25|d|³ − 2.25|d|² + 1" in f["macs"]
+    assert f["macs"].endswith("2·(4·3·7 + 4·5·7) = 448")
+    from engine.errors import ConfigError, ShapeError
+    with pytest.raises(ConfigError, match="size takes"):
+        create("Upsample2D", "u", {"size": (3, 0)})
+    with pytest.raises(ShapeError, match="must be ≥ 1"):
+        create("Upsample2D", "u", {"scale_factor": 0.1}).compute_output_shape([(1, 4, 4)])
