@@ -96,16 +96,36 @@ def _conv_t(c, node):
     rank = W.ndim - 2
     if rank not in CONV_T:
         raise Unsupported(f"{rank}-D transposed convolution")
-    if "output_shape" in a:
-        raise Unsupported("output_shape is not supported; export with pads and output_padding")
     g = int(a.get("group", 1))
     w = {"W": W}
     if len(node.input) > 2 and node.input[2]:
         w["b"] = c.const(node, 2, "bias")
-    cfg = {"filters": int(W.shape[1]) * g, "kernel_size": list(W.shape[2:]),
-           "stride": list(a.get("strides", [1] * rank)), "pad": _sym_pads(a, rank), "output_padding": list(a.get("output_padding", [0] * rank)),
-           "dilation": list(a.get("dilations", [1] * rank)), "groups": g, "use_bias": "b" in w}
+    stride, dil = [int(v) for v in a.get("strides", [1] * rank)], [int(v) for v in a.get("dilations", [1] * rank)]
+    pads, opad = _ct_pads(a, c.values[c.full(x)].shape[1:], W.shape[2:], stride, dil)
+    cfg = {"filters": int(W.shape[1]) * g, "kernel_size": list(W.shape[2:]), "stride": stride,
+           "pad": pads[:rank] if pads[:rank] == pads[rank:] else [v for i in range(rank) for v in (pads[i], pads[rank + i])],
+           "output_padding": opad, "dilation": dil, "groups": g, "use_bias": "b" in w}
     c.add(node, CONV_T[rank], _signal(cfg, rank), [c.full(x)], **w)
+
+
+def _ct_pads(a, spatial, k, stride, dil):
+    """(pads: begins then ends, output_padding) of a ConvTranspose; with output_shape or auto_pad SAME, from the
+    requested size as ONNX defines it: total = S·(n − 1) + P_out + d·(K − 1) + 1 − n_out, SAME_UPPER crops ⌊total/2⌋
+    at the start, otherwise ⌈total/2⌉; a negative total adds outputs at the end (output_padding)."""
+    r, auto = len(k), a.get("auto_pad", "NOTSET") or "NOTSET"
+    opad = [int(v) for v in a.get("output_padding", [0] * r)]
+    if "output_shape" not in a and not auto.startswith("SAME"):
+        return ([0] * 2 * r if auto == "VALID" else [int(p) for p in a.get("pads", [0] * 2 * r)]), opad
+    want = [int(v) for v in a["output_shape"][-r:]] if "output_shape" in a else [n * s for n, s in zip(spatial, stride)]
+    begin, end = [], []
+    for i, (n, kk, s, d, m) in enumerate(zip(spatial, k, stride, dil, want)):
+        t = s * (n - 1) + opad[i] + d * (int(kk) - 1) + 1 - m
+        if t < 0:
+            opad[i], t = opad[i] - t, 0
+        b = t // 2 if auto == "SAME_UPPER" else t - t // 2
+        begin.append(b)
+        end.append(t - b)
+    return begin + end, opad
 
 
 # ---- pooling ----

@@ -169,3 +169,36 @@ def test_bicubic_formulas_and_bad_settings():
         create("Upsample2D", "u", {"size": (3, 0)})
     with pytest.raises(ShapeError, match="must be ≥ 1"):
         create("Upsample2D", "u", {"scale_factor": 0.1}).compute_output_shape([(1, 4, 4)])
+
+
+# ---- ConvTranspose output_shape / auto_pad SAME ----
+@pytest.mark.parametrize("name,config", [
+    ("test_convtranspose_output_shape", {"pad": [0, 0], "output_padding": [1, 1]}),          # 9 × 7 → 10 × 8
+    ("test_convtranspose_kernel_shape", {"pad": [0, 0], "output_padding": [1, 1]}),
+    ("test_convtranspose_autopad_same", {"pad": [0, 1, 0, 1], "output_padding": [0, 0]}),  # 7 → 6: one off the end
+])
+def test_convtranspose_output_shape_and_same_become_pads_and_output_padding(name, config):
+    from engine.onnx_export import to_onnx
+    m, (x,), want = frozen(name)
+    model = imported(m)
+    (node,) = [n for n in model.graph.nodes.values() if n.type == "ConvTranspose2D"]
+    assert {k: list(node.config[k]) for k in config} == config
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ort_run(to_onnx(model), [x]), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("attrs", [dict(strides=[2, 2], auto_pad="SAME_LOWER"), dict(strides=[2, 3], pads=[2, 0, 1, 1]),
+                                   dict(strides=[3, 2], output_shape=[9, 7], dilations=[1, 2]),
+                                   dict(strides=[2, 2], output_shape=[8, 8], output_padding=[1, 0])])
+def test_convtranspose_requested_sizes_and_uneven_pads_equal_onnxruntime(attrs):
+    from onnx import TensorProto, helper, numpy_helper
+    W = np.random.default_rng(1).normal(size=(2, 3, 3, 3)).astype(np.float32)
+    node = helper.make_node("ConvTranspose", ["x", "W"], ["y"], **attrs)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 4, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(W, "W")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(0).normal(size=(2, 2, 4, 3)).astype(np.float32)
+    model = imported(m)
+    assert layer_types(model) == ["ConvTranspose2D"]
+    np.testing.assert_allclose(model.predict(x), ort_run(m, [x]), rtol=1e-5, atol=1e-5)

@@ -82,14 +82,12 @@ def _conv(n):
     opts = ["groups" if (n.a("group", 1) or 1) > 1 else None,
             "dilation" if any(v != 1 for v in (n.a("dilations") or [1])) else None]
     pads = n.a("pads") or []
-    if pads and list(pads[:len(pads) // 2]) != list(pads[len(pads) // 2:]):
-        opts.append("asymmetric padding")
     base = "ConvTranspose" if n.op == "ConvTranspose" else "Conv"
+    if pads and list(pads[:len(pads) // 2]) != list(pads[len(pads) // 2:]) and base == "Conv":
+        opts.append("asymmetric padding")                  # ConvTranspose's pad takes (before, after) per axis
     if base == "ConvTranspose" and any(n.a("output_padding") or []):
         opts.append("output_padding")
-    if base == "ConvTranspose" and (n.a("output_shape") or str(n.a("auto_pad", "NOTSET")).startswith("SAME")):
-        opts.append("output_shape: padding from a requested output size")     # the importer refuses these
-    return _need(f"{base}{d}D", *opts)
+    return _need(f"{base}{d}D", *opts)                     # output_shape, auto_pad SAME: pads at import
 
 
 def _pool(n):
