@@ -152,6 +152,24 @@ def _pool(c, node):
     c.add(node, type, _signal(cfg, rank), [c.full(x)])
 
 
+@handles("LpPool")
+def _lp_pool(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    k = [int(v) for v in a["kernel_shape"]]
+    rank = len(k)
+    if rank not in (1, 2) or a.get("ceil_mode", 0):
+        raise Unsupported(f"{rank}-D Lp pooling" if rank not in (1, 2) else "ceil_mode: LpPool1D/2D floor the size")
+    auto = a.get("auto_pad", "NOTSET") or "NOTSET"
+    pads = [0] * 2 * rank if auto != "NOTSET" else [int(p) for p in a.get("pads", [0] * 2 * rank)]
+    cfg = {"p": int(a.get("p", 2)), "kernel_size": k, "stride": [int(v) for v in a.get("strides", [1] * rank)],
+           "pad": pads[:rank] if pads[:rank] == pads[rank:] else [v for i in range(rank) for v in (pads[i], pads[rank + i])],
+           "dilation": [int(v) for v in a.get("dilations", [1] * rank)]}
+    if auto.startswith("SAME"):
+        cfg["padding"] = auto.lower()
+    c.add(node, f"LpPool{rank}D", _signal(cfg, rank), [c.full(x)])
+
+
 @handles("GlobalAveragePool", "GlobalMaxPool")
 def _global(c, node):
     (x,) = c.data(node)
@@ -256,8 +274,13 @@ def _gemm(c, node):
 
 @handles("MatMul")
 def _matmul(c, node):
-    if node.input[1] not in c.consts:
-        raise Unsupported("a product of two computed tensors (attention) is imported only as a whole block")
+    if node.input[1] not in c.consts:                                   # two computed tensors: the MatMul layer
+        if node.input[0] in c.consts:
+            raise Unsupported("a constant times a computed tensor (W·x) has no layer; Dense computes x·W")
+        a, b = c.data(node)
+        c.layer_shape("MatMul", {}, [c.values[a].shape, c.values[b].shape])     # Unsupported with the layer's reason
+        c.add(node, "MatMul", {}, [a, b])
+        return
     (x,) = c.data(node)
     B = c.consts[node.input[1]]                                          # (F, U)
     if B.ndim != 2:

@@ -202,3 +202,88 @@ def test_convtranspose_requested_sizes_and_uneven_pads_equal_onnxruntime(attrs):
     model = imported(m)
     assert layer_types(model) == ["ConvTranspose2D"]
     np.testing.assert_allclose(model.predict(x), ort_run(m, [x]), rtol=1e-5, atol=1e-5)
+
+
+# ---- LpPool, Hardmax, MatMul of two tensors ----
+@pytest.mark.parametrize("name,types,data", [
+    *[(f"test_lppool_{n}", ["LpPool1D" if n.startswith("1d") else "LpPool2D"], 1) for n in
+      ("1d_default", "2d_default", "2d_dilations", "2d_pads", "2d_same_lower", "2d_same_upper", "2d_strides")],
+    *[(f"test_hardmax_{n}", ["Hardmax"], 1) for n in
+      ("axis_1", "axis_2", "default_axis", "example", "negative_axis", "one_hot")],
+    ("test_matmul_3d", ["MatMul"], 2), ("test_matmul_4d", ["MatMul"], 2)])
+def test_lppool_hardmax_matmul_backend_cases_import_and_equal_their_outputs(name, types, data):
+    from engine.onnx_export import to_onnx
+    m, xs, want = frozen(name, data)
+    model = imported(m)
+    assert layer_types(model) == types
+    names = [i.name for i in m.graph.input]
+    assert sorted(model.inputs) == sorted(names)
+    got = model.predict(dict(zip(names, xs)))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    e = to_onnx(model)
+    order = [i.name for i in e.graph.input]
+    np.testing.assert_allclose(ort_run(e, [dict(zip(names, xs))[n] for n in order]), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("p,shape,k,s", [(2, (2, 3, 7, 6), 3, 2), (3, (1, 2, 6, 6), 2, 1), (1, (2, 3, 9), 4, 3)])
+def test_lppool_equals_torch_lppool_in_float64(p, shape, k, s):
+    """Without padding LpPool on |x| is nn.LPPool1d/2d (which raises x, not |x|, to the power p)."""
+    torch = pytest.importorskip("torch")
+    rank = len(shape) - 2
+    cfg = {"p": p, "kernel_size": (k,), "stride": (s,)} | ({"layout": "signal"} if rank == 1 else {})
+    layer = build(f"LpPool{rank}D", cfg, [shape[1:]])
+    x = np.random.default_rng(0).normal(size=shape)
+    y = run(layer, [x])
+    u = np.random.default_rng(1).normal(size=y.shape)
+    (dx,) = layer.backward(u)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = (torch.nn.LPPool1d(p, k, s) if rank == 1 else torch.nn.LPPool2d(p, k, s))(tx.abs())
+    (ty * torch.tensor(u)).sum().backward()
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    a = np.abs(x[0, 0, :k, :k] if rank == 2 else x[0, 0, :k])               # the first window by the formula
+    assert y[(0, 0, 0, 0) if rank == 2 else (0, 0, 0)] == pytest.approx((a ** p).sum() ** (1 / p), rel=1e-12)
+
+
+def test_hardmax_is_one_hot_of_the_first_maximum_with_zero_gradient():
+    torch = pytest.importorskip("torch")
+    layer = build("Hardmax", {"axis": 0}, [(4, 3)])
+    x = np.array([[[1.0, 5, 2], [3, 5, 2], [3, 1, 0], [0, 2, 2]]])            # ties: the first maximum wins
+    y = run(layer, [x])
+    want = torch.nn.functional.one_hot(torch.tensor(x).argmax(dim=1), 4).movedim(-1, 1).numpy()
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(y[0, :, 1], [1, 0, 0, 0])
+    assert not layer.backward(np.ones_like(y))[0].any()
+    layer.in_masks = [np.array([[True, True, False, False]])]
+    from engine.errors import ShapeError
+    with pytest.raises(ShapeError, match="padded steps"):
+        layer.forward(x)
+
+
+def test_matmul_shapes_errors_and_masks():
+    from engine.errors import ShapeError
+    assert create("MatMul", "m").compute_output_shape([(2, 1, 3, 4), (5, 4, 6)]) == (2, 5, 3, 6)
+    f = create("MatMul", "m").formulas([(3, 4), (4, 2)])
+    assert f["macs"] == "output values·K = 3·2·4 = 24"
+    with pytest.raises(ShapeError, match="K = 4 columns but B"):
+        create("MatMul", "m").compute_output_shape([(3, 4), (3, 2)])
+    with pytest.raises(ShapeError, match="two axes each"):
+        create("MatMul", "m").compute_output_shape([(4,), (4, 2)])
+    layer = build("MatMul", {}, [(2, 3), (3, 2)])                            # B (T, N) masked: summed over its steps
+    layer.in_masks = [None, np.array([[True, True, False]])]
+    with pytest.raises(ShapeError, match="padded steps"):
+        layer.forward(np.ones((1, 2, 3)), np.ones((1, 3, 2)))
+
+
+def test_new_layers_sit_under_their_family_in_the_palette_with_formulas(qtbot):
+    from gui.palette import PaletteTree
+    tree = PaletteTree()
+    qtbot.addWidget(tree)
+    groups = {tree.topLevelItem(i).text(0): [tree.topLevelItem(i).child(j).text(0)
+                                             for j in range(tree.topLevelItem(i).childCount())]
+              for i in range(tree.topLevelItemCount())}
+    assert {"LpPool1D", "LpPool2D"} <= set(groups["Pooling"])
+    assert "Hardmax" in groups["Activation"] and "MatMul" in groups["Merge"]
+    f = create("LpPool2D", "l", {"p": 3, "kernel_size": [2], "stride": [2]}).formulas([(2, 4, 6)])
+    assert f["shape"].startswith("y = (Σ |x|^3)^(1/3) over each window of 4 values") and f["shape"].endswith("(2, 2, 3)")
+    assert create("Hardmax", "h").formulas([(5,)])["shape"].startswith("y_i = 1 where x_i is the first maximum")

@@ -112,7 +112,7 @@ def _global(n):
 
 
 def _softmax(n):
-    t = {"Softmax": "Softmax", "LogSoftmax": "LogSoftmax"}[n.op]
+    t = {"Softmax": "Softmax", "LogSoftmax": "LogSoftmax", "Hardmax": "Hardmax"}[n.op]
     r = n.rank()
     axis = n.a("axis", -1 if n.opset >= 13 else 1)
     if r is None or axis in (-1, r - 1):
@@ -196,7 +196,17 @@ def _last_axes(n, type):
 def _matmul(n):
     if len(n.inputs) > 1 and n.inputs[1] in n.inits and n.rank(1) == 2:
         return _need("Dense")
-    return ("none", "MatMul of two tensors")
+    a, b = n.shapes[0], n.shapes[1] if len(n.shapes) > 1 else None       # two tensors: the MatMul layer, per sample
+    if a is None or b is None:
+        return _need("MatMul")
+    if min(len(a), len(b)) < 3:
+        return _need("MatMul", "a factor without the batch axis and two more")
+    return _need("MatMul", None if a[0] == b[0] or -1 in (a[0], b[0]) else "broadcasting along the batch axis")
+
+
+def _lp_pool(n):
+    d = len(n.a("kernel_shape") or []) or (n.rank() or 4) - 2
+    return _need(f"LpPool{d}D", "ceil_mode" if n.a("ceil_mode", 0) else None)
 
 
 RULES = {
@@ -212,7 +222,7 @@ RULES = {
     "ThresholdedRelu": lambda n: _need("ThresholdedReLU"),
     "Shrink": lambda n: (_need("Softshrink") if n.a("bias", 0.0) == n.a("lambd", 0.5) else _need("Hardshrink")
                          if n.a("bias", 0.0) == 0 else _need("Hardshrink", "a bias other than 0 or λ")),
-    "PRelu": _prelu, "Softmax": _softmax, "LogSoftmax": _softmax,
+    "PRelu": _prelu, "Softmax": _softmax, "LogSoftmax": _softmax, "Hardmax": _softmax, "LpPool": _lp_pool,
     "Add": _merge("Add"), "Sum": _merge("Add"), "Sub": _merge("Subtract"), "Mul": _merge("Multiply"),
     "Max": _merge("Maximum"), "Min": _merge("Minimum"), "Mean": _merge("Average"),
     "Concat": lambda n: _need("Concatenate", "along the batch axis" if n.a("axis") == 0 else None),

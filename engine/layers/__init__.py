@@ -5,6 +5,7 @@ from . import conv1d, conv3d, conv_transpose, upsample  # noqa: F401  (convoluti
 from . import onnx_node, permute, scale_shift  # noqa: F401  (imported models: ONNX nodes kept, Transpose, constants)
 from . import gru, lstm, rnn  # noqa: F401  (the recurrent family; recurrent.py is its base)
 from . import cross_attention  # noqa: F401  (encoder–decoder)
+from . import hardmax, lp_pool, matmul  # noqa: F401  (ONNX Hardmax, LpPool, MatMul of two tensors)
 from .base import CATEGORIES, REGISTRY, Fix, Layer, Param, fmt, register
 from ..errors import ConfigError
 
