@@ -158,8 +158,8 @@ def _lp_pool(c, node):
     (x,) = c.data(node)
     k = [int(v) for v in a["kernel_shape"]]
     rank = len(k)
-    if rank not in (1, 2) or a.get("ceil_mode", 0):
-        raise Unsupported(f"{rank}-D Lp pooling" if rank not in (1, 2) else "ceil_mode: LpPool1D/2D floor the size")
+    if rank not in (1, 2, 3) or a.get("ceil_mode", 0):
+        raise Unsupported(f"{rank}-D Lp pooling" if rank not in (1, 2, 3) else "ceil_mode: LpPool floors the size")
     auto = a.get("auto_pad", "NOTSET") or "NOTSET"
     pads = [0] * 2 * rank if auto != "NOTSET" else [int(p) for p in a.get("pads", [0] * 2 * rank)]
     cfg = {"p": int(a.get("p", 2)), "kernel_size": k, "stride": [int(v) for v in a.get("strides", [1] * rank)],

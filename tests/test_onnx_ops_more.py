@@ -206,8 +206,9 @@ def test_convtranspose_requested_sizes_and_uneven_pads_equal_onnxruntime(attrs):
 
 # ---- LpPool, Hardmax, MatMul of two tensors ----
 @pytest.mark.parametrize("name,types,data", [
-    *[(f"test_lppool_{n}", ["LpPool1D" if n.startswith("1d") else "LpPool2D"], 1) for n in
-      ("1d_default", "2d_default", "2d_dilations", "2d_pads", "2d_same_lower", "2d_same_upper", "2d_strides")],
+    *[(f"test_lppool_{n}", [f"LpPool{n[0]}D"], 1) for n in
+      ("1d_default", "2d_default", "2d_dilations", "2d_pads", "2d_same_lower", "2d_same_upper", "2d_strides",
+       "3d_default")],
     *[(f"test_hardmax_{n}", ["Hardmax"], 1) for n in
       ("axis_1", "axis_2", "default_axis", "example", "negative_axis", "one_hot")],
     ("test_matmul_3d", ["MatMul"], 2), ("test_matmul_4d", ["MatMul"], 2)])
@@ -282,7 +283,7 @@ def test_new_layers_sit_under_their_family_in_the_palette_with_formulas(qtbot):
     groups = {tree.topLevelItem(i).text(0): [tree.topLevelItem(i).child(j).text(0)
                                              for j in range(tree.topLevelItem(i).childCount())]
               for i in range(tree.topLevelItemCount())}
-    assert {"LpPool1D", "LpPool2D"} <= set(groups["Pooling"])
+    assert {"LpPool1D", "LpPool2D", "LpPool3D"} <= set(groups["Pooling"])
     assert "Hardmax" in groups["Activation"] and "MatMul" in groups["Merge"]
     f = create("LpPool2D", "l", {"p": 3, "kernel_size": [2], "stride": [2]}).formulas([(2, 4, 6)])
     assert f["shape"].startswith("y = (Σ |x|^3)^(1/3) over each window of 4 values") and f["shape"].endswith("(2, 2, 3)")

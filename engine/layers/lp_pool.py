@@ -1,4 +1,4 @@
-"""LpPool1D and LpPool2D: y = (Σ_window |x|^p)^(1/p) (ONNX LpPool, PyTorch nn.LPPool on |x|), the window sum taken
+"""LpPool1D, LpPool2D and LpPool3D: y = (Σ_window |x|^p)^(1/p) (ONNX LpPool, PyTorch nn.LPPool on |x|), the window sum taken
 by the average pool of the same geometry (padding counted) times the window size K."""
 from math import prod
 
@@ -20,13 +20,13 @@ TORCH_LP = '''class LpPool(nn.Module):
         super().__init__()
         self.rank, self.p, self.kernel, self.stride, self.pads, self.dilation = rank, p, kernel, stride, pads, dilation
         one = (lambda v: v[0]) if rank == 1 else tuple                            # LPPool1d takes plain ints
-        self.pool = (nn.LPPool1d if rank == 1 else nn.LPPool2d)(p, one(kernel), one(stride))
+        self.pool = getattr(nn, f"LPPool{rank}d")(p, one(kernel), one(stride))
 
     def forward(self, x):
         x = torch.nn.functional.pad(x.abs(), self.pads)
         if all(d == 1 for d in self.dilation):
             return self.pool(x)
-        conv = torch.nn.functional.conv1d if self.rank == 1 else torch.nn.functional.conv2d
+        conv = getattr(torch.nn.functional, f"conv{self.rank}d")
         ones = x.new_ones((x.shape[1], 1) + tuple(self.kernel))
         return conv(x ** self.p, ones, stride=self.stride, dilation=self.dilation, groups=x.shape[1]) ** (1 / self.p)
 '''
@@ -156,3 +156,16 @@ class LpPool1D(_LpPool):
                                                 {"mask": True}),
                 ({"layout": "signal", "p": 2, "kernel_size": (3,), "stride": (2,), "pad": (1, 2)}, [(2, 7)]),
                 ({"layout": "signal", "p": 3, "kernel_size": (2,), "stride": (1,), "dilation": (2,)}, [(3, 6)])]
+
+
+@register
+class LpPool3D(_LpPool):
+    doc = ("Lp norm (Σ |x|^p)^(1/p) over K_d × K_h × K_w windows of (C, D, H, W) moved by stride S (ONNX LpPool); "
+           "padding counts as zeros.")
+    hparams = (P_HP,) + GEOMETRY
+    inner_type = "AveragePool3D"
+
+    @classmethod
+    def samples(cls):
+        return [({}, [(2, 4, 4, 4)]), ({"p": 3, "kernel_size": (2, 3, 2), "stride": (1, 2, 1), "pad": (0, 1, 1)},
+                                      [(1, 3, 4, 3)])]
