@@ -100,12 +100,13 @@ def _conv_t(c, node):
     w = {"W": W}
     if len(node.input) > 2 and node.input[2]:
         w["b"] = c.const(node, 2, "bias")
+    x = c.full(x)
     stride, dil = [int(v) for v in a.get("strides", [1] * rank)], [int(v) for v in a.get("dilations", [1] * rank)]
-    pads, opad = _ct_pads(a, c.values[c.full(x)].shape[1:], W.shape[2:], stride, dil)
+    pads, opad = _ct_pads(a, c.values[x].shape[1:], W.shape[2:], stride, dil)
     cfg = {"filters": int(W.shape[1]) * g, "kernel_size": list(W.shape[2:]), "stride": stride,
            "pad": pads[:rank] if pads[:rank] == pads[rank:] else [v for i in range(rank) for v in (pads[i], pads[rank + i])],
            "output_padding": opad, "dilation": dil, "groups": g, "use_bias": "b" in w}
-    c.add(node, CONV_T[rank], _signal(cfg, rank), [c.full(x)], **w)
+    c.add(node, CONV_T[rank], _signal(cfg, rank), [x], **w)
 
 
 def _ct_pads(a, spatial, k, stride, dil):
