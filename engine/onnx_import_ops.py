@@ -338,11 +338,15 @@ def _resize(c, node):
     s = c.values[x].shape
     if len(s) != 3:
         raise Unsupported(f"resizes a {len(s)}-D tensor; Upsample2D takes (C, H, W)")
-    out = c.out_shape(node)
+    sizes = node.op_type == "Resize" and len(node.input) > 3 and bool(node.input[3])
+    w = c.worlds.get(node.input[3]) if sizes else None                 # sizes computed from the input's shape
+    if w is not None and len(w[0]) == 4 and list(w[0][1:]) == list(w[1][1:]):
+        out = (s[0],) + tuple(int(v) for v in w[0][2:])                # (batch, C, H_out, W_out): the same for both
+    else:
+        out = c.out_shape(node)
     mode, ctm = a.get("mode", "nearest"), a.get("coordinate_transformation_mode", "half_pixel")
     if out[0] != s[0] or "axes" in a or a.get("keep_aspect_ratio_policy", "stretch") != "stretch":
         raise Unsupported("resizes the channels, or only some axes: Upsample2D resizes H and W")
-    sizes = node.op_type == "Resize" and len(node.input) > 3 and bool(node.input[3])
     if node.op_type == "Resize" and not sizes and not (len(node.input) > 2 and node.input[2]):
         raise Unsupported("neither scales nor sizes are given")
     sc = None if sizes else [float(v) for v in c.const(node, 2 if node.op_type == "Resize" else 1, "scales")]

@@ -288,3 +288,17 @@ def test_new_layers_sit_under_their_family_in_the_palette_with_formulas(qtbot):
     f = create("LpPool2D", "l", {"p": 3, "kernel_size": [2], "stride": [2]}).formulas([(2, 4, 6)])
     assert f["shape"].startswith("y = (Σ |x|^3)^(1/3) over each window of 4 values") and f["shape"].endswith("(2, 2, 3)")
     assert create("Hardmax", "h").formulas([(5,)])["shape"].startswith("y_i = 1 where x_i is the first maximum")
+
+
+@pytest.mark.parametrize("kw", [dict(scale_factor=2, mode="bicubic", align_corners=False),
+                                dict(size=(5, 9), mode="bicubic", align_corners=True)])
+def test_pytorch_bicubic_upsample_imports_as_upsample2d(kw, tmp_path):
+    torch = pytest.importorskip("torch")
+    from test_onnx_import import export
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.Upsample(**kw))
+    x = torch.randn(2, 2, 4, 6)
+    export(torch, net, x, tmp_path / "up.onnx", False)
+    model = imported(str(tmp_path / "up.onnx"))
+    assert layer_types(model) == ["Conv2D", "Upsample2D"]
+    with torch.no_grad():
+        np.testing.assert_allclose(model.predict(x.numpy()), net(x).numpy(), rtol=1e-4, atol=1e-5)
