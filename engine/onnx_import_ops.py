@@ -2,6 +2,7 @@
 Dense, Flatten/Reshape, padding, resizing. Activations and merges: engine/onnx_import_pointwise.py."""
 import numpy as np
 
+from .layers.resize import COORDS
 from .onnx_import import Unsupported, _attrs, handles
 
 CONV = {1: "Conv1D", 2: "Conv2D", 3: "Conv3D"}
@@ -95,16 +96,37 @@ def _conv_t(c, node):
     rank = W.ndim - 2
     if rank not in CONV_T:
         raise Unsupported(f"{rank}-D transposed convolution")
-    if "output_shape" in a:
-        raise Unsupported("output_shape is not supported; export with pads and output_padding")
     g = int(a.get("group", 1))
     w = {"W": W}
     if len(node.input) > 2 and node.input[2]:
         w["b"] = c.const(node, 2, "bias")
-    cfg = {"filters": int(W.shape[1]) * g, "kernel_size": list(W.shape[2:]),
-           "stride": list(a.get("strides", [1] * rank)), "pad": _sym_pads(a, rank), "output_padding": list(a.get("output_padding", [0] * rank)),
-           "dilation": list(a.get("dilations", [1] * rank)), "groups": g, "use_bias": "b" in w}
-    c.add(node, CONV_T[rank], _signal(cfg, rank), [c.full(x)], **w)
+    x = c.full(x)
+    stride, dil = [int(v) for v in a.get("strides", [1] * rank)], [int(v) for v in a.get("dilations", [1] * rank)]
+    pads, opad = _ct_pads(a, c.values[x].shape[1:], W.shape[2:], stride, dil)
+    cfg = {"filters": int(W.shape[1]) * g, "kernel_size": list(W.shape[2:]), "stride": stride,
+           "pad": pads[:rank] if pads[:rank] == pads[rank:] else [v for i in range(rank) for v in (pads[i], pads[rank + i])],
+           "output_padding": opad, "dilation": dil, "groups": g, "use_bias": "b" in w}
+    c.add(node, CONV_T[rank], _signal(cfg, rank), [x], **w)
+
+
+def _ct_pads(a, spatial, k, stride, dil):
+    """(pads: begins then ends, output_padding) of a ConvTranspose; with output_shape or auto_pad SAME, from the
+    requested size as ONNX defines it: total = S·(n − 1) + P_out + d·(K − 1) + 1 − n_out, SAME_UPPER crops ⌊total/2⌋
+    at the start, otherwise ⌈total/2⌉; a negative total adds outputs at the end (output_padding)."""
+    r, auto = len(k), a.get("auto_pad", "NOTSET") or "NOTSET"
+    opad = [int(v) for v in a.get("output_padding", [0] * r)]
+    if "output_shape" not in a and not auto.startswith("SAME"):
+        return ([0] * 2 * r if auto == "VALID" else [int(p) for p in a.get("pads", [0] * 2 * r)]), opad
+    want = [int(v) for v in a["output_shape"][-r:]] if "output_shape" in a else [n * s for n, s in zip(spatial, stride)]
+    begin, end = [], []
+    for i, (n, kk, s, d, m) in enumerate(zip(spatial, k, stride, dil, want)):
+        t = s * (n - 1) + opad[i] + d * (int(kk) - 1) + 1 - m
+        if t < 0:
+            opad[i], t = opad[i] - t, 0
+        b = t // 2 if auto == "SAME_UPPER" else t - t // 2
+        begin.append(b)
+        end.append(t - b)
+    return begin + end, opad
 
 
 # ---- pooling ----
@@ -129,6 +151,24 @@ def _pool(c, node):
     if node.op_type == "AveragePool":
         cfg["count_include_pad"] = bool(a.get("count_include_pad", 0))
     c.add(node, type, _signal(cfg, rank), [c.full(x)])
+
+
+@handles("LpPool")
+def _lp_pool(c, node):
+    a = _attrs(node)
+    (x,) = c.data(node)
+    k = [int(v) for v in a["kernel_shape"]]
+    rank = len(k)
+    if rank not in (1, 2, 3) or a.get("ceil_mode", 0):
+        raise Unsupported(f"{rank}-D Lp pooling" if rank not in (1, 2, 3) else "ceil_mode: LpPool floors the size")
+    auto = a.get("auto_pad", "NOTSET") or "NOTSET"
+    pads = [0] * 2 * rank if auto != "NOTSET" else [int(p) for p in a.get("pads", [0] * 2 * rank)]
+    cfg = {"p": int(a.get("p", 2)), "kernel_size": k, "stride": [int(v) for v in a.get("strides", [1] * rank)],
+           "pad": pads[:rank] if pads[:rank] == pads[rank:] else [v for i in range(rank) for v in (pads[i], pads[rank + i])],
+           "dilation": [int(v) for v in a.get("dilations", [1] * rank)]}
+    if auto.startswith("SAME"):
+        cfg["padding"] = auto.lower()
+    c.add(node, f"LpPool{rank}D", _signal(cfg, rank), [c.full(x)])
 
 
 @handles("GlobalAveragePool", "GlobalMaxPool")
@@ -235,8 +275,13 @@ def _gemm(c, node):
 
 @handles("MatMul")
 def _matmul(c, node):
-    if node.input[1] not in c.consts:
-        raise Unsupported("a product of two computed tensors (attention) is imported only as a whole block")
+    if node.input[1] not in c.consts:                                   # two computed tensors: the MatMul layer
+        if node.input[0] in c.consts:
+            raise Unsupported("a constant times a computed tensor (W·x) has no layer; Dense computes x·W")
+        a, b = c.data(node)
+        c.layer_shape("MatMul", {}, [c.values[a].shape, c.values[b].shape])     # Unsupported with the layer's reason
+        c.add(node, "MatMul", {}, [a, b])
+        return
     (x,) = c.data(node)
     B = c.consts[node.input[1]]                                          # (F, U)
     if B.ndim != 2:
@@ -293,22 +338,43 @@ def _resize(c, node):
     s = c.values[x].shape
     if len(s) != 3:
         raise Unsupported(f"resizes a {len(s)}-D tensor; Upsample2D takes (C, H, W)")
-    out = c.out_shape(node)
-    sc = [o / i for o, i in zip(out[1:], s[1:])]
-    if out[0] != s[0] or any(v != int(v) or v < 1 for v in sc):
-        raise Unsupported(f"scales {sc}: Upsample2D scales H and W by whole numbers")
+    sizes = node.op_type == "Resize" and len(node.input) > 3 and bool(node.input[3])
+    w = c.worlds.get(node.input[3]) if sizes else None                 # sizes computed from the input's shape
+    if w is not None and len(w[0]) == 4 and list(w[0][1:]) == list(w[1][1:]):
+        out = (s[0],) + tuple(int(v) for v in w[0][2:])                # (batch, C, H_out, W_out): the same for both
+    else:
+        out = c.out_shape(node)
     mode, ctm = a.get("mode", "nearest"), a.get("coordinate_transformation_mode", "half_pixel")
+    if out[0] != s[0] or "axes" in a or a.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise Unsupported("resizes the channels, or only some axes: Upsample2D resizes H and W")
+    if node.op_type == "Resize" and not sizes and not (len(node.input) > 2 and node.input[2]):
+        raise Unsupported("neither scales nor sizes are given")
+    sc = None if sizes else [float(v) for v in c.const(node, 2 if node.op_type == "Resize" else 1, "scales")]
+    if sc is not None and sc[:2] != [1.0, 1.0]:
+        raise Unsupported(f"scales {sc} resize the batch or channel axis")
+    sc = sc and sc[2:]
+    if sizes:
+        cfg = {"size": list(out[1:])}
+    elif all(v == int(v) and v >= 1 for v in sc):
+        cfg = {"scale": [int(v) for v in sc]}
+    elif sc[0] == sc[1]:
+        cfg = {"scale_factor": sc[0]}
+    else:
+        raise Unsupported(f"scales {sc}: Upsample2D takes whole-number scales, a size, or one fractional scale")
     floor = a.get("nearest_mode", "round_prefer_floor") == "floor"
     if node.op_type == "Upsample" or (mode == "nearest" and ctm == "asymmetric" and floor):
         m = "nearest" if mode == "nearest" else None
-    elif mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel"):
-        m = "bilinear"
+    elif mode in ("linear", "cubic") and ctm in COORDS:
+        m = "bilinear" if mode == "linear" else "bicubic"
+        cfg.update(coordinate_transformation_mode=ctm, antialias=bool(a.get("antialias", 0)))
+        if m == "bicubic":
+            cfg.update(cubic_coeff_a=float(a.get("cubic_coeff_a", -0.75)), exclude_outside=bool(a.get("exclude_outside", 0)))
     else:
         m = None
     if m is None:
         raise Unsupported(f"mode {mode} with coordinate_transformation_mode {ctm}: Upsample2D does nearest "
-                          "(asymmetric, floor) and linear (half_pixel)")
-    c.add(node, "Upsample2D", {"scale": [int(v) for v in sc], "mode": m}, [x], out_shape=out)
+                          f"(asymmetric, floor), linear and cubic ({', '.join(COORDS)})")
+    c.add(node, "Upsample2D", {**cfg, "mode": m}, [x], out_shape=out)
 
 
 @handles("Identity", "Dropout")

@@ -88,7 +88,7 @@ def _prelu(c, node):
     _pointwise(c, node, "PReLU", {"per_channel": a.size > 1}, a=a)
 
 
-@handles("Softmax", "LogSoftmax")
+@handles("Softmax", "LogSoftmax", "Hardmax")
 def _softmax(c, node):
     (x,) = c.data(node)
     axis, v = _attrs(node).get("axis", -1), c.values[x]

@@ -26,7 +26,14 @@ def model(op, shapes, out_shape, opset=17, **attrs):
     (model("LogSoftmax", [(3, 4, 5)], (3, 4, 5), axis=0), ("option", ["LogSoftmax: normalising over the batch axis "
                                                                       "(LogSoftmax)"], [])),
     (model("LayerNormalization", [(2, 3, 4), (3, 4), (3, 4)], (2, 3, 4), axis=1), ("layer", [], ["LayerNorm"])),
-    (model("Hardmax", [(3, 4)], (3, 4)), ("none", ["Hardmax"], [])),
+    (model("Hardmax", [(3, 4)], (3, 4)), ("layer", [], ["Hardmax"])),
+    (model("TopK", [(3, 4)], (3, 4)), ("none", ["TopK"], [])),
+    (model("MatMul", [(2, 3, 4), (2, 4, 5)], (2, 3, 5)), ("layer", [], ["MatMul"])),
+    (model("MatMul", [(3, 1, 3, 4), (1, 2, 4, 2)], (3, 2, 3, 2)),
+     ("option", ["MatMul: broadcasting along the batch axis (MatMul)"], [])),
+    (model("LpPool", [(1, 2, 6, 6)], (1, 2, 5, 5), opset=18, kernel_shape=[2, 2], p=3), ("layer", [], ["LpPool2D"])),
+    (model("ConvTranspose", [(1, 1, 3, 3), (1, 2, 3, 3)], (1, 2, 6, 6), strides=[2, 2], auto_pad="SAME_UPPER"),
+     ("layer", [], ["ConvTranspose2D"])),
     (model("Shrink", [(3, 4)], (3, 4), lambd=1.5, bias=1.5), ("layer", [], ["Softshrink"])),
     (model("MaxPool", [(1, 2, 6, 6)], (1, 2, 4, 4), kernel_shape=[3, 3], pads=[1, 1, 1, 1]),    # the option is `pad`
      ("layer", [], ["MaxPool2D"])),
@@ -38,6 +45,11 @@ def model(op, shapes, out_shape, opset=17, **attrs):
      ("layer", [], ["MaxPool2D"])),
     (model("GlobalMaxPool", [(1, 2, 6)], (1, 2, 1)), ("layer", [], ["GlobalMaxPool"])),
     (model("Swish", [(3, 4)], (3, 4), opset=24), ("layer", [], ["SiLU"])),
+    (model("Resize", [(1, 2, 4, 4)], (1, 2, 8, 8), opset=19, mode="cubic", cubic_coeff_a=-0.5, exclude_outside=1,
+           coordinate_transformation_mode="asymmetric"), ("layer", [], ["Upsample2D"])),
+    (model("Resize", [(1, 2, 4, 4)], (1, 2, 8, 8), opset=19, mode="linear",
+           coordinate_transformation_mode="tf_crop_and_resize"),
+     ("option", ["Resize: coordinate_transformation_mode tf_crop_and_resize (Upsample2D)"], [])),
 ])
 def test_cases_map_to_layers_options_or_nothing(m, want):
     assert cov.classify(m) == want

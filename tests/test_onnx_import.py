@@ -557,8 +557,8 @@ def test_onnx_nodes_written_by_hand(op, shape, opset, attrs, layer, config, tmp_
     ("Transpose", (3, 4, 5), [], {"perm": [1, 0, 2, 3]}, "moves the batch axis"),
     ("Div", (3, 4), [("k", np.zeros(4, np.float32))], {}, "zeros"),
     ("Pad", (2, 5), [("p", np.array([0, 1, 0, 0, 0, 0]))], {"mode": "reflect"}, "only padding around the L"),
-    ("Resize", (2, 4, 4), [("roi", np.zeros(0, np.float32)), ("s", np.array([1, 1, 1.5, 1.5], np.float32))],
-     {"mode": "nearest"}, "whole numbers"),
+    ("Resize", (2, 4, 4), [("roi", np.zeros(0, np.float32)), ("s", np.array([1, 1, 1.5, 2.5], np.float32))],
+     {"mode": "nearest"}, "whole-number scales"),
     ("Conv", (2, 5, 5, 5), [("W", np.ones((3, 2, 2, 2, 2), np.float32))], {"pads": [1, 1, 1, 0, 0, 0]}, "asymmetric"),
 ], ids=["lrn-even", "transpose", "div-by-zeros", "pad-channels", "resize-fraction", "conv-asymmetric-pads"])
 def test_nodes_without_a_layer_are_refused_with_the_reason(op, shape, inits, attrs, why, tmp_path):

@@ -183,12 +183,12 @@ def test_a_damaged_onnx_node_config_is_one_line():
 
 @pytest.mark.parametrize("op,shape,inits,attrs", [
     ("Pad", (2, 5), [("p", np.array([0, 1, 1, 0, 0, 2]))], {"mode": "reflect"}),        # pads the channels too
-    ("Resize", (2, 4, 4), [("roi", np.zeros(0, np.float32)), ("s", np.array([1, 1, 1.5, 1.5], np.float32))],
+    ("Resize", (2, 4, 4), [("roi", np.zeros(0, np.float32)), ("s", np.array([1, 1, 1.5, 2.5], np.float32))],
      {"mode": "nearest"}),
     ("Conv", (2, 5, 5, 5), [("W", np.ones((3, 2, 2, 2, 2), np.float32))], {"pads": [1, 1, 1, 0, 0, 0]}),
 ], ids=["pad-channels", "resize-fraction", "conv3d-asymmetric-pads"])
 def test_each_node_strict_refuses_is_kept_and_equals_onnxruntime(op, shape, inits, attrs, tmp_path):
-    """The operators (or settings) no layer expresses, e.g. a Resize by 1.5 (Upsample2D scales by whole numbers)."""
+    """The operators (or settings) no layer expresses, e.g. a Resize by 1.5 × 2.5 (Upsample2D takes one fractional scale)."""
     from test_onnx_import import one_node_model
     f = tmp_path / "n.onnx"
     onnx.save(one_node_model(op, shape, 17, inits, **attrs), f)

@@ -84,14 +84,12 @@ def _conv(n):
     opts = ["groups" if (n.a("group", 1) or 1) > 1 else None,
             "dilation" if any(v != 1 for v in (n.a("dilations") or [1])) else None]
     pads = n.a("pads") or []
-    if pads and list(pads[:len(pads) // 2]) != list(pads[len(pads) // 2:]):
-        opts.append("asymmetric padding")
     base = "ConvTranspose" if n.op == "ConvTranspose" else "Conv"
+    if pads and list(pads[:len(pads) // 2]) != list(pads[len(pads) // 2:]) and base == "Conv":
+        opts.append("asymmetric padding")                  # ConvTranspose's pad takes (before, after) per axis
     if base == "ConvTranspose" and any(n.a("output_padding") or []):
         opts.append("output_padding")
-    if base == "ConvTranspose" and (n.a("output_shape") or str(n.a("auto_pad", "NOTSET")).startswith("SAME")):
-        opts.append("output_shape: padding from a requested output size")     # the importer refuses these
-    return _need(f"{base}{d}D", *opts)
+    return _need(f"{base}{d}D", *opts)                     # output_shape, auto_pad SAME: pads at import
 
 
 def _pool(n):
@@ -116,7 +114,7 @@ def _global(n):
 
 
 def _softmax(n):
-    t = {"Softmax": "Softmax", "LogSoftmax": "LogSoftmax"}[n.op]
+    t = {"Softmax": "Softmax", "LogSoftmax": "LogSoftmax", "Hardmax": "Hardmax"}[n.op]
     r = n.rank()
     axis = n.a("axis", -1 if n.opset >= 13 else 1)
     if r is None or axis in (-1, r - 1):
@@ -175,9 +173,18 @@ def _pad(n):
 
 
 def _resize(n):
-    mode = n.a("mode", "nearest")
-    return _need("Upsample2D", None if n.rank() in (None, 4) and mode in ("nearest", "linear")
-                 else f"{mode} resize of a rank-{n.rank()} tensor")
+    mode, r = n.a("mode", "nearest"), n.rank()
+    if r not in (None, 4) or mode not in ("nearest", "linear", "cubic"):
+        return _need("Upsample2D", f"{mode} resize of a rank-{r} tensor")
+    if mode == "nearest":
+        return _need("Upsample2D")
+    ctm = n.a("coordinate_transformation_mode", "half_pixel")
+    hp = {h.name: h for h in REGISTRY["Upsample2D"].hparams} if has("Upsample2D") else {}
+    ok = "coordinate_transformation_mode" in hp and ctm in hp["coordinate_transformation_mode"].choices
+    return _need("Upsample2D", None if mode == "linear" or "bicubic" in hp["mode"].choices else "cubic resize",
+                 None if ok or ctm == "half_pixel" else f"coordinate_transformation_mode {ctm}",
+                 "cubic_coeff_a" if n.a("cubic_coeff_a", -0.75) != -0.75 else None,
+                 "exclude_outside" if n.a("exclude_outside", 0) else None, "antialias" if n.a("antialias", 0) else None)
 
 
 def _last_axes(n, type):
@@ -191,7 +198,17 @@ def _last_axes(n, type):
 def _matmul(n):
     if len(n.inputs) > 1 and n.inputs[1] in n.inits and n.rank(1) == 2:
         return _need("Dense")
-    return ("none", "MatMul of two tensors")
+    a, b = n.shapes[0], n.shapes[1] if len(n.shapes) > 1 else None       # two tensors: the MatMul layer, per sample
+    if a is None or b is None:
+        return _need("MatMul")
+    if min(len(a), len(b)) < 3:
+        return _need("MatMul", "a factor without the batch axis and two more")
+    return _need("MatMul", None if a[0] == b[0] or -1 in (a[0], b[0]) else "broadcasting along the batch axis")
+
+
+def _lp_pool(n):
+    d = len(n.a("kernel_shape") or []) or (n.rank() or 4) - 2
+    return _need(f"LpPool{d}D", "ceil_mode" if n.a("ceil_mode", 0) else None)
 
 
 def _attention(n):
@@ -221,7 +238,7 @@ RULES = {
     "ThresholdedRelu": lambda n: _need("ThresholdedReLU"),
     "Shrink": lambda n: (_need("Softshrink") if n.a("bias", 0.0) == n.a("lambd", 0.5) else _need("Hardshrink")
                          if n.a("bias", 0.0) == 0 else _need("Hardshrink", "a bias other than 0 or λ")),
-    "PRelu": _prelu, "Softmax": _softmax, "LogSoftmax": _softmax,
+    "PRelu": _prelu, "Softmax": _softmax, "LogSoftmax": _softmax, "Hardmax": _softmax, "LpPool": _lp_pool,
     "Add": _merge("Add"), "Sum": _merge("Add"), "Sub": _merge("Subtract"), "Mul": _merge("Multiply"),
     "Max": _merge("Maximum"), "Min": _merge("Minimum"), "Mean": _merge("Average"),
     "Concat": lambda n: _need("Concatenate", "along the batch axis" if n.a("axis") == 0 else None),

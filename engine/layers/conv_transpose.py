@@ -16,6 +16,24 @@ from .conv1d import LAYOUT, Layout1D
 from .conv_shapes import AXES, ints, spatial_input
 
 
+CROP_ENDS = '''class CropEnds(nn.Module):
+    """A transposed convolution, then (before, after) outputs cropped per axis (ONNX pads that differ per side)."""
+
+    def __init__(self, conv, sides):
+        super().__init__()
+        self.conv, self.sides = conv, sides
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y[(slice(None),) * 2 + tuple(slice(b, y.shape[2 + i] - e) for i, (b, e) in enumerate(self.sides))]
+'''
+
+
+def _two(p, q):
+    """2·P, or P_before + P_after when they differ."""
+    return f"2·{p}" if p == q else f"({p} + {q})"
+
+
 def ct_hparams(rank):
     """The hyperparameters of a rank-`rank` transposed convolution."""
     K = {1: "K", 2: "K or K_h, K_w", 3: "K or K_d, K_h, K_w"}[rank]
@@ -23,7 +41,9 @@ def ct_hparams(rank):
         HP("filters", "int", 8, min=1, max=4096, doc="Output channels C_out"),
         HP("kernel_size", "ints", (2,), min=1, max=255, doc=K),
         HP("stride", "ints", (2,), min=1, max=255, doc=K.replace("K", "S") + ": each input value spreads S apart"),
-        HP("pad", "ints", (0,), min=0, max=255, doc="P cropped from each side of the output along each axis"),
+        HP("pad", "ints", (0,), min=0, max=255,
+           doc="P cropped from each side of the output along each axis (one value, one per axis, or (before, after) "
+               "per axis)"),
         HP("output_padding", "ints", (0,), min=0, max=255,
            doc="P_out extra outputs at the end of each axis (picks among the sizes a strided convolution maps "
                "back from)"),
@@ -47,7 +67,11 @@ class ConvTransposeND(Layer):
         super().__init__(name, **config)
         r = self.rank
         self.k, self.s, self.dil = ints(self, "kernel_size", r), ints(self, "stride", r), ints(self, "dilation", r)
-        self.pads, self.opad = ints(self, "pad", r), ints(self, "output_padding", r)
+        v, self.opad = self.config["pad"], ints(self, "output_padding", r)
+        self.sides = (tuple((v[2 * i], v[2 * i + 1]) for i in range(r)) if len(v) == 2 * r
+                      else tuple((p, p) for p in ints(self, "pad", r)))             # (before, after) per axis
+        self.pads = tuple(b for b, _ in self.sides)                              # the crop at the start of each axis
+        self.even = all(b == e for b, e in self.sides)
 
     def channels_first(self, shape):
         """(C, *spatial) of the input (a subclass may transpose a sequence)."""
@@ -65,15 +89,15 @@ class ConvTransposeND(Layer):
             raise ShapeError(f"{self.where}: groups g = {g} must divide both C_in = {c} and C_out = {o}: set groups to "
                              f"{ok}", fix=Fix("set", f"set groups to {ok}", config=(("groups", ok),)))
         out = []
-        for a, n, kk, s, p, op, d in zip(AXES[self.rank], sp, self.k, self.s, self.pads, self.opad, self.dil):
+        for a, n, kk, s, (p, q), op, d in zip(AXES[self.rank], sp, self.k, self.s, self.sides, self.opad, self.dil):
             if op >= max(s, d):
                 raise ShapeError(f"{self.where}: output_padding P_out = {op} must be smaller than the stride S = {s} "
                                  f"or the dilation d = {d}: set output_padding to 0",
                                  fix=Fix("set", "set output_padding to 0", config=(("output_padding", (0,)),)))
-            m = (n - 1) * s - 2 * p + d * (kk - 1) + op + 1
+            m = (n - 1) * s - p - q + d * (kk - 1) + op + 1
             if m < 1:
                 raise ShapeError(f"{self.where}: {a}_out = ({a} − 1)·S − 2P + d·(K − 1) + P_out + 1 = ({n} − 1)·{s} − "
-                                 f"2·{p} + {d}·({kk} − 1) + {op} + 1 = {m} is empty: the padding P crops everything; "
+                                 f"{_two(p, q)} + {d}·({kk} − 1) + {op} + 1 = {m} is empty: the padding P crops everything; "
                                  f"set pad to 0", fix=Fix("set", "set pad to 0", config=(("pad", (0,)),)))
             out.append(m)
         return c, tuple(sp), tuple(out)
@@ -104,9 +128,10 @@ class ConvTransposeND(Layer):
     def formulas(self, in_shapes):
         c, sp, out = self._out(in_shapes[0])
         o, g, axes = self.config["filters"], self.config["groups"], AXES[self.rank]
-        shape = "; ".join(f"{a}_out = ({a} − 1)·S − 2P + d·(K − 1) + P_out + 1 = ({n} − 1)·{s} − 2·{p} + {d}·({kk} − 1)"
-                          f" + {op} + 1 = {m}" for a, n, s, p, d, kk, op, m in
-                          zip(axes, sp, self.s, self.pads, self.dil, self.k, self.opad, out))
+        P = "2P" if self.even else "(P_before + P_after)"
+        shape = "; ".join(f"{a}_out = ({a} − 1)·S − {P} + d·(K − 1) + P_out + 1 = ({n} − 1)·{s} − {_two(p, q)} + {d}·"
+                          f"({kk} − 1) + {op} + 1 = {m}" for a, n, s, (p, q), d, kk, op, m in
+                          zip(axes, sp, self.s, self.sides, self.dil, self.k, self.opad, out))
         co, con = ("C_out", f"{o}") if g == 1 else ("(C_out/g)", f"({o}/{g})")
         K = "K" if self.rank == 1 else "·".join(f"K_{a.lower()}" for a in axes)
         kn, n = "·".join(map(str, self.k)), c * o // g * prod(self.k)
@@ -203,7 +228,8 @@ class ConvTransposeND(Layer):
         from ..torch_export.emitters import _pair
         c, o, g, r = self.channels_first(self.in_shapes[0])[0], self.config["filters"], self.config["groups"], self.rank
         parts = [f"{c}, {o}", f"kernel_size={_pair(self.k)}"]
-        parts += [f"{n}={_pair(v)}" for n, v, d in (("stride", self.s, 1), ("padding", self.pads, 0),
+        pads = self.pads if self.even else (0,) * r                            # uneven: CropEnds crops after it
+        parts += [f"{n}={_pair(v)}" for n, v, d in (("stride", self.s, 1), ("padding", pads, 0),
                                                     ("output_padding", self.opad, 0)) if v != (d,) * r]
         parts += ([f"groups={g}"] if g > 1 else []) + ([] if self.config["use_bias"] else ["bias=False"])
         parts += [f"dilation={_pair(self.dil)}"] if self.dil != (1,) * r else []
@@ -213,17 +239,24 @@ class ConvTransposeND(Layer):
         n = self.name
         args = [ins[0], ctx.const(f"{n}/W", self.p["W"])] + ([ctx.const(f"{n}/b", self.p["b"])] if "b" in self.p else [])
         return ctx.op("ConvTranspose", args, out or n, kernel_shape=list(self.k), strides=list(self.s),
-                      pads=list(self.pads) * 2, output_padding=list(self.opad), dilations=list(self.dil),
+                      pads=[b for b, _ in self.sides] + [e for _, e in self.sides], output_padding=list(self.opad),
+                      dilations=list(self.dil),
                       group=self.config["groups"])
 
     def to_torch(self):
         from ..torch_export.emitters import Emitted
-        return Emitted(f"nn.ConvTranspose{self.rank}d({self._torch_args()})",
-                       {"W": "weight", "b": "bias"})                           # (C_in, C_out/g, *K)
+        m = f"nn.ConvTranspose{self.rank}d({self._torch_args()})"
+        if self.even:
+            return Emitted(m, {"W": "weight", "b": "bias"})                     # (C_in, C_out/g, *K)
+        return Emitted(f"CropEnds({m}, {self.sides})", {"W": "conv.weight", "b": "conv.bias"}, helpers=("CropEnds",),
+                       sources={"CropEnds": CROP_ENDS})
 
     def torch_reference(self, xs, p, torch):
         f = getattr(torch.nn.functional, f"conv_transpose{self.rank}d")
-        return f(xs[0], p["W"], p.get("b"), self.s, self.pads, self.opad, self.config["groups"], self.dil)
+        if self.even:
+            return f(xs[0], p["W"], p.get("b"), self.s, self.pads, self.opad, self.config["groups"], self.dil)
+        y = f(xs[0], p["W"], p.get("b"), self.s, 0, self.opad, self.config["groups"], self.dil)
+        return y[(slice(None),) * 2 + tuple(slice(b, y.shape[2 + i] - e) for i, (b, e) in enumerate(self.sides))]
 
 
 @register
@@ -242,6 +275,7 @@ class ConvTranspose2D(ConvTransposeND):
             ({"filters": 4, "kernel_size": (3, 2), "stride": (1, 2), "groups": 2, "use_bias": False}, [(2, 4, 3)]),
             ({"filters": 2, "kernel_size": (2, 3), "stride": (3, 1), "dilation": (2, 1), "pad": (1, 1),
               "output_padding": (1, 0)}, [(1, 3, 4)]),
+            ({"filters": 2, "kernel_size": (3,), "stride": (2,), "pad": (0, 1, 2, 0)}, [(1, 3, 3)]),   # (before, after)
         ]
 
 
@@ -273,6 +307,7 @@ class ConvTranspose1D(Layout1D, ConvTransposeND):
             ({"layout": "signal", "filters": 4, "kernel_size": (3,), "stride": (3,), "groups": 2, "dilation": (2,),
               "output_padding": (1,)}, [(4, 5)]),
             ({"layout": "signal", "filters": 3, "kernel_size": (4,), "stride": (2,), "pad": (2,)}, [(2, 6)]),
+            ({"filters": 2, "kernel_size": (3,), "stride": (2,), "pad": (0, 1)}, [(4, 3)]),       # (before, after)
         ]
 
 
