@@ -1,0 +1,87 @@
+"""numba for the engine's kernels, imported on first use (engine/_jit.py) at the least start-up cost.
+
+- `import numba` runs without two optional imports it does not need here: PyYAML (read only for a
+  .numba_config.yaml in the working directory, so it is imported when one is there) and SciPy's package (only
+  its version is checked; numba imports scipy.linalg itself when it compiles linear algebra).
+- An engine kernel found in numba's cache is loaded with only numba's runtime (NRT) set up. numba's own load
+  first refreshes its whole typing and target contexts: about 250 implementation registries imported and
+  installed, a third of a first training step's time, which only compiling needs (numba's compiler refreshes
+  them itself). A loaded kernel calls only symbols that exist before that refresh: numba's C helpers and
+  built-in exceptions (registered with its first context), the NRT (set up here), the C library's maths and
+  the BLAS symbols of engine/blas.py; tests/test_jit_lazy.py checks every symbol of every loaded kernel.
+  The fast load is used with the numba versions it was checked with (FAST_LOAD_NUMBA); with others, numba's.
+"""
+import importlib.abc
+import os
+import sys
+import threading
+
+FAST_LOAD_NUMBA = ("0.68.",)     # numba versions whose cache load was checked to need only the NRT
+_OPTIONAL = {"scipy", "yaml"}    # imported by `import numba` for what the engine does not use
+
+
+class _Skip(importlib.abc.MetaPathFinder):
+    """While numba is imported: the optional modules (by exact name) are missing to this thread only."""
+
+    def __init__(self, names):
+        self.names, self.thread = names, threading.get_ident()
+
+    def find_spec(self, name, path=None, target=None):
+        if name in self.names and threading.get_ident() == self.thread:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+def import_numba():
+    """import numba (once), without its optional imports the engine does not need."""
+    if "numba" in sys.modules:
+        return sys.modules["numba"]
+    names = {n for n in _OPTIONAL if n not in sys.modules}
+    if os.path.exists(".numba_config.yaml"):             # numba reads it with PyYAML
+        names.discard("yaml")
+    skip = _Skip(names)
+    sys.meta_path.insert(0, skip)
+    try:
+        import numba
+    finally:
+        sys.meta_path.remove(skip)
+    return numba
+
+
+def fast_load():
+    """Whether engine kernels load from the cache with only the NRT set up (this numba was checked)."""
+    import numba
+    return numba.__version__.startswith(FAST_LOAD_NUMBA)
+
+
+_cache_class = None
+
+
+def engine_cache(dispatcher):
+    """Give a cache=True dispatcher of the engine the fast cache load (when this numba allows it)."""
+    global _cache_class
+    from numba.core.caching import FunctionCache
+    if type(getattr(dispatcher, "_cache", None)) is not FunctionCache or not fast_load():
+        return dispatcher
+    if _cache_class is None:
+        _cache_class = _make_cache_class(FunctionCache)
+    dispatcher._cache.__class__ = _cache_class
+    return dispatcher
+
+
+def _make_cache_class(FunctionCache):
+    from numba.core.runtime import nrt
+
+    class EngineCache(FunctionCache):
+        """numba's function cache; loads with the NRT set up instead of the whole context refreshed."""
+
+        def load_overload(self, sig, target_context):
+            nrt.rtsys.initialize(target_context)             # what numba's refresh does first; idempotent
+            with self._guard_against_spurious_io_errors():
+                cres = self._load_overload(sig, target_context)
+                if cres is None:                             # numba compiles next; its refresh then needs
+                    from . import _scipy_blas                # scipy's cython_blas: load it alone
+                    _scipy_blas.preload()
+                return cres
+            return None                                      # an I/O error the guard swallowed
+    return EngineCache
