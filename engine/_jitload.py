@@ -85,3 +85,17 @@ def _make_cache_class(FunctionCache):
                 return cres
             return None                                      # an I/O error the guard swallowed
     return EngineCache
+
+
+def warm():
+    """Do now (in a background thread) the set-up numba's first kernel load needs: the NRT, whose functions LLVM
+    compiles with the interpreter free; with a numba not checked for the fast load, its whole context."""
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+    with global_compiler_lock:                         # a kernel load in another thread waits for it
+        if fast_load():
+            from numba.core.runtime import nrt
+            nrt.rtsys.initialize(cpu_target.target_context)
+        else:
+            cpu_target.typing_context.refresh()
+            cpu_target.target_context.refresh()
