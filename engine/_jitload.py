@@ -10,7 +10,9 @@
   built-in exceptions (registered with its first context), the NRT (set up here), the C library's maths and
   the BLAS symbols of engine/blas.py; tests/test_jit_lazy.py checks every symbol of every loaded kernel.
   The fast load is used with the numba versions it was checked with (FAST_LOAD_NUMBA); with others, numba's.
+  It also leaves out numba's timing of each LLVM call (a compile's statistics; a load is not a compile).
 """
+import contextlib
 import importlib.abc
 import os
 import sys
@@ -69,6 +71,27 @@ def engine_cache(dispatcher):
     return dispatcher
 
 
+@contextlib.contextmanager
+def _untimed_llvm():
+    """Without numba's timing of each LLVM call: a compile times its LLVM lock through two callbacks on
+    llvmlite's lock around every call (events broadcast to a timer), a sixth of a cached kernel's load, which
+    makes thousands of small calls. The callbacks are set aside while the lock is free and put back after."""
+    from llvmlite.binding import ffi
+    lock = getattr(getattr(ffi, "lib", None), "_lock", None)
+    cbs, rlock = getattr(lock, "_cblist", None), getattr(lock, "_lock", None)
+    if not isinstance(cbs, list) or rlock is None:             # another llvmlite: numba's timing stays
+        yield
+        return
+    with rlock:
+        kept = list(cbs)
+        cbs[:] = [cb for cb in cbs if getattr(cb[0], "__module__", None) != "numba.core.base"]
+    try:
+        yield
+    finally:
+        with rlock:
+            cbs[:] = kept
+
+
 def _make_cache_class(FunctionCache):
     from numba.core.runtime import nrt
 
@@ -77,7 +100,7 @@ def _make_cache_class(FunctionCache):
 
         def load_overload(self, sig, target_context):
             nrt.rtsys.initialize(target_context)             # what numba's refresh does first; idempotent
-            with self._guard_against_spurious_io_errors():
+            with self._guard_against_spurious_io_errors(), _untimed_llvm():
                 cres = self._load_overload(sig, target_context)
                 if cres is None:                             # numba compiles next; its refresh then needs
                     from . import _scipy_blas                # scipy's cython_blas: load it alone
