@@ -92,6 +92,31 @@ def _untimed_llvm():
             cbs[:] = kept
 
 
+@contextlib.contextmanager
+def _module_free_envs():
+    """Environments of numba's own functions without importing their modules. A kernel's cached code refers to the
+    Environment (constants, globals) of every function compiled into it, numba's implementations (numba.np.arrayobj,
+    numba.cpython.unicode, …) included; numba rebuilds each over its module's dict, importing the module (~20 ms
+    of a first step). Compiled nopython code reads only an Environment's constants, and its globals only in object
+    mode, which numba's implementations never use: such an Environment gets its module's name for globals."""
+    from numba.core import environment as E
+    full = E._rebuild_env
+
+    def rebuild(modname, consts, env_name):
+        if modname in sys.modules or not modname.startswith("numba.") or E.lookup_environment(env_name) is not None:
+            return full(modname, consts, env_name)
+        env = E.Environment({"__name__": modname})
+        env.consts[:] = consts
+        env.env_name = env_name
+        E.Environment._memo[env_name] = env
+        return env
+    E._rebuild_env = rebuild                        # pickle finds it by name while the cached kernel is read
+    try:
+        yield
+    finally:
+        E._rebuild_env = full
+
+
 def _make_cache_class(FunctionCache):
     from numba.core.runtime import nrt
 
@@ -100,7 +125,7 @@ def _make_cache_class(FunctionCache):
 
         def load_overload(self, sig, target_context):
             nrt.rtsys.initialize(target_context)             # what numba's refresh does first; idempotent
-            with self._guard_against_spurious_io_errors(), _untimed_llvm():
+            with self._guard_against_spurious_io_errors(), _untimed_llvm(), _module_free_envs():
                 cres = self._load_overload(sig, target_context)
                 if cres is None:                             # numba compiles next; its refresh then needs
                     from . import _scipy_blas                # scipy's cython_blas: load it alone

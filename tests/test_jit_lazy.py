@@ -11,10 +11,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(code, cwd=ROOT, **env):
+def _run(code, *args, cwd=ROOT, **env):
     e = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     e.update(env, PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, env=e, timeout=900)
+    r = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, env=e,
+                       timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stdout.strip().splitlines()[-1]
 
@@ -46,13 +47,14 @@ for name, mod in list(sys.modules.items()):
                                 llvmlite.binding.address_of_symbol(g.name) or engine.is_symbol_defined(g.name)):
                             missing.add(g.name)
 import json
-print(json.dumps([loaded, sorted(missing), [m for m in ("numba.np.arraymath", "numba.np.linalg", "numba.cpython.setobj", "scipy") if m in sys.modules]]))
+print(json.dumps([loaded, sorted(missing), [m for m in ("numba.np.arraymath", "numba.np.linalg", "numba.cpython.setobj", "numba.np.arrayobj", "scipy") if m in sys.modules]]))
 """
 
 
 def test_first_steps_load_cached_kernels_without_numbas_registries_and_every_symbol_they_call_resolves():
     """The examples' first steps load their kernels from numba's cache with only the NRT set up: numba's
-    implementation registries (numba.np.arraymath, numba.np.linalg, …) and SciPy stay unimported, and every external
+    implementation registries (numba.np.arraymath, numba.np.linalg, …; numba.np.arrayobj, whose functions' Environments
+    the kernels refer to) and SciPy stay unimported, and every external
     symbol of every loaded kernel is one that exists then (a missing one would be a jump to nowhere). A numba
     not in _jitload.FAST_LOAD_NUMBA uses its own load: check it as here, then add it."""
     _run(FIRST_STEPS)                                      # fills numba's cache if it is cold (compiling imports all)
@@ -97,3 +99,33 @@ def test_stale_cached_kernels_are_removed_when_the_first_kernel_is_used(tmp_path
     want = out.rsplit(" ", 1)[1]
     code = code.replace("sys.argv[1] if len(sys.argv) > 1 else 'other sources'", repr(want))
     assert _run(code, NUMBA_CACHE_DIR=str(tmp_path / "cache")).startswith("[True, True] True")
+
+
+SAME = """
+import sys
+import numpy as np
+from engine import _jitload
+if sys.argv[1:] == ["numba"]:
+    _jitload.FAST_LOAD_NUMBA = ()                          # numba's own cache load
+from engine.session import prepare
+from engine.project import Project
+from resources import path
+model, tr = prepare(Project.load(path("examples", "digits-cnn.json")))
+ds, bs = tr.train, tr.batch_size
+for i in range(2):
+    tr.train_step(ds.x[i * bs:(i + 1) * bs], ds.y[i * bs:(i + 1) * bs])
+w = [repr(float(np.abs(v).astype(np.float64).sum())) for v in model.weights().values()]
+from numba import njit                                     # compiling after the loads: numba's whole context
+@njit
+def g(x):
+    return np.sort(x).reshape(2, -1)[1].sum()
+x = np.arange(12.0)[::-1].copy()
+assert g(x) == 51.0
+print(w)
+"""
+
+
+def test_the_fast_load_trains_exactly_as_numbas_own_and_compiling_after_it_works():
+    """Two steps of digits-cnn give the same weights, bit for bit, with kernels loaded the fast way and numba's way;
+    a kernel compiled after the fast loads (numba's whole context, Environments of numba.np.arrayobj) is right."""
+    assert _run(SAME) == _run(SAME, "numba")
