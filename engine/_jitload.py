@@ -15,6 +15,7 @@
 import contextlib
 import importlib.abc
 import os
+import struct
 import sys
 import threading
 
@@ -117,6 +118,77 @@ def _module_free_envs():
         E._rebuild_env = full
 
 
+def elf_defined(obj):
+    """Names of the symbols an ELF-64 little-endian object file defines (its symbol table), or None for another
+    format."""
+    if obj[:4] != b"\x7fELF" or obj[4] != 2 or obj[5] != 1:
+        return None
+    shoff, = struct.unpack_from("<Q", obj, 0x28)                     # section headers
+    shentsize, shnum = struct.unpack_from("<HH", obj, 0x3A)
+    for i in range(shnum):
+        at = shoff + i * shentsize
+        if struct.unpack_from("<I", obj, at + 4)[0] != 2:              # SHT_SYMTAB
+            continue
+        off, size = struct.unpack_from("<QQ", obj, at + 0x18)
+        link, = struct.unpack_from("<I", obj, at + 0x28)               # its string table
+        entsize, = struct.unpack_from("<Q", obj, at + 0x38)
+        strings, = struct.unpack_from("<Q", obj, shoff + link * shentsize + 0x18)
+        names = set()
+        for o in range(off + entsize, off + size, entsize):            # entry 0 is the null symbol
+            name, info, _, section = struct.unpack_from("<IBBH", obj, o)
+            if section and name and info & 0xF not in (3, 4):          # defined; not a section or file symbol
+                s = strings + name
+                names.add(obj[s:obj.index(b"\0", s)].decode())
+        return names
+    return None
+
+
+_lazy_classes = {}
+
+
+def _lazy_library(cls):
+    """cls (numba's JIT code library) whose module for linking into other code is parsed when first asked for."""
+    if cls not in _lazy_classes:
+        import llvmlite.binding as ll
+
+        class Lazy(cls):
+            def _get_module_for_linking(self):
+                if self._shared_module is None and self._lazy_bitcode is not None:
+                    self._shared_module, self._lazy_bitcode = ll.parse_bitcode(self._lazy_bitcode), None
+                return super()._get_module_for_linking()
+        Lazy.__name__ = Lazy.__qualname__ = f"Lazy{cls.__name__}"
+        _lazy_classes[cls] = Lazy
+    return _lazy_classes[cls]
+
+
+@contextlib.contextmanager
+def _bitcode_on_demand(codegen):
+    """A cached kernel without parsing its LLVM bitcode. numba caches a kernel as object code plus the bitcode of its
+    module, which it parses at once (a third of a first step) for two uses: the names the object defines, and
+    linking the kernel into another one being compiled. Here the names come from the object's ELF symbol table and
+    the bitcode is parsed if some compile links the kernel; other object formats go numba's way."""
+    full = codegen.unserialize_library
+
+    def unserialize(state):
+        name, kind, data = state
+        names = elf_defined(data[0]) if kind == "object" else None
+        if names is None:
+            return full(state)
+        lib = codegen.create_library(name)
+        lib.__class__ = _lazy_library(type(lib))
+        lib._lazy_bitcode = data[1]
+        lib.enable_object_caching()
+        lib._set_compiled_object(data[0])
+        lib._finalize_final_module()
+        codegen._engine._defined_symbols |= names
+        return lib
+    codegen.unserialize_library = unserialize
+    try:
+        yield
+    finally:
+        del codegen.unserialize_library
+
+
 def _make_cache_class(FunctionCache):
     from numba.core.runtime import nrt
 
@@ -125,7 +197,8 @@ def _make_cache_class(FunctionCache):
 
         def load_overload(self, sig, target_context):
             nrt.rtsys.initialize(target_context)             # what numba's refresh does first; idempotent
-            with self._guard_against_spurious_io_errors(), _untimed_llvm(), _module_free_envs():
+            with self._guard_against_spurious_io_errors(), _untimed_llvm(), _module_free_envs(), \
+                    _bitcode_on_demand(target_context.codegen()):
                 cres = self._load_overload(sig, target_context)
                 if cres is None:                             # numba compiles next; its refresh then needs
                     from . import _scipy_blas                # scipy's cython_blas: load it alone

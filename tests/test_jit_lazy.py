@@ -33,7 +33,8 @@ for ex in ("xor.json", "digits-mlp.json", "digits-cnn.json"):
 from numba.core.registry import CPUDispatcher, cpu_target
 engine = cpu_target.target_context.codegen()._engine
 assert llvmlite.binding.address_of_symbol("layerboard_no_such_symbol") is None
-loaded, missing, seen = 0, set(), set()
+loaded, lazy, missing, unknown, seen = 0, 0, set(), set(), set()
+HEAVY = ("numba.np.arraymath", "numba.np.linalg", "numba.cpython.setobj", "numba.np.arrayobj", "scipy")
 for name, mod in list(sys.modules.items()):
     if name.startswith("engine"):
         for v in list(vars(mod).values()):
@@ -41,13 +42,16 @@ for name, mod in list(sys.modules.items()):
                 seen.add(id(v))
                 for cres in v.overloads.values():
                     loaded += 1
-                    m = cres.library._shared_module                 # what the cached object code links against
+                    lazy += cres.library._shared_module is None     # its bitcode not parsed (engine/_jitload.py)
+                    m = cres.library._get_module_for_linking()      # parsed now: what the object code was built from
                     for g in list(m.functions) + list(m.global_variables):
                         if g.is_declaration and not g.name.startswith("llvm.") and not (
                                 llvmlite.binding.address_of_symbol(g.name) or engine.is_symbol_defined(g.name)):
-                            missing.add(g.name)
+                            missing.add(g.name)                     # called, and nowhere to be found
+                        if not g.is_declaration and not engine.is_symbol_defined(g.name):
+                            unknown.add(g.name)                     # defined, but numba does not know it is
 import json
-print(json.dumps([loaded, sorted(missing), [m for m in ("numba.np.arraymath", "numba.np.linalg", "numba.cpython.setobj", "numba.np.arrayobj", "scipy") if m in sys.modules]]))
+print(json.dumps([loaded, lazy, sorted(missing), sorted(unknown), [m for m in HEAVY if m in sys.modules]]))
 """
 
 
@@ -55,12 +59,14 @@ def test_first_steps_load_cached_kernels_without_numbas_registries_and_every_sym
     """The examples' first steps load their kernels from numba's cache with only the NRT set up: numba's
     implementation registries (numba.np.arraymath, numba.np.linalg, …; numba.np.arrayobj, whose functions' Environments
     the kernels refer to) and SciPy stay unimported, and every external
-    symbol of every loaded kernel is one that exists then (a missing one would be a jump to nowhere). A numba
+    symbol of every loaded kernel is one that exists then (a missing one would be a jump to nowhere). Their bitcode
+    is not parsed, and the names read from their object code are every name their bitcode defines. A numba
     not in _jitload.FAST_LOAD_NUMBA uses its own load: check it as here, then add it."""
     _run(FIRST_STEPS)                                      # fills numba's cache if it is cold (compiling imports all)
-    loaded, missing, heavy = json.loads(_run(FIRST_STEPS))
-    assert loaded >= 10
+    loaded, lazy, missing, unknown, heavy = json.loads(_run(FIRST_STEPS))
+    assert loaded >= 10 and lazy == loaded
     assert missing == [], f"unresolved symbols: {missing}"
+    assert unknown == [], f"defined by a loaded kernel, not in numba's table (the ELF symbol table): {unknown}"
     assert heavy == [], f"imported by the first steps: {heavy}"
 
 
@@ -121,11 +127,17 @@ def g(x):
     return np.sort(x).reshape(2, -1)[1].sum()
 x = np.arange(12.0)[::-1].copy()
 assert g(x) == 51.0
+from engine.kernels import sq_norm                         # loaded by the steps, its bitcode not parsed yet
+@njit
+def h(a):
+    return 2.0 * sq_norm(a)                                # links sq_norm's module into h: parsed on demand
+assert h(np.arange(8, dtype=np.float32)) == 280.0
 print(w)
 """
 
 
 def test_the_fast_load_trains_exactly_as_numbas_own_and_compiling_after_it_works():
     """Two steps of digits-cnn give the same weights, bit for bit, with kernels loaded the fast way and numba's way;
-    a kernel compiled after the fast loads (numba's whole context, Environments of numba.np.arrayobj) is right."""
+    kernels compiled after the fast loads (numba's whole context, Environments of numba.np.arrayobj, a loaded
+    kernel linked into a new one) are right."""
     assert _run(SAME) == _run(SAME, "numba")
