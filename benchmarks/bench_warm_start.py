@@ -6,11 +6,12 @@ the table splits the time into importing the engine, building model and data, an
 wall clock would be on an idle core; on a machine shared with other jobs the wall clock also counts waiting
 for a core). Two ways to start:
 
-  plain  the engine used from a script: numba is imported and the engine's kernels made when the session's set-up
-         (prepare) builds the trainer (`import engine` alone does not import numba: engine/_jit.py); numba's
-         one-time set-up (its typing and target contexts) happens inside the first step
-  cli    as `layerboard train` does: engine.session.warm_context() starts that set-up in a background thread
-         before the project and data are read, so it overlaps them (the total is what a user waits)
+  plain  the engine used from a script: numba is imported when the session's set-up (prepare) builds the trainer
+         (`import engine` alone does not import numba: engine/_jit.py); each kernel is made when it is first used
+         and loaded from numba's cache with only numba's runtime set up (engine/_jitload.py), inside the first step
+  cli    as `layerboard train` does: engine.session.warm_context() imports numba and sets up its runtime in a
+         background thread before the project and data are read, so it overlaps them (the total is what a user
+         waits)
 
 Children run with byte-code caching on (as an installed package has .pyc files), whatever
 PYTHONDONTWRITEBYTECODE says here.
