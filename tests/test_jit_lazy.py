@@ -57,9 +57,9 @@ print(json.dumps([loaded, lazy, sorted(missing), sorted(unknown), [m for m in HE
 
 def test_first_steps_load_cached_kernels_without_numbas_registries_and_every_symbol_they_call_resolves():
     """The examples' first steps load their kernels from numba's cache with only the NRT set up: numba's
-    implementation registries (numba.np.arraymath, numba.np.linalg, …; numba.np.arrayobj, whose functions' Environments
-    the kernels refer to) and SciPy stay unimported, and every external
-    symbol of every loaded kernel is one that exists then (a missing one would be a jump to nowhere). Their bitcode
+    implementation registries (numba.np.arraymath, numba.np.linalg, …; numba.np.arrayobj, whose functions'
+    Environments the kernels refer to) and SciPy stay unimported, and every external symbol of every loaded
+    kernel is one that exists then (a missing one would be a jump to nowhere). Their bitcode
     is not parsed, and the names read from their object code are every name their bitcode defines. A numba
     not in _jitload.FAST_LOAD_NUMBA uses its own load: check it as here, then add it."""
     _run(FIRST_STEPS)                                      # fills numba's cache if it is cold (compiling imports all)
