@@ -9,8 +9,10 @@
   them itself). A loaded kernel calls only symbols that exist before that refresh: numba's C helpers and
   built-in exceptions (registered with its first context), the NRT (set up here), the C library's maths and
   the BLAS symbols of engine/blas.py; tests/test_jit_lazy.py checks every symbol of every loaded kernel.
-  The fast load is used with the numba versions it was checked with (FAST_LOAD_NUMBA); with others, numba's.
-  It also leaves out numba's timing of each LLVM call (a compile's statistics; a load is not a compile).
+  The load also rebuilds the Environments of numba's own functions without importing their modules, reads
+  the names the kernel defines from its object code instead of parsing its bitcode (parsed if a compile links
+  the kernel into another) and leaves out numba's timing of each LLVM call (a compile's statistics).
+  All of it is used with the numba versions it was checked with (FAST_LOAD_NUMBA); with others, numba's load.
 """
 import contextlib
 import importlib.abc
