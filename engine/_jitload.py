@@ -184,11 +184,15 @@ def _bitcode_on_demand(codegen):
         lib._finalize_final_module()
         codegen._engine._defined_symbols |= names
         return lib
+    before = vars(codegen).get("unserialize_library")     # a load within a load: the outer one's
     codegen.unserialize_library = unserialize
     try:
         yield
     finally:
-        del codegen.unserialize_library
+        if before is None:
+            del codegen.unserialize_library
+        else:
+            codegen.unserialize_library = before
 
 
 def _make_cache_class(FunctionCache):
