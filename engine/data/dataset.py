@@ -242,8 +242,8 @@ class Dataset:
             p = rng.permutation(len(self))
             n = max(1, int(round(val_fraction * len(self))))
             return self.subset(p[n:]), self.subset(p[:n])
-        tr, va, y = [], [], self.y      # class ids: bincount's classes are np.unique's (which imports numpy.ma)
-        for c in np.flatnonzero(np.bincount(y)) if y.dtype.kind in "iu" and y.min(initial=0) >= 0 else np.unique(y):
+        tr, va = [], []
+        for c in np.unique(self.y):
             idx = rng.permutation(np.flatnonzero(self.y == c))
             n = int(round(val_fraction * len(idx)))
             va.append(idx[:n])
