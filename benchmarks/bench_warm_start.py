@@ -4,13 +4,15 @@ Each example runs in fresh interpreters (the first run fills numba's cache if it
 the table splits the time into importing the engine, building model and data, and the first step itself
 (issue 26 target: first step within 0.5 s), in wall-clock seconds and in CPU seconds of the process (what the
 wall clock would be on an idle core; on a machine shared with other jobs the wall clock also counts waiting
-for a core). Two ways to start:
+for a core); "main thread" is the main thread's CPU seconds (in `cli` the background set-up is not in it).
+Two ways to start:
 
-  plain  the engine used from a script: numba is imported and the engine's kernels made when the session's set-up
-         (prepare) builds the trainer (`import engine` alone does not import numba: engine/_jit.py); numba's
-         one-time set-up (its typing and target contexts) happens inside the first step
-  cli    as `layerboard train` does: engine.session.warm_context() starts that set-up in a background thread
-         before the project and data are read, so it overlaps them (the total is what a user waits)
+  plain  the engine used from a script: numba is imported when the session's set-up (prepare) builds the trainer
+         (`import engine` alone does not import numba: engine/_jit.py); each kernel is made when it is first used
+         and loaded from numba's cache with only numba's runtime set up (engine/_jitload.py), inside the first step
+  cli    as `layerboard train` does: engine.session.warm_context() imports numba and sets up its runtime in a
+         background thread before the project and data are read, so it overlaps them (the total is what a user
+         waits)
 
 Children run with byte-code caching on (as an installed package has .pyc files), whatever
 PYTHONDONTWRITEBYTECODE says here.
@@ -43,9 +45,9 @@ ds, bs = tr.train, tr.batch_size
 t2, c2 = time.perf_counter(), time.process_time()
 with single_threaded_blas():
     tr.train_step(ds.x[:bs], ds.y[:bs])
-t3, c3 = time.perf_counter(), time.process_time()
+t3, c3, m3 = time.perf_counter(), time.process_time(), time.thread_time()
 print(json.dumps({"import": t1 - t0, "prepare": t2 - t1, "first_step": t3 - t2, "total": t3 - t0,
-                  "import_cpu": c1, "prepare_cpu": c2 - c1, "step_cpu": c3 - c2, "cpu": c3}))
+                  "import_cpu": c1, "prepare_cpu": c2 - c1, "step_cpu": c3 - c2, "cpu": c3, "main_cpu": m3}))
 """
 
 
@@ -62,7 +64,7 @@ def main():
     a = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f}; wall-clock seconds, then CPU seconds of the process")
     print(f"{'example':18s} {'start':6s} {'import s':>9s} {'prepare s':>10s} {'first step s':>13s} {'total s':>8s}"
-          f" {'import CPU':>10s} {'prepare CPU':>11s} {'step CPU s':>10s} {'total CPU s':>11s}"
+          f" {'import CPU':>10s} {'prepare CPU':>11s} {'step CPU s':>10s} {'total CPU s':>11s} {'main thread':>11s}"
           f"  (median of {a.runs}, alternating)")
     for ex in EXAMPLES:
         once(ex, "plain")                                     # fills the caches if they were cold
@@ -74,7 +76,7 @@ def main():
             med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
             print(f"{ex:18s} {mode:6s} {med['import']:9.2f} {med['prepare']:10.2f} {med['first_step']:13.2f} "
                   f"{med['total']:8.2f} {med['import_cpu']:10.2f} {med['prepare_cpu']:11.2f} {med['step_cpu']:10.2f} "
-                  f"{med['cpu']:11.2f}")
+                  f"{med['cpu']:11.2f} {med['main_cpu']:11.2f}")
 
 
 if __name__ == "__main__":

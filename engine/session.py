@@ -144,16 +144,12 @@ def record(trainer, result, label=""):
 
 
 def warm_context():
-    """Start numba's one-time set-up (its typing and target contexts: about a second of imports) in a background
-    thread, so that it overlaps reading and splitting the data; the first kernel load then finds it done.
-    Returns the thread."""
+    """Start numba's one-time set-up (importing it, its runtime) in a background thread, so that it overlaps
+    reading the data; the first kernel then finds it done. Returns the thread."""
     def run():
-        _jit.ready()                                       # numba imported, the engine's kernels made
-        from numba.core.compiler_lock import global_compiler_lock
-        from numba.core.registry import cpu_target
-        with global_compiler_lock:                         # a kernel load in another thread waits for it
-            cpu_target.typing_context.refresh()
-            cpu_target.target_context.refresh()
+        _jit.ready()                                       # numba imported (kernels are made on first use)
+        from ._jitload import warm
+        warm()
     t = threading.Thread(target=run, name="numba set-up", daemon=True)
     t.start()
     return t

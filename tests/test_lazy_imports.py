@@ -1,5 +1,5 @@
-"""Start-up imports only what it uses: the window opens without numba, pyarrow or torch, the engine's kernels are
-made when the first one runs, and they still work (checked in fresh interpreters, through sys.modules)."""
+"""Start-up imports only what it uses: the window opens without numba, pyarrow or torch, each of the engine's
+kernels is made when it is first used, and they still work (checked in fresh interpreters, through sys.modules)."""
 import os
 import subprocess
 import sys
@@ -43,17 +43,27 @@ def test_the_main_window_with_its_example_loads_no_numba_pyarrow_or_torch(tmp_pa
     assert _run(code, tmp_path) == "[]"
 
 
-def test_kernels_are_made_on_first_call_and_replace_their_stand_ins(tmp_path):
+def test_a_kernel_is_made_on_first_use_and_replaces_its_stand_ins(tmp_path):
+    """The first call makes that kernel only (and what it calls), and puts numba's dispatcher wherever the engine's
+    modules held the stand-in; kernels not used stay stand-ins until they are."""
     code = ("import sys\n"
             "import numpy as np\n"
             "from engine import _jit, blas, kernels\n"
+            "from engine.layers import conv_kernels, conv_shift\n"
             "assert 'numba' not in sys.modules and isinstance(kernels.softmax_bwd, _jit.Kernel)\n"
+            "assert isinstance(blas.gemm, _jit.Kernel) and conv_shift.gemm is blas.gemm    # one stand-in, two modules\n"
             "a = np.arange(12, dtype=np.float32).reshape(3, 4); b = np.ones((4, 2), np.float32)\n"
             "c = np.empty((3, 2), np.float32)\n"
-            "blas.gemm(a, b, c)                                   # the first call imports numba, makes all\n"
+            "blas.gemm(a, b, c)                                   # the first call imports numba, makes gemm\n"
             "from numba.core.registry import CPUDispatcher\n"
-            "assert _jit.is_ready() and isinstance(kernels.softmax_bwd, CPUDispatcher)\n"
-            "assert isinstance(blas.gemm, CPUDispatcher) and np.allclose(c, a @ b)\n"
+            "assert _jit.is_ready() and isinstance(blas.gemm, CPUDispatcher) and np.allclose(c, a @ b)\n"
+            "assert conv_shift.gemm is blas.gemm                   # replaced where the other module held it\n"
+            "assert isinstance(kernels.softmax_bwd, _jit.Kernel) and not _jit.made(kernels.softmax_bwd)\n"
+            "assert isinstance(conv_kernels.conv_fwd, _jit.Kernel)\n"
+            "kernels.softmax_bwd.signatures                       # any use makes it\n"
+            "assert isinstance(kernels.softmax_bwd, CPUDispatcher)\n"
+            "_jit.make_all()\n"
+            "assert isinstance(conv_kernels.conv_fwd, CPUDispatcher) and not _jit._kernels\n"
             "print('ok')")
     assert _run(code, tmp_path) == "ok"
 
