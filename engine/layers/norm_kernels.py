@@ -22,6 +22,25 @@ def bn_sums(x, k0, s, v):
         s[c], v[c] = a, b
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
+def bn_sums_own(x, k, s, v):
+    """bn_sums about this chunk's own shift k[c] = x[0, c, 0] (written into k)."""
+    for c in range(x.shape[1]):
+        k[c] = x[0, c, 0]
+    bn_sums(x, k, s, v)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def bn_common_shift(s, v, k, n):
+    """Chunk i's sums s[i, c] = Σ (x − k[i, c]), v[i, c] = Σ (x − k[i, c])² over n[i] values re-expressed about
+    k[0, c]: Σ (x − k0) = s + n·d, Σ (x − k0)² = v + 2·d·s + n·d², d = k[i, c] − k0."""
+    for i in range(1, s.shape[0]):
+        for c in range(s.shape[1]):
+            d = k[i, c] - k[0, c]
+            v[i, c] += 2.0 * d * s[i, c] + n[i] * d * d
+            s[i, c] += n[i] * d
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def bn_stats(s, v, k0, N, gamma, beta, mean, inv, scale, shift, rmean, rvar, momentum, eps):
     """Batch mean and 1/√(var + ε) from the chunks' sums (added in chunk order), the affine coefficients
