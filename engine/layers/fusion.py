@@ -104,11 +104,10 @@ class ConvBNReLUPool:
             def part(i):
                 conv_part(i)
                 a, e = parts[i]
-                k.bn_sums_own(y3[a:e], sums[2, i], sums[0, i], sums[1, i])
+                sums[2, i] = y3[a, :, 0]                        # this chunk's shift: its first sample's values
+                k.bn_sums(y3[a:e], sums[2, i], sums[0, i], sums[1, i])
             parallel.run(part, range(len(parts)))
-            n = np.array([(e - a) * y3.shape[2] for a, e in parts], np.float64)
-            k.bn_common_shift(sums[0], sums[1], sums[2], n)     # in chunk order: thread-independent
-            scale, shift = bn.coefs(y3, True, parts, (sums[0], sums[1], sums[2, 0]))
+            scale, shift = bn.coefs(y3, True, parts, sums)      # re-expressed about the first chunk's shift
             out = rest._out(y, scale, shift, True)
             rest._pool(y, scale, shift, out, True)
             return out
