@@ -27,8 +27,9 @@ def bn_stats(s, v, k, n, gamma, beta, mean, inv, scale, shift, rmean, rvar, mome
     """Batch mean and 1/√(var + ε) from the chunks' sums (added in chunk order), the affine coefficients
     scale = γ·inv, shift = β − mean·scale, and the running stats updated like torch's (unbiased variance)
     unless a statistic is not finite (a diverged batch leaves them unchanged). Returns whether all were finite.
-    Chunk i's sums s[i, c] = Σ (x − k[i, c]), v[i, c] = Σ (x − k[i, c])² over its n[i] values count about k0 = k[0, c]:
-    Σ (x − k0) = s + n·d, Σ (x − k0)² = v + 2·d·s + n·d², d = k[i, c] − k0 (0 when every chunk used k0)."""
+    Chunk i's sums s[i, c] = Σ (x − k[i, c]) and v[i, c] = Σ (x − k[i, c])² over its n[i] values are re-expressed
+    about k0 = k[0, c]: Σ (x − k0) = s + n·d, Σ (x − k0)² = v + 2·d·s + n·d², d = k[i, c] − k0 (0 when every chunk
+    used k0)."""
     C = k.shape[1]
     ok = True
     vs = np.empty(C)
