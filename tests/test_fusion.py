@@ -7,9 +7,9 @@ from engine import Graph
 from engine.model import Model
 
 
-def _graph(hw=(7, 6), tap_relu=False):
+def _graph(hw=(7, 6), tap_relu=False, channels=2):
     g = Graph()
-    g.chain(("x", "Input", {"shape": [2, *hw]}), ("c", "Conv2D", {"filters": 3, "padding": "same"}),
+    g.chain(("x", "Input", {"shape": [channels, *hw]}), ("c", "Conv2D", {"filters": 3, "padding": "same"}),
             ("bn", "BatchNorm", {"momentum": 0.3}), ("r", "ReLU", {}), ("p", "MaxPool2D", {}),
             ("f", "Flatten", {}), ("d", "Dense", {"units": 4}), ("sm", "Softmax", {}))
     if tap_relu:                                          # a second reader of the ReLU's output: no fusion
@@ -37,7 +37,7 @@ def test_fused_group_equals_the_layers_one_by_one(hw, training, dtype, tol):
     x = rng.normal(size=(5, 2, *hw)).astype(dtype)
     u = rng.normal(size=(5, 4)).astype(dtype)
     fused, alone = Model(_graph(hw), dtype=dtype, seed=1), Model(_graph(hw), dtype=dtype, seed=1)
-    assert list(fused.groups) == ["bn"]
+    assert list(fused.groups) == ["c"]                    # Conv2D → BatchNorm → ReLU → MaxPool2D
     for step in range(2):                                 # running statistics move the same way
         a = _run(fused, x + step, u, training, every=False)
         b = _run(alone, x + step, u, training, every=True)
@@ -45,7 +45,7 @@ def test_fused_group_equals_the_layers_one_by_one(hw, training, dtype, tol):
             np.testing.assert_allclose(p, q, rtol=tol, atol=tol)
         for k in a[2]:
             np.testing.assert_allclose(a[2][k], b[2][k], rtol=tol, atol=tol, err_msg=k)
-    assert "bn" not in fused.acts and "r" not in fused.acts and "p" in fused.acts
+    assert "c" not in fused.acts and "bn" not in fused.acts and "r" not in fused.acts and "p" in fused.acts
 
 
 def test_no_group_when_another_layer_reads_the_relu():
@@ -91,6 +91,31 @@ def test_fused_group_backward_keeps_float32_accuracy_far_from_zero():
     for training in (True, False):
         a, b = _run(fused, x, u, training, every=False), _run(alone, x, u, training, every=True)
         np.testing.assert_allclose(a[1], b[1], rtol=2e-4, atol=1e-5 * np.abs(b[1]).max())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("channels", [2, 16], ids=["im2col", "per-tap"])
+def test_conv_group_statistics_keep_float32_accuracy_far_from_zero(channels, threads, monkeypatch):
+    """Convolution outputs centred at ≈ 1,000 with a small spread: each batch chunk's BatchNorm sums are taken about
+    its own first value and re-expressed about the first chunk's, and the statistics, running statistics, output
+    and gradients equal the layers run one by one (float64 there) to float32 rounding."""
+    from engine import parallel
+    monkeypatch.setattr(parallel, "MIN_SHARE", 0)              # several chunks
+    rng = np.random.default_rng(4)
+    x = (1000 + 0.01 * rng.normal(size=(8, channels, 8, 8))).astype(np.float32)
+    u = rng.normal(size=(8, 4)).astype(np.float32)
+    g = lambda: _graph((8, 8), channels=channels)             # noqa: E731
+    fused, alone = Model(g(), dtype=np.float32, seed=1), Model(g(), dtype=np.float64, seed=1)
+    assert fused.layers["c"].shift == (channels >= 16)
+    assert list(fused.groups) == ["c"]
+    with parallel.use(threads):
+        a = _run(fused, x, u, True, every=False)
+    assert len(fused.layers["c"].parts) > 1
+    b = _run(alone, x.astype(np.float64), u.astype(np.float64), True, every=True)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-3, atol=1e-4 * np.abs(b[1]).max())
+    for k in a[2]:
+        np.testing.assert_allclose(a[2][k], b[2][k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
 def _block():

@@ -243,8 +243,15 @@ class Conv2D(ConvND):
     def forward(self, x, training=False):
         if not self.fast:
             return super().forward(x, training)
+        y, part = self.forward_parts(x, training)
+        parallel.run(part, range(len(self.parts)))
+        return y
+
+    def forward_parts(self, x, training):
+        """(y, part): part(i) writes y for the samples of self.parts[i]; the caller runs the loop (fusion.ConvBNReLUPool
+        adds its own work to each part)."""
         if self.shift:
-            return conv_shift.forward(self, x, training)
+            return conv_shift.forward_parts(self, x, training)
         B, C, H, W = x.shape
         (ph, pw), (O, HO, WO), (kh, kw), (sh, sw) = self.pads, self.out_shape, self.k, self.s
         x = np.require(x, requirements=("C", "W"))                         # read-only input: a writable copy
@@ -263,20 +270,23 @@ class Conv2D(ConvND):
             n = min(self.sub, e - a) * L
             k.conv_fwd(x[a:e], xp[a:e], W2, b, y[a:e], k.scratch(self, ("col", i), (R * n,), x.dtype),
                        k.scratch(self, ("y2", i), (O * n,), x.dtype), kh, kw, sh, sw, ph, pw, wrow, L, self.sub)
-        parallel.run(part, range(len(parts)))
         self.xp, self.xshape = xp, x.shape
-        return y
+        return y, part
 
     def backward(self, dy):
         if not self.fast:
             return super().backward(dy)
+        return self.backward_parts(np.ascontiguousarray(dy))
+
+    def backward_parts(self, dy, before=None):
+        """(dx or None,) from C-contiguous dy, dW and db written into self.g; before(i), when given, first fills dy
+        for the samples of self.parts[i] in the same loop (fusion.ConvBNReLUPool)."""
         if self.shift:
-            return conv_shift.backward(self, dy)
+            return conv_shift.backward_parts(self, dy, before)
         O = dy.shape[1]
         (ph, pw), (kh, kw), (sh, sw) = self.pads, self.k, self.s
         xp, parts = self.xp, self.parts
         wrow, L = self._layout(xp.shape)
-        dy = np.ascontiguousarray(dy)
         W2T = np.ascontiguousarray(self.p["W"].reshape(O, -1).T)           # (C_in·K_h·K_w, C_out)
         R = W2T.shape[0]
         padded = bool(ph or pw)
@@ -285,6 +295,8 @@ class Conv2D(ConvND):
 
         def part(i, o):                                                 # samples a … e−1; o: their dW, db
             a, e = parts[i]
+            if before is not None:
+                before(i)
             n = min(self.sub, e - a) * L
             k.conv_bwd(dy[a:e], xp[a:e], W2T, o[:O * R].reshape(O, R), o[O * R:], dxp[a:e], dx[a:e],
                        k.scratch(self, ("col", i), (R * n,), dy.dtype), k.scratch(self, ("dy2", i), (O * n,), dy.dtype),

@@ -131,8 +131,8 @@ def geometry(layer, H, W):
     return min(sh, kh) * min(sw, kw), Hq, Wq, (HO - 1) * Wq + WO
 
 
-def forward(layer, x, training):
-    """Conv2D.forward on this path: (B, C_out, H_out, W_out)."""
+def forward_parts(layer, x, training):
+    """Conv2D.forward_parts on this path: (y (B, C_out, H_out, W_out), part), part(i) for layer.parts[i]."""
     B, C, H, W = x.shape
     (ph, pw), (O, HO, WO), (kh, kw), (sh, sw) = layer.pads, layer.out_shape, layer.k, layer.s
     S, Hq, Wq, L = geometry(layer, H, W)
@@ -146,24 +146,24 @@ def forward(layer, x, training):
         a, e = parts[i]
         shift_fwd(x[a:e], P[a:e], Wk, b, y[a:e], k.scratch(layer, ("y2", i), (O, L), x.dtype), kh, kw, sh, sw,
                   ph, pw, L)
-    parallel.run(part, range(len(parts)))
     layer.xp, layer.xshape = P, x.shape
-    return y
+    return y, part
 
 
-def backward(layer, dy):
-    """Conv2D.backward on this path: (dx or None,), dW and db written into layer.g."""
+def backward_parts(layer, dy, before=None):
+    """Conv2D.backward_parts on this path: (dx or None,), dW and db written into layer.g; dy C-contiguous."""
     O = dy.shape[1]
     (ph, pw), (kh, kw), (sh, sw), P, parts = layer.pads, layer.k, layer.s, layer.xp, layer.parts
     S, C, T = P.shape[1], P.shape[2], kh * kw
     L = geometry(layer, *layer.xshape[2:])[3]
-    dy = np.ascontiguousarray(dy)
     WkT = np.ascontiguousarray(layer.p["W"].transpose(2, 3, 1, 0).reshape(T, C, O))    # (taps, C_in, C_out)
     dx = k.scratch(layer, "dx", layer.xshape if layer.need_dx else (0,) * 4, dy.dtype)
     R = C * T
 
     def part(i, o):                                                    # samples a … e−1; o: their dW, db
         a, e = parts[i]
+        if before is not None:
+            before(i)
         shift_bwd(dy[a:e], P[a:e], WkT, o[:O * R].reshape(O, R), o[O * R:],
                   k.scratch(layer, ("dP", i), P.shape[1:], dy.dtype), dx[a:e],
                   k.scratch(layer, ("dy2", i), (O, L), dy.dtype), k.scratch(layer, ("dwt", i), (T, C, O), dy.dtype),

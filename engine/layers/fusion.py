@@ -1,5 +1,5 @@
-"""Adjacent layers that the Model runs as one pass over memory: BatchNorm → ReLU → MaxPool2D (2×2, stride 2),
-Dense → ReLU and Add → LayerNorm.
+"""Adjacent layers that the Model runs as one pass over memory: Conv2D → BatchNorm → ReLU → MaxPool2D (2×2,
+stride 2), BatchNorm → ReLU → MaxPool2D, Dense → ReLU and Add → LayerNorm.
 
 A group keeps each layer's math: BatchNorm's statistics and gradients are its own kernels, only the
 normalise-ReLU-pool step and its backward are one kernel each; Dense applies the ReLU to each chunk of its
@@ -27,15 +27,18 @@ class BNReLUPool:
         return len(bn.in_shapes[0]) == 3 and pool.k == (2, 2) and pool.s == (2, 2) and pool.plain()
 
     def forward(self, x, training=False):
-        bn = self.bn
         x = np.ascontiguousarray(x)
-        bn.sel = None
-        scale, shift = bn.coefs(x.reshape(x.shape[0], x.shape[1], -1), training)   # (B, C, H·W) statistics
-        shape = (len(x),) + self.pool.out_shape
-        y = scratch(self, "y", shape, x.dtype) if training else np.empty(shape, x.dtype)
+        self.bn.sel = None
+        scale, shift = self.bn.coefs(x.reshape(x.shape[0], x.shape[1], -1), training)   # (B, C, H·W) statistics
+        y = self._out(x, scale, shift, training)
         self._pool(x, scale, shift, y, training)
-        self.xshape, self.coefs = x.shape, (scale, shift)
         return y
+
+    def _out(self, x, scale, shift, training):
+        """The pooled output's buffer; keeps x's shape and the coefficients for backward."""
+        shape = (len(x),) + self.pool.out_shape
+        self.xshape, self.coefs = x.shape, (scale, shift)
+        return scratch(self, "y", shape, x.dtype) if training else np.empty(shape, x.dtype)
 
     def _pool(self, x, scale, shift, y, keep):
         """The forward kernel; when keep, also each window's maximum cell (arg) for backward."""
@@ -45,6 +48,13 @@ class BNReLUPool:
 
     def backward(self, dp):
         """BatchNorm's gradient kernels on dy = dp routed through the pool and ReLU, without forming dy."""
+        dx = self.grads(dp)
+        if dx is not None:
+            parallel.run(self.dx_part, range(len(self.bn.parts)))
+        return (dx,)
+
+    def grads(self, dp):
+        """dγ, dβ (one loop over the batch chunks); returns dx's buffer, filled by dx_part(i), or None."""
         bn, dp = self.bn, np.ascontiguousarray(dp)
         x = bn.x3.reshape(self.xshape)                          # (B, C, H, W)
         if not self.kept:                                       # after an evaluation-mode forward (no arg)
@@ -57,15 +67,64 @@ class BNReLUPool:
         k.bn_grads(sums[0], sums[1], bn.p["gamma"], bn.inv, x[0, 0].size * len(x), bn.training,
                    bn.g["gamma"], bn.g["beta"], coef)
         if not bn.need_dx:
-            return (None,)
+            return None
         dx = scratch(self, "dx", self.xshape, dp.dtype)
-        parallel.run(lambda i: k.relu_maxpool_bn_dx(*self._at(i, dp, self.arg, x), bn.mean, coef, dx[slice(*parts[i])]),
-                     range(len(parts)))
-        return (dx,)
+        self.dx_part = lambda i: k.relu_maxpool_bn_dx(*self._at(i, dp, self.arg, x), bn.mean, coef, dx[slice(*parts[i])])
+        return dx
 
     def _at(self, i, *arrays):
         a, e = self.bn.parts[i]
         return [v[a:e] for v in arrays]
+
+
+class ConvBNReLUPool:
+    """Conv2D (groups 1, dilation 1) → BatchNorm → ReLU → MaxPool2D 2×2/2: the convolution's loop over batch chunks also
+    takes each chunk's BatchNorm sums (training) or normalises, rectifies and pools it (evaluation) while it is in
+    cache, and backward forms each chunk's dy of the convolution in the loop of its gradient."""
+    TYPES = ("Conv2D", "BatchNorm", "ReLU", "MaxPool2D")
+    unfrozen = True                                             # conv and BatchNorm train (or not) together
+
+    def __init__(self, conv, bn, relu, pool):
+        self.conv, self.rest = conv, BNReLUPool(bn, relu, pool)
+        self.nodes = (conv.name,) + self.rest.nodes
+
+    @staticmethod
+    def fits(conv, bn, relu, pool):
+        return conv.fast and BNReLUPool.fits(bn, relu, pool)
+
+    def forward(self, x, training=False):
+        rest, bn = self.rest, self.rest.bn
+        bn.sel = None
+        y, conv_part = self.conv.forward_parts(x, training)    # (B, C, H, W)
+        parts, (B, C) = self.conv.parts, y.shape[:2]
+        y3 = y.reshape(B, C, -1)                                # (B, C, H·W)
+        if training:
+            sums = scratch(self, "sums", (3, len(parts), C), np.float64)    # Σ (y − k), Σ (y − k)², k per chunk
+
+            def part(i):
+                conv_part(i)
+                a, e = parts[i]
+                sums[2, i] = y3[a, :, 0]                        # this chunk's shift: its first sample's values
+                k.bn_sums(y3[a:e], sums[2, i], sums[0, i], sums[1, i])
+            parallel.run(part, range(len(parts)))
+            scale, shift = bn.coefs(y3, True, parts, sums)      # re-expressed about the first chunk's shift
+            out = rest._out(y, scale, shift, True)
+            rest._pool(y, scale, shift, out, True)
+            return out
+        scale, shift = bn.coefs(y3, False, parts)
+        out = rest._out(y, scale, shift, False)
+        rest.arg, rest.kept = scratch(rest, "arg", out.shape, np.uint8), False
+
+        def part(i):
+            conv_part(i)
+            a, e = parts[i]
+            k.bn_relu_maxpool(y[a:e], scale, shift, out[a:e], rest.arg[a:e], False)
+        parallel.run(part, range(len(parts)))
+        return out
+
+    def backward(self, dp):
+        dy = self.rest.grads(dp)                                # BatchNorm's dx: the convolution's dy
+        return self.conv.backward_parts(dy, before=self.rest.dx_part)
 
 
 class _Pair:
@@ -111,7 +170,7 @@ class AddLayerNorm(_Pair):
         return self.first.backward(dx)                      # the sum's gradient reaches both inputs
 
 
-KINDS = (BNReLUPool, DenseReLU, AddLayerNorm)
+KINDS = (ConvBNReLUPool, BNReLUPool, DenseReLU, AddLayerNorm)
 
 
 def _chain(model, users, n, k):
@@ -135,7 +194,8 @@ def groups(model):
     for n in model.order:
         for kind in KINDS:
             c = _chain(model, users, n, len(kind.TYPES))
-            if c is None or model.output in c or taken.intersection(c):
+            if c is None or model.output in c or taken.intersection(c) or (
+                    getattr(kind, "unfrozen", False) and model.frozen.intersection(c)):
                 continue
             layers = [model.layers[v] for v in c]
             if tuple(type(v).__name__ for v in layers) == kind.TYPES and kind.fits(*layers):

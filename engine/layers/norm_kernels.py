@@ -23,19 +23,26 @@ def bn_sums(x, k0, s, v):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def bn_stats(s, v, k0, N, gamma, beta, mean, inv, scale, shift, rmean, rvar, momentum, eps):
+def bn_stats(s, v, k, n, gamma, beta, mean, inv, scale, shift, rmean, rvar, momentum, eps):
     """Batch mean and 1/√(var + ε) from the chunks' sums (added in chunk order), the affine coefficients
     scale = γ·inv, shift = β − mean·scale, and the running stats updated like torch's (unbiased variance)
-    unless a statistic is not finite (a diverged batch leaves them unchanged). Returns whether all were finite."""
-    C = k0.size
+    unless a statistic is not finite (a diverged batch leaves them unchanged). Returns whether all were finite.
+    Chunk i's sums s[i, c] = Σ (x − k[i, c]) and v[i, c] = Σ (x − k[i, c])² over its n[i] values are re-expressed
+    about k0 = k[0, c]: Σ (x − k0) = s + n·d, Σ (x − k0)² = v + 2·d·s + n·d², d = k[i, c] − k0 (0 when every chunk
+    used k0)."""
+    C = k.shape[1]
     ok = True
     vs = np.empty(C)
+    N = 0.0
+    for i in range(n.size):
+        N += n[i]
     for c in range(C):
-        a, b = 0.0, 0.0
+        a, b, k0 = 0.0, 0.0, k[0, c]
         for i in range(s.shape[0]):
-            a += s[i, c]
-            b += v[i, c]
-        m = k0[c] + a / N
+            d = k[i, c] - k0
+            a += s[i, c] + n[i] * d
+            b += v[i, c] + 2.0 * d * s[i, c] + n[i] * d * d
+        m = k0 + a / N
         var = max(b / N - (a / N) ** 2, 0.0)
         if not (np.isfinite(m) and np.isfinite(var)):
             ok = False

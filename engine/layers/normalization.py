@@ -79,20 +79,23 @@ class BatchNorm(Layer):
                      range(len(self.parts)))
         return y3.reshape(x.shape) if self.sel is None else self._scatter(y3, x.shape)
 
-    def coefs(self, x3, training):
+    def coefs(self, x3, training, parts=None, sums=None):
         """(scale, shift) of y = x·scale + shift for x3 (N, C, S): batch statistics (running ones updated) when
-        training, running statistics otherwise; keeps what backward needs."""
+        training, running statistics otherwise; keeps what backward needs. parts: the batch chunks (default: its
+        own); sums: (s, v, k), chunk i's sums about k[i] (C,) already taken (fusion.ConvBNReLUPool)."""
         (N, C, S), p = x3.shape, self.p
-        self.parts = parallel.chunks(N, 2 * C * S * x3.itemsize)
+        self.parts = parts = parts or parallel.chunks(N, 2 * C * S * x3.itemsize)
         scale, shift = scratch(self, "scale", (C,), x3.dtype), scratch(self, "shift", (C,), x3.dtype)
         self.mean, self.inv = scratch(self, "mean", (C,), np.float64), scratch(self, "inv", (C,), np.float64)
         self.training, self.x3 = training, x3
         if training:
-            k0 = x3[0, :, 0].astype(np.float64)                # (C,) shift of the one-pass sums
-            sums = scratch(self, "sums", (2, len(self.parts), C), np.float64)
-            parallel.run(lambda i: k.bn_sums(x3[slice(*self.parts[i])], k0, sums[0, i], sums[1, i]),
-                         range(len(self.parts)))
-            k.bn_stats(sums[0], sums[1], k0, N * S, p["gamma"], p["beta"], self.mean, self.inv, scale, shift,
+            if sums is None:
+                sums = scratch(self, "sums", (3, len(parts), C), np.float64)
+                sums[2] = x3[0, :, 0]                          # (C,) shift of the one-pass sums, one for all
+                parallel.run(lambda i: k.bn_sums(x3[slice(*parts[i])], sums[2, 0], sums[0, i], sums[1, i]),
+                             range(len(parts)))
+            n = np.array([(e - a) * S for a, e in parts], np.float64)     # values per chunk
+            k.bn_stats(*sums, n, p["gamma"], p["beta"], self.mean, self.inv, scale, shift,
                        p["running_mean"], p["running_var"], self.config["momentum"], self.config["eps"])
         else:
             k.bn_eval_coefs(p["gamma"], p["beta"], p["running_mean"], p["running_var"], self.config["eps"],
