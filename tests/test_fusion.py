@@ -110,16 +110,29 @@ def _block():
     return g
 
 
+def _relu_read_twice():
+    """_block with the ReLU's output also pooled into the head: Dense → ReLU is a group, Dense → ReLU → Dense not."""
+    g = _block()
+    g.chain(("pool2", "TimePool", {}), after="relu")
+    g.add_node("Concatenate", "cat")
+    g.disconnect(next(e for e in g.edges if e.dst == "out"))
+    for s in ("pool", "pool2"):
+        g.connect(s, "cat")
+    g.connect("cat", "out")
+    return g
+
+
+@pytest.mark.parametrize("graph,ffn", [(_block, "DenseReLUDense"), (_relu_read_twice, "DenseReLU")])
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
-def test_dense_relu_and_add_layernorm_groups_equal_the_layers(masked, dtype, tol):
+def test_dense_relu_and_add_layernorm_groups_equal_the_layers(graph, ffn, masked, dtype, tol):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(5, 6, 8)).astype(dtype)
     u = rng.normal(size=(5, 3)).astype(dtype)
     mask = np.arange(6)[None, :] < np.array([6, 2, 4, 1, 5])[:, None] if masked else None
-    fused, alone = Model(_block(), dtype=dtype, seed=1), Model(_block(), dtype=dtype, seed=1)
+    fused, alone = Model(graph(), dtype=dtype, seed=1), Model(graph(), dtype=dtype, seed=1)
     kinds = {n: type(g).__name__ for n, g in fused.groups.items()}
-    assert kinds == {"res1": "AddLayerNorm", "ff1": "DenseReLU", "res2": "AddLayerNorm"}
+    assert kinds == {"res1": "AddLayerNorm", "ff1": ffn, "res2": "AddLayerNorm"}
     out = []
     for m, every in ((fused, False), (alone, True)):
         y = m.forward(x, training=True, mask=mask, every=every)
@@ -128,7 +141,8 @@ def test_dense_relu_and_add_layernorm_groups_equal_the_layers(masked, dtype, tol
         out.append((y.copy(), m.grad.copy()))
     np.testing.assert_allclose(out[0][0], out[1][0], rtol=tol, atol=tol)
     np.testing.assert_allclose(out[0][1], out[1][1], rtol=tol, atol=tol)
-    assert "res1" not in fused.acts and "ff1" not in fused.acts and "relu" in fused.acts and "ln1" in fused.acts
+    assert "res1" not in fused.acts and "ff1" not in fused.acts and "ln1" in fused.acts
+    assert ("relu" in fused.acts) == (ffn == "DenseReLU") and "ff2" in fused.acts
     if masked:
         assert fused.masks["relu"] is not None and np.array_equal(fused.masks["relu"], mask)
 
@@ -142,3 +156,19 @@ def test_no_dense_relu_group_when_the_dense_output_is_read_twice():
     g.connect("tap", "ff2")
     m = Model(g)
     assert "ff1" not in m.groups and "res1" in m.groups
+
+
+def test_feed_forward_group_on_two_threads_equals_one_bit_for_bit(monkeypatch):
+    from engine import parallel
+    from engine.layers.core import Dense
+    monkeypatch.setattr(parallel, "MIN_SHARE", 0)
+    monkeypatch.setattr(Dense, "CHUNK", 64)                    # split this small batch into row runs
+    rng = np.random.default_rng(4)
+    x, u = rng.normal(size=(6, 6, 8)).astype(np.float32), rng.normal(size=(6, 3)).astype(np.float32)
+    out = []
+    for n in (1, 2):
+        m = Model(_block(), seed=1)
+        with parallel.use(n):
+            out.append(_run(m, x, u, True, every=False))
+        assert len(m.groups["ff1"]._chunks(36)) > 1
+    assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])

@@ -12,6 +12,7 @@ import numpy as np
 from .. import parallel
 from . import norm_kernels as k
 from .conv_kernels import scratch
+from .fusion_ffn import DenseReLUDense
 
 
 class BNReLUPool:
@@ -111,7 +112,7 @@ class AddLayerNorm(_Pair):
         return self.first.backward(dx)                      # the sum's gradient reaches both inputs
 
 
-KINDS = (BNReLUPool, DenseReLU, AddLayerNorm)
+KINDS = (BNReLUPool, DenseReLUDense, DenseReLU, AddLayerNorm)     # the longer chain first
 
 
 def _chain(model, users, n, k):
