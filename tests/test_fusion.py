@@ -110,10 +110,10 @@ def _block():
     return g
 
 
-def _relu_read_twice():
-    """_block with the ReLU's output also pooled into the head: Dense → ReLU is a group, Dense → ReLU → Dense not."""
+def _read_twice(node):
+    """_block with `node`'s output also pooled into the head (a second reader: no group may hide it)."""
     g = _block()
-    g.chain(("pool2", "TimePool", {}), after="relu")
+    g.chain(("pool2", "TimePool", {}), after=node)
     g.add_node("Concatenate", "cat")
     g.disconnect(next(e for e in g.edges if e.dst == "out"))
     for s in ("pool", "pool2"):
@@ -122,17 +122,23 @@ def _relu_read_twice():
     return g
 
 
-@pytest.mark.parametrize("graph,ffn", [(_block, "DenseReLUDense"), (_relu_read_twice, "DenseReLU")])
+SUB = "SublayerAddNorm"
+
+
+@pytest.mark.parametrize("graph,kinds", [
+    (_block, {"att": SUB, "ff1": SUB}),                                        # LayerNorm(u + f(u)) twice
+    (lambda: _read_twice("relu"), {"att": SUB, "ff1": "DenseReLU", "res2": "AddLayerNorm"}),
+    (lambda: _read_twice("res2"), {"att": SUB, "ff1": "DenseReLUDense"}),
+    (lambda: _read_twice("att"), {"res1": "AddLayerNorm", "ff1": SUB})])
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-6)])
-def test_dense_relu_and_add_layernorm_groups_equal_the_layers(graph, ffn, masked, dtype, tol):
+def test_dense_relu_and_add_layernorm_groups_equal_the_layers(graph, kinds, masked, dtype, tol):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(5, 6, 8)).astype(dtype)
     u = rng.normal(size=(5, 3)).astype(dtype)
     mask = np.arange(6)[None, :] < np.array([6, 2, 4, 1, 5])[:, None] if masked else None
     fused, alone = Model(graph(), dtype=dtype, seed=1), Model(graph(), dtype=dtype, seed=1)
-    kinds = {n: type(g).__name__ for n, g in fused.groups.items()}
-    assert kinds == {"res1": "AddLayerNorm", "ff1": ffn, "res2": "AddLayerNorm"}
+    assert {n: type(g).__name__ for n, g in fused.groups.items()} == kinds
     out = []
     for m, every in ((fused, False), (alone, True)):
         y = m.forward(x, training=True, mask=mask, every=every)
@@ -141,8 +147,8 @@ def test_dense_relu_and_add_layernorm_groups_equal_the_layers(graph, ffn, masked
         out.append((y.copy(), m.grad.copy()))
     np.testing.assert_allclose(out[0][0], out[1][0], rtol=tol, atol=tol)
     np.testing.assert_allclose(out[0][1], out[1][1], rtol=tol, atol=tol)
-    assert "res1" not in fused.acts and "ff1" not in fused.acts and "ln1" in fused.acts
-    assert ("relu" in fused.acts) == (ffn == "DenseReLU") and "ff2" in fused.acts
+    for g in fused.groups.values():                       # inner outputs are not kept, the group's output is
+        assert not any(v in fused.acts for v in g.nodes[:-1]) and g.nodes[-1] in fused.acts
     if masked:
         assert fused.masks["relu"] is not None and np.array_equal(fused.masks["relu"], mask)
 
@@ -155,10 +161,10 @@ def test_no_dense_relu_group_when_the_dense_output_is_read_twice():
     g.disconnect(next(e for e in g.edges if e.src == "relu" and e.dst == "ff2"))
     g.connect("tap", "ff2")
     m = Model(g)
-    assert "ff1" not in m.groups and "res1" in m.groups
+    assert "ff1" not in m.groups and "att" in m.groups
 
 
-def test_feed_forward_group_on_two_threads_equals_one_bit_for_bit(monkeypatch):
+def test_sublayer_groups_on_two_threads_equal_one_bit_for_bit(monkeypatch):
     from engine import parallel
     from engine.layers.core import Dense
     monkeypatch.setattr(parallel, "MIN_SHARE", 0)
@@ -170,5 +176,5 @@ def test_feed_forward_group_on_two_threads_equals_one_bit_for_bit(monkeypatch):
         m = Model(_block(), seed=1)
         with parallel.use(n):
             out.append(_run(m, x, u, True, every=False))
-        assert len(m.groups["ff1"]._chunks(36)) > 1
+        assert len(m.groups["ff1"].f._chunks(36)) > 1 and len(m.layers["att"]._chunks(6, 6, 8, 8)) > 1
     assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])

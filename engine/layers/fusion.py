@@ -12,6 +12,7 @@ import numpy as np
 from .. import parallel
 from . import norm_kernels as k
 from .conv_kernels import scratch
+from . import fusion_sublayer
 from .fusion_ffn import DenseReLUDense
 
 
@@ -132,7 +133,8 @@ def groups(model):
     for n in model.order:
         for s in model.srcs[n]:
             users.setdefault(s, []).append(n)
-    out, taken = {}, set()
+    out = fusion_sublayer.find(model, users)              # LayerNorm(u + f(u)) first: it spans the others
+    taken = {v for g in out.values() for v in g.nodes}
     for n in model.order:
         for kind in KINDS:
             c = _chain(model, users, n, len(kind.TYPES))

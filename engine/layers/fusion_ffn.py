@@ -31,7 +31,9 @@ class DenseReLUDense:
         a, b = self.d1._chunks(m, f, u1), self.d2._chunks(m, u1, u2)
         return a if len(a) >= len(b) else b
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, epilogue=None):
+        """y; epilogue(r0, r1, y2) runs on rows r0 … r1−1 of y2 = y as (M, U2) right after their chunk (as
+        MultiHeadSelfAttention.forward's)."""
         W1, W2 = self.d1.p["W"], self.d2.p["W"]
         b1 = self.d1.p["b"] if "b" in self.d1.p else W1[0, :0]
         b2 = self.d2.p["b"] if "b" in self.d2.p else W2[0, :0]
@@ -44,12 +46,15 @@ class DenseReLUDense:
             k.dense_fwd(xs[a:b], W1, b1, h[a:b])
             k.relu_fwd(h[a:b].reshape(-1), h[a:b].reshape(-1))
             k.dense_fwd(h[a:b], W2, b2, y[a:b])
+            if epilogue is not None:
+                epilogue(a, b, y)
 
         parallel.run(run, self._chunks(len(xs)))
         self.d1.x, self.d2.x, self.relu.y = xs, h, h.reshape(x.shape[:-1] + (h.shape[-1],))   # as if each ran
         return y.reshape(x.shape[:-1] + (y.shape[-1],))
 
-    def backward(self, dy):
+    def backward(self, dy, prologue=None):
+        """(dx,); prologue(i, r0, r1) first writes rows r0 … r1−1 of dy in chunk i's loop (as the attention's)."""
         d1, d2 = self.d1, self.d2
         W1, W2, xs, h = d1.p["W"], d2.p["W"], d1.x, d2.x
         (u1, f), u2 = W1.shape, len(W2)
@@ -64,6 +69,8 @@ class DenseReLUDense:
 
         def run(i, o):
             a, b = chunks[i]
+            if prologue is not None:
+                prologue(i, a, b)
             k.dense_bwd(h[a:b], dy2[a:b], W2, o[:u2 * u1].reshape(u2, u1), o[u2 * u1:n2], dh[a:b], 1)
             k.relu_bwd(h[a:b].reshape(-1), dh[a:b].reshape(-1), dh[a:b].reshape(-1), 1)
             k.dense_bwd(xs[a:b], dh[a:b], W1, o[n2:n2 + u1 * f].reshape(u1, f), o[n2 + u1 * f:], dx[a:b],
