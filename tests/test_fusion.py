@@ -122,11 +122,23 @@ def _read_twice(node):
     return g
 
 
+def _embedded():
+    """_block after a Dense: the attention's input needs its gradient (u's: the attention's dx + the residual's)."""
+    g = _block()
+    g.disconnect(next(e for e in g.edges if e.src == "x" and e.dst == "att"))
+    g.disconnect(next(e for e in g.edges if e.src == "x" and e.dst == "res1"))
+    g.chain(("emb", "Dense", {"units": 8}), after="x")
+    g.connect("emb", "att")
+    g.connect("emb", "res1")
+    return g
+
+
 SUB = "SublayerAddNorm"
 
 
 @pytest.mark.parametrize("graph,kinds", [
     (_block, {"att": SUB, "ff1": SUB}),                                        # LayerNorm(u + f(u)) twice
+    (_embedded, {"att": SUB, "ff1": SUB}),
     (lambda: _read_twice("relu"), {"att": SUB, "ff1": "DenseReLU", "res2": "AddLayerNorm"}),
     (lambda: _read_twice("res2"), {"att": SUB, "ff1": "DenseReLUDense"}),
     (lambda: _read_twice("att"), {"res1": "AddLayerNorm", "ff1": SUB})])

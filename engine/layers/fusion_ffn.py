@@ -53,15 +53,17 @@ class DenseReLUDense:
         self.d1.x, self.d2.x, self.relu.y = xs, h, h.reshape(x.shape[:-1] + (h.shape[-1],))   # as if each ran
         return y.reshape(x.shape[:-1] + (y.shape[-1],))
 
-    def backward(self, dy, prologue=None):
-        """(dx,); prologue(i, r0, r1) first writes rows r0 … r1−1 of dy in chunk i's loop (as the attention's)."""
+    def backward(self, dy, prologue=None, add_to=None):
+        """(dx,); prologue(i, r0, r1) first writes rows r0 … r1−1 of dy in chunk i's loop, and dx is added to
+        add_to when given (as MultiHeadSelfAttention.backward's)."""
         d1, d2 = self.d1, self.d2
         W1, W2, xs, h = d1.p["W"], d2.p["W"], d1.x, d2.x
         (u1, f), u2 = W1.shape, len(W2)
         dy2 = np.ascontiguousarray(dy.reshape(-1, u2), dtype=W1.dtype)            # (M, U2)
         dh = scratch(self, "dh", h.shape, W1.dtype)                               # (M, U1) dL/dh, then through the ReLU
         need = d1.need_dx
-        dx = np.empty_like(xs) if need else np.empty((0, 0), xs.dtype)            # (M, F)
+        dx = np.empty((0, 0), xs.dtype) if not need else np.empty_like(xs) if add_to is None else \
+            add_to.reshape(xs.shape)                                              # (M, F)
         db1 = d1.g["b"] if "b" in d1.g else W1[0, :0]
         db2 = d2.g["b"] if "b" in d2.g else W2[0, :0]
         n2, n1 = u2 * u1 + db2.size, u1 * f + db1.size                           # [dW2, db2 | dW1, db1] per chunk
@@ -74,7 +76,7 @@ class DenseReLUDense:
             k.dense_bwd(h[a:b], dy2[a:b], W2, o[:u2 * u1].reshape(u2, u1), o[u2 * u1:n2], dh[a:b], 1)
             k.relu_bwd(h[a:b].reshape(-1), dh[a:b].reshape(-1), dh[a:b].reshape(-1), 1)
             k.dense_bwd(xs[a:b], dh[a:b], W1, o[n2:n2 + u1 * f].reshape(u1, f), o[n2 + u1 * f:], dx[a:b],
-                        1 if need else 0)
+                        0 if not need else 1 if add_to is None else 2)
 
         tot = chunk_sum(self, len(chunks), n2 + n1, W1.dtype, run)
         d2.g["W"][...] = tot[:u2 * u1].reshape(u2, u1)

@@ -46,13 +46,14 @@ class SublayerAddNorm:
             p = parts[i] = np.empty((2, xhat.shape[1]), ln.g["gamma"].dtype)
             _ln_bwd(dy2[a:e], xhat[a:e], inv[a:e], gamma, ds[a:e], p[0], p[1], True)
 
-        (dx,) = self.f.backward(ds.reshape(dy.shape), prologue=prologue)
-        tot = np.sum(np.stack([parts[i] for i in sorted(parts)]), axis=0)           # in chunk order
+        need = self.first.need_dx                                                   # u's gradient: f's dx + ds
+        (dx,) = self.f.backward(ds.reshape(dy.shape), prologue=prologue, add_to=ds if need else None)
+        tot = parts[0]
+        for i in range(1, len(parts)):                                              # in chunk order
+            tot = tot + parts[i]
         ln.g["gamma"][...] = tot[0].reshape(ln.g["gamma"].shape)
         ln.g["beta"][...] = tot[1].reshape(ln.g["beta"].shape)
-        if not self.first.need_dx:
-            return (None,)
-        return ((ds if dx is None else np.add(dx.reshape(ds.shape), ds)).reshape(dy.shape),)
+        return (dx.reshape(dy.shape) if need else None,)
 
 
 def _only_user(model, users, n, kind):
