@@ -48,7 +48,7 @@ class SublayerAddNorm:
 
         need = self.first.need_dx                                                   # u's gradient: f's dx + ds
         (dx,) = self.f.backward(ds.reshape(dy.shape), prologue=prologue, add_to=ds if need else None)
-        tot = parts[0]
+        tot = parts[0] if parts else np.zeros((2, xhat.shape[1]), ln.g["gamma"].dtype)   # no chunk: no rows
         for i in range(1, len(parts)):                                              # in chunk order
             tot = tot + parts[i]
         ln.g["gamma"][...] = tot[0].reshape(ln.g["gamma"].shape)
