@@ -128,7 +128,9 @@ class MultiHeadSelfAttention(Layer):
         speed below a few hundred rows; 256 measured no faster on workload e)."""
         return parallel.chunks(B, T, target=512) if B else []
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, epilogue=None):
+        """y (B, T, d); epilogue(r0, r1, y2) runs on rows r0 … r1−1 of y2 = y as (B·T, d) as soon as its chunk is
+        done, on the same thread (fusion_sublayer.SublayerAddNorm: the residual LayerNorm while the rows are in cache)."""
         B, T, d = x.shape
         h = self.config["heads"]
         dk = self._dk(d)
@@ -163,6 +165,8 @@ class MultiHeadSelfAttention(Layer):
             kn.dense_fwd(Zc[r], Wo, bo, y[r])                           # (n·T, d)
             if masked:
                 y[r] *= valid[a:b].reshape(-1, 1)                       # padded steps output 0
+            if epilogue is not None:
+                epilogue(a * T, b * T, y)
 
         parallel.run(run, self._chunks(B, T, d, D))
         self.x2, self.W, self.qkv, self.valid, self.masked, self.A, self.Zc = x2, W, qkv, valid, masked, A, Zc
@@ -187,25 +191,32 @@ class MultiHeadSelfAttention(Layer):
             attend(qkv[b:b + 1], self.valid[b:b + 1], self.config["causal"], self.scale, h, A[i:i + 1], Z)
         return A
 
-    def backward(self, dy):
+    def backward(self, dy, prologue=None, add_to=None):
+        """(dx,); prologue(i, r0, r1) first writes rows r0 … r1−1 of dy in chunk i's own loop (SublayerAddNorm:
+        the residual LayerNorm's backward); add_to: an array of x's shape, C-contiguous, that dx is added to (and
+        returned; it may be dy itself: each chunk reads its rows of dy before)."""
         B, T, d = dy.shape
         h = self.config["heads"]
         dk = self._dk(d)
         D = h * dk
         p, g = self.p, self.g
         dt = self.qkv.dtype
-        dy2 = np.ascontiguousarray(dy, dtype=dt).reshape(B * T, d)     # (B·T, d)
-        if self.masked:
-            dy2 = dy2 * self.valid.reshape(B * T, 1)                    # padded steps pass nothing back
+        dy0 = dy2 = np.ascontiguousarray(dy, dtype=dt).reshape(B * T, d)     # (B·T, d)
+        if self.masked:                                                 # padded steps pass nothing back
+            dy2 = scratch(self, "dym", dy2.shape, dt) if prologue else dy2 * self.valid.reshape(B * T, 1)
         dZ = scratch(self, "dZ", (B * T, D), dt)                        # (B·T, D)
         dqkv = scratch(self, "dqkv", (B * T, 3 * D), dt)                # (B·T, 3D) [dq | dk | dv]
-        dx = np.empty((B * T, d), dt) if self.need_dx else None         # (B·T, d)
+        dx = None if not self.need_dx else np.empty((B * T, d), dt) if add_to is None else add_to.reshape(B * T, d)
         chunks = self._chunks(B, T, d, D)
         x2, W, qkv, A, Zc, Wo = self.x2, self.W, self.qkv, self.A, self.Zc, p["Wo"]
 
         def rows(i, o):                                                 # samples a … b−1: dq, dk, dv, dx and
             a, b = chunks[i]                                            # their share o of every weight gradient
             r, n = slice(a * T, b * T), b - a
+            if prologue is not None:
+                prologue(i, a * T, b * T)
+                if self.masked:
+                    np.multiply(dy0[r], self.valid[a:b].reshape(-1, 1), out=dy2[r])
             kn.dense_dx(dy2[r], Wo, dZ[r], 1)                           # (n·T, D)
             if A is not None:
                 attend_bwd(qkv[r].reshape(n, T, 3 * D), A[a:b], dZ[r].reshape(n, T, D), self.scale, h,
@@ -215,9 +226,9 @@ class MultiHeadSelfAttention(Layer):
                 flash_attend_bwd(qn[..., :D], qn[..., D:2 * D], qn[..., 2 * D:], Zc[r].reshape(n, T, D),
                                  dZ[r].reshape(n, T, D), self.lse[a:b], self.valid[a:b], self.valid[a:b],
                                  self.config["causal"], self.scale, h, dn[..., :D], dn[..., D:2 * D], dn[..., 2 * D:])
-            if dx is not None:
-                kn.dense_dx(dqkv[r], W, dx[r], 1)                       # (n·T, d)
             kn.dense_dw(Zc[r], dy2[r], o[:d * D].reshape(d, D), o[d * D:d * D + d])          # (d, D), (d,)
+            if dx is not None:                                          # after the last read of dy2's rows
+                kn.dense_dx(dqkv[r], W, dx[r], 1 if add_to is None else 2)   # (n·T, d)
             kn.dense_dw(x2[r], dqkv[r], o[d * D + d:-3 * D].reshape(3 * D, d), o[-3 * D:])   # (3D, d), (3D,)
 
         nw = 3 * D * d + 3 * D                                          # [dW_Q | dW_K | dW_V], [db_Q | db_K | db_V]

@@ -67,7 +67,8 @@ def _softmax_rows(S, scale, valid, causal, bits, kvalid):
         mx = row[0]                                     # in S's dtype
         if full:                                        # every key allowed: branch-free loops
             for s in range(1, K):
-                mx = max(mx, row[s])
+                v = row[s]
+                mx = v if v > mx else mx                # a select: vectorises (NaN reaches the row below)
             for s in range(K):
                 row[s] = (row[s] - mx) * scale
             continue
@@ -79,9 +80,10 @@ def _softmax_rows(S, scale, valid, causal, bits, kvalid):
         for s in range(K):
             row[s] = (row[s] - mx) * scale if (seen and s < n and kvalid[s]) else -np.inf
     _exp(S.reshape(-1), bits)                           # the whole tile at once; exp(−inf) = 0
+    z = S.dtype.type(0)
     for t in range(T):
         row = S[t]
-        tot = 0.0
+        tot = z                                         # in S's dtype: terms in [0, 1], the largest 1
         for s in range(K):
             tot += row[s]
         if tot > 0:                                     # else nothing was allowed: the row stays 0
@@ -127,7 +129,7 @@ def attend_bwd(qkv, A, dZ, scale, h, dqkv):
             gemm(dz, v, G, True)                                        # (T, dk) @ (dk, T)
             gemm(a, dz, dqkv[b, :, 2 * D + c:2 * D + c + dk], False, True)   # (T, T)ᵀ @ (T, dk)
             for t in range(T):
-                r = 0.0
+                r = G.dtype.type(0)
                 for s in range(T):
                     r += G[t, s] * a[t, s]
                 for s in range(T):

@@ -12,6 +12,8 @@ import numpy as np
 from .. import parallel
 from . import norm_kernels as k
 from .conv_kernels import scratch
+from . import fusion_sublayer
+from .fusion_ffn import DenseReLUDense
 
 
 class BNReLUPool:
@@ -170,7 +172,7 @@ class AddLayerNorm(_Pair):
         return self.first.backward(dx)                      # the sum's gradient reaches both inputs
 
 
-KINDS = (ConvBNReLUPool, BNReLUPool, DenseReLU, AddLayerNorm)
+KINDS = (ConvBNReLUPool, BNReLUPool, DenseReLUDense, DenseReLU, AddLayerNorm)     # the longer chain first
 
 
 def _chain(model, users, n, k):
@@ -190,7 +192,8 @@ def groups(model):
     for n in model.order:
         for s in model.srcs[n]:
             users.setdefault(s, []).append(n)
-    out, taken = {}, set()
+    out = fusion_sublayer.find(model, users)              # LayerNorm(u + f(u)) first: it spans the others
+    taken = {v for g in out.values() for v in g.nodes}
     for n in model.order:
         for kind in KINDS:
             c = _chain(model, users, n, len(kind.TYPES))

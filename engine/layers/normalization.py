@@ -171,28 +171,36 @@ _LN_MATH = {"reassoc", "nsz", "contract", "arcp"}    # lets the row sums vectori
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_LN_MATH)
 def _ln_fwd(x, r, gamma, beta, eps, y, xhat, inv):
     """Per row of s = x + r (x alone when r is empty), x (M, F): xhat = (s − mean)/√(var + ε), y = γ·xhat + β;
-    inv[i] = 1/√(var + ε)."""
+    inv[i] = 1/√(var + ε). Sums in x's dtype (they vectorise), the mean corrected by the centred values' own mean
+    (c = s − μ₀ is exact near μ₀, so rows far from zero keep their accuracy); xhat and y may be one array."""
     m, f = x.shape
+    t = x.dtype.type
     for i in range(m):
         row = xhat[i]
+        s = t(0)
         if r.size:
             for j in range(f):
-                row[j] = x[i, j] + r[i, j]
+                v = x[i, j] + r[i, j]
+                row[j] = v
+                s += v
         else:
             for j in range(f):
-                row[j] = x[i, j]
-        mu = 0.0
-        for j in range(f):
-            mu += row[j]
-        mu /= f
-        var = 0.0
+                v = x[i, j]
+                row[j] = v
+                s += v
+        mu = s / t(f)
+        sc = t(0)
+        sq = t(0)
         for j in range(f):
             c = row[j] - mu
-            var += c * c
-        rs = 1.0 / np.sqrt(var / f + eps)
+            row[j] = c
+            sc += c
+            sq += c * c
+        d = sc / t(f)                                             # mean − μ₀
+        rs = t(1.0 / np.sqrt(max(np.float64(sq) / f - np.float64(d) * d, 0.0) + eps))
         inv[i] = rs
         for j in range(f):
-            xh = (row[j] - mu) * rs
+            xh = (row[j] - d) * rs
             row[j] = xh
             y[i, j] = gamma[j] * xh + beta[j]
 
@@ -201,6 +209,7 @@ def _ln_fwd(x, r, gamma, beta, eps, y, xhat, inv):
 def _ln_bwd(dy, xhat, inv, gamma, dx, dgamma, dbeta, need_dx):
     """dx = inv·(g − mean(g) − xhat·mean(g·xhat)) with g = γ·dy; dγ = Σ dy·xhat, dβ = Σ dy over rows."""
     m, f = dy.shape
+    t = dy.dtype.type
     for j in range(f):
         dgamma[j] = 0.0
         dbeta[j] = 0.0
@@ -208,16 +217,17 @@ def _ln_bwd(dy, xhat, inv, gamma, dx, dgamma, dbeta, need_dx):
         s1 = 0.0
         s2 = 0.0
         for j in range(f):
-            gj = gamma[j] * dy[i, j]
+            d = dy[i, j]
+            xh = xhat[i, j]
+            gj = gamma[j] * d
             s1 += gj
-            s2 += gj * xhat[i, j]
-            dgamma[j] += dy[i, j] * xhat[i, j]
-            dbeta[j] += dy[i, j]
+            s2 += gj * xh
+            dgamma[j] += d * xh
+            dbeta[j] += d
         if need_dx:
-            s1 /= f
-            s2 /= f
+            a, c, ri = t(s1 / f), t(s2 / f), inv[i]
             for j in range(f):
-                dx[i, j] = inv[i] * (gamma[j] * dy[i, j] - s1 - xhat[i, j] * s2)
+                dx[i, j] = ri * (gamma[j] * dy[i, j] - a - xhat[i, j] * c)
 
 
 AXES = HP("axes", "int", 1, min=1, max=4, doc="How many trailing axes each statistic spans (γ, β have their "
