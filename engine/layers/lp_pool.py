@@ -36,7 +36,6 @@ class _LpPool(Layer):
     """Lp pooling of rank `rank`: an AveragePool of the same geometry (count_include_pad) on |x|^p, times K, ^(1/p)."""
 
     category = "pooling"
-    fused = None          # runs on the per-layer path
     inner_type = "AveragePool2D"
 
     def __init__(self, name="", **config):
@@ -133,6 +132,7 @@ class _LpPool(Layer):
 
 @register
 class LpPool2D(_LpPool):
+    fused = None          # runs on the per-layer path
     doc = "Lp norm (Σ |x|^p)^(1/p) over K_h × K_w windows moved by stride S (ONNX LpPool); padding counts as zeros."
     hparams = (P_HP,) + GEOMETRY
 
@@ -145,6 +145,7 @@ class LpPool2D(_LpPool):
 
 @register
 class LpPool1D(_LpPool):
+    fused = None          # runs on the per-layer path
     doc = ("Lp norm (Σ |x|^p)^(1/p) over windows of K steps moved by S: (T, F) sequences or (C, L) signals "
            "(ONNX LpPool); padding counts as zeros.")
     hparams = (P_HP,) + GEOMETRY + (LAYOUT,)
@@ -160,6 +161,7 @@ class LpPool1D(_LpPool):
 
 @register
 class LpPool3D(_LpPool):
+    fused = None          # runs on the per-layer path
     doc = ("Lp norm (Σ |x|^p)^(1/p) over K_d × K_h × K_w windows of (C, D, H, W) moved by stride S (ONNX LpPool); "
            "padding counts as zeros.")
     hparams = (P_HP,) + GEOMETRY
