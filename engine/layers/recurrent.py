@@ -277,7 +277,8 @@ class Recurrent(Layer):
             sfx, (tc, bc, d) = self.suffixes[k], xc.shape
             dA, D, g = self.run_back(sfx, xc, mc, S, cache, np.ascontiguousarray(dys[k][:, c], dtype=dt), last[c])
             dA2 = dA.reshape(tc * bc, -1)                                     # (T·b, n·H)
-            g[self.w_in + sfx] = dA2.T @ xc.reshape(tc * bc, d)               # (n·H, T·b) @ (T·b, D)
+            if self.w_in + sfx not in g:                                      # (n·H, T·b) @ (T·b, D)
+                g[self.w_in + sfx] = dA2.T @ xc.reshape(tc * bc, d)
             dx = (dA2 @ self.p[self.w_in + sfx]).reshape(tc, bc, d) if self.need_dx else None   # (T·b, n·H) @ (n·H, D)
             out[j] = (D, g, dx)
         parallel.run(go, range(len(self.runs)))

@@ -12,41 +12,49 @@ TANH, RELU = 0, 1
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rnn_forward(xu, WT, h0, mask, act, fast, S):
-    """The whole time loop, time-major. xu (T, B, H) = U x_t + b for every step, WT = Wᵀ (H, H), h0 (H,),
-    mask (T, B); fast: float32 tanh. S (T+1, B, H) ← the state before step 0 (h0) and after every step
-    (a padded step keeps the previous state)."""
-    t, b, h = xu.shape
-    for i in range(b):
-        for k in range(h):
-            S[0, i, k] = h0[k]
-    for s in range(t):
-        new = S[s + 1]
-        gemm(S[s], WT, new)                                         # (B, H) @ (H, H): W h_{t−1} for the batch
+def _rnn_forward(xt, WUb, h0, mask, act, fast, Z):
+    """The whole time loop, time-major. xt (T, B, D), WUb (H+D+1, H) = [Wᵀ; Uᵀ; bᵀ], h0 (H,), mask (T, B); fast:
+    float32 tanh. Z (T+1, B, H+D+1) ← the rows z_s = [h_s | x_s | 1] that step s multiplies by WUb (h_s the state
+    before step s: h0, then the state after every step; a padded step keeps the previous state); Z[T] = [h_T | 0]."""
+    t, b, d = xt.shape
+    h = WUb.shape[1]
+    for s in range(t + 1):
         for i in range(b):
-            y, prev, a = new[i], S[s, i], xu[s, i]
+            z = Z[s, i]
+            for k in range(d):
+                z[h + k] = xt[s, i, k] if s < t else 0
+            z[h + d] = 1 if s < t else 0
+            if s == 0:
+                for k in range(h):
+                    z[k] = h0[k]
+    for s in range(t):
+        new = Z[s + 1, :, :h]
+        gemm(Z[s], WUb, new)                                        # (B, H+D+1) @ (H+D+1, H): W h_{t−1} + U x_t + b
+        for i in range(b):
+            y, prev = Z[s + 1, i], Z[s, i]                          # (H+D+1,): the loops below read the first H
             if not mask[s, i]:
                 for k in range(h):
                     y[k] = prev[k]
             elif act == RELU:
                 for k in range(h):
-                    v = y[k] + a[k]
+                    v = y[k]
                     y[k] = v if v > 0 else v * 0
             elif fast:
                 for k in range(h):
-                    y[k] = tanh32(y[k] + a[k])
+                    y[k] = tanh32(y[k])
             else:
                 for k in range(h):
-                    y[k] = np.tanh(y[k] + a[k])
+                    y[k] = np.tanh(y[k])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rnn_backward(dy, last, W, S, mask, act, dA, G, g, keep):
-    """δ_t = (∇_{h_t}L + Wᵀ δ_{t+1}) ⊙ f'(a_t), from t = T−1 down to 0, time-major.
+def _rnn_backward(dy, last, W, Z, mask, act, dA, G, g, keep, dWUb):
+    """δ_t = (∇_{h_t}L + Wᵀ δ_{t+1}) ⊙ f'(a_t), from t = T−1 down to 0, time-major, then the weights' gradient.
 
     dy (T, B, H) upstream gradient of the outputs, or (1, B, H) for the (H,) output at step last[i];
-    last (B,): −1 when every step is an output; dA (T, B, H) ← δ_t (0 at padded steps); G (T, B, H) ←
-    ∇_{h_t}L in total (0 at padded steps); g (B, H) ← the gradient reaching h_0; keep (B, H) scratch."""
+    last (B,): −1 when every step is an output; Z: the forward's rows [h_t | x_t | 1]; dA (T, B, H) ← δ_t (0 at
+    padded steps); G (T, B, H) ← ∇_{h_t}L in total (0 at padded steps); g (B, H) ← the gradient reaching h_0;
+    keep (B, H) scratch; dWUb (H, H+D+1) ← Σ_t δ_t z_tᵀ = [∂L/∂W | ∂L/∂U | ∂L/∂b]."""
     t, b, h = dA.shape
     for i in range(b):
         for k in range(h):
@@ -70,7 +78,7 @@ def _rnn_backward(dy, last, W, S, mask, act, dA, G, g, keep):
             else:
                 for k in range(h):
                     gti[k] = gi[k]
-            hn = S[s + 1, i]
+            hn = Z[s + 1, i]
             if act == TANH:
                 for k in range(h):
                     di[k] = gti[k] * (1 - hn[k] * hn[k])
@@ -82,6 +90,7 @@ def _rnn_backward(dy, last, W, S, mask, act, dA, G, g, keep):
             if not mask[s, i]:
                 for k in range(h):
                     g[i, k] = keep[i, k]
+    gemm(dA.reshape(t * b, h), Z[:t].reshape(t * b, Z.shape[2]), dWUb, ta=True)   # (H, T·B) @ (T·B, H+D+1)
 
 
 def _split_bias(b):
@@ -114,23 +123,30 @@ class RNN(Recurrent):
     def act(self):
         return TANH if self.config["activation"] == "tanh" else RELU
 
+    def forward(self, x, training=False):
+        h, d = self.config["units"], x.shape[-1]
+        self.wub = {}                                                        # per direction [Wᵀ; Uᵀ; bᵀ] (H+D+1, H)
+        for sfx in self.suffixes:
+            w = self.wub[sfx] = np.empty((h + d + 1, h), x.dtype)
+            w[:h], w[h:h + d], w[h + d] = self.p["W" + sfx].T, self.p["U" + sfx].T, self.p["b" + sfx]
+        return super().forward(x, training)
+
     def run(self, sfx, xt, mask):
-        t, b, _ = xt.shape
-        dt = xt.dtype
-        S = np.empty((t + 1, b, self.config["units"]), dt)                   # states h_0 … h_T
-        _rnn_forward(self.project(xt, sfx, "b"), np.ascontiguousarray(self.p["W" + sfx].T, dt),
-                     self.state("h0", sfx, dt), mask, self.act, dt == np.float32, S)
-        return S, {}
+        t, b, d = xt.shape
+        h = self.config["units"]
+        Z = np.empty((t + 1, b, h + d + 1), xt.dtype)                        # rows [h_t | x_t | 1], t = 0 … T
+        _rnn_forward(xt, self.wub[sfx], self.state("h0", sfx, xt.dtype), mask, self.act, xt.dtype == np.float32, Z)
+        return Z[:, :, :h], {"Z": Z}                                          # states h_0 … h_T (T+1, b, H)
 
     def run_back(self, sfx, xt, mask, S, cache, dy, last):
-        t, b, _ = xt.shape
+        t, b, d = xt.shape
         h, dt = self.config["units"], xt.dtype
         dA, D = np.empty((t, b, h), dt), np.empty((t, b, h), dt)
-        g, keep = np.empty((b, h), dt), np.empty((b, h), dt)
-        _rnn_backward(dy, last, self.weight("W" + sfx, dt), S, mask, self.act, dA, D, g, keep)
-        dA2 = dA.reshape(t * b, h)                                           # (T·b, H)
-        grads = {"W" + sfx: dA2.T @ S[:t].reshape(t * b, h),                  # Σ_t δ_t h_{t−1}ᵀ (H, H)
-                 "b" + sfx: dA2.sum(axis=0), "h0" + sfx: g.sum(axis=0)}
+        g, keep, dWUb = np.empty((b, h), dt), np.empty((b, h), dt), np.empty((h, h + d + 1), dt)
+        _rnn_backward(dy, last, self.weight("W" + sfx, dt), cache["Z"], mask, self.act, dA, D, g, keep, dWUb)
+        grads = {"W" + sfx: dWUb[:, :h], "U" + sfx: dWUb[:, h:h + d], "b" + sfx: dWUb[:, h + d]}   # Σ_t δ_t z_tᵀ
+        if "h0" + sfx in self.g:
+            grads["h0" + sfx] = g.sum(axis=0)
         return dA, D, grads
 
     def torch_step(self, x, st, p, torch):
