@@ -224,13 +224,29 @@ class Recurrent(Layer):
     def weight(self, name, dt):
         return np.ascontiguousarray(self.p[name], dt)
 
+    def _ones(self, t, b):
+        """A (T, B) all-valid mask, kept between steps (never written)."""
+        m = self.__dict__.setdefault("_full", {}).get((t, b))
+        if m is None:
+            m = self._full[(t, b)] = np.ones((t, b), np.bool_)
+        return m
+
+    def valid(self, b, t):
+        """The input's (B, T) mask of valid steps, None when every step is; sets self.mask (T, B) and self.last (B,),
+        each sequence's last valid step."""
+        m = self.in_masks[0] if self.in_masks else None
+        if m is None:
+            self.mask, self.last = self._ones(t, b), np.full(b, t - 1, np.int64)
+        else:
+            self.mask = np.ascontiguousarray(m.T, dtype=np.bool_)             # (T, B)
+            self.last = (t - 1 - np.argmax(m[:, ::-1], axis=1)).astype(np.int64)
+        return m
+
     def forward(self, x, training=False):
         b, t, d = x.shape
-        m = self.in_masks[0] if self.in_masks and self.in_masks[0] is not None else np.ones((b, t), bool)
-        self.mask = np.ascontiguousarray(m.T, dtype=np.bool_)                 # (T, B)
-        self.last = t - 1 - np.argmax(m[:, ::-1], axis=1)                    # (B,) last valid step
+        m = self.valid(b, t)
         xt = np.ascontiguousarray(x.transpose(1, 0, 2))                       # (T, B, D) time-major
-        self.perm = reversal(m) if any(self.backs) else None                 # (T, B)
+        self.perm = reversal(self.mask.T if m is None else m) if any(self.backs) else None   # (T, B)
         self.perms = [self.perm if bk else None for bk in self.backs]
         cols = np.arange(b)
         jobs = []                                                             # (direction, batch slice) pairs
@@ -241,17 +257,20 @@ class Recurrent(Layer):
 
         def go(j):
             k, c, xk = jobs[j]
-            xc, mc = np.ascontiguousarray(xk[:, c]), np.ascontiguousarray(self.mask[:, c])
+            mc = self._ones(t, c.stop - c.start) if m is None else np.ascontiguousarray(self.mask[:, c])
+            xc = np.ascontiguousarray(xk[:, c])
             self.runs[j] = (k, c, xc, mc) + self.run(self.suffixes[k], xc, mc)   # S (T+1, b, H), cache
         parallel.run(go, range(len(jobs)))
         runs, perm = self.runs, self.perms
-        hidden = lambda: gather([r[4][1:] for r in runs], runs, perm).transpose(1, 0, 2) * m[:, :, None]
+        hidden = lambda: gather([r[4][1:] for r in runs], runs, perm).transpose(1, 0, 2) * (
+            1 if m is None else m[:, :, None])
         self.taps = Taps(hidden=hidden)                                       # (B, T, dirs·H), 0 at padded steps
         for name in runs[0][5].get("taps", {}):                               # (T, B, …, H), 0 at padded steps
             self.taps[name] = lambda name=name: np.moveaxis(gather([r[5]["taps"][name] for r in runs], runs, perm), 0, 1)
         if self.config["return_sequences"]:
             return self.taps["hidden"]
-        last = [S[self.last[c] + 1, np.arange(c.stop - c.start)][None] for _, c, _, _, S, _ in runs]
+        last = [(S[t] if m is None else S[self.last[c] + 1, np.arange(c.stop - c.start)])[None]
+                for _, c, _, _, S, _ in runs]
         return gather(last, runs, None)[0]                                    # (B, dirs·H)
 
     def parts(self, b):
@@ -266,7 +285,7 @@ class Recurrent(Layer):
         if seqs:
             last, dyt = np.full(b, -1, np.int64), dy.transpose(1, 0, 2)       # (T, B, dirs·H)
         else:
-            last, dyt = self.last.astype(np.int64), dy.reshape(1, b, -1)      # (1, B, dirs·H)
+            last, dyt = self.last, dy.reshape(1, b, -1)                       # (1, B, dirs·H)
         dys = [dyt[..., k * h:(k + 1) * h] for k in range(self.dirs)]
         if seqs:                                                              # in the order a backwards layer read
             dys = [v[self.perm, cols] if bk else v for v, bk in zip(dys, self.backs)]
@@ -283,7 +302,10 @@ class Recurrent(Layer):
             out[j] = (D, g, dx)
         parallel.run(go, range(len(self.runs)))
         for k, v in self.g.items():                                           # the runs' shares in their order
-            v[...] = sum(o[1][k] for o in out if k in o[1])
+            shares = [o[1][k] for o in out if k in o[1]]
+            v[...] = shares[0]
+            for s in shares[1:]:
+                v += s
         runs, perm = self.runs, self.perms
         self.taps["grad_hidden"] = lambda: gather([o[0] for o in out], runs, perm).transpose(1, 0, 2)   # (B, T, dirs·H)
         if not self.need_dx:
