@@ -224,19 +224,13 @@ class Recurrent(Layer):
     def weight(self, name, dt):
         return np.ascontiguousarray(self.p[name], dt)
 
-    def _ones(self, t, b):
-        """A (T, B) all-valid mask, kept between steps (never written)."""
-        m = self.__dict__.setdefault("_full", {}).get((t, b))
-        if m is None:
-            m = self._full[(t, b)] = np.ones((t, b), np.bool_)
-        return m
-
     def valid(self, b, t):
-        """The input's (B, T) mask of valid steps, None when every step is; sets self.mask (T, B) and self.last (B,),
-        each sequence's last valid step."""
+        """The input's (B, T) mask of valid steps, None when every step is; sets self.mask (T, B) (all valid: an array
+        kept between steps, never written) and self.last (B,), each sequence's last valid step."""
         m = self.in_masks[0] if self.in_masks else None
         if m is None:
-            self.mask, self.last = self._ones(t, b), np.full(b, t - 1, np.int64)
+            full = self.__dict__.setdefault("_full", {})
+            self.mask, self.last = full.setdefault((t, b), np.ones((t, b), np.bool_)), np.full(b, t - 1, np.int64)
         else:
             self.mask = np.ascontiguousarray(m.T, dtype=np.bool_)             # (T, B)
             self.last = (t - 1 - np.argmax(m[:, ::-1], axis=1)).astype(np.int64)
@@ -257,13 +251,12 @@ class Recurrent(Layer):
 
         def go(j):
             k, c, xk = jobs[j]
-            mc = self._ones(t, c.stop - c.start) if m is None else np.ascontiguousarray(self.mask[:, c])
-            xc = np.ascontiguousarray(xk[:, c])
+            xc, mc = np.ascontiguousarray(xk[:, c]), np.ascontiguousarray(self.mask[:, c])
             self.runs[j] = (k, c, xc, mc) + self.run(self.suffixes[k], xc, mc)   # S (T+1, b, H), cache
         parallel.run(go, range(len(jobs)))
         runs, perm = self.runs, self.perms
-        hidden = lambda: gather([r[4][1:] for r in runs], runs, perm).transpose(1, 0, 2) * (
-            1 if m is None else m[:, :, None])
+        valid = 1 if m is None else m[:, :, None]
+        hidden = lambda: gather([r[4][1:] for r in runs], runs, perm).transpose(1, 0, 2) * valid
         self.taps = Taps(hidden=hidden)                                       # (B, T, dirs·H), 0 at padded steps
         for name in runs[0][5].get("taps", {}):                               # (T, B, …, H), 0 at padded steps
             self.taps[name] = lambda name=name: np.moveaxis(gather([r[5]["taps"][name] for r in runs], runs, perm), 0, 1)

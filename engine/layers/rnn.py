@@ -161,7 +161,8 @@ class RNN(Recurrent):
             return self.taps["hidden"]
         if m is None:
             return np.concatenate([z[t, :, :h] for z in Zs])                 # (B, H)
-        return np.concatenate([z[self.last[lo:hi] + 1, np.arange(hi - lo), :h] for z, lo, hi in zip(Zs, at[:-1], at[1:])])
+        return np.concatenate([z[self.last[lo:hi] + 1, np.arange(hi - lo), :h]                # (B, H)
+                               for z, lo, hi in zip(Zs, at[:-1], at[1:])])
 
     def backward(self, dy):
         if self.whole is None:
