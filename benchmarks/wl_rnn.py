@@ -1,17 +1,22 @@
 """Workload d of shared/reference/benchmark-workloads.md: plain tanh RNN (input 8, hidden 64, T = 50), last
 state → Dense(64→1), MSE, batch 32, Adam lr 1e-3; one step = zero grads + forward + loss + backward + step.
 
-    python benchmarks/wl_rnn.py               # alternate engine / torch (default threads) / torch (1 thread),
-                                              # each in its own process, and print the medians and ratios
-    python benchmarks/wl_rnn.py engine|torch [threads]   # one side in this process: ms/step of one block set
+    python benchmarks/bench.py --only d        # the fair wall-clock comparison (both thread settings)
+    python benchmarks/wl_rnn.py [--reps 3] [--baseline ROOT]
+        # on a busy machine: CPU time per step on one thread, the engine (and the engine at ROOT, e.g. a
+        # `git archive` of main) and PyTorch alternating, each in a fresh process; prints `uptime` with each run
+    python benchmarks/wl_rnn.py --side engine|torch [--root ROOT]    # one such process
 """
+import argparse
+import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
 
 from recurrent import recurrent  # noqa: E402  (benchmarks/ is on the path: the script's folder, or bench.py's)
 
@@ -23,50 +28,66 @@ batch, engine_step, torch_step = recurrent("RNN", T, D, H, B, "d")
 WORKLOADS = {"d": (engine_step, torch_step, FLOP, B)}     # discovered by benchmarks/bench.py
 
 
-def time_side(side, threads=None, blocks=15, block=0.2):
-    """Median ms/step over blocks of about `block` seconds, after warm-up, in this process."""
+def cpu_ms(side, root=None, blocks=7, steps=60):
+    """(CPU ms, wall ms) per step on one thread in this process: medians of blocks of `steps` steps after warm-up."""
     if side == "torch":
         import torch
-        if threads:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(1)
         fn = torch_step()
-        ctx = None
     else:
-        from threadpoolctl import threadpool_limits
+        if root:                                            # another engine (a baseline) first on the path
+            sys.path.insert(0, str(root))
+            for k in [k for k in sys.modules if k == "engine" or k.startswith("engine.")]:
+                del sys.modules[k]
+        from engine._malloc import keep_freed_memory
+        from engine.parallel import thread_limits
         fn = engine_step()
-        ctx = threadpool_limits(limits=1, user_api="blas")          # training GEMMs on one BLAS thread
-        ctx.__enter__()
-    for _ in range(20):
+        keep_freed_memory()                                 # as Trainer.run
+        limits = thread_limits(1)                           # kept referenced: collecting it would end the limits
+        limits.__enter__()
+    for _ in range(3 * steps):
         fn()
-    t0 = time.perf_counter()
-    n = 0
-    while time.perf_counter() - t0 < 0.3:
-        fn()
-        n += 1
-    per = max(1, int(block / ((time.perf_counter() - t0) / n)))
-    meds = []
+    cpu, wall = [], []
     for _ in range(blocks):
-        t0 = time.perf_counter()
-        for _ in range(per):
+        c, w = time.process_time(), time.perf_counter()
+        for _ in range(steps):
             fn()
-        meds.append((time.perf_counter() - t0) / per * 1e3)
-    return statistics.median(meds)
+        cpu.append((time.process_time() - c) / steps * 1e3)
+        wall.append((time.perf_counter() - w) / steps * 1e3)
+    return statistics.median(cpu), statistics.median(wall)
+
+
+def uptime():
+    return os.getloadavg()[0]
 
 
 def main():
-    if len(sys.argv) > 1:
-        print(f"{time_side(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None):.4f}")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--side", choices=("engine", "torch"))
+    ap.add_argument("--root", help="the engine's root folder (default: this checkout)")
+    ap.add_argument("--baseline", help="a second engine root timed alternating with this one")
+    ap.add_argument("--reps", type=int, default=3)
+    a = ap.parse_args()
+    if a.side:
+        print("%.4f %.4f" % cpu_ms(a.side, a.root))
         return
-    runs = {"engine": [], "torch": [], "torch-1": []}
-    for _ in range(3):                                   # alternate, each side in a fresh process
-        for key, args in (("engine", ["engine"]), ("torch", ["torch"]), ("torch-1", ["torch", "1"])):
+    sides = [("engine", ["--side", "engine"])] + ([("baseline", ["--side", "engine", "--root", a.baseline])]
+                                                   if a.baseline else []) + [("torch", ["--side", "torch"])]
+    runs = {k: [] for k, _ in sides}
+    for r in range(a.reps):
+        for key, args in sides:
+            load = uptime()
             out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True)
-            runs[key].append(float(out.stdout.split()[-1]))
+            cpu, wall = map(float, out.stdout.split()[-2:])
+            runs[key].append(cpu)
+            print(f"  rep {r + 1} {key:8s} cpu {cpu:.3f} ms/step (wall {wall:.3f})  load {load:.2f} → {uptime():.2f}",
+                  flush=True)
     med = {k: statistics.median(v) for k, v in runs.items()}
     for k, v in med.items():
-        print(f"d {k:8s} {v:7.3f} ms/step  {B / v * 1e3:8.0f} samples/s  {FLOP / v / 1e6:5.1f} GFLOP/s   runs {runs[k]}")
-    print(f"ratio torch/engine: {med['torch'] / med['engine']:.2f}× (default threads), "
-          f"{med['torch-1'] / med['engine']:.2f}× (1 thread)")
+        print(f"d {k:8s} {v:.3f} CPU ms/step on one thread (median of {runs[k]})")
+    for k in med:
+        if k != "torch":
+            print(f"ratio torch / {k}: {med['torch'] / med[k]:.2f}×")
 
 
 if __name__ == "__main__":

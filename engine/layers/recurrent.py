@@ -224,13 +224,23 @@ class Recurrent(Layer):
     def weight(self, name, dt):
         return np.ascontiguousarray(self.p[name], dt)
 
+    def valid(self, b, t):
+        """The input's (B, T) mask of valid steps, None when every step is; sets self.mask (T, B) (all valid: an array
+        kept between steps, never written) and self.last (B,), each sequence's last valid step."""
+        m = self.in_masks[0] if self.in_masks else None
+        if m is None:
+            full = self.__dict__.setdefault("_full", {})
+            self.mask, self.last = full.setdefault((t, b), np.ones((t, b), np.bool_)), np.full(b, t - 1, np.int64)
+        else:
+            self.mask = np.ascontiguousarray(m.T, dtype=np.bool_)             # (T, B)
+            self.last = (t - 1 - np.argmax(m[:, ::-1], axis=1)).astype(np.int64)
+        return m
+
     def forward(self, x, training=False):
         b, t, d = x.shape
-        m = self.in_masks[0] if self.in_masks and self.in_masks[0] is not None else np.ones((b, t), bool)
-        self.mask = np.ascontiguousarray(m.T, dtype=np.bool_)                 # (T, B)
-        self.last = t - 1 - np.argmax(m[:, ::-1], axis=1)                    # (B,) last valid step
+        m = self.valid(b, t)
         xt = np.ascontiguousarray(x.transpose(1, 0, 2))                       # (T, B, D) time-major
-        self.perm = reversal(m) if any(self.backs) else None                 # (T, B)
+        self.perm = reversal(self.mask.T if m is None else m) if any(self.backs) else None   # (T, B)
         self.perms = [self.perm if bk else None for bk in self.backs]
         cols = np.arange(b)
         jobs = []                                                             # (direction, batch slice) pairs
@@ -245,13 +255,15 @@ class Recurrent(Layer):
             self.runs[j] = (k, c, xc, mc) + self.run(self.suffixes[k], xc, mc)   # S (T+1, b, H), cache
         parallel.run(go, range(len(jobs)))
         runs, perm = self.runs, self.perms
-        hidden = lambda: gather([r[4][1:] for r in runs], runs, perm).transpose(1, 0, 2) * m[:, :, None]
+        valid = 1 if m is None else m[:, :, None]
+        hidden = lambda: gather([r[4][1:] for r in runs], runs, perm).transpose(1, 0, 2) * valid
         self.taps = Taps(hidden=hidden)                                       # (B, T, dirs·H), 0 at padded steps
         for name in runs[0][5].get("taps", {}):                               # (T, B, …, H), 0 at padded steps
             self.taps[name] = lambda name=name: np.moveaxis(gather([r[5]["taps"][name] for r in runs], runs, perm), 0, 1)
         if self.config["return_sequences"]:
             return self.taps["hidden"]
-        last = [S[self.last[c] + 1, np.arange(c.stop - c.start)][None] for _, c, _, _, S, _ in runs]
+        last = [(S[t] if m is None else S[self.last[c] + 1, np.arange(c.stop - c.start)])[None]
+                for _, c, _, _, S, _ in runs]
         return gather(last, runs, None)[0]                                    # (B, dirs·H)
 
     def parts(self, b):
@@ -266,7 +278,7 @@ class Recurrent(Layer):
         if seqs:
             last, dyt = np.full(b, -1, np.int64), dy.transpose(1, 0, 2)       # (T, B, dirs·H)
         else:
-            last, dyt = self.last.astype(np.int64), dy.reshape(1, b, -1)      # (1, B, dirs·H)
+            last, dyt = self.last, dy.reshape(1, b, -1)                       # (1, B, dirs·H)
         dys = [dyt[..., k * h:(k + 1) * h] for k in range(self.dirs)]
         if seqs:                                                              # in the order a backwards layer read
             dys = [v[self.perm, cols] if bk else v for v, bk in zip(dys, self.backs)]
@@ -277,12 +289,16 @@ class Recurrent(Layer):
             sfx, (tc, bc, d) = self.suffixes[k], xc.shape
             dA, D, g = self.run_back(sfx, xc, mc, S, cache, np.ascontiguousarray(dys[k][:, c], dtype=dt), last[c])
             dA2 = dA.reshape(tc * bc, -1)                                     # (T·b, n·H)
-            g[self.w_in + sfx] = dA2.T @ xc.reshape(tc * bc, d)               # (n·H, T·b) @ (T·b, D)
+            if self.w_in + sfx not in g:                                      # (n·H, T·b) @ (T·b, D)
+                g[self.w_in + sfx] = dA2.T @ xc.reshape(tc * bc, d)
             dx = (dA2 @ self.p[self.w_in + sfx]).reshape(tc, bc, d) if self.need_dx else None   # (T·b, n·H) @ (n·H, D)
             out[j] = (D, g, dx)
         parallel.run(go, range(len(self.runs)))
         for k, v in self.g.items():                                           # the runs' shares in their order
-            v[...] = sum(o[1][k] for o in out if k in o[1])
+            shares = [o[1][k] for o in out if k in o[1]]
+            v[...] = shares[0]
+            for s in shares[1:]:
+                v += s
         runs, perm = self.runs, self.perms
         self.taps["grad_hidden"] = lambda: gather([o[0] for o in out], runs, perm).transpose(1, 0, 2)   # (B, T, dirs·H)
         if not self.need_dx:

@@ -1,87 +1,106 @@
-"""Single-layer RNN (spec §4): a_t = W h_{t−1} + U x_t + b, h_t = f(a_t); BPTT as the δ_t recurrence; bidirectional
-and masks through the Recurrent base."""
+"""Single-layer RNN (spec §4): a_t = W h_{t−1} + U x_t + b, h_t = f(a_t); BPTT as the δ_t recurrence; masks as the
+Recurrent base; bidirectional and reverse through its jobs."""
 import numpy as np
 from .._jit import njit
 
 from ..blas import gemm
 from ..hparams import HP
 from .base import Param, register
-from .recurrent import Recurrent, tanh32
+from .. import parallel
+from .recurrent import Recurrent, Taps, tanh32
 
 TANH, RELU = 0, 1
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rnn_forward(xu, WT, h0, mask, act, fast, S):
-    """The whole time loop, time-major. xu (T, B, H) = U x_t + b for every step, WT = Wᵀ (H, H), h0 (H,),
-    mask (T, B); fast: float32 tanh. S (T+1, B, H) ← the state before step 0 (h0) and after every step
-    (a padded step keeps the previous state)."""
-    t, b, h = xu.shape
-    for i in range(b):
-        for k in range(h):
-            S[0, i, k] = h0[k]
-    for s in range(t):
-        new = S[s + 1]
-        gemm(S[s], WT, new)                                         # (B, H) @ (H, H): W h_{t−1} for the batch
+def _rnn_forward(x, lo, hi, WUb, h0, mask, act, fast, Zf):
+    """The whole time loop of sequences lo … hi−1, time-major. x (T, B, D) (any strides), WUb (H+D+1, H) =
+    [Wᵀ; Uᵀ; bᵀ], h0 (H,), mask (T, B); fast: float32 tanh. Zf: flat buffer holding this slice's rows
+    Z (T+1, hi−lo, H+D+1) from element (T+1)·(H+D+1)·lo on: z_s = [h_s | x_s | 1] is what step s multiplies by WUb
+    (h_s the state before step s: h0, then the state after every step; a padded step keeps the previous state);
+    Z[T] = [h_T | 0]."""
+    t, _, d = x.shape
+    h = WUb.shape[1]
+    n, b = h + d + 1, hi - lo
+    Z = Zf[(t + 1) * n * lo:(t + 1) * n * hi].reshape((t + 1, b, n))
+    for s in range(t + 1):
         for i in range(b):
-            y, prev, a = new[i], S[s, i], xu[s, i]
-            if not mask[s, i]:
+            z = Z[s, i]
+            for k in range(d):
+                z[h + k] = x[s, lo + i, k] if s < t else 0
+            z[h + d] = 1 if s < t else 0
+            if s == 0:
+                for k in range(h):
+                    z[k] = h0[k]
+    for s in range(t):
+        gemm(Z[s], WUb, Z[s + 1, :, :h])                            # (b, H+D+1) @ (H+D+1, H): W h_{t−1} + U x_t + b
+        for i in range(b):
+            y, prev = Z[s + 1, i], Z[s, i]                          # (H+D+1,): the loops below read the first H
+            if not mask[s, lo + i]:
                 for k in range(h):
                     y[k] = prev[k]
             elif act == RELU:
                 for k in range(h):
-                    v = y[k] + a[k]
+                    v = y[k]
                     y[k] = v if v > 0 else v * 0
             elif fast:
                 for k in range(h):
-                    y[k] = tanh32(y[k] + a[k])
+                    y[k] = tanh32(y[k])
             else:
                 for k in range(h):
-                    y[k] = np.tanh(y[k] + a[k])
+                    y[k] = np.tanh(y[k])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rnn_backward(dy, last, W, S, mask, act, dA, G, g, keep):
-    """δ_t = (∇_{h_t}L + Wᵀ δ_{t+1}) ⊙ f'(a_t), from t = T−1 down to 0, time-major.
+def _rnn_backward(dy, last, lo, hi, W, Zf, mask, act, dAf, G, g, keep, dWUb):
+    """δ_t = (∇_{h_t}L + Wᵀ δ_{t+1}) ⊙ f'(a_t) of sequences lo … hi−1, from t = T−1 down to 0, time-major, then
+    their share of the weights' gradient.
 
-    dy (T, B, H) upstream gradient of the outputs, or (1, B, H) for the (H,) output at step last[i];
-    last (B,): −1 when every step is an output; dA (T, B, H) ← δ_t (0 at padded steps); G (T, B, H) ←
-    ∇_{h_t}L in total (0 at padded steps); g (B, H) ← the gradient reaching h_0; keep (B, H) scratch."""
-    t, b, h = dA.shape
+    dy (T, B, H) upstream gradient of the outputs, or (1, B, H) for the (H,) output at step last[i] (any strides);
+    last (B,): −1 when every step is an output; Zf: the forward's rows (_rnn_forward); dAf: flat buffer for this
+    slice's δ (T, hi−lo, H) from element T·H·lo on (0 at padded steps); G (T, B, H) ← ∇_{h_t}L in total (0 at padded
+    steps); g (B, H) ← the gradient reaching h_0; keep (B, H) scratch; dWUb (H, H+D+1) ← Σ_t δ_t z_tᵀ =
+    [∂L/∂W | ∂L/∂U | ∂L/∂b] of the slice."""
+    t, h, n, b = G.shape[0], G.shape[2], dWUb.shape[1], hi - lo
+    Z = Zf[(t + 1) * n * lo:(t + 1) * n * hi].reshape((t + 1, b, n))
+    dA = dAf[t * h * lo:t * h * hi].reshape((t, b, h))
+    gs = g[lo:hi]
     for i in range(b):
         for k in range(h):
-            g[i, k] = 0
+            gs[i, k] = 0
     for s in range(t - 1, -1, -1):
-        d, gt = dA[s], G[s]
+        d = dA[s]
         for i in range(b):
-            di, gti, gi = d[i], gt[i], g[i]
-            if not mask[s, i]:                                      # identity step: gradient passes through
+            j = lo + i
+            di, gti, gi = d[i], G[s, j], gs[i]
+            if not mask[s, j]:                                      # identity step: gradient passes through
                 for k in range(h):
                     di[k] = 0
                     gti[k] = 0
-                    keep[i, k] = gi[k]
+                    keep[j, k] = gi[k]
                 continue
-            if last[i] < 0:
+            if last[j] < 0:
                 for k in range(h):
-                    gti[k] = gi[k] + dy[s, i, k]
-            elif last[i] == s:
+                    gti[k] = gi[k] + dy[s, j, k]
+            elif last[j] == s:
                 for k in range(h):
-                    gti[k] = gi[k] + dy[0, i, k]
+                    gti[k] = gi[k] + dy[0, j, k]
             else:
                 for k in range(h):
                     gti[k] = gi[k]
-            hn = S[s + 1, i]
+            hn = Z[s + 1, i]
             if act == TANH:
                 for k in range(h):
                     di[k] = gti[k] * (1 - hn[k] * hn[k])
             else:
                 for k in range(h):
                     di[k] = gti[k] if hn[k] > 0 else gti[k] * 0
-        gemm(d, W, g)                                               # (B, H) @ (H, H): Wᵀ δ_t per row
+        gemm(d, W, gs)                                              # (b, H) @ (H, H): Wᵀ δ_t per row
         for i in range(b):                                          # padded steps pass g on unchanged
-            if not mask[s, i]:
+            if not mask[s, lo + i]:
                 for k in range(h):
-                    g[i, k] = keep[i, k]
+                    gs[i, k] = keep[lo + i, k]
+    gemm(dA.reshape(t * b, h), Z[:t].reshape(t * b, n), dWUb, ta=True)   # (H, T·b) @ (T·b, H+D+1)
 
 
 def _split_bias(b):
@@ -114,24 +133,85 @@ class RNN(Recurrent):
     def act(self):
         return TANH if self.config["activation"] == "tanh" else RELU
 
+    def forward(self, x, training=False):
+        """One direction reading forwards: every batch slice's time loop on the granted threads over whole-batch
+        buffers (no per-slice arrays); otherwise the Recurrent base's jobs (run, run_back)."""
+        h, (b, t, d) = self.config["units"], x.shape
+        self.wub = {}                                                        # per direction [Wᵀ; Uᵀ; bᵀ] (H+D+1, H)
+        for sfx in self.suffixes:
+            w = self.wub[sfx] = np.empty((h + d + 1, h), x.dtype)
+            w[:h], w[h:h + d], w[h + d] = self.p["W" + sfx].T, self.p["U" + sfx].T, self.p["b" + sfx]
+        self.whole = None
+        if self.backs != (False,):
+            return super().forward(x, training)
+        m = self.valid(b, t)
+        dt, n = x.dtype, h + d + 1
+        at = self.__dict__.setdefault("_at", {}).get(b)                      # slice boundaries, fixed by b
+        if at is None:
+            at = self._at[b] = np.array([0] + [hi for _, hi in self.parts(b)], np.int64)
+        xt, Zf = x.transpose(1, 0, 2), np.empty((t + 1) * b * n, dt)         # (T, B, D) view; slices' rows [h | x | 1]
+        h0, wub, act, mask = self.state("h0", "", dt), self.wub[""], self.act, self.mask
+        parallel.run(lambda j: _rnn_forward(xt, at[j], at[j + 1], wub, h0, mask, act, dt == np.float32, Zf),
+                     range(len(at) - 1))
+        self.whole = (xt, at, Zf)
+        Zs = [Zf[(t + 1) * n * lo:(t + 1) * n * hi].reshape(t + 1, hi - lo, n) for lo, hi in zip(at[:-1], at[1:])]
+        states = lambda: np.concatenate([z[1:, :, :h] for z in Zs], axis=1).transpose(1, 0, 2)   # (B, T, H)
+        self.taps = Taps(hidden=lambda: states() * (1 if m is None else m[:, :, None]))   # 0 at padded steps
+        if self.config["return_sequences"]:
+            return self.taps["hidden"]
+        if m is None:
+            return np.concatenate([z[t, :, :h] for z in Zs])                 # (B, H)
+        return np.concatenate([z[self.last[lo:hi] + 1, np.arange(hi - lo), :h]                # (B, H)
+                               for z, lo, hi in zip(Zs, at[:-1], at[1:])])
+
+    def backward(self, dy):
+        if self.whole is None:
+            return super().backward(dy)
+        xt, at, Zf = self.whole
+        (t, b, d), h, dt = xt.shape, self.config["units"], xt.dtype
+        n = h + d + 1
+        if self.config["return_sequences"]:
+            last, dyt = np.full(b, -1, np.int64), dy.transpose(1, 0, 2)       # (T, B, H)
+        else:
+            last, dyt = self.last, dy.reshape(1, b, h)                        # (1, B, H)
+        dAf, G = np.empty(t * b * h, dt), np.empty((t, b, h), dt)             # δ slice by slice; ∂L/∂h_t
+        g, keep, dW = np.empty((b, h), dt), np.empty((b, h), dt), np.empty((len(at) - 1, h, n), dt)
+        W, act, mask, U = self.weight("W", dt), self.act, self.mask, self.p["U"]
+        dx = np.empty((t, b, d), dt) if self.need_dx else None               # (T, B, D)
+
+        def go(j):
+            lo, hi = at[j], at[j + 1]
+            _rnn_backward(dyt, last, lo, hi, W, Zf, mask, act, dAf, G, g, keep, dW[j])
+            if dx is not None:                                                # (T·b, H) @ (H, D)
+                dx[:, lo:hi] = (dAf[t * h * lo:t * h * hi].reshape(t * (hi - lo), h) @ U).reshape(t, hi - lo, d)
+        parallel.run(go, range(len(at) - 1))
+        tot = dW[0]
+        for j in range(1, len(dW)):                                           # the slices' shares in their order
+            tot += dW[j]
+        self.g["W"][...], self.g["U"][...], self.g["b"][...] = tot[:, :h], tot[:, h:h + d], tot[:, h + d]
+        if "h0" in self.g:
+            self.g["h0"][...] = g.sum(axis=0)
+        self.taps["grad_hidden"] = lambda: G.transpose(1, 0, 2)              # (B, T, H)
+        return (None if dx is None else dx.transpose(1, 0, 2),)              # (B, T, D)
+
     def run(self, sfx, xt, mask):
-        t, b, _ = xt.shape
-        dt = xt.dtype
-        S = np.empty((t + 1, b, self.config["units"]), dt)                   # states h_0 … h_T
-        _rnn_forward(self.project(xt, sfx, "b"), np.ascontiguousarray(self.p["W" + sfx].T, dt),
-                     self.state("h0", sfx, dt), mask, self.act, dt == np.float32, S)
-        return S, {}
+        t, b, d = xt.shape
+        h = self.config["units"]
+        Zf = np.empty((t + 1) * b * (h + d + 1), xt.dtype)                   # rows [h_t | x_t | 1], t = 0 … T
+        _rnn_forward(xt, 0, b, self.wub[sfx], self.state("h0", sfx, xt.dtype), mask, self.act,
+                     xt.dtype == np.float32, Zf)
+        return Zf.reshape(t + 1, b, h + d + 1)[:, :, :h], {"Z": Zf}          # states h_0 … h_T (T+1, b, H)
 
     def run_back(self, sfx, xt, mask, S, cache, dy, last):
-        t, b, _ = xt.shape
+        t, b, d = xt.shape
         h, dt = self.config["units"], xt.dtype
-        dA, D = np.empty((t, b, h), dt), np.empty((t, b, h), dt)
-        g, keep = np.empty((b, h), dt), np.empty((b, h), dt)
-        _rnn_backward(dy, last, self.weight("W" + sfx, dt), S, mask, self.act, dA, D, g, keep)
-        dA2 = dA.reshape(t * b, h)                                           # (T·b, H)
-        grads = {"W" + sfx: dA2.T @ S[:t].reshape(t * b, h),                  # Σ_t δ_t h_{t−1}ᵀ (H, H)
-                 "b" + sfx: dA2.sum(axis=0), "h0" + sfx: g.sum(axis=0)}
-        return dA, D, grads
+        dA, D = np.empty(t * b * h, dt), np.empty((t, b, h), dt)
+        g, keep, dWUb = np.empty((b, h), dt), np.empty((b, h), dt), np.empty((h, h + d + 1), dt)
+        _rnn_backward(dy, last, 0, b, self.weight("W" + sfx, dt), cache["Z"], mask, self.act, dA, D, g, keep, dWUb)
+        grads = {"W" + sfx: dWUb[:, :h], "U" + sfx: dWUb[:, h:h + d], "b" + sfx: dWUb[:, h + d]}   # Σ_t δ_t z_tᵀ
+        if "h0" + sfx in self.g:
+            grads["h0" + sfx] = g.sum(axis=0)
+        return dA.reshape(t, b, h), D, grads
 
     def torch_step(self, x, st, p, torch):
         f = torch.tanh if self.config["activation"] == "tanh" else torch.relu
