@@ -327,6 +327,15 @@ def _div(n):
 
 
 RULES.update({"Div": _div, "Pow": _pow, "Squeeze": _squeeze, "Unsqueeze": _squeeze})
+
+
+def _transpose(n):
+    """Transpose as a Permute of the sample's axes when the batch axis stays first (default perm: reversed)."""
+    perm = n.a("perm") or (list(range(n.rank()))[::-1] if n.rank() else None)
+    return _need("Permute", None if perm is None or perm[0] == 0 else "moves the batch axis")
+
+
+RULES["Transpose"] = _transpose
 FREE = {"Constant", "Identity"}      # data and no-ops: no layer needed
 
 
