@@ -42,10 +42,86 @@ def test_transpose_moving_the_batch_axis_is_a_missing_option(name):
 
 @pytest.mark.parametrize("suite,name,types", [("pytorch-operator", "test_operator_permute2", ["Permute"]),
                                               ("pytorch-converted", "test_PixelShuffle", ["Reshape", "Permute",
-                                                                                         "Reshape"])])
+                                                                                         "Reshape"]),
+                                              ("pytorch-converted", "test_GLU", ["Slice", "Slice", "Sigmoid", "Multiply"]),
+                                              ("pytorch-converted", "test_GLU_dim", ["Slice", "Slice", "Sigmoid",
+                                                                                     "Multiply"])])
 def test_pytorch_permutes_import_and_predict_the_shipped_outputs(suite, name, types):
     m, xs, want = shipped(suite, name)
     model = imported(m)
     assert sorted(layer_types(model)) == sorted(types)
     np.testing.assert_allclose(model.predict(xs[0].astype(np.float32)), want[0], rtol=1e-5, atol=1e-6)
     assert cov.classify(m)[0] == "layer"
+
+
+# ---- Slice and Split ----
+@pytest.mark.parametrize("config,shape,index", [
+    ({"axes": [0], "starts": [1], "ends": [3], "steps": [1]}, (5, 4), np.s_[:, 1:3]),
+    ({"axes": [1, 0], "starts": [-1, 2**31 - 1], "ends": [-2**31, -6], "steps": [-2, -1]}, (5, 4), np.s_[:, ::-1, ::-2]),
+    ({"axes": [2], "starts": [-3], "ends": [2**31 - 1], "steps": [2]}, (2, 3, 7), np.s_[:, :, :, -3::2]),
+    ({"axes": [1], "starts": [-100], "ends": [100], "steps": [3]}, (2, 7), np.s_[:, :, ::3])])
+def test_slice_is_pythons_slicing_forward_and_backward(config, shape, index):
+    from engine.layers import create
+    layer = create("Slice", "s", config)
+    layer.build([shape])
+    x = np.random.default_rng(0).normal(size=(3,) + shape)
+    y = layer.forward(x)
+    np.testing.assert_array_equal(y, x[index])
+    dy = np.random.default_rng(1).normal(size=y.shape)
+    dx = np.zeros_like(x)
+    dx[index] = dy
+    np.testing.assert_array_equal(layer.backward(dy)[0], dx)
+    torch = pytest.importorskip("torch")
+    np.testing.assert_array_equal(layer.torch_reference([torch.tensor(x)], {}, torch).numpy(), x[index])
+
+
+def test_slice_refuses_bad_bounds_in_one_line():
+    from engine.errors import LayerboardError
+    from engine.layers import create
+    for cfg, shape, words in [({"axes": [0], "starts": [3], "ends": [3]}, (4,), "keeps nothing of axis 0"),
+                              ({"axes": [2], "starts": [0], "ends": [1]}, (4, 5), "slices axis 2"),
+                              ({"axes": [0, 1], "starts": [0], "ends": [1, 2], "steps": [1, 1]}, (4, 5), "one value")]:
+        with pytest.raises(LayerboardError) as e:
+            create("Slice", "cut", cfg).compute_output_shape([shape])
+        assert words in str(e.value) and "'cut'" in str(e.value) and "\n" not in str(e.value)
+
+
+SLICES = ["test_slice", "test_slice_default_axes", "test_slice_default_steps", "test_slice_end_out_of_bounds",
+          "test_slice_neg", "test_slice_neg_steps", "test_slice_negative_axes", "test_slice_start_out_of_bounds"]
+
+
+@pytest.mark.parametrize("name", SLICES)
+def test_slice_cases_with_constant_bounds_import_as_slice(name):
+    m, xs, want = frozen(name)
+    refused = {"test_slice": "slices the batch axis", "test_slice_neg_steps": "slices the batch axis",
+               "test_slice_start_out_of_bounds": "keeps nothing"}.get(name)
+    if refused:                     # batch rows 0:3 or reversed, an empty output: refused in one line, named
+        from engine.onnx_import import ImportFailed, read
+        with pytest.raises(ImportFailed, match=refused):
+            read(m, strict=True)
+        assert cov.classify(m)[0] == "option"
+        return
+    model = imported(m)
+    assert layer_types(model) in (["Slice"], [])
+    np.testing.assert_allclose(model.predict(xs[0].astype(np.float32)), want, rtol=0, atol=0)
+    assert cov.classify(m)[0] == "layer"
+
+
+SPLITS = ["test_split_equal_parts_2d_opset13", "test_split_variable_parts_2d_opset13",
+          "test_split_variable_parts_2d_opset18", "test_split_2d_uneven_split_opset18", "test_split_equal_parts_2d"]
+
+
+@pytest.mark.parametrize("name", SPLITS)
+def test_split_cases_import_as_one_slice_per_output(name):
+    from onnx import ModelProto
+    from test_onnx_ops_more import backend_cases
+    c = backend_cases()[name]
+    m, xs, _ = frozen(name)
+    model = imported(m)
+    outs = c.data_sets[0][1]
+    assert layer_types(model) == ["Slice"] * len(outs)
+    ys = model.predict_all(xs[0].astype(np.float32))
+    parts = sorted((n for n in model.graph.nodes.values() if n.type == "Slice"), key=lambda n: n.config["starts"])
+    for n, w in zip(parts, outs):
+        np.testing.assert_array_equal(ys[n.name], w)
+    assert cov.classify(ModelProto.FromString(m.SerializeToString()))[0] == "layer"

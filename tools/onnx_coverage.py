@@ -336,6 +336,36 @@ def _transpose(n):
 
 
 RULES["Transpose"] = _transpose
+
+
+def _slice(n):
+    """Slice with constant bounds that keep the batch axis whole (engine/onnx_import_layout.py)."""
+    from onnx import numpy_helper
+    v = {k: n.a(k) for k in ("starts", "ends", "axes")} if n.opset < 10 else {}
+    for i, k in enumerate(("starts", "ends", "axes", "steps"), 1):
+        if n.opset >= 10 and len(n.inputs) > i and n.inputs[i]:
+            if n.inputs[i] not in n.inits:
+                return _need("Slice", f"{k} computed at run time (a graph input)")
+            v[k] = numpy_helper.to_array(n.inits[n.inputs[i]]).reshape(-1).tolist()
+    starts, ends = v.get("starts") or [], v.get("ends") or []
+    axes, steps = v.get("axes") or list(range(len(starts))), v.get("steps") or [1] * len(starts)
+    r, x = n.rank() or 1 << 30, n.shapes[0] or ()
+    b = x[0] if x and x[0] > 0 else 2 ** 31 - 1                 # the file's fixed batch size: a slice to it is whole
+    batch = [(s, e, st) for a, s, e, st in zip(axes, starts, ends, steps) if a % r == 0]
+    empty = x and any(not len(range(*slice(s, e, st).indices(x[a % r]))) for a, s, e, st in zip(axes, starts, ends, steps))
+    return _need("Slice", "slices the batch axis" if any((s, st) != (0, 1) or e < b for s, e, st in batch) else None,
+                 "an empty output" if empty else None)
+
+
+def _split(n):
+    """Split (torch.chunk) as one Slice per output, along a non-batch axis."""
+    axis, r = n.a("axis", 0), n.rank()
+    if len(n.inputs) > 1 and n.inputs[1] and n.inputs[1] not in n.inits:
+        return _need("Slice", "split sizes computed at run time (a graph input)")
+    return _need("Slice", "splits the batch axis" if r is None or axis % r == 0 else None)
+
+
+RULES.update({"Slice": _slice, "Split": _split})
 FREE = {"Constant", "Identity"}      # data and no-ops: no layer needed
 
 

@@ -1,0 +1,66 @@
+"""ONNX import handlers of engine/layers/slicing.py: Slice with constant bounds that keep the batch axis whole, and
+Split (torch.chunk, torch.split) as one Slice layer per output."""
+from types import SimpleNamespace
+
+import numpy as np
+
+from .layers.slicing import END
+from .onnx_import import Unsupported, _attrs, handles
+
+
+def _clip(v):
+    return int(min(max(int(v), -END - 1), END))       # INT64_MAX "to the end" as ours (axes are < 2³¹ long)
+
+
+@handles("Slice")
+def _slice(c, node):
+    (x,) = c.data(node)
+    x = c.full(x)
+    shape = c.values[x].shape
+    rank = len(shape) + 1
+    ins = list(node.input) + [""] * 5
+    starts, ends = (np.asarray(c.const(node, i, w)).reshape(-1).tolist() for i, w in ((1, "starts"), (2, "ends")))
+    axes = np.asarray(c.const(node, 3, "axes")).reshape(-1).tolist() if ins[3] else list(range(len(starts)))
+    steps = np.asarray(c.const(node, 4, "steps")).reshape(-1).tolist() if ins[4] else [1] * len(starts)
+    kept = []
+    for a, s, e, st in zip(axes, starts, ends, steps):
+        a = int(a) % rank
+        if a == 0:                                      # whole: 0 to the end, or to the file's fixed batch size
+            b = c.shapes.get(x.split("#")[0], (None,))[0]
+            if not (int(st) == 1 and int(s) == 0 and (int(e) >= END or isinstance(b, int) and 0 < b <= int(e))):
+                raise Unsupported(f"slices the batch axis ({s}:{e}:{st}); a layer sees one sample at a time")
+            continue
+        kept.append((a - 1, _clip(s), _clip(e), _clip(st)))
+    if not kept:
+        c.alias(node, x)
+        return
+    a, s, e, st = zip(*sorted(kept))
+    cfg = {"axes": list(a), "starts": list(s), "ends": list(e), "steps": list(st)}
+    c.add(node, "Slice", cfg, [x], out_shape=c.layer_shape("Slice", cfg, [shape]))    # refuses an empty slice
+
+
+@handles("Split")
+def _split(c, node):
+    (x,) = c.data(node)
+    x = c.full(x)
+    shape = c.values[x].shape
+    at = _attrs(node)
+    axis = int(at.get("axis", 0)) % (len(shape) + 1)
+    if axis == 0:
+        raise Unsupported("splits the batch axis; a layer sees one sample at a time")
+    n, outs = shape[axis - 1], list(node.output)
+    if len(node.input) > 1 and node.input[1]:
+        sizes = [int(v) for v in np.asarray(c.const(node, 1, "split")).reshape(-1)]
+    elif at.get("split") is not None:
+        sizes = [int(v) for v in at["split"]]
+    else:                                               # equal parts; opset 18 num_outputs: the last one smaller
+        k = -(-n // len(outs))
+        sizes = [min(k, n - i * k) for i in range(len(outs))]
+    if len(sizes) != len(outs) or sum(sizes) != n or min(sizes) < 1:
+        raise Unsupported(f"parts {sizes} of an axis of length {n} into {len(outs)} outputs")
+    start = 0
+    for i, (o, k) in enumerate(zip(outs, sizes)):
+        if o:
+            part = SimpleNamespace(name=f"{node.name or 'split'}_{i}", op_type="Split", output=[o])
+            c.add(part, "Slice", {"axes": [axis - 1], "starts": [start], "ends": [start + k], "steps": [1]}, [x])
+        start += k
