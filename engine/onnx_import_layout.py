@@ -1,4 +1,5 @@
-"""ONNX import handlers of engine/layers/slicing.py: Slice with constant bounds that keep the batch axis whole, and
+"""ONNX import handlers of engine/layers/slicing.py and depth_space.py: Slice with constant bounds that keep the batch
+axis whole, DepthToSpace, SpaceToDepth, and
 Split (torch.chunk, torch.split) as one Slice layer per output."""
 from types import SimpleNamespace
 
@@ -64,3 +65,15 @@ def _split(c, node):
             part = SimpleNamespace(name=f"{node.name or 'split'}_{i}", op_type="Split", output=[o])
             c.add(part, "Slice", {"axes": [axis - 1], "starts": [start], "ends": [start + k], "steps": [1]}, [x])
         start += k
+
+
+@handles("DepthToSpace", "SpaceToDepth")
+def _blocks(c, node):
+    """DepthToSpace / SpaceToDepth of an (N, C, H, W) tensor (mode DCR, ONNX's default, or CRD)."""
+    (x,) = c.data(node)
+    x = c.full(x)
+    shape, a = c.values[x].shape, _attrs(node)
+    if len(shape) != 3:
+        raise Unsupported(f"{node.op_type} of a rank-{len(shape) + 1} tensor; the layer takes (N, C, H, W)")
+    cfg = {"block_size": int(a.get("blocksize", 0)), "mode": a.get("mode", "DCR")}
+    c.add(node, node.op_type, cfg, [x], out_shape=c.layer_shape(node.op_type, cfg, [shape]))

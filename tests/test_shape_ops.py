@@ -125,3 +125,44 @@ def test_split_cases_import_as_one_slice_per_output(name):
     for n, w in zip(parts, outs):
         np.testing.assert_array_equal(ys[n.name], w)
     assert cov.classify(ModelProto.FromString(m.SerializeToString()))[0] == "layer"
+
+
+# ---- DepthToSpace, SpaceToDepth ----
+BLOCKS = ["test_depthtospace_example", "test_depthtospace_crd_mode_example", "test_spacetodepth_example",
+          "test_spacetodepth", "test_spacetodepth_crd_mode_example", "test_spacetodepth_dcr_mode_example"]
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_depth_space_cases_import_and_equal_their_outputs(name):
+    m, xs, want = frozen(name)
+    model = imported(m)
+    assert layer_types(model) == ["DepthToSpace" if "depthto" in name else "SpaceToDepth"]
+    np.testing.assert_allclose(model.predict(xs[0].astype(np.float32)), want, rtol=1e-6, atol=1e-6)
+    assert cov.classify(m)[0] == "layer"
+
+
+@pytest.mark.parametrize("type,fn", [("DepthToSpace", "pixel_shuffle"), ("SpaceToDepth", "pixel_unshuffle")])
+def test_crd_mode_is_pytorchs_pixel_shuffle_and_dcr_its_inverse(type, fn):
+    torch = pytest.importorskip("torch")
+    from engine.layers import create
+    shape = (12, 2, 3) if type == "DepthToSpace" else (3, 4, 6)
+    x = np.random.default_rng(0).normal(size=(2,) + shape)
+    crd = create(type, "b", {"mode": "CRD"})
+    crd.build([shape])
+    np.testing.assert_array_equal(crd.forward(x), getattr(torch.nn.functional, fn)(torch.tensor(x), 2).numpy())
+    other = create("SpaceToDepth" if type == "DepthToSpace" else "DepthToSpace", "i", {"mode": "DCR"})
+    dcr = create(type, "d", {"mode": "DCR"})
+    dcr.build([shape])
+    other.build([dcr.out_shape])
+    np.testing.assert_array_equal(other.forward(dcr.forward(x)), x)
+    assert not np.array_equal(dcr.forward(x), crd.forward(x))
+
+
+def test_depth_space_shape_errors_name_the_layer():
+    from engine.errors import LayerboardError
+    from engine.layers import create
+    for t, shape, words in [("DepthToSpace", (6, 2, 2), "divisible by b² = 4"),
+                            ("SpaceToDepth", (2, 3, 4), "divisible by b = 2"), ("DepthToSpace", (4, 4), "(C, H, W)")]:
+        with pytest.raises(LayerboardError) as e:
+            create(t, "blk").compute_output_shape([shape])
+        assert words in str(e.value) and "'blk'" in str(e.value)

@@ -366,6 +366,8 @@ def _split(n):
 
 
 RULES.update({"Slice": _slice, "Split": _split})
+RULES.update({op: (lambda n: _need(n.op, None if n.rank() in (None, 4) else f"a rank-{n.rank()} input"))
+              for op in ("DepthToSpace", "SpaceToDepth")})      # (N, C, H, W); modes DCR and CRD
 FREE = {"Constant", "Identity"}      # data and no-ops: no layer needed
 
 
