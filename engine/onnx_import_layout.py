@@ -77,3 +77,17 @@ def _blocks(c, node):
         raise Unsupported(f"{node.op_type} of a rank-{len(shape) + 1} tensor; the layer takes (N, C, H, W)")
     cfg = {"block_size": int(a.get("blocksize", 0)), "mode": a.get("mode", "DCR")}
     c.add(node, node.op_type, cfg, [x], out_shape=c.layer_shape(node.op_type, cfg, [shape]))
+
+
+@handles("Tile")
+def _tile(c, node):
+    """Tile with constant repeats that leave the batch axis once."""
+    (x,) = c.data(node)
+    x = c.full(x)
+    reps = [int(r) for r in np.asarray(c.const(node, 1, "repeats")).reshape(-1)]
+    if not reps or reps[0] != 1:
+        raise Unsupported(f"repeats {reps} copy the batch axis; a layer sees one sample at a time")
+    if all(r == 1 for r in reps):
+        c.alias(node, x)
+        return
+    c.add(node, "Tile", {"repeats": reps[1:]}, [x])

@@ -43,7 +43,8 @@ def test_transpose_moving_the_batch_axis_is_a_missing_option(name):
 @pytest.mark.parametrize("suite,name,types", [("pytorch-operator", "test_operator_permute2", ["Permute"]),
                                               ("pytorch-converted", "test_PixelShuffle", ["Reshape", "Permute",
                                                                                          "Reshape"]),
-                                              ("pytorch-converted", "test_GLU", ["Slice", "Slice", "Sigmoid", "Multiply"]),
+                                              ("pytorch-converted", "test_GLU", ["Slice", "Slice", "Sigmoid",
+                                                                                 "Multiply"]),
                                               ("pytorch-converted", "test_GLU_dim", ["Slice", "Slice", "Sigmoid",
                                                                                      "Multiply"])])
 def test_pytorch_permutes_import_and_predict_the_shipped_outputs(suite, name, types):
@@ -57,7 +58,8 @@ def test_pytorch_permutes_import_and_predict_the_shipped_outputs(suite, name, ty
 # ---- Slice and Split ----
 @pytest.mark.parametrize("config,shape,index", [
     ({"axes": [0], "starts": [1], "ends": [3], "steps": [1]}, (5, 4), np.s_[:, 1:3]),
-    ({"axes": [1, 0], "starts": [-1, 2**31 - 1], "ends": [-2**31, -6], "steps": [-2, -1]}, (5, 4), np.s_[:, ::-1, ::-2]),
+    ({"axes": [1, 0], "starts": [-1, 2**31 - 1], "ends": [-2**31, -6], "steps": [-2, -1]}, (5, 4),
+     np.s_[:, ::-1, ::-2]),
     ({"axes": [2], "starts": [-3], "ends": [2**31 - 1], "steps": [2]}, (2, 3, 7), np.s_[:, :, :, -3::2]),
     ({"axes": [1], "starts": [-100], "ends": [100], "steps": [3]}, (2, 7), np.s_[:, :, ::3])])
 def test_slice_is_pythons_slicing_forward_and_backward(config, shape, index):
@@ -166,3 +168,35 @@ def test_depth_space_shape_errors_name_the_layer():
         with pytest.raises(LayerboardError) as e:
             create(t, "blk").compute_output_shape([shape])
         assert words in str(e.value) and "'blk'" in str(e.value)
+
+
+# ---- Tile ----
+def test_tile_is_numpys_tile_and_its_gradient_sums_the_copies():
+    from engine.layers import create
+    layer = create("Tile", "t", {"repeats": [2, 1, 3]})
+    layer.build([(2, 3, 2)])
+    x = np.random.default_rng(0).normal(size=(4, 2, 3, 2))
+    np.testing.assert_array_equal(layer.forward(x), np.tile(x, (1, 2, 1, 3)))
+    dy = np.random.default_rng(1).normal(size=(4, 4, 3, 6))
+    want = dy.reshape(4, 2, 2, 3, 3, 2).sum(axis=(1, 4))                      # copies along axes 0 and 2 summed
+    np.testing.assert_allclose(layer.backward(dy)[0], want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("suite,name,ok", [("node", "test_tile_precomputed", False), ("node", "test_tile", False),
+                                           ("pytorch-operator", "test_operator_repeat", True)])
+def test_tile_cases_keeping_the_batch_axis_import(suite, name, ok):
+    if suite == "node":
+        m, xs, want = frozen(name)
+    else:
+        m, xs, w = shipped(suite, name)
+        want = w[0]
+    if not ok:                                              # these repeat the batch axis: refused, named
+        from engine.onnx_import import ImportFailed, read
+        with pytest.raises(ImportFailed, match="copy the batch axis"):
+            read(m, strict=True)
+        assert cov.classify(m)[:2] == ("option", ["Tile: repeats the batch axis (Tile)"])
+        return
+    model = imported(m)
+    assert layer_types(model) == ["Tile"]
+    np.testing.assert_array_equal(model.predict(xs[0].astype(np.float32)), want)
+    assert cov.classify(m)[0] == "layer"

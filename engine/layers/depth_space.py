@@ -103,8 +103,8 @@ class DepthToSpace(_Blocks):
 
 @register
 class SpaceToDepth(_Blocks):
-    doc = ("Moves each b×b pixel block into channels: (C, H, W) → (C·b², H/b, W/b) (ONNX SpaceToDepth; in CRD mode "
-           "PyTorch's PixelUnshuffle).")
+    doc = ("Moves each b×b pixel block into channels: (C, H, W) → (C·b², H/b, W/b) (ONNX SpaceToDepth; in CRD "
+           "mode PyTorch's PixelUnshuffle).")
     torch_name = "PixelUnshuffle"
     rule = "(C·b², H/b, W/b) = ({c}·{b}², {h}/{b}, {w}/{b})"
 
