@@ -13,6 +13,14 @@ def _clip(v):
     return int(min(max(int(v), -END - 1), END))       # INT64_MAX "to the end" as ours (axes are < 2³¹ long)
 
 
+def _const(c, node, i, what):
+    """Input i as a constant, or computed from the input's shape with the same values for batch sizes 1 and 2."""
+    w = c.worlds.get(node.input[i]) if len(node.input) > i else None
+    if w is not None and np.shape(w[0]) == np.shape(w[1]) and np.array_equal(w[0], w[1]):
+        return np.asarray(w[0])                                       # e.g. torch.chunk's bounds from C
+    return np.asarray(c.const(node, i, what))
+
+
 @handles("Slice")
 def _slice(c, node):
     (x,) = c.data(node)
@@ -20,9 +28,9 @@ def _slice(c, node):
     shape = c.values[x].shape
     rank = len(shape) + 1
     ins = list(node.input) + [""] * 5
-    starts, ends = (np.asarray(c.const(node, i, w)).reshape(-1).tolist() for i, w in ((1, "starts"), (2, "ends")))
-    axes = np.asarray(c.const(node, 3, "axes")).reshape(-1).tolist() if ins[3] else list(range(len(starts)))
-    steps = np.asarray(c.const(node, 4, "steps")).reshape(-1).tolist() if ins[4] else [1] * len(starts)
+    starts, ends = (_const(c, node, i, w).reshape(-1).tolist() for i, w in ((1, "starts"), (2, "ends")))
+    axes = _const(c, node, 3, "axes").reshape(-1).tolist() if ins[3] else list(range(len(starts)))
+    steps = _const(c, node, 4, "steps").reshape(-1).tolist() if ins[4] else [1] * len(starts)
     kept = []
     for a, s, e, st in zip(axes, starts, ends, steps):
         a = int(a) % rank
@@ -51,7 +59,7 @@ def _split(c, node):
         raise Unsupported("splits the batch axis; a layer sees one sample at a time")
     n, outs = shape[axis - 1], list(node.output)
     if len(node.input) > 1 and node.input[1]:
-        sizes = [int(v) for v in np.asarray(c.const(node, 1, "split")).reshape(-1)]
+        sizes = [int(v) for v in _const(c, node, 1, "split").reshape(-1)]
     elif at.get("split") is not None:
         sizes = [int(v) for v in at["split"]]
     else:                                               # equal parts; opset 18 num_outputs: the last one smaller
@@ -84,10 +92,21 @@ def _tile(c, node):
     """Tile with constant repeats that leave the batch axis once."""
     (x,) = c.data(node)
     x = c.full(x)
-    reps = [int(r) for r in np.asarray(c.const(node, 1, "repeats")).reshape(-1)]
+    reps = [int(r) for r in _const(c, node, 1, "repeats").reshape(-1)]
     if not reps or reps[0] != 1:
         raise Unsupported(f"repeats {reps} copy the batch axis; a layer sees one sample at a time")
     if all(r == 1 for r in reps):
         c.alias(node, x)
         return
     c.add(node, "Tile", {"repeats": reps[1:]}, [x])
+
+
+@handles("Expand")
+def _expand(c, node):
+    """Expand to a shape it already has (torch's repeat writes one before its Tile): the same tensor."""
+    (x,) = c.data(node)
+    shape = (1,) + tuple(c.values[x].shape)
+    target = tuple(int(v) for v in _const(c, node, 1, "shape").reshape(-1))
+    if len(target) > len(shape) or any(t not in (1, s) for t, s in zip(target[::-1], shape[::-1])):
+        raise Unsupported(f"expands {shape[1:]} to {target}: only an Expand that keeps the shape has a layer (none)")
+    c.alias(node, x)

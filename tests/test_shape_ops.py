@@ -200,3 +200,43 @@ def test_tile_cases_keeping_the_batch_axis_import(suite, name, ok):
     assert layer_types(model) == ["Tile"]
     np.testing.assert_array_equal(model.predict(xs[0].astype(np.float32)), want)
     assert cov.classify(m)[0] == "layer"
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript-exporter", "dynamo-exporter"])
+def test_a_pytorch_model_of_layout_ops_imports_as_these_layers(dynamo, tmp_path):
+    """chunk, slicing with a step, PixelShuffle and repeat exported by torch.onnx import as Slice, DepthToSpace (or
+    Reshape → Permute → Reshape) and Tile, predict like onnxruntime and torch, and export to ONNX again."""
+    torch = pytest.importorskip("torch")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.up = nn.Conv2d(8, 8, 1), nn.PixelShuffle(2)
+
+        def forward(self, x):                               # (N, 8, 4, 6)
+            a, b = self.conv(x).chunk(2, dim=1)             # (N, 4, 4, 6) each
+            y = self.up(a * torch.sigmoid(b))               # GLU, then (N, 1, 8, 12)
+            return y[:, :, 1:7, ::2].repeat(1, 1, 2, 1)     # (N, 1, 6, 6) → (N, 1, 12, 6)
+
+    torch.manual_seed(0)
+    net, x = Net().eval(), torch.randn(5, 8, 4, 6)
+    f = tmp_path / "layout.onnx"
+    kw = ({"dynamo": True, "dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo else
+          {"dynamo": False, "dynamic_axes": {"x": {0: "batch"}}})
+    torch.onnx.export(net, (x,), str(f), input_names=["x"], opset_version=17 if not dynamo else 18, **kw)
+    import onnx
+    from test_onnx_ops_more import ort_run
+    m = onnx.load(str(f))
+    model = imported(m)
+    types = layer_types(model)
+    assert {"Slice", "Tile"} <= set(types) and "OnnxNode" not in types, types
+    xn = x.numpy()
+    want = ort_run(m, [xn])
+    np.testing.assert_allclose(model.predict(xn), want, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        np.testing.assert_allclose(model.predict(xn), net(x).numpy(), rtol=1e-5, atol=1e-5)
+    from engine.onnx_export import to_onnx
+    np.testing.assert_allclose(ort_run(to_onnx(model), [xn]), want, rtol=1e-5, atol=1e-5)
