@@ -339,5 +339,6 @@ def read(path_or_model, strict=False):
 from . import onnx_import_attn, onnx_import_keep, onnx_import_norm, onnx_import_ops, onnx_import_pointwise  # noqa: E402,F401
 from . import onnx_import_sample  # noqa: E402,F401  (GridSample, RotaryEmbedding)
 from . import onnx_import_math  # noqa: E402,F401  (Math, Reduce, Divide)
+from . import onnx_import_layout  # noqa: E402,F401  (Slice, Split, DepthToSpace, SpaceToDepth, Tile)
 from . import onnx_import_attention, onnx_import_multi, onnx_import_seq, onnx_import_shapes  # noqa: E402,F401
 from .onnx_import_cli import add_parser, cmd_import, import_project  # noqa: E402,F401

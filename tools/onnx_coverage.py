@@ -327,6 +327,60 @@ def _div(n):
 
 
 RULES.update({"Div": _div, "Pow": _pow, "Squeeze": _squeeze, "Unsqueeze": _squeeze})
+
+
+def _transpose(n):
+    """Transpose as a Permute of the sample's axes when the batch axis stays first (default perm: reversed)."""
+    perm = n.a("perm") or (list(range(n.rank()))[::-1] if n.rank() else None)
+    return _need("Permute", None if perm is None or perm[0] == 0 else "moves the batch axis")
+
+
+RULES["Transpose"] = _transpose
+
+
+def _slice(n):
+    """Slice with constant bounds that keep the batch axis whole (engine/onnx_import_layout.py)."""
+    from onnx import numpy_helper
+    v = {k: n.a(k) for k in ("starts", "ends", "axes")} if n.opset < 10 else {}
+    for i, k in enumerate(("starts", "ends", "axes", "steps"), 1):
+        if n.opset >= 10 and len(n.inputs) > i and n.inputs[i]:
+            if n.inputs[i] not in n.inits:
+                return _need("Slice", f"{k} computed at run time (a graph input)")
+            v[k] = numpy_helper.to_array(n.inits[n.inputs[i]]).reshape(-1).tolist()
+    starts, ends = v.get("starts") or [], v.get("ends") or []
+    axes, steps = v.get("axes") or list(range(len(starts))), v.get("steps") or [1] * len(starts)
+    r, x = n.rank() or 1 << 30, n.shapes[0] or ()
+    b = x[0] if x and x[0] > 0 else 2 ** 31 - 1                 # the file's fixed batch size: a slice to it is whole
+    batch = [(s, e, st) for a, s, e, st in zip(axes, starts, ends, steps) if a % r == 0]
+    empty = x and any(not len(range(*slice(s, e, st).indices(x[a % r])))
+                      for a, s, e, st in zip(axes, starts, ends, steps))
+    return _need("Slice", "slices the batch axis" if any((s, st) != (0, 1) or e < b for s, e, st in batch) else None,
+                 "an empty output" if empty else None)
+
+
+def _split(n):
+    """Split (torch.chunk) as one Slice per output, along a non-batch axis."""
+    axis, r = n.a("axis", 0), n.rank()
+    if len(n.inputs) > 1 and n.inputs[1] and n.inputs[1] not in n.inits:
+        return _need("Slice", "split sizes computed at run time (a graph input)")
+    return _need("Slice", "splits the batch axis" if r is None or axis % r == 0 else None)
+
+
+RULES.update({"Slice": _slice, "Split": _split})
+RULES.update({op: (lambda n: _need(n.op, None if n.rank() in (None, 4) else f"a rank-{n.rank()} input"))
+              for op in ("DepthToSpace", "SpaceToDepth")})      # (N, C, H, W); modes DCR and CRD
+
+
+def _tile(n):
+    """Tile with constant repeats, 1 on the batch axis."""
+    from onnx import numpy_helper
+    if len(n.inputs) < 2 or n.inputs[1] not in n.inits:
+        return _need("Tile", "repeats computed at run time (a graph input)")
+    return _need("Tile", None if numpy_helper.to_array(n.inits[n.inputs[1]]).reshape(-1)[:1].tolist() == [1]
+                 else "repeats the batch axis")
+
+
+RULES["Tile"] = _tile
 FREE = {"Constant", "Identity"}      # data and no-ops: no layer needed
 
 
@@ -345,6 +399,8 @@ def classify(model):
         if vi.type.HasField("tensor_type") and t.HasField("shape"):
             shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
     inits = {i.name: i for i in g.initializer}
+    inits.update({n.output[0]: n.attribute[0].t for n in g.node if n.op_type == "Constant"      # Constant nodes too
+                  and n.attribute and n.attribute[0].name == "value"})
     for i in g.initializer:
         shapes[i.name] = tuple(i.dims)
     nodes = [n for n in g.node if n.op_type not in FREE] or list(g.node)

@@ -9,6 +9,7 @@ from . import grid_sample, rotary  # noqa: F401  (spatial transformer sampling, 
 from . import divide, reduce, unary  # noqa: F401  (Divide; Reduce over axes; Math: unary functions per value)
 from . import sdpa  # noqa: F401  (attention of given queries, keys and values: ONNX Attention)
 from . import hardmax, lp_pool, matmul  # noqa: F401  (ONNX Hardmax, LpPool, MatMul of two tensors)
+from . import depth_space, slicing, tile  # noqa: F401  (DepthToSpace, SpaceToDepth; Slice (ONNX Slice, Split); Tile)
 from .base import CATEGORIES, REGISTRY, Fix, Layer, Param, fmt, register
 from ..errors import ConfigError
 
