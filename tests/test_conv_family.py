@@ -186,7 +186,7 @@ def test_padded_pool_is_not_fused_and_equals_the_layers_one_by_one():
     plain = Model(net(("x", "Input", {"shape": [2, 6, 6]}), ("c", "Conv2D", {"filters": 3, "padding": "same"}),
                       ("bn", "BatchNorm", {}), ("r", "ReLU", {}), ("p", "MaxPool2D", {}), ("f", "Flatten", {}),
                       ("d", "Dense", {"units": 2})), dtype=np.float64)
-    assert list(plain.groups) == ["bn"]                                  # the unpadded 2×2 pool still fuses
+    assert list(plain.groups) == ["c"]               # the unpadded 2×2 pool still fuses (Conv2D → … → MaxPool2D)
     x = np.random.default_rng(0).normal(size=(4, 2, 5, 5))
     np.testing.assert_allclose(m.forward(x, training=True), m.forward(x, training=True, every=True), rtol=1e-12)
 

@@ -1,7 +1,6 @@
 """ONNX backend cases of issue 22's last operators and options: cubic Resize (Upsample2D bicubic), ConvTranspose
 output_shape, LpPool, Hardmax, MatMul of two tensors. Each backend case is imported with its parameter inputs
 (scales, sizes) as constants and compared with the outputs shipped with it."""
-import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -12,6 +11,7 @@ from engine.layers.resize import resize_matrix
 from engine.model import Model
 from engine.onnx_import import read
 from gradcheck import build, run
+from onnx_node_cases import coverage_tool
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -19,10 +19,7 @@ ort = pytest.importorskip("onnxruntime")
 @lru_cache(maxsize=1)
 def backend_cases():
     """name -> onnx.backend.test.case.node TestCase (the node tests' generators; ~15 s once)."""
-    from onnx.backend.test.case import node as gen
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        return {c.name: c for c in gen.collect_testcases(None)}
+    return {c.name: c for c in coverage_tool().node_testcases()}
 
 
 def frozen(name, data=1):

@@ -192,7 +192,7 @@ def test_pca_view_matches_an_independent_pca(qtbot, dock_for):
     assert v.layer.currentText() == "relu"               # last hidden layer with ≥ 2 features
     model, probe = d.job.model, d.job.probe
     assert len(probe.x) == 50                              # a quarter of 200 held out, all shown
-    model.forward(probe.x)
+    model.forward(probe.x, every=True)                   # inner outputs of fused groups too
     a = model.acts["relu"].astype(np.float64)            # (50, 8)
     c = a - a.mean(axis=0)
     _, s, vt = np.linalg.svd(c, full_matrices=False)

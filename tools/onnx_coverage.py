@@ -425,6 +425,18 @@ def _floaty(model):
     return all(v.type.HasField("tensor_type") and v.type.tensor_type.elem_type in FLOATS for v in vis)
 
 
+def node_testcases(op_type=None):
+    """onnx.backend.test.case.node's TestCases (of one op_type, or all), made afresh: collect_testcases alone keeps
+    the cases of the first op_type it was asked for in a process (its generators run once, at import)."""
+    from onnx.backend.test.case import node as gen
+    for m in [m for m in sys.modules if m.startswith(gen.__name__ + ".")]:
+        del sys.modules[m]
+    gen._NodeTestCases, gen._existing_names = [], {}
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return list(gen.collect_testcases(op_type))
+
+
 def cases(data=None):
     """(suite, name, ModelProto) for every case, from `data` (a backend/test/data folder) or the installed wheel."""
     import onnx
@@ -435,12 +447,9 @@ def cases(data=None):
             if (d / "model.onnx").exists() and "_expanded" not in d.name:
                 yield "node", d.name, onnx.load(str(d / "model.onnx"))
     else:
-        from onnx.backend.test.case import node as gen
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            for c in sorted(gen.collect_testcases(None), key=lambda c: c.name):
-                if "_expanded" not in c.name:
-                    yield "node", c.name, c.model
+        for c in sorted(node_testcases(), key=lambda c: c.name):
+            if "_expanded" not in c.name:
+                yield "node", c.name, c.model
     for suite in ("pytorch-converted", "pytorch-operator"):
         for d in sorted((data / suite).iterdir()) if (data / suite).is_dir() else ():
             if (d / "model.onnx").exists():
