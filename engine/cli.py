@@ -139,10 +139,10 @@ def writable(path, what, folder=False):
 
 def cmd_train(a):
     from .data import load
-    from .parallel import free_cores
+    from .parallel import cpu_times, free_cores
     from .session import evaluate_test, prepare, warm_context
     from .weights import FORMATS, export, format_of
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_times()
     warm_context()                                         # numba's set-up overlaps reading the data
     p = _project(a.project)
     if a.epochs is not None:
@@ -159,7 +159,7 @@ def cmd_train(a):
         print(f"note: {frozen}", file=sys.stderr)
     if a.threads is not None and a.threads < 1:
         raise LayerboardError(f"--threads must be at least 1, got {a.threads}")
-    tr.threads = a.threads or free_cores()                  # headless: every core other jobs leave free
+    tr.threads = a.threads or free_cores(cpu0)              # headless: every core other jobs left free meanwhile
     if out_format == "onnx":
         from .onnx_export import problems
         if problems(model):

@@ -145,12 +145,36 @@ def thread_limits(n=None):
         yield
 
 
-def free_cores():
-    """Cores not busy with other work (cores − 1-minute load average, at least 1): headless training's default.
+def cpu_times(path="/proc/stat"):
+    """(jiffies free for us, total jiffies) of all CPUs so far: idle time plus this process's own CPU time (work
+    that would otherwise be idle), from /proc/stat; None where there is none (macOS, Windows)."""
+    try:
+        with open(path) as f:
+            v = [int(t) for t in f.readline().split()[1:]]       # user nice system idle iowait irq softirq steal …
+    except (OSError, ValueError):
+        return None
+    t = os.times()
+    own = (t.user + t.system) * os.sysconf("SC_CLK_TCK")
+    return v[3] + (v[4] if len(v) > 4 else 0) + own, sum(v[:8])
 
-    On a machine shared with other jobs, multithreaded BLAS spin-waits against them: measured on a 2-core
-    machine at load 7, two BLAS threads made a digits-cnn epoch 24× slower than one."""
+
+def free_cores(since=None, sample=0.05, times=cpu_times):
+    """Cores other work leaves free (at least 1): headless training's default.
+
+    Measured as the share of every core's time that was idle or ours, from `since` (a cpu_times() taken earlier,
+    e.g. at the command's start) or over `sample` seconds; where /proc/stat is unavailable, cores − the 1-minute
+    load average, which also counts jobs that ended up to a minute ago. On a machine shared with other jobs,
+    multithreaded BLAS spin-waits against them: measured on a 2-core machine at load 7, two BLAS threads made a
+    digits-cnn epoch 24× slower than one."""
     cores = os.cpu_count() or 1
+    a = since or times()
+    if a is not None:
+        if since is None:
+            import time
+            time.sleep(sample)
+        b = times()
+        if b is not None and b[1] > a[1]:
+            return max(1, min(cores, int(cores * (b[0] - a[0]) / (b[1] - a[1]) + 0.5)))
     try:
         load = os.getloadavg()[0]
     except OSError:

@@ -47,3 +47,32 @@ def test_workload_c_layers_split_the_batch(type, config, shape, monkeypatch):
     monkeypatch.setattr(parallel, "run", lambda fn, items: (seen.append(list(items)), real(fn, seen[-1])))
     _step(type, config, [shape], {}, threads=2, training=True)
     assert seen and all(len(s) > 1 for s in seen)           # every parallel loop of the step is split
+
+
+def test_free_cores_counts_the_idle_share_now_not_the_load_average(monkeypatch):
+    """Idle (or our own) jiffies since a start decide; the 1-minute load average (jobs that ended) only without them."""
+    from engine import parallel
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(parallel.os, "getloadavg", lambda: (3.9, 3.0, 2.0))
+
+    def times_of(*pairs):
+        it = iter(pairs)
+        return lambda: next(it)
+
+    assert parallel.free_cores(None, 0, times_of((0, 0), (400, 400))) == 4     # all idle, though the load says 3.9
+    assert parallel.free_cores(None, 0, times_of((0, 0), (100, 400))) == 1     # one core's worth idle
+    assert parallel.free_cores(None, 0, times_of((0, 0), (250, 400))) == 3     # 2.5 cores idle: rounded
+    assert parallel.free_cores(None, 0, times_of((0, 0), (0, 400))) == 1       # busy: still one thread
+    assert parallel.free_cores((100, 1000), 0, times_of((500, 1400))) == 4     # since a snapshot: no sleep
+    assert parallel.free_cores(None, 0, lambda: None) == 1                     # no /proc/stat: 4 − 3.9 → 1 (at least)
+    monkeypatch.setattr(parallel.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    assert parallel.free_cores(None, 0, lambda: None) == 3
+
+
+def test_cpu_times_reads_the_aggregate_line(tmp_path):
+    from engine.parallel import cpu_times
+    p = tmp_path / "stat"
+    p.write_text("cpu  10 1 5 100 4 0 2 0 0 0\ncpu0 5 0 2 50 2 0 1 0 0 0\n")
+    free, total = cpu_times(str(p))
+    assert total == 122 and free >= 104                                   # idle + iowait, plus our own CPU time
+    assert cpu_times(str(tmp_path / "missing")) is None
