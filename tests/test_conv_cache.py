@@ -87,9 +87,9 @@ def test_editing_an_inlined_kernel_invalidates_the_fused_kernels_cache(tmp_path)
     assert d0 < 1e-12
     opt = root / "engine" / "optimizers.py"
     src = opt.read_text()
-    old = "theta[i] -= lr * (m[i] / c1) / (np.sqrt(v[i] / c2) + eps)"
+    old = "theta[i] -= step * m[i] / (np.sqrt(v[i] * ic2) + eps_)"
     assert old in src
-    opt.write_text(src.replace(old, "theta[i] -= 0.5 * lr * (m[i] / c1) / (np.sqrt(v[i] / c2) + eps)"))
+    opt.write_text(src.replace(old, "theta[i] -= 0.5 * step * m[i] / (np.sqrt(v[i] * ic2) + eps_)"))
     d1, t1 = run()                                          # _adam changed; fused.py did not
     assert t1 != t0                                         # the edit took effect on the per-layer path
     assert d1 < 1e-12, f"fused and per-layer weights differ by {d1}: stale cached fused kernel"

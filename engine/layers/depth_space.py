@@ -25,7 +25,6 @@ class _Blocks(Layer):
 
     category = "reshape"
     hparams = HPS
-    fused = None          # runs on the per-layer path (a copy)
 
     def compute_output_shape(self, in_shapes):
         s = tuple(in_shapes[0])
@@ -76,6 +75,7 @@ class _Blocks(Layer):
 
 @register
 class DepthToSpace(_Blocks):
+    fused = None          # runs on the per-layer path (a copy)
     doc = ("Moves channels into b×b pixel blocks: (C, H, W) → (C/b², H·b, W·b) (ONNX DepthToSpace; in CRD mode "
            "PyTorch's PixelShuffle).")
     torch_name = "PixelShuffle"
@@ -103,6 +103,7 @@ class DepthToSpace(_Blocks):
 
 @register
 class SpaceToDepth(_Blocks):
+    fused = None          # runs on the per-layer path (a copy)
     doc = ("Moves each b×b pixel block into channels: (C, H, W) → (C·b², H/b, W/b) (ONNX SpaceToDepth; in CRD "
            "mode PyTorch's PixelUnshuffle).")
     torch_name = "PixelUnshuffle"
