@@ -13,7 +13,9 @@ def upgrade(m, opset):
     """The model with old-opset Softmax-family nodes and PRelu slopes written as opset 13 reads them."""
     import onnx
     from onnx import helper, numpy_helper, shape_inference
-    m = onnx.ModelProto.FromString(m.SerializeToString())
+    if not any(n.op_type in ROWS + ("PRelu",) for n in m.graph.node):
+        return m
+    m = onnx.ModelProto.FromString(m.SerializeToString())    # the caller's model stays as it is
     try:
         shapes = shape_inference.infer_shapes(m)
     except Exception:                                         # the converter's error is clearer
