@@ -46,17 +46,19 @@ def upgrade(m, opset):
 
 def _rows(n, r, helper):
     """Nodes computing old-opset op n over the axes from `axis` on of a rank-r input (one node when that is the
-    last axis or the batch axis, which the importer refuses)."""
+    last axis; from axis 0, one row of the whole batch, which the importer refuses)."""
     axis = next((helper.get_attribute_value(a) for a in n.attribute if a.name == "axis"), 1) % r
     del n.attribute[:]
-    if axis in (0, r - 1):
+    if axis == r - 1:
         n.attribute.append(helper.make_attribute("axis", axis))
         return [n]
     x, y, base = n.input[0], n.output[0], (n.name or n.output[0]) + "_rows"
+    rows = [0] * axis + [-1]                                 # (N, …, product of the axes from `axis` on)
     shape = helper.make_node("Constant", [], [base + "_shape"], value=helper.make_tensor(
-        base + "_shape", 7, [axis + 1], [0] * axis + [-1]))      # (N, …, product of the axes from `axis` on)
-    return [shape, helper.make_node("Reshape", [x, base + "_shape"], [base + "_in"], name=base + "_in"),
-            helper.make_node(n.op_type, [base + "_in"], [base + "_out"], name=n.name, axis=axis),
+        base + "_shape", 7, [len(rows)], rows))
+    first = ([helper.make_node("Flatten", [x], [base + "_in"], name=base + "_in", axis=0)] if axis == 0 else
+             [shape, helper.make_node("Reshape", [x, base + "_shape"], [base + "_in"], name=base + "_in")])
+    return first + [helper.make_node(n.op_type, [base + "_in"], [base + "_out"], name=n.name, axis=max(axis, 1)),
             helper.make_node("Shape", [x], [base + "_back"], name=base + "_back"),
             helper.make_node("Reshape", [base + "_out", base + "_back"], [y], name=base + "_out")]
 

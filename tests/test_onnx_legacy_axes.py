@@ -70,9 +70,9 @@ def test_old_opsets_normalise_the_axes_from_axis_on_as_one_row(op, shape, axis, 
 
 @pytest.mark.parametrize("op", ["Softmax", "LogSoftmax", "Hardmax"])
 def test_old_opsets_over_the_batch_axis_are_refused_and_counted_missing(op):
-    m = one_node(op, (4, 5), 11, axis=0)
-    with pytest.raises(ImportFailed):
-        read(m, strict=True)
+    m = one_node(op, (4, 5), 11, axis=0)                    # one row of the whole batch: not kept as an ONNX node
+    with pytest.raises(ImportFailed, match="batch"):
+        read(m)
     assert cov.classify(m)[0] == "option"
 
 
@@ -147,3 +147,12 @@ def test_batch_normalization_of_n_c_l_is_per_channel_and_exports_again():
     s = ort.InferenceSession(to_onnx(model).SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(s.run(None, {s.get_inputs()[0].name: x})[0], want, rtol=1e-4, atol=1e-5)
     assert cov.classify(m)[0] == "layer"
+
+
+def test_a_reshape_folding_the_batch_axis_is_refused_not_a_flatten():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4, 5])                   # a fixed batch of 3
+    g = helper.make_graph([helper.make_node("Reshape", ["x", "s"], ["y"], name="rows")], "g", [x],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.array([1, -1], np.int64), "s")])      # (1, 60)
+    with pytest.raises(ImportFailed, match="folds the batch axis"):
+        read(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
