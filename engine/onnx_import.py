@@ -262,6 +262,7 @@ def read(path_or_model, strict=False):
     opset = max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if opset < MIN_OPSET:
         try:
+            m = onnx_import_legacy.upgrade(m, opset)           # what the converter leaves in the old meaning
             m = onnx.version_converter.convert_version(m, MIN_OPSET)
         except Exception as e:
             raise ImportFailed(f"opset {opset} is older than {MIN_OPSET} and could not be converted: {e}")
@@ -340,5 +341,6 @@ from . import onnx_import_attn, onnx_import_keep, onnx_import_norm, onnx_import_
 from . import onnx_import_sample  # noqa: E402,F401  (GridSample, RotaryEmbedding)
 from . import onnx_import_math  # noqa: E402,F401  (Math, Reduce, Divide)
 from . import onnx_import_layout  # noqa: E402,F401  (Slice, Split, DepthToSpace, SpaceToDepth, Tile)
+from . import onnx_import_legacy  # noqa: E402  (old-opset Softmax axes and PRelu slopes, (N, C, L) channels)
 from . import onnx_import_attention, onnx_import_multi, onnx_import_seq, onnx_import_shapes  # noqa: E402,F401
 from .onnx_import_cli import add_parser, cmd_import, import_project  # noqa: E402,F401

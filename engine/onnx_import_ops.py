@@ -214,10 +214,12 @@ def _channels_first_only(c, x):
 def _bn(c, node):
     a = _attrs(node)
     (x,) = c.data(node)[:1]
-    _channels_first_only(c, x)
     g, b, m, v = (c.const(node, i, k) for i, k in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
-    x = c.full(x)
     cfg = {"eps": float(a.get("epsilon", 1e-5)), "momentum": round(1 - float(a.get("momentum", 0.9)), 6)}
+    if len(c.values[x].shape) == 2 and not c.values[x].squeezed:        # (N, C, L): per channel C
+        from .onnx_import_legacy import channels_first
+        return channels_first(c, node, x, "BatchNorm", cfg, gamma=g, beta=b, running_mean=m, running_var=v)
+    x = c.full(x)
     c.add(node, "BatchNorm", cfg,
           [x], out_shape=c.values[x].shape, gamma=g, beta=b, running_mean=m, running_var=v)
 

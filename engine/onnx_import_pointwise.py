@@ -4,6 +4,7 @@ tanh forms, x·σ(x)) and merges of computed tensors."""
 import numpy as np
 
 from .layers import REGISTRY
+from . import onnx_import_legacy
 from .onnx_import import Unsupported, _attrs, handles
 
 
@@ -83,6 +84,8 @@ def _prelu(c, node):
         same = np.array_equal(np.broadcast_to(slope, full), np.broadcast_to(ours, full))
     except ValueError:
         same = False
+    if not same and onnx_import_legacy.prelu_channels(c, node, x, slope):
+        return
     if not same:
         raise Unsupported(f"slopes of shape {slope.shape} are not one per channel of {full[1:]} nor one for all")
     _pointwise(c, node, "PReLU", {"per_channel": a.size > 1}, a=a)

@@ -175,6 +175,9 @@ def _reshape(c, node):
     elif kind is not None:
         _refuse_view(kind)
     else:
+        n_in, n_out = (c.shapes.get(x) or (None,))[0], (c.shapes.get(out) or (None,))[0]
+        if n_in is not None and isinstance(n_out, int) and n_out != n_in:      # (3, 4, 5) → (1, 60): not a layer
+            raise Unsupported(f"it folds the batch axis ({n_in}) into the rows of {n_out}")
         reshape_to(c, node, x, c.out_shape(node))
 
 

@@ -119,7 +119,9 @@ def _softmax(n):
     axis = n.a("axis", -1 if n.opset >= 13 else 1)
     if r is None or axis in (-1, r - 1):
         return _need(t)
-    if n.opset < 13:                                          # before opset 13: over all the axes from `axis` on
+    if n.opset < 13:                                          # before opset 13: over all the axes from `axis` on,
+        if axis % r and has("Reshape"):                       # a row: Reshape (…, product), the layer, Reshape back
+            return _need(t)
         return _need(t, f"the axes from {axis} on of a rank-{r} input (opset < 13)")
     return _need(t, "axis" if axis % r else "normalising over the batch axis")
 
@@ -147,6 +149,8 @@ def _prelu(n):
     while s and s[0] == 1:
         s = s[1:]
     ours = (ps[-1],) if len(ps) <= 2 else (ps[0],) + (1,) * (len(ps) - 1)
+    if len(ps) == 2 and s == (ps[0], 1) and has("Permute"):  # C of (C, L): through Permute (L, C)
+        ours = s
     return _need("PReLU", "per_channel" if s == ours else f"slopes of shape {s} for {tuple(x)}")
 
 
@@ -246,7 +250,8 @@ RULES = {
     "MatMul": _matmul,
     "Conv": _conv, "ConvTranspose": _conv, "MaxPool": _pool, "AveragePool": _pool,
     "GlobalAveragePool": _global, "GlobalMaxPool": _global,
-    "BatchNormalization": lambda n: _need("BatchNorm", None if n.rank() in (None, 2, 4, 5) else
+    "BatchNormalization": lambda n: _need("BatchNorm", None if n.rank() in (None, 2, 4, 5) or n.rank() == 3 and
+                                          has("Permute") else                      # (N, C, L): through Permute
                                           f"channel axis 1 of a rank-{n.rank()} input"),
     "InstanceNormalization": lambda n: _need("InstanceNorm"), "LRN": lambda n: _need("LocalResponseNorm"),
     "LayerNormalization": lambda n: _last_axes(n, "LayerNorm"), "RMSNormalization": lambda n: _last_axes(n, "RMSNorm"),
