@@ -158,7 +158,7 @@ def cpu_times(path="/proc/stat"):
     return v[3] + (v[4] if len(v) > 4 else 0) + own, sum(v[:8])
 
 
-def free_cores(since=None, sample=0.05, times=cpu_times):
+def free_cores(since=None, sample=0.05, times=None):
     """Cores other work leaves free (at least 1): headless training's default.
 
     Measured as the share of every core's time that was idle or ours, from `since` (a cpu_times() taken earlier,
@@ -166,7 +166,7 @@ def free_cores(since=None, sample=0.05, times=cpu_times):
     load average, which also counts jobs that ended up to a minute ago. On a machine shared with other jobs,
     multithreaded BLAS spin-waits against them: measured on a 2-core machine at load 7, two BLAS threads made a
     digits-cnn epoch 24× slower than one."""
-    cores = os.cpu_count() or 1
+    cores, times = os.cpu_count() or 1, times or cpu_times
     a = since or times()
     if a is not None:
         if since is None:

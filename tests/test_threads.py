@@ -63,10 +63,16 @@ def _record(monkeypatch):
 
 
 def test_headless_train_uses_every_core_by_default_and_threads_when_given(monkeypatch, capsys):
+    from engine import parallel
     seen = _record(monkeypatch)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))      # an idle machine: every core
+
+    def cpu(idle):
+        """/proc/stat as cpu_times reads it: 100 jiffies pass per call, `idle` of them free for us."""
+        n = iter(range(1, 1000))
+        return lambda: (lambda k: (idle * k, 100 * k))(next(n))
+    monkeypatch.setattr(parallel, "cpu_times", cpu(100))                # an idle machine: every core
     assert cli.main(["train", str(path("examples", "xor.json")), "--epochs", "1"]) == 0
-    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 7.0, 7.0))      # busy: one thread, never 0
+    monkeypatch.setattr(parallel, "cpu_times", cpu(0))                  # busy: one thread, never 0
     assert cli.main(["train", str(path("examples", "xor.json")), "--epochs", "1"]) == 0
     assert cli.main(["train", str(path("examples", "xor.json")), "--epochs", "1", "--threads", "2"]) == 0
     assert seen == [os.cpu_count(), 1, 2]
