@@ -8,7 +8,8 @@ from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QToolTip
 
 from engine.errors import LayerboardError
 
-from .block_item import BlockFrame, BlockItem, Folds
+from .block_folds import Folds
+from .block_item import BlockFrame, BlockItem
 from .items import EdgeItem, NodeItem, NoteItem, PortItem
 from .scene_menu import SceneMenus
 
