@@ -215,9 +215,19 @@ class Model:
 
     def sample_bytes(self):
         """Bytes an evaluation-mode forward holds per sample: every node's output and each layer's work arrays
-        (attention maps: heads·T²)."""
-        vals = sum(self.infos[n].memory + self.layers[n].work(getattr(self.layers[n], "in_shapes", None) or [])
-                   for n in self.order)
+        (attention maps: heads·T·S; in key blocks, beyond attention.TILE_MAX_T steps without a softcap, only the
+        heads·T log-sum-exps: the maps are never held)."""
+        from .layers.attention import TILE_MAX_T
+        vals = 0
+        for n in self.order:
+            layer = self.layers[n]
+            shapes = getattr(layer, "in_shapes", None) or []
+            w = layer.work(shapes)
+            if (w and layer.category == "attention" and max(s[0] for s in shapes) > TILE_MAX_T
+                    and not layer.config.get("softcap")                      # (a softcap keeps the maps)
+                    and (layer.type != "ScaledDotProductAttention" or len(set(layer._dims(shapes)[2:])) == 1)):
+                w -= layer.config["heads"] * shapes[0][0] * (shapes[-1][0] - 1)      # h·T·S maps → h·T
+            vals += self.infos[n].memory + w
         return int(vals) * self.dtype.itemsize
 
     def batch_for(self, most=512, budget=None):

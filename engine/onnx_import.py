@@ -218,6 +218,8 @@ def _block(c, b):
     if v is None or v.view is not None or v.stale:
         c.problems.append((b.nodes[0].op_type, b.name, f"the {b.type} block's input is not an imported layer output"))
         return
+    if b.out_shape is not None:                               # a block that changes the shape reads the full tensor
+        v = c.values[c.full(b.x)]
     name = c.name(b.name.rsplit("/", 1)[0] if "/" in b.name else b.name, b.type.lower())
     c.graph.add_node(b.type, name, dict(b.config), {"onnx": b.type})
     c.graph.connect(v.node, name, 0)
@@ -230,7 +232,7 @@ def _block(c, b):
         c.graph.connect(ve.node, name, 1)
     for k, w in b.weights.items():
         c.weights[f"{name}/{k}"] = np.asarray(w, np.float32)
-    c.values[b.y] = Value(name, v.shape, squeezed=v.squeezed)
+    c.values[b.y] = Value(name, v.shape, squeezed=v.squeezed) if b.out_shape is None else Value(name, b.out_shape)
 
 
 # ---- the whole model ----
@@ -298,7 +300,8 @@ def read(path_or_model, strict=False):
         elif not onnx_import_multi.masked(c, node, ins):      # nodes computing a mask are not layers
             data.append(node)
     blocks = {}
-    found = onnx_import_attn.find(c, m, data) + onnx_import_norm.find(c, m, data)
+    found = (onnx_import_attn.find(c, m, data) + onnx_import_norm.find(c, m, data)
+             + onnx_import_layout.find(c, m, data))                # PixelShuffle as Reshape → Transpose → Reshape
     for b in found + onnx_import_pointwise.find_pointwise(c, m, data):
         if not any(id(n) in blocks for n in b.nodes):          # attention first; no block inside another
             blocks.update({id(n): b for n in b.nodes})

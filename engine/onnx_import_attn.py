@@ -31,6 +31,7 @@ class Block:
     weights: dict
     name: str
     e: str = None         # a second input (cross-attention's keys and values)
+    out_shape: tuple = None   # the output's shape when it is not the input's (DepthToSpace)
 
 
 def _const_weight(c, n):

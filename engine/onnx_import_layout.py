@@ -1,10 +1,12 @@
 """ONNX import handlers of engine/layers/slicing.py and depth_space.py: Slice with constant bounds that keep the batch
-axis whole, DepthToSpace, SpaceToDepth, and
-Split (torch.chunk, torch.split) as one Slice layer per output."""
+axis whole, DepthToSpace, SpaceToDepth (also written as Reshape → Transpose → Reshape, as torch exports PixelShuffle
+before opset 11), and Split (torch.chunk, torch.split) as one Slice layer per output."""
 from types import SimpleNamespace
 
 import numpy as np
 
+from .errors import LayerboardError
+from .layers import REGISTRY
 from .layers.slicing import END
 from .onnx_import import Unsupported, _attrs, handles
 
@@ -110,3 +112,33 @@ def _expand(c, node):
     if len(target) > len(shape) or any(t not in (1, s) for t, s in zip(target[::-1], shape[::-1])):
         raise Unsupported(f"expands {shape[1:]} to {target}: only an Expand that keeps the shape has a layer (none)")
     c.alias(node, x)
+
+
+def find(c, m, data):
+    """Reshape → Transpose → Reshape of a (C, H, W) tensor that moves channels into b×b pixel blocks or back: one
+    DepthToSpace or SpaceToDepth block (DCR or CRD), accepted when onnxruntime on the three nodes equals the layer."""
+    from .onnx_import_attn import index
+    from .onnx_import_norm import _accept, _fixed, _only
+    _, cons = index(data)
+    out = []
+    for r1 in (n for n in data if n.op_type == "Reshape"):
+        t = _only(cons, r1.output[0], "Transpose")
+        r2 = t and _only(cons, t.output[0], "Reshape")
+        x, shape = r1.input[0], _fixed(c, r1.input[0])
+        y = r2 and _fixed(c, r2.output[0])
+        if not y or not shape or len(shape) != 3 or len(y) != 3:
+            continue
+        for type, b in (("DepthToSpace", y[1] // shape[1]), ("SpaceToDepth", shape[1] // y[1])):
+            cfg = [{"block_size": b, "mode": mode} for mode in ("DCR", "CRD")]
+            try:
+                if b < 2 or REGISTRY[type](**cfg[0]).compute_output_shape([shape]) != y:
+                    continue
+            except LayerboardError:                                   # C, H or W not divisible
+                continue
+            blk = next((k for k in (_accept(c, m, [r1, t, r2], x, r2.output[0], type, f, {}, shape) for f in cfg)
+                        if k is not None), None)
+            if blk is not None:
+                blk.out_shape = y
+                out.append(blk)
+                break
+    return out

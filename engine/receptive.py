@@ -6,12 +6,20 @@ input positions one output value reads (d·(K − 1) + 1 for a dilated kernel), 
 exact for the first window after an upsampling (the max over alignments of the inputs K upsampled positions reach,
 ⌈(K − 1)/S⌉ + 1) and an upper bound after two fractional steps (alignments then no longer all reach the worst). Rank-2 data is (T, F) with
 positions first, or (C, L) with positions last after a layer with layout = signal; a layer that reads the other
-axis as positions, mixes all positions (recurrent, attention) or rearranges them (Reshape) ends the field."""
+axis as positions, mixes all positions (recurrent, attention) or rearranges them (Reshape) ends the field; a layer
+declares `mixes_positions` where its category says otherwise (GridSample mixes; PositionalEncoding and
+RotaryEmbedding, in the attention category, keep each step where it is)."""
 from fractions import Fraction
 from math import ceil
 
 AXES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 MIXING = ("recurrent", "attention")          # categories whose outputs read every position
+
+
+def mixes(layer):
+    """True when an output position reads positions other than its own window: the layer's `mixes_positions`,
+    else its category's."""
+    return getattr(layer, "mixes_positions", layer.category in MIXING)
 
 
 def dims(v):
@@ -63,8 +71,7 @@ def field(info, layer, ks, ins):
     if layer.type == "Embedding" and n == 1:                # token ids (T,) → (T, d): one id per position
         info.field, info.stride, info.axes = (1,), (1,), "T"
         return
-    if (not n or not prev or len(prev) < len(ins) or layer.category in MIXING or layer.type == "Reshape"
-            or getattr(layer, "mixes_positions", False)):        # GridSample: reads wherever its grid points
+    if not n or not prev or len(prev) < len(ins) or mixes(layer) or layer.type == "Reshape":
         return
     want, have = _layout(layer, ins[0].shape), {i.axes for i in prev} - {None}
     if len(have) > 1 or (want and have and want not in have):

@@ -18,12 +18,52 @@ def transformer(T, d=16, heads=4):
 
 
 def test_a_samples_cost_counts_attention_maps_quadratically():
-    """heads·T² float32 values per attention map: T = 2,048 with 4 heads is 64 MiB per sample."""
-    m = Model(transformer(2048))
-    assert m.sample_bytes() >= 4 * 2048 ** 2 * 4
-    assert Model(transformer(1024)).sample_bytes() < m.sample_bytes() / 3              # T² dominates
-    assert m.batch_for(budget=1 << 30) <= 16 and m.batch_for(budget=1) == 1
-    assert Model(transformer(8)).batch_for(budget=1 << 30) == 512                        # small samples: capped
+    """heads·T² float32 values per attention map where they are held (T ≤ 128: 4 heads at T = 128 is 256 KiB per
+    sample); beyond, in key blocks, the maps are never held and the cost grows linearly with T."""
+    from engine.layers.attention import TILE_MAX_T
+    m = Model(transformer(TILE_MAX_T))
+    assert m.sample_bytes() >= 4 * TILE_MAX_T ** 2 * 4
+    assert Model(transformer(TILE_MAX_T // 2)).sample_bytes() < m.sample_bytes() / 3        # T² dominates
+    long = Model(transformer(2048))
+    assert long.sample_bytes() < 4 * 2048 ** 2 * 4 / 20                                     # no h·T² term
+    assert long.sample_bytes() <= 2.1 * Model(transformer(1024)).sample_bytes()             # linear in T
+    assert long.batch_for(budget=1 << 30) == 512 and long.batch_for(budget=1) == 1
+    assert Model(transformer(8)).batch_for(budget=1 << 30) == 512                            # small samples: capped
+
+
+def sdpa(T, config):
+    g = Graph()
+    g.add_node("Input", "x", {"shape": [T, 8]})
+    for k in "qkv":
+        g.chain((k, "Dense", {"units": 8}), after="x")
+    g.add_node("ScaledDotProductAttention", "att", config)
+    for i, k in enumerate("qkv"):
+        g.connect(k, "att", i)
+    return g
+
+
+@pytest.mark.parametrize("config,held", [({"heads": 2}, False), ({"heads": 2, "softcap": 5.0}, True)])
+def test_long_sdpa_counts_maps_only_where_its_forward_keeps_them(config, held):
+    """A softcap runs per tile (the maps are kept, 2·T² values), otherwise key blocks (2·T log-sum-exps)."""
+    b = Model(sdpa(1024, config)).sample_bytes()
+    assert (b >= 2 * 1024 ** 2 * 4) == held
+
+
+def test_a_long_forward_never_allocates_the_maps():
+    """The peak memory of an evaluation forward at T = 512 (key blocks) stays far below heads·T² per sample, and
+    within what sample_bytes counts."""
+    import tracemalloc
+    m = Model(transformer(512), seed=0)
+    x = np.random.default_rng(0).normal(size=(2, 512, 16)).astype(np.float32)
+    m.forward(x)                                                        # scratch buffers made once
+    tracemalloc.start()
+    try:
+        m.forward(x)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 4 * 512 ** 2 * 4 / 4                              # a quarter of the two samples' maps
+    assert peak <= 2 * m.sample_bytes() * 1.5
 
 
 @pytest.fixture

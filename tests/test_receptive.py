@@ -94,6 +94,19 @@ def test_transposed_extent_counts_only_taps_on_whole_input_positions():
                 assert layer.kernel_stride()[0] == (want, want), (kk, s, d, gcd(d, s))
 
 
+def test_position_layers_keep_the_field_and_self_attention_ends_it():
+    g = net(("x", "Input", {"shape": [32, 4]}),
+            ("c", "Conv1D", {"filters": 4, "kernel_size": [3]}),                           # 3
+            ("pe", "PositionalEncoding", {}), ("pm", "PositionEmbedding", {"max_len": 40}),  # step t reads step t
+            ("ro", "RotaryEmbedding", {"heads": 2}),
+            ("p", "MaxPool1D", {"kernel_size": [2], "stride": [2]}),                         # 3 + 1·1 = 4, j = 2
+            ("a", "MultiHeadSelfAttention", {"heads": 2}))                                   # mixes every step
+    i = infer(g)
+    assert [i[n].field for n in ("c", "pe", "pm", "ro", "p")] == [(3,), (3,), (3,), (3,), (4,)]
+    assert i["p"].stride == (2,) and i["a"].field is None
+    assert tip(g, i, "ro") == {"field": "unchanged: field = field of the input = 3", "stride": "unchanged: stride = 1"}
+
+
 def test_sequence_models_without_windows_show_no_field_columns():
     g = net(("x", "Input", {"shape": [20, 3]}), ("d", "Dense", {"units": 4}), ("r", "LSTM", {"units": 2}))
     assert "receptive field" not in table(infer(g))[0]
@@ -149,6 +162,10 @@ def measured_field(g, axes):
     ((("x", "Input", {"shape": [1, 7, 9, 9]}), ("c", "Conv3D", {"filters": 2, "kernel_size": [2, 3, 3],
                                                                 "dilation": [1, 2, 2]}),
       ("p", "MaxPool3D", {"kernel_size": [2], "stride": [2]})), (1, 2, 3), True),
+    ((("x", "Input", {"shape": [24, 4]}), ("c", "Conv1D", {"filters": 4, "kernel_size": [3], "dilation": [2]}),
+      ("pe", "PositionalEncoding", {}), ("pm", "PositionEmbedding", {"max_len": 30}),
+      ("ro", "RotaryEmbedding", {"heads": 2, "rotary_dim": 2}),
+      ("c2", "Conv1D", {"filters": 2, "kernel_size": [2], "stride": [2]})), (0,), True),
 ])
 def test_the_field_is_what_the_forward_reads(nodes, axes, exact):
     """Exact with whole strides and for the first window after an upsampling; a bound after two fractional steps."""

@@ -25,12 +25,16 @@ class _Blocks(Layer):
 
     category = "reshape"
     hparams = HPS
+    powers = (0, 0, 0)    # (C, H, W) → (C·b^p₀, H·b^p₁, W·b^p₂); a negative power divides
+    needs = ""            # what a negative power asks of the input, for the error
 
     def compute_output_shape(self, in_shapes):
         s = tuple(in_shapes[0])
         self._expect_rank(s, (3,), "a (C, H, W) image")
-        self._check(s)
-        return self._out(s)
+        b = self.config["block_size"]
+        if any(p < 0 and n % b ** -p for n, p in zip(s, self.powers)):
+            raise ShapeError(f"{self.where} needs {self.needs.format(b=b, bb=b * b)} but got {fmt(s)}")
+        return tuple(n * b ** p if p >= 0 else n // b ** -p for n, p in zip(s, self.powers))
 
     def _plan(self):
         mid, perm = self._mid(self.in_shapes[0])
@@ -80,15 +84,7 @@ class DepthToSpace(_Blocks):
            "PyTorch's PixelShuffle).")
     torch_name = "PixelShuffle"
     rule = "(C/b², H·b, W·b) = ({c}/{b}², {h}·{b}, {w}·{b})"
-
-    def _check(self, s):
-        b = self.config["block_size"]
-        if s[0] % (b * b):
-            raise ShapeError(f"{self.where} needs channels divisible by b² = {b * b} but got {fmt(s)}")
-
-    def _out(self, s):
-        b = self.config["block_size"]
-        return (s[0] // (b * b), s[1] * b, s[2] * b)
+    powers, needs = (-2, 1, 1), "channels divisible by b² = {bb}"
 
     def _mid(self, s):
         (c, h, w), b = s, self.config["block_size"]
@@ -108,15 +104,7 @@ class SpaceToDepth(_Blocks):
            "mode PyTorch's PixelUnshuffle).")
     torch_name = "PixelUnshuffle"
     rule = "(C·b², H/b, W/b) = ({c}·{b}², {h}/{b}, {w}/{b})"
-
-    def _check(self, s):
-        b = self.config["block_size"]
-        if s[1] % b or s[2] % b:
-            raise ShapeError(f"{self.where} needs a height and width divisible by b = {b} but got {fmt(s)}")
-
-    def _out(self, s):
-        b = self.config["block_size"]
-        return (s[0] * b * b, s[1] // b, s[2] // b)
+    powers, needs = (2, -1, -1), "a height and width divisible by b = {b}"
 
     def _mid(self, s):
         (c, h, w), b = s, self.config["block_size"]

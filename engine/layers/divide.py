@@ -1,9 +1,8 @@
 """Divide: x₁ / x₂ of two inputs, broadcasting per sample as Add does (ONNX Div of two computed tensors)."""
 import numpy as np
 
-from ..errors import ShapeError
 from .base import register
-from .merge import _aligned, _Broadcast
+from .merge import _aligned, _Broadcast, binary_torch
 
 
 @register
@@ -13,18 +12,7 @@ class Divide(_Broadcast):
     fused = None          # runs on the per-layer path
     symbol = "/"
     n_inputs = 2
-    TORCH = '''class Divide(nn.Module):
-    """x1 / x2, broadcast per sample (batch_broadcast)."""
-
-    def forward(self, a, b):
-        a, b = batch_broadcast([a, b])
-        return a / b
-'''
-
-    def compute_output_shape(self, in_shapes):
-        if len(in_shapes) != 2:
-            raise ShapeError(f"{self.where} needs exactly two inputs (x₁ / x₂) but has {len(in_shapes)}")
-        return super().compute_output_shape(in_shapes)
+    TORCH = binary_torch("Divide", "/", "/")
 
     def forward(self, a, b, training=False):
         (self.a, self.b), dt = self._setup((a, b))

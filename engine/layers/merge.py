@@ -22,6 +22,17 @@ ALIGN = '''def batch_broadcast(xs):
 '''
 
 
+def binary_torch(name, symbol, op):
+    """The generated model.py's module of a two-input layer: x1 symbol x2, broadcast per sample."""
+    return f'''class {name}(nn.Module):
+    """x1 {symbol} x2, broadcast per sample (batch_broadcast)."""
+
+    def forward(self, a, b):
+        a, b = batch_broadcast([a, b])
+        return a {op} b
+'''
+
+
 def _aligned(xs, rank):
     """Each (B, …) input with 1-axes inserted after the batch axis up to rank + 1 axes (broadcasting per sample)."""
     return [x.reshape(x.shape[:1] + (1,) * (rank + 1 - x.ndim) + x.shape[1:]) for x in xs]
@@ -31,10 +42,12 @@ class _Broadcast(Layer):
     """Two or more inputs combined elementwise; shapes broadcast as numpy/ONNX do, the batch axis excluded."""
 
     category = "merge"
-    n_inputs = None
+    n_inputs = None       # 2: exactly two inputs (x₁ − x₂, x₁ / x₂)
     symbol = ""           # the operator as the user reads it: "+", "−", "⊙"
 
     def compute_output_shape(self, in_shapes):
+        if self.n_inputs == 2 and len(in_shapes) != 2:
+            raise ShapeError(f"{self.where} needs exactly two inputs (x₁ {self.symbol} x₂) but has {len(in_shapes)}")
         _check_count(self, in_shapes)
         try:
             return tuple(np.broadcast_shapes(*[tuple(s) for s in in_shapes]))
@@ -161,18 +174,7 @@ class Subtract(_Broadcast):
     fused = None          # runs on the per-layer path
     symbol = "−"
     n_inputs = 2
-    TORCH = '''class Subtract(nn.Module):
-    """x1 − x2, broadcast per sample (batch_broadcast)."""
-
-    def forward(self, a, b):
-        a, b = batch_broadcast([a, b])
-        return a - b
-'''
-
-    def compute_output_shape(self, in_shapes):
-        if len(in_shapes) != 2:
-            raise ShapeError(f"{self.where} needs exactly two inputs (x₁ − x₂) but has {len(in_shapes)}")
-        return super().compute_output_shape(in_shapes)
+    TORCH = binary_torch("Subtract", "−", "-")
 
     def forward(self, a, b, training=False):
         (a, b), dt = self._setup((a, b))

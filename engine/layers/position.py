@@ -16,6 +16,7 @@ def sinusoid(T, d):
 
 class _Position(Layer):
     category = "attention"
+    mixes_positions = False  # output step t reads input step t only: the receptive field goes on (engine/receptive.py)
 
     def compute_output_shape(self, in_shapes):
         self._expect_rank(in_shapes[0], (2,), "a sequence (steps, features)")

@@ -32,6 +32,7 @@ def tables(T, heads, d, r, interleaved, base):
 @register
 class RotaryEmbedding(Layer):
     category = "attention"
+    mixes_positions = False  # output step t reads input step t only: the receptive field goes on (engine/receptive.py)
     doc = ("Rotary position embedding (RoPE) of a sequence (T, F) split into heads of d = F/heads features: the "
            "pairs (x_a, x_b) of the first rotary_dim features of each head become (x_a cos tθ_i − x_b sin tθ_i, "
            "x_b cos tθ_i + x_a sin tθ_i) at step t, θ_i = base^(−2i/rotary_dim); no weights.")

@@ -9,6 +9,7 @@ from PySide6.QtGui import QImage, QPainter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSpinBox, QSplitter)
 
+from .attention_scores import constants, formula, score_of, sdpa_logits, term
 from .base import View
 from .sequence import exposing, forward, image_item, layers_of, pick, sample_index, set_ticks, tokens
 
@@ -18,8 +19,10 @@ THUMB_MAX = 24           # all-heads grid: at most this many thumbnails
 
 
 def logits_of(layer, i):
-    """(heads, T, T) q_t·k_s/√d_k of sample i from the layer's taps ("scores", or "q" and "k") or its cached
-    q and k of the last forward; None when it keeps neither."""
+    """(heads, T, S) scores z_ts of sample i (q_t·k_s/√d_k, or the layer's own scale and softcap) from the
+    layer's taps ("scores", or "q" and "k") or its cached q and k of the last forward; None when it keeps neither."""
+    if layer.type == "ScaledDotProductAttention":
+        return sdpa_logits(layer, i)
     taps = layer.taps
     if "scores" in taps:
         return np.asarray(taps["scores"][i], np.float64)
@@ -65,7 +68,7 @@ class AttentionView(View):
             return None
         i = sample_index(probe, options, "attention_sample")
         n = int(forward(model, probe, i)[0])
-        maps, logits, causal, dims, rows, cols = {}, {}, {}, {}, {}, {}
+        maps, logits, causal, dims, rows, cols, scores = {}, {}, {}, {}, {}, {}, {}
         src = tokens(probe, i, n)
         dec = _decoder_tokens(model, probe, i)          # (steps, decoder input tokens, output tokens) or None
         from engine.seq2seq import streams
@@ -77,12 +80,13 @@ class AttentionView(View):
             if lg is not None:
                 logits[name] = lg.astype(np.float32)
             causal[name] = bool(layer.config.get("causal", False))
+            scores[name] = score_of(layer)
             if layer.type == "CrossAttention" and dec is not None:                    # target × source tokens
                 dims[name], rows[name], cols[name] = (dec[0], n), dec[2], src
             elif stream.get(name) == "target":                                        # decoder self-attention
                 dims[name], rows[name], cols[name] = (dec[0], dec[0]), dec[1], dec[1]
         return {"layers": names, "maps": maps, "logits": logits, "causal": causal, "sample": i, "length": n,
-                "tokens": src, "dims": dims, "rows": rows, "cols": cols,
+                "tokens": src, "dims": dims, "rows": rows, "cols": cols, "scores": scores,
                 "types": {nm: model.layers[nm].type for nm in names}}
 
     def __init__(self, parent=None):
@@ -125,14 +129,15 @@ class AttentionView(View):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         self.box.addWidget(split, 1)
-        self.hover = QLabel("Hover a cell: α_{t→s} = exp(q_t·k_s/√d_k) / Σ_u exp(q_t·k_u/√d_k)")
+        self.hover = QLabel("Hover a cell: " + formula(None))
         self.hover.setWordWrap(True)
         self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.box.addWidget(self.hover)
         self.box.addWidget(self.note)
         self.payload = None
         self.alpha = None            # (n, n) weights shown (valid queries × valid keys)
-        self.logit = None            # (n, n) q_t·k_s/√d_k or None
+        self.logit = None            # (n, n) scores z_ts (q_t·k_s/√d_k, or the layer's scale/softcap) or None
+        self.score = None            # score_of() of the layer shown: its scale, softcap and d_k
         self.labels = None
         self.causal = False
         self.thumbs = {}             # (layer, head) -> (ViewBox, ImageItem)
@@ -198,10 +203,11 @@ class AttentionView(View):
         lg = p.get("logits", {}).get(name)
         self.logit = None if lg is None else np.asarray(lg[h, :nq, :nk], np.float64)
         self.causal = bool(p.get("causal", {}).get(name, False))
+        self.score = p.get("scores", {}).get(name)
         self.labels = p.get("rows", {}).get(name, p.get("tokens"))                 # query (row) tokens
         self.keys = p.get("cols", {}).get(name, p.get("tokens"))                   # key (column) tokens
         self.image.setImage(self.alpha.astype(np.float32), levels=(0, 1), autoLevels=False)
-        frame = (name, h, p["sample"], nq, nk, tuple(self.labels or ()), tuple(self.keys or ()))
+        frame = (name, h, p["sample"], nq, nk, tuple(self.labels or ()), tuple(self.keys or ()), repr(self.score))
         if frame != self._frame:                    # axes, ticks and title only when they change (cheap redraws)
             self._frame = frame
             cross = p.get("types", {}).get(name) == "CrossAttention"
@@ -214,6 +220,8 @@ class AttentionView(View):
             self.plot.setLabel("left", "target token t (query)" if cross else "query t")
             what = f"{nq} target × {nk} source tokens" if cross else f"{nq} tokens"
             self.plot.setTitle(f"{name}, head {h}, sample {p['sample']} ({what})", size="9pt")
+            kn = constants(self.score)
+            self.hover.setText("Hover a cell: " + formula(self.score) + (f" ({kn})" if kn else ""))
             self._borders()
 
     def _draw_grid(self):
@@ -265,16 +273,18 @@ class AttentionView(View):
         keys = t + 1 if self.causal else n                                 # keys row t may attend to
         if s >= keys:
             return head + "α_{t→s} = 0: a causal mask hides key s > t from query t"
+        f, sc = formula(self.score), self.score or {}
+        kn = f" ({constants(sc)})" if constants(sc) else ""
         if self.logit is not None:
-            z = self.logit[t, :keys]                                       # q_t·k_u/√d_k over the keys it sees
+            z = self.logit[t, :keys]                                       # z_tu over the keys it sees
             m = float(z.max()) if z.max() > 60 else 0.0                    # keep exp() finite
             num, den = float(np.exp(z[s] - m)), float(np.exp(z - m).sum())
             sh = f"·e^{m:.4g}" if m else ""
-            return (head + f"α_{{t→s}} = exp(q_t·k_s/√d_k) / Σ_u exp(q_t·k_u/√d_k) = exp({z[s]:.4g}) / "
-                    f"Σ_(u=1…{keys}) exp(q_t·k_u/√d_k) = {num:.4g}{sh} / {den:.4g}{sh} = {a[t, s]:.4g}")
+            return (head + f"{f} = exp({z[s]:.4g}) / Σ_(u=1…{keys}) exp({term(sc, 'u')}) = {num:.4g}{sh} / "
+                    f"{den:.4g}{sh} = {a[t, s]:.4g}{kn}")
         best = int(np.argmax(a[t]))
-        return (head + f"α_{{t→s}} = exp(q_t·k_s/√d_k) / Σ_u exp(q_t·k_u/√d_k) = {a[t, s]:.4g}; row t sums to "
-                f"{a[t].sum():.4g} over its {keys} keys, largest α = {a[t, best]:.4g} at s = {best + 1}{ktok(best)}")
+        return (head + f"{f} = {a[t, s]:.4g}; row t sums to {a[t].sum():.4g} over its {keys} keys, largest α = "
+                f"{a[t, best]:.4g} at s = {best + 1}{ktok(best)}{kn}")
 
     def _moved(self, pos):
         if self.alpha is None or not self.plot.sceneBoundingRect().contains(pos):

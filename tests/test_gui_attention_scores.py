@@ -1,0 +1,69 @@
+"""The attention view's hover formula is the one the layer computes: a ScaledDotProductAttention with its own
+scale or softcap shows it with the node's numbers, and its scores give back the maps drawn."""
+import numpy as np
+import pytest
+
+from engine import Graph
+from engine.model import Model
+
+
+def sdpa_graph(config, Tn=5, F=3, kv_units=8):
+    """x → Dense q (8) and Dense k, v (kv_units) → ScaledDotProductAttention(config)."""
+    g = Graph()
+    g.add_node("Input", "x", {"shape": [Tn, F]})
+    for k, units in (("q", 8), ("k", kv_units), ("v", kv_units)):
+        g.chain((k, "Dense", {"units": units}), after="x")
+    g.add_node("ScaledDotProductAttention", "att", config)
+    for i, k in enumerate("qkv"):
+        g.connect(k, "att", i)
+    return g
+
+
+def payload(config, kv_units=8):
+    from gui.training.job import Probe
+    x = np.random.default_rng(3).normal(size=(4, 5, 3)).astype(np.float32)
+    probe = Probe("regression", [], x, x[:, :1, 0], x, x[:, :1, 0])
+    probe.lengths = np.array([5, 4, 3, 5])
+    model = Model(sdpa_graph(config, kv_units=kv_units), seed=0)
+    from gui.training.views import AttentionView
+    return AttentionView.compute(model, probe, {"attention_sample": 1})
+
+
+def softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("config,kv_units,term", [
+    ({"heads": 2, "kv_heads": 1, "scale": 0.3, "softcap": 1.5}, 4, "1.5·tanh(0.3·q_t·k_{}/1.5)"),
+    ({"heads": 2, "scale": 0.7}, 8, "0.7·q_t·k_{}"),
+    ({"heads": 2, "softcap": 0.5, "causal": True}, 8, "0.5·tanh(q_t·k_{}/√d_k/0.5)"),
+    ({"heads": 2}, 8, "q_t·k_{}/√d_k"),
+])
+def test_hover_shows_the_layers_own_scale_and_softcap_with_its_numbers(qtbot, tmp_path, config, kv_units, term):
+    from gui.training.views import AttentionView
+    p = payload(config, kv_units)
+    n = p["length"]                                                     # 4 valid steps of sample 1
+    z, A = p["logits"]["att"][:, :n, :n].astype(np.float64), p["maps"]["att"][:, :n, :n]
+    if config.get("causal"):
+        z = np.where(np.tril(np.ones((n, n), bool)), z, -np.inf)
+    np.testing.assert_allclose(softmax(z), A, rtol=2e-5, atol=1e-6)     # the scores are the layer's own
+    if config.get("softcap"):
+        assert np.abs(p["logits"]["att"]).max() <= config["softcap"] * (1 + 1e-6)
+    v = AttentionView()
+    qtbot.addWidget(v)
+    v.resize(900, 420)
+    v.begin({"layers": p["layers"], "types": p["types"], "n_val": 4})
+    v.show_maps(p)
+    v.choose("att", 1)
+    want = f"α_{{t→s}} = exp({term.format('s')}) / Σ_u exp({term.format('u')})"
+    assert v.hover.text() == "Hover a cell: " + want + (" (d_k = 4, 1/√d_k = 0.5)" if "√d_k" in term else " (d_k = 4)")
+    text = v.cell_text(2, 1)
+    assert want in text and "d_k = 4" in text
+    assert ("√d_k" in text) == ("√d_k" in term)                         # never /√d_k for a layer with a scale
+    zz = p["logits"]["att"][1, 2, :3 if config.get("causal") else n].astype(np.float64)
+    assert f"exp({zz[1]:.4g})" in text and f"{np.exp(zz).sum():.4g}" in text
+    assert f"{A[1, 2, 1]:.4g}" in text
+    v.hover.setText(text)
+    v.show()
+    v.grab().save(str(tmp_path / "attention_scores.png"))
