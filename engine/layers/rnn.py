@@ -14,7 +14,7 @@ TANH, RELU = 0, 1
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _rnn_forward(x, lo, hi, WUb, h0, mask, act, fast, Zf):
-    """The whole time loop of sequences lo … hi−1, time-major. x (T, B, D) (any strides), WUb (H+D+1, H) =
+    """The whole time loop of sequences lo … hi−1, time-major. x (T, B, D) (C order), WUb (H+D+1, H) =
     [Wᵀ; Uᵀ; bᵀ], h0 (H,), mask (T, B); fast: float32 tanh. Zf: flat buffer holding this slice's rows
     Z (T+1, hi−lo, H+D+1) from element (T+1)·(H+D+1)·lo on: z_s = [h_s | x_s | 1] is what step s multiplies by WUb
     (h_s the state before step s: h0, then the state after every step; a padded step keeps the previous state);
@@ -35,11 +35,8 @@ def _rnn_forward(x, lo, hi, WUb, h0, mask, act, fast, Zf):
     for s in range(t):
         gemm(Z[s], WUb, Z[s + 1, :, :h])                            # (b, H+D+1) @ (H+D+1, H): W h_{t−1} + U x_t + b
         for i in range(b):
-            y, prev = Z[s + 1, i], Z[s, i]                          # (H+D+1,): the loops below read the first H
-            if not mask[s, lo + i]:
-                for k in range(h):
-                    y[k] = prev[k]
-            elif act == RELU:
+            y = Z[s + 1, i]                                         # (H+D+1,): the loops below read the first H
+            if act == RELU:
                 for k in range(h):
                     v = y[k]
                     y[k] = v if v > 0 else v * 0
@@ -49,6 +46,10 @@ def _rnn_forward(x, lo, hi, WUb, h0, mask, act, fast, Zf):
             else:
                 for k in range(h):
                     y[k] = np.tanh(y[k])
+        for i in range(b):                                          # padded steps keep the state (a pass of its
+            if not mask[s, lo + i]:                                 # own: the loops above vectorise)
+                for k in range(h):
+                    Z[s + 1, i, k] = Z[s, i, k]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -60,8 +61,8 @@ def _rnn_backward(dy, last, lo, hi, W, Zf, mask, act, dAf, Gf, g, keep, dWUb, ne
     last (B,): −1 when every step is an output; Zf: the forward's rows (_rnn_forward); dAf, Gf: flat whole-batch
     buffers for this slice's δ (T, hi−lo, H) from element T·H·lo on and ∇_{h_t}L in total, the same when kept or
     (1, hi−lo, H) scratch from element H·lo on (both 0 at padded steps); g (B, H) ← the gradient reaching h_0 when need_g0;
-    keep (B, H) scratch; dWUb (H, H+D+1) ← the slice's share."""
-    t, h, n, b = mask.shape[0], W.shape[0], dWUb.shape[1], hi - lo
+    keep (B, H) scratch; dWUb (H+D+1, H) ← the slice's share, transposed."""
+    t, h, n, b = mask.shape[0], W.shape[0], dWUb.shape[0], hi - lo
     Z = Zf[(t + 1) * n * lo:(t + 1) * n * hi].reshape((t + 1, b, n))
     tg = Gf.size // (g.shape[0] * h)                                # T when kept, else 1
     dA = dAf[t * h * lo:t * h * hi].reshape((t, b, h))
@@ -72,17 +73,11 @@ def _rnn_backward(dy, last, lo, hi, W, Zf, mask, act, dAf, Gf, g, keep, dWUb, ne
             gs[i, k] = 0
     for s in range(t - 1, -1, -1):
         d, gt = dA[s], G[s if tg > 1 else 0]
-        for i in range(b):
+        for i in range(b):                                          # ∂L/∂h_s in total, then δ_s
             j = lo + i
             di, gti, gi, hn = d[i], gt[i], gs[i], Z[s + 1, i]
-            if not mask[s, j]:                                      # identity step: gradient passes through
-                for k in range(h):
-                    di[k] = 0
-                    gti[k] = 0
-                    keep[j, k] = gi[k]
-                continue
             up = dy[s, j] if last[j] < 0 else dy[0, j] if last[j] == s else zero   # the output's own gradient
-            if act == TANH:                                         # ∂L/∂h_s in total, then δ_s
+            if act == TANH:
                 for k in range(h):
                     v = gi[k] + up[k]
                     gti[k] = v
@@ -92,6 +87,12 @@ def _rnn_backward(dy, last, lo, hi, W, Zf, mask, act, dAf, Gf, g, keep, dWUb, ne
                     v = gi[k] + up[k]
                     gti[k] = v
                     di[k] = v if hn[k] > 0 else v * 0
+        for i in range(b):                                          # padded steps: identity, the gradient
+            if not mask[s, lo + i]:                                 # passes through (a pass of its own: the
+                for k in range(h):                                  # loops above vectorise)
+                    keep[lo + i, k] = gs[i, k]
+                    d[i, k] = 0
+                    gt[i, k] = 0
         if s == 0 and not need_g0:
             break
         gemm(d, W, gs)                                              # (b, H) @ (H, H): Wᵀ δ_t per row
@@ -99,7 +100,7 @@ def _rnn_backward(dy, last, lo, hi, W, Zf, mask, act, dAf, Gf, g, keep, dWUb, ne
             if not mask[s, lo + i]:
                 for k in range(h):
                     gs[i, k] = keep[lo + i, k]
-    gemm(dA.reshape(t * b, h), Z[:t].reshape(t * b, n), dWUb, ta=True)   # (H, T·b) @ (T·b, H+D+1)
+    gemm(Z[:t].reshape(t * b, n), dA.reshape(t * b, h), dWUb, ta=True)   # (H+D+1, T·b) @ (T·b, H)
 
 
 def _split_bias(b):
@@ -176,7 +177,7 @@ class RNN(Recurrent):
             last, dyt = self.last, np.array(dy, dt).reshape(1, b, h)          # (1, B, H), kept for the tap
         dAf = np.empty(t * b * h, dt)                                         # δ slice by slice
         G, g, keep = np.empty(b * h, dt), np.empty((b, h), dt), np.empty((b, h), dt)   # G: ∂L/∂h_t scratch
-        dW = np.empty((len(at) - 1, h, n), dt)
+        dW = np.empty((len(at) - 1, n, h), dt)                               # [∂W | ∂U | ∂b]ᵀ per slice
         W, act, mask, U, g0 = self.p["W"].astype(dt), self.act, self.mask, self.p["U"], "h0" in self.g
         dx = np.empty((t, b, d), dt) if self.need_dx else None               # (T, B, D)
 
@@ -189,14 +190,14 @@ class RNN(Recurrent):
         tot = dW[0]
         for j in range(1, len(dW)):                                           # the slices' shares in their order
             tot += dW[j]
-        self.g["W"][...], self.g["U"][...], self.g["b"][...] = tot[:, :h], tot[:, h:h + d], tot[:, h + d]
+        self.g["W"][...], self.g["U"][...], self.g["b"][...] = tot[:h].T, tot[h:h + d].T, tot[h + d]
         if g0:
             self.g["h0"][...] = g.sum(axis=0)
 
         def grad_hidden():                                                    # the δ recurrence again, keeping G
             Gt, scratch = np.empty(t * b * h, dt), [np.empty((b, h), dt) for _ in range(3)]
             _rnn_backward(dyt, last, 0, b, W, Zf, mask, act, np.empty(t * b * h, dt), Gt, scratch[1], scratch[2],
-                          np.empty((h, n), dt), False)
+                          np.empty((n, h), dt), False)
             return Gt.reshape(t, b, h).transpose(1, 0, 2)                     # (B, T, H)
         self.taps["grad_hidden"] = grad_hidden
         return (None if dx is None else dx.transpose(1, 0, 2),)              # (B, T, D)
@@ -213,10 +214,10 @@ class RNN(Recurrent):
         t, b, d = xt.shape
         h, dt = self.config["units"], xt.dtype
         dA, D = np.empty(t * b * h, dt), np.empty(t * b * h, dt)
-        g, keep, dWUb = np.empty((b, h), dt), np.empty((b, h), dt), np.empty((h, h + d + 1), dt)
+        g, keep, dWUb = np.empty((b, h), dt), np.empty((b, h), dt), np.empty((h + d + 1, h), dt)
         g0 = "h0" + sfx in self.g
         _rnn_backward(dy, last, 0, b, self.weight("W" + sfx, dt), cache["Z"], mask, self.act, dA, D, g, keep, dWUb, g0)
-        grads = {"W" + sfx: dWUb[:, :h], "U" + sfx: dWUb[:, h:h + d], "b" + sfx: dWUb[:, h + d]}   # Σ_t δ_t z_tᵀ
+        grads = {"W" + sfx: dWUb[:h].T, "U" + sfx: dWUb[h:h + d].T, "b" + sfx: dWUb[h + d]}   # Σ_t δ_t z_tᵀ
         if g0:
             grads["h0" + sfx] = g.sum(axis=0)
         return dA.reshape(t, b, h), D.reshape(t, b, h), grads
