@@ -226,12 +226,14 @@ class Recurrent(Layer):
         return np.ascontiguousarray(self.p[name], dt)
 
     def valid(self, b, t):
-        """The input's (B, T) mask of valid steps, None when every step is; sets self.mask (T, B) (all valid: an array
-        kept between steps, never written) and self.last (B,), each sequence's last valid step."""
+        """The input's (B, T) mask of valid steps, None when every step is; sets self.mask (T, B) and self.last (B,),
+        each sequence's last valid step (all valid: arrays kept between steps, never written)."""
         m = self.in_masks[0] if self.in_masks else None
         if m is None:
             full = self.__dict__.setdefault("_full", {})
-            self.mask, self.last = full.setdefault((t, b), np.ones((t, b), np.bool_)), np.full(b, t - 1, np.int64)
+            if (t, b) not in full:                                            # kept between steps, never written
+                full[t, b] = np.ones((t, b), np.bool_), np.full(b, t - 1, np.int64)
+            self.mask, self.last = full[t, b]
         else:
             self.mask = np.ascontiguousarray(m.T, dtype=np.bool_)             # (T, B)
             self.last = (t - 1 - np.argmax(m[:, ::-1], axis=1)).astype(np.int64)

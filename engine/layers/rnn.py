@@ -14,7 +14,7 @@ TANH, RELU = 0, 1
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _rnn_forward(x, lo, hi, WUb, h0, mask, act, fast, Zf):
-    """The whole time loop of sequences lo … hi−1, time-major. x (T, B, D) (C order), WUb (H+D+1, H) =
+    """The whole time loop of sequences lo … hi−1, time-major. x (T, B, D) (any strides), WUb (H+D+1, H) =
     [Wᵀ; Uᵀ; bᵀ], h0 (H,), mask (T, B); fast: float32 tanh. Zf: flat buffer holding this slice's rows
     Z (T+1, hi−lo, H+D+1) from element (T+1)·(H+D+1)·lo on: z_s = [h_s | x_s | 1] is what step s multiplies by WUb
     (h_s the state before step s: h0, then the state after every step; a padded step keeps the previous state);
@@ -57,7 +57,7 @@ def _rnn_backward(dy, last, lo, hi, W, Zf, mask, act, dAf, Gf, g, keep, dWUb, ne
     """δ_t = (∇_{h_t}L + Wᵀ δ_{t+1}) ⊙ f'(a_t) of sequences lo … hi−1, from t = T−1 down to 0, time-major, then
     their share of the weights' gradient Σ_t δ_t z_tᵀ = [∂L/∂W | ∂L/∂U | ∂L/∂b] as one GEMM.
 
-    dy (T, B, H) upstream gradient of the outputs, or (1, B, H) for the (H,) output at step last[i] (C order);
+    dy (T, B, H) upstream gradient of the outputs, or (1, B, H) for the (H,) output at step last[i] (any strides);
     last (B,): −1 when every step is an output; Zf: the forward's rows (_rnn_forward); dAf, Gf: flat whole-batch
     buffers for this slice's δ (T, hi−lo, H) from element T·H·lo on and ∇_{h_t}L in total, the same when kept or
     (1, hi−lo, H) scratch from element H·lo on (both 0 at padded steps); g (B, H) ← the gradient reaching h_0 when need_g0;
@@ -149,8 +149,7 @@ class RNN(Recurrent):
         at = self.__dict__.setdefault("_at", {}).get(b)                      # slice boundaries, fixed by b
         if at is None:
             at = self._at[b] = np.array([0] + [hi for _, hi in self.parts(b)], np.int64)
-        xt = np.ascontiguousarray(x.transpose(1, 0, 2))                      # (T, B, D)
-        Zf = np.empty((t + 1) * b * n, dt)                                   # slices' rows [h | x | 1]
+        xt, Zf = x.transpose(1, 0, 2), np.empty((t + 1) * b * n, dt)         # (T, B, D) view; slices' rows [h | x | 1]
         h0, wub, act, mask = self.state("h0", "", dt), self.wub[""], self.act, self.mask
         parallel.run(lambda j: _rnn_forward(xt, at[j], at[j + 1], wub, h0, mask, act, dt == np.float32, Zf),
                      range(len(at) - 1))
@@ -172,7 +171,7 @@ class RNN(Recurrent):
         (t, b, d), h, dt = xt.shape, self.config["units"], xt.dtype
         n = h + d + 1
         if self.config["return_sequences"]:
-            last, dyt = np.full(b, -1, np.int64), np.ascontiguousarray(dy.transpose(1, 0, 2), dt)   # (T, B, H)
+            last, dyt = np.full(b, -1, np.int64), dy.transpose(1, 0, 2)       # (T, B, H)
         else:
             last, dyt = self.last, np.array(dy, dt).reshape(1, b, h)          # (1, B, H), kept for the tap
         dAf = np.empty(t * b * h, dt)                                         # δ slice by slice
