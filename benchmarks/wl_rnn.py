@@ -6,6 +6,9 @@ state → Dense(64→1), MSE, batch 32, Adam lr 1e-3; one step = zero grads + fo
         # on a busy machine: CPU time per step on one thread, the engine (and the engine at ROOT, e.g. a
         # `git archive` of main) and PyTorch alternating, each in a fresh process; prints `uptime` with each run
     python benchmarks/wl_rnn.py --side engine|torch [--root ROOT]    # one such process
+    python benchmarks/wl_rnn.py --parts [--threads N]
+        # where the engine's step goes: thread CPU µs per step of the RNN kernels, the layers' Python around them,
+        # Dense, loss, optimizer and the rest, and the batch-parallel loops per step (on N threads, default 1)
 """
 import argparse
 import os
@@ -57,6 +60,61 @@ def cpu_ms(side, root=None, blocks=7, steps=60):
     return statistics.median(cpu), statistics.median(wall)
 
 
+def parts(threads=1, steps=300):
+    """Print thread CPU µs per step of each part of the engine's step (the calling thread: with threads > 1 the
+    helpers' share is not counted) and the parallel loops per step."""
+    from engine import parallel
+    from engine._malloc import keep_freed_memory
+    from engine.layers import rnn
+    from engine.parallel import thread_limits
+    import threading
+    fn = engine_step()
+    tr, acc, loops, me = fn.trainer, {}, [0], threading.get_ident()
+    m = tr.model
+
+    def timed(obj, name, key):
+        f = getattr(obj, name)
+
+        def w(*a, **k):
+            if threading.get_ident() != me:                              # a helper thread's share: not counted
+                return f(*a, **k)
+            c = time.thread_time_ns()
+            r = f(*a, **k)
+            acc[key] = acc.get(key, 0) + time.thread_time_ns() - c
+            return r
+        setattr(obj, name, w)
+    for obj, name, key in ((rnn, "_rnn_forward", "RNN forward kernel"), (rnn, "_rnn_backward", "RNN backward kernel"),
+                           (m.layers["rnn"], "forward", "RNN forward"), (m.layers["rnn"], "backward", "RNN backward"),
+                           (m.layers["out"], "forward", "Dense forward"), (m.layers["out"], "backward", "Dense backward"),
+                           (tr, "loss", "MSE loss"), (tr.opt, "step", "Adam"), (m, "forward", "model.forward"),
+                           (m, "backward", "model.backward")):
+        timed(obj, name, key)
+    run = parallel._pool.run
+    parallel._pool.run = lambda f, items, n: (loops.__setitem__(0, loops[0] + (min(n, len(items)) > 1)),
+                                              run(f, items, n))[1]
+    keep_freed_memory()
+    with thread_limits(threads):
+        for _ in range(steps):
+            fn()
+        acc.clear()
+        loops[0] = 0
+        c = time.thread_time_ns()
+        for _ in range(steps):
+            fn()
+        total = time.thread_time_ns() - c
+    us = {k: v / steps / 1e3 for k, v in acc.items()}
+    us["RNN forward"] -= us["RNN forward kernel"]                        # the layer's Python around its kernel
+    us["RNN backward"] -= us["RNN backward kernel"]
+    us["model.forward"] -= us["RNN forward"] + us["RNN forward kernel"] + us["Dense forward"]
+    us["model.backward"] -= us["RNN backward"] + us["RNN backward kernel"] + us["Dense backward"]
+    us["rest of train_step"] = total / steps / 1e3 - sum(us.values())
+    print(f"workload d, {threads} thread(s), load {uptime():.2f}: {total / steps / 1e3:.1f} µs per step (thread CPU "
+          f"of the calling thread), {loops[0] / steps:g} parallel loops per step")
+    for k, v in us.items():
+        print(f"  {k:22s} {v:7.1f} µs" + ("  (Python around the kernel)" if k in ("RNN forward", "RNN backward")
+                                         else "  (graph walk)" if k.startswith("model.") else ""))
+
+
 def uptime():
     return os.getloadavg()[0]
 
@@ -67,7 +125,11 @@ def main():
     ap.add_argument("--root", help="the engine's root folder (default: this checkout)")
     ap.add_argument("--baseline", help="a second engine root timed alternating with this one")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--parts", action="store_true", help="the per-part breakdown of the engine's step")
+    ap.add_argument("--threads", type=int, default=1, help="threads for --parts")
     a = ap.parse_args()
+    if a.parts:
+        return parts(a.threads)
     if a.side:
         print("%.4f %.4f" % cpu_ms(a.side, a.root))
         return

@@ -35,11 +35,8 @@ def _rnn_forward(x, lo, hi, WUb, h0, mask, act, fast, Zf):
     for s in range(t):
         gemm(Z[s], WUb, Z[s + 1, :, :h])                            # (b, H+D+1) @ (H+D+1, H): W h_{t−1} + U x_t + b
         for i in range(b):
-            y, prev = Z[s + 1, i], Z[s, i]                          # (H+D+1,): the loops below read the first H
-            if not mask[s, lo + i]:
-                for k in range(h):
-                    y[k] = prev[k]
-            elif act == RELU:
+            y = Z[s + 1, i]                                         # (H+D+1,): the loops below read the first H
+            if act == RELU:
                 for k in range(h):
                     v = y[k]
                     y[k] = v if v > 0 else v * 0
@@ -49,58 +46,61 @@ def _rnn_forward(x, lo, hi, WUb, h0, mask, act, fast, Zf):
             else:
                 for k in range(h):
                     y[k] = np.tanh(y[k])
+        for i in range(b):                                          # padded steps keep the state (a pass of its
+            if not mask[s, lo + i]:                                 # own: the loops above vectorise)
+                for k in range(h):
+                    Z[s + 1, i, k] = Z[s, i, k]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rnn_backward(dy, last, lo, hi, W, Zf, mask, act, dAf, G, g, keep, dWUb):
+def _rnn_backward(dy, last, lo, hi, W, Zf, mask, act, dAf, Gf, g, keep, dWUb, need_g0):
     """δ_t = (∇_{h_t}L + Wᵀ δ_{t+1}) ⊙ f'(a_t) of sequences lo … hi−1, from t = T−1 down to 0, time-major, then
-    their share of the weights' gradient.
+    their share of the weights' gradient Σ_t δ_t z_tᵀ = [∂L/∂W | ∂L/∂U | ∂L/∂b] as one GEMM.
 
     dy (T, B, H) upstream gradient of the outputs, or (1, B, H) for the (H,) output at step last[i] (any strides);
-    last (B,): −1 when every step is an output; Zf: the forward's rows (_rnn_forward); dAf: flat buffer for this
-    slice's δ (T, hi−lo, H) from element T·H·lo on (0 at padded steps); G (T, B, H) ← ∇_{h_t}L in total (0 at padded
-    steps); g (B, H) ← the gradient reaching h_0; keep (B, H) scratch; dWUb (H, H+D+1) ← Σ_t δ_t z_tᵀ =
-    [∂L/∂W | ∂L/∂U | ∂L/∂b] of the slice."""
-    t, h, n, b = G.shape[0], G.shape[2], dWUb.shape[1], hi - lo
+    last (B,): −1 when every step is an output; Zf: the forward's rows (_rnn_forward); dAf, Gf: flat whole-batch
+    buffers for this slice's δ (T, hi−lo, H) from element T·H·lo on and ∇_{h_t}L in total, the same when kept or
+    (1, hi−lo, H) scratch from element H·lo on (both 0 at padded steps); g (B, H) ← the gradient reaching h_0 when need_g0;
+    keep (B, H) scratch; dWUb (H+D+1, H) ← the slice's share, transposed."""
+    t, h, n, b = mask.shape[0], W.shape[0], dWUb.shape[0], hi - lo
     Z = Zf[(t + 1) * n * lo:(t + 1) * n * hi].reshape((t + 1, b, n))
+    tg = Gf.size // (g.shape[0] * h)                                # T when kept, else 1
     dA = dAf[t * h * lo:t * h * hi].reshape((t, b, h))
-    gs = g[lo:hi]
+    G = Gf[tg * h * lo:tg * h * hi].reshape((tg, b, h))
+    gs, zero = g[lo:hi], np.zeros(h, g.dtype)
     for i in range(b):
         for k in range(h):
             gs[i, k] = 0
     for s in range(t - 1, -1, -1):
-        d = dA[s]
-        for i in range(b):
+        d, gt = dA[s], G[s if tg > 1 else 0]
+        for i in range(b):                                          # ∂L/∂h_s in total, then δ_s
             j = lo + i
-            di, gti, gi = d[i], G[s, j], gs[i]
-            if not mask[s, j]:                                      # identity step: gradient passes through
-                for k in range(h):
-                    di[k] = 0
-                    gti[k] = 0
-                    keep[j, k] = gi[k]
-                continue
-            if last[j] < 0:
-                for k in range(h):
-                    gti[k] = gi[k] + dy[s, j, k]
-            elif last[j] == s:
-                for k in range(h):
-                    gti[k] = gi[k] + dy[0, j, k]
-            else:
-                for k in range(h):
-                    gti[k] = gi[k]
-            hn = Z[s + 1, i]
+            di, gti, gi, hn = d[i], gt[i], gs[i], Z[s + 1, i]
+            up = dy[s, j] if last[j] < 0 else dy[0, j] if last[j] == s else zero   # the output's own gradient
             if act == TANH:
                 for k in range(h):
-                    di[k] = gti[k] * (1 - hn[k] * hn[k])
+                    v = gi[k] + up[k]
+                    gti[k] = v
+                    di[k] = v * (1 - hn[k] * hn[k])
             else:
                 for k in range(h):
-                    di[k] = gti[k] if hn[k] > 0 else gti[k] * 0
+                    v = gi[k] + up[k]
+                    gti[k] = v
+                    di[k] = v if hn[k] > 0 else v * 0
+        for i in range(b):                                          # padded steps: identity, the gradient
+            if not mask[s, lo + i]:                                 # passes through (a pass of its own: the
+                for k in range(h):                                  # loops above vectorise)
+                    keep[lo + i, k] = gs[i, k]
+                    d[i, k] = 0
+                    gt[i, k] = 0
+        if s == 0 and not need_g0:
+            break
         gemm(d, W, gs)                                              # (b, H) @ (H, H): Wᵀ δ_t per row
         for i in range(b):                                          # padded steps pass g on unchanged
             if not mask[s, lo + i]:
                 for k in range(h):
                     gs[i, k] = keep[lo + i, k]
-    gemm(dA.reshape(t * b, h), Z[:t].reshape(t * b, n), dWUb, ta=True)   # (H, T·b) @ (T·b, H+D+1)
+    gemm(Z[:t].reshape(t * b, n), dA.reshape(t * b, h), dWUb, ta=True)   # (H+D+1, T·b) @ (T·b, H)
 
 
 def _split_bias(b):
@@ -173,25 +173,32 @@ class RNN(Recurrent):
         if self.config["return_sequences"]:
             last, dyt = np.full(b, -1, np.int64), dy.transpose(1, 0, 2)       # (T, B, H)
         else:
-            last, dyt = self.last, dy.reshape(1, b, h)                        # (1, B, H)
-        dAf, G = np.empty(t * b * h, dt), np.empty((t, b, h), dt)             # δ slice by slice; ∂L/∂h_t
-        g, keep, dW = np.empty((b, h), dt), np.empty((b, h), dt), np.empty((len(at) - 1, h, n), dt)
-        W, act, mask, U = self.weight("W", dt), self.act, self.mask, self.p["U"]
+            last, dyt = self.last, np.array(dy, dt).reshape(1, b, h)          # (1, B, H), kept for the tap
+        dAf = np.empty(t * b * h, dt)                                         # δ slice by slice
+        G, g, keep = np.empty(b * h, dt), np.empty((b, h), dt), np.empty((b, h), dt)   # G: ∂L/∂h_t scratch
+        dW = np.empty((len(at) - 1, n, h), dt)                               # [∂W | ∂U | ∂b]ᵀ per slice
+        W, act, mask, U, g0 = self.p["W"].astype(dt), self.act, self.mask, self.p["U"], "h0" in self.g
         dx = np.empty((t, b, d), dt) if self.need_dx else None               # (T, B, D)
 
         def go(j):
             lo, hi = at[j], at[j + 1]
-            _rnn_backward(dyt, last, lo, hi, W, Zf, mask, act, dAf, G, g, keep, dW[j])
+            _rnn_backward(dyt, last, lo, hi, W, Zf, mask, act, dAf, G, g, keep, dW[j], g0)
             if dx is not None:                                                # (T·b, H) @ (H, D)
                 dx[:, lo:hi] = (dAf[t * h * lo:t * h * hi].reshape(t * (hi - lo), h) @ U).reshape(t, hi - lo, d)
         parallel.run(go, range(len(at) - 1))
         tot = dW[0]
         for j in range(1, len(dW)):                                           # the slices' shares in their order
             tot += dW[j]
-        self.g["W"][...], self.g["U"][...], self.g["b"][...] = tot[:, :h], tot[:, h:h + d], tot[:, h + d]
-        if "h0" in self.g:
+        self.g["W"][...], self.g["U"][...], self.g["b"][...] = tot[:h].T, tot[h:h + d].T, tot[h + d]
+        if g0:
             self.g["h0"][...] = g.sum(axis=0)
-        self.taps["grad_hidden"] = lambda: G.transpose(1, 0, 2)              # (B, T, H)
+
+        def grad_hidden():                                                    # the δ recurrence again, keeping G
+            Gt, scratch = np.empty(t * b * h, dt), [np.empty((b, h), dt) for _ in range(3)]
+            _rnn_backward(dyt, last, 0, b, W, Zf, mask, act, np.empty(t * b * h, dt), Gt, scratch[1], scratch[2],
+                          np.empty((n, h), dt), False)
+            return Gt.reshape(t, b, h).transpose(1, 0, 2)                     # (B, T, H)
+        self.taps["grad_hidden"] = grad_hidden
         return (None if dx is None else dx.transpose(1, 0, 2),)              # (B, T, D)
 
     def run(self, sfx, xt, mask):
@@ -205,13 +212,14 @@ class RNN(Recurrent):
     def run_back(self, sfx, xt, mask, S, cache, dy, last):
         t, b, d = xt.shape
         h, dt = self.config["units"], xt.dtype
-        dA, D = np.empty(t * b * h, dt), np.empty((t, b, h), dt)
-        g, keep, dWUb = np.empty((b, h), dt), np.empty((b, h), dt), np.empty((h, h + d + 1), dt)
-        _rnn_backward(dy, last, 0, b, self.weight("W" + sfx, dt), cache["Z"], mask, self.act, dA, D, g, keep, dWUb)
-        grads = {"W" + sfx: dWUb[:, :h], "U" + sfx: dWUb[:, h:h + d], "b" + sfx: dWUb[:, h + d]}   # Σ_t δ_t z_tᵀ
-        if "h0" + sfx in self.g:
+        dA, D = np.empty(t * b * h, dt), np.empty(t * b * h, dt)
+        g, keep, dWUb = np.empty((b, h), dt), np.empty((b, h), dt), np.empty((h + d + 1, h), dt)
+        g0 = "h0" + sfx in self.g
+        _rnn_backward(dy, last, 0, b, self.weight("W" + sfx, dt), cache["Z"], mask, self.act, dA, D, g, keep, dWUb, g0)
+        grads = {"W" + sfx: dWUb[:h].T, "U" + sfx: dWUb[h:h + d].T, "b" + sfx: dWUb[h + d]}   # Σ_t δ_t z_tᵀ
+        if g0:
             grads["h0" + sfx] = g.sum(axis=0)
-        return dA.reshape(t, b, h), D, grads
+        return dA.reshape(t, b, h), D.reshape(t, b, h), grads
 
     def torch_step(self, x, st, p, torch):
         f = torch.tanh if self.config["activation"] == "tanh" else torch.relu
