@@ -8,6 +8,7 @@ import pytest
 from engine import Graph
 from engine.layers.fusion import ConvBlocks, ConvBNReLUPool
 from engine.model import Model
+from test_fusion import _run
 
 
 def _graph(channels=(1, 3, 4), hw=(8, 9), blocks=2):
@@ -19,13 +20,6 @@ def _graph(channels=(1, 3, 4), hw=(8, 9), blocks=2):
     specs += [("f", "Flatten", {}), ("d", "Dense", {"units": 3}), ("sm", "Softmax", {})]
     g.chain(*specs)
     return g
-
-
-def _run(m, x, u, training, every):
-    y = m.forward(x, training=training, every=every)
-    m.grad[:] = 0
-    m.backward(u)
-    return y.copy(), m.grad.copy(), {k: v.copy() for k, v in m.state.items()}
 
 
 def _data(n, channels, hw, dtype, seed=0):
