@@ -1,5 +1,5 @@
-"""Two Conv2D → BatchNorm → ReLU → MaxPool2D blocks as one group (fusion.ConvBlocks): the first block's pool runs in
-the second's convolution loop and its BatchNorm gradient sums in the second's backward loop. Same outputs, gradients
+"""Two Conv2D → BatchNorm → ReLU → MaxPool2D blocks as one group (fusion.ConvBlocks): the first block's pool runs
+in the second's convolution loop and its BatchNorm gradient sums in the second's backward loop. Same outputs, gradients
 and running statistics as the layers run one by one, a finite-difference gradient check, and the same bits on one
 and two threads."""
 import numpy as np

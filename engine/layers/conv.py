@@ -280,7 +280,8 @@ class Conv2D(ConvND):
 
     def backward_parts(self, dy, before=None, after=None):
         """(dx or None,) from C-contiguous dy, dW and db written into self.g; before(i), when given, first fills dy
-        for the samples of self.parts[i] in the same loop (fusion.ConvBNReLUPool), after(i, dx) then reads their dx (fusion.ConvBlocks)."""
+        for the samples of self.parts[i] in the same loop (fusion.ConvBNReLUPool), after(i, dx) then reads their dx
+        (fusion.ConvBlocks)."""
         if self.shift:
             return conv_shift.backward_parts(self, dy, before, after)
         O = dy.shape[1]

@@ -1,5 +1,5 @@
 """Adjacent layers that the Model runs as one pass over memory: Conv2D → BatchNorm → ReLU → MaxPool2D (2×2,
-stride 2), BatchNorm → ReLU → MaxPool2D, Dense → ReLU and Add → LayerNorm.
+stride 2), two of those in a row, BatchNorm → ReLU → MaxPool2D, Dense → ReLU and Add → LayerNorm.
 
 A group keeps each layer's math: BatchNorm's statistics and gradients are its own kernels, only the
 normalise-ReLU-pool step and its backward are one kernel each; Dense applies the ReLU to each chunk of its
@@ -97,7 +97,8 @@ class BNReLUPool:
         if not bn.need_dx:
             return None
         dx = scratch(self, "dx", self.xshape, dp.dtype)
-        self.dx_part = lambda i: k.relu_maxpool_bn_dx(*self._at(i, dp, self.arg, x), bn.mean, coef, dx[slice(*bn.parts[i])])
+        self.dx_part = lambda i: k.relu_maxpool_bn_dx(*self._at(i, dp, self.arg, x), bn.mean, coef,
+                                                      dx[slice(*bn.parts[i])])
         return dx
 
     def _at(self, i, *arrays):
@@ -172,7 +173,7 @@ class ConvBNReLUPool:
 class ConvBlocks:
     """Two ConvBNReLUPool blocks in a row: the first block's normalise-ReLU-pool runs inside the second's
     convolution loop (forward), and the first block's BatchNorm gradient sums inside the second's convolution
-    backward loop, so that a training step takes three batch-parallel loops less; the batch statistics are the only
+    backward loop, so that a training step takes two batch-parallel loops less; the batch statistics are the only
     barriers. Evaluation runs the two groups as they are."""
     TYPES = ConvBNReLUPool.TYPES * 2
     unfrozen = True
@@ -197,8 +198,7 @@ class ConvBlocks:
     def backward(self, dp):
         a, b = self.a, self.b
         dy = b.rest.grads(dp)                                   # the second convolution's dy
-        if not a.rest.kept:                                     # after an evaluation-mode forward
-            a.rest.keep_args()
+        a.rest.keep_args()                                      # (after an evaluation-mode forward)
         if dy is None or not b.conv.need_dx:
             return b.conv.backward_parts(dy, before=b.rest.dx_part) if dy is not None else (None,)
         parts = b.conv.parts
