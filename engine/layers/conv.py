@@ -278,11 +278,12 @@ class Conv2D(ConvND):
             return super().backward(dy)
         return self.backward_parts(np.ascontiguousarray(dy))
 
-    def backward_parts(self, dy, before=None):
+    def backward_parts(self, dy, before=None, after=None):
         """(dx or None,) from C-contiguous dy, dW and db written into self.g; before(i), when given, first fills dy
-        for the samples of self.parts[i] in the same loop (fusion.ConvBNReLUPool)."""
+        for the samples of self.parts[i] in the same loop (fusion.ConvBNReLUPool), after(i, dx) then reads their dx
+        (fusion.ConvBlocks)."""
         if self.shift:
-            return conv_shift.backward_parts(self, dy, before)
+            return conv_shift.backward_parts(self, dy, before, after)
         O = dy.shape[1]
         (ph, pw), (kh, kw), (sh, sw) = self.pads, self.k, self.s
         xp, parts = self.xp, self.parts
@@ -302,6 +303,8 @@ class Conv2D(ConvND):
                        k.scratch(self, ("col", i), (R * n,), dy.dtype), k.scratch(self, ("dy2", i), (O * n,), dy.dtype),
                        k.scratch(self, ("dw", i), (R, O), dy.dtype), kh, kw, sh, sw, ph, pw, wrow, L, self.sub,
                        self.need_dx)
+            if after is not None:
+                after(i, dx)
         tot = k.chunk_sum(self, len(parts), O * R + O, dy.dtype, part)    # in chunk order: thread-independent
         self.g["W"].reshape(-1)[...] = tot[:O * R]
         if "b" in self.g:

@@ -150,7 +150,7 @@ def forward_parts(layer, x, training):
     return y, part
 
 
-def backward_parts(layer, dy, before=None):
+def backward_parts(layer, dy, before=None, after=None):
     """Conv2D.backward_parts on this path: (dx or None,), dW and db written into layer.g; dy C-contiguous."""
     O = dy.shape[1]
     (ph, pw), (kh, kw), (sh, sw), P, parts = layer.pads, layer.k, layer.s, layer.xp, layer.parts
@@ -168,6 +168,8 @@ def backward_parts(layer, dy, before=None):
                   k.scratch(layer, ("dP", i), P.shape[1:], dy.dtype), dx[a:e],
                   k.scratch(layer, ("dy2", i), (O, L), dy.dtype), k.scratch(layer, ("dwt", i), (T, C, O), dy.dtype),
                   kh, kw, sh, sw, ph, pw, L, layer.need_dx)
+        if after is not None:
+            after(i, dx)
     tot = k.chunk_sum(layer, len(parts), O * R + O, dy.dtype, part)      # in chunk order: thread-independent
     layer.g["W"].reshape(-1)[...] = tot[:O * R]
     if "b" in layer.g:

@@ -1,5 +1,5 @@
 """Adjacent layers that the Model runs as one pass over memory: Conv2D → BatchNorm → ReLU → MaxPool2D (2×2,
-stride 2), BatchNorm → ReLU → MaxPool2D, Dense → ReLU and Add → LayerNorm.
+stride 2), two of those in a row, BatchNorm → ReLU → MaxPool2D, Dense → ReLU and Add → LayerNorm.
 
 A group keeps each layer's math: BatchNorm's statistics and gradients are its own kernels, only the
 normalise-ReLU-pool step and its backward are one kernel each; Dense applies the ReLU to each chunk of its
@@ -44,9 +44,17 @@ class BNReLUPool:
 
     def _pool(self, x, scale, shift, y, keep):
         """The forward kernel; when keep, also each window's maximum cell (arg) for backward."""
+        self.prepare(x, y, keep)
+        parallel.run(lambda p: self.pool_rows(x, y, *p), parallel.chunks(len(x), x[0].nbytes + 2 * y[0].nbytes))
+
+    def prepare(self, x, y, keep):
+        """The buffer pool_rows writes besides y: arg, kept for backward when keep."""
         self.arg = scratch(self, "arg", y.shape, np.uint8)
         self.kept = keep
-        parallel.over_batch(lambda a, o, g: k.bn_relu_maxpool(a, scale, shift, o, g, keep), x, y, self.arg)
+
+    def pool_rows(self, x, y, a, e):
+        """Samples a … e−1 of the forward kernel (after prepare)."""
+        k.bn_relu_maxpool(x[a:e], *self.coefs, y[a:e], self.arg[a:e], self.kept)
 
     def backward(self, dp):
         """BatchNorm's gradient kernels on dy = dp routed through the pool and ReLU, without forming dy."""
@@ -57,21 +65,40 @@ class BNReLUPool:
 
     def grads(self, dp):
         """dγ, dβ (one loop over the batch chunks); returns dx's buffer, filled by dx_part(i), or None."""
-        bn, dp = self.bn, np.ascontiguousarray(dp)
+        dp = np.ascontiguousarray(dp)
+        self.keep_args()
+        parts = self.bn.parts
+        sums = self.sums_buffer(len(parts))
+        parallel.run(lambda i: self.sums_rows(dp, *parts[i], sums[:, i]), range(len(parts)))
+        return self.finish(dp, sums)
+
+    def keep_args(self):
+        """After an evaluation-mode forward (no arg): the forward kernel again, keeping it."""
+        if not self.kept:
+            x = self.bn.x3.reshape(self.xshape)                 # (B, C, H, W)
+            self._pool(x, *self.coefs, scratch(self, "y", (len(x),) + self.pool.out_shape, x.dtype), True)
+
+    def sums_buffer(self, n):
+        """(2, n, C): Σ dy·(x − m) and Σ dy of each of n batch chunks."""
+        return scratch(self, "sums", (2, n, self.xshape[1]), np.float64)
+
+    def sums_rows(self, dp, a, e, out):
+        """BatchNorm's gradient sums of samples a … e−1 into out (2, C)."""
+        x = self.bn.x3.reshape(self.xshape)                     # (B, C, H, W)
+        k.relu_maxpool_bn_sums(dp[a:e], self.arg[a:e], x[a:e], self.bn.mean, out[0], out[1])
+
+    def finish(self, dp, sums):
+        """dγ, dβ from the chunks' sums; returns dx's buffer, filled by dx_part(i) (self.bn.parts), or None."""
+        bn, C = self.bn, self.xshape[1]
         x = bn.x3.reshape(self.xshape)                          # (B, C, H, W)
-        if not self.kept:                                       # after an evaluation-mode forward (no arg)
-            self._pool(x, *self.coefs, scratch(self, "y", dp.shape, x.dtype), True)
-        parts, C = bn.parts, self.xshape[1]
-        sums = scratch(self, "sums", (2, len(parts), C), np.float64)
-        parallel.run(lambda i: k.relu_maxpool_bn_sums(*self._at(i, dp, self.arg, x), bn.mean, sums[0, i], sums[1, i]),
-                     range(len(parts)))
         coef = scratch(self, "coef", (3, C), np.float64)
         k.bn_grads(sums[0], sums[1], bn.p["gamma"], bn.inv, x[0, 0].size * len(x), bn.training,
                    bn.g["gamma"], bn.g["beta"], coef)
         if not bn.need_dx:
             return None
         dx = scratch(self, "dx", self.xshape, dp.dtype)
-        self.dx_part = lambda i: k.relu_maxpool_bn_dx(*self._at(i, dp, self.arg, x), bn.mean, coef, dx[slice(*parts[i])])
+        self.dx_part = lambda i: k.relu_maxpool_bn_dx(*self._at(i, dp, self.arg, x), bn.mean, coef,
+                                                      dx[slice(*bn.parts[i])])
         return dx
 
     def _at(self, i, *arrays):
@@ -96,37 +123,90 @@ class ConvBNReLUPool:
 
     def forward(self, x, training=False):
         rest, bn = self.rest, self.rest.bn
+        if training:
+            out = self.train_parts(x)
+            rest._pool(self.conv_y, *rest.coefs, out, True)
+            return out
         bn.sel = None
         y, conv_part = self.conv.forward_parts(x, training)    # (B, C, H, W)
-        parts, (B, C) = self.conv.parts, y.shape[:2]
-        y3 = y.reshape(B, C, -1)                                # (B, C, H·W)
-        if training:
-            sums = scratch(self, "sums", (3, len(parts), C), np.float64)    # Σ (y − k), Σ (y − k)², k per chunk
-
-            def part(i):
-                conv_part(i)
-                a, e = parts[i]
-                sums[2, i] = y3[a, :, 0]                        # this chunk's shift: its first sample's values
-                k.bn_sums(y3[a:e], sums[2, i], sums[0, i], sums[1, i])
-            parallel.run(part, range(len(parts)))
-            scale, shift = bn.coefs(y3, True, parts, sums)      # re-expressed about the first chunk's shift
-            out = rest._out(y, scale, shift, True)
-            rest._pool(y, scale, shift, out, True)
-            return out
-        scale, shift = bn.coefs(y3, False, parts)
+        parts = self.conv.parts
+        scale, shift = bn.coefs(y.reshape(y.shape[0], y.shape[1], -1), False, parts)
         out = rest._out(y, scale, shift, False)
-        rest.arg, rest.kept = scratch(rest, "arg", out.shape, np.uint8), False
+        rest.prepare(y, out, False)
 
         def part(i):
             conv_part(i)
-            a, e = parts[i]
-            k.bn_relu_maxpool(y[a:e], scale, shift, out[a:e], rest.arg[a:e], False)
+            rest.pool_rows(y, out, *parts[i])
         parallel.run(part, range(len(parts)))
+        return out
+
+    def train_parts(self, x, before=None):
+        """The loop of the training forward: each chunk's convolution and BatchNorm sums (before(a, e) first, when
+        given, fills the chunk's input); then the batch statistics. Returns the output's buffer (unfilled); the
+        convolution's output is self.conv_y, and rest.pool_rows(conv_y, out, a, e) fills out."""
+        rest, bn = self.rest, self.rest.bn
+        bn.sel = None
+        y, conv_part = self.conv.forward_parts(x, True)        # (B, C, H, W)
+        parts, (B, C) = self.conv.parts, y.shape[:2]
+        y3 = y.reshape(B, C, -1)                                # (B, C, H·W)
+        sums = scratch(self, "sums", (3, len(parts), C), np.float64)    # Σ (y − k), Σ (y − k)², k per chunk
+
+        def part(i):
+            a, e = parts[i]
+            if before is not None:
+                before(a, e)
+            conv_part(i)
+            sums[2, i] = y3[a, :, 0]                            # this chunk's shift: its first sample's values
+            k.bn_sums(y3[a:e], sums[2, i], sums[0, i], sums[1, i])
+        parallel.run(part, range(len(parts)))
+        scale, shift = bn.coefs(y3, True, parts, sums)          # re-expressed about the first chunk's shift
+        out = rest._out(y, scale, shift, True)
+        rest.prepare(y, out, True)
+        self.conv_y = y
         return out
 
     def backward(self, dp):
         dy = self.rest.grads(dp)                                # BatchNorm's dx: the convolution's dy
         return self.conv.backward_parts(dy, before=self.rest.dx_part)
+
+
+class ConvBlocks:
+    """Two ConvBNReLUPool blocks in a row: the first block's normalise-ReLU-pool runs inside the second's
+    convolution loop (forward), and the first block's BatchNorm gradient sums inside the second's convolution
+    backward loop, so that a training step takes two batch-parallel loops less; the batch statistics are the only
+    barriers. Evaluation runs the two groups as they are."""
+    TYPES = ConvBNReLUPool.TYPES * 2
+    unfrozen = True
+
+    def __init__(self, *layers):
+        self.a, self.b = ConvBNReLUPool(*layers[:4]), ConvBNReLUPool(*layers[4:])
+        self.nodes = self.a.nodes + self.b.nodes
+
+    @staticmethod
+    def fits(*layers):
+        return ConvBNReLUPool.fits(*layers[:4]) and ConvBNReLUPool.fits(*layers[4:])
+
+    def forward(self, x, training=False):
+        a, b = self.a, self.b
+        if not training:
+            return b.forward(a.forward(x, False), False)
+        mid = a.train_parts(x)                                  # (B, C₁, H/2, W/2): the first block's output
+        out = b.train_parts(mid, before=lambda s, e: a.rest.pool_rows(a.conv_y, mid, s, e))
+        b.rest._pool(b.conv_y, *b.rest.coefs, out, True)
+        return out
+
+    def backward(self, dp):
+        a, b = self.a, self.b
+        dy = b.rest.grads(dp)                                   # the second convolution's dy
+        a.rest.keep_args()                                      # (after an evaluation-mode forward)
+        if dy is None or not b.conv.need_dx:
+            return b.conv.backward_parts(dy, before=b.rest.dx_part) if dy is not None else (None,)
+        parts = b.conv.parts
+        sums = a.rest.sums_buffer(len(parts))
+        after = lambda i, dmid: a.rest.sums_rows(dmid, *parts[i], sums[:, i])    # noqa: E731  (this chunk's dx)
+        (dmid,) = b.conv.backward_parts(dy, before=b.rest.dx_part, after=after)   # (B, C₁, H/2, W/2)
+        da = a.rest.finish(dmid, sums)                          # the first convolution's dy
+        return a.conv.backward_parts(da, before=a.rest.dx_part) if da is not None else (None,)
 
 
 class _Pair:
@@ -172,7 +252,7 @@ class AddLayerNorm(_Pair):
         return self.first.backward(dx)                      # the sum's gradient reaches both inputs
 
 
-KINDS = (ConvBNReLUPool, BNReLUPool, DenseReLUDense, DenseReLU, AddLayerNorm)     # the longer chain first
+KINDS = (ConvBlocks, ConvBNReLUPool, BNReLUPool, DenseReLUDense, DenseReLU, AddLayerNorm)     # the longer chain first
 
 
 def _chain(model, users, n, k):
