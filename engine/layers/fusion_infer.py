@@ -231,11 +231,11 @@ class Chain:
         self.tail = steps[last + 1:]                                       # views after the last kernel
 
     def chunks(self, n):
-        """Batch runs of about TARGET bytes each, an even number of them (two threads share them evenly)."""
-        parts = parallel.chunks(n, self.per_sample, TARGET)
-        if len(parts) > 1 and len(parts) % 2:
-            parts = parallel.chunks(n, self.per_sample, n * self.per_sample // (len(parts) + 1) + 1)
-        return parts
+        """Batch runs of about TARGET bytes each, an even number of them where n allows (two threads share them
+        evenly), their sizes differing by at most one."""
+        k = len(parallel.chunks(n, self.per_sample, TARGET))
+        k = min(n, k + k % 2) if k > 1 else 1
+        return [(i * n // k, (i + 1) * n // k) for i in range(k)]
 
     def forward(self, x, training=False):
         if training or any(m is not None for v in self.layers for m in v.in_masks):
