@@ -36,13 +36,28 @@ def _varied():
     return g
 
 
+def _pools():
+    """Conv → ReLU → MaxPool (no BatchNorm) at stride 2 on an odd size, then an unpadded convolution without
+    bias → BatchNorm → ReLU → MaxPool on an odd size (the pool drops the last row and column)."""
+    g = Graph()
+    g.chain(("x", "Input", {"shape": [3, 13, 11]}),
+            ("c1", "Conv2D", {"filters": 4, "kernel_size": [3, 2], "stride": [2, 1], "padding": "explicit",
+                              "pad": [1, 0]}),
+            ("r1", "ReLU", {}), ("p1", "MaxPool2D", {}),
+            ("c2", "Conv2D", {"filters": 6, "kernel_size": [2], "use_bias": False}), ("bn2", "BatchNorm", {}),
+            ("r2", "ReLU", {}), ("p2", "MaxPool2D", {}), ("f", "Flatten", {}), ("d", "Dense", {"units": 3}))
+    return g
+
+
 def _randomize(m, seed=1):
     """Non-trivial running statistics and BatchNorm coefficients (a trained model's)."""
     rng = np.random.default_rng(seed)
     w = m.weights()
     for k, v in w.items():
-        if k.endswith(("running_var", "gamma")):
+        if k.endswith("running_var"):
             w[k] = rng.uniform(0.5, 1.5, v.shape)
+        elif k.endswith("gamma"):                                 # some negative: a folded scale flips the maximum
+            w[k] = rng.uniform(0.5, 1.5, v.shape) * np.where(np.arange(v.size) % 3 == 1, -1, 1)
         elif k.endswith(("running_mean", "beta")):
             w[k] = rng.normal(0, 0.5, v.shape)
     m.set_weights(w)
@@ -61,7 +76,8 @@ def _loops(monkeypatch):
     return count
 
 
-@pytest.mark.parametrize("graph,chain", [(_cnn, ["c1"]), (lambda: _cnn(16), ["c1"]), (_varied, ["c1"])])
+@pytest.mark.parametrize("graph,chain", [(_cnn, ["c1"]), (lambda: _cnn(16), ["c1"]), (_varied, ["c1"]),
+                                         (_pools, ["c1"])])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
 @pytest.mark.parametrize("B", [1, 2, 7, 33])
 def test_chain_equals_the_layers_one_by_one(graph, chain, dtype, tol, B, monkeypatch):
@@ -73,6 +89,8 @@ def test_chain_equals_the_layers_one_by_one(graph, chain, dtype, tol, B, monkeyp
     assert set(m.acts) == {"x", m.output}                         # inner outputs are not kept
     if B > 2:
         assert len(m.fused_now["c1"].chunks(B)) > 1
+    kinds = {type(s).__name__ for s in m.fused_now["c1"].steps}
+    assert "_ConvReLUPool" in kinds or graph is _varied
     ref = m.forward(x, every=True)
     assert y.dtype == dtype and y.shape == ref.shape
     np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)

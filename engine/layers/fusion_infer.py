@@ -18,11 +18,14 @@ from .. import kernels as kn
 from .. import parallel
 from . import conv_kernels as ck
 from . import conv_shift
+from . import fusion_infer_kernels as fk
 from . import norm_kernels as nk
 from .activations import Softmax, _Stored
 from .fusion import BNReLUPool
 
 TARGET = 1 << 20        # bytes of one chunk's step outputs: they stay in the core's cache
+WORK = 6_000_000        # multiply-adds per chunk (~0.3 ms on one core): each chunk costs ~25 µs of Python and
+                        # kernel calls, too few chunks leave one of two threads idle at the end (c-infer: 4 × 16)
 
 
 class _Step:
@@ -76,7 +79,7 @@ class _Conv(_Step):
         c, n = self.layers[0], len(x)
         (ph, pw), (kh, kw), (sh, sw), O = c.pads, c.k, c.s, c.config["filters"]
         if c.shift:
-            P = buf(self.key, "P", (n, self.S) + c.in_shapes[0][:1] + (self.Hq, self.Wq), x.dtype)  # (n, phases, C_in, Hq, Wq)
+            P = buf(self.key, "P", (n, self.S) + c.in_shapes[0][:1] + (self.Hq, self.Wq), x.dtype)  # (n, S, C, Hq, Wq)
             conv_shift.shift_fwd(x, P, self.Wk, self.b, y, buf(self.key, "y2", (O, self.L), x.dtype), kh, kw, sh, sw,
                                  ph, pw, self.L)
             return
@@ -84,6 +87,39 @@ class _Conv(_Step):
         m = min(self.sub, n) * self.L
         ck.conv_fwd(x, xp, self.W2, self.b, y, buf(self.key, "col", (self.R * m,), x.dtype),
                     buf(self.key, "cy", (O * m,), x.dtype), kh, kw, sh, sw, ph, pw, self.wrow, self.L, self.sub)
+
+
+class _ConvReLUPool(_Conv):
+    """Conv2D (im2col path) → BatchNorm (optional) → ReLU → MaxPool2D 2×2/2: the pool reads the GEMM's rows, the
+    BatchNorm's running-statistics affine folded into W and b (scale·(W ⋆ x + b) + shift)."""
+
+    def __init__(self, conv, *rest):
+        _Conv.__init__(self, conv)
+        self.layers, self.out = (conv,) + rest, rest[-1].out_shape
+        self.bn = _BatchNorm(rest[0]) if len(rest) == 3 else None
+
+    @staticmethod
+    def fits(conv, *rest):
+        types = tuple(type(v).__name__ for v in rest)
+        return type(conv).__name__ == "Conv2D" and conv.fast and not conv.shift and rest[-1].k == (2, 2) and \
+            rest[-1].s == (2, 2) and types in (("BatchNorm", "ReLU", "MaxPool2D"), ("ReLU", "MaxPool2D")) and \
+            rest[-1].plain() and (len(rest) == 2 or len(rest[0].in_shapes[0]) == 3)
+
+    def prepare(self):
+        super().prepare()
+        if self.bn is not None:
+            self.bn.prepare()
+            self.W2 = self.W2 * self.bn.scale[:, None]                   # (C_out, C_in·K_h·K_w)
+            self.b = self.b * self.bn.scale + self.bn.shift
+
+    def run(self, x, y, buf):
+        c, n = self.layers[0], len(x)
+        (ph, pw), (kh, kw), (sh, sw), O = c.pads, c.k, c.s, c.config["filters"]
+        xp = buf(self.key, "xp", (n,) + self.xp, x.dtype, True) if ph or pw else x   # the border stays zero
+        m = min(self.sub, n) * self.L
+        fk.conv_relu_maxpool(x, xp, self.W2, self.b, y, buf(self.key, "col", (self.R * m,), x.dtype),
+                             buf(self.key, "cy", (O * m,), x.dtype), kh, kw, sh, sw, ph, pw, self.wrow, self.L,
+                             self.sub)
 
 
 class _BNReLUPool(_Step):
@@ -154,7 +190,7 @@ class _Dense(_Step):
         self.b = d.p["b"] if "b" in d.p else self.W[0, :0]
 
     def run(self, x, y, buf):
-        kn.dense_fwd(x.reshape(-1, self.W.shape[1]), self.W, self.b, y.reshape(-1, len(self.W)))   # (rows, F) → (rows, U)
+        kn.dense_fwd(x.reshape(-1, self.W.shape[1]), self.W, self.b, y.reshape(-1, len(self.W)))   # (M, F) → (M, U)
 
 
 class _Softmax(_Step):
@@ -189,6 +225,15 @@ def _steps(layers):
     """The steps of a run of layers (BatchNorm → ReLU → MaxPool 2×2/2 as one), or None when one has none."""
     out, i = [], 0
     while i < len(layers):
+        for k in (4, 3):
+            if len(layers) - i >= k and _ConvReLUPool.fits(*layers[i:i + k]):
+                break
+        else:
+            k = 0
+        if k:
+            out.append(_ConvReLUPool(*layers[i:i + k]))
+            i += k
+            continue
         three = layers[i:i + 3]
         if tuple(type(v).__name__ for v in three) == BNReLUPool.TYPES and BNReLUPool.fits(*three):
             out.append(_BNReLUPool(*three))
@@ -211,6 +256,7 @@ class Chain:
         self.layers = [model.layers[v] for v in nodes]
         self.dtype = model.dtype
         self.per_sample = sum(prod(s.out) * (not s.view) + s.extra for s in steps) * self.dtype.itemsize
+        self.macs = sum(v.macs(v.in_shapes) for v in self.layers)
         self.local = threading.local()
         self.x, self.replay = None, False
         # where each step writes: 0 / 1 (two buffers in turn), 2 the chain's output, -1 a view of its input
@@ -231,9 +277,9 @@ class Chain:
         self.tail = steps[last + 1:]                                       # views after the last kernel
 
     def chunks(self, n):
-        """Batch runs of about TARGET bytes each, an even number of them where n allows (two threads share them
-        evenly), their sizes differing by at most one."""
-        k = len(parallel.chunks(n, self.per_sample, TARGET))
+        """Batch runs of at most about TARGET bytes and WORK multiply-adds each, an even number of them where n
+        allows (two threads share them evenly), their sizes differing by at most one."""
+        k = max(len(parallel.chunks(n, self.per_sample, TARGET)), len(parallel.chunks(n, self.macs, WORK)))
         k = min(n, k + k % 2) if k > 1 else 1
         return [(i * n // k, (i + 1) * n // k) for i in range(k)]
 
