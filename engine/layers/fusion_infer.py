@@ -39,8 +39,12 @@ class _Step:
     def prepare(self):
         """Per forward, before the loop: coefficients from the current weights."""
 
-    def run(self, x, y, buf):
-        """y = the step's output for the chunk x; buf(self.key, name, shape, dtype, zero): this thread's scratch."""
+    def bind(self, n, buf):
+        """f(x, y): y = the step's output for a chunk x of n samples, in this thread's scratch arrays
+        buf(self.key, name, shape, dtype, zero) (made once per thread and chunk size)."""
+        return lambda x, y: self.run(x, y)
+
+    def run(self, x, y):
         raise NotImplementedError
 
 
@@ -73,20 +77,21 @@ class _Conv(_Step):
         if c.shift:
             self.Wk = np.ascontiguousarray(W.transpose(2, 3, 0, 1).reshape(prod(c.k), O, -1))   # (taps, C_out, C_in)
         else:
-            self.W2 = np.ascontiguousarray(W.reshape(O, -1))                  # (C_out, C_in·K_h·K_w)
+            self.W2 = W.reshape(O, -1)                                     # (C_out, C_in·K_h·K_w), a view
 
-    def run(self, x, y, buf):
-        c, n = self.layers[0], len(x)
+    def bind(self, n, buf):
+        c, dt, pool = self.layers[0], self.dtype, len(self.layers) > 1
         (ph, pw), (kh, kw), (sh, sw), O = c.pads, c.k, c.s, c.config["filters"]
         if c.shift:
-            P = buf(self.key, "P", (n, self.S) + c.in_shapes[0][:1] + (self.Hq, self.Wq), x.dtype)  # (n, S, C, Hq, Wq)
-            conv_shift.shift_fwd(x, P, self.Wk, self.b, y, buf(self.key, "y2", (O, self.L), x.dtype), kh, kw, sh, sw,
-                                 ph, pw, self.L)
-            return
-        xp = buf(self.key, "xp", (n,) + self.xp, x.dtype, True) if ph or pw else x   # the border stays zero
+            P = buf(self.key, "P", (n, self.S) + c.in_shapes[0][:1] + (self.Hq, self.Wq), dt)  # (n, S, C, Hq, Wq)
+            y2 = buf(self.key, "y2", (O, self.L), dt)
+            return lambda x, y: conv_shift.shift_fwd(x, P, self.Wk, self.b, y, y2, kh, kw, sh, sw, ph, pw, self.L)
+        xp = buf(self.key, "xp", (n,) + self.xp, dt, True) if ph or pw else None   # the border stays zero
         m = min(self.sub, n) * self.L
-        ck.conv_fwd(x, xp, self.W2, self.b, y, buf(self.key, "col", (self.R * m,), x.dtype),
-                    buf(self.key, "cy", (O * m,), x.dtype), kh, kw, sh, sw, ph, pw, self.wrow, self.L, self.sub)
+        col, cy = buf(self.key, "col", (self.R * m,), dt), buf(self.key, "cy", (O * m,), dt)
+        geo = (kh, kw, sh, sw, ph, pw, self.wrow, self.L, self.sub)
+        return lambda x, y: (fk.conv_relu_maxpool if pool else ck.conv_fwd)(
+            x, x if xp is None else xp, self.W2, self.b, y, col, cy, *geo)
 
 
 class _ConvReLUPool(_Conv):
@@ -96,30 +101,22 @@ class _ConvReLUPool(_Conv):
     def __init__(self, conv, *rest):
         _Conv.__init__(self, conv)
         self.layers, self.out = (conv,) + rest, rest[-1].out_shape
-        self.bn = _BatchNorm(rest[0]) if len(rest) == 3 else None
 
     @staticmethod
     def fits(conv, *rest):
         types = tuple(type(v).__name__ for v in rest)
-        return type(conv).__name__ == "Conv2D" and conv.fast and not conv.shift and rest[-1].k == (2, 2) and \
-            rest[-1].s == (2, 2) and types in (("BatchNorm", "ReLU", "MaxPool2D"), ("ReLU", "MaxPool2D")) and \
-            rest[-1].plain() and (len(rest) == 2 or len(rest[0].in_shapes[0]) == 3)
+        return types in (("BatchNorm", "ReLU", "MaxPool2D"), ("ReLU", "MaxPool2D")) and \
+            type(conv).__name__ == "Conv2D" and conv.fast and not conv.shift and rest[-1].k == (2, 2) and \
+            rest[-1].s == (2, 2) and rest[-1].plain() and (len(rest) == 2 or len(rest[0].in_shapes[0]) == 3)
 
     def prepare(self):
         super().prepare()
-        if self.bn is not None:
-            self.bn.prepare()
-            self.W2 = self.W2 * self.bn.scale[:, None]                   # (C_out, C_in·K_h·K_w)
-            self.b = self.b * self.bn.scale + self.bn.shift
-
-    def run(self, x, y, buf):
-        c, n = self.layers[0], len(x)
-        (ph, pw), (kh, kw), (sh, sw), O = c.pads, c.k, c.s, c.config["filters"]
-        xp = buf(self.key, "xp", (n,) + self.xp, x.dtype, True) if ph or pw else x   # the border stays zero
-        m = min(self.sub, n) * self.L
-        fk.conv_relu_maxpool(x, xp, self.W2, self.b, y, buf(self.key, "col", (self.R * m,), x.dtype),
-                             buf(self.key, "cy", (O * m,), x.dtype), kh, kw, sh, sw, ph, pw, self.wrow, self.L,
-                             self.sub)
+        if len(self.layers) == 4:                                          # with a BatchNorm
+            p, W2 = self.layers[1].p, self.W2
+            Wf, bf = ck.scratch(self, "W", W2.shape, W2.dtype), ck.scratch(self, "b", self.b.shape, W2.dtype)
+            fk.fold_bn(W2, self.b, p["gamma"], p["beta"], p["running_mean"], p["running_var"],
+                       self.layers[1].config["eps"], Wf, bf)
+            self.W2, self.b = Wf, bf
 
 
 class _BNReLUPool(_Step):
@@ -133,7 +130,7 @@ class _BNReLUPool(_Step):
     def prepare(self):
         self.bn.prepare()
 
-    def run(self, x, y, buf):
+    def run(self, x, y):
         nk.bn_relu_maxpool(x, self.bn.scale, self.bn.shift, y, self.arg, False)
 
 
@@ -147,7 +144,7 @@ class _BatchNorm(_Step):
         nk.bn_eval_coefs(p["gamma"], p["beta"], p["running_mean"], p["running_var"], bn.config["eps"],
                          self.scale, self.shift, np.empty(C), np.empty(C))
 
-    def run(self, x, y, buf):
+    def run(self, x, y):
         C = len(self.scale)
         rows = (-1, C, 1) if len(self.out) == 2 else (len(x), C, -1)     # (T, F) per feature; (C, …) per channel
         nk.affine(x.reshape(rows), self.scale, self.shift, y.reshape(rows))
@@ -157,7 +154,7 @@ class _Elementwise(_Step):
     """ReLU, Sigmoid, Tanh: the layer's own forward kernel on the flat chunk (in place when allowed)."""
     inplace = True
 
-    def run(self, x, y, buf):
+    def run(self, x, y):
         type(self.layers[0]).fwd(x.reshape(-1), y.reshape(-1))
 
 
@@ -168,7 +165,7 @@ class _MaxPool(_Step):
         super().__init__(pool)
         self.arg = np.zeros((1, 1, 1, 1), np.uint16)                     # not read without keep
 
-    def run(self, x, y, buf):
+    def run(self, x, y):
         p = self.layers[0]
         ck.maxpool_fwd(x, y, self.arg, *p.k, *p.s, False)
 
@@ -176,7 +173,7 @@ class _MaxPool(_Step):
 class _AvgPool(_Step):
     """AveragePool2D without padding, dilation or ceil windows."""
 
-    def run(self, x, y, buf):
+    def run(self, x, y):
         p = self.layers[0]
         ck.avgpool_fwd(x, y, *p.k, *p.s)
 
@@ -189,14 +186,14 @@ class _Dense(_Step):
         self.W = d.p["W"]
         self.b = d.p["b"] if "b" in d.p else self.W[0, :0]
 
-    def run(self, x, y, buf):
+    def run(self, x, y):
         kn.dense_fwd(x.reshape(-1, self.W.shape[1]), self.W, self.b, y.reshape(-1, len(self.W)))   # (M, F) → (M, U)
 
 
 class _Softmax(_Step):
     """Softmax over the last axis."""
 
-    def run(self, x, y, buf):
+    def run(self, x, y):
         c = self.out[-1]
         kn.softmax_rows(x.reshape(-1, c), y.reshape(-1, c))                # (rows, C)
 
@@ -258,12 +255,12 @@ class Chain:
         self.per_sample = sum(prod(s.out) * (not s.view) + s.extra for s in steps) * self.dtype.itemsize
         self.macs = sum(v.macs(v.in_shapes) for v in self.layers)
         self.local = threading.local()
-        self.x, self.replay = None, False
+        self.x, self.replay, self._chunks = None, False, {}
         # where each step writes: 0 / 1 (two buffers in turn), 2 the chain's output, -1 a view of its input
         self.dst, cur = [], -1
         last = max(i for i, s in enumerate(steps) if not s.view)
         for i, s in enumerate(steps):
-            s.key = i                                                      # its buffers' key
+            s.key, s.dtype = i, self.dtype                                  # its buffers' key, its dtype
             if s.view:
                 self.dst.append(-1)
             elif i == last:
@@ -279,9 +276,12 @@ class Chain:
     def chunks(self, n):
         """Batch runs of at most about TARGET bytes and WORK multiply-adds each, an even number of them where n
         allows (two threads share them evenly), their sizes differing by at most one."""
-        k = max(len(parallel.chunks(n, self.per_sample, TARGET)), len(parallel.chunks(n, self.macs, WORK)))
-        k = min(n, k + k % 2) if k > 1 else 1
-        return [(i * n // k, (i + 1) * n // k) for i in range(k)]
+        parts = self._chunks.get((n, TARGET))
+        if parts is None:
+            k = max(len(parallel.chunks(n, self.per_sample, TARGET)), len(parallel.chunks(n, self.macs, WORK)))
+            k = min(n, k + k % 2) if k > 1 else 1
+            parts = self._chunks[(n, TARGET)] = [(i * n // k, (i + 1) * n // k) for i in range(k)]
+        return parts
 
     def forward(self, x, training=False):
         if training or any(m is not None for v in self.layers for m in v.in_masks):
@@ -302,15 +302,26 @@ class Chain:
     def _part(self, x, y):
         """The steps on one chunk, in this thread's buffers."""
         n = len(x)
-        pair = self.buf(-1, "pair", (2, n * self.size), self.dtype) if self.size else None
-        h = x
-        for s, d in zip(self.steps, self.dst):
-            if d == -1:
-                h = h.reshape((n,) + s.out)
+        calls = self.local.__dict__.get(n) or self._bind(n)
+        for f, out in calls:
+            if f is None:                                                  # a view
+                x = x.reshape(out)
                 continue
-            out = y if d == 2 else pair[d, :n * prod(s.out)].reshape((n,) + s.out)
-            s.run(h, out, self.buf)
-            h = out
+            out = y if out is None else out
+            f(x, out)
+            x = out
+
+    def _bind(self, n):
+        """[(f(x, y) or None for a view, the output array or None for the chain's, or a view's shape)] for chunks
+        of n samples on this thread."""
+        pair = self.buf(-1, "pair", (2, n * self.size), self.dtype) if self.size else None
+        calls = []
+        for s, d in zip(self.steps, self.dst):
+            shape = (n,) + s.out
+            calls.append((None, shape) if d == -1 else
+                         (s.bind(n, self.buf), None if d == 2 else pair[d, :prod(shape)].reshape(shape)))
+        self.local.__dict__[n] = calls
+        return calls
 
     def buf(self, step, key, shape, dtype, zero=False):
         """A (shape) view of this thread's buffer (step, key), grown when too small (zeroed when new if zero):

@@ -1,9 +1,24 @@
 """Numba kernel of the evaluation chains (fusion_infer.py): Conv2D → (BatchNorm) → ReLU → MaxPool2D 2×2/2 with
 each window's maximum read straight from the convolution's GEMM rows, never writing the convolution's output."""
+import numpy as np
 from .._jit import njit
 
 from ..blas import gemm
 from . import conv_kernels as ck
+from . import norm_kernels as nk
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fold_bn(W2, b, gamma, beta, rmean, rvar, eps, Wf, bf):
+    """Wf = scale·W2 and bf = scale·b + shift per output channel: a BatchNorm's running-statistics affine
+    (norm_kernels.bn_eval_coefs) folded into the convolution before it; W2 (C_out, R)."""
+    O, R = W2.shape
+    scale, shift = np.empty(O, W2.dtype), np.empty(O, W2.dtype)
+    nk.bn_eval_coefs(gamma, beta, rmean, rvar, eps, scale, shift, np.empty(O), np.empty(O))
+    for o in range(O):
+        for r in range(R):
+            Wf[o, r] = W2[o, r] * scale[o]
+        bf[o] = b[o] * scale[o] + shift[o]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
