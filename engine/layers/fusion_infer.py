@@ -329,6 +329,8 @@ class Chain:
         bufs, size = self.local.__dict__, prod(shape)
         a = bufs.get((step, key))
         if a is None or a.size < size or a.dtype != dtype:
+            for k in [k for k in bufs if isinstance(k, int)]:                # calls bound to the old buffers
+                del bufs[k]
             a = bufs[(step, key)] = (np.zeros if zero else np.empty)(size, dtype)
         return a[:size].reshape(shape)
 
