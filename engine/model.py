@@ -5,7 +5,7 @@ import numpy as np
 
 from .errors import ShapeError, TrainingError
 from .initializers import initialize
-from .layers import create, fusion
+from .layers import create, fusion, fusion_infer
 from .layers.base import fmt
 from .shapes import errors, infer
 
@@ -159,7 +159,8 @@ class Model:
         for n, (a, m) in (given or {}).items():
             acts[n], masks[n] = a, m
         stop = self.output if logits else None
-        self.fused_now = {} if every else self.groups
+        self.fused_now, inner = ({}, ()) if every else (self.groups, self.inner) if training or given else \
+            fusion_infer.plan(self, stop)                 # evaluation: chains of layers in one loop (fusion_infer)
         for n in self.order:
             if n == stop:
                 return acts[self.srcs[n][0]]
@@ -174,7 +175,7 @@ class Model:
                 acts[g.nodes[-1]] = g.forward(*[acts[s] for s in self.srcs[n]],
                                               training=training and n not in self.frozen)
                 continue
-            if (self.fused_now and n in self.inner) or n in acts:      # inside a group, or its last node
+            if n in inner or n in acts:                   # inside a group, or its last node
                 continue
             layer, srcs = self.layers[n], self.srcs[n]
             if srcs:
