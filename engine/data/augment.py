@@ -2,7 +2,6 @@
 import numpy as np
 from .._jit import njit
 
-from .. import parallel
 from ..errors import ConfigError
 
 OPTIONS = {"shift": "largest shift in whole pixels, up/down and left/right (0: off)",
@@ -74,7 +73,7 @@ def make(config):
             f = rng.random(B) < 0.5 if flip else np.zeros(B, np.bool_)
             src = np.ascontiguousarray(xb, dtype=np.float32)
             out = np.empty_like(src)                                   # (B, C, H, W)
-            parallel.over_batch(warp, src, np.cos(a), np.sin(a), d[0], d[1], f, out)   # per sample: any chunks
+            warp(src, np.cos(a), np.sin(a), d[0], d[1], f, out)
             xb = out
         if noise:
             xb = xb + rng.standard_normal(xb.shape, dtype=np.float32) * np.float32(noise)
