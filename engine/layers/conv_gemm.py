@@ -113,7 +113,7 @@ def gemm_bwd(dy, Q, WkT, dW, db, dx, dy2buf, dQ, dwt, kh, kw, ph, pw, Hs, Wp, su
                 dQ[:, L:] = 0
                 for t in range(T):
                     off = (t // kw) * Wp + t % kw
-                    gemm(WkT[t], dy2[:, n * S:n * S + L], dQ[:, off:off + L], False, False, t > 0)   # (C_in, C_out) @ (C_out, L)
+                    gemm(WkT[t], dy2[:, n * S:n * S + L], dQ[:, off:off + L], False, False, t > 0)   # (C_in, L)
                 crop_block(dQ, dx[a + n:a + n + 1], ph, pw, Hs, Wp)
     if B == 0:
         dwt[...] = 0
@@ -170,8 +170,8 @@ def backward_parts(layer, dy, before=None):
         Hs, Wp, S, L, sub, width = _geometry(layer, layer.xshape, e - a)
         gemm_bwd(dy[a:e], layer._bufs[("Q", i)], WkT, o[:O * R].reshape(O, R), o[O * R:], dx[a:e],
                  k.scratch(layer, ("gdy2", i), (O, (sub - 1) * S + L), dy.dtype, zero=True),
-                 k.scratch(layer, ("gdQ", i), (C, S + (ph + 1) * Wp), dy.dtype), k.scratch(layer, ("dwt", i), (T, C, O), dy.dtype),
-                 kh, kw, ph, pw, Hs, Wp, sub, layer.need_dx)
+                 k.scratch(layer, ("gdQ", i), (C, S + (ph + 1) * Wp), dy.dtype),
+                 k.scratch(layer, ("dwt", i), (T, C, O), dy.dtype), kh, kw, ph, pw, Hs, Wp, sub, layer.need_dx)
     tot = k.chunk_sum(layer, len(parts), O * R + O, dy.dtype, part)      # in chunk order: thread-independent
     layer.g["W"].reshape(-1)[...] = tot[:O * R]
     if "b" in layer.g:
