@@ -11,7 +11,8 @@ from .divergence import EXPLODED, Divergence
 from .errors import TrainingError
 from .kernels import sq_norm
 from .metrics import Errors, correct
-from .parallel import thread_limits
+from .parallel import thread_limits, threads as granted_threads
+from .data.ahead import Ahead, InTurn
 from .data.order import order
 from .targets import target_mean, target_stats  # noqa: F401  (target_stats: used by torch_export)
 from .seq2seq import Teacher, loss_mask, target_input
@@ -208,7 +209,20 @@ class Trainer(Divergence):
         threads = 1 if self.fast is not None else self.threads   # the fused kernel's GEMMs are too small for threads
         _malloc.keep_freed_memory()          # steps reuse freed arrays' pages (engine/_malloc.py)
         with np.errstate(over="ignore", invalid="ignore"), thread_limits(threads):   # divergence: reported below
-            return self._run()
+            try:
+                return self._run()
+            finally:
+                self._batches.close()
+
+    _batches = InTurn(None, 0)      # the epoch's training batches (data.ahead)
+
+    def _train_batch(self, ds, idx, b):
+        """(inputs, targets, masks) of step b of an epoch whose samples come in the order idx, augmented."""
+        bs = self.batch_size
+        xb, yb, mb = self._batch(ds, idx[b * bs:(b + 1) * bs])
+        if self.augment is not None:
+            xb = self.augment(xb, self.rng)
+        return xb, yb, mb
 
     def _run(self):
         cfg, m, ds = self.cfg, self.model, self.train
@@ -225,14 +239,14 @@ class Trainer(Divergence):
             idx = order(self.rng, n)
             tot, hits, count = 0.0, 0.0, 0.0
             errs = self._errors(ds)
+            # on two or more threads the next batch is gathered and augmented while a step runs (same draws)
+            ahead = Ahead if granted_threads() > 1 else InTurn
+            self._batches = ahead(lambda b: self._train_batch(ds, idx, b), per_epoch)
             for b in range(per_epoch):
                 self._go.wait()
                 if self._stop.is_set():
                     break
-                j = idx[b * bs:(b + 1) * bs]
-                xb, yb, mb = self._batch(ds, j)
-                if self.augment is not None:
-                    xb = self.augment(xb, self.rng)
+                j, (xb, yb, mb) = idx[b * bs:(b + 1) * bs], self._batches.take(b)
                 last, prev = prev, last
                 self._copy(into=last)
                 loss, out, gn = self.train_step(xb, self._scaled(yb), mb)
@@ -262,6 +276,7 @@ class Trainer(Divergence):
                 self.batch_loss.append(loss)
                 self._emit("batch_end", epoch, loss=loss, accuracy=acc, batch=b + 1, batches=per_epoch,
                            grad_norm=float(np.sqrt(gn)))
+            self._batches.close()
             if status == "diverged" or self._stop.is_set():
                 status = status if status == "diverged" else "stopped"
                 break

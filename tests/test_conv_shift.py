@@ -19,7 +19,7 @@ def run(cfg, shape, shift, dtype, x, dy, W, need_dx=True, threads=1):
     """(y, dx, dW, db) of one Conv2D forward/backward on the shifted path or im2col's."""
     layer = create("Conv2D", "c", cfg)
     layer.build([shape])
-    layer.shift, layer.need_dx = shift, need_dx
+    layer.shift, layer.gemm, layer.need_dx = shift, False, need_dx          # conv_shift itself, not conv_gemm
     layer.p["W"], layer.g["W"] = W.astype(dtype), np.zeros(W.shape, dtype)
     if cfg.get("use_bias", True):
         layer.p["b"], layer.g["b"] = np.linspace(-1, 1, W.shape[0]).astype(dtype), np.zeros(W.shape[0], dtype)

@@ -8,7 +8,7 @@ from .. import parallel
 from ..errors import ShapeError
 from ..receptive import dilated_extent, dilated_why
 from . import conv_kernels as k
-from . import conv_shift
+from . import conv_gemm, conv_shift
 from . import convnd_kernels as nd
 from .base import Fix, Layer, Param, fmt, register
 from .conv_shapes import (AXES, AXIS_NAMES, conv_hparams, ints, out_size, pair,  # noqa: F401  (re-exported)
@@ -232,6 +232,7 @@ class Conv2D(ConvND):
         super().build(in_shapes)
         self.fast = self.config["groups"] == 1 and self.dil == (1, 1)     # the kernels below; else ConvND's
         self.shift = self.fast and conv_shift.fits(self)                  # C_in ≥ 16: a GEMM per kernel tap
+        self.gemm = self.shift and conv_gemm.fits(self)                   # … of several samples: stride 1 'same', small
 
     def _layout(self, xpshape):
         """(row pitch, columns per sample) of the GEMM's output: 'wide' rows of the padded input at stride 1."""
@@ -251,7 +252,7 @@ class Conv2D(ConvND):
         """(y, part): part(i) writes y for the samples of self.parts[i]; the caller runs the loop (fusion.ConvBNReLUPool
         adds its own work to each part)."""
         if self.shift:
-            return conv_shift.forward_parts(self, x, training)
+            return (conv_gemm if self.gemm else conv_shift).forward_parts(self, x, training)
         B, C, H, W = x.shape
         (ph, pw), (O, HO, WO), (kh, kw), (sh, sw) = self.pads, self.out_shape, self.k, self.s
         x = np.require(x, requirements=("C", "W"))                         # read-only input: a writable copy
@@ -283,7 +284,7 @@ class Conv2D(ConvND):
         for the samples of self.parts[i] in the same loop (fusion.ConvBNReLUPool), after(i, dx) then reads their dx
         (fusion.ConvBlocks)."""
         if self.shift:
-            return conv_shift.backward_parts(self, dy, before, after)
+            return (conv_gemm if self.gemm else conv_shift).backward_parts(self, dy, before, after)
         O = dy.shape[1]
         (ph, pw), (kh, kw), (sh, sw) = self.pads, self.k, self.s
         xp, parts = self.xp, self.parts
