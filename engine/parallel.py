@@ -59,6 +59,7 @@ class _Pool:
         self.lock = threading.Lock()
         self.gos = []            # one lock per worker, released once per job it should join
         self.job = None
+        self.loops = 0           # loops that woke a second thread (each costs wake-ups): `loops()`
 
     def _grow(self, n):
         while len(self.gos) < n:
@@ -99,6 +100,7 @@ class _Pool:
             return
         with self.lock:                          # one parallel loop at a time (other callers wait)
             self._grow(helpers)
+            self.loops += 1
             done = threading.Lock()
             done.acquire()                       # released by the last thread to finish
             state = {"lock": threading.Lock(), "next": 0, "left": helpers + 1, "error": None, "done": done}
@@ -127,6 +129,12 @@ def run(fn, items):
         _pool.run(fn, items, threads())
     finally:
         _state.busy = False
+
+
+def loops():
+    """Batch-parallel loops so far (this process) that dispatched to a second thread; the difference over a step
+    counts its wake-ups, deterministic under any load (benchmarks/loops.py)."""
+    return _pool.loops
 
 
 # ---- the threads a run may use ----
