@@ -184,7 +184,7 @@ class _FutexPool(_Pool):
                 raise state["error"]
 
 
-SPIN_US = (30, 1000, 20, 3)    # µs a worker polls for the next loop before it sleeps, the caller for the workers'
+SPIN_US = (30, 200, 20, 3)    # µs a worker polls for the next loop before it sleeps, the caller for the workers'
                                 # end of a loop, the caller for a worker to see a new loop, and then to take the GIL
 
 
