@@ -57,6 +57,18 @@ def over_batch(fn, *arrays, item_bytes=None, target=1 << 20):
     return parts
 
 
+def _items(fn, items, state):
+    """fn(item) for the items this thread claims (next(state["next"]): one at a time under the GIL), an error kept
+    in state["error"] for the caller."""
+    for i in state["next"]:
+        if i >= len(items):
+            break
+        try:
+            fn(items[i])
+        except BaseException as e:          # noqa: BLE001  (re-raised in the caller)
+            state["error"] = state["error"] or e
+
+
 class _Pool:
     """Persistent daemon workers; run(fn, items) calls fn(item) for every item, the caller taking part."""
 
@@ -82,16 +94,7 @@ class _Pool:
     @staticmethod
     def _drain(job):
         fn, items, state = job
-        while True:
-            with state["lock"]:
-                i = state["next"]
-                state["next"] = i + 1
-            if i >= len(items):
-                break
-            try:
-                fn(items[i])
-            except BaseException as e:          # noqa: BLE001  (re-raised in the caller)
-                state["error"] = state["error"] or e
+        _items(fn, items, state)
         with state["lock"]:
             state["left"] -= 1
             if state["left"] == 0:
@@ -108,7 +111,8 @@ class _Pool:
             self.loops += 1
             done = threading.Lock()
             done.acquire()                       # released by the last thread to finish
-            state = {"lock": threading.Lock(), "next": 0, "left": helpers + 1, "error": None, "done": done}
+            state = {"lock": threading.Lock(), "next": itertools.count(), "left": helpers + 1, "error": None,
+                     "done": done}
             self.job = (fn, items, state)
             for go in self.gos[:helpers]:
                 go.release()
@@ -156,13 +160,7 @@ class _FutexPool(_Pool):
     @staticmethod
     def _drain(job):
         _, fn, items, _, state = job
-        for i in state["next"]:
-            if i >= len(items):
-                break
-            try:
-                fn(items[i])
-            except BaseException as e:          # noqa: BLE001  (re-raised in the caller)
-                state["error"] = state["error"] or e
+        _items(fn, items, state)
 
     def run(self, fn, items, n):
         helpers = min(n, len(items)) - 1

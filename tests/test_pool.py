@@ -99,3 +99,16 @@ def test_a_forked_child_gets_a_pool_of_its_own():
 
 def test_the_futex_pool_is_the_one_used_where_available():
     assert isinstance(parallel._pool, parallel._FutexPool) == _jitsync.AVAILABLE
+
+
+def test_the_lock_pool_of_other_platforms_does_every_item_once():
+    pool = parallel._Pool()
+
+    def body():
+        for n_items in (2, 5, 3):
+            seen = []
+            pool.run(seen.append, list(range(n_items)), 2)
+            assert sorted(seen) == list(range(n_items))
+        with pytest.raises(ZeroDivisionError):
+            pool.run(lambda i: 1 / (i - 1), range(3), 2)
+    _within(120, body)
