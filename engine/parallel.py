@@ -187,8 +187,9 @@ SPIN_US = (30, 200, 20, 3)    # µs a worker polls for the next loop before it s
 
 
 def _new_pool():
+    """The futex pool where it exists, unless LAYERBOARD_POOL=lock asks for the lock pool (to compare the two)."""
     global _pool
-    _pool = _FutexPool() if _jitsync.AVAILABLE else _Pool()
+    _pool = _FutexPool() if _jitsync.AVAILABLE and os.environ.get("LAYERBOARD_POOL") != "lock" else _Pool()
 
 
 _new_pool()

@@ -97,8 +97,12 @@ def test_a_forked_child_gets_a_pool_of_its_own():
     pytest.fail("the forked child's parallel loop did not finish")
 
 
-def test_the_futex_pool_is_the_one_used_where_available():
+def test_the_futex_pool_is_the_one_used_where_available(monkeypatch):
     assert isinstance(parallel._pool, parallel._FutexPool) == _jitsync.AVAILABLE
+    monkeypatch.setenv("LAYERBOARD_POOL", "lock")              # the lock pool on request (to compare the two)
+    monkeypatch.setattr(parallel, "_pool", parallel._pool)     # restored after the test
+    parallel._new_pool()
+    assert type(parallel._pool) is parallel._Pool
 
 
 def test_the_lock_pool_of_other_platforms_does_every_item_once():
