@@ -51,14 +51,19 @@ def _rmsprop(theta, g, mask, wd, lr, beta, eps, G):
 def _adam(theta, g, mask, wd, lr, b1, b2, eps, k, m, v):
     """θ ← θ − η m̂/(√v̂ + ε) as η/(1−β₁ᵏ)·m / (√(v/(1−β₂ᵏ)) + ε), in the parameters' precision (float32 arithmetic
     for float32 weights: twice as fast as float64, the same values within float32 rounding)."""
-    c = np.empty(8, theta.dtype)                   # the step's scalars, rounded once to the parameters' dtype
+    c = np.empty(10, theta.dtype)                  # the step's scalars, rounded once to the parameters' dtype
     c[0], c[1], c[2], c[3], c[4] = wd, b1, 1.0 - b1, b2, 1.0 - b2
     c[5], c[6], c[7] = lr / (1.0 - b1 ** k), 1.0 / (1.0 - b2 ** k), eps
-    wd_, b1_, ob1, b2_, ob2, step, ic2, eps_ = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    c[8], c[9] = 1.1754944e-38 if theta.itemsize == 4 else 2.2250738585072014e-308, 0.0    # smallest normal, 0
+    wd_, b1_, ob1, b2_, ob2, step, ic2, eps_, tiny, zero = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
     for i in range(theta.size):
         gi = _decayed(g, theta, mask, wd_, i)
-        m[i] = b1_ * m[i] + ob1 * gi
-        v[i] = b2_ * v[i] + ob2 * gi * gi
+        mi = b1_ * m[i] + ob1 * gi
+        vi = b2_ * v[i] + ob2 * gi * gi
+        # a moment decaying under zero gradients becomes 0, not subnormal: each subnormal operand costs ~100 cycles
+        # (measured 290 µs against 20 µs per step of workload c's 52k parameters once 10k of m were subnormal)
+        m[i] = mi if abs(mi) >= tiny else zero
+        v[i] = vi if vi >= tiny else zero
         theta[i] -= step * m[i] / (np.sqrt(v[i] * ic2) + eps_)
 
 
