@@ -131,6 +131,13 @@ class MultiHeadSelfAttention(Layer):
     def forward(self, x, training=False, epilogue=None):
         """y (B, T, d); epilogue(r0, r1, y2) runs on rows r0 … r1−1 of y2 = y as (B·T, d) as soon as its chunk is
         done, on the same thread (fusion_sublayer.SublayerAddNorm: the residual LayerNorm while the rows are in cache)."""
+        y, run, chunks = self.forward_parts(x, epilogue)
+        parallel.run(run, chunks)
+        return y
+
+    def forward_parts(self, x, epilogue=None, chunks=None):
+        """(y, run, chunks): forward's set-up; run((a, b)) fills samples a … b−1 of y (fusion_block: several layers
+        per chunk in one loop). chunks: sample runs (default _chunks), kept for backward."""
         B, T, d = x.shape
         h = self.config["heads"]
         dk = self._dk(d)
@@ -168,14 +175,14 @@ class MultiHeadSelfAttention(Layer):
             if epilogue is not None:
                 epilogue(a * T, b * T, y)
 
-        parallel.run(run, self._chunks(B, T, d, D))
+        self.chunks = self._chunks(B, T, d, D) if chunks is None else chunks
         self.x2, self.W, self.qkv, self.valid, self.masked, self.A, self.Zc = x2, W, qkv, valid, masked, A, Zc
         self.scale, self.lse = scale, lse
         self.q, self.k, self.v = qkv.reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # (B, h, T, dk) views: the
         if not isinstance(self.taps, LazyTaps):                                        # attention view's q_t·k_s
             self.taps = LazyTaps(self.taps)
         self.taps["attention"] = A if tile else _Later(self.attention_maps)
-        return y.reshape(B, T, d)
+        return y.reshape(B, T, d), run, self.chunks
 
     def attention_maps(self, samples=None):
         """(n, heads, T, T) attention weights α_{t→s} of the given samples of the last forward (all when None)."""
@@ -195,6 +202,12 @@ class MultiHeadSelfAttention(Layer):
         """(dx,); prologue(i, r0, r1) first writes rows r0 … r1−1 of dy in chunk i's own loop (SublayerAddNorm:
         the residual LayerNorm's backward); add_to: an array of x's shape, C-contiguous, that dx is added to (and
         returned; it may be dy itself: each chunk reads its rows of dy before)."""
+        size, run, finish = self.backward_parts(dy, prologue, add_to)
+        return finish(chunk_sum(self, len(self.chunks), size, self.qkv.dtype, run))
+
+    def backward_parts(self, dy, prologue=None, add_to=None):
+        """(size, run, finish): backward's set-up; run(i, o) does forward's chunk i and writes its share of the
+        weight gradients into o (size values); finish(Σ_i o) sets the gradients and returns (dx,)."""
         B, T, d = dy.shape
         h = self.config["heads"]
         dk = self._dk(d)
@@ -207,7 +220,7 @@ class MultiHeadSelfAttention(Layer):
         dZ = scratch(self, "dZ", (B * T, D), dt)                        # (B·T, D)
         dqkv = scratch(self, "dqkv", (B * T, 3 * D), dt)                # (B·T, 3D) [dq | dk | dv]
         dx = None if not self.need_dx else np.empty((B * T, d), dt) if add_to is None else add_to.reshape(B * T, d)
-        chunks = self._chunks(B, T, d, D)
+        chunks = self.chunks
         x2, W, qkv, A, Zc, Wo = self.x2, self.W, self.qkv, self.A, self.Zc, p["Wo"]
 
         def rows(i, o):                                                 # samples a … b−1: dq, dk, dv, dx and
@@ -231,17 +244,16 @@ class MultiHeadSelfAttention(Layer):
                 kn.dense_dx(dqkv[r], W, dx[r], 1 if add_to is None else 2)   # (n·T, d)
             kn.dense_dw(x2[r], dqkv[r], o[d * D + d:-3 * D].reshape(3 * D, d), o[-3 * D:])   # (3D, d), (3D,)
 
-        nw = 3 * D * d + 3 * D                                          # [dW_Q | dW_K | dW_V], [db_Q | db_K | db_V]
-        tot = chunk_sum(self, len(chunks), d * D + d + nw, dt, rows)    # [dW_O, db_O, dW_QKV, db_QKV]
-        g["Wo"][...] = tot[:d * D].reshape(d, D)
-        g["bo"][...] = tot[d * D:d * D + d]
-        dW, db = tot[d * D + d:-3 * D].reshape(3 * D, d), tot[-3 * D:]
-        for i, k in enumerate("qkv"):
-            g[f"W{k}"][...] = dW[i * D:(i + 1) * D]
-            g[f"b{k}"][...] = db[i * D:(i + 1) * D]
-        if dx is None:
-            return (None,)
-        return (dx.reshape(B, T, d),)
+        def finish(tot):                                                # [dW_O, db_O, dW_QKV, db_QKV]
+            g["Wo"][...] = tot[:d * D].reshape(d, D)
+            g["bo"][...] = tot[d * D:d * D + d]
+            dW, db = tot[d * D + d:-3 * D].reshape(3 * D, d), tot[-3 * D:]
+            for i, k in enumerate("qkv"):
+                g[f"W{k}"][...] = dW[i * D:(i + 1) * D]
+                g[f"b{k}"][...] = db[i * D:(i + 1) * D]
+            return (None if dx is None else dx.reshape(B, T, d),)
+
+        return d * D + d + 3 * D * d + 3 * D, rows, finish             # [dW_Q | dW_K | dW_V], [db_Q | db_K | db_V]
 
     # ---- exporters ----
     def to_onnx(self, ctx, ins):
