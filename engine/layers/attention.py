@@ -148,7 +148,11 @@ class MultiHeadSelfAttention(Layer):
         x2 = np.ascontiguousarray(x).reshape(B * T, d)                  # (B·T, d)
         qkv = scratch(self, "qkv", (B * T, 3 * D), x.dtype)             # (B·T, 3D) [q | k | v], heads within each
         m = self.in_masks[0] if self.in_masks else None
-        valid = np.ones((B, T), np.bool_) if m is None else np.ascontiguousarray(m, dtype=np.bool_)   # (B, T)
+        valid = self.__dict__.get("_all")                               # (B, T), read only
+        if m is not None:
+            valid = np.ascontiguousarray(m, dtype=np.bool_)
+        elif valid is None or valid.shape != (B, T):
+            valid = self._all = np.ones((B, T), np.bool_)               # no mask: every step (kept)
         masked = m is not None and not valid.all()
         tile = T <= TILE_MAX_T
         A = np.empty((B, h, T, T), x.dtype) if tile else None           # fresh: the tap outlives this step
@@ -178,11 +182,19 @@ class MultiHeadSelfAttention(Layer):
         self.chunks = self._chunks(B, T, d, D) if chunks is None else chunks
         self.x2, self.W, self.qkv, self.valid, self.masked, self.A, self.Zc = x2, W, qkv, valid, masked, A, Zc
         self.scale, self.lse = scale, lse
-        self.q, self.k, self.v = qkv.reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # (B, h, T, dk) views: the
-        if not isinstance(self.taps, LazyTaps):                                        # attention view's q_t·k_s
+        if not isinstance(self.taps, LazyTaps):
             self.taps = LazyTaps(self.taps)
         self.taps["attention"] = A if tile else _Later(self.attention_maps)
         return y.reshape(B, T, d), run, self.chunks
+
+    q = property(lambda self: self._heads(0), doc="(B, h, T, d_k) queries of the last forward (a view): the "
+                 "attention view's q_t·k_s")
+    k = property(lambda self: self._heads(1), doc="(B, h, T, d_k) keys of the last forward (a view)")
+    v = property(lambda self: self._heads(2), doc="(B, h, T, d_k) values of the last forward (a view)")
+
+    def _heads(self, i):
+        B, T = self.valid.shape
+        return self.qkv.reshape(B, T, 3, self.config["heads"], -1)[:, :, i].transpose(0, 2, 1, 3)
 
     def attention_maps(self, samples=None):
         """(n, heads, T, T) attention weights α_{t→s} of the given samples of the last forward (all when None)."""
@@ -245,6 +257,8 @@ class MultiHeadSelfAttention(Layer):
             kn.dense_dw(x2[r], dqkv[r], o[d * D + d:-3 * D].reshape(3 * D, d), o[-3 * D:])   # (3D, d), (3D,)
 
         def finish(tot):                                                # [dW_O, db_O, dW_QKV, db_QKV]
+            if tot is None:                                             # written already (fusion_block)
+                return (None if dx is None else dx.reshape(B, T, d),)
             g["Wo"][...] = tot[:d * D].reshape(d, D)
             g["bo"][...] = tot[d * D:d * D + d]
             dW, db = tot[d * D + d:-3 * D].reshape(3 * D, d), tot[-3 * D:]
@@ -254,6 +268,10 @@ class MultiHeadSelfAttention(Layer):
             return (None if dx is None else dx.reshape(B, T, d),)
 
         return d * D + d + 3 * D * d + 3 * D, rows, finish             # [dW_Q | dW_K | dW_V], [db_Q | db_K | db_V]
+
+    def grads(self):
+        """The gradient arrays in the order backward_parts lays out a chunk's share."""
+        return [self.g[k] for k in ("Wo", "bo", "Wq", "Wk", "Wv", "bq", "bk", "bv")]
 
     # ---- exporters ----
     def to_onnx(self, ctx, ins):

@@ -13,7 +13,8 @@ import numpy as np
 
 from .. import kernels as k
 from .. import parallel
-from .conv_kernels import chunk_sum
+from .._jit import njit
+from .conv_kernels import chunk_sum, scratch
 from .sequence import _spread, _weighted_sum
 
 
@@ -30,8 +31,15 @@ class MeanPool:
     def forward_parts(self, x, training=False, samples=None):
         p = self.pool
         b, t, f = x.shape
-        m = p.in_masks[0] if p.in_masks and p.in_masks[0] is not None else np.ones((b, t), bool)
-        w = m / np.maximum(m.sum(axis=1, keepdims=True), 1).astype(x.dtype)       # (B, T) as TimePool.forward
+        m = p.in_masks[0] if p.in_masks else None
+        if m is not None:
+            w = m / np.maximum(m.sum(axis=1, keepdims=True), 1).astype(x.dtype)   # (B, T) as TimePool.forward
+        else:                                                                   # every step: kept per shape
+            m, w = self.__dict__.get("_all", (None, None))
+            if w is None or w.shape != (b, t) or w.dtype != x.dtype:
+                m = np.ones((b, t), bool)
+                w = m / np.maximum(m.sum(axis=1, keepdims=True), 1).astype(x.dtype)
+                self._all = m, w
         y = np.empty((b, f), x.dtype)                                               # (B, F)
         p.m, p.shape, p.w = m, x.shape, w                                           # as if it ran
         self.x, self.chunks = x, samples
@@ -49,6 +57,10 @@ class MeanPool:
             a, b = self.chunks[i]
             _spread(w[a:b], dy[a:b], dx[a:b])
         return 0, run, lambda tot: (dx,)
+
+    @staticmethod
+    def grads():
+        return []
 
 
 class Head:
@@ -86,10 +98,14 @@ class Head:
             k.dense_bwd(xs[a:b], dy[a:b], W, o[:u * f].reshape(u, f), o[u * f:], dx[a:b], 1)
 
         def finish(tot):
-            d.g["W"][...] = tot[:u * f].reshape(u, f)
-            db[...] = tot[u * f:]
+            if tot is not None:
+                d.g["W"][...] = tot[:u * f].reshape(u, f)
+                db[...] = tot[u * f:]
             return (dx,)
         return u * f + db.size, run, finish
+
+    def grads(self):
+        return [self.dense.g[k] for k in ("W", "b") if k in self.dense.g]
 
 
 class SublayerChain:
@@ -123,6 +139,23 @@ class SublayerChain:
         parallel.run(run, range(len(chunks)))
         return u
 
+    def _runs(self, grads):
+        """(grad, runs): the buffer every gradient array is a view of and (buffer offset, offset in a chunk's share,
+        length) of each run of them, or (None, None) when they are not all contiguous views of one buffer."""
+        root, runs, at = None, [], 0
+        for v in grads:
+            base = v.base if v.base is not None else v
+            if (root is not None and base is not root) or not v.flags.c_contiguous or base.ndim != 1:
+                return None, None
+            root = base
+            o = (v.ctypes.data - base.ctypes.data) // v.itemsize
+            if runs and runs[-1][0] + runs[-1][2] == o:
+                runs[-1][2] += v.size
+            else:
+                runs.append([o, at, v.size])
+            at += v.size
+        return root, np.array(runs, np.int64).reshape(-1, 3)
+
     def backward(self, dy):
         parts = []
         for s in reversed(self.stages):           # each stage's dL/d(input) is the dy of the one before
@@ -131,12 +164,38 @@ class SublayerChain:
         offs = [0]
         for p in parts:
             offs.append(offs[-1] + p[0])
+        n = len(self.chunks)
 
         def run(i, o):                            # chunk i through every stage, last first
             for (_, r, _), a, b in zip(parts, offs[:-1], offs[1:]):
                 r(i, o[a:b])
 
-        tot = chunk_sum(self, len(self.chunks), offs[-1], self.stages[0].ln.xhat.dtype, run)
-        for (_, _, fin), a, b in zip(parts, offs[:-1], offs[1:]):
-            out = fin(tot[a:b])
+        if "_grad" not in self.__dict__:          # the weight gradients' places in the model's buffer, once
+            self._grad, self._where = self._runs([v for s in reversed(self.stages) for v in s.grads()])
+        dt = self.stages[0].ln.xhat.dtype
+        if n and self._grad is not None and self._grad.dtype == dt:
+            share = scratch(self, "parts", (n, offs[-1]), dt)
+            parallel.run(lambda i: run(i, share[i]), range(n))
+            sum_runs(share, self._grad, self._where)  # Σ over chunks in chunk order, straight into the gradients
+            tots = [None] * len(parts)
+        else:
+            tot = chunk_sum(self, n, offs[-1], dt, run) if n else np.zeros(offs[-1], dt)
+            tots = [tot[a:b] for a, b in zip(offs[:-1], offs[1:])]
+        for (_, _, fin), t in zip(parts, tots):
+            out = fin(t)
         return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def sum_runs(parts, out, runs):
+    """out[o + j] = Σ_i parts[i, p + j] (added in chunk order i, as conv_kernels.sum_parts) for each run (o, p, n)."""
+    for r in range(runs.shape[0]):
+        o, p, n = runs[r, 0], runs[r, 1], runs[r, 2]
+        dst = out[o:o + n]
+        src = parts[0, p:p + n]
+        for j in range(n):
+            dst[j] = src[j]
+        for i in range(1, parts.shape[0]):
+            src = parts[i, p:p + n]
+            for j in range(n):
+                dst[j] += src[j]

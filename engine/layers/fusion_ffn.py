@@ -90,6 +90,8 @@ class DenseReLUDense:
                         0 if not need else 1 if add_to is None else 2)
 
         def finish(tot):
+            if tot is None:                                                       # written already (fusion_block)
+                return (dx.reshape(dy.shape[:-1] + (f,)) if need else None,)
             d2.g["W"][...] = tot[:u2 * u1].reshape(u2, u1)
             db2[...] = tot[u2 * u1:n2]
             d1.g["W"][...] = tot[n2:n2 + u1 * f].reshape(u1, f)
@@ -97,3 +99,7 @@ class DenseReLUDense:
             return (dx.reshape(dy.shape[:-1] + (f,)) if need else None,)
 
         return n2 + n1, run, finish
+
+    def grads(self):
+        """The gradient arrays in the order backward_parts lays out a chunk's share."""
+        return [d.g[k] for d in (self.d2, self.d1) for k in ("W", "b") if k in d.g]

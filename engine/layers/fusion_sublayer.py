@@ -12,7 +12,7 @@ from math import prod
 import numpy as np
 
 from .. import parallel
-from .conv_kernels import chunk_sum, scratch, sum_parts
+from .conv_kernels import chunk_sum
 from .fusion_block import Head, MeanPool, SublayerChain
 from .fusion_ffn import DenseReLUDense
 from .normalization import _ln_bwd, _ln_fwd
@@ -61,37 +61,43 @@ class SublayerAddNorm:
 
     def backward(self, dy):
         size, run, finish = self.backward_parts(dy)
-        return finish(chunk_sum(self, len(self.f.chunks), size, self.ln.xhat.dtype, run))
+        n = len(self.f.chunks)
+        return finish(chunk_sum(self, n, size, self.ln.xhat.dtype, run) if n else np.zeros(size, self.ln.xhat.dtype))
 
     def backward_parts(self, dy):
-        """(size, run, finish) as MultiHeadSelfAttention.backward_parts; self.du: the buffer run(i) fills with chunk
-        i's rows of dL/du (when u needs its gradient: the previous sublayer's dy in a chain)."""
+        """(size, run, finish) as MultiHeadSelfAttention.backward_parts, a chunk's share being f's then [dγ | dβ];
+        self.du: the buffer run(i) fills with chunk i's rows of dL/du (when u needs its gradient: the previous
+        sublayer's dy in a chain)."""
         ln = self.ln
         xhat, inv, gamma = ln.xhat, ln.inv, ln.p["gamma"].reshape(-1)
         M, F = xhat.shape
         dy2 = np.ascontiguousarray(dy, dtype=xhat.dtype).reshape(M, F)             # (M, F)
         ds = np.empty_like(dy2)                                                     # (M, F) dL/d(u + f(u))
-        n = len(self.f.chunks)
-        parts = scratch(self, "parts", (max(n, 1), 2 * F), ln.g["gamma"].dtype)     # chunk i's [dγ | dβ]
-        if not n:
-            parts[...] = 0                                                          # no chunk: no rows
+        at = [None] * len(self.f.chunks)                                            # chunk i's [dγ | dβ]
 
         def prologue(i, a, e):
-            _ln_bwd(dy2[a:e], xhat[a:e], inv[a:e], gamma, ds[a:e], parts[i, :F], parts[i, F:], True)
+            _ln_bwd(dy2[a:e], xhat[a:e], inv[a:e], gamma, ds[a:e], at[i][:F], at[i][F:], True)
 
         need = self.first.need_dx                                                   # u's gradient: f's dx + ds
         self.du = ds.reshape(dy.shape) if need else None
-        size, run, fin = self.f.backward_parts(ds.reshape(dy.shape), prologue=prologue, add_to=ds if need else None)
+        nf, runf, fin = self.f.backward_parts(ds.reshape(dy.shape), prologue=prologue, add_to=ds if need else None)
+
+        def run(i, o):
+            at[i] = o[nf:]
+            runf(i, o[:nf])
 
         def finish(tot):
-            (dx,) = fin(tot)
-            lg = scratch(self, "lg", (2 * F,), parts.dtype)
-            sum_parts(parts, lg)                                                    # in chunk order
-            ln.g["gamma"][...] = lg[:F].reshape(ln.g["gamma"].shape)
-            ln.g["beta"][...] = lg[F:].reshape(ln.g["beta"].shape)
+            (dx,) = fin(None if tot is None else tot[:nf])
+            if tot is not None:
+                ln.g["gamma"][...] = tot[nf:nf + F].reshape(ln.g["gamma"].shape)
+                ln.g["beta"][...] = tot[nf + F:].reshape(ln.g["beta"].shape)
             return (dx.reshape(dy.shape) if need else None,)
 
-        return size, run, finish
+        return nf + 2 * F, run, finish
+
+    def grads(self):
+        """The gradient arrays in the order backward_parts lays out a chunk's share."""
+        return self.f.grads() + [self.ln.g["gamma"], self.ln.g["beta"]]
 
 
 def _only_user(model, users, n, kind):
