@@ -143,8 +143,8 @@ class MultiHeadSelfAttention(Layer):
         dk = self._dk(d)
         D = h * dk
         p = self.p
-        W = np.concatenate([p["Wq"], p["Wk"], p["Wv"]])                 # (3D, d)
-        bias = np.concatenate([p["bq"], p["bk"], p["bv"]])              # (3D,)
+        W = np.concatenate([p["Wq"], p["Wk"], p["Wv"]], out=scratch(self, "W", (3 * D, d), p["Wq"].dtype))   # (3D, d)
+        bias = np.concatenate([p["bq"], p["bk"], p["bv"]], out=scratch(self, "bias", (3 * D,), p["Wq"].dtype))
         x2 = np.ascontiguousarray(x).reshape(B * T, d)                  # (B·T, d)
         qkv = scratch(self, "qkv", (B * T, 3 * D), x.dtype)             # (B·T, 3D) [q | k | v], heads within each
         m = self.in_masks[0] if self.in_masks else None
@@ -158,7 +158,7 @@ class MultiHeadSelfAttention(Layer):
         A = np.empty((B, h, T, T), x.dtype) if tile else None           # fresh: the tap outlives this step
         lse = None if tile else np.empty((B, h, T), x.dtype)            # (B, h, T) log Σ_s exp(scale·q_t·k_s)
         Zc = scratch(self, "Zc", (B * T, D), x.dtype)                   # (B·T, D) heads concatenated
-        y = np.empty((B * T, d), x.dtype)                               # (B·T, d)
+        y = np.empty((B * T, d), x.dtype) if epilogue is None else scratch(self, "y", (B * T, d), x.dtype)   # (B·T, d)
         scale = x.dtype.type(1.0 / sqrt(dk))
         causal, Wo, bo = self.config["causal"], p["Wo"], p["bo"]
 

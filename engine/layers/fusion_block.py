@@ -28,7 +28,7 @@ class MeanPool:
     def count(x):
         return 1
 
-    def forward_parts(self, x, training=False, samples=None):
+    def forward_parts(self, x, training=False, samples=None, keep=True):
         p = self.pool
         b, t, f = x.shape
         m = p.in_masks[0] if p.in_masks else None
@@ -40,7 +40,7 @@ class MeanPool:
                 m = np.ones((b, t), bool)
                 w = m / np.maximum(m.sum(axis=1, keepdims=True), 1).astype(x.dtype)
                 self._all = m, w
-        y = np.empty((b, f), x.dtype)                                               # (B, F)
+        y = np.empty((b, f), x.dtype) if keep else scratch(self, "y", (b, f), x.dtype)   # (B, F)
         p.m, p.shape, p.w = m, x.shape, w                                           # as if it ran
         self.x, self.chunks = x, samples
 
@@ -73,7 +73,7 @@ class Head:
     def count(x):
         return 1
 
-    def forward_parts(self, x, training=False, samples=None):
+    def forward_parts(self, x, training=False, samples=None, keep=True):
         d = self.dense
         W = d.p["W"]
         b = d.p["b"] if "b" in d.p else W[0, :0]
@@ -129,7 +129,7 @@ class SublayerChain:
         self.chunks = chunks = self._chunks(u)
         runs = []
         for s in self.stages:                     # each stage's set-up, its output the next one's input
-            u, run, own = s.forward_parts(u, training, chunks)
+            u, run, own = s.forward_parts(u, training, chunks, keep=s is self.stages[-1])
             runs.append((run, own))               # own: the chunks in the stage's units (samples or rows)
 
         def run(i):                               # chunk i through every stage

@@ -12,7 +12,7 @@ from math import prod
 import numpy as np
 
 from .. import parallel
-from .conv_kernels import chunk_sum
+from .conv_kernels import chunk_sum, scratch
 from .fusion_block import Head, MeanPool, SublayerChain
 from .fusion_ffn import DenseReLUDense
 from .normalization import _ln_bwd, _ln_fwd
@@ -42,14 +42,16 @@ class SublayerAddNorm:
         parallel.run(run, chunks)
         return out
 
-    def forward_parts(self, u, training=False, samples=None):
-        """(out, run, chunks) as MultiHeadSelfAttention.forward_parts; samples: runs of samples (fusion_block)."""
+    def forward_parts(self, u, training=False, samples=None, keep=True):
+        """(out, run, chunks) as MultiHeadSelfAttention.forward_parts; samples: runs of samples (fusion_block);
+        keep=False: out is a buffer reused by the next step (an output only the next stage of a chain reads)."""
         ln = self.ln
         F = u.shape[-1]
         dt = ln.p["gamma"].dtype
         u2 = np.ascontiguousarray(u, dtype=dt).reshape(-1, F)                      # (M, F) the residual
-        out = np.empty_like(u2)                                                     # (M, F)
-        xhat, inv = ln.xhat, ln.inv = np.empty_like(u2), np.empty(len(u2), dt)      # as LayerNorm.forward keeps
+        out = np.empty_like(u2) if keep else scratch(self, "out", u2.shape, dt)     # (M, F)
+        xhat = ln.xhat = scratch(self, "xhat", u2.shape, dt)                        # as LayerNorm.forward keeps
+        inv = ln.inv = scratch(self, "inv", (len(u2),), dt)
         g, b, eps = ln.p["gamma"].reshape(-1), ln.p["beta"].reshape(-1), ln.config["eps"]
 
         def epilogue(a, e, y2):                                                     # rows a … e−1 of f(u)
