@@ -110,8 +110,10 @@ def main(argv=None):
         fn, threads = torch_step(), torch.get_num_threads()
         ctx = None
     else:
+        from engine._malloc import keep_freed_memory
         from engine.parallel import thread_limits
         fn, threads = engine_step(), a.threads or 1
+        keep_freed_memory()                            # as Trainer.run and bench.py
         ctx = thread_limits(threads)                   # as Trainer.run: BLAS on one thread, batch chunks on threads
         ctx.__enter__()
     for _ in range(20):

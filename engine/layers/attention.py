@@ -131,23 +131,34 @@ class MultiHeadSelfAttention(Layer):
     def forward(self, x, training=False, epilogue=None):
         """y (B, T, d); epilogue(r0, r1, y2) runs on rows r0 … r1−1 of y2 = y as (B·T, d) as soon as its chunk is
         done, on the same thread (fusion_sublayer.SublayerAddNorm: the residual LayerNorm while the rows are in cache)."""
+        y, run, chunks = self.forward_parts(x, epilogue)
+        parallel.run(run, chunks)
+        return y
+
+    def forward_parts(self, x, epilogue=None, chunks=None):
+        """(y, run, chunks): forward's set-up; run((a, b)) fills samples a … b−1 of y (fusion_block: several layers
+        per chunk in one loop). chunks: sample runs (default _chunks), kept for backward."""
         B, T, d = x.shape
         h = self.config["heads"]
         dk = self._dk(d)
         D = h * dk
         p = self.p
-        W = np.concatenate([p["Wq"], p["Wk"], p["Wv"]])                 # (3D, d)
-        bias = np.concatenate([p["bq"], p["bk"], p["bv"]])              # (3D,)
+        W = np.concatenate([p["Wq"], p["Wk"], p["Wv"]], out=scratch(self, "W", (3 * D, d), p["Wq"].dtype))   # (3D, d)
+        bias = np.concatenate([p["bq"], p["bk"], p["bv"]], out=scratch(self, "bias", (3 * D,), p["Wq"].dtype))
         x2 = np.ascontiguousarray(x).reshape(B * T, d)                  # (B·T, d)
         qkv = scratch(self, "qkv", (B * T, 3 * D), x.dtype)             # (B·T, 3D) [q | k | v], heads within each
         m = self.in_masks[0] if self.in_masks else None
-        valid = np.ones((B, T), np.bool_) if m is None else np.ascontiguousarray(m, dtype=np.bool_)   # (B, T)
+        valid = self.__dict__.get("_all")                               # (B, T), read only
+        if m is not None:
+            valid = np.ascontiguousarray(m, dtype=np.bool_)
+        elif valid is None or valid.shape != (B, T):
+            valid = self._all = np.ones((B, T), np.bool_)               # no mask: every step (kept)
         masked = m is not None and not valid.all()
         tile = T <= TILE_MAX_T
         A = np.empty((B, h, T, T), x.dtype) if tile else None           # fresh: the tap outlives this step
         lse = None if tile else np.empty((B, h, T), x.dtype)            # (B, h, T) log Σ_s exp(scale·q_t·k_s)
         Zc = scratch(self, "Zc", (B * T, D), x.dtype)                   # (B·T, D) heads concatenated
-        y = np.empty((B * T, d), x.dtype)                               # (B·T, d)
+        y = np.empty((B * T, d), x.dtype) if epilogue is None else scratch(self, "y", (B * T, d), x.dtype)   # (B·T, d)
         scale = x.dtype.type(1.0 / sqrt(dk))
         causal, Wo, bo = self.config["causal"], p["Wo"], p["bo"]
 
@@ -168,14 +179,22 @@ class MultiHeadSelfAttention(Layer):
             if epilogue is not None:
                 epilogue(a * T, b * T, y)
 
-        parallel.run(run, self._chunks(B, T, d, D))
+        self.chunks = self._chunks(B, T, d, D) if chunks is None else chunks
         self.x2, self.W, self.qkv, self.valid, self.masked, self.A, self.Zc = x2, W, qkv, valid, masked, A, Zc
         self.scale, self.lse = scale, lse
-        self.q, self.k, self.v = qkv.reshape(B, T, 3, h, dk).transpose(2, 0, 3, 1, 4)   # (B, h, T, dk) views: the
-        if not isinstance(self.taps, LazyTaps):                                        # attention view's q_t·k_s
+        if not isinstance(self.taps, LazyTaps):
             self.taps = LazyTaps(self.taps)
         self.taps["attention"] = A if tile else _Later(self.attention_maps)
-        return y.reshape(B, T, d)
+        return y.reshape(B, T, d), run, self.chunks
+
+    q = property(lambda self: self._heads(0), doc="(B, h, T, d_k) queries of the last forward (a view): the "
+                 "attention view's q_t·k_s")
+    k = property(lambda self: self._heads(1), doc="(B, h, T, d_k) keys of the last forward (a view)")
+    v = property(lambda self: self._heads(2), doc="(B, h, T, d_k) values of the last forward (a view)")
+
+    def _heads(self, i):
+        B, T = self.valid.shape
+        return self.qkv.reshape(B, T, 3, self.config["heads"], -1)[:, :, i].transpose(0, 2, 1, 3)
 
     def attention_maps(self, samples=None):
         """(n, heads, T, T) attention weights α_{t→s} of the given samples of the last forward (all when None)."""
@@ -195,6 +214,12 @@ class MultiHeadSelfAttention(Layer):
         """(dx,); prologue(i, r0, r1) first writes rows r0 … r1−1 of dy in chunk i's own loop (SublayerAddNorm:
         the residual LayerNorm's backward); add_to: an array of x's shape, C-contiguous, that dx is added to (and
         returned; it may be dy itself: each chunk reads its rows of dy before)."""
+        size, run, finish = self.backward_parts(dy, prologue, add_to)
+        return finish(chunk_sum(self, len(self.chunks), size, self.qkv.dtype, run))
+
+    def backward_parts(self, dy, prologue=None, add_to=None):
+        """(size, run, finish): backward's set-up; run(i, o) does forward's chunk i and writes its share of the
+        weight gradients into o (size values); finish(Σ_i o) sets the gradients and returns (dx,)."""
         B, T, d = dy.shape
         h = self.config["heads"]
         dk = self._dk(d)
@@ -207,7 +232,7 @@ class MultiHeadSelfAttention(Layer):
         dZ = scratch(self, "dZ", (B * T, D), dt)                        # (B·T, D)
         dqkv = scratch(self, "dqkv", (B * T, 3 * D), dt)                # (B·T, 3D) [dq | dk | dv]
         dx = None if not self.need_dx else np.empty((B * T, d), dt) if add_to is None else add_to.reshape(B * T, d)
-        chunks = self._chunks(B, T, d, D)
+        chunks = self.chunks
         x2, W, qkv, A, Zc, Wo = self.x2, self.W, self.qkv, self.A, self.Zc, p["Wo"]
 
         def rows(i, o):                                                 # samples a … b−1: dq, dk, dv, dx and
@@ -231,17 +256,22 @@ class MultiHeadSelfAttention(Layer):
                 kn.dense_dx(dqkv[r], W, dx[r], 1 if add_to is None else 2)   # (n·T, d)
             kn.dense_dw(x2[r], dqkv[r], o[d * D + d:-3 * D].reshape(3 * D, d), o[-3 * D:])   # (3D, d), (3D,)
 
-        nw = 3 * D * d + 3 * D                                          # [dW_Q | dW_K | dW_V], [db_Q | db_K | db_V]
-        tot = chunk_sum(self, len(chunks), d * D + d + nw, dt, rows)    # [dW_O, db_O, dW_QKV, db_QKV]
-        g["Wo"][...] = tot[:d * D].reshape(d, D)
-        g["bo"][...] = tot[d * D:d * D + d]
-        dW, db = tot[d * D + d:-3 * D].reshape(3 * D, d), tot[-3 * D:]
-        for i, k in enumerate("qkv"):
-            g[f"W{k}"][...] = dW[i * D:(i + 1) * D]
-            g[f"b{k}"][...] = db[i * D:(i + 1) * D]
-        if dx is None:
-            return (None,)
-        return (dx.reshape(B, T, d),)
+        def finish(tot):                                                # [dW_O, db_O, dW_QKV, db_QKV]
+            if tot is None:                                             # written already (fusion_block)
+                return (None if dx is None else dx.reshape(B, T, d),)
+            g["Wo"][...] = tot[:d * D].reshape(d, D)
+            g["bo"][...] = tot[d * D:d * D + d]
+            dW, db = tot[d * D + d:-3 * D].reshape(3 * D, d), tot[-3 * D:]
+            for i, k in enumerate("qkv"):
+                g[f"W{k}"][...] = dW[i * D:(i + 1) * D]
+                g[f"b{k}"][...] = db[i * D:(i + 1) * D]
+            return (None if dx is None else dx.reshape(B, T, d),)
+
+        return d * D + d + 3 * D * d + 3 * D, rows, finish             # [dW_Q | dW_K | dW_V], [db_Q | db_K | db_V]
+
+    def grads(self):
+        """The gradient arrays in the order backward_parts lays out a chunk's share."""
+        return [self.g[k] for k in ("Wo", "bo", "Wq", "Wk", "Wv", "bq", "bk", "bv")]
 
     # ---- exporters ----
     def to_onnx(self, ctx, ins):

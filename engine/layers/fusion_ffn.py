@@ -34,6 +34,12 @@ class DenseReLUDense:
     def forward(self, x, training=False, epilogue=None):
         """y; epilogue(r0, r1, y2) runs on rows r0 … r1−1 of y2 = y as (M, U2) right after their chunk (as
         MultiHeadSelfAttention.forward's)."""
+        y, run, chunks = self.forward_parts(x, epilogue)
+        parallel.run(run, chunks)
+        return y
+
+    def forward_parts(self, x, epilogue=None, chunks=None):
+        """(y, run, chunks) as MultiHeadSelfAttention.forward_parts; chunks: row runs of x as (M, F)."""
         W1, W2 = self.d1.p["W"], self.d2.p["W"]
         b1 = self.d1.p["b"] if "b" in self.d1.p else W1[0, :0]
         b2 = self.d2.p["b"] if "b" in self.d2.p else W2[0, :0]
@@ -49,13 +55,18 @@ class DenseReLUDense:
             if epilogue is not None:
                 epilogue(a, b, y)
 
-        parallel.run(run, self._chunks(len(xs)))
+        self.chunks = self._chunks(len(xs)) if chunks is None else chunks
         self.d1.x, self.d2.x, self.relu.y = xs, h, h.reshape(x.shape[:-1] + (h.shape[-1],))   # as if each ran
-        return y.reshape(x.shape[:-1] + (y.shape[-1],))
+        return y.reshape(x.shape[:-1] + (y.shape[-1],)), run, self.chunks
 
     def backward(self, dy, prologue=None, add_to=None):
         """(dx,); prologue(i, r0, r1) first writes rows r0 … r1−1 of dy in chunk i's loop, and dx is added to
         add_to when given (as MultiHeadSelfAttention.backward's)."""
+        size, run, finish = self.backward_parts(dy, prologue, add_to)
+        return finish(chunk_sum(self, len(self.chunks), size, self.d1.p["W"].dtype, run))
+
+    def backward_parts(self, dy, prologue=None, add_to=None):
+        """(size, run, finish) as MultiHeadSelfAttention.backward_parts."""
         d1, d2 = self.d1, self.d2
         W1, W2, xs, h = d1.p["W"], d2.p["W"], d1.x, d2.x
         (u1, f), u2 = W1.shape, len(W2)
@@ -67,7 +78,7 @@ class DenseReLUDense:
         db1 = d1.g["b"] if "b" in d1.g else W1[0, :0]
         db2 = d2.g["b"] if "b" in d2.g else W2[0, :0]
         n2, n1 = u2 * u1 + db2.size, u1 * f + db1.size                           # [dW2, db2 | dW1, db1] per chunk
-        chunks = self._chunks(len(xs))
+        chunks = self.chunks
 
         def run(i, o):
             a, b = chunks[i]
@@ -78,9 +89,17 @@ class DenseReLUDense:
             k.dense_bwd(xs[a:b], dh[a:b], W1, o[n2:n2 + u1 * f].reshape(u1, f), o[n2 + u1 * f:], dx[a:b],
                         0 if not need else 1 if add_to is None else 2)
 
-        tot = chunk_sum(self, len(chunks), n2 + n1, W1.dtype, run)
-        d2.g["W"][...] = tot[:u2 * u1].reshape(u2, u1)
-        db2[...] = tot[u2 * u1:n2]
-        d1.g["W"][...] = tot[n2:n2 + u1 * f].reshape(u1, f)
-        db1[...] = tot[n2 + u1 * f:]
-        return (dx.reshape(dy.shape[:-1] + (f,)) if need else None,)
+        def finish(tot):
+            if tot is None:                                                       # written already (fusion_block)
+                return (dx.reshape(dy.shape[:-1] + (f,)) if need else None,)
+            d2.g["W"][...] = tot[:u2 * u1].reshape(u2, u1)
+            db2[...] = tot[u2 * u1:n2]
+            d1.g["W"][...] = tot[n2:n2 + u1 * f].reshape(u1, f)
+            db1[...] = tot[n2 + u1 * f:]
+            return (dx.reshape(dy.shape[:-1] + (f,)) if need else None,)
+
+        return n2 + n1, run, finish
+
+    def grads(self):
+        """The gradient arrays in the order backward_parts lays out a chunk's share."""
+        return [d.g[k] for d in (self.d2, self.d1) for k in ("W", "b") if k in d.g]
