@@ -109,17 +109,22 @@ class _Pool:
         with self.lock:                          # one parallel loop at a time (other callers wait)
             self._grow(helpers)
             self.loops += 1
-            done = threading.Lock()
-            done.acquire()                       # released by the last thread to finish
-            state = {"lock": threading.Lock(), "next": itertools.count(), "left": helpers + 1, "error": None,
-                     "done": done}
-            self.job = (fn, items, state)
-            for go in self.gos[:helpers]:
-                go.release()
-            self._drain(self.job)
-            state["done"].acquire()
+            state = self._loop(fn, items, helpers)
             if state["error"] is not None:
                 raise state["error"]
+
+    def _loop(self, fn, items, helpers):
+        """Runs one loop on the caller and `helpers` workers; its state (with any error)."""
+        done = threading.Lock()
+        done.acquire()                           # released by the last thread to finish
+        state = {"lock": threading.Lock(), "next": itertools.count(), "left": helpers + 1, "error": None,
+                 "done": done}
+        self.job = (fn, items, state)
+        for go in self.gos[:helpers]:
+            go.release()
+        self._drain(self.job)
+        state["done"].acquire()
+        return state
 
 
 class _FutexPool(_Pool):
@@ -162,24 +167,15 @@ class _FutexPool(_Pool):
         _, fn, items, _, state = job
         _items(fn, items, state)
 
-    def run(self, fn, items, n):
-        helpers = min(n, len(items)) - 1
-        if helpers <= 0:
-            for it in items:
-                fn(it)
-            return
-        with self.lock:                          # one parallel loop at a time (other callers wait)
-            self._grow(helpers)
-            self.loops += 1
-            self.gen += 1
-            state = {"next": itertools.count(), "error": None}
-            self.job = (self.gen, fn, items, helpers, state)
-            self.sig[_jitsync.LEFT] = helpers + 1
-            _jitsync.start(self.sig, self.gen, self.spin[2], self.spin[3])
-            self._drain(self.job)
-            _jitsync.join(self.sig, self.spin[1])
-            if state["error"] is not None:
-                raise state["error"]
+    def _loop(self, fn, items, helpers):
+        self.gen += 1
+        state = {"next": itertools.count(), "error": None}
+        self.job = (self.gen, fn, items, helpers, state)
+        self.sig[_jitsync.LEFT] = helpers + 1
+        _jitsync.start(self.sig, self.gen, self.spin[2], self.spin[3])
+        self._drain(self.job)
+        _jitsync.join(self.sig, self.spin[1])
+        return state
 
 
 SPIN_US = (30, 200, 20, 3)    # µs a worker polls for the next loop before it sleeps, the caller for the workers'

@@ -20,6 +20,7 @@ from .. import parallel
 from .._jit import njit
 from ..blas import gemm
 from . import conv_kernels as k
+from .conv_shift import taps_to_dW
 
 BLOCK = 512 << 10       # bytes of a block's padded input and output gradient (Q, dy2) at most: they stay in L2
 MAX_L = 1024            # output columns per sample below which one GEMM per sample is too short for BLAS
@@ -115,12 +116,7 @@ def gemm_bwd(dy, Q, WkT, dW, db, dx, dy2buf, dQ, dwt, kh, kw, ph, pw, Hs, Wp, su
                     off = (t // kw) * Wp + t % kw
                     gemm(WkT[t], dy2[:, n * S:n * S + L], dQ[:, off:off + L], False, False, t > 0)   # (C_in, L)
                 crop_block(dQ, dx[a + n:a + n + 1], ph, pw, Hs, Wp)
-    if B == 0:
-        dwt[...] = 0
-    for o in range(O):
-        for c in range(C):
-            for t in range(T):
-                dW[o, c * T + t] = dwt[t, c, o]
+    taps_to_dW(dwt, dW, B)
 
 
 def _geometry(layer, x_shape, n):

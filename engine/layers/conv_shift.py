@@ -116,6 +116,13 @@ def shift_bwd(dy, P, WkT, dW, db, dP, dx, dy2, dwt, kh, kw, sh, sw, ph, pw, L, n
                 off = (i // sh) * Wq + j // sw
                 gemm(WkT[t], dy2, df[(i % sh) * nb + j % sw, :, off:off + L], False, False, True)   # (C_in, C_out) @ (C_out, L)
             merge(dP, dx[n], sh, sw, ph, pw, nb)
+    taps_to_dW(dwt, dW, B)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def taps_to_dW(dwt, dW, B):
+    """dW (C_out, C_in·taps) from the per-tap sums dwt (taps, C_in, C_out); zero for an empty batch (B = 0)."""
+    T, C, O = dwt.shape
     if B == 0:
         dwt[...] = 0
     for o in range(O):
