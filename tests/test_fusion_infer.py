@@ -234,3 +234,11 @@ def test_a_single_kernel_or_a_layer_without_one_makes_no_chain():
     y = m.forward(x)
     assert not any(isinstance(v, fusion_infer.Chain) for v in m.fused_now.values())
     np.testing.assert_allclose(y, m.forward(x, every=True), rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("every", [False, True], ids=["chain", "layers"])
+def test_an_empty_batch_evaluates_to_an_empty_output(every):
+    """0 samples: (0, 5) on the evaluation chain and layer by layer (BatchNorm's rows of (0, C, H·W))."""
+    m = Model(_cnn())
+    y = m.forward(np.zeros((0,) + m.input_shape, np.float32), every=every)
+    assert y.shape == (0, 5)

@@ -58,7 +58,7 @@ class BatchNorm(Layer):
     def _rows(self, x):
         """x as (N, C, S), statistics per channel C over N·S values; (B, T, F) → (B·T, F, 1)."""
         x = np.ascontiguousarray(x)
-        return x.reshape(-1, x.shape[2], 1) if x.ndim == 3 else x.reshape(x.shape[0], x.shape[1], -1)
+        return x.reshape(-1, x.shape[2], 1) if x.ndim == 3 else x.reshape(x.shape[:2] + (int(np.prod(x.shape[2:])),))
 
     def formulas(self, in_shapes):
         s = in_shapes[0]
