@@ -295,21 +295,14 @@ class Conv2D(ConvND):
         dxp = k.scratch(self, "dxp", xp.shape if self.need_dx else (0,) * 4, dy.dtype)  # x.shape when unpadded; empty: no dx
         dx = k.scratch(self, "dx", self.xshape, dy.dtype) if self.need_dx and padded else dxp
 
-        def part(i, o):                                                 # samples a … e−1; o: their dW, db
+        def part(i, dW, db):                                            # samples a … e−1
             a, e = parts[i]
-            if before is not None:
-                before(i)
             n = min(self.sub, e - a) * L
-            k.conv_bwd(dy[a:e], xp[a:e], W2T, o[:O * R].reshape(O, R), o[O * R:], dxp[a:e], dx[a:e],
+            k.conv_bwd(dy[a:e], xp[a:e], W2T, dW, db, dxp[a:e], dx[a:e],
                        k.scratch(self, ("col", i), (R * n,), dy.dtype), k.scratch(self, ("dy2", i), (O * n,), dy.dtype),
                        k.scratch(self, ("dw", i), (R, O), dy.dtype), kh, kw, sh, sw, ph, pw, wrow, L, self.sub,
                        self.need_dx)
-            if after is not None:
-                after(i, dx)
-        tot = k.chunk_sum(self, len(parts), O * R + O, dy.dtype, part)    # in chunk order: thread-independent
-        self.g["W"].reshape(-1)[...] = tot[:O * R]
-        if "b" in self.g:
-            self.g["b"][...] = tot[O * R:]
+        k.weight_grads(self, len(parts), O, R, dy.dtype, part, before, after, dx)
         return (dx if self.need_dx else None,)
 
     @classmethod

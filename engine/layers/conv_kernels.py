@@ -37,6 +37,21 @@ def chunk_sum(owner, n, size, dtype, fn):
     return tot
 
 
+def weight_grads(layer, n, O, R, dtype, run, before=None, after=None, dx=None):
+    """A convolution's dW (O, R) and db (O,) into layer.g, summed over n batch chunks in chunk order: run(i, dW, db)
+    writes chunk i's share, before(i) runs first and after(i, dx) last in the same loop (the fusion groups' hooks)."""
+    def part(i, o):
+        if before is not None:
+            before(i)
+        run(i, o[:O * R].reshape(O, R), o[O * R:])
+        if after is not None:
+            after(i, dx)
+    tot = chunk_sum(layer, n, O * R + O, dtype, part)
+    layer.g["W"].reshape(-1)[...] = tot[:O * R]
+    if "b" in layer.g:
+        layer.g["b"][...] = tot[O * R:]
+
+
 # ---- convolution as GEMMs over batch chunks: col (C·K_h·K_w, n·H_out·W_out) holds every patch of n padded samples ----
 def pad_into(x, xp, ph, pw):
     """Copy x (B, C, H, W) into the interior of xp (B, C, H + 2ph, W + 2pw); the border stays as it is (zero)."""

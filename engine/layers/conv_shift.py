@@ -167,18 +167,11 @@ def backward_parts(layer, dy, before=None, after=None):
     dx = k.scratch(layer, "dx", layer.xshape if layer.need_dx else (0,) * 4, dy.dtype)
     R = C * T
 
-    def part(i, o):                                                    # samples a … e−1; o: their dW, db
+    def part(i, dW, db):                                               # samples a … e−1
         a, e = parts[i]
-        if before is not None:
-            before(i)
-        shift_bwd(dy[a:e], P[a:e], WkT, o[:O * R].reshape(O, R), o[O * R:],
+        shift_bwd(dy[a:e], P[a:e], WkT, dW, db,
                   k.scratch(layer, ("dP", i), P.shape[1:], dy.dtype), dx[a:e],
                   k.scratch(layer, ("dy2", i), (O, L), dy.dtype), k.scratch(layer, ("dwt", i), (T, C, O), dy.dtype),
                   kh, kw, sh, sw, ph, pw, L, layer.need_dx)
-        if after is not None:
-            after(i, dx)
-    tot = k.chunk_sum(layer, len(parts), O * R + O, dy.dtype, part)      # in chunk order: thread-independent
-    layer.g["W"].reshape(-1)[...] = tot[:O * R]
-    if "b" in layer.g:
-        layer.g["b"][...] = tot[O * R:]
+    k.weight_grads(layer, len(parts), O, R, dy.dtype, part, before, after, dx)
     return (dx if layer.need_dx else None,)
