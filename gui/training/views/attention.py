@@ -23,6 +23,8 @@ def logits_of(layer, i):
     layer's taps ("scores", or "q" and "k") or its cached q and k of the last forward; None when it keeps neither."""
     if layer.type == "ScaledDotProductAttention":
         return sdpa_logits(layer, i)
+    if hasattr(layer, "attention_scores"):                                     # computed by the layer (CrossAttention)
+        return layer.attention_scores([i])[0]
     taps = layer.taps
     if "scores" in taps:
         return np.asarray(taps["scores"][i], np.float64)
