@@ -10,7 +10,7 @@ from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSpinBox, QSplitter)
 
 from .attention_scores import constants, formula, score_of, sdpa_logits, term
-from .base import View
+from .base import View, plain_axes
 from .sequence import exposing, forward, image_item, layers_of, pick, sample_index, set_ticks, tokens
 
 TYPES = exposing("attention")     # the layers whose "attention" tap the view draws (self- and cross-attention)
@@ -123,6 +123,7 @@ class AttentionView(View):
         self.plot.setLabel("left", "query t")
         self.image = image_item("viridis")
         self.plot.addItem(self.image)
+        plain_axes(self.plot)
         self.bar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("viridis"), width=12, interactive=False)
         self.bar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
         split.addWidget(self.plot)

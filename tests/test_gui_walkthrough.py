@@ -1,0 +1,41 @@
+"""Small things a new user met walking through the window (README's example under Xvfb): `python -m gui` starts it
+(or says in one line why not), a one-epoch run reads "after 1 epoch", and the empty image views of a new project
+do not label their axes "(x0.001)"."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_python_m_gui_says_in_one_line_why_the_window_cannot_start_without_a_display():
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")} | {"QT_QPA_PLATFORM": "xcb"}
+    r = subprocess.run([sys.executable, "-m", "gui"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "the window cannot start" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr and "No module named gui.__main__" not in r.stderr
+
+
+@pytest.mark.parametrize("n,word", [(1, "after 1 epoch ("), (3, "after 3 epochs (")])
+def test_finished_run_counts_its_epochs_in_words(n, word):
+    from gui.training.texts import result_text
+    t = result_text({"status": "completed", "epochs": n, "steps": 8 * n, "seconds": 0.3, "train_loss": 0.5}, 1.0)
+    assert t.startswith("Finished " + word), t
+
+
+@pytest.mark.parametrize("name", ["ConfusionView", "HiddenView", "AttentionView", "BoundaryView"])
+def test_empty_image_views_have_plain_axes(qtbot, tmp_path, name):
+    """A new project's views before any run: no "(x0.001)" on an axis that counts classes, steps or units."""
+    from gui.training import views
+    v = getattr(views, name)()
+    qtbot.addWidget(v)
+    v.resize(420, 300)
+    v.show()
+    qtbot.wait(50)
+    for ax in ("bottom", "left"):
+        axis = v.plot.getAxis(ax)
+        assert "x0.001" not in axis.labelString() and "(m" not in axis.labelString(), axis.labelString()
+    v.grab().save(str(tmp_path / f"{name}.png"))
