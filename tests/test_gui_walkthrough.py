@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from test_gui_onnx import isolated, window  # noqa: F401  (fixtures: a window on the example, settings isolated)
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -39,3 +41,19 @@ def test_empty_image_views_have_plain_axes(qtbot, tmp_path, name):
         axis = v.plot.getAxis(ax)
         assert "x0.001" not in axis.labelString() and "(m" not in axis.labelString(), axis.labelString()
     v.grab().save(str(tmp_path / f"{name}.png"))
+
+
+def test_an_imported_time_major_rnn_says_how_its_input_and_output_are_laid_out(window, qtbot, tmp_path):
+    """Opening a time-major ONNX RNN: the window's message says the Input takes the data batch-first and how the
+    output maps to ONNX's Y_h (what `layerboard import` prints)."""
+    import onnx
+    from test_gui_onnx import wait_import
+    from test_onnx_import_time_major import recurrent_graph
+    model, _ = recurrent_graph("GRU", "bidirectional", ("Y_h",), False)
+    onnx.save(model, tmp_path / "gru.onnx")
+    assert window.open_path(tmp_path / "gru.onnx")
+    wait_import(qtbot, window)
+    msg = window.statusBar().currentMessage()
+    assert msg.startswith("imported gru.onnx: 2 layers") and "ONNX input 'X' is time-major" in msg, msg
+    assert "x.transpose(1, 0, 2)" in msg and "ONNX output 'Y_h' (directions, batch, H)" in msg
+    assert [v.type for v in window.doc.graph.nodes.values()] == ["Input", "GRU"]
