@@ -127,10 +127,10 @@ class OnnxOpener(QObject):
         win.view.zoom_to_fit()
         win._add_recent(str(Path(path).resolve()))
         from engine.onnx_import_multi import report
-        io = [line.strip() for line in report(project.graph)]          # time-major inputs, mask inputs, outputs
+        io = report(project.graph)                                      # time-major inputs, mask inputs, outputs
         win.show_message(f"imported {Path(path).name}: {len(project.graph.nodes)} layers with their weights; "
                          + (kept_text(kept) if kept else "Save writes the project and its weights")
-                         + "".join(f". {line}" for line in io))
+                         + (". How its inputs and outputs map to the ONNX file's: see the Training panel" if io else ""))
 
 
 class ProblemsDialog(QDialog):

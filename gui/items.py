@@ -40,7 +40,8 @@ def key_hparams(type, config, limit=2):
         elif h.kind == "float":
             v = f"{v:g}"
         short = {"kernel_size": "k", "stride": "s", "padding": "", "filters": "filters"}.get(h.name, h.name)
-        parts.append(f"{short} {v}".strip())
+        both = h.name == "direction" and config.get("bidirectional")       # a bidirectional layer reads both ways
+        parts.append("bidirectional" if both else f"{short} {v}".strip())
         if len(parts) == limit + (1 if type == "Conv2D" else 0):
             break
     return " · ".join(parts)

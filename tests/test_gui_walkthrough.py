@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_gui_onnx import isolated, window  # noqa: F401  (fixtures: a window on the example, settings isolated)
+from test_gui_onnx import isolated  # noqa: F401  (a fixture: the window's settings in tmp_path)
 
 ROOT = Path(__file__).parents[1]
 
@@ -43,17 +43,31 @@ def test_empty_image_views_have_plain_axes(qtbot, tmp_path, name):
     v.grab().save(str(tmp_path / f"{name}.png"))
 
 
-def test_an_imported_time_major_rnn_says_how_its_input_and_output_are_laid_out(window, qtbot, tmp_path):
-    """Opening a time-major ONNX RNN: the window's message says the Input takes the data batch-first and how the
-    output maps to ONNX's Y_h (what `layerboard import` prints)."""
+def test_an_imported_time_major_rnn_says_how_its_input_and_output_are_laid_out(isolated, qtbot, tmp_path):
+    """Opening a time-major ONNX RNN: the training panel says the Input takes the data batch-first and how the
+    output maps to ONNX's Y_h (what `layerboard import` prints); the status line points there."""
     import onnx
+    from gui.mainwindow import MainWindow
     from test_gui_onnx import wait_import
     from test_onnx_import_time_major import recurrent_graph
+    w = MainWindow(autosave_dir=tmp_path / "data")
+    qtbot.addWidget(w)
+    w.resize(1360, 820)
+    w.show()
     model, _ = recurrent_graph("GRU", "bidirectional", ("Y_h",), False)
     onnx.save(model, tmp_path / "gru.onnx")
-    assert window.open_path(tmp_path / "gru.onnx")
-    wait_import(qtbot, window)
-    msg = window.statusBar().currentMessage()
-    assert msg.startswith("imported gru.onnx: 2 layers") and "ONNX input 'X' is time-major" in msg, msg
-    assert "x.transpose(1, 0, 2)" in msg and "ONNX output 'Y_h' (directions, batch, H)" in msg
-    assert [v.type for v in window.doc.graph.nodes.values()] == ["Input", "GRU"]
+    assert w.open_path(tmp_path / "gru.onnx")
+    wait_import(qtbot, w)
+    msg = w.statusBar().currentMessage()
+    assert msg.startswith("imported gru.onnx: 2 layers") and msg.endswith("see the Training panel"), msg
+    note = w.training.message.text()
+    assert "ONNX input 'X' is time-major" in note and "x.transpose(1, 0, 2)" in note, note
+    assert "ONNX output 'Y_h' (directions, batch, H)" in note
+    assert [v.type for v in w.doc.graph.nodes.values()] == ["Input", "GRU"]
+    w.grab().save(str(tmp_path / "imported_gru.png"))
+
+
+def test_a_bidirectional_layers_card_says_so_not_direction_forward():
+    from gui.items import key_hparams
+    assert key_hparams("LSTM", {"units": 5, "bidirectional": True, "direction": "forward"}) == "units 5 · bidirectional"
+    assert key_hparams("GRU", {"units": 5, "direction": "reverse"}) == "units 5 · direction reverse"
