@@ -71,3 +71,17 @@ def test_a_bidirectional_layers_card_says_so_not_direction_forward():
     from gui.items import key_hparams
     assert key_hparams("LSTM", {"units": 5, "bidirectional": True, "direction": "forward"}) == "units 5 · bidirectional"
     assert key_hparams("GRU", {"units": 5, "direction": "reverse"}) == "units 5 · direction reverse"
+
+
+def test_a_cards_type_name_stops_before_its_parameter_count(qapp):
+    """The header of a MultiHeadSelfAttention card read "MultiHeadSelf.4,224": the name ran under the count."""
+    from PySide6.QtGui import QFont, QFontMetrics
+    from gui.items import W, head_title
+    f = QFont()
+    f.setPointSizeF(9)
+    f.setBold(True)
+    fm = QFontMetrics(f)
+    for name, count in (("MultiHeadSelfAttention", "4,224"), ("PositionEmbedding", "1,184"), ("CrossAttention", "4,224")):
+        t = head_title(fm, name, count)
+        assert 26 + fm.horizontalAdvance(t) + 6 <= W - 8 - fm.horizontalAdvance(count), (name, t)
+    assert head_title(fm, "Dense", "650") == "Dense" and head_title(fm, "ReLU", "") == "ReLU"
