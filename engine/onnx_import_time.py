@@ -3,8 +3,9 @@
 ONNX's RNN/LSTM/GRU (layout = 0) read X (T, B, F) and give Y (T, dirs, B, H) and Y_h (dirs, B, H). A graph input
 read as X by such a node is time-major: it becomes an Input of shape (T, F) that takes the same data batch-first,
 x.transpose(1, 0, 2). A graph output that is a node's raw Y or Y_h is the recurrent layer's (B, T, dirs·H) or
-(B, dirs·H). Each such Input and output layer keeps meta["onnx_layout"] = {"layout": "tb" | "Y" | "Y_h", "onnx":
-ONNX name, "dirs": …}; to_ours / to_onnx swap an array between the two layouts and report() words it for the user.
+(B, dirs·H). Each such Input and output layer keeps meta["onnx_layout"] = {"layout": "tb" (T, B, F) | "Y" | "Y_h" |
+"Y_bt" | "Y_h_b" (layout = 1's), "onnx": ONNX name, "dirs": …, "output": True on outputs}; to_ours / to_onnx swap an
+array between the two layouts and report() words it for the user.
 A sequence_lens that is a (B,) graph input of valid steps becomes that Input's lengths (its mask)."""
 import numpy as np
 
@@ -93,7 +94,7 @@ def raw_outputs(c, m):
         kind, p = _view(c.values[o])
         if kind == "tb":
             c.values[o] = Value(c.values[o].node, c.values[o].shape)
-            out[o] = {"layout": "tb", "onnx": o}
+            out[o] = {"layout": "tb", "onnx": o, "output": True}                    # e.g. Y squeezed to (T, B, H)
             continue
         n = getattr(p, "node", None)
         what = f"{n.op_type} node {n.name or next(o for o in n.output if o)!r}" if n else "a recurrent node"
@@ -148,7 +149,10 @@ def report(graph):
         if not lay:
             continue
         k, o = lay["layout"], lay["onnx"]
-        if k == "tb":
+        if k == "tb" and lay.get("output"):
+            out.append(f"  ONNX output '{o}' is time-major (steps, batch, features): '{n}' gives it batch-first, "
+                       f"{o} = y.transpose(1, 0, 2)")
+        elif k == "tb":
             out.append(f"  ONNX input '{o}' is time-major (steps, batch, features): Input '{n}' takes the same data "
                        "batch-first, (batch, steps, features) = x.transpose(1, 0, 2)")
         else:

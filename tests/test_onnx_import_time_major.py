@@ -144,6 +144,22 @@ def test_layout_1_graph_equals_onnxruntime(op, direction):
     assert "(batch, steps, directions, H)" in "\n".join(report(g))
 
 
+def test_a_time_major_output_squeezed_from_y():
+    """Y of a one-direction node squeezed to (T, B, H) as the graph output: the layer's (B, T, H), transposed."""
+    from onnx import TensorProto, helper, numpy_helper
+    model, feeds = recurrent_graph("LSTM", "forward", ("Y",), True)
+    g = model.graph
+    g.node[0].output[0] = "Y4"
+    g.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "ax1"))
+    g.node.append(helper.make_node("Squeeze", ["Y4", "ax1"], ["Y"]))
+    g.output[0].CopyFrom(helper.make_tensor_value_info("Y", TensorProto.FLOAT, [6, "batch", 5]))
+    (got,), gr = run_imported(model, feeds)
+    want = ort_run(model, feeds)[0]
+    assert got.shape == want.shape == (6, 4, 5)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert "ONNX output 'Y' is time-major" in "\n".join(report(gr))
+
+
 def test_sequence_lens_computed_from_the_data_is_refused_in_one_line():
     """seq_lens computed from X (ReduceSum of a Shape) is not a lengths input: one line naming the node and why."""
     from onnx import TensorProto, helper, numpy_helper
