@@ -19,8 +19,9 @@ THUMB_MAX = 24           # all-heads grid: at most this many thumbnails
 
 
 def logits_of(layer, i):
-    """(heads, T, S) scores z_ts of sample i (q_t·k_s/√d_k, or the layer's own scale and softcap) from the
-    layer's taps ("scores", or "q" and "k") or its cached q and k of the last forward; None when it keeps neither."""
+    """(heads, T, S) scores z_ts of sample i (q_t·k_s/√d_k, or the layer's own scale and softcap): computed by the
+    layer (attention_scores, CrossAttention), from its taps ("scores", or "q" and "k") or its cached q and k of the
+    last forward; None when it keeps neither."""
     if layer.type == "ScaledDotProductAttention":
         return sdpa_logits(layer, i)
     if hasattr(layer, "attention_scores"):                                     # computed by the layer (CrossAttention)
