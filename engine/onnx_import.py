@@ -327,7 +327,7 @@ def read(path_or_model, strict=False):
             why = c.keep and onnx_import_keep.keep(c, node, str(e))
             if why is None:
                 continue
-            c.problems.append((node.op_type, node.name or node.output[0],
+            c.problems.append((node.op_type, node.name or next((o for o in node.output if o), ""),
                                f"{e}; it cannot be kept as an ONNX node either: {why}" if why else str(e)))
     if c.problems:
         lines = [f"{op} '{n}': {why}" for op, n, why in c.problems]

@@ -9,6 +9,7 @@ outputs: each output layer is marked meta["output"] = k (engine/model.py trains 
 """
 import numpy as np
 
+from . import onnx_import_time
 from .onnx_import import ImportFailed, Value
 
 # how a mask input encodes the valid steps: lengths (B,); padding: nonzero = padded (torch's key_padding_mask);
@@ -36,12 +37,14 @@ def add_inputs(c, m):
     if not data:
         raise ImportFailed(f"the model has no data input (its inputs: {', '.join(i.name for i in ins) or 'none'})")
     for i in data:
-        shape = c.shapes[i.name][1:]
+        tm = onnx_import_time.time_major(c, i.name)                     # (T, B, F) read by a recurrent node
+        shape = onnx_import_time.input_shape(i.name, c.shapes[i.name]) if tm else c.shapes[i.name][1:]
         if any(not isinstance(d, int) or d < 1 for d in shape):
             raise ImportFailed(f"input {i.name!r} needs fixed sizes after the batch axis, got {shape}")
         name = c.name(i.name, "input")
-        c.graph.add_node("Input", name, {"shape": list(shape)}, {"onnx": "input"})
-        c.values[i.name] = Value(name, tuple(shape))
+        c.graph.add_node("Input", name, {"shape": list(shape)},
+                         {"onnx": "input"} | ({"onnx_layout": {"layout": "tb", "onnx": i.name}} if tm else {}))
+        c.values[i.name] = Value(name, tuple(shape), view="tb" if tm else None)
     taken = set()
     for i in masks:
         s = c.shapes[i.name]
@@ -55,7 +58,7 @@ def add_inputs(c, m):
         taken.add(d.name)
         kinds = ("lengths",) if len(s) == 1 else ("padding", "valid") if elem[i.name] == TensorProto.BOOL \
             else ("valid", "padding")
-        c.mask_inputs[i.name] = {"input": c.values[d.name].node, "steps": c.shapes[d.name][1], "kinds": kinds,
+        c.mask_inputs[i.name] = {"input": c.values[d.name].node, "steps": c.values[d.name].shape[0], "kinds": kinds,
                                  "dtype": _dtype(elem[i.name]), "kind": None}
         c.maskish[i.name] = i.name
 
@@ -98,6 +101,7 @@ def report(graph):
             what = "valid steps" if kind == "lengths" else f"{kind} mask"
             out.append(f"  ONNX input '{name}' ({what}) is the mask of Input '{n}': predict takes its lengths "
                        "(--lengths)")
+    out += onnx_import_time.report(graph)
     outs = sorted((v.meta["output"], n) for n, v in graph.nodes.items() if isinstance(v.meta.get("output"), int))
     if len(outs) > 1:
         out.append(f"  {len(outs)} outputs: {', '.join(repr(n) for _, n in outs)}; training fits the first, the "
@@ -108,14 +112,11 @@ def report(graph):
 def outputs(c, m):
     """The layer of each graph output, in order, with the graph pruned to what they need; several outputs are
     marked meta["output"] = k, through an identity Reshape where a layer is read by others too or given twice."""
-    nodes = []
+    nodes, layouts = [], onnx_import_time.raw_outputs(c, m)           # a recurrent node's raw Y, Y_h
     for o in m.graph.output:
         out = o.name
         if out not in c.values:
             raise ImportFailed(f"the output {out!r} is not computed by an imported node")
-        if c.values[out].view is not None:
-            raise ImportFailed(f"the output {out!r} is a recurrent node's raw time-major output; Layerboard "
-                               "outputs (batch, steps, features) or the last state")
         if c.values[out].squeezed and all(isinstance(d, int) for d in c.shapes.get(out, ("?",))[1:]):
             out = c.full(out)                                 # the model's own (C, 1, 1) output, not our (C,)
         nodes.append(c.values[out].node)
@@ -134,6 +135,9 @@ def outputs(c, m):
                 keep.add(name)
                 nodes[k] = n = name
             c.graph.nodes[n].meta["output"] = k
+    for k, o in enumerate(m.graph.output):
+        if o.name in layouts:
+            c.graph.nodes[nodes[k]].meta["onnx_layout"] = layouts[o.name]
     return keep
 
 

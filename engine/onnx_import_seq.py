@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .layers import REGISTRY
+from . import onnx_import_time
 from .onnx_import import Unsupported, Value, _attrs, handles, reshape_to
 
 ACT = {"RNN": ("Tanh",), "GRU": ("Sigmoid", "Tanh"), "LSTM": ("Sigmoid", "Tanh", "Tanh")}
@@ -39,6 +40,9 @@ def _make(c, p, seqs):
     kind = "seq" if seqs else "last"
     if kind in p.made:
         return p.made[kind]
+    if kind == "last" and "seq" in p.made:                                 # Y_h read besides Y: from its steps
+        p.made[kind] = onnx_import_time.last_of_steps(c, p, p.made["seq"])
+        return p.made[kind]
     if p.made:
         raise Unsupported("reads both every step and the last state of one recurrent node; a Layerboard recurrent "
                           "layer gives one of the two (return_sequences)")
@@ -62,12 +66,18 @@ def _ours(W, order, h):
 @handles("LSTM", "GRU", "RNN")
 def _recurrent(c, node):
     a, op = _attrs(node), node.op_type
-    (x,) = c.data(node, views=True)[:1]
+    for k in ("clip", "input_forget"):
+        if a.get(k):
+            raise Unsupported(f"{k} has no Layerboard option")
+    x, batch_major = node.input[0], a.get("layout", 0) == 1                 # layout 1: X (B, T, F), Y (B, T, dirs, H)
+    if x not in c.values or c.values[x].stale:
+        raise Unsupported(f"its input X {x!r} " + (c.values[x].stale if x in c.values else "is not imported"))
     v = c.values[x]
-    if v.view != "tb":
-        raise Unsupported("its input is not a (batch, steps, features) tensor made time-major by a Transpose")
-    if a.get("layout", 0) != 0 or a.get("clip") is not None or a.get("input_forget", 0):
-        raise Unsupported("layout = 1, clip or input_forget has no Layerboard option")
+    if batch_major and (v.view is not None or len(v.shape) != 2):
+        raise Unsupported(f"layout = 1 and its input X {x!r} is not a (batch, steps, features) layer output")
+    if not batch_major and v.view != "tb":
+        raise Unsupported("its input X is not time-major (steps, batch, features): a graph input, or a (batch, steps,"
+                          " features) tensor made time-major by a Transpose")
     acts = [s.decode() if isinstance(s, bytes) else str(s) for s in a.get("activations", [])]
     dirs = 2 if a.get("direction", "forward") == "bidirectional" else 1
     relu = op == "RNN" and acts and all(s == "Relu" for s in acts)
@@ -75,14 +85,15 @@ def _recurrent(c, node):
         raise Unsupported(f"activations {acts}")
     opt = list(node.input) + [""] * 8
     if opt[4] and opt[4] not in c.sym:
-        raise Unsupported("sequence_lens is computed from the data; Layerboard's masks come from the data's lengths")
+        onnx_import_time.lengths(c, node, opt[4], v)                       # the Input's lengths, else Unsupported
     for t, what in ((opt[5], "initial_h"), (opt[6] if op == "LSTM" else "", "initial_c")):
         if t and not (c.sym.get(t) or (t in c.consts and not np.any(c.consts[t]))):
             raise Unsupported(f"{what} is not zero (Layerboard starts from 0 or a learned state, not a given one)")
     if op == "LSTM" and opt[7]:
         raise Unsupported("peephole weights P have no Layerboard option")
-    W, R, B = (c.const(node, i, k) for i, k in ((1, "W"), (2, "R"), (3, "B")))
+    W, R = (c.const(node, i, k) for i, k in ((1, "W"), (2, "R")))
     h = int(a["hidden_size"])
+    B = c.const(node, 3, "B") if opt[3] else np.zeros((dirs, 2 * R.shape[1]), np.float32)   # B left out: 0
     cfg = {"units": h, "bidirectional": dirs == 2, "learn_h0": False,
            "direction": "reverse" if a.get("direction") == "reverse" else "forward"}
     w = {}
@@ -99,9 +110,12 @@ def _recurrent(c, node):
     if op == "GRU":
         cfg["linear_before_reset"] = bool(a.get("linear_before_reset", 0))
     p = Pending(node, op, cfg, w, x, v.shape)
-    for i, kind in enumerate(("Y", "Yh", "Yc")):
+    for i, kind in enumerate(("Y_btdh", "Yh_bdh", "Yc") if batch_major else ("Y", "Yh", "Yc")):
         if len(node.output) > i and node.output[i]:
             c.values[node.output[i]] = Value(v.node, v.shape, view=(kind, p))
+
+
+_recurrent.reads_masks = True       # onnx_import lets it read sequence_lens, a (batch,) valid-steps graph input
 
 
 def _view(v):
@@ -152,6 +166,10 @@ def _squeeze(c, node):
     if node.op_type == "Squeeze" and kind == "Y" and axes == [1] and p.dirs == 1:
         c.values[out] = Value(_make(c, p, True), p.out_shape(True), view="tb")
     elif node.op_type == "Squeeze" and kind == "Yh" and axes == [0] and p.dirs == 1:
+        c.values[out] = Value(_make(c, p, False), p.out_shape(False))
+    elif node.op_type == "Squeeze" and kind == "Y_btdh" and axes == [2] and p.dirs == 1:        # (B, T, H)
+        c.values[out] = Value(_make(c, p, True), p.out_shape(True))
+    elif node.op_type == "Squeeze" and kind == "Yh_bdh" and axes == [1] and p.dirs == 1:        # (B, H)
         c.values[out] = Value(_make(c, p, False), p.out_shape(False))
     elif kind is not None:
         _refuse_view(kind)

@@ -126,8 +126,11 @@ class OnnxOpener(QObject):
         win.scene.set_vertical(vertical)
         win.view.zoom_to_fit()
         win._add_recent(str(Path(path).resolve()))
+        from engine.onnx_import_multi import report
+        io = report(project.graph)                                      # time-major inputs, mask inputs, outputs
         win.show_message(f"imported {Path(path).name}: {len(project.graph.nodes)} layers with their weights; "
-                         + (kept_text(kept) if kept else "Save writes the project and its weights"))
+                         + (kept_text(kept) if kept else "Save writes the project and its weights")
+                         + (". How its inputs and outputs map to the ONNX file's: see the Training panel" if io else ""))
 
 
 class ProblemsDialog(QDialog):

@@ -40,10 +40,18 @@ def key_hparams(type, config, limit=2):
         elif h.kind == "float":
             v = f"{v:g}"
         short = {"kernel_size": "k", "stride": "s", "padding": "", "filters": "filters"}.get(h.name, h.name)
-        parts.append(f"{short} {v}".strip())
+        both = h.name == "direction" and config.get("bidirectional")       # a bidirectional layer reads both ways
+        parts.append("bidirectional" if both else f"{short} {v}".strip())
         if len(parts) == limit + (1 if type == "Conv2D" else 0):
             break
     return " · ".join(parts)
+
+
+def head_title(fm, title, count):
+    """The node header's type name elided to what is left of W after the icon (26 px), the parameter count
+    `count` drawn right-aligned to W − 8 and a 6 px gap."""
+    room = W - 34 - (fm.horizontalAdvance(count) + 6 if count else 22)
+    return fm.elidedText(title, Qt.TextElideMode.ElideRight, int(room))
 
 
 OPAQUE = "#59606b"      # header of an OnnxNode: ONNX node(s) kept as imported, run in onnxruntime, not trainable
@@ -233,17 +241,17 @@ class NodeItem(QGraphicsItem):
         texts = self._texts
         if texts is None:                                   # made once per state, not on every frame
             texts = self._texts = {}
-        title = texts.get("title")
-        if title is None:
+        info = self.info
+        count = human(info.params) if info is not None and info.params else ""
+        title = texts.get(("title", count))
+        if title is None:                                   # elided before the parameter count, never under it
             title = f"ONNX {self.config.get('op', '')}" if opaque else self.layer_type
-            title = texts["title"] = p.fontMetrics().elidedText(title, Qt.TextElideMode.ElideRight, int(W - 56))
-        p.drawText(QRectF(26, 0, W - 56, HEAD), Qt.AlignmentFlag.AlignVCenter, title)
+            title = texts[("title", count)] = head_title(p.fontMetrics(), title, count)
+        p.drawText(QRectF(26, 0, W - 34, HEAD), Qt.AlignmentFlag.AlignVCenter, title)
         f.setBold(False)
         p.setFont(f)
-        info = self.info
-        if info is not None and info.params:
-            p.drawText(QRectF(0, 0, W - 8, HEAD), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
-                       human(info.params))
+        if count:
+            p.drawText(QRectF(0, 0, W - 8, HEAD), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, count)
         text = QColor(theme["node_text"])
         muted = QColor(theme["muted"])
         f.setBold(True)

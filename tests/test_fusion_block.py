@@ -6,6 +6,7 @@ import pytest
 
 from engine import Graph, parallel
 from engine.model import Model
+from graph_edits import read_twice
 
 
 def _blocks(n=2, causal=(False, True), pool="mean", head=True, T=6, d=8, embed=True):
@@ -85,12 +86,7 @@ def test_chain_tails(pool, head, kinds):
 
 def test_no_chain_when_an_inner_output_is_read_elsewhere():
     g = _blocks(n=1)
-    g.chain(("pool2", "TimePool", {}), after="ln0a")                    # a second reader of the first LayerNorm
-    g.add_node("Add", "both")
-    g.disconnect(next(e for e in g.edges if e.dst == "out"))
-    for s in ("pool", "pool2"):
-        g.connect(s, "both")
-    g.connect("both", "out")
+    read_twice(g, ("pool2", "TimePool", {}), "ln0a", ("both", "Add"), "out")   # a second reader of the first LayerNorm
     m = Model(g)
     assert {n: type(v).__name__ for n, v in m.groups.items()} == {"att0": "SublayerAddNorm",
                                                                   "f0a": "SublayerChain"}

@@ -7,6 +7,7 @@ import pytest
 from engine import Graph, parallel
 from engine.layers import fusion_infer
 from engine.model import Model
+from graph_edits import read_twice
 
 
 def _cnn(channels=1, hw=(12, 10)):
@@ -190,12 +191,7 @@ def test_backward_after_an_evaluation_forward_equals_the_layers(logits):
 
 def test_no_chain_through_an_output_another_layer_reads():
     g = _cnn()
-    g.chain(("f2", "Flatten", {}), after="r1")
-    g.add_node("Concatenate", "cat")
-    g.disconnect(next(e for e in g.edges if e.dst == "d1"))
-    for s in ("f", "f2"):
-        g.connect(s, "cat")
-    g.connect("cat", "d1")
+    read_twice(g, ("f2", "Flatten", {}), "r1", ("cat", "Concatenate"), "d1")
     m = Model(g)
     x = np.random.default_rng(0).normal(size=(3,) + m.input_shape).astype(np.float32)
     y = m.forward(x)

@@ -41,7 +41,6 @@ def softmax(z):
     ({"heads": 2}, 8, "q_t·k_{}/√d_k"),
 ])
 def test_hover_shows_the_layers_own_scale_and_softcap_with_its_numbers(qtbot, tmp_path, config, kv_units, term):
-    from gui.training.views import AttentionView
     p = payload(config, kv_units)
     n = p["length"]                                                     # 4 valid steps of sample 1
     z, A = p["logits"]["att"][:, :n, :n].astype(np.float64), p["maps"]["att"][:, :n, :n]
@@ -50,12 +49,8 @@ def test_hover_shows_the_layers_own_scale_and_softcap_with_its_numbers(qtbot, tm
     np.testing.assert_allclose(softmax(z), A, rtol=2e-5, atol=1e-6)     # the scores are the layer's own
     if config.get("softcap"):
         assert np.abs(p["logits"]["att"]).max() <= config["softcap"] * (1 + 1e-6)
-    v = AttentionView()
-    qtbot.addWidget(v)
-    v.resize(900, 420)
-    v.begin({"layers": p["layers"], "types": p["types"], "n_val": 4})
-    v.show_maps(p)
-    v.choose("att", 1)
+    from test_gui_cross_attention_view import shown_view
+    v = shown_view(qtbot, p, 4, "att", 1)
     want = f"α_{{t→s}} = exp({term.format('s')}) / Σ_u exp({term.format('u')})"
     assert v.hover.text() == "Hover a cell: " + want + (" (d_k = 4, 1/√d_k = 0.5)" if "√d_k" in term else " (d_k = 4)")
     text = v.cell_text(2, 1)
@@ -67,3 +62,37 @@ def test_hover_shows_the_layers_own_scale_and_softcap_with_its_numbers(qtbot, tm
     v.hover.setText(text)
     v.show()
     v.grab().save(str(tmp_path / "attention_scores.png"))
+
+
+def test_cross_attention_hover_shows_its_scores_for_the_sample_shown(qtbot, tmp_path):
+    """CrossAttention computes z_ts = q_t·k_s/√d_k of the shown sample from its own q and k (engine:
+    attention_scores); softmax over the valid source keys gives back the maps drawn, and the hover writes the
+    formula with that cell's numbers (target × source tokens, padding on both sides)."""
+    from test_gui_cross_attention_view import VOC, shown_view, translation
+    model, probe, i, p = translation()
+    S, T = int(probe.lengths[i]), int(probe.target_lengths[i])
+    layer = model.layers["dec1_cross"]
+    z = p["logits"]["dec1_cross"]                                                    # (heads, 7, 6)
+    assert z.shape == (2, 7, 6) and p["scores"]["dec1_cross"]["d_k"] == 4
+    np.testing.assert_allclose(softmax(z[:, :T, :S].astype(np.float64)), p["maps"]["dec1_cross"][:, :T, :S],
+                               rtol=2e-5, atol=1e-6)                                 # the kernel's own weights
+    x, m = _inputs(model, probe, [0, i])
+    model.forward(x, training=False, mask=m)                                         # two samples: only the asked one
+    np.testing.assert_allclose(layer.attention_scores([1])[0], z, rtol=1e-5, atol=1e-6)
+    v = shown_view(qtbot, p, len(probe.x), "dec1_cross", 1)
+    want = "α_{t→s} = exp(q_t·k_s/√d_k) / Σ_u exp(q_t·k_u/√d_k)"
+    assert v.hover.text() == f"Hover a cell: {want} (d_k = 4, 1/√d_k = 0.5)"
+    text = v.cell_text(1, S - 1)
+    zz = z[1, 1, :S].astype(np.float64)
+    assert want in text and f"exp({zz[S - 1]:.4g})" in text and f"Σ_(u=1…{S})" in text
+    assert f"{np.exp(zz).sum():.4g}" in text and f"{softmax(zz)[S - 1]:.4g}" in text
+    assert f"key s = {S} '{VOC[int(probe.x[i][S - 1])]}'" in text
+    v.hover.setText(text)
+    v.show()
+    v.grab().save(str(tmp_path / "cross_attention_scores.png"))
+
+
+def _inputs(model, probe, idx):
+    from gui.training.views.sequence import model_inputs
+    x, m, _ = model_inputs(model, probe, np.asarray(idx))
+    return x, m

@@ -143,6 +143,18 @@ class CrossAttention(Layer):
                          A[i:i + 1], Z)
         return A
 
+    def attention_scores(self, samples=None):
+        """(n, heads, T, S) scores z_ts = q_t·k_s/√d_k (float64) of the given samples of the last forward (all
+        when None), from the layer's own q and k; padded keys included (their α is 0)."""
+        B, T = self.qvalid.shape
+        S, h = self.kvalid.shape[1], self.config["heads"]
+        idx = np.arange(B) if samples is None else np.arange(B)[np.atleast_1d(np.asarray(samples, np.int64))]
+        D = self._bufs["q"].shape[1]
+        q = self._bufs["q"].reshape(B, T, h, D // h)[idx].transpose(0, 2, 1, 3)             # (n, h, T, d_k)
+        k = self._bufs["kv"].reshape(B, S, 2, h, D // h)[idx, :, 0].transpose(0, 2, 1, 3)  # (n, h, S, d_k)
+        q, k = q.astype(np.float64), k.astype(np.float64)
+        return float(self.scale) * (q @ k.transpose(0, 1, 3, 2))                           # (n, h, T, S)
+
     def backward(self, dy):
         B, T, d = dy.shape
         S, de = self.e2.shape[0] // B, self.e2.shape[1]

@@ -339,7 +339,9 @@ class TrainingDock(WorkerMessages, Closing, QDockWidget):
             self.message.setText(f"Trained weights of {runs[-1].get('label', 'the last run')} loaded with the project: "
                                  "Export writes them.")
         elif self.doc.trained is not None:                  # an imported model's weights: no run made them
-            self.message.setText("The project's weights are loaded (no run recorded yet): Export writes them.")
+            from engine.onnx_import_multi import report          # how its inputs and outputs map to the ONNX file's
+            self.message.setText("The project's weights are loaded (no run recorded yet): Export writes them."
+                                 + "".join(f"\n{line.strip()}" for line in report(self.doc.graph)))
 
     def show_history(self, rec):
         """Draw a recorded run's per-epoch curves (e.g. after reopening the project)."""

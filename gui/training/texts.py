@@ -11,7 +11,8 @@ def result_text(result, wall):
     """The finished-run line: what ran and how long (wall time from Train to result, and the training loop's
     own share), the metrics in the data's units for regression, the losses, and the naive baseline."""
     st = result["status"]
-    text = (f"{STATUS.get(st, st)} after {result['epochs']} epochs ({result['steps']} steps; {wall:.1f} s from "
+    n = result["epochs"]
+    text = (f"{STATUS.get(st, st)} after {n} epoch{'' if n == 1 else 's'} ({result['steps']} steps; {wall:.1f} s from "
             f"Train to result, of which the training loop {result['seconds']:.1f} s)")
     reg = regression_text(result)
     losses = [f"{k.split('_')[0].replace('val', 'validation')} {result[k]:.4g}" for k in ("train_loss", "val_loss")

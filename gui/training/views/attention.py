@@ -10,7 +10,7 @@ from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSpinBox, QSplitter)
 
 from .attention_scores import constants, formula, score_of, sdpa_logits, term
-from .base import View
+from .base import View, plain_axes
 from .sequence import exposing, forward, image_item, layers_of, pick, sample_index, set_ticks, tokens
 
 TYPES = exposing("attention")     # the layers whose "attention" tap the view draws (self- and cross-attention)
@@ -19,10 +19,13 @@ THUMB_MAX = 24           # all-heads grid: at most this many thumbnails
 
 
 def logits_of(layer, i):
-    """(heads, T, S) scores z_ts of sample i (q_t·k_s/√d_k, or the layer's own scale and softcap) from the
-    layer's taps ("scores", or "q" and "k") or its cached q and k of the last forward; None when it keeps neither."""
+    """(heads, T, S) scores z_ts of sample i (q_t·k_s/√d_k, or the layer's own scale and softcap): computed by the
+    layer (attention_scores, CrossAttention), from its taps ("scores", or "q" and "k") or its cached q and k of the
+    last forward; None when it keeps neither."""
     if layer.type == "ScaledDotProductAttention":
         return sdpa_logits(layer, i)
+    if hasattr(layer, "attention_scores"):                                     # computed by the layer (CrossAttention)
+        return layer.attention_scores([i])[0]
     taps = layer.taps
     if "scores" in taps:
         return np.asarray(taps["scores"][i], np.float64)
@@ -121,6 +124,7 @@ class AttentionView(View):
         self.plot.setLabel("left", "query t")
         self.image = image_item("viridis")
         self.plot.addItem(self.image)
+        plain_axes(self.plot)
         self.bar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("viridis"), width=12, interactive=False)
         self.bar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
         split.addWidget(self.plot)

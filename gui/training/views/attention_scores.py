@@ -17,6 +17,8 @@ def score_of(layer):
     q = layer.taps.get("q", getattr(layer, "q", None))
     if isinstance(q, np.ndarray) and q.ndim == 4:
         dk = int(q.shape[-1])
+    elif layer.type == "CrossAttention" and getattr(layer, "in_shapes", None):     # its d_k: config or d_model/h
+        dk = int(layer._dk(layer.in_shapes[0][1]))
     return {"scale": None, "softcap": 0.0, "d_k": dk}
 
 

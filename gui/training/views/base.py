@@ -36,6 +36,12 @@ def restyle(root):
                 item.setText(item.text, color=c["text"])
 
 
+def plain_axes(plot):
+    """Axes without an SI prefix: an empty image plot spans ±0.5, which pyqtgraph labels "-400 … (x0.001)"."""
+    for ax in ("bottom", "left"):
+        plot.getAxis(ax).enableAutoSIPrefix(False)
+
+
 def colour(i):
     return PALETTE[i % len(PALETTE)]
 

@@ -4,7 +4,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF
 
 from ..job import GRID
-from .base import PALETTE, ClassScatter, View
+from .base import PALETTE, ClassScatter, View, plain_axes
 
 RGB = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in PALETTE], float)   # (10, 3)
 
@@ -58,6 +58,7 @@ class BoundaryView(View):
         self.image = pg.ImageItem()
         self.image.setZValue(-10)
         self.plot.addItem(self.image)
+        plain_axes(self.plot)
         self.points = ClassScatter(self.plot, size=8, pen=pg.mkPen("#222", width=1))
         self.box.addWidget(self.plot, 1)
         self.box.addWidget(self.note)

@@ -6,7 +6,7 @@ from PySide6.QtGui import QColor
 
 from engine.confusion import confusion, outcomes, predictions  # noqa: F401 (older code imports them here)
 
-from .base import View
+from .base import View, plain_axes
 
 
 class CellLabels(pg.GraphicsObject):
@@ -66,6 +66,7 @@ class ConfusionView(View):
         self.image = pg.ImageItem()
         self.image.setLookupTable(pg.colormap.get("CET-L12").getLookupTable(nPts=256))
         self.plot.addItem(self.image)
+        plain_axes(self.plot)
         self.box.addWidget(self.plot, 1)
         self.box.addWidget(self.note)
         self.labels = CellLabels()

@@ -4,7 +4,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QSpinBox
 
-from .base import View
+from .base import View, plain_axes
 from .sequence import chosen, exposing, forward, image_item, layer_row, refill, sample_index, set_ticks, tokens
 
 PROBE_CAP = 300         # the probe's sample (job.PROBE_SAMPLES)
@@ -46,6 +46,7 @@ class HiddenView(View):
         self.plot.hideButtons()
         self.image = image_item("CET-D1")
         self.plot.addItem(self.image)
+        plain_axes(self.plot)
         self.bar = pg.ColorBarItem(values=(-1, 1), colorMap=pg.colormap.get("CET-D1"), width=12, interactive=False)
         self.bar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
         self.box.addWidget(self.plot, 1)
