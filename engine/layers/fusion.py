@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import parallel
 from . import norm_kernels as k
-from .conv_kernels import scratch
+from .conv_kernels import chunk_sum, scratch
 from . import fusion_sublayer
 from .fusion_ffn import DenseReLUDense
 
@@ -196,8 +196,11 @@ class ConvBlocks:
         return out
 
     def backward(self, dp):
+        return self.conv_backward(self.b.rest.grads(dp))        # the second convolution's dy
+
+    def conv_backward(self, dy):
+        """Both blocks' gradients from the second convolution's dy (None: no gradient below it); (dx or None,)."""
         a, b = self.a, self.b
-        dy = b.rest.grads(dp)                                   # the second convolution's dy
         a.rest.keep_args()                                      # (after an evaluation-mode forward)
         if dy is None or not b.conv.need_dx:
             return b.conv.backward_parts(dy, before=b.rest.dx_part) if dy is not None else (None,)
@@ -207,6 +210,62 @@ class ConvBlocks:
         (dmid,) = b.conv.backward_parts(dy, before=b.rest.dx_part, after=after)   # (B, C₁, H/2, W/2)
         da = a.rest.finish(dmid, sums)                          # the first convolution's dy
         return a.conv.backward_parts(da, before=a.rest.dx_part) if da is not None else (None,)
+
+
+class ConvBlocksHead:
+    """ConvBlocks → Flatten → Dense → ReLU → Dense (a CNN classifier's trunk and head): each batch chunk of the
+    second block's normalise-ReLU-pool loop also runs the head's two GEMMs on its rows, and each chunk of the head's
+    backward loop also takes the second block's BatchNorm gradient sums, so the head is split over the threads
+    without a loop of its own. Its weight gradients are summed in chunk order (fusion_ffn.DenseReLUDense)."""
+    TYPES = ConvBlocks.TYPES + ("Flatten", "Dense", "ReLU", "Dense")
+    unfrozen = True
+
+    def __init__(self, *layers):
+        self.blocks, self.ffn = ConvBlocks(*layers[:8]), DenseReLUDense(*layers[9:])
+        self.nodes = self.blocks.nodes + (layers[8].name,) + self.ffn.nodes
+
+    @staticmethod
+    def fits(*layers):
+        return ConvBlocks.fits(*layers[:8]) and DenseReLUDense.fits(*layers[9:])
+
+    def forward(self, x, training=False):
+        blocks, ffn = self.blocks, self.ffn
+        if not training:
+            p = blocks.forward(x, False)                        # (B, C, H, W)
+            return ffn.forward(p.reshape(len(p), -1))
+        a, b = blocks.a, blocks.b
+        mid = a.train_parts(x)                                  # (B, C₁, H/2, W/2)
+        out = b.train_parts(mid, before=lambda s, e: a.rest.pool_rows(a.conv_y, mid, s, e))  # (B, C₂, H/4, W/4)
+        rest, y = b.rest, b.conv_y
+        rest.prepare(y, out, True)
+        n = len(out)
+        mine = parallel.chunks(n, y[0].nbytes + 2 * out[0].nbytes)        # as BNReLUPool._pool's loop
+        z, run, chunks = ffn.forward_parts(out.reshape(n, -1), chunks=max(mine, ffn._chunks(n), key=len))
+
+        def part(r):
+            rest.pool_rows(y, out, *r)
+            run(r)
+        parallel.run(part, chunks)
+        return z
+
+    def backward(self, dz):
+        blocks, ffn = self.blocks, self.ffn
+        rest = blocks.b.rest
+        rest.keep_args()                                        # (after an evaluation-mode forward)
+        size, run, finish = ffn.backward_parts(dz)
+        (dflat,) = finish(None)                                 # (B, C₂·H/4·W/4) the buffer run fills; or None
+        chunks = ffn.chunks
+        if dflat is None:
+            finish(chunk_sum(ffn, len(chunks), size, ffn.d1.p["W"].dtype, run))
+            return (None,)
+        dp = dflat.reshape(rest.xshape[:2] + rest.pool.out_shape[1:])     # (B, C₂, H/4, W/4)
+        sums = rest.sums_buffer(len(chunks))
+
+        def part(i, o):
+            run(i, o)
+            rest.sums_rows(dp, *chunks[i], sums[:, i])
+        finish(chunk_sum(ffn, len(chunks), size, ffn.d1.p["W"].dtype, part))
+        return blocks.conv_backward(rest.finish(dp, sums))
 
 
 class _Pair:
@@ -252,7 +311,7 @@ class AddLayerNorm(_Pair):
         return self.first.backward(dx)                      # the sum's gradient reaches both inputs
 
 
-KINDS = (ConvBlocks, ConvBNReLUPool, BNReLUPool, DenseReLUDense, DenseReLU, AddLayerNorm)     # the longer chain first
+KINDS = (ConvBlocksHead, ConvBlocks, ConvBNReLUPool, BNReLUPool, DenseReLUDense, DenseReLU, AddLayerNorm)     # the longer chain first
 
 
 def _chain(model, users, n, k):
