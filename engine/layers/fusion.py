@@ -48,13 +48,15 @@ class BNReLUPool:
         parallel.run(lambda p: self.pool_rows(x, y, *p), parallel.chunks(len(x), x[0].nbytes + 2 * y[0].nbytes))
 
     def prepare(self, x, y, keep):
-        """The buffer pool_rows writes besides y: arg, kept for backward when keep."""
+        """The buffers pool_rows writes besides y: arg and xm (x at each window's maximum), kept for backward when
+        keep."""
         self.arg = scratch(self, "arg", y.shape, np.uint8)
+        self.xm = scratch(self, "xm", y.shape if keep else (0,) * 4, x.dtype)
         self.kept = keep
 
     def pool_rows(self, x, y, a, e):
         """Samples a … e−1 of the forward kernel (after prepare)."""
-        k.bn_relu_maxpool(x[a:e], *self.coefs, y[a:e], self.arg[a:e], self.kept)
+        k.bn_relu_maxpool(x[a:e], *self.coefs, y[a:e], self.arg[a:e], self.xm[a:e], self.kept)
 
     def backward(self, dp):
         """BatchNorm's gradient kernels on dy = dp routed through the pool and ReLU, without forming dy."""
@@ -84,8 +86,7 @@ class BNReLUPool:
 
     def sums_rows(self, dp, a, e, out):
         """BatchNorm's gradient sums of samples a … e−1 into out (2, C)."""
-        x = self.bn.x3.reshape(self.xshape)                     # (B, C, H, W)
-        k.relu_maxpool_bn_sums(dp[a:e], self.arg[a:e], x[a:e], self.bn.mean, out[0], out[1])
+        k.relu_maxpool_bn_sums(dp[a:e], self.arg[a:e], self.xm[a:e], self.bn.mean, out[0], out[1])
 
     def finish(self, dp, sums):
         """dγ, dβ from the chunks' sums; returns dx's buffer, filled by dx_part(i) (self.bn.parts), or None."""
