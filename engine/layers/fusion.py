@@ -9,7 +9,7 @@ layer alone).
 """
 import numpy as np
 
-from .. import parallel
+from .. import kernels, parallel
 from . import norm_kernels as k
 from .conv_kernels import chunk_sum, scratch
 from . import fusion_sublayer
@@ -199,16 +199,22 @@ class ConvBlocks:
     def backward(self, dp):
         return self.conv_backward(self.b.rest.grads(dp))        # the second convolution's dy
 
-    def conv_backward(self, dy):
-        """Both blocks' gradients from the second convolution's dy (None: no gradient below it); (dx or None,)."""
+    def conv_backward(self, dy, also=None):
+        """Both blocks' gradients from the second convolution's dy (None: no gradient below it); (dx or None,).
+        also(i), when given, runs for each chunk i of the second convolution's loop (ConvBlocksHead's dW1)."""
         a, b = self.a, self.b
         a.rest.keep_args()                                      # (after an evaluation-mode forward)
-        if dy is None or not b.conv.need_dx:
-            return b.conv.backward_parts(dy, before=b.rest.dx_part) if dy is not None else (None,)
         parts = b.conv.parts
+        if dy is None:
+            for i in range(len(parts) if also is not None else 0):
+                also(i)
+            return (None,)
+        before = b.rest.dx_part if also is None else lambda i: (b.rest.dx_part(i), also(i))
+        if not b.conv.need_dx:
+            return b.conv.backward_parts(dy, before=before)
         sums = a.rest.sums_buffer(len(parts))
         after = lambda i, dmid: a.rest.sums_rows(dmid, *parts[i], sums[:, i])    # noqa: E731  (this chunk's dx)
-        (dmid,) = b.conv.backward_parts(dy, before=b.rest.dx_part, after=after)   # (B, C₁, H/2, W/2)
+        (dmid,) = b.conv.backward_parts(dy, before=before, after=after)           # (B, C₁, H/2, W/2)
         da = a.rest.finish(dmid, sums)                          # the first convolution's dy
         return a.conv.backward_parts(da, before=a.rest.dx_part) if da is not None else (None,)
 
@@ -254,22 +260,36 @@ class ConvBlocksHead:
 
     def backward(self, dz):
         blocks, ffn = self.blocks, self.ffn
-        rest = blocks.b.rest
+        d1, d2, rest = ffn.d1, ffn.d2, blocks.b.rest
         rest.keep_args()                                        # (after an evaluation-mode forward)
-        size, run, finish = ffn.backward_parts(dz)
-        (dflat,) = finish(None)                                 # (B, C₂·H/4·W/4) the buffer run fills; or None
-        chunks = ffn.chunks
-        if dflat is None:
-            finish(chunk_sum(ffn, len(chunks), size, ffn.d1.p["W"].dtype, run))
-            return (None,)
-        dp = dflat.reshape(rest.xshape[:2] + rest.pool.out_shape[1:])     # (B, C₂, H/4, W/4)
+        W1, W2, xs, h = d1.p["W"], d2.p["W"], d1.x, d2.x        # xs (M, F) the pooled rows, h (M, U1) the ReLU's output
+        (u1, f), u2 = W1.shape, len(W2)
+        dz2 = np.ascontiguousarray(dz.reshape(-1, u2), dtype=W1.dtype)            # (M, U2)
+        dh = scratch(self, "dh", h.shape, W1.dtype)             # (M, U1) dL/dh, then through the ReLU
+        dflat = scratch(self, "dx", xs.shape, W1.dtype)         # (M, F) the pool's gradient
+        dp = dflat.reshape(rest.xshape[:2] + rest.pool.out_shape[1:])             # (B, C₂, H/4, W/4)
+        db2 = d2.g["b"] if "b" in d2.g else W2[0, :0]
+        chunks, n2 = ffn.chunks, u2 * u1 + db2.size
         sums = rest.sums_buffer(len(chunks))
 
-        def part(i, o):
-            run(i, o)
-            rest.sums_rows(dp, *chunks[i], sums[:, i])
-        finish(chunk_sum(ffn, len(chunks), size, ffn.d1.p["W"].dtype, part))
-        return blocks.conv_backward(rest.finish(dp, sums))
+        def part(i, o):                                         # rows a … e−1: dW2, db2 shares, dh, dx, the BN sums
+            a, e = chunks[i]
+            kernels.dense_bwd(h[a:e], dz2[a:e], W2, o[:u2 * u1].reshape(u2, u1), o[u2 * u1:], dh[a:e], 1)
+            kernels.relu_bwd(h[a:e].reshape(-1), dh[a:e].reshape(-1), dh[a:e].reshape(-1), 1)
+            kernels.dense_dx(dh[a:e], W1, dflat[a:e], 1)
+            rest.sums_rows(dp, a, e, sums[:, i])
+        tot = chunk_sum(self, len(chunks), n2, W1.dtype, part)
+        d2.g["W"][...] = tot[:u2 * u1].reshape(u2, u1)
+        db2[...] = tot[u2 * u1:]
+        # dW1 = dhᵀ xs over all rows, by runs of units (no partial sums to add): in the second convolution's loop
+        db1 = d1.g["b"] if "b" in d1.g else W1[0, :0]
+        n = len(blocks.b.conv.parts)
+        units = [(u1 * i // n, u1 * (i + 1) // n) for i in range(n)]
+
+        def dw1(i):
+            s, t = units[i]
+            kernels.dense_dw(xs, dh[:, s:t], d1.g["W"][s:t], db1[s:t])
+        return blocks.conv_backward(rest.finish(dp, sums), also=dw1)
 
 
 class _Pair:
