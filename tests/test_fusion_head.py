@@ -9,6 +9,7 @@ from engine import Graph
 from engine.layers.fusion import ConvBlocksHead
 from engine.model import Model
 from test_fusion import _run
+from test_fusion_blocks import _data
 
 
 def _graph(channels=(1, 3, 4), hw=(8, 9), head=True):
@@ -20,11 +21,6 @@ def _graph(channels=(1, 3, 4), hw=(8, 9), head=True):
     specs += [("f", "Flatten", {}), ("d0", "Dense", {"units": 5}), ("r", "ReLU", {}), ("d1", "Dense", {"units": 3})]
     g.chain(*specs, ("sm", "Softmax", {}))
     return g
-
-
-def _data(n, channels, hw, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, channels, *hw)).astype(dtype), rng.normal(size=(n, 3)).astype(dtype)
 
 
 @pytest.mark.parametrize("channels", [(1, 3, 4), (2, 16, 5)], ids=["im2col", "per-tap"])

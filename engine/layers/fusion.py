@@ -191,10 +191,16 @@ class ConvBlocks:
         a, b = self.a, self.b
         if not training:
             return b.forward(a.forward(x, False), False)
-        mid = a.train_parts(x)                                  # (B, C₁, H/2, W/2): the first block's output
-        out = b.train_parts(mid, before=lambda s, e: a.rest.pool_rows(a.conv_y, mid, s, e))
+        out = self.train_parts(x)
         b.rest._pool(b.conv_y, *b.rest.coefs, out, True)
         return out
+
+    def train_parts(self, x):
+        """The training forward's first two loops; returns the output's buffer, which the second block's
+        rest.pool_rows(b.conv_y, out, s, e) fills."""
+        a, b = self.a, self.b
+        mid = a.train_parts(x)                                  # (B, C₁, H/2, W/2): the first block's output
+        return b.train_parts(mid, before=lambda s, e: a.rest.pool_rows(a.conv_y, mid, s, e))
 
     def backward(self, dp):
         return self.conv_backward(self.b.rest.grads(dp))        # the second convolution's dy
@@ -223,7 +229,8 @@ class ConvBlocksHead:
     """ConvBlocks → Flatten → Dense → ReLU → Dense (a CNN classifier's trunk and head): each batch chunk of the
     second block's normalise-ReLU-pool loop also runs the head's two GEMMs on its rows, and each chunk of the head's
     backward loop also takes the second block's BatchNorm gradient sums, so the head is split over the threads
-    without a loop of its own. Its weight gradients are summed in chunk order (fusion_ffn.DenseReLUDense)."""
+    without a loop of its own. dW2 is summed over the chunks in chunk order, dW1 = dhᵀx is taken over all rows by runs
+    of units in the second convolution's backward loop: any thread count gives the same bits."""
     TYPES = ConvBlocks.TYPES + ("Flatten", "Dense", "ReLU", "Dense")
     unfrozen = True
 
@@ -240,12 +247,9 @@ class ConvBlocksHead:
         if not training:
             p = blocks.forward(x, False)                        # (B, C, H, W)
             return ffn.forward(p.reshape(len(p), -1))
-        a, b = blocks.a, blocks.b
-        mid = a.train_parts(x)                                  # (B, C₁, H/2, W/2)
-        out = b.train_parts(mid, before=lambda s, e: a.rest.pool_rows(a.conv_y, mid, s, e))  # (B, C₂, H/4, W/4)
-        rest, y = b.rest, b.conv_y
-        rest.prepare(y, out, True)
-        n = len(out)
+        b = blocks.b
+        out = blocks.train_parts(x)                             # (B, C₂, H/4, W/4), filled by the loop below
+        rest, y, n = b.rest, b.conv_y, len(out)
         pool = parallel.chunks(n, y[0].nbytes + 2 * out[0].nbytes)        # as BNReLUPool._pool's loop
         # the most chunks of the pool's, the head's or the convolution's: the head's GEMMs of 16 rows took 15 µs
         # against 85 for 64 rows (784 → 64, OpenBLAS, one core), so smaller chunks cost no more work
