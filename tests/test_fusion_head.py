@@ -9,7 +9,7 @@ from engine import Graph
 from engine.layers.fusion import ConvBlocksHead
 from engine.model import Model
 from test_fusion import _run
-from test_fusion_blocks import _data
+from test_fusion_blocks import _data, check_by_central_differences
 
 
 def _graph(channels=(1, 3, 4), hw=(8, 9), head=True):
@@ -75,24 +75,8 @@ def test_head_group_gradient_by_central_differences():
     x, u = _data(4, 1, (6, 6), np.float64, seed=2)
     m = Model(_graph((1, 2, 3), (6, 6)), dtype=np.float64, seed=3)
     assert [type(g) for g in m.groups.values()] == [ConvBlocksHead]
-    m.forward(x, training=True)
-    m.grad[:] = 0
-    m.backward(u)
-    grad = m.grad.copy()
-    theta0 = m.theta.copy()
-    loss = lambda: float(np.sum(u * m.forward(x, training=True)))      # noqa: E731
-    rng = np.random.default_rng(0)
-    for name in ("c0/W", "bn0/gamma", "c1/W", "c1/b", "bn1/gamma", "bn1/beta", "d0/W", "d0/b", "d1/W", "d1/b"):
-        sl = m.slices[name]
-        for i in rng.choice(np.arange(sl.start, sl.stop), size=min(4, sl.stop - sl.start), replace=False):
-            h = 1e-6
-            m.theta[:] = theta0
-            m.theta[i] += h
-            up = loss()
-            m.theta[i] -= 2 * h
-            down = loss()
-            m.theta[:] = theta0
-            np.testing.assert_allclose(grad[i], (up - down) / (2 * h), rtol=1e-5, atol=1e-7, err_msg=f"{name}[{i}]")
+    check_by_central_differences(m, x, u, ("c0/W", "bn0/gamma", "c1/W", "c1/b", "bn1/gamma", "bn1/beta", "d0/W",
+                                           "d0/b", "d1/W", "d1/b"))
 
 
 def test_head_group_on_two_threads_equals_one_bit_for_bit(monkeypatch):
