@@ -1,5 +1,6 @@
 """Workload c's training step: CPU time per layer group (forward, backward), loss and optimizer on one thread,
-and the batch-parallel loops (engine/parallel.py) per step on two threads, by call site.
+and the batch-parallel loops (engine/parallel.py) per step on two threads, by call site; then the serial part (CPU
+time outside any loop) against each loop's, with its best two-thread share.
 
     python benchmarks/profile_c.py [steps]       (from the worktree root; compare CPU time, not wall time)
 """
@@ -72,6 +73,48 @@ def main(n=300):
     print(f"parallel loops per step on two threads: {sum(sites.values()) / 20:g}")
     for k, v in sites.most_common():
         print(f"  {v / 20:g}  {k}")
+    serial_and_parallel(step, n)
+
+
+def serial_and_parallel(step, n):
+    """One thread: CPU time inside each batch-parallel loop (its items in turn) and outside any loop (serial on two
+    threads too); a loop's two-thread share is its items dealt greedily to two threads (the longer side)."""
+    from engine import parallel
+    from engine.trainer import thread_limits
+    clock, inside, two, items = time.process_time, collections.Counter(), collections.Counter(), {}
+    run = parallel.run
+
+    def timed(fn, its):
+        its, t, sides = list(its), [], [0.0, 0.0]
+        for it in its:
+            c = clock()
+            fn(it)
+            t.append(clock() - c)
+            sides[int(sides[1] < sides[0])] += t[-1]
+        st = traceback.extract_stack()[-3:-1]
+        key = " < ".join(f.name for f in reversed(st))
+        inside[key] += sum(t)
+        two[key] += max(sides)
+        items[key] = max(items.get(key, 0), len(its))
+    parallel.run = timed
+    try:
+        with thread_limits(1):
+            for _ in range(10):
+                step()
+            inside.clear(), two.clear()
+            t = clock()
+            for _ in range(n):
+                step()
+            total = clock() - t
+    finally:
+        parallel.run = run
+    par, crit = sum(inside.values()), sum(two.values())
+    print(f"serial and parallel (one thread, CPU ms per step; load {os.getloadavg()[0]:.2f})")
+    print(f"  {'outside any loop (serial)':44s} {(total - par) / n * 1e3:7.3f}")
+    for k in inside:
+        print(f"  loop {k:39s} {inside[k] / n * 1e3:7.3f}  items ≤ {items[k]}, two threads {two[k] / n * 1e3:.3f}")
+    print(f"  {'step':44s} {total / n * 1e3:7.3f}; on two threads at best {(total - par + crit) / n * 1e3:.3f} "
+          f"(serial {(total - par) / (total - par + crit) * 100:.0f} %)")
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def test_chain_covers_the_whole_cnn_and_stops_before_the_head_for_logits():
     assert m.fused_now["c1"].nodes[-1] == "d2"
     np.testing.assert_allclose(z, m.forward(x, logits=True, every=True), rtol=1e-5, atol=1e-6)
     m.forward(x, training=True)                                   # training keeps its own groups
-    assert {n: type(g).__name__ for n, g in m.fused_now.items()} == {"c1": "ConvBlocks", "d1": "DenseReLUDense"}
+    assert {n: type(g).__name__ for n, g in m.fused_now.items()} == {"c1": "ConvBlocksHead"}
 
 
 def test_one_parallel_loop_per_forward(monkeypatch):

@@ -192,7 +192,8 @@ def rows_to_nchw(y2, b, y, wrow, L):
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
 def nchw_to_rows(dy, dy2, db, wrow, L):
-    """dy2[o, n·L + r·wrow + q] = dy[n, o, r, q] (other entries untouched) and db[o] = Σ dy[:, o]."""
+    """dy2[o, n·L + r·wrow + q] = dy[n, o, r, q], the wrow − W_out columns between two rows set to 0 (other entries
+    untouched: a stride-1 wide layout, L = (H_out − 1)·wrow + W_out, is then written whole) and db[o] = Σ dy[:, o]."""
     B, O, HO, WO = dy.shape
     for o in range(O):
         db[o] = 0
@@ -201,10 +202,12 @@ def nchw_to_rows(dy, dy2, db, wrow, L):
             s = 0.0
             for r in range(HO):
                 src = dy[n, o, r]
-                dst = dy2[o, n * L + r * wrow:n * L + r * wrow + WO]
+                dst = dy2[o, n * L + r * wrow:n * L + (r + 1) * wrow if r < HO - 1 else n * L + r * wrow + WO]
                 for q in range(WO):
                     dst[q] = src[q]
                     s += src[q]
+                for q in range(WO, dst.size):
+                    dst[q] = 0
             db[o] += s
 
 
@@ -249,8 +252,7 @@ def conv_bwd(dy, xp, W2T, dW, db, dxp, dx, colbuf, dy2buf, dwbuf, kh, kw, sh, sw
         m = (e - a) * L
         col = patches(xp[a:e], colbuf[:R * m].reshape((R, m)), kh, kw, sh, sw, HO, WO, L)   # (C·K_h·K_w, n·L)
         dy2 = dy2buf[:O * m].reshape((O, m))                     # (C_out, n·L)
-        dy2[...] = 0                                             # the junk columns of the wide layout stay zero
-        nchw_to_rows(dy[a:e], dy2, dbs, wrow, L)
+        nchw_to_rows(dy[a:e], dy2, dbs, wrow, L)                # every column: the junk ones of the wide layout 0
         gemm(col, dy2, dwbuf, True)                              # dWᵀ (C_in·K_h·K_w, C_out) = col @ dy2ᵀ: with
         for o in range(O):                                       # C_out as N, BLAS runs it ~2× faster than dW
             db[o] += dbs[o]

@@ -9,9 +9,9 @@ layer alone).
 """
 import numpy as np
 
-from .. import parallel
+from .. import kernels, parallel
 from . import norm_kernels as k
-from .conv_kernels import scratch
+from .conv_kernels import chunk_sum, scratch
 from . import fusion_sublayer
 from .fusion_ffn import DenseReLUDense
 
@@ -48,13 +48,15 @@ class BNReLUPool:
         parallel.run(lambda p: self.pool_rows(x, y, *p), parallel.chunks(len(x), x[0].nbytes + 2 * y[0].nbytes))
 
     def prepare(self, x, y, keep):
-        """The buffer pool_rows writes besides y: arg, kept for backward when keep."""
+        """The buffers pool_rows writes besides y: arg and xm (x at each window's maximum), kept for backward when
+        keep."""
         self.arg = scratch(self, "arg", y.shape, np.uint8)
+        self.xm = scratch(self, "xm", y.shape if keep else (0,) * 4, x.dtype)
         self.kept = keep
 
     def pool_rows(self, x, y, a, e):
         """Samples a … e−1 of the forward kernel (after prepare)."""
-        k.bn_relu_maxpool(x[a:e], *self.coefs, y[a:e], self.arg[a:e], self.kept)
+        k.bn_relu_maxpool(x[a:e], *self.coefs, y[a:e], self.arg[a:e], self.xm[a:e], self.kept)
 
     def backward(self, dp):
         """BatchNorm's gradient kernels on dy = dp routed through the pool and ReLU, without forming dy."""
@@ -84,8 +86,7 @@ class BNReLUPool:
 
     def sums_rows(self, dp, a, e, out):
         """BatchNorm's gradient sums of samples a … e−1 into out (2, C)."""
-        x = self.bn.x3.reshape(self.xshape)                     # (B, C, H, W)
-        k.relu_maxpool_bn_sums(dp[a:e], self.arg[a:e], x[a:e], self.bn.mean, out[0], out[1])
+        k.relu_maxpool_bn_sums(dp[a:e], self.arg[a:e], self.xm[a:e], self.bn.mean, out[0], out[1])
 
     def finish(self, dp, sums):
         """dγ, dβ from the chunks' sums; returns dx's buffer, filled by dx_part(i) (self.bn.parts), or None."""
@@ -190,23 +191,109 @@ class ConvBlocks:
         a, b = self.a, self.b
         if not training:
             return b.forward(a.forward(x, False), False)
-        mid = a.train_parts(x)                                  # (B, C₁, H/2, W/2): the first block's output
-        out = b.train_parts(mid, before=lambda s, e: a.rest.pool_rows(a.conv_y, mid, s, e))
+        out = self.train_parts(x)
         b.rest._pool(b.conv_y, *b.rest.coefs, out, True)
         return out
 
-    def backward(self, dp):
+    def train_parts(self, x):
+        """The training forward's first two loops; returns the output's buffer, which the second block's
+        rest.pool_rows(b.conv_y, out, s, e) fills."""
         a, b = self.a, self.b
-        dy = b.rest.grads(dp)                                   # the second convolution's dy
+        mid = a.train_parts(x)                                  # (B, C₁, H/2, W/2): the first block's output
+        return b.train_parts(mid, before=lambda s, e: a.rest.pool_rows(a.conv_y, mid, s, e))
+
+    def backward(self, dp):
+        return self.conv_backward(self.b.rest.grads(dp))        # the second convolution's dy
+
+    def conv_backward(self, dy, also=None):
+        """Both blocks' gradients from the second convolution's dy (None: no gradient below it); (dx or None,).
+        also(i), when given, runs for each chunk i of the second convolution's loop (ConvBlocksHead's dW1)."""
+        a, b = self.a, self.b
         a.rest.keep_args()                                      # (after an evaluation-mode forward)
-        if dy is None or not b.conv.need_dx:
-            return b.conv.backward_parts(dy, before=b.rest.dx_part) if dy is not None else (None,)
         parts = b.conv.parts
+        if dy is None:
+            for i in range(len(parts) if also is not None else 0):
+                also(i)
+            return (None,)
+        before = b.rest.dx_part if also is None else lambda i: (b.rest.dx_part(i), also(i))
+        if not b.conv.need_dx:
+            return b.conv.backward_parts(dy, before=before)
         sums = a.rest.sums_buffer(len(parts))
         after = lambda i, dmid: a.rest.sums_rows(dmid, *parts[i], sums[:, i])    # noqa: E731  (this chunk's dx)
-        (dmid,) = b.conv.backward_parts(dy, before=b.rest.dx_part, after=after)   # (B, C₁, H/2, W/2)
+        (dmid,) = b.conv.backward_parts(dy, before=before, after=after)           # (B, C₁, H/2, W/2)
         da = a.rest.finish(dmid, sums)                          # the first convolution's dy
         return a.conv.backward_parts(da, before=a.rest.dx_part) if da is not None else (None,)
+
+
+class ConvBlocksHead:
+    """ConvBlocks → Flatten → Dense → ReLU → Dense (a CNN classifier's trunk and head): each batch chunk of the
+    second block's normalise-ReLU-pool loop also runs the head's two GEMMs on its rows, and each chunk of the head's
+    backward loop also takes the second block's BatchNorm gradient sums, so the head is split over the threads
+    without a loop of its own. dW2 is summed over the chunks in chunk order, dW1 = dhᵀx is taken over all rows by runs
+    of units in the second convolution's backward loop: any thread count gives the same bits."""
+    TYPES = ConvBlocks.TYPES + ("Flatten", "Dense", "ReLU", "Dense")
+    unfrozen = True
+
+    def __init__(self, *layers):
+        self.blocks, self.ffn = ConvBlocks(*layers[:8]), DenseReLUDense(*layers[9:])
+        self.nodes = self.blocks.nodes + (layers[8].name,) + self.ffn.nodes
+
+    @staticmethod
+    def fits(*layers):
+        return ConvBlocks.fits(*layers[:8]) and DenseReLUDense.fits(*layers[9:])
+
+    def forward(self, x, training=False):
+        blocks, ffn = self.blocks, self.ffn
+        if not training:
+            p = blocks.forward(x, False)                        # (B, C, H, W)
+            return ffn.forward(p.reshape(len(p), -1))
+        b = blocks.b
+        out = blocks.train_parts(x)                             # (B, C₂, H/4, W/4), filled by the loop below
+        rest, y, n = b.rest, b.conv_y, len(out)
+        pool = parallel.chunks(n, y[0].nbytes + 2 * out[0].nbytes)        # as BNReLUPool._pool's loop
+        # the most chunks of the pool's, the head's or the convolution's: the head's GEMMs of 16 rows took 15 µs
+        # against 85 for 64 rows (784 → 64, OpenBLAS, one core), so smaller chunks cost no more work
+        chunks = max(b.conv.parts, pool, ffn._chunks(n), key=len)
+        z, run, chunks = ffn.forward_parts(out.reshape(n, -1), chunks=chunks)
+
+        def part(r):
+            rest.pool_rows(y, out, *r)
+            run(r)
+        parallel.run(part, chunks)
+        return z
+
+    def backward(self, dz):
+        blocks, ffn = self.blocks, self.ffn
+        d1, d2, rest = ffn.d1, ffn.d2, blocks.b.rest
+        rest.keep_args()                                        # (after an evaluation-mode forward)
+        W1, W2, xs, h = d1.p["W"], d2.p["W"], d1.x, d2.x        # xs (M, F) the pooled rows, h (M, U1) the ReLU's output
+        (u1, f), u2 = W1.shape, len(W2)
+        dz2 = np.ascontiguousarray(dz.reshape(-1, u2), dtype=W1.dtype)            # (M, U2)
+        dh = scratch(self, "dh", h.shape, W1.dtype)             # (M, U1) dL/dh, then through the ReLU
+        dflat = scratch(self, "dx", xs.shape, W1.dtype)         # (M, F) the pool's gradient
+        dp = dflat.reshape(rest.xshape[:2] + rest.pool.out_shape[1:])             # (B, C₂, H/4, W/4)
+        db2 = d2.g["b"] if "b" in d2.g else W2[0, :0]
+        chunks, n2 = ffn.chunks, u2 * u1 + db2.size
+        sums = rest.sums_buffer(len(chunks))
+
+        def part(i, o):                                         # rows a … e−1: dW2, db2 shares, dh, dx, the BN sums
+            a, e = chunks[i]
+            kernels.dense_bwd(h[a:e], dz2[a:e], W2, o[:u2 * u1].reshape(u2, u1), o[u2 * u1:], dh[a:e], 1)
+            kernels.relu_bwd(h[a:e].reshape(-1), dh[a:e].reshape(-1), dh[a:e].reshape(-1), 1)
+            kernels.dense_dx(dh[a:e], W1, dflat[a:e], 1)
+            rest.sums_rows(dp, a, e, sums[:, i])
+        tot = chunk_sum(self, len(chunks), n2, W1.dtype, part)
+        d2.g["W"][...] = tot[:u2 * u1].reshape(u2, u1)
+        db2[...] = tot[u2 * u1:]
+        # dW1 = dhᵀ xs over all rows, by runs of units (no partial sums to add): in the second convolution's loop
+        db1 = d1.g["b"] if "b" in d1.g else W1[0, :0]
+        n = len(blocks.b.conv.parts)
+        units = [(u1 * i // n, u1 * (i + 1) // n) for i in range(n)]
+
+        def dw1(i):
+            s, t = units[i]
+            kernels.dense_dw(xs, dh[:, s:t], d1.g["W"][s:t], db1[s:t])
+        return blocks.conv_backward(rest.finish(dp, sums), also=dw1)
 
 
 class _Pair:
@@ -252,7 +339,7 @@ class AddLayerNorm(_Pair):
         return self.first.backward(dx)                      # the sum's gradient reaches both inputs
 
 
-KINDS = (ConvBlocks, ConvBNReLUPool, BNReLUPool, DenseReLUDense, DenseReLU, AddLayerNorm)     # the longer chain first
+KINDS = (ConvBlocksHead, ConvBlocks, ConvBNReLUPool, BNReLUPool, DenseReLUDense, DenseReLU, AddLayerNorm)     # the longer chain first
 
 
 def _chain(model, users, n, k):

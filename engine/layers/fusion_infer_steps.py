@@ -122,7 +122,7 @@ class _BNReLUPool(_Step):
         self.bn.prepare()
 
     def run(self, x, y):
-        nk.bn_relu_maxpool(x, self.bn.scale, self.bn.shift, y, self.arg, False)
+        nk.bn_relu_maxpool(x, self.bn.scale, self.bn.shift, y, self.arg, y, False)     # (no xm: evaluation)
 
 
 class _BatchNorm(_Step):

@@ -130,9 +130,9 @@ def bn_dx(x, dy, mean, coef, dx):
 
 # ---- BatchNorm → ReLU → MaxPool 2×2/2 as one pass (engine/layers/fusion.py) ----
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
-def bn_relu_maxpool(x, scale, shift, y, arg, keep):
+def bn_relu_maxpool(x, scale, shift, y, arg, xm, keep):
     """y = 2×2/2 max-pool of max(0, x·scale + shift) per channel; when keep (training), arg = the maximum's window
-    cell (first on ties), + 4 when the maximum is > 0 (ReLU passes its gradient)."""
+    cell (first on ties), + 4 when the maximum is > 0 (ReLU passes its gradient), and xm = x at that cell."""
     B, C = x.shape[:2]
     HO, WO = y.shape[2], y.shape[3]
     for n in range(B):
@@ -148,6 +148,7 @@ def bn_relu_maxpool(x, scale, shift, y, arg, keep):
                         yr[q] = m if m > 0 else m * 0
                     continue
                 ar = arg[n, c, r]
+                xr = xm[n, c, r]
                 for q in range(WO):
                     v0, v1 = t[2 * q] * g + s, t[2 * q + 1] * g + s
                     v2, v3 = u[2 * q] * g + s, u[2 * q + 1] * g + s
@@ -157,24 +158,28 @@ def bn_relu_maxpool(x, scale, shift, y, arg, keep):
                     yr[q] = m if m > 0 else m * 0
                     a01 = np.uint8(v0 < v1)                            # branch-free: the data decide
                     a23 = np.uint8(2) + np.uint8(v2 < v3)
-                    ar[q] = (a01 if m01 >= m23 else a23) + np.uint8(4) * np.uint8(m > 0)
+                    x01 = t[2 * q + 1] if v0 < v1 else t[2 * q]
+                    x23 = u[2 * q + 1] if v2 < v3 else u[2 * q]
+                    first = m01 >= m23
+                    ar[q] = (a01 if first else a23) + np.uint8(4) * np.uint8(m > 0)
+                    xr[q] = x01 if first else x23
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=FAST)
-def relu_maxpool_bn_sums(dp, arg, x, mean, sg, sb):
-    """bn_grad_sums for dy = dp routed to each window's maximum when it was > 0 (zero elsewhere)."""
+def relu_maxpool_bn_sums(dp, arg, xm, mean, sg, sb):
+    """bn_grad_sums for dy = dp routed to each window's maximum when it was > 0 (zero elsewhere); xm: x at each
+    window's maximum (bn_relu_maxpool's)."""
     B, C, HO, WO = dp.shape
+    P = HO * WO
+    dpf, wf, xf = dp.reshape(B, C, P), arg.reshape(B, C, P), xm.reshape(B, C, P)     # (B, C, HO·WO)
     for c in range(C):
         a, b, m = 0.0, 0.0, mean[c]
         for n in range(B):
-            for r in range(HO):
-                g = dp[n, c, r]
-                w = arg[n, c, r]
-                for q in range(WO):
-                    if w[q] >= 4:
-                        cell = w[q] & 3
-                        b += g[q]
-                        a += g[q] * (x[n, c, 2 * r + (cell >> 1), 2 * q + (cell & 1)] - m)
+            g, w, xr = dpf[n, c], wf[n, c], xf[n, c]
+            for q in range(P):
+                v = g[q] if w[q] >= 4 else g[q] * 0
+                b += v
+                a += v * (xr[q] - m)
         sg[c], sb[c] = a, b
 
 
@@ -183,14 +188,13 @@ def relu_maxpool_bn_dx(dp, arg, x, mean, coef, dx):
     """bn_dx for that dy: cx·(x − m) + b0 everywhere, plus a·dp at the windows' passed maxima."""
     B, C, H, W = x.shape
     HO, WO = dp.shape[2], dp.shape[3]
+    xf, df = x.reshape(B, C, H * W), dx.reshape(B, C, H * W)          # (B, C, H·W)
     for n in range(B):
         for c in range(C):
             a0, cx, b0, m = coef[0, c], coef[1, c], coef[2, c], mean[c]
-            for r in range(H):
-                xs = x[n, c, r]
-                out = dx[n, c, r]
-                for q in range(W):
-                    out[q] = cx * (xs[q] - m) + b0
+            xs, out = xf[n, c], df[n, c]
+            for q in range(H * W):
+                out[q] = cx * (xs[q] - m) + b0
             for r in range(HO):
                 g = dp[n, c, r]
                 w = arg[n, c, r]
