@@ -20,62 +20,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from modediag import describe, per_thread, task_stats
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 
-def task_stats():
-    """{tid: (name, cpu ns, run-queue wait ns, voluntary switches, involuntary switches, last vCPU)}."""
-    out = {}
-    for tid in os.listdir("/proc/self/task"):
-        p = f"/proc/self/task/{tid}"
-        try:
-            name = open(f"{p}/comm").read().strip()
-            run, wait, _ = (int(v) for v in open(f"{p}/schedstat").read().split())
-            st = {ln.split(":")[0]: ln.split(":")[1].strip() for ln in open(f"{p}/status")}
-            cpu = int(open(f"{p}/stat").read().rsplit(")", 1)[1].split()[36])
-        except (OSError, ValueError, IndexError):
-            continue
-        out[int(tid)] = (name, run, wait, int(st["voluntary_ctxt_switches"]), int(st["nonvoluntary_ctxt_switches"]),
-                         cpu)
-    return out
-
-
 def steal():
     """Jiffies the hypervisor ran something else on our vCPUs (/proc/stat, all CPUs)."""
     return int(open("/proc/stat").readline().split()[8])
-
-
-def describe(loops, per_step):
-    """Per loop of the step (medians over steps, µs): wake = publish → the worker's first item, items by the
-    caller / the worker, tail = caller done → all done, asleep = share of loops whose worker slept at publish."""
-    out = []
-    for k in range(per_step):
-        ls = loops[k::per_step]
-        prev = [loops[i - 1]["end"] for i in range(k, len(loops), per_step) if i > 0]
-        gap = [(lp["start"] - p) / 1e3 for lp, p in zip(ls[1:] if k == 0 else ls, prev)]
-        wake, tail, mine, theirs, asleep, dur, tm, tw = [], [], [], [], [], [], [], []
-        for lp in ls:
-            w = [it for it in lp["items"] if it[0] != lp["caller"]]
-            if w:
-                wake.append((min(it[1] for it in w) - lp["start"]) / 1e3)
-            tail.append((lp["end"] - lp["own_done"]) / 1e3)
-            dur.append((lp["end"] - lp["start"]) / 1e3)
-            tw += [(it[2] - it[1]) / 1e3 for it in w]
-            tm += [(it[2] - it[1]) / 1e3 for it in lp["items"] if it[0] == lp["caller"]]
-            mine.append(len(lp["items"]) - len(w))
-            theirs.append(len(w))
-            asleep.append(lp["asleep"] > 0)
-        med = lambda v: round(statistics.median(v), 1) if v else None      # noqa: E731
-        per_item = {}
-        for lp in ls:
-            for it in lp["items"]:
-                per_item.setdefault(it[3], []).append((it[2] - it[1]) / 1e3)
-        out.append({"item_us": [med(per_item[i]) for i in sorted(per_item)], "gap_before": med(gap), "dur": med(dur), "wake": med(wake), "tail": med(tail), "caller_items": med(mine),
-                    "worker_items": med(theirs),
-                    "caller_item_us": med(tm), "worker_item_us": med(tw), "asleep": round(sum(asleep) / max(1, len(asleep)), 2)})
-    return out
 
 
 def pct(v, q):
@@ -141,16 +94,7 @@ def main(argv=None):
             for _ in range(100):
                 step()
     loops_desc = describe(tr_loops, int(round(loops)) or 1)
-    me = threading.get_native_id()
-    names = {t.native_id: t.name for t in threading.enumerate()}
-    per = {}
-    for tid, v in s1.items():
-        if tid in s0:
-            o = s0[tid]
-            d = [(v[i] - o[i]) / a.steps for i in (1, 2, 3, 4)]
-            if d[0] > 0 or tid == me:
-                per["main" if tid == me else names.get(tid, f"{v[0]}:{tid}")] = {"cpu_us": round(d[0] / 1e3, 1), "wait_us": round(d[1] / 1e3, 1),
-                                                      "vol": round(d[2], 2), "invol": round(d[3], 2), "vcpu": v[5]}
+    per = per_thread(s0, s1, a.steps)
     bufs = {"theta": m.theta, "grad": m.grad}
     bufs.update({f"act:{k}": v for k, v in list(m.acts.items())[:12] if hasattr(v, "ctypes")})
     offs = {k: v.ctypes.data % 4096 for k, v in bufs.items()}
@@ -161,8 +105,9 @@ def main(argv=None):
         "p05_us": round(pct(times, 0.05), 1), "p25_us": round(pct(times, 0.25), 1),
         "p50_us": round(statistics.median(times), 1), "min_us": round(min(times), 1),
         "blocks_us": [round(statistics.median(times[i:i + 50]), 1) for i in range(0, len(times), 50)],
-        "cpu1_us": cpu1, "gemm256_us": round(statistics.median(refs), 1), "steal_jiffies": steal1 - steal0, "cpu2_us": round(cpu2, 1), "loops": loops, "threads_os": len(s1),
-        "per_loop": loops_desc, "spin": getattr(pool, "spin", None), "per_thread": per, "offsets": offs, "plan": plan.hexdigest()[:8],
+        "cpu1_us": cpu1, "gemm256_us": round(statistics.median(refs), 1), "steal_jiffies": steal1 - steal0,
+        "cpu2_us": round(cpu2, 1), "loops": loops, "threads_os": len(s1), "per_loop": loops_desc,
+        "spin": getattr(pool, "spin", None), "per_thread": per, "offsets": offs, "plan": plan.hexdigest()[:8],
         "load": os.getloadavg()[0]}))
 
 
