@@ -62,7 +62,7 @@ def _diagnosed(step, quick):
     a fast process from a slow one (the fast/slow mode) in the same run."""
     try:
         from engine import parallel
-        from modediag import describe, per_thread, task_stats
+        from modediag import describe, pair_speed, per_thread, task_stats
         trace = parallel.trace
     except (ImportError, AttributeError):                             # an older engine (--baseline)
         return _time(step, quick), None
@@ -80,7 +80,7 @@ def _diagnosed(step, quick):
             step()
     per = round(loops) or 1
     return ms, {"threads": per_thread(s0, s1, max(n[0], 1)), "loops": loops,
-                "per_loop": describe(t[:len(t) // per * per], per)}
+                "per_loop": describe(t[:len(t) // per * per], per), "vcpus": pair_speed()}
 
 
 def worker(side, wl, threads, quick, root=None):
@@ -198,7 +198,8 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="one JSON object per workload on stdout")
     ap.add_argument("--no-torch", action="store_true", help="time the engine alone")
     ap.add_argument("--diag", action="store_true", help="after the table, one line per engine all-core process: its "
-                    "time, sleeps per step of each thread, loop wake-ups (the fast/slow mode, benchmarks/README.md)")
+                    "time, sleeps per step of each thread, loop wake-ups and item times, and a 256² GEMM on each vCPU "
+                    "alone and on both at once (the fast/slow mode, benchmarks/README.md)")
     ap.add_argument("--baseline", help="also time the engine of another source tree (e.g. an export of main), "
                     "alternating with the others")
     ap.add_argument("--root", help=argparse.SUPPRESS)
@@ -277,8 +278,10 @@ def main(argv=None):
         for w in ids:
             for i, (ms, d) in enumerate(diags[w]):
                 th = ", ".join(f"{k} {v['sleeps']:.2f} (vCPU {v['vcpu']})" for k, v in d["threads"].items())
-                lp = ", ".join(f"wake {x['wake']} asleep {x['asleep']:.0%}" for x in d["per_loop"])
-                print(f"{w:8s} run {i + 1}: {ms:.3f} ms; sleeps {th}; loops {d['loops']:.1f}: {lp}")
+                lp = ", ".join(f"wake {x['wake']} asleep {x['asleep']:.0%} items {x['item_us']}" for x in d["per_loop"])
+                v = d.get("vcpus") or {}
+                print(f"{w:8s} run {i + 1}: {ms:.3f} ms; sleeps {th}; loops {d['loops']:.1f}: {lp}; GEMM µs on vCPU "
+                      f"0, 1 alone {v.get('alone_us')}, together {v.get('together_us')}")
     say(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

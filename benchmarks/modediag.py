@@ -4,6 +4,7 @@ engine.parallel.trace(). Counts, not wall times: they show the mode's cause even
 import os
 import statistics
 import threading
+import time
 
 
 def task_stats():
@@ -69,3 +70,35 @@ def describe(loops, per_step):
                     "item_us": [med(per_item[i]) for i in sorted(per_item)],
                     "asleep": round(sum(asleep) / max(1, len(asleep)), 2)})
     return out
+
+
+def pair_speed(reps=30, n=256):
+    """Median µs of a one-thread n×n float32 GEMM on each of vCPUs 0 and 1 alone, then on both at once: equal
+    times when the two vCPUs are separate cores; ~2× on both at once when the host runs them as SMT siblings of
+    one core (or on one core). None without two vCPUs or sched_setaffinity."""
+    if (os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"):
+        return None
+    import numpy as np
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+
+    def on(cpu, out, go):
+        os.sched_setaffinity(threading.get_native_id(), {cpu})
+        c = np.empty_like(a)
+        np.matmul(a, a, out=c)
+        go.wait()
+        ts = []
+        for _ in range(reps):
+            t = time.perf_counter_ns()
+            np.matmul(a, a, out=c)
+            ts.append((time.perf_counter_ns() - t) / 1e3)
+        out[cpu] = round(statistics.median(ts), 1)
+
+    def run(cpus):
+        out, go = {}, threading.Barrier(len(cpus))
+        ts = [threading.Thread(target=on, args=(c, out, go)) for c in cpus]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return [out[c] for c in cpus]
+    return {"alone_us": run([0]) + run([1]), "together_us": run([0, 1])}
