@@ -211,7 +211,7 @@ def run(fn, items):
     """fn(item) for every item, on the threads granted to the caller; returns when all are done.
     A loop started inside another one's fn runs on its own thread (the pool is busy with the outer one)."""
     items = list(items)
-    if getattr(_state, "busy", False):
+    if len(items) < 2 or getattr(_state, "n", 1) < 2 or getattr(_state, "busy", False):   # one thread: here
         for it in items:
             fn(it)
         return
