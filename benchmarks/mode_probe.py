@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import statistics
 import sys
 import threading
@@ -75,6 +76,7 @@ def main(argv=None):
             for tid, c in zip([threading.get_native_id()] + workers, cpus):
                 os.sched_setaffinity(tid, {c})
         n0, s0, t0 = parallel.loops(), task_stats(), time.process_time()
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         times, refs = [], []
         ga = np.random.default_rng(0).random((256, 256), dtype=np.float32)
         gc = np.empty_like(ga)
@@ -89,6 +91,7 @@ def main(argv=None):
             times.append((time.perf_counter_ns() - t) / 1e3)
         steal1 = steal()
         cpu2 = (time.process_time() - t0) / a.steps * 1e6
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / a.steps
         s1, loops = task_stats(), (parallel.loops() - n0) / a.steps
         with parallel.trace() as tr_loops:            # each loop's timestamps, a further 100 steps
             for _ in range(100):
@@ -106,7 +109,7 @@ def main(argv=None):
         "p50_us": round(statistics.median(times), 1), "min_us": round(min(times), 1),
         "blocks_us": [round(statistics.median(times[i:i + 50]), 1) for i in range(0, len(times), 50)],
         "cpu1_us": cpu1, "gemm256_us": round(statistics.median(refs), 1), "steal_jiffies": steal1 - steal0,
-        "cpu2_us": round(cpu2, 1), "loops": loops, "threads_os": len(s1), "per_loop": loops_desc,
+        "cpu2_us": round(cpu2, 1), "loops": loops, "page_faults": faults, "threads_os": len(s1), "per_loop": loops_desc,
         "spin": getattr(pool, "spin", None), "per_thread": per, "offsets": offs, "plan": plan.hexdigest()[:8],
         "load": os.getloadavg()[0]}))
 
