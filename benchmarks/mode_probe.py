@@ -47,11 +47,15 @@ def main(argv=None):
     ap.add_argument("--no-cpu1", action="store_true", help="skip the one-thread phase (bench.py's worker has none)")
     ap.add_argument("--idle-spin", type=float, help="µs a worker polls for the next loop before it sleeps "
                     "(parallel.SPIN_US[0])")
+    ap.add_argument("--extra-spin", type=float, help="µs the caller polls after a worker saw a loop, while the worker "
+                    "takes the GIL (parallel.SPIN_US[3])")
     a = ap.parse_args(argv)
     from bench import discover
     from engine import parallel
     if a.idle_spin is not None:
         parallel.SPIN_US = (a.idle_spin,) + tuple(parallel.SPIN_US[1:])
+    if a.extra_spin is not None:
+        parallel.SPIN_US = tuple(parallel.SPIN_US[:3]) + (a.extra_spin,)
     from engine._malloc import keep_freed_memory
     from engine.trainer import thread_limits
     step = discover()[a.wl][0]()

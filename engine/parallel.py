@@ -197,6 +197,19 @@ SPIN_US = (30, 200, 20, 3)    # µs a worker polls for the next loop before it s
                                 # end of a loop, the caller for a worker to see a new loop, and then to take the GIL
 
 
+def _spins(text, default=SPIN_US):
+    """SPIN_US from LAYERBOARD_SPIN_US="30,200,20,3" (to compare settings on a quiet machine: benchmarks/README.md,
+    stepperf session 11); the default when unset or not four non-negative numbers."""
+    try:
+        v = tuple(float(x) for x in (text or "").split(","))
+    except ValueError:
+        return default
+    return v if len(v) == 4 and min(v) >= 0 else default
+
+
+SPIN_US = _spins(os.environ.get("LAYERBOARD_SPIN_US"))
+
+
 def _new_pool():
     """The futex pool where it exists, unless LAYERBOARD_POOL=lock asks for the lock pool (to compare the two)."""
     global _pool

@@ -135,3 +135,9 @@ def test_trace_records_each_loop_and_every_item_once():
             assert all(lp["start"] <= a <= b <= lp["end"] for _, a, b, _ in lp["items"])
         assert parallel._pool.trace is None                      # off again after the block
     _within(120, body)
+
+
+def test_spin_budgets_from_the_environment_only_when_well_formed():
+    assert parallel._spins("300,200,20,20") == (300.0, 200.0, 20.0, 20.0)
+    for bad in (None, "", "1,2,3", "a,b,c,d", "1,2,3,-4"):
+        assert parallel._spins(bad) == (30, 200, 20, 3)
