@@ -55,7 +55,8 @@ def _adagrad(theta, g, mask, wd, lr, eps, G):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _rmsprop(theta, g, mask, wd, lr, beta, eps, G):
     """G ← βG + (1−β)∇L², θ ← θ − η∇L/(√G + ε) in the parameters' precision; a G decaying under zero gradients
-    becomes 0, not subnormal (measured: 104 µs against 44 per step of 52k parameters with subnormal G)."""
+    becomes 0, not subnormal (52k float32 parameters, every G subnormal: 104 µs per step in float64 arithmetic
+    without flushing, 18 µs now; 16 µs with normal G)."""
     c = np.empty(7, theta.dtype)
     c[0], c[1], c[2], c[3], c[4], c[5], c[6] = wd, lr, beta, 1.0 - beta, eps, _tiny(theta), 0.0
     wd_, lr_, b_, ob, eps_, tiny, zero = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
