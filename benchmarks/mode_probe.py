@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from modediag import describe, per_thread, task_stats
+from modediag import describe, pair_speed, per_thread, task_stats
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
@@ -113,7 +113,7 @@ def main(argv=None):
         "p50_us": round(statistics.median(times), 1), "min_us": round(min(times), 1),
         "blocks_us": [round(statistics.median(times[i:i + 50]), 1) for i in range(0, len(times), 50)],
         "cpu1_us": cpu1, "gemm256_us": round(statistics.median(refs), 1), "steal_jiffies": steal1 - steal0,
-        "cpu2_us": round(cpu2, 1), "loops": loops, "page_faults": faults, "threads_os": len(s1), "per_loop": loops_desc,
+        "cpu2_us": round(cpu2, 1), "loops": loops, "page_faults": faults, "threads_os": len(s1), "per_loop": loops_desc, "vcpus": pair_speed(),
         "spin": getattr(pool, "spin", None), "per_thread": per, "offsets": offs, "plan": plan.hexdigest()[:8],
         "load": os.getloadavg()[0]}))
 
