@@ -73,19 +73,29 @@ def describe(loops, per_step):
 
 
 def pair_speed(reps=30, n=256):
-    """Median µs of a one-thread n×n float32 GEMM on each of vCPUs 0 and 1 alone, then on both at once: equal
-    times when the two vCPUs are separate cores; ~2× on both at once when the host runs them as SMT siblings of
-    one core (or on one core). None without two vCPUs or sched_setaffinity."""
-    if (os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"):
+    """Median µs of a one-thread n×n float32 GEMM on each of the first two allowed vCPUs alone, then on both at once:
+    equal times when the two are separate cores; ~2× on both at once when the host runs them as SMT siblings of one
+    core (or on one core). None without two allowed vCPUs or where pinning fails."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))[:2]
+    except (AttributeError, OSError):
+        return None
+    if len(cpus) < 2:
         return None
     import numpy as np
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
 
     def on(cpu, out, go):
-        os.sched_setaffinity(threading.get_native_id(), {cpu})
-        c = np.empty_like(a)
-        np.matmul(a, a, out=c)
-        go.wait()
+        try:
+            os.sched_setaffinity(threading.get_native_id(), {cpu})
+            c = np.empty_like(a)
+            np.matmul(a, a, out=c)
+        except OSError:
+            out["failed"] = True
+        try:
+            go.wait(5)
+        except threading.BrokenBarrierError:
+            return
         ts = []
         for _ in range(reps):
             t = time.perf_counter_ns()
@@ -93,12 +103,18 @@ def pair_speed(reps=30, n=256):
             ts.append((time.perf_counter_ns() - t) / 1e3)
         out[cpu] = round(statistics.median(ts), 1)
 
-    def run(cpus):
-        out, go = {}, threading.Barrier(len(cpus))
-        ts = [threading.Thread(target=on, args=(c, out, go)) for c in cpus]
+    def run(cs):
+        out, go = {}, threading.Barrier(len(cs))
+        ts = [threading.Thread(target=on, args=(c, out, go), daemon=True) for c in cs]
         for t in ts:
             t.start()
         for t in ts:
-            t.join()
-        return [out[c] for c in cpus]
-    return {"alone_us": run([0]) + run([1]), "together_us": run([0, 1])}
+            t.join(30)
+        return None if out.get("failed") or any(c not in out for c in cs) else [out[c] for c in cs]
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):                # each GEMM on its own thread only
+        alone = [run([c]) for c in cpus]
+        together = run(cpus)
+    if together is None or None in alone:
+        return None
+    return {"cpus": cpus, "alone_us": alone[0] + alone[1], "together_us": together}
