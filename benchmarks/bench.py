@@ -280,8 +280,8 @@ def main(argv=None):
                 th = ", ".join(f"{k} {v['sleeps']:.2f} (vCPU {v['vcpu']})" for k, v in d["threads"].items())
                 lp = ", ".join(f"wake {x['wake']} asleep {x['asleep']:.0%} items {x['item_us']}" for x in d["per_loop"])
                 v = d.get("vcpus") or {}
-                print(f"{w:8s} run {i + 1}: {ms:.3f} ms; sleeps {th}; loops {d['loops']:.1f}: {lp}; GEMM µs on vCPU "
-                      f"0, 1 alone {v.get('alone_us')}, together {v.get('together_us')}")
+                print(f"{w:8s} run {i + 1}: {ms:.3f} ms; sleeps {th}; loops {d['loops']:.1f}: {lp}; GEMM µs on vCPUs "
+                      f"{v.get('cpus')} alone {v.get('alone_us')}, together {v.get('together_us')}")
     say(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
