@@ -56,6 +56,33 @@ def _gemm(n=512):
     return lambda: np.matmul(a, b, out=c), 2.0 * n ** 3
 
 
+def _diagnosed(step, quick):
+    """(_time(step), what the threads did meanwhile): sleeps, CPU and vCPUs per thread and loops per step over the
+    timed steps, then each loop's wake-up, gap and items over 30 more (benchmarks/modediag.py): the fields that tell
+    a fast process from a slow one (the fast/slow mode) in the same run."""
+    try:
+        from engine import parallel
+        from modediag import describe, pair_speed, per_thread, task_stats
+        trace = parallel.trace
+    except (ImportError, AttributeError):                             # an older engine (--baseline)
+        return _time(step, quick), None
+    n = [0]
+
+    def counted():
+        n[0] += 1
+        step()
+    step()                                                             # the pool's threads exist from here on
+    s0, l0 = task_stats(), parallel.loops()
+    ms = _time(counted, quick)
+    s1, loops = task_stats(), (parallel.loops() - l0) / max(n[0], 1)
+    with trace() as t:
+        for _ in range(30):
+            step()
+    per = round(loops) or 1
+    return ms, {"threads": per_thread(s0, s1, max(n[0], 1)), "loops": loops,
+                "per_loop": describe(t[:len(t) // per * per], per), "vcpus": pair_speed()}
+
+
 def worker(side, wl, threads, quick, root=None):
     """Print {"ms": …} for one side of one workload (or {"gflops": …} for the GEMM peak)."""
     sys.path[:0] = [str(root or ROOT), str(HERE)]
@@ -83,6 +110,10 @@ def worker(side, wl, threads, quick, root=None):
             pass
         fast = getattr(getattr(step, "trainer", None), "fast", None)
         with thread_limits(1 if fast is not None else threads):       # as Trainer.run chooses
+            if threads > 1 and fast is None:
+                ms, diag = _diagnosed(step, quick)
+                print(json.dumps({"ms": ms, "diag": diag}))
+                return
             ms = _time(step, quick)
     else:
         import torch
@@ -166,6 +197,9 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="comma-separated workload ids, e.g. a,b")
     ap.add_argument("--json", action="store_true", help="one JSON object per workload on stdout")
     ap.add_argument("--no-torch", action="store_true", help="time the engine alone")
+    ap.add_argument("--diag", action="store_true", help="after the table, one line per engine all-core process: its "
+                    "time, sleeps per step of each thread, loop wake-ups and item times, and a 256² GEMM on each vCPU "
+                    "alone and on both at once (the fast/slow mode, benchmarks/README.md)")
     ap.add_argument("--baseline", help="also time the engine of another source tree (e.g. an export of main), "
                     "alternating with the others")
     ap.add_argument("--root", help=argparse.SUPPRESS)
@@ -184,6 +218,7 @@ def main(argv=None):
         say(line)
     peak = {1: [], CORES: []}
     res = {w: {k: [] for k in ("engine", "engine_1t", "torch", "torch_1t", "baseline")} for w in ids}
+    diags = {w: [] for w in ids}
     sides = [("engine", "engine", CORES), ("engine_1t", "engine", 1)]
     if tinfo:
         sides = [sides[0], ("torch", "torch", 0), sides[1], ("torch_1t", "torch", 1)]
@@ -195,6 +230,8 @@ def main(argv=None):
             for key, side, t in sides + ([("baseline", "engine", CORES)] if a.baseline else []):
                 r = measure(side, w, t, a.quick, a.baseline if key == "baseline" else None)
                 res[w][key].append(r and r["ms"])
+                if key == "engine" and r and r.get("diag"):
+                    diags[w].append((r["ms"], r["diag"]))
         say(f"  repetition {rep + 1}/{a.reps} done (load average {os.getloadavg()[0]:.2f})")
     p1, pn = med(peak[1]), med(peak[CORES])
     say(f"float32 GEMM peak (numpy 512×512): {p1:.0f} GFLOP/s on 1 thread (range {rng(peak[1])[0]:.0f}–"
@@ -203,7 +240,7 @@ def main(argv=None):
         print(f"\nmedian of {a.reps} alternating process runs (range in brackets); ratio = torch ms / engine ms "
               "(> 1: the engine is faster)")
         print(f"{'id':8s} {'engine ms':>22s} {'torch ms':>22s} {'ratio':>6s} {'engine 1-core ms':>22s} "
-              f"{'torch 1-thr ms':>22s} {'ratio':>6s} {'samples/s':>9s} {'GFLOP/s':>7s} {'% peak':>6s}")
+              f"{'torch 1-thr ms':>22s} {'ratio':>6s} {'samples/s':>9s} {'GFLOP/s':>7s} {'% peak':>6s} {'1-core %':>8s}")
     for w in ids:
         _, _, flop, b = wls[w]
         r = {k: med(v) for k, v in res[w].items()}
@@ -221,6 +258,8 @@ def main(argv=None):
                "peak_gflops": pn, "peak_gflops_1t": p1, "cores": CORES}
         if a.baseline:
             out.update(baseline_ms=base, baseline_ms_range=rng(res[w]["baseline"]))
+        if diags[w]:
+            out["engine_diag"] = [dict(ms=ms, **d) for ms, d in diags[w]]
         if a.json:
             print(json.dumps(out), flush=True)
             continue
@@ -231,8 +270,18 @@ def main(argv=None):
         ratio = lambda x: f"{x:5.2f}×" if x else f"{'—':>6s}"
         print(f"{w:8s} {cell('engine'):>22s} {cell('torch'):>22s} {ratio(out['ratio'])} {cell('engine_1t'):>22s} "
               f"{cell('torch_1t'):>22s} {ratio(out['ratio_1t'])} {out['samples_per_s'] or 0:9.0f} "
-              f"{out['gflops'] or 0:7.2f} {out['pct_peak'] or 0:5.1f}%"
+              f"{out['gflops'] or 0:7.2f} {out['pct_peak'] or 0:5.1f}% {out['pct_peak_1t'] or 0:7.1f}%"
               + (f"   baseline {cell('baseline')} ({base / e:.2f}× the engine's time)" if base and e else ""))
+    if a.diag and not a.json:
+        print("\nper engine all-core process: ms; sleeps per step (futex or GIL waits) and vCPU of each thread; per "
+              "loop: µs from publish to the other thread's first item (wake), whether it slept at publish")
+        for w in ids:
+            for i, (ms, d) in enumerate(diags[w]):
+                th = ", ".join(f"{k} {v['sleeps']:.2f} (vCPU {v['vcpu']})" for k, v in d["threads"].items())
+                lp = ", ".join(f"wake {x['wake']} asleep {x['asleep']:.0%} items {x['item_us']}" for x in d["per_loop"])
+                v = d.get("vcpus") or {}
+                print(f"{w:8s} run {i + 1}: {ms:.3f} ms; sleeps {th}; loops {d['loops']:.1f}: {lp}; GEMM µs on vCPUs "
+                      f"{v.get('cpus')} alone {v.get('alone_us')}, together {v.get('together_us')}")
     say(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -161,6 +161,7 @@ class Model:
         stop = self.output if logits else None
         self.fused_now, inner = ({}, ()) if every else (self.groups, self.inner) if training or given else \
             fusion_infer.plan(self, stop)                 # evaluation: chains of layers in one loop (fusion_infer)
+        unmasked = self._unmasked() if not given and all(m is None for m in ms.values()) else None
         for n in self.order:
             if n == stop:
                 return acts[self.srcs[n][0]]
@@ -169,6 +170,9 @@ class Model:
             if n in self.fused_now:                       # a group of layers in one pass (layers/fusion.py)
                 g = self.fused_now[n]
                 for v in g.nodes:                         # each layer's mask, as when it runs alone
+                    if unmasked is not None:
+                        layer, layer.in_masks, masks[v] = unmasked[v]
+                        continue
                     layer, srcs = self.layers[v], self.srcs[v]
                     layer.in_masks = [masks[s] for s in srcs]
                     masks[v] = layer.compute_mask(layer.in_masks)
@@ -178,13 +182,29 @@ class Model:
             if n in inner or n in acts:                   # inside a group, or its last node
                 continue
             layer, srcs = self.layers[n], self.srcs[n]
-            if srcs:
+            if unmasked is not None:
+                layer, layer.in_masks, masks[n] = unmasked[n]
+            elif srcs:
                 layer.in_masks = [masks[s] for s in srcs]
                 masks[n] = layer.compute_mask(layer.in_masks)
             else:
                 layer.in_masks, masks[n] = [], self._input_mask(n, ms.get(n), len(xs[n]))
             acts[n] = layer.forward(*([acts[s] for s in srcs] or [xs[n]]), training=training and n not in self.frozen)
         return acts[self.output]
+
+    def _unmasked(self):
+        """{node: (layer, its in_masks, its mask)} when no Input has a mask (masks follow from the graph alone):
+        worked out once, so that a step on unmasked data calls no compute_mask."""
+        u = self.__dict__.get("_unmasked_")
+        if u is None:
+            masks, u = {}, {}
+            for n in self.order:
+                layer, srcs = self.layers[n], self.srcs[n]
+                ins = [masks[s] for s in srcs]
+                masks[n] = layer.compute_mask(ins) if srcs else None
+                u[n] = (layer, ins, masks[n])
+            self._unmasked_ = u
+        return u
 
     def _input_mask(self, name, mask, batch):
         """The mask of Input `name` checked against its (T, F) shape, as bool."""

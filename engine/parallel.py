@@ -59,14 +59,19 @@ def over_batch(fn, *arrays, item_bytes=None, target=1 << 20):
 
 def _items(fn, items, state):
     """fn(item) for the items this thread claims (next(state["next"]): one at a time under the GIL), an error kept
-    in state["error"] for the caller."""
+    in state["error"] for the caller; with tracing on (`trace`), (thread, start ns, end ns, index) of each in
+    state["t"]."""
+    t = state.get("t")
     for i in state["next"]:
         if i >= len(items):
             break
+        t0 = t is not None and time.perf_counter_ns()
         try:
             fn(items[i])
         except BaseException as e:          # noqa: BLE001  (re-raised in the caller)
             state["error"] = state["error"] or e
+        if t is not None:
+            t.append((threading.get_ident(), t0, time.perf_counter_ns(), i))
 
 
 class _Pool:
@@ -170,16 +175,39 @@ class _FutexPool(_Pool):
     def _loop(self, fn, items, helpers):
         self.gen += 1
         state = {"next": itertools.count(), "error": None}
+        if self.trace is not None:
+            state["t"] = []
+            t0, asleep = time.perf_counter_ns(), int(self.sig[_jitsync.SLEEPERS])
         self.job = (self.gen, fn, items, helpers, state)
         self.sig[_jitsync.LEFT] = helpers + 1
         _jitsync.start(self.sig, self.gen, self.spin[2], self.spin[3])
         self._drain(self.job)
+        if self.trace is not None:
+            t1 = time.perf_counter_ns()
         _jitsync.join(self.sig, self.spin[1])
+        if self.trace is not None:
+            self.trace.append({"start": t0, "own_done": t1, "end": time.perf_counter_ns(), "asleep": asleep,
+                               "caller": threading.get_ident(), "items": state.pop("t")})
         return state
+
+    trace = None          # a list: each loop's timestamps (perf_counter_ns) appended to it (`trace()`)
 
 
 SPIN_US = (30, 200, 20, 3)    # µs a worker polls for the next loop before it sleeps, the caller for the workers'
                                 # end of a loop, the caller for a worker to see a new loop, and then to take the GIL
+
+
+def _spins(text, default=SPIN_US):
+    """SPIN_US from LAYERBOARD_SPIN_US="30,200,20,3" (to compare settings on a quiet machine: benchmarks/README.md,
+    stepperf session 11); the default when unset or not four non-negative numbers."""
+    try:
+        v = tuple(float(x) for x in (text or "").split(","))
+    except ValueError:
+        return default
+    return v if len(v) == 4 and min(v) >= 0 else default
+
+
+SPIN_US = _spins(os.environ.get("LAYERBOARD_SPIN_US"))
 
 
 def _new_pool():
@@ -196,7 +224,7 @@ def run(fn, items):
     """fn(item) for every item, on the threads granted to the caller; returns when all are done.
     A loop started inside another one's fn runs on its own thread (the pool is busy with the outer one)."""
     items = list(items)
-    if getattr(_state, "busy", False):
+    if len(items) < 2 or getattr(_state, "n", 1) < 2 or getattr(_state, "busy", False):   # one thread: here
         for it in items:
             fn(it)
         return
@@ -205,6 +233,19 @@ def run(fn, items):
         _pool.run(fn, items, threads())
     finally:
         _state.busy = False
+
+
+@contextmanager
+def trace():
+    """Within the block, each two-thread loop of the futex pool appends {start, own_done (the caller's items done),
+    end (all done), asleep (workers asleep at the start), caller, items: [(thread, start, end, index)]} to the list
+    yielded (benchmarks/mode_probe.py); nothing with the lock pool."""
+    out = []
+    old, _pool.trace = _pool.trace if isinstance(_pool, _FutexPool) else None, out
+    try:
+        yield out
+    finally:
+        _pool.trace = old
 
 
 def loops():

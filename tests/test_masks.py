@@ -240,3 +240,18 @@ def test_train_json_carries_rmse_and_weights_predict_in_units(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert np.abs(np.load(tmp_path / "y.npy").mean() - 20000) < 8000                # original units, not ~0
+
+
+def test_an_unmasked_forward_after_a_masked_one_leaves_no_mask_behind():
+    """Unmasked steps take the masks worked out once from the graph (Model._unmasked): every layer's in_masks and
+    every node's mask are None again after a masked forward, and the output is a fresh model's."""
+    m, fresh = Model(seq_graph(), dtype=np.float64, seed=0), Model(seq_graph(), dtype=np.float64, seed=0)
+    x = np.random.default_rng(1).normal(size=(4, 5, 3))
+    mask = np.arange(5)[None, :] < np.array([5, 3, 1, 4])[:, None]
+    for _ in range(2):
+        m.forward(x, training=False, mask=mask)
+        assert m.masks["add"] is not None and m.layers["add"].in_masks[0] is not None
+        y = m.forward(x, training=False)
+        assert all(v is None for v in m.masks.values())
+        assert all(v is None for n in m.order for v in m.layers[n].in_masks)
+        np.testing.assert_array_equal(y, fresh.forward(x, training=False))

@@ -116,3 +116,28 @@ def test_the_lock_pool_of_other_platforms_does_every_item_once():
         with pytest.raises(ZeroDivisionError):
             pool.run(lambda i: 1 / (i - 1), range(3), 2)
     _within(120, body)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: no two-thread loop")
+def test_trace_records_each_loop_and_every_item_once():
+    """parallel.trace(): one record per two-thread loop, times in order, each item once with its index and thread."""
+    if not isinstance(parallel._pool, parallel._FutexPool):
+        pytest.skip("the lock pool (LAYERBOARD_POOL=lock) has no trace")
+
+    def body():
+        with parallel.use(2), parallel.trace() as loops:
+            for k in range(3):
+                parallel.run(lambda i: time.sleep(0.001), range(k + 2))
+            parallel.run(lambda i: None, range(1))              # one item: no second thread, no record
+        assert [sorted(it[3] for it in lp["items"]) for lp in loops] == [[0, 1], [0, 1, 2], [0, 1, 2, 3]]
+        for lp in loops:
+            assert lp["start"] <= lp["own_done"] <= lp["end"]
+            assert all(lp["start"] <= a <= b <= lp["end"] for _, a, b, _ in lp["items"])
+        assert parallel._pool.trace is None                      # off again after the block
+    _within(120, body)
+
+
+def test_spin_budgets_from_the_environment_only_when_well_formed():
+    assert parallel._spins("300,200,20,20") == (300.0, 200.0, 20.0, 20.0)
+    for bad in (None, "", "1,2,3", "a,b,c,d", "1,2,3,-4"):
+        assert parallel._spins(bad) == (30, 200, 20, 3)
