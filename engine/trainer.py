@@ -239,9 +239,8 @@ class Trainer(Divergence):
             idx = order(self.rng, n)
             tot, hits, count = 0.0, 0.0, 0.0
             errs = self._errors(ds)
-            # on two or more threads the next batch is gathered (and augmented) while a step runs (same draws); an
-            # augmentation that splits its batch over the step's threads itself runs in turn (no third thread)
-            ahead = Ahead if granted_threads() > 1 and not getattr(self.augment, "splits", False) else InTurn
+            # on two or more threads the next batch is gathered and augmented while a step runs (same draws)
+            ahead = Ahead if granted_threads() > 1 else InTurn
             self._batches = ahead(lambda b: self._train_batch(ds, idx, b), per_epoch)
             for b in range(per_epoch):
                 self._go.wait()

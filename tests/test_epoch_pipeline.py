@@ -69,36 +69,6 @@ def test_augmentation_keeps_its_draws():
     assert 16 < f.sum() < 48 and np.abs(a).max() <= np.deg2rad(10) and set(d.ravel()) == {-2, -1, 0, 1, 2}
 
 
-@pytest.mark.parametrize("cfg", [{"shift": 2, "rotate": 10}, {"shift": 3, "flip": True, "noise": 0.2},
-                                 {"noise": 0.5}])
-def test_augmentation_splits_its_batch_over_the_granted_threads_with_the_same_bits(cfg):
-    """The warp and noise run as one batch-parallel loop over fixed sample chunks on the caller's threads: two
-    threads give the bits of one, and of the formula (draws in order, each sample warped alone)."""
-    from engine import parallel
-    x = np.random.default_rng(2).random((64, 1, 28, 28), dtype=np.float32)
-    fn = augment.make(cfg)
-    assert fn.splits
-    one = fn(x, np.random.default_rng(5))
-    with parallel.use(2):
-        n0 = parallel.loops()
-        two = fn(x, np.random.default_rng(5))
-        assert parallel.loops() - n0 == 1                   # one loop of two chunks, not a thread per batch
-    rng = np.random.default_rng(5)
-    ref = x
-    if "shift" in cfg:
-        a = np.deg2rad(rng.uniform(-cfg.get("rotate", 0), cfg.get("rotate", 0), 64)) if cfg.get("rotate") else \
-            np.zeros(64)
-        d = rng.integers(-cfg["shift"], cfg["shift"] + 1, (2, 64)).astype(np.float64)
-        f = rng.random(64) < 0.5 if cfg.get("flip") else np.zeros(64, bool)
-        ref = np.empty_like(x)
-        augment.warp(x, np.cos(a), np.sin(a), d[0], d[1], f, ref)
-    if "noise" in cfg:
-        ref = ref + rng.standard_normal(x.shape, dtype=np.float32) * np.float32(cfg["noise"])
-    assert np.array_equal(one, two) and np.array_equal(one, ref) and one.dtype == np.float32
-    ints = augment.make({"noise": 0.5})(np.ones((4, 6), np.int64), np.random.default_rng(0))
-    assert ints.dtype == np.float64                         # as x + float32 noise promotes
-
-
 def test_digits_cnn_trains_to_the_same_weights_on_one_thread_and_two():
     """Augmented batches made ahead on a helper thread (two threads) and in turn (one): the same draws, the same
     conv_gemm blocks and chunk sums, so the same bits."""

@@ -2,10 +2,7 @@
 import numpy as np
 from .._jit import njit
 
-from .. import parallel
 from ..errors import ConfigError
-
-WORK = 1 << 15          # pixels per chunk of a batch's warp (≈ 0.15 ms): 64 digits (50k pixels) are two chunks
 
 OPTIONS = {"shift": "largest shift in whole pixels, up/down and left/right (0: off)",
            "rotate": "largest rotation in degrees, either way (0: off)",
@@ -66,12 +63,7 @@ def make(config):
     shift, geometric = int(shift), bool(shift or rotate or flip)
 
     def augment(xb, rng):
-        """The batch's draws in order (angles, shifts, flips, then noise), then the warp and noise over chunks of
-        samples on the caller's granted threads (engine.parallel): chunks are fixed by the batch, each sample is
-        warped alone, so any thread count gives the same bits."""
         B = len(xb)
-        if not (geometric or noise):
-            return xb
         if geometric:
             if xb.ndim != 4:
                 raise ConfigError(f"augment: shift, rotate and flip need image samples (C, H, W), "
@@ -79,20 +71,13 @@ def make(config):
             a = np.deg2rad(rng.uniform(-rotate, rotate, B)) if rotate else np.zeros(B)
             d = rng.integers(-shift, shift + 1, (2, B)).astype(np.float64) if shift else np.zeros((2, B))
             f = rng.random(B) < 0.5 if flip else np.zeros(B, np.bool_)
-            cos, sin = np.cos(a), np.sin(a)
-            xb = np.ascontiguousarray(xb, dtype=np.float32)
-        z = rng.standard_normal(xb.shape, dtype=np.float32) if noise else None
-        out = np.empty(xb.shape, np.float32 if geometric else np.result_type(xb, np.float32))   # (B, …)
+            src = np.ascontiguousarray(xb, dtype=np.float32)
+            out = np.empty_like(src)                                   # (B, C, H, W)
+            warp(src, np.cos(a), np.sin(a), d[0], d[1], f, out)
+            xb = out
+        if noise:
+            xb = xb + rng.standard_normal(xb.shape, dtype=np.float32) * np.float32(noise)
+        return xb
 
-        def part(r):
-            i, e = r
-            if geometric:
-                warp(xb[i:e], cos[i:e], sin[i:e], d[0, i:e], d[1, i:e], f[i:e], out[i:e])
-            if noise:
-                np.add(out[i:e] if geometric else xb[i:e], z[i:e] * np.float32(noise), out=out[i:e])
-        parallel.run(part, parallel.chunks(B, int(np.prod(xb.shape[1:])), WORK))
-        return out
-
-    augment.splits = True       # parallel over samples itself: the Trainer makes its batches in turn (data.ahead)
     augment.config = dict(config)
     return augment
