@@ -132,13 +132,13 @@ def _geometry(layer, x_shape, n):
 
 
 def _plan(layer, key, arrays, make):
-    """Per-chunk argument tuples kept on the layer while the arrays they slice are the same (buffers reused
-    between steps): the loop's items then do no Python beyond their kernel call."""
-    tag = (key,) + tuple((a.__array_interface__["data"][0], a.shape, a.dtype.str) for a in arrays)
+    """Per-chunk argument tuples kept on the layer while the arrays they slice are the same objects (buffers
+    reused between steps; the plan holds them, so an object seen again is the same memory): the loop's items then
+    do no Python beyond their kernel call."""
     plans = layer.__dict__.setdefault("_gemm_plans", {})
     got = plans.get(key)
-    if got is None or got[0] != tag:
-        got = plans[key] = (tag, [make(i, a, e) for i, (a, e) in enumerate(layer.parts)])
+    if got is None or len(got[0]) != len(arrays) or any(a is not b for a, b in zip(arrays, got[0])):
+        got = plans[key] = (arrays, [make(i, a, e) for i, (a, e) in enumerate(layer.parts)])
     return got[1]
 
 
