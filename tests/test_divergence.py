@@ -84,9 +84,8 @@ def test_weights_that_become_infinite_after_an_update_are_not_kept(tmp_path):
     assert np.all(np.isfinite(m.predict(tr.train.x)))
 
 
-def test_epoch_end_checks_evaluation_mode_outputs(tmp_path):
-    """Weights that go bad on the last step of an epoch are caught at the epoch end, not one step later."""
-    m, tr = prepare(Project.load(regression_project(tmp_path, optimizer="sgd", lr=1e-4, epochs=5, batch_size=50)))
+def poison_after_epoch_2(m, tr):
+    """Makes the output bias NaN right after epoch 2's last step; {"theta": the weights just before}."""
     kept = {}
 
     def poison(ev):
@@ -94,6 +93,13 @@ def test_epoch_end_checks_evaluation_mode_outputs(tmp_path):
             kept["theta"] = m.theta.copy()
             m.layers["o"].p["b"][0] = np.nan
     tr.subscribe(poison)
+    return kept
+
+
+def test_epoch_end_checks_evaluation_mode_outputs(tmp_path):
+    """Weights that go bad on the last step of an epoch are caught at the epoch end, not one step later."""
+    m, tr = prepare(Project.load(regression_project(tmp_path, optimizer="sgd", lr=1e-4, epochs=5, batch_size=50)))
+    kept = poison_after_epoch_2(m, tr)
     res = tr.run()
     assert res["status"] == "diverged" and "end of epoch 2" in res["message"], res["message"]
     assert res["epochs"] == 2 and len(tr.history["train_loss"]) == 1
@@ -106,19 +112,14 @@ def test_epoch_end_check_without_extra_forwards_when_validation_ran(tmp_path):
     training samples); weights poisoned after the last step are still caught there and not kept."""
     m, tr = prepare(Project.load(regression_project(tmp_path, optimizer="sgd", lr=1e-4, epochs=5, batch_size=50,
                                                    validation_split=0.2)))
-    calls, real, kept = [], m.forward, {}
+    calls, real = [], m.forward
 
     def forward(x, training=False, **k):
         if not training:
             calls.append((tr.step, len(x)))
         return real(x, training=training, **k)
     m.forward = forward
-
-    def poison(ev):
-        if ev.kind == "batch_end" and ev.epoch == 2 and ev.data["batch"] == ev.data["batches"]:
-            kept["theta"] = m.theta.copy()
-            m.layers["o"].p["b"][0] = np.nan
-    tr.subscribe(poison)
+    kept = poison_after_epoch_2(m, tr)
     res = tr.run()
     assert res["status"] == "diverged" and "end of epoch 2" in res["message"], res["message"]
     first = [n for s, n in calls if s == tr.steps_per_epoch]
