@@ -84,6 +84,8 @@ def main(argv=None):
     wrap(tr, "evaluate", "validation (evaluate)")
     wrap(tr, "_predicts_well", "divergence: _predicts_well")
     wrap(tr, "_copy", "divergence: weight copies")
+    if hasattr(tr, "_snapshot"):
+        wrap(tr, "_snapshot", "divergence: weight snapshot after each step")
     wrap(tr, "_correct", "accuracy")
     wrap(tr, "_emit", "events")
     if tr.augment is not None:
