@@ -1,10 +1,22 @@
 """Divergence: what became NaN or exploded, and which kept weights still predict finite values (the Trainer's part)."""
 import numpy as np
 
+from ._jit import njit
 from .kernels import sq_norm
 from .seq2seq import loss_mask
 
 EXPLODED = 100.0       # the running training loss above EXPLODED × max(its start, 1) counts as divergence
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def copy_finite(src, dst):
+    """dst = src (flat arrays); whether every value is finite, in the same pass (v − v ≠ 0 for NaN and ±inf)."""
+    bad = 0
+    for i in range(src.size):
+        v = src[i]
+        dst[i] = v
+        bad |= (v - v) != 0
+    return bad == 0
 
 
 class Divergence:
@@ -19,6 +31,15 @@ class Divergence:
         for k, v in m.state.items():
             np.copyto(into[1][k], v)
         return into
+
+    def _snapshot(self, into):
+        """The weights (checked finite in the same pass) and the state copied into `into`; whether the weights
+        are finite (the state is checked at epoch ends, _predicts_well)."""
+        m = self.model
+        ok = copy_finite(m.theta, into[0])
+        for k, v in m.state.items():
+            np.copyto(into[1][k], v)
+        return ok
 
     def _put(self, kept):
         m = self.model
@@ -46,11 +67,16 @@ class Divergence:
                     f"{self.start:.4g})")
         return None
 
+    def _finite_weights(self):
+        """Whether the weights and the state (running statistics) are finite."""
+        m = self.model
+        return bool(np.isfinite(sq_norm(m.theta))) and all(np.all(np.isfinite(v)) for v in m.state.values())
+
     def _predicts_well(self, xb, yb, mb=None):
         """The weights are finite and give finite outputs and a finite loss not above the exploded-loss bound
         (evaluation mode) on up to 256 samples of the batch xb and of the training set's first samples."""
         m, ds = self.model, self.train
-        if not np.isfinite(sq_norm(m.theta)) or not all(np.all(np.isfinite(v)) for v in m.state.values()):
+        if not self._finite_weights():
             return False
         k = min(256, m.batch_for())
         for x, y, mask in ((xb, yb, mb), self._batch(ds, slice(0, k))):

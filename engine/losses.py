@@ -7,6 +7,15 @@ from .kernels import softmax_rows
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _labels_in(y, c):
+    """Whether every class label lies in 0 … c − 1."""
+    ok = True
+    for v in y:
+        ok &= (v >= 0) & (v < c)
+    return ok
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _bce_logits(z, y, dz):
     """Stable BCE from logits z: max(z,0) − z·y + log(1 + e^−|z|); dz = (σ(z) − y)/B (spec §1)."""
     b = z.shape[0]
@@ -136,8 +145,8 @@ class CCE(Loss):
             return self._per_step(out, y, fused, mask)
         if out.ndim != 2:
             raise TrainingError(f"categorical cross-entropy needs (batch, classes) outputs, got {out.shape}")
-        y = np.asarray(y).reshape(-1).astype(np.int64)
-        if y.size and (y.min() < 0 or y.max() >= out.shape[1]):
+        y = np.asarray(y).reshape(-1).astype(np.int64, copy=False)
+        if not _labels_in(y, out.shape[1]):
             raise TrainingError(f"class labels must lie in 0…{out.shape[1] - 1} for a {out.shape[1]}-unit "
                                 f"output, found {y.min()}…{y.max()}")
         if fused:

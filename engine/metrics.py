@@ -1,6 +1,24 @@
 """Training metrics: accuracy over samples or valid steps, and RMSE / MAE / R² in the targets' units."""
 import numpy as np
 
+from ._jit import njit
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def argmax_hits(out, y):
+    """Σ_i [argmax_j out[i, j] = y[i]], argmax as np.argmax's (the first maximum; the first NaN if any)."""
+    n = 0
+    for i in range(out.shape[0]):
+        m, best = 0, out[i, 0]
+        for j in range(1, out.shape[1]):
+            if best != best:
+                break
+            v = out[i, j]
+            if v > best or v != v:
+                m, best = j, v
+        n += m == y[i]
+    return n
+
 
 def correct(out, y, loss_name, mask=None):
     """(number correct, number counted) from outputs or logits (sigmoid > 0.5 ⇔ logit > 0); per-step
@@ -11,6 +29,9 @@ def correct(out, y, loss_name, mask=None):
             if mask is not None and mask.shape == hit.shape:
                 return float(np.sum(hit & mask)), float(np.sum(mask))
             return float(np.sum(hit)), float(hit.size)
+        y = np.asarray(y)
+        if y.ndim == 1 and len(y) == len(out) and y.dtype.kind in "iu":      # one kernel call (per step)
+            return float(argmax_hits(out, y)), float(len(y))
         return float(np.sum(np.argmax(out, axis=1) == y)), float(len(y))
     thr = 0.0 if loss_name == "bce_logits" else 0.5
     return float(np.sum((out.reshape(len(y), -1)[:, 0] > thr) == (y > 0.5))), float(len(y))

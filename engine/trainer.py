@@ -121,6 +121,7 @@ class Trainer(Divergence):
 
         stoppable: pause and stop() are honoured between batches; None when stopped (no partial figures)."""
         m, tot, hits, count = self.model, 0.0, 0.0, 0.0
+        self.finite_outputs = True          # every output of this pass finite (the epoch-end divergence check)
         batch_size = batch_size or m.batch_for()
         errs = self._errors(ds)
         if ds.x.ndim >= 3:                   # long sequences: at most 2**18 steps a batch (memory, not speed)
@@ -133,6 +134,7 @@ class Trainer(Divergence):
             j = slice(i, i + batch_size)
             xb, yb, mb = self._batch(ds, j)
             out = m.forward(xb, logits=self.fused, mask=mb)
+            self.finite_outputs = self.finite_outputs and bool(np.isfinite(out).all())
             loss, _ = self.loss(out, self._scaled(yb), self.fused, loss_mask(mb))
             tot += loss * len(yb)
             if self.classify:
@@ -229,8 +231,9 @@ class Trainer(Divergence):
         n, bs, per_epoch = len(ds), self.batch_size, self.steps_per_epoch
         best, best_theta, best_state, waited = np.inf, None, None, 0
         status, message, t0 = "completed", "", time.perf_counter()
-        # divergence: the weights before the latest step and the one before it, and at the last epoch end that
-        # predicted finite, not exploded values
+        # divergence: the weights before the next step (after the latest one) and before the latest step, taken
+        # after each update in the pass that checks them finite, and at the last epoch end that predicted finite,
+        # not exploded values
         last, prev, good = self._copy(), self._copy(), self._copy()
         good_at = "the start of training"
         run_loss = None                          # the running (exponential) mean of the training loss
@@ -247,20 +250,21 @@ class Trainer(Divergence):
                 if self._stop.is_set():
                     break
                 j, (xb, yb, mb) = idx[b * bs:(b + 1) * bs], self._batches.take(b)
-                last, prev = prev, last
-                self._copy(into=last)
                 loss, out, gn = self.train_step(xb, self._scaled(yb), mb)
-                what = self._not_finite(loss, gn) or (not np.isfinite(sq_norm(m.theta)) and
-                                                      "the updated weights became NaN or infinite")
+                what = self._not_finite(loss, gn)
+                kept = [(last, "the previous step"), (good, good_at)]
                 if not what:
                     if run_loss is None:
                         self.start, run_loss = float(loss), float(loss)
                         self.limit = EXPLODED * max(self.start, 1.0)
                     run_loss = 0.9 * run_loss + 0.1 * float(loss)
                     what = self._bad_loss(run_loss, "the training loss (running mean)")
-                    kept = [(prev, "the step before the last"), (good, good_at)]
-                else:
-                    kept = [(last, "the previous step"), (good, good_at)]
+                    if what:
+                        kept = [(prev, "the step before the last"), (good, good_at)]
+                    elif self._snapshot(into=prev):             # the updated weights, finite: kept for what follows
+                        last, prev = prev, last
+                    else:
+                        what = "the updated weights became NaN or infinite"
                 if what:
                     status = "diverged"
                     message = self._diverged(f"epoch {epoch}, step {self.step + 1}", what, xb, yb, mb, kept)
@@ -288,12 +292,15 @@ class Trainer(Divergence):
                 break
             vl, va, vm = ev
             what = self._bad_loss(tot / n, "the epoch's training loss") or self._bad_loss(vl, "the validation loss")
-            if not what and not self._predicts_well(xb, yb, mb):
+            # evaluation mode predicts finite values: shown by the validation pass just made (its loss checked
+            # above), else on samples of the last batch and of the training set
+            checked = vl is not None and self.finite_outputs and self._finite_weights()
+            if not what and not checked and not self._predicts_well(xb, yb, mb):
                 what = "the evaluation-mode outputs or loss became NaN, infinite or exploded"
             if what:
                 status = "diverged"
                 message = self._diverged(f"the end of epoch {epoch}", what, xb, yb, mb,
-                                         [(last, "the step before the last"), (good, good_at)])
+                                         [(prev, "the step before the last"), (good, good_at)])
                 break
             self._copy(into=good)
             good_at = f"the end of epoch {epoch}"

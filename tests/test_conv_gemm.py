@@ -121,3 +121,21 @@ def test_which_convolutions_run_here():
     assert not gemm({"filters": 32}, (16, 14, 14))                                   # valid: no shared padding
     assert not gemm({"filters": 32, "padding": "same"}, (16, 32, 32))                # long rows: conv_shift
     assert not gemm({"filters": 32, "padding": "same"}, (32, 14, 14))                # wide enough for conv_shift
+
+
+@pytest.mark.parametrize("cfg,shape", CASES[:3])
+def test_kept_buffers_and_argument_plans_across_batches_and_weight_updates(cfg, shape):
+    """One layer run on batches of 64, 61 (other chunks), 64 again with new weights, and on a new input array:
+    each equals a fresh layer's result bit for bit (the block padding is zeroed once and never written; old
+    samples left in a reused block are never read; the per-chunk arguments follow the arrays and weights)."""
+    x, dy, W = data(cfg, shape, 64, seed=3)
+    layer = layer_for(cfg, shape, "gemm", np.float32, W)
+    for n, scale in ((64, 1.0), (61, 1.0), (64, -0.5), (64, 2.0)):
+        layer.p["W"][...] = (W * scale).astype(np.float32)         # an update in place, as the optimizer's
+        xs = np.ascontiguousarray(x[:n][::-1] * scale, dtype=np.float32)     # a new array each time
+        with parallel.use(2):
+            y = layer.forward(xs, True).copy()
+            dx = layer.backward(np.ascontiguousarray(dy[:n], dtype=np.float32))[0].copy()
+        want = run(cfg, shape, "gemm", np.float32, xs, dy[:n], W * scale)
+        assert np.array_equal(y, want[0]) and np.array_equal(dx, want[1])
+        assert np.array_equal(layer.g["W"], want[2])

@@ -84,9 +84,8 @@ def test_weights_that_become_infinite_after_an_update_are_not_kept(tmp_path):
     assert np.all(np.isfinite(m.predict(tr.train.x)))
 
 
-def test_epoch_end_checks_evaluation_mode_outputs(tmp_path):
-    """Weights that go bad on the last step of an epoch are caught at the epoch end, not one step later."""
-    m, tr = prepare(Project.load(regression_project(tmp_path, optimizer="sgd", lr=1e-4, epochs=5, batch_size=50)))
+def poison_after_epoch_2(m, tr):
+    """Makes the output bias NaN right after epoch 2's last step; {"theta": the weights just before}."""
     kept = {}
 
     def poison(ev):
@@ -94,11 +93,54 @@ def test_epoch_end_checks_evaluation_mode_outputs(tmp_path):
             kept["theta"] = m.theta.copy()
             m.layers["o"].p["b"][0] = np.nan
     tr.subscribe(poison)
+    return kept
+
+
+def test_epoch_end_checks_evaluation_mode_outputs(tmp_path):
+    """Weights that go bad on the last step of an epoch are caught at the epoch end, not one step later."""
+    m, tr = prepare(Project.load(regression_project(tmp_path, optimizer="sgd", lr=1e-4, epochs=5, batch_size=50)))
+    kept = poison_after_epoch_2(m, tr)
     res = tr.run()
     assert res["status"] == "diverged" and "end of epoch 2" in res["message"], res["message"]
     assert res["epochs"] == 2 and len(tr.history["train_loss"]) == 1
     assert np.all(np.isfinite(m.theta)) and np.all(np.isfinite(m.predict(tr.train.x)))
     assert res["steps"] == 8 and not np.array_equal(m.theta, kept["theta"])
+
+
+def test_epoch_end_check_without_extra_forwards_when_validation_ran(tmp_path):
+    """With a validation split the epoch end's evaluation pass is the evaluation-mode check (no forwards on
+    training samples); weights poisoned after the last step are still caught there and not kept."""
+    m, tr = prepare(Project.load(regression_project(tmp_path, optimizer="sgd", lr=1e-4, epochs=5, batch_size=50,
+                                                   validation_split=0.2)))
+    calls, real = [], m.forward
+
+    def forward(x, training=False, **k):
+        if not training:
+            calls.append((tr.step, len(x)))
+        return real(x, training=training, **k)
+    m.forward = forward
+    kept = poison_after_epoch_2(m, tr)
+    res = tr.run()
+    assert res["status"] == "diverged" and "end of epoch 2" in res["message"], res["message"]
+    first = [n for s, n in calls if s == tr.steps_per_epoch]
+    assert first == [len(tr.val)]                           # epoch 1's end: the validation pass only
+    assert np.all(np.isfinite(m.theta)) and np.all(np.isfinite(m.predict(tr.train.x)))
+    assert not np.array_equal(m.theta, kept["theta"]) and "step before the last" in res["message"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_copy_finite_copies_and_finds_any_nan_or_infinity(dtype):
+    from engine.divergence import copy_finite
+    src = np.linspace(-3e4, 3e4, 1001).astype(dtype)
+    dst = np.zeros_like(src)
+    assert copy_finite(src, dst) and np.array_equal(src, dst)
+    for bad in (np.nan, np.inf, -np.inf):
+        for at in (0, 500, 1000):
+            s = src.copy()
+            s[at] = bad
+            assert not copy_finite(s, dst) and np.array_equal(s, dst, equal_nan=True)
+    tiny = np.array([np.finfo(dtype).max, np.finfo(dtype).tiny, -0.0], dtype)
+    assert copy_finite(tiny, np.empty_like(tiny))
 
 
 def test_diverged_digits_mlp_keeps_weights_that_predict_finite_values():

@@ -13,7 +13,11 @@ class Ahead:
     def __init__(self, make, count):
         self.make, self.count = make, count
         self.next, self.result, self.error = 0, None, None
-        self.go, self.done = threading.Semaphore(0), threading.Semaphore(0)
+        # two locks used as binary semaphores (C-level, a few µs less than Semaphore per hand-over): go is
+        # released once per batch to start, done once per batch made; each release follows the other side's acquire
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()
+        self.done.acquire()
         self.thread = threading.Thread(target=self._work, daemon=True, name="layerboard-batches")
         self.thread.start()
         self._start()

@@ -38,10 +38,11 @@ def fits(layer):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def pad_block(x, Q, ph, pw, Hs, Wp):
-    """Q[c, (ph + n·Hs + r)·Wp + pw + q] = x[n, c, r, q], zero elsewhere: ph zero rows above each sample and pw
-    zero columns left of each row, shared with the sample above and the row to the left."""
+    """Q[c, (ph + n·Hs + r)·Wp + pw + q] = x[n, c, r, q]; Q's other entries (ph zero rows above each sample and pw
+    zero columns left of each row, shared with the sample above and the row to the left) are never written: Q is
+    made zero once (its scratch) and keeps them. Entries of samples beyond B (a smaller block in the same
+    buffer) may hold old values; no tap of these B samples reads them."""
     B, C, H, W = x.shape
-    Q[...] = 0
     for c in range(C):
         dst = Q[c]
         for n in range(B):
@@ -130,41 +131,63 @@ def _geometry(layer, x_shape, n):
     return Hs, Wp, S, (HO - 1) * Wp + WO, sub, sub * S + (ph + 1) * Wp
 
 
+def _plan(layer, key, arrays, make):
+    """Per-chunk argument tuples kept on the layer while the arrays they slice are the same objects (buffers
+    reused between steps; the plan holds them, so an object seen again is the same memory): the loop's items then
+    do no Python beyond their kernel call."""
+    plans = layer.__dict__.setdefault("_gemm_plans", {})
+    got = plans.get(key)
+    if got is None or len(got[0]) != len(arrays) or any(a is not b for a, b in zip(arrays, got[0])):
+        got = plans[key] = (arrays, [make(i, a, e) for i, (a, e) in enumerate(layer.parts)])
+    return got[1]
+
+
+def _taps(layer, key, order, shape):
+    """W's taps in `order` (a transpose of (C_out, C_in, K_h, K_w)) copied into a kept buffer of `shape`."""
+    W = layer.p["W"]
+    out = k.scratch(layer, key, shape, W.dtype)
+    out.reshape(W.transpose(order).shape)[...] = W.transpose(order)
+    return out
+
+
 def forward_parts(layer, x, training):
     """Conv2D.forward_parts on this path: (y (B, C_out, H_out, W_out), part), part(i) for layer.parts[i]."""
     B, C = x.shape[:2]
     (ph, pw), (O, HO, WO), (kh, kw) = layer.pads, layer.out_shape, layer.k
-    Wk = np.ascontiguousarray(layer.p["W"].transpose(2, 3, 0, 1).reshape(kh * kw, O, C))    # (taps, C_out, C_in)
+    Wk = _taps(layer, "Wk", (2, 3, 0, 1), (kh * kw, O, C))                                  # (taps, C_out, C_in)
     b = layer.p["b"] if "b" in layer.p else k.scratch(layer, "b0", (O,), x.dtype, zero=True)
     y = k.scratch(layer, "y", (B, O, HO, WO), x.dtype) if training else np.empty((B, O, HO, WO), x.dtype)
     x = np.require(x, requirements="C")
     L = (HO - 1) * (x.shape[3] + pw) + WO
-    parts = layer.parts = parallel.chunks(B, C * kh * kw * L * x.itemsize)
+    layer.parts = parallel.chunks(B, C * kh * kw * L * x.itemsize)
 
-    def part(i):
-        a, e = parts[i]
+    def make(i, a, e):                                                 # samples a … e−1
         Hs, Wp, S, L, sub, width = _geometry(layer, x.shape, e - a)
-        gemm_fwd(x[a:e], k.scratch(layer, ("Q", i), (-(-(e - a) // sub), C, width), x.dtype), Wk, b, y[a:e],
-                 k.scratch(layer, ("gy2", i), (O, L), x.dtype), kh, kw, ph, pw, Hs, Wp, sub)
+        return (x[a:e], k.scratch(layer, ("Q", i), (-(-(e - a) // sub), C, width), x.dtype, zero=True), Wk, b,
+                y[a:e], k.scratch(layer, ("gy2", i), (O, L), x.dtype), kh, kw, ph, pw, Hs, Wp, sub)
+    args = _plan(layer, "fwd", (x, y, Wk, b), make)
     layer.xshape = x.shape
-    return y, part
+    return y, lambda i: gemm_fwd(*args[i])
 
 
 def backward_parts(layer, dy, before=None, after=None):
     """Conv2D.backward_parts on this path: (dx or None,), dW and db written into layer.g; dy C-contiguous."""
     O = dy.shape[1]
-    (ph, pw), (kh, kw), parts, C = layer.pads, layer.k, layer.parts, layer.xshape[1]
+    (ph, pw), (kh, kw), C = layer.pads, layer.k, layer.xshape[1]
     T = kh * kw
-    WkT = np.ascontiguousarray(layer.p["W"].transpose(2, 3, 1, 0).reshape(T, C, O))    # (taps, C_in, C_out)
+    WkT = _taps(layer, "WkT", (2, 3, 1, 0), (T, C, O))                                     # (taps, C_in, C_out)
     dx = k.scratch(layer, "dx", layer.xshape if layer.need_dx else (0,) * 4, dy.dtype)
-    R = C * T
 
-    def part(i, dW, db):                                               # samples a … e−1
-        a, e = parts[i]
+    def make(i, a, e):                                                 # samples a … e−1
         Hs, Wp, S, L, sub, width = _geometry(layer, layer.xshape, e - a)
-        gemm_bwd(dy[a:e], layer._bufs[("Q", i)], WkT, dW, db, dx[a:e],
-                 k.scratch(layer, ("gdy2", i), (O, (sub - 1) * S + L), dy.dtype, zero=True),
-                 k.scratch(layer, ("gdQ", i), (C, S + (ph + 1) * Wp), dy.dtype),
-                 k.scratch(layer, ("dwt", i), (T, C, O), dy.dtype), kh, kw, ph, pw, Hs, Wp, sub, layer.need_dx)
-    k.weight_grads(layer, len(parts), O, R, dy.dtype, part, before, after, dx)
+        return (dy[a:e], layer._bufs[("Q", i)], WkT, dx[a:e],
+                k.scratch(layer, ("gdy2", i), (O, (sub - 1) * S + L), dy.dtype, zero=True),
+                k.scratch(layer, ("gdQ", i), (C, S + (ph + 1) * Wp), dy.dtype),
+                k.scratch(layer, ("dwt", i), (T, C, O), dy.dtype), kh, kw, ph, pw, Hs, Wp, sub, layer.need_dx)
+    args = _plan(layer, "bwd", (dy, dx, WkT) + tuple(layer._bufs[("Q", i)] for i in range(len(layer.parts))), make)
+
+    def part(i, dW, db):
+        q = args[i]
+        gemm_bwd(q[0], q[1], q[2], dW, db, *q[3:])
+    k.weight_grads(layer, len(layer.parts), O, C * T, dy.dtype, part, before, after, dx)
     return (dx if layer.need_dx else None,)
