@@ -192,8 +192,9 @@ def cmd_train(a):
         keys = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_rmse", "val_rmse",
                 "train_mae", "val_mae", "train_r2", "val_r2", "test_loss", "test_accuracy", "test_rmse", "test_r2",
                 "val_exact_match", "val_token_accuracy", "val_bleu"]
-        print(f"{res['status']} after {res['epochs']} epochs ({time.perf_counter() - t0:.1f} s in all, of which the "
-              f"training loop {res['seconds']:.1f} s): " +
+        n = res["epochs"]
+        print(f"{res['status']} after {n} epoch{'' if n == 1 else 's'} ({time.perf_counter() - t0:.1f} s in all, of "
+              f"which the training loop {res['seconds']:.1f} s): " +
               ", ".join(f"{k} {res[k]:.4g}" for k in keys if res.get(k) is not None))
         base = baseline_text(res)                 # shared with the window (engine.report)
         if base:
