@@ -41,6 +41,8 @@ class GraphView(QGraphicsView):
         self.lock_banner.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)   # blocks still move
         self.lock_banner.hide()
         self.minimap = self.finder = None
+        self._rect = None                                     # the view's own scene rect (see _cover)
+        scene.sceneRectChanged.connect(self._cover)
         doc = getattr(scene, "doc", None)
         if doc is not None:
             doc.locked_changed.connect(self.show_locked)
@@ -62,8 +64,18 @@ class GraphView(QGraphicsView):
         self.lock_banner.move(vp.left(), vp.top())
         self.lock_banner.raise_()
 
+    def _cover(self, *_):
+        """Keep the view's scene rect stable: it only grows, to hold the scene's items and what the viewport shows,
+        so the view never centres a scene smaller than itself (which moved the whole graph when an edit grew it)."""
+        vis = self.mapToScene(self.viewport().rect()).boundingRect()        # what is shown now stays where it is
+        r = (self._rect or self.sceneRect()).united(self.scene().sceneRect()).united(vis)
+        if r != self._rect:
+            self._rect = r
+            self.setSceneRect(r)
+
     def resizeEvent(self, e):
         super().resizeEvent(e)
+        self._cover()
         self._place_banner()
         if self.minimap is not None:
             self.minimap.place()
@@ -146,6 +158,7 @@ class GraphView(QGraphicsView):
         s = self.transform().m11() * factor
         if 0.1 <= s <= 4:
             self.scale(factor, factor)
+            self._cover()
             self.zoomed.emit(s)
 
     def zoom_to_fit(self):
@@ -154,6 +167,8 @@ class GraphView(QGraphicsView):
         r = self.graph_rect()
         if r.isEmpty():
             return
+        self._rect = None                                     # a new start: the rect grows again from here
+        self.setSceneRect(self.scene().sceneRect().united(r.adjusted(-30, -30, 30, 30)))
         self.resetTransform()
         self.fitInView(r.adjusted(-30, -30, 30, 30), Qt.AspectRatioMode.KeepAspectRatio)
         s = self.transform().m11()
@@ -162,6 +177,7 @@ class GraphView(QGraphicsView):
             self.resetTransform()
             self.scale(s, s)
             self.centerOn(self._start_point(r, s))
+        self._cover()
         self.zoomed.emit(self.transform().m11())
 
     def graph_rect(self):
