@@ -44,6 +44,7 @@ def test_a_node_keeps_its_place_on_screen_when_the_scene_grows_elsewhere(canvas,
     qtbot.wait(50)
     view.grab().save(str(tmp_path / f"{edit}.png"))
     assert (at(view, scene, "x"), at(view, scene, "d")) == before
+    assert view.sceneRect().contains(scene.nodes["r"].sceneBoundingRect())     # still reachable by scrolling
 
 
 def test_zooming_out_and_resizing_keep_the_graph_put(canvas, qtbot):

@@ -152,6 +152,7 @@ class SettingsForm(QWidget):
         text = (f"Binary classification as {n_classes or 2} classes ({head} + {loss.upper()})" if two
                 else f"{label} ({head} + {loss.upper()})")
         self.task.setItemText(i, text)
-        self.task.setToolTip("Choosing the task sets the matching loss: binary → BCE, multi-class → CCE, regression → "
-                             "MSE" + ("\nThe data is binary: Softmax + CCE over its 2 classes (2 output units) fits it; "
-                                      "Binary (Sigmoid + BCE) needs 1 output unit" if two else ""))
+        why = "\nThe data is binary: Softmax + CCE over its 2 classes (2 output units) fits it; Binary (Sigmoid + BCE)" \
+              " needs 1 output unit"
+        self.task.setToolTip("Choosing the task sets the matching loss: binary → BCE, multi-class → CCE, "
+                             "regression → MSE" + (why if two else ""))
