@@ -134,3 +134,17 @@ def test_an_imported_two_output_model_opens_without_errors_and_the_run_says_whic
     assert first in note, note
     w.grab().save(str(tmp_path / "two_outputs.png"))
     qtbot.waitUntil(lambda: not w.training.running, timeout=120000)
+
+
+def test_cli_train_notes_which_output_of_an_imported_model_it_fits(tmp_path, capsys):
+    from engine.cli import main
+    from engine.project import Project
+    g = dangling()
+    g.chain(("probs", "Softmax", {}), after="out")
+    g.nodes["probs"].meta["output"] = 0                        # (2,): xor's two classes
+    g.nodes["spare"].meta["output"] = 1
+    p = Project(graph=g)
+    p.save(tmp_path / "p.json")
+    assert main(["train", str(tmp_path / "p.json"), "--epochs", "1", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "note: the model trains output 'probs' (the first of 2: 'probs' and 'spare')" in err, err
