@@ -1,6 +1,6 @@
 """The canvas view: drop layers from the palette, zoom (wheel), pan (middle button or Space+drag), fit (never
 below a readable size), a minimap and find-a-layer for big graphs."""
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsView, QLabel
 
@@ -41,8 +41,8 @@ class GraphView(QGraphicsView):
         self.lock_banner.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)   # blocks still move
         self.lock_banner.hide()
         self.minimap = self.finder = None
-        self._rect = None                                     # the view's own scene rect (see _cover)
-        scene.sceneRectChanged.connect(self._cover)
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        scene.sceneRectChanged.connect(self._cover)           # the view's own scene rect (see _cover)
         doc = getattr(scene, "doc", None)
         if doc is not None:
             doc.locked_changed.connect(self.show_locked)
@@ -65,12 +65,13 @@ class GraphView(QGraphicsView):
         self.lock_banner.raise_()
 
     def _cover(self, *_):
-        """Keep the view's scene rect stable: it only grows, to hold the scene's items and what the viewport shows,
-        so the view never centres a scene smaller than itself (which moved the whole graph when an edit grew it)."""
-        vis = self.mapToScene(self.viewport().rect()).boundingRect()        # what is shown now stays where it is
-        r = (self._rect or self.sceneRect()).united(self.scene().sceneRect()).united(vis)
-        if r != self._rect:
-            self._rect = r
+        """The view's scene rect holds the scene's items and what the viewport shows from its top-left corner now
+        (as wide as without scroll bars, a pixel short: no scroll bar by rounding), so the view never centres a
+        scene smaller than itself (which moved the whole graph when an edit grew the scene)."""
+        s, size, tl = self.transform().m11(), self.maximumViewportSize(), self.mapToScene(QPoint(0, 0))
+        vis = QRectF(tl.x(), tl.y(), (size.width() - 1) / s, (size.height() - 1) / s)
+        r = self.scene().sceneRect().united(vis)
+        if r != self.sceneRect():
             self.setSceneRect(r)
 
     def resizeEvent(self, e):
@@ -167,8 +168,7 @@ class GraphView(QGraphicsView):
         r = self.graph_rect()
         if r.isEmpty():
             return
-        self._rect = None                                     # a new start: the rect grows again from here
-        self.setSceneRect(self.scene().sceneRect().united(r.adjusted(-30, -30, 30, 30)))
+        self.setSceneRect(r.adjusted(-1e5, -1e5, 1e5, 1e5))   # room to centre the graph; _cover trims it after
         self.resetTransform()
         self.fitInView(r.adjusted(-30, -30, 30, 30), Qt.AspectRatioMode.KeepAspectRatio)
         s = self.transform().m11()
