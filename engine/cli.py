@@ -22,13 +22,14 @@ def _project(path):
 
 def cmd_summary(a):
     from .shapes import infer, table, totals
+    from .validate import mark
     p = _project(a.project)
     graph = p.graph
     if any(n.type == "Input" and n.config.get("shape") == "auto" for n in graph.nodes.values()):
         from .data import load
         from .session import auto_shapes
         graph = auto_shapes(graph, load(p.dataset, p.base))        # the dataset's encoded sample shape
-    infos = infer(graph)
+    infos = mark(graph, dict(infer(graph)))        # the window's check of the graph as a whole
     params, macs, acts = totals(infos)
     b = p.training.get("batch_size", 32)
     if a.json:
@@ -43,9 +44,8 @@ def cmd_summary(a):
             print("  ".join(c.ljust(w[k]) if k < 3 else c.rjust(w[k]) for k, c in enumerate(r)).rstrip())
         print(f"per batch of {b}: {b * macs:,} MACs; activations {b * acts:,} values "
               f"({b * acts * 4 / 2**20:.1f} MiB in float32, forward pass)")
-        for i in infos.values():
-            if i.error:
-                print(f"error: {i.error}", file=sys.stderr)
+        for msg in dict.fromkeys(i.error for i in infos.values() if i.error):    # one line marked on 2 nodes: once
+            print(f"error: {msg}", file=sys.stderr)
     return 1 if any(i.error for i in infos.values()) else 0
 
 
@@ -141,6 +141,7 @@ def cmd_train(a):
     from .data import load
     from .parallel import cpu_times, free_cores
     from .session import evaluate_test, prepare, warm_context
+    from .validate import trained_note
     from .weights import FORMATS, export, format_of
     t0, cpu0 = time.perf_counter(), cpu_times()
     warm_context()                                         # numba's set-up overlaps reading the data
@@ -154,9 +155,9 @@ def cmd_train(a):
     for note in getattr(ds, "notes", None) or []:
         print(f"note: {note}", file=sys.stderr)
     model, tr = prepare(p, seed=a.seed, data=ds)
-    frozen = _frozen(model)
-    if frozen:
-        print(f"note: {frozen}", file=sys.stderr)
+    for note in (trained_note(model.graph), _frozen(model)):     # several outputs: which one is fitted
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     if a.threads is not None and a.threads < 1:
         raise LayerboardError(f"--threads must be at least 1, got {a.threads}")
     tr.threads = a.threads or free_cores(cpu0)              # headless: every core other jobs left free meanwhile
@@ -191,8 +192,9 @@ def cmd_train(a):
         keys = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_rmse", "val_rmse",
                 "train_mae", "val_mae", "train_r2", "val_r2", "test_loss", "test_accuracy", "test_rmse", "test_r2",
                 "val_exact_match", "val_token_accuracy", "val_bleu"]
-        print(f"{res['status']} after {res['epochs']} epochs ({time.perf_counter() - t0:.1f} s in all, of which the "
-              f"training loop {res['seconds']:.1f} s): " +
+        n = res["epochs"]
+        print(f"{res['status']} after {n} epoch{'' if n == 1 else 's'} ({time.perf_counter() - t0:.1f} s in all, of "
+              f"which the training loop {res['seconds']:.1f} s): " +
               ", ".join(f"{k} {res[k]:.4g}" for k in keys if res.get(k) is not None))
         base = baseline_text(res)                 # shared with the window (engine.report)
         if base:

@@ -8,6 +8,7 @@ from .initializers import initialize
 from .layers import create, fusion, fusion_infer
 from .layers.base import fmt
 from .shapes import errors, infer
+from .validate import outputs_of, problem
 
 
 def stream(seed, key):
@@ -17,15 +18,6 @@ def stream(seed, key):
 
 DATA = "__data__"     # weight-file prefix of the data statistics (not a layer)
 DATA_KEYS = ("x_mean", "x_std", "y_mean", "y_std")
-
-
-def outputs_of(graph):
-    """The model's output nodes: the one node nobody reads, or several such nodes each marked meta["output"] = k
-    (its place among an imported model's outputs; the first is trained); [] otherwise."""
-    outs = graph.outputs()
-    if len(outs) > 1 and all(isinstance(graph.nodes[n].meta.get("output"), int) for n in outs):
-        return sorted(outs, key=lambda n: graph.nodes[n].meta["output"])
-    return outs if len(outs) == 1 else []
 
 
 def memory_budget():
@@ -52,10 +44,10 @@ class Model:
         self.srcs = {n: graph.inputs_of(n) for n in self.order}
         self.inputs = [n for n in self.order if graph.nodes[n].type == "Input"]
         self.feeds = {n: graph.nodes[n].config.get("feed", "source") for n in self.inputs}
+        bad = problem(graph)                # the check the window shows on the nodes (engine/validate.py)
+        if bad:
+            raise ShapeError(bad[1])
         outs = outputs_of(graph)
-        if not self.inputs or not outs:
-            raise ShapeError(f"a model needs at least one Input and exactly one output; this graph has inputs "
-                             f"{self.inputs or 'none'} and outputs {graph.outputs()}")
         self.outputs = outs                 # several only when each is marked (an imported model's outputs)
         self.output = outs[0]               # the one trained and returned by forward/predict
         self.layers = {}

@@ -15,6 +15,7 @@ from engine.hparams import resolve
 from engine.layers import REGISTRY
 from engine.project import Project
 from engine.shapes import infer
+from engine.validate import mark
 
 from . import commands as C
 from .doc_edits import HP_TRAINING, Edits, check_finite
@@ -122,7 +123,7 @@ class Document(Edits, Primitives, QObject):
         touched, self._touched = self._touched, set()
         prev = None if full or touched is None else self._inferred
         self._inferred = infer(self.graph, prev, touched, auto=self.auto_shape)
-        self.infos = dict(self._inferred)
+        self.infos = mark(self.graph, dict(self._inferred))     # what Train would refuse: two outputs, no Input
         for check in self.checks:
             check(self.graph, self.infos)
         self.validated.emit(self.infos)

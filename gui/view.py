@@ -1,6 +1,6 @@
 """The canvas view: drop layers from the palette, zoom (wheel), pan (middle button or Space+drag), fit (never
 below a readable size), a minimap and find-a-layer for big graphs."""
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsView, QLabel
 
@@ -41,6 +41,8 @@ class GraphView(QGraphicsView):
         self.lock_banner.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)   # blocks still move
         self.lock_banner.hide()
         self.minimap = self.finder = None
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        scene.sceneRectChanged.connect(self._cover)           # the view's own scene rect (see _cover)
         doc = getattr(scene, "doc", None)
         if doc is not None:
             doc.locked_changed.connect(self.show_locked)
@@ -62,8 +64,19 @@ class GraphView(QGraphicsView):
         self.lock_banner.move(vp.left(), vp.top())
         self.lock_banner.raise_()
 
+    def _cover(self, *_):
+        """The view's scene rect holds the scene's items and what the viewport shows from its top-left corner now
+        (as wide as without scroll bars, a pixel short: no scroll bar by rounding), so the view never centres a
+        scene smaller than itself (which moved the whole graph when an edit grew the scene)."""
+        s, size, tl = self.transform().m11(), self.maximumViewportSize(), self.mapToScene(QPoint(0, 0))
+        vis = QRectF(tl.x(), tl.y(), (size.width() - 1) / s, (size.height() - 1) / s)
+        r = self.scene().sceneRect().united(vis)
+        if r != self.sceneRect():
+            self.setSceneRect(r)
+
     def resizeEvent(self, e):
         super().resizeEvent(e)
+        self._cover()
         self._place_banner()
         if self.minimap is not None:
             self.minimap.place()
@@ -146,6 +159,7 @@ class GraphView(QGraphicsView):
         s = self.transform().m11() * factor
         if 0.1 <= s <= 4:
             self.scale(factor, factor)
+            self._cover()
             self.zoomed.emit(s)
 
     def zoom_to_fit(self):
@@ -154,6 +168,7 @@ class GraphView(QGraphicsView):
         r = self.graph_rect()
         if r.isEmpty():
             return
+        self.setSceneRect(r.adjusted(-1e5, -1e5, 1e5, 1e5))   # room to centre the graph; _cover trims it after
         self.resetTransform()
         self.fitInView(r.adjusted(-30, -30, 30, 30), Qt.AspectRatioMode.KeepAspectRatio)
         s = self.transform().m11()
@@ -162,6 +177,7 @@ class GraphView(QGraphicsView):
             self.resetTransform()
             self.scale(s, s)
             self.centerOn(self._start_point(r, s))
+        self._cover()
         self.zoomed.emit(self.transform().m11())
 
     def graph_rect(self):

@@ -26,10 +26,13 @@ def example(name="digits-cnn.json"):
 
 
 def fresh_infer(graph):
-    """Shape inference on a copy rebuilt from JSON, with the layer/shape memo emptied first."""
+    """Shape inference and the graph check (engine.validate.mark, as the window does) on a copy rebuilt from JSON,
+    with the layer/shape memo emptied first."""
+    from engine.validate import mark
     shapes._LAYERS.clear()
     shapes._SHAPES.clear()
-    return infer(Graph.from_dict(json.loads(json.dumps(graph.to_dict()))))
+    g = Graph.from_dict(json.loads(json.dumps(graph.to_dict())))
+    return mark(g, dict(infer(g)))
 
 
 def check_mirror(doc, scene):

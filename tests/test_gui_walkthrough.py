@@ -85,3 +85,26 @@ def test_a_cards_type_name_stops_before_its_parameter_count(qapp):
         t = head_title(fm, name, count)
         assert 26 + fm.horizontalAdvance(t) + 6 <= W - 8 - fm.horizontalAdvance(count), (name, t)
     assert head_title(fm, "Dense", "650") == "Dense" and head_title(fm, "ReLU", "") == "ReLU"
+
+
+def test_a_new_projects_task_fits_its_binary_dataset(isolated, qtbot, tmp_path):
+    """A new project read "xor (binary)" beside the task "Multi-class classification (Softmax + CCE)"."""
+    from gui.mainwindow import MainWindow
+    w = MainWindow(autosave_dir=tmp_path / "data")
+    qtbot.addWidget(w)
+    w.resize(1360, 820)
+    w.show()
+    form = w.training.form
+    qtbot.waitUntil(lambda: w.training.data.dataset is not None, timeout=60000)
+    assert w.training.data.dataset.task == "binary" and w.doc.project.training["loss"] == "cce"
+    assert form.task.currentText() == "Binary classification as 2 classes (Softmax + CCE)", form.task.currentText()
+    assert "2 output units" in form.task.toolTip()
+    form.grab().save(str(tmp_path / "task.png"))
+    w.doc.set_training("loss", "bce")
+    assert form.task.currentText().startswith("Binary classification (Sigmoid")
+    w.training.data.use_builtin("spirals")
+    qtbot.waitUntil(lambda: w.training.data.dataset is not None and w.training.data.dataset.name == "spirals",
+                    timeout=60000)
+    w.doc.set_training("loss", "cce")
+    assert w.training.data.dataset.task == "multiclass"
+    assert form.task.currentText() == "Multi-class classification (Softmax + CCE)", form.task.currentText()

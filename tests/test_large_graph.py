@@ -155,12 +155,13 @@ def test_incremental_inference_matches_a_full_one_after_every_edit():
     import random
 
     from engine.shapes import infer
+    from engine.validate import mark
     from gui.document import Document
     rng = random.Random(0)
     doc = Document(Project(graph=dag(60)))
 
     def same():
-        full = infer(doc.graph)
+        full = mark(doc.graph, dict(infer(doc.graph)))        # with the window's graph check (a second output)
         assert list(full) == list(doc.infos)
         for n, i in full.items():
             j = doc.infos[n]
@@ -209,6 +210,7 @@ def test_reading_a_graph_checks_cycles_once_and_still_names_the_closing_edge(mon
 def test_changing_one_inputs_feed_rechecks_every_other_input_as_a_full_analysis_does():
     """An Input repeating another's feed is an error on the later one, which the edit did not touch."""
     from engine.shapes import infer
+    from engine.validate import mark
     from gui.document import Document
     g = Graph()
     for name in ("src", "tgt", "extra"):
@@ -217,9 +219,10 @@ def test_changing_one_inputs_feed_rechecks_every_other_input_as_a_full_analysis_
     steps = [("tgt", "target"), ("extra", "target"), ("tgt", "source"), ("extra", "source"), ("src", "target")]
     for name, feed in steps:
         doc.set_hparam(name, "feed", feed)
-        full = infer(doc.graph)
+        full = mark(doc.graph, dict(infer(doc.graph)))        # with the window's graph check (three outputs)
         assert {n: i.error for n, i in doc.infos.items()} == {n: i.error for n, i in full.items()}, (name, feed)
     assert any(i.error for i in doc.infos.values())                       # two source Inputs left: one is refused
     for _ in steps:
         doc.undo_stack.undo()
-        assert {n: i.error for n, i in doc.infos.items()} == {n: i.error for n, i in infer(doc.graph).items()}
+        assert {n: i.error for n, i in doc.infos.items()} == \
+            {n: i.error for n, i in mark(doc.graph, dict(infer(doc.graph))).items()}

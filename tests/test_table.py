@@ -280,7 +280,7 @@ def test_shape_auto_takes_the_encoded_sample_shape(tmp_path, capsys):
     assert main(["summary", project(tmp_path)]) == 0
     assert "(5,)" in capsys.readouterr().out.splitlines()[1]
     assert main(["train", project(tmp_path), "--epochs", "1"]) == 0
-    assert "completed after 1 epochs" in capsys.readouterr().out
+    assert "completed after 1 epoch (" in capsys.readouterr().out          # not "1 epochs"
 
 
 def test_encoding_block_by_block_equals_one_block(tmp_path, monkeypatch):

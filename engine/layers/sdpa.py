@@ -173,6 +173,21 @@ class ScaledDotProductAttention(Layer):
                         self.scale_, q.dtype.type(0), h, hkv, A[i:i + 1], Z)
         return A
 
+    def attention_scores(self, samples=None):
+        """(n, heads, T, S) scores z_ts = scale·q_t·k_s, or c·tanh(scale·q_t·k_s/c) with a softcap c (float64), of
+        the given samples of the last forward (all when None); padded keys included (their α is 0); None before."""
+        if getattr(self, "qkv", None) is None:
+            return None
+        q, k, _ = self.qkv
+        h, hkv = self._heads()
+        idx = np.arange(len(q)) if samples is None else np.arange(len(q))[np.atleast_1d(np.asarray(samples, np.int64))]
+        n, T, S, dk = len(idx), q.shape[1], k.shape[1], q.shape[2] // h
+        q = q[idx].astype(np.float64).reshape(n, T, h, dk).transpose(0, 2, 1, 3)                     # (n, h, T, d_k)
+        k = np.repeat(k[idx].astype(np.float64).reshape(n, S, hkv, dk).transpose(0, 2, 1, 3), h // hkv, axis=1)
+        z = self._scale(dk) * (q @ k.transpose(0, 1, 3, 2))              # (n, h, T, S); head j reads kv head j·h_kv/h
+        c = float(self.config["softcap"])
+        return c * np.tanh(z / c) if c else z
+
     def backward(self, dy):
         if not self.need_dx:                                            # no weights: nothing else to compute
             return None, None, None

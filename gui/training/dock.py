@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QHBoxLayout, QLabel, Q
                                QSpinBox, QSplitter, QStyle, QTabWidget, QVBoxLayout, QWidget)
 
 from engine.layers.onnx_node import frozen_note
+from engine.validate import trained_note
 
 from .banner import Banner
 from .closing import Closing, _orphaned
@@ -237,7 +238,8 @@ class TrainingDock(WorkerMessages, Closing, QDockWidget):
         self._t0, self._total, self._ctx, self._pending = time.perf_counter(), 1, {}, 0
         self.banner.hide()
         note = frozen_note(p.graph, {n: i.params for n, i in self.doc.infos.items()})     # an ONNX node: no gradient
-        self.message.setText("Preparing the data and the model…" + (f" Note: {note}." if note else ""))
+        notes = [t for t in (trained_note(p.graph), note) if t]                           # several outputs: which one
+        self.message.setText("Preparing the data and the model…" + "".join(f" Note: {t}." for t in notes))
         self.message.setStyleSheet("")
         self.progress.setValue(0)
         self.progress.setFormat("starting…")

@@ -5,6 +5,8 @@ from collections import defaultdict
 import numpy as np
 from PySide6.QtCore import QTimer
 
+from engine.validate import trained_note
+
 from .texts import STATUS, kfold_text, result_text
 from .views import CurvesView
 
@@ -91,7 +93,8 @@ class WorkerMessages:
         else:
             self.job.ready.set()
         self.message.setText(f"Training on {ctx['n_train']} samples, validating on {ctx['n_val']}"
-                             + (f" — fold {fold + 1} of {ctx['folds']}" if ctx["folds"] > 1 else "") + ".")
+                             + (f" — fold {fold + 1} of {ctx['folds']}" if ctx["folds"] > 1 else "") + "."
+                             + (f" {note[:1].upper()}{note[1:]}." if (note := trained_note(self.doc.graph)) else ""))
 
     def _begin_views(self, n=None):
         """Begin the next n (default: all) views still waiting for this run; the worker starts after the last."""

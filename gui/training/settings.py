@@ -73,7 +73,6 @@ class SettingsForm(QWidget):
         self.task = QComboBox()
         for k, (label, loss, head) in TASKS.items():
             self.task.addItem(f"{label} ({head or 'linear'} + {loss.upper()})", k)
-        self.task.setToolTip("Choosing the task sets the matching loss: binary → BCE, multi-class → CCE, regression → MSE")
         self.task.activated.connect(lambda i: self._set("loss", TASKS[self.task.itemData(i)][1]))
         f.addRow("Task", self.task)
         self._row(f, "loss")
@@ -141,4 +140,19 @@ class SettingsForm(QWidget):
             w = pairing_warnings(self.doc.project.training["loss"], head, shape, task, n_classes)
         self.warning.setText("⚠ " + "\n⚠ ".join(w) if w else "")
         self.warning.setVisible(bool(w))
+        self._label_task(task, n_classes)
         return w
+
+    def _label_task(self, task, n_classes):
+        """The Task shown fits the data: binary data trained with CCE (a new project's loss) reads "Binary
+        classification as 2 classes (Softmax + CCE)", not "Multi-class"; the tooltip says why both fit."""
+        i = list(TASKS).index("multiclass")
+        label, loss, head = TASKS["multiclass"]
+        two = task == "binary" and self.doc.project.training["loss"] == "cce"
+        text = (f"Binary classification as {n_classes or 2} classes ({head} + {loss.upper()})" if two
+                else f"{label} ({head} + {loss.upper()})")
+        self.task.setItemText(i, text)
+        why = "\nThe data is binary: Softmax + CCE over its 2 classes (2 output units) fits it; Binary (Sigmoid + BCE)" \
+              " needs 1 output unit"
+        self.task.setToolTip("Choosing the task sets the matching loss: binary → BCE, multi-class → CCE, "
+                             "regression → MSE" + (why if two else ""))

@@ -9,7 +9,7 @@ from PySide6.QtGui import QImage, QPainter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSpinBox, QSplitter)
 
-from .attention_scores import constants, formula, score_of, sdpa_logits, term
+from .attention_scores import constants, formula, score_of, term
 from .base import View, plain_axes
 from .sequence import exposing, forward, image_item, layers_of, pick, sample_index, set_ticks, tokens
 
@@ -20,12 +20,11 @@ THUMB_MAX = 24           # all-heads grid: at most this many thumbnails
 
 def logits_of(layer, i):
     """(heads, T, S) scores z_ts of sample i (q_t·k_s/√d_k, or the layer's own scale and softcap): computed by the
-    layer (attention_scores, CrossAttention), from its taps ("scores", or "q" and "k") or its cached q and k of the
-    last forward; None when it keeps neither."""
-    if layer.type == "ScaledDotProductAttention":
-        return sdpa_logits(layer, i)
-    if hasattr(layer, "attention_scores"):                                     # computed by the layer (CrossAttention)
-        return layer.attention_scores([i])[0]
+    layer (attention_scores: ScaledDotProductAttention, CrossAttention), from its taps ("scores", or "q" and "k")
+    or its cached q and k of the last forward; None when it keeps neither."""
+    if hasattr(layer, "attention_scores"):                  # the engine's own computation (engine/layers)
+        z = layer.attention_scores([i])
+        return None if z is None else z[0]
     taps = layer.taps
     if "scores" in taps:
         return np.asarray(taps["scores"][i], np.float64)

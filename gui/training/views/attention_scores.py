@@ -1,4 +1,5 @@
-"""The attention scores z_ts a layer really computes (its scale and softcap) and their formula for the hover text."""
+"""The formula of the attention scores z_ts a layer really computes (its scale and softcap) for the hover text; the
+scores themselves come from the layer (attention_scores in engine/layers)."""
 from math import sqrt
 
 import numpy as np
@@ -20,22 +21,6 @@ def score_of(layer):
     elif layer.type == "CrossAttention" and getattr(layer, "in_shapes", None):     # its d_k: config or d_model/h
         dk = int(layer._dk(layer.in_shapes[0][1]))
     return {"scale": None, "softcap": 0.0, "d_k": dk}
-
-
-def sdpa_logits(layer, i):
-    """(heads, T, S) scores z_ts of sample i of a ScaledDotProductAttention's last forward: scale·q_t·k_s, or with
-    a softcap c, c·tanh(scale·q_t·k_s/c); None before a forward."""
-    qkv = getattr(layer, "qkv", None)
-    if qkv is None:
-        return None
-    h, hkv = layer._heads()
-    q, k = np.asarray(qkv[0][i], np.float64), np.asarray(qkv[1][i], np.float64)   # (T, h·d_k), (S, h_kv·d_k)
-    T, S, dk = len(q), len(k), q.shape[1] // h
-    q = q.reshape(T, h, dk).transpose(1, 0, 2)                                      # (h, T, d_k)
-    k = np.repeat(k.reshape(S, hkv, dk).transpose(1, 0, 2), h // hkv, axis=0)       # (h, S, d_k): head j uses j·h_kv/h
-    z = layer._scale(dk) * (q @ k.transpose(0, 2, 1))                               # (h, T, S)
-    c = float(layer.config["softcap"])
-    return c * np.tanh(z / c) if c else z
 
 
 def term(sc, u):
