@@ -6,7 +6,8 @@ from .. import kernels as kn
 from .. import parallel
 from ..errors import ShapeError
 from ..hparams import HP
-from .attention_kernels import attend, attend_bwd, flash_attend, flash_attend_bwd
+from .attention_kernels import attend, flash_attend, flash_attend_bwd
+from .attention_rows import rows_bwd, rows_fwd
 from .base import Fix, Layer, Param, fmt, register
 from .conv_kernels import chunk_sum, scratch
 
@@ -164,15 +165,16 @@ class MultiHeadSelfAttention(Layer):
 
         def run(ab):                                                    # samples a … b−1
             a, b = ab
-            r = slice(a * T, b * T)
+            if tile:                                                    # the whole chunk in one kernel call
+                rows_fwd(x2, W, bias, qkv, valid, causal, scale, h, A, Zc, Wo, bo, y, masked, a, b)
+                if epilogue is not None:
+                    epilogue(a * T, b * T, y)
+                return
+            r = slice(a * T, b * T)                                     # long sequences: key blocks
             kn.dense_fwd(x2[r], W, bias, qkv[r])                        # (n·T, 3D) = x Wᵀ + b
-            if tile:
-                attend(qkv[r].reshape(b - a, T, 3 * D), valid[a:b], causal, scale, h, A[a:b],
-                       Zc[r].reshape(b - a, T, D))                      # A (n, h, T, T), Z (n, T, D)
-            else:
-                qn = qkv[r].reshape(b - a, T, 3 * D)                    # (n, T, 3D)
-                flash_attend(qn[..., :D], qn[..., D:2 * D], qn[..., 2 * D:], valid[a:b], valid[a:b], causal, scale,
-                             h, Zc[r].reshape(b - a, T, D), lse[a:b])   # Z (n, T, D), lse (n, h, T)
+            qn = qkv[r].reshape(b - a, T, 3 * D)                        # (n, T, 3D)
+            flash_attend(qn[..., :D], qn[..., D:2 * D], qn[..., 2 * D:], valid[a:b], valid[a:b], causal, scale,
+                         h, Zc[r].reshape(b - a, T, D), lse[a:b])       # Z (n, T, D), lse (n, h, T)
             kn.dense_fwd(Zc[r], Wo, bo, y[r])                           # (n·T, d)
             if masked:
                 y[r] *= valid[a:b].reshape(-1, 1)                       # padded steps output 0
@@ -235,25 +237,29 @@ class MultiHeadSelfAttention(Layer):
         chunks = self.chunks
         x2, W, qkv, A, Zc, Wo = self.x2, self.W, self.qkv, self.A, self.Zc, p["Wo"]
 
+        flag = 0 if dx is None else 1 if add_to is None else 2
+        dxa = dx if dx is not None else dZ[:0]
+        remask = self.masked and prologue is not None
+
         def rows(i, o):                                                 # samples a … b−1: dq, dk, dv, dx and
             a, b = chunks[i]                                            # their share o of every weight gradient
-            r, n = slice(a * T, b * T), b - a
             if prologue is not None:
                 prologue(i, a * T, b * T)
-                if self.masked:
-                    np.multiply(dy0[r], self.valid[a:b].reshape(-1, 1), out=dy2[r])
+            if A is not None:                                           # the rest in one kernel call
+                rows_bwd(dy0, dy2, remask, self.valid, Wo, dZ, qkv, A, self.scale, h, dqkv, Zc, x2, W, dxa, flag, o,
+                         a, b)
+                return
+            r, n = slice(a * T, b * T), b - a                           # long sequences: key blocks
+            if remask:
+                np.multiply(dy0[r], self.valid[a:b].reshape(-1, 1), out=dy2[r])
             kn.dense_dx(dy2[r], Wo, dZ[r], 1)                           # (n·T, D)
-            if A is not None:
-                attend_bwd(qkv[r].reshape(n, T, 3 * D), A[a:b], dZ[r].reshape(n, T, D), self.scale, h,
-                           dqkv[r].reshape(n, T, 3 * D))                # (n, T, 3D)
-            else:
-                qn, dn = qkv[r].reshape(n, T, 3 * D), dqkv[r].reshape(n, T, 3 * D)   # (n, T, 3D)
-                flash_attend_bwd(qn[..., :D], qn[..., D:2 * D], qn[..., 2 * D:], Zc[r].reshape(n, T, D),
-                                 dZ[r].reshape(n, T, D), self.lse[a:b], self.valid[a:b], self.valid[a:b],
-                                 self.config["causal"], self.scale, h, dn[..., :D], dn[..., D:2 * D], dn[..., 2 * D:])
+            qn, dn = qkv[r].reshape(n, T, 3 * D), dqkv[r].reshape(n, T, 3 * D)   # (n, T, 3D)
+            flash_attend_bwd(qn[..., :D], qn[..., D:2 * D], qn[..., 2 * D:], Zc[r].reshape(n, T, D),
+                             dZ[r].reshape(n, T, D), self.lse[a:b], self.valid[a:b], self.valid[a:b],
+                             self.config["causal"], self.scale, h, dn[..., :D], dn[..., D:2 * D], dn[..., 2 * D:])
             kn.dense_dw(Zc[r], dy2[r], o[:d * D].reshape(d, D), o[d * D:d * D + d])          # (d, D), (d,)
             if dx is not None:                                          # after the last read of dy2's rows
-                kn.dense_dx(dqkv[r], W, dx[r], 1 if add_to is None else 2)   # (n·T, d)
+                kn.dense_dx(dqkv[r], W, dx[r], flag)                    # (n·T, d)
             kn.dense_dw(x2[r], dqkv[r], o[d * D + d:-3 * D].reshape(3 * D, d), o[-3 * D:])   # (3D, d), (3D,)
 
         def finish(tot):                                                # [dW_O, db_O, dW_QKV, db_QKV]
