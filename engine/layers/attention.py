@@ -7,7 +7,7 @@ from .. import parallel
 from ..errors import ShapeError
 from ..hparams import HP
 from .attention_kernels import attend, flash_attend, flash_attend_bwd
-from .attention_rows import rows_bwd, rows_fwd
+from .attention_rows import rows_bwd, rows_fwd, stack_qkv
 from .base import Fix, Layer, Param, fmt, register
 from .conv_kernels import chunk_sum, scratch
 
@@ -136,31 +136,38 @@ class MultiHeadSelfAttention(Layer):
         parallel.run(run, chunks)
         return y
 
+    def _plan(self, shape, dt, wdt, fresh):
+        """(h, d_k, D, scale, W_QKV, b_QKV, qkv, Z, y or None when fresh, every step valid) for an input shape and
+        dtypes: the sizes and kept buffers of forward_parts, made once per shape (fewer Python calls per step)."""
+        key = (shape, dt, wdt, fresh, self.config["heads"], self.config["d_k"])
+        plan = self.__dict__.setdefault("_plans", {})
+        if key not in plan:
+            B, T, d = shape
+            h = self.config["heads"]
+            dk = self._dk(d)
+            D = h * dk
+            plan.clear()
+            plan[key] = (h, dk, D, dt.type(1.0 / sqrt(dk)), np.empty((3 * D, d), wdt), np.empty(3 * D, wdt),
+                         np.empty((B * T, 3 * D), dt), np.empty((B * T, D), dt),   # (B·T, 3D) [q | k | v], (B·T, D)
+                         None if fresh else np.empty((B * T, d), dt), np.ones((B, T), np.bool_))
+        return plan[key]
+
     def forward_parts(self, x, epilogue=None, chunks=None):
         """(y, run, chunks): forward's set-up; run((a, b)) fills samples a … b−1 of y (fusion_block: several layers
         per chunk in one loop). chunks: sample runs (default _chunks), kept for backward."""
         B, T, d = x.shape
-        h = self.config["heads"]
-        dk = self._dk(d)
-        D = h * dk
         p = self.p
-        W = np.concatenate([p["Wq"], p["Wk"], p["Wv"]], out=scratch(self, "W", (3 * D, d), p["Wq"].dtype))   # (3D, d)
-        bias = np.concatenate([p["bq"], p["bk"], p["bv"]], out=scratch(self, "bias", (3 * D,), p["Wq"].dtype))
+        h, dk, D, scale, W, bias, qkv, Zc, y, every = self._plan(x.shape, x.dtype, p["Wq"].dtype, epilogue is None)
+        stack_qkv(p["Wq"], p["Wk"], p["Wv"], p["bq"], p["bk"], p["bv"], W, bias)   # (3D, d), (3D,)
         x2 = np.ascontiguousarray(x).reshape(B * T, d)                  # (B·T, d)
-        qkv = scratch(self, "qkv", (B * T, 3 * D), x.dtype)             # (B·T, 3D) [q | k | v], heads within each
         m = self.in_masks[0] if self.in_masks else None
-        valid = self.__dict__.get("_all")                               # (B, T), read only
-        if m is not None:
-            valid = np.ascontiguousarray(m, dtype=np.bool_)
-        elif valid is None or valid.shape != (B, T):
-            valid = self._all = np.ones((B, T), np.bool_)               # no mask: every step (kept)
+        valid = every if m is None else np.ascontiguousarray(m, dtype=np.bool_)   # (B, T), read only
         masked = m is not None and not valid.all()
         tile = T <= TILE_MAX_T
         A = np.empty((B, h, T, T), x.dtype) if tile else None           # fresh: the tap outlives this step
         lse = None if tile else np.empty((B, h, T), x.dtype)            # (B, h, T) log Σ_s exp(scale·q_t·k_s)
-        Zc = scratch(self, "Zc", (B * T, D), x.dtype)                   # (B·T, D) heads concatenated
-        y = np.empty((B * T, d), x.dtype) if epilogue is None else scratch(self, "y", (B * T, d), x.dtype)   # (B·T, d)
-        scale = x.dtype.type(1.0 / sqrt(dk))
+        if y is None:
+            y = np.empty((B * T, d), x.dtype)                           # (B·T, d) returned: fresh
         causal, Wo, bo = self.config["causal"], p["Wo"], p["bo"]
 
         def run(ab):                                                    # samples a … b−1
