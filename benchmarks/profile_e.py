@@ -55,13 +55,13 @@ def main(argv=None):
         if n not in inner:
             wrap(layer, "forward", f"{layer.type}({n}) fwd")
             wrap(layer, "backward", f"{layer.type}({n}) bwd")
-    if a.kernels:                                                  # kernels called from Python inside the loops
-        from engine import kernels
-        from engine.layers import attention, fusion_sublayer
-        for mod, names in ((kernels, ("dense_fwd", "dense_bwd", "dense_dw", "dense_dx", "relu_fwd", "relu_bwd")),
-                           (attention, ("attend", "attend_bwd")), (fusion_sublayer, ("_ln_fwd", "_ln_bwd"))):
+    if a.kernels:                                                  # kernels called from Python inside the loops,
+        from engine.layers import attention, fusion_block, fusion_ffn, fusion_sublayer   # wrapped where they are
+        for mod, names in ((attention, ("rows_fwd", "rows_bwd", "stack_qkv")), (fusion_ffn, ("rows_fwd", "rows_bwd")),
+                           (fusion_sublayer, ("_ln_fwd", "_ln_bwd")),     # called (never engine.kernels' own names:
+                           (fusion_block, ("_weighted_sum", "_spread", "sum_runs"))):   # kernels calling them)
             for k in names:
-                wrap(mod, k, f"    kernel {k}")
+                wrap(mod, k, f"    kernel {mod.__name__.rsplit('.', 1)[1]}.{k}")
     wrap(tr, "loss", "loss")
     wrap(tr.opt, "step", "optimizer")
     wrap(trainer, "sq_norm", "sq_norm")

@@ -122,3 +122,11 @@ def test_chain_on_two_threads_equals_one_bit_for_bit(monkeypatch):
             out.append(_run(m, x, u, mask, False))
         assert len(m.groups["att0"].chunks) > 1
     assert all(np.array_equal(p, q) for p, q in zip(out[0], out[1]))
+
+
+def test_mean_weights_are_one_over_each_sequences_valid_steps():
+    from engine.layers.sequence import mean_weights
+    m = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], bool)     # lengths 2, 4 and an empty sequence
+    w = mean_weights(m, np.float32)
+    assert w.dtype == np.float32
+    np.testing.assert_array_equal(w, [[0.5, 0.5, 0, 0], [0.25] * 4, [0] * 4])

@@ -6,7 +6,8 @@ from .. import kernels as kn
 from .. import parallel
 from ..errors import ShapeError
 from ..hparams import HP
-from .attention_kernels import attend, attend_bwd, flash_attend, flash_attend_bwd
+from .attention_kernels import attend, flash_attend, flash_attend_bwd
+from .attention_rows import rows_bwd, rows_fwd, stack_qkv
 from .base import Fix, Layer, Param, fmt, register
 from .conv_kernels import chunk_sum, scratch
 
@@ -135,44 +136,52 @@ class MultiHeadSelfAttention(Layer):
         parallel.run(run, chunks)
         return y
 
+    def _plan(self, shape, dt, wdt, fresh):
+        """(h, d_k, D, scale, W_QKV, b_QKV, qkv, Z, y or None when fresh, every step valid) for an input shape and
+        dtypes: the sizes and kept buffers of forward_parts, made once per shape (fewer Python calls per step)."""
+        key = (shape, dt, wdt, fresh, self.config["heads"], self.config["d_k"])
+        plan = self.__dict__.setdefault("_plans", {})
+        if key not in plan:
+            B, T, d = shape
+            h = self.config["heads"]
+            dk = self._dk(d)
+            D = h * dk
+            plan.clear()
+            plan[key] = (h, dk, D, dt.type(1.0 / sqrt(dk)), np.empty((3 * D, d), wdt), np.empty(3 * D, wdt),
+                         np.empty((B * T, 3 * D), dt), np.empty((B * T, D), dt),   # (B·T, 3D) [q | k | v], (B·T, D)
+                         None if fresh else np.empty((B * T, d), dt), np.ones((B, T), np.bool_))
+        return plan[key]
+
     def forward_parts(self, x, epilogue=None, chunks=None):
         """(y, run, chunks): forward's set-up; run((a, b)) fills samples a … b−1 of y (fusion_block: several layers
         per chunk in one loop). chunks: sample runs (default _chunks), kept for backward."""
         B, T, d = x.shape
-        h = self.config["heads"]
-        dk = self._dk(d)
-        D = h * dk
         p = self.p
-        W = np.concatenate([p["Wq"], p["Wk"], p["Wv"]], out=scratch(self, "W", (3 * D, d), p["Wq"].dtype))   # (3D, d)
-        bias = np.concatenate([p["bq"], p["bk"], p["bv"]], out=scratch(self, "bias", (3 * D,), p["Wq"].dtype))
+        h, dk, D, scale, W, bias, qkv, Zc, y, every = self._plan(x.shape, x.dtype, p["Wq"].dtype, epilogue is None)
+        stack_qkv(p["Wq"], p["Wk"], p["Wv"], p["bq"], p["bk"], p["bv"], W, bias)   # (3D, d), (3D,)
         x2 = np.ascontiguousarray(x).reshape(B * T, d)                  # (B·T, d)
-        qkv = scratch(self, "qkv", (B * T, 3 * D), x.dtype)             # (B·T, 3D) [q | k | v], heads within each
         m = self.in_masks[0] if self.in_masks else None
-        valid = self.__dict__.get("_all")                               # (B, T), read only
-        if m is not None:
-            valid = np.ascontiguousarray(m, dtype=np.bool_)
-        elif valid is None or valid.shape != (B, T):
-            valid = self._all = np.ones((B, T), np.bool_)               # no mask: every step (kept)
+        valid = every if m is None else np.ascontiguousarray(m, dtype=np.bool_)   # (B, T), read only
         masked = m is not None and not valid.all()
         tile = T <= TILE_MAX_T
         A = np.empty((B, h, T, T), x.dtype) if tile else None           # fresh: the tap outlives this step
         lse = None if tile else np.empty((B, h, T), x.dtype)            # (B, h, T) log Σ_s exp(scale·q_t·k_s)
-        Zc = scratch(self, "Zc", (B * T, D), x.dtype)                   # (B·T, D) heads concatenated
-        y = np.empty((B * T, d), x.dtype) if epilogue is None else scratch(self, "y", (B * T, d), x.dtype)   # (B·T, d)
-        scale = x.dtype.type(1.0 / sqrt(dk))
+        if y is None:
+            y = np.empty((B * T, d), x.dtype)                           # (B·T, d) returned: fresh
         causal, Wo, bo = self.config["causal"], p["Wo"], p["bo"]
 
         def run(ab):                                                    # samples a … b−1
             a, b = ab
-            r = slice(a * T, b * T)
+            if tile:                                                    # the whole chunk in one kernel call
+                rows_fwd(x2, W, bias, qkv, valid, causal, scale, h, A, Zc, Wo, bo, y, masked, a, b)
+                if epilogue is not None:
+                    epilogue(a * T, b * T, y)
+                return
+            r = slice(a * T, b * T)                                     # long sequences: key blocks
             kn.dense_fwd(x2[r], W, bias, qkv[r])                        # (n·T, 3D) = x Wᵀ + b
-            if tile:
-                attend(qkv[r].reshape(b - a, T, 3 * D), valid[a:b], causal, scale, h, A[a:b],
-                       Zc[r].reshape(b - a, T, D))                      # A (n, h, T, T), Z (n, T, D)
-            else:
-                qn = qkv[r].reshape(b - a, T, 3 * D)                    # (n, T, 3D)
-                flash_attend(qn[..., :D], qn[..., D:2 * D], qn[..., 2 * D:], valid[a:b], valid[a:b], causal, scale,
-                             h, Zc[r].reshape(b - a, T, D), lse[a:b])   # Z (n, T, D), lse (n, h, T)
+            qn = qkv[r].reshape(b - a, T, 3 * D)                        # (n, T, 3D)
+            flash_attend(qn[..., :D], qn[..., D:2 * D], qn[..., 2 * D:], valid[a:b], valid[a:b], causal, scale,
+                         h, Zc[r].reshape(b - a, T, D), lse[a:b])       # Z (n, T, D), lse (n, h, T)
             kn.dense_fwd(Zc[r], Wo, bo, y[r])                           # (n·T, d)
             if masked:
                 y[r] *= valid[a:b].reshape(-1, 1)                       # padded steps output 0
@@ -235,25 +244,29 @@ class MultiHeadSelfAttention(Layer):
         chunks = self.chunks
         x2, W, qkv, A, Zc, Wo = self.x2, self.W, self.qkv, self.A, self.Zc, p["Wo"]
 
+        flag = 0 if dx is None else 1 if add_to is None else 2
+        dxa = dx if dx is not None else dZ[:0]
+        remask = self.masked and prologue is not None
+
         def rows(i, o):                                                 # samples a … b−1: dq, dk, dv, dx and
             a, b = chunks[i]                                            # their share o of every weight gradient
-            r, n = slice(a * T, b * T), b - a
             if prologue is not None:
                 prologue(i, a * T, b * T)
-                if self.masked:
-                    np.multiply(dy0[r], self.valid[a:b].reshape(-1, 1), out=dy2[r])
+            if A is not None:                                           # the rest in one kernel call
+                rows_bwd(dy0, dy2, remask, self.valid, Wo, dZ, qkv, A, self.scale, h, dqkv, Zc, x2, W, dxa, flag, o,
+                         a, b)
+                return
+            r, n = slice(a * T, b * T), b - a                           # long sequences: key blocks
+            if remask:
+                np.multiply(dy0[r], self.valid[a:b].reshape(-1, 1), out=dy2[r])
             kn.dense_dx(dy2[r], Wo, dZ[r], 1)                           # (n·T, D)
-            if A is not None:
-                attend_bwd(qkv[r].reshape(n, T, 3 * D), A[a:b], dZ[r].reshape(n, T, D), self.scale, h,
-                           dqkv[r].reshape(n, T, 3 * D))                # (n, T, 3D)
-            else:
-                qn, dn = qkv[r].reshape(n, T, 3 * D), dqkv[r].reshape(n, T, 3 * D)   # (n, T, 3D)
-                flash_attend_bwd(qn[..., :D], qn[..., D:2 * D], qn[..., 2 * D:], Zc[r].reshape(n, T, D),
-                                 dZ[r].reshape(n, T, D), self.lse[a:b], self.valid[a:b], self.valid[a:b],
-                                 self.config["causal"], self.scale, h, dn[..., :D], dn[..., D:2 * D], dn[..., 2 * D:])
+            qn, dn = qkv[r].reshape(n, T, 3 * D), dqkv[r].reshape(n, T, 3 * D)   # (n, T, 3D)
+            flash_attend_bwd(qn[..., :D], qn[..., D:2 * D], qn[..., 2 * D:], Zc[r].reshape(n, T, D),
+                             dZ[r].reshape(n, T, D), self.lse[a:b], self.valid[a:b], self.valid[a:b],
+                             self.config["causal"], self.scale, h, dn[..., :D], dn[..., D:2 * D], dn[..., 2 * D:])
             kn.dense_dw(Zc[r], dy2[r], o[:d * D].reshape(d, D), o[d * D:d * D + d])          # (d, D), (d,)
             if dx is not None:                                          # after the last read of dy2's rows
-                kn.dense_dx(dqkv[r], W, dx[r], 1 if add_to is None else 2)   # (n·T, d)
+                kn.dense_dx(dqkv[r], W, dx[r], flag)                    # (n·T, d)
             kn.dense_dw(x2[r], dqkv[r], o[d * D + d:-3 * D].reshape(3 * D, d), o[-3 * D:])   # (3D, d), (3D,)
 
         def finish(tot):                                                # [dW_O, db_O, dW_QKV, db_QKV]

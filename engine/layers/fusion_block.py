@@ -15,7 +15,7 @@ from .. import kernels as k
 from .. import parallel
 from .._jit import njit
 from .conv_kernels import chunk_sum, scratch
-from .sequence import _spread, _weighted_sum
+from .sequence import _spread, _weighted_sum, mean_weights
 
 
 class MeanPool:
@@ -33,12 +33,12 @@ class MeanPool:
         b, t, f = x.shape
         m = p.in_masks[0] if p.in_masks else None
         if m is not None:
-            w = m / np.maximum(m.sum(axis=1, keepdims=True), 1).astype(x.dtype)   # (B, T) as TimePool.forward
+            w = mean_weights(m, x.dtype)                                            # (B, T) as TimePool.forward
         else:                                                                   # every step: kept per shape
             m, w = self.__dict__.get("_all", (None, None))
             if w is None or w.shape != (b, t) or w.dtype != x.dtype:
                 m = np.ones((b, t), bool)
-                w = m / np.maximum(m.sum(axis=1, keepdims=True), 1).astype(x.dtype)
+                w = mean_weights(m, x.dtype)
                 self._all = m, w
         y = np.empty((b, f), x.dtype) if keep else scratch(self, "y", (b, f), x.dtype)   # (B, F)
         p.m, p.shape, p.w = m, x.shape, w                                           # as if it ran

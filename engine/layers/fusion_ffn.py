@@ -8,8 +8,9 @@ Dense or the ReLU.
 """
 import numpy as np
 
-from .. import kernels as k
 from .. import parallel
+from .._jit import njit
+from ..kernels import dense_bwd, dense_fwd, relu_bwd, relu_fwd
 from .conv_kernels import chunk_sum, scratch
 
 
@@ -49,9 +50,7 @@ class DenseReLUDense:
 
         def run(r):
             a, b = r
-            k.dense_fwd(xs[a:b], W1, b1, h[a:b])
-            k.relu_fwd(h[a:b].reshape(-1), h[a:b].reshape(-1))
-            k.dense_fwd(h[a:b], W2, b2, y[a:b])
+            rows_fwd(xs, W1, b1, h, W2, b2, y, a, b)
             if epilogue is not None:
                 epilogue(a, b, y)
 
@@ -80,14 +79,13 @@ class DenseReLUDense:
         n2, n1 = u2 * u1 + db2.size, u1 * f + db1.size                           # [dW2, db2 | dW1, db1] per chunk
         chunks = self.chunks
 
+        flag = 0 if not need else 1 if add_to is None else 2
+
         def run(i, o):
             a, b = chunks[i]
             if prologue is not None:
                 prologue(i, a, b)
-            k.dense_bwd(h[a:b], dy2[a:b], W2, o[:u2 * u1].reshape(u2, u1), o[u2 * u1:n2], dh[a:b], 1)
-            k.relu_bwd(h[a:b].reshape(-1), dh[a:b].reshape(-1), dh[a:b].reshape(-1), 1)
-            k.dense_bwd(xs[a:b], dh[a:b], W1, o[n2:n2 + u1 * f].reshape(u1, f), o[n2 + u1 * f:], dx[a:b],
-                        0 if not need else 1 if add_to is None else 2)
+            rows_bwd(xs, h, dy2, W1, W2, dh, dx, flag, o, n2, a, b)
 
         def finish(tot):
             if tot is None:                                                       # written already (fusion_block)
@@ -103,3 +101,21 @@ class DenseReLUDense:
     def grads(self):
         """The gradient arrays in the order backward_parts lays out a chunk's share."""
         return [d.g[k] for d in (self.d2, self.d1) for k in ("W", "b") if k in d.g]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rows_fwd(xs, W1, b1, h, W2, b2, y, a, b):
+    """Rows a … b−1: h = ReLU(x W₁ᵀ + b₁) (M, U1), y = h W₂ᵀ + b₂ (M, U2): one kernel call per chunk."""
+    dense_fwd(xs[a:b], W1, b1, h[a:b])
+    relu_fwd(h[a:b].reshape(-1), h[a:b].reshape(-1))
+    dense_fwd(h[a:b], W2, b2, y[a:b])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rows_bwd(xs, h, dy2, W1, W2, dh, dx, flag, o, n2, a, b):
+    """Rows a … b−1 of the backward: the chunk's share o = [dW₂ | db₂ | dW₁ | db₁] (the second Dense's n2 values
+    first), dh through the ReLU, dx = dh W₁ (flag as kernels.dense_dx)."""
+    (u1, f), u2 = W1.shape, W2.shape[0]
+    dense_bwd(h[a:b], dy2[a:b], W2, o[:u2 * u1].reshape(u2, u1), o[u2 * u1:n2], dh[a:b], 1)
+    relu_bwd(h[a:b].reshape(-1), dh[a:b].reshape(-1), dh[a:b].reshape(-1), 1)
+    dense_bwd(xs[a:b], dh[a:b], W1, o[n2:n2 + u1 * f].reshape(u1, f), o[n2 + u1 * f:], dx[a:b], flag)

@@ -82,6 +82,11 @@ def _zero_row0(E):
     return E
 
 
+def mean_weights(m, dtype):
+    """(B, T) weights of a mean over each sequence's valid steps: m / max(Σ_t m, 1), 1/T_b on valid steps, else 0."""
+    return m / np.maximum(m.sum(axis=1, keepdims=True), 1).astype(dtype)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _weighted_sum(x, w, y):
     """y[b] = Σ_t w[b, t] x[b, t] for x (B, T, F), w (B, T), y (B, F)."""
@@ -129,8 +134,7 @@ class TimePool(Layer):
         self.m, self.shape = m, x.shape
         mode = self.config["mode"]
         if mode == "mean":
-            self.w = m / np.maximum(m.sum(axis=1, keepdims=True), 1).astype(x.dtype)   # (B, T): 1/T_i on valid
-                                                                                        # steps, else 0
+            self.w = mean_weights(m, x.dtype)                          # (B, T): 1/T_i on valid steps, else 0
             y = np.empty((b, f), x.dtype)
             _weighted_sum(np.ascontiguousarray(x), self.w, y)
             return y
