@@ -27,6 +27,7 @@ CORES = os.cpu_count() or 1
 # ---- worker side (a fresh process per measurement) ----
 def _limits(threads):
     """numpy's BLAS on `threads` threads for the whole worker, as Trainer.run does."""
+    import numpy  # noqa: F401  (threadpoolctl limits only the BLAS already loaded: without this the GEMM ran on 2)
     from threadpoolctl import threadpool_limits
     return threadpool_limits(limits=threads, user_api="blas")
 
