@@ -32,21 +32,9 @@ def _data(n, channels, hw, dtype, seed=0):
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-11), (np.float32, 2e-5)])
 @pytest.mark.parametrize("split", [False, True], ids=["one-chunk", "chunks"])
 def test_two_blocks_equal_the_layers_one_by_one(channels, training, dtype, tol, split, monkeypatch):
-    from engine import parallel
-    if split:
-        monkeypatch.setattr(parallel, "MIN_SHARE", 0)          # several batch chunks, of other sizes per block
-    x, u = _data(6, channels[0], (8, 9), dtype)
-    fused, alone = Model(_graph(channels), dtype=dtype, seed=1), Model(_graph(channels), dtype=dtype, seed=1)
-    assert [type(g) for g in fused.groups.values()] == [ConvBlocks]
+    fused = check_equals_the_layers(lambda: _graph(channels), ConvBlocks, channels[0], training, dtype, tol, split,
+                                    monkeypatch)
     assert fused.layers["c1"].shift == (channels[1] >= 16)
-    for step in range(2):                                 # running statistics move the same way
-        a = _run(fused, x + step, u, training, every=False)
-        b = _run(alone, x + step, u, training, every=True)
-        scale = np.abs(b[1]).max()
-        np.testing.assert_allclose(a[0], b[0], rtol=tol, atol=tol)
-        np.testing.assert_allclose(a[1], b[1], rtol=tol, atol=tol * scale)
-        for k in a[2]:
-            np.testing.assert_allclose(a[2][k], b[2][k], rtol=tol, atol=tol, err_msg=k)
     assert "p0" not in fused.acts and ("p1" in fused.acts) == training     # evaluation: one chain to the end
 
 
@@ -57,6 +45,26 @@ def test_two_blocks_gradient_by_central_differences():
     assert [type(g) for g in m.groups.values()] == [ConvBlocks]
     check_by_central_differences(m, x, u, ("c0/W", "c0/b", "bn0/gamma", "bn0/beta", "c1/W", "bn1/gamma", "bn1/beta",
                                            "d/W"))
+
+
+def check_equals_the_layers(make, group, c_in, training, dtype, tol, split, monkeypatch):
+    """The model of the graph `make()` builds forms one `group`; two steps give the outputs, input gradients and
+    parameter gradients of the same model run layer by layer (to `tol`); returns the fused model for more checks."""
+    from engine import parallel
+    if split:
+        monkeypatch.setattr(parallel, "MIN_SHARE", 0)          # several batch chunks, of other sizes per loop
+    x, u = _data(6, c_in, (8, 9), dtype)
+    fused, alone = Model(make(), dtype=dtype, seed=1), Model(make(), dtype=dtype, seed=1)
+    assert [type(g) for g in fused.groups.values()] == [group]
+    for step in range(2):                                 # running statistics move the same way
+        a = _run(fused, x + step, u, training, every=False)
+        b = _run(alone, x + step, u, training, every=True)
+        scale = np.abs(b[1]).max()
+        np.testing.assert_allclose(a[0], b[0], rtol=tol, atol=tol)
+        np.testing.assert_allclose(a[1], b[1], rtol=tol, atol=tol * scale)
+        for k in a[2]:
+            np.testing.assert_allclose(a[2][k], b[2][k], rtol=tol, atol=tol, err_msg=k)
+    return fused
 
 
 def check_by_central_differences(m, x, u, names):

@@ -9,7 +9,7 @@ from engine import Graph
 from engine.layers.fusion import ConvBlocksHead
 from engine.model import Model
 from test_fusion import _run
-from test_fusion_blocks import _data, check_by_central_differences
+from test_fusion_blocks import _data, check_by_central_differences, check_equals_the_layers
 
 
 def _graph(channels=(1, 3, 4), hw=(8, 9), head=True):
@@ -28,20 +28,8 @@ def _graph(channels=(1, 3, 4), hw=(8, 9), head=True):
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-11), (np.float32, 2e-5)])
 @pytest.mark.parametrize("split", [False, True], ids=["one-chunk", "chunks"])
 def test_head_group_equals_the_layers_one_by_one(channels, training, dtype, tol, split, monkeypatch):
-    from engine import parallel
-    if split:
-        monkeypatch.setattr(parallel, "MIN_SHARE", 0)          # several batch chunks, of other sizes per loop
-    x, u = _data(6, channels[0], (8, 9), dtype)
-    fused, alone = Model(_graph(channels), dtype=dtype, seed=1), Model(_graph(channels), dtype=dtype, seed=1)
-    assert [type(g) for g in fused.groups.values()] == [ConvBlocksHead]
-    for step in range(2):                                 # running statistics move the same way
-        a = _run(fused, x + step, u, training, every=False)
-        b = _run(alone, x + step, u, training, every=True)
-        scale = np.abs(b[1]).max()
-        np.testing.assert_allclose(a[0], b[0], rtol=tol, atol=tol)
-        np.testing.assert_allclose(a[1], b[1], rtol=tol, atol=tol * scale)
-        for k in a[2]:
-            np.testing.assert_allclose(a[2][k], b[2][k], rtol=tol, atol=tol, err_msg=k)
+    fused = check_equals_the_layers(lambda: _graph(channels), ConvBlocksHead, channels[0], training, dtype, tol, split,
+                                    monkeypatch)
     if training:
         assert (len(fused.groups["c0"].ffn.chunks) > 1) == split
         assert "p1" not in fused.acts and "d0" not in fused.acts and "d1" in fused.acts
