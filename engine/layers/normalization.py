@@ -207,15 +207,16 @@ def _ln_fwd(x, r, gamma, beta, eps, y, xhat, inv):
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_LN_MATH)
 def _ln_bwd(dy, xhat, inv, gamma, dx, dgamma, dbeta, need_dx):
-    """dx = inv·(g − mean(g) − xhat·mean(g·xhat)) with g = γ·dy; dγ = Σ dy·xhat, dβ = Σ dy over rows."""
+    """dx = inv·(g − mean(g) − xhat·mean(g·xhat)) with g = γ·dy; dγ = Σ dy·xhat, dβ = Σ dy over rows. Row sums
+    in dy's dtype (64-wide rows vectorise)."""
     m, f = dy.shape
     t = dy.dtype.type
     for j in range(f):
         dgamma[j] = 0.0
         dbeta[j] = 0.0
     for i in range(m):
-        s1 = 0.0
-        s2 = 0.0
+        s1 = t(0)
+        s2 = t(0)
         for j in range(f):
             d = dy[i, j]
             xh = xhat[i, j]
@@ -225,7 +226,7 @@ def _ln_bwd(dy, xhat, inv, gamma, dx, dgamma, dbeta, need_dx):
             dgamma[j] += d * xh
             dbeta[j] += d
         if need_dx:
-            a, c, ri = t(s1 / f), t(s2 / f), inv[i]
+            a, c, ri = s1 / t(f), s2 / t(f), inv[i]
             for j in range(f):
                 dx[i, j] = ri * (gamma[j] * dy[i, j] - a - xhat[i, j] * c)
 
