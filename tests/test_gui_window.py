@@ -169,14 +169,14 @@ def test_closing_with_unsaved_changes_asks_and_cancel_keeps_the_window(window, m
 def test_main_opens_the_window_with_the_example_and_returns(isolated, qtbot, monkeypatch, project, tmp_path):
     from PySide6.QtCore import QEventLoop, QTimer
     from resources import path
-    seen, loop = [], QEventLoop()
+    seen, made, loop = [], [], QEventLoop()
     if project == "mine/xor.json":                        # the user's own copy of an example
         (tmp_path / "mine").mkdir()
         shutil.copy(path("examples", "xor.json"), tmp_path / "mine" / "xor.json")
 
     def close_it():
-        for w in QApplication.topLevelWidgets():
-            if isinstance(w, MainWindow) and w.isVisible():
+        for w in made:                                    # the window main() made (never another test's: a scan of
+            if w.isVisible():                             # topLevelWidgets() once crashed on a stale wrapper in CI)
                 seen.append((w.windowTitle(), len(w.doc.graph.nodes), w.training is not None))
                 w.doc.undo_stack.setClean()
                 w.close()
@@ -187,7 +187,8 @@ def test_main_opens_the_window_with_the_example_and_returns(isolated, qtbot, mon
     monkeypatch.setattr(QApplication, "exec", lambda *a: loop.exec())
     app = QApplication.instance()
     app.setQuitOnLastWindowClosed(False)
-    monkeypatch.setattr(gui_app, "MainWindow", lambda **k: MainWindow(training=False, **k))
+    monkeypatch.setattr(gui_app, "MainWindow",
+                        lambda **k: made.append(MainWindow(training=False, **k)) or made[-1])
     QTimer.singleShot(300, close_it)
     try:
         mine = project and project.startswith("mine")
